@@ -1,0 +1,67 @@
+# Thin front for CMake.  `make` builds build/axon, build/libaxon.{a,so} and
+# build/examples/*; `make test` runs the whole suite on every backend.
+BUILD   ?= build
+SANDIR  ?= build-san
+FUZZDIR ?= build-fuzz
+JOBS    ?= $(shell nproc)
+PREFIX  ?= /usr/local
+CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 20
+
+.PHONY: all deps run test san fuzz fuzz-smoke bench install format format-check clean
+
+all: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@scripts/deps.sh build
+
+run: all
+	@echo "axon: echo server on tcp://127.0.0.1:7000 and udp://127.0.0.1:7000"
+	@echo "axon: talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000   (Ctrl-C stops)"
+	@exec $(BUILD)/axon echo tcp://127.0.0.1:7000 udp://127.0.0.1:7000
+
+test: all
+	@scripts/deps.sh test fuzz
+	@cd $(BUILD) && ctest --output-on-failure -j 2
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+san:
+	@scripts/deps.sh build test
+	@cmake -S . -B $(SANDIR) -DAXON_SANITIZE=ON -DAXON_WERROR=ON >/dev/null
+	@cmake --build $(SANDIR) -j $(JOBS)
+	@cd $(SANDIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
+
+fuzz:
+	@scripts/deps.sh build fuzz
+	@CC=clang cmake -S . -B $(FUZZDIR) -DAXON_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZDIR) -j $(JOBS)
+
+# A short libFuzzer run of every target over its committed corpus.
+fuzz-smoke: fuzz
+	@for f in tests/fuzz/fuzz_*.c; do \
+	  [ -e "$$f" ] || continue; n=$$(basename $$f .c); \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  mkdir -p $(FUZZDIR)/corpus-$$n; \
+	  $(FUZZDIR)/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    $(FUZZDIR)/corpus-$$n tests/fuzz/corpus/$$n >$(FUZZDIR)/$$n.log 2>&1 || \
+	    { tail -40 $(FUZZDIR)/$$n.log; exit 1; }; \
+	done
+
+bench: all
+	@scripts/deps.sh bench
+	@bench/run-all.sh
+
+install: all
+	@cmake --install $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	@rm -rf $(BUILD) $(SANDIR) $(FUZZDIR)

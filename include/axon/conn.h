@@ -1,0 +1,159 @@
+/* axon/conn.h: stream connections (TCP and Unix sockets) and listeners.
+ *
+ * A server is a listener plus a table of callbacks:
+ *
+ *     static size_t on_data(ax_conn *c, const char *data, size_t len) {
+ *         ax_conn_write(c, data, len);   // echo
+ *         return len;                    // consumed everything
+ *     }
+ *     static const ax_conn_cbs echo = {.on_data = on_data};
+ *     ax_listen(loop, "tcp://0.0.0.0:7000", &echo, NULL, NULL, &err);
+ *
+ * Reads land in one buffer per loop; a connection keeps only the bytes its
+ * on_data did not consume, so an idle connection costs a small struct.
+ * Writes are queued and flushed with writev; a write made when nothing is
+ * queued goes straight to the kernel.
+ *
+ * Lifetime: on_open, then any number of on_data / on_drain / on_end, then
+ * exactly one on_close.  ax_conn_close() is legal inside every callback; the
+ * connection's memory is released only after on_close has returned, and no
+ * callback fires after on_close. */
+#ifndef AXON_CONN_H
+#define AXON_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "addr.h"
+#include "loop.h"
+#include "slice.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ax_conn ax_conn;
+typedef struct ax_listener ax_listener;
+
+typedef struct ax_conn_cbs {
+    /* Connected (client) or accepted (server).  For clients whose connect
+     * fails, on_open does not run; on_close runs with the error. */
+    void (*on_open)(ax_conn *c);
+    /* Bytes arrived.  `data` is valid only during the call.  Return how many
+     * bytes were consumed; the rest is kept and offered again, with more,
+     * next time (bounded by max_input).  NULL: data is discarded. */
+    size_t (*on_data)(ax_conn *c, const char *data, size_t len);
+    /* The write queue fell to the low watermark after having passed the
+     * high one (see ax_conn_opts). */
+    void (*on_drain)(ax_conn *c);
+    /* The peer shut down its writing side.  When set, the connection stays
+     * open for writing until the application closes or shuts it down; when
+     * NULL, the connection is closed gracefully (queued bytes are flushed). */
+    void (*on_end)(ax_conn *c);
+    /* Always the last callback.  `reason` is 0 after ax_conn_close(), AX_EOF
+     * when the peer closed, or the error (AX_ECONNRESET, AX_ETIMEDOUT,
+     * AX_EOUTPUTCAP, AX_EIDLE, AX_ECONNREFUSED ...). */
+    void (*on_close)(ax_conn *c, int reason);
+} ax_conn_cbs;
+
+/* Per-connection settings; zero fields take the defaults shown. */
+typedef struct ax_conn_opts {
+    size_t high_watermark;  /* 64 KiB: ax_conn_write returns 1 above it */
+    size_t low_watermark;   /* 16 KiB: on_drain once back down to it */
+    size_t output_cap;      /* 8 MiB: more queued than this closes with AX_EOUTPUTCAP */
+    size_t max_input;       /* 1 MiB: unconsumed input above this closes with AX_EMSGSIZE */
+    uint32_t idle_timeout_ms;    /* 0: none; no bytes either way for this long: AX_EIDLE */
+    uint32_t connect_timeout_ms; /* 0: 30 s; clients only: AX_ETIMEDOUT */
+    uint32_t linger_ms;          /* 0: 10 s; graceful close gives up flushing after this */
+    bool no_delay;               /* default true for TCP (TCP_NODELAY); see flags */
+    unsigned flags;              /* AX_CONN_DELAY: keep Nagle's algorithm on */
+} ax_conn_opts;
+
+#define AX_CONN_DELAY 0x1u
+
+/* Listener settings. */
+typedef struct ax_listen_opts {
+    int backlog;        /* 0: 4096 */
+    bool reuse_port;    /* SO_REUSEPORT: several loops (threads) share one port */
+    bool ipv6_only;     /* for [::] listeners */
+    unsigned unix_mode; /* 0: leave the socket file's mode as umask makes it */
+} ax_listen_opts;
+
+/* Listen on `url` (tcp:// or unix://).  Accepted connections use `cbs`,
+ * `copts` (may be NULL) and start with user data `ud`.  NULL on failure,
+ * with the code in *err.  A stale Unix socket file nobody listens on is
+ * replaced; a live one gives AX_EADDRINUSE. */
+AX_API ax_listener *ax_listen(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                              const ax_conn_opts *copts, void *ud, int *err);
+AX_API ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                                 const ax_conn_opts *copts, const ax_listen_opts *lopts,
+                                 void *ud, int *err);
+
+/* The bound address (with the real port when 0 was asked). */
+AX_API const ax_addr *ax_listener_addr(const ax_listener *l);
+/* Stop accepting and close; connections already accepted stay open.  A
+ * Unix socket file the listener created is removed. */
+AX_API void ax_listener_close(ax_listener *l);
+/* Accepts refused because the process ran out of file descriptors. */
+AX_API uint64_t ax_listener_emfile_count(const ax_listener *l);
+
+/* Connect to `url` (tcp:// or unix://).  Returns the connection at once;
+ * on_open runs when it is established, or on_close with the error (never
+ * from inside this call).  NULL if the URL is bad or no socket could be
+ * made, with the code in *err. */
+AX_API ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                           const ax_conn_opts *opts, void *ud, int *err);
+
+/* Queue a copy of `data`.  Returns 0, 1 when the queue is now above the
+ * high watermark (wait for on_drain), or a negative code (AX_ECLOSED after
+ * close or shutdown; AX_EOUTPUTCAP when the cap is passed, in which case
+ * the connection is being closed). */
+AX_API int ax_conn_write(ax_conn *c, const void *data, size_t len);
+/* Queue `len` bytes of slice `s` from `off` without copying; takes its own
+ * reference.  Same returns as ax_conn_write. */
+AX_API int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len);
+/* Queue several buffers at once (one writev when the queue is empty). */
+struct iovec;
+AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n);
+
+/* Bytes queued and not yet taken by the kernel. */
+AX_API size_t ax_conn_queued(const ax_conn *c);
+
+/* Shut down the writing side once the queue is flushed (TCP FIN); reading
+ * goes on, so the two directions are independent.  Later writes fail. */
+AX_API int ax_conn_shutdown(ax_conn *c);
+
+/* Graceful close: stop reading, flush what is queued (at most linger_ms),
+ * close, then on_close(c, 0).  Idempotent; legal inside every callback. */
+AX_API void ax_conn_close(ax_conn *c);
+/* Close now, dropping queued bytes (TCP RST); on_close gets `reason`. */
+AX_API void ax_conn_abort(ax_conn *c, int reason);
+
+/* Stop / restart calling on_data; unread bytes wait in the kernel, which
+ * slows the peer down (TCP flow control). */
+AX_API void ax_conn_pause(ax_conn *c);
+AX_API void ax_conn_resume(ax_conn *c);
+AX_API bool ax_conn_paused(const ax_conn *c);
+
+/* Change the idle timeout (0 disables). */
+AX_API void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms);
+/* Change the watermarks and the output cap (0 keeps the current value). */
+AX_API void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap);
+
+AX_API void ax_conn_set_data(ax_conn *c, void *ud);
+AX_API void *ax_conn_data(const ax_conn *c);
+AX_API ax_loop *ax_conn_loop(const ax_conn *c);
+AX_API int ax_conn_fd(const ax_conn *c);
+/* Peer / local address, read from the kernel into *out.  Returns 0. */
+AX_API int ax_conn_peer(const ax_conn *c, ax_addr *out);
+AX_API int ax_conn_local(const ax_conn *c, ax_addr *out);
+/* Listener that accepted c, NULL for clients. */
+AX_API ax_listener *ax_conn_listener(const ax_conn *c);
+/* Bytes read and written so far. */
+AX_API uint64_t ax_conn_bytes_in(const ax_conn *c);
+AX_API uint64_t ax_conn_bytes_out(const ax_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,67 @@
+/* axon/error.h: the one error convention.
+ *
+ * Functions that act return 0 on success or a negative AX_E… code.  Where an
+ * errno exists the code is its negation (AX_ECONNRESET == -ECONNRESET), so
+ * system errors pass through unchanged.  Constructors return NULL and, when
+ * given an error pointer, store the code there.  If a call fails, the
+ * callback it would have caused never fires. */
+#ifndef AXON_ERROR_H
+#define AXON_ERROR_H
+
+#include <errno.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define AX_MUST_CHECK __attribute__((warn_unused_result))
+#define AX_API __attribute__((visibility("default")))
+#else
+#define AX_MUST_CHECK
+#define AX_API
+#endif
+
+enum {
+    AX_OK = 0,
+    AX_ENOMEM = -ENOMEM,
+    AX_EINVAL = -EINVAL,
+    AX_EAGAIN = -EAGAIN,
+    AX_EBADF = -EBADF,
+    AX_EPIPE = -EPIPE,
+    AX_ECONNRESET = -ECONNRESET,
+    AX_ECONNREFUSED = -ECONNREFUSED,
+    AX_ECONNABORTED = -ECONNABORTED,
+    AX_ETIMEDOUT = -ETIMEDOUT,
+    AX_EADDRINUSE = -EADDRINUSE,
+    AX_EADDRNOTAVAIL = -EADDRNOTAVAIL,
+    AX_EAFNOSUPPORT = -EAFNOSUPPORT,
+    AX_EMFILE = -EMFILE,
+    AX_EMSGSIZE = -EMSGSIZE,
+    AX_ENOBUFS = -ENOBUFS,
+    AX_ENOTCONN = -ENOTCONN,
+    AX_EHOSTUNREACH = -EHOSTUNREACH,
+    AX_ENETUNREACH = -ENETUNREACH,
+    AX_EACCES = -EACCES,
+    AX_ENOENT = -ENOENT,
+    AX_ECANCELED = -ECANCELED,
+    AX_ESHUTDOWN = -ESHUTDOWN,
+    /* axon's own codes, outside the errno range */
+    AX_EOF = -4001,        /* the peer closed its side of the stream */
+    AX_EURL = -4002,       /* a URL could not be parsed */
+    AX_ESCHEME = -4003,    /* the URL scheme is unknown or not allowed here */
+    AX_EHOST = -4004,      /* the host is not a numeric address or localhost */
+    AX_EPORT = -4005,      /* the port is missing or out of range */
+    AX_EOUTPUTCAP = -4006, /* the peer stopped reading and hit the output cap */
+    AX_EIDLE = -4007,      /* no traffic for longer than the idle timeout */
+    AX_ECLOSED = -4008,    /* the handle is closing or closed */
+};
+
+/* A static, human-readable text for any code this library returns
+ * ("connection reset by peer", "output cap exceeded").  Never NULL. */
+AX_API const char *ax_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

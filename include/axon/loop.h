@@ -1,0 +1,71 @@
+/* axon/loop.h: the event loop.
+ *
+ * One loop per thread.  A loop waits for I/O with a backend chosen at run
+ * time (epoll on Linux, poll everywhere; AXON_BACKEND=poll|epoll forces
+ * one), runs expired timers, then runs work posted from other threads.
+ * Every callback runs on the loop's thread, never re-entering the call that
+ * caused it. */
+#ifndef AXON_LOOP_H
+#define AXON_LOOP_H
+
+#include <stdint.h>
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ax_loop ax_loop;
+
+/* A new loop.  `backend` is "epoll", "poll" or NULL (the AXON_BACKEND
+ * environment variable, else the best one).  NULL on failure, with the code
+ * in *err when err is not NULL. */
+AX_API ax_loop *ax_loop_new(const char *backend, int *err);
+
+/* Free the loop.  Handles still open are closed first (their close
+ * callbacks run from inside this call), then the loop's memory goes. */
+AX_API void ax_loop_free(ax_loop *loop);
+
+/* Run until ax_loop_stop() or until nothing is left to wait for (no open
+ * handle, no active timer).  Returns 0, or a negative code when the backend
+ * failed. */
+AX_API int ax_loop_run(ax_loop *loop);
+
+/* Run one iteration: wait at most `timeout_ms` (-1: as long as needed, 0:
+ * don't wait), dispatch, return.  Returns 1 if there is more to do, 0 if
+ * not, negative on error. */
+AX_API int ax_loop_run_once(ax_loop *loop, int timeout_ms);
+
+/* Make ax_loop_run() return after the current iteration.  Loop thread only;
+ * from other threads post a function that calls it. */
+AX_API void ax_loop_stop(ax_loop *loop);
+
+/* The loop's cached monotonic time in milliseconds, updated once per
+ * iteration (ax_loop_update_time() refreshes it). */
+AX_API uint64_t ax_loop_now(const ax_loop *loop);
+AX_API void ax_loop_update_time(ax_loop *loop);
+
+/* Name of the backend in use: "epoll" or "poll". */
+AX_API const char *ax_loop_backend(const ax_loop *loop);
+
+/* The one thread-safe call: run fn(loop, arg) on the loop's thread soon.
+ * Returns 0, or AX_ENOMEM.  Work posted to a loop that is freed before it
+ * runs is dropped without calling fn. */
+AX_API int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg), void *arg);
+
+/* Stop the loop gracefully on SIGINT or SIGTERM: `cb` runs on the loop's
+ * thread (NULL: ax_loop_stop).  A second signal while stopping exits the
+ * process.  Only one loop per process can own the signals. */
+AX_API int ax_loop_handle_signals(ax_loop *loop, void (*cb)(ax_loop *loop, int signo));
+
+/* A pointer the application keeps with the loop. */
+AX_API void ax_loop_set_data(ax_loop *loop, void *data);
+AX_API void *ax_loop_data(const ax_loop *loop);
+
+/* Number of open handles (connections, listeners, sockets, active timers). */
+AX_API unsigned ax_loop_alive(const ax_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# deps.sh [GROUP...]: make sure the Debian packages axon needs are installed.
+# As root, missing packages are installed with apt-get; otherwise the exact
+# apt-get line is printed and the script fails.  Groups: build test fuzz bench.
+set -u
+declare -A PKGS=(
+  [build]="build-essential cmake pkg-config"
+  [test]="netcat-openbsd socat curl procps python3 psmisc iproute2 clang-format"
+  [fuzz]="clang libclang-rt-14-dev"
+  [bench]="libuv1-dev libevent-dev"
+)
+groups=${*:-build}
+missing=()
+for g in $groups; do
+  for p in ${PKGS[$g]}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "axon: missing packages; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "axon: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null; } ||
+  { echo "axon: apt-get install ${missing[*]} failed" >&2; exit 1; }

@@ -1,0 +1,7 @@
+/* cli.h: the subcommands of the axon binary, one file each. */
+#ifndef AXON_CLI_H
+#define AXON_CLI_H
+
+int cmd_echo(int argc, char **argv);
+
+#endif

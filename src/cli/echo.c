@@ -1,0 +1,158 @@
+/* echo.c: `axon echo URL...`: echo every byte (TCP, Unix) or datagram
+ * (UDP) back to its sender, on any number of URLs, on N threads.  This is
+ * also the server the echo benchmarks drive. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/axon.h>
+
+#include "cli.h"
+
+typedef struct {
+    char **urls;
+    int n_urls;
+    int threads;
+    int quiet;
+} echo_cfg;
+
+static size_t on_data(ax_conn *c, const char *data, size_t len)
+{
+    /* Past the high watermark, stop reading until the peer catches up. */
+    if (ax_conn_write(c, data, len) == 1) ax_conn_pause(c);
+    return len;
+}
+
+static void on_drain(ax_conn *c) { ax_conn_resume(c); }
+
+static const ax_conn_cbs echo_cbs = {.on_data = on_data, .on_drain = on_drain};
+
+static void on_datagram(ax_udp *u, const char *data, size_t len, const ax_addr *from)
+{
+    ax_udp_send(u, from, data, len);
+}
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "Usage: axon echo [OPTIONS] URL...\n\n"
+            "Echo every byte (tcp://, unix://) or datagram (udp://) back to its sender.\n\n"
+            "Options:\n"
+            "  -t, --threads N   run N event loops sharing the ports (SO_REUSEPORT); default 1\n"
+            "  -q, --quiet       do not print the listening addresses\n"
+            "  -h, --help        show this help\n\n"
+            "Examples:\n"
+            "  axon echo tcp://127.0.0.1:7000\n"
+            "  axon echo tcp://0.0.0.0:7000 udp://0.0.0.0:7000 unix:///tmp/echo.sock\n"
+            "  axon echo --threads 2 tcp://[::1]:7000\n\n"
+            "Talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000\n");
+}
+
+/* Open every URL on this loop; thread 0 prints what it listens on. */
+static int setup(ax_loop *loop, int index, void *ud)
+{
+    echo_cfg *cfg = ud;
+    ax_listen_opts lo = {.reuse_port = cfg->threads > 1};
+    ax_udp_opts uo = {.reuse_port = cfg->threads > 1};
+    for (int i = 0; i < cfg->n_urls; i++) {
+        const char *url = cfg->urls[i];
+        char why[256], shown[AX_ADDR_STRLEN];
+        ax_addr a;
+        int err = ax_addr_parse(url, &a, why, sizeof why);
+        if (err) {
+            fprintf(stderr, "axon echo: %s\n", why);
+            return err;
+        }
+        if (a.scheme == AX_SCHEME_UNIX && index > 0) continue; /* one owner per path */
+        const ax_addr *bound = NULL;
+        if (a.scheme == AX_SCHEME_UDP) {
+            ax_udp *u = ax_udp_bind(loop, url, on_datagram, &uo, NULL, &err);
+            if (u) bound = ax_udp_addr(u);
+        } else {
+            ax_listener *l = ax_listen_ex(loop, url, &echo_cbs, NULL, &lo, NULL, &err);
+            if (l) bound = ax_listener_addr(l);
+        }
+        if (!bound) {
+            fprintf(stderr, "axon echo: cannot listen on %s: %s\n", url, ax_strerror(err));
+            return err;
+        }
+        if (index == 0 && !cfg->quiet)
+            fprintf(stderr, "axon echo: listening on %s\n",
+                    ax_addr_format(bound, shown, sizeof shown));
+    }
+    return 0;
+}
+
+static void keepalive(ax_timer *t, void *ud)
+{
+    (void)t, (void)ud;
+}
+
+static void stop_main(ax_loop *loop, int signo)
+{
+    (void)signo;
+    ax_loop_stop(loop);
+}
+
+int cmd_echo(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"threads", required_argument, NULL, 't'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    echo_cfg cfg = {.threads = 1};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "t:qh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 't':
+            cfg.threads = atoi(optarg);
+            if (cfg.threads < 1 || cfg.threads > 256) {
+                fprintf(stderr, "axon echo: --threads wants 1..256, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'q': cfg.quiet = 1; break;
+        case 'h': help(stdout); return 0;
+        default: help(stderr); return 2;
+        }
+    }
+    cfg.urls = argv + optind;
+    cfg.n_urls = argc - optind;
+    if (cfg.n_urls == 0) {
+        fprintf(stderr, "axon echo: no URL given\n\n");
+        help(stderr);
+        return 2;
+    }
+    /* The main thread's loop only waits for signals; workers do the I/O
+     * (with one thread, the main loop does both). */
+    int err;
+    ax_loop *main_loop = ax_loop_new(NULL, &err);
+    if (!main_loop) {
+        fprintf(stderr, "axon echo: cannot create loop: %s\n", ax_strerror(err));
+        return 1;
+    }
+    ax_loop_handle_signals(main_loop, stop_main);
+    ax_threads *workers = NULL;
+    if (cfg.threads == 1) {
+        if (setup(main_loop, 0, &cfg) != 0) {
+            ax_loop_free(main_loop);
+            return 1;
+        }
+        ax_loop_run(main_loop);
+    } else {
+        workers = ax_threads_start(cfg.threads, setup, &cfg, &err);
+        if (!workers) {
+            ax_loop_free(main_loop);
+            return 1;
+        }
+        ax_timer *keep = ax_timer_new(main_loop, keepalive, NULL);
+        ax_timer_start(keep, 3600 * 1000, 3600 * 1000); /* keep the main loop alive for signals */
+        ax_loop_run(main_loop);
+        ax_timer_free(keep);
+        ax_threads_stop(workers);
+    }
+    ax_loop_free(main_loop);
+    if (!cfg.quiet) fprintf(stderr, "axon echo: stopped\n");
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* main.c: `axon COMMAND [ARGS]`: dispatch to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include <axon/axon.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"echo", cmd_echo, "echo server on tcp://, udp:// and unix:// URLs"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "axon %s: socket programming for C, done completely\n\n"
+                 "Usage: axon COMMAND [OPTIONS]\n\nCommands:\n",
+            AXON_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'axon COMMAND --help' describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("axon %s\n", AXON_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "axon: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,644 @@
+/* conn.c: stream connections: reading into the loop's buffer, the write
+ * queue, watermarks and the output cap, half-close, timeouts and closing. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define IOV_BATCH 64
+
+/* One queued write: inline bytes (slice NULL) or a range of a slice. */
+typedef struct wnode {
+    struct wnode *next;
+    ax_slice *slice;
+    const char *data;
+    size_t len;
+} wnode;
+
+enum {
+    F_CONNECTING = 1u << 0,
+    F_CONNECTED = 1u << 1,
+    F_PAUSED = 1u << 2,
+    F_PEER_EOF = 1u << 3,
+    F_SHUT_PENDING = 1u << 4, /* shutdown asked, waiting for the queue */
+    F_SHUT_DONE = 1u << 5,
+    F_CLOSING = 1u << 6, /* graceful close: flushing */
+    F_CLOSED = 1u << 7,  /* fd gone, on_close pending */
+    F_ABOVE_HIGH = 1u << 8,
+    F_PARKED = 1u << 9, /* no interest: removed from the backend */
+    F_TCP = 1u << 10,
+    F_REDELIVER = 1u << 11, /* resumed with input kept: offer it again */
+};
+
+struct ax_conn {
+    ax__handle h;
+    ax__io io;
+    ax_loop *loop;
+    const ax_conn_cbs *cbs;
+    void *ud;
+    ax_listener *listener;
+    wnode *wq_head, **wq_tail;
+    size_t queued;
+    char *in; /* input on_data did not consume */
+    uint32_t in_len, in_cap;
+    uint32_t low, high, cap, max_input;
+    uint32_t idle_ms, connect_ms, linger_ms;
+    uint32_t flags;
+    int reason;
+    uint64_t last_active;
+    ax_timer *timer;
+    uint64_t bytes_in, bytes_out;
+    ax__deferred deferred;
+};
+
+static void conn_io(ax_loop *loop, ax__io *io, unsigned revents);
+static void conn_finish(ax_conn *c, int reason, bool rst);
+static void close_graceful(ax_conn *c, int reason);
+static void arm_timer(ax_conn *c);
+
+void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o)
+{
+    static const ax_conn_opts none;
+    if (!o) o = &none;
+#define PICK(v, d) (uint32_t)((v) ? ((v) > UINT32_MAX ? UINT32_MAX : (v)) : (d))
+    l->high = PICK(o->high_watermark, 64 * 1024);
+    l->low = PICK(o->low_watermark, 16 * 1024);
+    if (l->low > l->high) l->low = l->high;
+    l->cap = PICK(o->output_cap, 8 * 1024 * 1024);
+    l->max_input = PICK(o->max_input, 1024 * 1024);
+    l->idle_ms = o->idle_timeout_ms;
+    l->connect_ms = PICK(o->connect_timeout_ms, 30000);
+    l->linger_ms = PICK(o->linger_ms, 10000);
+    l->no_delay = !(o->flags & AX_CONN_DELAY);
+#undef PICK
+}
+
+ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
+                      void *ud, ax_listener *listener, bool connecting, bool tcp, int *err)
+{
+    ax_conn *c = ax_calloc(1, sizeof(*c));
+    if (!c) {
+        *err = AX_ENOMEM;
+        return NULL;
+    }
+    c->loop = loop;
+    c->cbs = cbs;
+    c->ud = ud;
+    c->listener = listener;
+    c->wq_tail = &c->wq_head;
+    c->low = lim->low;
+    c->high = lim->high;
+    c->cap = lim->cap;
+    c->max_input = lim->max_input;
+    c->idle_ms = lim->idle_ms;
+    c->connect_ms = lim->connect_ms;
+    c->linger_ms = lim->linger_ms;
+    c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0);
+    c->last_active = loop->now;
+    if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
+    int rc = ax__io_start(loop, &c->io, fd, connecting ? AX__OUT : AX__IN, conn_io);
+    if (rc != 0) {
+        ax_free(c);
+        *err = rc;
+        return NULL;
+    }
+    ax__handle_add(loop, &c->h, AX__H_CONN);
+    arm_timer(c);
+    return c;
+}
+
+/* ---- interest ------------------------------------------------------------ */
+
+static void update_interest(ax_conn *c)
+{
+    if (c->flags & F_CLOSED) return;
+    unsigned ev = 0;
+    if (c->flags & F_CONNECTING) {
+        ev = AX__OUT;
+    } else {
+        if (!(c->flags & (F_PAUSED | F_PEER_EOF | F_CLOSING))) ev |= AX__IN;
+        if (c->wq_head) ev |= AX__OUT;
+    }
+    /* With no interest at all, epoll and poll would still report hang-ups
+     * forever (level-triggered): take the fd out of the backend instead. */
+    if (ev == 0) {
+        if (!(c->flags & F_PARKED)) {
+            c->loop->backend->del(c->loop, &c->io);
+            c->io.events = 0;
+            c->flags |= F_PARKED;
+        }
+        return;
+    }
+    if (c->flags & F_PARKED) {
+        c->flags &= ~F_PARKED;
+        c->io.events = ev;
+        if (c->loop->backend->add(c->loop, &c->io, ev) != 0) conn_finish(c, AX_ENOMEM, false);
+        return;
+    }
+    if (ax__io_set(c->loop, &c->io, ev) != 0) conn_finish(c, ax__err(), false);
+}
+
+/* ---- timeouts: one lazily made timer per connection ---------------------- */
+
+static uint32_t timer_limit(const ax_conn *c)
+{
+    if (c->flags & F_CONNECTING) return c->connect_ms;
+    if (c->flags & F_CLOSING) return c->linger_ms;
+    return c->idle_ms;
+}
+
+static void timer_cb(ax_timer *t, void *ud)
+{
+    ax_conn *c = ud;
+    (void)t;
+    uint32_t limit = timer_limit(c);
+    if (!limit || (c->flags & F_CLOSED)) return;
+    uint64_t elapsed = c->loop->now - c->last_active;
+    if (elapsed < limit) {
+        ax_timer_start(c->timer, limit - elapsed, 0);
+        return;
+    }
+    if (c->flags & F_CONNECTING)
+        conn_finish(c, AX_ETIMEDOUT, false);
+    else if (c->flags & F_CLOSING)
+        conn_finish(c, c->reason, true);
+    else
+        conn_finish(c, AX_EIDLE, false);
+}
+
+/* Activity only stamps last_active; the timer checks it when it fires. */
+static void arm_timer(ax_conn *c)
+{
+    uint32_t limit = timer_limit(c);
+    if (!limit) {
+        if (c->timer) ax_timer_stop(c->timer);
+        return;
+    }
+    if (!c->timer && !(c->timer = ax_timer_new(c->loop, timer_cb, c))) return;
+    uint64_t elapsed = c->loop->now - c->last_active;
+    ax_timer_start(c->timer, elapsed < limit ? limit - elapsed : 0, 0);
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void free_queue(ax_conn *c)
+{
+    wnode *n = c->wq_head;
+    while (n) {
+        wnode *next = n->next;
+        ax_slice_unref(n->slice);
+        ax_free(n);
+        n = next;
+    }
+    c->wq_head = NULL;
+    c->wq_tail = &c->wq_head;
+    c->queued = 0;
+}
+
+static void deliver(ax_conn *c, char *data, size_t len);
+
+static void conn_deferred(ax_loop *loop, ax__deferred *d)
+{
+    ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
+    if (c->flags & F_CLOSED) {
+        ax__handle_remove(loop, &c->h);
+        if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
+        ax_free(c);
+        return;
+    }
+    if ((c->flags & F_REDELIVER) && !(c->flags & F_PAUSED) && c->in_len) {
+        c->flags &= ~F_REDELIVER;
+        deliver(c, NULL, 0);
+    }
+}
+
+static void conn_finish(ax_conn *c, int reason, bool rst)
+{
+    if (c->flags & F_CLOSED) return;
+    c->flags |= F_CLOSED;
+    c->reason = reason;
+    if (rst && (c->flags & F_TCP)) {
+        struct linger lg = {1, 0};
+        setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    free_queue(c);
+    ax_free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    ax_timer_free(c->timer);
+    c->timer = NULL;
+    ax__defer(c->loop, &c->deferred, conn_deferred);
+}
+
+void ax__conn_fail(ax_conn *c, int err) { conn_finish(c, err, false); }
+
+void ax__conn_close_handle(ax__handle *h)
+{
+    conn_finish(AX__CONTAINER(h, ax_conn, h), AX_ECANCELED, false);
+}
+
+static void close_graceful(ax_conn *c, int reason)
+{
+    if (c->flags & (F_CLOSED | F_CLOSING)) return;
+    if (!c->wq_head || (c->flags & F_CONNECTING)) {
+        conn_finish(c, reason, false);
+        return;
+    }
+    c->flags |= F_CLOSING;
+    c->reason = reason;
+    c->last_active = c->loop->now;
+    update_interest(c);
+    arm_timer(c);
+}
+
+void ax_conn_close(ax_conn *c) { close_graceful(c, 0); }
+
+void ax_conn_abort(ax_conn *c, int reason) { conn_finish(c, reason, true); }
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* Offer input to on_data; keep what it leaves.  `data` is NULL when the
+ * input is already in c->in (len then counts the new bytes at its end). */
+static void deliver(ax_conn *c, char *data, size_t len)
+{
+    char *buf = data;
+    size_t total = len;
+    if (!data) {
+        buf = c->in;
+        total = c->in_len;
+    }
+    size_t used = c->cbs->on_data ? c->cbs->on_data(c, buf, total) : total;
+    if (c->flags & F_CLOSED) return;
+    if (used >= total) {
+        ax_free(c->in); /* idle connections keep no buffer */
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+        return;
+    }
+    size_t rest = total - used;
+    if (rest > c->max_input) {
+        conn_finish(c, AX_EMSGSIZE, true);
+        return;
+    }
+    if (buf == c->in) {
+        memmove(c->in, c->in + used, rest);
+    } else {
+        if (rest > c->in_cap) {
+            uint32_t cap = (uint32_t)(rest < 4096 ? 4096 : rest);
+            char *in = ax_realloc(c->in, cap);
+            if (!in) {
+                conn_finish(c, AX_ENOMEM, true);
+                return;
+            }
+            c->in = in;
+            c->in_cap = cap;
+        }
+        memcpy(c->in, buf + used, rest);
+    }
+    c->in_len = (uint32_t)rest;
+}
+
+static void peer_eof(ax_conn *c)
+{
+    c->flags |= F_PEER_EOF;
+    update_interest(c);
+    if (c->flags & F_SHUT_DONE) {
+        conn_finish(c, AX_EOF, false);
+    } else if (c->cbs->on_end) {
+        c->cbs->on_end(c);
+    } else {
+        close_graceful(c, AX_EOF);
+    }
+}
+
+static void conn_read(ax_conn *c)
+{
+    char *buf = c->loop->rbuf;
+    size_t room = AX__READ_BUF;
+    if (c->in_len) { /* a partial message waits: read behind it */
+        size_t want = (size_t)c->in_len + AX__READ_BUF / 4;
+        if (want > c->in_cap) {
+            char *in = ax_realloc(c->in, want);
+            if (!in) {
+                conn_finish(c, AX_ENOMEM, true);
+                return;
+            }
+            c->in = in;
+            c->in_cap = (uint32_t)want;
+        }
+        buf = c->in + c->in_len;
+        room = c->in_cap - c->in_len;
+    }
+    ssize_t n = recv(c->io.fd, buf, room, 0);
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        c->last_active = c->loop->now;
+        if (c->in_len) {
+            c->in_len += (uint32_t)n;
+            deliver(c, NULL, 0);
+        } else {
+            deliver(c, buf, (size_t)n);
+        }
+    } else if (n == 0) {
+        peer_eof(c);
+    } else if (errno != EAGAIN && errno != EINTR) {
+        conn_finish(c, -errno, false);
+    }
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+/* Write as much of the queue as the kernel takes.  0 or a negative code. */
+static int flush(ax_conn *c)
+{
+    while (c->wq_head) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0;
+        size_t want = 0;
+        for (wnode *w = c->wq_head; w && n < IOV_BATCH; w = w->next, n++) {
+            iov[n].iov_base = (void *)w->data;
+            iov[n].iov_len = w->len;
+            want += w->len;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (r == -1) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -errno;
+        }
+        size_t done = (size_t)r;
+        c->bytes_out += done;
+        c->queued -= done;
+        c->last_active = c->loop->now;
+        while (done) {
+            wnode *w = c->wq_head;
+            if (done < w->len) {
+                w->data += done;
+                w->len -= done;
+                break;
+            }
+            done -= w->len;
+            c->wq_head = w->next;
+            ax_slice_unref(w->slice);
+            ax_free(w);
+        }
+        if (!c->wq_head) c->wq_tail = &c->wq_head;
+        if ((size_t)r < want) return 0;
+    }
+    return 0;
+}
+
+/* After the queue shrank: shutdown, finish a graceful close, or drain. */
+static void after_flush(ax_conn *c)
+{
+    if (c->wq_head) {
+        update_interest(c);
+    } else {
+        if (c->flags & F_CLOSING) {
+            conn_finish(c, c->reason, false);
+            return;
+        }
+        if (c->flags & F_SHUT_PENDING) {
+            c->flags = (c->flags & ~F_SHUT_PENDING) | F_SHUT_DONE;
+            shutdown(c->io.fd, SHUT_WR);
+            if (c->flags & F_PEER_EOF) {
+                conn_finish(c, AX_EOF, false);
+                return;
+            }
+        }
+        update_interest(c);
+    }
+    if ((c->flags & F_ABOVE_HIGH) && c->queued <= c->low) {
+        c->flags &= ~F_ABOVE_HIGH;
+        if (c->cbs->on_drain) c->cbs->on_drain(c);
+    }
+}
+
+static void on_writable(ax_conn *c)
+{
+    int rc = flush(c);
+    if (rc < 0) {
+        conn_finish(c, rc, false);
+        return;
+    }
+    after_flush(c);
+}
+
+static int write_state(const ax_conn *c)
+{
+    if (c->flags & (F_CLOSED | F_CLOSING | F_SHUT_PENDING | F_SHUT_DONE)) return AX_ECLOSED;
+    return 0;
+}
+
+/* Queue a node; enforce the cap; report the high watermark. */
+static int enqueue(ax_conn *c, wnode *w)
+{
+    bool was_empty = !c->wq_head;
+    w->next = NULL;
+    *c->wq_tail = w;
+    c->wq_tail = &w->next;
+    c->queued += w->len;
+    if (c->queued > c->cap) {
+        conn_finish(c, AX_EOUTPUTCAP, true);
+        return AX_EOUTPUTCAP;
+    }
+    if (was_empty) update_interest(c);
+    if (c->queued > c->high) {
+        c->flags |= F_ABOVE_HIGH;
+        return 1;
+    }
+    return 0;
+}
+
+/* Try the kernel first when nothing is queued: the common case costs one
+ * send() and no allocation.  Returns bytes taken or a negative code. */
+static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
+{
+    if (c->wq_head || !(c->flags & F_CONNECTED)) return 0;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t r;
+    do
+        r = n == 1 ? send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    while (r == -1 && errno == EINTR);
+    if (r == -1) {
+        if (errno == EAGAIN) return 0;
+        int e = -errno;
+        conn_finish(c, e, false);
+        return e;
+    }
+    c->bytes_out += (uint64_t)r;
+    c->last_active = c->loop->now;
+    return r;
+}
+
+int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (!total) return 0;
+    ssize_t done = try_direct(c, iov, n);
+    if (done < 0) return (int)done;
+    if ((size_t)done == total) return 0;
+    size_t rest = total - (size_t)done;
+    wnode *w = ax_malloc(sizeof(*w) + rest);
+    if (!w) return AX_ENOMEM;
+    char *p = (char *)(w + 1);
+    w->slice = NULL;
+    w->data = p;
+    w->len = rest;
+    size_t skip = (size_t)done;
+    for (int i = 0; i < n; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(p, (const char *)iov[i].iov_base + skip, l - skip);
+        p += l - skip;
+        skip = 0;
+    }
+    return enqueue(c, w);
+}
+
+int ax_conn_write(ax_conn *c, const void *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+    return ax_conn_writev(c, &iov, 1);
+}
+
+int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    if (off > ax_slice_len(s) || len > ax_slice_len(s) - off) return AX_EINVAL;
+    if (!len) return 0;
+    struct iovec iov = {(char *)ax_slice_data(s) + off, len};
+    ssize_t done = try_direct(c, &iov, 1);
+    if (done < 0) return (int)done;
+    if ((size_t)done == len) return 0;
+    wnode *w = ax_malloc(sizeof(*w));
+    if (!w) return AX_ENOMEM;
+    w->slice = ax_slice_ref(s);
+    w->data = (const char *)iov.iov_base + done;
+    w->len = len - (size_t)done;
+    return enqueue(c, w);
+}
+
+size_t ax_conn_queued(const ax_conn *c) { return c->queued; }
+
+int ax_conn_shutdown(ax_conn *c)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    c->flags |= F_SHUT_PENDING;
+    if (!c->wq_head && !(c->flags & F_CONNECTING)) after_flush(c);
+    return 0;
+}
+
+/* ---- the io callback ----------------------------------------------------- */
+
+static void connect_done(ax_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) err = errno;
+    if (err) {
+        conn_finish(c, -err, false);
+        return;
+    }
+    c->flags = (c->flags & ~F_CONNECTING) | F_CONNECTED;
+    c->last_active = c->loop->now;
+    if (c->flags & F_TCP) ax__set_nodelay(c->io.fd, true);
+    update_interest(c);
+    arm_timer(c);
+    if (c->cbs->on_open) c->cbs->on_open(c);
+    if (c->flags & F_CLOSED) return;
+    if (c->wq_head) on_writable(c);
+    else if (c->flags & F_SHUT_PENDING) after_flush(c);
+}
+
+static void conn_io(ax_loop *loop, ax__io *io, unsigned revents)
+{
+    ax_conn *c = AX__CONTAINER(io, ax_conn, io);
+    (void)loop;
+    if (c->flags & F_CONNECTING) {
+        connect_done(c);
+        return;
+    }
+    if ((revents & AX__OUT) || ((revents & (AX__ERR | AX__HUP)) && c->wq_head)) {
+        on_writable(c);
+        if (c->flags & F_CLOSED) return;
+    }
+    if ((revents & (AX__IN | AX__ERR | AX__HUP)) && (c->io.events & AX__IN)) conn_read(c);
+}
+
+/* ---- flow control and accessors ----------------------------------------- */
+
+void ax_conn_pause(ax_conn *c)
+{
+    if (c->flags & F_CLOSED) return;
+    c->flags |= F_PAUSED;
+    update_interest(c);
+}
+
+void ax_conn_resume(ax_conn *c)
+{
+    if ((c->flags & F_CLOSED) || !(c->flags & F_PAUSED)) return;
+    c->flags &= ~F_PAUSED;
+    update_interest(c);
+    if (c->in_len) { /* input kept while paused may hold whole messages */
+        c->flags |= F_REDELIVER;
+        ax__defer(c->loop, &c->deferred, conn_deferred);
+    }
+}
+
+bool ax_conn_paused(const ax_conn *c) { return (c->flags & F_PAUSED) != 0; }
+
+void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms)
+{
+    if (c->flags & F_CLOSED) return;
+    c->idle_ms = ms;
+    c->last_active = c->loop->now;
+    arm_timer(c);
+}
+
+void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap)
+{
+    if (high) c->high = (uint32_t)(high > UINT32_MAX ? UINT32_MAX : high);
+    if (low) c->low = (uint32_t)(low > UINT32_MAX ? UINT32_MAX : low);
+    if (cap) c->cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    if (c->low > c->high) c->low = c->high;
+}
+
+void ax_conn_set_data(ax_conn *c, void *ud) { c->ud = ud; }
+void *ax_conn_data(const ax_conn *c) { return c->ud; }
+ax_loop *ax_conn_loop(const ax_conn *c) { return c->loop; }
+int ax_conn_fd(const ax_conn *c) { return c->io.fd; }
+ax_listener *ax_conn_listener(const ax_conn *c) { return c->listener; }
+uint64_t ax_conn_bytes_in(const ax_conn *c) { return c->bytes_in; }
+uint64_t ax_conn_bytes_out(const ax_conn *c) { return c->bytes_out; }
+
+static int sock_name(const ax_conn *c, ax_addr *out, bool peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (c->io.fd < 0) return AX_ECLOSED;
+    int r = peer ? getpeername(c->io.fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(c->io.fd, (struct sockaddr *)&ss, &len);
+    if (r == -1) return ax__err();
+    ax_addr_from_sockaddr(out, ss.ss_family == AF_UNIX ? AX_SCHEME_UNIX : AX_SCHEME_TCP,
+                          (struct sockaddr *)&ss, len);
+    return 0;
+}
+
+int ax_conn_peer(const ax_conn *c, ax_addr *out) { return sock_name(c, out, true); }
+int ax_conn_local(const ax_conn *c, ax_addr *out) { return sock_name(c, out, false); }

@@ -1,0 +1,158 @@
+/* internal.h: structures shared by the core's files.  Nothing here is
+ * installed; the public API keeps every handle opaque. */
+#ifndef AXON_CORE_INTERNAL_H
+#define AXON_CORE_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <axon/axon.h>
+
+#define AX__READ_BUF (64 * 1024)
+
+/* Interest and readiness bits, backend-neutral. */
+#define AX__IN 0x1u
+#define AX__OUT 0x2u
+#define AX__ERR 0x4u
+#define AX__HUP 0x8u
+
+typedef struct ax__io ax__io;
+typedef void (*ax__io_cb)(ax_loop *loop, ax__io *io, unsigned revents);
+
+/* What every fd-owning handle embeds.  fd is -1 once closed, which is how a
+ * stale readiness event from the same batch is recognised and dropped. */
+struct ax__io {
+    int fd;
+    unsigned events; /* current interest */
+    int slot;        /* poll backend: index in its arrays */
+    ax__io_cb cb;
+};
+
+typedef struct ax__backend {
+    const char *name;
+    int (*init)(ax_loop *loop);
+    void (*destroy)(ax_loop *loop);
+    int (*add)(ax_loop *loop, ax__io *io, unsigned events);
+    int (*mod)(ax_loop *loop, ax__io *io, unsigned events);
+    void (*del)(ax_loop *loop, ax__io *io);
+    /* Wait and call ax__io_dispatch for each ready io.  Returns the number
+     * dispatched or a negative code. */
+    int (*wait)(ax_loop *loop, int timeout_ms);
+} ax__backend;
+
+extern const ax__backend ax__backend_epoll;
+extern const ax__backend ax__backend_poll;
+
+typedef struct ax__link {
+    struct ax__link *prev, *next;
+} ax__link;
+
+enum { AX__H_CONN = 1, AX__H_LISTENER, AX__H_UDP };
+
+/* The head of every handle that owns an fd. */
+typedef struct ax__handle {
+    ax__link link;
+    int kind;
+} ax__handle;
+
+void ax__handle_add(ax_loop *loop, ax__handle *h, int kind);
+void ax__handle_remove(ax_loop *loop, ax__handle *h);
+
+/* Work posted from another thread. */
+typedef struct ax__post {
+    struct ax__post *next;
+    void (*fn)(ax_loop *loop, void *arg);
+    void *arg;
+} ax__post;
+
+/* Something to do after the I/O of this iteration: close callbacks, UDP
+ * batch flushes, deferred frees.  An intrusive singly linked list. */
+typedef struct ax__deferred {
+    struct ax__deferred *next;
+    void (*fn)(ax_loop *loop, struct ax__deferred *d);
+    bool queued;
+} ax__deferred;
+
+struct ax_loop {
+    const ax__backend *backend;
+    void *backend_data;
+    uint64_t now;
+    bool stop;
+    int alive;            /* open handles + active timers */
+    void *data;
+
+    /* timers: a binary min-heap of pointers */
+    struct ax_timer **heap;
+    unsigned heap_len, heap_cap;
+    uint64_t timer_seq;   /* ties broken by start order */
+
+    ax__deferred *deferred;
+    ax__deferred **deferred_tail;
+
+    /* cross-thread posts: a mutex-protected list + an eventfd */
+    pthread_mutex_t post_lock;
+    ax__post *posts;
+    ax__io wake;
+    int wake_wfd;         /* write side (same as wake.fd for eventfd) */
+    bool wake_pending;
+
+    /* the per-loop read buffer every stream read lands in */
+    char *rbuf;
+    /* UDP receive batch, allocated on first use */
+    void *udp_batch;
+
+    /* signal handling */
+    void (*signal_cb)(ax_loop *loop, int signo);
+
+    /* every open connection, listener and UDP socket, for ax_loop_free */
+    ax__link handles;
+};
+
+/* loop.c */
+void ax__io_dispatch(ax_loop *loop, ax__io *io, unsigned revents);
+void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *));
+int ax__io_start(ax_loop *loop, ax__io *io, int fd, unsigned events, ax__io_cb cb);
+int ax__io_set(ax_loop *loop, ax__io *io, unsigned events);
+void ax__io_stop(ax_loop *loop, ax__io *io);
+
+/* timer.c */
+int ax__timers_next(ax_loop *loop); /* ms until the next timer, -1 if none */
+void ax__timers_run(ax_loop *loop);
+void ax__timers_free_all(ax_loop *loop);
+
+/* sock.c: socket helpers shared by tcp, unix and udp */
+int ax__socket(int family, int type);
+int ax__set_nodelay(int fd, bool on);
+int ax__err(void); /* -errno */
+void ax__make_nonblocking_cloexec(int fd);
+
+/* closing any handle, used by ax_loop_free */
+void ax__conn_close_handle(ax__handle *h);
+void ax__listener_close_handle(ax__handle *h);
+void ax__udp_close_handle(ax__handle *h);
+
+/* conn.c: defaults applied to ax_conn_opts, and connection creation */
+typedef struct ax__conn_limits {
+    uint32_t low, high, cap, max_input;
+    uint32_t idle_ms, connect_ms, linger_ms;
+    bool no_delay;
+} ax__conn_limits;
+void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o);
+/* Wrap a connected (or connecting) socket.  on_open runs from the loop:
+ * right away for accepted sockets, after the connect completes otherwise. */
+ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
+                      void *ud, ax_listener *listener, bool connecting, bool tcp, int *err);
+/* A connection whose connect failed synchronously: deliver on_close(err). */
+void ax__conn_fail(ax_conn *c, int err);
+
+/* clock */
+uint64_t ax__monotonic_ms(void);
+
+#define AX__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#endif

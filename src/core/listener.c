@@ -1,0 +1,220 @@
+/* listener.c: listening and connecting for stream sockets (TCP, Unix). */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 128
+
+struct ax_listener {
+    ax__handle h;
+    ax__io io;
+    ax_loop *loop;
+    const ax_conn_cbs *cbs;
+    ax__conn_limits lim;
+    void *ud;
+    ax_addr addr;
+    bool tcp;
+    bool unlink_path; /* a Unix socket file we created */
+    bool closed;
+    int spare_fd; /* held back so EMFILE can still accept-and-drop */
+    uint64_t emfile;
+    ax__deferred free_d;
+};
+
+static int url_to_addr(const char *url, ax_addr *a)
+{
+    int rc = ax_addr_parse(url, a, NULL, 0);
+    if (rc) return rc;
+    if (a->scheme == AX_SCHEME_UDP) return AX_ESCHEME;
+    return 0;
+}
+
+/* A Unix socket file left behind by a dead process: replace it.  One with a
+ * live listener: refuse. */
+static int clear_stale_unix(const ax_addr *a)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->sa;
+    struct stat st;
+    if (sun->sun_path[0] == '\0' || stat(sun->sun_path, &st) == -1) return 0;
+    if (!S_ISSOCK(st.st_mode)) return AX_EADDRINUSE;
+    int fd = ax__socket(AF_UNIX, SOCK_STREAM);
+    if (fd < 0) return fd;
+    int live = connect(fd, (const struct sockaddr *)&a->sa, a->len) == 0 || errno == EAGAIN;
+    close(fd);
+    if (live) return AX_EADDRINUSE;
+    unlink(sun->sun_path);
+    return 0;
+}
+
+/* Out of descriptors: accept with the spare one's slot and drop the
+ * connection, so the backlog does not keep the listener readable forever. */
+static void shed_on_emfile(ax_listener *l)
+{
+    l->emfile++;
+    if (l->spare_fd >= 0) {
+        close(l->spare_fd);
+        int fd = accept4(l->io.fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) close(fd);
+        l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (l->emfile == 1 || l->emfile % 1000 == 0)
+        ax_log(AX_LOG_WARN, "accept: out of file descriptors (%llu connections dropped)",
+               (unsigned long long)l->emfile);
+}
+
+static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
+{
+    ax_listener *l = AX__CONTAINER(io, ax_listener, io);
+    (void)revents;
+    for (int i = 0; i < ACCEPT_BATCH && !l->closed; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                shed_on_emfile(l);
+                continue;
+            }
+            return; /* EAGAIN and the rest */
+        }
+        int err;
+        ax_conn *c = ax__conn_new(loop, fd, l->cbs, &l->lim, l->ud, l, false, l->tcp, &err);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        if (l->cbs->on_open) l->cbs->on_open(c);
+    }
+}
+
+static int bind_listen(ax_listener *l, const ax_listen_opts *lo)
+{
+    int one = 1, fd = ax__socket(l->addr.sa.ss_family, SOCK_STREAM);
+    if (fd < 0) return fd;
+    if (l->tcp) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (lo->reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (l->addr.sa.ss_family == AF_INET6 && lo->ipv6_only)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    } else {
+        int rc = clear_stale_unix(&l->addr);
+        if (rc) {
+            close(fd);
+            return rc;
+        }
+    }
+    if (bind(fd, (struct sockaddr *)&l->addr.sa, l->addr.len) == -1) goto fail;
+    l->unlink_path = !l->tcp && ((struct sockaddr_un *)&l->addr.sa)->sun_path[0] != '\0';
+    if (l->unlink_path && lo->unix_mode)
+        chmod(((struct sockaddr_un *)&l->addr.sa)->sun_path, lo->unix_mode);
+    if (listen(fd, lo->backlog > 0 ? lo->backlog : 4096) == -1) goto fail;
+    if (l->tcp) { /* learn the real port when 0 was asked */
+        socklen_t len = sizeof l->addr.sa;
+        getsockname(fd, (struct sockaddr *)&l->addr.sa, &len);
+        l->addr.len = len;
+    }
+    return fd;
+fail:;
+    int rc = ax__err();
+    close(fd);
+    return rc;
+}
+
+ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                          const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
+                          int *err)
+{
+    static const ax_listen_opts no_lopts;
+    int rc = AX_ENOMEM, fd;
+    ax_listener *l = ax_calloc(1, sizeof(*l));
+    if (!l) goto fail;
+    if ((rc = url_to_addr(url, &l->addr)) != 0) goto fail_free;
+    l->loop = loop;
+    l->cbs = cbs;
+    l->ud = ud;
+    l->tcp = l->addr.scheme == AX_SCHEME_TCP;
+    ax__conn_limits_init(&l->lim, copts);
+    if ((fd = bind_listen(l, lopts ? lopts : &no_lopts)) < 0) {
+        rc = fd;
+        goto fail_free;
+    }
+    if ((rc = ax__io_start(loop, &l->io, fd, AX__IN, accept_cb)) != 0) goto fail_fd;
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ax__handle_add(loop, &l->h, AX__H_LISTENER);
+    return l;
+
+fail_fd:
+    close(fd);
+fail_free:
+    ax_free(l);
+fail:
+    if (err) *err = rc;
+    return NULL;
+}
+
+ax_listener *ax_listen(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                       const ax_conn_opts *copts, void *ud, int *err)
+{
+    return ax_listen_ex(loop, url, cbs, copts, NULL, ud, err);
+}
+
+const ax_addr *ax_listener_addr(const ax_listener *l) { return &l->addr; }
+uint64_t ax_listener_emfile_count(const ax_listener *l) { return l->emfile; }
+
+static void listener_free(ax_loop *loop, ax__deferred *d)
+{
+    (void)loop;
+    ax_free(AX__CONTAINER(d, ax_listener, free_d));
+}
+
+void ax_listener_close(ax_listener *l)
+{
+    if (!l || l->closed) return;
+    l->closed = true;
+    int fd = l->io.fd;
+    ax__io_stop(l->loop, &l->io);
+    close(fd);
+    if (l->unlink_path) unlink(((struct sockaddr_un *)&l->addr.sa)->sun_path);
+    if (l->spare_fd >= 0) close(l->spare_fd);
+    ax__handle_remove(l->loop, &l->h);
+    /* freed after this iteration: the accept loop may still be on the stack */
+    ax__defer(l->loop, &l->free_d, listener_free);
+}
+
+void ax__listener_close_handle(ax__handle *h)
+{
+    ax_listener_close(AX__CONTAINER(h, ax_listener, h));
+}
+
+ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                    const ax_conn_opts *opts, void *ud, int *err)
+{
+    ax_addr a;
+    ax__conn_limits lim;
+    int rc = url_to_addr(url, &a), dummy;
+    if (!err) err = &dummy;
+    if (rc) {
+        *err = rc;
+        return NULL;
+    }
+    int fd = ax__socket(a.sa.ss_family, SOCK_STREAM);
+    if (fd < 0) {
+        *err = fd;
+        return NULL;
+    }
+    ax__conn_limits_init(&lim, opts);
+    int r = connect(fd, (struct sockaddr *)&a.sa, a.len);
+    int cerr = r == -1 && errno != EINPROGRESS ? -errno : 0;
+    ax_conn *c = ax__conn_new(loop, fd, cbs, &lim, ud, NULL, true, a.scheme == AX_SCHEME_TCP, err);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    if (cerr) ax__conn_fail(c, cerr == AX_EAGAIN ? AX_ECONNREFUSED : cerr);
+    return c;
+}

@@ -1,0 +1,311 @@
+/* loop.c: the event loop: backend selection, iteration, deferred work,
+ * cross-thread posts and signal handling. */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents);
+
+static const ax__backend *pick_backend(const char *name)
+{
+    if (!name) name = getenv("AXON_BACKEND");
+    if (!name || !*name) return &ax__backend_epoll;
+    if (strcmp(name, "epoll") == 0) return &ax__backend_epoll;
+    if (strcmp(name, "poll") == 0) return &ax__backend_poll;
+    return NULL;
+}
+
+void ax__handle_add(ax_loop *loop, ax__handle *h, int kind)
+{
+    h->kind = kind;
+    h->link.next = loop->handles.next;
+    h->link.prev = &loop->handles;
+    loop->handles.next->prev = &h->link;
+    loop->handles.next = &h->link;
+    loop->alive++;
+}
+
+void ax__handle_remove(ax_loop *loop, ax__handle *h)
+{
+    if (!h->link.next) return;
+    h->link.prev->next = h->link.next;
+    h->link.next->prev = h->link.prev;
+    h->link.next = h->link.prev = NULL;
+    loop->alive--;
+}
+
+ax_loop *ax_loop_new(const char *backend, int *err)
+{
+    int rc = AX_ENOMEM;
+    const ax__backend *be = pick_backend(backend);
+    if (!be) {
+        rc = AX_EINVAL;
+        goto fail;
+    }
+    ax_loop *loop = ax_calloc(1, sizeof(*loop));
+    if (!loop) goto fail;
+    loop->backend = be;
+    loop->handles.next = loop->handles.prev = &loop->handles;
+    loop->deferred_tail = &loop->deferred;
+    loop->now = ax__monotonic_ms();
+    loop->rbuf = ax_malloc(AX__READ_BUF);
+    if (!loop->rbuf) goto fail_loop;
+    if ((rc = be->init(loop)) != 0) goto fail_rbuf;
+    pthread_mutex_init(&loop->post_lock, NULL);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd == -1) {
+        rc = ax__err();
+        goto fail_backend;
+    }
+    loop->wake_wfd = efd;
+    if ((rc = ax__io_start(loop, &loop->wake, efd, AX__IN, wake_cb)) != 0) goto fail_efd;
+    return loop;
+
+fail_efd:
+    close(efd);
+fail_backend:
+    pthread_mutex_destroy(&loop->post_lock);
+    be->destroy(loop);
+fail_rbuf:
+    ax_free(loop->rbuf);
+fail_loop:
+    ax_free(loop);
+fail:
+    if (err) *err = rc;
+    return NULL;
+}
+
+/* ---- io registration ---------------------------------------------------- */
+
+int ax__io_start(ax_loop *loop, ax__io *io, int fd, unsigned events, ax__io_cb cb)
+{
+    io->fd = fd;
+    io->events = events;
+    io->cb = cb;
+    io->slot = -1;
+    return loop->backend->add(loop, io, events);
+}
+
+int ax__io_set(ax_loop *loop, ax__io *io, unsigned events)
+{
+    if (io->events == events || io->fd < 0) return 0;
+    int rc = loop->backend->mod(loop, io, events);
+    if (rc == 0) io->events = events;
+    return rc;
+}
+
+void ax__io_stop(ax_loop *loop, ax__io *io)
+{
+    if (io->fd < 0) return;
+    loop->backend->del(loop, io);
+    io->fd = -1;
+    io->events = 0;
+}
+
+void ax__io_dispatch(ax_loop *loop, ax__io *io, unsigned revents)
+{
+    if (io->fd >= 0) io->cb(loop, io, revents);
+}
+
+/* ---- deferred work ------------------------------------------------------ */
+
+void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *))
+{
+    if (d->queued) return;
+    d->queued = true;
+    d->fn = fn;
+    d->next = NULL;
+    *loop->deferred_tail = d;
+    loop->deferred_tail = &d->next;
+}
+
+static void run_deferred(ax_loop *loop)
+{
+    while (loop->deferred) {
+        ax__deferred *d = loop->deferred;
+        loop->deferred = d->next;
+        if (!loop->deferred) loop->deferred_tail = &loop->deferred;
+        d->queued = false;
+        d->fn(loop, d); /* may free d, may defer more */
+    }
+}
+
+/* ---- posts from other threads -------------------------------------------- */
+
+int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
+{
+    ax__post *p = ax_malloc(sizeof(*p));
+    if (!p) return AX_ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    p->next = NULL;
+    pthread_mutex_lock(&loop->post_lock);
+    ax__post **tail = &loop->posts;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = p;
+    bool wake = !loop->wake_pending;
+    loop->wake_pending = true;
+    pthread_mutex_unlock(&loop->post_lock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t r = write(loop->wake_wfd, &one, sizeof one);
+        (void)r; /* EAGAIN means the counter is already non-zero: awake anyway */
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t pending_signal;
+static ax_loop *signal_loop;
+
+static void run_posts(ax_loop *loop)
+{
+    pthread_mutex_lock(&loop->post_lock);
+    ax__post *p = loop->posts;
+    loop->posts = NULL;
+    loop->wake_pending = false;
+    pthread_mutex_unlock(&loop->post_lock);
+    while (p) {
+        ax__post *next = p->next;
+        p->fn(loop, p->arg);
+        ax_free(p);
+        p = next;
+    }
+}
+
+static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents)
+{
+    uint64_t v;
+    ssize_t r = read(io->fd, &v, sizeof v);
+    (void)r;
+    (void)revents;
+    int signo = pending_signal;
+    if (signo && loop == signal_loop && loop->signal_cb) {
+        pending_signal = 0;
+        loop->signal_cb(loop, signo);
+    }
+    run_posts(loop);
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+static volatile sig_atomic_t signal_count;
+
+static void on_signal(int signo)
+{
+    if (++signal_count > 1) _exit(128 + signo); /* second Ctrl-C: stop now */
+    pending_signal = signo;
+    if (signal_loop) {
+        uint64_t one = 1;
+        ssize_t r = write(signal_loop->wake_wfd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+static void default_signal_cb(ax_loop *loop, int signo)
+{
+    (void)signo;
+    ax_loop_stop(loop);
+}
+
+int ax_loop_handle_signals(ax_loop *loop, void (*cb)(ax_loop *, int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    loop->signal_cb = cb ? cb : default_signal_cb;
+    signal_loop = loop;
+    signal_count = 0;
+    if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1)
+        return ax__err();
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static bool has_work(const ax_loop *loop)
+{
+    return loop->alive > 0 || loop->deferred != NULL;
+}
+
+int ax_loop_run_once(ax_loop *loop, int timeout_ms)
+{
+    run_deferred(loop);
+    int next = ax__timers_next(loop);
+    if (loop->stop || loop->deferred) timeout_ms = 0;
+    if (next >= 0 && (timeout_ms < 0 || next < timeout_ms)) timeout_ms = next;
+    int rc = loop->backend->wait(loop, timeout_ms);
+    loop->now = ax__monotonic_ms();
+    if (rc < 0) return rc;
+    run_deferred(loop);
+    ax__timers_run(loop);
+    run_deferred(loop);
+    return has_work(loop) ? 1 : 0;
+}
+
+int ax_loop_run(ax_loop *loop)
+{
+    loop->stop = false;
+    while (!loop->stop && has_work(loop)) {
+        int rc = ax_loop_run_once(loop, -1);
+        if (rc < 0) return rc;
+    }
+    loop->stop = false;
+    return 0;
+}
+
+void ax_loop_stop(ax_loop *loop) { loop->stop = true; }
+uint64_t ax_loop_now(const ax_loop *loop) { return loop->now; }
+void ax_loop_update_time(ax_loop *loop) { loop->now = ax__monotonic_ms(); }
+const char *ax_loop_backend(const ax_loop *loop) { return loop->backend->name; }
+void ax_loop_set_data(ax_loop *loop, void *data) { loop->data = data; }
+void *ax_loop_data(const ax_loop *loop) { return loop->data; }
+unsigned ax_loop_alive(const ax_loop *loop) { return (unsigned)loop->alive; }
+
+void ax_loop_free(ax_loop *loop)
+{
+    if (!loop) return;
+    /* Close every handle; their close callbacks run from the deferred list
+     * and unlink them.  Close callbacks that open new handles get a few more
+     * rounds, then the loop is torn down regardless. */
+    for (int round = 0; round < 8 && loop->handles.next != &loop->handles; round++) {
+        for (ax__link *l = loop->handles.next; l != &loop->handles;) {
+            ax__link *next = l->next;
+            ax__handle *h = (ax__handle *)l;
+            switch (h->kind) {
+            case AX__H_CONN: ax__conn_close_handle(h); break;
+            case AX__H_LISTENER: ax__listener_close_handle(h); break;
+            case AX__H_UDP: ax__udp_close_handle(h); break;
+            }
+            l = next;
+        }
+        run_deferred(loop);
+    }
+    run_deferred(loop);
+    ax__timers_free_all(loop);
+    run_deferred(loop);
+    if (signal_loop == loop) signal_loop = NULL;
+    ax__io_stop(loop, &loop->wake);
+    close(loop->wake_wfd);
+    pthread_mutex_lock(&loop->post_lock);
+    ax__post *p = loop->posts;
+    loop->posts = NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    while (p) {
+        ax__post *next = p->next;
+        ax_free(p);
+        p = next;
+    }
+    pthread_mutex_destroy(&loop->post_lock);
+    loop->backend->destroy(loop);
+    ax_free(loop->udp_batch);
+    ax_free(loop->rbuf);
+    ax_free(loop);
+}
