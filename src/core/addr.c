@@ -81,7 +81,10 @@ static int parse_ip(const char *url, const char *rest, ax_addr *out, char *why, 
         struct sockaddr_in *s4 = (struct sockaddr_in *)&out->sa;
         s4->sin_family = AF_INET;
         out->len = sizeof(*s4);
-        if (hlen == 0 || strcmp(host, "*") == 0)
+        if (hlen == 0)
+            return fail(why, wl, AX_EHOST, "%smissing host (use 0.0.0.0 or * for all)", "",
+                        url);
+        if (strcmp(host, "*") == 0)
             s4->sin_addr.s_addr = htonl(INADDR_ANY);
         else if (strcmp(host, "localhost") == 0)
             s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -11,9 +11,8 @@ typedef struct {
     struct pollfd *pfds;
     ax__io **ios;
     unsigned len, cap;
-    ax__io **ready;
+    ax__io **ready; /* sized with the arrays above: wait never allocates */
     unsigned *ready_ev;
-    unsigned ready_cap;
 } poll_data;
 
 static int pl_init(ax_loop *loop)
@@ -48,6 +47,12 @@ static int grow(poll_data *d)
     ax__io **ios = ax_realloc(d->ios, cap * sizeof(*ios));
     if (!ios) return AX_ENOMEM;
     d->ios = ios;
+    ax__io **ready = ax_realloc(d->ready, cap * sizeof(*ready));
+    if (!ready) return AX_ENOMEM;
+    d->ready = ready;
+    unsigned *ready_ev = ax_realloc(d->ready_ev, cap * sizeof(*ready_ev));
+    if (!ready_ev) return AX_ENOMEM;
+    d->ready_ev = ready_ev;
     d->cap = cap;
     return 0;
 }
@@ -91,15 +96,6 @@ static int pl_wait(ax_loop *loop, int timeout_ms)
     if (n == -1) return errno == EINTR ? 0 : ax__err();
     loop->now = ax__monotonic_ms();
     if (n == 0) return 0;
-    if ((unsigned)n > d->ready_cap) {
-        ax__io **r = ax_realloc(d->ready, (size_t)n * sizeof(*r));
-        if (!r) return AX_ENOMEM;
-        d->ready = r;
-        unsigned *re = ax_realloc(d->ready_ev, (size_t)n * sizeof(*re));
-        if (!re) return AX_ENOMEM;
-        d->ready_ev = re;
-        d->ready_cap = (unsigned)n;
-    }
     unsigned k = 0;
     for (unsigned i = 0; i < d->len && k < (unsigned)n; i++) {
         short re = d->pfds[i].revents;

@@ -30,6 +30,8 @@ enum {
     F_PARKED = 1u << 9, /* no interest: removed from the backend */
     F_TCP = 1u << 10,
     F_REDELIVER = 1u << 11, /* resumed with input kept: offer it again */
+    F_NODELAY = 1u << 12,
+    F_LINGER = 1u << 13, /* closing: FIN sent, discarding input until the peer's FIN */
 };
 
 struct ax_conn {
@@ -95,7 +97,8 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->idle_ms = lim->idle_ms;
     c->connect_ms = lim->connect_ms;
     c->linger_ms = lim->linger_ms;
-    c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0);
+    c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0) |
+               (lim->no_delay ? F_NODELAY : 0);
     c->last_active = loop->now;
     if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
     int rc = ax__io_start(loop, &c->io, fd, connecting ? AX__OUT : AX__IN, conn_io);
@@ -118,7 +121,10 @@ static void update_interest(ax_conn *c)
     if (c->flags & F_CONNECTING) {
         ev = AX__OUT;
     } else {
-        if (!(c->flags & (F_PAUSED | F_PEER_EOF | F_CLOSING))) ev |= AX__IN;
+        if (c->flags & F_LINGER)
+            ev |= AX__IN;
+        else if (!(c->flags & (F_PAUSED | F_PEER_EOF | F_CLOSING)))
+            ev |= AX__IN;
         if (c->wq_head) ev |= AX__OUT;
     }
     /* With no interest at all, epoll and poll would still report hang-ups
@@ -145,7 +151,7 @@ static void update_interest(ax_conn *c)
 static uint32_t timer_limit(const ax_conn *c)
 {
     if (c->flags & F_CONNECTING) return c->connect_ms;
-    if (c->flags & F_CLOSING) return c->linger_ms;
+    if (c->flags & (F_CLOSING | F_LINGER)) return c->linger_ms;
     return c->idle_ms;
 }
 
@@ -162,7 +168,7 @@ static void timer_cb(ax_timer *t, void *ud)
     }
     if (c->flags & F_CONNECTING)
         conn_finish(c, AX_ETIMEDOUT, false);
-    else if (c->flags & F_CLOSING)
+    else if (c->flags & (F_CLOSING | F_LINGER))
         conn_finish(c, c->reason, true);
     else
         conn_finish(c, AX_EIDLE, false);
@@ -242,15 +248,32 @@ void ax__conn_close_handle(ax__handle *h)
     conn_finish(AX__CONTAINER(h, ax_conn, h), AX_ECANCELED, false);
 }
 
+/* Everything is flushed.  Closing a socket whose receive queue is not
+ * empty makes the kernel send RST, and an RST can destroy the last bytes
+ * still on their way to the peer.  So unless the peer has already finished,
+ * send FIN and read (discarding) until its FIN, at most linger_ms. */
+static void finish_or_linger(ax_conn *c)
+{
+    if ((c->flags & (F_PEER_EOF | F_CONNECTING)) || !(c->flags & F_CONNECTED)) {
+        conn_finish(c, c->reason, false);
+        return;
+    }
+    if (!(c->flags & F_SHUT_DONE)) shutdown(c->io.fd, SHUT_WR);
+    c->flags = (c->flags & ~(F_CLOSING | F_PAUSED)) | F_LINGER | F_SHUT_DONE;
+    c->last_active = c->loop->now;
+    update_interest(c);
+    arm_timer(c);
+}
+
 static void close_graceful(ax_conn *c, int reason)
 {
-    if (c->flags & (F_CLOSED | F_CLOSING)) return;
+    if (c->flags & (F_CLOSED | F_CLOSING | F_LINGER)) return;
+    c->reason = reason;
     if (!c->wq_head || (c->flags & F_CONNECTING)) {
-        conn_finish(c, reason, false);
+        finish_or_linger(c);
         return;
     }
     c->flags |= F_CLOSING;
-    c->reason = reason;
     c->last_active = c->loop->now;
     update_interest(c);
     arm_timer(c);
@@ -316,8 +339,20 @@ static void peer_eof(ax_conn *c)
     }
 }
 
+/* Lingering: discard input until the peer's FIN or an error. */
+static void linger_read(ax_conn *c)
+{
+    ssize_t n = recv(c->io.fd, c->loop->rbuf, AX__READ_BUF, 0);
+    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+        conn_finish(c, c->reason, false);
+}
+
 static void conn_read(ax_conn *c)
 {
+    if (c->flags & F_LINGER) {
+        linger_read(c);
+        return;
+    }
     char *buf = c->loop->rbuf;
     size_t room = AX__READ_BUF;
     if (c->in_len) { /* a partial message waits: read behind it */
@@ -400,7 +435,7 @@ static void after_flush(ax_conn *c)
         update_interest(c);
     } else {
         if (c->flags & F_CLOSING) {
-            conn_finish(c, c->reason, false);
+            finish_or_linger(c);
             return;
         }
         if (c->flags & F_SHUT_PENDING) {
@@ -431,7 +466,8 @@ static void on_writable(ax_conn *c)
 
 static int write_state(const ax_conn *c)
 {
-    if (c->flags & (F_CLOSED | F_CLOSING | F_SHUT_PENDING | F_SHUT_DONE)) return AX_ECLOSED;
+    if (c->flags & (F_CLOSED | F_CLOSING | F_LINGER | F_SHUT_PENDING | F_SHUT_DONE))
+        return AX_ECLOSED;
     return 0;
 }
 
@@ -557,7 +593,7 @@ static void connect_done(ax_conn *c)
     }
     c->flags = (c->flags & ~F_CONNECTING) | F_CONNECTED;
     c->last_active = c->loop->now;
-    if (c->flags & F_TCP) ax__set_nodelay(c->io.fd, true);
+    if ((c->flags & (F_TCP | F_NODELAY)) == (F_TCP | F_NODELAY)) ax__set_nodelay(c->io.fd, true);
     update_interest(c);
     arm_timer(c);
     if (c->cbs->on_open) c->cbs->on_open(c);
@@ -585,14 +621,14 @@ static void conn_io(ax_loop *loop, ax__io *io, unsigned revents)
 
 void ax_conn_pause(ax_conn *c)
 {
-    if (c->flags & F_CLOSED) return;
+    if (c->flags & (F_CLOSED | F_LINGER)) return;
     c->flags |= F_PAUSED;
     update_interest(c);
 }
 
 void ax_conn_resume(ax_conn *c)
 {
-    if ((c->flags & F_CLOSED) || !(c->flags & F_PAUSED)) return;
+    if ((c->flags & (F_CLOSED | F_LINGER)) || !(c->flags & F_PAUSED)) return;
     c->flags &= ~F_PAUSED;
     update_interest(c);
     if (c->in_len) { /* input kept while paused may hold whole messages */

@@ -114,6 +114,8 @@ struct ax_loop {
 };
 
 /* loop.c */
+/* Interrupt the loop's wait from any thread (async-signal-safe). */
+void ax__loop_wake(ax_loop *loop);
 void ax__io_dispatch(ax_loop *loop, ax__io *io, unsigned revents);
 void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *));
 int ax__io_start(ax_loop *loop, ax__io *io, int fd, unsigned events, ax__io_cb cb);
@@ -135,6 +137,7 @@ void ax__make_nonblocking_cloexec(int fd);
 void ax__conn_close_handle(ax__handle *h);
 void ax__listener_close_handle(ax__handle *h);
 void ax__udp_close_handle(ax__handle *h);
+void ax__udp_batch_free(ax_loop *loop);
 
 /* conn.c: defaults applied to ax_conn_opts, and connection creation */
 typedef struct ax__conn_limits {

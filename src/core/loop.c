@@ -159,6 +159,13 @@ int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
     return 0;
 }
 
+void ax__loop_wake(ax_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t r = write(loop->wake_wfd, &one, sizeof one);
+    (void)r;
+}
+
 static volatile sig_atomic_t pending_signal;
 static ax_loop *signal_loop;
 
@@ -253,7 +260,11 @@ int ax_loop_run_once(ax_loop *loop, int timeout_ms)
 int ax_loop_run(ax_loop *loop)
 {
     loop->stop = false;
-    while (!loop->stop && has_work(loop)) {
+    for (;;) {
+        /* Deferred work (close callbacks, frees) may be all that is left:
+         * run it before deciding whether anything remains to wait for. */
+        run_deferred(loop);
+        if (loop->stop || !has_work(loop)) break;
         int rc = ax_loop_run_once(loop, -1);
         if (rc < 0) return rc;
     }
@@ -305,7 +316,7 @@ void ax_loop_free(ax_loop *loop)
     }
     pthread_mutex_destroy(&loop->post_lock);
     loop->backend->destroy(loop);
-    ax_free(loop->udp_batch);
+    ax__udp_batch_free(loop);
     ax_free(loop->rbuf);
     ax_free(loop);
 }

@@ -36,17 +36,10 @@ static void *thread_main(void *arg)
     pthread_mutex_unlock(&t->lock);
     if (w->setup_rc == 0) {
         /* Keep running while idle: work may be posted at any time. */
-        while (!w->quit)
+        while (!__atomic_load_n(&w->quit, __ATOMIC_ACQUIRE))
             if (ax_loop_run_once(w->loop, -1) < 0) break;
     }
     return NULL;
-}
-
-static void quit_fn(ax_loop *loop, void *arg)
-{
-    worker *w = arg;
-    w->quit = true;
-    ax_loop_stop(loop);
 }
 
 static void stop_workers(ax_threads *t)
@@ -54,7 +47,9 @@ static void stop_workers(ax_threads *t)
     for (int i = 0; i < t->n; i++) {
         worker *w = &t->w[i];
         if (!w->started) continue;
-        if (w->loop && w->setup_rc == 0) ax_loop_post(w->loop, quit_fn, w);
+        /* No allocation on this path: stopping must work when memory is out. */
+        __atomic_store_n(&w->quit, true, __ATOMIC_RELEASE);
+        if (w->loop && w->setup_rc == 0) ax__loop_wake(w->loop);
         pthread_join(w->tid, NULL);
         ax_loop_free(w->loop);
     }

@@ -45,14 +45,20 @@ struct ax_udp {
     ax__deferred flush_d;
 };
 
+void ax__udp_batch_free(ax_loop *loop)
+{
+    rx_batch *b = loop->udp_batch;
+    if (!b) return;
+    ax_free(b->bufs);
+    ax_free(b);
+    loop->udp_batch = NULL;
+}
+
 static rx_batch *get_batch(ax_loop *loop, int batch, size_t slot)
 {
     rx_batch *b = loop->udp_batch;
     if (b && b->batch >= batch && b->slot >= slot) return b;
-    if (b) {
-        ax_free(b->bufs);
-        ax_free(b);
-    }
+    ax__udp_batch_free(loop);
     b = ax_calloc(1, sizeof(*b));
     if (!b) return NULL;
     /* Pages of this arena are only touched as datagrams land in them. */
@@ -72,7 +78,10 @@ static void recv_cb(ax_loop *loop, ax__io *io, unsigned revents)
 {
     ax_udp *u = AX__CONTAINER(io, ax_udp, io);
     (void)revents;
-    rx_batch *b = get_batch(loop, u->batch, u->max_datagram + 1);
+    /* An odd number of cache lines apart: a power-of-two stride would put
+     * every slot's first line in the same cache set. */
+    size_t stride = ((u->max_datagram + 1 + 63) & ~(size_t)63) | 64;
+    rx_batch *b = get_batch(loop, u->batch, stride);
     if (!b) return;
     int n = u->batch;
     for (int i = 0; i < n; i++) {
