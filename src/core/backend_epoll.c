@@ -1,8 +1,10 @@
-/* backend_epoll.c: the Linux backend, level-triggered epoll.
+/* backend_epoll.c: the Linux backend.
  *
- * Level-triggered so a connection reads once per iteration (fairness, and
- * one read syscall per event instead of a read-until-EAGAIN); the io
- * pointer rides in epoll_event.data. */
+ * Connections register once, edge-triggered, for input and output, and are
+ * never modified again: no epoll_ctl per write, and no re-poll of every
+ * reported socket on the next wait as level-triggered mode does.  Listeners,
+ * UDP sockets and the wake-up fd stay level-triggered.  The io pointer rides
+ * in epoll_event.data. */
 #include "internal.h"
 
 #include <sys/epoll.h>
@@ -17,7 +19,8 @@ typedef struct {
 
 static unsigned to_epoll(unsigned ev)
 {
-    return (ev & AX__IN ? EPOLLIN : 0u) | (ev & AX__OUT ? EPOLLOUT : 0u);
+    return (ev & AX__IN ? EPOLLIN : 0u) | (ev & AX__OUT ? EPOLLOUT : 0u) |
+           (ev & AX__EDGE ? (unsigned)(EPOLLET | EPOLLRDHUP) : 0u);
 }
 
 static int ep_init(ax_loop *loop)
@@ -69,13 +72,13 @@ static int ep_wait(ax_loop *loop, int timeout_ms)
     epoll_data_t_ *d = loop->backend_data;
     int n = epoll_wait(d->epfd, d->events, MAX_EVENTS, timeout_ms);
     if (n == -1) return errno == EINTR ? 0 : ax__err();
-    loop->now = ax__monotonic_ms();
     for (int i = 0; i < n; i++) {
         unsigned e = d->events[i].events, r = 0;
         if (e & EPOLLIN) r |= AX__IN;
         if (e & EPOLLOUT) r |= AX__OUT;
         if (e & EPOLLERR) r |= AX__ERR;
         if (e & EPOLLHUP) r |= AX__HUP;
+        if (e & EPOLLRDHUP) r |= AX__RDHUP;
         /* io->fd is -1 when an earlier callback of this batch closed it */
         ax__io_dispatch(loop, d->events[i].data.ptr, r);
     }
@@ -83,5 +86,5 @@ static int ep_wait(ax_loop *loop, int timeout_ms)
 }
 
 const ax__backend ax__backend_epoll = {
-    "epoll", ep_init, ep_destroy, ep_add, ep_mod, ep_del, ep_wait,
+    "epoll", true, ep_init, ep_destroy, ep_add, ep_mod, ep_del, ep_wait,
 };

@@ -94,7 +94,6 @@ static int pl_wait(ax_loop *loop, int timeout_ms)
     poll_data *d = loop->backend_data;
     int n = poll(d->pfds, d->len, timeout_ms);
     if (n == -1) return errno == EINTR ? 0 : ax__err();
-    loop->now = ax__monotonic_ms();
     if (n == 0) return 0;
     unsigned k = 0;
     for (unsigned i = 0; i < d->len && k < (unsigned)n; i++) {
@@ -116,5 +115,5 @@ static int pl_wait(ax_loop *loop, int timeout_ms)
 }
 
 const ax__backend ax__backend_poll = {
-    "poll", pl_init, pl_destroy, pl_add, pl_mod, pl_del, pl_wait,
+    "poll", false, pl_init, pl_destroy, pl_add, pl_mod, pl_del, pl_wait,
 };

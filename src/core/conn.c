@@ -32,6 +32,8 @@ enum {
     F_REDELIVER = 1u << 11, /* resumed with input kept: offer it again */
     F_NODELAY = 1u << 12,
     F_LINGER = 1u << 13, /* closing: FIN sent, discarding input until the peer's FIN */
+    F_EDGE = 1u << 14,   /* edge-triggered: registered once for in and out */
+    F_RDHUP = 1u << 15,  /* edge mode: the peer's FIN is queued behind the data */
 };
 
 struct ax_conn {
@@ -52,7 +54,8 @@ struct ax_conn {
     uint64_t last_active;
     ax_timer *timer;
     uint64_t bytes_in, bytes_out;
-    ax__deferred deferred;
+    ax__deferred deferred; /* this iteration: the close callback */
+    ax__deferred again;    /* next iteration: read on, or re-offer kept input */
 };
 
 static void conn_io(ax_loop *loop, ax__io *io, unsigned revents);
@@ -101,7 +104,12 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
                (lim->no_delay ? F_NODELAY : 0);
     c->last_active = loop->now;
     if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
-    int rc = ax__io_start(loop, &c->io, fd, connecting ? AX__OUT : AX__IN, conn_io);
+    unsigned ev = connecting ? AX__OUT : AX__IN;
+    if (loop->backend->edge) {
+        c->flags |= F_EDGE;
+        ev = AX__IN | AX__OUT | AX__EDGE;
+    }
+    int rc = ax__io_start(loop, &c->io, fd, ev, conn_io);
     if (rc != 0) {
         ax_free(c);
         *err = rc;
@@ -116,7 +124,7 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
 
 static void update_interest(ax_conn *c)
 {
-    if (c->flags & F_CLOSED) return;
+    if (c->flags & (F_CLOSED | F_EDGE)) return;
     unsigned ev = 0;
     if (c->flags & F_CONNECTING) {
         ev = AX__OUT;
@@ -205,19 +213,34 @@ static void free_queue(ax_conn *c)
 
 static void deliver(ax_conn *c, char *data, size_t len);
 
+static void conn_read(ax_conn *c);
+
 static void conn_deferred(ax_loop *loop, ax__deferred *d)
 {
     ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
+    ax__handle_remove(loop, &c->h);
+    if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
+    if (!c->again.queued) ax_free(c); /* else conn_again frees it */
+}
+
+/* Next-iteration work: input kept across a pause is offered again, and an
+ * edge-triggered socket whose read budget ran out (or that was resumed) is
+ * read again, since no new edge will come for bytes already there. */
+static void conn_again(ax_loop *loop, ax__deferred *d)
+{
+    ax_conn *c = AX__CONTAINER(d, ax_conn, again);
+    (void)loop;
     if (c->flags & F_CLOSED) {
-        ax__handle_remove(loop, &c->h);
-        if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
-        ax_free(c);
+        if (!c->deferred.queued) ax_free(c); /* on_close has run */
         return;
     }
-    if ((c->flags & F_REDELIVER) && !(c->flags & F_PAUSED) && c->in_len) {
+    if (c->flags & F_PAUSED) return;
+    if ((c->flags & F_REDELIVER) && c->in_len) {
         c->flags &= ~F_REDELIVER;
         deliver(c, NULL, 0);
+        if (c->flags & (F_CLOSED | F_PAUSED)) return;
     }
+    if ((c->flags & F_EDGE) && !(c->flags & (F_PEER_EOF | F_CLOSING))) conn_read(c);
 }
 
 static void conn_finish(ax_conn *c, int reason, bool rst)
@@ -263,6 +286,7 @@ static void finish_or_linger(ax_conn *c)
     c->last_active = c->loop->now;
     update_interest(c);
     arm_timer(c);
+    if (c->flags & F_EDGE) ax__defer_later(c->loop, &c->again, conn_again);
 }
 
 static void close_graceful(ax_conn *c, int reason)
@@ -339,12 +363,17 @@ static void peer_eof(ax_conn *c)
     }
 }
 
-/* Lingering: discard input until the peer's FIN or an error. */
+/* Lingering: discard input until the peer's FIN or an error.  Drains to
+ * EAGAIN (a few buffers per iteration), which edge mode needs anyway. */
 static void linger_read(ax_conn *c)
 {
-    ssize_t n = recv(c->io.fd, c->loop->rbuf, AX__READ_BUF, 0);
-    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
-        conn_finish(c, c->reason, false);
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = recv(c->io.fd, c->loop->rbuf, AX__READ_BUF, 0);
+        if (n > 0) continue;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) conn_finish(c, c->reason, false);
+        return;
+    }
+    ax__defer_later(c->loop, &c->again, conn_again);
 }
 
 static void conn_read(ax_conn *c)
@@ -373,6 +402,11 @@ static void conn_read(ax_conn *c)
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
         c->last_active = c->loop->now;
+        /* A short read emptied the socket; a full one may not have, and
+         * edge-triggered epoll will not say so again: read on next time
+         * round (one read per connection per iteration keeps it fair). */
+        if ((c->flags & F_EDGE) && ((size_t)n == room || (c->flags & F_RDHUP)))
+            ax__defer_later(c->loop, &c->again, conn_again);
         if (c->in_len) {
             c->in_len += (uint32_t)n;
             deliver(c, NULL, 0);
@@ -598,23 +632,32 @@ static void connect_done(ax_conn *c)
     arm_timer(c);
     if (c->cbs->on_open) c->cbs->on_open(c);
     if (c->flags & F_CLOSED) return;
-    if (c->wq_head) on_writable(c);
-    else if (c->flags & F_SHUT_PENDING) after_flush(c);
+    if (c->wq_head)
+        on_writable(c);
+    else if (c->flags & F_SHUT_PENDING)
+        after_flush(c);
+}
+
+static bool wants_input(const ax_conn *c)
+{
+    return (c->flags & F_LINGER) || !(c->flags & (F_PAUSED | F_PEER_EOF | F_CLOSING));
 }
 
 static void conn_io(ax_loop *loop, ax__io *io, unsigned revents)
 {
     ax_conn *c = AX__CONTAINER(io, ax_conn, io);
     (void)loop;
+    if (revents & AX__RDHUP) c->flags |= F_RDHUP;
     if (c->flags & F_CONNECTING) {
-        connect_done(c);
-        return;
+        if (!(revents & (AX__OUT | AX__ERR | AX__HUP))) return;
+        connect_done(c); /* then read what may have come with it */
+        if (c->flags & (F_CLOSED | F_CONNECTING)) return;
     }
-    if ((revents & AX__OUT) || ((revents & (AX__ERR | AX__HUP)) && c->wq_head)) {
+    if (((revents & AX__OUT) || (revents & (AX__ERR | AX__HUP))) && c->wq_head) {
         on_writable(c);
         if (c->flags & F_CLOSED) return;
     }
-    if ((revents & (AX__IN | AX__ERR | AX__HUP)) && (c->io.events & AX__IN)) conn_read(c);
+    if ((revents & (AX__IN | AX__ERR | AX__HUP)) && wants_input(c)) conn_read(c);
 }
 
 /* ---- flow control and accessors ----------------------------------------- */
@@ -631,10 +674,8 @@ void ax_conn_resume(ax_conn *c)
     if ((c->flags & (F_CLOSED | F_LINGER)) || !(c->flags & F_PAUSED)) return;
     c->flags &= ~F_PAUSED;
     update_interest(c);
-    if (c->in_len) { /* input kept while paused may hold whole messages */
-        c->flags |= F_REDELIVER;
-        ax__defer(c->loop, &c->deferred, conn_deferred);
-    }
+    if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
+    if (c->in_len || (c->flags & F_EDGE)) ax__defer_later(c->loop, &c->again, conn_again);
 }
 
 bool ax_conn_paused(const ax_conn *c) { return (c->flags & F_PAUSED) != 0; }

@@ -20,6 +20,8 @@
 #define AX__OUT 0x2u
 #define AX__ERR 0x4u
 #define AX__HUP 0x8u
+#define AX__EDGE 0x10u /* edge-triggered, where the backend has it */
+#define AX__RDHUP 0x20u /* the peer shut down writing (edge mode reports it) */
 
 typedef struct ax__io ax__io;
 typedef void (*ax__io_cb)(ax_loop *loop, ax__io *io, unsigned revents);
@@ -35,6 +37,7 @@ struct ax__io {
 
 typedef struct ax__backend {
     const char *name;
+    bool edge; /* honours AX__EDGE */
     int (*init)(ax_loop *loop);
     void (*destroy)(ax_loop *loop);
     int (*add)(ax_loop *loop, ax__io *io, unsigned events);
@@ -93,6 +96,10 @@ struct ax_loop {
 
     ax__deferred *deferred;
     ax__deferred **deferred_tail;
+    /* work for the next iteration (a read budget ran out): the wait that
+     * comes first does not block */
+    ax__deferred *later;
+    ax__deferred **later_tail;
 
     /* cross-thread posts: a mutex-protected list + an eventfd */
     pthread_mutex_t post_lock;
@@ -118,6 +125,7 @@ struct ax_loop {
 void ax__loop_wake(ax_loop *loop);
 void ax__io_dispatch(ax_loop *loop, ax__io *io, unsigned revents);
 void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *));
+void ax__defer_later(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *));
 int ax__io_start(ax_loop *loop, ax__io *io, int fd, unsigned events, ax__io_cb cb);
 int ax__io_set(ax_loop *loop, ax__io *io, unsigned events);
 void ax__io_stop(ax_loop *loop, ax__io *io);

@@ -51,6 +51,7 @@ ax_loop *ax_loop_new(const char *backend, int *err)
     loop->backend = be;
     loop->handles.next = loop->handles.prev = &loop->handles;
     loop->deferred_tail = &loop->deferred;
+    loop->later_tail = &loop->later;
     loop->now = ax__monotonic_ms();
     loop->rbuf = ax_malloc(AX__READ_BUF);
     if (!loop->rbuf) goto fail_loop;
@@ -121,6 +122,26 @@ void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferre
     d->next = NULL;
     *loop->deferred_tail = d;
     loop->deferred_tail = &d->next;
+}
+
+void ax__defer_later(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *))
+{
+    if (d->queued) return;
+    d->queued = true;
+    d->fn = fn;
+    d->next = NULL;
+    *loop->later_tail = d;
+    loop->later_tail = &d->next;
+}
+
+/* Move next-iteration work onto the deferred list. */
+static void take_later(ax_loop *loop)
+{
+    if (!loop->later) return;
+    *loop->deferred_tail = loop->later;
+    loop->deferred_tail = loop->later_tail;
+    loop->later = NULL;
+    loop->later_tail = &loop->later;
 }
 
 static void run_deferred(ax_loop *loop)
@@ -239,18 +260,19 @@ int ax_loop_handle_signals(ax_loop *loop, void (*cb)(ax_loop *, int))
 
 static bool has_work(const ax_loop *loop)
 {
-    return loop->alive > 0 || loop->deferred != NULL;
+    return loop->alive > 0 || loop->deferred != NULL || loop->later != NULL;
 }
 
 int ax_loop_run_once(ax_loop *loop, int timeout_ms)
 {
     run_deferred(loop);
     int next = ax__timers_next(loop);
-    if (loop->stop || loop->deferred) timeout_ms = 0;
+    if (loop->stop || loop->deferred || loop->later) timeout_ms = 0;
     if (next >= 0 && (timeout_ms < 0 || next < timeout_ms)) timeout_ms = next;
     int rc = loop->backend->wait(loop, timeout_ms);
     loop->now = ax__monotonic_ms();
     if (rc < 0) return rc;
+    take_later(loop);
     run_deferred(loop);
     ax__timers_run(loop);
     run_deferred(loop);
@@ -297,10 +319,13 @@ void ax_loop_free(ax_loop *loop)
             }
             l = next;
         }
+        take_later(loop);
         run_deferred(loop);
     }
+    take_later(loop);
     run_deferred(loop);
     ax__timers_free_all(loop);
+    take_later(loop);
     run_deferred(loop);
     if (signal_loop == loop) signal_loop = NULL;
     ax__io_stop(loop, &loop->wake);

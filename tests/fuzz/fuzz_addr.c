@@ -74,8 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(why, 0, sizeof why);
     int rc = ax_addr_parse(url, &a, why, sizeof why);
     if (rc == 0) {
-        CHECK(a.scheme == AX_SCHEME_TCP || a.scheme == AX_SCHEME_UDP ||
-              a.scheme == AX_SCHEME_UNIX);
+        CHECK(a.scheme == AX_SCHEME_TCP || a.scheme == AX_SCHEME_UDP || a.scheme == AX_SCHEME_UNIX);
         CHECK(a.len > 0 && a.len <= sizeof a.sa);
         round_trip(&a);
     } else {

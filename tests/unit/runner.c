@@ -26,8 +26,8 @@ void ax_test_register(ax_test *t)
 void ax_test_fail(const char *file, int line, const char *expr, const char *detail)
 {
     fflush(stdout); /* keep the test's own diagnostics, printed before this */
-    fprintf(stderr, "#   %s:%d: assertion failed: %s%s%s\n", file, line, expr,
-            detail ? " -- " : "", detail ? detail : "");
+    fprintf(stderr, "#   %s:%d: assertion failed: %s%s%s\n", file, line, expr, detail ? " -- " : "",
+            detail ? detail : "");
     fflush(stderr);
     _exit(1);
 }

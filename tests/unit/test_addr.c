@@ -235,9 +235,9 @@ TEST(addr_parse_reason_respects_buffer)
 TEST(addr_format)
 {
     static const char *const canon[] = {
-        "tcp://127.0.0.1:7000", "udp://0.0.0.0:7001", "tcp://[::1]:7000",
+        "tcp://127.0.0.1:7000",   "udp://0.0.0.0:7001", "tcp://[::1]:7000",
         "udp://[2001:db8::1]:53", "tcp://10.0.0.255:1", "unix:///run/app.sock",
-        "unix://@abstract-name", "tcp://[::]:0",
+        "unix://@abstract-name",  "tcp://[::]:0",
     };
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         ax_addr a = parse_ok(canon[i]);
@@ -262,9 +262,9 @@ TEST(addr_format_truncates_safely)
 TEST(addr_round_trip)
 {
     static const char *const urls[] = {
-        "tcp://127.0.0.1:7000", "tcp://localhost:1", "tcp://*:8080", "udp://[::1]:9",
-        "udp://[fe80::1:2:3:4]:1000", "unix:///tmp/x.sock", "unix://@n", "tcp://1.2.3.4:0",
-        "tcp://[::ffff:10.0.0.1]:5", "tcp://0.0.0.0:65535",
+        "tcp://127.0.0.1:7000",       "tcp://localhost:1",   "tcp://*:8080", "udp://[::1]:9",
+        "udp://[fe80::1:2:3:4]:1000", "unix:///tmp/x.sock",  "unix://@n",    "tcp://1.2.3.4:0",
+        "tcp://[::ffff:10.0.0.1]:5",  "tcp://0.0.0.0:65535",
     };
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         ax_addr a = parse_ok(urls[i]);
@@ -354,10 +354,10 @@ TEST(error_codes_and_texts)
     ASSERT_EQ(AX_ECONNRESET, -ECONNRESET);
     ASSERT_EQ(AX_ENOMEM, -ENOMEM);
     static const int codes[] = {
-        AX_OK,         AX_ENOMEM,      AX_EINVAL,      AX_ECONNRESET, AX_ECONNREFUSED,
-        AX_ETIMEDOUT,  AX_EADDRINUSE,  AX_EMSGSIZE,    AX_EOF,        AX_EURL,
-        AX_ESCHEME,    AX_EHOST,       AX_EPORT,       AX_EOUTPUTCAP, AX_EIDLE,
-        AX_ECLOSED,    AX_ESHUTDOWN,   AX_ECANCELED,   -9999,         12345,
+        AX_OK,        AX_ENOMEM,     AX_EINVAL,    AX_ECONNRESET, AX_ECONNREFUSED,
+        AX_ETIMEDOUT, AX_EADDRINUSE, AX_EMSGSIZE,  AX_EOF,        AX_EURL,
+        AX_ESCHEME,   AX_EHOST,      AX_EPORT,     AX_EOUTPUTCAP, AX_EIDLE,
+        AX_ECLOSED,   AX_ESHUTDOWN,  AX_ECANCELED, -9999,         12345,
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = ax_strerror(codes[i]);

@@ -50,7 +50,10 @@ TEST(alloc_restore_default)
     ASSERT_EQ(tu_alloc_total(), before);
 }
 
-static void never_release(void *data, void *ud) { *(int *)ud += 1; }
+static void never_release(void *data, void *ud)
+{
+    *(int *)ud += 1;
+}
 
 TEST(alloc_slices_out_of_memory)
 {
@@ -125,19 +128,25 @@ static void s_cli_close(ax_conn *c, int reason)
     s->cli_reason = reason;
 }
 
-static void s_posted(ax_loop *loop, void *arg) { ((struct scen *)arg)->posted_ran++; }
+static void s_posted(ax_loop *loop, void *arg)
+{
+    ((struct scen *)arg)->posted_ran++;
+}
 
 static void s_udp_rx(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
     ((struct scen *)ax_udp_data(u))->udp_rx++;
 }
 
-static void s_timer(ax_timer *t, void *ud) { ((struct scen *)ud)->timer_fired++; }
+static void s_timer(ax_timer *t, void *ud)
+{
+    ((struct scen *)ud)->timer_fired++;
+}
 
-static const ax_conn_cbs srv_cbs = {.on_open = s_srv_open, .on_data = s_srv_data,
-                                    .on_close = s_srv_close};
-static const ax_conn_cbs cli_cbs = {.on_open = s_cli_open, .on_data = s_cli_data,
-                                    .on_close = s_cli_close};
+static const ax_conn_cbs srv_cbs = {
+    .on_open = s_srv_open, .on_data = s_srv_data, .on_close = s_srv_close};
+static const ax_conn_cbs cli_cbs = {
+    .on_open = s_cli_open, .on_data = s_cli_data, .on_close = s_cli_close};
 
 static void fail_at(long n, const char *what, int got)
 {
@@ -147,13 +156,17 @@ static void fail_at(long n, const char *what, int got)
     ax_test_fail(__FILE__, __LINE__, what, d);
 }
 
-/* Returns true when the run saw no allocation failure at all. */
-static bool scenario(long n)
+/* Returns true when the run saw no allocation failure at all.  `once`:
+ * only allocation n fails, else n and every one after it. */
+static bool scenario(long n, bool once)
 {
     struct scen s = {0};
     long fails0 = tu_alloc_failures();
     int err = 0;
-    tu_alloc_fail_after(n);
+    if (once)
+        tu_alloc_fail_once_after(n);
+    else
+        tu_alloc_fail_after(n);
     ax_loop *loop = ax_loop_new(NULL, &err);
     if (!loop) {
         if (err != AX_ENOMEM) fail_at(n, "ax_loop_new", err);
@@ -193,8 +206,8 @@ static bool scenario(long n)
             snprintf(d, sizeof d,
                      "allocation #%ld failing: hung with client %s open=%d close=%d, server "
                      "open=%d close=%d, post rc=%d ran=%d",
-                     n, c ? "made" : "none", s.cli_open, s.cli_close, s.srv_open, s.srv_close,
-                     prc, s.posted_ran);
+                     n, c ? "made" : "none", s.cli_open, s.cli_close, s.srv_open, s.srv_close, prc,
+                     s.posted_ran);
             ax_test_fail(__FILE__, __LINE__, "the scenario finishes", d);
         }
         ax_loop_run_once(loop, 10);
@@ -212,13 +225,13 @@ static bool scenario(long n)
     return tu_alloc_failures() == fails0;
 }
 
-TEST_TIMEOUT(alloc_fail_each_allocation, 120)
+static void sweep(bool once)
 {
     tu_alloc_install();
     int fds0 = tu_count_fds();
     long n;
     for (n = 0; n < 2000; n++) {
-        bool clean = scenario(n);
+        bool clean = scenario(n, once);
         if (tu_alloc_live_count() != 0) {
             char d[96];
             snprintf(d, sizeof d, "allocation #%ld failing: %ld blocks (%ld bytes) leaked", n,
@@ -234,9 +247,18 @@ TEST_TIMEOUT(alloc_fail_each_allocation, 120)
         }
         if (clean) break;
     }
-    ASSERT(n > 5);     /* the scenario allocates: failures were really injected */
-    ASSERT(n < 2000);  /* and it ends with a clean run */
+    ASSERT(n > 5);    /* the scenario allocates: failures were really injected */
+    ASSERT(n < 2000); /* and it ends with a clean run */
     printf("# %ld allocation points exercised\n", n);
+}
+
+TEST_TIMEOUT(alloc_fail_from_each_allocation_on, 120)
+{
+    sweep(false);
+}
+TEST_TIMEOUT(alloc_fail_each_allocation_once, 120)
+{
+    sweep(true);
 }
 
 /* Threads under out-of-memory: start fails cleanly or works. */
@@ -282,8 +304,14 @@ struct wq {
     int closed;
 };
 
-static void wq_open(ax_conn *c) { ((struct wq *)ax_conn_data(c))->conn = c; }
-static void wq_close(ax_conn *c, int r) { ((struct wq *)ax_conn_data(c))->closed++; }
+static void wq_open(ax_conn *c)
+{
+    ((struct wq *)ax_conn_data(c))->conn = c;
+}
+static void wq_close(ax_conn *c, int r)
+{
+    ((struct wq *)ax_conn_data(c))->closed++;
+}
 
 TEST(alloc_write_enomem_keeps_connection)
 {

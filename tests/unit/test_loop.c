@@ -373,9 +373,18 @@ static void run_signal_case(int signo, bool with_cb)
     ax_loop_free(s.loop);
 }
 
-TEST(loop_signal_sigterm_callback) { run_signal_case(SIGTERM, true); }
-TEST(loop_signal_sigint_callback) { run_signal_case(SIGINT, true); }
-TEST(loop_signal_sigterm_default_stops) { run_signal_case(SIGTERM, false); }
+TEST(loop_signal_sigterm_callback)
+{
+    run_signal_case(SIGTERM, true);
+}
+TEST(loop_signal_sigint_callback)
+{
+    run_signal_case(SIGINT, true);
+}
+TEST(loop_signal_sigterm_default_stops)
+{
+    run_signal_case(SIGTERM, false);
+}
 
 static void *signal_from_thread(void *arg)
 {
@@ -435,7 +444,10 @@ TEST(loop_signal_from_another_process)
 /* ---- freeing a loop with open handles ---------------------------------- */
 
 static int closes_seen;
-static void count_close(ax_conn *c, int reason) { closes_seen++; }
+static void count_close(ax_conn *c, int reason)
+{
+    closes_seen++;
+}
 
 TEST(loop_free_closes_open_handles)
 {

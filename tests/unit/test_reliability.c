@@ -38,7 +38,10 @@ static struct cyc_conn *cyc_conns; /* one per cycle, outlives the connection */
 
 static void start_cycles(void);
 
-static void cy_srv_open(ax_conn *c) { CY.srv_open++; }
+static void cy_srv_open(ax_conn *c)
+{
+    CY.srv_open++;
+}
 
 static size_t cy_srv_data(ax_conn *c, const char *d, size_t n)
 {
@@ -80,10 +83,10 @@ static void cy_cli_close(ax_conn *c, int reason)
     start_cycles();
 }
 
-static const ax_conn_cbs cy_srv_cbs = {.on_open = cy_srv_open, .on_data = cy_srv_data,
-                                       .on_close = cy_srv_close};
-static const ax_conn_cbs cy_cli_cbs = {.on_open = cy_cli_open, .on_data = cy_cli_data,
-                                       .on_close = cy_cli_close};
+static const ax_conn_cbs cy_srv_cbs = {
+    .on_open = cy_srv_open, .on_data = cy_srv_data, .on_close = cy_srv_close};
+static const ax_conn_cbs cy_cli_cbs = {
+    .on_open = cy_cli_open, .on_data = cy_cli_data, .on_close = cy_cli_close};
 
 static void start_cycles(void)
 {
@@ -128,9 +131,11 @@ TEST_TIMEOUT(reliability_connect_close_10000, 120)
     int fds1 = tu_count_fds();
     long live1 = tu_alloc_live_count(), bytes1 = tu_alloc_live_bytes();
     size_t heap1 = mallinfo2().uordblks;
-    printf("# 10000 cycles in %llu ms (%d accepted); fds %d -> %d; live blocks %ld -> %ld, bytes %ld -> %ld; "
+    printf("# 10000 cycles in %llu ms (%d accepted); fds %d -> %d; live blocks %ld -> %ld, bytes "
+           "%ld -> %ld; "
            "heap %zu -> %zu\n",
-           (unsigned long long)dt, CY.srv_open, fds0, fds1, live0, live1, bytes0, bytes1, heap0, heap1);
+           (unsigned long long)dt, CY.srv_open, fds0, fds1, live0, live1, bytes0, bytes1, heap0,
+           heap1);
     ASSERT_EQ(CY.finished, 10300);
     ASSERT(CY.srv_open >= 9000); /* real connections, accepted by the server */
     ASSERT_EQ(CY.bad_reason, 0);
@@ -328,8 +333,8 @@ static void reset_mid_write(void)
 {
     ax_loop *loop = tu_loop();
     struct rst r = {.size = 16 * MiB};
-    static const ax_conn_cbs cbs = {.on_open = rst_open, .on_data = rst_data,
-                                    .on_close = rst_close};
+    static const ax_conn_cbs cbs = {
+        .on_open = rst_open, .on_data = rst_data, .on_close = rst_close};
     ax_conn_opts o = {.output_cap = 64 * MiB};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, &o, &r, NULL);
     ASSERT(ls != NULL);
@@ -349,7 +354,10 @@ static void reset_mid_write(void)
     ax_loop_free(loop);
 }
 
-TEST(reliability_peer_reset_mid_write) { reset_mid_write(); }
+TEST(reliability_peer_reset_mid_write)
+{
+    reset_mid_write();
+}
 
 TEST(reliability_peer_reset_mid_write_sigpipe_default)
 {
@@ -363,8 +371,8 @@ TEST(reliability_peer_reset_idle)
 {
     ax_loop *loop = tu_loop();
     struct rst r = {0};
-    static const ax_conn_cbs cbs = {.on_open = rst_open, .on_data = rst_data,
-                                    .on_close = rst_close};
+    static const ax_conn_cbs cbs = {
+        .on_open = rst_open, .on_data = rst_data, .on_close = rst_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &r, NULL);
     ASSERT(ls != NULL);
     int fd = tu_connect(ax_listener_addr(ls), 0);
@@ -481,13 +489,15 @@ static void tr_close(ax_conn *c, int reason)
     ax_conn_set_idle_timeout(c, 10);
 }
 
-static const ax_conn_cbs tr_cbs = {.on_open = tr_open, .on_data = tr_data,
-                                   .on_drain = tr_drain, .on_end = tr_end,
+static const ax_conn_cbs tr_cbs = {.on_open = tr_open,
+                                   .on_data = tr_data,
+                                   .on_drain = tr_drain,
+                                   .on_end = tr_end,
                                    .on_close = tr_close};
 
 /* Without on_end: the peer's FIN closes the connection by itself. */
-static const ax_conn_cbs tr_cbs_noend = {.on_open = tr_open, .on_data = tr_data,
-                                         .on_drain = tr_drain, .on_close = tr_close};
+static const ax_conn_cbs tr_cbs_noend = {
+    .on_open = tr_open, .on_data = tr_data, .on_drain = tr_drain, .on_close = tr_close};
 
 static ax_listener *tr_listen(ax_loop *loop, struct track *t)
 {

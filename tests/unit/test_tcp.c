@@ -293,7 +293,10 @@ TEST(tcp_unconsumed_bytes_are_offered_again)
     ax_loop_free(loop);
 }
 
-static size_t consume_nothing(ax_conn *c, const char *d, size_t len) { return 0; }
+static size_t consume_nothing(ax_conn *c, const char *d, size_t len)
+{
+    return 0;
+}
 
 TEST(tcp_max_input_closes_with_emsgsize)
 {
@@ -373,8 +376,8 @@ TEST(tcp_half_close_reply_after_peer_end)
 {
     ax_loop *loop = tu_loop();
     struct half h = {0};
-    static const ax_conn_cbs cbs = {.on_data = half_data, .on_end = half_end,
-                                    .on_close = half_close};
+    static const ax_conn_cbs cbs = {
+        .on_data = half_data, .on_end = half_end, .on_close = half_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &h, NULL);
     ASSERT(ls != NULL);
     int fd = tu_connect(ax_listener_addr(ls), 0);
@@ -409,8 +412,8 @@ TEST(tcp_shutdown_keeps_reading)
 {
     ax_loop *loop = tu_loop();
     struct half h = {0};
-    static const ax_conn_cbs cbs = {.on_open = shut_open, .on_data = half_data,
-                                    .on_close = half_close};
+    static const ax_conn_cbs cbs = {
+        .on_open = shut_open, .on_data = half_data, .on_close = half_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &h, NULL);
     ASSERT(ls != NULL);
     int fd = tu_connect(ax_listener_addr(ls), 0);
@@ -486,8 +489,11 @@ TEST(tcp_peer_end_without_on_end_flushes_then_closes)
     static const ax_conn_cbs cbs = {.on_data = bulk_on_request, .on_close = bulk_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &b, NULL);
     ASSERT(ls != NULL);
-    struct reader r = {.addr = *ax_listener_addr(ls), .rcvbuf = 65536, .delay_ms = 100,
-                       .request = "G", .cap = b.size + 16};
+    struct reader r = {.addr = *ax_listener_addr(ls),
+                       .rcvbuf = 65536,
+                       .delay_ms = 100,
+                       .request = "G",
+                       .cap = b.size + 16};
     r.buf = malloc(r.cap);
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, reader_thread, &r), 0);
@@ -505,7 +511,7 @@ struct wm {
     size_t high, low;
     uint64_t written, target;
     int returned_high;
-    int bad_return;     /* 1 returned while at or below high, or 0 above it */
+    int bad_return; /* 1 returned while at or below high, or 0 above it */
     int drains;
     int drain_above_low;
     atomic_int saw_high;
@@ -591,8 +597,7 @@ TEST(tcp_watermarks_and_drain)
 {
     ax_loop *loop = tu_loop();
     static struct wm w = {.high = 64 * 1024, .low = 16 * 1024};
-    static const ax_conn_cbs cbs = {.on_open = wm_open, .on_drain = wm_drain,
-                                    .on_close = wm_close};
+    static const ax_conn_cbs cbs = {.on_open = wm_open, .on_drain = wm_drain, .on_close = wm_close};
     ax_conn_opts o = {.high_watermark = w.high, .low_watermark = w.low};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, &o, &w, NULL);
     ASSERT(ls != NULL);
@@ -656,8 +661,7 @@ TEST(tcp_pause_resume)
 {
     ax_loop *loop = tu_loop();
     struct pz p = {0};
-    static const ax_conn_cbs cbs = {.on_open = pz_open, .on_data = pz_data,
-                                    .on_close = pz_close};
+    static const ax_conn_cbs cbs = {.on_open = pz_open, .on_data = pz_data, .on_close = pz_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &p, NULL);
     ASSERT(ls != NULL);
     int fd = tu_connect(ax_listener_addr(ls), 0);
@@ -719,8 +723,7 @@ TEST(tcp_close_while_paused)
 {
     ax_loop *loop = tu_loop();
     struct pz p = {0};
-    static const ax_conn_cbs cbs = {.on_open = pz_open, .on_data = pz_data,
-                                    .on_close = pz_close};
+    static const ax_conn_cbs cbs = {.on_open = pz_open, .on_data = pz_data, .on_close = pz_close};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, NULL, &p, NULL);
     ASSERT(ls != NULL);
     int fd = tu_connect(ax_listener_addr(ls), 0);
@@ -756,7 +759,10 @@ static void idle_open(ax_conn *c)
     if (i->set_in_open != UINT32_MAX) ax_conn_set_idle_timeout(c, i->set_in_open);
 }
 
-static size_t idle_data(ax_conn *c, const char *d, size_t n) { return n; }
+static size_t idle_data(ax_conn *c, const char *d, size_t n)
+{
+    return n;
+}
 
 static void idle_close(ax_conn *c, int reason)
 {
@@ -768,8 +774,8 @@ static void idle_close(ax_conn *c, int reason)
 
 static ax_listener *idle_listen(ax_loop *loop, struct idle *i, uint32_t opt_ms)
 {
-    static const ax_conn_cbs cbs = {.on_open = idle_open, .on_data = idle_data,
-                                    .on_close = idle_close};
+    static const ax_conn_cbs cbs = {
+        .on_open = idle_open, .on_data = idle_data, .on_close = idle_close};
     ax_conn_opts o = {.idle_timeout_ms = opt_ms};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, &o, i, NULL);
     ASSERT(ls != NULL);
@@ -983,8 +989,8 @@ static void closer_close(ax_conn *c, int reason)
     k->closed_at = tu_now_ms();
 }
 
-static const ax_conn_cbs closer_cbs = {.on_open = closer_open, .on_data = closer_data,
-                                       .on_close = closer_close};
+static const ax_conn_cbs closer_cbs = {
+    .on_open = closer_open, .on_data = closer_data, .on_close = closer_close};
 
 TEST(tcp_abort_resets_peer)
 {
@@ -1010,8 +1016,8 @@ TEST(tcp_close_flushes_queue)
     tu_fill_pattern(k.data, k.size, 0);
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &closer_cbs, NULL, &k, NULL);
     ASSERT(ls != NULL);
-    struct reader r = {.addr = *ax_listener_addr(ls), .rcvbuf = 65536, .delay_ms = 200,
-                       .cap = k.size + 16};
+    struct reader r = {
+        .addr = *ax_listener_addr(ls), .rcvbuf = 65536, .delay_ms = 200, .cap = k.size + 16};
     r.buf = malloc(r.cap);
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, reader_thread, &r), 0);
@@ -1111,8 +1117,8 @@ TEST(tcp_write_slice_zero_copy)
     ax_conn_opts o = {.output_cap = 64 * MiB};
     ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &cbs, &o, &z, NULL);
     ASSERT(ls != NULL);
-    struct reader r = {.addr = *ax_listener_addr(ls), .rcvbuf = 65536, .delay_ms = 150,
-                       .cap = z.size + 64};
+    struct reader r = {
+        .addr = *ax_listener_addr(ls), .rcvbuf = 65536, .delay_ms = 150, .cap = z.size + 64};
     r.buf = malloc(r.cap);
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, reader_thread, &r), 0);
@@ -1252,8 +1258,8 @@ TEST(tcp_emfile_does_not_spin)
     tu_echo_listen(&s, loop, "tcp://127.0.0.1:0", NULL);
     int go[2], hold[2];
     ASSERT(pipe(go) == 0 && pipe(hold) == 0);
-    struct emfile_child e = {.addr = s.addr, .go_fd = go[0], .hold_fd = hold[0],
-                             .parent_ends = {go[1], hold[1]}};
+    struct emfile_child e = {
+        .addr = s.addr, .go_fd = go[0], .hold_fd = hold[0], .parent_ends = {go[1], hold[1]}};
     pid_t pid = tu_fork(emfile_connector, &e);
     close(go[0]);
     close(hold[0]);

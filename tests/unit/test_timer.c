@@ -249,8 +249,14 @@ static void pair_run(int mode)
     ax_loop_free(loop);
 }
 
-TEST(timer_stop_other_due_same_iteration) { pair_run(0); }
-TEST(timer_free_other_due_same_iteration) { pair_run(1); }
+TEST(timer_stop_other_due_same_iteration)
+{
+    pair_run(0);
+}
+TEST(timer_free_other_due_same_iteration)
+{
+    pair_run(1);
+}
 
 /* Heap order: many timers with varied timeouts fire in timeout order; the
  * stopped ones never fire. */

@@ -67,9 +67,15 @@ static int count_dir(const char *path)
 }
 
 /* opendir itself holds one descriptor while counting. */
-int tu_count_fds(void) { return count_dir("/proc/self/fd") - 1; }
+int tu_count_fds(void)
+{
+    return count_dir("/proc/self/fd") - 1;
+}
 
-int tu_count_threads(void) { return count_dir("/proc/self/task"); }
+int tu_count_threads(void)
+{
+    return count_dir("/proc/self/task");
+}
 
 int tu_wait_threads(int n, int ms)
 {
@@ -80,7 +86,10 @@ int tu_wait_threads(int n, int ms)
     return have;
 }
 
-const char *tu_url(const ax_addr *a, char *buf, size_t len) { return ax_addr_format(a, buf, len); }
+const char *tu_url(const ax_addr *a, char *buf, size_t len)
+{
+    return ax_addr_format(a, buf, len);
+}
 
 int tu_connect(const ax_addr *a, int rcvbuf)
 {
@@ -324,8 +333,8 @@ static void echo_close(ax_conn *c, int reason)
 
 void tu_echo_listen(tu_server *s, ax_loop *loop, const char *url, const ax_conn_opts *o)
 {
-    static const ax_conn_cbs cbs = {.on_open = echo_open, .on_data = echo_data,
-                                    .on_close = echo_close};
+    static const ax_conn_cbs cbs = {
+        .on_open = echo_open, .on_data = echo_data, .on_close = echo_close};
     int err = 0;
     memset(s, 0, sizeof(*s));
     s->loop = loop;
@@ -350,12 +359,15 @@ typedef union tu_hdr {
 
 static atomic_long live_count, live_bytes, total_allocs, failures;
 static atomic_long fail_budget = -1;
+static atomic_bool fail_once;
 
 static bool may_allocate(void)
 {
     long b = atomic_load(&fail_budget);
     while (b >= 0) {
         if (b == 0) {
+            if (atomic_load(&fail_once) && !atomic_compare_exchange_strong(&fail_budget, &b, -1))
+                continue; /* another thread took the single failure */
             atomic_fetch_add(&failures, 1);
             return false;
         }
@@ -406,8 +418,30 @@ void tu_alloc_install(void)
     ASSERT_EQ(ax_set_allocator(&a), 0);
 }
 
-long tu_alloc_live_count(void) { return atomic_load(&live_count); }
-long tu_alloc_live_bytes(void) { return atomic_load(&live_bytes); }
-long tu_alloc_total(void) { return atomic_load(&total_allocs); }
-long tu_alloc_failures(void) { return atomic_load(&failures); }
-void tu_alloc_fail_after(long n) { atomic_store(&fail_budget, n); }
+long tu_alloc_live_count(void)
+{
+    return atomic_load(&live_count);
+}
+long tu_alloc_live_bytes(void)
+{
+    return atomic_load(&live_bytes);
+}
+long tu_alloc_total(void)
+{
+    return atomic_load(&total_allocs);
+}
+long tu_alloc_failures(void)
+{
+    return atomic_load(&failures);
+}
+void tu_alloc_fail_after(long n)
+{
+    atomic_store(&fail_once, false);
+    atomic_store(&fail_budget, n);
+}
+
+void tu_alloc_fail_once_after(long n)
+{
+    atomic_store(&fail_once, true);
+    atomic_store(&fail_budget, n);
+}

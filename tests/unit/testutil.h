@@ -23,15 +23,15 @@ void tu_sleep_ms(int ms);
 ax_loop *tu_loop(void);
 
 /* Drive `loop` until `cond` holds; fail the test after `ms` milliseconds. */
-#define RUN_UNTIL(loop, cond, ms)                                                                 \
-    do {                                                                                          \
-        uint64_t tu_deadline_ = tu_now_ms() + (uint64_t)(ms);                                     \
-        while (!(cond)) {                                                                         \
-            if (tu_now_ms() > tu_deadline_)                                                       \
-                ax_test_fail(__FILE__, __LINE__, #cond, "timed out waiting for it");              \
-            int tu_rc_ = ax_loop_run_once((loop), 10);                                            \
-            if (tu_rc_ < 0) ax_test_fail(__FILE__, __LINE__, #cond, "ax_loop_run_once failed");   \
-        }                                                                                         \
+#define RUN_UNTIL(loop, cond, ms)                                                                  \
+    do {                                                                                           \
+        uint64_t tu_deadline_ = tu_now_ms() + (uint64_t)(ms);                                      \
+        while (!(cond)) {                                                                          \
+            if (tu_now_ms() > tu_deadline_)                                                        \
+                ax_test_fail(__FILE__, __LINE__, #cond, "timed out waiting for it");               \
+            int tu_rc_ = ax_loop_run_once((loop), 10);                                             \
+            if (tu_rc_ < 0) ax_test_fail(__FILE__, __LINE__, #cond, "ax_loop_run_once failed");    \
+        }                                                                                          \
     } while (0)
 
 /* Drive `loop` for `ms` milliseconds. */
@@ -109,7 +109,7 @@ typedef struct tu_server {
     char url[AX_ADDR_STRLEN];
     int opened, closed;
     int last_reason;
-    ax_conn *last; /* the last accepted connection, NULL once closed */
+    ax_conn *last;                /* the last accepted connection, NULL once closed */
     uint64_t bytes_in, bytes_out; /* totals of closed connections */
     int write_errors;
 } tu_server;
@@ -127,6 +127,9 @@ long tu_alloc_live_bytes(void);
 long tu_alloc_total(void);
 /* Fail every allocation after `n` more have succeeded; -1: never fail. */
 void tu_alloc_fail_after(long n);
+/* Fail only the allocation after `n` more have succeeded; the ones after
+ * it succeed again (exercises recovery, not just the first error path). */
+void tu_alloc_fail_once_after(long n);
 /* Allocations refused so far. */
 long tu_alloc_failures(void);
 
