@@ -52,6 +52,7 @@ AX_API int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t le
 AX_API int ax_udp_flush(ax_udp *u);
 
 AX_API const ax_addr *ax_udp_addr(const ax_udp *u);
+AX_API ax_loop *ax_udp_loop(const ax_udp *u);
 AX_API void ax_udp_set_data(ax_udp *u, void *ud);
 AX_API void *ax_udp_data(const ax_udp *u);
 AX_API int ax_udp_fd(const ax_udp *u);

@@ -71,6 +71,7 @@ static int ep_wait(ax_loop *loop, int timeout_ms)
 {
     epoll_data_t_ *d = loop->backend_data;
     int n = epoll_wait(d->epfd, d->events, MAX_EVENTS, timeout_ms);
+    loop->now = ax__monotonic_ms(); /* callbacks below see the time of waking */
     if (n == -1) return errno == EINTR ? 0 : ax__err();
     for (int i = 0; i < n; i++) {
         unsigned e = d->events[i].events, r = 0;

@@ -93,6 +93,7 @@ static int pl_wait(ax_loop *loop, int timeout_ms)
 {
     poll_data *d = loop->backend_data;
     int n = poll(d->pfds, d->len, timeout_ms);
+    loop->now = ax__monotonic_ms(); /* callbacks below see the time of waking */
     if (n == -1) return errno == EINTR ? 0 : ax__err();
     if (n == 0) return 0;
     unsigned k = 0;

@@ -269,8 +269,7 @@ int ax_loop_run_once(ax_loop *loop, int timeout_ms)
     int next = ax__timers_next(loop);
     if (loop->stop || loop->deferred || loop->later) timeout_ms = 0;
     if (next >= 0 && (timeout_ms < 0 || next < timeout_ms)) timeout_ms = next;
-    int rc = loop->backend->wait(loop, timeout_ms);
-    loop->now = ax__monotonic_ms();
+    int rc = loop->backend->wait(loop, timeout_ms); /* updates loop->now */
     if (rc < 0) return rc;
     take_later(loop);
     run_deferred(loop);

@@ -264,6 +264,7 @@ int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len)
 }
 
 const ax_addr *ax_udp_addr(const ax_udp *u) { return &u->addr; }
+ax_loop *ax_udp_loop(const ax_udp *u) { return u->loop; }
 void ax_udp_set_data(ax_udp *u, void *ud) { u->ud = ud; }
 void *ax_udp_data(const ax_udp *u) { return u->ud; }
 int ax_udp_fd(const ax_udp *u) { return u->io.fd; }

@@ -77,6 +77,16 @@ static int wait_with_timeout(pid_t pid, int secs)
     }
 }
 
+static void remove_tmpdir_of(pid_t pid)
+{
+    char dir[64], cmd[128];
+    struct stat sb;
+    snprintf(dir, sizeof dir, "/tmp/axon-test-%d", (int)pid);
+    if (stat(dir, &sb) == -1) return;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "# could not remove %s\n", dir);
+}
+
 static int run_one(ax_test *t)
 {
     fflush(stdout);
@@ -96,6 +106,7 @@ static int run_one(ax_test *t)
     if (pid == -1) return -2;
     int secs = t->timeout_s ? t->timeout_s : default_timeout();
     int st = wait_with_timeout(pid, secs);
+    remove_tmpdir_of(pid); /* a failed or killed test leaves its own behind */
     if (st == -1) {
         printf("#   timed out after %d s\n", secs);
         return -1;
