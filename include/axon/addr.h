@@ -29,8 +29,8 @@ typedef enum ax_scheme {
 /* A parsed address: a public value type, copy it freely. */
 typedef struct ax_addr {
     ax_scheme scheme;
-    socklen_t len;                 /* bytes of `sa` in use */
-    struct sockaddr_storage sa;    /* sockaddr_in, sockaddr_in6 or sockaddr_un */
+    socklen_t len;              /* bytes of `sa` in use */
+    struct sockaddr_storage sa; /* sockaddr_in, sockaddr_in6 or sockaddr_un */
 } ax_addr;
 
 /* Longest text ax_addr_format() writes, including the NUL. */

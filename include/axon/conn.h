@@ -58,10 +58,10 @@ typedef struct ax_conn_cbs {
 
 /* Per-connection settings; zero fields take the defaults shown. */
 typedef struct ax_conn_opts {
-    size_t high_watermark;  /* 64 KiB: ax_conn_write returns 1 above it */
-    size_t low_watermark;   /* 16 KiB: on_drain once back down to it */
-    size_t output_cap;      /* 8 MiB: more queued than this closes with AX_EOUTPUTCAP */
-    size_t max_input;       /* 1 MiB: unconsumed input above this closes with AX_EMSGSIZE */
+    size_t high_watermark;       /* 64 KiB: ax_conn_write returns 1 above it */
+    size_t low_watermark;        /* 16 KiB: on_drain once back down to it */
+    size_t output_cap;           /* 8 MiB: more queued than this closes with AX_EOUTPUTCAP */
+    size_t max_input;            /* 1 MiB: unconsumed input above this closes with AX_EMSGSIZE */
     uint32_t idle_timeout_ms;    /* 0: none; no bytes either way for this long: AX_EIDLE */
     uint32_t connect_timeout_ms; /* 0: 30 s; clients only: AX_ETIMEDOUT */
     uint32_t linger_ms;          /* 0: 10 s; graceful close gives up flushing after this */
@@ -86,8 +86,8 @@ typedef struct ax_listen_opts {
 AX_API ax_listener *ax_listen(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
                               const ax_conn_opts *copts, void *ud, int *err);
 AX_API ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
-                                 const ax_conn_opts *copts, const ax_listen_opts *lopts,
-                                 void *ud, int *err);
+                                 const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
+                                 int *err);
 
 /* The bound address (with the real port when 0 was asked). */
 AX_API const ax_addr *ax_listener_addr(const ax_listener *l);

@@ -58,9 +58,9 @@ AX_API void *ax_udp_data(const ax_udp *u);
 AX_API int ax_udp_fd(const ax_udp *u);
 
 typedef struct ax_udp_stats {
-    uint64_t rx, tx;          /* datagrams received / handed to the kernel */
-    uint64_t rx_truncated;    /* longer than max_datagram, dropped */
-    uint64_t tx_dropped;      /* no room in the kernel, dropped */
+    uint64_t rx, tx;       /* datagrams received / handed to the kernel */
+    uint64_t rx_truncated; /* longer than max_datagram, dropped */
+    uint64_t tx_dropped;   /* no room in the kernel, dropped */
 } ax_udp_stats;
 AX_API void ax_udp_stats_get(const ax_udp *u, ax_udp_stats *out);
 

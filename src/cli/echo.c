@@ -24,7 +24,10 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     return len;
 }
 
-static void on_drain(ax_conn *c) { ax_conn_resume(c); }
+static void on_drain(ax_conn *c)
+{
+    ax_conn_resume(c);
+}
 
 static const ax_conn_cbs echo_cbs = {.on_data = on_data, .on_drain = on_drain};
 
@@ -112,9 +115,15 @@ int cmd_echo(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'q': cfg.quiet = 1; break;
-        case 'h': help(stdout); return 0;
-        default: help(stderr); return 2;
+        case 'q':
+            cfg.quiet = 1;
+            break;
+        case 'h':
+            help(stdout);
+            return 0;
+        default:
+            help(stderr);
+            return 2;
         }
     }
     cfg.urls = argv + optind;

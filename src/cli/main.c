@@ -16,8 +16,9 @@ static const struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "axon %s: socket programming for C, done completely\n\n"
-                 "Usage: axon COMMAND [OPTIONS]\n\nCommands:\n",
+    fprintf(out,
+            "axon %s: socket programming for C, done completely\n\n"
+            "Usage: axon COMMAND [OPTIONS]\n\nCommands:\n",
             AXON_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);

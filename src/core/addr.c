@@ -82,8 +82,7 @@ static int parse_ip(const char *url, const char *rest, ax_addr *out, char *why, 
         s4->sin_family = AF_INET;
         out->len = sizeof(*s4);
         if (hlen == 0)
-            return fail(why, wl, AX_EHOST, "%smissing host (use 0.0.0.0 or * for all)", "",
-                        url);
+            return fail(why, wl, AX_EHOST, "%smissing host (use 0.0.0.0 or * for all)", "", url);
         if (strcmp(host, "*") == 0)
             s4->sin_addr.s_addr = htonl(INADDR_ANY);
         else if (strcmp(host, "localhost") == 0)
@@ -114,20 +113,19 @@ int ax_addr_parse(const char *url, ax_addr *out, char *why, size_t why_len)
     memset(out, 0, sizeof(*out));
     const char *sep = strstr(url, "://");
     if (!sep)
-        return fail(why, why_len, AX_EURL,
-                    "%smissing scheme (expected tcp://, udp:// or unix://)", "", url);
+        return fail(why, why_len, AX_EURL, "%smissing scheme (expected tcp://, udp:// or unix://)",
+                    "", url);
     size_t slen = (size_t)(sep - url);
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
-        if (strlen(schemes[i].name) != slen || strncmp(url, schemes[i].name, slen) != 0)
-            continue;
+        if (strlen(schemes[i].name) != slen || strncmp(url, schemes[i].name, slen) != 0) continue;
         out->scheme = schemes[i].scheme;
         if (out->scheme == AX_SCHEME_UNIX) return parse_unix(url, sep + 3, out, why, why_len);
         return parse_ip(url, sep + 3, out, why, why_len);
     }
     char scheme[32];
     snprintf(scheme, sizeof scheme, "%.*s", (int)(slen < 31 ? slen : 31), url);
-    return fail(why, why_len, AX_ESCHEME, "unknown scheme '%s' (expected tcp, udp or unix)",
-                scheme, url);
+    return fail(why, why_len, AX_ESCHEME, "unknown scheme '%s' (expected tcp, udp or unix)", scheme,
+                url);
 }
 
 static const char *scheme_name(ax_scheme s)
@@ -163,7 +161,8 @@ char *ax_addr_format(const ax_addr *a, char *buf, size_t len)
             snprintf(buf, len, "unix://%.*s", (int)strnlen(sun->sun_path, n), sun->sun_path);
         break;
     }
-    default: snprintf(buf, len, "%s://?", scheme_name(a->scheme));
+    default:
+        snprintf(buf, len, "%s://?", scheme_name(a->scheme));
     }
     return buf;
 }
@@ -171,13 +170,11 @@ char *ax_addr_format(const ax_addr *a, char *buf, size_t len)
 int ax_addr_port(const ax_addr *a)
 {
     if (a->sa.ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
-    if (a->sa.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+    if (a->sa.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
     return 0;
 }
 
-void ax_addr_from_sockaddr(ax_addr *out, ax_scheme scheme, const struct sockaddr *sa,
-                           socklen_t len)
+void ax_addr_from_sockaddr(ax_addr *out, ax_scheme scheme, const struct sockaddr *sa, socklen_t len)
 {
     memset(out, 0, sizeof(*out));
     out->scheme = scheme;
@@ -199,6 +196,7 @@ bool ax_addr_equal(const ax_addr *a, const ax_addr *b)
         return x->sin6_port == y->sin6_port &&
                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
     }
-    default: return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+    default:
+        return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
     }
 }

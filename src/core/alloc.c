@@ -15,7 +15,10 @@ int ax_set_allocator(const ax_allocator *a)
     return 0;
 }
 
-void *ax_malloc(size_t size) { return current.malloc(size ? size : 1); }
+void *ax_malloc(size_t size)
+{
+    return current.malloc(size ? size : 1);
+}
 
 void *ax_calloc(size_t n, size_t size)
 {
@@ -26,7 +29,10 @@ void *ax_calloc(size_t n, size_t size)
     return p;
 }
 
-void *ax_realloc(void *ptr, size_t size) { return current.realloc(ptr, size ? size : 1); }
+void *ax_realloc(void *ptr, size_t size)
+{
+    return current.realloc(ptr, size ? size : 1);
+}
 
 void ax_free(void *ptr)
 {

@@ -264,7 +264,10 @@ static void conn_finish(ax_conn *c, int reason, bool rst)
     ax__defer(c->loop, &c->deferred, conn_deferred);
 }
 
-void ax__conn_fail(ax_conn *c, int err) { conn_finish(c, err, false); }
+void ax__conn_fail(ax_conn *c, int err)
+{
+    conn_finish(c, err, false);
+}
 
 void ax__conn_close_handle(ax__handle *h)
 {
@@ -303,9 +306,15 @@ static void close_graceful(ax_conn *c, int reason)
     arm_timer(c);
 }
 
-void ax_conn_close(ax_conn *c) { close_graceful(c, 0); }
+void ax_conn_close(ax_conn *c)
+{
+    close_graceful(c, 0);
+}
 
-void ax_conn_abort(ax_conn *c, int reason) { conn_finish(c, reason, true); }
+void ax_conn_abort(ax_conn *c, int reason)
+{
+    conn_finish(c, reason, true);
+}
 
 /* ---- reading ------------------------------------------------------------- */
 
@@ -603,7 +612,10 @@ int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
     return enqueue(c, w);
 }
 
-size_t ax_conn_queued(const ax_conn *c) { return c->queued; }
+size_t ax_conn_queued(const ax_conn *c)
+{
+    return c->queued;
+}
 
 int ax_conn_shutdown(ax_conn *c)
 {
@@ -678,7 +690,10 @@ void ax_conn_resume(ax_conn *c)
     if (c->in_len || (c->flags & F_EDGE)) ax__defer_later(c->loop, &c->again, conn_again);
 }
 
-bool ax_conn_paused(const ax_conn *c) { return (c->flags & F_PAUSED) != 0; }
+bool ax_conn_paused(const ax_conn *c)
+{
+    return (c->flags & F_PAUSED) != 0;
+}
 
 void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms)
 {
@@ -696,13 +711,34 @@ void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap)
     if (c->low > c->high) c->low = c->high;
 }
 
-void ax_conn_set_data(ax_conn *c, void *ud) { c->ud = ud; }
-void *ax_conn_data(const ax_conn *c) { return c->ud; }
-ax_loop *ax_conn_loop(const ax_conn *c) { return c->loop; }
-int ax_conn_fd(const ax_conn *c) { return c->io.fd; }
-ax_listener *ax_conn_listener(const ax_conn *c) { return c->listener; }
-uint64_t ax_conn_bytes_in(const ax_conn *c) { return c->bytes_in; }
-uint64_t ax_conn_bytes_out(const ax_conn *c) { return c->bytes_out; }
+void ax_conn_set_data(ax_conn *c, void *ud)
+{
+    c->ud = ud;
+}
+void *ax_conn_data(const ax_conn *c)
+{
+    return c->ud;
+}
+ax_loop *ax_conn_loop(const ax_conn *c)
+{
+    return c->loop;
+}
+int ax_conn_fd(const ax_conn *c)
+{
+    return c->io.fd;
+}
+ax_listener *ax_conn_listener(const ax_conn *c)
+{
+    return c->listener;
+}
+uint64_t ax_conn_bytes_in(const ax_conn *c)
+{
+    return c->bytes_in;
+}
+uint64_t ax_conn_bytes_out(const ax_conn *c)
+{
+    return c->bytes_out;
+}
 
 static int sock_name(const ax_conn *c, ax_addr *out, bool peer)
 {
@@ -717,5 +753,11 @@ static int sock_name(const ax_conn *c, ax_addr *out, bool peer)
     return 0;
 }
 
-int ax_conn_peer(const ax_conn *c, ax_addr *out) { return sock_name(c, out, true); }
-int ax_conn_local(const ax_conn *c, ax_addr *out) { return sock_name(c, out, false); }
+int ax_conn_peer(const ax_conn *c, ax_addr *out)
+{
+    return sock_name(c, out, true);
+}
+int ax_conn_local(const ax_conn *c, ax_addr *out)
+{
+    return sock_name(c, out, false);
+}

@@ -6,16 +6,26 @@
 const char *ax_strerror(int code)
 {
     switch (code) {
-    case 0: return "success";
-    case AX_EOF: return "end of stream (peer closed)";
-    case AX_EURL: return "malformed URL";
-    case AX_ESCHEME: return "unknown or unsupported URL scheme";
-    case AX_EHOST: return "host is not a numeric address or localhost";
-    case AX_EPORT: return "port missing or out of range";
-    case AX_EOUTPUTCAP: return "output cap exceeded (peer not reading)";
-    case AX_EIDLE: return "idle timeout";
-    case AX_ECLOSED: return "handle is closing or closed";
-    case AX_ETIMEDOUT: return "timed out";
+    case 0:
+        return "success";
+    case AX_EOF:
+        return "end of stream (peer closed)";
+    case AX_EURL:
+        return "malformed URL";
+    case AX_ESCHEME:
+        return "unknown or unsupported URL scheme";
+    case AX_EHOST:
+        return "host is not a numeric address or localhost";
+    case AX_EPORT:
+        return "port missing or out of range";
+    case AX_EOUTPUTCAP:
+        return "output cap exceeded (peer not reading)";
+    case AX_EIDLE:
+        return "idle timeout";
+    case AX_ECLOSED:
+        return "handle is closing or closed";
+    case AX_ETIMEDOUT:
+        return "timed out";
     }
     if (code < 0 && code > -4000) return strerror(-code); /* glibc: static for known codes */
     return "unknown error";

@@ -20,7 +20,7 @@
 #define AX__OUT 0x2u
 #define AX__ERR 0x4u
 #define AX__HUP 0x8u
-#define AX__EDGE 0x10u /* edge-triggered, where the backend has it */
+#define AX__EDGE 0x10u  /* edge-triggered, where the backend has it */
 #define AX__RDHUP 0x20u /* the peer shut down writing (edge mode reports it) */
 
 typedef struct ax__io ax__io;
@@ -86,13 +86,13 @@ struct ax_loop {
     void *backend_data;
     uint64_t now;
     bool stop;
-    int alive;            /* open handles + active timers */
+    int alive; /* open handles + active timers */
     void *data;
 
     /* timers: a binary min-heap of pointers */
     struct ax_timer **heap;
     unsigned heap_len, heap_cap;
-    uint64_t timer_seq;   /* ties broken by start order */
+    uint64_t timer_seq; /* ties broken by start order */
 
     ax__deferred *deferred;
     ax__deferred **deferred_tail;
@@ -105,7 +105,7 @@ struct ax_loop {
     pthread_mutex_t post_lock;
     ax__post *posts;
     ax__io wake;
-    int wake_wfd;         /* write side (same as wake.fd for eventfd) */
+    int wake_wfd; /* write side (same as wake.fd for eventfd) */
     bool wake_pending;
 
     /* the per-loop read buffer every stream read lands in */

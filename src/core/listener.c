@@ -163,8 +163,14 @@ ax_listener *ax_listen(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
     return ax_listen_ex(loop, url, cbs, copts, NULL, ud, err);
 }
 
-const ax_addr *ax_listener_addr(const ax_listener *l) { return &l->addr; }
-uint64_t ax_listener_emfile_count(const ax_listener *l) { return l->emfile; }
+const ax_addr *ax_listener_addr(const ax_listener *l)
+{
+    return &l->addr;
+}
+uint64_t ax_listener_emfile_count(const ax_listener *l)
+{
+    return l->emfile;
+}
 
 static void listener_free(ax_loop *loop, ax__deferred *d)
 {

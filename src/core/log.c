@@ -11,9 +11,18 @@
 static ax_log_level min_level = AX_LOG_INFO;
 static int json;
 
-void ax_log_set_level(ax_log_level level) { min_level = level; }
-void ax_log_set_json(int on) { json = on; }
-int ax_log_enabled(ax_log_level level) { return level >= min_level; }
+void ax_log_set_level(ax_log_level level)
+{
+    min_level = level;
+}
+void ax_log_set_json(int on)
+{
+    json = on;
+}
+int ax_log_enabled(ax_log_level level)
+{
+    return level >= min_level;
+}
 
 static void json_escape(char *out, size_t cap, const char *in)
 {

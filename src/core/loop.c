@@ -250,8 +250,7 @@ int ax_loop_handle_signals(ax_loop *loop, void (*cb)(ax_loop *, int))
     loop->signal_cb = cb ? cb : default_signal_cb;
     signal_loop = loop;
     signal_count = 0;
-    if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1)
-        return ax__err();
+    if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1) return ax__err();
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
@@ -293,13 +292,34 @@ int ax_loop_run(ax_loop *loop)
     return 0;
 }
 
-void ax_loop_stop(ax_loop *loop) { loop->stop = true; }
-uint64_t ax_loop_now(const ax_loop *loop) { return loop->now; }
-void ax_loop_update_time(ax_loop *loop) { loop->now = ax__monotonic_ms(); }
-const char *ax_loop_backend(const ax_loop *loop) { return loop->backend->name; }
-void ax_loop_set_data(ax_loop *loop, void *data) { loop->data = data; }
-void *ax_loop_data(const ax_loop *loop) { return loop->data; }
-unsigned ax_loop_alive(const ax_loop *loop) { return (unsigned)loop->alive; }
+void ax_loop_stop(ax_loop *loop)
+{
+    loop->stop = true;
+}
+uint64_t ax_loop_now(const ax_loop *loop)
+{
+    return loop->now;
+}
+void ax_loop_update_time(ax_loop *loop)
+{
+    loop->now = ax__monotonic_ms();
+}
+const char *ax_loop_backend(const ax_loop *loop)
+{
+    return loop->backend->name;
+}
+void ax_loop_set_data(ax_loop *loop, void *data)
+{
+    loop->data = data;
+}
+void *ax_loop_data(const ax_loop *loop)
+{
+    return loop->data;
+}
+unsigned ax_loop_alive(const ax_loop *loop)
+{
+    return (unsigned)loop->alive;
+}
 
 void ax_loop_free(ax_loop *loop)
 {
@@ -312,9 +332,15 @@ void ax_loop_free(ax_loop *loop)
             ax__link *next = l->next;
             ax__handle *h = (ax__handle *)l;
             switch (h->kind) {
-            case AX__H_CONN: ax__conn_close_handle(h); break;
-            case AX__H_LISTENER: ax__listener_close_handle(h); break;
-            case AX__H_UDP: ax__udp_close_handle(h); break;
+            case AX__H_CONN:
+                ax__conn_close_handle(h);
+                break;
+            case AX__H_LISTENER:
+                ax__listener_close_handle(h);
+                break;
+            case AX__H_UDP:
+                ax__udp_close_handle(h);
+                break;
             }
             l = next;
         }

@@ -44,8 +44,14 @@ ax_slice *ax_slice_wrap(void *data, size_t len, void (*release)(void *, void *),
     return s;
 }
 
-void *ax_slice_data(const ax_slice *s) { return s->data; }
-size_t ax_slice_len(const ax_slice *s) { return s->len; }
+void *ax_slice_data(const ax_slice *s)
+{
+    return s->data;
+}
+size_t ax_slice_len(const ax_slice *s)
+{
+    return s->len;
+}
 
 void ax_slice_truncate(ax_slice *s, size_t len)
 {

@@ -9,7 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-int ax__err(void) { return errno ? -errno : AX_EINVAL; }
+int ax__err(void)
+{
+    return errno ? -errno : AX_EINVAL;
+}
 
 int ax__socket(int family, int type)
 {

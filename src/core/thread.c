@@ -101,7 +101,10 @@ ax_loop *ax_threads_loop(ax_threads *t, int index)
     return index >= 0 && index < t->n ? t->w[index].loop : NULL;
 }
 
-int ax_threads_count(const ax_threads *t) { return t->n; }
+int ax_threads_count(const ax_threads *t)
+{
+    return t->n;
+}
 
 void ax_threads_stop(ax_threads *t)
 {

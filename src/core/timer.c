@@ -106,9 +106,18 @@ void ax_timer_stop(ax_timer *t)
     if (t->idx != NOT_IN_HEAP) heap_remove(t->loop, t);
 }
 
-int ax_timer_active(const ax_timer *t) { return t->idx != NOT_IN_HEAP; }
-ax_loop *ax_timer_loop(const ax_timer *t) { return t->loop; }
-void ax_timer_set_data(ax_timer *t, void *ud) { t->ud = ud; }
+int ax_timer_active(const ax_timer *t)
+{
+    return t->idx != NOT_IN_HEAP;
+}
+ax_loop *ax_timer_loop(const ax_timer *t)
+{
+    return t->loop;
+}
+void ax_timer_set_data(ax_timer *t, void *ud)
+{
+    t->ud = ud;
+}
 
 void ax_timer_free(ax_timer *t)
 {

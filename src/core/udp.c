@@ -113,8 +113,8 @@ static void recv_cb(ax_loop *loop, ax__io *io, unsigned revents)
     }
 }
 
-static ax_udp *udp_open(ax_loop *loop, const char *url, ax_udp_recv_cb cb,
-                        const ax_udp_opts *opts, void *ud, bool connect_it, int *err)
+static ax_udp *udp_open(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const ax_udp_opts *opts,
+                        void *ud, bool connect_it, int *err)
 {
     static const ax_udp_opts none;
     int rc = AX_ENOMEM, one = 1, dummy;
@@ -170,8 +170,8 @@ ax_udp *ax_udp_bind(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const ax_
     return udp_open(loop, url, cb, opts, ud, false, err);
 }
 
-ax_udp *ax_udp_connect(ax_loop *loop, const char *url, ax_udp_recv_cb cb,
-                       const ax_udp_opts *opts, void *ud, int *err)
+ax_udp *ax_udp_connect(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const ax_udp_opts *opts,
+                       void *ud, int *err)
 {
     return udp_open(loop, url, cb, opts, ud, true, err);
 }
@@ -263,12 +263,30 @@ int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len)
     return 0;
 }
 
-const ax_addr *ax_udp_addr(const ax_udp *u) { return &u->addr; }
-ax_loop *ax_udp_loop(const ax_udp *u) { return u->loop; }
-void ax_udp_set_data(ax_udp *u, void *ud) { u->ud = ud; }
-void *ax_udp_data(const ax_udp *u) { return u->ud; }
-int ax_udp_fd(const ax_udp *u) { return u->io.fd; }
-void ax_udp_stats_get(const ax_udp *u, ax_udp_stats *out) { *out = u->stats; }
+const ax_addr *ax_udp_addr(const ax_udp *u)
+{
+    return &u->addr;
+}
+ax_loop *ax_udp_loop(const ax_udp *u)
+{
+    return u->loop;
+}
+void ax_udp_set_data(ax_udp *u, void *ud)
+{
+    u->ud = ud;
+}
+void *ax_udp_data(const ax_udp *u)
+{
+    return u->ud;
+}
+int ax_udp_fd(const ax_udp *u)
+{
+    return u->io.fd;
+}
+void ax_udp_stats_get(const ax_udp *u, ax_udp_stats *out)
+{
+    *out = u->stats;
+}
 
 void ax_udp_close(ax_udp *u)
 {
@@ -283,4 +301,7 @@ void ax_udp_close(ax_udp *u)
     ax__defer(u->loop, &u->flush_d, flush_deferred);
 }
 
-void ax__udp_close_handle(ax__handle *h) { ax_udp_close(AX__CONTAINER(h, ax_udp, h)); }
+void ax__udp_close_handle(ax__handle *h)
+{
+    ax_udp_close(AX__CONTAINER(h, ax_udp, h));
+}

@@ -29,41 +29,41 @@ void ax_test_fail(const char *file, int line, const char *expr, const char *deta
 /* Directory for temporary files of this test (created, removed after). */
 const char *ax_test_tmpdir(void);
 
-#define TEST_TIMEOUT(name, secs)                                                                  \
-    static void test_##name(void);                                                                \
-    static ax_test test_reg_##name = {#name, test_##name, secs, NULL};                           \
-    __attribute__((constructor)) static void test_ctor_##name(void)                               \
-    {                                                                                             \
-        ax_test_register(&test_reg_##name);                                                       \
-    }                                                                                             \
+#define TEST_TIMEOUT(name, secs)                                                                   \
+    static void test_##name(void);                                                                 \
+    static ax_test test_reg_##name = {#name, test_##name, secs, NULL};                             \
+    __attribute__((constructor)) static void test_ctor_##name(void)                                \
+    {                                                                                              \
+        ax_test_register(&test_reg_##name);                                                        \
+    }                                                                                              \
     static void test_##name(void)
 
 #define TEST(name) TEST_TIMEOUT(name, 0)
 
-#define ASSERT(expr)                                                                              \
-    do {                                                                                          \
-        if (!(expr)) ax_test_fail(__FILE__, __LINE__, #expr, NULL);                               \
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr)) ax_test_fail(__FILE__, __LINE__, #expr, NULL);                                \
     } while (0)
 
-#define ASSERT_EQ(a, b)                                                                           \
-    do {                                                                                          \
-        long long ax_a_ = (long long)(a), ax_b_ = (long long)(b);                                 \
-        if (ax_a_ != ax_b_) {                                                                     \
-            char ax_d_[96];                                                                       \
-            snprintf(ax_d_, sizeof ax_d_, "%lld != %lld", ax_a_, ax_b_);                          \
-            ax_test_fail(__FILE__, __LINE__, #a " == " #b, ax_d_);                                \
-        }                                                                                         \
+#define ASSERT_EQ(a, b)                                                                            \
+    do {                                                                                           \
+        long long ax_a_ = (long long)(a), ax_b_ = (long long)(b);                                  \
+        if (ax_a_ != ax_b_) {                                                                      \
+            char ax_d_[96];                                                                        \
+            snprintf(ax_d_, sizeof ax_d_, "%lld != %lld", ax_a_, ax_b_);                           \
+            ax_test_fail(__FILE__, __LINE__, #a " == " #b, ax_d_);                                 \
+        }                                                                                          \
     } while (0)
 
-#define ASSERT_STREQ(a, b)                                                                        \
-    do {                                                                                          \
-        const char *ax_a_ = (a), *ax_b_ = (b);                                                    \
-        if (!ax_a_ || !ax_b_ || strcmp(ax_a_, ax_b_) != 0) {                                      \
-            char ax_d_[512];                                                                      \
+#define ASSERT_STREQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *ax_a_ = (a), *ax_b_ = (b);                                                     \
+        if (!ax_a_ || !ax_b_ || strcmp(ax_a_, ax_b_) != 0) {                                       \
+            char ax_d_[512];                                                                       \
             snprintf(ax_d_, sizeof ax_d_, "\"%s\" != \"%s\"", ax_a_ ? ax_a_ : "(null)",            \
-                     ax_b_ ? ax_b_ : "(null)");                                                   \
-            ax_test_fail(__FILE__, __LINE__, #a " == " #b, ax_d_);                                \
-        }                                                                                         \
+                     ax_b_ ? ax_b_ : "(null)");                                                    \
+            ax_test_fail(__FILE__, __LINE__, #a " == " #b, ax_d_);                                 \
+        }                                                                                          \
     } while (0)
 
 #endif

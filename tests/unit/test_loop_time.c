@@ -13,7 +13,10 @@ struct wake {
     uint64_t started_at, fired_at;
 };
 
-static void on_fire(ax_timer *t, void *ud) { ((struct wake *)ud)->fired_at = tu_now_ms(); }
+static void on_fire(ax_timer *t, void *ud)
+{
+    ((struct wake *)ud)->fired_at = tu_now_ms();
+}
 
 static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
