@@ -123,8 +123,12 @@ AX_API size_t ax_conn_queued(const ax_conn *c);
  * goes on, so the two directions are independent.  Later writes fail. */
 AX_API int ax_conn_shutdown(ax_conn *c);
 
-/* Graceful close: stop reading, flush what is queued (at most linger_ms),
- * close, then on_close(c, 0).  Idempotent; legal inside every callback. */
+/* Graceful close: stop reading, flush what is queued, send FIN, then read
+ * and discard until the peer's FIN (so the kernel never answers late input
+ * with an RST that could destroy the last bytes in flight), close, then
+ * on_close(c, 0).  Flushing and lingering each give up after linger_ms
+ * (then the connection is reset).  When the peer has already finished,
+ * the close is immediate.  Idempotent; legal inside every callback. */
 AX_API void ax_conn_close(ax_conn *c);
 /* Close now, dropping queued bytes (TCP RST); on_close gets `reason`. */
 AX_API void ax_conn_abort(ax_conn *c, int reason);

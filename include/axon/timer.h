@@ -28,7 +28,9 @@ AX_API void ax_timer_stop(ax_timer *t);
 
 AX_API int ax_timer_active(const ax_timer *t);
 
-/* Stop and free.  Safe from inside the timer's own callback. */
+/* Stop and free.  Safe from inside the timer's own callback.  Timers are
+ * the application's: ax_loop_free() stops those still active but does not
+ * free them, and ax_timer_free() stays valid after it (and must be called). */
 AX_API void ax_timer_free(ax_timer *t);
 
 AX_API ax_loop *ax_timer_loop(const ax_timer *t);
