@@ -7,7 +7,15 @@
  * calls per batch instead of two per datagram.
  *
  * Size limits are explicit: a received datagram longer than max_datagram is
- * dropped (and counted), a send longer than it fails with AX_EMSGSIZE. */
+ * dropped (and counted), a send longer than it fails with AX_EMSGSIZE.
+ *
+ * On Linux a bound socket sends through a twin socket on the same address
+ * that epoll does not watch (a watched socket pays a wait-queue wake-up per
+ * datagram sent).  The two share an SO_REUSEPORT group whose steering
+ * program sends every datagram to the watched one, so another socket of the
+ * same user that binds the port with SO_REUSEPORT joins silently and
+ * receives nothing; a plain bind still fails with EADDRINUSE.  Sockets
+ * opened with reuse_port (several threads) send from themselves. */
 #ifndef AXON_UDP_H
 #define AXON_UDP_H
 

@@ -2,6 +2,7 @@
  * sends (sendmmsg) flushed once per loop iteration. */
 #include "internal.h"
 
+#include <linux/filter.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ typedef struct {
 struct ax_udp {
     ax__handle h;
     ax__io io;
+    int send_fd; /* io.fd, or a send-only twin (see add_send_twin) */
     ax_loop *loop;
     ax_udp_recv_cb cb;
     void *ud;
@@ -113,6 +115,30 @@ static void recv_cb(ax_loop *loop, ax__io *io, unsigned revents)
     }
 }
 
+/* Sending from the socket that epoll watches costs a wake-up of its wait
+ * queue for every datagram (the kernel reports "writable again" as each
+ * sent buffer is freed).  A twin socket bound to the same address, never
+ * watched, sends without that.  Both join one SO_REUSEPORT group whose
+ * program steers every incoming datagram to the first, so the twin never
+ * receives.  On any failure the socket simply sends for itself. */
+static int add_send_twin(int fd, const ax_addr *bound)
+{
+    struct sock_filter to_first[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+    struct sock_fprog prog = {.len = 1, .filter = to_first};
+    int one = 1, twin = ax__socket(bound->sa.ss_family, SOCK_DGRAM);
+    if (twin < 0) return fd;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1 ||
+        setsockopt(twin, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1 ||
+        bind(twin, (const struct sockaddr *)&bound->sa, bound->len) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == -1) {
+        close(twin);
+        one = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        return fd;
+    }
+    return twin;
+}
+
 static ax_udp *udp_open(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const ax_udp_opts *opts,
                         void *ud, bool connect_it, int *err)
 {
@@ -149,6 +175,8 @@ static ax_udp *udp_open(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const
         getsockname(fd, (struct sockaddr *)&u->addr.sa, &len);
         u->addr.len = len;
     }
+    u->send_fd = fd;
+    if (!connect_it && !opts->reuse_port) u->send_fd = add_send_twin(fd, &u->addr);
     if ((rc = ax__io_start(loop, &u->io, fd, AX__IN, recv_cb)) != 0) goto fail_close;
     ax__handle_add(loop, &u->h, AX__H_UDP);
     return u;
@@ -156,6 +184,7 @@ static ax_udp *udp_open(ax_loop *loop, const char *url, ax_udp_recv_cb cb, const
 fail_fd:
     rc = ax__err();
 fail_close:
+    if (u->send_fd != fd && u->send_fd > 0) close(u->send_fd);
     close(fd);
 fail_free:
     ax_free(u);
@@ -192,7 +221,7 @@ int ax_udp_flush(ax_udp *u)
         };
     }
     while (sent < u->tx_len) {
-        int r = sendmmsg(u->io.fd, msgs + sent, (unsigned)(u->tx_len - sent), MSG_DONTWAIT);
+        int r = sendmmsg(u->send_fd, msgs + sent, (unsigned)(u->tx_len - sent), MSG_DONTWAIT);
         if (r == -1) {
             if (errno == EINTR) continue;
             if (errno != EAGAIN && errno != ENOBUFS) u->sticky_err = -errno;
@@ -295,6 +324,7 @@ void ax_udp_close(ax_udp *u)
     u->closed = true;
     int fd = u->io.fd;
     ax__io_stop(u->loop, &u->io);
+    if (u->send_fd != fd) close(u->send_fd);
     close(fd);
     ax__handle_remove(u->loop, &u->h);
     /* freed after this iteration: recv_cb may still be on the stack */
