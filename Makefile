@@ -37,7 +37,7 @@ san:
 fuzz:
 	@scripts/deps.sh build fuzz
 	@CC=clang cmake -S . -B $(FUZZDIR) -DAXON_FUZZ=ON >/dev/null
-	@cmake --build $(FUZZDIR) -j $(JOBS)
+	@cmake --build $(FUZZDIR) -j $(JOBS) --target fuzzers
 
 # A short libFuzzer run of every target over its committed corpus.
 fuzz-smoke: fuzz
