@@ -101,12 +101,11 @@ struct ax_loop {
     ax__deferred *later;
     ax__deferred **later_tail;
 
-    /* cross-thread posts: a mutex-protected list + an eventfd */
-    pthread_mutex_t post_lock;
+    /* cross-thread posts: a lock-free MPSC stack (producers push with a
+     * CAS, the loop takes the whole stack with one exchange) + an eventfd */
     ax__post *posts;
     ax__io wake;
     int wake_wfd; /* write side (same as wake.fd for eventfd) */
-    bool wake_pending;
 
     /* the per-loop read buffer every stream read lands in */
     char *rbuf;

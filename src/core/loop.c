@@ -56,7 +56,6 @@ ax_loop *ax_loop_new(const char *backend, int *err)
     loop->rbuf = ax_malloc(AX__READ_BUF);
     if (!loop->rbuf) goto fail_loop;
     if ((rc = be->init(loop)) != 0) goto fail_rbuf;
-    pthread_mutex_init(&loop->post_lock, NULL);
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd == -1) {
         rc = ax__err();
@@ -69,7 +68,6 @@ ax_loop *ax_loop_new(const char *backend, int *err)
 fail_efd:
     close(efd);
 fail_backend:
-    pthread_mutex_destroy(&loop->post_lock);
     be->destroy(loop);
 fail_rbuf:
     ax_free(loop->rbuf);
@@ -163,21 +161,28 @@ int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
     if (!p) return AX_ENOMEM;
     p->fn = fn;
     p->arg = arg;
-    p->next = NULL;
-    pthread_mutex_lock(&loop->post_lock);
-    ax__post **tail = &loop->posts;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = p;
-    bool wake = !loop->wake_pending;
-    loop->wake_pending = true;
-    pthread_mutex_unlock(&loop->post_lock);
-    if (wake) {
-        uint64_t one = 1;
-        ssize_t r = write(loop->wake_wfd, &one, sizeof one);
-        (void)r; /* EAGAIN means the counter is already non-zero: awake anyway */
-    }
+    ax__post *old = __atomic_load_n(&loop->posts, __ATOMIC_RELAXED);
+    do
+        p->next = old;
+    while (!__atomic_compare_exchange_n(&loop->posts, &old, p, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    /* Only the push onto an empty stack wakes the loop: the loop takes the
+     * whole stack at once, so later pushes ride along or find it empty. */
+    if (!old) ax__loop_wake(loop);
     return 0;
+}
+
+/* Take every posted item; returns them oldest first. */
+static ax__post *take_posts(ax_loop *loop)
+{
+    ax__post *p = __atomic_exchange_n(&loop->posts, NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+    while (p) {
+        ax__post *next = p->next;
+        p->next = fifo;
+        fifo = p;
+        p = next;
+    }
+    return fifo;
 }
 
 void ax__loop_wake(ax_loop *loop)
@@ -192,11 +197,7 @@ static ax_loop *signal_loop;
 
 static void run_posts(ax_loop *loop)
 {
-    pthread_mutex_lock(&loop->post_lock);
-    ax__post *p = loop->posts;
-    loop->posts = NULL;
-    loop->wake_pending = false;
-    pthread_mutex_unlock(&loop->post_lock);
+    ax__post *p = take_posts(loop);
     while (p) {
         ax__post *next = p->next;
         p->fn(loop, p->arg);
@@ -355,16 +356,12 @@ void ax_loop_free(ax_loop *loop)
     if (signal_loop == loop) signal_loop = NULL;
     ax__io_stop(loop, &loop->wake);
     close(loop->wake_wfd);
-    pthread_mutex_lock(&loop->post_lock);
-    ax__post *p = loop->posts;
-    loop->posts = NULL;
-    pthread_mutex_unlock(&loop->post_lock);
+    ax__post *p = take_posts(loop);
     while (p) {
         ax__post *next = p->next;
         ax_free(p);
         p = next;
     }
-    pthread_mutex_destroy(&loop->post_lock);
     loop->backend->destroy(loop);
     ax__udp_batch_free(loop);
     ax_free(loop->rbuf);
