@@ -4,8 +4,8 @@
 # apt-get line is printed and the script fails.  Groups: build test fuzz bench.
 set -u
 declare -A PKGS=(
-  [build]="build-essential cmake pkg-config"
-  [test]="netcat-openbsd socat curl procps python3 psmisc iproute2 clang-format"
+  [build]="build-essential cmake pkg-config libc-ares-dev libssl-dev"
+  [test]="netcat-openbsd socat curl openssl procps python3 psmisc iproute2 clang-format"
   [fuzz]="clang libclang-rt-14-dev"
   [bench]="libuv1-dev libevent-dev"
 )

@@ -3,8 +3,10 @@
  *   tcp://127.0.0.1:7000    tcp://[::1]:7000    tcp://localhost:7000
  *   udp://0.0.0.0:7001      unix:///run/app.sock   unix://@abstract-name
  *
- * Hosts are numeric (IPv4, IPv6 in brackets), `localhost`, or `*` (all IPv4
- * interfaces); names that need DNS arrive with the DNS module.  Port 0 asks
+ * ax_addr_parse() takes numeric hosts (IPv4, IPv6 in brackets), `localhost`,
+ * or `*` (all IPv4 interfaces) and never blocks; for a name it returns
+ * AX_EHOST.  ax_url_split() takes any host apart so it can be resolved with
+ * ax_dns_resolve() (dns.h); ax_connect() does that by itself.  Port 0 asks
  * the kernel for a free port (see ax_listener_addr()).  A path after the
  * port ("tcp://h:1/x") is allowed and ignored here; protocols on top read
  * it themselves. */
@@ -40,6 +42,19 @@ typedef struct ax_addr {
  * AX_EPORT; when `why` is not NULL a sentence saying what was wrong is
  * written there ("port 70000 is out of range in 'tcp://h:70000'"). */
 AX_API int ax_addr_parse(const char *url, ax_addr *out, char *why, size_t why_len) AX_MUST_CHECK;
+
+/* A URL taken apart without resolving anything. */
+typedef struct ax_url {
+    char scheme[16]; /* as written: "tcp", "udp", "unix", "tls" ... */
+    char host[256];  /* a name or a numeric address (IPv6 without brackets);
+                        for unix:// the path (or @abstract name) */
+    int port;        /* 0..65535; -1 for unix:// */
+} ax_url;
+
+/* Split `url` into scheme, host and port.  Any scheme is accepted; the host
+ * must be a numeric address or a DNS name (letters, digits, '-', '_', '.').
+ * Returns 0, or AX_EURL / AX_EHOST / AX_EPORT with a sentence in `why`. */
+AX_API int ax_url_split(const char *url, ax_url *out, char *why, size_t why_len) AX_MUST_CHECK;
 
 /* Write `a` as a URL ("tcp://[::1]:7000") into buf; returns buf. */
 AX_API char *ax_addr_format(const ax_addr *a, char *buf, size_t len);

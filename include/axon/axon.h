@@ -9,7 +9,9 @@
 #include "loop.h"
 #include "timer.h"
 #include "conn.h"
+#include "tls.h"
 #include "udp.h"
+#include "dns.h"
 #include "thread.h"
 #include "log.h"
 

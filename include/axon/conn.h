@@ -65,8 +65,11 @@ typedef struct ax_conn_opts {
     uint32_t idle_timeout_ms;    /* 0: none; no bytes either way for this long: AX_EIDLE */
     uint32_t connect_timeout_ms; /* 0: 30 s; clients only: AX_ETIMEDOUT */
     uint32_t linger_ms;          /* 0: 10 s; graceful close gives up flushing after this */
-    bool no_delay;               /* default true for TCP (TCP_NODELAY); see flags */
     unsigned flags;              /* AX_CONN_DELAY: keep Nagle's algorithm on */
+    /* TLS over this connection (tls.h); NULL: plain, except for tls:// URLs,
+     * where clients then use the default verifying context.  Listeners and
+     * connections take their own reference. */
+    struct ax_tls_ctx *tls;
 } ax_conn_opts;
 
 #define AX_CONN_DELAY 0x1u
@@ -100,7 +103,10 @@ AX_API uint64_t ax_listener_emfile_count(const ax_listener *l);
 /* Connect to `url` (tcp:// or unix://).  Returns the connection at once;
  * on_open runs when it is established, or on_close with the error (never
  * from inside this call).  NULL if the URL is bad or no socket could be
- * made, with the code in *err. */
+ * made, with the code in *err.  A host name is resolved on the loop first
+ * (dns.h): resolution failures reach on_close as AX_ENOHOST,
+ * AX_EDNSTIMEDOUT or AX_EDNS, and ax_conn_fd() is -1 until a socket exists;
+ * writes made meanwhile are queued. */
 AX_API ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
                            const ax_conn_opts *opts, void *ud, int *err);
 

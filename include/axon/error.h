@@ -50,11 +50,18 @@ enum {
     AX_EOF = -4001,        /* the peer closed its side of the stream */
     AX_EURL = -4002,       /* a URL could not be parsed */
     AX_ESCHEME = -4003,    /* the URL scheme is unknown or not allowed here */
-    AX_EHOST = -4004,      /* the host is not a numeric address or localhost */
+    AX_EHOST = -4004,      /* the host is not a numeric address (ax_addr_parse) */
     AX_EPORT = -4005,      /* the port is missing or out of range */
     AX_EOUTPUTCAP = -4006, /* the peer stopped reading and hit the output cap */
     AX_EIDLE = -4007,      /* no traffic for longer than the idle timeout */
     AX_ECLOSED = -4008,    /* the handle is closing or closed */
+    /* DNS (dns.h); numbered apart so other modules can grow their range */
+    AX_ENOHOST = -4020,      /* the name does not exist (NXDOMAIN, no addresses) */
+    AX_EDNSTIMEDOUT = -4021, /* the resolvers did not answer in time */
+    AX_EDNS = -4022,         /* resolution failed otherwise (server failure, bad reply) */
+    /* TLS (tls.h); ax_conn_error_detail() says more */
+    AX_ETLS = -4030,  /* the TLS handshake or a TLS record failed */
+    AX_ECERT = -4031, /* the peer's certificate was refused */
 };
 
 /* A static, human-readable text for any code this library returns

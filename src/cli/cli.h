@@ -3,5 +3,8 @@
 #define AXON_CLI_H
 
 int cmd_echo(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_http(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
 
 #endif

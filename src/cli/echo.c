@@ -15,6 +15,8 @@ typedef struct {
     int n_urls;
     int threads;
     int quiet;
+    const char *cert, *key; /* tls:// URLs */
+    ax_tls_ctx *tls;
 } echo_cfg;
 
 static size_t on_data(ax_conn *c, const char *data, size_t len)
@@ -44,11 +46,14 @@ static void help(FILE *out)
             "Options:\n"
             "  -t, --threads N   run N event loops sharing the ports (SO_REUSEPORT); default 1\n"
             "  -q, --quiet       do not print the listening addresses\n"
+            "      --cert FILE   certificate (PEM) for tls:// URLs (make one: axon cert)\n"
+            "      --key FILE    private key (PEM) for tls:// URLs; default: in --cert\n"
             "  -h, --help        show this help\n\n"
             "Examples:\n"
             "  axon echo tcp://127.0.0.1:7000\n"
             "  axon echo tcp://0.0.0.0:7000 udp://0.0.0.0:7000 unix:///tmp/echo.sock\n"
-            "  axon echo --threads 2 tcp://[::1]:7000\n\n"
+            "  axon echo --threads 2 tcp://[::1]:7000\n"
+            "  axon echo tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n\n"
             "Talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000\n");
 }
 
@@ -62,7 +67,10 @@ static int setup(ax_loop *loop, int index, void *ud)
         const char *url = cfg->urls[i];
         char why[256], shown[AX_ADDR_STRLEN];
         ax_addr a;
-        int err = ax_addr_parse(url, &a, why, sizeof why);
+        char tcp_url[1024];
+        bool tls = strncmp(url, "tls://", 6) == 0;
+        if (tls) snprintf(tcp_url, sizeof tcp_url, "tcp://%s", url + 6);
+        int err = ax_addr_parse(tls ? tcp_url : url, &a, why, sizeof why);
         if (err) {
             fprintf(stderr, "axon echo: %s\n", why);
             return err;
@@ -73,16 +81,39 @@ static int setup(ax_loop *loop, int index, void *ud)
             ax_udp *u = ax_udp_bind(loop, url, on_datagram, &uo, NULL, &err);
             if (u) bound = ax_udp_addr(u);
         } else {
-            ax_listener *l = ax_listen_ex(loop, url, &echo_cbs, NULL, &lo, NULL, &err);
+            ax_conn_opts co = {.tls = tls ? cfg->tls : NULL};
+            ax_listener *l = ax_listen_ex(loop, url, &echo_cbs, &co, &lo, NULL, &err);
             if (l) bound = ax_listener_addr(l);
         }
         if (!bound) {
             fprintf(stderr, "axon echo: cannot listen on %s: %s\n", url, ax_strerror(err));
             return err;
         }
-        if (index == 0 && !cfg->quiet)
-            fprintf(stderr, "axon echo: listening on %s\n",
-                    ax_addr_format(bound, shown, sizeof shown));
+        ax_addr_format(bound, shown, sizeof shown);
+        if (tls) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
+        if (index == 0 && !cfg->quiet) fprintf(stderr, "axon echo: listening on %s\n", shown);
+    }
+    return 0;
+}
+
+/* One TLS server context for every tls:// URL and thread. */
+static int make_tls(echo_cfg *cfg)
+{
+    bool any = false;
+    for (int i = 0; i < cfg->n_urls; i++)
+        any |= strncmp(cfg->urls[i], "tls://", 6) == 0;
+    if (!any) return 0;
+    if (!cfg->cert) {
+        fprintf(stderr, "axon echo: tls:// needs --cert FILE and --key FILE "
+                        "(make a pair with: axon cert --out DIR)\n");
+        return -1;
+    }
+    char why[512];
+    int err;
+    ax_tls_opts to = {.cert_file = cfg->cert, .key_file = cfg->key};
+    if (!(cfg->tls = ax_tls_server_new(&to, why, sizeof why, &err))) {
+        fprintf(stderr, "axon echo: %s\n", why);
+        return -1;
     }
     return 0;
 }
@@ -100,10 +131,10 @@ static void stop_main(ax_loop *loop, int signo)
 
 int cmd_echo(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"threads", required_argument, NULL, 't'},
-                                             {"quiet", no_argument, NULL, 'q'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"threads", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'},     {NULL, 0, NULL, 0}};
     echo_cfg cfg = {.threads = 1};
     int ch;
     while ((ch = getopt_long(argc, argv, "t:qh", longopts, NULL)) != -1) {
@@ -117,6 +148,12 @@ int cmd_echo(int argc, char **argv)
             break;
         case 'q':
             cfg.quiet = 1;
+            break;
+        case 'C':
+            cfg.cert = optarg;
+            break;
+        case 'K':
+            cfg.key = optarg;
             break;
         case 'h':
             help(stdout);
@@ -133,6 +170,7 @@ int cmd_echo(int argc, char **argv)
         help(stderr);
         return 2;
     }
+    if (make_tls(&cfg) != 0) return 1;
     /* The main thread's loop only waits for signals; workers do the I/O
      * (with one thread, the main loop does both). */
     int err;
@@ -162,6 +200,7 @@ int cmd_echo(int argc, char **argv)
         ax_threads_stop(workers);
     }
     ax_loop_free(main_loop);
+    ax_tls_ctx_free(cfg.tls);
     if (!cfg.quiet) fprintf(stderr, "axon echo: stopped\n");
     return 0;
 }

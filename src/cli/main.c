@@ -12,6 +12,9 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"echo", cmd_echo, "echo server on tcp://, udp:// and unix:// URLs"},
+    {"cat", cmd_cat, "netcat for every transport: connect, listen, relay, broker"},
+    {"http", cmd_http, "serve a folder over HTTP/1.1 (static files, ranges, 304)"},
+    {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
 };
 
 static void usage(FILE *out)

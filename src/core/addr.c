@@ -89,8 +89,8 @@ static int parse_ip(const char *url, const char *rest, ax_addr *out, char *why, 
             s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
             return fail(why, wl, AX_EHOST,
-                        "'%s' is not a numeric address or localhost (DNS names are not "
-                        "supported here)",
+                        "'%s' is not a numeric address or localhost (a name needs DNS: "
+                        "see ax_dns_resolve)",
                         host, url);
     }
     int port, rc = parse_port(colon + 1, url, &port, why, wl);
@@ -199,4 +199,73 @@ bool ax_addr_equal(const ax_addr *a, const ax_addr *b)
     default:
         return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
     }
+}
+
+/* ---- taking a URL apart for name resolution ----------------------------- */
+
+static bool valid_name(const char *h)
+{
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-' || strstr(h, "..")) return false;
+    for (const char *p = h; *p; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static int split_host(const char *url, const char *rest, ax_url *out, const char **port, char *why,
+                      size_t wl)
+{
+    const char *end;
+    if (rest[0] == '[') {
+        end = strchr(rest, ']');
+        if (!end) return fail(why, wl, AX_EURL, "%sunclosed '[' around IPv6 address", "", url);
+        rest++;
+        if (end[1] != ':') return fail(why, wl, AX_EPORT, "%sexpected ':port' after ']'", "", url);
+        *port = end + 2;
+    } else {
+        end = strchr(rest, ':');
+        const char *slash = strchr(rest, '/');
+        if (!end || (slash && slash < end))
+            return fail(why, wl, AX_EPORT, "%smissing ':port'", "", url);
+        *port = end + 1;
+    }
+    size_t n = (size_t)(end - rest);
+    if (n == 0) return fail(why, wl, AX_EHOST, "%smissing host", "", url);
+    if (n >= sizeof out->host) return fail(why, wl, AX_EHOST, "%shost too long", "", url);
+    memcpy(out->host, rest, n);
+    out->host[n] = '\0';
+    struct in6_addr a6;
+    if (strcmp(out->host, "*") != 0 && !valid_name(out->host) &&
+        inet_pton(AF_INET6, out->host, &a6) != 1)
+        return fail(why, wl, AX_EHOST, "'%s' is not a valid host name or address", out->host, url);
+    return 0;
+}
+
+int ax_url_split(const char *url, ax_url *out, char *why, size_t why_len)
+{
+    if (why && why_len) why[0] = '\0';
+    if (!url || !out) return AX_EINVAL;
+    memset(out, 0, sizeof(*out));
+    const char *sep = strstr(url, "://");
+    size_t slen = sep ? (size_t)(sep - url) : 0;
+    if (!sep || slen == 0 || slen >= sizeof out->scheme)
+        return fail(why, why_len, AX_EURL, "%smissing or bad scheme (like tcp://)", "", url);
+    memcpy(out->scheme, url, slen);
+    const char *rest = sep + 3;
+    if (strcmp(out->scheme, "unix") == 0) {
+        size_t n = strlen(rest);
+        if (n == 0 || n >= sizeof out->host)
+            return fail(why, why_len, AX_EURL, "%sbad socket path", "", url);
+        memcpy(out->host, rest, n + 1);
+        out->port = -1;
+        return 0;
+    }
+    const char *port;
+    int rc = split_host(url, rest, out, &port, why, why_len);
+    if (rc) return rc;
+    return parse_port(port, url, &out->port, why, why_len);
 }

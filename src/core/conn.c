@@ -1,6 +1,7 @@
 /* conn.c: stream connections: reading into the loop's buffer, the write
  * queue, watermarks and the output cap, half-close, timeouts and closing. */
 #include "internal.h"
+#include "tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ enum {
     F_LINGER = 1u << 13, /* closing: FIN sent, discarding input until the peer's FIN */
     F_EDGE = 1u << 14,   /* edge-triggered: registered once for in and out */
     F_RDHUP = 1u << 15,  /* edge mode: the peer's FIN is queued behind the data */
+    /* TLS: handshaking, on_open waits for it */
+    F_HANDSHAKE = 1u << 16,
 };
 
 struct ax_conn {
@@ -56,12 +59,18 @@ struct ax_conn {
     uint64_t bytes_in, bytes_out;
     ax__deferred deferred; /* this iteration: the close callback */
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
+    ax__tls *tls;          /* TLS session (tls.c), freed after on_close */
+    ax__pending *pending;  /* resolving a name: no fd yet (dns.c) */
 };
 
 static void conn_io(ax_loop *loop, ax__io *io, unsigned revents);
 static void conn_finish(ax_conn *c, int reason, bool rst);
 static void close_graceful(ax_conn *c, int reason);
 static void arm_timer(ax_conn *c);
+static void tls_read(ax_conn *c);
+static void tls_progress(ax_conn *c);
+static int tls_writev(ax_conn *c, const struct iovec *iov, int n);
+static void tls_close_notify(ax_conn *c);
 
 void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o)
 {
@@ -103,6 +112,12 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0) |
                (lim->no_delay ? F_NODELAY : 0);
     c->last_active = loop->now;
+    if (fd < 0) { /* a pending connect (dns.c): no socket yet */
+        c->io.fd = -1;
+        c->flags |= F_PARKED;
+        ax__handle_add(loop, &c->h, AX__H_CONN);
+        return c;
+    }
     if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
     unsigned ev = connecting ? AX__OUT : AX__IN;
     if (loop->backend->edge) {
@@ -120,11 +135,42 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     return c;
 }
 
+/* A client connection whose host name is still being resolved (dns.c). */
+ax_conn *ax__conn_new_pending(ax_loop *loop, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
+                              void *ud, ax__pending *p, int *err)
+{
+    ax_conn *c = ax__conn_new(loop, -1, cbs, lim, ud, NULL, true, true, err);
+    if (c) c->pending = p;
+    return c;
+}
+
+/* The pending connection gets its socket, connecting or just connected;
+ * connect_done() finishes as for any client.  The connect timeout keeps
+ * counting from ax_connect(). */
+int ax__conn_attach(ax_conn *c, int fd, bool tcp)
+{
+    unsigned ev = AX__OUT;
+    if (c->loop->backend->edge) {
+        c->flags |= F_EDGE;
+        ev = AX__IN | AX__OUT | AX__EDGE;
+    }
+    c->pending = NULL;
+    if (!tcp) c->flags &= ~F_TCP;
+    int rc = ax__io_start(c->loop, &c->io, fd, ev, conn_io);
+    if (rc != 0) {
+        c->io.fd = -1;
+        return rc;
+    }
+    c->flags &= ~F_PARKED;
+    arm_timer(c);
+    return 0;
+}
+
 /* ---- interest ------------------------------------------------------------ */
 
 static void update_interest(ax_conn *c)
 {
-    if (c->flags & (F_CLOSED | F_EDGE)) return;
+    if ((c->flags & (F_CLOSED | F_EDGE)) || c->io.fd < 0) return;
     unsigned ev = 0;
     if (c->flags & F_CONNECTING) {
         ev = AX__OUT;
@@ -158,7 +204,7 @@ static void update_interest(ax_conn *c)
 
 static uint32_t timer_limit(const ax_conn *c)
 {
-    if (c->flags & F_CONNECTING) return c->connect_ms;
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return c->connect_ms;
     if (c->flags & (F_CLOSING | F_LINGER)) return c->linger_ms;
     return c->idle_ms;
 }
@@ -174,7 +220,7 @@ static void timer_cb(ax_timer *t, void *ud)
         ax_timer_start(c->timer, limit - elapsed, 0);
         return;
     }
-    if (c->flags & F_CONNECTING)
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE))
         conn_finish(c, AX_ETIMEDOUT, false);
     else if (c->flags & (F_CLOSING | F_LINGER))
         conn_finish(c, c->reason, true);
@@ -185,6 +231,7 @@ static void timer_cb(ax_timer *t, void *ud)
 /* Activity only stamps last_active; the timer checks it when it fires. */
 static void arm_timer(ax_conn *c)
 {
+    if (c->pending) return; /* dns.c keeps the deadline until there is a socket */
     uint32_t limit = timer_limit(c);
     if (!limit) {
         if (c->timer) ax_timer_stop(c->timer);
@@ -220,6 +267,8 @@ static void conn_deferred(ax_loop *loop, ax__deferred *d)
     ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
     ax__handle_remove(loop, &c->h);
     if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
+    ax__tls_free(c->tls);
+    c->tls = NULL;
     if (!c->again.queued) ax_free(c); /* else conn_again frees it */
 }
 
@@ -240,7 +289,7 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
         deliver(c, NULL, 0);
         if (c->flags & (F_CLOSED | F_PAUSED)) return;
     }
-    if ((c->flags & F_EDGE) && !(c->flags & (F_PEER_EOF | F_CLOSING))) conn_read(c);
+    if (((c->flags & F_EDGE) || c->tls) && !(c->flags & (F_PEER_EOF | F_CLOSING))) conn_read(c);
 }
 
 static void conn_finish(ax_conn *c, int reason, bool rst)
@@ -248,12 +297,17 @@ static void conn_finish(ax_conn *c, int reason, bool rst)
     if (c->flags & F_CLOSED) return;
     c->flags |= F_CLOSED;
     c->reason = reason;
-    if (rst && (c->flags & F_TCP)) {
+    if (c->pending) { /* closed while resolving: stop dns.c's work */
+        ax__pending *p = c->pending;
+        c->pending = NULL;
+        p->cancel(p);
+    }
+    if (rst && (c->flags & F_TCP) && c->io.fd >= 0) {
         struct linger lg = {1, 0};
         setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
-    close(c->io.fd);
+    if (c->io.fd >= 0) close(c->io.fd);
     c->io.fd = -1;
     free_queue(c);
     ax_free(c->in);
@@ -296,6 +350,10 @@ static void close_graceful(ax_conn *c, int reason)
 {
     if (c->flags & (F_CLOSED | F_CLOSING | F_LINGER)) return;
     c->reason = reason;
+    if (c->tls && !(c->flags & (F_CONNECTING | F_HANDSHAKE))) {
+        tls_close_notify(c);
+        if (c->flags & F_CLOSED) return;
+    }
     if (!c->wq_head || (c->flags & F_CONNECTING)) {
         finish_or_linger(c);
         return;
@@ -389,6 +447,10 @@ static void conn_read(ax_conn *c)
 {
     if (c->flags & F_LINGER) {
         linger_read(c);
+        return;
+    }
+    if (c->tls) {
+        tls_read(c);
         return;
     }
     char *buf = c->loop->rbuf;
@@ -556,10 +618,9 @@ static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
     return r;
 }
 
-int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n)
+/* Queue bytes as they are: plaintext, or ciphertext under TLS. */
+static int write_raw(ax_conn *c, const struct iovec *iov, int n)
 {
-    int rc = write_state(c);
-    if (rc) return rc;
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
@@ -588,6 +649,13 @@ int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n)
     return enqueue(c, w);
 }
 
+int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    return c->tls ? tls_writev(c, iov, n) : write_raw(c, iov, n);
+}
+
 int ax_conn_write(ax_conn *c, const void *data, size_t len)
 {
     struct iovec iov = {(void *)data, len};
@@ -601,6 +669,7 @@ int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
     if (off > ax_slice_len(s) || len > ax_slice_len(s) - off) return AX_EINVAL;
     if (!len) return 0;
     struct iovec iov = {(char *)ax_slice_data(s) + off, len};
+    if (c->tls) return tls_writev(c, &iov, 1); /* encrypting copies anyway */
     ssize_t done = try_direct(c, &iov, 1);
     if (done < 0) return (int)done;
     if ((size_t)done == len) return 0;
@@ -622,7 +691,12 @@ int ax_conn_shutdown(ax_conn *c)
     int rc = write_state(c);
     if (rc) return rc;
     c->flags |= F_SHUT_PENDING;
-    if (!c->wq_head && !(c->flags & F_CONNECTING)) after_flush(c);
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return 0; /* done when connected */
+    if (c->tls) {
+        tls_close_notify(c);
+        if (c->flags & F_CLOSED) return 0;
+    }
+    if (!c->wq_head) after_flush(c);
     return 0;
 }
 
@@ -642,6 +716,10 @@ static void connect_done(ax_conn *c)
     if ((c->flags & (F_TCP | F_NODELAY)) == (F_TCP | F_NODELAY)) ax__set_nodelay(c->io.fd, true);
     update_interest(c);
     arm_timer(c);
+    if (c->tls) { /* on_open waits for the handshake */
+        tls_progress(c);
+        return;
+    }
     if (c->cbs->on_open) c->cbs->on_open(c);
     if (c->flags & F_CLOSED) return;
     if (c->wq_head)
@@ -687,7 +765,8 @@ void ax_conn_resume(ax_conn *c)
     c->flags &= ~F_PAUSED;
     update_interest(c);
     if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
-    if (c->in_len || (c->flags & F_EDGE)) ax__defer_later(c->loop, &c->again, conn_again);
+    /* (TLS may hold decrypted input the socket no longer signals) */
+    if (c->in_len || (c->flags & F_EDGE) || c->tls) ax__defer_later(c->loop, &c->again, conn_again);
 }
 
 bool ax_conn_paused(const ax_conn *c)
@@ -760,4 +839,205 @@ int ax_conn_peer(const ax_conn *c, ax_addr *out)
 int ax_conn_local(const ax_conn *c, ax_addr *out)
 {
     return sock_name(c, out, false);
+}
+
+/* ---- TLS: conn.c drives the engine in tls.c ------------------------------ */
+
+/* Send what the engine produced: handshake messages, records, alerts.
+ * Returns what write_raw returns (1: above the high watermark). */
+static int tls_flush_out(ax_conn *c)
+{
+    const char *p;
+    size_t n = ax__tls_out(c->tls, &p);
+    if (!n) return 0;
+    if (c->flags & F_CLOSED) {
+        ax__tls_out_done(c->tls);
+        return AX_ECLOSED;
+    }
+    struct iovec iov = {(void *)p, n};
+    int rc = write_raw(c, &iov, 1);
+    ax__tls_out_done(c->tls);
+    if (rc == AX_ENOMEM) conn_finish(c, rc, true);
+    return rc;
+}
+
+/* Fail with the engine's error; an alert it made tells the peer why. */
+static void tls_fail(ax_conn *c, int rc)
+{
+    tls_flush_out(c);
+    conn_finish(c, rc, false);
+}
+
+static void tls_close_notify(ax_conn *c)
+{
+    ax__tls_close_notify(c->tls);
+    tls_flush_out(c);
+}
+
+static int tls_writev(ax_conn *c, const struct iovec *iov, int n)
+{
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return ax__tls_hold(c->tls, iov, n);
+    for (int i = 0; i < n; i++) {
+        int rc = ax__tls_write(c->tls, iov[i].iov_base, iov[i].iov_len);
+        if (rc < 0) {
+            tls_fail(c, rc);
+            return rc;
+        }
+    }
+    return tls_flush_out(c);
+}
+
+/* The handshake is done: send what was written before it, then on_open. */
+static void tls_opened(ax_conn *c)
+{
+    const char *p;
+    size_t n = ax__tls_held(c->tls, &p);
+    int rc = n ? ax__tls_write(c->tls, p, n) : 0;
+    ax__tls_held_done(c->tls);
+    if (rc < 0) {
+        tls_fail(c, rc);
+        return;
+    }
+    c->flags &= ~F_HANDSHAKE;
+    c->last_active = c->loop->now;
+    arm_timer(c);
+    if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
+    if (c->flags & F_SHUT_PENDING) {
+        tls_close_notify(c);
+        if (c->flags & F_CLOSED) return;
+        if (!c->wq_head) after_flush(c);
+        if (c->flags & F_CLOSED) return;
+    }
+    if (c->cbs->on_open) c->cbs->on_open(c);
+}
+
+/* Room behind input on_data kept, for the next plaintext. */
+static bool tls_input_room(ax_conn *c, char **buf, size_t *room)
+{
+    size_t want = (size_t)c->in_len + AX__READ_BUF / 4;
+    if (want > c->in_cap) {
+        char *in = ax_realloc(c->in, want);
+        if (!in) {
+            conn_finish(c, AX_ENOMEM, true);
+            return false;
+        }
+        c->in = in;
+        c->in_cap = (uint32_t)want;
+    }
+    *buf = c->in + c->in_len;
+    *room = c->in_cap - c->in_len;
+    return true;
+}
+
+/* Decrypt and deliver until the engine needs more ciphertext. */
+static void tls_drain(ax_conn *c)
+{
+    const uint32_t stop = F_CLOSED | F_PAUSED | F_PEER_EOF | F_CLOSING | F_LINGER | F_HANDSHAKE;
+    while (!(c->flags & stop)) {
+        char *buf = c->loop->rbuf;
+        size_t room = AX__READ_BUF;
+        if (c->in_len && !tls_input_room(c, &buf, &room)) return;
+        int n = ax__tls_read(c->tls, buf, room);
+        if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
+        if (n == 0) return;
+        if (n == AX_EOF) { /* close_notify */
+            peer_eof(c);
+            return;
+        }
+        if (n < 0) {
+            tls_fail(c, n);
+            return;
+        }
+        if (c->in_len) {
+            c->in_len += (uint32_t)n;
+            deliver(c, NULL, 0);
+        } else {
+            deliver(c, buf, (size_t)n);
+        }
+    }
+}
+
+static void tls_progress(ax_conn *c)
+{
+    if (c->flags & F_HANDSHAKE) {
+        int rc = ax__tls_handshake(c->tls);
+        if (rc < 0) {
+            tls_fail(c, rc);
+            return;
+        }
+        if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED) || rc == 0) return;
+        tls_opened(c);
+    }
+    tls_drain(c);
+}
+
+/* Ciphertext from the socket into the engine, then whatever it allows. */
+static void tls_read(ax_conn *c)
+{
+    char *buf = c->loop->rbuf;
+    ssize_t n = recv(c->io.fd, buf, AX__READ_BUF, 0);
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        c->last_active = c->loop->now;
+        if ((c->flags & F_EDGE) && ((size_t)n == AX__READ_BUF || (c->flags & F_RDHUP)))
+            ax__defer_later(c->loop, &c->again, conn_again);
+        if (ax__tls_feed(c->tls, buf, (size_t)n) != 0) {
+            conn_finish(c, AX_ENOMEM, true);
+            return;
+        }
+    } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+        conn_finish(c, -errno, false);
+        return;
+    }
+    tls_progress(c);
+    /* EOF counts once the plaintext before it is delivered (a paused
+     * connection sees it again when resumed). */
+    if (n != 0 || (c->flags & (F_CLOSED | F_PEER_EOF | F_PAUSED))) return;
+    if (c->flags & F_HANDSHAKE) {
+        ax__tls_set_detail(c->tls, "TLS handshake failed: the peer closed the connection");
+        conn_finish(c, AX_ETLS, false);
+        return;
+    }
+    peer_eof(c);
+}
+
+int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)
+{
+    int err = 0;
+    if (c->flags & F_CLOSED) return 0; /* failed already: on_close is on its way */
+    c->tls = ax__tls_new(ctx, ax__tls_ctx_is_server(ctx), host, &err);
+    if (!c->tls) return err;
+    c->flags |= F_HANDSHAKE;
+    arm_timer(c);
+    return 0;
+}
+
+bool ax_conn_is_tls(const ax_conn *c)
+{
+    return c->tls != NULL;
+}
+
+const char *ax_conn_tls_alpn(const ax_conn *c)
+{
+    return c->tls && !(c->flags & F_HANDSHAKE) ? ax__tls_alpn(c->tls) : NULL;
+}
+
+const char *ax_conn_tls_version(const ax_conn *c)
+{
+    return c->tls ? ax__tls_version(c->tls) : NULL;
+}
+
+int ax_conn_tls_peer_subject(const ax_conn *c, char *buf, size_t len)
+{
+    return c->tls ? ax__tls_peer_subject(c->tls, buf, len) : AX_EINVAL;
+}
+
+const char *ax_conn_error_detail(const ax_conn *c)
+{
+    if (!c->tls) return NULL;
+    const char *d = ax__tls_detail(c->tls);
+    if (!d && (c->flags & (F_CLOSED | F_HANDSHAKE | F_CONNECTING)) == (F_CLOSED | F_HANDSHAKE) &&
+        c->reason == AX_ETIMEDOUT)
+        d = "TLS handshake timed out";
+    return d;
 }

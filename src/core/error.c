@@ -26,6 +26,16 @@ const char *ax_strerror(int code)
         return "handle is closing or closed";
     case AX_ETIMEDOUT:
         return "timed out";
+    case AX_ENOHOST:
+        return "no such host";
+    case AX_EDNSTIMEDOUT:
+        return "timed out resolving the host name";
+    case AX_EDNS:
+        return "host name resolution failed";
+    case AX_ETLS:
+        return "TLS handshake failed";
+    case AX_ECERT:
+        return "certificate verification failed";
     }
     if (code < 0 && code > -4000) return strerror(-code); /* glibc: static for known codes */
     return "unknown error";

@@ -163,6 +163,18 @@ void ax__conn_fail(ax_conn *c, int err);
 /* clock */
 uint64_t ax__monotonic_ms(void);
 
+/* Connecting to a name (dns.c).  The connection exists before its socket:
+ * conn.c keeps it without an fd until ax__conn_attach() hands it the
+ * connecting socket, and calls pending->cancel() if it is closed first. */
+typedef struct ax__pending {
+    void (*cancel)(struct ax__pending *p);
+} ax__pending;
+ax_conn *ax__conn_new_pending(ax_loop *loop, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
+                              void *ud, ax__pending *p, int *err);
+int ax__conn_attach(ax_conn *c, int fd, bool tcp);
+ax_conn *ax__connect_name(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                          const ax__conn_limits *lim, void *ud, int *err);
+
 #define AX__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

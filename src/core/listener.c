@@ -1,8 +1,10 @@
 /* listener.c: listening and connecting for stream sockets (TCP, Unix). */
 #include "internal.h"
+#include "tls.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +27,7 @@ struct ax_listener {
     int spare_fd; /* held back so EMFILE can still accept-and-drop */
     uint64_t emfile;
     ax__deferred free_d;
+    ax_tls_ctx *tls; /* accepted connections handshake first (tls.c) */
 };
 
 static int url_to_addr(const char *url, ax_addr *a)
@@ -88,6 +91,11 @@ static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
             close(fd);
             continue;
         }
+        if (l->tls) { /* on_open once the handshake is done */
+            int trc = ax__conn_tls_attach(c, l->tls, NULL);
+            if (trc) ax__conn_fail(c, trc);
+            continue;
+        }
         if (l->cbs->on_open) l->cbs->on_open(c);
     }
 }
@@ -125,9 +133,9 @@ fail:;
     return rc;
 }
 
-ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
-                          const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
-                          int *err)
+static ax_listener *listen_url(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                               const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
+                               int *err)
 {
     static const ax_listen_opts no_lopts;
     int rc = AX_ENOMEM, fd;
@@ -175,7 +183,9 @@ uint64_t ax_listener_emfile_count(const ax_listener *l)
 static void listener_free(ax_loop *loop, ax__deferred *d)
 {
     (void)loop;
-    ax_free(AX__CONTAINER(d, ax_listener, free_d));
+    ax_listener *l = AX__CONTAINER(d, ax_listener, free_d);
+    ax_tls_ctx_free(l->tls);
+    ax_free(l);
 }
 
 void ax_listener_close(ax_listener *l)
@@ -197,13 +207,17 @@ void ax__listener_close_handle(ax__handle *h)
     ax_listener_close(AX__CONTAINER(h, ax_listener, h));
 }
 
-ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
-                    const ax_conn_opts *opts, void *ud, int *err)
+static ax_conn *connect_url(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                            const ax_conn_opts *opts, void *ud, int *err)
 {
     ax_addr a;
     ax__conn_limits lim;
     int rc = url_to_addr(url, &a), dummy;
     if (!err) err = &dummy;
+    if (rc == AX_EHOST) { /* a name: resolve on the loop, then connect (dns.c) */
+        ax__conn_limits_init(&lim, opts);
+        return ax__connect_name(loop, url, cbs, &lim, ud, err);
+    }
     if (rc) {
         *err = rc;
         return NULL;
@@ -222,5 +236,60 @@ ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
         return NULL;
     }
     if (cerr) ax__conn_fail(c, cerr == AX_EAGAIN ? AX_ECONNREFUSED : cerr);
+    return c;
+}
+
+/* ---- TLS: tls:// is TCP with a TLS session on top (tls.c) ---------------- */
+
+/* "tls://h:p" to "tcp://h:p" in buf; false for other schemes. */
+static bool tls_to_tcp(const char *url, char *buf, size_t len)
+{
+    if (strncmp(url, "tls://", 6) != 0) return false;
+    snprintf(buf, len, "tcp://%s", url + 6);
+    return true;
+}
+
+ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                          const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
+                          int *err)
+{
+    char plain[1024];
+    int dummy;
+    if (!err) err = &dummy;
+    ax_tls_ctx *tls = copts ? copts->tls : NULL;
+    bool tls_url = tls_to_tcp(url, plain, sizeof plain);
+    if ((tls_url && !tls) || (tls && !ax__tls_ctx_is_server(tls))) {
+        ax_log(AX_LOG_ERROR,
+               "cannot listen on %s: TLS needs a server context with a certificate "
+               "(ax_tls_server_new, ax_conn_opts.tls)",
+               url);
+        *err = AX_EINVAL;
+        return NULL;
+    }
+    ax_listener *l = listen_url(loop, tls_url ? plain : url, cbs, copts, lopts, ud, err);
+    if (l && tls) l->tls = ax__tls_ctx_ref(tls);
+    return l;
+}
+
+ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
+                    const ax_conn_opts *opts, void *ud, int *err)
+{
+    char plain[1024];
+    int dummy;
+    if (!err) err = &dummy;
+    ax_tls_ctx *tls = opts ? opts->tls : NULL;
+    bool tls_url = tls_to_tcp(url, plain, sizeof plain);
+    if (tls_url && !tls && !(tls = ax__tls_default_client(err))) return NULL;
+    if (tls && ax__tls_ctx_is_server(tls)) {
+        *err = AX_EINVAL;
+        return NULL;
+    }
+    if (tls_url) url = plain;
+    ax_conn *c = connect_url(loop, url, cbs, opts, ud, err);
+    if (!c || !tls) return c;
+    ax_url u;
+    bool named = ax_url_split(url, &u, NULL, 0) == 0 && strcmp(u.scheme, "unix") != 0;
+    int rc = ax__conn_tls_attach(c, tls, named ? u.host : NULL);
+    if (rc) ax__conn_fail(c, rc);
     return c;
 }

@@ -1,0 +1,166 @@
+/* axon/http.h: an HTTP/1.1 server on axon connections.
+ *
+ * A server is a router (method + path prefix -> handler) behind any number
+ * of listeners on one loop:
+ *
+ *     static void hello(ax_http_req *r, void *ud) {
+ *         ax_http_respond(r, 200, "text/plain", "Hello, World!\n", 14);
+ *     }
+ *     ax_http_server *s = ax_http_server_new(loop, NULL, &err);
+ *     ax_http_route(s, "GET", "/", hello, NULL);
+ *     ax_http_listen(s, "tcp://127.0.0.1:8000", NULL, &err);
+ *
+ * The server speaks keep-alive, pipelining (responses leave in request
+ * order), HTTP/1.0, Content-Length and chunked bodies both ways,
+ * Expect: 100-continue, and answers malformed requests itself (400, 413,
+ * 414, 417, 431, 501, 505, with Connection: close).  Timeouts: the whole
+ * request head must arrive within header_timeout_ms (slowloris), the body
+ * must keep arriving (no gap longer than body_timeout_ms), and an idle
+ * keep-alive connection is closed after idle_timeout_ms.
+ *
+ * A handler runs once per request, after the whole request (head and body,
+ * at most max_body bytes, else 413) has arrived.  It answers at once with
+ * ax_http_respond(), or streams: ax_http_start(), ax_http_write()...,
+ * ax_http_end(), possibly later from another callback on the same loop.
+ * Until a response ends, the connection reads no further request, so
+ * pipelined requests wait their turn.
+ *
+ * Request fields (method, target, headers, body) point into buffers the
+ * server reuses: they are valid during the handler call only; copy what a
+ * later callback needs.  The ax_http_req itself stays valid until
+ * ax_http_end() or until the connection closes (see ax_http_on_abort()). */
+#ifndef AXON_HTTP_H
+#define AXON_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "conn.h"
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ax_http_server ax_http_server;
+typedef struct ax_http_req ax_http_req;
+
+/* A request handler; `ud` is the pointer given to ax_http_route(). */
+typedef void (*ax_http_handler)(ax_http_req *r, void *ud);
+
+/* Server settings; zero fields take the defaults shown. */
+typedef struct ax_http_opts {
+    uint64_t max_body;          /* 1 MiB: larger request bodies get 413 */
+    uint32_t header_timeout_ms; /* 10 s: a request head must be complete this soon */
+    uint32_t body_timeout_ms;   /* 30 s: longest pause while a body arrives */
+    uint32_t idle_timeout_ms;   /* 60 s: keep-alive connection with no request */
+    size_t max_header_bytes;    /* 32 KiB: larger heads get 431 */
+    FILE *access_log;           /* NULL: off; else one Common Log Format line per response */
+    const char *server_name;    /* "axon": the Server field; "" leaves it out */
+} ax_http_opts;
+
+/* A server on `loop`.  NULL when out of memory (code in *err). */
+AX_API ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int *err);
+
+/* Accept HTTP connections on `url` (tcp:// or unix://); `lopts` may be
+ * NULL.  Returns the listener (closed by ax_http_server_free()), or NULL
+ * with the code in *err. */
+AX_API ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
+                                   int *err);
+
+/* Close the listeners and every connection (pending responses are dropped;
+ * their abort callbacks run).  Call it before ax_loop_free(). */
+AX_API void ax_http_server_free(ax_http_server *s);
+
+/* Route requests whose method is `method` (NULL: any) and whose path starts
+ * with `prefix` at a segment boundary ("/api" matches /api and /api/x, not
+ * /apix; "/" matches everything) to `h`.  The longest matching prefix
+ * wins; no match answers 404 (405 when only the method differs).  The
+ * strings are copied.  Returns 0 or AX_ENOMEM. */
+AX_API int ax_http_route(ax_http_server *s, const char *method, const char *prefix,
+                         ax_http_handler h, void *ud);
+
+/* ax_http_serve_dir() flags */
+#define AX_HTTP_DIR_LIST 0x1u /* list directories without an index.html */
+
+/* Serve the files under `root` for GET and HEAD below `prefix`: sendfile,
+ * Content-Type from the file name, ETag and Last-Modified with 304, single
+ * Range (206, 416) and multiple ranges (multipart/byteranges), index.html,
+ * optional listings.  Paths that would leave `root` (.., encoded dots,
+ * symlinks pointing outside) get 403 or 404.  Returns 0, or a negative
+ * code when `root` cannot be opened. */
+AX_API int ax_http_serve_dir(ax_http_server *s, const char *prefix, const char *root,
+                             unsigned flags);
+
+/* ---- the request ------------------------------------------------------- */
+
+/* Method, request-target (as sent), path (target up to '?') and query
+ * (after '?', length 0 when none).  Not NUL-terminated: *len gets the
+ * length.  Valid during the handler call only. */
+AX_API const char *ax_http_req_method(const ax_http_req *r, size_t *len);
+AX_API const char *ax_http_req_target(const ax_http_req *r, size_t *len);
+AX_API const char *ax_http_req_path(const ax_http_req *r, size_t *len);
+AX_API const char *ax_http_req_query(const ax_http_req *r, size_t *len);
+/* True when the method is exactly `m` ("GET"). */
+AX_API bool ax_http_req_is(const ax_http_req *r, const char *m);
+/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+AX_API int ax_http_req_minor(const ax_http_req *r);
+/* The first field named `name` (case-insensitive), or NULL. */
+AX_API const char *ax_http_req_header(const ax_http_req *r, const char *name, size_t *len);
+/* Number of fields, and field `i` (its name in *name, *name_len). */
+AX_API size_t ax_http_req_header_count(const ax_http_req *r);
+AX_API const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const char **name,
+                                         size_t *name_len, size_t *len);
+/* The decoded body (Content-Length or chunked); *len 0 when none. */
+AX_API const char *ax_http_req_body(const ax_http_req *r, size_t *len);
+/* The connection the request came on. */
+AX_API ax_conn *ax_http_req_conn(const ax_http_req *r);
+
+/* ---- the response ------------------------------------------------------ */
+
+/* Add a response field before ax_http_start() (Date, Server,
+ * Content-Length, Transfer-Encoding and Connection are the server's).
+ * Returns 0, AX_EINVAL (CR or LF in it, or already started) or AX_ENOMEM. */
+AX_API int ax_http_add_header(ax_http_req *r, const char *name, const char *value);
+
+/* Send the status line and fields.  `content_length` >= 0 announces the
+ * body size; -1 streams it chunked (HTTP/1.0: until the close).  For HEAD
+ * requests the body that follows is not sent.  Returns 0 or a negative
+ * code (AX_EINVAL when already started). */
+AX_API int ax_http_start(ax_http_req *r, int status, int64_t content_length);
+
+/* Send body bytes (copied).  Returns 0, 1 when the connection's queue is
+ * above its high watermark (wait for the drain callback), or a negative
+ * code. */
+AX_API int ax_http_write(ax_http_req *r, const void *data, size_t len);
+
+/* Finish the response (the final chunk when chunked).  After it, `r` is
+ * gone; the connection reads the next request or closes. */
+AX_API int ax_http_end(ax_http_req *r);
+
+/* Everything at once: Content-Type (NULL: none), then start, write, end. */
+AX_API int ax_http_respond(ax_http_req *r, int status, const char *content_type, const void *body,
+                           size_t len);
+
+/* Close the connection after this response (Connection: close).  Before
+ * ax_http_start(). */
+AX_API void ax_http_set_close(ax_http_req *r);
+
+/* `cb` runs when a streamed response may write again after
+ * ax_http_write() returned 1. */
+AX_API void ax_http_on_drain(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud), void *ud);
+/* `cb` runs if the connection closes before ax_http_end(); `r` is gone
+ * after it returns.  While a response is pending the connection does not
+ * read (pipelined requests wait in the kernel), so a peer that went away
+ * is noticed when a write fails: long-lived streams should write now and
+ * then. */
+AX_API void ax_http_on_abort(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud), void *ud);
+
+/* The reason phrase for a status ("Not Found"); "Unknown" when unknown. */
+AX_API const char *ax_http_status_text(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,557 @@
+/* tls.c: TLS contexts (certificates, SNI, ALPN, verification) and the
+ * per-connection OpenSSL session on memory buffers that conn.c drives. */
+#include "internal.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define MAX_CERTS 16
+
+/* One certificate of a server: its own SSL_CTX, switched to by SNI. */
+typedef struct tls_cert {
+    SSL_CTX *ssl;
+    X509 *x509; /* owned by ssl */
+} tls_cert;
+
+struct ax_tls_ctx {
+    int refs;
+    bool server;
+    bool insecure;
+    SSL_CTX *ssl; /* clients: the context; servers: certs[0].ssl */
+    tls_cert certs[MAX_CERTS];
+    int n_certs;
+    unsigned char *alpn; /* wire format: length-prefixed names */
+    unsigned alpn_len;
+    char *server_name;
+};
+
+/* A growable byte buffer. */
+typedef struct tbuf {
+    char *p;
+    size_t len, cap;
+} tbuf;
+
+struct ax__tls {
+    SSL *ssl;
+    BIO *rbio; /* memory BIO: ciphertext in */
+    ax_tls_ctx *ctx;
+    tbuf out;  /* ciphertext out (filled by the output BIO) */
+    tbuf hold; /* plaintext written before the handshake ended */
+    bool server;
+    bool sent_close;
+    char alpn[64];
+    char *detail;
+};
+
+static int tbuf_add(tbuf *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        char *p = ax_realloc(b->p, cap);
+        if (!p) return AX_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+/* Emptied; a buffer grown by a burst is given back so idle costs little. */
+static void tbuf_reset(tbuf *b)
+{
+    b->len = 0;
+    if (b->cap > 64 * 1024) {
+        ax_free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+static void whyf(char *why, size_t len, const char *fmt, ...)
+{
+    if (!why || !len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+}
+
+/* The most specific OpenSSL reason in the thread's error queue, which is
+ * then cleared so it cannot leak into another connection's report. */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r ? r : "protocol error";
+}
+
+/* ---- the output BIO: appends to the session's out buffer ----------------- */
+
+static int obio_write(BIO *b, const char *data, int len)
+{
+    ax__tls *t = BIO_get_data(b);
+    if (len <= 0) return 0;
+    return tbuf_add(&t->out, data, (size_t)len) == 0 ? len : -1;
+}
+
+static long obio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *obio_method;
+static pthread_once_t obio_once = PTHREAD_ONCE_INIT;
+
+static void obio_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "axon-out");
+    if (m && BIO_meth_set_write(m, obio_write) && BIO_meth_set_ctrl(m, obio_ctrl)) obio_method = m;
+}
+
+/* ---- contexts ------------------------------------------------------------ */
+
+/* "h2,http/1.1" to the wire form: each name behind its length byte. */
+static int alpn_parse(ax_tls_ctx *ctx, const char *list, char *why, size_t wl)
+{
+    size_t n = strlen(list);
+    if (n == 0) return 0;
+    unsigned char *w = ax_malloc(n + 1);
+    if (!w) return AX_ENOMEM;
+    unsigned len = 0;
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == 0 || l > 255) {
+            ax_free(w);
+            whyf(why, wl, "bad ALPN list '%s'", list);
+            return AX_EINVAL;
+        }
+        w[len++] = (unsigned char)l;
+        memcpy(w + len, p, l);
+        len += (unsigned)l;
+        p += l + (end ? 1 : 0);
+    }
+    ctx->alpn = w;
+    ctx->alpn_len = len;
+    return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    ax_tls_ctx *ctx = arg;
+    unsigned char *o;
+    (void)ssl;
+    if (SSL_select_next_proto(&o, outlen, ctx->alpn, ctx->alpn_len, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = o;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* SNI: switch to the certificate that matches the name the client asked for. */
+static int sni_select(SSL *ssl, int *alert, void *arg)
+{
+    ax_tls_ctx *ctx = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    (void)alert;
+    if (!name || ctx->n_certs < 2) return SSL_TLSEXT_ERR_OK;
+    for (int i = 0; i < ctx->n_certs; i++) {
+        if (X509_check_host(ctx->certs[i].x509, name, 0, 0, NULL) == 1) {
+            if (i > 0) SSL_set_SSL_CTX(ssl, ctx->certs[i].ssl);
+            break;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *ssl_ctx_new(bool server)
+{
+    SSL_CTX *s = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!s) return NULL;
+    SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
+    SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
+    return s;
+}
+
+static int readable(const char *what, const char *file, char *why, size_t wl)
+{
+    if (access(file, R_OK) == 0) return 0;
+    int rc = -errno;
+    whyf(why, wl, "cannot read %s '%s': %s", what, file, strerror(errno));
+    return rc;
+}
+
+int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *key_file, char *why,
+                           size_t why_len)
+{
+    if (!ctx || !ctx->server || !cert_file) return AX_EINVAL;
+    if (ctx->n_certs == MAX_CERTS) {
+        whyf(why, why_len, "too many certificates (at most %d)", MAX_CERTS);
+        return AX_EINVAL;
+    }
+    if (!key_file) key_file = cert_file;
+    int rc = readable("certificate", cert_file, why, why_len);
+    if (!rc) rc = readable("key", key_file, why, why_len);
+    if (rc) return rc;
+    SSL_CTX *s = ssl_ctx_new(true);
+    if (!s) return AX_ENOMEM;
+    if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
+        whyf(why, why_len, "cannot load certificate '%s': %s", cert_file, ssl_reason());
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(s) != 1) {
+        whyf(why, why_len, "cannot use key '%s': %s", key_file, ssl_reason());
+        goto fail;
+    }
+    SSL_CTX_set_tlsext_servername_callback(s, sni_select);
+    SSL_CTX_set_tlsext_servername_arg(s, ctx);
+    if (ctx->alpn) SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
+    ctx->certs[ctx->n_certs].ssl = s;
+    ctx->certs[ctx->n_certs].x509 = SSL_CTX_get0_certificate(s);
+    if (ctx->n_certs++ == 0) ctx->ssl = s;
+    return 0;
+fail:
+    SSL_CTX_free(s);
+    return AX_ETLS;
+}
+
+static ax_tls_ctx *ctx_alloc(bool server, const ax_tls_opts *o, char *why, size_t wl, int *err)
+{
+    static const ax_tls_opts none;
+    if (!o) o = &none;
+    ax_tls_ctx *ctx = ax_calloc(1, sizeof(*ctx));
+    if (!ctx) {
+        *err = AX_ENOMEM;
+        return NULL;
+    }
+    ctx->refs = 1;
+    ctx->server = server;
+    ctx->insecure = o->insecure;
+    if (o->alpn && (*err = alpn_parse(ctx, o->alpn, why, wl)) != 0) goto fail;
+    if (o->server_name) {
+        size_t n = strlen(o->server_name) + 1;
+        if (!(ctx->server_name = ax_malloc(n))) {
+            *err = AX_ENOMEM;
+            goto fail;
+        }
+        memcpy(ctx->server_name, o->server_name, n);
+    }
+    return ctx;
+fail:
+    ax_free(ctx->alpn);
+    ax_free(ctx);
+    return NULL;
+}
+
+ax_tls_ctx *ax_tls_server_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
+{
+    int dummy;
+    if (!err) err = &dummy;
+    if (why && why_len) why[0] = '\0';
+    if (!o || !o->cert_file) {
+        whyf(why, why_len, "a TLS server needs a certificate and a key");
+        *err = AX_EINVAL;
+        return NULL;
+    }
+    ax_tls_ctx *ctx = ctx_alloc(true, o, why, why_len, err);
+    if (!ctx) return NULL;
+    if ((*err = ax_tls_server_add_cert(ctx, o->cert_file, o->key_file, why, why_len)) != 0) {
+        ax_tls_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+ax_tls_ctx *ax_tls_client_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
+{
+    int dummy;
+    if (!err) err = &dummy;
+    if (why && why_len) why[0] = '\0';
+    ax_tls_ctx *ctx = ctx_alloc(false, o, why, why_len, err);
+    if (!ctx) return NULL;
+    if (!(ctx->ssl = ssl_ctx_new(false))) {
+        *err = AX_ENOMEM;
+        goto fail;
+    }
+    const char *ca = o ? o->ca_file : NULL;
+    if (ca && (*err = readable("CA file", ca, why, why_len)) != 0) goto fail;
+    if (ca ? SSL_CTX_load_verify_locations(ctx->ssl, ca, NULL) != 1
+           : SSL_CTX_set_default_verify_paths(ctx->ssl) != 1) {
+        whyf(why, why_len, "cannot load CA certificates%s%s: %s", ca ? " from " : "", ca ? ca : "",
+             ssl_reason());
+        *err = AX_ETLS;
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx->ssl, ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    if (ctx->alpn && SSL_CTX_set_alpn_protos(ctx->ssl, ctx->alpn, ctx->alpn_len) != 0) {
+        *err = AX_ENOMEM;
+        goto fail;
+    }
+    return ctx;
+fail:
+    ax_tls_ctx_free(ctx);
+    return NULL;
+}
+
+ax_tls_ctx *ax__tls_ctx_ref(ax_tls_ctx *ctx)
+{
+    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+    return ctx;
+}
+
+void ax_tls_ctx_free(ax_tls_ctx *ctx)
+{
+    if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (ctx->server) {
+        for (int i = 0; i < ctx->n_certs; i++)
+            SSL_CTX_free(ctx->certs[i].ssl);
+    } else {
+        SSL_CTX_free(ctx->ssl);
+    }
+    ax_free(ctx->alpn);
+    ax_free(ctx->server_name);
+    ax_free(ctx);
+}
+
+bool ax__tls_ctx_is_server(const ax_tls_ctx *ctx)
+{
+    return ctx->server;
+}
+
+static ax_tls_ctx *default_client;
+static int default_client_err;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_client_init(void)
+{
+    default_client = ax_tls_client_new(NULL, NULL, 0, &default_client_err);
+}
+
+ax_tls_ctx *ax__tls_default_client(int *err)
+{
+    pthread_once(&default_once, default_client_init);
+    if (!default_client) *err = default_client_err;
+    return default_client;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static int set_peer_name(ax__tls *t, const char *host)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (t->ctx->server_name) host = t->ctx->server_name;
+    if (!host || !*host) return 0;
+    if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1 ? 0 : AX_EINVAL;
+    if (SSL_set_tlsext_host_name(t->ssl, host) != 1) return AX_EINVAL;
+    if (!t->ctx->insecure && SSL_set1_host(t->ssl, host) != 1) return AX_ENOMEM;
+    return 0;
+}
+
+ax__tls *ax__tls_new(ax_tls_ctx *ctx, bool server, const char *host, int *err)
+{
+    pthread_once(&obio_once, obio_init);
+    ax__tls *t = ax_calloc(1, sizeof(*t));
+    if (!t) goto fail;
+    BIO *wbio = NULL;
+    if (!obio_method || !(t->ssl = SSL_new(ctx->ssl))) goto fail_free;
+    t->ctx = ax__tls_ctx_ref(ctx);
+    t->server = server;
+    t->rbio = BIO_new(BIO_s_mem());
+    wbio = BIO_new(obio_method);
+    if (!t->rbio || !wbio) goto fail_bio;
+    BIO_set_mem_eof_return(t->rbio, -1); /* empty means "wait", not EOF */
+    BIO_set_data(wbio, t);
+    BIO_set_init(wbio, 1);
+    SSL_set_bio(t->ssl, t->rbio, wbio);
+    if (server) {
+        SSL_set_accept_state(t->ssl);
+    } else {
+        SSL_set_connect_state(t->ssl);
+        if ((*err = set_peer_name(t, host)) != 0) goto fail_ssl;
+    }
+    return t;
+fail_bio:
+    BIO_free(t->rbio);
+    BIO_free(wbio);
+    t->rbio = NULL;
+fail_free:
+    if (t) {
+        SSL_free(t->ssl);
+        if (t->ctx) ax_tls_ctx_free(t->ctx);
+        ax_free(t);
+    }
+fail:
+    *err = AX_ENOMEM;
+    return NULL;
+fail_ssl:
+    ax__tls_free(t);
+    return NULL;
+}
+
+void ax__tls_free(ax__tls *t)
+{
+    if (!t) return;
+    SSL_free(t->ssl); /* frees both BIOs */
+    ax_tls_ctx_free(t->ctx);
+    ax_free(t->out.p);
+    ax_free(t->hold.p);
+    ax_free(t->detail);
+    ax_free(t);
+}
+
+int ax__tls_feed(ax__tls *t, const char *data, size_t len)
+{
+    return BIO_write(t->rbio, data, (int)len) == (int)len ? 0 : AX_ENOMEM;
+}
+
+static void detailf(ax__tls *t, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ax__tls_set_detail(t, buf);
+}
+
+int ax__tls_handshake(ax__tls *t)
+{
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1) return 1;
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    long v = SSL_get_verify_result(t->ssl);
+    if (!t->server && (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) && v != X509_V_OK) {
+        ERR_clear_error();
+        detailf(t, "certificate verification failed: %s", X509_verify_cert_error_string(v));
+        return AX_ECERT;
+    }
+    detailf(t, "TLS handshake failed: %s", ssl_reason());
+    return AX_ETLS;
+}
+
+int ax__tls_read(ax__tls *t, char *buf, size_t len)
+{
+    int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (r > 0) return r;
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e == SSL_ERROR_ZERO_RETURN) return AX_EOF;
+    detailf(t, "TLS error: %s", ssl_reason());
+    return AX_ETLS;
+}
+
+int ax__tls_write(ax__tls *t, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        int n = len > (1u << 30) ? (1 << 30) : (int)len;
+        int r = SSL_write(t->ssl, p, n);
+        if (r <= 0) {
+            detailf(t, "TLS error: %s", ssl_reason());
+            return AX_ETLS;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+void ax__tls_close_notify(ax__tls *t)
+{
+    if (t->sent_close) return;
+    t->sent_close = true;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+size_t ax__tls_out(ax__tls *t, const char **data)
+{
+    *data = t->out.p;
+    return t->out.len;
+}
+
+void ax__tls_out_done(ax__tls *t)
+{
+    tbuf_reset(&t->out);
+}
+
+int ax__tls_hold(ax__tls *t, const struct iovec *iov, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = tbuf_add(&t->hold, iov[i].iov_base, iov[i].iov_len);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+size_t ax__tls_held(ax__tls *t, const char **data)
+{
+    *data = t->hold.p;
+    return t->hold.len;
+}
+
+void ax__tls_held_done(ax__tls *t)
+{
+    ax_free(t->hold.p);
+    memset(&t->hold, 0, sizeof t->hold);
+}
+
+const char *ax__tls_detail(const ax__tls *t)
+{
+    return t->detail;
+}
+
+void ax__tls_set_detail(ax__tls *t, const char *text)
+{
+    if (t->detail) return; /* the first cause is the one worth reporting */
+    size_t n = strlen(text) + 1;
+    if ((t->detail = ax_malloc(n)) != NULL) memcpy(t->detail, text, n);
+}
+
+const char *ax__tls_alpn(ax__tls *t)
+{
+    const unsigned char *p;
+    unsigned len;
+    SSL_get0_alpn_selected(t->ssl, &p, &len);
+    if (!p || !len || len >= sizeof t->alpn) return NULL;
+    memcpy(t->alpn, p, len);
+    t->alpn[len] = '\0';
+    return t->alpn;
+}
+
+const char *ax__tls_version(const ax__tls *t)
+{
+    return SSL_get_version(t->ssl);
+}
+
+int ax__tls_peer_subject(const ax__tls *t, char *buf, size_t len)
+{
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    if (!x) return AX_ENOENT;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b) return AX_ENOMEM;
+    X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    if (len) snprintf(buf, len, "%.*s", (int)n, p);
+    BIO_free(b);
+    return 0;
+}

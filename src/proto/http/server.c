@@ -1,0 +1,1084 @@
+/* server.c: the HTTP/1.1 server: connections, requests, responses, router,
+ * timeouts.  The parsing is http_parser.c's; this file feeds it.
+ *
+ * One ax_http_req lives per connection and carries one request at a time:
+ * IDLE -> HEAD (bytes of a head arrived) -> BODY (when there is one) ->
+ * BUSY (handler called, response not ended) -> IDLE or CLOSING.  While BUSY
+ * the connection is paused, so pipelined requests wait in its input.
+ *
+ * Responses written while the connection's on_data runs collect in one
+ * per-server buffer and leave in one write when on_data returns: sixteen
+ * pipelined requests cost one send. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <axon/alloc.h>
+#include <axon/http.h>
+#include <axon/slice.h>
+#include <axon/timer.h>
+
+#include "http_parser.h"
+#include "server_internal.h"
+
+#define MAX_HEADERS 100
+#define OUT_CAP (16 * 1024)
+#define FILE_CHUNK (64 * 1024)
+
+enum { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING };
+
+enum {
+    F_KEEP = 1u << 0,       /* the request allows another one after it */
+    F_CLOSE = 1u << 1,      /* close after this response */
+    F_STARTED = 1u << 2,    /* status line sent */
+    F_CHUNKED = 1u << 3,    /* body in chunked coding */
+    F_NO_BODY = 1u << 4,    /* HEAD, 204, 304: body bytes are not sent */
+    F_IN_HANDLER = 1u << 5, /* the handler is running (request storage stays) */
+    F_HEAD_REQ = 1u << 6,   /* the method is HEAD */
+};
+
+typedef struct route {
+    char *method; /* NULL: any */
+    char *prefix;
+    size_t plen;
+    ax_http_handler h;
+    void *ud;
+} route;
+
+struct ax_http_server {
+    ax_loop *loop;
+    ax_http_opts o;
+    ax_http_limits lim;
+    ax_listener **ls;
+    bool *ls_tls; /* per listener: its connections are TLS */
+    int nls;
+    route *routes;
+    int nroutes;
+    void **dirs;
+    int ndirs;
+    ax_timer *sweep;
+    ax_http_req *conns; /* every open connection, for timeouts and free */
+    ax_http_req *batch_owner;
+    size_t out_len;
+    time_t date_sec;
+    char date[AX__HTTP_DATE_LEN + 1];
+    ax_http_head head; /* the head being parsed (one on_data at a time) */
+    ax_http_header hdrs[MAX_HEADERS];
+    char out[OUT_CAP];
+};
+
+struct ax_http_req {
+    ax_http_server *srv;
+    ax_conn *conn;
+    ax_http_req *prev, *next;
+    uint64_t deadline; /* loop ms; 0: none */
+    uint8_t state;
+    uint8_t minor;  /* HTTP/1.x of the request */
+    bool direct_ok; /* plain socket: sendfile may write to it directly */
+    unsigned flags;
+    int status;
+    ax_http_head *head; /* valid during the handler */
+    const char *path;
+    size_t path_len;
+    void *hcopy; /* head copied for requests with a body */
+    ax_http_body bd;
+    char *body;
+    size_t body_len, body_cap;
+    char *xh; /* extra response fields */
+    size_t xh_len, xh_cap;
+    uint64_t sent; /* body bytes, for the access log */
+    char *logreq;  /* request line for the access log */
+    /* file responses */
+    int fd;
+    ax__http_seg *segs;
+    void *segmem;
+    int nsegs, seg_i;
+    bool pre_done;
+    uint64_t seg_done;
+    ax__http_seg seg1;
+    void (*drain_cb)(ax_http_req *r, void *ud);
+    void *drain_ud;
+    void (*abort_cb)(ax_http_req *r, void *ud);
+    void *abort_ud;
+};
+
+/* ---- output ------------------------------------------------------------ */
+
+static int batch_flush(ax_http_req *r)
+{
+    ax_http_server *s = r->srv;
+    if (!s || s->batch_owner != r || s->out_len == 0) return 0;
+    int rc = ax_conn_write(r->conn, s->out, s->out_len);
+    s->out_len = 0;
+    return rc;
+}
+
+static int out_write(ax_http_req *r, const void *p, size_t n)
+{
+    ax_http_server *s = r->srv;
+    if (s && s->batch_owner == r) {
+        if (s->out_len + n <= OUT_CAP) {
+            memcpy(s->out + s->out_len, p, n);
+            s->out_len += n;
+            return 0;
+        }
+        int rc = batch_flush(r);
+        if (rc < 0) return rc;
+        if (n <= OUT_CAP / 2) {
+            memcpy(s->out, p, n);
+            s->out_len = n;
+            return rc;
+        }
+    }
+    return ax_conn_write(r->conn, p, n);
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUTS(p, lit) put(p, lit, sizeof(lit) - 1)
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static const char *server_date(ax_http_server *s)
+{
+    time_t now = time(NULL);
+    if (now != s->date_sec) {
+        s->date_sec = now;
+        ax__http_date(now, s->date);
+    }
+    return s->date;
+}
+
+const char *ax_http_status_text(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ---- request storage --------------------------------------------------- */
+
+static void release_file(ax_http_req *r)
+{
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    if (r->segs != &r->seg1) ax_free(r->segs);
+    ax_free(r->segmem);
+    r->segs = NULL;
+    r->segmem = NULL;
+    r->nsegs = r->seg_i = 0;
+}
+
+static void release_request(ax_http_req *r)
+{
+    ax_free(r->hcopy);
+    r->hcopy = NULL;
+    ax_free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+    ax_free(r->logreq);
+    r->logreq = NULL;
+    r->xh_len = 0;
+    r->head = NULL;
+    r->drain_cb = NULL;
+    r->abort_cb = NULL;
+}
+
+/* Rebase a slice of `from` (length n) into `to`. */
+static void rebase(ax_http_str *s, const char *from, size_t n, char *to)
+{
+    if (s->ptr >= from && s->ptr < from + n) s->ptr = to + (s->ptr - from);
+}
+
+/* Requests with a body outlive the input buffer: copy the head. */
+static int copy_head(ax_http_req *r, const char *buf, size_t n)
+{
+    const ax_http_head *h = &r->srv->head;
+    size_t hsz = sizeof(ax_http_head) + h->num_headers * sizeof(ax_http_header);
+    char *mem = ax_malloc(hsz + n);
+    if (!mem) return AX_ENOMEM;
+    ax_http_head *c = (ax_http_head *)(void *)mem;
+    ax_http_header *hd = (ax_http_header *)(void *)(mem + sizeof(ax_http_head));
+    char *bytes = mem + hsz;
+    memcpy(bytes, buf, n);
+    *c = *h;
+    c->headers = hd;
+    c->headers_cap = h->num_headers;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        hd[i] = h->headers[i];
+        rebase(&hd[i].name, buf, n, bytes);
+        rebase(&hd[i].value, buf, n, bytes);
+    }
+    rebase(&c->method, buf, n, bytes);
+    rebase(&c->target, buf, n, bytes);
+    rebase(&c->host, buf, n, bytes);
+    rebase(&c->upgrade, buf, n, bytes);
+    r->hcopy = mem;
+    r->head = c;
+    return 0;
+}
+
+static int body_append(ax_http_req *r, const char *p, size_t n)
+{
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        char *b = ax_realloc(r->body, cap);
+        if (!b) return AX_ENOMEM;
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += n;
+    return 0;
+}
+
+/* ---- access log -------------------------------------------------------- */
+
+static void log_snapshot(ax_http_req *r)
+{
+    const ax_http_head *h = r->head;
+    size_t n = h->method.len + h->target.len + 12;
+    r->logreq = ax_malloc(n);
+    if (r->logreq)
+        snprintf(r->logreq, n, "%.*s %.*s HTTP/1.%d", (int)h->method.len, h->method.ptr,
+                 (int)h->target.len, h->target.ptr, h->minor_version);
+}
+
+static void log_line(ax_http_req *r)
+{
+    ax_http_server *s = r->srv;
+    if (!s || !s->o.access_log) return;
+    char host[INET6_ADDRSTRLEN] = "-";
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(ax_conn_fd(r->conn), (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[40];
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    fprintf(s->o.access_log, "%s - - [%s] \"%s\" %d %llu\n", host, when,
+            r->logreq ? r->logreq : "-", r->status, (unsigned long long)r->sent);
+    fflush(s->o.access_log);
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+int ax_http_add_header(ax_http_req *r, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if ((r->flags & F_STARTED) || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || nl == 0)
+        return AX_EINVAL;
+    size_t need = r->xh_len + nl + vl + 4;
+    if (need > r->xh_cap) {
+        size_t cap = r->xh_cap ? r->xh_cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        char *x = ax_realloc(r->xh, cap);
+        if (!x) return AX_ENOMEM;
+        r->xh = x;
+        r->xh_cap = cap;
+    }
+    char *p = r->xh + r->xh_len;
+    p = put(p, name, nl);
+    p = PUTS(p, ": ");
+    p = put(p, value, vl);
+    p = PUTS(p, "\r\n");
+    r->xh_len = (size_t)(p - r->xh);
+    return 0;
+}
+
+void ax_http_set_close(ax_http_req *r)
+{
+    r->flags |= F_CLOSE;
+}
+
+int ax_http_start(ax_http_req *r, int status, int64_t content_length)
+{
+    if ((r->flags & F_STARTED) || r->state != ST_BUSY || !r->srv) return AX_EINVAL;
+    ax_http_server *s = r->srv;
+    char buf[512], *p = buf;
+    const char *text = ax_http_status_text(status);
+    r->flags |= F_STARTED;
+    r->status = status;
+    r->sent = 0;
+    if ((status >= 100 && status < 200) || status == 204 || status == 304) r->flags |= F_NO_BODY;
+    if (r->flags & F_HEAD_REQ) r->flags |= F_NO_BODY;
+    p = PUTS(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, text, strlen(text));
+    if (s->o.server_name[0]) {
+        p = PUTS(p, "\r\nServer: ");
+        p = put(p, s->o.server_name, strnlen(s->o.server_name, 64));
+    }
+    p = PUTS(p, "\r\nDate: ");
+    p = put(p, server_date(s), AX__HTTP_DATE_LEN);
+    p = PUTS(p, "\r\n");
+    int rc = out_write(r, buf, (size_t)(p - buf));
+    if (rc >= 0 && r->xh_len) rc = out_write(r, r->xh, r->xh_len);
+    if (rc < 0) return rc;
+    p = buf;
+    bool bodyless = (status >= 100 && status < 200) || status == 204 || status == 304;
+    if (!bodyless && content_length >= 0) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_u64(p, (uint64_t)content_length);
+        p = PUTS(p, "\r\n");
+    } else if (!bodyless && ax_http_req_minor(r) >= 1) {
+        p = PUTS(p, "Transfer-Encoding: chunked\r\n");
+        r->flags |= F_CHUNKED;
+    } else if (!bodyless) {
+        r->flags |= F_CLOSE; /* HTTP/1.0: the close ends the body */
+    }
+    if (!(r->flags & F_KEEP) || (r->flags & F_CLOSE)) {
+        r->flags |= F_CLOSE;
+        p = PUTS(p, "Connection: close\r\n");
+    } else if (ax_http_req_minor(r) == 0) {
+        p = PUTS(p, "Connection: keep-alive\r\n");
+    }
+    p = PUTS(p, "\r\n");
+    return out_write(r, buf, (size_t)(p - buf));
+}
+
+int ax_http_write(ax_http_req *r, const void *data, size_t len)
+{
+    if (!(r->flags & F_STARTED)) return AX_EINVAL;
+    if ((r->flags & F_NO_BODY) || len == 0) return 0;
+    r->sent += len;
+    if (!(r->flags & F_CHUNKED)) return out_write(r, data, len);
+    char line[24], *p = line;
+    static const char hex[] = "0123456789abcdef";
+    char tmp[20];
+    int n = 0;
+    size_t v = len;
+    do {
+        tmp[n++] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    p = PUTS(p, "\r\n");
+    int rc = out_write(r, line, (size_t)(p - line));
+    if (rc >= 0) rc = out_write(r, data, len);
+    if (rc >= 0) rc = out_write(r, "\r\n", 2);
+    return rc;
+}
+
+static void next_request(ax_http_req *r)
+{
+    ax_http_server *s = r->srv;
+    bool in_data = s && s->batch_owner == r;
+    if (!s || (r->flags & F_CLOSE)) {
+        r->state = ST_CLOSING;
+        r->deadline = 0;
+        if (!in_data) ax_conn_close(r->conn);
+        return;
+    }
+    r->state = ST_IDLE;
+    r->deadline = ax_loop_now(s->loop) + s->o.idle_timeout_ms;
+    if (!in_data) ax_conn_resume(r->conn);
+}
+
+int ax_http_end(ax_http_req *r)
+{
+    if (!(r->flags & F_STARTED) || r->state != ST_BUSY) return AX_EINVAL;
+    int rc = 0;
+    if ((r->flags & (F_CHUNKED | F_NO_BODY)) == F_CHUNKED) rc = out_write(r, "0\r\n\r\n", 5);
+    log_line(r);
+    if (r->srv && r->srv->batch_owner != r) batch_flush(r);
+    if (!(r->flags & F_IN_HANDLER)) release_request(r);
+    r->flags &= ~(unsigned)(F_STARTED | F_CHUNKED | F_NO_BODY);
+    next_request(r);
+    return rc < 0 ? rc : 0;
+}
+
+int ax_http_respond(ax_http_req *r, int status, const char *content_type, const void *body,
+                    size_t len)
+{
+    int rc = 0;
+    if (content_type) rc = ax_http_add_header(r, "Content-Type", content_type);
+    if (rc == 0) rc = ax_http_start(r, status, (int64_t)len);
+    if (rc >= 0) rc = ax_http_write(r, body, len);
+    if (rc >= 0) rc = ax_http_end(r);
+    return rc < 0 ? rc : 0;
+}
+
+void ax_http_on_drain(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud), void *ud)
+{
+    r->drain_cb = cb;
+    r->drain_ud = ud;
+}
+
+void ax_http_on_abort(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud), void *ud)
+{
+    r->abort_cb = cb;
+    r->abort_ud = ud;
+}
+
+/* A request the server answers itself, then closes. */
+static void reject(ax_http_req *r, int status)
+{
+    char body[80];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, ax_http_status_text(status));
+    r->state = ST_BUSY;
+    r->flags = (r->flags & F_IN_HANDLER) | F_CLOSE;
+    r->xh_len = 0;
+    if (ax_http_respond(r, status, "text/plain; charset=utf-8", body, (size_t)n) < 0) {
+        r->state = ST_CLOSING;
+        ax_conn_abort(r->conn, AX_ECLOSED);
+    }
+}
+
+/* ---- file responses ---------------------------------------------------- */
+
+static void file_fail(ax_http_req *r, int err)
+{
+    release_file(r);
+    r->state = ST_CLOSING;
+    ax_conn_abort(r->conn, err);
+}
+
+/* Send some of the current segment's file bytes.  Returns 0 on progress,
+ * 1 when the queue is above its high watermark, or a negative code. */
+static int pump_some(ax_http_req *r, const ax__http_seg *g)
+{
+    uint64_t off = g->off + r->seg_done, want = g->len - r->seg_done;
+    ax_http_server *s = r->srv;
+    if (r->direct_ok && s && s->batch_owner == r && s->out_len && ax_conn_queued(r->conn) == 0) {
+        /* The head goes out corked (MSG_MORE) so it shares segments with
+         * the file's first bytes instead of costing the client a packet. */
+        ssize_t n =
+            send(ax_conn_fd(r->conn), s->out, s->out_len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            memmove(s->out, s->out + n, s->out_len - (size_t)n);
+            s->out_len -= (size_t)n;
+        }
+    }
+    int rc = batch_flush(r);
+    if (rc < 0) return rc;
+    if (r->direct_ok && ax_conn_queued(r->conn) == 0) {
+        /* Nothing queued: the socket is ours to write to directly. */
+        off_t o = (off_t)off;
+        ssize_t n = sendfile(ax_conn_fd(r->conn), r->fd, &o, want > (1u << 30) ? 1u << 30 : want);
+        if (n > 0) {
+            r->seg_done += (uint64_t)n;
+            return 0;
+        }
+        if (n == 0) return AX_EPIPE; /* the file shrank */
+        if (errno != EAGAIN && errno != EINTR && errno != EINVAL && errno != ENOSYS) return -errno;
+    }
+    size_t chunk = want > FILE_CHUNK ? FILE_CHUNK : (size_t)want;
+    ax_slice *sl = ax_slice_new(chunk);
+    if (!sl) return AX_ENOMEM;
+    ssize_t n = pread(r->fd, ax_slice_data(sl), chunk, (off_t)off);
+    if (n <= 0) {
+        ax_slice_unref(sl);
+        return n == 0 ? AX_EPIPE : -errno;
+    }
+    rc = ax_conn_write_slice(r->conn, sl, 0, (size_t)n);
+    ax_slice_unref(sl);
+    r->seg_done += (uint64_t)n;
+    return rc;
+}
+
+static void pump(ax_http_req *r)
+{
+    while (r->seg_i < r->nsegs) {
+        const ax__http_seg *g = &r->segs[r->seg_i];
+        if (!r->pre_done) {
+            r->pre_done = true;
+            int rc = g->pre_len ? out_write(r, g->pre, g->pre_len) : 0;
+            if (rc < 0) {
+                file_fail(r, rc);
+                return;
+            }
+        }
+        while (r->seg_done < g->len) {
+            int rc = pump_some(r, g);
+            if (rc < 0) {
+                file_fail(r, rc);
+                return;
+            }
+            if (rc == 1 && r->seg_done < g->len) {
+                /* on_drain goes on; a peer that stops reading times out */
+                if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
+                return;
+            }
+        }
+        r->seg_i++;
+        r->seg_done = 0;
+        r->pre_done = false;
+    }
+    release_file(r);
+    ax_http_end(r);
+}
+
+int ax__http_send_file(ax_http_req *r, int fd, ax__http_seg *segs, int n, void *mem)
+{
+    if (!(r->flags & F_STARTED) || (r->flags & F_NO_BODY)) {
+        close(fd);
+        if (segs != &r->seg1 && (n != 1 || mem)) ax_free(segs);
+        ax_free(mem);
+        return ax_http_end(r);
+    }
+    r->fd = fd;
+    if (n == 1 && !mem) {
+        r->seg1 = segs[0];
+        r->segs = &r->seg1;
+    } else {
+        r->segs = segs;
+        r->segmem = mem;
+    }
+    r->nsegs = n;
+    r->seg_i = 0;
+    r->seg_done = 0;
+    r->pre_done = false;
+    for (int i = 0; i < n; i++)
+        r->sent += r->segs[i].len + r->segs[i].pre_len;
+    pump(r);
+    return 0;
+}
+
+/* ---- routing and dispatch ---------------------------------------------- */
+
+static void set_path(ax_http_req *r)
+{
+    const char *t = r->head->target.ptr;
+    size_t n = r->head->target.len;
+    /* absolute-form (RFC 9112 3.2.2): skip scheme and authority */
+    if (n > 0 && t[0] != '/') {
+        const char *sep = memchr(t, ':', n);
+        if (sep && (size_t)(sep - t) + 3 <= n && sep[1] == '/' && sep[2] == '/') {
+            const char *a = sep + 3, *end = t + n;
+            const char *slash = memchr(a, '/', (size_t)(end - a));
+            t = slash ? slash : end;
+            n = (size_t)(end - t);
+        }
+    }
+    const char *q = memchr(t, '?', n);
+    r->path = t;
+    r->path_len = q ? (size_t)(q - t) : n;
+}
+
+static bool prefix_match(const route *rt, const char *path, size_t len)
+{
+    if (rt->plen > len || memcmp(rt->prefix, path, rt->plen) != 0) return false;
+    return rt->plen == 0 || rt->prefix[rt->plen - 1] == '/' || rt->plen == len ||
+           path[rt->plen] == '/';
+}
+
+static const route *route_find(ax_http_server *s, ax_http_req *r, bool *wrong_method)
+{
+    const route *best = NULL;
+    const ax_http_str *m = &r->head->method;
+    *wrong_method = false;
+    for (int i = 0; i < s->nroutes; i++) {
+        const route *rt = &s->routes[i];
+        if (!prefix_match(rt, r->path, r->path_len)) continue;
+        if (rt->method && (strlen(rt->method) != m->len || memcmp(rt->method, m->ptr, m->len))) {
+            *wrong_method = true;
+            continue;
+        }
+        if (!best || rt->plen > best->plen) best = rt;
+    }
+    return best;
+}
+
+static void dispatch(ax_http_req *r)
+{
+    ax_http_server *s = r->srv;
+    r->state = ST_BUSY;
+    r->deadline = 0;
+    r->status = 0;
+    if (r->head->method_id == AX_HTTP_HEAD) r->flags |= F_HEAD_REQ;
+    set_path(r);
+    if (s->o.access_log) log_snapshot(r);
+    bool wrong_method;
+    const route *rt = route_find(s, r, &wrong_method);
+    r->flags |= F_IN_HANDLER;
+    if (rt) {
+        rt->h(r, rt->ud);
+    } else {
+        int st = wrong_method ? 405 : 404;
+        char body[40];
+        int n = snprintf(body, sizeof body, "%d %s\n", st, ax_http_status_text(st));
+        ax_http_respond(r, st, "text/plain; charset=utf-8", body, (size_t)n);
+    }
+    r->flags &= ~(unsigned)F_IN_HANDLER;
+    if (r->state != ST_BUSY)
+        release_request(r);
+    else
+        r->head = NULL; /* fields are gone once the handler returns */
+}
+
+/* ---- reading requests -------------------------------------------------- */
+
+static long step_head(ax_http_req *r, const char *buf, size_t len)
+{
+    ax_http_server *s = r->srv;
+    ax_http_parser p;
+    ax_http_head *h = &s->head;
+    h->headers = s->hdrs;
+    h->headers_cap = MAX_HEADERS;
+    /* A fresh parse each time: the head array is shared by every
+     * connection, and heads that arrive in pieces are rare and small. */
+    ax_http_parser_init(&p, AX_HTTP_REQUEST, &s->lim);
+    int n = ax_http_parse_head(&p, buf, len, h);
+    if (n == AX_HTTP_INCOMPLETE) return -1;
+    r->flags = 0;
+    if (n < 0) {
+        reject(r, -n);
+        return (long)len;
+    }
+    r->head = h;
+    r->minor = (uint8_t)h->minor_version;
+    if (h->flags & AX_HTTP_KEEP_ALIVE) r->flags |= F_KEEP;
+    if (h->framing == AX_HTTP_BODY_NONE ||
+        (h->framing == AX_HTTP_BODY_LENGTH && h->content_length == 0)) {
+        dispatch(r);
+        return n;
+    }
+    if (h->framing == AX_HTTP_BODY_LENGTH && h->content_length > s->o.max_body) {
+        reject(r, 413);
+        return (long)len;
+    }
+    if (copy_head(r, buf, (size_t)n) != 0) {
+        reject(r, 500);
+        return (long)len;
+    }
+    ax_http_body_init(&r->bd, h->framing, h->content_length, &s->lim);
+    if ((h->flags & AX_HTTP_EXPECT_CONTINUE) && (size_t)n == len)
+        out_write(r, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    r->state = ST_BODY;
+    r->deadline = ax_loop_now(s->loop) + s->o.body_timeout_ms;
+    return n;
+}
+
+static long step_body(ax_http_req *r, const char *buf, size_t len)
+{
+    size_t used = 0;
+    for (;;) {
+        ax_http_str d = {NULL, 0};
+        int n = ax_http_body_parse(&r->bd, buf + used, len - used, &d);
+        if (n > 0) {
+            if (d.len && body_append(r, d.ptr, d.len) != 0) {
+                release_request(r);
+                reject(r, 500);
+                return (long)len;
+            }
+            used += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            dispatch(r);
+            return (long)used;
+        }
+        if (n == AX_HTTP_INCOMPLETE) {
+            if (!used) return -1;
+            r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.body_timeout_ms;
+            return (long)used;
+        }
+        release_request(r);
+        reject(r, -n);
+        return (long)len;
+    }
+}
+
+static size_t on_data(ax_conn *c, const char *data, size_t len)
+{
+    ax_http_req *r = ax_conn_data(c);
+    ax_http_server *s = r->srv;
+    if (!s) return len;
+    size_t off = 0;
+    s->batch_owner = r;
+    while (off < len && r->state <= ST_BODY) {
+        if (r->state == ST_IDLE) {
+            r->state = ST_HEAD;
+            r->deadline = ax_loop_now(s->loop) + s->o.header_timeout_ms;
+        }
+        long n = r->state == ST_HEAD ? step_head(r, data + off, len - off)
+                                     : step_body(r, data + off, len - off);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
+    batch_flush(r);
+    s->batch_owner = NULL;
+    if (r->state == ST_CLOSING) {
+        ax_conn_close(c);
+        return len;
+    }
+    if (r->state == ST_BUSY) ax_conn_pause(c);
+    return off;
+}
+
+static void on_open(ax_conn *c)
+{
+    ax_http_server *s = ax_conn_data(c);
+    ax_http_req *r = ax_calloc(1, sizeof(*r));
+    if (!r) {
+        ax_conn_set_data(c, NULL);
+        ax_conn_abort(c, AX_ENOMEM);
+        return;
+    }
+    r->srv = s;
+    r->conn = c;
+    r->fd = -1;
+    r->minor = 1;
+    r->direct_ok = true;
+    for (int i = 0; i < s->nls; i++)
+        if (s->ls[i] == ax_conn_listener(c) && s->ls_tls[i]) r->direct_ok = false;
+    r->deadline = ax_loop_now(s->loop) + s->o.header_timeout_ms;
+    r->next = s->conns;
+    if (s->conns) s->conns->prev = r;
+    s->conns = r;
+    ax_conn_set_data(c, r);
+}
+
+static void on_drain(ax_conn *c)
+{
+    ax_http_req *r = ax_conn_data(c);
+    if (!r || r->state != ST_BUSY) return;
+    if (r->nsegs)
+        pump(r);
+    else if (r->drain_cb)
+        r->drain_cb(r, r->drain_ud);
+}
+
+static void on_close(ax_conn *c, int reason)
+{
+    ax_http_req *r = ax_conn_data(c);
+    if (!r) return;
+    if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
+    ax_http_server *s = r->srv;
+    if (s) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            s->conns = r->next;
+        if (r->next) r->next->prev = r->prev;
+        if (s->batch_owner == r) s->batch_owner = NULL;
+    }
+    release_file(r);
+    release_request(r);
+    ax_free(r->xh);
+    ax_free(r);
+}
+
+static const ax_conn_cbs http_cbs = {
+    .on_open = on_open, .on_data = on_data, .on_drain = on_drain, .on_close = on_close};
+
+/* ---- timeouts ---------------------------------------------------------- */
+
+static void sweep(ax_timer *t, void *ud)
+{
+    ax_http_server *s = ud;
+    uint64_t now = ax_loop_now(s->loop);
+    for (ax_http_req *r = s->conns; r; r = r->next) {
+        if (!r->deadline || now < r->deadline) continue;
+        r->deadline = 0;
+        if (r->state == ST_HEAD || r->state == ST_BODY) {
+            release_request(r);
+            reject(r, 408); /* closes after the answer */
+            if (r->state != ST_CLOSING) ax_conn_close(r->conn);
+        } else if (r->state == ST_IDLE) {
+            r->state = ST_CLOSING;
+            ax_conn_close(r->conn);
+        } else if (r->state == ST_BUSY) {
+            ax_conn_abort(r->conn, AX_ETIMEDOUT); /* stopped reading a response */
+        }
+    }
+    (void)t;
+}
+
+/* ---- the server -------------------------------------------------------- */
+
+ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int *err)
+{
+    ax_http_server *s = ax_calloc(1, sizeof(*s));
+    if (!s) goto fail;
+    s->loop = loop;
+    if (opts) s->o = *opts;
+    if (!s->o.max_body) s->o.max_body = 1024 * 1024;
+    if (!s->o.header_timeout_ms) s->o.header_timeout_ms = 10000;
+    if (!s->o.body_timeout_ms) s->o.body_timeout_ms = 30000;
+    if (!s->o.idle_timeout_ms) s->o.idle_timeout_ms = 60000;
+    if (!s->o.server_name) s->o.server_name = "axon";
+    s->lim = ax_http_default_limits;
+    s->lim.max_headers = MAX_HEADERS;
+    s->lim.max_body = s->o.max_body;
+    if (s->o.max_header_bytes) s->lim.max_header_bytes = s->o.max_header_bytes;
+    s->sweep = ax_timer_new(loop, sweep, s);
+    if (!s->sweep) goto fail_free;
+    uint32_t tick = s->o.header_timeout_ms;
+    if (s->o.body_timeout_ms < tick) tick = s->o.body_timeout_ms;
+    if (s->o.idle_timeout_ms < tick) tick = s->o.idle_timeout_ms;
+    tick /= 4;
+    if (tick < 50) tick = 50;
+    if (tick > 1000) tick = 1000;
+    ax_timer_start(s->sweep, tick, tick);
+    return s;
+fail_free:
+    ax_free(s);
+fail:
+    if (err) *err = AX_ENOMEM;
+    return NULL;
+}
+
+ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
+                            int *err)
+{
+    ax_listener **ls = ax_realloc(s->ls, (size_t)(s->nls + 1) * sizeof(*ls));
+    if (ls) s->ls = ls;
+    bool *lt = ls ? ax_realloc(s->ls_tls, (size_t)(s->nls + 1) * sizeof(*lt)) : NULL;
+    if (!lt) {
+        if (err) *err = AX_ENOMEM;
+        return NULL;
+    }
+    s->ls_tls = lt;
+    /* TLS connections encrypt in the library: never write to their fd */
+    s->ls_tls[s->nls] = strncmp(url, "tls://", 6) == 0;
+    ax_listen_opts lo = {0};
+    if (lopts) lo = *lopts;
+    /* A head, plus what one read may bring behind it while a response is
+     * pending (the connection is paused right after that read). */
+    ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024};
+    ax_listener *l = ax_listen_ex(s->loop, url, &http_cbs, &co, &lo, s, err);
+    if (l) s->ls[s->nls++] = l;
+    return l;
+}
+
+int ax_http_route(ax_http_server *s, const char *method, const char *prefix, ax_http_handler h,
+                  void *ud)
+{
+    route *rs = ax_realloc(s->routes, (size_t)(s->nroutes + 1) * sizeof(*rs));
+    if (!rs) return AX_ENOMEM;
+    s->routes = rs;
+    route *rt = &rs[s->nroutes];
+    size_t ml = method ? strlen(method) + 1 : 0, pl = strlen(prefix) + 1;
+    rt->prefix = ax_malloc(pl);
+    rt->method = method ? ax_malloc(ml) : NULL;
+    if (!rt->prefix || (method && !rt->method)) {
+        ax_free(rt->prefix);
+        ax_free(rt->method);
+        return AX_ENOMEM;
+    }
+    memcpy(rt->prefix, prefix, pl);
+    if (method) memcpy(rt->method, method, ml);
+    rt->plen = pl - 1;
+    rt->h = h;
+    rt->ud = ud;
+    s->nroutes++;
+    return 0;
+}
+
+int ax_http_serve_dir(ax_http_server *s, const char *prefix, const char *root, unsigned flags)
+{
+    void **dirs = ax_realloc(s->dirs, (size_t)(s->ndirs + 1) * sizeof(*dirs));
+    if (!dirs) return AX_ENOMEM;
+    s->dirs = dirs;
+    void *d;
+    int rc = ax__http_dir_new(prefix, root, flags, &d);
+    if (rc) return rc;
+    rc = ax_http_route(s, NULL, prefix, ax__http_dir_handler, d);
+    if (rc) {
+        ax__http_dir_free(d);
+        return rc;
+    }
+    s->dirs[s->ndirs++] = d;
+    return 0;
+}
+
+void ax_http_server_free(ax_http_server *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->nls; i++)
+        ax_listener_close(s->ls[i]);
+    for (ax_http_req *r = s->conns, *next; r; r = next) {
+        next = r->next;
+        r->srv = NULL;
+        r->prev = r->next = NULL;
+        ax_conn_abort(r->conn, AX_ECANCELED);
+    }
+    for (int i = 0; i < s->nroutes; i++) {
+        ax_free(s->routes[i].prefix);
+        ax_free(s->routes[i].method);
+    }
+    for (int i = 0; i < s->ndirs; i++)
+        ax__http_dir_free(s->dirs[i]);
+    ax_free(s->dirs);
+    ax_free(s->routes);
+    ax_free(s->ls);
+    ax_free(s->ls_tls);
+    ax_timer_free(s->sweep);
+    ax_free(s);
+}
+
+/* ---- request accessors ------------------------------------------------- */
+
+const char *ax_http_req_method(const ax_http_req *r, size_t *len)
+{
+    *len = r->head ? r->head->method.len : 0;
+    return r->head ? r->head->method.ptr : NULL;
+}
+
+const char *ax_http_req_target(const ax_http_req *r, size_t *len)
+{
+    *len = r->head ? r->head->target.len : 0;
+    return r->head ? r->head->target.ptr : NULL;
+}
+
+const char *ax_http_req_path(const ax_http_req *r, size_t *len)
+{
+    *len = r->head ? r->path_len : 0;
+    return r->head ? r->path : NULL;
+}
+
+const char *ax_http_req_query(const ax_http_req *r, size_t *len)
+{
+    *len = 0;
+    if (!r->head) return NULL;
+    const char *end = r->head->target.ptr + r->head->target.len;
+    const char *q = r->path + r->path_len;
+    if (q >= end) return q;
+    *len = (size_t)(end - q - 1);
+    return q + 1;
+}
+
+bool ax_http_req_is(const ax_http_req *r, const char *m)
+{
+    size_t n = strlen(m);
+    return r->head && r->head->method.len == n && memcmp(r->head->method.ptr, m, n) == 0;
+}
+
+int ax_http_req_minor(const ax_http_req *r)
+{
+    return r->minor;
+}
+
+const char *ax_http_req_header(const ax_http_req *r, const char *name, size_t *len)
+{
+    const ax_http_header *f = r->head ? ax_http_find_header(r->head, name) : NULL;
+    if (len) *len = f ? f->value.len : 0;
+    return f ? f->value.ptr : NULL;
+}
+
+size_t ax_http_req_header_count(const ax_http_req *r)
+{
+    return r->head ? r->head->num_headers : 0;
+}
+
+const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const char **name,
+                                  size_t *name_len, size_t *len)
+{
+    if (!r->head || i >= r->head->num_headers) return NULL;
+    const ax_http_header *f = &r->head->headers[i];
+    *name = f->name.ptr;
+    *name_len = f->name.len;
+    *len = f->value.len;
+    return f->value.ptr;
+}
+
+const char *ax_http_req_body(const ax_http_req *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+ax_conn *ax_http_req_conn(const ax_http_req *r)
+{
+    return r->conn;
+}
