@@ -30,7 +30,7 @@
 
 #define CHUNK 16384
 
-enum { P_STDIO, P_STREAM, P_UDP };
+enum { P_STDIO, P_STREAM, P_UDP, P_LISTEN };
 
 typedef struct cat cat;
 typedef struct peer peer;
@@ -67,11 +67,20 @@ struct cat {
     ax_listener *ls;
     ax_timer *udp_quiet;
     peer io; /* stdin + stdout */
+    peer lp; /* the listener's user data: accepted connections start with it */
     peer *peers;
     int status;
     stdin_reader rd;
-    bool stdin_held; /* a chunk waits for a peer to send it to */
+    bool stdin_held;             /* a chunk waits for a peer to send it to */
+    const char *cert, *key, *ca; /* tls:// */
+    bool insecure;
+    ax_tls_ctx *tls_server, *tls_client; /* NULL client: the default context */
 };
+
+static bool is_tls(const char *url)
+{
+    return strncmp(url, "tls://", 6) == 0;
+}
 
 static void note(cat *app, const char *fmt, const char *a, const char *b)
 {
@@ -208,7 +217,7 @@ static void accept_open(ax_conn *c);
 
 static void s_open(ax_conn *c)
 {
-    if (ax_conn_listener(c)) { /* accepted: user data is still the app */
+    if (ax_conn_listener(c)) { /* accepted: user data is still app->lp */
         accept_open(c);
         return;
     }
@@ -242,12 +251,14 @@ static void s_end(ax_conn *c)
     end_of_input(p->app, p);
 }
 
-static void report_failure(cat *app, peer *p, int reason)
+static void report_failure(cat *app, peer *p, int reason, const char *detail)
 {
     ax_url u;
     if (reason == AX_EDNSTIMEDOUT && ax_url_split(p->label, &u, NULL, 0) == 0)
         fprintf(stderr, "axon cat: cannot connect to %s: timed out resolving %s\n", p->label,
                 u.host);
+    else if (detail)
+        fprintf(stderr, "axon cat: cannot connect to %s: %s\n", p->label, detail);
     else
         fprintf(stderr, "axon cat: cannot connect to %s: %s\n", p->label, ax_strerror(reason));
     app->status = 1;
@@ -258,11 +269,17 @@ static void s_close(ax_conn *c, int reason)
     peer *p = ax_conn_data(c);
     if (!p) return; /* accepted, but no memory for its peer */
     cat *app = p->app;
+    if (p->kind == P_LISTEN) { /* accepted, but never opened (TLS handshake) */
+        const char *why = ax_conn_error_detail(c);
+        note(app, "a client failed: %s%s", why ? why : ax_strerror(reason), "");
+        return;
+    }
     p->closed = true;
     if (!p->open)
-        report_failure(app, p, reason);
+        report_failure(app, p, reason, ax_conn_error_detail(c));
     else if (reason && reason != AX_EOF)
-        note(app, "%s closed: %s", p->label, ax_strerror(reason));
+        note(app, "%s closed: %s", p->label,
+             ax_conn_error_detail(c) ? ax_conn_error_detail(c) : ax_strerror(reason));
     else
         note(app, "%s closed%s", p->label, "");
     if (p->paused) resume_peer(p->paused);
@@ -291,7 +308,8 @@ static peer *stream_connect(cat *app, const char *url)
     peer *p = peer_new(app, P_STREAM);
     if (!p) return NULL;
     snprintf(p->label, sizeof p->label, "%s", url);
-    ax_conn_opts o = {.connect_timeout_ms = app->wait_s * 1000};
+    ax_conn_opts o = {.connect_timeout_ms = app->wait_s * 1000,
+                      .tls = is_tls(url) ? app->tls_client : NULL};
     p->conn = ax_connect(app->loop, url, &stream_cbs, &o, p, &err);
     if (!p->conn) {
         fprintf(stderr, "axon cat: cannot connect to %s: %s\n", url, ax_strerror(err));
@@ -304,7 +322,7 @@ static peer *stream_connect(cat *app, const char *url)
 /* Accepted: wrap the connection in a peer (its user data is the app). */
 static void accept_open(ax_conn *c)
 {
-    cat *app = ax_conn_data(c);
+    cat *app = ((peer *)ax_conn_data(c))->app;
     peer *p = peer_new(app, P_STREAM);
     if (!p) {
         ax_conn_set_data(c, NULL);
@@ -345,14 +363,16 @@ static void accept_open(ax_conn *c)
 static int stream_listen(cat *app, const char *url)
 {
     int err = 0;
-    app->ls = ax_listen(app->loop, url, &stream_cbs, NULL, app, &err);
+    ax_conn_opts o = {.tls = is_tls(url) ? app->tls_server : NULL};
+    app->ls = ax_listen(app->loop, url, &stream_cbs, &o, &app->lp, &err);
     if (!app->ls) {
         fprintf(stderr, "axon cat: cannot listen on %s: %s\n", url, ax_strerror(err));
         return err;
     }
     char shown[AX_ADDR_STRLEN];
-    note(app, "listening on %s%s", ax_addr_format(ax_listener_addr(app->ls), shown, sizeof shown),
-         "");
+    ax_addr_format(ax_listener_addr(app->ls), shown, sizeof shown);
+    if (is_tls(url)) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
+    note(app, "listening on %s%s", shown, "");
     return 0;
 }
 
@@ -412,7 +432,7 @@ static void udp_resolved(ax_dns_req *req, int status, const ax_addr *a, size_t n
         p->udp = ax_udp_connect(app->loop, url, u_recv, NULL, p, &err);
     }
     if (!p->udp) {
-        report_failure(app, p, err);
+        report_failure(app, p, err, NULL);
         peer_unlink(p);
         ax_loop_stop(app->loop);
         return;
@@ -476,6 +496,7 @@ static const struct scheme {
 } schemes[] = {
     {"tcp", true, scheme_stream_connect, stream_listen},
     {"unix", true, scheme_stream_connect, stream_listen},
+    {"tls", true, scheme_stream_connect, stream_listen},
     {"udp", false, scheme_udp_connect, scheme_udp_listen},
 };
 
@@ -489,8 +510,8 @@ static const struct scheme *find_scheme(const char *url)
     }
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
         if (strcmp(u.scheme, schemes[i].name) == 0) return &schemes[i];
-    fprintf(stderr, "axon cat: unknown scheme '%s' in '%s' (expected tcp, udp or unix)\n", u.scheme,
-            url);
+    fprintf(stderr, "axon cat: unknown scheme '%s' in '%s' (expected tcp, udp, unix or tls)\n",
+            u.scheme, url);
     return NULL;
 }
 
@@ -615,8 +636,8 @@ static void help(FILE *out)
             "Usage: axon cat [OPTIONS] URL\n"
             "       axon cat -l [OPTIONS] URL\n"
             "       axon cat [-l] [OPTIONS] URL1 URL2\n\n"
-            "Netcat for tcp://, udp:// and unix:// URLs.  Standard input goes to the socket\n"
-            "and the socket to standard output, both at once.  The end of standard input\n"
+            "Netcat for tcp://, udp://, unix:// and tls:// URLs.  Standard input goes to the\n"
+            "socket and the socket to standard output, both at once.  The end of standard input\n"
             "shuts down the writing side (the peer sees EOF, like nc -N); the program ends\n"
             "when both directions are done.  Host names are resolved (DNS, /etc/hosts).\n\n"
             "With two URLs, bytes are relayed between the two endpoints (standard input and\n"
@@ -632,12 +653,19 @@ static void help(FILE *out)
             "  -w, --wait SECS   give up connecting after SECS (default 30); udp: end SECS\n"
             "                    after standard input ended with nothing received (default 1)\n"
             "  -v, --verbose     print connection events to standard error\n"
+            "      --cert FILE   tls:// listeners: certificate (PEM; make one: axon cert)\n"
+            "      --key FILE    tls:// listeners: private key (PEM); default: in --cert\n"
+            "      --ca FILE     tls:// clients: trust the CAs in FILE (default: the system's)\n"
+            "      --insecure    tls:// clients: accept any certificate (testing only)\n"
             "  -h, --help        show this help\n\n"
             "Examples:\n"
             "  axon cat tcp://example.org:80 < request.txt\n"
             "  axon cat -l tcp://127.0.0.1:7000 > received.bin\n"
             "  axon cat udp://127.0.0.1:7001\n"
             "  axon cat -v unix:///tmp/app.sock\n"
+            "  axon cat tls://example.org:443\n"
+            "  axon cat -l tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n"
+            "  axon cat -l -k tcp://127.0.0.1:7000 tls://example.org:443  (plain to TLS)\n"
             "  axon cat --broker tcp://0.0.0.0:7000            (then: axon cat tcp://HOST:7000)\n"
             "  axon cat -l -k tcp://127.0.0.1:8080 tcp://10.0.0.5:80   (a TCP proxy)\n");
 }
@@ -650,6 +678,10 @@ static int parse_args(cat *app, int argc, char **argv)
                                              {"wait", required_argument, NULL, 'w'},
                                              {"verbose", no_argument, NULL, 'v'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"cert", required_argument, NULL, 'C'},
+                                             {"key", required_argument, NULL, 'K'},
+                                             {"ca", required_argument, NULL, 'A'},
+                                             {"insecure", no_argument, NULL, 'I'},
                                              {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "lkw:vh", longopts, NULL)) != -1) {
@@ -676,6 +708,18 @@ static int parse_args(cat *app, int argc, char **argv)
         case 'v':
             app->verbose = true;
             break;
+        case 'C':
+            app->cert = optarg;
+            break;
+        case 'K':
+            app->key = optarg;
+            break;
+        case 'A':
+            app->ca = optarg;
+            break;
+        case 'I':
+            app->insecure = true;
+            break;
         case 'h':
             help(stdout);
             return -1;
@@ -699,14 +743,48 @@ static int parse_args(cat *app, int argc, char **argv)
     return 0;
 }
 
+/* TLS contexts for the tls:// URLs: a server one for a listener, a client
+ * one when --ca or --insecure changes the default.  0 or -1 (printed). */
+static int make_tls(cat *app)
+{
+    char why[512];
+    int err;
+    bool tls_listen = app->listen && is_tls(app->url);
+    bool tls_connect =
+        (!app->listen && is_tls(app->url)) || (app->relay_url && is_tls(app->relay_url));
+    if (tls_listen) {
+        if (!app->cert) {
+            fprintf(stderr,
+                    "axon cat: %s: listening on tls:// needs --cert FILE and --key FILE "
+                    "(make a pair with: axon cert --out DIR)\n",
+                    app->url);
+            return -1;
+        }
+        ax_tls_opts o = {.cert_file = app->cert, .key_file = app->key};
+        if (!(app->tls_server = ax_tls_server_new(&o, why, sizeof why, &err))) {
+            fprintf(stderr, "axon cat: %s\n", why);
+            return -1;
+        }
+    }
+    if (tls_connect && (app->ca || app->insecure)) {
+        ax_tls_opts o = {.ca_file = app->ca, .insecure = app->insecure};
+        if (!(app->tls_client = ax_tls_client_new(&o, why, sizeof why, &err))) {
+            fprintf(stderr, "axon cat: %s\n", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Open the endpoints for the mode asked.  0 or -1 (message printed). */
 static int setup(cat *app)
 {
     const struct scheme *s1 = find_scheme(app->url), *s2 = NULL;
     if (!s1) return -1;
     if (app->relay_url && !(s2 = find_scheme(app->relay_url))) return -1;
+    if (make_tls(app) != 0) return -1;
     if ((app->broker || (app->listen && app->relay_url)) && !s1->stream) {
-        fprintf(stderr, "axon cat: %s: --broker and -l relays need a stream URL (tcp, unix)\n",
+        fprintf(stderr, "axon cat: %s: --broker and -l relays need a stream URL (tcp, unix, tls)\n",
                 app->url);
         return -1;
     }
@@ -740,6 +818,8 @@ int cmd_cat(int argc, char **argv)
     pthread_mutex_init(&app.rd.mu, NULL);
     pthread_cond_init(&app.rd.cv, NULL);
     app.io.app = &app;
+    app.lp.app = &app;
+    app.lp.kind = P_LISTEN;
     app.io.kind = P_STDIO;
     app.io.open = true;
     snprintf(app.io.label, sizeof app.io.label, "standard input");
@@ -761,6 +841,8 @@ int cmd_cat(int argc, char **argv)
     ax_loop_free(app.loop);
     while (app.peers)
         peer_unlink(app.peers);
+    ax_tls_ctx_free(app.tls_server);
+    ax_tls_ctx_free(app.tls_client);
     fflush(stdout);
     return app.status;
 }
