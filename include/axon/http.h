@@ -49,6 +49,11 @@ typedef struct ax_http_req ax_http_req;
 /* A request handler; `ud` is the pointer given to ax_http_route(). */
 typedef void (*ax_http_handler)(ax_http_req *r, void *ud);
 
+/* Access log formats: Common Log Format; Combined (Common plus "Referer"
+ * and "User-Agent", as Apache and nginx write it); one JSON object a line
+ * {"time","remote","request","status","bytes","referer","user_agent"}. */
+enum { AX_HTTP_LOG_COMMON = 0, AX_HTTP_LOG_COMBINED = 1, AX_HTTP_LOG_JSON = 2 };
+
 /* Server settings; zero fields take the defaults shown. */
 typedef struct ax_http_opts {
     uint64_t max_body;          /* 1 MiB: larger request bodies get 413 */
@@ -56,7 +61,8 @@ typedef struct ax_http_opts {
     uint32_t body_timeout_ms;   /* 30 s: longest pause while a body arrives */
     uint32_t idle_timeout_ms;   /* 60 s: keep-alive connection with no request */
     size_t max_header_bytes;    /* 32 KiB: larger heads get 431 */
-    FILE *access_log;           /* NULL: off; else one Common Log Format line per response */
+    FILE *access_log;           /* NULL: off; else one line per response, in: */
+    int access_log_format;      /* AX_HTTP_LOG_COMMON (default), _COMBINED or _JSON */
     const char *server_name;    /* "axon": the Server field; "" leaves it out */
 } ax_http_opts;
 

@@ -38,7 +38,8 @@ static void help(FILE *out)
             "tcp://127.0.0.1:8000\n"
             "  -t, --threads N          N event loops sharing the ports (SO_REUSEPORT); default 1\n"
             "  -L, --list               list folders that have no index.html\n"
-            "  -a, --access-log         one Common Log Format line per request on stdout\n"
+            "  -a, --access-log         one line per request on stdout (Common Log Format)\n"
+            "      --log-format F       access log format: common, combined or json\n"
             "      --header-timeout S   seconds a request head may take to arrive; default 10\n"
             "      --idle-timeout S     seconds an idle keep-alive connection stays; default 60\n"
             "      --max-body BYTES     largest request body (413 above); default 1048576\n"
@@ -173,6 +174,7 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
                                              {"threads", required_argument, NULL, 't'},
                                              {"list", no_argument, NULL, 'L'},
                                              {"access-log", no_argument, NULL, 'a'},
+                                             {"log-format", required_argument, NULL, 'F'},
                                              {"header-timeout", required_argument, NULL, 'H'},
                                              {"idle-timeout", required_argument, NULL, 'I'},
                                              {"max-body", required_argument, NULL, 'B'},
@@ -205,6 +207,21 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
             cfg->dir_flags |= AX_HTTP_DIR_LIST;
             break;
         case 'a':
+            cfg->opts.access_log = stdout;
+            break;
+        case 'F':
+            if (strcmp(optarg, "common") == 0) {
+                cfg->opts.access_log_format = AX_HTTP_LOG_COMMON;
+            } else if (strcmp(optarg, "combined") == 0) {
+                cfg->opts.access_log_format = AX_HTTP_LOG_COMBINED;
+            } else if (strcmp(optarg, "json") == 0) {
+                cfg->opts.access_log_format = AX_HTTP_LOG_JSON;
+            } else {
+                fprintf(stderr,
+                        "axon http: --log-format wants common, combined or json, got '%s'\n",
+                        optarg);
+                return 2;
+            }
             cfg->opts.access_log = stdout;
             break;
         case 'H':

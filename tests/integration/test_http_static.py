@@ -2,6 +2,7 @@
 """test_http_static: `axon http` serving a folder, driven by curl: keep-alive
 reuse, Range (single, multiple, unsatisfiable), conditional requests (304),
 HEAD, index.html and listings, and paths that try to leave the root."""
+import json
 import os
 import re
 import shutil
@@ -33,6 +34,9 @@ def setup_root():
     os.symlink(os.path.join(OUTSIDE, "secret.txt"), os.path.join(ROOT, "leak.txt"))
     os.symlink(OUTSIDE, os.path.join(ROOT, "leakdir"))
     os.symlink("style.css", os.path.join(ROOT, "inside.css"))
+    with open(os.path.join(ROOT, "app.js"), "w") as f:
+        f.write("console.log('plain');\n" * 50)
+    subprocess.run(["gzip", "-k", "-9", os.path.join(ROOT, "app.js")], check=True)
 
 
 class Http(axtest.Proc):
@@ -195,6 +199,50 @@ def access_log():
     out = s.wait_output(lambda o: b"GET /style.css" in o, what="an access log line")
     t.ok(re.search(rb'127\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d \+0000\] '
                    rb'"GET /style.css HTTP/1.1" 200 7', out), "CLF line: %r" % out)
+
+
+@t.test
+def access_log_combined_and_json():
+    s = Http("--log-format", "combined")
+    curl("-A", 'agent "quoted"', "-e", "http://ref.example/", s.base + "/style.css")
+    out = s.wait_output(lambda o: b"GET /style.css" in o, what="a combined log line")
+    t.ok(re.search(rb'"GET /style.css HTTP/1.1" 200 7 "http://ref.example/" '
+                   rb'"agent \\"quoted\\""', out), "combined line: %r" % out)
+    s.stop()
+    s = Http("--log-format", "json")
+    curl("-A", "tester/1", s.base + "/nothing-here")
+    out = s.wait_output(lambda o: b"nothing-here" in o, what="a JSON log line")
+    line = [x for x in out.decode().splitlines() if "nothing-here" in x][0]
+    rec = json.loads(line)
+    t.eq(rec["request"], "GET /nothing-here HTTP/1.1", "request")
+    t.eq(rec["status"], 404, "status")
+    t.eq(rec["user_agent"], "tester/1", "user agent")
+    t.eq(rec["remote"], "127.0.0.1", "remote")
+    t.ok(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", rec["time"]), rec["time"])
+
+
+@t.test
+def precompressed_gzip_sibling():
+    s = Http()
+    url = s.base + "/app.js"
+    plain = open(os.path.join(ROOT, "app.js"), "rb").read()
+    gz = open(os.path.join(ROOT, "app.js.gz"), "rb").read()
+    h = headers(url, "-H", "Accept-Encoding: gzip, deflate")
+    t.ok("Content-Encoding: gzip" in h, "gzip served: %r" % h)
+    t.ok("Vary: Accept-Encoding" in h, "Vary: %r" % h)
+    t.ok("Content-Length: %d" % len(gz) in h, "length of the .gz: %r" % h)
+    t.ok("javascript" in h, "type of the original: %r" % h)
+    body, _ = curl("--compressed", url, binary=True)
+    t.eq(body, plain, "curl --compressed decodes to the original")
+    raw, _ = curl("-H", "Accept-Encoding: gzip", url, binary=True)
+    t.eq(raw, gz, "the .gz bytes as they are")
+    h = headers(url)
+    t.ok("Content-Encoding" not in h and "Content-Length: %d" % len(plain) in h,
+         "no gzip without Accept-Encoding: %r" % h)
+    h = headers(url, "-H", "Accept-Encoding: gzip;q=0, *")
+    t.ok("Content-Encoding" not in h, "gzip;q=0 refuses it: %r" % h)
+    h = headers(url, "-H", "Accept-Encoding: br;q=1.0, *;q=0.5")
+    t.ok("Content-Encoding: gzip" in h, "* accepts gzip: %r" % h)
 
 
 setup_root()

@@ -320,6 +320,41 @@ static void send_multipart(ax_http_req *r, int fd, const range *rg, int n, uint6
 
 /* ---- files and folders ------------------------------------------------- */
 
+/* Does Accept-Encoding allow gzip (RFC 9110 12.5.3)?  "gzip" or "x-gzip"
+ * with a q-value above 0, or "*" above 0 when gzip is not named. */
+static bool accepts_gzip(ax_http_req *r)
+{
+    size_t len;
+    const char *v = ax_http_req_header(r, "Accept-Encoding", &len);
+    if (!v) return false;
+    int gzip = -1, star = -1; /* -1: not named; else q > 0 */
+    const char *end = v + len;
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+            v++;
+        const char *tok = v;
+        while (v < end && *v != ',' && *v != ';' && *v != ' ' && *v != '\t')
+            v++;
+        size_t tl = (size_t)(v - tok);
+        bool zero = false;
+        while (v < end && *v != ',') { /* parameters: only q matters */
+            if ((*v == 'q' || *v == 'Q') && v + 1 < end && v[1] == '=') {
+                const char *q = v + 2;
+                zero = q < end && *q == '0';
+                for (q++; zero && q < end && *q != ',' && *q != ';' && *q != ' '; q++)
+                    zero = *q == '0' || *q == '.';
+            }
+            v++;
+        }
+        if ((tl == 4 && strncasecmp(tok, "gzip", 4) == 0) ||
+            (tl == 6 && strncasecmp(tok, "x-gzip", 6) == 0))
+            gzip = !zero;
+        else if (tl == 1 && *tok == '*')
+            star = !zero;
+    }
+    return gzip == 1 || (gzip == -1 && star == 1);
+}
+
 static void serve_file(ax_http_req *r, int fd, const struct stat *st, const char *name, size_t nlen)
 {
     char etag[48], lm[AX__HTTP_DATE_LEN + 1];
@@ -501,6 +536,38 @@ static void list_dir(ax_http_req *r, int fd, const char *shown)
     ax_free(b.p);
 }
 
+/* A precompressed sibling `rel.gz` (a regular file below the root) for a
+ * client that takes gzip: serve it instead, with Content-Encoding. */
+static void serve_maybe_gz(ax_http_req *r, dir *d, int fd, const struct stat *st, const char *rel)
+{
+    char gz[PATH_MAX];
+    size_t n = strlen(rel);
+    struct stat gst;
+    int gfd = -1;
+    if (n + 4 <= sizeof gz && !(n > 3 && strcmp(rel + n - 3, ".gz") == 0)) {
+        memcpy(gz, rel, n);
+        memcpy(gz + n, ".gz", 4);
+        gfd = open_beneath(d, gz);
+        if (gfd >= 0 && (fstat(gfd, &gst) != 0 || !S_ISREG(gst.st_mode))) {
+            close(gfd);
+            gfd = -1;
+        }
+    }
+    if (gfd < 0) {
+        serve_file(r, fd, st, rel, n);
+        return;
+    }
+    ax_http_add_header(r, "Vary", "Accept-Encoding");
+    if (!accepts_gzip(r)) {
+        close(gfd);
+        serve_file(r, fd, st, rel, n);
+        return;
+    }
+    close(fd);
+    ax_http_add_header(r, "Content-Encoding", "gzip");
+    serve_file(r, gfd, &gst, rel, n); /* the type is the original file's */
+}
+
 static void serve_dir(ax_http_req *r, dir *d, int fd, const char *rel, const char *shown)
 {
     size_t plen;
@@ -535,7 +602,7 @@ static void serve_dir(ax_http_req *r, dir *d, int fd, const char *rel, const cha
     struct stat st;
     if (ifd >= 0 && fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
         close(fd);
-        serve_file(r, ifd, &st, "index.html", 10);
+        serve_maybe_gz(r, d, ifd, &st, idx);
         return;
     }
     if (ifd >= 0) close(ifd);
@@ -592,7 +659,7 @@ void ax__http_dir_handler(ax_http_req *r, void *ud)
     if (S_ISDIR(st.st_mode)) {
         serve_dir(r, d, fd, relp, dec[0] ? dec : "/");
     } else if (S_ISREG(st.st_mode)) {
-        serve_file(r, fd, &st, relp, strlen(relp));
+        serve_maybe_gz(r, d, fd, &st, relp);
     } else {
         close(fd);
         answer(r, 403);
