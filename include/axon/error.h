@@ -46,6 +46,7 @@ enum {
     AX_ENOENT = -ENOENT,
     AX_ECANCELED = -ECANCELED,
     AX_ESHUTDOWN = -ESHUTDOWN,
+    AX_EPROTO = -EPROTO, /* the peer broke the protocol (a malformed message) */
     /* axon's own codes, outside the errno range */
     AX_EOF = -4001,        /* the peer closed its side of the stream */
     AX_EURL = -4002,       /* a URL could not be parsed */

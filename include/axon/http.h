@@ -87,6 +87,19 @@ AX_API void ax_http_server_free(ax_http_server *s);
 AX_API int ax_http_route(ax_http_server *s, const char *method, const char *prefix,
                          ax_http_handler h, void *ud);
 
+/* Route options (ax_http_route_ex); zero fields take the defaults. */
+typedef struct ax_http_route_opts {
+    /* Call the handler as soon as the head has arrived; the body then
+     * streams to the callback set with ax_http_req_on_body() instead of
+     * being collected (uploads of any size, proxies). */
+    bool stream_body;
+    uint64_t max_body; /* 0: the server's max_body; larger bodies get 413 */
+} ax_http_route_opts;
+
+/* ax_http_route() with options; `o` may be NULL. */
+AX_API int ax_http_route_ex(ax_http_server *s, const char *method, const char *prefix,
+                            ax_http_handler h, void *ud, const ax_http_route_opts *o);
+
 /* ax_http_serve_dir() flags */
 #define AX_HTTP_DIR_LIST 0x1u /* list directories without an index.html */
 
@@ -122,6 +135,23 @@ AX_API const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const c
 AX_API const char *ax_http_req_body(const ax_http_req *r, size_t *len);
 /* The connection the request came on. */
 AX_API ax_conn *ax_http_req_conn(const ax_http_req *r);
+
+/* ---- streamed request bodies (routes with stream_body) ----------------- */
+
+/* Body bytes as they arrive, decoded (chunked or Content-Length), pointing
+ * into the connection's input: valid during the call.  `len` 0 (data NULL)
+ * marks the end of the body; nothing follows it.  The request's fields
+ * stay readable until the response ends.  The handler may answer at any
+ * time, before or after the end; an answer before the end makes the server
+ * read the rest of the body and drop it, then serve the next request. */
+typedef void (*ax_http_body_cb)(ax_http_req *r, const char *data, size_t len, void *ud);
+/* Set the body callback, in the handler (no callback: the body is read and
+ * dropped). */
+AX_API void ax_http_req_on_body(ax_http_req *r, ax_http_body_cb cb, void *ud);
+/* Backpressure: stop reading the body (e.g. while the place it goes is
+ * full) and start again.  While paused the body timeout does not run. */
+AX_API void ax_http_req_pause_body(ax_http_req *r);
+AX_API void ax_http_req_resume_body(ax_http_req *r);
 
 /* ---- the response ------------------------------------------------------ */
 

@@ -15,7 +15,8 @@
 
 typedef struct {
     const char *root;
-    const char *echo; /* route answering with the request body */
+    const char *echo;        /* route answering with the request body */
+    const char *stream_echo; /* the same, streamed */
     const char *urls[MAX_URLS];
     int n_urls;
     int threads;
@@ -44,6 +45,7 @@ static void help(FILE *out)
             "      --idle-timeout S     seconds an idle keep-alive connection stays; default 60\n"
             "      --max-body BYTES     largest request body (413 above); default 1048576\n"
             "      --echo PATH          answer any request below PATH with its own body\n"
+            "      --stream-echo PATH   the same, streamed as it arrives (any size, chunked)\n"
             "  -q, --quiet              do not print the listening addresses\n"
             "  -h, --help               show this help\n\n"
             "Examples:\n"
@@ -67,6 +69,36 @@ static void echo_body(ax_http_req *r, void *ud)
     ax_http_respond(r, 200, "application/octet-stream", body, bl);
 }
 
+/* --stream-echo: the body back as it arrives (chunked), never held whole:
+ * when the response queue is full the request body pauses until it
+ * drains, so a 10 GB upload costs the server a few buffers. */
+static void stream_drain(ax_http_req *r, void *ud)
+{
+    (void)ud;
+    ax_http_req_resume_body(r);
+}
+
+static void stream_chunk(ax_http_req *r, const char *d, size_t n, void *ud)
+{
+    (void)ud;
+    if (!d) {
+        ax_http_end(r);
+        return;
+    }
+    int rc = ax_http_write(r, d, n);
+    if (rc == 1) ax_http_req_pause_body(r);
+    if (rc < 0) ax_conn_abort(ax_http_req_conn(r), rc);
+}
+
+static void stream_echo(ax_http_req *r, void *ud)
+{
+    (void)ud;
+    ax_http_add_header(r, "Content-Type", "application/octet-stream");
+    ax_http_on_drain(r, stream_drain, NULL);
+    ax_http_req_on_body(r, stream_chunk, NULL);
+    if (ax_http_start(r, 200, -1) != 0) ax_conn_abort(ax_http_req_conn(r), AX_EINVAL);
+}
+
 static int setup(ax_loop *loop, int index, void *ud)
 {
     http_cfg *cfg = ud;
@@ -83,6 +115,12 @@ static int setup(ax_loop *loop, int index, void *ud)
         return err;
     }
     if (cfg->echo && (err = ax_http_route(s, NULL, cfg->echo, echo_body, NULL)) != 0) {
+        fprintf(stderr, "axon http: %s\n", ax_strerror(err));
+        return err;
+    }
+    ax_http_route_opts so = {.stream_body = true, .max_body = UINT64_MAX};
+    if (cfg->stream_echo &&
+        (err = ax_http_route_ex(s, NULL, cfg->stream_echo, stream_echo, NULL, &so)) != 0) {
         fprintf(stderr, "axon http: %s\n", ax_strerror(err));
         return err;
     }
@@ -179,6 +217,7 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
                                              {"idle-timeout", required_argument, NULL, 'I'},
                                              {"max-body", required_argument, NULL, 'B'},
                                              {"echo", required_argument, NULL, 'E'},
+                                             {"stream-echo", required_argument, NULL, 'S'},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -243,6 +282,14 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
                 return 2;
             }
             cfg->echo = optarg;
+            break;
+        case 'S':
+            if (optarg[0] != '/') {
+                fprintf(stderr, "axon http: --stream-echo wants a path like /up, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            cfg->stream_echo = optarg;
             break;
         case 'q':
             cfg->quiet = 1;

@@ -254,6 +254,175 @@ TEST(http_server_bodies)
     fx_stop(&f);
 }
 
+/* ---- streamed request bodies ------------------------------------------- */
+
+typedef struct upload {
+    fixture *f;
+    ax_http_req *r;
+    uint64_t bytes, sum;
+    int calls, ends, pause_every;
+    ax_timer *resume;
+    char first[8];
+} upload;
+
+static upload UP;
+
+static void up_resume(ax_timer *t, void *ud)
+{
+    upload *u = ud;
+    ax_http_req_resume_body(u->r);
+}
+
+static void up_body(ax_http_req *r, const char *d, size_t n, void *ud)
+{
+    upload *u = ud;
+    if (!d) {
+        ASSERT_EQ(n, 0);
+        u->ends++;
+        size_t ml;
+        const char *m = ax_http_req_method(r, &ml); /* fields live until the answer */
+        char out[96];
+        int k = snprintf(out, sizeof out, "%.*s %llu bytes sum %llu in %d", (int)ml, m,
+                         (unsigned long long)u->bytes, (unsigned long long)u->sum, u->calls);
+        ax_http_respond(r, 200, "text/plain", out, (size_t)k);
+        return;
+    }
+    if (!u->calls) memcpy(u->first, d, n < 7 ? n : 7);
+    u->calls++;
+    u->bytes += n;
+    for (size_t i = 0; i < n; i++)
+        u->sum += (unsigned char)d[i];
+    if (u->pause_every && u->calls % u->pause_every == 0) {
+        ax_http_req_pause_body(r);
+        ax_timer_start(u->resume, 5, 0);
+    }
+}
+
+static void up_handler(ax_http_req *r, void *ud)
+{
+    upload *u = ud;
+    u->r = r;
+    ax_http_req_on_body(r, up_body, u);
+}
+
+static void up_refuse(ax_http_req *r, void *ud)
+{
+    ax_http_respond(r, 403, "text/plain", "no\n", 3); /* before the body */
+}
+
+static void up_start(fixture *f, uint64_t max)
+{
+    fx_start(f);
+    memset(&UP, 0, sizeof UP);
+    UP.f = f;
+    UP.resume = ax_timer_new(f->loop, up_resume, &UP);
+    ax_http_route_opts o = {.stream_body = true, .max_body = max};
+    ASSERT_EQ(ax_http_route_ex(f->srv, "POST", "/up", up_handler, &UP, &o), 0);
+    ASSERT_EQ(ax_http_route_ex(f->srv, "PUT", "/refuse", up_refuse, &UP, &o), 0);
+    ASSERT_EQ(ax_http_route(f->srv, "GET", "/fast", fast, f), 0);
+}
+
+static void up_stop(fixture *f)
+{
+    ax_timer_free(UP.resume);
+    fx_stop(f);
+}
+
+TEST(http_server_stream_body_chunked_then_pipelined)
+{
+    fixture f;
+    up_start(&f, 0);
+    char buf[4096];
+    exchange(&f,
+             "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: x\r\n\r\n"
+             "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             buf, sizeof buf);
+    const char *a = strstr(buf, "POST 7 bytes sum 700 in 2"), *b = strstr(buf, "/fast");
+    ASSERT(a != NULL);
+    ASSERT(b != NULL && a < b);
+    ASSERT_EQ(UP.ends, 1);
+    ASSERT_STREQ(UP.first, "abc");
+    up_stop(&f);
+}
+
+TEST(http_server_stream_body_answer_before_body)
+{
+    fixture f;
+    up_start(&f, 0);
+    static char req[20000];
+    int n = snprintf(req, sizeof req,
+                     "PUT /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n");
+    memset(req + n, 'G', 10000); /* looks like a request if it were not skipped */
+    snprintf(req + n + 10000, sizeof req - (size_t)n - 10000,
+             "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    char buf[4096];
+    exchange(&f, req, buf, sizeof buf);
+    const char *a = strstr(buf, "HTTP/1.1 403"), *b = strstr(buf, "HTTP/1.1 200");
+    ASSERT(a != NULL);
+    ASSERT(b != NULL && a < b);
+    ASSERT(strstr(buf, "400") == NULL);
+    up_stop(&f);
+}
+
+TEST(http_server_stream_body_pause_resume_large)
+{
+    fixture f;
+    up_start(&f, 4u << 20); /* above the server's 1 MiB: streaming routes pick their own */
+    UP.pause_every = 3;
+    size_t body = 1500000;
+    int fd = tu_connect(ax_listener_addr(f.l), 0);
+    char head[128];
+    int hn = snprintf(
+        head, sizeof head,
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", body);
+    tu_write_all(fd, head, (size_t)hn);
+    static char chunk[65536];
+    memset(chunk, 1, sizeof chunk);
+    size_t sent = 0;
+    char out[512];
+    size_t got = 0;
+    uint64_t deadline = tu_now_ms() + 10000;
+    for (;;) {
+        ASSERT(tu_now_ms() < deadline);
+        if (sent < body) {
+            size_t k = body - sent < sizeof chunk ? body - sent : sizeof chunk;
+            ssize_t w = send(fd, chunk, k, MSG_DONTWAIT);
+            if (w > 0) sent += (size_t)w;
+        }
+        ax_loop_run_once(f.loop, 1);
+        ssize_t n = recv(fd, out + got, sizeof out - 1 - got, MSG_DONTWAIT);
+        if (n == 0) break;
+        if (n > 0) got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    char want[64];
+    snprintf(want, sizeof want, "POST %zu bytes sum %zu", body, body);
+    ASSERT(strstr(out, want) != NULL);
+    ASSERT(UP.calls > 6); /* it really paused and came back several times */
+    up_stop(&f);
+}
+
+TEST(http_server_stream_body_limit_413)
+{
+    fixture f;
+    up_start(&f, 1000);
+    char buf[4096];
+    exchange(&f, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", buf, sizeof buf);
+    ASSERT(strstr(buf, "HTTP/1.1 413") != NULL);
+    static char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3e8\r\n");
+    memset(req + n, 'x', 1000);
+    snprintf(req + n + 1000, sizeof req - (size_t)n - 1000, "\r\n1\r\ny\r\n0\r\n\r\n");
+    exchange(&f, req, buf, sizeof buf);
+    ASSERT(strstr(buf, "HTTP/1.1 413") != NULL);
+    ASSERT_EQ(UP.ends, 0);
+    up_stop(&f);
+}
+
 TEST(http_path_helpers)
 {
     char out[64];

@@ -42,6 +42,8 @@ enum {
     F_NO_BODY = 1u << 4,    /* HEAD, 204, 304: body bytes are not sent */
     F_IN_HANDLER = 1u << 5, /* the handler is running (request storage stays) */
     F_HEAD_REQ = 1u << 6,   /* the method is HEAD */
+    F_BODY_OPEN = 1u << 7,  /* streamed body: bytes still to come (ax_http_req_on_body) */
+    F_BODY_PAUSED = 1u << 8 /* streamed body: the application paused it */
 };
 
 typedef struct route {
@@ -50,12 +52,14 @@ typedef struct route {
     size_t plen;
     ax_http_handler h;
     void *ud;
+    bool stream;       /* the handler runs at the head; the body streams */
+    uint64_t max_body; /* 0: the server's */
 } route;
 
 struct ax_http_server {
     ax_loop *loop;
     ax_http_opts o;
-    ax_http_limits lim;
+    ax_http_limits lim, lim_body;
     ax_listener **ls;
     bool *ls_tls; /* per listener: its connections are TLS */
     int nls;
@@ -107,6 +111,9 @@ struct ax_http_req {
     void *drain_ud;
     void (*abort_cb)(ax_http_req *r, void *ud);
     void *abort_ud;
+    ax_http_body_cb body_cb; /* streamed body */
+    void *body_ud;
+    uint64_t body_seen, body_max;
 };
 
 /* ---- output ------------------------------------------------------------ */
@@ -269,6 +276,7 @@ static void release_request(ax_http_req *r)
     r->head = NULL;
     r->drain_cb = NULL;
     r->abort_cb = NULL;
+    r->body_cb = NULL;
 }
 
 /* Rebase a slice of `from` (length n) into `to`. */
@@ -524,6 +532,14 @@ static void next_request(ax_http_req *r)
         if (!in_data) ax_conn_close(r->conn);
         return;
     }
+    if (r->flags & F_BODY_OPEN) { /* answered early: read the rest of the body, unseen */
+        r->state = ST_BODY;
+        r->flags &= ~(unsigned)F_BODY_PAUSED;
+        r->body_cb = NULL;
+        r->deadline = ax_loop_now(s->loop) + s->o.body_timeout_ms;
+        if (!in_data) ax_conn_resume(r->conn);
+        return;
+    }
     r->state = ST_IDLE;
     r->deadline = ax_loop_now(s->loop) + s->o.idle_timeout_ms;
     if (!in_data) ax_conn_resume(r->conn);
@@ -757,8 +773,17 @@ static void dispatch(ax_http_req *r)
     r->flags &= ~(unsigned)F_IN_HANDLER;
     if (r->state != ST_BUSY)
         release_request(r);
-    else
+    else if (!(r->flags & F_BODY_OPEN))
         r->head = NULL; /* fields are gone once the handler returns */
+}
+
+/* A streaming route for this head, or NULL (the body is collected). */
+static const route *stream_route(ax_http_req *r)
+{
+    bool wrong_method;
+    set_path(r);
+    const route *rt = route_find(r->srv, r, &wrong_method);
+    return rt && rt->stream ? rt : NULL;
 }
 
 /* ---- reading requests -------------------------------------------------- */
@@ -788,7 +813,9 @@ static long step_head(ax_http_req *r, const char *buf, size_t len)
         dispatch(r);
         return n;
     }
-    if (h->framing == AX_HTTP_BODY_LENGTH && h->content_length > s->o.max_body) {
+    const route *rt = stream_route(r);
+    r->body_max = rt && rt->max_body ? rt->max_body : s->o.max_body;
+    if (h->framing == AX_HTTP_BODY_LENGTH && h->content_length > r->body_max) {
         reject(r, 413);
         return (long)len;
     }
@@ -796,12 +823,76 @@ static long step_head(ax_http_req *r, const char *buf, size_t len)
         reject(r, 500);
         return (long)len;
     }
-    ax_http_body_init(&r->bd, h->framing, h->content_length, &s->lim);
+    ax_http_body_init(&r->bd, h->framing, h->content_length, rt ? &s->lim : &s->lim_body);
     if ((h->flags & AX_HTTP_EXPECT_CONTINUE) && (size_t)n == len)
         out_write(r, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     r->state = ST_BODY;
     r->deadline = ax_loop_now(s->loop) + s->o.body_timeout_ms;
+    r->body_seen = 0;
+    if (rt) {
+        r->flags |= F_BODY_OPEN;
+        dispatch(r);
+        if (r->state == ST_BUSY) r->deadline = ax_loop_now(s->loop) + s->o.body_timeout_ms;
+    }
     return n;
+}
+
+/* The streamed body is over: tell the application, or, when it answered
+ * already, go on to the next request. */
+static void stream_ended(ax_http_req *r)
+{
+    r->flags &= ~(unsigned)(F_BODY_OPEN | F_BODY_PAUSED);
+    if (r->state == ST_BODY) { /* the response went out before the body ended */
+        release_request(r);
+        next_request(r);
+        return;
+    }
+    r->deadline = 0;
+    if (r->body_cb) r->body_cb(r, NULL, 0, r->body_ud);
+}
+
+/* A streamed body went wrong: answer if nothing was sent yet, else drop. */
+static void stream_fail(ax_http_req *r, int status)
+{
+    bool answered = r->state == ST_BODY || (r->flags & F_STARTED);
+    if (r->abort_cb && r->state == ST_BUSY) r->abort_cb(r, r->abort_ud);
+    r->abort_cb = NULL;
+    release_request(r);
+    if (answered) {
+        r->state = ST_CLOSING;
+        ax_conn_abort(r->conn, AX_EPROTO);
+    } else {
+        reject(r, status);
+    }
+}
+
+static long step_stream(ax_http_req *r, const char *buf, size_t len)
+{
+    size_t used = 0;
+    while (!(r->flags & F_BODY_PAUSED) && (r->flags & F_BODY_OPEN)) {
+        ax_http_str d = {NULL, 0};
+        int n = ax_http_body_parse(&r->bd, buf + used, len - used, &d);
+        if (n > 0) {
+            used += (size_t)n;
+            r->body_seen += d.len;
+            if (r->body_seen > r->body_max) {
+                stream_fail(r, 413);
+                return (long)len;
+            }
+            r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.body_timeout_ms;
+            if (d.len && r->body_cb) r->body_cb(r, d.ptr, d.len, r->body_ud);
+            if (r->state == ST_CLOSING) return (long)len;
+            continue;
+        }
+        if (n == 0) {
+            stream_ended(r);
+            return (long)used;
+        }
+        if (n == AX_HTTP_INCOMPLETE) return used ? (long)used : -1;
+        stream_fail(r, -n);
+        return (long)len;
+    }
+    return used ? (long)used : -1;
 }
 
 static long step_body(ax_http_req *r, const char *buf, size_t len)
@@ -841,13 +932,14 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     if (!s) return len;
     size_t off = 0;
     s->batch_owner = r;
-    while (off < len && r->state <= ST_BODY) {
+    while (off < len && (r->state <= ST_BODY || (r->flags & F_BODY_OPEN))) {
         if (r->state == ST_IDLE) {
             r->state = ST_HEAD;
             r->deadline = ax_loop_now(s->loop) + s->o.header_timeout_ms;
         }
-        long n = r->state == ST_HEAD ? step_head(r, data + off, len - off)
-                                     : step_body(r, data + off, len - off);
+        long n = (r->flags & F_BODY_OPEN) ? step_stream(r, data + off, len - off)
+                 : r->state == ST_HEAD    ? step_head(r, data + off, len - off)
+                                          : step_body(r, data + off, len - off);
         if (n < 0) break;
         off += (size_t)n;
     }
@@ -857,7 +949,8 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
         ax_conn_close(c);
         return len;
     }
-    if (r->state == ST_BUSY) ax_conn_pause(c);
+    if ((r->state == ST_BUSY && !(r->flags & F_BODY_OPEN)) || (r->flags & F_BODY_PAUSED))
+        ax_conn_pause(c);
     return off;
 }
 
@@ -924,9 +1017,14 @@ static void sweep(ax_timer *t, void *ud)
     ax_http_server *s = ud;
     uint64_t now = ax_loop_now(s->loop);
     for (ax_http_req *r = s->conns; r; r = r->next) {
-        if (!r->deadline || now < r->deadline) continue;
+        if (!r->deadline || now < r->deadline || (r->flags & F_BODY_PAUSED)) continue;
         r->deadline = 0;
-        if (r->state == ST_HEAD || r->state == ST_BODY) {
+        if (r->flags & F_BODY_OPEN) {
+            if (r->state == ST_BUSY)
+                stream_fail(r, 408);
+            else
+                ax_conn_abort(r->conn, AX_ETIMEDOUT);
+        } else if (r->state == ST_HEAD || r->state == ST_BODY) {
             release_request(r);
             reject(r, 408); /* closes after the answer */
             if (r->state != ST_CLOSING) ax_conn_close(r->conn);
@@ -955,8 +1053,12 @@ ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int 
     if (!s->o.server_name) s->o.server_name = "axon";
     s->lim = ax_http_default_limits;
     s->lim.max_headers = MAX_HEADERS;
-    s->lim.max_body = s->o.max_body;
+    /* Heads are parsed without a body limit (a streaming route may allow
+     * more); collected bodies are held to max_body by lim_body. */
+    s->lim.max_body = UINT64_MAX;
     if (s->o.max_header_bytes) s->lim.max_header_bytes = s->o.max_header_bytes;
+    s->lim_body = s->lim;
+    s->lim_body.max_body = s->o.max_body;
     s->sweep = ax_timer_new(loop, sweep, s);
     if (!s->sweep) goto fail_free;
     uint32_t tick = s->o.header_timeout_ms;
@@ -1000,6 +1102,12 @@ ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_
 int ax_http_route(ax_http_server *s, const char *method, const char *prefix, ax_http_handler h,
                   void *ud)
 {
+    return ax_http_route_ex(s, method, prefix, h, ud, NULL);
+}
+
+int ax_http_route_ex(ax_http_server *s, const char *method, const char *prefix, ax_http_handler h,
+                     void *ud, const ax_http_route_opts *o)
+{
     route *rs = ax_realloc(s->routes, (size_t)(s->nroutes + 1) * sizeof(*rs));
     if (!rs) return AX_ENOMEM;
     s->routes = rs;
@@ -1017,6 +1125,8 @@ int ax_http_route(ax_http_server *s, const char *method, const char *prefix, ax_
     rt->plen = pl - 1;
     rt->h = h;
     rt->ud = ud;
+    rt->stream = o && o->stream_body;
+    rt->max_body = o ? o->max_body : 0;
     s->nroutes++;
     return 0;
 }
@@ -1137,4 +1247,25 @@ const char *ax_http_req_body(const ax_http_req *r, size_t *len)
 ax_conn *ax_http_req_conn(const ax_http_req *r)
 {
     return r->conn;
+}
+
+void ax_http_req_on_body(ax_http_req *r, ax_http_body_cb cb, void *ud)
+{
+    r->body_cb = cb;
+    r->body_ud = ud;
+}
+
+void ax_http_req_pause_body(ax_http_req *r)
+{
+    if (!(r->flags & F_BODY_OPEN) || (r->flags & F_BODY_PAUSED)) return;
+    r->flags |= F_BODY_PAUSED;
+    ax_conn_pause(r->conn);
+}
+
+void ax_http_req_resume_body(ax_http_req *r)
+{
+    if (!(r->flags & F_BODY_PAUSED)) return;
+    r->flags &= ~(unsigned)F_BODY_PAUSED;
+    r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.body_timeout_ms;
+    ax_conn_resume(r->conn);
 }
