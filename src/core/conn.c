@@ -376,6 +376,23 @@ void ax_conn_abort(ax_conn *c, int reason)
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* Make room for `need` bytes of kept input: small partial messages (a
+ * trickled HTTP head) cost their size rounded up, not a read buffer;
+ * growing doubles, so a large message is copied O(log n) times. */
+static bool in_reserve(ax_conn *c, size_t need)
+{
+    if (need <= c->in_cap) return true;
+    size_t cap = c->in_cap ? (size_t)c->in_cap * 2 : 256;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX) cap = need;
+    char *in = ax_realloc(c->in, cap);
+    if (!in) return false;
+    c->in = in;
+    c->in_cap = (uint32_t)cap;
+    return true;
+}
+
 /* Offer input to on_data; keep what it leaves.  `data` is NULL when the
  * input is already in c->in (len then counts the new bytes at its end). */
 static void deliver(ax_conn *c, char *data, size_t len)
@@ -402,15 +419,9 @@ static void deliver(ax_conn *c, char *data, size_t len)
     if (buf == c->in) {
         memmove(c->in, c->in + used, rest);
     } else {
-        if (rest > c->in_cap) {
-            uint32_t cap = (uint32_t)(rest < 4096 ? 4096 : rest);
-            char *in = ax_realloc(c->in, cap);
-            if (!in) {
-                conn_finish(c, AX_ENOMEM, true);
-                return;
-            }
-            c->in = in;
-            c->in_cap = cap;
+        if (!in_reserve(c, rest)) {
+            conn_finish(c, AX_ENOMEM, true);
+            return;
         }
         memcpy(c->in, buf + used, rest);
     }
@@ -455,17 +466,10 @@ static void conn_read(ax_conn *c)
     }
     char *buf = c->loop->rbuf;
     size_t room = AX__READ_BUF;
-    if (c->in_len) { /* a partial message waits: read behind it */
-        size_t want = (size_t)c->in_len + AX__READ_BUF / 4;
-        if (want > c->in_cap) {
-            char *in = ax_realloc(c->in, want);
-            if (!in) {
-                conn_finish(c, AX_ENOMEM, true);
-                return;
-            }
-            c->in = in;
-            c->in_cap = (uint32_t)want;
-        }
+    /* A partial message waits: read behind it when its buffer has room,
+     * else into the shared buffer and append only what came. */
+    bool behind = c->in_len && c->in_cap - c->in_len >= AX__READ_BUF / 16;
+    if (behind) {
         buf = c->in + c->in_len;
         room = c->in_cap - c->in_len;
     }
@@ -478,7 +482,15 @@ static void conn_read(ax_conn *c)
          * round (one read per connection per iteration keeps it fair). */
         if ((c->flags & F_EDGE) && ((size_t)n == room || (c->flags & F_RDHUP)))
             ax__defer_later(c->loop, &c->again, conn_again);
-        if (c->in_len) {
+        if (behind) {
+            c->in_len += (uint32_t)n;
+            deliver(c, NULL, 0);
+        } else if (c->in_len) {
+            if (!in_reserve(c, (size_t)c->in_len + (size_t)n)) {
+                conn_finish(c, AX_ENOMEM, true);
+                return;
+            }
+            memcpy(c->in + c->in_len, buf, (size_t)n);
             c->in_len += (uint32_t)n;
             deliver(c, NULL, 0);
         } else {
