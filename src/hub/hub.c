@@ -1,0 +1,865 @@
+/* hub.c: topics, the subscription tree, delivery with per-subscriber
+ * queues and policies, history and resume, presence.  See hub.h.
+ *
+ * Subscriptions live in a tree with one level of the filter per node and a
+ * hash map of children, so publishing to a/b/c visits at most the nodes
+ * a, +, # at each level: the cost does not grow with unrelated topics or
+ * filters.  A subscriber whose filters overlap gets a message once (a
+ * per-publish stamp).
+ *
+ * Delivery may make a gateway free subscribers (a kick, a failed write);
+ * while a walk is running, frees only mark the subscriber dead, and the
+ * memory goes when the outermost walk ends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <axon/alloc.h>
+
+#include "hub.h"
+#include "map.h"
+
+typedef struct node node;
+typedef struct entry entry;
+typedef struct htopic htopic;
+typedef struct qnode qnode;
+
+struct entry { /* one filter of one subscriber */
+    hub_sub *s;
+    node *n;
+    entry *nprev, *nnext; /* the node's subscribers */
+    entry *snext;         /* the subscriber's filters */
+    htopic *room;          /* presence joined through this filter */
+    char filter[];
+};
+
+struct node {
+    node *parent;
+    char *key; /* this level, owned by the parent's map entry */
+    size_t klen;
+    hub_map kids;
+    entry *subs;
+};
+
+struct htopic {
+    char *name;
+    size_t len;
+    uint64_t last_seq;
+    hub_msg *head, *tail; /* history, oldest first */
+    size_t n;
+    uint64_t untrimmed; /* dropped from memory, not yet from the store */
+    const hub_rule *rule;
+    hub_map present; /* name -> count of subscribers present with it */
+};
+
+struct qnode {
+    qnode *next;
+    hub_msg *m;
+};
+
+struct hub_sub {
+    hub *h;
+    const hub_sub_ops *ops;
+    void *ud;
+    char name[HUB_MAX_NAME + 1];
+    entry *entries;
+    qnode *qhead, **qtail;
+    size_t qbytes, budget;
+    bool blocked, dead;
+    uint64_t stamp;
+    hub_sub *grave_next;
+};
+
+struct hub {
+    ax_loop *loop;
+    hub_rule *rules;
+    int nrules;
+    hub_rule fallback;
+    size_t budget, max_payload;
+    node root;
+    hub_map topics;
+    hub_store *store;
+    hub_stats st;
+    int walking;
+    uint64_t stamp;
+    hub_sub *grave;
+};
+
+static const char *GAP_TEXT = "history does not reach back that far";
+
+/* ---- messages ------------------------------------------------------------ */
+
+hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
+                      size_t len)
+{
+    size_t sl = sender ? strnlen(sender, HUB_MAX_NAME) : 0;
+    hub_msg *m = ax_calloc(1, sizeof(*m) + tlen + 1 + sl + 1 + len + 1);
+    if (!m) return NULL;
+    m->refs = 1;
+    m->topic = (char *)(m + 1);
+    memcpy(m->topic, topic, tlen);
+    m->topic_len = tlen;
+    m->sender = m->topic + tlen + 1;
+    if (sl) memcpy(m->sender, sender, sl);
+    m->sender_len = sl;
+    m->payload = m->sender + sl + 1;
+    if (len) memcpy(m->payload, payload, len);
+    m->payload_len = len;
+    return m;
+}
+
+hub_msg *hub_msg_ref(hub_msg *m)
+{
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
+void hub_msg_unref(hub_msg *m)
+{
+    if (!m || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (int i = 0; i < HUB_ENC_SLOTS; i++)
+        ax_slice_unref(m->enc[i]);
+    ax_free(m);
+}
+
+ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_msg *m, void *ud),
+                           void *ud)
+{
+    if (slot < 0 || slot >= HUB_ENC_SLOTS) return NULL;
+    if (!m->enc[slot]) m->enc[slot] = encode(m, ud);
+    return m->enc[slot];
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool is_utf8(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p, *e = s + n;
+    while (s < e) {
+        unsigned c = *s++;
+        int more = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+        if (more < 0 || (c == 0xc0 || c == 0xc1) || c > 0xf4 || e - s < more) return false;
+        unsigned cp = more ? c & (0x3fu >> more) : c;
+        for (int i = 0; i < more; i++, s++) {
+            if ((*s & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (*s & 0x3fu);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+    }
+    return true;
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+static bool name_ok(const char *t, size_t len, bool wild)
+{
+    if (len == 0 || len > HUB_MAX_TOPIC) return false;
+    int levels = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x20 || c == 0x7f) return false;
+        if (c == '/') {
+            if (++levels > HUB_MAX_LEVELS) return false;
+            continue;
+        }
+        if (c == '+' || c == '#') {
+            if (!wild) return false;
+            bool alone = (i == 0 || t[i - 1] == '/') && (i + 1 == len || t[i + 1] == '/');
+            if (!alone || (c == '#' && i + 1 != len)) return false;
+        }
+    }
+    return is_utf8(t, len);
+}
+
+bool hub_topic_valid(const char *t, size_t len)
+{
+    return name_ok(t, len, false);
+}
+
+bool hub_filter_valid(const char *f, size_t len)
+{
+    return name_ok(f, len, true);
+}
+
+bool hub_filter_match(const char *f, const char *t)
+{
+    if (t[0] == '$' && (f[0] == '+' || f[0] == '#')) return false;
+    for (;;) {
+        if (f[0] == '#') return true;
+        const char *fe = strchr(f, '/'), *te = strchr(t, '/');
+        size_t fl = fe ? (size_t)(fe - f) : strlen(f), tl = te ? (size_t)(te - t) : strlen(t);
+        if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl) != 0)) return false;
+        if (!fe && !te) return true;
+        if (!te) return fe[1] == '#' && fe[2] == '\0'; /* "a/#" matches "a" */
+        if (!fe) return false;
+        f = fe + 1;
+        t = te + 1;
+    }
+}
+
+/* ---- rules and topics -------------------------------------------------------- */
+
+static const hub_rule *rule_for(hub *h, const char *topic)
+{
+    for (int i = 0; i < h->nrules; i++)
+        if (hub_filter_match(h->rules[i].pattern, topic)) return &h->rules[i];
+    return &h->fallback;
+}
+
+static htopic *topic_get(hub *h, const char *name, size_t len, bool make)
+{
+    htopic *t = hub_map_get(&h->topics, name, len);
+    if (t || !make) return t;
+    t = ax_calloc(1, sizeof(*t));
+    hub_map_ent *e;
+    if (!t || hub_map_put(&h->topics, name, len, t, &e) != 0) {
+        ax_free(t);
+        return NULL;
+    }
+    t->name = e->key;
+    t->len = len;
+    t->rule = rule_for(h, t->name);
+    hub_map_init(&t->present);
+    h->st.topics++;
+    return t;
+}
+
+static void topic_free(hub_map_ent *e, void *ud)
+{
+    htopic *t = e->value;
+    (void)ud;
+    while (t->head) {
+        hub_msg *m = t->head;
+        t->head = m->next;
+        hub_msg_unref(m);
+    }
+    hub_map_clear(&t->present);
+    ax_free(t);
+}
+
+/* Drop history beyond the topic's count and age; the store follows in
+ * batches (a DELETE per publish would double its work). */
+static void history_trim(hub *h, htopic *t, int64_t now)
+{
+    const hub_rule *r = t->rule;
+    int64_t oldest = r->history_age_s ? now - (int64_t)r->history_age_s * 1000 : INT64_MIN;
+    uint64_t upto = 0;
+    while (t->head && (t->n > r->history_count || t->head->time_ms < oldest)) {
+        hub_msg *m = t->head;
+        t->head = m->next;
+        if (!t->head) t->tail = NULL;
+        t->n--;
+        upto = m->seq;
+        t->untrimmed++;
+        hub_msg_unref(m);
+    }
+    if (upto && h->store && (t->untrimmed >= 64 || !t->head)) {
+        hub_store_trim(h->store, t->name, upto);
+        t->untrimmed = 0;
+    }
+}
+
+static void history_add(htopic *t, hub_msg *m)
+{
+    m->next = NULL;
+    if (t->tail)
+        t->tail->next = m;
+    else
+        t->head = m;
+    t->tail = m;
+    t->n++;
+}
+
+/* ---- subscriber queues and policies ---------------------------------------------- */
+
+static size_t msg_cost(const hub_msg *m)
+{
+    return m->payload_len + m->topic_len + m->sender_len + 64;
+}
+
+static void q_drop_head(hub_sub *s)
+{
+    qnode *q = s->qhead;
+    s->qhead = q->next;
+    if (!s->qhead) s->qtail = &s->qhead;
+    s->qbytes -= msg_cost(q->m);
+    hub_msg_unref(q->m);
+    ax_free(q);
+}
+
+static void q_clear(hub_sub *s)
+{
+    while (s->qhead)
+        q_drop_head(s);
+}
+
+/* Keep only the newest queued message of m's topic (m is last). */
+static void q_keep_latest(hub_sub *s, const hub_msg *m)
+{
+    for (qnode **p = &s->qhead; *p && (*p)->m != m;) {
+        qnode *q = *p;
+        if (q->m->topic_len == m->topic_len && memcmp(q->m->topic, m->topic, m->topic_len) == 0) {
+            *p = q->next;
+            s->qbytes -= msg_cost(q->m);
+            hub_msg_unref(q->m);
+            ax_free(q);
+            s->h->st.dropped++;
+            continue;
+        }
+        p = &q->next;
+    }
+    if (!s->qhead) s->qtail = &s->qhead;
+    for (qnode *q = s->qhead; q; q = q->next)
+        if (!q->next) s->qtail = &q->next;
+}
+
+static void over_budget(hub_sub *s, const hub_msg *m)
+{
+    hub *h = s->h;
+    int policy = rule_for(h, m->topic)->policy;
+    if (policy == HUB_DISCONNECT) {
+        s->dead = true; /* no more deliveries; the gateway frees it */
+        h->st.kicked++;
+        q_clear(s);
+        s->ops->kick(s, "too slow: output budget exceeded", s->ud);
+        return;
+    }
+    while (s->qbytes > s->budget && s->qhead && s->qhead->next) {
+        q_drop_head(s);
+        h->st.dropped++;
+    }
+}
+
+static void sub_push(hub_sub *s, hub_msg *m)
+{
+    if (s->dead) return;
+    if (!s->blocked && !s->qhead) {
+        s->h->st.delivered++;
+        if (!s->ops->write(s, m, s->ud)) s->blocked = true;
+        return;
+    }
+    qnode *q = ax_malloc(sizeof(*q));
+    if (!q) {
+        s->h->st.dropped++;
+        return;
+    }
+    q->next = NULL;
+    q->m = hub_msg_ref(m);
+    *s->qtail = q;
+    s->qtail = &q->next;
+    s->qbytes += msg_cost(m);
+    /* keep-latest holds one message per topic whenever the wire is behind */
+    if (rule_for(s->h, m->topic)->policy == HUB_KEEP_LATEST) q_keep_latest(s, m);
+    if (s->qbytes > s->budget) over_budget(s, m);
+}
+
+void hub_sub_writable(hub_sub *s)
+{
+    s->blocked = false;
+    s->h->walking++;
+    while (s->qhead && !s->blocked && !s->dead) {
+        hub_msg *m = hub_msg_ref(s->qhead->m);
+        q_drop_head(s);
+        s->h->st.delivered++;
+        if (!s->ops->write(s, m, s->ud)) s->blocked = true;
+        hub_msg_unref(m);
+    }
+    s->h->walking--;
+}
+
+size_t hub_sub_queued(const hub_sub *s)
+{
+    return s->qbytes;
+}
+
+void hub_sub_set_budget(hub_sub *s, size_t bytes)
+{
+    s->budget = bytes;
+}
+
+/* ---- the subscription tree --------------------------------------------------------- */
+
+static void walk_end(hub *h);
+
+static void deliver_list(hub *h, entry *e, hub_msg *m)
+{
+    for (; e; e = e->nnext) {
+        hub_sub *s = e->s;
+        if (s->stamp == h->stamp) continue; /* overlapping filters: once */
+        s->stamp = h->stamp;
+        sub_push(s, m);
+    }
+}
+
+static void walk(hub *h, node *n, const char **lv, const size_t *ll, int i, int nl, hub_msg *m)
+{
+    bool dollar = i == 0 && m->topic[0] == '$';
+    node *hash = dollar ? NULL : hub_map_get(&n->kids, "#", 1);
+    if (hash) deliver_list(h, hash->subs, m);
+    if (i == nl) {
+        deliver_list(h, n->subs, m);
+        return;
+    }
+    node *plus = dollar ? NULL : hub_map_get(&n->kids, "+", 1);
+    if (plus) walk(h, plus, lv, ll, i + 1, nl, m);
+    node *exact = hub_map_get(&n->kids, lv[i], ll[i]);
+    if (exact && exact != plus && exact != hash) walk(h, exact, lv, ll, i + 1, nl, m);
+}
+
+static void deliver(hub *h, hub_msg *m)
+{
+    const char *lv[HUB_MAX_LEVELS];
+    size_t ll[HUB_MAX_LEVELS];
+    int nl = 0;
+    const char *p = m->topic;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        lv[nl] = p;
+        ll[nl++] = slash ? (size_t)(slash - p) : strlen(p);
+        if (!slash || nl == HUB_MAX_LEVELS) break;
+        p = slash + 1;
+    }
+    h->walking++;
+    h->stamp++;
+    walk(h, &h->root, lv, ll, 0, nl, m);
+    walk_end(h);
+}
+
+static node *node_path(hub *h, const char *filter, bool make)
+{
+    node *n = &h->root;
+    const char *p = filter;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t l = slash ? (size_t)(slash - p) : strlen(p);
+        node *k = hub_map_get(&n->kids, p, l);
+        if (!k) {
+            hub_map_ent *e;
+            if (!make || !(k = ax_calloc(1, sizeof(*k)))) return NULL;
+            if (hub_map_put(&n->kids, p, l, k, &e) != 0) {
+                ax_free(k);
+                return NULL;
+            }
+            k->parent = n;
+            k->key = e->key;
+            k->klen = l;
+            hub_map_init(&k->kids);
+        }
+        n = k;
+        if (!slash) return n;
+        p = slash + 1;
+    }
+}
+
+static void node_prune(node *n)
+{
+    while (n->parent && !n->subs && n->kids.n == 0) {
+        node *up = n->parent;
+        hub_map_clear(&n->kids);
+        hub_map_del(&up->kids, n->key, n->klen); /* frees the key */
+        ax_free(n);
+        n = up;
+    }
+}
+
+static void node_free_all(hub_map_ent *e, void *ud)
+{
+    node *n = e->value;
+    (void)ud;
+    hub_map_each(&n->kids, node_free_all, NULL);
+    hub_map_clear(&n->kids);
+    ax_free(n);
+}
+
+/* ---- presence ----------------------------------------------------------------------- */
+
+static void presence_event(hub *h, htopic *room, int kind, const char *name)
+{
+    hub_msg *m = hub__msg_new(room->name, room->len, name, NULL, 0);
+    if (!m) return;
+    m->kind = (uint8_t)kind;
+    m->seq = room->last_seq;
+    m->time_ms = now_ms();
+    deliver(h, m);
+    hub_msg_unref(m);
+}
+
+static void presence_join(hub *h, htopic *room, const char *name)
+{
+    size_t nl = strlen(name);
+    uintptr_t c = (uintptr_t)hub_map_get(&room->present, name, nl);
+    if (hub_map_put(&room->present, name, nl, (void *)(c + 1), NULL) != 0) return;
+    if (c == 0) presence_event(h, room, HUB_JOIN, name);
+}
+
+static void presence_leave(hub *h, htopic *room, const char *name)
+{
+    size_t nl = strlen(name);
+    uintptr_t c = (uintptr_t)hub_map_get(&room->present, name, nl);
+    if (c == 0) return;
+    if (c > 1) {
+        hub_map_put(&room->present, name, nl, (void *)(c - 1), NULL);
+        return;
+    }
+    hub_map_del(&room->present, name, nl);
+    presence_event(h, room, HUB_LEAVE, name);
+}
+
+/* ---- subscribers --------------------------------------------------------------------- */
+
+hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
+{
+    hub_sub *s = ax_calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->h = h;
+    s->ops = ops;
+    s->ud = ud;
+    s->qtail = &s->qhead;
+    s->budget = h->budget;
+    if (name) snprintf(s->name, sizeof s->name, "%s", name);
+    h->st.subscribers++;
+    return s;
+}
+
+void *hub_sub_data(const hub_sub *s)
+{
+    return s->ud;
+}
+
+const char *hub_sub_name(const hub_sub *s)
+{
+    return s->name[0] ? s->name : NULL;
+}
+
+int hub_sub_rename(hub_sub *s, const char *name)
+{
+    if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
+    for (entry *e = s->entries; e; e = e->snext)
+        if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    for (entry *e = s->entries; e; e = e->snext)
+        if (e->room) presence_join(s->h, e->room, s->name);
+    return 0;
+}
+
+static void entry_unlink(hub_sub *s, entry *e)
+{
+    if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
+    if (e->nprev)
+        e->nprev->nnext = e->nnext;
+    else
+        e->n->subs = e->nnext;
+    if (e->nnext) e->nnext->nprev = e->nprev;
+    node *n = e->n;
+    ax_free(e);
+    node_prune(n);
+}
+
+static void sub_release(hub_sub *s)
+{
+    while (s->entries) {
+        entry *e = s->entries;
+        s->entries = e->snext;
+        entry_unlink(s, e);
+    }
+    q_clear(s);
+    ax_free(s);
+}
+
+static void walk_end(hub *h)
+{
+    if (--h->walking > 0) return;
+    while (h->grave) {
+        hub_sub *s = h->grave;
+        h->grave = s->grave_next;
+        h->walking++; /* leave events deliver too */
+        sub_release(s);
+        h->walking--;
+    }
+}
+
+void hub_sub_free(hub_sub *s)
+{
+    if (!s) return;
+    hub *h = s->h;
+    h->st.subscribers--;
+    s->dead = true;
+    s->grave_next = h->grave;
+    h->grave = s;
+    h->walking++;
+    walk_end(h);
+}
+
+static void replay(hub_sub *s, htopic *t, int64_t since)
+{
+    history_trim(s->h, t, now_ms());
+    uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
+    if ((uint64_t)since + 1 < first && (uint64_t)since < t->last_seq) {
+        hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
+        if (g) {
+            g->kind = HUB_GAP;
+            g->seq = first;
+            g->time_ms = now_ms();
+            sub_push(s, g);
+            hub_msg_unref(g);
+        }
+    }
+    for (hub_msg *m = t->head; m && !s->dead; m = m->next)
+        if (m->seq > (uint64_t)since) sub_push(s, m);
+}
+
+typedef struct replay_ctx {
+    hub_sub *s;
+    const char *filter;
+    int64_t since;
+} replay_ctx;
+
+static void replay_each(hub_map_ent *e, void *ud)
+{
+    replay_ctx *c = ud;
+    if (hub_filter_match(c->filter, e->key)) replay(c->s, e->value, c->since);
+}
+
+int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
+{
+    hub *h = s->h;
+    size_t fl = strlen(filter);
+    if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
+    for (entry *e = s->entries; e; e = e->snext)
+        if (strcmp(e->filter, filter) == 0) return 0;
+    node *n = node_path(h, filter, true);
+    entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
+    if (!e) {
+        if (n) node_prune(n);
+        return AX_ENOMEM;
+    }
+    memcpy(e->filter, filter, fl + 1);
+    e->s = s;
+    e->n = n;
+    e->nnext = n->subs;
+    if (n->subs) n->subs->nprev = e;
+    n->subs = e;
+    e->snext = s->entries;
+    s->entries = e;
+    bool exact = hub_topic_valid(filter, fl);
+    h->walking++;
+    if (since >= 0) {
+        htopic *t = exact ? topic_get(h, filter, fl, false) : NULL;
+        if (t) {
+            replay(s, t, since);
+        } else if (!exact) {
+            replay_ctx c = {s, filter, since};
+            hub_map_each(&h->topics, replay_each, &c);
+        }
+    }
+    if (present && exact && s->name[0] && !s->dead) {
+        e->room = topic_get(h, filter, fl, true);
+        if (e->room) presence_join(h, e->room, s->name);
+    }
+    walk_end(h);
+    return 0;
+}
+
+int hub_unsubscribe(hub_sub *s, const char *filter)
+{
+    for (entry **p = &s->entries; *p; p = &(*p)->snext) {
+        if (strcmp((*p)->filter, filter) != 0) continue;
+        entry *e = *p;
+        *p = e->snext;
+        s->h->walking++;
+        entry_unlink(s, e);
+        walk_end(s->h);
+        return 0;
+    }
+    return AX_ENOENT;
+}
+
+/* ---- publishing ------------------------------------------------------------------------ */
+
+uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *payload, size_t len,
+                     int *err)
+{
+    size_t tl = strlen(name);
+    if (!hub_topic_valid(name, tl)) {
+        *err = AX_EINVAL;
+        return 0;
+    }
+    if (len > h->max_payload) {
+        *err = AX_EMSGSIZE;
+        return 0;
+    }
+    htopic *t = topic_get(h, name, tl, true);
+    hub_msg *m = t ? hub__msg_new(name, tl, sender, payload, len) : NULL;
+    if (!m) {
+        *err = AX_ENOMEM;
+        return 0;
+    }
+    m->seq = ++t->last_seq;
+    m->time_ms = now_ms();
+    m->binary = !is_utf8(payload, len);
+    history_add(t, hub_msg_ref(m));
+    history_trim(h, t, m->time_ms);
+    if (h->store) hub_store_put(h->store, m);
+    h->st.published++;
+    deliver(h, m);
+    hub_msg_unref(m);
+    return t->last_seq;
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
+                     void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept)
+{
+    htopic *t = topic_get(h, name, strlen(name), false);
+    if (first_kept) *first_kept = 0;
+    if (!t) return 0;
+    history_trim(h, t, now_ms());
+    if (first_kept) *first_kept = t->head ? t->head->seq : t->last_seq + 1;
+    size_t n = 0;
+    for (hub_msg *m = t->head; m; m = m->next)
+        n += m->seq > since;
+    for (hub_msg *m = t->head; m; m = m->next) {
+        if (m->seq <= since) continue;
+        if (n-- > max) continue; /* the newest `max` */
+        cb(m, ud);
+    }
+    return t->last_seq;
+}
+
+typedef struct topics_ctx {
+    void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud);
+    void *ud;
+    hub *h;
+} topics_ctx;
+
+static void topics_each(hub_map_ent *e, void *ud)
+{
+    topics_ctx *c = ud;
+    htopic *t = e->value;
+    if (!t->last_seq) return; /* a room nobody has written to yet */
+    node *n = node_path(c->h, t->name, false);
+    size_t subs = 0;
+    for (entry *x = n ? n->subs : NULL; x; x = x->nnext)
+        subs++;
+    c->cb(t->name, t->last_seq, subs, c->ud);
+}
+
+void hub_topics(hub *h, void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud),
+                void *ud)
+{
+    topics_ctx c = {cb, ud, h};
+    hub_map_each(&h->topics, topics_each, &c);
+}
+
+typedef struct presence_ctx {
+    void (*cb)(const char *name, void *ud);
+    void *ud;
+} presence_ctx;
+
+static void presence_each(hub_map_ent *e, void *ud)
+{
+    presence_ctx *c = ud;
+    c->cb(e->key, c->ud);
+}
+
+void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
+{
+    htopic *t = topic_get(h, room, strlen(room), false);
+    presence_ctx c = {cb, ud};
+    if (t) hub_map_each(&t->present, presence_each, &c);
+}
+
+const hub_stats *hub_stats_get(hub *h)
+{
+    if (h->store) hub_store_stats(h->store, &h->st);
+    return &h->st;
+}
+
+ax_loop *hub_loop(const hub *h)
+{
+    return h->loop;
+}
+
+/* ---- the hub --------------------------------------------------------------------------------- */
+
+static void load_topic(const char *name, uint64_t last, void *ud)
+{
+    hub *h = ud;
+    htopic *t = topic_get(h, name, strlen(name), true);
+    if (t && last > t->last_seq) t->last_seq = last;
+}
+
+static void load_msg(hub_msg *m, void *ud)
+{
+    hub *h = ud;
+    htopic *t = topic_get(h, m->topic, m->topic_len, true);
+    if (!t) {
+        hub_msg_unref(m);
+        return;
+    }
+    m->binary = !is_utf8(m->payload, m->payload_len);
+    history_add(t, m);
+}
+
+static void load_history(hub_map_ent *e, void *ud)
+{
+    hub *h = ud;
+    htopic *t = e->value;
+    uint64_t keep = t->rule->history_count;
+    uint64_t since = t->last_seq > keep ? t->last_seq - keep : 0;
+    hub_store_range(h->store, t->name, since, keep, load_msg, h);
+    history_trim(h, t, now_ms());
+}
+
+hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
+{
+    hub *h = ax_calloc(1, sizeof(*h));
+    if (!h) goto fail;
+    h->loop = loop;
+    h->budget = o->sub_budget ? o->sub_budget : 1024 * 1024;
+    h->max_payload = o->max_payload ? o->max_payload : 1024 * 1024;
+    h->fallback = (hub_rule){"#", 1000, 0, HUB_DISCONNECT};
+    if (o->nrules) {
+        h->rules = ax_malloc((size_t)o->nrules * sizeof(*h->rules));
+        if (!h->rules) goto fail;
+        memcpy(h->rules, o->rules, (size_t)o->nrules * sizeof(*h->rules));
+        h->nrules = o->nrules;
+    }
+    hub_map_init(&h->root.kids);
+    hub_map_init(&h->topics);
+    if (o->data_dir) {
+        h->store = hub_store_open(loop, o->data_dir, o->fsync_mode, why, why_len);
+        if (!h->store) goto fail;
+        if (hub_store_topics(h->store, load_topic, h) != 0) {
+            snprintf(why, why_len, "cannot read the history in %s", o->data_dir);
+            goto fail;
+        }
+        hub_map_each(&h->topics, load_history, h);
+    }
+    return h;
+fail:
+    if (h && !why[0]) snprintf(why, why_len, "out of memory");
+    if (h) hub_free(h);
+    return NULL;
+}
+
+void hub_free(hub *h)
+{
+    if (!h) return;
+    if (h->store) hub_store_close(h->store);
+    hub_map_each(&h->root.kids, node_free_all, NULL);
+    hub_map_clear(&h->root.kids);
+    hub_map_each(&h->topics, topic_free, NULL);
+    hub_map_clear(&h->topics);
+    ax_free(h->rules);
+    ax_free(h);
+}

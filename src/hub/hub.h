@@ -1,0 +1,189 @@
+/* hub.h: the engine of `axon serve`: topics, subscriptions with MQTT
+ * wildcards, per-topic sequence numbers, bounded history with resume,
+ * presence, and per-subscriber output queues with a slow-consumer policy.
+ *
+ * The hub knows nothing of protocols.  A gateway makes a subscriber with a
+ * small vtable: `write` puts one message on the wire (returning whether
+ * the wire can take more now), and the hub keeps what the wire cannot take
+ * yet in the subscriber's queue, bounded by a budget, applying the policy
+ * when the budget is passed.  Messages are refcounted and immutable; each
+ * carries a cache of its encodings (one slot per gateway kind), so a
+ * message is encoded once per protocol and the same bytes are queued on
+ * every subscriber of that protocol.
+ *
+ * Everything runs on one loop; nothing here is thread-safe. */
+#ifndef AXON_HUB_H
+#define AXON_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <axon/axon.h>
+
+#define HUB_MAX_TOPIC 256  /* bytes in a topic name or filter */
+#define HUB_MAX_LEVELS 32  /* '/'-separated levels */
+#define HUB_MAX_NAME 64    /* bytes in a sender or presence name */
+#define HUB_ENC_SLOTS 6    /* encodings cached per message (one per gateway kind) */
+
+typedef struct hub hub;
+typedef struct hub_sub hub_sub;
+typedef struct hub_store hub_store;
+
+enum hub_msg_kind {
+    HUB_MSG = 0,   /* a published message */
+    HUB_JOIN = 1,  /* presence: `sender` joined the room `topic` */
+    HUB_LEAVE = 2, /* presence: `sender` left */
+    HUB_GAP = 3    /* resume: history no longer reaches back to what was asked */
+};
+
+/* A message; immutable once published.  `seq` counts per topic from 1. */
+typedef struct hub_msg {
+    uint32_t refs;
+    uint8_t kind;
+    uint64_t seq;
+    int64_t time_ms; /* server time, ms since the epoch */
+    char *topic;
+    char *sender;
+    char *payload;
+    size_t payload_len, topic_len, sender_len;
+    bool binary;                        /* not valid UTF-8 text */
+    ax_slice *enc[HUB_ENC_SLOTS];       /* encodings, made on first use */
+    struct hub_msg *next;               /* history list (hub.c) */
+} hub_msg;
+
+hub_msg *hub_msg_ref(hub_msg *m);
+void hub_msg_unref(hub_msg *m);
+/* The encoding for `slot`, made by `encode` the first time (NULL when it
+ * fails); the message keeps the slice, the caller borrows it. */
+ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_msg *m, void *ud),
+                           void *ud);
+
+/* What to do when a subscriber's queue passes its budget. */
+enum hub_policy {
+    HUB_DISCONNECT = 0,  /* close the subscriber (the default) */
+    HUB_DROP_OLDEST = 1, /* drop the oldest queued messages */
+    HUB_KEEP_LATEST = 2  /* keep only the newest queued message per topic */
+};
+
+/* History and delivery settings for topics matching `pattern` (a filter
+ * with wildcards); the first matching rule wins, the last is "#". */
+typedef struct hub_rule {
+    char pattern[HUB_MAX_TOPIC];
+    uint32_t history_count; /* messages kept per topic */
+    uint32_t history_age_s; /* 0: no age limit */
+    int policy;             /* enum hub_policy */
+} hub_rule;
+
+typedef struct hub_opts {
+    hub_rule *rules; /* copied */
+    int nrules;
+    size_t sub_budget;  /* bytes queued per subscriber before the policy applies; 0: 1 MiB */
+    size_t max_payload; /* 0: 1 MiB */
+    const char *data_dir; /* NULL: no store (memory only) */
+    int fsync_mode;       /* HUB_FSYNC_* */
+} hub_opts;
+
+enum { HUB_FSYNC_BATCH = 0, HUB_FSYNC_ALWAYS = 1, HUB_FSYNC_OFF = 2 };
+
+/* The gateway's side of a subscriber. */
+typedef struct hub_sub_ops {
+    /* Put `m` on the wire.  Return true when more may follow at once,
+     * false when the wire is full (the hub waits for hub_sub_writable()). */
+    bool (*write)(hub_sub *s, hub_msg *m, void *ud);
+    /* The policy closes the subscriber: the gateway closes its connection
+     * (and later calls hub_sub_free()).  `why` is a short sentence. */
+    void (*kick)(hub_sub *s, const char *why, void *ud);
+} hub_sub_ops;
+
+/* Counters for /metrics. */
+typedef struct hub_stats {
+    uint64_t published, delivered, dropped, kicked, subscribers, topics;
+    uint64_t store_writes, store_commits, store_errors;
+    uint64_t store_commit_us_total, store_commit_us_max;
+} hub_stats;
+
+/* Make a hub on `loop`; opens (and creates) the store in data_dir and
+ * loads each topic's sequence and recent history.  NULL with a sentence
+ * in `why` when the store cannot be opened. */
+hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len);
+/* Flush the store and free everything; subscribers must be freed first. */
+void hub_free(hub *h);
+ax_loop *hub_loop(const hub *h);
+
+/* Is `t` a valid topic name (no wildcards) / a valid filter? */
+bool hub_topic_valid(const char *t, size_t len);
+bool hub_filter_valid(const char *f, size_t len);
+/* Does filter `f` match topic `t` (MQTT rules: '+' one level, '#' the rest,
+ * topics starting with '$' are not matched by a leading wildcard)? */
+bool hub_filter_match(const char *f, const char *t);
+
+/* Publish.  Returns the message's sequence number (> 0), or 0 with *err
+ * (AX_EINVAL for a bad topic, AX_EMSGSIZE over max_payload, AX_ENOMEM).
+ * Every matching subscriber has it (delivered or queued) on return. */
+uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *payload,
+                     size_t len, int *err);
+
+/* A subscriber; `name` (may be NULL) is its presence name. */
+hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name);
+/* Unsubscribe everything (leave events for rooms it was present in) and
+ * drop its queue.  Safe inside ops->kick and inside ops->write. */
+void hub_sub_free(hub_sub *s);
+void *hub_sub_data(const hub_sub *s);
+const char *hub_sub_name(const hub_sub *s);
+/* Change the presence name (leave + join events in its rooms).  0 or
+ * AX_EINVAL. */
+int hub_sub_rename(hub_sub *s, const char *name);
+/* Subscribe to a filter.  `since` >= 0 (the last seq the client has seen;
+ * 0: none) asks for every retained message of each matching topic with
+ * seq > since first (for a wildcard filter the resume applies per topic),
+ * then live ones, with no gap and no duplicate; when the history no
+ * longer reaches back, a HUB_GAP message (seq: the oldest one kept) comes
+ * first.  `since` < 0: live messages only.  `present`: join the room's
+ * presence (exact topics, named subscribers).
+ * 0, AX_EINVAL (bad filter), AX_ENOMEM; subscribing twice to the same
+ * filter is 0 and changes nothing. */
+int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present);
+int hub_unsubscribe(hub_sub *s, const char *filter);
+/* The gateway's wire can take more: send what is queued. */
+void hub_sub_writable(hub_sub *s);
+size_t hub_sub_queued(const hub_sub *s);
+void hub_sub_set_budget(hub_sub *s, size_t bytes);
+
+/* History of one topic with seq > since, oldest first, at most `max`
+ * messages: calls `cb` for each (from memory, or from the store when
+ * memory does not reach back).  Returns the topic's last seq (0: no such
+ * topic).  *first_kept gets the oldest seq still available. */
+uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
+                     void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept);
+/* The topics that exist (have had a message), with their last seq. */
+void hub_topics(hub *h, void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud),
+                void *ud);
+/* The presence names in a room, each once. */
+void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
+const hub_stats *hub_stats_get(hub *h);
+
+/* ---- store.c: SQLite history ---------------------------------------------- */
+
+hub_store *hub_store_open(ax_loop *loop, const char *dir, int fsync_mode, char *why,
+                          size_t why_len);
+void hub_store_close(hub_store *st);
+/* Queue one message for the next batched commit (never blocks on disk). */
+void hub_store_put(hub_store *st, const hub_msg *m);
+/* Last seq of every topic: cb(topic, last_seq). */
+int hub_store_topics(hub_store *st, void (*cb)(const char *topic, uint64_t last, void *ud),
+                     void *ud);
+/* Messages of `topic` with seq > since, oldest first, at most max; each is
+ * made with refs 1 and handed to cb, which takes the reference. */
+int hub_store_range(hub_store *st, const char *topic, uint64_t since, size_t max,
+                    void (*cb)(hub_msg *m, void *ud), void *ud);
+/* Delete messages of `topic` with seq <= upto. */
+void hub_store_trim(hub_store *st, const char *topic, uint64_t upto);
+void hub_store_stats(hub_store *st, hub_stats *out);
+/* Commit what is queued now (tests, shutdown). */
+void hub_store_flush(hub_store *st);
+
+hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
+                      size_t len);
+
+#endif
