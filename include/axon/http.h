@@ -171,6 +171,12 @@ AX_API int ax_http_start(ax_http_req *r, int status, int64_t content_length);
  * code. */
 AX_API int ax_http_write(ax_http_req *r, const void *data, size_t len);
 
+/* Send `len` bytes of slice `sl` from `off` without copying them (the
+ * chunk framing around them is small copies): a body encoded once can go
+ * to many clients, as Server-Sent Events do.  Same returns as
+ * ax_http_write(). */
+AX_API int ax_http_write_slice(ax_http_req *r, ax_slice *sl, size_t off, size_t len);
+
 /* Finish the response (the final chunk when chunked).  After it, `r` is
  * gone; the connection reads the next request or closes. */
 AX_API int ax_http_end(ax_http_req *r);

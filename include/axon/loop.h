@@ -58,6 +58,10 @@ AX_API int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg), voi
  * process.  Only one loop per process can own the signals. */
 AX_API int ax_loop_handle_signals(ax_loop *loop, void (*cb)(ax_loop *loop, int signo));
 
+/* Run `cb` on the loop's thread when the process gets SIGHUP (servers
+ * reopen their log files then, as nginx and Redis do).  0 or a code. */
+AX_API int ax_loop_handle_reload(ax_loop *loop, void (*cb)(ax_loop *loop));
+
 /* A pointer the application keeps with the loop. */
 AX_API void ax_loop_set_data(ax_loop *loop, void *data);
 AX_API void *ax_loop_data(const ax_loop *loop);

@@ -11,6 +11,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"serve", cmd_serve, "the real-time hub: chat rooms and live topics for every client"},
     {"echo", cmd_echo, "echo server on tcp://, udp:// and unix:// URLs"},
     {"cat", cmd_cat, "netcat for every transport: connect, listen, relay, broker"},
     {"http", cmd_http, "serve a folder over HTTP/1.1 (static files, ranges, 304)"},

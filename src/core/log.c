@@ -10,6 +10,30 @@
 
 static ax_log_level min_level = AX_LOG_INFO;
 static int json;
+static FILE *out_file; /* NULL: stderr */
+static char out_path[1024];
+
+int ax_log_set_file(const char *path)
+{
+    FILE *f = NULL;
+    if (path && *path) {
+        f = fopen(path, "ae");
+        if (!f) return ax__err();
+        setvbuf(f, NULL, _IOLBF, 0);
+    }
+    if (out_file) fclose(out_file);
+    out_file = f;
+    snprintf(out_path, sizeof out_path, "%s", path ? path : "");
+    return 0;
+}
+
+int ax_log_reopen(void)
+{
+    if (!out_path[0]) return 0;
+    char path[sizeof out_path];
+    memcpy(path, out_path, sizeof path);
+    return ax_log_set_file(path);
+}
 
 void ax_log_set_level(ax_log_level level)
 {
@@ -59,12 +83,13 @@ void ax_log(ax_log_level level, const char *fmt, ...)
         gmtime_r(&tv.tv_sec, &tm);
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
         json_escape(esc, sizeof esc, msg);
-        fprintf(stderr, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n", ts,
+        fprintf(out_file ? out_file : stderr,
+                "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n", ts,
                 (int)(tv.tv_usec / 1000), names[level], (int)getpid(), esc);
     } else {
         localtime_r(&tv.tv_sec, &tm);
         strftime(ts, sizeof ts, "%d %b %Y %H:%M:%S", &tm);
-        fprintf(stderr, "%d:M %s.%03d %c %s\n", (int)getpid(), ts, (int)(tv.tv_usec / 1000),
-                marks[level], msg);
+        fprintf(out_file ? out_file : stderr, "%d:M %s.%03d %c %s\n", (int)getpid(), ts,
+                (int)(tv.tv_usec / 1000), marks[level], msg);
     }
 }

@@ -193,6 +193,9 @@ void ax__loop_wake(ax_loop *loop)
 }
 
 static volatile sig_atomic_t pending_signal;
+static volatile sig_atomic_t pending_hup;
+static ax_loop *hup_loop;
+static void (*hup_cb)(ax_loop *loop);
 static ax_loop *signal_loop;
 
 static void run_posts(ax_loop *loop)
@@ -217,12 +220,39 @@ static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents)
         pending_signal = 0;
         loop->signal_cb(loop, signo);
     }
+    if (pending_hup && loop == hup_loop && hup_cb) {
+        pending_hup = 0;
+        hup_cb(loop);
+    }
     run_posts(loop);
 }
 
 /* ---- signals ------------------------------------------------------------ */
 
 static volatile sig_atomic_t signal_count;
+
+static void on_hup(int signo)
+{
+    (void)signo;
+    pending_hup = 1;
+    if (hup_loop) {
+        uint64_t one = 1;
+        ssize_t r = write(hup_loop->wake_wfd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+int ax_loop_handle_reload(ax_loop *loop, void (*cb)(ax_loop *loop))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hup;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    hup_loop = loop;
+    hup_cb = cb;
+    return sigaction(SIGHUP, &sa, NULL) == -1 ? ax__err() : 0;
+}
 
 static void on_signal(int signo)
 {

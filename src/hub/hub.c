@@ -30,7 +30,7 @@ struct entry { /* one filter of one subscriber */
     node *n;
     entry *nprev, *nnext; /* the node's subscribers */
     entry *snext;         /* the subscriber's filters */
-    htopic *room;          /* presence joined through this filter */
+    htopic *room;         /* presence joined through this filter */
     char filter[];
 };
 
@@ -67,7 +67,7 @@ struct hub_sub {
     qnode *qhead, **qtail;
     size_t qbytes, budget;
     bool blocked, dead;
-    uint64_t stamp;
+    uint64_t stamp, id;
     hub_sub *grave_next;
 };
 
@@ -82,7 +82,7 @@ struct hub {
     hub_store *store;
     hub_stats st;
     int walking;
-    uint64_t stamp;
+    uint64_t stamp, next_id;
     hub_sub *grave;
 };
 
@@ -312,6 +312,7 @@ static void q_keep_latest(hub_sub *s, const hub_msg *m)
             hub_msg_unref(q->m);
             ax_free(q);
             s->h->st.dropped++;
+            s->h->st.dropped_latest++;
             continue;
         }
         p = &q->next;
@@ -335,6 +336,10 @@ static void over_budget(hub_sub *s, const hub_msg *m)
     while (s->qbytes > s->budget && s->qhead && s->qhead->next) {
         q_drop_head(s);
         h->st.dropped++;
+        if (policy == HUB_DROP_OLDEST)
+            h->st.dropped_oldest++;
+        else
+            h->st.dropped_latest++;
     }
 }
 
@@ -524,6 +529,7 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ud = ud;
     s->qtail = &s->qhead;
     s->budget = h->budget;
+    s->id = ++h->next_id;
     if (name) snprintf(s->name, sizeof s->name, "%s", name);
     h->st.subscribers++;
     return s;
@@ -532,6 +538,11 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
 void *hub_sub_data(const hub_sub *s)
 {
     return s->ud;
+}
+
+uint64_t hub_sub_id(const hub_sub *s)
+{
+    return s->id;
 }
 
 const char *hub_sub_name(const hub_sub *s)
@@ -687,6 +698,12 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
 uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *payload, size_t len,
                      int *err)
 {
+    return hub_publish_from(h, NULL, name, sender, payload, len, err);
+}
+
+uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const char *sender,
+                          const void *payload, size_t len, int *err)
+{
     size_t tl = strlen(name);
     if (!hub_topic_valid(name, tl)) {
         *err = AX_EINVAL;
@@ -705,6 +722,7 @@ uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *p
     m->seq = ++t->last_seq;
     m->time_ms = now_ms();
     m->binary = !is_utf8(payload, len);
+    m->origin = origin ? origin->id : 0;
     history_add(t, hub_msg_ref(m));
     history_trim(h, t, m->time_ms);
     if (h->store) hub_store_put(h->store, m);
@@ -745,7 +763,7 @@ static void topics_each(hub_map_ent *e, void *ud)
 {
     topics_ctx *c = ud;
     htopic *t = e->value;
-    if (!t->last_seq) return; /* a room nobody has written to yet */
+    if (!t->last_seq && !t->present.n) return; /* nobody has written or is there */
     node *n = node_path(c->h, t->name, false);
     size_t subs = 0;
     for (entry *x = n ? n->subs : NULL; x; x = x->nnext)

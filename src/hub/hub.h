@@ -21,10 +21,10 @@
 
 #include <axon/axon.h>
 
-#define HUB_MAX_TOPIC 256  /* bytes in a topic name or filter */
-#define HUB_MAX_LEVELS 32  /* '/'-separated levels */
-#define HUB_MAX_NAME 64    /* bytes in a sender or presence name */
-#define HUB_ENC_SLOTS 6    /* encodings cached per message (one per gateway kind) */
+#define HUB_MAX_TOPIC 256 /* bytes in a topic name or filter */
+#define HUB_MAX_LEVELS 32 /* '/'-separated levels */
+#define HUB_MAX_NAME 64   /* bytes in a sender or presence name */
+#define HUB_ENC_SLOTS 6   /* encodings cached per message (one per gateway kind) */
 
 typedef struct hub hub;
 typedef struct hub_sub hub_sub;
@@ -47,9 +47,10 @@ typedef struct hub_msg {
     char *sender;
     char *payload;
     size_t payload_len, topic_len, sender_len;
-    bool binary;                        /* not valid UTF-8 text */
-    ax_slice *enc[HUB_ENC_SLOTS];       /* encodings, made on first use */
-    struct hub_msg *next;               /* history list (hub.c) */
+    bool binary;                  /* not valid UTF-8 text */
+    uint64_t origin;              /* hub_sub_id() of the publisher, 0: none */
+    ax_slice *enc[HUB_ENC_SLOTS]; /* encodings, made on first use */
+    struct hub_msg *next;         /* history list (hub.c) */
 } hub_msg;
 
 hub_msg *hub_msg_ref(hub_msg *m);
@@ -78,8 +79,8 @@ typedef struct hub_rule {
 typedef struct hub_opts {
     hub_rule *rules; /* copied */
     int nrules;
-    size_t sub_budget;  /* bytes queued per subscriber before the policy applies; 0: 1 MiB */
-    size_t max_payload; /* 0: 1 MiB */
+    size_t sub_budget;    /* bytes queued per subscriber before the policy applies; 0: 1 MiB */
+    size_t max_payload;   /* 0: 1 MiB */
     const char *data_dir; /* NULL: no store (memory only) */
     int fsync_mode;       /* HUB_FSYNC_* */
 } hub_opts;
@@ -99,6 +100,7 @@ typedef struct hub_sub_ops {
 /* Counters for /metrics. */
 typedef struct hub_stats {
     uint64_t published, delivered, dropped, kicked, subscribers, topics;
+    uint64_t dropped_oldest, dropped_latest; /* dropped, by policy */
     uint64_t store_writes, store_commits, store_errors;
     uint64_t store_commit_us_total, store_commit_us_max;
 } hub_stats;
@@ -121,8 +123,12 @@ bool hub_filter_match(const char *f, const char *t);
 /* Publish.  Returns the message's sequence number (> 0), or 0 with *err
  * (AX_EINVAL for a bad topic, AX_EMSGSIZE over max_payload, AX_ENOMEM).
  * Every matching subscriber has it (delivered or queued) on return. */
-uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *payload,
-                     size_t len, int *err);
+uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *payload, size_t len,
+                     int *err);
+/* The same, marking the message as `origin`'s (gateways use it to leave a
+ * user's own lines out of what they echo back). */
+uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *topic, const char *sender,
+                          const void *payload, size_t len, int *err);
 
 /* A subscriber; `name` (may be NULL) is its presence name. */
 hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name);
@@ -130,6 +136,8 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
  * drop its queue.  Safe inside ops->kick and inside ops->write. */
 void hub_sub_free(hub_sub *s);
 void *hub_sub_data(const hub_sub *s);
+/* A number no other subscriber of this hub has had (never 0). */
+uint64_t hub_sub_id(const hub_sub *s);
 const char *hub_sub_name(const hub_sub *s);
 /* Change the presence name (leave + join events in its rooms).  0 or
  * AX_EINVAL. */

@@ -25,8 +25,8 @@
 
 typedef struct job {
     struct job *next;
-    hub_msg *m;      /* an insert, or */
-    uint64_t upto;   /* a trim of `topic` up to this seq */
+    hub_msg *m;    /* an insert, or */
+    uint64_t upto; /* a trim of `topic` up to this seq */
     char topic[];
 } job;
 
@@ -179,8 +179,7 @@ static int open_db(const char *path, sqlite3 **db, const char *sync, char *why, 
     return 0;
 }
 
-hub_store *hub_store_open(ax_loop *loop, const char *dir, int fsync_mode, char *why,
-                          size_t why_len)
+hub_store *hub_store_open(ax_loop *loop, const char *dir, int fsync_mode, char *why, size_t why_len)
 {
     (void)loop;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -200,9 +199,8 @@ hub_store *hub_store_open(ax_loop *loop, const char *dir, int fsync_mode, char *
     if (open_db(path, &st->wdb, sync, why, why_len) != 0 ||
         open_db(path, &st->rdb, sync, why, why_len) != 0)
         goto fail;
-    if (sqlite3_prepare_v2(st->wdb,
-                           "INSERT OR REPLACE INTO messages VALUES (?1, ?2, ?3, ?4, ?5)", -1,
-                           &st->ins, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(st->wdb, "INSERT OR REPLACE INTO messages VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &st->ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(st->wdb, "DELETE FROM messages WHERE topic = ?1 AND seq <= ?2", -1,
                            &st->trim, NULL) != SQLITE_OK) {
         snprintf(why, why_len, "cannot prepare statements: %s", sqlite3_errmsg(st->wdb));
@@ -243,7 +241,8 @@ void hub_store_close(hub_store *st)
     ax_free(st);
 }
 
-int hub_store_topics(hub_store *st, void (*cb)(const char *topic, uint64_t last, void *ud), void *ud)
+int hub_store_topics(hub_store *st, void (*cb)(const char *topic, uint64_t last, void *ud),
+                     void *ud)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(st->rdb, "SELECT topic, MAX(seq) FROM messages GROUP BY topic", -1, &q,

@@ -522,6 +522,27 @@ int ax_http_write(ax_http_req *r, const void *data, size_t len)
     return rc;
 }
 
+int ax_http_write_slice(ax_http_req *r, ax_slice *sl, size_t off, size_t len)
+{
+    if (!(r->flags & F_STARTED)) return AX_EINVAL;
+    if ((r->flags & F_NO_BODY) || len == 0) return 0;
+    if (off > ax_slice_len(sl) || len > ax_slice_len(sl) - off) return AX_EINVAL;
+    r->sent += len;
+    int rc = 0;
+    if (r->flags & F_CHUNKED) {
+        char line[24];
+        int n = snprintf(line, sizeof line, "%zx\r\n", len);
+        rc = out_write(r, line, (size_t)n);
+    }
+    if (rc >= 0) rc = batch_flush(r); /* what is batched goes first */
+    if (rc >= 0) rc = ax_conn_write_slice(r->conn, sl, off, len);
+    if (rc >= 0 && (r->flags & F_CHUNKED)) {
+        int rc2 = out_write(r, "\r\n", 2);
+        if (rc2 != 0) rc = rc2;
+    }
+    return rc;
+}
+
 static void next_request(ax_http_req *r)
 {
     ax_http_server *s = r->srv;

@@ -1,0 +1,498 @@
+/* serve.c: `axon serve`, the real-time hub: settings (a config file in the
+ * style of mosquitto and Redis, then flags over it), the gateways, signals
+ * (SIGTERM/SIGINT drain and stop, SIGHUP reopens the log file). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <axon/axon.h>
+
+#include "cli.h"
+#include "hub/serve.h"
+
+#define MAX_INCLUDE_DEPTH 8
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "Usage: axon serve [OPTIONS]\n\n"
+            "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
+            "over TCP), programs (HTTP API), browsers (Server-Sent Events) and devices\n"
+            "(UDP datagrams), with history, resume, presence and metrics.\n\n"
+            "Options (each overrides the same setting in the config file):\n"
+            "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
+            "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
+            "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
+            "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
+            "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
+            "                           keeps history in memory only\n"
+            "      --fsync MODE         always, batch (default) or off\n"
+            "      --history N          messages kept per topic; default 1000\n"
+            "      --log-format F       text (default) or json\n"
+            "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
+            "  -q, --quiet              do not print the addresses at start\n"
+            "  -h, --help               show this help\n\n"
+            "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
+            "Use 0.0.0.0 to reach the hub from other machines.\n\n"
+            "Examples:\n"
+            "  axon serve\n"
+            "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
+            "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
+            "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
+            "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
+            "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
+}
+
+/* ---- settings ------------------------------------------------------------------ */
+
+static void defaults(serve_cfg *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->http_url, sizeof c->http_url, "tcp://127.0.0.1:8080");
+    snprintf(c->line_url, sizeof c->line_url, "tcp://127.0.0.1:7000");
+    snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
+    snprintf(c->data_dir, sizeof c->data_dir, "./axon-data");
+    c->fsync_mode = HUB_FSYNC_BATCH;
+    c->sub_budget = 1u << 20;
+    c->max_payload = 1u << 20;
+    c->udp_lease_s = 60;
+    c->max_line = 4096;
+}
+
+/* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
+static int set_addr(char *dst, size_t cap, const char *scheme, const char *v, char *why,
+                    size_t why_len)
+{
+    if (strcmp(v, "off") == 0 || strcmp(v, "no") == 0) {
+        dst[0] = '\0';
+        return 0;
+    }
+    char url[SERVE_URL_LEN];
+    if (strstr(v, "://"))
+        snprintf(url, sizeof url, "%s", v);
+    else
+        snprintf(url, sizeof url, "%s://%s", scheme, v);
+    ax_url u;
+    if (ax_url_split(url, &u, why, why_len) != 0) return -1;
+    snprintf(dst, cap, "%s", url);
+    return 0;
+}
+
+static int parse_u64(const char *v, uint64_t max, uint64_t *out, char *why, size_t why_len)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v || *end || x > max || v[0] == '-') {
+        snprintf(why, why_len, "'%s' is not a number from 0 to %llu", v, (unsigned long long)max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static hub_rule *rule(serve_cfg *c, const char *pattern, char *why, size_t why_len)
+{
+    if (!hub_filter_valid(pattern, strlen(pattern))) {
+        snprintf(why, why_len, "'%s' is not a topic pattern", pattern);
+        return NULL;
+    }
+    for (int i = 0; i < c->nrules; i++)
+        if (strcmp(c->rules[i].pattern, pattern) == 0) return &c->rules[i];
+    if (c->nrules == SERVE_MAX_RULES) {
+        snprintf(why, why_len, "more than %d topic rules", SERVE_MAX_RULES);
+        return NULL;
+    }
+    hub_rule *r = &c->rules[c->nrules++];
+    snprintf(r->pattern, sizeof r->pattern, "%s", pattern);
+    r->history_count = UINT32_MAX; /* unset: the defaults fill it in */
+    r->history_age_s = UINT32_MAX;
+    r->policy = -1;
+    return r;
+}
+
+static int parse_policy(const char *v, int *out, char *why, size_t why_len)
+{
+    static const char *names[] = {"disconnect", "drop_oldest", "keep_latest"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    snprintf(why, why_len, "'%s' is not a policy (disconnect, drop_oldest, keep_latest)", v);
+    return -1;
+}
+
+typedef struct globals {
+    uint64_t history_count, history_age;
+    int policy;
+} globals;
+
+static int read_config(serve_cfg *c, globals *gl, const char *path, int depth);
+
+/* One `key value...` setting; 0, or -1 with a sentence in why. */
+static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char *file, int depth,
+                   char *why, size_t why_len)
+{
+    const char *k = argv[0], *v = argc > 1 ? argv[1] : "";
+    uint64_t n;
+#define WANT(cnt)                                                                                  \
+    do {                                                                                           \
+        if (argc != (cnt) + 1) {                                                                   \
+            snprintf(why, why_len, "'%s' takes %d value%s", k, (cnt), (cnt) == 1 ? "" : "s");      \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+    if (strcmp(k, "listen_http") == 0) {
+        WANT(1);
+        return set_addr(c->http_url, sizeof c->http_url, "tcp", v, why, why_len);
+    } else if (strcmp(k, "listen_line") == 0) {
+        WANT(1);
+        return set_addr(c->line_url, sizeof c->line_url, "tcp", v, why, why_len);
+    } else if (strcmp(k, "listen_udp") == 0) {
+        WANT(1);
+        return set_addr(c->udp_url, sizeof c->udp_url, "udp", v, why, why_len);
+    } else if (strcmp(k, "data_dir") == 0) {
+        WANT(1);
+        snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
+    } else if (strcmp(k, "fsync") == 0) {
+        WANT(1);
+        if (strcmp(v, "always") == 0)
+            c->fsync_mode = HUB_FSYNC_ALWAYS;
+        else if (strcmp(v, "batch") == 0)
+            c->fsync_mode = HUB_FSYNC_BATCH;
+        else if (strcmp(v, "off") == 0)
+            c->fsync_mode = HUB_FSYNC_OFF;
+        else {
+            snprintf(why, why_len, "fsync is always, batch or off, not '%s'", v);
+            return -1;
+        }
+    } else if (strcmp(k, "history_count") == 0) {
+        WANT(1);
+        return parse_u64(v, 1000000, &gl->history_count, why, why_len);
+    } else if (strcmp(k, "history_age") == 0) {
+        WANT(1);
+        return parse_u64(v, 100u * 365 * 86400, &gl->history_age, why, why_len);
+    } else if (strcmp(k, "slow_consumer") == 0 && argc == 2) {
+        return parse_policy(v, &gl->policy, why, why_len);
+    } else if (strcmp(k, "slow_consumer") == 0) {
+        WANT(2);
+        hub_rule *r = rule(c, argv[1], why, why_len);
+        return r ? parse_policy(argv[2], &r->policy, why, why_len) : -1;
+    } else if (strcmp(k, "history") == 0) {
+        if (argc != 3 && argc != 4) {
+            snprintf(why, why_len, "'history' takes a pattern, a count and maybe an age");
+            return -1;
+        }
+        hub_rule *r = rule(c, argv[1], why, why_len);
+        uint64_t cnt, age = 0;
+        if (!r || parse_u64(argv[2], 1000000, &cnt, why, why_len) ||
+            (argc == 4 && parse_u64(argv[3], 100u * 365 * 86400, &age, why, why_len)))
+            return -1;
+        r->history_count = (uint32_t)cnt;
+        r->history_age_s = argc == 4 ? (uint32_t)age : UINT32_MAX;
+    } else if (strcmp(k, "subscriber_budget") == 0) {
+        WANT(1);
+        if (parse_u64(v, 1u << 30, &n, why, why_len)) return -1;
+        c->sub_budget = n;
+    } else if (strcmp(k, "max_payload") == 0) {
+        WANT(1);
+        if (parse_u64(v, 64u << 20, &n, why, why_len)) return -1;
+        c->max_payload = n;
+    } else if (strcmp(k, "max_line") == 0) {
+        WANT(1);
+        if (parse_u64(v, 65536, &n, why, why_len)) return -1;
+        c->max_line = (uint32_t)(n < 16 ? 16 : n);
+    } else if (strcmp(k, "udp_lease") == 0) {
+        WANT(1);
+        if (parse_u64(v, 86400, &n, why, why_len)) return -1;
+        c->udp_lease_s = (uint32_t)(n ? n : 1);
+    } else if (strcmp(k, "log_format") == 0) {
+        WANT(1);
+        if (strcmp(v, "json") && strcmp(v, "text")) {
+            snprintf(why, why_len, "log_format is text or json, not '%s'", v);
+            return -1;
+        }
+        c->log_json = strcmp(v, "json") == 0;
+    } else if (strcmp(k, "log_file") == 0) {
+        WANT(1);
+        snprintf(c->log_file, sizeof c->log_file, "%s", v);
+    } else if (strcmp(k, "include") == 0) {
+        WANT(1);
+        char inc[1024];
+        const char *slash = strrchr(file, '/');
+        if (v[0] != '/' && slash) /* relative to the including file */
+            snprintf(inc, sizeof inc, "%.*s/%s", (int)(slash - file), file, v);
+        else
+            snprintf(inc, sizeof inc, "%s", v);
+        if (depth >= MAX_INCLUDE_DEPTH) {
+            snprintf(why, why_len, "includes nested deeper than %d", MAX_INCLUDE_DEPTH);
+            return -1;
+        }
+        if (read_config(c, gl, inc, depth + 1) != 0) {
+            why[0] = '\0'; /* the included file said what was wrong */
+            return -1;
+        }
+    } else {
+        snprintf(why, why_len, "unknown setting '%s'", k);
+        return -1;
+    }
+    return 0;
+#undef WANT
+}
+
+/* Split a line into words; "double quotes" keep spaces.  Returns the count. */
+static int split(char *line, char **argv, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (*p && n < max) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p || *p == '#') break;
+        if (*p == '"') {
+            argv[n++] = ++p;
+            while (*p && *p != '"')
+                p++;
+        } else {
+            argv[n++] = p;
+            while (*p && *p != ' ' && *p != '\t')
+                p++;
+        }
+        if (*p) *p++ = '\0';
+    }
+    return n;
+}
+
+static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], why[512];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        char *argv[8];
+        int argc = split(line, argv, 8);
+        if (argc == 0) continue;
+        why[0] = '\0';
+        if (setting(c, gl, argv, argc, path, depth, why, sizeof why) != 0) {
+            if (why[0]) fprintf(stderr, "axon serve: %s:%d: %s\n", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Fill unset rule fields from the global settings; add the "#" rule. */
+static void finish_rules(serve_cfg *c, const globals *gl)
+{
+    bool have_all = false;
+    for (int i = 0; i < c->nrules; i++) {
+        hub_rule *r = &c->rules[i];
+        if (r->history_count == UINT32_MAX) r->history_count = (uint32_t)gl->history_count;
+        if (r->history_age_s == UINT32_MAX) r->history_age_s = (uint32_t)gl->history_age;
+        if (r->policy < 0) r->policy = gl->policy;
+        have_all |= strcmp(r->pattern, "#") == 0;
+    }
+    if (!have_all && c->nrules < SERVE_MAX_RULES)
+        c->rules[c->nrules++] =
+            (hub_rule){"#", (uint32_t)gl->history_count, (uint32_t)gl->history_age, gl->policy};
+}
+
+/* ---- flags ------------------------------------------------------------------------ */
+
+static int parse_args(int argc, char **argv, serve_cfg *c)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},   {"http", required_argument, NULL, 'H'},
+        {"line", required_argument, NULL, 'L'},     {"udp", required_argument, NULL, 'U'},
+        {"data", required_argument, NULL, 'd'},     {"fsync", required_argument, NULL, 'F'},
+        {"history", required_argument, NULL, 'N'},  {"log-format", required_argument, NULL, 'j'},
+        {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const char *keys[128] = {
+        ['H'] = "listen_http", ['L'] = "listen_line", ['U'] = "listen_udp", ['d'] = "data_dir",
+        ['F'] = "fsync", ['N'] = "history_count", ['j'] = "log_format", ['o'] = "log_file"};
+    globals gl = {1000, 0, HUB_DISCONNECT};
+    const char *config = NULL;
+    int ch;
+    /* First pass: the config file; second: the flags over it. */
+    while ((ch = getopt_long(argc, argv, "c:d:qh", longopts, NULL)) != -1) {
+        if (ch == 'c') config = optarg;
+        if (ch == 'h') {
+            help(stdout);
+            return 1;
+        }
+        if (ch == '?') {
+            help(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "axon serve: unexpected argument '%s'\n\n", argv[optind]);
+        help(stderr);
+        return 2;
+    }
+    defaults(c);
+    if (config && read_config(c, &gl, config, 0) != 0) return 2;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:d:qh", longopts, NULL)) != -1) {
+        if (ch == 'q') {
+            c->quiet = true;
+            continue;
+        }
+        if (ch == 'c' || ch < 0 || ch >= 128 || !keys[ch]) continue;
+        char why[512] = "";
+        char *av[2] = {(char *)keys[ch], optarg};
+        if (setting(c, &gl, av, 2, "", 0, why, sizeof why) != 0) {
+            fprintf(stderr, "axon serve: --%s: %s\n", longopts[0].name ? keys[ch] : "", why);
+            return 2;
+        }
+    }
+    finish_rules(c, &gl);
+    return 0;
+}
+
+/* ---- running ------------------------------------------------------------------------ */
+
+static void on_signal(ax_loop *loop, int signo)
+{
+    ax_log(AX_LOG_INFO, "received %s, shutting down", signo == 2 ? "SIGINT" : "SIGTERM");
+    ax_loop_stop(loop);
+}
+
+static void on_hup(ax_loop *loop)
+{
+    (void)loop;
+    if (ax_log_reopen() != 0) fprintf(stderr, "axon serve: cannot reopen the log file\n");
+    ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
+}
+
+static int start(serve *sv, const serve_cfg *c)
+{
+    char why[512] = "", a[AX_ADDR_STRLEN];
+    if (c->line_url[0] && !(sv->line = gw_line_start(sv, c->line_url, why, sizeof why))) goto fail;
+    if (c->udp_url[0] && !(sv->udp = gw_udp_start(sv, c->udp_url, why, sizeof why))) goto fail;
+    if (c->http_url[0] && !(sv->http = gw_http_start(sv, c->http_url, why, sizeof why))) goto fail;
+    if (sv->http) {
+        gw_http_addr(sv->http, a, sizeof a);
+        ax_log(AX_LOG_INFO, "HTTP API, SSE and metrics on %s", a);
+    }
+    if (sv->line) ax_log(AX_LOG_INFO, "line chat on %s", gw_line_addr(sv->line, a, sizeof a));
+    if (sv->udp) ax_log(AX_LOG_INFO, "UDP datagrams on %s", gw_udp_addr(sv->udp, a, sizeof a));
+    return 0;
+fail:
+    ax_log(AX_LOG_ERROR, "%s", why);
+    fprintf(stderr, "axon serve: %s\n", why);
+    return -1;
+}
+
+/* host:port of a gateway's address, for the hints printed at start. */
+static const char *hostport(const char *url, char *buf, size_t len)
+{
+    const char *p = strstr(url, "://");
+    snprintf(buf, len, "%s", p ? p + 3 : url);
+    return buf;
+}
+
+static void hints(serve *sv)
+{
+    char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
+    if (sv->http) {
+        hostport(gw_http_addr(sv->http, a, sizeof a), hp, sizeof hp);
+        printf("axon serve: HTTP API      curl -d hello http://%s/api/publish/chat/lobby\n", hp);
+        printf("axon serve: live events   curl -N 'http://%s/sse?topic=chat/lobby'\n", hp);
+        printf("axon serve: metrics       http://%s/metrics\n", hp);
+    }
+    if (sv->line) {
+        hostport(gw_line_addr(sv->line, a, sizeof a), hp, sizeof hp);
+        char *colon = strrchr(hp, ':');
+        if (colon) *colon = ' ';
+        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n", hp);
+    }
+    if (sv->udp) {
+        hostport(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp);
+        char *colon = strrchr(hp, ':');
+        if (colon) *colon = ' ';
+        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n", hp);
+    }
+    printf("axon serve: Ctrl-C stops\n");
+    fflush(stdout);
+}
+
+static void shutdown_gateways(serve *sv)
+{
+    if (sv->line) {
+        gw_line_stop(sv->line);
+        uint64_t end = ax_loop_now(sv->loop) + 2000;
+        while (gw_line_count(sv->line) && ax_loop_now(sv->loop) < end)
+            ax_loop_run_once(sv->loop, 20);
+        gw_line_abort(sv->line);
+        while (gw_line_count(sv->line))
+            ax_loop_run_once(sv->loop, 10);
+        gw_line_free(sv->line);
+    }
+    gw_http_stop(sv->http);
+    gw_udp_stop(sv->udp);
+    for (int i = 0; i < 5; i++) /* let closes finish */
+        ax_loop_run_once(sv->loop, 0);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static serve_cfg cfg;
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (cfg.log_json) ax_log_set_json(1);
+    if (cfg.log_file[0] && ax_log_set_file(cfg.log_file) != 0) {
+        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file,
+                strerror(errno));
+        return 1;
+    }
+    int err = 0;
+    serve sv = {.cfg = &cfg, .started_ms = (int64_t)time(NULL) * 1000};
+    if (!(sv.loop = ax_loop_new(NULL, &err))) {
+        fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
+        return 1;
+    }
+    char why[512] = "";
+    hub_opts ho = {.rules = cfg.rules,
+                   .nrules = cfg.nrules,
+                   .sub_budget = cfg.sub_budget,
+                   .max_payload = cfg.max_payload,
+                   .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
+                   .fsync_mode = cfg.fsync_mode};
+    if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
+        fprintf(stderr, "axon serve: %s\n", why);
+        ax_loop_free(sv.loop);
+        return 1;
+    }
+    ax_log(AX_LOG_INFO, "axon %s serve starting (history: %s)", AXON_VERSION,
+           cfg.data_dir[0] ? cfg.data_dir : "memory only");
+    rc = 0;
+    if (start(&sv, &cfg) != 0) {
+        rc = 1;
+    } else {
+        ax_loop_handle_signals(sv.loop, on_signal);
+        ax_loop_handle_reload(sv.loop, on_hup);
+        if (!cfg.quiet) hints(&sv);
+        ax_log(AX_LOG_INFO, "ready to accept connections");
+        ax_loop_run(sv.loop);
+    }
+    shutdown_gateways(&sv);
+    hub_free(sv.hub);
+    ax_loop_free(sv.loop);
+    ax_log(AX_LOG_INFO, "stopped");
+    return rc;
+}

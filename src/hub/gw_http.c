@@ -1,0 +1,509 @@
+/* gw_http.c: the hub over HTTP: the API (publish, history, topics,
+ * presence), Server-Sent Events, Prometheus metrics.  docs/protocol.md
+ * has the wire formats.
+ *
+ * An SSE event is made once per message (ENC_SSE) and the same bytes are
+ * queued on every SSE client with ax_http_write_slice(). */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <axon/alloc.h>
+
+#include "serve.h"
+
+#define SSE_PING_MS 15000
+
+typedef struct sse_client sse_client;
+
+struct gw_http {
+    serve *sv;
+    ax_http_server *srv;
+    ax_listener *ls;
+    ax_timer *ping;
+    sse_client *sse; /* open event streams */
+};
+
+struct sse_client {
+    gw_http *g;
+    ax_http_req *r;
+    hub_sub *sub;
+    sse_client *prev, *next;
+    bool in_handler; /* the response head is still batched: copy, don't share */
+};
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode (and '+' as space when `plus`) into out; -1 when it does
+ * not fit or holds a NUL or a bad escape. */
+static int decode(const char *in, size_t n, char *out, size_t cap, bool plus)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hexval(in[i + 1]) : -1, lo = i + 2 < n ? hexval(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0) return -1;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus) {
+            c = ' ';
+        }
+        if (c == '\0' || o + 1 >= cap) return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/* The decoded value of query parameter `name` (the first one), or -1. */
+static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
+{
+    size_t ql, nl = strlen(name);
+    const char *q = ax_http_req_query(r, &ql);
+    const char *end = q + ql;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=')
+            return decode(q + nl + 1, (size_t)(stop - q - (long)nl - 1), out, cap, true);
+        if ((size_t)(stop - q) == nl && memcmp(q, name, nl) == 0) {
+            out[0] = '\0';
+            return 0;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return -1;
+}
+
+/* The rest of the path after `prefix`, decoded: a topic. */
+static int path_rest(ax_http_req *r, size_t prefix, char *out, size_t cap)
+{
+    size_t pl;
+    const char *p = ax_http_req_path(r, &pl);
+    if (pl <= prefix) return -1;
+    return decode(p + prefix, pl - prefix, out, cap, false);
+}
+
+static void reply_json(ax_http_req *r, int status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    ax_http_add_header(r, "Cache-Control", "no-store");
+    if (!s) {
+        ax_http_respond(r, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    size_t n = strlen(s);
+    s[n] = '\n';
+    ax_http_respond(r, status, "application/json", s, n + 1);
+    free(s);
+}
+
+static void reply_error(ax_http_req *r, int status, const char *why)
+{
+    reply_json(r, status, json_pack("{s:s}", "error", why));
+}
+
+static bool method_is(ax_http_req *r, const char *m, const char *allow)
+{
+    if (ax_http_req_is(r, m) || (strcmp(m, "GET") == 0 && ax_http_req_is(r, "HEAD")))
+        return true;
+    ax_http_add_header(r, "Allow", allow);
+    reply_error(r, 405, "method not allowed");
+    return false;
+}
+
+/* ---- the API -------------------------------------------------------------------------- */
+
+static void api_publish(ax_http_req *r, void *ud)
+{
+    gw_http *g = ud;
+    char topic[HUB_MAX_TOPIC + 1], sender[HUB_MAX_NAME + 1];
+    if (!method_is(r, "POST", "POST")) return;
+    if (path_rest(r, strlen("/api/publish/"), topic, sizeof topic) <= 0) {
+        reply_error(r, 400, "no topic: POST /api/publish/<topic>");
+        return;
+    }
+    size_t hl, bl;
+    const char *h = ax_http_req_header(r, "X-Sender", &hl);
+    if (query_get(r, "sender", sender, sizeof sender) < 1) {
+        if (h && hl && hl <= HUB_MAX_NAME)
+            snprintf(sender, sizeof sender, "%.*s", (int)hl, h);
+        else
+            snprintf(sender, sizeof sender, "http");
+    }
+    const char *body = ax_http_req_body(r, &bl);
+    int err = 0;
+    g->sv->gw[GW_HTTP].msgs_in++;
+    uint64_t seq = hub_publish(g->sv->hub, topic, sender, body ? body : "", bl, &err);
+    if (!seq) {
+        reply_error(r, err == AX_EMSGSIZE ? 413 : 400,
+                    err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+        return;
+    }
+    reply_json(r, 200, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
+}
+
+static void history_add_json(hub_msg *m, void *ud)
+{
+    size_t n;
+    char *s = serve_msg_json(m, &n);
+    json_t *j = s ? json_loadb(s, n, 0, NULL) : NULL;
+    free(s);
+    if (j) json_array_append_new(ud, j);
+}
+
+static void api_history(ax_http_req *r, void *ud)
+{
+    gw_http *g = ud;
+    char topic[HUB_MAX_TOPIC + 1], v[32];
+    if (!method_is(r, "GET", "GET, HEAD")) return;
+    if (path_rest(r, strlen("/api/history/"), topic, sizeof topic) <= 0) {
+        reply_error(r, 400, "no topic: GET /api/history/<topic>?since=N");
+        return;
+    }
+    uint64_t since = query_get(r, "since", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 0;
+    size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
+    if (limit == 0 || limit > 10000) limit = 10000;
+    json_t *msgs = json_array();
+    uint64_t first = 0;
+    uint64_t last = hub_history(g->sv->hub, topic, since, limit, history_add_json, msgs, &first);
+    json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:o}", "topic", topic, "last_seq", (json_int_t)last,
+                          "first_seq", (json_int_t)first, "gap", since + 1 < first && since < last,
+                          "messages", msgs);
+    reply_json(r, last ? 200 : 404, o);
+}
+
+static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
+{
+    json_array_append_new(ud, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
+                                        (json_int_t)last, "subscribers", (json_int_t)subs));
+}
+
+static void api_topics(ax_http_req *r, void *ud)
+{
+    gw_http *g = ud;
+    if (!method_is(r, "GET", "GET, HEAD")) return;
+    json_t *a = json_array();
+    hub_topics(g->sv->hub, topic_json, a);
+    reply_json(r, 200, json_pack("{s:o}", "topics", a));
+}
+
+static void name_json(const char *name, void *ud)
+{
+    json_array_append_new(ud, json_string(name));
+}
+
+static void api_presence(ax_http_req *r, void *ud)
+{
+    gw_http *g = ud;
+    char room[HUB_MAX_TOPIC + 1], topic[HUB_MAX_TOPIC + 8];
+    if (!method_is(r, "GET", "GET, HEAD")) return;
+    if (path_rest(r, strlen("/api/presence/"), room, sizeof room) <= 0) {
+        reply_error(r, 400, "no room: GET /api/presence/<room>");
+        return;
+    }
+    /* a bare room name is a chat room; a name with '/' is any topic */
+    snprintf(topic, sizeof topic, "%s%s", strchr(room, '/') ? "" : "chat/", room);
+    json_t *a = json_array();
+    hub_presence(g->sv->hub, topic, name_json, a);
+    reply_json(r, 200, json_pack("{s:s,s:s,s:o}", "room", room, "topic", topic, "names", a));
+}
+
+/* ---- Server-Sent Events ---------------------------------------------------------------- */
+
+static ax_slice *encode_sse(const hub_msg *m, void *ud)
+{
+    static const char *events[] = {"message", "join", "leave", "gap"};
+    (void)ud;
+    size_t n;
+    char *j = serve_msg_json(m, &n);
+    if (!j) return NULL;
+    ax_slice *s = ax_slice_new(n + 64);
+    if (s) {
+        int k;
+        if (m->kind == HUB_MSG)
+            k = sprintf(ax_slice_data(s), "id: %llu\nevent: message\ndata: %s\n\n",
+                        (unsigned long long)m->seq, j);
+        else
+            k = sprintf(ax_slice_data(s), "event: %s\ndata: %s\n\n", events[m->kind & 3], j);
+        ax_slice_truncate(s, (size_t)k);
+    }
+    free(j);
+    return s;
+}
+
+static bool sse_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    sse_client *c = ud;
+    (void)s;
+    ax_slice *sl = hub_msg_encoding(m, ENC_SSE, encode_sse, NULL);
+    if (!sl) return true;
+    gw_stats *st = &c->g->sv->gw[GW_SSE];
+    st->msgs_out++;
+    st->bytes_out += ax_slice_len(sl);
+    int rc = c->in_handler ? ax_http_write(c->r, ax_slice_data(sl), ax_slice_len(sl))
+                           : ax_http_write_slice(c->r, sl, 0, ax_slice_len(sl));
+    return rc == 0;
+}
+
+static void sse_kick(hub_sub *s, const char *why, void *ud)
+{
+    sse_client *c = ud;
+    (void)s;
+    ax_log(AX_LOG_WARN, "sse client disconnected: %s", why);
+    ax_conn_abort(ax_http_req_conn(c->r), AX_EOUTPUTCAP);
+}
+
+static const hub_sub_ops sse_ops = {sse_write, sse_kick};
+
+static void sse_drain(ax_http_req *r, void *ud)
+{
+    sse_client *c = ud;
+    (void)r;
+    hub_sub_writable(c->sub);
+}
+
+static void sse_abort(ax_http_req *r, void *ud)
+{
+    sse_client *c = ud;
+    (void)r;
+    gw_http *g = c->g;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->sse = c->next;
+    if (c->next) c->next->prev = c->prev;
+    g->sv->gw[GW_SSE].conns--;
+    hub_sub_free(c->sub);
+    ax_free(c);
+}
+
+static void sse(ax_http_req *r, void *ud)
+{
+    gw_http *g = ud;
+    char filter[HUB_MAX_TOPIC + 1], v[32];
+    if (!method_is(r, "GET", "GET")) return;
+    if (query_get(r, "topic", filter, sizeof filter) < 1 ||
+        !hub_filter_valid(filter, strlen(filter))) {
+        reply_error(r, 400, "GET /sse?topic=<topic or filter>[&since=N]");
+        return;
+    }
+    int64_t since = -1;
+    size_t ll;
+    const char *last = ax_http_req_header(r, "Last-Event-ID", &ll);
+    if (last && ll && ll < 21)
+        since = strtoll(last, NULL, 10);
+    else if (query_get(r, "since", v, sizeof v) > 0)
+        since = strtoll(v, NULL, 10);
+    sse_client *c = ax_calloc(1, sizeof(*c));
+    if (c) c->sub = hub_sub_new(g->sv->hub, &sse_ops, c, NULL);
+    if (!c || !c->sub) {
+        ax_free(c);
+        reply_error(r, 503, "out of memory");
+        return;
+    }
+    c->g = g;
+    c->r = r;
+    c->next = g->sse;
+    if (g->sse) g->sse->prev = c;
+    g->sse = c;
+    g->sv->gw[GW_SSE].conns++;
+    g->sv->gw[GW_SSE].accepted++;
+    ax_http_add_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+    ax_http_add_header(r, "Cache-Control", "no-cache");
+    ax_http_add_header(r, "X-Accel-Buffering", "no");
+    ax_http_on_drain(r, sse_drain, c);
+    ax_http_on_abort(r, sse_abort, c);
+    ax_http_start(r, 200, -1);
+    ax_http_write(r, "retry: 2000\n\n", 13);
+    c->in_handler = true;
+    if (hub_subscribe(c->sub, filter, since, false) != 0) ax_http_write(r, ": bad filter\n\n", 14);
+    c->in_handler = false;
+}
+
+static void sse_ping(ax_timer *t, void *ud)
+{
+    gw_http *g = ud;
+    (void)t;
+    for (sse_client *c = g->sse; c; c = c->next)
+        ax_http_write(c->r, ": ping\n\n", 8);
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+typedef struct mbuf {
+    char *p;
+    size_t len, cap;
+} mbuf;
+
+static void mprintf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void mprintf(mbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = ax_realloc(b->p, cap);
+        if (!p) return;
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void metric_family(mbuf *b, const char *name, const char *type, const char *help)
+{
+    mprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics(ax_http_req *r, void *ud)
+{
+    static const char *names[GW_COUNT] = {"line", "udp", "http", "sse", "websocket"};
+    gw_http *g = ud;
+    serve *sv = g->sv;
+    const hub_stats *hs = hub_stats_get(sv->hub);
+    mbuf b = {ax_malloc(4096), 0, 4096};
+    if (!b.p) {
+        ax_http_respond(r, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    struct {
+        const char *name, *type, *help;
+        size_t off;
+    } per_gw[] = {
+        {"axon_connections", "gauge", "Open connections (UDP: subscribing addresses).",
+         offsetof(gw_stats, conns)},
+        {"axon_connections_accepted_total", "counter", "Connections accepted since start.",
+         offsetof(gw_stats, accepted)},
+        {"axon_messages_in_total", "counter", "Messages received from clients.",
+         offsetof(gw_stats, msgs_in)},
+        {"axon_messages_out_total", "counter", "Messages sent to clients.",
+         offsetof(gw_stats, msgs_out)},
+        {"axon_bytes_in_total", "counter", "Bytes received.", offsetof(gw_stats, bytes_in)},
+        {"axon_bytes_out_total", "counter", "Bytes sent.", offsetof(gw_stats, bytes_out)},
+        {"axon_errors_total", "counter", "Requests refused as malformed or failed sends.",
+         offsetof(gw_stats, errors)},
+    };
+    for (size_t i = 0; i < sizeof per_gw / sizeof per_gw[0]; i++) {
+        metric_family(&b, per_gw[i].name, per_gw[i].type, per_gw[i].help);
+        for (int k = 0; k < GW_COUNT; k++)
+            mprintf(&b, "%s{gateway=\"%s\"} %llu\n", per_gw[i].name, names[k],
+                    (unsigned long long)*(const uint64_t *)(const void *)((const char *)&sv->gw[k] +
+                                                                         per_gw[i].off));
+    }
+    metric_family(&b, "axon_hub_published_total", "counter", "Messages published.");
+    mprintf(&b, "axon_hub_published_total %llu\n", (unsigned long long)hs->published);
+    metric_family(&b, "axon_hub_delivered_total", "counter", "Messages handed to subscribers.");
+    mprintf(&b, "axon_hub_delivered_total %llu\n", (unsigned long long)hs->delivered);
+    metric_family(&b, "axon_hub_dropped_total", "counter",
+                  "Messages dropped for slow subscribers, by policy.");
+    mprintf(&b, "axon_hub_dropped_total{policy=\"drop_oldest\"} %llu\n",
+            (unsigned long long)hs->dropped_oldest);
+    mprintf(&b, "axon_hub_dropped_total{policy=\"keep_latest\"} %llu\n",
+            (unsigned long long)hs->dropped_latest);
+    metric_family(&b, "axon_hub_disconnects_total", "counter",
+                  "Slow subscribers disconnected, by policy.");
+    mprintf(&b, "axon_hub_disconnects_total{policy=\"disconnect\"} %llu\n",
+            (unsigned long long)hs->kicked);
+    metric_family(&b, "axon_hub_subscribers", "gauge", "Subscribers now.");
+    mprintf(&b, "axon_hub_subscribers %llu\n", (unsigned long long)hs->subscribers);
+    metric_family(&b, "axon_hub_topics", "gauge", "Topics and rooms known.");
+    mprintf(&b, "axon_hub_topics %llu\n", (unsigned long long)hs->topics);
+    metric_family(&b, "axon_store_writes_total", "counter", "Messages written to the store.");
+    mprintf(&b, "axon_store_writes_total %llu\n", (unsigned long long)hs->store_writes);
+    metric_family(&b, "axon_store_errors_total", "counter", "Failed store operations.");
+    mprintf(&b, "axon_store_errors_total %llu\n", (unsigned long long)hs->store_errors);
+    metric_family(&b, "axon_store_commit_seconds", "summary", "Time per batched commit.");
+    mprintf(&b, "axon_store_commit_seconds_sum %.6f\naxon_store_commit_seconds_count %llu\n",
+            (double)hs->store_commit_us_total / 1e6, (unsigned long long)hs->store_commits);
+    metric_family(&b, "axon_store_commit_seconds_max", "gauge", "Longest commit since start.");
+    mprintf(&b, "axon_store_commit_seconds_max %.6f\n", (double)hs->store_commit_us_max / 1e6);
+    metric_family(&b, "axon_uptime_seconds", "gauge", "Seconds since start.");
+    mprintf(&b, "axon_uptime_seconds %lld\n",
+            (long long)((int64_t)time(NULL) - sv->started_ms / 1000));
+    ax_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+    ax_free(b.p);
+}
+
+static void healthz(ax_http_req *r, void *ud)
+{
+    (void)ud;
+    ax_http_respond(r, 200, "text/plain", "ok\n", 3);
+}
+
+/* ---- the gateway ---------------------------------------------------------------------- */
+
+gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    gw_http *g = ax_calloc(1, sizeof(*g));
+    int err = 0;
+    if (!g) goto fail;
+    g->sv = sv;
+    ax_http_opts ho = {.max_body = sv->cfg->max_payload};
+    g->srv = ax_http_server_new(sv->loop, &ho, &err);
+    g->ping = g->srv ? ax_timer_new(sv->loop, sse_ping, g) : NULL;
+    if (!g->ping) goto fail;
+    struct {
+        const char *method, *prefix;
+        ax_http_handler h;
+    } routes[] = {
+        {NULL, "/api/publish", api_publish}, {NULL, "/api/history", api_history},
+        {NULL, "/api/topics", api_topics},   {NULL, "/api/presence", api_presence},
+        {NULL, "/sse", sse},                 {"GET", "/metrics", metrics},
+        {"GET", "/healthz", healthz},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if ((err = ax_http_route(g->srv, routes[i].method, routes[i].prefix, routes[i].h, g)))
+            goto fail;
+    g->ls = ax_http_listen(g->srv, url, NULL, &err);
+    if (!g->ls) goto fail;
+    ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);
+    return g;
+fail:
+    snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err ? err : AX_ENOMEM));
+    if (g) {
+        ax_timer_free(g->ping);
+        if (g->srv) ax_http_server_free(g->srv);
+        ax_free(g);
+    }
+    return NULL;
+}
+
+ax_http_server *gw_http_server(gw_http *g)
+{
+    return g->srv;
+}
+
+const char *gw_http_addr(gw_http *g, char *buf, size_t len)
+{
+    return ax_addr_format(ax_listener_addr(g->ls), buf, len);
+}
+
+void gw_http_stop(gw_http *g)
+{
+    if (!g) return;
+    ax_timer_free(g->ping);
+    ax_http_server_free(g->srv); /* SSE clients' abort callbacks free them */
+    ax_free(g);
+}

@@ -1,0 +1,424 @@
+/* gw_line.c: line chat over TCP, for netcat and telnet users.
+ *
+ * The first line is the user's name; the user starts in room `lobby`.
+ * Every other line is a message to the current room (the topic
+ * chat/<room>), or a command: /join /nick /who /rooms /me /history /quit
+ * /help.  Messages from every gateway arrive as `[room] name: text`.
+ * A message's line is made once and the same bytes are queued on every
+ * line client (ENC_LINE). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/alloc.h>
+
+#include "serve.h"
+
+#define ROOM_MAX 64
+#define NAME_MAX_LEN 32
+#define LINE_MAX_CAP 65536 /* the largest max_line setting */
+
+/* Both start with `kind`: an accepted connection's user data is the
+ * gateway until on_open gives it its own. */
+enum { K_GATEWAY = 1, K_CONN = 2 };
+
+typedef struct line_conn line_conn;
+
+struct gw_line {
+    int kind;
+    serve *sv;
+    ax_listener *ls;
+    line_conn *conns;
+};
+
+struct line_conn {
+    int kind;
+    line_conn *prev, *next;
+    gw_line *g;
+    ax_conn *c;
+    hub_sub *sub;
+    char room[ROOM_MAX + 1];
+    bool discarding; /* inside a line that was too long */
+};
+
+static const char *HELP = "* commands:\n"
+                          "*   /join ROOM      go to another room (made when first used)\n"
+                          "*   /nick NAME      change your name\n"
+                          "*   /who            who is in this room\n"
+                          "*   /rooms          the rooms and how many are in each\n"
+                          "*   /me ACTION      say what you do (* you waves)\n"
+                          "*   /history [N]    the last N messages of this room (default 20)\n"
+                          "*   /quit           leave\n"
+                          "*   //text          a message that starts with /\n";
+
+static void say(line_conn *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(line_conn *lc, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    if (ax_conn_write(lc->c, buf, (size_t)n) >= 0) lc->g->sv->gw[GW_LINE].bytes_out += (size_t)n;
+}
+
+static bool name_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- rendering ----------------------------------------------------------------- */
+
+/* Text for a line: control bytes (a newline from another gateway) become
+ * spaces, so one message is one line. */
+static size_t put_text(char *out, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        out[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    return n;
+}
+
+static ax_slice *encode_line(const hub_msg *m, void *ud)
+{
+    (void)ud;
+    const char *room = serve_room_of(m->topic);
+    const char *where = room ? room : m->topic;
+    const char *who = m->sender_len ? m->sender : "?";
+    ax_slice *s = ax_slice_new(strlen(where) + m->sender_len + m->payload_len + 64);
+    if (!s) return NULL;
+    char *o = ax_slice_data(s);
+    int n;
+    if (m->kind == HUB_JOIN || m->kind == HUB_LEAVE) {
+        n = sprintf(o, "* %s %s %s\n", who, m->kind == HUB_JOIN ? "joined" : "left", where);
+    } else if (m->binary) {
+        n = sprintf(o, "[%s] %s: <%zu bytes of binary data>\n", where, who, m->payload_len);
+    } else if (m->payload_len > 4 && memcmp(m->payload, "/me ", 4) == 0) {
+        n = sprintf(o, "[%s] * %s ", where, who);
+        n += (int)put_text(o + n, m->payload + 4, m->payload_len - 4);
+        o[n++] = '\n';
+    } else {
+        n = sprintf(o, "[%s] %s: ", where, who);
+        n += (int)put_text(o + n, m->payload, m->payload_len);
+        o[n++] = '\n';
+    }
+    ax_slice_truncate(s, (size_t)n);
+    return s;
+}
+
+static bool line_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    line_conn *lc = ud;
+    if (m->kind == HUB_GAP || (m->kind == HUB_MSG && m->origin == hub_sub_id(s))) return true;
+    ax_slice *sl = hub_msg_encoding(m, ENC_LINE, encode_line, NULL);
+    if (!sl) return true;
+    int rc = ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl));
+    gw_stats *st = &lc->g->sv->gw[GW_LINE];
+    st->msgs_out++;
+    st->bytes_out += ax_slice_len(sl);
+    return rc == 0;
+}
+
+static void line_kick(hub_sub *s, const char *why, void *ud)
+{
+    line_conn *lc = ud;
+    (void)s;
+    char peer[AX_ADDR_STRLEN] = "?";
+    ax_addr a;
+    if (ax_conn_peer(lc->c, &a) == 0) ax_addr_format(&a, peer, sizeof peer);
+    ax_log(AX_LOG_WARN, "line %s (%s): disconnected: %s", peer, hub_sub_name(s), why);
+    ax_conn_abort(lc->c, AX_EOUTPUTCAP);
+}
+
+static const hub_sub_ops line_ops = {line_write, line_kick};
+
+/* ---- commands ---------------------------------------------------------------------- */
+
+static void list_name(const char *name, void *ud)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    if (n + strlen(name) + 3 < 900) snprintf(out + n, 900 - n, "%s%s", n ? ", " : "", name);
+}
+
+static void who(line_conn *lc)
+{
+    char topic[ROOM_MAX + 8], names[900] = "";
+    snprintf(topic, sizeof topic, "chat/%s", lc->room);
+    hub_presence(lc->g->sv->hub, topic, list_name, names);
+    say(lc, "* in %s: %s\n", lc->room, names[0] ? names : "nobody");
+}
+
+static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
+{
+    (void)last;
+    const char *room = serve_room_of(topic);
+    char *out = ud;
+    size_t n = strlen(out);
+    if (room && !strchr(room, '/') && n + strlen(room) + 24 < 900)
+        snprintf(out + n, 900 - n, "%s%s (%zu)", n ? ", " : "", room, subs);
+}
+
+static void show_history(hub_msg *m, void *ud)
+{
+    line_conn *lc = ud;
+    ax_slice *sl = hub_msg_encoding(m, ENC_LINE, encode_line, NULL);
+    if (sl) ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl));
+}
+
+static int join(line_conn *lc, const char *room)
+{
+    char topic[ROOM_MAX + 8];
+    if (!name_ok(room, ROOM_MAX)) {
+        say(lc, "* a room name is 1 to %d letters, digits, '_', '-' or '.'\n", ROOM_MAX);
+        return -1;
+    }
+    if (lc->room[0]) {
+        snprintf(topic, sizeof topic, "chat/%s", lc->room);
+        hub_unsubscribe(lc->sub, topic);
+    }
+    snprintf(lc->room, sizeof lc->room, "%s", room);
+    snprintf(topic, sizeof topic, "chat/%s", room);
+    if (hub_subscribe(lc->sub, topic, -1, true) != 0) {
+        say(lc, "* cannot join %s\n", room);
+        return -1;
+    }
+    return 0;
+}
+
+static void command(line_conn *lc, char *line)
+{
+    char *arg = strchr(line, ' ');
+    if (arg) {
+        *arg++ = '\0';
+        while (*arg == ' ')
+            arg++;
+    }
+    hub *h = lc->g->sv->hub;
+    if (strcmp(line, "/join") == 0 && arg && *arg) {
+        join(lc, arg);
+    } else if (strcmp(line, "/nick") == 0 && arg && *arg) {
+        if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0)
+            say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'\n", NAME_MAX_LEN);
+        else
+            say(lc, "* you are now %s\n", arg);
+    } else if (strcmp(line, "/who") == 0) {
+        who(lc);
+    } else if (strcmp(line, "/rooms") == 0) {
+        char rooms[900] = "";
+        hub_topics(h, list_room, rooms);
+        say(lc, "* rooms: %s\n", rooms[0] ? rooms : "none yet");
+    } else if (strcmp(line, "/history") == 0) {
+        long n = arg && *arg ? strtol(arg, NULL, 10) : 20;
+        char topic[ROOM_MAX + 8];
+        snprintf(topic, sizeof topic, "chat/%s", lc->room);
+        say(lc, "* the last messages of %s:\n", lc->room);
+        hub_history(h, topic, 0, n > 0 && n <= 1000 ? (size_t)n : 20, show_history, lc, NULL);
+        say(lc, "* end of history\n");
+    } else if (strcmp(line, "/quit") == 0) {
+        say(lc, "* bye\n");
+        ax_conn_close(lc->c);
+    } else if (strcmp(line, "/help") == 0) {
+        say(lc, "%s", HELP);
+    } else {
+        say(lc, "* unknown command %s (try /help)\n", line);
+    }
+}
+
+static void publish(line_conn *lc, const char *text, size_t n)
+{
+    char topic[ROOM_MAX + 8];
+    int err = 0;
+    snprintf(topic, sizeof topic, "chat/%s", lc->room);
+    serve *sv = lc->g->sv;
+    sv->gw[GW_LINE].msgs_in++;
+    if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
+        say(lc, "* not sent: %s\n", ax_strerror(err));
+}
+
+static void greet(line_conn *lc, const char *name)
+{
+    if (!name_ok(name, NAME_MAX_LEN)) {
+        say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'; your name?\n",
+            NAME_MAX_LEN);
+        return;
+    }
+    lc->sub = hub_sub_new(lc->g->sv->hub, &line_ops, lc, name);
+    if (!lc->sub) {
+        ax_conn_abort(lc->c, AX_ENOMEM);
+        return;
+    }
+    say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
+    if (join(lc, "lobby") == 0) who(lc);
+}
+
+static void one_line(line_conn *lc, char *line, size_t n)
+{
+    if (n && line[n - 1] == '\r') line[--n] = '\0';
+    if (!lc->sub) {
+        greet(lc, line);
+    } else if (n >= 2 && line[0] == '/' && line[1] == '/') {
+        publish(lc, line + 1, n - 1);
+    } else if (n && line[0] == '/') {
+        if (strncmp(line, "/me ", 4) == 0)
+            publish(lc, line, n);
+        else
+            command(lc, line);
+    } else if (n) {
+        publish(lc, line, n);
+    }
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static size_t on_data(ax_conn *c, const char *data, size_t len)
+{
+    line_conn *lc = ax_conn_data(c);
+    serve *sv = lc->g->sv;
+    static char buf[LINE_MAX_CAP + 1]; /* one loop: one line at a time */
+    size_t max = sv->cfg->max_line, off = 0;
+    while (off < len) {
+        const char *nl = memchr(data + off, '\n', len - off);
+        if (!nl) break;
+        size_t n = (size_t)(nl - (data + off));
+        if (lc->discarding) {
+            lc->discarding = false;
+        } else if (n > max) {
+            say(lc, "* line too long (at most %zu bytes); dropped\n", max);
+        } else {
+            memcpy(buf, data + off, n);
+            buf[n] = '\0';
+            one_line(lc, buf, n);
+        }
+        off += n + 1;
+        if (ax_conn_paused(c)) break;
+    }
+    if (len - off > max) { /* a line longer than the limit: drop it */
+        say(lc, "* line too long (at most %zu bytes); dropped\n", max);
+        lc->discarding = true;
+        off = len;
+    }
+    sv->gw[GW_LINE].bytes_in += off;
+    return off;
+}
+
+static void on_open(ax_conn *c)
+{
+    gw_line *g = ax_conn_data(c);
+    line_conn *lc = ax_calloc(1, sizeof(*lc));
+    if (!lc) {
+        ax_conn_set_data(c, NULL);
+        ax_conn_abort(c, AX_ENOMEM);
+        return;
+    }
+    lc->kind = K_CONN;
+    lc->g = g;
+    lc->c = c;
+    lc->next = g->conns;
+    if (g->conns) g->conns->prev = lc;
+    g->conns = lc;
+    ax_conn_set_data(c, lc);
+    g->sv->gw[GW_LINE].conns++;
+    g->sv->gw[GW_LINE].accepted++;
+    say(lc, "Welcome to axon chat. What is your name?\n");
+}
+
+static void on_drain(ax_conn *c)
+{
+    line_conn *lc = ax_conn_data(c);
+    if (lc && lc->sub) hub_sub_writable(lc->sub);
+}
+
+static void on_end(ax_conn *c)
+{
+    ax_conn_close(c);
+}
+
+static void on_close(ax_conn *c, int reason)
+{
+    line_conn *lc = ax_conn_data(c);
+    (void)reason;
+    if (!lc || lc->kind != K_CONN) return; /* never opened */
+    if (lc->prev)
+        lc->prev->next = lc->next;
+    else
+        lc->g->conns = lc->next;
+    if (lc->next) lc->next->prev = lc->prev;
+    lc->g->sv->gw[GW_LINE].conns--;
+    hub_sub_free(lc->sub);
+    ax_free(lc);
+}
+
+static const ax_conn_cbs line_cbs = {
+    .on_open = on_open, .on_data = on_data, .on_drain = on_drain, .on_end = on_end,
+    .on_close = on_close};
+
+gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    gw_line *g = ax_calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    g->kind = K_GATEWAY;
+    g->sv = sv;
+    int err = 0;
+    ax_conn_opts co = {.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20};
+    g->ls = ax_listen(sv->loop, url, &line_cbs, &co, g, &err);
+    if (!g->ls) {
+        snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
+        ax_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+const char *gw_line_addr(gw_line *g, char *buf, size_t len)
+{
+    return ax_addr_format(ax_listener_addr(g->ls), buf, len);
+}
+
+/* Close the listener and say goodbye to everyone; the connections close
+ * gracefully (the loop must run a little more for that). */
+void gw_line_stop(gw_line *g)
+{
+    if (!g) return;
+    ax_listener_close(g->ls);
+    for (line_conn *lc = g->conns; lc; lc = lc->next) {
+        say(lc, "* the server is shutting down\n");
+        ax_conn_close(lc->c);
+    }
+    g->ls = NULL;
+}
+
+void gw_line_abort(gw_line *g)
+{
+    for (line_conn *lc = g ? g->conns : NULL; lc; lc = lc->next)
+        ax_conn_abort(lc->c, AX_ECLOSED); /* on_close comes on the next turn */
+}
+
+void gw_line_free(gw_line *g)
+{
+    ax_free(g); /* after gw_line_count() is 0 */
+}
+
+size_t gw_line_count(const gw_line *g)
+{
+    size_t n = 0;
+    for (const line_conn *lc = g ? g->conns : NULL; lc; lc = lc->next)
+        n++;
+    return n;
+}

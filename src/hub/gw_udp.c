@@ -1,0 +1,338 @@
+/* gw_udp.c: hub topics over UDP datagrams, for devices and game clients.
+ *
+ *   PUB <topic> <payload>     ->  OK <topic> <seq>
+ *   SUB <filter> [<since>]    ->  OK SUB <filter> <lease seconds>
+ *   UNSUB <filter>            ->  OK UNSUB <filter>
+ *   PING                      ->  PONG
+ *   deliveries                    MSG <topic> <seq> <sender> <payload>
+ *                                 GAP <topic> <first seq kept>
+ *   anything wrong            ->  ERR <reason>
+ *
+ * UDP has no connection, so a subscription is a lease: it lasts udp_lease
+ * seconds and sending SUB again renews it.  Each sender address is one
+ * subscriber; their number is bounded.  A delivery datagram is made once
+ * per message and sent to every UDP subscriber (ENC_UDP). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/alloc.h>
+
+#include "map.h"
+#include "serve.h"
+
+#define UDP_MAX_IN 8192      /* longest datagram taken */
+#define UDP_MAX_PEERS 10000  /* subscribing addresses */
+#define UDP_MAX_LEASES 64    /* filters per address */
+
+typedef struct lease {
+    struct lease *next;
+    uint64_t expires; /* loop ms */
+    char filter[];
+} lease;
+
+typedef struct udp_peer {
+    gw_udp *g;
+    ax_addr addr;
+    hub_sub *sub;
+    lease *leases;
+    int nleases;
+    char key[AX_ADDR_STRLEN];
+} udp_peer;
+
+struct gw_udp {
+    serve *sv;
+    ax_udp *u;
+    hub_map peers;
+    ax_timer *sweep;
+};
+
+static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
+{
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    if (ax_udp_send(g->u, to, buf, (size_t)n) == 0) g->sv->gw[GW_UDP].bytes_out += (size_t)n;
+}
+
+static ax_slice *encode_udp(const hub_msg *m, void *ud)
+{
+    (void)ud;
+    ax_slice *s = ax_slice_new(m->topic_len + m->sender_len + m->payload_len + 48);
+    if (!s) return NULL;
+    char *o = ax_slice_data(s);
+    int n;
+    if (m->kind == HUB_GAP) {
+        n = sprintf(o, "GAP %s %llu", m->topic, (unsigned long long)m->seq);
+    } else {
+        n = sprintf(o, "MSG %s %llu %s ", m->topic, (unsigned long long)m->seq,
+                    m->sender_len ? m->sender : "-");
+        memcpy(o + n, m->payload, m->payload_len);
+        n += (int)m->payload_len;
+    }
+    ax_slice_truncate(s, (size_t)n);
+    return s;
+}
+
+static bool udp_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    udp_peer *p = ud;
+    (void)s;
+    if (m->kind == HUB_JOIN || m->kind == HUB_LEAVE) return true;
+    ax_slice *sl = hub_msg_encoding(m, ENC_UDP, encode_udp, NULL);
+    if (!sl) return true;
+    gw_stats *st = &p->g->sv->gw[GW_UDP];
+    if (ax_udp_send(p->g->u, &p->addr, ax_slice_data(sl), ax_slice_len(sl)) == 0) {
+        st->msgs_out++;
+        st->bytes_out += ax_slice_len(sl);
+    } else {
+        st->errors++;
+    }
+    return true; /* UDP never blocks: the kernel drops what it cannot take */
+}
+
+static void udp_kick(hub_sub *s, const char *why, void *ud)
+{
+    (void)s, (void)why, (void)ud; /* never queues, so never too slow */
+}
+
+static const hub_sub_ops udp_ops = {udp_write, udp_kick};
+
+static void peer_free(udp_peer *p)
+{
+    hub_map_del(&p->g->peers, p->key, strlen(p->key));
+    hub_sub_free(p->sub);
+    while (p->leases) {
+        lease *l = p->leases;
+        p->leases = l->next;
+        ax_free(l);
+    }
+    p->g->sv->gw[GW_UDP].conns--;
+    ax_free(p);
+}
+
+static udp_peer *peer_get(gw_udp *g, const ax_addr *from, bool make)
+{
+    char key[AX_ADDR_STRLEN];
+    ax_addr_format(from, key, sizeof key);
+    udp_peer *p = hub_map_get(&g->peers, key, strlen(key));
+    if (p || !make || g->peers.n >= UDP_MAX_PEERS) return p;
+    p = ax_calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->g = g;
+    p->addr = *from;
+    snprintf(p->key, sizeof p->key, "%s", key);
+    p->sub = hub_sub_new(g->sv->hub, &udp_ops, p, NULL);
+    if (!p->sub || hub_map_put(&g->peers, p->key, strlen(p->key), p, NULL) != 0) {
+        hub_sub_free(p->sub);
+        ax_free(p);
+        return NULL;
+    }
+    g->sv->gw[GW_UDP].conns++;
+    g->sv->gw[GW_UDP].accepted++;
+    return p;
+}
+
+static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, const char *since)
+{
+    udp_peer *p = peer_get(g, from, true);
+    if (!p) {
+        reply(g, from, "ERR too many subscribers");
+        return;
+    }
+    uint64_t exp = ax_loop_now(g->sv->loop) + (uint64_t)g->sv->cfg->udp_lease_s * 1000;
+    for (lease *l = p->leases; l; l = l->next) {
+        if (strcmp(l->filter, filter) == 0) { /* a renewal */
+            l->expires = exp;
+            reply(g, from, "OK SUB %s %u", filter, g->sv->cfg->udp_lease_s);
+            return;
+        }
+    }
+    size_t n = strlen(filter);
+    lease *l = p->nleases < UDP_MAX_LEASES ? ax_malloc(sizeof(*l) + n + 1) : NULL;
+    if (!l) {
+        reply(g, from, "ERR too many subscriptions");
+        return;
+    }
+    memcpy(l->filter, filter, n + 1);
+    int64_t from_seq = since ? strtoll(since, NULL, 10) : -1;
+    reply(g, from, "OK SUB %s %u", filter, g->sv->cfg->udp_lease_s); /* before the replay */
+    if (hub_subscribe(p->sub, filter, from_seq, false) != 0) {
+        ax_free(l);
+        reply(g, from, "ERR bad filter '%s'", filter);
+        return;
+    }
+    l->expires = exp;
+    l->next = p->leases;
+    p->leases = l;
+    p->nleases++;
+}
+
+static void cmd_unsub(gw_udp *g, const ax_addr *from, const char *filter)
+{
+    udp_peer *p = peer_get(g, from, false);
+    for (lease **pl = p ? &p->leases : NULL; pl && *pl; pl = &(*pl)->next) {
+        if (strcmp((*pl)->filter, filter) != 0) continue;
+        lease *l = *pl;
+        *pl = l->next;
+        p->nleases--;
+        hub_unsubscribe(p->sub, filter);
+        ax_free(l);
+        reply(g, from, "OK UNSUB %s", filter);
+        if (!p->leases) peer_free(p);
+        return;
+    }
+    reply(g, from, "ERR not subscribed to '%s'", filter);
+}
+
+static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const char *payload,
+                    size_t plen)
+{
+    int err = 0;
+    char addr[AX_ADDR_STRLEN];
+    udp_peer *p = peer_get(g, from, false);
+    ax_addr_format(from, addr, sizeof addr);
+    const char *sender = strncmp(addr, "udp://", 6) == 0 ? addr + 6 : addr;
+    uint64_t seq = hub_publish_from(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen,
+                                    &err);
+    if (!seq)
+        reply(g, from, "ERR cannot publish to '%s': %s", topic,
+              err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+    else
+        reply(g, from, "OK %s %llu", topic, (unsigned long long)seq);
+}
+
+static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
+{
+    gw_udp *g = ax_udp_data(u);
+    gw_stats *st = &g->sv->gw[GW_UDP];
+    st->bytes_in += n;
+    if (n > UDP_MAX_IN) {
+        st->errors++;
+        reply(g, from, "ERR datagram too large: %zu bytes (at most %d)", n, UDP_MAX_IN);
+        return;
+    }
+    char buf[UDP_MAX_IN + 1];
+    memcpy(buf, d, n);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    char *sp = strchr(buf, ' ');
+    char *arg = sp ? sp + 1 : NULL;
+    if (sp) *sp = '\0';
+    st->msgs_in++;
+    if (strcmp(buf, "PING") == 0) {
+        reply(g, from, "PONG");
+    } else if (strcmp(buf, "PUB") == 0 && arg && *arg) {
+        char *sp2 = strchr(arg, ' ');
+        size_t plen = sp2 ? n - (size_t)(sp2 + 1 - buf) : 0;
+        if (sp2) *sp2 = '\0';
+        cmd_pub(g, from, arg, sp2 ? sp2 + 1 : "", plen);
+    } else if (strcmp(buf, "SUB") == 0 && arg && *arg) {
+        char *sp2 = strchr(arg, ' ');
+        if (sp2) *sp2 = '\0';
+        cmd_sub(g, from, arg, sp2 ? sp2 + 1 : NULL);
+    } else if (strcmp(buf, "UNSUB") == 0 && arg && *arg) {
+        cmd_unsub(g, from, arg);
+    } else {
+        st->errors++;
+        reply(g, from, "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "
+                       "topic or PING");
+    }
+}
+
+/* ---- leases ---------------------------------------------------------------------- */
+
+typedef struct sweep_ctx {
+    uint64_t now;
+    udp_peer *dead[256];
+    int ndead;
+} sweep_ctx;
+
+static void sweep_peer(hub_map_ent *e, void *ud)
+{
+    sweep_ctx *c = ud;
+    udp_peer *p = e->value;
+    for (lease **pl = &p->leases; *pl;) {
+        lease *l = *pl;
+        if (l->expires > c->now) {
+            pl = &l->next;
+            continue;
+        }
+        *pl = l->next;
+        p->nleases--;
+        hub_unsubscribe(p->sub, l->filter);
+        ax_free(l);
+    }
+    if (!p->leases && c->ndead < 256) c->dead[c->ndead++] = p;
+}
+
+static void sweep(ax_timer *t, void *ud)
+{
+    gw_udp *g = ud;
+    (void)t;
+    sweep_ctx c = {.now = ax_loop_now(g->sv->loop)};
+    hub_map_each(&g->peers, sweep_peer, &c);
+    for (int i = 0; i < c.ndead; i++)
+        peer_free(c.dead[i]);
+}
+
+gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    gw_udp *g = ax_calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    g->sv = sv;
+    hub_map_init(&g->peers);
+    int err = 0;
+    ax_udp_opts uo = {.max_datagram = 65507};
+    g->u = ax_udp_bind(sv->loop, url, on_datagram, &uo, g, &err);
+    g->sweep = g->u ? ax_timer_new(sv->loop, sweep, g) : NULL;
+    if (!g->sweep) {
+        snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
+        if (g->u) ax_udp_close(g->u);
+        ax_free(g);
+        return NULL;
+    }
+    uint64_t every = sv->cfg->udp_lease_s * 1000u / 4;
+    ax_timer_start(g->sweep, every ? every : 250, every ? every : 250);
+    return g;
+}
+
+const char *gw_udp_addr(gw_udp *g, char *buf, size_t len)
+{
+    return ax_addr_format(ax_udp_addr(g->u), buf, len);
+}
+
+static void free_peer_ent(hub_map_ent *e, void *ud)
+{
+    udp_peer *p = e->value;
+    (void)ud;
+    hub_sub_free(p->sub);
+    while (p->leases) {
+        lease *l = p->leases;
+        p->leases = l->next;
+        ax_free(l);
+    }
+    ax_free(p);
+}
+
+void gw_udp_stop(gw_udp *g)
+{
+    if (!g) return;
+    hub_map_each(&g->peers, free_peer_ent, NULL);
+    hub_map_clear(&g->peers);
+    ax_timer_free(g->sweep);
+    ax_udp_close(g->u);
+    ax_free(g);
+}

@@ -1,0 +1,87 @@
+/* serve.h: what the gateways of `axon serve` share: the hub, the settings,
+ * per-gateway counters for /metrics, and each gateway's start/stop. */
+#ifndef AXON_HUB_SERVE_H
+#define AXON_HUB_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <axon/axon.h>
+#include <axon/http.h>
+
+#include "hub.h"
+
+enum gw_kind { GW_LINE, GW_UDP, GW_HTTP, GW_SSE, GW_WS, GW_COUNT };
+
+/* Encoding cache slots of hub_msg (one per wire format). */
+enum { ENC_LINE = 0, ENC_SSE = 1, ENC_WS = 2, ENC_UDP = 3 };
+
+typedef struct gw_stats {
+    uint64_t conns;    /* open now */
+    uint64_t accepted; /* since start */
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, errors;
+} gw_stats;
+
+#define SERVE_MAX_RULES 64
+#define SERVE_URL_LEN 512
+
+typedef struct serve_cfg {
+    char http_url[SERVE_URL_LEN]; /* "" : off */
+    char line_url[SERVE_URL_LEN];
+    char udp_url[SERVE_URL_LEN];
+    char data_dir[1024]; /* "" : memory only */
+    char log_file[1024]; /* "" : stderr */
+    int fsync_mode;
+    hub_rule rules[SERVE_MAX_RULES];
+    int nrules;
+    size_t sub_budget, max_payload;
+    uint32_t udp_lease_s;
+    uint32_t max_line;
+    bool log_json, quiet;
+} serve_cfg;
+
+typedef struct gw_line gw_line;
+typedef struct gw_udp gw_udp;
+typedef struct gw_http gw_http;
+
+typedef struct serve {
+    ax_loop *loop;
+    hub *hub;
+    const serve_cfg *cfg;
+    gw_stats gw[GW_COUNT];
+    int64_t started_ms;
+    gw_line *line;
+    gw_udp *udp;
+    gw_http *http;
+} serve;
+
+/* Each returns NULL with a sentence in `why` when it cannot listen. */
+gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len);
+/* Stop listening and close every connection gracefully; then run the
+ * loop until they are gone and call gw_line_free(). */
+void gw_line_stop(gw_line *g);
+void gw_line_abort(gw_line *g); /* those still open after the grace period */
+void gw_line_free(gw_line *g);
+size_t gw_line_count(const gw_line *g);
+gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len);
+void gw_udp_stop(gw_udp *g);
+gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len);
+void gw_http_stop(gw_http *g);
+/* The address a gateway listens on ("tcp://127.0.0.1:8080"). */
+const char *gw_line_addr(gw_line *g, char *buf, size_t len);
+const char *gw_udp_addr(gw_udp *g, char *buf, size_t len);
+const char *gw_http_addr(gw_http *g, char *buf, size_t len);
+/* The HTTP server under the gateway, for more routes (pages, /ws). */
+ax_http_server *gw_http_server(gw_http *g);
+
+/* JSON for a message, shared by the WebSocket and SSE gateways and the
+ * HTTP API: {"type":"message","topic":…,"seq":…,"time":…,"sender":…,
+ * "payload":…} (binary payloads base64 with "encoding":"base64"; presence
+ * and gap notices with their own "type").  Returns a malloc'd string (free
+ * with free()) and its length, or NULL. */
+char *serve_msg_json(const hub_msg *m, size_t *len);
+
+/* The chat room a topic belongs to ("chat/lobby" -> "lobby"), or NULL. */
+const char *serve_room_of(const char *topic);
+
+#endif
