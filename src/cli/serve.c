@@ -18,33 +18,32 @@
 
 static void help(FILE *out)
 {
-    fprintf(out,
-            "Usage: axon serve [OPTIONS]\n\n"
-            "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
-            "over TCP), programs (HTTP API), browsers (Server-Sent Events) and devices\n"
-            "(UDP datagrams), with history, resume, presence and metrics.\n\n"
-            "Options (each overrides the same setting in the config file):\n"
-            "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
-            "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
-            "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
-            "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
-            "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
-            "                           keeps history in memory only\n"
-            "      --fsync MODE         always, batch (default) or off\n"
-            "      --history N          messages kept per topic; default 1000\n"
-            "      --log-format F       text (default) or json\n"
-            "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
-            "  -q, --quiet              do not print the addresses at start\n"
-            "  -h, --help               show this help\n\n"
-            "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
-            "Use 0.0.0.0 to reach the hub from other machines.\n\n"
-            "Examples:\n"
-            "  axon serve\n"
-            "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
-            "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
-            "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
-            "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
-            "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
+    fprintf(out, "Usage: axon serve [OPTIONS]\n\n"
+                 "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
+                 "over TCP), programs (HTTP API), browsers (Server-Sent Events) and devices\n"
+                 "(UDP datagrams), with history, resume, presence and metrics.\n\n"
+                 "Options (each overrides the same setting in the config file):\n"
+                 "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
+                 "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
+                 "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
+                 "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
+                 "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
+                 "                           keeps history in memory only\n"
+                 "      --fsync MODE         always, batch (default) or off\n"
+                 "      --history N          messages kept per topic; default 1000\n"
+                 "      --log-format F       text (default) or json\n"
+                 "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
+                 "  -q, --quiet              do not print the addresses at start\n"
+                 "  -h, --help               show this help\n\n"
+                 "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
+                 "Use 0.0.0.0 to reach the hub from other machines.\n\n"
+                 "Examples:\n"
+                 "  axon serve\n"
+                 "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
+                 "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
+                 "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
+                 "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
+                 "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
 }
 
 /* ---- settings ------------------------------------------------------------------ */
@@ -322,8 +321,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
-        ['H'] = "listen_http", ['L'] = "listen_line", ['U'] = "listen_udp", ['d'] = "data_dir",
-        ['F'] = "fsync", ['N'] = "history_count", ['j'] = "log_format", ['o'] = "log_file"};
+        ['H'] = "listen_http", ['L'] = "listen_line",   ['U'] = "listen_udp", ['d'] = "data_dir",
+        ['F'] = "fsync",       ['N'] = "history_count", ['j'] = "log_format", ['o'] = "log_file"};
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
@@ -456,8 +455,7 @@ int cmd_serve(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     if (cfg.log_json) ax_log_set_json(1);
     if (cfg.log_file[0] && ax_log_set_file(cfg.log_file) != 0) {
-        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file,
-                strerror(errno));
+        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file, strerror(errno));
         return 1;
     }
     int err = 0;

@@ -119,8 +119,7 @@ static void reply_error(ax_http_req *r, int status, const char *why)
 
 static bool method_is(ax_http_req *r, const char *m, const char *allow)
 {
-    if (ax_http_req_is(r, m) || (strcmp(m, "GET") == 0 && ax_http_req_is(r, "HEAD")))
-        return true;
+    if (ax_http_req_is(r, m) || (strcmp(m, "GET") == 0 && ax_http_req_is(r, "HEAD"))) return true;
     ax_http_add_header(r, "Allow", allow);
     reply_error(r, 405, "method not allowed");
     return false;
@@ -410,7 +409,7 @@ static void metrics(ax_http_req *r, void *ud)
         for (int k = 0; k < GW_COUNT; k++)
             mprintf(&b, "%s{gateway=\"%s\"} %llu\n", per_gw[i].name, names[k],
                     (unsigned long long)*(const uint64_t *)(const void *)((const char *)&sv->gw[k] +
-                                                                         per_gw[i].off));
+                                                                          per_gw[i].off));
     }
     metric_family(&b, "axon_hub_published_total", "counter", "Messages published.");
     mprintf(&b, "axon_hub_published_total %llu\n", (unsigned long long)hs->published);
@@ -468,9 +467,12 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
         const char *method, *prefix;
         ax_http_handler h;
     } routes[] = {
-        {NULL, "/api/publish", api_publish}, {NULL, "/api/history", api_history},
-        {NULL, "/api/topics", api_topics},   {NULL, "/api/presence", api_presence},
-        {NULL, "/sse", sse},                 {"GET", "/metrics", metrics},
+        {NULL, "/api/publish", api_publish},
+        {NULL, "/api/history", api_history},
+        {NULL, "/api/topics", api_topics},
+        {NULL, "/api/presence", api_presence},
+        {NULL, "/sse", sse},
+        {"GET", "/metrics", metrics},
         {"GET", "/healthz", healthz},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)

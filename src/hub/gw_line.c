@@ -40,6 +40,7 @@ struct line_conn {
     hub_sub *sub;
     char room[ROOM_MAX + 1];
     bool discarding; /* inside a line that was too long */
+    bool quit;
 };
 
 static const char *HELP = "* commands:\n"
@@ -230,6 +231,9 @@ static void command(line_conn *lc, char *line)
         say(lc, "* end of history\n");
     } else if (strcmp(line, "/quit") == 0) {
         say(lc, "* bye\n");
+        hub_sub_free(lc->sub); /* leave the room now, not when the peer closes */
+        lc->sub = NULL;
+        lc->quit = true;
         ax_conn_close(lc->c);
     } else if (strcmp(line, "/help") == 0) {
         say(lc, "%s", HELP);
@@ -252,8 +256,7 @@ static void publish(line_conn *lc, const char *text, size_t n)
 static void greet(line_conn *lc, const char *name)
 {
     if (!name_ok(name, NAME_MAX_LEN)) {
-        say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'; your name?\n",
-            NAME_MAX_LEN);
+        say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'; your name?\n", NAME_MAX_LEN);
         return;
     }
     lc->sub = hub_sub_new(lc->g->sv->hub, &line_ops, lc, name);
@@ -267,6 +270,7 @@ static void greet(line_conn *lc, const char *name)
 
 static void one_line(line_conn *lc, char *line, size_t n)
 {
+    if (lc->quit) return;
     if (n && line[n - 1] == '\r') line[--n] = '\0';
     if (!lc->sub) {
         greet(lc, line);
@@ -362,9 +366,11 @@ static void on_close(ax_conn *c, int reason)
     ax_free(lc);
 }
 
-static const ax_conn_cbs line_cbs = {
-    .on_open = on_open, .on_data = on_data, .on_drain = on_drain, .on_end = on_end,
-    .on_close = on_close};
+static const ax_conn_cbs line_cbs = {.on_open = on_open,
+                                     .on_data = on_data,
+                                     .on_drain = on_drain,
+                                     .on_end = on_end,
+                                     .on_close = on_close};
 
 gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
 {

@@ -22,9 +22,9 @@
 #include "map.h"
 #include "serve.h"
 
-#define UDP_MAX_IN 8192      /* longest datagram taken */
-#define UDP_MAX_PEERS 10000  /* subscribing addresses */
-#define UDP_MAX_LEASES 64    /* filters per address */
+#define UDP_MAX_IN 8192     /* longest datagram taken */
+#define UDP_MAX_PEERS 10000 /* subscribing addresses */
+#define UDP_MAX_LEASES 64   /* filters per address */
 
 typedef struct lease {
     struct lease *next;
@@ -162,6 +162,11 @@ static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, const ch
         reply(g, from, "ERR too many subscriptions");
         return;
     }
+    if (!hub_filter_valid(filter, n)) {
+        ax_free(l);
+        reply(g, from, "ERR bad filter '%s'", filter);
+        return;
+    }
     memcpy(l->filter, filter, n + 1);
     int64_t from_seq = since ? strtoll(since, NULL, 10) : -1;
     reply(g, from, "OK SUB %s %u", filter, g->sv->cfg->udp_lease_s); /* before the replay */
@@ -201,8 +206,8 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
     udp_peer *p = peer_get(g, from, false);
     ax_addr_format(from, addr, sizeof addr);
     const char *sender = strncmp(addr, "udp://", 6) == 0 ? addr + 6 : addr;
-    uint64_t seq = hub_publish_from(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen,
-                                    &err);
+    uint64_t seq =
+        hub_publish_from(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen, &err);
     if (!seq)
         reply(g, from, "ERR cannot publish to '%s': %s", topic,
               err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
@@ -244,8 +249,9 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
         cmd_unsub(g, from, arg);
     } else {
         st->errors++;
-        reply(g, from, "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "
-                       "topic or PING");
+        reply(g, from,
+              "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "
+              "topic or PING");
     }
 }
 

@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""axon serve end to end with real clients: netcat on the line chat, a UDP
+socket, curl on the HTTP API and curl -N on Server-Sent Events all in room
+lobby, each one's message reaching the others; history and presence; SSE
+resume across a restart with no gap and no duplicate; UDP errors and leases;
+line chat commands; config errors reported with file:line."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import axtest
+from servutil import Serve, Sse, Udp, curl, curl_json, metric, publish, want
+
+t = axtest.Tests("axon serve", alarm=110)
+
+
+@t.test
+def every_gateway_reaches_every_other():
+    srv = Serve()
+    nc = axtest.Proc(["nc", "127.0.0.1", str(srv.line_port)], stdin=subprocess.PIPE,
+                     capture=True)
+    nc.wait_output(lambda o: b"What is your name?" in o, what="the name prompt")
+    nc.p.stdin.write(b"alice\n")
+    nc.p.stdin.flush()
+    nc.wait_output(lambda o: b"you are in lobby" in o, what="the greeting")
+    udp = Udp(srv)
+    t.eq(udp.ask("SUB chat/lobby"), "OK SUB chat/lobby 60", "UDP subscribe")
+    sse = Sse(srv, "topic=chat/lobby")
+    time.sleep(0.3)  # curl connects
+
+    nc.p.stdin.write(b"hello from netcat\n")
+    nc.p.stdin.flush()
+    t.eq(udp.recv_until("MSG"), "MSG chat/lobby 1 alice hello from netcat", "netcat -> UDP")
+    ev = sse.wait_events(1)[-1]["json"]
+    t.eq((ev["sender"], ev["payload"], ev["seq"]), ("alice", "hello from netcat", 1),
+         "netcat -> SSE")
+
+    t.eq(publish(srv, "chat/lobby", "hello from curl", sender="bot")["seq"], 2, "curl publish")
+    nc.wait_output(lambda o: b"[lobby] bot: hello from curl\n" in o, what="curl -> netcat")
+    t.eq(udp.recv_until("MSG"), "MSG chat/lobby 2 bot hello from curl", "curl -> UDP")
+    t.eq(sse.wait_events(2)[-1]["json"]["payload"], "hello from curl", "curl -> SSE")
+
+    other = Udp(srv)
+    t.eq(other.ask("PUB chat/lobby hello from udp"), "OK chat/lobby 3", "UDP publish")
+    nc.wait_output(lambda o: b"hello from udp\n" in o, what="UDP -> netcat")
+    t.ok(udp.recv_until("MSG").endswith("hello from udp"), "UDP -> UDP")
+    t.eq(sse.wait_events(3)[-1]["json"]["payload"], "hello from udp", "UDP -> SSE")
+    t.ok(b"hello from netcat" not in nc.output().split(b"you are in lobby")[1],
+         "netcat does not get its own line back")
+
+    h = curl_json(srv.base + "/api/history/chat/lobby")
+    t.eq([m["payload"] for m in h["messages"]],
+         ["hello from netcat", "hello from curl", "hello from udp"], "history")
+    t.eq(h["last_seq"], 3, "last seq")
+    t.eq(curl_json(srv.base + "/api/history/chat/lobby?since=2")["messages"][0]["seq"], 3,
+         "history since 2")
+    p = curl_json(srv.base + "/api/presence/lobby")
+    t.eq(p["names"], ["alice"], "presence")
+    topics = curl_json(srv.base + "/api/topics")["topics"]
+    t.ok(any(x["topic"] == "chat/lobby" and x["last_seq"] == 3 for x in topics), topics)
+
+    nc.p.stdin.write(b"/quit\n")
+    nc.p.stdin.flush()
+    nc.wait_output(lambda o: b"* bye" in o, what="the goodbye")
+    leave = sse.wait_events(1, kind="leave")[0]["json"]
+    t.eq((leave["name"], leave["topic"]), ("alice", "chat/lobby"), "leave event over SSE")
+    t.eq(curl_json(srv.base + "/api/presence/lobby")["names"], [], "presence after /quit")
+    t.eq(metric(srv, 'axon_messages_in_total{gateway="line"}'), 1.0, "line messages in")
+    t.eq(metric(srv, "axon_hub_published_total"), 3.0, "published")
+
+
+@t.test
+def sse_resume_across_restart():
+    srv = Serve()
+    for i in range(1, 6):
+        publish(srv, "news/today", "item %d" % i)
+    sse = Sse(srv, "topic=news/today&since=2")
+    evs = sse.wait_events(3)
+    t.eq([e["id"] for e in evs], ["3", "4", "5"], "since=2 replays 3..5")
+    sse.stop()
+    data, ports = srv.data, srv.ports()
+    srv.stop()  # SIGTERM: drains and flushes the store
+    srv = Serve(data=data, ports=ports)
+    t.eq(publish(srv, "news/today", "item 6")["seq"], 6, "the sequence continues")
+    publish(srv, "news/today", "item 7")
+    sse = Sse(srv, "topic=news/today", headers=["Last-Event-ID: 5"])
+    evs = sse.wait_events(2)
+    time.sleep(0.2)
+    evs = sse.wait_events(2)
+    t.eq([(e["id"], e["json"]["payload"]) for e in evs], [("6", "item 6"), ("7", "item 7")],
+         "Last-Event-ID 5 after the restart: no gap, no duplicate")
+    publish(srv, "news/today", "item 8")
+    t.eq(sse.wait_events(3)[-1]["id"], "8", "then live")
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@t.test
+def sse_gap_when_history_is_short():
+    srv = Serve("--history", "3")
+    for i in range(1, 9):
+        publish(srv, "t/x", "m%d" % i)
+    sse = Sse(srv, "topic=t/x&since=1")
+    gap = sse.wait_events(1, kind="gap")[0]["json"]
+    t.eq(gap["first_seq"], 6, "the gap says where history starts")
+    t.eq([e["id"] for e in sse.wait_events(3)], ["6", "7", "8"], "then what is kept")
+
+
+@t.test
+def udp_errors_and_leases():
+    srv = Serve("-c", os.path.join(TMP, "lease.conf"))
+    u = Udp(srv)
+    t.ok(u.ask("HELLO").startswith("ERR unknown request"), "unknown request")
+    t.ok(u.ask("PUB bad/+/topic x").startswith("ERR cannot publish to 'bad/+/topic'"),
+         "wildcard topic refused")
+    t.ok(u.ask("SUB a/#/b").startswith("ERR bad filter"), "bad filter refused")
+    r = u.ask(b"PUB big " + b"x" * 9000)
+    t.ok(r.startswith("ERR datagram too large: 9008 bytes"), r)
+    t.eq(u.ask("PING"), "PONG", "ping")
+    t.eq(u.ask("SUB dev/+/temp"), "OK SUB dev/+/temp 1", "lease of 1 s")
+    publish(srv, "dev/kitchen/temp", "21.5")
+    t.eq(u.recv_until("MSG"), "MSG dev/kitchen/temp 1 http 21.5", "delivery")
+    time.sleep(2.5)  # the lease runs out
+    publish(srv, "dev/kitchen/temp", "22")
+    t.eq(u.quiet(0.5), None, "nothing after the lease ended")
+    t.eq(u.ask("SUB dev/+/temp 0"), "OK SUB dev/+/temp 1", "subscribe again with resume")
+    t.eq([u.recv_until("MSG"), u.recv_until("MSG")],
+         ["MSG dev/kitchen/temp 1 http 21.5", "MSG dev/kitchen/temp 2 http 22"], "replay")
+    t.eq(u.ask("UNSUB dev/+/temp"), "OK UNSUB dev/+/temp", "unsubscribe")
+    t.ok(u.ask("UNSUB dev/+/temp").startswith("ERR not subscribed"), "not subscribed")
+
+
+@t.test
+def line_chat_commands():
+    srv = Serve()
+    a = srv.line_client("ann")
+    b = srv.line_client("ben")
+    want(a, "* ben joined lobby")
+    a.send("/who\n")
+    w = want(a, "* in lobby:")
+    t.ok("ann" in w and "ben" in w, w)
+    b.send("/me waves\n")
+    t.eq(want(a, "waves"), "[lobby] * ben waves", "/me")
+    b.send("/join dev\n")
+    want(a, "* ben left lobby")
+    b.send("/nick benny\n")
+    want(b, "* you are now benny")
+    a.send("/join dev\n")
+    want(b, "* ann joined dev")
+    a.send("in dev now\n")
+    t.eq(want(b, "in dev now"), "[dev] ann: in dev now", "message in another room")
+    a.send("/rooms\n")
+    r = want(a, "* rooms:")
+    t.ok("dev (2)" in r, r)
+    a.send("/history\n")
+    want(a, "the last messages of dev")
+    t.eq(a.line(), "[dev] ann: in dev now", "history")
+    want(a, "end of history")
+    a.send("x" * 5000 + "\n")
+    want(a, "line too long")
+    a.send("//slash\n")
+    t.eq(want(b, "slash"), "[dev] ann: /slash", "// sends a line starting with /")
+    a.send("/nosuch\n")
+    want(a, "unknown command /nosuch")
+    t.eq(curl_json(srv.base + "/api/presence/dev")["names"].sort(), ["ann", "benny"].sort(),
+         "presence")
+
+
+@t.test
+def bad_config_is_reported_with_file_and_line():
+    conf = os.path.join(TMP, "bad.conf")
+    with open(conf, "w") as f:
+        f.write("# comment\nlisten_http 127.0.0.1:0\n\nhistory_count lots\n")
+    p = axtest.Proc([axtest.axon_bin(), "serve", "-c", conf])
+    t.exits(p, 2)
+    t.ok("%s:4: 'lots' is not a number" % conf in p.stderr(), p.stderr())
+    with open(conf, "w") as f:
+        f.write("include %s\nfrobnicate yes\n" % os.path.join(TMP, "lease.conf"))
+    p = axtest.Proc([axtest.axon_bin(), "serve", "-c", conf])
+    t.exits(p, 2)
+    t.ok("%s:2: unknown setting 'frobnicate'" % conf in p.stderr(), p.stderr())
+    p = axtest.Proc([axtest.axon_bin(), "serve", "--fsync", "sometimes"])
+    t.exits(p, 2)
+    t.ok("fsync is always, batch or off" in p.stderr(), p.stderr())
+    p = axtest.Proc([axtest.axon_bin(), "serve", "--help"], capture=True)
+    out = p.wait_output(lambda o: b"Examples:" in o).decode()
+    t.exits(p, 0)
+    for word in ("--config", "--http", "--line", "--udp", "--data", "--fsync", "--log-format"):
+        t.ok(word in out, "--help lacks %s" % word)
+
+
+@t.test
+def json_logs_and_log_file():
+    log = os.path.join(TMP, "serve.log")
+    srv = Serve("--log-format", "json", "--log-file", log)
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while "ready to accept" not in open(log).read() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    import json
+    lines = [json.loads(x) for x in open(log).read().splitlines()]
+    t.ok(any(x["msg"] == "ready to accept connections" and x["level"] == "info" for x in lines),
+         lines)
+    os.rename(log, log + ".1")  # logrotate
+    srv.signal(1)  # SIGHUP reopens
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while not os.path.exists(log) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t.ok(os.path.exists(log), "log file made again after SIGHUP")
+
+
+TMP = tempfile.mkdtemp(prefix="axon-serve-test-")
+with open(os.path.join(TMP, "lease.conf"), "w") as f:
+    f.write("# short UDP leases for the test\nudp_lease 1\n")
+try:
+    t.main()
+finally:
+    shutil.rmtree(TMP, ignore_errors=True)
