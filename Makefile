@@ -17,10 +17,10 @@ all: deps
 deps:
 	@scripts/deps.sh build
 
+# The hub with its embedded defaults: HTTP (API, SSE, pages, metrics) on
+# 127.0.0.1:8080, line chat on 7000, UDP on 7001, history in ./axon-data.
 run: all
-	@echo "axon: echo server on tcp://127.0.0.1:7000 and udp://127.0.0.1:7000"
-	@echo "axon: talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000   (Ctrl-C stops)"
-	@exec $(BUILD)/axon echo tcp://127.0.0.1:7000 udp://127.0.0.1:7000
+	@exec $(BUILD)/axon serve
 
 test: all
 	@scripts/deps.sh test fuzz
