@@ -6,5 +6,6 @@ int cmd_echo(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_http(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
+int cmd_get(int argc, char **argv);
 
 #endif
