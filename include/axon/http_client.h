@@ -68,10 +68,10 @@ typedef struct ax_http_client_opts {
 } ax_http_client_opts;
 
 /* ax_http_request.flags */
-#define AX_HTTP_FOLLOW 0x1u        /* follow redirects (max_redirects of them) */
-#define AX_HTTP_CHUNKED_BODY 0x2u  /* send the body chunked instead of with Content-Length */
-#define AX_HTTP_FRESH_CONN 0x4u    /* never take a pooled connection for this fetch */
-#define AX_HTTP_NO_KEEPALIVE 0x8u  /* send Connection: close; do not pool afterwards */
+#define AX_HTTP_FOLLOW 0x1u       /* follow redirects (max_redirects of them) */
+#define AX_HTTP_CHUNKED_BODY 0x2u /* send the body chunked instead of with Content-Length */
+#define AX_HTTP_FRESH_CONN 0x4u   /* never take a pooled connection for this fetch */
+#define AX_HTTP_NO_KEEPALIVE 0x8u /* send Connection: close; do not pool afterwards */
 
 /* One request.  Everything is copied by ax_http_fetch_start(). */
 typedef struct ax_http_request {
@@ -85,10 +85,10 @@ typedef struct ax_http_request {
     size_t num_headers;
     const void *body; /* request body; NULL with body_len 0: none */
     size_t body_len;
-    unsigned flags;        /* AX_HTTP_FOLLOW, ... */
-    int max_redirects;     /* with AX_HTTP_FOLLOW; 0: 10, -1: none followed */
-    uint32_t timeout_ms;   /* 0: the client's timeout_ms */
-    uint64_t max_body;     /* 0: the client's max_body */
+    unsigned flags;      /* AX_HTTP_FOLLOW, ... */
+    int max_redirects;   /* with AX_HTTP_FOLLOW; 0: 10, -1: none followed */
+    uint32_t timeout_ms; /* 0: the client's timeout_ms */
+    uint64_t max_body;   /* 0: the client's max_body */
 } ax_http_request;
 
 /* What on_trace reports. */
@@ -120,8 +120,7 @@ typedef struct ax_http_fetch_cbs {
 } ax_http_fetch_cbs;
 
 /* A client on `loop`.  NULL when out of memory (code in *err). */
-AX_API ax_http_client *ax_http_client_new(ax_loop *loop, const ax_http_client_opts *opts,
-                                          int *err);
+AX_API ax_http_client *ax_http_client_new(ax_loop *loop, const ax_http_client_opts *opts, int *err);
 
 /* Cancel every fetch (each gets on_done(AX_ECANCELED), from inside this
  * call), close the pooled connections, free the client.  Call it before

@@ -122,7 +122,9 @@ static void on_trace(ax_http_fetch *f, enum ax_http_trace what, const char *text
     get_cfg *cfg = ud;
     (void)f;
     if (!cfg->verbose) return;
-    const char *mark = what == AX_HTTP_TRACE_INFO ? "* " : what == AX_HTTP_TRACE_REQUEST ? "> " : "< ";
+    const char *mark = what == AX_HTTP_TRACE_INFO      ? "* "
+                       : what == AX_HTTP_TRACE_REQUEST ? "> "
+                                                       : "< ";
     while (len) {
         const char *nl = memchr(text, '\n', len);
         size_t n = nl ? (size_t)(nl - text) + 1 : len;
@@ -163,8 +165,7 @@ static void on_done(ax_http_fetch *f, int err, void *ud)
     int status = ax_http_fetch_status(f);
     if (err) {
         const char *d = ax_http_fetch_error_detail(f);
-        fprintf(stderr, "axon get: %s: %s%s%s\n", url, ax_strerror(err), d ? ": " : "",
-                d ? d : "");
+        fprintf(stderr, "axon get: %s: %s%s%s\n", url, ax_strerror(err), d ? ": " : "", d ? d : "");
         cfg->exit_code = exit_code(err);
     } else if (cfg->fail_http && status >= 400) {
         fprintf(stderr, "axon get: %s: HTTP %d %s\n", url, status, ax_http_status_text(status));
@@ -193,7 +194,10 @@ static void fetch_next(get_cfg *cfg)
     const char *url = cfg->urls[cfg->next++];
     ax_http_request rq = {
         .url = url,
-        .method = cfg->method ? cfg->method : cfg->head ? "HEAD" : cfg->has_data ? "POST" : NULL,
+        .method = cfg->method     ? cfg->method
+                  : cfg->head     ? "HEAD"
+                  : cfg->has_data ? "POST"
+                                  : NULL,
         .headers = cfg->fields,
         .num_headers = (size_t)cfg->n_fields,
         .body = cfg->data,
@@ -203,7 +207,8 @@ static void fetch_next(get_cfg *cfg)
     };
     int err;
     if (!ax_http_fetch_start(cfg->hc, &rq, &get_cbs, cfg, &err)) {
-        const char *why = err == AX_EINVAL ? " (a method or -H field that HTTP does not allow)" : "";
+        const char *why =
+            err == AX_EINVAL ? " (a method or -H field that HTTP does not allow)" : "";
         fprintf(stderr, "axon get: %s: %s%s\n", url, ax_strerror(err), why);
         cfg->exit_code = err == AX_EINVAL ? 2 : exit_code(err);
         ax_loop_stop(cfg->loop);
@@ -243,19 +248,6 @@ static int read_data(get_cfg *cfg, const char *arg)
     return 0;
 }
 
-static int parse_secs(const char *arg, const char *opt, uint32_t *ms)
-{
-    char *end;
-    double v = strtod(arg, &end);
-    if (*end || v <= 0 || v > 86400) {
-        fprintf(stderr, "axon get: %s wants seconds (0 < S <= 86400), got '%s'\n", opt, arg);
-        return -1;
-    }
-    *ms = (uint32_t)(v * 1000);
-    if (*ms == 0) *ms = 1;
-    return 0;
-}
-
 enum { O_MAXREDIRS = 256, O_CA, O_TIMEOUT, O_CTIMEOUT, O_MAXSIZE, O_CHUNKED };
 
 static int parse_long_opt(get_cfg *cfg, int ch)
@@ -274,9 +266,11 @@ static int parse_long_opt(get_cfg *cfg, int ch)
         cfg->ca = optarg;
         return 0;
     case O_TIMEOUT:
-        return parse_secs(optarg, "--timeout", &cfg->opts.timeout_ms) ? 2 : 0;
+        return cli_parse_secs("get", "--timeout", optarg, &cfg->opts.timeout_ms) ? 2 : 0;
     case O_CTIMEOUT:
-        return parse_secs(optarg, "--connect-timeout", &cfg->opts.connect_timeout_ms) ? 2 : 0;
+        return cli_parse_secs("get", "--connect-timeout", optarg, &cfg->opts.connect_timeout_ms)
+                   ? 2
+                   : 0;
     case O_MAXSIZE:
         cfg->opts.max_body = strtoull(optarg, &end, 10);
         if (*end || cfg->opts.max_body == 0) {
@@ -294,24 +288,25 @@ static int parse_long_opt(get_cfg *cfg, int ch)
 
 static int parse_args(int argc, char **argv, get_cfg *cfg)
 {
-    static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
-                                             {"include", no_argument, NULL, 'i'},
-                                             {"head", no_argument, NULL, 'I'},
-                                             {"request", required_argument, NULL, 'X'},
-                                             {"data", required_argument, NULL, 'd'},
-                                             {"header", required_argument, NULL, 'H'},
-                                             {"location", no_argument, NULL, 'L'},
-                                             {"insecure", no_argument, NULL, 'k'},
-                                             {"fail", no_argument, NULL, 'f'},
-                                             {"verbose", no_argument, NULL, 'v'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"max-redirs", required_argument, NULL, O_MAXREDIRS},
-                                             {"ca", required_argument, NULL, O_CA},
-                                             {"timeout", required_argument, NULL, O_TIMEOUT},
-                                             {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
-                                             {"max-size", required_argument, NULL, O_MAXSIZE},
-                                             {"chunked", no_argument, NULL, O_CHUNKED},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"include", no_argument, NULL, 'i'},
+        {"head", no_argument, NULL, 'I'},
+        {"request", required_argument, NULL, 'X'},
+        {"data", required_argument, NULL, 'd'},
+        {"header", required_argument, NULL, 'H'},
+        {"location", no_argument, NULL, 'L'},
+        {"insecure", no_argument, NULL, 'k'},
+        {"fail", no_argument, NULL, 'f'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"max-redirs", required_argument, NULL, O_MAXREDIRS},
+        {"ca", required_argument, NULL, O_CA},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
+        {"max-size", required_argument, NULL, O_MAXSIZE},
+        {"chunked", no_argument, NULL, O_CHUNKED},
+        {NULL, 0, NULL, 0}};
     int ch, rc;
     while ((ch = getopt_long(argc, argv, "o:iIX:d:H:Lkfvh", longopts, NULL)) != -1) {
         switch (ch) {

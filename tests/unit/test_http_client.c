@@ -427,7 +427,7 @@ TEST(http_client_large_body_streamed_with_pauses)
     ASSERT_EQ(fetch(&f, f.base, "/big"), 0);
     ASSERT_EQ(f.body_len, BIG);
     ASSERT_EQ(tu_check_pattern((unsigned char *)f.body, f.body_len, 0), BIG);
-    ASSERT(f.pieces > 16);        /* streamed, not collected */
+    ASSERT(f.pieces > 16);          /* streamed, not collected */
     ASSERT(f.max_piece <= 1 << 20); /* nothing near the whole body at once */
     fx_stop(&f);
 }
@@ -504,8 +504,8 @@ TEST(http_client_redirect_method_rules)
         int code;
         const char *method, *want;
     } cases[] = {
-        {301, "POST", "GET:"},       {302, "POST", "GET:"},      {303, "POST", "GET:"},
-        {303, "PUT", "GET:"},        {307, "POST", "POST:data"}, {308, "PUT", "PUT:data"},
+        {301, "POST", "GET:"},          {302, "POST", "GET:"},      {303, "POST", "GET:"},
+        {303, "PUT", "GET:"},           {307, "POST", "POST:data"}, {308, "PUT", "PUT:data"},
         {302, "DELETE", "DELETE:data"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

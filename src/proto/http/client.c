@@ -210,14 +210,14 @@ static int build_head(ax_http_fetch *f)
 {
     const ax__http_url *u = &f->u;
     const char *ua = f->hc->ua;
-    size_t cap = strlen(f->method) + u->target_len + strlen(u->host) + strlen(ua) +
-                 f->fields_len + 160;
+    size_t cap =
+        strlen(f->method) + u->target_len + strlen(u->host) + strlen(ua) + f->fields_len + 160;
     char *p = ax_realloc(f->out, cap);
     if (!p) return AX_ENOMEM;
     f->out = p;
-    int n = snprintf(p, cap, "%s %s%.*s HTTP/1.1\r\n", f->method,
-                     u->target_len && u->target[0] != '?' ? "" : "/", (int)u->target_len,
-                     u->target);
+    int n =
+        snprintf(p, cap, "%s %s%.*s HTTP/1.1\r\n", f->method,
+                 u->target_len && u->target[0] != '?' ? "" : "/", (int)u->target_len, u->target);
     bool def_port = u->port == (u->tls ? 443 : 80);
     if (!has_field(f, "Host"))
         n += snprintf(p + n, cap - (size_t)n, "Host: %s%s%s", u->ipv6 ? "[" : "", u->host,
@@ -275,8 +275,8 @@ __attribute__((format(printf, 2, 3))) static bool info(ax_http_fetch *f, const c
     return trace(f, AX_HTTP_TRACE_INFO, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-__attribute__((format(printf, 3, 4))) static void fail(ax_http_fetch *f, int err,
-                                                        const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void fail(ax_http_fetch *f, int err, const char *fmt,
+                                                       ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -383,8 +383,8 @@ static hconn *hconn_open(ax_http_fetch *f, const char *key, int *err)
     h->hc = hc;
     snprintf(h->key, sizeof h->key, "%s", key);
     char url[300];
-    snprintf(url, sizeof url, "%s://%s%s%s:%d", u->tls ? "tls" : "tcp", u->ipv6 ? "[" : "",
-             u->host, u->ipv6 ? "]" : "", u->port);
+    snprintf(url, sizeof url, "%s://%s%s%s:%d", u->tls ? "tls" : "tcp", u->ipv6 ? "[" : "", u->host,
+             u->ipv6 ? "]" : "", u->port);
     ax_conn_opts co = {.connect_timeout_ms = hc->o.connect_timeout_ms,
                        .idle_timeout_ms = hc->o.read_timeout_ms,
                        .max_input = hc->lim.max_header_bytes + 256 * 1024,

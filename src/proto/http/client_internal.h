@@ -8,11 +8,11 @@
 
 /* An http:// or https:// URL taken apart. */
 typedef struct ax__http_url {
-    bool tls;        /* https */
-    bool ipv6;       /* the host was written in brackets */
-    bool port_given; /* the URL names a port (Host then carries it) */
-    int port;        /* 80 / 443 when not given */
-    char host[256];  /* name or numeric address, IPv6 without brackets */
+    bool tls;           /* https */
+    bool ipv6;          /* the host was written in brackets */
+    bool port_given;    /* the URL names a port (Host then carries it) */
+    int port;           /* 80 / 443 when not given */
+    char host[256];     /* name or numeric address, IPv6 without brackets */
     const char *target; /* path and query in the parsed string; "" means "/" */
     size_t target_len;
 } ax__http_url;

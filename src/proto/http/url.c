@@ -60,8 +60,10 @@ static int parse_host(const char *auth, const char *end, ax__http_url *out, cons
         if (rb + 1 < end) *port = rb + 2;
     } else {
         hend = memchr(auth, ':', (size_t)(end - auth));
-        if (hend) *port = hend + 1;
-        else hend = end;
+        if (hend)
+            *port = hend + 1;
+        else
+            hend = end;
     }
     size_t n = (size_t)(hend - h);
     if (n == 0 || n >= sizeof out->host) return AX_EHOST;
