@@ -286,6 +286,29 @@ static int parse_long_opt(get_cfg *cfg, int ch)
     return 2;
 }
 
+/* The URLs after the options; -d without a Content-Type gets curl's. */
+static int parse_urls(int argc, char **argv, get_cfg *cfg)
+{
+    for (; optind < argc; optind++) {
+        if (cfg->n_urls == MAX_URLS) {
+            fprintf(stderr, "axon get: at most %d URLs\n", MAX_URLS);
+            return 2;
+        }
+        cfg->urls[cfg->n_urls++] = argv[optind];
+    }
+    bool typed = false;
+    for (int i = 0; i < cfg->n_fields; i++)
+        typed |= strncasecmp(cfg->fields[i], "Content-Type:", 13) == 0;
+    if (cfg->has_data && !typed && cfg->n_fields < MAX_FIELDS)
+        cfg->fields[cfg->n_fields++] = "Content-Type: application/x-www-form-urlencoded";
+    if (cfg->n_urls == 0) {
+        fprintf(stderr, "axon get: which URL?\n\n");
+        help(stderr);
+        return 2;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, get_cfg *cfg)
 {
     static const struct option longopts[] = {
@@ -351,24 +374,7 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
             if ((rc = parse_long_opt(cfg, ch)) != 0) return rc;
         }
     }
-    for (; optind < argc; optind++) {
-        if (cfg->n_urls == MAX_URLS) {
-            fprintf(stderr, "axon get: at most %d URLs\n", MAX_URLS);
-            return 2;
-        }
-        cfg->urls[cfg->n_urls++] = argv[optind];
-    }
-    bool typed = false;
-    for (int i = 0; i < cfg->n_fields; i++)
-        typed |= strncasecmp(cfg->fields[i], "Content-Type:", 13) == 0;
-    if (cfg->has_data && !typed && cfg->n_fields < MAX_FIELDS) /* as curl does */
-        cfg->fields[cfg->n_fields++] = "Content-Type: application/x-www-form-urlencoded";
-    if (cfg->n_urls == 0) {
-        fprintf(stderr, "axon get: which URL?\n\n");
-        help(stderr);
-        return 2;
-    }
-    return 0;
+    return parse_urls(argc, argv, cfg);
 }
 
 /* --ca and --insecure make a client TLS context; otherwise the default one

@@ -739,3 +739,76 @@ TEST(http_client_url_resolve)
     char *out;
     ASSERT_EQ(ax__http_url_resolve("http://a/", "mailto:a@b", 10, &out), AX_EURL);
 }
+
+static void pause_in_head(ax_http_fetch *h, int status, void *ud)
+{
+    fx *f = ud;
+    f->heads++;
+    f->status = status;
+    ax_http_fetch_pause(h);
+}
+
+TEST(http_client_paused_at_the_end_pools_a_live_connection)
+{
+    fx f;
+    fx_start(&f, NULL);
+    routes(&f);
+    char url[128];
+    snprintf(url, sizeof url, "%s/status/204", f.base);
+    ax_http_request rq = {.url = url};
+    ax_http_fetch_cbs c = cbs;
+    c.on_head = pause_in_head;
+    int err;
+    ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    RUN_UNTIL(f.loop, f.done == 1, 5000);
+    ASSERT_EQ(f.err, 0);
+    ASSERT_EQ(fetch(&f, f.base, "/hello"), 0);
+    ASSERT_STREQ(f.body, "hello\n");
+    ASSERT_EQ(ax_http_client_connects(f.hc), 1);
+    fx_stop(&f);
+}
+
+/* The Authorization and Host fields the request came with. */
+static void h_auth(ax_http_req *r, void *ud)
+{
+    size_t al, hl;
+    const char *a = ax_http_req_header(r, "Authorization", &al);
+    const char *host = ax_http_req_header(r, "Host", &hl);
+    char out[256];
+    int n = snprintf(out, sizeof out, "%.*s|%.*s", (int)al, a ? a : "", (int)hl, host);
+    ax_http_respond(r, 200, NULL, out, (size_t)n);
+    (void)ud;
+}
+
+static void h_elsewhere(ax_http_req *r, void *ud)
+{
+    ax_http_add_header(r, "Location", ud);
+    ax_http_respond(r, 307, NULL, NULL, 0);
+}
+
+TEST(http_client_redirect_to_another_origin_drops_credentials)
+{
+    fx f;
+    fx_start(&f, NULL);
+    ax_http_route(f.srv, NULL, "/auth", h_auth, &f);
+    int err;
+    ax_http_server *s2 = ax_http_server_new(f.loop, NULL, &err);
+    char target[128], url[128];
+    snprintf(target, sizeof target, "%s/auth", f.base);
+    ax_http_route(s2, NULL, "/", h_elsewhere, target);
+    ax_http_route(s2, NULL, "/auth", h_auth, &f);
+    ax_listener *l2 = ax_http_listen(s2, "tcp://127.0.0.1:0", NULL, &err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", ax_addr_port(ax_listener_addr(l2)));
+    const char *fields[] = {"Authorization: Basic c2VjcmV0", "Host: custom"};
+    ax_http_request rq = {.url = url, .headers = fields, .num_headers = 2, .flags = AX_HTTP_FOLLOW};
+    ASSERT_EQ(fetch_rq(&f, &rq), 0);
+    char want[160];
+    snprintf(want, sizeof want, "|127.0.0.1:%d", ax_addr_port(ax_listener_addr(f.l)));
+    ASSERT_STREQ(f.body, want);
+    rq.flags = 0;
+    snprintf(url, sizeof url, "%s/auth", f.base);
+    ASSERT_EQ(fetch_rq(&f, &rq), 0); /* same origin: sent as given */
+    ASSERT_STREQ(f.body, "Basic c2VjcmV0|custom");
+    ax_http_server_free(s2);
+    fx_stop(&f);
+}

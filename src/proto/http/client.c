@@ -188,7 +188,8 @@ static bool has_field(const ax_http_fetch *f, const char *name)
     return false;
 }
 
-/* Redirects to another origin drop credentials; to GET, the body's type. */
+/* Redirects to another origin drop Host and credentials; to GET, the
+ * body's type. */
 static void drop_field(ax_http_fetch *f, const char *name)
 {
     char *p = f->fields;
@@ -211,7 +212,7 @@ static int build_head(ax_http_fetch *f)
     const ax__http_url *u = &f->u;
     const char *ua = f->hc->ua;
     size_t cap =
-        strlen(f->method) + u->target_len + strlen(u->host) + strlen(ua) + f->fields_len + 160;
+        strlen(f->method) + u->target_len + strlen(u->host) + strlen(ua) + f->fields_len + 256;
     char *p = ax_realloc(f->out, cap);
     if (!p) return AX_ENOMEM;
     f->out = p;
@@ -318,6 +319,7 @@ static void pool_put(hconn *h)
     if (hc->nidle >= hc->o.max_idle) hconn_close(pool_oldest(hc, NULL), 0);
     h->idle_seq = ++hc->seq;
     hc->nidle++;
+    ax_conn_resume(h->conn); /* a fetch paused at its end must not leave it deaf */
     ax_conn_set_idle_timeout(h->conn, hc->o.idle_timeout_ms);
 }
 
@@ -467,6 +469,7 @@ static int next_hop(ax_http_fetch *f)
     ax__http_url_parse(url, &f->u); /* checked when the redirect came */
     origin_key(&f->u, after, sizeof after);
     if (strcmp(before, after) != 0) {
+        drop_field(f, "Host");
         drop_field(f, "Authorization");
         drop_field(f, "Cookie");
     }
