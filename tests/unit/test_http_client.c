@@ -812,3 +812,68 @@ TEST(http_client_redirect_to_another_origin_drops_credentials)
     ax_http_server_free(s2);
     fx_stop(&f);
 }
+
+/* ---- out of memory -------------------------------------------------------- */
+
+typedef struct oom_run {
+    int done, err, started;
+} oom_run;
+
+static void oom_done(ax_http_fetch *h, int err, void *ud)
+{
+    oom_run *r = ud;
+    r->done++;
+    r->err = err;
+    (void)h;
+}
+
+static const ax_http_fetch_cbs oom_cbs = {.on_done = oom_done};
+
+/* Two fetches (the second on the pooled connection) and a redirect; when
+ * the allocation `fail_at` fails, everything ends anyway and frees all. */
+static long oom_scenario(long fail_at, oom_run *r)
+{
+    fx f;
+    ax_http_client_opts o = {.read_timeout_ms = 300, .timeout_ms = 2000};
+    tu_alloc_fail_once_after(-1);
+    fx_start(&f, &o);
+    routes(&f);
+    tu_alloc_fail_once_after(fail_at);
+    long t0 = tu_alloc_total();
+    static const char *paths[] = {"/hello", "/r/1", "/chunked"};
+    for (int i = 0; i < 3; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "%s%s", f.base, paths[i]);
+        ax_http_request rq = {.url = url, .flags = AX_HTTP_FOLLOW};
+        int err, before = r->done;
+        if (!ax_http_fetch_start(f.hc, &rq, &oom_cbs, r, &err)) {
+            ASSERT_EQ(err, AX_ENOMEM);
+            continue;
+        }
+        r->started++;
+        RUN_UNTIL(f.loop, r->done > before, 5000);
+    }
+    tu_alloc_fail_once_after(-1);
+    long used = tu_alloc_total() - t0;
+    fx_stop(&f);
+    return used;
+}
+
+TEST_TIMEOUT(http_client_out_of_memory_everywhere, 120)
+{
+    tu_alloc_install();
+    oom_run clean = {0};
+    long total = oom_scenario(-1, &clean);
+    ASSERT_EQ(clean.err, 0);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+    int failed = 0;
+    for (long n = 0; n < total; n++) {
+        oom_run r = {0};
+        oom_scenario(n, &r);
+        ASSERT_EQ(r.done, r.started);
+        ASSERT_EQ(tu_alloc_live_count(), 0);
+        failed += r.err != 0 || r.started < 3;
+    }
+    ASSERT(failed > 0);
+    printf("# %ld allocation points, %d runs saw a failure\n", total, failed);
+}
