@@ -877,3 +877,21 @@ TEST_TIMEOUT(http_client_out_of_memory_everywhere, 120)
     ASSERT(failed > 0);
     printf("# %ld allocation points, %d runs saw a failure\n", total, failed);
 }
+
+TEST(http_client_ipv6_literal)
+{
+    if (!tu_have_ipv6()) return;
+    fx f;
+    fx_start(&f, NULL);
+    int err;
+    ax_http_route(f.srv, NULL, "/auth", h_auth, &f);
+    ax_listener *l6 = ax_http_listen(f.srv, "tcp://[::1]:0", NULL, &err);
+    ASSERT(l6 != NULL);
+    char base[64], want[64];
+    int port = ax_addr_port(ax_listener_addr(l6));
+    snprintf(base, sizeof base, "http://[::1]:%d", port);
+    ASSERT_EQ(fetch(&f, base, "/auth"), 0);
+    snprintf(want, sizeof want, "|[::1]:%d", port);
+    ASSERT_STREQ(f.body, want);
+    fx_stop(&f);
+}

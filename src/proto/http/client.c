@@ -135,7 +135,8 @@ static bool idempotent(const char *m)
 
 static void origin_key(const ax__http_url *u, char *out, size_t len)
 {
-    int n = snprintf(out, len, "%s://%s:%d", u->tls ? "https" : "http", u->host, u->port);
+    int n = snprintf(out, len, "%s://%s%s%s:%d", u->tls ? "https" : "http", u->ipv6 ? "[" : "",
+                     u->host, u->ipv6 ? "]" : "", u->port);
     for (int i = 0; i < n && (size_t)i < len; i++)
         if (out[i] >= 'A' && out[i] <= 'Z') out[i] = (char)(out[i] - 'A' + 'a');
 }
