@@ -368,6 +368,21 @@ def failures_have_causes_and_codes():
     t.eq(rc, 28, "timeout: exit 28")
     t.ok(0.4 < took < 5, "gave up after about 0.5 s (%.2f s)" % took)
     t.ok("timed out" in err and url in err, "timeout: %r" % err)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)  # never accepted, the queue filled: SYNs go unanswered
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(full.getsockname())
+        fillers.append(c)
+    time.sleep(0.05)
+    rc, _, err = get("--connect-timeout", "0.3", "http://127.0.0.1:%d/" % full.getsockname()[1])
+    for c in fillers + [full]:
+        c.close()
+    t.eq(rc, 28, "connect timeout: exit 28")
+    t.ok("connecting to" in err and "took longer" in err, "connect timeout: %r" % err)
     rc, out, err = get("--help")
     t.ok(rc == 0 and b"Examples:" in out, "--help")
 

@@ -3,9 +3,12 @@
  * bodies (length, chunked, until close, none), redirects and their limit,
  * timeouts, malformed responses, size limits, backpressure, retries on a
  * stale pooled connection, cancelling, https; and the URL helpers. */
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <axon/axon.h>
 #include <axon/http.h>
@@ -893,5 +896,34 @@ TEST(http_client_ipv6_literal)
     ASSERT_EQ(fetch(&f, base, "/auth"), 0);
     snprintf(want, sizeof want, "|[::1]:%d", port);
     ASSERT_STREQ(f.body, want);
+    fx_stop(&f);
+}
+
+/* A listener that never accepts, its queue full: SYNs go unanswered. */
+TEST(http_client_connect_timeout)
+{
+    ax_http_client_opts o = {.connect_timeout_ms = 200};
+    fx f;
+    fx_start(&f, &o);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ASSERT(bind(l, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(l, 0) == 0);
+    ASSERT(getsockname(l, (struct sockaddr *)&sa, &sl) == 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    tu_sleep_ms(50);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    uint64_t t0 = tu_now_ms();
+    ASSERT_EQ(fetch(&f, base, "/"), AX_ETIMEDOUT);
+    ASSERT(tu_now_ms() - t0 >= 150);
+    ASSERT(strstr(f.detail, "connecting to") != NULL);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(l);
     fx_stop(&f);
 }

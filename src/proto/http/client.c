@@ -713,6 +713,9 @@ static void conn_lost(ax_http_fetch *f, int reason)
              f->got_bytes ? "before the response was complete" : "without answering");
     else if (d)
         fail(f, reason, "%s: %s", h->key, d);
+    else if (!h->opened && reason == AX_ETIMEDOUT)
+        fail(f, reason, "connecting to %s took longer than %u ms", h->key,
+             f->hc->o.connect_timeout_ms);
     else if (!h->opened)
         fail(f, reason, "cannot connect to %s", h->key);
     else
