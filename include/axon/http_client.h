@@ -73,6 +73,14 @@ typedef struct ax_http_client_opts {
 #define AX_HTTP_FRESH_CONN 0x4u   /* never take a pooled connection for this fetch */
 #define AX_HTTP_NO_KEEPALIVE 0x8u /* send Connection: close; do not pool afterwards */
 
+/* A request body made while it is sent (ax_http_request.body_reader):
+ * write up to `cap` bytes into `buf` and return how many (> 0); 0 at the
+ * end of the body; AX_EAGAIN when nothing is ready yet (then call
+ * ax_http_fetch_body_ready() once there is); another negative code fails
+ * the fetch with it.  Called from the loop whenever the connection can
+ * take more; `ud` is the fetch's. */
+typedef long (*ax_http_body_reader)(ax_http_fetch *f, char *buf, size_t cap, void *ud);
+
 /* One request.  Everything is copied by ax_http_fetch_start(). */
 typedef struct ax_http_request {
     const char *url;    /* http://host[:port][/path][?query]; a #fragment is dropped */
@@ -85,6 +93,15 @@ typedef struct ax_http_request {
     size_t num_headers;
     const void *body; /* request body; NULL with body_len 0: none */
     size_t body_len;
+    /* Instead of `body`: a body streamed from this reader, chunked, or
+     * with Content-Length: body_len when body_len is given (the reader
+     * must then produce exactly that many bytes).  A streamed body is
+     * never sent twice: 307 and 308 redirects are not followed (301 and
+     * 302 only when they turn a POST into a GET), and a stale pooled
+     * connection is retried only if the reader was not called yet.  The
+     * read timeout also bounds how long the reader may keep answering
+     * AX_EAGAIN. */
+    ax_http_body_reader body_reader;
     unsigned flags;      /* AX_HTTP_FOLLOW, ... */
     int max_redirects;   /* with AX_HTTP_FOLLOW; 0: 10, -1: none followed */
     uint32_t timeout_ms; /* 0: the client's timeout_ms */
@@ -137,6 +154,10 @@ AX_API ax_http_fetch *ax_http_fetch_start(ax_http_client *hc, const ax_http_requ
 /* Stop a fetch: no callback runs after this call, the fetch is freed and
  * its connection closed.  Legal inside the fetch's own callbacks. */
 AX_API void ax_http_fetch_cancel(ax_http_fetch *f);
+
+/* The body reader has data again after answering AX_EAGAIN: it is called
+ * soon from the loop (not from inside this call). */
+AX_API void ax_http_fetch_body_ready(ax_http_fetch *f);
 
 /* Stop / restart delivering the body: the connection stops reading, so
  * the server is slowed down by TCP flow control.  The read timeout does

@@ -73,6 +73,9 @@ struct ax_http_fetch {
     size_t fields_len;
     char *body;
     size_t body_len;
+    ax_http_body_reader reader;
+    char *piece;    /* the reader's buffer */
+    ax_timer *kick; /* the reader has data again */
     unsigned flags;
     int max_redirects, redirects;
     ax_http_limits lim;
@@ -230,9 +233,9 @@ static int build_head(ax_http_fetch *f)
         n += snprintf(p + n, cap - (size_t)n, "User-Agent: %s\r\n", ua);
     if (!has_field(f, "Accept")) n += snprintf(p + n, cap - (size_t)n, "Accept: */*\r\n");
     n += snprintf(p + n, cap - (size_t)n, "%s", f->fields);
-    bool wants_body = f->body_len || !strcmp(f->method, "POST") || !strcmp(f->method, "PUT") ||
-                      !strcmp(f->method, "PATCH");
-    f->chunked = wants_body && (f->flags & AX_HTTP_CHUNKED_BODY);
+    bool wants_body = f->body_len || f->reader || !strcmp(f->method, "POST") ||
+                      !strcmp(f->method, "PUT") || !strcmp(f->method, "PATCH");
+    f->chunked = wants_body && ((f->flags & AX_HTTP_CHUNKED_BODY) || (f->reader && !f->body_len));
     if (f->chunked)
         n += snprintf(p + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
     else if (wants_body)
@@ -346,8 +349,49 @@ static void detach(ax_http_fetch *f)
 
 /* ---- writing the request ------------------------------------------------- */
 
+/* One piece of body, framed as a chunk when chunked. */
+static int write_piece(ax_http_fetch *f, const char *p, size_t n)
+{
+    char line[24];
+    struct iovec iov[3] = {{line, 0}, {(void *)p, n}, {"\r\n", f->chunked ? 2 : 0}};
+    if (f->chunked) iov[0].iov_len = (size_t)snprintf(line, sizeof line, "%zx\r\n", n);
+    f->sent += n;
+    return ax_conn_writev(f->h->conn, iov, 3);
+}
+
+/* A streamed body: pull pieces from the reader until the connection is
+ * above its high watermark, nothing is ready, or the end.  Returns 0, 1
+ * (wait for on_drain or ax_http_fetch_body_ready), a negative code, or
+ * STEP_GONE when the fetch went away inside the reader. */
+static int write_stream(ax_http_fetch *f)
+{
+    int rc = 0;
+    if (!f->piece && !(f->piece = ax_malloc(BODY_PIECE))) return AX_ENOMEM;
+    while (rc == 0) {
+        size_t cap = BODY_PIECE;
+        if (!f->chunked && f->body_len - f->sent < cap) cap = f->body_len - f->sent;
+        if (cap == 0) return 0; /* the announced length is complete */
+        f->in_cb++;
+        long n = f->reader(f, f->piece, cap, f->ud);
+        if (!alive(f)) return STEP_GONE;
+        if (n == AX_EAGAIN) return 1;
+        if (n < 0 || (size_t)n > cap) {
+            fail(f, n < 0 ? (int)n : AX_EINVAL, "the request body reader failed");
+            return STEP_GONE;
+        }
+        if (n == 0 && !f->chunked) {
+            fail(f, AX_EINVAL, "the request body ended after %zu of %zu bytes", f->sent,
+                 f->body_len);
+            return STEP_GONE;
+        }
+        if (n == 0) return 0;
+        rc = write_piece(f, f->piece, (size_t)n);
+    }
+    return rc;
+}
+
 /* Queue the head, then the body piece by piece until the connection is
- * above its high watermark (on_drain goes on). */
+ * above its high watermark (on_drain goes on).  May end the fetch. */
 static void write_request(ax_http_fetch *f)
 {
     ax_conn *c = f->h->conn;
@@ -357,15 +401,15 @@ static void write_request(ax_http_fetch *f)
         f->head_sent = true;
         rc = ax_conn_write(c, f->out, f->out_len);
     }
-    while (rc == 0 && f->sent < f->body_len) {
-        size_t n = f->body_len - f->sent < BODY_PIECE ? f->body_len - f->sent : BODY_PIECE;
-        char line[24];
-        struct iovec iov[3] = {{line, 0}, {f->body + f->sent, n}, {"\r\n", chunked ? 2 : 0}};
-        if (chunked) iov[0].iov_len = (size_t)snprintf(line, sizeof line, "%zx\r\n", n);
-        f->sent += n;
-        rc = ax_conn_writev(c, iov, 3);
+    if (rc == 0 && f->reader && !f->req_done) {
+        rc = write_stream(f);
+        if (rc == STEP_GONE) return;
     }
-    if (rc == 0 && f->sent == f->body_len && !f->req_done) {
+    while (rc == 0 && !f->reader && f->sent < f->body_len) {
+        size_t n = f->body_len - f->sent < BODY_PIECE ? f->body_len - f->sent : BODY_PIECE;
+        rc = write_piece(f, f->body + f->sent, n);
+    }
+    if (rc == 0 && (f->reader || f->sent == f->body_len) && !f->req_done) {
         f->req_done = true;
         if (chunked) rc = ax_conn_write(c, "0\r\n\r\n", 5);
     }
@@ -444,14 +488,19 @@ static bool is_redirect(int status)
 
 /* RFC 9110 15.4: 303 turns everything but HEAD into GET; 301 and 302 turn
  * POST into GET as user agents always have; 307 and 308 keep both. */
+static bool turns_into_get(int status, const char *method)
+{
+    return (status == 303 && strcmp(method, "HEAD") != 0) ||
+           ((status == 301 || status == 302) && strcmp(method, "POST") == 0);
+}
+
 static int next_hop(ax_http_fetch *f)
 {
     char *url = f->next_url, *m = NULL;
     char before[300], after[300];
     f->next_url = NULL;
     origin_key(&f->u, before, sizeof before);
-    bool to_get = (f->status == 303 && strcmp(f->method, "HEAD") != 0) ||
-                  ((f->status == 301 || f->status == 302) && strcmp(f->method, "POST") == 0);
+    bool to_get = turns_into_get(f->status, f->method);
     if (to_get && !(m = dup_str("GET"))) {
         ax_free(url);
         return AX_ENOMEM;
@@ -462,6 +511,7 @@ static int next_hop(ax_http_fetch *f)
         ax_free(f->body);
         f->body = NULL;
         f->body_len = 0;
+        f->reader = NULL;
         f->flags &= ~AX_HTTP_CHUNKED_BODY;
         drop_field(f, "Content-Type");
     }
@@ -552,7 +602,8 @@ static bool after_head(ax_http_fetch *f)
     f->keep = (r->flags & AX_HTTP_KEEP_ALIVE) != 0;
     ax_http_body_init(&f->bd, r->framing, r->content_length, &f->lim);
     const ax_http_header *loc = ax_http_find_header(r, "Location");
-    if ((f->flags & AX_HTTP_FOLLOW) && is_redirect(r->status) && loc && loc->value.len) {
+    bool replay = !f->reader || turns_into_get(r->status, f->method); /* streamed once only */
+    if ((f->flags & AX_HTTP_FOLLOW) && is_redirect(r->status) && loc && loc->value.len && replay) {
         if (!take_redirect(f, loc->value)) return false;
         if (ax_http_body_done(&f->bd)) f->state = S_DONE;
         return true;
@@ -600,7 +651,7 @@ static long read_head(ax_http_fetch *f, const char *buf, size_t len)
     return after_head(f) ? n : STEP_GONE;
 }
 
-static long read_body(ax_http_fetch *f, const char *buf, size_t len)
+static long read_resp_body(ax_http_fetch *f, const char *buf, size_t len)
 {
     ax_http_str d;
     int n = ax_http_body_parse(&f->bd, buf, len, &d);
@@ -669,7 +720,7 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     size_t off = 0;
     while (off < len && f->state != S_DONE && !f->paused) {
         long n = f->state == S_HEAD ? read_head(f, data + off, len - off)
-                                    : read_body(f, data + off, len - off);
+                                    : read_resp_body(f, data + off, len - off);
         if (n == STEP_GONE) return len;
         if (n == STEP_MORE) break;
         off += (size_t)n;
@@ -696,7 +747,8 @@ static void conn_lost(ax_http_fetch *f, int reason)
         return;
     }
     bool stale = reason == AX_EOF || reason == AX_ECONNRESET || reason == AX_EPIPE;
-    if (stale && f->reused && !f->got_bytes && !f->retried && idempotent(f->method)) {
+    bool replay = !f->reader || f->sent == 0;
+    if (stale && replay && f->reused && !f->got_bytes && !f->retried && idempotent(f->method)) {
         f->retried = f->fresh = true;
         detach(f);
         if (!info(f, "the pooled connection was closed; retrying on a new one")) return;
@@ -762,6 +814,8 @@ static void fetch_free(ax_http_fetch *f)
         hc->fetches = f->next;
     if (f->next) f->next->prev = f->prev;
     ax_timer_free(f->timer);
+    ax_timer_free(f->kick);
+    ax_free(f->piece);
     ax_free(f->url);
     ax_free(f->method);
     ax_free(f->fields);
@@ -805,17 +859,28 @@ static void on_timer(ax_timer *t, void *ud)
     if (rc) fail(f, rc, "cannot connect to %s", f->u.host);
 }
 
+static void on_kick(ax_timer *t, void *ud)
+{
+    ax_http_fetch *f = ud;
+    (void)t;
+    if (f->h && f->reader && !f->req_done) write_request(f);
+}
+
 static int fetch_init(ax_http_fetch *f, const ax_http_request *rq)
 {
     ax_http_client *hc = f->hc;
     const char *m = rq->method ? rq->method : "GET";
-    if (!token_ok(m, strlen(m)) || (rq->body_len && !rq->body)) return AX_EINVAL;
+    if (!token_ok(m, strlen(m)) || (rq->body_len && !rq->body && !rq->body_reader) ||
+        (rq->body && rq->body_reader))
+        return AX_EINVAL;
     if (!(f->url = dup_str(rq->url)) || !(f->method = dup_str(m))) return AX_ENOMEM;
     int rc = ax__http_url_parse(f->url, &f->u);
     if (rc == 0) rc = copy_fields(f, rq->headers, rq->headers ? rq->num_headers : 0);
     if (rc) return rc;
-    if (rq->body_len && !(f->body = ax_malloc(rq->body_len))) return AX_ENOMEM;
-    if (rq->body_len) memcpy(f->body, rq->body, rq->body_len);
+    f->reader = rq->body_reader;
+    if (f->reader && !(f->kick = ax_timer_new(hc->loop, on_kick, f))) return AX_ENOMEM;
+    if (rq->body && rq->body_len && !(f->body = ax_malloc(rq->body_len))) return AX_ENOMEM;
+    if (rq->body && rq->body_len) memcpy(f->body, rq->body, rq->body_len);
     f->body_len = rq->body_len;
     f->flags = rq->flags;
     f->max_redirects = rq->max_redirects ? rq->max_redirects : 10;
@@ -863,6 +928,11 @@ void ax_http_fetch_cancel(ax_http_fetch *f)
     if (!f || f->cancelled) return;
     f->cancelled = true;
     if (!f->in_cb) finish(f, AX_ECANCELED); /* else when the callback returns */
+}
+
+void ax_http_fetch_body_ready(ax_http_fetch *f)
+{
+    if (f->kick && !f->req_done && !f->finished) ax_timer_start(f->kick, 0, 0);
 }
 
 void ax_http_fetch_pause(ax_http_fetch *f)
