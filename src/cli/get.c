@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <axon/axon.h>
 #include <axon/http.h>
@@ -24,6 +25,9 @@ typedef struct get_cfg {
     char *data;
     size_t data_len;
     bool has_data;
+    const char *upload_path; /* -T: streamed from this file ("-": stdin) */
+    FILE *upload;
+    long long upload_size; /* -1: unknown, sent chunked */
     const char *fields[MAX_FIELDS];
     int n_fields;
     const char *out_path;
@@ -49,6 +53,7 @@ static void help(FILE *out)
             "  -I, --head               send HEAD and write the response head\n"
             "  -X, --request METHOD     use METHOD (default GET, POST with -d)\n"
             "  -d, --data DATA          send DATA as the body (@FILE: the file's bytes)\n"
+            "  -T, --upload-file FILE   stream FILE (- for stdin) as the body; default PUT\n"
             "      --chunked            send the body with chunked transfer coding\n"
             "  -H, --header 'N: V'      add a request field (repeatable)\n"
             "  -L, --location           follow redirects\n"
@@ -63,8 +68,9 @@ static void help(FILE *out)
             "  -h, --help               show this help\n\n"
             "Exit status, as curl's: 0 success, 2 usage, 3 bad URL, 6 unknown host,\n"
             "7 cannot connect, 8 malformed response, 22 HTTP error (-f), 23 write error,\n"
-            "28 timeout, 35 TLS failure, 47 too many redirects, 52 empty reply,\n"
-            "56 connection lost, 60 certificate refused, 63 body too large, 77 bad CA file.\n\n"
+            "26 cannot read -T FILE, 28 timeout, 35 TLS failure, 47 too many redirects,\n"
+            "52 empty reply, 56 connection lost, 60 certificate refused, 63 body too large,\n"
+            "77 bad CA file.\n\n"
             "Examples:\n"
             "  axon get http://127.0.0.1:8000/                  body to stdout\n"
             "  axon get -i -L http://example.org/               head, body, redirects followed\n"
@@ -156,6 +162,16 @@ static int on_body(ax_http_fetch *f, const char *data, size_t len, void *ud)
     return 0;
 }
 
+/* -T: the next piece of the file. */
+static long read_upload(ax_http_fetch *f, char *buf, size_t cap, void *ud)
+{
+    get_cfg *cfg = ud;
+    (void)f;
+    size_t n = fread(buf, 1, cap, cfg->upload);
+    if (n == 0 && ferror(cfg->upload)) return -EIO;
+    return (long)n;
+}
+
 static void fetch_next(get_cfg *cfg);
 
 static void on_done(ax_http_fetch *f, int err, void *ud)
@@ -192,16 +208,17 @@ static void fetch_next(get_cfg *cfg)
         return;
     }
     const char *url = cfg->urls[cfg->next++];
+    const char *method = cfg->head ? "HEAD" : cfg->has_data ? "POST" : cfg->upload ? "PUT" : NULL;
+    if (cfg->upload && cfg->upload_size >= 0) rewind(cfg->upload); /* the same file to each URL */
     ax_http_request rq = {
         .url = url,
-        .method = cfg->method     ? cfg->method
-                  : cfg->head     ? "HEAD"
-                  : cfg->has_data ? "POST"
-                                  : NULL,
+        .method = cfg->method ? cfg->method : method,
         .headers = cfg->fields,
         .num_headers = (size_t)cfg->n_fields,
         .body = cfg->data,
-        .body_len = cfg->data_len,
+        .body_len =
+            cfg->upload ? (size_t)(cfg->upload_size > 0 ? cfg->upload_size : 0) : cfg->data_len,
+        .body_reader = cfg->upload ? read_upload : NULL,
         .flags = (cfg->follow ? AX_HTTP_FOLLOW : 0u) | (cfg->chunked ? AX_HTTP_CHUNKED_BODY : 0u),
         .max_redirects = cfg->max_redirs,
     };
@@ -301,6 +318,10 @@ static int parse_urls(int argc, char **argv, get_cfg *cfg)
         typed |= strncasecmp(cfg->fields[i], "Content-Type:", 13) == 0;
     if (cfg->has_data && !typed && cfg->n_fields < MAX_FIELDS)
         cfg->fields[cfg->n_fields++] = "Content-Type: application/x-www-form-urlencoded";
+    if (cfg->upload_path && cfg->has_data) {
+        fprintf(stderr, "axon get: -T and -d both give a body; choose one\n");
+        return 2;
+    }
     if (cfg->n_urls == 0) {
         fprintf(stderr, "axon get: which URL?\n\n");
         help(stderr);
@@ -329,9 +350,10 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
         {"connect-timeout", required_argument, NULL, O_CTIMEOUT},
         {"max-size", required_argument, NULL, O_MAXSIZE},
         {"chunked", no_argument, NULL, O_CHUNKED},
+        {"upload-file", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int ch, rc;
-    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:Lkfvh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:T:Lkfvh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'o':
             cfg->out_path = optarg;
@@ -347,6 +369,9 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
             break;
         case 'd':
             if (read_data(cfg, optarg)) return 2;
+            break;
+        case 'T':
+            cfg->upload_path = optarg;
             break;
         case 'H':
             if (cfg->n_fields == MAX_FIELDS) {
@@ -391,6 +416,23 @@ static int make_tls(get_cfg *cfg)
     return 77;
 }
 
+/* -T: open the file; a regular one's size goes as Content-Length. */
+static int open_upload(get_cfg *cfg)
+{
+    struct stat st;
+    cfg->upload_size = -1;
+    if (!cfg->upload_path) return 0;
+    bool in = strcmp(cfg->upload_path, "-") == 0;
+    cfg->upload = in ? stdin : fopen(cfg->upload_path, "rb");
+    if (!cfg->upload) {
+        fprintf(stderr, "axon get: -T %s: %s\n", cfg->upload_path, strerror(errno));
+        return 26; /* curl: read error */
+    }
+    if (!in && !cfg->chunked && fstat(fileno(cfg->upload), &st) == 0 && S_ISREG(st.st_mode))
+        cfg->upload_size = st.st_size;
+    return 0;
+}
+
 int cmd_get(int argc, char **argv)
 {
     get_cfg cfg = {.out = stdout};
@@ -399,7 +441,7 @@ int cmd_get(int argc, char **argv)
         free(cfg.data);
         return rc == 1 ? 0 : rc;
     }
-    if ((rc = make_tls(&cfg)) != 0) goto out;
+    if ((rc = make_tls(&cfg)) != 0 || (rc = open_upload(&cfg)) != 0) goto out;
     if (cfg.out_path && !(cfg.out = fopen(cfg.out_path, "wb"))) {
         fprintf(stderr, "axon get: cannot open %s: %s\n", cfg.out_path, strerror(errno));
         rc = 23;
@@ -421,6 +463,7 @@ out_loop:
     ax_loop_free(cfg.loop);
     if (cfg.out != stdout && fclose(cfg.out) != 0 && !rc) rc = 23;
 out:
+    if (cfg.upload && cfg.upload != stdin) fclose(cfg.upload);
     ax_tls_ctx_free(cfg.opts.tls);
     free(cfg.data);
     return rc;

@@ -50,10 +50,10 @@ def wait_port(port, proc, what):
     raise axtest.Failure("%s did not listen on %d%s" % (what, port, proc.err_note()))
 
 
-def get(*args, timeout=30):
+def get(*args, timeout=30, stdin=None):
     """Run `axon get ARGS`; returns (exit status, stdout bytes, stderr text)."""
     p = subprocess.run([axtest.axon_bin(), "get"] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=timeout)
+                       stderr=subprocess.PIPE, timeout=timeout, input=stdin)
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
@@ -340,6 +340,13 @@ def uploads():
     t.ok(out == BIG, "-d @FILE sends the binary (%d bytes back)" % len(out))
     out, _ = ok("--chunked", "-d", "@" + src, s.base + "/echo")
     t.ok(out == BIG, "--chunked upload arrives whole (%d bytes back)" % len(out))
+    rc, out, err = get("-v", "-T", src, s.base + "/echo")
+    t.ok(rc == 0 and out == BIG, "-T FILE streams the file (%d bytes back) %s" % (len(out), err[-300:]))
+    t.ok("> PUT /echo" in err and "> Content-Length: %d" % len(BIG) in err,
+         "as PUT with its length: %r" % err[:400])
+    rc, out, err = get("-v", "-T", "-", s.base + "/echo", stdin=BIG)
+    t.ok(rc == 0 and out == BIG, "-T - streams stdin (%d bytes back)" % len(out))
+    t.ok("> Transfer-Encoding: chunked" in err, "chunked, the length being unknown")
 
 
 # ---- failures ---------------------------------------------------------------
