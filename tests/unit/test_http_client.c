@@ -820,7 +820,7 @@ TEST(http_client_redirect_to_another_origin_drops_credentials)
 /* ---- out of memory -------------------------------------------------------- */
 
 typedef struct oom_run {
-    int done, err, started;
+    int done, err, started, pieces;
 } oom_run;
 
 static void oom_done(ax_http_fetch *h, int err, void *ud)
@@ -833,8 +833,18 @@ static void oom_done(ax_http_fetch *h, int err, void *ud)
 
 static const ax_http_fetch_cbs oom_cbs = {.on_done = oom_done};
 
-/* Two fetches (the second on the pooled connection) and a redirect; when
- * the allocation `fail_at` fails, everything ends anyway and frees all. */
+static long oom_reader(ax_http_fetch *h, char *buf, size_t cap, void *ud)
+{
+    oom_run *r = ud;
+    (void)h;
+    if (r->pieces++ == 3 || cap < 5) return 0;
+    memcpy(buf, "piece", 5);
+    return 5;
+}
+
+/* Two fetches (the second on the pooled connection), a redirect and a
+ * streamed upload; when the allocation `fail_at` fails, everything ends
+ * anyway and frees all. */
 static long oom_scenario(long fail_at, oom_run *r)
 {
     fx f;
@@ -844,11 +854,12 @@ static long oom_scenario(long fail_at, oom_run *r)
     routes(&f);
     tu_alloc_fail_once_after(fail_at);
     long t0 = tu_alloc_total();
-    static const char *paths[] = {"/hello", "/r/1", "/chunked"};
-    for (int i = 0; i < 3; i++) {
+    static const char *paths[] = {"/hello", "/r/1", "/chunked", "/echo"};
+    for (int i = 0; i < 4; i++) {
         char url[128];
         snprintf(url, sizeof url, "%s%s", f.base, paths[i]);
         ax_http_request rq = {.url = url, .flags = AX_HTTP_FOLLOW};
+        if (i == 3) rq.body_reader = oom_reader;
         int err, before = r->done;
         if (!ax_http_fetch_start(f.hc, &rq, &oom_cbs, r, &err)) {
             ASSERT_EQ(err, AX_ENOMEM);
@@ -876,7 +887,7 @@ TEST_TIMEOUT(http_client_out_of_memory_everywhere, 120)
         oom_scenario(n, &r);
         ASSERT_EQ(r.done, r.started);
         ASSERT_EQ(tu_alloc_live_count(), 0);
-        failed += r.err != 0 || r.started < 3;
+        failed += r.err != 0 || r.started < 4;
     }
     ASSERT(failed > 0);
     printf("# %ld allocation points, %d runs saw a failure\n", total, failed);
