@@ -126,6 +126,18 @@ static int fetch_rq(fx *f, ax_http_request *rq)
     return f->err;
 }
 
+/* Start a fetch of the server's `path` with `head` as its on_head. */
+static void start_with_head(fx *f, const char *path, void (*head)(ax_http_fetch *, int, void *))
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s%s", f->base, path);
+    ax_http_request rq = {.url = url};
+    ax_http_fetch_cbs c = cbs;
+    c.on_head = head;
+    int err;
+    ASSERT(ax_http_fetch_start(f->hc, &rq, &c, f, &err) != NULL);
+}
+
 static int fetch(fx *f, const char *base, const char *path)
 {
     char url[256];
@@ -626,18 +638,16 @@ TEST(http_client_cancel_and_free)
     fx f;
     fx_start(&f, NULL);
     routes(&f);
-    char url[128];
-    snprintf(url, sizeof url, "%s/big", f.base);
-    ax_http_request rq = {.url = url};
-    ax_http_fetch_cbs c = cbs;
-    c.on_head = cancel_in_head;
-    int err;
-    ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    start_with_head(&f, "/big", cancel_in_head);
     RUN_UNTIL(f.loop, f.heads == 1, 5000);
     tu_run_for(f.loop, 30);
     ASSERT_EQ(f.done, 0);
     ASSERT_EQ(f.body_len, 0);
     /* cancelled before it started; then one left running when the client goes */
+    char url[128];
+    snprintf(url, sizeof url, "%s/big", f.base);
+    ax_http_request rq = {.url = url};
+    int err;
     ax_http_fetch_cancel(ax_http_fetch_start(f.hc, &rq, &cbs, &f, &err));
     ASSERT(ax_http_fetch_start(f.hc, &rq, &cbs, &f, &err) != NULL);
     tu_run_for(f.loop, 5);
@@ -757,13 +767,7 @@ TEST(http_client_paused_at_the_end_pools_a_live_connection)
     fx f;
     fx_start(&f, NULL);
     routes(&f);
-    char url[128];
-    snprintf(url, sizeof url, "%s/status/204", f.base);
-    ax_http_request rq = {.url = url};
-    ax_http_fetch_cbs c = cbs;
-    c.on_head = pause_in_head;
-    int err;
-    ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    start_with_head(&f, "/status/204", pause_in_head);
     RUN_UNTIL(f.loop, f.done == 1, 5000);
     ASSERT_EQ(f.err, 0);
     ASSERT_EQ(fetch(&f, f.base, "/hello"), 0);
