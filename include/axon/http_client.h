@@ -144,10 +144,14 @@ AX_API ax_http_client *ax_http_client_new(ax_loop *loop, const ax_http_client_op
  * ax_loop_free(); not from inside one of its callbacks. */
 AX_API void ax_http_client_free(ax_http_client *hc);
 
-/* Start a fetch.  Returns it; its callbacks run later from the loop.  NULL
- * with the code in *err when the request is unusable: AX_EURL, AX_ESCHEME
- * (not http/https), AX_EHOST, AX_EPORT, AX_EINVAL (a bad method or field),
- * AX_ENOMEM; the callbacks then never run. */
+/* Start a fetch of `req` (copied, as is the table `cbs`, which may be
+ * NULL); `ud` is passed to every callback.  Returns the fetch, valid until
+ * its on_done returns (or ax_http_fetch_cancel()); its callbacks run later
+ * from the loop.  NULL with the code in *err when the request is unusable:
+ * AX_EURL, AX_ESCHEME (not http/https), AX_EHOST, AX_EPORT, AX_EINVAL (a
+ * bad method or field, body and body_reader both given), AX_ENOMEM,
+ * AX_ECANCELED (the client is being freed); the callbacks then never
+ * run. */
 AX_API ax_http_fetch *ax_http_fetch_start(ax_http_client *hc, const ax_http_request *req,
                                           const ax_http_fetch_cbs *cbs, void *ud, int *err);
 
