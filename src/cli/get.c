@@ -121,12 +121,21 @@ static int exit_code(int err)
     }
 }
 
-/* -v: connection notes as "* ", request lines as "> ", response "< ". */
+/* -i and -I: every response head as received, as curl writes them
+ * (interim and redirect responses too).  -v: on stderr, connection notes
+ * as "* ", request lines as "> ", response lines as "< ". */
 static void on_trace(ax_http_fetch *f, enum ax_http_trace what, const char *text, size_t len,
                      void *ud)
 {
     get_cfg *cfg = ud;
-    (void)f;
+    bool head = what == AX_HTTP_TRACE_RESPONSE && (cfg->include || cfg->head);
+    if (head && fwrite(text, 1, len, cfg->out) != len) {
+        fprintf(stderr, "axon get: cannot write the output: %s\n", strerror(errno));
+        cfg->exit_code = 23;
+        ax_http_fetch_cancel(f);
+        ax_loop_stop(cfg->loop);
+        return;
+    }
     if (!cfg->verbose) return;
     const char *mark = what == AX_HTTP_TRACE_INFO      ? "* "
                        : what == AX_HTTP_TRACE_REQUEST ? "> "
@@ -141,16 +150,6 @@ static void on_trace(ax_http_fetch *f, enum ax_http_trace what, const char *text
         text += n;
         len -= n;
     }
-}
-
-static void on_head(ax_http_fetch *f, int status, void *ud)
-{
-    get_cfg *cfg = ud;
-    size_t n;
-    const char *raw = ax_http_fetch_raw_head(f, &n);
-    (void)status;
-    if ((cfg->include || cfg->head) && fwrite(raw, 1, n, cfg->out) != n)
-        ax_http_fetch_cancel(f), cfg->exit_code = 23;
 }
 
 static int on_body(ax_http_fetch *f, const char *data, size_t len, void *ud)
@@ -199,7 +198,7 @@ static void on_done(ax_http_fetch *f, int err, void *ud)
 }
 
 static const ax_http_fetch_cbs get_cbs = {
-    .on_trace = on_trace, .on_head = on_head, .on_body = on_body, .on_done = on_done};
+    .on_trace = on_trace, .on_body = on_body, .on_done = on_done};
 
 static void fetch_next(get_cfg *cfg)
 {

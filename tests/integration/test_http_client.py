@@ -224,6 +224,9 @@ def python_heads_and_redirect():
     t.ok(b"inner.txt" in out, "-L follows /dir -> /dir/: %r" % out[:200])
     t.ok("< HTTP/1.0 301" in err and "following the redirect to " + s.base + "/dir/" in err,
          "-v shows the hop: %r" % err[-600:])
+    out, _ = ok("-i", "-L", s.base + "/dir")
+    t.ok(out.startswith(b"HTTP/1.0 301") and b"\r\n\r\nHTTP/1.0 200 OK\r\n" in out,
+         "-i -L writes both heads, as curl does: %r" % out[:300])
 
 
 @t.test
