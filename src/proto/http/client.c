@@ -391,7 +391,9 @@ static int write_stream(ax_http_fetch *f)
 }
 
 /* Queue the head, then the body piece by piece until the connection is
- * above its high watermark (on_drain goes on).  May end the fetch. */
+ * above its high watermark (on_drain goes on).  The body waits for the
+ * connection to be open: a TLS handshake holds what is written before it
+ * without a limit.  May end the fetch. */
 static void write_request(ax_http_fetch *f)
 {
     ax_conn *c = f->h->conn;
@@ -401,6 +403,7 @@ static void write_request(ax_http_fetch *f)
         f->head_sent = true;
         rc = ax_conn_write(c, f->out, f->out_len);
     }
+    if (!f->h->opened) return; /* on_open goes on */
     if (rc == 0 && f->reader && !f->req_done) {
         rc = write_stream(f);
         if (rc == STEP_GONE) return;
@@ -705,7 +708,8 @@ static void on_open(ax_conn *c)
     h->opened = true;
     if (!h->f) return;
     const char *v = ax_conn_tls_version(c);
-    info(h->f, "connected to %s%s%s", h->key, v ? " with " : "", v ? v : "");
+    if (!info(h->f, "connected to %s%s%s", h->key, v ? " with " : "", v ? v : "")) return;
+    if (!h->f->req_done) write_request(h->f);
 }
 
 static size_t on_data(ax_conn *c, const char *data, size_t len)
