@@ -117,6 +117,9 @@ http {
 """
 
 
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin may not be on PATH
+
+
 class Nginx(axtest.Proc):
     """nginx in the foreground with its own config under a temp folder."""
 
@@ -127,7 +130,7 @@ class Nginx(axtest.Proc):
         with open(conf, "w") as f:
             f.write(NGINX_CONF % {"dir": self.dir, "port": self.port, "www": WWW, "tmp": TMP,
                                   "tls_port": self.tls_port, "away": away_port})
-        super().__init__(["nginx", "-p", self.dir, "-e", os.path.join(self.dir, "error.log"),
+        super().__init__([NGINX, "-p", self.dir, "-e", os.path.join(self.dir, "error.log"),
                           "-c", conf, "-g", "daemon off;"])
         wait_port(self.port, self, "nginx")
         wait_port(self.tls_port, self, "nginx (TLS)")
