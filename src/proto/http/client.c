@@ -37,10 +37,10 @@ enum { STEP_MORE = -1, STEP_GONE = -2 };
 typedef struct hconn {
     ax_http_client *hc; /* NULL once the client is gone */
     ax_conn *conn;
-    ax_http_fetch *f; /* the fetch using it; NULL while idle or closing */
-    struct hconn *prev, *next;
-    uint64_t idle_seq; /* pooled since (client sequence), 0 when not idle */
-    bool opened, closing;
+    ax_http_fetch *f;            /* the fetch using it; NULL while idle or closing */
+    struct hconn *prev, *next;   /* every connection of the client */
+    struct hconn *iprev, *inext; /* the idle ones, oldest first */
+    bool idle, opened, closing;
     char key[300]; /* "https://host:port" */
 } hconn;
 
@@ -51,10 +51,11 @@ struct ax_http_client {
     ax_tls_ctx *tls;
     ax_http_limits lim;
     hconn *conns;
+    hconn *idle_head, *idle_tail;
     ax_http_fetch *fetches;
     unsigned nidle;
     bool freeing;
-    uint64_t seq, connects;
+    uint64_t connects;
     ax_http_head head; /* scratch for the head being parsed */
     ax_http_header hdrs[MAX_HEADERS];
 };
@@ -292,10 +293,26 @@ __attribute__((format(printf, 3, 4))) static void fail(ax_http_fetch *f, int err
 
 /* ---- the pool ------------------------------------------------------------ */
 
+static void idle_unlink(hconn *h)
+{
+    ax_http_client *hc = h->hc;
+    if (!h->idle || !hc) return;
+    if (h->iprev)
+        h->iprev->inext = h->inext;
+    else
+        hc->idle_head = h->inext;
+    if (h->inext)
+        h->inext->iprev = h->iprev;
+    else
+        hc->idle_tail = h->iprev;
+    h->iprev = h->inext = NULL;
+    h->idle = false;
+    hc->nidle--;
+}
+
 static void hconn_close(hconn *h, int abort_reason)
 {
-    if (h->idle_seq && h->hc) h->hc->nidle--;
-    h->idle_seq = 0;
+    idle_unlink(h);
     h->closing = true;
     if (abort_reason)
         ax_conn_abort(h->conn, abort_reason);
@@ -303,25 +320,29 @@ static void hconn_close(hconn *h, int abort_reason)
         ax_conn_close(h->conn);
 }
 
+/* The oldest pooled connection to `key`, or to any origin. */
 static hconn *pool_oldest(ax_http_client *hc, const char *key)
 {
-    hconn *best = NULL;
-    for (hconn *h = hc->conns; h; h = h->next)
-        if (h->idle_seq && (!key || !strcmp(h->key, key)) &&
-            (!best || h->idle_seq < best->idle_seq))
-            best = h;
-    return best;
+    for (hconn *h = hc->idle_head; h; h = h->inext)
+        if (!key || !strcmp(h->key, key)) return h;
+    return NULL;
 }
 
 static void pool_put(hconn *h)
 {
     ax_http_client *hc = h->hc;
     unsigned same = 0;
-    for (hconn *o = hc->conns; o; o = o->next)
-        if (o->idle_seq && !strcmp(o->key, h->key)) same++;
+    for (hconn *o = hc->idle_head; o; o = o->inext)
+        same += !strcmp(o->key, h->key);
     if (same >= hc->o.max_idle_per_host) hconn_close(pool_oldest(hc, h->key), 0);
-    if (hc->nidle >= hc->o.max_idle) hconn_close(pool_oldest(hc, NULL), 0);
-    h->idle_seq = ++hc->seq;
+    if (hc->nidle >= hc->o.max_idle) hconn_close(hc->idle_head, 0);
+    h->idle = true;
+    h->iprev = hc->idle_tail;
+    if (hc->idle_tail)
+        hc->idle_tail->inext = h;
+    else
+        hc->idle_head = h;
+    hc->idle_tail = h;
     hc->nidle++;
     ax_conn_resume(h->conn); /* a fetch paused at its end must not leave it deaf */
     ax_conn_set_idle_timeout(h->conn, hc->o.idle_timeout_ms);
@@ -331,14 +352,12 @@ static void pool_put(hconn *h)
  * been closed by the server meanwhile). */
 static hconn *pool_take(ax_http_client *hc, const char *key)
 {
-    hconn *best = NULL;
-    for (hconn *h = hc->conns; h; h = h->next)
-        if (h->idle_seq && !strcmp(h->key, key) && (!best || h->idle_seq > best->idle_seq))
-            best = h;
-    if (!best) return NULL;
-    best->idle_seq = 0;
-    hc->nidle--;
-    return best;
+    for (hconn *h = hc->idle_tail; h; h = h->iprev) {
+        if (strcmp(h->key, key) != 0) continue;
+        idle_unlink(h);
+        return h;
+    }
+    return NULL;
 }
 
 static void detach(ax_http_fetch *f)
@@ -791,7 +810,7 @@ static void on_close(ax_conn *c, int reason)
     if (h->f) conn_lost(h->f, reason ? reason : AX_ECONNABORTED);
     ax_http_client *hc = h->hc;
     if (hc) {
-        if (h->idle_seq) hc->nidle--;
+        idle_unlink(h);
         if (h->prev)
             h->prev->next = h->next;
         else
