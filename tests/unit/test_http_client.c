@@ -1020,3 +1020,25 @@ TEST(http_client_streamed_upload)
     ax_timer_free(u.later);
     fx_stop(&f);
 }
+
+TEST(http_client_many_at_once)
+{
+    fx f;
+    fx_start(&f, NULL);
+    routes(&f);
+    char url[128];
+    snprintf(url, sizeof url, "%s/chunked", f.base);
+    ax_http_request rq = {.url = url};
+    int err, n = 200;
+    for (int i = 0; i < n; i++)
+        ASSERT(ax_http_fetch_start(f.hc, &rq, &cbs, &f, &err) != NULL);
+    RUN_UNTIL(f.loop, f.done == n, 10000);
+    ASSERT_EQ(f.err, 0);
+    ASSERT_EQ(f.body_len, (size_t)n * 13); /* "one,two,three" each */
+    ASSERT_EQ(ax_http_client_connects(f.hc), n);
+    ASSERT_EQ(ax_http_client_idle(f.hc), 4); /* max_idle_per_host */
+    for (int i = 0; i < 8; i++)              /* later ones reuse what was kept */
+        ASSERT_EQ(fetch(&f, f.base, "/hello"), 0);
+    ASSERT_EQ(ax_http_client_connects(f.hc), n);
+    fx_stop(&f);
+}
