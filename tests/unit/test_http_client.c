@@ -601,6 +601,7 @@ TEST(http_client_bad_requests_refused_at_start)
     const char *hdr_bad[] = {"X-A: 1\r\nInjected: 1"};
     const char *hdr_cl[] = {"Content-Length: 5"};
     const char *hdr_noname[] = {": x"};
+    const char *hdr_ctl[] = {"X-A: a\x01b"};
     struct {
         ax_http_request rq;
         int want;
@@ -615,6 +616,7 @@ TEST(http_client_bad_requests_refused_at_start)
         {{.url = "http://x/", .headers = hdr_bad, .num_headers = 1}, AX_EINVAL},
         {{.url = "http://x/", .headers = hdr_cl, .num_headers = 1}, AX_EINVAL},
         {{.url = "http://x/", .headers = hdr_noname, .num_headers = 1}, AX_EINVAL},
+        {{.url = "http://x/", .headers = hdr_ctl, .num_headers = 1}, AX_EINVAL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ASSERT(ax_http_fetch_start(f.hc, &cases[i].rq, &cbs, &f, &err) == NULL);

@@ -147,11 +147,14 @@ static void origin_key(const ax__http_url *u, char *out, size_t len)
 
 /* ---- the caller's fields ------------------------------------------------- */
 
+/* "Name: value": a token, then a value without control characters (CR
+ * and LF would let a caller's value inject fields). */
 static int check_field(const char *line)
 {
     const char *colon = strchr(line, ':');
-    if (!colon || !token_ok(line, (size_t)(colon - line)) || strpbrk(line, "\r\n"))
-        return AX_EINVAL;
+    if (!colon || !token_ok(line, (size_t)(colon - line))) return AX_EINVAL;
+    for (const unsigned char *v = (const unsigned char *)colon; *v; v++)
+        if ((*v < 0x20 && *v != '\t') || *v == 0x7f) return AX_EINVAL;
     size_t n = (size_t)(colon - line);
     if (name_is(line, n, "Content-Length") || name_is(line, n, "Transfer-Encoding") ||
         name_is(line, n, "Connection"))
@@ -178,8 +181,7 @@ static int copy_fields(ax_http_fetch *f, const char *const *h, size_t n)
     return 0;
 }
 
-/* Each field line of the caller's: its start, its length with CRLF, and
- * whether it is named `name`. */
+/* Whether the caller's field line at `line` is named `name`. */
 static bool field_named(const char *line, const char *name)
 {
     const char *colon = strchr(line, ':');
