@@ -63,6 +63,10 @@ enum {
     /* TLS (tls.h); ax_conn_error_detail() says more */
     AX_ETLS = -4030,  /* the TLS handshake or a TLS record failed */
     AX_ECERT = -4031, /* the peer's certificate was refused */
+    /* HTTP client (http_client.h); ax_http_fetch_error_detail() says more */
+    AX_EHTTP = -4040,      /* the response was not valid HTTP/1.x */
+    AX_EREDIRECTS = -4041, /* more redirects than allowed */
+    AX_ETOOBIG = -4042,    /* the response is larger than the limit */
 };
 
 /* A static, human-readable text for any code this library returns

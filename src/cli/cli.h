@@ -2,10 +2,18 @@
 #ifndef AXON_CLI_H
 #define AXON_CLI_H
 
+#include <stdint.h>
+
 int cmd_echo(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_http(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+
+/* Seconds (0 < S <= 86400, fractions allowed) into *ms; on a bad value a
+ * sentence goes to stderr ("axon CMD: OPT wants seconds ...") and -1 is
+ * returned. */
+int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *ms);
 
 #endif

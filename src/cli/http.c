@@ -192,19 +192,6 @@ static int run_threads(http_cfg *cfg, ax_loop *main_loop)
     return 0;
 }
 
-static int parse_secs(const char *arg, const char *opt, uint32_t *ms)
-{
-    char *end;
-    double v = strtod(arg, &end);
-    if (*end || v <= 0 || v > 86400) {
-        fprintf(stderr, "axon http: %s wants seconds (0 < S <= 86400), got '%s'\n", opt, arg);
-        return -1;
-    }
-    *ms = (uint32_t)(v * 1000);
-    if (*ms == 0) *ms = 1;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, http_cfg *cfg)
 {
     static const struct option longopts[] = {{"root", required_argument, NULL, 'r'},
@@ -264,10 +251,12 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
             cfg->opts.access_log = stdout;
             break;
         case 'H':
-            if (parse_secs(optarg, "--header-timeout", &cfg->opts.header_timeout_ms)) return 2;
+            if (cli_parse_secs("http", "--header-timeout", optarg, &cfg->opts.header_timeout_ms))
+                return 2;
             break;
         case 'I':
-            if (parse_secs(optarg, "--idle-timeout", &cfg->opts.idle_timeout_ms)) return 2;
+            if (cli_parse_secs("http", "--idle-timeout", optarg, &cfg->opts.idle_timeout_ms))
+                return 2;
             break;
         case 'B':
             cfg->opts.max_body = strtoull(optarg, &end, 10);

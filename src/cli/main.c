@@ -15,6 +15,7 @@ static const struct {
     {"echo", cmd_echo, "echo server on tcp://, udp:// and unix:// URLs"},
     {"cat", cmd_cat, "netcat for every transport: connect, listen, relay, broker"},
     {"http", cmd_http, "serve a folder over HTTP/1.1 (static files, ranges, 304)"},
+    {"get", cmd_get, "fetch http:// and https:// URLs (curl-like: -i, -I, -o, -L, -d, -H)"},
     {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
 };
 

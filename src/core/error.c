@@ -36,6 +36,12 @@ const char *ax_strerror(int code)
         return "TLS handshake failed";
     case AX_ECERT:
         return "certificate verification failed";
+    case AX_EHTTP:
+        return "malformed HTTP response";
+    case AX_EREDIRECTS:
+        return "too many redirects";
+    case AX_ETOOBIG:
+        return "response larger than the limit";
     }
     if (code < 0 && code > -4000) return strerror(-code); /* glibc: static for known codes */
     return "unknown error";
