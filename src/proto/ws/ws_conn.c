@@ -169,8 +169,7 @@ int ax__ws_open(ax_ws *ws, ax_conn *c, const ax__ws_pmd *pmd)
         ax_timer_start(ws->timer, ws->o.ping_interval_ms, ws->o.ping_interval_ms);
     }
     ax_ws_parser_init(&ws->p, &cfg);
-    ax_conn_set_limits(c, ws->o.low_watermark, ws->o.high_watermark,
-                       ws->o.output_cap + CAP_SLACK);
+    ax_conn_set_limits(c, ws->o.low_watermark, ws->o.high_watermark, ws->o.output_cap + CAP_SLACK);
     ws->state = WS_OPEN;
     return 0;
 }

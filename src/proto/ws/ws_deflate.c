@@ -118,7 +118,8 @@ size_t ax__ws_pmd_accept(const ax_ws_opts *o, const char *offer, size_t len, ax_
         pmd->rx_no_context = p.client_nct || o->deflate_no_context_takeover;
         pmd->tx_bits = (uint8_t)tx;
         pmd->rx_bits = 15;
-        int n = snprintf(out, cap, "permessage-deflate%s%s", pmd->tx_no_context ? "; server_no_context_takeover" : "",
+        int n = snprintf(out, cap, "permessage-deflate%s%s",
+                         pmd->tx_no_context ? "; server_no_context_takeover" : "",
                          pmd->rx_no_context ? "; client_no_context_takeover" : "");
         if (tx < 15 || p.server_bits > 0)
             n += snprintf(out + n, cap - (size_t)n, "; server_max_window_bits=%d", tx);
@@ -243,8 +244,8 @@ static int inflate_room(ax__ws_deflate *d, size_t done, size_t max)
 }
 
 /* Inflate `len` bytes into iout from *done on; 0, or a close code. */
-static int inflate_some(ax__ws_deflate *d, const uint8_t *in, size_t len, size_t max,
-                        size_t *done, bool *ended)
+static int inflate_some(ax__ws_deflate *d, const uint8_t *in, size_t len, size_t max, size_t *done,
+                        bool *ended)
 {
     z_stream *z = &d->rx;
     z->next_in = (Bytef *)(uintptr_t)in;

@@ -169,7 +169,8 @@ static size_t build_head(char *out, const char *accept, const char *proto, const
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
                      accept);
-    if (proto) n += snprintf(out + n, HEAD_CAP - (size_t)n, "Sec-WebSocket-Protocol: %s\r\n", proto);
+    if (proto)
+        n += snprintf(out + n, HEAD_CAP - (size_t)n, "Sec-WebSocket-Protocol: %s\r\n", proto);
     if (elen)
         n += snprintf(out + n, HEAD_CAP - (size_t)n, "Sec-WebSocket-Extensions: %.*s\r\n",
                       (int)elen, ext);
