@@ -52,7 +52,9 @@ static void ws_drain(ax_ws *ws)
 }
 
 static const ax_ws_cbs ws_echo_cbs = {.on_message = ws_message, .on_drain = ws_drain};
-static const ax_ws_endpoint ws_echo = {.cbs = &ws_echo_cbs};
+/* permessage-deflate when the client asks for it. */
+static const ax_ws_opts ws_echo_opts = {.deflate = true};
+static const ax_ws_endpoint ws_echo = {.cbs = &ws_echo_cbs, .opts = &ws_echo_opts};
 
 /* ws://HOST:PORT[/...]: an HTTP server whose every GET path is the
  * WebSocket echo.  *bound gets the listener's address. */

@@ -86,7 +86,7 @@ static void set_info(ax_ws *ws, char *info)
     ws->proto_off = ws->origin_off + strlen(ws->info + ws->origin_off) + 1;
 }
 
-static void opts_defaults(ax_ws_opts *o)
+void ax__ws_opts_defaults(ax_ws_opts *o)
 {
     if (!o->max_message) o->max_message = 16u << 20;
     if (!o->close_timeout_ms) o->close_timeout_ms = 5000;
@@ -112,7 +112,7 @@ ax_ws *ax__ws_new(enum ax_ws_role role, const ax_ws_cbs *cbs, const ax_ws_opts *
     ws->cbs = cbs;
     ws->ud = ud;
     if (opts) ws->o = *opts;
-    opts_defaults(&ws->o);
+    ax__ws_opts_defaults(&ws->o);
     ws->state = WS_HANDSHAKE;
     set_info(ws, info);
     return ws;

@@ -44,6 +44,8 @@ void ax__ws_report_close(ax_ws *ws, int code);
 /* Replace the info block (client: the path and the chosen protocol). */
 void ax__ws_set_info(ax_ws *ws, char *info);
 const ax_ws_opts *ax__ws_opts(const ax_ws *ws);
+/* Fill the zero fields of *o with the defaults. */
+void ax__ws_opts_defaults(ax_ws_opts *o);
 
 /* Whether a comma-separated field value holds `token` (case-insensitive,
  * optional whitespace around the elements). */

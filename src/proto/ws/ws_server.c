@@ -186,6 +186,7 @@ int ax_ws_upgrade(ax_http_req *r, const ax_ws_cbs *cbs, const ax_ws_opts *opts, 
     char accept[AX_WS_ACCEPT_LEN + 1], head[HEAD_CAP], ext[256], offers[EXT_CAP];
     ax__ws_pmd pmd = {0};
     if (opts) o = *opts;
+    ax__ws_opts_defaults(&o);
     int st = check_request(r, &key, &klen);
     if (st) return refuse(r, st);
     if (ax_ws_accept(accept, key, klen) != 0) return refuse(r, 500);

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""WebSocket interop with Python's `websockets` (Debian python3-websockets):
+its client against `axon echo ws://` (text, binary, fragmented, ping, close
+codes, large messages, permessage-deflate with and without context
+takeover, a bad handshake)."""
+
+import asyncio
+import os
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import axtest  # noqa: E402
+from axtest import Failure, Proc, axon_bin  # noqa: E402
+
+try:
+    import websockets
+    from websockets.extensions import permessage_deflate
+except ImportError:
+    print("1..0 # SKIP python3-websockets is not installed (scripts/deps.sh test)")
+    sys.exit(0)
+
+t = axtest.Tests("websocket interop: python websockets")
+
+
+def start_echo():
+    port = axtest.free_port()
+    proc = Proc([axon_bin(), "echo", "ws://127.0.0.1:%d/" % port])
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, "ws://127.0.0.1:%d" % port
+        except OSError:
+            if not proc.running():
+                raise Failure("axon echo exited: %s" % proc.stderr())
+            time.sleep(0.05)
+    raise Failure("axon echo ws:// did not start")
+
+
+_srv = None
+
+
+def url(path="/"):
+    global _srv
+    if _srv is None or not _srv[0].running():
+        _srv = start_echo()
+    return _srv[1] + path
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+@t.test
+def text_and_binary():
+    async def go():
+        async with websockets.connect(url("/any/path"), compression=None) as ws:
+            await ws.send("héllo wörld ✓")
+            t.eq(await ws.recv(), "héllo wörld ✓", "text echo")
+            await ws.send(bytes(range(256)))
+            t.eq(await ws.recv(), bytes(range(256)), "binary echo")
+            await ws.send("")
+            t.eq(await ws.recv(), "", "empty text")
+    run(go())
+
+
+@t.test
+def fragmented_messages():
+    async def go():
+        async with websockets.connect(url(), compression=None) as ws:
+            await ws.send(["frag", "ment", "ed ✓"])
+            t.eq(await ws.recv(), "fragmented ✓", "text in fragments")
+            await ws.send([b"\x00" * 1000, b"\x01" * 70000, b"\x02"])
+            got = await ws.recv()
+            t.eq(got, b"\x00" * 1000 + b"\x01" * 70000 + b"\x02", "binary in fragments")
+    run(go())
+
+
+@t.test
+def ping_pong():
+    async def go():
+        async with websockets.connect(url(), compression=None) as ws:
+            for payload in (b"", b"abc", b"x" * 125):
+                waiter = await ws.ping(payload)
+                await asyncio.wait_for(waiter, 5)
+            await ws.send("still open")
+            t.eq(await ws.recv(), "still open", "message after pings")
+    run(go())
+
+
+@t.test
+def close_codes():
+    async def go():
+        for code, reason in ((1000, ""), (1001, "going away"), (4000, "custom ✓"), (3999, "")):
+            ws = await websockets.connect(url(), compression=None)
+            await ws.close(code, reason)
+            t.eq(ws.close_code, code, "close code echoed")
+            t.eq(ws.close_reason, reason, "close reason echoed")
+    run(go())
+
+
+@t.test
+def large_messages():
+    async def go():
+        async with websockets.connect(url(), compression=None, max_size=None) as ws:
+            big = os.urandom(4 << 20)
+            await ws.send(big)
+            t.ok(await ws.recv() == big, "4 MiB binary")
+            text = "ünïcødé " * 100000
+            await ws.send(text)
+            t.ok(await ws.recv() == text, "800 KB text")
+    run(go())
+
+
+@t.test
+def many_in_flight():
+    async def go():
+        async with websockets.connect(url(), compression=None) as ws:
+            for i in range(2000):
+                await ws.send("m%d" % i)
+            for i in range(2000):
+                t.eq(await ws.recv(), "m%d" % i, "order")
+    run(go())
+
+
+def deflate_roundtrip(extensions, what):
+    async def go():
+        async with websockets.connect(url(), extensions=extensions, max_size=None) as ws:
+            got = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+            t.ok(got.startswith("permessage-deflate"), "%s negotiated (%r)" % (what, got))
+            for msg in ("short", "compress me " * 5000, bytes(300000), "ü" * 100):
+                for _ in range(3):  # context carried (or not) across messages
+                    await ws.send(msg)
+                    t.ok(await ws.recv() == msg, "%s echo" % what)
+            return got
+    return run(go())
+
+
+@t.test
+def permessage_deflate_default():
+    deflate_roundtrip([permessage_deflate.ClientPerMessageDeflateFactory()], "deflate")
+
+
+@t.test
+def permessage_deflate_no_context_takeover():
+    f = permessage_deflate.ClientPerMessageDeflateFactory(
+        server_no_context_takeover=True, client_no_context_takeover=True,
+        server_max_window_bits=10, client_max_window_bits=12)
+    got = deflate_roundtrip([f], "deflate, no context takeover, small windows")
+    t.ok("server_no_context_takeover" in got, "server_no_context_takeover granted")
+    t.ok("server_max_window_bits=10" in got, "server_max_window_bits=10 granted")
+
+
+@t.test
+def no_compression_unless_asked():
+    async def go():
+        async with websockets.connect(url(), compression=None) as ws:
+            t.eq(ws.response_headers.get("Sec-WebSocket-Extensions"), None, "no extension")
+    run(go())
+
+
+@t.test
+def bad_handshake_refused():
+    port = int(url().rsplit(":", 1)[1].rstrip("/"))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a plain GET
+    head = s.recv(4096)
+    s.close()
+    t.ok(head.startswith(b"HTTP/1.1 426"), "426 for a plain GET (%r)" % head[:40])
+
+
+t.main()
