@@ -44,6 +44,21 @@ extern "C" {
 
 typedef struct ax_ws ax_ws;
 
+/* Close status codes (RFC 6455 section 7.4.1, IANA registry). */
+enum ax_ws_close_code {
+    AX_WS_CLOSE_NORMAL = 1000,
+    AX_WS_CLOSE_GOING_AWAY = 1001,
+    AX_WS_CLOSE_PROTOCOL = 1002,
+    AX_WS_CLOSE_UNSUPPORTED = 1003,
+    AX_WS_CLOSE_NO_STATUS = 1005, /* never on the wire: the close had no code */
+    AX_WS_CLOSE_ABNORMAL = 1006,  /* never on the wire: no close frame at all */
+    AX_WS_CLOSE_INVALID_DATA = 1007,
+    AX_WS_CLOSE_POLICY = 1008,
+    AX_WS_CLOSE_TOO_BIG = 1009,
+    AX_WS_CLOSE_EXTENSION = 1010,
+    AX_WS_CLOSE_INTERNAL = 1011,
+};
+
 typedef struct ax_ws_cbs {
     /* The handshake is done; sending is possible. */
     void (*on_open)(ax_ws *ws);
@@ -161,7 +176,7 @@ AX_API int ax_ws_ping(ax_ws *ws, const void *data, size_t len);
 /* Start the close handshake: send a close frame with `code` (0: none) and
  * `reason` (NULL: none; cut to 123 bytes), then wait for the peer's close
  * (at most close_timeout_ms) and close the connection.  Messages that
- * arrive meanwhile are dropped.  Returns 0, AX_EINVAL for a code that may
+ * arrive meanwhile are still delivered; sending is over.  Returns 0, AX_EINVAL for a code that may
  * not be sent (valid: 1000-1003, 1007-1014, 3000-4999), AX_ECLOSED when
  * already closing.  Idempotent in effect; legal inside every callback. */
 AX_API int ax_ws_close(ax_ws *ws, int code, const char *reason);

@@ -380,7 +380,8 @@ static void ws_timer(ax_timer *t, void *ud)
 
 static void deliver(ax_ws *ws, const uint8_t *data, size_t len, unsigned op)
 {
-    if (ws->state == WS_OPEN && ws->cbs->on_message)
+    /* After our close the peer may still finish what it was sending. */
+    if ((ws->state == WS_OPEN || ws->state == WS_CLOSE_SENT) && ws->cbs->on_message)
         ws->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
 }
 
