@@ -69,6 +69,7 @@ struct cat {
     const char *url, *relay_url; /* relay_url: mode `URL1 URL2` */
     bool listen, keep, broker, verbose;
     bool binary;     /* ws: stdin chunks as binary messages, not lines as text */
+    bool deflate;    /* ws: offer permessage-deflate */
     unsigned wait_s; /* -w */
     ax_listener *ls;
     ax_timer *udp_quiet;
@@ -577,7 +578,8 @@ static int scheme_ws_connect(cat *app, const char *url, peer **out)
     peer *p = peer_new(app, P_WS);
     if (!p) return -1;
     snprintf(p->label, sizeof p->label, "%s", url);
-    p->ws = ax_ws_connect(app->loop, url, &ws_cbs, NULL, p, &err);
+    ax_ws_opts o = {.deflate = app->deflate};
+    p->ws = ax_ws_connect(app->loop, url, &ws_cbs, &o, p, &err);
     if (!p->ws) {
         fprintf(stderr, "axon cat: cannot connect to %s: %s\n", url, ax_strerror(err));
         peer_unlink(p);
@@ -788,6 +790,7 @@ static void help(FILE *out)
             "      --binary      ws://: standard input as binary messages, messages written\n"
             "                    as they are (default: each line is a text message, and\n"
             "                    each message is printed as a line)\n"
+            "      --deflate     ws://: offer permessage-deflate compression\n"
             "  -v, --verbose     print connection events to standard error\n"
             "  -h, --help        show this help\n\n"
             "Examples:\n"
@@ -802,11 +805,15 @@ static void help(FILE *out)
 
 static int parse_args(cat *app, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", no_argument, NULL, 'l'},  {"keep-open", no_argument, NULL, 'k'},
-        {"broker", no_argument, NULL, 'b'},  {"wait", required_argument, NULL, 'w'},
-        {"verbose", no_argument, NULL, 'v'}, {"binary", no_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},    {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"listen", no_argument, NULL, 'l'},
+                                             {"keep-open", no_argument, NULL, 'k'},
+                                             {"broker", no_argument, NULL, 'b'},
+                                             {"wait", required_argument, NULL, 'w'},
+                                             {"verbose", no_argument, NULL, 'v'},
+                                             {"binary", no_argument, NULL, 'B'},
+                                             {"deflate", no_argument, NULL, 'D'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "lkw:vh", longopts, NULL)) != -1) {
         switch (ch) {
@@ -834,6 +841,9 @@ static int parse_args(cat *app, int argc, char **argv)
             break;
         case 'B':
             app->binary = true;
+            break;
+        case 'D':
+            app->deflate = true;
             break;
         case 'h':
             help(stdout);

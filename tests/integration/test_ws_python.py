@@ -2,12 +2,15 @@
 """WebSocket interop with Python's `websockets` (Debian python3-websockets):
 its client against `axon echo ws://` (text, binary, fragmented, ping, close
 codes, large messages, permessage-deflate with and without context
-takeover, a bad handshake)."""
+takeover, a bad handshake), and our client (`axon cat ws://`) against its
+server (lines, binary, deflate, subprotocol-free close)."""
 
 import asyncio
 import os
 import socket
+import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -170,6 +173,94 @@ def bad_handshake_refused():
     head = s.recv(4096)
     s.close()
     t.ok(head.startswith(b"HTTP/1.1 426"), "426 for a plain GET (%r)" % head[:40])
+
+
+class PyServer:
+    """A websockets echo server on its own thread and event loop."""
+
+    def __init__(self, compression):
+        self.port = axtest.free_port()
+        self.ready = threading.Event()
+        self.seen = []
+        self.compression = compression
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+        if not self.ready.wait(5):
+            raise Failure("websockets server did not start")
+
+    async def _echo(self, ws, path=None):
+        self.seen.append((ws.request_headers.get("Sec-WebSocket-Extensions"),
+                          ws.response_headers.get("Sec-WebSocket-Extensions")))
+        try:
+            async for msg in ws:
+                await ws.send(msg)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+
+    def _run(self):
+        async def main():
+            self.stop = asyncio.get_running_loop().create_future()
+            async with websockets.serve(self._echo, "127.0.0.1", self.port, max_size=None,
+                                        compression=self.compression):
+                self.ready.set()
+                await self.stop
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(main())
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.stop.set_result, None)
+        self.th.join(5)
+
+
+def cat(args, data, last):
+    """axon cat ARGS with `data` on stdin, which is held open until the
+    output ends with `last`: the server's echoes are async, and a close at
+    the end of input would overtake them (a server answers a close at once)."""
+    p = subprocess.Popen([axon_bin(), "cat"] + args, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = bytearray()
+
+    def reader():
+        while True:
+            chunk = p.stdout.read1(65536)
+            if not chunk:
+                return
+            out.extend(chunk)
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    p.stdin.write(data)
+    p.stdin.flush()
+    deadline = time.monotonic() + 20
+    while not out.endswith(last) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    p.stdin.close()
+    rc = p.wait(10)
+    th.join(5)
+    return rc, bytes(out), p.stderr.read()
+
+
+@t.test
+def our_client_lines():
+    srv = PyServer(None)
+    lines = ["%d: ✓ %s" % (i, "z" * i) for i in range(300)]
+    rc, out, err = cat(["ws://127.0.0.1:%d/py" % srv.port], ("\n".join(lines) + "\n").encode(),
+                       (lines[-1] + "\n").encode())
+    srv.close()
+    t.eq(rc, 0, "exit status (stderr %r)" % err[-300:])
+    t.eq(out.decode().split("\n")[:-1], lines, "lines echoed")
+
+
+@t.test
+def our_client_deflate_binary():
+    srv = PyServer("deflate")
+    data = os.urandom(300000) + bytes(700000) + b"end"
+    rc, out, err = cat(["--binary", "--deflate", "ws://127.0.0.1:%d/" % srv.port], data, b"end")
+    srv.close()
+    t.eq(rc, 0, "exit status (stderr %r)" % err[-300:])
+    t.ok(out == data, "1 MB binary echoed (%d bytes back)" % len(out))
+    offered, answered = srv.seen[0]
+    t.ok(offered and "permessage-deflate" in offered, "we offered deflate (%r)" % offered)
+    t.ok(answered and "permessage-deflate" in answered, "server accepted (%r)" % answered)
 
 
 t.main()

@@ -51,7 +51,9 @@ static int split_url(const char *url, ws_url *u)
     const char *rb = strrchr(u->host, ']'), *colon = strrchr(u->host, ':');
     bool has_port = colon && (!rb || colon > rb);
     snprintf(u->conn, sizeof u->conn, "%s://%s%s", u->tls ? "tls" : "tcp", u->host,
-             has_port ? "" : u->tls ? ":443" : ":80");
+             has_port ? ""
+             : u->tls ? ":443"
+                      : ":80");
     return 0;
 }
 
@@ -124,8 +126,7 @@ static int check_protocol(const ax_http_head *h, const ax_ws_opts *o, const char
     return AX_EPROTO;
 }
 
-static int check_response(client_hs *hs, const ax_http_head *h, ax__ws_pmd *pmd,
-                          const char **proto)
+static int check_response(client_hs *hs, const ax_http_head *h, ax__ws_pmd *pmd, const char **proto)
 {
     const ax_ws_opts *o = ax__ws_opts(hs->ws);
     const ax_http_str *acc = head_field(h, "Sec-WebSocket-Accept");
@@ -175,13 +176,13 @@ static size_t hs_data(ax_conn *c, const char *data, size_t len)
     ax_http_parser_init(&p, AX_HTTP_RESPONSE, NULL);
     int n = ax_http_parse_head(&p, data, len, &h);
     if (n == AX_HTTP_INCOMPLETE) return 0;
-    if (n < 0 || check_response(hs, &h, &pmd, &proto) != 0 ||
-        enter_open(hs, c, &pmd, proto) != 0) {
+    if (n < 0 || check_response(hs, &h, &pmd, &proto) != 0 || enter_open(hs, c, &pmd, proto) != 0) {
         ax_conn_abort(c, AX_EPROTO);
         return len;
     }
     /* Frames may have come with the response. */
-    return (size_t)n + (len > (size_t)n ? ax__ws_conn_cbs.on_data(c, data + n, len - (size_t)n) : 0);
+    return (size_t)n +
+           (len > (size_t)n ? ax__ws_conn_cbs.on_data(c, data + n, len - (size_t)n) : 0);
 }
 
 static void hs_free(client_hs *hs);
@@ -195,7 +196,6 @@ static void hs_close(ax_conn *c, int reason)
     hs_free(hs);
     ax__ws_report_close(ws, AX_WS_CLOSE_ABNORMAL);
 }
-
 
 static const ax_conn_cbs hs_cbs = {.on_data = hs_data, .on_close = hs_close};
 
@@ -215,8 +215,8 @@ static void hs_free(client_hs *hs)
     ax_free(hs);
 }
 
-ax_ws *ax_ws_connect(ax_loop *loop, const char *url, const ax_ws_cbs *cbs,
-                     const ax_ws_opts *opts, void *ud, int *err)
+ax_ws *ax_ws_connect(ax_loop *loop, const char *url, const ax_ws_cbs *cbs, const ax_ws_opts *opts,
+                     void *ud, int *err)
 {
     ax_ws_opts o = {0};
     ws_url u;
