@@ -396,7 +396,8 @@ TEST(ws_conf_8_1_valid_utf8_across_fragments)
     fixture f;
     fx_start(&f);
     int fd = fx_open(&f, "/");
-    const char *s = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+    const char *s =
+        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
     size_t n = strlen(s);
     for (size_t cut = 0; cut <= n; cut++) {
         wt_send(fd, AX_WS_TEXT, false, s, cut);
@@ -433,8 +434,8 @@ TEST(ws_conf_7_close_codes)
 {
     fixture f;
     fx_start(&f);
-    int good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000,
-                  3999, 4000, 4999};
+    int good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                  1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int fd = fx_open(&f, "/");
         wt_close(f.loop, fd, good[i], &rf);
@@ -450,7 +451,7 @@ TEST(ws_conf_7_close_codes)
         unsigned char p[2] = {(unsigned char)(bad[i] >> 8), (unsigned char)bad[i]};
         expect_fail_frame(&f, AX_WS_CLOSE, true, 0, p, 2, true, 1002);
     }
-    expect_fail_frame(&f, AX_WS_CLOSE, true, 0, "\x03", 1, true, 1002); /* 1-byte payload */
+    expect_fail_frame(&f, AX_WS_CLOSE, true, 0, "\x03", 1, true, 1002);         /* 1-byte payload */
     expect_fail_frame(&f, AX_WS_CLOSE, true, 0, "\x03\xe8\xff", 3, true, 1007); /* bad reason */
     fx_stop(&f);
 }
@@ -488,7 +489,7 @@ TEST(ws_conf_7_server_initiated_close)
     ASSERT_EQ(rf.data[0] << 8 | rf.data[1], 4001);
     ASSERT_EQ(rf.len, 5);
     ASSERT(memcmp(rf.data + 2, "bye", 3) == 0);
-    /* data sent after the server's close is dropped; our close answers it */
+    /* data after the server's close still arrives (its echo cannot be sent) */
     wt_send(fd, AX_WS_TEXT, true, "ignored", 7);
     unsigned char p[2] = {0x0f, 0xa1};
     wt_send(fd, AX_WS_CLOSE, true, p, 2);
