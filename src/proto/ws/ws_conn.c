@@ -19,7 +19,7 @@
 #include "proto/ws/utf8.h"
 #include "proto/ws/ws_internal.h"
 
-#define BATCH_CAP (16 * 1024)
+#define BATCH_CAP (64 * 1024)
 #define KEEP_MSG_CAP (64 * 1024) /* larger reassembly buffers are freed after use */
 #define CAP_SLACK (4 * 1024)     /* room past output_cap for the close frame */
 
