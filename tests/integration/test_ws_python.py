@@ -7,8 +7,11 @@ server (lines, binary, deflate, subprotocol-free close)."""
 
 import asyncio
 import os
+import shutil
 import socket
+import ssl
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -178,8 +181,9 @@ def bad_handshake_refused():
 class PyServer:
     """A websockets echo server on its own thread and event loop."""
 
-    def __init__(self, compression):
+    def __init__(self, compression, tls=None):
         self.port = axtest.free_port()
+        self.tls = tls
         self.ready = threading.Event()
         self.seen = []
         self.compression = compression
@@ -201,7 +205,7 @@ class PyServer:
         async def main():
             self.stop = asyncio.get_running_loop().create_future()
             async with websockets.serve(self._echo, "127.0.0.1", self.port, max_size=None,
-                                        compression=self.compression):
+                                        compression=self.compression, ssl=self.tls):
                 self.ready.set()
                 await self.stop
         self.loop = asyncio.new_event_loop()
@@ -212,12 +216,12 @@ class PyServer:
         self.th.join(5)
 
 
-def cat(args, data, last):
+def cat(args, data, last, env=None):
     """axon cat ARGS with `data` on stdin, which is held open until the
     output ends with `last`: the server's echoes are async, and a close at
     the end of input would overtake them (a server answers a close at once)."""
     p = subprocess.Popen([axon_bin(), "cat"] + args, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = bytearray()
 
     def reader():
@@ -261,6 +265,29 @@ def our_client_deflate_binary():
     offered, answered = srv.seen[0]
     t.ok(offered and "permessage-deflate" in offered, "we offered deflate (%r)" % offered)
     t.ok(answered and "permessage-deflate" in answered, "server accepted (%r)" % answered)
+
+
+@t.test
+def our_client_wss():
+    d = tempfile.mkdtemp(prefix="axon-wss-")
+    try:
+        r = subprocess.run([axon_bin(), "cert", "--out", d, "--name", "127.0.0.1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        t.eq(r.returncode, 0, "axon cert (%r)" % r.stderr[-200:])
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))
+        srv = PyServer("deflate", ctx)
+        env = dict(os.environ, SSL_CERT_FILE=os.path.join(d, "cert.pem"))  # trust it
+        rc, out, err = cat(["--deflate", "wss://127.0.0.1:%d/secure" % srv.port],
+                           b"over tls\nand deflate\n", b"and deflate\n", env)
+        t.eq(rc, 0, "exit status (stderr %r)" % err[-300:])
+        t.eq(out, b"over tls\nand deflate\n", "echoed over wss://")
+        # without trusting the certificate the handshake must fail
+        rc, out, err = cat(["wss://127.0.0.1:%d/" % srv.port], b"x\n", b"x\n")
+        t.eq(rc, 1, "untrusted certificate refused")
+        srv.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 t.main()

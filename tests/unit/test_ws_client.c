@@ -108,8 +108,10 @@ static void client_session(bool deflate, bool no_context)
     server_start(&s, loop);
     snprintf(url, sizeof url, "%s/client/x?q=1", s.url);
     static const char *const protos[] = {"chat", "mqtt", NULL};
-    ax_ws_opts o = {.deflate = deflate, .deflate_no_context_takeover = no_context,
-                    .protocols = protos, .origin = "http://unit.test"};
+    ax_ws_opts o = {.deflate = deflate,
+                    .deflate_no_context_takeover = no_context,
+                    .protocols = protos,
+                    .origin = "http://unit.test"};
     ax_ws *ws = ax_ws_connect(loop, url, &c_cbs, &o, &st, &err);
     ASSERT(ws != NULL);
     ASSERT_EQ(ax_ws_send_text(ws, "early", 5), AX_EAGAIN);
@@ -293,6 +295,82 @@ TEST(ws_client_masks_with_fresh_keys)
     ax_loop_free(loop);
 }
 
+/* A connected client and its raw server. */
+static ax_ws *raw_pair(ax_loop *loop, raw_server *r, cstate *st)
+{
+    char url[64];
+    int err;
+    raw_listen(r, url, sizeof url);
+    ax_ws *ws = ax_ws_connect(loop, url, &c_cbs, NULL, st, &err);
+    ASSERT(ws != NULL);
+    raw_accept(r, loop);
+    raw_respond(r, true);
+    RUN_UNTIL(loop, st->opened == 1, 5000);
+    return ws;
+}
+
+static void raw_send(raw_server *r, int op, bool fin, const void *d, size_t n)
+{
+    wt_send_ex(r->fd, op, fin, 0, d, n, false); /* servers do not mask */
+}
+
+TEST(ws_client_conf_fragments_ping_close)
+{
+    ax_loop *loop = tu_loop();
+    raw_server r;
+    cstate st = {0};
+    static wt_frame f;
+    raw_pair(loop, &r, &st);
+    raw_send(&r, AX_WS_TEXT, false, "par", 3);
+    raw_send(&r, AX_WS_PING, true, "pp", 2);
+    raw_send(&r, AX_WS_CONT, true, "ts \xc3\xa9", 5);
+    wt_read(loop, r.fd, &f, 3000); /* the pong, masked, same payload */
+    ASSERT_EQ(f.op, AX_WS_PONG);
+    ASSERT(f.masked);
+    ASSERT_EQ(f.len, 2);
+    ASSERT(memcmp(f.data, "pp", 2) == 0);
+    RUN_UNTIL(loop, st.messages == 1, 3000);
+    ASSERT_EQ(st.last_len, 8);
+    ASSERT(memcmp(st.last, "parts \xc3\xa9", 8) == 0);
+    raw_send(&r, AX_WS_CLOSE, true, "\x03\xe9going", 7); /* 1001 */
+    wt_read(loop, r.fd, &f, 3000);
+    ASSERT_EQ(f.op, AX_WS_CLOSE);
+    ASSERT(f.masked);
+    ASSERT_EQ(f.data[0] << 8 | f.data[1], 1001);
+    raw_close(&r);
+    RUN_UNTIL(loop, st.closed == 1, 5000);
+    ASSERT_EQ(st.code, 1001);
+    ASSERT_STREQ(st.reason, "going");
+    ax_loop_free(loop);
+}
+
+TEST(ws_client_conf_invalid_utf8_and_limits)
+{
+    ax_loop *loop = tu_loop();
+    raw_server r;
+    cstate st = {0};
+    static wt_frame f;
+    raw_pair(loop, &r, &st);
+    raw_send(&r, AX_WS_TEXT, true, "bad \xc0\xaf", 6);
+    wt_read(loop, r.fd, &f, 3000);
+    ASSERT_EQ(f.op, AX_WS_CLOSE);
+    ASSERT_EQ(f.data[0] << 8 | f.data[1], 1007);
+    raw_close(&r);
+    RUN_UNTIL(loop, st.closed == 1, 5000);
+    ASSERT_EQ(st.code, 1007);
+    ASSERT_EQ(st.messages, 0);
+    /* RSV1 without a negotiated extension */
+    memset(&st, 0, sizeof st);
+    raw_pair(loop, &r, &st);
+    wt_send_ex(r.fd, AX_WS_TEXT, true, 0x40, "x", 1, false);
+    wt_read(loop, r.fd, &f, 3000);
+    ASSERT_EQ(f.op, AX_WS_CLOSE);
+    ASSERT_EQ(f.data[0] << 8 | f.data[1], 1002);
+    raw_close(&r);
+    RUN_UNTIL(loop, st.closed == 1, 5000);
+    ax_loop_free(loop);
+}
+
 /* ---- RFC 7692 ------------------------------------------------------------- */
 
 static size_t accept_offer(const char *offer, char *out, ax__ws_pmd *pmd)
@@ -321,8 +399,7 @@ TEST(ws_pmd_7_negotiation_server)
          "permessage-deflate; client_no_context_takeover"},
         /* declined offers, then one we take */
         {"permessage-deflate; server_max_window_bits=8, permessage-deflate", "permessage-deflate"},
-        {"permessage-deflate; server_max_window_bits=16, permessage-deflate",
-         "permessage-deflate"},
+        {"permessage-deflate; server_max_window_bits=16, permessage-deflate", "permessage-deflate"},
         {"permessage-deflate; foo=1, permessage-deflate", "permessage-deflate"},
         {"x-webkit-deflate-frame, permessage-deflate", "permessage-deflate"},
         /* declined outright */
