@@ -57,6 +57,21 @@ static void t_message(ax_ws *ws, const void *data, size_t len, bool binary)
         }
         return;
     }
+    if (len == 3 && memcmp(data, "fan", 3) == 0) {
+        /* shared frames corked for the others, interleaved with a copy */
+        ax_slice *a = ax_ws_shared_new("A", 1, false), *c = ax_ws_shared_new("C", 1, false);
+        for (int i = 0; i < fx->opened && i < 8; i++) {
+            if (fx->all[i] == ws) continue;
+            ASSERT_EQ(ax_ws_send_shared(fx->all[i], a), 0);
+            ASSERT_EQ(ax_ws_send_text(fx->all[i], "B", 1), 0);
+            for (int k = 0; k < 10; k++)
+                ASSERT_EQ(ax_ws_send_shared(fx->all[i], c), 0);
+            ASSERT(ax_ws_buffered(fx->all[i]) > 0); /* the last C frames wait for the end */
+        }
+        ax_slice_unref(a);
+        ax_slice_unref(c);
+        return;
+    }
     ax_ws_send(ws, data, len, binary);
 }
 
@@ -598,6 +613,15 @@ TEST(ws_server_shared_frames)
     for (int i = 0; i < 3; i++)
         expect_echo(&f, fds[i], AX_WS_TEXT, "to everyone", 11);
     expect_echo(&f, fds[0], AX_WS_TEXT, "to everyone", 11);
+    /* sent from inside one connection's on_data: corked, order kept */
+    wt_send(fds[1], AX_WS_TEXT, true, "fan", 3);
+    for (int i = 0; i < 3; i += 2) {
+        expect_echo(&f, fds[i], AX_WS_TEXT, "A", 1);
+        expect_echo(&f, fds[i], AX_WS_TEXT, "B", 1);
+        for (int k = 0; k < 10; k++)
+            expect_echo(&f, fds[i], AX_WS_TEXT, "C", 1);
+    }
+    ASSERT(!tu_readable(fds[1], 50)); /* not to the sender */
     for (int i = 0; i < 3; i++)
         close(fds[i]);
     fx_stop(&f);

@@ -6,7 +6,13 @@
  * per-thread buffer and leave in one write when on_data returns, so an
  * echo of four pipelined messages costs one send, not four.  Whole
  * messages that arrive in one read are delivered straight from the read
- * buffer; only fragmented or split messages are copied. */
+ * buffer; only fragmented or split messages are copied.
+ *
+ * Shared (broadcast) frames sent to other connections during an on_data
+ * are corked the same way: each recipient collects references to the
+ * shared slices and gets one writev for all of them when on_data returns,
+ * so a sender whose one read held 30 messages costs each of a thousand
+ * recipients one system call, not 30. */
 #include <string.h>
 #include <sys/uio.h>
 
@@ -22,6 +28,7 @@
 #define BATCH_CAP (64 * 1024)
 #define KEEP_MSG_CAP (64 * 1024) /* larger reassembly buffers are freed after use */
 #define CAP_SLACK (4 * 1024)     /* room past output_cap for the close frame */
+#define PEND_MAX 8               /* corked shared frames per recipient */
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
 
@@ -46,6 +53,11 @@ struct ax_ws {
     size_t origin_off, proto_off;
     ax__ws_pmd pmd;
     ax__ws_deflate *z;
+    ax_ws *cork_next; /* in the corked list while in_cork */
+    bool in_cork;
+    uint8_t npend;
+    size_t pend_bytes;
+    ax_slice *pend[PEND_MAX]; /* corked shared frames, oldest first */
 };
 
 typedef struct ws_batch {
@@ -55,6 +67,9 @@ typedef struct ws_batch {
 } ws_batch;
 
 static _Thread_local ws_batch batch;
+
+/* Recipients with corked shared frames, while some on_data runs. */
+static _Thread_local ax_ws *corked;
 
 /* Masking keys come from OpenSSL's generator, fetched 64 keys at a time. */
 typedef struct key_pool {
@@ -128,10 +143,23 @@ const ax_ws_opts *ax__ws_opts(const ax_ws *ws)
     return &ws->o;
 }
 
+static void cork_unlink(ax_ws *ws)
+{
+    for (ax_ws **pp = &corked; *pp; pp = &(*pp)->cork_next)
+        if (*pp == ws) {
+            *pp = ws->cork_next;
+            break;
+        }
+    ws->in_cork = false;
+}
+
 void ax__ws_free(ax_ws *ws)
 {
     if (!ws) return;
     if (batch.owner == ws) batch.owner = NULL;
+    if (ws->in_cork) cork_unlink(ws);
+    for (int i = 0; i < ws->npend; i++)
+        ax_slice_unref(ws->pend[i]);
     ax_timer_free(ws->timer);
     ax__ws_deflate_free(ws->z);
     ax_free(ws->msg);
@@ -190,10 +218,46 @@ static int above_high(const ax_ws *ws)
     return ax_conn_queued(ws->conn) > ws->o.high_watermark ? 1 : 0;
 }
 
+/* The corked shared frames of `ws`, in order: one writev when nothing is
+ * queued (a backlog would only copy them), else zero-copy references. */
+static int pend_flush(ax_ws *ws)
+{
+    int n = ws->npend, rc = 0;
+    if (!n) return 0;
+    ws->npend = 0;
+    ws->pend_bytes = 0;
+    if (ax_conn_queued(ws->conn) == 0) {
+        struct iovec iov[PEND_MAX];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = ax_slice_data(ws->pend[i]);
+            iov[i].iov_len = ax_slice_len(ws->pend[i]);
+        }
+        rc = ax_conn_writev(ws->conn, iov, n);
+    } else {
+        for (int i = 0; i < n && rc >= 0; i++)
+            rc = ax_conn_write_slice(ws->conn, ws->pend[i], 0, ax_slice_len(ws->pend[i]));
+    }
+    for (int i = 0; i < n; i++)
+        ax_slice_unref(ws->pend[i]);
+    return rc;
+}
+
+/* End of an on_data: every recipient's corked frames go out. */
+static void cork_flush(void)
+{
+    while (corked) {
+        ax_ws *ws = corked;
+        corked = ws->cork_next;
+        ws->in_cork = false;
+        pend_flush(ws);
+    }
+}
+
 /* Graceful close of the connection, after what the batch holds. */
 static void conn_close(ax_ws *ws)
 {
     if (batch.owner == ws) batch_flush();
+    pend_flush(ws);
     ws->state = WS_CLOSED;
     ax_conn_close(ws->conn);
 }
@@ -203,7 +267,7 @@ static void fail(ax_ws *ws, uint16_t code);
 /* The output cap: a message that would pass it closes the connection. */
 static int cap_check(ax_ws *ws, size_t total)
 {
-    size_t q = ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0);
+    size_t q = ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + ws->pend_bytes;
     if (q + total <= ws->o.output_cap) return 0;
     fail(ws, ws->o.cap_policy == AX_WS_CAP_INTERNAL ? AX_WS_CLOSE_INTERNAL : AX_WS_CLOSE_POLICY);
     return AX_EOUTPUTCAP;
@@ -234,6 +298,7 @@ static int put_frame(ax_ws *ws, unsigned op, unsigned rsv, const void *data, siz
     size_t h = ax_ws_encode_header(hdr, op, true, rsv, len, mask ? key : NULL);
     if (!h) return AX_EINVAL;
     if (!(op & 0x8) && (rc = cap_check(ws, h + len)) < 0) return rc;
+    if (ws->npend && (rc = pend_flush(ws)) < 0) return rc; /* keep the order */
     if (batch.owner == ws && h + len <= BATCH_CAP) {
         if (batch.len + h + len > BATCH_CAP && (rc = batch_flush()) < 0) return rc;
         uint8_t *p = batch.buf + batch.len;
@@ -321,6 +386,17 @@ int ax_ws_send_shared(ax_ws *ws, ax_slice *frame)
     h += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     if (ws->role == AX_WS_CLIENT) return put_frame(ws, f[0] & 0x0f, 0, f + h, total - h);
     if ((rc = cap_check(ws, total)) < 0) return rc;
+    if (batch.owner && batch.owner != ws) { /* inside another's on_data: cork */
+        if (ws->npend == PEND_MAX && (rc = pend_flush(ws)) < 0) return rc;
+        ws->pend[ws->npend++] = ax_slice_ref(frame);
+        ws->pend_bytes += total;
+        if (!ws->in_cork) {
+            ws->in_cork = true;
+            ws->cork_next = corked;
+            corked = ws;
+        }
+        return above_high(ws);
+    }
     if (batch.owner == ws && (rc = batch_flush()) < 0) return rc;
     rc = ax_conn_write_slice(ws->conn, frame, 0, total);
     return rc < 0 ? rc : above_high(ws);
@@ -353,7 +429,7 @@ int ax_ws_close(ax_ws *ws, int code, const char *reason)
 size_t ax_ws_buffered(const ax_ws *ws)
 {
     if (!ws->conn) return 0;
-    return ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0);
+    return ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + ws->pend_bytes;
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -489,6 +565,7 @@ static size_t ws_on_data(ax_conn *c, const char *data, size_t len)
     }
     if (batch.owner == ws) batch_flush();
     batch.owner = NULL;
+    cork_flush();
     return len;
 }
 
