@@ -4,8 +4,8 @@
 # apt-get line is printed and the script fails.  Groups: build test fuzz bench.
 set -u
 declare -A PKGS=(
-  [build]="build-essential cmake pkg-config libc-ares-dev libssl-dev libsqlite3-dev libjansson-dev"
-  [test]="netcat-openbsd socat curl wrk openssl procps python3 psmisc iproute2 clang-format nginx"
+  [build]="build-essential cmake pkg-config libc-ares-dev libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev"
+  [test]="netcat-openbsd socat curl wrk openssl procps python3 psmisc iproute2 clang-format nginx python3-websockets nodejs npm chromium"
   [fuzz]="clang libclang-rt-14-dev"
   [bench]="libuv1-dev libevent-dev"
 )
@@ -13,6 +13,8 @@ groups=${*:-build}
 missing=()
 for g in $groups; do
   for p in ${PKGS[$g]}; do
+    # npm also comes inside nodesource's nodejs, which conflicts with Debian's npm
+    [ "$p" = npm ] && command -v npm >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 done

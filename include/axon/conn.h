@@ -152,6 +152,9 @@ AX_API void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap);
 
 AX_API void ax_conn_set_data(ax_conn *c, void *ud);
 AX_API void *ax_conn_data(const ax_conn *c);
+/* Replace the callback table (a protocol upgrade hands the connection to
+ * another protocol's callbacks).  `cbs` must outlive the connection. */
+AX_API void ax_conn_set_cbs(ax_conn *c, const ax_conn_cbs *cbs);
 AX_API ax_loop *ax_conn_loop(const ax_conn *c);
 AX_API int ax_conn_fd(const ax_conn *c);
 /* Peer / local address, read from the kernel into *out.  Returns 0. */

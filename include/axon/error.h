@@ -46,7 +46,8 @@ enum {
     AX_ENOENT = -ENOENT,
     AX_ECANCELED = -ECANCELED,
     AX_ESHUTDOWN = -ESHUTDOWN,
-    AX_EPROTO = -EPROTO, /* the peer broke the protocol (a malformed message) */
+    AX_EIO = -EIO,
+    AX_EPROTO = -EPROTO, /* the peer broke the protocol (e.g. a bad WebSocket handshake) */
     /* axon's own codes, outside the errno range */
     AX_EOF = -4001,        /* the peer closed its side of the stream */
     AX_EURL = -4002,       /* a URL could not be parsed */

@@ -199,6 +199,15 @@ AX_API void ax_http_on_drain(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud
  * then. */
 AX_API void ax_http_on_abort(ax_http_req *r, void (*cb)(ax_http_req *r, void *ud), void *ud);
 
+/* Protocol upgrade (WebSocket): only inside the handler, before any
+ * response.  `head` (the whole 101 response, copied) is sent; when the
+ * handler returns the connection leaves the server and belongs to `cbs`
+ * with user data `ud`: cbs->on_open runs at once, then cbs->on_data with
+ * the bytes that followed the request, then the connection's callbacks as
+ * usual.  `r` is gone after the handler returns.  Returns 0 or AX_EINVAL. */
+AX_API int ax_http_upgrade(ax_http_req *r, const void *head, size_t len, const ax_conn_cbs *cbs,
+                           void *ud);
+
 /* The reason phrase for a status ("Not Found"); "Unknown" when unknown. */
 AX_API const char *ax_http_status_text(int status);
 

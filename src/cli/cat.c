@@ -25,12 +25,14 @@
 #include <unistd.h>
 
 #include <axon/axon.h>
+#include <axon/ws.h>
 
 #include "cli.h"
+#include "proto/ws/utf8.h"
 
 #define CHUNK 16384
 
-enum { P_STDIO, P_STREAM, P_UDP, P_LISTEN };
+enum { P_STDIO, P_STREAM, P_UDP, P_LISTEN, P_WS };
 
 typedef struct cat cat;
 typedef struct peer peer;
@@ -40,6 +42,9 @@ struct peer {
     int kind;
     ax_conn *conn;
     ax_udp *udp;
+    ax_ws *ws;  /* ws://, wss:// */
+    char *line; /* ws text mode: a line not yet ended */
+    size_t line_len, line_cap;
     ax_dns_req *dns; /* udp:// to a name: resolving */
     ax_addr to;      /* UDP listener: where replies go (the latest sender) */
     bool have_to;    /* UDP listener: someone has sent something */
@@ -63,6 +68,8 @@ struct cat {
     ax_loop *loop;
     const char *url, *relay_url; /* relay_url: mode `URL1 URL2` */
     bool listen, keep, broker, verbose;
+    bool binary;     /* ws: stdin chunks as binary messages, not lines as text */
+    bool deflate;    /* ws: offer permessage-deflate */
     unsigned wait_s; /* -w */
     ax_listener *ls;
     ax_timer *udp_quiet;
@@ -120,6 +127,8 @@ static void peer_unlink(peer *p)
 
 static void stdin_release(cat *app);
 static void check_done(cat *app);
+static bool ws_send(peer *to, const char *d, size_t n);
+static void ws_finish(peer *to);
 
 static void write_stdout(cat *app, const char *d, size_t n)
 {
@@ -146,6 +155,8 @@ static bool send_to(peer *to, const char *d, size_t n)
         return false;
     case P_STREAM: /* queued while still connecting */
         return ax_conn_write(to->conn, d, n) == 1;
+    case P_WS:
+        return ws_send(to, d, n);
     default:
         if (!to->udp || (to->client && !to->have_to)) return false;
         ax_udp_send(to->udp, to->client ? &to->to : NULL, d, n);
@@ -156,6 +167,7 @@ static bool send_to(peer *to, const char *d, size_t n)
 static void pause_peer(peer *p)
 {
     if (p->kind == P_STREAM) ax_conn_pause(p->conn);
+    if (p->kind == P_WS) ax_conn_pause(ax_ws_conn(p->ws));
     /* stdio: the reader's turn is simply not given back (stdin_release) */
 }
 
@@ -163,6 +175,8 @@ static void resume_peer(peer *p)
 {
     if (p->kind == P_STREAM)
         ax_conn_resume(p->conn);
+    else if (p->kind == P_WS)
+        ax_conn_resume(ax_ws_conn(p->ws));
     else if (p->kind == P_STDIO)
         stdin_release(p->app);
 }
@@ -208,6 +222,7 @@ static void end_of_input(cat *app, peer *from)
     if (!to || to->out_done) return;
     to->out_done = true;
     if (to->kind == P_STREAM) ax_conn_shutdown(to->conn);
+    if (to->kind == P_WS) ws_finish(to);
     if (to->kind == P_UDP) check_done(app);
 }
 
@@ -469,6 +484,141 @@ static peer *udp_open(cat *app, const char *url, bool bind)
     return p;
 }
 
+/* ---- WebSocket peers --------------------------------------------------------- */
+
+/* Text mode: each line (without its LF, and a CR before it) is one text
+ * message; a line that is not UTF-8 goes as a binary message. */
+static int ws_send_line(peer *to, const char *d, size_t n)
+{
+    if (n && d[n - 1] == '\r') n--;
+    if (!ax_utf8_valid(d, n)) return ax_ws_send_binary(to->ws, d, n);
+    return ax_ws_send_text(to->ws, d, n);
+}
+
+static bool line_append(peer *to, const char *d, size_t n)
+{
+    if (to->line_len + n > to->line_cap) {
+        size_t cap = to->line_cap ? to->line_cap * 2 : 4096;
+        while (cap < to->line_len + n)
+            cap *= 2;
+        char *l = realloc(to->line, cap);
+        if (!l) return false;
+        to->line = l;
+        to->line_cap = cap;
+    }
+    memcpy(to->line + to->line_len, d, n);
+    to->line_len += n;
+    return true;
+}
+
+static bool ws_send(peer *to, const char *d, size_t n)
+{
+    if (to->app->binary) return ax_ws_send_binary(to->ws, d, n) == 1;
+    bool full = false;
+    while (n) {
+        const char *nl = memchr(d, '\n', n);
+        size_t k = nl ? (size_t)(nl - d) : n;
+        if (!nl || to->line_len) {
+            if (!line_append(to, d, k)) fprintf(stderr, "axon cat: out of memory\n");
+        }
+        if (!nl) break;
+        int rc = to->line_len ? ws_send_line(to, to->line, to->line_len) : ws_send_line(to, d, k);
+        to->line_len = 0;
+        full |= rc == 1;
+        d += k + 1;
+        n -= k + 1;
+    }
+    return full;
+}
+
+/* Standard input ended: the last partial line, then the close handshake. */
+static void ws_finish(peer *to)
+{
+    if (!to->open) return; /* w_open closes once it is */
+    if (to->line_len) ws_send_line(to, to->line, to->line_len);
+    to->line_len = 0;
+    ax_ws_close(to->ws, AX_WS_CLOSE_NORMAL, NULL);
+}
+
+static void w_open(ax_ws *ws)
+{
+    peer *p = ax_ws_data(ws);
+    p->open = true;
+    note(p->app, "connected to %s (subprotocol '%s')", p->label, ax_ws_protocol(ws));
+    if (p->out_done)
+        ws_finish(p);
+    else if (p->app->stdin_held)
+        stdin_release(p->app);
+}
+
+static void w_message(ax_ws *ws, const void *data, size_t len, bool binary)
+{
+    peer *p = ax_ws_data(ws);
+    (void)binary;
+    route(p->app, p, data, len);
+    if (!p->app->binary) route(p->app, p, "\n", 1);
+}
+
+static void w_drain(ax_ws *ws)
+{
+    peer *p = ax_ws_data(ws);
+    peer *src = p->paused;
+    p->paused = NULL;
+    if (src) resume_peer(src);
+}
+
+static void w_close(ax_ws *ws, int code, const char *reason, size_t len)
+{
+    peer *p = ax_ws_data(ws);
+    cat *app = p->app;
+    char why[160];
+    p->closed = true;
+    snprintf(why, sizeof why, "%d%s%.*s", code, len ? " " : "", (int)len, reason);
+    if (!p->open) {
+        fprintf(stderr, "axon cat: cannot connect to %s: connection or handshake failed\n",
+                p->label);
+        app->status = 1;
+    } else if (code != AX_WS_CLOSE_NORMAL && code != AX_WS_CLOSE_NO_STATUS) {
+        fprintf(stderr, "axon cat: %s closed: %s\n", p->label, why);
+    } else {
+        note(app, "%s closed: %s", p->label, why);
+    }
+    if (p->paused) resume_peer(p->paused);
+    free(p->line);
+    peer_unlink(p);
+    check_done(app);
+}
+
+static const ax_ws_cbs ws_cbs = {
+    .on_open = w_open, .on_message = w_message, .on_drain = w_drain, .on_close = w_close};
+
+static int scheme_ws_connect(cat *app, const char *url, peer **out)
+{
+    int err = 0;
+    peer *p = peer_new(app, P_WS);
+    if (!p) return -1;
+    snprintf(p->label, sizeof p->label, "%s", url);
+    ax_ws_opts o = {.deflate = app->deflate};
+    p->ws = ax_ws_connect(app->loop, url, &ws_cbs, &o, p, &err);
+    if (!p->ws) {
+        fprintf(stderr, "axon cat: cannot connect to %s: %s\n", url, ax_strerror(err));
+        peer_unlink(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+static int scheme_ws_listen(cat *app, const char *url)
+{
+    (void)app;
+    fprintf(stderr,
+            "axon cat: %s: listening is not supported for WebSocket URLs "
+            "(try: axon echo ws://...)\n",
+            url);
+    return -1;
+}
+
 /* ---- schemes: a URL's scheme picks how to connect and listen ----------------- */
 
 static int scheme_stream_connect(cat *app, const char *url, peer **out)
@@ -498,19 +648,24 @@ static const struct scheme {
     {"unix", true, scheme_stream_connect, stream_listen},
     {"tls", true, scheme_stream_connect, stream_listen},
     {"udp", false, scheme_udp_connect, scheme_udp_listen},
+    {"ws", true, scheme_ws_connect, scheme_ws_listen},
+    {"wss", true, scheme_ws_connect, scheme_ws_listen},
 };
 
 static const struct scheme *find_scheme(const char *url)
 {
     ax_url u;
     char why[256];
+    if (strncmp(url, "ws://", 5) == 0) return &schemes[3]; /* the port is optional */
+    if (strncmp(url, "wss://", 6) == 0) return &schemes[4];
     if (ax_url_split(url, &u, why, sizeof why) != 0) {
         fprintf(stderr, "axon cat: %s\n", why);
         return NULL;
     }
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
         if (strcmp(u.scheme, schemes[i].name) == 0) return &schemes[i];
-    fprintf(stderr, "axon cat: unknown scheme '%s' in '%s' (expected tcp, udp, unix or tls)\n",
+    fprintf(stderr,
+            "axon cat: unknown scheme '%s' in '%s' (expected tcp, udp, unix, tls, ws or wss)\n",
             u.scheme, url);
     return NULL;
 }
@@ -522,6 +677,7 @@ static const struct scheme *find_scheme(const char *url)
 static bool has_destination(const cat *app)
 {
     const peer *m = app->io.mate;
+    if (m && m->kind == P_WS) return m->open;
     if (m) return m->kind != P_UDP || (m->udp && (!m->client || m->have_to));
     for (const peer *p = app->peers; p; p = p->next)
         if (p->open) return true;
@@ -636,10 +792,11 @@ static void help(FILE *out)
             "Usage: axon cat [OPTIONS] URL\n"
             "       axon cat -l [OPTIONS] URL\n"
             "       axon cat [-l] [OPTIONS] URL1 URL2\n\n"
-            "Netcat for tcp://, udp://, unix:// and tls:// URLs.  Standard input goes to the\n"
-            "socket and the socket to standard output, both at once.  The end of standard input\n"
-            "shuts down the writing side (the peer sees EOF, like nc -N); the program ends\n"
-            "when both directions are done.  Host names are resolved (DNS, /etc/hosts).\n\n"
+            "Netcat for tcp://, udp://, unix://, tls://, ws:// and wss:// URLs.  Standard\n"
+            "input goes to the socket and the socket to standard output, both at once.\n"
+            "The end of standard input shuts down the writing side (the peer sees EOF, like\n"
+            "nc -N); the program ends when both directions are done.  Host names are\n"
+            "resolved (DNS, /etc/hosts).\n\n"
             "With two URLs, bytes are relayed between the two endpoints (standard input and\n"
             "output are not used): connect to both, or with -l listen on URL1 and connect\n"
             "each client to URL2.\n\n"
@@ -652,6 +809,10 @@ static void help(FILE *out)
             "                    clients (and standard input and output take part); implies -k\n"
             "  -w, --wait SECS   give up connecting after SECS (default 30); udp: end SECS\n"
             "                    after standard input ended with nothing received (default 1)\n"
+            "      --binary      ws://: standard input as binary messages, messages written\n"
+            "                    as they are (default: each line is a text message, and\n"
+            "                    each message is printed as a line)\n"
+            "      --deflate     ws://: offer permessage-deflate compression\n"
             "  -v, --verbose     print connection events to standard error\n"
             "      --cert FILE   tls:// listeners: certificate (PEM; make one: axon cert)\n"
             "      --key FILE    tls:// listeners: private key (PEM); default: in --cert\n"
@@ -666,6 +827,7 @@ static void help(FILE *out)
             "  axon cat tls://example.org:443\n"
             "  axon cat -l tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n"
             "  axon cat -l -k tcp://127.0.0.1:7000 tls://example.org:443  (plain to TLS)\n"
+            "  axon cat ws://127.0.0.1:8080/chat\n"
             "  axon cat --broker tcp://0.0.0.0:7000            (then: axon cat tcp://HOST:7000)\n"
             "  axon cat -l -k tcp://127.0.0.1:8080 tcp://10.0.0.5:80   (a TCP proxy)\n");
 }
@@ -677,6 +839,8 @@ static int parse_args(cat *app, int argc, char **argv)
                                              {"broker", no_argument, NULL, 'b'},
                                              {"wait", required_argument, NULL, 'w'},
                                              {"verbose", no_argument, NULL, 'v'},
+                                             {"binary", no_argument, NULL, 'B'},
+                                             {"deflate", no_argument, NULL, 'D'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"cert", required_argument, NULL, 'C'},
                                              {"key", required_argument, NULL, 'K'},
@@ -719,6 +883,12 @@ static int parse_args(cat *app, int argc, char **argv)
             break;
         case 'I':
             app->insecure = true;
+            break;
+        case 'B':
+            app->binary = true;
+            break;
+        case 'D':
+            app->deflate = true;
             break;
         case 'h':
             help(stdout);

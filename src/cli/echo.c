@@ -1,12 +1,15 @@
-/* echo.c: `axon echo URL...`: echo every byte (TCP, Unix) or datagram
- * (UDP) back to its sender, on any number of URLs, on N threads.  This is
- * also the server the echo benchmarks drive. */
+/* echo.c: `axon echo URL...`: echo every byte (TCP, Unix), datagram (UDP)
+ * or WebSocket message (ws://, wss://, any path) back to its sender, on any
+ * number of URLs, on N threads.  This is also the server the echo
+ * benchmarks drive. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <axon/axon.h>
+#include <axon/http.h>
+#include <axon/ws.h>
 
 #include "cli.h"
 
@@ -38,11 +41,44 @@ static void on_datagram(ax_udp *u, const char *data, size_t len, const ax_addr *
     ax_udp_send(u, from, data, len);
 }
 
+static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
+{
+    if (ax_ws_send(ws, data, len, binary) == 1) ax_conn_pause(ax_ws_conn(ws));
+}
+
+static void ws_drain(ax_ws *ws)
+{
+    ax_conn_resume(ax_ws_conn(ws));
+}
+
+static const ax_ws_cbs ws_echo_cbs = {.on_message = ws_message, .on_drain = ws_drain};
+/* permessage-deflate when the client asks for it. */
+static const ax_ws_opts ws_echo_opts = {.deflate = true};
+static const ax_ws_endpoint ws_echo = {.cbs = &ws_echo_cbs, .opts = &ws_echo_opts};
+
+/* ws://HOST:PORT[/...]: an HTTP server whose every GET path is the
+ * WebSocket echo.  *bound gets the listener's address. */
+static int ws_listen(ax_loop *loop, const char *url, const ax_listen_opts *lo,
+                     const ax_addr **bound)
+{
+    const char *hostport = url + 5;
+    char lurl[1024];
+    int err = 0;
+    snprintf(lurl, sizeof lurl, "tcp://%.*s", (int)strcspn(hostport, "/"), hostport);
+    ax_http_server *s = ax_http_server_new(loop, NULL, &err);
+    if (!s || ax_ws_route(s, "/", &ws_echo) != 0) return err ? err : AX_ENOMEM;
+    ax_listener *l = ax_http_listen(s, lurl, lo, &err);
+    if (!l) return err;
+    *bound = ax_listener_addr(l);
+    return 0;
+}
+
 static void help(FILE *out)
 {
     fprintf(out,
             "Usage: axon echo [OPTIONS] URL...\n\n"
-            "Echo every byte (tcp://, unix://) or datagram (udp://) back to its sender.\n\n"
+            "Echo every byte (tcp://, unix://), datagram (udp://) or WebSocket message\n"
+            "(ws://; any path) back to its sender.\n\n"
             "Options:\n"
             "  -t, --threads N   run N event loops sharing the ports (SO_REUSEPORT); default 1\n"
             "  -q, --quiet       do not print the listening addresses\n"
@@ -53,7 +89,8 @@ static void help(FILE *out)
             "  axon echo tcp://127.0.0.1:7000\n"
             "  axon echo tcp://0.0.0.0:7000 udp://0.0.0.0:7000 unix:///tmp/echo.sock\n"
             "  axon echo --threads 2 tcp://[::1]:7000\n"
-            "  axon echo tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n\n"
+            "  axon echo tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n"
+            "  axon echo ws://127.0.0.1:8080/\n\n"
             "Talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000\n");
 }
 
@@ -69,6 +106,19 @@ static int setup(ax_loop *loop, int index, void *ud)
         ax_addr a;
         char tcp_url[1024];
         bool tls = strncmp(url, "tls://", 6) == 0;
+        bool ws = strncmp(url, "ws://", 5) == 0;
+        if (ws) {
+            const ax_addr *wb = NULL;
+            int werr = ws_listen(loop, url, &lo, &wb);
+            if (werr) {
+                fprintf(stderr, "axon echo: cannot listen on %s: %s\n", url, ax_strerror(werr));
+                return werr;
+            }
+            ax_addr_format(wb, shown, sizeof shown);
+            if (index == 0 && !cfg->quiet)
+                fprintf(stderr, "axon echo: listening on %s (WebSocket %s)\n", shown, url);
+            continue;
+        }
         if (tls) snprintf(tcp_url, sizeof tcp_url, "tcp://%s", url + 6);
         int err = ax_addr_parse(tls ? tcp_url : url, &a, why, sizeof why);
         if (err) {

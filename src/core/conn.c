@@ -806,6 +806,11 @@ void ax_conn_set_data(ax_conn *c, void *ud)
 {
     c->ud = ud;
 }
+void ax_conn_set_cbs(ax_conn *c, const ax_conn_cbs *cbs)
+{
+    c->cbs = cbs;
+}
+
 void *ax_conn_data(const ax_conn *c)
 {
     return c->ud;

@@ -32,7 +32,7 @@
 #define OUT_CAP (16 * 1024)
 #define FILE_CHUNK (64 * 1024)
 
-enum { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING };
+enum { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING, ST_UPGRADED };
 
 enum {
     F_KEEP = 1u << 0,       /* the request allows another one after it */
@@ -114,6 +114,8 @@ struct ax_http_req {
     ax_http_body_cb body_cb; /* streamed body */
     void *body_ud;
     uint64_t body_seen, body_max;
+    const ax_conn_cbs *up_cbs; /* ST_UPGRADED: the protocol taking over */
+    void *up_ud;
 };
 
 /* ---- output ------------------------------------------------------------ */
@@ -946,6 +948,39 @@ static long step_body(ax_http_req *r, const char *buf, size_t len)
     }
 }
 
+/* ---- protocol upgrade -------------------------------------------------- */
+
+int ax_http_upgrade(ax_http_req *r, const void *head, size_t len, const ax_conn_cbs *cbs, void *ud)
+{
+    if (!(r->flags & F_IN_HANDLER) || (r->flags & F_STARTED) || r->state != ST_BUSY || !r->srv)
+        return AX_EINVAL;
+    int rc = out_write(r, head, len);
+    if (rc < 0) return rc;
+    r->status = 101;
+    log_line(r);
+    r->up_cbs = cbs;
+    r->up_ud = ud;
+    r->state = ST_UPGRADED;
+    return 0;
+}
+
+static void on_close(ax_conn *c, int reason);
+
+/* After the upgrading handler: the request leaves the server and the
+ * connection goes to the new protocol with the bytes behind the request. */
+static size_t hand_over(ax_http_req *r, const char *rest, size_t len)
+{
+    ax_conn *c = r->conn;
+    const ax_conn_cbs *cbs = r->up_cbs;
+    void *ud = r->up_ud;
+    on_close(c, 0); /* unlinks and frees r */
+    ax_conn_set_cbs(c, cbs);
+    ax_conn_set_data(c, ud);
+    if (cbs->on_open) cbs->on_open(c);
+    if (!len) return 0;
+    return cbs->on_data ? cbs->on_data(c, rest, len) : len;
+}
+
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     ax_http_req *r = ax_conn_data(c);
@@ -966,6 +1001,7 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     }
     batch_flush(r);
     s->batch_owner = NULL;
+    if (r->state == ST_UPGRADED) return off + hand_over(r, data + off, len - off);
     if (r->state == ST_CLOSING) {
         ax_conn_close(c);
         return len;

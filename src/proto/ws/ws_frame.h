@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include <axon/error.h>
+#include <axon/ws.h>
 
 #include "proto/ws/utf8.h"
 
@@ -52,20 +53,7 @@ enum ax_ws_opcode {
 #define AX_WS_MAX_HEADER 14   /* 2 + 8 (64-bit length) + 4 (masking key) */
 #define AX_WS_MAX_CONTROL 125 /* largest control-frame payload */
 
-/* Close status codes (RFC 6455 section 7.4.1, IANA registry). */
-enum ax_ws_close_code {
-    AX_WS_CLOSE_NORMAL = 1000,
-    AX_WS_CLOSE_GOING_AWAY = 1001,
-    AX_WS_CLOSE_PROTOCOL = 1002,
-    AX_WS_CLOSE_UNSUPPORTED = 1003,
-    AX_WS_CLOSE_NO_STATUS = 1005, /* never on the wire: the close had no code */
-    AX_WS_CLOSE_ABNORMAL = 1006,  /* never on the wire: no close frame at all */
-    AX_WS_CLOSE_INVALID_DATA = 1007,
-    AX_WS_CLOSE_POLICY = 1008,
-    AX_WS_CLOSE_TOO_BIG = 1009,
-    AX_WS_CLOSE_EXTENSION = 1010,
-    AX_WS_CLOSE_INTERNAL = 1011,
-};
+/* Close status codes: enum ax_ws_close_code in <axon/ws.h>. */
 
 /* One frame header, as parsed or to be encoded. */
 typedef struct ax_ws_frame {
