@@ -656,8 +656,12 @@ static const struct scheme *find_scheme(const char *url)
 {
     ax_url u;
     char why[256];
-    if (strncmp(url, "ws://", 5) == 0) return &schemes[3]; /* the port is optional */
-    if (strncmp(url, "wss://", 6) == 0) return &schemes[4];
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i].name); /* ws URLs: the port is optional */
+        if (schemes[i].connect == scheme_ws_connect && strncmp(url, schemes[i].name, n) == 0 &&
+            strncmp(url + n, "://", 3) == 0)
+            return &schemes[i];
+    }
     if (ax_url_split(url, &u, why, sizeof why) != 0) {
         fprintf(stderr, "axon cat: %s\n", why);
         return NULL;

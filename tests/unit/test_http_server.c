@@ -369,7 +369,7 @@ TEST(http_server_stream_body_pause_resume_large)
 {
     fixture f;
     up_start(&f, 4u << 20); /* above the server's 1 MiB: streaming routes pick their own */
-    UP.pause_every = 3;
+    UP.pause_every = 3;     /* the last piece may be a paused one: the end still comes */
     size_t body = 1500000;
     int fd = tu_connect(ax_listener_addr(f.l), 0);
     char head[128];

@@ -915,6 +915,11 @@ static long step_stream(ax_http_req *r, const char *buf, size_t len)
         stream_fail(r, -n);
         return (long)len;
     }
+    /* Paused: no more data now, but a body whose last byte has come is
+     * over, and that must not wait for input that will never arrive. */
+    ax_http_str d = {NULL, 0};
+    if ((r->flags & F_BODY_OPEN) && ax_http_body_parse(&r->bd, buf + used, 0, &d) == 0)
+        stream_ended(r);
     return used ? (long)used : -1;
 }
 
