@@ -478,6 +478,7 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if ((err = ax_http_route(g->srv, routes[i].method, routes[i].prefix, routes[i].h, g)))
             goto fail;
+    if ((err = gw_ws_start(sv, g->srv)) || (err = gw_pages_start(sv, g->srv))) goto fail;
     g->ls = ax_http_listen(g->srv, url, NULL, &err);
     if (!g->ls) goto fail;
     ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);

@@ -73,6 +73,10 @@ const char *gw_udp_addr(gw_udp *g, char *buf, size_t len);
 const char *gw_http_addr(gw_http *g, char *buf, size_t len);
 /* The HTTP server under the gateway, for more routes (pages, /ws). */
 ax_http_server *gw_http_server(gw_http *g);
+/* The WebSocket gateway: /ws on the HTTP server.  0 or a code. */
+int gw_ws_start(serve *sv, ax_http_server *srv);
+/* The browser pages (web/, compiled in): /, /dashboard and their assets. */
+int gw_pages_start(serve *sv, ax_http_server *srv);
 
 /* JSON for a message, shared by the WebSocket and SSE gateways and the
  * HTTP API: {"type":"message","topic":…,"seq":…,"time":…,"sender":…,

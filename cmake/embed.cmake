@@ -1,0 +1,22 @@
+# embed.cmake: turn the files under web/ into a C source file, so that the
+# hub's pages are inside the axon binary.
+#   cmake -DOUT=web_assets.c -DDIR=web -P embed.cmake
+file(GLOB files RELATIVE ${DIR} ${DIR}/*)
+list(SORT files)
+set(body "/* Generated from web/ by cmake/embed.cmake: do not edit. */\n")
+string(APPEND body "#include <stddef.h>\n\n#include \"hub/web_assets.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  file(READ ${DIR}/${f} hex HEX)
+  string(LENGTH "${hex}" hlen)
+  math(EXPR len "${hlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const unsigned char asset${i}[] = {${bytes}0x00};\n")
+  string(APPEND table "    {\"${f}\", asset${i}, ${len}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst web_asset web_assets[] = {\n${table}};\n")
+string(APPEND body "const size_t web_assets_count = ${i};\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

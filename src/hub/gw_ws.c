@@ -1,0 +1,331 @@
+/* gw_ws.c: the hub over WebSocket at /ws, with the JSON envelope of
+ * docs/protocol.md:
+ *
+ *   -> {"type":"nick","name":"ann"}
+ *   -> {"type":"subscribe","topic":"chat/lobby","since":12,"presence":true}
+ *   -> {"type":"unsubscribe","topic":"chat/lobby"}
+ *   -> {"type":"publish","topic":"chat/lobby","payload":"hi"}   (or base64)
+ *   -> {"type":"history","topic":"chat/lobby","since":0,"limit":50}
+ *   -> {"type":"presence","topic":"chat/lobby"}
+ *   -> {"type":"ping"}
+ *   <- {"type":"message",...} {"type":"join",...} {"type":"leave",...}
+ *      {"type":"gap",...} and replies {"type":"ok"|"error"|"history"|
+ *      "presence"|"pong","id":...}
+ *
+ * A binary frame is a publish without JSON: the topic, a newline, then the
+ * payload bytes.  A message's envelope is framed once (ax_ws_shared_new,
+ * ENC_WS) and the same frame is queued on every WebSocket subscriber. */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/alloc.h>
+#include <axon/ws.h>
+
+#include "serve.h"
+
+typedef struct gw_ws {
+    serve *sv;
+    ax_ws_opts opts;
+    ax_ws_endpoint ep;
+} gw_ws;
+
+typedef struct ws_client {
+    gw_ws *g;
+    ax_ws *ws;
+    hub_sub *sub;
+} ws_client;
+
+static gw_ws the_gw; /* one per serve (the endpoint must outlive the server) */
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static void send_json(ws_client *c, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return;
+    size_t n = strlen(s);
+    if (ax_ws_send_text(c->ws, s, n) >= 0) {
+        c->g->sv->gw[GW_WS].bytes_out += n;
+        c->g->sv->gw[GW_WS].msgs_out++;
+    }
+    free(s);
+}
+
+static void reply_ok(ws_client *c, json_t *id, json_t *extra)
+{
+    json_t *o = extra ? extra : json_object();
+    json_object_set_new(o, "type", json_string("ok"));
+    if (id) json_object_set(o, "id", id);
+    send_json(c, o);
+}
+
+static void reply_error(ws_client *c, json_t *id, const char *why)
+{
+    json_t *o = json_pack("{s:s,s:s}", "type", "error", "error", why);
+    if (id) json_object_set(o, "id", id);
+    send_json(c, o);
+}
+
+static ax_slice *encode_ws(const hub_msg *m, void *ud)
+{
+    (void)ud;
+    size_t n;
+    char *j = serve_msg_json(m, &n);
+    if (!j) return NULL;
+    ax_slice *s = ax_ws_shared_new(j, n, false);
+    free(j);
+    return s;
+}
+
+static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    ws_client *c = ud;
+    (void)s;
+    ax_slice *frame = hub_msg_encoding(m, ENC_WS, encode_ws, NULL);
+    if (!frame) return true;
+    gw_stats *st = &c->g->sv->gw[GW_WS];
+    st->msgs_out++;
+    st->bytes_out += ax_slice_len(frame);
+    return ax_ws_send_shared(c->ws, frame) == 0;
+}
+
+static void ws_kick(hub_sub *s, const char *why, void *ud)
+{
+    ws_client *c = ud;
+    (void)s;
+    ax_log(AX_LOG_WARN, "websocket client disconnected: %s", why);
+    /* the queue is full, so a close frame would wait behind it: drop now */
+    ax_conn_abort(ax_ws_conn(c->ws), AX_EOUTPUTCAP);
+}
+
+static const hub_sub_ops ws_ops = {ws_write, ws_kick};
+
+/* ---- requests ------------------------------------------------------------------- */
+
+static const char *str_field(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void history_push(hub_msg *m, void *ud)
+{
+    size_t n;
+    char *s = serve_msg_json(m, &n);
+    json_t *j = s ? json_loadb(s, n, 0, NULL) : NULL;
+    free(s);
+    if (j) json_array_append_new(ud, j);
+}
+
+static void name_push(const char *name, void *ud)
+{
+    json_array_append_new(ud, json_string(name));
+}
+
+/* The payload of a publish: text, or base64 with "encoding":"base64". */
+static unsigned char *payload_of(json_t *o, size_t *len, const char **why)
+{
+    json_t *p = json_object_get(o, "payload");
+    if (!json_is_string(p)) {
+        *why = "publish needs a string payload";
+        return NULL;
+    }
+    const char *enc = str_field(o, "encoding");
+    size_t n = json_string_length(p);
+    unsigned char *out = malloc(n + 1);
+    if (!out) {
+        *why = "out of memory";
+        return NULL;
+    }
+    if (!enc) {
+        memcpy(out, json_string_value(p), n);
+        *len = n;
+        return out;
+    }
+    int k = strcmp(enc, "base64") == 0 && n % 4 == 0
+                ? EVP_DecodeBlock(out, (const unsigned char *)json_string_value(p), (int)n)
+                : -1;
+    if (k < 0) {
+        free(out);
+        *why = "payload is not valid base64";
+        return NULL;
+    }
+    const char *s = json_string_value(p);
+    while (n && s[n - 1] == '=' && k > 0) /* EVP_DecodeBlock counts the padding */
+        n--, k--;
+    *len = (size_t)k;
+    return out;
+}
+
+static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
+{
+    const char *why = NULL;
+    size_t len = 0;
+    unsigned char *p = payload_of(o, &len, &why);
+    if (!p) {
+        reply_error(c, id, why);
+        return;
+    }
+    int err = 0;
+    uint64_t seq =
+        hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len, &err);
+    free(p);
+    if (!seq)
+        reply_error(c, id, err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+    else
+        reply_ok(c, id, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
+}
+
+static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
+{
+    json_t *since = json_object_get(o, "since");
+    int64_t from = json_is_integer(since) ? (int64_t)json_integer_value(since) : -1;
+    bool present = json_is_true(json_object_get(o, "presence"));
+    /* the reply first, so a client sees it before the replayed history */
+    if (!hub_filter_valid(topic, strlen(topic))) {
+        reply_error(c, id, "not a valid topic filter");
+        return;
+    }
+    reply_ok(c, id, json_pack("{s:s}", "topic", topic));
+    if (hub_subscribe(c->sub, topic, from, present) != 0) reply_error(c, id, "out of memory");
+}
+
+static void request(ws_client *c, json_t *o)
+{
+    hub *h = c->g->sv->hub;
+    const char *type = str_field(o, "type"), *topic = str_field(o, "topic");
+    json_t *id = json_object_get(o, "id");
+    if (!type) {
+        reply_error(c, id, "a request is a JSON object with a \"type\"");
+    } else if (strcmp(type, "ping") == 0) {
+        json_t *r = json_pack("{s:s}", "type", "pong");
+        if (id) json_object_set(r, "id", id);
+        send_json(c, r);
+    } else if (strcmp(type, "nick") == 0) {
+        const char *name = str_field(o, "name");
+        if (!name || hub_sub_rename(c->sub, name) != 0)
+            reply_error(c, id, "a name is 1 to 64 bytes");
+        else
+            reply_ok(c, id, json_pack("{s:s}", "name", name));
+    } else if (!topic) {
+        reply_error(c, id, "this request needs a \"topic\"");
+    } else if (strcmp(type, "publish") == 0) {
+        do_publish(c, o, id, topic);
+    } else if (strcmp(type, "subscribe") == 0) {
+        do_subscribe(c, o, id, topic);
+    } else if (strcmp(type, "unsubscribe") == 0) {
+        if (hub_unsubscribe(c->sub, topic) != 0)
+            reply_error(c, id, "not subscribed");
+        else
+            reply_ok(c, id, json_pack("{s:s}", "topic", topic));
+    } else if (strcmp(type, "history") == 0) {
+        json_t *s = json_object_get(o, "since"), *l = json_object_get(o, "limit");
+        uint64_t since = json_is_integer(s) ? (uint64_t)json_integer_value(s) : 0;
+        size_t limit = json_is_integer(l) ? (size_t)json_integer_value(l) : 100;
+        json_t *msgs = json_array();
+        uint64_t first = 0, last = hub_history(h, topic, since, limit ? limit : 100,
+                                               history_push, msgs, &first);
+        json_t *r = json_pack("{s:s,s:s,s:I,s:I,s:o}", "type", "history", "topic", topic,
+                              "last_seq", (json_int_t)last, "first_seq", (json_int_t)first,
+                              "messages", msgs);
+        if (id) json_object_set(r, "id", id);
+        send_json(c, r);
+    } else if (strcmp(type, "presence") == 0) {
+        json_t *names = json_array();
+        hub_presence(h, topic, name_push, names);
+        json_t *r = json_pack("{s:s,s:s,s:o}", "type", "presence", "topic", topic, "names", names);
+        if (id) json_object_set(r, "id", id);
+        send_json(c, r);
+    } else {
+        reply_error(c, id, "unknown request type");
+    }
+}
+
+/* ---- connections ------------------------------------------------------------------- */
+
+static void on_open(ax_ws *ws)
+{
+    gw_ws *g = ax_ws_data(ws);
+    ws_client *c = ax_calloc(1, sizeof(*c));
+    if (c) c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
+    if (!c || !c->sub) {
+        ax_free(c);
+        ax_ws_set_data(ws, NULL);
+        ax_ws_close(ws, AX_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    c->g = g;
+    c->ws = ws;
+    ax_ws_set_data(ws, c);
+    g->sv->gw[GW_WS].conns++;
+    g->sv->gw[GW_WS].accepted++;
+    json_t *hello = json_pack("{s:s,s:s}", "type", "welcome", "server", "axon " AXON_VERSION);
+    send_json(c, hello);
+}
+
+static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
+{
+    ws_client *c = ax_ws_data(ws);
+    if (!c) return;
+    gw_stats *st = &c->g->sv->gw[GW_WS];
+    st->bytes_in += len;
+    st->msgs_in++;
+    if (binary) { /* topic \n payload */
+        const char *nl = memchr(data, '\n', len);
+        char topic[HUB_MAX_TOPIC + 1];
+        size_t tl = nl ? (size_t)(nl - (const char *)data) : 0;
+        int err = AX_EINVAL;
+        if (nl && tl <= HUB_MAX_TOPIC) {
+            memcpy(topic, data, tl);
+            topic[tl] = '\0';
+            if (hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), nl + 1,
+                                 len - tl - 1, &err))
+                return;
+        }
+        reply_error(c, NULL, err == AX_EINVAL ? "a binary message is: topic, newline, payload"
+                                              : ax_strerror(err));
+        return;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(o)) {
+        st->errors++;
+        reply_error(c, NULL, o ? "a request is a JSON object" : je.text);
+    } else {
+        request(c, o);
+    }
+    json_decref(o);
+}
+
+static void on_drain(ax_ws *ws)
+{
+    ws_client *c = ax_ws_data(ws);
+    if (c) hub_sub_writable(c->sub);
+}
+
+static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
+{
+    ws_client *c = ax_ws_data(ws);
+    (void)code, (void)reason, (void)len;
+    if (!c) return;
+    c->g->sv->gw[GW_WS].conns--;
+    hub_sub_free(c->sub);
+    ax_free(c);
+}
+
+static const ax_ws_cbs ws_cbs = {
+    .on_open = on_open, .on_message = on_message, .on_drain = on_drain, .on_close = on_close};
+
+int gw_ws_start(serve *sv, ax_http_server *srv)
+{
+    gw_ws *g = &the_gw;
+    g->sv = sv;
+    g->opts = (ax_ws_opts){.max_message = sv->cfg->max_payload * 4 / 3 + 4096,
+                           .ping_interval_ms = 30000,
+                           .deflate = true};
+    g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
+    return ax_ws_route(srv, "/ws", &g->ep);
+}
