@@ -118,11 +118,16 @@ int main(int argc, char **argv)
 {
     int o;
     while ((o = getopt(argc, argv, "n:s:w:t:")) != -1) {
-        if (o == 'n') n_rx = atoi(optarg);
-        else if (o == 's') size = atoi(optarg);
-        else if (o == 'w') window = atoi(optarg);
-        else if (o == 't') secs = atoi(optarg);
-        else return 2;
+        if (o == 'n')
+            n_rx = atoi(optarg);
+        else if (o == 's')
+            size = atoi(optarg);
+        else if (o == 'w')
+            window = atoi(optarg);
+        else if (o == 't')
+            secs = atoi(optarg);
+        else
+            return 2;
     }
     if (argc - optind != 2 || size < 8 || size > 125 || window < 1 || window >= RING) {
         fprintf(stderr, "usage: ws-bcast-load [-n RECEIVERS] [-s 8..125] [-w WINDOW] [-t SECS] "

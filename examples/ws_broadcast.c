@@ -60,8 +60,8 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     free(c);
 }
 
-static const ax_ws_cbs room_cbs = {.on_open = on_open, .on_message = on_message,
-                                   .on_close = on_close};
+static const ax_ws_cbs room_cbs = {
+    .on_open = on_open, .on_message = on_message, .on_close = on_close};
 static const ax_ws_endpoint room = {.cbs = &room_cbs};
 
 static void on_signal(ax_loop *loop, int signo)
