@@ -118,6 +118,8 @@ typedef struct ax_ws_opts {
  * Sec-WebSocket-Version: 13, a valid Sec-WebSocket-Key), negotiate the
  * subprotocol and permessage-deflate, and answer 101.  When the handler
  * returns, the connection is a WebSocket: on_open runs, then the rest.
+ * The connection then leaves the HTTP server: ax_http_server_free() does
+ * not close it (ax_loop_free() does).
  * A request that is not a valid handshake is answered here (400, or 426
  * with the version or upgrade we speak) and a negative code returned
  * (AX_EINVAL); no callback runs then.  `cbs` must stay valid for the life

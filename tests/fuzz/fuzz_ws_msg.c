@@ -11,12 +11,16 @@
  *     refused with 1007/1009, and what inflates compresses and inflates
  *     back to itself;
  *  3: a message to send: compressed, then inflated back unchanged, twice
- *     on the same streams (context takeover) and with fresh ones. */
+ *     on the same streams (context takeover) and with fresh ones;
+ *  4: a server's handshake response for our client (parsed with the HTTP
+ *     parser): accepted only when it is a 101 with the right accept value,
+ *     and then with a protocol we offered. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/http/http_parser.h"
 #include "proto/ws/ws_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -112,10 +116,32 @@ out:
     ax__ws_deflate_free(c);
 }
 
+static void response(uint8_t b, const char *resp, size_t len)
+{
+    static const char *const protos[] = {"chat", "mqtt", NULL};
+    static const char accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+    ax_ws_opts o = opts_from(b);
+    o.deflate = (b & 0x80) != 0;
+    o.protocols = (b & 0x40) ? protos : NULL;
+    ax_http_header hdrs[64];
+    ax_http_head h = {.headers = hdrs, .headers_cap = 64};
+    ax_http_parser p;
+    ax_http_parser_init(&p, AX_HTTP_RESPONSE, NULL);
+    if (ax_http_parse_head(&p, resp, len, &h) <= 0) return;
+    ax__ws_pmd pmd;
+    const char *proto = NULL;
+    int rc = ax__ws_check_response(&o, accept, &h, &pmd, &proto);
+    CHECK(rc == 0 || rc == AX_EPROTO);
+    if (rc) return;
+    CHECK(h.status == 101);
+    CHECK(!pmd.on || o.deflate);
+    if (proto) CHECK(strcmp(proto, "chat") == 0 || strcmp(proto, "mqtt") == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
-    uint8_t mode = data[0] % 4, b = data[1];
+    uint8_t mode = data[0] % 5, b = data[1];
     const uint8_t *rest = data + 2;
     size_t len = size - 2;
     switch (mode) {
@@ -127,6 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 2:
         with_pair(b, rest, len, true);
+        break;
+    case 4:
+        response(b, (const char *)rest, len);
         break;
     default:
         with_pair(b, rest, len, false);

@@ -37,10 +37,10 @@ def start_echo():
     raise Failure("axon echo ws:// did not start")
 
 
-def node_client(deflate):
+def node_client(deflate):  # 0, 1, or 2: no context takeover, small windows
     proc, port = start_echo()
     r = subprocess.run(["node", nodeutil.script("ws_client.js"),
-                        "ws://127.0.0.1:%d/node" % port, "1" if deflate else "0"],
+                        "ws://127.0.0.1:%d/node" % port, str(int(deflate))],
                        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     out = r.stdout.decode(errors="replace")
     proc.stop()
@@ -55,7 +55,12 @@ def node_client_plain():
 
 @t.test
 def node_client_deflate():
-    node_client(True)
+    node_client(1)
+
+
+@t.test
+def node_client_deflate_no_context_small_windows():
+    node_client(2)
 
 
 def node_server(deflate):

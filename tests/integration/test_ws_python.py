@@ -31,9 +31,9 @@ except ImportError:
 t = axtest.Tests("websocket interop: python websockets")
 
 
-def start_echo():
+def start_echo(extra=()):
     port = axtest.free_port()
-    proc = Proc([axon_bin(), "echo", "ws://127.0.0.1:%d/" % port])
+    proc = Proc([axon_bin(), "echo", "ws://127.0.0.1:%d/" % port] + list(extra))
     deadline = time.monotonic() + axtest.TIMEOUT
     while time.monotonic() < deadline:
         try:
@@ -176,6 +176,22 @@ def bad_handshake_refused():
     head = s.recv(4096)
     s.close()
     t.ok(head.startswith(b"HTTP/1.1 426"), "426 for a plain GET (%r)" % head[:40])
+
+
+@t.test
+def echo_on_two_threads():
+    proc, base = start_echo(["--threads", "2"])
+
+    async def one(i):
+        async with websockets.connect(base + "/t%d" % i, compression=None) as ws:
+            for k in range(20):
+                await ws.send("c%d m%d" % (i, k))
+                t.eq(await ws.recv(), "c%d m%d" % (i, k), "echo on thread pool")
+
+    async def go():
+        await asyncio.gather(*(one(i) for i in range(20)))
+    run(go())
+    proc.stop()
 
 
 class PyServer:

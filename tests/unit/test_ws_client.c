@@ -544,3 +544,92 @@ TEST(ws_pmd_6_frames_and_limits)
     ax_http_server_free(s.srv);
     ax_loop_free(loop);
 }
+
+/* ---- out of memory at every allocation ----------------------------------- */
+
+typedef struct oom_run {
+    cstate st;
+    int srv_open, srv_close;
+} oom_run;
+
+static oom_run *oom;
+
+static void o_srv_open(ax_ws *ws)
+{
+    (void)ws;
+    oom->srv_open++;
+}
+
+static void o_srv_close(ax_ws *ws, int code, const char *reason, size_t len)
+{
+    (void)ws, (void)code, (void)reason, (void)len;
+    oom->srv_close++;
+}
+
+static const ax_ws_cbs o_srv_cbs = {
+    .on_open = o_srv_open, .on_message = s_message, .on_close = o_srv_close};
+static const ax_ws_opts o_opts = {.deflate = true, .ping_interval_ms = 1000};
+static const ax_ws_endpoint o_ep = {.cbs = &o_srv_cbs, .opts = &o_opts};
+
+static void o_cli_open(ax_ws *ws)
+{
+    static unsigned char big[5000];
+    c_open(ws);
+    ax_ws_send_text(ws, "one", 3);
+    ax_ws_send_binary(ws, big, sizeof big); /* compressed */
+}
+
+static void o_cli_message(ax_ws *ws, const void *d, size_t n, bool binary)
+{
+    c_message(ws, d, n, binary);
+    if (oom->st.messages == 2) ax_ws_close(ws, 1000, NULL);
+}
+
+static const ax_ws_cbs o_cli_cbs = {
+    .on_open = o_cli_open, .on_message = o_cli_message, .on_close = c_close};
+
+/* One server + client session with allocation n failing (and all after
+ * it).  Returns true when nothing failed. */
+static bool oom_session(long n)
+{
+    oom_run run = {0};
+    int err;
+    oom = &run;
+    long fails0 = tu_alloc_failures();
+    tu_alloc_fail_after(n);
+    ax_loop *loop = ax_loop_new(NULL, &err);
+    ax_http_server *srv = loop ? ax_http_server_new(loop, NULL, &err) : NULL;
+    ax_listener *l = NULL;
+    if (srv && ax_ws_route(srv, "/", &o_ep) == 0)
+        l = ax_http_listen(srv, "tcp://127.0.0.1:0", NULL, &err);
+    ax_ws *ws = NULL;
+    if (l) {
+        char url[64];
+        snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ax_addr_port(ax_listener_addr(l)));
+        ax_ws_opts co = {.deflate = true};
+        ws = ax_ws_connect(loop, url, &o_cli_cbs, &co, &run.st, &err);
+        if (!ws) ASSERT(err == AX_ENOMEM);
+        uint64_t end = tu_now_ms() + 500;
+        while (ws && run.st.closed == 0 && tu_now_ms() < end)
+            ax_loop_run_once(loop, 10);
+    }
+    /* A lost allocation may stall a session (a message that could not be
+     * queued); freeing the loop ends it, with every close callback run. */
+    ax_http_server_free(srv);
+    if (loop) ax_loop_free(loop);
+    if (ws) ASSERT_EQ(run.st.closed, 1);
+    ASSERT_EQ(run.srv_open, run.srv_close);
+    tu_alloc_fail_after(-1);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+    return tu_alloc_failures() == fails0;
+}
+
+TEST_TIMEOUT(ws_alloc_failures, 120)
+{
+    tu_alloc_install();
+    long n = 0;
+    while (!oom_session(n))
+        n++;
+    ASSERT(n > 10);
+    ASSERT_EQ(oom->st.messages, 2); /* the run without failures did everything */
+}

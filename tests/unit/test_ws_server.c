@@ -233,6 +233,39 @@ TEST(ws_conf_4_handshake_tokens_and_data_behind)
     fx_stop(&f);
 }
 
+static void plain(ax_http_req *r, void *ud)
+{
+    (void)ud;
+    ax_http_respond(r, 200, "text/plain", "plain\n", 6);
+}
+
+TEST(ws_conf_4_upgrade_after_pipelined_request)
+{
+    fixture f;
+    char buf[4096];
+    fx_start(&f);
+    ASSERT_EQ(ax_http_route(f.srv, "GET", "/plain", plain, NULL), 0);
+    /* an ordinary request, then the upgrade, in one write: answers in order */
+    const char *req = "GET /plain HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    int fd = tu_connect(ax_listener_addr(f.l), 0);
+    tu_write_all(fd, req, strlen(req));
+    size_t got = 0;
+    buf[0] = 0;
+    while (!strstr(buf, "101 Switching Protocols") || !strstr(strstr(buf, "101"), "\r\n\r\n")) {
+        ASSERT(tu_loop_read_n(f.loop, fd, buf + got, 1, 3000) == 1);
+        buf[++got] = 0;
+    }
+    const char *ok = strstr(buf, "200 OK"), *sw = strstr(buf, "101 Switching");
+    ASSERT(ok != NULL && sw != NULL && ok < sw);
+    wt_send(fd, AX_WS_TEXT, true, "after http", 10);
+    expect_echo(&f, fd, AX_WS_TEXT, "after http", 10);
+    close(fd);
+    fx_stop(&f);
+}
+
 /* ---- 5.1-5.3 framing ---------------------------------------------------- */
 
 TEST(ws_conf_5_1_unmasked_client_frame)

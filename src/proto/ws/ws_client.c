@@ -126,15 +126,15 @@ static int check_protocol(const ax_http_head *h, const ax_ws_opts *o, const char
     return AX_EPROTO;
 }
 
-static int check_response(client_hs *hs, const ax_http_head *h, ax__ws_pmd *pmd, const char **proto)
+int ax__ws_check_response(const ax_ws_opts *o, const char *accept, const ax_http_head *h,
+                          ax__ws_pmd *pmd, const char **proto)
 {
-    const ax_ws_opts *o = ax__ws_opts(hs->ws);
     const ax_http_str *acc = head_field(h, "Sec-WebSocket-Accept");
     const ax_http_str *ext = head_field(h, "Sec-WebSocket-Extensions");
     if (h->status != 101 || !head_has(h, "Upgrade", "websocket") ||
         !head_has(h, "Connection", "upgrade"))
         return AX_EPROTO;
-    if (!acc || acc->len != AX_WS_ACCEPT_LEN || memcmp(acc->ptr, hs->accept, acc->len) != 0)
+    if (!acc || acc->len != AX_WS_ACCEPT_LEN || memcmp(acc->ptr, accept, acc->len) != 0)
         return AX_EPROTO;
     if (check_protocol(h, o, proto) != 0) return AX_EPROTO;
     memset(pmd, 0, sizeof(*pmd));
@@ -176,7 +176,8 @@ static size_t hs_data(ax_conn *c, const char *data, size_t len)
     ax_http_parser_init(&p, AX_HTTP_RESPONSE, NULL);
     int n = ax_http_parse_head(&p, data, len, &h);
     if (n == AX_HTTP_INCOMPLETE) return 0;
-    if (n < 0 || check_response(hs, &h, &pmd, &proto) != 0 || enter_open(hs, c, &pmd, proto) != 0) {
+    if (n < 0 || ax__ws_check_response(ax__ws_opts(hs->ws), hs->accept, &h, &pmd, &proto) != 0 ||
+        enter_open(hs, c, &pmd, proto) != 0) {
         ax_conn_abort(c, AX_EPROTO);
         return len;
     }

@@ -21,7 +21,8 @@
 
 struct ax__ws_deflate {
     z_stream tx, rx;
-    bool tx_ok, rx_ok;
+    bool tx_ok, rx_ok; /* the streams exist (made on first use) */
+    int level;
     ax__ws_pmd pmd;
     uint8_t *zout, *iout; /* compressed output, inflated output: never shared */
     size_t zcap, icap;
@@ -159,21 +160,50 @@ int ax__ws_pmd_check(const ax_ws_opts *o, const char *resp, size_t len, ax__ws_p
 
 /* ---- compression ------------------------------------------------------- */
 
+/* zlib allocates through the library's hook, like everything else. */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return ax_malloc((size_t)items * size);
+}
+
+static void z_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    ax_free(p);
+}
+
 ax__ws_deflate *ax__ws_deflate_new(const ax__ws_pmd *pmd, int level)
 {
     ax__ws_deflate *d = ax_calloc(1, sizeof(*d));
     if (!d) return NULL;
     d->pmd = *pmd;
-    if (level < 1 || level > 9) level = 1;
-    if (deflateInit2(&d->tx, level, Z_DEFLATED, -(int)pmd->tx_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        goto fail;
-    d->tx_ok = true;
-    if (inflateInit2(&d->rx, -15) != Z_OK) goto fail;
-    d->rx_ok = true;
+    d->level = level < 1 || level > 9 ? 1 : level;
+    d->tx.zalloc = d->rx.zalloc = z_alloc;
+    d->tx.zfree = d->rx.zfree = z_free;
     return d;
-fail:
-    ax__ws_deflate_free(d);
-    return NULL;
+}
+
+/* The streams are made on first use: a connection that never sends (or
+ * never receives) a compressed message never pays for that direction's
+ * window (about 256 KiB for a 15-bit compressor, 32 KiB to inflate). */
+static int tx_ready(ax__ws_deflate *d)
+{
+    if (d->tx_ok) return 0;
+    int mem = d->pmd.tx_bits < 15 ? d->pmd.tx_bits - 7 : 8; /* smaller window, smaller hash */
+    if (deflateInit2(&d->tx, d->level, Z_DEFLATED, -(int)d->pmd.tx_bits, mem, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return AX_ENOMEM;
+    d->tx_ok = true;
+    return 0;
+}
+
+static int rx_ready(ax__ws_deflate *d)
+{
+    if (d->rx_ok) return 0;
+    if (inflateInit2(&d->rx, -15) != Z_OK) return AX_ENOMEM;
+    d->rx_ok = true;
+    return 0;
 }
 
 void ax__ws_deflate_free(ax__ws_deflate *d)
@@ -212,6 +242,7 @@ int ax__ws_compress(ax__ws_deflate *d, const uint8_t *in, size_t len, const uint
 {
     z_stream *z = &d->tx;
     size_t done = 0;
+    if (tx_ready(d) < 0) return AX_ENOMEM;
     shrink(&d->zout, &d->zcap);
     if (grow(&d->zout, &d->zcap, deflateBound(z, (uLong)len) + 16) < 0) return AX_ENOMEM;
     z->next_in = (Bytef *)(uintptr_t)in;
@@ -274,6 +305,7 @@ int ax__ws_inflate(ax__ws_deflate *d, const uint8_t *in, size_t len, size_t max,
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     size_t done = 0;
     bool ended = false;
+    if (rx_ready(d) < 0) return AX_WS_CLOSE_INTERNAL;
     shrink(&d->iout, &d->icap);
     int code = inflate_some(d, in, len, max, &done, &ended);
     if (!code && !ended) code = inflate_some(d, tail, sizeof tail, max, &done, &ended);

@@ -54,6 +54,14 @@ bool ax__ws_has_token(const char *v, size_t n, const char *token);
  * *elen (trimmed); false at the end. */
 bool ax__ws_next_elem(const char *v, size_t n, size_t *pos, const char **elem, size_t *elen);
 
+/* Client: check the server's response head (RFC 6455 4.2.2, 4.1 steps
+ * 1-6) against our settings and the accept value our key calls for.
+ * Returns 0 with the extension and the chosen protocol (one of
+ * o->protocols, or NULL), or AX_EPROTO. */
+struct ax_http_head;
+int ax__ws_check_response(const ax_ws_opts *o, const char *accept, const struct ax_http_head *h,
+                          ax__ws_pmd *pmd, const char **proto);
+
 /* ---- permessage-deflate (ws_deflate.c) ---- */
 
 /* Server: parse the client's Sec-WebSocket-Extensions offers (all values

@@ -5,7 +5,12 @@ const WebSocket = require('ws');
 const assert = require('assert');
 
 const [url, deflate] = process.argv.slice(2);
-const ws = new WebSocket(url, { perMessageDeflate: deflate === '1', maxPayload: 64 << 20 });
+// DEFLATE: 0 off, 1 on with the defaults, 2 on with no context takeover
+// both ways and small windows.
+const pmd = deflate === '2'
+  ? { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 11, threshold: 0 }
+  : deflate === '1';
+const ws = new WebSocket(url, { perMessageDeflate: pmd, maxPayload: 64 << 20 });
 const inbox = [];
 let waiting = null;
 
@@ -26,7 +31,12 @@ function send(data, opts) {
 async function run() {
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
   const ext = ws.extensions || '';
-  assert.strictEqual(ext.includes('permessage-deflate'), deflate === '1', `extensions: ${ext}`);
+  assert.strictEqual(ext.includes('permessage-deflate'), deflate !== '0', `extensions: ${ext}`);
+  if (deflate === '2') { // what the server granted (ws keeps it in a private field)
+    const params = JSON.stringify(((ws._extensions || {})['permessage-deflate'] || {}).params || {});
+    assert.ok(params.includes('"server_max_window_bits":10') && params.includes('server_no_context_takeover'), params);
+    console.log(`ok granted ${params}`);
+  }
   console.log(`ok negotiated extensions=${JSON.stringify(ext)}`);
 
   await send('hello ✓');
