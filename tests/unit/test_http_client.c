@@ -1044,3 +1044,74 @@ TEST(http_client_many_at_once)
     ASSERT_EQ(ax_http_client_connects(f.hc), n);
     fx_stop(&f);
 }
+
+/* ---- cancelling and stopping from every callback --------------------------- */
+
+typedef struct stopper {
+    fx *f;
+    int at_trace; /* cancel at the n-th trace (1-based), 0: never */
+    int traces;
+    bool cancel_in_body, fail_in_body;
+} stopper;
+
+static void stop_trace(ax_http_fetch *h, enum ax_http_trace what, const char *t, size_t n, void *ud)
+{
+    stopper *s = ((fx *)ud)->upload;
+    (void)what, (void)t, (void)n;
+    if (++s->traces == s->at_trace) {
+        ax_http_fetch_cancel(h);
+        ax_http_fetch_cancel(h); /* twice is fine */
+    }
+}
+
+static int stop_body(ax_http_fetch *h, const char *p, size_t n, void *ud)
+{
+    stopper *s = ((fx *)ud)->upload;
+    on_body(h, p, n, ud);
+    if (s->cancel_in_body) ax_http_fetch_cancel(h);
+    return s->fail_in_body ? AX_EMSGSIZE : 0;
+}
+
+TEST(http_client_stop_from_each_callback)
+{
+    fx f;
+    fx_start(&f, NULL);
+    routes(&f);
+    char url[128];
+    snprintf(url, sizeof url, "%s/r/2", f.base);
+    ax_http_request rq = {.url = url, .flags = AX_HTTP_FOLLOW};
+    ax_http_fetch_cbs c = cbs;
+    c.on_trace = stop_trace;
+    c.on_body = stop_body;
+    stopper s = {.f = &f};
+    f.upload = &s;
+    int err;
+    ASSERT_EQ(fetch_rq(&f, &rq), 0); /* warm the pool */
+    /* a clean run counts the traces: notes, requests, responses, 3 hops */
+    f.cur = ax_http_fetch_start(f.hc, &rq, &c, &f, &err);
+    RUN_UNTIL(f.loop, f.done == 2, 5000);
+    int total = s.traces;
+    ASSERT(total >= 9);
+    for (int fresh = 0; fresh < 2; fresh++) { /* pooled, then new connections */
+        rq.flags = AX_HTTP_FOLLOW | (fresh ? AX_HTTP_FRESH_CONN : 0);
+        for (int at = 1; at <= total + 2 * fresh; at++) {
+            s = (stopper){.f = &f, .at_trace = at};
+            int before = f.done;
+            ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+            tu_run_for(f.loop, 30);
+            ASSERT_EQ(f.done, before); /* cancelled: no on_done */
+        }
+    }
+    rq.flags = AX_HTTP_FOLLOW;
+    s = (stopper){.f = &f, .cancel_in_body = true};
+    ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    tu_run_for(f.loop, 30);
+    ASSERT_EQ(f.done, 2);
+    s = (stopper){.f = &f, .fail_in_body = true};
+    f.cur = ax_http_fetch_start(f.hc, &rq, &c, &f, &err);
+    RUN_UNTIL(f.loop, f.done == 3, 5000);
+    ASSERT_EQ(f.err, AX_EMSGSIZE);
+    ASSERT(strstr(f.detail, "body callback") != NULL);
+    ASSERT_EQ(fetch(&f, f.base, "/hello"), 0); /* the client is still sound */
+    fx_stop(&f);
+}
