@@ -17,6 +17,7 @@
 
 #define MAX_URLS 64
 #define MAX_FIELDS 64
+#define EXPECT_FROM (1024 * 1024) /* bodies from this size send Expect: 100-continue */
 
 typedef struct get_cfg {
     const char *urls[MAX_URLS];
@@ -221,6 +222,9 @@ static void fetch_next(get_cfg *cfg)
         .flags = (cfg->follow ? AX_HTTP_FOLLOW : 0u) | (cfg->chunked ? AX_HTTP_CHUNKED_BODY : 0u),
         .max_redirects = cfg->max_redirs,
     };
+    /* as curl: large or unknown uploads first ask whether they are wanted */
+    if ((cfg->upload && cfg->upload_size < 0) || rq.body_len >= EXPECT_FROM)
+        rq.flags |= AX_HTTP_EXPECT_100;
     int err;
     if (!ax_http_fetch_start(cfg->hc, &rq, &get_cbs, cfg, &err)) {
         const char *why =

@@ -350,6 +350,8 @@ def uploads():
     t.ok(rc == 0 and out == BIG, "-T FILE streams the file (%d bytes back) %s" % (len(out), err[-300:]))
     t.ok("> PUT /echo" in err and "> Content-Length: %d" % len(BIG) in err,
          "as PUT with its length: %r" % err[:400])
+    t.ok("> Expect: 100-continue" in err and "< HTTP/1.1 100 Continue" in err,
+         "a large upload waits for 100 Continue: %r" % err[:600])
     rc, out, err = get("-v", "-T", "-", s.base + "/echo", stdin=BIG)
     t.ok(rc == 0 and out == BIG, "-T - streams stdin (%d bytes back)" % len(out))
     t.ok("> Transfer-Encoding: chunked" in err, "chunked, the length being unknown")
