@@ -430,7 +430,10 @@ static bool write_request(ax_http_fetch *f)
         f->head_sent = true;
         rc = ax_conn_write(c, f->out, f->out_len);
     }
-    if (!f->h->opened) return true; /* on_open goes on */
+    if (rc < 0 || !f->h->opened) { /* on_close fails the fetch, or on_open goes on */
+        if (rc < 0) ax_conn_abort(c, rc);
+        return true;
+    }
     if (f->expect && !f->go_on) {
         if (!f->expect_armed) ax_timer_start(f->kick, EXPECT_WAIT_MS, 0);
         f->expect_armed = true;
