@@ -65,7 +65,9 @@ static void help(FILE *out)
             "      --connect-timeout S  give up connecting after S seconds; default 30\n"
             "      --max-size BYTES     refuse bodies larger than BYTES\n"
             "  -f, --fail               fail (exit 22) on HTTP status 400 and above\n"
+            "  -A, --user-agent TEXT    the User-Agent field; default axon/VERSION\n"
             "  -v, --verbose            show connections and heads on stderr\n"
+            "  -s, --silent             accepted for curl habits (there is no progress meter)\n"
             "  -h, --help               show this help\n\n"
             "Exit status, as curl's: 0 success, 2 usage, 3 bad URL, 6 unknown host,\n"
             "7 cannot connect, 8 malformed response, 22 HTTP error (-f), 23 write error,\n"
@@ -346,6 +348,8 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
         {"insecure", no_argument, NULL, 'k'},
         {"fail", no_argument, NULL, 'f'},
         {"verbose", no_argument, NULL, 'v'},
+        {"silent", no_argument, NULL, 's'},
+        {"user-agent", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {"max-redirs", required_argument, NULL, O_MAXREDIRS},
         {"ca", required_argument, NULL, O_CA},
@@ -356,7 +360,7 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
         {"upload-file", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int ch, rc;
-    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:T:Lkfvh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:T:A:Lkfvsh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'o':
             cfg->out_path = optarg;
@@ -391,6 +395,11 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
             break;
         case 'f':
             cfg->fail_http = true;
+            break;
+        case 's':
+            break;
+        case 'A':
+            cfg->opts.user_agent = optarg;
             break;
         case 'v':
             cfg->verbose = true;
