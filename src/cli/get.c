@@ -75,11 +75,13 @@ static void help(FILE *out)
             "52 empty reply, 56 connection lost, 60 certificate refused, 63 body too large,\n"
             "77 bad CA file.\n\n"
             "Examples:\n"
-            "  axon get http://127.0.0.1:8000/                  body to stdout\n"
-            "  axon get -i -L http://example.org/               head, body, redirects followed\n"
-            "  axon get -I https://localhost:8443/ --ca /tmp/tls/cert.pem\n"
+            "  axon get http://127.0.0.1:8000/             the body to stdout\n"
+            "  axon get -i -L http://127.0.0.1:8000/docs   heads and body, redirects followed\n"
+            "  axon get -I --ca /tmp/tls/cert.pem https://localhost:8443/\n"
             "  axon get -o big.bin http://127.0.0.1:8000/big.bin\n"
-            "  axon get -d 'name=axon' -H 'Content-Type: text/plain' http://127.0.0.1:8000/echo\n");
+            "  axon get -v http://127.0.0.1:8000/a http://127.0.0.1:8000/b   one connection\n"
+            "  axon get -d 'x=1' -H 'Content-Type: text/plain' http://127.0.0.1:8000/echo\n"
+            "  tar c dir | axon get -T - http://127.0.0.1:8000/upload       streamed, chunked\n");
 }
 
 static int exit_code(int err)
