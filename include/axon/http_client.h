@@ -72,6 +72,11 @@ typedef struct ax_http_client_opts {
 #define AX_HTTP_CHUNKED_BODY 0x2u /* send the body chunked instead of with Content-Length */
 #define AX_HTTP_FRESH_CONN 0x4u   /* never take a pooled connection for this fetch */
 #define AX_HTTP_NO_KEEPALIVE 0x8u /* send Connection: close; do not pool afterwards */
+/* Send Expect: 100-continue with a body and hold the body back until the
+ * server's 100 Continue, or for 1 s when it says nothing (RFC 9110
+ * 10.1.1): a server that refuses the request answers before the body is
+ * sent.  The connection is then closed, not pooled. */
+#define AX_HTTP_EXPECT_100 0x10u
 
 /* A request body made while it is sent (ax_http_request.body_reader):
  * write up to `cap` bytes into `buf` and return how many (> 0); 0 at the

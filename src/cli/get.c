@@ -17,6 +17,7 @@
 
 #define MAX_URLS 64
 #define MAX_FIELDS 64
+#define EXPECT_FROM (1024 * 1024) /* bodies from this size send Expect: 100-continue */
 
 typedef struct get_cfg {
     const char *urls[MAX_URLS];
@@ -64,7 +65,9 @@ static void help(FILE *out)
             "      --connect-timeout S  give up connecting after S seconds; default 30\n"
             "      --max-size BYTES     refuse bodies larger than BYTES\n"
             "  -f, --fail               fail (exit 22) on HTTP status 400 and above\n"
+            "  -A, --user-agent TEXT    the User-Agent field; default axon/VERSION\n"
             "  -v, --verbose            show connections and heads on stderr\n"
+            "  -s, --silent             accepted for curl habits (there is no progress meter)\n"
             "  -h, --help               show this help\n\n"
             "Exit status, as curl's: 0 success, 2 usage, 3 bad URL, 6 unknown host,\n"
             "7 cannot connect, 8 malformed response, 22 HTTP error (-f), 23 write error,\n"
@@ -72,11 +75,13 @@ static void help(FILE *out)
             "52 empty reply, 56 connection lost, 60 certificate refused, 63 body too large,\n"
             "77 bad CA file.\n\n"
             "Examples:\n"
-            "  axon get http://127.0.0.1:8000/                  body to stdout\n"
-            "  axon get -i -L http://example.org/               head, body, redirects followed\n"
-            "  axon get -I https://localhost:8443/ --ca /tmp/tls/cert.pem\n"
+            "  axon get http://127.0.0.1:8000/             the body to stdout\n"
+            "  axon get -i -L http://127.0.0.1:8000/docs   heads and body, redirects followed\n"
+            "  axon get -I --ca /tmp/tls/cert.pem https://localhost:8443/\n"
             "  axon get -o big.bin http://127.0.0.1:8000/big.bin\n"
-            "  axon get -d 'name=axon' -H 'Content-Type: text/plain' http://127.0.0.1:8000/echo\n");
+            "  axon get -v http://127.0.0.1:8000/a http://127.0.0.1:8000/b   one connection\n"
+            "  axon get -d 'x=1' -H 'Content-Type: text/plain' http://127.0.0.1:8000/echo\n"
+            "  tar c dir | axon get -T - http://127.0.0.1:8000/upload       streamed, chunked\n");
 }
 
 static int exit_code(int err)
@@ -221,6 +226,9 @@ static void fetch_next(get_cfg *cfg)
         .flags = (cfg->follow ? AX_HTTP_FOLLOW : 0u) | (cfg->chunked ? AX_HTTP_CHUNKED_BODY : 0u),
         .max_redirects = cfg->max_redirs,
     };
+    /* as curl: large or unknown uploads first ask whether they are wanted */
+    if ((cfg->upload && cfg->upload_size < 0) || rq.body_len >= EXPECT_FROM)
+        rq.flags |= AX_HTTP_EXPECT_100;
     int err;
     if (!ax_http_fetch_start(cfg->hc, &rq, &get_cbs, cfg, &err)) {
         const char *why =
@@ -342,6 +350,8 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
         {"insecure", no_argument, NULL, 'k'},
         {"fail", no_argument, NULL, 'f'},
         {"verbose", no_argument, NULL, 'v'},
+        {"silent", no_argument, NULL, 's'},
+        {"user-agent", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {"max-redirs", required_argument, NULL, O_MAXREDIRS},
         {"ca", required_argument, NULL, O_CA},
@@ -352,7 +362,7 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
         {"upload-file", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int ch, rc;
-    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:T:Lkfvh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "o:iIX:d:H:T:A:Lkfvsh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'o':
             cfg->out_path = optarg;
@@ -387,6 +397,11 @@ static int parse_args(int argc, char **argv, get_cfg *cfg)
             break;
         case 'f':
             cfg->fail_http = true;
+            break;
+        case 's':
+            break;
+        case 'A':
+            cfg->opts.user_agent = optarg;
             break;
         case 'v':
             cfg->verbose = true;

@@ -198,7 +198,7 @@ class AxonEcho(axtest.Proc):
 @t.test
 def python_files_byte_for_byte():
     s = PyHttp()
-    out, _ = ok(s.base + "/small.txt")
+    out, _ = ok("-s", s.base + "/small.txt")
     t.eq(out, SMALL, "small file")
     out, _ = ok(s.base + "/big.bin")
     t.ok(out == BIG, "%d-byte binary arrives whole (got %d bytes)" % (len(BIG), len(out)))
@@ -338,6 +338,8 @@ def uploads():
     s = AxonEcho()
     out, _ = ok("-d", "hello=world", s.base + "/echo")
     t.eq(out, b"hello=world", "-d posts the data")
+    out, err = ok("-v", "-A", "tester/1", s.base + "/echo")
+    t.ok("> User-Agent: tester/1" in err, "-A sets the User-Agent: %r" % err[:300])
     rc, out, err = get("-i", "-X", "PUT", "-d", "put body", s.base + "/echo/x")
     t.ok(rc == 0 and b"X-Request: PUT /echo/x" in out and out.endswith(b"put body"),
          "-X PUT: %r %s" % (out[-200:], err))
@@ -350,6 +352,8 @@ def uploads():
     t.ok(rc == 0 and out == BIG, "-T FILE streams the file (%d bytes back) %s" % (len(out), err[-300:]))
     t.ok("> PUT /echo" in err and "> Content-Length: %d" % len(BIG) in err,
          "as PUT with its length: %r" % err[:400])
+    t.ok("> Expect: 100-continue" in err and "< HTTP/1.1 100 Continue" in err,
+         "a large upload waits for 100 Continue: %r" % err[:600])
     rc, out, err = get("-v", "-T", "-", s.base + "/echo", stdin=BIG)
     t.ok(rc == 0 and out == BIG, "-T - streams stdin (%d bytes back)" % len(out))
     t.ok("> Transfer-Encoding: chunked" in err, "chunked, the length being unknown")

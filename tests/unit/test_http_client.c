@@ -41,7 +41,8 @@ typedef struct fx {
     const char *canned;
     int raw_mode;
     int raw_requests;
-    void *upload; /* a streamed request body's state */
+    void *upload;    /* a streamed request body's state */
+    uint64_t raw_in; /* bytes the raw responder's connection received */
 } fx;
 
 static void fx_start(fx *f, const ax_http_client_opts *o)
@@ -243,12 +244,19 @@ enum {
     RAW_CANNED_CLOSE, /* send `canned`, then close */
     RAW_SILENT,       /* never answer */
     RAW_ONCE,         /* answer the first request on a connection, close on the second */
+    RAW_AFTER_END,    /* answer once the bytes received end in "END" (a body's end) */
 };
 
 static size_t raw_data(ax_conn *c, const char *data, size_t len)
 {
     fx *f = ax_conn_data(c);
     const char *end = NULL;
+    f->raw_in = ax_conn_bytes_in(c);
+    if (f->raw_mode == RAW_AFTER_END) {
+        if (len >= 3 && memcmp(data + len - 3, "END", 3) == 0)
+            ax_conn_write(c, f->canned, strlen(f->canned));
+        return len;
+    }
     for (size_t i = 0; i + 4 <= len && !end; i++)
         if (memcmp(data + i, "\r\n\r\n", 4) == 0) end = data + i;
     if (!end) return 0;
@@ -1042,5 +1050,125 @@ TEST(http_client_many_at_once)
     for (int i = 0; i < 8; i++)              /* later ones reuse what was kept */
         ASSERT_EQ(fetch(&f, f.base, "/hello"), 0);
     ASSERT_EQ(ax_http_client_connects(f.hc), n);
+    fx_stop(&f);
+}
+
+/* ---- cancelling and stopping from every callback --------------------------- */
+
+typedef struct stopper {
+    fx *f;
+    int at_trace; /* cancel at the n-th trace (1-based), 0: never */
+    int traces;
+    bool cancel_in_body, fail_in_body;
+} stopper;
+
+static void stop_trace(ax_http_fetch *h, enum ax_http_trace what, const char *t, size_t n, void *ud)
+{
+    stopper *s = ((fx *)ud)->upload;
+    (void)what, (void)t, (void)n;
+    if (++s->traces == s->at_trace) {
+        ax_http_fetch_cancel(h);
+        ax_http_fetch_cancel(h); /* twice is fine */
+    }
+}
+
+static int stop_body(ax_http_fetch *h, const char *p, size_t n, void *ud)
+{
+    stopper *s = ((fx *)ud)->upload;
+    on_body(h, p, n, ud);
+    if (s->cancel_in_body) ax_http_fetch_cancel(h);
+    return s->fail_in_body ? AX_EMSGSIZE : 0;
+}
+
+TEST(http_client_stop_from_each_callback)
+{
+    fx f;
+    fx_start(&f, NULL);
+    routes(&f);
+    char url[128];
+    snprintf(url, sizeof url, "%s/r/2", f.base);
+    ax_http_request rq = {.url = url, .flags = AX_HTTP_FOLLOW};
+    ax_http_fetch_cbs c = cbs;
+    c.on_trace = stop_trace;
+    c.on_body = stop_body;
+    stopper s = {.f = &f};
+    f.upload = &s;
+    int err;
+    ASSERT_EQ(fetch_rq(&f, &rq), 0); /* warm the pool */
+    /* a clean run counts the traces: notes, requests, responses, 3 hops */
+    f.cur = ax_http_fetch_start(f.hc, &rq, &c, &f, &err);
+    RUN_UNTIL(f.loop, f.done == 2, 5000);
+    int total = s.traces;
+    ASSERT(total >= 9);
+    for (int fresh = 0; fresh < 2; fresh++) { /* pooled, then new connections */
+        rq.flags = AX_HTTP_FOLLOW | (fresh ? AX_HTTP_FRESH_CONN : 0);
+        for (int at = 1; at <= total + 2 * fresh; at++) {
+            s = (stopper){.f = &f, .at_trace = at};
+            int before = f.done;
+            ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+            tu_run_for(f.loop, 30);
+            ASSERT_EQ(f.done, before); /* cancelled: no on_done */
+        }
+    }
+    rq.flags = AX_HTTP_FOLLOW;
+    s = (stopper){.f = &f, .cancel_in_body = true};
+    ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    tu_run_for(f.loop, 30);
+    ASSERT_EQ(f.done, 2);
+    s = (stopper){.f = &f, .fail_in_body = true};
+    f.cur = ax_http_fetch_start(f.hc, &rq, &c, &f, &err);
+    RUN_UNTIL(f.loop, f.done == 3, 5000);
+    ASSERT_EQ(f.err, AX_EMSGSIZE);
+    ASSERT(strstr(f.detail, "body callback") != NULL);
+    ASSERT_EQ(fetch(&f, f.base, "/hello"), 0); /* the client is still sound */
+    fx_stop(&f);
+}
+
+/* ---- Expect: 100-continue ------------------------------------------------ */
+
+static int expect_rq(fx *f, const char *base, const char *path, const char *body)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    ax_http_request rq = {.url = url,
+                          .method = "PUT",
+                          .body = body,
+                          .body_len = strlen(body),
+                          .flags = AX_HTTP_EXPECT_100};
+    return fetch_rq(f, &rq);
+}
+
+TEST(http_client_expect_continue)
+{
+    fx f;
+    fx_start(&f, NULL);
+    routes(&f);
+    uint64_t t0 = tu_now_ms();
+    ASSERT_EQ(expect_rq(&f, f.base, "/echo", "held back"), 0); /* ax_http answers 100 */
+    ASSERT_STREQ(f.body, "PUT:held back");
+    ASSERT(tu_now_ms() - t0 < 800);
+    ASSERT_EQ(ax_http_client_idle(f.hc), 1);
+    fx_stop(&f);
+
+    /* a server that answers at once: the body is never sent */
+    fx_start(&f, NULL);
+    raw_listen(&f, RAW_CANNED, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n", NULL);
+    char big[4096];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ASSERT_EQ(expect_rq(&f, f.raw_base, "/", big), 0);
+    ASSERT_EQ(f.status, 413);
+    tu_run_for(f.loop, 50);
+    ASSERT(f.raw_in < 1000);                 /* the head only */
+    ASSERT_EQ(ax_http_client_idle(f.hc), 0); /* the server may still wait for the body */
+    fx_stop(&f);
+
+    /* a server that says nothing: the body goes after a while */
+    fx_start(&f, NULL);
+    raw_listen(&f, RAW_AFTER_END, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ngot", NULL);
+    t0 = tu_now_ms();
+    ASSERT_EQ(expect_rq(&f, f.raw_base, "/", "body END"), 0);
+    ASSERT_STREQ(f.body, "got");
+    ASSERT(tu_now_ms() - t0 >= 900);
     fx_stop(&f);
 }

@@ -28,6 +28,8 @@
 /* A redirect body up to this size is read and dropped to keep the
  * connection; a larger one costs less as a new connection. */
 #define DISCARD_MAX (64 * 1024)
+/* How long a body waits for 100 Continue before it goes anyway. */
+#define EXPECT_WAIT_MS 1000
 
 enum { S_HEAD, S_BODY, S_DONE };
 
@@ -86,6 +88,7 @@ struct ax_http_fetch {
     uint8_t state;
     bool head_sent, req_done, got_bytes, reused, retried, fresh, discard, head_req, chunked;
     bool started, paused, cancelled, finished, have_head, keep;
+    bool expect, go_on, expect_armed; /* Expect: 100-continue on this hop */
     uint32_t timeout_ms;
     int in_cb;
     ax_http_body bd;
@@ -239,6 +242,8 @@ static int build_head(ax_http_fetch *f)
     bool wants_body = f->body_len || f->reader || !strcmp(f->method, "POST") ||
                       !strcmp(f->method, "PUT") || !strcmp(f->method, "PATCH");
     f->chunked = wants_body && ((f->flags & AX_HTTP_CHUNKED_BODY) || (f->reader && !f->body_len));
+    f->expect = (f->flags & AX_HTTP_EXPECT_100) && (f->body_len || f->reader);
+    if (f->expect) n += snprintf(p + n, cap - (size_t)n, "Expect: 100-continue\r\n");
     if (f->chunked)
         n += snprintf(p + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
     else if (wants_body)
@@ -413,9 +418,10 @@ static int write_stream(ax_http_fetch *f)
 
 /* Queue the head, then the body piece by piece until the connection is
  * above its high watermark (on_drain goes on).  The body waits for the
- * connection to be open: a TLS handshake holds what is written before it
- * without a limit.  May end the fetch. */
-static void write_request(ax_http_fetch *f)
+ * connection to be open (a TLS handshake holds what is written before it
+ * without a limit) and, with Expect, for 100 Continue.  Returns false when
+ * the fetch ended inside. */
+static bool write_request(ax_http_fetch *f)
 {
     ax_conn *c = f->h->conn;
     bool chunked = f->chunked;
@@ -424,10 +430,18 @@ static void write_request(ax_http_fetch *f)
         f->head_sent = true;
         rc = ax_conn_write(c, f->out, f->out_len);
     }
-    if (!f->h->opened) return; /* on_open goes on */
+    if (rc < 0 || !f->h->opened) { /* on_close fails the fetch, or on_open goes on */
+        if (rc < 0) ax_conn_abort(c, rc);
+        return true;
+    }
+    if (f->expect && !f->go_on) {
+        if (!f->expect_armed) ax_timer_start(f->kick, EXPECT_WAIT_MS, 0);
+        f->expect_armed = true;
+        return true;
+    }
     if (rc == 0 && f->reader && !f->req_done) {
         rc = write_stream(f);
-        if (rc == STEP_GONE) return;
+        if (rc == STEP_GONE) return false;
     }
     while (rc == 0 && !f->reader && f->sent < f->body_len) {
         size_t n = f->body_len - f->sent < BODY_PIECE ? f->body_len - f->sent : BODY_PIECE;
@@ -438,6 +452,7 @@ static void write_request(ax_http_fetch *f)
         if (chunked) rc = ax_conn_write(c, "0\r\n\r\n", 5);
     }
     if (rc < 0) ax_conn_abort(c, rc); /* on_close fails the fetch */
+    return true;
 }
 
 static const ax_conn_cbs conn_cbs;
@@ -482,6 +497,7 @@ static int send_hop(ax_http_fetch *f)
     f->state = S_HEAD;
     f->sent = 0;
     f->head_sent = f->req_done = f->got_bytes = f->discard = false;
+    f->go_on = f->expect_armed = false;
     f->head_req = strcmp(f->method, "HEAD") == 0;
     origin_key(&f->u, key, sizeof key);
     hconn *h = f->fresh || (f->flags & AX_HTTP_FRESH_CONN) ? NULL : pool_take(f->hc, key);
@@ -666,6 +682,11 @@ static long read_head(ax_http_fetch *f, const char *buf, size_t len)
     if (h->status == 101) {
         fail(f, AX_EHTTP, "unexpected 101 Switching Protocols");
         return STEP_GONE;
+    }
+    if (h->status == 100 && f->expect && !f->go_on) { /* the body may go */
+        f->go_on = true;
+        ax_timer_stop(f->kick);
+        if (!write_request(f)) return STEP_GONE;
     }
     if (h->status < 200) return n; /* interim (100, 103): the final one follows */
     if (keep_head(f, h, buf, (size_t)n) != 0) {
@@ -884,11 +905,13 @@ static void on_timer(ax_timer *t, void *ud)
     if (rc) fail(f, rc, "cannot connect to %s", f->u.host);
 }
 
+/* The reader has data again, or 100 Continue did not come in time. */
 static void on_kick(ax_timer *t, void *ud)
 {
     ax_http_fetch *f = ud;
     (void)t;
-    if (f->h && f->reader && !f->req_done) write_request(f);
+    if (f->expect) f->go_on = true;
+    if (f->h && !f->req_done) write_request(f);
 }
 
 static int fetch_init(ax_http_fetch *f, const ax_http_request *rq)
@@ -903,7 +926,8 @@ static int fetch_init(ax_http_fetch *f, const ax_http_request *rq)
     if (rc == 0) rc = copy_fields(f, rq->headers, rq->headers ? rq->num_headers : 0);
     if (rc) return rc;
     f->reader = rq->body_reader;
-    if (f->reader && !(f->kick = ax_timer_new(hc->loop, on_kick, f))) return AX_ENOMEM;
+    bool kick = f->reader || (rq->flags & AX_HTTP_EXPECT_100);
+    if (kick && !(f->kick = ax_timer_new(hc->loop, on_kick, f))) return AX_ENOMEM;
     if (rq->body && rq->body_len && !(f->body = ax_malloc(rq->body_len))) return AX_ENOMEM;
     if (rq->body && rq->body_len) memcpy(f->body, rq->body, rq->body_len);
     f->body_len = rq->body_len;
