@@ -226,11 +226,11 @@ static void request(ws_client *c, json_t *o)
         uint64_t since = json_is_integer(s) ? (uint64_t)json_integer_value(s) : 0;
         size_t limit = json_is_integer(l) ? (size_t)json_integer_value(l) : 100;
         json_t *msgs = json_array();
-        uint64_t first = 0, last = hub_history(h, topic, since, limit ? limit : 100,
-                                               history_push, msgs, &first);
-        json_t *r = json_pack("{s:s,s:s,s:I,s:I,s:o}", "type", "history", "topic", topic,
-                              "last_seq", (json_int_t)last, "first_seq", (json_int_t)first,
-                              "messages", msgs);
+        uint64_t first = 0, last = hub_history(h, topic, since, limit ? limit : 100, history_push,
+                                               msgs, &first);
+        json_t *r =
+            json_pack("{s:s,s:s,s:I,s:I,s:o}", "type", "history", "topic", topic, "last_seq",
+                      (json_int_t)last, "first_seq", (json_int_t)first, "messages", msgs);
         if (id) json_object_set(r, "id", id);
         send_json(c, r);
     } else if (strcmp(type, "presence") == 0) {
@@ -285,8 +285,9 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
                                  len - tl - 1, &err))
                 return;
         }
-        reply_error(c, NULL, err == AX_EINVAL ? "a binary message is: topic, newline, payload"
-                                              : ax_strerror(err));
+        reply_error(c, NULL,
+                    err == AX_EINVAL ? "a binary message is: topic, newline, payload"
+                                     : ax_strerror(err));
         return;
     }
     json_error_t je;

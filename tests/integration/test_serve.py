@@ -5,6 +5,8 @@ lobby, each one's message reaching the others; history and presence; SSE
 resume across a restart with no gap and no duplicate; UDP errors and leases;
 line chat commands; config errors reported with file:line."""
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -208,6 +210,69 @@ def json_logs_and_log_file():
     while not os.path.exists(log) and time.monotonic() < deadline:
         time.sleep(0.02)
     t.ok(os.path.exists(log), "log file made again after SIGHUP")
+
+
+def ws_session(srv, requests, until, timeout=10):
+    """Python websockets client: send the requests, collect envelopes until
+    until(list) is true; returns them."""
+    import asyncio
+    import websockets
+
+    async def run():
+        got = []
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
+            got.append(json.loads(await ws.recv()))  # welcome
+            for r in requests:
+                await ws.send(r if isinstance(r, bytes) else json.dumps(r))
+            while not until(got):
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+        return got
+    return asyncio.run(run())
+
+
+def msgs(got):
+    return [(m["seq"], m["payload"]) for m in got if m.get("type") == "message"]
+
+
+@t.test
+def websocket_resume_across_restart():
+    srv = Serve()
+    got = ws_session(srv, [{"type": "nick", "name": "wes"},
+                           {"type": "subscribe", "topic": "room/r", "since": 0, "presence": True,
+                            "id": 1}] +
+                     [{"type": "publish", "topic": "room/r", "payload": "m%d" % i} for i in range(1, 4)],
+                     lambda g: len(msgs(g)) >= 3)
+    t.eq(msgs(got), [(1, "m1"), (2, "m2"), (3, "m3")], "own messages, in order")
+    t.ok(any(m.get("type") == "join" and m.get("name") == "wes" for m in got), "join event")
+    publish(srv, "room/r", "m4")  # missed by the client, which saw up to 3
+    data, ports = srv.data, srv.ports()
+    srv.stop()
+    srv = Serve(data=data, ports=ports)
+    publish(srv, "room/r", "m5")
+    got = ws_session(srv, [{"type": "subscribe", "topic": "room/r", "since": 3, "id": 2},
+                           {"type": "publish", "topic": "room/r", "payload": "m6", "id": 3}],
+                     lambda g: len(msgs(g)) >= 3 and sum(m.get("type") == "ok" for m in g) >= 2)
+    t.eq(msgs(got), [(4, "m4"), (5, "m5"), (6, "m6")],
+         "since 3 after the restart: 4 and 5 from the store, then live; no gap, no duplicate")
+    ok = [m for m in got if m.get("type") == "ok"]
+    t.eq([m.get("id") for m in ok], [2, 3], "replies carry the request ids")
+    t.eq(ok[1]["seq"], 6, "publish reply has the seq")
+    got = ws_session(srv, [{"type": "history", "topic": "room/r", "since": 4, "id": 4},
+                           {"type": "presence", "topic": "room/r", "id": 5},
+                           b"room/r\n\xff\xfebinary",
+                           {"type": "subscribe", "topic": "room/r", "since": 6},
+                           "not json", {"type": "publish", "topic": "bad/+", "payload": "x"}],
+                     lambda g: sum(m.get("type") == "error" for m in g) >= 2)
+    hist = [m for m in got if m.get("type") == "history"][0]
+    t.eq([m["seq"] for m in hist["messages"]], [5, 6], "history since 4")
+    t.eq(hist["last_seq"], 6, "history last_seq")
+    t.eq([m for m in got if m.get("type") == "presence"][0]["names"], [], "nobody present")
+    b = [m for m in got if m.get("type") == "message"]
+    t.eq((b[0]["seq"], b[0]["encoding"]), (7, "base64"), "a binary frame publishes bytes")
+    t.eq(base64.b64decode(b[0]["payload"]), b"\xff\xfebinary", "the bytes")
+    errs = [m["error"] for m in got if m.get("type") == "error"]
+    t.ok("'[' or '{' expected" in errs[0] and "not a valid topic" in errs[1], errs)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 TMP = tempfile.mkdtemp(prefix="axon-serve-test-")
