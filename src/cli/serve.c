@@ -27,6 +27,7 @@ static void help(FILE *out)
                  "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
                  "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
                  "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
+                 "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"
                  "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
                  "                           keeps history in memory only\n"
                  "      --fsync MODE         always, batch (default) or off\n"
@@ -313,13 +314,19 @@ static void finish_rules(serve_cfg *c, const globals *gl)
 
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"http", required_argument, NULL, 'H'},
-        {"line", required_argument, NULL, 'L'},     {"udp", required_argument, NULL, 'U'},
-        {"data", required_argument, NULL, 'd'},     {"fsync", required_argument, NULL, 'F'},
-        {"history", required_argument, NULL, 'N'},  {"log-format", required_argument, NULL, 'j'},
-        {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"http", required_argument, NULL, 'H'},
+                                             {"line", required_argument, NULL, 'L'},
+                                             {"udp", required_argument, NULL, 'U'},
+                                             {"data", required_argument, NULL, 'd'},
+                                             {"fsync", required_argument, NULL, 'F'},
+                                             {"history", required_argument, NULL, 'N'},
+                                             {"log-format", required_argument, NULL, 'j'},
+                                             {"log-file", required_argument, NULL, 'o'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"listen", required_argument, NULL, 'l'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
         ['H'] = "listen_http", ['L'] = "listen_line",   ['U'] = "listen_udp", ['d'] = "data_dir",
         ['F'] = "fsync",       ['N'] = "history_count", ['j'] = "log_format", ['o'] = "log_file"};
@@ -327,7 +334,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     const char *config = NULL;
     int ch;
     /* First pass: the config file; second: the flags over it. */
-    while ((ch = getopt_long(argc, argv, "c:d:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:l:qh", longopts, NULL)) != -1) {
         if (ch == 'c') config = optarg;
         if (ch == 'h') {
             help(stdout);
@@ -346,16 +353,31 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     defaults(c);
     if (config && read_config(c, &gl, config, 0) != 0) return 2;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:d:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:l:qh", longopts, NULL)) != -1) {
         if (ch == 'q') {
             c->quiet = true;
             continue;
         }
-        if (ch == 'c' || ch < 0 || ch >= 128 || !keys[ch]) continue;
-        char why[512] = "";
-        char *av[2] = {(char *)keys[ch], optarg};
+        char why[512] = "", lkey[32];
+        const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
+        char *val = optarg;
+        if (ch == 'l') { /* --listen GATEWAY=ADDR */
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq - optarg > 8) {
+                fprintf(stderr,
+                        "axon serve: --listen wants GATEWAY=ADDR (http, line or udp), "
+                        "got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            snprintf(lkey, sizeof lkey, "listen_%.*s", (int)(eq - optarg), optarg);
+            key = lkey;
+            val = eq + 1;
+        }
+        if (ch == 'c' || !key) continue;
+        char *av[2] = {(char *)key, val};
         if (setting(c, &gl, av, 2, "", 0, why, sizeof why) != 0) {
-            fprintf(stderr, "axon serve: --%s: %s\n", longopts[0].name ? keys[ch] : "", why);
+            fprintf(stderr, "axon serve: %s: %s\n", key, why);
             return 2;
         }
     }
