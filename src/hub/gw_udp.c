@@ -215,6 +215,42 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
         reply(g, from, "OK %s %llu", topic, (unsigned long long)seq);
 }
 
+/* The text form, parsed in place: `buf` holds n bytes and a NUL after
+ * them; trailing CR/LF are dropped and the words split with NULs. */
+int gw_udp_parse(char *buf, size_t n, udp_req *r)
+{
+    memset(r, 0, sizeof(*r));
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    char *sp = memchr(buf, ' ', n);
+    char *arg = sp ? sp + 1 : NULL;
+    size_t alen = sp ? n - (size_t)(arg - buf) : 0;
+    if (sp) *sp = '\0';
+    if (strcmp(buf, "PING") == 0 && !sp) {
+        r->cmd = UDP_PING;
+        return 0;
+    }
+    if (!arg) return -1;
+    char *sp2 = memchr(arg, ' ', alen);
+    size_t tlen = sp2 ? (size_t)(sp2 - arg) : alen;
+    if (!tlen || memchr(arg, '\0', tlen)) return -1; /* the payload may hold NULs */
+    if (strcmp(buf, "PUB") == 0) {
+        r->cmd = UDP_PUB;
+        r->payload = sp2 ? sp2 + 1 : arg + alen;
+        r->payload_len = sp2 ? alen - (size_t)(sp2 + 1 - arg) : 0;
+    } else if (strcmp(buf, "SUB") == 0) {
+        r->cmd = UDP_SUB;
+        r->since = sp2 ? sp2 + 1 : NULL;
+    } else if (strcmp(buf, "UNSUB") == 0 && !sp2) {
+        r->cmd = UDP_UNSUB;
+    } else {
+        return -1;
+    }
+    if (sp2) *sp2 = '\0';
+    r->topic = arg;
+    return 0;
+}
+
 static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
     gw_udp *g = ax_udp_data(u);
@@ -228,30 +264,21 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     char buf[UDP_MAX_IN + 1];
     memcpy(buf, d, n);
     buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    char *sp = strchr(buf, ' ');
-    char *arg = sp ? sp + 1 : NULL;
-    if (sp) *sp = '\0';
+    udp_req r;
     st->msgs_in++;
-    if (strcmp(buf, "PING") == 0) {
-        reply(g, from, "PONG");
-    } else if (strcmp(buf, "PUB") == 0 && arg && *arg) {
-        char *sp2 = strchr(arg, ' ');
-        size_t plen = sp2 ? n - (size_t)(sp2 + 1 - buf) : 0;
-        if (sp2) *sp2 = '\0';
-        cmd_pub(g, from, arg, sp2 ? sp2 + 1 : "", plen);
-    } else if (strcmp(buf, "SUB") == 0 && arg && *arg) {
-        char *sp2 = strchr(arg, ' ');
-        if (sp2) *sp2 = '\0';
-        cmd_sub(g, from, arg, sp2 ? sp2 + 1 : NULL);
-    } else if (strcmp(buf, "UNSUB") == 0 && arg && *arg) {
-        cmd_unsub(g, from, arg);
-    } else {
+    if (gw_udp_parse(buf, n, &r) != 0) {
         st->errors++;
         reply(g, from,
               "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "
               "topic or PING");
+    } else if (r.cmd == UDP_PING) {
+        reply(g, from, "PONG");
+    } else if (r.cmd == UDP_PUB) {
+        cmd_pub(g, from, r.topic, r.payload, r.payload_len);
+    } else if (r.cmd == UDP_SUB) {
+        cmd_sub(g, from, r.topic, r.since);
+    } else {
+        cmd_unsub(g, from, r.topic);
     }
 }
 

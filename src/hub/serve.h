@@ -85,6 +85,18 @@ int gw_pages_start(serve *sv, ax_http_server *srv);
  * with free()) and its length, or NULL. */
 char *serve_msg_json(const hub_msg *m, size_t *len);
 
+/* A UDP request (gw_udp.c), parsed in place in a NUL-terminated buffer of
+ * n bytes; pointers go into it.  0, or -1 for anything else. */
+enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB };
+typedef struct udp_req {
+    int cmd;
+    const char *topic;   /* PUB, SUB, UNSUB */
+    const char *since;   /* SUB: the optional resume seq, or NULL */
+    const char *payload; /* PUB: may hold any bytes */
+    size_t payload_len;
+} udp_req;
+int gw_udp_parse(char *buf, size_t n, udp_req *r);
+
 /* The chat room a topic belongs to ("chat/lobby" -> "lobby"), or NULL. */
 const char *serve_room_of(const char *topic);
 
