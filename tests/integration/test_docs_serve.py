@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""docs/config.md and docs/protocol.md stay true to `axon serve`: every key in
+config.md's settings table is accepted by `axon serve -c` with the example
+value the table gives, and every key the code accepts is in the table; the
+flags in the table are the flags of `--help`; the example config file is
+accepted; a bad line is reported as file:line; every metric the server
+prints is documented (and every documented metric exists); every request
+of the WebSocket, UDP and line-chat gateways and every HTTP route is in
+protocol.md."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import axtest  # noqa: E402
+import servutil  # noqa: E402
+
+SRC = os.environ.get("AXON_SRC") or os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+t = axtest.Tests("docs/config.md and docs/protocol.md", alarm=120)
+
+
+def read(rel):
+    with open(os.path.join(SRC, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def table_after(text, heading):
+    """Rows (lists of cells) of the first Markdown table after `heading`."""
+    at = text.index(heading)
+    rows = []
+    for line in text[at:].splitlines()[1:]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r"-+", c) for c in cells):
+                rows.append(cells)
+        elif rows:
+            break
+    return rows[1:]  # without the header
+
+
+def code(cell):
+    """The first `code span` of a table cell, or ''."""
+    m = re.search(r"`([^`]*)`", cell)
+    return m.group(1) if m else ""
+
+
+def settings():
+    """{key: (flag cell, default cell, example value)} from config.md."""
+    out = {}
+    for row in table_after(read("docs/config.md"), "## Settings"):
+        out[code(row[0])] = (row[1], row[2], code(row[3]))
+    return out
+
+
+def code_keys():
+    return set(re.findall(r'strcmp\(k, "([a-z_]+)"\)', read("src/cli/serve.c")))
+
+
+def run_config(lines, tmp, name="axon.conf"):
+    """Start `axon serve -c` on a config of `lines` (listeners on free ports
+    and memory-only history unless the lines say otherwise); returns the
+    process once it is ready, or raises with what it said."""
+    http = axtest.free_port()
+    base = ["listen_http 127.0.0.1:%d" % http,
+            "listen_line 127.0.0.1:%d" % axtest.free_port(),
+            "listen_udp 127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM),
+            "data_dir none"]
+    keys = {ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")}
+    base = [b for b in base if b.split()[0] not in keys]
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write("\n".join(base + list(lines)) + "\n")
+    p = axtest.Proc([axtest.axon_bin(), "serve", "-q", "-c", path])
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while "ready to accept connections" not in p.stderr() + log_of(lines):
+        if not p.running():
+            raise axtest.Failure("axon serve refused %r%s" % (lines, p.err_note()))
+        if time.monotonic() > deadline:
+            raise axtest.Failure("axon serve did not start with %r%s" % (lines, p.err_note()))
+        time.sleep(0.02)
+    return p
+
+
+def log_of(lines):
+    for ln in lines:
+        if ln.startswith("log_file "):
+            try:
+                with open(ln.split(None, 1)[1]) as f:
+                    return f.read()
+            except OSError:
+                return ""
+    return ""
+
+
+def example_value(key, example, tmp):
+    """The table's example, made safe to run here: free ports, temp paths."""
+    if key in ("listen_http", "listen_line"):
+        return "127.0.0.1:%d" % axtest.free_port()
+    if key == "listen_udp":
+        return "127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM)
+    if key == "data_dir":
+        return os.path.join(tmp, "data")
+    if key == "log_file":
+        return os.path.join(tmp, "axon.log")
+    if key == "include":
+        with open(os.path.join(tmp, os.path.basename(example)), "w") as f:
+            f.write("fsync off\n")
+        return os.path.basename(example)
+    return example
+
+
+@t.test
+def every_documented_key_is_accepted():
+    table = settings()
+    t.ok(len(table) >= 15, "only %d settings in docs/config.md" % len(table))
+    tmp = tempfile.mkdtemp(prefix="axon-docs-")
+    try:
+        for key, (_, _, example) in sorted(table.items()):
+            t.ok(example, "config.md gives no example value for %s" % key)
+            p = run_config(["%s %s" % (key, example_value(key, example, tmp))], tmp)
+            p.signal(15)
+            t.exits(p, 0, "axon serve with %s, after SIGTERM" % key)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.test
+def every_key_in_the_code_is_documented():
+    keys = code_keys()
+    t.ok(len(keys) >= 15, "found only %d keys in src/cli/serve.c" % len(keys))
+    table = settings()
+    for k in sorted(keys):
+        t.ok(k in table, "setting '%s' (src/cli/serve.c) is not in docs/config.md" % k)
+    for k in sorted(table):
+        t.ok(k in keys, "docs/config.md documents '%s', which serve.c does not accept" % k)
+
+
+@t.test
+def flags_match_help():
+    out = subprocess.run([axtest.axon_bin(), "serve", "--help"], capture_output=True,
+                         text=True, timeout=10).stdout
+    helped = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", out))
+    doc = read("docs/config.md")
+    documented = set(re.findall(r"`(?:-\w, )?(--[a-z][a-z-]+)", doc))
+    for f in sorted(helped):
+        t.ok(f in documented, "flag %s (axon serve --help) is not in docs/config.md" % f)
+    for f in sorted(documented):
+        t.ok(f in helped, "docs/config.md documents %s, which --help does not list" % f)
+    for key, (flag, default, _) in settings().items():  # a flag's default is in --help
+        d = code(default)
+        if code(flag) and d and d != "text":
+            t.ok(d.lstrip("./") in out, "--help does not say %s's default %s" % (key, d))
+
+
+@t.test
+def the_example_config_is_accepted():
+    doc = read("docs/config.md")
+    block = re.search(r"## An example config file\n\n```\n(.*?)```", doc, re.S).group(1)
+    tmp = tempfile.mkdtemp(prefix="axon-docs-")
+    try:
+        lines = []
+        for ln in block.splitlines():
+            words = ln.split()
+            if words and not ln.startswith("#"):
+                lines.append(ln if words[0] in ("listen_http", "listen_line", "listen_udp") and
+                             words[1] == "off" else
+                             "%s %s" % (words[0], example_value(words[0], words[1], tmp))
+                             if words[0] in ("listen_http", "listen_line", "listen_udp",
+                                             "data_dir", "log_file", "include") else ln)
+        p = run_config(lines, tmp)
+        p.signal(15)
+        t.exits(p, 0, "axon serve with the example config, after SIGTERM")
+        t.ok('"level":"info"' in log_of(lines), "log_format json did not log JSON")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.test
+def bad_lines_are_reported_with_file_and_line():
+    tmp = tempfile.mkdtemp(prefix="axon-docs-")
+    try:
+        os.mkdir(os.path.join(tmp, "conf.d"))
+        with open(os.path.join(tmp, "conf.d", "inner.conf"), "w") as f:
+            f.write("# fine\n\nfsync sometimes\n")
+        main = os.path.join(tmp, "main.conf")
+        with open(main, "w") as f:  # relative to main.conf, not to the working directory
+            f.write("data_dir none\ninclude conf.d/inner.conf\n")
+        p = axtest.Proc([axtest.axon_bin(), "serve", "-c", main])
+        t.exits(p, 2, "exit status for a bad config line")
+        t.ok("inner.conf:3: fsync is always, batch or off, not 'sometimes'" in p.stderr(),
+             "no file:line report: %r" % p.stderr())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.test
+def every_metric_is_documented():
+    proto = read("docs/protocol.md")
+    srv = servutil.Serve()
+    _, out, _ = servutil.curl(srv.base + "/metrics")
+    names = set(re.findall(r"^# TYPE (\S+) ", out, re.M))
+    t.ok(len(names) >= 15, "only %d metric families on /metrics" % len(names))
+    table = {code(r[0]) for r in table_after(proto, "## Metrics")}
+    for n in sorted(names):
+        t.ok(n in table, "metric %s is not in docs/protocol.md's table" % n)
+    for n in sorted(set(re.findall(r"\baxon_[a-z_]+", proto))):
+        base = re.sub(r"_(sum|count)$", "", n)
+        t.ok(base in names, "docs/protocol.md names %s, which /metrics does not print" % n)
+    labels = set(re.findall(r'gateway="(\w+)"', out))
+    for g in sorted(labels):
+        t.ok("`%s`" % g in proto, "gateway label %s is not in docs/protocol.md" % g)
+
+
+@t.test
+def every_request_and_route_is_documented():
+    proto = read("docs/protocol.md")
+    ws = re.findall(r'strcmp\(type, "(\w+)"\)', read("src/hub/gw_ws.c"))
+    t.ok(len(ws) >= 7, "found only %r in gw_ws.c" % ws)
+    ws_doc = {code(r[0]) for r in table_after(proto, "### Requests")}
+    for w in ws:
+        t.ok(w in ws_doc, "WebSocket request %s is not in docs/protocol.md" % w)
+    udp = re.findall(r'strcmp\(buf, "(\w+)"\)', read("src/hub/gw_udp.c"))
+    t.ok(len(udp) >= 4, "found only %r in gw_udp.c" % udp)
+    udp_doc = {code(r[0]).split()[0] for r in table_after(proto, "## UDP datagrams")}
+    for u in udp:
+        t.ok(u in udp_doc, "UDP request %s is not in docs/protocol.md" % u)
+    line = re.findall(r'strcmp\(line, "(/\w+)"\)', read("src/hub/gw_line.c"))
+    t.ok(len(line) >= 7, "found only %r in gw_line.c" % line)
+    line_doc = {code(r[0]).split()[0] for r in table_after(proto, "## Line chat")}
+    for c in line + ["/me"]:
+        t.ok(c in line_doc, "line-chat command %s is not in docs/protocol.md" % c)
+    routes = re.findall(r'\{(?:NULL|"GET"), "(/[\w/]*)", \w+\}', read("src/hub/gw_http.c"))
+    t.ok(len(routes) >= 7, "found only %r in gw_http.c" % routes)
+    for r in routes:
+        t.ok(re.search(r"(GET|POST) %s\b" % re.escape(r), proto) or "`%s`" % r in proto or
+             "## %s" % r in proto or ": %s" % r in proto,
+             "HTTP route %s is not in docs/protocol.md" % r)
+    for err in re.findall(r'reply\(g, from, "(ERR [a-z ]+)', read("src/hub/gw_udp.c")):
+        t.ok(err in proto, "UDP reply '%s...' is not in docs/protocol.md" % err)
+
+
+@t.test
+def readme_links_both():
+    readme = read("README.md")
+    for d in ("docs/protocol.md", "docs/config.md"):
+        t.ok(d in readme, "README.md does not link %s" % d)
+
+
+t.main()
