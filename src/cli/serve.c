@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <axon/axon.h>
 
@@ -20,8 +21,9 @@ static void help(FILE *out)
 {
     fprintf(out, "Usage: axon serve [OPTIONS]\n\n"
                  "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
-                 "over TCP), programs (HTTP API), browsers (Server-Sent Events) and devices\n"
-                 "(UDP datagrams), with history, resume, presence and metrics.\n\n"
+                 "over TCP), browsers (WebSocket at /ws, Server-Sent Events, the chat page at /\n"
+                 "and /dashboard), programs (HTTP API) and devices (UDP datagrams), with\n"
+                 "history, resume, presence and Prometheus metrics (/metrics).\n\n"
                  "Options (each overrides the same setting in the config file):\n"
                  "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
                  "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
@@ -202,6 +204,10 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "max_payload") == 0) {
         WANT(1);
         if (parse_u64(v, 64u << 20, &n, why, why_len)) return -1;
+        if (n == 0) {
+            snprintf(why, why_len, "max_payload must be at least 1 byte");
+            return -1;
+        }
         c->max_payload = n;
     } else if (strcmp(k, "max_line") == 0) {
         WANT(1);
@@ -231,6 +237,10 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             snprintf(inc, sizeof inc, "%s", v);
         if (depth >= MAX_INCLUDE_DEPTH) {
             snprintf(why, why_len, "includes nested deeper than %d", MAX_INCLUDE_DEPTH);
+            return -1;
+        }
+        if (access(inc, R_OK) != 0) {
+            snprintf(why, why_len, "cannot read included file %.300s: %s", inc, strerror(errno));
             return -1;
         }
         if (read_config(c, gl, inc, depth + 1) != 0) {
@@ -279,6 +289,13 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+            fprintf(stderr, "axon serve: %s:%d: line longer than %zu bytes\n", path, lineno,
+                    sizeof line - 2);
+            rc = -1;
+            break;
+        }
         line[strcspn(line, "\r\n")] = '\0';
         char *argv[8];
         int argc = split(line, argv, 8);
@@ -377,7 +394,10 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         if (ch == 'c' || !key) continue;
         char *av[2] = {(char *)key, val};
         if (setting(c, &gl, av, 2, "", 0, why, sizeof why) != 0) {
-            fprintf(stderr, "axon serve: %s: %s\n", key, why);
+            const char *flag = key;
+            for (const struct option *o = longopts; o->name; o++)
+                if (o->val == ch) flag = o->name;
+            fprintf(stderr, "axon serve: --%s: %s\n", flag, why);
             return 2;
         }
     }
@@ -452,18 +472,20 @@ static void hints(serve *sv)
     fflush(stdout);
 }
 
+/* Drain: say goodbye on every connection, give them two seconds to close
+ * gracefully, reset the rest, then free the gateways before the hub. */
 static void shutdown_gateways(serve *sv)
 {
-    if (sv->line) {
-        gw_line_stop(sv->line);
-        uint64_t end = ax_loop_now(sv->loop) + 2000;
-        while (gw_line_count(sv->line) && ax_loop_now(sv->loop) < end)
-            ax_loop_run_once(sv->loop, 20);
-        gw_line_abort(sv->line);
-        while (gw_line_count(sv->line))
-            ax_loop_run_once(sv->loop, 10);
-        gw_line_free(sv->line);
-    }
+    gw_line_stop(sv->line);
+    if (sv->http) gw_ws_stop(false);
+    uint64_t end = ax_loop_now(sv->loop) + 2000;
+    while ((gw_line_count(sv->line) || (sv->http && gw_ws_count())) && ax_loop_now(sv->loop) < end)
+        ax_loop_run_once(sv->loop, 20);
+    gw_line_abort(sv->line);
+    if (sv->http) gw_ws_stop(true);
+    while (gw_line_count(sv->line) || (sv->http && gw_ws_count()))
+        ax_loop_run_once(sv->loop, 10);
+    gw_line_free(sv->line);
     gw_http_stop(sv->http);
     gw_udp_stop(sv->udp);
     for (int i = 0; i < 5; i++) /* let closes finish */

@@ -25,7 +25,7 @@ static json_t *payload_value(const hub_msg *m, bool *b64)
     return v;
 }
 
-char *serve_msg_json(const hub_msg *m, size_t *len)
+json_t *serve_msg_obj(const hub_msg *m)
 {
     static const char *types[] = {"message", "join", "leave", "gap"};
     json_t *o = json_object();
@@ -44,6 +44,13 @@ char *serve_msg_json(const hub_msg *m, size_t *len)
         json_object_set_new(o, "payload", payload_value(m, &b64));
         if (b64) json_object_set_new(o, "encoding", json_string("base64"));
     }
+    return o;
+}
+
+char *serve_msg_json(const hub_msg *m, size_t *len)
+{
+    json_t *o = serve_msg_obj(m);
+    if (!o) return NULL;
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s && len) *len = strlen(s);

@@ -25,6 +25,7 @@ struct gw_http {
     ax_http_server *srv;
     ax_listener *ls;
     ax_timer *ping;
+    ax_timer *watch; /* starts reading new streams, to notice when they close */
     sse_client *sse; /* open event streams */
 };
 
@@ -34,6 +35,7 @@ struct sse_client {
     hub_sub *sub;
     sse_client *prev, *next;
     bool in_handler; /* the response head is still batched: copy, don't share */
+    bool watch;      /* reading is to be resumed once the handler is over */
 };
 
 /* ---- helpers ------------------------------------------------------------------- */
@@ -68,8 +70,9 @@ static int decode(const char *in, size_t n, char *out, size_t cap, bool plus)
     return (int)o;
 }
 
-/* The decoded value of query parameter `name` (the first one), or -1. */
-static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
+/* The decoded value of query parameter `name` (the first one), or -1;
+ * `plus`: '+' means a space (form encoding). */
+static int query_find(ax_http_req *r, const char *name, char *out, size_t cap, bool plus)
 {
     size_t ql, nl = strlen(name);
     const char *q = ax_http_req_query(r, &ql);
@@ -78,7 +81,7 @@ static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
         if ((size_t)(stop - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=')
-            return decode(q + nl + 1, (size_t)(stop - q - (long)nl - 1), out, cap, true);
+            return decode(q + nl + 1, (size_t)(stop - q - (long)nl - 1), out, cap, plus);
         if ((size_t)(stop - q) == nl && memcmp(q, name, nl) == 0) {
             out[0] = '\0';
             return 0;
@@ -86,6 +89,17 @@ static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
         q = amp ? amp + 1 : end;
     }
     return -1;
+}
+
+static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
+{
+    return query_find(r, name, out, cap, true);
+}
+
+/* For topics: '+' is the wildcard, not a space. */
+static int query_get_raw(ax_http_req *r, const char *name, char *out, size_t cap)
+{
+    return query_find(r, name, out, cap, false);
 }
 
 /* The rest of the path after `prefix`, decoded: a topic. */
@@ -158,10 +172,7 @@ static void api_publish(ax_http_req *r, void *ud)
 
 static void history_add_json(hub_msg *m, void *ud)
 {
-    size_t n;
-    char *s = serve_msg_json(m, &n);
-    json_t *j = s ? json_loadb(s, n, 0, NULL) : NULL;
-    free(s);
+    json_t *j = serve_msg_obj(m);
     if (j) json_array_append_new(ud, j);
 }
 
@@ -296,7 +307,7 @@ static void sse(ax_http_req *r, void *ud)
     gw_http *g = ud;
     char filter[HUB_MAX_TOPIC + 1], v[32];
     if (!method_is(r, "GET", "GET")) return;
-    if (query_get(r, "topic", filter, sizeof filter) < 1 ||
+    if (query_get_raw(r, "topic", filter, sizeof filter) < 1 ||
         !hub_filter_valid(filter, strlen(filter))) {
         reply_error(r, 400, "GET /sse?topic=<topic or filter>[&since=N]");
         return;
@@ -332,6 +343,22 @@ static void sse(ax_http_req *r, void *ud)
     c->in_handler = true;
     if (hub_subscribe(c->sub, filter, since, false) != 0) ax_http_write(r, ": bad filter\n\n", 14);
     c->in_handler = false;
+    /* The server stops reading while a response is pending; an event
+     * stream never ends, so read again (after this request's on_data) to
+     * see the client go away at once instead of at the next ping. */
+    c->watch = true;
+    ax_timer_start(g->watch, 0, 0);
+}
+
+static void sse_watch(ax_timer *t, void *ud)
+{
+    gw_http *g = ud;
+    (void)t;
+    for (sse_client *c = g->sse; c; c = c->next) {
+        if (!c->watch) continue;
+        c->watch = false;
+        ax_conn_resume(ax_http_req_conn(c->r));
+    }
 }
 
 static void sse_ping(ax_timer *t, void *ud)
@@ -462,7 +489,8 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     ax_http_opts ho = {.max_body = sv->cfg->max_payload};
     g->srv = ax_http_server_new(sv->loop, &ho, &err);
     g->ping = g->srv ? ax_timer_new(sv->loop, sse_ping, g) : NULL;
-    if (!g->ping) goto fail;
+    g->watch = g->ping ? ax_timer_new(sv->loop, sse_watch, g) : NULL;
+    if (!g->watch) goto fail;
     struct {
         const char *method, *prefix;
         ax_http_handler h;
@@ -487,6 +515,7 @@ fail:
     snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err ? err : AX_ENOMEM));
     if (g) {
         ax_timer_free(g->ping);
+        ax_timer_free(g->watch);
         if (g->srv) ax_http_server_free(g->srv);
         ax_free(g);
     }
@@ -507,6 +536,15 @@ void gw_http_stop(gw_http *g)
 {
     if (!g) return;
     ax_timer_free(g->ping);
-    ax_http_server_free(g->srv); /* SSE clients' abort callbacks free them */
+    ax_timer_free(g->watch);
+    while (g->sse) { /* before the server: its abort callbacks may come late */
+        sse_client *c = g->sse;
+        g->sse = c->next;
+        ax_http_on_abort(c->r, NULL, NULL);
+        g->sv->gw[GW_SSE].conns--;
+        hub_sub_free(c->sub);
+        ax_free(c);
+    }
+    ax_http_server_free(g->srv);
     ax_free(g);
 }

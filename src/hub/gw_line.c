@@ -237,6 +237,8 @@ static void command(line_conn *lc, char *line)
         ax_conn_close(lc->c);
     } else if (strcmp(line, "/help") == 0) {
         say(lc, "%s", HELP);
+    } else if (strcmp(line, "/join") == 0 || strcmp(line, "/nick") == 0) {
+        say(lc, "* usage: %s %s\n", line, line[1] == 'j' ? "ROOM" : "NAME");
     } else {
         say(lc, "* unknown command %s (try /help)\n", line);
     }

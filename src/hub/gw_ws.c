@@ -25,17 +25,21 @@
 
 #include "serve.h"
 
+typedef struct ws_client ws_client;
+
 typedef struct gw_ws {
     serve *sv;
     ax_ws_opts opts;
     ax_ws_endpoint ep;
+    ws_client *clients; /* upgraded connections leave the HTTP server: ours to close */
 } gw_ws;
 
-typedef struct ws_client {
+struct ws_client {
     gw_ws *g;
     ax_ws *ws;
     hub_sub *sub;
-} ws_client;
+    ws_client *prev, *next;
+};
 
 static gw_ws the_gw; /* one per serve (the endpoint must outlive the server) */
 
@@ -113,10 +117,7 @@ static const char *str_field(json_t *o, const char *k)
 
 static void history_push(hub_msg *m, void *ud)
 {
-    size_t n;
-    char *s = serve_msg_json(m, &n);
-    json_t *j = s ? json_loadb(s, n, 0, NULL) : NULL;
-    free(s);
+    json_t *j = serve_msg_obj(m);
     if (j) json_array_append_new(ud, j);
 }
 
@@ -259,6 +260,9 @@ static void on_open(ax_ws *ws)
     }
     c->g = g;
     c->ws = ws;
+    c->next = g->clients;
+    if (g->clients) g->clients->prev = c;
+    g->clients = c;
     ax_ws_set_data(ws, c);
     g->sv->gw[GW_WS].conns++;
     g->sv->gw[GW_WS].accepted++;
@@ -269,7 +273,7 @@ static void on_open(ax_ws *ws)
 static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
 {
     ws_client *c = ax_ws_data(ws);
-    if (!c) return;
+    if (!c || !c->sub) return;
     gw_stats *st = &c->g->sv->gw[GW_WS];
     st->bytes_in += len;
     st->msgs_in++;
@@ -304,7 +308,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
 static void on_drain(ax_ws *ws)
 {
     ws_client *c = ax_ws_data(ws);
-    if (c) hub_sub_writable(c->sub);
+    if (c && c->sub) hub_sub_writable(c->sub);
 }
 
 static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -312,6 +316,11 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     ws_client *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
     if (!c) return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->g->clients = c->next;
+    if (c->next) c->next->prev = c->prev;
     c->g->sv->gw[GW_WS].conns--;
     hub_sub_free(c->sub);
     ax_free(c);
@@ -319,6 +328,26 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
 
 static const ax_ws_cbs ws_cbs = {
     .on_open = on_open, .on_message = on_message, .on_drain = on_drain, .on_close = on_close};
+
+void gw_ws_stop(bool now)
+{
+    for (ws_client *c = the_gw.clients; c; c = c->next) {
+        hub_sub_free(c->sub); /* nothing more is delivered */
+        c->sub = NULL;
+        if (now)
+            ax_conn_abort(ax_ws_conn(c->ws), AX_ECLOSED);
+        else
+            ax_ws_close(c->ws, AX_WS_CLOSE_GOING_AWAY, "the server is shutting down");
+    }
+}
+
+size_t gw_ws_count(void)
+{
+    size_t n = 0;
+    for (ws_client *c = the_gw.clients; c; c = c->next)
+        n++;
+    return n;
+}
 
 int gw_ws_start(serve *sv, ax_http_server *srv)
 {

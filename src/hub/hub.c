@@ -671,9 +671,9 @@ int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
             hub_map_each(&h->topics, replay_each, &c);
         }
     }
-    if (present && exact && s->name[0] && !s->dead) {
+    if (present && exact && !s->dead) { /* a name given later joins then */
         e->room = topic_get(h, filter, fl, true);
-        if (e->room) presence_join(h, e->room, s->name);
+        if (e->room && s->name[0]) presence_join(h, e->room, s->name);
     }
     walk_end(h);
     return 0;

@@ -158,10 +158,11 @@ void hub_sub_writable(hub_sub *s);
 size_t hub_sub_queued(const hub_sub *s);
 void hub_sub_set_budget(hub_sub *s, size_t bytes);
 
-/* History of one topic with seq > since, oldest first, at most `max`
- * messages: calls `cb` for each (from memory, or from the store when
- * memory does not reach back).  Returns the topic's last seq (0: no such
- * topic).  *first_kept gets the oldest seq still available. */
+/* History of one topic with seq > since, oldest first, the newest `max`
+ * of them: calls `cb` for each.  The retained history is in memory (loaded
+ * from the store at start), so this never waits on the disk.  Returns the
+ * topic's last seq (0: no such topic); *first_kept gets the oldest seq
+ * still kept. */
 uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
                      void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept);
 /* The topics that exist (have had a message), with their last seq. */

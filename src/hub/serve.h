@@ -73,8 +73,13 @@ const char *gw_udp_addr(gw_udp *g, char *buf, size_t len);
 const char *gw_http_addr(gw_http *g, char *buf, size_t len);
 /* The HTTP server under the gateway, for more routes (pages, /ws). */
 ax_http_server *gw_http_server(gw_http *g);
-/* The WebSocket gateway: /ws on the HTTP server.  0 or a code. */
+/* The WebSocket gateway: /ws on the HTTP server.  0 or a code.  At
+ * shutdown: gw_ws_stop(false) sends every client a close (1001), the loop
+ * runs until gw_ws_count() is 0 or time is up, gw_ws_stop(true) resets
+ * the rest (their on_close comes on the next turn). */
 int gw_ws_start(serve *sv, ax_http_server *srv);
+void gw_ws_stop(bool now);
+size_t gw_ws_count(void);
 /* The browser pages (web/, compiled in): /, /dashboard and their assets. */
 int gw_pages_start(serve *sv, ax_http_server *srv);
 
@@ -84,6 +89,9 @@ int gw_pages_start(serve *sv, ax_http_server *srv);
  * and gap notices with their own "type").  Returns a malloc'd string (free
  * with free()) and its length, or NULL. */
 char *serve_msg_json(const hub_msg *m, size_t *len);
+/* The same as a jansson object (new reference), or NULL. */
+struct json_t;
+struct json_t *serve_msg_obj(const hub_msg *m);
 
 /* A UDP request (gw_udp.c), parsed in place in a NUL-terminated buffer of
  * n bytes; pointers go into it.  0, or -1 for anything else. */

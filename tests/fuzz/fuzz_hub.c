@@ -98,7 +98,8 @@ static const hub_sub_ops f_ops = {f_write, f_kick};
 static void fuzz_script(const uint8_t *d, size_t n)
 {
     ax_loop *loop = ax_loop_new("poll", NULL);
-    hub_rule rules[] = {{"k/#", 3, 0, HUB_KEEP_LATEST}, {"o/#", 4, 0, HUB_DROP_OLDEST},
+    hub_rule rules[] = {{"k/#", 3, 0, HUB_KEEP_LATEST},
+                        {"o/#", 4, 0, HUB_DROP_OLDEST},
                         {"#", 5, 0, HUB_DISCONNECT}};
     char why[128] = "";
     hub_opts o = {.rules = rules, .nrules = 3, .sub_budget = 600};
@@ -122,13 +123,28 @@ static void fuzz_script(const uint8_t *d, size_t n)
         if (!f->s && op != 7) continue;
         int err;
         switch (op) {
-        case 0: hub_subscribe(f->s, a, -1, true); break;
-        case 1: hub_unsubscribe(f->s, a); break;
-        case 2: hub_publish(h, a, "fuzz", a, al, &err); break;
-        case 3: hub_subscribe(f->s, a, al % 4, false); break;
-        case 4: hub_sub_rename(f->s, a); break;
-        case 5: f->room = 1; break;
-        case 6: f->room = -1; hub_sub_writable(f->s); break;
+        case 0:
+            hub_subscribe(f->s, a, -1, true);
+            break;
+        case 1:
+            hub_unsubscribe(f->s, a);
+            break;
+        case 2:
+            hub_publish(h, a, "fuzz", a, al, &err);
+            break;
+        case 3:
+            hub_subscribe(f->s, a, al % 4, false);
+            break;
+        case 4:
+            hub_sub_rename(f->s, a);
+            break;
+        case 5:
+            f->room = 1;
+            break;
+        case 6:
+            f->room = -1;
+            hub_sub_writable(f->s);
+            break;
         case 7:
             hub_sub_free(f->s);
             f->s = hub_sub_new(h, &f_ops, f, names[who]);
@@ -146,9 +162,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 8192) return 0;
     switch (data[0] % 3) {
-    case 0: fuzz_udp(data + 1, size - 1); break;
-    case 1: fuzz_match(data + 1, size - 1); break;
-    default: fuzz_script(data + 1, size - 1); break;
+    case 0:
+        fuzz_udp(data + 1, size - 1);
+        break;
+    case 1:
+        fuzz_match(data + 1, size - 1);
+        break;
+    default:
+        fuzz_script(data + 1, size - 1);
+        break;
     }
     return 0;
 }

@@ -275,6 +275,44 @@ def websocket_resume_across_restart():
     shutil.rmtree(data, ignore_errors=True)
 
 
+@t.test
+def sse_close_is_noticed_and_shutdown_is_clean():
+    srv = Serve()
+    sse = Sse(srv, "topic=chat/%2B")  # '+' as %2B; a literal '+' works too
+    sse2 = Sse(srv, "topic=chat/+")
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while metric(srv, 'axon_connections{gateway="sse"}') != 2.0:
+        t.ok(time.monotonic() < deadline, "two SSE streams counted")
+        time.sleep(0.05)
+    publish(srv, "chat/x", "wild")
+    t.eq(sse.wait_events(1)[0]["json"]["payload"], "wild", "chat/%2B is a wildcard")
+    t.eq(sse2.wait_events(1)[0]["json"]["payload"], "wild", "chat/+ is a wildcard")
+    sse.stop()
+    deadline = time.monotonic() + 3
+    while metric(srv, 'axon_connections{gateway="sse"}') != 1.0:
+        t.ok(time.monotonic() < deadline, "a closed stream is noticed at once, not at the next ping")
+        time.sleep(0.05)
+    ws_session(srv, [{"type": "subscribe", "topic": "chat/x", "id": 1}],
+               lambda g: any(m.get("type") == "ok" for m in g))
+    srv.signal(15)  # SIGTERM with an SSE stream open
+    t.eq(srv.wait(10), 0, "axon serve exit status after SIGTERM%s" % srv.err_note())
+    t.ok("stopped" in srv.stderr(), srv.stderr()[-300:])
+
+
+@t.test
+def nul_bytes_and_late_names():
+    srv = Serve()
+    publish(srv, "t/nul", "a\u0000b".encode().decode("unicode_escape"))
+    h = curl_json(srv.base + "/api/history/t/nul")
+    t.eq([m["payload"] for m in h["messages"]], ["a\x00b"], "a NUL in a text payload stays")
+    got = ws_session(srv, [{"type": "subscribe", "topic": "chat/late", "presence": True, "id": 1},
+                           {"type": "nick", "name": "late", "id": 2},
+                           {"type": "presence", "topic": "chat/late", "id": 3}],
+                     lambda g: any(m.get("type") == "presence" for m in g))
+    t.eq([m for m in got if m.get("type") == "presence"][0]["names"], ["late"],
+         "a name given after subscribe joins the room")
+
+
 TMP = tempfile.mkdtemp(prefix="axon-serve-test-")
 with open(os.path.join(TMP, "lease.conf"), "w") as f:
     f.write("# short UDP leases for the test\nudp_lease 1\n")
