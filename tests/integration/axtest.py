@@ -310,6 +310,18 @@ class Lines:
         self.sock.close()
 
 
+def rss_kb(pid):
+    """A process's resident set size in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def recv_all(sock, n, timeout=TIMEOUT):
     """Read exactly n bytes (fewer if the peer closes first)."""
     sock.settimeout(timeout)

@@ -51,6 +51,22 @@ class Serve(axtest.Proc):
         return c
 
 
+def nc_client(srv, name):
+    """A real netcat on the line chat, named `name`, in the lobby."""
+    nc = axtest.Proc(["nc", "127.0.0.1", str(srv.line_port)], stdin=subprocess.PIPE,
+                     capture=True)
+    nc.wait_output(lambda o: b"What is your name?" in o, what="the name prompt")
+    nc.p.stdin.write(name.encode() + b"\n")
+    nc.p.stdin.flush()
+    nc.wait_output(lambda o: b"you are in lobby" in o, what="the greeting")
+    return nc
+
+
+def nc_say(nc, line):
+    nc.p.stdin.write(line.encode() + b"\n")
+    nc.p.stdin.flush()
+
+
 def want(lines, text, timeout=axtest.TIMEOUT):
     """Read lines until one contains `text`; returns it (and what came before)."""
     seen = []

@@ -71,12 +71,7 @@ def responses(data):
     return out
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+rss_kb = axtest.rss_kb
 
 
 @t.test

@@ -22,12 +22,7 @@ if _soft < 3 * N:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 4 * N) if _hard > 0 else 4 * N, _hard))
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+rss_kb = axtest.rss_kb
 
 
 @t.test

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import axtest
-from servutil import Serve, Sse, Udp, curl, curl_json, metric, publish, want
+from servutil import Serve, nc_client, Sse, Udp, curl, curl_json, metric, publish, want
 
 t = axtest.Tests("axon serve", alarm=110)
 
@@ -22,12 +22,7 @@ t = axtest.Tests("axon serve", alarm=110)
 @t.test
 def every_gateway_reaches_every_other():
     srv = Serve()
-    nc = axtest.Proc(["nc", "127.0.0.1", str(srv.line_port)], stdin=subprocess.PIPE,
-                     capture=True)
-    nc.wait_output(lambda o: b"What is your name?" in o, what="the name prompt")
-    nc.p.stdin.write(b"alice\n")
-    nc.p.stdin.flush()
-    nc.wait_output(lambda o: b"you are in lobby" in o, what="the greeting")
+    nc = nc_client(srv, "alice")
     udp = Udp(srv)
     t.eq(udp.ask("SUB chat/lobby"), "OK SUB chat/lobby 60", "UDP subscribe")
     sse = Sse(srv, "topic=chat/lobby")

@@ -15,7 +15,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
 import nodeutil  # noqa: E402
-from servutil import Serve, Udp, curl_json, publish  # noqa: E402
+from servutil import Serve, nc_client, Udp, curl_json, publish  # noqa: E402
 
 if not os.path.exists("/usr/bin/chromium"):
     print("not ok 1 - /usr/bin/chromium is not installed (scripts/deps.sh test installs it)")
@@ -30,12 +30,7 @@ t = axtest.Tests("axon serve: browser, netcat, UDP and curl in one room", alarm=
 @t.test
 def four_clients_one_room():
     srv = Serve()
-    nc = axtest.Proc(["nc", "127.0.0.1", str(srv.line_port)], stdin=subprocess.PIPE,
-                     capture=True)
-    nc.wait_output(lambda o: b"What is your name?" in o, what="the name prompt")
-    nc.p.stdin.write(b"alice\n")
-    nc.p.stdin.flush()
-    nc.wait_output(lambda o: b"you are in lobby" in o, what="the greeting")
+    nc = nc_client(srv, "alice")
     udp = Udp(srv)
     t.eq(udp.ask("SUB chat/lobby"), "OK SUB chat/lobby 60", "UDP subscribe")
 
