@@ -15,6 +15,7 @@ for g in $groups; do
   for p in ${PKGS[$g]}; do
     # npm also comes inside nodesource's nodejs, which conflicts with Debian's npm
     [ "$p" = npm ] && command -v npm >/dev/null && continue
+    [ "$p" = nodejs ] && command -v node >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
 done
