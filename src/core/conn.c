@@ -350,6 +350,9 @@ static void close_graceful(ax_conn *c, int reason)
 {
     if (c->flags & (F_CLOSED | F_CLOSING | F_LINGER)) return;
     c->reason = reason;
+    /* the give-up time counts from now, not from when this iteration began
+     * (a callback may have spent long writing before it closed) */
+    ax_loop_update_time(c->loop);
     if (c->tls && !(c->flags & (F_CONNECTING | F_HANDSHAKE))) {
         tls_close_notify(c);
         if (c->flags & F_CLOSED) return;
