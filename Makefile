@@ -1,5 +1,6 @@
 # Thin front for CMake.  `make` builds build/axon, build/libaxon.{a,so} and
 # build/examples/*; `make test` runs the whole suite on every backend.
+MAKEFLAGS += --no-print-directory
 BUILD   ?= build
 SANDIR  ?= build-san
 FUZZDIR ?= build-fuzz
