@@ -46,6 +46,11 @@ enum {
     F_BODY_PAUSED = 1u << 8 /* streamed body: the application paused it */
 };
 
+/* The first field of both a server and a connection's request: a TLS
+ * connection whose handshake fails is closed before on_open, with the
+ * server (the listener's user data) still as its data. */
+enum { TAG_SERVER = 0x48535256, TAG_REQ = 0x48524551 };
+
 typedef struct route {
     char *method; /* NULL: any */
     char *prefix;
@@ -57,6 +62,7 @@ typedef struct route {
 } route;
 
 struct ax_http_server {
+    uint32_t tag; /* TAG_SERVER */
     ax_loop *loop;
     ax_http_opts o;
     ax_http_limits lim, lim_body;
@@ -79,6 +85,7 @@ struct ax_http_server {
 };
 
 struct ax_http_req {
+    uint32_t tag; /* TAG_REQ */
     ax_http_server *srv;
     ax_conn *conn;
     ax_http_req *prev, *next;
@@ -1025,6 +1032,7 @@ static void on_open(ax_conn *c)
         ax_conn_abort(c, AX_ENOMEM);
         return;
     }
+    r->tag = TAG_REQ;
     r->srv = s;
     r->conn = c;
     r->fd = -1;
@@ -1052,7 +1060,7 @@ static void on_drain(ax_conn *c)
 static void on_close(ax_conn *c, int reason)
 {
     ax_http_req *r = ax_conn_data(c);
-    if (!r) return;
+    if (!r || r->tag != TAG_REQ) return; /* never opened (failed TLS handshake) */
     if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
     ax_http_server *s = r->srv;
     if (s) {
@@ -1106,6 +1114,7 @@ ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int 
 {
     ax_http_server *s = ax_calloc(1, sizeof(*s));
     if (!s) goto fail;
+    s->tag = TAG_SERVER;
     s->loop = loop;
     if (opts) s->o = *opts;
     if (!s->o.max_body) s->o.max_body = 1024 * 1024;
@@ -1141,6 +1150,12 @@ fail:
 ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
                             int *err)
 {
+    return ax_http_listen_tls(s, url, lopts, NULL, err);
+}
+
+ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
+                                ax_tls_ctx *tls, int *err)
+{
     ax_listener **ls = ax_realloc(s->ls, (size_t)(s->nls + 1) * sizeof(*ls));
     if (ls) s->ls = ls;
     bool *lt = ls ? ax_realloc(s->ls_tls, (size_t)(s->nls + 1) * sizeof(*lt)) : NULL;
@@ -1150,12 +1165,13 @@ ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_
     }
     s->ls_tls = lt;
     /* TLS connections encrypt in the library: never write to their fd */
-    s->ls_tls[s->nls] = strncmp(url, "tls://", 6) == 0;
+    s->ls_tls[s->nls] = tls != NULL;
     ax_listen_opts lo = {0};
     if (lopts) lo = *lopts;
     /* A head, plus what one read may bring behind it while a response is
      * pending (the connection is paused right after that read). */
-    ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024};
+    ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024,
+                       .tls = tls};
     ax_listener *l = ax_listen_ex(s->loop, url, &http_cbs, &co, &lo, s, err);
     if (l) s->ls[s->nls++] = l;
     return l;
