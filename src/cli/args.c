@@ -17,16 +17,16 @@ int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *
     return 0;
 }
 
-int cli_tls_server(const char *cmd, bool needed, const char *cert, const char *key,
+int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
                    ax_tls_ctx **out)
 {
     *out = NULL;
-    if (!needed) return 0;
+    if (!scheme) return 0;
     if (!cert) {
         fprintf(stderr,
-                "axon %s: tls:// and wss:// need --cert FILE and --key FILE "
+                "axon %s: %s needs --cert FILE and --key FILE "
                 "(make a pair with: axon cert --out DIR)\n",
-                cmd);
+                cmd, scheme);
         return -1;
     }
     char why[512];

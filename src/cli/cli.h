@@ -2,7 +2,6 @@
 #ifndef AXON_CLI_H
 #define AXON_CLI_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include <axon/tls.h>
@@ -19,11 +18,12 @@ int cmd_get(int argc, char **argv);
  * returned. */
 int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *ms);
 
-/* The server TLS context for --cert/--key into *out, when `needed` (some
- * URL is tls:// or wss://); *out stays NULL otherwise.  On failure (no
- * --cert, unreadable files) a sentence goes to stderr ("axon CMD: ...")
- * and -1 is returned. */
-int cli_tls_server(const char *cmd, bool needed, const char *cert, const char *key,
+/* The server TLS context for --cert/--key into *out, when `scheme` (that
+ * of the first URL needing one, "tls://" or "wss://") is not NULL; *out
+ * stays NULL otherwise.  On failure (no --cert, unreadable files) a
+ * sentence goes to stderr ("axon CMD: tls:// needs --cert ...") and -1 is
+ * returned. */
+int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
                    ax_tls_ctx **out);
 
 #endif

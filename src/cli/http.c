@@ -326,10 +326,11 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
 /* One TLS server context for every tls:// (and wss://) URL and thread. */
 static int make_tls(http_cfg *cfg)
 {
-    bool any = false;
-    for (int i = 0; i < cfg->n_urls; i++)
-        any |= strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0;
-    return cli_tls_server("http", any, cfg->cert, cfg->key, &cfg->tls);
+    const char *scheme = NULL;
+    for (int i = 0; i < cfg->n_urls && !scheme; i++)
+        if (strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0)
+            scheme = strncmp(cfg->urls[i], "tls://", 6) == 0 ? "tls://" : "wss://";
+    return cli_tls_server("http", scheme, cfg->cert, cfg->key, &cfg->tls);
 }
 
 int cmd_http(int argc, char **argv)
