@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include "conn.h"
 #include "loop.h"
+#include "tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +75,17 @@ AX_API ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opt
  * with the code in *err. */
 AX_API ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
                                    int *err);
+
+/* Accept HTTPS connections (and so wss:// for WebSocket routes) on `url`
+ * (tls://host:port, or tcp://), every one TLS with the server context
+ * `tls` (ax_tls_server_new(); NULL makes this ax_http_listen()).  The listener takes its own
+ * reference: the caller may ax_tls_ctx_free() its one at once.  Handlers
+ * see the same requests as over plain TCP; ax_conn_is_tls() on
+ * ax_http_req_conn() tells them apart.  Static files are written through
+ * TLS instead of sendfile.  Returns the listener or NULL with the code in
+ * *err (AX_EINVAL for a missing or client context). */
+AX_API ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url,
+                                       const ax_listen_opts *lopts, ax_tls_ctx *tls, int *err);
 
 /* Close the listeners and every connection (pending responses are dropped;
  * their abort callbacks run).  Call it before ax_loop_free(). */

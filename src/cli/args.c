@@ -16,3 +16,25 @@ int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *
     if (*ms == 0) *ms = 1;
     return 0;
 }
+
+int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
+                   ax_tls_ctx **out)
+{
+    *out = NULL;
+    if (!scheme) return 0;
+    if (!cert) {
+        fprintf(stderr,
+                "axon %s: %s needs --cert FILE and --key FILE "
+                "(make a pair with: axon cert --out DIR)\n",
+                cmd, scheme);
+        return -1;
+    }
+    char why[512];
+    int err;
+    ax_tls_opts to = {.cert_file = cert, .key_file = key};
+    if (!(*out = ax_tls_server_new(&to, why, sizeof why, &err))) {
+        fprintf(stderr, "axon %s: %s\n", cmd, why);
+        return -1;
+    }
+    return 0;
+}

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include <axon/tls.h>
+
 int cmd_echo(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_http(int argc, char **argv);
@@ -15,5 +17,13 @@ int cmd_get(int argc, char **argv);
  * sentence goes to stderr ("axon CMD: OPT wants seconds ...") and -1 is
  * returned. */
 int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *ms);
+
+/* The server TLS context for --cert/--key into *out, when `scheme` (that
+ * of the first URL needing one, "tls://" or "wss://") is not NULL; *out
+ * stays NULL otherwise.  On failure (no --cert, unreadable files) a
+ * sentence goes to stderr ("axon CMD: tls:// needs --cert ...") and -1 is
+ * returned. */
+int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
+                   ax_tls_ctx **out);
 
 #endif

@@ -56,18 +56,18 @@ static const ax_ws_cbs ws_echo_cbs = {.on_message = ws_message, .on_drain = ws_d
 static const ax_ws_opts ws_echo_opts = {.deflate = true};
 static const ax_ws_endpoint ws_echo = {.cbs = &ws_echo_cbs, .opts = &ws_echo_opts};
 
-/* ws://HOST:PORT[/...]: an HTTP server whose every GET path is the
- * WebSocket echo.  *bound gets the listener's address. */
-static int ws_listen(ax_loop *loop, const char *url, const ax_listen_opts *lo,
+/* ws://HOST:PORT[/...] (wss:// with `tls`): an HTTP server whose every
+ * GET path is the WebSocket echo.  *bound gets the listener's address. */
+static int ws_listen(ax_loop *loop, const char *url, ax_tls_ctx *tls, const ax_listen_opts *lo,
                      const ax_addr **bound)
 {
-    const char *hostport = url + 5;
+    const char *hostport = url + (tls ? 6 : 5);
     char lurl[1024];
     int err = 0;
     snprintf(lurl, sizeof lurl, "tcp://%.*s", (int)strcspn(hostport, "/"), hostport);
     ax_http_server *s = ax_http_server_new(loop, NULL, &err);
     if (!s || ax_ws_route(s, "/", &ws_echo) != 0) return err ? err : AX_ENOMEM;
-    ax_listener *l = ax_http_listen(s, lurl, lo, &err);
+    ax_listener *l = ax_http_listen_tls(s, lurl, lo, tls, &err);
     if (!l) return err;
     *bound = ax_listener_addr(l);
     return 0;
@@ -78,19 +78,20 @@ static void help(FILE *out)
     fprintf(out,
             "Usage: axon echo [OPTIONS] URL...\n\n"
             "Echo every byte (tcp://, unix://), datagram (udp://) or WebSocket message\n"
-            "(ws://; any path) back to its sender.\n\n"
+            "(ws://, wss://; any path) back to its sender.\n\n"
             "Options:\n"
             "  -t, --threads N   run N event loops sharing the ports (SO_REUSEPORT); default 1\n"
             "  -q, --quiet       do not print the listening addresses\n"
-            "      --cert FILE   certificate (PEM) for tls:// URLs (make one: axon cert)\n"
-            "      --key FILE    private key (PEM) for tls:// URLs; default: in --cert\n"
+            "      --cert FILE   certificate (PEM) for tls:// and wss:// (make one: axon cert)\n"
+            "      --key FILE    private key (PEM) for tls:// and wss://; default: in --cert\n"
             "  -h, --help        show this help\n\n"
             "Examples:\n"
             "  axon echo tcp://127.0.0.1:7000\n"
             "  axon echo tcp://0.0.0.0:7000 udp://0.0.0.0:7000 unix:///tmp/echo.sock\n"
             "  axon echo --threads 2 tcp://[::1]:7000\n"
             "  axon echo tls://127.0.0.1:7443 --cert cert.pem --key key.pem\n"
-            "  axon echo ws://127.0.0.1:8080/\n\n"
+            "  axon echo ws://127.0.0.1:8080/\n"
+            "  axon echo wss://127.0.0.1:8443/ --cert cert.pem --key key.pem\n\n"
             "Talk to it with:  nc 127.0.0.1 7000   or   nc -u 127.0.0.1 7000\n");
 }
 
@@ -106,10 +107,10 @@ static int setup(ax_loop *loop, int index, void *ud)
         ax_addr a;
         char tcp_url[1024];
         bool tls = strncmp(url, "tls://", 6) == 0;
-        bool ws = strncmp(url, "ws://", 5) == 0;
-        if (ws) {
+        bool wss = strncmp(url, "wss://", 6) == 0;
+        if (wss || strncmp(url, "ws://", 5) == 0) {
             const ax_addr *wb = NULL;
-            int werr = ws_listen(loop, url, &lo, &wb);
+            int werr = ws_listen(loop, url, wss ? cfg->tls : NULL, &lo, &wb);
             if (werr) {
                 fprintf(stderr, "axon echo: cannot listen on %s: %s\n", url, ax_strerror(werr));
                 return werr;
@@ -146,26 +147,14 @@ static int setup(ax_loop *loop, int index, void *ud)
     return 0;
 }
 
-/* One TLS server context for every tls:// URL and thread. */
+/* One TLS server context for every tls:// (and wss://) URL and thread. */
 static int make_tls(echo_cfg *cfg)
 {
-    bool any = false;
-    for (int i = 0; i < cfg->n_urls; i++)
-        any |= strncmp(cfg->urls[i], "tls://", 6) == 0;
-    if (!any) return 0;
-    if (!cfg->cert) {
-        fprintf(stderr, "axon echo: tls:// needs --cert FILE and --key FILE "
-                        "(make a pair with: axon cert --out DIR)\n");
-        return -1;
-    }
-    char why[512];
-    int err;
-    ax_tls_opts to = {.cert_file = cfg->cert, .key_file = cfg->key};
-    if (!(cfg->tls = ax_tls_server_new(&to, why, sizeof why, &err))) {
-        fprintf(stderr, "axon echo: %s\n", why);
-        return -1;
-    }
-    return 0;
+    const char *scheme = NULL;
+    for (int i = 0; i < cfg->n_urls && !scheme; i++)
+        if (strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0)
+            scheme = strncmp(cfg->urls[i], "tls://", 6) == 0 ? "tls://" : "wss://";
+    return cli_tls_server("echo", scheme, cfg->cert, cfg->key, &cfg->tls);
 }
 
 static void keepalive(ax_timer *t, void *ud)

@@ -22,6 +22,8 @@ typedef struct {
     int threads;
     unsigned dir_flags;
     int quiet;
+    const char *cert, *key; /* tls:// URLs */
+    ax_tls_ctx *tls;
     ax_http_opts opts;
     ax_http_server **servers; /* one per thread */
     int freed;
@@ -35,8 +37,8 @@ static void help(FILE *out)
             "ETag/Last-Modified (304), HEAD, index.html; paths never leave the folder.\n\n"
             "Options:\n"
             "  -r, --root DIR           folder to serve; default .\n"
-            "  -l, --listen URL         tcp:// or unix:// URL, repeatable; default "
-            "tcp://127.0.0.1:8000\n"
+            "  -l, --listen URL         tcp://, tls:// (HTTPS) or unix:// URL, repeatable;\n"
+            "                           default tcp://127.0.0.1:8000\n"
             "  -t, --threads N          N event loops sharing the ports (SO_REUSEPORT); default 1\n"
             "  -L, --list               list folders that have no index.html\n"
             "  -a, --access-log         one line per request on stdout (Common Log Format)\n"
@@ -46,12 +48,15 @@ static void help(FILE *out)
             "      --max-body BYTES     largest request body (413 above); default 1048576\n"
             "      --echo PATH          answer any request below PATH with its own body\n"
             "      --stream-echo PATH   the same, streamed as it arrives (any size, chunked)\n"
+            "      --cert FILE          certificate (PEM) for tls:// URLs (make one: axon cert)\n"
+            "      --key FILE           private key (PEM) for tls:// URLs; default: in --cert\n"
             "  -q, --quiet              do not print the listening addresses\n"
             "  -h, --help               show this help\n\n"
             "Examples:\n"
             "  axon http                                   serve . on http://127.0.0.1:8000/\n"
             "  axon http --root /srv/www --list --listen tcp://0.0.0.0:8080\n"
-            "  axon http -r site -t 2 -l tcp://[::1]:8000 -l unix:///tmp/http.sock\n\n"
+            "  axon http -r site -t 2 -l tcp://[::1]:8000 -l unix:///tmp/http.sock\n"
+            "  axon http --cert cert.pem --key key.pem --listen tls://127.0.0.1:8443\n\n"
             "Try it with:  curl -v http://127.0.0.1:8000/\n");
 }
 
@@ -99,6 +104,37 @@ static void stream_echo(ax_http_req *r, void *ud)
     if (ax_http_start(r, 200, -1) != 0) ax_conn_abort(ax_http_req_conn(r), AX_EINVAL);
 }
 
+/* One --listen URL; tls:// listeners share cfg->tls. */
+static int listen_one(http_cfg *cfg, ax_loop *loop, ax_http_server *s, int index, const char *url,
+                      const ax_listen_opts *lo)
+{
+    char why[256], shown[AX_ADDR_STRLEN], tcp_url[1024];
+    ax_addr a;
+    bool tls = strncmp(url, "tls://", 6) == 0;
+    if (tls) snprintf(tcp_url, sizeof tcp_url, "tcp://%s", url + 6);
+    int err = ax_addr_parse(tls ? tcp_url : url, &a, why, sizeof why);
+    if (err) {
+        fprintf(stderr, "axon http: %s\n", why);
+        return err;
+    }
+    if (a.scheme != AX_SCHEME_TCP && a.scheme != AX_SCHEME_UNIX) {
+        fprintf(stderr, "axon http: %s: only tcp://, tls:// and unix:// URLs serve HTTP\n", url);
+        return AX_ESCHEME;
+    }
+    if (a.scheme == AX_SCHEME_UNIX && index > 0) return 0; /* one owner per path */
+    ax_listener *l = ax_http_listen_tls(s, url, lo, tls ? cfg->tls : NULL, &err);
+    if (!l) {
+        fprintf(stderr, "axon http: cannot listen on %s: %s\n", url, ax_strerror(err));
+        return err;
+    }
+    ax_addr_format(ax_listener_addr(l), shown, sizeof shown);
+    if (tls) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
+    if (index == 0 && !cfg->quiet)
+        fprintf(stderr, "axon http: serving %s on %s (%s)\n", cfg->root, shown,
+                ax_loop_backend(loop));
+    return 0;
+}
+
 static int setup(ax_loop *loop, int index, void *ud)
 {
     http_cfg *cfg = ud;
@@ -125,30 +161,8 @@ static int setup(ax_loop *loop, int index, void *ud)
         return err;
     }
     ax_listen_opts lo = {.reuse_port = cfg->threads > 1};
-    for (int i = 0; i < cfg->n_urls; i++) {
-        const char *url = cfg->urls[i];
-        char why[256], shown[AX_ADDR_STRLEN];
-        ax_addr a;
-        err = ax_addr_parse(url, &a, why, sizeof why);
-        if (err) {
-            fprintf(stderr, "axon http: %s\n", why);
-            return err;
-        }
-        if (a.scheme != AX_SCHEME_TCP && a.scheme != AX_SCHEME_UNIX) {
-            fprintf(stderr, "axon http: %s: only tcp:// and unix:// URLs serve HTTP\n", url);
-            return AX_ESCHEME;
-        }
-        if (a.scheme == AX_SCHEME_UNIX && index > 0) continue; /* one owner per path */
-        ax_listener *l = ax_http_listen(s, url, &lo, &err);
-        if (!l) {
-            fprintf(stderr, "axon http: cannot listen on %s: %s\n", url, ax_strerror(err));
-            return err;
-        }
-        if (index == 0 && !cfg->quiet)
-            fprintf(stderr, "axon http: serving %s on %s (%s)\n", cfg->root,
-                    ax_addr_format(ax_listener_addr(l), shown, sizeof shown),
-                    ax_loop_backend(loop));
-    }
+    for (int i = 0; i < cfg->n_urls; i++)
+        if ((err = listen_one(cfg, loop, s, index, cfg->urls[i], &lo)) != 0) return err;
     return 0;
 }
 
@@ -205,6 +219,8 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
                                              {"max-body", required_argument, NULL, 'B'},
                                              {"echo", required_argument, NULL, 'E'},
                                              {"stream-echo", required_argument, NULL, 'S'},
+                                             {"cert", required_argument, NULL, 'C'},
+                                             {"key", required_argument, NULL, 'K'},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -280,6 +296,12 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
             }
             cfg->stream_echo = optarg;
             break;
+        case 'C':
+            cfg->cert = optarg;
+            break;
+        case 'K':
+            cfg->key = optarg;
+            break;
         case 'q':
             cfg->quiet = 1;
             break;
@@ -301,17 +323,29 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
     return 0;
 }
 
+/* One TLS server context for every tls:// (and wss://) URL and thread. */
+static int make_tls(http_cfg *cfg)
+{
+    const char *scheme = NULL;
+    for (int i = 0; i < cfg->n_urls && !scheme; i++)
+        if (strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0)
+            scheme = strncmp(cfg->urls[i], "tls://", 6) == 0 ? "tls://" : "wss://";
+    return cli_tls_server("http", scheme, cfg->cert, cfg->key, &cfg->tls);
+}
+
 int cmd_http(int argc, char **argv)
 {
     http_cfg cfg = {.root = ".", .threads = 1};
     int rc = parse_args(argc, argv, &cfg);
     if (rc) return rc == 1 ? 0 : rc;
+    if (make_tls(&cfg) != 0) return 1;
     ax_http_server *servers[256] = {0};
     cfg.servers = servers;
     int err;
     ax_loop *main_loop = ax_loop_new(NULL, &err);
     if (!main_loop) {
         fprintf(stderr, "axon http: cannot create loop: %s\n", ax_strerror(err));
+        ax_tls_ctx_free(cfg.tls);
         return 1;
     }
     ax_loop_handle_signals(main_loop, stop_main);
@@ -324,6 +358,7 @@ int cmd_http(int argc, char **argv)
         rc = run_threads(&cfg, main_loop);
     }
     ax_loop_free(main_loop);
+    ax_tls_ctx_free(cfg.tls);
     if (!cfg.quiet && rc == 0) fprintf(stderr, "axon http: stopped\n");
     return rc;
 }

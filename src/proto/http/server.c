@@ -46,10 +46,16 @@ enum {
     F_BODY_PAUSED = 1u << 8 /* streamed body: the application paused it */
 };
 
+/* The first field of both a server and a connection's request: a TLS
+ * connection whose handshake fails is closed before on_open, with the
+ * server (the listener's user data) still as its data. */
+enum { TAG_SERVER = 0x48535256, TAG_REQ = 0x48524551 };
+
 typedef struct route {
     char *method; /* NULL: any */
     char *prefix;
     size_t plen;
+    size_t mlen; /* strlen(method) */
     ax_http_handler h;
     void *ud;
     bool stream;       /* the handler runs at the head; the body streams */
@@ -57,6 +63,7 @@ typedef struct route {
 } route;
 
 struct ax_http_server {
+    uint32_t tag; /* TAG_SERVER */
     ax_loop *loop;
     ax_http_opts o;
     ax_http_limits lim, lim_body;
@@ -71,14 +78,21 @@ struct ax_http_server {
     ax_http_req *conns; /* every open connection, for timeouts and free */
     ax_http_req *batch_owner;
     size_t out_len;
+    uint64_t date_ms; /* loop time of the last clock check */
     time_t date_sec;
     char date[AX__HTTP_DATE_LEN + 1];
+    /* "HTTP/1.1 200 OK\r\nServer: NAME\r\nDate: DATE\r\n", rebuilt when
+     * the second changes: every head after its status line starts with
+     * the part from fixed_at (200 heads with all of it) */
+    char fixed[136]; /* 15 + 10 + 64 (name) + 8 + 29 + 2 at most */
+    size_t fixed_len;
     ax_http_head head; /* the head being parsed (one on_data at a time) */
     ax_http_header hdrs[MAX_HEADERS];
     char out[OUT_CAP];
 };
 
 struct ax_http_req {
+    uint32_t tag; /* TAG_REQ */
     ax_http_server *srv;
     ax_conn *conn;
     ax_http_req *prev, *next;
@@ -170,14 +184,30 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-static const char *server_date(ax_http_server *s)
+#define FIXED_AT (sizeof("HTTP/1.1 200 OK") - 1)
+
+/* The fields every head has, with a Date at most one loop iteration old:
+ * the clock is read once per wake-up, not once per response. */
+static const char *server_fixed(ax_http_server *s, size_t *len)
 {
-    time_t now = time(NULL);
-    if (now != s->date_sec) {
+    uint64_t ms = ax_loop_now(s->loop);
+    time_t now = ms != s->date_ms || !s->fixed_len ? time(NULL) : s->date_sec;
+    s->date_ms = ms;
+    if (now != s->date_sec || !s->fixed_len) {
         s->date_sec = now;
         ax__http_date(now, s->date);
+        char *p = PUTS(s->fixed, "HTTP/1.1 200 OK");
+        if (s->o.server_name[0]) {
+            p = PUTS(p, "\r\nServer: ");
+            p = put(p, s->o.server_name, strnlen(s->o.server_name, 64));
+        }
+        p = PUTS(p, "\r\nDate: ");
+        p = put(p, s->date, AX__HTTP_DATE_LEN);
+        p = PUTS(p, "\r\n");
+        s->fixed_len = (size_t)(p - s->fixed);
     }
-    return s->date;
+    *len = s->fixed_len;
+    return s->fixed;
 }
 
 const char *ax_http_status_text(int status)
@@ -453,32 +483,16 @@ void ax_http_set_close(ax_http_req *r)
     r->flags |= F_CLOSE;
 }
 
-int ax_http_start(ax_http_req *r, int status, int64_t content_length)
+/* Room for a head of `need` bytes at the end of the batch, or NULL. */
+static char *head_room(ax_http_req *r, size_t need)
 {
-    if ((r->flags & F_STARTED) || r->state != ST_BUSY || !r->srv) return AX_EINVAL;
     ax_http_server *s = r->srv;
-    char buf[512], *p = buf;
-    const char *text = ax_http_status_text(status);
-    r->flags |= F_STARTED;
-    r->status = status;
-    r->sent = 0;
-    if ((status >= 100 && status < 200) || status == 204 || status == 304) r->flags |= F_NO_BODY;
-    if (r->flags & F_HEAD_REQ) r->flags |= F_NO_BODY;
-    p = PUTS(p, "HTTP/1.1 ");
-    p = put_u64(p, (uint64_t)status);
-    *p++ = ' ';
-    p = put(p, text, strlen(text));
-    if (s->o.server_name[0]) {
-        p = PUTS(p, "\r\nServer: ");
-        p = put(p, s->o.server_name, strnlen(s->o.server_name, 64));
-    }
-    p = PUTS(p, "\r\nDate: ");
-    p = put(p, server_date(s), AX__HTTP_DATE_LEN);
-    p = PUTS(p, "\r\n");
-    int rc = out_write(r, buf, (size_t)(p - buf));
-    if (rc >= 0 && r->xh_len) rc = out_write(r, r->xh, r->xh_len);
-    if (rc < 0) return rc;
-    p = buf;
+    return s->batch_owner == r && OUT_CAP - s->out_len >= need ? s->out + s->out_len : NULL;
+}
+
+/* Content-Length, Transfer-Encoding, Connection and the blank line. */
+static char *head_tail(ax_http_req *r, char *p, int status, int64_t content_length)
+{
     bool bodyless = (status >= 100 && status < 200) || status == 204 || status == 304;
     if (!bodyless && content_length >= 0) {
         p = PUTS(p, "Content-Length: ");
@@ -496,8 +510,67 @@ int ax_http_start(ax_http_req *r, int status, int64_t content_length)
     } else if (ax_http_req_minor(r) == 0) {
         p = PUTS(p, "Connection: keep-alive\r\n");
     }
-    p = PUTS(p, "\r\n");
-    return out_write(r, buf, (size_t)(p - buf));
+    return PUTS(p, "\r\n");
+}
+
+/* The head: status line, fixed fields, the handler's fields, then
+ * Content-Type `ct` (ct_len bytes, may be 0) and the framing.  Written in
+ * place at the end of the batch when it fits (one copy), else in pieces.
+ * `ct` NULL: no Content-Type here. */
+static int start_head(ax_http_req *r, int status, int64_t content_length, const char *ct,
+                      size_t ct_len)
+{
+    if ((r->flags & F_STARTED) || r->state != ST_BUSY || !r->srv) return AX_EINVAL;
+    ax_http_server *s = r->srv;
+    size_t fixed_len;
+    const char *fixed = server_fixed(s, &fixed_len);
+    r->flags |= F_STARTED;
+    r->status = status;
+    r->sent = 0;
+    if ((status >= 100 && status < 200) || status == 204 || status == 304) r->flags |= F_NO_BODY;
+    if (r->flags & F_HEAD_REQ) r->flags |= F_NO_BODY;
+    enum { TAIL_MAX = 96 }; /* Content-Length .. blank line, at most */
+    size_t need = 48 + fixed_len + r->xh_len + ct_len + 16 + TAIL_MAX;
+    char buf[512], *start = head_room(r, need), *p;
+    bool in_place = start != NULL;
+    p = in_place ? start : buf;
+    if (status != 200) {
+        const char *text = ax_http_status_text(status);
+        p = PUTS(p, "HTTP/1.1 ");
+        p = put_u64(p, (uint64_t)status);
+        *p++ = ' ';
+        p = put(p, text, strlen(text));
+        fixed += FIXED_AT, fixed_len -= FIXED_AT;
+    }
+    p = put(p, fixed, fixed_len);
+    if (!in_place) {
+        int rc = out_write(r, buf, (size_t)(p - buf));
+        if (rc >= 0 && r->xh_len) rc = out_write(r, r->xh, r->xh_len);
+        if (rc < 0) return rc;
+        p = buf;
+    } else {
+        p = put(p, r->xh, r->xh_len);
+    }
+    if (ct && !in_place && (size_t)(buf + sizeof buf - p) < ct_len + 16 + TAIL_MAX) {
+        int rc = out_write(r, buf, (size_t)(p - buf));
+        if (rc >= 0) rc = out_write(r, "Content-Type: ", 14);
+        if (rc >= 0) rc = out_write(r, ct, ct_len);
+        if (rc < 0) return rc;
+        p = PUTS(buf, "\r\n");
+    } else if (ct) {
+        p = PUTS(p, "Content-Type: ");
+        p = put(p, ct, ct_len);
+        p = PUTS(p, "\r\n");
+    }
+    p = head_tail(r, p, status, content_length);
+    if (!in_place) return out_write(r, buf, (size_t)(p - buf));
+    s->out_len = (size_t)(p - s->out);
+    return 0;
+}
+
+int ax_http_start(ax_http_req *r, int status, int64_t content_length)
+{
+    return start_head(r, status, content_length, NULL, 0);
 }
 
 int ax_http_write(ax_http_req *r, const void *data, size_t len)
@@ -584,9 +657,9 @@ int ax_http_end(ax_http_req *r)
 int ax_http_respond(ax_http_req *r, int status, const char *content_type, const void *body,
                     size_t len)
 {
-    int rc = 0;
-    if (content_type) rc = ax_http_add_header(r, "Content-Type", content_type);
-    if (rc == 0) rc = ax_http_start(r, status, (int64_t)len);
+    size_t ct_len = content_type ? strcspn(content_type, "\r\n") : 0;
+    if (content_type && content_type[ct_len]) return AX_EINVAL; /* as ax_http_add_header() */
+    int rc = start_head(r, status, (int64_t)len, content_type, ct_len);
     if (rc >= 0) rc = ax_http_write(r, body, len);
     if (rc >= 0) rc = ax_http_end(r);
     return rc < 0 ? rc : 0;
@@ -764,7 +837,7 @@ static const route *route_find(ax_http_server *s, ax_http_req *r, bool *wrong_me
     for (int i = 0; i < s->nroutes; i++) {
         const route *rt = &s->routes[i];
         if (!prefix_match(rt, r->path, r->path_len)) continue;
-        if (rt->method && (strlen(rt->method) != m->len || memcmp(rt->method, m->ptr, m->len))) {
+        if (rt->method && (rt->mlen != m->len || memcmp(rt->method, m->ptr, m->len))) {
             *wrong_method = true;
             continue;
         }
@@ -1025,6 +1098,7 @@ static void on_open(ax_conn *c)
         ax_conn_abort(c, AX_ENOMEM);
         return;
     }
+    r->tag = TAG_REQ;
     r->srv = s;
     r->conn = c;
     r->fd = -1;
@@ -1052,7 +1126,7 @@ static void on_drain(ax_conn *c)
 static void on_close(ax_conn *c, int reason)
 {
     ax_http_req *r = ax_conn_data(c);
-    if (!r) return;
+    if (!r || r->tag != TAG_REQ) return; /* never opened (failed TLS handshake) */
     if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
     ax_http_server *s = r->srv;
     if (s) {
@@ -1106,6 +1180,7 @@ ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int 
 {
     ax_http_server *s = ax_calloc(1, sizeof(*s));
     if (!s) goto fail;
+    s->tag = TAG_SERVER;
     s->loop = loop;
     if (opts) s->o = *opts;
     if (!s->o.max_body) s->o.max_body = 1024 * 1024;
@@ -1141,6 +1216,12 @@ fail:
 ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
                             int *err)
 {
+    return ax_http_listen_tls(s, url, lopts, NULL, err);
+}
+
+ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_listen_opts *lopts,
+                                ax_tls_ctx *tls, int *err)
+{
     ax_listener **ls = ax_realloc(s->ls, (size_t)(s->nls + 1) * sizeof(*ls));
     if (ls) s->ls = ls;
     bool *lt = ls ? ax_realloc(s->ls_tls, (size_t)(s->nls + 1) * sizeof(*lt)) : NULL;
@@ -1150,12 +1231,13 @@ ax_listener *ax_http_listen(ax_http_server *s, const char *url, const ax_listen_
     }
     s->ls_tls = lt;
     /* TLS connections encrypt in the library: never write to their fd */
-    s->ls_tls[s->nls] = strncmp(url, "tls://", 6) == 0;
+    s->ls_tls[s->nls] = tls != NULL;
     ax_listen_opts lo = {0};
     if (lopts) lo = *lopts;
     /* A head, plus what one read may bring behind it while a response is
      * pending (the connection is paused right after that read). */
-    ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024};
+    ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024,
+                       .tls = tls};
     ax_listener *l = ax_listen_ex(s->loop, url, &http_cbs, &co, &lo, s, err);
     if (l) s->ls[s->nls++] = l;
     return l;
@@ -1185,6 +1267,7 @@ int ax_http_route_ex(ax_http_server *s, const char *method, const char *prefix, 
     memcpy(rt->prefix, prefix, pl);
     if (method) memcpy(rt->method, method, ml);
     rt->plen = pl - 1;
+    rt->mlen = method ? ml - 1 : 0;
     rt->h = h;
     rt->ud = ud;
     rt->stream = o && o->stream_body;
