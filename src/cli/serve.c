@@ -30,6 +30,10 @@ static void help(FILE *out)
                  "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
                  "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
                  "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"
+                 "      --https ADDR         HTTPS and wss:// too (needs --cert); default off\n"
+                 "      --line-tls ADDR      line chat over TLS too (needs --cert); default off\n"
+                 "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"
+                 "      --key FILE           TLS private key, PEM; default: in --cert\n"
                  "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
                  "                           keeps history in memory only\n"
                  "      --fsync MODE         always, batch (default) or off\n"
@@ -158,6 +162,18 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_udp") == 0) {
         WANT(1);
         return set_addr(c->udp_url, sizeof c->udp_url, "udp", v, why, why_len);
+    } else if (strcmp(k, "listen_https") == 0) {
+        WANT(1);
+        return set_addr(c->https_url, sizeof c->https_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "listen_line_tls") == 0) {
+        WANT(1);
+        return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "tls_cert") == 0) {
+        WANT(1);
+        snprintf(c->tls_cert, sizeof c->tls_cert, "%s", v);
+    } else if (strcmp(k, "tls_key") == 0) {
+        WANT(1);
+        snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
     } else if (strcmp(k, "data_dir") == 0) {
         WANT(1);
         snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
@@ -342,11 +358,16 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"log-file", required_argument, NULL, 'o'},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"listen", required_argument, NULL, 'l'},
+                                             {"https", required_argument, NULL, 'S'},
+                                             {"line-tls", required_argument, NULL, 'T'},
+                                             {"cert", required_argument, NULL, 'C'},
+                                             {"key", required_argument, NULL, 'K'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
-        ['H'] = "listen_http", ['L'] = "listen_line",   ['U'] = "listen_udp", ['d'] = "data_dir",
-        ['F'] = "fsync",       ['N'] = "history_count", ['j'] = "log_format", ['o'] = "log_file"};
+        ['H'] = "listen_http",  ['L'] = "listen_line",     ['U'] = "listen_udp", ['d'] = "data_dir",
+        ['F'] = "fsync",        ['N'] = "history_count",   ['j'] = "log_format", ['o'] = "log_file",
+        ['S'] = "listen_https", ['T'] = "listen_line_tls", ['C'] = "tls_cert",   ['K'] = "tls_key"};
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
@@ -420,17 +441,42 @@ static void on_hup(ax_loop *loop)
     ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
 }
 
+/* The TLS context for listen_https and listen_line_tls. */
+static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
+{
+    if (!c->https_url[0] && !c->line_tls_url[0]) return 0;
+    if (!c->tls_cert[0]) {
+        snprintf(why, why_len,
+                 "%s needs tls_cert and tls_key (--cert, --key; make a pair with: "
+                 "axon cert --out DIR)",
+                 c->https_url[0] ? "listen_https" : "listen_line_tls");
+        return -1;
+    }
+    int err;
+    ax_tls_opts o = {.cert_file = c->tls_cert, .key_file = c->tls_key[0] ? c->tls_key : NULL};
+    sv->tls = ax_tls_server_new(&o, why, why_len, &err);
+    return sv->tls ? 0 : -1;
+}
+
 static int start(serve *sv, const serve_cfg *c)
 {
     char why[512] = "", a[AX_ADDR_STRLEN];
-    if (c->line_url[0] && !(sv->line = gw_line_start(sv, c->line_url, why, sizeof why))) goto fail;
+    const char *line = c->line_url[0] ? c->line_url : NULL,
+               *http = c->http_url[0] ? c->http_url : NULL;
+    if (make_tls(sv, c, why, sizeof why) != 0) goto fail;
+    if ((line || c->line_tls_url[0]) && !(sv->line = gw_line_start(sv, line, why, sizeof why)))
+        goto fail;
+    if (c->line_tls_url[0] && gw_line_listen_tls(sv->line, c->line_tls_url, why, sizeof why))
+        goto fail;
     if (c->udp_url[0] && !(sv->udp = gw_udp_start(sv, c->udp_url, why, sizeof why))) goto fail;
-    if (c->http_url[0] && !(sv->http = gw_http_start(sv, c->http_url, why, sizeof why))) goto fail;
-    if (sv->http) {
-        gw_http_addr(sv->http, a, sizeof a);
+    if ((http || c->https_url[0]) && !(sv->http = gw_http_start(sv, http, why, sizeof why)))
+        goto fail;
+    if (c->https_url[0] && gw_http_listen_tls(sv->http, c->https_url, why, sizeof why)) goto fail;
+    if (gw_http_addr(sv->http, a, sizeof a))
         ax_log(AX_LOG_INFO, "HTTP API, SSE and metrics on %s", a);
-    }
-    if (sv->line) ax_log(AX_LOG_INFO, "line chat on %s", gw_line_addr(sv->line, a, sizeof a));
+    if (gw_http_tls_addr(sv->http, a, sizeof a)) ax_log(AX_LOG_INFO, "HTTPS (and wss://) on %s", a);
+    if (gw_line_addr(sv->line, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat on %s", a);
+    if (gw_line_tls_addr(sv->line, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat over TLS on %s", a);
     if (sv->udp) ax_log(AX_LOG_INFO, "UDP datagrams on %s", gw_udp_addr(sv->udp, a, sizeof a));
     return 0;
 fail:
@@ -450,13 +496,18 @@ static const char *hostport(const char *url, char *buf, size_t len)
 static void hints(serve *sv)
 {
     char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
-    if (sv->http) {
-        hostport(gw_http_addr(sv->http, a, sizeof a), hp, sizeof hp);
+    if (gw_http_addr(sv->http, a, sizeof a)) {
+        hostport(a, hp, sizeof hp);
+        printf("axon serve: chat page     http://%s/   (dashboard: /dashboard)\n", hp);
         printf("axon serve: HTTP API      curl -d hello http://%s/api/publish/chat/lobby\n", hp);
         printf("axon serve: live events   curl -N 'http://%s/sse?topic=chat/lobby'\n", hp);
         printf("axon serve: metrics       http://%s/metrics\n", hp);
     }
-    if (sv->line) {
+    if (gw_http_tls_addr(sv->http, a, sizeof a))
+        printf("axon serve: HTTPS         https://%s/\n", hostport(a, hp, sizeof hp));
+    if (gw_line_tls_addr(sv->line, a, sizeof a))
+        printf("axon serve: line over TLS axon cat %s\n", a);
+    if (gw_line_addr(sv->line, a, sizeof a)) {
         hostport(gw_line_addr(sv->line, a, sizeof a), hp, sizeof hp);
         char *colon = strrchr(hp, ':');
         if (colon) *colon = ' ';
@@ -488,6 +539,7 @@ static void shutdown_gateways(serve *sv)
     gw_line_free(sv->line);
     gw_http_stop(sv->http);
     gw_udp_stop(sv->udp);
+    ax_tls_ctx_free(sv->tls);
     for (int i = 0; i < 5; i++) /* let closes finish */
         ax_loop_run_once(sv->loop, 0);
 }

@@ -23,7 +23,7 @@ typedef struct sse_client sse_client;
 struct gw_http {
     serve *sv;
     ax_http_server *srv;
-    ax_listener *ls;
+    ax_listener *ls, *tls_ls;
     ax_timer *ping;
     ax_timer *watch; /* starts reading new streams, to notice when they close */
     sse_client *sse; /* open event streams */
@@ -507,12 +507,13 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
         if ((err = ax_http_route(g->srv, routes[i].method, routes[i].prefix, routes[i].h, g)))
             goto fail;
     if ((err = gw_ws_start(sv, g->srv)) || (err = gw_pages_start(sv, g->srv))) goto fail;
-    g->ls = ax_http_listen(g->srv, url, NULL, &err);
-    if (!g->ls) goto fail;
+    g->ls = url ? ax_http_listen(g->srv, url, NULL, &err) : NULL;
+    if (url && !g->ls) goto fail;
     ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);
     return g;
 fail:
-    snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err ? err : AX_ENOMEM));
+    snprintf(why, why_len, "cannot listen on %s: %s", url ? url : "(no URL)",
+             ax_strerror(err ? err : AX_ENOMEM));
     if (g) {
         ax_timer_free(g->ping);
         ax_timer_free(g->watch);
@@ -527,9 +528,25 @@ ax_http_server *gw_http_server(gw_http *g)
     return g->srv;
 }
 
+int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len)
+{
+    int err = 0;
+    g->tls_ls = ax_http_listen_tls(g->srv, url, NULL, g->sv->tls, &err);
+    if (!g->tls_ls) snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
+    return g->tls_ls ? 0 : err;
+}
+
+const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len)
+{
+    if (!g || !g->tls_ls) return NULL;
+    ax_addr_format(ax_listener_addr(g->tls_ls), buf, len);
+    if (strncmp(buf, "tcp", 3) == 0) memcpy(buf, "tls", 3);
+    return buf;
+}
+
 const char *gw_http_addr(gw_http *g, char *buf, size_t len)
 {
-    return ax_addr_format(ax_listener_addr(g->ls), buf, len);
+    return g && g->ls ? ax_addr_format(ax_listener_addr(g->ls), buf, len) : NULL;
 }
 
 void gw_http_stop(gw_http *g)

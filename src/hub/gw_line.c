@@ -28,7 +28,7 @@ typedef struct line_conn line_conn;
 struct gw_line {
     int kind;
     serve *sv;
-    ax_listener *ls;
+    ax_listener *ls, *tls_ls;
     line_conn *conns;
 };
 
@@ -385,8 +385,8 @@ gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
     g->sv = sv;
     int err = 0;
     ax_conn_opts co = {.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20};
-    g->ls = ax_listen(sv->loop, url, &line_cbs, &co, g, &err);
-    if (!g->ls) {
+    g->ls = url ? ax_listen(sv->loop, url, &line_cbs, &co, g, &err) : NULL;
+    if (url && !g->ls) {
         snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
         ax_free(g);
         return NULL;
@@ -396,15 +396,35 @@ gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
 
 const char *gw_line_addr(gw_line *g, char *buf, size_t len)
 {
-    return ax_addr_format(ax_listener_addr(g->ls), buf, len);
+    return g && g->ls ? ax_addr_format(ax_listener_addr(g->ls), buf, len) : NULL;
 }
 
-/* Close the listener and say goodbye to everyone; the connections close
+int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
+{
+    int err = 0;
+    ax_conn_opts co = {
+        .max_input = g->sv->cfg->max_line + 2, .output_cap = 4u << 20, .tls = g->sv->tls};
+    g->tls_ls = ax_listen(g->sv->loop, url, &line_cbs, &co, g, &err);
+    if (!g->tls_ls) snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
+    return g->tls_ls ? 0 : err;
+}
+
+const char *gw_line_tls_addr(gw_line *g, char *buf, size_t len)
+{
+    if (!g || !g->tls_ls) return NULL;
+    ax_addr_format(ax_listener_addr(g->tls_ls), buf, len);
+    if (strncmp(buf, "tcp", 3) == 0) memcpy(buf, "tls", 3);
+    return buf;
+}
+
+/* Close the listeners and say goodbye to everyone; the connections close
  * gracefully (the loop must run a little more for that). */
 void gw_line_stop(gw_line *g)
 {
     if (!g) return;
-    ax_listener_close(g->ls);
+    if (g->ls) ax_listener_close(g->ls);
+    if (g->tls_ls) ax_listener_close(g->tls_ls);
+    g->tls_ls = NULL;
     for (line_conn *lc = g->conns; lc; lc = lc->next) {
         say(lc, "* the server is shutting down\n");
         ax_conn_close(lc->c);

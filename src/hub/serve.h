@@ -29,6 +29,9 @@ typedef struct serve_cfg {
     char http_url[SERVE_URL_LEN]; /* "" : off */
     char line_url[SERVE_URL_LEN];
     char udp_url[SERVE_URL_LEN];
+    char https_url[SERVE_URL_LEN];    /* "" : off (the default) */
+    char line_tls_url[SERVE_URL_LEN]; /* "" : off (the default) */
+    char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only */
     char log_file[1024]; /* "" : stderr */
     int fsync_mode;
@@ -47,6 +50,7 @@ typedef struct gw_http gw_http;
 typedef struct serve {
     ax_loop *loop;
     hub *hub;
+    ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
     const serve_cfg *cfg;
     gw_stats gw[GW_COUNT];
     int64_t started_ms;
@@ -57,6 +61,12 @@ typedef struct serve {
 
 /* Each returns NULL with a sentence in `why` when it cannot listen. */
 gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len);
+/* One more listener on a running gateway, TLS with sv->tls. */
+int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len);
+int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len);
+/* The address of that TLS listener ("tls://..."), or NULL. */
+const char *gw_line_tls_addr(gw_line *g, char *buf, size_t len);
+const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len);
 /* Stop listening and close every connection gracefully; then run the
  * loop until they are gone and call gw_line_free(). */
 void gw_line_stop(gw_line *g);

@@ -106,6 +106,12 @@ def example_value(key, example, tmp):
         return "127.0.0.1:%d" % axtest.free_port()
     if key == "listen_udp":
         return "127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM)
+    if key in ("listen_https", "listen_line_tls"):  # a real certificate goes with it
+        cert = os.path.join(tmp, "tls")
+        subprocess.run([axtest.axon_bin(), "cert", "--out", cert, "--name", "localhost"],
+                       capture_output=True, timeout=10, check=True)
+        return "127.0.0.1:%d\ntls_cert %s/cert.pem\ntls_key %s/key.pem" % (
+            axtest.free_port(), cert, cert)
     if key == "data_dir":
         return os.path.join(tmp, "data")
     if key == "log_file":
