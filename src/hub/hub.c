@@ -9,7 +9,17 @@
  *
  * Delivery may make a gateway free subscribers (a kick, a failed write);
  * while a walk is running, frees only mark the subscriber dead, and the
- * memory goes when the outermost walk ends. */
+ * memory goes when the outermost walk ends.
+ *
+ * Threads (`axon serve --threads N`): one hub serves the loops of every
+ * thread.  Its state is behind one (recursive) lock; a subscriber belongs
+ * to the loop of the thread that made it, and only that thread touches its
+ * connection.  A message for a subscriber of another loop is queued in an
+ * outbox and posted there (ax_loop_post) when the lock is let go; that
+ * loop then pushes it as if it were local.  While such messages are in
+ * flight, local ones for the same subscriber are posted behind them, so a
+ * subscriber sees each topic in sequence order. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +34,27 @@ typedef struct node node;
 typedef struct entry entry;
 typedef struct htopic htopic;
 typedef struct qnode qnode;
+typedef struct rnode rnode;
+typedef struct outbox outbox;
+
+struct rnode { /* a message on its way to another loop's subscriber */
+    rnode *next;
+    hub_sub *s;
+    hub_msg *m;
+};
+
+struct outbox {
+    outbox *next;
+    ax_loop *loop;
+    rnode *head, **tail;
+};
+
+typedef struct batch {
+    hub *h;
+    rnode *head;
+} batch;
+
+static __thread ax_loop *bound_loop; /* the loop of this thread (hub_bind_loop) */
 
 struct entry { /* one filter of one subscriber */
     hub_sub *s;
@@ -68,6 +99,9 @@ struct hub_sub {
     size_t qbytes, budget;
     bool blocked, dead;
     uint64_t stamp, id;
+    ax_loop *loop; /* the loop that owns the subscriber's connection */
+    uint32_t refs; /* the owner's, and one per message in flight to it */
+    uint32_t inflight;
     hub_sub *grave_next;
 };
 
@@ -84,7 +118,55 @@ struct hub {
     int walking;
     uint64_t stamp, next_id;
     hub_sub *grave;
+    pthread_mutex_t mu; /* recursive: callbacks may call back in */
+    int depth;
+    outbox *outboxes;
 };
+
+static ax_loop *current_loop(const hub *h)
+{
+    return bound_loop ? bound_loop : h->loop;
+}
+
+void hub_bind_loop(ax_loop *loop)
+{
+    bound_loop = loop;
+}
+
+static void lock(hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->depth++;
+}
+
+static void run_batch(ax_loop *loop, void *arg);
+
+/* Post what is waiting for other loops, in order, before letting go. */
+static void flush_outboxes(hub *h)
+{
+    for (outbox *o = h->outboxes; o; o = o->next) {
+        if (!o->head) continue;
+        batch *b = ax_malloc(sizeof(*b));
+        if (b) {
+            b->h = h;
+            b->head = o->head;
+        }
+        if (!b || ax_loop_post(o->loop, run_batch, b) != 0) {
+            ax_free(b);
+            h->st.dropped += 1; /* the loop is gone or no memory */
+            continue;           /* (the items leak their refs: only at shutdown) */
+        }
+        o->head = NULL;
+        o->tail = &o->head;
+    }
+}
+
+static void unlock(hub *h)
+{
+    if (h->depth == 1) flush_outboxes(h);
+    h->depth--;
+    pthread_mutex_unlock(&h->mu);
+}
 
 static const char *GAP_TEXT = "history does not reach back that far";
 
@@ -343,7 +425,75 @@ static void over_budget(hub_sub *s, const hub_msg *m)
     }
 }
 
+static void sub_push_local(hub_sub *s, hub_msg *m);
+static void walk_end(hub *h);
+
+static void sub_unref(hub_sub *s)
+{
+    if (--s->refs == 0) ax_free(s);
+}
+
+/* A push for a subscriber of another loop (or one with messages on their
+ * way to it): into that loop's outbox. */
+static void sub_push_remote(hub_sub *s, hub_msg *m)
+{
+    hub *h = s->h;
+    outbox *o = h->outboxes;
+    while (o && o->loop != s->loop)
+        o = o->next;
+    rnode *r = ax_malloc(sizeof(*r));
+    if (!o && r && (o = ax_calloc(1, sizeof(*o)))) {
+        o->loop = s->loop;
+        o->tail = &o->head;
+        o->next = h->outboxes;
+        h->outboxes = o;
+    }
+    if (!o || !r) {
+        ax_free(r);
+        h->st.dropped++;
+        return;
+    }
+    r->next = NULL;
+    r->s = s;
+    r->m = hub_msg_ref(m);
+    s->refs++;
+    s->inflight++;
+    *o->tail = r;
+    o->tail = &r->next;
+}
+
+static void run_batch(ax_loop *loop, void *arg)
+{
+    batch *b = arg;
+    hub *h = b->h;
+    (void)loop;
+    lock(h);
+    h->walking++;
+    while (b->head) {
+        rnode *r = b->head;
+        b->head = r->next;
+        r->s->inflight--;
+        if (!r->s->dead) sub_push_local(r->s, r->m);
+        hub_msg_unref(r->m);
+        sub_unref(r->s);
+        ax_free(r);
+    }
+    walk_end(h);
+    unlock(h);
+    ax_free(b);
+}
+
 static void sub_push(hub_sub *s, hub_msg *m)
+{
+    if (s->dead) return;
+    if (s->loop != current_loop(s->h) || s->inflight) {
+        sub_push_remote(s, m);
+        return;
+    }
+    sub_push_local(s, m);
+}
+
+static void sub_push_local(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
     if (!s->blocked && !s->qhead) {
@@ -368,6 +518,7 @@ static void sub_push(hub_sub *s, hub_msg *m)
 
 void hub_sub_writable(hub_sub *s)
 {
+    lock(s->h);
     s->blocked = false;
     s->h->walking++;
     while (s->qhead && !s->blocked && !s->dead) {
@@ -377,12 +528,13 @@ void hub_sub_writable(hub_sub *s)
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         hub_msg_unref(m);
     }
-    s->h->walking--;
+    walk_end(s->h);
+    unlock(s->h);
 }
 
 size_t hub_sub_queued(const hub_sub *s)
 {
-    return s->qbytes;
+    return __atomic_load_n(&s->qbytes, __ATOMIC_RELAXED);
 }
 
 void hub_sub_set_budget(hub_sub *s, size_t bytes)
@@ -529,9 +681,13 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ud = ud;
     s->qtail = &s->qhead;
     s->budget = h->budget;
-    s->id = ++h->next_id;
+    s->loop = current_loop(h);
+    s->refs = 1;
     if (name) snprintf(s->name, sizeof s->name, "%s", name);
+    lock(h);
+    s->id = ++h->next_id;
     h->st.subscribers++;
+    unlock(h);
     return s;
 }
 
@@ -553,11 +709,13 @@ const char *hub_sub_name(const hub_sub *s)
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
+    lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
     snprintf(s->name, sizeof s->name, "%s", name);
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room) presence_join(s->h, e->room, s->name);
+    unlock(s->h);
     return 0;
 }
 
@@ -582,7 +740,7 @@ static void sub_release(hub_sub *s)
         entry_unlink(s, e);
     }
     q_clear(s);
-    ax_free(s);
+    sub_unref(s); /* messages on their way to it hold it a little longer */
 }
 
 static void walk_end(hub *h)
@@ -601,12 +759,14 @@ void hub_sub_free(hub_sub *s)
 {
     if (!s) return;
     hub *h = s->h;
+    lock(h);
     h->st.subscribers--;
     s->dead = true;
     s->grave_next = h->grave;
     h->grave = s;
     h->walking++;
     walk_end(h);
+    unlock(h);
 }
 
 static void replay(hub_sub *s, htopic *t, int64_t since)
@@ -639,7 +799,7 @@ static void replay_each(hub_map_ent *e, void *ud)
     if (hub_filter_match(c->filter, e->key)) replay(c->s, e->value, c->since);
 }
 
-int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
+static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub *h = s->h;
     size_t fl = strlen(filter);
@@ -679,8 +839,18 @@ int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
     return 0;
 }
 
+int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
+{
+    lock(s->h);
+    int rc = subscribe_locked(s, filter, since, present);
+    unlock(s->h);
+    return rc;
+}
+
 int hub_unsubscribe(hub_sub *s, const char *filter)
 {
+    int rc = AX_ENOENT;
+    lock(s->h);
     for (entry **p = &s->entries; *p; p = &(*p)->snext) {
         if (strcmp((*p)->filter, filter) != 0) continue;
         entry *e = *p;
@@ -688,9 +858,11 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
         s->h->walking++;
         entry_unlink(s, e);
         walk_end(s->h);
-        return 0;
+        rc = 0;
+        break;
     }
-    return AX_ENOENT;
+    unlock(s->h);
+    return rc;
 }
 
 /* ---- publishing ------------------------------------------------------------------------ */
@@ -713,23 +885,30 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
         *err = AX_EMSGSIZE;
         return 0;
     }
-    htopic *t = topic_get(h, name, tl, true);
-    hub_msg *m = t ? hub__msg_new(name, tl, sender, payload, len) : NULL;
+    hub_msg *m = hub__msg_new(name, tl, sender, payload, len);
     if (!m) {
         *err = AX_ENOMEM;
         return 0;
     }
-    m->seq = ++t->last_seq;
-    m->time_ms = now_ms();
     m->binary = !is_utf8(payload, len);
     m->origin = origin ? origin->id : 0;
-    history_add(t, hub_msg_ref(m));
-    history_trim(h, t, m->time_ms);
-    if (h->store) hub_store_put(h->store, m);
-    h->st.published++;
-    deliver(h, m);
+    lock(h);
+    htopic *t = topic_get(h, name, tl, true);
+    uint64_t seq = 0;
+    if (!t) {
+        *err = AX_ENOMEM;
+    } else {
+        seq = m->seq = ++t->last_seq;
+        m->time_ms = now_ms();
+        history_add(t, hub_msg_ref(m));
+        history_trim(h, t, m->time_ms);
+        if (h->store) hub_store_put(h->store, m);
+        h->st.published++;
+        deliver(h, m);
+    }
+    unlock(h);
     hub_msg_unref(m);
-    return t->last_seq;
+    return seq;
 }
 
 /* ---- queries ------------------------------------------------------------------------------ */
@@ -737,9 +916,13 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
 uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
                      void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept)
 {
+    lock(h);
     htopic *t = topic_get(h, name, strlen(name), false);
     if (first_kept) *first_kept = 0;
-    if (!t) return 0;
+    if (!t) {
+        unlock(h);
+        return 0;
+    }
     history_trim(h, t, now_ms());
     if (first_kept) *first_kept = t->head ? t->head->seq : t->last_seq + 1;
     size_t n = 0;
@@ -750,7 +933,9 @@ uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
         if (n-- > max) continue; /* the newest `max` */
         cb(m, ud);
     }
-    return t->last_seq;
+    uint64_t last = t->last_seq;
+    unlock(h);
+    return last;
 }
 
 typedef struct topics_ctx {
@@ -775,7 +960,9 @@ void hub_topics(hub *h, void (*cb)(const char *topic, uint64_t last_seq, size_t 
                 void *ud)
 {
     topics_ctx c = {cb, ud, h};
+    lock(h);
     hub_map_each(&h->topics, topics_each, &c);
+    unlock(h);
 }
 
 typedef struct presence_ctx {
@@ -791,15 +978,21 @@ static void presence_each(hub_map_ent *e, void *ud)
 
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
 {
-    htopic *t = topic_get(h, room, strlen(room), false);
     presence_ctx c = {cb, ud};
+    lock(h);
+    htopic *t = topic_get(h, room, strlen(room), false);
     if (t) hub_map_each(&t->present, presence_each, &c);
+    unlock(h);
 }
 
 const hub_stats *hub_stats_get(hub *h)
 {
+    static __thread hub_stats copy; /* a snapshot, for the calling thread */
+    lock(h);
     if (h->store) hub_store_stats(h->store, &h->st);
-    return &h->st;
+    copy = h->st;
+    unlock(h);
+    return &copy;
 }
 
 ax_loop *hub_loop(const hub *h)
@@ -854,6 +1047,11 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
     }
     hub_map_init(&h->root.kids);
     hub_map_init(&h->topics);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     if (o->data_dir) {
         h->store = hub_store_open(loop, o->data_dir, o->fsync_mode, why, why_len);
         if (!h->store) goto fail;
@@ -878,6 +1076,12 @@ void hub_free(hub *h)
     hub_map_clear(&h->root.kids);
     hub_map_each(&h->topics, topic_free, NULL);
     hub_map_clear(&h->topics);
+    while (h->outboxes) {
+        outbox *o = h->outboxes;
+        h->outboxes = o->next;
+        ax_free(o);
+    }
+    pthread_mutex_destroy(&h->mu);
     ax_free(h->rules);
     ax_free(h);
 }

@@ -11,7 +11,8 @@
  * message is encoded once per protocol and the same bytes are queued on
  * every subscriber of that protocol.
  *
- * Everything runs on one loop; nothing here is thread-safe. */
+ * One lock guards the hub, so gateways on several loops (threads) can
+ * share it; see hub_bind_loop(). */
 #ifndef AXON_HUB_H
 #define AXON_HUB_H
 
@@ -109,6 +110,11 @@ typedef struct hub_stats {
  * loads each topic's sequence and recent history.  NULL with a sentence
  * in `why` when the store cannot be opened. */
 hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len);
+/* Threads: each thread that makes subscribers calls this once with its
+ * loop; a subscriber then belongs to that loop (its callbacks run there).
+ * Threads that never call it count as the hub's own loop.  Every hub_*
+ * call is then safe from any of those threads. */
+void hub_bind_loop(ax_loop *loop);
 /* Flush the store and free everything; subscribers must be freed first. */
 void hub_free(hub *h);
 ax_loop *hub_loop(const hub *h);
