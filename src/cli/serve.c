@@ -38,6 +38,7 @@ static void help(FILE *out)
                  "                           keeps history in memory only\n"
                  "      --fsync MODE         always, batch (default) or off\n"
                  "      --history N          messages kept per topic; default 1000\n"
+                 "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
                  "  -q, --quiet              do not print the addresses at start\n"
@@ -67,6 +68,7 @@ static void defaults(serve_cfg *c)
     c->max_payload = 1u << 20;
     c->udp_lease_s = 60;
     c->max_line = 4096;
+    c->threads = 1;
 }
 
 /* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
@@ -233,6 +235,14 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
         WANT(1);
         if (parse_u64(v, 86400, &n, why, why_len)) return -1;
         c->udp_lease_s = (uint32_t)(n ? n : 1);
+    } else if (strcmp(k, "threads") == 0) {
+        WANT(1);
+        if (parse_u64(v, 64, &n, why, why_len)) return -1;
+        if (n == 0) {
+            snprintf(why, why_len, "threads is 1 to 64");
+            return -1;
+        }
+        c->threads = (int)n;
     } else if (strcmp(k, "log_format") == 0) {
         WANT(1);
         if (strcmp(v, "json") && strcmp(v, "text")) {
@@ -347,32 +357,26 @@ static void finish_rules(serve_cfg *c, const globals *gl)
 
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"http", required_argument, NULL, 'H'},
-                                             {"line", required_argument, NULL, 'L'},
-                                             {"udp", required_argument, NULL, 'U'},
-                                             {"data", required_argument, NULL, 'd'},
-                                             {"fsync", required_argument, NULL, 'F'},
-                                             {"history", required_argument, NULL, 'N'},
-                                             {"log-format", required_argument, NULL, 'j'},
-                                             {"log-file", required_argument, NULL, 'o'},
-                                             {"quiet", no_argument, NULL, 'q'},
-                                             {"listen", required_argument, NULL, 'l'},
-                                             {"https", required_argument, NULL, 'S'},
-                                             {"line-tls", required_argument, NULL, 'T'},
-                                             {"cert", required_argument, NULL, 'C'},
-                                             {"key", required_argument, NULL, 'K'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},   {"http", required_argument, NULL, 'H'},
+        {"line", required_argument, NULL, 'L'},     {"udp", required_argument, NULL, 'U'},
+        {"data", required_argument, NULL, 'd'},     {"fsync", required_argument, NULL, 'F'},
+        {"history", required_argument, NULL, 'N'},  {"log-format", required_argument, NULL, 'j'},
+        {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
+        {"listen", required_argument, NULL, 'l'},   {"threads", required_argument, NULL, 't'},
+        {"https", required_argument, NULL, 'S'},    {"line-tls", required_argument, NULL, 'T'},
+        {"cert", required_argument, NULL, 'C'},     {"key", required_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
         ['H'] = "listen_http",  ['L'] = "listen_line",     ['U'] = "listen_udp", ['d'] = "data_dir",
         ['F'] = "fsync",        ['N'] = "history_count",   ['j'] = "log_format", ['o'] = "log_file",
-        ['S'] = "listen_https", ['T'] = "listen_line_tls", ['C'] = "tls_cert",   ['K'] = "tls_key"};
+        ['S'] = "listen_https", ['T'] = "listen_line_tls", ['C'] = "tls_cert",   ['K'] = "tls_key",
+        ['t'] = "threads"};
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
     /* First pass: the config file; second: the flags over it. */
-    while ((ch = getopt_long(argc, argv, "c:d:l:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:l:t:qh", longopts, NULL)) != -1) {
         if (ch == 'c') config = optarg;
         if (ch == 'h') {
             help(stdout);
@@ -391,7 +395,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     defaults(c);
     if (config && read_config(c, &gl, config, 0) != 0) return 2;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:d:l:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:l:t:qh", longopts, NULL)) != -1) {
         if (ch == 'q') {
             c->quiet = true;
             continue;
@@ -463,6 +467,8 @@ static int start(serve *sv, const serve_cfg *c)
     char why[512] = "", a[AX_ADDR_STRLEN];
     const char *line = c->line_url[0] ? c->line_url : NULL,
                *http = c->http_url[0] ? c->http_url : NULL;
+    if (sv->index > 0 && line && strncmp(line, "unix://", 7) == 0) line = NULL; /* one owner */
+    if (sv->index > 0 && http && strncmp(http, "unix://", 7) == 0) http = NULL;
     if (make_tls(sv, c, why, sizeof why) != 0) goto fail;
     if ((line || c->line_tls_url[0]) && !(sv->line = gw_line_start(sv, line, why, sizeof why)))
         goto fail;
@@ -472,6 +478,7 @@ static int start(serve *sv, const serve_cfg *c)
     if ((http || c->https_url[0]) && !(sv->http = gw_http_start(sv, http, why, sizeof why)))
         goto fail;
     if (c->https_url[0] && gw_http_listen_tls(sv->http, c->https_url, why, sizeof why)) goto fail;
+    if (sv->index > 0) return 0; /* the workers listen on the same ports */
     if (gw_http_addr(sv->http, a, sizeof a))
         ax_log(AX_LOG_INFO, "HTTP API, SSE and metrics on %s", a);
     if (gw_http_tls_addr(sv->http, a, sizeof a)) ax_log(AX_LOG_INFO, "HTTPS (and wss://) on %s", a);
@@ -525,23 +532,107 @@ static void hints(serve *sv)
 
 /* Drain: say goodbye on every connection, give them two seconds to close
  * gracefully, reset the rest, then free the gateways before the hub. */
-static void shutdown_gateways(serve *sv)
+static bool busy(serve *sv)
 {
-    gw_line_stop(sv->line);
-    if (sv->http) gw_ws_stop(false);
-    uint64_t end = ax_loop_now(sv->loop) + 2000;
-    while ((gw_line_count(sv->line) || (sv->http && gw_ws_count())) && ax_loop_now(sv->loop) < end)
-        ax_loop_run_once(sv->loop, 20);
-    gw_line_abort(sv->line);
-    if (sv->http) gw_ws_stop(true);
-    while (gw_line_count(sv->line) || (sv->http && gw_ws_count()))
-        ax_loop_run_once(sv->loop, 10);
+    return gw_line_count(sv->line) || gw_ws_count(gw_http_ws(sv->http));
+}
+
+static void free_gateways(serve *sv)
+{
     gw_line_free(sv->line);
     gw_http_stop(sv->http);
     gw_udp_stop(sv->udp);
     ax_tls_ctx_free(sv->tls);
+    sv->line = NULL;
+    sv->http = NULL;
+    sv->udp = NULL;
+    sv->tls = NULL;
+}
+
+static void shutdown_gateways(serve *sv)
+{
+    gw_line_stop(sv->line);
+    gw_ws_stop(gw_http_ws(sv->http), false);
+    uint64_t end = ax_loop_now(sv->loop) + 2000;
+    while (busy(sv) && ax_loop_now(sv->loop) < end)
+        ax_loop_run_once(sv->loop, 20);
+    gw_line_abort(sv->line);
+    gw_ws_stop(gw_http_ws(sv->http), true);
+    while (busy(sv))
+        ax_loop_run_once(sv->loop, 10);
+    free_gateways(sv);
     for (int i = 0; i < 5; i++) /* let closes finish */
         ax_loop_run_once(sv->loop, 0);
+}
+
+/* ---- threads: the main loop is thread 0, the others are workers ---------- */
+
+typedef struct pool {
+    serve *sv; /* [threads]; sv[0] is the main thread's */
+    int n;
+} pool;
+
+/* A worker's shutdown, on its own loop: say goodbye, wait up to two
+ * seconds for graceful closes, reset the rest, free the gateways. */
+static void worker_poll(ax_timer *t, void *ud)
+{
+    serve *sv = ud;
+    if (busy(sv) && ax_loop_now(sv->loop) < sv->stop_by) return;
+    if (busy(sv) && !sv->aborted) {
+        gw_line_abort(sv->line);
+        gw_ws_stop(gw_http_ws(sv->http), true);
+        sv->aborted = true;
+        return;
+    }
+    if (busy(sv)) return; /* the resets' on_close come next turn */
+    free_gateways(sv);
+    ax_timer_free(t);
+    sv->stopper = NULL;
+    __atomic_store_n(&sv->done, true, __ATOMIC_RELEASE);
+}
+
+static void worker_stop(ax_loop *loop, void *arg)
+{
+    serve *sv = arg;
+    gw_line_stop(sv->line);
+    gw_ws_stop(gw_http_ws(sv->http), false);
+    sv->stop_by = ax_loop_now(loop) + 2000;
+    ax_timer_start(sv->stopper, 20, 20);
+}
+
+static int worker_setup(ax_loop *loop, int index, void *ud)
+{
+    pool *p = ud;
+    serve *sv = &p->sv[index + 1];
+    *sv = p->sv[0];
+    sv->loop = loop;
+    sv->index = index + 1;
+    sv->line = NULL;
+    sv->udp = NULL;
+    sv->http = NULL;
+    sv->tls = NULL;
+    hub_bind_loop(loop);
+    if (!(sv->stopper = ax_timer_new(loop, worker_poll, sv))) return AX_ENOMEM;
+    if (start(sv, sv->cfg) != 0) {
+        free_gateways(sv);
+        ax_timer_free(sv->stopper);
+        return AX_EADDRINUSE;
+    }
+    return 0;
+}
+
+/* Stop every worker's gateways (concurrently with the main thread's). */
+static void stop_workers(pool *p, ax_threads *th)
+{
+    for (int i = 1; i < p->n; i++)
+        ax_loop_post(ax_threads_loop(th, i - 1), worker_stop, &p->sv[i]);
+}
+
+static void wait_workers(pool *p, ax_loop *loop)
+{
+    for (int i = 1; i < p->n; i++)
+        while (!__atomic_load_n(&p->sv[i].done, __ATOMIC_ACQUIRE))
+            ax_loop_run_once(loop, 20);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -555,7 +646,8 @@ int cmd_serve(int argc, char **argv)
         return 1;
     }
     int err = 0;
-    serve sv = {.cfg = &cfg, .started_ms = (int64_t)time(NULL) * 1000};
+    static gw_stats stats[GW_COUNT];
+    serve sv = {.cfg = &cfg, .gw = stats, .started_ms = (int64_t)time(NULL) * 1000};
     if (!(sv.loop = ax_loop_new(NULL, &err))) {
         fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
         return 1;
@@ -575,16 +667,32 @@ int cmd_serve(int argc, char **argv)
     ax_log(AX_LOG_INFO, "axon %s serve starting (history: %s)", AXON_VERSION,
            cfg.data_dir[0] ? cfg.data_dir : "memory only");
     rc = 0;
-    if (start(&sv, &cfg) != 0) {
+    hub_bind_loop(sv.loop);
+    pool p = {.n = cfg.threads};
+    ax_threads *th = NULL;
+    if (!(p.sv = calloc((size_t)cfg.threads, sizeof(*p.sv)))) {
+        rc = 1;
+    } else if (start(&sv, &cfg) != 0) {
+        rc = 1;
+    } else if (p.sv[0] = sv, cfg.threads > 1 && !(th = ax_threads_start(cfg.threads - 1,
+                                                                        worker_setup, &p, &err))) {
+        fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg.threads, ax_strerror(err));
         rc = 1;
     } else {
         ax_loop_handle_signals(sv.loop, on_signal);
         ax_loop_handle_reload(sv.loop, on_hup);
         if (!cfg.quiet) hints(&sv);
+        if (cfg.threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg.threads);
         ax_log(AX_LOG_INFO, "ready to accept connections");
         ax_loop_run(sv.loop);
     }
+    if (th) stop_workers(&p, th);
     shutdown_gateways(&sv);
+    if (th) {
+        wait_workers(&p, sv.loop);
+        ax_threads_stop(th);
+    }
+    free(p.sv);
     hub_free(sv.hub);
     ax_loop_free(sv.loop);
     ax_log(AX_LOG_INFO, "stopped");

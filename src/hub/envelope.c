@@ -7,6 +7,11 @@
 
 #include "serve.h"
 
+ax_listen_opts serve_listen_opts(const serve *sv)
+{
+    return (ax_listen_opts){.reuse_port = sv->cfg->threads > 1};
+}
+
 const char *serve_room_of(const char *topic)
 {
     return strncmp(topic, "chat/", 5) == 0 && topic[5] ? topic + 5 : NULL;

@@ -24,6 +24,7 @@ struct gw_http {
     serve *sv;
     ax_http_server *srv;
     ax_listener *ls, *tls_ls;
+    gw_ws *ws;
     ax_timer *ping;
     ax_timer *watch; /* starts reading new streams, to notice when they close */
     sse_client *sse; /* open event streams */
@@ -160,7 +161,7 @@ static void api_publish(ax_http_req *r, void *ud)
     }
     const char *body = ax_http_req_body(r, &bl);
     int err = 0;
-    g->sv->gw[GW_HTTP].msgs_in++;
+    GW_ADD(g->sv->gw[GW_HTTP].msgs_in, 1);
     uint64_t seq = hub_publish(g->sv->hub, topic, sender, body ? body : "", bl, &err);
     if (!seq) {
         reply_error(r, err == AX_EMSGSIZE ? 413 : 400,
@@ -263,8 +264,8 @@ static bool sse_write(hub_sub *s, hub_msg *m, void *ud)
     ax_slice *sl = hub_msg_encoding(m, ENC_SSE, encode_sse, NULL);
     if (!sl) return true;
     gw_stats *st = &c->g->sv->gw[GW_SSE];
-    st->msgs_out++;
-    st->bytes_out += ax_slice_len(sl);
+    GW_ADD(st->msgs_out, 1);
+    GW_ADD(st->bytes_out, ax_slice_len(sl));
     int rc = c->in_handler ? ax_http_write(c->r, ax_slice_data(sl), ax_slice_len(sl))
                            : ax_http_write_slice(c->r, sl, 0, ax_slice_len(sl));
     return rc == 0;
@@ -297,7 +298,7 @@ static void sse_abort(ax_http_req *r, void *ud)
     else
         g->sse = c->next;
     if (c->next) c->next->prev = c->prev;
-    g->sv->gw[GW_SSE].conns--;
+    GW_SUB(g->sv->gw[GW_SSE].conns, 1);
     hub_sub_free(c->sub);
     ax_free(c);
 }
@@ -331,8 +332,8 @@ static void sse(ax_http_req *r, void *ud)
     c->next = g->sse;
     if (g->sse) g->sse->prev = c;
     g->sse = c;
-    g->sv->gw[GW_SSE].conns++;
-    g->sv->gw[GW_SSE].accepted++;
+    GW_ADD(g->sv->gw[GW_SSE].conns, 1);
+    GW_ADD(g->sv->gw[GW_SSE].accepted, 1);
     ax_http_add_header(r, "Content-Type", "text/event-stream; charset=utf-8");
     ax_http_add_header(r, "Cache-Control", "no-cache");
     ax_http_add_header(r, "X-Accel-Buffering", "no");
@@ -506,8 +507,9 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if ((err = ax_http_route(g->srv, routes[i].method, routes[i].prefix, routes[i].h, g)))
             goto fail;
-    if ((err = gw_ws_start(sv, g->srv)) || (err = gw_pages_start(sv, g->srv))) goto fail;
-    g->ls = url ? ax_http_listen(g->srv, url, NULL, &err) : NULL;
+    if (!(g->ws = gw_ws_start(sv, g->srv, &err)) || (err = gw_pages_start(sv, g->srv))) goto fail;
+    ax_listen_opts lo = serve_listen_opts(sv);
+    g->ls = url ? ax_http_listen(g->srv, url, &lo, &err) : NULL;
     if (url && !g->ls) goto fail;
     ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);
     return g;
@@ -531,7 +533,8 @@ ax_http_server *gw_http_server(gw_http *g)
 int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len)
 {
     int err = 0;
-    g->tls_ls = ax_http_listen_tls(g->srv, url, NULL, g->sv->tls, &err);
+    ax_listen_opts lo = serve_listen_opts(g->sv);
+    g->tls_ls = ax_http_listen_tls(g->srv, url, &lo, g->sv->tls, &err);
     if (!g->tls_ls) snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
     return g->tls_ls ? 0 : err;
 }
@@ -558,10 +561,16 @@ void gw_http_stop(gw_http *g)
         sse_client *c = g->sse;
         g->sse = c->next;
         ax_http_on_abort(c->r, NULL, NULL);
-        g->sv->gw[GW_SSE].conns--;
+        GW_SUB(g->sv->gw[GW_SSE].conns, 1);
         hub_sub_free(c->sub);
         ax_free(c);
     }
     ax_http_server_free(g->srv);
+    gw_ws_free(g->ws);
     ax_free(g);
+}
+
+gw_ws *gw_http_ws(gw_http *g)
+{
+    return g ? g->ws : NULL;
 }

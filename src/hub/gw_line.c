@@ -64,7 +64,8 @@ static void say(line_conn *lc, const char *fmt, ...)
     va_end(ap);
     if (n < 0) return;
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-    if (ax_conn_write(lc->c, buf, (size_t)n) >= 0) lc->g->sv->gw[GW_LINE].bytes_out += (size_t)n;
+    if (ax_conn_write(lc->c, buf, (size_t)n) >= 0)
+        GW_ADD(lc->g->sv->gw[GW_LINE].bytes_out, (size_t)n);
 }
 
 static bool name_ok(const char *s, size_t max)
@@ -128,8 +129,8 @@ static bool line_write(hub_sub *s, hub_msg *m, void *ud)
     if (!sl) return true;
     int rc = ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl));
     gw_stats *st = &lc->g->sv->gw[GW_LINE];
-    st->msgs_out++;
-    st->bytes_out += ax_slice_len(sl);
+    GW_ADD(st->msgs_out, 1);
+    GW_ADD(st->bytes_out, ax_slice_len(sl));
     return rc == 0;
 }
 
@@ -250,7 +251,7 @@ static void publish(line_conn *lc, const char *text, size_t n)
     int err = 0;
     snprintf(topic, sizeof topic, "chat/%s", lc->room);
     serve *sv = lc->g->sv;
-    sv->gw[GW_LINE].msgs_in++;
+    GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
         say(lc, "* not sent: %s\n", ax_strerror(err));
 }
@@ -317,7 +318,7 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
         lc->discarding = true;
         off = len;
     }
-    sv->gw[GW_LINE].bytes_in += off;
+    GW_ADD(sv->gw[GW_LINE].bytes_in, off);
     return off;
 }
 
@@ -337,8 +338,8 @@ static void on_open(ax_conn *c)
     if (g->conns) g->conns->prev = lc;
     g->conns = lc;
     ax_conn_set_data(c, lc);
-    g->sv->gw[GW_LINE].conns++;
-    g->sv->gw[GW_LINE].accepted++;
+    GW_ADD(g->sv->gw[GW_LINE].conns, 1);
+    GW_ADD(g->sv->gw[GW_LINE].accepted, 1);
     say(lc, "Welcome to axon chat. What is your name?\n");
 }
 
@@ -363,7 +364,7 @@ static void on_close(ax_conn *c, int reason)
     else
         lc->g->conns = lc->next;
     if (lc->next) lc->next->prev = lc->prev;
-    lc->g->sv->gw[GW_LINE].conns--;
+    GW_SUB(lc->g->sv->gw[GW_LINE].conns, 1);
     hub_sub_free(lc->sub);
     ax_free(lc);
 }
@@ -385,7 +386,8 @@ gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
     g->sv = sv;
     int err = 0;
     ax_conn_opts co = {.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20};
-    g->ls = url ? ax_listen(sv->loop, url, &line_cbs, &co, g, &err) : NULL;
+    ax_listen_opts lo = serve_listen_opts(sv);
+    g->ls = url ? ax_listen_ex(sv->loop, url, &line_cbs, &co, &lo, g, &err) : NULL;
     if (url && !g->ls) {
         snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
         ax_free(g);
@@ -404,7 +406,8 @@ int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
     int err = 0;
     ax_conn_opts co = {
         .max_input = g->sv->cfg->max_line + 2, .output_cap = 4u << 20, .tls = g->sv->tls};
-    g->tls_ls = ax_listen(g->sv->loop, url, &line_cbs, &co, g, &err);
+    ax_listen_opts lo = serve_listen_opts(g->sv);
+    g->tls_ls = ax_listen_ex(g->sv->loop, url, &line_cbs, &co, &lo, g, &err);
     if (!g->tls_ls) snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
     return g->tls_ls ? 0 : err;
 }

@@ -60,7 +60,7 @@ static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
     va_end(ap);
     if (n < 0) return;
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-    if (ax_udp_send(g->u, to, buf, (size_t)n) == 0) g->sv->gw[GW_UDP].bytes_out += (size_t)n;
+    if (ax_udp_send(g->u, to, buf, (size_t)n) == 0) GW_ADD(g->sv->gw[GW_UDP].bytes_out, (size_t)n);
 }
 
 static ax_slice *encode_udp(const hub_msg *m, void *ud)
@@ -91,10 +91,10 @@ static bool udp_write(hub_sub *s, hub_msg *m, void *ud)
     if (!sl) return true;
     gw_stats *st = &p->g->sv->gw[GW_UDP];
     if (ax_udp_send(p->g->u, &p->addr, ax_slice_data(sl), ax_slice_len(sl)) == 0) {
-        st->msgs_out++;
-        st->bytes_out += ax_slice_len(sl);
+        GW_ADD(st->msgs_out, 1);
+        GW_ADD(st->bytes_out, ax_slice_len(sl));
     } else {
-        st->errors++;
+        GW_ADD(st->errors, 1);
     }
     return true; /* UDP never blocks: the kernel drops what it cannot take */
 }
@@ -115,7 +115,7 @@ static void peer_free(udp_peer *p)
         p->leases = l->next;
         ax_free(l);
     }
-    p->g->sv->gw[GW_UDP].conns--;
+    GW_SUB(p->g->sv->gw[GW_UDP].conns, 1);
     ax_free(p);
 }
 
@@ -136,8 +136,8 @@ static udp_peer *peer_get(gw_udp *g, const ax_addr *from, bool make)
         ax_free(p);
         return NULL;
     }
-    g->sv->gw[GW_UDP].conns++;
-    g->sv->gw[GW_UDP].accepted++;
+    GW_ADD(g->sv->gw[GW_UDP].conns, 1);
+    GW_ADD(g->sv->gw[GW_UDP].accepted, 1);
     return p;
 }
 
@@ -255,9 +255,9 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
     gw_udp *g = ax_udp_data(u);
     gw_stats *st = &g->sv->gw[GW_UDP];
-    st->bytes_in += n;
+    GW_ADD(st->bytes_in, n);
     if (n > UDP_MAX_IN) {
-        st->errors++;
+        GW_ADD(st->errors, 1);
         reply(g, from, "ERR datagram too large: %zu bytes (at most %d)", n, UDP_MAX_IN);
         return;
     }
@@ -265,9 +265,9 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     memcpy(buf, d, n);
     buf[n] = '\0';
     udp_req r;
-    st->msgs_in++;
+    GW_ADD(st->msgs_in, 1);
     if (gw_udp_parse(buf, n, &r) != 0) {
-        st->errors++;
+        GW_ADD(st->errors, 1);
         reply(g, from,
               "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "
               "topic or PING");
@@ -328,7 +328,7 @@ gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len)
     g->sv = sv;
     hub_map_init(&g->peers);
     int err = 0;
-    ax_udp_opts uo = {.max_datagram = 65507};
+    ax_udp_opts uo = {.max_datagram = 65507, .reuse_port = sv->cfg->threads > 1};
     g->u = ax_udp_bind(sv->loop, url, on_datagram, &uo, g, &err);
     g->sweep = g->u ? ax_timer_new(sv->loop, sweep, g) : NULL;
     if (!g->sweep) {

@@ -27,12 +27,12 @@
 
 typedef struct ws_client ws_client;
 
-typedef struct gw_ws {
+struct gw_ws {
     serve *sv;
     ax_ws_opts opts;
     ax_ws_endpoint ep;
     ws_client *clients; /* upgraded connections leave the HTTP server: ours to close */
-} gw_ws;
+};
 
 struct ws_client {
     gw_ws *g;
@@ -40,8 +40,6 @@ struct ws_client {
     hub_sub *sub;
     ws_client *prev, *next;
 };
-
-static gw_ws the_gw; /* one per serve (the endpoint must outlive the server) */
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -52,8 +50,8 @@ static void send_json(ws_client *c, json_t *j)
     if (!s) return;
     size_t n = strlen(s);
     if (ax_ws_send_text(c->ws, s, n) >= 0) {
-        c->g->sv->gw[GW_WS].bytes_out += n;
-        c->g->sv->gw[GW_WS].msgs_out++;
+        GW_ADD(c->g->sv->gw[GW_WS].bytes_out, n);
+        GW_ADD(c->g->sv->gw[GW_WS].msgs_out, 1);
     }
     free(s);
 }
@@ -91,8 +89,8 @@ static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
     ax_slice *frame = hub_msg_encoding(m, ENC_WS, encode_ws, NULL);
     if (!frame) return true;
     gw_stats *st = &c->g->sv->gw[GW_WS];
-    st->msgs_out++;
-    st->bytes_out += ax_slice_len(frame);
+    GW_ADD(st->msgs_out, 1);
+    GW_ADD(st->bytes_out, ax_slice_len(frame));
     return ax_ws_send_shared(c->ws, frame) == 0;
 }
 
@@ -264,8 +262,8 @@ static void on_open(ax_ws *ws)
     if (g->clients) g->clients->prev = c;
     g->clients = c;
     ax_ws_set_data(ws, c);
-    g->sv->gw[GW_WS].conns++;
-    g->sv->gw[GW_WS].accepted++;
+    GW_ADD(g->sv->gw[GW_WS].conns, 1);
+    GW_ADD(g->sv->gw[GW_WS].accepted, 1);
     json_t *hello = json_pack("{s:s,s:s}", "type", "welcome", "server", "axon " AXON_VERSION);
     send_json(c, hello);
 }
@@ -275,8 +273,8 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     ws_client *c = ax_ws_data(ws);
     if (!c || !c->sub) return;
     gw_stats *st = &c->g->sv->gw[GW_WS];
-    st->bytes_in += len;
-    st->msgs_in++;
+    GW_ADD(st->bytes_in, len);
+    GW_ADD(st->msgs_in, 1);
     if (binary) { /* topic \n payload */
         const char *nl = memchr(data, '\n', len);
         char topic[HUB_MAX_TOPIC + 1];
@@ -297,7 +295,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     json_error_t je;
     json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(o)) {
-        st->errors++;
+        GW_ADD(st->errors, 1);
         reply_error(c, NULL, o ? "a request is a JSON object" : je.text);
     } else {
         request(c, o);
@@ -321,7 +319,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     else
         c->g->clients = c->next;
     if (c->next) c->next->prev = c->prev;
-    c->g->sv->gw[GW_WS].conns--;
+    GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
     hub_sub_free(c->sub);
     ax_free(c);
 }
@@ -329,9 +327,9 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
 static const ax_ws_cbs ws_cbs = {
     .on_open = on_open, .on_message = on_message, .on_drain = on_drain, .on_close = on_close};
 
-void gw_ws_stop(bool now)
+void gw_ws_stop(gw_ws *g, bool now)
 {
-    for (ws_client *c = the_gw.clients; c; c = c->next) {
+    for (ws_client *c = g ? g->clients : NULL; c; c = c->next) {
         hub_sub_free(c->sub); /* nothing more is delivered */
         c->sub = NULL;
         if (now)
@@ -341,21 +339,34 @@ void gw_ws_stop(bool now)
     }
 }
 
-size_t gw_ws_count(void)
+size_t gw_ws_count(const gw_ws *g)
 {
     size_t n = 0;
-    for (ws_client *c = the_gw.clients; c; c = c->next)
+    for (ws_client *c = g ? g->clients : NULL; c; c = c->next)
         n++;
     return n;
 }
 
-int gw_ws_start(serve *sv, ax_http_server *srv)
+void gw_ws_free(gw_ws *g)
 {
-    gw_ws *g = &the_gw;
+    ax_free(g); /* after gw_ws_count() is 0 and the HTTP server is gone */
+}
+
+gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
+{
+    gw_ws *g = ax_calloc(1, sizeof(*g));
+    if (!g) {
+        *err = AX_ENOMEM;
+        return NULL;
+    }
     g->sv = sv;
     g->opts = (ax_ws_opts){.max_message = sv->cfg->max_payload * 4 / 3 + 4096,
                            .ping_interval_ms = 30000,
                            .deflate = true};
     g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
-    return ax_ws_route(srv, "/ws", &g->ep);
+    if ((*err = ax_ws_route(srv, "/ws", &g->ep)) != 0) {
+        ax_free(g);
+        return NULL;
+    }
+    return g;
 }

@@ -16,6 +16,10 @@ enum gw_kind { GW_LINE, GW_UDP, GW_HTTP, GW_SSE, GW_WS, GW_COUNT };
 /* Encoding cache slots of hub_msg (one per wire format). */
 enum { ENC_LINE = 0, ENC_SSE = 1, ENC_WS = 2, ENC_UDP = 3 };
 
+/* Counters are shared by the gateways of every thread. */
+#define GW_ADD(field, n) __atomic_add_fetch(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+#define GW_SUB(field, n) __atomic_sub_fetch(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+
 typedef struct gw_stats {
     uint64_t conns;    /* open now */
     uint64_t accepted; /* since start */
@@ -40,6 +44,7 @@ typedef struct serve_cfg {
     size_t sub_budget, max_payload;
     uint32_t udp_lease_s;
     uint32_t max_line;
+    int threads; /* loops sharing the ports (SO_REUSEPORT) */
     bool log_json, quiet;
 } serve_cfg;
 
@@ -52,12 +57,19 @@ typedef struct serve {
     hub *hub;
     ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
     const serve_cfg *cfg;
-    gw_stats gw[GW_COUNT];
+    gw_stats *gw; /* [GW_COUNT], shared by the threads */
     int64_t started_ms;
     gw_line *line;
     gw_udp *udp;
     gw_http *http;
+    int index;         /* thread number; 0: the main thread */
+    ax_timer *stopper; /* workers: drives their shutdown */
+    uint64_t stop_by;
+    bool aborted, done;
 } serve;
+
+/* Listener options for this thread: several threads share each port. */
+ax_listen_opts serve_listen_opts(const serve *sv);
 
 /* Each returns NULL with a sentence in `why` when it cannot listen. */
 gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len);
@@ -87,9 +99,13 @@ ax_http_server *gw_http_server(gw_http *g);
  * shutdown: gw_ws_stop(false) sends every client a close (1001), the loop
  * runs until gw_ws_count() is 0 or time is up, gw_ws_stop(true) resets
  * the rest (their on_close comes on the next turn). */
-int gw_ws_start(serve *sv, ax_http_server *srv);
-void gw_ws_stop(bool now);
-size_t gw_ws_count(void);
+typedef struct gw_ws gw_ws;
+gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err);
+void gw_ws_stop(gw_ws *g, bool now);
+size_t gw_ws_count(const gw_ws *g);
+void gw_ws_free(gw_ws *g);
+/* The WebSocket gateway under an HTTP gateway. */
+gw_ws *gw_http_ws(gw_http *g);
 /* The browser pages (web/, compiled in): /, /dashboard and their assets. */
 int gw_pages_start(serve *sv, ax_http_server *srv);
 
