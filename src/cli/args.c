@@ -1,6 +1,7 @@
 /* args.c: option values the subcommands share. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -17,10 +18,14 @@ int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *
     return 0;
 }
 
-int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
-                   ax_tls_ctx **out)
+int cli_tls_server(const char *cmd, const char *const *urls, int n, const char *cert,
+                   const char *key, ax_tls_ctx **out)
 {
+    const char *scheme = NULL;
     *out = NULL;
+    for (int i = 0; i < n && !scheme; i++)
+        if (strncmp(urls[i], "tls://", 6) == 0 || strncmp(urls[i], "wss://", 6) == 0)
+            scheme = urls[i][0] == 't' ? "tls://" : "wss://";
     if (!scheme) return 0;
     if (!cert) {
         fprintf(stderr,

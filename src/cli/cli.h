@@ -18,12 +18,11 @@ int cmd_get(int argc, char **argv);
  * returned. */
 int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *ms);
 
-/* The server TLS context for --cert/--key into *out, when `scheme` (that
- * of the first URL needing one, "tls://" or "wss://") is not NULL; *out
- * stays NULL otherwise.  On failure (no --cert, unreadable files) a
- * sentence goes to stderr ("axon CMD: tls:// needs --cert ...") and -1 is
- * returned. */
-int cli_tls_server(const char *cmd, const char *scheme, const char *cert, const char *key,
-                   ax_tls_ctx **out);
+/* The server TLS context for --cert/--key into *out when one of the n
+ * `urls` is tls:// or wss://; *out stays NULL otherwise.  On failure (no
+ * --cert, unreadable files) a sentence goes to stderr ("axon CMD: tls://
+ * needs --cert ...") and -1 is returned. */
+int cli_tls_server(const char *cmd, const char *const *urls, int n, const char *cert,
+                   const char *key, ax_tls_ctx **out);
 
 #endif

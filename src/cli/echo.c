@@ -147,16 +147,6 @@ static int setup(ax_loop *loop, int index, void *ud)
     return 0;
 }
 
-/* One TLS server context for every tls:// (and wss://) URL and thread. */
-static int make_tls(echo_cfg *cfg)
-{
-    const char *scheme = NULL;
-    for (int i = 0; i < cfg->n_urls && !scheme; i++)
-        if (strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0)
-            scheme = strncmp(cfg->urls[i], "tls://", 6) == 0 ? "tls://" : "wss://";
-    return cli_tls_server("echo", scheme, cfg->cert, cfg->key, &cfg->tls);
-}
-
 static void keepalive(ax_timer *t, void *ud)
 {
     (void)t, (void)ud;
@@ -209,7 +199,10 @@ int cmd_echo(int argc, char **argv)
         help(stderr);
         return 2;
     }
-    if (make_tls(&cfg) != 0) return 1;
+    /* one TLS server context for every tls:// (and wss://) URL and thread */
+    if (cli_tls_server("echo", (const char *const *)cfg.urls, cfg.n_urls, cfg.cert, cfg.key,
+                       &cfg.tls) != 0)
+        return 1;
     /* The main thread's loop only waits for signals; workers do the I/O
      * (with one thread, the main loop does both). */
     int err;

@@ -323,22 +323,13 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
     return 0;
 }
 
-/* One TLS server context for every tls:// (and wss://) URL and thread. */
-static int make_tls(http_cfg *cfg)
-{
-    const char *scheme = NULL;
-    for (int i = 0; i < cfg->n_urls && !scheme; i++)
-        if (strncmp(cfg->urls[i], "tls://", 6) == 0 || strncmp(cfg->urls[i], "wss://", 6) == 0)
-            scheme = strncmp(cfg->urls[i], "tls://", 6) == 0 ? "tls://" : "wss://";
-    return cli_tls_server("http", scheme, cfg->cert, cfg->key, &cfg->tls);
-}
-
 int cmd_http(int argc, char **argv)
 {
     http_cfg cfg = {.root = ".", .threads = 1};
     int rc = parse_args(argc, argv, &cfg);
     if (rc) return rc == 1 ? 0 : rc;
-    if (make_tls(&cfg) != 0) return 1;
+    /* one TLS server context for every tls:// (and wss://) URL and thread */
+    if (cli_tls_server("http", cfg.urls, cfg.n_urls, cfg.cert, cfg.key, &cfg.tls) != 0) return 1;
     ax_http_server *servers[256] = {0};
     cfg.servers = servers;
     int err;

@@ -2,7 +2,7 @@
 """HTTPS and wss:// listeners (ax_http_listen_tls): curl over https against
 `axon http --cert --key --listen tls://` (static files, a range, keep-alive
 reuse, a large file written through TLS, http and https side by side,
-pipelined requests over one TLS session), Python `websockets` over wss://
+--threads 2, pipelined requests over one TLS session), Python `websockets` over wss://
 against `axon echo wss://`, and clients that do not trust the certificate
 refused."""
 
@@ -48,10 +48,10 @@ CERT, KEY = setup()
 LISTENING = re.compile(r"on (tls|tcp)://127\.0\.0\.1:(\d+) \((\w+)\)")
 
 
-def start_http(*urls):
+def start_http(*urls, extra=()):
     """axon http on the given URL templates ({port} filled in); the ports."""
     ports = [axtest.free_port() for _ in urls]
-    args = [axon_bin(), "http", "--root", ROOT, "--cert", CERT, "--key", KEY]
+    args = [axon_bin(), "http", "--root", ROOT, "--cert", CERT, "--key", KEY] + list(extra)
     for u, p in zip(urls, ports):
         args += ["--listen", u.format(port=p)]
     proc = Proc(args)
@@ -138,6 +138,14 @@ def http_and_https_side_by_side():
     t.ok(r.returncode != 0 or not r.stdout.startswith(b"<h1>"), "plain HTTP on the TLS port")
     r = curl("--cacert", CERT, https(sec))
     t.eq(r.stdout, b"<h1>secure</h1>\n", "https still fine after the bad client")
+
+
+@t.test
+def two_threads_share_one_context():
+    _, (port,) = start_http("tls://127.0.0.1:{port}", extra=["--threads", "2"])
+    for i in range(6):  # separate connections, spread over both loops
+        r = curl("--cacert", CERT, https(port, "/small.bin"))
+        t.eq(r.stdout, SMALL, "request %d" % i)
 
 
 @t.test

@@ -549,7 +549,7 @@ static int start_head(ax_http_req *r, int status, int64_t content_length, const 
         if (rc < 0) return rc;
         p = buf;
     } else {
-        p = put(p, r->xh, r->xh_len);
+        if (r->xh_len) p = put(p, r->xh, r->xh_len);
     }
     if (ct && !in_place && (size_t)(buf + sizeof buf - p) < ct_len + 16 + TAIL_MAX) {
         int rc = out_write(r, buf, (size_t)(p - buf));
