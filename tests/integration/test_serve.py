@@ -308,6 +308,50 @@ def nul_bytes_and_late_names():
          "a name given after subscribe joins the room")
 
 
+@t.test
+def threads_share_one_hub():
+    """--threads 2: clients land on both loops (SO_REUSEPORT), one hub: every
+    subscriber gets every message once, in order; shutdown drains both."""
+    import asyncio
+    import websockets
+    srv = Serve("--threads", "2")
+    n_subs, n_msgs = 16, 150
+
+    async def sub():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "subscribe", "topic": "t/mt", "id": 1}))
+            await ws.recv()
+            seqs = []
+            while len(seqs) < n_msgs:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if m.get("type") == "message":
+                    seqs.append(m["seq"])
+            return seqs
+
+    async def pubs():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
+            await ws.recv()
+            for i in range(n_msgs):
+                await ws.send(json.dumps({"type": "publish", "topic": "t/mt", "payload": str(i)}))
+
+    async def main():
+        subs = [asyncio.ensure_future(sub()) for _ in range(n_subs)]
+        while metric(srv, 'axon_connections{gateway="websocket"}') != n_subs:
+            await asyncio.sleep(0.05)
+        await pubs()
+        return await asyncio.gather(*subs)
+    res = asyncio.run(main())
+    t.ok(all(r == list(range(1, n_msgs + 1)) for r in res), "every subscriber, every message, in order")
+    t.eq(metric(srv, "axon_hub_delivered_total"), float(n_subs * n_msgs), "deliveries")
+    a, b = nc_client(srv, "one"), nc_client(srv, "two")  # the line chat on both loops too
+    a.p.stdin.write(b"across loops\n")
+    a.p.stdin.flush()
+    b.wait_output(lambda o: b"[lobby] one: across loops\n" in o, what="line -> line")
+    srv.signal(15)
+    t.eq(srv.wait(10), 0, "exit status after SIGTERM%s" % srv.err_note())
+
+
 TMP = tempfile.mkdtemp(prefix="axon-serve-test-")
 with open(os.path.join(TMP, "lease.conf"), "w") as f:
     f.write("# short UDP leases for the test\nudp_lease 1\n")
