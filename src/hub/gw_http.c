@@ -14,6 +14,7 @@
 
 #include <axon/alloc.h>
 
+#include "proto/http/server_internal.h"
 #include "serve.h"
 
 #define SSE_PING_MS 15000
@@ -41,34 +42,15 @@ struct sse_client {
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode (and '+' as space when `plus`) into out; -1 when it does
- * not fit or holds a NUL or a bad escape. */
+/* Percent-decode (and '+' as space when `plus`) into out, with the HTTP
+ * server's decoder; -1 when it does not fit or holds a NUL or a bad escape. */
 static int decode(const char *in, size_t n, char *out, size_t cap, bool plus)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval(in[i + 1]) : -1, lo = i + 2 < n ? hexval(in[i + 2]) : -1;
-            if (hi < 0 || lo < 0) return -1;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        } else if (c == '+' && plus) {
-            c = ' ';
-        }
-        if (c == '\0' || o + 1 >= cap) return -1;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return (int)o;
+    if (n >= cap) return -1; /* decoding never makes it longer */
+    memcpy(out, in, n);
+    for (size_t i = 0; plus && i < n; i++) /* before decoding: %2B stays a '+' */
+        if (out[i] == '+') out[i] = ' ';
+    return (int)ax__http_path_decode(out, n, out); /* in place: it only shrinks */
 }
 
 /* The decoded value of query parameter `name` (the first one), or -1;

@@ -375,6 +375,13 @@ static const ax_conn_cbs line_cbs = {.on_open = on_open,
                                      .on_end = on_end,
                                      .on_close = on_close};
 
+/* A line plus its newline may wait for the rest; a slow reader may have
+ * 4 MiB queued before the connection gives up on it. */
+static ax_conn_opts line_conn_opts(const serve *sv, ax_tls_ctx *tls)
+{
+    return (ax_conn_opts){.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20, .tls = tls};
+}
+
 gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
 {
     gw_line *g = ax_calloc(1, sizeof(*g));
@@ -385,7 +392,7 @@ gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
     g->kind = K_GATEWAY;
     g->sv = sv;
     int err = 0;
-    ax_conn_opts co = {.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20};
+    ax_conn_opts co = line_conn_opts(sv, NULL);
     ax_listen_opts lo = serve_listen_opts(sv);
     g->ls = url ? ax_listen_ex(sv->loop, url, &line_cbs, &co, &lo, g, &err) : NULL;
     if (url && !g->ls) {
@@ -404,8 +411,7 @@ const char *gw_line_addr(gw_line *g, char *buf, size_t len)
 int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
 {
     int err = 0;
-    ax_conn_opts co = {
-        .max_input = g->sv->cfg->max_line + 2, .output_cap = 4u << 20, .tls = g->sv->tls};
+    ax_conn_opts co = line_conn_opts(g->sv, g->sv->tls);
     ax_listen_opts lo = serve_listen_opts(g->sv);
     g->tls_ls = ax_listen_ex(g->sv->loop, url, &line_cbs, &co, &lo, g, &err);
     if (!g->tls_ls) snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));

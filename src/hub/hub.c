@@ -29,6 +29,7 @@
 
 #include "hub.h"
 #include "map.h"
+#include "proto/ws/utf8.h"
 
 typedef struct node node;
 typedef struct entry entry;
@@ -220,25 +221,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool is_utf8(const char *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p, *e = s + n;
-    while (s < e) {
-        unsigned c = *s++;
-        int more = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-        if (more < 0 || (c == 0xc0 || c == 0xc1) || c > 0xf4 || e - s < more) return false;
-        unsigned cp = more ? c & (0x3fu >> more) : c;
-        for (int i = 0; i < more; i++, s++) {
-            if ((*s & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (*s & 0x3fu);
-        }
-        if ((more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return false;
-    }
-    return true;
-}
-
 /* ---- names ----------------------------------------------------------------- */
 
 static bool name_ok(const char *t, size_t len, bool wild)
@@ -258,7 +240,7 @@ static bool name_ok(const char *t, size_t len, bool wild)
             if (!alone || (c == '#' && i + 1 != len)) return false;
         }
     }
-    return is_utf8(t, len);
+    return ax_utf8_valid(t, len);
 }
 
 bool hub_topic_valid(const char *t, size_t len)
@@ -407,7 +389,7 @@ static void q_keep_latest(hub_sub *s, const hub_msg *m)
 static void over_budget(hub_sub *s, const hub_msg *m)
 {
     hub *h = s->h;
-    int policy = rule_for(h, m->topic)->policy;
+    int policy = m->policy;
     if (policy == HUB_DISCONNECT) {
         s->dead = true; /* no more deliveries; the gateway frees it */
         h->st.kicked++;
@@ -512,7 +494,7 @@ static void sub_push_local(hub_sub *s, hub_msg *m)
     s->qtail = &q->next;
     s->qbytes += msg_cost(m);
     /* keep-latest holds one message per topic whenever the wire is behind */
-    if (rule_for(s->h, m->topic)->policy == HUB_KEEP_LATEST) q_keep_latest(s, m);
+    if (m->policy == HUB_KEEP_LATEST) q_keep_latest(s, m);
     if (s->qbytes > s->budget) over_budget(s, m);
 }
 
@@ -642,6 +624,7 @@ static void presence_event(hub *h, htopic *room, int kind, const char *name)
 {
     hub_msg *m = hub__msg_new(room->name, room->len, name, NULL, 0);
     if (!m) return;
+    m->policy = (int8_t)room->rule->policy;
     m->kind = (uint8_t)kind;
     m->seq = room->last_seq;
     m->time_ms = now_ms();
@@ -777,6 +760,7 @@ static void replay(hub_sub *s, htopic *t, int64_t since)
         hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
         if (g) {
             g->kind = HUB_GAP;
+            g->policy = (int8_t)t->rule->policy;
             g->seq = first;
             g->time_ms = now_ms();
             sub_push(s, g);
@@ -890,7 +874,7 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
         *err = AX_ENOMEM;
         return 0;
     }
-    m->binary = !is_utf8(payload, len);
+    m->binary = !ax_utf8_valid(payload, len);
     m->origin = origin ? origin->id : 0;
     lock(h);
     htopic *t = topic_get(h, name, tl, true);
@@ -899,6 +883,7 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
         *err = AX_ENOMEM;
     } else {
         seq = m->seq = ++t->last_seq;
+        m->policy = (int8_t)t->rule->policy;
         m->time_ms = now_ms();
         history_add(t, hub_msg_ref(m));
         history_trim(h, t, m->time_ms);
@@ -1017,7 +1002,8 @@ static void load_msg(hub_msg *m, void *ud)
         hub_msg_unref(m);
         return;
     }
-    m->binary = !is_utf8(m->payload, m->payload_len);
+    m->binary = !ax_utf8_valid(m->payload, m->payload_len);
+    m->policy = (int8_t)t->rule->policy;
     history_add(t, m);
 }
 

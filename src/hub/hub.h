@@ -50,6 +50,7 @@ typedef struct hub_msg {
     size_t payload_len, topic_len, sender_len;
     bool binary;                  /* not valid UTF-8 text */
     uint64_t origin;              /* hub_sub_id() of the publisher, 0: none */
+    int8_t policy;                /* its topic's slow-consumer policy (hub.c) */
     ax_slice *enc[HUB_ENC_SLOTS]; /* encodings, made on first use */
     struct hub_msg *next;         /* history list (hub.c) */
 } hub_msg;
