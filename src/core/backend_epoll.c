@@ -87,5 +87,5 @@ static int ep_wait(ax_loop *loop, int timeout_ms)
 }
 
 const ax__backend ax__backend_epoll = {
-    "epoll", true, ep_init, ep_destroy, ep_add, ep_mod, ep_del, ep_wait,
+    "epoll", true, ep_init, ep_destroy, ep_add, ep_mod, ep_del, ep_wait, false,
 };

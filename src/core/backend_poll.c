@@ -116,5 +116,5 @@ static int pl_wait(ax_loop *loop, int timeout_ms)
 }
 
 const ax__backend ax__backend_poll = {
-    "poll", false, pl_init, pl_destroy, pl_add, pl_mod, pl_del, pl_wait,
+    "poll", false, pl_init, pl_destroy, pl_add, pl_mod, pl_del, pl_wait, false,
 };

@@ -3,6 +3,7 @@
 #include "internal.h"
 #include "tls.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,7 +38,16 @@ enum {
     F_RDHUP = 1u << 15,  /* edge mode: the peer's FIN is queued behind the data */
     /* TLS: handshaking, on_open waits for it */
     F_HANDSHAKE = 1u << 16,
+    F_RING = 1u << 17,     /* io_uring: receive and send in the ring */
+    F_CB_DONE = 1u << 18,  /* on_close has run: free once the ring is done */
+    F_EOF_HELD = 1u << 19, /* ring: the peer's FIN came while paused */
+    /* ring: paused once, so flow-controlled: receive a buffer at a time,
+     * as epoll reads, so little arrives between a pause and its effect */
+    F_ONESHOT = 1u << 20,
 };
+
+/* The ring receive's state (F_RING). */
+enum { RS_IDLE, RS_ARMED, RS_CANCEL };
 
 struct ax_conn {
     ax__handle h;
@@ -61,6 +71,9 @@ struct ax_conn {
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
     ax__tls *tls;          /* TLS session (tls.c), freed after on_close */
     ax__pending *pending;  /* resolving a name: no fd yet (dns.c) */
+    ax__uop rop, sop;      /* ring: the multishot receive, the send in flight */
+    uint8_t rstate;        /* RS_* */
+    bool sbusy;            /* ring: the queue's first nodes are the kernel's */
 };
 
 static void conn_io(ax_loop *loop, ax__io *io, unsigned revents);
@@ -71,6 +84,12 @@ static void tls_read(ax_conn *c);
 static void tls_progress(ax_conn *c);
 static int tls_writev(ax_conn *c, const struct iovec *iov, int n);
 static void tls_close_notify(ax_conn *c);
+static void tls_input(ax_conn *c, char *buf, ssize_t n);
+static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more);
+static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more);
+static void ring_flush(ax_conn *c);
+static void update_interest(ax_conn *c);
+static bool wants_input(const ax_conn *c);
 
 void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o)
 {
@@ -112,6 +131,11 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0) |
                (lim->no_delay ? F_NODELAY : 0);
     c->last_active = loop->now;
+    if (loop->backend->ring) {
+        c->flags |= F_RING;
+        c->rop.cb = ring_recv_done;
+        c->sop.cb = ring_send_done;
+    }
     if (fd < 0) { /* a pending connect (dns.c): no socket yet */
         c->io.fd = -1;
         c->flags |= F_PARKED;
@@ -119,6 +143,15 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
         return c;
     }
     if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
+    if ((c->flags & F_RING) && !connecting) { /* no readiness: the ring receives */
+        c->io.fd = fd;
+        c->io.cb = conn_io;
+        c->flags |= F_PARKED;
+        ax__handle_add(loop, &c->h, AX__H_CONN);
+        arm_timer(c);
+        update_interest(c);
+        return c;
+    }
     unsigned ev = connecting ? AX__OUT : AX__IN;
     if (loop->backend->edge) {
         c->flags |= F_EDGE;
@@ -168,9 +201,31 @@ int ax__conn_attach(ax_conn *c, int fd, bool tcp)
 
 /* ---- interest ------------------------------------------------------------ */
 
+/* The ring keeps one multishot receive going while input is wanted; an
+ * unwanted one is cancelled, and a wanted one that is still ending is
+ * armed again by ring_recv_done. */
+static void ring_interest(ax_conn *c)
+{
+    bool want = wants_input(c);
+    if (want && c->rstate == RS_IDLE) {
+        if (ax__ring_recv(c->loop, &c->rop, c->io.fd, !(c->flags & F_ONESHOT)) != 0) {
+            conn_finish(c, AX_ENOMEM, false);
+            return;
+        }
+        c->rstate = RS_ARMED;
+    } else if (!want && c->rstate == RS_ARMED) {
+        ax__ring_cancel(c->loop, &c->rop);
+        c->rstate = RS_CANCEL;
+    }
+}
+
 static void update_interest(ax_conn *c)
 {
     if ((c->flags & (F_CLOSED | F_EDGE)) || c->io.fd < 0) return;
+    if ((c->flags & (F_RING | F_CONNECTING)) == F_RING) {
+        ring_interest(c);
+        return;
+    }
     unsigned ev = 0;
     if (c->flags & F_CONNECTING) {
         ev = AX__OUT;
@@ -262,6 +317,15 @@ static void deliver(ax_conn *c, char *data, size_t len);
 
 static void conn_read(ax_conn *c);
 
+/* The memory goes once on_close has run, no next-iteration work is queued
+ * and the ring holds no operation of this connection. */
+static void conn_release(ax_conn *c)
+{
+    if ((c->flags & F_CB_DONE) && !c->again.queued && !c->deferred.queued &&
+        c->rstate == RS_IDLE && !c->sbusy)
+        ax_free(c);
+}
+
 static void conn_deferred(ax_loop *loop, ax__deferred *d)
 {
     ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
@@ -269,7 +333,37 @@ static void conn_deferred(ax_loop *loop, ax__deferred *d)
     if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
     ax__tls_free(c->tls);
     c->tls = NULL;
-    if (!c->again.queued) ax_free(c); /* else conn_again frees it */
+    c->flags |= F_CB_DONE;
+    conn_release(c);
+}
+
+static void ring_eof(ax_conn *c);
+
+/* Offer input kept across a pause in pieces the size of a read, as it
+ * would have come had it stayed in the socket (the ring may have taken in
+ * megabytes before the pause landed).  A piece on_data leaves a part of
+ * is followed by everything, in case a message spans it. */
+#define KEPT_PIECE AX__READ_BUF
+static void deliver_kept(ax_conn *c)
+{
+    size_t off = 0;
+    while (c->in_len - off > KEPT_PIECE && !(c->flags & F_PAUSED)) {
+        size_t used = c->cbs->on_data ? c->cbs->on_data(c, c->in + off, KEPT_PIECE) : KEPT_PIECE;
+        if (c->flags & F_CLOSED) return;
+        off += used;
+        if (used < KEPT_PIECE) break;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= (uint32_t)off;
+    }
+    if (c->in_len && !(c->flags & F_PAUSED)) {
+        deliver(c, NULL, 0);
+    } else if (!c->in_len) {
+        ax_free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
 }
 
 /* Next-iteration work: input kept across a pause is offered again, and an
@@ -280,14 +374,30 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
     ax_conn *c = AX__CONTAINER(d, ax_conn, again);
     (void)loop;
     if (c->flags & F_CLOSED) {
-        if (!c->deferred.queued) ax_free(c); /* on_close has run */
+        conn_release(c);
         return;
     }
     if (c->flags & F_PAUSED) return;
     if ((c->flags & F_REDELIVER) && c->in_len) {
         c->flags &= ~F_REDELIVER;
-        deliver(c, NULL, 0);
+        deliver_kept(c);
         if (c->flags & (F_CLOSED | F_PAUSED)) return;
+    }
+    if (c->flags & F_RING) { /* the ring reads on by itself */
+        if (c->tls) {
+            tls_progress(c); /* plaintext the engine kept across a pause */
+            if (c->flags & (F_CLOSED | F_PAUSED)) return;
+        }
+        if (c->flags & F_EOF_HELD) {
+            c->flags &= ~F_EOF_HELD;
+            if (c->tls)
+                tls_input(c, NULL, 0);
+            else
+                ring_eof(c);
+            return;
+        }
+        update_interest(c); /* a receive that ran out of buffers */
+        return;
     }
     if (((c->flags & F_EDGE) || c->tls) && !(c->flags & (F_PEER_EOF | F_CLOSING))) conn_read(c);
 }
@@ -307,9 +417,14 @@ static void conn_finish(ax_conn *c, int reason, bool rst)
         setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
-    if (c->io.fd >= 0) close(c->io.fd);
+    if (c->rstate == RS_ARMED) {
+        ax__ring_cancel(c->loop, &c->rop);
+        c->rstate = RS_CANCEL;
+    }
+    if (c->sbusy) ax__ring_cancel(c->loop, &c->sop);
+    if (c->io.fd >= 0) close(c->io.fd); /* the ring keeps its own reference */
     c->io.fd = -1;
-    free_queue(c);
+    if (!c->sbusy) free_queue(c); /* else the kernel may still read it */
     ax_free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -506,7 +621,114 @@ static void conn_read(ax_conn *c)
     }
 }
 
+/* ---- reading in the ring -------------------------------------------------- */
+
+/* Keep input that came while paused, for the resume to offer.  The ring
+ * goes on receiving until the cancellation lands, at most what the socket
+ * had buffered (which epoll would have left in the kernel): that is not
+ * input on_data refused, so max_input does not apply, only a hard bound. */
+#define KEPT_SLACK (16u * 1024 * 1024)
+static void keep_input(ax_conn *c, const char *buf, size_t n)
+{
+    if ((size_t)c->in_len + n > (size_t)c->max_input + KEPT_SLACK) {
+        conn_finish(c, AX_EMSGSIZE, true);
+        return;
+    }
+    if (!in_reserve(c, (size_t)c->in_len + n)) {
+        conn_finish(c, AX_ENOMEM, true);
+        return;
+    }
+    memcpy(c->in + c->in_len, buf, n);
+    c->in_len += (uint32_t)n;
+    c->flags |= F_REDELIVER;
+}
+
+/* Bytes the ring received: the counterpart of conn_read after its recv. */
+static void ring_input(ax_conn *c, char *buf, size_t n)
+{
+    c->bytes_in += (uint64_t)n;
+    c->last_active = c->loop->now;
+    if (c->flags & F_LINGER) return; /* discarded until the peer's FIN */
+    if (c->tls) {
+        tls_input(c, buf, (ssize_t)n);
+        return;
+    }
+    if (c->flags & F_PAUSED) { /* came before the cancel took effect */
+        keep_input(c, buf, n);
+        return;
+    }
+    if (c->flags & (F_CLOSING | F_PEER_EOF)) return;
+    if (c->in_len) {
+        if (!in_reserve(c, (size_t)c->in_len + n)) {
+            conn_finish(c, AX_ENOMEM, true);
+            return;
+        }
+        memcpy(c->in + c->in_len, buf, n);
+        c->in_len += (uint32_t)n;
+        deliver_kept(c); /* (what came while paused may be large) */
+    } else {
+        deliver(c, buf, n);
+    }
+}
+
+static void ring_eof(ax_conn *c)
+{
+    if (c->flags & F_LINGER) {
+        conn_finish(c, c->reason, false);
+    } else if (c->tls) {
+        tls_input(c, NULL, 0);
+    } else if (c->flags & F_PAUSED) {
+        c->flags |= F_EOF_HELD; /* after the kept input, on resume */
+    } else if (c->flags & F_CLOSING) {
+        c->flags |= F_PEER_EOF; /* no linger needed once flushed */
+    } else {
+        peer_eof(c);
+    }
+}
+
+static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
+{
+    ax_conn *c = AX__CONTAINER(op, ax_conn, rop);
+    if (!more) c->rstate = RS_IDLE;
+    if (c->flags & F_CLOSED) {
+        if (!more) conn_release(c);
+        return;
+    }
+    if (res > 0) {
+        ring_input(c, buf, (size_t)res);
+    } else if (res == 0) {
+        ring_eof(c);
+    } else if (res == -ENOBUFS) { /* the pool ran dry: try again next time round */
+        ax__defer_later(loop, &c->again, conn_again);
+        return;
+    } else if (res != -ECANCELED) {
+        conn_finish(c, (c->flags & F_LINGER) ? c->reason : res, false);
+    }
+    if (!more && !(c->flags & F_CLOSED)) update_interest(c);
+}
+
 /* ---- writing ------------------------------------------------------------- */
+
+/* `done` bytes of the queue reached the kernel. */
+static void consume(ax_conn *c, size_t done)
+{
+    c->bytes_out += done;
+    c->queued -= done;
+    c->last_active = c->loop->now;
+    while (done) {
+        wnode *w = c->wq_head;
+        if (done < w->len) {
+            w->data += done;
+            w->len -= done;
+            break;
+        }
+        done -= w->len;
+        c->wq_head = w->next;
+        ax_slice_unref(w->slice);
+        ax_free(w);
+    }
+    if (!c->wq_head) c->wq_tail = &c->wq_head;
+}
 
 /* Write as much of the queue as the kernel takes.  0 or a negative code. */
 static int flush(ax_conn *c)
@@ -526,23 +748,7 @@ static int flush(ax_conn *c)
             if (errno == EINTR) continue;
             return errno == EAGAIN ? 0 : -errno;
         }
-        size_t done = (size_t)r;
-        c->bytes_out += done;
-        c->queued -= done;
-        c->last_active = c->loop->now;
-        while (done) {
-            wnode *w = c->wq_head;
-            if (done < w->len) {
-                w->data += done;
-                w->len -= done;
-                break;
-            }
-            done -= w->len;
-            c->wq_head = w->next;
-            ax_slice_unref(w->slice);
-            ax_free(w);
-        }
-        if (!c->wq_head) c->wq_tail = &c->wq_head;
+        consume(c, (size_t)r);
         if ((size_t)r < want) return 0;
     }
     return 0;
@@ -574,8 +780,54 @@ static void after_flush(ax_conn *c)
     }
 }
 
+/* Hand the queue's head to the ring, unless a send is already out. */
+static void ring_flush(ax_conn *c)
+{
+    if (c->sbusy || !c->wq_head || (c->flags & (F_CLOSED | F_CONNECTING))) return;
+    struct iovec iov[IOV_BATCH];
+    int n = 0;
+    for (wnode *w = c->wq_head; w && n < IOV_BATCH; w = w->next, n++) {
+        iov[n].iov_base = (void *)w->data;
+        iov[n].iov_len = w->len;
+    }
+    if (ax__ring_send(c->loop, &c->sop, c->io.fd, iov, n) != 0) {
+        conn_finish(c, AX_ENOMEM, false);
+        return;
+    }
+    c->sbusy = true;
+}
+
+static void after_flush(ax_conn *c);
+
+static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
+{
+    ax_conn *c = AX__CONTAINER(op, ax_conn, sop);
+    (void)loop, (void)buf, (void)more;
+    c->sbusy = false;
+    if (c->flags & F_CLOSED) {
+        free_queue(c);
+        conn_release(c);
+        return;
+    }
+    if (res == -EAGAIN || res == -EINTR) {
+        ring_flush(c);
+        return;
+    }
+    if (res <= 0) {
+        conn_finish(c, res ? res : AX_EPIPE, false);
+        return;
+    }
+    consume(c, (size_t)res);
+    ring_flush(c);
+    after_flush(c);
+}
+
 static void on_writable(ax_conn *c)
 {
+    if ((c->flags & F_RING) && (c->flags & F_CONNECTED)) {
+        ring_flush(c);
+        return;
+    }
     int rc = flush(c);
     if (rc < 0) {
         conn_finish(c, rc, false);
@@ -603,7 +855,10 @@ static int enqueue(ax_conn *c, wnode *w)
         conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
-    if (was_empty) update_interest(c);
+    if (c->flags & F_RING)
+        ring_flush(c);
+    else if (was_empty)
+        update_interest(c);
     if (c->queued > c->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
@@ -615,7 +870,8 @@ static int enqueue(ax_conn *c, wnode *w)
  * send() and no allocation.  Returns bytes taken or a negative code. */
 static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
 {
-    if (c->wq_head || !(c->flags & F_CONNECTED)) return 0;
+    /* (the ring sends everything, batched into the next submission) */
+    if (c->wq_head || !(c->flags & F_CONNECTED) || (c->flags & F_RING)) return 0;
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do
@@ -729,6 +985,11 @@ static void connect_done(ax_conn *c)
     c->flags = (c->flags & ~F_CONNECTING) | F_CONNECTED;
     c->last_active = c->loop->now;
     if ((c->flags & (F_TCP | F_NODELAY)) == (F_TCP | F_NODELAY)) ax__set_nodelay(c->io.fd, true);
+    if ((c->flags & F_RING) && !(c->flags & F_PARKED)) { /* from readiness to the ring */
+        c->loop->backend->del(c->loop, &c->io);
+        c->io.events = 0;
+        c->flags |= F_PARKED;
+    }
     update_interest(c);
     arm_timer(c);
     if (c->tls) { /* on_open waits for the handshake */
@@ -756,7 +1017,7 @@ static void conn_io(ax_loop *loop, ax__io *io, unsigned revents)
     if (c->flags & F_CONNECTING) {
         if (!(revents & (AX__OUT | AX__ERR | AX__HUP))) return;
         connect_done(c); /* then read what may have come with it */
-        if (c->flags & (F_CLOSED | F_CONNECTING)) return;
+        if (c->flags & (F_CLOSED | F_CONNECTING | F_RING)) return;
     }
     if (((revents & AX__OUT) || (revents & (AX__ERR | AX__HUP))) && c->wq_head) {
         on_writable(c);
@@ -770,7 +1031,7 @@ static void conn_io(ax_loop *loop, ax__io *io, unsigned revents)
 void ax_conn_pause(ax_conn *c)
 {
     if (c->flags & (F_CLOSED | F_LINGER)) return;
-    c->flags |= F_PAUSED;
+    c->flags |= F_PAUSED | F_ONESHOT;
     update_interest(c);
 }
 
@@ -781,7 +1042,8 @@ void ax_conn_resume(ax_conn *c)
     update_interest(c);
     if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
     /* (TLS may hold decrypted input the socket no longer signals) */
-    if (c->in_len || (c->flags & F_EDGE) || c->tls) ax__defer_later(c->loop, &c->again, conn_again);
+    if (c->in_len || (c->flags & (F_EDGE | F_EOF_HELD)) || c->tls)
+        ax__defer_later(c->loop, &c->again, conn_again);
 }
 
 bool ax_conn_paused(const ax_conn *c)
@@ -991,7 +1253,30 @@ static void tls_progress(ax_conn *c)
     tls_drain(c);
 }
 
-/* Ciphertext from the socket into the engine, then whatever it allows. */
+/* Ciphertext (n > 0), the peer's FIN (n == 0) or nothing new (n < 0)
+ * into the engine, then whatever it allows. */
+static void tls_input(ax_conn *c, char *buf, ssize_t n)
+{
+    if (n > 0 && ax__tls_feed(c->tls, buf, (size_t)n) != 0) {
+        conn_finish(c, AX_ENOMEM, true);
+        return;
+    }
+    tls_progress(c);
+    /* EOF counts once the plaintext before it is delivered (a paused
+     * connection sees it again when resumed: epoll reads it again, the
+     * ring holds it). */
+    if (n == 0 && (c->flags & (F_RING | F_PAUSED | F_CLOSED)) == (F_RING | F_PAUSED))
+        c->flags |= F_EOF_HELD;
+    if (n != 0 || (c->flags & (F_CLOSED | F_PEER_EOF | F_PAUSED))) return;
+    if (c->flags & F_HANDSHAKE) {
+        ax__tls_set_detail(c->tls, "TLS handshake failed: the peer closed the connection");
+        conn_finish(c, AX_ETLS, false);
+        return;
+    }
+    peer_eof(c);
+}
+
+/* Ciphertext from the socket (readiness backends). */
 static void tls_read(ax_conn *c)
 {
     char *buf = c->loop->rbuf;
@@ -1001,24 +1286,11 @@ static void tls_read(ax_conn *c)
         c->last_active = c->loop->now;
         if ((c->flags & F_EDGE) && ((size_t)n == AX__READ_BUF || (c->flags & F_RDHUP)))
             ax__defer_later(c->loop, &c->again, conn_again);
-        if (ax__tls_feed(c->tls, buf, (size_t)n) != 0) {
-            conn_finish(c, AX_ENOMEM, true);
-            return;
-        }
     } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
         conn_finish(c, -errno, false);
         return;
     }
-    tls_progress(c);
-    /* EOF counts once the plaintext before it is delivered (a paused
-     * connection sees it again when resumed). */
-    if (n != 0 || (c->flags & (F_CLOSED | F_PEER_EOF | F_PAUSED))) return;
-    if (c->flags & F_HANDSHAKE) {
-        ax__tls_set_detail(c->tls, "TLS handshake failed: the peer closed the connection");
-        conn_finish(c, AX_ETLS, false);
-        return;
-    }
-    peer_eof(c);
+    tls_input(c, buf, n);
 }
 
 int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)

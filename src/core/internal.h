@@ -35,6 +35,15 @@ struct ax__io {
     ax__io_cb cb;
 };
 
+/* An operation in the io_uring backend's ring, named by its address.  cb
+ * runs for each completion: res is the byte count or -errno, buf the
+ * received bytes (lent for the call only), more whether further
+ * completions of the same operation follow. */
+typedef struct ax__uop ax__uop;
+struct ax__uop {
+    void (*cb)(ax_loop *loop, ax__uop *op, int res, char *buf, bool more);
+};
+
 typedef struct ax__backend {
     const char *name;
     bool edge; /* honours AX__EDGE */
@@ -46,10 +55,25 @@ typedef struct ax__backend {
     /* Wait and call ax__io_dispatch for each ready io.  Returns the number
      * dispatched or a negative code. */
     int (*wait)(ax_loop *loop, int timeout_ms);
+    /* Stream connections do their I/O through ax__ring_* (io_uring) and
+     * use add/mod/del only while connecting. */
+    bool ring;
 } ax__backend;
 
 extern const ax__backend ax__backend_epoll;
 extern const ax__backend ax__backend_poll;
+#ifdef AXON_HAVE_URING
+extern const ax__backend ax__backend_uring;
+#endif
+
+/* backend_uring.c: stream I/O in the ring (loop->backend->ring only).
+ * A multishot recv completes again and again until a completion comes
+ * without `more`; a single one receives one buffer.
+ * send takes the bytes as they are at submission; they must stay put
+ * until its completion.  cancel ends an operation early. */
+int ax__ring_recv(ax_loop *loop, ax__uop *op, int fd, bool multishot);
+int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, int n);
+void ax__ring_cancel(ax_loop *loop, ax__uop *op);
 
 typedef struct ax__link {
     struct ax__link *prev, *next;

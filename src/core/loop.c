@@ -10,12 +10,19 @@
 
 static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents);
 
-static const ax__backend *pick_backend(const char *name)
+/* The default is io_uring where the build and the kernel have it (see
+ * ax_loop_new), else epoll. */
+static const ax__backend *pick_backend(const char *name, bool *fallback)
 {
     if (!name) name = getenv("AXON_BACKEND");
-    if (!name || !*name) return &ax__backend_epoll;
+    *fallback = !name || !*name;
+#ifdef AXON_HAVE_URING
+    if (*fallback || strcmp(name, "uring") == 0) return &ax__backend_uring;
+#endif
+    if (*fallback) return &ax__backend_epoll;
     if (strcmp(name, "epoll") == 0) return &ax__backend_epoll;
     if (strcmp(name, "poll") == 0) return &ax__backend_poll;
+    if (strcmp(name, "uring") == 0) *fallback = false; /* not built in */
     return NULL;
 }
 
@@ -41,7 +48,8 @@ void ax__handle_remove(ax_loop *loop, ax__handle *h)
 ax_loop *ax_loop_new(const char *backend, int *err)
 {
     int rc = AX_ENOMEM;
-    const ax__backend *be = pick_backend(backend);
+    bool fallback;
+    const ax__backend *be = pick_backend(backend, &fallback);
     if (!be) {
         rc = AX_EINVAL;
         goto fail;
@@ -55,7 +63,12 @@ ax_loop *ax_loop_new(const char *backend, int *err)
     loop->now = ax__monotonic_ms();
     loop->rbuf = ax_malloc(AX__READ_BUF);
     if (!loop->rbuf) goto fail_loop;
-    if ((rc = be->init(loop)) != 0) goto fail_rbuf;
+    if ((rc = be->init(loop)) != 0) {
+        /* no io_uring here (an old kernel, or a seccomp policy): epoll */
+        if (!fallback || be == &ax__backend_epoll) goto fail_rbuf;
+        loop->backend = be = &ax__backend_epoll;
+        if ((rc = be->init(loop)) != 0) goto fail_rbuf;
+    }
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd == -1) {
         rc = ax__err();
