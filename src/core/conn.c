@@ -321,8 +321,8 @@ static void conn_read(ax_conn *c);
  * and the ring holds no operation of this connection. */
 static void conn_release(ax_conn *c)
 {
-    if ((c->flags & F_CB_DONE) && !c->again.queued && !c->deferred.queued &&
-        c->rstate == RS_IDLE && !c->sbusy)
+    if ((c->flags & F_CB_DONE) && !c->again.queued && !c->deferred.queued && c->rstate == RS_IDLE &&
+        !c->sbusy)
         ax_free(c);
 }
 

@@ -573,6 +573,14 @@ int ax_http_start(ax_http_req *r, int status, int64_t content_length)
     return start_head(r, status, content_length, NULL, 0);
 }
 
+/* Two results of writes in a row: an error wins, then "above the high
+ * watermark" (1), which a later batched write must not hide. */
+static int worst(int a, int b)
+{
+    if (a < 0 || b < 0) return a < 0 ? a : b;
+    return a > b ? a : b;
+}
+
 int ax_http_write(ax_http_req *r, const void *data, size_t len)
 {
     if (!(r->flags & F_STARTED)) return AX_EINVAL;
@@ -592,8 +600,8 @@ int ax_http_write(ax_http_req *r, const void *data, size_t len)
         *p++ = tmp[--n];
     p = PUTS(p, "\r\n");
     int rc = out_write(r, line, (size_t)(p - line));
-    if (rc >= 0) rc = out_write(r, data, len);
-    if (rc >= 0) rc = out_write(r, "\r\n", 2);
+    if (rc >= 0) rc = worst(rc, out_write(r, data, len));
+    if (rc >= 0) rc = worst(rc, out_write(r, "\r\n", 2));
     return rc;
 }
 
@@ -609,12 +617,9 @@ int ax_http_write_slice(ax_http_req *r, ax_slice *sl, size_t off, size_t len)
         int n = snprintf(line, sizeof line, "%zx\r\n", len);
         rc = out_write(r, line, (size_t)n);
     }
-    if (rc >= 0) rc = batch_flush(r); /* what is batched goes first */
-    if (rc >= 0) rc = ax_conn_write_slice(r->conn, sl, off, len);
-    if (rc >= 0 && (r->flags & F_CHUNKED)) {
-        int rc2 = out_write(r, "\r\n", 2);
-        if (rc2 != 0) rc = rc2;
-    }
+    if (rc >= 0) rc = worst(rc, batch_flush(r)); /* what is batched goes first */
+    if (rc >= 0) rc = worst(rc, ax_conn_write_slice(r->conn, sl, off, len));
+    if (rc >= 0 && (r->flags & F_CHUNKED)) rc = worst(rc, out_write(r, "\r\n", 2));
     return rc;
 }
 
