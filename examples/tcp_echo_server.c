@@ -22,7 +22,7 @@ int main(int argc, char **argv)
     char where[AX_ADDR_STRLEN];
     int err;
 
-    ax_loop *loop = ax_loop_new(NULL, &err); /* epoll, or AXON_BACKEND=poll */
+    ax_loop *loop = ax_loop_new(NULL, &err); /* uring or epoll; AXON_BACKEND picks */
     if (!loop) {
         fprintf(stderr, "tcp_echo_server: %s\n", ax_strerror(err));
         return 1;

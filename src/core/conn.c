@@ -16,8 +16,57 @@ typedef struct wnode {
     struct wnode *next;
     ax_slice *slice;
     const char *data;
-    size_t len;
+    uint32_t len;
+    bool small; /* a NODE_SMALL block, recycled through the loop's cache */
 } wnode;
+
+/* Small nodes (a slice reference, or a few hundred bytes: an echo, an HTTP
+ * response, a chat line) are kept for reuse, up to NODE_CACHE per loop:
+ * with the ring every write is queued, and this makes that cost no
+ * allocation. */
+#define NODE_SMALL 256
+#define NODE_CACHE 1024
+
+static wnode *node_new(ax_loop *loop, size_t payload)
+{
+    wnode *w;
+    if (payload > NODE_SMALL - sizeof(wnode)) {
+        if (!(w = ax_malloc(sizeof(*w) + payload))) return NULL;
+        w->small = false;
+        return w;
+    }
+    if (loop->node_cache) {
+        w = loop->node_cache;
+        loop->node_cache = w->next;
+        loop->node_cached--;
+    } else if (!(w = ax_malloc(NODE_SMALL))) {
+        return NULL;
+    }
+    w->small = true;
+    return w;
+}
+
+static void node_free(ax_loop *loop, wnode *w)
+{
+    ax_slice_unref(w->slice);
+    if (w->small && loop->node_cached < NODE_CACHE) {
+        w->next = loop->node_cache;
+        loop->node_cache = w;
+        loop->node_cached++;
+        return;
+    }
+    ax_free(w);
+}
+
+void ax__conn_cache_free(ax_loop *loop)
+{
+    while (loop->node_cache) {
+        wnode *w = loop->node_cache;
+        loop->node_cache = w->next;
+        ax_free(w);
+    }
+    loop->node_cached = 0;
+}
 
 enum {
     F_CONNECTING = 1u << 0,
@@ -304,8 +353,7 @@ static void free_queue(ax_conn *c)
     wnode *n = c->wq_head;
     while (n) {
         wnode *next = n->next;
-        ax_slice_unref(n->slice);
-        ax_free(n);
+        node_free(c->loop, n);
         n = next;
     }
     c->wq_head = NULL;
@@ -341,34 +389,36 @@ static void ring_eof(ax_conn *c);
 
 /* Offer input kept across a pause in pieces the size of a read, as it
  * would have come had it stayed in the socket (the ring may have taken in
- * megabytes before the pause landed).  A piece on_data leaves a part of
- * is followed by everything, in case a message spans it. */
+ * megabytes before the pause landed).  What on_data leaves of a piece
+ * starts the next one; a piece it takes nothing of grows, for a message
+ * longer than a piece.  A pause stops the offers; input left over that
+ * nobody paused for counts against max_input, as in deliver(). */
 #define KEPT_PIECE AX__READ_BUF
 static void deliver_kept(ax_conn *c)
 {
-    size_t off = 0;
-    while (c->in_len - off > KEPT_PIECE && !(c->flags & F_PAUSED)) {
-        size_t used = c->cbs->on_data ? c->cbs->on_data(c, c->in + off, KEPT_PIECE) : KEPT_PIECE;
+    size_t off = 0, piece = KEPT_PIECE;
+    while (off < c->in_len && !(c->flags & F_PAUSED)) {
+        size_t left = c->in_len - off, n = left < piece ? left : piece;
+        size_t used = c->cbs->on_data ? c->cbs->on_data(c, c->in + off, n) : n;
         if (c->flags & F_CLOSED) return;
+        if (used > n) used = n;
         off += used;
-        if (used < KEPT_PIECE) break;
+        if (n == left) break; /* all offered: the rest waits for more bytes */
+        piece = used ? KEPT_PIECE : piece * 2;
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= (uint32_t)off;
     }
-    if (c->in_len && !(c->flags & F_PAUSED)) {
-        deliver(c, NULL, 0);
-    } else if (!c->in_len) {
+    if (!c->in_len) {
         ax_free(c->in);
         c->in = NULL;
         c->in_cap = 0;
+    } else if (!(c->flags & F_PAUSED) && c->in_len > c->max_input) {
+        conn_finish(c, AX_EMSGSIZE, true);
     }
 }
 
-/* Next-iteration work: input kept across a pause is offered again, and an
- * edge-triggered socket whose read budget ran out (or that was resumed) is
- * read again, since no new edge will come for bytes already there. */
 static void conn_again(ax_loop *loop, ax__deferred *d)
 {
     ax_conn *c = AX__CONTAINER(d, ax_conn, again);
@@ -719,13 +769,12 @@ static void consume(ax_conn *c, size_t done)
         wnode *w = c->wq_head;
         if (done < w->len) {
             w->data += done;
-            w->len -= done;
+            w->len -= (uint32_t)done;
             break;
         }
         done -= w->len;
         c->wq_head = w->next;
-        ax_slice_unref(w->slice);
-        ax_free(w);
+        node_free(c->loop, w);
     }
     if (!c->wq_head) c->wq_tail = &c->wq_head;
 }
@@ -900,12 +949,13 @@ static int write_raw(ax_conn *c, const struct iovec *iov, int n)
     if (done < 0) return (int)done;
     if ((size_t)done == total) return 0;
     size_t rest = total - (size_t)done;
-    wnode *w = ax_malloc(sizeof(*w) + rest);
+    if (rest > UINT32_MAX) return AX_ENOMEM; /* (the cap closes far sooner) */
+    wnode *w = node_new(c->loop, rest);
     if (!w) return AX_ENOMEM;
     char *p = (char *)(w + 1);
     w->slice = NULL;
     w->data = p;
-    w->len = rest;
+    w->len = (uint32_t)rest;
     size_t skip = (size_t)done;
     for (int i = 0; i < n; i++) {
         size_t l = iov[i].iov_len;
@@ -944,11 +994,12 @@ int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
     ssize_t done = try_direct(c, &iov, 1);
     if (done < 0) return (int)done;
     if ((size_t)done == len) return 0;
-    wnode *w = ax_malloc(sizeof(*w));
+    if (len - (size_t)done > UINT32_MAX) return AX_ENOMEM; /* (the cap closes far sooner) */
+    wnode *w = node_new(c->loop, 0);
     if (!w) return AX_ENOMEM;
     w->slice = ax_slice_ref(s);
     w->data = (const char *)iov.iov_base + done;
-    w->len = len - (size_t)done;
+    w->len = (uint32_t)(len - (size_t)done);
     return enqueue(c, w);
 }
 

@@ -133,6 +133,9 @@ struct ax_loop {
 
     /* the per-loop read buffer every stream read lands in */
     char *rbuf;
+    /* small write-queue nodes kept for reuse (conn.c) */
+    void *node_cache;
+    unsigned node_cached;
     /* UDP receive batch, allocated on first use */
     void *udp_batch;
 
@@ -166,6 +169,7 @@ void ax__make_nonblocking_cloexec(int fd);
 
 /* closing any handle, used by ax_loop_free */
 void ax__conn_close_handle(ax__handle *h);
+void ax__conn_cache_free(ax_loop *loop);
 void ax__listener_close_handle(ax__handle *h);
 void ax__udp_close_handle(ax__handle *h);
 void ax__udp_batch_free(ax_loop *loop);

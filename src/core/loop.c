@@ -405,7 +405,8 @@ void ax_loop_free(ax_loop *loop)
         ax_free(p);
         p = next;
     }
-    loop->backend->destroy(loop);
+    loop->backend->destroy(loop); /* (may free the last connections) */
+    ax__conn_cache_free(loop);
     ax__udp_batch_free(loop);
     ax_free(loop->rbuf);
     ax_free(loop);
