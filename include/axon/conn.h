@@ -118,6 +118,10 @@ AX_API int ax_conn_write(ax_conn *c, const void *data, size_t len);
 /* Queue `len` bytes of slice `s` from `off` without copying; takes its own
  * reference.  Same returns as ax_conn_write. */
 AX_API int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len);
+/* Queue `n` whole slices in order without copying (one gather write when
+ * the socket takes them at once): a frame shared by many recipients.  Same
+ * returns as ax_conn_write. */
+AX_API int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n);
 /* Queue several buffers at once (one writev when the queue is empty). */
 struct iovec;
 AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n);

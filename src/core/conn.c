@@ -17,55 +17,67 @@ typedef struct wnode {
     ax_slice *slice;
     const char *data;
     uint32_t len;
-    bool small; /* a NODE_SMALL block, recycled through the loop's cache */
+    uint8_t cls; /* size class (block of 256 << cls bytes), NODE_BIG if none */
 } wnode;
 
-/* Small nodes (a slice reference, or a few hundred bytes: an echo, an HTTP
- * response, a chat line) are kept for reuse, up to NODE_CACHE per loop:
- * with the ring every write is queued, and this makes that cost no
- * allocation. */
-#define NODE_SMALL 256
-#define NODE_CACHE 1024
+/* Nodes come in power-of-two blocks from 256 bytes to 64 KiB, and freed
+ * ones are kept per loop for reuse, up to NODE_CACHE_BYTES per class: with
+ * the ring every write is queued until its send completes, and this makes
+ * that cost no allocation (an echo, an HTTP response, a 16 KiB piece of a
+ * streamed body).  Larger writes are allocated as they come. */
+#define NODE_MIN_SHIFT 8
+#define NODE_BIG 0xffu
+#define NODE_CACHE_BYTES (1u << 20)
 
 static wnode *node_new(ax_loop *loop, size_t payload)
 {
+    size_t total = sizeof(wnode) + payload;
+    unsigned cls = 0;
+    while (cls < AX__NODE_CLASSES && ((size_t)1 << (cls + NODE_MIN_SHIFT)) < total)
+        cls++;
     wnode *w;
-    if (payload > NODE_SMALL - sizeof(wnode)) {
-        if (!(w = ax_malloc(sizeof(*w) + payload))) return NULL;
-        w->small = false;
+    if (cls == AX__NODE_CLASSES) {
+        if (!(w = ax_malloc(total))) return NULL;
+        w->cls = NODE_BIG;
         return w;
     }
-    if (loop->node_cache) {
-        w = loop->node_cache;
-        loop->node_cache = w->next;
-        loop->node_cached--;
-    } else if (!(w = ax_malloc(NODE_SMALL))) {
+    size_t size = (size_t)1 << (cls + NODE_MIN_SHIFT);
+    if ((w = loop->node_cache[cls])) {
+        loop->node_cache[cls] = w->next;
+        loop->node_cache_bytes[cls] -= (uint32_t)size;
+    } else if (!(w = ax_malloc(size))) {
         return NULL;
     }
-    w->small = true;
+    w->cls = (uint8_t)cls;
     return w;
 }
 
 static void node_free(ax_loop *loop, wnode *w)
 {
     ax_slice_unref(w->slice);
-    if (w->small && loop->node_cached < NODE_CACHE) {
-        w->next = loop->node_cache;
-        loop->node_cache = w;
-        loop->node_cached++;
-        return;
+    unsigned cls = w->cls;
+    if (cls != NODE_BIG) {
+        uint32_t size = 1u << (cls + NODE_MIN_SHIFT);
+        if (loop->node_cache_bytes[cls] + size <= NODE_CACHE_BYTES) {
+            w->next = loop->node_cache[cls];
+            loop->node_cache[cls] = w;
+            loop->node_cache_bytes[cls] += size;
+            return;
+        }
     }
     ax_free(w);
 }
 
 void ax__conn_cache_free(ax_loop *loop)
 {
-    while (loop->node_cache) {
-        wnode *w = loop->node_cache;
-        loop->node_cache = w->next;
-        ax_free(w);
+    for (unsigned cls = 0; cls < AX__NODE_CLASSES; cls++) {
+        while (loop->node_cache[cls]) {
+            wnode *w = loop->node_cache[cls];
+            loop->node_cache[cls] = w->next;
+            ax_free(w);
+        }
+        loop->node_cache_bytes[cls] = 0;
     }
-    loop->node_cached = 0;
 }
 
 enum {
@@ -1001,6 +1013,47 @@ int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
     w->data = (const char *)iov.iov_base + done;
     w->len = (uint32_t)(len - (size_t)done);
     return enqueue(c, w);
+}
+
+int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    for (int first = 0; first < n;) {
+        int k = n - first < IOV_BATCH ? n - first : IOV_BATCH;
+        struct iovec iov[IOV_BATCH];
+        for (int i = 0; i < k; i++) {
+            iov[i].iov_base = ax_slice_data(s[first + i]);
+            iov[i].iov_len = ax_slice_len(s[first + i]);
+        }
+        if (c->tls) { /* encrypting copies anyway */
+            rc = tls_writev(c, iov, k);
+            if (rc < 0) return rc;
+            first += k;
+            continue;
+        }
+        ssize_t done = try_direct(c, iov, k);
+        if (done < 0) return (int)done;
+        size_t skip = (size_t)done;
+        for (int i = 0; i < k; i++, first++) {
+            size_t len = iov[i].iov_len;
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            if (len - skip > UINT32_MAX) return AX_ENOMEM;
+            wnode *w = node_new(c->loop, 0);
+            if (!w) return AX_ENOMEM;
+            w->slice = ax_slice_ref(s[first]);
+            w->data = (const char *)iov[i].iov_base + skip;
+            w->len = (uint32_t)(len - skip);
+            skip = 0;
+            int e = enqueue(c, w);
+            if (e < 0) return e;
+            if (e > rc) rc = e;
+        }
+    }
+    return rc;
 }
 
 size_t ax_conn_queued(const ax_conn *c)

@@ -14,6 +14,7 @@
 #include <axon/axon.h>
 
 #define AX__READ_BUF (64 * 1024)
+#define AX__NODE_CLASSES 9 /* write-queue node sizes: 256 B .. 64 KiB */
 
 /* Interest and readiness bits, backend-neutral. */
 #define AX__IN 0x1u
@@ -133,9 +134,9 @@ struct ax_loop {
 
     /* the per-loop read buffer every stream read lands in */
     char *rbuf;
-    /* small write-queue nodes kept for reuse (conn.c) */
-    void *node_cache;
-    unsigned node_cached;
+    /* write-queue nodes kept for reuse, per size class (conn.c) */
+    void *node_cache[AX__NODE_CLASSES];
+    uint32_t node_cache_bytes[AX__NODE_CLASSES];
     /* UDP receive batch, allocated on first use */
     void *udp_batch;
 

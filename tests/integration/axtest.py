@@ -310,6 +310,26 @@ class Lines:
         self.sock.close()
 
 
+def sanitized():
+    """Whether the build under test carries ASan."""
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            return "AXON_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+def flat_memory_env():
+    """The environment for a process whose RSS a test bounds: under ASan,
+    its quarantine (256 MiB of freed memory held back from reuse) is off,
+    or any allocation churn would look like growth."""
+    env = dict(os.environ)
+    if sanitized():
+        opts = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "quarantine_size_mb=0"
+    return env
+
+
 def rss_kb(pid):
     """A process's resident set size in KiB (0 when it is gone)."""
     try:

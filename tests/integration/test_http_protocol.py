@@ -21,11 +21,11 @@ with open(os.path.join(ROOT, "b.txt"), "w") as f:
 
 
 class Http(axtest.Proc):
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.port = axtest.free_port()
         super().__init__([axtest.axon_bin(), "http", "--root", ROOT, "--listen",
                           "tcp://127.0.0.1:%d" % self.port, "--echo", "/echo",
-                          "--stream-echo", "/stream"] + list(args))
+                          "--stream-echo", "/stream"] + list(args), env=env)
         deadline = time.monotonic() + axtest.TIMEOUT
         while "serving" not in self.stderr():
             if time.monotonic() > deadline or not self.running():
@@ -79,7 +79,7 @@ def streamed_upload_with_backpressure():
     """48 MB up and back through --stream-echo: the body is never held
     whole, so the server's memory stays flat; both Content-Length and
     chunked uploads."""
-    s = Http()
+    s = Http(env=axtest.flat_memory_env())
     path = os.path.join(ROOT, "upload.bin")
     block = os.urandom(1 << 20)
     with open(path, "wb") as f:

@@ -218,25 +218,15 @@ static int above_high(const ax_ws *ws)
     return ax_conn_queued(ws->conn) > ws->o.high_watermark ? 1 : 0;
 }
 
-/* The corked shared frames of `ws`, in order: one writev when nothing is
- * queued (a backlog would only copy them), else zero-copy references. */
+/* The corked shared frames of `ws`, in order: one gather write, and what
+ * the socket does not take at once stays queued as references. */
 static int pend_flush(ax_ws *ws)
 {
-    int n = ws->npend, rc = 0;
+    int n = ws->npend;
     if (!n) return 0;
     ws->npend = 0;
     ws->pend_bytes = 0;
-    if (ax_conn_queued(ws->conn) == 0) {
-        struct iovec iov[PEND_MAX];
-        for (int i = 0; i < n; i++) {
-            iov[i].iov_base = ax_slice_data(ws->pend[i]);
-            iov[i].iov_len = ax_slice_len(ws->pend[i]);
-        }
-        rc = ax_conn_writev(ws->conn, iov, n);
-    } else {
-        for (int i = 0; i < n && rc >= 0; i++)
-            rc = ax_conn_write_slice(ws->conn, ws->pend[i], 0, ax_slice_len(ws->pend[i]));
-    }
+    int rc = ax_conn_write_slices(ws->conn, ws->pend, n);
     for (int i = 0; i < n; i++)
         ax_slice_unref(ws->pend[i]);
     return rc;
