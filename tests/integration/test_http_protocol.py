@@ -2,7 +2,10 @@
 """test_http_protocol: the HTTP/1.1 server's connection handling: pipelining
 over a raw socket, request bodies (Content-Length, chunked via curl -T -),
 413, 100-continue, HTTP/1.0, the parser's error answers with
-Connection: close, idle keep-alive timeout, and examples/http_hello."""
+Connection: close, idle keep-alive and body timeouts, the Date field, and
+examples/http_hello."""
+import email.utils
+import datetime
 import hashlib
 import os
 import socket
@@ -216,6 +219,96 @@ def idle_keepalive_timeout():
     took = time.monotonic() - start
     t.ok(got.endswith(b"AAAA\n"), "answered first")
     t.ok(0.3 < took < 3, "idle connection closed after %.2f s" % took)
+
+
+def read_response(sock, timeout=axtest.TIMEOUT):
+    """One response with a Content-Length body from a keep-alive socket:
+    (head, body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        c = sock.recv(65536)
+        if not c:
+            raise axtest.Failure("closed before a response head: %r" % data[:200])
+        data += c
+    head, _, rest = data.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.lower() == b"content-length":
+            n = int(v)
+    while len(rest) < n:
+        c = sock.recv(65536)
+        if not c:
+            raise axtest.Failure("closed inside a body: %r" % rest[:200])
+        rest += c
+    if len(rest) > n:
+        raise axtest.Failure("more than one response: %r" % rest[n:n + 100])
+    return head, rest
+
+
+def header(head, name):
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name.lower():
+            return v.strip().decode()
+    return None
+
+
+@t.test
+def body_timeout_408():
+    """--body-timeout 300: a body that stops after 2 of 10 bytes gets 408
+    and a close about 0.3 s after its last byte (the default is 30 s); one
+    that keeps coming, a byte every 0.1 s, is answered."""
+    s = Http("--body-timeout", "300")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+    start = time.monotonic()
+    got = read_until_close(sock, timeout=5)
+    took = time.monotonic() - start
+    t.ok(got.startswith(b"HTTP/1.1 408 "), "stalled body answered %r" % got[:80])
+    t.ok(b"Connection: close" in got, "408 closes: %r" % got[:200])
+    t.ok(0.2 <= took <= 2.0, "closed %.2f s after the last byte" % took)
+    sock.close()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n"
+                 b"Connection: close\r\n\r\n")
+    start = time.monotonic()
+    for b in b"slowly":
+        time.sleep(0.1)
+        sock.sendall(bytes([b]))
+    got = read_until_close(sock, timeout=5)
+    t.ok(time.monotonic() - start >= 0.6, "the trickle took its time")
+    t.ok(got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nslowly"),
+         "trickled body answered %r" % got[-200:])
+
+
+@t.test
+def date_header_current_and_moving():
+    """Date on one keep-alive connection: now (within 2 s), and a second
+    later it has moved on (the server caches it, but not for too long)."""
+    s = Http()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, body = read_response(sock)
+    t.eq(body, b"AAAA\n", "first body")
+    d1 = header(head, b"Date")
+    t.ok(d1 is not None, "no Date in %r" % head)
+    t.ok(d1.endswith(" GMT"), "Date in GMT: %r" % d1)
+    when1 = email.utils.parsedate_to_datetime(d1)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    t.ok(abs((now - when1).total_seconds()) <= 2, "Date %r, now %s" % (d1, now))
+    time.sleep(1.1)
+    sock.sendall(b"GET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, body = read_response(sock)
+    t.eq(body, b"BB\n", "second body on the same connection")
+    d2 = header(head, b"Date")
+    t.ok(d2 is not None, "no Date in the second head %r" % head)
+    when2 = email.utils.parsedate_to_datetime(d2)
+    t.ok(when2 > when1, "Date moved forward: %r then %r" % (d1, d2))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    t.ok(abs((now - when2).total_seconds()) <= 2, "second Date %r, now %s" % (d2, now))
+    sock.close()
 
 
 @t.test
