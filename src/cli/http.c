@@ -44,7 +44,7 @@ static void help(FILE *out)
             "  -a, --access-log         one line per request on stdout (Common Log Format)\n"
             "      --log-format F       access log format: common, combined or json\n"
             "      --header-timeout S   seconds a request head may take to arrive; default 10\n"
-            "      --body-timeout MS    ms a request body may pause (then 408); default 30000\n"
+            "      --body-timeout S     seconds a request body may pause (then 408); default 30\n"
             "      --idle-timeout S     seconds an idle keep-alive connection stays; default 60\n"
             "      --max-body BYTES     largest request body (413 above); default 1048576\n"
             "      --echo PATH          answer any request below PATH with its own body\n"
@@ -272,18 +272,10 @@ static int parse_args(int argc, char **argv, http_cfg *cfg)
             if (cli_parse_secs("http", "--header-timeout", optarg, &cfg->opts.header_timeout_ms))
                 return 2;
             break;
-        case 'T': {
-            unsigned long ms = strtoul(optarg, &end, 10);
-            if (!*optarg || *end || ms == 0 || ms > 86400000) {
-                fprintf(stderr,
-                        "axon http: --body-timeout wants milliseconds (0 < MS <= 86400000), "
-                        "got '%s'\n",
-                        optarg);
+        case 'T':
+            if (cli_parse_secs("http", "--body-timeout", optarg, &cfg->opts.body_timeout_ms))
                 return 2;
-            }
-            cfg->opts.body_timeout_ms = (uint32_t)ms;
             break;
-        }
         case 'I':
             if (cli_parse_secs("http", "--idle-timeout", optarg, &cfg->opts.idle_timeout_ms))
                 return 2;

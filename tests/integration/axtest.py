@@ -174,12 +174,17 @@ class Proc:
         return "; stderr: %r" % e if e else ""
 
     def wait(self, timeout=TIMEOUT):
-        """Wait for the exit; returns the status (negative: killed by signal)."""
+        """Wait for the exit; returns the status (negative: killed by signal).
+        With capture=True, also for the reader thread to take the last of the
+        pipe, so output() afterwards has everything the program printed."""
         try:
-            return self.p.wait(timeout)
+            rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             raise Failure("%s did not exit within %.1f s" % (os.path.basename(self.args[0]),
                                                            timeout))
+        if hasattr(self, "_reader"):
+            self._reader.join(TIMEOUT)  # (a child that kept the pipe open: give up)
+        return rc
 
     def running(self):
         return self.p.poll() is None

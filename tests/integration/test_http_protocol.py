@@ -257,10 +257,10 @@ def header(head, name):
 
 @t.test
 def body_timeout_408():
-    """--body-timeout 300: a body that stops after 2 of 10 bytes gets 408
+    """--body-timeout 0.3: a body that stops after 2 of 10 bytes gets 408
     and a close about 0.3 s after its last byte (the default is 30 s); one
     that keeps coming, a byte every 0.1 s, is answered."""
-    s = Http("--body-timeout", "300")
+    s = Http("--body-timeout", "0.3")
     sock = socket.create_connection(("127.0.0.1", s.port))
     sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
     start = time.monotonic()
