@@ -201,8 +201,7 @@ TEST_TIMEOUT(tcp_echo_axon_client, 10)
 TEST(tcp_echo_ipv6)
 {
     if (!tu_have_ipv6()) {
-        printf("# skip: no IPv6 loopback\n");
-        return;
+        SKIP("no IPv6 loopback");
     }
     ax_loop *loop = tu_loop();
     tu_server s;
@@ -888,8 +887,7 @@ TEST(tcp_connect_timeout)
     }
     struct pollfd pp = {.fd = fill[3], .events = POLLOUT};
     if (poll(&pp, 1, 100) != 0) {
-        printf("# skip: the kernel completed a connect to a full accept queue\n");
-        return;
+        SKIP("the kernel completed a connect to a full accept queue");
     }
     ax_loop *loop = tu_loop();
     char url[64];

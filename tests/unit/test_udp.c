@@ -155,8 +155,7 @@ TEST(udp_echo_two_axon_sockets)
 TEST(udp_echo_ipv6)
 {
     if (!tu_have_ipv6()) {
-        printf("# skip: no IPv6 loopback\n");
-        return;
+        SKIP("no IPv6 loopback");
     }
     ax_loop *loop = tu_loop();
     struct urx r = {.echo = 1};
