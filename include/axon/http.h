@@ -55,6 +55,20 @@ typedef void (*ax_http_handler)(ax_http_req *r, void *ud);
  * {"time","remote","request","status","bytes","referer","user_agent"}. */
 enum { AX_HTTP_LOG_COMMON = 0, AX_HTTP_LOG_COMBINED = 1, AX_HTTP_LOG_JSON = 2 };
 
+/* Counters of a server (ax_http_server_stats(), ax_http_opts.stats).  A
+ * connection counts from on_open to its close, or until it is handed to
+ * another protocol (ax_http_upgrade(): the WebSocket bytes after the 101
+ * are not counted here).  A long response (a file, Server-Sent Events) is
+ * an HTTP connection like any other.  Bytes are those ax_conn_bytes_in()
+ * and ax_conn_bytes_out() count, plus what the server writes to the socket
+ * itself (sendfile); for TLS connections as they leave the library. */
+typedef struct ax_http_stats {
+    uint64_t conns_open;     /* open now */
+    uint64_t conns_accepted; /* since the server started */
+    uint64_t requests;       /* handed to a handler (or answered 404/405) */
+    uint64_t bytes_in, bytes_out;
+} ax_http_stats;
+
 /* Server settings; zero fields take the defaults shown. */
 typedef struct ax_http_opts {
     uint64_t max_body;          /* 1 MiB: larger request bodies get 413 */
@@ -65,6 +79,16 @@ typedef struct ax_http_opts {
     FILE *access_log;           /* NULL: off; else one line per response, in: */
     int access_log_format;      /* AX_HTTP_LOG_COMMON (default), _COMBINED or _JSON */
     const char *server_name;    /* "axon": the Server field; "" leaves it out */
+    /* NULL, or counters the server adds its own to, with relaxed atomic
+     * adds, from its loop: several servers (one per loop) may share one,
+     * and any thread may read the fields with __atomic_load_n().  It must
+     * outlive the server; at ax_http_server_free() the server takes its
+     * open connections out of conns_open.  Bytes of an open connection
+     * are added as the server reads and writes, at its close, by
+     * ax_http_server_stats(), and at the latest on the next timeout check
+     * (about a second): a response queued on the connection shows once it
+     * has left. */
+    ax_http_stats *stats;
 } ax_http_opts;
 
 /* A server on `loop`.  NULL when out of memory (code in *err). */
@@ -90,6 +114,11 @@ AX_API ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url,
 /* Close the listeners and every connection (pending responses are dropped;
  * their abort callbacks run).  Call it before ax_loop_free(). */
 AX_API void ax_http_server_free(ax_http_server *s);
+
+/* The server's counters into *out, exact: the bytes its open connections
+ * moved up to now are included (and added to ax_http_opts.stats too).  On
+ * the server's loop only; other threads read a shared ax_http_opts.stats. */
+AX_API void ax_http_server_stats(ax_http_server *s, ax_http_stats *out);
 
 /* Route requests whose method is `method` (NULL: any) and whose path starts
  * with `prefix` at a segment boundary ("/api" matches /api and /api/x, not

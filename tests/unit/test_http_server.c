@@ -460,3 +460,108 @@ TEST(http_mime_types)
     ASSERT_STREQ(ax__http_mime("README", 6), "application/octet-stream");
     ASSERT_STREQ(ax__http_mime("dir.d/file", 10), "application/octet-stream");
 }
+
+/* One keep-alive round trip: the fast handler's body is the path, so the
+ * response is complete once it ends with it. */
+static size_t roundtrip(fixture *f, int fd, const char *path)
+{
+    char req[128], out[1024];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    tu_write_all(fd, req, (size_t)n);
+    size_t got = 0, pl = strlen(path);
+    uint64_t deadline = tu_now_ms() + 5000;
+    while (got < pl || memcmp(out + got - pl, path, pl) != 0 || !strstr(out, "\r\n\r\n")) {
+        ASSERT(tu_now_ms() < deadline);
+        ax_loop_run_once(f->loop, 5);
+        ssize_t k = recv(fd, out + got, sizeof out - 1 - got, MSG_DONTWAIT);
+        ASSERT(k != 0);
+        if (k > 0) got += (size_t)k;
+        out[got] = '\0';
+    }
+    return got;
+}
+
+static size_t up_data(ax_conn *c, const char *d, size_t n)
+{
+    (void)c;
+    (void)d;
+    return n;
+}
+
+static const ax_conn_cbs up_cbs = {.on_data = up_data};
+
+static void upgrader(ax_http_req *r, void *ud)
+{
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    (void)ud;
+    ASSERT_EQ(ax_http_upgrade(r, head, sizeof head - 1, &up_cbs, NULL), 0);
+}
+
+TEST(http_server_stats)
+{
+    fixture f;
+    int err = 0;
+    ax_http_stats shared = {0}, st;
+    memset(&f, 0, sizeof(f));
+    f.loop = tu_loop();
+    ax_http_opts o = {.stats = &shared};
+    f.srv = ax_http_server_new(f.loop, &o, &err);
+    ASSERT(f.srv != NULL);
+    f.l = ax_http_listen(f.srv, "tcp://127.0.0.1:0", NULL, &err);
+    ASSERT(f.l != NULL);
+    ax_http_route(f.srv, "GET", "/", fast, &f);
+    ax_http_route(f.srv, "GET", "/up", upgrader, &f);
+    ax_http_server_stats(f.srv, &st);
+    ASSERT(st.conns_open == 0 && st.conns_accepted == 0 && st.requests == 0 && st.bytes_in == 0);
+
+    int a = tu_connect(ax_listener_addr(f.l), 0), b = tu_connect(ax_listener_addr(f.l), 0);
+    size_t sent = 0, recvd = 0;
+    recvd += roundtrip(&f, a, "/one");
+    recvd += roundtrip(&f, b, "/two");
+    recvd += roundtrip(&f, a, "/three");
+    sent += 3 * strlen("GET  HTTP/1.1\r\nHost: x\r\n\r\n") + strlen("/one/two/three");
+    ax_http_server_stats(f.srv, &st);
+    ASSERT_EQ(st.conns_open, 2);
+    ASSERT_EQ(st.conns_accepted, 2);
+    ASSERT_EQ(st.requests, 3);
+    ASSERT_EQ(st.bytes_in, sent);
+    ASSERT_EQ(st.bytes_out, recvd); /* the server's view of what the client read */
+    /* the shared counters agree once ax_http_server_stats() credited the rest */
+    ASSERT_EQ(__atomic_load_n(&shared.bytes_out, __ATOMIC_RELAXED), recvd);
+    ASSERT_EQ(__atomic_load_n(&shared.conns_open, __ATOMIC_RELAXED), 2);
+
+    uint64_t out_before = st.bytes_out;
+    recvd += roundtrip(&f, b, "/four");
+    ax_http_server_stats(f.srv, &st);
+    ASSERT(st.bytes_out > out_before);
+    ASSERT_EQ(st.requests, 4);
+
+    close(a);
+    RUN_UNTIL(f.loop, (ax_http_server_stats(f.srv, &st), st.conns_open == 1), 2000);
+    ASSERT_EQ(st.conns_accepted, 2);
+    ASSERT_EQ(st.bytes_out, recvd); /* a closed connection's bytes stay */
+
+    /* An upgrade leaves the server: what follows the 101 is not HTTP's. */
+    int c = tu_connect(ax_listener_addr(f.l), 0);
+    const char *up = "GET /up HTTP/1.1\r\nHost: x\r\n\r\nafter";
+    tu_write_all(c, up, strlen(up));
+    RUN_UNTIL(f.loop, (ax_http_server_stats(f.srv, &st), st.requests == 5 && st.conns_open == 1),
+              2000);
+    ASSERT_EQ(st.conns_accepted, 3);
+    ASSERT_EQ(st.bytes_in, sent + strlen("GET /four HTTP/1.1\r\nHost: x\r\n\r\n") + strlen(up) -
+                               strlen("after"));
+    tu_write_all(c, "more websocket bytes", 20);
+    for (int i = 0; i < 10; i++)
+        ax_loop_run_once(f.loop, 5);
+    ax_http_stats st2;
+    ax_http_server_stats(f.srv, &st2);
+    ASSERT_EQ(st2.bytes_in, st.bytes_in);
+
+    ax_http_server_free(f.srv); /* b is still open: it leaves the shared gauge */
+    ASSERT_EQ(__atomic_load_n(&shared.conns_open, __ATOMIC_RELAXED), 0);
+    ASSERT_EQ(__atomic_load_n(&shared.conns_accepted, __ATOMIC_RELAXED), 3);
+    ASSERT_EQ(__atomic_load_n(&shared.bytes_in, __ATOMIC_RELAXED), st.bytes_in);
+    close(b);
+    close(c);
+    ax_loop_free(f.loop);
+}

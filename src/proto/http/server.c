@@ -76,6 +76,7 @@ struct ax_http_server {
     int ndirs;
     ax_timer *sweep;
     ax_http_req *conns; /* every open connection, for timeouts and free */
+    ax_http_stats st;   /* closed connections' bytes and credited live ones */
     ax_http_req *batch_owner;
     size_t out_len;
     uint64_t date_ms; /* loop time of the last clock check */
@@ -130,7 +131,51 @@ struct ax_http_req {
     uint64_t body_seen, body_max;
     const ax_conn_cbs *up_cbs; /* ST_UPGRADED: the protocol taking over */
     void *up_ud;
+    uint64_t acct_in, acct_out; /* connection bytes already in the stats */
+    uint64_t direct_out;        /* written past the connection (send, sendfile) */
 };
+
+/* ---- stats ------------------------------------------------------------- */
+
+/* Written by the owner loop only; atomic because opts.stats may be shared
+ * by the servers of several loops and read by any thread. */
+#define STAT_ADD(s, field, n)                                                                      \
+    do {                                                                                           \
+        __atomic_fetch_add(&(s)->st.field, (uint64_t)(n), __ATOMIC_RELAXED);                       \
+        if ((s)->o.stats)                                                                          \
+            __atomic_fetch_add(&(s)->o.stats->field, (uint64_t)(n), __ATOMIC_RELAXED);             \
+    } while (0)
+#define STAT_SUB(s, field, n) STAT_ADD(s, field, -(uint64_t)(n))
+
+/* Move the bytes the connection moved since the last call into the stats. */
+static void credit(ax_http_req *r)
+{
+    ax_http_server *s = r->srv;
+    if (!s) return;
+    uint64_t in = ax_conn_bytes_in(r->conn), out = ax_conn_bytes_out(r->conn) + r->direct_out;
+    if (in != r->acct_in) STAT_ADD(s, bytes_in, in - r->acct_in);
+    if (out != r->acct_out) STAT_ADD(s, bytes_out, out - r->acct_out);
+    r->acct_in = in;
+    r->acct_out = out;
+}
+
+/* The connection stops counting as this server's (closed, handed over). */
+static void stats_leave(ax_http_req *r)
+{
+    credit(r);
+    STAT_SUB(r->srv, conns_open, 1);
+}
+
+void ax_http_server_stats(ax_http_server *s, ax_http_stats *out)
+{
+    for (ax_http_req *r = s->conns; r; r = r->next)
+        credit(r);
+    out->conns_open = __atomic_load_n(&s->st.conns_open, __ATOMIC_RELAXED);
+    out->conns_accepted = __atomic_load_n(&s->st.conns_accepted, __ATOMIC_RELAXED);
+    out->requests = __atomic_load_n(&s->st.requests, __ATOMIC_RELAXED);
+    out->bytes_in = __atomic_load_n(&s->st.bytes_in, __ATOMIC_RELAXED);
+    out->bytes_out = __atomic_load_n(&s->st.bytes_out, __ATOMIC_RELAXED);
+}
 
 /* ---- output ------------------------------------------------------------ */
 
@@ -586,7 +631,11 @@ int ax_http_write(ax_http_req *r, const void *data, size_t len)
     if (!(r->flags & F_STARTED)) return AX_EINVAL;
     if ((r->flags & F_NO_BODY) || len == 0) return 0;
     r->sent += len;
-    if (!(r->flags & F_CHUNKED)) return out_write(r, data, len);
+    if (!(r->flags & F_CHUNKED)) {
+        int rc = out_write(r, data, len);
+        credit(r);
+        return rc;
+    }
     char line[24], *p = line;
     static const char hex[] = "0123456789abcdef";
     char tmp[20];
@@ -602,6 +651,7 @@ int ax_http_write(ax_http_req *r, const void *data, size_t len)
     int rc = out_write(r, line, (size_t)(p - line));
     if (rc >= 0) rc = worst(rc, out_write(r, data, len));
     if (rc >= 0) rc = worst(rc, out_write(r, "\r\n", 2));
+    credit(r);
     return rc;
 }
 
@@ -620,6 +670,7 @@ int ax_http_write_slice(ax_http_req *r, ax_slice *sl, size_t off, size_t len)
     if (rc >= 0) rc = worst(rc, batch_flush(r)); /* what is batched goes first */
     if (rc >= 0) rc = worst(rc, ax_conn_write_slice(r->conn, sl, off, len));
     if (rc >= 0 && (r->flags & F_CHUNKED)) rc = worst(rc, out_write(r, "\r\n", 2));
+    credit(r);
     return rc;
 }
 
@@ -653,6 +704,7 @@ int ax_http_end(ax_http_req *r)
     if ((r->flags & (F_CHUNKED | F_NO_BODY)) == F_CHUNKED) rc = out_write(r, "0\r\n\r\n", 5);
     log_line(r);
     if (r->srv && r->srv->batch_owner != r) batch_flush(r);
+    credit(r);
     if (!(r->flags & F_IN_HANDLER)) release_request(r);
     r->flags &= ~(unsigned)(F_STARTED | F_CHUNKED | F_NO_BODY);
     next_request(r);
@@ -717,6 +769,7 @@ static int pump_some(ax_http_req *r, const ax__http_seg *g)
         ssize_t n =
             send(ax_conn_fd(r->conn), s->out, s->out_len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
+            r->direct_out += (uint64_t)n;
             memmove(s->out, s->out + n, s->out_len - (size_t)n);
             s->out_len -= (size_t)n;
         }
@@ -729,6 +782,7 @@ static int pump_some(ax_http_req *r, const ax__http_seg *g)
         ssize_t n = sendfile(ax_conn_fd(r->conn), r->fd, &o, want > (1u << 30) ? 1u << 30 : want);
         if (n > 0) {
             r->seg_done += (uint64_t)n;
+            r->direct_out += (uint64_t)n;
             return 0;
         }
         if (n == 0) return AX_EPIPE; /* the file shrank */
@@ -769,6 +823,7 @@ static void pump(ax_http_req *r)
             if (rc == 1 && r->seg_done < g->len) {
                 /* on_drain goes on; a peer that stops reading times out */
                 if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
+                credit(r);
                 return;
             }
         }
@@ -862,6 +917,7 @@ static void dispatch(ax_http_req *r)
     if (s->o.access_log) log_snapshot(r);
     bool wrong_method;
     const route *rt = route_find(s, r, &wrong_method);
+    STAT_ADD(s, requests, 1);
     r->flags |= F_IN_HANDLER;
     if (rt) {
         rt->h(r, rt->ud);
@@ -1056,7 +1112,8 @@ static size_t hand_over(ax_http_req *r, const char *rest, size_t len)
     ax_conn *c = r->conn;
     const ax_conn_cbs *cbs = r->up_cbs;
     void *ud = r->up_ud;
-    on_close(c, 0); /* unlinks and frees r */
+    r->acct_in += len; /* the bytes behind the request are the new protocol's */
+    on_close(c, 0);    /* unlinks and frees r; the stats let go of it */
     ax_conn_set_cbs(c, cbs);
     ax_conn_set_data(c, ud);
     if (cbs->on_open) cbs->on_open(c);
@@ -1084,6 +1141,7 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     }
     batch_flush(r);
     s->batch_owner = NULL;
+    credit(r);
     if (r->state == ST_UPGRADED) return off + hand_over(r, data + off, len - off);
     if (r->state == ST_CLOSING) {
         ax_conn_close(c);
@@ -1115,6 +1173,10 @@ static void on_open(ax_conn *c)
     r->next = s->conns;
     if (s->conns) s->conns->prev = r;
     s->conns = r;
+    r->acct_in = ax_conn_bytes_in(c); /* a TLS handshake came before */
+    r->acct_out = ax_conn_bytes_out(c);
+    STAT_ADD(s, conns_accepted, 1);
+    STAT_ADD(s, conns_open, 1);
     ax_conn_set_data(c, r);
 }
 
@@ -1126,6 +1188,7 @@ static void on_drain(ax_conn *c)
         pump(r);
     else if (r->drain_cb)
         r->drain_cb(r, r->drain_ud);
+    if (ax_conn_data(c) == r) credit(r);
 }
 
 static void on_close(ax_conn *c, int reason)
@@ -1135,6 +1198,7 @@ static void on_close(ax_conn *c, int reason)
     if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
     ax_http_server *s = r->srv;
     if (s) {
+        stats_leave(r);
         if (r->prev)
             r->prev->next = r->next;
         else
@@ -1158,6 +1222,7 @@ static void sweep(ax_timer *t, void *ud)
     ax_http_server *s = ud;
     uint64_t now = ax_loop_now(s->loop);
     for (ax_http_req *r = s->conns; r; r = r->next) {
+        credit(r); /* what left since the last event, for a shared opts.stats */
         if (!r->deadline || now < r->deadline || (r->flags & F_BODY_PAUSED)) continue;
         r->deadline = 0;
         if (r->flags & F_BODY_OPEN) {
@@ -1305,6 +1370,7 @@ void ax_http_server_free(ax_http_server *s)
         ax_listener_close(s->ls[i]);
     for (ax_http_req *r = s->conns, *next; r; r = next) {
         next = r->next;
+        stats_leave(r); /* a shared opts.stats outlives the server */
         r->srv = NULL;
         r->prev = r->next = NULL;
         ax_conn_abort(r->conn, AX_ECANCELED);
