@@ -647,7 +647,11 @@ int cmd_serve(int argc, char **argv)
     }
     int err = 0;
     static gw_stats stats[GW_COUNT];
-    serve sv = {.cfg = &cfg, .gw = stats, .started_ms = (int64_t)time(NULL) * 1000};
+    static ax_http_stats http_stats;
+    serve sv = {.cfg = &cfg,
+                .gw = stats,
+                .http_stats = &http_stats,
+                .started_ms = (int64_t)time(NULL) * 1000};
     if (!(sv.loop = ax_loop_new(NULL, &err))) {
         fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
         return 1;

@@ -386,6 +386,35 @@ static void metric_family(mbuf *b, const char *name, const char *type, const cha
     mprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static uint64_t load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* gw[GW_HTTP]'s connections and bytes, from the HTTP servers of every
+ * thread, without what the sse gateway counts: an event stream is an HTTP
+ * connection to the server but the sse gateway's here.  WebSocket
+ * connections left the servers at the upgrade.  Bytes out are kept
+ * monotonic: SSE events count when queued, the server's bytes once sent. */
+static void http_gw_update(gw_http *g)
+{
+    ax_http_stats st;
+    ax_http_server_stats(g->srv, &st); /* brings this thread's up to date */
+    const ax_http_stats *all = g->sv->http_stats;
+    gw_stats *h = &g->sv->gw[GW_HTTP], *sse = &g->sv->gw[GW_SSE];
+    if (!all) return;
+    uint64_t open = load(&all->conns_open), streams = load(&sse->conns);
+    __atomic_store_n(&h->conns, open > streams ? open - streams : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->accepted, load(&all->conns_accepted), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->bytes_in, load(&all->bytes_in), __ATOMIC_RELAXED);
+    uint64_t out = load(&all->bytes_out), events = load(&sse->bytes_out);
+    out = out > events ? out - events : 0;
+    uint64_t was = load(&h->bytes_out);
+    while (out > was && !__atomic_compare_exchange_n(&h->bytes_out, &was, out, true,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 static void metrics(ax_http_req *r, void *ud)
 {
     static const char *names[GW_COUNT] = {"line", "udp", "http", "sse", "websocket"};
@@ -397,6 +426,7 @@ static void metrics(ax_http_req *r, void *ud)
         ax_http_respond(r, 500, "text/plain", "out of memory\n", 14);
         return;
     }
+    http_gw_update(g);
     struct {
         const char *name, *type, *help;
         size_t off;
@@ -469,7 +499,7 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     int err = 0;
     if (!g) goto fail;
     g->sv = sv;
-    ax_http_opts ho = {.max_body = sv->cfg->max_payload};
+    ax_http_opts ho = {.max_body = sv->cfg->max_payload, .stats = sv->http_stats};
     g->srv = ax_http_server_new(sv->loop, &ho, &err);
     g->ping = g->srv ? ax_timer_new(sv->loop, sse_ping, g) : NULL;
     g->watch = g->ping ? ax_timer_new(sv->loop, sse_watch, g) : NULL;

@@ -58,6 +58,9 @@ typedef struct serve {
     ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
     const serve_cfg *cfg;
     gw_stats *gw; /* [GW_COUNT], shared by the threads */
+    /* the HTTP servers of every thread add to it; /metrics derives
+     * gw[GW_HTTP]'s connection and byte counters from it */
+    ax_http_stats *http_stats;
     int64_t started_ms;
     gw_line *line;
     gw_udp *udp;

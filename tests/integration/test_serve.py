@@ -308,6 +308,57 @@ def nul_bytes_and_late_names():
          "a name given after subscribe joins the room")
 
 
+def metrics_sized(srv):
+    """/metrics as a dict, and the bytes curl sent and received for it."""
+    rc, out, _ = curl("-w", "\n#SIZE %{size_request} %{size_header} %{size_download}\n",
+                      srv.base + "/metrics")
+    vals, size = {}, None
+    for line in out.splitlines():
+        if line.startswith("#SIZE "):
+            size = [int(x) for x in line.split()[1:]]
+        elif line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = float(v)
+    return vals, size[0], size[1] + size[2]
+
+
+@t.test
+def http_gateway_counts_connections_and_bytes():
+    """The http gateway's connection and byte counters are the HTTP server's:
+    four API requests on one keep-alive connection move exactly the bytes
+    curl reports, and an event stream counts as sse's, not http's."""
+    srv = Serve()
+    m0, _, got0 = metrics_sized(srv)
+    urls = [srv.base + u for u in ("/api/topics", "/api/history/a/b", "/api/presence/lobby",
+                                   "/healthz")]
+    rc, out, err = curl("-w", "%{num_connects} %{size_request} %{size_header} %{size_download}\n",
+                        *[a for u in urls for a in ("-o", "/dev/null", u)])
+    t.eq(rc, 0, err)
+    rows = [[int(x) for x in line.split()] for line in out.splitlines()]
+    t.eq(sum(r[0] for r in rows), 1, "curl kept one connection alive")
+    sent = sum(r[1] for r in rows)
+    recvd = sum(r[2] + r[3] for r in rows)
+    m1, req1, _ = metrics_sized(srv)
+    H = '{gateway="http"}'
+    t.eq(m1["axon_connections_accepted_total" + H] - m0["axon_connections_accepted_total" + H], 2,
+         "accepted: the keep-alive connection and this /metrics one")
+    t.eq(m1["axon_bytes_in_total" + H] - m0["axon_bytes_in_total" + H], sent + req1,
+         "bytes in: the four requests and this /metrics request")
+    t.eq(m1["axon_bytes_out_total" + H] - m0["axon_bytes_out_total" + H], recvd + got0,
+         "bytes out: the four responses and the first /metrics response")
+    t.ok(m1["axon_connections" + H] >= 1, "this /metrics connection is open")
+
+    sse = Sse(srv, "topic=x/y")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        m, _, _ = metrics_sized(srv)
+        if m['axon_connections{gateway="sse"}'] == 1 and m["axon_connections" + H] == 1:
+            break
+        time.sleep(0.05)
+    t.eq((m['axon_connections{gateway="sse"}'], m["axon_connections" + H]), (1, 1),
+         "the stream is sse's; http has only the /metrics connection")
+
+
 @t.test
 def threads_share_one_hub():
     """--threads 2: clients land on both loops (SO_REUSEPORT), one hub: every
@@ -344,6 +395,8 @@ def threads_share_one_hub():
     res = asyncio.run(main())
     t.ok(all(r == list(range(1, n_msgs + 1)) for r in res), "every subscriber, every message, in order")
     t.eq(metric(srv, "axon_hub_delivered_total"), float(n_subs * n_msgs), "deliveries")
+    t.ok(metric(srv, 'axon_connections_accepted_total{gateway="http"}') >= n_subs + 1,
+         "http accepts, summed over both loops")
     a, b = nc_client(srv, "one"), nc_client(srv, "two")  # the line chat on both loops too
     a.p.stdin.write(b"across loops\n")
     a.p.stdin.flush()
