@@ -369,8 +369,10 @@ def threads_share_one_hub():
     n_subs, n_msgs = 16, 150
 
     async def sub():
-        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
-            await ws.recv()
+        # (open_timeout: under ASan beside a wrk run, a handshake can take a while)
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port,
+                                      open_timeout=60) as ws:
+            await asyncio.wait_for(ws.recv(), 30)
             await ws.send(json.dumps({"type": "subscribe", "topic": "t/mt", "id": 1}))
             await ws.recv()
             seqs = []
@@ -381,14 +383,20 @@ def threads_share_one_hub():
             return seqs
 
     async def pubs():
-        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
-            await ws.recv()
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port,
+                                      open_timeout=60) as ws:
+            await asyncio.wait_for(ws.recv(), 30)
             for i in range(n_msgs):
                 await ws.send(json.dumps({"type": "publish", "topic": "t/mt", "payload": str(i)}))
 
     async def main():
         subs = [asyncio.ensure_future(sub()) for _ in range(n_subs)]
-        while metric(srv, 'axon_connections{gateway="websocket"}') != n_subs:
+        deadline = time.monotonic() + 60
+        while (got := metric(srv, 'axon_connections{gateway="websocket"}')) != n_subs:
+            failed = [s.exception() for s in subs if s.done() and s.exception()]
+            if failed or time.monotonic() > deadline:
+                raise axtest.Failure("%s of %d subscribers connected (%r)%s" %
+                                     (got, n_subs, failed[:1], srv.err_note()))
             await asyncio.sleep(0.05)
         await pubs()
         return await asyncio.gather(*subs)
