@@ -14,13 +14,37 @@
 
 typedef struct {
     int epfd;
-    struct epoll_event events[MAX_EVENTS];
 } epoll_data_t_;
 
 static unsigned to_epoll(unsigned ev)
 {
     return (ev & AX__IN ? EPOLLIN : 0u) | (ev & AX__OUT ? EPOLLOUT : 0u) |
            (ev & AX__EDGE ? (unsigned)(EPOLLET | EPOLLRDHUP) : 0u);
+}
+
+int ax__epoll_ctl(int epfd, int op, ax__io *io, unsigned events)
+{
+    struct epoll_event ev = {.events = to_epoll(events), .data.ptr = io};
+    return epoll_ctl(epfd, op, io->fd, op == EPOLL_CTL_DEL ? NULL : &ev) == -1 ? ax__err() : 0;
+}
+
+int ax__epoll_poll(ax_loop *loop, int epfd, int timeout_ms)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
+    loop->now = ax__monotonic_ms(); /* callbacks below see the time of waking */
+    if (n == -1) return errno == EINTR ? 0 : ax__err();
+    for (int i = 0; i < n; i++) {
+        unsigned e = events[i].events, r = 0;
+        if (e & EPOLLIN) r |= AX__IN;
+        if (e & EPOLLOUT) r |= AX__OUT;
+        if (e & EPOLLERR) r |= AX__ERR;
+        if (e & EPOLLHUP) r |= AX__HUP;
+        if (e & EPOLLRDHUP) r |= AX__RDHUP;
+        /* io->fd is -1 when an earlier callback of this batch closed it */
+        ax__io_dispatch(loop, events[i].data.ptr, r);
+    }
+    return n;
 }
 
 static int ep_init(ax_loop *loop)
@@ -44,46 +68,24 @@ static void ep_destroy(ax_loop *loop)
     ax_free(d);
 }
 
-static int ep_ctl(ax_loop *loop, int op, ax__io *io, unsigned events)
-{
-    epoll_data_t_ *d = loop->backend_data;
-    struct epoll_event ev = {.events = to_epoll(events), .data.ptr = io};
-    return epoll_ctl(d->epfd, op, io->fd, &ev) == -1 ? ax__err() : 0;
-}
-
 static int ep_add(ax_loop *loop, ax__io *io, unsigned events)
 {
-    return ep_ctl(loop, EPOLL_CTL_ADD, io, events);
+    return ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_ADD, io, events);
 }
 
 static int ep_mod(ax_loop *loop, ax__io *io, unsigned events)
 {
-    return ep_ctl(loop, EPOLL_CTL_MOD, io, events);
+    return ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_MOD, io, events);
 }
 
 static void ep_del(ax_loop *loop, ax__io *io)
 {
-    epoll_data_t_ *d = loop->backend_data;
-    epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_DEL, io, 0);
 }
 
 static int ep_wait(ax_loop *loop, int timeout_ms)
 {
-    epoll_data_t_ *d = loop->backend_data;
-    int n = epoll_wait(d->epfd, d->events, MAX_EVENTS, timeout_ms);
-    loop->now = ax__monotonic_ms(); /* callbacks below see the time of waking */
-    if (n == -1) return errno == EINTR ? 0 : ax__err();
-    for (int i = 0; i < n; i++) {
-        unsigned e = d->events[i].events, r = 0;
-        if (e & EPOLLIN) r |= AX__IN;
-        if (e & EPOLLOUT) r |= AX__OUT;
-        if (e & EPOLLERR) r |= AX__ERR;
-        if (e & EPOLLHUP) r |= AX__HUP;
-        if (e & EPOLLRDHUP) r |= AX__RDHUP;
-        /* io->fd is -1 when an earlier callback of this batch closed it */
-        ax__io_dispatch(loop, d->events[i].data.ptr, r);
-    }
-    return n;
+    return ax__epoll_poll(loop, ((epoll_data_t_ *)loop->backend_data)->epfd, timeout_ms);
 }
 
 const ax__backend ax__backend_epoll = {

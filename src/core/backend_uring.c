@@ -35,7 +35,6 @@
 #define NBUFS 256 /* receive pool: NBUFS x BUF_SIZE per loop */
 #define BUF_SIZE (16 * 1024)
 #define BGID 0
-#define MAX_EVENTS 256
 #define ARENA 16384 /* msghdr + iovec of sends not submitted yet */
 #define CQE_BATCH 64
 
@@ -52,7 +51,6 @@ typedef struct {
     unsigned inflight; /* operations whose last completion is still to come */
     size_t arena_used;
     alignas(16) char arena[ARENA];
-    struct epoll_event events[MAX_EVENTS];
 } ring_data;
 
 /* ---- submissions --------------------------------------------------------- */
@@ -137,19 +135,6 @@ void ax__ring_cancel(ax_loop *loop, ax__uop *op)
 
 /* ---- completions --------------------------------------------------------- */
 
-static void epoll_dispatch(ax_loop *loop, ring_data *d)
-{
-    int n = epoll_wait(d->epfd, d->events, MAX_EVENTS, 0);
-    for (int i = 0; i < n; i++) {
-        unsigned e = d->events[i].events, r = 0;
-        if (e & EPOLLIN) r |= AX__IN;
-        if (e & EPOLLOUT) r |= AX__OUT;
-        if (e & EPOLLERR) r |= AX__ERR;
-        if (e & EPOLLHUP) r |= AX__HUP;
-        ax__io_dispatch(loop, d->events[i].data.ptr, r);
-    }
-}
-
 typedef struct {
     uint64_t ud;
     int res;
@@ -173,7 +158,7 @@ static int reap(ax_loop *loop, ring_data *d, bool closing)
             if (c->ud == UD_IGNORE) continue;
             if (c->ud == UD_EPOLL) {
                 d->epoll_armed = false;
-                if (!closing) epoll_dispatch(loop, d);
+                if (!closing) ax__epoll_poll(loop, d->epfd, 0);
                 continue;
             }
             char *buf = NULL;
@@ -219,29 +204,19 @@ static int ur_wait(ax_loop *loop, int timeout_ms)
 
 /* ---- readiness for everything else: the epoll set ------------------------ */
 
-static int ur_ctl(ax_loop *loop, int op, ax__io *io, unsigned events)
-{
-    ring_data *d = loop->backend_data;
-    struct epoll_event ev = {.events = (events & AX__IN ? EPOLLIN : 0u) |
-                                       (events & AX__OUT ? EPOLLOUT : 0u),
-                             .data.ptr = io};
-    return epoll_ctl(d->epfd, op, io->fd, &ev) == -1 ? ax__err() : 0;
-}
-
 static int ur_add(ax_loop *loop, ax__io *io, unsigned events)
 {
-    return ur_ctl(loop, EPOLL_CTL_ADD, io, events);
+    return ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_ADD, io, events);
 }
 
 static int ur_mod(ax_loop *loop, ax__io *io, unsigned events)
 {
-    return ur_ctl(loop, EPOLL_CTL_MOD, io, events);
+    return ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_MOD, io, events);
 }
 
 static void ur_del(ax_loop *loop, ax__io *io)
 {
-    ring_data *d = loop->backend_data;
-    epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_DEL, io, 0);
 }
 
 /* ---- setup --------------------------------------------------------------- */

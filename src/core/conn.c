@@ -32,11 +32,13 @@ typedef struct wnode {
 static wnode *node_new(ax_loop *loop, size_t payload)
 {
     size_t total = sizeof(wnode) + payload;
-    unsigned cls = 0;
-    while (cls < AX__NODE_CLASSES && ((size_t)1 << (cls + NODE_MIN_SHIFT)) < total)
-        cls++;
+    /* the smallest class whose block holds `total` */
+    unsigned cls =
+        total <= (1u << NODE_MIN_SHIFT)
+            ? 0
+            : (unsigned)(64 - __builtin_clzll((unsigned long long)total - 1)) - NODE_MIN_SHIFT;
     wnode *w;
-    if (cls == AX__NODE_CLASSES) {
+    if (cls >= AX__NODE_CLASSES) {
         if (!(w = ax_malloc(total))) return NULL;
         w->cls = NODE_BIG;
         return w;
@@ -573,6 +575,19 @@ static bool in_reserve(ax_conn *c, size_t need)
     return true;
 }
 
+/* Add n received bytes behind the kept input.  False when out of memory
+ * (the connection is closed then). */
+static bool append_input(ax_conn *c, const char *buf, size_t n)
+{
+    if (!in_reserve(c, (size_t)c->in_len + n)) {
+        conn_finish(c, AX_ENOMEM, true);
+        return false;
+    }
+    memcpy(c->in + c->in_len, buf, n);
+    c->in_len += (uint32_t)n;
+    return true;
+}
+
 /* Offer input to on_data; keep what it leaves.  `data` is NULL when the
  * input is already in c->in (len then counts the new bytes at its end). */
 static void deliver(ax_conn *c, char *data, size_t len)
@@ -666,13 +681,7 @@ static void conn_read(ax_conn *c)
             c->in_len += (uint32_t)n;
             deliver(c, NULL, 0);
         } else if (c->in_len) {
-            if (!in_reserve(c, (size_t)c->in_len + (size_t)n)) {
-                conn_finish(c, AX_ENOMEM, true);
-                return;
-            }
-            memcpy(c->in + c->in_len, buf, (size_t)n);
-            c->in_len += (uint32_t)n;
-            deliver(c, NULL, 0);
+            if (append_input(c, buf, (size_t)n)) deliver(c, NULL, 0);
         } else {
             deliver(c, buf, (size_t)n);
         }
@@ -696,13 +705,7 @@ static void keep_input(ax_conn *c, const char *buf, size_t n)
         conn_finish(c, AX_EMSGSIZE, true);
         return;
     }
-    if (!in_reserve(c, (size_t)c->in_len + n)) {
-        conn_finish(c, AX_ENOMEM, true);
-        return;
-    }
-    memcpy(c->in + c->in_len, buf, n);
-    c->in_len += (uint32_t)n;
-    c->flags |= F_REDELIVER;
+    if (append_input(c, buf, n)) c->flags |= F_REDELIVER;
 }
 
 /* Bytes the ring received: the counterpart of conn_read after its recv. */
@@ -721,13 +724,7 @@ static void ring_input(ax_conn *c, char *buf, size_t n)
     }
     if (c->flags & (F_CLOSING | F_PEER_EOF)) return;
     if (c->in_len) {
-        if (!in_reserve(c, (size_t)c->in_len + n)) {
-            conn_finish(c, AX_ENOMEM, true);
-            return;
-        }
-        memcpy(c->in + c->in_len, buf, n);
-        c->in_len += (uint32_t)n;
-        deliver_kept(c); /* (what came while paused may be large) */
+        if (append_input(c, buf, n)) deliver_kept(c); /* (what came while paused may be large) */
     } else {
         deliver(c, buf, n);
     }

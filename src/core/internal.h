@@ -62,6 +62,11 @@ typedef struct ax__backend {
 } ax__backend;
 
 extern const ax__backend ax__backend_epoll;
+/* backend_epoll.c, also the readiness half of the uring backend: register
+ * an io in an epoll set (op: EPOLL_CTL_*), and wait up to timeout_ms for
+ * the set, dispatching what is ready (returns the count or a code). */
+int ax__epoll_ctl(int epfd, int op, ax__io *io, unsigned events);
+int ax__epoll_poll(ax_loop *loop, int epfd, int timeout_ms);
 extern const ax__backend ax__backend_poll;
 #ifdef AXON_HAVE_URING
 extern const ax__backend ax__backend_uring;

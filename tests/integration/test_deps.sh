@@ -11,13 +11,9 @@
 set -u
 SRC=${AXON_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 DEPS=$SRC/scripts/deps.sh
-TMP=$(mktemp -d /tmp/axon-deps-test.XXXXXX)
+. "$(dirname "$0")/tap.sh"
+tap_start deps-test
 FAKE=$TMP/bin
-passed=0 failed=0 n=0
-trap 'rm -rf "$TMP"' EXIT
-
-ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1${2:+: $2}"; }
 
 [ -x "$DEPS" ] || { echo "Bail out! $DEPS is not executable"; exit 1; }
 mkdir -p "$FAKE"

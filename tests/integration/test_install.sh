@@ -12,31 +12,9 @@ set -u
 BUILD=$(cd "${AXON_BUILD:-${1:-build}}" && pwd) || { echo "Bail out! no build dir"; exit 1; }
 SRC=${AXON_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 CC=${CC:-cc}
-TMP=$(mktemp -d /tmp/axon-install-test.XXXXXX)
+. "$(dirname "$0")/tap.sh"
+tap_start install-test
 P=$TMP/prefix
-pids=()
-passed=0 failed=0 n=0
-
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-# A whole-script deadline, so a hang fails instead of stalling ctest.
-(
-    sleep 50 &
-    sp=$!
-    trap 'kill $sp; exit 0' TERM
-    wait $sp && kill -TERM $$
-) </dev/null >/dev/null 2>&1 &
-pids+=($!)
-trap 'echo "not ok - the script took longer than 50 s"; echo "$passed passed, $((failed + 1)) failed"; exit 1' TERM
-
-ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1${2:+: $2}"; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }
-need() { command -v "$1" >/dev/null || { echo "Bail out! $1 is not installed"; exit 1; }; }
 need cmake
 need pkg-config
 need readelf
