@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,7 +39,9 @@
 #define ARENA 16384 /* msghdr + iovec of sends not submitted yet */
 #define CQE_BATCH 64
 
-#define UD_IGNORE 0u /* cancellations */
+#define MAX_FIXED 32768 /* fds below this (and the fd limit) get a fixed slot */
+
+#define UD_IGNORE 0u /* cancellations and slot updates */
 #define UD_EPOLL 1u  /* the poll on the epoll fd */
 
 typedef struct {
@@ -49,6 +52,8 @@ typedef struct {
     char *bufs;
     unsigned mask;
     unsigned inflight; /* operations whose last completion is still to come */
+    unsigned nfixed;   /* fixed-file slots: slot i holds fd i, when fixed[i] */
+    uint8_t *fixed;
     size_t arena_used;
     alignas(16) char arena[ARENA];
 } ring_data;
@@ -82,15 +87,63 @@ static void arm_epoll(ring_data *d)
     d->epoll_armed = true;
 }
 
+/* Fixed files: slot i of the ring's file table holds fd i while fixed[i],
+ * so the kernel skips looking the file up (and counting a reference) for
+ * every operation.  Slot updates are queued in the ring like operations,
+ * so an update and the operations after it reach the kernel in order (it
+ * runs inline at submission): a slot emptied for a closed fd and filled
+ * again for the next socket to get that number cannot swap. */
+static void slot_update(ring_data *d, unsigned slot, int fd)
+{
+    struct io_uring_sqe *s = get_sqe(d, 16);
+    if (!s) { /* only when the kernel takes no submissions */
+        if (fd < 0) io_uring_register_files_update(&d->ring, slot, &fd, 1);
+        return;
+    }
+    int *v = (int *)(void *)(d->arena + d->arena_used);
+    d->arena_used += 16;
+    *v = fd;
+    io_uring_prep_files_update(s, v, 1, (int)slot);
+    io_uring_sqe_set_data64(s, UD_IGNORE);
+    if (fd >= 0) d->fixed[slot] = 1;
+}
+
+/* Aim submission `s` at fd, through its slot when it has one; attach()
+ * before taking s gives it one. */
+static void attach(ring_data *d, int fd)
+{
+    unsigned u = (unsigned)fd;
+    if (u < d->nfixed && !d->fixed[u]) slot_update(d, u, fd);
+}
+
+static void target(ring_data *d, struct io_uring_sqe *s, int fd)
+{
+    unsigned u = (unsigned)fd;
+    if (u < d->nfixed && d->fixed[u]) s->flags |= IOSQE_FIXED_FILE;
+}
+
+/* fd is about to be closed: empty its slot, or the slot's reference would
+ * keep the socket open. */
+void ax__ring_forget(ax_loop *loop, int fd)
+{
+    ring_data *d = loop->backend_data;
+    unsigned u = (unsigned)fd;
+    if (u >= d->nfixed || !d->fixed[u]) return;
+    d->fixed[u] = 0;
+    slot_update(d, u, -1);
+}
+
 int ax__ring_recv(ax_loop *loop, ax__uop *op, int fd, bool multishot)
 {
     ring_data *d = loop->backend_data;
+    attach(d, fd);
     struct io_uring_sqe *s = get_sqe(d, 0);
     if (!s) return AX_ENOMEM;
     if (multishot)
         io_uring_prep_recv_multishot(s, fd, NULL, 0, 0);
     else
         io_uring_prep_recv(s, fd, NULL, BUF_SIZE, 0);
+    target(d, s, fd);
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = BGID;
     io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)op);
@@ -103,6 +156,7 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
     ring_data *d = loop->backend_data;
     size_t need = 0;
     if (n > 1) need = (sizeof(struct msghdr) + (size_t)n * sizeof(struct iovec) + 15) & ~(size_t)15;
+    attach(d, fd);
     struct io_uring_sqe *s = get_sqe(d, need);
     if (!s) return AX_ENOMEM;
     if (n == 1) {
@@ -117,6 +171,7 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
         mh->msg_iovlen = (size_t)n;
         io_uring_prep_sendmsg(s, fd, mh, MSG_NOSIGNAL);
     }
+    target(d, s, fd);
     io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)op);
     d->inflight++;
     return 0;
@@ -320,6 +375,23 @@ static int probe(ring_data *d)
     return ok ? 0 : -ENOSYS;
 }
 
+/* A sparse file table as large as the fd limit allows (up to MAX_FIXED).
+ * Without one (kernels before 5.19, memory) every fd goes by number. */
+static void fixed_setup(ring_data *d)
+{
+    struct rlimit rl;
+    unsigned n = MAX_FIXED;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n) n = (unsigned)rl.rlim_cur;
+    d->fixed = ax_calloc(n, 1);
+    if (!d->fixed) return;
+    if (io_uring_register_files_sparse(&d->ring, n) < 0) {
+        ax_free(d->fixed);
+        d->fixed = NULL;
+        return;
+    }
+    d->nfixed = n;
+}
+
 static int ur_init(ax_loop *loop)
 {
     ring_data *d = ax_calloc(1, sizeof(*d));
@@ -333,6 +405,7 @@ static int ur_init(ax_loop *loop)
         rc = ax__err();
         goto fail_pool;
     }
+    fixed_setup(d);
     loop->backend_data = d;
     return 0;
 
@@ -360,6 +433,7 @@ static void ur_destroy(ax_loop *loop)
     io_uring_queue_exit(&d->ring);
     pool_free(d);
     close(d->epfd);
+    ax_free(d->fixed);
     ax_free(d);
 }
 
@@ -384,6 +458,10 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
 void ax__ring_cancel(ax_loop *loop, ax__uop *op)
 {
     (void)loop, (void)op;
+}
+void ax__ring_forget(ax_loop *loop, int fd)
+{
+    (void)loop, (void)fd;
 }
 
 #endif

@@ -486,7 +486,10 @@ static void conn_finish(ax_conn *c, int reason, bool rst)
         c->rstate = RS_CANCEL;
     }
     if (c->sbusy) ax__ring_cancel(c->loop, &c->sop);
-    if (c->io.fd >= 0) close(c->io.fd); /* the ring keeps its own reference */
+    if (c->io.fd >= 0) {
+        if (c->flags & F_RING) ax__ring_forget(c->loop, c->io.fd);
+        close(c->io.fd); /* the ring keeps its own reference */
+    }
     c->io.fd = -1;
     if (!c->sbusy) free_queue(c); /* else the kernel may still read it */
     ax_free(c->in);

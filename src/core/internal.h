@@ -80,6 +80,8 @@ extern const ax__backend ax__backend_uring;
 int ax__ring_recv(ax_loop *loop, ax__uop *op, int fd, bool multishot);
 int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, int n);
 void ax__ring_cancel(ax_loop *loop, ax__uop *op);
+/* fd, used with ax__ring_*, is about to be closed. */
+void ax__ring_forget(ax_loop *loop, int fd);
 
 typedef struct ax__link {
     struct ax__link *prev, *next;

@@ -137,11 +137,14 @@ struct ax_http_req {
 
 /* ---- stats ------------------------------------------------------------- */
 
-/* Written by the owner loop only; atomic because opts.stats may be shared
- * by the servers of several loops and read by any thread. */
+/* The server's own counters have one writer, its loop, and are read by
+ * any thread: relaxed stores, no locked add.  A shared opts.stats may be
+ * written by the servers of several loops: an atomic add. */
 #define STAT_ADD(s, field, n)                                                                      \
     do {                                                                                           \
-        __atomic_fetch_add(&(s)->st.field, (uint64_t)(n), __ATOMIC_RELAXED);                       \
+        uint64_t *f_ = &(s)->st.field;                                                             \
+        __atomic_store_n(f_, __atomic_load_n(f_, __ATOMIC_RELAXED) + (uint64_t)(n),                \
+                         __ATOMIC_RELAXED);                                                        \
         if ((s)->o.stats)                                                                          \
             __atomic_fetch_add(&(s)->o.stats->field, (uint64_t)(n), __ATOMIC_RELAXED);             \
     } while (0)
