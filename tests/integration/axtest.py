@@ -222,6 +222,35 @@ def stop_all():
         _procs.pop().stop()
 
 
+def traced_axons(tracer_pid, exe=None):
+    """The children of a running strace that run `exe` (build/axon unless
+    given; strace may fork probes of its own first, which come and go)."""
+    want = os.path.realpath(exe or axon_bin())
+    try:
+        with open("/proc/%d/task/%d/children" % (tracer_pid, tracer_pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    found = []
+    for k in kids:
+        try:
+            if os.readlink("/proc/%d/exe" % k) == want:
+                found.append(k)
+        except OSError:
+            pass
+    return found
+
+
+def kill_traced(tracer_pid, exe=None):
+    """SIGKILL what strace runs: a server left behind would outlive
+    strace's own end (detached)."""
+    for k in traced_axons(tracer_pid, exe):
+        try:
+            os.kill(k, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 SERVER_LINE = re.compile(rb"on (\S+://\S+) \((\w+)\)")
 
 

@@ -3,7 +3,9 @@
 URLs at once, on one thread or several; --help; errors; clean stop."""
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -266,6 +268,71 @@ def sigterm_stops_cleanly_one_thread():
 @t.test
 def sigterm_stops_cleanly_two_threads():
     sigterm_case(2)
+
+
+@t.test
+def udp_moves_datagrams_in_batches():
+    """Under strace (-e trace=recvmmsg,sendmmsg,recvfrom,sendto,recvmsg,
+    sendmsg): a burst of 120 datagrams sent without waiting all come back
+    whole, and the server took and answered them with recvmmsg and
+    sendmmsg carrying several datagrams per call, never a call per
+    datagram.  strace slows each system call enough for a burst to queue."""
+    if not shutil.which("strace"):
+        raise Failure("strace is not installed (scripts/deps.sh test)")
+    port = axtest.free_port(socket.SOCK_DGRAM)
+    fd, trace = tempfile.mkstemp(prefix="axon-echo-strace-")
+    os.close(fd)
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"  # no LSan under ptrace
+    p = Proc(["strace", "-f", "-qq", "-e",
+              "trace=recvmmsg,sendmmsg,recvfrom,sendto,recvmsg,sendmsg", "-o", trace,
+              axon_bin(), "echo", "-q", "udp://127.0.0.1:%d" % port], env=env)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # room for every echo
+    try:
+        c.connect(("127.0.0.1", port))
+        c.settimeout(0.2)
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while True:  # ready once a probe comes back
+            c.send(b"probe")
+            try:
+                if c.recv(100) == b"probe":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not p.running():
+                raise Failure("axon echo under strace did not echo%s" % p.err_note())
+        sent = [b"%05d" % i + bytes([65 + i % 26]) * 59 for i in range(120)]
+        for d in sent:
+            c.send(d)
+        got = []
+        c.settimeout(axtest.TIMEOUT)
+        while len(got) < len(sent):
+            got.append(c.recv(100))
+        t.eq(sorted(got), sent, "every datagram echoed whole")
+        child = axtest.traced_axons(p.pid)
+        t.ok(child, "axon runs under strace")
+        os.kill(child[0], signal.SIGTERM)
+        t.exits(p, 0, "strace (and the server) stop")
+        calls = {}
+        for line in open(trace).read().splitlines():
+            m = re.search(r"^\d+\s+(\w+)\(.*\)\s+=\s+(-?\d+)", line)
+            if m:
+                calls.setdefault(m.group(1), []).append(int(m.group(2)))
+        for name in ("recvfrom", "sendto", "recvmsg", "sendmsg"):
+            t.eq(calls.get(name, []), [], "%s calls (one per datagram)" % name)
+        rx = [n for n in calls.get("recvmmsg", []) if n > 0]
+        tx = [n for n in calls.get("sendmmsg", []) if n > 0]
+        t.ok(sum(rx) >= len(sent), "recvmmsg took %d datagrams, sent %d+probes" % (sum(rx), len(sent)))
+        t.ok(sum(tx) >= len(sent), "sendmmsg sent %d datagrams" % sum(tx))
+        t.ok(max(rx) > 1 and len(rx) < len(sent) // 2,
+             "recvmmsg carried several per call: %r" % rx)
+        t.ok(max(tx) > 1 and len(tx) < len(sent) // 2,
+             "sendmmsg carried several per call: %r" % tx)
+    finally:
+        c.close()
+        axtest.kill_traced(p.pid)
+        os.unlink(trace)
 
 
 t.main()

@@ -245,25 +245,6 @@ def access_log_off_by_default():
             t.eq(extra, [], "stderr lines besides serving/stopped")
 
 
-def traced_servers(tracer_pid):
-    """The children of strace that run axon (strace may fork probes of its
-    own first, which come and go)."""
-    want = os.path.realpath(axtest.axon_bin())
-    try:
-        with open("/proc/%d/task/%d/children" % (tracer_pid, tracer_pid)) as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        return []
-    found = []
-    for k in kids:
-        try:
-            if os.readlink("/proc/%d/exe" % k) == want:
-                found.append(k)
-        except OSError:
-            pass
-    return found
-
-
 @t.test
 def sendfile_carries_the_file():
     """axon http under strace -f -e trace=sendfile: a 300 KB file fetched
@@ -282,11 +263,11 @@ def sendfile_carries_the_file():
                      "tcp://127.0.0.1:%d" % port], env=env)
     try:
         deadline = time.monotonic() + axtest.TIMEOUT
-        while "serving" not in p.stderr() or not traced_servers(p.pid):
+        while "serving" not in p.stderr() or not axtest.traced_axons(p.pid):
             if time.monotonic() > deadline or not p.running():
                 raise axtest.Failure("axon http under strace did not start%s" % p.err_note())
             time.sleep(0.02)
-        child = traced_servers(p.pid)[0]
+        child = axtest.traced_axons(p.pid)[0]
         body, _ = curl("http://127.0.0.1:%d/big.bin" % port, binary=True)
         t.eq(len(body), len(BIG), "bytes fetched")
         t.ok(body == BIG, "the file arrives byte for byte")
@@ -304,12 +285,7 @@ def sendfile_carries_the_file():
              (sent, len(BIG), calls[:5]))
         t.ok(sent <= len(BIG), "sendfile sent %d bytes for a %d-byte file" % (sent, len(BIG)))
     finally:
-        # A server left behind would outlive strace's SIGKILL (detached).
-        for k in traced_servers(p.pid):
-            try:
-                os.kill(k, signal.SIGKILL)
-            except OSError:
-                pass
+        axtest.kill_traced(p.pid)
         try:
             os.unlink(trace)
         except OSError:
