@@ -13,7 +13,7 @@
 #define MAX_EVENTS 256
 
 typedef struct {
-    int epfd;
+    int epfd; /* first, as ax__epoll_add() and the others expect */
 } epoll_data_t_;
 
 static unsigned to_epoll(unsigned ev)
@@ -22,10 +22,26 @@ static unsigned to_epoll(unsigned ev)
            (ev & AX__EDGE ? (unsigned)(EPOLLET | EPOLLRDHUP) : 0u);
 }
 
-int ax__epoll_ctl(int epfd, int op, ax__io *io, unsigned events)
+static int ctl(ax_loop *loop, int op, ax__io *io, unsigned events)
 {
+    int epfd = *(const int *)loop->backend_data; /* the data's first member */
     struct epoll_event ev = {.events = to_epoll(events), .data.ptr = io};
     return epoll_ctl(epfd, op, io->fd, op == EPOLL_CTL_DEL ? NULL : &ev) == -1 ? ax__err() : 0;
+}
+
+int ax__epoll_add(ax_loop *loop, ax__io *io, unsigned events)
+{
+    return ctl(loop, EPOLL_CTL_ADD, io, events);
+}
+
+int ax__epoll_mod(ax_loop *loop, ax__io *io, unsigned events)
+{
+    return ctl(loop, EPOLL_CTL_MOD, io, events);
+}
+
+void ax__epoll_del(ax_loop *loop, ax__io *io)
+{
+    ctl(loop, EPOLL_CTL_DEL, io, 0);
 }
 
 int ax__epoll_poll(ax_loop *loop, int epfd, int timeout_ms)
@@ -68,26 +84,11 @@ static void ep_destroy(ax_loop *loop)
     ax_free(d);
 }
 
-static int ep_add(ax_loop *loop, ax__io *io, unsigned events)
-{
-    return ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_ADD, io, events);
-}
-
-static int ep_mod(ax_loop *loop, ax__io *io, unsigned events)
-{
-    return ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_MOD, io, events);
-}
-
-static void ep_del(ax_loop *loop, ax__io *io)
-{
-    ax__epoll_ctl(((epoll_data_t_ *)loop->backend_data)->epfd, EPOLL_CTL_DEL, io, 0);
-}
-
 static int ep_wait(ax_loop *loop, int timeout_ms)
 {
     return ax__epoll_poll(loop, ((epoll_data_t_ *)loop->backend_data)->epfd, timeout_ms);
 }
 
 const ax__backend ax__backend_epoll = {
-    "epoll", true, ep_init, ep_destroy, ep_add, ep_mod, ep_del, ep_wait, false,
+    "epoll", true, ep_init, ep_destroy, ax__epoll_add, ax__epoll_mod, ax__epoll_del, ep_wait, false,
 };

@@ -45,8 +45,8 @@
 #define UD_EPOLL 1u  /* the poll on the epoll fd */
 
 typedef struct {
+    int epfd; /* first: the readiness half is the epoll backend's (ax__epoll_add) */
     struct io_uring ring;
-    int epfd;
     bool epoll_armed;
     struct io_uring_buf_ring *br;
     char *bufs;
@@ -108,18 +108,14 @@ static void slot_update(ring_data *d, unsigned slot, int fd)
     if (fd >= 0) d->fixed[slot] = 1;
 }
 
-/* Aim submission `s` at fd, through its slot when it has one; attach()
- * before taking s gives it one. */
-static void attach(ring_data *d, int fd)
+/* Give fd a slot if it can have one; true when its submissions (taken
+ * after this call) may name it by slot, with IOSQE_FIXED_FILE. */
+static bool attach(ring_data *d, int fd)
 {
     unsigned u = (unsigned)fd;
-    if (u < d->nfixed && !d->fixed[u]) slot_update(d, u, fd);
-}
-
-static void target(ring_data *d, struct io_uring_sqe *s, int fd)
-{
-    unsigned u = (unsigned)fd;
-    if (u < d->nfixed && d->fixed[u]) s->flags |= IOSQE_FIXED_FILE;
+    if (u >= d->nfixed) return false;
+    if (!d->fixed[u]) slot_update(d, u, fd);
+    return d->fixed[u];
 }
 
 /* fd is about to be closed: empty its slot, or the slot's reference would
@@ -136,14 +132,14 @@ void ax__ring_forget(ax_loop *loop, int fd)
 int ax__ring_recv(ax_loop *loop, ax__uop *op, int fd, bool multishot)
 {
     ring_data *d = loop->backend_data;
-    attach(d, fd);
+    bool fixed = attach(d, fd);
     struct io_uring_sqe *s = get_sqe(d, 0);
     if (!s) return AX_ENOMEM;
     if (multishot)
         io_uring_prep_recv_multishot(s, fd, NULL, 0, 0);
     else
         io_uring_prep_recv(s, fd, NULL, BUF_SIZE, 0);
-    target(d, s, fd);
+    if (fixed) s->flags |= IOSQE_FIXED_FILE;
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = BGID;
     io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)op);
@@ -156,7 +152,7 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
     ring_data *d = loop->backend_data;
     size_t need = 0;
     if (n > 1) need = (sizeof(struct msghdr) + (size_t)n * sizeof(struct iovec) + 15) & ~(size_t)15;
-    attach(d, fd);
+    bool fixed = attach(d, fd);
     struct io_uring_sqe *s = get_sqe(d, need);
     if (!s) return AX_ENOMEM;
     if (n == 1) {
@@ -171,7 +167,7 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
         mh->msg_iovlen = (size_t)n;
         io_uring_prep_sendmsg(s, fd, mh, MSG_NOSIGNAL);
     }
-    target(d, s, fd);
+    if (fixed) s->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)op);
     d->inflight++;
     return 0;
@@ -255,23 +251,6 @@ static int ur_wait(ax_loop *loop, int timeout_ms)
     loop->now = ax__monotonic_ms(); /* callbacks below see the time of waking */
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) return rc;
     return reap(loop, d, false);
-}
-
-/* ---- readiness for everything else: the epoll set ------------------------ */
-
-static int ur_add(ax_loop *loop, ax__io *io, unsigned events)
-{
-    return ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_ADD, io, events);
-}
-
-static int ur_mod(ax_loop *loop, ax__io *io, unsigned events)
-{
-    return ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_MOD, io, events);
-}
-
-static void ur_del(ax_loop *loop, ax__io *io)
-{
-    ax__epoll_ctl(((ring_data *)loop->backend_data)->epfd, EPOLL_CTL_DEL, io, 0);
 }
 
 /* ---- setup --------------------------------------------------------------- */
@@ -438,7 +417,7 @@ static void ur_destroy(ax_loop *loop)
 }
 
 const ax__backend ax__backend_uring = {
-    "uring", false, ur_init, ur_destroy, ur_add, ur_mod, ur_del, ur_wait, true,
+    "uring", false, ur_init, ur_destroy, ax__epoll_add, ax__epoll_mod, ax__epoll_del, ur_wait, true,
 };
 
 #else /* no liburing at build time: the ring calls exist, and fail */

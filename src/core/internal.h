@@ -62,10 +62,13 @@ typedef struct ax__backend {
 } ax__backend;
 
 extern const ax__backend ax__backend_epoll;
-/* backend_epoll.c, also the readiness half of the uring backend: register
- * an io in an epoll set (op: EPOLL_CTL_*), and wait up to timeout_ms for
- * the set, dispatching what is ready (returns the count or a code). */
-int ax__epoll_ctl(int epfd, int op, ax__io *io, unsigned events);
+/* backend_epoll.c, also the readiness half of the uring backend: the
+ * add/mod/del of a backend whose data begins with its epoll fd (an int),
+ * and a wait of up to timeout_ms for the set `epfd`, dispatching what is
+ * ready (returns the count or a code). */
+int ax__epoll_add(ax_loop *loop, ax__io *io, unsigned events);
+int ax__epoll_mod(ax_loop *loop, ax__io *io, unsigned events);
+void ax__epoll_del(ax_loop *loop, ax__io *io);
 int ax__epoll_poll(ax_loop *loop, int epfd, int timeout_ms);
 extern const ax__backend ax__backend_poll;
 #ifdef AXON_HAVE_URING
