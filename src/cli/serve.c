@@ -38,6 +38,8 @@ static void help(FILE *out)
                  "                           keeps history in memory only\n"
                  "      --fsync MODE         always, batch (default) or off\n"
                  "      --history N          messages kept per topic; default 1000\n"
+                 "      --max-topics N       topics that may exist at once; default 100000\n"
+                 "      --max-subs N         subscriptions per connection; default 10000\n"
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
@@ -66,6 +68,8 @@ static void defaults(serve_cfg *c)
     c->fsync_mode = HUB_FSYNC_BATCH;
     c->sub_budget = 1u << 20;
     c->max_payload = 1u << 20;
+    c->max_topics = 100000;
+    c->max_subs = 10000;
     c->udp_lease_s = 60;
     c->max_line = 4096;
     c->threads = 1;
@@ -227,6 +231,14 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             return -1;
         }
         c->max_payload = n;
+    } else if (strcmp(k, "max_topics") == 0 || strcmp(k, "max_subscriptions") == 0) {
+        WANT(1);
+        if (parse_u64(v, 100000000, &n, why, why_len)) return -1;
+        if (n == 0) {
+            snprintf(why, why_len, "%s must be at least 1", k);
+            return -1;
+        }
+        *(k[4] == 't' ? &c->max_topics : &c->max_subs) = n;
     } else if (strcmp(k, "max_line") == 0) {
         WANT(1);
         if (parse_u64(v, 65536, &n, why, why_len)) return -1;
@@ -366,6 +378,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"listen", required_argument, NULL, 'l'},   {"threads", required_argument, NULL, 't'},
         {"https", required_argument, NULL, 'S'},    {"line-tls", required_argument, NULL, 'T'},
         {"cert", required_argument, NULL, 'C'},     {"key", required_argument, NULL, 'K'},
+        {"max-subs", required_argument, NULL, 'B'}, {"max-topics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
         ['H'] = "listen_http",  ['L'] = "listen_line",     ['U'] = "listen_udp", ['d'] = "data_dir",
@@ -416,6 +429,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
             key = lkey;
             val = eq + 1;
         }
+        if (ch == 'M' || ch == 'B') key = ch == 'M' ? "max_topics" : "max_subscriptions";
         if (ch == 'c' || !key) continue;
         char *av[2] = {(char *)key, val};
         if (setting(c, &gl, av, 2, "", 0, why, sizeof why) != 0) {
@@ -661,6 +675,8 @@ int cmd_serve(int argc, char **argv)
                    .nrules = cfg.nrules,
                    .sub_budget = cfg.sub_budget,
                    .max_payload = cfg.max_payload,
+                   .max_topics = cfg.max_topics,
+                   .max_filters = cfg.max_subs,
                    .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
                    .fsync_mode = cfg.fsync_mode};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
