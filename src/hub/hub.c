@@ -53,6 +53,8 @@ typedef struct rnode rnode;
 typedef struct outbox outbox;
 typedef struct job job;
 
+#define HUB_FLOORS 1024
+
 struct rnode { /* a message on its way to another loop's subscriber */
     rnode *next;
     hub_sub *s;
@@ -87,7 +89,8 @@ struct job {       /* a paced replay: hub_subscribe() with `since` */
     entry *e;      /* the filter it replays */
     hub_msg *last; /* the last message sent of topic `pos`, or NULL */
     uint64_t since;
-    size_t plen; /* the filter's bytes no topic it matches lacks */
+    uint64_t gen; /* topics made later are live only: nothing to replay */
+    size_t plen;  /* the filter's bytes no topic it matches lacks */
     bool exact;
     bool began;                  /* topic `pos` is under way (its gap checked) */
     char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
@@ -112,6 +115,7 @@ struct htopic {
     const hub_rule *rule;
     hub_map present; /* name -> count of subscribers present with it */
     uint32_t rooms;  /* entries with it as their room */
+    uint64_t born;   /* hub.topic_gen when it was made */
     bool reap_queued;
     htopic *reap_next;
 };
@@ -149,8 +153,10 @@ struct hub {
     hub_map topics;
     hub_inode *index; /* the topics by name */
     size_t max_topics, max_filters;
-    uint64_t seq_floor; /* the largest last_seq of a freed topic */
-    htopic *reap;       /* topics to free when the outermost call ends */
+    uint64_t floors[HUB_FLOORS]; /* by name hash: the largest last_seq of a freed topic */
+    uint64_t topic_gen;          /* topics made so far */
+    uint64_t pub_born;           /* the born of the topic being published to */
+    htopic *reap;                /* topics to free when the outermost call ends */
     char sweep_pos[HUB_MAX_TOPIC + 1];
     hub_store *store;
     hub_stats st;
@@ -342,6 +348,16 @@ static htopic *topic_of(hub_inode *n)
 static void history_trim(hub *h, htopic *t, int64_t now);
 static node *node_path(hub *h, const char *filter, bool make);
 
+/* A freed topic's seq floor is kept by a hash of its name (FNV-1a), so
+ * what freed topics leave behind is a fixed table, not their names. */
+static size_t floor_of(const char *name, size_t len)
+{
+    uint32_t x = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        x = (x ^ (unsigned char)name[i]) * 16777619u;
+    return x % HUB_FLOORS;
+}
+
 static bool topic_idle(hub *h, const htopic *t)
 {
     if (t->head || t->present.n || t->rooms) return false;
@@ -366,7 +382,8 @@ static void reap_now(hub *h)
         h->reap = t->reap_next;
         t->reap_queued = false;
         if (!topic_idle(h, t)) continue;
-        if (t->last_seq > h->seq_floor) h->seq_floor = t->last_seq;
+        uint64_t *floor = &h->floors[floor_of(t->name, t->len)];
+        if (t->last_seq > *floor) *floor = t->last_seq;
         hub_index_remove(&h->index, &t->idx);
         hub_map_clear(&t->present);
         hub_map_del(&h->topics, t->name, t->len); /* frees the name */
@@ -416,9 +433,10 @@ static htopic *topic_make(hub *h, const char *name, size_t len, bool bounded, in
     }
     t->name = e->key;
     t->len = len;
-    t->last_seq = h->seq_floor; /* never a seq a freed topic of this name had */
+    t->last_seq = h->floors[floor_of(name, len)]; /* above any a freed one of this name had */
     t->rule = rule_for(h, t->name);
     t->idx.key = t->name;
+    t->born = ++h->topic_gen;
     hub_index_insert(&h->index, &t->idx);
     hub_map_init(&t->present);
     h->st.topics++;
@@ -600,7 +618,9 @@ static bool held_back(const hub_sub *s, const hub_msg *m)
 {
     if (m->kind != HUB_MSG) return false;
     for (const job *j = s->jobs; j; j = j->next)
-        if (strcmp(m->topic, j->pos) >= 0 && hub_filter_match(j->e->filter, m->topic)) return true;
+        if (s->h->pub_born <= j->gen && strcmp(m->topic, j->pos) >= 0 &&
+            hub_filter_match(j->e->filter, m->topic))
+            return true;
     return false;
 }
 
@@ -962,10 +982,11 @@ static htopic *job_topic(hub *h, job *j)
     const char *f = j->e->filter;
     if (j->exact) {
         htopic *t = topic_get(h, f, strlen(f));
-        return t && strcmp(t->name, j->pos) >= 0 ? t : NULL;
+        return t && t->born <= j->gen && strcmp(t->name, j->pos) >= 0 ? t : NULL;
     }
     htopic *t = topic_of(hub_index_after(h->index, j->pos, true));
-    while (t && strncmp(t->name, f, j->plen) == 0 && !hub_filter_match(f, t->name))
+    while (t && strncmp(t->name, f, j->plen) == 0 &&
+           (t->born > j->gen || !hub_filter_match(f, t->name)))
         t = topic_of(hub_index_after(h->index, t->name, false));
     return t && strncmp(t->name, f, j->plen) == 0 ? t : NULL;
 }
@@ -1016,6 +1037,7 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
     j->e = e;
     j->since = (uint64_t)since;
+    j->gen = s->h->topic_gen;
     j->exact = exact;
     j->plen = exact ? strlen(f) : plen;
     memcpy(j->pos, f, j->plen);
@@ -1138,6 +1160,7 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
         history_trim(h, t, m->time_ms);
         if (h->store) hub_store_put(h->store, m);
         h->st.published++;
+        h->pub_born = t->born;
         deliver(h, m);
         topic_consider(h, t); /* a rule that keeps no history */
     }

@@ -144,7 +144,7 @@ bool hub_filter_match(const char *f, const char *t);
  *
  * A topic with no history left (its rule's count or age), no subscription
  * to exactly its name and nobody present is freed; when it comes back, its
- * sequence starts above every seq a freed topic had, so a resume never
+ * sequence starts above every seq it had before, so a resume never
  * takes a new message for one it has seen (a gap notice instead). */
 uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *payload, size_t len,
                      int *err);
