@@ -62,7 +62,7 @@ function showPeople() {
 }
 
 function refreshRooms() {
-  fetch("/api/topics").then((r) => r.json()).then((j) => {
+  fetch("/api/topics?after=chat%2F").then((r) => r.json()).then((j) => {
     const names = new Set([state.room, "lobby"]);
     for (const t of j.topics) if (t.topic.startsWith("chat/") && !t.topic.slice(5).includes("/")) names.add(t.topic.slice(5));
     const ul = $("rooms");
