@@ -84,13 +84,14 @@ struct entry { /* one filter of one subscriber */
     char filter[];
 };
 
-struct job {       /* a paced replay: hub_subscribe() with `since` */
-    job *next;     /* the subscriber's jobs, run in order */
-    entry *e;      /* the filter it replays */
-    hub_msg *last; /* the last message sent of topic `pos`, or NULL */
-    uint64_t since;
-    uint64_t gen; /* topics made later are live only: nothing to replay */
-    size_t plen;  /* the filter's bytes no topic it matches lacks */
+struct job {        /* a paced replay: hub_subscribe() with `since` */
+    job *next;      /* the subscriber's jobs, run in order */
+    entry *e;       /* the filter it replays */
+    hub_msg *last;  /* the last message sent of topic `pos`, or NULL */
+    uint64_t since; /* the client's: for each topic */
+    uint64_t after; /* topic `pos` is sent up to this seq */
+    uint64_t gen;   /* topics made later are live only: nothing to replay */
+    size_t plen;    /* the filter's bytes no topic it matches lacks */
     bool exact;
     bool began;                  /* topic `pos` is under way (its gap checked) */
     char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
@@ -965,13 +966,15 @@ static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
     /* history leaves from its head only: `last` is still in it while its
      * seq is not below the head's, and then its successor is the next */
     if (j->last && t->head && j->last->seq >= t->head->seq) return j->last->next;
-    uint64_t after = j->last ? j->last->seq : j->since;
     if (!j->began) history_trim(s->h, t, now_ms());
     j->began = true;
     uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
-    if (after + 1 < first && after < t->last_seq) push_gap(s, t, first);
+    if (j->after + 1 < first && j->after < t->last_seq) {
+        push_gap(s, t, first);
+        j->after = first - 1; /* said once */
+    }
     hub_msg *m = t->head;
-    while (m && m->seq <= after)
+    while (m && m->seq <= j->after)
         m = m->next;
     return m;
 }
@@ -996,6 +999,7 @@ static void job_at(job *j, const char *name, size_t len)
     memcpy(j->pos, name, len + 1);
     hub_msg_unref(j->last);
     j->last = NULL;
+    j->after = j->since;
     j->began = false;
 }
 
@@ -1015,8 +1019,10 @@ static bool job_step(hub_sub *s, job *j)
             job_at(j, next, t->len + 1);
             continue;
         }
+        if (s->dead || s->blocked) break; /* a gap notice filled the wire */
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
+        j->after = m->seq;
         sub_push_local(s, m);
     }
     return false;
@@ -1036,7 +1042,7 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     size_t plen = strcspn(f, "+#");
     if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
     j->e = e;
-    j->since = (uint64_t)since;
+    j->since = j->after = (uint64_t)since;
     j->gen = s->h->topic_gen;
     j->exact = exact;
     j->plen = exact ? strlen(f) : plen;
