@@ -606,6 +606,29 @@ TEST(hub_resume_paced_wildcard_and_gap)
     ax_loop_free(loop);
 }
 
+TEST(hub_resume_gap_fills_the_wire)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"g/#", 5, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    for (int i = 0; i < 20; i++)
+        pub(h, "g/a", "m");
+    paced p = {.room = 1};
+    p.s = hub_sub_new(h, &paced_ops, &p, NULL);
+    ASSERT_EQ(hub_subscribe(p.s, "g/a", 0, false), 0);
+    ASSERT_EQ(p.gaps, 1); /* the wire took only the gap notice */
+    ASSERT_EQ(p.n, 0);
+    ASSERT(hub_sub_queued(p.s) == 0);
+    paced_drain(&p, 1);
+    ASSERT_EQ(p.gaps, 1); /* said once */
+    ASSERT_EQ(p.n, 5);
+    ASSERT_EQ(p.bad, 0);
+    ASSERT_EQ(p.last[0], 20);
+    hub_sub_free(p.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
 TEST(hub_history_in_steps)
 {
     ax_loop *loop = tu_loop();
