@@ -158,11 +158,13 @@ static void api_publish(ax_http_req *r, void *ud)
 
 /* A history reply is streamed (chunked), made a piece at a time as the
  * connection drains, so its size is bounded by nothing but the history:
- * never a reset after the 200. */
+ * never a reset after the 200.  A few pieces per turn of the loop, so a
+ * fast reader does not hold the loop either. */
 typedef struct hist_stream {
     ax_http_req *r;
     hub *hub;
-    hub_msg *pos; /* the last message written (hub_history_more) */
+    ax_timer *turn; /* the next turn, when the connection did not fill */
+    hub_msg *pos;   /* the last message written (hub_history_more) */
     uint64_t from, upto;
     size_t sent;
     char *buf;
@@ -171,6 +173,7 @@ typedef struct hist_stream {
 } hist_stream;
 
 #define HIST_PIECE (32 * 1024) /* bytes made per write */
+#define HIST_TURN 4            /* writes per turn of the loop */
 
 static void hist_put(hist_stream *st, const char *p, size_t n)
 {
@@ -199,6 +202,7 @@ static void hist_add(hub_msg *m, void *ud)
 
 static void hist_free(hist_stream *st)
 {
+    ax_timer_free(st->turn);
     hub_msg_unref(st->pos);
     ax_free(st->buf);
     ax_free(st);
@@ -214,7 +218,11 @@ static void hist_abort(ax_http_req *r, void *ud)
 static void hist_pump(ax_http_req *r, void *ud)
 {
     hist_stream *st = ud;
-    for (;;) {
+    for (int n = 0;; n++) {
+        if (n == HIST_TURN) { /* let the loop serve others, then go on */
+            ax_timer_start(st->turn, 0, 0);
+            return;
+        }
         bool done = false;
         st->len = 0;
         while (st->len < HIST_PIECE && !done)
@@ -232,6 +240,13 @@ static void hist_pump(ax_http_req *r, void *ud)
         }
         if (rc == 1) return; /* on_drain calls again */
     }
+}
+
+static void hist_next_turn(ax_timer *t, void *ud)
+{
+    hist_stream *st = ud;
+    (void)t;
+    hist_pump(st->r, st);
 }
 
 static void api_history(ax_http_req *r, void *ud)
@@ -252,8 +267,10 @@ static void api_history(ax_http_req *r, void *ud)
                           "first_seq", (json_int_t)first, "gap", since + 1 < first && since < last,
                           "messages");
     hist_stream *st = last ? ax_calloc(1, sizeof(*st)) : NULL;
-    char *head = st ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (st) st->turn = ax_timer_new(g->sv->loop, hist_next_turn, st);
+    char *head = st && st->turn ? json_dumps(o, JSON_COMPACT) : NULL;
     if (!head) { /* no such topic (or no memory): a small reply */
+        if (st) ax_timer_free(st->turn);
         ax_free(st);
         reply_json(r, last ? 500 : 404, o);
         return;
