@@ -6,7 +6,8 @@ flags in the table are the flags of `--help`; the example config file is
 accepted; a bad line is reported as file:line; every metric the server
 prints is documented (and every documented metric exists); every request
 of the WebSocket, UDP and line-chat gateways and every HTTP route is in
-protocol.md."""
+protocol.md; protocol.md's line-chat and UDP transcripts are what a server
+says when they are typed into it."""
 
 import os
 import re
@@ -251,6 +252,92 @@ def every_request_and_route_is_documented():
              "HTTP route %s is not in docs/protocol.md" % r)
     for err in re.findall(r'reply\(g, from, "(ERR [a-z ]+)', read("src/hub/gw_udp.c")):
         t.ok(err in proto, "UDP reply '%s...' is not in docs/protocol.md" % err)
+
+
+def block_after(text, marker):
+    """The first ``` block after `marker`, as a list of lines."""
+    at = text.index(marker)
+    m = re.search(r"```\n(.*?)```", text[at:], re.S)
+    return m.group(1).splitlines()
+
+
+@t.test
+def line_chat_example_is_what_the_server_says():
+    """protocol.md's line-chat transcript, typed into a fresh server: each
+    client's lines must come exactly as shown, in that order."""
+    srv = servutil.Serve("-d", "none")
+    clients = {}
+    for ln in block_after(read("docs/protocol.md"), "Example (two users;"):
+        who, kind, text = ln[0], ln[1], ln[3:]
+        if who not in clients:
+            clients[who] = axtest.Lines.connect("127.0.0.1", srv.line_port)
+        c = clients[who]
+        if kind == ">":
+            c.send(text + "\n")
+        else:
+            try:
+                got = c.line()
+            except axtest.Failure as e:
+                raise axtest.Failure("%s: wanted %r: %s" % (who, text, e))
+            t.eq(got, text, "what %s got after the lines before it" % who)
+    for who, c in clients.items():  # nothing more (A has quit: its end of stream is fine)
+        quiet = c.silent(0.3) or (c.buf == b"" and who == "A")
+        t.ok(quiet, "%s got more than the example shows: %r" % (who, c.buf))
+        c.close()
+
+
+def udp_transcript(lines, addrs, port):
+    """Run `X> request` / `X< reply` lines with one UDP socket per X; the
+    addresses in `addrs` ({"S": "127.0.0.1:32789"}) stand for the sockets'."""
+    socks = {}
+    for who in addrs:
+        socks[who] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        socks[who].bind(("127.0.0.1", 0))
+        socks[who].settimeout(axtest.TIMEOUT)
+    real = {addrs[w]: "127.0.0.1:%d" % socks[w].getsockname()[1] for w in addrs}
+    for ln in lines:
+        who, kind, text = ln[0], ln[1], ln[3:]
+        for doc, mine in real.items():
+            text = text.replace(doc, mine)
+        if kind == ">":
+            m = re.fullmatch(r"(.*?)…\s+\((\d+) bytes\)", text)
+            data = text.encode()
+            if m:  # "PUB big yyyy…   (9008 bytes)"
+                head = m.group(1).encode()
+                data = head + head[-1:] * (int(m.group(2)) - len(head))
+            socks[who].sendto(data, ("127.0.0.1", port))
+        else:
+            try:
+                got = socks[who].recv(65536)
+            except socket.timeout:
+                raise axtest.Failure("%s: no datagram; wanted %r" % (who, text))
+            t.eq(got, text.encode() + b"\n", "what %s got after the lines before it" % who)
+    for who, s in socks.items():
+        s.settimeout(0.3)
+        try:
+            extra = s.recv(65536)
+        except socket.timeout:
+            extra = None
+        t.eq(extra, None, "%s got more than the example shows" % who)
+        s.close()
+
+
+@t.test
+def udp_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    srv = servutil.Serve("-d", "none")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    servutil.publish(srv, "chat/lobby", "/slash text", sender="bob")
+    servutil.publish(srv, "chat/lobby", "from http", sender="web")  # 7 messages, as the page says
+    udp_transcript(block_after(proto, "Example (a subscriber S at"),
+                   {"S": "127.0.0.1:32789", "D": "127.0.0.1:53683"}, srv.udp_port)
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    udp_transcript(block_after(proto, "and a resume past the history kept"), {"S": "-"},
+                   srv.udp_port)
 
 
 @t.test

@@ -14,14 +14,19 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
-import axtest
-from servutil import Serve, want
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import axtest  # noqa: E402
+from servutil import Serve, want  # noqa: E402
 
 t = axtest.Tests("small fixes (issue 11, item 9)", alarm=120)
 TMP = tempfile.mkdtemp(prefix="axon-small-")
+SRC = os.environ.get("AXON_SRC") or os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def run(*args, timeout=axtest.TIMEOUT * 2):
@@ -279,6 +284,11 @@ def config_hash_word_is_explained():
     rc, _, err = run("serve", "-c", conf)
     t.eq(rc, 2, "status")
     t.ok("%s:2:" % conf in err and "comment" in err and '"#"' in err, err)
+    with open(os.path.join(SRC, "docs", "config.md"), encoding="utf-8") as f:
+        doc = f.read()
+    shown = re.search(r"Unquoted, `history # 100`.*?```\n(.*?)```", doc, re.S).group(1)
+    shown = "\n".join(x.strip() for x in shown.splitlines())
+    t.eq(err.strip(), shown.strip().replace("axon.conf", conf), "docs/config.md shows it")
     with open(conf, "w") as f:  # quoted, as the note says, it is the pattern
         f.write('data_dir none\nlisten_http off\nlisten_line off\nlisten_udp 127.0.0.1:0\n'
                 'history "#" 100   # every topic\n')
