@@ -9,6 +9,7 @@ of the WebSocket, UDP and line-chat gateways and every HTTP route is in
 protocol.md; protocol.md's line-chat and UDP transcripts are what a server
 says when they are typed into it."""
 
+import json
 import os
 import re
 import shutil
@@ -338,6 +339,38 @@ def udp_examples_are_what_the_server_says():
         servutil.publish(srv, "chat/lobby", "m%d" % i)
     udp_transcript(block_after(proto, "and a resume past the history kept"), {"S": "-"},
                    srv.udp_port)
+
+
+def api_topics(text):
+    return sorted(json.dumps(x, sort_keys=True) for x in json.loads(text)["topics"])
+
+
+@t.test
+def http_api_examples_are_what_the_server_says():
+    """The `$ curl` examples under HTTP API, run in order on a fresh server
+    (times differ; /api/topics is in no particular order)."""
+    proto = read("docs/protocol.md")
+    api = proto[proto.index("## HTTP API"):proto.index("## Line chat")]
+    srv = servutil.Serve("-d", "none")
+    ran, people = 0, []
+    for m in re.finditer(r"```\n(.*?)```", api, re.S):
+        if "kept of 5" in api[max(0, m.start() - 60):m.start()]:
+            continue  # another server's history limits
+        steps = re.split(r"^\$ ", m.group(1), flags=re.M)[1:]
+        for step in steps:
+            cmd, _, want = step.partition("\n")
+            if "/api/presence/" in cmd and not people:  # the page had ann and bob in lobby
+                people = [srv.line_client(n) for n in ("ann", "bob")]
+            cmd = cmd.replace("127.0.0.1:18180", "127.0.0.1:%d" % srv.http_port)
+            p = subprocess.run(cmd, shell=True, capture_output=True, timeout=20)
+            got = p.stdout.decode(errors="replace").replace("\r\n", "\n")
+            got, want = (re.sub(r'"time":\d+', '"time":T', re.sub(r"(?m)^Date: .*$", "Date: D", x))
+                         for x in (got, want))
+            if "/api/topics" in cmd:
+                got, want = api_topics(got), api_topics(want)
+            t.eq(got, want, "output of %s" % cmd)
+            ran += 1
+    t.ok(ran >= 9, "only %d examples ran" % ran)
 
 
 @t.test
