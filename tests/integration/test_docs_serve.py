@@ -373,6 +373,73 @@ def http_api_examples_are_what_the_server_says():
     t.ok(ran >= 9, "only %d examples ran" % ran)
 
 
+def ws_transcript(srv, lines):
+    """Run `X-> request` / `X<- reply` lines (X may be left out: one client)
+    with a WebSocket client per X; replies must be exactly as shown, but
+    for the times."""
+    import asyncio
+    import websockets
+
+    def norm(text):
+        return re.sub(r'"time":\d+', '"time":T', text)
+
+    async def run():
+        clients = {}
+        try:
+            for ln in lines:
+                m = re.match(r"^(\w?)(->|<-) (.*)$", ln)
+                if not m:
+                    continue
+                who, kind, text = m.groups()
+                if who not in clients:
+                    clients[who] = await websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port)
+                    await clients[who].recv()  # welcome
+                ws = clients[who]
+                if kind == "->":
+                    b = re.fullmatch(r"\(binary frame\) (.*)", text)
+                    await ws.send(b.group(1).encode().decode("unicode_escape").encode("latin-1")
+                                  if b else text)
+                    continue
+                try:
+                    got = await asyncio.wait_for(ws.recv(), axtest.TIMEOUT)
+                except asyncio.TimeoutError:
+                    raise axtest.Failure("%s: nothing came; wanted %s" % (who or "-", text))
+                t.eq(norm(got), norm(text), "what %s got after the lines before it" % (who or "-"))
+            for who, ws in clients.items():
+                try:
+                    extra = await asyncio.wait_for(ws.recv(), 0.3)
+                except asyncio.TimeoutError:
+                    extra = None
+                t.eq(extra, None, "%s got more than the example shows" % (who or "-"))
+        finally:
+            for ws in clients.values():
+                await ws.close()
+    asyncio.run(run())
+
+
+@t.test
+def websocket_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    ws = proto[proto.index("## WebSocket: /ws"):proto.index("## Server-Sent Events")]
+    srv = servutil.Serve("-d", "none")
+    dev = "127.0.0.1:53683"  # a UDP device, as the page has it
+    for i in range(1, 7):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    servutil.publish(srv, "chat/lobby", "from http", sender="web")
+    servutil.publish(srv, "chat/lobby", "hello from a device", sender=dev)
+    servutil.publish(srv, "sensors/kitchen/temp", "temp=21.5", sender="dev1")
+    servutil.publish(srv, "sensors/kitchen/temp", "device")
+    servutil.publish(srv, "sensors/hall/temp", "19.0", sender=dev)
+    example = block_after(ws, "Earlier, chat/lobby had 8 messages")
+    history = block_after(ws, "A `history` request, and a resume")
+    ws_transcript(srv, example + [x for x in history if x.startswith("A")])
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    ws_transcript(srv, [x for x in history if x[:2] in ("->", "<-")])
+
+
 @t.test
 def readme_links_both():
     readme = read("README.md")
