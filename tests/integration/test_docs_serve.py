@@ -6,8 +6,8 @@ flags in the table are the flags of `--help`; the example config file is
 accepted; a bad line is reported as file:line; every metric the server
 prints is documented (and every documented metric exists); every request
 of the WebSocket, UDP and line-chat gateways and every HTTP route is in
-protocol.md; protocol.md's line-chat and UDP transcripts are what a server
-says when they are typed into it."""
+protocol.md; protocol.md's examples (WebSocket, SSE, HTTP API, line chat
+and UDP) are what a server says when they are typed into it."""
 
 import json
 import os
@@ -438,6 +438,39 @@ def websocket_examples_are_what_the_server_says():
     for i in range(1, 6):
         servutil.publish(srv, "chat/lobby", "m%d" % i)
     ws_transcript(srv, [x for x in history if x[:2] in ("->", "<-")])
+
+
+def sse_steps(srv, block):
+    """Run the `$ curl -sN` commands of a block for a second each; the
+    output must be what the block shows (a final `...` stands for more;
+    the blank line that ends the last event is not in the page)."""
+    for step in re.split(r"^\$ ", "\n".join(block) + "\n", flags=re.M)[1:]:
+        cmd, _, want = step.partition("\n")
+        cmd = cmd.replace("curl -sN", "curl -sN --max-time 1")
+        cmd = cmd.replace("127.0.0.1:18180", "127.0.0.1:%d" % srv.http_port)
+        p = subprocess.run(cmd, shell=True, capture_output=True, timeout=20)
+        got = re.sub(r'"time":\d+', '"time":T', p.stdout.decode(errors="replace"))
+        want = re.sub(r'"time":\d+', '"time":T', want)
+        if want.endswith("...\n"):
+            want = want[:-4]
+            got = got[:len(want)]
+        t.eq(got.rstrip("\n"), want.rstrip("\n"), "output of %s" % cmd)
+
+
+@t.test
+def sse_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    sse = proto[proto.index("## Server-Sent Events"):proto.index("## HTTP API")]
+    srv = servutil.Serve("-d", "none")
+    servutil.publish(srv, "chat/lobby", "hello from curl")
+    servutil.publish(srv, "chat/lobby", "second", sender="ann")
+    servutil.publish(srv, "chat/lobby", "live one", sender="bob")
+    sse_steps(srv, block_after(sse, "Errors: a missing or invalid"))
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    sse_steps(srv, block_after(sse, "A resume past the history kept"))
 
 
 @t.test
