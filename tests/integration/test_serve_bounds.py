@@ -229,7 +229,7 @@ def udp_publish(srv, items):
         for topic, payload in part:
             u.send(b"PUB " + topic.encode() + b" " + payload)
         for _ in part:
-            replies.append(u.recv(65536).decode(errors="replace"))
+            replies.append(u.recv(65536).decode(errors="replace").rstrip("\n"))
     u.close()
     return replies
 
