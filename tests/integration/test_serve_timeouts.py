@@ -40,6 +40,16 @@ def connect_all(port, n):
     return socks
 
 
+def hold(pid, want):
+    """Wait (a while) until the server holds `want` fds; the most it held."""
+    most = fds(pid)
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while most < want and time.monotonic() < deadline:
+        time.sleep(0.02)
+        most = max(most, fds(pid))
+    return most
+
+
 def trickle_until(socks, pid, base, limit, data=b"z"):
     """Send a byte on every open socket every 0.25 s until the server holds
     no more than `base` fds or `limit` seconds pass; returns (seconds,
@@ -61,17 +71,15 @@ def trickle_until(socks, pid, base, limit, data=b"z"):
 
 @t.test
 def http_slowloris_ends():
-    srv = servutil.Serve("--header-timeout", "1", "--close-timeout", "2")
+    srv = servutil.Serve("--header-timeout", "2", "--close-timeout", "2")
     base = fds(srv.pid)
     socks = connect_all(srv.http_port, N)
     for c in socks:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while fds(srv.pid) < base + N and time.monotonic() < deadline:
-        time.sleep(0.05)
-    t.ok(fds(srv.pid) >= base + N * 9 // 10, "the server holds the %d tricklers" % N)
-    # header timeout 1 s (checked each second), then at most 2 s lingering
-    took, n = trickle_until(socks, srv.pid, base, 10)
+    most = hold(srv.pid, base + N)
+    t.ok(most >= base + N * 9 // 10, "the server held the %d tricklers (%d fds)" % (N, most))
+    # header timeout 2 s (checked each second), then at most 2 s lingering
+    took, n = trickle_until(socks, srv.pid, base, 12)
     print("# %d HTTP tricklers: fds %d -> %d after %.1f s" % (N, base + N, n, took))
     t.ok(n <= base, "fds back to the baseline %d within the timeouts (have %d after %.1f s)"
          % (base, n, took))
@@ -93,10 +101,8 @@ def line_name_timeout_ends():
     srv = servutil.Serve("--line-name-timeout", "2", "--close-timeout", "2")
     base = fds(srv.pid)
     socks = connect_all(srv.line_port, N)
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while fds(srv.pid) < base + N and time.monotonic() < deadline:
-        time.sleep(0.05)
-    t.ok(fds(srv.pid) >= base + N * 9 // 10, "the server holds the %d line clients" % N)
+    most = hold(srv.pid, base + N)
+    t.ok(most >= base + N * 9 // 10, "the server held the %d line clients (%d fds)" % (N, most))
     took, n = trickle_until(socks, srv.pid, base, 10)
     print("# %d line tricklers: fds %d -> %d after %.1f s" % (N, base + N, n, took))
     t.ok(n <= base, "fds back to the baseline %d within the timeouts (have %d after %.1f s)"
