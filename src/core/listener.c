@@ -70,8 +70,8 @@ static int clear_stale_unix(const ax_addr *a)
  * episode for the whole process: logged when it begins and when it ends,
  * not per connection. */
 
-static int shedding;         /* 1 while refusing (atomic) */
-static uint64_t shed_count;  /* refused in this episode (atomic) */
+static int shedding;        /* 1 while refusing (atomic) */
+static uint64_t shed_count; /* refused in this episode (atomic) */
 
 static void read_fd_limit(ax_listener *l)
 {
@@ -111,8 +111,9 @@ static void shed_over(void)
     if (!__atomic_load_n(&shedding, __ATOMIC_RELAXED) ||
         __atomic_exchange_n(&shedding, 0, __ATOMIC_RELAXED) == 0)
         return;
-    ax_log(AX_LOG_INFO, "accepting new connections again (%llu refused while out of file "
-                        "descriptors)",
+    ax_log(AX_LOG_INFO,
+           "accepting new connections again (%llu refused while out of file "
+           "descriptors)",
            (unsigned long long)__atomic_exchange_n(&shed_count, 0, __ATOMIC_RELAXED));
 }
 
