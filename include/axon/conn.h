@@ -83,7 +83,7 @@ typedef struct ax_listen_opts {
     /* Descriptors kept for the connections already open: while fewer
      * would be left (RLIMIT_NOFILE), a new connection is accepted and
      * closed at once, and the process logs once that it refuses them and
-     * once that it accepts again.  0: 1/32 of the limit, from 8 to 64;
+     * once that it accepts again (5 s after the last refusal).  0: 1/32 of the limit, from 8 to 64;
      * -1: none (closing at EMFILE only). */
     int fd_reserve;
 } ax_listen_opts;

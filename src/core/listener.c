@@ -67,11 +67,15 @@ static int clear_stale_unix(const ax_addr *a)
  * the store's files) and the backlog does not keep the listener readable.
  * Accept returns the lowest free descriptor, so one at or above
  * limit - reserve means at most reserve - 1 are left.  Refusing is one
- * episode for the whole process: logged when it begins and when it ends,
- * not per connection. */
+ * episode for the whole process: logged when it begins and when it ends
+ * (a connection accepted SHED_QUIET_MS after the last refusal, so a server
+ * at the edge does not log each client coming and going), not per
+ * connection. */
 
-static int shedding;        /* 1 while refusing (atomic) */
-static uint64_t shed_count; /* refused in this episode (atomic) */
+#define SHED_QUIET_MS 5000
+static int shedding;          /* 1 while refusing (atomic) */
+static uint64_t shed_count;   /* refused in this episode (atomic) */
+static uint64_t shed_last_ms; /* loop time of the last refusal (atomic) */
 
 static void read_fd_limit(ax_listener *l)
 {
@@ -83,7 +87,7 @@ static void read_fd_limit(ax_listener *l)
         r = l->fd_limit / 32;
         r = r < 8 ? 8 : r > 64 ? 64 : r;
     }
-    l->reserve = r < 0 ? 0 : r < l->fd_limit / 2 ? r : l->fd_limit / 2;
+    l->reserve = r < 0 ? 0 : r < l->fd_limit / 4 ? r : l->fd_limit / 4;
 }
 
 /* True when accepting `fd` leaves the reserve; the limit may have been
@@ -99,6 +103,7 @@ static void shed_note(ax_listener *l)
 {
     l->emfile++;
     __atomic_add_fetch(&shed_count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&shed_last_ms, ax_loop_now(l->loop), __ATOMIC_RELAXED);
     if (__atomic_exchange_n(&shedding, 1, __ATOMIC_RELAXED) == 0)
         ax_log(AX_LOG_WARN,
                "out of file descriptors (limit %d): refusing new connections, keeping %d "
@@ -106,10 +111,11 @@ static void shed_note(ax_listener *l)
                l->fd_limit, l->reserve);
 }
 
-static void shed_over(void)
+static void shed_over(ax_listener *l)
 {
-    if (!__atomic_load_n(&shedding, __ATOMIC_RELAXED) ||
-        __atomic_exchange_n(&shedding, 0, __ATOMIC_RELAXED) == 0)
+    if (!__atomic_load_n(&shedding, __ATOMIC_RELAXED)) return;
+    uint64_t now = ax_loop_now(l->loop), last = __atomic_load_n(&shed_last_ms, __ATOMIC_RELAXED);
+    if (now < last + SHED_QUIET_MS || __atomic_exchange_n(&shedding, 0, __ATOMIC_RELAXED) == 0)
         return;
     ax_log(AX_LOG_INFO,
            "accepting new connections again (%llu refused while out of file "
@@ -149,7 +155,8 @@ static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
             shed_note(l);
             continue;
         }
-        shed_over();
+        shed_over(l);
+        if (l->spare_fd < 0) l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         int err;
         ax_conn *c = ax__conn_new(loop, fd, l->cbs, &l->lim, l->ud, l, false, l->tcp, &err);
         if (!c) {
