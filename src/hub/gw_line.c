@@ -357,8 +357,8 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
         lc->last_in = ax_loop_now(sv->loop);
         if (ax_conn_paused(c)) break;
     }
-    if (len - off > max) { /* a line longer than the limit: drop it */
-        say(lc, "* line too long (at most %zu bytes); dropped\n", max);
+    if (len - off > max) { /* a line longer than the limit: drop it, say so once */
+        if (!lc->discarding) say(lc, "* line too long (at most %zu bytes); dropped\n", max);
         lc->discarding = true;
         off = len;
     }
