@@ -187,6 +187,52 @@ def our_client_refuses_with_reason():
     t.eq((r.returncode, r.stdout), (0, b"ip\n"), "IP SAN (stderr %r)" % r.stderr)
 
 
+
+def wait_connectable(port):
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Failure("nothing listens on port %d" % port)
+
+@t.test
+def readme_pairs_tls_client_with_tls_hello():
+    """The README's tls_client row, run as written against its tls_hello row."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    readme = open(os.path.join(root, "README.md")).read()
+    server = re.search(r"`build/examples/tls_hello (tls://127\.0\.0\.1:(\d+)) [^`]*`", readme)
+    client = re.search(r"`build/examples/tls_client (tls://localhost:(\d+)) ([^`]*)`", readme)
+    t.ok(server and client, "tls_hello and tls_client rows in the README")
+    t.eq(client.group(2), server.group(2), "the client's port is the server's")
+    srv, port = tls_hello((CERT, KEY))
+    args = client.group(3).replace("/tmp/tls/cert.pem", CERT).split()
+    start = time.monotonic()
+    r = run([example("tls_client"), "tls://localhost:%d" % port] + args, timeout=20)
+    t.eq(r.returncode, 0, "exit status (stderr %r, %.1f s)" % (r.stderr, time.monotonic() - start))
+    t.eq(r.stdout, b"hello over TLSv1.3 (alpn none)\n", "the hello line")
+    srv.stop()
+
+
+@t.test
+def tls_client_gives_up_without_reply():
+    """A server that says nothing (openssl s_server without -rev): a clear
+    message and exit status 1 after --timeout, not a hang."""
+    port = axtest.free_port()
+    srv = Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
+                "-key", KEY, "-quiet"], stdin=subprocess.PIPE)
+    wait_connectable(port)
+    start = time.monotonic()
+    r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT, "--send", "hi",
+             "--timeout", "1"], timeout=20)
+    took = time.monotonic() - start
+    t.eq(r.returncode, 1, "exit status (stderr %r)" % r.stderr)
+    t.ok(b"tls_client: no reply line within 1 s" in r.stderr, "message: %r" % r.stderr)
+    t.ok(0.8 < took < 4, "gave up after %.1f s" % took)
+    srv.stop()
+
 def tls_echo_exchange(s, data):
     """Send data and read the echo on one thread (an SSL object must not be
     used by two threads at once), non-blocking, so backpressure is real."""
