@@ -233,6 +233,43 @@ def tls_client_gives_up_without_reply():
     t.ok(0.8 < took < 4, "gave up after %.1f s" % took)
     srv.stop()
 
+
+def s_client_cipher(port, *args):
+    """openssl s_client -tls1_2 ARGS against 127.0.0.1:port: the cipher
+    agreed on, or None when the handshake failed."""
+    r = run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_2"] + list(args),
+            timeout=10)
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    m = re.search(r"Cipher is (\S+)", out)
+    return m.group(1) if m and m.group(1) != "(NONE)" else None
+
+
+@t.test
+def tls12_aead_only_in_server_order():
+    """TLS 1.2: CBC suites refused (testssl's LUCKY13), AEAD ones agreed on,
+    and the server's order wins over the client's."""
+    echo, port = axon_echo()  # an EC (ECDSA) certificate
+    for cbc in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES128-SHA",
+                "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA"):
+        t.eq(s_client_cipher(port, "-cipher", cbc), None, "CBC suite %s refused" % cbc)
+    for aead in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                 "ECDHE-ECDSA-CHACHA20-POLY1305"):
+        t.eq(s_client_cipher(port, "-cipher", aead), aead, "AEAD suite %s" % aead)
+    t.eq(s_client_cipher(port, "-cipher",
+                         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                         "ECDHE-ECDSA-AES128-GCM-SHA256"),
+         "ECDHE-ECDSA-AES128-GCM-SHA256", "the server's preference, not the client's")
+    echo.stop()
+    # our client offers no CBC suite either
+    port = axtest.free_port()
+    srv = Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
+                "-key", KEY, "-rev", "-quiet", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"])
+    wait_connectable(port)
+    r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT, "--send", "cbc"])
+    t.eq(r.returncode, 1, "our client refuses a CBC-only server (stdout %r, stderr %r)"
+         % (r.stdout, r.stderr))
+    srv.stop()
+
 def tls_echo_exchange(s, data):
     """Send data and read the echo on one thread (an SSL object must not be
     used by two threads at once), non-blocking, so backpressure is real."""
