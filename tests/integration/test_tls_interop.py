@@ -138,7 +138,7 @@ def our_client_against_s_server():
     port = axtest.free_port()
     Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
           "-key", KEY, "-rev", "-quiet", "-tls1_2"])
-    time.sleep(0.3)
+    wait_connectable(port)
     r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT,
              "--send", "abc"])
     t.eq((r.returncode, r.stdout), (0, b"cba\n"), "TLS 1.2 (stderr %r)" % r.stderr)
