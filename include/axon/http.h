@@ -128,8 +128,10 @@ AX_API void ax_http_server_stats(ax_http_server *s, ax_http_stats *out);
 /* Route requests whose method is `method` (NULL: any) and whose path starts
  * with `prefix` at a segment boundary ("/api" matches /api and /api/x, not
  * /apix; "/" matches everything) to `h`.  The longest matching prefix
- * wins; no match answers 404 (405 when only the method differs).  The
- * strings are copied.  Returns 0 or AX_ENOMEM. */
+ * wins, and of routes with the same prefix the one added last (so a route
+ * can be laid over a folder served at the same prefix); no match answers
+ * 404 (405 when only the method differs).  The strings are copied.
+ * Returns 0 or AX_ENOMEM. */
 AX_API int ax_http_route(ax_http_server *s, const char *method, const char *prefix,
                          ax_http_handler h, void *ud);
 

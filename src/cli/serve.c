@@ -846,9 +846,9 @@ int cmd_serve(int argc, char **argv)
     } else {
         ax_loop_handle_signals(sv.loop, on_signal);
         ax_loop_handle_reload(sv.loop, on_hup);
-        if (!cfg.quiet) hints(&sv);
         if (cfg.threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg.threads);
         ax_log(AX_LOG_INFO, "ready to accept connections");
+        if (!cfg.quiet) hints(&sv); /* last: what a user needs stays on screen */
         ax_loop_run(sv.loop);
     }
     if (th) stop_workers(&p, th);

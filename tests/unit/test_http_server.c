@@ -176,6 +176,34 @@ TEST(http_server_routes_longest_prefix)
     fx_stop(&f);
 }
 
+/* Of routes with the same prefix the one added last serves (an echo laid
+ * over a folder at "/"); a longer prefix still wins whatever the order. */
+TEST(http_server_routes_same_prefix_last_wins)
+{
+    fixture f;
+    fx_start(&f);
+    ax_http_route(f.srv, "GET", "/a/b", named, "ab");
+    ax_http_route(f.srv, NULL, "/", named, "first");
+    ax_http_route(f.srv, NULL, "/", named, "second");
+    ax_http_route(f.srv, NULL, "/a", named, "a");
+    char buf[2048];
+    struct {
+        const char *req, *want;
+    } cases[] = {
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "second"},
+        {"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "second"},
+        {"GET /a/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a"},
+        {"GET /a/b/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "ab"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        exchange(&f, cases[i].req, buf, sizeof buf);
+        const char *body = strstr(buf, "\r\n\r\n");
+        ASSERT(body != NULL);
+        ASSERT_STREQ(body + 4, cases[i].want);
+    }
+    fx_stop(&f);
+}
+
 TEST(http_server_404_405)
 {
     fixture f;

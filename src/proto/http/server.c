@@ -944,7 +944,9 @@ static const route *route_find(ax_http_server *s, ax_http_req *r, bool *wrong_me
             *wrong_method = true;
             continue;
         }
-        if (!best || rt->plen > best->plen) best = rt;
+        /* the longest prefix; among equals the route added last, so a
+         * route added over another (an echo over a folder at "/") serves */
+        if (!best || rt->plen >= best->plen) best = rt;
     }
     return best;
 }
