@@ -88,7 +88,7 @@ function draw() {
 
   const now = Date.now();
   // the window fills the width: the time since the first sample, up to two minutes
-  const span = Math.min(WINDOW, Math.max(10000, now - (firstSample || now)));
+  const span = Math.min(WINDOW, Math.max(5000, now - (firstSample || now)));
   const t0 = now - span;
   $("window").textContent = span >= WINDOW ? "(last two minutes)" : "(last " + Math.round(span / 1000) + " s)";
   const shown = samples.filter((s) => s.t >= t0 - 2000);
@@ -100,7 +100,7 @@ function draw() {
   const yaxis = node(svg, "g", { class: "axis y" });
   for (let v = 0; v <= ymax + 1e-9; v += ystep) {
     node(grid, "line", { x1: m.l, x2: m.l + pw, y1: Y(v), y2: Y(v) });
-    node(yaxis, "text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, rate(v));
+    node(yaxis, "text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, String(+v.toFixed(3)));
   }
   node(yaxis, "line", { x1: m.l, x2: m.l, y1: m.t, y2: m.t + ph });
   const xaxis = node(svg, "g", { class: "axis x" });

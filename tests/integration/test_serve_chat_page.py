@@ -221,6 +221,9 @@ def slash_commands():
     wait_log(b, "alice is now known as alicia")
     t.eq(count(b, "alice left"), 0, "a rename is not shown as leave + join")
     t.eq(count(b, "webby left") + count(b, "kim joined"), 0, "nor the page's own")
+    nc_say(alice, "a reply\nfrom alice")
+    wait_log(b, "from alice")
+    b.shot("chat-desktop")
 
     # the name from the page's own form, no native prompt()
     b.do("click", sel="#me")
@@ -249,7 +252,7 @@ def slash_commands():
     pane, inp, btn = rect(b, "#roomspane"), rect(b, "#newroom"), rect(b, "#joinbtn")
     t.ok(btn["r"] <= pane["r"] and inp["l"] >= pane["l"] and inp["w"] >= 60,
          "join form inside its pane: %r %r %r" % (pane, inp, btn))
-    b.shot("chat-desktop")
+    b.shot("chat-desktop-dev")
     ev = b.do("events")
     t.eq(ev["dialogs"], [], "native dialogs")
     t.eq(ev["errors"], [], "page errors")
