@@ -222,12 +222,16 @@ function setRoomLabels() {
   document.title = "#" + state.room + " · axon chat";
 }
 
+// Then the outbox goes out: its messages come back through the
+// subscription, so they are shown with their seq like everyone else's.
 function subscribeRoom() {
   const topic = topicOf(state.room);
   setRoomLabels();
   const live = () => {
     request({ type: "subscribe", topic, since: state.lastSeq[topic], presence: true });
     request({ type: "presence", topic }, (r) => { if (r.topic === topicOf(state.room)) presence(r.names || []); });
+    for (const o of state.outbox) if (o.el) append(o.el); // pending after what came before
+    flush();
   };
   if (state.lastSeq[topic] === undefined) {
     // first visit: the recent history, then live from where it ended
@@ -238,7 +242,16 @@ function subscribeRoom() {
       live();
     });
   } else {
-    live();
+    // a reconnect: resume from the last seq shown, unless the server
+    // numbers the room from the start again (it lost its history)
+    request({ type: "history", topic, limit: 1 }, (m) => {
+      if (m.topic !== topicOf(state.room)) return;
+      if ((m.last_seq || 0) < state.lastSeq[topic]) {
+        note("the server restarted without this room's history", "error");
+        state.lastSeq[topic] = 0;
+      }
+      live();
+    });
   }
 }
 
@@ -469,7 +482,6 @@ function connect() {
     state.everConnected = true;
     request({ type: "nick", name: state.name });
     subscribeRoom();
-    flush();
     refreshRooms();
   };
   ws.onmessage = (ev) => onEnvelope(JSON.parse(ev.data));

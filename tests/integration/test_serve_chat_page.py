@@ -188,6 +188,25 @@ def offline_message_and_reconnect():
 
 
 @t.test
+def server_without_history():
+    """A server restarted without its store numbers the room from 1 again:
+    what is said after that is shown, not taken for old messages."""
+    srv = Serve("--data", "none")
+    b = pageutil.Browser(ENV)
+    open_chat(b, srv, "webby")
+    for i in range(3):
+        publish(srv, "chat/lobby", "old %d" % i, sender="curl")
+    wait_log(b, "old 2")
+    srv.signal(signal.SIGKILL)
+    srv.wait()
+    b.wait("!document.querySelector('#status.up')", what="the page notices the server is gone")
+    say(b, "first after the restart")
+    Serve("--data", "none", ports=srv.ports())
+    wait_log(b, "first after the restart", cls=".mine:not(.pending)", ms=15000)
+    wait_log(b, "restarted without this room's history", cls=".note")
+
+
+@t.test
 def slash_commands():
     srv = Serve()
     alice = nc_client(srv, "alice")
