@@ -181,7 +181,11 @@ function clearPeople() {
 // (with the same grace), whoever is new is added quietly.
 function presence(names) {
   const now = new Set(names);
-  for (const n of state.people) if (!now.has(n)) left(n, Date.now(), false);
+  for (const n of state.people) {
+    if (now.has(n)) continue;
+    if (state.myNames.has(n)) state.people.delete(n); // a name this page used before /nick
+    else left(n, Date.now(), false);
+  }
   for (const n of now) {
     const pend = state.leaving.get(n);
     if (pend) { clearTimeout(pend.timer); state.leaving.delete(n); }

@@ -132,7 +132,11 @@ function draw() {
   };
   let prev = null;
   for (const s of shown) {
-    if (prev && s.t - prev.t > 2500) flushRun();
+    if (prev && s.t - prev.t > 2500) { // the server did not answer in between
+      flushRun();
+      const x0 = Math.max(m.l, X(prev.t)), x1 = X(s.t);
+      if (x1 > x0) node(svg, "rect", { class: "nodata gap", x: x0, y: m.t, width: x1 - x0, height: ph });
+    }
     run.push([Math.max(m.l, X(s.t)), Y(s.v)]);
     prev = s;
   }

@@ -265,6 +265,17 @@ def slash_commands():
          "the message went to chat/dev")
     say(b, "/join bad/room")
     wait_log(b, "a room name is 1 to 64", cls=".note")
+    say(b, "/history 5")
+    wait_log(b, "end of history")
+    t.ok(b.eval("document.querySelector('#log .msg.history').textContent.includes('hello dev')"),
+         "/history shows the room's messages")
+    say(b, "/quit")
+    b.wait("!document.querySelector('#status.up')", what="/quit closes the connection")
+    wait_log(b, "you left", cls=".note")
+    say(b, "back again")
+    wait_log(b, "back again", cls=".mine:not(.pending)")
+    t.eq([m["payload"] for m in curl_json(srv.base + "/api/history/chat/dev")["messages"]],
+         ["hello dev", "back again"], "after /quit, a message brings the page back")
 
     # the Join button in the rooms pane, whole
     t.ok(visible(b, "#joinbtn"), "a Join button")

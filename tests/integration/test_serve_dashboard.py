@@ -81,7 +81,7 @@ def chart_axes_and_stale_state():
          "a banner says the numbers are not current")
     b.wait("parseFloat(getComputedStyle(document.querySelector('.card')).opacity) < 0.7",
            what="the cards greyed out")
-    t.ok(b.eval("document.querySelectorAll('#chart .nodata').length === 1"), "the chart marks no data")
+    t.ok(b.eval("document.querySelectorAll('#chart .nodata:not(.gap)').length === 1"), "the chart marks no data")
     time.sleep(2.5)
     t.eq(b.eval("document.querySelector('#uptime').textContent"), up, "the last uptime kept (greyed)")
     b.shot("dashboard-desktop-stale")
@@ -90,6 +90,9 @@ def chart_axes_and_stale_state():
     b.wait("document.querySelector('#status.up') && !document.body.classList.contains('stale')",
            ms=8000, what="live again")
     t.ok(srv2.running(), "server 2")
+    b.wait("document.querySelectorAll('#chart .nodata.gap').length === 1", ms=8000,
+           what="the time without answers marked on the chart")
+    b.shot("dashboard-desktop-after")
 
     b.do("viewport", w=390, h=844)
     b.wait("document.querySelector('#status.up')", what="live at phone size")
