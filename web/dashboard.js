@@ -84,7 +84,7 @@ function draw() {
   const pat = node(defs, "pattern", { id: "hatch", width: 6, height: 6, patternUnits: "userSpaceOnUse",
                                       patternTransform: "rotate(45)" });
   node(pat, "rect", { width: 6, height: 6, fill: "#fffbeb" });
-  node(pat, "line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#fcd34d", "stroke-width": 2 });
+  node(pat, "line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#fde68a", "stroke-width": 2 });
 
   const now = Date.now();
   // the window fills the width: the time since the first sample, up to two minutes
@@ -118,7 +118,7 @@ function draw() {
     const x = Math.max(m.l, X(lastOk));
     node(svg, "rect", { class: "nodata", x, y: m.t, width: m.l + pw - x, height: ph });
     if (m.l + pw - x > 60)
-      node(svg, "text", { class: "nodata-label", x: (x + m.l + pw) / 2, y: m.t + 16, "text-anchor": "middle" }, "no data");
+      node(svg, "text", { class: "nodata-label", x: (x + m.l + pw) / 2, y: m.t + 16, "text-anchor": "middle" }, "no answer");
   }
   // the line, broken where samples are missing
   let d = "", area = "", run = [];
@@ -136,6 +136,8 @@ function draw() {
       flushRun();
       const x0 = Math.max(m.l, X(prev.t)), x1 = X(s.t);
       if (x1 > x0) node(svg, "rect", { class: "nodata gap", x: x0, y: m.t, width: x1 - x0, height: ph });
+      if (x1 - x0 > 60)
+        node(svg, "text", { class: "nodata-label", x: (x0 + x1) / 2, y: m.t + 16, "text-anchor": "middle" }, "no answer");
     }
     run.push([Math.max(m.l, X(s.t)), Y(s.v)]);
     prev = s;
