@@ -489,21 +489,38 @@ function connect() {
     refreshRooms();
   };
   ws.onmessage = (ev) => onEnvelope(JSON.parse(ev.data));
-  ws.onclose = () => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    state.replies.clear();
-    requeue();
-    if (state.quit) { setStatus("down", "left"); return; }
-    if (state.everConnected && !state.lostShown) {
-      note("connection lost — reconnecting; what you type is sent when it is back", "conn down");
-      state.lostShown = true;
-    }
-    const wait = state.backoff;
-    state.backoff = Math.min(state.backoff * 2, 4000);
-    setStatus("down", "offline — retrying");
-    state.retryTimer = setTimeout(connect, wait);
-  };
+  ws.onclose = () => lost(ws);
+  // a server that accepts but never answers the handshake
+  setTimeout(() => { if (state.ws === ws && ws.readyState === WebSocket.CONNECTING) lost(ws); }, 8000);
+}
+
+// The connection is gone (closed, or silent: see heartbeat).
+function lost(ws) {
+  if (state.ws !== ws) return;
+  state.ws = null;
+  state.replies.clear();
+  requeue();
+  if (ws.readyState !== WebSocket.CLOSED) ws.close();
+  if (state.quit) { setStatus("down", "left"); return; }
+  if (state.everConnected && !state.lostShown) {
+    note("connection lost — reconnecting; what you type is sent when it is back", "conn down");
+    state.lostShown = true;
+  }
+  const wait = state.backoff;
+  state.backoff = Math.min(state.backoff * 2, 4000);
+  setStatus("down", "offline — retrying");
+  state.retryTimer = setTimeout(connect, wait);
+}
+
+// A connection can die without a close (a phone changes networks, the
+// server hangs): a ping every 10 s that is not answered within 5 s counts
+// as a lost connection.
+function heartbeat() {
+  const ws = state.ws;
+  if (!online()) return;
+  let answered = false;
+  request({ type: "ping" }, () => { answered = true; });
+  setTimeout(() => { if (!answered && state.ws === ws) lost(ws); }, 5000);
 }
 
 // Try at once (the user is waiting for a message to go out).
@@ -633,6 +650,7 @@ if (!ROOM_RE.test(state.room)) state.room = "lobby";
 setRoomLabels();
 restoreOutbox();
 setInterval(refreshRooms, 5000);
+setInterval(heartbeat, 10000);
 refreshRooms();
 if (NAME_RE.test(state.name) || (state.name && params.get("name"))) {
   setName(state.name);

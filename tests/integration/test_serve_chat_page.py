@@ -188,6 +188,24 @@ def offline_message_and_reconnect():
 
 
 @t.test
+def silent_server():
+    """A server that stops answering (SIGSTOP) without closing: the page
+    notices within seconds, says it is offline, and comes back."""
+    srv = Serve()
+    b = pageutil.Browser(ENV)
+    open_chat(b, srv, "webby")
+    srv.signal(signal.SIGSTOP)
+    try:
+        b.wait("!document.querySelector('#status.up')", ms=20000, what="offline while the server is silent")
+        wait_log(b, "connection lost")
+    finally:
+        srv.signal(signal.SIGCONT)
+    b.wait("document.querySelector('#status.up')", ms=15000, what="online again")
+    say(b, "after the silence")
+    wait_log(b, "after the silence", cls=".mine:not(.pending)")
+
+
+@t.test
 def server_without_history():
     """A server restarted without its store numbers the room from 1 again:
     what is said after that is shown, not taken for old messages."""
