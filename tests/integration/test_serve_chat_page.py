@@ -104,6 +104,14 @@ def phone_layout():
     t.ok(b.eval(txt + ".getClientRects().length") >= 3 or
          b.eval(txt + ".getBoundingClientRect().height") > 2.5 * b.eval(
              "parseFloat(getComputedStyle(%s).lineHeight)" % txt), "three lines on screen")
+    # typed with Shift+Enter: sent and shown with the line break
+    b.do("fill", sel="#text", text="typed line")
+    b.do("press", sel="#text", key="Shift+Enter")
+    b.do("press", sel="#text", key="b")
+    b.do("press", sel="#text", key="Enter")
+    wait_log(b, "typed line", cls=".mine:not(.pending)")
+    t.eq(curl_json(srv.base + "/api/history/chat/lobby")["messages"][-1]["payload"], "typed line\nb",
+         "Shift+Enter is a line break in the message")
     # the UDP sender: a device label, its address beside it
     dev = "[...document.querySelectorAll('#log .msg')].find((e) => e.textContent.includes('21.5 degrees'))"
     t.eq(b.eval(dev + ".querySelector('.who .badge').textContent"), "udp", "UDP sender label")
