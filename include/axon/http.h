@@ -67,6 +67,10 @@ typedef struct ax_http_stats {
     uint64_t conns_accepted; /* since the server started */
     uint64_t requests;       /* handed to a handler (or answered 404/405) */
     uint64_t bytes_in, bytes_out;
+    /* requests the server refused itself, then closed: malformed or too
+     * large (400, 413, 414, 417, 431, 501, 505), too slow (408), or out of
+     * memory (500); not counted in `requests` */
+    uint64_t refused;
 } ax_http_stats;
 
 /* Server settings; zero fields take the defaults shown. */
@@ -76,6 +80,7 @@ typedef struct ax_http_opts {
     uint32_t body_timeout_ms;   /* 30 s: longest pause while a body arrives */
     uint32_t idle_timeout_ms;   /* 60 s: keep-alive connection with no request */
     size_t max_header_bytes;    /* 32 KiB: larger heads get 431 */
+    uint32_t linger_ms;         /* 10 s: a closing connection's limit (ax_conn_opts) */
     FILE *access_log;           /* NULL: off; else one line per response, in: */
     int access_log_format;      /* AX_HTTP_LOG_COMMON (default), _COMBINED or _JSON */
     const char *server_name;    /* "axon": the Server field; "" leaves it out */

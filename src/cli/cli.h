@@ -3,6 +3,7 @@
 #define AXON_CLI_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <axon/tls.h>
 
@@ -24,5 +25,9 @@ int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *
  * needs --cert ...") and -1 is returned. */
 int cli_tls_server(const char *cmd, const char *const *urls, int n, const char *cert,
                    const char *key, ax_tls_ctx **out);
+
+/* mkdir -p: the parents of `path` (mode 0755) and `path` itself (`mode`);
+ * existing directories are fine.  0, or -1 with errno. */
+int cli_mkdirs(const char *path, mode_t mode);
 
 #endif
