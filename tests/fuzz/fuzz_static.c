@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_static: check failed at line %d: %s\n", __LINE__, #cond);       \
+            fprintf(stderr, "fuzz_static: check failed at line %d: %s\n", __LINE__, #cond);        \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -70,7 +70,7 @@ static int ref_dotdot(const char *p, size_t n)
 
 static void fuzz_path(const uint8_t *d, size_t n)
 {
-    char *in = malloc(n ? n : 1), *out = malloc(n + 1), *ref = malloc(n + 1);
+    char *in = calloc(1, n ? n : 1), *out = malloc(n + 1), *ref = malloc(n + 1);
     CHECK(in && out && ref);
     if (n) memcpy(in, d, n);
     long k = ax__http_path_decode(in, n, out);
@@ -164,7 +164,7 @@ static void fuzz_etag(const uint8_t *d, size_t n)
 
 static void fuzz_date(const uint8_t *d, size_t n)
 {
-    char *s = malloc(n ? n : 1);
+    char *s = calloc(1, n ? n : 1);
     CHECK(s != NULL);
     if (n) memcpy(s, d, n);
     time_t t, t2;
