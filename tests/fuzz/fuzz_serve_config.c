@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_serve_config: check failed at line %d: %s\n", __LINE__, #cond); \
+            fprintf(stderr, "fuzz_serve_config: check failed at line %d: %s\n", __LINE__, #cond);  \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
