@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char obuf[1 << 16];
     if (size < 1 || size > 65536) return 0;
     if (!path[0]) fz_path("line.sock", path, sizeof path);
-    size_t step = data[0] & 0x80 ? 1 + (data[0] & 63) : size;
+    size_t step = data[0] & 0x80 ? (size_t)(1 + (data[0] & 63)) : size;
     fz_serve_init(&f, data[0] & 0x40 ? 16 : 4096, 1u << 16, 8, 4096);
     char url[300], why[256];
     snprintf(url, sizeof url, "unix://%s", path);

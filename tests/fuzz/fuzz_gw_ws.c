@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static uint8_t msgs[1 << 18];
     if (size < 1 || size > 16384) return 0;
     if (!path[0]) fz_path("ws.sock", path, sizeof path);
-    size_t step = data[0] & 0x80 ? 1 + (data[0] & 63) : SIZE_MAX;
+    size_t step = data[0] & 0x80 ? (size_t)(1 + (data[0] & 63)) : SIZE_MAX;
     fz_serve_init(&f, 4096, 4096, 8, 8192);
     char url[300], why[256];
     snprintf(url, sizeof url, "unix://%s", path);

@@ -16,7 +16,8 @@
  *   /static/  files of a folder (ranges, ETags, gzip, index, listing,
  *             a symlink out of the folder),
  *   /ws       a WebSocket echo (deflate, subprotocols).
- * What comes back must read as a series of well-formed responses (up to a
+ * A streamed request without a body gets its end at once.  What comes back
+ * must read as a series of well-formed responses (up to a
  * 101; not checked when a HEAD request may have been sent, whose responses
  * have no body to tell apart).  ASan and UBSan watch; at the end every
  * request must have ended or been aborted, and no connection may be left. */
@@ -176,6 +177,7 @@ static struct upload {
     ax_http_req *r; /* until answered or aborted */
     uint64_t bytes;
     bool paused;
+    bool no_body; /* so the end comes at once */
 } up;
 static int up_posts;
 
@@ -206,8 +208,8 @@ static void up_resume(ax_loop *loop, void *arg)
 static void up_body(ax_http_req *r, const char *data, size_t len, void *ud)
 {
     (void)ud;
-    if (!up.r) return; /* answered early: the server drops the rest */
-    FZ_CHECK(r == up.r && !up.paused);
+    if (!up.r) return;                               /* answered early: the server drops the rest */
+    FZ_CHECK(r == up.r && (len == 0 || !up.paused)); /* the end may come while paused */
     FZ_CHECK((len == 0) == (data == NULL));
     up.bytes += len;
     if (len == 0) up_answer();
@@ -217,7 +219,11 @@ static void upload(ax_http_req *r, void *ud)
 {
     (void)ud;
     FZ_CHECK(up.r == NULL);
-    up = (struct upload){.r = r};
+    size_t cl, tl;
+    const char *c = ax_http_req_header(r, "Content-Length", &cl);
+    up = (struct upload){.r = r, .no_body = !ax_http_req_header(r, "Transfer-Encoding", &tl)};
+    for (size_t i = 0; c && i < cl; i++)
+        up.no_body &= c[i] == '0';
     ax_http_on_abort(r, up_abort, NULL);
     ax_http_req_on_body(r, up_body, NULL);
     if (query_has(r, "early")) {
@@ -277,7 +283,8 @@ static void check_responses(const fz_out *o)
         ax_http_parser_init(&p, AX_HTTP_RESPONSE, NULL);
         int n = ax_http_parse_head(&p, o->buf + off, o->len - off, &h);
         if (n == AX_HTTP_INCOMPLETE) {
-            FZ_CHECK(o->len == o->cap); /* the server ended mid-head: only when we stopped keeping */
+            FZ_CHECK(o->len ==
+                     o->cap); /* the server ended mid-head: only when we stopped keeping */
             return;
         }
         FZ_CHECK(n > 0);
@@ -320,13 +327,15 @@ static void start_server(void)
 static void stop_server(void)
 {
     ax_loop *loop = fz_loop();
-    ax_http_server_free(srv);
+    FZ_CHECK(!(up.r && up.no_body)); /* a request without a body was never ended */
+    ax_http_server_free(srv);        /* the aborts come on the next turn */
     srv = NULL;
-    FZ_CHECK(later_req == NULL && big_req == NULL && up.r == NULL);
     for (int i = 0; i < nws; i++) /* upgraded: no longer the server's */
         ax_conn_abort(ax_ws_conn(wss[i]), AX_ECLOSED);
-    for (int i = 0; i < 100 && (nws || later_posts || up_posts); i++)
+    for (int i = 0; i < 100 && (nws || later_posts || up_posts || later_req || big_req || up.r);
+         i++)
         ax_loop_run_once(loop, 0);
+    FZ_CHECK(later_req == NULL && big_req == NULL && up.r == NULL);
     FZ_CHECK(nws == 0 && later_posts == 0 && up_posts == 0);
 }
 
@@ -337,7 +346,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         make_www();
         fz_path("http.sock", sock_path, sizeof sock_path);
     }
-    size_t step = data[0] & 0x80 ? 1 + (data[0] & 63) : size;
+    size_t step = data[0] & 0x80 ? (size_t)(1 + (data[0] & 63)) : size;
     static char obuf[1 << 20];
     fz_out o = {.buf = obuf, .cap = sizeof obuf};
     start_server();

@@ -73,7 +73,8 @@ static const char *fz_path(const char *name, char *buf, size_t len)
 static int fz_connect(const char *path)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    FZ_CHECK(strlen(path) < sizeof a.sun_path);
+    memcpy(a.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     FZ_CHECK(fd >= 0);
     FZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
