@@ -14,7 +14,7 @@
  *   /upload   a streamed body (?early: answer before it ends; ?pause:
  *             pause it for a turn), answering with the byte count,
  *   /static/  files of a folder (ranges, ETags, gzip, index, listing,
- *             a symlink out of the folder),
+ *             symlinks out of the folder: a file beside it is never sent),
  *   /ws       a WebSocket echo (deflate, subprotocols).
  * A streamed request without a body gets its end at once.  What comes back
  * must read as a series of well-formed responses (up to a
@@ -34,6 +34,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char sock_path[256], www[256];
+
+/* The content of a file outside the served folder: never sent. */
+#define SECRET "secret-5d41402abc4b2a76"
 static ax_http_server *srv;
 
 /* ---- the folder ------------------------------------------------------- */
@@ -69,6 +72,14 @@ static void make_www(void)
     FZ_CHECK(symlink("/etc", p) == 0);
     snprintf(p, sizeof p, "%s/in", www);
     FZ_CHECK(symlink("a.txt", p) == 0);
+    /* a file next to the folder, and a way out to it */
+    char secret[256];
+    FILE *f = fopen(fz_path("secret.txt", secret, sizeof secret), "w");
+    FZ_CHECK(f != NULL);
+    fputs(SECRET "\n", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/up", www);
+    FZ_CHECK(symlink("..", p) == 0);
 }
 
 /* ---- handlers ---------------------------------------------------------- */
@@ -356,5 +367,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     stop_server();
     fz_dump(&o);
     if (!memmem(data, size, "HEAD", 4)) check_responses(&o);
+    if (!memmem(data, size, SECRET, sizeof SECRET - 1))
+        FZ_CHECK(!memmem(o.buf, o.len, SECRET, sizeof SECRET - 1));
     return 0;
 }
