@@ -68,8 +68,8 @@ AX_API void ax_tls_ctx_free(ax_tls_ctx *ctx);
 
 /* Write a new self-signed certificate for `name` (a host name or an IP
  * address) and its private key (EC P-256) as PEM files, for local use:
- * subject CN=name, subject alternative names DNS:name (or IP:name) and
- * IP:127.0.0.1, valid for `days` (0: 365).  The key file is made mode 0600.
+ * subject CN=name, subject alternative names DNS:name (or IP:name),
+ * IP:127.0.0.1 and IP:::1, valid for `days` (0: 365).  The key file is made mode 0600.
  * Returns 0, or a code with a sentence in `why`.  `axon cert` uses this. */
 AX_API int ax_tls_make_self_signed(const char *name, int days, const char *cert_path,
                                    const char *key_path, char *why, size_t why_len) AX_MUST_CHECK;

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <axon/tls.h>
 
@@ -32,5 +33,9 @@ int cli_tls_server(const char *cmd, const char *const *urls, int n, const char *
  * Returns 0, or -1 after a sentence on stderr ("PATH:LINE: why"). */
 struct serve_cfg;
 int serve__config_parse(struct serve_cfg *c, const char *text, size_t len, const char *path);
+
+/* mkdir -p: the parents of `path` (mode 0755) and `path` itself (`mode`);
+ * existing directories are fine.  0, or -1 with errno. */
+int cli_mkdirs(const char *path, mode_t mode);
 
 #endif

@@ -281,14 +281,18 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
 #undef WANT
 }
 
-/* Split a line into words; "double quotes" keep spaces.  Returns the count. */
-static int split(char *line, char **argv, int max)
+/* Split a line into words; "double quotes" keep spaces; a word that starts
+ * with '#' begins a comment (*hash: whether that word was '#' alone, which
+ * may have been meant as the topic pattern).  Returns the count. */
+static int split(char *line, char **argv, int max, bool *hash)
 {
     int n = 0;
     char *p = line;
+    *hash = false;
     while (*p && n < max) {
         while (*p == ' ' || *p == '\t')
             p++;
+        if (*p == '#') *hash = !p[1] || p[1] == ' ' || p[1] == '\t';
         if (!*p || *p == '#') break;
         if (*p == '"') {
             argv[n++] = ++p;
@@ -328,11 +332,17 @@ static int read_config_from(serve_cfg *c, globals *gl, FILE *f, const char *path
         }
         line[strcspn(line, "\r\n")] = '\0';
         char *argv[8];
-        int argc = split(line, argv, 8);
+        bool hash;
+        int argc = split(line, argv, 8, &hash);
         if (argc == 0) continue;
         why[0] = '\0';
         if (setting(c, gl, argv, argc, path, depth, why, sizeof why) != 0) {
             if (why[0]) fprintf(stderr, "axon serve: %s:%d: %s\n", path, lineno, why);
+            if (why[0] && hash)
+                fprintf(stderr,
+                        "axon serve: %s:%d: note: a word '#' starts a comment (the rest of the "
+                        "line is ignored); for the topic pattern # write it quoted: \"#\"\n",
+                        path, lineno);
             rc = -1;
             break;
         }
@@ -454,6 +464,12 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         }
     }
     finish_rules(c, &gl);
+    if (!c->http_url[0] && !c->line_url[0] && !c->udp_url[0] && !c->https_url[0] &&
+        !c->line_tls_url[0]) {
+        fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
+                        "least one of --http, --line, --udp, --https, --line-tls\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -476,6 +492,10 @@ static void on_hup(ax_loop *loop)
 static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
 {
     if (!c->https_url[0] && !c->line_tls_url[0]) return 0;
+    if (!c->tls_cert[0] && c->tls_key[0]) {
+        snprintf(why, why_len, "tls_key (--key) %.300s without tls_cert (--cert)", c->tls_key);
+        return -1;
+    }
     if (!c->tls_cert[0]) {
         snprintf(why, why_len,
                  "%s needs tls_cert and tls_key (--cert, --key; make a pair with: "
@@ -486,6 +506,10 @@ static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
     int err;
     ax_tls_opts o = {.cert_file = c->tls_cert, .key_file = c->tls_key[0] ? c->tls_key : NULL};
     sv->tls = ax_tls_server_new(&o, why, why_len, &err);
+    if (!sv->tls && !o.key_file && err == AX_EINVAL)
+        snprintf(why, why_len,
+                 "tls_cert (--cert) %.300s holds no private key: give tls_key (--key)",
+                 c->tls_cert);
     return sv->tls ? 0 : -1;
 }
 
@@ -527,6 +551,20 @@ static const char *hostport(const char *url, char *buf, size_t len)
     return buf;
 }
 
+/* "host port" as nc takes them: [::1]:7000 -> "::1 7000". */
+static const char *nc_args(const char *url, char *buf, size_t len)
+{
+    hostport(url, buf, len);
+    char *colon = strrchr(buf, ':');
+    if (!colon) return buf;
+    *colon = ' ';
+    if (buf[0] == '[' && colon > buf + 1 && colon[-1] == ']') {
+        memmove(colon - 1, colon, strlen(colon) + 1); /* drop ']' */
+        memmove(buf, buf + 1, strlen(buf));           /* and '[' */
+    }
+    return buf;
+}
+
 static void hints(serve *sv)
 {
     char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
@@ -541,18 +579,12 @@ static void hints(serve *sv)
         printf("axon serve: HTTPS         https://%s/\n", hostport(a, hp, sizeof hp));
     if (gw_line_tls_addr(sv->line, a, sizeof a))
         printf("axon serve: line over TLS axon cat %s\n", a);
-    if (gw_line_addr(sv->line, a, sizeof a)) {
-        hostport(gw_line_addr(sv->line, a, sizeof a), hp, sizeof hp);
-        char *colon = strrchr(hp, ':');
-        if (colon) *colon = ' ';
-        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n", hp);
-    }
-    if (sv->udp) {
-        hostport(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp);
-        char *colon = strrchr(hp, ':');
-        if (colon) *colon = ' ';
-        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n", hp);
-    }
+    if (gw_line_addr(sv->line, a, sizeof a))
+        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n",
+               nc_args(a, hp, sizeof hp));
+    if (sv->udp)
+        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n",
+               nc_args(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp));
     printf("axon serve: Ctrl-C stops\n");
     fflush(stdout);
 }
@@ -684,6 +716,12 @@ int cmd_serve(int argc, char **argv)
         return 1;
     }
     char why[512] = "";
+    if (cfg.data_dir[0] && cli_mkdirs(cfg.data_dir, 0700) == -1) {
+        fprintf(stderr, "axon serve: cannot make data directory %s: %s\n", cfg.data_dir,
+                strerror(errno));
+        ax_loop_free(sv.loop);
+        return 1;
+    }
     hub_opts ho = {.rules = cfg.rules,
                    .nrules = cfg.nrules,
                    .sub_budget = cfg.sub_budget,

@@ -313,8 +313,8 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
         off += n + 1;
         if (ax_conn_paused(c)) break;
     }
-    if (len - off > max) { /* a line longer than the limit: drop it */
-        say(lc, "* line too long (at most %zu bytes); dropped\n", max);
+    if (len - off > max) { /* a line longer than the limit: drop it, say so once */
+        if (!lc->discarding) say(lc, "* line too long (at most %zu bytes); dropped\n", max);
         lc->discarding = true;
         off = len;
     }

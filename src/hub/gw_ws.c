@@ -17,6 +17,7 @@
  * ENC_WS) and the same frame is queued on every WebSocket subscriber. */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,26 @@ static void reply_error(ws_client *c, json_t *id, const char *why)
     json_t *o = json_pack("{s:s,s:s}", "type", "error", "error", why);
     if (id) json_object_set(o, "id", id);
     send_json(c, o);
+}
+
+/* The request types that name a topic; the rest are ping and nick. */
+static bool topic_request(const char *type)
+{
+    static const char *const names[] = {"publish", "subscribe", "unsubscribe", "history",
+                                        "presence"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(type, names[i]) == 0) return true;
+    return false;
+}
+
+static void unknown_type(ws_client *c, json_t *id, const char *type)
+{
+    char why[200];
+    snprintf(why, sizeof why,
+             "unknown request type '%s'; expected ping, nick, subscribe, unsubscribe, "
+             "publish, history or presence",
+             strlen(type) <= 32 ? type : "...");
+    reply_error(c, id, why);
 }
 
 static ax_slice *encode_ws(const hub_msg *m, void *ud)
@@ -209,6 +230,8 @@ static void request(ws_client *c, json_t *o)
             reply_error(c, id, "a name is 1 to 64 bytes");
         else
             reply_ok(c, id, json_pack("{s:s}", "name", name));
+    } else if (!topic_request(type)) {
+        unknown_type(c, id, type);
     } else if (!topic) {
         reply_error(c, id, "this request needs a \"topic\"");
     } else if (strcmp(type, "publish") == 0) {
@@ -239,7 +262,7 @@ static void request(ws_client *c, json_t *o)
         if (id) json_object_set(r, "id", id);
         send_json(c, r);
     } else {
-        reply_error(c, id, "unknown request type");
+        unknown_type(c, id, type);
     }
 }
 

@@ -565,3 +565,22 @@ TEST(http_server_stats)
     close(c);
     ax_loop_free(f.loop);
 }
+
+/* Every status code a standard defines has its reason phrase: a plain GET
+ * on a WebSocket route got "426 Unknown". */
+TEST(http_status_text_standard_codes)
+{
+    static const int codes[] = {100, 101, 200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303,
+                                304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408,
+                                409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 425, 426,
+                                428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 511};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(ax_http_status_text(codes[i]), "Unknown") == 0) {
+            char what[64];
+            snprintf(what, sizeof what, "no reason phrase for %d", codes[i]);
+            ASSERT_STREQ(what, "");
+        }
+    ASSERT_STREQ(ax_http_status_text(426), "Upgrade Required");
+    ASSERT_STREQ(ax_http_status_text(409), "Conflict");
+    ASSERT_STREQ(ax_http_status_text(599), "Unknown");
+}
