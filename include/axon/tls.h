@@ -18,6 +18,8 @@
  * closes with AX_ETLS, a refused peer certificate with AX_ECERT, and
  * ax_conn_error_detail() says why.  Graceful close and ax_conn_shutdown()
  * send close_notify before FIN.  TLS 1.2 is the minimum; 1.3 is preferred.
+ * TLS 1.2 uses only ECDHE key exchange with AEAD ciphers (AES-GCM,
+ * ChaCha20-Poly1305), and a server picks the cipher in its own order.
  *
  * A client without a context (tls:// URL, no opts.tls) uses a default one:
  * the system CA store, verification on, the URL's host checked against the

@@ -2,6 +2,7 @@
  * style of mosquitto and Redis, then flags over it), the gateways, signals
  * (SIGTERM/SIGINT drain and stop, SIGHUP reopens the log file). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,19 @@ static void help(FILE *out)
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
+                 "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
+                 "                           default off (reopened on SIGHUP)\n"
+                 "      --access-log-format F  common (default), combined or json\n"
+                 "      --header-timeout S   seconds an HTTP request head may take; default 10\n"
+                 "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
+                 "                           default 60\n"
+                 "      --close-timeout S    seconds a closing connection may stall flushing,\n"
+                 "                           then wait for the peer's FIN; default 10\n"
+                 "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
+                 "                           default 30; 0: no limit\n"
+                 "      --line-idle-timeout S  seconds a named line chat user may send\n"
+                 "                           nothing (an empty line will do); default 3600;\n"
+                 "                           0: no limit\n"
                  "  -q, --quiet              do not print the addresses at start\n"
                  "  -h, --help               show this help\n\n"
                  "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
@@ -69,6 +83,8 @@ static void defaults(serve_cfg *c)
     c->udp_lease_s = 60;
     c->max_line = 4096;
     c->threads = 1;
+    c->line_name_timeout_s = 30;
+    c->line_idle_timeout_s = 3600;
 }
 
 /* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
@@ -141,6 +157,17 @@ typedef struct globals {
 } globals;
 
 static int read_config(serve_cfg *c, globals *gl, const char *path, int depth);
+
+/* The field of a timeout setting (in seconds), or NULL. */
+static uint32_t *timeout_field(serve_cfg *c, const char *k)
+{
+    if (strcmp(k, "http_header_timeout") == 0) return &c->http_header_timeout_s;
+    if (strcmp(k, "http_idle_timeout") == 0) return &c->http_idle_timeout_s;
+    if (strcmp(k, "close_timeout") == 0) return &c->close_timeout_s;
+    if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
+    if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
+    return NULL;
+}
 
 /* One `key value...` setting; 0, or -1 with a sentence in why. */
 static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char *file, int depth,
@@ -253,6 +280,28 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "log_file") == 0) {
         WANT(1);
         snprintf(c->log_file, sizeof c->log_file, "%s", v);
+    } else if (strcmp(k, "access_log") == 0) {
+        WANT(1);
+        snprintf(c->access_log, sizeof c->access_log, "%s", strcmp(v, "off") ? v : "");
+    } else if (strcmp(k, "access_log_format") == 0) {
+        WANT(1);
+        static const char *fmts[] = {"common", "combined", "json"};
+        int f = 0;
+        while (f < 3 && strcmp(v, fmts[f]))
+            f++;
+        if (f == 3) {
+            snprintf(why, why_len, "access_log_format is common, combined or json, not '%s'", v);
+            return -1;
+        }
+        c->access_log_format = f; /* AX_HTTP_LOG_COMMON, _COMBINED, _JSON */
+    } else if (timeout_field(c, k)) {
+        WANT(1);
+        if (parse_u64(v, 86400, &n, why, why_len)) return -1;
+        if (n == 0 && strncmp(k, "line_", 5) != 0) {
+            snprintf(why, why_len, "%s is 1 to 86400 seconds", k);
+            return -1;
+        }
+        *timeout_field(c, k) = (uint32_t)n;
     } else if (strcmp(k, "include") == 0) {
         WANT(1);
         char inc[1024];
@@ -394,21 +443,53 @@ int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *
 
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"http", required_argument, NULL, 'H'},
-        {"line", required_argument, NULL, 'L'},     {"udp", required_argument, NULL, 'U'},
-        {"data", required_argument, NULL, 'd'},     {"fsync", required_argument, NULL, 'F'},
-        {"history", required_argument, NULL, 'N'},  {"log-format", required_argument, NULL, 'j'},
-        {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-        {"listen", required_argument, NULL, 'l'},   {"threads", required_argument, NULL, 't'},
-        {"https", required_argument, NULL, 'S'},    {"line-tls", required_argument, NULL, 'T'},
-        {"cert", required_argument, NULL, 'C'},     {"key", required_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    static const char *keys[128] = {
-        ['H'] = "listen_http",  ['L'] = "listen_line",     ['U'] = "listen_udp", ['d'] = "data_dir",
-        ['F'] = "fsync",        ['N'] = "history_count",   ['j'] = "log_format", ['o'] = "log_file",
-        ['S'] = "listen_https", ['T'] = "listen_line_tls", ['C'] = "tls_cert",   ['K'] = "tls_key",
-        ['t'] = "threads"};
+    /* clang-format off: the table grows at its end */
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"http", required_argument, NULL, 'H'},
+                                             {"line", required_argument, NULL, 'L'},
+                                             {"udp", required_argument, NULL, 'U'},
+                                             {"data", required_argument, NULL, 'd'},
+                                             {"fsync", required_argument, NULL, 'F'},
+                                             {"history", required_argument, NULL, 'N'},
+                                             {"log-format", required_argument, NULL, 'j'},
+                                             {"log-file", required_argument, NULL, 'o'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"listen", required_argument, NULL, 'l'},
+                                             {"threads", required_argument, NULL, 't'},
+                                             {"https", required_argument, NULL, 'S'},
+                                             {"line-tls", required_argument, NULL, 'T'},
+                                             {"cert", required_argument, NULL, 'C'},
+                                             {"key", required_argument, NULL, 'K'},
+                                             {"access-log", required_argument, NULL, 'A'},
+                                             {"access-log-format", required_argument, NULL, 'f'},
+                                             {"header-timeout", required_argument, NULL, 'g'},
+                                             {"idle-timeout", required_argument, NULL, 'i'},
+                                             {"close-timeout", required_argument, NULL, 'x'},
+                                             {"line-name-timeout", required_argument, NULL, 'n'},
+                                             {"line-idle-timeout", required_argument, NULL, 'm'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    static const char *keys[128] = {['H'] = "listen_http",
+                                    ['L'] = "listen_line",
+                                    ['U'] = "listen_udp",
+                                    ['d'] = "data_dir",
+                                    ['F'] = "fsync",
+                                    ['N'] = "history_count",
+                                    ['j'] = "log_format",
+                                    ['o'] = "log_file",
+                                    ['S'] = "listen_https",
+                                    ['T'] = "listen_line_tls",
+                                    ['C'] = "tls_cert",
+                                    ['K'] = "tls_key",
+                                    ['t'] = "threads",
+                                    ['A'] = "access_log",
+                                    ['f'] = "access_log_format",
+                                    ['g'] = "http_header_timeout",
+                                    ['i'] = "http_idle_timeout",
+                                    ['x'] = "close_timeout",
+                                    ['n'] = "line_name_timeout",
+                                    ['m'] = "line_idle_timeout"};
+    /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
@@ -481,10 +562,45 @@ static void on_signal(ax_loop *loop, int signo)
     ax_loop_stop(loop);
 }
 
+/* The access log (--access-log), shared by every thread's HTTP server;
+ * SIGHUP reopens it under the same FILE, which the servers keep. */
+static FILE *access_log;
+static const char *access_log_path;
+
+static FILE *open_access_log(const char *path)
+{
+    if (strcmp(path, "-") == 0) return stdout;
+    return fopen(path, "ae");
+}
+
+/* Open the path anew and put it under the same FILE (after log rotation);
+ * if it cannot be opened, the lines go on to the old file. */
+static void reopen_access_log(void)
+{
+    if (!access_log || access_log == stdout) return;
+    int fd = open(access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd == -1) {
+        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
+               strerror(errno));
+        return;
+    }
+    flockfile(access_log); /* not between a line's parts (other threads) */
+    fflush(access_log);
+    int to = fileno(access_log);
+    if (dup2(fd, to) == -1)
+        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
+               strerror(errno));
+    else
+        fcntl(to, F_SETFD, FD_CLOEXEC); /* (nothing here forks or runs programs) */
+    funlockfile(access_log);
+    close(fd);
+}
+
 static void on_hup(ax_loop *loop)
 {
     (void)loop;
     if (ax_log_reopen() != 0) fprintf(stderr, "axon serve: cannot reopen the log file\n");
+    reopen_access_log();
     ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
 }
 
@@ -704,12 +820,19 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file, strerror(errno));
         return 1;
     }
+    if (cfg.access_log[0] && !(access_log = open_access_log(cfg.access_log))) {
+        fprintf(stderr, "axon serve: cannot open access log %s: %s\n", cfg.access_log,
+                strerror(errno));
+        return 1;
+    }
+    access_log_path = cfg.access_log;
     int err = 0;
     static gw_stats stats[GW_COUNT];
     static ax_http_stats http_stats;
     serve sv = {.cfg = &cfg,
                 .gw = stats,
                 .http_stats = &http_stats,
+                .access_log = access_log,
                 .started_ms = (int64_t)time(NULL) * 1000};
     if (!(sv.loop = ax_loop_new(NULL, &err))) {
         fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
@@ -750,9 +873,9 @@ int cmd_serve(int argc, char **argv)
     } else {
         ax_loop_handle_signals(sv.loop, on_signal);
         ax_loop_handle_reload(sv.loop, on_hup);
-        if (!cfg.quiet) hints(&sv);
         if (cfg.threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg.threads);
         ax_log(AX_LOG_INFO, "ready to accept connections");
+        if (!cfg.quiet) hints(&sv); /* last: what a user needs stays on screen */
         ax_loop_run(sv.loop);
     }
     if (th) stop_workers(&p, th);
@@ -765,5 +888,7 @@ int cmd_serve(int argc, char **argv)
     hub_free(sv.hub);
     ax_loop_free(sv.loop);
     ax_log(AX_LOG_INFO, "stopped");
+    if (access_log && access_log != stdout) fclose(access_log);
+    access_log = NULL;
     return rc;
 }

@@ -109,8 +109,14 @@ static void reply_json(ax_http_req *r, int status, json_t *j)
     free(s);
 }
 
+/* The process's HTTP counters (sv->gw is shared by the threads), for
+ * reply_error(), which the handlers call without their gateway. */
+static gw_stats *http_counters;
+
 static void reply_error(ax_http_req *r, int status, const char *why)
 {
+    gw_stats *st = __atomic_load_n(&http_counters, __ATOMIC_RELAXED);
+    if (st && status >= 400 && status < 500) GW_ADD(st->errors, 1); /* a request refused */
     reply_json(r, status, json_pack("{s:s}", "error", why));
 }
 
@@ -444,12 +450,17 @@ static void metrics(ax_http_req *r, void *ud)
         {"axon_errors_total", "counter", "Requests refused as malformed or failed sends.",
          offsetof(gw_stats, errors)},
     };
+    /* requests the HTTP servers refused before any handler saw them */
+    uint64_t refused = sv->http_stats ? load(&sv->http_stats->refused) : 0;
     for (size_t i = 0; i < sizeof per_gw / sizeof per_gw[0]; i++) {
         metric_family(&b, per_gw[i].name, per_gw[i].type, per_gw[i].help);
-        for (int k = 0; k < GW_COUNT; k++)
+        for (int k = 0; k < GW_COUNT; k++) {
+            uint64_t v =
+                *(const uint64_t *)(const void *)((const char *)&sv->gw[k] + per_gw[i].off);
+            if (k == GW_HTTP && per_gw[i].off == offsetof(gw_stats, errors)) v += refused;
             mprintf(&b, "%s{gateway=\"%s\"} %llu\n", per_gw[i].name, names[k],
-                    (unsigned long long)*(const uint64_t *)(const void *)((const char *)&sv->gw[k] +
-                                                                          per_gw[i].off));
+                    (unsigned long long)v);
+        }
     }
     metric_family(&b, "axon_hub_published_total", "counter", "Messages published.");
     mprintf(&b, "axon_hub_published_total %llu\n", (unsigned long long)hs->published);
@@ -499,7 +510,13 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     int err = 0;
     if (!g) goto fail;
     g->sv = sv;
+    __atomic_store_n(&http_counters, &sv->gw[GW_HTTP], __ATOMIC_RELAXED);
     ax_http_opts ho = {.max_body = sv->cfg->max_payload, .stats = sv->http_stats};
+    ho.header_timeout_ms = sv->cfg->http_header_timeout_s * 1000; /* 0: the defaults */
+    ho.idle_timeout_ms = sv->cfg->http_idle_timeout_s * 1000;
+    ho.linger_ms = sv->cfg->close_timeout_s * 1000;
+    ho.access_log = sv->access_log;
+    ho.access_log_format = sv->cfg->access_log_format;
     g->srv = ax_http_server_new(sv->loop, &ho, &err);
     g->ping = g->srv ? ax_timer_new(sv->loop, sse_ping, g) : NULL;
     g->watch = g->ping ? ax_timer_new(sv->loop, sse_watch, g) : NULL;

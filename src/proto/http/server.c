@@ -178,6 +178,7 @@ void ax_http_server_stats(ax_http_server *s, ax_http_stats *out)
     out->requests = __atomic_load_n(&s->st.requests, __ATOMIC_RELAXED);
     out->bytes_in = __atomic_load_n(&s->st.bytes_in, __ATOMIC_RELAXED);
     out->bytes_out = __atomic_load_n(&s->st.bytes_out, __ATOMIC_RELAXED);
+    out->refused = __atomic_load_n(&s->st.refused, __ATOMIC_RELAXED);
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -780,6 +781,7 @@ static void reject(ax_http_req *r, int status)
 {
     char body[80];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ax_http_status_text(status));
+    if (r->srv) STAT_ADD(r->srv, refused, 1);
     r->state = ST_BUSY;
     r->flags = (r->flags & F_IN_HANDLER) | F_CLOSE;
     r->xh_len = 0;
@@ -942,7 +944,9 @@ static const route *route_find(ax_http_server *s, ax_http_req *r, bool *wrong_me
             *wrong_method = true;
             continue;
         }
-        if (!best || rt->plen > best->plen) best = rt;
+        /* the longest prefix; among equals the route added last, so a
+         * route added over another (an echo over a folder at "/") serves */
+        if (!best || rt->plen >= best->plen) best = rt;
     }
     return best;
 }
@@ -1352,6 +1356,7 @@ ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_lis
     /* A head, plus what one read may bring behind it while a response is
      * pending (the connection is paused right after that read). */
     ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024,
+                       .linger_ms = s->o.linger_ms,
                        .tls = tls};
     ax_listener *l = ax_listen_ex(s->loop, url, &http_cbs, &co, &lo, s, err);
     if (l) s->ls[s->nls++] = l;
