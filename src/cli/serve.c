@@ -369,13 +369,10 @@ static int split(char *line, char **argv, int max, bool *hash)
     return n;
 }
 
-static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+/* The settings of an open config file; `path` names it in messages and
+ * anchors relative includes. */
+static int read_config_from(serve_cfg *c, globals *gl, FILE *f, const char *path, int depth)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
-        return -1;
-    }
     char line[4096], why[512];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
@@ -384,6 +381,13 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
         if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
             fprintf(stderr, "axon serve: %s:%d: line longer than %zu bytes\n", path, lineno,
                     sizeof line - 2);
+            rc = -1;
+            break;
+        }
+        /* fgets stops only at a newline, a full buffer or the end: a line
+         * that stops short holds a NUL byte (a binary file, /dev/zero) */
+        if (len < sizeof line - 1 && (len == 0 || line[len - 1] != '\n') && !feof(f)) {
+            fprintf(stderr, "axon serve: %s:%d: a NUL byte in the line\n", path, lineno);
             rc = -1;
             break;
         }
@@ -404,6 +408,17 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
             break;
         }
     }
+    return rc;
+}
+
+static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int rc = read_config_from(c, gl, f, path, depth);
     fclose(f);
     return rc;
 }
@@ -422,6 +437,18 @@ static void finish_rules(serve_cfg *c, const globals *gl)
     if (!have_all && c->nrules < SERVE_MAX_RULES)
         c->rules[c->nrules++] =
             (hub_rule){"#", (uint32_t)gl->history_count, (uint32_t)gl->history_age, gl->policy};
+}
+
+int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *path)
+{
+    globals gl = {1000, 0, HUB_DISCONNECT};
+    defaults(c);
+    FILE *f = len ? fmemopen((void *)text, len, "r") : NULL;
+    if (len && !f) return -1;
+    int rc = f ? read_config_from(c, &gl, f, path, 0) : 0;
+    if (f) fclose(f);
+    if (rc == 0) finish_rules(c, &gl);
+    return rc;
 }
 
 /* ---- flags ------------------------------------------------------------------------ */
