@@ -100,7 +100,8 @@ int serve_gateways_start(serve *sv, char *why, size_t why_len)
     use_registry(sv);
     if (make_tls(sv, sv->cfg, why, why_len) != 0) return -1;
     for (int i = 0; i < sv->ngw; i++) {
-        int rc = sv->gws[i]->start ? start_one(sv, i, why, why_len) : mount_one(sv, i, why, why_len);
+        int rc =
+            sv->gws[i]->start ? start_one(sv, i, why, why_len) : mount_one(sv, i, why, why_len);
         if (rc != 0) return -1;
     }
     return 0;
@@ -242,8 +243,8 @@ static void gateway_stats(serve *sv, gw_stats *out)
             sv->gws[k]->stats(sv->inst[k], &out[k]);
             continue;
         }
-        out[k] = (gw_stats){load(&s->conns),    load(&s->accepted),  load(&s->msgs_in),
-                            load(&s->msgs_out), load(&s->bytes_in),  load(&s->bytes_out),
+        out[k] = (gw_stats){load(&s->conns),    load(&s->accepted), load(&s->msgs_in),
+                            load(&s->msgs_out), load(&s->bytes_in), load(&s->bytes_out),
                             load(&s->errors)};
     }
 }
@@ -480,7 +481,8 @@ int serve_run(const serve_cfg *cfg)
     int rc;
     if (cfg->log_json) ax_log_set_json(1);
     if (cfg->log_file[0] && ax_log_set_file(cfg->log_file) != 0) {
-        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg->log_file, strerror(errno));
+        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg->log_file,
+                strerror(errno));
         return 1;
     }
     if (cfg->access_log[0] && !(access_log = open_access_log(cfg->access_log))) {
@@ -526,8 +528,9 @@ int serve_run(const serve_cfg *cfg)
     } else if (start(&sv, cfg) != 0) {
         rc = 1;
     } else if (p.sv[0] = sv, cfg->threads > 1 && !(th = ax_threads_start(cfg->threads - 1,
-                                                                        worker_setup, &p, &err))) {
-        fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg->threads, ax_strerror(err));
+                                                                         worker_setup, &p, &err))) {
+        fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg->threads,
+                ax_strerror(err));
         rc = 1;
     } else {
         ax_loop_handle_signals(sv.loop, on_signal);
