@@ -1,16 +1,11 @@
 /* gw_http.c: the hub over HTTP: the API (publish, history, topics,
- * presence), Server-Sent Events, Prometheus metrics.  docs/protocol.md
- * has the wire formats.
- *
- * An SSE event is made once per message (ENC_SSE) and the same bytes are
- * queued on every SSE client with ax_http_write_slice(). */
+ * presence), Prometheus metrics (the text: server.c), the pages.  A host
+ * gateway: Server-Sent Events (gw_sse.c) and WebSocket (gw_ws.c) mount
+ * on its server.  docs/protocol.md has the wire formats. */
 #include <jansson.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <axon/alloc.h>
 

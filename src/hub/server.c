@@ -370,10 +370,9 @@ static void on_hup(ax_loop *loop)
     ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
 }
 
-static int start(serve *sv, const serve_cfg *c)
+static int start(serve *sv)
 {
     char why[512] = "";
-    (void)c;
     if (serve_gateways_start(sv, why, sizeof why) != 0) goto fail;
     if (sv->index > 0) return 0; /* the workers listen on the same ports */
     serve_log_addrs(sv);
@@ -391,11 +390,6 @@ static bool busy(serve *sv)
     return serve_gateways_count(sv) > 0;
 }
 
-static void free_gateways(serve *sv)
-{
-    serve_gateways_free(sv);
-}
-
 static void shutdown_gateways(serve *sv)
 {
     serve_gateways_stop(sv);
@@ -405,7 +399,7 @@ static void shutdown_gateways(serve *sv)
     serve_gateways_abort(sv);
     while (busy(sv))
         ax_loop_run_once(sv->loop, 10);
-    free_gateways(sv);
+    serve_gateways_free(sv);
     for (int i = 0; i < 5; i++) /* let closes finish */
         ax_loop_run_once(sv->loop, 0);
 }
@@ -429,7 +423,7 @@ static void worker_poll(ax_timer *t, void *ud)
         return;
     }
     if (busy(sv)) return; /* the resets' on_close come next turn */
-    free_gateways(sv);
+    serve_gateways_free(sv);
     ax_timer_free(t);
     sv->stopper = NULL;
     __atomic_store_n(&sv->done, true, __ATOMIC_RELEASE);
@@ -454,8 +448,8 @@ static int worker_setup(ax_loop *loop, int index, void *ud)
     sv->tls = NULL;
     hub_bind_loop(loop);
     if (!(sv->stopper = ax_timer_new(loop, worker_poll, sv))) return AX_ENOMEM;
-    if (start(sv, sv->cfg) != 0) {
-        free_gateways(sv);
+    if (start(sv) != 0) {
+        serve_gateways_free(sv);
         ax_timer_free(sv->stopper);
         return AX_EADDRINUSE;
     }
@@ -525,7 +519,7 @@ int serve_run(const serve_cfg *cfg)
     ax_threads *th = NULL;
     if (!(p.sv = calloc((size_t)cfg->threads, sizeof(*p.sv)))) {
         rc = 1;
-    } else if (start(&sv, cfg) != 0) {
+    } else if (start(&sv) != 0) {
         rc = 1;
     } else if (p.sv[0] = sv, cfg->threads > 1 && !(th = ax_threads_start(cfg->threads - 1,
                                                                          worker_setup, &p, &err))) {
