@@ -36,7 +36,14 @@ static void help(FILE *out)
                  "      --key FILE           TLS private key, PEM; default: in --cert\n"
                  "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
                  "                           keeps history in memory only\n"
-                 "      --fsync MODE         always, batch (default) or off\n"
+                 "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
+                 "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
+                 "                           batch (default): committed, survives a crash of the\n"
+                 "                           process, a power cut may lose the last 200 ms; off:\n"
+                 "                           queued in memory\n"
+                 "      --store-queue N      messages waiting for the store before publishers are\n"
+                 "                           told to slow down (HTTP 503); default 100000\n"
+                 "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
                  "      --history N          messages kept per topic; default 1000\n"
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
@@ -64,6 +71,8 @@ static void defaults(serve_cfg *c)
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->data_dir, sizeof c->data_dir, "./axon-data");
     c->fsync_mode = HUB_FSYNC_BATCH;
+    c->store_queue = HUB_STORE_QUEUE_MAX;
+    c->store_queue_bytes = HUB_STORE_QUEUE_BYTES;
     c->sub_budget = 1u << 20;
     c->max_payload = 1u << 20;
     c->udp_lease_s = 60;
@@ -191,6 +200,18 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             snprintf(why, why_len, "fsync is always, batch or off, not '%s'", v);
             return -1;
         }
+    } else if (strcmp(k, "store_queue") == 0) {
+        WANT(1);
+        if (parse_u64(v, 10000000, &n, why, why_len)) return -1;
+        c->store_queue = (size_t)(n ? n : 1);
+    } else if (strcmp(k, "store_queue_bytes") == 0) {
+        WANT(1);
+        if (parse_u64(v, (uint64_t)16 << 30, &n, why, why_len)) return -1;
+        if (n < 65536) {
+            snprintf(why, why_len, "store_queue_bytes must be at least 65536");
+            return -1;
+        }
+        c->store_queue_bytes = (size_t)n;
     } else if (strcmp(k, "history_count") == 0) {
         WANT(1);
         return parse_u64(v, 1000000, &gl->history_count, why, why_len);
@@ -357,21 +378,32 @@ static void finish_rules(serve_cfg *c, const globals *gl)
 
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"http", required_argument, NULL, 'H'},
-        {"line", required_argument, NULL, 'L'},     {"udp", required_argument, NULL, 'U'},
-        {"data", required_argument, NULL, 'd'},     {"fsync", required_argument, NULL, 'F'},
-        {"history", required_argument, NULL, 'N'},  {"log-format", required_argument, NULL, 'j'},
-        {"log-file", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-        {"listen", required_argument, NULL, 'l'},   {"threads", required_argument, NULL, 't'},
-        {"https", required_argument, NULL, 'S'},    {"line-tls", required_argument, NULL, 'T'},
-        {"cert", required_argument, NULL, 'C'},     {"key", required_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"http", required_argument, NULL, 'H'},
+                                             {"line", required_argument, NULL, 'L'},
+                                             {"udp", required_argument, NULL, 'U'},
+                                             {"data", required_argument, NULL, 'd'},
+                                             {"fsync", required_argument, NULL, 'F'},
+                                             {"history", required_argument, NULL, 'N'},
+                                             {"log-format", required_argument, NULL, 'j'},
+                                             {"log-file", required_argument, NULL, 'o'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"listen", required_argument, NULL, 'l'},
+                                             {"threads", required_argument, NULL, 't'},
+                                             {"https", required_argument, NULL, 'S'},
+                                             {"line-tls", required_argument, NULL, 'T'},
+                                             {"cert", required_argument, NULL, 'C'},
+                                             {"key", required_argument, NULL, 'K'},
+                                             {"store-queue", required_argument, NULL, 'Q'},
+                                             {"store-queue-bytes", required_argument, NULL, 'B'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     static const char *keys[128] = {
-        ['H'] = "listen_http",  ['L'] = "listen_line",     ['U'] = "listen_udp", ['d'] = "data_dir",
-        ['F'] = "fsync",        ['N'] = "history_count",   ['j'] = "log_format", ['o'] = "log_file",
-        ['S'] = "listen_https", ['T'] = "listen_line_tls", ['C'] = "tls_cert",   ['K'] = "tls_key",
-        ['t'] = "threads"};
+        ['H'] = "listen_http",     ['L'] = "listen_line", ['U'] = "listen_udp",
+        ['d'] = "data_dir",        ['F'] = "fsync",       ['N'] = "history_count",
+        ['j'] = "log_format",      ['o'] = "log_file",    ['S'] = "listen_https",
+        ['T'] = "listen_line_tls", ['C'] = "tls_cert",    ['K'] = "tls_key",
+        ['t'] = "threads",         ['Q'] = "store_queue", ['B'] = "store_queue_bytes"};
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
@@ -662,7 +694,9 @@ int cmd_serve(int argc, char **argv)
                    .sub_budget = cfg.sub_budget,
                    .max_payload = cfg.max_payload,
                    .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
-                   .fsync_mode = cfg.fsync_mode};
+                   .fsync_mode = cfg.fsync_mode,
+                   .store_queue_max = cfg.store_queue,
+                   .store_queue_bytes = cfg.store_queue_bytes};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
         ax_loop_free(sv.loop);

@@ -26,6 +26,7 @@
 #include "serve.h"
 
 typedef struct ws_client ws_client;
+typedef struct ws_wait ws_wait;
 
 struct gw_ws {
     serve *sv;
@@ -39,7 +40,20 @@ struct ws_client {
     ax_ws *ws;
     hub_sub *sub;
     ws_client *prev, *next;
+    ws_wait *waits; /* publishes whose "ok" waits for their commit */
 };
+
+/* A publish answered "ok" once it is as durable as the fsync mode says. */
+struct ws_wait {
+    hub_ack ack; /* first: the callback gets it */
+    ws_client *c;
+    json_t *id; /* a reference, or NULL */
+    ws_wait *prev, *next;
+    uint64_t seq;
+    char topic[];
+};
+
+#define BUSY_TEXT "the store is behind: slow down and retry"
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -159,6 +173,63 @@ static unsigned char *payload_of(json_t *o, size_t *len, const char **why)
     return out;
 }
 
+static void wait_unlink(ws_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->c->waits = w->next;
+    if (w->next) w->next->prev = w->prev;
+}
+
+static void wait_free(ws_wait *w)
+{
+    json_decref(w->id);
+    ax_free(w);
+}
+
+static void publish_acked(hub_ack *a, int status)
+{
+    ws_wait *w = (ws_wait *)a;
+    wait_unlink(w);
+    if (status)
+        reply_error(w->c, w->id, "not stored: the store failed to commit it");
+    else
+        reply_ok(w->c, w->id, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+    wait_free(w);
+}
+
+/* Forget the client's waiting acknowledgements (it is closing). */
+static void waits_cancel(ws_client *c)
+{
+    while (c->waits) {
+        ws_wait *w = c->waits;
+        c->waits = w->next;
+        hub_ack_cancel(c->g->sv->hub, &w->ack);
+        wait_free(w);
+    }
+}
+
+/* Say "ok" when the message's commit is done (the fsync mode's promise). */
+static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t seq,
+                          uint64_t ticket)
+{
+    size_t tl = strlen(topic);
+    ws_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
+    if (!w || hub_ack_wait(c->g->sv->hub, &w->ack, ticket, publish_acked) != 0) {
+        ax_free(w);
+        reply_error(c, id, "out of memory waiting for the store");
+        return;
+    }
+    w->c = c;
+    w->id = id ? json_incref(id) : NULL;
+    w->seq = seq;
+    memcpy(w->topic, topic, tl + 1);
+    w->next = c->waits;
+    if (c->waits) c->waits->prev = w;
+    c->waits = w;
+}
+
 static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
 {
     const char *why = NULL;
@@ -169,11 +240,17 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
         return;
     }
     int err = 0;
-    uint64_t seq =
-        hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len, &err);
+    uint64_t ticket = 0;
+    uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len,
+                                      &ticket, &err);
     free(p);
     if (!seq)
-        reply_error(c, id, err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+        reply_error(c, id,
+                    err == AX_EINVAL   ? "not a valid topic"
+                    : err == AX_EAGAIN ? BUSY_TEXT
+                                       : ax_strerror(err));
+    else if (ticket)
+        publish_defer(c, id, topic, seq, ticket);
     else
         reply_ok(c, id, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
 }
@@ -288,8 +365,9 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
                 return;
         }
         reply_error(c, NULL,
-                    err == AX_EINVAL ? "a binary message is: topic, newline, payload"
-                                     : ax_strerror(err));
+                    err == AX_EINVAL   ? "a binary message is: topic, newline, payload"
+                    : err == AX_EAGAIN ? BUSY_TEXT
+                                       : ax_strerror(err));
         return;
     }
     json_error_t je;
@@ -320,6 +398,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
         c->g->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
+    waits_cancel(c);
     hub_sub_free(c->sub);
     ax_free(c);
 }
