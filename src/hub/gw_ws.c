@@ -32,7 +32,8 @@ struct gw_ws {
     serve *sv;
     ax_ws_opts opts;
     ax_ws_endpoint ep;
-    ws_client *clients; /* upgraded connections leave the HTTP server: ours to close */
+    ws_client *clients;   /* upgraded connections leave the HTTP server: ours to close */
+    ax_timer *unthrottle; /* reads again from clients paused for a full store */
 };
 
 struct ws_client {
@@ -41,6 +42,7 @@ struct ws_client {
     hub_sub *sub;
     ws_client *prev, *next;
     ws_wait *waits; /* publishes whose "ok" waits for their commit */
+    bool throttled; /* not read for a while: the store was full */
 };
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */
@@ -54,6 +56,7 @@ struct ws_wait {
 };
 
 #define BUSY_TEXT "the store is behind: slow down and retry"
+#define THROTTLE_MS 50 /* how long a client refused for a full store is not read */
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -230,6 +233,28 @@ static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t 
     c->waits = w;
 }
 
+/* The store is full: stop reading this client for THROTTLE_MS (TCP flow
+ * control slows it down); true the first time (tell it once). */
+static bool throttle(ws_client *c)
+{
+    if (c->throttled) return false;
+    c->throttled = true;
+    ax_conn_pause(ax_ws_conn(c->ws));
+    if (!ax_timer_active(c->g->unthrottle)) ax_timer_start(c->g->unthrottle, THROTTLE_MS, 0);
+    return true;
+}
+
+static void unthrottle(ax_timer *t, void *ud)
+{
+    gw_ws *g = ud;
+    (void)t;
+    for (ws_client *c = g->clients; c; c = c->next) {
+        if (!c->throttled) continue;
+        c->throttled = false;
+        ax_conn_resume(ax_ws_conn(c->ws));
+    }
+}
+
 static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
 {
     const char *why = NULL;
@@ -244,6 +269,7 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
     uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len,
                                       &ticket, &err);
     free(p);
+    if (!seq && err == AX_EAGAIN) throttle(c);
     if (!seq)
         reply_error(c, id,
                     err == AX_EINVAL   ? "not a valid topic"
@@ -364,6 +390,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
                                  len - tl - 1, &err))
                 return;
         }
+        if (err == AX_EAGAIN && !throttle(c)) return; /* said once per pause */
         reply_error(c, NULL,
                     err == AX_EINVAL   ? "a binary message is: topic, newline, payload"
                     : err == AX_EAGAIN ? BUSY_TEXT
@@ -428,6 +455,7 @@ size_t gw_ws_count(const gw_ws *g)
 
 void gw_ws_free(gw_ws *g)
 {
+    if (g) ax_timer_free(g->unthrottle);
     ax_free(g); /* after gw_ws_count() is 0 and the HTTP server is gone */
 }
 
@@ -443,9 +471,12 @@ gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
                            .ping_interval_ms = 30000,
                            .deflate = true};
     g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
-    if ((*err = ax_ws_route(srv, "/ws", &g->ep)) != 0) {
-        ax_free(g);
-        return NULL;
+    if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g))) {
+        *err = AX_ENOMEM;
+    } else if ((*err = ax_ws_route(srv, "/ws", &g->ep)) == 0) {
+        return g;
     }
-    return g;
+    ax_timer_free(g->unthrottle);
+    ax_free(g);
+    return NULL;
 }
