@@ -120,7 +120,6 @@ typedef struct hub_stats {
     uint64_t store_commit_us_total, store_commit_us_max;
     uint64_t store_queue_msgs, store_queue_bytes; /* waiting for (or in) a commit */
     uint64_t store_refused;                       /* publishes refused: the queue was full */
-    uint64_t store_syncs;                         /* batch mode: commits that synced the WAL */
 } hub_stats;
 
 /* Make a hub on `loop`; opens (and creates) the store in data_dir and

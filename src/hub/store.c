@@ -692,7 +692,6 @@ void hub_store_stats(hub_store *st, hub_stats *out)
     out->store_queue_bytes = st->qbytes;
     pthread_mutex_unlock(&st->mu);
     out->store_refused = __atomic_load_n(&st->refused, __ATOMIC_RELAXED);
-    out->store_syncs = __atomic_load_n(&st->syncs, __ATOMIC_RELAXED);
     out->store_writes = __atomic_load_n(&st->writes, __ATOMIC_RELAXED);
     out->store_commits = __atomic_load_n(&st->commits, __ATOMIC_RELAXED);
     out->store_errors = __atomic_load_n(&st->errors, __ATOMIC_RELAXED);
