@@ -17,9 +17,9 @@ Asserted, with `--fsync always --store-queue 20000 --store-queue-bytes
       (and their encodings); SLACK is SQLite's page caches, the socket
       buffers and the allocator's noise.  (Without a bound the queue grows
       by the flood's rate: gigabytes in seconds);
-  (b) the hub answers GET /healthz within LATENCY (100 ms) throughout,
-      probed every 50 ms on a connection of its own: the flood never
-      stalls the loop, and the loop never waits for the disk;
+  (b) the hub answers GET /healthz within LATENCY (100 ms; 300 ms under
+      ASan) throughout, probed every 50 ms on a connection of its own: the
+      flood never stalls the loop, and the loop never waits for the disk;
   (c) the publisher was pushed back: the error reply "the store is
       behind: slow down and retry" reached it and
       axon_store_refused_total counts the refused publishes; afterwards an
@@ -46,7 +46,7 @@ QUEUE_BYTES = 8 << 20
 HISTORY = 100
 SLACK = 24 << 20
 BOUND = 2 * QUEUE_BYTES + HISTORY * 2 * MSG + SLACK
-LATENCY = 0.100
+LATENCY = 0.300 if axtest.sanitized() else 0.100  # ASan makes the loop's work ~3x slower
 TOPIC = "flood/one"
 
 
