@@ -91,6 +91,7 @@ struct hub_store {
     ackq *ackqs;
     uint64_t unsynced, first_unsynced_us; /* batch mode: the writer's */
     uint64_t seq_base;                    /* new topics count from here */
+    bool failed_commit; /* numbers were handed out that are not stored: never "clean" */
     uint64_t writes, commits, errors, us_total, us_max, refused, syncs;
 };
 
@@ -208,11 +209,12 @@ static void commit_batch(hub_store *st, job *batch)
     if (ok) {
         __atomic_add_fetch(&st->writes, n, __ATOMIC_RELAXED);
     } else {
+        st->failed_commit = true;
         __atomic_add_fetch(&st->errors, 1, __ATOMIC_RELAXED);
         ax_log(AX_LOG_ERROR, "store: a commit of %llu messages failed: %s", (unsigned long long)n,
                sqlite3_errmsg(st->wdb));
     }
-    if (full) {
+    if (full && ok) {
         st->unsynced = 0;
         __atomic_add_fetch(&st->syncs, 1, __ATOMIC_RELAXED);
     } else if (ok && st->mode == HUB_FSYNC_BATCH && n) {
@@ -600,9 +602,11 @@ void hub_store_close(hub_store *st)
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
     pthread_join(st->th, NULL);
-    /* everything is committed: mark the store clean (synced, unless off) */
+    /* everything is committed: mark the store clean (synced, unless off);
+     * after a failed commit the numbers it held were used but not stored,
+     * so the next open moves past them as after a crash */
     if (st->mode != HUB_FSYNC_OFF) exec(st->wdb, "PRAGMA synchronous=FULL");
-    if (!meta_set(st->wdb, "clean", 1))
+    if (!st->failed_commit && !meta_set(st->wdb, "clean", 1))
         ax_log(AX_LOG_ERROR, "store: cannot mark the store clean: %s", sqlite3_errmsg(st->wdb));
     while (st->ackqs) { /* the gateways cancelled their waiters */
         ackq *q = st->ackqs;
