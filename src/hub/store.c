@@ -34,6 +34,11 @@
  * too, durably, before the hub hands out anything.  Trims record a floor
  * as well, so a topic whose stored history was all trimmed keeps counting.
  *
+ * Checkpoints (copying the WAL into the database, two fsyncs) run on a
+ * thread of their own with a third connection, every CKPT_MS while there
+ * are new commits, so the writer's commits (and the acknowledgements that
+ * wait for them) never wait for one.
+ *
  * Reads happen on the loop thread through a second connection (WAL lets
  * it read while the writer writes); the hub reads only at start-up. */
 #include <errno.h>
@@ -52,6 +57,7 @@
 #define SYNC_MS 200    /* batch: the longest an acknowledged commit stays unsynced */
 #define SYNC_MSGS 1000 /* batch: or this many messages (beyond one batch) */
 #define FAILED_KEEP 16 /* failed commits remembered for their waiters */
+#define CKPT_MS 100    /* the checkpointer's period */
 
 typedef struct job {
     struct job *next;
@@ -72,11 +78,11 @@ typedef struct ackq {
 } ackq;
 
 struct hub_store {
-    sqlite3 *wdb, *rdb;
+    sqlite3 *wdb, *rdb, *cdb; /* writer, reader (start-up), checkpointer */
     sqlite3_stmt *ins, *trim, *floor;
-    pthread_t th;
+    pthread_t th, ckth;
     pthread_mutex_t mu; /* guards the queue, the counts, tickets, waiters */
-    pthread_cond_t cv, idle_cv;
+    pthread_cond_t cv, idle_cv, ck_cv;
     job *head, **tail;
     bool stop, busy;
     int mode;                    /* HUB_FSYNC_* */
@@ -240,6 +246,17 @@ static void idle_sync(hub_store *st)
     __atomic_add_fetch(&st->syncs, 1, __ATOMIC_RELAXED);
 }
 
+/* Wait on cv (with mu held) at most `us` microseconds. */
+static void wait_us(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* the condvar's clock */
+    uint64_t ns = (uint64_t)ts.tv_nsec + us * 1000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 /* Wait for work; in batch mode no longer than the unsynced commits may
  * stay unsynced.  Returns with st->mu held. */
 static void wait_work(hub_store *st)
@@ -256,13 +273,30 @@ static void wait_work(hub_store *st)
             pthread_mutex_lock(&st->mu);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts); /* the condvar's clock */
-        uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+        wait_us(&st->cv, &st->mu, due - now);
     }
+}
+
+/* The checkpointer: PASSIVE checkpoints (they never block the writer)
+ * while commits come. */
+static void *checkpointer(void *arg)
+{
+    hub_store *st = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&st->mu);
+    while (!st->stop) {
+        wait_us(&st->ck_cv, &st->mu, CKPT_MS * 1000u);
+        uint64_t n = __atomic_load_n(&st->commits, __ATOMIC_RELAXED);
+        if (st->stop || n == seen) continue;
+        seen = n;
+        pthread_mutex_unlock(&st->mu);
+        int rc = sqlite3_wal_checkpoint_v2(st->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            __atomic_add_fetch(&st->errors, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
 }
 
 static void *writer(void *arg)
@@ -552,7 +586,8 @@ hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, siz
                        : st->mode == HUB_FSYNC_OFF  ? "OFF"
                                                     : "NORMAL";
     if (open_db(path, &st->wdb, sync, why, why_len) != 0 ||
-        open_db(path, &st->rdb, sync, why, why_len) != 0)
+        open_db(path, &st->rdb, sync, why, why_len) != 0 ||
+        open_db(path, &st->cdb, sync, why, why_len) != 0)
         goto fail;
     if (sqlite3_prepare_v2(st->wdb, "INSERT OR REPLACE INTO messages VALUES (?1, ?2, ?3, ?4, ?5)",
                            -1, &st->ins, NULL) != SQLITE_OK ||
@@ -566,21 +601,38 @@ hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, siz
         goto fail;
     }
     if (recover(st, hub_store_jump(st->max_count), why, why_len) != 0) goto fail;
+    exec(st->wdb, "PRAGMA wal_autocheckpoint=0"); /* the checkpointer's job */
     st->tail = &st->head;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     pthread_cond_init(&st->idle_cv, NULL);
+    pthread_cond_init(&st->ck_cv, NULL);
+    if (pthread_create(&st->ckth, NULL, checkpointer, st) != 0) {
+        snprintf(why, why_len, "cannot start the store's checkpoint thread");
+        goto fail_sync;
+    }
     if (pthread_create(&st->th, NULL, writer, st) != 0) {
         snprintf(why, why_len, "cannot start the store's writer thread");
-        goto fail;
+        pthread_mutex_lock(&st->mu);
+        st->stop = true;
+        pthread_cond_signal(&st->ck_cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->ckth, NULL);
+        goto fail_sync;
     }
     return st;
+fail_sync:
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    pthread_cond_destroy(&st->idle_cv);
+    pthread_cond_destroy(&st->ck_cv);
 fail:
     sqlite3_finalize(st->ins);
     sqlite3_finalize(st->trim);
     sqlite3_finalize(st->floor);
     sqlite3_close(st->wdb);
     sqlite3_close(st->rdb);
+    sqlite3_close(st->cdb);
     ax_free(st);
     return NULL;
 }
@@ -600,8 +652,10 @@ void hub_store_close(hub_store *st)
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_signal(&st->cv);
+    pthread_cond_signal(&st->ck_cv);
     pthread_mutex_unlock(&st->mu);
     pthread_join(st->th, NULL);
+    pthread_join(st->ckth, NULL);
     /* everything is committed: mark the store clean (synced, unless off);
      * after a failed commit the numbers it held were used but not stored,
      * so the next open moves past them as after a crash */
@@ -616,11 +670,13 @@ void hub_store_close(hub_store *st)
     sqlite3_finalize(st->ins);
     sqlite3_finalize(st->trim);
     sqlite3_finalize(st->floor);
-    sqlite3_close(st->wdb);
+    sqlite3_close(st->cdb);
     sqlite3_close(st->rdb);
+    sqlite3_close(st->wdb); /* the last one: checkpoints what is left */
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
     pthread_cond_destroy(&st->idle_cv);
+    pthread_cond_destroy(&st->ck_cv);
     ax_free(st);
 }
 
