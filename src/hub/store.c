@@ -37,7 +37,7 @@
  * Checkpoints (copying the WAL into the database, two fsyncs) run on a
  * thread of their own with a third connection, every CKPT_MS while there
  * are new commits, so the writer's commits (and the acknowledgements that
- * wait for them) never wait for one.
+ * wait for them) rarely wait for one (see hub_store_open()).
  *
  * Reads happen on the loop thread through a second connection (WAL lets
  * it read while the writer writes); the hub reads only at start-up. */
@@ -601,7 +601,11 @@ hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, siz
         goto fail;
     }
     if (recover(st, hub_store_jump(st->max_count), why, why_len) != 0) goto fail;
-    exec(st->wdb, "PRAGMA wal_autocheckpoint=0"); /* the checkpointer's job */
+    /* The checkpointer copies the WAL as it grows; but the WAL can only
+     * start over when a checkpoint has caught up between two commits, which
+     * under a steady stream of commits only the writer itself can do: it
+     * checkpoints (the few frames left) when the WAL passes 16 MiB. */
+    exec(st->wdb, "PRAGMA wal_autocheckpoint=4096; PRAGMA journal_size_limit=16777216");
     st->tail = &st->head;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
