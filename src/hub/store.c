@@ -35,9 +35,9 @@
  * as well, so a topic whose stored history was all trimmed keeps counting.
  *
  * Checkpoints (copying the WAL into the database, two fsyncs) run on a
- * thread of their own with a third connection, every CKPT_MS while there
- * are new commits, so the writer's commits (and the acknowledgements that
- * wait for them) rarely wait for one (see hub_store_open()).
+ * thread of their own with a third connection once the WAL has
+ * CKPT_FRAMES frames, so the writer's commits (and the acknowledgements
+ * that wait for them) rarely wait for one (see wal_frames()).
  *
  * Reads happen on the loop thread through a second connection (WAL lets
  * it read while the writer writes); the hub reads only at start-up. */
@@ -54,10 +54,12 @@
 
 #include "hub.h"
 
-#define SYNC_MS 200    /* batch: the longest an acknowledged commit stays unsynced */
-#define SYNC_MSGS 1000 /* batch: or this many messages (beyond one batch) */
-#define FAILED_KEEP 16 /* failed commits remembered for their waiters */
-#define CKPT_MS 100    /* the checkpointer's period */
+#define SYNC_MS 200             /* batch: the longest an acknowledged commit stays unsynced */
+#define SYNC_MSGS 1000          /* batch: or this many messages (beyond one batch) */
+#define FAILED_KEEP 16          /* failed commits remembered for their waiters */
+#define CKPT_MS 50              /* the checkpointer looks this often */
+#define CKPT_FRAMES 1000        /* and checkpoints once the WAL has this many frames */
+#define WRITER_CKPT_FRAMES 4096 /* the writer's own checkpoint (see wal_frames()) */
 
 typedef struct job {
     struct job *next;
@@ -99,6 +101,7 @@ struct hub_store {
     uint64_t seq_base;                    /* new topics count from here */
     bool failed_commit; /* numbers were handed out that are not stored: never "clean" */
     uint64_t writes, commits, errors, us_total, us_max, refused, syncs;
+    int wal_frames; /* in the WAL after the last commit */
 };
 
 static const char *SCHEMA =
@@ -277,8 +280,22 @@ static void wait_work(hub_store *st)
     }
 }
 
+/* After each commit of the writer (its WAL hook): note the WAL's size for
+ * the checkpointer.  The WAL can only start over when a checkpoint has
+ * caught up between two commits, which under a steady stream of commits
+ * only the writer itself can do: past WRITER_CKPT_FRAMES it checkpoints
+ * (the few frames the checkpointer has not copied yet). */
+static int wal_frames(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    hub_store *st = arg;
+    __atomic_store_n(&st->wal_frames, frames, __ATOMIC_RELAXED);
+    if (frames >= WRITER_CKPT_FRAMES)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
 /* The checkpointer: PASSIVE checkpoints (they never block the writer)
- * while commits come. */
+ * once the WAL is CKPT_FRAMES long. */
 static void *checkpointer(void *arg)
 {
     hub_store *st = arg;
@@ -287,7 +304,9 @@ static void *checkpointer(void *arg)
     while (!st->stop) {
         wait_us(&st->ck_cv, &st->mu, CKPT_MS * 1000u);
         uint64_t n = __atomic_load_n(&st->commits, __ATOMIC_RELAXED);
-        if (st->stop || n == seen) continue;
+        if (st->stop || n == seen ||
+            __atomic_load_n(&st->wal_frames, __ATOMIC_RELAXED) < CKPT_FRAMES)
+            continue;
         seen = n;
         pthread_mutex_unlock(&st->mu);
         int rc = sqlite3_wal_checkpoint_v2(st->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -601,11 +620,8 @@ hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, siz
         goto fail;
     }
     if (recover(st, hub_store_jump(st->max_count), why, why_len) != 0) goto fail;
-    /* The checkpointer copies the WAL as it grows; but the WAL can only
-     * start over when a checkpoint has caught up between two commits, which
-     * under a steady stream of commits only the writer itself can do: it
-     * checkpoints (the few frames left) when the WAL passes 16 MiB. */
-    exec(st->wdb, "PRAGMA wal_autocheckpoint=4096; PRAGMA journal_size_limit=16777216");
+    exec(st->wdb, "PRAGMA journal_size_limit=16777216"); /* the WAL file, after a restart */
+    sqlite3_wal_hook(st->wdb, wal_frames, st);           /* instead of SQLite's autocheckpoint */
     st->tail = &st->head;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
