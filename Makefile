@@ -19,9 +19,20 @@ deps:
 	@scripts/deps.sh build
 
 # The hub with its embedded defaults: HTTP (API, SSE, pages, metrics) on
-# 127.0.0.1:8080, line chat on 7000, UDP on 7001, history in ./axon-data.
-run: all
-	@exec $(BUILD)/axon serve
+# 127.0.0.1:8080, line chat on 7000, UDP on 7001, history in ./axon-data
+# (RUN_ARGS: more `axon serve` options).  The build is quiet: its output
+# goes to $(BUILD)/build.log, and only what is not progress (warnings,
+# errors) is shown, so the hub's addresses are the last thing on the screen.
+RUN_ARGS ?=
+PROGRESS = ^\[ *[0-9]+%\]|^-- |^Consolidate compiler|^Scanning dependencies|^g?make(\[[0-9]+\])?: |^\s*$$
+run: deps
+	@mkdir -p $(BUILD)
+	@echo "axon: building in $(BUILD)/ (log: $(BUILD)/build.log)"
+	@{ cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) && \
+	  cmake --build $(BUILD) -j $(JOBS); } >$(BUILD)/build.log 2>&1; st=$$?; \
+	  grep -vE '$(PROGRESS)' $(BUILD)/build.log; \
+	  [ $$st -eq 0 ] || { echo "axon: the build failed (log: $(BUILD)/build.log)"; exit 1; }
+	@exec $(BUILD)/axon serve $(RUN_ARGS)
 
 test: all
 	@scripts/deps.sh test fuzz

@@ -3,6 +3,10 @@
  *     tls_hello URL CERT KEY [CERT KEY]... [--alpn LIST]
  *     tls_hello tls://127.0.0.1:8443 cert.pem key.pem
  *     curl --cacert cert.pem https://localhost:8443/
+ *     tls_client tls://localhost:8443 --ca cert.pem --send hi
+ *
+ * A first line that is not an HTTP request line (tls_client's, openssl
+ * s_client's) gets the hello as one plain line.
  *
  * A TLS listener is a TCP listener with a TLS context in its options: the
  * handshake happens before on_open, on_data sees plaintext.  Give several
@@ -13,14 +17,23 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Wait for the end of the request head, answer, close gracefully. */
+/* Wait for the end of the request head (or of a plain line), answer,
+ * close gracefully. */
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
-    if (!memmem(data, len, "\r\n\r\n", 4)) return 0; /* keep it, wait for more */
+    const char *nl = memchr(data, '\n', len);
+    if (!nl) return 0; /* keep it, wait for more */
+    bool http = memmem(data, (size_t)(nl - data), " HTTP/1.", 8) != NULL;
+    if (http && !memmem(data, len, "\r\n\r\n", 4)) return 0;
     const char *alpn = ax_conn_tls_alpn(c);
     char body[128], head[256];
     int bl = snprintf(body, sizeof body, "hello over %s (alpn %s)\n", ax_conn_tls_version(c),
                       alpn ? alpn : "none");
+    if (!http) { /* a line client */
+        ax_conn_write(c, body, (size_t)bl);
+        ax_conn_close(c);
+        return len;
+    }
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                       "Connection: close\r\n\r\n",

@@ -7,7 +7,9 @@
  * sent: the receiver gets exactly the line.  Each reply is printed on a
  * line of its own.  UDP never says "the other side is done", so after
  * stdin ends the client waits WAIT_MS for late replies (each reply
- * restarts the wait) and then exits.
+ * restarts the wait) and then exits: with status 1 and a message when
+ * it sent something and nothing at all came back (nobody listening, or
+ * every datagram lost).
  *
  * As in tcp_client, a thread reads stdin and hands lines to the loop with
  * ax_loop_post(), the one thread-safe call. */
@@ -23,6 +25,8 @@ typedef struct client {
     ax_udp *udp;
     ax_timer *quit; /* runs WAIT_MS after the last line or reply */
     uint64_t wait_ms;
+    const char *url;
+    unsigned long sent, replies;
     bool stdin_done;
     int status;
     pthread_mutex_t lock; /* guards the hand-off below */
@@ -49,6 +53,8 @@ static void on_stdin(ax_loop *loop, void *arg)
         if (rc < 0) {
             fprintf(stderr, "udp_client: send: %s\n", ax_strerror(rc));
             cl->status = 1;
+        } else {
+            cl->sent++;
         }
     }
     pthread_mutex_lock(&cl->lock);
@@ -78,6 +84,7 @@ static void *read_stdin(void *arg)
 static void on_reply(ax_udp *u, const char *data, size_t len, const ax_addr *from)
 {
     client *cl = ax_udp_data(u);
+    cl->replies++;
     fwrite(data, 1, len, stdout);
     if (len == 0 || data[len - 1] != '\n') putchar('\n'); /* one reply per line */
     fflush(stdout);
@@ -87,6 +94,11 @@ static void on_reply(ax_udp *u, const char *data, size_t len, const ax_addr *fro
 static void on_quit(ax_timer *t, void *ud)
 {
     client *cl = ud;
+    if (cl->sent > 0 && cl->replies == 0) {
+        fprintf(stderr, "udp_client: no reply from %s within %llu ms\n", cl->url,
+                (unsigned long long)cl->wait_ms);
+        cl->status = 1;
+    }
     ax_udp_close(cl->udp);
     ax_loop_stop(cl->loop);
 }
@@ -98,6 +110,7 @@ int main(int argc, char **argv)
     pthread_t reader;
     int err;
 
+    cl.url = url;
     cl.wait_ms = argc > 2 ? strtoull(argv[2], NULL, 10) : 1000;
     cl.loop = ax_loop_new(NULL, &err);
     if (!cl.loop) {

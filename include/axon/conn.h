@@ -80,6 +80,12 @@ typedef struct ax_listen_opts {
     bool reuse_port;    /* SO_REUSEPORT: several loops (threads) share one port */
     bool ipv6_only;     /* for [::] listeners */
     unsigned unix_mode; /* 0: leave the socket file's mode as umask makes it */
+    /* Descriptors kept for the connections already open: while fewer
+     * would be left (RLIMIT_NOFILE), a new connection is accepted and
+     * closed at once, and the process logs once that it refuses them and
+     * once that it accepts again (5 s after the last refusal).  0: 1/32 of the limit, from 8 to 64;
+     * -1: none (closing at EMFILE only). */
+    int fd_reserve;
 } ax_listen_opts;
 
 /* Listen on `url` (tcp:// or unix://).  Accepted connections use `cbs`,
@@ -97,7 +103,8 @@ AX_API const ax_addr *ax_listener_addr(const ax_listener *l);
 /* Stop accepting and close; connections already accepted stay open.  A
  * Unix socket file the listener created is removed. */
 AX_API void ax_listener_close(ax_listener *l);
-/* Accepts refused because the process ran out of file descriptors. */
+/* Connections refused because the process ran out of file descriptors
+ * (or would have left fewer than ax_listen_opts.fd_reserve). */
 AX_API uint64_t ax_listener_emfile_count(const ax_listener *l);
 
 /* Connect to `url` (tcp:// or unix://).  Returns the connection at once;

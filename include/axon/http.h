@@ -67,6 +67,10 @@ typedef struct ax_http_stats {
     uint64_t conns_accepted; /* since the server started */
     uint64_t requests;       /* handed to a handler (or answered 404/405) */
     uint64_t bytes_in, bytes_out;
+    /* requests the server refused itself, then closed: malformed or too
+     * large (400, 413, 414, 417, 431, 501, 505), too slow (408), or out of
+     * memory (500); not counted in `requests` */
+    uint64_t refused;
 } ax_http_stats;
 
 /* Server settings; zero fields take the defaults shown. */
@@ -76,6 +80,7 @@ typedef struct ax_http_opts {
     uint32_t body_timeout_ms;   /* 30 s: longest pause while a body arrives */
     uint32_t idle_timeout_ms;   /* 60 s: keep-alive connection with no request */
     size_t max_header_bytes;    /* 32 KiB: larger heads get 431 */
+    uint32_t linger_ms;         /* 10 s: a closing connection's limit (ax_conn_opts) */
     FILE *access_log;           /* NULL: off; else one line per response, in: */
     int access_log_format;      /* AX_HTTP_LOG_COMMON (default), _COMBINED or _JSON */
     const char *server_name;    /* "axon": the Server field; "" leaves it out */
@@ -123,8 +128,10 @@ AX_API void ax_http_server_stats(ax_http_server *s, ax_http_stats *out);
 /* Route requests whose method is `method` (NULL: any) and whose path starts
  * with `prefix` at a segment boundary ("/api" matches /api and /api/x, not
  * /apix; "/" matches everything) to `h`.  The longest matching prefix
- * wins; no match answers 404 (405 when only the method differs).  The
- * strings are copied.  Returns 0 or AX_ENOMEM. */
+ * wins, and of routes with the same prefix the one added last (so a route
+ * can be laid over a folder served at the same prefix); no match answers
+ * 404 (405 when only the method differs).  The strings are copied.
+ * Returns 0 or AX_ENOMEM. */
 AX_API int ax_http_route(ax_http_server *s, const char *method, const char *prefix,
                          ax_http_handler h, void *ud);
 

@@ -18,6 +18,8 @@
  * closes with AX_ETLS, a refused peer certificate with AX_ECERT, and
  * ax_conn_error_detail() says why.  Graceful close and ax_conn_shutdown()
  * send close_notify before FIN.  TLS 1.2 is the minimum; 1.3 is preferred.
+ * TLS 1.2 uses only ECDHE key exchange with AEAD ciphers (AES-GCM,
+ * ChaCha20-Poly1305), and a server picks the cipher in its own order.
  *
  * A client without a context (tls:// URL, no opts.tls) uses a default one:
  * the system CA store, verification on, the URL's host checked against the
@@ -68,8 +70,8 @@ AX_API void ax_tls_ctx_free(ax_tls_ctx *ctx);
 
 /* Write a new self-signed certificate for `name` (a host name or an IP
  * address) and its private key (EC P-256) as PEM files, for local use:
- * subject CN=name, subject alternative names DNS:name (or IP:name) and
- * IP:127.0.0.1, valid for `days` (0: 365).  The key file is made mode 0600.
+ * subject CN=name, subject alternative names DNS:name (or IP:name),
+ * IP:127.0.0.1 and IP:::1, valid for `days` (0: 365).  The key file is made mode 0600.
  * Returns 0, or a code with a sentence in `why`.  `axon cert` uses this. */
 AX_API int ax_tls_make_self_signed(const char *name, int days, const char *cert_path,
                                    const char *key_path, char *why, size_t why_len) AX_MUST_CHECK;

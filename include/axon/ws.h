@@ -84,13 +84,18 @@ enum ax_ws_cap_policy {
 
 /* Settings; zero fields take the defaults shown.  The struct is copied. */
 typedef struct ax_ws_opts {
-    size_t max_message;        /* 16 MiB: larger messages (also inflated) close with 1009 */
+    size_t max_message;        /* 16 MiB (or output_cap less a frame header, when only
+                                  that is set): larger messages (also inflated) close
+                                  with 1009 */
     uint32_t ping_interval_ms; /* 0: no keepalive; else ping this often, and drop a peer
                                   that sent nothing for a whole interval after a ping */
     uint32_t close_timeout_ms; /* 5 s: wait this long for the peer's close frame */
     size_t high_watermark;     /* 64 KiB: sends return 1 above it */
     size_t low_watermark;      /* 16 KiB: on_drain once back down to it */
-    size_t output_cap;         /* 16 MiB: a send that would pass it closes (cap_policy) */
+    size_t output_cap;         /* 16 MiB + 14: a send that would pass it closes
+                                  (cap_policy); never less than max_message plus a frame
+                                  header, so a message this endpoint accepted can be
+                                  sent back whole */
     int cap_policy;            /* enum ax_ws_cap_policy */
     /* Subprotocols, NULL-terminated, in our order of preference.  Server:
      * the first of ours the client offers is chosen; none offered or none

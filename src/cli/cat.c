@@ -5,7 +5,10 @@
  * (connect and listen modes: stdio and the socket; relay mode: the two
  * sockets), or to every other peer (--broker, and standard input with -k).
  * The end of a peer's input half-closes its mate's output, and the program
- * ends when every pipe is done.
+ * ends when every pipe is done.  Input for a peer that is not up yet (a
+ * relay's upstream still connecting or in its TLS handshake) is held, a
+ * bounded amount with its sender paused beyond that, and sent when the peer
+ * is up; an end of input that came meanwhile follows it.
  *
  * Standard input is read by a thread that posts each chunk to the loop and
  * waits until the loop has taken it: that works for every kind of stdin
@@ -31,6 +34,9 @@
 #include "proto/ws/utf8.h"
 
 #define CHUNK 16384
+/* Input for a peer that is not up yet (connecting, TLS handshake, DNS) is
+ * held, up to about this much; then its sender is paused until it is up. */
+#define HOLD_MAX (64 * 1024)
 
 enum { P_STDIO, P_STREAM, P_UDP, P_LISTEN, P_WS };
 
@@ -50,8 +56,11 @@ struct peer {
     bool have_to;    /* UDP listener: someone has sent something */
     peer *mate;      /* where input goes; NULL: every other peer */
     peer *paused;    /* a peer we stopped reading because this one is full */
+    char *held;      /* input that came before this peer was up */
+    size_t held_len, held_cap;
     bool open, in_done, out_done, closed, client;
-    peer *next; /* the app's list of socket peers */
+    bool abandoned; /* closed by us before it was up: its mate went away */
+    peer *next;     /* the app's list of socket peers */
     char label[AX_ADDR_STRLEN + 16];
 };
 
@@ -122,6 +131,7 @@ static void peer_unlink(peer *p)
     for (peer *q = app->peers; q; q = q->next)
         if (q->mate == p) q->mate = NULL;
     if (app->io.mate == p) app->io.mate = NULL;
+    free(p->held);
     free(p);
 }
 
@@ -144,16 +154,15 @@ static void write_stdout(cat *app, const char *d, size_t n)
     }
 }
 
-/* Send to one peer.  Returns true when it is above its high watermark and
- * the sender should wait for its drain. */
-static bool send_to(peer *to, const char *d, size_t n)
+/* Hand bytes to an open peer.  Returns true when it is above its high
+ * watermark and the sender should wait for its drain. */
+static bool deliver(peer *to, const char *d, size_t n)
 {
-    if (to->out_done || to->closed) return false;
     switch (to->kind) {
     case P_STDIO:
         write_stdout(to->app, d, n);
         return false;
-    case P_STREAM: /* queued while still connecting */
+    case P_STREAM:
         return ax_conn_write(to->conn, d, n) == 1;
     case P_WS:
         return ws_send(to, d, n);
@@ -162,6 +171,36 @@ static bool send_to(peer *to, const char *d, size_t n)
         ax_udp_send(to->udp, to->client ? &to->to : NULL, d, n);
         return false;
     }
+}
+
+/* Keep bytes for a peer that is not up yet.  Returns true when the hold is
+ * full and the sender should wait until the peer is up. */
+static bool hold(peer *to, const char *d, size_t n)
+{
+    if (to->held_len + n > to->held_cap) {
+        size_t cap = to->held_cap ? to->held_cap : 4096;
+        while (cap < to->held_len + n)
+            cap *= 2;
+        char *h = realloc(to->held, cap);
+        if (!h) {
+            fprintf(stderr, "axon cat: out of memory holding input for %s\n", to->label);
+            to->app->status = 1;
+            return true;
+        }
+        to->held = h;
+        to->held_cap = cap;
+    }
+    memcpy(to->held + to->held_len, d, n);
+    to->held_len += n;
+    return to->held_len >= HOLD_MAX;
+}
+
+/* Send to one peer.  Returns true when the sender should wait for it. */
+static bool send_to(peer *to, const char *d, size_t n)
+{
+    if (to->out_done || to->closed) return false;
+    if (!to->open) return hold(to, d, n);
+    return deliver(to, d, n);
 }
 
 static void pause_peer(peer *p)
@@ -202,11 +241,38 @@ static bool route(cat *app, peer *from, const char *d, size_t n)
     return true;
 }
 
+/* Nothing more will be sent to `to`: half-close it, once what is held for
+ * it has gone (peer_up does it for a peer not up yet). */
+static void finish_output(cat *app, peer *to)
+{
+    if (to->kind == P_STREAM && to->open) ax_conn_shutdown(to->conn);
+    if (to->kind == P_WS) ws_finish(to);
+    if (to->kind == P_UDP) check_done(app);
+}
+
+/* `p` is up: send what was held for it, let its sender go on, and pass on
+ * an end of input that came meanwhile. */
+static void peer_up(peer *p)
+{
+    bool full = false;
+    p->open = true;
+    if (p->held_len) full = deliver(p, p->held, p->held_len);
+    free(p->held);
+    p->held = NULL;
+    p->held_len = p->held_cap = 0;
+    if (!full && p->paused) {
+        peer *src = p->paused;
+        p->paused = NULL;
+        resume_peer(src);
+    }
+    if (p->out_done && p->kind == P_STREAM) ax_conn_shutdown(p->conn);
+}
+
 /* `from` will send nothing more: half-close where its bytes went. */
 static void end_of_input(cat *app, peer *from)
 {
     from->in_done = true;
-    if (from->kind == P_STREAM && from->client && app->keep) {
+    if (from->kind == P_STREAM && from->client && app->keep && !app->relay_url) {
         ax_conn_close(from->conn); /* one of many clients left */
         return;
     }
@@ -221,9 +287,7 @@ static void end_of_input(cat *app, peer *from)
     peer *to = from->mate;
     if (!to || to->out_done) return;
     to->out_done = true;
-    if (to->kind == P_STREAM) ax_conn_shutdown(to->conn);
-    if (to->kind == P_WS) ws_finish(to);
-    if (to->kind == P_UDP) check_done(app);
+    finish_output(app, to);
 }
 
 /* ---- stream peers ----------------------------------------------------------- */
@@ -239,9 +303,9 @@ static void s_open(ax_conn *c)
     peer *p = ax_conn_data(c);
     ax_addr a;
     char shown[AX_ADDR_STRLEN] = "?";
-    p->open = true;
     if (ax_conn_peer(c, &a) == 0) ax_addr_format(&a, shown, sizeof shown);
     note(p->app, "connected to %s (%s)", p->label, shown);
+    peer_up(p);
 }
 
 static size_t s_data(ax_conn *c, const char *d, size_t n)
@@ -290,7 +354,9 @@ static void s_close(ax_conn *c, int reason)
         return;
     }
     p->closed = true;
-    if (!p->open)
+    if (!p->open && p->abandoned)
+        note(app, "%s: gave up connecting: the other side went away%s", p->label, "");
+    else if (!p->open)
         report_failure(app, p, reason, ax_conn_error_detail(c));
     else if (reason && reason != AX_EOF)
         note(app, "%s closed: %s", p->label,
@@ -302,6 +368,7 @@ static void s_close(ax_conn *c, int reason)
      * reset it when this side failed (as a proxy passes an error on). */
     peer *mate = p->mate;
     if (mate && mate->kind == P_STREAM && !mate->closed) {
+        mate->abandoned = !mate->open;
         if (!p->open || (reason && reason != AX_EOF))
             ax_conn_abort(mate->conn, reason ? reason : AX_ECONNABORTED);
         else
@@ -427,9 +494,9 @@ static void u_recv(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 static void udp_ready(cat *app, peer *p)
 {
     char shown[AX_ADDR_STRLEN];
-    p->open = true;
     note(app, p->client ? "listening on %s%s" : "sending to %s%s",
          ax_addr_format(ax_udp_addr(p->udp), shown, sizeof shown), "");
+    peer_up(p);
 }
 
 /* udp:// to a name: the library's UDP sockets take numeric addresses, so
@@ -543,8 +610,8 @@ static void ws_finish(peer *to)
 static void w_open(ax_ws *ws)
 {
     peer *p = ax_ws_data(ws);
-    p->open = true;
     note(p->app, "connected to %s (subprotocol '%s')", p->label, ax_ws_protocol(ws));
+    peer_up(p);
     if (p->out_done)
         ws_finish(p);
     else if (p->app->stdin_held)

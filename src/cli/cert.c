@@ -17,7 +17,7 @@ static void help(FILE *out)
             "Usage: axon cert [OPTIONS]\n\n"
             "Write a self-signed certificate (DIR/cert.pem) and its private key\n"
             "(DIR/key.pem, mode 0600) for local TLS: EC P-256, subject CN=NAME,\n"
-            "alternative names NAME and 127.0.0.1.\n\n"
+            "alternative names NAME, 127.0.0.1 and ::1.\n\n"
             "Options:\n"
             "  -o, --out DIR     directory to write into (made if missing); default .\n"
             "  -n, --name NAME   host name or IP address; default localhost\n"
@@ -66,7 +66,7 @@ int cmd_cert(int argc, char **argv)
         help(stderr);
         return 2;
     }
-    if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+    if (cli_mkdirs(dir, 0755) == -1) {
         fprintf(stderr, "axon cert: cannot make directory '%s': %s\n", dir, strerror(errno));
         return 1;
     }

@@ -147,6 +147,15 @@ static int setup(ax_loop *loop, int index, void *ud)
     return 0;
 }
 
+static bool known_scheme(const char *url)
+{
+    static const char *const schemes[] = {"tcp://", "udp://", "unix://",
+                                          "tls://", "ws://",  "wss://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        if (strncmp(url, schemes[i], strlen(schemes[i])) == 0) return true;
+    return false;
+}
+
 static void keepalive(ax_timer *t, void *ud)
 {
     (void)t, (void)ud;
@@ -199,6 +208,14 @@ int cmd_echo(int argc, char **argv)
         help(stderr);
         return 2;
     }
+    for (int i = 0; i < cfg.n_urls; i++)
+        if (!known_scheme(cfg.urls[i])) {
+            fprintf(stderr,
+                    "axon echo: cannot serve '%s': expected a tcp://, udp://, unix://, tls://, "
+                    "ws:// or wss:// URL\n",
+                    cfg.urls[i]);
+            return 2;
+        }
     /* one TLS server context for every tls:// (and wss://) URL and thread */
     if (cli_tls_server("echo", (const char *const *)cfg.urls, cfg.n_urls, cfg.cert, cfg.key,
                        &cfg.tls) != 0)

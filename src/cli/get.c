@@ -178,14 +178,27 @@ static long read_upload(ax_http_fetch *f, char *buf, size_t cap, void *ud)
 
 static void fetch_next(get_cfg *cfg);
 
+/* One line per failure, each part once: the detail usually names the
+ * place (a URL) and the reason already. */
+static void say_error(const char *url, int err, const char *detail)
+{
+    const char *reason = ax_strerror(err);
+    if (!detail) {
+        fprintf(stderr, "axon get: %s: %s\n", url, reason);
+        return;
+    }
+    bool place = strstr(detail, "://") != NULL, why = strstr(detail, reason) != NULL;
+    fprintf(stderr, "axon get: %s%s%s%s%s\n", place ? "" : url, place ? "" : ": ", detail,
+            why ? "" : ": ", why ? "" : reason);
+}
+
 static void on_done(ax_http_fetch *f, int err, void *ud)
 {
     get_cfg *cfg = ud;
     const char *url = cfg->urls[cfg->next - 1];
     int status = ax_http_fetch_status(f);
     if (err) {
-        const char *d = ax_http_fetch_error_detail(f);
-        fprintf(stderr, "axon get: %s: %s%s%s\n", url, ax_strerror(err), d ? ": " : "", d ? d : "");
+        say_error(url, err, ax_http_fetch_error_detail(f));
         cfg->exit_code = exit_code(err);
     } else if (cfg->fail_http && status >= 400) {
         fprintf(stderr, "axon get: %s: HTTP %d %s\n", url, status, ax_http_status_text(status));

@@ -12,7 +12,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"serve", cmd_serve, "the real-time hub: chat rooms and live topics for every client"},
-    {"echo", cmd_echo, "echo server on tcp://, udp:// and unix:// URLs"},
+    {"echo", cmd_echo, "echo server on tcp://, udp://, unix://, tls://, ws:// and wss:// URLs"},
     {"cat", cmd_cat, "netcat for every transport: connect, listen, relay, broker"},
     {"http", cmd_http, "serve a folder over HTTP/1.1 (static files, ranges, 304)"},
     {"get", cmd_get, "fetch http:// and https:// URLs (curl-like: -i, -I, -o, -L, -d, -H)"},
@@ -27,7 +27,37 @@ static void usage(FILE *out)
             AXON_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n'axon COMMAND --help' describes each command.\n");
+    fprintf(out, "  %-8s %s\n", "help", "this list, or 'axon help COMMAND': what COMMAND does");
+    fprintf(out, "\n'axon help COMMAND' (or 'axon COMMAND --help') describes each command.\n");
+}
+
+static int find(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof commands / sizeof commands[0]); i++)
+        if (strcmp(name, commands[i].name) == 0) return i;
+    return -1;
+}
+
+static int unknown(const char *name)
+{
+    fprintf(stderr, "axon: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}
+
+/* `axon help [COMMAND]`, as git: the list, or COMMAND --help. */
+static int help(int argc, char **argv)
+{
+    if (argc < 3) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[2], "help") == 0) return help(2, argv);
+    int i = find(argv[2]);
+    if (i < 0) return unknown(argv[2]);
+    static char flag[] = "--help";
+    char *av[] = {argv[2], flag, NULL};
+    return commands[i].fn(2, av);
 }
 
 int main(int argc, char **argv)
@@ -40,9 +70,7 @@ int main(int argc, char **argv)
         printf("axon %s\n", AXON_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "axon: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    if (strcmp(argv[1], "help") == 0) return help(argc, argv);
+    int i = find(argv[1]);
+    return i < 0 ? unknown(argv[1]) : commands[i].fn(argc - 1, argv + 1);
 }

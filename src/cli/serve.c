@@ -2,6 +2,7 @@
  * style of mosquitto and Redis, then flags over it), the gateways, signals
  * (SIGTERM/SIGINT drain and stop, SIGHUP reopens the log file). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +46,24 @@ static void help(FILE *out)
                  "                           told to slow down (HTTP 503); default 100000\n"
                  "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
                  "      --history N          messages kept per topic; default 1000\n"
+                 "      --max-topics N       topics that may exist at once; default 100000\n"
+                 "      --max-subs N         subscriptions per connection; default 10000\n"
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
+                 "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
+                 "                           default off (reopened on SIGHUP)\n"
+                 "      --access-log-format F  common (default), combined or json\n"
+                 "      --header-timeout S   seconds an HTTP request head may take; default 10\n"
+                 "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
+                 "                           default 60\n"
+                 "      --close-timeout S    seconds a closing connection may stall flushing,\n"
+                 "                           then wait for the peer's FIN; default 10\n"
+                 "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
+                 "                           default 30; 0: no limit\n"
+                 "      --line-idle-timeout S  seconds a named line chat user may send\n"
+                 "                           nothing (an empty line will do); default 3600;\n"
+                 "                           0: no limit\n"
                  "  -q, --quiet              do not print the addresses at start\n"
                  "  -h, --help               show this help\n\n"
                  "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
@@ -75,9 +91,13 @@ static void defaults(serve_cfg *c)
     c->store_queue_bytes = HUB_STORE_QUEUE_BYTES;
     c->sub_budget = 1u << 20;
     c->max_payload = 1u << 20;
+    c->max_topics = 100000;
+    c->max_subs = 10000;
     c->udp_lease_s = 60;
     c->max_line = 4096;
     c->threads = 1;
+    c->line_name_timeout_s = 30;
+    c->line_idle_timeout_s = 3600;
 }
 
 /* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
@@ -150,6 +170,17 @@ typedef struct globals {
 } globals;
 
 static int read_config(serve_cfg *c, globals *gl, const char *path, int depth);
+
+/* The field of a timeout setting (in seconds), or NULL. */
+static uint32_t *timeout_field(serve_cfg *c, const char *k)
+{
+    if (strcmp(k, "http_header_timeout") == 0) return &c->http_header_timeout_s;
+    if (strcmp(k, "http_idle_timeout") == 0) return &c->http_idle_timeout_s;
+    if (strcmp(k, "close_timeout") == 0) return &c->close_timeout_s;
+    if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
+    if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
+    return NULL;
+}
 
 /* One `key value...` setting; 0, or -1 with a sentence in why. */
 static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char *file, int depth,
@@ -248,6 +279,14 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             return -1;
         }
         c->max_payload = n;
+    } else if (strcmp(k, "max_topics") == 0 || strcmp(k, "max_subscriptions") == 0) {
+        WANT(1);
+        if (parse_u64(v, 100000000, &n, why, why_len)) return -1;
+        if (n == 0) {
+            snprintf(why, why_len, "%s must be at least 1", k);
+            return -1;
+        }
+        *(k[4] == 't' ? &c->max_topics : &c->max_subs) = n;
     } else if (strcmp(k, "max_line") == 0) {
         WANT(1);
         if (parse_u64(v, 65536, &n, why, why_len)) return -1;
@@ -274,6 +313,28 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "log_file") == 0) {
         WANT(1);
         snprintf(c->log_file, sizeof c->log_file, "%s", v);
+    } else if (strcmp(k, "access_log") == 0) {
+        WANT(1);
+        snprintf(c->access_log, sizeof c->access_log, "%s", strcmp(v, "off") ? v : "");
+    } else if (strcmp(k, "access_log_format") == 0) {
+        WANT(1);
+        static const char *fmts[] = {"common", "combined", "json"};
+        int f = 0;
+        while (f < 3 && strcmp(v, fmts[f]))
+            f++;
+        if (f == 3) {
+            snprintf(why, why_len, "access_log_format is common, combined or json, not '%s'", v);
+            return -1;
+        }
+        c->access_log_format = f; /* AX_HTTP_LOG_COMMON, _COMBINED, _JSON */
+    } else if (timeout_field(c, k)) {
+        WANT(1);
+        if (parse_u64(v, 86400, &n, why, why_len)) return -1;
+        if (n == 0 && strncmp(k, "line_", 5) != 0) {
+            snprintf(why, why_len, "%s is 1 to 86400 seconds", k);
+            return -1;
+        }
+        *timeout_field(c, k) = (uint32_t)n;
     } else if (strcmp(k, "include") == 0) {
         WANT(1);
         char inc[1024];
@@ -302,14 +363,18 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
 #undef WANT
 }
 
-/* Split a line into words; "double quotes" keep spaces.  Returns the count. */
-static int split(char *line, char **argv, int max)
+/* Split a line into words; "double quotes" keep spaces; a word that starts
+ * with '#' begins a comment (*hash: whether that word was '#' alone, which
+ * may have been meant as the topic pattern).  Returns the count. */
+static int split(char *line, char **argv, int max, bool *hash)
 {
     int n = 0;
     char *p = line;
+    *hash = false;
     while (*p && n < max) {
         while (*p == ' ' || *p == '\t')
             p++;
+        if (*p == '#') *hash = !p[1] || p[1] == ' ' || p[1] == '\t';
         if (!*p || *p == '#') break;
         if (*p == '"') {
             argv[n++] = ++p;
@@ -325,13 +390,10 @@ static int split(char *line, char **argv, int max)
     return n;
 }
 
-static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+/* The settings of an open config file; `path` names it in messages and
+ * anchors relative includes. */
+static int read_config_from(serve_cfg *c, globals *gl, FILE *f, const char *path, int depth)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
-        return -1;
-    }
     char line[4096], why[512];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
@@ -343,17 +405,41 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
             rc = -1;
             break;
         }
+        /* fgets stops only at a newline, a full buffer or the end: a line
+         * that stops short holds a NUL byte (a binary file, /dev/zero) */
+        if (len < sizeof line - 1 && (len == 0 || line[len - 1] != '\n') && !feof(f)) {
+            fprintf(stderr, "axon serve: %s:%d: a NUL byte in the line\n", path, lineno);
+            rc = -1;
+            break;
+        }
         line[strcspn(line, "\r\n")] = '\0';
         char *argv[8];
-        int argc = split(line, argv, 8);
+        bool hash;
+        int argc = split(line, argv, 8, &hash);
         if (argc == 0) continue;
         why[0] = '\0';
         if (setting(c, gl, argv, argc, path, depth, why, sizeof why) != 0) {
             if (why[0]) fprintf(stderr, "axon serve: %s:%d: %s\n", path, lineno, why);
+            if (why[0] && hash)
+                fprintf(stderr,
+                        "axon serve: %s:%d: note: a word '#' starts a comment (the rest of the "
+                        "line is ignored); for the topic pattern # write it quoted: \"#\"\n",
+                        path, lineno);
             rc = -1;
             break;
         }
     }
+    return rc;
+}
+
+static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int rc = read_config_from(c, gl, f, path, depth);
     fclose(f);
     return rc;
 }
@@ -374,10 +460,23 @@ static void finish_rules(serve_cfg *c, const globals *gl)
             (hub_rule){"#", (uint32_t)gl->history_count, (uint32_t)gl->history_age, gl->policy};
 }
 
+int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *path)
+{
+    globals gl = {1000, 0, HUB_DISCONNECT};
+    defaults(c);
+    FILE *f = len ? fmemopen((void *)text, len, "r") : NULL;
+    if (len && !f) return -1;
+    int rc = f ? read_config_from(c, &gl, f, path, 0) : 0;
+    if (f) fclose(f);
+    if (rc == 0) finish_rules(c, &gl);
+    return rc;
+}
+
 /* ---- flags ------------------------------------------------------------------------ */
 
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
+    /* clang-format off: the table grows at its end */
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"http", required_argument, NULL, 'H'},
                                              {"line", required_argument, NULL, 'L'},
@@ -394,16 +493,44 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"line-tls", required_argument, NULL, 'T'},
                                              {"cert", required_argument, NULL, 'C'},
                                              {"key", required_argument, NULL, 'K'},
+                                             {"access-log", required_argument, NULL, 'A'},
+                                             {"access-log-format", required_argument, NULL, 'f'},
+                                             {"header-timeout", required_argument, NULL, 'g'},
+                                             {"idle-timeout", required_argument, NULL, 'i'},
+                                             {"close-timeout", required_argument, NULL, 'x'},
+                                             {"line-name-timeout", required_argument, NULL, 'n'},
+                                             {"line-idle-timeout", required_argument, NULL, 'm'},
+                                             {"max-topics", required_argument, NULL, 'M'},
+                                             {"max-subs", required_argument, NULL, 'B'},
                                              {"store-queue", required_argument, NULL, 'Q'},
-                                             {"store-queue-bytes", required_argument, NULL, 'B'},
+                                             {"store-queue-bytes", required_argument, NULL, 'W'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    static const char *keys[128] = {
-        ['H'] = "listen_http",     ['L'] = "listen_line", ['U'] = "listen_udp",
-        ['d'] = "data_dir",        ['F'] = "fsync",       ['N'] = "history_count",
-        ['j'] = "log_format",      ['o'] = "log_file",    ['S'] = "listen_https",
-        ['T'] = "listen_line_tls", ['C'] = "tls_cert",    ['K'] = "tls_key",
-        ['t'] = "threads",         ['Q'] = "store_queue", ['B'] = "store_queue_bytes"};
+    static const char *keys[128] = {['H'] = "listen_http",
+                                    ['L'] = "listen_line",
+                                    ['U'] = "listen_udp",
+                                    ['d'] = "data_dir",
+                                    ['F'] = "fsync",
+                                    ['N'] = "history_count",
+                                    ['j'] = "log_format",
+                                    ['o'] = "log_file",
+                                    ['S'] = "listen_https",
+                                    ['T'] = "listen_line_tls",
+                                    ['C'] = "tls_cert",
+                                    ['K'] = "tls_key",
+                                    ['t'] = "threads",
+                                    ['A'] = "access_log",
+                                    ['f'] = "access_log_format",
+                                    ['g'] = "http_header_timeout",
+                                    ['i'] = "http_idle_timeout",
+                                    ['x'] = "close_timeout",
+                                    ['n'] = "line_name_timeout",
+                                    ['m'] = "line_idle_timeout",
+                                    ['M'] = "max_topics",
+                                    ['B'] = "max_subscriptions",
+                                    ['Q'] = "store_queue",
+                                    ['W'] = "store_queue_bytes"};
+    /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
@@ -459,6 +586,12 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         }
     }
     finish_rules(c, &gl);
+    if (!c->http_url[0] && !c->line_url[0] && !c->udp_url[0] && !c->https_url[0] &&
+        !c->line_tls_url[0]) {
+        fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
+                        "least one of --http, --line, --udp, --https, --line-tls\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -470,10 +603,45 @@ static void on_signal(ax_loop *loop, int signo)
     ax_loop_stop(loop);
 }
 
+/* The access log (--access-log), shared by every thread's HTTP server;
+ * SIGHUP reopens it under the same FILE, which the servers keep. */
+static FILE *access_log;
+static const char *access_log_path;
+
+static FILE *open_access_log(const char *path)
+{
+    if (strcmp(path, "-") == 0) return stdout;
+    return fopen(path, "ae");
+}
+
+/* Open the path anew and put it under the same FILE (after log rotation);
+ * if it cannot be opened, the lines go on to the old file. */
+static void reopen_access_log(void)
+{
+    if (!access_log || access_log == stdout) return;
+    int fd = open(access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd == -1) {
+        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
+               strerror(errno));
+        return;
+    }
+    flockfile(access_log); /* not between a line's parts (other threads) */
+    fflush(access_log);
+    int to = fileno(access_log);
+    if (dup2(fd, to) == -1)
+        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
+               strerror(errno));
+    else
+        fcntl(to, F_SETFD, FD_CLOEXEC); /* (nothing here forks or runs programs) */
+    funlockfile(access_log);
+    close(fd);
+}
+
 static void on_hup(ax_loop *loop)
 {
     (void)loop;
     if (ax_log_reopen() != 0) fprintf(stderr, "axon serve: cannot reopen the log file\n");
+    reopen_access_log();
     ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
 }
 
@@ -481,6 +649,10 @@ static void on_hup(ax_loop *loop)
 static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
 {
     if (!c->https_url[0] && !c->line_tls_url[0]) return 0;
+    if (!c->tls_cert[0] && c->tls_key[0]) {
+        snprintf(why, why_len, "tls_key (--key) %.300s without tls_cert (--cert)", c->tls_key);
+        return -1;
+    }
     if (!c->tls_cert[0]) {
         snprintf(why, why_len,
                  "%s needs tls_cert and tls_key (--cert, --key; make a pair with: "
@@ -491,6 +663,10 @@ static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
     int err;
     ax_tls_opts o = {.cert_file = c->tls_cert, .key_file = c->tls_key[0] ? c->tls_key : NULL};
     sv->tls = ax_tls_server_new(&o, why, why_len, &err);
+    if (!sv->tls && !o.key_file && err == AX_EINVAL)
+        snprintf(why, why_len,
+                 "tls_cert (--cert) %.300s holds no private key: give tls_key (--key)",
+                 c->tls_cert);
     return sv->tls ? 0 : -1;
 }
 
@@ -532,6 +708,20 @@ static const char *hostport(const char *url, char *buf, size_t len)
     return buf;
 }
 
+/* "host port" as nc takes them: [::1]:7000 -> "::1 7000". */
+static const char *nc_args(const char *url, char *buf, size_t len)
+{
+    hostport(url, buf, len);
+    char *colon = strrchr(buf, ':');
+    if (!colon) return buf;
+    *colon = ' ';
+    if (buf[0] == '[' && colon > buf + 1 && colon[-1] == ']') {
+        memmove(colon - 1, colon, strlen(colon) + 1); /* drop ']' */
+        memmove(buf, buf + 1, strlen(buf));           /* and '[' */
+    }
+    return buf;
+}
+
 static void hints(serve *sv)
 {
     char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
@@ -546,18 +736,12 @@ static void hints(serve *sv)
         printf("axon serve: HTTPS         https://%s/\n", hostport(a, hp, sizeof hp));
     if (gw_line_tls_addr(sv->line, a, sizeof a))
         printf("axon serve: line over TLS axon cat %s\n", a);
-    if (gw_line_addr(sv->line, a, sizeof a)) {
-        hostport(gw_line_addr(sv->line, a, sizeof a), hp, sizeof hp);
-        char *colon = strrchr(hp, ':');
-        if (colon) *colon = ' ';
-        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n", hp);
-    }
-    if (sv->udp) {
-        hostport(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp);
-        char *colon = strrchr(hp, ':');
-        if (colon) *colon = ' ';
-        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n", hp);
-    }
+    if (gw_line_addr(sv->line, a, sizeof a))
+        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n",
+               nc_args(a, hp, sizeof hp));
+    if (sv->udp)
+        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n",
+               nc_args(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp));
     printf("axon serve: Ctrl-C stops\n");
     fflush(stdout);
 }
@@ -677,22 +861,37 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file, strerror(errno));
         return 1;
     }
+    if (cfg.access_log[0] && !(access_log = open_access_log(cfg.access_log))) {
+        fprintf(stderr, "axon serve: cannot open access log %s: %s\n", cfg.access_log,
+                strerror(errno));
+        return 1;
+    }
+    access_log_path = cfg.access_log;
     int err = 0;
     static gw_stats stats[GW_COUNT];
     static ax_http_stats http_stats;
     serve sv = {.cfg = &cfg,
                 .gw = stats,
                 .http_stats = &http_stats,
+                .access_log = access_log,
                 .started_ms = (int64_t)time(NULL) * 1000};
     if (!(sv.loop = ax_loop_new(NULL, &err))) {
         fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
         return 1;
     }
     char why[512] = "";
+    if (cfg.data_dir[0] && cli_mkdirs(cfg.data_dir, 0700) == -1) {
+        fprintf(stderr, "axon serve: cannot make data directory %s: %s\n", cfg.data_dir,
+                strerror(errno));
+        ax_loop_free(sv.loop);
+        return 1;
+    }
     hub_opts ho = {.rules = cfg.rules,
                    .nrules = cfg.nrules,
                    .sub_budget = cfg.sub_budget,
                    .max_payload = cfg.max_payload,
+                   .max_topics = cfg.max_topics,
+                   .max_filters = cfg.max_subs,
                    .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
                    .fsync_mode = cfg.fsync_mode,
                    .store_queue_max = cfg.store_queue,
@@ -719,9 +918,9 @@ int cmd_serve(int argc, char **argv)
     } else {
         ax_loop_handle_signals(sv.loop, on_signal);
         ax_loop_handle_reload(sv.loop, on_hup);
-        if (!cfg.quiet) hints(&sv);
         if (cfg.threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg.threads);
         ax_log(AX_LOG_INFO, "ready to accept connections");
+        if (!cfg.quiet) hints(&sv); /* last: what a user needs stays on screen */
         ax_loop_run(sv.loop);
     }
     if (th) stop_workers(&p, th);
@@ -734,5 +933,7 @@ int cmd_serve(int argc, char **argv)
     hub_free(sv.hub);
     ax_loop_free(sv.loop);
     ax_log(AX_LOG_INFO, "stopped");
+    if (access_log && access_log != stdout) fclose(access_log);
+    access_log = NULL;
     return rc;
 }

@@ -715,8 +715,11 @@ static void keep_input(ax_conn *c, const char *buf, size_t n)
 static void ring_input(ax_conn *c, char *buf, size_t n)
 {
     c->bytes_in += (uint64_t)n;
-    c->last_active = c->loop->now;
+    /* Input is not activity while closing: lingering gives up linger_ms
+     * after it began however the peer trickles, as on the readiness
+     * backends (which do not read at all while flushing). */
     if (c->flags & F_LINGER) return; /* discarded until the peer's FIN */
+    if (!(c->flags & F_CLOSING)) c->last_active = c->loop->now;
     if (c->tls) {
         tls_input(c, buf, (ssize_t)n);
         return;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,9 @@ struct ax_listener {
     bool unlink_path; /* a Unix socket file we created */
     bool closed;
     int spare_fd; /* held back so EMFILE can still accept-and-drop */
+    int fd_limit; /* RLIMIT_NOFILE as last read */
+    int reserve;  /* descriptors kept for the connections already open */
+    int reserve_opt;
     uint64_t emfile;
     ax__deferred free_d;
     ax_tls_ctx *tls; /* accepted connections handshake first (tls.c) */
@@ -55,20 +59,84 @@ static int clear_stale_unix(const ax_addr *a)
     return 0;
 }
 
-/* Out of descriptors: accept with the spare one's slot and drop the
- * connection, so the backlog does not keep the listener readable forever. */
-static void shed_on_emfile(ax_listener *l)
+/* ---- running out of descriptors -----------------------------------------
+ *
+ * The connections a server has come first: a new one is accepted and
+ * closed at once while fewer than `reserve` descriptors would be left, so
+ * the open ones can still be served (a log file reopened, a file sent,
+ * the store's files) and the backlog does not keep the listener readable.
+ * Accept returns the lowest free descriptor, so one at or above
+ * limit - reserve means at most reserve - 1 are left.  Refusing is one
+ * episode for the whole process: logged when it begins and when it ends
+ * (a connection accepted SHED_QUIET_MS after the last refusal, so a server
+ * at the edge does not log each client coming and going), not per
+ * connection. */
+
+#define SHED_QUIET_MS 5000
+static int shedding;          /* 1 while refusing (atomic) */
+static uint64_t shed_count;   /* refused in this episode (atomic) */
+static uint64_t shed_last_ms; /* loop time of the last refusal (atomic) */
+
+static void read_fd_limit(ax_listener *l)
+{
+    struct rlimit rl;
+    rlim_t cur = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    l->fd_limit = cur == RLIM_INFINITY || cur > INT32_MAX ? INT32_MAX : (int)cur;
+    int r = l->reserve_opt;
+    if (r == 0) { /* 1/32 of the limit, from 8 to 64 */
+        r = l->fd_limit / 32;
+        r = r < 8 ? 8 : r > 64 ? 64 : r;
+    }
+    l->reserve = r < 0 ? 0 : r < l->fd_limit / 4 ? r : l->fd_limit / 4;
+}
+
+/* True when accepting `fd` leaves the reserve; the limit may have been
+ * raised since it was read. */
+static bool fd_room(ax_listener *l, int fd)
+{
+    if (fd < l->fd_limit - l->reserve) return true;
+    read_fd_limit(l);
+    return fd < l->fd_limit - l->reserve;
+}
+
+static void shed_note(ax_listener *l)
 {
     l->emfile++;
-    if (l->spare_fd >= 0) {
-        close(l->spare_fd);
-        int fd = accept4(l->io.fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0) close(fd);
-        l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    }
-    if (l->emfile == 1 || l->emfile % 1000 == 0)
-        ax_log(AX_LOG_WARN, "accept: out of file descriptors (%llu connections dropped)",
-               (unsigned long long)l->emfile);
+    __atomic_add_fetch(&shed_count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&shed_last_ms, ax_loop_now(l->loop), __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&shedding, 1, __ATOMIC_RELAXED) == 0)
+        ax_log(AX_LOG_WARN,
+               "out of file descriptors (limit %d): refusing new connections, keeping %d "
+               "for the open ones",
+               l->fd_limit, l->reserve);
+}
+
+static void shed_over(ax_listener *l)
+{
+    if (!__atomic_load_n(&shedding, __ATOMIC_RELAXED)) return;
+    uint64_t now = ax_loop_now(l->loop), last = __atomic_load_n(&shed_last_ms, __ATOMIC_RELAXED);
+    if (now < last + SHED_QUIET_MS || __atomic_exchange_n(&shedding, 0, __ATOMIC_RELAXED) == 0)
+        return;
+    ax_log(AX_LOG_INFO,
+           "accepting new connections again (%llu refused while out of file "
+           "descriptors)",
+           (unsigned long long)__atomic_exchange_n(&shed_count, 0, __ATOMIC_RELAXED));
+}
+
+/* EMFILE past the reserve (other code took the rest): accept with the
+ * spare descriptor's slot and drop the connection.  False when there was
+ * none to drop (Linux says EMFILE before it looks at the backlog). */
+static bool shed_on_emfile(ax_listener *l)
+{
+    if (l->spare_fd < 0) return false;
+    close(l->spare_fd);
+    int fd = accept4(l->io.fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    read_fd_limit(l);
+    shed_note(l);
+    return true;
 }
 
 static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
@@ -79,12 +147,16 @@ static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE) {
-                shed_on_emfile(l);
-                continue;
-            }
+            if ((errno == EMFILE || errno == ENFILE) && shed_on_emfile(l)) continue;
             return; /* EAGAIN and the rest */
         }
+        if (!fd_room(l, fd)) {
+            close(fd);
+            shed_note(l);
+            continue;
+        }
+        shed_over(l);
+        if (l->spare_fd < 0) l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         int err;
         ax_conn *c = ax__conn_new(loop, fd, l->cbs, &l->lim, l->ud, l, false, l->tcp, &err);
         if (!c) {
@@ -146,6 +218,8 @@ static ax_listener *listen_url(ax_loop *loop, const char *url, const ax_conn_cbs
     l->cbs = cbs;
     l->ud = ud;
     l->tcp = l->addr.scheme == AX_SCHEME_TCP;
+    l->reserve_opt = lopts ? lopts->fd_reserve : 0;
+    read_fd_limit(l);
     ax__conn_limits_init(&l->lim, copts);
     if ((fd = bind_listen(l, lopts ? lopts : &no_lopts)) < 0) {
         rc = fd;

@@ -178,12 +178,25 @@ static int sni_select(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* TLS 1.2 suites: forward secrecy and AEAD only (ECDHE with AES-GCM or
+ * ChaCha20-Poly1305): no CBC suite (Lucky13 and its kin), no static RSA
+ * key exchange.  Servers choose in this order, not the client's.  TLS 1.3
+ * suites are all AEAD already. */
+static const char tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 static SSL_CTX *ssl_ctx_new(bool server)
 {
     SSL_CTX *s = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!s) return NULL;
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
     SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(s, tls12_ciphers) != 1) {
+        SSL_CTX_free(s);
+        return NULL;
+    }
+    if (server) SSL_CTX_set_options(s, SSL_OP_CIPHER_SERVER_PREFERENCE);
     return s;
 }
 
@@ -195,6 +208,21 @@ static int readable(const char *what, const char *file, char *why, size_t wl)
     return rc;
 }
 
+/* Whether a PEM file holds a block whose label ends in `label` ("PRIVATE
+ * KEY" matches EC, RSA and PKCS#8 keys), to say what is missing rather
+ * than OpenSSL's "PEM lib". */
+static bool pem_has(const char *file, const char *label)
+{
+    FILE *f = fopen(file, "re");
+    if (!f) return false;
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, label) != NULL;
+    fclose(f);
+    return found;
+}
+
 int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *key_file, char *why,
                            size_t why_len)
 {
@@ -203,10 +231,19 @@ int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *k
         whyf(why, why_len, "too many certificates (at most %d)", MAX_CERTS);
         return AX_EINVAL;
     }
+    bool key_in_cert = !key_file;
     if (!key_file) key_file = cert_file;
     int rc = readable("certificate", cert_file, why, why_len);
     if (!rc) rc = readable("key", key_file, why, why_len);
     if (rc) return rc;
+    if (!pem_has(key_file, "PRIVATE KEY-----")) {
+        if (key_in_cert)
+            whyf(why, why_len, "no private key: '%s' holds none, so give the key file too",
+                 cert_file);
+        else
+            whyf(why, why_len, "'%s' holds no private key (a PEM \"PRIVATE KEY\" block)", key_file);
+        return AX_EINVAL;
+    }
     SSL_CTX *s = ssl_ctx_new(true);
     if (!s) return AX_ENOMEM;
     if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {

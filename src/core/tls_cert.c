@@ -32,6 +32,13 @@ static bool is_ip(const char *s)
     return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
 }
 
+static bool same_ip(const char *name, const char *ip)
+{
+    unsigned char a[16] = {0}, b[16] = {0};
+    int af = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    return inet_pton(af, name, a) == 1 && inet_pton(af, ip, b) == 1 && memcmp(a, b, 16) == 0;
+}
+
 static bool add_ext(X509 *x, int nid, const char *value)
 {
     X509V3_CTX v3;
@@ -61,9 +68,10 @@ static X509 *build_cert(EVP_PKEY *key, const char *name, int days)
                                     0) ||
         !X509_set_issuer_name(x, n))
         goto fail;
-    bool loopback = strcmp(name, "127.0.0.1") == 0;
-    snprintf(san, sizeof san, "%s:%s%s", is_ip(name) ? "IP" : "DNS", name,
-             loopback ? "" : ",IP:127.0.0.1");
+    /* the loopback addresses too, so https://127.0.0.1 and https://[::1] verify */
+    snprintf(san, sizeof san, "%s:%s%s%s", is_ip(name) ? "IP" : "DNS", name,
+             same_ip(name, "127.0.0.1") ? "" : ",IP:127.0.0.1",
+             same_ip(name, "::1") ? "" : ",IP:::1");
     if (!add_ext(x, NID_subject_alt_name, san) ||
         !add_ext(x, NID_basic_constraints, "critical,CA:FALSE") ||
         !add_ext(x, NID_key_usage, "critical,digitalSignature,keyEncipherment") ||

@@ -38,6 +38,8 @@ struct line_conn {
     gw_line *g;
     ax_conn *c;
     hub_sub *sub;
+    ax_timer *timer;  /* the name, then the idle timeout (NULL: neither) */
+    uint64_t last_in; /* loop ms of the last whole line */
     char room[ROOM_MAX + 1];
     bool discarding; /* inside a line that was too long */
     bool quit;
@@ -54,6 +56,7 @@ static const char *HELP = "* commands:\n"
                           "*   //text          a message that starts with /\n";
 
 static void say(line_conn *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line_timer_arm(line_conn *lc);
 
 static void say(line_conn *lc, const char *fmt, ...)
 {
@@ -221,7 +224,7 @@ static void command(line_conn *lc, char *line)
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
         char rooms[900] = "";
-        hub_topics(h, list_room, rooms);
+        hub_topics(h, "chat/", 200, list_room, rooms, NULL);
         say(lc, "* rooms: %s\n", rooms[0] ? rooms : "none yet");
     } else if (strcmp(line, "/history") == 0) {
         long n = arg && *arg ? strtol(arg, NULL, 10) : 20;
@@ -254,7 +257,7 @@ static void publish(line_conn *lc, const char *text, size_t n)
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
         say(lc, "* not sent: %s\n",
-            err == AX_EAGAIN ? "the server is busy, try again in a moment" : ax_strerror(err));
+            err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
 }
 
 static void greet(line_conn *lc, const char *name)
@@ -268,6 +271,7 @@ static void greet(line_conn *lc, const char *name)
         ax_conn_abort(lc->c, AX_ENOMEM);
         return;
     }
+    line_timer_arm(lc); /* from the name deadline to the idle timeout */
     say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
     if (join(lc, "lobby") == 0) who(lc);
 }
@@ -288,6 +292,45 @@ static void one_line(line_conn *lc, char *line, size_t n)
     } else if (n) {
         publish(lc, line, n);
     }
+}
+
+/* ---- timeouts ------------------------------------------------------------------------------ */
+
+/* One timer per connection: from connecting until a valid name (a hard
+ * deadline, however the bytes trickle), then from the last whole line,
+ * so an empty line keeps a quiet user connected.  Output does not count:
+ * a dead peer in a busy room would look alive. */
+static void line_timeout(ax_timer *t, void *ud)
+{
+    line_conn *lc = ud;
+    const serve_cfg *cfg = lc->g->sv->cfg;
+    uint64_t now = ax_loop_now(lc->g->sv->loop);
+    if (lc->quit) return; /* closing already */
+    if (lc->sub) {
+        uint64_t limit = (uint64_t)cfg->line_idle_timeout_s * 1000;
+        if (now - lc->last_in < limit) {
+            ax_timer_start(t, limit - (now - lc->last_in), 0);
+            return;
+        }
+        say(lc, "* nothing from you for %u s; bye\n", cfg->line_idle_timeout_s);
+    } else {
+        say(lc, "* no name in %u s; bye\n", cfg->line_name_timeout_s);
+    }
+    lc->quit = true;
+    ax_conn_close(lc->c);
+}
+
+/* Arm the timer for the state the connection is in now. */
+static void line_timer_arm(line_conn *lc)
+{
+    const serve_cfg *cfg = lc->g->sv->cfg;
+    uint32_t s = lc->sub ? cfg->line_idle_timeout_s : cfg->line_name_timeout_s;
+    if (!s) {
+        if (lc->timer) ax_timer_stop(lc->timer);
+        return;
+    }
+    if (!lc->timer && !(lc->timer = ax_timer_new(lc->g->sv->loop, line_timeout, lc))) return;
+    ax_timer_start(lc->timer, (uint64_t)s * 1000, 0);
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -312,10 +355,11 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
             one_line(lc, buf, n);
         }
         off += n + 1;
+        lc->last_in = ax_loop_now(sv->loop);
         if (ax_conn_paused(c)) break;
     }
-    if (len - off > max) { /* a line longer than the limit: drop it */
-        say(lc, "* line too long (at most %zu bytes); dropped\n", max);
+    if (len - off > max) { /* a line longer than the limit: drop it, say so once */
+        if (!lc->discarding) say(lc, "* line too long (at most %zu bytes); dropped\n", max);
         lc->discarding = true;
         off = len;
     }
@@ -341,6 +385,8 @@ static void on_open(ax_conn *c)
     ax_conn_set_data(c, lc);
     GW_ADD(g->sv->gw[GW_LINE].conns, 1);
     GW_ADD(g->sv->gw[GW_LINE].accepted, 1);
+    lc->last_in = ax_loop_now(g->sv->loop);
+    line_timer_arm(lc);
     say(lc, "Welcome to axon chat. What is your name?\n");
 }
 
@@ -367,6 +413,7 @@ static void on_close(ax_conn *c, int reason)
     if (lc->next) lc->next->prev = lc->prev;
     GW_SUB(lc->g->sv->gw[GW_LINE].conns, 1);
     hub_sub_free(lc->sub);
+    ax_timer_free(lc->timer);
     ax_free(lc);
 }
 
@@ -380,7 +427,10 @@ static const ax_conn_cbs line_cbs = {.on_open = on_open,
  * 4 MiB queued before the connection gives up on it. */
 static ax_conn_opts line_conn_opts(const serve *sv, ax_tls_ctx *tls)
 {
-    return (ax_conn_opts){.max_input = sv->cfg->max_line + 2, .output_cap = 4u << 20, .tls = tls};
+    return (ax_conn_opts){.max_input = sv->cfg->max_line + 2,
+                          .output_cap = 4u << 20,
+                          .linger_ms = sv->cfg->close_timeout_s * 1000,
+                          .tls = tls};
 }
 
 gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)

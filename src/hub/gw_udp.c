@@ -71,7 +71,8 @@ static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    if ((size_t)n >= sizeof buf - 1) n = sizeof buf - 2;
+    buf[n++] = '\n'; /* so that `nc -u` shows one reply per line */
     if (ax_udp_send(g->u, to, buf, (size_t)n) == 0) GW_ADD(g->sv->gw[GW_UDP].bytes_out, (size_t)n);
 }
 
@@ -90,6 +91,7 @@ static ax_slice *encode_udp(const hub_msg *m, void *ud)
         memcpy(o + n, m->payload, m->payload_len);
         n += (int)m->payload_len;
     }
+    o[n++] = '\n';
     ax_slice_truncate(s, (size_t)n);
     return s;
 }
@@ -262,7 +264,7 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
         reply(g, from, "ERR busy: the store is behind, slow down and retry");
     else if (!seq)
         reply(g, from, "ERR cannot publish to '%s': %s", topic,
-              err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+              err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
     else if (ticket)
         publish_defer(g, from, topic, seq, ticket);
     else

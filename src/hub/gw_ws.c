@@ -17,6 +17,7 @@
  * ENC_WS) and the same frame is queued on every WebSocket subscriber. */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,26 @@ static void reply_error(ws_client *c, json_t *id, const char *why)
     json_t *o = json_pack("{s:s,s:s}", "type", "error", "error", why);
     if (id) json_object_set(o, "id", id);
     send_json(c, o);
+}
+
+/* The request types that name a topic; the rest are ping and nick. */
+static bool topic_request(const char *type)
+{
+    static const char *const names[] = {"publish", "subscribe", "unsubscribe", "history",
+                                        "presence"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(type, names[i]) == 0) return true;
+    return false;
+}
+
+static void unknown_type(ws_client *c, json_t *id, const char *type)
+{
+    char why[200];
+    snprintf(why, sizeof why,
+             "unknown request type '%s'; expected ping, nick, subscribe, unsubscribe, "
+             "publish, history or presence",
+             strlen(type) <= 32 ? type : "...");
+    reply_error(c, id, why);
 }
 
 static ax_slice *encode_ws(const hub_msg *m, void *ud)
@@ -274,7 +295,7 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
         reply_error(c, id,
                     err == AX_EINVAL   ? "not a valid topic"
                     : err == AX_EAGAIN ? BUSY_TEXT
-                                       : ax_strerror(err));
+                                       : hub_strerror(err));
     else if (ticket)
         publish_defer(c, id, topic, seq, ticket);
     else
@@ -287,12 +308,14 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
     int64_t from = json_is_integer(since) ? (int64_t)json_integer_value(since) : -1;
     bool present = json_is_true(json_object_get(o, "presence"));
     /* the reply first, so a client sees it before the replayed history */
-    if (!hub_filter_valid(topic, strlen(topic))) {
-        reply_error(c, id, "not a valid topic filter");
+    int rc = hub_subscribe_check(c->sub, topic);
+    if (rc != 0) {
+        reply_error(c, id, rc == AX_EINVAL ? "not a valid topic filter" : hub_strerror(rc));
         return;
     }
     reply_ok(c, id, json_pack("{s:s}", "topic", topic));
-    if (hub_subscribe(c->sub, topic, from, present) != 0) reply_error(c, id, "out of memory");
+    if ((rc = hub_subscribe(c->sub, topic, from, present)) != 0)
+        reply_error(c, id, hub_strerror(rc));
 }
 
 static void request(ws_client *c, json_t *o)
@@ -312,6 +335,8 @@ static void request(ws_client *c, json_t *o)
             reply_error(c, id, "a name is 1 to 64 bytes");
         else
             reply_ok(c, id, json_pack("{s:s}", "name", name));
+    } else if (!topic_request(type)) {
+        unknown_type(c, id, type);
     } else if (!topic) {
         reply_error(c, id, "this request needs a \"topic\"");
     } else if (strcmp(type, "publish") == 0) {
@@ -342,7 +367,7 @@ static void request(ws_client *c, json_t *o)
         if (id) json_object_set(r, "id", id);
         send_json(c, r);
     } else {
-        reply_error(c, id, "unknown request type");
+        unknown_type(c, id, type);
     }
 }
 
@@ -394,7 +419,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
         reply_error(c, NULL,
                     err == AX_EINVAL   ? "a binary message is: topic, newline, payload"
                     : err == AX_EAGAIN ? BUSY_TEXT
-                                       : ax_strerror(err));
+                                       : hub_strerror(err));
         return;
     }
     json_error_t je;

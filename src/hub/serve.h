@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <axon/axon.h>
 #include <axon/http.h>
@@ -43,10 +44,18 @@ typedef struct serve_cfg {
     hub_rule rules[SERVE_MAX_RULES];
     int nrules;
     size_t sub_budget, max_payload;
+    size_t max_topics, max_subs; /* topics in the hub; subscriptions per client */
     uint32_t udp_lease_s;
     uint32_t max_line;
     int threads; /* loops sharing the ports (SO_REUSEPORT) */
     bool log_json, quiet;
+    /* seconds; 0: the library's default (HTTP: 10 and 60; close: 10) */
+    uint32_t http_header_timeout_s, http_idle_timeout_s, close_timeout_s;
+    /* seconds; 0: none.  Name: from connecting to a valid name; idle: no
+     * line (an empty one will do) after that */
+    uint32_t line_name_timeout_s, line_idle_timeout_s;
+    char access_log[1024]; /* "" : off; "-": stdout */
+    int access_log_format; /* AX_HTTP_LOG_* */
 } serve_cfg;
 
 typedef struct gw_line gw_line;
@@ -62,6 +71,7 @@ typedef struct serve {
     /* the HTTP servers of every thread add to it; /metrics derives
      * gw[GW_HTTP]'s connection and byte counters from it */
     ax_http_stats *http_stats;
+    FILE *access_log; /* cfg->access_log opened, shared by the threads, or NULL */
     int64_t started_ms;
     gw_line *line;
     gw_udp *udp;

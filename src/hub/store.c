@@ -700,19 +700,20 @@ void hub_store_close(hub_store *st)
     ax_free(st);
 }
 
-int hub_store_topics(hub_store *st, void (*cb)(const char *topic, uint64_t last, void *ud),
-                     void *ud)
+int hub_store_topics(hub_store *st,
+                     void (*cb)(const char *topic, uint64_t last, bool stored, void *ud), void *ud)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(st->rdb,
-                           "SELECT topic, MAX(s) FROM"
-                           " (SELECT topic, MAX(seq) AS s FROM messages GROUP BY topic"
-                           "  UNION ALL SELECT topic, floor FROM seq_floor) GROUP BY topic",
+                           "SELECT topic, MAX(s), MAX(m) FROM"
+                           " (SELECT topic, MAX(seq) AS s, 1 AS m FROM messages GROUP BY topic"
+                           "  UNION ALL SELECT topic, floor, 0 FROM seq_floor) GROUP BY topic",
                            -1, &q, NULL) != SQLITE_OK)
         return -1;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-        cb((const char *)sqlite3_column_text(q, 0), (uint64_t)sqlite3_column_int64(q, 1), ud);
+        cb((const char *)sqlite3_column_text(q, 0), (uint64_t)sqlite3_column_int64(q, 1),
+           sqlite3_column_int(q, 2) != 0, ud);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -143,8 +143,12 @@ class Udp:
         self.s.sendto(text if isinstance(text, bytes) else text.encode(), self.to)
 
     def recv(self, timeout=axtest.TIMEOUT):
+        """One datagram, without the newline that ends each (checked)."""
         self.s.settimeout(timeout)
-        return self.s.recv(65536).decode(errors="replace")
+        d = self.s.recv(65536).decode(errors="replace")
+        if not d.endswith("\n"):
+            raise axtest.Failure("a UDP datagram without its newline: %r" % d)
+        return d[:-1]
 
     def ask(self, text):
         self.send(text)

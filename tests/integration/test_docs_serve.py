@@ -6,8 +6,10 @@ flags in the table are the flags of `--help`; the example config file is
 accepted; a bad line is reported as file:line; every metric the server
 prints is documented (and every documented metric exists); every request
 of the WebSocket, UDP and line-chat gateways and every HTTP route is in
-protocol.md."""
+protocol.md; protocol.md's examples (WebSocket, SSE, HTTP API, line chat
+and UDP) are what a server says when they are typed into it."""
 
+import json
 import os
 import re
 import shutil
@@ -251,6 +253,224 @@ def every_request_and_route_is_documented():
              "HTTP route %s is not in docs/protocol.md" % r)
     for err in re.findall(r'reply\(g, from, "(ERR [a-z ]+)', read("src/hub/gw_udp.c")):
         t.ok(err in proto, "UDP reply '%s...' is not in docs/protocol.md" % err)
+
+
+def block_after(text, marker):
+    """The first ``` block after `marker`, as a list of lines."""
+    at = text.index(marker)
+    m = re.search(r"```\n(.*?)```", text[at:], re.S)
+    return m.group(1).splitlines()
+
+
+@t.test
+def line_chat_example_is_what_the_server_says():
+    """protocol.md's line-chat transcript, typed into a fresh server: each
+    client's lines must come exactly as shown, in that order."""
+    srv = servutil.Serve("-d", "none")
+    clients = {}
+    for ln in block_after(read("docs/protocol.md"), "Example (two users;"):
+        who, kind, text = ln[0], ln[1], ln[3:]
+        if who not in clients:
+            clients[who] = axtest.Lines.connect("127.0.0.1", srv.line_port)
+        c = clients[who]
+        if kind == ">":
+            c.send(text + "\n")
+        else:
+            try:
+                got = c.line()
+            except axtest.Failure as e:
+                raise axtest.Failure("%s: wanted %r: %s" % (who, text, e))
+            t.eq(got, text, "what %s got after the lines before it" % who)
+    for who, c in clients.items():  # nothing more (A has quit: its end of stream is fine)
+        quiet = c.silent(0.3) or (c.buf == b"" and who == "A")
+        t.ok(quiet, "%s got more than the example shows: %r" % (who, c.buf))
+        c.close()
+
+
+def udp_transcript(lines, addrs, port):
+    """Run `X> request` / `X< reply` lines with one UDP socket per X; the
+    addresses in `addrs` ({"S": "127.0.0.1:32789"}) stand for the sockets'."""
+    socks = {}
+    for who in addrs:
+        socks[who] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        socks[who].bind(("127.0.0.1", 0))
+        socks[who].settimeout(axtest.TIMEOUT)
+    real = {addrs[w]: "127.0.0.1:%d" % socks[w].getsockname()[1] for w in addrs}
+    for ln in lines:
+        who, kind, text = ln[0], ln[1], ln[3:]
+        for doc, mine in real.items():
+            text = text.replace(doc, mine)
+        if kind == ">":
+            m = re.fullmatch(r"(.*?)…\s+\((\d+) bytes\)", text)
+            data = text.encode()
+            if m:  # "PUB big yyyy…   (9008 bytes)"
+                head = m.group(1).encode()
+                data = head + head[-1:] * (int(m.group(2)) - len(head))
+            socks[who].sendto(data, ("127.0.0.1", port))
+        else:
+            try:
+                got = socks[who].recv(65536)
+            except socket.timeout:
+                raise axtest.Failure("%s: no datagram; wanted %r" % (who, text))
+            t.eq(got, text.encode() + b"\n", "what %s got after the lines before it" % who)
+    for who, s in socks.items():
+        s.settimeout(0.3)
+        try:
+            extra = s.recv(65536)
+        except socket.timeout:
+            extra = None
+        t.eq(extra, None, "%s got more than the example shows" % who)
+        s.close()
+
+
+@t.test
+def udp_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    srv = servutil.Serve("-d", "none")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    servutil.publish(srv, "chat/lobby", "/slash text", sender="bob")
+    servutil.publish(srv, "chat/lobby", "from http", sender="web")  # 7 messages, as the page says
+    udp_transcript(block_after(proto, "Example (a subscriber S at"),
+                   {"S": "127.0.0.1:32789", "D": "127.0.0.1:53683"}, srv.udp_port)
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    udp_transcript(block_after(proto, "and a resume past the history kept"), {"S": "-"},
+                   srv.udp_port)
+
+
+def api_topics(text):
+    return sorted(json.dumps(x, sort_keys=True) for x in json.loads(text)["topics"])
+
+
+@t.test
+def http_api_examples_are_what_the_server_says():
+    """The `$ curl` examples under HTTP API, run in order on a fresh server
+    (times differ; /api/topics is in no particular order)."""
+    proto = read("docs/protocol.md")
+    api = proto[proto.index("## HTTP API"):proto.index("## Line chat")]
+    srv = servutil.Serve("-d", "none")
+    ran, people = 0, []
+    for m in re.finditer(r"```\n(.*?)```", api, re.S):
+        if "kept of 5" in api[max(0, m.start() - 60):m.start()]:
+            continue  # another server's history limits
+        steps = re.split(r"^\$ ", m.group(1), flags=re.M)[1:]
+        for step in steps:
+            cmd, _, want = step.partition("\n")
+            if "/api/presence/" in cmd and not people:  # the page had ann and bob in lobby
+                people = [srv.line_client(n) for n in ("ann", "bob")]
+            cmd = cmd.replace("127.0.0.1:18180", "127.0.0.1:%d" % srv.http_port)
+            p = subprocess.run(cmd, shell=True, capture_output=True, timeout=20)
+            got = p.stdout.decode(errors="replace").replace("\r\n", "\n")
+            got, want = (re.sub(r'"time":\d+', '"time":T', re.sub(r"(?m)^Date: .*$", "Date: D", x))
+                         for x in (got, want))
+            if "/api/topics" in cmd:
+                got, want = api_topics(got), api_topics(want)
+            t.eq(got, want, "output of %s" % cmd)
+            ran += 1
+    t.ok(ran >= 9, "only %d examples ran" % ran)
+
+
+def ws_transcript(srv, lines):
+    """Run `X-> request` / `X<- reply` lines (X may be left out: one client)
+    with a WebSocket client per X; replies must be exactly as shown, but
+    for the times."""
+    import asyncio
+    import websockets
+
+    def norm(text):
+        return re.sub(r'"time":\d+', '"time":T', text)
+
+    async def run():
+        clients = {}
+        try:
+            for ln in lines:
+                m = re.match(r"^(\w?)(->|<-) (.*)$", ln)
+                if not m:
+                    continue
+                who, kind, text = m.groups()
+                if who not in clients:
+                    clients[who] = await websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port)
+                    await clients[who].recv()  # welcome
+                ws = clients[who]
+                if kind == "->":
+                    b = re.fullmatch(r"\(binary frame\) (.*)", text)
+                    await ws.send(b.group(1).encode().decode("unicode_escape").encode("latin-1")
+                                  if b else text)
+                    continue
+                try:
+                    got = await asyncio.wait_for(ws.recv(), axtest.TIMEOUT)
+                except asyncio.TimeoutError:
+                    raise axtest.Failure("%s: nothing came; wanted %s" % (who or "-", text))
+                t.eq(norm(got), norm(text), "what %s got after the lines before it" % (who or "-"))
+            for who, ws in clients.items():
+                try:
+                    extra = await asyncio.wait_for(ws.recv(), 0.3)
+                except asyncio.TimeoutError:
+                    extra = None
+                t.eq(extra, None, "%s got more than the example shows" % (who or "-"))
+        finally:
+            for ws in clients.values():
+                await ws.close()
+    asyncio.run(run())
+
+
+@t.test
+def websocket_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    ws = proto[proto.index("## WebSocket: /ws"):proto.index("## Server-Sent Events")]
+    srv = servutil.Serve("-d", "none")
+    dev = "127.0.0.1:53683"  # a UDP device, as the page has it
+    for i in range(1, 7):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    servutil.publish(srv, "chat/lobby", "from http", sender="web")
+    servutil.publish(srv, "chat/lobby", "hello from a device", sender=dev)
+    servutil.publish(srv, "sensors/kitchen/temp", "temp=21.5", sender="dev1")
+    servutil.publish(srv, "sensors/kitchen/temp", "device")
+    servutil.publish(srv, "sensors/hall/temp", "19.0", sender=dev)
+    example = block_after(ws, "Earlier, chat/lobby had 8 messages")
+    history = block_after(ws, "A `history` request, and a resume")
+    ws_transcript(srv, example + [x for x in history if x.startswith("A")])
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    ws_transcript(srv, [x for x in history if x[:2] in ("->", "<-")])
+
+
+def sse_steps(srv, block):
+    """Run the `$ curl -sN` commands of a block for a second each; the
+    output must be what the block shows (a final `...` stands for more;
+    the blank line that ends the last event is not in the page)."""
+    for step in re.split(r"^\$ ", "\n".join(block) + "\n", flags=re.M)[1:]:
+        cmd, _, want = step.partition("\n")
+        cmd = cmd.replace("curl -sN", "curl -sN --max-time 1")
+        cmd = cmd.replace("127.0.0.1:18180", "127.0.0.1:%d" % srv.http_port)
+        p = subprocess.run(cmd, shell=True, capture_output=True, timeout=20)
+        got = re.sub(r'"time":\d+', '"time":T', p.stdout.decode(errors="replace"))
+        want = re.sub(r'"time":\d+', '"time":T', want)
+        if want.endswith("...\n"):
+            want = want[:-4]
+            got = got[:len(want)]
+        t.eq(got.rstrip("\n"), want.rstrip("\n"), "output of %s" % cmd)
+
+
+@t.test
+def sse_examples_are_what_the_server_says():
+    proto = read("docs/protocol.md")
+    sse = proto[proto.index("## Server-Sent Events"):proto.index("## HTTP API")]
+    srv = servutil.Serve("-d", "none")
+    servutil.publish(srv, "chat/lobby", "hello from curl")
+    servutil.publish(srv, "chat/lobby", "second", sender="ann")
+    servutil.publish(srv, "chat/lobby", "live one", sender="bob")
+    sse_steps(srv, block_after(sse, "Errors: a missing or invalid"))
+    srv.stop()
+    srv = servutil.Serve("-d", "none", "--history", "3")
+    for i in range(1, 6):
+        servutil.publish(srv, "chat/lobby", "m%d" % i)
+    sse_steps(srv, block_after(sse, "A resume past the history kept"))
 
 
 @t.test

@@ -140,6 +140,27 @@ def client_with_echo_server():
 
 
 @t.test
+def client_says_so_when_nothing_answers():
+    s = udp_sock()  # bound, so no ICMP error either: it just never answers
+    cl = udp_client("udp://127.0.0.1:%d" % s.getsockname()[1], wait_ms=300)
+    cl.p.stdin.write(b"anyone there?\n")
+    cl.p.stdin.close()
+    t.eq(s.recvfrom(100)[0], b"anyone there?", "the datagram")
+    t.exits(cl, 1, "exit status")
+    t.eq(cl.output(), b"", "printed")
+    t.ok("no reply from udp://127.0.0.1:%d within 300 ms" % s.getsockname()[1] in cl.stderr(),
+         cl.stderr())
+    closed = udp_sock()
+    port = closed.getsockname()[1]
+    closed.close()  # nobody there: ICMP port unreachable, or nothing
+    cl = udp_client("udp://127.0.0.1:%d" % port, wait_ms=300)
+    cl.p.stdin.write(b"one\n")
+    cl.p.stdin.close()
+    t.exits(cl, 1, "exit status with nobody listening")
+    t.ok("udp_client:" in cl.stderr(), "no message: %r" % cl.stderr())
+
+
+@t.test
 def client_sends_lines_as_datagrams_and_waits_after_eof():
     s = udp_sock()
     port = s.getsockname()[1]

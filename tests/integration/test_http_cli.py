@@ -83,6 +83,48 @@ def bad_values_fail_with_message():
         t.ok("serving" not in err, "%s did not start serving: %r" % (args, err[:300]))
 
 
+def curl(*args):
+    c = subprocess.run(["curl", "-sS", "--max-time", "5", "-D", "-"] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    return c.returncode, c.stdout.decode(errors="replace"), c.stderr.decode(errors="replace")
+
+
+@t.test
+def echo_routes_over_the_folder():
+    """--echo / and --stream-echo / are laid over the folder served at /:
+    the route asked for answers (it was the folder's 405)."""
+    for flag, body in (("--echo", "echo me\n"), ("--stream-echo", "stream me\n" * 1000)):
+        port = axtest.free_port()
+        p = axtest.Proc([axtest.axon_bin(), "http", "--root", TMP, flag, "/",
+                         "--listen", "tcp://127.0.0.1:%d" % port])
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while "serving" not in p.stderr():
+            if time.monotonic() > deadline or not p.running():
+                raise axtest.Failure("axon http %s / did not start%s" % (flag, p.err_note()))
+            time.sleep(0.02)
+        for path in ("/", "/hello.txt", "/any/where"):
+            st, out, err = curl("--data-binary", body, "http://127.0.0.1:%d%s" % (port, path))
+            t.eq(st, 0, "curl exit status (%s)" % err)
+            t.ok(out.startswith("HTTP/1.1 200 OK\r\n"), "%s POST %s: %r" % (flag, path, out[:100]))
+            t.ok(out.endswith("\r\n\r\n" + body), "%s POST %s body: %r" % (flag, path, out[-80:]))
+        p.signal(15)
+        t.exits(p, 0, "SIGTERM stops it with status 0")
+    port = axtest.free_port()  # below its own path, the folder still serves
+    p = axtest.Proc([axtest.axon_bin(), "http", "--root", TMP, "--echo", "/echo",
+                     "--listen", "tcp://127.0.0.1:%d" % port])
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while "serving" not in p.stderr():
+        if time.monotonic() > deadline or not p.running():
+            raise axtest.Failure("axon http --echo /echo did not start%s" % p.err_note())
+        time.sleep(0.02)
+    st, out, _ = curl("http://127.0.0.1:%d/hello.txt" % port)
+    t.ok(out.endswith("hello over unix\n"), "the folder at /: %r" % out[-80:])
+    st, out, _ = curl("--data-binary", "x", "http://127.0.0.1:%d/echo/1" % port)
+    t.ok(out.startswith("HTTP/1.1 200 OK\r\n") and out.endswith("\r\n\r\nx"), out[-80:])
+    p.signal(15)
+    t.exits(p, 0, "SIGTERM stops it with status 0")
+
+
 try:
     t.main()
 finally:

@@ -138,7 +138,7 @@ def our_client_against_s_server():
     port = axtest.free_port()
     Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
           "-key", KEY, "-rev", "-quiet", "-tls1_2"])
-    time.sleep(0.3)
+    wait_connectable(port)
     r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT,
              "--send", "abc"])
     t.eq((r.returncode, r.stdout), (0, b"cba\n"), "TLS 1.2 (stderr %r)" % r.stderr)
@@ -186,6 +186,89 @@ def our_client_refuses_with_reason():
     r = run([example("tls_client"), "tls://127.0.0.1:%d" % port, "--ca", CERT, "--send", "ip"])
     t.eq((r.returncode, r.stdout), (0, b"ip\n"), "IP SAN (stderr %r)" % r.stderr)
 
+
+
+def wait_connectable(port):
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Failure("nothing listens on port %d" % port)
+
+@t.test
+def readme_pairs_tls_client_with_tls_hello():
+    """The README's tls_client row, run as written against its tls_hello row."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    readme = open(os.path.join(root, "README.md")).read()
+    server = re.search(r"`build/examples/tls_hello (tls://127\.0\.0\.1:(\d+)) [^`]*`", readme)
+    client = re.search(r"`build/examples/tls_client (tls://localhost:(\d+)) ([^`]*)`", readme)
+    t.ok(server and client, "tls_hello and tls_client rows in the README")
+    t.eq(client.group(2), server.group(2), "the client's port is the server's")
+    srv, port = tls_hello((CERT, KEY))
+    args = client.group(3).replace("/tmp/tls/cert.pem", CERT).split()
+    start = time.monotonic()
+    r = run([example("tls_client"), "tls://localhost:%d" % port] + args, timeout=20)
+    t.eq(r.returncode, 0, "exit status (stderr %r, %.1f s)" % (r.stderr, time.monotonic() - start))
+    t.eq(r.stdout, b"hello over TLSv1.3 (alpn none)\n", "the hello line")
+    srv.stop()
+
+
+@t.test
+def tls_client_gives_up_without_reply():
+    """A server that says nothing (openssl s_server without -rev): a clear
+    message and exit status 1 after --timeout, not a hang."""
+    port = axtest.free_port()
+    srv = Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
+                "-key", KEY, "-quiet"], stdin=subprocess.PIPE)
+    wait_connectable(port)
+    start = time.monotonic()
+    r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT, "--send", "hi",
+             "--timeout", "1"], timeout=20)
+    took = time.monotonic() - start
+    t.eq(r.returncode, 1, "exit status (stderr %r)" % r.stderr)
+    t.ok(b"tls_client: no reply line within 1 s" in r.stderr, "message: %r" % r.stderr)
+    t.ok(0.8 < took < 4, "gave up after %.1f s" % took)
+    srv.stop()
+
+
+def s_client_cipher(port, *args):
+    """openssl s_client -tls1_2 ARGS against 127.0.0.1:port: the cipher
+    agreed on, or None when the handshake failed."""
+    r = run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_2"] + list(args),
+            timeout=10)
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    m = re.search(r"Cipher is (\S+)", out)
+    return m.group(1) if m and m.group(1) != "(NONE)" else None
+
+
+@t.test
+def tls12_aead_only_in_server_order():
+    """TLS 1.2: CBC suites refused (testssl's LUCKY13), AEAD ones agreed on,
+    and the server's order wins over the client's."""
+    echo, port = axon_echo()  # an EC (ECDSA) certificate
+    for cbc in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES128-SHA",
+                "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA"):
+        t.eq(s_client_cipher(port, "-cipher", cbc), None, "CBC suite %s refused" % cbc)
+    for aead in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                 "ECDHE-ECDSA-CHACHA20-POLY1305"):
+        t.eq(s_client_cipher(port, "-cipher", aead), aead, "AEAD suite %s" % aead)
+    t.eq(s_client_cipher(port, "-cipher",
+                         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                         "ECDHE-ECDSA-AES128-GCM-SHA256"),
+         "ECDHE-ECDSA-AES128-GCM-SHA256", "the server's preference, not the client's")
+    echo.stop()
+    # our client offers no CBC suite either
+    port = axtest.free_port()
+    srv = Proc(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", CERT,
+                "-key", KEY, "-rev", "-quiet", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"])
+    wait_connectable(port)
+    r = run([example("tls_client"), "tls://localhost:%d" % port, "--ca", CERT, "--send", "cbc"])
+    t.eq(r.returncode, 1, "our client refuses a CBC-only server (stdout %r, stderr %r)"
+         % (r.stdout, r.stderr))
+    srv.stop()
 
 def tls_echo_exchange(s, data):
     """Send data and read the echo on one thread (an SSL object must not be

@@ -176,6 +176,34 @@ TEST(http_server_routes_longest_prefix)
     fx_stop(&f);
 }
 
+/* Of routes with the same prefix the one added last serves (an echo laid
+ * over a folder at "/"); a longer prefix still wins whatever the order. */
+TEST(http_server_routes_same_prefix_last_wins)
+{
+    fixture f;
+    fx_start(&f);
+    ax_http_route(f.srv, "GET", "/a/b", named, "ab");
+    ax_http_route(f.srv, NULL, "/", named, "first");
+    ax_http_route(f.srv, NULL, "/", named, "second");
+    ax_http_route(f.srv, NULL, "/a", named, "a");
+    char buf[2048];
+    struct {
+        const char *req, *want;
+    } cases[] = {
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "second"},
+        {"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "second"},
+        {"GET /a/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a"},
+        {"GET /a/b/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "ab"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        exchange(&f, cases[i].req, buf, sizeof buf);
+        const char *body = strstr(buf, "\r\n\r\n");
+        ASSERT(body != NULL);
+        ASSERT_STREQ(body + 4, cases[i].want);
+    }
+    fx_stop(&f);
+}
+
 TEST(http_server_404_405)
 {
     fixture f;
@@ -564,4 +592,58 @@ TEST(http_server_stats)
     close(b);
     close(c);
     ax_loop_free(f.loop);
+}
+
+/* Requests the server refuses itself (malformed, smuggling, bad version)
+ * count in `refused`, not in `requests`, and in a shared opts.stats. */
+TEST(http_server_counts_refused)
+{
+    fixture f;
+    int err = 0;
+    ax_http_stats shared = {0}, st;
+    memset(&f, 0, sizeof(f));
+    f.loop = tu_loop();
+    ax_http_opts o = {.stats = &shared};
+    f.srv = ax_http_server_new(f.loop, &o, &err);
+    ASSERT(f.srv != NULL);
+    f.l = ax_http_listen(f.srv, "tcp://127.0.0.1:0", NULL, &err);
+    ASSERT(f.l != NULL);
+    ax_http_route(f.srv, "GET", "/", fast, &f);
+    static const char *bad[] = {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+                                "GET / HTTP/3.0\r\nHost: x\r\n\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int d = tu_connect(ax_listener_addr(f.l), 0);
+        char buf[512];
+        tu_write_all(d, bad[i], strlen(bad[i]));
+        ASSERT(tu_loop_read_to_eof(f.loop, d, buf, sizeof buf, 2000) > 0);
+        close(d);
+    }
+    int a = tu_connect(ax_listener_addr(f.l), 0);
+    roundtrip(&f, a, "/good");
+    ax_http_server_stats(f.srv, &st);
+    ASSERT_EQ(st.refused, 3);
+    ASSERT_EQ(st.requests, 1);
+    ASSERT_EQ(__atomic_load_n(&shared.refused, __ATOMIC_RELAXED), 3);
+    close(a);
+    ax_http_server_free(f.srv);
+    ax_loop_free(f.loop);
+}
+
+/* Every status code a standard defines has its reason phrase: a plain GET
+ * on a WebSocket route got "426 Unknown". */
+TEST(http_status_text_standard_codes)
+{
+    static const int codes[] = {100, 101, 200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303,
+                                304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408,
+                                409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 425, 426,
+                                428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 511};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(ax_http_status_text(codes[i]), "Unknown") == 0) {
+            char what[64];
+            snprintf(what, sizeof what, "no reason phrase for %d", codes[i]);
+            ASSERT_STREQ(what, "");
+        }
+    ASSERT_STREQ(ax_http_status_text(426), "Upgrade Required");
+    ASSERT_STREQ(ax_http_status_text(409), "Conflict");
+    ASSERT_STREQ(ax_http_status_text(599), "Unknown");
 }

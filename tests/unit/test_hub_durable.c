@@ -182,3 +182,24 @@ TEST(hub_seq_moves_past_a_crash)
     hub_free(h);
     ax_loop_free(loop);
 }
+
+TEST(hub_seq_of_a_topic_without_history_survives_restart)
+{
+    char dir[512];
+    data_dir(dir, sizeof dir);
+    hub_rule none[] = {{"#", 0, 0, HUB_DISCONNECT}}; /* keep no history */
+    ax_loop *loop = tu_loop();
+    char why[256] = "";
+    hub_opts o = {.rules = none, .nrules = 1, .data_dir = dir};
+    hub *h = hub_new(loop, &o, why, sizeof why);
+    ASSERT(h != NULL);
+    int err = 0;
+    for (uint64_t i = 1; i <= 3; i++)
+        ASSERT_EQ(hub_publish(h, "t/z", "t", "x", 1, &err), i);
+    hub_free(h); /* the store trimmed all three and kept the number */
+    h = hub_new(loop, &o, why, sizeof why);
+    ASSERT(h != NULL);
+    ASSERT_EQ(hub_publish(h, "t/z", "t", "x", 1, &err), 4u);
+    hub_free(h);
+    ax_loop_free(loop);
+}

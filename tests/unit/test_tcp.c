@@ -1048,6 +1048,34 @@ TEST(tcp_close_gives_up_after_linger)
     ax_loop_free(loop);
 }
 
+/* A peer that keeps sending a byte now and then does not hold a closing
+ * connection past linger_ms (every backend; the ring once counted each
+ * discarded byte as activity). */
+TEST(tcp_linger_ends_while_peer_trickles)
+{
+    ax_loop *loop = tu_loop();
+    struct closer k = {.mode = 1, .data = (unsigned char *)"bye\n", .size = 4};
+    ax_conn_opts o = {.linger_ms = 300};
+    ax_listener *ls = ax_listen(loop, "tcp://127.0.0.1:0", &closer_cbs, &o, &k, NULL);
+    ASSERT(ls != NULL);
+    int fd = tu_connect(ax_listener_addr(ls), 0);
+    uint64_t start = tu_now_ms();
+    while (!k.closed && tu_now_ms() - start < 3000) {
+        (void)!send(fd, "z", 1, MSG_NOSIGNAL); /* fails once reset: fine */
+        tu_run_for(loop, 50);
+    }
+    ASSERT_EQ(k.closed, 1);
+    ASSERT(k.closed_at - k.close_called_at >= 290);
+    if (k.closed_at - k.close_called_at >= 1500) {
+        char d[64];
+        snprintf(d, sizeof d, "closed after %llu ms",
+                 (unsigned long long)(k.closed_at - k.close_called_at));
+        ax_test_fail(__FILE__, __LINE__, "linger ends within linger_ms", d);
+    }
+    close(fd);
+    ax_loop_free(loop);
+}
+
 static void writev_open(ax_conn *c)
 {
     struct iovec iov[3] = {{"one,", 4}, {"", 0}, {"two,three", 9}};

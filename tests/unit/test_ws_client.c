@@ -633,3 +633,96 @@ TEST_TIMEOUT(ws_alloc_failures, 120)
     ASSERT(n > 10);
     ASSERT_EQ(oom->st.messages, 2); /* the run without failures did everything */
 }
+
+/* ---- a maximum-size message echoed (Autobahn 9.1.6, 9.2.6) ------------------- */
+
+typedef struct bigstate {
+    int opened, closed, code, messages;
+    const unsigned char *want;
+    size_t want_len;
+    bool same;
+} bigstate;
+
+static void big_open(ax_ws *ws)
+{
+    ((bigstate *)ax_ws_data(ws))->opened++;
+}
+
+static void big_message(ax_ws *ws, const void *d, size_t n, bool binary)
+{
+    bigstate *s = ax_ws_data(ws);
+    (void)binary;
+    s->messages++;
+    s->same = n == s->want_len && memcmp(d, s->want, n) == 0;
+}
+
+static void big_close(ax_ws *ws, int code, const char *reason, size_t len)
+{
+    bigstate *s = ax_ws_data(ws);
+    (void)reason, (void)len;
+    s->closed++;
+    s->code = code;
+}
+
+static const ax_ws_cbs big_cbs = {
+    .on_open = big_open, .on_message = big_message, .on_close = big_close};
+static const ax_ws_opts default_opts = {0};
+static const ax_ws_endpoint default_ep = {.cbs = &s_cbs, .opts = &default_opts};
+
+/* Both ends with default settings: a message of exactly max_message (16 MiB)
+ * is accepted by each, so each must be able to send it back: the client
+ * sends it, the server echoes it, the client gets it whole. */
+TEST_TIMEOUT(ws_max_message_echo_with_defaults, 60)
+{
+    ax_loop *loop = tu_loop();
+    int err;
+    ax_http_server *srv = ax_http_server_new(loop, NULL, &err);
+    ASSERT(srv != NULL);
+    ASSERT_EQ(ax_ws_route(srv, "/", &default_ep), 0);
+    ax_listener *l = ax_http_listen(srv, "tcp://127.0.0.1:0", NULL, &err);
+    ASSERT(l != NULL);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ax_addr_port(ax_listener_addr(l)));
+    size_t n = 16u << 20;
+    unsigned char *msg = malloc(n);
+    ASSERT(msg != NULL);
+    memset(msg, '*', n); /* text: valid UTF-8 */
+    bigstate st = {.want = msg, .want_len = n};
+    ax_ws *ws = ax_ws_connect(loop, url, &big_cbs, NULL, &st, &err);
+    ASSERT(ws != NULL);
+    RUN_UNTIL(loop, st.opened == 1, 5000);
+    for (int round = 0; round < 2; round++) { /* 9.1.6 text, 9.2.6 binary */
+        if (round) tu_fill_pattern(msg, n, 7);
+        ASSERT(ax_ws_send(ws, msg, n, round == 1) >= 0);
+        RUN_UNTIL(loop, st.messages == round + 1 || st.closed, 30000);
+        ASSERT_EQ(st.closed, 0);
+        ASSERT(st.same);
+    }
+    ASSERT_EQ(ax_ws_close(ws, AX_WS_CLOSE_NORMAL, NULL), 0);
+    RUN_UNTIL(loop, st.closed == 1, 5000);
+    ASSERT_EQ(st.code, AX_WS_CLOSE_NORMAL);
+    free(msg);
+    ax_http_server_free(srv);
+    ax_loop_free(loop);
+}
+
+/* The limits derive from each other: whatever max_message allows fits the
+ * output cap with its header. */
+TEST(ws_opts_message_fits_output_cap)
+{
+    ax_ws_opts o = {0};
+    ax__ws_opts_defaults(&o);
+    ASSERT_EQ(o.max_message, (size_t)16 << 20);
+    ASSERT(o.output_cap >= o.max_message + AX_WS_MAX_HEADER);
+    o = (ax_ws_opts){.output_cap = 256 * 1024}; /* the cap alone bounds messages */
+    ax__ws_opts_defaults(&o);
+    ASSERT_EQ(o.output_cap, (size_t)256 * 1024);
+    ASSERT_EQ(o.max_message, (size_t)256 * 1024 - AX_WS_MAX_HEADER);
+    o = (ax_ws_opts){.max_message = 32u << 20}; /* a larger message raises the cap */
+    ax__ws_opts_defaults(&o);
+    ASSERT(o.output_cap >= o.max_message + AX_WS_MAX_HEADER);
+    o = (ax_ws_opts){.max_message = 1u << 20, .output_cap = 4096}; /* both: the message wins */
+    ax__ws_opts_defaults(&o);
+    ASSERT_EQ(o.max_message, (size_t)1 << 20);
+    ASSERT(o.output_cap >= o.max_message + AX_WS_MAX_HEADER);
+}

@@ -178,6 +178,7 @@ void ax_http_server_stats(ax_http_server *s, ax_http_stats *out)
     out->requests = __atomic_load_n(&s->st.requests, __ATOMIC_RELAXED);
     out->bytes_in = __atomic_load_n(&s->st.bytes_in, __ATOMIC_RELAXED);
     out->bytes_out = __atomic_load_n(&s->st.bytes_out, __ATOMIC_RELAXED);
+    out->refused = __atomic_load_n(&s->st.refused, __ATOMIC_RELAXED);
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -260,6 +261,8 @@ static const char *server_fixed(ax_http_server *s, size_t *len)
 
 const char *ax_http_status_text(int status)
 {
+    /* RFC 9110 section 15, plus 425 (RFC 8470), 428, 429, 431, 511 (RFC 6585)
+     * and 451 (RFC 7725) */
     switch (status) {
     case 100:
         return "Continue";
@@ -271,10 +274,16 @@ const char *ax_http_status_text(int status)
         return "Created";
     case 202:
         return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
     case 206:
         return "Partial Content";
+    case 300:
+        return "Multiple Choices";
     case 301:
         return "Moved Permanently";
     case 302:
@@ -283,6 +292,8 @@ const char *ax_http_status_text(int status)
         return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
     case 307:
         return "Temporary Redirect";
     case 308:
@@ -291,14 +302,24 @@ const char *ax_http_status_text(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 402:
+        return "Payment Required";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
     case 412:
@@ -307,14 +328,28 @@ const char *ax_http_status_text(int status)
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
     case 416:
         return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
     case 429:
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
     case 500:
         return "Internal Server Error";
     case 501:
@@ -323,8 +358,12 @@ const char *ax_http_status_text(int status)
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 511:
+        return "Network Authentication Required";
     default:
         return "Unknown";
     }
@@ -742,6 +781,7 @@ static void reject(ax_http_req *r, int status)
 {
     char body[80];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ax_http_status_text(status));
+    if (r->srv) STAT_ADD(r->srv, refused, 1);
     r->state = ST_BUSY;
     r->flags = (r->flags & F_IN_HANDLER) | F_CLOSE;
     r->xh_len = 0;
@@ -904,7 +944,9 @@ static const route *route_find(ax_http_server *s, ax_http_req *r, bool *wrong_me
             *wrong_method = true;
             continue;
         }
-        if (!best || rt->plen > best->plen) best = rt;
+        /* the longest prefix; among equals the route added last, so a
+         * route added over another (an echo over a folder at "/") serves */
+        if (!best || rt->plen >= best->plen) best = rt;
     }
     return best;
 }
@@ -931,6 +973,10 @@ static void dispatch(ax_http_req *r)
         ax_http_respond(r, st, "text/plain; charset=utf-8", body, (size_t)n);
     }
     r->flags &= ~(unsigned)F_IN_HANDLER;
+    /* A streaming handler waits for the end of the body: with no body at
+     * all it is now (else the request would wait for the peer forever). */
+    if (rt && rt->stream && !(r->flags & F_BODY_OPEN) && r->state == ST_BUSY && r->body_cb)
+        r->body_cb(r, NULL, 0, r->body_ud);
     if (r->state != ST_BUSY)
         release_request(r);
     else if (!(r->flags & F_BODY_OPEN))
@@ -1310,6 +1356,7 @@ ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_lis
     /* A head, plus what one read may bring behind it while a response is
      * pending (the connection is paused right after that read). */
     ax_conn_opts co = {.max_input = s->lim.max_header_bytes + s->lim.max_start_line + 128 * 1024,
+                       .linger_ms = s->o.linger_ms,
                        .tls = tls};
     ax_listener *l = ax_listen_ex(s->loop, url, &http_cbs, &co, &lo, s, err);
     if (l) s->ls[s->nls++] = l;

@@ -28,6 +28,7 @@
 #define BATCH_CAP (64 * 1024)
 #define KEEP_MSG_CAP (64 * 1024) /* larger reassembly buffers are freed after use */
 #define CAP_SLACK (4 * 1024)     /* room past output_cap for the close frame */
+#define DEFAULT_MAX (16u << 20)  /* max_message by default */
 #define PEND_MAX 8               /* corked shared frames per recipient */
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
@@ -103,12 +104,22 @@ static void set_info(ax_ws *ws, char *info)
 
 void ax__ws_opts_defaults(ax_ws_opts *o)
 {
-    if (!o->max_message) o->max_message = 16u << 20;
+    /* A message this endpoint accepts must fit its own output: echoing a
+     * maximum-size message (header included) may never pass the cap.  So
+     * an output cap set alone bounds the messages, and the cap is never
+     * below the largest message plus its header. */
+    size_t hdr = AX_WS_MAX_HEADER;
+    if (!o->max_message)
+        o->max_message = o->output_cap > hdr && o->output_cap - hdr < DEFAULT_MAX
+                             ? o->output_cap - hdr
+                             : DEFAULT_MAX;
     if (!o->close_timeout_ms) o->close_timeout_ms = 5000;
     if (!o->high_watermark) o->high_watermark = 64 * 1024;
     if (!o->low_watermark) o->low_watermark = 16 * 1024;
     if (o->low_watermark > o->high_watermark) o->low_watermark = o->high_watermark;
-    if (!o->output_cap) o->output_cap = 16u << 20;
+    if (!o->output_cap) o->output_cap = DEFAULT_MAX + hdr;
+    if (o->max_message > SIZE_MAX - hdr) o->max_message = SIZE_MAX - hdr;
+    if (o->output_cap < o->max_message + hdr) o->output_cap = o->max_message + hdr;
     if (!o->deflate_window_bits || o->deflate_window_bits > 15) o->deflate_window_bits = 15;
     if (o->deflate_window_bits < 9) o->deflate_window_bits = 9;
     if (!o->deflate_level) o->deflate_level = 1;
