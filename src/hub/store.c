@@ -24,15 +24,17 @@
  *   off     synchronous=OFF: tickets are 0, nothing waits.
  *
  * Sequence numbers.  The hub hands out a number (and delivers the message)
- * before the commit, so a crash may lose numbers that subscribers saw.  At
- * most `jump` of them per topic: the queue's count bound (queued or being
- * committed), as many again for the commits of batch mode not yet synced
- * (SYNC_MSGS beyond one batch), and SYNC_MSGS.  A clean close marks the
- * store clean (meta 'clean' = 1) after the last commit; an open that finds
- * it unclean moves every topic's floor (seq_floor) `jump` past the largest
- * number it knows, and the base of new topics (meta 'seq_base') by `jump`
- * too, durably, before the hub hands out anything.  Trims record a floor
- * as well, so a topic whose stored history was all trimmed keeps counting.
+ * before the commit, so a crash may lose numbers that subscribers saw: at
+ * most the queue's count bound (queued or being committed) and, in batch
+ * mode after a power cut, the commits not yet synced (SYNC_MSGS plus one
+ * batch, itself within the bound); so `jump` = 2 x bound + SYNC_MSGS per
+ * topic.  A clean close marks the store clean (meta 'clean' = 1) after the
+ * last commit (not after a failed commit, nor in a store from before the
+ * mark); an open that finds it unclean moves every topic's floor
+ * (seq_floor) `jump` past the largest number it knows, and the base of new
+ * topics (meta 'seq_base') by `jump` too, durably, before the hub hands out
+ * anything.  Trims record a floor as well, so a topic whose stored history
+ * was all trimmed keeps counting.
  *
  * Checkpoints (copying the WAL into the database, two fsyncs) run on a
  * thread of their own with a third connection once the WAL has
