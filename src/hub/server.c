@@ -273,6 +273,14 @@ static void hub_metrics(mbuf *b, const hub_stats *hs)
     mprintf(b, "axon_store_writes_total %llu\n", (unsigned long long)hs->store_writes);
     metric_family(b, "axon_store_errors_total", "counter", "Failed store operations.");
     mprintf(b, "axon_store_errors_total %llu\n", (unsigned long long)hs->store_errors);
+    metric_family(b, "axon_store_queue_messages", "gauge",
+                  "Messages waiting for (or in) a store commit.");
+    mprintf(b, "axon_store_queue_messages %llu\n", (unsigned long long)hs->store_queue_msgs);
+    metric_family(b, "axon_store_queue_bytes", "gauge", "Bytes of those messages.");
+    mprintf(b, "axon_store_queue_bytes %llu\n", (unsigned long long)hs->store_queue_bytes);
+    metric_family(b, "axon_store_refused_total", "counter",
+                  "Publishes refused because the store's queue was full (slow down).");
+    mprintf(b, "axon_store_refused_total %llu\n", (unsigned long long)hs->store_refused);
     metric_family(b, "axon_store_commit_seconds", "summary", "Time per batched commit.");
     mprintf(b, "axon_store_commit_seconds_sum %.6f\naxon_store_commit_seconds_count %llu\n",
             (double)hs->store_commit_us_total / 1e6, (unsigned long long)hs->store_commits);
@@ -505,7 +513,9 @@ int serve_run(const serve_cfg *cfg)
                    .max_topics = cfg->max_topics,
                    .max_filters = cfg->max_subs,
                    .data_dir = cfg->data_dir[0] ? cfg->data_dir : NULL,
-                   .fsync_mode = cfg->fsync_mode};
+                   .fsync_mode = cfg->fsync_mode,
+                   .store_queue_max = cfg->store_queue,
+                   .store_queue_bytes = cfg->store_queue_bytes};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
         ax_loop_free(sv.loop);

@@ -173,8 +173,8 @@ static void http_get(serve *sv, const char *path, char *buf, size_t cap)
     ASSERT(gw_http_gateway.addr(sv->inst[GW_HTTP], a, sizeof a) != NULL);
     ASSERT_EQ(ax_addr_parse(a, &addr, NULL, 0), 0);
     int fd = tu_connect(&addr, 0);
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                     path);
+    int n =
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
     tu_write_all(fd, req, (size_t)n);
     ssize_t got = tu_loop_read_to_eof(sv->loop, fd, buf, cap - 1, 5000);
     ASSERT(got > 0);
