@@ -68,7 +68,8 @@ typedef struct gw_ops {
     void *(*start)(serve *sv, const char *url, char *why, size_t why_len);
     /* Or: add routes to a host gateway's HTTP server; NULL with why. */
     void *(*mount)(serve *sv, ax_http_server *srv, char *why, size_t why_len);
-    /* One more listener, TLS with sv->tls: 0, or a code with why. */
+    /* One more listener, TLS with sv->tls (needed with tls_url): 0, or
+     * a code with why. */
     int (*listen_tls)(void *g, const char *url, char *why, size_t why_len);
     /* Shutdown: stop listening and say goodbye (connections close
      * gracefully while the loop runs); abort: reset those still open
