@@ -266,10 +266,11 @@ int auth_jwt_verify(const auth_secret *s, const char *tok, size_t len, int64_t n
     if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)))
         FAIL("malformed token (not three dot-separated parts)");
     size_t hl = (size_t)(d1 - tok), pl = (size_t)(d2 - d1 - 1), sl = len - (size_t)(d2 + 1 - tok);
-    if (!hl || !pl || !sl) FAIL("malformed token (an empty part)");
+    if (!hl || !pl) FAIL("malformed token (an empty part)");
     if (!(scratch = ax_malloc(len + 1))) FAIL("out of memory");
     if (!(hdr = part_json(tok, hl, scratch, len))) FAIL("malformed token header");
     if (check_header(hdr, why, why_len) != 0) goto fail;
+    if (!sl) FAIL("malformed token (no signature)");
     uint8_t sig[EVP_MAX_MD_SIZE], mac[EVP_MAX_MD_SIZE];
     unsigned int ml = 0;
     if (auth_b64_decode(d2 + 1, sl, true, sig, sizeof sig) != 32) FAIL("malformed token signature");
