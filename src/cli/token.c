@@ -28,11 +28,14 @@ static void help(FILE *out)
             "  -S, --sub FILTER    may subscribe to FILTER (repeatable)\n"
             "  -t, --ttl TIME      valid for TIME: 90, 90s, 15m, 1h, 7d; default 1h\n"
             "      --admin         may read every topic, private ones included\n"
+            "  -V, --verify TOKEN  check TOKEN (- reads a line from stdin) as axon serve\n"
+            "                      would, and print its claims, or why it is refused\n"
             "  -h, --help          show this help\n\n"
             "Examples:\n"
             "  head -c 48 /dev/urandom | base64 > secret; chmod 600 secret\n"
             "  axon token --secret secret --user alice --pub 'chat/#' --sub 'chat/#' --ttl 1h\n"
-            "  axon token -s secret -u bob -p 'sensors/%%u/#' -S 'sensors/#' -t 7d\n",
+            "  axon token -s secret -u bob -p 'sensors/%%u/#' -S 'sensors/#' -t 7d\n"
+            "  axon token -s secret --verify eyJhbGciOi...\n",
             AUTH_MIN_SECRET);
 }
 
@@ -66,6 +69,39 @@ static int add_filter(char **list, int *n, const char *opt, const char *f)
     return 0;
 }
 
+static void print_list(const char *key, char *const *f, int n)
+{
+    printf("%s", key);
+    for (int i = 0; i < n; i++)
+        printf(" %s", f[i]);
+    printf("\n");
+}
+
+/* `--verify`: the server's checks, with its default leeway. */
+static int verify(const auth_secret *sec, const char *tok)
+{
+    char line[AUTH_MAX_TOKEN + 2], why[256];
+    if (strcmp(tok, "-") == 0) {
+        if (!fgets(line, sizeof line, stdin)) line[0] = '\0';
+        line[strcspn(line, "\r\n")] = '\0';
+        tok = line;
+    }
+    auth_claims c;
+    int64_t now = (int64_t)time(NULL);
+    if (auth_jwt_verify(sec, tok, strlen(tok), now, AUTH_DEFAULT_LEEWAY, &c, why, sizeof why)) {
+        fprintf(stderr, "axon token: refused: %s\n", why);
+        return 1;
+    }
+    printf("user %s\nexpires %lld (in %lld s)\n", c.sub, (long long)c.exp,
+           (long long)(c.exp - now));
+    if (c.nbf) printf("not-before %lld\n", (long long)c.nbf);
+    print_list("pub", c.pub, c.npub);
+    print_list("sub", c.subf, c.nsub);
+    if (c.admin) printf("admin\n");
+    auth_claims_free(&c);
+    return 0;
+}
+
 /* Sign, then read the token back with the server's verifier. */
 static int issue(const auth_secret *sec, auth_claims *c)
 {
@@ -93,16 +129,20 @@ int cmd_token(int argc, char **argv); /* main.c's table */
 int cmd_token(int argc, char **argv)
 {
     enum { OPT_ADMIN = 256 };
-    static const struct option longopts[] = {
-        {"secret", required_argument, NULL, 's'}, {"user", required_argument, NULL, 'u'},
-        {"pub", required_argument, NULL, 'p'},    {"sub", required_argument, NULL, 'S'},
-        {"ttl", required_argument, NULL, 't'},    {"admin", no_argument, NULL, OPT_ADMIN},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *secret = NULL, *user = NULL;
+    static const struct option longopts[] = {{"secret", required_argument, NULL, 's'},
+                                             {"user", required_argument, NULL, 'u'},
+                                             {"pub", required_argument, NULL, 'p'},
+                                             {"sub", required_argument, NULL, 'S'},
+                                             {"ttl", required_argument, NULL, 't'},
+                                             {"admin", no_argument, NULL, OPT_ADMIN},
+                                             {"verify", required_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *secret = NULL, *user = NULL, *check = NULL;
     auth_claims c = {0};
     long long ttl = 3600;
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:u:p:S:t:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:u:p:S:t:V:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
             secret = optarg;
@@ -125,6 +165,9 @@ int cmd_token(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'V':
+            check = optarg;
+            break;
         case OPT_ADMIN:
             c.admin = true;
             break;
@@ -141,10 +184,21 @@ int cmd_token(int argc, char **argv)
         help(stderr);
         return 2;
     }
-    if (!secret || !user) {
+    if (!secret || (!user && !check)) {
         fprintf(stderr, "axon token: %s is required (see axon token --help)\n",
                 !secret ? "--secret FILE" : "--user NAME");
         return 2;
+    }
+    auth_secret sec;
+    char why[512];
+    if (check) {
+        if (auth_secret_load(secret, &sec, why, sizeof why) != 0) {
+            fprintf(stderr, "axon token: %s\n", why);
+            return 1;
+        }
+        int rc = verify(&sec, check);
+        auth_secret_free(&sec);
+        return rc;
     }
     if (!auth_name_valid(user)) {
         fprintf(stderr,
@@ -155,8 +209,6 @@ int cmd_token(int argc, char **argv)
     }
     snprintf(c.sub, sizeof c.sub, "%s", user);
     c.exp = (int64_t)time(NULL) + ttl;
-    auth_secret sec;
-    char why[512];
     if (auth_secret_load(secret, &sec, why, sizeof why) != 0) {
         fprintf(stderr, "axon token: %s\n", why);
         return 1;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -330,6 +331,43 @@ TEST(auth_passwd_empty_file)
     ASSERT_EQ(auth_passwd_count(p), 0);
     ASSERT(!auth_passwd_check(p, "alice", "secret"));
     auth_passwd_free(p);
+}
+
+/* Files written by the real mosquitto_passwd (Debian's mosquitto package,
+ * scripts/deps.sh test): both hash kinds, a password with ':' and spaces,
+ * UTF-8, and an update of an existing user. */
+TEST(auth_passwd_mosquitto_files)
+{
+    const char *tool = "/usr/bin/mosquitto_passwd";
+    if (access(tool, X_OK) != 0) SKIP("mosquitto_passwd not installed (apt-get install mosquitto)");
+    char f[256], cmd[2048], why[256];
+    snprintf(f, sizeof f, "%s/passwd", ax_test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "%s -c -b %s alice 'correct horse' && %s -H sha512 -b %s bob 'b0b:pa ss' && "
+             "%s -H sha512-pbkdf2 -b %s carol '\xc3\xbcn\xc3\xaf"
+             "code' && "
+             "%s -b %s dave old && %s -b %s dave new",
+             tool, f, tool, f, tool, f, tool, f, tool, f);
+    ASSERT_EQ(system(cmd), 0);
+    auth_passwd *p = auth_passwd_load(f, why, sizeof why);
+    if (!p) fprintf(stderr, "# %s\n", why);
+    ASSERT(p != NULL);
+    ASSERT_EQ(auth_passwd_count(p), 4);
+    ASSERT(auth_passwd_check(p, "alice", "correct horse"));
+    ASSERT(auth_passwd_check(p, "bob", "b0b:pa ss"));
+    ASSERT(auth_passwd_check(p, "carol",
+                             "\xc3\xbcn\xc3\xaf"
+                             "code"));
+    ASSERT(auth_passwd_check(p, "dave", "new"));
+    ASSERT(!auth_passwd_check(p, "dave", "old"));
+    ASSERT(!auth_passwd_check(p, "alice", "correct horse "));
+    ASSERT(!auth_passwd_check(p, "bob", "b0b"));
+    auth_passwd_free(p);
+    /* the file says $7$ for PBKDF2 and $6$ for the older kind */
+    size_t len;
+    char *text = auth_read_file(f, 65536, &len, why, sizeof why);
+    ASSERT(text && strstr(text, "alice:$7$") && strstr(text, "bob:$6$"));
+    ax_free(text);
 }
 
 /* ---- ACL files ------------------------------------------------------------- */
