@@ -27,7 +27,7 @@ static void help(FILE *out)
             "  -p, --pub FILTER    may publish to topics matching FILTER (repeatable)\n"
             "  -S, --sub FILTER    may subscribe to FILTER (repeatable)\n"
             "  -t, --ttl TIME      valid for TIME: 90, 90s, 15m, 1h, 7d; default 1h\n"
-            "      --admin         may read every topic, private ones included\n"
+            "      --admin         an administrator: --sub grants reach private topics\n"
             "  -V, --verify TOKEN  check TOKEN (- reads a line from stdin) as axon serve\n"
             "                      would, and print its claims, or why it is refused\n"
             "  -h, --help          show this help\n\n"
