@@ -275,6 +275,15 @@ static bool own_private(const auth_identity *id, const char *topic)
     return strncmp(topic + 5, id->name, nl) == 0 && (topic[5 + nl] == '/' || !topic[5 + nl]);
 }
 
+static bool denied(const auth_identity *id, const char *topic, int bit)
+{
+    for (int i = 0; i < id->nrules; i++) {
+        const auth_rule *r = &id->rules[i];
+        if (r->deny && (r->access & bit) && hub_filter_match(r->filter, topic)) return true;
+    }
+    return false;
+}
+
 /* Some allowing rule with `bit` matches and no deny rule does. */
 static bool topic_allowed(const auth_identity *id, const char *topic, int bit)
 {
@@ -303,7 +312,8 @@ bool auth_may_read(const auth_identity *id, const char *topic)
     if (!id) return false;
     if (topic[0] == 'u' && private_topic_of_other(id, topic)) return false;
     if (id->read_all && topic[0] != '$') return true;
-    if (topic[0] == 'u' && own_private(id, topic)) return true;
+    if (topic[0] == 'u' && own_private(id, topic)) /* unless a deny rule says otherwise */
+        return !id->has_deny || !denied(id, topic, AUTH_READ);
     return topic_allowed(id, topic, AUTH_READ);
 }
 

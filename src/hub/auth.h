@@ -68,7 +68,7 @@ typedef struct auth_rule {
 typedef struct auth_identity {
     char name[AUTH_MAX_NAME + 1]; /* "" when anonymous */
     bool anonymous;
-    bool admin;  /* may read everything, private topics included */
+    bool admin;  /* the private-topic rule does not apply; /metrics, /dashboard */
     int64_t exp; /* seconds since the epoch when the credential ends; 0: never */
     int nrules;
     auth_rule *rules; /* owned */

@@ -605,6 +605,15 @@ TEST(auth_permissions_token)
     ASSERT(auth_may_subscribe(id, "dm/bob/x"));
     auth_identity_free(id);
 
+    /* a deny rule wins over the default read of one's own private topics */
+    id = auth_identity_new("alice", false);
+    ASSERT_EQ(auth_identity_add(id, "#", AUTH_READWRITE, false, NULL), 0);
+    ASSERT_EQ(auth_identity_add(id, "user/%u/#", AUTH_READWRITE, true, NULL), 0);
+    ASSERT(!auth_may_read(id, "user/alice/inbox"));
+    ASSERT(!auth_may_subscribe(id, "user/alice/inbox"));
+    ASSERT(auth_may_read(id, "chat/x"));
+    auth_identity_free(id);
+
     /* an admin reads everything */
     id =
         token_id("{\"sub\":\"root\",\"exp\":1800000600,\"axon\":{\"sub\":[\"#\"],\"admin\":true}}");
