@@ -202,7 +202,7 @@ int cmd_token(int argc, char **argv)
     }
     if (!auth_name_valid(user)) {
         fprintf(stderr,
-                "axon token: --user '%s' is not usable (1-%d bytes, no '/', '+', '#', "
+                "axon token: --user '%s' is not usable (1-%d bytes, no '/', '+', '#', '%%', "
                 "no control characters)\n",
                 user, AUTH_MAX_NAME);
         return 2;

@@ -170,7 +170,7 @@ static int parse_line(auth_acl *a, char *line, char **user, const char *name, in
     char *rest = line + kl + strspn(line + kl, " \t");
     if (kl == 4 && strncmp(line, "user", 4) == 0) {
         if (!auth_name_valid(rest))
-            FAIL("%s:%d: user name not usable (1-%d bytes, no '/', '+', '#')", name, ln,
+            FAIL("%s:%d: user name not usable (1-%d bytes, no '/', '+', '#', '%%')", name, ln,
                  AUTH_MAX_NAME);
         if (a->nusers == AUTH_MAX_ENTRIES) FAIL("%s:%d: too many users", name, ln);
         if (!(*user = add_user(a, rest))) FAIL("out of memory");

@@ -149,8 +149,9 @@ bool auth_name_valid(const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n > AUTH_MAX_NAME) return false;
-    /* a topic level: no '/', and as a topic no wildcards, no control bytes, UTF-8 */
-    return !memchr(name, '/', n) && hub_topic_valid(name, n);
+    /* a topic level: no '/', and as a topic no wildcards, no control bytes,
+     * UTF-8; no '%', so a name put in for %u is never read as %u or %c */
+    return !memchr(name, '/', n) && !memchr(name, '%', n) && hub_topic_valid(name, n);
 }
 
 /* ---- identities --------------------------------------------------------------- */

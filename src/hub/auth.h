@@ -137,7 +137,8 @@ bool auth_filter_covered(const char *f, const char *const *grant, int n);
 /* Is there a topic both filters match? */
 bool auth_filter_overlap(const char *a, const char *b);
 /* A user name: 1..AUTH_MAX_NAME bytes of UTF-8, no control characters,
- * no '/', '+' or '#' (so it can stand in a topic level; CVE-2017-7650). */
+ * no '/', '+' or '#' (so it can stand in a topic level; CVE-2017-7650),
+ * no '%' (so a name put in for %u is never taken for a placeholder). */
 bool auth_name_valid(const char *name);
 
 /* ---- tokens (jwt.c) ----------------------------------------------------- */

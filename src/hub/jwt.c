@@ -231,7 +231,8 @@ static int check_claims(json_t *j, int64_t now, int leeway, auth_claims *c, char
     json_t *sub = json_object_get(j, "sub"), *axon = json_object_get(j, "axon");
     if (!json_is_string(sub)) FAIL("token has no subject (sub)");
     if (!auth_name_valid(json_string_value(sub)))
-        FAIL("token subject is not a usable name (1-%d bytes, no '/', '+', '#')", AUTH_MAX_NAME);
+        FAIL("token subject is not a usable name (1-%d bytes, no '/', '+', '#', '%%')",
+             AUTH_MAX_NAME);
     snprintf(c->sub, sizeof c->sub, "%s", json_string_value(sub));
     if (!json_object_get(j, "exp")) FAIL("token has no expiry (exp)");
     if (!time_claim(j, "exp", &c->exp) || !time_claim(j, "nbf", &c->nbf))

@@ -102,7 +102,8 @@ static int parse_line(auth_passwd *p, char *line, const char *name, int ln, char
     if (!colon || colon == line) FAIL("%s:%d: expected USER:HASH", name, ln);
     *colon = '\0';
     if (!auth_name_valid(line))
-        FAIL("%s:%d: user name not usable (1-%d bytes, no '/', '+', '#')", name, ln, AUTH_MAX_NAME);
+        FAIL("%s:%d: user name not usable (1-%d bytes, no '/', '+', '#', '%%')", name, ln,
+             AUTH_MAX_NAME);
     if (p->n == AUTH_MAX_ENTRIES) FAIL("%s:%d: more than %d users", name, ln, AUTH_MAX_ENTRIES);
     if (p->n == p->cap) {
         int cap = p->cap ? p->cap * 2 : 16;

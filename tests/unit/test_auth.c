@@ -638,6 +638,8 @@ TEST(auth_identity_names)
     ASSERT(!auth_name_valid("a/b"));
     ASSERT(!auth_name_valid("a+"));
     ASSERT(!auth_name_valid("#"));
+    ASSERT(!auth_name_valid("%u"));
+    ASSERT(!auth_name_valid("a%cb"));
     ASSERT(!auth_name_valid("a\nb"));
     ASSERT(!auth_name_valid("\xff"));
     char longn[AUTH_MAX_NAME + 2];
