@@ -73,9 +73,9 @@ bool auth_filter_overlap(const char *a, const char *b)
  * literal grant cannot cover it).  A '#' grant alive at level i covers
  * everything below.  `alive` has one flag per grant. */
 typedef struct cover {
-    lv g[AUTH_MAX_FILTERS][MAX_LV];
-    int gn[AUTH_MAX_FILTERS];
-    bool alive[AUTH_MAX_FILTERS];
+    lv (*g)[MAX_LV]; /* each grant's levels */
+    int *gn;
+    bool *alive;
     int n;
 } cover;
 
@@ -131,17 +131,22 @@ static bool covered(cover *c, const lv *F, int fn)
 
 bool auth_filter_covered(const char *f, const char *const *grant, int n)
 {
-    cover *c = ax_malloc(sizeof(*c));
-    if (!c) return false;
     lv F[MAX_LV];
     int fn = split(f, F);
-    c->n = 0;
-    for (int k = 0; k < n && c->n < AUTH_MAX_FILTERS; k++) {
-        int gn = split(grant[k], c->g[c->n]);
-        if (gn > 0) c->gn[c->n++] = gn;
+    if (fn < 1 || n < 1) return false;
+    cover c = {ax_malloc((size_t)n * sizeof(*c.g)), ax_malloc((size_t)n * sizeof(int)),
+               ax_malloc((size_t)n * sizeof(bool)), 0};
+    bool ok = false;
+    if (!c.g || !c.gn || !c.alive) goto out; /* out of memory: refuse */
+    for (int k = 0; k < n; k++) {
+        int gn = split(grant[k], c.g[c.n]);
+        if (gn > 0) c.gn[c.n++] = gn;
     }
-    bool ok = fn > 0 && covered(c, F, fn);
-    ax_free(c);
+    ok = covered(&c, F, fn);
+out:
+    ax_free(c.g);
+    ax_free(c.gn);
+    ax_free(c.alive);
     return ok;
 }
 
@@ -335,7 +340,15 @@ bool auth_may_subscribe(const auth_identity *id, const char *filter)
     lv F[MAX_LV];
     int fn = split(filter, F);
     if (fn < 1 || filter_reaches_others(id, F, fn)) return false;
-    const char *grant[AUTH_MAX_FILTERS + 1];
+    for (int i = 0; i < id->nrules; i++) {
+        const auth_rule *r = &id->rules[i];
+        if (r->deny && (r->access & AUTH_READ) && auth_filter_overlap(r->filter, filter))
+            return false;
+    }
+    if (id->read_all && filter[0] != '$') return true;
+    /* Only grants that overlap the filter can help cover it. */
+    const char **grant = ax_malloc((size_t)(id->nrules + 1) * sizeof(*grant));
+    if (!grant) return false;
     int n = 0;
     char own[AUTH_MAX_NAME + 8];
     if (!id->anonymous) {
@@ -344,15 +357,12 @@ bool auth_may_subscribe(const auth_identity *id, const char *filter)
     }
     for (int i = 0; i < id->nrules; i++) {
         const auth_rule *r = &id->rules[i];
-        if (!(r->access & AUTH_READ)) continue;
-        if (r->deny) {
-            if (auth_filter_overlap(r->filter, filter)) return false;
-        } else if (n < AUTH_MAX_FILTERS + 1) {
+        if (!r->deny && (r->access & AUTH_READ) && auth_filter_overlap(r->filter, filter))
             grant[n++] = r->filter;
-        }
     }
-    if (id->read_all && filter[0] != '$') return true;
-    return auth_filter_covered(filter, grant, n);
+    bool ok = auth_filter_covered(filter, grant, n);
+    ax_free(grant);
+    return ok;
 }
 
 /* ---- files ------------------------------------------------------------------ */

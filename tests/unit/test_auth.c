@@ -659,6 +659,25 @@ TEST(auth_identity_names)
     auth_identity_free(id);
 }
 
+/* Many grants (an ACL user with hundreds of rules): none is ignored. */
+TEST(auth_many_grants)
+{
+    auth_identity *id = auth_identity_new("a", false);
+    char f[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(f, sizeof f, "room/%d", i);
+        ASSERT_EQ(auth_identity_add(id, f, AUTH_READ, false, NULL), 0);
+    }
+    ASSERT_EQ(auth_identity_add(id, "room/+/#", AUTH_READ, false, NULL), 0);
+    ASSERT(auth_may_subscribe(id, "room/299"));
+    ASSERT(auth_may_read(id, "room/299"));
+    ASSERT(auth_may_subscribe(id, "room/+"));  /* "room/+/#" matches room/x too */
+    ASSERT(!auth_may_subscribe(id, "room/#")); /* not "room" itself */
+    ASSERT_EQ(auth_identity_add(id, "room", AUTH_READ, false, NULL), 0);
+    ASSERT(auth_may_subscribe(id, "room/#"));
+    auth_identity_free(id);
+}
+
 /* The settings object end to end: files on disk, each kind of identity. */
 TEST(auth_settings)
 {
