@@ -14,6 +14,7 @@
 #include <axon/axon.h>
 
 #include "hub/auth.h"
+#include "hub/hub.h"
 #include "runner.h"
 #include "testutil.h"
 
@@ -542,6 +543,70 @@ TEST(auth_filter_overlap_table)
     for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
         ASSERT(auth_filter_overlap(T[i].a, T[i].b) == T[i].want);
         ASSERT(auth_filter_overlap(T[i].b, T[i].a) == T[i].want);
+    }
+}
+
+/* A random valid filter of 1-3 levels over a, b, $s, +, #. */
+static void rand_filter(unsigned *seed, char *out)
+{
+    static const char *lv[] = {"a", "b", "$s", "+", "#"};
+    int n = 1 + (int)(rand_r(seed) % 3);
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        const char *l = lv[rand_r(seed) % (i == n - 1 ? 5 : 4)];
+        strcat(out, l);
+        if (i < n - 1) strcat(out, "/");
+    }
+}
+
+/* Every topic of 1-5 levels over a, b, $s and c (a name no filter spells,
+ * standing for all such names): enough to decide coverage and overlap of
+ * filters of at most 3 levels exactly. */
+static int all_topics(char (*out)[32])
+{
+    static const char *lv[] = {"a", "b", "$s", "c"};
+    int n = 0;
+    for (int d = 1; d <= 5; d++) {
+        int count = 1;
+        for (int i = 0; i < d; i++)
+            count *= 4;
+        for (int k = 0; k < count; k++) {
+            out[n][0] = '\0';
+            for (int i = 0, x = k; i < d; i++, x /= 4) {
+                strcat(out[n], lv[x % 4]);
+                if (i < d - 1) strcat(out[n], "/");
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+TEST(auth_filter_algebra_brute_force)
+{
+    static char topics[1400][32];
+    int nt = all_topics(topics);
+    unsigned seed = 13;
+    for (int round = 0; round < 1500; round++) {
+        char f[16], g0[16], g1[16];
+        rand_filter(&seed, f);
+        rand_filter(&seed, g0);
+        rand_filter(&seed, g1);
+        const char *grant[] = {g0, g1};
+        int ng = 1 + (int)(rand_r(&seed) % 2);
+        bool cov = true, ov = false;
+        for (int i = 0; i < nt; i++) {
+            bool m0 = hub_filter_match(g0, topics[i]);
+            if (hub_filter_match(f, topics[i])) {
+                ov |= m0;
+                if (!m0 && !(ng == 2 && hub_filter_match(g1, topics[i]))) cov = false;
+            }
+        }
+        if (auth_filter_covered(f, grant, ng) != cov || auth_filter_overlap(f, g0) != ov)
+            fprintf(stderr, "# %s by %s%s%s: covered %d overlap %d\n", f, g0, ng == 2 ? " + " : "",
+                    ng == 2 ? g1 : "", cov, ov);
+        ASSERT(auth_filter_covered(f, grant, ng) == cov);
+        ASSERT(auth_filter_overlap(f, g0) == ov);
     }
 }
 
