@@ -68,7 +68,7 @@ static const char *parse_hash(char *h, pw_entry *e)
     if (e->kind == 7) {
         char *end;
         unsigned long it = strtoul(p, &end, 10);
-        if (end == p || *end != '$' || it < 1 || it > MAX_ITER || p[0] == '+' || p[0] == '-')
+        if (p[0] < '0' || p[0] > '9' || *end != '$' || it < 1 || it > MAX_ITER)
             return "bad iteration count";
         e->iter = (uint32_t)it;
         p = end + 1;

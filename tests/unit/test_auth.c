@@ -307,6 +307,8 @@ TEST(auth_passwd_errors)
     pw_refused("alice:$7$abc$AAAA$AAAA\n", "pw:1: user 'alice': bad iteration count");
     pw_refused("alice:$7$0$AAAA$AAAA\n", "bad iteration count");
     pw_refused("alice:$7$-5$AAAA$AAAA\n", "bad iteration count");
+    pw_refused("alice:$7$ 5$AAAA$AAAA\n", "bad iteration count");
+    pw_refused("alice:$7$+5$AAAA$AAAA\n", "bad iteration count");
     pw_refused("alice:$7$99999999999$AAAA$AAAA\n", "bad iteration count");
     pw_refused("alice:$6$!!!!$AAAA\n", "bad salt");
     pw_refused("alice:$6$AAAA\n", "missing hash");
