@@ -199,7 +199,7 @@ function presence(names) {
 let roomsSeen = [];
 
 function refreshRooms() {
-  return fetch("/api/topics").then((r) => r.json()).then((j) => {
+  return fetch("/api/topics?after=chat%2F").then((r) => r.json()).then((j) => {
     const counts = new Map([[state.room, 0], ["lobby", 0]]);
     for (const t of j.topics) {
       const r = t.topic.slice(5);

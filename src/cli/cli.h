@@ -2,6 +2,7 @@
 #ifndef AXON_CLI_H
 #define AXON_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,6 +26,13 @@ int cli_parse_secs(const char *cmd, const char *opt, const char *arg, uint32_t *
  * needs --cert ...") and -1 is returned. */
 int cli_tls_server(const char *cmd, const char *const *urls, int n, const char *cert,
                    const char *key, ax_tls_ctx **out);
+
+/* `axon serve`'s config file parser on a buffer (the fuzz target's way in):
+ * the defaults, then `text` (len bytes) read as the config file `path`
+ * (relative includes are found next to it), then the rule defaults.
+ * Returns 0, or -1 after a sentence on stderr ("PATH:LINE: why"). */
+struct serve_cfg;
+int serve__config_parse(struct serve_cfg *c, const char *text, size_t len, const char *path);
 
 /* mkdir -p: the parents of `path` (mode 0755) and `path` itself (`mode`);
  * existing directories are fine.  0, or -1 with errno. */

@@ -39,6 +39,8 @@ static void help(FILE *out)
                  "                           keeps history in memory only\n"
                  "      --fsync MODE         always, batch (default) or off\n"
                  "      --history N          messages kept per topic; default 1000\n"
+                 "      --max-topics N       topics that may exist at once; default 100000\n"
+                 "      --max-subs N         subscriptions per connection; default 10000\n"
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
@@ -80,6 +82,8 @@ static void defaults(serve_cfg *c)
     c->fsync_mode = HUB_FSYNC_BATCH;
     c->sub_budget = 1u << 20;
     c->max_payload = 1u << 20;
+    c->max_topics = 100000;
+    c->max_subs = 10000;
     c->udp_lease_s = 60;
     c->max_line = 4096;
     c->threads = 1;
@@ -254,6 +258,14 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             return -1;
         }
         c->max_payload = n;
+    } else if (strcmp(k, "max_topics") == 0 || strcmp(k, "max_subscriptions") == 0) {
+        WANT(1);
+        if (parse_u64(v, 100000000, &n, why, why_len)) return -1;
+        if (n == 0) {
+            snprintf(why, why_len, "%s must be at least 1", k);
+            return -1;
+        }
+        *(k[4] == 't' ? &c->max_topics : &c->max_subs) = n;
     } else if (strcmp(k, "max_line") == 0) {
         WANT(1);
         if (parse_u64(v, 65536, &n, why, why_len)) return -1;
@@ -357,13 +369,10 @@ static int split(char *line, char **argv, int max, bool *hash)
     return n;
 }
 
-static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+/* The settings of an open config file; `path` names it in messages and
+ * anchors relative includes. */
+static int read_config_from(serve_cfg *c, globals *gl, FILE *f, const char *path, int depth)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
-        return -1;
-    }
     char line[4096], why[512];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
@@ -372,6 +381,13 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
         if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
             fprintf(stderr, "axon serve: %s:%d: line longer than %zu bytes\n", path, lineno,
                     sizeof line - 2);
+            rc = -1;
+            break;
+        }
+        /* fgets stops only at a newline, a full buffer or the end: a line
+         * that stops short holds a NUL byte (a binary file, /dev/zero) */
+        if (len < sizeof line - 1 && (len == 0 || line[len - 1] != '\n') && !feof(f)) {
+            fprintf(stderr, "axon serve: %s:%d: a NUL byte in the line\n", path, lineno);
             rc = -1;
             break;
         }
@@ -392,6 +408,17 @@ static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
             break;
         }
     }
+    return rc;
+}
+
+static int read_config(serve_cfg *c, globals *gl, const char *path, int depth)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "axon serve: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int rc = read_config_from(c, gl, f, path, depth);
     fclose(f);
     return rc;
 }
@@ -410,6 +437,18 @@ static void finish_rules(serve_cfg *c, const globals *gl)
     if (!have_all && c->nrules < SERVE_MAX_RULES)
         c->rules[c->nrules++] =
             (hub_rule){"#", (uint32_t)gl->history_count, (uint32_t)gl->history_age, gl->policy};
+}
+
+int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *path)
+{
+    globals gl = {1000, 0, HUB_DISCONNECT};
+    defaults(c);
+    FILE *f = len ? fmemopen((void *)text, len, "r") : NULL;
+    if (len && !f) return -1;
+    int rc = f ? read_config_from(c, &gl, f, path, 0) : 0;
+    if (f) fclose(f);
+    if (rc == 0) finish_rules(c, &gl);
+    return rc;
 }
 
 /* ---- flags ------------------------------------------------------------------------ */
@@ -440,6 +479,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"close-timeout", required_argument, NULL, 'x'},
                                              {"line-name-timeout", required_argument, NULL, 'n'},
                                              {"line-idle-timeout", required_argument, NULL, 'm'},
+                                             {"max-topics", required_argument, NULL, 'M'},
+                                             {"max-subs", required_argument, NULL, 'B'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -461,7 +502,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['i'] = "http_idle_timeout",
                                     ['x'] = "close_timeout",
                                     ['n'] = "line_name_timeout",
-                                    ['m'] = "line_idle_timeout"};
+                                    ['m'] = "line_idle_timeout",
+                                    ['M'] = "max_topics",
+                                    ['B'] = "max_subscriptions"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
@@ -822,6 +865,8 @@ int cmd_serve(int argc, char **argv)
                    .nrules = cfg.nrules,
                    .sub_budget = cfg.sub_budget,
                    .max_payload = cfg.max_payload,
+                   .max_topics = cfg.max_topics,
+                   .max_filters = cfg.max_subs,
                    .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
                    .fsync_mode = cfg.fsync_mode};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {

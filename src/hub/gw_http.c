@@ -152,17 +152,107 @@ static void api_publish(ax_http_req *r, void *ud)
     GW_ADD(g->sv->gw[GW_HTTP].msgs_in, 1);
     uint64_t seq = hub_publish(g->sv->hub, topic, sender, body ? body : "", bl, &err);
     if (!seq) {
-        reply_error(r, err == AX_EMSGSIZE ? 413 : 400,
-                    err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+        reply_error(r,
+                    err == AX_EMSGSIZE   ? 413
+                    : err == HUB_ETOPICS ? 507
+                                         : 400,
+                    err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
         return;
     }
     reply_json(r, 200, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
 }
 
-static void history_add_json(hub_msg *m, void *ud)
+/* A history reply is streamed (chunked), made a piece at a time as the
+ * connection drains, so its size is bounded by nothing but the history:
+ * never a reset after the 200.  A few pieces per turn of the loop, so a
+ * fast reader does not hold the loop either. */
+typedef struct hist_stream {
+    ax_http_req *r;
+    hub *hub;
+    ax_timer *turn; /* the next turn, when the connection did not fill */
+    hub_msg *pos;   /* the last message written (hub_history_more) */
+    uint64_t from, upto;
+    size_t sent;
+    char *buf;
+    size_t len, cap;
+    char topic[HUB_MAX_TOPIC + 1];
+} hist_stream;
+
+#define HIST_PIECE (32 * 1024) /* bytes made per write */
+#define HIST_TURN 4            /* writes per turn of the loop */
+
+static void hist_put(hist_stream *st, const char *p, size_t n)
 {
+    if (st->len + n > st->cap) {
+        size_t cap = (st->len + n) * 2;
+        char *b = ax_realloc(st->buf, cap);
+        if (!b) return; /* the piece comes out short; the connection is failing anyway */
+        st->buf = b;
+        st->cap = cap;
+    }
+    memcpy(st->buf + st->len, p, n);
+    st->len += n;
+}
+
+static void hist_add(hub_msg *m, void *ud)
+{
+    hist_stream *st = ud;
     json_t *j = serve_msg_obj(m);
-    if (j) json_array_append_new(ud, j);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) return;
+    if (st->sent++) hist_put(st, ",", 1);
+    hist_put(st, s, strlen(s));
+    free(s);
+}
+
+static void hist_free(hist_stream *st)
+{
+    ax_timer_free(st->turn);
+    hub_msg_unref(st->pos);
+    ax_free(st->buf);
+    ax_free(st);
+}
+
+static void hist_abort(ax_http_req *r, void *ud)
+{
+    (void)r;
+    hist_free(ud);
+}
+
+/* Write pieces until the connection is full (on_drain goes on) or done. */
+static void hist_pump(ax_http_req *r, void *ud)
+{
+    hist_stream *st = ud;
+    for (int n = 0;; n++) {
+        if (n == HIST_TURN) { /* let the loop serve others, then go on */
+            ax_timer_start(st->turn, 0, 0);
+            return;
+        }
+        bool done = false;
+        st->len = 0;
+        while (st->len < HIST_PIECE && !done)
+            done = !hub_history_more(st->hub, st->topic, &st->pos, &st->from, st->upto, 1, hist_add,
+                                     st);
+        if (done) hist_put(st, "]}\n", 3);
+        int rc = st->len ? ax_http_write(r, st->buf, st->len) : 0;
+        if (rc < 0) return; /* the connection is closing: hist_abort frees */
+        if (done) {
+            ax_http_on_drain(r, NULL, NULL);
+            ax_http_on_abort(r, NULL, NULL);
+            ax_http_end(r);
+            hist_free(st);
+            return;
+        }
+        if (rc == 1) return; /* on_drain calls again */
+    }
+}
+
+static void hist_next_turn(ax_timer *t, void *ud)
+{
+    hist_stream *st = ud;
+    (void)t;
+    hist_pump(st->r, st);
 }
 
 static void api_history(ax_http_req *r, void *ud)
@@ -177,13 +267,35 @@ static void api_history(ax_http_req *r, void *ud)
     uint64_t since = query_get(r, "since", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 0;
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
-    json_t *msgs = json_array();
-    uint64_t first = 0;
-    uint64_t last = hub_history(g->sv->hub, topic, since, limit, history_add_json, msgs, &first);
-    json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:o}", "topic", topic, "last_seq", (json_int_t)last,
+    uint64_t first = 0, from = 0;
+    uint64_t last = hub_history_window(g->sv->hub, topic, since, limit, &first, &from);
+    json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:[]}", "topic", topic, "last_seq", (json_int_t)last,
                           "first_seq", (json_int_t)first, "gap", since + 1 < first && since < last,
-                          "messages", msgs);
-    reply_json(r, last ? 200 : 404, o);
+                          "messages");
+    hist_stream *st = last ? ax_calloc(1, sizeof(*st)) : NULL;
+    if (st) st->turn = ax_timer_new(g->sv->loop, hist_next_turn, st);
+    char *head = st && st->turn ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (!head) { /* no such topic (or no memory): a small reply */
+        if (st) ax_timer_free(st->turn);
+        ax_free(st);
+        reply_json(r, last ? 500 : 404, o);
+        return;
+    }
+    json_decref(o);
+    st->r = r;
+    st->hub = g->sv->hub;
+    st->from = from;
+    st->upto = last;
+    snprintf(st->topic, sizeof st->topic, "%s", topic);
+    hist_put(st, head, strlen(head) - 2); /* without the closing "]}" */
+    free(head);
+    ax_http_add_header(r, "Cache-Control", "no-store");
+    ax_http_add_header(r, "Content-Type", "application/json");
+    ax_http_on_drain(r, hist_pump, st);
+    ax_http_on_abort(r, hist_abort, st);
+    ax_http_start(r, 200, -1);
+    int rc = ax_http_write(r, st->buf, st->len);
+    if (rc >= 0) hist_pump(r, st);
 }
 
 static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
@@ -195,10 +307,16 @@ static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
 static void api_topics(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
+    char after[HUB_MAX_TOPIC + 1], next[HUB_MAX_TOPIC + 1], v[32];
     if (!method_is(r, "GET", "GET, HEAD")) return;
+    size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
+    if (limit == 0 || limit > 10000) limit = 10000;
+    if (query_get_raw(r, "after", after, sizeof after) < 0) after[0] = '\0';
     json_t *a = json_array();
-    hub_topics(g->sv->hub, topic_json, a);
-    reply_json(r, 200, json_pack("{s:o}", "topics", a));
+    hub_topics(g->sv->hub, after, limit, topic_json, a, next);
+    reply_json(
+        r, 200,
+        json_pack("{s:o,s:o}", "topics", a, "next", next[0] ? json_string(next) : json_null()));
 }
 
 static void name_json(const char *name, void *ud)

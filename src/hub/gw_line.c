@@ -224,7 +224,7 @@ static void command(line_conn *lc, char *line)
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
         char rooms[900] = "";
-        hub_topics(h, list_room, rooms);
+        hub_topics(h, "chat/", 200, list_room, rooms, NULL);
         say(lc, "* rooms: %s\n", rooms[0] ? rooms : "none yet");
     } else if (strcmp(line, "/history") == 0) {
         long n = arg && *arg ? strtol(arg, NULL, 10) : 20;
@@ -256,7 +256,7 @@ static void publish(line_conn *lc, const char *text, size_t n)
     serve *sv = lc->g->sv;
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
-        say(lc, "* not sent: %s\n", ax_strerror(err));
+        say(lc, "* not sent: %s\n", hub_strerror(err));
 }
 
 static void greet(line_conn *lc, const char *name)

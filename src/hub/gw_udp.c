@@ -212,7 +212,7 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
         hub_publish_from(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen, &err);
     if (!seq)
         reply(g, from, "ERR cannot publish to '%s': %s", topic,
-              err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+              err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
     else
         reply(g, from, "OK %s %llu", topic, (unsigned long long)seq);
 }

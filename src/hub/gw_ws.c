@@ -194,7 +194,7 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
         hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len, &err);
     free(p);
     if (!seq)
-        reply_error(c, id, err == AX_EINVAL ? "not a valid topic" : ax_strerror(err));
+        reply_error(c, id, err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
     else
         reply_ok(c, id, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
 }
@@ -205,12 +205,14 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
     int64_t from = json_is_integer(since) ? (int64_t)json_integer_value(since) : -1;
     bool present = json_is_true(json_object_get(o, "presence"));
     /* the reply first, so a client sees it before the replayed history */
-    if (!hub_filter_valid(topic, strlen(topic))) {
-        reply_error(c, id, "not a valid topic filter");
+    int rc = hub_subscribe_check(c->sub, topic);
+    if (rc != 0) {
+        reply_error(c, id, rc == AX_EINVAL ? "not a valid topic filter" : hub_strerror(rc));
         return;
     }
     reply_ok(c, id, json_pack("{s:s}", "topic", topic));
-    if (hub_subscribe(c->sub, topic, from, present) != 0) reply_error(c, id, "out of memory");
+    if ((rc = hub_subscribe(c->sub, topic, from, present)) != 0)
+        reply_error(c, id, hub_strerror(rc));
 }
 
 static void request(ws_client *c, json_t *o)
@@ -312,7 +314,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
         }
         reply_error(c, NULL,
                     err == AX_EINVAL ? "a binary message is: topic, newline, payload"
-                                     : ax_strerror(err));
+                                     : hub_strerror(err));
         return;
     }
     json_error_t je;

@@ -18,8 +18,21 @@
  * outbox and posted there (ax_loop_post) when the lock is let go; that
  * loop then pushes it as if it were local.  While such messages are in
  * flight, local ones for the same subscriber are posted behind them, so a
- * subscriber sees each topic in sequence order. */
+ * subscriber sees each topic in sequence order.
+ *
+ * Bounds: at most max_topics topics exist (a publish that would make one
+ * more is refused); a topic with no history, no exact subscription and
+ * nobody present is freed at the end of the hub call that left it so (a
+ * few topics are swept per new topic for history that aged out).  Topics
+ * are also in an ordered index, so listing and wildcard replay go from a
+ * name cursor instead of walking everything.  A subscriber's filters are
+ * in a hash map (O(1) duplicate check, max_filters of them).  A resume
+ * runs as a job that writes history only while the wire takes it and goes
+ * on from hub_sub_writable(); live messages of topics it has not finished
+ * stay in their history until it gets there, so nothing is lost or sent
+ * twice. */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +41,7 @@
 #include <axon/alloc.h>
 
 #include "hub.h"
+#include "index.h"
 #include "map.h"
 #include "proto/ws/utf8.h"
 
@@ -37,6 +51,9 @@ typedef struct htopic htopic;
 typedef struct qnode qnode;
 typedef struct rnode rnode;
 typedef struct outbox outbox;
+typedef struct job job;
+
+#define HUB_FLOORS 1024
 
 struct rnode { /* a message on its way to another loop's subscriber */
     rnode *next;
@@ -61,9 +78,23 @@ struct entry { /* one filter of one subscriber */
     hub_sub *s;
     node *n;
     entry *nprev, *nnext; /* the node's subscribers */
-    entry *snext;         /* the subscriber's filters */
+    entry *snext, *sprev; /* the subscriber's filters */
     htopic *room;         /* presence joined through this filter */
+    job *job;             /* its replay, while one runs */
     char filter[];
+};
+
+struct job {        /* a paced replay: hub_subscribe() with `since` */
+    job *next;      /* the subscriber's jobs, run in order */
+    entry *e;       /* the filter it replays */
+    hub_msg *last;  /* the last message sent of topic `pos`, or NULL */
+    uint64_t since; /* the client's: for each topic */
+    uint64_t after; /* topic `pos` is sent up to this seq */
+    uint64_t gen;   /* topics made later are live only: nothing to replay */
+    size_t plen;    /* the filter's bytes no topic it matches lacks */
+    bool exact;
+    bool began;                  /* topic `pos` is under way (its gap checked) */
+    char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
 };
 
 struct node {
@@ -75,6 +106,7 @@ struct node {
 };
 
 struct htopic {
+    hub_inode idx; /* in hub.index, by name */
     char *name;
     size_t len;
     uint64_t last_seq;
@@ -83,6 +115,10 @@ struct htopic {
     uint64_t untrimmed; /* dropped from memory, not yet from the store */
     const hub_rule *rule;
     hub_map present; /* name -> count of subscribers present with it */
+    uint32_t rooms;  /* entries with it as their room */
+    uint64_t born;   /* hub.topic_gen when it was made */
+    bool reap_queued;
+    htopic *reap_next;
 };
 
 struct qnode {
@@ -96,6 +132,8 @@ struct hub_sub {
     void *ud;
     char name[HUB_MAX_NAME + 1];
     entry *entries;
+    hub_map filters; /* filter -> entry */
+    job *jobs, **jobs_tail;
     qnode *qhead, **qtail;
     size_t qbytes, budget;
     bool blocked, dead;
@@ -114,6 +152,13 @@ struct hub {
     size_t budget, max_payload;
     node root;
     hub_map topics;
+    hub_inode *index; /* the topics by name */
+    size_t max_topics, max_filters;
+    uint64_t floors[HUB_FLOORS]; /* by name hash: the largest last_seq of a freed topic */
+    uint64_t topic_gen;          /* topics made so far */
+    uint64_t pub_born;           /* the born of the topic being published to */
+    htopic *reap;                /* topics to free when the outermost call ends */
+    char sweep_pos[HUB_MAX_TOPIC + 1];
     hub_store *store;
     hub_stats st;
     int walking;
@@ -141,6 +186,7 @@ static void lock(hub *h)
 }
 
 static void run_batch(ax_loop *loop, void *arg);
+static void reap_now(hub *h);
 
 /* Post what is waiting for other loops, in order, before letting go. */
 static void flush_outboxes(hub *h)
@@ -164,12 +210,24 @@ static void flush_outboxes(hub *h)
 
 static void unlock(hub *h)
 {
+    if (h->depth == 1 && h->reap && !h->walking) reap_now(h);
     if (h->depth == 1) flush_outboxes(h);
     h->depth--;
     pthread_mutex_unlock(&h->mu);
 }
 
 static const char *GAP_TEXT = "history does not reach back that far";
+
+const char *hub_strerror(int err)
+{
+    switch (err) {
+    case HUB_ETOPICS:
+        return "too many topics: the server's limit (max_topics) is reached";
+    case HUB_EFILTERS:
+        return "too many subscriptions on this connection (max_subscriptions)";
+    }
+    return ax_strerror(err);
+}
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -278,19 +336,109 @@ static const hub_rule *rule_for(hub *h, const char *topic)
     return &h->fallback;
 }
 
-static htopic *topic_get(hub *h, const char *name, size_t len, bool make)
+static htopic *topic_get(hub *h, const char *name, size_t len)
 {
-    htopic *t = hub_map_get(&h->topics, name, len);
-    if (t || !make) return t;
+    return hub_map_get(&h->topics, name, len);
+}
+
+static htopic *topic_of(hub_inode *n)
+{
+    return n ? (htopic *)(void *)((char *)n - offsetof(htopic, idx)) : NULL;
+}
+
+static void history_trim(hub *h, htopic *t, int64_t now);
+static node *node_path(hub *h, const char *filter, bool make);
+
+/* A freed topic's seq floor is kept by a hash of its name (FNV-1a), so
+ * what freed topics leave behind is a fixed table, not their names. */
+static size_t floor_of(const char *name, size_t len)
+{
+    uint32_t x = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        x = (x ^ (unsigned char)name[i]) * 16777619u;
+    return x % HUB_FLOORS;
+}
+
+static bool topic_idle(hub *h, const htopic *t)
+{
+    if (t->head || t->present.n || t->rooms) return false;
+    node *n = node_path(h, t->name, false);
+    return !n || !n->subs;
+}
+
+/* Free `t` when the outermost hub call ends (nothing holds it then), if it
+ * is still idle. */
+static void topic_consider(hub *h, htopic *t)
+{
+    if (t->reap_queued || !topic_idle(h, t)) return;
+    t->reap_queued = true;
+    t->reap_next = h->reap;
+    h->reap = t;
+}
+
+static void reap_now(hub *h)
+{
+    while (h->reap) {
+        htopic *t = h->reap;
+        h->reap = t->reap_next;
+        t->reap_queued = false;
+        if (!topic_idle(h, t)) continue;
+        uint64_t *floor = &h->floors[floor_of(t->name, t->len)];
+        if (t->last_seq > *floor) *floor = t->last_seq;
+        hub_index_remove(&h->index, &t->idx);
+        hub_map_clear(&t->present);
+        hub_map_del(&h->topics, t->name, t->len); /* frees the name */
+        ax_free(t);
+        h->st.topics--;
+    }
+}
+
+/* Visit `n` topics from the sweep cursor on (wrapping): drop history that
+ * aged out, and queue the topics left idle. */
+static void sweep(hub *h, int n, int64_t now)
+{
+    while (n-- > 0) {
+        htopic *t = topic_of(hub_index_after(h->index, h->sweep_pos, false));
+        if (!t) {
+            if (!h->sweep_pos[0]) return;
+            h->sweep_pos[0] = '\0';
+            continue;
+        }
+        memcpy(h->sweep_pos, t->name, t->len + 1);
+        history_trim(h, t, now);
+        topic_consider(h, t);
+    }
+}
+
+/* The topic, made when new; `bounded`: not past max_topics (HUB_ETOPICS). */
+static htopic *topic_make(hub *h, const char *name, size_t len, bool bounded, int *err)
+{
+    htopic *t = topic_get(h, name, len);
+    if (t) return t;
+    if (bounded) {
+        int64_t now = now_ms();
+        sweep(h, 4, now);
+        if (h->topics.n >= h->max_topics) sweep(h, 256, now);
+        if (h->depth == 1 && !h->walking) reap_now(h);
+        if (h->topics.n >= h->max_topics) {
+            *err = HUB_ETOPICS;
+            return NULL;
+        }
+    }
     t = ax_calloc(1, sizeof(*t));
     hub_map_ent *e;
     if (!t || hub_map_put(&h->topics, name, len, t, &e) != 0) {
         ax_free(t);
+        *err = AX_ENOMEM;
         return NULL;
     }
     t->name = e->key;
     t->len = len;
+    t->last_seq = h->floors[floor_of(name, len)]; /* above any a freed one of this name had */
     t->rule = rule_for(h, t->name);
+    t->idx.key = t->name;
+    t->born = ++h->topic_gen;
+    hub_index_insert(&h->index, &t->idx);
     hub_map_init(&t->present);
     h->st.topics++;
     return t;
@@ -465,9 +613,21 @@ static void run_batch(ax_loop *loop, void *arg)
     ax_free(b);
 }
 
+/* Is m of a topic a replay of s has not finished?  Then it waits in the
+ * topic's history for the replay. */
+static bool held_back(const hub_sub *s, const hub_msg *m)
+{
+    if (m->kind != HUB_MSG) return false;
+    for (const job *j = s->jobs; j; j = j->next)
+        if (s->h->pub_born <= j->gen && strcmp(m->topic, j->pos) >= 0 &&
+            hub_filter_match(j->e->filter, m->topic))
+            return true;
+    return false;
+}
+
 static void sub_push(hub_sub *s, hub_msg *m)
 {
-    if (s->dead) return;
+    if (s->dead || (s->jobs && held_back(s, m))) return;
     if (s->loop != current_loop(s->h) || s->inflight) {
         sub_push_remote(s, m);
         return;
@@ -498,6 +658,8 @@ static void sub_push_local(hub_sub *s, hub_msg *m)
     if (s->qbytes > s->budget) over_budget(s, m);
 }
 
+static void jobs_run(hub_sub *s);
+
 void hub_sub_writable(hub_sub *s)
 {
     lock(s->h);
@@ -510,6 +672,7 @@ void hub_sub_writable(hub_sub *s)
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         hub_msg_unref(m);
     }
+    if (s->jobs) jobs_run(s);
     walk_end(s->h);
     unlock(s->h);
 }
@@ -663,6 +826,8 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ops = ops;
     s->ud = ud;
     s->qtail = &s->qhead;
+    s->jobs_tail = &s->jobs;
+    hub_map_init(&s->filters);
     s->budget = h->budget;
     s->loop = current_loop(h);
     s->refs = 1;
@@ -702,26 +867,41 @@ int hub_sub_rename(hub_sub *s, const char *name)
     return 0;
 }
 
+static void job_end(hub_sub *s, job *j);
+
 static void entry_unlink(hub_sub *s, entry *e)
 {
-    if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
+    hub *h = s->h;
+    size_t fl = strlen(e->filter);
+    hub_map_del(&s->filters, e->filter, fl);
+    if (e->sprev)
+        e->sprev->snext = e->snext;
+    else
+        s->entries = e->snext;
+    if (e->snext) e->snext->sprev = e->sprev;
+    if (e->job) job_end(s, e->job);
+    if (e->room) {
+        if (s->name[0]) presence_leave(h, e->room, s->name);
+        e->room->rooms--;
+        topic_consider(h, e->room);
+    }
     if (e->nprev)
         e->nprev->nnext = e->nnext;
     else
         e->n->subs = e->nnext;
     if (e->nnext) e->nnext->nprev = e->nprev;
     node *n = e->n;
-    ax_free(e);
     node_prune(n);
+    htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
+    if (t) topic_consider(h, t);
+    ax_free(e);
 }
 
 static void sub_release(hub_sub *s)
 {
-    while (s->entries) {
-        entry *e = s->entries;
-        s->entries = e->snext;
-        entry_unlink(s, e);
-    }
+    while (s->entries)
+        entry_unlink(s, s->entries);
+    hub_map_clear(&s->filters);
     q_clear(s);
     sub_unref(s); /* messages on their way to it hold it a little longer */
 }
@@ -752,47 +932,146 @@ void hub_sub_free(hub_sub *s)
     unlock(h);
 }
 
-static void replay(hub_sub *s, htopic *t, int64_t since)
+/* ---- paced replay ---------------------------------------------------------------------- */
+
+static void job_end(hub_sub *s, job *j)
 {
-    history_trim(s->h, t, now_ms());
-    uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
-    if ((uint64_t)since + 1 < first && (uint64_t)since < t->last_seq) {
-        hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
-        if (g) {
-            g->kind = HUB_GAP;
-            g->policy = (int8_t)t->rule->policy;
-            g->seq = first;
-            g->time_ms = now_ms();
-            sub_push(s, g);
-            hub_msg_unref(g);
+    for (job **p = &s->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            if (!*p) s->jobs_tail = p;
+            break;
         }
-    }
-    for (hub_msg *m = t->head; m && !s->dead; m = m->next)
-        if (m->seq > (uint64_t)since) sub_push(s, m);
+    j->e->job = NULL;
+    hub_msg_unref(j->last);
+    ax_free(j);
 }
 
-typedef struct replay_ctx {
-    hub_sub *s;
-    const char *filter;
-    int64_t since;
-} replay_ctx;
-
-static void replay_each(hub_map_ent *e, void *ud)
+static void push_gap(hub_sub *s, htopic *t, uint64_t first)
 {
-    replay_ctx *c = ud;
-    if (hub_filter_match(c->filter, e->key)) replay(c->s, e->value, c->since);
+    hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
+    if (!g) return;
+    g->kind = HUB_GAP;
+    g->policy = (int8_t)t->rule->policy;
+    g->seq = first;
+    g->time_ms = now_ms();
+    sub_push_local(s, g);
+    hub_msg_unref(g);
+}
+
+/* The next message of `t` for the job (a gap notice first when history no
+ * longer reaches back), or NULL when it has sent them all. */
+static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
+{
+    /* history leaves from its head only: `last` is still in it while its
+     * seq is not below the head's, and then its successor is the next */
+    if (j->last && t->head && j->last->seq >= t->head->seq) return j->last->next;
+    if (!j->began) history_trim(s->h, t, now_ms());
+    j->began = true;
+    uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
+    if (j->after + 1 < first && j->after < t->last_seq) {
+        push_gap(s, t, first);
+        j->after = first - 1; /* said once */
+    }
+    hub_msg *m = t->head;
+    while (m && m->seq <= j->after)
+        m = m->next;
+    return m;
+}
+
+/* The job's next topic: the first at or above `pos` that its filter matches. */
+static htopic *job_topic(hub *h, job *j)
+{
+    const char *f = j->e->filter;
+    if (j->exact) {
+        htopic *t = topic_get(h, f, strlen(f));
+        return t && t->born <= j->gen && strcmp(t->name, j->pos) >= 0 ? t : NULL;
+    }
+    htopic *t = topic_of(hub_index_after(h->index, j->pos, true));
+    while (t && strncmp(t->name, f, j->plen) == 0 &&
+           (t->born > j->gen || !hub_filter_match(f, t->name)))
+        t = topic_of(hub_index_after(h->index, t->name, false));
+    return t && strncmp(t->name, f, j->plen) == 0 ? t : NULL;
+}
+
+static void job_at(job *j, const char *name, size_t len)
+{
+    memcpy(j->pos, name, len + 1);
+    hub_msg_unref(j->last);
+    j->last = NULL;
+    j->after = j->since;
+    j->began = false;
+}
+
+/* Replay while the wire takes it; true when the job is done. */
+static bool job_step(hub_sub *s, job *j)
+{
+    while (!s->dead && !s->blocked && !s->qhead) {
+        htopic *t = job_topic(s->h, j);
+        if (!t) return true;
+        if (strcmp(t->name, j->pos) != 0) job_at(j, t->name, t->len);
+        hub_msg *m = job_next(s, j, t);
+        if (!m) { /* this topic is done: on to the names above it */
+            char next[HUB_MAX_TOPIC + 2];
+            memcpy(next, t->name, t->len);
+            next[t->len] = '\x01'; /* below any longer name: no topic has bytes < 0x20 */
+            next[t->len + 1] = '\0';
+            job_at(j, next, t->len + 1);
+            continue;
+        }
+        if (s->dead || s->blocked) break; /* a gap notice filled the wire */
+        hub_msg_unref(j->last);
+        j->last = hub_msg_ref(m);
+        j->after = m->seq;
+        sub_push_local(s, m);
+    }
+    return false;
+}
+
+static void jobs_run(hub_sub *s)
+{
+    while (s->jobs && job_step(s, s->jobs))
+        job_end(s, s->jobs);
+}
+
+static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
+{
+    job *j = ax_calloc(1, sizeof(*j));
+    if (!j) return AX_ENOMEM;
+    const char *f = e->filter;
+    size_t plen = strcspn(f, "+#");
+    if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
+    j->e = e;
+    j->since = j->after = (uint64_t)since;
+    j->gen = s->h->topic_gen;
+    j->exact = exact;
+    j->plen = exact ? strlen(f) : plen;
+    memcpy(j->pos, f, j->plen);
+    j->pos[j->plen] = '\0';
+    e->job = j;
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
+    if (s->jobs == j) jobs_run(s);
+    return 0;
+}
+
+static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
+{
+    if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
+    if (hub_map_get(&s->filters, filter, fl)) return 0;
+    return s->filters.n >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub *h = s->h;
     size_t fl = strlen(filter);
-    if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
-    for (entry *e = s->entries; e; e = e->snext)
-        if (strcmp(e->filter, filter) == 0) return 0;
+    int rc = subscribe_check(s, filter, fl);
+    if (rc != 0 || hub_map_get(&s->filters, filter, fl)) return rc;
     node *n = node_path(h, filter, true);
     entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
-    if (!e) {
+    if (!e || hub_map_put(&s->filters, filter, fl, e, NULL) != 0) {
+        ax_free(e);
         if (n) node_prune(n);
         return AX_ENOMEM;
     }
@@ -803,24 +1082,27 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     if (n->subs) n->subs->nprev = e;
     n->subs = e;
     e->snext = s->entries;
+    if (s->entries) s->entries->sprev = e;
     s->entries = e;
     bool exact = hub_topic_valid(filter, fl);
     h->walking++;
-    if (since >= 0) {
-        htopic *t = exact ? topic_get(h, filter, fl, false) : NULL;
-        if (t) {
-            replay(s, t, since);
-        } else if (!exact) {
-            replay_ctx c = {s, filter, since};
-            hub_map_each(&h->topics, replay_each, &c);
-        }
-    }
-    if (present && exact && !s->dead) { /* a name given later joins then */
-        e->room = topic_get(h, filter, fl, true);
+    if (since >= 0 && (rc = job_start(s, e, since, exact)) != 0) entry_unlink(s, e);
+    if (!rc && present && exact && !s->dead) { /* a name given later joins then */
+        e->room = topic_make(h, filter, fl, true, &rc);
+        if (e->room) e->room->rooms++;
         if (e->room && s->name[0]) presence_join(h, e->room, s->name);
+        if (!e->room) entry_unlink(s, e);
     }
     walk_end(h);
-    return 0;
+    return rc;
+}
+
+int hub_subscribe_check(const hub_sub *s, const char *filter)
+{
+    lock(s->h);
+    int rc = subscribe_check(s, filter, strlen(filter));
+    unlock(s->h);
+    return rc;
 }
 
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
@@ -835,15 +1117,12 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
 {
     int rc = AX_ENOENT;
     lock(s->h);
-    for (entry **p = &s->entries; *p; p = &(*p)->snext) {
-        if (strcmp((*p)->filter, filter) != 0) continue;
-        entry *e = *p;
-        *p = e->snext;
+    entry *e = hub_map_get(&s->filters, filter, strlen(filter));
+    if (e) {
         s->h->walking++;
         entry_unlink(s, e);
         walk_end(s->h);
         rc = 0;
-        break;
     }
     unlock(s->h);
     return rc;
@@ -877,11 +1156,9 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
     m->binary = !ax_utf8_valid(payload, len);
     m->origin = origin ? origin->id : 0;
     lock(h);
-    htopic *t = topic_get(h, name, tl, true);
+    htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
-    if (!t) {
-        *err = AX_ENOMEM;
-    } else {
+    if (t) {
         seq = m->seq = ++t->last_seq;
         m->policy = (int8_t)t->rule->policy;
         m->time_ms = now_ms();
@@ -889,7 +1166,9 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
         history_trim(h, t, m->time_ms);
         if (h->store) hub_store_put(h->store, m);
         h->st.published++;
+        h->pub_born = t->born;
         deliver(h, m);
+        topic_consider(h, t); /* a rule that keeps no history */
     }
     unlock(h);
     hub_msg_unref(m);
@@ -902,13 +1181,14 @@ uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
                      void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept)
 {
     lock(h);
-    htopic *t = topic_get(h, name, strlen(name), false);
+    htopic *t = topic_get(h, name, strlen(name));
     if (first_kept) *first_kept = 0;
     if (!t) {
         unlock(h);
         return 0;
     }
     history_trim(h, t, now_ms());
+    topic_consider(h, t);
     if (first_kept) *first_kept = t->head ? t->head->seq : t->last_seq + 1;
     size_t n = 0;
     for (hub_msg *m = t->head; m; m = m->next)
@@ -923,31 +1203,78 @@ uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
     return last;
 }
 
-typedef struct topics_ctx {
-    void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud);
-    void *ud;
-    hub *h;
-} topics_ctx;
-
-static void topics_each(hub_map_ent *e, void *ud)
+uint64_t hub_history_window(hub *h, const char *name, uint64_t since, size_t max,
+                            uint64_t *first_kept, uint64_t *from)
 {
-    topics_ctx *c = ud;
-    htopic *t = e->value;
-    if (!t->last_seq && !t->present.n) return; /* nobody has written or is there */
-    node *n = node_path(c->h, t->name, false);
-    size_t subs = 0;
-    for (entry *x = n ? n->subs : NULL; x; x = x->nnext)
-        subs++;
-    c->cb(t->name, t->last_seq, subs, c->ud);
+    uint64_t last = 0;
+    *first_kept = 0;
+    *from = since;
+    lock(h);
+    htopic *t = topic_get(h, name, strlen(name));
+    if (t) {
+        history_trim(h, t, now_ms());
+        topic_consider(h, t);
+        *first_kept = t->head ? t->head->seq : t->last_seq + 1;
+        size_t n = 0;
+        for (hub_msg *m = t->head; m; m = m->next)
+            n += m->seq > since;
+        for (hub_msg *m = t->head; m && n > max; m = m->next) /* skip to the newest `max` */
+            if (m->seq > since) {
+                *from = m->seq;
+                n--;
+            }
+        last = t->last_seq;
+    }
+    unlock(h);
+    return last;
 }
 
-void hub_topics(hub *h, void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud),
-                void *ud)
+size_t hub_history_more(hub *h, const char *name, hub_msg **pos, uint64_t *from, uint64_t upto,
+                        size_t max, void (*cb)(hub_msg *m, void *ud), void *ud)
 {
-    topics_ctx c = {cb, ud, h};
+    size_t n = 0;
     lock(h);
-    hub_map_each(&h->topics, topics_each, &c);
+    htopic *t = topic_get(h, name, strlen(name));
+    hub_msg *m = NULL;
+    if (t && *pos && t->head && (*pos)->seq >= t->head->seq) /* still in the history */
+        m = (*pos)->next;
+    else if (t)
+        for (m = t->head; m && m->seq <= *from; m = m->next)
+            ;
+    for (; m && m->seq <= upto && n < max; m = m->next, n++) {
+        cb(m, ud);
+        *from = m->seq;
+        hub_msg_unref(*pos);
+        *pos = hub_msg_ref(m);
+    }
     unlock(h);
+    return n;
+}
+
+size_t hub_topics(hub *h, const char *after, size_t max,
+                  void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
+                  char *next)
+{
+    char pos[HUB_MAX_TOPIC + 1];
+    size_t given = 0, visits = max * 4 + 64; /* topics nobody used are passed over */
+    snprintf(pos, sizeof pos, "%s", after ? after : "");
+    lock(h);
+    htopic *t = topic_of(hub_index_after(h->index, pos, false));
+    for (; t && given < max && visits > 0; visits--) {
+        if (t->last_seq || t->present.n) { /* somebody has written or is there */
+            node *n = node_path(h, t->name, false);
+            size_t subs = 0;
+            for (entry *x = n ? n->subs : NULL; x; x = x->nnext)
+                subs++;
+            cb(t->name, t->last_seq, subs, ud);
+            given++;
+        }
+        memcpy(pos, t->name, t->len + 1);
+        t = topic_of(hub_index_after(h->index, t->name, false));
+    }
+    if (next) snprintf(next, HUB_MAX_TOPIC + 1, "%s", t ? pos : "");
+    unlock(h);
+    return given;
 }
 
 typedef struct presence_ctx {
@@ -965,7 +1292,7 @@ void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *u
 {
     presence_ctx c = {cb, ud};
     lock(h);
-    htopic *t = topic_get(h, room, strlen(room), false);
+    htopic *t = topic_get(h, room, strlen(room));
     if (t) hub_map_each(&t->present, presence_each, &c);
     unlock(h);
 }
@@ -990,14 +1317,16 @@ ax_loop *hub_loop(const hub *h)
 static void load_topic(const char *name, uint64_t last, void *ud)
 {
     hub *h = ud;
-    htopic *t = topic_get(h, name, strlen(name), true);
+    int err;
+    htopic *t = topic_make(h, name, strlen(name), false, &err);
     if (t && last > t->last_seq) t->last_seq = last;
 }
 
 static void load_msg(hub_msg *m, void *ud)
 {
     hub *h = ud;
-    htopic *t = topic_get(h, m->topic, m->topic_len, true);
+    int err;
+    htopic *t = topic_make(h, m->topic, m->topic_len, false, &err);
     if (!t) {
         hub_msg_unref(m);
         return;
@@ -1024,6 +1353,8 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
     h->loop = loop;
     h->budget = o->sub_budget ? o->sub_budget : 1024 * 1024;
     h->max_payload = o->max_payload ? o->max_payload : 1024 * 1024;
+    h->max_topics = o->max_topics ? o->max_topics : 100000;
+    h->max_filters = o->max_filters ? o->max_filters : 10000;
     h->fallback = (hub_rule){"#", 1000, 0, HUB_DISCONNECT};
     if (o->nrules) {
         h->rules = ax_malloc((size_t)o->nrules * sizeof(*h->rules));

@@ -85,7 +85,17 @@ typedef struct hub_opts {
     size_t max_payload;   /* 0: 1 MiB */
     const char *data_dir; /* NULL: no store (memory only) */
     int fsync_mode;       /* HUB_FSYNC_* */
+    size_t max_topics;    /* topics (and rooms) that may exist at once; 0: 100000 */
+    size_t max_filters;   /* subscriptions per subscriber; 0: 10000 */
 } hub_opts;
+
+/* The hub's own errors, beside the AX_E… codes; hub_strerror() says them. */
+enum {
+    HUB_ETOPICS = -4101, /* publishing would make a topic past max_topics */
+    HUB_EFILTERS = -4102 /* subscribing would pass max_filters */
+};
+/* A sentence for an AX_E… or HUB_E… code. */
+const char *hub_strerror(int err);
 
 enum { HUB_FSYNC_BATCH = 0, HUB_FSYNC_ALWAYS = 1, HUB_FSYNC_OFF = 2 };
 
@@ -128,8 +138,14 @@ bool hub_filter_valid(const char *f, size_t len);
 bool hub_filter_match(const char *f, const char *t);
 
 /* Publish.  Returns the message's sequence number (> 0), or 0 with *err
- * (AX_EINVAL for a bad topic, AX_EMSGSIZE over max_payload, AX_ENOMEM).
- * Every matching subscriber has it (delivered or queued) on return. */
+ * (AX_EINVAL for a bad topic, AX_EMSGSIZE over max_payload, HUB_ETOPICS
+ * when the topic is new and max_topics exist, AX_ENOMEM).  Every matching
+ * subscriber has it (delivered or queued) on return.
+ *
+ * A topic with no history left (its rule's count or age), no subscription
+ * to exactly its name and nobody present is freed; when it comes back, its
+ * sequence starts above every seq it had before, so a resume never
+ * takes a new message for one it has seen (a gap notice instead). */
 uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *payload, size_t len,
                      int *err);
 /* The same, marking the message as `origin`'s (gateways use it to leave a
@@ -151,20 +167,42 @@ const char *hub_sub_name(const hub_sub *s);
 int hub_sub_rename(hub_sub *s, const char *name);
 /* Subscribe to a filter.  `since` >= 0 (the last seq the client has seen;
  * 0: none) asks for every retained message of each matching topic with
- * seq > since first (for a wildcard filter the resume applies per topic),
- * then live ones, with no gap and no duplicate; when the history no
- * longer reaches back, a HUB_GAP message (seq: the oldest one kept) comes
- * first.  `since` < 0: live messages only.  `present`: join the room's
- * presence (exact topics, named subscribers).
- * 0, AX_EINVAL (bad filter), AX_ENOMEM; subscribing twice to the same
- * filter is 0 and changes nothing. */
+ * seq > since first (for a wildcard filter the resume applies per topic,
+ * topics in name order), then live ones, with no gap and no duplicate;
+ * when the history no longer reaches back, a HUB_GAP message (seq: the
+ * oldest one kept) comes first.  `since` < 0: live messages only.
+ * `present`: join the room's presence (exact topics, named subscribers).
+ *
+ * The replay is paced by the wire: it writes while ops->write says more
+ * may follow and goes on from hub_sub_writable(), so it never fills the
+ * subscriber's queue (however long the history, a reading client gets it
+ * all).  Live messages of the topics it has not finished wait in their
+ * history meanwhile; presence events are not held back.
+ *
+ * 0, AX_EINVAL (bad filter), HUB_EFILTERS (the subscriber has max_filters
+ * already), AX_ENOMEM; subscribing twice to the same filter is 0 and
+ * changes nothing.  Costs O(levels), not O(subscriptions). */
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present);
+/* What hub_subscribe() would say about the filter, without subscribing
+ * (gateways that reply before the replay starts). */
+int hub_subscribe_check(const hub_sub *s, const char *filter);
 int hub_unsubscribe(hub_sub *s, const char *filter);
 /* The gateway's wire can take more: send what is queued. */
 void hub_sub_writable(hub_sub *s);
 size_t hub_sub_queued(const hub_sub *s);
 void hub_sub_set_budget(hub_sub *s, size_t bytes);
 
+/* A history read in steps, for replies too large to make at once:
+ * hub_history_window() gives the topic's last seq (0: no such topic),
+ * *first_kept, and in *from the seq after which the newest `max` messages
+ * with seq > since begin; then each hub_history_more() call gives (to cb)
+ * at most `max` more with *from < seq <= upto, oldest first, and moves
+ * *from.  *pos keeps the place (NULL at first; the caller hands it to
+ * hub_msg_unref() at the end).  Returns how many it gave: 0 when done. */
+uint64_t hub_history_window(hub *h, const char *topic, uint64_t since, size_t max,
+                            uint64_t *first_kept, uint64_t *from);
+size_t hub_history_more(hub *h, const char *topic, hub_msg **pos, uint64_t *from, uint64_t upto,
+                        size_t max, void (*cb)(hub_msg *m, void *ud), void *ud);
 /* History of one topic with seq > since, oldest first, the newest `max`
  * of them: calls `cb` for each.  The retained history is in memory (loaded
  * from the store at start), so this never waits on the disk.  Returns the
@@ -172,9 +210,14 @@ void hub_sub_set_budget(hub_sub *s, size_t bytes);
  * still kept. */
 uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
                      void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept);
-/* The topics that exist (have had a message), with their last seq. */
-void hub_topics(hub *h, void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud),
-                void *ud);
+/* The topics that exist (have had a message or someone present), with
+ * their last seq, in name order: those after `after` (NULL or "": from the
+ * first), at most `max`.  Returns how many were given; `next` (may be
+ * NULL; HUB_MAX_TOPIC + 1 bytes) gets the cursor to pass as `after` for
+ * the rest, or "" when none is left.  The work is O(max log topics). */
+size_t hub_topics(hub *h, const char *after, size_t max,
+                  void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
+                  char *next);
 /* The presence names in a room, each once. */
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
 const hub_stats *hub_stats_get(hub *h);

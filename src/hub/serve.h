@@ -43,6 +43,7 @@ typedef struct serve_cfg {
     hub_rule rules[SERVE_MAX_RULES];
     int nrules;
     size_t sub_budget, max_payload;
+    size_t max_topics, max_subs; /* topics in the hub; subscriptions per client */
     uint32_t udp_lease_s;
     uint32_t max_line;
     int threads; /* loops sharing the ports (SO_REUSEPORT) */

@@ -371,3 +371,285 @@ TEST(hub_many_unrelated_topics)
     hub_free(h);
     ax_loop_free(loop);
 }
+
+static hub *mk_hub_limits(ax_loop *loop, hub_rule *rules, int n, size_t topics, size_t filters)
+{
+    char why[256] = "";
+    hub_opts o = {.rules = rules,
+                  .nrules = n,
+                  .sub_budget = 1000,
+                  .max_topics = topics,
+                  .max_filters = filters};
+    hub *h = hub_new(loop, &o, why, sizeof why);
+    ASSERT(h != NULL);
+    return h;
+}
+
+static uint64_t try_pub(hub *h, const char *topic, int *err)
+{
+    *err = 0;
+    return hub_publish(h, topic, "tester", "x", 1, err);
+}
+
+static void topic_cb(const char *topic, uint64_t last, size_t subs, void *ud)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s=%llu/%zu,", topic, (unsigned long long)last, subs);
+}
+
+TEST(hub_topic_limit_and_free)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"tmp/#", 0, 0, HUB_DISCONNECT}}; /* keeps no history */
+    hub *h = mk_hub_limits(loop, rules, 1, 3, 0);
+    int err;
+    ASSERT_EQ(try_pub(h, "a", &err), 1);
+    ASSERT_EQ(try_pub(h, "tmp/1", &err), 1); /* no history, nobody there: freed at once */
+    ASSERT_EQ(hub_stats_get(h)->topics, 1);
+    ASSERT_EQ(try_pub(h, "tmp/1", &err), 2); /* back: above every seq it had, never reused */
+    ASSERT_EQ(hub_stats_get(h)->topics, 1);
+    /* a subscription to exactly the topic keeps it; a presence room too */
+    rec s, p;
+    sub(h, &s, NULL);
+    sub(h, &p, "ann");
+    ASSERT_EQ(hub_subscribe(s.s, "tmp/kept", -1, false), 0);
+    ASSERT(try_pub(h, "tmp/kept", &err) > 0);
+    ASSERT_EQ(hub_subscribe(p.s, "room/x", -1, true), 0);
+    ASSERT_EQ(hub_stats_get(h)->topics, 3);
+    /* full: a new topic is refused, old ones still take messages */
+    ASSERT_EQ(try_pub(h, "b", &err), 0);
+    ASSERT_EQ(err, HUB_ETOPICS);
+    ASSERT(strstr(hub_strerror(err), "too many topics") != NULL);
+    ASSERT_EQ(try_pub(h, "a", &err), 2);
+    ASSERT_EQ(hub_subscribe(p.s, "room/y", -1, true), HUB_ETOPICS);
+    /* leaving frees them again */
+    ASSERT_EQ(hub_unsubscribe(s.s, "tmp/kept"), 0);
+    hub_sub_free(p.s);
+    ASSERT_EQ(hub_stats_get(h)->topics, 1);
+    ASSERT(try_pub(h, "b", &err) > 0);
+    ASSERT(try_pub(h, "c", &err) > 0);
+    /* listing in name order, in pages, from a cursor */
+    char out[256] = "", next[HUB_MAX_TOPIC + 1];
+    ASSERT_EQ(hub_topics(h, NULL, 2, topic_cb, out, next), 2);
+    ASSERT_STREQ(out, "a=2/0,b=1/0,");
+    ASSERT_STREQ(next, "b");
+    out[0] = '\0';
+    ASSERT_EQ(hub_topics(h, next, 2, topic_cb, out, next), 1);
+    ASSERT_STREQ(out, "c=1/0,");
+    ASSERT_STREQ(next, "");
+    hub_sub_free(s.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(hub_topics_age_out_when_full)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"old/#", 100, 1, HUB_DISCONNECT}}; /* kept one second */
+    hub *h = mk_hub_limits(loop, rules, 1, 50, 0);
+    int err;
+    char t[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(t, sizeof t, "old/%d", i);
+        ASSERT(try_pub(h, t, &err) > 0);
+    }
+    ASSERT_EQ(try_pub(h, "new/0", &err), 0);
+    ASSERT_EQ(err, HUB_ETOPICS);
+    tu_sleep_ms(1100);
+    ASSERT(try_pub(h, "new/0", &err) > 0); /* the sweep found the aged-out ones */
+    ASSERT(hub_stats_get(h)->topics < 50);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(hub_subscribe_limit_is_o1)
+{
+    ax_loop *loop = tu_loop();
+    hub *h = mk_hub_limits(loop, NULL, 0, 0, 40000);
+    rec r;
+    sub(h, &r, NULL);
+    char f[64];
+    uint64_t t0 = tu_now_ms();
+    for (int i = 0; i < 40000; i++) {
+        snprintf(f, sizeof f, "dev/%d/+", i);
+        ASSERT_EQ(hub_subscribe(r.s, f, -1, false), 0);
+    }
+    ASSERT_EQ(hub_subscribe(r.s, "dev/7/+", -1, false), 0); /* again: nothing changes */
+    ASSERT_EQ(hub_subscribe(r.s, "one/more", -1, false), HUB_EFILTERS);
+    ASSERT_EQ(hub_subscribe_check(r.s, "one/more"), HUB_EFILTERS);
+    ASSERT_EQ(hub_subscribe_check(r.s, "dev/7/+"), 0);
+    ASSERT_EQ(hub_subscribe_check(r.s, "a/#/b"), AX_EINVAL);
+    for (int i = 0; i < 40000; i += 2) {
+        snprintf(f, sizeof f, "dev/%d/+", i);
+        ASSERT_EQ(hub_unsubscribe(r.s, f), 0);
+    }
+    uint64_t dt = tu_now_ms() - t0;
+    ASSERT(dt < 1500); /* a scan per call would be 40,000^2 / 2 comparisons */
+    ASSERT_EQ(hub_subscribe(r.s, "one/more", -1, false), 0);
+    pub(h, "dev/7/x", "hi");
+    pub(h, "dev/8/x", "no");
+    LOG_IS(r, "dev/7/x#1=hi;");
+    hub_sub_free(r.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+/* A subscriber whose wire takes `room` messages at a time; it checks that
+ * each topic's seqs only grow (a gap notice may skip ahead). */
+typedef struct paced {
+    hub_sub *s;
+    int room, n, gaps, kicks, bad;
+    uint64_t last[4]; /* per topic: by its last byte - 'a' */
+} paced;
+
+static bool paced_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    paced *p = ud;
+    (void)s;
+    uint64_t *last = &p->last[(m->topic[m->topic_len - 1] - 'a') & 3];
+    if (m->kind == HUB_GAP) {
+        p->gaps++;
+        if (m->seq <= *last + 1) p->bad++; /* a gap that is none */
+        *last = m->seq - 1;
+    } else if (m->kind == HUB_MSG) {
+        if (m->seq != *last + 1) p->bad++;
+        *last = m->seq;
+        p->n++;
+    }
+    return --p->room > 0;
+}
+
+static void paced_kick(hub_sub *s, const char *why, void *ud)
+{
+    paced *p = ud;
+    (void)s, (void)why;
+    p->kicks++;
+}
+
+static const hub_sub_ops paced_ops = {paced_write, paced_kick};
+
+/* Let the wire take `room` more at a time until nothing comes. */
+static void paced_drain(paced *p, int room)
+{
+    for (int i = 0; i < 100000; i++) {
+        int before = p->n + p->gaps;
+        p->room = room;
+        hub_sub_writable(p->s);
+        if (p->n + p->gaps == before) return;
+    }
+}
+
+TEST(hub_resume_is_paced)
+{
+    ax_loop *loop = tu_loop();
+    hub *h = mk_hub(loop, NULL, 0, NULL); /* budget: 1000 bytes, history 1000 */
+    char big[400];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (int i = 0; i < 300; i++) /* 300 x 400 B: far past the budget */
+        pub(h, "r/a", big);
+    paced p = {.room = 4};
+    p.s = hub_sub_new(h, &paced_ops, &p, NULL);
+    ASSERT_EQ(hub_subscribe(p.s, "r/a", 0, false), 0);
+    ASSERT_EQ(p.n, 4); /* stops when the wire is full */
+    ASSERT(hub_sub_queued(p.s) == 0);
+    pub(h, "r/a", big); /* live ones wait their turn */
+    pub(h, "r/b", "other topic, live");
+    ASSERT_EQ(p.n, 4);
+    paced_drain(&p, 3);
+    ASSERT_EQ(p.kicks, 0);
+    ASSERT_EQ(p.bad, 0);
+    ASSERT_EQ(p.last[0], 301);
+    ASSERT_EQ(p.n, 301);
+    pub(h, "r/a", big); /* the replay is over: live again */
+    ASSERT_EQ(p.last[0], 302);
+    hub_sub_free(p.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(hub_resume_paced_wildcard_and_gap)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"w/#", 20, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    for (int i = 0; i < 30; i++) {
+        pub(h, "w/a", "1");
+        pub(h, "w/b", "2");
+        pub(h, "w/c", "3");
+        pub(h, "x/a", "not matched");
+    }
+    paced p = {.room = 5};
+    p.s = hub_sub_new(h, &paced_ops, &p, NULL);
+    ASSERT_EQ(hub_subscribe(p.s, "w/+", 5, false), 0); /* 6..10 are gone: a gap each */
+    ASSERT_EQ(p.gaps, 1);
+    ASSERT_EQ(p.last[0], 14);      /* gap to 11, then 11..14 */
+    for (int i = 0; i < 25; i++) { /* meanwhile: w/a's history moves past the replay */
+        pub(h, "w/a", "1");
+        pub(h, "w/b", "2");
+    }
+    pub(h, "w/d", "new");
+    paced_drain(&p, 2);
+    ASSERT_EQ(p.kicks, 0);
+    ASSERT_EQ(p.bad, 0);
+    ASSERT_EQ(p.last[0], 55);
+    ASSERT_EQ(p.last[1], 55);
+    ASSERT_EQ(p.last[2], 30);
+    ASSERT_EQ(p.last[3], 1);
+    ASSERT_EQ(p.gaps, 4); /* w/a again (it fell behind), w/b, w/c */
+    p.room = 100;
+    pub(h, "w/c", "live");
+    ASSERT_EQ(p.last[2], 31);
+    hub_sub_free(p.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(hub_resume_gap_fills_the_wire)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"g/#", 5, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    for (int i = 0; i < 20; i++)
+        pub(h, "g/a", "m");
+    paced p = {.room = 1};
+    p.s = hub_sub_new(h, &paced_ops, &p, NULL);
+    ASSERT_EQ(hub_subscribe(p.s, "g/a", 0, false), 0);
+    ASSERT_EQ(p.gaps, 1); /* the wire took only the gap notice */
+    ASSERT_EQ(p.n, 0);
+    ASSERT(hub_sub_queued(p.s) == 0);
+    paced_drain(&p, 1);
+    ASSERT_EQ(p.gaps, 1); /* said once */
+    ASSERT_EQ(p.n, 5);
+    ASSERT_EQ(p.bad, 0);
+    ASSERT_EQ(p.last[0], 20);
+    hub_sub_free(p.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(hub_history_in_steps)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"h/#", 50, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    for (int i = 0; i < 30; i++)
+        pub(h, "h/a", "m");
+    uint64_t first, from;
+    ASSERT_EQ(hub_history_window(h, "h/a", 5, 10, &first, &from), 30);
+    ASSERT_EQ(first, 1);
+    ASSERT_EQ(from, 20); /* the newest 10 after 5: 21..30 */
+    hub_msg *pos = NULL;
+    char hist[256] = "";
+    ASSERT_EQ(hub_history_more(h, "h/a", &pos, &from, 30, 4, hist_cb, hist), 4);
+    for (int i = 0; i < 25; i++) /* more come, older ones go: the window stays */
+        pub(h, "h/a", "m");
+    while (hub_history_more(h, "h/a", &pos, &from, 30, 4, hist_cb, hist))
+        ;
+    ASSERT_STREQ(hist, "21,22,23,24,25,26,27,28,29,30,");
+    hub_msg_unref(pos);
+    ASSERT_EQ(hub_history_window(h, "h/none", 0, 10, &first, &from), 0);
+    hub_free(h);
+    ax_loop_free(loop);
+}

@@ -973,6 +973,10 @@ static void dispatch(ax_http_req *r)
         ax_http_respond(r, st, "text/plain; charset=utf-8", body, (size_t)n);
     }
     r->flags &= ~(unsigned)F_IN_HANDLER;
+    /* A streaming handler waits for the end of the body: with no body at
+     * all it is now (else the request would wait for the peer forever). */
+    if (rt && rt->stream && !(r->flags & F_BODY_OPEN) && r->state == ST_BUSY && r->body_cb)
+        r->body_cb(r, NULL, 0, r->body_ud);
     if (r->state != ST_BUSY)
         release_request(r);
     else if (!(r->flags & F_BODY_OPEN))

@@ -44,4 +44,19 @@ long ax__http_path_decode(const char *in, size_t len, char *out);
 /* Whether a decoded path has a ".." segment. */
 int ax__http_path_has_dotdot(const char *p, size_t len);
 
+/* Whether an If-None-Match value ("*" or a list of entity tags, compared
+ * weakly) matches `etag` (with its quotes). */
+int ax__http_etag_match(const char *v, size_t len, const char *etag);
+
+/* A byte range of a file, both ends included. */
+#define AX__HTTP_MAX_RANGES 16
+typedef struct ax__http_range {
+    uint64_t first, last;
+} ax__http_range;
+/* Parse a Range value "bytes=..." against a file of `size` bytes into
+ * out[AX__HTTP_MAX_RANGES].  Returns the number of satisfiable ranges (0:
+ * none, answer 416), or -1 when the field is to be ignored (malformed,
+ * another unit, too many ranges). */
+int ax__http_parse_ranges(const char *v, size_t len, uint64_t size, ax__http_range *out);
+
 #endif

@@ -24,7 +24,7 @@
 
 #include "server_internal.h"
 
-#define MAX_RANGES 16
+#define MAX_RANGES AX__HTTP_MAX_RANGES
 
 typedef struct dir {
     char *prefix;
@@ -177,7 +177,7 @@ static int errno_status(int e)
 /* ---- conditional requests ---------------------------------------------- */
 
 /* If-None-Match: "*" or a list of entity tags, compared weakly. */
-static int etag_match(const char *v, size_t len, const char *etag)
+int ax__http_etag_match(const char *v, size_t len, const char *etag)
 {
     size_t el = strlen(etag);
     size_t i = 0;
@@ -202,7 +202,7 @@ static int not_modified(ax_http_req *r, const char *etag, time_t mtime)
 {
     size_t len;
     const char *v = ax_http_req_header(r, "If-None-Match", &len);
-    if (v) return etag_match(v, len, etag);
+    if (v) return ax__http_etag_match(v, len, etag);
     v = ax_http_req_header(r, "If-Modified-Since", &len);
     time_t since;
     return v && ax__http_parse_date(v, len, &since) == 0 && mtime <= since;
@@ -210,9 +210,7 @@ static int not_modified(ax_http_req *r, const char *etag, time_t mtime)
 
 /* ---- ranges ------------------------------------------------------------ */
 
-typedef struct range {
-    uint64_t first, last;
-} range;
+typedef ax__http_range range;
 
 static int parse_u64(const char **p, const char *end, uint64_t *out)
 {
@@ -228,10 +226,7 @@ static int parse_u64(const char **p, const char *end, uint64_t *out)
     return 0;
 }
 
-/* Parse "bytes=..." against `size`.  Returns the number of satisfiable
- * ranges (0: none, answer 416), or -1 when the field is to be ignored
- * (malformed, another unit, too many ranges). */
-static int parse_ranges(const char *v, size_t len, uint64_t size, range *out)
+int ax__http_parse_ranges(const char *v, size_t len, uint64_t size, range *out)
 {
     const char *p = v, *end = v + len;
     if (len < 6 || strncasecmp(v, "bytes=", 6) != 0) return -1;
@@ -381,7 +376,7 @@ static void serve_file(ax_http_req *r, int fd, const struct stat *st, const char
           (il == AX__HTTP_DATE_LEN && memcmp(ir, lm, il) == 0)))
         rv = NULL; /* the client's copy is stale: send it all */
     range rg[MAX_RANGES];
-    int n = rv && ax_http_req_is(r, "GET") ? parse_ranges(rv, len, size, rg) : -1;
+    int n = rv && ax_http_req_is(r, "GET") ? ax__http_parse_ranges(rv, len, size, rg) : -1;
     if (n == 0) {
         char cr[48];
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
