@@ -831,6 +831,43 @@ TEST(auth_settings)
     ASSERT(strstr(why, "'a/#/b'") != NULL);
 }
 
+/* Out of memory anywhere: a clean refusal, and nothing leaks. */
+TEST(auth_out_of_memory)
+{
+    tu_alloc_install();
+    char sec[256], pw[256], acl[256], why[256];
+    const char *d = ax_test_tmpdir();
+    snprintf(sec, sizeof sec, "%s/secret", d);
+    snprintf(pw, sizeof pw, "%s/passwd", d);
+    snprintf(acl, sizeof acl, "%s/acl", d);
+    write_file(sec, KEY);
+    write_file(pw, PW);
+    write_file(acl, ACL);
+    char *t = raw_token(HS, GOOD, KEY);
+    auth_opts o = {
+        .secret_file = sec, .password_file = pw, .acl_file = acl, .anonymous = AUTH_ANON_READ};
+    for (long n = 0;; n++) {
+        long failed = tu_alloc_failures();
+        tu_alloc_fail_once_after(n);
+        auth *a = auth_new(&o, why, sizeof why);
+        if (a) {
+            auth_identity *ids[3] = {auth_login(a, "alice", "secret", "c", why, sizeof why),
+                                     auth_token(a, t, strlen(t), NOW, why, sizeof why),
+                                     auth_anonymous(a, why, sizeof why)};
+            for (int i = 0; i < 3; i++) {
+                if (ids[i]) auth_may_subscribe(ids[i], "chat/#");
+                auth_identity_free(ids[i]);
+            }
+            auth_free(a);
+        }
+        tu_alloc_fail_after(-1);
+        ASSERT_EQ(tu_alloc_live_count(), 0);
+        if (tu_alloc_failures() == failed) break; /* a whole run without a failure */
+        ASSERT(n < 10000);
+    }
+    free(t);
+}
+
 /* auth_may_read runs once per delivery: it must cost next to nothing. */
 TEST(auth_read_is_fast)
 {
