@@ -28,3 +28,6 @@ echo "== WebSocket broadcast, 1 sender and 1,000 receivers (bench/ws-broadcast)"
 bench/ws-broadcast -n 1000 -s 64 -w 64 -t 5
 echo "== The hub: 1x1000 and 100x10 over WebSocket (bench/hub-load)"
 bench/hub-load
+echo "== HTTP publish per fsync mode: always (group commit), batch, off (bench/publish-fsync)"
+bench/publish-fsync -c 32 -t 5 -r "$R"
+bench/publish-fsync -c 128 -t 5 -r "$R"

@@ -37,7 +37,14 @@ static void help(FILE *out)
                  "      --key FILE           TLS private key, PEM; default: in --cert\n"
                  "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
                  "                           keeps history in memory only\n"
-                 "      --fsync MODE         always, batch (default) or off\n"
+                 "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
+                 "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
+                 "                           batch (default): committed, survives a crash of the\n"
+                 "                           process, a power cut may lose the last 200 ms; off:\n"
+                 "                           queued in memory\n"
+                 "      --store-queue N      messages waiting for the store before publishers are\n"
+                 "                           told to slow down (HTTP 503); default 100000\n"
+                 "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
                  "      --history N          messages kept per topic; default 1000\n"
                  "      --max-topics N       topics that may exist at once; default 100000\n"
                  "      --max-subs N         subscriptions per connection; default 10000\n"
@@ -80,6 +87,8 @@ static void defaults(serve_cfg *c)
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->data_dir, sizeof c->data_dir, "./axon-data");
     c->fsync_mode = HUB_FSYNC_BATCH;
+    c->store_queue = HUB_STORE_QUEUE_MAX;
+    c->store_queue_bytes = HUB_STORE_QUEUE_BYTES;
     c->sub_budget = 1u << 20;
     c->max_payload = 1u << 20;
     c->max_topics = 100000;
@@ -222,6 +231,18 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             snprintf(why, why_len, "fsync is always, batch or off, not '%s'", v);
             return -1;
         }
+    } else if (strcmp(k, "store_queue") == 0) {
+        WANT(1);
+        if (parse_u64(v, 10000000, &n, why, why_len)) return -1;
+        c->store_queue = (size_t)(n ? n : 1);
+    } else if (strcmp(k, "store_queue_bytes") == 0) {
+        WANT(1);
+        if (parse_u64(v, (uint64_t)16 << 30, &n, why, why_len)) return -1;
+        if (n < 65536) {
+            snprintf(why, why_len, "store_queue_bytes must be at least 65536");
+            return -1;
+        }
+        c->store_queue_bytes = (size_t)n;
     } else if (strcmp(k, "history_count") == 0) {
         WANT(1);
         return parse_u64(v, 1000000, &gl->history_count, why, why_len);
@@ -481,6 +502,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"line-idle-timeout", required_argument, NULL, 'm'},
                                              {"max-topics", required_argument, NULL, 'M'},
                                              {"max-subs", required_argument, NULL, 'B'},
+                                             {"store-queue", required_argument, NULL, 'Q'},
+                                             {"store-queue-bytes", required_argument, NULL, 'W'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -504,7 +527,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['n'] = "line_name_timeout",
                                     ['m'] = "line_idle_timeout",
                                     ['M'] = "max_topics",
-                                    ['B'] = "max_subscriptions"};
+                                    ['B'] = "max_subscriptions",
+                                    ['Q'] = "store_queue",
+                                    ['W'] = "store_queue_bytes"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
@@ -868,7 +893,9 @@ int cmd_serve(int argc, char **argv)
                    .max_topics = cfg.max_topics,
                    .max_filters = cfg.max_subs,
                    .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
-                   .fsync_mode = cfg.fsync_mode};
+                   .fsync_mode = cfg.fsync_mode,
+                   .store_queue_max = cfg.store_queue,
+                   .store_queue_bytes = cfg.store_queue_bytes};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
         ax_loop_free(sv.loop);

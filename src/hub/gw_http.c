@@ -20,6 +20,7 @@
 #define SSE_PING_MS 15000
 
 typedef struct sse_client sse_client;
+typedef struct pub_wait pub_wait;
 
 struct gw_http {
     serve *sv;
@@ -29,6 +30,17 @@ struct gw_http {
     ax_timer *ping;
     ax_timer *watch; /* starts reading new streams, to notice when they close */
     sse_client *sse; /* open event streams */
+    pub_wait *waits; /* publishes waiting for their commit */
+};
+
+/* A publish answered once it is as durable as the fsync mode says. */
+struct pub_wait {
+    hub_ack ack; /* first: the callback gets it */
+    gw_http *g;
+    ax_http_req *r;
+    pub_wait *prev, *next;
+    uint64_t seq;
+    char topic[];
 };
 
 struct sse_client {
@@ -130,6 +142,58 @@ static bool method_is(ax_http_req *r, const char *m, const char *allow)
 
 /* ---- the API -------------------------------------------------------------------------- */
 
+static void wait_unlink(pub_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->g->waits = w->next;
+    if (w->next) w->next->prev = w->prev;
+}
+
+static void publish_acked(hub_ack *a, int status)
+{
+    pub_wait *w = (pub_wait *)a;
+    ax_http_req *r = w->r;
+    wait_unlink(w);
+    ax_http_on_abort(r, NULL, NULL);
+    if (status)
+        reply_error(r, 500, "not stored: the store failed to commit it");
+    else
+        reply_json(r, 200, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+    ax_free(w);
+}
+
+static void publish_abort(ax_http_req *r, void *ud)
+{
+    pub_wait *w = ud;
+    (void)r;
+    hub_ack_cancel(w->g->sv->hub, &w->ack);
+    wait_unlink(w);
+    ax_free(w);
+}
+
+/* Answer when the message's commit is done (the fsync mode's promise). */
+static void publish_defer(gw_http *g, ax_http_req *r, const char *topic, uint64_t seq,
+                          uint64_t ticket)
+{
+    size_t tl = strlen(topic);
+    pub_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
+    if (!w || hub_ack_wait(g->sv->hub, &w->ack, ticket, publish_acked) != 0) {
+        ax_free(w);
+        reply_error(r, 500, "out of memory waiting for the store");
+        return;
+    }
+    w->g = g;
+    w->r = r;
+    w->seq = seq;
+    memcpy(w->topic, topic, tl + 1);
+    w->next = g->waits;
+    if (g->waits) g->waits->prev = w;
+    g->waits = w;
+    ax_http_on_abort(r, publish_abort, w);
+}
+
 static void api_publish(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
@@ -150,7 +214,14 @@ static void api_publish(ax_http_req *r, void *ud)
     const char *body = ax_http_req_body(r, &bl);
     int err = 0;
     GW_ADD(g->sv->gw[GW_HTTP].msgs_in, 1);
-    uint64_t seq = hub_publish(g->sv->hub, topic, sender, body ? body : "", bl, &err);
+    uint64_t ticket = 0;
+    uint64_t seq =
+        hub_publish_ticket(g->sv->hub, NULL, topic, sender, body ? body : "", bl, &ticket, &err);
+    if (!seq && err == AX_EAGAIN) { /* the store is behind: push back */
+        ax_http_add_header(r, "Retry-After", "1");
+        reply_error(r, 503, "the store is behind: slow down and retry");
+        return;
+    }
     if (!seq) {
         reply_error(r,
                     err == AX_EMSGSIZE   ? 413
@@ -159,7 +230,10 @@ static void api_publish(ax_http_req *r, void *ud)
                     err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
         return;
     }
-    reply_json(r, 200, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
+    if (ticket)
+        publish_defer(g, r, topic, seq, ticket);
+    else
+        reply_json(r, 200, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
 }
 
 /* A history reply is streamed (chunked), made a piece at a time as the
@@ -602,6 +676,14 @@ static void metrics(ax_http_req *r, void *ud)
     mprintf(&b, "axon_store_writes_total %llu\n", (unsigned long long)hs->store_writes);
     metric_family(&b, "axon_store_errors_total", "counter", "Failed store operations.");
     mprintf(&b, "axon_store_errors_total %llu\n", (unsigned long long)hs->store_errors);
+    metric_family(&b, "axon_store_queue_messages", "gauge",
+                  "Messages waiting for (or in) a store commit.");
+    mprintf(&b, "axon_store_queue_messages %llu\n", (unsigned long long)hs->store_queue_msgs);
+    metric_family(&b, "axon_store_queue_bytes", "gauge", "Bytes of those messages.");
+    mprintf(&b, "axon_store_queue_bytes %llu\n", (unsigned long long)hs->store_queue_bytes);
+    metric_family(&b, "axon_store_refused_total", "counter",
+                  "Publishes refused because the store's queue was full (slow down).");
+    mprintf(&b, "axon_store_refused_total %llu\n", (unsigned long long)hs->store_refused);
     metric_family(&b, "axon_store_commit_seconds", "summary", "Time per batched commit.");
     mprintf(&b, "axon_store_commit_seconds_sum %.6f\naxon_store_commit_seconds_count %llu\n",
             (double)hs->store_commit_us_total / 1e6, (unsigned long long)hs->store_commits);
@@ -711,6 +793,13 @@ void gw_http_stop(gw_http *g)
         GW_SUB(g->sv->gw[GW_SSE].conns, 1);
         hub_sub_free(c->sub);
         ax_free(c);
+    }
+    while (g->waits) { /* the same: their requests go with the server */
+        pub_wait *w = g->waits;
+        g->waits = w->next;
+        ax_http_on_abort(w->r, NULL, NULL);
+        hub_ack_cancel(g->sv->hub, &w->ack);
+        ax_free(w);
     }
     ax_http_server_free(g->srv);
     gw_ws_free(g->ws);

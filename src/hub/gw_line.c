@@ -256,7 +256,8 @@ static void publish(line_conn *lc, const char *text, size_t n)
     serve *sv = lc->g->sv;
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
-        say(lc, "* not sent: %s\n", hub_strerror(err));
+        say(lc, "* not sent: %s\n",
+            err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
 }
 
 static void greet(line_conn *lc, const char *name)

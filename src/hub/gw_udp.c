@@ -1,6 +1,7 @@
 /* gw_udp.c: hub topics over UDP datagrams, for devices and game clients.
  *
- *   PUB <topic> <payload>     ->  OK <topic> <seq>
+ *   PUB <topic> <payload>     ->  OK <topic> <seq>   (once stored as the fsync mode says)
+ *                                 ERR busy: ...      (the store is behind: slow down)
  *   SUB <filter> [<since>]    ->  OK SUB <filter> <lease seconds>
  *   UNSUB <filter>            ->  OK UNSUB <filter>
  *   PING                      ->  PONG
@@ -41,11 +42,22 @@ typedef struct udp_peer {
     char key[AX_ADDR_STRLEN];
 } udp_peer;
 
+/* A publish answered "OK" once it is as durable as the fsync mode says. */
+typedef struct udp_wait {
+    hub_ack ack; /* first: the callback gets it */
+    gw_udp *g;
+    ax_addr to;
+    struct udp_wait *prev, *next;
+    uint64_t seq;
+    char topic[];
+} udp_wait;
+
 struct gw_udp {
     serve *sv;
     ax_udp *u;
     hub_map peers;
     ax_timer *sweep;
+    udp_wait *waits;
 };
 
 static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
@@ -200,6 +212,43 @@ static void cmd_unsub(gw_udp *g, const ax_addr *from, const char *filter)
     reply(g, from, "ERR not subscribed to '%s'", filter);
 }
 
+static void publish_acked(hub_ack *a, int status)
+{
+    udp_wait *w = (udp_wait *)a;
+    gw_udp *g = w->g;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        g->waits = w->next;
+    if (w->next) w->next->prev = w->prev;
+    if (status)
+        reply(g, &w->to, "ERR not stored: the store failed to commit '%s' %llu", w->topic,
+              (unsigned long long)w->seq);
+    else
+        reply(g, &w->to, "OK %s %llu", w->topic, (unsigned long long)w->seq);
+    ax_free(w);
+}
+
+/* Say "OK" when the message's commit is done (the fsync mode's promise). */
+static void publish_defer(gw_udp *g, const ax_addr *to, const char *topic, uint64_t seq,
+                          uint64_t ticket)
+{
+    size_t tl = strlen(topic);
+    udp_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
+    if (!w || hub_ack_wait(g->sv->hub, &w->ack, ticket, publish_acked) != 0) {
+        ax_free(w);
+        reply(g, to, "ERR out of memory waiting for the store");
+        return;
+    }
+    w->g = g;
+    w->to = *to;
+    w->seq = seq;
+    memcpy(w->topic, topic, tl + 1);
+    w->next = g->waits;
+    if (g->waits) g->waits->prev = w;
+    g->waits = w;
+}
+
 static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const char *payload,
                     size_t plen)
 {
@@ -208,11 +257,16 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
     udp_peer *p = peer_get(g, from, false);
     ax_addr_format(from, addr, sizeof addr);
     const char *sender = strncmp(addr, "udp://", 6) == 0 ? addr + 6 : addr;
-    uint64_t seq =
-        hub_publish_from(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen, &err);
-    if (!seq)
+    uint64_t ticket = 0;
+    uint64_t seq = hub_publish_ticket(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen,
+                                      &ticket, &err);
+    if (!seq && err == AX_EAGAIN)
+        reply(g, from, "ERR busy: the store is behind, slow down and retry");
+    else if (!seq)
         reply(g, from, "ERR cannot publish to '%s': %s", topic,
               err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
+    else if (ticket)
+        publish_defer(g, from, topic, seq, ticket);
     else
         reply(g, from, "OK %s %llu", topic, (unsigned long long)seq);
 }
@@ -365,6 +419,12 @@ static void free_peer_ent(hub_map_ent *e, void *ud)
 void gw_udp_stop(gw_udp *g)
 {
     if (!g) return;
+    while (g->waits) {
+        udp_wait *w = g->waits;
+        g->waits = w->next;
+        hub_ack_cancel(g->sv->hub, &w->ack);
+        ax_free(w);
+    }
     hub_map_each(&g->peers, free_peer_ent, NULL);
     hub_map_clear(&g->peers);
     ax_timer_free(g->sweep);

@@ -27,12 +27,14 @@
 #include "serve.h"
 
 typedef struct ws_client ws_client;
+typedef struct ws_wait ws_wait;
 
 struct gw_ws {
     serve *sv;
     ax_ws_opts opts;
     ax_ws_endpoint ep;
-    ws_client *clients; /* upgraded connections leave the HTTP server: ours to close */
+    ws_client *clients;   /* upgraded connections leave the HTTP server: ours to close */
+    ax_timer *unthrottle; /* reads again from clients paused for a full store */
 };
 
 struct ws_client {
@@ -40,7 +42,22 @@ struct ws_client {
     ax_ws *ws;
     hub_sub *sub;
     ws_client *prev, *next;
+    ws_wait *waits; /* publishes whose "ok" waits for their commit */
+    bool throttled; /* not read for a while: the store was full */
 };
+
+/* A publish answered "ok" once it is as durable as the fsync mode says. */
+struct ws_wait {
+    hub_ack ack; /* first: the callback gets it */
+    ws_client *c;
+    json_t *id; /* a reference, or NULL */
+    ws_wait *prev, *next;
+    uint64_t seq;
+    char topic[];
+};
+
+#define BUSY_TEXT "the store is behind: slow down and retry"
+#define THROTTLE_MS 50 /* how long a client refused for a full store is not read */
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -180,6 +197,85 @@ static unsigned char *payload_of(json_t *o, size_t *len, const char **why)
     return out;
 }
 
+static void wait_unlink(ws_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->c->waits = w->next;
+    if (w->next) w->next->prev = w->prev;
+}
+
+static void wait_free(ws_wait *w)
+{
+    json_decref(w->id);
+    ax_free(w);
+}
+
+static void publish_acked(hub_ack *a, int status)
+{
+    ws_wait *w = (ws_wait *)a;
+    wait_unlink(w);
+    if (status)
+        reply_error(w->c, w->id, "not stored: the store failed to commit it");
+    else
+        reply_ok(w->c, w->id, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+    wait_free(w);
+}
+
+/* Forget the client's waiting acknowledgements (it is closing). */
+static void waits_cancel(ws_client *c)
+{
+    while (c->waits) {
+        ws_wait *w = c->waits;
+        c->waits = w->next;
+        hub_ack_cancel(c->g->sv->hub, &w->ack);
+        wait_free(w);
+    }
+}
+
+/* Say "ok" when the message's commit is done (the fsync mode's promise). */
+static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t seq,
+                          uint64_t ticket)
+{
+    size_t tl = strlen(topic);
+    ws_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
+    if (!w || hub_ack_wait(c->g->sv->hub, &w->ack, ticket, publish_acked) != 0) {
+        ax_free(w);
+        reply_error(c, id, "out of memory waiting for the store");
+        return;
+    }
+    w->c = c;
+    w->id = id ? json_incref(id) : NULL;
+    w->seq = seq;
+    memcpy(w->topic, topic, tl + 1);
+    w->next = c->waits;
+    if (c->waits) c->waits->prev = w;
+    c->waits = w;
+}
+
+/* The store is full: stop reading this client for THROTTLE_MS (TCP flow
+ * control slows it down); true the first time (tell it once). */
+static bool throttle(ws_client *c)
+{
+    if (c->throttled) return false;
+    c->throttled = true;
+    ax_conn_pause(ax_ws_conn(c->ws));
+    if (!ax_timer_active(c->g->unthrottle)) ax_timer_start(c->g->unthrottle, THROTTLE_MS, 0);
+    return true;
+}
+
+static void unthrottle(ax_timer *t, void *ud)
+{
+    gw_ws *g = ud;
+    (void)t;
+    for (ws_client *c = g->clients; c; c = c->next) {
+        if (!c->throttled) continue;
+        c->throttled = false;
+        ax_conn_resume(ax_ws_conn(c->ws));
+    }
+}
+
 static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
 {
     const char *why = NULL;
@@ -190,11 +286,18 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
         return;
     }
     int err = 0;
-    uint64_t seq =
-        hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len, &err);
+    uint64_t ticket = 0;
+    uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len,
+                                      &ticket, &err);
     free(p);
+    if (!seq && err == AX_EAGAIN) throttle(c);
     if (!seq)
-        reply_error(c, id, err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
+        reply_error(c, id,
+                    err == AX_EINVAL   ? "not a valid topic"
+                    : err == AX_EAGAIN ? BUSY_TEXT
+                                       : hub_strerror(err));
+    else if (ticket)
+        publish_defer(c, id, topic, seq, ticket);
     else
         reply_ok(c, id, json_pack("{s:s,s:I}", "topic", topic, "seq", (json_int_t)seq));
 }
@@ -312,9 +415,11 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
                                  len - tl - 1, &err))
                 return;
         }
+        if (err == AX_EAGAIN && !throttle(c)) return; /* said once per pause */
         reply_error(c, NULL,
-                    err == AX_EINVAL ? "a binary message is: topic, newline, payload"
-                                     : hub_strerror(err));
+                    err == AX_EINVAL   ? "a binary message is: topic, newline, payload"
+                    : err == AX_EAGAIN ? BUSY_TEXT
+                                       : hub_strerror(err));
         return;
     }
     json_error_t je;
@@ -345,6 +450,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
         c->g->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
+    waits_cancel(c);
     hub_sub_free(c->sub);
     ax_free(c);
 }
@@ -374,6 +480,7 @@ size_t gw_ws_count(const gw_ws *g)
 
 void gw_ws_free(gw_ws *g)
 {
+    if (g) ax_timer_free(g->unthrottle);
     ax_free(g); /* after gw_ws_count() is 0 and the HTTP server is gone */
 }
 
@@ -389,9 +496,12 @@ gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
                            .ping_interval_ms = 30000,
                            .deflate = true};
     g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
-    if ((*err = ax_ws_route(srv, "/ws", &g->ep)) != 0) {
-        ax_free(g);
-        return NULL;
+    if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g))) {
+        *err = AX_ENOMEM;
+    } else if ((*err = ax_ws_route(srv, "/ws", &g->ep)) == 0) {
+        return g;
     }
-    return g;
+    ax_timer_free(g->unthrottle);
+    ax_free(g);
+    return NULL;
 }

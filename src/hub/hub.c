@@ -167,6 +167,7 @@ struct hub {
     pthread_mutex_t mu; /* recursive: callbacks may call back in */
     int depth;
     outbox *outboxes;
+    uint64_t seq_base; /* new topics count from here (after a crash: store.c) */
 };
 
 static ax_loop *current_loop(const hub *h)
@@ -1139,6 +1140,14 @@ uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *p
 uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const char *sender,
                           const void *payload, size_t len, int *err)
 {
+    uint64_t ticket;
+    return hub_publish_ticket(h, origin, name, sender, payload, len, &ticket, err);
+}
+
+uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
+                            const void *payload, size_t len, uint64_t *ticket, int *err)
+{
+    *ticket = 0;
     size_t tl = strlen(name);
     if (!hub_topic_valid(name, tl)) {
         *err = AX_EINVAL;
@@ -1158,13 +1167,22 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
+    int rc = t ? 0 : *err; /* (topic_make() said why) */
     if (t) {
-        seq = m->seq = ++t->last_seq;
+        if (t->last_seq < h->seq_base) t->last_seq = h->seq_base;
+        m->seq = t->last_seq + 1;
         m->policy = (int8_t)t->rule->policy;
         m->time_ms = now_ms();
+        /* queued for the store before the number is used: a full queue
+         * refuses the publish and the number stays free */
+        rc = h->store ? hub_store_put(h->store, m, ticket) : 0;
+    }
+    if (rc) {
+        *err = rc;
+    } else {
+        seq = t->last_seq = m->seq;
         history_add(t, hub_msg_ref(m));
         history_trim(h, t, m->time_ms);
-        if (h->store) hub_store_put(h->store, m);
         h->st.published++;
         h->pub_born = t->born;
         deliver(h, m);
@@ -1173,6 +1191,17 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
     unlock(h);
     hub_msg_unref(m);
     return seq;
+}
+
+int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))
+{
+    if (!h->store) return AX_EINVAL; /* no ticket without a store */
+    return hub_store_wait(h->store, current_loop(h), a, ticket, cb);
+}
+
+void hub_ack_cancel(hub *h, hub_ack *a)
+{
+    if (h->store) hub_store_cancel(h->store, a);
 }
 
 /* ---- queries ------------------------------------------------------------------------------ */
@@ -1314,11 +1343,17 @@ ax_loop *hub_loop(const hub *h)
 
 /* ---- the hub --------------------------------------------------------------------------------- */
 
-static void load_topic(const char *name, uint64_t last, void *ud)
+static void load_topic(const char *name, uint64_t last, bool stored, void *ud)
 {
     hub *h = ud;
     int err;
-    htopic *t = topic_make(h, name, strlen(name), false, &err);
+    size_t len = strlen(name);
+    if (!stored) { /* no history left: only its number lives on, as a freed topic's */
+        uint64_t *floor = &h->floors[floor_of(name, len)];
+        if (last > *floor) *floor = last;
+        return;
+    }
+    htopic *t = topic_make(h, name, len, false, &err);
     if (t && last > t->last_seq) t->last_seq = last;
 }
 
@@ -1340,9 +1375,7 @@ static void load_history(hub_map_ent *e, void *ud)
 {
     hub *h = ud;
     htopic *t = e->value;
-    uint64_t keep = t->rule->history_count;
-    uint64_t since = t->last_seq > keep ? t->last_seq - keep : 0;
-    hub_store_range(h->store, t->name, since, keep, load_msg, h);
+    hub_store_recent(h->store, t->name, t->rule->history_count, load_msg, h);
     history_trim(h, t, now_ms());
 }
 
@@ -1370,8 +1403,10 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
     pthread_mutex_init(&h->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     if (o->data_dir) {
-        h->store = hub_store_open(loop, o->data_dir, o->fsync_mode, why, why_len);
+        hub_store_opts so = {o->data_dir, o->fsync_mode, o->store_queue_max, o->store_queue_bytes};
+        h->store = hub_store_open(loop, &so, why, why_len);
         if (!h->store) goto fail;
+        h->seq_base = hub_store_seq_base(h->store);
         if (hub_store_topics(h->store, load_topic, h) != 0) {
             snprintf(why, why_len, "cannot read the history in %s", o->data_dir);
             goto fail;

@@ -81,12 +81,14 @@ typedef struct hub_rule {
 typedef struct hub_opts {
     hub_rule *rules; /* copied */
     int nrules;
-    size_t sub_budget;    /* bytes queued per subscriber before the policy applies; 0: 1 MiB */
-    size_t max_payload;   /* 0: 1 MiB */
-    const char *data_dir; /* NULL: no store (memory only) */
-    int fsync_mode;       /* HUB_FSYNC_* */
-    size_t max_topics;    /* topics (and rooms) that may exist at once; 0: 100000 */
-    size_t max_filters;   /* subscriptions per subscriber; 0: 10000 */
+    size_t sub_budget;        /* bytes queued per subscriber before the policy applies; 0: 1 MiB */
+    size_t max_payload;       /* 0: 1 MiB */
+    const char *data_dir;     /* NULL: no store (memory only) */
+    int fsync_mode;           /* HUB_FSYNC_* */
+    size_t max_topics;        /* topics (and rooms) that may exist at once; 0: 100000 */
+    size_t max_filters;       /* subscriptions per subscriber; 0: 10000 */
+    size_t store_queue_max;   /* messages waiting for the store; 0: HUB_STORE_QUEUE_MAX */
+    size_t store_queue_bytes; /* and their bytes; 0: HUB_STORE_QUEUE_BYTES */
 } hub_opts;
 
 /* The hub's own errors, beside the AX_E… codes; hub_strerror() says them. */
@@ -97,7 +99,18 @@ enum {
 /* A sentence for an AX_E… or HUB_E… code. */
 const char *hub_strerror(int err);
 
+/* What an acknowledgement (hub_publish_ticket(), hub_ack_wait()) means:
+ *   ALWAYS  the message is in a commit fsync'd to the disk (group commit);
+ *   BATCH   the message is committed (written to the WAL: a crash of the
+ *           process loses nothing acknowledged); a power cut or OS crash
+ *           may lose what was acknowledged in the last 200 ms (at most
+ *           1,000 messages beyond one group commit);
+ *   OFF     the message is queued for the store (memory only).
+ * Sequence numbers are never reused after a crash, in any mode (store.c). */
 enum { HUB_FSYNC_BATCH = 0, HUB_FSYNC_ALWAYS = 1, HUB_FSYNC_OFF = 2 };
+
+#define HUB_STORE_QUEUE_MAX 100000        /* default bound of the store's queue: messages */
+#define HUB_STORE_QUEUE_BYTES (64u << 20) /* and bytes */
 
 /* The gateway's side of a subscriber. */
 typedef struct hub_sub_ops {
@@ -115,6 +128,8 @@ typedef struct hub_stats {
     uint64_t dropped_oldest, dropped_latest; /* dropped, by policy */
     uint64_t store_writes, store_commits, store_errors;
     uint64_t store_commit_us_total, store_commit_us_max;
+    uint64_t store_queue_msgs, store_queue_bytes; /* waiting for (or in) a commit */
+    uint64_t store_refused;                       /* publishes refused: the queue was full */
 } hub_stats;
 
 /* Make a hub on `loop`; opens (and creates) the store in data_dir and
@@ -139,8 +154,10 @@ bool hub_filter_match(const char *f, const char *t);
 
 /* Publish.  Returns the message's sequence number (> 0), or 0 with *err
  * (AX_EINVAL for a bad topic, AX_EMSGSIZE over max_payload, HUB_ETOPICS
- * when the topic is new and max_topics exist, AX_ENOMEM).  Every matching
- * subscriber has it (delivered or queued) on return.
+ * when the topic is new and max_topics exist, AX_ENOMEM, AX_EAGAIN when
+ * the store's queue is full: the publisher should slow down and try
+ * again).  Every matching subscriber has it (delivered or queued) on
+ * return.
  *
  * A topic with no history left (its rule's count or age), no subscription
  * to exactly its name and nobody present is freed; when it comes back, its
@@ -152,6 +169,27 @@ uint64_t hub_publish(hub *h, const char *topic, const char *sender, const void *
  * user's own lines out of what they echo back). */
 uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *topic, const char *sender,
                           const void *payload, size_t len, int *err);
+/* The same, for a gateway that acknowledges: *ticket gets what to wait for
+ * before the acknowledgement keeps the fsync mode's promise (hub_ack_wait),
+ * or 0 when it already does (fsync off, no store). */
+uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *topic, const char *sender,
+                            const void *payload, size_t len, uint64_t *ticket, int *err);
+
+/* A pending acknowledgement, owned by the gateway (embed it; fields are
+ * the store's).  hub_ack_wait() calls cb(a, status) later on this thread's
+ * loop (never inside the call) once `ticket` is committed as the fsync mode
+ * says (status 0) or its commit failed (AX_EIO).  Returns 0, or AX_ENOMEM
+ * (cb will not run).  hub_ack_cancel() before cb ran: cb will not run (a
+ * closed connection); safe inside any callback.  Callbacks of one loop run
+ * in ticket order. */
+typedef struct hub_ack {
+    struct hub_ack *prev, *next;
+    uint64_t ticket;
+    void (*cb)(struct hub_ack *a, int status);
+    void *q;
+} hub_ack;
+int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status));
+void hub_ack_cancel(hub *h, hub_ack *a);
 
 /* A subscriber; `name` (may be NULL) is its presence name. */
 hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name);
@@ -224,14 +262,36 @@ const hub_stats *hub_stats_get(hub *h);
 
 /* ---- store.c: SQLite history ---------------------------------------------- */
 
-hub_store *hub_store_open(ax_loop *loop, const char *dir, int fsync_mode, char *why,
-                          size_t why_len);
+typedef struct hub_store_opts {
+    const char *dir;
+    int fsync_mode;
+    size_t queue_max, queue_bytes; /* 0: the defaults */
+} hub_store_opts;
+
+hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, size_t why_len);
+/* Commit what is queued, mark the store cleanly closed, free it.  Waiters
+ * must be cancelled first. */
 void hub_store_close(hub_store *st);
-/* Queue one message for the next batched commit (never blocks on disk). */
-void hub_store_put(hub_store *st, const hub_msg *m);
-/* Last seq of every topic: cb(topic, last_seq). */
-int hub_store_topics(hub_store *st, void (*cb)(const char *topic, uint64_t last, void *ud),
+/* Queue one message for the next batched commit (never blocks on disk);
+ * *ticket gets its ticket (0 with fsync off).  0, AX_EAGAIN when the queue
+ * is at its bound, AX_ENOMEM. */
+int hub_store_put(hub_store *st, const hub_msg *m, uint64_t *ticket);
+/* See hub_ack_wait(); `loop` is where cb runs. */
+int hub_store_wait(hub_store *st, ax_loop *loop, hub_ack *a, uint64_t ticket,
+                   void (*cb)(hub_ack *a, int status));
+void hub_store_cancel(hub_store *st, hub_ack *a);
+/* How far a topic's numbers move after an unclean stop, for a queue bound. */
+uint64_t hub_store_jump(size_t queue_max);
+/* Where new topics start counting (0 until a crash was recovered from). */
+uint64_t hub_store_seq_base(const hub_store *st);
+/* The newest `max` messages of `topic`, oldest first (like hub_store_range). */
+int hub_store_recent(hub_store *st, const char *topic, size_t max, void (*cb)(hub_msg *m, void *ud),
                      void *ud);
+/* Last seq of every topic: cb(topic, last_seq, stored), where last_seq is
+ * the largest number stored or recorded as possibly handed out, and
+ * `stored` says whether the topic has messages in the store. */
+int hub_store_topics(hub_store *st,
+                     void (*cb)(const char *topic, uint64_t last, bool stored, void *ud), void *ud);
 /* Messages of `topic` with seq > since, oldest first, at most max; each is
  * made with refs 1 and handed to cb, which takes the reference. */
 int hub_store_range(hub_store *st, const char *topic, uint64_t since, size_t max,

@@ -40,6 +40,7 @@ typedef struct serve_cfg {
     char data_dir[1024]; /* "" : memory only */
     char log_file[1024]; /* "" : stderr */
     int fsync_mode;
+    size_t store_queue, store_queue_bytes; /* the store's queue bound */
     hub_rule rules[SERVE_MAX_RULES];
     int nrules;
     size_t sub_budget, max_payload;
