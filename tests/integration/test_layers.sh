@@ -29,7 +29,7 @@ check_none "src/core includes nothing from the hub or the CLI" \
 check_none "src/proto includes nothing from the hub or the CLI" \
     "$(includes src/proto 'hub/|cli/|\.\./')"
 check_none "src/cli/serve.c includes only the server of the hub" \
-    "$(includes src/cli 'hub/' | grep -v 'hub/server\.h')"
+    "$(includes src/cli/serve.c 'hub/' | grep -v 'hub/server\.h')"
 
 # gateway names: gw_line_..., GW_LINE, ... for every gateway file
 names=$(cd "$SRC/src/hub" && ls gw_*.c | sed 's/^gw_\(.*\)\.c$/\1/' | grep -v '^pages$')
