@@ -46,6 +46,9 @@ static void help(FILE *out)
                  "      --history N          messages kept per topic; default 1000\n"
                  "      --max-topics N       topics that may exist at once; default 100000\n"
                  "      --max-subs N         subscriptions per connection; default 10000\n"
+                 "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
+                 "                           https://app.example) allowed besides the hub's own\n"
+                 "                           and loopback ones; '*': any\n"
                  "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
                  "      --log-format F       text (default) or json\n"
                  "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
@@ -92,6 +95,7 @@ static void defaults(serve_cfg *c)
     c->max_topics = 100000;
     c->max_subs = 10000;
     c->udp_lease_s = 60;
+    c->udp_cookie_s = 30;
     c->max_line = 4096;
     c->threads = 1;
     c->line_name_timeout_s = 30;
@@ -293,6 +297,21 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
         WANT(1);
         if (parse_u64(v, 86400, &n, why, why_len)) return -1;
         c->udp_lease_s = (uint32_t)(n ? n : 1);
+    } else if (strcmp(k, "udp_cookie") == 0) {
+        WANT(1);
+        if (parse_u64(v, 3600, &n, why, why_len)) return -1;
+        c->udp_cookie_s = (uint32_t)(n ? n : 1);
+    } else if (strcmp(k, "allow_origins") == 0) {
+        if (argc < 2) {
+            snprintf(why, why_len, "'%s' takes a list of origins", k);
+            return -1;
+        }
+        c->allow_origins[0] = '\0';
+        for (int i = 1; i < argc; i++) {
+            size_t l = strlen(c->allow_origins);
+            snprintf(c->allow_origins + l, sizeof c->allow_origins - l, "%s%s", l ? "," : "",
+                     argv[i]);
+        }
     } else if (strcmp(k, "threads") == 0) {
         WANT(1);
         if (parse_u64(v, 64, &n, why, why_len)) return -1;
@@ -502,6 +521,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"max-subs", required_argument, NULL, 'B'},
                                              {"store-queue", required_argument, NULL, 'Q'},
                                              {"store-queue-bytes", required_argument, NULL, 'W'},
+                                             {"allow-origin", required_argument, NULL, 'O'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -527,7 +547,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['M'] = "max_topics",
                                     ['B'] = "max_subscriptions",
                                     ['Q'] = "store_queue",
-                                    ['W'] = "store_queue_bytes"};
+                                    ['W'] = "store_queue_bytes",
+                                    ['O'] = "allow_origins"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;

@@ -190,11 +190,21 @@ static void publish_defer(gw_http *g, ax_http_req *r, const char *topic, uint64_
     ax_http_on_abort(r, publish_abort, w);
 }
 
+/* A request that changes state, from a page of another site: refused
+ * (cross-site request forgery; origin.c). */
+static bool origin_ok(gw_http *g, ax_http_req *r)
+{
+    char why[400];
+    if (serve_origin_allowed(r, g->sv->cfg, why, sizeof why)) return true;
+    reply_error(r, 403, why);
+    return false;
+}
+
 static void api_publish(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     char topic[HUB_MAX_TOPIC + 1], sender[HUB_MAX_NAME + 1];
-    if (!method_is(r, "POST", "POST")) return;
+    if (!method_is(r, "POST", "POST") || !origin_ok(g, r)) return;
     if (path_rest(r, strlen("/api/publish/"), topic, sizeof topic) <= 0) {
         reply_error(r, 400, "no topic: POST /api/publish/<topic>");
         return;

@@ -12,11 +12,27 @@
  * UDP has no connection, so a subscription is a lease: it lasts udp_lease
  * seconds and sending SUB again renews it.  Each sender address is one
  * subscriber; their number is bounded.  A delivery datagram is made once
- * per message and sent to every UDP subscriber (ENC_UDP). */
+ * per message and sent to every UDP subscriber (ENC_UDP).
+ *
+ * No amplification (docs/protocol.md, "Return addresses"): source
+ * addresses can be forged, so until an address has proved it receives our
+ * datagrams no reply to it is longer than its request.  It proves that
+ * with a cookie round trip, as DTLS's HelloVerifyRequest and QUIC's Retry
+ * do: a SUB from an unknown address is answered `COOKIE <c>` (c: a
+ * truncated HMAC of the address and the time window under a random key of
+ * this process, so the server keeps no state), and only the SUB that
+ * repeats it subscribes.  An address with a lease is verified while the
+ * lease lasts.  What a verified address receives is paced: UDP_PACE_BYTES
+ * per UDP_PACE_MS, the hub holding the rest of a replay meanwhile. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <axon/alloc.h>
 
@@ -25,9 +41,12 @@
 
 typedef struct gw_udp gw_udp;
 
-#define UDP_MAX_IN 8192     /* longest datagram taken */
-#define UDP_MAX_PEERS 10000 /* subscribing addresses */
-#define UDP_MAX_LEASES 64   /* filters per address */
+#define UDP_MAX_IN 8192      /* longest datagram taken */
+#define UDP_MAX_PEERS 10000  /* subscribing addresses */
+#define UDP_MAX_LEASES 64    /* filters per address */
+#define UDP_COOKIE_HEX 16    /* cookie: 64 bits of HMAC-SHA256, in hex */
+#define UDP_PACE_BYTES 65536 /* sent to one address per UDP_PACE_MS, at most */
+#define UDP_PACE_MS 20
 
 typedef struct lease {
     struct lease *next;
@@ -41,6 +60,8 @@ typedef struct udp_peer {
     hub_sub *sub;
     lease *leases;
     int nleases;
+    ax_timer *pace; /* refills `credit` and resumes the hub's writes */
+    int64_t credit; /* bytes it may still be sent in this pace interval */
     char key[AX_ADDR_STRLEN];
 } udp_peer;
 
@@ -49,6 +70,7 @@ typedef struct udp_wait {
     hub_ack ack; /* first: the callback gets it */
     gw_udp *g;
     ax_addr to;
+    size_t cap; /* the reply's bound (the request's size when unverified) */
     struct udp_wait *prev, *next;
     uint64_t seq;
     char topic[];
@@ -60,6 +82,7 @@ struct gw_udp {
     hub_map peers;
     ax_timer *sweep;
     udp_wait *waits;
+    size_t cap; /* while a request is handled: the longest reply allowed */
 };
 
 static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
@@ -74,8 +97,97 @@ static void reply(gw_udp *g, const ax_addr *to, const char *fmt, ...)
     va_end(ap);
     if (n < 0) return;
     if ((size_t)n >= sizeof buf - 1) n = sizeof buf - 2;
+    if ((size_t)n + 1 > g->cap) { /* an unverified address: never more than it sent */
+        if (g->cap < 2) return;
+        n = (int)g->cap - 1;
+    }
     buf[n++] = '\n'; /* so that `nc -u` shows one reply per line */
     if (ax_udp_send(g->u, to, buf, (size_t)n) == 0) GW_ADD(g->sv->gw[GW_UDP].bytes_out, (size_t)n);
+}
+
+/* ---- return addresses: cookies and pacing ------------------------------------------- */
+
+static uint8_t cookie_key[32];
+static pthread_once_t cookie_once = PTHREAD_ONCE_INIT;
+static bool cookie_key_ok;
+
+static void cookie_key_init(void)
+{
+    cookie_key_ok = RAND_bytes(cookie_key, (int)sizeof cookie_key) == 1;
+}
+
+/* The cookie of address `key` in time window `w`: hex, NUL-ended. */
+static bool cookie_make(const char *key, uint64_t w, char out[UDP_COOKIE_HEX + 1])
+{
+    uint8_t msg[AX_ADDR_STRLEN + 8], mac[EVP_MAX_MD_SIZE];
+    unsigned ml = 0;
+    size_t kl = strlen(key);
+    pthread_once(&cookie_once, cookie_key_init);
+    if (!cookie_key_ok) return false;
+    for (int i = 0; i < 8; i++)
+        msg[i] = (uint8_t)(w >> (56 - 8 * i));
+    memcpy(msg + 8, key, kl);
+    if (!HMAC(EVP_sha256(), cookie_key, (int)sizeof cookie_key, msg, 8 + kl, mac, &ml))
+        return false;
+    for (int i = 0; i < UDP_COOKIE_HEX / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return true;
+}
+
+static uint64_t cookie_window(gw_udp *g)
+{
+    return ax_loop_now(g->sv->loop) / 1000 /
+           (g->sv->cfg->udp_cookie_s ? g->sv->cfg->udp_cookie_s : 1);
+}
+
+/* A cookie is good for the window it was made in and the next one. */
+static bool cookie_valid(gw_udp *g, const char *key, const char *c)
+{
+    char want[UDP_COOKIE_HEX + 1];
+    uint64_t w = cookie_window(g);
+    if (!c || strlen(c) != UDP_COOKIE_HEX) return false;
+    for (uint64_t i = 0; i < 2 && i <= w; i++) {
+        if (!cookie_make(key, w - i, want)) return false;
+        unsigned d = 0; /* constant time */
+        for (int k = 0; k < UDP_COOKIE_HEX; k++)
+            d |= (unsigned)(want[k] ^ c[k]);
+        if (!d) return true;
+    }
+    return false;
+}
+
+/* `SUB filter [since] [COOKIE c]`: what follows the filter, split. */
+static void sub_args(char *rest, const char **since, const char **cookie)
+{
+    *since = *cookie = NULL;
+    if (!rest) return;
+    if (strncmp(rest, "COOKIE ", 7) != 0) {
+        *since = rest;
+        char *sp = strchr(rest, ' ');
+        if (!sp) return;
+        *sp = '\0';
+        rest = sp + 1;
+        if (strncmp(rest, "COOKIE ", 7) != 0) return;
+    }
+    *cookie = rest + 7;
+}
+
+static void pace_resume(ax_timer *t, void *ud)
+{
+    udp_peer *p = ud;
+    (void)t;
+    p->credit = UDP_PACE_BYTES;
+    hub_sub_writable(p->sub);
+}
+
+/* Count `n` bytes sent to p; false (the hub holds the rest) when its
+ * interval's credit is spent, until pace_resume(). */
+static bool pace_spend(udp_peer *p, size_t n)
+{
+    p->credit -= (int64_t)n;
+    if (p->credit > 0) return true;
+    if (!ax_timer_active(p->pace)) ax_timer_start(p->pace, UDP_PACE_MS, 0);
+    return false;
 }
 
 static ax_slice *encode_udp(const hub_msg *m, void *ud)
@@ -112,7 +224,7 @@ static bool udp_write(hub_sub *s, hub_msg *m, void *ud)
     } else {
         GW_ADD(st->errors, 1);
     }
-    return true; /* UDP never blocks: the kernel drops what it cannot take */
+    return pace_spend(p, ax_slice_len(sl));
 }
 
 static void udp_kick(hub_sub *s, const char *why, void *ud)
@@ -126,6 +238,7 @@ static void peer_free(udp_peer *p)
 {
     hub_map_del(&p->g->peers, p->key, strlen(p->key));
     hub_sub_free(p->sub);
+    ax_timer_free(p->pace);
     while (p->leases) {
         lease *l = p->leases;
         p->leases = l->next;
@@ -147,8 +260,11 @@ static udp_peer *peer_get(gw_udp *g, const ax_addr *from, bool make)
     p->addr = *from;
     snprintf(p->key, sizeof p->key, "%s", key);
     p->sub = hub_sub_new(g->sv->hub, &udp_ops, p, NULL);
-    if (!p->sub || hub_map_put(&g->peers, p->key, strlen(p->key), p, NULL) != 0) {
+    p->pace = ax_timer_new(g->sv->loop, pace_resume, p);
+    p->credit = UDP_PACE_BYTES;
+    if (!p->sub || !p->pace || hub_map_put(&g->peers, p->key, strlen(p->key), p, NULL) != 0) {
         hub_sub_free(p->sub);
+        ax_timer_free(p->pace);
         ax_free(p);
         return NULL;
     }
@@ -157,8 +273,32 @@ static udp_peer *peer_get(gw_udp *g, const ax_addr *from, bool make)
     return p;
 }
 
-static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, const char *since)
+/* An address without a lease must show a cookie made for it: true when
+ * it did; otherwise it was answered (a cookie, if that fits the bound). */
+static bool sub_verified(gw_udp *g, const ax_addr *from, const char *cookie)
 {
+    char key[AX_ADDR_STRLEN], c[UDP_COOKIE_HEX + 1];
+    ax_addr_format(from, key, sizeof key);
+    if (hub_map_get(&g->peers, key, strlen(key)) || cookie_valid(g, key, cookie)) return true;
+    GW_ADD(g->sv->gw[GW_UDP].errors, 1);
+    if (!cookie_make(key, cookie_window(g), c))
+        reply(g, from, "ERR cannot make a cookie");
+    else if (g->cap < sizeof "COOKIE " + UDP_COOKIE_HEX)
+        reply(g, from, "ERR pad: repeat the SUB with COOKIE and 16 characters");
+    else
+        reply(g, from, "COOKIE %s", c);
+    return false;
+}
+
+static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, char *rest)
+{
+    const char *since, *cookie;
+    sub_args(rest, &since, &cookie);
+    if (!hub_filter_valid(filter, strlen(filter))) {
+        reply(g, from, "ERR bad filter '%s'", filter);
+        return;
+    }
+    if (!sub_verified(g, from, cookie)) return;
     udp_peer *p = peer_get(g, from, true);
     if (!p) {
         reply(g, from, "ERR too many subscribers");
@@ -176,11 +316,6 @@ static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, const ch
     lease *l = p->nleases < UDP_MAX_LEASES ? ax_malloc(sizeof(*l) + n + 1) : NULL;
     if (!l) {
         reply(g, from, "ERR too many subscriptions");
-        return;
-    }
-    if (!hub_filter_valid(filter, n)) {
-        ax_free(l);
-        reply(g, from, "ERR bad filter '%s'", filter);
         return;
     }
     memcpy(l->filter, filter, n + 1);
@@ -223,11 +358,13 @@ static void publish_acked(hub_ack *a, int status)
     else
         g->waits = w->next;
     if (w->next) w->next->prev = w->prev;
+    g->cap = w->cap;
     if (status)
         reply(g, &w->to, "ERR not stored: the store failed to commit '%s' %llu", w->topic,
               (unsigned long long)w->seq);
     else
         reply(g, &w->to, "OK %s %llu", w->topic, (unsigned long long)w->seq);
+    g->cap = SIZE_MAX;
     ax_free(w);
 }
 
@@ -244,6 +381,7 @@ static void publish_defer(gw_udp *g, const ax_addr *to, const char *topic, uint6
     }
     w->g = g;
     w->to = *to;
+    w->cap = g->cap;
     w->seq = seq;
     memcpy(w->topic, topic, tl + 1);
     w->next = g->waits;
@@ -319,11 +457,13 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
         reply(g, from, "ERR datagram too large: %zu bytes (at most %d)", n, UDP_MAX_IN);
         return;
     }
-    char buf[UDP_MAX_IN + 1];
+    char buf[UDP_MAX_IN + 1], key[AX_ADDR_STRLEN];
     memcpy(buf, d, n);
     buf[n] = '\0';
     udp_req r;
     GW_ADD(st->msgs_in, 1);
+    ax_addr_format(from, key, sizeof key);
+    g->cap = hub_map_get(&g->peers, key, strlen(key)) ? SIZE_MAX : n;
     if (gw_udp_parse(buf, n, &r) != 0) {
         GW_ADD(st->errors, 1);
         reply(g, from,
@@ -334,10 +474,11 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     } else if (r.cmd == UDP_PUB) {
         cmd_pub(g, from, r.topic, r.payload, r.payload_len);
     } else if (r.cmd == UDP_SUB) {
-        cmd_sub(g, from, r.topic, r.since);
+        cmd_sub(g, from, r.topic, (char *)r.since);
     } else {
         cmd_unsub(g, from, r.topic);
     }
+    g->cap = SIZE_MAX;
 }
 
 /* ---- leases ---------------------------------------------------------------------- */
@@ -384,6 +525,7 @@ static gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_le
         return NULL;
     }
     g->sv = sv;
+    g->cap = SIZE_MAX;
     hub_map_init(&g->peers);
     int err = 0;
     ax_udp_opts uo = {.max_datagram = 65507, .reuse_port = sv->cfg->threads > 1};
@@ -410,6 +552,7 @@ static void free_peer_ent(hub_map_ent *e, void *ud)
     udp_peer *p = e->value;
     (void)ud;
     hub_sub_free(p->sub);
+    ax_timer_free(p->pace);
     while (p->leases) {
         lease *l = p->leases;
         p->leases = l->next;

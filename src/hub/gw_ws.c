@@ -486,6 +486,18 @@ static void gw_ws_free(gw_ws *g)
     ax_free(g); /* after gw_ws_count() is 0, at once before the HTTP server is freed */
 }
 
+/* GET /ws: a page from another origin may not open it (origin.c). */
+static void ws_open_checked(ax_http_req *r, void *ud)
+{
+    gw_ws *g = ud;
+    char why[400];
+    if (!serve_origin_allowed(r, g->sv->cfg, why, sizeof why)) {
+        serve_http_error(r, 403, why);
+        return;
+    }
+    (void)ax_ws_upgrade(r, &ws_cbs, &g->opts, g);
+}
+
 static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
 {
     gw_ws *g = ax_calloc(1, sizeof(*g));
@@ -500,7 +512,7 @@ static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
     g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
     if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g))) {
         *err = AX_ENOMEM;
-    } else if ((*err = ax_ws_route(srv, "/ws", &g->ep)) == 0) {
+    } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_open_checked, g)) == 0) {
         return g;
     }
     ax_timer_free(g->unthrottle);

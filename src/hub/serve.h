@@ -31,6 +31,9 @@ const char *serve_nc_args(const char *url, char *buf, size_t len);
 int serve_http_query(ax_http_req *r, const char *name, char *out, size_t cap, bool plus);
 bool serve_http_method(ax_http_req *r, const char *m, const char *allow);
 void serve_http_error(ax_http_req *r, int status, const char *why);
+/* origin.c: whether a browser page's request may open a WebSocket or
+ * change state; false with a sentence in why (answer 403). */
+bool serve_origin_allowed(ax_http_req *r, const serve_cfg *cfg, char *why, size_t why_len);
 
 /* The browser pages (web/, compiled in): /, /dashboard and their assets;
  * the HTTP gateway adds them to its server. */

@@ -35,6 +35,8 @@ struct serve_cfg {
     size_t sub_budget, max_payload;
     size_t max_topics, max_subs; /* topics in the hub; subscriptions per client */
     uint32_t udp_lease_s;
+    uint32_t udp_cookie_s;    /* a UDP cookie's time window (valid for two) */
+    char allow_origins[2048]; /* browser origins allowed besides the same one, comma-separated */
     uint32_t max_line;
     int threads; /* loops sharing the ports (SO_REUSEPORT) */
     bool log_json, quiet;

@@ -151,8 +151,23 @@ class Udp:
         return d[:-1]
 
     def ask(self, text):
+        """A request and its reply; a SUB goes through the cookie round trip
+        (docs/protocol.md, "Return addresses") when the hub asks for one."""
+        if isinstance(text, str) and text.startswith("SUB ") and " COOKIE " not in text:
+            return self.sub(text)
         self.send(text)
         return self.recv()
+
+    def sub(self, text):
+        """SUB with the last cookie (or a placeholder as long as one, so the
+        reply may carry it); when the hub answers COOKIE, repeat with it."""
+        self.send("%s COOKIE %s" % (text, getattr(self, "cookie", "-" * 16)))
+        r = self.recv()
+        if r.startswith("COOKIE "):
+            self.cookie = r.split()[1]
+            self.send("%s COOKIE %s" % (text, self.cookie))
+            r = self.recv()
+        return r
 
     def recv_until(self, prefix, timeout=axtest.TIMEOUT):
         deadline = time.monotonic() + timeout
