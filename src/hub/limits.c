@@ -82,7 +82,7 @@ static uint64_t bucket_refill_ms(const hub_rate *r)
 
 /* --- the address table ---------------------------------------------------- */
 
-#define WINDOW 16    /* slots an address may use */
+#define WINDOW 16 /* slots an address may use */
 #define MAX_STRIPES 64
 
 struct hub_ip {
@@ -201,8 +201,7 @@ static bool ip_idle(const hub_limits *L, const hub_ip *e, uint64_t now_ms)
 }
 
 /* The entry for `key`, made if need be; its stripe's lock is held. */
-static hub_ip *ip_find(hub_limits *L, stripe *s, uint64_t h, const uint8_t key[16],
-                       uint64_t now_ms)
+static hub_ip *ip_find(hub_limits *L, stripe *s, uint64_t h, const uint8_t key[16], uint64_t now_ms)
 {
     uint32_t mask = L->per_stripe - 1, at = (uint32_t)(h >> 32) & mask;
     hub_ip *empty = NULL, *idle = NULL;
@@ -453,9 +452,9 @@ static bool rate_ok(const hub_rate *r)
 static bool conf_ok(const hub_limits_conf *c)
 {
     return rate_ok(&c->msg_rate) && rate_ok(&c->byte_rate) && rate_ok(&c->ip_msg_rate) &&
-           rate_ok(&c->ip_byte_rate) && rate_ok(&c->login_fail_rate) &&
-           c->ip_table_size >= 256 && c->ip_table_size <= (1u << 24) && c->ipv4_prefix >= 8 &&
-           c->ipv4_prefix <= 32 && c->ipv6_prefix >= 16 && c->ipv6_prefix <= 128;
+           rate_ok(&c->ip_byte_rate) && rate_ok(&c->login_fail_rate) && c->ip_table_size >= 256 &&
+           c->ip_table_size <= (1u << 24) && c->ipv4_prefix >= 8 && c->ipv4_prefix <= 32 &&
+           c->ipv6_prefix >= 16 && c->ipv6_prefix <= 128;
 }
 
 static uint64_t max3(uint64_t a, uint64_t b, uint64_t c)

@@ -17,9 +17,9 @@ typedef struct suffix {
 } suffix;
 
 static const suffix sizes[] = {
-    {"", 1},           {"b", 1},           {"k", 1000},        {"kb", 1000},
-    {"m", 1000000},    {"mb", 1000000},    {"g", 1000000000},  {"gb", 1000000000},
-    {"kib", 1 << 10},  {"mib", 1 << 20},   {"gib", 1 << 30},
+    {"", 1},          {"b", 1},         {"k", 1000},       {"kb", 1000},
+    {"m", 1000000},   {"mb", 1000000},  {"g", 1000000000}, {"gb", 1000000000},
+    {"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
 };
 
 static const suffix units[] = {
@@ -91,8 +91,9 @@ static int count(cursor *c, uint64_t *out, const char *what)
     char w[40];
     if (!number(c, &n, &over)) {
         if (over) return fail(c, "the %s is too large", what);
-        return fail(c, "not a rate: write COUNT/PERIOD, like 100/s, 1000/10s, 1MiB/s or "
-                       "10/min",
+        return fail(c,
+                    "not a rate: write COUNT/PERIOD, like 100/s, 1000/10s, 1MiB/s or "
+                    "10/min",
                     NULL);
     }
     int i = word(c, sizes, sizeof sizes / sizeof sizes[0], w, sizeof w);
@@ -139,8 +140,10 @@ int hub_rate_parse(const char *s, hub_rate *out, char *why, size_t why_len)
     skip_space(&c);
     int rc = count(&c, &r.n, "count");
     if (rc < 0) return rc;
-    if (r.n == 0) return fail(&c, "a rate of 0 lets nothing through; write 'off' for no limit", NULL);
-    if (*c.p != '/') return fail(&c, "expected '/' and a period after the count, as in 100/s", NULL);
+    if (r.n == 0)
+        return fail(&c, "a rate of 0 lets nothing through; write 'off' for no limit", NULL);
+    if (*c.p != '/')
+        return fail(&c, "expected '/' and a period after the count, as in 100/s", NULL);
     c.p++;
     if ((rc = period(&c, &r.per_ms)) < 0) return rc;
     r.burst = r.n;
@@ -170,8 +173,8 @@ char *hub_rate_format(const hub_rate *r, char *buf, size_t len)
 }
 
 /* A whole number from lo to hi ("off" is 0 where 0 is allowed). */
-static int whole(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out,
-                 char *why, size_t why_len)
+static int whole(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out, char *why,
+                 size_t why_len)
 {
     cursor c = {v, v, NULL, 0};
     uint64_t n = 0;
@@ -185,8 +188,8 @@ static int whole(const char *key, const char *v, uint64_t lo, uint64_t hi, uint6
     skip_space(&c);
     if (!ok || *c.p || n < lo || n > hi) {
         if (why && why_len)
-            snprintf(why, why_len, "%s must be a whole number from %llu to %llu, not '%.64s'",
-                     key, (unsigned long long)lo, (unsigned long long)hi, v);
+            snprintf(why, why_len, "%s must be a whole number from %llu to %llu, not '%.64s'", key,
+                     (unsigned long long)lo, (unsigned long long)hi, v);
         return AX_EINVAL;
     }
     *out = n;

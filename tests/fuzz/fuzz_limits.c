@@ -44,9 +44,15 @@ static void check_rate(const hub_rate *r)
 }
 
 static const char *const keys[] = {
-    "msg_rate",        "byte_rate",           "ip_msg_rate",
-    "ip_byte_rate",    "login_fail_rate",     "max_connections",
-    "max_connections_per_ip", "ip_table_size", "ipv4_prefix",
+    "msg_rate",
+    "byte_rate",
+    "ip_msg_rate",
+    "ip_byte_rate",
+    "login_fail_rate",
+    "max_connections",
+    "max_connections_per_ip",
+    "ip_table_size",
+    "ipv4_prefix",
     "ipv6_prefix",
 };
 

@@ -109,7 +109,7 @@ TEST(limits_bucket_retry_after)
     hub_bucket_init(&bb, &br, 0);
     ASSERT_EQ(hub_bucket_take(&bb, &br, 1 << 20, 0), 0);
     uint64_t wait = hub_bucket_take(&bb, &br, 1024, 0);
-    ASSERT(wait >= 1 && wait <= 2); /* 1 KiB at 1 MiB/s: about 1 ms */
+    ASSERT(wait >= 1 && wait <= 2);                       /* 1 KiB at 1 MiB/s: about 1 ms */
     ASSERT_EQ(hub_bucket_take(&bb, &br, 1 << 20, 0), 63); /* 64 KiB: 62.5 ms */
     ASSERT_EQ(hub_bucket_take(&bb, &br, 1 << 20, 63), 0);
 }
@@ -519,8 +519,7 @@ TEST(limits_rate_parse)
             ASSERT_EQ(r.burst, good[i].burst);
         }
         hub_rate back;
-        ASSERT_EQ(hub_rate_parse(hub_rate_format(&r, buf, sizeof buf), &back, why, sizeof why),
-                  0);
+        ASSERT_EQ(hub_rate_parse(hub_rate_format(&r, buf, sizeof buf), &back, why, sizeof why), 0);
         ASSERT(memcmp(&back, &r, sizeof r) == 0);
     }
     static const struct {
@@ -570,8 +569,7 @@ TEST(limits_conf_set)
     ASSERT_EQ(c.max_connections, 0);
     ASSERT_EQ(hub_limits_conf_set(&c, "max_connections_per_ip", "32", why, sizeof why), 0);
     ASSERT_EQ(c.max_connections_per_ip, 32);
-    ASSERT_EQ(hub_limits_conf_set(&c, "byte_rate", "1MiB/fortnight", why, sizeof why),
-              AX_EINVAL);
+    ASSERT_EQ(hub_limits_conf_set(&c, "byte_rate", "1MiB/fortnight", why, sizeof why), AX_EINVAL);
     ASSERT_STREQ(why, "byte_rate: '1MiB/fortnight': unknown unit 'fortnight' (ms, s, min or h)");
     ASSERT_EQ(hub_limits_conf_set(&c, "ipv6_prefix", "129", why, sizeof why), AX_EINVAL);
     ASSERT_STREQ(why, "ipv6_prefix must be a whole number from 16 to 128, not '129'");
