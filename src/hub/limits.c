@@ -33,14 +33,13 @@ void hub_bucket_init(hub_bucket *b, const hub_rate *r, uint64_t now_ms)
 static void bucket_refill(hub_bucket *b, const hub_rate *r, uint64_t now_ms)
 {
     if (now_ms <= b->last_ms) return;
-    uint64_t cap = bucket_cap(r), elapsed = now_ms - b->last_ms;
-    b->last_ms = now_ms;
-    if (elapsed > cap / r->n) { /* elapsed * n >= cap, without overflow */
+    uint64_t cap = bucket_cap(r), add;
+    /* No division here: this runs for every message. */
+    if (__builtin_mul_overflow(now_ms - b->last_ms, r->n, &add) || add >= cap - b->credit)
         b->credit = cap;
-        return;
-    }
-    uint64_t c = b->credit + elapsed * r->n;
-    b->credit = c > cap ? cap : c;
+    else
+        b->credit += add;
+    b->last_ms = now_ms;
 }
 
 static uint64_t bucket_need(const hub_rate *r, uint64_t cost)
