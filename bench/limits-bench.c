@@ -72,17 +72,21 @@ static void *run(void *arg)
         for (int i = 0; i < 4096; i++, calls++) {
             uint64_t ms = calls / 1000;
             switch (j->w) {
-            case BUCKET: refused += hub_bucket_take(&b, &rate, 1, ms) != 0; break;
-            case MSG: refused += hub_limits_msg(L, &conn, 64, ms, &r) != HUB_LIMIT_OK; break;
+            case BUCKET:
+                refused += hub_bucket_take(&b, &rate, 1, ms) != 0;
+                break;
+            case MSG:
+                refused += hub_limits_msg(L, &conn, 64, ms, &r) != HUB_LIMIT_OK;
+                break;
             case DATAGRAM:
                 peer(&sa, j->addr + (uint32_t)(calls & 1023));
-                refused += hub_limits_datagram(L, (struct sockaddr *)&sa, 64, ms, &r) !=
-                           HUB_LIMIT_OK;
+                refused +=
+                    hub_limits_datagram(L, (struct sockaddr *)&sa, 64, ms, &r) != HUB_LIMIT_OK;
                 break;
             case OPEN_CLOSE: {
                 hub_limits_conn c2;
-                refused += hub_limits_conn_open(L, (struct sockaddr *)&sa, ms, &c2, &r) !=
-                           HUB_LIMIT_OK;
+                refused +=
+                    hub_limits_conn_open(L, (struct sockaddr *)&sa, ms, &c2, &r) != HUB_LIMIT_OK;
                 hub_limits_conn_close(L, &c2, ms);
                 break;
             }
@@ -100,7 +104,8 @@ static void measure(const char *name, what w)
 {
     hub_limits_conf c;
     hub_limits_conf_default(&c);
-    c.msg_rate = c.byte_rate = c.ip_msg_rate = c.ip_byte_rate = (hub_rate){1000000000, 1000, 2000000000};
+    c.msg_rate = c.byte_rate = c.ip_msg_rate = c.ip_byte_rate =
+        (hub_rate){1000000000, 1000, 2000000000};
     if (hub_limits_new(&c, &L) != 0) abort();
     job one = {w, 0x09000001u, 0};
     run(&one);

@@ -591,3 +591,39 @@ TEST(limits_conf_set)
     ASSERT_EQ(hub_limits_new(&c, &L), AX_EINVAL);
     ASSERT(L == NULL);
 }
+
+/* The issue's flood test, at the engine: 1,000 connections from one
+ * address with the defaults; past 256 they are refused (logged once),
+ * while another address still connects. */
+TEST(limits_thousand_connections_one_address)
+{
+    hub_limits_conf c;
+    hub_limits_conf_default(&c);
+    hub_limits *L = make(&c);
+    peer p;
+    static hub_limits_conn conn[1001];
+    hub_refusal r;
+    int ok = 0, refused = 0, logged = 0;
+    for (int i = 0; i < 1000; i++) {
+        hub_limit_kind k =
+            hub_limits_conn_open(L, ip(&p, "198.51.100.7"), (uint64_t)i, &conn[i], &r);
+        if (k == HUB_LIMIT_OK) {
+            ok++;
+            continue;
+        }
+        ASSERT_EQ(k, HUB_LIMIT_IP_CONNS);
+        refused++;
+        logged += r.log;
+    }
+    ASSERT_EQ(ok, 256);
+    ASSERT_EQ(refused, 744);
+    ASSERT_EQ(logged, 1);
+    ASSERT_EQ(hub_limits_conn_open(L, ip(&p, "198.51.100.8"), 1000, &conn[1000], &r), HUB_LIMIT_OK);
+    for (int i = 0; i <= 1000; i++)
+        hub_limits_conn_close(L, &conn[i], 2000);
+    hub_limits_stats st;
+    hub_limits_stats_get(L, &st);
+    ASSERT_EQ(st.connections, 0);
+    ASSERT_EQ(st.refused[HUB_LIMIT_IP_CONNS], 744);
+    hub_limits_free(L);
+}
