@@ -6,6 +6,8 @@
 
 #include "cli.h"
 
+int cmd_token(int argc, char **argv); /* token.c */
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -17,6 +19,7 @@ static const struct {
     {"http", cmd_http, "serve a folder over HTTP/1.1 (static files, ranges, 304)"},
     {"get", cmd_get, "fetch http:// and https:// URLs (curl-like: -i, -I, -o, -L, -d, -H)"},
     {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
+    {"token", cmd_token, "print a signed token (JWT) naming a user and the topics it may use"},
 };
 
 static void usage(FILE *out)

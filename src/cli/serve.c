@@ -1,20 +1,18 @@
-/* serve.c: `axon serve`, the real-time hub: settings (a config file in the
- * style of mosquitto and Redis, then flags over it), the gateways, signals
- * (SIGTERM/SIGINT drain and stop, SIGHUP reopens the log file). */
+/* serve.c: `axon serve`, the real-time hub: its settings (a config file in
+ * the style of mosquitto and Redis, then flags over it), turned into a
+ * serve_cfg for the server (src/hub/server.c), which does the rest. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <axon/axon.h>
 
 #include "cli.h"
-#include "hub/serve.h"
+#include "hub/server.h"
 
 #define MAX_INCLUDE_DEPTH 8
 
@@ -586,8 +584,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         }
     }
     finish_rules(c, &gl);
-    if (!c->http_url[0] && !c->line_url[0] && !c->udp_url[0] && !c->https_url[0] &&
-        !c->line_tls_url[0]) {
+    if (!serve_cfg_listens(c)) {
         fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
                         "least one of --http, --line, --udp, --https, --line-tls\n");
         return 2;
@@ -595,345 +592,17 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     return 0;
 }
 
-/* ---- running ------------------------------------------------------------------------ */
-
-static void on_signal(ax_loop *loop, int signo)
-{
-    ax_log(AX_LOG_INFO, "received %s, shutting down", signo == 2 ? "SIGINT" : "SIGTERM");
-    ax_loop_stop(loop);
-}
-
-/* The access log (--access-log), shared by every thread's HTTP server;
- * SIGHUP reopens it under the same FILE, which the servers keep. */
-static FILE *access_log;
-static const char *access_log_path;
-
-static FILE *open_access_log(const char *path)
-{
-    if (strcmp(path, "-") == 0) return stdout;
-    return fopen(path, "ae");
-}
-
-/* Open the path anew and put it under the same FILE (after log rotation);
- * if it cannot be opened, the lines go on to the old file. */
-static void reopen_access_log(void)
-{
-    if (!access_log || access_log == stdout) return;
-    int fd = open(access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-    if (fd == -1) {
-        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
-               strerror(errno));
-        return;
-    }
-    flockfile(access_log); /* not between a line's parts (other threads) */
-    fflush(access_log);
-    int to = fileno(access_log);
-    if (dup2(fd, to) == -1)
-        ax_log(AX_LOG_ERROR, "cannot reopen the access log %s: %s", access_log_path,
-               strerror(errno));
-    else
-        fcntl(to, F_SETFD, FD_CLOEXEC); /* (nothing here forks or runs programs) */
-    funlockfile(access_log);
-    close(fd);
-}
-
-static void on_hup(ax_loop *loop)
-{
-    (void)loop;
-    if (ax_log_reopen() != 0) fprintf(stderr, "axon serve: cannot reopen the log file\n");
-    reopen_access_log();
-    ax_log(AX_LOG_INFO, "SIGHUP: log file reopened");
-}
-
-/* The TLS context for listen_https and listen_line_tls. */
-static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
-{
-    if (!c->https_url[0] && !c->line_tls_url[0]) return 0;
-    if (!c->tls_cert[0] && c->tls_key[0]) {
-        snprintf(why, why_len, "tls_key (--key) %.300s without tls_cert (--cert)", c->tls_key);
-        return -1;
-    }
-    if (!c->tls_cert[0]) {
-        snprintf(why, why_len,
-                 "%s needs tls_cert and tls_key (--cert, --key; make a pair with: "
-                 "axon cert --out DIR)",
-                 c->https_url[0] ? "listen_https" : "listen_line_tls");
-        return -1;
-    }
-    int err;
-    ax_tls_opts o = {.cert_file = c->tls_cert, .key_file = c->tls_key[0] ? c->tls_key : NULL};
-    sv->tls = ax_tls_server_new(&o, why, why_len, &err);
-    if (!sv->tls && !o.key_file && err == AX_EINVAL)
-        snprintf(why, why_len,
-                 "tls_cert (--cert) %.300s holds no private key: give tls_key (--key)",
-                 c->tls_cert);
-    return sv->tls ? 0 : -1;
-}
-
-static int start(serve *sv, const serve_cfg *c)
-{
-    char why[512] = "", a[AX_ADDR_STRLEN];
-    const char *line = c->line_url[0] ? c->line_url : NULL,
-               *http = c->http_url[0] ? c->http_url : NULL;
-    if (sv->index > 0 && line && strncmp(line, "unix://", 7) == 0) line = NULL; /* one owner */
-    if (sv->index > 0 && http && strncmp(http, "unix://", 7) == 0) http = NULL;
-    if (make_tls(sv, c, why, sizeof why) != 0) goto fail;
-    if ((line || c->line_tls_url[0]) && !(sv->line = gw_line_start(sv, line, why, sizeof why)))
-        goto fail;
-    if (c->line_tls_url[0] && gw_line_listen_tls(sv->line, c->line_tls_url, why, sizeof why))
-        goto fail;
-    if (c->udp_url[0] && !(sv->udp = gw_udp_start(sv, c->udp_url, why, sizeof why))) goto fail;
-    if ((http || c->https_url[0]) && !(sv->http = gw_http_start(sv, http, why, sizeof why)))
-        goto fail;
-    if (c->https_url[0] && gw_http_listen_tls(sv->http, c->https_url, why, sizeof why)) goto fail;
-    if (sv->index > 0) return 0; /* the workers listen on the same ports */
-    if (gw_http_addr(sv->http, a, sizeof a))
-        ax_log(AX_LOG_INFO, "HTTP API, SSE and metrics on %s", a);
-    if (gw_http_tls_addr(sv->http, a, sizeof a)) ax_log(AX_LOG_INFO, "HTTPS (and wss://) on %s", a);
-    if (gw_line_addr(sv->line, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat on %s", a);
-    if (gw_line_tls_addr(sv->line, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat over TLS on %s", a);
-    if (sv->udp) ax_log(AX_LOG_INFO, "UDP datagrams on %s", gw_udp_addr(sv->udp, a, sizeof a));
-    return 0;
-fail:
-    ax_log(AX_LOG_ERROR, "%s", why);
-    fprintf(stderr, "axon serve: %s\n", why);
-    return -1;
-}
-
-/* host:port of a gateway's address, for the hints printed at start. */
-static const char *hostport(const char *url, char *buf, size_t len)
-{
-    const char *p = strstr(url, "://");
-    snprintf(buf, len, "%s", p ? p + 3 : url);
-    return buf;
-}
-
-/* "host port" as nc takes them: [::1]:7000 -> "::1 7000". */
-static const char *nc_args(const char *url, char *buf, size_t len)
-{
-    hostport(url, buf, len);
-    char *colon = strrchr(buf, ':');
-    if (!colon) return buf;
-    *colon = ' ';
-    if (buf[0] == '[' && colon > buf + 1 && colon[-1] == ']') {
-        memmove(colon - 1, colon, strlen(colon) + 1); /* drop ']' */
-        memmove(buf, buf + 1, strlen(buf));           /* and '[' */
-    }
-    return buf;
-}
-
-static void hints(serve *sv)
-{
-    char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
-    if (gw_http_addr(sv->http, a, sizeof a)) {
-        hostport(a, hp, sizeof hp);
-        printf("axon serve: chat page     http://%s/   (dashboard: /dashboard)\n", hp);
-        printf("axon serve: HTTP API      curl -d hello http://%s/api/publish/chat/lobby\n", hp);
-        printf("axon serve: live events   curl -N 'http://%s/sse?topic=chat/lobby'\n", hp);
-        printf("axon serve: metrics       http://%s/metrics\n", hp);
-    }
-    if (gw_http_tls_addr(sv->http, a, sizeof a))
-        printf("axon serve: HTTPS         https://%s/\n", hostport(a, hp, sizeof hp));
-    if (gw_line_tls_addr(sv->line, a, sizeof a))
-        printf("axon serve: line over TLS axon cat %s\n", a);
-    if (gw_line_addr(sv->line, a, sizeof a))
-        printf("axon serve: line chat     nc %s   (type your name, then talk; /help)\n",
-               nc_args(a, hp, sizeof hp));
-    if (sv->udp)
-        printf("axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n",
-               nc_args(gw_udp_addr(sv->udp, a, sizeof a), hp, sizeof hp));
-    printf("axon serve: Ctrl-C stops\n");
-    fflush(stdout);
-}
-
-/* Drain: say goodbye on every connection, give them two seconds to close
- * gracefully, reset the rest, then free the gateways before the hub. */
-static bool busy(serve *sv)
-{
-    return gw_line_count(sv->line) || gw_ws_count(gw_http_ws(sv->http));
-}
-
-static void free_gateways(serve *sv)
-{
-    gw_line_free(sv->line);
-    gw_http_stop(sv->http);
-    gw_udp_stop(sv->udp);
-    ax_tls_ctx_free(sv->tls);
-    sv->line = NULL;
-    sv->http = NULL;
-    sv->udp = NULL;
-    sv->tls = NULL;
-}
-
-static void shutdown_gateways(serve *sv)
-{
-    gw_line_stop(sv->line);
-    gw_ws_stop(gw_http_ws(sv->http), false);
-    uint64_t end = ax_loop_now(sv->loop) + 2000;
-    while (busy(sv) && ax_loop_now(sv->loop) < end)
-        ax_loop_run_once(sv->loop, 20);
-    gw_line_abort(sv->line);
-    gw_ws_stop(gw_http_ws(sv->http), true);
-    while (busy(sv))
-        ax_loop_run_once(sv->loop, 10);
-    free_gateways(sv);
-    for (int i = 0; i < 5; i++) /* let closes finish */
-        ax_loop_run_once(sv->loop, 0);
-}
-
-/* ---- threads: the main loop is thread 0, the others are workers ---------- */
-
-typedef struct pool {
-    serve *sv; /* [threads]; sv[0] is the main thread's */
-    int n;
-} pool;
-
-/* A worker's shutdown, on its own loop: say goodbye, wait up to two
- * seconds for graceful closes, reset the rest, free the gateways. */
-static void worker_poll(ax_timer *t, void *ud)
-{
-    serve *sv = ud;
-    if (busy(sv) && ax_loop_now(sv->loop) < sv->stop_by) return;
-    if (busy(sv) && !sv->aborted) {
-        gw_line_abort(sv->line);
-        gw_ws_stop(gw_http_ws(sv->http), true);
-        sv->aborted = true;
-        return;
-    }
-    if (busy(sv)) return; /* the resets' on_close come next turn */
-    free_gateways(sv);
-    ax_timer_free(t);
-    sv->stopper = NULL;
-    __atomic_store_n(&sv->done, true, __ATOMIC_RELEASE);
-}
-
-static void worker_stop(ax_loop *loop, void *arg)
-{
-    serve *sv = arg;
-    gw_line_stop(sv->line);
-    gw_ws_stop(gw_http_ws(sv->http), false);
-    sv->stop_by = ax_loop_now(loop) + 2000;
-    ax_timer_start(sv->stopper, 20, 20);
-}
-
-static int worker_setup(ax_loop *loop, int index, void *ud)
-{
-    pool *p = ud;
-    serve *sv = &p->sv[index + 1];
-    *sv = p->sv[0];
-    sv->loop = loop;
-    sv->index = index + 1;
-    sv->line = NULL;
-    sv->udp = NULL;
-    sv->http = NULL;
-    sv->tls = NULL;
-    hub_bind_loop(loop);
-    if (!(sv->stopper = ax_timer_new(loop, worker_poll, sv))) return AX_ENOMEM;
-    if (start(sv, sv->cfg) != 0) {
-        free_gateways(sv);
-        ax_timer_free(sv->stopper);
-        return AX_EADDRINUSE;
-    }
-    return 0;
-}
-
-/* Stop every worker's gateways (concurrently with the main thread's). */
-static void stop_workers(pool *p, ax_threads *th)
-{
-    for (int i = 1; i < p->n; i++)
-        ax_loop_post(ax_threads_loop(th, i - 1), worker_stop, &p->sv[i]);
-}
-
-static void wait_workers(pool *p, ax_loop *loop)
-{
-    for (int i = 1; i < p->n; i++)
-        while (!__atomic_load_n(&p->sv[i].done, __ATOMIC_ACQUIRE))
-            ax_loop_run_once(loop, 20);
-}
+/* ---- running: src/hub/server.c ------------------------------------------------- */
 
 int cmd_serve(int argc, char **argv)
 {
     static serve_cfg cfg;
     int rc = parse_args(argc, argv, &cfg);
     if (rc) return rc == 1 ? 0 : rc;
-    if (cfg.log_json) ax_log_set_json(1);
-    if (cfg.log_file[0] && ax_log_set_file(cfg.log_file) != 0) {
-        fprintf(stderr, "axon serve: cannot open log file %s: %s\n", cfg.log_file, strerror(errno));
-        return 1;
-    }
-    if (cfg.access_log[0] && !(access_log = open_access_log(cfg.access_log))) {
-        fprintf(stderr, "axon serve: cannot open access log %s: %s\n", cfg.access_log,
-                strerror(errno));
-        return 1;
-    }
-    access_log_path = cfg.access_log;
-    int err = 0;
-    static gw_stats stats[GW_COUNT];
-    static ax_http_stats http_stats;
-    serve sv = {.cfg = &cfg,
-                .gw = stats,
-                .http_stats = &http_stats,
-                .access_log = access_log,
-                .started_ms = (int64_t)time(NULL) * 1000};
-    if (!(sv.loop = ax_loop_new(NULL, &err))) {
-        fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
-        return 1;
-    }
-    char why[512] = "";
     if (cfg.data_dir[0] && cli_mkdirs(cfg.data_dir, 0700) == -1) {
         fprintf(stderr, "axon serve: cannot make data directory %s: %s\n", cfg.data_dir,
                 strerror(errno));
-        ax_loop_free(sv.loop);
         return 1;
     }
-    hub_opts ho = {.rules = cfg.rules,
-                   .nrules = cfg.nrules,
-                   .sub_budget = cfg.sub_budget,
-                   .max_payload = cfg.max_payload,
-                   .max_topics = cfg.max_topics,
-                   .max_filters = cfg.max_subs,
-                   .data_dir = cfg.data_dir[0] ? cfg.data_dir : NULL,
-                   .fsync_mode = cfg.fsync_mode,
-                   .store_queue_max = cfg.store_queue,
-                   .store_queue_bytes = cfg.store_queue_bytes};
-    if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
-        fprintf(stderr, "axon serve: %s\n", why);
-        ax_loop_free(sv.loop);
-        return 1;
-    }
-    ax_log(AX_LOG_INFO, "axon %s serve starting (history: %s)", AXON_VERSION,
-           cfg.data_dir[0] ? cfg.data_dir : "memory only");
-    rc = 0;
-    hub_bind_loop(sv.loop);
-    pool p = {.n = cfg.threads};
-    ax_threads *th = NULL;
-    if (!(p.sv = calloc((size_t)cfg.threads, sizeof(*p.sv)))) {
-        rc = 1;
-    } else if (start(&sv, &cfg) != 0) {
-        rc = 1;
-    } else if (p.sv[0] = sv, cfg.threads > 1 && !(th = ax_threads_start(cfg.threads - 1,
-                                                                        worker_setup, &p, &err))) {
-        fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg.threads, ax_strerror(err));
-        rc = 1;
-    } else {
-        ax_loop_handle_signals(sv.loop, on_signal);
-        ax_loop_handle_reload(sv.loop, on_hup);
-        if (cfg.threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg.threads);
-        ax_log(AX_LOG_INFO, "ready to accept connections");
-        if (!cfg.quiet) hints(&sv); /* last: what a user needs stays on screen */
-        ax_loop_run(sv.loop);
-    }
-    if (th) stop_workers(&p, th);
-    shutdown_gateways(&sv);
-    if (th) {
-        wait_workers(&p, sv.loop);
-        ax_threads_stop(th);
-    }
-    free(p.sv);
-    hub_free(sv.hub);
-    ax_loop_free(sv.loop);
-    ax_log(AX_LOG_INFO, "stopped");
-    if (access_log && access_log != stdout) fclose(access_log);
-    access_log = NULL;
-    return rc;
+    return serve_run(&cfg);
 }

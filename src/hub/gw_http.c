@@ -1,35 +1,24 @@
 /* gw_http.c: the hub over HTTP: the API (publish, history, topics,
- * presence), Server-Sent Events, Prometheus metrics.  docs/protocol.md
- * has the wire formats.
- *
- * An SSE event is made once per message (ENC_SSE) and the same bytes are
- * queued on every SSE client with ax_http_write_slice(). */
+ * presence), Prometheus metrics (the text: server.c), the pages.  A host
+ * gateway: Server-Sent Events (gw_sse.c) and WebSocket (gw_ws.c) mount
+ * on its server.  docs/protocol.md has the wire formats. */
 #include <jansson.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <axon/alloc.h>
 
 #include "proto/http/server_internal.h"
 #include "serve.h"
 
-#define SSE_PING_MS 15000
-
-typedef struct sse_client sse_client;
+typedef struct gw_http gw_http;
 typedef struct pub_wait pub_wait;
 
 struct gw_http {
     serve *sv;
     ax_http_server *srv;
     ax_listener *ls, *tls_ls;
-    gw_ws *ws;
-    ax_timer *ping;
-    ax_timer *watch; /* starts reading new streams, to notice when they close */
-    sse_client *sse; /* open event streams */
     pub_wait *waits; /* publishes waiting for their commit */
 };
 
@@ -41,15 +30,6 @@ struct pub_wait {
     pub_wait *prev, *next;
     uint64_t seq;
     char topic[];
-};
-
-struct sse_client {
-    gw_http *g;
-    ax_http_req *r;
-    hub_sub *sub;
-    sse_client *prev, *next;
-    bool in_handler; /* the response head is still batched: copy, don't share */
-    bool watch;      /* reading is to be resumed once the handler is over */
 };
 
 /* ---- helpers ------------------------------------------------------------------- */
@@ -138,6 +118,22 @@ static bool method_is(ax_http_req *r, const char *m, const char *allow)
     ax_http_add_header(r, "Allow", allow);
     reply_error(r, 405, "method not allowed");
     return false;
+}
+
+/* For the gateways mounted on the HTTP server (serve.h). */
+int serve_http_query(ax_http_req *r, const char *name, char *out, size_t cap, bool plus)
+{
+    return query_find(r, name, out, cap, plus);
+}
+
+bool serve_http_method(ax_http_req *r, const char *m, const char *allow)
+{
+    return method_is(r, m, allow);
+}
+
+void serve_http_error(ax_http_req *r, int status, const char *why)
+{
+    reply_error(r, status, why);
 }
 
 /* ---- the API -------------------------------------------------------------------------- */
@@ -414,175 +410,7 @@ static void api_presence(ax_http_req *r, void *ud)
     reply_json(r, 200, json_pack("{s:s,s:s,s:o}", "room", room, "topic", topic, "names", a));
 }
 
-/* ---- Server-Sent Events ---------------------------------------------------------------- */
-
-static ax_slice *encode_sse(const hub_msg *m, void *ud)
-{
-    static const char *events[] = {"message", "join", "leave", "gap"};
-    (void)ud;
-    size_t n;
-    char *j = serve_msg_json(m, &n);
-    if (!j) return NULL;
-    ax_slice *s = ax_slice_new(n + 64);
-    if (s) {
-        int k;
-        if (m->kind == HUB_MSG)
-            k = sprintf(ax_slice_data(s), "id: %llu\nevent: message\ndata: %s\n\n",
-                        (unsigned long long)m->seq, j);
-        else
-            k = sprintf(ax_slice_data(s), "event: %s\ndata: %s\n\n", events[m->kind & 3], j);
-        ax_slice_truncate(s, (size_t)k);
-    }
-    free(j);
-    return s;
-}
-
-static bool sse_write(hub_sub *s, hub_msg *m, void *ud)
-{
-    sse_client *c = ud;
-    (void)s;
-    ax_slice *sl = hub_msg_encoding(m, ENC_SSE, encode_sse, NULL);
-    if (!sl) return true;
-    gw_stats *st = &c->g->sv->gw[GW_SSE];
-    GW_ADD(st->msgs_out, 1);
-    GW_ADD(st->bytes_out, ax_slice_len(sl));
-    int rc = c->in_handler ? ax_http_write(c->r, ax_slice_data(sl), ax_slice_len(sl))
-                           : ax_http_write_slice(c->r, sl, 0, ax_slice_len(sl));
-    return rc == 0;
-}
-
-static void sse_kick(hub_sub *s, const char *why, void *ud)
-{
-    sse_client *c = ud;
-    (void)s;
-    ax_log(AX_LOG_WARN, "sse client disconnected: %s", why);
-    ax_conn_abort(ax_http_req_conn(c->r), AX_EOUTPUTCAP);
-}
-
-static const hub_sub_ops sse_ops = {sse_write, sse_kick};
-
-static void sse_drain(ax_http_req *r, void *ud)
-{
-    sse_client *c = ud;
-    (void)r;
-    hub_sub_writable(c->sub);
-}
-
-static void sse_abort(ax_http_req *r, void *ud)
-{
-    sse_client *c = ud;
-    (void)r;
-    gw_http *g = c->g;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g->sse = c->next;
-    if (c->next) c->next->prev = c->prev;
-    GW_SUB(g->sv->gw[GW_SSE].conns, 1);
-    hub_sub_free(c->sub);
-    ax_free(c);
-}
-
-static void sse(ax_http_req *r, void *ud)
-{
-    gw_http *g = ud;
-    char filter[HUB_MAX_TOPIC + 1], v[32];
-    if (!method_is(r, "GET", "GET")) return;
-    if (query_get_raw(r, "topic", filter, sizeof filter) < 1 ||
-        !hub_filter_valid(filter, strlen(filter))) {
-        reply_error(r, 400, "GET /sse?topic=<topic or filter>[&since=N]");
-        return;
-    }
-    int64_t since = -1;
-    size_t ll;
-    const char *last = ax_http_req_header(r, "Last-Event-ID", &ll);
-    if (last && ll && ll < 21)
-        since = strtoll(last, NULL, 10);
-    else if (query_get(r, "since", v, sizeof v) > 0)
-        since = strtoll(v, NULL, 10);
-    sse_client *c = ax_calloc(1, sizeof(*c));
-    if (c) c->sub = hub_sub_new(g->sv->hub, &sse_ops, c, NULL);
-    if (!c || !c->sub) {
-        ax_free(c);
-        reply_error(r, 503, "out of memory");
-        return;
-    }
-    c->g = g;
-    c->r = r;
-    c->next = g->sse;
-    if (g->sse) g->sse->prev = c;
-    g->sse = c;
-    GW_ADD(g->sv->gw[GW_SSE].conns, 1);
-    GW_ADD(g->sv->gw[GW_SSE].accepted, 1);
-    ax_http_add_header(r, "Content-Type", "text/event-stream; charset=utf-8");
-    ax_http_add_header(r, "Cache-Control", "no-cache");
-    ax_http_add_header(r, "X-Accel-Buffering", "no");
-    ax_http_on_drain(r, sse_drain, c);
-    ax_http_on_abort(r, sse_abort, c);
-    ax_http_start(r, 200, -1);
-    ax_http_write(r, "retry: 2000\n\n", 13);
-    c->in_handler = true;
-    if (hub_subscribe(c->sub, filter, since, false) != 0) ax_http_write(r, ": bad filter\n\n", 14);
-    c->in_handler = false;
-    /* The server stops reading while a response is pending; an event
-     * stream never ends, so read again (after this request's on_data) to
-     * see the client go away at once instead of at the next ping. */
-    c->watch = true;
-    ax_timer_start(g->watch, 0, 0);
-}
-
-static void sse_watch(ax_timer *t, void *ud)
-{
-    gw_http *g = ud;
-    (void)t;
-    for (sse_client *c = g->sse; c; c = c->next) {
-        if (!c->watch) continue;
-        c->watch = false;
-        ax_conn_resume(ax_http_req_conn(c->r));
-    }
-}
-
-static void sse_ping(ax_timer *t, void *ud)
-{
-    gw_http *g = ud;
-    (void)t;
-    for (sse_client *c = g->sse; c; c = c->next)
-        ax_http_write(c->r, ": ping\n\n", 8);
-}
-
 /* ---- metrics ------------------------------------------------------------------------- */
-
-typedef struct mbuf {
-    char *p;
-    size_t len, cap;
-} mbuf;
-
-static void mprintf(mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void mprintf(mbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *p = ax_realloc(b->p, cap);
-        if (!p) return;
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-static void metric_family(mbuf *b, const char *name, const char *type, const char *help)
-{
-    mprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
 
 static uint64_t load(const uint64_t *p)
 {
@@ -615,85 +443,15 @@ static void http_gw_update(gw_http *g)
 
 static void metrics(ax_http_req *r, void *ud)
 {
-    static const char *names[GW_COUNT] = {"line", "udp", "http", "sse", "websocket"};
     gw_http *g = ud;
-    serve *sv = g->sv;
-    const hub_stats *hs = hub_stats_get(sv->hub);
-    mbuf b = {ax_malloc(4096), 0, 4096};
-    if (!b.p) {
+    size_t n;
+    char *text = serve_metrics(g->sv, &n); /* through http_stats() for this gateway */
+    if (!text) {
         ax_http_respond(r, 500, "text/plain", "out of memory\n", 14);
         return;
     }
-    http_gw_update(g);
-    struct {
-        const char *name, *type, *help;
-        size_t off;
-    } per_gw[] = {
-        {"axon_connections", "gauge", "Open connections (UDP: subscribing addresses).",
-         offsetof(gw_stats, conns)},
-        {"axon_connections_accepted_total", "counter", "Connections accepted since start.",
-         offsetof(gw_stats, accepted)},
-        {"axon_messages_in_total", "counter", "Messages received from clients.",
-         offsetof(gw_stats, msgs_in)},
-        {"axon_messages_out_total", "counter", "Messages sent to clients.",
-         offsetof(gw_stats, msgs_out)},
-        {"axon_bytes_in_total", "counter", "Bytes received.", offsetof(gw_stats, bytes_in)},
-        {"axon_bytes_out_total", "counter", "Bytes sent.", offsetof(gw_stats, bytes_out)},
-        {"axon_errors_total", "counter", "Requests refused as malformed or failed sends.",
-         offsetof(gw_stats, errors)},
-    };
-    /* requests the HTTP servers refused before any handler saw them */
-    uint64_t refused = sv->http_stats ? load(&sv->http_stats->refused) : 0;
-    for (size_t i = 0; i < sizeof per_gw / sizeof per_gw[0]; i++) {
-        metric_family(&b, per_gw[i].name, per_gw[i].type, per_gw[i].help);
-        for (int k = 0; k < GW_COUNT; k++) {
-            uint64_t v =
-                *(const uint64_t *)(const void *)((const char *)&sv->gw[k] + per_gw[i].off);
-            if (k == GW_HTTP && per_gw[i].off == offsetof(gw_stats, errors)) v += refused;
-            mprintf(&b, "%s{gateway=\"%s\"} %llu\n", per_gw[i].name, names[k],
-                    (unsigned long long)v);
-        }
-    }
-    metric_family(&b, "axon_hub_published_total", "counter", "Messages published.");
-    mprintf(&b, "axon_hub_published_total %llu\n", (unsigned long long)hs->published);
-    metric_family(&b, "axon_hub_delivered_total", "counter", "Messages handed to subscribers.");
-    mprintf(&b, "axon_hub_delivered_total %llu\n", (unsigned long long)hs->delivered);
-    metric_family(&b, "axon_hub_dropped_total", "counter",
-                  "Messages dropped for slow subscribers, by policy.");
-    mprintf(&b, "axon_hub_dropped_total{policy=\"drop_oldest\"} %llu\n",
-            (unsigned long long)hs->dropped_oldest);
-    mprintf(&b, "axon_hub_dropped_total{policy=\"keep_latest\"} %llu\n",
-            (unsigned long long)hs->dropped_latest);
-    metric_family(&b, "axon_hub_disconnects_total", "counter",
-                  "Slow subscribers disconnected, by policy.");
-    mprintf(&b, "axon_hub_disconnects_total{policy=\"disconnect\"} %llu\n",
-            (unsigned long long)hs->kicked);
-    metric_family(&b, "axon_hub_subscribers", "gauge", "Subscribers now.");
-    mprintf(&b, "axon_hub_subscribers %llu\n", (unsigned long long)hs->subscribers);
-    metric_family(&b, "axon_hub_topics", "gauge", "Topics and rooms known.");
-    mprintf(&b, "axon_hub_topics %llu\n", (unsigned long long)hs->topics);
-    metric_family(&b, "axon_store_writes_total", "counter", "Messages written to the store.");
-    mprintf(&b, "axon_store_writes_total %llu\n", (unsigned long long)hs->store_writes);
-    metric_family(&b, "axon_store_errors_total", "counter", "Failed store operations.");
-    mprintf(&b, "axon_store_errors_total %llu\n", (unsigned long long)hs->store_errors);
-    metric_family(&b, "axon_store_queue_messages", "gauge",
-                  "Messages waiting for (or in) a store commit.");
-    mprintf(&b, "axon_store_queue_messages %llu\n", (unsigned long long)hs->store_queue_msgs);
-    metric_family(&b, "axon_store_queue_bytes", "gauge", "Bytes of those messages.");
-    mprintf(&b, "axon_store_queue_bytes %llu\n", (unsigned long long)hs->store_queue_bytes);
-    metric_family(&b, "axon_store_refused_total", "counter",
-                  "Publishes refused because the store's queue was full (slow down).");
-    mprintf(&b, "axon_store_refused_total %llu\n", (unsigned long long)hs->store_refused);
-    metric_family(&b, "axon_store_commit_seconds", "summary", "Time per batched commit.");
-    mprintf(&b, "axon_store_commit_seconds_sum %.6f\naxon_store_commit_seconds_count %llu\n",
-            (double)hs->store_commit_us_total / 1e6, (unsigned long long)hs->store_commits);
-    metric_family(&b, "axon_store_commit_seconds_max", "gauge", "Longest commit since start.");
-    mprintf(&b, "axon_store_commit_seconds_max %.6f\n", (double)hs->store_commit_us_max / 1e6);
-    metric_family(&b, "axon_uptime_seconds", "gauge", "Seconds since start.");
-    mprintf(&b, "axon_uptime_seconds %lld\n",
-            (long long)((int64_t)time(NULL) - sv->started_ms / 1000));
-    ax_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
-    ax_free(b.p);
+    ax_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, n);
+    ax_free(text);
 }
 
 static void healthz(ax_http_req *r, void *ud)
@@ -704,7 +462,7 @@ static void healthz(ax_http_req *r, void *ud)
 
 /* ---- the gateway ---------------------------------------------------------------------- */
 
-gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
+static gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
 {
     gw_http *g = ax_calloc(1, sizeof(*g));
     int err = 0;
@@ -718,48 +476,39 @@ gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_len)
     ho.access_log = sv->access_log;
     ho.access_log_format = sv->cfg->access_log_format;
     g->srv = ax_http_server_new(sv->loop, &ho, &err);
-    g->ping = g->srv ? ax_timer_new(sv->loop, sse_ping, g) : NULL;
-    g->watch = g->ping ? ax_timer_new(sv->loop, sse_watch, g) : NULL;
-    if (!g->watch) goto fail;
+    if (!g->srv) goto fail;
     struct {
         const char *method, *prefix;
         ax_http_handler h;
     } routes[] = {
-        {NULL, "/api/publish", api_publish},
-        {NULL, "/api/history", api_history},
-        {NULL, "/api/topics", api_topics},
-        {NULL, "/api/presence", api_presence},
-        {NULL, "/sse", sse},
-        {"GET", "/metrics", metrics},
-        {"GET", "/healthz", healthz},
+        {NULL, "/api/publish", api_publish}, {NULL, "/api/history", api_history},
+        {NULL, "/api/topics", api_topics},   {NULL, "/api/presence", api_presence},
+        {"GET", "/metrics", metrics},        {"GET", "/healthz", healthz},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if ((err = ax_http_route(g->srv, routes[i].method, routes[i].prefix, routes[i].h, g)))
             goto fail;
-    if (!(g->ws = gw_ws_start(sv, g->srv, &err)) || (err = gw_pages_start(sv, g->srv))) goto fail;
+    if ((err = gw_pages_start(sv, g->srv))) goto fail;
     ax_listen_opts lo = serve_listen_opts(sv);
     g->ls = url ? ax_http_listen(g->srv, url, &lo, &err) : NULL;
     if (url && !g->ls) goto fail;
-    ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);
     return g;
 fail:
     snprintf(why, why_len, "cannot listen on %s: %s", url ? url : "(no URL)",
              ax_strerror(err ? err : AX_ENOMEM));
     if (g) {
-        ax_timer_free(g->ping);
-        ax_timer_free(g->watch);
         if (g->srv) ax_http_server_free(g->srv);
         ax_free(g);
     }
     return NULL;
 }
 
-ax_http_server *gw_http_server(gw_http *g)
+static ax_http_server *gw_http_server(gw_http *g)
 {
     return g->srv;
 }
 
-int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len)
+static int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len)
 {
     int err = 0;
     ax_listen_opts lo = serve_listen_opts(g->sv);
@@ -768,7 +517,7 @@ int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why_len)
     return g->tls_ls ? 0 : err;
 }
 
-const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len)
+static const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len)
 {
     if (!g || !g->tls_ls) return NULL;
     ax_addr_format(ax_listener_addr(g->tls_ls), buf, len);
@@ -776,25 +525,15 @@ const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len)
     return buf;
 }
 
-const char *gw_http_addr(gw_http *g, char *buf, size_t len)
+static const char *gw_http_addr(gw_http *g, char *buf, size_t len)
 {
     return g && g->ls ? ax_addr_format(ax_listener_addr(g->ls), buf, len) : NULL;
 }
 
-void gw_http_stop(gw_http *g)
+static void gw_http_stop(gw_http *g)
 {
     if (!g) return;
-    ax_timer_free(g->ping);
-    ax_timer_free(g->watch);
-    while (g->sse) { /* before the server: its abort callbacks may come late */
-        sse_client *c = g->sse;
-        g->sse = c->next;
-        ax_http_on_abort(c->r, NULL, NULL);
-        GW_SUB(g->sv->gw[GW_SSE].conns, 1);
-        hub_sub_free(c->sub);
-        ax_free(c);
-    }
-    while (g->waits) { /* the same: their requests go with the server */
+    while (g->waits) { /* before the server: their abort callbacks may come late */
         pub_wait *w = g->waits;
         g->waits = w->next;
         ax_http_on_abort(w->r, NULL, NULL);
@@ -802,11 +541,96 @@ void gw_http_stop(gw_http *g)
         ax_free(w);
     }
     ax_http_server_free(g->srv);
-    gw_ws_free(g->ws);
     ax_free(g);
 }
 
-gw_ws *gw_http_ws(gw_http *g)
+/* ---- the interface (gateway.h) ---------------------------------------------------------- */
+
+static const char *http_url(const serve_cfg *c)
 {
-    return g ? g->ws : NULL;
+    return c->http_url;
 }
+
+static const char *https_url(const serve_cfg *c)
+{
+    return c->https_url;
+}
+
+static void *http_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    return gw_http_start(sv, url, why, why_len);
+}
+
+static int http_listen_tls(void *g, const char *url, char *why, size_t why_len)
+{
+    return gw_http_listen_tls(g, url, why, why_len);
+}
+
+static void http_free(void *g)
+{
+    gw_http_stop(g);
+}
+
+static const char *http_addr(void *g, char *buf, size_t len)
+{
+    return gw_http_addr(g, buf, len);
+}
+
+static const char *http_tls_addr(void *g, char *buf, size_t len)
+{
+    return gw_http_tls_addr(g, buf, len);
+}
+
+/* What the servers counted, less the event streams; with the requests
+ * the servers refused before any handler saw them as errors. */
+static void http_stats(void *vg, gw_stats *out)
+{
+    gw_http *g = vg;
+    http_gw_update(g);
+    const gw_stats *h = &g->sv->gw[GW_HTTP];
+    uint64_t refused = g->sv->http_stats ? load(&g->sv->http_stats->refused) : 0;
+    *out = (gw_stats){load(&h->conns),           load(&h->accepted), load(&h->msgs_in),
+                      load(&h->msgs_out),        load(&h->bytes_in), load(&h->bytes_out),
+                      load(&h->errors) + refused};
+}
+
+static ax_http_server *http_host(void *g)
+{
+    return gw_http_server(g);
+}
+
+static void http_log_addrs(void *g)
+{
+    char a[AX_ADDR_STRLEN];
+    if (gw_http_addr(g, a, sizeof a)) ax_log(AX_LOG_INFO, "HTTP API, SSE and metrics on %s", a);
+    if (gw_http_tls_addr(g, a, sizeof a)) ax_log(AX_LOG_INFO, "HTTPS (and wss://) on %s", a);
+}
+
+static void http_hints(void *g, FILE *out)
+{
+    char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
+    if (gw_http_addr(g, a, sizeof a)) {
+        serve_hostport(a, hp, sizeof hp);
+        fprintf(out, "axon serve: chat page     http://%s/   (dashboard: /dashboard)\n", hp);
+        fprintf(out, "axon serve: HTTP API      curl -d hello http://%s/api/publish/chat/lobby\n",
+                hp);
+        fprintf(out, "axon serve: live events   curl -N 'http://%s/sse?topic=chat/lobby'\n", hp);
+        fprintf(out, "axon serve: metrics       http://%s/metrics\n", hp);
+    }
+    if (gw_http_tls_addr(g, a, sizeof a))
+        fprintf(out, "axon serve: HTTPS         https://%s/\n", serve_hostport(a, hp, sizeof hp));
+}
+
+const gw_ops gw_http_gateway = {.name = "http",
+                                .url = http_url,
+                                .tls_url = https_url,
+                                .tls_setting = "listen_https",
+                                .start = http_start,
+                                .listen_tls = http_listen_tls,
+                                .free = http_free,
+                                .addr = http_addr,
+                                .tls_addr = http_tls_addr,
+                                .stats = http_stats,
+                                .http = http_host,
+                                .log_addrs = http_log_addrs,
+                                .hints = http_hints};

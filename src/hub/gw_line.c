@@ -15,6 +15,8 @@
 
 #include "serve.h"
 
+typedef struct gw_line gw_line;
+
 #define ROOM_MAX 64
 #define NAME_MAX_LEN 32
 #define LINE_MAX_CAP 65536 /* the largest max_line setting */
@@ -433,7 +435,7 @@ static ax_conn_opts line_conn_opts(const serve *sv, ax_tls_ctx *tls)
                           .tls = tls};
 }
 
-gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
+static gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
 {
     gw_line *g = ax_calloc(1, sizeof(*g));
     if (!g) {
@@ -454,12 +456,12 @@ gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_len)
     return g;
 }
 
-const char *gw_line_addr(gw_line *g, char *buf, size_t len)
+static const char *gw_line_addr(gw_line *g, char *buf, size_t len)
 {
     return g && g->ls ? ax_addr_format(ax_listener_addr(g->ls), buf, len) : NULL;
 }
 
-int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
+static int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
 {
     int err = 0;
     ax_conn_opts co = line_conn_opts(g->sv, g->sv->tls);
@@ -469,7 +471,7 @@ int gw_line_listen_tls(gw_line *g, const char *url, char *why, size_t why_len)
     return g->tls_ls ? 0 : err;
 }
 
-const char *gw_line_tls_addr(gw_line *g, char *buf, size_t len)
+static const char *gw_line_tls_addr(gw_line *g, char *buf, size_t len)
 {
     if (!g || !g->tls_ls) return NULL;
     ax_addr_format(ax_listener_addr(g->tls_ls), buf, len);
@@ -479,7 +481,7 @@ const char *gw_line_tls_addr(gw_line *g, char *buf, size_t len)
 
 /* Close the listeners and say goodbye to everyone; the connections close
  * gracefully (the loop must run a little more for that). */
-void gw_line_stop(gw_line *g)
+static void gw_line_stop(gw_line *g)
 {
     if (!g) return;
     if (g->ls) ax_listener_close(g->ls);
@@ -492,21 +494,105 @@ void gw_line_stop(gw_line *g)
     g->ls = NULL;
 }
 
-void gw_line_abort(gw_line *g)
+static void gw_line_abort(gw_line *g)
 {
     for (line_conn *lc = g ? g->conns : NULL; lc; lc = lc->next)
         ax_conn_abort(lc->c, AX_ECLOSED); /* on_close comes on the next turn */
 }
 
-void gw_line_free(gw_line *g)
+static void gw_line_free(gw_line *g)
 {
     ax_free(g); /* after gw_line_count() is 0 */
 }
 
-size_t gw_line_count(const gw_line *g)
+static size_t gw_line_count(const gw_line *g)
 {
     size_t n = 0;
     for (const line_conn *lc = g ? g->conns : NULL; lc; lc = lc->next)
         n++;
     return n;
 }
+
+/* ---- the interface (gateway.h) ---------------------------------------------------------- */
+
+static const char *line_url(const serve_cfg *c)
+{
+    return c->line_url;
+}
+
+static const char *line_tls_url(const serve_cfg *c)
+{
+    return c->line_tls_url;
+}
+
+static void *line_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    return gw_line_start(sv, url, why, why_len);
+}
+
+static int line_listen_tls(void *g, const char *url, char *why, size_t why_len)
+{
+    return gw_line_listen_tls(g, url, why, why_len);
+}
+
+static void line_stop(void *g)
+{
+    gw_line_stop(g);
+}
+
+static void line_abort(void *g)
+{
+    gw_line_abort(g);
+}
+
+static void line_free(void *g)
+{
+    gw_line_free(g);
+}
+
+static size_t line_count(const void *g)
+{
+    return gw_line_count(g);
+}
+
+static const char *line_addr(void *g, char *buf, size_t len)
+{
+    return gw_line_addr(g, buf, len);
+}
+
+static const char *line_tls_addr(void *g, char *buf, size_t len)
+{
+    return gw_line_tls_addr(g, buf, len);
+}
+
+static void line_log_addrs(void *g)
+{
+    char a[AX_ADDR_STRLEN];
+    if (gw_line_addr(g, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat on %s", a);
+    if (gw_line_tls_addr(g, a, sizeof a)) ax_log(AX_LOG_INFO, "line chat over TLS on %s", a);
+}
+
+static void line_hints(void *g, FILE *out)
+{
+    char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
+    if (gw_line_tls_addr(g, a, sizeof a))
+        fprintf(out, "axon serve: line over TLS axon cat %s\n", a);
+    if (gw_line_addr(g, a, sizeof a))
+        fprintf(out, "axon serve: line chat     nc %s   (type your name, then talk; /help)\n",
+                serve_nc_args(a, hp, sizeof hp));
+}
+
+const gw_ops gw_line_gateway = {.name = "line",
+                                .url = line_url,
+                                .tls_url = line_tls_url,
+                                .tls_setting = "listen_line_tls",
+                                .start = line_start,
+                                .listen_tls = line_listen_tls,
+                                .stop = line_stop,
+                                .abort = line_abort,
+                                .free = line_free,
+                                .count = line_count,
+                                .addr = line_addr,
+                                .tls_addr = line_tls_addr,
+                                .log_addrs = line_log_addrs,
+                                .hints = line_hints};

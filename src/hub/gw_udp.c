@@ -23,6 +23,8 @@
 #include "map.h"
 #include "serve.h"
 
+typedef struct gw_udp gw_udp;
+
 #define UDP_MAX_IN 8192     /* longest datagram taken */
 #define UDP_MAX_PEERS 10000 /* subscribing addresses */
 #define UDP_MAX_LEASES 64   /* filters per address */
@@ -374,7 +376,7 @@ static void sweep(ax_timer *t, void *ud)
         peer_free(c.dead[i]);
 }
 
-gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len)
+static gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len)
 {
     gw_udp *g = ax_calloc(1, sizeof(*g));
     if (!g) {
@@ -398,7 +400,7 @@ gw_udp *gw_udp_start(serve *sv, const char *url, char *why, size_t why_len)
     return g;
 }
 
-const char *gw_udp_addr(gw_udp *g, char *buf, size_t len)
+static const char *gw_udp_addr(gw_udp *g, char *buf, size_t len)
 {
     return ax_addr_format(ax_udp_addr(g->u), buf, len);
 }
@@ -416,7 +418,7 @@ static void free_peer_ent(hub_map_ent *e, void *ud)
     ax_free(p);
 }
 
-void gw_udp_stop(gw_udp *g)
+static void gw_udp_stop(gw_udp *g)
 {
     if (!g) return;
     while (g->waits) {
@@ -431,3 +433,47 @@ void gw_udp_stop(gw_udp *g)
     ax_udp_close(g->u);
     ax_free(g);
 }
+
+/* ---- the interface (gateway.h) ---------------------------------------------------------- */
+
+static const char *udp_url(const serve_cfg *c)
+{
+    return c->udp_url;
+}
+
+static void *udp_start(serve *sv, const char *url, char *why, size_t why_len)
+{
+    return gw_udp_start(sv, url, why, why_len);
+}
+
+/* Datagrams have no connection to wait for: free at once. */
+static void udp_free(void *g)
+{
+    gw_udp_stop(g);
+}
+
+static const char *udp_addr(void *g, char *buf, size_t len)
+{
+    return gw_udp_addr(g, buf, len);
+}
+
+static void udp_log_addrs(void *g)
+{
+    char a[AX_ADDR_STRLEN];
+    ax_log(AX_LOG_INFO, "UDP datagrams on %s", gw_udp_addr(g, a, sizeof a));
+}
+
+static void udp_hints(void *g, FILE *out)
+{
+    char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
+    fprintf(out, "axon serve: UDP           echo 'PUB chat/lobby hi' | nc -u -w1 %s\n",
+            serve_nc_args(gw_udp_addr(g, a, sizeof a), hp, sizeof hp));
+}
+
+const gw_ops gw_udp_gateway = {.name = "udp",
+                               .url = udp_url,
+                               .start = udp_start,
+                               .free = udp_free,
+                               .addr = udp_addr,
+                               .log_addrs = udp_log_addrs,
+                               .hints = udp_hints};

@@ -26,6 +26,8 @@
 
 #include "serve.h"
 
+typedef struct gw_ws gw_ws;
+
 typedef struct ws_client ws_client;
 typedef struct ws_wait ws_wait;
 
@@ -458,7 +460,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
 static const ax_ws_cbs ws_cbs = {
     .on_open = on_open, .on_message = on_message, .on_drain = on_drain, .on_close = on_close};
 
-void gw_ws_stop(gw_ws *g, bool now)
+static void gw_ws_stop(gw_ws *g, bool now)
 {
     for (ws_client *c = g ? g->clients : NULL; c; c = c->next) {
         hub_sub_free(c->sub); /* nothing more is delivered */
@@ -470,7 +472,7 @@ void gw_ws_stop(gw_ws *g, bool now)
     }
 }
 
-size_t gw_ws_count(const gw_ws *g)
+static size_t gw_ws_count(const gw_ws *g)
 {
     size_t n = 0;
     for (ws_client *c = g ? g->clients : NULL; c; c = c->next)
@@ -478,13 +480,13 @@ size_t gw_ws_count(const gw_ws *g)
     return n;
 }
 
-void gw_ws_free(gw_ws *g)
+static void gw_ws_free(gw_ws *g)
 {
     if (g) ax_timer_free(g->unthrottle);
-    ax_free(g); /* after gw_ws_count() is 0 and the HTTP server is gone */
+    ax_free(g); /* after gw_ws_count() is 0, at once before the HTTP server is freed */
 }
 
-gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
+static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
 {
     gw_ws *g = ax_calloc(1, sizeof(*g));
     if (!g) {
@@ -505,3 +507,40 @@ gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
     ax_free(g);
     return NULL;
 }
+
+/* ---- the interface (gateway.h) ---------------------------------------------------------- */
+
+static void *ws_mount(serve *sv, ax_http_server *srv, char *why, size_t why_len)
+{
+    int err = 0;
+    gw_ws *g = gw_ws_start(sv, srv, &err);
+    if (!g) snprintf(why, why_len, "cannot add the WebSocket gateway: %s", ax_strerror(err));
+    return g;
+}
+
+static void ws_stop(void *g)
+{
+    gw_ws_stop(g, false);
+}
+
+static void ws_abort(void *g)
+{
+    gw_ws_stop(g, true);
+}
+
+static void ws_free(void *g)
+{
+    gw_ws_free(g);
+}
+
+static size_t ws_count(const void *g)
+{
+    return gw_ws_count(g);
+}
+
+const gw_ops gw_ws_gateway = {.name = "websocket",
+                              .mount = ws_mount,
+                              .stop = ws_stop,
+                              .abort = ws_abort,
+                              .free = ws_free,
+                              .count = ws_count};

@@ -22,11 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!path[0]) fz_path("line.sock", path, sizeof path);
     size_t step = data[0] & 0x80 ? (size_t)(1 + (data[0] & 63)) : size;
     fz_serve_init(&f, data[0] & 0x40 ? 16 : 4096, 1u << 16, 8, 4096);
-    char url[300], why[256];
-    snprintf(url, sizeof url, "unix://%s", path);
+    snprintf(f.cfg.line_url, sizeof f.cfg.line_url, "unix://%s", path);
     unlink(path);
-    f.sv.line = gw_line_start(&f.sv, url, why, sizeof why);
-    FZ_CHECK(f.sv.line != NULL);
+    fz_serve_start(&f);
 
     /* the other user */
     fz_out bo = {.buf = obuf, .cap = sizeof obuf};

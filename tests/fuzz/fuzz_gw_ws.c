@@ -63,11 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!path[0]) fz_path("ws.sock", path, sizeof path);
     size_t step = data[0] & 0x80 ? (size_t)(1 + (data[0] & 63)) : SIZE_MAX;
     fz_serve_init(&f, 4096, 4096, 8, 8192);
-    char url[300], why[256];
-    snprintf(url, sizeof url, "unix://%s", path);
+    snprintf(f.cfg.http_url, sizeof f.cfg.http_url, "unix://%s", path);
     unlink(path);
-    f.sv.http = gw_http_start(&f.sv, url, why, sizeof why);
-    FZ_CHECK(f.sv.http != NULL);
+    fz_serve_start(&f);
 
     /* the listener */
     fz_out lo = {.buf = obuf, .cap = sizeof obuf};

@@ -1,6 +1,6 @@
 /* fuzz_serve.h: a memory-only hub and the serve struct its gateways hang
  * off, made fresh for each run of a gateway fuzz target (fuzz_gw_line,
- * fuzz_gw_ws), as `axon serve` makes them (src/cli/serve.c). */
+ * fuzz_gw_ws), as `axon serve` makes them (src/hub/server.c). */
 #ifndef AXON_FUZZ_SERVE_H
 #define AXON_FUZZ_SERVE_H
 
@@ -43,9 +43,16 @@ static inline void fz_serve_init(fz_serve *f, uint32_t max_line, size_t max_payl
     FZ_CHECK(f->sv.hub != NULL);
 }
 
+/* Start the gateways the settings turn on (f->cfg's URLs). */
+static inline void fz_serve_start(fz_serve *f)
+{
+    char why[256] = "";
+    FZ_CHECK(serve_gateways_start(&f->sv, why, sizeof why) == 0);
+}
+
 static inline bool fz_serve_busy(fz_serve *f)
 {
-    return gw_line_count(f->sv.line) || gw_ws_count(gw_http_ws(f->sv.http));
+    return serve_gateways_count(&f->sv) > 0;
 }
 
 /* What `axon serve` does at shutdown: goodbyes, a few turns, resets, then
@@ -53,17 +60,14 @@ static inline bool fz_serve_busy(fz_serve *f)
 static inline void fz_serve_free(fz_serve *f)
 {
     ax_loop *loop = f->sv.loop;
-    gw_line_stop(f->sv.line);
-    gw_ws_stop(gw_http_ws(f->sv.http), false);
+    serve_gateways_stop(&f->sv);
     for (int i = 0; i < 16 && fz_serve_busy(f); i++)
         ax_loop_run_once(loop, 0);
-    gw_line_abort(f->sv.line);
-    gw_ws_stop(gw_http_ws(f->sv.http), true);
+    serve_gateways_abort(&f->sv);
     for (int i = 0; i < 100 && fz_serve_busy(f); i++)
         ax_loop_run_once(loop, 0);
     FZ_CHECK(!fz_serve_busy(f));
-    gw_line_free(f->sv.line);
-    gw_http_stop(f->sv.http);
+    serve_gateways_free(&f->sv);
     for (int i = 0; i < 5; i++) /* let closes finish */
         ax_loop_run_once(loop, 0);
     hub_free(f->sv.hub);

@@ -246,7 +246,8 @@ def every_request_and_route_is_documented():
     for c in line + ["/me"]:
         t.ok(c in line_doc, "line-chat command %s is not in docs/protocol.md" % c)
     routes = re.findall(r'\{(?:NULL|"GET"), "(/[\w/]*)", \w+\}', read("src/hub/gw_http.c"))
-    t.ok(len(routes) >= 7, "found only %r in gw_http.c" % routes)
+    routes += re.findall(r'ax_http_route\(srv, NULL, "(/[\w/]*)"', read("src/hub/gw_sse.c"))
+    t.ok(len(routes) >= 7, "found only %r in gw_http.c and gw_sse.c" % routes)
     for r in routes:
         t.ok(re.search(r"(GET|POST) %s\b" % re.escape(r), proto) or "`%s`" % r in proto or
              "## %s" % r in proto or ": %s" % r in proto,

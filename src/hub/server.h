@@ -1,0 +1,100 @@
+/* server.h: `axon serve` assembled: the settings, the state each thread's
+ * gateways hang off, start-up, shutdown, threads, signals and metrics.
+ * src/cli/serve.c turns flags and the config file into a serve_cfg and
+ * calls serve_run(); the gateways are reached only through the registry
+ * (gateway.h). */
+#ifndef AXON_HUB_SERVER_H
+#define AXON_HUB_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <axon/axon.h>
+#include <axon/http.h>
+
+#include "gateway.h"
+#include "hub.h"
+
+#define SERVE_MAX_RULES 64
+#define SERVE_URL_LEN 512
+
+struct serve_cfg {
+    char http_url[SERVE_URL_LEN]; /* "" : off */
+    char line_url[SERVE_URL_LEN];
+    char udp_url[SERVE_URL_LEN];
+    char https_url[SERVE_URL_LEN];    /* "" : off (the default) */
+    char line_tls_url[SERVE_URL_LEN]; /* "" : off (the default) */
+    char tls_cert[1024], tls_key[1024];
+    char data_dir[1024]; /* "" : memory only; made before serve_run() */
+    char log_file[1024]; /* "" : stderr */
+    int fsync_mode;
+    size_t store_queue, store_queue_bytes; /* the store's queue bound */
+    hub_rule rules[SERVE_MAX_RULES];
+    int nrules;
+    size_t sub_budget, max_payload;
+    size_t max_topics, max_subs; /* topics in the hub; subscriptions per client */
+    uint32_t udp_lease_s;
+    uint32_t max_line;
+    int threads; /* loops sharing the ports (SO_REUSEPORT) */
+    bool log_json, quiet;
+    /* seconds; 0: the library's default (HTTP: 10 and 60; close: 10) */
+    uint32_t http_header_timeout_s, http_idle_timeout_s, close_timeout_s;
+    /* seconds; 0: none.  Name: from connecting to a valid name; idle: no
+     * line (an empty one will do) after that */
+    uint32_t line_name_timeout_s, line_idle_timeout_s;
+    char access_log[1024]; /* "" : off; "-": stdout */
+    int access_log_format; /* AX_HTTP_LOG_* */
+    /* The gateways; NULL: serve_registry (gateway.h says what else may
+     * be here) */
+    const gw_ops *const *gateways;
+    int ngateways;
+};
+
+/* One thread's server: what its gateways hang off. */
+struct serve {
+    ax_loop *loop;
+    hub *hub;
+    ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
+    const serve_cfg *cfg;
+    const gw_ops *const *gws; /* the registry (serve_gateways_start sets it) */
+    int ngw;
+    void *inst[SERVE_MAX_GATEWAYS]; /* gws[i]'s instance on this thread, or NULL */
+    gw_stats *gw;                   /* [ngw], shared by the threads */
+    /* the HTTP servers of every thread add to it; /metrics derives
+     * gw[GW_HTTP]'s connection and byte counters from it */
+    ax_http_stats *http_stats;
+    FILE *access_log; /* cfg->access_log opened, shared by the threads, or NULL */
+    int64_t started_ms;
+    int index;         /* thread number; 0: the main thread */
+    ax_timer *stopper; /* workers: drives their shutdown */
+    uint64_t stop_by;
+    bool aborted, done;
+};
+
+/* Run the server with these settings until SIGINT or SIGTERM: the hub,
+ * the gateways on cfg->threads loops, the banner.  0, or 1 when it could
+ * not start (it said why on stderr). */
+int serve_run(const serve_cfg *cfg);
+
+/* Whether any gateway of the registry has a listener on. */
+bool serve_cfg_listens(const serve_cfg *cfg);
+
+/* The parts of serve_run() for one thread's serve (sv->loop, hub, cfg,
+ * gw set): start every gateway the settings turn on (0, or -1 with a
+ * sentence in why; what did start is then to be freed), say goodbye,
+ * reset the rest, count the connections still open, free. */
+int serve_gateways_start(serve *sv, char *why, size_t why_len);
+void serve_gateways_stop(serve *sv);
+void serve_gateways_abort(serve *sv);
+size_t serve_gateways_count(const serve *sv);
+void serve_gateways_free(serve *sv);
+
+/* Prometheus text for /metrics (malloc'd, free with ax_free()), or NULL. */
+char *serve_metrics(serve *sv, size_t *len);
+/* The start-up banner: the addresses in the log, then (hints) how to
+ * connect, on out. */
+void serve_log_addrs(serve *sv);
+void serve_hints(serve *sv, FILE *out);
+
+#endif
