@@ -1,4 +1,4 @@
-/* limits-bench.c: what a limits check costs (src/hub/limits.h).
+/* limits-bench.c: what a limits check costs (src/hub/limit.h).
  *
  *     build/bench/limits-bench [SECONDS]
  *
@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "hub/limits.h"
+#include "hub/limit.h"
 
 static hub_limits *L;
 static double seconds = 1.0;

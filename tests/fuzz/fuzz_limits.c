@@ -1,5 +1,5 @@
 /* fuzz_limits.c: libFuzzer target for the limits settings parser
- * (src/hub/limits_parse.c).
+ * (src/hub/limit_parse.c).
  *
  * The input is a rate as a config file would hold it ("1000/s burst
  * 2000").  A parse must answer 0 or AX_EINVAL with a sentence; a rate it
@@ -14,7 +14,7 @@
 
 #include <axon/error.h>
 
-#include "hub/limits.h"
+#include "hub/limit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* test_limits.c: the limits engine (src/hub/limits.h) with a clock the
+/* test_limits.c: the limits engine (src/hub/limit.h) with a clock the
  * tests move by hand: token buckets (refill, burst, retry-after), the
  * per-address table (connection limits, IPv6 /64 grouping, a fixed size
  * under a million addresses, idle slots taken over), the failed-login
@@ -16,7 +16,7 @@
 #include <axon/alloc.h>
 #include <axon/error.h>
 
-#include "hub/limits.h"
+#include "hub/limit.h"
 
 /* --- helpers -------------------------------------------------------------- */
 

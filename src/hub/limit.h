@@ -1,4 +1,4 @@
-/* limits.h: how much a client may do.  Token buckets for message and byte
+/* limit.h: how much a client may do.  Token buckets for message and byte
  * rates, a fixed-size table of source addresses (connection counts, rates
  * and a failed-login guard per address), and counters of every refusal.
  *
@@ -44,8 +44,8 @@
  * address entry stays valid while the connection is open (an entry with
  * connections is never taken over).  Every function here may be called
  * from any loop thread. */
-#ifndef AXON_HUB_LIMITS_H
-#define AXON_HUB_LIMITS_H
+#ifndef AXON_HUB_LIMIT_H
+#define AXON_HUB_LIMIT_H
 
 #include <stdbool.h>
 #include <stddef.h>

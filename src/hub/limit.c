@@ -1,7 +1,7 @@
 /* limits.c: token buckets, the table of source addresses, refusal
- * counters.  The contract and the decisions are in limits.h. */
+ * counters.  The contract and the decisions are in limit.h. */
 #define _GNU_SOURCE
-#include "hub/limits.h"
+#include "hub/limit.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -158,7 +158,7 @@ static void mask_bits(uint8_t *p, unsigned len, unsigned keep)
     }
 }
 
-/* The table key of a peer address (see "grouped" in limits.h). */
+/* The table key of a peer address (see "grouped" in limit.h). */
 static void make_key(const hub_limits *L, const struct sockaddr *sa, uint8_t key[16])
 {
     memset(key, 0, 16);

@@ -1,4 +1,4 @@
-/* limits_parse.c: the text of the limits settings ("1000/s burst 2000",
+/* limit_parse.c: the text of the limits settings ("1000/s burst 2000",
  * "1MiB/s", "10/min") and the config keys that carry them.  A pure
  * parser: no allocation, errors as one sentence. */
 #include <ctype.h>
@@ -9,7 +9,7 @@
 
 #include <axon/error.h>
 
-#include "hub/limits.h"
+#include "hub/limit.h"
 
 typedef struct suffix {
     const char *name;
