@@ -223,6 +223,12 @@ def udp_publish(srv, items):
     u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     u.settimeout(axtest.TIMEOUT)
     u.connect(("127.0.0.1", srv.udp_port))
+    # verify the address (a cookie round trip, docs/protocol.md) so that
+    # the replies are not cut to the length of the requests
+    u.send(b"SUB verify/+/nothing COOKIE " + b"-" * 16)
+    u.send(b"SUB verify/+/nothing COOKIE " + u.recv(100).split()[1])
+    if not u.recv(100).startswith(b"OK SUB"):
+        raise axtest.Failure("no UDP subscription")
     replies = []
     for i in range(0, len(items), window):
         part = items[i:i + window]
