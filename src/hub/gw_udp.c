@@ -62,6 +62,7 @@ typedef struct udp_peer {
     int nleases;
     ax_timer *pace; /* refills `credit` and resumes the hub's writes */
     int64_t credit; /* bytes it may still be sent in this pace interval */
+    bool kicked;    /* over its budget though paced: the next sweep frees it */
     char key[AX_ADDR_STRLEN];
 } udp_peer;
 
@@ -227,9 +228,14 @@ static bool udp_write(hub_sub *s, hub_msg *m, void *ud)
     return pace_spend(p, ax_slice_len(sl));
 }
 
+/* Paced deliveries queue in the hub; a subscriber whose queue outgrows its
+ * budget gets nothing more and is forgotten at the next sweep (it must
+ * subscribe again, with a cookie). */
 static void udp_kick(hub_sub *s, const char *why, void *ud)
 {
-    (void)s, (void)why, (void)ud; /* never queues, so never too slow */
+    udp_peer *p = ud;
+    (void)s, (void)why;
+    p->kicked = true;
 }
 
 static const hub_sub_ops udp_ops = {udp_write, udp_kick};
@@ -504,7 +510,7 @@ static void sweep_peer(hub_map_ent *e, void *ud)
         hub_unsubscribe(p->sub, l->filter);
         ax_free(l);
     }
-    if (!p->leases && c->ndead < 256) c->dead[c->ndead++] = p;
+    if ((!p->leases || p->kicked) && c->ndead < 256) c->dead[c->ndead++] = p;
 }
 
 static void sweep(ax_timer *t, void *ud)

@@ -93,7 +93,8 @@ bool serve_origin_allowed(ax_http_req *r, const serve_cfg *cfg, char *why, size_
     }
     const char *host = ax_http_req_header(r, "Host", &hl);
     bool tls = ax_conn_is_tls(ax_http_req_conn(r));
-    if ((host && same_origin(o, ol, host, hl, tls)) || listed(cfg->allow_origins, o, ol)) return true;
+    if ((host && same_origin(o, ol, host, hl, tls)) || listed(cfg->allow_origins, o, ol))
+        return true;
     snprintf(why, why_len,
              "cross-origin request refused: Origin '%.*s' is not this hub's and not in "
              "allow_origins (--allow-origin)",
