@@ -55,7 +55,7 @@ enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB };
 typedef struct udp_req {
     int cmd;
     const char *topic;   /* PUB, SUB, UNSUB */
-    const char *since;   /* SUB: the optional resume seq, or NULL */
+    const char *since;   /* SUB: the rest: [seq] [COOKIE c] (gw_udp.c), or NULL */
     const char *payload; /* PUB: may hold any bytes */
     size_t payload_len;
 } udp_req;
