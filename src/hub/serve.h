@@ -31,6 +31,16 @@ const char *serve_nc_args(const char *url, char *buf, size_t len);
 int serve_http_query(ax_http_req *r, const char *name, char *out, size_t cap, bool plus);
 bool serve_http_method(ax_http_req *r, const char *m, const char *allow);
 void serve_http_error(ax_http_req *r, int status, const char *why);
+/* Who sent the request (Authorization: Bearer or Basic, else ?token=,
+ * else anonymous): 0 with *id (NULL when no auth is configured: no
+ * checks; else the caller frees it), or -1: unauthorized. */
+int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **id);
+/* Did the request bring credentials (an Authorization field, ?token=)? */
+bool serve_http_has_credentials(ax_http_req *r);
+/* A 401 reply with WWW-Authenticate. */
+void serve_http_unauthorized(ax_http_req *r);
+/* Is the request's peer a loopback address (or a unix socket)? */
+bool serve_http_loopback(ax_http_req *r);
 
 /* The browser pages (web/, compiled in): /, /dashboard and their assets;
  * the HTTP gateway adds them to its server. */
@@ -48,10 +58,10 @@ struct json_t *serve_msg_obj(const hub_msg *m);
 
 /* A UDP request (gw_udp.c), parsed in place in a NUL-terminated buffer of
  * n bytes; pointers go into it.  0, or -1 for anything else. */
-enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB };
+enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB, UDP_AUTH };
 typedef struct udp_req {
     int cmd;
-    const char *topic;   /* PUB, SUB, UNSUB */
+    const char *topic;   /* PUB, SUB, UNSUB; AUTH: the token */
     const char *since;   /* SUB: the optional resume seq, or NULL */
     const char *payload; /* PUB: may hold any bytes */
     size_t payload_len;
