@@ -490,10 +490,17 @@ static void api_history(ax_http_req *r, void *ud)
     if (rc >= 0) hist_pump(r, st);
 }
 
+typedef struct topics_ctx {
+    json_t *a;
+    const auth_identity *id; /* NULL: every topic */
+} topics_ctx;
+
 static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
 {
-    json_array_append_new(ud, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
-                                        (json_int_t)last, "subscribers", (json_int_t)subs));
+    topics_ctx *c = ud;
+    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
+    json_array_append_new(c->a, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
+                                          (json_int_t)last, "subscribers", (json_int_t)subs));
 }
 
 static void api_topics(ax_http_req *r, void *ud)
@@ -504,8 +511,12 @@ static void api_topics(ax_http_req *r, void *ud)
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
     if (query_get_raw(r, "after", after, sizeof after) < 0) after[0] = '\0';
+    auth_identity *id;
+    if (!who(g, r, &id)) return;
     json_t *a = json_array();
-    hub_topics(g->sv->hub, after, limit, topic_json, a, next);
+    topics_ctx c = {a, id};
+    hub_topics(g->sv->hub, after, limit, topic_json, &c, next);
+    auth_identity_free(id);
     reply_json(
         r, 200,
         json_pack("{s:o,s:o}", "topics", a, "next", next[0] ? json_string(next) : json_null()));

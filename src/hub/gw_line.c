@@ -184,11 +184,18 @@ static void who(line_conn *lc)
     say(lc, "* in %s: %s\n", lc->room, names[0] ? names : "nobody");
 }
 
+typedef struct rooms_ctx {
+    char out[900];
+    const auth_identity *id; /* NULL: every room */
+} rooms_ctx;
+
 static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
 {
     (void)last;
     const char *room = serve_room_of(topic);
-    char *out = ud;
+    rooms_ctx *c = ud;
+    char *out = c->out;
+    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
     size_t n = strlen(out);
     if (room && !strchr(room, '/') && n + strlen(room) + 24 < 900)
         snprintf(out + n, 900 - n, "%s%s (%zu)", n ? ", " : "", room, subs);
@@ -244,9 +251,9 @@ static void command(line_conn *lc, char *line)
     } else if (strcmp(line, "/who") == 0) {
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
-        char rooms[900] = "";
-        hub_topics(h, "chat/", 200, list_room, rooms, NULL);
-        say(lc, "* rooms: %s\n", rooms[0] ? rooms : "none yet");
+        rooms_ctx rc = {.id = lc->id};
+        hub_topics(h, "chat/", 200, list_room, &rc, NULL);
+        say(lc, "* rooms: %s\n", rc.out[0] ? rc.out : "none yet");
     } else if (strcmp(line, "/history") == 0) {
         long n = arg && *arg ? strtol(arg, NULL, 10) : 20;
         char topic[ROOM_MAX + 8];
