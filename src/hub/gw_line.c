@@ -292,7 +292,9 @@ static void publish(line_conn *lc, const char *text, size_t n)
 
 static void greet(line_conn *lc, const char *name)
 {
-    if (!name_ok(name, NAME_MAX_LEN)) {
+    /* a signed-in name is the login's, whatever it holds (auth_name_valid) */
+    bool signed_in = lc->id && lc->id->name[0];
+    if (!signed_in && !name_ok(name, NAME_MAX_LEN)) {
         say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'; your name?\n", NAME_MAX_LEN);
         return;
     }

@@ -341,6 +341,24 @@ def line_chat_sign_in():
 
 
 @t.test
+def line_chat_takes_any_signed_in_name():
+    """A token's name the line chat would not take as a typed name (too
+    long, other characters) is still the name: never asked again."""
+    srv = serve()
+    name = "Zoë Müller-Lüdenscheidt of the long name"
+    c = axtest.Lines.connect("127.0.0.1", srv.line_port)
+    servutil.want(c, "Sign in")
+    c.send("/token " + token(name, "--pub", "chat/lobby", "--sub", "chat/lobby") + "\n")
+    servutil.want(c, "hello " + name)
+    c.send("mallory\n")
+    c.close()
+    _, body = http(srv, "/api/history/chat/lobby", *bearer(BOB))
+    t.eq([(m["sender"], m["payload"]) for m in json.loads(body)["messages"]],
+         [(name, "mallory")], "the line is a message from the token's user")
+    srv.stop()
+
+
+@t.test
 def line_chat_token_expiry_ends_the_session():
     srv = serve()
     c = axtest.Lines.connect("127.0.0.1", srv.line_port)
