@@ -619,7 +619,7 @@ static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
     if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g)) ||
         !(g->expiry = ax_timer_new(sv->loop, expire, g))) {
         *err = AX_ENOMEM;
-    } else if ((*err = ax_http_route(srv, NULL, "/ws", ws_upgrade, g)) == 0) {
+    } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_upgrade, g)) == 0) {
         if (sv->auth) ax_timer_start(g->expiry, 1000, 1000);
         return g;
     }
