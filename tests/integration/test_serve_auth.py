@@ -130,7 +130,7 @@ def loopback_without_auth_is_unchanged():
 
 @t.test
 def bad_auth_files_refuse_to_start():
-    p = subprocess.run([axtest.axon_bin(), "serve", "-q", "--auth-secret",
+    p = subprocess.run([axtest.axon_bin(), "serve", "-q", "--data", "none", "--auth-secret",
                         os.path.join(TMP, "nope")], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=10)
     t.eq(p.returncode, 1, "exit status")
