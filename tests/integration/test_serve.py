@@ -412,7 +412,7 @@ def threads_share_one_hub():
     a, b = nc_client(srv, "one"), nc_client(srv, "two")  # the line chat on both loops too
     a.p.stdin.write(b"across loops\n")
     a.p.stdin.flush()
-    b.wait_output(lambda o: b"[lobby] one: across loops\n" in o, what="line -> line")
+    b.wait_output(lambda o: b"[lobby] one: across loops\n" in o, timeout=20, what="line -> line")
     srv.signal(15)
     t.eq(srv.wait(10), 0, "exit status after SIGTERM%s" % srv.err_note())
 
