@@ -9,6 +9,10 @@
 const params = new URLSearchParams(location.search);
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+// ?token=T: sign in with a token (docs/security.md), sent as the first
+// WebSocket message (a browser cannot set headers on a WebSocket); the
+// name is then the token's.
+const TOKEN = params.get("token") || "";
 const LEAVE_GRACE = 4000;  // ms a "left" waits for the same name to come back
 const state = {
   name: params.get("name") || localStorage.getItem("axon-name") || "",
@@ -199,7 +203,8 @@ function presence(names) {
 let roomsSeen = [];
 
 function refreshRooms() {
-  return fetch("/api/topics?after=chat%2F").then((r) => r.json()).then((j) => {
+  const auth = TOKEN ? { headers: { Authorization: "Bearer " + TOKEN } } : {};
+  return fetch("/api/topics?after=chat%2F", auth).then((r) => r.json()).then((j) => {
     const counts = new Map([[state.room, 0], ["lobby", 0]]);
     for (const t of j.topics) {
       const r = t.topic.slice(5);
@@ -484,7 +489,14 @@ function connect() {
     if (state.lostShown) note("reconnected", "conn up");
     state.lostShown = false;
     state.everConnected = true;
-    request({ type: "nick", name: state.name });
+    if (TOKEN) {
+      request({ type: "auth", token: TOKEN }, (r) => {
+        if (r.type === "error") note("cannot sign in: " + r.error, "error");
+        else setName(r.name);
+      });
+    } else {
+      request({ type: "nick", name: state.name });
+    }
     subscribeRoom();
     refreshRooms();
   };
@@ -652,7 +664,9 @@ restoreOutbox();
 setInterval(refreshRooms, 5000);
 setInterval(heartbeat, 10000);
 refreshRooms();
-if (NAME_RE.test(state.name) || (state.name && params.get("name"))) {
+if (TOKEN) {
+  connect(); // the name comes with the token
+} else if (NAME_RE.test(state.name) || (state.name && params.get("name"))) {
   setName(state.name);
   connect();
 } else {

@@ -65,10 +65,18 @@ static void help(FILE *out)
                  "      --line-idle-timeout S  seconds a named line chat user may send\n"
                  "                           nothing (an empty line will do); default 3600;\n"
                  "                           0: no limit\n"
+                 "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
+                 "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
+                 "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
+                 "      --anonymous A        none, read or readwrite: what clients without\n"
+                 "                           credentials may do (docs/security.md)\n"
+                 "      --metrics-access W   loopback (default), admin or any: who may read\n"
+                 "                           /metrics and /dashboard\n"
                  "  -q, --quiet              do not print the addresses at start\n"
                  "  -h, --help               show this help\n\n"
                  "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
-                 "Use 0.0.0.0 to reach the hub from other machines.\n\n"
+                 "Use 0.0.0.0 to reach the hub from other machines (with --auth-secret or\n"
+                 "--password-file, or --anonymous to say anyone may).\n\n"
                  "Examples:\n"
                  "  axon serve\n"
                  "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
@@ -100,6 +108,7 @@ static void defaults(serve_cfg *c)
     c->threads = 1;
     c->line_name_timeout_s = 30;
     c->line_idle_timeout_s = 3600;
+    c->anonymous = -1;
 }
 
 /* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
@@ -352,6 +361,33 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             return -1;
         }
         *timeout_field(c, k) = (uint32_t)n;
+    } else if (strcmp(k, "auth_secret") == 0 || strcmp(k, "password_file") == 0 ||
+               strcmp(k, "acl_file") == 0) {
+        WANT(1);
+        char *dst = k[0] == 'a' && k[1] == 'u' ? c->auth_secret
+                    : k[0] == 'p'              ? c->password_file
+                                               : c->acl_file;
+        snprintf(dst, sizeof c->auth_secret, "%s", v);
+    } else if (strcmp(k, "anonymous") == 0) {
+        WANT(1);
+        static const char *names[] = {"none", "read", "readwrite"};
+        c->anonymous = -2;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(v, names[i]) == 0) c->anonymous = i;
+        if (c->anonymous == -2) {
+            snprintf(why, why_len, "'%s' is not none, read or readwrite", v);
+            return -1;
+        }
+    } else if (strcmp(k, "metrics_access") == 0) {
+        WANT(1);
+        static const char *names[] = {"loopback", "admin", "any"};
+        c->metrics_access = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(v, names[i]) == 0) c->metrics_access = i;
+        if (c->metrics_access < 0) {
+            snprintf(why, why_len, "'%s' is not loopback, admin or any", v);
+            return -1;
+        }
     } else if (strcmp(k, "include") == 0) {
         WANT(1);
         char inc[1024];
@@ -521,6 +557,11 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                              {"max-subs", required_argument, NULL, 'B'},
                                              {"store-queue", required_argument, NULL, 'Q'},
                                              {"store-queue-bytes", required_argument, NULL, 'W'},
+                                             {"auth-secret", required_argument, NULL, 'a'},
+                                             {"password-file", required_argument, NULL, 'P'},
+                                             {"acl-file", required_argument, NULL, 'Y'},
+                                             {"anonymous", required_argument, NULL, 'y'},
+                                             {"metrics-access", required_argument, NULL, 'G'},
                                              {"allow-origin", required_argument, NULL, 'O'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -548,6 +589,11 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['B'] = "max_subscriptions",
                                     ['Q'] = "store_queue",
                                     ['W'] = "store_queue_bytes",
+                                    ['a'] = "auth_secret",
+                                    ['P'] = "password_file",
+                                    ['Y'] = "acl_file",
+                                    ['y'] = "anonymous",
+                                    ['G'] = "metrics_access",
                                     ['O'] = "allow_origins"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};

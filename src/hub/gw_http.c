@@ -3,6 +3,7 @@
  * gateway: Server-Sent Events (gw_sse.c) and WebSocket (gw_ws.c) mount
  * on its server.  docs/protocol.md has the wire formats. */
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,29 @@ static int query_find(ax_http_req *r, const char *name, char *out, size_t cap, b
         q = amp ? amp + 1 : end;
     }
     return -1;
+}
+
+/* Is query parameter `name` there (with a value or not)? */
+static bool query_has(ax_http_req *r, const char *name)
+{
+    size_t ql, nl = strlen(name);
+    const char *q = ax_http_req_query(r, &ql);
+    const char *end = q + ql;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) >= nl && memcmp(q, name, nl) == 0 &&
+            ((size_t)(stop - q) == nl || q[nl] == '='))
+            return true;
+        q = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+bool serve_http_has_credentials(ax_http_req *r)
+{
+    size_t n;
+    return ax_http_req_header(r, "Authorization", &n) || query_has(r, "token");
 }
 
 static int query_get(ax_http_req *r, const char *name, char *out, size_t cap)
@@ -134,6 +158,93 @@ bool serve_http_method(ax_http_req *r, const char *m, const char *allow)
 void serve_http_error(ax_http_req *r, int status, const char *why)
 {
     reply_error(r, status, why);
+}
+
+/* ---- who the client is ------------------------------------------------------------------ */
+
+/* "Basic b64(user:password)": the login's identity, or NULL. */
+static auth_identity *basic_login(const serve *sv, const char *v, size_t n)
+{
+    char buf[512];
+    uint8_t raw[384];
+    long rl = auth_b64_decode(v, n, false, raw, sizeof raw - 1);
+    if (rl < 0) return NULL;
+    memcpy(buf, raw, (size_t)rl);
+    buf[rl] = '\0';
+    char *colon = strchr(buf, ':');
+    if (!colon || memchr(buf, '\0', (size_t)rl)) return NULL;
+    *colon = '\0';
+    auth_identity *id = serve_login(sv, buf, colon + 1);
+    memset(buf, 0, sizeof buf); /* the password */
+    memset(raw, 0, sizeof raw);
+    return id;
+}
+
+int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **out)
+{
+    *out = NULL;
+    if (!sv->auth) return 0; /* no auth: everybody may do everything */
+    size_t n;
+    const char *h = ax_http_req_header(r, "Authorization", &n);
+    char tok[AUTH_MAX_TOKEN + 1];
+    if (h && n > 7 && strncasecmp(h, "Bearer ", 7) == 0)
+        *out = serve_token(sv, h + 7, n - 7);
+    else if (h && n > 6 && strncasecmp(h, "Basic ", 6) == 0)
+        *out = basic_login(sv, h + 6, n - 6);
+    else if (h)
+        return -1;
+    else if (query_has(r, "token"))
+        *out = query_find(r, "token", tok, sizeof tok, false) > 0
+                   ? serve_token(sv, tok, strlen(tok))
+                   : NULL; /* empty, too long or badly escaped */
+    else
+        *out = serve_anonymous(sv);
+    return *out ? 0 : -1;
+}
+
+void serve_http_unauthorized(ax_http_req *r)
+{
+    ax_http_add_header(r, "WWW-Authenticate", "Bearer realm=\"axon\", Basic realm=\"axon\"");
+    reply_error(r, 401,
+                "unauthorized: give a token (Authorization: Bearer, ?token=) or a "
+                "password (Basic)");
+}
+
+bool serve_http_loopback(ax_http_req *r)
+{
+    ax_addr a;
+    ax_conn *c = ax_http_req_conn(r);
+    if (!c || ax_conn_peer(c, &a) != 0) return false;
+    if (a.sa.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a.sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a.sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a.sa;
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
+    }
+    return a.sa.ss_family == AF_UNIX;
+}
+
+/* The request's identity, or a 401 reply and false.  *id is NULL with no
+ * auth configured (no checks). */
+static bool who(gw_http *g, ax_http_req *r, auth_identity **id)
+{
+    if (serve_http_identity(g->sv, r, id) == 0) return true;
+    serve_http_unauthorized(r);
+    return false;
+}
+
+static bool may_read(gw_http *g, ax_http_req *r, const char *topic)
+{
+    auth_identity *id;
+    if (!who(g, r, &id)) return false;
+    bool ok = !id || auth_may_read(id, topic);
+    auth_identity_free(id);
+    if (!ok) reply_error(r, 403, "forbidden: you may not read this topic");
+    return ok;
 }
 
 /* ---- the API -------------------------------------------------------------------------- */
@@ -209,14 +320,24 @@ static void api_publish(ax_http_req *r, void *ud)
         reply_error(r, 400, "no topic: POST /api/publish/<topic>");
         return;
     }
+    auth_identity *id;
+    if (!who(g, r, &id)) return;
+    if (id && !auth_may_publish(id, topic)) {
+        auth_identity_free(id);
+        reply_error(r, 403, "forbidden: you may not publish to this topic");
+        return;
+    }
     size_t hl, bl;
     const char *h = ax_http_req_header(r, "X-Sender", &hl);
-    if (query_get(r, "sender", sender, sizeof sender) < 1) {
+    if (id && id->name[0]) { /* the sender is who signed in: X-Sender, ?sender= ignored */
+        snprintf(sender, sizeof sender, "%s", id->name);
+    } else if (query_get(r, "sender", sender, sizeof sender) < 1) {
         if (h && hl && hl <= HUB_MAX_NAME)
             snprintf(sender, sizeof sender, "%.*s", (int)hl, h);
         else
             snprintf(sender, sizeof sender, "http");
     }
+    auth_identity_free(id);
     const char *body = ax_http_req_body(r, &bl);
     int err = 0;
     GW_ADD(g->sv->gw[GW_HTTP].msgs_in, 1);
@@ -344,6 +465,7 @@ static void api_history(ax_http_req *r, void *ud)
         reply_error(r, 400, "no topic: GET /api/history/<topic>?since=N");
         return;
     }
+    if (!may_read(g, r, topic)) return;
     uint64_t since = query_get(r, "since", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 0;
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
@@ -378,10 +500,17 @@ static void api_history(ax_http_req *r, void *ud)
     if (rc >= 0) hist_pump(r, st);
 }
 
+typedef struct topics_ctx {
+    json_t *a;
+    const auth_identity *id; /* NULL: every topic */
+} topics_ctx;
+
 static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
 {
-    json_array_append_new(ud, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
-                                        (json_int_t)last, "subscribers", (json_int_t)subs));
+    topics_ctx *c = ud;
+    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
+    json_array_append_new(c->a, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
+                                          (json_int_t)last, "subscribers", (json_int_t)subs));
 }
 
 static void api_topics(ax_http_req *r, void *ud)
@@ -392,8 +521,12 @@ static void api_topics(ax_http_req *r, void *ud)
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
     if (query_get_raw(r, "after", after, sizeof after) < 0) after[0] = '\0';
+    auth_identity *id;
+    if (!who(g, r, &id)) return;
     json_t *a = json_array();
-    hub_topics(g->sv->hub, after, limit, topic_json, a, next);
+    topics_ctx c = {a, id};
+    hub_topics(g->sv->hub, after, limit, topic_json, &c, next);
+    auth_identity_free(id);
     reply_json(
         r, 200,
         json_pack("{s:o,s:o}", "topics", a, "next", next[0] ? json_string(next) : json_null()));
@@ -415,6 +548,7 @@ static void api_presence(ax_http_req *r, void *ud)
     }
     /* a bare room name is a chat room; a name with '/' is any topic */
     snprintf(topic, sizeof topic, "%s%s", strchr(room, '/') ? "" : "chat/", room);
+    if (!may_read(g, r, topic)) return;
     json_t *a = json_array();
     hub_presence(g->sv->hub, topic, name_json, a);
     reply_json(r, 200, json_pack("{s:s,s:s,s:o}", "room", room, "topic", topic, "names", a));
@@ -455,6 +589,21 @@ static void metrics(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     size_t n;
+    auth_identity *id = NULL;
+    int access = g->sv->cfg->metrics_access;
+    if (access == SERVE_METRICS_ADMIN ||
+        (access == SERVE_METRICS_LOOPBACK && !serve_http_loopback(r))) {
+        if (serve_http_identity(g->sv, r, &id) != 0 || !id) {
+            serve_http_unauthorized(r);
+            return;
+        }
+    }
+    bool ok = serve_metrics_allowed(g->sv, id, serve_http_loopback(r));
+    auth_identity_free(id);
+    if (!ok) {
+        reply_error(r, 403, "forbidden: /metrics needs an admin identity");
+        return;
+    }
     char *text = serve_metrics(g->sv, &n); /* through http_stats() for this gateway */
     if (!text) {
         ax_http_respond(r, 500, "text/plain", "out of memory\n", 14);

@@ -4,12 +4,16 @@
  * Every other line is a message to the current room (the topic
  * chat/<room>), or a command: /join /nick /who /rooms /me /history /quit
  * /help.  Messages from every gateway arrive as `[room] name: text`.
+ * With authentication configured, the first line may be `/login NAME
+ * PASSWORD` or `/token TOKEN` (required when anonymous access is off);
+ * the name is then the login's, and /nick is refused.
  * A message's line is made once and the same bytes are queued on every
  * line client (ENC_LINE). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <axon/alloc.h>
 
@@ -45,6 +49,7 @@ struct line_conn {
     char room[ROOM_MAX + 1];
     bool discarding; /* inside a line that was too long */
     bool quit;
+    auth_identity *id; /* who it is; NULL: no auth configured */
 };
 
 static const char *HELP = "* commands:\n"
@@ -161,19 +166,36 @@ static void list_name(const char *name, void *ud)
     if (n + strlen(name) + 3 < 900) snprintf(out + n, 900 - n, "%s%s", n ? ", " : "", name);
 }
 
+/* May the user do this (auth_may_*) on topic?  Else says the error. */
+static bool allowed(line_conn *lc, bool (*may)(const auth_identity *, const char *),
+                    const char *topic)
+{
+    if (!lc->id || may(lc->id, topic)) return true;
+    say(lc, "error: forbidden: you may not do that on %s\n", topic);
+    return false;
+}
+
 static void who(line_conn *lc)
 {
     char topic[ROOM_MAX + 8], names[900] = "";
     snprintf(topic, sizeof topic, "chat/%s", lc->room);
+    if (!allowed(lc, auth_may_read, topic)) return;
     hub_presence(lc->g->sv->hub, topic, list_name, names);
     say(lc, "* in %s: %s\n", lc->room, names[0] ? names : "nobody");
 }
+
+typedef struct rooms_ctx {
+    char out[900];
+    const auth_identity *id; /* NULL: every room */
+} rooms_ctx;
 
 static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
 {
     (void)last;
     const char *room = serve_room_of(topic);
-    char *out = ud;
+    rooms_ctx *c = ud;
+    char *out = c->out;
+    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
     size_t n = strlen(out);
     if (room && !strchr(room, '/') && n + strlen(room) + 24 < 900)
         snprintf(out + n, 900 - n, "%s%s (%zu)", n ? ", " : "", room, subs);
@@ -193,6 +215,8 @@ static int join(line_conn *lc, const char *room)
         say(lc, "* a room name is 1 to %d letters, digits, '_', '-' or '.'\n", ROOM_MAX);
         return -1;
     }
+    snprintf(topic, sizeof topic, "chat/%s", room);
+    if (!allowed(lc, auth_may_subscribe, topic)) return -1;
     if (lc->room[0]) {
         snprintf(topic, sizeof topic, "chat/%s", lc->room);
         hub_unsubscribe(lc->sub, topic);
@@ -217,6 +241,8 @@ static void command(line_conn *lc, char *line)
     hub *h = lc->g->sv->hub;
     if (strcmp(line, "/join") == 0 && arg && *arg) {
         join(lc, arg);
+    } else if (strcmp(line, "/nick") == 0 && lc->id && lc->id->name[0]) {
+        say(lc, "error: your name is the one you signed in with\n");
     } else if (strcmp(line, "/nick") == 0 && arg && *arg) {
         if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0)
             say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'\n", NAME_MAX_LEN);
@@ -225,13 +251,14 @@ static void command(line_conn *lc, char *line)
     } else if (strcmp(line, "/who") == 0) {
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
-        char rooms[900] = "";
-        hub_topics(h, "chat/", 200, list_room, rooms, NULL);
-        say(lc, "* rooms: %s\n", rooms[0] ? rooms : "none yet");
+        rooms_ctx rc = {.id = lc->id};
+        hub_topics(h, "chat/", 200, list_room, &rc, NULL);
+        say(lc, "* rooms: %s\n", rc.out[0] ? rc.out : "none yet");
     } else if (strcmp(line, "/history") == 0) {
         long n = arg && *arg ? strtol(arg, NULL, 10) : 20;
         char topic[ROOM_MAX + 8];
         snprintf(topic, sizeof topic, "chat/%s", lc->room);
+        if (!allowed(lc, auth_may_read, topic)) return;
         say(lc, "* the last messages of %s:\n", lc->room);
         hub_history(h, topic, 0, n > 0 && n <= 1000 ? (size_t)n : 20, show_history, lc, NULL);
         say(lc, "* end of history\n");
@@ -257,6 +284,7 @@ static void publish(line_conn *lc, const char *text, size_t n)
     snprintf(topic, sizeof topic, "chat/%s", lc->room);
     serve *sv = lc->g->sv;
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
+    if (!allowed(lc, auth_may_publish, topic)) return;
     if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
         say(lc, "* not sent: %s\n",
             err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
@@ -264,7 +292,9 @@ static void publish(line_conn *lc, const char *text, size_t n)
 
 static void greet(line_conn *lc, const char *name)
 {
-    if (!name_ok(name, NAME_MAX_LEN)) {
+    /* a signed-in name is the login's, whatever it holds (auth_name_valid) */
+    bool signed_in = lc->id && lc->id->name[0];
+    if (!signed_in && !name_ok(name, NAME_MAX_LEN)) {
         say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'; your name?\n", NAME_MAX_LEN);
         return;
     }
@@ -273,16 +303,54 @@ static void greet(line_conn *lc, const char *name)
         ax_conn_abort(lc->c, AX_ENOMEM);
         return;
     }
+    if (lc->id) hub_sub_set_identity(lc->sub, lc->id);
     line_timer_arm(lc); /* from the name deadline to the idle timeout */
     say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
     if (join(lc, "lobby") == 0) who(lc);
 }
 
+/* The first line with auth configured: /login NAME PASSWORD, /token T,
+ * or a name (when anonymous access is allowed). */
+static void sign_in(line_conn *lc, char *line)
+{
+    const serve *sv = lc->g->sv;
+    if (strncmp(line, "/login ", 7) == 0) {
+        char *user = line + 7, *pw = strchr(user, ' ');
+        if (pw) *pw++ = '\0';
+        lc->id = pw ? serve_login(sv, user, pw) : NULL;
+        if (pw) memset(pw, 0, strlen(pw)); /* the password */
+    } else if (strncmp(line, "/token ", 7) == 0) {
+        lc->id = serve_token(sv, line + 7, strlen(line + 7));
+    } else if (line[0] != '/' && (lc->id = serve_anonymous(sv))) {
+        greet(lc, line);
+        return;
+    } else {
+        say(lc, "error: unauthorized: sign in with /login NAME PASSWORD or /token TOKEN\n");
+        return;
+    }
+    if (!lc->id) {
+        say(lc, "error: unauthorized\n");
+        return;
+    }
+    greet(lc, lc->id->name);
+}
+
+static bool expired(line_conn *lc)
+{
+    if (!lc->id || !auth_expired(lc->id, (int64_t)time(NULL))) return false;
+    say(lc, "error: token expired\n");
+    lc->quit = true;
+    ax_conn_close(lc->c);
+    return true;
+}
+
 static void one_line(line_conn *lc, char *line, size_t n)
 {
-    if (lc->quit) return;
+    if (lc->quit || expired(lc)) return;
     if (n && line[n - 1] == '\r') line[--n] = '\0';
-    if (!lc->sub) {
+    if (!lc->sub && lc->g->sv->auth && !lc->id) {
+        sign_in(lc, line);
+    } else if (!lc->sub) {
         greet(lc, line);
     } else if (n >= 2 && line[0] == '/' && line[1] == '/') {
         publish(lc, line + 1, n - 1);
@@ -307,7 +375,7 @@ static void line_timeout(ax_timer *t, void *ud)
     line_conn *lc = ud;
     const serve_cfg *cfg = lc->g->sv->cfg;
     uint64_t now = ax_loop_now(lc->g->sv->loop);
-    if (lc->quit) return; /* closing already */
+    if (lc->quit || expired(lc)) return; /* closing already */
     if (lc->sub) {
         uint64_t limit = (uint64_t)cfg->line_idle_timeout_s * 1000;
         if (now - lc->last_in < limit) {
@@ -327,12 +395,17 @@ static void line_timer_arm(line_conn *lc)
 {
     const serve_cfg *cfg = lc->g->sv->cfg;
     uint32_t s = lc->sub ? cfg->line_idle_timeout_s : cfg->line_name_timeout_s;
+    if (!s && lc->id && lc->id->exp) s = 86400; /* the token's end still counts */
     if (!s) {
         if (lc->timer) ax_timer_stop(lc->timer);
         return;
     }
     if (!lc->timer && !(lc->timer = ax_timer_new(lc->g->sv->loop, line_timeout, lc))) return;
-    ax_timer_start(lc->timer, (uint64_t)s * 1000, 0);
+    uint64_t ms = (uint64_t)s * 1000;
+    int64_t left = lc->id && lc->id->exp ? lc->id->exp - (int64_t)time(NULL) : INT64_MAX;
+    if (left < 0) left = 0;
+    if (left < INT64_MAX && (uint64_t)left * 1000 + 100 < ms) ms = (uint64_t)left * 1000 + 100;
+    ax_timer_start(lc->timer, ms, 0);
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -389,7 +462,12 @@ static void on_open(ax_conn *c)
     GW_ADD(g->sv->gw[GW_LINE].accepted, 1);
     lc->last_in = ax_loop_now(g->sv->loop);
     line_timer_arm(lc);
-    say(lc, "Welcome to axon chat. What is your name?\n");
+    auth_identity *anon = g->sv->auth ? serve_anonymous(g->sv) : NULL;
+    if (g->sv->auth && !anon)
+        say(lc, "Welcome to axon chat. Sign in: /login NAME PASSWORD or /token TOKEN\n");
+    else
+        say(lc, "Welcome to axon chat. What is your name?\n");
+    auth_identity_free(anon);
 }
 
 static void on_drain(ax_conn *c)
@@ -415,6 +493,7 @@ static void on_close(ax_conn *c, int reason)
     if (lc->next) lc->next->prev = lc->prev;
     GW_SUB(lc->g->sv->gw[GW_LINE].conns, 1);
     hub_sub_free(lc->sub);
+    auth_identity_free(lc->id);
     ax_timer_free(lc->timer);
     ax_free(lc);
 }

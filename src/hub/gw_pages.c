@@ -62,6 +62,27 @@ static void not_found(ax_http_req *r)
     ax_http_respond(r, 404, "text/plain; charset=utf-8", "404 Not Found\n", 14);
 }
 
+/* The first thread's server: its settings and auth (the same for all). */
+static const serve *pages_sv;
+
+/* /dashboard: as /metrics, an admin or (by default) a loopback client. */
+static bool dashboard_allowed(ax_http_req *r)
+{
+    const serve *sv = __atomic_load_n(&pages_sv, __ATOMIC_ACQUIRE);
+    if (!sv || sv->cfg->metrics_access == SERVE_METRICS_ANY) return true;
+    bool loop = serve_http_loopback(r);
+    if (sv->cfg->metrics_access == SERVE_METRICS_LOOPBACK && loop) return true;
+    auth_identity *id = NULL;
+    if (serve_http_identity(sv, r, &id) != 0 || !id) {
+        serve_http_unauthorized(r);
+        return false;
+    }
+    bool ok = serve_metrics_allowed(sv, id, loop);
+    auth_identity_free(id);
+    if (!ok) serve_http_error(r, 403, "forbidden: /dashboard needs an admin identity");
+    return ok;
+}
+
 static void page(ax_http_req *r, void *ud)
 {
     const char *name = ud;
@@ -74,6 +95,7 @@ static void page(ax_http_req *r, void *ud)
         not_found(r);
         return;
     }
+    if (path[1] == 'd' && !dashboard_allowed(r)) return;
     serve_asset(r, a);
 }
 
@@ -93,7 +115,8 @@ static void asset(ax_http_req *r, void *ud)
 
 int gw_pages_start(serve *sv, ax_http_server *srv)
 {
-    (void)sv;
+    const serve *none = NULL;
+    __atomic_compare_exchange_n(&pages_sv, &none, sv, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     int err;
     if ((err = ax_http_route(srv, NULL, "/", page, "index.html")) ||
         (err = ax_http_route(srv, NULL, "/dashboard", page, "dashboard.html")) ||

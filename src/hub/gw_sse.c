@@ -28,8 +28,9 @@ struct sse_client {
     ax_http_req *r;
     hub_sub *sub;
     sse_client *prev, *next;
-    bool in_handler; /* the response head is still batched: copy, don't share */
-    bool watch;      /* reading is to be resumed once the handler is over */
+    bool in_handler;   /* the response head is still batched: copy, don't share */
+    bool watch;        /* reading is to be resumed once the handler is over */
+    auth_identity *id; /* who it is; NULL: no auth configured */
 };
 
 static ax_slice *encode_sse(const hub_msg *m, void *ud)
@@ -96,6 +97,7 @@ static void sse_abort(ax_http_req *r, void *ud)
     if (c->next) c->next->prev = c->prev;
     GW_SUB(g->sv->gw[GW_SSE].conns, 1);
     hub_sub_free(c->sub);
+    auth_identity_free(c->id);
     ax_free(c);
 }
 
@@ -109,6 +111,16 @@ static void sse(ax_http_req *r, void *ud)
         serve_http_error(r, 400, "GET /sse?topic=<topic or filter>[&since=N]");
         return;
     }
+    auth_identity *id = NULL;
+    if (serve_http_identity(g->sv, r, &id) != 0) {
+        serve_http_unauthorized(r);
+        return;
+    }
+    if (id && !auth_may_subscribe(id, filter)) {
+        auth_identity_free(id);
+        serve_http_error(r, 403, "forbidden: you may not subscribe to this filter");
+        return;
+    }
     int64_t since = -1;
     size_t ll;
     const char *last = ax_http_req_header(r, "Last-Event-ID", &ll);
@@ -120,9 +132,12 @@ static void sse(ax_http_req *r, void *ud)
     if (c) c->sub = hub_sub_new(g->sv->hub, &sse_ops, c, NULL);
     if (!c || !c->sub) {
         ax_free(c);
+        auth_identity_free(id);
         serve_http_error(r, 503, "out of memory");
         return;
     }
+    c->id = id;
+    if (id) hub_sub_set_identity(c->sub, id);
     c->g = g;
     c->r = r;
     c->next = g->sse;
@@ -179,6 +194,7 @@ static void sse_free(void *vg)
         ax_http_on_abort(c->r, NULL, NULL);
         GW_SUB(g->sv->gw[GW_SSE].conns, 1);
         hub_sub_free(c->sub);
+        auth_identity_free(c->id);
         ax_free(c);
     }
     ax_free(g);

@@ -4,6 +4,7 @@
  *                                 ERR busy: ...      (the store is behind: slow down)
  *   SUB <filter> [<since>]    ->  OK SUB <filter> <lease seconds>
  *   UNSUB <filter>            ->  OK UNSUB <filter>
+ *   AUTH <token>              ->  OK AUTH <name> <lease seconds>
  *   PING                      ->  PONG
  *   deliveries                    MSG <topic> <seq> <sender> <payload>
  *                                 GAP <topic> <first seq kept>
@@ -13,6 +14,11 @@
  * seconds and sending SUB again renews it.  Each sender address is one
  * subscriber; their number is bounded.  A delivery datagram is made once
  * per message and sent to every UDP subscriber (ENC_UDP).
+ *
+ * With authentication configured, AUTH opens a lease for the sender's
+ * address (renewed by sending AUTH again, ended by the token's expiry);
+ * PUB and SUB from that address then act as the token's user.  A UDP
+ * source address can be spoofed: docs/security.md says what this means.
  *
  * No amplification (docs/protocol.md, "Return addresses"): source
  * addresses can be forged, so until an address has proved it receives our
@@ -29,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -60,9 +67,12 @@ typedef struct udp_peer {
     hub_sub *sub;
     lease *leases;
     int nleases;
-    ax_timer *pace; /* refills `credit` and resumes the hub's writes */
-    int64_t credit; /* bytes it may still be sent in this pace interval */
-    bool kicked;    /* over its budget though paced: the next sweep frees it */
+    auth_identity *id;     /* from AUTH, or anonymous; NULL: no auth configured */
+    uint64_t auth_expires; /* loop ms when the AUTH lease ends */
+    ax_timer *pace;        /* refills `credit` and resumes the hub's writes */
+    int64_t credit;        /* bytes it may still be sent in this pace interval */
+    bool verified;         /* showed a cookie (an AUTH alone does not verify) */
+    bool kicked;           /* over its budget though paced: the next sweep frees it */
     char key[AX_ADDR_STRLEN];
 } udp_peer;
 
@@ -251,6 +261,7 @@ static void peer_free(udp_peer *p)
         ax_free(l);
     }
     GW_SUB(p->g->sv->gw[GW_UDP].conns, 1);
+    auth_identity_free(p->id);
     ax_free(p);
 }
 
@@ -279,13 +290,52 @@ static udp_peer *peer_get(gw_udp *g, const ax_addr *from, bool make)
     return p;
 }
 
+/* The peer's identity: its AUTH lease, or an anonymous one made now
+ * (NULL: no auth configured).  *ok false: unauthorized (said). */
+static const auth_identity *peer_identity(gw_udp *g, udp_peer *p, const ax_addr *from, bool *ok)
+{
+    *ok = true;
+    if (!g->sv->auth) return NULL;
+    if (p && !p->id && (p->id = serve_anonymous(g->sv))) hub_sub_set_identity(p->sub, p->id);
+    if (p && p->id) return p->id;
+    auth_identity *anon = serve_anonymous(g->sv);
+    if (!anon) {
+        *ok = false;
+        reply(g, from, "ERR unauthorized: send AUTH <token> first");
+        return NULL;
+    }
+    auth_identity_free(anon);
+    return NULL; /* anonymous may: no peer yet, nothing more to check */
+}
+
+static void cmd_auth(gw_udp *g, const ax_addr *from, const char *token)
+{
+    auth_identity *id = g->sv->auth ? serve_token(g->sv, token, strlen(token)) : NULL;
+    udp_peer *p = id ? peer_get(g, from, true) : NULL;
+    if (!id || !p) {
+        auth_identity_free(id);
+        reply(g, from,
+              !g->sv->auth ? "ERR authentication is not configured"
+              : id         ? "ERR too many subscribers"
+                           : "ERR unauthorized");
+        return;
+    }
+    hub_sub_set_identity(p->sub, id); /* before the old one is freed */
+    auth_identity_free(p->id);
+    p->id = id;
+    hub_sub_rename(p->sub, id->name);
+    p->auth_expires = ax_loop_now(g->sv->loop) + (uint64_t)g->sv->cfg->udp_lease_s * 1000;
+    reply(g, from, "OK AUTH %s %u", id->name, g->sv->cfg->udp_lease_s);
+}
+
 /* An address without a lease must show a cookie made for it: true when
  * it did; otherwise it was answered (a cookie, if that fits the bound). */
 static bool sub_verified(gw_udp *g, const ax_addr *from, const char *cookie)
 {
     char key[AX_ADDR_STRLEN], c[UDP_COOKIE_HEX + 1];
     ax_addr_format(from, key, sizeof key);
-    if (hub_map_get(&g->peers, key, strlen(key)) || cookie_valid(g, key, cookie)) return true;
+    udp_peer *p = hub_map_get(&g->peers, key, strlen(key));
+    if ((p && p->verified) || cookie_valid(g, key, cookie)) return true;
     GW_ADD(g->sv->gw[GW_UDP].errors, 1);
     if (!cookie_make(key, cookie_window(g), c))
         reply(g, from, "ERR cannot make a cookie");
@@ -305,9 +355,19 @@ static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, char *re
         return;
     }
     if (!sub_verified(g, from, cookie)) return;
-    udp_peer *p = peer_get(g, from, true);
+    bool ok = true;
+    udp_peer *p = peer_get(g, from, false);
+    if (!p) peer_identity(g, NULL, from, &ok); /* refused before a peer is made */
+    if (!ok) return;
+    if (!p) p = peer_get(g, from, true);
+    if (p) p->verified = true;
     if (!p) {
         reply(g, from, "ERR too many subscribers");
+        return;
+    }
+    const auth_identity *id = peer_identity(g, p, from, &ok);
+    if (id && !auth_may_subscribe(id, filter)) {
+        reply(g, from, "ERR forbidden: you may not subscribe to '%s'", filter);
         return;
     }
     uint64_t exp = ax_loop_now(g->sv->loop) + (uint64_t)g->sv->cfg->udp_lease_s * 1000;
@@ -403,6 +463,23 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
     udp_peer *p = peer_get(g, from, false);
     ax_addr_format(from, addr, sizeof addr);
     const char *sender = strncmp(addr, "udp://", 6) == 0 ? addr + 6 : addr;
+    bool ok;
+    const auth_identity *id = peer_identity(g, p, from, &ok);
+    if (!ok) return;
+    if (id && !auth_may_publish(id, topic)) {
+        reply(g, from, "ERR forbidden: you may not publish to '%s'", topic);
+        return;
+    }
+    if (!id && g->sv->auth) { /* anonymous, with no lease yet */
+        auth_identity *anon = serve_anonymous(g->sv);
+        bool may = anon && auth_may_publish(anon, topic);
+        auth_identity_free(anon);
+        if (!may) {
+            reply(g, from, "ERR forbidden: you may not publish to '%s'", topic);
+            return;
+        }
+    }
+    if (id && id->name[0]) sender = id->name;
     uint64_t ticket = 0;
     uint64_t seq = hub_publish_ticket(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen,
                                       &ticket, &err);
@@ -445,6 +522,8 @@ int gw_udp_parse(char *buf, size_t n, udp_req *r)
         r->since = sp2 ? sp2 + 1 : NULL;
     } else if (strcmp(buf, "UNSUB") == 0 && !sp2) {
         r->cmd = UDP_UNSUB;
+    } else if (strcmp(buf, "AUTH") == 0 && !sp2) {
+        r->cmd = UDP_AUTH;
     } else {
         return -1;
     }
@@ -469,7 +548,8 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     udp_req r;
     GW_ADD(st->msgs_in, 1);
     ax_addr_format(from, key, sizeof key);
-    g->cap = hub_map_get(&g->peers, key, strlen(key)) ? SIZE_MAX : n;
+    udp_peer *vp = hub_map_get(&g->peers, key, strlen(key));
+    g->cap = vp && vp->verified ? SIZE_MAX : n;
     if (gw_udp_parse(buf, n, &r) != 0) {
         GW_ADD(st->errors, 1);
         reply(g, from,
@@ -481,6 +561,8 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
         cmd_pub(g, from, r.topic, r.payload, r.payload_len);
     } else if (r.cmd == UDP_SUB) {
         cmd_sub(g, from, r.topic, (char *)r.since);
+    } else if (r.cmd == UDP_AUTH) {
+        cmd_auth(g, from, r.topic);
     } else {
         cmd_unsub(g, from, r.topic);
     }
@@ -491,6 +573,7 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 
 typedef struct sweep_ctx {
     uint64_t now;
+    int64_t wall; /* seconds since the epoch: token expiry */
     udp_peer *dead[256];
     int ndead;
 } sweep_ctx;
@@ -510,14 +593,19 @@ static void sweep_peer(hub_map_ent *e, void *ud)
         hub_unsubscribe(p->sub, l->filter);
         ax_free(l);
     }
-    if ((!p->leases || p->kicked) && c->ndead < 256) c->dead[c->ndead++] = p;
+    /* an AUTH lease keeps the address known; its end (or the token's) ends it all */
+    bool authed = p->auth_expires > c->now && !auth_expired(p->id, c->wall);
+    bool was_authed = p->auth_expires != 0;
+    if ((!p->leases && !authed) || (was_authed && !authed) || p->kicked) {
+        if (c->ndead < 256) c->dead[c->ndead++] = p;
+    }
 }
 
 static void sweep(ax_timer *t, void *ud)
 {
     gw_udp *g = ud;
     (void)t;
-    sweep_ctx c = {.now = ax_loop_now(g->sv->loop)};
+    sweep_ctx c = {.now = ax_loop_now(g->sv->loop), .wall = (int64_t)time(NULL)};
     hub_map_each(&g->peers, sweep_peer, &c);
     for (int i = 0; i < c.ndead; i++)
         peer_free(c.dead[i]);

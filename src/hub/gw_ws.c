@@ -1,6 +1,7 @@
 /* gw_ws.c: the hub over WebSocket at /ws, with the JSON envelope of
  * docs/protocol.md:
  *
+ *   -> {"type":"auth","token":"..."}   (first, or again to refresh it)
  *   -> {"type":"nick","name":"ann"}
  *   -> {"type":"subscribe","topic":"chat/lobby","since":12,"presence":true}
  *   -> {"type":"unsubscribe","topic":"chat/lobby"}
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <axon/alloc.h>
 #include <axon/ws.h>
@@ -37,6 +39,7 @@ struct gw_ws {
     ax_ws_endpoint ep;
     ws_client *clients;   /* upgraded connections leave the HTTP server: ours to close */
     ax_timer *unthrottle; /* reads again from clients paused for a full store */
+    ax_timer *expiry;     /* ends the sessions whose token has expired */
 };
 
 struct ws_client {
@@ -46,6 +49,10 @@ struct ws_client {
     ws_client *prev, *next;
     ws_wait *waits; /* publishes whose "ok" waits for their commit */
     bool throttled; /* not read for a while: the store was full */
+    /* Who it is (docs/security.md): authed once credentials (or anonymous
+     * access) were accepted; id NULL: no auth configured, no checks. */
+    bool authed;
+    auth_identity *id;
 };
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */
@@ -320,6 +327,46 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
         reply_error(c, id, hub_strerror(rc));
 }
 
+/* Take `id` as the client's identity (its name is then its nick). */
+static void set_identity(ws_client *c, auth_identity *id)
+{
+    hub_sub_set_identity(c->sub, id); /* before the old one is freed */
+    auth_identity_free(c->id);
+    c->id = id;
+    c->authed = true;
+    if (id && id->name[0]) hub_sub_rename(c->sub, id->name);
+}
+
+static void do_auth(ws_client *c, json_t *o, json_t *id)
+{
+    const char *tok = str_field(o, "token");
+    auth_identity *who = tok && c->g->sv->auth ? serve_token(c->g->sv, tok, strlen(tok)) : NULL;
+    if (!c->g->sv->auth) {
+        reply_error(c, id, "authentication is not configured on this server");
+    } else if (!who) {
+        reply_error(c, id, "unauthorized");
+        if (!c->authed) ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
+    } else if (c->id && c->id->name[0] && strcmp(c->id->name, who->name) != 0) {
+        auth_identity_free(who);
+        reply_error(c, id, "a refreshed token must be for the same user");
+    } else {
+        set_identity(c, who);
+        reply_ok(c, id, json_pack("{s:s}", "name", who->name));
+    }
+}
+
+/* May the client do `type` on `topic`?  Else the error reply. */
+static bool allowed(ws_client *c, json_t *id, const char *type, const char *topic)
+{
+    const auth_identity *who = c->id;
+    if (!who || strcmp(type, "unsubscribe") == 0) return true;
+    bool ok = strcmp(type, "publish") == 0     ? auth_may_publish(who, topic)
+              : strcmp(type, "subscribe") == 0 ? auth_may_subscribe(who, topic)
+                                               : auth_may_read(who, topic);
+    if (!ok) reply_error(c, id, "forbidden: you may not do this on this topic");
+    return ok;
+}
+
 static void request(ws_client *c, json_t *o)
 {
     hub *h = c->g->sv->hub;
@@ -327,13 +374,20 @@ static void request(ws_client *c, json_t *o)
     json_t *id = json_object_get(o, "id");
     if (!type) {
         reply_error(c, id, "a request is a JSON object with a \"type\"");
+    } else if (strcmp(type, "auth") == 0) {
+        do_auth(c, o, id);
+    } else if (!c->authed && strcmp(type, "ping") != 0) {
+        reply_error(c, id, "unauthorized: send {\"type\":\"auth\",\"token\":...} first");
+        ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
     } else if (strcmp(type, "ping") == 0) {
         json_t *r = json_pack("{s:s}", "type", "pong");
         if (id) json_object_set(r, "id", id);
         send_json(c, r);
     } else if (strcmp(type, "nick") == 0) {
         const char *name = str_field(o, "name");
-        if (!name || hub_sub_rename(c->sub, name) != 0)
+        if (c->id && c->id->name[0])
+            reply_error(c, id, "your name is the one you signed in with");
+        else if (!name || hub_sub_rename(c->sub, name) != 0)
             reply_error(c, id, "a name is 1 to 64 bytes");
         else
             reply_ok(c, id, json_pack("{s:s}", "name", name));
@@ -341,6 +395,8 @@ static void request(ws_client *c, json_t *o)
         unknown_type(c, id, type);
     } else if (!topic) {
         reply_error(c, id, "this request needs a \"topic\"");
+    } else if (!allowed(c, id, type, topic)) {
+        return;
     } else if (strcmp(type, "publish") == 0) {
         do_publish(c, o, id, topic);
     } else if (strcmp(type, "subscribe") == 0) {
@@ -375,18 +431,56 @@ static void request(ws_client *c, json_t *o)
 
 /* ---- connections ------------------------------------------------------------------- */
 
+static const ax_ws_cbs ws_cbs;
+
+/* The upgrade: credentials from the request (Authorization, ?token=) are
+ * checked here (401 when wrong); with none, the client may still send
+ * {"type":"auth"} first, unless anonymous access lets it in at once. */
+static void ws_upgrade(ax_http_req *r, void *ud)
+{
+    gw_ws *g = ud;
+    char why[400];
+    if (!serve_origin_allowed(r, g->sv->cfg, why, sizeof why)) { /* origin.c */
+        serve_http_error(r, 403, why);
+        return;
+    }
+    bool given = serve_http_has_credentials(r);
+    auth_identity *id = NULL;
+    if (serve_http_identity(g->sv, r, &id) != 0 && given) {
+        serve_http_unauthorized(r);
+        return;
+    }
+    ws_client *c = ax_calloc(1, sizeof(*c));
+    if (!c) {
+        auth_identity_free(id);
+        serve_http_error(r, 500, "out of memory");
+        return;
+    }
+    c->g = g;
+    c->id = id;
+    c->authed = !g->sv->auth || id;
+    if (ax_ws_upgrade(r, &ws_cbs, &g->opts, c) < 0) {
+        auth_identity_free(id);
+        ax_free(c);
+    }
+}
+
 static void on_open(ax_ws *ws)
 {
-    gw_ws *g = ax_ws_data(ws);
-    ws_client *c = ax_calloc(1, sizeof(*c));
-    if (c) c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
-    if (!c || !c->sub) {
+    ws_client *c = ax_ws_data(ws);
+    gw_ws *g = c->g;
+    c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
+    if (!c->sub) {
+        auth_identity_free(c->id);
         ax_free(c);
         ax_ws_set_data(ws, NULL);
         ax_ws_close(ws, AX_WS_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    c->g = g;
+    if (c->id) {
+        hub_sub_set_identity(c->sub, c->id);
+        if (c->id->name[0]) hub_sub_rename(c->sub, c->id->name);
+    }
     c->ws = ws;
     c->next = g->clients;
     if (g->clients) g->clients->prev = c;
@@ -405,6 +499,11 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     gw_stats *st = &c->g->sv->gw[GW_WS];
     GW_ADD(st->bytes_in, len);
     GW_ADD(st->msgs_in, 1);
+    if (binary && !c->authed) {
+        reply_error(c, NULL, "unauthorized");
+        ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
+        return;
+    }
     if (binary) { /* topic \n payload */
         const char *nl = memchr(data, '\n', len);
         char topic[HUB_MAX_TOPIC + 1];
@@ -413,6 +512,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
         if (nl && tl <= HUB_MAX_TOPIC) {
             memcpy(topic, data, tl);
             topic[tl] = '\0';
+            if (!allowed(c, NULL, "publish", topic)) return;
             if (hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), nl + 1,
                                  len - tl - 1, &err))
                 return;
@@ -446,6 +546,11 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     ws_client *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
     if (!c) return;
+    if (!c->ws) { /* closed before on_open */
+        auth_identity_free(c->id);
+        ax_free(c);
+        return;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -454,6 +559,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
     waits_cancel(c);
     hub_sub_free(c->sub);
+    auth_identity_free(c->id);
     ax_free(c);
 }
 
@@ -462,6 +568,7 @@ static const ax_ws_cbs ws_cbs = {
 
 static void gw_ws_stop(gw_ws *g, bool now)
 {
+    if (g) ax_timer_stop(g->expiry);
     for (ws_client *c = g ? g->clients : NULL; c; c = c->next) {
         hub_sub_free(c->sub); /* nothing more is delivered */
         c->sub = NULL;
@@ -483,19 +590,23 @@ static size_t gw_ws_count(const gw_ws *g)
 static void gw_ws_free(gw_ws *g)
 {
     if (g) ax_timer_free(g->unthrottle);
+    if (g) ax_timer_free(g->expiry);
     ax_free(g); /* after gw_ws_count() is 0, at once before the HTTP server is freed */
 }
 
-/* GET /ws: a page from another origin may not open it (origin.c). */
-static void ws_open_checked(ax_http_req *r, void *ud)
+/* Every second: end the sessions whose token has expired (a client keeps
+ * its session by sending {"type":"auth"} with a new token before). */
+static void expire(ax_timer *t, void *ud)
 {
     gw_ws *g = ud;
-    char why[400];
-    if (!serve_origin_allowed(r, g->sv->cfg, why, sizeof why)) {
-        serve_http_error(r, 403, why);
-        return;
-    }
-    (void)ax_ws_upgrade(r, &ws_cbs, &g->opts, g);
+    (void)t;
+    int64_t now = (int64_t)time(NULL);
+    for (ws_client *c = g->clients; c; c = c->next)
+        if (c->authed && c->id && auth_expired(c->id, now)) {
+            reply_error(c, NULL, "token expired");
+            ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "token expired");
+            c->authed = false;
+        }
 }
 
 static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
@@ -510,12 +621,15 @@ static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
                            .ping_interval_ms = 30000,
                            .deflate = true};
     g->ep = (ax_ws_endpoint){.cbs = &ws_cbs, .opts = &g->opts, .ud = g};
-    if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g))) {
+    if (!(g->unthrottle = ax_timer_new(sv->loop, unthrottle, g)) ||
+        !(g->expiry = ax_timer_new(sv->loop, expire, g))) {
         *err = AX_ENOMEM;
-    } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_open_checked, g)) == 0) {
+    } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_upgrade, g)) == 0) {
+        if (sv->auth) ax_timer_start(g->expiry, 1000, 1000);
         return g;
     }
     ax_timer_free(g->unthrottle);
+    ax_timer_free(g->expiry);
     ax_free(g);
     return NULL;
 }

@@ -40,6 +40,7 @@
 
 #include <axon/alloc.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "index.h"
 #include "map.h"
@@ -138,8 +139,9 @@ struct hub_sub {
     size_t qbytes, budget;
     bool blocked, dead;
     uint64_t stamp, id;
-    ax_loop *loop; /* the loop that owns the subscriber's connection */
-    uint32_t refs; /* the owner's, and one per message in flight to it */
+    ax_loop *loop;            /* the loop that owns the subscriber's connection */
+    const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
+    uint32_t refs;            /* the owner's, and one per message in flight to it */
     uint32_t inflight;
     hub_sub *grave_next;
 };
@@ -626,9 +628,16 @@ static bool held_back(const hub_sub *s, const hub_msg *m)
     return false;
 }
 
+/* May s be handed m?  Every path to a client passes here: live delivery,
+ * presence events, history and resume replay. */
+static inline bool may_read(const hub_sub *s, const hub_msg *m)
+{
+    return !s->who || s->who->read_all || auth_may_read(s->who, m->topic);
+}
+
 static void sub_push(hub_sub *s, hub_msg *m)
 {
-    if (s->dead || (s->jobs && held_back(s, m))) return;
+    if (s->dead || (s->jobs && held_back(s, m)) || !may_read(s, m)) return;
     if (s->loop != current_loop(s->h) || s->inflight) {
         sub_push_remote(s, m);
         return;
@@ -855,6 +864,13 @@ const char *hub_sub_name(const hub_sub *s)
     return s->name[0] ? s->name : NULL;
 }
 
+void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
+{
+    lock(s->h);
+    s->who = id;
+    unlock(s->h);
+}
+
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
@@ -950,6 +966,7 @@ static void job_end(hub_sub *s, job *j)
 
 static void push_gap(hub_sub *s, htopic *t, uint64_t first)
 {
+    if (s->who && !auth_may_read(s->who, t->name)) return;
     hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
     if (!g) return;
     g->kind = HUB_GAP;
@@ -1024,7 +1041,7 @@ static bool job_step(hub_sub *s, job *j)
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
         j->after = m->seq;
-        sub_push_local(s, m);
+        if (may_read(s, m)) sub_push_local(s, m);
     }
     return false;
 }

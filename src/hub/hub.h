@@ -200,6 +200,14 @@ void *hub_sub_data(const hub_sub *s);
 /* A number no other subscriber of this hub has had (never 0). */
 uint64_t hub_sub_id(const hub_sub *s);
 const char *hub_sub_name(const hub_sub *s);
+/* What the subscriber may read (auth.h; NULL: everything, the default):
+ * every message handed to it — live, presence events, history and resume
+ * replay — is checked with auth_may_read() first, and silently left out
+ * when it may not (subscribing is checked by the gateway, with
+ * auth_may_subscribe(), before hub_subscribe()).  The identity is
+ * borrowed: replace it here before freeing the old one. */
+struct auth_identity;
+void hub_sub_set_identity(hub_sub *s, const struct auth_identity *id);
 /* Change the presence name (leave + join events in its rooms).  0 or
  * AX_EINVAL. */
 int hub_sub_rename(hub_sub *s, const char *name);

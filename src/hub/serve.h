@@ -34,6 +34,16 @@ void serve_http_error(ax_http_req *r, int status, const char *why);
 /* origin.c: whether a browser page's request may open a WebSocket or
  * change state; false with a sentence in why (answer 403). */
 bool serve_origin_allowed(ax_http_req *r, const serve_cfg *cfg, char *why, size_t why_len);
+/* Who sent the request (Authorization: Bearer or Basic, else ?token=,
+ * else anonymous): 0 with *id (NULL when no auth is configured: no
+ * checks; else the caller frees it), or -1: unauthorized. */
+int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **id);
+/* Did the request bring credentials (an Authorization field, ?token=)? */
+bool serve_http_has_credentials(ax_http_req *r);
+/* A 401 reply with WWW-Authenticate. */
+void serve_http_unauthorized(ax_http_req *r);
+/* Is the request's peer a loopback address (or a unix socket)? */
+bool serve_http_loopback(ax_http_req *r);
 
 /* The browser pages (web/, compiled in): /, /dashboard and their assets;
  * the HTTP gateway adds them to its server. */
@@ -51,10 +61,10 @@ struct json_t *serve_msg_obj(const hub_msg *m);
 
 /* A UDP request (gw_udp.c), parsed in place in a NUL-terminated buffer of
  * n bytes; pointers go into it.  0, or -1 for anything else. */
-enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB };
+enum { UDP_PING = 1, UDP_PUB, UDP_SUB, UDP_UNSUB, UDP_AUTH };
 typedef struct udp_req {
     int cmd;
-    const char *topic;   /* PUB, SUB, UNSUB */
+    const char *topic;   /* PUB, SUB, UNSUB; AUTH: the token */
     const char *since;   /* SUB: the rest: [seq] [COOKIE c] (gw_udp.c), or NULL */
     const char *payload; /* PUB: may hold any bytes */
     size_t payload_len;

@@ -44,6 +44,94 @@ bool serve_cfg_listens(const serve_cfg *c)
     return false;
 }
 
+/* ---- authentication ------------------------------------------------------------------ */
+
+static bool host_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+           strncmp(host, "127.", 4) == 0;
+}
+
+/* The first listener off loopback, or NULL. */
+static const char *public_url(const serve_cfg *c)
+{
+    const gw_ops *const *gws = c->gateways ? c->gateways : serve_registry;
+    int n = c->gateways ? c->ngateways : GW_COUNT;
+    for (int i = 0; i < n; i++) {
+        const char *us[2] = {url_of(gws[i]->url, c), url_of(gws[i]->tls_url, c)};
+        for (int k = 0; k < 2; k++) {
+            ax_url u;
+            char why[128];
+            if (!us[k] || ax_url_split(us[k], &u, why, sizeof why) != 0) continue;
+            if (strcmp(u.scheme, "unix") != 0 && !host_loopback(u.host)) return us[k];
+        }
+    }
+    return NULL;
+}
+
+int serve_cfg_protected(const serve_cfg *c, char *why, size_t why_len)
+{
+    const char *pub = public_url(c);
+    if (!pub || c->anonymous >= 0 || c->auth_secret[0] || c->password_file[0]) return 0;
+    snprintf(why, why_len,
+             "%.200s is not a loopback address and no authentication is configured, so anyone "
+             "who can reach it could read and write every topic (protected mode). Either give "
+             "credentials (--auth-secret FILE for tokens, --password-file FILE for passwords; "
+             "see docs/security.md), or listen on 127.0.0.1 only, or say that anonymous access "
+             "is meant: --anonymous read or --anonymous readwrite",
+             pub);
+    return -1;
+}
+
+/* The auth object for the settings, or NULL with none needed (no auth
+ * configured and anonymous clients may do everything: no checks at all). */
+static int make_auth(serve *sv, const serve_cfg *c, char *why, size_t why_len)
+{
+    bool configured = c->auth_secret[0] || c->password_file[0];
+    int anon = c->anonymous >= 0 ? c->anonymous : configured ? AUTH_ANON_NONE : AUTH_ANON_READWRITE;
+    sv->auth = NULL;
+    if (!configured && !c->acl_file[0] && anon == AUTH_ANON_READWRITE) return 0;
+    auth_opts o = {.secret_file = c->auth_secret[0] ? c->auth_secret : NULL,
+                   .password_file = c->password_file[0] ? c->password_file : NULL,
+                   .acl_file = c->acl_file[0] ? c->acl_file : NULL,
+                   .anonymous = anon};
+    return (sv->auth = auth_new(&o, why, why_len)) ? 0 : -1;
+}
+
+auth_identity *serve_anonymous(const serve *sv)
+{
+    char why[256];
+    return auth_anonymous(sv->auth, why, sizeof why);
+}
+
+auth_identity *serve_token(const serve *sv, const char *token, size_t len)
+{
+    char why[256] = "";
+    auth_identity *id = auth_token(sv->auth, token, len, (int64_t)time(NULL), why, sizeof why);
+    if (!id) ax_log(AX_LOG_INFO, "token refused: %s", why);
+    return id;
+}
+
+auth_identity *serve_login(const serve *sv, const char *user, const char *password)
+{
+    char why[256] = "";
+    auth_identity *id = auth_login(sv->auth, user, password, NULL, why, sizeof why);
+    if (!id) ax_log(AX_LOG_INFO, "login refused: %s", why);
+    return id;
+}
+
+bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback)
+{
+    switch (sv->cfg->metrics_access) {
+    case SERVE_METRICS_ANY:
+        return true;
+    case SERVE_METRICS_ADMIN:
+        return id && id->admin;
+    default:
+        return loopback || (id && id->admin);
+    }
+}
+
 /* The TLS context for the TLS listeners. */
 static int make_tls(serve *sv, const serve_cfg *c, char *why, size_t why_len)
 {
@@ -505,7 +593,13 @@ int serve_run(const serve_cfg *cfg)
         fprintf(stderr, "axon serve: cannot create loop: %s\n", ax_strerror(err));
         return 1;
     }
-    char why[512] = "";
+    char why[1024] = "";
+    if (serve_cfg_protected(cfg, why, sizeof why) != 0 ||
+        make_auth(&sv, cfg, why, sizeof why) != 0) {
+        fprintf(stderr, "axon serve: %s\n", why);
+        ax_loop_free(sv.loop);
+        return 1;
+    }
     hub_opts ho = {.rules = (hub_rule *)cfg->rules, /* copied by hub_new() */
                    .nrules = cfg->nrules,
                    .sub_budget = cfg->sub_budget,
@@ -518,6 +612,7 @@ int serve_run(const serve_cfg *cfg)
                    .store_queue_bytes = cfg->store_queue_bytes};
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
+        auth_free(sv.auth);
         ax_loop_free(sv.loop);
         return 1;
     }
@@ -552,6 +647,7 @@ int serve_run(const serve_cfg *cfg)
     }
     free(p.sv);
     hub_free(sv.hub);
+    auth_free(sv.auth);
     ax_loop_free(sv.loop);
     ax_log(AX_LOG_INFO, "stopped");
     if (access_log && access_log != stdout) fclose(access_log);

@@ -13,11 +13,15 @@
 #include <axon/axon.h>
 #include <axon/http.h>
 
+#include "auth.h"
 #include "gateway.h"
 #include "hub.h"
 
 #define SERVE_MAX_RULES 64
 #define SERVE_URL_LEN 512
+
+/* Who may read /metrics and /dashboard. */
+enum { SERVE_METRICS_LOOPBACK = 0, SERVE_METRICS_ADMIN = 1, SERVE_METRICS_ANY = 2 };
 
 struct serve_cfg {
     char http_url[SERVE_URL_LEN]; /* "" : off */
@@ -47,6 +51,14 @@ struct serve_cfg {
     uint32_t line_name_timeout_s, line_idle_timeout_s;
     char access_log[1024]; /* "" : off; "-": stdout */
     int access_log_format; /* AX_HTTP_LOG_* */
+    /* Authentication (docs/security.md): the files ("" : none), and what
+     * clients without credentials may do: AUTH_ANON_*, or -1 when not
+     * said (then: readwrite with no auth configured and every listener on
+     * loopback; refuse to start with no auth on another address; none
+     * with auth configured). */
+    char auth_secret[1024], password_file[1024], acl_file[1024];
+    int anonymous;
+    int metrics_access; /* SERVE_METRICS_*: who may read /metrics and /dashboard */
     /* The gateways; NULL: serve_registry (gateway.h says what else may
      * be here) */
     const gw_ops *const *gateways;
@@ -66,6 +78,7 @@ struct serve {
     /* the HTTP servers of every thread add to it; /metrics derives
      * gw[GW_HTTP]'s connection and byte counters from it */
     ax_http_stats *http_stats;
+    auth *auth;       /* the credentials and rules, shared by the threads (read-only) */
     FILE *access_log; /* cfg->access_log opened, shared by the threads, or NULL */
     int64_t started_ms;
     int index;         /* thread number; 0: the main thread */
@@ -91,6 +104,22 @@ void serve_gateways_stop(serve *sv);
 void serve_gateways_abort(serve *sv);
 size_t serve_gateways_count(const serve *sv);
 void serve_gateways_free(serve *sv);
+
+/* Protected mode: whether the settings may start (0), or -1 with a
+ * sentence saying how to fix them (a listener off loopback, no auth
+ * configured, anonymous access not said). */
+int serve_cfg_protected(const serve_cfg *cfg, char *why, size_t why_len);
+
+/* The identity of a client that gave no credentials, or NULL (anonymous
+ * access is off); the caller frees it. */
+auth_identity *serve_anonymous(const serve *sv);
+/* A credential, checked: a token ("Bearer"), or "user:password".  NULL
+ * with the reason logged once. */
+auth_identity *serve_token(const serve *sv, const char *token, size_t len);
+auth_identity *serve_login(const serve *sv, const char *user, const char *password);
+/* May this client read /metrics and /dashboard (id: its identity or NULL,
+ * loopback: its address is a loopback one)? */
+bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);
 
 /* Prometheus text for /metrics (malloc'd, free with ax_free()), or NULL. */
 char *serve_metrics(serve *sv, size_t *len);

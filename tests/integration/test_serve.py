@@ -372,13 +372,16 @@ def threads_share_one_hub():
     srv = Serve("--threads", "2")
     n_subs, n_msgs = 16, 150
 
+    subscribed = []
+
     async def sub():
         # (open_timeout: under ASan beside a wrk run, a handshake can take a while)
         async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port,
                                       open_timeout=60) as ws:
             await asyncio.wait_for(ws.recv(), 30)
             await ws.send(json.dumps({"type": "subscribe", "topic": "t/mt", "id": 1}))
-            await ws.recv()
+            await asyncio.wait_for(ws.recv(), 30)
+            subscribed.append(1)  # publishing waits for every subscription's "ok"
             seqs = []
             while len(seqs) < n_msgs:
                 m = json.loads(await asyncio.wait_for(ws.recv(), 20))
@@ -396,11 +399,12 @@ def threads_share_one_hub():
     async def main():
         subs = [asyncio.ensure_future(sub()) for _ in range(n_subs)]
         deadline = time.monotonic() + 60
-        while (got := metric(srv, 'axon_connections{gateway="websocket"}')) != n_subs:
+        while (got := metric(srv, 'axon_connections{gateway="websocket"}')) != n_subs or \
+                len(subscribed) != n_subs:
             failed = [s.exception() for s in subs if s.done() and s.exception()]
             if failed or time.monotonic() > deadline:
-                raise axtest.Failure("%s of %d subscribers connected (%r)%s" %
-                                     (got, n_subs, failed[:1], srv.err_note()))
+                raise axtest.Failure("%s of %d subscribers connected, %d subscribed (%r)%s" %
+                                     (got, n_subs, len(subscribed), failed[:1], srv.err_note()))
             await asyncio.sleep(0.05)
         await pubs()
         return await asyncio.gather(*subs)
@@ -412,7 +416,7 @@ def threads_share_one_hub():
     a, b = nc_client(srv, "one"), nc_client(srv, "two")  # the line chat on both loops too
     a.p.stdin.write(b"across loops\n")
     a.p.stdin.flush()
-    b.wait_output(lambda o: b"[lobby] one: across loops\n" in o, what="line -> line")
+    b.wait_output(lambda o: b"[lobby] one: across loops\n" in o, timeout=20, what="line -> line")
     srv.signal(15)
     t.eq(srv.wait(10), 0, "exit status after SIGTERM%s" % srv.err_note())
 

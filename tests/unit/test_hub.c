@@ -7,6 +7,7 @@
 
 #include <axon/axon.h>
 
+#include "hub/auth.h"
 #include "hub/hub.h"
 #include "runner.h"
 #include "testutil.h"
@@ -223,6 +224,41 @@ TEST(hub_presence_join_leave_rename)
     ASSERT_STREQ(names, "robert,");
     hub_sub_free(b.s);
     hub_sub_free(watcher.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+/* The hub re-checks what a subscriber may read on every path: a filter
+ * wider than its identity (as after a token refresh, or a gateway that
+ * forgot to check) still hands it only what it may read, in the resume
+ * replay, the gap notice, live delivery and presence events. */
+TEST(hub_identity_filters_every_delivery)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"#", 2, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    pub(h, "chat/lobby", "l1");
+    for (int i = 1; i <= 4; i++)
+        pub(h, "chat/ops", "secret");
+    auth_identity *id = auth_identity_new("alice", false);
+    ASSERT(id != NULL);
+    ASSERT_EQ(auth_identity_add(id, "chat/lobby", AUTH_READ, false, NULL), 0);
+    rec a, ops;
+    sub(h, &a, "alice");
+    hub_sub_set_identity(a.s, id);
+    ASSERT_EQ(hub_subscribe(a.s, "chat/#", 0, true), 0); /* replay, gap on chat/ops */
+    LOG_IS(a, "chat/lobby#1=l1;");
+    sub(h, &ops, "oscar");
+    ASSERT_EQ(hub_subscribe(ops.s, "chat/ops", -1, true), 0); /* a presence event */
+    pub(h, "chat/ops", "live secret");
+    pub(h, "chat/lobby", "l2");
+    LOG_IS(a, "chat/lobby#1=l1;chat/lobby#2=l2;");
+    hub_sub_set_identity(a.s, NULL); /* no identity: everything */
+    pub(h, "chat/ops", "now");
+    ASSERT(strstr(a.log, "chat/ops#6=now;") != NULL);
+    hub_sub_free(a.s);
+    hub_sub_free(ops.s);
+    auth_identity_free(id);
     hub_free(h);
     ax_loop_free(loop);
 }
