@@ -46,9 +46,9 @@ static int decode(const char *in, size_t n, char *out, size_t cap, bool plus)
     return (int)ax__http_path_decode(out, n, out); /* in place: it only shrinks */
 }
 
-/* The decoded value of query parameter `name` (the first one), or -1;
- * `plus`: '+' means a space (form encoding). */
-static int query_find(ax_http_req *r, const char *name, char *out, size_t cap, bool plus)
+/* The raw value of query parameter `name` (the first one) in val and
+ * vlen (empty for a parameter without '='); false when it is not there. */
+static bool query_raw(ax_http_req *r, const char *name, const char **val, size_t *vlen)
 {
     size_t ql, nl = strlen(name);
     const char *q = ax_http_req_query(r, &ql);
@@ -56,32 +56,37 @@ static int query_find(ax_http_req *r, const char *name, char *out, size_t cap, b
     while (q && q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
-        if ((size_t)(stop - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=')
-            return decode(q + nl + 1, (size_t)(stop - q - (long)nl - 1), out, cap, plus);
-        if ((size_t)(stop - q) == nl && memcmp(q, name, nl) == 0) {
-            out[0] = '\0';
-            return 0;
+        size_t len = (size_t)(stop - q);
+        if (len >= nl && memcmp(q, name, nl) == 0 && (len == nl || q[nl] == '=')) {
+            *val = len == nl ? stop : q + nl + 1;
+            *vlen = len == nl ? 0 : len - nl - 1;
+            return true;
         }
         q = amp ? amp + 1 : end;
     }
-    return -1;
+    return false;
+}
+
+/* The decoded value of query parameter `name` (the first one), or -1;
+ * `plus`: '+' means a space (form encoding). */
+static int query_find(ax_http_req *r, const char *name, char *out, size_t cap, bool plus)
+{
+    const char *v;
+    size_t vl;
+    if (!query_raw(r, name, &v, &vl)) return -1;
+    if (vl == 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    return decode(v, vl, out, cap, plus);
 }
 
 /* Is query parameter `name` there (with a value or not)? */
 static bool query_has(ax_http_req *r, const char *name)
 {
-    size_t ql, nl = strlen(name);
-    const char *q = ax_http_req_query(r, &ql);
-    const char *end = q + ql;
-    while (q && q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *stop = amp ? amp : end;
-        if ((size_t)(stop - q) >= nl && memcmp(q, name, nl) == 0 &&
-            ((size_t)(stop - q) == nl || q[nl] == '='))
-            return true;
-        q = amp ? amp + 1 : end;
-    }
-    return false;
+    const char *v;
+    size_t vl;
+    return query_raw(r, name, &v, &vl);
 }
 
 bool serve_http_has_credentials(ax_http_req *r)
