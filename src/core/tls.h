@@ -4,7 +4,7 @@
  * the socket is fed in, plaintext comes out of ax__tls_read(); plaintext
  * written goes in through ax__tls_write() and the ciphertext to send
  * collects in an output buffer the connection sends with its ordinary write
- * path.  No I/O happens here; conn.c drives it. */
+ * path.  No I/O happens here; conn_tls.c drives it. */
 #ifndef AXON_CORE_TLS_H
 #define AXON_CORE_TLS_H
 
