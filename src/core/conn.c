@@ -833,8 +833,7 @@ void ax_conn_resume(ax_conn *c)
     ax__conn_update_interest(c);
     if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
     /* (the transport may hold input the socket no longer signals) */
-    if (c->in_len || (c->flags & (F_EDGE | F_EOF_HELD)) || c->tp->pending(c))
-        ax__conn_again_later(c);
+    if (c->in_len || c->drv->held(c) || c->tp->pending(c)) ax__conn_again_later(c);
 }
 
 bool ax_conn_paused(const ax_conn *c)

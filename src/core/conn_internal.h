@@ -111,6 +111,9 @@ typedef struct ax__conn_driver {
     void (*flush)(ax_conn *c);
     /* Next iteration: read on, or pick up what was held over. */
     void (*again)(ax_conn *c);
+    /* After a resume, again() must run: the loop will not signal what
+     * the driver held back (edge mode, a FIN received while paused). */
+    bool (*held)(const ax_conn *c);
     /* The connection is closing; the fd is closed right after. */
     void (*stop)(ax_conn *c);
     /* Operations of the connection are still out (its memory must stay). */

@@ -157,6 +157,11 @@ static void ring_again(ax_conn *c)
     ax__conn_update_interest(c); /* a receive that ran out of buffers */
 }
 
+static bool ring_held(const ax_conn *c)
+{
+    return (c->flags & F_EOF_HELD) != 0;
+}
+
 static void ring_stop(ax_conn *c)
 {
     if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
@@ -188,6 +193,7 @@ const ax__conn_driver ax__conn_ring = {
     .queued = ring_queued,
     .flush = ring_flush,
     .again = ring_again,
+    .held = ring_held,
     .stop = ring_stop,
     .busy = ring_busy,
     .queue_free = ring_queue_free,

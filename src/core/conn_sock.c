@@ -47,8 +47,7 @@ void ax__conn_sock_interest(ax_conn *c)
     if (c->flags & F_PARKED) {
         c->flags &= ~F_PARKED;
         c->io.events = ev;
-        if (c->loop->backend->add(c->loop, &c->io, ev) != 0)
-            ax__conn_finish(c, AX_ENOMEM, false);
+        if (c->loop->backend->add(c->loop, &c->io, ev) != 0) ax__conn_finish(c, AX_ENOMEM, false);
         return;
     }
     if (ax__io_set(c->loop, &c->io, ev) != 0) ax__conn_finish(c, ax__err(), false);
@@ -168,6 +167,12 @@ static void sock_again(ax_conn *c)
         sock_read(c);
 }
 
+/* Edge-triggered: what the socket still holds will not be reported again. */
+static bool sock_held(const ax_conn *c)
+{
+    return (c->flags & F_EDGE) != 0;
+}
+
 static void sock_connected(ax_conn *c)
 {
     (void)c;
@@ -200,6 +205,7 @@ const ax__conn_driver ax__conn_sock = {
     .queued = sock_queued,
     .flush = sock_flush,
     .again = sock_again,
+    .held = sock_held,
     .stop = sock_stop,
     .busy = sock_busy,
     .queue_free = sock_queue_free,

@@ -8,7 +8,6 @@
 
 static void tls_progress(ax_conn *c);
 
-
 /* Send what the engine produced: handshake messages, records, alerts.
  * Returns what ax__conn_write_raw returns (1: above the high watermark). */
 static int tls_flush_out(ax_conn *c)
@@ -159,7 +158,6 @@ static void tls_input(ax_conn *c, char *buf, ssize_t n)
     }
     ax__conn_peer_eof(c);
 }
-
 
 static char *tls_read_buf(ax_conn *c, size_t *room)
 {
