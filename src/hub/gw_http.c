@@ -209,6 +209,9 @@ int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **out)
 
 void serve_http_unauthorized(ax_http_req *r)
 {
+    ax_addr peer;
+    ax_conn *c = ax_http_req_conn(r);
+    serve_refused(NULL, "http", c && ax_conn_peer(c, &peer) == 0 ? &peer : NULL, NULL);
     ax_http_add_header(r, "WWW-Authenticate", "Bearer realm=\"axon\", Basic realm=\"axon\"");
     reply_error(r, 401,
                 "unauthorized: give a token (Authorization: Bearer, ?token=) or a "
@@ -246,7 +249,7 @@ static bool may_read(gw_http *g, ax_http_req *r, const char *topic)
 {
     auth_identity *id;
     if (!who(g, r, &id)) return false;
-    bool ok = !id || auth_may_read(id, topic);
+    bool ok = id ? auth_may_read(id, topic) : auth_private_may_read(NULL, topic);
     auth_identity_free(id);
     if (!ok) reply_error(r, 403, "forbidden: you may not read this topic");
     return ok;
@@ -513,7 +516,8 @@ typedef struct topics_ctx {
 static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
 {
     topics_ctx *c = ud;
-    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
+    if (c->id ? !auth_may_read(c->id, topic) : !auth_private_may_read(NULL, topic))
+        return; /* not even its name */
     json_array_append_new(c->a, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
                                           (json_int_t)last, "subscribers", (json_int_t)subs));
 }

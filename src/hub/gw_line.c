@@ -2,8 +2,10 @@
  *
  * The first line is the user's name; the user starts in room `lobby`.
  * Every other line is a message to the current room (the topic
- * chat/<room>), or a command: /join /nick /who /rooms /me /history /quit
- * /help.  Messages from every gateway arrive as `[room] name: text`.
+ * chat/<room>), or a command: /join /nick /msg /who /rooms /me /history
+ * /quit /help.  Messages from every gateway arrive as `[room] name: text`;
+ * direct messages (`/msg NAME text`, the topic user/NAME/inbox, which each
+ * named session subscribes to) as `[dm] name: text`.
  * With authentication configured, the first line may be `/login NAME
  * PASSWORD` or `/token TOKEN` (required when anonymous access is off);
  * the name is then the login's, and /nick is refused.
@@ -55,6 +57,7 @@ struct line_conn {
 static const char *HELP = "* commands:\n"
                           "*   /join ROOM      go to another room (made when first used)\n"
                           "*   /nick NAME      change your name\n"
+                          "*   /msg NAME TEXT  a direct message, seen by NAME only\n"
                           "*   /who            who is in this room\n"
                           "*   /rooms          the rooms and how many are in each\n"
                           "*   /me ACTION      say what you do (* you waves)\n"
@@ -114,6 +117,9 @@ static ax_slice *encode_line(const hub_msg *m, void *ud)
     if (!s) return NULL;
     char *o = ax_slice_data(s);
     int n;
+    char to[AUTH_MAX_NAME + 1];
+    if (!room && m->kind == HUB_MSG && auth_inbox_of(m->topic, to, sizeof to))
+        where = "dm"; /* a direct message to the reader */
     if (m->kind == HUB_JOIN || m->kind == HUB_LEAVE) {
         n = sprintf(o, "* %s %s %s\n", who, m->kind == HUB_JOIN ? "joined" : "left", where);
     } else if (m->binary) {
@@ -230,6 +236,44 @@ static int join(line_conn *lc, const char *room)
     return 0;
 }
 
+/* The session's direct messages: user/NAME/inbox of its name (none for
+ * an anonymous client of a server with auth: its name is not its own). */
+static void inbox(line_conn *lc, const char *name, bool on)
+{
+    char topic[AUTH_MAX_NAME + 16];
+    if (!name || !auth_name_valid(name)) return;
+    snprintf(topic, sizeof topic, "user/%s/inbox", name);
+    if (!on)
+        hub_unsubscribe(lc->sub, topic);
+    else if (!lc->id || auth_may_subscribe(lc->id, topic))
+        hub_subscribe(lc->sub, topic, -1, false);
+}
+
+/* /msg NAME TEXT: publish to user/NAME/inbox; the sender sees a copy. */
+static void direct(line_conn *lc, char *arg)
+{
+    char *text = arg ? strchr(arg, ' ') : NULL, topic[AUTH_MAX_NAME + 16];
+    if (text) *text++ = '\0';
+    if (!arg || !*arg || !text || !*text) {
+        say(lc, "* usage: /msg NAME TEXT\n");
+        return;
+    }
+    if (!auth_name_valid(arg)) {
+        say(lc, "error: '%.64s' is not a user name\n", arg);
+        return;
+    }
+    snprintf(topic, sizeof topic, "user/%s/inbox", arg);
+    serve *sv = lc->g->sv;
+    int err = 0;
+    GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
+    if (!allowed(lc, auth_may_publish, topic)) return;
+    if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, strlen(text), &err))
+        say(lc, "* not sent: %s\n",
+            err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
+    else
+        say(lc, "[dm to %s] %s: %.900s\n", arg, hub_sub_name(lc->sub), text);
+}
+
 static void command(line_conn *lc, char *line)
 {
     char *arg = strchr(line, ' ');
@@ -244,10 +288,17 @@ static void command(line_conn *lc, char *line)
     } else if (strcmp(line, "/nick") == 0 && lc->id && lc->id->name[0]) {
         say(lc, "error: your name is the one you signed in with\n");
     } else if (strcmp(line, "/nick") == 0 && arg && *arg) {
-        if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0)
+        char old[HUB_MAX_NAME + 1];
+        snprintf(old, sizeof old, "%s", hub_sub_name(lc->sub) ? hub_sub_name(lc->sub) : "");
+        if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0) {
             say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'\n", NAME_MAX_LEN);
-        else
+        } else {
+            inbox(lc, old, false); /* the direct messages follow the name */
+            inbox(lc, arg, true);
             say(lc, "* you are now %s\n", arg);
+        }
+    } else if (strcmp(line, "/msg") == 0) {
+        direct(lc, arg);
     } else if (strcmp(line, "/who") == 0) {
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
@@ -306,7 +357,15 @@ static void greet(line_conn *lc, const char *name)
     if (lc->id) hub_sub_set_identity(lc->sub, lc->id);
     line_timer_arm(lc); /* from the name deadline to the idle timeout */
     say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
+    inbox(lc, name, true);
     if (join(lc, "lobby") == 0) who(lc);
+}
+
+/* Log a refused sign-in with the client's address (once per client). */
+static void refused(line_conn *lc, const char *why)
+{
+    ax_addr a;
+    serve_refused(lc->g->sv, "line", ax_conn_peer(lc->c, &a) == 0 ? &a : NULL, why);
 }
 
 /* The first line with auth configured: /login NAME PASSWORD, /token T,
@@ -325,10 +384,12 @@ static void sign_in(line_conn *lc, char *line)
         greet(lc, line);
         return;
     } else {
+        refused(lc, "no credentials");
         say(lc, "error: unauthorized: sign in with /login NAME PASSWORD or /token TOKEN\n");
         return;
     }
     if (!lc->id) {
+        refused(lc, NULL);
         say(lc, "error: unauthorized\n");
         return;
     }

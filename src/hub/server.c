@@ -104,11 +104,15 @@ auth_identity *serve_anonymous(const serve *sv)
     return auth_anonymous(sv->auth, why, sizeof why);
 }
 
+/* The last refusal's reason on this thread, for serve_refused(). */
+static __thread char refused_why[256];
+
 auth_identity *serve_token(const serve *sv, const char *token, size_t len)
 {
     char why[256] = "";
     auth_identity *id = auth_token(sv->auth, token, len, (int64_t)time(NULL), why, sizeof why);
-    if (!id) ax_log(AX_LOG_INFO, "token refused: %s", why);
+    if (!id) snprintf(refused_why, sizeof refused_why, "token refused: %s", why);
+    if (!id) ax_log(AX_LOG_DEBUG, "%s", refused_why);
     return id;
 }
 
@@ -116,8 +120,57 @@ auth_identity *serve_login(const serve *sv, const char *user, const char *passwo
 {
     char why[256] = "";
     auth_identity *id = auth_login(sv->auth, user, password, NULL, why, sizeof why);
-    if (!id) ax_log(AX_LOG_INFO, "login refused: %s", why);
+    if (!id) snprintf(refused_why, sizeof refused_why, "login refused: %s", why);
+    if (!id) ax_log(AX_LOG_DEBUG, "%s", refused_why);
     return id;
+}
+
+/* The addresses whose refusal was logged lately (per thread: each
+ * thread's gateways log on their own). */
+#define REFUSED_SLOTS 64
+static __thread struct {
+    char host[64];
+    uint64_t at; /* ms; 0: free */
+} refused_seen[REFUSED_SLOTS];
+
+/* Was `host` logged in the last SERVE_REFUSED_LOG_MS?  Else remember it now. */
+static bool refused_recently(const char *host, uint64_t now)
+{
+    int victim = 0;
+    for (int i = 0; i < REFUSED_SLOTS; i++) {
+        if (refused_seen[i].at && strcmp(refused_seen[i].host, host) == 0) {
+            if (now - refused_seen[i].at < SERVE_REFUSED_LOG_MS) return true;
+            victim = i;
+            break;
+        }
+        if (refused_seen[i].at < refused_seen[victim].at) victim = i;
+    }
+    snprintf(refused_seen[victim].host, sizeof refused_seen[victim].host, "%s", host);
+    refused_seen[victim].at = now ? now : 1;
+    return false;
+}
+
+void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why)
+{
+    char addr[AX_ADDR_STRLEN] = "?", host[64];
+    if (peer) ax_addr_format(peer, addr, sizeof addr);
+    /* the host without the port: a client reconnecting is the same client */
+    const char *h = strstr(addr, "://") ? strstr(addr, "://") + 3 : addr;
+    size_t hl = strlen(h);
+    const char *colon = strrchr(h, ':');
+    if (colon && (h[0] != '[' || colon[-1] == ']')) hl = (size_t)(colon - h);
+    snprintf(host, sizeof host, "%.*s", (int)hl, h);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    (void)sv;
+    if (refused_recently(host, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)) {
+        refused_why[0] = '\0';
+        return;
+    }
+    if (!why) why = refused_why[0] ? refused_why : "unauthorized";
+    ax_log(AX_LOG_WARN, "%s %s: %s (more refusals from %s are not logged for %d s)", gw, addr, why,
+           host, SERVE_REFUSED_LOG_MS / 1000);
+    refused_why[0] = '\0';
 }
 
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback)

@@ -117,6 +117,13 @@ auth_identity *serve_anonymous(const serve *sv);
  * with the reason logged once. */
 auth_identity *serve_token(const serve *sv, const char *token, size_t len);
 auth_identity *serve_login(const serve *sv, const char *user, const char *password);
+/* Log a refused client (bad credentials, none where they are needed) with
+ * its address, once per client address per SERVE_REFUSED_LOG_MS, not
+ * once per attempt.  `gw` names the gateway; `why` NULL: the reason of
+ * this thread's last refused serve_token()/serve_login().  `sv` may be
+ * NULL. */
+#define SERVE_REFUSED_LOG_MS 60000
+void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why);
 /* May this client read /metrics and /dashboard (id: its identity or NULL,
  * loopback: its address is a loopback one)? */
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);
