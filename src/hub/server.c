@@ -129,8 +129,8 @@ auth_identity *serve_login(const serve *sv, const char *user, const char *passwo
  * thread's gateways log on their own). */
 #define REFUSED_SLOTS 64
 static __thread struct {
-    char host[64];
-    uint64_t at; /* ms; 0: free */
+    char host[80]; /* "GATEWAY HOST" */
+    uint64_t at;   /* ms; 0: free */
 } refused_seen[REFUSED_SLOTS];
 
 /* Was `host` logged in the last SERVE_REFUSED_LOG_MS?  Else remember it now. */
@@ -152,14 +152,14 @@ static bool refused_recently(const char *host, uint64_t now)
 
 void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why)
 {
-    char addr[AX_ADDR_STRLEN] = "?", host[64];
+    char addr[AX_ADDR_STRLEN] = "?", host[80];
     if (peer) ax_addr_format(peer, addr, sizeof addr);
     /* the host without the port: a client reconnecting is the same client */
     const char *h = strstr(addr, "://") ? strstr(addr, "://") + 3 : addr;
     size_t hl = strlen(h);
     const char *colon = strrchr(h, ':');
     if (colon && (h[0] != '[' || colon[-1] == ']')) hl = (size_t)(colon - h);
-    snprintf(host, sizeof host, "%.*s", (int)hl, h);
+    snprintf(host, sizeof host, "%s %.*s", gw, (int)hl, h);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     (void)sv;
@@ -168,8 +168,8 @@ void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const c
         return;
     }
     if (!why) why = refused_why[0] ? refused_why : "unauthorized";
-    ax_log(AX_LOG_WARN, "%s %s: %s (more refusals from %s are not logged for %d s)", gw, addr, why,
-           host, SERVE_REFUSED_LOG_MS / 1000);
+    ax_log(AX_LOG_WARN, "%s %s: %s (more refusals of this client are not logged for %d s)", gw,
+           addr, why, SERVE_REFUSED_LOG_MS / 1000);
     refused_why[0] = '\0';
 }
 
