@@ -271,7 +271,7 @@ static void direct(line_conn *lc, char *arg)
         say(lc, "* not sent: %s\n",
             err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
     else
-        say(lc, "[dm to %s] %s: %.900s\n", arg, hub_sub_name(lc->sub), text);
+        say(lc, "[dm to %s] %s: %.800s\n", arg, hub_sub_name(lc->sub), text);
 }
 
 static void command(line_conn *lc, char *line)
