@@ -107,8 +107,8 @@ extern "C" {
 #define AX_MQTT_INCOMPLETE 0
 #define AX_MQTT_MAX_REMAINING 268435455u /* largest remaining length (4 bytes) */
 #define AX_MQTT_MAX_PACKET (AX_MQTT_MAX_REMAINING + 5u)
-#define AX_MQTT_MAX_HEADER 5           /* fixed header: type byte + 4 length bytes */
-#define AX_MQTT_MAX_SUB_ID 268435455u  /* largest Subscription Identifier */
+#define AX_MQTT_MAX_HEADER 5          /* fixed header: type byte + 4 length bytes */
+#define AX_MQTT_MAX_SUB_ID 268435455u /* largest Subscription Identifier */
 
 enum ax_mqtt_type {
     AX_MQTT_CONNECT = 1,
@@ -188,33 +188,33 @@ enum ax_mqtt_connack_v3 {
 
 /* Property identifiers (5.0 section 2.2.2.2). */
 enum ax_mqtt_prop_id {
-    AX_MQTT_PROP_PAYLOAD_FORMAT = 0x01,       /* byte */
-    AX_MQTT_PROP_MESSAGE_EXPIRY = 0x02,       /* four-byte integer */
-    AX_MQTT_PROP_CONTENT_TYPE = 0x03,         /* UTF-8 string */
-    AX_MQTT_PROP_RESPONSE_TOPIC = 0x08,       /* UTF-8 string (a topic name) */
-    AX_MQTT_PROP_CORRELATION_DATA = 0x09,     /* binary data */
-    AX_MQTT_PROP_SUB_ID = 0x0B,               /* variable byte integer */
-    AX_MQTT_PROP_SESSION_EXPIRY = 0x11,       /* four-byte integer */
-    AX_MQTT_PROP_ASSIGNED_CLIENT_ID = 0x12,   /* UTF-8 string */
-    AX_MQTT_PROP_SERVER_KEEP_ALIVE = 0x13,    /* two-byte integer */
-    AX_MQTT_PROP_AUTH_METHOD = 0x15,          /* UTF-8 string */
-    AX_MQTT_PROP_AUTH_DATA = 0x16,            /* binary data */
-    AX_MQTT_PROP_REQUEST_PROBLEM_INFO = 0x17, /* byte */
-    AX_MQTT_PROP_WILL_DELAY = 0x18,           /* four-byte integer */
-    AX_MQTT_PROP_REQUEST_RESPONSE_INFO = 0x19, /* byte */
-    AX_MQTT_PROP_RESPONSE_INFO = 0x1A,        /* UTF-8 string */
-    AX_MQTT_PROP_SERVER_REFERENCE = 0x1C,     /* UTF-8 string */
-    AX_MQTT_PROP_REASON_STRING = 0x1F,        /* UTF-8 string */
-    AX_MQTT_PROP_RECEIVE_MAX = 0x21,          /* two-byte integer */
-    AX_MQTT_PROP_TOPIC_ALIAS_MAX = 0x22,      /* two-byte integer */
-    AX_MQTT_PROP_TOPIC_ALIAS = 0x23,          /* two-byte integer */
-    AX_MQTT_PROP_MAX_QOS = 0x24,              /* byte */
-    AX_MQTT_PROP_RETAIN_AVAILABLE = 0x25,     /* byte */
-    AX_MQTT_PROP_USER = 0x26,                 /* UTF-8 string pair */
-    AX_MQTT_PROP_MAX_PACKET_SIZE = 0x27,      /* four-byte integer */
+    AX_MQTT_PROP_PAYLOAD_FORMAT = 0x01,         /* byte */
+    AX_MQTT_PROP_MESSAGE_EXPIRY = 0x02,         /* four-byte integer */
+    AX_MQTT_PROP_CONTENT_TYPE = 0x03,           /* UTF-8 string */
+    AX_MQTT_PROP_RESPONSE_TOPIC = 0x08,         /* UTF-8 string (a topic name) */
+    AX_MQTT_PROP_CORRELATION_DATA = 0x09,       /* binary data */
+    AX_MQTT_PROP_SUB_ID = 0x0B,                 /* variable byte integer */
+    AX_MQTT_PROP_SESSION_EXPIRY = 0x11,         /* four-byte integer */
+    AX_MQTT_PROP_ASSIGNED_CLIENT_ID = 0x12,     /* UTF-8 string */
+    AX_MQTT_PROP_SERVER_KEEP_ALIVE = 0x13,      /* two-byte integer */
+    AX_MQTT_PROP_AUTH_METHOD = 0x15,            /* UTF-8 string */
+    AX_MQTT_PROP_AUTH_DATA = 0x16,              /* binary data */
+    AX_MQTT_PROP_REQUEST_PROBLEM_INFO = 0x17,   /* byte */
+    AX_MQTT_PROP_WILL_DELAY = 0x18,             /* four-byte integer */
+    AX_MQTT_PROP_REQUEST_RESPONSE_INFO = 0x19,  /* byte */
+    AX_MQTT_PROP_RESPONSE_INFO = 0x1A,          /* UTF-8 string */
+    AX_MQTT_PROP_SERVER_REFERENCE = 0x1C,       /* UTF-8 string */
+    AX_MQTT_PROP_REASON_STRING = 0x1F,          /* UTF-8 string */
+    AX_MQTT_PROP_RECEIVE_MAX = 0x21,            /* two-byte integer */
+    AX_MQTT_PROP_TOPIC_ALIAS_MAX = 0x22,        /* two-byte integer */
+    AX_MQTT_PROP_TOPIC_ALIAS = 0x23,            /* two-byte integer */
+    AX_MQTT_PROP_MAX_QOS = 0x24,                /* byte */
+    AX_MQTT_PROP_RETAIN_AVAILABLE = 0x25,       /* byte */
+    AX_MQTT_PROP_USER = 0x26,                   /* UTF-8 string pair */
+    AX_MQTT_PROP_MAX_PACKET_SIZE = 0x27,        /* four-byte integer */
     AX_MQTT_PROP_WILDCARD_SUB_AVAILABLE = 0x28, /* byte */
-    AX_MQTT_PROP_SUB_ID_AVAILABLE = 0x29,     /* byte */
-    AX_MQTT_PROP_SHARED_SUB_AVAILABLE = 0x2A, /* byte */
+    AX_MQTT_PROP_SUB_ID_AVAILABLE = 0x29,       /* byte */
+    AX_MQTT_PROP_SHARED_SUB_AVAILABLE = 0x2A,   /* byte */
 };
 
 /* The bit of a property in ax_mqtt_props.present and in masks. */
@@ -299,11 +299,11 @@ static inline void ax_mqtt_props_set(ax_mqtt_props *p, unsigned id)
 
 /* CONNECT (3.1).  `level` is the protocol level as received: 3, 4 or 5. */
 typedef struct ax_mqtt_connect {
-    ax_mqtt_str protocol_name; /* "MQTT", or "MQIsdp" for level 3 (encoding: set from level) */
-    uint8_t level;
-    bool clean; /* Clean Session (3.1.1) / Clean Start (5.0) */
-    uint16_t keep_alive; /* seconds, 0 = off */
-    ax_mqtt_str client_id; /* may be empty */
+    ax_mqtt_str protocol_name; /* "MQTT", or "MQIsdp" for level 3 (encoding: from `version`) */
+    uint8_t level;             /* encoding: ignored, `version` is written */
+    bool clean;                /* Clean Session (3.1.1) / Clean Start (5.0) */
+    uint16_t keep_alive;       /* seconds, 0 = off */
+    ax_mqtt_str client_id;     /* may be empty */
     bool will;
     uint8_t will_qos;
     bool will_retain;
@@ -349,9 +349,9 @@ typedef struct ax_mqtt_ack {
 /* One SUBSCRIBE entry: parsed by ax_mqtt_sub_next(), or given to the
  * encoder in an array. */
 typedef struct ax_mqtt_sub {
-    ax_mqtt_str filter; /* as on the wire, "$share/NAME/..." included */
-    uint8_t qos;        /* maximum QoS */
-    bool no_local;      /* 5.0 */
+    ax_mqtt_str filter;       /* as on the wire, "$share/NAME/..." included */
+    uint8_t qos;              /* maximum QoS */
+    bool no_local;            /* 5.0 */
     bool retain_as_published; /* 5.0 */
     uint8_t retain_handling;  /* 5.0: 0 send, 1 send if new, 2 don't send */
     /* Parsing only: for "$share/NAME/FILTER", NAME and FILTER (share.len 0
@@ -400,19 +400,19 @@ typedef struct ax_mqtt_reason_pkt {
 } ax_mqtt_reason_pkt;
 
 typedef struct ax_mqtt_packet {
-    uint8_t type;  /* enum ax_mqtt_type; 0 if not known (yet) */
-    uint8_t flags; /* low 4 bits of the first byte */
-    uint32_t size; /* whole packet on the wire: fixed header included */
+    uint8_t type;      /* enum ax_mqtt_type; 0 if not known (yet) */
+    uint8_t flags;     /* low 4 bits of the first byte */
+    uint32_t size;     /* whole packet on the wire: fixed header included */
     const char *error; /* after an error: which rule was broken */
     union {
         ax_mqtt_connect connect;
         ax_mqtt_connack connack;
         ax_mqtt_publish publish;
-        ax_mqtt_ack ack;                 /* PUBACK, PUBREC, PUBREL, PUBCOMP */
+        ax_mqtt_ack ack; /* PUBACK, PUBREC, PUBREL, PUBCOMP */
         ax_mqtt_subscribe subscribe;
-        ax_mqtt_suback suback;           /* SUBACK, UNSUBACK */
+        ax_mqtt_suback suback; /* SUBACK, UNSUBACK */
         ax_mqtt_unsubscribe unsubscribe;
-        ax_mqtt_reason_pkt reason;       /* DISCONNECT, AUTH */
+        ax_mqtt_reason_pkt reason; /* DISCONNECT, AUTH */
     } u;
 } ax_mqtt_packet;
 
