@@ -101,20 +101,29 @@ static void walk_props(const ax_mqtt_props *p)
 static ax_mqtt_props *props_of(ax_mqtt_packet *p)
 {
     switch (p->type) {
-    case AX_MQTT_CONNECT: return &p->u.connect.props;
-    case AX_MQTT_CONNACK: return &p->u.connack.props;
-    case AX_MQTT_PUBLISH: return &p->u.publish.props;
+    case AX_MQTT_CONNECT:
+        return &p->u.connect.props;
+    case AX_MQTT_CONNACK:
+        return &p->u.connack.props;
+    case AX_MQTT_PUBLISH:
+        return &p->u.publish.props;
     case AX_MQTT_PUBACK:
     case AX_MQTT_PUBREC:
     case AX_MQTT_PUBREL:
-    case AX_MQTT_PUBCOMP: return &p->u.ack.props;
-    case AX_MQTT_SUBSCRIBE: return &p->u.subscribe.props;
+    case AX_MQTT_PUBCOMP:
+        return &p->u.ack.props;
+    case AX_MQTT_SUBSCRIBE:
+        return &p->u.subscribe.props;
     case AX_MQTT_SUBACK:
-    case AX_MQTT_UNSUBACK: return &p->u.suback.props;
-    case AX_MQTT_UNSUBSCRIBE: return &p->u.unsubscribe.props;
+    case AX_MQTT_UNSUBACK:
+        return &p->u.suback.props;
+    case AX_MQTT_UNSUBSCRIBE:
+        return &p->u.unsubscribe.props;
     case AX_MQTT_DISCONNECT:
-    case AX_MQTT_AUTH: return &p->u.reason.props;
-    default: return NULL;
+    case AX_MQTT_AUTH:
+        return &p->u.reason.props;
+    default:
+        return NULL;
     }
 }
 
@@ -180,8 +189,11 @@ static void compare(const ax_mqtt_packet *a, const ax_mqtt_packet *b, unsigned v
               memcmp(a->u.suback.codes, b->u.suback.codes, a->u.suback.n_codes) == 0);
         break;
     case AX_MQTT_DISCONNECT:
-    case AX_MQTT_AUTH: CHECK(a->u.reason.code == b->u.reason.code); break;
-    default: break;
+    case AX_MQTT_AUTH:
+        CHECK(a->u.reason.code == b->u.reason.code);
+        break;
+    default:
+        break;
     }
     const ax_mqtt_props *pa = props_of((ax_mqtt_packet *)a), *pb = props_of((ax_mqtt_packet *)b);
     if (pa) same_props(pa, pb);
@@ -249,8 +261,7 @@ static void reencode(const ax_mqtt_packet *parsed, unsigned version)
         CHECK(hn + e.u.publish.payload_len == n);
         CHECK(memcmp(out2, out1, hn) == 0);
         CHECK(e.u.publish.qos ? id_off + 2 <= hn : id_off == 0);
-        if (e.u.publish.qos)
-            CHECK((out2[id_off] << 8 | out2[id_off + 1]) == e.u.publish.packet_id);
+        if (e.u.publish.qos) CHECK((out2[id_off] << 8 | out2[id_off + 1]) == e.u.publish.packet_id);
     }
 
     /* encoding the re-parsed packet is a fixed point */
@@ -269,8 +280,10 @@ static bool known_error(int r)
     case AX_MQTT_RC_PROTOCOL_ERROR:
     case AX_MQTT_RC_UNSUPPORTED_VERSION:
     case AX_MQTT_RC_TOPIC_ALIAS_INVALID:
-    case AX_MQTT_RC_PACKET_TOO_LARGE: return true;
-    default: return false;
+    case AX_MQTT_RC_PACKET_TOO_LARGE:
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -295,8 +308,8 @@ static void utf8_differential(const uint8_t *data, size_t size)
 {
     ax_utf8 v;
     ax_utf8_init(&v);
-    bool ref = ax_utf8_feed(&v, data, size) == size && v.state == AX_UTF8_ACCEPT &&
-               !memchr(data, 0, size);
+    bool ref =
+        ax_utf8_feed(&v, data, size) == size && v.state == AX_UTF8_ACCEPT && !memchr(data, 0, size);
     CHECK(ax_mqtt_utf8_valid(data, size) == ref);
 }
 

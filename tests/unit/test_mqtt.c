@@ -270,14 +270,13 @@ TEST(mqtt_connect_both_versions)
         c->username = S("user");
         c->password = (ax_mqtt_str){"p\0w", 3};
         if (v == AX_MQTT_V5) {
-            c->props.present = AX_MQTT_PBIT(AX_MQTT_PROP_SESSION_EXPIRY) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_RECEIVE_MAX) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_MAX_PACKET_SIZE) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_TOPIC_ALIAS_MAX) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_REQUEST_PROBLEM_INFO) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_REQUEST_RESPONSE_INFO) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_AUTH_METHOD) |
-                               AX_MQTT_PBIT(AX_MQTT_PROP_AUTH_DATA);
+            c->props.present =
+                AX_MQTT_PBIT(AX_MQTT_PROP_SESSION_EXPIRY) | AX_MQTT_PBIT(AX_MQTT_PROP_RECEIVE_MAX) |
+                AX_MQTT_PBIT(AX_MQTT_PROP_MAX_PACKET_SIZE) |
+                AX_MQTT_PBIT(AX_MQTT_PROP_TOPIC_ALIAS_MAX) |
+                AX_MQTT_PBIT(AX_MQTT_PROP_REQUEST_PROBLEM_INFO) |
+                AX_MQTT_PBIT(AX_MQTT_PROP_REQUEST_RESPONSE_INFO) |
+                AX_MQTT_PBIT(AX_MQTT_PROP_AUTH_METHOD) | AX_MQTT_PBIT(AX_MQTT_PROP_AUTH_DATA);
             c->props.session_expiry = 0xFFFFFFFFu;
             c->props.receive_max = 20;
             c->props.max_packet_size = 1 << 20;
@@ -393,14 +392,14 @@ TEST(mqtt_connack_both_versions)
     c->code = 0;
     c->session_present = true;
     static const unsigned ids[] = {
-        AX_MQTT_PROP_SESSION_EXPIRY,     AX_MQTT_PROP_ASSIGNED_CLIENT_ID,
-        AX_MQTT_PROP_SERVER_KEEP_ALIVE,  AX_MQTT_PROP_AUTH_METHOD,
-        AX_MQTT_PROP_AUTH_DATA,          AX_MQTT_PROP_RESPONSE_INFO,
-        AX_MQTT_PROP_SERVER_REFERENCE,   AX_MQTT_PROP_REASON_STRING,
-        AX_MQTT_PROP_RECEIVE_MAX,        AX_MQTT_PROP_TOPIC_ALIAS_MAX,
-        AX_MQTT_PROP_MAX_QOS,            AX_MQTT_PROP_RETAIN_AVAILABLE,
-        AX_MQTT_PROP_MAX_PACKET_SIZE,    AX_MQTT_PROP_WILDCARD_SUB_AVAILABLE,
-        AX_MQTT_PROP_SUB_ID_AVAILABLE,   AX_MQTT_PROP_SHARED_SUB_AVAILABLE,
+        AX_MQTT_PROP_SESSION_EXPIRY,    AX_MQTT_PROP_ASSIGNED_CLIENT_ID,
+        AX_MQTT_PROP_SERVER_KEEP_ALIVE, AX_MQTT_PROP_AUTH_METHOD,
+        AX_MQTT_PROP_AUTH_DATA,         AX_MQTT_PROP_RESPONSE_INFO,
+        AX_MQTT_PROP_SERVER_REFERENCE,  AX_MQTT_PROP_REASON_STRING,
+        AX_MQTT_PROP_RECEIVE_MAX,       AX_MQTT_PROP_TOPIC_ALIAS_MAX,
+        AX_MQTT_PROP_MAX_QOS,           AX_MQTT_PROP_RETAIN_AVAILABLE,
+        AX_MQTT_PROP_MAX_PACKET_SIZE,   AX_MQTT_PROP_WILDCARD_SUB_AVAILABLE,
+        AX_MQTT_PROP_SUB_ID_AVAILABLE,  AX_MQTT_PROP_SHARED_SUB_AVAILABLE,
     };
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         ax_mqtt_props_set(&c->props, ids[i]);
@@ -783,19 +782,19 @@ typedef struct bad_row {
 
 static const bad_row bad_rows[] = {
     /* fixed header */
-    {4, "00 00", M},                            /* type 0 */
-    {4, "f0 00", M},                            /* AUTH in 3.1.1 */
-    {4, "36 05 00 01 61 00 01", M},             /* QoS 3 */
-    {4, "38 03 00 01 61", M},                   /* DUP on QoS 0 */
-    {4, "40 02 00 01", 0},                      /* (valid PUBACK) */
-    {4, "41 02 00 01", M},                      /* PUBACK flags */
-    {4, "60 02 00 01", M},                      /* PUBREL without 0010 */
-    {4, "80 06 00 01 00 01 61 00", M},          /* SUBSCRIBE without 0010 */
-    {4, "a0 05 00 01 00 01 61", M},             /* UNSUBSCRIBE without 0010 */
-    {4, "c1 00", M},                            /* PINGREQ flags */
-    {4, "e8 00", M},                            /* DISCONNECT flags */
-    {0, "c0 00", P},                            /* not CONNECT first */
-    {0, "30 03 00 01 61", P},                   /* not CONNECT first */
+    {4, "00 00", M},                   /* type 0 */
+    {4, "f0 00", M},                   /* AUTH in 3.1.1 */
+    {4, "36 05 00 01 61 00 01", M},    /* QoS 3 */
+    {4, "38 03 00 01 61", M},          /* DUP on QoS 0 */
+    {4, "40 02 00 01", 0},             /* (valid PUBACK) */
+    {4, "41 02 00 01", M},             /* PUBACK flags */
+    {4, "60 02 00 01", M},             /* PUBREL without 0010 */
+    {4, "80 06 00 01 00 01 61 00", M}, /* SUBSCRIBE without 0010 */
+    {4, "a0 05 00 01 00 01 61", M},    /* UNSUBSCRIBE without 0010 */
+    {4, "c1 00", M},                   /* PINGREQ flags */
+    {4, "e8 00", M},                   /* DISCONNECT flags */
+    {0, "c0 00", P},                   /* not CONNECT first */
+    {0, "30 03 00 01 61", P},          /* not CONNECT first */
     /* CONNECT */
     {0, "10 0c 00 04 4d 51 54 54 06 02 00 3c 00 00", -AX_MQTT_RC_UNSUPPORTED_VERSION},
     {0, "10 0c 00 04 4d 51 54 54 03 02 00 3c 00 00", -AX_MQTT_RC_UNSUPPORTED_VERSION},
@@ -815,99 +814,99 @@ static const bad_row bad_rows[] = {
     {0, "10 0d 00 04 4d 51 54 54 04 02 00 3c 00 01 ff", M},          /* bad byte */
     {0, "10 14 00 04 4d 51 54 54 04 06 00 3c 00 00 00 01 2b 00 01 78 00 00", M}, /* will + */
     /* CONNECT 5.0 properties */
-    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 21 00 00 00 00", P},             /* recv max 0 */
+    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 21 00 00 00 00", P},          /* recv max 0 */
     {0, "10 12 00 04 4d 51 54 54 05 02 00 3c 05 27 00 00 00 00 00 00", P},    /* max pkt 0 */
     {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 17 02 00 00", P},             /* rpi 2 */
     {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 19 02 00 00", P},             /* rri 2 */
     {0, "10 13 00 04 4d 51 54 54 05 02 00 3c 06 21 00 01 21 00 02 00 00", P}, /* twice */
-    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 23 00 01 00 00", M}, /* alias in CONNECT */
-    {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 7f 00 00 00", M},    /* unknown id */
-    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 16 00 00 00 00", P}, /* auth data alone */
-    {0, "10 0e 00 04 4d 51 54 54 05 02 00 3c 05 11 00 00", M},       /* block past packet */
-    {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 11 00 00 00", M},    /* value past block */
-    {0, "10 0e 00 04 4d 51 54 54 05 02 00 3c 80 00 00 00", M},       /* length not minimal */
+    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 23 00 01 00 00", M},          /* alias in CONNECT */
+    {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 7f 00 00 00", M},             /* unknown id */
+    {0, "10 10 00 04 4d 51 54 54 05 02 00 3c 03 16 00 00 00 00", P},          /* auth data alone */
+    {0, "10 0e 00 04 4d 51 54 54 05 02 00 3c 05 11 00 00", M},    /* block past packet */
+    {0, "10 0f 00 04 4d 51 54 54 05 02 00 3c 02 11 00 00 00", M}, /* value past block */
+    {0, "10 0e 00 04 4d 51 54 54 05 02 00 3c 80 00 00 00", M},    /* length not minimal */
     /* will properties: a CONNECT property is not a will property */
     {0, "10 18 00 04 4d 51 54 54 05 06 00 3c 00 00 00 05 11 00 00 00 01 00 01 74 00 00", M},
     /* CONNACK */
     {4, "20 02 02 00", M}, /* reserved flag */
     {4, "20 02 00 06", M}, /* return code 6 */
     {4, "20 03 00 00 00", M},
-    {5, "20 03 00 03 00", M},                   /* not a CONNACK reason code */
-    {5, "20 02 00 00", M},                      /* no property length */
-    {5, "20 05 00 00 02 24 02", P},             /* max QoS 2 */
-    {5, "20 05 00 00 02 25 05", P},             /* retain available 5 */
-    {5, "20 05 00 00 02 01 00", M},             /* payload format in CONNACK */
+    {5, "20 03 00 03 00", M},       /* not a CONNACK reason code */
+    {5, "20 02 00 00", M},          /* no property length */
+    {5, "20 05 00 00 02 24 02", P}, /* max QoS 2 */
+    {5, "20 05 00 00 02 25 05", P}, /* retain available 5 */
+    {5, "20 05 00 00 02 01 00", M}, /* payload format in CONNACK */
     /* PUBLISH */
-    {4, "30 02 00 00", P},                      /* empty topic */
-    {5, "30 03 00 00 00", P},                   /* empty topic without alias */
-    {4, "30 05 00 03 61 2f 2b", M},             /* + in a topic name */
-    {4, "30 03 00 01 23", M},                   /* # in a topic name */
-    {4, "32 05 00 01 61 00 00", P},             /* packet id 0 */
-    {4, "32 04 00 01 61 00", M},                /* packet id cut */
-    {4, "30 04 00 03 61 62", M},                /* topic cut */
-    {5, "30 06 00 01 61 02 23 00", M},          /* alias cut */
+    {4, "30 02 00 00", P},             /* empty topic */
+    {5, "30 03 00 00 00", P},          /* empty topic without alias */
+    {4, "30 05 00 03 61 2f 2b", M},    /* + in a topic name */
+    {4, "30 03 00 01 23", M},          /* # in a topic name */
+    {4, "32 05 00 01 61 00 00", P},    /* packet id 0 */
+    {4, "32 04 00 01 61 00", M},       /* packet id cut */
+    {4, "30 04 00 03 61 62", M},       /* topic cut */
+    {5, "30 06 00 01 61 02 23 00", M}, /* alias cut */
     {5, "30 07 00 01 61 03 23 00 00", -AX_MQTT_RC_TOPIC_ALIAS_INVALID}, /* alias 0 */
-    {5, "30 06 00 01 61 02 0b 00", P},          /* sub id 0 */
-    {5, "30 09 00 01 61 05 0b 80 80 80 80", M}, /* sub id 5 bytes */
-    {5, "30 07 00 01 61 03 0b 80 00", M},       /* sub id not minimal */
-    {5, "30 06 00 01 61 02 01 02", P},          /* payload format 2 */
-    {5, "30 0a 00 01 61 06 01 00 01 01 02 00", P}, /* payload format twice */
-    {5, "30 08 00 01 61 04 08 00 01 23", P},    /* wildcard response topic */
-    {5, "30 06 00 01 61 02 11 00", M},          /* session expiry in PUBLISH */
-    {5, "30 04 00 01 61 05", M},                /* property length past the end */
+    {5, "30 06 00 01 61 02 0b 00", P},                                  /* sub id 0 */
+    {5, "30 09 00 01 61 05 0b 80 80 80 80", M},                         /* sub id 5 bytes */
+    {5, "30 07 00 01 61 03 0b 80 00", M},                               /* sub id not minimal */
+    {5, "30 06 00 01 61 02 01 02", P},                                  /* payload format 2 */
+    {5, "30 0a 00 01 61 06 01 00 01 01 02 00", P},                      /* payload format twice */
+    {5, "30 08 00 01 61 04 08 00 01 23", P}, /* wildcard response topic */
+    {5, "30 06 00 01 61 02 11 00", M},       /* session expiry in PUBLISH */
+    {5, "30 04 00 01 61 05", M},             /* property length past the end */
     /* acks */
-    {4, "40 02 00 00", P},                      /* packet id 0 */
-    {4, "40 03 00 01 00", M},                   /* 3.1.1: no reason code */
+    {4, "40 02 00 00", P},    /* packet id 0 */
+    {4, "40 03 00 01 00", M}, /* 3.1.1: no reason code */
     {4, "40 01 00", M},
-    {5, "40 03 00 01 05", M},                   /* not a PUBACK code */
-    {5, "62 03 00 01 10", M},                   /* PUBREL with a PUBACK code */
-    {5, "70 03 00 01 80", M},                   /* PUBCOMP code */
-    {5, "40 05 00 01 00 05 26", M},             /* block past the end */
-    {5, "40 06 00 01 00 02 0b 01", M},          /* sub id in PUBACK */
+    {5, "40 03 00 01 05", M},          /* not a PUBACK code */
+    {5, "62 03 00 01 10", M},          /* PUBREL with a PUBACK code */
+    {5, "70 03 00 01 80", M},          /* PUBCOMP code */
+    {5, "40 05 00 01 00 05 26", M},    /* block past the end */
+    {5, "40 06 00 01 00 02 0b 01", M}, /* sub id in PUBACK */
     /* SUBSCRIBE */
-    {4, "82 02 00 01", P},                      /* no filters */
-    {4, "82 06 00 00 00 01 61 00", P},          /* packet id 0 */
-    {4, "82 06 00 01 00 01 61 03", M},          /* QoS 3 */
-    {4, "82 06 00 01 00 01 61 04", M},          /* 3.1.1: option bits */
-    {5, "82 07 00 01 00 00 01 61 40", M},       /* reserved bits */
-    {5, "82 07 00 01 00 00 01 61 30", P},       /* retain handling 3 */
-    {4, "82 05 00 01 00 00 00", M},             /* empty filter */
-    {4, "82 07 00 01 00 02 61 2b 00", M},       /* a+ */
-    {4, "82 07 00 01 00 02 23 2f 00", M},       /* #/ */
-    {4, "82 08 00 01 00 03 61 23 62 00", M},    /* a#b */
-    {4, "82 05 00 01 00 01 61", M},             /* no options byte */
-    {4, "82 0d 00 01 00 08 24 73 68 61 72 65 2f 67 00", M},   /* $share/g: no filter */
-    {4, "82 0e 00 01 00 09 24 73 68 61 72 65 2f 2f 61 00", M}, /* $share//a */
-    {4, "82 0f 00 01 00 0a 24 73 68 61 72 65 2f 67 2f 2f 00", 0}, /* $share/g// ok */
-    {4, "82 0f 00 01 00 0a 24 73 68 61 72 65 2f 2b 2f 61 00", M}, /* $share/+/a */
-    {4, "82 0e 00 01 00 09 24 73 68 61 72 65 2f 67 2f 00", M},     /* $share/g/ */
+    {4, "82 02 00 01", P},                                           /* no filters */
+    {4, "82 06 00 00 00 01 61 00", P},                               /* packet id 0 */
+    {4, "82 06 00 01 00 01 61 03", M},                               /* QoS 3 */
+    {4, "82 06 00 01 00 01 61 04", M},                               /* 3.1.1: option bits */
+    {5, "82 07 00 01 00 00 01 61 40", M},                            /* reserved bits */
+    {5, "82 07 00 01 00 00 01 61 30", P},                            /* retain handling 3 */
+    {4, "82 05 00 01 00 00 00", M},                                  /* empty filter */
+    {4, "82 07 00 01 00 02 61 2b 00", M},                            /* a+ */
+    {4, "82 07 00 01 00 02 23 2f 00", M},                            /* #/ */
+    {4, "82 08 00 01 00 03 61 23 62 00", M},                         /* a#b */
+    {4, "82 05 00 01 00 01 61", M},                                  /* no options byte */
+    {4, "82 0d 00 01 00 08 24 73 68 61 72 65 2f 67 00", M},          /* $share/g: no filter */
+    {4, "82 0e 00 01 00 09 24 73 68 61 72 65 2f 2f 61 00", M},       /* $share//a */
+    {4, "82 0f 00 01 00 0a 24 73 68 61 72 65 2f 67 2f 2f 00", 0},    /* $share/g// ok */
+    {4, "82 0f 00 01 00 0a 24 73 68 61 72 65 2f 2b 2f 61 00", M},    /* $share/+/a */
+    {4, "82 0e 00 01 00 09 24 73 68 61 72 65 2f 67 2f 00", M},       /* $share/g/ */
     {5, "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 67 2f 61 04", P}, /* no local, shared */
-    {5, "82 0b 00 01 04 0b 01 0b 02 00 01 61 00", P}, /* two sub ids in SUBSCRIBE */
-    {5, "82 09 00 01 02 0b 00 00 01 61 00", P},       /* sub id 0 */
+    {5, "82 0b 00 01 04 0b 01 0b 02 00 01 61 00", P},                /* two sub ids in SUBSCRIBE */
+    {5, "82 09 00 01 02 0b 00 00 01 61 00", P},                      /* sub id 0 */
     /* SUBACK / UNSUBACK */
-    {4, "90 02 00 01", P},                      /* no codes */
-    {4, "90 03 00 01 03", M},                   /* 3.1.1 code 3 */
-    {4, "90 03 00 01 87", M},                   /* 3.1.1: 0x80 only */
-    {5, "90 04 00 01 00 03", M},                /* 5.0 code 3 */
-    {4, "b0 03 00 01 00", M},                   /* 3.1.1 UNSUBACK has no codes */
-    {5, "b0 03 00 01 00", P},                   /* 5.0 UNSUBACK without codes */
-    {5, "b0 04 00 01 00 02", M},                /* not an UNSUBACK code */
+    {4, "90 02 00 01", P},       /* no codes */
+    {4, "90 03 00 01 03", M},    /* 3.1.1 code 3 */
+    {4, "90 03 00 01 87", M},    /* 3.1.1: 0x80 only */
+    {5, "90 04 00 01 00 03", M}, /* 5.0 code 3 */
+    {4, "b0 03 00 01 00", M},    /* 3.1.1 UNSUBACK has no codes */
+    {5, "b0 03 00 01 00", P},    /* 5.0 UNSUBACK without codes */
+    {5, "b0 04 00 01 00 02", M}, /* not an UNSUBACK code */
     /* UNSUBSCRIBE */
     {4, "a2 02 00 01", P},
     {4, "a2 05 00 01 00 01 2b", 0},
     {4, "a2 06 00 01 00 02 2b 2b", M},
-    {4, "a2 05 00 01 00 02 61", M},             /* filter cut */
+    {4, "a2 05 00 01 00 02 61", M}, /* filter cut */
     /* PING, DISCONNECT, AUTH */
     {4, "c0 01 00", M},
     {4, "d0 01 00", M},
-    {4, "e0 01 00", M},                         /* 3.1.1 DISCONNECT has no body */
-    {5, "e0 01 03", M},                         /* not a DISCONNECT code */
-    {5, "e0 03 00 05 26", M},                   /* block past the end */
-    {5, "e0 04 00 02 1f 00", M},                /* property cut */
-    {5, "e0 05 00 03 23 00 01", M},             /* alias not allowed */
-    {5, "f0 01 01", M},                         /* not an AUTH code */
-    {5, "f0 04 18 02 16 00", M},                /* binary cut */
-    {5, "f0 06 18 04 16 00 01 61", P},          /* auth data, no method */
+    {4, "e0 01 00", M},                /* 3.1.1 DISCONNECT has no body */
+    {5, "e0 01 03", M},                /* not a DISCONNECT code */
+    {5, "e0 03 00 05 26", M},          /* block past the end */
+    {5, "e0 04 00 02 1f 00", M},       /* property cut */
+    {5, "e0 05 00 03 23 00 01", M},    /* alias not allowed */
+    {5, "f0 01 01", M},                /* not an AUTH code */
+    {5, "f0 04 18 02 16 00", M},       /* binary cut */
+    {5, "f0 06 18 04 16 00 01 61", P}, /* auth data, no method */
 };
 
 TEST(mqtt_malformed_rows)
@@ -919,8 +918,8 @@ TEST(mqtt_malformed_rows)
         bool ok = want == 0 ? r > 0 : r == want;
         if (!ok) {
             char d[256];
-            snprintf(d, sizeof d, "row %zu (%s): got %d want %d (%s)", i, bad_rows[i].hex, r,
-                     want, r < 0 ? pkt.error : "ok");
+            snprintf(d, sizeof d, "row %zu (%s): got %d want %d (%s)", i, bad_rows[i].hex, r, want,
+                     r < 0 ? pkt.error : "ok");
             ax_test_fail(__FILE__, __LINE__, "malformed row", d);
         }
         if (r < 0) ASSERT(pkt.error && *pkt.error);
@@ -961,20 +960,48 @@ TEST(mqtt_prop_allowed_table)
             size_t pl = 0;
             prop[pl++] = (uint8_t)id;
             switch (id) {
-            case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A:
+            case 0x01:
+            case 0x17:
+            case 0x19:
+            case 0x24:
+            case 0x25:
+            case 0x28:
+            case 0x29:
+            case 0x2A:
                 prop[pl++] = 1;
                 break;
-            case 0x13: case 0x21: case 0x22: case 0x23: prop[pl++] = 0, prop[pl++] = 1; break;
-            case 0x02: case 0x11: case 0x18: case 0x27:
+            case 0x13:
+            case 0x21:
+            case 0x22:
+            case 0x23:
+                prop[pl++] = 0, prop[pl++] = 1;
+                break;
+            case 0x02:
+            case 0x11:
+            case 0x18:
+            case 0x27:
                 memcpy(prop + pl, "\0\0\0\1", 4), pl += 4;
                 break;
-            case 0x0B: prop[pl++] = 1; break;
-            case 0x26: memcpy(prop + pl, "\0\1k\0\1v", 6), pl += 6; break;
-            case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1A:
-            case 0x1C: case 0x1F:
+            case 0x0B:
+                prop[pl++] = 1;
+                break;
+            case 0x26:
+                memcpy(prop + pl, "\0\1k\0\1v", 6), pl += 6;
+                break;
+            case 0x03:
+            case 0x08:
+            case 0x09:
+            case 0x12:
+            case 0x15:
+            case 0x16:
+            case 0x1A:
+            case 0x1C:
+            case 0x1F:
                 memcpy(prop + pl, "\0\1x", 3), pl += 3;
                 break;
-            default: pl = 0; break;
+            default:
+                pl = 0;
+                break;
             }
             if (pl == 0) continue;
             ax_mqtt_props *pr = t == AX_MQTT_CONNACK       ? &p.u.connack.props
@@ -1009,7 +1036,8 @@ TEST(mqtt_prop_allowed_table)
             pr->extra = (ax_mqtt_str){NULL, 0};
             pr->present |= AX_MQTT_PBIT(id);
             if (id != AX_MQTT_PROP_USER && id != AX_MQTT_PROP_SUB_ID)
-                ASSERT_EQ(ax_mqtt_encode(wire, sizeof wire, 5, &p) > 0, ax_mqtt_prop_allowed(t, id));
+                ASSERT_EQ(ax_mqtt_encode(wire, sizeof wire, 5, &p) > 0,
+                          ax_mqtt_prop_allowed(t, id));
         }
     }
 }
