@@ -12,7 +12,8 @@
  *  - a PUBLISH is also written as head + payload and must match;
  *  - an error comes with a reason code the spec defines and a message.
  * ax_mqtt_utf8_valid() is compared with the WebSocket UTF-8 validator plus
- * a NUL check on the whole input. */
+ * a NUL check, and the topic name / filter checks with rules written out
+ * again here, on the whole input. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,44 @@ static void check_prefixes(const uint8_t *buf, size_t full, unsigned version, si
     (void)copy;
 }
 
+/* Topic filter rules written out again, level by level. */
+static bool ref_levels(const char *s, size_t len)
+{
+    size_t start = 0;
+    if (len == 0) return false;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '/') continue;
+        size_t n = i - start;
+        const char *lv = s + start;
+        bool wild = memchr(lv, '+', n) || memchr(lv, '#', n);
+        if (wild && !(n == 1 && (lv[0] == '+' || (lv[0] == '#' && i == len)))) return false;
+        start = i + 1;
+    }
+    return true;
+}
+
+static bool ref_filter(const char *s, size_t len)
+{
+    if (len == 0 || len > 65535) return false;
+    if (len >= 7 && memcmp(s, "$share/", 7) == 0) {
+        const char *name = s + 7, *slash = memchr(name, '/', len - 7);
+        if (!slash || slash == name) return false;
+        size_t nl = (size_t)(slash - name);
+        if (memchr(name, '+', nl) || memchr(name, '#', nl)) return false;
+        return ref_levels(slash + 1, len - 7 - nl - 1);
+    }
+    return ref_levels(s, len);
+}
+
+static void filter_differential(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data;
+    bool utf8 = ax_mqtt_utf8_valid(data, size);
+    CHECK(ax_mqtt_filter_valid(s, size, NULL, NULL) == (utf8 && ref_filter(s, size)));
+    CHECK(ax_mqtt_topic_valid(s, size) ==
+          (utf8 && size > 0 && size <= 65535 && !memchr(s, '+', size) && !memchr(s, '#', size)));
+}
+
 static void utf8_differential(const uint8_t *data, size_t size)
 {
     ax_utf8 v;
@@ -322,6 +361,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p = data + 1;
     size_t len = size - 1;
     utf8_differential(p, len);
+    filter_differential(p, len);
 
     for (int guard = 0; guard < 1000; guard++) {
         ax_mqtt_packet pkt;

@@ -1159,6 +1159,12 @@ TEST(mqtt_encode_refuses)
     p.u.publish.payload_len = AX_MQTT_MAX_REMAINING - 3;
     ASSERT_EQ(ax_mqtt_encode_publish_head(NULL, 0, 4, &p.u.publish, NULL), 8);
     ASSERT_EQ(ax_mqtt_encode(wire, sizeof wire, 9, &p), 0); /* version */
+    /* lengths that would wrap a size_t: refused, nothing written */
+    p.u.publish.payload_len = SIZE_MAX - 2;
+    ASSERT_EQ(ax_mqtt_encode(wire, sizeof wire, 4, &p), 0);
+    ASSERT_EQ(ax_mqtt_encode_publish_head(wire, sizeof wire, 4, &p.u.publish, NULL), 0);
+    p.u.publish.payload_len = (size_t)AX_MQTT_MAX_REMAINING + 1;
+    ASSERT_EQ(ax_mqtt_encode_publish_head(wire, sizeof wire, 4, &p.u.publish, NULL), 0);
     /* 3.1.1 CONNECT with a password and no user name */
     ax_mqtt_packet c = {.type = AX_MQTT_CONNECT};
     c.u.connect.has_password = true;

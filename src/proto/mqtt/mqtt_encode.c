@@ -46,6 +46,10 @@ static void put_varint(wr *w, uint32_t v)
 
 static void put_bytes(wr *w, const void *p, size_t len)
 {
+    if (len > AX_MQTT_MAX_REMAINING || w->n > AX_MQTT_MAX_REMAINING) {
+        w->bad = true; /* cannot be in a packet, and would wrap w->n */
+        return;
+    }
     if (w->b && len) memcpy(w->b + w->n, p, len);
     w->n += len;
 }
@@ -375,7 +379,7 @@ static size_t encode(uint8_t *out, size_t cap, unsigned version, const ax_mqtt_p
         put_publish_head(&m, version, &pkt->u.publish);
     else
         put_body(&m, version, pkt);
-    if (m.bad || m.n > AX_MQTT_MAX_REMAINING - extra) return 0;
+    if (m.bad || extra > AX_MQTT_MAX_REMAINING || m.n > AX_MQTT_MAX_REMAINING - extra) return 0;
     uint32_t rem = (uint32_t)(m.n + extra);
     size_t hdr = 1 + ax_mqtt_varint_size(rem), total = hdr + m.n;
     if (body_at) *body_at = hdr;
