@@ -303,9 +303,9 @@ def c_http_publish_over_the_rate_gets_429_with_retry_after():
     url = srv.base + "/api/publish/chat/lobby"
     args = []
     for k in range(30):  # one curl, one keep-alive connection
-        args += (["--next"] if k else []) + ["-sS", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
-                                             "-D", os.path.join(TMP, "h%d" % k),
-                                             "--data-binary", "m%d" % k, url]
+        args += (["--next"] if k else []) + [
+            "-sS", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
+            "-D", os.path.join(TMP, "h%d" % k), "--data-binary", "m%d" % k, url]
     p = subprocess.run(["curl"] + args, capture_output=True, timeout=30)
     codes = [line.split()[0] for line in p.stdout.decode().splitlines()]
     conns = sum(int(line.split()[1]) for line in p.stdout.decode().splitlines())
