@@ -17,9 +17,9 @@
 static const char *setting_of(hub_limit_kind k)
 {
     static const char *const keys[HUB_LIMIT_KINDS] = {
-        [HUB_LIMIT_CONNS] = "max_connections",   [HUB_LIMIT_IP_CONNS] = "max_connections_per_ip",
-        [HUB_LIMIT_MSG_RATE] = "msg_rate",       [HUB_LIMIT_BYTE_RATE] = "byte_rate",
-        [HUB_LIMIT_IP_MSG] = "ip_msg_rate",      [HUB_LIMIT_IP_BYTES] = "ip_byte_rate",
+        [HUB_LIMIT_CONNS] = "max_connections",     [HUB_LIMIT_IP_CONNS] = "max_connections_per_ip",
+        [HUB_LIMIT_MSG_RATE] = "msg_rate",         [HUB_LIMIT_BYTE_RATE] = "byte_rate",
+        [HUB_LIMIT_IP_MSG] = "ip_msg_rate",        [HUB_LIMIT_IP_BYTES] = "ip_byte_rate",
         [HUB_LIMIT_LOGIN_FAIL] = "login_fail_rate"};
     return (unsigned)k < HUB_LIMIT_KINDS && keys[k] ? keys[k] : "?";
 }
@@ -28,13 +28,14 @@ static const char *setting_of(hub_limit_kind k)
 static const char *setting_value(const serve *sv, hub_limit_kind k, char *buf, size_t len)
 {
     const hub_limits_conf *c = &sv->cfg->limits;
-    const hub_rate *rates[HUB_LIMIT_KINDS] = {
-        [HUB_LIMIT_MSG_RATE] = &c->msg_rate,  [HUB_LIMIT_BYTE_RATE] = &c->byte_rate,
-        [HUB_LIMIT_IP_MSG] = &c->ip_msg_rate, [HUB_LIMIT_IP_BYTES] = &c->ip_byte_rate,
-        [HUB_LIMIT_LOGIN_FAIL] = &c->login_fail_rate};
+    const hub_rate *rates[HUB_LIMIT_KINDS] = {[HUB_LIMIT_MSG_RATE] = &c->msg_rate,
+                                              [HUB_LIMIT_BYTE_RATE] = &c->byte_rate,
+                                              [HUB_LIMIT_IP_MSG] = &c->ip_msg_rate,
+                                              [HUB_LIMIT_IP_BYTES] = &c->ip_byte_rate,
+                                              [HUB_LIMIT_LOGIN_FAIL] = &c->login_fail_rate};
     if (k == HUB_LIMIT_CONNS || k == HUB_LIMIT_IP_CONNS)
-        snprintf(buf, len, "%u", k == HUB_LIMIT_CONNS ? c->max_connections
-                                                      : c->max_connections_per_ip);
+        snprintf(buf, len, "%u",
+                 k == HUB_LIMIT_CONNS ? c->max_connections : c->max_connections_per_ip);
     else if ((unsigned)k < HUB_LIMIT_KINDS && rates[k])
         hub_rate_format(rates[k], buf, len);
     else
@@ -100,8 +101,8 @@ hub_limit_kind serve_limit_open(serve *sv, const char *gw, ax_conn *c, hub_limit
         memset(&a, 0, sizeof a);
         a.sa.ss_family = AF_UNIX; /* unknown: counted as the local address */
     }
-    hub_limit_kind k =
-        hub_limits_conn_open(sv->limits, (const struct sockaddr *)&a.sa, ax_loop_now(sv->loop), lim, r);
+    hub_limit_kind k = hub_limits_conn_open(sv->limits, (const struct sockaddr *)&a.sa,
+                                            ax_loop_now(sv->loop), lim, r);
     if (k == HUB_LIMIT_OK) return k;
     if (!r->retry_ms) r->retry_ms = CONN_RETRY_MS;
     if (r->log) log_refusal(sv, gw, &a, k);
