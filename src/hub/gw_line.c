@@ -51,7 +51,8 @@ struct line_conn {
     char room[ROOM_MAX + 1];
     bool discarding; /* inside a line that was too long */
     bool quit;
-    auth_identity *id; /* who it is; NULL: no auth configured */
+    auth_identity *id;   /* who it is; NULL: no auth configured */
+    hub_limits_conn lim; /* its share of the limits */
 };
 
 static const char *HELP = "* commands:\n"
@@ -373,13 +374,14 @@ static void refused(line_conn *lc, const char *why)
 static void sign_in(line_conn *lc, char *line)
 {
     const serve *sv = lc->g->sv;
+    ax_addr peer, *from = ax_conn_peer(lc->c, &peer) == 0 ? &peer : NULL;
     if (strncmp(line, "/login ", 7) == 0) {
         char *user = line + 7, *pw = strchr(user, ' ');
         if (pw) *pw++ = '\0';
-        lc->id = pw ? serve_login(sv, user, pw) : NULL;
+        lc->id = pw ? serve_login(sv, from, user, pw) : NULL;
         if (pw) memset(pw, 0, strlen(pw)); /* the password */
     } else if (strncmp(line, "/token ", 7) == 0) {
-        lc->id = serve_token(sv, line + 7, strlen(line + 7));
+        lc->id = serve_token(sv, from, line + 7, strlen(line + 7));
     } else if (line[0] != '/' && (lc->id = serve_anonymous(sv))) {
         greet(lc, line);
         return;
@@ -405,9 +407,23 @@ static bool expired(line_conn *lc)
     return true;
 }
 
+/* Every line counts (msg_rate, byte_rate): over a limit, an error line,
+ * then close; true. */
+static bool over_limit(line_conn *lc, size_t n)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    hub_limit_kind k = serve_limit_msg(lc->g->sv, "line", lc->c, &lc->lim, n + 1, &ref);
+    if (k == HUB_LIMIT_OK) return false;
+    say(lc, "error: %s\n", serve_limit_text(k, &ref, text, sizeof text));
+    lc->quit = true;
+    ax_conn_close(lc->c);
+    return true;
+}
+
 static void one_line(line_conn *lc, char *line, size_t n)
 {
-    if (lc->quit || expired(lc)) return;
+    if (lc->quit || expired(lc) || over_limit(lc, n)) return;
     if (n && line[n - 1] == '\r') line[--n] = '\0';
     if (!lc->sub && lc->g->sv->auth && !lc->id) {
         sign_in(lc, line);
@@ -474,6 +490,7 @@ static void line_timer_arm(line_conn *lc)
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     line_conn *lc = ax_conn_data(c);
+    if (!lc) return len; /* refused (on_open) */
     serve *sv = lc->g->sv;
     static char buf[LINE_MAX_CAP + 1]; /* one loop: one line at a time */
     size_t max = sv->cfg->max_line, off = 0;
@@ -503,15 +520,34 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     return off;
 }
 
+/* Over a connection limit: an error line, then close (never opened). */
+static bool conn_refused(gw_line *g, ax_conn *c, hub_limits_conn *lim)
+{
+    hub_refusal ref = {0};
+    char text[128], msg[160];
+    hub_limit_kind k = serve_limit_open(g->sv, "line", c, lim, &ref);
+    if (k == HUB_LIMIT_OK) return false;
+    int n = snprintf(msg, sizeof msg, "error: %s\n", serve_limit_text(k, &ref, text, sizeof text));
+    if (n > 0 && ax_conn_write(c, msg, (size_t)n) >= 0) GW_ADD(g->sv->gw[GW_LINE].bytes_out, n);
+    GW_ADD(g->sv->gw[GW_LINE].errors, 1);
+    ax_conn_set_data(c, NULL);
+    ax_conn_close(c);
+    return true;
+}
+
 static void on_open(ax_conn *c)
 {
     gw_line *g = ax_conn_data(c);
+    hub_limits_conn lim;
+    if (conn_refused(g, c, &lim)) return;
     line_conn *lc = ax_calloc(1, sizeof(*lc));
     if (!lc) {
+        serve_limit_close(g->sv, &lim);
         ax_conn_set_data(c, NULL);
         ax_conn_abort(c, AX_ENOMEM);
         return;
     }
+    lc->lim = lim;
     lc->kind = K_CONN;
     lc->g = g;
     lc->c = c;
@@ -553,6 +589,7 @@ static void on_close(ax_conn *c, int reason)
         lc->g->conns = lc->next;
     if (lc->next) lc->next->prev = lc->prev;
     GW_SUB(lc->g->sv->gw[GW_LINE].conns, 1);
+    serve_limit_close(lc->g->sv, &lc->lim);
     hub_sub_free(lc->sub);
     auth_identity_free(lc->id);
     ax_timer_free(lc->timer);

@@ -333,7 +333,7 @@ static const auth_identity *peer_identity(gw_udp *g, udp_peer *p, const ax_addr 
 
 static void cmd_auth(gw_udp *g, const ax_addr *from, const char *token)
 {
-    auth_identity *id = g->sv->auth ? serve_token(g->sv, token, strlen(token)) : NULL;
+    auth_identity *id = g->sv->auth ? serve_token(g->sv, from, token, strlen(token)) : NULL;
     udp_peer *p = id ? peer_get(g, from, true) : NULL;
     if (!id || !p) {
         if (!id && g->sv->auth) serve_refused(g->sv, "udp", from, NULL);
@@ -564,6 +564,22 @@ int gw_udp_parse(char *buf, size_t n, udp_req *r)
     return 0;
 }
 
+/* Every datagram counts against its address (ip_msg_rate, ip_byte_rate).
+ * Over a limit it is dropped; the address's first refusal in the log
+ * window is answered `ERR ...` (no longer than the request, like every
+ * reply to an unverified address), and so is each refusal of a verified
+ * one, which cannot be a forged victim. */
+static bool within_limits(gw_udp *g, const ax_addr *from, size_t n, bool verified)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    hub_limit_kind k = serve_limit_datagram(g->sv, "udp", from, n, &ref);
+    if (k == HUB_LIMIT_OK) return true;
+    GW_ADD(g->sv->gw[GW_UDP].errors, 1);
+    if (ref.log || verified) reply(g, from, "ERR %s", serve_limit_text(k, &ref, text, sizeof text));
+    return false;
+}
+
 static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
     gw_udp *g = ax_udp_data(u);
@@ -582,7 +598,9 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     ax_addr_format(from, key, sizeof key);
     udp_peer *vp = hub_map_get(&g->peers, key, strlen(key));
     g->cap = vp && vp->verified ? SIZE_MAX : n;
-    if (gw_udp_parse(buf, n, &r) != 0) {
+    if (!within_limits(g, from, n, vp && vp->verified)) {
+        /* dropped */
+    } else if (gw_udp_parse(buf, n, &r) != 0) {
         GW_ADD(st->errors, 1);
         reply(g, from,
               "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "

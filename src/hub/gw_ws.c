@@ -53,6 +53,8 @@ struct ws_client {
      * access) were accepted; id NULL: no auth configured, no checks. */
     bool authed;
     auth_identity *id;
+    hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
+    bool limited;        /* over a limit: closing, nothing more is read */
 };
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */
@@ -361,7 +363,9 @@ static void ws_refused(ws_client *c, const char *why)
 static void do_auth(ws_client *c, json_t *o, json_t *id)
 {
     const char *tok = str_field(o, "token");
-    auth_identity *who = tok && c->g->sv->auth ? serve_token(c->g->sv, tok, strlen(tok)) : NULL;
+    ax_addr peer, *from = ax_conn_peer(ax_ws_conn(c->ws), &peer) == 0 ? &peer : NULL;
+    auth_identity *who =
+        tok && c->g->sv->auth ? serve_token(c->g->sv, from, tok, strlen(tok)) : NULL;
     if (!c->g->sv->auth) {
         reply_error(c, id, "authentication is not configured on this server");
     } else if (!who) {
@@ -496,7 +500,25 @@ static void ws_upgrade(ax_http_req *r, void *ud)
     if (ax_ws_upgrade(r, &ws_cbs, &g->opts, c) < 0) {
         auth_identity_free(id);
         ax_free(c);
+        return;
     }
+    serve_limit_take(r, &c->lim); /* the connection is counted on, now as ours */
+}
+
+/* Every message counts (msg_rate, byte_rate): over a limit, an error
+ * reply and close 1008; false. */
+static bool within_limits(ws_client *c, size_t len)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    if (c->limited) return false;
+    hub_limit_kind k =
+        serve_limit_msg(c->g->sv, "websocket", ax_ws_conn(c->ws), &c->lim, len, &ref);
+    if (k == HUB_LIMIT_OK) return true;
+    c->limited = true;
+    reply_error(c, NULL, serve_limit_text(k, &ref, text, sizeof text));
+    ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, text);
+    return false;
 }
 
 static void on_open(ax_ws *ws)
@@ -505,6 +527,7 @@ static void on_open(ax_ws *ws)
     gw_ws *g = c->g;
     c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
     if (!c->sub) {
+        serve_limit_close(g->sv, &c->lim);
         auth_identity_free(c->id);
         ax_free(c);
         ax_ws_set_data(ws, NULL);
@@ -534,6 +557,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     gw_stats *st = &c->g->sv->gw[GW_WS];
     GW_ADD(st->bytes_in, len);
     GW_ADD(st->msgs_in, 1);
+    if (!within_limits(c, len)) return;
     if (binary && !c->authed) {
         reply_error(c, NULL, "unauthorized");
         ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
@@ -582,6 +606,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     (void)code, (void)reason, (void)len;
     if (!c) return;
     if (!c->ws) { /* closed before on_open */
+        serve_limit_close(c->g->sv, &c->lim);
         auth_identity_free(c->id);
         ax_free(c);
         return;
@@ -592,6 +617,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
         c->g->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
+    serve_limit_close(c->g->sv, &c->lim);
     waits_cancel(c);
     hub_sub_free(c->sub);
     auth_identity_free(c->id);
