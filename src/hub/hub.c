@@ -118,6 +118,7 @@ struct htopic {
     hub_map present; /* name -> count of subscribers present with it */
     uint32_t rooms;  /* entries with it as their room */
     uint64_t born;   /* hub.topic_gen when it was made */
+    hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
     bool reap_queued;
     htopic *reap_next;
 };
@@ -237,9 +238,20 @@ const char *hub_strerror(int err)
 hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
                       size_t len)
 {
+    return hub__msg_new_ext(topic, tlen, sender, payload, len, NULL, 0);
+}
+
+hub_msg *hub__msg_new_ext(const char *topic, size_t tlen, const char *sender, const void *payload,
+                          size_t len, const void *ext, size_t ext_len)
+{
     size_t sl = sender ? strnlen(sender, HUB_MAX_NAME) : 0;
-    hub_msg *m = ax_calloc(1, sizeof(*m) + tlen + 1 + sl + 1 + len + 1);
+    hub_msg *m = ax_calloc(1, sizeof(*m) + tlen + 1 + sl + 1 + len + 1 + ext_len);
     if (!m) return NULL;
+    if (ext_len) {
+        m->ext = (char *)(m + 1) + tlen + 1 + sl + 1 + len + 1;
+        memcpy(m->ext, ext, ext_len);
+        m->ext_len = ext_len;
+    }
     m->refs = 1;
     m->topic = (char *)(m + 1);
     memcpy(m->topic, topic, tlen);
@@ -364,7 +376,7 @@ static size_t floor_of(const char *name, size_t len)
 
 static bool topic_idle(hub *h, const htopic *t)
 {
-    if (t->head || t->present.n || t->rooms) return false;
+    if (t->head || t->present.n || t->rooms || t->retained) return false;
     node *n = node_path(h, t->name, false);
     return !n || !n->subs;
 }
@@ -456,6 +468,7 @@ static void topic_free(hub_map_ent *e, void *ud)
         t->head = m->next;
         hub_msg_unref(m);
     }
+    hub_msg_unref(t->retained);
     hub_map_clear(&t->present);
     ax_free(t);
 }
@@ -1164,8 +1177,27 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
 {
+    hub_pub p = {.origin = origin,
+                 .topic = name,
+                 .sender = sender,
+                 .payload = payload,
+                 .len = len,
+                 .qos = 1};
+    return hub_publish_pub(h, &p, ticket, err);
+}
+
+/* The topic's retained message becomes m (an empty one clears it). */
+static void retain_set(htopic *t, hub_msg *m)
+{
+    hub_msg_unref(t->retained);
+    t->retained = m->payload_len ? hub_msg_ref(m) : NULL;
+}
+
+uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
+{
     *ticket = 0;
-    size_t tl = strlen(name);
+    const char *name = p->topic;
+    size_t tl = strlen(name), len = p->len;
     if (!hub_topic_valid(name, tl)) {
         *err = AX_EINVAL;
         return 0;
@@ -1174,13 +1206,16 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
         *err = AX_EMSGSIZE;
         return 0;
     }
-    hub_msg *m = hub__msg_new(name, tl, sender, payload, len);
+    hub_msg *m = hub__msg_new_ext(name, tl, p->sender, p->payload, len, p->ext, p->ext_len);
     if (!m) {
         *err = AX_ENOMEM;
         return 0;
     }
-    m->binary = !ax_utf8_valid(payload, len);
-    m->origin = origin ? origin->id : 0;
+    m->binary = !ax_utf8_valid(p->payload, len);
+    m->origin = p->origin ? p->origin->id : 0;
+    m->qos = p->qos;
+    m->retain = p->retain;
+    m->expiry_s = p->expiry_s;
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1198,6 +1233,7 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
         *err = rc;
     } else {
         seq = t->last_seq = m->seq;
+        if (m->retain) retain_set(t, m);
         history_add(t, hub_msg_ref(m));
         history_trim(h, t, m->time_ms);
         h->st.published++;
@@ -1208,6 +1244,44 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     unlock(h);
     hub_msg_unref(m);
     return seq;
+}
+
+static bool expired(const hub_msg *m, int64_t now)
+{
+    return m->expiry_s && now - m->time_ms >= (int64_t)m->expiry_s * 1000;
+}
+
+size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud)
+{
+    hub *h = s->h;
+    size_t n = 0, fl = strlen(filter);
+    size_t plen = strcspn(filter, "+#");
+    if (filter[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
+    int64_t now = now_ms();
+    lock(h);
+    if (hub_topic_valid(filter, fl)) {
+        htopic *t = topic_get(h, filter, fl);
+        if (t && t->retained && !expired(t->retained, now) && may_read(s, t->retained)) {
+            cb(t->retained, ud);
+            n++;
+        }
+        unlock(h);
+        return n;
+    }
+    char pos[HUB_MAX_TOPIC + 1];
+    memcpy(pos, filter, plen);
+    pos[plen] = '\0';
+    for (htopic *t = topic_of(hub_index_after(h->index, pos, true));
+         t && strncmp(t->name, filter, plen) == 0;
+         t = topic_of(hub_index_after(h->index, t->name, false))) {
+        hub_msg *m = t->retained;
+        if (m && hub_filter_match(filter, t->name) && !expired(m, now) && may_read(s, m)) {
+            cb(m, ud);
+            n++;
+        }
+    }
+    unlock(h);
+    return n;
 }
 
 int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))

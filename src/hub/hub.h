@@ -53,6 +53,15 @@ typedef struct hub_msg {
     int8_t policy;                /* its topic's slow-consumer policy (hub.c) */
     ax_slice *enc[HUB_ENC_SLOTS]; /* encodings, made on first use */
     struct hub_msg *next;         /* history list (hub.c) */
+    /* MQTT (gw_mqtt.c; other gateways ignore them): the publisher's QoS
+     * (1 for messages from other gateways: they are acknowledged), its
+     * retain flag, the message expiry (seconds from time_ms; 0: none), and
+     * opaque bytes a gateway passes through (MQTT 5.0 properties). */
+    uint8_t qos;
+    bool retain;
+    uint32_t expiry_s;
+    void *ext;
+    size_t ext_len;
 } hub_msg;
 
 hub_msg *hub_msg_ref(hub_msg *m);
@@ -174,6 +183,28 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *topic, cons
  * or 0 when it already does (fsync off, no store). */
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *topic, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err);
+
+/* A publish with everything a gateway may say about it (hub_publish_ticket()
+ * is this with qos 1 and the rest zero).  `retain`: the message becomes its
+ * topic's retained one (an empty payload clears it; the message is still
+ * delivered), given to later subscribers by hub_retained(). */
+typedef struct hub_pub {
+    const hub_sub *origin;
+    const char *topic, *sender;
+    const void *payload;
+    size_t len;
+    uint8_t qos;
+    bool retain;
+    uint32_t expiry_s;
+    const void *ext;
+    size_t ext_len;
+} hub_pub;
+uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);
+/* The retained messages of the topics `filter` matches that `s` may read
+ * (the same check as live delivery), in topic name order: cb(m) for each
+ * (borrowed: take a reference to keep it; cb must not call the hub).
+ * Returns how many.  Expired ones (expiry_s) are left out. */
+size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud);
 
 /* A pending acknowledgement, owned by the gateway (embed it; fields are
  * the store's).  hub_ack_wait() calls cb(a, status) later on this thread's
@@ -312,5 +343,7 @@ void hub_store_flush(hub_store *st);
 
 hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
                       size_t len);
+hub_msg *hub__msg_new_ext(const char *topic, size_t tlen, const char *sender, const void *payload,
+                          size_t len, const void *ext, size_t ext_len);
 
 #endif
