@@ -32,7 +32,7 @@
 #include "gw_mqtt.h"
 
 #define CONNECT_TIMEOUT_MS 10000
-#define ALIAS_MAX 64     /* topic aliases a 5.0 client may set */
+#define ALIAS_MAX 64 /* topic aliases a 5.0 client may set */
 #define SYS_INTERVAL_MS 10000
 
 struct mq_wait { /* an acknowledgement in order, maybe waiting for the store */
@@ -216,11 +216,10 @@ static mq_will *will_new(const ax_mqtt_connect *cn, bool v5)
     uint8_t ext[4096];
     size_t el = 0;
     if (v5) {
-        uint64_t keep = AX_MQTT_PBIT(AX_MQTT_PROP_PAYLOAD_FORMAT) |
-                        AX_MQTT_PBIT(AX_MQTT_PROP_CONTENT_TYPE) |
-                        AX_MQTT_PBIT(AX_MQTT_PROP_RESPONSE_TOPIC) |
-                        AX_MQTT_PBIT(AX_MQTT_PROP_CORRELATION_DATA) |
-                        AX_MQTT_PBIT(AX_MQTT_PROP_USER);
+        uint64_t keep =
+            AX_MQTT_PBIT(AX_MQTT_PROP_PAYLOAD_FORMAT) | AX_MQTT_PBIT(AX_MQTT_PROP_CONTENT_TYPE) |
+            AX_MQTT_PBIT(AX_MQTT_PROP_RESPONSE_TOPIC) |
+            AX_MQTT_PBIT(AX_MQTT_PROP_CORRELATION_DATA) | AX_MQTT_PBIT(AX_MQTT_PROP_USER);
         el = ax_mqtt_props_filter(&cn->will_props, keep, ext, sizeof ext);
         if (el > sizeof ext) el = 0; /* too many properties to keep: left out */
     }
@@ -346,16 +345,19 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     cid[cl] = '\0';
     auth_identity *id = NULL;
     uint8_t rc = identify(c, cn, cid, &id);
-    if (rc) return refuse(c, rc, rc == AX_MQTT_RC_NOT_AUTHORIZED ? "not authorized" : "bad user name or password");
+    if (rc)
+        return refuse(c, rc,
+                      rc == AX_MQTT_RC_NOT_AUTHORIZED ? "not authorized"
+                                                      : "bad user name or password");
     c->keepalive_s = cn->keep_alive;
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX))
         c->recv_max = cn->props.receive_max;
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE))
         c->max_packet = cn->props.max_packet_size;
-    uint32_t expiry = v5 ? (ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_SESSION_EXPIRY)
-                                ? cn->props.session_expiry
-                                : 0)
-                         : (cn->clean ? 0 : UINT32_MAX);
+    uint32_t expiry =
+        v5 ? (ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_SESSION_EXPIRY) ? cn->props.session_expiry
+                                                                         : 0)
+           : (cn->clean ? 0 : UINT32_MAX);
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
     if (cn->will) c->will = will_new(cn, v5);
@@ -507,7 +509,8 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     if (p->qos) ack_queue(c, ack, p->packet_id, 0, ticket);
 }
 
-/* ---- the other packets --------------------------------------------------------------------------- */
+/* ---- the other packets
+ * --------------------------------------------------------------------------- */
 
 static unsigned parse_version(const mq_conn *c)
 {
@@ -550,8 +553,7 @@ static void do_subscribe(mq_conn *c, const ax_mqtt_subscribe *sp)
     ax_mqtt_iter_init(&it, sp->list);
     while (ax_mqtt_sub_next(&it, parse_version(c), &sub) && i < n) {
         if (codes[i] < 0x80)
-            mq_sess_retained(c->s, sub.filter.ptr, sub.filter.len, sub.retain_handling,
-                             existed[i]);
+            mq_sess_retained(c->s, sub.filter.ptr, sub.filter.len, sub.retain_handling, existed[i]);
         i++;
     }
     if (codes != codes_small) ax_free(codes);
@@ -608,8 +610,8 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
     }
     case AX_MQTT_PUBREL: {
         bool had = mq_rel_del(c->s, p->u.ack.packet_id);
-        ack_queue(c, AX_MQTT_PUBCOMP, p->u.ack.packet_id,
-                  had ? 0 : AX_MQTT_RC_PACKET_ID_NOT_FOUND, 0);
+        ack_queue(c, AX_MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : AX_MQTT_RC_PACKET_ID_NOT_FOUND,
+                  0);
         return;
     }
     case AX_MQTT_PUBCOMP:
@@ -658,7 +660,8 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
     return c->closing ? len : off;
 }
 
-/* ---- connections ------------------------------------------------------------------------------ */
+/* ---- connections ------------------------------------------------------------------------------
+ */
 
 static mq_conn *conn_new(gw_mqtt *g)
 {
@@ -748,7 +751,8 @@ static const ax_conn_cbs tcp_cbs = {.on_open = tcp_open,
                                     .on_end = tcp_end,
                                     .on_close = tcp_close};
 
-/* ---- MQTT over WebSocket ------------------------------------------------------------------------- */
+/* ---- MQTT over WebSocket
+ * ------------------------------------------------------------------------- */
 
 static void ws_open(ax_ws *ws)
 {
@@ -823,7 +827,8 @@ static void ws_upgrade(ax_http_req *r, void *ud)
     (void)ax_ws_upgrade(r, &ws_cbs, &g->wsopts, g); /* (it answers a bad request itself) */
 }
 
-/* ---- timers ------------------------------------------------------------------------------------- */
+/* ---- timers -------------------------------------------------------------------------------------
+ */
 
 /* Every second: CONNECT and keep alive timeouts (1.5 times the keep
  * alive, 3.1.1 3.1.2.10), expired tokens, delayed wills, expired
@@ -862,7 +867,8 @@ static void sys_publish(gw_mqtt *g, const char *topic, const char *fmt, unsigned
 {
     char buf[64];
     int n = snprintf(buf, sizeof buf, fmt, v);
-    hub_pub p = {.topic = topic, .sender = "$SYS", .payload = buf, .len = (size_t)n, .retain = true};
+    hub_pub p = {
+        .topic = topic, .sender = "$SYS", .payload = buf, .len = (size_t)n, .retain = true};
     uint64_t ticket;
     int err;
     (void)hub_publish_pub(g->sv->hub, &p, &ticket, &err);
@@ -894,7 +900,8 @@ static void sys_tick(ax_timer *t, void *ud)
     sys_publish(g, "$SYS/broker/hub/published", "%llu", (unsigned long long)hs->published);
 }
 
-/* ---- the gateway ---------------------------------------------------------------------------------- */
+/* ---- the gateway
+ * ---------------------------------------------------------------------------------- */
 
 static ax_conn_opts conn_opts(gw_mqtt *g, ax_tls_ctx *tls)
 {
@@ -966,7 +973,8 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
     ax_conn_opts co = conn_opts(g, NULL);
     ax_listen_opts lo = serve_listen_opts(sv);
     lo.reuse_port = false; /* the first thread only: a client id's session is found there */
-    if (url && sv->index == 0 && !(g->ls = ax_listen_ex(sv->loop, url, &tcp_cbs, &co, &lo, g, &err))) {
+    if (url && sv->index == 0 &&
+        !(g->ls = ax_listen_ex(sv->loop, url, &tcp_cbs, &co, &lo, g, &err))) {
         snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
         gw_free(g);
         return NULL;

@@ -150,7 +150,7 @@ struct mq_group {
     struct mq_member {
         mq_sess *s;
         mq_subopt *o;
-    } *m;
+    } * m;
     uint32_t n, cap, next;
 };
 

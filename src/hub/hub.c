@@ -115,9 +115,9 @@ struct htopic {
     size_t n;
     uint64_t untrimmed; /* dropped from memory, not yet from the store */
     const hub_rule *rule;
-    hub_map present; /* name -> count of subscribers present with it */
-    uint32_t rooms;  /* entries with it as their room */
-    uint64_t born;   /* hub.topic_gen when it was made */
+    hub_map present;   /* name -> count of subscribers present with it */
+    uint32_t rooms;    /* entries with it as their room */
+    uint64_t born;     /* hub.topic_gen when it was made */
     hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
     bool reap_queued;
     htopic *reap_next;

@@ -134,8 +134,7 @@ void mq_flush_all(ax_timer *t, void *ud)
 /* A cork with room for n scratch bytes and one more iovec. */
 static mq_cork *cork_for(mq_conn *c, size_t n)
 {
-    if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH))
-        mq_cork_flush(c);
+    if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
     if (!c->ck && !(c->ck = cork_get(c->g))) return NULL;
     mark_dirty(c);
     return c->ck;
@@ -437,9 +436,9 @@ static void sess_kick(hub_sub *hs, const char *why, void *ud)
     mq_sess *s = ud;
     (void)hs;
     ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", s->cid, why);
-    s->sub = NULL;           /* dead: freed with the session */
-    hub_sub_free(hs);        /* (safe inside kick) */
-    s->expiry_s = 0;         /* the session cannot go on without its subscriber */
+    s->sub = NULL;    /* dead: freed with the session */
+    hub_sub_free(hs); /* (safe inside kick) */
+    s->expiry_s = 0;  /* the session cannot go on without its subscriber */
     if (s->conn) mq_close(s->conn, AX_MQTT_RC_QUOTA_EXCEEDED, why);
 }
 
@@ -495,8 +494,8 @@ static uint8_t group_join(mq_sess *s, mq_subopt *o, const ax_mqtt_sub *sub)
 {
     gw_mqtt *g = s->g;
     char key[HUB_MAX_TOPIC * 2 + 2];
-    int kl = snprintf(key, sizeof key, "%.*s/%s", (int)sub->share.len, sub->share.ptr,
-                      hub_filter(o));
+    int kl =
+        snprintf(key, sizeof key, "%.*s/%s", (int)sub->share.len, sub->share.ptr, hub_filter(o));
     if (kl < 0 || (size_t)kl >= sizeof key) return AX_MQTT_RC_TOPIC_FILTER_INVALID;
     mq_group *gr = hub_map_get(&g->groups, key, (size_t)kl);
     if (!gr) {
@@ -514,8 +513,7 @@ static uint8_t group_join(mq_sess *s, mq_subopt *o, const ax_mqtt_sub *sub)
         int rc = hub_subscribe(gr->sub, gr->filter, -1, false);
         if (rc != 0) {
             group_free(gr);
-            return rc == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED
-                                      : AX_MQTT_RC_TOPIC_FILTER_INVALID;
+            return rc == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED : AX_MQTT_RC_TOPIC_FILTER_INVALID;
         }
     }
     if (gr->n == gr->cap) {
@@ -615,7 +613,7 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
         rc = group_join(s, o, sub);
     } else {
         int e = hub_subscribe(s->sub, hub_filter(o), -1, false);
-        rc = e == 0               ? 0
+        rc = e == 0              ? 0
              : e == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED
                                  : AX_MQTT_RC_TOPIC_FILTER_INVALID;
         if (!rc) s->ndirect++;
@@ -725,8 +723,7 @@ void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char
 {
     if (!w) return;
     if (id && !auth_may_publish(id, w->topic)) {
-        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s is not allowed: dropped", sender,
-               w->topic);
+        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s is not allowed: dropped", sender, w->topic);
         return;
     }
     hub_pub p = {.topic = w->topic,
@@ -741,8 +738,7 @@ void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char
     uint64_t ticket;
     int err = 0;
     if (!hub_publish_pub(g->sv->hub, &p, &ticket, &err))
-        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s: %s", sender, w->topic,
-               hub_strerror(err));
+        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s: %s", sender, w->topic, hub_strerror(err));
     else
         GW_ADD(g->sv->gw[GW_MQTT].msgs_in, 1);
 }
