@@ -228,10 +228,10 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_line_tls") == 0) {
         WANT(1);
         return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "listen_mqtt") == 0 || strcmp(k, "mqtt") == 0) {
+    } else if (strcmp(k, "listen_mqtt") == 0) {
         WANT(1);
         return set_addr(c->mqtt_url, sizeof c->mqtt_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_mqtts") == 0 || strcmp(k, "mqtts") == 0) {
+    } else if (strcmp(k, "listen_mqtts") == 0) {
         WANT(1);
         return set_addr(c->mqtts_url, sizeof c->mqtts_url, "tls", v, why, why_len);
     } else if (strcmp(k, "mqtt_websocket") == 0) {
