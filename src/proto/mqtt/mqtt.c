@@ -838,6 +838,32 @@ static const char *check_first_byte(unsigned type, unsigned flags, unsigned vers
     return NULL;
 }
 
+/* Bytes of the union member a packet type fills: zeroing only those keeps
+ * a small PUBLISH cheap. */
+static size_t member_size(unsigned type)
+{
+    switch (type) {
+    case AX_MQTT_CONNECT:
+        return sizeof(ax_mqtt_connect);
+    case AX_MQTT_CONNACK:
+        return sizeof(ax_mqtt_connack);
+    case AX_MQTT_PUBLISH:
+        return sizeof(ax_mqtt_publish);
+    case AX_MQTT_SUBSCRIBE:
+        return sizeof(ax_mqtt_subscribe);
+    case AX_MQTT_SUBACK:
+    case AX_MQTT_UNSUBACK:
+        return sizeof(ax_mqtt_suback);
+    case AX_MQTT_UNSUBSCRIBE:
+        return sizeof(ax_mqtt_unsubscribe);
+    case AX_MQTT_DISCONNECT:
+    case AX_MQTT_AUTH:
+        return sizeof(ax_mqtt_reason_pkt);
+    default:
+        return sizeof(ax_mqtt_ack); /* acks; nothing for PINGREQ/PINGRESP */
+    }
+}
+
 int ax_mqtt_parse(const uint8_t *buf, size_t len, unsigned version, size_t max_packet,
                   ax_mqtt_packet *pkt)
 {
@@ -869,7 +895,7 @@ int ax_mqtt_parse(const uint8_t *buf, size_t len, unsigned version, size_t max_p
     }
     if (len < pkt->size) return AX_MQTT_INCOMPLETE;
 
-    memset(&pkt->u, 0, sizeof(pkt->u));
+    memset(&pkt->u, 0, member_size(type));
     r = (rd){.p = buf + hdr, .end = buf + pkt->size, .version = (uint8_t)version};
     if (!parse_body(&r, pkt)) {
         pkt->error = r.err;

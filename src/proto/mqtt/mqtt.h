@@ -246,7 +246,9 @@ typedef struct ax_mqtt_user_prop {
  *
  * Encoding writes, in this order: every property whose bit is in `present`
  * from its field (except USER and SUB_ID, whose bits are ignored), then
- * sub_ids[0..n_sub_ids), then user[0..n_user), then `extra` verbatim:
+ * sub_ids[0..n_sub_ids) and user[0..n_user) (each only when the pointer is
+ * not NULL, so a parsed struct, which has counts but no arrays, encodes
+ * without them), then `extra` verbatim:
  * bytes that are already an encoded sequence of properties, such as
  * ax_mqtt_props_filter() copies out of a received packet (how a broker
  * forwards a PUBLISH's user properties unchanged).  `raw` is ignored. */

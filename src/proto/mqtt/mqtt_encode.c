@@ -46,6 +46,10 @@ static void put_varint(wr *w, uint32_t v)
 
 static void put_bytes(wr *w, const void *p, size_t len)
 {
+    if (len > AX_MQTT_MAX_REMAINING || w->n > AX_MQTT_MAX_REMAINING) {
+        w->bad = true; /* cannot be in a packet, and would wrap w->n */
+        return;
+    }
     if (w->b && len) memcpy(w->b + w->n, p, len);
     w->n += len;
 }
@@ -65,46 +69,74 @@ static void put_str(wr *w, ax_mqtt_str s)
 static uint32_t prop_num(const ax_mqtt_props *p, unsigned id)
 {
     switch (id) {
-    case AX_MQTT_PROP_PAYLOAD_FORMAT: return p->payload_format;
-    case AX_MQTT_PROP_MESSAGE_EXPIRY: return p->message_expiry;
-    case AX_MQTT_PROP_SESSION_EXPIRY: return p->session_expiry;
-    case AX_MQTT_PROP_SERVER_KEEP_ALIVE: return p->server_keep_alive;
-    case AX_MQTT_PROP_REQUEST_PROBLEM_INFO: return p->request_problem_info;
-    case AX_MQTT_PROP_WILL_DELAY: return p->will_delay;
-    case AX_MQTT_PROP_REQUEST_RESPONSE_INFO: return p->request_response_info;
-    case AX_MQTT_PROP_RECEIVE_MAX: return p->receive_max;
-    case AX_MQTT_PROP_TOPIC_ALIAS_MAX: return p->topic_alias_max;
-    case AX_MQTT_PROP_TOPIC_ALIAS: return p->topic_alias;
-    case AX_MQTT_PROP_MAX_QOS: return p->max_qos;
-    case AX_MQTT_PROP_RETAIN_AVAILABLE: return p->retain_available;
-    case AX_MQTT_PROP_MAX_PACKET_SIZE: return p->max_packet_size;
-    case AX_MQTT_PROP_WILDCARD_SUB_AVAILABLE: return p->wildcard_sub_available;
-    case AX_MQTT_PROP_SUB_ID_AVAILABLE: return p->sub_id_available;
-    case AX_MQTT_PROP_SHARED_SUB_AVAILABLE: return p->shared_sub_available;
-    default: return 0;
+    case AX_MQTT_PROP_PAYLOAD_FORMAT:
+        return p->payload_format;
+    case AX_MQTT_PROP_MESSAGE_EXPIRY:
+        return p->message_expiry;
+    case AX_MQTT_PROP_SESSION_EXPIRY:
+        return p->session_expiry;
+    case AX_MQTT_PROP_SERVER_KEEP_ALIVE:
+        return p->server_keep_alive;
+    case AX_MQTT_PROP_REQUEST_PROBLEM_INFO:
+        return p->request_problem_info;
+    case AX_MQTT_PROP_WILL_DELAY:
+        return p->will_delay;
+    case AX_MQTT_PROP_REQUEST_RESPONSE_INFO:
+        return p->request_response_info;
+    case AX_MQTT_PROP_RECEIVE_MAX:
+        return p->receive_max;
+    case AX_MQTT_PROP_TOPIC_ALIAS_MAX:
+        return p->topic_alias_max;
+    case AX_MQTT_PROP_TOPIC_ALIAS:
+        return p->topic_alias;
+    case AX_MQTT_PROP_MAX_QOS:
+        return p->max_qos;
+    case AX_MQTT_PROP_RETAIN_AVAILABLE:
+        return p->retain_available;
+    case AX_MQTT_PROP_MAX_PACKET_SIZE:
+        return p->max_packet_size;
+    case AX_MQTT_PROP_WILDCARD_SUB_AVAILABLE:
+        return p->wildcard_sub_available;
+    case AX_MQTT_PROP_SUB_ID_AVAILABLE:
+        return p->sub_id_available;
+    case AX_MQTT_PROP_SHARED_SUB_AVAILABLE:
+        return p->shared_sub_available;
+    default:
+        return 0;
     }
 }
 
 static ax_mqtt_str prop_str(const ax_mqtt_props *p, unsigned id)
 {
     switch (id) {
-    case AX_MQTT_PROP_CONTENT_TYPE: return p->content_type;
-    case AX_MQTT_PROP_RESPONSE_TOPIC: return p->response_topic;
-    case AX_MQTT_PROP_CORRELATION_DATA: return p->correlation_data;
-    case AX_MQTT_PROP_ASSIGNED_CLIENT_ID: return p->assigned_client_id;
-    case AX_MQTT_PROP_AUTH_METHOD: return p->auth_method;
-    case AX_MQTT_PROP_AUTH_DATA: return p->auth_data;
-    case AX_MQTT_PROP_RESPONSE_INFO: return p->response_info;
-    case AX_MQTT_PROP_SERVER_REFERENCE: return p->server_reference;
-    case AX_MQTT_PROP_REASON_STRING: return p->reason_string;
-    default: return (ax_mqtt_str){NULL, 0};
+    case AX_MQTT_PROP_CONTENT_TYPE:
+        return p->content_type;
+    case AX_MQTT_PROP_RESPONSE_TOPIC:
+        return p->response_topic;
+    case AX_MQTT_PROP_CORRELATION_DATA:
+        return p->correlation_data;
+    case AX_MQTT_PROP_ASSIGNED_CLIENT_ID:
+        return p->assigned_client_id;
+    case AX_MQTT_PROP_AUTH_METHOD:
+        return p->auth_method;
+    case AX_MQTT_PROP_AUTH_DATA:
+        return p->auth_data;
+    case AX_MQTT_PROP_RESPONSE_INFO:
+        return p->response_info;
+    case AX_MQTT_PROP_SERVER_REFERENCE:
+        return p->server_reference;
+    case AX_MQTT_PROP_REASON_STRING:
+        return p->reason_string;
+    default:
+        return (ax_mqtt_str){NULL, 0};
     }
 }
 
 /* The properties themselves, without the block's length. */
 static void put_prop_list(wr *w, unsigned type, const ax_mqtt_props *p)
 {
-    uint64_t scalar = p->present & ~(AX_MQTT_PBIT(AX_MQTT_PROP_USER) | AX_MQTT_PBIT(AX_MQTT_PROP_SUB_ID));
+    uint64_t scalar =
+        p->present & ~(AX_MQTT_PBIT(AX_MQTT_PROP_USER) | AX_MQTT_PBIT(AX_MQTT_PROP_SUB_ID));
     for (unsigned id = 1; scalar && id <= AX__MQTT_PROP_LAST; id++) {
         if (!(scalar & AX_MQTT_PBIT(id))) continue;
         if (!ax_mqtt_prop_allowed(type, id)) {
@@ -113,21 +145,28 @@ static void put_prop_list(wr *w, unsigned type, const ax_mqtt_props *p)
         }
         put8(w, id);
         switch (ax__mqtt_prop_kind(id)) {
-        case AX__MQTT_K_BYTE: put8(w, prop_num(p, id) & 0xFF); break;
-        case AX__MQTT_K_U16: put16(w, prop_num(p, id) & 0xFFFF); break;
-        case AX__MQTT_K_U32: put32(w, prop_num(p, id)); break;
-        default: put_str(w, prop_str(p, id)); break;
+        case AX__MQTT_K_BYTE:
+            put8(w, prop_num(p, id) & 0xFF);
+            break;
+        case AX__MQTT_K_U16:
+            put16(w, prop_num(p, id) & 0xFFFF);
+            break;
+        case AX__MQTT_K_U32:
+            put32(w, prop_num(p, id));
+            break;
+        default:
+            put_str(w, prop_str(p, id));
+            break;
         }
     }
     if (scalar >> (AX__MQTT_PROP_LAST + 1)) w->bad = true; /* unknown identifiers */
-    if (p->n_sub_ids && (!p->sub_ids || !ax_mqtt_prop_allowed(type, AX_MQTT_PROP_SUB_ID)))
+    if (p->sub_ids && p->n_sub_ids && !ax_mqtt_prop_allowed(type, AX_MQTT_PROP_SUB_ID))
         w->bad = true;
     for (size_t i = 0; p->sub_ids && i < p->n_sub_ids; i++) {
         if (p->sub_ids[i] == 0) w->bad = true;
         put8(w, AX_MQTT_PROP_SUB_ID);
         put_varint(w, p->sub_ids[i]);
     }
-    if (p->n_user && !p->user) w->bad = true;
     for (size_t i = 0; p->user && i < p->n_user; i++) {
         put8(w, AX_MQTT_PROP_USER);
         put_str(w, p->user[i].key);
@@ -162,8 +201,8 @@ static void put_props(wr *w, unsigned version, unsigned type, const ax_mqtt_prop
 
 static void put_connect(wr *w, unsigned version, const ax_mqtt_connect *c)
 {
-    unsigned flags = (c->clean ? 0x02u : 0) | (c->has_password ? 0x40u : 0) |
-                     (c->has_username ? 0x80u : 0);
+    unsigned flags =
+        (c->clean ? 0x02u : 0) | (c->has_password ? 0x40u : 0) | (c->has_username ? 0x80u : 0);
     if (c->will) flags |= 0x04u | (unsigned)c->will_qos << 3 | (c->will_retain ? 0x20u : 0);
     if (c->will_qos > 2 || (!c->will && (c->will_qos || c->will_retain)) ||
         (version < AX_MQTT_V5 && c->has_password && !c->has_username))
@@ -272,8 +311,12 @@ static void put_body(wr *w, unsigned version, const ax_mqtt_packet *pkt)
 {
     unsigned t = pkt->type;
     switch (t) {
-    case AX_MQTT_CONNECT: put_connect(w, version, &pkt->u.connect); break;
-    case AX_MQTT_CONNACK: put_connack(w, version, &pkt->u.connack); break;
+    case AX_MQTT_CONNECT:
+        put_connect(w, version, &pkt->u.connect);
+        break;
+    case AX_MQTT_CONNACK:
+        put_connack(w, version, &pkt->u.connack);
+        break;
     case AX_MQTT_PUBLISH:
         put_publish_head(w, version, &pkt->u.publish);
         if (pkt->u.publish.payload_len && !pkt->u.publish.payload) w->bad = true;
@@ -287,12 +330,19 @@ static void put_body(wr *w, unsigned version, const ax_mqtt_packet *pkt)
         put16(w, pkt->u.ack.packet_id);
         put_optional_reason(w, version, t, pkt->u.ack.code, &pkt->u.ack.props);
         break;
-    case AX_MQTT_SUBSCRIBE: put_subscribe(w, version, &pkt->u.subscribe); break;
+    case AX_MQTT_SUBSCRIBE:
+        put_subscribe(w, version, &pkt->u.subscribe);
+        break;
     case AX_MQTT_SUBACK:
-    case AX_MQTT_UNSUBACK: put_suback(w, version, t, &pkt->u.suback); break;
-    case AX_MQTT_UNSUBSCRIBE: put_unsubscribe(w, version, &pkt->u.unsubscribe); break;
+    case AX_MQTT_UNSUBACK:
+        put_suback(w, version, t, &pkt->u.suback);
+        break;
+    case AX_MQTT_UNSUBSCRIBE:
+        put_unsubscribe(w, version, &pkt->u.unsubscribe);
+        break;
     case AX_MQTT_PINGREQ:
-    case AX_MQTT_PINGRESP: break;
+    case AX_MQTT_PINGRESP:
+        break;
     case AX_MQTT_DISCONNECT:
         put_optional_reason(w, version, t, pkt->u.reason.code, &pkt->u.reason.props);
         break;
@@ -300,7 +350,9 @@ static void put_body(wr *w, unsigned version, const ax_mqtt_packet *pkt)
         if (version < AX_MQTT_V5) w->bad = true;
         put_optional_reason(w, version, t, pkt->u.reason.code, &pkt->u.reason.props);
         break;
-    default: w->bad = true; break;
+    default:
+        w->bad = true;
+        break;
     }
 }
 
@@ -327,7 +379,7 @@ static size_t encode(uint8_t *out, size_t cap, unsigned version, const ax_mqtt_p
         put_publish_head(&m, version, &pkt->u.publish);
     else
         put_body(&m, version, pkt);
-    if (m.bad || m.n > AX_MQTT_MAX_REMAINING - extra) return 0;
+    if (m.bad || extra > AX_MQTT_MAX_REMAINING || m.n > AX_MQTT_MAX_REMAINING - extra) return 0;
     uint32_t rem = (uint32_t)(m.n + extra);
     size_t hdr = 1 + ax_mqtt_varint_size(rem), total = hdr + m.n;
     if (body_at) *body_at = hdr;
@@ -376,8 +428,7 @@ size_t ax_mqtt_encode_ack(uint8_t out[AX_MQTT_ACK_MAX], unsigned version, unsign
 
 size_t ax_mqtt_encode_empty(uint8_t out[2], unsigned type)
 {
-    if (type != AX_MQTT_PINGREQ && type != AX_MQTT_PINGRESP && type != AX_MQTT_DISCONNECT)
-        return 0;
+    if (type != AX_MQTT_PINGREQ && type != AX_MQTT_PINGRESP && type != AX_MQTT_DISCONNECT) return 0;
     out[0] = (uint8_t)(type << 4);
     out[1] = 0;
     return 2;
