@@ -274,10 +274,11 @@ static void take_over(mq_sess *s)
     will_due(s, w);
 }
 
-static bool same_user(const auth_identity *a, const auth_identity *b)
+/* A session resumes only for the user it belonged to. */
+static bool same_user(const mq_sess *s, const auth_identity *id)
 {
-    if (!a || !b) return a == b;
-    return a->anonymous == b->anonymous && strcmp(a->name, b->name) == 0;
+    if (s->id && id && s->id->anonymous != id->anonymous) return false;
+    return strcmp(mq_sess_owner(s), id ? id->name : "") == 0;
 }
 
 /* The session for this CONNECT: resumed, or new. */
@@ -287,7 +288,7 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
     mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
     *present = false;
     if (s && s->conn) take_over(s);
-    if (s && (clean || !same_user(s->id, id))) {
+    if (s && (clean || !same_user(s, id))) {
         mq_sess_free(s, false); /* a will still waiting goes now */
         s = NULL;
     }
@@ -375,6 +376,7 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     s->id = id;
     c->alias_max = v5 ? ALIAS_MAX : 0;
     connack(c, present, assigned && v5, expiry, capped && v5);
+    mq_sess_save(s);
     mq_sess_resume(s);
 }
 
@@ -494,6 +496,7 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     }
     uint64_t ticket = 0;
     int err = 0;
+    c->g->last_ticket = 0; /* what persistent sessions store of it is waited for too */
     if (!publish_hub(c, p, topic, &ticket, &err)) {
         GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
         if (!v5 && p->qos) /* no way to say it: the client sends it again later */
@@ -506,6 +509,7 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
         mq_close(c, AX_MQTT_RC_RECEIVE_MAX_EXCEEDED, "too many QoS 2 messages unreleased");
         return;
     }
+    if (c->g->last_ticket > ticket) ticket = c->g->last_ticket;
     if (p->qos) ack_queue(c, ack, p->packet_id, 0, ticket);
 }
 
@@ -558,6 +562,7 @@ static void do_subscribe(mq_conn *c, const ax_mqtt_subscribe *sp)
     }
     if (codes != codes_small) ax_free(codes);
     if (existed != existed_small) ax_free(existed);
+    mq_sess_save(c->s);
 }
 
 static void do_unsubscribe(mq_conn *c, const ax_mqtt_unsubscribe *up)
@@ -574,6 +579,7 @@ static void do_unsubscribe(mq_conn *c, const ax_mqtt_unsubscribe *up)
     ax_mqtt_packet p = {.type = AX_MQTT_UNSUBACK};
     p.u.suback = (ax_mqtt_suback){.packet_id = up->packet_id, .codes = codes, .n_codes = n};
     mq_send(c, &p);
+    mq_sess_save(c->s);
 }
 
 static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
@@ -582,6 +588,7 @@ static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&d->props, AX_MQTT_PROP_SESSION_EXPIRY)) {
         uint32_t e = d->props.session_expiry, cap = c->g->sv->cfg->mqtt_session_expiry_s;
         s->expiry_s = e > cap ? cap : e;
+        mq_sess_save(s);
     }
     if (!(c->version == AX_MQTT_V5 && d->code == AX_MQTT_RC_DISCONNECT_WITH_WILL)) {
         mq_will_free(c->will); /* a normal disconnection: no will */
@@ -979,6 +986,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         gw_free(g);
         return NULL;
     }
+    if (sv->index == 0) mq_sess_load(g);
     if (mount_ws(g, why, why_len) != 0) {
         ax_listener_close(g->ls);
         gw_free(g);

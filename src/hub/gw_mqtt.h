@@ -61,6 +61,7 @@ struct mq_item {
     uint8_t qos;
     bool retain;
     uint32_t sub_id;
+    uint64_t okey; /* its row in the store (0: none) */
 };
 
 /* A QoS 1/2 message sent and not yet acknowledged. */
@@ -71,6 +72,7 @@ typedef struct mq_out {
     uint8_t qos, state;
     bool retain;
     uint32_t sub_id;
+    uint64_t okey; /* its row in the store (0: none) */
 } mq_out;
 
 /* A will message, kept as the CONNECT gave it. */
@@ -104,7 +106,9 @@ struct mq_sess {
     mq_will *will;     /* a will waiting for its delay (the connection ended) */
     uint64_t will_at;
     bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
-    bool clean_end;   /* ended on purpose: no will */
+    bool saved;       /* has rows in the store */
+    char *owner;      /* restored from the store: the name it belonged to */
+    uint64_t oseq;    /* the last key of its rows of messages */
 };
 
 struct mq_conn {
@@ -172,7 +176,8 @@ struct gw_mqtt {
     ax_ws_opts wsopts;
     uint64_t next_auto_id;
     uint64_t dropped; /* messages a full session queue could not take */
-    bool stopping;
+    bool stopping, loading;
+    uint64_t last_ticket; /* the latest store ticket of a session's rows */
 };
 
 /* ---- mqtt_sess.c ---- */
@@ -202,6 +207,13 @@ uint8_t mq_sess_unsubscribe(mq_sess *s, const char *filter, size_t len);
 /* Publish a will now (checked against the session's permissions). */
 void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char *sender);
 void mq_will_free(mq_will *w);
+/* Persistent sessions in the hub's store (a session with an expiry, when
+ * the hub has a store): the session (expiry, owner, subscriptions), each
+ * QoS 1/2 message it owes, the QoS 2 ids it received.  mq_sess_save()
+ * after CONNECT, SUBSCRIBE, UNSUBSCRIBE; mq_sess_load() at start. */
+void mq_sess_save(mq_sess *s);
+void mq_sess_load(gw_mqtt *g);
+const char *mq_sess_owner(const mq_sess *s);
 /* Inbound QoS 2 ids. */
 bool mq_rel_has(const mq_sess *s, uint16_t pid);
 int mq_rel_add(mq_sess *s, uint16_t pid);

@@ -206,6 +206,24 @@ uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);
  * Returns how many.  Expired ones (expiry_s) are left out. */
 size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud);
 
+/* State a gateway keeps across restarts in the hub's store (MQTT
+ * sessions): rows (ns, key) -> value, committed in order with the
+ * messages.  hub_state_put() with val NULL deletes the row;
+ * hub_state_clear() deletes every row whose key starts with `prefix`.
+ * *ticket (may be NULL) as for hub_publish_ticket().  Without a store they
+ * do nothing (0) and hub_durable() is false. */
+enum { HUB_STATE_PUT = 1, HUB_STATE_DEL = 2, HUB_STATE_CLEAR = 3 };
+bool hub_durable(const hub *h);
+int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const void *val,
+                  size_t vlen, uint64_t *ticket);
+int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uint64_t *ticket);
+int hub_state_load(hub *h, const char *ns,
+                   void (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
+                   void *ud);
+/* A message as bytes for a state row, and back (NULL when malformed). */
+size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap);
+hub_msg *hub_msg_unpack(const uint8_t *p, size_t n);
+
 /* A pending acknowledgement, owned by the gateway (embed it; fields are
  * the store's).  hub_ack_wait() calls cb(a, status) later on this thread's
  * loop (never inside the call) once `ticket` is committed as the fsync mode
@@ -340,6 +358,17 @@ void hub_store_trim(hub_store *st, const char *topic, uint64_t upto);
 void hub_store_stats(hub_store *st, hub_stats *out);
 /* Commit what is queued now (tests, shutdown). */
 void hub_store_flush(hub_store *st);
+/* Gateway state rows (ns, key) -> value, e.g. MQTT sessions, kept in the
+ * same ordered, batched commits as the messages (a ticket as
+ * hub_store_put's); op: 1 put, 2 delete, 3 delete every key starting with
+ * `key` (val unused).  0 or AX_ENOMEM. */
+int hub_store_state(hub_store *st, int op, const char *ns, const void *key, size_t klen,
+                    const void *val, size_t vlen, uint64_t *ticket);
+/* Every row of a namespace, in key order (at start). */
+int hub_store_state_load(hub_store *st, const char *ns,
+                         void (*cb)(const void *key, size_t klen, const void *val, size_t vlen,
+                                    void *ud),
+                         void *ud);
 
 hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
                       size_t len);

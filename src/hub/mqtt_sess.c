@@ -248,6 +248,130 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
     mq_cork_slice(c, q0, total - plen, plen);
 }
 
+/* ---- rows in the store ----------------------------------------------------------------------- */
+
+#define NS_SESS "mqtt.s"
+#define NS_OUT "mqtt.o"
+#define NS_REL "mqtt.r"
+enum { ROW_QUEUED = 0 }; /* else MQ_OUT_ACK, MQ_OUT_COMP */
+
+static bool durable(const mq_sess *s)
+{
+    return s->expiry_s && !s->g->loading && hub_durable(s->g->sv->hub);
+}
+
+static void note(gw_mqtt *g, uint64_t ticket)
+{
+    if (ticket > g->last_ticket) g->last_ticket = ticket;
+}
+
+static uint8_t *be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+    return p + n;
+}
+
+static uint64_t unbe(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The key of a session's row: its client id, a NUL, then `tail`. */
+static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
+{
+    size_t cl = strlen(s->cid);
+    memcpy(key, s->cid, cl + 1);
+    be(key + cl + 1, tail, tlen);
+    return cl + 1 + (size_t)tlen;
+}
+
+/* A message the session owes, in its state (the message itself only
+ * while it may have to be sent again). */
+static void out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
+                     uint16_t pid, uint32_t sub_id, hub_msg *m)
+{
+    if (!durable(s)) return;
+    if (!*okey) *okey = ++s->oseq;
+    uint8_t key[MQ_MAX_CLIENT_ID + 9], head[9];
+    size_t kl = row_key(s, key, *okey, 8);
+    size_t n = state == MQ_OUT_COMP || !m ? 0 : hub_msg_pack(m, NULL, 0);
+    uint8_t *v = ax_malloc(sizeof head + n);
+    if (!v) return;
+    head[0] = state;
+    head[1] = qos;
+    head[2] = retain;
+    be(be(head + 3, pid, 2), sub_id, 4);
+    memcpy(v, head, sizeof head);
+    if (n) hub_msg_pack(m, v + sizeof head, n);
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_OUT, key, kl, v, sizeof head + n, &tk);
+    note(s->g, tk);
+    ax_free(v);
+    s->saved = true;
+}
+
+static void out_forget(mq_sess *s, uint64_t okey)
+{
+    if (!okey || !s->saved || s->g->loading) return;
+    uint8_t key[MQ_MAX_CLIENT_ID + 9];
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_OUT, key, row_key(s, key, okey, 8), NULL, 0, &tk);
+    note(s->g, tk);
+}
+
+const char *mq_sess_owner(const mq_sess *s)
+{
+    return s->id ? s->id->name : s->owner ? s->owner : "";
+}
+
+void mq_sess_save(mq_sess *s)
+{
+    if (!durable(s)) return;
+    const char *owner = mq_sess_owner(s);
+    size_t ol = strlen(owner), n = 4 + 1 + ol + 2 + 4;
+    for (mq_subopt *o = s->subs; o; o = o->next)
+        n += 10 + strlen(o->filter);
+    uint8_t *v = ax_malloc(n), *p = v;
+    if (!v) return;
+    p = be(p, s->expiry_s, 4);
+    *p++ = (uint8_t)ol;
+    memcpy(p, owner, ol);
+    p = be(p + ol, s->next_pid, 2);
+    p = be(p, s->nsubs, 4);
+    for (mq_subopt *o = s->subs; o; o = o->next) {
+        size_t fl = strlen(o->filter);
+        p = be(p, o->sub_id, 4);
+        *p++ = o->qos;
+        *p++ = (uint8_t)(o->no_local | o->rap << 1);
+        p = be(be(p, o->hoff, 2), fl, 2);
+        memcpy(p, o->filter, fl);
+        p += fl;
+    }
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_SESS, s->cid, strlen(s->cid), v, n, &tk);
+    note(s->g, tk);
+    ax_free(v);
+    s->saved = true;
+}
+
+/* The session ended: its rows go. */
+static void sess_unsave(mq_sess *s)
+{
+    if (!s->saved) return;
+    hub *h = s->g->sv->hub;
+    uint8_t key[MQ_MAX_CLIENT_ID + 1];
+    size_t kl = strlen(s->cid);
+    memcpy(key, s->cid, kl + 1);
+    hub_state_put(h, NS_SESS, key, kl, NULL, 0, NULL);
+    hub_state_clear(h, NS_OUT, key, kl + 1, NULL);
+    hub_state_clear(h, NS_REL, key, kl + 1, NULL);
+    s->saved = false;
+}
+
 /* ---- the in-flight window -------------------------------------------------------------- */
 
 static uint32_t window(const mq_sess *s)
@@ -313,6 +437,7 @@ static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state)
 /* Free an entry; the ring's head moves over freed entries. */
 static void out_done(mq_sess *s, mq_out *o)
 {
+    out_forget(s, o->okey);
     hub_msg_unref(o->m);
     memset(o, 0, sizeof(*o));
     while (s->out_n && out_at(s, 0)->state == MQ_OUT_FREE) {
@@ -322,13 +447,15 @@ static void out_done(mq_sess *s, mq_out *o)
 }
 
 /* Send m with a packet id (QoS 1/2) or without; the window has room. */
-static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
+static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+                     uint64_t okey)
 {
     uint16_t pid = 0;
     if (qos) {
         pid = next_pid(s);
         mq_out *o = out_at(s, s->out_n++);
-        *o = (mq_out){hub_msg_ref(m), pid, qos, MQ_OUT_ACK, retain, sub_id};
+        *o = (mq_out){hub_msg_ref(m), pid, qos, MQ_OUT_ACK, retain, sub_id, okey};
+        out_save(s, &o->okey, MQ_OUT_ACK, qos, retain, pid, sub_id, m);
     }
     emit_publish(s->conn, m, qos, retain, false, pid, sub_id);
 }
@@ -345,7 +472,8 @@ static void queue_push(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_
     }
     mq_item *it = ax_malloc(sizeof(*it));
     if (!it) return;
-    *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id};
+    *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, 0};
+    if (qos) out_save(s, &it->okey, ROW_QUEUED, qos, retain, 0, sub_id, m);
     *s->qtail = it;
     s->qtail = &it->next;
     s->qn++;
@@ -375,14 +503,19 @@ static bool deliver(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t s
         if (qos) queue_push(s, m, qos, retain, sub_id);
         return true;
     }
-    if (s->qhead || (qos && out_full(s))) {
+    /* a persistent session keeps what waits in its queue (and the store),
+     * never in the hub's memory-only queue */
+    bool keep = durable(s);
+    if (s->qhead || (qos && out_full(s)) || (keep && s->conn->blocked)) {
         queue_push(s, m, qos, retain, sub_id);
+        if (keep) return true;
         s->hub_blocked = true;
         return false;
     }
-    send_now(s, m, qos, retain, sub_id);
-    if (s->conn->blocked) s->hub_blocked = true;
-    return !s->conn->blocked;
+    send_now(s, m, qos, retain, sub_id, 0);
+    if (!s->conn->blocked || keep) return true;
+    s->hub_blocked = true;
+    return false;
 }
 
 void mq_sess_pump(mq_sess *s)
@@ -392,7 +525,12 @@ void mq_sess_pump(mq_sess *s)
     while (s->qhead && !s->conn->blocked) {
         if (s->qhead->qos && out_full(s)) return;
         mq_item *it = queue_pop(s);
-        if (!msg_expired(it->m, now)) send_now(s, it->m, it->qos, it->retain, it->sub_id);
+        /* (what a restored session collected before its client signed in
+         * again is checked against the identity it came back with) */
+        if (!msg_expired(it->m, now) && (!s->id || auth_may_read(s->id, it->m->topic)))
+            send_now(s, it->m, it->qos, it->retain, it->sub_id, it->okey);
+        else
+            out_forget(s, it->okey);
         hub_msg_unref(it->m);
         ax_free(it);
     }
@@ -580,7 +718,7 @@ static void send_retained(hub_msg *m, void *ud)
     if (x->s->qhead || (qos && out_full(x->s))) /* behind what waits */
         queue_push(x->s, m, qos, true, x->o->sub_id);
     else
-        send_now(x->s, m, qos, true, x->o->sub_id);
+        send_now(x->s, m, qos, true, x->o->sub_id, 0);
 }
 
 uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, bool *existed)
@@ -667,6 +805,7 @@ int mq_sess_pubrec(mq_sess *s, uint16_t pid, uint8_t code)
     hub_msg_unref(o->m);
     o->m = NULL;
     o->state = MQ_OUT_COMP;
+    out_save(s, &o->okey, MQ_OUT_COMP, o->qos, o->retain, o->pid, o->sub_id, NULL);
     return 0;
 }
 
@@ -699,6 +838,13 @@ int mq_rel_add(mq_sess *s, uint16_t pid)
         s->relcap = cap;
     }
     s->rel[s->nrel++] = pid;
+    if (durable(s)) {
+        uint8_t key[MQ_MAX_CLIENT_ID + 3];
+        uint64_t tk = 0;
+        hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), "", 0, &tk);
+        note(s->g, tk);
+        s->saved = true;
+    }
     return 0;
 }
 
@@ -707,6 +853,12 @@ bool mq_rel_del(mq_sess *s, uint16_t pid)
     for (uint32_t i = 0; i < s->nrel; i++)
         if (s->rel[i] == pid) {
             s->rel[i] = s->rel[--s->nrel];
+            if (s->saved && !s->g->loading) {
+                uint8_t key[MQ_MAX_CLIENT_ID + 3];
+                uint64_t tk = 0;
+                hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), NULL, 0, &tk);
+                note(s->g, tk);
+            }
             return true;
         }
     return false;
@@ -785,6 +937,8 @@ void mq_sess_free(mq_sess *s, bool quiet)
         ax_free(it);
     }
     ax_free(s->rel);
+    if (!quiet) sess_unsave(s);
+    ax_free(s->owner);
     auth_identity_free(s->id);
     if (s->prev)
         s->prev->next = s->next;
@@ -821,4 +975,99 @@ void mq_sess_detach(mq_sess *s)
         s->hub_blocked = false;
         hub_sub_writable(s->sub);
     }
+}
+
+/* ---- sessions back from the store ------------------------------------------------------------ */
+
+static void load_sess(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    gw_mqtt *g = ud;
+    const uint8_t *p = val, *end = p + vlen;
+    if (vlen < 11 || klen > MQ_MAX_CLIENT_ID || vlen < 11u + p[4]) return;
+    mq_sess *s = mq_sess_new(g, key, klen);
+    if (!s) return;
+    s->expiry_s = (uint32_t)unbe(p, 4);
+    size_t ol = p[4];
+    if (ol && (s->owner = ax_malloc(ol + 1))) {
+        memcpy(s->owner, p + 5, ol);
+        s->owner[ol] = '\0';
+    }
+    p += 5 + ol;
+    s->next_pid = (uint16_t)unbe(p, 2);
+    uint32_t n = (uint32_t)unbe(p + 2, 4);
+    p += 6;
+    for (uint32_t i = 0; i < n && end - p >= 10; i++) {
+        ax_mqtt_sub sub = {0};
+        uint32_t sub_id = (uint32_t)unbe(p, 4);
+        size_t fl = (size_t)unbe(p + 8, 2);
+        if ((size_t)(end - p) < 10 + fl) break;
+        sub.qos = p[4];
+        sub.no_local = p[5] & 1;
+        sub.retain_as_published = (p[5] >> 1) & 1;
+        sub.filter = (ax_mqtt_str){(const char *)p + 10, fl};
+        if (ax_mqtt_filter_valid(sub.filter.ptr, fl, &sub.share, &sub.topic)) {
+            bool existed;
+            mq_sess_subscribe(s, &sub, sub_id, &existed);
+        }
+        p += 10 + fl;
+    }
+    s->gone_ms = ax_loop_now(g->sv->loop);
+    if (!s->gone_ms) s->gone_ms = 1;
+    s->saved = true;
+}
+
+/* A row's session: the client id before the NUL of the key. */
+static mq_sess *row_sess(gw_mqtt *g, const uint8_t *key, size_t klen, size_t tail)
+{
+    if (klen < tail + 2 || key[klen - tail - 1] != 0) return NULL;
+    return hub_map_get(&g->by_id, (const char *)key, klen - tail - 1);
+}
+
+static void load_out(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    const uint8_t *v = val;
+    mq_sess *s = row_sess(ud, key, klen, 8);
+    if (!s || vlen < 9) return;
+    uint64_t okey = unbe((const uint8_t *)key + klen - 8, 8);
+    uint8_t state = v[0], qos = v[1];
+    bool retain = v[2];
+    uint16_t pid = (uint16_t)unbe(v + 3, 2);
+    uint32_t sub_id = (uint32_t)unbe(v + 5, 4);
+    hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
+    if (okey > s->oseq) s->oseq = okey;
+    if (state == ROW_QUEUED && m) {
+        mq_item *it = ax_malloc(sizeof(*it));
+        if (it) {
+            *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, okey};
+            *s->qtail = it;
+            s->qtail = &it->next;
+            s->qn++;
+        }
+    } else if ((state == MQ_OUT_ACK && m) || state == MQ_OUT_COMP) {
+        if (out_reserve(s, s->out_n + 1 > s->out_cap ? s->out_cap * 2 + 1 : s->out_cap) == 0) {
+            mq_out *o = out_at(s, s->out_n++);
+            *o = (mq_out){
+                state == MQ_OUT_ACK ? hub_msg_ref(m) : NULL, pid, qos, state, retain, sub_id, okey};
+        }
+    }
+    hub_msg_unref(m);
+}
+
+static void load_rel(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    mq_sess *s = row_sess(ud, key, klen, 2);
+    (void)val, (void)vlen;
+    if (s) mq_rel_add(s, (uint16_t)unbe((const uint8_t *)key + klen - 2, 2));
+}
+
+void mq_sess_load(gw_mqtt *g)
+{
+    hub *h = g->sv->hub;
+    if (!hub_durable(h)) return;
+    g->loading = true; /* (nothing is written back while loading) */
+    if (hub_state_load(h, NS_SESS, load_sess, g) != 0 ||
+        hub_state_load(h, NS_OUT, load_out, g) != 0 || hub_state_load(h, NS_REL, load_rel, g) != 0)
+        ax_log(AX_LOG_ERROR, "mqtt: cannot read the sessions in the store");
+    g->loading = false;
+    if (g->nsessions) ax_log(AX_LOG_INFO, "mqtt: %zu sessions restored", g->nsessions);
 }
