@@ -25,8 +25,8 @@
 #include "serve.h"
 
 #define MQ_MAX_CLIENT_ID 256
-#define MQ_CORK_IOV 64
-#define MQ_CORK_SCRATCH 4096
+#define MQ_CORK_IOV 32
+#define MQ_CORK_SCRATCH 512
 
 typedef struct gw_mqtt gw_mqtt;
 typedef struct mq_conn mq_conn;

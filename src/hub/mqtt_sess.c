@@ -383,12 +383,25 @@ static uint32_t window(const mq_sess *s)
 
 static bool out_full(const mq_sess *s)
 {
-    return s->out_n >= window(s) || s->out_n >= s->out_cap;
+    return s->out_n >= window(s);
 }
 
 static mq_out *out_at(const mq_sess *s, uint32_t k)
 {
     return &s->out[(s->out_head + k) % s->out_cap];
+}
+
+static int out_reserve(mq_sess *s, uint32_t cap);
+
+/* The ring grows as messages are in flight (an idle session has none). */
+static mq_out *out_next(mq_sess *s)
+{
+    if (s->out_n == s->out_cap) {
+        uint32_t cap = s->out_cap ? s->out_cap * 2 : 4, w = window(s);
+        if (cap > w) cap = w > s->out_n ? w : s->out_n + 1;
+        if (out_reserve(s, cap) != 0) return NULL;
+    }
+    return out_at(s, s->out_n++);
 }
 
 /* Make the ring hold at least `cap` (the window may grow on a new
@@ -452,11 +465,17 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
 {
     uint16_t pid = 0;
     if (qos) {
+        mq_out *o = out_next(s);
+        if (!o) { /* no memory for the slot: sent as QoS 0 */
+            out_forget(s, okey);
+            qos = 0;
+            goto send;
+        }
         pid = next_pid(s);
-        mq_out *o = out_at(s, s->out_n++);
         *o = (mq_out){hub_msg_ref(m), pid, qos, MQ_OUT_ACK, retain, sub_id, okey};
         out_save(s, &o->okey, MQ_OUT_ACK, qos, retain, pid, sub_id, m);
     }
+send:
     emit_publish(s->conn, m, qos, retain, false, pid, sub_id);
 }
 
@@ -905,7 +924,6 @@ mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
     s->g = g;
     s->qtail = &s->qhead;
     if (!(s->sub = hub_sub_new(g->sv->hub, &sess_ops, s, NULL)) ||
-        out_reserve(s, window(s) < 16 ? window(s) : 16) != 0 ||
         hub_map_put(&g->by_id, cid, len, s, &e) != 0) {
         hub_sub_free(s->sub);
         ax_free(s->out);
@@ -954,7 +972,6 @@ void mq_sess_resume(mq_sess *s)
 {
     mq_conn *c = s->conn;
     s->gone_ms = 0;
-    (void)out_reserve(s, window(s)); /* on failure the smaller ring stays: fewer in flight */
     for (uint32_t k = 0; k < s->out_n; k++) {
         mq_out *o = out_at(s, k);
         if (o->state == MQ_OUT_ACK)
@@ -1044,8 +1061,10 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
             s->qn++;
         }
     } else if ((state == MQ_OUT_ACK && m) || state == MQ_OUT_COMP) {
-        if (out_reserve(s, s->out_n + 1 > s->out_cap ? s->out_cap * 2 + 1 : s->out_cap) == 0) {
-            mq_out *o = out_at(s, s->out_n++);
+        mq_out *o = s->out_n + 1 > s->out_cap && out_reserve(s, s->out_cap * 2 + 4) != 0
+                        ? NULL
+                        : out_at(s, s->out_n++);
+        if (o) {
             *o = (mq_out){
                 state == MQ_OUT_ACK ? hub_msg_ref(m) : NULL, pid, qos, state, retain, sub_id, okey};
         }
