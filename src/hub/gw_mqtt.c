@@ -192,7 +192,7 @@ static uint8_t identify(mq_conn *c, const ax_mqtt_connect *cn, const char *cid, 
         *id = serve_anonymous(sv);
         return *id ? 0 : AX_MQTT_RC_NOT_AUTHORIZED;
     }
-    static char pass[AUTH_MAX_TOKEN + 1];
+    static __thread char pass[AUTH_MAX_TOKEN + 1]; /* (WebSocket clients on every thread) */
     char user[AUTH_MAX_NAME + 1];
     size_t pl = cn->password.len, ul = cn->username.len;
     if (pl > AUTH_MAX_TOKEN || memchr(cn->password.ptr, 0, pl))
@@ -647,7 +647,6 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
 static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    GW_ADD(c->g->sv->gw[GW_MQTT].bytes_in, len);
     c->last_in_ms = ax_loop_now(c->g->sv->loop);
     while (off < len && !c->closing) {
         ax_mqtt_packet pkt;
@@ -664,7 +663,9 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
         off += (size_t)n;
         on_packet(c, &pkt);
     }
-    return c->closing ? len : off;
+    if (c->closing) off = len;
+    GW_ADD(c->g->sv->gw[GW_MQTT].bytes_in, off); /* (the rest comes again with more) */
+    return off;
 }
 
 /* ---- connections ------------------------------------------------------------------------------

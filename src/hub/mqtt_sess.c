@@ -464,6 +464,11 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
                      uint64_t okey)
 {
     uint16_t pid = 0;
+    size_t max = s->conn->max_packet;
+    if (max && m->topic_len + m->payload_len + m->ext_len + 32 > max) {
+        out_forget(s, okey); /* 5.0 3.1.2.11.4: over the client's limit, dropped as if sent */
+        return;
+    }
     if (qos) {
         mq_out *o = out_next(s);
         if (!o) { /* no memory for the slot: sent as QoS 0 */

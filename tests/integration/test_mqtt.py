@@ -257,6 +257,25 @@ def v5_options_no_local_sub_id_alias_props():
 
 
 @t.test
+def maximum_packet_size():
+    srv = Serve("-d", "none")
+    c = Client(srv.mqtt_port, "small", version=V5,
+               props=v5props("CONNECT", MaximumPacketSize=200))
+    _, _, props = c.connect()
+    t.ok(props.MaximumPacketSize > 1000000, "the broker's maximum announced")
+    c.subscribe("mp/#", 1)
+    p = Client(srv.mqtt_port, "big")
+    p.connect()
+    p.publish("mp/a", b"x" * 500, qos=1)
+    p.publish("mp/b", b"fits", qos=1)
+    t.eq(c.get().payload, b"fits", "the larger message is not sent to a client that said no")
+    t.ok(c.none(), "and it does not hold the window")
+    for x in (c, p):
+        x.close()
+    srv.stop()
+
+
+@t.test
 def message_expiry():
     srv = Serve("-d", "none")
     c = Client(srv.mqtt_port, "exp", version=V5, clean=False,
