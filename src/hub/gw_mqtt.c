@@ -183,13 +183,20 @@ static bool looks_like_token(const char *p, size_t n)
 
 /* The identity of CONNECT's credentials: 0 with *id (NULL: no auth
  * configured), or the reason code to refuse with. */
+static ax_conn *conn_of(const mq_conn *c)
+{
+    return c->c ? c->c : ax_ws_conn(c->ws);
+}
+
 static uint8_t identify(mq_conn *c, const ax_mqtt_connect *cn, const char *cid, auth_identity **id)
 {
     serve *sv = c->g->sv;
+    ax_addr peer, *from = ax_conn_peer(conn_of(c), &peer) == 0 ? &peer : NULL;
     *id = NULL;
     if (!sv->auth) return 0;
     if (!cn->has_password) {
         *id = serve_anonymous(sv);
+        if (!*id) serve_refused(sv, "mqtt", from, "no credentials");
         return *id ? 0 : AX_MQTT_RC_NOT_AUTHORIZED;
     }
     static __thread char pass[AUTH_MAX_TOKEN + 1]; /* (WebSocket clients on every thread) */
@@ -199,15 +206,21 @@ static uint8_t identify(mq_conn *c, const ax_mqtt_connect *cn, const char *cid, 
         return AX_MQTT_RC_BAD_USER_OR_PASSWORD;
     memcpy(pass, cn->password.ptr, pl);
     pass[pl] = '\0';
-    if (looks_like_token(pass, pl)) *id = serve_token(sv, pass, pl);
+    const char *why = NULL;
+    if (looks_like_token(pass, pl)) *id = serve_token(sv, from, pass, pl);
     if (!*id && cn->has_username && ul && ul <= AUTH_MAX_NAME) {
-        char why[256] = "";
+        char reason[256] = "";
         memcpy(user, cn->username.ptr, ul);
         user[ul] = '\0';
-        if (!(*id = auth_login(sv->auth, user, pass, cid, why, sizeof why)))
-            ax_log(AX_LOG_INFO, "mqtt login refused: %s", why);
+        if (!serve_limit_login(sv, from)) { /* (logged once by the guard) */
+            why = "too many failed logins from this address";
+        } else if (!(*id = auth_login(sv->auth, user, pass, cid, reason, sizeof reason))) {
+            serve_limit_login_failed(sv, from);
+            why = "bad user name or password"; /* (never which of the two) */
+        }
     }
     memset(pass, 0, pl);
+    if (!*id) serve_refused(sv, "mqtt", from, why);
     return *id ? 0 : AX_MQTT_RC_BAD_USER_OR_PASSWORD;
 }
 
@@ -464,6 +477,19 @@ static uint64_t publish_hub(mq_conn *c, const ax_mqtt_publish *p, const char *to
     return seq;
 }
 
+/* Every PUBLISH counts (msg_rate, byte_rate): over a limit, 5.0 gets
+ * DISCONNECT 0x96 (message rate too high), 3.1.1 a closed connection. */
+static bool over_limit(mq_conn *c, size_t bytes)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), &c->lim, bytes, &ref);
+    if (k == HUB_LIMIT_OK) return false;
+    GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+    mq_close(c, AX_MQTT_RC_MESSAGE_RATE_TOO_HIGH, serve_limit_text(k, &ref, text, sizeof text));
+    return true;
+}
+
 static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
 {
     mq_sess *s = c->s;
@@ -606,6 +632,7 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
     if (!c->s) return; /* refused: closing */
     switch (p->type) {
     case AX_MQTT_PUBLISH:
+        if (over_limit(c, p->size)) return;
         return do_publish(c, &p->u.publish);
     case AX_MQTT_PUBACK:
         mq_sess_puback(c->s, p->u.ack.packet_id); /* an unknown id is ignored */
@@ -671,12 +698,18 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 /* ---- connections ------------------------------------------------------------------------------
  */
 
-static mq_conn *conn_new(gw_mqtt *g)
+static mq_conn *conn_alloc(gw_mqtt *g)
 {
     mq_conn *c = ax_calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->kind = MQ_K_CONN;
     c->g = g;
+    return c;
+}
+
+static void conn_link(mq_conn *c)
+{
+    gw_mqtt *g = c->g;
     c->opened_ms = c->last_in_ms = ax_loop_now(g->sv->loop);
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
@@ -684,7 +717,6 @@ static mq_conn *conn_new(gw_mqtt *g)
     g->nconns++;
     GW_ADD(g->sv->gw[GW_MQTT].conns, 1);
     GW_ADD(g->sv->gw[GW_MQTT].accepted, 1);
-    return c;
 }
 
 static void conn_gone(mq_conn *c)
@@ -697,6 +729,7 @@ static void conn_gone(mq_conn *c)
     if (c->next) c->next->prev = c->prev;
     g->nconns--;
     GW_SUB(g->sv->gw[GW_MQTT].conns, 1);
+    serve_limit_close(g->sv, &c->lim);
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
@@ -714,16 +747,29 @@ static void conn_gone(mq_conn *c)
     ax_free(c);
 }
 
+/* Over a connection limit (max_connections, per IP): closed before
+ * CONNECT, which is all MQTT allows. */
 static void tcp_open(ax_conn *conn)
 {
     gw_mqtt *g = ax_conn_data(conn);
-    mq_conn *c = conn_new(g);
-    if (!c) {
+    hub_refusal ref = {0};
+    hub_limits_conn lim;
+    mq_conn *c = NULL;
+    if (serve_limit_open(g->sv, "mqtt", conn, &lim, &ref) != HUB_LIMIT_OK) {
+        GW_ADD(g->sv->gw[GW_MQTT].errors, 1);
+        ax_conn_set_data(conn, NULL);
+        ax_conn_close(conn);
+        return;
+    }
+    if (!(c = conn_alloc(g))) {
+        serve_limit_close(g->sv, &lim);
         ax_conn_set_data(conn, NULL);
         ax_conn_abort(conn, AX_ENOMEM);
         return;
     }
+    c->lim = lim;
     c->c = conn;
+    conn_link(c);
     ax_conn_set_data(conn, c);
 }
 
@@ -764,22 +810,16 @@ static const ax_conn_cbs tcp_cbs = {.on_open = tcp_open,
 
 static void ws_open(ax_ws *ws)
 {
-    gw_mqtt *g = ax_ws_data(ws);
-    mq_conn *c = conn_new(g);
-    if (!c) {
-        ax_ws_set_data(ws, NULL);
-        ax_ws_close(ws, AX_WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
+    mq_conn *c = ax_ws_data(ws);
     c->ws = ws;
-    ax_ws_set_data(ws, c);
+    conn_link(c);
 }
 
 /* A packet may span messages, and a message hold several packets. */
 static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
 {
     mq_conn *c = ax_ws_data(ws);
-    if (!c || c->kind != MQ_K_CONN || c->closing) return;
+    if (!c || c->closing) return;
     if (!binary) return mq_close(c, AX_MQTT_RC_MALFORMED, "MQTT over WebSocket is binary");
     if (!c->ilen) {
         size_t used = on_bytes(c, data, len);
@@ -805,7 +845,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
 static void ws_drain(ax_ws *ws)
 {
     mq_conn *c = ax_ws_data(ws);
-    if (!c || c->kind != MQ_K_CONN) return;
+    if (!c || !c->ws) return;
     c->blocked = false;
     if (c->s && c->s->conn == c) mq_sess_pump(c->s);
 }
@@ -814,7 +854,12 @@ static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
 {
     mq_conn *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
-    if (c && c->kind == MQ_K_CONN) conn_gone(c);
+    if (c && !c->ws) { /* closed before on_open */
+        serve_limit_close(c->g->sv, &c->lim);
+        ax_free(c);
+    } else if (c) {
+        conn_gone(c);
+    }
 }
 
 static const ax_ws_cbs ws_cbs = {
@@ -832,7 +877,16 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         serve_http_error(r, 403, why);
         return;
     }
-    (void)ax_ws_upgrade(r, &ws_cbs, &g->wsopts, g); /* (it answers a bad request itself) */
+    mq_conn *c = conn_alloc(g);
+    if (!c) {
+        serve_http_error(r, 500, "out of memory");
+        return;
+    }
+    if (ax_ws_upgrade(r, &ws_cbs, &g->wsopts, c) < 0) { /* (it answered the request) */
+        ax_free(c);
+        return;
+    }
+    serve_limit_take(r, &c->lim); /* the connection is counted on, now as ours */
 }
 
 /* ---- timers -------------------------------------------------------------------------------------

@@ -132,7 +132,9 @@ struct mq_conn {
     mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
     uint8_t *ibuf;          /* WebSocket: a packet's first part */
     size_t ilen, icap;
-    auth_identity *id; /* from CONNECT until the session takes it */
+    auth_identity *id;   /* from CONNECT until the session takes it */
+    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
+    bool limited;
 };
 
 struct mq_cork { /* a connection's output of this loop turn */
