@@ -37,6 +37,7 @@ typedef struct mq_item mq_item;
 typedef struct mq_cork mq_cork;
 typedef struct mq_wait mq_wait;
 typedef struct mq_will mq_will;
+typedef struct mq_gate mq_gate;
 
 /* A user data pointer is the gateway until a connection has its own. */
 enum { MQ_K_GATEWAY = 1, MQ_K_CONN = 2 };
@@ -109,6 +110,7 @@ struct mq_sess {
     bool saved;       /* has rows in the store */
     char *owner;      /* restored from the store: the name it belonged to */
     uint64_t oseq;    /* the last key of its rows of messages */
+    mq_gate *gates;   /* QoS 2 packets waiting for their row's commit */
 };
 
 struct mq_conn {
@@ -195,7 +197,8 @@ void mq_sess_detach(mq_sess *s);
 /* Room in the window or on the wire: send what waits. */
 void mq_sess_pump(mq_sess *s);
 /* Acknowledgements from the client.  0, or the 5.0 reason code to answer
- * (0x92: no such packet id). */
+ * (0x92: no such packet id); mq_sess_pubrec(): the code of the PUBREL to
+ * send, or -1: none now (refused, or it leaves once its state is stored). */
 int mq_sess_puback(mq_sess *s, uint16_t pid);
 int mq_sess_pubrec(mq_sess *s, uint16_t pid, uint8_t code);
 int mq_sess_pubcomp(mq_sess *s, uint16_t pid);

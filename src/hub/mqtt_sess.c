@@ -291,16 +291,16 @@ static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
 
 /* A message the session owes, in its state (the message itself only
  * while it may have to be sent again). */
-static void out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
-                     uint16_t pid, uint32_t sub_id, hub_msg *m)
+static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
+                         uint16_t pid, uint32_t sub_id, hub_msg *m)
 {
-    if (!durable(s)) return;
+    if (!durable(s)) return 0;
     if (!*okey) *okey = ++s->oseq;
     uint8_t key[MQ_MAX_CLIENT_ID + 9], head[9];
     size_t kl = row_key(s, key, *okey, 8);
     size_t n = state == MQ_OUT_COMP || !m ? 0 : hub_msg_pack(m, NULL, 0);
     uint8_t *v = ax_malloc(sizeof head + n);
-    if (!v) return;
+    if (!v) return 0;
     head[0] = state;
     head[1] = qos;
     head[2] = retain;
@@ -312,6 +312,7 @@ static void out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, boo
     note(s->g, tk);
     ax_free(v);
     s->saved = true;
+    return tk;
 }
 
 static void out_forget(mq_sess *s, uint64_t okey)
@@ -370,6 +371,85 @@ static void sess_unsave(mq_sess *s)
     hub_state_clear(h, NS_OUT, key, kl + 1, NULL);
     hub_state_clear(h, NS_REL, key, kl + 1, NULL);
     s->saved = false;
+}
+
+/* ---- QoS 2 to a persistent session: after the commit ------------------------------------- */
+
+/* Exactly once across a crash: a QoS 2 PUBLISH (the client may hand it
+ * over at once and then drop anything resent with another id) and a
+ * PUBREL (the client forgets the id) leave only once the row that makes
+ * the broker send them again after a restart is committed. */
+struct mq_gate {
+    hub_ack ack; /* first: the callback gets it */
+    mq_sess *s;
+    mq_gate *next;
+    uint16_t pid;
+    uint8_t type; /* AX_MQTT_PUBLISH or AX_MQTT_PUBREL */
+};
+
+static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid,
+                         uint32_t sub_id);
+static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state);
+
+static void gate_unlink(mq_gate *gt)
+{
+    for (mq_gate **p = &gt->s->gates; *p; p = &(*p)->next)
+        if (*p == gt) {
+            *p = gt->next;
+            return;
+        }
+}
+
+static void gate_open(hub_ack *a, int status)
+{
+    mq_gate *gt = (mq_gate *)a;
+    mq_sess *s = gt->s;
+    (void)status; /* (a failed commit: sent anyway, as without a store) */
+    gate_unlink(gt);
+    mq_out *o = gt->type == AX_MQTT_PUBREL ? out_find(s, gt->pid, MQ_OUT_COMP)
+                                           : out_find(s, gt->pid, MQ_OUT_ACK);
+    if (o && s->conn && s->conn->connacked && !s->conn->closing) {
+        if (gt->type == AX_MQTT_PUBREL)
+            mq_send_ack(s->conn, AX_MQTT_PUBREL, gt->pid, 0);
+        else
+            emit_publish(s->conn, o->m, o->qos, o->retain, false, o->pid, o->sub_id);
+    }
+    ax_free(gt);
+}
+
+/* Send now, or once `ticket` is committed; false: the caller sends now. */
+static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
+{
+    if (!ticket) return false;
+    mq_gate *gt = ax_calloc(1, sizeof(*gt));
+    if (!gt) return false;
+    gt->s = s;
+    gt->pid = pid;
+    gt->type = type;
+    if (hub_ack_wait(s->g->sv->hub, &gt->ack, ticket, gate_open) != 0) {
+        ax_free(gt);
+        return false;
+    }
+    gt->next = s->gates;
+    s->gates = gt;
+    return true;
+}
+
+static bool gated(const mq_sess *s, uint16_t pid)
+{
+    for (const mq_gate *gt = s->gates; gt; gt = gt->next)
+        if (gt->pid == pid) return true;
+    return false;
+}
+
+static void gates_cancel(mq_sess *s)
+{
+    while (s->gates) {
+        mq_gate *gt = s->gates;
+        s->gates = gt->next;
+        hub_ack_cancel(s->g->sv->hub, &gt->ack);
+        ax_free(gt);
+    }
 }
 
 /* ---- the in-flight window -------------------------------------------------------------- */
@@ -478,7 +558,8 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
         }
         pid = next_pid(s);
         *o = (mq_out){hub_msg_ref(m), pid, qos, MQ_OUT_ACK, retain, sub_id, okey};
-        out_save(s, &o->okey, MQ_OUT_ACK, qos, retain, pid, sub_id, m);
+        uint64_t tk = out_save(s, &o->okey, MQ_OUT_ACK, qos, retain, pid, sub_id, m);
+        if (qos == 2 && gate(s, tk, AX_MQTT_PUBLISH, pid)) return;
     }
 send:
     emit_publish(s->conn, m, qos, retain, false, pid, sub_id);
@@ -829,8 +910,8 @@ int mq_sess_pubrec(mq_sess *s, uint16_t pid, uint8_t code)
     hub_msg_unref(o->m);
     o->m = NULL;
     o->state = MQ_OUT_COMP;
-    out_save(s, &o->okey, MQ_OUT_COMP, o->qos, o->retain, o->pid, o->sub_id, NULL);
-    return 0;
+    uint64_t tk = out_save(s, &o->okey, MQ_OUT_COMP, o->qos, o->retain, o->pid, o->sub_id, NULL);
+    return gate(s, tk, AX_MQTT_PUBREL, pid) ? -1 : 0; /* -1: PUBREL later */
 }
 
 int mq_sess_pubcomp(mq_sess *s, uint16_t pid)
@@ -948,6 +1029,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
     gw_mqtt *g = s->g;
     if (s->will && !quiet) mq_will_publish(g, s->will, s->id, mq_sender(s));
     mq_will_free(s->will);
+    gates_cancel(s);
     while (s->subs)
         sub_drop(s, &s->subs);
     hub_sub_free(s->sub);
@@ -979,6 +1061,7 @@ void mq_sess_resume(mq_sess *s)
     s->gone_ms = 0;
     for (uint32_t k = 0; k < s->out_n; k++) {
         mq_out *o = out_at(s, k);
+        if (s->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
         if (o->state == MQ_OUT_ACK)
             emit_publish(c, o->m, o->qos, o->retain, true, o->pid, o->sub_id);
         else if (o->state == MQ_OUT_COMP)
