@@ -218,6 +218,32 @@ def authentication_and_acls():
 
 
 @t.test
+def limits_apply_to_mqtt():
+    srv = Serve("-d", "none", "--msg-rate", "5/s burst 5", "--max-connections-per-ip", "3")
+    c = Client(srv.mqtt_port, "flood", version=V5)
+    c.connect()
+    for i in range(20):
+        c.c.publish("lim/x", b"%d" % i, 0)
+    t.eq(c.disconnects.get(timeout=axtest.TIMEOUT), 0x96, "DISCONNECT 0x96 over msg_rate")
+    c.c.loop_stop()
+    c3 = Client(srv.mqtt_port, "flood3")  # 3.1.1: closed
+    c3.connect()
+    for i in range(20):
+        c3.c.publish("lim/x", b"%d" % i, 0)
+    t.ok(c3.disconnects.get(timeout=axtest.TIMEOUT) is not None, "3.1.1 closed over msg_rate")
+    c3.c.loop_stop()
+    held = [Raw(srv.mqtt_port) for _ in range(3)]
+    time.sleep(0.2)
+    extra = Raw(srv.mqtt_port)
+    extra.send(mqttutil.connect_pkt(cid="fourth"))
+    t.ok(extra.closed(), "a connection over max_connections_per_ip is closed before CONNACK")
+    for r in held:
+        r.close()
+    t.ok(metric(srv, 'axon_errors_total{gateway="mqtt"}') >= 3, "counted")
+    srv.stop()
+
+
+@t.test
 def mqtt_over_tls():
     cert_dir = os.path.join(TMP, "cert")
     subprocess.run([axtest.axon_bin(), "cert", "--out", cert_dir], check=True,
