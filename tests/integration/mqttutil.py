@@ -221,3 +221,15 @@ class Raw:
 
     def close(self):
         self.s.close()
+
+
+def stop_clean(t, srv):
+    """SIGTERM the server and check it exits 0 with nothing from the
+    sanitizers (a leak or an error in the build-san run shows here)."""
+    import signal as _signal
+    srv.signal(_signal.SIGTERM)
+    rc = srv.wait(10)
+    err = srv.stderr()
+    t.ok(rc == 0 and "Sanitizer" not in err and "runtime error" not in err,
+         "axon serve exit status %s%s" % (rc, srv.err_note()))
+    srv.stop()

@@ -49,7 +49,7 @@ def mosquitto_clients_qos_0_1_2():
             pub(srv, "-V", v, "-t", "m/q%d" % q, "-m", "hello %d" % q, "-q", str(q))
         t.eq(s.wait(), 0, "mosquitto_sub exit")
         t.eq(s.output().decode(), "m/q0 hello 0\nm/q1 hello 1\nm/q2 hello 2\n", "%s output" % v)
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -65,7 +65,7 @@ def binary_payload_unchanged():
     pub(srv, "-t", "b/x", "-f", path, "-q", "1")
     t.eq(c.get().payload, data, "payload")
     c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -92,7 +92,7 @@ def connack_codes():
     t.ok(cid.startswith("axon-"), "assigned client id %r" % cid)
     t.ok(getattr(props, "TopicAliasMaximum", 0) > 0, "topic alias maximum announced")
     c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -120,7 +120,7 @@ def takeover_and_keepalive():
         r.send(mqttutil.packet(12, 0, b""))
         t.eq(r.packet(), (13, 0, b""), "PINGRESP")
     r.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -145,7 +145,7 @@ def qos2_resend_published_once():
     t.eq(c.get().payload, b"twice", "a new message with the released id")
     r.close()
     c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -177,7 +177,7 @@ def qos_downgrade_and_outbound_flows():
     t.eq((kind, flags >> 1 & 3, body[5:]), (3, 0, b"q0"), "QoS 0 stays QoS 0")
     r.close()
     p.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -212,7 +212,7 @@ def retained_messages():
     t.eq((m.payload, m.retain), (b"again", True), "retain as published")
     for x in (c, d, e):
         x.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -253,7 +253,7 @@ def v5_options_no_local_sub_id_alias_props():
     r.close()
     o.close()
     c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -272,7 +272,7 @@ def maximum_packet_size():
     t.ok(c.none(), "and it does not hold the window")
     for x in (c, p):
         x.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -297,7 +297,7 @@ def message_expiry():
     t.ok(m.properties.MessageExpiryInterval < 100, "expiry counts down")
     c.close()
     p.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -326,7 +326,7 @@ def persistent_session_queues():
         c = Client(srv.mqtt_port, "durable%d" % version, version=version, clean=True)
         t.eq(c.connect()[1], 0, "clean start ends the session")
         c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -363,7 +363,7 @@ def wills():
     t.ok(w.none(1.8), "a client back before the delay: no will")
     d.close()
     w.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -394,7 +394,7 @@ def shared_subscriptions():
     t.ok(all(n >= 5 for n in counts), "spread over the members: %r" % counts)
     for c in members + [p]:
         c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 t.main()

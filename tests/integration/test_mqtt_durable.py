@@ -82,7 +82,7 @@ def sessions_queues_and_retained_survive_a_restart():
     c = Client(srv.mqtt_port, "keep3", clean=False)
     t.eq(c.connect()[1], 0, "an ended session stays ended")
     c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -141,7 +141,7 @@ def inflight_state_survives_kill_9():
     r.close()
     w.close()
     p.c.loop_stop()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -207,7 +207,7 @@ def no_acknowledged_message_lost_or_doubled_across_kill_9():
                 dups = len(seen) - len(set(seen))
                 t.eq(dups, 0, "QoS 2 messages delivered twice to the QoS 2 subscriber")
         c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 t.main()

@@ -112,7 +112,7 @@ def mqtt_reaches_every_gateway_and_back():
     t.ok(metric(srv, 'axon_messages_in_total{gateway="mqtt"}') >= 2, "mqtt in /metrics")
     m.close()
     m2.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -147,7 +147,7 @@ def mqtt_over_websocket():
     w.c.loop_stop()
     w2.close()
     tcp.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -214,7 +214,7 @@ def authentication_and_acls():
     t.eq(bob.get().payload, b"for bob only", "but to bob")
     for c in (carol, carol3, erin, dave, dave2, bob):
         c.close()
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -240,7 +240,7 @@ def limits_apply_to_mqtt():
     for r in held:
         r.close()
     t.ok(metric(srv, 'axon_errors_total{gateway="mqtt"}') >= 3, "counted")
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -261,7 +261,7 @@ def mqtt_over_tls():
     t.eq(r.returncode, 0, "mosquitto_pub over TLS: %r" % r.stderr)
     t.eq(s.wait(), 0, "mosquitto_sub over TLS")
     t.eq(s.output(), b"tls/a secret\n", "delivered over TLS")
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 t.main()

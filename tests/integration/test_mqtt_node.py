@@ -11,6 +11,7 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import mqttutil  # noqa: E402
 import nodeutil  # noqa: E402
 from servutil import Serve  # noqa: E402
 
@@ -34,7 +35,7 @@ def tcp_311_and_5():
     srv = Serve("-d", "none")
     for v in (4, 5):
         run("mqtt://127.0.0.1:%d" % srv.mqtt_port, v)
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 @t.test
@@ -42,7 +43,7 @@ def websocket_311_and_5():
     srv = Serve("-d", "none")
     for v in (4, 5):
         run("ws://127.0.0.1:%d/mqtt" % srv.http_port, v)
-    srv.stop()
+    mqttutil.stop_clean(t, srv)
 
 
 t.main()
