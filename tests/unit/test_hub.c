@@ -777,6 +777,8 @@ TEST(hub_retained_set_replace_clear_and_read_check)
     LOG_IS(r, "dev/a=two;dev/old=stale;");
     hub_sub_set_identity(r.s, NULL);
     r.log[0] = '\0';
+    ASSERT_EQ(hub_retained(r.s, "user/#", rec_retained, &r), 0); /* bob's, by name only */
+    ASSERT_EQ(hub_sub_rename(r.s, "bob"), 0);
     ASSERT_EQ(hub_retained(r.s, "user/#", rec_retained, &r), 1);
     usleep(1100 * 1000); /* dev/old expires */
     r.log[0] = '\0';
