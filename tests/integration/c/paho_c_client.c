@@ -18,8 +18,7 @@ static void check(int ok, const char *what)
     if (!ok) failed++;
 }
 
-static int pub(MQTTClient c, const char *topic, const void *p, int len, int qos, int retain,
-               int v5)
+static int pub(MQTTClient c, const char *topic, const void *p, int len, int qos, int retain, int v5)
 {
     MQTTClient_message m = MQTTClient_message_initializer;
     MQTTClient_deliveryToken tok;
