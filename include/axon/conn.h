@@ -17,7 +17,15 @@
  * Lifetime: on_open, then any number of on_data / on_drain / on_end, then
  * exactly one on_close.  ax_conn_close() is legal inside every callback; the
  * connection's memory is released only after on_close has returned, and no
- * callback fires after on_close. */
+ * callback fires after on_close.
+ *
+ * Accepted connections: on_open is the first callback, with the listener's
+ * user data; on_close runs only for a connection whose on_open ran, so a
+ * server that sets its own user data in on_open (or NULL before closing
+ * there) sees only its own in every later callback.  One that fails before
+ * it opens (its TLS handshake) is freed without a callback of its own; the
+ * listener's ax_listen_opts.on_fail hears of it.  Clients: on_close also
+ * runs when the connection never opened (connect or handshake failed). */
 #ifndef AXON_CONN_H
 #define AXON_CONN_H
 
@@ -36,8 +44,9 @@ typedef struct ax_conn ax_conn;
 typedef struct ax_listener ax_listener;
 
 typedef struct ax_conn_cbs {
-    /* Connected (client) or accepted (server).  For clients whose connect
-     * fails, on_open does not run; on_close runs with the error. */
+    /* Connected (client) or accepted (server; after the TLS handshake).
+     * For clients whose connect fails, on_open does not run; on_close runs
+     * with the error.  For accepted ones that fail first, neither runs. */
     void (*on_open)(ax_conn *c);
     /* Bytes arrived.  `data` is valid only during the call.  Return how many
      * bytes were consumed; the rest is kept and offered again, with more,
@@ -86,6 +95,11 @@ typedef struct ax_listen_opts {
      * once that it accepts again (5 s after the last refusal).  0: 1/32 of the limit, from 8 to 64;
      * -1: none (closing at EMFILE only). */
     int fd_reserve;
+    /* An accepted connection failed before it opened (TLS handshake):
+     * `c` (user data: the listener's, ax_conn_error_detail() says more)
+     * is valid during the call only, and none of its callbacks ran or will
+     * run.  NULL: nothing is told. */
+    void (*on_fail)(ax_conn *c, int reason);
 } ax_listen_opts;
 
 /* Listen on `url` (tcp:// or unix://).  Accepted connections use `cbs`,

@@ -348,11 +348,6 @@ static void s_close(ax_conn *c, int reason)
     peer *p = ax_conn_data(c);
     if (!p) return; /* accepted, but no memory for its peer */
     cat *app = p->app;
-    if (p->kind == P_LISTEN) { /* accepted, but never opened (TLS handshake) */
-        const char *why = ax_conn_error_detail(c);
-        note(app, "a client failed: %s%s", why ? why : ax_strerror(reason), "");
-        return;
-    }
     p->closed = true;
     if (!p->open && p->abandoned)
         note(app, "%s: gave up connecting: the other side went away%s", p->label, "");
@@ -442,11 +437,20 @@ static void accept_open(ax_conn *c)
     }
 }
 
+/* Accepted, but its TLS handshake failed (user data: app->lp). */
+static void accept_fail(ax_conn *c, int reason)
+{
+    peer *lp = ax_conn_data(c);
+    const char *why = ax_conn_error_detail(c);
+    note(lp->app, "a client failed: %s%s", why ? why : ax_strerror(reason), "");
+}
+
 static int stream_listen(cat *app, const char *url)
 {
     int err = 0;
     ax_conn_opts o = {.tls = is_tls(url) ? app->tls_server : NULL};
-    app->ls = ax_listen(app->loop, url, &stream_cbs, &o, &app->lp, &err);
+    ax_listen_opts lo = {.on_fail = accept_fail};
+    app->ls = ax_listen_ex(app->loop, url, &stream_cbs, &o, &lo, &app->lp, &err);
     if (!app->ls) {
         fprintf(stderr, "axon cat: cannot listen on %s: %s\n", url, ax_strerror(err));
         return err;

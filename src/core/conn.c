@@ -247,7 +247,10 @@ static void conn_deferred(ax_loop *loop, ax__deferred *d)
 {
     ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
     ax__handle_remove(loop, &c->h);
-    if (c->cbs->on_close) c->cbs->on_close(c, c->reason);
+    if (c->listener && !(c->flags & F_OPENED)) /* accepted, never opened: no on_close */
+        ax__listener_settled(c->listener, c, false, c->reason);
+    else if (c->cbs->on_close)
+        c->cbs->on_close(c, c->reason);
     c->tp->release(c);
     c->flags |= F_CB_DONE;
     ax__conn_release(c);
@@ -809,12 +812,19 @@ void ax__conn_connect_done(ax_conn *c)
     ax__conn_update_interest(c);
     ax__conn_arm_timer(c);
     if (!c->tp->open(c)) return; /* on_open waits for the transport */
-    if (c->cbs->on_open) c->cbs->on_open(c);
+    ax__conn_opened(c);
     if (c->flags & F_CLOSED) return;
     if (c->wq_head)
         c->drv->flush(c);
     else if (c->flags & F_SHUT_PENDING)
         ax__conn_after_flush(c);
+}
+
+void ax__conn_opened(ax_conn *c)
+{
+    c->flags |= F_OPENED;
+    if (c->listener) ax__listener_settled(c->listener, c, true, 0);
+    if (c->cbs->on_open) c->cbs->on_open(c);
 }
 
 /* ---- flow control and accessors ----------------------------------------- */

@@ -60,6 +60,7 @@ enum {
     F_RDHUP = 1u << 15,  /* edge mode: the peer's FIN is queued behind the data */
     /* the transport is opening (TLS handshake): on_open waits for it */
     F_HANDSHAKE = 1u << 16,
+    F_OPENED = 1u << 17,   /* on_open has run: on_close will */
     F_CB_DONE = 1u << 18,  /* on_close has run: free once the driver is done */
     F_EOF_HELD = 1u << 19, /* ring: the peer's FIN came while paused */
     /* ring: paused once, so flow-controlled: receive a buffer at a time,

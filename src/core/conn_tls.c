@@ -73,7 +73,7 @@ static void tls_opened(ax_conn *c)
         if (!c->wq_head) ax__conn_after_flush(c);
         if (c->flags & F_CLOSED) return;
     }
-    if (c->cbs->on_open) c->cbs->on_open(c);
+    ax__conn_opened(c);
 }
 
 /* Room behind input on_data kept, for the next plaintext. */

@@ -182,6 +182,7 @@ void ax__make_nonblocking_cloexec(int fd);
 void ax__conn_close_handle(ax__handle *h);
 void ax__conn_cache_free(ax_loop *loop);
 void ax__listener_close_handle(ax__handle *h);
+void ax__listener_settled(ax_listener *l, ax_conn *c, bool opened, int reason);
 void ax__udp_close_handle(ax__handle *h);
 void ax__udp_batch_free(ax_loop *loop);
 
@@ -198,6 +199,8 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
                       void *ud, ax_listener *listener, bool connecting, bool tcp, int *err);
 /* A connection whose connect failed synchronously: deliver on_close(err). */
 void ax__conn_fail(ax_conn *c, int err);
+/* The connection is open: on_open (once). */
+void ax__conn_opened(ax_conn *c);
 
 /* clock */
 uint64_t ax__monotonic_ms(void);

@@ -32,6 +32,11 @@ struct ax_listener {
     uint64_t emfile;
     ax__deferred free_d;
     ax_tls_ctx *tls; /* accepted connections handshake first (tls.c) */
+    /* accepted and not yet open (TLS handshakes): the listener's memory
+     * stays until each has opened or failed, as they reach it at the end */
+    unsigned opening;
+    bool free_pending;
+    void (*on_fail)(ax_conn *c, int reason);
 };
 
 static int url_to_addr(const char *url, ax_addr *a)
@@ -163,12 +168,13 @@ static void accept_cb(ax_loop *loop, ax__io *io, unsigned revents)
             close(fd);
             continue;
         }
+        l->opening++;
         if (l->tls) { /* on_open once the handshake is done */
             int trc = ax__conn_tls_attach(c, l->tls, NULL);
             if (trc) ax__conn_fail(c, trc);
             continue;
         }
-        if (l->cbs->on_open) l->cbs->on_open(c);
+        ax__conn_opened(c);
     }
 }
 
@@ -219,6 +225,7 @@ static ax_listener *listen_url(ax_loop *loop, const char *url, const ax_conn_cbs
     l->ud = ud;
     l->tcp = l->addr.scheme == AX_SCHEME_TCP;
     l->reserve_opt = lopts ? lopts->fd_reserve : 0;
+    l->on_fail = lopts ? lopts->on_fail : NULL;
     read_fd_limit(l);
     ax__conn_limits_init(&l->lim, copts);
     if ((fd = bind_listen(l, lopts ? lopts : &no_lopts)) < 0) {
@@ -258,8 +265,22 @@ static void listener_free(ax_loop *loop, ax__deferred *d)
 {
     (void)loop;
     ax_listener *l = AX__CONTAINER(d, ax_listener, free_d);
+    if (l->opening) {
+        l->free_pending = true; /* the last connection to open frees it */
+        return;
+    }
     ax_tls_ctx_free(l->tls);
     ax_free(l);
+}
+
+/* An accepted connection opened, or failed (`reason`) before it did. */
+void ax__listener_settled(ax_listener *l, ax_conn *c, bool opened, int reason)
+{
+    if (!opened && l->on_fail) l->on_fail(c, reason);
+    if (--l->opening == 0 && l->free_pending) {
+        ax_tls_ctx_free(l->tls);
+        ax_free(l);
+    }
 }
 
 void ax_listener_close(ax_listener *l)

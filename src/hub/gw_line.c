@@ -27,21 +27,15 @@ typedef struct gw_line gw_line;
 #define NAME_MAX_LEN 32
 #define LINE_MAX_CAP 65536 /* the largest max_line setting */
 
-/* Both start with `kind`: an accepted connection's user data is the
- * gateway until on_open gives it its own. */
-enum { K_GATEWAY = 1, K_CONN = 2 };
-
 typedef struct line_conn line_conn;
 
 struct gw_line {
-    int kind;
     serve *sv;
     ax_listener *ls, *tls_ls;
     line_conn *conns;
 };
 
 struct line_conn {
-    int kind;
     line_conn *prev, *next;
     gw_line *g;
     ax_conn *c;
@@ -548,7 +542,6 @@ static void on_open(ax_conn *c)
         return;
     }
     lc->lim = lim;
-    lc->kind = K_CONN;
     lc->g = g;
     lc->c = c;
     lc->next = g->conns;
@@ -582,7 +575,7 @@ static void on_close(ax_conn *c, int reason)
 {
     line_conn *lc = ax_conn_data(c);
     (void)reason;
-    if (!lc || lc->kind != K_CONN) return; /* never opened */
+    if (!lc) return; /* refused in on_open */
     if (lc->prev)
         lc->prev->next = lc->next;
     else
@@ -619,7 +612,6 @@ static gw_line *gw_line_start(serve *sv, const char *url, char *why, size_t why_
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    g->kind = K_GATEWAY;
     g->sv = sv;
     int err = 0;
     ax_conn_opts co = line_conn_opts(sv, NULL);

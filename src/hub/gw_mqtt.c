@@ -702,7 +702,6 @@ static mq_conn *conn_alloc(gw_mqtt *g)
 {
     mq_conn *c = ax_calloc(1, sizeof(*c));
     if (!c) return NULL;
-    c->kind = MQ_K_CONN;
     c->g = g;
     return c;
 }
@@ -782,7 +781,7 @@ static size_t tcp_data(ax_conn *conn, const char *data, size_t len)
 static void tcp_drain(ax_conn *conn)
 {
     mq_conn *c = ax_conn_data(conn);
-    if (!c || c->kind != MQ_K_CONN) return;
+    if (!c) return;
     c->blocked = false;
     if (c->s && c->s->conn == c) mq_sess_pump(c->s);
 }
@@ -796,7 +795,7 @@ static void tcp_close(ax_conn *conn, int reason)
 {
     mq_conn *c = ax_conn_data(conn);
     (void)reason;
-    if (c && c->kind == MQ_K_CONN) conn_gone(c);
+    if (c) conn_gone(c);
 }
 
 static const ax_conn_cbs tcp_cbs = {.on_open = tcp_open,
@@ -1017,7 +1016,6 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    g->kind = MQ_K_GATEWAY;
     g->sv = sv;
     hub_map_init(&g->by_id);
     hub_map_init(&g->groups);

@@ -39,9 +39,6 @@ typedef struct mq_wait mq_wait;
 typedef struct mq_will mq_will;
 typedef struct mq_gate mq_gate;
 
-/* A user data pointer is the gateway until a connection has its own. */
-enum { MQ_K_GATEWAY = 1, MQ_K_CONN = 2 };
-
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
 struct mq_subopt {
@@ -114,7 +111,6 @@ struct mq_sess {
 };
 
 struct mq_conn {
-    int kind;
     gw_mqtt *g;
     mq_conn *prev, *next;
     ax_conn *c; /* TCP or TLS; NULL over WebSocket */
@@ -163,7 +159,6 @@ struct mq_group {
 };
 
 struct gw_mqtt {
-    int kind;
     serve *sv;
     ax_listener *ls, *tls_ls;
     bool ws_mounted;

@@ -54,7 +54,7 @@ static const char *tls_url(ax_listener *l, const char *host, char *buf, size_t l
 /* A client that records what happened; optionally sends `send_len` pattern
  * bytes and shuts down. */
 typedef struct peer {
-    int opened, closed, reason;
+    int opened, closed, failed, reason;
     bool open_before_data_ok;
     size_t send_len, got;
     bool pattern_ok;
@@ -128,11 +128,22 @@ static void echo_close(ax_conn *c, int reason)
 static const ax_conn_cbs echo_cbs = {
     .on_open = echo_open, .on_data = echo_data, .on_drain = echo_drain, .on_close = echo_close};
 
+/* An accepted connection's handshake failed: it gets no callback itself. */
+static void echo_fail(ax_conn *c, int reason)
+{
+    peer *p = ax_conn_data(c);
+    p->failed++;
+    p->reason = reason;
+    const char *d = ax_conn_error_detail(c);
+    snprintf(p->detail, sizeof p->detail, "%s", d ? d : "");
+}
+
 static ax_listener *echo_listen(ax_loop *loop, ax_tls_ctx *tls, peer *srv, uint32_t timeout)
 {
     int err;
     ax_conn_opts o = {.tls = tls, .connect_timeout_ms = timeout};
-    ax_listener *l = ax_listen(loop, "tls://127.0.0.1:0", &echo_cbs, &o, srv, &err);
+    ax_listen_opts lo = {.on_fail = echo_fail};
+    ax_listener *l = ax_listen_ex(loop, "tls://127.0.0.1:0", &echo_cbs, &o, &lo, srv, &err);
     ASSERT(l != NULL);
     return l;
 }
@@ -224,7 +235,7 @@ TEST(tls_refuses_untrusted_and_wrong_name)
     ASSERT(strstr(b.detail, "hostname mismatch"));
     ASSERT_EQ(d.opened, 1);
     ASSERT_EQ(d.reason, 0);
-    RUN_UNTIL(loop, srv.closed == 3, 5000);
+    RUN_UNTIL(loop, srv.closed == 1 && srv.failed == 2, 5000);
     ASSERT_EQ(srv.opened, 1);
     ASSERT_STREQ(ax_strerror(AX_ECERT), "certificate verification failed");
     ax_listener_close(l);
@@ -307,9 +318,10 @@ TEST(tls_handshake_timeout_server)
     ax_listener *l = echo_listen(loop, sctx, &srv, 300);
     int fd = tu_connect(ax_listener_addr(l), 0); /* says nothing */
     uint64_t t0 = tu_now_ms();
-    RUN_UNTIL(loop, srv.closed, 3000);
+    RUN_UNTIL(loop, srv.failed, 3000);
     uint64_t took = tu_now_ms() - t0;
     ASSERT_EQ(srv.opened, 0);
+    ASSERT_EQ(srv.closed, 0);
     ASSERT_EQ(srv.reason, AX_ETIMEDOUT);
     ASSERT_STREQ(srv.detail, "TLS handshake timed out");
     ASSERT(took >= 250 && took < 2000);
@@ -354,12 +366,49 @@ TEST(tls_plain_peer_fails_handshake)
     ax_listener *l = echo_listen(loop, sctx, &srv, 0);
     int fd = tu_connect(ax_listener_addr(l), 0);
     tu_write_all(fd, "GET / HTTP/1.0\r\n\r\n", 18);
-    RUN_UNTIL(loop, srv.closed, 3000);
+    RUN_UNTIL(loop, srv.failed, 3000);
     ASSERT_EQ(srv.opened, 0);
+    ASSERT_EQ(srv.closed, 0);
     ASSERT_EQ(srv.reason, AX_ETLS);
     ASSERT(strncmp(srv.detail, "TLS handshake failed: ", 22) == 0);
     close(fd);
     ax_listener_close(l);
+    ax_tls_ctx_free(sctx);
+    ax_loop_free(loop);
+}
+
+/* A server's callbacks see only connections that opened: a client that
+ * fails its handshake reaches the listener's on_fail, never on_close, also
+ * when the listener is closed while the handshake runs. */
+TEST(tls_unopened_accept_no_close)
+{
+    ax_loop *loop = tu_loop();
+    pki k;
+    make_pki(&k, "localhost");
+    ax_tls_ctx *sctx = server_ctx(&k, NULL);
+    peer srv, a;
+    peer_init(&srv);
+    ax_listener *l = echo_listen(loop, sctx, &srv, 0);
+    char url[64];
+    int err;
+    peer_init(&a); /* the system store does not know our certificate */
+    ASSERT(ax_connect(loop, tls_url(l, "localhost", url, sizeof url), &peer_cbs, NULL, &a, &err));
+    RUN_UNTIL(loop, a.closed && srv.failed, 5000);
+    ASSERT_EQ(a.opened, 0);
+    ASSERT_EQ(a.reason, AX_ECERT);
+    ASSERT_EQ(srv.failed, 1);
+    ASSERT_EQ(srv.opened, 0);
+    ASSERT_EQ(srv.closed, 0);
+    /* a handshake still running when its listener goes */
+    int fd = tu_connect(ax_listener_addr(l), 0);
+    for (int i = 0; i < 10; i++)
+        ax_loop_run_once(loop, 10); /* accepted */
+    ax_listener_close(l);
+    tu_write_all(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+    RUN_UNTIL(loop, srv.failed == 2, 3000);
+    ASSERT_EQ(srv.reason, AX_ETLS);
+    ASSERT_EQ(srv.closed, 0);
+    close(fd);
     ax_tls_ctx_free(sctx);
     ax_loop_free(loop);
 }

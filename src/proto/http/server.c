@@ -46,11 +46,6 @@ enum {
     F_BODY_PAUSED = 1u << 8 /* streamed body: the application paused it */
 };
 
-/* The first field of both a server and a connection's request: a TLS
- * connection whose handshake fails is closed before on_open, with the
- * server (the listener's user data) still as its data. */
-enum { TAG_SERVER = 0x48535256, TAG_REQ = 0x48524551 };
-
 typedef struct route {
     char *method; /* NULL: any */
     char *prefix;
@@ -63,7 +58,6 @@ typedef struct route {
 } route;
 
 struct ax_http_server {
-    uint32_t tag; /* TAG_SERVER */
     ax_loop *loop;
     ax_http_opts o;
     ax_http_limits lim, lim_body;
@@ -93,7 +87,6 @@ struct ax_http_server {
 };
 
 struct ax_http_req {
-    uint32_t tag; /* TAG_REQ */
     ax_http_server *srv;
     ax_conn *conn;
     ax_http_req *prev, *next;
@@ -1220,7 +1213,6 @@ static void on_open(ax_conn *c)
         return;
     }
     r->conn_data = data;
-    r->tag = TAG_REQ;
     r->srv = s;
     r->conn = c;
     r->fd = -1;
@@ -1253,7 +1245,7 @@ static void on_drain(ax_conn *c)
 static void on_close(ax_conn *c, int reason)
 {
     ax_http_req *r = ax_conn_data(c);
-    if (!r || r->tag != TAG_REQ) return; /* never opened (failed TLS handshake) */
+    if (!r) return; /* refused in on_open */
     if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
     ax_http_server *s = r->srv;
     if (s && s->o.on_conn_close) s->o.on_conn_close(c, r->conn_data, s->o.hook_ud);
@@ -1310,7 +1302,6 @@ ax_http_server *ax_http_server_new(ax_loop *loop, const ax_http_opts *opts, int 
 {
     ax_http_server *s = ax_calloc(1, sizeof(*s));
     if (!s) goto fail;
-    s->tag = TAG_SERVER;
     s->loop = loop;
     if (opts) s->o = *opts;
     if (!s->o.max_body) s->o.max_body = 1024 * 1024;
