@@ -42,9 +42,9 @@ static void broadcast(room *r, const member *skip, const char *fmt, ...)
     if (s) {
         vsnprintf(ax_slice_data(s), (size_t)n + 1, fmt, again); /* write once, */
         for (member *m = r->first; m; m = m->next)              /* share it */
-            if (m != skip && m->name[0])
-                ax_conn_write_slice(m->conn, s, 0, (size_t)n); /* takes a reference */
-        ax_slice_unref(s);                                     /* drop ours */
+            if (m != skip && m->name[0] && ax_conn_write_slice(m->conn, s, 0, (size_t)n) < 0)
+                ax_conn_close(m->conn); /* already closing, or over its output cap */
+        ax_slice_unref(s);              /* drop ours */
     }
     va_end(again);
     va_end(ap);
@@ -57,14 +57,14 @@ static void on_line(member *m, const char *line, size_t len)
         return;
     }
     if (len == 0) {
-        ax_conn_write(m->conn, "* name, please?\n", 16);
+        if (ax_conn_write(m->conn, "* name, please?\n", 16) < 0) ax_conn_close(m->conn);
         return;
     }
     snprintf(m->name, sizeof m->name, "%.*s", (int)len, line);
     m->room->named++;
     char hello[80];
     int n = snprintf(hello, sizeof hello, "* hello %s, %d online\n", m->name, m->room->named);
-    ax_conn_write(m->conn, hello, (size_t)n);
+    if (ax_conn_write(m->conn, hello, (size_t)n) < 0) ax_conn_close(m->conn);
     broadcast(m->room, m, "* %s joined\n", m->name);
 }
 
@@ -98,7 +98,7 @@ static void on_open(ax_conn *c)
     m->next = r->first; /* link in at the front */
     if (r->first) r->first->prev = m;
     r->first = m;
-    ax_conn_write(c, "* welcome! what is your name?\n", 30);
+    if (ax_conn_write(c, "* welcome! what is your name?\n", 30) < 0) ax_conn_close(c);
 }
 
 /* The last callback for every connection, however it ended: the client

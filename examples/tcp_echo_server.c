@@ -11,8 +11,10 @@
 /* Called on the loop's thread whenever bytes arrive on a connection. */
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
-    ax_conn_write(c, data, len); /* queue a copy; axon flushes it with writev */
-    return len;                  /* we consumed all of it, keep nothing */
+    /* queue a copy; axon flushes it with writev.  A negative result means
+     * the connection is closing (e.g. the peer stopped reading). */
+    if (ax_conn_write(c, data, len) < 0) ax_conn_close(c);
+    return len; /* we consumed all of it, keep nothing */
 }
 
 int main(int argc, char **argv)

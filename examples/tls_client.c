@@ -35,8 +35,8 @@ static void on_open(ax_conn *c)
     ax_conn_tls_peer_subject(c, subject, sizeof subject);
     fprintf(stderr, "tls_client: connected: %s, alpn %s, peer %s\n", ax_conn_tls_version(c),
             alpn ? alpn : "-", subject);
-    ax_conn_write(c, cl->line, strlen(cl->line));
-    ax_conn_write(c, "\n", 1);
+    if (ax_conn_write(c, cl->line, strlen(cl->line)) < 0 || ax_conn_write(c, "\n", 1) < 0)
+        ax_conn_close(c);
 }
 
 /* Print up to and including the first newline, then close. */

@@ -30,7 +30,8 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     int bl = snprintf(body, sizeof body, "hello over %s (alpn %s)\n", ax_conn_tls_version(c),
                       alpn ? alpn : "none");
     if (!http) { /* a line client */
-        ax_conn_write(c, body, (size_t)bl);
+        int rc = ax_conn_write(c, body, (size_t)bl);
+        (void)rc; /* closing either way */
         ax_conn_close(c);
         return len;
     }
@@ -38,8 +39,10 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
                       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                       "Connection: close\r\n\r\n",
                       bl);
-    ax_conn_write(c, head, (size_t)hl);
-    ax_conn_write(c, body, (size_t)bl);
+    if (ax_conn_write(c, head, (size_t)hl) >= 0) {
+        int rc = ax_conn_write(c, body, (size_t)bl);
+        (void)rc; /* closing either way */
+    }
     ax_conn_close(c); /* close_notify, then FIN */
     return len;
 }

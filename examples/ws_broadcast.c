@@ -43,7 +43,8 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     ax_slice *frame = ax_ws_shared_new(data, len, binary);
     if (!frame) return;
     for (client *c = clients; c; c = c->next)
-        if (c->ws != ws) ax_ws_send_shared(c->ws, frame);
+        if (c->ws != ws && ax_ws_send_shared(c->ws, frame) < 0)
+            continue;      /* that client is closing (over its output cap) */
     ax_slice_unref(frame); /* each queue holds its own reference */
 }
 

@@ -3,11 +3,12 @@
  * A server is a listener plus a table of callbacks:
  *
  *     static size_t on_data(ax_conn *c, const char *data, size_t len) {
- *         ax_conn_write(c, data, len);   // echo
- *         return len;                    // consumed everything
+ *         if (ax_conn_write(c, data, len) < 0)  // echo
+ *             ax_conn_close(c);                 // closing already
+ *         return len;                           // consumed everything
  *     }
  *     static const ax_conn_cbs echo = {.on_data = on_data};
- *     ax_listen(loop, "tcp://0.0.0.0:7000", &echo, NULL, NULL, &err);
+ *     ax_listener *l = ax_listen(loop, "tcp://0.0.0.0:7000", &echo, NULL, NULL, &err);
  *
  * Reads land in one buffer per loop; a connection keeps only the bytes its
  * on_data did not consume, so an idle connection costs a small struct.
@@ -107,10 +108,10 @@ typedef struct ax_listen_opts {
  * with the code in *err.  A stale Unix socket file nobody listens on is
  * replaced; a live one gives AX_EADDRINUSE. */
 AX_API ax_listener *ax_listen(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
-                              const ax_conn_opts *copts, void *ud, int *err);
+                              const ax_conn_opts *copts, void *ud, int *err) AX_MUST_CHECK;
 AX_API ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
                                  const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
-                                 int *err);
+                                 int *err) AX_MUST_CHECK;
 
 /* The bound address (with the real port when 0 was asked). */
 AX_API const ax_addr *ax_listener_addr(const ax_listener *l);
@@ -129,23 +130,23 @@ AX_API uint64_t ax_listener_emfile_count(const ax_listener *l);
  * AX_EDNSTIMEDOUT or AX_EDNS, and ax_conn_fd() is -1 until a socket exists;
  * writes made meanwhile are queued. */
 AX_API ax_conn *ax_connect(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
-                           const ax_conn_opts *opts, void *ud, int *err);
+                           const ax_conn_opts *opts, void *ud, int *err) AX_MUST_CHECK;
 
 /* Queue a copy of `data`.  Returns 0, 1 when the queue is now above the
  * high watermark (wait for on_drain), or a negative code (AX_ECLOSED after
  * close or shutdown; AX_EOUTPUTCAP when the cap is passed, in which case
  * the connection is being closed). */
-AX_API int ax_conn_write(ax_conn *c, const void *data, size_t len);
+AX_API int ax_conn_write(ax_conn *c, const void *data, size_t len) AX_MUST_CHECK;
 /* Queue `len` bytes of slice `s` from `off` without copying; takes its own
  * reference.  Same returns as ax_conn_write. */
-AX_API int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len);
+AX_API int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len) AX_MUST_CHECK;
 /* Queue `n` whole slices in order without copying (one gather write when
  * the socket takes them at once): a frame shared by many recipients.  Same
  * returns as ax_conn_write. */
-AX_API int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n);
+AX_API int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n) AX_MUST_CHECK;
 /* Queue several buffers at once (one writev when the queue is empty). */
 struct iovec;
-AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n);
+AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n) AX_MUST_CHECK;
 
 /* Bytes queued and not yet taken by the kernel. */
 AX_API size_t ax_conn_queued(const ax_conn *c);
@@ -182,7 +183,9 @@ AX_API void *ax_conn_data(const ax_conn *c);
 AX_API void ax_conn_set_cbs(ax_conn *c, const ax_conn_cbs *cbs);
 AX_API ax_loop *ax_conn_loop(const ax_conn *c);
 AX_API int ax_conn_fd(const ax_conn *c);
-/* Peer / local address, read from the kernel into *out.  Returns 0. */
+/* Peer / local address, read from the kernel into *out.  Returns 0,
+ * AX_ECLOSED when the connection has no socket (closed, or a client still
+ * resolving its host name), or the kernel's error (AX_ENOTCONN ...). */
 AX_API int ax_conn_peer(const ax_conn *c, ax_addr *out);
 AX_API int ax_conn_local(const ax_conn *c, ax_addr *out);
 /* Listener that accepted c, NULL for clients. */

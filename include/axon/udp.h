@@ -55,7 +55,7 @@ AX_API ax_udp *ax_udp_connect(ax_loop *loop, const char *url, ax_udp_recv_cb cb,
  * the loop next waits.  Returns 0, AX_EMSGSIZE, AX_EINVAL, AX_ECLOSED, or a
  * sticky error from an earlier batch (AX_ECONNREFUSED).  Datagrams the
  * kernel has no room for are dropped and counted, as UDP allows. */
-AX_API int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len);
+AX_API int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len) AX_MUST_CHECK;
 /* Send what is queued now instead of at the end of the iteration. */
 AX_API int ax_udp_flush(ax_udp *u);
 

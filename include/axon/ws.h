@@ -96,7 +96,7 @@ typedef struct ax_ws_opts {
                                   (cap_policy); never less than max_message plus a frame
                                   header, so a message this endpoint accepted can be
                                   sent back whole */
-    int cap_policy;            /* enum ax_ws_cap_policy */
+    enum ax_ws_cap_policy cap_policy;
     /* Subprotocols, NULL-terminated, in our order of preference.  Server:
      * the first of ours the client offers is chosen; none offered or none
      * in common: no subprotocol.  Client: offered in this order. */
@@ -154,20 +154,19 @@ AX_API void ax_ws_handler(ax_http_req *r, void *ud);
  * memory, with the code in *err.  Sends made before on_open fail with
  * AX_EAGAIN. */
 AX_API ax_ws *ax_ws_connect(ax_loop *loop, const char *url, const ax_ws_cbs *cbs,
-                            const ax_ws_opts *opts, void *ud, int *err);
+                            const ax_ws_opts *opts, void *ud, int *err) AX_MUST_CHECK;
 
 /* ---- sending ----------------------------------------------------------- */
 
 /* Send one message (copied; a client masks it with a fresh random key).
  * Returns 0, 1 when the send queue is above the high watermark (wait for
  * on_drain), or a negative code: AX_ECLOSED once a close was sent or
- * received, AX_EAGAIN before on_open, AX_EINVAL for text that is not
- * UTF-8 (checked only when AX_WS_CHECK_UTF8 is in effect: never; the
- * caller vouches), AX_EOUTPUTCAP when output_cap would be passed (the
- * connection is then being closed per cap_policy). */
-AX_API int ax_ws_send(ax_ws *ws, const void *data, size_t len, bool binary);
-AX_API int ax_ws_send_text(ax_ws *ws, const char *text, size_t len);
-AX_API int ax_ws_send_binary(ax_ws *ws, const void *data, size_t len);
+ * received, AX_EAGAIN before on_open, AX_EOUTPUTCAP when output_cap
+ * would be passed (the connection is then being closed per cap_policy).
+ * Text is not checked for UTF-8: the caller vouches for it. */
+AX_API int ax_ws_send(ax_ws *ws, const void *data, size_t len, bool binary) AX_MUST_CHECK;
+AX_API int ax_ws_send_text(ax_ws *ws, const char *text, size_t len) AX_MUST_CHECK;
+AX_API int ax_ws_send_binary(ax_ws *ws, const void *data, size_t len) AX_MUST_CHECK;
 
 /* Broadcast: encode a message once as an unmasked, uncompressed frame
  * (what servers send), then queue the same bytes on any number of server
@@ -175,7 +174,7 @@ AX_API int ax_ws_send_binary(ax_ws *ws, const void *data, size_t len);
  * Client connections, which must mask, get a masked copy.  The caller
  * unrefs the slice when done.  NULL when out of memory. */
 AX_API ax_slice *ax_ws_shared_new(const void *data, size_t len, bool binary);
-AX_API int ax_ws_send_shared(ax_ws *ws, ax_slice *frame);
+AX_API int ax_ws_send_shared(ax_ws *ws, ax_slice *frame) AX_MUST_CHECK;
 
 /* A ping with up to 125 bytes of payload.  The peer's pong is absorbed. */
 AX_API int ax_ws_ping(ax_ws *ws, const void *data, size_t len);

@@ -168,7 +168,8 @@ static bool deliver(peer *to, const char *d, size_t n)
         return ws_send(to, d, n);
     default:
         if (!to->udp || (to->client && !to->have_to)) return false;
-        ax_udp_send(to->udp, to->client ? &to->to : NULL, d, n);
+        int rc = ax_udp_send(to->udp, to->client ? &to->to : NULL, d, n);
+        (void)rc; /* a datagram that cannot go is lost, as on the network */
         return false;
     }
 }

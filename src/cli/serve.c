@@ -177,16 +177,16 @@ static hub_rule *rule(serve_cfg *c, const char *pattern, char *why, size_t why_l
     snprintf(r->pattern, sizeof r->pattern, "%s", pattern);
     r->history_count = UINT32_MAX; /* unset: the defaults fill it in */
     r->history_age_s = UINT32_MAX;
-    r->policy = -1;
+    r->policy = HUB_POLICY_UNSET;
     return r;
 }
 
-static int parse_policy(const char *v, int *out, char *why, size_t why_len)
+static int parse_policy(const char *v, enum hub_policy *out, char *why, size_t why_len)
 {
     static const char *names[] = {"disconnect", "drop_oldest", "keep_latest"};
     for (int i = 0; i < 3; i++)
         if (strcmp(v, names[i]) == 0) {
-            *out = i;
+            *out = (enum hub_policy)i;
             return 0;
         }
     snprintf(why, why_len, "'%s' is not a policy (disconnect, drop_oldest, keep_latest)", v);
@@ -195,7 +195,7 @@ static int parse_policy(const char *v, int *out, char *why, size_t why_len)
 
 typedef struct globals {
     uint64_t history_count, history_age;
-    int policy;
+    enum hub_policy policy;
 } globals;
 
 static int read_config(serve_cfg *c, globals *gl, const char *path, int depth);
@@ -566,7 +566,7 @@ static void finish_rules(serve_cfg *c, const globals *gl)
         hub_rule *r = &c->rules[i];
         if (r->history_count == UINT32_MAX) r->history_count = (uint32_t)gl->history_count;
         if (r->history_age_s == UINT32_MAX) r->history_age_s = (uint32_t)gl->history_age;
-        if (r->policy < 0) r->policy = gl->policy;
+        if (r->policy == HUB_POLICY_UNSET) r->policy = gl->policy;
         have_all |= strcmp(r->pattern, "#") == 0;
     }
     if (!have_all && c->nrules < SERVE_MAX_RULES)

@@ -206,7 +206,9 @@ static void show_history(hub_msg *m, void *ud)
 {
     line_conn *lc = ud;
     ax_slice *sl = hub_msg_encoding(m, ENC_LINE, encode_line, NULL);
-    if (sl) ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl));
+    /* a failure closes the connection (output cap): nothing more to do */
+    int rc = sl ? ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl)) : 0;
+    (void)rc;
 }
 
 static int join(line_conn *lc, const char *room)

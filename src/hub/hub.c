@@ -1608,6 +1608,11 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
 {
     hub *h = ax_calloc(1, sizeof(*h));
     if (!h) goto fail;
+    pthread_mutexattr_t ma; /* first: hub_free destroys it */
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     h->loop = loop;
     h->budget = o->sub_budget ? o->sub_budget : 1024 * 1024;
     h->max_payload = o->max_payload ? o->max_payload : 1024 * 1024;
@@ -1622,11 +1627,6 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
     }
     hub_map_init(&h->root.kids);
     hub_map_init(&h->topics);
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&h->mu, &ma);
-    pthread_mutexattr_destroy(&ma);
     if (o->data_dir) {
         hub_store_opts so = {o->data_dir, o->fsync_mode, o->store_queue_max, o->store_queue_bytes};
         h->store = hub_store_open(loop, &so, why, why_len);
@@ -1644,8 +1644,8 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
     }
     return h;
 fail:
-    if (h && !why[0]) snprintf(why, why_len, "out of memory");
-    if (h) hub_free(h);
+    if (!h || !why[0]) snprintf(why, why_len, "out of memory");
+    hub_free(h);
     return NULL;
 }
 

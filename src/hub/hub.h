@@ -73,9 +73,10 @@ ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_m
 
 /* What to do when a subscriber's queue passes its budget. */
 enum hub_policy {
-    HUB_DISCONNECT = 0,  /* close the subscriber (the default) */
-    HUB_DROP_OLDEST = 1, /* drop the oldest queued messages */
-    HUB_KEEP_LATEST = 2  /* keep only the newest queued message per topic */
+    HUB_POLICY_UNSET = -1, /* configuration: not given, the default applies */
+    HUB_DISCONNECT = 0,    /* close the subscriber (the default) */
+    HUB_DROP_OLDEST = 1,   /* drop the oldest queued messages */
+    HUB_KEEP_LATEST = 2    /* keep only the newest queued message per topic */
 };
 
 /* History and delivery settings for topics matching `pattern` (a filter
@@ -84,7 +85,7 @@ typedef struct hub_rule {
     char pattern[HUB_MAX_TOPIC];
     uint32_t history_count; /* messages kept per topic */
     uint32_t history_age_s; /* 0: no age limit */
-    int policy;             /* enum hub_policy */
+    enum hub_policy policy;
 } hub_rule;
 
 typedef struct hub_opts {

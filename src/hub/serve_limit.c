@@ -152,7 +152,8 @@ static void http_refuse(ax_conn *c, hub_limit_kind k, const hub_refusal *r)
                      "{\"error\":\"%s\"}\n",
                      k == HUB_LIMIT_CONNS ? "503 Service Unavailable" : "429 Too Many Requests", bl,
                      (unsigned long long)serve_limit_retry_s(r), text);
-    if (n > 0 && (size_t)n < sizeof msg) (void)ax_conn_write(c, msg, (size_t)n);
+    int rc = n > 0 && (size_t)n < sizeof msg ? ax_conn_write(c, msg, (size_t)n) : 0;
+    (void)rc; /* refused: it is closed after this either way */
 }
 
 void *serve_limit_http_open(ax_conn *c, void *ud, bool *refuse)

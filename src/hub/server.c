@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -531,7 +532,7 @@ char *serve_metrics(serve *sv, size_t *len)
 
 static void on_signal(ax_loop *loop, int signo)
 {
-    ax_log(AX_LOG_INFO, "received %s, shutting down", signo == 2 ? "SIGINT" : "SIGTERM");
+    ax_log(AX_LOG_INFO, "received %s, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
     ax_loop_stop(loop);
 }
 
@@ -735,16 +736,18 @@ int serve_run(const serve_cfg *cfg)
     hub_bind_loop(sv.loop);
     pool p = {.n = cfg->threads};
     ax_threads *th = NULL;
-    if (!(p.sv = calloc((size_t)cfg->threads, sizeof(*p.sv)))) {
-        rc = 1;
-    } else if (start(&sv) != 0) {
-        rc = 1;
-    } else if (p.sv[0] = sv, cfg->threads > 1 && !(th = ax_threads_start(cfg->threads - 1,
-                                                                         worker_setup, &p, &err))) {
-        fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg->threads,
-                ax_strerror(err));
+    if (!(p.sv = calloc((size_t)cfg->threads, sizeof(*p.sv))) || start(&sv) != 0) {
         rc = 1;
     } else {
+        p.sv[0] = sv; /* started: the workers copy it */
+        if (cfg->threads > 1 &&
+            !(th = ax_threads_start(cfg->threads - 1, worker_setup, &p, &err))) {
+            fprintf(stderr, "axon serve: cannot start %d threads: %s\n", cfg->threads,
+                    ax_strerror(err));
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
         ax_loop_handle_signals(sv.loop, on_signal);
         ax_loop_handle_reload(sv.loop, on_hup);
         if (cfg->threads > 1) ax_log(AX_LOG_INFO, "%d threads share the ports", cfg->threads);

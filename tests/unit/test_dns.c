@@ -208,7 +208,7 @@ static void cl_open(ax_conn *c)
     if (cl->close_on_open)
         ax_conn_close(c);
     else
-        ax_conn_write(c, "ping", 4);
+        ASSERT(ax_conn_write(c, "ping", 4) >= 0);
 }
 
 static size_t cl_data(ax_conn *c, const char *d, size_t n)

@@ -254,7 +254,7 @@ static size_t raw_data(ax_conn *c, const char *data, size_t len)
     f->raw_in = ax_conn_bytes_in(c);
     if (f->raw_mode == RAW_AFTER_END) {
         if (len >= 3 && memcmp(data + len - 3, "END", 3) == 0)
-            ax_conn_write(c, f->canned, strlen(f->canned));
+            ASSERT(ax_conn_write(c, f->canned, strlen(f->canned)) >= 0);
         return len;
     }
     for (size_t i = 0; i + 4 <= len && !end; i++)
@@ -266,7 +266,7 @@ static size_t raw_data(ax_conn *c, const char *data, size_t len)
         ax_conn_close(c);
         return len;
     }
-    ax_conn_write(c, f->canned, strlen(f->canned));
+    ASSERT(ax_conn_write(c, f->canned, strlen(f->canned)) >= 0);
     if (f->raw_mode == RAW_CANNED_CLOSE) ax_conn_close(c);
     return (size_t)(end + 4 - data);
 }

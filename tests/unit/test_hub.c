@@ -82,6 +82,30 @@ static void pub(hub *h, const char *topic, const char *text)
     ASSERT(hub_publish(h, topic, "tester", text, strlen(text), &err) > 0);
 }
 
+/* hub_new failing at each of its allocations in turn: NULL with a reason,
+ * nothing leaked, nothing released that was never set up. */
+TEST(hub_new_out_of_memory)
+{
+    tu_alloc_install();
+    ax_loop *loop = tu_loop();
+    long live = tu_alloc_live_count();
+    hub_rule rules[] = {{"#", 10, 0, HUB_DROP_OLDEST}};
+    hub_opts o = {.rules = rules, .nrules = 1};
+    hub *h = NULL;
+    for (long n = 0; !h; n++) {
+        ASSERT(n < 100);
+        char why[64] = "";
+        tu_alloc_fail_once_after(n);
+        h = hub_new(loop, &o, why, sizeof why);
+        tu_alloc_fail_after(-1);
+        if (!h) ASSERT_STREQ(why, "out of memory");
+        if (!h) ASSERT_EQ(tu_alloc_live_count(), live);
+    }
+    hub_free(h);
+    ASSERT_EQ(tu_alloc_live_count(), live);
+    ax_loop_free(loop);
+}
+
 TEST(hub_names_and_filters)
 {
     ASSERT(hub_topic_valid("chat/lobby", 10));

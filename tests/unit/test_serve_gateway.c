@@ -40,7 +40,7 @@ static void greet_open(ax_conn *c)
             GW_ADD(g->sv->gw[GW_GREET].conns, 1);
             GW_ADD(g->sv->gw[GW_GREET].accepted, 1);
             GW_ADD(g->sv->gw[GW_GREET].bytes_out, 6);
-            (void)ax_conn_write(c, "hello\n", 6);
+            ASSERT(ax_conn_write(c, "hello\n", 6) >= 0);
             return;
         }
     ax_conn_close(c);
@@ -88,7 +88,8 @@ static void greet_stop(void *vg)
     g->ls = NULL;
     for (int i = 0; i < GREET_MAX; i++)
         if (g->conns[i]) {
-            (void)ax_conn_write(g->conns[i], "bye\n", 4);
+            int rc = ax_conn_write(g->conns[i], "bye\n", 4);
+            (void)rc; /* closed next either way */
             ax_conn_close(g->conns[i]);
         }
 }

@@ -432,7 +432,7 @@ TEST(tls_listen_needs_context)
 /* The server closes first: the client sees the stream end cleanly. */
 static void close_at_open(ax_conn *c)
 {
-    ax_conn_write(c, "bye\n", 4);
+    ASSERT(ax_conn_write(c, "bye\n", 4) >= 0);
     ax_conn_close(c);
 }
 static const ax_conn_cbs closer_cbs = {.on_open = close_at_open};
