@@ -31,6 +31,7 @@
 #include <axon/ws.h>
 
 #include "cli.h"
+#include "core/buf.h"
 #include "proto/ws/utf8.h"
 
 #define CHUNK 16384
@@ -48,16 +49,14 @@ struct peer {
     int kind;
     ax_conn *conn;
     ax_udp *udp;
-    ax_ws *ws;  /* ws://, wss:// */
-    char *line; /* ws text mode: a line not yet ended */
-    size_t line_len, line_cap;
+    ax_ws *ws;       /* ws://, wss:// */
+    ax__buf line;    /* ws text mode: a line not yet ended */
     ax_dns_req *dns; /* udp:// to a name: resolving */
     ax_addr to;      /* UDP listener: where replies go (the latest sender) */
     bool have_to;    /* UDP listener: someone has sent something */
     peer *mate;      /* where input goes; NULL: every other peer */
     peer *paused;    /* a peer we stopped reading because this one is full */
-    char *held;      /* input that came before this peer was up */
-    size_t held_len, held_cap;
+    ax__buf held;    /* input that came before this peer was up */
     bool open, in_done, out_done, closed, client;
     bool abandoned; /* closed by us before it was up: its mate went away */
     peer *next;     /* the app's list of socket peers */
@@ -131,7 +130,7 @@ static void peer_unlink(peer *p)
     for (peer *q = app->peers; q; q = q->next)
         if (q->mate == p) q->mate = NULL;
     if (app->io.mate == p) app->io.mate = NULL;
-    free(p->held);
+    ax__buf_free(&p->held);
     free(p);
 }
 
@@ -178,22 +177,12 @@ static bool deliver(peer *to, const char *d, size_t n)
  * full and the sender should wait until the peer is up. */
 static bool hold(peer *to, const char *d, size_t n)
 {
-    if (to->held_len + n > to->held_cap) {
-        size_t cap = to->held_cap ? to->held_cap : 4096;
-        while (cap < to->held_len + n)
-            cap *= 2;
-        char *h = realloc(to->held, cap);
-        if (!h) {
-            fprintf(stderr, "axon cat: out of memory holding input for %s\n", to->label);
-            to->app->status = 1;
-            return true;
-        }
-        to->held = h;
-        to->held_cap = cap;
+    if (ax__buf_append(&to->held, d, n) != 0) {
+        fprintf(stderr, "axon cat: out of memory holding input for %s\n", to->label);
+        to->app->status = 1;
+        return true;
     }
-    memcpy(to->held + to->held_len, d, n);
-    to->held_len += n;
-    return to->held_len >= HOLD_MAX;
+    return to->held.len >= HOLD_MAX;
 }
 
 /* Send to one peer.  Returns true when the sender should wait for it. */
@@ -257,10 +246,8 @@ static void peer_up(peer *p)
 {
     bool full = false;
     p->open = true;
-    if (p->held_len) full = deliver(p, p->held, p->held_len);
-    free(p->held);
-    p->held = NULL;
-    p->held_len = p->held_cap = 0;
+    if (p->held.len) full = deliver(p, p->held.p, p->held.len);
+    ax__buf_free(&p->held);
     if (!full && p->paused) {
         peer *src = p->paused;
         p->paused = NULL;
@@ -569,18 +556,7 @@ static int ws_send_line(peer *to, const char *d, size_t n)
 
 static bool line_append(peer *to, const char *d, size_t n)
 {
-    if (to->line_len + n > to->line_cap) {
-        size_t cap = to->line_cap ? to->line_cap * 2 : 4096;
-        while (cap < to->line_len + n)
-            cap *= 2;
-        char *l = realloc(to->line, cap);
-        if (!l) return false;
-        to->line = l;
-        to->line_cap = cap;
-    }
-    memcpy(to->line + to->line_len, d, n);
-    to->line_len += n;
-    return true;
+    return ax__buf_append(&to->line, d, n) == 0;
 }
 
 static bool ws_send(peer *to, const char *d, size_t n)
@@ -590,12 +566,12 @@ static bool ws_send(peer *to, const char *d, size_t n)
     while (n) {
         const char *nl = memchr(d, '\n', n);
         size_t k = nl ? (size_t)(nl - d) : n;
-        if (!nl || to->line_len) {
+        if (!nl || to->line.len) {
             if (!line_append(to, d, k)) fprintf(stderr, "axon cat: out of memory\n");
         }
         if (!nl) break;
-        int rc = to->line_len ? ws_send_line(to, to->line, to->line_len) : ws_send_line(to, d, k);
-        to->line_len = 0;
+        int rc = to->line.len ? ws_send_line(to, to->line.p, to->line.len) : ws_send_line(to, d, k);
+        to->line.len = 0;
         full |= rc == 1;
         d += k + 1;
         n -= k + 1;
@@ -607,8 +583,8 @@ static bool ws_send(peer *to, const char *d, size_t n)
 static void ws_finish(peer *to)
 {
     if (!to->open) return; /* w_open closes once it is */
-    if (to->line_len) ws_send_line(to, to->line, to->line_len);
-    to->line_len = 0;
+    if (to->line.len) ws_send_line(to, to->line.p, to->line.len);
+    to->line.len = 0;
     ax_ws_close(to->ws, AX_WS_CLOSE_NORMAL, NULL);
 }
 
@@ -656,7 +632,7 @@ static void w_close(ax_ws *ws, int code, const char *reason, size_t len)
         note(app, "%s closed: %s", p->label, why);
     }
     if (p->paused) resume_peer(p->paused);
-    free(p->line);
+    ax__buf_free(&p->line);
     peer_unlink(p);
     check_done(app);
 }

@@ -14,6 +14,7 @@
 #include <axon/http_client.h>
 
 #include "cli.h"
+#include "core/buf.h"
 
 #define MAX_URLS 64
 #define MAX_FIELDS 64
@@ -23,8 +24,7 @@ typedef struct get_cfg {
     const char *urls[MAX_URLS];
     int n_urls, next;
     const char *method;
-    char *data;
-    size_t data_len;
+    ax__buf data; /* -d */
     bool has_data;
     const char *upload_path; /* -T: streamed from this file ("-": stdin) */
     FILE *upload;
@@ -232,9 +232,9 @@ static void fetch_next(get_cfg *cfg)
         .method = cfg->method ? cfg->method : method,
         .headers = cfg->fields,
         .num_headers = (size_t)cfg->n_fields,
-        .body = cfg->data,
+        .body = cfg->data.p,
         .body_len =
-            cfg->upload ? (size_t)(cfg->upload_size > 0 ? cfg->upload_size : 0) : cfg->data_len,
+            cfg->upload ? (size_t)(cfg->upload_size > 0 ? cfg->upload_size : 0) : cfg->data.len,
         .body_reader = cfg->upload ? read_upload : NULL,
         .flags = (cfg->follow ? AX_HTTP_FOLLOW : 0u) | (cfg->chunked ? AX_HTTP_CHUNKED_BODY : 0u),
         .max_redirects = cfg->max_redirs,
@@ -254,12 +254,9 @@ static void fetch_next(get_cfg *cfg)
 
 static int read_data(get_cfg *cfg, const char *arg)
 {
+    cfg->data.len = 0;
     if (arg[0] != '@') {
-        free(cfg->data);
-        cfg->data_len = strlen(arg);
-        cfg->data = malloc(cfg->data_len + 1);
-        if (!cfg->data) return -1;
-        memcpy(cfg->data, arg, cfg->data_len + 1);
+        if (ax__buf_append(&cfg->data, arg, strlen(arg)) != 0) return -1;
         cfg->has_data = true;
         return 0;
     }
@@ -268,19 +265,14 @@ static int read_data(get_cfg *cfg, const char *arg)
         fprintf(stderr, "axon get: -d %s: %s\n", arg, strerror(errno));
         return -1;
     }
-    size_t cap = 65536, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        char *b = n == cap ? realloc(buf, cap *= 2) : buf;
-        if (!b) free(buf);
-        buf = b;
-    }
+    ax__buf *b = &cfg->data;
+    size_t got;
+    int rc;
+    while ((rc = ax__buf_reserve(b, 65536)) == 0 &&
+           (got = fread(b->p + b->len, 1, b->cap - b->len, fp)) > 0)
+        b->len += got;
     fclose(fp);
-    if (!buf) return -1;
-    free(cfg->data);
-    cfg->data = buf;
-    cfg->data_len = n;
+    if (rc) return -1; /* out of memory */
     cfg->has_data = true;
     return 0;
 }
@@ -465,7 +457,7 @@ int cmd_get(int argc, char **argv)
     get_cfg cfg = {.out = stdout};
     int rc = parse_args(argc, argv, &cfg);
     if (rc) {
-        free(cfg.data);
+        ax__buf_free(&cfg.data);
         return rc == 1 ? 0 : rc;
     }
     if ((rc = make_tls(&cfg)) != 0 || (rc = open_upload(&cfg)) != 0) goto out;
@@ -492,6 +484,6 @@ out_loop:
 out:
     if (cfg.upload && cfg.upload != stdin) fclose(cfg.upload);
     ax_tls_ctx_free(cfg.opts.tls);
-    free(cfg.data);
+    ax__buf_free(&cfg.data);
     return rc;
 }

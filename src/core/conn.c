@@ -4,6 +4,7 @@
  * plain transport.  TLS (conn_tls.c) and the two drivers (conn_sock.c for
  * epoll and poll, conn_ring.c for io_uring) sit behind the tables that
  * conn_internal.h describes. */
+#include "buf.h"
 #include "conn_internal.h"
 
 #include <errno.h>
@@ -402,9 +403,7 @@ void ax_conn_abort(ax_conn *c, int reason)
 static bool in_reserve(ax_conn *c, size_t need)
 {
     if (need <= c->in_cap) return true;
-    size_t cap = c->in_cap ? (size_t)c->in_cap * 2 : 256;
-    while (cap < need)
-        cap *= 2;
+    size_t cap = ax__buf_grow_cap(c->in_cap, need, 256);
     if (cap > UINT32_MAX) cap = need;
     char *in = ax_realloc(c->in, cap);
     if (!in) return false;

@@ -1,5 +1,6 @@
 /* tls.c: TLS contexts (certificates, SNI, ALPN, verification) and the
  * per-connection OpenSSL session on memory buffers that conn_tls.c drives. */
+#include "buf.h"
 #include "internal.h"
 #include "tls.h"
 
@@ -33,50 +34,17 @@ struct ax_tls_ctx {
     char *server_name;
 };
 
-/* A growable byte buffer. */
-typedef struct tbuf {
-    char *p;
-    size_t len, cap;
-} tbuf;
-
 struct ax__tls {
     SSL *ssl;
     BIO *rbio; /* memory BIO: ciphertext in */
     ax_tls_ctx *ctx;
-    tbuf out;  /* ciphertext out (filled by the output BIO) */
-    tbuf hold; /* plaintext written before the handshake ended */
+    ax__buf out;  /* ciphertext out (filled by the output BIO) */
+    ax__buf hold; /* plaintext written before the handshake ended */
     bool server;
     bool sent_close;
     char alpn[64];
     char *detail;
 };
-
-static int tbuf_add(tbuf *b, const void *data, size_t len)
-{
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        char *p = ax_realloc(b->p, cap);
-        if (!p) return AX_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-/* Emptied; a buffer grown by a burst is given back so idle costs little. */
-static void tbuf_reset(tbuf *b)
-{
-    b->len = 0;
-    if (b->cap > 64 * 1024) {
-        ax_free(b->p);
-        b->p = NULL;
-        b->cap = 0;
-    }
-}
 
 static void whyf(char *why, size_t len, const char *fmt, ...)
 {
@@ -103,7 +71,7 @@ static int obio_write(BIO *b, const char *data, int len)
 {
     ax__tls *t = BIO_get_data(b);
     if (len <= 0) return 0;
-    return tbuf_add(&t->out, data, (size_t)len) == 0 ? len : -1;
+    return ax__buf_append(&t->out, data, (size_t)len) == 0 ? len : -1;
 }
 
 static long obio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -447,8 +415,8 @@ void ax__tls_free(ax__tls *t)
     if (!t) return;
     SSL_free(t->ssl); /* frees both BIOs */
     ax_tls_ctx_free(t->ctx);
-    ax_free(t->out.p);
-    ax_free(t->hold.p);
+    ax__buf_free(&t->out);
+    ax__buf_free(&t->hold);
     ax_free(t->detail);
     ax_free(t);
 }
@@ -527,13 +495,13 @@ size_t ax__tls_out(ax__tls *t, const char **data)
 
 void ax__tls_out_done(ax__tls *t)
 {
-    tbuf_reset(&t->out);
+    ax__buf_reset(&t->out, 64 * 1024); /* a burst's memory is given back */
 }
 
 int ax__tls_hold(ax__tls *t, const struct iovec *iov, int n)
 {
     for (int i = 0; i < n; i++) {
-        int rc = tbuf_add(&t->hold, iov[i].iov_base, iov[i].iov_len);
+        int rc = ax__buf_append(&t->hold, iov[i].iov_base, iov[i].iov_len);
         if (rc) return rc;
     }
     return 0;
@@ -547,8 +515,7 @@ size_t ax__tls_held(ax__tls *t, const char **data)
 
 void ax__tls_held_done(ax__tls *t)
 {
-    ax_free(t->hold.p);
-    memset(&t->hold, 0, sizeof t->hold);
+    ax__buf_free(&t->hold);
 }
 
 const char *ax__tls_detail(const ax__tls *t)

@@ -1,5 +1,6 @@
 /* udp.c: datagram sockets with batched receive (recvmmsg) and batched
  * sends (sendmmsg) flushed once per loop iteration. */
+#include "buf.h"
 #include "internal.h"
 
 #include <linux/filter.h>
@@ -42,8 +43,7 @@ struct ax_udp {
     ax_udp_stats stats;
     tx_entry *tx;
     int tx_len;
-    char *arena;
-    size_t arena_len, arena_cap;
+    ax__buf arena;
     ax__deferred flush_d;
 };
 
@@ -212,7 +212,7 @@ int ax_udp_flush(ax_udp *u)
     int sent = 0;
     for (int i = 0; i < u->tx_len; i++) {
         tx_entry *e = &u->tx[i];
-        iov[i] = (struct iovec){u->arena + e->off, e->len};
+        iov[i] = (struct iovec){u->arena.p + e->off, e->len};
         msgs[i].msg_hdr = (struct msghdr){
             .msg_name = u->connected ? NULL : &e->to,
             .msg_namelen = u->connected ? 0 : e->to_len,
@@ -234,7 +234,7 @@ int ax_udp_flush(ax_udp *u)
         u->stats.tx += (uint64_t)r;
     }
     u->tx_len = 0;
-    u->arena_len = 0;
+    u->arena.len = 0;
     return 0;
 }
 
@@ -244,7 +244,7 @@ static void flush_deferred(ax_loop *loop, ax__deferred *d)
     ax_udp *u = AX__CONTAINER(d, ax_udp, flush_d);
     if (u->closed) {
         ax_free(u->tx);
-        ax_free(u->arena);
+        ax__buf_free(&u->arena);
         ax_free(u);
         return;
     }
@@ -254,17 +254,8 @@ static void flush_deferred(ax_loop *loop, ax__deferred *d)
 static int reserve(ax_udp *u, size_t len)
 {
     if (!u->tx && !(u->tx = ax_malloc((size_t)u->batch * sizeof(*u->tx)))) return AX_ENOMEM;
-    if (u->tx_len == u->batch || u->arena_len + len > SEND_ARENA) ax_udp_flush(u);
-    if (u->arena_len + len > u->arena_cap) {
-        size_t cap = u->arena_cap ? u->arena_cap : 16 * 1024;
-        while (cap < u->arena_len + len)
-            cap *= 2;
-        char *a = ax_realloc(u->arena, cap);
-        if (!a) return AX_ENOMEM;
-        u->arena = a;
-        u->arena_cap = cap;
-    }
-    return 0;
+    if (u->tx_len == u->batch || u->arena.len + len > SEND_ARENA) ax_udp_flush(u);
+    return ax__buf_reserve(&u->arena, len);
 }
 
 int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len)
@@ -284,10 +275,10 @@ int ax_udp_send(ax_udp *u, const ax_addr *to, const void *data, size_t len)
         memcpy(&e->to, &to->sa, to->len);
         e->to_len = to->len;
     }
-    e->off = u->arena_len;
+    e->off = u->arena.len;
     e->len = len;
-    memcpy(u->arena + u->arena_len, data, len);
-    u->arena_len += len;
+    memcpy(u->arena.p + u->arena.len, data, len); /* reserved */
+    u->arena.len += len;
     ax__defer(u->loop, &u->flush_d, flush_deferred);
     return 0;
 }

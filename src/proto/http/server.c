@@ -25,6 +25,7 @@
 #include <axon/slice.h>
 #include <axon/timer.h>
 
+#include "core/buf.h"
 #include "http_parser.h"
 #include "server_internal.h"
 
@@ -101,10 +102,8 @@ struct ax_http_req {
     size_t path_len;
     void *hcopy; /* head copied for requests with a body */
     ax_http_body bd;
-    char *body;
-    size_t body_len, body_cap;
-    char *xh; /* extra response fields */
-    size_t xh_len, xh_cap;
+    ax__buf body;
+    ax__buf xh;    /* extra response fields */
     uint64_t sent; /* body bytes, for the access log */
     char *logreq;  /* request line for the access log */
     /* file responses */
@@ -380,12 +379,10 @@ static void release_request(ax_http_req *r)
 {
     ax_free(r->hcopy);
     r->hcopy = NULL;
-    ax_free(r->body);
-    r->body = NULL;
-    r->body_len = r->body_cap = 0;
+    ax__buf_free(&r->body);
     ax_free(r->logreq);
     r->logreq = NULL;
-    r->xh_len = 0;
+    r->xh.len = 0;
     r->head = NULL;
     r->drain_cb = NULL;
     r->abort_cb = NULL;
@@ -428,18 +425,7 @@ static int copy_head(ax_http_req *r, const char *buf, size_t n)
 
 static int body_append(ax_http_req *r, const char *p, size_t n)
 {
-    if (r->body_len + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        char *b = ax_realloc(r->body, cap);
-        if (!b) return AX_ENOMEM;
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, p, n);
-    r->body_len += n;
-    return 0;
+    return ax__buf_append(&r->body, p, n);
 }
 
 /* ---- access log -------------------------------------------------------- */
@@ -540,22 +526,13 @@ int ax_http_add_header(ax_http_req *r, const char *name, const char *value)
     size_t nl = strlen(name), vl = strlen(value);
     if ((r->flags & F_STARTED) || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || nl == 0)
         return AX_EINVAL;
-    size_t need = r->xh_len + nl + vl + 4;
-    if (need > r->xh_cap) {
-        size_t cap = r->xh_cap ? r->xh_cap * 2 : 256;
-        while (cap < need)
-            cap *= 2;
-        char *x = ax_realloc(r->xh, cap);
-        if (!x) return AX_ENOMEM;
-        r->xh = x;
-        r->xh_cap = cap;
-    }
-    char *p = r->xh + r->xh_len;
+    if (ax__buf_reserve(&r->xh, nl + vl + 4) != 0) return AX_ENOMEM;
+    char *p = r->xh.p + r->xh.len;
     p = put(p, name, nl);
     p = PUTS(p, ": ");
     p = put(p, value, vl);
     p = PUTS(p, "\r\n");
-    r->xh_len = (size_t)(p - r->xh);
+    r->xh.len = (size_t)(p - r->xh.p);
     return 0;
 }
 
@@ -611,7 +588,7 @@ static int start_head(ax_http_req *r, int status, int64_t content_length, const 
     if ((status >= 100 && status < 200) || status == 204 || status == 304) r->flags |= F_NO_BODY;
     if (r->flags & F_HEAD_REQ) r->flags |= F_NO_BODY;
     enum { TAIL_MAX = 96 }; /* Content-Length .. blank line, at most */
-    size_t need = 48 + fixed_len + r->xh_len + ct_len + 16 + TAIL_MAX;
+    size_t need = 48 + fixed_len + r->xh.len + ct_len + 16 + TAIL_MAX;
     char buf[512], *start = head_room(r, need), *p;
     bool in_place = start != NULL;
     p = in_place ? start : buf;
@@ -626,11 +603,11 @@ static int start_head(ax_http_req *r, int status, int64_t content_length, const 
     p = put(p, fixed, fixed_len);
     if (!in_place) {
         int rc = out_write(r, buf, (size_t)(p - buf));
-        if (rc >= 0 && r->xh_len) rc = out_write(r, r->xh, r->xh_len);
+        if (rc >= 0 && r->xh.len) rc = out_write(r, r->xh.p, r->xh.len);
         if (rc < 0) return rc;
         p = buf;
     } else {
-        if (r->xh_len) p = put(p, r->xh, r->xh_len);
+        if (r->xh.len) p = put(p, r->xh.p, r->xh.len);
     }
     if (ct && !in_place && (size_t)(buf + sizeof buf - p) < ct_len + 16 + TAIL_MAX) {
         int rc = out_write(r, buf, (size_t)(p - buf));
@@ -778,7 +755,7 @@ static void reject(ax_http_req *r, int status)
     if (r->srv) STAT_ADD(r->srv, refused, 1);
     r->state = ST_BUSY;
     r->flags = (r->flags & F_IN_HANDLER) | F_CLOSE;
-    r->xh_len = 0;
+    r->xh.len = 0;
     if (ax_http_respond(r, status, "text/plain; charset=utf-8", body, (size_t)n) < 0) {
         r->state = ST_CLOSING;
         ax_conn_abort(r->conn, AX_ECLOSED);
@@ -1260,7 +1237,7 @@ static void on_close(ax_conn *c, int reason)
     }
     release_file(r);
     release_request(r);
-    ax_free(r->xh);
+    ax__buf_free(&r->xh);
     ax_free(r);
 }
 
@@ -1510,8 +1487,8 @@ const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const char **n
 
 const char *ax_http_req_body(const ax_http_req *r, size_t *len)
 {
-    *len = r->body_len;
-    return r->body ? r->body : "";
+    *len = r->body.len;
+    return r->body.p ? r->body.p : "";
 }
 
 ax_conn *ax_http_req_conn(const ax_http_req *r)

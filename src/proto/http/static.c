@@ -22,6 +22,7 @@
 #include <axon/alloc.h>
 #include <axon/http.h>
 
+#include "core/buf.h"
 #include "server_internal.h"
 
 #define MAX_RANGES AX__HTTP_MAX_RANGES
@@ -402,29 +403,15 @@ static void serve_file(ax_http_req *r, int fd, const struct stat *st, const char
     ax__http_send_file(r, fd, &seg, 1, NULL);
 }
 
+/* The listing: appends after a failure are skipped, the page is a 500. */
 typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int failed;
+    ax__buf b;
+    bool failed;
 } buf;
 
 static void buf_add(buf *b, const char *s, size_t n)
 {
-    if (b->failed) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = ax_realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+    if (!b->failed && ax__buf_append(&b->b, s, n) != 0) b->failed = true;
 }
 
 static void buf_html(buf *b, const char *s, size_t n)
@@ -527,8 +514,8 @@ static void list_dir(ax_http_req *r, int fd, const char *shown)
     if (b.failed)
         answer(r, 500);
     else
-        ax_http_respond(r, 200, "text/html; charset=utf-8", b.p, b.len);
-    ax_free(b.p);
+        ax_http_respond(r, 200, "text/html; charset=utf-8", b.b.p, b.b.len);
+    ax__buf_free(&b.b);
 }
 
 /* A precompressed sibling `rel.gz` (a regular file below the root) for a
