@@ -113,8 +113,13 @@ AX_API ax_listener *ax_listen_ex(ax_loop *loop, const char *url, const ax_conn_c
                                  const ax_conn_opts *copts, const ax_listen_opts *lopts, void *ud,
                                  int *err) AX_MUST_CHECK;
 
-/* The bound address (with the real port when 0 was asked). */
+/* The bound address (with the real port when 0 was asked).  Its scheme
+ * is the socket's: tcp:// for a TLS listener too. */
 AX_API const ax_addr *ax_listener_addr(const ax_listener *l);
+/* The URL a client reaches the listener at, as ax_addr_format() writes it
+ * (AX_ADDR_STRLEN is enough) but with the listener's own scheme: tls://
+ * for a TLS listener.  Returns buf. */
+AX_API char *ax_listener_url(const ax_listener *l, char *buf, size_t len);
 /* Stop accepting and close; connections already accepted stay open.  A
  * Unix socket file the listener created is removed. */
 AX_API void ax_listener_close(ax_listener *l);

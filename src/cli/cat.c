@@ -444,8 +444,7 @@ static int stream_listen(cat *app, const char *url)
         return err;
     }
     char shown[AX_ADDR_STRLEN];
-    ax_addr_format(ax_listener_addr(app->ls), shown, sizeof shown);
-    if (is_tls(url)) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
+    ax_listener_url(app->ls, shown, sizeof shown);
     note(app, "listening on %s%s", shown, "");
     return 0;
 }

@@ -128,21 +128,19 @@ static int setup(ax_loop *loop, int index, void *ud)
             return err;
         }
         if (a.scheme == AX_SCHEME_UNIX && index > 0) continue; /* one owner per path */
-        const ax_addr *bound = NULL;
+        bool bound = false;
         if (a.scheme == AX_SCHEME_UDP) {
             ax_udp *u = ax_udp_bind(loop, url, on_datagram, &uo, NULL, &err);
-            if (u) bound = ax_udp_addr(u);
+            if ((bound = u != NULL)) ax_addr_format(ax_udp_addr(u), shown, sizeof shown);
         } else {
             ax_conn_opts co = {.tls = tls ? cfg->tls : NULL};
             ax_listener *l = ax_listen_ex(loop, url, &echo_cbs, &co, &lo, NULL, &err);
-            if (l) bound = ax_listener_addr(l);
+            if ((bound = l != NULL)) ax_listener_url(l, shown, sizeof shown);
         }
         if (!bound) {
             fprintf(stderr, "axon echo: cannot listen on %s: %s\n", url, ax_strerror(err));
             return err;
         }
-        ax_addr_format(bound, shown, sizeof shown);
-        if (tls) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
         if (index == 0 && !cfg->quiet) fprintf(stderr, "axon echo: listening on %s\n", shown);
     }
     return 0;

@@ -128,8 +128,7 @@ static int listen_one(http_cfg *cfg, ax_loop *loop, ax_http_server *s, int index
         fprintf(stderr, "axon http: cannot listen on %s: %s\n", url, ax_strerror(err));
         return err;
     }
-    ax_addr_format(ax_listener_addr(l), shown, sizeof shown);
-    if (tls) memcpy(shown, "tls", 3); /* shown as tcp://, which it is underneath */
+    ax_listener_url(l, shown, sizeof shown);
     if (index == 0 && !cfg->quiet)
         fprintf(stderr, "axon http: serving %s on %s (%s)\n", cfg->root, shown,
                 ax_loop_backend(loop));

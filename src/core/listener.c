@@ -256,6 +256,16 @@ const ax_addr *ax_listener_addr(const ax_listener *l)
 {
     return &l->addr;
 }
+char *ax_listener_url(const ax_listener *l, char *buf, size_t len)
+{
+    if (!l->tls) return ax_addr_format(&l->addr, buf, len);
+    char plain[AX_ADDR_STRLEN];
+    ax_addr_format(&l->addr, plain, sizeof plain);
+    const char *rest = strstr(plain, "://");
+    snprintf(buf, len, "tls%s", rest ? rest : "://?");
+    return buf;
+}
+
 uint64_t ax_listener_emfile_count(const ax_listener *l)
 {
     return l->emfile;

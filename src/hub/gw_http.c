@@ -711,9 +711,7 @@ static int gw_http_listen_tls(gw_http *g, const char *url, char *why, size_t why
 static const char *gw_http_tls_addr(gw_http *g, char *buf, size_t len)
 {
     if (!g || !g->tls_ls) return NULL;
-    ax_addr_format(ax_listener_addr(g->tls_ls), buf, len);
-    if (strncmp(buf, "tcp", 3) == 0) memcpy(buf, "tls", 3);
-    return buf;
+    return ax_listener_url(g->tls_ls, buf, len);
 }
 
 static const char *gw_http_addr(gw_http *g, char *buf, size_t len)

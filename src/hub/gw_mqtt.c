@@ -1090,22 +1090,19 @@ static size_t mqtt_count(const void *gp)
     return ((const gw_mqtt *)gp)->nconns;
 }
 
-static const char *listener_url(ax_listener *l, bool tls, char *buf, size_t len)
+static const char *listener_url(ax_listener *l, char *buf, size_t len)
 {
-    if (!l) return NULL;
-    ax_addr_format(ax_listener_addr(l), buf, len);
-    if (tls && strncmp(buf, "tcp", 3) == 0) memcpy(buf, "tls", 3);
-    return buf;
+    return l ? ax_listener_url(l, buf, len) : NULL;
 }
 
 static const char *mqtt_addr(void *gp, char *buf, size_t len)
 {
-    return listener_url(((gw_mqtt *)gp)->ls, false, buf, len);
+    return listener_url(((gw_mqtt *)gp)->ls, buf, len);
 }
 
 static const char *mqtt_tls_addr(void *gp, char *buf, size_t len)
 {
-    return listener_url(((gw_mqtt *)gp)->tls_ls, true, buf, len);
+    return listener_url(((gw_mqtt *)gp)->tls_ls, buf, len);
 }
 
 static const char *mqtt_url(const serve_cfg *c)

@@ -33,6 +33,8 @@ TEST(tcp_listen_port0_and_addr)
     snprintf(u, sizeof u, "tcp://127.0.0.1:%d", ax_addr_port(a));
     ASSERT_EQ(ax_addr_parse(u, &want, NULL, 0), 0);
     ASSERT(ax_addr_equal(a, &want));
+    char shown[AX_ADDR_STRLEN];
+    ASSERT_STREQ(ax_listener_url(s.ls, shown, sizeof shown), u);
     ASSERT_EQ(ax_listener_emfile_count(s.ls), 0);
     ASSERT_EQ(ax_loop_alive(loop), 1);
     /* A real listener: a plain client can connect. */

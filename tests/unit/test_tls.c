@@ -399,6 +399,9 @@ TEST(tls_unopened_accept_no_close)
     ASSERT_EQ(srv.failed, 1);
     ASSERT_EQ(srv.opened, 0);
     ASSERT_EQ(srv.closed, 0);
+    char shown[AX_ADDR_STRLEN], want[64];
+    snprintf(want, sizeof want, "tls://127.0.0.1:%d", ax_addr_port(ax_listener_addr(l)));
+    ASSERT_STREQ(ax_listener_url(l, shown, sizeof shown), want);
     /* a handshake still running when its listener goes */
     int fd = tu_connect(ax_listener_addr(l), 0);
     for (int i = 0; i < 10; i++)
