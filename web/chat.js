@@ -3,12 +3,17 @@
 // last sequence number seen, so nothing is missed or repeated.  What is
 // typed while the connection is down waits in an outbox (shown as pending)
 // and goes out when it is back.  Lines that start with "/" are the line
-// chat's commands (/help lists them).
+// chat's commands (/help lists them).  Direct messages: `/msg NAME text`
+// (or a click on a name in the people list) publishes to user/NAME/inbox;
+// the page subscribes to its own inbox and shows what comes in there,
+// in whatever room it is, marked as private.
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+// A name that can stand in a topic level (auth_name_valid on the server).
+const USER_RE = /^[^/+#%\s]{1,64}$/;
 // ?token=T: sign in with a token (docs/security.md), sent as the first
 // WebSocket message (a browser cannot set headers on a WebSocket); the
 // name is then the token's.
@@ -33,6 +38,12 @@ const state = {
 };
 const $ = (id) => document.getElementById(id);
 const topicOf = (room) => "chat/" + room;
+const inboxOf = (name) => "user/" + name + "/inbox";
+// The recipient of a direct message topic, or null.
+function dmTarget(topic) {
+  const m = /^user\/([^/]+)\/inbox$/.exec(topic || "");
+  return m ? m[1] : null;
+}
 
 // ---- requests -----------------------------------------------------------------
 
@@ -115,6 +126,46 @@ function messageLine(m, cls) {
   return div;
 }
 
+// A direct message: "private", sender → recipient, then the text.
+// Clicking the other person's name starts a reply.
+function dmLine(m, to, cls) {
+  const div = messageLine(m, "dm " + (cls || ""));
+  const other = to || m.sender || "";
+  const tag = el("span", "dmtag", "private");
+  tag.title = to ? "a direct message only " + to + " sees" : "a direct message only you see";
+  const body = div.querySelector(".body");
+  const from = div.querySelector(".who");
+  body.insertBefore(tag, body.firstChild);
+  const dest = el("span", "who to", to || "you");
+  if (to) dest.style.setProperty("--h", hue(to));
+  else dest.classList.add("you");
+  from.after(el("span", "arrow", "\u2192"), dest);
+  const link = to ? dest : from;
+  if (other && !ADDR_RE.test(other)) {
+    link.classList.add("reply");
+    link.tabIndex = 0;
+    link.title = "write to " + other + " privately";
+    link.onclick = () => startDm(other);
+    link.onkeydown = (e) => { if (e.key === "Enter") startDm(other); };
+  }
+  return div;
+}
+
+function showDm(m) {
+  if (m.seq <= (state.lastSeq[m.topic] || 0)) return; // already shown
+  state.lastSeq[m.topic] = m.seq;
+  append(dmLine(m, null, "in"));
+}
+
+// Put "/msg NAME " in the message box.
+function startDm(name) {
+  const box = $("text");
+  box.value = "/msg " + name + " ";
+  closePanes();
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
+}
+
 function showMessage(m) {
   if (m.topic !== topicOf(state.room)) return;
   if (m.seq <= (state.lastSeq[m.topic] || 0)) return; // already shown
@@ -128,8 +179,15 @@ function showPeople() {
   const ul = $("people");
   ul.textContent = "";
   for (const n of [...state.people].sort()) {
-    const li = el("li", state.myNames.has(n) && n === state.name ? "self" : "", n);
+    const self = state.myNames.has(n) && n === state.name;
+    const li = el("li", self ? "self" : "dmable", n);
     li.style.setProperty("--h", hue(n));
+    if (!self) {
+      li.tabIndex = 0;
+      li.title = "send " + n + " a direct message";
+      li.onclick = () => startDm(n);
+      li.onkeydown = (e) => { if (e.key === "Enter") startDm(n); };
+    }
     ul.appendChild(li);
   }
   $("count").textContent = state.people.size;
@@ -264,6 +322,20 @@ function subscribeRoom() {
   }
 }
 
+// Direct messages to this page's name; on a reconnect from the last one
+// shown, so none is missed (the server subscribes a named client to its
+// inbox too: this asks for the resume).
+function subscribeInbox() {
+  const topic = inboxOf(state.name);
+  if (!state.name) return;
+  const since = state.lastSeq[topic];
+  // the server's own subscription (made with the name) does not resume
+  if (since !== undefined) request({ type: "unsubscribe", topic });
+  request({ type: "subscribe", topic, since: since === undefined ? -1 : since }, (r) => {
+    if (r.type === "error") note("direct messages are off: " + r.error, "error");
+  });
+}
+
 function join(room) {
   if (!ROOM_RE.test(room)) {
     note("a room name is 1 to 64 letters, digits, '_', '-' or '.'", "error");
@@ -295,7 +367,9 @@ function saveOutbox() {
 }
 
 function pendingLine(o) {
-  const div = messageLine({ time: o.time, sender: state.name, payload: o.payload }, "pending");
+  const to = dmTarget(o.topic);
+  const m = { time: o.time, sender: state.name, payload: o.payload };
+  const div = to ? dmLine(m, to, "pending out") : messageLine(m, "pending");
   div.classList.add("mine");
   div.querySelector(".body").appendChild(el("span", "state", online() ? "sending…" : "waiting for the connection"));
   return div;
@@ -303,7 +377,7 @@ function pendingLine(o) {
 
 function queue(topic, payload) {
   const o = { topic, payload, time: Date.now(), el: null, reqId: 0 };
-  if (topic === topicOf(state.room)) o.el = append(pendingLine(o));
+  if (topic === topicOf(state.room) || dmTarget(topic)) o.el = append(pendingLine(o));
   state.outbox.push(o);
   saveOutbox();
   flush();
@@ -321,6 +395,11 @@ function settle(o, reply) {
     } else {
       note("not sent: " + reply.error, "error");
     }
+  } else if (o.el && dmTarget(o.topic)) {
+    // nobody but the recipient gets it back: the line stays, as sent
+    o.el.classList.remove("pending");
+    o.el.querySelector(".state").textContent = "sent";
+    o.el.querySelector(".state").className = "state sent";
   } else if (o.el) {
     o.el.remove(); // the message itself comes back from the room, with its seq
   }
@@ -349,7 +428,7 @@ function restoreOutbox() {
   for (const s of saved) {
     if (typeof s.topic !== "string" || typeof s.payload !== "string") continue;
     const o = { topic: s.topic, payload: s.payload, time: s.time || Date.now(), el: null, reqId: 0 };
-    if (o.topic === topicOf(state.room)) o.el = append(pendingLine(o));
+    if (o.topic === topicOf(state.room) || dmTarget(o.topic)) o.el = append(pendingLine(o));
     state.outbox.push(o);
   }
 }
@@ -359,6 +438,7 @@ function restoreOutbox() {
 const HELP = [
   "/join ROOM — go to another room (made when first used)",
   "/nick NAME — change your name",
+  "/msg NAME TEXT — a direct message, seen by NAME only (or click a name in the list)",
   "/who — who is in this room",
   "/rooms — the rooms and how many are in each",
   "/me ACTION — say what you do",
@@ -390,6 +470,7 @@ function rename(name) {
     request({ type: "nick", name }, (r) => {
       if (r.type === "error") { note("cannot change your name: " + r.error, "error"); setName(old); return; }
       note("you are now " + name, "self");
+      subscribeInbox();
     });
   else
     note("you are now " + name + " (others will see it when the connection is back)", "self");
@@ -439,6 +520,14 @@ function command(line) {
       if (needOnline("/history")) showHistory(n);
       return;
     }
+    case "/msg": {
+      const sp2 = arg.search(/\s/);
+      const to = sp2 < 0 ? arg : arg.slice(0, sp2);
+      const text = sp2 < 0 ? "" : arg.slice(sp2 + 1).trim();
+      if (!to || !text) return note("usage: /msg NAME TEXT", "error");
+      if (!USER_RE.test(to)) return note("'" + to + "' is not a user name", "error");
+      return queue(inboxOf(to), text);
+    }
     case "/me":
       if (!arg) return note("usage: /me ACTION", "error");
       return queue(topicOf(state.room), "/me " + arg);
@@ -469,7 +558,7 @@ function onEnvelope(m) {
   }
   const here = m.topic === topicOf(state.room);
   switch (m.type) {
-    case "message": showMessage(m); break;
+    case "message": if (m.topic === inboxOf(state.name)) showDm(m); else showMessage(m); break;
     case "join": if (here) joined(m); break;
     case "leave": if (here) left(m.name, m.time, true); break;
     case "gap": if (here) note("some older messages are no longer kept"); break;
@@ -492,10 +581,11 @@ function connect() {
     if (TOKEN) {
       request({ type: "auth", token: TOKEN }, (r) => {
         if (r.type === "error") note("cannot sign in: " + r.error, "error");
-        else setName(r.name);
+        else { setName(r.name); subscribeInbox(); }
       });
     } else {
       request({ type: "nick", name: state.name });
+      subscribeInbox();
     }
     subscribeRoom();
     refreshRooms();

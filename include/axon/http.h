@@ -94,6 +94,18 @@ typedef struct ax_http_opts {
      * (about a second): a response queued on the connection shows once it
      * has left. */
     ax_http_stats *stats;
+    /* Connection hooks (NULL: none), given `hook_ud`.  on_conn_open runs
+     * for each accepted connection (after its TLS handshake) before any
+     * request is read; what it returns is the connection's data
+     * (ax_http_req_conn_data(); NULL is fine).  It may refuse the
+     * connection instead: write an answer (ax_conn_write()) and set
+     * *refuse; the server then closes the connection gracefully, reads no
+     * request from it and does not count it.  on_conn_close gets the data
+     * back when the connection closes or leaves the server
+     * (ax_http_upgrade()). */
+    void *(*on_conn_open)(ax_conn *c, void *hook_ud, bool *refuse);
+    void (*on_conn_close)(ax_conn *c, void *data, void *hook_ud);
+    void *hook_ud;
 } ax_http_opts;
 
 /* A server on `loop`.  NULL when out of memory (code in *err). */
@@ -183,6 +195,8 @@ AX_API const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const c
 AX_API const char *ax_http_req_body(const ax_http_req *r, size_t *len);
 /* The connection the request came on. */
 AX_API ax_conn *ax_http_req_conn(const ax_http_req *r);
+/* What ax_http_opts.on_conn_open returned for that connection (or NULL). */
+AX_API void *ax_http_req_conn_data(const ax_http_req *r);
 
 /* ---- streamed request bodies (routes with stream_body) ----------------- */
 

@@ -72,6 +72,16 @@ static void help(FILE *out)
                  "                           credentials may do (docs/security.md)\n"
                  "      --metrics-access W   loopback (default), admin or any: who may read\n"
                  "                           /metrics and /dashboard\n"
+                 "Limits (docs/config.md; RATE: 100/s, 10/min, 1MiB/s, '500/s burst 1000', off):\n"
+                 "      --max-connections N  connections to the whole server; default 10000\n"
+                 "      --max-connections-per-ip N  from one address; default 256\n"
+                 "      --msg-rate RATE      messages per connection; default 1000/s burst 2000\n"
+                 "      --byte-rate RATE     bytes per connection; default 1MiB/s burst 2MiB\n"
+                 "      --ip-msg-rate RATE   messages (and UDP datagrams) per address; default\n"
+                 "                           10000/s burst 20000\n"
+                 "      --ip-byte-rate RATE  bytes per address; default 16MiB/s burst 32MiB\n"
+                 "      --login-fail-rate RATE  failed logins per address before its logins are\n"
+                 "                           refused unchecked; default 10/min burst 10\n"
                  "  -q, --quiet              do not print the addresses at start\n"
                  "  -h, --help               show this help\n\n"
                  "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
@@ -109,6 +119,7 @@ static void defaults(serve_cfg *c)
     c->line_name_timeout_s = 30;
     c->line_idle_timeout_s = 3600;
     c->anonymous = -1;
+    hub_limits_conf_default(&c->limits);
 }
 
 /* "host:port" -> "scheme://host:port"; URLs and "off" stay. */
@@ -191,6 +202,22 @@ static uint32_t *timeout_field(serve_cfg *c, const char *k)
     if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
     if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
     return NULL;
+}
+
+/* A limits setting (docs/config.md, "Limits"); its value is the rest of
+ * the line ("msg_rate 500/s burst 1000").  0, AX_EINVAL with why, or
+ * AX_ENOENT when `argv[0]` is not one. */
+static int limits_setting(serve_cfg *c, char **argv, int argc, char *why, size_t why_len)
+{
+    char v[256] = "";
+    for (int i = 1; i < argc; i++) {
+        size_t n = strlen(v);
+        snprintf(v + n, sizeof v - n, "%s%s", i > 1 ? " " : "", argv[i]);
+    }
+    why[0] = '\0';
+    int rc = hub_limits_conf_set(&c->limits, argv[0], v, why, why_len);
+    if (rc == AX_EINVAL && !why[0]) snprintf(why, why_len, "bad value for %s", argv[0]);
+    return rc;
 }
 
 /* One `key value...` setting; 0, or -1 with a sentence in why. */
@@ -408,6 +435,8 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             why[0] = '\0'; /* the included file said what was wrong */
             return -1;
         }
+    } else if (limits_setting(c, argv, argc, why, why_len) != AX_ENOENT) {
+        return why[0] ? -1 : 0;
     } else {
         snprintf(why, why_len, "unknown setting '%s'", k);
         return -1;
@@ -530,41 +559,49 @@ int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
     /* clang-format off: the table grows at its end */
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"http", required_argument, NULL, 'H'},
-                                             {"line", required_argument, NULL, 'L'},
-                                             {"udp", required_argument, NULL, 'U'},
-                                             {"data", required_argument, NULL, 'd'},
-                                             {"fsync", required_argument, NULL, 'F'},
-                                             {"history", required_argument, NULL, 'N'},
-                                             {"log-format", required_argument, NULL, 'j'},
-                                             {"log-file", required_argument, NULL, 'o'},
-                                             {"quiet", no_argument, NULL, 'q'},
-                                             {"listen", required_argument, NULL, 'l'},
-                                             {"threads", required_argument, NULL, 't'},
-                                             {"https", required_argument, NULL, 'S'},
-                                             {"line-tls", required_argument, NULL, 'T'},
-                                             {"cert", required_argument, NULL, 'C'},
-                                             {"key", required_argument, NULL, 'K'},
-                                             {"access-log", required_argument, NULL, 'A'},
-                                             {"access-log-format", required_argument, NULL, 'f'},
-                                             {"header-timeout", required_argument, NULL, 'g'},
-                                             {"idle-timeout", required_argument, NULL, 'i'},
-                                             {"close-timeout", required_argument, NULL, 'x'},
-                                             {"line-name-timeout", required_argument, NULL, 'n'},
-                                             {"line-idle-timeout", required_argument, NULL, 'm'},
-                                             {"max-topics", required_argument, NULL, 'M'},
-                                             {"max-subs", required_argument, NULL, 'B'},
-                                             {"store-queue", required_argument, NULL, 'Q'},
-                                             {"store-queue-bytes", required_argument, NULL, 'W'},
-                                             {"auth-secret", required_argument, NULL, 'a'},
-                                             {"password-file", required_argument, NULL, 'P'},
-                                             {"acl-file", required_argument, NULL, 'Y'},
-                                             {"anonymous", required_argument, NULL, 'y'},
-                                             {"metrics-access", required_argument, NULL, 'G'},
-                                             {"allow-origin", required_argument, NULL, 'O'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"http", required_argument, NULL, 'H'},
+        {"line", required_argument, NULL, 'L'},
+        {"udp", required_argument, NULL, 'U'},
+        {"data", required_argument, NULL, 'd'},
+        {"fsync", required_argument, NULL, 'F'},
+        {"history", required_argument, NULL, 'N'},
+        {"log-format", required_argument, NULL, 'j'},
+        {"log-file", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},
+        {"https", required_argument, NULL, 'S'},
+        {"line-tls", required_argument, NULL, 'T'},
+        {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'},
+        {"access-log", required_argument, NULL, 'A'},
+        {"access-log-format", required_argument, NULL, 'f'},
+        {"header-timeout", required_argument, NULL, 'g'},
+        {"idle-timeout", required_argument, NULL, 'i'},
+        {"close-timeout", required_argument, NULL, 'x'},
+        {"line-name-timeout", required_argument, NULL, 'n'},
+        {"line-idle-timeout", required_argument, NULL, 'm'},
+        {"max-topics", required_argument, NULL, 'M'},
+        {"max-subs", required_argument, NULL, 'B'},
+        {"store-queue", required_argument, NULL, 'Q'},
+        {"store-queue-bytes", required_argument, NULL, 'W'},
+        {"auth-secret", required_argument, NULL, 'a'},
+        {"password-file", required_argument, NULL, 'P'},
+        {"acl-file", required_argument, NULL, 'Y'},
+        {"anonymous", required_argument, NULL, 'y'},
+        {"metrics-access", required_argument, NULL, 'G'},
+        {"allow-origin", required_argument, NULL, 'O'},
+        {"max-connections", required_argument, NULL, 'e'},
+        {"max-connections-per-ip", required_argument, NULL, 'I'},
+        {"msg-rate", required_argument, NULL, 'r'},
+        {"byte-rate", required_argument, NULL, 'b'},
+        {"ip-msg-rate", required_argument, NULL, 'R'},
+        {"ip-byte-rate", required_argument, NULL, 'X'},
+        {"login-fail-rate", required_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
                                     ['L'] = "listen_line",
                                     ['U'] = "listen_udp",
@@ -594,7 +631,14 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['Y'] = "acl_file",
                                     ['y'] = "anonymous",
                                     ['G'] = "metrics_access",
-                                    ['O'] = "allow_origins"};
+                                    ['O'] = "allow_origins",
+                                    ['e'] = "max_connections",
+                                    ['I'] = "max_connections_per_ip",
+                                    ['r'] = "msg_rate",
+                                    ['b'] = "byte_rate",
+                                    ['R'] = "ip_msg_rate",
+                                    ['X'] = "ip_byte_rate",
+                                    ['z'] = "login_fail_rate"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;

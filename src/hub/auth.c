@@ -307,10 +307,36 @@ static bool topic_allowed(const auth_identity *id, const char *topic, int bit)
     return ok;
 }
 
+bool auth_inbox_of(const char *topic, char *name, size_t cap)
+{
+    if (strncmp(topic, "user/", 5) != 0) return false;
+    const char *x = topic + 5, *e = strchr(x, '/');
+    if (!e || strcmp(e, "/inbox") != 0 || (size_t)(e - x) >= cap) return false;
+    memcpy(name, x, (size_t)(e - x));
+    name[e - x] = '\0';
+    return auth_name_valid(name);
+}
+
 bool auth_may_publish(const auth_identity *id, const char *topic)
 {
     if (!id || !hub_topic_valid(topic, strlen(topic))) return false;
     return topic_allowed(id, topic, AUTH_WRITE);
+}
+
+bool auth_private_may_read(const char *name, const char *topic)
+{
+    if (topic[0] != 'u' || strncmp(topic, "user/", 5) != 0) return true;
+    size_t nl = name ? strlen(name) : 0;
+    return nl && strncmp(topic + 5, name, nl) == 0 && (topic[5 + nl] == '/' || !topic[5 + nl]);
+}
+
+bool auth_private_may_subscribe(const char *name, const char *filter)
+{
+    if (strncmp(filter, "user", 4) != 0 || (filter[4] != '/' && filter[4])) return true;
+    if (!filter[4]) return true; /* the topic "user" itself is nobody's */
+    const char *x = filter + 5;
+    size_t xl = strcspn(x, "/"), nl = name ? strlen(name) : 0;
+    return nl && xl == nl && strncmp(x, name, nl) == 0;
 }
 
 bool auth_may_read(const auth_identity *id, const char *topic)

@@ -19,7 +19,10 @@
  *     rule does;
  *   - private topics: `user/NAME` and everything under it are readable by
  *     NAME only (and by an admin), whatever the other rules say; a named
- *     identity may always read its own `user/NAME/#`.
+ *     identity may always read its own `user/NAME/#`;
+ *   - direct messages go to `user/NAME/inbox`: only NAME reads it; writing
+ *     there needs a write grant like any topic (`user/+/inbox` lets a user
+ *     send direct messages to everyone).
  * Topics starting with '$' are matched by a leading wildcard neither in a
  * rule nor in a subscription (MQTT's rule).
  *
@@ -119,6 +122,17 @@ bool auth_may_publish(const auth_identity *id, const char *topic);
 bool auth_may_subscribe(const auth_identity *id, const char *filter);
 /* Per delivery: cheap (no allocation; "#" grants take a fast path). */
 bool auth_may_read(const auth_identity *id, const char *topic);
+/* Is `topic` a direct-message inbox `user/NAME/inbox` (NAME a valid name)?
+ * Then NAME is copied to `name` (cap bytes). */
+bool auth_inbox_of(const char *topic, char *name, size_t cap);
+/* The private-topic rule alone, by presence name, for servers without
+ * authentication (no identities; names are chosen, not proven): may the
+ * client called `name` (NULL or "": no name) read `topic` / subscribe to
+ * `filter`?  `user/X/...` is X's only; a filter naming `user/+`,
+ * `user/#` or another's `user/X` is refused, while a wider one ("#",
+ * "+/inbox") is allowed and the hub leaves out what it may not read. */
+bool auth_private_may_read(const char *name, const char *topic);
+bool auth_private_may_subscribe(const char *name, const char *filter);
 /* Has the credential ended at `now` (no leeway here: a session ends on time)? */
 bool auth_expired(const auth_identity *id, int64_t now);
 

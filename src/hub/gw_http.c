@@ -168,7 +168,7 @@ void serve_http_error(ax_http_req *r, int status, const char *why)
 /* ---- who the client is ------------------------------------------------------------------ */
 
 /* "Basic b64(user:password)": the login's identity, or NULL. */
-static auth_identity *basic_login(const serve *sv, const char *v, size_t n)
+static auth_identity *basic_login(const serve *sv, const ax_addr *from, const char *v, size_t n)
 {
     char buf[512];
     uint8_t raw[384];
@@ -179,7 +179,7 @@ static auth_identity *basic_login(const serve *sv, const char *v, size_t n)
     char *colon = strchr(buf, ':');
     if (!colon || memchr(buf, '\0', (size_t)rl)) return NULL;
     *colon = '\0';
-    auth_identity *id = serve_login(sv, buf, colon + 1);
+    auth_identity *id = serve_login(sv, from, buf, colon + 1);
     memset(buf, 0, sizeof buf); /* the password */
     memset(raw, 0, sizeof raw);
     return id;
@@ -192,15 +192,16 @@ int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **out)
     size_t n;
     const char *h = ax_http_req_header(r, "Authorization", &n);
     char tok[AUTH_MAX_TOKEN + 1];
+    ax_addr peer, *from = ax_conn_peer(ax_http_req_conn(r), &peer) == 0 ? &peer : NULL;
     if (h && n > 7 && strncasecmp(h, "Bearer ", 7) == 0)
-        *out = serve_token(sv, h + 7, n - 7);
+        *out = serve_token(sv, from, h + 7, n - 7);
     else if (h && n > 6 && strncasecmp(h, "Basic ", 6) == 0)
-        *out = basic_login(sv, h + 6, n - 6);
+        *out = basic_login(sv, from, h + 6, n - 6);
     else if (h)
         return -1;
     else if (query_has(r, "token"))
         *out = query_find(r, "token", tok, sizeof tok, false) > 0
-                   ? serve_token(sv, tok, strlen(tok))
+                   ? serve_token(sv, from, tok, strlen(tok))
                    : NULL; /* empty, too long or badly escaped */
     else
         *out = serve_anonymous(sv);
@@ -209,6 +210,9 @@ int serve_http_identity(const serve *sv, ax_http_req *r, auth_identity **out)
 
 void serve_http_unauthorized(ax_http_req *r)
 {
+    ax_addr peer;
+    ax_conn *c = ax_http_req_conn(r);
+    serve_refused(NULL, "http", c && ax_conn_peer(c, &peer) == 0 ? &peer : NULL, NULL);
     ax_http_add_header(r, "WWW-Authenticate", "Bearer realm=\"axon\", Basic realm=\"axon\"");
     reply_error(r, 401,
                 "unauthorized: give a token (Authorization: Bearer, ?token=) or a "
@@ -246,13 +250,30 @@ static bool may_read(gw_http *g, ax_http_req *r, const char *topic)
 {
     auth_identity *id;
     if (!who(g, r, &id)) return false;
-    bool ok = !id || auth_may_read(id, topic);
+    bool ok = id ? auth_may_read(id, topic) : auth_private_may_read(NULL, topic);
     auth_identity_free(id);
     if (!ok) reply_error(r, 403, "forbidden: you may not read this topic");
     return ok;
 }
 
 /* ---- the API -------------------------------------------------------------------------- */
+
+/* An API request is a message of its connection (msg_rate, byte_rate):
+ * over the rate, 429 with Retry-After and false. */
+static bool within_limits(gw_http *g, ax_http_req *r)
+{
+    size_t bl = 0;
+    hub_refusal ref = {0};
+    char text[128];
+    ax_http_req_body(r, &bl);
+    hub_limit_kind k =
+        serve_limit_msg(g->sv, "http", ax_http_req_conn(r), serve_limit_http_conn(r), bl, &ref);
+    if (k == HUB_LIMIT_OK) return true;
+    snprintf(text, sizeof text, "%llu", (unsigned long long)serve_limit_retry_s(&ref));
+    ax_http_add_header(r, "Retry-After", text);
+    reply_error(r, 429, serve_limit_text(k, &ref, text, sizeof text));
+    return false;
+}
 
 static void wait_unlink(pub_wait *w)
 {
@@ -320,7 +341,7 @@ static void api_publish(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     char topic[HUB_MAX_TOPIC + 1], sender[HUB_MAX_NAME + 1];
-    if (!method_is(r, "POST", "POST") || !origin_ok(g, r)) return;
+    if (!method_is(r, "POST", "POST") || !origin_ok(g, r) || !within_limits(g, r)) return;
     if (path_rest(r, strlen("/api/publish/"), topic, sizeof topic) <= 0) {
         reply_error(r, 400, "no topic: POST /api/publish/<topic>");
         return;
@@ -465,7 +486,7 @@ static void api_history(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     char topic[HUB_MAX_TOPIC + 1], v[32];
-    if (!method_is(r, "GET", "GET, HEAD")) return;
+    if (!method_is(r, "GET", "GET, HEAD") || !within_limits(g, r)) return;
     if (path_rest(r, strlen("/api/history/"), topic, sizeof topic) <= 0) {
         reply_error(r, 400, "no topic: GET /api/history/<topic>?since=N");
         return;
@@ -513,7 +534,8 @@ typedef struct topics_ctx {
 static void topic_json(const char *topic, uint64_t last, size_t subs, void *ud)
 {
     topics_ctx *c = ud;
-    if (c->id && !auth_may_read(c->id, topic)) return; /* not even its name */
+    if (c->id ? !auth_may_read(c->id, topic) : !auth_private_may_read(NULL, topic))
+        return; /* not even its name */
     json_array_append_new(c->a, json_pack("{s:s,s:I,s:I}", "topic", topic, "last_seq",
                                           (json_int_t)last, "subscribers", (json_int_t)subs));
 }
@@ -522,7 +544,7 @@ static void api_topics(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     char after[HUB_MAX_TOPIC + 1], next[HUB_MAX_TOPIC + 1], v[32];
-    if (!method_is(r, "GET", "GET, HEAD")) return;
+    if (!method_is(r, "GET", "GET, HEAD") || !within_limits(g, r)) return;
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
     if (query_get_raw(r, "after", after, sizeof after) < 0) after[0] = '\0';
@@ -546,7 +568,7 @@ static void api_presence(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
     char room[HUB_MAX_TOPIC + 1], topic[HUB_MAX_TOPIC + 8];
-    if (!method_is(r, "GET", "GET, HEAD")) return;
+    if (!method_is(r, "GET", "GET, HEAD") || !within_limits(g, r)) return;
     if (path_rest(r, strlen("/api/presence/"), room, sizeof room) <= 0) {
         reply_error(r, 400, "no room: GET /api/presence/<room>");
         return;
@@ -639,6 +661,11 @@ static gw_http *gw_http_start(serve *sv, const char *url, char *why, size_t why_
     ho.linger_ms = sv->cfg->close_timeout_s * 1000;
     ho.access_log = sv->access_log;
     ho.access_log_format = sv->cfg->access_log_format;
+    if (sv->limits) { /* every HTTP connection counts (serve_limit.c) */
+        ho.on_conn_open = serve_limit_http_open;
+        ho.on_conn_close = serve_limit_http_close;
+        ho.hook_ud = sv;
+    }
     g->srv = ax_http_server_new(sv->loop, &ho, &err);
     if (!g->srv) goto fail;
     struct {

@@ -2,8 +2,10 @@
  *
  * The first line is the user's name; the user starts in room `lobby`.
  * Every other line is a message to the current room (the topic
- * chat/<room>), or a command: /join /nick /who /rooms /me /history /quit
- * /help.  Messages from every gateway arrive as `[room] name: text`.
+ * chat/<room>), or a command: /join /nick /msg /who /rooms /me /history
+ * /quit /help.  Messages from every gateway arrive as `[room] name: text`;
+ * direct messages (`/msg NAME text`, the topic user/NAME/inbox, which each
+ * named session subscribes to) as `[dm] name: text`.
  * With authentication configured, the first line may be `/login NAME
  * PASSWORD` or `/token TOKEN` (required when anonymous access is off);
  * the name is then the login's, and /nick is refused.
@@ -49,12 +51,14 @@ struct line_conn {
     char room[ROOM_MAX + 1];
     bool discarding; /* inside a line that was too long */
     bool quit;
-    auth_identity *id; /* who it is; NULL: no auth configured */
+    auth_identity *id;   /* who it is; NULL: no auth configured */
+    hub_limits_conn lim; /* its share of the limits */
 };
 
 static const char *HELP = "* commands:\n"
                           "*   /join ROOM      go to another room (made when first used)\n"
                           "*   /nick NAME      change your name\n"
+                          "*   /msg NAME TEXT  a direct message, seen by NAME only\n"
                           "*   /who            who is in this room\n"
                           "*   /rooms          the rooms and how many are in each\n"
                           "*   /me ACTION      say what you do (* you waves)\n"
@@ -114,6 +118,9 @@ static ax_slice *encode_line(const hub_msg *m, void *ud)
     if (!s) return NULL;
     char *o = ax_slice_data(s);
     int n;
+    char to[AUTH_MAX_NAME + 1];
+    if (!room && m->kind == HUB_MSG && auth_inbox_of(m->topic, to, sizeof to))
+        where = "dm"; /* a direct message to the reader */
     if (m->kind == HUB_JOIN || m->kind == HUB_LEAVE) {
         n = sprintf(o, "* %s %s %s\n", who, m->kind == HUB_JOIN ? "joined" : "left", where);
     } else if (m->binary) {
@@ -230,6 +237,44 @@ static int join(line_conn *lc, const char *room)
     return 0;
 }
 
+/* The session's direct messages: user/NAME/inbox of its name (none for
+ * an anonymous client of a server with auth: its name is not its own). */
+static void inbox(line_conn *lc, const char *name, bool on)
+{
+    char topic[AUTH_MAX_NAME + 16];
+    if (!name || !auth_name_valid(name)) return;
+    snprintf(topic, sizeof topic, "user/%s/inbox", name);
+    if (!on)
+        hub_unsubscribe(lc->sub, topic);
+    else if (!lc->id || auth_may_subscribe(lc->id, topic))
+        hub_subscribe(lc->sub, topic, -1, false);
+}
+
+/* /msg NAME TEXT: publish to user/NAME/inbox; the sender sees a copy. */
+static void direct(line_conn *lc, char *arg)
+{
+    char *text = arg ? strchr(arg, ' ') : NULL, topic[AUTH_MAX_NAME + 16];
+    if (text) *text++ = '\0';
+    if (!arg || !*arg || !text || !*text) {
+        say(lc, "* usage: /msg NAME TEXT\n");
+        return;
+    }
+    if (!auth_name_valid(arg)) {
+        say(lc, "error: '%.64s' is not a user name\n", arg);
+        return;
+    }
+    snprintf(topic, sizeof topic, "user/%s/inbox", arg);
+    serve *sv = lc->g->sv;
+    int err = 0;
+    GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
+    if (!allowed(lc, auth_may_publish, topic)) return;
+    if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, strlen(text), &err))
+        say(lc, "* not sent: %s\n",
+            err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
+    else
+        say(lc, "[dm to %s] %s: %.800s\n", arg, hub_sub_name(lc->sub), text);
+}
+
 static void command(line_conn *lc, char *line)
 {
     char *arg = strchr(line, ' ');
@@ -244,10 +289,17 @@ static void command(line_conn *lc, char *line)
     } else if (strcmp(line, "/nick") == 0 && lc->id && lc->id->name[0]) {
         say(lc, "error: your name is the one you signed in with\n");
     } else if (strcmp(line, "/nick") == 0 && arg && *arg) {
-        if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0)
+        char old[HUB_MAX_NAME + 1];
+        snprintf(old, sizeof old, "%s", hub_sub_name(lc->sub) ? hub_sub_name(lc->sub) : "");
+        if (!name_ok(arg, NAME_MAX_LEN) || hub_sub_rename(lc->sub, arg) != 0) {
             say(lc, "* a name is 1 to %d letters, digits, '_', '-' or '.'\n", NAME_MAX_LEN);
-        else
+        } else {
+            inbox(lc, old, false); /* the direct messages follow the name */
+            inbox(lc, arg, true);
             say(lc, "* you are now %s\n", arg);
+        }
+    } else if (strcmp(line, "/msg") == 0) {
+        direct(lc, arg);
     } else if (strcmp(line, "/who") == 0) {
         who(lc);
     } else if (strcmp(line, "/rooms") == 0) {
@@ -306,7 +358,15 @@ static void greet(line_conn *lc, const char *name)
     if (lc->id) hub_sub_set_identity(lc->sub, lc->id);
     line_timer_arm(lc); /* from the name deadline to the idle timeout */
     say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
+    inbox(lc, name, true);
     if (join(lc, "lobby") == 0) who(lc);
+}
+
+/* Log a refused sign-in with the client's address (once per client). */
+static void refused(line_conn *lc, const char *why)
+{
+    ax_addr a;
+    serve_refused(lc->g->sv, "line", ax_conn_peer(lc->c, &a) == 0 ? &a : NULL, why);
 }
 
 /* The first line with auth configured: /login NAME PASSWORD, /token T,
@@ -314,21 +374,24 @@ static void greet(line_conn *lc, const char *name)
 static void sign_in(line_conn *lc, char *line)
 {
     const serve *sv = lc->g->sv;
+    ax_addr peer, *from = ax_conn_peer(lc->c, &peer) == 0 ? &peer : NULL;
     if (strncmp(line, "/login ", 7) == 0) {
         char *user = line + 7, *pw = strchr(user, ' ');
         if (pw) *pw++ = '\0';
-        lc->id = pw ? serve_login(sv, user, pw) : NULL;
+        lc->id = pw ? serve_login(sv, from, user, pw) : NULL;
         if (pw) memset(pw, 0, strlen(pw)); /* the password */
     } else if (strncmp(line, "/token ", 7) == 0) {
-        lc->id = serve_token(sv, line + 7, strlen(line + 7));
+        lc->id = serve_token(sv, from, line + 7, strlen(line + 7));
     } else if (line[0] != '/' && (lc->id = serve_anonymous(sv))) {
         greet(lc, line);
         return;
     } else {
+        refused(lc, "no credentials");
         say(lc, "error: unauthorized: sign in with /login NAME PASSWORD or /token TOKEN\n");
         return;
     }
     if (!lc->id) {
+        refused(lc, NULL);
         say(lc, "error: unauthorized\n");
         return;
     }
@@ -344,9 +407,23 @@ static bool expired(line_conn *lc)
     return true;
 }
 
+/* Every line counts (msg_rate, byte_rate): over a limit, an error line,
+ * then close; true. */
+static bool over_limit(line_conn *lc, size_t n)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    hub_limit_kind k = serve_limit_msg(lc->g->sv, "line", lc->c, &lc->lim, n + 1, &ref);
+    if (k == HUB_LIMIT_OK) return false;
+    say(lc, "error: %s\n", serve_limit_text(k, &ref, text, sizeof text));
+    lc->quit = true;
+    ax_conn_close(lc->c);
+    return true;
+}
+
 static void one_line(line_conn *lc, char *line, size_t n)
 {
-    if (lc->quit || expired(lc)) return;
+    if (lc->quit || expired(lc) || over_limit(lc, n)) return;
     if (n && line[n - 1] == '\r') line[--n] = '\0';
     if (!lc->sub && lc->g->sv->auth && !lc->id) {
         sign_in(lc, line);
@@ -413,6 +490,7 @@ static void line_timer_arm(line_conn *lc)
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     line_conn *lc = ax_conn_data(c);
+    if (!lc) return len; /* refused (on_open) */
     serve *sv = lc->g->sv;
     static char buf[LINE_MAX_CAP + 1]; /* one loop: one line at a time */
     size_t max = sv->cfg->max_line, off = 0;
@@ -442,15 +520,34 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     return off;
 }
 
+/* Over a connection limit: an error line, then close (never opened). */
+static bool conn_refused(gw_line *g, ax_conn *c, hub_limits_conn *lim)
+{
+    hub_refusal ref = {0};
+    char text[128], msg[160];
+    hub_limit_kind k = serve_limit_open(g->sv, "line", c, lim, &ref);
+    if (k == HUB_LIMIT_OK) return false;
+    int n = snprintf(msg, sizeof msg, "error: %s\n", serve_limit_text(k, &ref, text, sizeof text));
+    if (n > 0 && ax_conn_write(c, msg, (size_t)n) >= 0) GW_ADD(g->sv->gw[GW_LINE].bytes_out, n);
+    GW_ADD(g->sv->gw[GW_LINE].errors, 1);
+    ax_conn_set_data(c, NULL);
+    ax_conn_close(c);
+    return true;
+}
+
 static void on_open(ax_conn *c)
 {
     gw_line *g = ax_conn_data(c);
+    hub_limits_conn lim;
+    if (conn_refused(g, c, &lim)) return;
     line_conn *lc = ax_calloc(1, sizeof(*lc));
     if (!lc) {
+        serve_limit_close(g->sv, &lim);
         ax_conn_set_data(c, NULL);
         ax_conn_abort(c, AX_ENOMEM);
         return;
     }
+    lc->lim = lim;
     lc->kind = K_CONN;
     lc->g = g;
     lc->c = c;
@@ -492,6 +589,7 @@ static void on_close(ax_conn *c, int reason)
         lc->g->conns = lc->next;
     if (lc->next) lc->next->prev = lc->prev;
     GW_SUB(lc->g->sv->gw[GW_LINE].conns, 1);
+    serve_limit_close(lc->g->sv, &lc->lim);
     hub_sub_free(lc->sub);
     auth_identity_free(lc->id);
     ax_timer_free(lc->timer);

@@ -1,11 +1,15 @@
 /* gw_sse.c: the hub as Server-Sent Events (GET /sse?topic=FILTER), mounted
  * on the HTTP gateway's server.  docs/protocol.md has the wire format.
+ * A stream opened with a token ends when the token expires: a last
+ * `event: error` says why, then the response ends (the client opens a new
+ * stream with a new token, resuming with Last-Event-ID).
  *
  * An event is made once per message (ENC_SSE) and the same bytes are
  * queued on every SSE client with ax_http_write_slice(). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <axon/alloc.h>
 
@@ -19,8 +23,9 @@ typedef struct gw_sse gw_sse;
 struct gw_sse {
     serve *sv;
     ax_timer *ping;
-    ax_timer *watch; /* starts reading new streams, to notice when they close */
-    sse_client *sse; /* open event streams */
+    ax_timer *watch;  /* starts reading new streams, to notice when they close */
+    ax_timer *expiry; /* ends the streams whose token has expired */
+    sse_client *sse;  /* open event streams */
 };
 
 struct sse_client {
@@ -116,7 +121,7 @@ static void sse(ax_http_req *r, void *ud)
         serve_http_unauthorized(r);
         return;
     }
-    if (id && !auth_may_subscribe(id, filter)) {
+    if (id ? !auth_may_subscribe(id, filter) : !auth_private_may_subscribe(NULL, filter)) {
         auth_identity_free(id);
         serve_http_error(r, 403, "forbidden: you may not subscribe to this filter");
         return;
@@ -173,6 +178,25 @@ static void sse_watch(ax_timer *t, void *ud)
     }
 }
 
+/* Every second: end the streams whose token has expired. */
+static void sse_expire(ax_timer *t, void *ud)
+{
+    gw_sse *g = ud;
+    (void)t;
+    int64_t now = (int64_t)time(NULL);
+    for (sse_client *c = g->sse, *next; c; c = next) {
+        next = c->next;
+        if (!c->id || !auth_expired(c->id, now)) continue;
+        static const char bye[] = "event: error\ndata: {\"type\":\"error\",\"error\":\"token "
+                                  "expired\"}\n\n";
+        ax_http_req *r = c->r;
+        ax_http_write(r, bye, sizeof bye - 1);
+        ax_http_on_abort(r, NULL, NULL);
+        sse_abort(r, c); /* forget it, then end the response */
+        ax_http_end(r);
+    }
+}
+
 static void sse_ping(ax_timer *t, void *ud)
 {
     gw_sse *g = ud;
@@ -188,6 +212,7 @@ static void sse_free(void *vg)
     gw_sse *g = vg;
     ax_timer_free(g->ping);
     ax_timer_free(g->watch);
+    ax_timer_free(g->expiry);
     while (g->sse) { /* before the server: its abort callbacks may come late */
         sse_client *c = g->sse;
         g->sse = c->next;
@@ -208,8 +233,10 @@ static void *sse_mount(serve *sv, ax_http_server *srv, char *why, size_t why_len
     g->sv = sv;
     g->ping = ax_timer_new(sv->loop, sse_ping, g);
     g->watch = g->ping ? ax_timer_new(sv->loop, sse_watch, g) : NULL;
-    if (!g->watch || (err = ax_http_route(srv, NULL, "/sse", sse, g))) goto fail;
+    g->expiry = g->watch ? ax_timer_new(sv->loop, sse_expire, g) : NULL;
+    if (!g->expiry || (err = ax_http_route(srv, NULL, "/sse", sse, g))) goto fail;
     ax_timer_start(g->ping, SSE_PING_MS, SSE_PING_MS);
+    if (sv->auth) ax_timer_start(g->expiry, 1000, 1000);
     return g;
 fail:
     snprintf(why, why_len, "cannot add Server-Sent Events: %s", ax_strerror(err));

@@ -8,6 +8,7 @@
  *   PING                      ->  PONG
  *   deliveries                    MSG <topic> <seq> <sender> <payload>
  *                                 GAP <topic> <first seq kept>
+ *                                 MORE <topic> <seq>  (a replay paused)
  *   anything wrong            ->  ERR <reason>
  *
  * UDP has no connection, so a subscription is a lease: it lasts udp_lease
@@ -29,7 +30,14 @@
  * this process, so the server keeps no state), and only the SUB that
  * repeats it subscribes.  An address with a lease is verified while the
  * lease lasts.  What a verified address receives is paced: UDP_PACE_BYTES
- * per UDP_PACE_MS, the hub holding the rest of a replay meanwhile. */
+ * per UDP_PACE_MS, the hub holding the rest of a replay meanwhile.
+ *
+ * A replay (SUB with a since) is bounded per datagram too: one SUB buys
+ * at most UDP_REPLAY_MSGS messages or UDP_REPLAY_BYTES bytes of it; then
+ * `MORE <topic> <seq>` says where it paused (the last message sent), and
+ * the hub holds the rest (and the live messages behind it) until the
+ * address sends a SUB again.  So a forged or forgotten `SUB # 0` costs one
+ * bounded answer, not the whole history. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +62,8 @@ typedef struct gw_udp gw_udp;
 #define UDP_COOKIE_HEX 16    /* cookie: 64 bits of HMAC-SHA256, in hex */
 #define UDP_PACE_BYTES 65536 /* sent to one address per UDP_PACE_MS, at most */
 #define UDP_PACE_MS 20
+#define UDP_REPLAY_MSGS 256    /* replayed per SUB datagram, at most */
+#define UDP_REPLAY_BYTES 65536 /* and bytes */
 
 typedef struct lease {
     struct lease *next;
@@ -73,6 +83,9 @@ typedef struct udp_peer {
     int64_t credit;        /* bytes it may still be sent in this pace interval */
     bool verified;         /* showed a cookie (an AUTH alone does not verify) */
     bool kicked;           /* over its budget though paced: the next sweep frees it */
+    bool held;             /* a replay paused at its per-datagram bound: waits for a SUB */
+    int replay_msgs;       /* what the last SUB still allows of a replay */
+    int64_t replay_bytes;
     char key[AX_ADDR_STRLEN];
 } udp_peer;
 
@@ -188,7 +201,7 @@ static void pace_resume(ax_timer *t, void *ud)
     udp_peer *p = ud;
     (void)t;
     p->credit = UDP_PACE_BYTES;
-    hub_sub_writable(p->sub);
+    if (!p->held) hub_sub_writable(p->sub);
 }
 
 /* Count `n` bytes sent to p; false (the hub holds the rest) when its
@@ -229,13 +242,22 @@ static bool udp_write(hub_sub *s, hub_msg *m, void *ud)
     ax_slice *sl = hub_msg_encoding(m, ENC_UDP, encode_udp, NULL);
     if (!sl) return true;
     gw_stats *st = &p->g->sv->gw[GW_UDP];
+    bool replay = hub_sub_replaying(s);
     if (ax_udp_send(p->g->u, &p->addr, ax_slice_data(sl), ax_slice_len(sl)) == 0) {
         GW_ADD(st->msgs_out, 1);
         GW_ADD(st->bytes_out, ax_slice_len(sl));
     } else {
         GW_ADD(st->errors, 1);
     }
-    return pace_spend(p, ax_slice_len(sl));
+    bool more = pace_spend(p, ax_slice_len(sl));
+    if (!replay) return more;
+    p->replay_bytes -= (int64_t)ax_slice_len(sl);
+    if (--p->replay_msgs > 0 && p->replay_bytes > 0) return more;
+    char note[HUB_MAX_TOPIC + 48]; /* this datagram's share is spent: wait for a SUB */
+    int n = snprintf(note, sizeof note, "MORE %s %llu\n", m->topic, (unsigned long long)m->seq);
+    if (ax_udp_send(p->g->u, &p->addr, note, (size_t)n) == 0) GW_ADD(st->bytes_out, (size_t)n);
+    p->held = true;
+    return false;
 }
 
 /* Paced deliveries queue in the hub; a subscriber whose queue outgrows its
@@ -301,6 +323,7 @@ static const auth_identity *peer_identity(gw_udp *g, udp_peer *p, const ax_addr 
     auth_identity *anon = serve_anonymous(g->sv);
     if (!anon) {
         *ok = false;
+        serve_refused(g->sv, "udp", from, "no credentials");
         reply(g, from, "ERR unauthorized: send AUTH <token> first");
         return NULL;
     }
@@ -310,9 +333,10 @@ static const auth_identity *peer_identity(gw_udp *g, udp_peer *p, const ax_addr 
 
 static void cmd_auth(gw_udp *g, const ax_addr *from, const char *token)
 {
-    auth_identity *id = g->sv->auth ? serve_token(g->sv, token, strlen(token)) : NULL;
+    auth_identity *id = g->sv->auth ? serve_token(g->sv, from, token, strlen(token)) : NULL;
     udp_peer *p = id ? peer_get(g, from, true) : NULL;
     if (!id || !p) {
+        if (!id && g->sv->auth) serve_refused(g->sv, "udp", from, NULL);
         auth_identity_free(id);
         reply(g, from,
               !g->sv->auth ? "ERR authentication is not configured"
@@ -366,15 +390,22 @@ static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, char *re
         return;
     }
     const auth_identity *id = peer_identity(g, p, from, &ok);
-    if (id && !auth_may_subscribe(id, filter)) {
+    if (id ? !auth_may_subscribe(id, filter)
+           : !auth_private_may_subscribe(hub_sub_name(p->sub), filter)) {
         reply(g, from, "ERR forbidden: you may not subscribe to '%s'", filter);
         return;
     }
+    /* this datagram buys the next part of a replay (a paused one goes on) */
+    bool held = p->held;
+    p->held = false;
+    p->replay_msgs = UDP_REPLAY_MSGS;
+    p->replay_bytes = UDP_REPLAY_BYTES;
     uint64_t exp = ax_loop_now(g->sv->loop) + (uint64_t)g->sv->cfg->udp_lease_s * 1000;
     for (lease *l = p->leases; l; l = l->next) {
         if (strcmp(l->filter, filter) == 0) { /* a renewal */
             l->expires = exp;
             reply(g, from, "OK SUB %s %u", filter, g->sv->cfg->udp_lease_s);
+            if (held && !ax_timer_active(p->pace)) hub_sub_writable(p->sub);
             return;
         }
     }
@@ -396,6 +427,7 @@ static void cmd_sub(gw_udp *g, const ax_addr *from, const char *filter, char *re
     l->next = p->leases;
     p->leases = l;
     p->nleases++;
+    if (held && !ax_timer_active(p->pace)) hub_sub_writable(p->sub);
 }
 
 static void cmd_unsub(gw_udp *g, const ax_addr *from, const char *filter)
@@ -532,6 +564,22 @@ int gw_udp_parse(char *buf, size_t n, udp_req *r)
     return 0;
 }
 
+/* Every datagram counts against its address (ip_msg_rate, ip_byte_rate).
+ * Over a limit it is dropped; the address's first refusal in the log
+ * window is answered `ERR ...` (no longer than the request, like every
+ * reply to an unverified address), and so is each refusal of a verified
+ * one, which cannot be a forged victim. */
+static bool within_limits(gw_udp *g, const ax_addr *from, size_t n, bool verified)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    hub_limit_kind k = serve_limit_datagram(g->sv, "udp", from, n, &ref);
+    if (k == HUB_LIMIT_OK) return true;
+    GW_ADD(g->sv->gw[GW_UDP].errors, 1);
+    if (ref.log || verified) reply(g, from, "ERR %s", serve_limit_text(k, &ref, text, sizeof text));
+    return false;
+}
+
 static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
 {
     gw_udp *g = ax_udp_data(u);
@@ -550,7 +598,9 @@ static void on_datagram(ax_udp *u, const char *d, size_t n, const ax_addr *from)
     ax_addr_format(from, key, sizeof key);
     udp_peer *vp = hub_map_get(&g->peers, key, strlen(key));
     g->cap = vp && vp->verified ? SIZE_MAX : n;
-    if (gw_udp_parse(buf, n, &r) != 0) {
+    if (!within_limits(g, from, n, vp && vp->verified)) {
+        /* dropped */
+    } else if (gw_udp_parse(buf, n, &r) != 0) {
         GW_ADD(st->errors, 1);
         reply(g, from,
               "ERR unknown request; expected PUB topic payload, SUB topic, UNSUB "

@@ -55,6 +55,8 @@ struct ws_client {
      * access) were accepted; id NULL: no auth configured, no checks. */
     bool authed;
     auth_identity *id;
+    hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
+    bool limited;        /* over a limit: closing, nothing more is read */
 };
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */
@@ -339,6 +341,20 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
         reply_error(c, id, hub_strerror(rc));
 }
 
+/* Direct messages: a client with a name is subscribed to its inbox
+ * user/NAME/inbox (docs/protocol.md); `old` (may be NULL) is left. */
+static void ws_inbox(ws_client *c, const char *old, const char *name)
+{
+    char topic[AUTH_MAX_NAME + 16];
+    if (old && auth_name_valid(old) && (!name || strcmp(old, name) != 0)) {
+        snprintf(topic, sizeof topic, "user/%s/inbox", old);
+        hub_unsubscribe(c->sub, topic);
+    }
+    if (!name || !auth_name_valid(name)) return;
+    snprintf(topic, sizeof topic, "user/%s/inbox", name);
+    if (!c->id || auth_may_subscribe(c->id, topic)) hub_subscribe(c->sub, topic, -1, false);
+}
+
 /* Take `id` as the client's identity (its name is then its nick). */
 static void set_identity(ws_client *c, auth_identity *id)
 {
@@ -347,15 +363,25 @@ static void set_identity(ws_client *c, auth_identity *id)
     c->id = id;
     c->authed = true;
     if (id && id->name[0]) hub_sub_rename(c->sub, id->name);
+    if (id && id->name[0]) ws_inbox(c, NULL, id->name);
+}
+
+static void ws_refused(ws_client *c, const char *why)
+{
+    ax_addr a;
+    serve_refused(c->g->sv, "websocket", ax_conn_peer(ax_ws_conn(c->ws), &a) == 0 ? &a : NULL, why);
 }
 
 static void do_auth(ws_client *c, json_t *o, json_t *id)
 {
     const char *tok = str_field(o, "token");
-    auth_identity *who = tok && c->g->sv->auth ? serve_token(c->g->sv, tok, strlen(tok)) : NULL;
+    ax_addr peer, *from = ax_conn_peer(ax_ws_conn(c->ws), &peer) == 0 ? &peer : NULL;
+    auth_identity *who =
+        tok && c->g->sv->auth ? serve_token(c->g->sv, from, tok, strlen(tok)) : NULL;
     if (!c->g->sv->auth) {
         reply_error(c, id, "authentication is not configured on this server");
     } else if (!who) {
+        ws_refused(c, NULL);
         reply_error(c, id, "unauthorized");
         if (!c->authed) ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
     } else if (c->id && c->id->name[0] && strcmp(c->id->name, who->name) != 0) {
@@ -371,7 +397,14 @@ static void do_auth(ws_client *c, json_t *o, json_t *id)
 static bool allowed(ws_client *c, json_t *id, const char *type, const char *topic)
 {
     const auth_identity *who = c->id;
-    if (!who || strcmp(type, "unsubscribe") == 0) return true;
+    if (strcmp(type, "unsubscribe") == 0 || (!who && strcmp(type, "publish") == 0)) return true;
+    if (!who) { /* no auth: only the private-topic rule, by name (auth.h) */
+        const char *name = hub_sub_name(c->sub);
+        bool mine = strcmp(type, "subscribe") == 0 ? auth_private_may_subscribe(name, topic)
+                                                   : auth_private_may_read(name, topic);
+        if (!mine) reply_error(c, id, "forbidden: user/NAME/... is private to NAME");
+        return mine;
+    }
     bool ok = strcmp(type, "publish") == 0     ? auth_may_publish(who, topic)
               : strcmp(type, "subscribe") == 0 ? auth_may_subscribe(who, topic)
                                                : auth_may_read(who, topic);
@@ -389,6 +422,7 @@ static void request(ws_client *c, json_t *o)
     } else if (strcmp(type, "auth") == 0) {
         do_auth(c, o, id);
     } else if (!c->authed && strcmp(type, "ping") != 0) {
+        ws_refused(c, "no credentials");
         reply_error(c, id, "unauthorized: send {\"type\":\"auth\",\"token\":...} first");
         ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
     } else if (strcmp(type, "ping") == 0) {
@@ -397,12 +431,16 @@ static void request(ws_client *c, json_t *o)
         send_json(c, r);
     } else if (strcmp(type, "nick") == 0) {
         const char *name = str_field(o, "name");
-        if (c->id && c->id->name[0])
+        char old[HUB_MAX_NAME + 1];
+        snprintf(old, sizeof old, "%s", hub_sub_name(c->sub) ? hub_sub_name(c->sub) : "");
+        if (c->id && c->id->name[0]) {
             reply_error(c, id, "your name is the one you signed in with");
-        else if (!name || hub_sub_rename(c->sub, name) != 0)
+        } else if (!name || hub_sub_rename(c->sub, name) != 0) {
             reply_error(c, id, "a name is 1 to 64 bytes");
-        else
+        } else {
+            ws_inbox(c, old, name);
             reply_ok(c, id, json_pack("{s:s}", "name", name));
+        }
     } else if (!topic_request(type)) {
         unknown_type(c, id, type);
     } else if (!topic) {
@@ -542,7 +580,25 @@ static void ws_upgrade(ax_http_req *r, void *ud)
     if (ax_ws_upgrade(r, &ws_cbs, &g->opts, c) < 0) {
         auth_identity_free(id);
         ax_free(c);
+        return;
     }
+    serve_limit_take(r, &c->lim); /* the connection is counted on, now as ours */
+}
+
+/* Every message counts (msg_rate, byte_rate): over a limit, an error
+ * reply and close 1008; false. */
+static bool within_limits(ws_client *c, size_t len)
+{
+    hub_refusal ref = {0};
+    char text[128];
+    if (c->limited) return false;
+    hub_limit_kind k =
+        serve_limit_msg(c->g->sv, "websocket", ax_ws_conn(c->ws), &c->lim, len, &ref);
+    if (k == HUB_LIMIT_OK) return true;
+    c->limited = true;
+    reply_error(c, NULL, serve_limit_text(k, &ref, text, sizeof text));
+    ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, text);
+    return false;
 }
 
 static void on_open(ax_ws *ws)
@@ -551,6 +607,7 @@ static void on_open(ax_ws *ws)
     gw_ws *g = c->g;
     c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
     if (!c->sub) {
+        serve_limit_close(g->sv, &c->lim);
         auth_identity_free(c->id);
         ax_free(c);
         ax_ws_set_data(ws, NULL);
@@ -560,6 +617,7 @@ static void on_open(ax_ws *ws)
     if (c->id) {
         hub_sub_set_identity(c->sub, c->id);
         if (c->id->name[0]) hub_sub_rename(c->sub, c->id->name);
+        if (c->id->name[0]) ws_inbox(c, NULL, c->id->name);
     }
     c->ws = ws;
     c->next = g->clients;
@@ -579,6 +637,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
     gw_stats *st = &c->g->sv->gw[GW_WS];
     GW_ADD(st->bytes_in, len);
     GW_ADD(st->msgs_in, 1);
+    if (!within_limits(c, len)) return;
     if (binary && !c->authed) {
         reply_error(c, NULL, "unauthorized");
         ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
@@ -628,6 +687,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     (void)code, (void)reason, (void)len;
     if (!c) return;
     if (!c->ws) { /* closed before on_open */
+        serve_limit_close(c->g->sv, &c->lim);
         auth_identity_free(c->id);
         ax_free(c);
         return;
@@ -638,6 +698,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
         c->g->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
+    serve_limit_close(c->g->sv, &c->lim);
     waits_cancel(c);
     hub_sub_free(c->sub);
     auth_identity_free(c->id);

@@ -632,7 +632,9 @@ static bool held_back(const hub_sub *s, const hub_msg *m)
  * presence events, history and resume replay. */
 static inline bool may_read(const hub_sub *s, const hub_msg *m)
 {
-    return !s->who || s->who->read_all || auth_may_read(s->who, m->topic);
+    if (!s->who) /* no auth: private topics are still their named owner's */
+        return m->topic[0] != 'u' || auth_private_may_read(s->name, m->topic);
+    return s->who->read_all || auth_may_read(s->who, m->topic);
 }
 
 static void sub_push(hub_sub *s, hub_msg *m)
@@ -864,6 +866,14 @@ const char *hub_sub_name(const hub_sub *s)
     return s->name[0] ? s->name : NULL;
 }
 
+bool hub_sub_replaying(const hub_sub *s)
+{
+    lock(s->h);
+    bool r = s->jobs != NULL;
+    unlock(s->h);
+    return r;
+}
+
 void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
 {
     lock(s->h);
@@ -966,7 +976,7 @@ static void job_end(hub_sub *s, job *j)
 
 static void push_gap(hub_sub *s, htopic *t, uint64_t first)
 {
-    if (s->who && !auth_may_read(s->who, t->name)) return;
+    if (s->who ? !auth_may_read(s->who, t->name) : !auth_private_may_read(s->name, t->name)) return;
     hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
     if (!g) return;
     g->kind = HUB_GAP;

@@ -208,6 +208,12 @@ const char *hub_sub_name(const hub_sub *s);
  * borrowed: replace it here before freeing the old one. */
 struct auth_identity;
 void hub_sub_set_identity(hub_sub *s, const struct auth_identity *id);
+/* Without an identity, the subscriber's presence name stands for it in
+ * one rule: `user/NAME/...` (private topics, direct messages) is handed
+ * only to a subscriber called NAME (auth_private_may_read()).
+ * Is a replay (hub_subscribe with since >= 0) still under way?  Safe
+ * inside ops->write. */
+bool hub_sub_replaying(const hub_sub *s);
 /* Change the presence name (leave + join events in its rooms).  0 or
  * AX_EINVAL. */
 int hub_sub_rename(hub_sub *s, const char *name);

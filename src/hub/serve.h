@@ -71,6 +71,40 @@ typedef struct udp_req {
 } udp_req;
 int gw_udp_parse(char *buf, size_t n, udp_req *r);
 
+/* Limits (serve_limit.c; docs/config.md, "Limits"): the server's engine
+ * (sv->limits; NULL: every answer is HUB_LIMIT_OK) asked for a gateway
+ * (`gw`: its name in the log), on its loop.  A refusal is logged once per
+ * client and window ("websocket tcp://10.0.0.1:5000: refused: ..."); the
+ * caller gives the protocol's answer: serve_limit_text() for the client,
+ * serve_limit_retry_s() for Retry-After. */
+hub_limit_kind serve_limit_open(serve *sv, const char *gw, ax_conn *c, hub_limits_conn *lim,
+                                hub_refusal *r);
+void serve_limit_close(serve *sv, hub_limits_conn *lim);
+hub_limit_kind serve_limit_msg(serve *sv, const char *gw, ax_conn *c, hub_limits_conn *lim,
+                               size_t bytes, hub_refusal *r);
+hub_limit_kind serve_limit_datagram(serve *sv, const char *gw, const ax_addr *from, size_t bytes,
+                                    hub_refusal *r);
+/* What the client is told ("too many messages: slow down, retry in 2 s"). */
+const char *serve_limit_text(hub_limit_kind k, const hub_refusal *r, char *buf, size_t len);
+/* Seconds to wait, rounded up, at least 1 (Retry-After). */
+uint64_t serve_limit_retry_s(const hub_refusal *r);
+/* The failed-login guard (login_fail_rate) for a credential from `from`
+ * (NULL: unknown, not limited): false when the address may not try now
+ * (logged once); then, when the credential was wrong, count it. */
+bool serve_limit_login(const serve *sv, const ax_addr *from);
+void serve_limit_login_failed(const serve *sv, const ax_addr *from);
+/* The HTTP server's connection hooks (ax_http_opts.on_conn_open, ...):
+ * each HTTP connection is counted from accept to close, or until a
+ * WebSocket takes it over (serve_limit_take()); over a connection limit
+ * it gets 503 or 429 with Retry-After, then is closed. */
+void *serve_limit_http_open(ax_conn *c, void *sv, bool *refuse);
+void serve_limit_http_close(ax_conn *c, void *data, void *sv);
+/* The limits of the request's connection (NULL: none counted). */
+hub_limits_conn *serve_limit_http_conn(ax_http_req *r);
+/* A WebSocket takes over its connection's share from the HTTP server
+ * (after a successful upgrade); *out stays zero when there was none. */
+void serve_limit_take(ax_http_req *r, hub_limits_conn *out);
+
 /* The chat room a topic belongs to ("chat/lobby" -> "lobby"), or NULL. */
 const char *serve_room_of(const char *topic);
 

@@ -104,20 +104,94 @@ auth_identity *serve_anonymous(const serve *sv)
     return auth_anonymous(sv->auth, why, sizeof why);
 }
 
-auth_identity *serve_token(const serve *sv, const char *token, size_t len)
+/* The last refusal's reason on this thread, for serve_refused(). */
+static __thread char refused_why[256];
+
+/* A token signed with our secret that is only out of its time (jwt.c
+ * checks the signature first) is no guess: it does not count against its
+ * address, so a stale browser tab behind a NAT cannot lock out the
+ * neighbours' logins. */
+static bool stale_token(const char *why)
+{
+    return strncmp(why, "token expired", 13) == 0 ||
+           strncmp(why, "token not valid for another", 27) == 0;
+}
+
+auth_identity *serve_token(const serve *sv, const ax_addr *from, const char *token, size_t len)
 {
     char why[256] = "";
+    if (!serve_limit_login(sv, from)) { /* not even checked */
+        snprintf(refused_why, sizeof refused_why, "too many failed logins from this address");
+        return NULL;
+    }
     auth_identity *id = auth_token(sv->auth, token, len, (int64_t)time(NULL), why, sizeof why);
-    if (!id) ax_log(AX_LOG_INFO, "token refused: %s", why);
+    if (!id) snprintf(refused_why, sizeof refused_why, "token refused: %s", why);
+    if (!id) ax_log(AX_LOG_DEBUG, "%s", refused_why);
+    if (!id && !stale_token(why)) serve_limit_login_failed(sv, from);
     return id;
 }
 
-auth_identity *serve_login(const serve *sv, const char *user, const char *password)
+auth_identity *serve_login(const serve *sv, const ax_addr *from, const char *user,
+                           const char *password)
 {
     char why[256] = "";
+    if (!serve_limit_login(sv, from)) {
+        snprintf(refused_why, sizeof refused_why, "too many failed logins from this address");
+        return NULL;
+    }
     auth_identity *id = auth_login(sv->auth, user, password, NULL, why, sizeof why);
-    if (!id) ax_log(AX_LOG_INFO, "login refused: %s", why);
+    if (!id) snprintf(refused_why, sizeof refused_why, "login refused: %s", why);
+    if (!id) ax_log(AX_LOG_DEBUG, "%s", refused_why);
+    if (!id) serve_limit_login_failed(sv, from);
     return id;
+}
+
+/* The addresses whose refusal was logged lately (per thread: each
+ * thread's gateways log on their own). */
+#define REFUSED_SLOTS 64
+static __thread struct {
+    char host[80]; /* "GATEWAY HOST" */
+    uint64_t at;   /* ms; 0: free */
+} refused_seen[REFUSED_SLOTS];
+
+/* Was `host` logged in the last SERVE_REFUSED_LOG_MS?  Else remember it now. */
+static bool refused_recently(const char *host, uint64_t now)
+{
+    int victim = 0;
+    for (int i = 0; i < REFUSED_SLOTS; i++) {
+        if (refused_seen[i].at && strcmp(refused_seen[i].host, host) == 0) {
+            if (now - refused_seen[i].at < SERVE_REFUSED_LOG_MS) return true;
+            victim = i;
+            break;
+        }
+        if (refused_seen[i].at < refused_seen[victim].at) victim = i;
+    }
+    snprintf(refused_seen[victim].host, sizeof refused_seen[victim].host, "%s", host);
+    refused_seen[victim].at = now ? now : 1;
+    return false;
+}
+
+void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why)
+{
+    char addr[AX_ADDR_STRLEN] = "?", host[80];
+    if (peer) ax_addr_format(peer, addr, sizeof addr);
+    /* the host without the port: a client reconnecting is the same client */
+    const char *h = strstr(addr, "://") ? strstr(addr, "://") + 3 : addr;
+    size_t hl = strlen(h);
+    const char *colon = strrchr(h, ':');
+    if (colon && (h[0] != '[' || colon[-1] == ']')) hl = (size_t)(colon - h);
+    snprintf(host, sizeof host, "%s %.*s", gw, (int)hl, h);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    (void)sv;
+    if (refused_recently(host, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)) {
+        refused_why[0] = '\0';
+        return;
+    }
+    if (!why) why = refused_why[0] ? refused_why : "unauthorized";
+    ax_log(AX_LOG_WARN, "%s %s: %s (more refusals of this client are not logged for %d s)", gw,
+           addr, why, SERVE_REFUSED_LOG_MS / 1000);
+    refused_why[0] = '\0';
 }
 
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback)
@@ -130,6 +204,18 @@ bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopba
     default:
         return loopback || (id && id->admin);
     }
+}
+
+/* The limits engine, shared by the threads; none for zeroed settings. */
+static int make_limits(serve *sv, const serve_cfg *c, char *why, size_t why_len)
+{
+    sv->limits = NULL;
+    if (!c->limits.ip_table_size) return 0;
+    int rc = hub_limits_new(&c->limits, &sv->limits);
+    if (rc != 0)
+        snprintf(why, why_len, "cannot set up the limits: %s",
+                 rc == AX_EINVAL ? "a limit is out of range" : ax_strerror(rc));
+    return rc != 0 ? -1 : 0;
 }
 
 /* The TLS context for the TLS listeners. */
@@ -376,6 +462,30 @@ static void hub_metrics(mbuf *b, const hub_stats *hs)
     mprintf(b, "axon_store_commit_seconds_max %.6f\n", (double)hs->store_commit_us_max / 1e6);
 }
 
+/* The limits (limit.h): refusals by kind, and the engine's table. */
+static void limit_metrics(mbuf *b, hub_limits *L)
+{
+    hub_limits_stats st;
+    if (!L) return;
+    hub_limits_stats_get(L, &st);
+    metric_family(b, "axon_limit_refused_total", "counter",
+                  "Connections, messages and logins refused by a limit, by kind.");
+    for (int k = HUB_LIMIT_OK + 1; k < HUB_LIMIT_KINDS; k++)
+        mprintf(b, "axon_limit_refused_total{kind=\"%s\"} %llu\n", hub_limit_kind_name(k),
+                (unsigned long long)st.refused[k]);
+    metric_family(b, "axon_limit_connections", "gauge",
+                  "Connections the limits count now (every gateway).");
+    mprintf(b, "axon_limit_connections %llu\n", (unsigned long long)st.connections);
+    metric_family(b, "axon_limit_ips", "gauge", "Client addresses the limits track now.");
+    mprintf(b, "axon_limit_ips %llu\n", (unsigned long long)st.ips);
+    metric_family(b, "axon_limit_evicted_total", "counter",
+                  "Idle addresses forgotten to make room for others.");
+    mprintf(b, "axon_limit_evicted_total %llu\n", (unsigned long long)st.evicted);
+    metric_family(b, "axon_limit_overflowed_total", "counter",
+                  "Lookups that found the address table full (limited together).");
+    mprintf(b, "axon_limit_overflowed_total %llu\n", (unsigned long long)st.overflowed);
+}
+
 char *serve_metrics(serve *sv, size_t *len)
 {
     const hub_stats *hs = hub_stats_get(sv->hub);
@@ -409,6 +519,7 @@ char *serve_metrics(serve *sv, size_t *len)
         }
     }
     hub_metrics(&b, hs);
+    limit_metrics(&b, sv->limits);
     metric_family(&b, "axon_uptime_seconds", "gauge", "Seconds since start.");
     mprintf(&b, "axon_uptime_seconds %lld\n",
             (long long)((int64_t)time(NULL) - sv->started_ms / 1000));
@@ -595,8 +706,9 @@ int serve_run(const serve_cfg *cfg)
     }
     char why[1024] = "";
     if (serve_cfg_protected(cfg, why, sizeof why) != 0 ||
-        make_auth(&sv, cfg, why, sizeof why) != 0) {
+        make_auth(&sv, cfg, why, sizeof why) != 0 || make_limits(&sv, cfg, why, sizeof why) != 0) {
         fprintf(stderr, "axon serve: %s\n", why);
+        auth_free(sv.auth);
         ax_loop_free(sv.loop);
         return 1;
     }
@@ -613,6 +725,7 @@ int serve_run(const serve_cfg *cfg)
     if (!(sv.hub = hub_new(sv.loop, &ho, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
         auth_free(sv.auth);
+        hub_limits_free(sv.limits);
         ax_loop_free(sv.loop);
         return 1;
     }
@@ -648,6 +761,7 @@ int serve_run(const serve_cfg *cfg)
     free(p.sv);
     hub_free(sv.hub);
     auth_free(sv.auth);
+    hub_limits_free(sv.limits);
     ax_loop_free(sv.loop);
     ax_log(AX_LOG_INFO, "stopped");
     if (access_log && access_log != stdout) fclose(access_log);

@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "gateway.h"
 #include "hub.h"
+#include "limit.h"
 
 #define SERVE_MAX_RULES 64
 #define SERVE_URL_LEN 512
@@ -59,6 +60,9 @@ struct serve_cfg {
     char auth_secret[1024], password_file[1024], acl_file[1024];
     int anonymous;
     int metrics_access; /* SERVE_METRICS_*: who may read /metrics and /dashboard */
+    /* How much one client may do (docs/config.md, "Limits"); a zeroed
+     * one (ip_table_size 0) means no limits */
+    hub_limits_conf limits;
     /* The gateways; NULL: serve_registry (gateway.h says what else may
      * be here) */
     const gw_ops *const *gateways;
@@ -78,8 +82,9 @@ struct serve {
     /* the HTTP servers of every thread add to it; /metrics derives
      * gw[GW_HTTP]'s connection and byte counters from it */
     ax_http_stats *http_stats;
-    auth *auth;       /* the credentials and rules, shared by the threads (read-only) */
-    FILE *access_log; /* cfg->access_log opened, shared by the threads, or NULL */
+    auth *auth;         /* the credentials and rules, shared by the threads (read-only) */
+    hub_limits *limits; /* shared by the threads (thread-safe), or NULL: no limits */
+    FILE *access_log;   /* cfg->access_log opened, shared by the threads, or NULL */
     int64_t started_ms;
     int index;         /* thread number; 0: the main thread */
     ax_timer *stopper; /* workers: drives their shutdown */
@@ -113,10 +118,20 @@ int serve_cfg_protected(const serve_cfg *cfg, char *why, size_t why_len);
 /* The identity of a client that gave no credentials, or NULL (anonymous
  * access is off); the caller frees it. */
 auth_identity *serve_anonymous(const serve *sv);
-/* A credential, checked: a token ("Bearer"), or "user:password".  NULL
- * with the reason logged once. */
-auth_identity *serve_token(const serve *sv, const char *token, size_t len);
-auth_identity *serve_login(const serve *sv, const char *user, const char *password);
+/* A credential from address `from` (NULL: not known), checked: a token
+ * ("Bearer"), or "user:password".  NULL with the reason logged once.  An
+ * address that has failed too many logins (login_fail_rate) is refused
+ * without a check, and a failure counts against its address. */
+auth_identity *serve_token(const serve *sv, const ax_addr *from, const char *token, size_t len);
+auth_identity *serve_login(const serve *sv, const ax_addr *from, const char *user,
+                           const char *password);
+/* Log a refused client (bad credentials, none where they are needed) with
+ * its address, once per client address per SERVE_REFUSED_LOG_MS, not
+ * once per attempt.  `gw` names the gateway; `why` NULL: the reason of
+ * this thread's last refused serve_token()/serve_login().  `sv` may be
+ * NULL. */
+#define SERVE_REFUSED_LOG_MS 60000
+void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why);
 /* May this client read /metrics and /dashboard (id: its identity or NULL,
  * loopback: its address is a loopback one)? */
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);

@@ -11,7 +11,10 @@ netcat line-chat user (alice) beside it:
   /join, /who, /help, //text, unknown ones), and the name changes from a
   form in the page, never a native prompt();
 - own messages are marked, multi-line payloads keep their line breaks, a
-  UDP sender shows as a device, the Join button is there and not clipped.
+  UDP sender shows as a device, the Join button is there and not clipped;
+- direct messages: `/msg NAME text` or a click on a name in the people
+  list; only the recipient's page (or line session) shows it, marked
+  private; the sender's copy says to whom and that it was sent.
 
 With AXON_SCREENS=DIR, screenshots of the page go to DIR."""
 
@@ -31,7 +34,7 @@ ENV = pageutil.available()
 if ENV is None:
     sys.exit(1)
 
-t = axtest.Tests("axon serve: the chat page (phone layout, offline queue, commands)", alarm=280)
+t = axtest.Tests("axon serve: the chat page (phone layout, offline queue, commands)", alarm=360)
 
 LOG = "[...document.querySelectorAll('#log > .msg')]"
 
@@ -323,6 +326,76 @@ def slash_commands():
     b.wait("document.querySelector('#status.up')", page=p2, what="the newcomer online")
     alice.wait_output(lambda o: b"* newcomer joined lobby\n" in o, what="alice sees the newcomer")
     t.eq(b.do("events")["dialogs"], [], "native dialogs")
+
+
+@t.test
+def direct_messages():
+    """/msg in the page and a click on a name: only the recipient's page
+    shows the DM, marked private; the sender's copy is marked sent."""
+    srv = Serve()
+    alice = nc_client(srv, "alice")
+    b = pageutil.Browser(ENV)
+    pa = open_chat(b, srv, "ann")
+    pb = open_chat(b, srv, "ben")
+    pc = open_chat(b, srv, "cat", 390, 844)
+    say(b, "hello room", page=pa)
+    wait_log(b, "hello room", page=pc)
+    say(b, "/msg ben psst, this is only for you", page=pa)
+    wait_log(b, "psst, this is only for you", page=pb, cls=".dm")
+    wait_log(b, "psst, this is only for you", page=pa, cls=".dm.out:not(.pending)")
+    line = "[...document.querySelectorAll('#log .msg.dm')].find((e) => e.textContent.includes('psst'))"
+    t.eq(b.eval(line + ".querySelector('.dmtag').textContent", page=pb), "private", "ben's: private")
+    t.eq(b.eval(line + ".querySelector('.body').textContent", page=pb),
+         "privateann\u2192you:psst, this is only for you", "from ann to ben")
+    t.eq(b.eval(line + ".querySelector('.body').textContent", page=pa),
+         "privateann\u2192ben:psst, this is only for yousent", "ann's copy: to ben, sent")
+    t.eq(b.eval(line + ".querySelector('.state').textContent", page=pa), "sent", "and sent")
+    say(b, "after the dm", page=pa)
+    wait_log(b, "after the dm", page=pc)
+    t.eq(count(b, "psst", page=pc), 0, "cat's page does not show ben's DM")
+    alice.wait_output(lambda o: b"[lobby] ann: after the dm" in o, what="alice sees the room")
+    t.ok(b"psst" not in alice.output(), "nor does alice's line session")
+
+    # ben answers by clicking ann in the people list
+    b.eval("[...document.querySelectorAll('#people li')].find((l) => l.textContent === 'ann').click()",
+           page=pb)
+    t.eq(b.eval("document.querySelector('#text').value", page=pb), "/msg ann ", "the box says /msg ann")
+    t.eq(b.eval("document.activeElement.id", page=pb), "text", "and has the focus")
+    b.do("press", page=pb, sel="#text", key="o")
+    b.do("press", page=pb, sel="#text", key="k")
+    b.do("press", page=pb, sel="#text", key="Enter")
+    wait_log(b, "ok", page=pa, cls=".dm.in")
+    # across gateways: the line chat and the page
+    nc_say(alice, "/msg cat hello cat, from a terminal")
+    wait_log(b, "hello cat, from a terminal", page=pc, cls=".dm")
+    say(b, "/msg alice hi terminal", page=pc)
+    alice.wait_output(lambda o: b"[dm] cat: hi terminal\n" in o, what="alice's [dm] line")
+    say(b, "/msg bad/name x", page=pa)
+    wait_log(b, "is not a user name", page=pa, cls=".note")
+    say(b, "/msg ben", page=pa)
+    wait_log(b, "usage: /msg NAME TEXT", page=pa, cls=".note")
+    t.eq(count(b, "hi terminal", page=pb) + count(b, "hello cat", page=pb), 0, "ben saw none of cat's")
+
+    # phone: the people drawer starts a DM too
+    b.do("click", page=pc, sel="#peoplebtn")
+    b.eval("[...document.querySelectorAll('#people li')].find((l) => l.textContent === 'ben').click()",
+           page=pc)
+    t.eq(b.eval("document.querySelector('#text').value", page=pc), "/msg ben ", "from the drawer")
+    t.ok(not visible(b, "#people", page=pc), "the drawer closed")
+    b.do("fill", page=pc, sel="#text", text="/msg ben a longer private note from a phone, to see how it wraps")
+    b.do("press", page=pc, sel="#text", key="Enter")
+    wait_log(b, "to see how it wraps", page=pc, cls=".dm.out:not(.pending)")
+    wait_log(b, "to see how it wraps", page=pb, cls=".dm")
+    t.eq(b.eval(pageutil.OVERFLOW_JS, page=pc), [], "DMs at 390 px, elements wider than the viewport")
+    b.shot("chat-dm-phone", page=pc)
+    b.shot("chat-dm-desktop", page=pb)
+    b.do("viewport", page=pb, w=390, h=844)
+    t.eq(b.eval(pageutil.OVERFLOW_JS, page=pb), [], "ben at 390 px, elements wider than the viewport")
+    b.shot("chat-dm-phone-ben", page=pb)
+    b.do("viewport", page=pc, w=1280, h=800)
+    b.shot("chat-dm-desktop-cat", page=pc)
+    ev = b.do("events")
+    t.eq(ev["errors"], [], "page errors")
 
 
 t.main()

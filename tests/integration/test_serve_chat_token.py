@@ -4,7 +4,8 @@
 as the first WebSocket message), the page's name is the token's user, and
 what it says is published under that name; a token without the right to
 publish gets the server's error in the log; a page without a token gets
-no messages of the room."""
+no messages of the room.  Direct messages between signed-in pages reach
+the recipient's page only, from the token's name."""
 
 import json
 import os
@@ -79,6 +80,41 @@ def page_signs_in_with_its_token():
     t.ok(not b.eval("[...document.querySelectorAll('#log > .msg')].some((e) => "
                     "e.textContent.includes('hello with a token'))", page=p3),
          "no messages without a token")
+    t.eq(b.do("events")["errors"], [], "page errors")
+
+
+@t.test
+def direct_messages_between_signed_in_pages():
+    """alice's /msg reaches bob's page only, from alice (the token's name);
+    carol, signed in too, sees nothing of it; dave, whose token does not
+    grant user/+/inbox, gets the server's refusal on his line."""
+    srv = Serve("--auth-secret", SECRET)
+    grant = ["-p", "chat/#", "-p", "user/+/inbox", "-S", "chat/#"]
+    b = pageutil.Browser(ENV)
+    pages = {}
+    for name, args in (("alice", grant), ("bob", grant), ("carol", grant),
+                       ("dave", ["-p", "chat/#", "-S", "chat/#"])):
+        pages[name] = b.open(srv.base + "/?token=" + token(name, *args))
+        b.wait("document.querySelector('#status.up') && "
+               "document.querySelector('#myname').textContent === %s" % json.dumps(name),
+               page=pages[name], what="online as " + name)
+    say(b, "/msg bob for your eyes only", page=pages["alice"])
+    wait_log(b, "for your eyes only", page=pages["bob"], cls=".dm")
+    wait_log(b, "for your eyes only", page=pages["alice"], cls=".dm.out:not(.pending)")
+    t.eq(b.eval("[...document.querySelectorAll('#log .msg.dm')].find((e) => e.textContent"
+                ".includes('eyes only')).querySelector('.who').textContent", page=pages["bob"]),
+         "alice", "from alice")
+    say(b, "/msg bob not allowed", page=pages["dave"])
+    wait_log(b, "not sent: forbidden", page=pages["dave"], cls=".dm.failed")
+    say(b, "after the dms", page=pages["alice"])
+    wait_log(b, "after the dms", page=pages["carol"])
+    for who in ("carol", "dave"):
+        t.ok(not b.eval("[...document.querySelectorAll('#log > .msg')].some((e) => "
+                        "e.textContent.includes('eyes only'))", page=pages[who]),
+             "%s's page does not show bob's DM" % who)
+    t.ok(not b.eval("[...document.querySelectorAll('#log > .msg')].some((e) => "
+                    "e.textContent.includes('not allowed'))", page=pages["bob"]),
+         "dave's refused DM never reached bob")
     t.eq(b.do("events")["errors"], [], "page errors")
 
 

@@ -228,7 +228,10 @@ def start(policy):
     conf = os.path.join(axtest.BUILD, "slow-%s-%d.conf" % (policy, os.getpid()))
     with open(conf, "w") as f:
         f.write("# test_serve_slow.py\nsubscriber_budget %d\nhistory_count %d\n"
-                "slow_consumer \"#\" %s\n" % (BUDGET, HISTORY, policy))
+                "slow_consumer \"#\" %s\n"
+                "# 1,000 clients from one address, 24 MB/s from one: limits off\n"
+                "max_connections_per_ip off\nmsg_rate off\nbyte_rate off\n"
+                "ip_msg_rate off\nip_byte_rate off\n" % (BUDGET, HISTORY, policy))
     srv = Serve("--line", "off", "--udp", "off", "-d", "none", "-c", conf)
     os.unlink(conf)
     return srv

@@ -628,6 +628,37 @@ static auth_identity *token_id(const char *body)
     return id;
 }
 
+TEST(auth_private_rule_by_name)
+{
+    char to[AUTH_MAX_NAME + 1];
+    ASSERT(auth_inbox_of("user/bob/inbox", to, sizeof to));
+    ASSERT_STREQ(to, "bob");
+    ASSERT(!auth_inbox_of("user/bob/inbox/x", to, sizeof to));
+    ASSERT(!auth_inbox_of("user/bob", to, sizeof to));
+    ASSERT(!auth_inbox_of("user//inbox", to, sizeof to));
+    ASSERT(!auth_inbox_of("chat/bob/inbox", to, sizeof to));
+    ASSERT(!auth_inbox_of("user/bob/inbox", to, 3)); /* too long for the buffer */
+    ASSERT(auth_private_may_read("bob", "user/bob/inbox"));
+    ASSERT(auth_private_may_read("bob", "user/bob"));
+    ASSERT(!auth_private_may_read("bob", "user/bobby/inbox"));
+    ASSERT(!auth_private_may_read("bobby", "user/bob/inbox"));
+    ASSERT(!auth_private_may_read(NULL, "user/bob/inbox"));
+    ASSERT(!auth_private_may_read("", "user/bob/inbox"));
+    ASSERT(auth_private_may_read(NULL, "users/bob"));
+    ASSERT(auth_private_may_read(NULL, "user"));
+    ASSERT(auth_private_may_read(NULL, "chat/lobby"));
+    ASSERT(auth_private_may_subscribe("bob", "user/bob/#"));
+    ASSERT(auth_private_may_subscribe("bob", "user/bob"));
+    ASSERT(!auth_private_may_subscribe("bob", "user/bobby/#"));
+    ASSERT(!auth_private_may_subscribe("bob", "user/+/inbox"));
+    ASSERT(!auth_private_may_subscribe("bob", "user/#"));
+    ASSERT(!auth_private_may_subscribe(NULL, "user/bob/inbox"));
+    ASSERT(auth_private_may_subscribe(NULL, "user")); /* the topic "user" is nobody's */
+    ASSERT(auth_private_may_subscribe(NULL, "#"));    /* left out per message instead */
+    ASSERT(auth_private_may_subscribe(NULL, "+/inbox"));
+    ASSERT(auth_private_may_subscribe(NULL, "users/#"));
+}
+
 TEST(auth_permissions_token)
 {
     /* a token limited to chat/lobby */

@@ -647,3 +647,93 @@ TEST(http_status_text_standard_codes)
     ASSERT_STREQ(ax_http_status_text(409), "Conflict");
     ASSERT_STREQ(ax_http_status_text(599), "Unknown");
 }
+
+/* Connection hooks (ax_http_opts.on_conn_open, on_conn_close): the data
+ * one returns is the connection's for every request; a refused connection
+ * gets the hook's answer, then the server's FIN, and is not counted; the
+ * close hook runs once, at the close, at an upgrade (the connection leaves
+ * the server) or when the server is freed. */
+typedef struct hooks {
+    int opened, closed, refuse;
+    int data; /* its address is the connections' data */
+    void *closed_with;
+} hooks;
+
+static void *hook_open(ax_conn *c, void *ud, bool *refuse)
+{
+    hooks *h = ud;
+    if (h->refuse) {
+        ASSERT(ax_conn_write(c, "NO\n", 3) >= 0);
+        *refuse = true;
+        return NULL;
+    }
+    h->opened++;
+    return &h->data;
+}
+
+static void hook_close(ax_conn *c, void *data, void *ud)
+{
+    hooks *h = ud;
+    (void)c;
+    h->closed++;
+    h->closed_with = data;
+}
+
+static void data_echo(ax_http_req *r, void *ud)
+{
+    hooks *h = ud;
+    const char *yes = ax_http_req_conn_data(r) == &h->data ? "/yes" : "/no";
+    ax_http_respond(r, 200, "text/plain", yes, strlen(yes));
+}
+
+TEST(http_server_conn_hooks)
+{
+    fixture f;
+    hooks h = {0};
+    int err = 0;
+    ax_http_stats st;
+    memset(&f, 0, sizeof(f));
+    f.loop = tu_loop();
+    ax_http_opts o = {.on_conn_open = hook_open, .on_conn_close = hook_close, .hook_ud = &h};
+    f.srv = ax_http_server_new(f.loop, &o, &err);
+    ASSERT(f.srv != NULL);
+    f.l = ax_http_listen(f.srv, "tcp://127.0.0.1:0", NULL, &err);
+    ASSERT(f.l != NULL);
+    ax_http_route(f.srv, "GET", "/", data_echo, &h);
+    ax_http_route(f.srv, "GET", "/up", upgrader, &f);
+
+    int a = tu_connect(ax_listener_addr(f.l), 0);
+    roundtrip(&f, a, "/yes"); /* the handler saw the hook's data */
+    roundtrip(&f, a, "/yes");
+    ASSERT_EQ(h.opened, 1);
+    ASSERT_EQ(h.closed, 0);
+
+    h.refuse = 1;
+    char out[256];
+    size_t n = exchange(&f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    ASSERT_EQ(n, 3);
+    ASSERT(strcmp(out, "NO\n") == 0); /* the hook's answer, no request read */
+    ax_http_server_stats(f.srv, &st);
+    ASSERT_EQ(st.conns_accepted, 1);
+    ASSERT_EQ(st.requests, 2);
+    ASSERT_EQ(h.closed, 0);
+    h.refuse = 0;
+
+    close(a);
+    RUN_UNTIL(f.loop, h.closed == 1, 2000);
+    ASSERT(h.closed_with == &h.data);
+
+    int c = tu_connect(ax_listener_addr(f.l), 0);
+    const char *up = "GET /up HTTP/1.1\r\nHost: x\r\n\r\n";
+    tu_write_all(c, up, strlen(up));
+    RUN_UNTIL(f.loop, h.closed == 2, 2000); /* at the upgrade */
+    ASSERT_EQ(h.opened, 2);
+
+    int b = tu_connect(ax_listener_addr(f.l), 0);
+    RUN_UNTIL(f.loop, h.opened == 3, 2000);
+    ax_http_server_free(f.srv); /* b is open: its data is given back */
+    ASSERT_EQ(h.closed, 3);
+    close(b);
+    close(c);
+    ax_loop_free(f.loop);
+}

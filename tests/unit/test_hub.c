@@ -263,6 +263,37 @@ TEST(hub_identity_filters_every_delivery)
     ax_loop_free(loop);
 }
 
+/* Without identities (no auth configured) private topics are still their
+ * owner's: user/NAME/... goes only to a subscriber called NAME, live and
+ * in the replay, whatever its filter ("#" included). */
+TEST(hub_private_topics_without_identity)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"#", 10, 0, HUB_DISCONNECT}};
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    pub(h, "user/bob/inbox", "old");
+    rec bob, eve, anon;
+    sub(h, &bob, "bob");
+    sub(h, &eve, "eve");
+    sub(h, &anon, NULL);
+    ASSERT_EQ(hub_subscribe(bob.s, "user/bob/inbox", 0, false), 0);
+    ASSERT_EQ(hub_subscribe(eve.s, "#", 0, false), 0);
+    ASSERT_EQ(hub_subscribe(anon.s, "#", 0, false), 0);
+    pub(h, "user/bob/inbox", "hi bob");
+    pub(h, "chat/lobby", "hi all");
+    LOG_IS(bob, "user/bob/inbox#1=old;user/bob/inbox#2=hi bob;");
+    LOG_IS(eve, "chat/lobby#1=hi all;");
+    LOG_IS(anon, "chat/lobby#1=hi all;");
+    ASSERT_EQ(hub_sub_rename(eve.s, "bob"), 0); /* a name is all it takes without auth */
+    pub(h, "user/bob/inbox", "again");
+    ASSERT(strstr(eve.log, "user/bob/inbox#3=again;") != NULL);
+    hub_sub_free(bob.s);
+    hub_sub_free(eve.s);
+    hub_sub_free(anon.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
 static void run_policy(int policy, rec *r, hub **hp, ax_loop **lp)
 {
     *lp = tu_loop();

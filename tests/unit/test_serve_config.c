@@ -40,3 +40,27 @@ TEST_TIMEOUT(serve_config_nul_byte, 10)
     static const char inc[] = "include /dev/zero\n";
     ASSERT_EQ(parse(inc, sizeof inc - 1), -1);
 }
+
+/* The limits keys (docs/config.md, "Limits"): a rate is the rest of the
+ * line, unset keys keep their defaults, a bad value is an error. */
+TEST(serve_config_limits)
+{
+    static const char text[] = "max_connections_per_ip 20\nmsg_rate 500/s burst 1000\n"
+                               "ip_byte_rate off\nlogin_fail_rate 5/min\n";
+    hub_limits_conf def;
+    hub_limits_conf_default(&def);
+    ASSERT_EQ(parse(text, sizeof text - 1), 0);
+    ASSERT_EQ(cfg.limits.max_connections_per_ip, 20);
+    ASSERT_EQ(cfg.limits.msg_rate.n, 500);
+    ASSERT_EQ(cfg.limits.msg_rate.per_ms, 1000);
+    ASSERT_EQ(cfg.limits.msg_rate.burst, 1000);
+    ASSERT_EQ(cfg.limits.ip_byte_rate.n, 0);
+    ASSERT_EQ(cfg.limits.login_fail_rate.burst, 5);
+    ASSERT_EQ(cfg.limits.max_connections, def.max_connections);
+    ASSERT_EQ(cfg.limits.byte_rate.n, def.byte_rate.n);
+    ASSERT_EQ(parse("", 0), 0);
+    ASSERT_EQ(cfg.limits.max_connections_per_ip, def.max_connections_per_ip);
+    ASSERT_EQ(cfg.limits.ip_table_size, def.ip_table_size);
+    ASSERT_EQ(parse("msg_rate 10/fortnight\n", 22), -1);
+    ASSERT_EQ(parse("max_connections lots\n", 21), -1);
+}

@@ -133,6 +133,7 @@ struct ax_http_req {
     void *up_ud;
     uint64_t acct_in, acct_out; /* connection bytes already in the stats */
     uint64_t direct_out;        /* written past the connection (send, sendfile) */
+    void *conn_data;            /* from opts.on_conn_open */
 };
 
 /* ---- stats ------------------------------------------------------------- */
@@ -1173,8 +1174,8 @@ static size_t hand_over(ax_http_req *r, const char *rest, size_t len)
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     ax_http_req *r = ax_conn_data(c);
-    ax_http_server *s = r->srv;
-    if (!s) return len;
+    ax_http_server *s = r ? r->srv : NULL;
+    if (!s) return len; /* refused by on_conn_open, or leaving */
     size_t off = 0;
     s->batch_owner = r;
     while (off < len && (r->state <= ST_BODY || (r->flags & F_BODY_OPEN))) {
@@ -1204,12 +1205,21 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
 static void on_open(ax_conn *c)
 {
     ax_http_server *s = ax_conn_data(c);
+    bool refuse = false;
+    void *data = s->o.on_conn_open ? s->o.on_conn_open(c, s->o.hook_ud, &refuse) : NULL;
+    if (refuse) {
+        ax_conn_set_data(c, NULL);
+        ax_conn_close(c);
+        return;
+    }
     ax_http_req *r = ax_calloc(1, sizeof(*r));
     if (!r) {
+        if (s->o.on_conn_close) s->o.on_conn_close(c, data, s->o.hook_ud);
         ax_conn_set_data(c, NULL);
         ax_conn_abort(c, AX_ENOMEM);
         return;
     }
+    r->conn_data = data;
     r->tag = TAG_REQ;
     r->srv = s;
     r->conn = c;
@@ -1246,6 +1256,7 @@ static void on_close(ax_conn *c, int reason)
     if (!r || r->tag != TAG_REQ) return; /* never opened (failed TLS handshake) */
     if (r->state == ST_BUSY && r->abort_cb) r->abort_cb(r, r->abort_ud);
     ax_http_server *s = r->srv;
+    if (s && s->o.on_conn_close) s->o.on_conn_close(c, r->conn_data, s->o.hook_ud);
     if (s) {
         stats_leave(r);
         if (r->prev)
@@ -1421,6 +1432,8 @@ void ax_http_server_free(ax_http_server *s)
     for (ax_http_req *r = s->conns, *next; r; r = next) {
         next = r->next;
         stats_leave(r); /* a shared opts.stats outlives the server */
+        if (s->o.on_conn_close) s->o.on_conn_close(r->conn, r->conn_data, s->o.hook_ud);
+        r->conn_data = NULL;
         r->srv = NULL;
         r->prev = r->next = NULL;
         ax_conn_abort(r->conn, AX_ECANCELED);
@@ -1513,6 +1526,11 @@ const char *ax_http_req_body(const ax_http_req *r, size_t *len)
 ax_conn *ax_http_req_conn(const ax_http_req *r)
 {
     return r->conn;
+}
+
+void *ax_http_req_conn_data(const ax_http_req *r)
+{
+    return r->conn_data;
 }
 
 void ax_http_req_on_body(ax_http_req *r, ax_http_body_cb cb, void *ud)
