@@ -35,7 +35,7 @@
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
 
-/* An idle open connection holds only this (about 90 bytes with its path):
+/* An idle open connection holds only this (51 bytes, then its path):
  * the input state (parser, reassembly, the peer's close reason) lives in
  * `rx` only while a frame or message is partly in, the options are shared
  * by every connection made with the same ones, and shared frames corked
@@ -44,19 +44,38 @@ struct ax_ws {
     ax_conn *conn;
     const struct shared *sh; /* callbacks and options, interned: never change */
     void *ud;
-    struct ws_rx *rx; /* NULL when idle between messages */
-    ax_timer *timer;
-    ax__ws_deflate *z;
-    char *info;    /* "path\0origin\0protocol\0": info_in, or ax_malloc'd */
-    uint32_t cork; /* 1 + its entry in the thread's cork table, 0: none */
+    struct ws_rx *rx;   /* NULL when idle between messages */
+    struct ws_ext *ext; /* what few connections need (NULL: none) */
+    uint32_t cork;      /* 1 + its entry in the thread's cork table, 0: none */
+    uint32_t ka;        /* 1 + its place in its loop's keepalive ring, 0: none */
     uint16_t code;
-    uint8_t role; /* enum ax_ws_role */
-    uint8_t state;
-    bool close_sent;
-    bool pinged; /* keepalive: a ping is out */
-    bool heard;  /* keepalive: bytes came since that ping */
+    uint8_t role : 1; /* enum ax_ws_role */
+    uint8_t state : 2;
+    bool close_sent : 1;
+    bool pinged : 1;   /* keepalive: a ping is out */
+    bool heard : 1;    /* keepalive: bytes came since that ping */
+    bool info_ext : 1; /* info_in holds a pointer to an ax_malloc'd block */
+    /* "path\0origin\0protocol\0", inside the object (a client's is
+     * replaced later: then a pointer to it, room for one always kept) */
     char info_in[];
 };
+
+/* What a connection has only with permessage-deflate or once closing. */
+typedef struct ws_ext {
+    ax__ws_deflate *z;
+    ax_timer *timer; /* the close handshake's timeout, made by ax_ws_close() */
+} ws_ext;
+
+static ax__ws_deflate *zof(const ax_ws *ws)
+{
+    return ws->ext ? ws->ext->z : NULL;
+}
+
+static ws_ext *ext_get(ax_ws *ws)
+{
+    if (!ws->ext) ws->ext = ax_calloc(1, sizeof(*ws->ext));
+    return ws->ext;
+}
 
 /* What a connection needs while input is partly in. */
 typedef struct ws_rx {
@@ -173,14 +192,124 @@ static int next_key(uint8_t key[4])
     return 0;
 }
 
+/* ---- keepalive ------------------------------------------------------------ */
+
+/* Connections of one loop with the same ping interval share one timer:
+ * every interval it pings each of them, and drops the ones that have sent
+ * nothing since the last ping.  (A timer per connection cost 64 bytes and
+ * a heap slot each; a place in the ring costs 12.)  A ring lives on its
+ * loop's thread and goes when its last connection does. */
+typedef struct keepalive {
+    ax_loop *loop;
+    uint32_t interval_ms;
+    uint32_t n, cap;
+    ax_timer *t;
+    ax_ws **v;
+    struct keepalive *next;
+} keepalive;
+
+static _Thread_local keepalive *rings;
+
+static void ws_ping(ax_ws *ws);
+
+static void ka_sweep(ax_timer *t, void *ud)
+{
+    keepalive *k = ud;
+    (void)t;
+    for (uint32_t i = 0; i < k->n; i++) /* an abort's on_close comes later, not now */
+        ws_ping(k->v[i]);
+}
+
+static keepalive *ka_find(ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = rings;
+    while (k && !(k->loop == loop && k->interval_ms == interval_ms))
+        k = k->next;
+    return k;
+}
+
+static keepalive *ka_new(ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = ax_calloc(1, sizeof(*k));
+    if (!k) return NULL;
+    if (!(k->t = ax_timer_new(loop, ka_sweep, k))) {
+        ax_free(k);
+        return NULL;
+    }
+    k->loop = loop;
+    k->interval_ms = interval_ms;
+    k->next = rings;
+    rings = k;
+    ax_timer_start(k->t, interval_ms, interval_ms);
+    return k;
+}
+
+static void ka_free(keepalive *k)
+{
+    for (keepalive **pp = &rings; *pp; pp = &(*pp)->next)
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    ax_timer_free(k->t);
+    ax_free(k->v);
+    ax_free(k);
+}
+
+static int ka_join(ax_ws *ws, ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = ka_find(loop, interval_ms);
+    bool made = !k;
+    if (!k && !(k = ka_new(loop, interval_ms))) return AX_ENOMEM;
+    if (k->n == k->cap) {
+        uint32_t cap = k->cap ? k->cap * 2 : 16;
+        ax_ws **v = ax_realloc(k->v, cap * sizeof(*v));
+        if (!v) {
+            if (made) ka_free(k);
+            return AX_ENOMEM;
+        }
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = ws;
+    ws->ka = k->n;
+    return 0;
+}
+
+static void ka_leave(ax_ws *ws)
+{
+    if (!ws->ka) return;
+    keepalive *k = ka_find(ax_conn_loop(ws->conn), ws->sh->o.ping_interval_ms);
+    uint32_t i = ws->ka - 1;
+    ws->ka = 0;
+    k->v[i] = k->v[--k->n]; /* the last one takes its place */
+    if (i < k->n) k->v[i]->ka = i + 1;
+    if (!k->n) {
+        ka_free(k);
+    } else if (k->cap > 64 && k->n < k->cap / 4) {
+        ax_ws **v = ax_realloc(k->v, (k->cap / 2) * sizeof(*v));
+        if (v) k->v = v, k->cap /= 2;
+    }
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
-static char empty_info[3];
+static const char *info_of(const ax_ws *ws)
+{
+    const char *p = ws->info_in;
+    if (ws->info_ext) memcpy(&p, ws->info_in, sizeof p);
+    return p;
+}
 
+/* Replace the info with an ax_malloc'd block (taken), NULL: empty. */
 static void set_info(ax_ws *ws, char *info)
 {
-    if (ws->info != empty_info && ws->info != ws->info_in) ax_free(ws->info);
-    ws->info = info ? info : empty_info;
+    if (ws->info_ext) ax_free((char *)info_of(ws));
+    ws->info_ext = info != NULL;
+    if (info)
+        memcpy(ws->info_in, &info, sizeof info);
+    else
+        memset(ws->info_in, 0, 3);
 }
 
 static size_t info_len(const char *info)
@@ -219,7 +348,8 @@ ax_ws *ax__ws_new(enum ax_ws_role role, const ax_ws_cbs *cbs, const ax_ws_opts *
     ax_ws_opts o = {0};
     if (opts) o = *opts;
     ax__ws_opts_defaults(&o);
-    size_t il = info ? info_len(info) : 0;
+    size_t il = info ? info_len(info) : 3;
+    if (role == AX_WS_CLIENT && il < sizeof(char *)) il = sizeof(char *); /* set_info() */
     ax_ws *ws = ax_calloc(1, offsetof(ax_ws, info_in) + il);
     if (ws) ws->sh = shared_get(cbs, &o);
     if (!ws || !ws->sh) {
@@ -230,10 +360,8 @@ ax_ws *ax__ws_new(enum ax_ws_role role, const ax_ws_cbs *cbs, const ax_ws_opts *
     ws->role = (uint8_t)role;
     ws->ud = ud;
     ws->state = WS_HANDSHAKE;
-    set_info(ws, NULL);
     if (info) { /* kept inside the object: one allocation less */
-        memcpy(ws->info_in, info, il);
-        ws->info = ws->info_in;
+        memcpy(ws->info_in, info, info_len(info));
         ax_free(info);
     }
     return ws;
@@ -284,8 +412,12 @@ void ax__ws_free(ax_ws *ws)
     if (!ws) return;
     if (batch.owner == ws) batch.owner = NULL;
     if (ws->cork) cork_drop(ws);
-    ax_timer_free(ws->timer);
-    ax__ws_deflate_free(ws->z);
+    ka_leave(ws);
+    if (ws->ext) {
+        ax_timer_free(ws->ext->timer);
+        ax__ws_deflate_free(ws->ext->z);
+        ax_free(ws->ext);
+    }
     rx_free(ws->rx);
     set_info(ws, NULL);
     shared_put(ws->sh);
@@ -310,14 +442,13 @@ int ax__ws_open(ax_ws *ws, ax_conn *c, const ax__ws_pmd *pmd)
 {
     ws->conn = c;
     if (pmd && pmd->on) {
-        ws->z = ax__ws_deflate_new(pmd, ws->sh->o.deflate_level);
-        if (!ws->z) return AX_ENOMEM;
+        if (!ext_get(ws) || !(ws->ext->z = ax__ws_deflate_new(pmd, ws->sh->o.deflate_level)))
+            return AX_ENOMEM;
     }
-    if (ws->sh->o.ping_interval_ms) {
-        ws->timer = ax_timer_new(ax_conn_loop(c), ws_timer, ws);
-        if (!ws->timer) return AX_ENOMEM;
-        ax_timer_start(ws->timer, ws->sh->o.ping_interval_ms, ws->sh->o.ping_interval_ms);
-    }
+    int rc;
+    if (ws->sh->o.ping_interval_ms &&
+        (rc = ka_join(ws, ax_conn_loop(c), ws->sh->o.ping_interval_ms)) < 0)
+        return rc;
     ax_conn_set_limits(c, ws->sh->o.low_watermark, ws->sh->o.high_watermark,
                        ws->sh->o.output_cap + CAP_SLACK);
     ws->state = WS_OPEN;
@@ -331,7 +462,7 @@ static ws_rx *rx_get(ax_ws *ws)
     if (!rx) return NULL;
     ax_ws_config cfg = {.role = (enum ax_ws_role)ws->role,
                         .max_message = ws->sh->o.max_message,
-                        .rsv_allowed = ws->z ? AX_WS_RSV1 : 0};
+                        .rsv_allowed = zof(ws) ? AX_WS_RSV1 : 0};
     ax_ws_parser_init(&rx->p, &cfg);
     rx->msg = NULL;
     rx->msg_len = rx->msg_cap = 0;
@@ -512,10 +643,11 @@ int ax_ws_send(ax_ws *ws, const void *data, size_t len, bool binary)
     int rc;
     if (!can_send(ws, &rc)) return rc;
     unsigned op = binary ? AX_WS_BINARY : AX_WS_TEXT;
-    if (ws->z && len >= ws->sh->o.deflate_min_size) {
+    ax__ws_deflate *z = zof(ws);
+    if (z && len >= ws->sh->o.deflate_min_size) {
         const uint8_t *out;
         size_t n;
-        rc = ax__ws_compress(ws->z, data, len, &out, &n);
+        rc = ax__ws_compress(z, data, len, &out, &n);
         if (rc < 0) return rc;
         return put_frame(ws, op, AX_WS_RSV1, out, n);
     }
@@ -581,12 +713,13 @@ int ax_ws_close(ax_ws *ws, int code, const char *reason)
     int rc = send_close(ws, (unsigned)code, reason ? reason : "", reason ? strlen(reason) : 0);
     if (rc < 0) return rc;
     ws->state = WS_CLOSE_SENT;
-    if (!ws->timer) ws->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
-    if (!ws->timer) {
+    if (ext_get(ws) && !ws->ext->timer)
+        ws->ext->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
+    if (!ws->ext || !ws->ext->timer) {
         conn_close(ws); /* no way to time the handshake out: do not wait */
         return 0;
     }
-    ax_timer_start(ws->timer, ws->sh->o.close_timeout_ms, 0);
+    ax_timer_start(ws->ext->timer, ws->sh->o.close_timeout_ms, 0);
     return 0;
 }
 
@@ -598,14 +731,18 @@ size_t ax_ws_buffered(const ax_ws *ws)
 
 /* ---- timers ------------------------------------------------------------ */
 
+/* The close handshake's timeout. */
 static void ws_timer(ax_timer *t, void *ud)
 {
     ax_ws *ws = ud;
     (void)t;
-    if (ws->state == WS_CLOSE_SENT) {
+    if (ws->state == WS_CLOSE_SENT)
         ax_conn_abort(ws->conn, AX_ETIMEDOUT); /* the peer never answered our close */
-        return;
-    }
+}
+
+/* A keepalive round: ping, or drop a peer silent since the last ping. */
+static void ws_ping(ax_ws *ws)
+{
     if (ws->state != WS_OPEN) return;
     if (ws->pinged && !ws->heard) {
         ax_conn_abort(ws->conn, AX_ETIMEDOUT);
@@ -646,7 +783,8 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 {
     const uint8_t *out;
     size_t n;
-    int code = ax__ws_inflate(ws->z, ws->rx->msg, ws->rx->msg_len, ws->sh->o.max_message, &out, &n);
+    int code =
+        ax__ws_inflate(zof(ws), ws->rx->msg, ws->rx->msg_len, ws->sh->o.max_message, &out, &n);
     if (code) return code;
     if (op == AX_WS_TEXT && !ax_utf8_valid(out, n)) return AX_WS_CLOSE_INVALID_DATA;
     deliver(ws, out, n, op);
@@ -785,12 +923,13 @@ ax_conn *ax_ws_conn(const ax_ws *ws)
 
 const char *ax_ws_path(const ax_ws *ws)
 {
-    return ws->info;
+    return info_of(ws);
 }
 
 const char *ax_ws_origin(const ax_ws *ws)
 {
-    return ws->info + strlen(ws->info) + 1;
+    const char *path = info_of(ws);
+    return path + strlen(path) + 1;
 }
 
 const char *ax_ws_protocol(const ax_ws *ws)
@@ -801,5 +940,5 @@ const char *ax_ws_protocol(const ax_ws *ws)
 
 bool ax_ws_deflate(const ax_ws *ws)
 {
-    return ws->z != NULL;
+    return zof(ws) != NULL;
 }
