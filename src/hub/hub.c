@@ -131,9 +131,10 @@ struct hub_sub {
     hub *h;
     const hub_sub_ops *ops;
     void *ud;
-    char name[HUB_MAX_NAME + 1];
+    char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
-    hub_map filters; /* filter -> entry */
+    hub_map filters;   /* filter -> entry, once it has more than FEW_FILTERS */
+    uint32_t nfilters; /* entries in the list */
     job *jobs, **jobs_tail;
     qnode *qhead, **qtail;
     size_t qbytes, budget;
@@ -561,9 +562,32 @@ static void over_budget(hub_sub *s, const hub_msg *m)
 static void sub_push_local(hub_sub *s, hub_msg *m);
 static void walk_end(hub *h);
 
+static char unnamed[1];
+
+/* A subscriber's name: its own copy, or `unnamed` for none; NULL when out
+ * of memory. */
+static char *name_dup(const char *name)
+{
+    size_t n = name ? strnlen(name, HUB_MAX_NAME) : 0;
+    char *p = n ? ax_malloc(n + 1) : unnamed;
+    if (p && n) {
+        memcpy(p, name, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void name_free(char *name)
+{
+    if (name != unnamed) ax_free(name);
+}
+
 static void sub_unref(hub_sub *s)
 {
-    if (--s->refs == 0) ax_free(s);
+    if (--s->refs == 0) {
+        name_free(s->name);
+        ax_free(s);
+    }
 }
 
 /* A push for a subscriber of another loop (or one with messages on their
@@ -843,7 +867,11 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->budget = h->budget;
     s->loop = current_loop(h);
     s->refs = 1;
-    if (name) snprintf(s->name, sizeof s->name, "%s", name);
+    s->name = name_dup(name);
+    if (!s->name) {
+        ax_free(s);
+        return NULL;
+    }
     lock(h);
     s->id = ++h->next_id;
     h->st.subscribers++;
@@ -884,13 +912,17 @@ void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
+    char *copy = name_dup(name), *old;
+    if (!copy) return AX_ENOMEM;
     lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
-    snprintf(s->name, sizeof s->name, "%s", name);
+    old = s->name;
+    s->name = copy;
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room) presence_join(s->h, e->room, s->name);
     unlock(s->h);
+    name_free(old);
     return 0;
 }
 
@@ -901,6 +933,7 @@ static void entry_unlink(hub_sub *s, entry *e)
     hub *h = s->h;
     size_t fl = strlen(e->filter);
     hub_map_del(&s->filters, e->filter, fl);
+    s->nfilters--;
     if (e->sprev)
         e->sprev->snext = e->snext;
     else
@@ -922,6 +955,32 @@ static void entry_unlink(hub_sub *s, entry *e)
     htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
     if (t) topic_consider(h, t);
     ax_free(e);
+}
+
+/* A subscriber with a few filters finds them by walking its list; the map
+ * is made past FEW_FILTERS (the idle client with one subscription needs
+ * no map entry, 48 bytes). */
+#define FEW_FILTERS 8
+
+static entry *filter_find(const hub_sub *s, const char *f, size_t fl)
+{
+    if (s->filters.n) return hub_map_get(&s->filters, f, fl);
+    for (entry *e = s->entries; e; e = e->snext)
+        if (strncmp(e->filter, f, fl) == 0 && e->filter[fl] == '\0') return e;
+    return NULL;
+}
+
+/* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
+static int filter_add(hub_sub *s, entry *e, size_t fl)
+{
+    if (!s->filters.n && s->nfilters < FEW_FILTERS) return 0;
+    for (entry *x = s->filters.n ? NULL : s->entries; x; x = x->snext)
+        if (hub_map_put(&s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
+            hub_map_clear(&s->filters);
+            hub_map_init(&s->filters);
+            return AX_ENOMEM;
+        }
+    return hub_map_put(&s->filters, e->filter, fl, e, NULL);
 }
 
 static void sub_release(hub_sub *s)
@@ -1086,8 +1145,8 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
 static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
 {
     if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
-    if (hub_map_get(&s->filters, filter, fl)) return 0;
-    return s->filters.n >= s->h->max_filters ? HUB_EFILTERS : 0;
+    if (filter_find(s, filter, fl)) return 0;
+    return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
@@ -1095,15 +1154,16 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     hub *h = s->h;
     size_t fl = strlen(filter);
     int rc = subscribe_check(s, filter, fl);
-    if (rc != 0 || hub_map_get(&s->filters, filter, fl)) return rc;
+    if (rc != 0 || filter_find(s, filter, fl)) return rc;
     node *n = node_path(h, filter, true);
     entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
-    if (!e || hub_map_put(&s->filters, filter, fl, e, NULL) != 0) {
+    if (e) memcpy(e->filter, filter, fl + 1);
+    if (!e || filter_add(s, e, fl) != 0) {
         ax_free(e);
         if (n) node_prune(n);
         return AX_ENOMEM;
     }
-    memcpy(e->filter, filter, fl + 1);
+    s->nfilters++;
     e->s = s;
     e->n = n;
     e->nnext = n->subs;
@@ -1145,7 +1205,7 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
 {
     int rc = AX_ENOENT;
     lock(s->h);
-    entry *e = hub_map_get(&s->filters, filter, strlen(filter));
+    entry *e = filter_find(s, filter, strlen(filter));
     if (e) {
         s->h->walking++;
         entry_unlink(s, e);
