@@ -56,14 +56,29 @@ static bool env_diff_field(const env_value *v, json_t *j)
         free(s);
         break;
     }
-    case ENV_INT: same = same && json_is_integer(j) && json_integer_value(j) == v->i; break;
-    case ENV_REAL: same = same && json_is_real(j); break;
-    case ENV_TRUE: same = same && json_is_true(j); break;
-    case ENV_FALSE: same = same && json_is_false(j); break;
-    case ENV_NULL: same = same && json_is_null(j); break;
-    case ENV_OBJECT: same = same && json_is_object(j); break;
-    case ENV_ARRAY: same = same && json_is_array(j); break;
-    default: same = false;
+    case ENV_INT:
+        same = same && json_is_integer(j) && json_integer_value(j) == v->i;
+        break;
+    case ENV_REAL:
+        same = same && json_is_real(j);
+        break;
+    case ENV_TRUE:
+        same = same && json_is_true(j);
+        break;
+    case ENV_FALSE:
+        same = same && json_is_false(j);
+        break;
+    case ENV_NULL:
+        same = same && json_is_null(j);
+        break;
+    case ENV_OBJECT:
+        same = same && json_is_object(j);
+        break;
+    case ENV_ARRAY:
+        same = same && json_is_array(j);
+        break;
+    default:
+        same = false;
     }
     return same;
 }
