@@ -18,7 +18,11 @@
  * outbox and posted there (ax_loop_post) when the lock is let go; that
  * loop then pushes it as if it were local.  While such messages are in
  * flight, local ones for the same subscriber are posted behind them, so a
- * subscriber sees each topic in sequence order.
+ * subscriber sees each topic in sequence order.  For a subscriber of the
+ * caller's own loop whose wire is free, the write itself is deferred to a
+ * per-thread list made after the lock is let go (drain()), so no socket
+ * write happens under the lock on the publish path (replays and
+ * hub_sub_writable() still write under it: one subscriber each).
  *
  * Bounds: at most max_topics topics exist (a publish that would make one
  * more is refused); a topic with no history, no exact subscription and
@@ -191,6 +195,26 @@ static void lock(hub *h)
 
 static void run_batch(ax_loop *loop, void *arg);
 static void reap_now(hub *h);
+static void drain(hub *h);
+
+/* Writes decided under the lock and made after it is let go, by the thread
+ * that decided them: each is for a subscriber of this thread's loop whose
+ * wire was free (no queue, not blocked).  In order; `requeue` marks one
+ * whose wire filled up before its turn (queued when the lock is taken
+ * again, behind the ones before it). */
+typedef struct pending {
+    hub_sub *s; /* a reference */
+    hub_msg *m; /* a reference */
+    bool requeue;
+} pending;
+
+#define OUTQ_INLINE 64 /* past this many, an allocation freed once drained */
+static _Thread_local pending outq_inline[OUTQ_INLINE];
+static _Thread_local struct {
+    pending *v;
+    size_t n, cap;
+    bool draining;
+} outq;
 
 /* Post what is waiting for other loops, in order, before letting go. */
 static void flush_outboxes(hub *h)
@@ -216,8 +240,9 @@ static void unlock(hub *h)
 {
     if (h->depth == 1 && h->reap && !h->walking) reap_now(h);
     if (h->depth == 1) flush_outboxes(h);
-    h->depth--;
+    bool outer = --h->depth == 0;
     pthread_mutex_unlock(&h->mu);
+    if (outer && outq.n && !outq.draining) drain(h);
 }
 
 static const char *GAP_TEXT = "history does not reach back that far";
@@ -272,8 +297,16 @@ ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_m
                            void *ud)
 {
     if (slot < 0 || slot >= HUB_ENC_SLOTS) return NULL;
-    if (!m->enc[slot]) m->enc[slot] = encode(m, ud);
-    return m->enc[slot];
+    ax_slice *have = __atomic_load_n(&m->enc[slot], __ATOMIC_ACQUIRE);
+    if (have) return have;
+    /* threads deliver outside the lock: the first encoding made wins */
+    ax_slice *mine = encode(m, ud);
+    if (!mine) return NULL;
+    if (__atomic_compare_exchange_n(&m->enc[slot], &have, mine, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return mine;
+    ax_slice_unref(mine);
+    return have;
 }
 
 static int64_t now_ms(void)
@@ -671,7 +704,31 @@ static void sub_push(hub_sub *s, hub_msg *m)
     sub_push_local(s, m);
 }
 
-static void sub_push_local(hub_sub *s, hub_msg *m)
+static void sub_queue(hub_sub *s, hub_msg *m);
+
+/* The wire is free: write after the lock is let go (drain()). */
+static bool defer_write(hub_sub *s, hub_msg *m)
+{
+    if (!outq.v) {
+        outq.v = outq_inline;
+        outq.cap = OUTQ_INLINE;
+    }
+    if (outq.n == outq.cap) {
+        bool first = outq.v == outq_inline;
+        pending *v = ax_realloc(first ? NULL : outq.v, outq.cap * 2 * sizeof(*v));
+        if (!v) return false;
+        if (first) memcpy(v, outq_inline, sizeof outq_inline);
+        outq.v = v;
+        outq.cap *= 2;
+    }
+    outq.v[outq.n++] = (pending){.s = s, .m = hub_msg_ref(m)};
+    s->refs++;
+    s->h->st.delivered++;
+    return true;
+}
+
+/* Now, under the lock: for a replay, which stops when the wire is full. */
+static void sub_push_now(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
     if (!s->blocked && !s->qhead) {
@@ -679,6 +736,64 @@ static void sub_push_local(hub_sub *s, hub_msg *m)
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         return;
     }
+    sub_queue(s, m);
+}
+
+static void sub_push_local(hub_sub *s, hub_msg *m)
+{
+    if (s->dead) return;
+    if (!s->blocked && !s->qhead) {
+        if (defer_write(s, m)) return;
+        s->h->st.delivered++; /* no memory to defer it: now, under the lock */
+        if (!s->ops->write(s, m, s->ud)) s->blocked = true;
+        return;
+    }
+    sub_queue(s, m);
+}
+
+/* Make the writes deferred under the lock (unlock() calls this once the
+ * lock is let go): the socket writes of a publish hold no lock.  Only this
+ * thread touches its subscribers' wire state (blocked, the queue), so it
+ * reads it here unlocked; references, stats and queues are dealt with
+ * under the lock again after. */
+static void drain(hub *h)
+{
+    outq.draining = true;
+    for (size_t i = 0; i < outq.n; i++) { /* writes may add more (i re-reads) */
+        hub_sub *s = outq.v[i].s;
+        if (s->dead) continue;
+        if (s->blocked || s->qhead) {
+            outq.v[i].requeue = true;
+            continue;
+        }
+        if (!s->ops->write(s, outq.v[i].m, s->ud)) s->blocked = true;
+    }
+    lock(h);
+    h->walking++;
+    size_t n = outq.n;
+    for (size_t i = 0; i < n; i++) {
+        pending p = outq.v[i];
+        if (p.requeue && !p.s->dead) {
+            h->st.delivered--;
+            sub_queue(p.s, p.m);
+        }
+        hub_msg_unref(p.m);
+        sub_unref(p.s);
+    }
+    memmove(outq.v, outq.v + n, (outq.n - n) * sizeof(*outq.v));
+    outq.n -= n;
+    if (!outq.n && outq.v != outq_inline) { /* after a large fan-out: do not keep it */
+        ax_free(outq.v);
+        outq.v = NULL;
+        outq.cap = 0;
+    }
+    outq.draining = false;
+    walk_end(h);
+    unlock(h); /* drains again what walk_end() and the queues added */
+}
+
+static void sub_queue(hub_sub *s, hub_msg *m)
+{
     qnode *q = ax_malloc(sizeof(*q));
     if (!q) {
         s->h->st.dropped++;
@@ -1042,7 +1157,7 @@ static void push_gap(hub_sub *s, htopic *t, uint64_t first)
     g->policy = (int8_t)t->rule->policy;
     g->seq = first;
     g->time_ms = now_ms();
-    sub_push_local(s, g);
+    sub_push_now(s, g);
     hub_msg_unref(g);
 }
 
@@ -1110,7 +1225,7 @@ static bool job_step(hub_sub *s, job *j)
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
         j->after = m->seq;
-        if (may_read(s, m)) sub_push_local(s, m);
+        if (may_read(s, m)) sub_push_now(s, m);
     }
     return false;
 }
