@@ -767,6 +767,7 @@ static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
         !(g->expiry = ax_timer_new(sv->loop, expire, g))) {
         *err = AX_ENOMEM;
     } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_upgrade, g)) == 0) {
+        hub_set_write_hooks(sv->hub, ax_ws_cork, ax_ws_uncork); /* a writev per client */
         if (sv->auth) ax_timer_start(g->expiry, 1000, 1000);
         return g;
     }

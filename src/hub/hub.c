@@ -66,16 +66,16 @@ struct rnode { /* a message on its way to another loop's subscriber */
     hub_msg *m;
 };
 
+/* Messages for one other loop.  One post at a time: what the publishes
+ * made meanwhile joins the posted one, so that loop takes them all in one
+ * wake-up and each subscriber gets its share in one write. */
 struct outbox {
     outbox *next;
     ax_loop *loop;
-    rnode *head, **tail;
-};
-
-typedef struct batch {
     hub *h;
-    rnode *head;
-} batch;
+    rnode *head, **tail;
+    bool posted; /* run_batch() is on its way: it takes head..tail */
+};
 
 static __thread ax_loop *bound_loop; /* the loop of this thread (hub_bind_loop) */
 
@@ -174,6 +174,7 @@ struct hub {
     pthread_mutex_t mu; /* recursive: callbacks may call back in */
     int depth;
     outbox *outboxes;
+    void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
     uint64_t seq_base; /* new topics count from here (after a crash: store.c) */
 };
 
@@ -185,6 +186,12 @@ static ax_loop *current_loop(const hub *h)
 void hub_bind_loop(ax_loop *loop)
 {
     bound_loop = loop;
+}
+
+void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void))
+{
+    __atomic_store_n(&h->write_end, end, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->write_begin, begin, __ATOMIC_RELEASE);
 }
 
 static void lock(hub *h)
@@ -220,19 +227,12 @@ static _Thread_local struct {
 static void flush_outboxes(hub *h)
 {
     for (outbox *o = h->outboxes; o; o = o->next) {
-        if (!o->head) continue;
-        batch *b = ax_malloc(sizeof(*b));
-        if (b) {
-            b->h = h;
-            b->head = o->head;
+        if (!o->head || o->posted) continue;
+        if (ax_loop_post(o->loop, run_batch, o) != 0) {
+            h->st.dropped += 1; /* the loop is gone or no memory: tried again next time */
+            continue;
         }
-        if (!b || ax_loop_post(o->loop, run_batch, b) != 0) {
-            ax_free(b);
-            h->st.dropped += 1; /* the loop is gone or no memory */
-            continue;           /* (the items leak their refs: only at shutdown) */
-        }
-        o->head = NULL;
-        o->tail = &o->head;
+        o->posted = true;
     }
 }
 
@@ -634,6 +634,7 @@ static void sub_push_remote(hub_sub *s, hub_msg *m)
     rnode *r = ax_malloc(sizeof(*r));
     if (!o && r && (o = ax_calloc(1, sizeof(*o)))) {
         o->loop = s->loop;
+        o->h = h;
         o->tail = &o->head;
         o->next = h->outboxes;
         h->outboxes = o;
@@ -654,14 +655,18 @@ static void sub_push_remote(hub_sub *s, hub_msg *m)
 
 static void run_batch(ax_loop *loop, void *arg)
 {
-    batch *b = arg;
-    hub *h = b->h;
+    outbox *o = arg;
+    hub *h = o->h;
     (void)loop;
     lock(h);
+    rnode *head = o->head;
+    o->head = NULL;
+    o->tail = &o->head;
+    o->posted = false;
     h->walking++;
-    while (b->head) {
-        rnode *r = b->head;
-        b->head = r->next;
+    while (head) {
+        rnode *r = head;
+        head = r->next;
         r->s->inflight--;
         if (!r->s->dead) sub_push_local(r->s, r->m);
         hub_msg_unref(r->m);
@@ -670,7 +675,6 @@ static void run_batch(ax_loop *loop, void *arg)
     }
     walk_end(h);
     unlock(h);
-    ax_free(b);
 }
 
 /* Is m of a topic a replay of s has not finished?  Then it waits in the
@@ -758,7 +762,10 @@ static void sub_push_local(hub_sub *s, hub_msg *m)
  * under the lock again after. */
 static void drain(hub *h)
 {
+    void (*begin)(void) = __atomic_load_n(&h->write_begin, __ATOMIC_ACQUIRE);
+    void (*end)(void) = __atomic_load_n(&h->write_end, __ATOMIC_ACQUIRE);
     outq.draining = true;
+    if (begin) begin();
     for (size_t i = 0; i < outq.n; i++) { /* writes may add more (i re-reads) */
         hub_sub *s = outq.v[i].s;
         if (s->dead) continue;
@@ -768,6 +775,7 @@ static void drain(hub *h)
         }
         if (!s->ops->write(s, outq.v[i].m, s->ud)) s->blocked = true;
     }
+    if (end) end();
     lock(h);
     h->walking++;
     size_t n = outq.n;

@@ -159,6 +159,12 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len);
  * Threads that never call it count as the hub's own loop.  Every hub_*
  * call is then safe from any of those threads. */
 void hub_bind_loop(ax_loop *loop);
+/* Around the writes a thread makes after the lock (a publish's fan-out to
+ * its loop, or a batch from another loop): `begin` before the first,
+ * `end` after the last, so a gateway can gather them (the WebSocket
+ * gateway corks: one writev per connection for the whole batch).  Set
+ * once, before or while threads run; NULL: none. */
+void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void));
 /* Flush the store and free everything; subscribers must be freed first. */
 void hub_free(hub *h);
 ax_loop *hub_loop(const hub *h);

@@ -698,6 +698,22 @@ int ax_ws_send_shared(ax_ws *ws, ax_slice *frame)
     return rc < 0 ? rc : above_high(ws);
 }
 
+/* The owner of the thread's batch while ax_ws_cork() is in effect: no
+ * connection, so every shared frame is corked. */
+static ax_ws cork_owner;
+
+void ax_ws_cork(void)
+{
+    if (!batch.owner) batch.owner = &cork_owner;
+}
+
+void ax_ws_uncork(void)
+{
+    if (batch.owner != &cork_owner) return;
+    batch.owner = NULL;
+    cork_flush();
+}
+
 int ax_ws_ping(ax_ws *ws, const void *data, size_t len)
 {
     int rc;
