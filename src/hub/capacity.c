@@ -105,8 +105,7 @@ void serve_capacity_setup(long conns)
     long want = conns > 0 ? conns + FD_RESERVE : c.fd_hard;
     if (c.fd_soft >= 0 && (want < 0 || c.fd_soft < want) && c.fd_hard != c.fd_soft &&
         getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = want < 0 || (c.fd_hard >= 0 && want > c.fd_hard) ? rl.rlim_max
-                                                                        : (rlim_t)want;
+        rl.rlim_cur = want < 0 || (c.fd_hard >= 0 && want > c.fd_hard) ? rl.rlim_max : (rlim_t)want;
         if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
             ax_log(AX_LOG_INFO, "raised the file-descriptor limit from %ld to %ld", c.fd_soft,
                    rl.rlim_cur == RLIM_INFINITY ? -1L : (long)rl.rlim_cur);
