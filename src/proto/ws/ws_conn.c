@@ -24,6 +24,7 @@
 #include <axon/timer.h>
 #include <axon/ws.h>
 
+#include "core/buf.h"
 #include "proto/ws/utf8.h"
 #include "proto/ws/ws_internal.h"
 
@@ -80,8 +81,7 @@ static ws_ext *ext_get(ax_ws *ws)
 /* What a connection needs while input is partly in. */
 typedef struct ws_rx {
     ax_ws_parser p;
-    uint8_t *msg; /* reassembly of a fragmented or split message */
-    size_t msg_len, msg_cap;
+    ax__buf msg;        /* reassembly of a fragmented or split message */
     uint8_t reason_len; /* the peer's close frame: kept until on_close */
     char reason[AX_WS_MAX_CONTROL];
 } ws_rx;
@@ -403,7 +403,7 @@ static void cork_drop(ax_ws *ws)
 static void rx_free(ws_rx *rx)
 {
     if (!rx) return;
-    ax_free(rx->msg);
+    ax__buf_free(&rx->msg);
     ax_free(rx);
 }
 
@@ -464,8 +464,7 @@ static ws_rx *rx_get(ax_ws *ws)
                         .max_message = ws->sh->o.max_message,
                         .rsv_allowed = zof(ws) ? AX_WS_RSV1 : 0};
     ax_ws_parser_init(&rx->p, &cfg);
-    rx->msg = NULL;
-    rx->msg_len = rx->msg_cap = 0;
+    rx->msg = (ax__buf){0};
     rx->reason_len = 0;
     return rx;
 }
@@ -474,7 +473,7 @@ static ws_rx *rx_get(ax_ws *ws)
 static void rx_release_idle(ax_ws *ws)
 {
     ws_rx *rx = ws->rx;
-    if (!rx || ws->state != WS_OPEN || !ax_ws_parser_idle(&rx->p) || rx->msg_len || rx->reason_len)
+    if (!rx || ws->state != WS_OPEN || !ax_ws_parser_idle(&rx->p) || rx->msg.len || rx->reason_len)
         return;
     ws->rx = NULL;
     rx_free(rx);
@@ -778,29 +777,13 @@ static void deliver(ax_ws *ws, const uint8_t *data, size_t len, unsigned op)
         ws->sh->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
 }
 
-static int msg_append(ws_rx *rx, const uint8_t *data, size_t len)
-{
-    if (rx->msg_len + len > rx->msg_cap) {
-        size_t cap = rx->msg_cap ? rx->msg_cap : 4096;
-        while (cap < rx->msg_len + len)
-            cap *= 2;
-        uint8_t *m = ax_realloc(rx->msg, cap);
-        if (!m) return AX_ENOMEM;
-        rx->msg = m;
-        rx->msg_cap = cap;
-    }
-    if (len) memcpy(rx->msg + rx->msg_len, data, len);
-    rx->msg_len += len;
-    return 0;
-}
-
 /* A compressed message is complete in msg[]: inflate, check, deliver. */
 static int deliver_inflated(ax_ws *ws, unsigned op)
 {
     const uint8_t *out;
     size_t n;
-    int code =
-        ax__ws_inflate(zof(ws), ws->rx->msg, ws->rx->msg_len, ws->sh->o.max_message, &out, &n);
+    int code = ax__ws_inflate(zof(ws), (const uint8_t *)ws->rx->msg.p, ws->rx->msg.len,
+                              ws->sh->o.max_message, &out, &n);
     if (code) return code;
     if (op == AX_WS_TEXT && !ax_utf8_valid(out, n)) return AX_WS_CLOSE_INVALID_DATA;
     deliver(ws, out, n, op);
@@ -810,24 +793,19 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 {
     ws_rx *rx = ws->rx;
-    if (ev->message_end && rx->msg_len == 0 && !ev->compressed) {
+    if (ev->message_end && rx->msg.len == 0 && !ev->compressed) {
         deliver(ws, ev->data, ev->len, ev->opcode);
         return 0;
     }
-    if (msg_append(rx, ev->data, ev->len) < 0) return AX_WS_CLOSE_INTERNAL;
+    if (ax__buf_append(&rx->msg, ev->data, ev->len) < 0) return AX_WS_CLOSE_INTERNAL;
     if (!ev->message_end) return 0;
     int code = 0;
     if (ev->compressed)
         code = deliver_inflated(ws, ev->opcode);
     else
-        deliver(ws, rx->msg, rx->msg_len, ev->opcode);
+        deliver(ws, (const uint8_t *)rx->msg.p, rx->msg.len, ev->opcode);
     if (ws->rx != rx) return code; /* cannot happen: rx lives until ax__ws_free */
-    rx->msg_len = 0;
-    if (rx->msg_cap > KEEP_MSG_CAP) {
-        ax_free(rx->msg);
-        rx->msg = NULL;
-        rx->msg_cap = 0;
-    }
+    ax__buf_reset(&rx->msg, KEEP_MSG_CAP);
     return code;
 }
 
