@@ -12,6 +12,7 @@
 #include <axon/axon.h>
 
 #include "cli.h"
+#include "hub/redis.h"
 #include "hub/server.h"
 
 #define MAX_INCLUDE_DEPTH 8
@@ -44,6 +45,10 @@ static void help(FILE *out)
                  "                           told to slow down (HTTP 503); default 100000\n"
                  "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
                  "      --history N          messages kept per topic; default 1000\n"
+                 "      --redis URL          share topics with other nodes through Redis:\n"
+                 "                           redis://[user:pass@]host[:port][/db] or\n"
+                 "                           unix://path (docs/cluster.md); history is then\n"
+                 "                           Redis's, -d is not used for messages\n"
                  "      --max-topics N       topics that may exist at once; default 100000\n"
                  "      --max-subs N         subscriptions per connection; default 10000\n"
                  "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
@@ -254,6 +259,11 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "tls_key") == 0) {
         WANT(1);
         snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
+    } else if (strcmp(k, "redis") == 0) {
+        WANT(1);
+        redis_url u;
+        if (redis_url_parse(v, &u, why, why_len) != 0) return -1;
+        snprintf(c->redis, sizeof c->redis, "%s", v);
     } else if (strcmp(k, "data_dir") == 0) {
         WANT(1);
         snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
@@ -600,6 +610,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"ip-msg-rate", required_argument, NULL, 'R'},
         {"ip-byte-rate", required_argument, NULL, 'X'},
         {"login-fail-rate", required_argument, NULL, 'z'},
+        {"redis", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -638,7 +649,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['b'] = "byte_rate",
                                     ['R'] = "ip_msg_rate",
                                     ['X'] = "ip_byte_rate",
-                                    ['z'] = "login_fail_rate"};
+                                    ['z'] = "login_fail_rate",
+                                    ['E'] = "redis"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;

@@ -642,8 +642,12 @@ static void metrics(ax_http_req *r, void *ud)
 
 static void healthz(ax_http_req *r, void *ud)
 {
-    (void)ud;
-    ax_http_respond(r, 200, "text/plain", "ok\n", 3);
+    gw_http *g = ud;
+    char why[256];
+    bool ok = serve_healthy(g->sv, why, sizeof why - 1);
+    size_t n = strlen(why);
+    why[n++] = '\n';
+    ax_http_respond(r, ok ? 200 : 503, "text/plain", why, n);
 }
 
 /* ---- the gateway ---------------------------------------------------------------------- */

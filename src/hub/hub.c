@@ -119,6 +119,7 @@ struct htopic {
     uint32_t rooms;  /* entries with it as their room */
     uint64_t born;   /* hub.topic_gen when it was made */
     bool reap_queued;
+    bool bp_wait; /* resumes wait: the backplane is loading its history */
     htopic *reap_next;
 };
 
@@ -169,7 +170,9 @@ struct hub {
     pthread_mutex_t mu; /* recursive: callbacks may call back in */
     int depth;
     outbox *outboxes;
-    uint64_t seq_base; /* new topics count from here (after a crash: store.c) */
+    uint64_t seq_base;           /* new topics count from here (after a crash: store.c) */
+    const hub_backplane_ops *bp; /* the cluster numbers and delivers (redis.c) */
+    void *bp_ud;
 };
 
 static ax_loop *current_loop(const hub *h)
@@ -918,6 +921,7 @@ static void entry_unlink(hub_sub *s, entry *e)
         e->n->subs = e->nnext;
     if (e->nnext) e->nnext->nprev = e->nprev;
     node *n = e->n;
+    if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
     node_prune(n);
     htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
     if (t) topic_consider(h, t);
@@ -1037,6 +1041,7 @@ static bool job_step(hub_sub *s, job *j)
     while (!s->dead && !s->blocked && !s->qhead) {
         htopic *t = job_topic(s->h, j);
         if (!t) return true;
+        if (t->bp_wait && j->exact) return false; /* hub_backplane_ready() goes on */
         if (strcmp(t->name, j->pos) != 0) job_at(j, t->name, t->len);
         hub_msg *m = job_next(s, j, t);
         if (!m) { /* this topic is done: on to the names above it */
@@ -1090,6 +1095,8 @@ static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
     return s->filters.n >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
+static void bp_need(hub *h, const char *filter, size_t fl);
+
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub *h = s->h;
@@ -1104,6 +1111,7 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
         return AX_ENOMEM;
     }
     memcpy(e->filter, filter, fl + 1);
+    if (h->bp && !n->subs) bp_need(h, filter, fl);
     e->s = s;
     e->n = n;
     e->nnext = n->subs;
@@ -1171,6 +1179,8 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
     return hub_publish_ticket(h, origin, name, sender, payload, len, &ticket, err);
 }
 
+static uint64_t bp_publish(hub *h, hub_msg *m, int *err);
+
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
 {
@@ -1191,6 +1201,7 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     }
     m->binary = !ax_utf8_valid(payload, len);
     m->origin = origin ? origin->id : 0;
+    if (h->bp) return bp_publish(h, m, err);
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1463,4 +1474,120 @@ void hub_free(hub *h)
     pthread_mutex_destroy(&h->mu);
     ax_free(h->rules);
     ax_free(h);
+}
+
+/* ---- the backplane (hub.h; redis.c) -----------------------------------------------------------
+ */
+
+void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud)
+{
+    h->bp = ops;
+    h->bp_ud = ud;
+}
+
+/* The first subscriber of `filter` on this node: the backplane starts
+ * receiving it, and a topic's resumes wait until its history is loaded. */
+static void bp_need(hub *h, const char *filter, size_t fl)
+{
+    int err;
+    htopic *t = hub_topic_valid(filter, fl) ? topic_make(h, filter, fl, true, &err) : NULL;
+    if (t) t->bp_wait = true;
+    h->bp->need(h->bp_ud, filter, true);
+}
+
+static uint64_t bp_publish(hub *h, hub_msg *m, int *err)
+{
+    lock(h);
+    htopic *t = topic_get(h, m->topic, m->topic_len);
+    uint64_t last = t ? t->last_seq : h->floors[floor_of(m->topic, m->topic_len)];
+    uint32_t history = t ? t->rule->history_count : rule_for(h, m->topic)->history_count;
+    unlock(h);
+    m->time_ms = now_ms();
+    int rc = h->bp->publish(h->bp_ud, m, last, history);
+    hub_msg_unref(m);
+    if (rc) *err = rc;
+    return rc ? 0 : last + 1;
+}
+
+int hub_backplane_deliver(hub *h, hub_msg *m, bool force)
+{
+    int rc = HUB_BP_OK, err = 0;
+    lock(h);
+    htopic *t = topic_make(h, m->topic, m->topic_len, true, &err);
+    if (!t) {
+        rc = HUB_BP_DROP;
+        h->st.dropped++;
+    } else if (m->seq <= t->last_seq) {
+        rc = HUB_BP_DUP;
+    } else if (t->last_seq && m->seq > t->last_seq + 1 && !force) {
+        rc = HUB_BP_GAP;
+    } else {
+        h->pub_born = t->born;
+        if (t->last_seq && m->seq > t->last_seq + 1) { /* lost for good: say so */
+            hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
+            if (g) {
+                g->kind = HUB_GAP;
+                g->policy = (int8_t)t->rule->policy;
+                g->seq = m->seq;
+                g->time_ms = m->time_ms;
+                deliver(h, g);
+                hub_msg_unref(g);
+            }
+        }
+        m->policy = (int8_t)t->rule->policy;
+        t->last_seq = m->seq;
+        history_add(t, hub_msg_ref(m));
+        history_trim(h, t, now_ms());
+        h->st.published++;
+        deliver(h, m);
+    }
+    if (t) topic_consider(h, t);
+    unlock(h);
+    return rc;
+}
+
+uint64_t hub_backplane_last(hub *h, const char *topic)
+{
+    lock(h);
+    htopic *t = topic_get(h, topic, strlen(topic));
+    uint64_t last = t ? t->last_seq : 0;
+    unlock(h);
+    return last;
+}
+
+static void bp_jobs_run(ax_loop *loop, void *arg)
+{
+    hub_sub *s = arg;
+    hub *h = s->h;
+    (void)loop;
+    lock(h);
+    h->walking++;
+    if (!s->dead && s->jobs) jobs_run(s);
+    walk_end(h);
+    sub_unref(s);
+    unlock(h);
+}
+
+void hub_backplane_ready(hub *h, const char *topic)
+{
+    size_t tl = strlen(topic);
+    lock(h);
+    htopic *t = topic_get(h, topic, tl);
+    node *n = t && t->bp_wait ? node_path(h, topic, false) : NULL;
+    if (t) t->bp_wait = false;
+    h->walking++;
+    for (entry *e = n ? n->subs : NULL; e; e = e->nnext) {
+        hub_sub *s = e->s;
+        if (!e->job || s->dead) continue;
+        s->refs++;
+        if (s->loop == current_loop(h)) {
+            jobs_run(s);
+            sub_unref(s);
+        } else if (ax_loop_post(s->loop, bp_jobs_run, s) != 0) {
+            sub_unref(s);
+        }
+    }
+    walk_end(h);
+    if (t) topic_consider(h, t);
+    unlock(h);
 }

@@ -274,6 +274,41 @@ size_t hub_topics(hub *h, const char *after, size_t max,
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
 const hub_stats *hub_stats_get(hub *h);
 
+/* ---- the backplane (redis.c): several nodes share topics ------------------
+ *
+ * With a backplane the hub does not number messages itself: hub_publish()
+ * hands the message to ops->publish and returns at once (the seq it
+ * returns is a lower bound of the one the cluster gives: the topic's last
+ * known seq + 1); the message is delivered here when it comes back from
+ * the cluster through hub_backplane_deliver(), in the cluster's order, on
+ * every node alike.  ops->need says which filters this node's subscribers
+ * need (called under the hub lock, from any thread, when the first
+ * subscriber of a filter comes and when the last one goes). */
+typedef struct hub_backplane_ops {
+    /* Send `m` (topic, sender, payload, time; the hub keeps its reference)
+     * to the cluster; `last`: the topic's last seq known here, `history`:
+     * its rule's history count.  0, or AX_EAGAIN when the cluster cannot
+     * take it now (unreachable, or too many on their way). */
+    int (*publish)(void *ud, hub_msg *m, uint64_t last, uint32_t history);
+    void (*need)(void *ud, const char *filter, bool on);
+} hub_backplane_ops;
+/* Set before any subscriber or publish (serve does it after hub_new). */
+void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
+
+enum { HUB_BP_OK = 0, HUB_BP_DUP = 1, HUB_BP_GAP = 2, HUB_BP_DROP = 3 };
+/* A message from the cluster (seq, time, sender set): into the topic's
+ * history and to its subscribers.  HUB_BP_DUP: seq is not above the
+ * topic's last (not delivered again); HUB_BP_GAP: seq skips some (not
+ * delivered: backfill first, or pass `force`, which delivers it after a
+ * gap notice to the topic's live subscribers); HUB_BP_DROP: no room for
+ * the topic. */
+int hub_backplane_deliver(hub *h, hub_msg *m, bool force);
+/* The last seq this node has of `topic` (0: none). */
+uint64_t hub_backplane_last(hub *h, const char *topic);
+/* The history of `topic` is in step with the cluster: resumes of it that
+ * waited (a subscription made it needed) go on. */
+void hub_backplane_ready(hub *h, const char *topic);
+
 /* ---- store.c: SQLite history ---------------------------------------------- */
 
 typedef struct hub_store_opts {

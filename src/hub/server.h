@@ -32,6 +32,7 @@ struct serve_cfg {
     char line_tls_url[SERVE_URL_LEN]; /* "" : off (the default) */
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
+    char redis[1024];    /* "" : one node; else the backplane's URL (redis.h) */
     char log_file[1024]; /* "" : stderr */
     int fsync_mode;
     size_t store_queue, store_queue_bytes; /* the store's queue bound */
@@ -73,7 +74,8 @@ struct serve_cfg {
 struct serve {
     ax_loop *loop;
     hub *hub;
-    ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
+    struct redis_bp *bp; /* the Redis backplane (shared), or NULL */
+    ax_tls_ctx *tls;     /* for the TLS listeners, or NULL */
     const serve_cfg *cfg;
     const gw_ops *const *gws; /* the registry (serve_gateways_start sets it) */
     int ngw;
@@ -135,6 +137,10 @@ void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const c
 /* May this client read /metrics and /dashboard (id: its identity or NULL,
  * loopback: its address is a loopback one)? */
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);
+
+/* Is the node healthy (/healthz)?  Without Redis, always; with it, when
+ * the link is fresh (redis_bp_healthy); `why` says.  Any thread. */
+bool serve_healthy(const serve *sv, char *why, size_t why_len);
 
 /* Prometheus text for /metrics (malloc'd, free with ax_free()), or NULL. */
 char *serve_metrics(serve *sv, size_t *len);
