@@ -1509,7 +1509,7 @@ static uint64_t bp_publish(hub *h, hub_msg *m, int *err)
     return rc ? 0 : last + 1;
 }
 
-int hub_backplane_deliver(hub *h, hub_msg *m, bool force)
+int hub_backplane_deliver(hub *h, hub_msg *m, int how)
 {
     int rc = HUB_BP_OK, err = 0;
     lock(h);
@@ -1519,11 +1519,11 @@ int hub_backplane_deliver(hub *h, hub_msg *m, bool force)
         h->st.dropped++;
     } else if (m->seq <= t->last_seq) {
         rc = HUB_BP_DUP;
-    } else if (t->last_seq && m->seq > t->last_seq + 1 && !force) {
+    } else if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_IN_ORDER) {
         rc = HUB_BP_GAP;
     } else {
         h->pub_born = t->born;
-        if (t->last_seq && m->seq > t->last_seq + 1) { /* lost for good: say so */
+        if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_FORCE) { /* lost: say so */
             hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
             if (g) {
                 g->kind = HUB_GAP;
@@ -1539,7 +1539,7 @@ int hub_backplane_deliver(hub *h, hub_msg *m, bool force)
         history_add(t, hub_msg_ref(m));
         history_trim(h, t, now_ms());
         h->st.published++;
-        deliver(h, m);
+        if (how != HUB_BPD_HISTORY) deliver(h, m);
     }
     if (t) topic_consider(h, t);
     unlock(h);

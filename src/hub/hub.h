@@ -296,13 +296,17 @@ typedef struct hub_backplane_ops {
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
 
 enum { HUB_BP_OK = 0, HUB_BP_DUP = 1, HUB_BP_GAP = 2, HUB_BP_DROP = 3 };
+/* How hub_backplane_deliver() takes a message: IN_ORDER refuses one whose
+ * seq skips some (HUB_BP_GAP: backfill first); FORCE delivers it after a
+ * gap notice to the topic's live subscribers; HISTORY only puts it in the
+ * history (a topic's past, loaded when a node starts needing it: live
+ * subscribers do not get it, resumes do). */
+enum { HUB_BPD_IN_ORDER = 0, HUB_BPD_FORCE = 1, HUB_BPD_HISTORY = 2 };
 /* A message from the cluster (seq, time, sender set): into the topic's
  * history and to its subscribers.  HUB_BP_DUP: seq is not above the
- * topic's last (not delivered again); HUB_BP_GAP: seq skips some (not
- * delivered: backfill first, or pass `force`, which delivers it after a
- * gap notice to the topic's live subscribers); HUB_BP_DROP: no room for
- * the topic. */
-int hub_backplane_deliver(hub *h, hub_msg *m, bool force);
+ * topic's last (not delivered again); HUB_BP_DROP: no room for the
+ * topic. */
+int hub_backplane_deliver(hub *h, hub_msg *m, int how);
 /* The last seq this node has of `topic` (0: none). */
 uint64_t hub_backplane_last(hub *h, const char *topic);
 /* The history of `topic` is in step with the cluster: resumes of it that

@@ -362,6 +362,7 @@ static void bp_deliver_now(redis_bp *b, hub_msg *m, bool force);
 typedef struct xreq {
     redis_bp *b;
     hub_msg *then; /* delivered after the range (a backfill), or NULL (a sync) */
+    int how;       /* HUB_BPD_*: the range's messages */
     char topic[];
 } xreq;
 
@@ -391,7 +392,7 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
 }
 
 static void sync_done(redis_bp *b, need *n);
-static int xrange_send(redis_bp *b, const char *topic, hub_msg *then);
+static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how);
 
 static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -404,7 +405,7 @@ static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
         for (size_t i = 0; i < r->elements; i++) {
             hub_msg *m = entry_decode(x->topic, tl, r->element[i]);
             if (!m) continue;
-            if (hub_backplane_deliver(b->h, m, true) == HUB_BP_OK) ST_ADD(b, backfilled, 1);
+            if (hub_backplane_deliver(b->h, m, x->how) == HUB_BP_OK) ST_ADD(b, backfilled, 1);
             hub_msg_unref(m);
         }
     }
@@ -420,7 +421,7 @@ static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Read the topic's stream after the last seq this node has (up to then's
  * seq when a message waits for it). */
-static int xrange_send(redis_bp *b, const char *topic, hub_msg *then)
+static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how)
 {
     size_t tl = strlen(topic);
     if (!b->cmd.ac || !b->cmd.up) return AX_ENOTCONN;
@@ -428,6 +429,7 @@ static int xrange_send(redis_bp *b, const char *topic, hub_msg *then)
     if (!x) return AX_ENOMEM;
     x->b = b;
     x->then = then ? hub_msg_ref(then) : NULL;
+    x->how = how;
     memcpy(x->topic, topic, tl + 1);
     char key[HUB_MAX_TOPIC + 16], from[24], to[24];
     snprintf(key, sizeof key, "axon:{%s}:log", topic);
@@ -448,10 +450,11 @@ static int xrange_send(redis_bp *b, const char *topic, hub_msg *then)
 /* A live message (or one a backfill waited for): in order, or backfill. */
 static void bp_deliver_now(redis_bp *b, hub_msg *m, bool force)
 {
-    int rc = hub_backplane_deliver(b->h, m, force);
+    int rc = hub_backplane_deliver(b->h, m, force ? HUB_BPD_FORCE : HUB_BPD_IN_ORDER);
     if (rc == HUB_BP_GAP) {
         ST_ADD(b, gaps, 1);
-            if (xrange_send(b, m->topic, m) != 0) hub_backplane_deliver(b->h, m, true);
+            if (xrange_send(b, m->topic, m, HUB_BPD_FORCE) != 0)
+            hub_backplane_deliver(b->h, m, HUB_BPD_FORCE);
     }
 }
 
@@ -476,7 +479,7 @@ static void sync_done(redis_bp *b, need *n)
     need_flush(b, n);
     if (n->overflow && b->state == BP_UP) { /* more came than the buffer held: read again */
         n->overflow = false;
-        if (xrange_send(b, n->filter, NULL) == 0) return;
+        if (xrange_send(b, n->filter, NULL, HUB_BPD_FORCE) == 0) return;
     }
     n->syncing = false;
     need_ready(b, n);
@@ -616,7 +619,7 @@ static void on_message(redis_bp *b, const redisReply *chan, const redisReply *da
     if (strcmp(chan->str, b->hb_chan) == 0) return;
     need *n = hub_map_get(&b->needs, topic, tl);
     if (pattern) {
-        if (n) return; /* its own subscription brings it */
+        if (n && !n->syncing) return; /* its own subscription brings it */
         bool any = false;
         for (need *w = b->list; w && !any; w = w->next)
             any = !w->exact && hub_filter_match(w->filter, topic);
@@ -676,7 +679,10 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         const redisReply *c = r->element[1];
         if ((size_t)c->len <= b->plen || strcmp(c->str, b->hb_chan) == 0) return;
         need *n = hub_map_get(&b->needs, c->str + b->plen, (size_t)c->len - b->plen);
-        if (n && n->syncing && xrange_send(b, n->filter, NULL) != 0) sync_done(b, n);
+        /* the first time, the topic's past (history only); after a
+         * reconnect, what was missed (live) */
+        int how = n && !n->ready ? HUB_BPD_HISTORY : HUB_BPD_FORCE;
+        if (n && n->syncing && xrange_send(b, n->filter, NULL, how) != 0) sync_done(b, n);
     }
 }
 
@@ -686,6 +692,20 @@ static void set_state(redis_bp *b, int s)
 {
     b->state = s;
     ST_SET(b, state, (uint64_t)s);
+}
+
+/* After a reconnect: Redis may have restarted empty; keep each topic's
+ * counter at least at what this node has, so numbers never go back. */
+static void seed_counter(redis_bp *b, const need *n)
+{
+    char key[HUB_MAX_TOPIC + 16], last[24];
+    snprintf(key, sizeof key, "axon:{%s}:seq", n->filter);
+    snprintf(last, sizeof last, "%llu", (unsigned long long)hub_backplane_last(b->h, n->filter));
+    const char *argv[] = {"EVAL",
+                          "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) "
+                          "then redis.call('SET', KEYS[1], ARGV[1]) end",
+                          "1", key, last};
+    (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 5, argv, NULL);
 }
 
 static void went_up(redis_bp *b)
@@ -699,8 +719,10 @@ static void went_up(redis_bp *b)
     b->was_up = true;
     const char *argv[] = {"SUBSCRIBE", b->hb_chan};
     (void)redisAsyncCommandArgv(b->sub.ac, on_sub, b, 2, argv, NULL);
-    for (need *n = b->list; n; n = n->next)
+    for (need *n = b->list; n; n = n->next) {
+        if (n->exact) seed_counter(b, n);
         need_subscribe(b, n);
+    }
 }
 
 static void check_up(redis_bp *b)
