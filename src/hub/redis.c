@@ -51,12 +51,12 @@
 
 #define BP_TICK_MS 100
 #define BP_HEARTBEAT_MS 1000
-#define BP_STALE_MS 3000          /* no heartbeat back for this long: the link is stale */
-#define BP_CONNECT_MS 3000        /* connecting (and authenticating) at most this long */
+#define BP_STALE_MS 3000   /* no heartbeat back for this long: the link is stale */
+#define BP_CONNECT_MS 3000 /* connecting (and authenticating) at most this long */
 #define BP_BACKOFF_MIN_MS 200
 #define BP_BACKOFF_MAX_MS 2000
-#define BP_INFLIGHT_MAX 10000     /* publishes sent and not yet answered */
-#define BP_SYNC_BUF_MAX 10000     /* messages held while a topic's history loads */
+#define BP_INFLIGHT_MAX 10000 /* publishes sent and not yet answered */
+#define BP_SYNC_BUF_MAX 10000 /* messages held while a topic's history loads */
 #define BP_CHAN_MAX (HUB_MAX_TOPIC * 2 + 32)
 
 enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
@@ -278,8 +278,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static int link_open(bp_link *l, const char *ip)
 {
     redis_bp *b = l->b;
-    redisAsyncContext *ac = b->u.port < 0 ? redisAsyncConnectUnix(b->u.host)
-                                          : redisAsyncConnect(ip, b->u.port);
+    redisAsyncContext *ac =
+        b->u.port < 0 ? redisAsyncConnectUnix(b->u.host) : redisAsyncConnect(ip, b->u.port);
     if (!ac) return AX_ENOMEM;
     if (ac->err) {
         snprintf(b->broken_why, sizeof b->broken_why, "%s", ac->errstr);
@@ -453,7 +453,7 @@ static void bp_deliver_now(redis_bp *b, hub_msg *m, bool force)
     int rc = hub_backplane_deliver(b->h, m, force ? HUB_BPD_FORCE : HUB_BPD_IN_ORDER);
     if (rc == HUB_BP_GAP) {
         ST_ADD(b, gaps, 1);
-            if (xrange_send(b, m->topic, m, HUB_BPD_FORCE) != 0)
+        if (xrange_send(b, m->topic, m, HUB_BPD_FORCE) != 0)
             hub_backplane_deliver(b->h, m, HUB_BPD_FORCE);
     }
 }
@@ -667,7 +667,8 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
     const redisReply *kind = r->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
     if (strcmp(kind->str, "message") == 0) {
-        if (r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, b->hb_chan) == 0)
+        if (r->element[1]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[1]->str, b->hb_chan) == 0)
             on_heartbeat(b, r->element[2]);
         else
             on_message(b, r->element[1], r->element[2], false);
@@ -819,8 +820,8 @@ static void start_connect(redis_bp *b)
         return;
     }
     int err = 0;
-    b->dns = ax_dns_resolve(b->loop, b->u.host, b->u.port, AX_SCHEME_TCP, NULL, on_resolved, b,
-                            &err);
+    b->dns =
+        ax_dns_resolve(b->loop, b->u.host, b->u.port, AX_SCHEME_TCP, NULL, on_resolved, b, &err);
     if (!b->dns) {
         b->broken = true;
         snprintf(b->broken_why, sizeof b->broken_why, "cannot resolve %s: %s", b->u.host,
@@ -908,8 +909,9 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history)
     snprintf(maxlen, sizeof maxlen, "%u", history);
     snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
     snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
-    const char *argv[] = {"EVALSHA", b->sha,  "2",   seqkey,     logkey, chan,
-                          maxlen,    ms,      m->sender ? m->sender : "", m->payload, lastbuf};
+    const char *argv[] = {
+        "EVALSHA",  b->sha, "2", seqkey, logkey, chan, maxlen, ms, m->sender ? m->sender : "",
+        m->payload, lastbuf};
     size_t lens[11];
     for (int i = 0; i < 11; i++)
         lens[i] = i == 9 ? m->payload_len : strlen(argv[i]);
@@ -964,7 +966,8 @@ static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history)
 
 static const hub_backplane_ops OPS = {op_publish, op_need};
 
-/* ---- the backplane ---------------------------------------------------------------------------- */
+/* ---- the backplane ----------------------------------------------------------------------------
+ */
 
 redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
 {
