@@ -293,7 +293,9 @@ static void publish_acked(hub_ack *a, int status)
     if (status)
         reply_error(r, 500, "not stored: the store failed to commit it");
     else
-        reply_json(r, 200, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+        reply_json(r, 200,
+                   json_pack("{s:s,s:I}", "topic", w->topic, "seq",
+                             (json_int_t)(a->seq ? a->seq : w->seq))); /* the cluster's */
     ax_free(w);
 }
 

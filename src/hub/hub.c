@@ -1172,19 +1172,29 @@ uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *p
     return hub_publish_from(h, NULL, name, sender, payload, len, err);
 }
 
+static uint64_t publish(hub *h, const hub_sub *origin, const char *name, const char *sender,
+                        const void *payload, size_t len, uint64_t *ticket, int *err);
+
 uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const char *sender,
                           const void *payload, size_t len, int *err)
 {
-    uint64_t ticket;
-    return hub_publish_ticket(h, origin, name, sender, payload, len, &ticket, err);
+    return publish(h, origin, name, sender, payload, len, NULL, err);
 }
 
-static uint64_t bp_publish(hub *h, hub_msg *m, int *err);
+static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err);
 
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
 {
     *ticket = 0;
+    return publish(h, origin, name, sender, payload, len, ticket, err);
+}
+
+/* ticket NULL: the caller will not wait (the backplane keeps no record) */
+static uint64_t publish(hub *h, const hub_sub *origin, const char *name, const char *sender,
+                        const void *payload, size_t len, uint64_t *ticket, int *err)
+{
+    uint64_t unused;
     size_t tl = strlen(name);
     if (!hub_topic_valid(name, tl)) {
         *err = AX_EINVAL;
@@ -1201,7 +1211,8 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     }
     m->binary = !ax_utf8_valid(payload, len);
     m->origin = origin ? origin->id : 0;
-    if (h->bp) return bp_publish(h, m, err);
+    if (h->bp) return bp_publish(h, m, ticket, err);
+    if (!ticket) ticket = &unused;
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1233,13 +1244,18 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
 
 int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))
 {
+    a->seq = 0;
+    if (h->bp) return h->bp->wait(h->bp_ud, a, ticket, cb, current_loop(h));
     if (!h->store) return AX_EINVAL; /* no ticket without a store */
     return hub_store_wait(h->store, current_loop(h), a, ticket, cb);
 }
 
 void hub_ack_cancel(hub *h, hub_ack *a)
 {
-    if (h->store) hub_store_cancel(h->store, a);
+    if (h->bp)
+        h->bp->cancel(h->bp_ud, a);
+    else if (h->store)
+        hub_store_cancel(h->store, a);
 }
 
 /* ---- queries ------------------------------------------------------------------------------ */
@@ -1495,7 +1511,7 @@ static void bp_need(hub *h, const char *filter, size_t fl)
     h->bp->need(h->bp_ud, filter, true);
 }
 
-static uint64_t bp_publish(hub *h, hub_msg *m, int *err)
+static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err)
 {
     lock(h);
     htopic *t = topic_get(h, m->topic, m->topic_len);
@@ -1503,7 +1519,7 @@ static uint64_t bp_publish(hub *h, hub_msg *m, int *err)
     uint32_t history = t ? t->rule->history_count : rule_for(h, m->topic)->history_count;
     unlock(h);
     m->time_ms = now_ms();
-    int rc = h->bp->publish(h->bp_ud, m, last, history);
+    int rc = h->bp->publish(h->bp_ud, m, last, history, ticket);
     hub_msg_unref(m);
     if (rc) *err = rc;
     return rc ? 0 : last + 1;

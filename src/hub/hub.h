@@ -185,6 +185,7 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *topic, co
 typedef struct hub_ack {
     struct hub_ack *prev, *next;
     uint64_t ticket;
+    uint64_t seq; /* 0, or (with a backplane) the seq the cluster gave: use it */
     void (*cb)(struct hub_ack *a, int status);
     void *q;
 } hub_ack;
@@ -279,7 +280,9 @@ const hub_stats *hub_stats_get(hub *h);
  * With a backplane the hub does not number messages itself: hub_publish()
  * hands the message to ops->publish and returns at once (the seq it
  * returns is a lower bound of the one the cluster gives: the topic's last
- * known seq + 1); the message is delivered here when it comes back from
+ * known seq + 1; hub_publish_ticket() gives a ticket whose acknowledgement
+ * carries the real one in hub_ack.seq, once Redis has the message); the
+ * message is delivered here when it comes back from
  * the cluster through hub_backplane_deliver(), in the cluster's order, on
  * every node alike.  ops->need says which filters this node's subscribers
  * need (called under the hub lock, from any thread, when the first
@@ -287,10 +290,17 @@ const hub_stats *hub_stats_get(hub *h);
 typedef struct hub_backplane_ops {
     /* Send `m` (topic, sender, payload, time; the hub keeps its reference)
      * to the cluster; `last`: the topic's last seq known here, `history`:
-     * its rule's history count.  0, or AX_EAGAIN when the cluster cannot
-     * take it now (unreachable, or too many on their way). */
-    int (*publish)(void *ud, hub_msg *m, uint64_t last, uint32_t history);
+     * its rule's history count; `ticket` (NULL: none wanted) gets what to
+     * wait for (ops->wait).  0, or AX_EAGAIN when the cluster cannot take
+     * it now (unreachable, or too many on their way). */
+    int (*publish)(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket);
     void (*need)(void *ud, const char *filter, bool on);
+    /* hub_ack_wait() and hub_ack_cancel() for the tickets publish gave:
+     * cb runs on `loop` when Redis answered (status 0, a->seq set) or the
+     * message could not be sent (AX_EIO). */
+    int (*wait)(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
+                ax_loop *loop);
+    void (*cancel)(void *ud, hub_ack *a);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);

@@ -132,7 +132,25 @@ struct redis_bp {
     size_t plen;
     char hb_chan[64];
     bp_stats st; /* atomic reads from other threads */
+    /* acknowledgements: the tickets of the publishes sent, in order (their
+     * replies come in that order), and what waits for them */
+    uint64_t next_ticket; /* atomic */
+    uint64_t *ring;
+    size_t ring_head, ring_len;
+    pthread_mutex_t ack_mu; /* guards acks */
+    hub_map acks;           /* ticket (decimal) -> ack_rec */
 };
+
+typedef struct ack_rec {
+    hub_ack *a; /* NULL until hub_ack_wait() */
+    ax_loop *loop;
+    void (*cb)(hub_ack *a, int status);
+    int status;
+    uint64_t seq;
+    bool done, posted;
+} ack_rec;
+
+#define BP_RING (BP_INFLIGHT_MAX + 16)
 
 static uint64_t mono_ms(void)
 {
@@ -852,13 +870,131 @@ static void go_down(redis_bp *b, const char *why)
     }
 }
 
+/* ---- acknowledgements --------------------------------------------------------------------- */
+
+typedef struct ack_post {
+    redis_bp *b;
+    uint64_t ticket;
+} ack_post;
+
+static int ack_key(uint64_t ticket, char *key)
+{
+    return snprintf(key, 24, "%llu", (unsigned long long)ticket);
+}
+
+/* On the waiter's loop: the callback, unless it was cancelled meanwhile. */
+static void ack_run(ax_loop *loop, void *arg)
+{
+    ack_post *p = arg;
+    redis_bp *b = p->b;
+    char key[24];
+    int kl = ack_key(p->ticket, key);
+    (void)loop;
+    pthread_mutex_lock(&b->ack_mu);
+    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
+    if (r && r->a)
+        hub_map_del(&b->acks, key, (size_t)kl);
+    else
+        r = NULL;
+    pthread_mutex_unlock(&b->ack_mu);
+    ax_free(p);
+    if (!r) return;
+    r->a->seq = r->seq;
+    r->cb(r->a, r->status);
+    ax_free(r);
+}
+
+/* Under ack_mu: the record's callback is due. */
+static void ack_post_run(redis_bp *b, ack_rec *r, uint64_t ticket)
+{
+    if (!r->done || !r->a || r->posted) return;
+    ack_post *p = ax_malloc(sizeof(*p));
+    if (!p) return; /* (the waiter is not told: only when out of memory) */
+    p->b = b;
+    p->ticket = ticket;
+    r->posted = true;
+    if (ax_loop_post(r->loop, ack_run, p) != 0) ax_free(p);
+}
+
+static ack_rec *ack_get(redis_bp *b, uint64_t ticket, bool make)
+{
+    char key[24];
+    int kl = ack_key(ticket, key);
+    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
+    if (r || !make) return r;
+    if (!(r = ax_calloc(1, sizeof(*r)))) return NULL;
+    if (hub_map_put(&b->acks, key, (size_t)kl, r, NULL) != 0) {
+        ax_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void ack_done(redis_bp *b, uint64_t ticket, int status, uint64_t seq)
+{
+    if (!ticket) return;
+    pthread_mutex_lock(&b->ack_mu);
+    ack_rec *r = ack_get(b, ticket, true);
+    if (r) {
+        r->done = true;
+        r->status = status;
+        r->seq = seq;
+        ack_post_run(b, r, ticket);
+    }
+    pthread_mutex_unlock(&b->ack_mu);
+}
+
+static int op_wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
+                   ax_loop *loop)
+{
+    redis_bp *b = ud;
+    int rc = 0;
+    pthread_mutex_lock(&b->ack_mu);
+    ack_rec *r = ack_get(b, ticket, true);
+    if (r) {
+        a->ticket = ticket;
+        r->a = a;
+        r->cb = cb;
+        r->loop = loop;
+        ack_post_run(b, r, ticket);
+    } else {
+        rc = AX_ENOMEM;
+    }
+    pthread_mutex_unlock(&b->ack_mu);
+    return rc;
+}
+
+static void op_cancel(void *ud, hub_ack *a)
+{
+    redis_bp *b = ud;
+    char key[24];
+    int kl = ack_key(a->ticket, key);
+    pthread_mutex_lock(&b->ack_mu);
+    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
+    if (r && r->a == a) {
+        hub_map_del(&b->acks, key, (size_t)kl);
+        ax_free(r);
+    }
+    pthread_mutex_unlock(&b->ack_mu);
+}
+
 static void on_pub_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     redis_bp *b = priv;
     redisReply *r = reply;
     bp_link *l;
+    uint64_t ticket = 0;
+    if (b->ring_len) {
+        ticket = b->ring[b->ring_head];
+        b->ring_head = (b->ring_head + 1) % BP_RING;
+        b->ring_len--;
+    }
     __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-    if (is_ok(ac, r, &l)) return;
+    if (is_ok(ac, r, &l)) {
+        ack_done(b, ticket, 0, r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0);
+        return;
+    }
+    ack_done(b, ticket, AX_EIO, 0);
     ST_ADD(b, publish_errors, 1);
     if (r && r->type == REDIS_REPLY_ERROR)
         ax_log(AX_LOG_WARN, "redis %s: a publish failed: %s", b->url_shown, r->str);
@@ -895,11 +1031,11 @@ static void on_tick(ax_timer *t, void *ud)
 typedef struct pub_post {
     redis_bp *b;
     hub_msg *m;
-    uint64_t last;
+    uint64_t last, ticket;
     uint32_t history;
 } pub_post;
 
-static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history)
+static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, uint64_t ticket)
 {
     char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], chan[BP_CHAN_MAX];
     char maxlen[16], ms[24], lastbuf[24];
@@ -919,8 +1055,10 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history)
         redisAsyncCommandArgv(b->cmd.ac, on_pub_reply, b, 11, argv, lens) != REDIS_OK) {
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
         ST_ADD(b, publish_errors, 1);
+        ack_done(b, ticket, AX_EIO, 0);
         return;
     }
+    b->ring[(b->ring_head + b->ring_len++) % BP_RING] = ticket; /* inflight bounds it */
     ST_ADD(b, published, 1);
 }
 
@@ -928,14 +1066,15 @@ static void pub_run(ax_loop *loop, void *arg)
 {
     pub_post *p = arg;
     (void)loop;
-    pub_send(p->b, p->m, p->last, p->history);
+    pub_send(p->b, p->m, p->last, p->history, p->ticket);
     hub_msg_unref(p->m);
     ax_free(p);
 }
 
-static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history)
+static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket)
 {
     redis_bp *b = ud;
+    uint64_t tk = ticket ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED) : 0;
     if (ST_GET(b, state) != BP_UP) {
         ST_ADD(b, refused, 1);
         return AX_EAGAIN;
@@ -945,8 +1084,9 @@ static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history)
         ST_ADD(b, refused, 1);
         return AX_EAGAIN;
     }
+    if (ticket) *ticket = tk;
     if (pthread_equal(pthread_self(), b->thread)) {
-        pub_send(b, m, last, history);
+        pub_send(b, m, last, history, tk);
         return 0;
     }
     pub_post *p = ax_malloc(sizeof(*p));
@@ -954,7 +1094,7 @@ static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history)
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
         return AX_ENOMEM;
     }
-    *p = (pub_post){b, hub_msg_ref(m), last, history};
+    *p = (pub_post){b, hub_msg_ref(m), last, tk, history};
     if (ax_loop_post(b->loop, pub_run, p) != 0) {
         hub_msg_unref(m);
         ax_free(p);
@@ -964,7 +1104,7 @@ static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history)
     return 0;
 }
 
-static const hub_backplane_ops OPS = {op_publish, op_need};
+static const hub_backplane_ops OPS = {op_publish, op_need, op_wait, op_cancel};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
@@ -987,6 +1127,13 @@ redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
     b->sub.sub = true;
     b->backoff_ms = BP_BACKOFF_MIN_MS;
     hub_map_init(&b->needs);
+    hub_map_init(&b->acks);
+    pthread_mutex_init(&b->ack_mu, NULL);
+    if (!(b->ring = ax_malloc(BP_RING * sizeof(*b->ring)))) {
+        ax_free(b);
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
     if (b->u.port < 0)
         snprintf(b->url_shown, sizeof b->url_shown, "unix://%s", b->u.host);
     else
@@ -1000,12 +1147,19 @@ redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0) {
         ax_timer_free(b->tick);
+        ax_free(b->ring);
         ax_free(b);
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
     hub_set_backplane(h, &OPS, b);
     return b;
+}
+
+static void ack_free(hub_map_ent *e, void *ud)
+{
+    (void)ud;
+    ax_free(e->value);
 }
 
 void redis_bp_free(redis_bp *b)
@@ -1020,6 +1174,10 @@ void redis_bp_free(redis_bp *b)
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);
+    hub_map_each(&b->acks, ack_free, NULL);
+    hub_map_clear(&b->acks);
+    pthread_mutex_destroy(&b->ack_mu);
+    ax_free(b->ring);
     ax_free(b);
 }
 

@@ -267,6 +267,31 @@ def same_order_on_every_node_and_gateway():
 
 
 @t.test
+def acknowledgements_carry_the_cluster_seq():
+    r = Redis()
+    srvs = nodes(r)
+    wait_linked(srvs)
+    seqs = [servutil.publish(srvs[k % 3], "acks/x", "a%d" % k)["seq"] for k in range(9)]
+    t.eq(seqs, list(range(1, 10)), "the seqs HTTP publishes on three nodes were given")
+    ws = WsClients()
+    try:
+        async def ws_pub():
+            import websockets
+            async with websockets.connect(ws_url(srvs[1])) as w:
+                await w.send(json.dumps({"type": "publish", "topic": "acks/x", "payload": "w",
+                                         "id": 7}))
+                while True:
+                    m = json.loads(await asyncio.wait_for(w.recv(), axtest.TIMEOUT))
+                    if m["type"] in ("ok", "error"):
+                        return m
+        t.eq(ws.run(ws_pub()).get("seq"), 10, "the seq a WebSocket publish was given")
+    finally:
+        ws.close()
+    u = servutil.Udp(srvs[2])
+    t.eq(u.ask("PUB acks/x from-udp"), "OK acks/x 11", "a UDP publish")
+
+
+@t.test
 def resume_on_another_node():
     r = Redis()
     a, b, c = nodes(r)

@@ -115,8 +115,8 @@ TEST(redis_url_forms)
     ASSERT_STREQ(u.host, "/run/redis.sock");
     ASSERT_EQ(u.port, -1);
     ASSERT_EQ(u.db, 3);
-    const char *bad[] = {"http://h", "redis://", "redis://h:0", "redis://h:70000",
-                         "redis://h/x", "redis://[::1", "unix://", "rediss://h"};
+    const char *bad[] = {"http://h",    "redis://",     "redis://h:0", "redis://h:70000",
+                         "redis://h/x", "redis://[::1", "unix://",     "rediss://h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
         ASSERT_EQ(redis_url_parse(bad[i], &u, why, sizeof why), -1);
