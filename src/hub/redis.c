@@ -123,6 +123,7 @@ struct redis_bp {
     need *list;
     int state;
     bool broken, was_up, freeing;
+    bool down_logged; /* said once per outage */
     char broken_why[512];
     uint64_t since_ms, next_try_ms, backoff_ms;
     uint64_t hb_sent_ms, hb_rx_ms; /* monotonic */
@@ -264,12 +265,21 @@ static void ev_del_write(void *p)
     bp_link *l = p;
     ev_update(l, l->want & ~AX_WATCH_WRITE);
 }
+/* hiredis frees the context: after link_close(), or by itself when the
+ * connect fails (no disconnect callback then) */
 static void ev_cleanup(void *p)
 {
     bp_link *l = p;
     ax_watch_free(l->w);
     l->w = NULL;
     l->want = 0;
+    if (!l->ac) return;
+    l->ac = NULL;
+    l->up = false;
+    if (!l->b->broken) {
+        l->b->broken = true;
+        snprintf(l->b->broken_why, sizeof l->b->broken_why, "connection lost");
+    }
 }
 
 static void on_watch(ax_watch *w, unsigned events, void *ud)
@@ -291,6 +301,15 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     l->b->broken = true;
     snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
              ac->errstr && ac->err ? ac->errstr : "connection closed");
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    bp_link *l = ac->data;
+    if (status == REDIS_OK || !l || l->ac != ac) return;
+    l->b->broken = true; /* (hiredis frees the context after this) */
+    snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
+             ac->errstr ? ac->errstr : "cannot connect");
 }
 
 static int link_open(bp_link *l, const char *ip)
@@ -317,6 +336,7 @@ static int link_open(bp_link *l, const char *ip)
     ac->ev.delWrite = ev_del_write;
     ac->ev.cleanup = ev_cleanup;
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redisAsyncSetConnectCallback(ac, on_connect);
     l->ac = ac;
     l->up = false;
     return 0;
@@ -731,6 +751,7 @@ static void went_up(redis_bp *b)
 {
     set_state(b, BP_UP);
     b->backoff_ms = BP_BACKOFF_MIN_MS;
+    b->down_logged = false;
     b->hb_rx_ms = b->hb_sent_ms = mono_ms();
     if (b->was_up) ST_ADD(b, reconnects, 1);
     ax_log(AX_LOG_INFO, "redis %s: %s", b->url_shown,
@@ -755,7 +776,7 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
     bp_link *l;
     (void)priv;
     if (!is_ok(ac, r, &l)) {
-        if (l && l->ac == ac) {
+        if (l && l->ac == ac && !l->b->broken) {
             l->b->broken = true;
             snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
                      r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
@@ -857,9 +878,10 @@ static void go_down(redis_bp *b, const char *why)
     link_close(&b->cmd);
     link_close(&b->sub);
     set_state(b, BP_DOWN);
-    if (was || !b->was_up)
+    if (!b->down_logged)
         ax_log(AX_LOG_WARN, "redis %s: %s; local delivery goes on, publishes are refused; retrying",
                b->url_shown, why);
+    b->down_logged = true;
     b->was_up = b->was_up || was;
     b->next_try_ms = mono_ms() + b->backoff_ms;
     b->backoff_ms = b->backoff_ms * 2 > BP_BACKOFF_MAX_MS ? BP_BACKOFF_MAX_MS : b->backoff_ms * 2;
