@@ -800,6 +800,7 @@ static void node_free_all(hub_map_ent *e, void *ud)
 
 static void presence_event(hub *h, htopic *room, int kind, const char *name)
 {
+    if (h->bp) h->bp->present(h->bp_ud, room->name); /* (its names changed) */
     hub_msg *m = hub__msg_new(room->name, room->len, name, NULL, 0);
     if (!m) return;
     m->policy = (int8_t)room->rule->policy;
@@ -1371,12 +1372,33 @@ static void presence_each(hub_map_ent *e, void *ud)
     c->cb(e->key, c->ud);
 }
 
-void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
+void hub_presence_local(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
 {
     presence_ctx c = {cb, ud};
     lock(h);
     htopic *t = topic_get(h, room, strlen(room));
     if (t) hub_map_each(&t->present, presence_each, &c);
+    unlock(h);
+}
+
+typedef struct remote_ctx {
+    presence_ctx c;
+    htopic *t;
+} remote_ctx;
+
+static void presence_remote(const char *name, void *ud)
+{
+    remote_ctx *r = ud;
+    if (!r->t || !hub_map_get(&r->t->present, name, strlen(name))) r->c.cb(name, r->c.ud);
+}
+
+void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
+{
+    remote_ctx r = {{cb, ud}, NULL};
+    lock(h);
+    r.t = topic_get(h, room, strlen(room));
+    if (r.t) hub_map_each(&r.t->present, presence_each, &r.c);
+    if (h->bp) h->bp->presence(h->bp_ud, room, presence_remote, &r); /* not those here */
     unlock(h);
 }
 

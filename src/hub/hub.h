@@ -271,8 +271,10 @@ uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
 size_t hub_topics(hub *h, const char *after, size_t max,
                   void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
                   char *next);
-/* The presence names in a room, each once. */
+/* The presence names in a room, each once (with a backplane: those of
+ * every node it knows of, hub_presence_local(): this node's only). */
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
+void hub_presence_local(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
 const hub_stats *hub_stats_get(hub *h);
 
 /* ---- the backplane (redis.c): several nodes share topics ------------------
@@ -301,6 +303,12 @@ typedef struct hub_backplane_ops {
     int (*wait)(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
                 ax_loop *loop);
     void (*cancel)(void *ud, hub_ack *a);
+    /* Presence: the names of `room` on this node changed (under the hub
+     * lock, any thread); and the names on the other nodes, for
+     * hub_presence() (cb once per name; under the hub lock). */
+    void (*present)(void *ud, const char *room);
+    void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
+                     void *cbud);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);

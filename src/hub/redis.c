@@ -132,6 +132,12 @@ struct redis_bp {
     char prefix[32]; /* channel prefix: "axon:<db>:" */
     size_t plen;
     char hb_chan[64];
+    char node[24];           /* this node's id in presence hashes */
+    hub_map pres_local;      /* rooms with names here -> bool dirty (the loop's) */
+    hub_map pres_remote;     /* followed rooms -> the other nodes' names ("a\nb\n") */
+    pthread_mutex_t pres_mu; /* guards pres_remote */
+    bool pres_dirty;
+    uint64_t pres_refresh_ms;
     bp_stats st; /* atomic reads from other threads */
     /* acknowledgements: the tickets of the publishes sent, in order (their
      * replies come in that order), and what waits for them */
@@ -430,6 +436,10 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
 }
 
 static void sync_done(redis_bp *b, need *n);
+static void pres_follow(redis_bp *b, need *n, bool on);
+static void pres_forget(redis_bp *b, const char *room);
+static void pres_read(redis_bp *b, const char *room);
+static void pres_tick(redis_bp *b, uint64_t now);
 static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how);
 
 static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
@@ -560,6 +570,7 @@ static void need_subscribe(redis_bp *b, need *n)
         n->syncing = false;
         need_ready(b, n);
     }
+    pres_follow(b, n, true);
 }
 
 static void need_free(redis_bp *b, need *n)
@@ -607,7 +618,9 @@ static void need_off(redis_bp *b, const char *filter)
     if (b->sub.ac && b->sub.up) {
         const char *argv[] = {n->exact ? "UNSUBSCRIBE" : "PUNSUBSCRIBE", n->chan};
         (void)redisAsyncCommandArgv(b->sub.ac, NULL, NULL, 2, argv, NULL);
+        pres_follow(b, n, false);
     }
+    if (n->exact) pres_forget(b, n->filter);
     need_free(b, n);
 }
 
@@ -705,9 +718,13 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
     const redisReply *kind = r->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
     if (strcmp(kind->str, "message") == 0) {
-        if (r->element[1]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[1]->str, b->hb_chan) == 0)
+        const redisReply *c = r->element[1];
+        if (c->type == REDIS_REPLY_STRING && strcmp(c->str, b->hb_chan) == 0)
             on_heartbeat(b, r->element[2]);
+        else if (c->type == REDIS_REPLY_STRING && (size_t)c->len > b->plen + 2 &&
+                 memcmp(c->str, b->prefix, b->plen - 1) == 0 &&
+                 memcmp(c->str + b->plen - 1, "~p:", 3) == 0)
+            pres_read(b, c->str + b->plen + 2); /* a room's names changed */
         else
             on_message(b, r->element[1], r->element[2], false);
     } else if (strcmp(kind->str, "pmessage") == 0 && r->elements >= 4) {
@@ -716,7 +733,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         /* subscribed: what is published from now on comes here; read what
          * came before from the stream */
         const redisReply *c = r->element[1];
-        if ((size_t)c->len <= b->plen || strcmp(c->str, b->hb_chan) == 0) return;
+        if ((size_t)c->len <= b->plen || memcmp(c->str, b->prefix, b->plen) != 0) return;
         need *n = hub_map_get(&b->needs, c->str + b->plen, (size_t)c->len - b->plen);
         /* the first time, the topic's past (history only); after a
          * reconnect, what was missed (live) */
@@ -763,6 +780,7 @@ static void went_up(redis_bp *b)
         if (n->exact) seed_counter(b, n);
         need_subscribe(b, n);
     }
+    b->pres_refresh_ms = 0; /* write this node's rooms again at the next tick */
 }
 
 static void check_up(redis_bp *b)
@@ -1046,6 +1064,255 @@ static void on_tick(ax_timer *t, void *ud)
         heartbeat(b, now);
     }
     if (b->state == BP_DOWN && now >= b->next_try_ms) start_connect(b);
+    pres_tick(b, now);
+}
+
+/* ---- presence across nodes ------------------------------------------------------------------
+ *
+ * Each node keeps, per room with somebody present on it, a field of the
+ * hash axon:{room}:presence: field = the node's id, value = "<expiry ms
+ * since the epoch>\n<name>\n<name>...".  It rewrites the field when the
+ * room's names here change and every BP_PRESENCE_REFRESH_MS; an entry
+ * whose expiry passed (a node that died without saying goodbye) is left
+ * out by readers.  After a change it publishes the room's name on
+ * axon:<db>~p:<room>; the nodes following the room (an exact subscriber
+ * of it here) read the hash again then, and every refresh period. */
+
+#define BP_PRESENCE_TTL_MS 15000
+#define BP_PRESENCE_REFRESH_MS 5000
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct name_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} name_buf;
+
+static void name_add(const char *name, void *ud)
+{
+    name_buf *nb = ud;
+    size_t n = strlen(name);
+    if (nb->len + n + 2 > nb->cap) {
+        size_t cap = (nb->cap + n + 2) * 2;
+        char *p = ax_realloc(nb->p, cap);
+        if (!p) {
+            nb->oom = true;
+            return;
+        }
+        nb->p = p;
+        nb->cap = cap;
+    }
+    memcpy(nb->p + nb->len, name, n);
+    nb->len += n;
+    nb->p[nb->len++] = '\n';
+    nb->p[nb->len] = '\0';
+}
+
+/* Write this node's entry of `room` (or delete it: nobody here). */
+static void pres_write(redis_bp *b, const char *room)
+{
+    char key[HUB_MAX_TOPIC + 24], chan[BP_CHAN_MAX], head[32];
+    int hl = snprintf(head, sizeof head, "%lld\n", (long long)(wall_ms() + BP_PRESENCE_TTL_MS));
+    name_buf nb = {ax_malloc(256), (size_t)hl, 256, false};
+    if (!nb.p) return;
+    memcpy(nb.p, head, (size_t)hl + 1);
+    hub_presence_local(b->h, room, name_add, &nb);
+    snprintf(key, sizeof key, "axon:{%s}:presence", room);
+    snprintf(chan, sizeof chan, "%.*s~p:%s", (int)b->plen - 1, b->prefix, room);
+    if (nb.oom) goto out;
+    if (nb.len == (size_t)hl) {
+        const char *argv[] = {"HDEL", key, b->node};
+        (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, argv, NULL);
+        ax_free(hub_map_del(&b->pres_local, room, strlen(room)));
+    } else {
+        const char *argv[] = {"HSET", key, b->node, nb.p};
+        size_t lens[] = {4, strlen(key), strlen(b->node), nb.len};
+        (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 4, argv, lens);
+        (void)redisAsyncCommand(b->cmd.ac, NULL, NULL, "PEXPIRE %s %d", key,
+                                BP_PRESENCE_TTL_MS * 4);
+    }
+    const char *pargv[] = {"PUBLISH", chan, room};
+    (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, pargv, NULL);
+out:
+    ax_free(nb.p);
+}
+
+typedef struct pres_req {
+    redis_bp *b;
+    char room[];
+} pres_req;
+
+/* HGETALL's answer: the other nodes' names that have not expired, each
+ * once, become the room's remote names. */
+static void on_pres_read(redisAsyncContext *ac, void *reply, void *priv)
+{
+    pres_req *q = priv;
+    redis_bp *b = q->b;
+    redisReply *r = reply;
+    bp_link *l;
+    if (is_ok(ac, r, &l) && r->type == REDIS_REPLY_ARRAY && !b->freeing) {
+        int64_t now = wall_ms();
+        hub_map seen;
+        name_buf nb = {0};
+        hub_map_init(&seen);
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *f = r->element[i], *v = r->element[i + 1];
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            if (strcmp(f->str, b->node) == 0 || strtoll(v->str, NULL, 10) < now) continue;
+            for (char *p = strchr(v->str, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+                char *e = strchr(p + 1, '\n');
+                size_t n = e ? (size_t)(e - p - 1) : strlen(p + 1);
+                if (!n || n > HUB_MAX_NAME || hub_map_get(&seen, p + 1, n)) continue;
+                if (hub_map_put(&seen, p + 1, n, NULL, NULL) != 0) continue;
+                char name[HUB_MAX_NAME + 1];
+                memcpy(name, p + 1, n);
+                name[n] = '\0';
+                name_add(name, &nb);
+            }
+        }
+        hub_map_clear(&seen);
+        pthread_mutex_lock(&b->pres_mu);
+        ax_free(hub_map_del(&b->pres_remote, q->room, strlen(q->room)));
+        if (nb.p && !nb.oom && hub_map_get(&b->needs, q->room, strlen(q->room)) &&
+            hub_map_put(&b->pres_remote, q->room, strlen(q->room), nb.p, NULL) == 0)
+            nb.p = NULL;
+        pthread_mutex_unlock(&b->pres_mu);
+        ax_free(nb.p);
+    }
+    ax_free(q);
+}
+
+static void pres_read(redis_bp *b, const char *room)
+{
+    if (b->state != BP_UP || !b->cmd.ac) return;
+    size_t rl = strlen(room);
+    pres_req *q = ax_malloc(sizeof(*q) + rl + 1);
+    if (!q) return;
+    q->b = b;
+    memcpy(q->room, room, rl + 1);
+    char key[HUB_MAX_TOPIC + 24];
+    snprintf(key, sizeof key, "axon:{%s}:presence", room);
+    const char *argv[] = {"HGETALL", key};
+    if (redisAsyncCommandArgv(b->cmd.ac, on_pres_read, q, 2, argv, NULL) != REDIS_OK) ax_free(q);
+}
+
+/* A room this node follows: its presence notices, and its names now. */
+static void pres_follow(redis_bp *b, need *n, bool on)
+{
+    if (!n->exact || !b->sub.ac || !b->sub.up) return;
+    char chan[BP_CHAN_MAX];
+    snprintf(chan, sizeof chan, "%.*s~p:%s", (int)b->plen - 1, b->prefix, n->filter);
+    const char *argv[] = {on ? "SUBSCRIBE" : "UNSUBSCRIBE", chan};
+    (void)redisAsyncCommandArgv(b->sub.ac, on ? on_sub : NULL, on ? b : NULL, 2, argv, NULL);
+    if (on) pres_read(b, n->filter);
+}
+
+static void pres_forget(redis_bp *b, const char *room)
+{
+    pthread_mutex_lock(&b->pres_mu);
+    ax_free(hub_map_del(&b->pres_remote, room, strlen(room)));
+    pthread_mutex_unlock(&b->pres_mu);
+}
+
+static void pres_write_each(hub_map_ent *e, void *ud)
+{
+    *(bool *)e->value = true; /* dirty: written at the next tick */
+    (void)ud;
+}
+
+static void pres_tick(redis_bp *b, uint64_t now)
+{
+    if (b->state != BP_UP) return;
+    bool refresh = now - b->pres_refresh_ms >= BP_PRESENCE_REFRESH_MS;
+    if (refresh) {
+        b->pres_refresh_ms = now;
+        hub_map_each(&b->pres_local, pres_write_each, NULL);
+        for (need *n = b->list; n; n = n->next)
+            if (n->exact) pres_read(b, n->filter);
+    }
+    if (!b->pres_dirty && !refresh) return;
+    b->pres_dirty = false;
+    /* write the dirty rooms (hub_map has no iterator that allows a delete) */
+    for (size_t i = 0; i < b->pres_local.nb; i++)
+        for (hub_map_ent *e = b->pres_local.b[i], *next; e; e = next) {
+            next = e->next;
+            bool *dirty = e->value;
+            if (!*dirty) continue;
+            *dirty = false;
+            char room[HUB_MAX_TOPIC + 1];
+            snprintf(room, sizeof room, "%s", e->key);
+            pres_write(b, room); /* may delete e (nobody left here) */
+        }
+}
+
+static void pres_changed(redis_bp *b, const char *room)
+{
+    size_t rl = strlen(room);
+    bool *dirty = hub_map_get(&b->pres_local, room, rl);
+    if (!dirty) {
+        if (!(dirty = ax_malloc(sizeof(*dirty)))) return;
+        if (hub_map_put(&b->pres_local, room, rl, dirty, NULL) != 0) {
+            ax_free(dirty);
+            return;
+        }
+    }
+    *dirty = true;
+    b->pres_dirty = true;
+}
+
+static void pres_run(ax_loop *loop, void *arg)
+{
+    need_post *p = arg;
+    (void)loop;
+    pres_changed(p->b, p->filter);
+    ax_free(p);
+}
+
+static void op_present(void *ud, const char *room)
+{
+    redis_bp *b = ud;
+    if (pthread_equal(pthread_self(), b->thread)) {
+        pres_changed(b, room);
+        return;
+    }
+    size_t rl = strlen(room);
+    need_post *p = ax_malloc(sizeof(*p) + rl + 1);
+    if (!p) return;
+    p->b = b;
+    memcpy(p->filter, room, rl + 1);
+    if (ax_loop_post(b->loop, pres_run, p) != 0) ax_free(p);
+}
+
+static void op_presence(void *ud, const char *room, void (*cb)(const char *name, void *ud),
+                        void *cbud)
+{
+    redis_bp *b = ud;
+    pthread_mutex_lock(&b->pres_mu);
+    const char *names = hub_map_get(&b->pres_remote, room, strlen(room));
+    for (const char *p = names; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char name[HUB_MAX_NAME + 1];
+        if (n && n <= HUB_MAX_NAME) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            cb(name, cbud);
+        }
+        p += n + (e ? 1 : 0);
+    }
+    pthread_mutex_unlock(&b->pres_mu);
+}
+
+static void free_value(hub_map_ent *e, void *ud)
+{
+    (void)ud;
+    ax_free(e->value);
 }
 
 /* ---- publishing ----------------------------------------------------------------------------- */
@@ -1126,7 +1393,8 @@ static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uin
     return 0;
 }
 
-static const hub_backplane_ops OPS = {op_publish, op_need, op_wait, op_cancel};
+static const hub_backplane_ops OPS = {op_publish, op_need,    op_wait,
+                                      op_cancel,  op_present, op_presence};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
@@ -1151,6 +1419,9 @@ redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
     hub_map_init(&b->needs);
     hub_map_init(&b->acks);
     pthread_mutex_init(&b->ack_mu, NULL);
+    hub_map_init(&b->pres_local);
+    hub_map_init(&b->pres_remote);
+    pthread_mutex_init(&b->pres_mu, NULL);
     if (!(b->ring = ax_malloc(BP_RING * sizeof(*b->ring)))) {
         ax_free(b);
         snprintf(why, why_len, "out of memory");
@@ -1164,8 +1435,9 @@ redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
     b->plen = (size_t)snprintf(b->prefix, sizeof b->prefix, "axon:%d:", b->u.db);
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 7, sizeof rnd);
-    snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0],
-             rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    snprintf(b->node, sizeof b->node, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0) {
         ax_timer_free(b->tick);
@@ -1199,6 +1471,11 @@ void redis_bp_free(redis_bp *b)
     hub_map_each(&b->acks, ack_free, NULL);
     hub_map_clear(&b->acks);
     pthread_mutex_destroy(&b->ack_mu);
+    hub_map_each(&b->pres_local, free_value, NULL);
+    hub_map_clear(&b->pres_local);
+    hub_map_each(&b->pres_remote, free_value, NULL);
+    hub_map_clear(&b->pres_remote);
+    pthread_mutex_destroy(&b->pres_mu);
     ax_free(b->ring);
     ax_free(b);
 }

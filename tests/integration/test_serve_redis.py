@@ -453,6 +453,27 @@ def redis_restarted_empty():
     r2.stop()
 
 
+def names(srv):
+    return sorted(servutil.curl_json(srv.base + "/api/presence/lobby")["names"])
+
+
+@t.test
+def presence_lists_every_node():
+    r = Redis()
+    a, b, c = nodes(r)
+    wait_linked([a, b, c])
+    alice, bob, carol = a.line_client("alice"), b.line_client("bob"), c.line_client("carol")
+    for s in (a, b, c):
+        wait_for(lambda: names(s) == ["alice", "bob", "carol"], "every name on each node")
+    bob.send(b"/quit\n")
+    bob.close()
+    wait_for(lambda: names(a) == ["alice", "carol"], "bob gone from node a's list")
+    c.signal(signal.SIGKILL)  # a node that dies without saying goodbye
+    wait_for(lambda: names(a) == ["alice"], "carol's entry to expire (15 s)", 25)
+    alice.close()
+    stop_clean([a, b])
+
+
 @t.test
 def redis_unreachable_from_the_start():
     port = low_port()  # nobody listens there
