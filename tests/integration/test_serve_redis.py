@@ -453,6 +453,41 @@ def redis_restarted_empty():
     r2.stop()
 
 
+def redis_cli(r, *args):
+    p = subprocess.run(["redis-cli", "-p", str(r.port)] + list(args), capture_output=True,
+                       text=True, timeout=10)
+    return p.stdout.strip()
+
+
+@t.test
+def a_lost_message_is_read_from_the_stream():
+    r = Redis()
+    a, b = nodes(r, 2)
+    wait_linked([a, b])
+    sse = servutil.Sse(b, "topic=gap/t")
+    wait_for(lambda: (servutil.publish(a, "gap/t", "warm") and False) or msgs(sse),
+             "node b to get gap/t")
+    # a message that reached the stream but whose PUBLISH was lost (as in
+    # a failover): the next one makes node b read it from the stream
+    seq = int(redis_cli(r, "INCR", "axon:{gap/t}:seq"))
+    redis_cli(r, "XADD", "axon:{gap/t}:log", "MAXLEN", "1000", "%d-1" % seq,
+              "t", str(int(time.time() * 1000)), "s", "ghost", "p", "lost")
+    servutil.publish(a, "gap/t", "after")
+    wait_for(lambda: "after" in msgs(sse), "the message after the lost one")
+    evs = [e for e in sse.events() if e.get("event") in ("message", "gap")]
+    t.eq([(e["json"]["seq"], e["json"]["payload"]) for e in evs[-2:]],
+         [(seq, "lost"), (seq + 1, "after")], "the lost message first, then the next")
+    t.ok(metric(b, "axon_redis_gaps_total") >= 1, "node b counted the gap")
+    # one the stream does not have either: the subscriber is told
+    redis_cli(r, "INCR", "axon:{gap/t}:seq")
+    servutil.publish(a, "gap/t", "after2")
+    wait_for(lambda: "after2" in msgs(sse), "the message after the one lost for good")
+    evs = [e for e in sse.events() if e.get("event") in ("message", "gap")]
+    t.eq([(e.get("event"), e["json"]["seq"]) for e in evs[-2:]],
+         [("gap", seq + 3), ("message", seq + 3)], "a gap notice, then the message")
+    stop_clean([a, b])
+
+
 def names(srv):
     return sorted(servutil.curl_json(srv.base + "/api/presence/lobby")["names"])
 
