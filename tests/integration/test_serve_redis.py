@@ -76,8 +76,11 @@ class Redis(axtest.Proc):
             return False
 
 
-def nodes(redis, n=3):
-    return [servutil.Serve("--redis", redis.url) for _ in range(n)]
+def nodes(redis, n=3, threads=1):
+    """n nodes on `redis`; the last with `threads` loops (publishes, needs and
+    acknowledgements then cross threads to the backplane's loop)."""
+    return [servutil.Serve("--redis", redis.url, "-t", str(threads if i == n - 1 else 1))
+            for i in range(n)]
 
 
 def stop_clean(srvs):
@@ -202,7 +205,7 @@ def ws_url(srv):
 @t.test
 def same_order_on_every_node_and_gateway():
     r = Redis()
-    srvs = nodes(r)
+    srvs = nodes(r, threads=2)
     wait_linked(srvs)
     ws = WsClients()
     try:
@@ -303,7 +306,7 @@ def acknowledgements_carry_the_cluster_seq():
 @t.test
 def resume_on_another_node():
     r = Redis()
-    a, b, c = nodes(r)
+    a, b, c = nodes(r, threads=2)
     wait_linked([a, b, c])
     ws = WsClients()
     try:
