@@ -99,6 +99,12 @@ typedef struct need { /* a filter this node's subscribers need */
     bool syncing;  /* an exact topic whose history is being read */
     bool overflow; /* the buffer filled while syncing: read again */
     bool ready;    /* the hub was told (hub_backplane_ready) */
+    /* the first read of the topic's stream: its reply (range) and our
+     * marker coming back through pub/sub (then every message published
+     * after the subscription took effect is in buf) */
+    bool first, got_range, got_mark;
+    hub_msg **range;
+    size_t nrange;
     hub_msg **buf;
     size_t nbuf;
     char chan[BP_CHAN_MAX]; /* channel, or glob for a wildcard */
@@ -442,6 +448,46 @@ static void pres_read(redis_bp *b, const char *room);
 static void pres_tick(redis_bp *b, uint64_t now);
 static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how);
 
+static void range_free(need *n)
+{
+    for (size_t i = 0; i < n->nrange; i++)
+        hub_msg_unref(n->range[i]);
+    ax_free(n->range);
+    n->range = NULL;
+    n->nrange = 0;
+}
+
+/* The first read is done when both its reply and the marker are here:
+ * what the stream had before the first message pub/sub brought is the
+ * topic's past (history only); the rest comes from the buffer, live. */
+static void first_sync_try(redis_bp *b, need *n)
+{
+    if (!n->first || !n->got_range || !n->got_mark) return;
+    uint64_t live_from = n->nbuf ? n->buf[0]->seq : UINT64_MAX;
+    for (size_t i = 0; i < n->nrange; i++)
+        if (n->range[i]->seq < live_from &&
+            hub_backplane_deliver(b->h, n->range[i], HUB_BPD_HISTORY) == HUB_BP_OK)
+            ST_ADD(b, backfilled, 1);
+    range_free(n);
+    n->first = false;
+    sync_done(b, n);
+}
+
+static bool first_range(redis_bp *b, xreq *x, const redisReply *r, size_t tl)
+{
+    need *n = x->then || x->how != HUB_BPD_HISTORY || b->freeing
+                  ? NULL
+                  : hub_map_get(&b->needs, x->topic, tl);
+    if (!n || !n->first || n->got_range) return false;
+    n->got_range = true;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements &&
+        (n->range = ax_calloc(r->elements, sizeof(*n->range))))
+        for (size_t i = 0; i < r->elements; i++)
+            if ((n->range[n->nrange] = entry_decode(x->topic, tl, r->element[i]))) n->nrange++;
+    first_sync_try(b, n);
+    return true;
+}
+
 static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
 {
     xreq *x = priv;
@@ -449,7 +495,12 @@ static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     bp_link *l;
     size_t tl = strlen(x->topic);
-    if (is_ok(ac, r, &l) && r->type == REDIS_REPLY_ARRAY) {
+    bool ok = is_ok(ac, r, &l);
+    if (first_range(b, x, ok ? r : NULL, tl)) {
+        ax_free(x);
+        return;
+    }
+    if (ok && r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
             hub_msg *m = entry_decode(x->topic, tl, r->element[i]);
             if (!m) continue;
@@ -583,6 +634,7 @@ static void need_free(redis_bp *b, need *n)
     for (size_t i = 0; i < n->nbuf; i++)
         hub_msg_unref(n->buf[i]);
     ax_free(n->buf);
+    range_free(n);
     ax_free(n);
 }
 
@@ -678,6 +730,13 @@ static void on_message(redis_bp *b, const redisReply *chan, const redisReply *da
     } else if (!n) {
         return; /* unsubscribed since */
     }
+    if (data->len > 2 && data->str[0] == 'm' && data->str[1] == ' ') { /* a sync marker */
+        if (!pattern && n && n->first && strcmp(data->str + 2, b->node) == 0) {
+            n->got_mark = true;
+            first_sync_try(b, n);
+        }
+        return;
+    }
     hub_msg *m = msg_decode(topic, tl, data->str, (size_t)data->len);
     if (!m) return;
     ST_ADD(b, received, 1);
@@ -738,7 +797,21 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         /* the first time, the topic's past (history only); after a
          * reconnect, what was missed (live) */
         int how = n && !n->ready ? HUB_BPD_HISTORY : HUB_BPD_FORCE;
-        if (n && n->syncing && xrange_send(b, n->filter, NULL, how) != 0) sync_done(b, n);
+        if (!n || !n->syncing) return;
+        if (how == HUB_BPD_HISTORY) {
+            range_free(n);
+            n->first = true;
+            n->got_range = n->got_mark = false;
+        }
+        if (xrange_send(b, n->filter, NULL, how) != 0) {
+            n->first = false;
+            sync_done(b, n);
+        } else if (how == HUB_BPD_HISTORY) { /* after the read, through pub/sub */
+            char mark[40];
+            snprintf(mark, sizeof mark, "m %s", b->node);
+            const char *argv[] = {"PUBLISH", n->chan, mark};
+            (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, argv, NULL);
+        }
     }
 }
 
@@ -905,7 +978,8 @@ static void go_down(redis_bp *b, const char *why)
     b->backoff_ms = b->backoff_ms * 2 > BP_BACKOFF_MAX_MS ? BP_BACKOFF_MAX_MS : b->backoff_ms * 2;
     for (need *n = b->list; n; n = n->next) {
         if (n->syncing) need_flush(b, n);
-        n->syncing = n->overflow = false;
+        range_free(n);
+        n->syncing = n->overflow = n->first = false;
         need_ready(b, n);
     }
 }
