@@ -81,8 +81,7 @@ static bool b_write(hub_sub *s, hub_msg *m, void *ud)
     size_t n = strlen(r->log);
     (void)s;
     snprintf(r->log + n, sizeof r->log - n, "%s%llu=%.*s;", m->kind == HUB_GAP ? "gap" : "",
-             (unsigned long long)m->seq, m->kind == HUB_GAP ? 0 : (int)m->payload_len,
-             m->payload);
+             (unsigned long long)m->seq, m->kind == HUB_GAP ? 0 : (int)m->payload_len, m->payload);
     return true;
 }
 
