@@ -12,7 +12,6 @@
 #include <axon/axon.h>
 
 #include "cli.h"
-#include "hub/redis.h"
 #include "hub/server.h"
 
 #define MAX_INCLUDE_DEPTH 8
@@ -293,8 +292,7 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
         snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
     } else if (strcmp(k, "redis") == 0) {
         WANT(1);
-        redis_url u;
-        if (redis_url_parse(v, &u, why, why_len) != 0) return -1;
+        if (serve_redis_url_check(v, why, why_len) != 0) return -1;
         snprintf(c->redis, sizeof c->redis, "%s", v);
     } else if (strcmp(k, "data_dir") == 0) {
         WANT(1);

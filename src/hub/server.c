@@ -533,6 +533,12 @@ char *serve_metrics(serve *sv, size_t *len)
     return b.p;
 }
 
+int serve_redis_url_check(const char *url, char *why, size_t why_len)
+{
+    redis_url u;
+    return redis_url_parse(url, &u, why, why_len);
+}
+
 bool serve_healthy(const serve *sv, char *why, size_t why_len)
 {
     if (sv->bp) return redis_bp_healthy(sv->bp, why, why_len);

@@ -147,6 +147,10 @@ void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const c
  * loopback: its address is a loopback one)? */
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);
 
+/* 0 when `url` is a --redis URL the backplane takes, or -1 with a
+ * sentence in why (redis.h, redis_url_parse). */
+int serve_redis_url_check(const char *url, char *why, size_t why_len);
+
 /* Is the node healthy (/healthz)?  Without Redis, always; with it, when
  * the link is fresh (redis_bp_healthy); `why` says.  Any thread. */
 bool serve_healthy(const serve *sv, char *why, size_t why_len);
