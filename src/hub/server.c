@@ -13,6 +13,7 @@
 
 #include <axon/alloc.h>
 
+#include "capacity.h"
 #include "redis.h"
 #include "serve.h"
 
@@ -760,6 +761,7 @@ int serve_run(const serve_cfg *cfg)
            cfg->redis[0]      ? "Redis, shared with the other nodes"
            : cfg->data_dir[0] ? cfg->data_dir
                               : "memory only");
+    serve_capacity_setup(cfg->limits.max_connections); /* capacity.c: fd limit, sysctls */
     rc = 0;
     hub_bind_loop(sv.loop);
     pool p = {.n = cfg->threads};
