@@ -28,8 +28,9 @@ struct serve_cfg {
     char http_url[SERVE_URL_LEN]; /* "" : off */
     char line_url[SERVE_URL_LEN];
     char udp_url[SERVE_URL_LEN];
-    char https_url[SERVE_URL_LEN];    /* "" : off (the default) */
-    char line_tls_url[SERVE_URL_LEN]; /* "" : off (the default) */
+    char https_url[SERVE_URL_LEN];                        /* "" : off (the default) */
+    char line_tls_url[SERVE_URL_LEN];                     /* "" : off (the default) */
+    char irc_url[SERVE_URL_LEN], ircs_url[SERVE_URL_LEN]; /* IRC (gw_irc.c); "" : off */
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
     char log_file[1024]; /* "" : stderr */
