@@ -24,10 +24,12 @@ class Serve(axtest.Proc):
             self.http_port = axtest.free_port()
             self.line_port = axtest.free_port()
             self.udp_port = axtest.free_port(socket.SOCK_DGRAM)
+        self.irc_port = axtest.free_port()  # (not the default 6667: tests run side by side)
         super().__init__([axtest.axon_bin(), "serve", "-q",
                           "--http", "127.0.0.1:%d" % self.http_port,
                           "--line", "127.0.0.1:%d" % self.line_port,
                           "--udp", "127.0.0.1:%d" % self.udp_port,
+                          "--irc", "127.0.0.1:%d" % self.irc_port,
                           "--data", self.data] + list(args))
         deadline = time.monotonic() + axtest.TIMEOUT * 2
         while True:  # ready once the HTTP port answers

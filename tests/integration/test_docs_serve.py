@@ -74,7 +74,7 @@ def run_config(lines, tmp, name="axon.conf"):
     base = ["listen_http 127.0.0.1:%d" % http,
             "listen_line 127.0.0.1:%d" % axtest.free_port(),
             "listen_udp 127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM),
-            "data_dir none"]
+            "data_dir none", "listen_irc off"]
     keys = {ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")}
     base = [b for b in base if b.split()[0] not in keys]
     path = os.path.join(tmp, name)
