@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""test_irc_irssi: irssi (Debian's) on the IRC gateway, driven headless in
+tmux, with a line chat user in the same room.
+
+- irssi connects, negotiates its caps, gets the welcome (its status window
+  shows the 001 text and no error), joins #lobby and sees the line user in
+  the names;
+- what irssi says (a message, /me) reaches the line chat; what the line
+  user says (a message, /me) shows in irssi's #lobby window;
+- /msg from the line chat opens a query window in irssi; irssi's /msg
+  reaches the line user as a DM;
+- irssi with SASL PLAIN (a mosquitto_passwd user) signs in."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import axtest
+import servutil
+
+t = axtest.Tests("axon serve: IRC with irssi", alarm=120)
+TMP = tempfile.mkdtemp(prefix="axon-irssi-")
+SOCK = "axon-irssi-%d" % os.getpid()
+
+
+def tmux(*args):
+    return subprocess.run(["tmux", "-L", SOCK] + list(args), capture_output=True, timeout=10)
+
+
+def pane():
+    return tmux("capture-pane", "-p", "-S", "-200", "-t", "irssi").stdout.decode(errors="replace")
+
+
+def keys(text):
+    tmux("send-keys", "-t", "irssi", "-l", text)
+    tmux("send-keys", "-t", "irssi", "Enter")
+
+
+def wait_pane(pred, what, timeout=axtest.TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = pane()
+        if pred(p):
+            return p
+        time.sleep(0.1)
+    raise axtest.Failure("irssi never showed %s; the pane:\n%s" % (what, pane()))
+
+
+def irssi(srv, nick, extra=""):
+    home = tempfile.mkdtemp(dir=TMP)
+    if extra:
+        with open(os.path.join(home, "config"), "w") as f:
+            f.write(extra)
+    cmd = "irssi --home=%s -c 127.0.0.1 -p %d -n %s" % (home, srv.irc_port, nick)
+    if extra:
+        cmd = "irssi --home=%s" % home
+    r = tmux("new-session", "-d", "-s", "irssi", "-x", "160", "-y", "50", cmd)
+    if r.returncode != 0:
+        raise axtest.Failure("tmux: %s" % r.stderr.decode())
+
+
+def stop_irssi():
+    tmux("kill-server")
+
+
+@t.test
+def irssi_talks_with_the_line_chat():
+    if not shutil.which("irssi") or not shutil.which("tmux"):
+        print("# SKIP irssi or tmux missing (scripts/deps.sh test)")
+        return
+    srv = servutil.Serve("-d", "none")
+    bob = srv.line_client("bob")
+    try:
+        irssi(srv, "alice")
+        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome")
+        p = pane()
+        t.ok("Welcome to the axon IRC network" in p, "001 shown")
+        t.ok("Capabilities acknowledged" in p, "CAP negotiated")
+        keys("/join #lobby")
+        wait_pane(lambda p: "2 normal" in p, "the names")
+        t.ok("[ bob]" in pane(), "bob in the names")
+        servutil.want(bob, "alice joined lobby")
+        keys("hello from irssi")
+        servutil.want(bob, "[lobby] alice: hello from irssi")
+        keys("/me dances")
+        servutil.want(bob, "[lobby] * alice dances")
+        bob.send("hi irssi, bob here\n")
+        wait_pane(lambda p: "< bob> hi irssi, bob here" in p, "bob's message")
+        bob.send("/me waves\n")
+        wait_pane(lambda p: "* bob waves" in p, "bob's action")
+        bob.send("/msg alice a secret\n")
+        time.sleep(0.3)
+        keys("/window goto bob")  # a query window of its own
+        wait_pane(lambda p: "a secret" in p, "bob's DM")
+        keys("/msg bob secret back")
+        servutil.want(bob, "[dm] alice: secret back")
+        keys("/quit leaving")
+        servutil.want(bob, "alice left lobby")
+    finally:
+        stop_irssi()
+        bob.close()
+        srv.stop()
+
+
+@t.test
+def irssi_signs_in_with_sasl():
+    if not shutil.which("irssi") or not shutil.which("tmux"):
+        print("# SKIP irssi or tmux missing (scripts/deps.sh test)")
+        return
+    passwd = os.path.join(TMP, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "carol", "carol pw"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = servutil.Serve("-d", "none", "--password-file", passwd, "--anonymous", "read")
+    try:
+        conf = ("servers = ( { address = \"127.0.0.1\"; chatnet = \"axon\"; port = \"%d\";"
+                " autoconnect = \"yes\"; } );\n"
+                "chatnets = { axon = { type = \"IRC\"; sasl_mechanism = \"PLAIN\";"
+                " sasl_username = \"carol\"; sasl_password = \"carol pw\"; }; };\n"
+                "settings = { core = { nick = \"carol\"; }; };\n" % srv.irc_port)
+        irssi(srv, "carol", conf)
+        p = wait_pane(lambda p: "MOTD File is missing" in p or "SASL" in p and "failed" in p,
+                      "the welcome")
+        t.ok("You are now logged in as carol" in p, "SASL in the status window:\n%s" % p)
+        t.ok("Welcome to the axon IRC network, carol!" in p, "the nick is carol's:\n%s" % p)
+        keys("/join #lobby")
+        wait_pane(lambda p: "Total of 1 nicks" in p, "the join")
+        keys("signed message")
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while True:
+            h = servutil.curl_json("-u", "carol:carol pw", srv.base + "/api/history/chat/lobby")
+            if "signed message" in str(h):
+                break
+            t.ok(time.monotonic() < deadline, "the message in the history: %r\n%s" % (h, pane()))
+            time.sleep(0.1)
+        t.ok("carol" in str(h), "sent as carol: %r" % h)
+    finally:
+        stop_irssi()
+        srv.stop()
+
+
+if __name__ == "__main__":
+    t.main()
