@@ -250,10 +250,10 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_https") == 0) {
         WANT(1);
         return set_addr(c->https_url, sizeof c->https_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "listen_irc") == 0 || strcmp(k, "irc") == 0) {
+    } else if (strcmp(k, "listen_irc") == 0) {
         WANT(1);
         return set_addr(c->irc_url, sizeof c->irc_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_ircs") == 0 || strcmp(k, "ircs") == 0) {
+    } else if (strcmp(k, "listen_ircs") == 0) {
         WANT(1);
         return set_addr(c->ircs_url, sizeof c->ircs_url, "tls", v, why, why_len);
     } else if (strcmp(k, "listen_line_tls") == 0) {

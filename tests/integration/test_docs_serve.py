@@ -104,11 +104,11 @@ def log_of(lines):
 
 def example_value(key, example, tmp):
     """The table's example, made safe to run here: free ports, temp paths."""
-    if key in ("listen_http", "listen_line"):
+    if key in ("listen_http", "listen_line", "listen_irc"):
         return "127.0.0.1:%d" % axtest.free_port()
     if key == "listen_udp":
         return "127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM)
-    if key in ("listen_https", "listen_line_tls"):  # a real certificate goes with it
+    if key in ("listen_https", "listen_line_tls", "listen_ircs"):  # a real certificate goes with it
         cert = os.path.join(tmp, "tls")
         subprocess.run([axtest.axon_bin(), "cert", "--out", cert, "--name", "localhost"],
                        capture_output=True, timeout=10, check=True)
