@@ -83,10 +83,10 @@ struct irc_conn {
     irc_conn *prev, *next;
     gw_irc *g;
     ax_conn *c;
-    hub_sub *sub;      /* from registration on */
-    ax_timer *timer;   /* registration, then ping */
-    uint64_t last_in;  /* loop ms of the last line */
-    bool ping_out;     /* a PING of ours waits for its PONG */
+    hub_sub *sub;     /* from registration on */
+    ax_timer *timer;  /* registration, then ping */
+    uint64_t last_in; /* loop ms of the last line */
+    bool ping_out;    /* a PING of ours waits for its PONG */
     bool registered, cap_wait, quit, discarding, renaming, invisible;
     bool have_user;
     int wrc; /* the last write's answer that was not 0 (1: above the watermark) */
@@ -96,9 +96,9 @@ struct irc_conn {
     char real[64];
     char host[48]; /* shown as the user's host */
     char away[AWAY_MAX + 1];
-    char pass[512]; /* PASS, until registration */
-    bool sasl_plain;   /* AUTHENTICATE PLAIN under way */
-    char sasl[800];    /* its base64 so far */
+    char pass[512];  /* PASS, until registration */
+    bool sasl_plain; /* AUTHENTICATE PLAIN under way */
+    char sasl[800];  /* its base64 so far */
     size_t sasl_len;
     auth_identity *id;   /* who it is; NULL: no auth configured */
     hub_limits_conn lim; /* its share of the limits */
@@ -134,7 +134,7 @@ static bool nick_ok(const char *s)
         char c = s[i];
         bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         bool digit = c >= '0' && c <= '9';
-        if (!(alpha || c == '_' || (i && (digit || c == '-'))) ) return false;
+        if (!(alpha || c == '_' || (i && (digit || c == '-')))) return false;
     }
     return auth_name_valid(s);
 }
@@ -145,8 +145,7 @@ static bool room_ok(const char *s)
     if (n == 0 || n > ROOM_MAX) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
             return false;
     }
     return true;
@@ -555,8 +554,7 @@ static void lusers(irc_conn *ic)
     uint64_t users = 0;
     for (int i = 0; i < sv->ngw; i++)
         users += __atomic_load_n(&sv->gw[i].conns, __ATOMIC_RELAXED);
-    num(ic, "251", ":There are %llu users and 0 invisible on 1 servers",
-        (unsigned long long)users);
+    num(ic, "251", ":There are %llu users and 0 invisible on 1 servers", (unsigned long long)users);
     num(ic, "255", ":I have %llu clients and 0 servers", (unsigned long long)users);
 }
 
@@ -743,7 +741,8 @@ static void cap_ls(irc_conn *ic, bool v302)
     size_t o = 0;
     for (size_t i = 0; i < NCAPS; i++)
         o += (size_t)snprintf(list + o, sizeof list - o, "%s%s%s%s", o ? " " : "", CAPS[i].name,
-                              v302 && CAPS[i].value ? "=" : "", v302 && CAPS[i].value ? CAPS[i].value : "");
+                              v302 && CAPS[i].value ? "=" : "",
+                              v302 && CAPS[i].value ? CAPS[i].value : "");
     sendf(ic, ":" SERVER_NAME " CAP %s LS :%s", me(ic), list);
 }
 
@@ -761,7 +760,8 @@ static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
         list[0] = '\0';
         for (size_t i = 0; i < NCAPS; i++)
             if (ic->caps & CAPS[i].bit)
-                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " " : "", CAPS[i].name);
+                o +=
+                    (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " " : "", CAPS[i].name);
         sendf(ic, ":" SERVER_NAME " CAP %s LIST :%s", me(ic), list);
     } else if (strcasecmp(sub, "REQ") == 0 && m->nparams > 1) {
         if (!ic->registered) ic->cap_wait = true;
@@ -807,8 +807,8 @@ static void join_one(irc_conn *ic, const char *chan_in)
 {
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
     if (!chan_room(chan_in, room, sizeof room)) {
-        num(ic, "403", "%s :No such channel (a channel is # and 1 to %d of a-z 0-9 _ - .)",
-            chan_in, ROOM_MAX);
+        num(ic, "403", "%s :No such channel (a channel is # and 1 to %d of a-z 0-9 _ - .)", chan_in,
+            ROOM_MAX);
         return;
     }
     snprintf(chan, sizeof chan, "#%s", room);
@@ -890,8 +890,9 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
     }
     serve *sv = ic->g->sv;
     if (!may(ic, auth_may_publish, topic)) {
-        if (!notice) num(ic, "404", "%s :Cannot send to %s (you may not publish to %s)", target,
-                         dm ? "nick" : "channel", topic);
+        if (!notice)
+            num(ic, "404", "%s :Cannot send to %s (you may not publish to %s)", target,
+                dm ? "nick" : "channel", topic);
         return;
     }
     if (n == 0) {
@@ -908,9 +909,14 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
     }
     if (dm && (ic->caps & CAP_ECHO) && !same_name(target, ic->nick)) {
         /* the inbox is the recipient's: echo it here */
-        hub_msg fake = {.kind = HUB_MSG, .seq = seq, .time_ms = (int64_t)time(NULL) * 1000,
-                        .topic = topic, .sender = ic->nick, .sender_len = strlen(ic->nick),
-                        .payload = body, .payload_len = n};
+        hub_msg fake = {.kind = HUB_MSG,
+                        .seq = seq,
+                        .time_ms = (int64_t)time(NULL) * 1000,
+                        .topic = topic,
+                        .sender = ic->nick,
+                        .sender_len = strlen(ic->nick),
+                        .payload = body,
+                        .payload_len = n};
         deliver(ic, &fake, target, NULL);
     }
 }
@@ -968,7 +974,9 @@ static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
     }
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
     if (!chan_room(target, room, sizeof room)) {
-        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
+        sendf(ic,
+              ":" SERVER_NAME
+              " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
               sub, target);
         return;
     }
@@ -996,14 +1004,15 @@ static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
         return;
     }
     if (!ok) {
-        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference", sub);
+        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference",
+              sub);
         return;
     }
     bool allowed = may(ic, auth_may_read, topic);
     if (allowed) hub_history(ic->g->sv->hub, topic, 0, 1000, hist_add, &c, NULL);
     static unsigned batch_no;
     char ref[16];
-    snprintf(ref, sizeof ref, "h%u", ++batch_no);
+    snprintf(ref, sizeof ref, "h%u", __atomic_add_fetch(&batch_no, 1, __ATOMIC_RELAXED));
     if (ic->caps & CAP_BATCH) sendf(ic, ":" SERVER_NAME " BATCH +%s chathistory %s", ref, chan);
     for (size_t i = 0; i < c.n; i++) {
         hub_msg *hm = c.ring[(c.start + i) % c.limit];
@@ -1091,8 +1100,9 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         if (!m->nparams || !a0[0]) {
             num(ic, "431", ":No nickname given");
         } else if (!nick_ok(a0)) {
-            num(ic, "432", "%s :Erroneous nickname (1 to %d of A-Z a-z 0-9 _ -, not a digit or - first)",
-                a0, NICK_MAX);
+            num(ic, "432",
+                "%s :Erroneous nickname (1 to %d of A-Z a-z 0-9 _ -, not a digit or - first)", a0,
+                NICK_MAX);
         } else if (ic->registered && ic->id && ic->id->name[0]) {
             if (strcmp(a0, ic->nick) != 0)
                 num(ic, "432", "%s :Your nick is the name you signed in with", a0);
@@ -1239,7 +1249,8 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
                     unknown = true;
             }
             if (unknown) num(ic, "501", ":Unknown MODE flag");
-            if (changed) sendf(ic, ":%s MODE %s :%si", ic->nick, ic->nick, ic->invisible ? "+" : "-");
+            if (changed)
+                sendf(ic, ":%s MODE %s :%si", ic->nick, ic->nick, ic->invisible ? "+" : "-");
         }
     } else if (strcmp(cmd, "TOPIC") == 0) {
         char room[ROOM_MAX + 1], chan[CHAN_MAX + 2], topic[ROOM_MAX + 8];
@@ -1262,7 +1273,8 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
                 topic_set(room, text, ic->nick);
                 for (irc_conn *o = ic->g->conns; o; o = o->next)
                     if (o->registered && on_chan(o, chan))
-                        sendf(o, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host, chan, text);
+                        sendf(o, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host, chan,
+                              text);
                 if (!on_chan(ic, chan))
                     sendf(ic, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host, chan, text);
             }
@@ -1400,15 +1412,14 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
     irc_conn *ic = ax_conn_data(c);
     if (!ic || ic->kind != K_CONN) return len;
     serve *sv = ic->g->sv;
-    static char buf[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE + 1];
+    static __thread char buf[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE + 1]; /* one line at a time */
     size_t off = 0;
     while (off < len && !ic->quit) {
         size_t n = 0, skip = 0;
         int rc = ax_irc_line(data + off, len - off, &n, &skip);
         if (rc == AX_IRC_INCOMPLETE) break;
         if (rc < 0) {
-            if (!ic->discarding)
-                num(ic, "417", ":Input line was too long");
+            if (!ic->discarding) num(ic, "417", ":Input line was too long");
             /* the rest of the line goes too, up to its end */
             const char *end = memchr(data + off + n, '\n', len - off - n);
             ic->discarding = !end && skip == len - off;

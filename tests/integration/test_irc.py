@@ -287,5 +287,30 @@ def chathistory_after_reconnect():
     srv.stop()
 
 
+@t.test
+def ircs_over_tls():
+    import ssl
+    d = os.path.join(TMP, "tls")
+    subprocess.run([axtest.axon_bin(), "cert", "--out", d, "--name", "localhost"],
+                   capture_output=True, timeout=10, check=True)
+    port = axtest.free_port()
+    srv = servutil.Serve("-d", "none", "--ircs", "127.0.0.1:%d" % port, "--cert",
+                         os.path.join(d, "cert.pem"), "--key", os.path.join(d, "key.pem"))
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "cert.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=axtest.TIMEOUT)
+    c = Irc(ctx.wrap_socket(raw, server_hostname="localhost"))
+    c.register("tlsuser")
+    c.cmd("JOIN #lobby")
+    c.numeric("366")
+    bob = srv.line_client("bob")
+    bob.send("to the tls user\n")
+    got = c.until(lambda ln: "PRIVMSG" in ln, "bob's message over TLS")[-1]
+    t.eq(got, ":bob!bob@axon PRIVMSG #lobby :to the tls user", "over TLS")
+    c.cmd("PRIVMSG #lobby :and back")
+    servutil.want(bob, "[lobby] tlsuser: and back")
+    bob.close()
+    srv.stop()
+
+
 if __name__ == "__main__":
     t.main()

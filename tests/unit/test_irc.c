@@ -57,8 +57,12 @@ TEST(irc_parse_client_lines)
     ASSERT(m.trailing);
     ASSERT_EQ(parse("CAP LS 302", &m), 0);
     ASSERT(eq(m.params[0], "LS") && eq(m.params[1], "302"));
-    ASSERT_EQ(parse("PRIVMSG #lobby :\x01" "ACTION waves\x01", &m), 0);
-    ASSERT(eq(m.params[1], "\x01" "ACTION waves\x01"));
+    ASSERT_EQ(parse("PRIVMSG #lobby :\x01"
+                    "ACTION waves\x01",
+                    &m),
+              0);
+    ASSERT(eq(m.params[1], "\x01"
+                           "ACTION waves\x01"));
     ASSERT_EQ(parse("PRIVMSG #lobby ::-) hi", &m), 0);
     ASSERT(eq(m.params[1], ":-) hi"));
     ASSERT_EQ(parse("PRIVMSG #lobby :", &m), 0);
@@ -69,8 +73,7 @@ TEST(irc_parse_client_lines)
     ASSERT(eq(m.command, "ping") && m.nparams == 0);
     ASSERT_EQ(parse(":irc.example 001 alice :Welcome", &m), 0);
     ASSERT(eq(m.source, "irc.example") && eq(m.command, "001") && eq(m.params[1], "Welcome"));
-    ASSERT_EQ(parse("@time=2024-01-01T00:00:00.000Z;msgid=abc :bob!bob@line PRIVMSG #a :x", &m),
-              0);
+    ASSERT_EQ(parse("@time=2024-01-01T00:00:00.000Z;msgid=abc :bob!bob@line PRIVMSG #a :x", &m), 0);
     ASSERT(eq(m.tags, "time=2024-01-01T00:00:00.000Z;msgid=abc") && eq(m.source, "bob!bob@line"));
     ASSERT_EQ(parse("JOIN   #a,#b    key1,key2  ", &m), 0); /* spaces repeat */
     ASSERT(m.nparams == 2 && eq(m.params[0], "#a,#b") && eq(m.params[1], "key1,key2"));
@@ -102,8 +105,12 @@ TEST(irc_parse_errors)
 /* Every prefix of every line, each against the guard page. */
 TEST(irc_parse_prefixes_in_bounds)
 {
-    const char *lines[] = {"@a=b;c :s!u@h PRIVMSG #x :hello there", ":s 005 n A=1 B :are supported",
-                           "CAP REQ :sasl message-tags", "@;;; X", "@ X", ": X"};
+    const char *lines[] = {"@a=b;c :s!u@h PRIVMSG #x :hello there",
+                           ":s 005 n A=1 B :are supported",
+                           "CAP REQ :sasl message-tags",
+                           "@;;; X",
+                           "@ X",
+                           ": X"};
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
         for (size_t n = 0; n <= strlen(lines[i]); n++) {
             ax_irc_msg m;
@@ -271,8 +278,9 @@ TEST(irc_encode)
 
 TEST(irc_encode_parse_round_trip)
 {
-    const char *lines[] = {"@a=b\\s;c :n!u@h PRIVMSG #x :hello there", ":s 005 n A=1 B :are supported",
-                           "CAP REQ :sasl", "PING x", ":s 353 n = #x :@a +b c"};
+    const char *lines[] = {"@a=b\\s;c :n!u@h PRIVMSG #x :hello there",
+                           ":s 005 n A=1 B :are supported", "CAP REQ :sasl", "PING x",
+                           ":s 353 n = #x :@a +b c"};
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
         ax_irc_msg m, m2;
         ASSERT_EQ(parse(lines[i], &m), 0);
@@ -287,7 +295,9 @@ TEST(irc_encode_parse_round_trip)
 
 TEST(irc_utf8_cut)
 {
-    const char *s = "ab\xc3\xa9" "c\xe2\x82\xac" "d\xf0\x9f\x98\x80";
+    const char *s = "ab\xc3\xa9"
+                    "c\xe2\x82\xac"
+                    "d\xf0\x9f\x98\x80";
     size_t n = strlen(s);
     ASSERT_EQ(ax_irc_utf8_cut(s, n, 100), n);
     ASSERT_EQ(ax_irc_utf8_cut(s, n, 2), 2);
@@ -296,7 +306,7 @@ TEST(irc_utf8_cut)
     ASSERT_EQ(ax_irc_utf8_cut(s, n, 6), 5); /* not inside € */
     ASSERT_EQ(ax_irc_utf8_cut(s, n, 7), 5);
     ASSERT_EQ(ax_irc_utf8_cut(s, n, 8), 8);
-    ASSERT_EQ(ax_irc_utf8_cut(s, n, 11), 9); /* not inside the emoji */
+    ASSERT_EQ(ax_irc_utf8_cut(s, n, 11), 9);                     /* not inside the emoji */
     ASSERT_EQ(ax_irc_utf8_cut("\x80\x80\x80\x80\x80", 5, 3), 3); /* not UTF-8 */
 }
 

@@ -168,11 +168,21 @@ size_t ax_irc_tag_unescape(const char *v, size_t n, char *out)
         }
         if (++i == n) break; /* a lone '\' at the end */
         switch (v[i]) {
-        case ':': out[o++] = ';'; break;
-        case 's': out[o++] = ' '; break;
-        case 'r': out[o++] = '\r'; break;
-        case 'n': out[o++] = '\n'; break;
-        default: out[o++] = v[i]; break; /* "\\" and the rest */
+        case ':':
+            out[o++] = ';';
+            break;
+        case 's':
+            out[o++] = ' ';
+            break;
+        case 'r':
+            out[o++] = '\r';
+            break;
+        case 'n':
+            out[o++] = '\n';
+            break;
+        default:
+            out[o++] = v[i];
+            break; /* "\\" and the rest */
         }
     }
     return o;
@@ -184,12 +194,23 @@ size_t ax_irc_tag_escape(const char *v, size_t n, char *out, size_t cap)
     for (size_t i = 0; i < n; i++) {
         char c = v[i], e = 0;
         switch (c) {
-        case ';': e = ':'; break;
-        case ' ': e = 's'; break;
-        case '\\': e = '\\'; break;
-        case '\r': e = 'r'; break;
-        case '\n': e = 'n'; break;
-        default: break;
+        case ';':
+            e = ':';
+            break;
+        case ' ':
+            e = 's';
+            break;
+        case '\\':
+            e = '\\';
+            break;
+        case '\r':
+            e = 'r';
+            break;
+        case '\n':
+            e = 'n';
+            break;
+        default:
+            break;
         }
         if (e) {
             if (o + 2 <= cap) out[o] = '\\', out[o + 1] = e;
