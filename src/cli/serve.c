@@ -35,6 +35,9 @@ static void help(FILE *out)
             "      --irc ADDR           IRC, channels are chat rooms; default 127.0.0.1:6667;\n"
             "                           off (docs/irc.md)\n"
             "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"
+            "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
+            "                           (also MQTT over WebSocket at /mqtt on --http)\n"
+            "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"
             "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"
             "      --key FILE           TLS private key, PEM; default: in --cert\n"
             "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
@@ -109,6 +112,10 @@ static void defaults(serve_cfg *c)
     snprintf(c->line_url, sizeof c->line_url, "tcp://127.0.0.1:7000");
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
+    snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
+    c->mqtt_inflight = 100;
+    c->mqtt_queued = 1000;
+    c->mqtt_session_expiry_s = 86400 * 7;
     snprintf(c->data_dir, sizeof c->data_dir, "./axon-data");
     c->fsync_mode = HUB_FSYNC_BATCH;
     c->store_queue = HUB_STORE_QUEUE_MAX;
@@ -259,6 +266,31 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_line_tls") == 0) {
         WANT(1);
         return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "listen_mqtt") == 0) {
+        WANT(1);
+        return set_addr(c->mqtt_url, sizeof c->mqtt_url, "tcp", v, why, why_len);
+    } else if (strcmp(k, "listen_mqtts") == 0) {
+        WANT(1);
+        return set_addr(c->mqtts_url, sizeof c->mqtts_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "mqtt_websocket") == 0) {
+        WANT(1);
+        if (strcmp(v, "on") && strcmp(v, "off")) {
+            snprintf(why, why_len, "mqtt_websocket is on or off, not '%s'", v);
+            return -1;
+        }
+        c->mqtt_ws_off = strcmp(v, "off") == 0;
+    } else if (strcmp(k, "mqtt_inflight") == 0 || strcmp(k, "mqtt_queued") == 0 ||
+               strcmp(k, "mqtt_session_expiry") == 0) {
+        WANT(1);
+        uint64_t max = k[5] == 'i' ? 65535 : k[5] == 'q' ? 10000000 : 0xFFFFFFFFu;
+        if (parse_u64(v, max, &n, why, why_len)) return -1;
+        if (n == 0 && k[5] == 'i') {
+            snprintf(why, why_len, "mqtt_inflight is 1 to 65535");
+            return -1;
+        }
+        *(k[5] == 'i'   ? &c->mqtt_inflight
+          : k[5] == 'q' ? &c->mqtt_queued
+                        : &c->mqtt_session_expiry_s) = (uint32_t)n;
     } else if (strcmp(k, "tls_cert") == 0) {
         WANT(1);
         snprintf(c->tls_cert, sizeof c->tls_cert, "%s", v);
@@ -611,6 +643,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"ip-msg-rate", required_argument, NULL, 'R'},
         {"ip-byte-rate", required_argument, NULL, 'X'},
         {"login-fail-rate", required_argument, NULL, 'z'},
+        {"mqtt", required_argument, NULL, 'J'},
+        {"mqtts", required_argument, NULL, 'V'},
         {"irc", required_argument, NULL, 1001},
         {"ircs", required_argument, NULL, 1002},
         {"help", no_argument, NULL, 'h'},
@@ -651,7 +685,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['b'] = "byte_rate",
                                     ['R'] = "ip_msg_rate",
                                     ['X'] = "ip_byte_rate",
-                                    ['z'] = "login_fail_rate"};
+                                    ['z'] = "login_fail_rate",
+                                    ['J'] = "listen_mqtt",
+                                    ['V'] = "listen_mqtts"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;

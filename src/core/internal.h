@@ -56,8 +56,8 @@ typedef struct ax__backend {
     /* Wait and call ax__io_dispatch for each ready io.  Returns the number
      * dispatched or a negative code. */
     int (*wait)(ax_loop *loop, int timeout_ms);
-    /* Stream connections do their I/O through ax__ring_* (io_uring) and
-     * use add/mod/del only while connecting. */
+    /* Stream connections do their I/O through ax__ring_* (io_uring: the
+     * driver in conn_ring.c) and use add/mod/del only while connecting. */
     bool ring;
 } ax__backend;
 

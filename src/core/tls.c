@@ -1,5 +1,5 @@
 /* tls.c: TLS contexts (certificates, SNI, ALPN, verification) and the
- * per-connection OpenSSL session on memory buffers that conn.c drives. */
+ * per-connection OpenSSL session on memory buffers that conn_tls.c drives. */
 #include "internal.h"
 #include "tls.h"
 

@@ -4,7 +4,7 @@
  * the socket is fed in, plaintext comes out of ax__tls_read(); plaintext
  * written goes in through ax__tls_write() and the ciphertext to send
  * collects in an output buffer the connection sends with its ordinary write
- * path.  No I/O happens here; conn.c drives it. */
+ * path.  No I/O happens here; conn_tls.c drives it. */
 #ifndef AXON_CORE_TLS_H
 #define AXON_CORE_TLS_H
 
@@ -48,7 +48,7 @@ int ax__tls_hold(ax__tls *t, const struct iovec *iov, int n);
 size_t ax__tls_held(ax__tls *t, const char **data);
 void ax__tls_held_done(ax__tls *t);
 
-/* conn.c: make c a TLS connection (handshaking; on_open waits for it). */
+/* conn_tls.c: make c a TLS connection (handshaking; on_open waits for it). */
 int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host);
 
 const char *ax__tls_detail(const ax__tls *t); /* NULL when none */

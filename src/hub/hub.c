@@ -115,9 +115,10 @@ struct htopic {
     size_t n;
     uint64_t untrimmed; /* dropped from memory, not yet from the store */
     const hub_rule *rule;
-    hub_map present; /* name -> count of subscribers present with it */
-    uint32_t rooms;  /* entries with it as their room */
-    uint64_t born;   /* hub.topic_gen when it was made */
+    hub_map present;   /* name -> count of subscribers present with it */
+    uint32_t rooms;    /* entries with it as their room */
+    uint64_t born;     /* hub.topic_gen when it was made */
+    hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
     bool reap_queued;
     htopic *reap_next;
 };
@@ -237,9 +238,20 @@ const char *hub_strerror(int err)
 hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
                       size_t len)
 {
+    return hub__msg_new_ext(topic, tlen, sender, payload, len, NULL, 0);
+}
+
+hub_msg *hub__msg_new_ext(const char *topic, size_t tlen, const char *sender, const void *payload,
+                          size_t len, const void *ext, size_t ext_len)
+{
     size_t sl = sender ? strnlen(sender, HUB_MAX_NAME) : 0;
-    hub_msg *m = ax_calloc(1, sizeof(*m) + tlen + 1 + sl + 1 + len + 1);
+    hub_msg *m = ax_calloc(1, sizeof(*m) + tlen + 1 + sl + 1 + len + 1 + ext_len);
     if (!m) return NULL;
+    if (ext_len) {
+        m->ext = (char *)(m + 1) + tlen + 1 + sl + 1 + len + 1;
+        memcpy(m->ext, ext, ext_len);
+        m->ext_len = ext_len;
+    }
     m->refs = 1;
     m->topic = (char *)(m + 1);
     memcpy(m->topic, topic, tlen);
@@ -364,7 +376,7 @@ static size_t floor_of(const char *name, size_t len)
 
 static bool topic_idle(hub *h, const htopic *t)
 {
-    if (t->head || t->present.n || t->rooms) return false;
+    if (t->head || t->present.n || t->rooms || t->retained) return false;
     node *n = node_path(h, t->name, false);
     return !n || !n->subs;
 }
@@ -456,6 +468,7 @@ static void topic_free(hub_map_ent *e, void *ud)
         t->head = m->next;
         hub_msg_unref(m);
     }
+    hub_msg_unref(t->retained);
     hub_map_clear(&t->present);
     ax_free(t);
 }
@@ -1174,8 +1187,151 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
 {
+    hub_pub p = {.origin = origin,
+                 .topic = name,
+                 .sender = sender,
+                 .payload = payload,
+                 .len = len,
+                 .qos = 1};
+    return hub_publish_pub(h, &p, ticket, err);
+}
+
+/* ---- gateway state and retained messages in the store ------------------------------------ */
+
+bool hub_durable(const hub *h)
+{
+    return h->store != NULL;
+}
+
+int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const void *val,
+                  size_t vlen, uint64_t *ticket)
+{
+    uint64_t tk = 0;
+    int rc = h->store ? hub_store_state(h->store, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key,
+                                        klen, val, vlen, &tk)
+                      : 0;
+    if (ticket) *ticket = tk;
+    return rc;
+}
+
+int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uint64_t *ticket)
+{
+    uint64_t tk = 0;
+    int rc =
+        h->store ? hub_store_state(h->store, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0, &tk) : 0;
+    if (ticket) *ticket = tk;
+    return rc;
+}
+
+int hub_state_load(hub *h, const char *ns,
+                   void (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
+                   void *ud)
+{
+    return h->store ? hub_store_state_load(h->store, ns, cb, ud) : 0;
+}
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+    return p + n;
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#define PACK_FIXED (8 + 8 + 4 + 1 + 1 + 2 + 1 + 4)
+
+size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap)
+{
+    size_t n = PACK_FIXED + m->topic_len + m->sender_len + m->ext_len + m->payload_len;
+    if (!out || n > cap) return n;
+    uint8_t *p = put_be(out, m->seq, 8);
+    p = put_be(p, (uint64_t)m->time_ms, 8);
+    p = put_be(p, m->expiry_s, 4);
+    *p++ = m->qos;
+    *p++ = m->retain;
+    p = put_be(p, m->topic_len, 2);
+    memcpy(p, m->topic, m->topic_len);
+    p += m->topic_len;
+    *p++ = (uint8_t)m->sender_len;
+    memcpy(p, m->sender, m->sender_len);
+    p += m->sender_len;
+    p = put_be(p, m->ext_len, 4);
+    if (m->ext_len) memcpy(p, m->ext, m->ext_len);
+    p += m->ext_len;
+    if (m->payload_len) memcpy(p, m->payload, m->payload_len);
+    return n;
+}
+
+hub_msg *hub_msg_unpack(const uint8_t *p, size_t n)
+{
+    if (n < PACK_FIXED) return NULL;
+    size_t tl = (size_t)get_be(p + 22, 2), sl, el;
+    if (n < PACK_FIXED + tl) return NULL;
+    sl = p[24 + tl];
+    if (n < PACK_FIXED + tl + sl) return NULL;
+    el = (size_t)get_be(p + 25 + tl + sl, 4);
+    if (n < PACK_FIXED + tl + sl + el || sl > HUB_MAX_NAME) return NULL;
+    char sender[HUB_MAX_NAME + 1];
+    memcpy(sender, p + 25 + tl, sl);
+    sender[sl] = '\0';
+    const uint8_t *ext = p + 29 + tl + sl, *payload = ext + el;
+    hub_msg *m = hub__msg_new_ext((const char *)p + 24, tl, sender, payload,
+                                  n - (size_t)(payload - p), ext, el);
+    if (!m) return NULL;
+    m->seq = get_be(p, 8);
+    m->time_ms = (int64_t)get_be(p + 8, 8);
+    m->expiry_s = (uint32_t)get_be(p + 16, 4);
+    m->qos = p[20];
+    m->retain = p[21] != 0;
+    m->binary = !ax_utf8_valid(m->payload, m->payload_len);
+    return m;
+}
+
+#define RETAIN_NS "retain"
+
+/* The topic's retained message becomes m (an empty one clears it), in
+ * the store too; *ticket: the later of the two writes. */
+static void retain_set(hub *h, htopic *t, hub_msg *m, uint64_t *ticket)
+{
+    hub_msg_unref(t->retained);
+    t->retained = m->payload_len ? hub_msg_ref(m) : NULL;
+    if (!h->store) return;
+    uint64_t tk = 0;
+    size_t n = m->payload_len ? hub_msg_pack(m, NULL, 0) : 0;
+    uint8_t *b = n ? ax_malloc(n) : NULL;
+    if (b) hub_msg_pack(m, b, n);
+    if (b || !n) hub_state_put(h, RETAIN_NS, t->name, t->len, b, n, &tk);
+    ax_free(b);
+    if (tk > *ticket) *ticket = tk;
+}
+
+static void load_retained(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    hub *h = ud;
+    int err;
+    hub_msg *m = hub_msg_unpack(val, vlen);
+    htopic *t =
+        m && m->topic_len == klen ? topic_make(h, m->topic, m->topic_len, false, &err) : NULL;
+    if (t) {
+        m->policy = (int8_t)t->rule->policy;
+        hub_msg_unref(t->retained);
+        t->retained = hub_msg_ref(m);
+    }
+    hub_msg_unref(m);
+}
+
+uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
+{
     *ticket = 0;
-    size_t tl = strlen(name);
+    const char *name = p->topic;
+    size_t tl = strlen(name), len = p->len;
     if (!hub_topic_valid(name, tl)) {
         *err = AX_EINVAL;
         return 0;
@@ -1184,13 +1340,16 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
         *err = AX_EMSGSIZE;
         return 0;
     }
-    hub_msg *m = hub__msg_new(name, tl, sender, payload, len);
+    hub_msg *m = hub__msg_new_ext(name, tl, p->sender, p->payload, len, p->ext, p->ext_len);
     if (!m) {
         *err = AX_ENOMEM;
         return 0;
     }
-    m->binary = !ax_utf8_valid(payload, len);
-    m->origin = origin ? origin->id : 0;
+    m->binary = !ax_utf8_valid(p->payload, len);
+    m->origin = p->origin ? p->origin->id : 0;
+    m->qos = p->qos;
+    m->retain = p->retain;
+    m->expiry_s = p->expiry_s;
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1208,6 +1367,7 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
         *err = rc;
     } else {
         seq = t->last_seq = m->seq;
+        if (m->retain) retain_set(h, t, m, ticket);
         history_add(t, hub_msg_ref(m));
         history_trim(h, t, m->time_ms);
         h->st.published++;
@@ -1218,6 +1378,44 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     unlock(h);
     hub_msg_unref(m);
     return seq;
+}
+
+static bool expired(const hub_msg *m, int64_t now)
+{
+    return m->expiry_s && now - m->time_ms >= (int64_t)m->expiry_s * 1000;
+}
+
+size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud)
+{
+    hub *h = s->h;
+    size_t n = 0, fl = strlen(filter);
+    size_t plen = strcspn(filter, "+#");
+    if (filter[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
+    int64_t now = now_ms();
+    lock(h);
+    if (hub_topic_valid(filter, fl)) {
+        htopic *t = topic_get(h, filter, fl);
+        if (t && t->retained && !expired(t->retained, now) && may_read(s, t->retained)) {
+            cb(t->retained, ud);
+            n++;
+        }
+        unlock(h);
+        return n;
+    }
+    char pos[HUB_MAX_TOPIC + 1];
+    memcpy(pos, filter, plen);
+    pos[plen] = '\0';
+    for (htopic *t = topic_of(hub_index_after(h->index, pos, true));
+         t && strncmp(t->name, filter, plen) == 0;
+         t = topic_of(hub_index_after(h->index, t->name, false))) {
+        hub_msg *m = t->retained;
+        if (m && hub_filter_match(filter, t->name) && !expired(m, now) && may_read(s, m)) {
+            cb(m, ud);
+            n++;
+        }
+    }
+    unlock(h);
+    return n;
 }
 
 int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))
@@ -1439,6 +1637,10 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
             goto fail;
         }
         hub_map_each(&h->topics, load_history, h);
+        if (hub_store_state_load(h->store, RETAIN_NS, load_retained, h) != 0) {
+            snprintf(why, why_len, "cannot read the retained messages in %s", o->data_dir);
+            goto fail;
+        }
     }
     return h;
 fail:

@@ -53,6 +53,15 @@ typedef struct hub_msg {
     int8_t policy;                /* its topic's slow-consumer policy (hub.c) */
     ax_slice *enc[HUB_ENC_SLOTS]; /* encodings, made on first use */
     struct hub_msg *next;         /* history list (hub.c) */
+    /* MQTT (gw_mqtt.c; other gateways ignore them): the publisher's QoS
+     * (1 for messages from other gateways: they are acknowledged), its
+     * retain flag, the message expiry (seconds from time_ms; 0: none), and
+     * opaque bytes a gateway passes through (MQTT 5.0 properties). */
+    uint8_t qos;
+    bool retain;
+    uint32_t expiry_s;
+    void *ext;
+    size_t ext_len;
 } hub_msg;
 
 hub_msg *hub_msg_ref(hub_msg *m);
@@ -174,6 +183,46 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *topic, cons
  * or 0 when it already does (fsync off, no store). */
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *topic, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err);
+
+/* A publish with everything a gateway may say about it (hub_publish_ticket()
+ * is this with qos 1 and the rest zero).  `retain`: the message becomes its
+ * topic's retained one (an empty payload clears it; the message is still
+ * delivered), given to later subscribers by hub_retained(). */
+typedef struct hub_pub {
+    const hub_sub *origin;
+    const char *topic, *sender;
+    const void *payload;
+    size_t len;
+    uint8_t qos;
+    bool retain;
+    uint32_t expiry_s;
+    const void *ext;
+    size_t ext_len;
+} hub_pub;
+uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);
+/* The retained messages of the topics `filter` matches that `s` may read
+ * (the same check as live delivery), in topic name order: cb(m) for each
+ * (borrowed: take a reference to keep it; cb must not call the hub).
+ * Returns how many.  Expired ones (expiry_s) are left out. */
+size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud);
+
+/* State a gateway keeps across restarts in the hub's store (MQTT
+ * sessions): rows (ns, key) -> value, committed in order with the
+ * messages.  hub_state_put() with val NULL deletes the row;
+ * hub_state_clear() deletes every row whose key starts with `prefix`.
+ * *ticket (may be NULL) as for hub_publish_ticket().  Without a store they
+ * do nothing (0) and hub_durable() is false. */
+enum { HUB_STATE_PUT = 1, HUB_STATE_DEL = 2, HUB_STATE_CLEAR = 3 };
+bool hub_durable(const hub *h);
+int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const void *val,
+                  size_t vlen, uint64_t *ticket);
+int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uint64_t *ticket);
+int hub_state_load(hub *h, const char *ns,
+                   void (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
+                   void *ud);
+/* A message as bytes for a state row, and back (NULL when malformed). */
+size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap);
+hub_msg *hub_msg_unpack(const uint8_t *p, size_t n);
 
 /* A pending acknowledgement, owned by the gateway (embed it; fields are
  * the store's).  hub_ack_wait() calls cb(a, status) later on this thread's
@@ -315,8 +364,21 @@ void hub_store_trim(hub_store *st, const char *topic, uint64_t upto);
 void hub_store_stats(hub_store *st, hub_stats *out);
 /* Commit what is queued now (tests, shutdown). */
 void hub_store_flush(hub_store *st);
+/* Gateway state rows (ns, key) -> value, e.g. MQTT sessions, kept in the
+ * same ordered, batched commits as the messages (a ticket as
+ * hub_store_put's); op: 1 put, 2 delete, 3 delete every key starting with
+ * `key` (val unused).  0 or AX_ENOMEM. */
+int hub_store_state(hub_store *st, int op, const char *ns, const void *key, size_t klen,
+                    const void *val, size_t vlen, uint64_t *ticket);
+/* Every row of a namespace, in key order (at start). */
+int hub_store_state_load(hub_store *st, const char *ns,
+                         void (*cb)(const void *key, size_t klen, const void *val, size_t vlen,
+                                    void *ud),
+                         void *ud);
 
 hub_msg *hub__msg_new(const char *topic, size_t tlen, const char *sender, const void *payload,
                       size_t len);
+hub_msg *hub__msg_new_ext(const char *topic, size_t tlen, const char *sender, const void *payload,
+                          size_t len, const void *ext, size_t ext_len);
 
 #endif

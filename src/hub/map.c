@@ -54,7 +54,7 @@ void *hub_map_get(const hub_map *m, const char *key, size_t klen)
 
 static int grow(hub_map *m)
 {
-    size_t nb = m->nb ? m->nb * 2 : 8;
+    size_t nb = m->nb ? m->nb * 2 : 2; /* small at first: a subscriber often has one filter */
     hub_map_ent **b = ax_calloc(nb, sizeof(*b));
     if (!b) return AX_ENOMEM;
     for (size_t i = 0; i < m->nb; i++) {

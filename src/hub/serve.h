@@ -15,7 +15,7 @@
 #include "server.h"
 
 /* Encoding cache slots of hub_msg (one per wire format). */
-enum { ENC_LINE = 0, ENC_SSE = 1, ENC_WS = 2, ENC_UDP = 3 };
+enum { ENC_LINE = 0, ENC_SSE = 1, ENC_WS = 2, ENC_UDP = 3, ENC_MQTT = 4, ENC_MQTT5 = 5 };
 
 /* Listener options for this thread: several threads share each port. */
 ax_listen_opts serve_listen_opts(const serve *sv);

@@ -31,6 +31,15 @@ struct serve_cfg {
     char https_url[SERVE_URL_LEN];                        /* "" : off (the default) */
     char line_tls_url[SERVE_URL_LEN];                     /* "" : off (the default) */
     char irc_url[SERVE_URL_LEN], ircs_url[SERVE_URL_LEN]; /* IRC (gw_irc.c); "" : off */
+    /* MQTT (gw_mqtt.c, docs/mqtt.md): the listeners ("" : off), MQTT over
+     * WebSocket at /mqtt on the HTTP listeners (while MQTT is on), QoS 1/2
+     * messages sent and not yet acknowledged per client (its Receive
+     * Maximum may lower it), messages kept per session while its client is
+     * offline or behind, the longest session expiry a client may ask
+     * (seconds; 3.1.1 persistent sessions get it) */
+    char mqtt_url[SERVE_URL_LEN], mqtts_url[SERVE_URL_LEN];
+    bool mqtt_ws_off;
+    uint32_t mqtt_inflight, mqtt_queued, mqtt_session_expiry_s;
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
     char log_file[1024]; /* "" : stderr */

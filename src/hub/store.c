@@ -67,10 +67,14 @@ typedef struct job {
     struct job *next;
     hub_msg *m;      /* an insert, or */
     uint64_t upto;   /* a trim of `topic` up to this seq */
-    uint64_t ticket; /* inserts */
+    uint64_t ticket; /* inserts, state rows */
     size_t cost;     /* bytes counted against the bound */
-    char topic[];
+    uint8_t op;      /* OP_*: with m NULL, a trim or a state row */
+    uint32_t klen, vlen;
+    char topic[]; /* a trim's topic; a state row's namespace, key, value */
 } job;
+
+enum { OP_TRIM = 0, OP_PUT = 1, OP_DEL = 2, OP_CLEAR = 3 }; /* (state rows: hub_store_state_*) */
 
 /* The waiters of one loop, in ticket order; touched under st->mu. */
 typedef struct ackq {
@@ -84,6 +88,7 @@ typedef struct ackq {
 struct hub_store {
     sqlite3 *wdb, *rdb, *cdb; /* writer, reader (start-up), checkpointer */
     sqlite3_stmt *ins, *trim, *floor;
+    sqlite3_stmt *sput, *sdel, *sclr; /* state rows */
     pthread_t th, ckth;
     pthread_mutex_t mu; /* guards the queue, the counts, tickets, waiters */
     pthread_cond_t cv, idle_cv, ck_cv;
@@ -113,7 +118,9 @@ static const char *SCHEMA =
     " PRIMARY KEY (topic, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS seq_floor (topic TEXT PRIMARY KEY, floor INTEGER NOT NULL)"
-    " WITHOUT ROWID;";
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS state (ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (ns, key)) WITHOUT ROWID;";
 
 static uint64_t mono_us(void)
 {
@@ -122,8 +129,25 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* A gateway's state row: put, delete, or delete every key with a prefix. */
+static bool run_state(hub_store *st, job *j)
+{
+    sqlite3_stmt *q = j->op == OP_PUT ? st->sput : j->op == OP_DEL ? st->sdel : st->sclr;
+    size_t nl = strlen(j->topic);
+    const char *key = j->topic + nl + 1;
+    sqlite3_bind_text(q, 1, j->topic, (int)nl, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, key, (int)j->klen, SQLITE_STATIC);
+    if (j->op == OP_PUT) sqlite3_bind_blob(q, 3, key + j->klen, (int)j->vlen, SQLITE_STATIC);
+    if (j->op == OP_CLEAR) sqlite3_bind_int(q, 3, (int)j->klen);
+    bool ok = sqlite3_step(q) == SQLITE_DONE;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return ok;
+}
+
 static bool run_job(hub_store *st, job *j)
 {
+    if (!j->m && j->op != OP_TRIM) return run_state(st, j);
     sqlite3_stmt *q = j->m ? st->ins : st->trim;
     if (j->m) {
         const hub_msg *m = j->m;
@@ -206,9 +230,11 @@ static void commit_batch(hub_store *st, job *batch)
     uint64_t dt = mono_us() - t0;
     while (batch) {
         job *next = batch->next;
-        if (batch->m) {
+        if (batch->ticket) {
             if (!lo) lo = batch->ticket;
             hi = batch->ticket > hi ? batch->ticket : hi;
+        }
+        if (batch->m) {
             count++;
             n++;
         }
@@ -363,6 +389,7 @@ int hub_store_put(hub_store *st, const hub_msg *m, uint64_t *ticket)
     j->m = hub_msg_ref((hub_msg *)m);
     j->upto = 0;
     j->cost = cost;
+    j->op = OP_TRIM;
     pthread_mutex_lock(&st->mu);
     if (st->qcount >= st->max_count || (st->qbytes && st->qbytes + cost > st->max_bytes)) {
         pthread_mutex_unlock(&st->mu);
@@ -388,12 +415,56 @@ void hub_store_trim(hub_store *st, const char *topic, uint64_t upto)
     j->m = NULL;
     j->upto = upto;
     j->ticket = 0;
+    j->op = OP_TRIM;
     j->cost = sizeof(*j) + n + 1;
     memcpy(j->topic, topic, n + 1);
     pthread_mutex_lock(&st->mu);
     st->qbytes += j->cost;
     enqueue_locked(st, j);
     pthread_mutex_unlock(&st->mu);
+}
+
+int hub_store_state(hub_store *st, int op, const char *ns, const void *key, size_t klen,
+                    const void *val, size_t vlen, uint64_t *ticket)
+{
+    size_t nl = strlen(ns);
+    *ticket = 0;
+    job *j = ax_malloc(sizeof(*j) + nl + 1 + klen + vlen);
+    if (!j) return AX_ENOMEM;
+    j->m = NULL;
+    j->upto = 0;
+    j->op = (uint8_t)op;
+    j->klen = (uint32_t)klen;
+    j->vlen = (uint32_t)vlen;
+    j->cost = sizeof(*j) + nl + 1 + klen + vlen;
+    memcpy(j->topic, ns, nl + 1);
+    if (klen) memcpy(j->topic + nl + 1, key, klen);
+    if (vlen) memcpy(j->topic + nl + 1 + klen, val, vlen);
+    pthread_mutex_lock(&st->mu);
+    st->qbytes += j->cost;
+    j->ticket = ++st->ticket;
+    if (st->mode != HUB_FSYNC_OFF) *ticket = j->ticket;
+    enqueue_locked(st, j);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+int hub_store_state_load(hub_store *st, const char *ns,
+                         void (*cb)(const void *key, size_t klen, const void *val, size_t vlen,
+                                    void *ud),
+                         void *ud)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->rdb, "SELECT key, value FROM state WHERE ns = ?1 ORDER BY key", -1,
+                           &q, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(q, 1, ns, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        cb(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), sqlite3_column_blob(q, 1),
+           (size_t)sqlite3_column_bytes(q, 1), ud);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 void hub_store_flush(hub_store *st)
@@ -617,7 +688,13 @@ hub_store *hub_store_open(ax_loop *loop, const hub_store_opts *o, char *why, siz
         sqlite3_prepare_v2(st->wdb,
                            "INSERT INTO seq_floor VALUES (?1, ?2) ON CONFLICT (topic)"
                            " DO UPDATE SET floor = MAX(floor, excluded.floor)",
-                           -1, &st->floor, NULL) != SQLITE_OK) {
+                           -1, &st->floor, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->wdb, "INSERT OR REPLACE INTO state VALUES (?1, ?2, ?3)", -1,
+                           &st->sput, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->wdb, "DELETE FROM state WHERE ns = ?1 AND key = ?2", -1, &st->sdel,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->wdb, "DELETE FROM state WHERE ns = ?1 AND substr(key, 1, ?3) = ?2",
+                           -1, &st->sclr, NULL) != SQLITE_OK) {
         snprintf(why, why_len, "cannot prepare statements: %s", sqlite3_errmsg(st->wdb));
         goto fail;
     }
@@ -652,6 +729,9 @@ fail:
     sqlite3_finalize(st->ins);
     sqlite3_finalize(st->trim);
     sqlite3_finalize(st->floor);
+    sqlite3_finalize(st->sput);
+    sqlite3_finalize(st->sdel);
+    sqlite3_finalize(st->sclr);
     sqlite3_close(st->wdb);
     sqlite3_close(st->rdb);
     sqlite3_close(st->cdb);
@@ -692,6 +772,9 @@ void hub_store_close(hub_store *st)
     sqlite3_finalize(st->ins);
     sqlite3_finalize(st->trim);
     sqlite3_finalize(st->floor);
+    sqlite3_finalize(st->sput);
+    sqlite3_finalize(st->sdel);
+    sqlite3_finalize(st->sclr);
     sqlite3_close(st->cdb);
     sqlite3_close(st->rdb);
     sqlite3_close(st->wdb); /* the last one: checkpoints what is left */

@@ -16,7 +16,7 @@ import axtest
 class Serve(axtest.Proc):
     """`axon serve` on free ports; waits for `ready to accept connections`."""
 
-    def __init__(self, *args, data=None, ports=None):
+    def __init__(self, *args, data=None, ports=None, mqtt_port=None):
         self.data = data or tempfile.mkdtemp(prefix="axon-serve-")
         if ports:
             self.http_port, self.line_port, self.udp_port = ports
@@ -24,11 +24,13 @@ class Serve(axtest.Proc):
             self.http_port = axtest.free_port()
             self.line_port = axtest.free_port()
             self.udp_port = axtest.free_port(socket.SOCK_DGRAM)
+        self.mqtt_port = mqtt_port or axtest.free_port()  # (not the default 1883: tests run side by side)
         self.irc_port = axtest.free_port()  # (not the default 6667: tests run side by side)
         super().__init__([axtest.axon_bin(), "serve", "-q",
                           "--http", "127.0.0.1:%d" % self.http_port,
                           "--line", "127.0.0.1:%d" % self.line_port,
                           "--udp", "127.0.0.1:%d" % self.udp_port,
+                          "--mqtt", "127.0.0.1:%d" % self.mqtt_port,
                           "--irc", "127.0.0.1:%d" % self.irc_port,
                           "--data", self.data] + list(args))
         deadline = time.monotonic() + axtest.TIMEOUT * 2

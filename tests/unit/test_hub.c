@@ -4,6 +4,7 @@
  * policies, frees from inside callbacks, and the SQLite store across a
  * restart. */
 #include <string.h>
+#include <unistd.h>
 
 #include <axon/axon.h>
 
@@ -717,6 +718,74 @@ TEST(hub_history_in_steps)
     ASSERT_STREQ(hist, "21,22,23,24,25,26,27,28,29,30,");
     hub_msg_unref(pos);
     ASSERT_EQ(hub_history_window(h, "h/none", 0, 10, &first, &from), 0);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+static void rec_retained(hub_msg *m, void *ud)
+{
+    rec *r = ud;
+    size_t n = strlen(r->log);
+    snprintf(r->log + n, sizeof r->log - n, "%s=%.*s%s;", m->topic, (int)m->payload_len, m->payload,
+             m->retain ? "" : "(not retained)");
+}
+
+static void pub_retained(hub *h, const char *topic, const char *text, uint32_t expiry_s)
+{
+    hub_pub p = {.topic = topic,
+                 .sender = "tester",
+                 .payload = text,
+                 .len = strlen(text),
+                 .qos = 1,
+                 .retain = true,
+                 .expiry_s = expiry_s};
+    uint64_t ticket;
+    int err = 0;
+    ASSERT(hub_publish_pub(h, &p, &ticket, &err) > 0);
+}
+
+/* Retained messages: set, replaced, cleared by an empty one, kept while
+ * the history rule keeps nothing, and given out under the subscriber's
+ * read check (the same as live delivery) and their expiry. */
+TEST(hub_retained_set_replace_clear_and_read_check)
+{
+    ax_loop *loop = tu_loop();
+    hub_rule rules[] = {{"#", 0, 0, HUB_DISCONNECT}}; /* no history at all */
+    hub *h = mk_hub(loop, rules, 1, NULL);
+    pub_retained(h, "dev/a", "one", 0);
+    pub_retained(h, "dev/a", "two", 0); /* replaces */
+    pub_retained(h, "dev/b", "bee", 0);
+    pub_retained(h, "dev/c", "cee", 0);
+    pub_retained(h, "dev/c", "", 0); /* clears */
+    pub_retained(h, "user/bob/x", "bob's", 0);
+    pub_retained(h, "dev/old", "stale", 1);
+    pub(h, "dev/b", "not retained"); /* an ordinary publish leaves the retained one */
+    rec r;
+    sub(h, &r, NULL);
+    ASSERT_EQ(hub_retained(r.s, "dev/#", rec_retained, &r), 3);
+    LOG_IS(r, "dev/a=two;dev/b=bee;dev/old=stale;");
+    r.log[0] = '\0';
+    ASSERT_EQ(hub_retained(r.s, "dev/a", rec_retained, &r), 1);
+    ASSERT_EQ(hub_retained(r.s, "+/+", rec_retained, &r), 3);
+    LOG_IS(r, "dev/a=two;dev/a=two;dev/b=bee;dev/old=stale;");
+    auth_identity *id = auth_identity_new("alice", false);
+    ASSERT_EQ(auth_identity_add(id, "#", AUTH_READ, false, NULL), 0);
+    ASSERT_EQ(auth_identity_add(id, "dev/b", AUTH_READ, true, NULL), 0); /* denied */
+    hub_sub_set_identity(r.s, id);
+    r.log[0] = '\0';
+    ASSERT_EQ(hub_retained(r.s, "#", rec_retained, &r), 2); /* no dev/b, no user/bob */
+    LOG_IS(r, "dev/a=two;dev/old=stale;");
+    hub_sub_set_identity(r.s, NULL);
+    r.log[0] = '\0';
+    ASSERT_EQ(hub_retained(r.s, "user/#", rec_retained, &r), 0); /* bob's, by name only */
+    ASSERT_EQ(hub_sub_rename(r.s, "bob"), 0);
+    ASSERT_EQ(hub_retained(r.s, "user/#", rec_retained, &r), 1);
+    usleep(1100 * 1000); /* dev/old expires */
+    r.log[0] = '\0';
+    ASSERT_EQ(hub_retained(r.s, "dev/#", rec_retained, &r), 2);
+    LOG_IS(r, "dev/a=two;dev/b=bee;");
+    hub_sub_free(r.s);
+    auth_identity_free(id);
     hub_free(h);
     ax_loop_free(loop);
 }

@@ -1,0 +1,187 @@
+/* conn_internal.h: a stream connection and the two seams under it.
+ *
+ * conn.c owns the lifecycle of every connection once: opening, delivering
+ * input to on_data, the write queue, watermarks and the output cap, pause
+ * and resume, half-close, lingering, timeouts and closing.  What varies
+ * sits behind two small tables of functions, chosen when the connection is
+ * made, so the lifecycle never asks which kind it has:
+ *
+ *   - the transport (ax__transport) says what the bytes are: plain
+ *     (conn.c) or TLS (conn_tls.c, driving the engine in tls.c).  It turns
+ *     received bytes into input for on_data, writes go through it into the
+ *     queue (encrypted first under TLS), and it adds what a shutdown needs
+ *     (close_notify) and whether it holds input the socket no longer
+ *     signals (decrypted records).  The shape of Redis's ConnectionType.
+ *
+ *   - the driver (ax__conn_driver) says how bytes move between the socket
+ *     and the connection: readiness (conn_sock.c: epoll and poll say
+ *     ready, the driver calls recv and sendmsg) or completion (conn_ring.c:
+ *     a multishot receive and the sends live in the io_uring backend's
+ *     ring).  nginx's c->recv / c->send, and its event actions.
+ *
+ * A driver hands what it received to the transport's input (n > 0 bytes,
+ * n == 0 the peer's FIN, n < 0 nothing new); the transport hands plaintext
+ * to ax__conn_deliver and queues bytes with ax__conn_write_raw, which asks
+ * the driver to send them.  Nothing here is installed. */
+#ifndef AXON_CORE_CONN_INTERNAL_H
+#define AXON_CORE_CONN_INTERNAL_H
+
+#include "internal.h"
+
+#include <sys/types.h>
+
+#define AX__IOV_BATCH 64
+
+/* One queued write: inline bytes (slice NULL) or a range of a slice. */
+typedef struct ax__wnode {
+    struct ax__wnode *next;
+    ax_slice *slice;
+    const char *data;
+    uint32_t len;
+    uint8_t cls; /* size class (block of 256 << cls bytes), NODE_BIG if none */
+} ax__wnode;
+
+enum {
+    F_CONNECTING = 1u << 0,
+    F_CONNECTED = 1u << 1,
+    F_PAUSED = 1u << 2,
+    F_PEER_EOF = 1u << 3,
+    F_SHUT_PENDING = 1u << 4, /* shutdown asked, waiting for the queue */
+    F_SHUT_DONE = 1u << 5,
+    F_CLOSING = 1u << 6, /* graceful close: flushing */
+    F_CLOSED = 1u << 7,  /* fd gone, on_close pending */
+    F_ABOVE_HIGH = 1u << 8,
+    F_PARKED = 1u << 9, /* no interest: removed from the backend */
+    F_TCP = 1u << 10,
+    F_REDELIVER = 1u << 11, /* resumed with input kept: offer it again */
+    F_NODELAY = 1u << 12,
+    F_LINGER = 1u << 13, /* closing: FIN sent, discarding input until the peer's FIN */
+    F_EDGE = 1u << 14,   /* readiness: edge-triggered, registered once for in and out */
+    F_RDHUP = 1u << 15,  /* edge mode: the peer's FIN is queued behind the data */
+    /* the transport is opening (TLS handshake): on_open waits for it */
+    F_HANDSHAKE = 1u << 16,
+    F_CB_DONE = 1u << 18,  /* on_close has run: free once the driver is done */
+    F_EOF_HELD = 1u << 19, /* ring: the peer's FIN came while paused */
+    /* ring: paused once, so flow-controlled: receive a buffer at a time,
+     * as epoll reads, so little arrives between a pause and its effect */
+    F_ONESHOT = 1u << 20,
+};
+
+typedef struct ax__transport {
+    const char *name;
+    /* Received bytes (n > 0), the peer's FIN (n == 0) or nothing new
+     * (n < 0: a read found the socket empty) into the connection. */
+    void (*input)(ax_conn *c, char *buf, ssize_t n);
+    /* Where the next readiness read lands, and how much it may take. */
+    char *(*read_buf)(ax_conn *c, size_t *room);
+    /* The user's bytes into the queue.  0, 1 (above the high watermark)
+     * or a negative code, as ax_conn_writev. */
+    int (*writev)(ax_conn *c, const struct iovec *iov, int n);
+    /* Before the FIN: what the transport says at the end (close_notify). */
+    void (*shutdown)(ax_conn *c);
+    /* Holds input the socket will not signal again. */
+    bool (*pending)(const ax_conn *c);
+    /* The socket is connected: true when the connection is open now,
+     * false when the transport opens it later (and calls on_open then). */
+    bool (*open)(ax_conn *c);
+    /* on_close has run: free the transport's state. */
+    void (*release)(ax_conn *c);
+    /* Writes of slices queue references (else they go through writev). */
+    bool zero_copy;
+} ax__transport;
+
+typedef struct ax__conn_driver {
+    const char *name;
+    /* Receives run ahead of the connection's wishes (a receive can complete
+     * after a pause), and the socket does not signal the FIN again. */
+    bool ahead;
+    /* Start on fd: connecting (readiness until connected) or connected.
+     * 0 or a negative code. */
+    int (*start)(ax_conn *c, int fd, bool connecting);
+    /* The connect finished. */
+    void (*connected)(ax_conn *c);
+    /* Input wanted or not, queue empty or not: tell the loop. */
+    void (*interest)(ax_conn *c);
+    /* Send now when nothing is queued: bytes taken or a negative code
+     * (the connection is closed then). */
+    ssize_t (*send)(ax_conn *c, const struct iovec *iov, int n);
+    /* A node joined the queue (it was empty before when was_empty). */
+    void (*queued)(ax_conn *c, bool was_empty);
+    /* The socket can take more: send from the queue. */
+    void (*flush)(ax_conn *c);
+    /* Next iteration: read on, or pick up what was held over. */
+    void (*again)(ax_conn *c);
+    /* After a resume, again() must run: the loop will not signal what
+     * the driver held back (edge mode, a FIN received while paused). */
+    bool (*held)(const ax_conn *c);
+    /* The connection is closing; the fd is closed right after. */
+    void (*stop)(ax_conn *c);
+    /* Operations of the connection are still out (its memory must stay). */
+    bool (*busy)(const ax_conn *c);
+    /* The queue may be freed (no send is reading it). */
+    bool (*queue_free)(const ax_conn *c);
+} ax__conn_driver;
+
+extern const ax__transport ax__transport_plain;
+extern const ax__transport ax__transport_tls;
+extern const ax__conn_driver ax__conn_sock;
+extern const ax__conn_driver ax__conn_ring;
+
+struct ax_conn {
+    ax__handle h;
+    ax__io io;
+    ax_loop *loop;
+    const ax_conn_cbs *cbs;
+    void *ud;
+    ax_listener *listener;
+    const ax__transport *tp;
+    const ax__conn_driver *drv;
+    ax__wnode *wq_head, **wq_tail;
+    size_t queued;
+    char *in; /* input on_data did not consume */
+    uint32_t in_len, in_cap;
+    uint32_t low, high, cap, max_input;
+    uint32_t idle_ms, connect_ms, linger_ms;
+    uint32_t flags;
+    int reason;
+    uint64_t last_active;
+    ax_timer *timer;
+    uint64_t bytes_in, bytes_out;
+    ax__deferred deferred; /* this iteration: the close callback */
+    ax__deferred again;    /* next iteration: read on, or re-offer kept input */
+    struct ax__tls *tls;   /* TLS session (tls.c), freed after on_close */
+    ax__pending *pending;  /* resolving a name: no fd yet (dns.c) */
+    ax__uop rop, sop;      /* ring: the multishot receive, the send in flight */
+    uint8_t rstate;        /* ring: RS_* (conn_ring.c) */
+    bool sbusy;            /* ring: the queue's first nodes are the kernel's */
+};
+
+/* conn.c: the lifecycle, for the transports and drivers */
+void ax__conn_finish(ax_conn *c, int reason, bool rst);
+void ax__conn_update_interest(ax_conn *c);
+bool ax__conn_wants_input(const ax_conn *c);
+void ax__conn_again_later(ax_conn *c);
+void ax__conn_connect_done(ax_conn *c);
+void ax__conn_arm_timer(ax_conn *c);
+void ax__conn_release(ax_conn *c);
+void ax__conn_free_queue(ax_conn *c);
+/* Offer input to on_data; keep what it leaves.  `data` NULL: the input is
+ * already in c->in. */
+void ax__conn_deliver(ax_conn *c, char *data, size_t len);
+/* Offer kept input in pieces the size of a read (see conn.c). */
+void ax__conn_deliver_kept(ax_conn *c);
+bool ax__conn_append_input(ax_conn *c, const char *buf, size_t n);
+void ax__conn_peer_eof(ax_conn *c);
+void ax__conn_after_flush(ax_conn *c);
+/* `done` bytes of the queue reached the kernel. */
+void ax__conn_consume(ax_conn *c, size_t done);
+/* Queue bytes as they are (plaintext, or ciphertext under TLS). */
+int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n);
+/* The iovecs of the queue's first nodes (at most AX__IOV_BATCH); their total in *want. */
+int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want);
+
+/* conn_sock.c: the readiness half every driver uses while connecting */
+int ax__conn_sock_start(ax_conn *c, int fd, bool connecting);
+void ax__conn_sock_interest(ax_conn *c);
+
+#endif

@@ -1,0 +1,200 @@
+/* conn_ring.c: the completion driver of stream connections (the io_uring
+ * backend, backend_uring.c).  A connected socket keeps one multishot
+ * receive in the ring while input is wanted, and the head of its write
+ * queue in one send at a time; what completes is handed to the
+ * connection's transport as the readiness driver hands what it reads.
+ * Until the connect completes the socket is driven by readiness.
+ *
+ * Receives run ahead of the connection: one can complete after a pause,
+ * so the transport keeps what comes then (and a FIN, F_EOF_HELD) for the
+ * resume; the memory of a closed connection stays until the ring has
+ * finished with its receive and its send. */
+#include "conn_internal.h"
+
+#include <errno.h>
+
+/* The receive's state. */
+enum { RS_IDLE, RS_ARMED, RS_CANCEL };
+
+/* The ring keeps one multishot receive going while input is wanted; an
+ * unwanted one is cancelled, and a wanted one that is still ending is
+ * armed again by ring_recv_done. */
+static void ring_interest(ax_conn *c)
+{
+    if (c->flags & F_CONNECTING) {
+        ax__conn_sock_interest(c);
+        return;
+    }
+    bool want = ax__conn_wants_input(c);
+    if (want && c->rstate == RS_IDLE) {
+        if (ax__ring_recv(c->loop, &c->rop, c->io.fd, !(c->flags & F_ONESHOT)) != 0) {
+            ax__conn_finish(c, AX_ENOMEM, false);
+            return;
+        }
+        c->rstate = RS_ARMED;
+    } else if (!want && c->rstate == RS_ARMED) {
+        ax__ring_cancel(c->loop, &c->rop);
+        c->rstate = RS_CANCEL;
+    }
+}
+
+/* Bytes the ring received (n > 0) or the peer's FIN (n == 0). */
+static void ring_input(ax_conn *c, char *buf, ssize_t n)
+{
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        /* Input is not activity while closing: lingering gives up
+         * linger_ms after it began however the peer trickles, as on the
+         * readiness backends (which do not read at all while flushing). */
+        if (c->flags & F_LINGER) return; /* discarded until the peer's FIN */
+        if (!(c->flags & F_CLOSING)) c->last_active = c->loop->now;
+    } else if (c->flags & F_LINGER) {
+        ax__conn_finish(c, c->reason, false);
+        return;
+    }
+    c->tp->input(c, buf, n);
+}
+
+static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
+{
+    ax_conn *c = AX__CONTAINER(op, ax_conn, rop);
+    if (!more) c->rstate = RS_IDLE;
+    if (c->flags & F_CLOSED) {
+        if (!more) ax__conn_release(c);
+        return;
+    }
+    if (res >= 0) {
+        ring_input(c, buf, res);
+    } else if (res == -ENOBUFS) { /* the pool ran dry: try again next time round */
+        (void)loop;
+        ax__conn_again_later(c);
+        return;
+    } else if (res != -ECANCELED) {
+        ax__conn_finish(c, (c->flags & F_LINGER) ? c->reason : res, false);
+    }
+    if (!more && !(c->flags & F_CLOSED)) ax__conn_update_interest(c);
+}
+
+/* Hand the queue's head to the ring, unless a send is already out. */
+static void ring_flush(ax_conn *c)
+{
+    if (c->sbusy || !c->wq_head || (c->flags & (F_CLOSED | F_CONNECTING))) return;
+    struct iovec iov[AX__IOV_BATCH];
+    int n = ax__conn_queue_iov(c, iov, NULL);
+    if (ax__ring_send(c->loop, &c->sop, c->io.fd, iov, n) != 0) {
+        ax__conn_finish(c, AX_ENOMEM, false);
+        return;
+    }
+    c->sbusy = true;
+}
+
+static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
+{
+    ax_conn *c = AX__CONTAINER(op, ax_conn, sop);
+    (void)loop, (void)buf, (void)more;
+    c->sbusy = false;
+    if (c->flags & F_CLOSED) {
+        ax__conn_free_queue(c);
+        ax__conn_release(c);
+        return;
+    }
+    if (res == -EAGAIN || res == -EINTR) {
+        ring_flush(c);
+        return;
+    }
+    if (res <= 0) {
+        ax__conn_finish(c, res ? res : AX_EPIPE, false);
+        return;
+    }
+    ax__conn_consume(c, (size_t)res);
+    ring_flush(c);
+    ax__conn_after_flush(c);
+}
+
+static int ring_start(ax_conn *c, int fd, bool connecting)
+{
+    c->rop.cb = ring_recv_done;
+    c->sop.cb = ring_send_done;
+    if (connecting) return ax__conn_sock_start(c, fd, true);
+    c->io.fd = fd; /* no readiness: the ring receives */
+    c->flags |= F_PARKED;
+    return 0;
+}
+
+/* From readiness to the ring. */
+static void ring_connected(ax_conn *c)
+{
+    if (c->flags & F_PARKED) return;
+    c->loop->backend->del(c->loop, &c->io);
+    c->io.events = 0;
+    c->flags |= F_PARKED;
+}
+
+/* Everything goes through the ring, batched into the next submission. */
+static ssize_t ring_send(ax_conn *c, const struct iovec *iov, int n)
+{
+    (void)c, (void)iov, (void)n;
+    return 0;
+}
+
+static void ring_queued(ax_conn *c, bool was_empty)
+{
+    (void)was_empty;
+    ring_flush(c);
+}
+
+static void ring_again(ax_conn *c)
+{
+    if (c->tp->pending(c)) { /* input the transport kept across a pause */
+        c->tp->input(c, NULL, -1);
+        if (c->flags & (F_CLOSED | F_PAUSED)) return;
+    }
+    if (c->flags & F_EOF_HELD) {
+        c->flags &= ~F_EOF_HELD;
+        ring_input(c, NULL, 0);
+        return;
+    }
+    ax__conn_update_interest(c); /* a receive that ran out of buffers */
+}
+
+static bool ring_held(const ax_conn *c)
+{
+    return (c->flags & F_EOF_HELD) != 0;
+}
+
+static void ring_stop(ax_conn *c)
+{
+    if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
+    if (c->rstate == RS_ARMED) {
+        ax__ring_cancel(c->loop, &c->rop);
+        c->rstate = RS_CANCEL;
+    }
+    if (c->sbusy) ax__ring_cancel(c->loop, &c->sop);
+    if (c->io.fd >= 0) ax__ring_forget(c->loop, c->io.fd);
+}
+
+static bool ring_busy(const ax_conn *c)
+{
+    return c->rstate != RS_IDLE || c->sbusy;
+}
+
+static bool ring_queue_free(const ax_conn *c)
+{
+    return !c->sbusy;
+}
+
+const ax__conn_driver ax__conn_ring = {
+    .name = "completion",
+    .ahead = true,
+    .start = ring_start,
+    .connected = ring_connected,
+    .interest = ring_interest,
+    .send = ring_send,
+    .queued = ring_queued,
+    .flush = ring_flush,
+    .again = ring_again,
+    .held = ring_held,
+    .stop = ring_stop,
+    .busy = ring_busy,
+    .queue_free = ring_queue_free,
+};

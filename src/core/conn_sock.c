@@ -1,0 +1,212 @@
+/* conn_sock.c: the readiness driver of stream connections (epoll, poll;
+ * and every backend while a socket is connecting).  The loop says a socket
+ * is ready; this file calls recv and sendmsg and hands what came to the
+ * connection's transport.  Edge-triggered backends register a connection
+ * once for input and output and never modify it. */
+#include "conn_internal.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+static void sock_io(ax_loop *loop, ax__io *io, unsigned revents);
+
+int ax__conn_sock_start(ax_conn *c, int fd, bool connecting)
+{
+    unsigned ev = connecting ? AX__OUT : AX__IN;
+    if (c->loop->backend->edge) {
+        c->flags |= F_EDGE;
+        ev = AX__IN | AX__OUT | AX__EDGE;
+    }
+    return ax__io_start(c->loop, &c->io, fd, ev, sock_io);
+}
+
+void ax__conn_sock_interest(ax_conn *c)
+{
+    if (c->flags & F_EDGE) {
+        /* lingering: the edge that reports the peer's FIN may have passed */
+        if (c->flags & F_LINGER) ax__conn_again_later(c);
+        return;
+    }
+    unsigned ev = 0;
+    if (c->flags & F_CONNECTING) {
+        ev = AX__OUT;
+    } else {
+        if (ax__conn_wants_input(c)) ev |= AX__IN;
+        if (c->wq_head) ev |= AX__OUT;
+    }
+    /* With no interest at all, epoll and poll would still report hang-ups
+     * forever (level-triggered): take the fd out of the backend instead. */
+    if (ev == 0) {
+        if (!(c->flags & F_PARKED)) {
+            c->loop->backend->del(c->loop, &c->io);
+            c->io.events = 0;
+            c->flags |= F_PARKED;
+        }
+        return;
+    }
+    if (c->flags & F_PARKED) {
+        c->flags &= ~F_PARKED;
+        c->io.events = ev;
+        if (c->loop->backend->add(c->loop, &c->io, ev) != 0) ax__conn_finish(c, AX_ENOMEM, false);
+        return;
+    }
+    if (ax__io_set(c->loop, &c->io, ev) != 0) ax__conn_finish(c, ax__err(), false);
+}
+
+/* Lingering: discard input until the peer's FIN or an error.  Drains to
+ * EAGAIN (a few buffers per iteration), which edge mode needs anyway. */
+static void linger_read(ax_conn *c)
+{
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = recv(c->io.fd, c->loop->rbuf, AX__READ_BUF, 0);
+        if (n > 0) continue;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) ax__conn_finish(c, c->reason, false);
+        return;
+    }
+    ax__conn_again_later(c);
+}
+
+static void sock_read(ax_conn *c)
+{
+    if (c->flags & F_LINGER) {
+        linger_read(c);
+        return;
+    }
+    size_t room;
+    char *buf = c->tp->read_buf(c, &room);
+    ssize_t n = recv(c->io.fd, buf, room, 0);
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        c->last_active = c->loop->now;
+        /* A short read emptied the socket; a full one may not have, and
+         * edge-triggered epoll will not say so again: read on next time
+         * round (one read per connection per iteration keeps it fair). */
+        if ((c->flags & F_EDGE) && ((size_t)n == room || (c->flags & F_RDHUP)))
+            ax__conn_again_later(c);
+    } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+        ax__conn_finish(c, -errno, false);
+        return;
+    }
+    c->tp->input(c, buf, n);
+}
+
+/* Write as much of the queue as the kernel takes.  0 or a negative code. */
+static int sock_flush_queue(ax_conn *c)
+{
+    while (c->wq_head) {
+        struct iovec iov[AX__IOV_BATCH];
+        size_t want;
+        int n = ax__conn_queue_iov(c, iov, &want);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (r == -1) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -errno;
+        }
+        ax__conn_consume(c, (size_t)r);
+        if ((size_t)r < want) return 0;
+    }
+    return 0;
+}
+
+static void sock_flush(ax_conn *c)
+{
+    int rc = sock_flush_queue(c);
+    if (rc < 0) {
+        ax__conn_finish(c, rc, false);
+        return;
+    }
+    ax__conn_after_flush(c);
+}
+
+static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t r;
+    do
+        r = n == 1 ? send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    while (r == -1 && errno == EINTR);
+    if (r == -1) {
+        if (errno == EAGAIN) return 0;
+        int e = -errno;
+        ax__conn_finish(c, e, false);
+        return e;
+    }
+    c->bytes_out += (uint64_t)r;
+    c->last_active = c->loop->now;
+    return r;
+}
+
+static void sock_queued(ax_conn *c, bool was_empty)
+{
+    if (was_empty) ax__conn_update_interest(c);
+}
+
+static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
+{
+    ax_conn *c = AX__CONTAINER(io, ax_conn, io);
+    (void)loop;
+    if (revents & AX__RDHUP) c->flags |= F_RDHUP;
+    if (c->flags & F_CONNECTING) {
+        if (!(revents & (AX__OUT | AX__ERR | AX__HUP))) return;
+        ax__conn_connect_done(c); /* then read what may have come with it */
+        if (c->flags & (F_CLOSED | F_CONNECTING)) return;
+        if (c->drv != &ax__conn_sock) return; /* another driver took over */
+    }
+    if ((revents & (AX__OUT | AX__ERR | AX__HUP)) && c->wq_head) {
+        sock_flush(c);
+        if (c->flags & F_CLOSED) return;
+    }
+    if ((revents & (AX__IN | AX__ERR | AX__HUP)) && ax__conn_wants_input(c)) sock_read(c);
+}
+
+static void sock_again(ax_conn *c)
+{
+    if (((c->flags & F_EDGE) || c->tp->pending(c)) && !(c->flags & (F_PEER_EOF | F_CLOSING)))
+        sock_read(c);
+}
+
+/* Edge-triggered: what the socket still holds will not be reported again. */
+static bool sock_held(const ax_conn *c)
+{
+    return (c->flags & F_EDGE) != 0;
+}
+
+static void sock_connected(ax_conn *c)
+{
+    (void)c;
+}
+
+static void sock_stop(ax_conn *c)
+{
+    if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
+}
+
+static bool sock_busy(const ax_conn *c)
+{
+    (void)c;
+    return false;
+}
+
+static bool sock_queue_free(const ax_conn *c)
+{
+    (void)c;
+    return true;
+}
+
+const ax__conn_driver ax__conn_sock = {
+    .name = "readiness",
+    .ahead = false,
+    .start = ax__conn_sock_start,
+    .connected = sock_connected,
+    .interest = ax__conn_sock_interest,
+    .send = sock_send,
+    .queued = sock_queued,
+    .flush = sock_flush,
+    .again = sock_again,
+    .held = sock_held,
+    .stop = sock_stop,
+    .busy = sock_busy,
+    .queue_free = sock_queue_free,
+};

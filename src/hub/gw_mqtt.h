@@ -1,0 +1,243 @@
+/* gw_mqtt.h: the MQTT gateway's own types, shared by its two files:
+ * gw_mqtt.c (connections, packets in, CONNECT and auth, the gateway
+ * interface, MQTT over WebSocket) and mqtt_sess.c (sessions,
+ * subscriptions, shared subscriptions, retained and outbound delivery
+ * with packet ids and in-flight windows, the output cork).  Nothing else
+ * includes it.
+ *
+ * A connection (mq_conn) carries bytes; a session (mq_sess) is what a
+ * client id owns: its hub subscriber, its subscriptions, the QoS 1/2
+ * messages in flight to it and those waiting, the QoS 2 packet ids it
+ * sent and has not released.  A persistent session (3.1.1 clean session
+ * 0, 5.0 session expiry > 0) outlives its connection in memory until it
+ * expires; a clean one ends with it.  One gateway instance per thread owns
+ * its connections and sessions (the TCP and TLS listeners are on the first
+ * thread only, so a client id's takeover always finds its session). */
+#ifndef AXON_HUB_GW_MQTT_H
+#define AXON_HUB_GW_MQTT_H
+
+#include <sys/uio.h>
+
+#include <axon/ws.h>
+
+#include "map.h"
+#include "proto/mqtt/mqtt.h"
+#include "serve.h"
+
+#define MQ_MAX_CLIENT_ID 256
+#define MQ_CORK_IOV 32
+#define MQ_CORK_SCRATCH 512
+
+typedef struct gw_mqtt gw_mqtt;
+typedef struct mq_conn mq_conn;
+typedef struct mq_sess mq_sess;
+typedef struct mq_subopt mq_subopt;
+typedef struct mq_group mq_group;
+typedef struct mq_item mq_item;
+typedef struct mq_cork mq_cork;
+typedef struct mq_wait mq_wait;
+typedef struct mq_will mq_will;
+typedef struct mq_gate mq_gate;
+
+/* A user data pointer is the gateway until a connection has its own. */
+enum { MQ_K_GATEWAY = 1, MQ_K_CONN = 2 };
+
+/* One subscription of a session; `filter` as the client gave it, the hub's
+ * filter at filter + hoff (after "$share/NAME/" for a shared one). */
+struct mq_subopt {
+    mq_subopt *next;
+    mq_group *group; /* shared: its group; NULL: the session's own hub subscriber */
+    uint32_t sub_id; /* 5.0 Subscription Identifier, 0: none */
+    uint8_t qos;
+    bool no_local, rap; /* 5.0 no local, retain as published */
+    uint16_t hoff;
+    char filter[];
+};
+
+/* A message waiting for a packet id (the window is full, or the client is
+ * away). */
+struct mq_item {
+    mq_item *next;
+    hub_msg *m;
+    uint8_t qos;
+    bool retain;
+    uint32_t sub_id;
+    uint64_t okey; /* its row in the store (0: none) */
+};
+
+/* A QoS 1/2 message sent and not yet acknowledged. */
+enum { MQ_OUT_FREE = 0, MQ_OUT_ACK = 1, MQ_OUT_COMP = 2 };
+typedef struct mq_out {
+    hub_msg *m; /* NULL once PUBREC came (only the id is left) */
+    uint16_t pid;
+    uint8_t qos, state;
+    bool retain;
+    uint32_t sub_id;
+    uint64_t okey; /* its row in the store (0: none) */
+} mq_out;
+
+/* A will message, kept as the CONNECT gave it. */
+struct mq_will {
+    uint8_t qos;
+    bool retain;
+    uint32_t delay_s, expiry_s;
+    size_t len, ext_len;
+    char *topic;
+    uint8_t *payload, *ext;
+};
+
+struct mq_sess {
+    gw_mqtt *g;
+    mq_sess *prev, *next; /* g->sessions */
+    char *cid;            /* the key in g->by_id */
+    mq_conn *conn;        /* NULL while away */
+    hub_sub *sub;
+    auth_identity *id; /* owned; the hub subscriber borrows it */
+    mq_subopt *subs;
+    uint32_t nsubs, ndirect;
+    mq_out *out; /* ring of in-flight messages, in send order */
+    uint32_t out_cap, out_n, out_head;
+    mq_item *qhead, **qtail;
+    uint32_t qn;
+    uint16_t next_pid;
+    uint16_t *rel; /* inbound QoS 2 ids awaiting PUBREL */
+    uint32_t nrel, relcap;
+    uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
+    uint64_t gone_ms;  /* loop time the connection ended (0: connected) */
+    mq_will *will;     /* a will waiting for its delay (the connection ended) */
+    uint64_t will_at;
+    bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
+    bool saved;       /* has rows in the store */
+    char *owner;      /* restored from the store: the name it belonged to */
+    uint64_t oseq;    /* the last key of its rows of messages */
+    mq_gate *gates;   /* QoS 2 packets waiting for their row's commit */
+};
+
+struct mq_conn {
+    int kind;
+    gw_mqtt *g;
+    mq_conn *prev, *next;
+    ax_conn *c; /* TCP or TLS; NULL over WebSocket */
+    ax_ws *ws;
+    mq_sess *s;
+    uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
+    bool closing, blocked, dirty, connacked;
+    uint16_t keepalive_s;
+    uint64_t opened_ms, last_in_ms;
+    uint16_t recv_max;   /* the client's Receive Maximum */
+    uint32_t max_packet; /* the client's Maximum Packet Size, 0: none */
+    uint16_t alias_max;
+    char **alias; /* inbound topic aliases, [alias_max + 1] */
+    mq_will *will;
+    mq_cork *ck;
+    mq_conn *dirty_next;
+    mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
+    uint8_t *ibuf;          /* WebSocket: a packet's first part */
+    size_t ilen, icap;
+    auth_identity *id;   /* from CONNECT until the session takes it */
+    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
+    bool limited;
+};
+
+struct mq_cork { /* a connection's output of this loop turn */
+    mq_cork *next_free;
+    int n;
+    size_t used, bytes;
+    struct iovec iov[MQ_CORK_IOV];
+    ax_slice *ref[MQ_CORK_IOV];
+    uint8_t scratch[MQ_CORK_SCRATCH];
+};
+
+/* A shared subscription: one hub subscriber for "$share/NAME/FILTER", each
+ * message to one member (round robin, connected members first). */
+struct mq_group {
+    gw_mqtt *g;
+    hub_sub *sub;
+    char *key; /* in g->groups */
+    const char *filter;
+    struct mq_member {
+        mq_sess *s;
+        mq_subopt *o;
+    } * m;
+    uint32_t n, cap, next;
+};
+
+struct gw_mqtt {
+    int kind;
+    serve *sv;
+    ax_listener *ls, *tls_ls;
+    bool ws_mounted;
+    mq_conn *conns;
+    size_t nconns;
+    hub_map by_id; /* client id -> mq_sess */
+    mq_sess *sessions;
+    size_t nsessions;
+    hub_map groups; /* "NAME/FILTER" -> mq_group */
+    ax_timer *tick, *flusher, *sys;
+    mq_conn *dirty;
+    mq_cork *free_corks;
+    int nfree_corks;
+    ax_ws_opts wsopts;
+    uint64_t next_auto_id;
+    uint64_t dropped; /* messages a full session queue could not take */
+    bool stopping, loading;
+    uint64_t last_ticket; /* the latest store ticket of a session's rows */
+};
+
+/* ---- mqtt_sess.c ---- */
+mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len);
+/* End a session: its subscriptions, queues, hub subscriber; a will still
+ * waiting is published unless `quiet`. */
+void mq_sess_free(mq_sess *s, bool quiet);
+/* The connection is attached (resumed or new): send what was in flight
+ * again (DUP), then what waits. */
+void mq_sess_resume(mq_sess *s);
+/* The connection ended: the session keeps collecting (persistent) */
+void mq_sess_detach(mq_sess *s);
+/* Room in the window or on the wire: send what waits. */
+void mq_sess_pump(mq_sess *s);
+/* Acknowledgements from the client.  0, or the 5.0 reason code to answer
+ * (0x92: no such packet id); mq_sess_pubrec(): the code of the PUBREL to
+ * send, or -1: none now (refused, or it leaves once its state is stored). */
+int mq_sess_puback(mq_sess *s, uint16_t pid);
+int mq_sess_pubrec(mq_sess *s, uint16_t pid, uint8_t code);
+int mq_sess_pubcomp(mq_sess *s, uint16_t pid);
+/* SUBSCRIBE/UNSUBSCRIBE of one entry: the reason code for the ack;
+ * *existed: the filter replaced one of the session's.  After the SUBACK,
+ * mq_sess_retained() sends the retained messages (rh: 5.0 retain
+ * handling; none for shared subscriptions). */
+uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, bool *existed);
+void mq_sess_retained(mq_sess *s, const char *filter, size_t len, uint8_t rh, bool existed);
+uint8_t mq_sess_unsubscribe(mq_sess *s, const char *filter, size_t len);
+/* Publish a will now (checked against the session's permissions). */
+void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char *sender);
+void mq_will_free(mq_will *w);
+/* Persistent sessions in the hub's store (a session with an expiry, when
+ * the hub has a store): the session (expiry, owner, subscriptions), each
+ * QoS 1/2 message it owes, the QoS 2 ids it received.  mq_sess_save()
+ * after CONNECT, SUBSCRIBE, UNSUBSCRIBE; mq_sess_load() at start. */
+void mq_sess_save(mq_sess *s);
+void mq_sess_load(gw_mqtt *g);
+const char *mq_sess_owner(const mq_sess *s);
+/* Inbound QoS 2 ids. */
+bool mq_rel_has(const mq_sess *s, uint16_t pid);
+int mq_rel_add(mq_sess *s, uint16_t pid);
+bool mq_rel_del(mq_sess *s, uint16_t pid);
+
+/* The output cork: bytes for this loop turn, sent in one write at its end. */
+uint8_t *mq_cork_room(mq_conn *c, size_t n);
+void mq_cork_slice(mq_conn *c, ax_slice *s, size_t off, size_t len);
+void mq_cork_flush(mq_conn *c);
+void mq_cork_release(mq_conn *c);
+void mq_flush_all(ax_timer *t, void *ud);
+
+/* ---- gw_mqtt.c ---- */
+/* Encode a packet onto the connection's output. */
+void mq_send(mq_conn *c, const ax_mqtt_packet *p);
+void mq_send_ack(mq_conn *c, unsigned type, uint16_t pid, uint8_t code);
+/* Close: 5.0 gets a DISCONNECT with `code` first (0: none sent). */
+void mq_close(mq_conn *c, uint8_t code, const char *why);
+/* The sender name of a session's messages. */
+const char *mq_sender(const mq_sess *s);
+
+#endif

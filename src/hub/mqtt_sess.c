@@ -1,0 +1,1180 @@
+/* mqtt_sess.c: MQTT sessions (gw_mqtt.h): subscriptions, shared
+ * subscriptions, retained messages on subscribe, outbound delivery with
+ * packet ids and an in-flight window, and the output cork.
+ *
+ * Delivery.  The session's hub subscriber hands each message to
+ * sess_write(), which takes the largest QoS of the session's matching
+ * subscriptions (capped by the publisher's), then either sends it (a
+ * packet id and an in-flight slot for QoS 1/2) or, when the window is full
+ * or the client is away, keeps it in the session's queue (bounded by
+ * mqtt_queued; QoS 0 is not kept for an absent client, as mosquitto does).
+ * While something waits, write() answers false and the hub holds further
+ * messages in its own bounded queue, with the topic's slow-consumer
+ * policy, until an acknowledgement or the wire makes room.
+ *
+ * Encoding once.  A message's QoS 0 PUBLISH (retain 0, no per-subscriber
+ * properties) is made once per protocol version (slots ENC_MQTT and
+ * ENC_MQTT5) and the same bytes go to every such subscriber; for QoS 1/2
+ * only the head (fixed header, topic, packet id, properties) is written per
+ * subscriber and the payload is the shared slice's tail.
+ *
+ * The cork: what a connection is sent during one turn of the loop (many
+ * PUBLISHes fanned out by a burst of publishes, acks) is collected as an
+ * iovec list over shared slices and a small scratch area, and leaves in one
+ * writev at the end of the turn (a 0 ms timer runs after the I/O). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <axon/alloc.h>
+
+#include "gw_mqtt.h"
+
+#define MAX_FREE_CORKS 64
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the cork ---------------------------------------------------------------------- */
+
+static mq_cork *cork_get(gw_mqtt *g)
+{
+    mq_cork *k = g->free_corks;
+    if (k) {
+        g->free_corks = k->next_free;
+        g->nfree_corks--;
+    } else if (!(k = ax_malloc(sizeof(*k)))) {
+        return NULL;
+    }
+    k->n = 0;
+    k->used = k->bytes = 0;
+    return k;
+}
+
+static void cork_put(gw_mqtt *g, mq_cork *k)
+{
+    for (int i = 0; i < k->n; i++)
+        ax_slice_unref(k->ref[i]);
+    k->n = 0;
+    if (g->nfree_corks >= MAX_FREE_CORKS) {
+        ax_free(k);
+        return;
+    }
+    k->next_free = g->free_corks;
+    g->free_corks = k;
+    g->nfree_corks++;
+}
+
+static void mark_dirty(mq_conn *c)
+{
+    if (c->dirty) return;
+    c->dirty = true;
+    c->dirty_next = c->g->dirty;
+    c->g->dirty = c;
+    if (!ax_timer_active(c->g->flusher)) ax_timer_start(c->g->flusher, 0, 0);
+}
+
+/* Write what the cork holds: one writev (TCP, TLS) or one binary message
+ * (WebSocket). */
+void mq_cork_flush(mq_conn *c)
+{
+    mq_cork *k = c->ck;
+    if (!k) return;
+    c->ck = NULL;
+    int rc = 0;
+    if (k->n && c->c) {
+        rc = ax_conn_writev(c->c, k->iov, k->n);
+    } else if (k->n && c->ws) {
+        uint8_t *buf = ax_malloc(k->bytes);
+        size_t off = 0;
+        for (int i = 0; buf && i < k->n; i++) {
+            memcpy(buf + off, k->iov[i].iov_base, k->iov[i].iov_len);
+            off += k->iov[i].iov_len;
+        }
+        rc = buf ? ax_ws_send_binary(c->ws, buf, off) : AX_ENOMEM;
+        ax_free(buf);
+    }
+    if (k->bytes) GW_ADD(c->g->sv->gw[GW_MQTT].bytes_out, k->bytes);
+    cork_put(c->g, k);
+    if (rc == 1) c->blocked = true;
+    if (rc < 0) c->closing = true;
+}
+
+/* Drop the cork unsent (the connection is gone) and leave the dirty list. */
+void mq_cork_release(mq_conn *c)
+{
+    if (c->ck) cork_put(c->g, c->ck);
+    c->ck = NULL;
+    if (!c->dirty) return;
+    for (mq_conn **p = &c->g->dirty; *p; p = &(*p)->dirty_next)
+        if (*p == c) {
+            *p = c->dirty_next;
+            break;
+        }
+    c->dirty = false;
+}
+
+void mq_flush_all(ax_timer *t, void *ud)
+{
+    gw_mqtt *g = ud;
+    (void)t;
+    while (g->dirty) {
+        mq_conn *c = g->dirty;
+        g->dirty = c->dirty_next;
+        c->dirty = false;
+        mq_cork_flush(c);
+    }
+}
+
+/* A cork with room for n scratch bytes and one more iovec. */
+static mq_cork *cork_for(mq_conn *c, size_t n)
+{
+    if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
+    if (!c->ck && !(c->ck = cork_get(c->g))) return NULL;
+    mark_dirty(c);
+    return c->ck;
+}
+
+uint8_t *mq_cork_room(mq_conn *c, size_t n)
+{
+    if (n > MQ_CORK_SCRATCH / 2) { /* large: a slice of its own */
+        ax_slice *s = ax_slice_new(n);
+        if (!s) return NULL;
+        mq_cork_slice(c, s, 0, n);
+        ax_slice_unref(s);
+        return c->ck && c->ck->n && c->ck->ref[c->ck->n - 1] == s ? ax_slice_data(s) : NULL;
+    }
+    mq_cork *k = cork_for(c, n);
+    if (!k) return NULL;
+    uint8_t *p = k->scratch + k->used;
+    struct iovec *last = k->n ? &k->iov[k->n - 1] : NULL;
+    if (last && !k->ref[k->n - 1] && (uint8_t *)last->iov_base + last->iov_len == p) {
+        last->iov_len += n; /* follows the last scratch bytes: one iovec */
+    } else {
+        k->iov[k->n].iov_base = p;
+        k->iov[k->n].iov_len = n;
+        k->ref[k->n++] = NULL;
+    }
+    k->used += n;
+    k->bytes += n;
+    return p;
+}
+
+void mq_cork_slice(mq_conn *c, ax_slice *s, size_t off, size_t len)
+{
+    if (!len) return;
+    mq_cork *k = cork_for(c, 0);
+    if (!k) return;
+    k->iov[k->n].iov_base = (uint8_t *)ax_slice_data(s) + off;
+    k->iov[k->n].iov_len = len;
+    k->ref[k->n++] = ax_slice_ref(s);
+    k->bytes += len;
+}
+
+/* ---- encoding a PUBLISH ---------------------------------------------------------------- */
+
+static bool msg_expired(const hub_msg *m, int64_t now)
+{
+    return m->expiry_s && now - m->time_ms >= (int64_t)m->expiry_s * 1000;
+}
+
+/* The PUBLISH fields of a message for `version`. */
+static void pub_fields(const hub_msg *m, unsigned version, ax_mqtt_publish *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->topic = (ax_mqtt_str){m->topic, m->topic_len};
+    p->payload_len = m->payload_len;
+    if (version == AX_MQTT_V5) p->props.extra = (ax_mqtt_str){(const char *)m->ext, m->ext_len};
+}
+
+/* The shared QoS 0 packet of a message (ud: the version). */
+static ax_slice *encode_q0(const hub_msg *m, void *ud)
+{
+    unsigned version = (unsigned)(uintptr_t)ud;
+    ax_mqtt_publish p;
+    pub_fields(m, version, &p);
+    size_t hl = ax_mqtt_encode_publish_head(NULL, 0, version, &p, NULL);
+    if (!hl) return NULL;
+    ax_slice *s = ax_slice_new(hl + m->payload_len);
+    if (!s) return NULL;
+    uint8_t *b = ax_slice_data(s);
+    ax_mqtt_encode_publish_head(b, hl, version, &p, NULL);
+    if (m->payload_len) memcpy(b + hl, m->payload, m->payload_len);
+    return s;
+}
+
+/* Put one PUBLISH on the connection's output. */
+static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid,
+                         uint32_t sub_id)
+{
+    unsigned v = c->version == AX_MQTT_V5 ? AX_MQTT_V5 : AX_MQTT_V311;
+    ax_slice *q0 = hub_msg_encoding(m, v == AX_MQTT_V5 ? ENC_MQTT5 : ENC_MQTT, encode_q0,
+                                    (void *)(uintptr_t)v);
+    if (!q0) return;
+    size_t total = ax_slice_len(q0), plen = m->payload_len;
+    gw_stats *st = &c->g->sv->gw[GW_MQTT];
+    GW_ADD(st->msgs_out, 1);
+    bool expiry = v == AX_MQTT_V5 && m->expiry_s;
+    if (!qos && !retain && !sub_id && !expiry) {
+        if (c->max_packet && total > c->max_packet) return; /* 5.0: the client's limit */
+        mq_cork_slice(c, q0, 0, total);
+        return;
+    }
+    ax_mqtt_publish p;
+    pub_fields(m, v, &p);
+    p.qos = qos;
+    p.retain = retain;
+    p.dup = dup;
+    p.packet_id = pid;
+    if (sub_id) {
+        p.props.sub_ids = &sub_id;
+        p.props.n_sub_ids = 1;
+    }
+    if (expiry) {
+        int64_t left = (int64_t)m->expiry_s - (wall_ms() - m->time_ms) / 1000;
+        p.props.message_expiry = left > 0 ? (uint32_t)left : 1;
+        ax_mqtt_props_set(&p.props, AX_MQTT_PROP_MESSAGE_EXPIRY);
+    }
+    size_t hl = ax_mqtt_encode_publish_head(NULL, 0, v, &p, NULL);
+    if (!hl || (c->max_packet && hl + plen > c->max_packet)) return;
+    uint8_t *h = mq_cork_room(c, hl);
+    if (!h) return;
+    ax_mqtt_encode_publish_head(h, hl, v, &p, NULL);
+    mq_cork_slice(c, q0, total - plen, plen);
+}
+
+/* ---- rows in the store ----------------------------------------------------------------------- */
+
+#define NS_SESS "mqtt.s"
+#define NS_OUT "mqtt.o"
+#define NS_REL "mqtt.r"
+enum { ROW_QUEUED = 0 }; /* else MQ_OUT_ACK, MQ_OUT_COMP */
+
+static bool durable(const mq_sess *s)
+{
+    return s->expiry_s && !s->g->loading && hub_durable(s->g->sv->hub);
+}
+
+static void note(gw_mqtt *g, uint64_t ticket)
+{
+    if (ticket > g->last_ticket) g->last_ticket = ticket;
+}
+
+static uint8_t *be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+    return p + n;
+}
+
+static uint64_t unbe(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The key of a session's row: its client id, a NUL, then `tail`. */
+static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
+{
+    size_t cl = strlen(s->cid);
+    memcpy(key, s->cid, cl + 1);
+    be(key + cl + 1, tail, tlen);
+    return cl + 1 + (size_t)tlen;
+}
+
+/* A message the session owes, in its state (the message itself only
+ * while it may have to be sent again). */
+static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
+                         uint16_t pid, uint32_t sub_id, hub_msg *m)
+{
+    if (!durable(s)) return 0;
+    if (!*okey) *okey = ++s->oseq;
+    uint8_t key[MQ_MAX_CLIENT_ID + 9], head[9];
+    size_t kl = row_key(s, key, *okey, 8);
+    size_t n = state == MQ_OUT_COMP || !m ? 0 : hub_msg_pack(m, NULL, 0);
+    uint8_t *v = ax_malloc(sizeof head + n);
+    if (!v) return 0;
+    head[0] = state;
+    head[1] = qos;
+    head[2] = retain;
+    be(be(head + 3, pid, 2), sub_id, 4);
+    memcpy(v, head, sizeof head);
+    if (n) hub_msg_pack(m, v + sizeof head, n);
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_OUT, key, kl, v, sizeof head + n, &tk);
+    note(s->g, tk);
+    ax_free(v);
+    s->saved = true;
+    return tk;
+}
+
+static void out_forget(mq_sess *s, uint64_t okey)
+{
+    if (!okey || !s->saved || s->g->loading) return;
+    uint8_t key[MQ_MAX_CLIENT_ID + 9];
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_OUT, key, row_key(s, key, okey, 8), NULL, 0, &tk);
+    note(s->g, tk);
+}
+
+const char *mq_sess_owner(const mq_sess *s)
+{
+    return s->id ? s->id->name : s->owner ? s->owner : "";
+}
+
+void mq_sess_save(mq_sess *s)
+{
+    if (!durable(s)) return;
+    const char *owner = mq_sess_owner(s);
+    size_t ol = strlen(owner), n = 4 + 1 + ol + 2 + 4;
+    for (mq_subopt *o = s->subs; o; o = o->next)
+        n += 10 + strlen(o->filter);
+    uint8_t *v = ax_malloc(n), *p = v;
+    if (!v) return;
+    p = be(p, s->expiry_s, 4);
+    *p++ = (uint8_t)ol;
+    memcpy(p, owner, ol);
+    p = be(p + ol, s->next_pid, 2);
+    p = be(p, s->nsubs, 4);
+    for (mq_subopt *o = s->subs; o; o = o->next) {
+        size_t fl = strlen(o->filter);
+        p = be(p, o->sub_id, 4);
+        *p++ = o->qos;
+        *p++ = (uint8_t)(o->no_local | o->rap << 1);
+        p = be(be(p, o->hoff, 2), fl, 2);
+        memcpy(p, o->filter, fl);
+        p += fl;
+    }
+    uint64_t tk = 0;
+    hub_state_put(s->g->sv->hub, NS_SESS, s->cid, strlen(s->cid), v, n, &tk);
+    note(s->g, tk);
+    ax_free(v);
+    s->saved = true;
+}
+
+/* The session ended: its rows go. */
+static void sess_unsave(mq_sess *s)
+{
+    if (!s->saved) return;
+    hub *h = s->g->sv->hub;
+    uint8_t key[MQ_MAX_CLIENT_ID + 1];
+    size_t kl = strlen(s->cid);
+    memcpy(key, s->cid, kl + 1);
+    hub_state_put(h, NS_SESS, key, kl, NULL, 0, NULL);
+    hub_state_clear(h, NS_OUT, key, kl + 1, NULL);
+    hub_state_clear(h, NS_REL, key, kl + 1, NULL);
+    s->saved = false;
+}
+
+/* ---- QoS 2 to a persistent session: after the commit ------------------------------------- */
+
+/* Exactly once across a crash: a QoS 2 PUBLISH (the client may hand it
+ * over at once and then drop anything resent with another id) and a
+ * PUBREL (the client forgets the id) leave only once the row that makes
+ * the broker send them again after a restart is committed. */
+struct mq_gate {
+    hub_ack ack; /* first: the callback gets it */
+    mq_sess *s;
+    mq_gate *next;
+    uint16_t pid;
+    uint8_t type; /* AX_MQTT_PUBLISH or AX_MQTT_PUBREL */
+};
+
+static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid,
+                         uint32_t sub_id);
+static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state);
+
+static void gate_unlink(mq_gate *gt)
+{
+    for (mq_gate **p = &gt->s->gates; *p; p = &(*p)->next)
+        if (*p == gt) {
+            *p = gt->next;
+            return;
+        }
+}
+
+static void gate_open(hub_ack *a, int status)
+{
+    mq_gate *gt = (mq_gate *)a;
+    mq_sess *s = gt->s;
+    (void)status; /* (a failed commit: sent anyway, as without a store) */
+    gate_unlink(gt);
+    mq_out *o = gt->type == AX_MQTT_PUBREL ? out_find(s, gt->pid, MQ_OUT_COMP)
+                                           : out_find(s, gt->pid, MQ_OUT_ACK);
+    if (o && s->conn && s->conn->connacked && !s->conn->closing) {
+        if (gt->type == AX_MQTT_PUBREL)
+            mq_send_ack(s->conn, AX_MQTT_PUBREL, gt->pid, 0);
+        else
+            emit_publish(s->conn, o->m, o->qos, o->retain, false, o->pid, o->sub_id);
+    }
+    ax_free(gt);
+}
+
+/* Send now, or once `ticket` is committed; false: the caller sends now. */
+static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
+{
+    if (!ticket) return false;
+    mq_gate *gt = ax_calloc(1, sizeof(*gt));
+    if (!gt) return false;
+    gt->s = s;
+    gt->pid = pid;
+    gt->type = type;
+    if (hub_ack_wait(s->g->sv->hub, &gt->ack, ticket, gate_open) != 0) {
+        ax_free(gt);
+        return false;
+    }
+    gt->next = s->gates;
+    s->gates = gt;
+    return true;
+}
+
+static bool gated(const mq_sess *s, uint16_t pid)
+{
+    for (const mq_gate *gt = s->gates; gt; gt = gt->next)
+        if (gt->pid == pid) return true;
+    return false;
+}
+
+static void gates_cancel(mq_sess *s)
+{
+    while (s->gates) {
+        mq_gate *gt = s->gates;
+        s->gates = gt->next;
+        hub_ack_cancel(s->g->sv->hub, &gt->ack);
+        ax_free(gt);
+    }
+}
+
+/* ---- the in-flight window -------------------------------------------------------------- */
+
+static uint32_t window(const mq_sess *s)
+{
+    uint32_t w = s->g->sv->cfg->mqtt_inflight;
+    if (s->conn && s->conn->recv_max && s->conn->recv_max < w) w = s->conn->recv_max;
+    return w ? w : 1;
+}
+
+static bool out_full(const mq_sess *s)
+{
+    return s->out_n >= window(s);
+}
+
+static mq_out *out_at(const mq_sess *s, uint32_t k)
+{
+    return &s->out[(s->out_head + k) % s->out_cap];
+}
+
+static int out_reserve(mq_sess *s, uint32_t cap);
+
+/* The ring grows as messages are in flight (an idle session has none). */
+static mq_out *out_next(mq_sess *s)
+{
+    if (s->out_n == s->out_cap) {
+        uint32_t cap = s->out_cap ? s->out_cap * 2 : 4, w = window(s);
+        if (cap > w) cap = w > s->out_n ? w : s->out_n + 1;
+        if (out_reserve(s, cap) != 0) return NULL;
+    }
+    return out_at(s, s->out_n++);
+}
+
+/* Make the ring hold at least `cap` (the window may grow on a new
+ * connection); the order is kept. */
+static int out_reserve(mq_sess *s, uint32_t cap)
+{
+    if (s->out_cap >= cap) return 0;
+    mq_out *n = ax_calloc(cap, sizeof(*n));
+    if (!n) return AX_ENOMEM;
+    for (uint32_t k = 0; k < s->out_n; k++)
+        n[k] = *out_at(s, k);
+    ax_free(s->out);
+    s->out = n;
+    s->out_cap = cap;
+    s->out_head = 0;
+    return 0;
+}
+
+static bool pid_in_use(const mq_sess *s, uint16_t pid)
+{
+    for (uint32_t k = 0; k < s->out_n; k++)
+        if (out_at(s, k)->pid == pid && out_at(s, k)->state != MQ_OUT_FREE) return true;
+    return false;
+}
+
+static uint16_t next_pid(mq_sess *s)
+{
+    for (;;) {
+        if (++s->next_pid == 0) s->next_pid = 1;
+        /* ids are handed out in order, so one in use is rare: only after
+         * 65535 sends with an old one still unacknowledged */
+        if (s->out_n == 0 || !pid_in_use(s, s->next_pid)) return s->next_pid;
+    }
+}
+
+/* Find the in-flight entry of pid in `state`. */
+static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state)
+{
+    for (uint32_t k = 0; k < s->out_n; k++) {
+        mq_out *o = out_at(s, k);
+        if (o->pid == pid && o->state == state) return o;
+    }
+    return NULL;
+}
+
+/* Free an entry; the ring's head moves over freed entries. */
+static void out_done(mq_sess *s, mq_out *o)
+{
+    out_forget(s, o->okey);
+    hub_msg_unref(o->m);
+    memset(o, 0, sizeof(*o));
+    while (s->out_n && out_at(s, 0)->state == MQ_OUT_FREE) {
+        s->out_head = (s->out_head + 1) % s->out_cap;
+        s->out_n--;
+    }
+}
+
+/* Send m with a packet id (QoS 1/2) or without; the window has room. */
+static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+                     uint64_t okey)
+{
+    uint16_t pid = 0;
+    size_t max = s->conn->max_packet;
+    if (max && m->topic_len + m->payload_len + m->ext_len + 32 > max) {
+        out_forget(s, okey); /* 5.0 3.1.2.11.4: over the client's limit, dropped as if sent */
+        return;
+    }
+    if (qos) {
+        mq_out *o = out_next(s);
+        if (!o) { /* no memory for the slot: sent as QoS 0 */
+            out_forget(s, okey);
+            qos = 0;
+            goto send;
+        }
+        pid = next_pid(s);
+        *o = (mq_out){hub_msg_ref(m), pid, qos, MQ_OUT_ACK, retain, sub_id, okey};
+        uint64_t tk = out_save(s, &o->okey, MQ_OUT_ACK, qos, retain, pid, sub_id, m);
+        if (qos == 2 && gate(s, tk, AX_MQTT_PUBLISH, pid)) return;
+    }
+send:
+    emit_publish(s->conn, m, qos, retain, false, pid, sub_id);
+}
+
+/* ---- the session's queue ------------------------------------------------------------------ */
+
+static void queue_push(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
+{
+    if (s->qn >= s->g->sv->cfg->mqtt_queued) {
+        if (s->g->dropped++ % 1000 == 0)
+            ax_log(AX_LOG_WARN, "mqtt: session %s: queue full (mqtt_queued), messages dropped",
+                   s->cid);
+        return;
+    }
+    mq_item *it = ax_malloc(sizeof(*it));
+    if (!it) return;
+    *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, 0};
+    if (qos) out_save(s, &it->okey, ROW_QUEUED, qos, retain, 0, sub_id, m);
+    *s->qtail = it;
+    s->qtail = &it->next;
+    s->qn++;
+}
+
+static mq_item *queue_pop(mq_sess *s)
+{
+    mq_item *it = s->qhead;
+    if (!it) return NULL;
+    s->qhead = it->next;
+    if (!s->qhead) s->qtail = &s->qhead;
+    s->qn--;
+    return it;
+}
+
+static bool online(const mq_sess *s)
+{
+    return s->conn && s->conn->connacked && !s->conn->closing;
+}
+
+/* Deliver one message to the session: now, or into its queue.  False when
+ * the hub should hold further messages back. */
+static bool deliver(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
+{
+    if (msg_expired(m, wall_ms())) return true;
+    if (!online(s)) {
+        if (qos) queue_push(s, m, qos, retain, sub_id);
+        return true;
+    }
+    /* a persistent session keeps what waits in its queue (and the store),
+     * never in the hub's memory-only queue */
+    bool keep = durable(s);
+    if (s->qhead || (qos && out_full(s)) || (keep && s->conn->blocked)) {
+        queue_push(s, m, qos, retain, sub_id);
+        if (keep) return true;
+        s->hub_blocked = true;
+        return false;
+    }
+    send_now(s, m, qos, retain, sub_id, 0);
+    if (!s->conn->blocked || keep) return true;
+    s->hub_blocked = true;
+    return false;
+}
+
+void mq_sess_pump(mq_sess *s)
+{
+    if (!online(s)) return;
+    int64_t now = wall_ms();
+    while (s->qhead && !s->conn->blocked) {
+        if (s->qhead->qos && out_full(s)) return;
+        mq_item *it = queue_pop(s);
+        /* (what a restored session collected before its client signed in
+         * again is checked against the identity it came back with) */
+        if (!msg_expired(it->m, now) && (!s->id || auth_may_read(s->id, it->m->topic)))
+            send_now(s, it->m, it->qos, it->retain, it->sub_id, it->okey);
+        else
+            out_forget(s, it->okey);
+        hub_msg_unref(it->m);
+        ax_free(it);
+    }
+    if (!s->qhead && !s->conn->blocked && s->hub_blocked && s->sub) {
+        s->hub_blocked = false;
+        hub_sub_writable(s->sub); /* may set it again */
+    }
+}
+
+/* ---- the hub's side ---------------------------------------------------------------------- */
+
+static const char *hub_filter(const mq_subopt *o)
+{
+    return o->filter + o->hoff;
+}
+
+static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
+{
+    mq_sess *s = ud;
+    if (m->kind != HUB_MSG) return true; /* presence and gap notices are not MQTT's */
+    uint8_t qos = 0;
+    bool any = false, retain = false;
+    uint32_t sub_id = 0;
+    uint64_t self = hub_sub_id(hs);
+    for (mq_subopt *o = s->subs; o; o = o->next) {
+        if (o->group) continue;
+        if (s->ndirect > 1 && !hub_filter_match(hub_filter(o), m->topic)) continue;
+        if (o->no_local && m->origin == self) continue;
+        any = true;
+        if (o->qos > qos) qos = o->qos;
+        retain |= o->rap && m->retain;
+        if (!sub_id) sub_id = o->sub_id;
+    }
+    if (!any) return true;
+    if (m->qos < qos) qos = m->qos;
+    return deliver(s, m, qos, retain, sub_id);
+}
+
+static void sess_kick(hub_sub *hs, const char *why, void *ud)
+{
+    mq_sess *s = ud;
+    (void)hs;
+    ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", s->cid, why);
+    s->sub = NULL;    /* dead: freed with the session */
+    hub_sub_free(hs); /* (safe inside kick) */
+    s->expiry_s = 0;  /* the session cannot go on without its subscriber */
+    if (s->conn) mq_close(s->conn, AX_MQTT_RC_QUOTA_EXCEEDED, why);
+}
+
+static const hub_sub_ops sess_ops = {sess_write, sess_kick};
+
+/* ---- shared subscriptions ----------------------------------------------------------------- */
+
+/* The member to hand the next message to: connected ones first. */
+static struct mq_member *group_pick(mq_group *gr)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < gr->n; i++) {
+            struct mq_member *mb = &gr->m[(gr->next + i) % gr->n];
+            if (pass == 0 && (!online(mb->s) || mb->s->conn->blocked)) continue;
+            if (pass == 1 && !mb->s->expiry_s && !online(mb->s)) continue;
+            gr->next = (gr->next + i + 1) % gr->n;
+            return mb;
+        }
+    return NULL;
+}
+
+static bool group_write(hub_sub *hs, hub_msg *m, void *ud)
+{
+    mq_group *gr = ud;
+    (void)hs;
+    if (m->kind != HUB_MSG || !gr->n) return true;
+    struct mq_member *mb = group_pick(gr);
+    if (!mb) return true; /* nobody can take it: dropped, as for a topic nobody wants */
+    uint8_t qos = m->qos < mb->o->qos ? m->qos : mb->o->qos;
+    deliver(mb->s, m, qos, false, mb->o->sub_id); /* its queue is bounded */
+    return true;
+}
+
+static void group_kick(hub_sub *hs, const char *why, void *ud)
+{
+    mq_group *gr = ud;
+    (void)why;
+    hub_sub_free(hs);
+    gr->sub = NULL;
+}
+
+static const hub_sub_ops group_ops = {group_write, group_kick};
+
+static void group_free(mq_group *gr)
+{
+    hub_map_del(&gr->g->groups, gr->key, strlen(gr->key)); /* frees the key */
+    hub_sub_free(gr->sub);
+    ax_free(gr->m);
+    ax_free(gr);
+}
+
+static uint8_t group_join(mq_sess *s, mq_subopt *o, const ax_mqtt_sub *sub)
+{
+    gw_mqtt *g = s->g;
+    char key[HUB_MAX_TOPIC * 2 + 2];
+    int kl =
+        snprintf(key, sizeof key, "%.*s/%s", (int)sub->share.len, sub->share.ptr, hub_filter(o));
+    if (kl < 0 || (size_t)kl >= sizeof key) return AX_MQTT_RC_TOPIC_FILTER_INVALID;
+    mq_group *gr = hub_map_get(&g->groups, key, (size_t)kl);
+    if (!gr) {
+        hub_map_ent *e;
+        if (!(gr = ax_calloc(1, sizeof(*gr)))) return AX_MQTT_RC_UNSPECIFIED;
+        gr->g = g;
+        if (!(gr->sub = hub_sub_new(g->sv->hub, &group_ops, gr, NULL)) ||
+            hub_map_put(&g->groups, key, (size_t)kl, gr, &e) != 0) {
+            hub_sub_free(gr->sub);
+            ax_free(gr);
+            return AX_MQTT_RC_UNSPECIFIED;
+        }
+        gr->key = e->key;
+        gr->filter = gr->key + sub->share.len + 1;
+        int rc = hub_subscribe(gr->sub, gr->filter, -1, false);
+        if (rc != 0) {
+            group_free(gr);
+            return rc == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED : AX_MQTT_RC_TOPIC_FILTER_INVALID;
+        }
+    }
+    if (gr->n == gr->cap) {
+        uint32_t cap = gr->cap ? gr->cap * 2 : 4;
+        struct mq_member *m = ax_realloc(gr->m, cap * sizeof(*m));
+        if (!m) return AX_MQTT_RC_UNSPECIFIED;
+        gr->m = m;
+        gr->cap = cap;
+    }
+    gr->m[gr->n++] = (struct mq_member){s, o};
+    o->group = gr;
+    return 0;
+}
+
+static void group_leave(mq_subopt *o)
+{
+    mq_group *gr = o->group;
+    for (uint32_t i = 0; i < gr->n; i++)
+        if (gr->m[i].o == o) {
+            gr->m[i] = gr->m[--gr->n];
+            break;
+        }
+    if (gr->next >= gr->n) gr->next = 0;
+    o->group = NULL;
+    if (!gr->n) group_free(gr);
+}
+
+/* ---- subscriptions ------------------------------------------------------------------------ */
+
+static mq_subopt *sub_find(mq_sess *s, const char *f, size_t len, mq_subopt ***link)
+{
+    for (mq_subopt **p = &s->subs; *p; p = &(*p)->next)
+        if (strlen((*p)->filter) == len && memcmp((*p)->filter, f, len) == 0) {
+            if (link) *link = p;
+            return *p;
+        }
+    return NULL;
+}
+
+static void sub_drop(mq_sess *s, mq_subopt **link)
+{
+    mq_subopt *o = *link;
+    *link = o->next;
+    if (o->group)
+        group_leave(o);
+    else {
+        if (s->sub) hub_unsubscribe(s->sub, hub_filter(o));
+        s->ndirect--;
+    }
+    s->nsubs--;
+    ax_free(o);
+}
+
+typedef struct retained_ctx {
+    mq_sess *s;
+    mq_subopt *o;
+} retained_ctx;
+
+static void send_retained(hub_msg *m, void *ud)
+{
+    retained_ctx *x = ud;
+    uint8_t qos = m->qos < x->o->qos ? m->qos : x->o->qos;
+    if (!online(x->s)) return;
+    if (x->s->qhead || (qos && out_full(x->s))) /* behind what waits */
+        queue_push(x->s, m, qos, true, x->o->sub_id);
+    else
+        send_now(x->s, m, qos, true, x->o->sub_id, 0);
+}
+
+uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, bool *existed)
+{
+    const char *f = sub->filter.ptr;
+    size_t fl = sub->filter.len;
+    size_t hoff = sub->share.len ? (size_t)(sub->topic.ptr - f) : 0;
+    *existed = false;
+    if (!s->sub) return AX_MQTT_RC_UNSPECIFIED;
+    if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
+        !hub_filter_valid(f + hoff, fl - hoff))
+        return AX_MQTT_RC_TOPIC_FILTER_INVALID;
+    mq_subopt *o = ax_calloc(1, sizeof(*o) + fl + 1);
+    if (!o) return AX_MQTT_RC_UNSPECIFIED;
+    memcpy(o->filter, f, fl);
+    o->hoff = (uint16_t)hoff;
+    if (s->id && !auth_may_subscribe(s->id, hub_filter(o))) {
+        ax_free(o);
+        return AX_MQTT_RC_NOT_AUTHORIZED;
+    }
+    o->qos = sub->qos;
+    o->no_local = sub->no_local;
+    o->rap = sub->retain_as_published;
+    o->sub_id = sub_id;
+    mq_subopt **link;
+    *existed = sub_find(s, f, fl, &link) != NULL;
+    if (*existed) sub_drop(s, link); /* replaced, options and all */
+    uint8_t rc = 0;
+    if (sub->share.len) {
+        rc = group_join(s, o, sub);
+    } else {
+        int e = hub_subscribe(s->sub, hub_filter(o), -1, false);
+        rc = e == 0              ? 0
+             : e == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED
+                                 : AX_MQTT_RC_TOPIC_FILTER_INVALID;
+        if (!rc) s->ndirect++;
+    }
+    if (rc) {
+        ax_free(o);
+        return rc;
+    }
+    o->next = s->subs;
+    s->subs = o;
+    s->nsubs++;
+    return o->qos;
+}
+
+void mq_sess_retained(mq_sess *s, const char *filter, size_t len, uint8_t rh, bool existed)
+{
+    mq_subopt *o = sub_find(s, filter, len, NULL);
+    if (!o || o->group || !s->sub || rh == 2 || (rh == 1 && existed)) return;
+    retained_ctx x = {s, o};
+    hub_retained(s->sub, hub_filter(o), send_retained, &x);
+}
+
+uint8_t mq_sess_unsubscribe(mq_sess *s, const char *filter, size_t len)
+{
+    mq_subopt **link;
+    if (!sub_find(s, filter, len, &link)) return AX_MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+    sub_drop(s, link);
+    return 0;
+}
+
+/* ---- acknowledgements from the client ------------------------------------------------------- */
+
+int mq_sess_puback(mq_sess *s, uint16_t pid)
+{
+    mq_out *o = out_find(s, pid, MQ_OUT_ACK);
+    if (!o || o->qos != 1) return AX_MQTT_RC_PACKET_ID_NOT_FOUND;
+    out_done(s, o);
+    mq_sess_pump(s);
+    return 0;
+}
+
+int mq_sess_pubrec(mq_sess *s, uint16_t pid, uint8_t code)
+{
+    mq_out *o = out_find(s, pid, MQ_OUT_ACK);
+    if (!o || o->qos != 2) return AX_MQTT_RC_PACKET_ID_NOT_FOUND;
+    if (code >= 0x80) { /* 5.0: the client refused it: done */
+        out_done(s, o);
+        mq_sess_pump(s);
+        return -1;
+    }
+    hub_msg_unref(o->m);
+    o->m = NULL;
+    o->state = MQ_OUT_COMP;
+    uint64_t tk = out_save(s, &o->okey, MQ_OUT_COMP, o->qos, o->retain, o->pid, o->sub_id, NULL);
+    return gate(s, tk, AX_MQTT_PUBREL, pid) ? -1 : 0; /* -1: PUBREL later */
+}
+
+int mq_sess_pubcomp(mq_sess *s, uint16_t pid)
+{
+    mq_out *o = out_find(s, pid, MQ_OUT_COMP);
+    if (!o) return AX_MQTT_RC_PACKET_ID_NOT_FOUND;
+    out_done(s, o);
+    mq_sess_pump(s);
+    return 0;
+}
+
+/* ---- inbound QoS 2 ids -------------------------------------------------------------------- */
+
+bool mq_rel_has(const mq_sess *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->nrel; i++)
+        if (s->rel[i] == pid) return true;
+    return false;
+}
+
+int mq_rel_add(mq_sess *s, uint16_t pid)
+{
+    if (s->nrel == s->relcap) {
+        uint32_t cap = s->relcap ? s->relcap * 2 : 8;
+        if (cap > 65536) return AX_ENOMEM;
+        uint16_t *r = ax_realloc(s->rel, cap * sizeof(*r));
+        if (!r) return AX_ENOMEM;
+        s->rel = r;
+        s->relcap = cap;
+    }
+    s->rel[s->nrel++] = pid;
+    if (durable(s)) {
+        uint8_t key[MQ_MAX_CLIENT_ID + 3];
+        uint64_t tk = 0;
+        hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), "", 0, &tk);
+        note(s->g, tk);
+        s->saved = true;
+    }
+    return 0;
+}
+
+bool mq_rel_del(mq_sess *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->nrel; i++)
+        if (s->rel[i] == pid) {
+            s->rel[i] = s->rel[--s->nrel];
+            if (s->saved && !s->g->loading) {
+                uint8_t key[MQ_MAX_CLIENT_ID + 3];
+                uint64_t tk = 0;
+                hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), NULL, 0, &tk);
+                note(s->g, tk);
+            }
+            return true;
+        }
+    return false;
+}
+
+/* ---- wills ---------------------------------------------------------------------------------- */
+
+void mq_will_free(mq_will *w)
+{
+    ax_free(w);
+}
+
+void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char *sender)
+{
+    if (!w) return;
+    if (id && !auth_may_publish(id, w->topic)) {
+        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s is not allowed: dropped", sender, w->topic);
+        return;
+    }
+    hub_pub p = {.topic = w->topic,
+                 .sender = sender,
+                 .payload = w->payload,
+                 .len = w->len,
+                 .qos = w->qos,
+                 .retain = w->retain,
+                 .expiry_s = w->expiry_s,
+                 .ext = w->ext,
+                 .ext_len = w->ext_len};
+    uint64_t ticket;
+    int err = 0;
+    if (!hub_publish_pub(g->sv->hub, &p, &ticket, &err))
+        ax_log(AX_LOG_INFO, "mqtt: the will of %s to %s: %s", sender, w->topic, hub_strerror(err));
+    else
+        GW_ADD(g->sv->gw[GW_MQTT].msgs_in, 1);
+}
+
+/* ---- sessions -------------------------------------------------------------------------------- */
+
+mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
+{
+    mq_sess *s = ax_calloc(1, sizeof(*s));
+    hub_map_ent *e;
+    if (!s) return NULL;
+    s->g = g;
+    s->qtail = &s->qhead;
+    if (!(s->sub = hub_sub_new(g->sv->hub, &sess_ops, s, NULL)) ||
+        hub_map_put(&g->by_id, cid, len, s, &e) != 0) {
+        hub_sub_free(s->sub);
+        ax_free(s->out);
+        ax_free(s);
+        return NULL;
+    }
+    s->cid = e->key;
+    s->next = g->sessions;
+    if (g->sessions) g->sessions->prev = s;
+    g->sessions = s;
+    g->nsessions++;
+    return s;
+}
+
+void mq_sess_free(mq_sess *s, bool quiet)
+{
+    gw_mqtt *g = s->g;
+    if (s->will && !quiet) mq_will_publish(g, s->will, s->id, mq_sender(s));
+    mq_will_free(s->will);
+    gates_cancel(s);
+    while (s->subs)
+        sub_drop(s, &s->subs);
+    hub_sub_free(s->sub);
+    for (uint32_t k = 0; k < s->out_n; k++)
+        hub_msg_unref(out_at(s, k)->m);
+    ax_free(s->out);
+    while (s->qhead) {
+        mq_item *it = queue_pop(s);
+        hub_msg_unref(it->m);
+        ax_free(it);
+    }
+    ax_free(s->rel);
+    if (!quiet) sess_unsave(s);
+    ax_free(s->owner);
+    auth_identity_free(s->id);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        g->sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    g->nsessions--;
+    hub_map_del(&g->by_id, s->cid, strlen(s->cid)); /* frees the key */
+    ax_free(s);
+}
+
+void mq_sess_resume(mq_sess *s)
+{
+    mq_conn *c = s->conn;
+    s->gone_ms = 0;
+    for (uint32_t k = 0; k < s->out_n; k++) {
+        mq_out *o = out_at(s, k);
+        if (s->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
+        if (o->state == MQ_OUT_ACK)
+            emit_publish(c, o->m, o->qos, o->retain, true, o->pid, o->sub_id);
+        else if (o->state == MQ_OUT_COMP)
+            mq_send_ack(c, AX_MQTT_PUBREL, o->pid, 0);
+    }
+    s->hub_blocked = true; /* the hub may hold messages from before */
+    mq_sess_pump(s);
+}
+
+void mq_sess_detach(mq_sess *s)
+{
+    s->conn = NULL;
+    s->gone_ms = ax_loop_now(s->g->sv->loop);
+    if (!s->gone_ms) s->gone_ms = 1;
+    if (s->sub && s->hub_blocked) { /* what the hub holds goes to the queue now */
+        s->hub_blocked = false;
+        hub_sub_writable(s->sub);
+    }
+}
+
+/* ---- sessions back from the store ------------------------------------------------------------ */
+
+static void load_sess(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    gw_mqtt *g = ud;
+    const uint8_t *p = val, *end = p + vlen;
+    if (vlen < 11 || klen > MQ_MAX_CLIENT_ID || vlen < 11u + p[4]) return;
+    mq_sess *s = mq_sess_new(g, key, klen);
+    if (!s) return;
+    s->expiry_s = (uint32_t)unbe(p, 4);
+    size_t ol = p[4];
+    if (ol && (s->owner = ax_malloc(ol + 1))) {
+        memcpy(s->owner, p + 5, ol);
+        s->owner[ol] = '\0';
+    }
+    p += 5 + ol;
+    s->next_pid = (uint16_t)unbe(p, 2);
+    uint32_t n = (uint32_t)unbe(p + 2, 4);
+    p += 6;
+    for (uint32_t i = 0; i < n && end - p >= 10; i++) {
+        ax_mqtt_sub sub = {0};
+        uint32_t sub_id = (uint32_t)unbe(p, 4);
+        size_t fl = (size_t)unbe(p + 8, 2);
+        if ((size_t)(end - p) < 10 + fl) break;
+        sub.qos = p[4];
+        sub.no_local = p[5] & 1;
+        sub.retain_as_published = (p[5] >> 1) & 1;
+        sub.filter = (ax_mqtt_str){(const char *)p + 10, fl};
+        if (ax_mqtt_filter_valid(sub.filter.ptr, fl, &sub.share, &sub.topic)) {
+            bool existed;
+            mq_sess_subscribe(s, &sub, sub_id, &existed);
+        }
+        p += 10 + fl;
+    }
+    s->gone_ms = ax_loop_now(g->sv->loop);
+    if (!s->gone_ms) s->gone_ms = 1;
+    s->saved = true;
+}
+
+/* A row's session: the client id before the NUL of the key. */
+static mq_sess *row_sess(gw_mqtt *g, const uint8_t *key, size_t klen, size_t tail)
+{
+    if (klen < tail + 2 || key[klen - tail - 1] != 0) return NULL;
+    return hub_map_get(&g->by_id, (const char *)key, klen - tail - 1);
+}
+
+static void load_out(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    const uint8_t *v = val;
+    mq_sess *s = row_sess(ud, key, klen, 8);
+    if (!s || vlen < 9) return;
+    uint64_t okey = unbe((const uint8_t *)key + klen - 8, 8);
+    uint8_t state = v[0], qos = v[1];
+    bool retain = v[2];
+    uint16_t pid = (uint16_t)unbe(v + 3, 2);
+    uint32_t sub_id = (uint32_t)unbe(v + 5, 4);
+    hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
+    if (okey > s->oseq) s->oseq = okey;
+    if (state == ROW_QUEUED && m) {
+        mq_item *it = ax_malloc(sizeof(*it));
+        if (it) {
+            *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, okey};
+            *s->qtail = it;
+            s->qtail = &it->next;
+            s->qn++;
+        }
+    } else if ((state == MQ_OUT_ACK && m) || state == MQ_OUT_COMP) {
+        mq_out *o = s->out_n + 1 > s->out_cap && out_reserve(s, s->out_cap * 2 + 4) != 0
+                        ? NULL
+                        : out_at(s, s->out_n++);
+        if (o) {
+            *o = (mq_out){
+                state == MQ_OUT_ACK ? hub_msg_ref(m) : NULL, pid, qos, state, retain, sub_id, okey};
+        }
+    }
+    hub_msg_unref(m);
+}
+
+static void load_rel(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
+{
+    mq_sess *s = row_sess(ud, key, klen, 2);
+    (void)val, (void)vlen;
+    if (s) mq_rel_add(s, (uint16_t)unbe((const uint8_t *)key + klen - 2, 2));
+}
+
+void mq_sess_load(gw_mqtt *g)
+{
+    hub *h = g->sv->hub;
+    if (!hub_durable(h)) return;
+    g->loading = true; /* (nothing is written back while loading) */
+    if (hub_state_load(h, NS_SESS, load_sess, g) != 0 ||
+        hub_state_load(h, NS_OUT, load_out, g) != 0 || hub_state_load(h, NS_REL, load_rel, g) != 0)
+        ax_log(AX_LOG_ERROR, "mqtt: cannot read the sessions in the store");
+    g->loading = false;
+    if (g->nsessions) ax_log(AX_LOG_INFO, "mqtt: %zu sessions restored", g->nsessions);
+}
