@@ -73,7 +73,8 @@ def irssi_talks_with_the_line_chat():
     bob = srv.line_client("bob")
     try:
         irssi(srv, "alice")
-        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome")
+        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome",
+                  timeout=2 * axtest.TIMEOUT)
         p = pane()
         t.ok("Welcome to the axon IRC network" in p, "001 shown")
         t.ok("Capabilities acknowledged" in p, "CAP negotiated")
@@ -90,9 +91,11 @@ def irssi_talks_with_the_line_chat():
         bob.send("/me waves\n")
         wait_pane(lambda p: "* bob waves" in p, "bob's action")
         bob.send("/msg alice a secret\n")
-        time.sleep(0.3)
-        keys("/window goto bob")  # a query window of its own
-        wait_pane(lambda p: "a secret" in p, "bob's DM")
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while "a secret" not in pane():  # in a query window of its own, once it is there
+            t.ok(time.monotonic() < deadline, "irssi never showed bob's DM:\n%s" % pane())
+            keys("/window goto bob")
+            time.sleep(0.3)
         keys("/msg bob secret back")
         servutil.want(bob, "[dm] alice: secret back")
         keys("/quit leaving")
@@ -120,7 +123,7 @@ def irssi_signs_in_with_sasl():
                 "settings = { core = { nick = \"carol\"; }; };\n" % srv.irc_port)
         irssi(srv, "carol", conf)
         p = wait_pane(lambda p: "MOTD File is missing" in p or "SASL" in p and "failed" in p,
-                      "the welcome")
+                      "the welcome", timeout=2 * axtest.TIMEOUT)
         t.ok("You are now logged in as carol" in p, "SASL in the status window:\n%s" % p)
         t.ok("Welcome to the axon IRC network, carol!" in p, "the nick is carol's:\n%s" % p)
         keys("/join #lobby")
