@@ -112,6 +112,7 @@ static void defaults(serve_cfg *c)
     snprintf(c->line_url, sizeof c->line_url, "tcp://127.0.0.1:7000");
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
+    c->irc_ping_timeout_s = 90;
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
     c->mqtt_inflight = 100;
     c->mqtt_queued = 1000;
@@ -213,6 +214,7 @@ static uint32_t *timeout_field(serve_cfg *c, const char *k)
     if (strcmp(k, "close_timeout") == 0) return &c->close_timeout_s;
     if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
     if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
+    if (strcmp(k, "irc_ping_timeout") == 0) return &c->irc_ping_timeout_s;
     return NULL;
 }
 

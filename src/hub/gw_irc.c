@@ -33,10 +33,12 @@
 #define MAX_CHANS 32
 #define TOPIC_MAX 300
 #define AWAY_MAX 200
-#define HISTORY_MAX 100   /* CHATHISTORY messages per request */
-#define REGISTER_S 60     /* to register after connecting */
-#define PING_IDLE_S 90    /* a PING after this much silence */
-#define PING_TIMEOUT_S 60 /* and the connection ends when nothing answers it */
+#define HISTORY_MAX 100 /* CHATHISTORY messages per request */
+#define REGISTER_S 60   /* to register after connecting */
+/* irc_ping_timeout: a PING after this much silence, and the connection
+ * ends when nothing answers it within as much again */
+#define PING_S(ic)                                                                                 \
+    ((ic)->g->sv->cfg->irc_ping_timeout_s ? (ic)->g->sv->cfg->irc_ping_timeout_s : 90)
 
 enum { K_GATEWAY = 1, K_CONN = 2 };
 
@@ -655,7 +657,7 @@ static void try_register(irc_conn *ic)
     ic->registered = true;
     inbox(ic, ic->nick, true);
     welcome(ic);
-    timer_arm(ic, PING_IDLE_S * 1000);
+    timer_arm(ic, PING_S(ic) * 1000ull);
 }
 
 /* ---- SASL PLAIN ------------------------------------------------------------------------ */
@@ -1375,22 +1377,23 @@ static void on_timer(ax_timer *t, void *ud)
         close_with(ic, "Registration timed out");
         return;
     }
-    uint64_t now = ax_loop_now(ic->g->sv->loop), idle = now - ic->last_in;
+    uint64_t now = ax_loop_now(ic->g->sv->loop), idle = now - ic->last_in,
+             ping = PING_S(ic) * 1000ull;
     if (ic->ping_out) {
-        if (idle >= (PING_IDLE_S + PING_TIMEOUT_S) * 1000ull) {
+        if (idle >= 2 * ping) {
             char why[64];
             snprintf(why, sizeof why, "Ping timeout: %llu seconds",
                      (unsigned long long)(idle / 1000));
             close_with(ic, why);
             return;
         }
-        timer_arm(ic, (PING_IDLE_S + PING_TIMEOUT_S) * 1000ull - idle);
-    } else if (idle >= PING_IDLE_S * 1000ull) {
+        timer_arm(ic, 2 * ping - idle);
+    } else if (idle >= ping) {
         sendf(ic, "PING :" SERVER_NAME);
         ic->ping_out = true;
-        timer_arm(ic, PING_TIMEOUT_S * 1000ull);
+        timer_arm(ic, 2 * ping - idle);
     } else {
-        timer_arm(ic, PING_IDLE_S * 1000ull - idle);
+        timer_arm(ic, ping - idle);
     }
 }
 

@@ -288,6 +288,25 @@ def chathistory_after_reconnect():
 
 
 @t.test
+def ping_both_ways_and_the_timeout():
+    conf = os.path.join(TMP, "ping.conf")
+    with open(conf, "w") as f:
+        f.write("irc_ping_timeout 1\n")
+    srv = servutil.Serve("-d", "none", "-c", conf)
+    c = Irc.open(srv)
+    c.register("pinger")
+    ping = c.until(lambda ln: ln.startswith("PING "), "the server's PING", timeout=3)[-1]
+    c.cmd("PONG " + ping.split(" ", 1)[1])
+    c.until(lambda ln: ln.startswith("PING "), "the next PING", timeout=3)
+    t0 = time.monotonic()
+    err = c.until(lambda ln: ln.startswith("ERROR"), "the timeout", timeout=4)[-1]
+    t.ok("Ping timeout" in err, err)
+    t.ok(c.closed_by_peer(), "closed")
+    t.ok(time.monotonic() - t0 < 3, "on time")
+    srv.stop()
+
+
+@t.test
 def ircs_over_tls():
     import ssl
     d = os.path.join(TMP, "tls")
