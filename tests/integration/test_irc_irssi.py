@@ -28,8 +28,19 @@ def tmux(*args):
     return subprocess.run(["tmux", "-L", SOCK] + list(args), capture_output=True, timeout=10)
 
 
+HOMES = []
+
+
 def pane():
-    return tmux("capture-pane", "-p", "-S", "-200", "-t", "irssi").stdout.decode(errors="replace")
+    """What irssi shows, and what it logged (its windows are also logged:
+    under load a window may be drawn late, the log is written as lines come)."""
+    text = tmux("capture-pane", "-p", "-S", "-200", "-t", "irssi").stdout.decode(errors="replace")
+    for home in HOMES[-1:]:
+        for root, _, files in os.walk(os.path.join(home, "logs")):
+            for name in files:
+                with open(os.path.join(root, name), errors="replace") as f:
+                    text += "\n" + f.read()
+    return text
 
 
 def keys(text):
@@ -49,9 +60,14 @@ def wait_pane(pred, what, timeout=axtest.TIMEOUT):
 
 def irssi(srv, nick, extra=""):
     home = tempfile.mkdtemp(dir=TMP)
-    if extra:
-        with open(os.path.join(home, "config"), "w") as f:
-            f.write(extra)
+    HOMES.append(home)
+    log = ('"fe-common/core" = { autolog = "yes"; autolog_path = "%s/logs/$tag/$0.log";'
+           ' autolog_level = "all"; };' % home)
+    with open(os.path.join(home, "config"), "w") as f:
+        if extra:
+            f.write(extra.replace("settings = { ", "settings = { %s " % log))
+        else:
+            f.write("settings = { %s };\n" % log)
     cmd = "irssi --home=%s -c 127.0.0.1 -p %d -n %s" % (home, srv.irc_port, nick)
     if extra:
         cmd = "irssi --home=%s" % home
