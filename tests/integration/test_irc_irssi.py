@@ -48,7 +48,7 @@ def keys(text):
     tmux("send-keys", "-t", "irssi", "Enter")
 
 
-def wait_pane(pred, what, timeout=axtest.TIMEOUT):
+def wait_pane(pred, what, timeout=3 * axtest.TIMEOUT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         p = pane()
@@ -138,7 +138,7 @@ def irssi_signs_in_with_sasl():
                 "settings = { core = { nick = \"carol\"; }; };\n" % srv.irc_port)
         irssi(srv, "carol", conf)
         p = wait_pane(lambda p: "MOTD File is missing" in p or "SASL" in p and "failed" in p,
-                      "the welcome", timeout=2 * axtest.TIMEOUT)
+                      "the welcome")
         t.ok("You are now logged in as carol" in p, "SASL in the status window:\n%s" % p)
         t.ok("Welcome to the axon IRC network, carol!" in p, "the nick is carol's:\n%s" % p)
         keys("/join #lobby")
