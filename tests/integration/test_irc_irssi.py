@@ -89,8 +89,7 @@ def irssi_talks_with_the_line_chat():
     bob = srv.line_client("bob")
     try:
         irssi(srv, "alice")
-        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome",
-                  timeout=2 * axtest.TIMEOUT)
+        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome")
         p = pane()
         t.ok("Welcome to the axon IRC network" in p, "001 shown")
         t.ok("Capabilities acknowledged" in p, "CAP negotiated")
