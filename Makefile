@@ -3,13 +3,14 @@
 MAKEFLAGS += --no-print-directory
 BUILD   ?= build
 SANDIR  ?= build-san
+TSANDIR ?= build-tsan
 FUZZDIR ?= build-fuzz
 JOBS    ?= $(shell nproc)
 PREFIX  ?= /usr/local
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps run test san fuzz fuzz-smoke bench install format format-check clean
+.PHONY: all deps run test san tsan fuzz fuzz-smoke bench install format format-check clean
 
 all: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) >/dev/null
@@ -45,6 +46,17 @@ san:
 	@cmake --build $(SANDIR) -j $(JOBS)
 	@cd $(SANDIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
+
+# ThreadSanitizer: the hub under --threads 4 with clients publishing from
+# every thread (tests/integration/test_serve_threads.py), epoll backend.
+# Not part of `make test` or CI: a TSan build of everything and the whole
+# suite under it would take several times the CI budget.
+tsan:
+	@scripts/deps.sh build test
+	@cmake -S . -B $(TSANDIR) -DAXON_TSAN=ON >/dev/null
+	@cmake --build $(TSANDIR) -j $(JOBS) --target axon
+	@AXON_BACKEND=epoll TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  /usr/bin/python3 tests/integration/test_serve_threads.py $(TSANDIR)
 
 fuzz:
 	@scripts/deps.sh build fuzz

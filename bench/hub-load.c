@@ -211,6 +211,8 @@ static void delivered(sub *s, const char *payload, const char *end)
             publish_one(p);
 }
 
+static void connect_more(void);
+
 static void sub_open(ax_ws *ws)
 {
     sub *s = ax_ws_data(ws);
@@ -218,6 +220,7 @@ static void sub_open(ax_ws *ws)
     int n = snprintf(req, sizeof req, "{\"type\":\"subscribe\",\"topic\":\"%s\"}", s->p->topic);
     opened++;
     if (ax_ws_send_text(ws, req, (size_t)n) < 0) failed++;
+    connect_more();
 }
 
 static void sub_message(ax_ws *ws, const void *data, size_t len, bool binary)
@@ -294,6 +297,27 @@ static uint64_t server_cpu_ticks(void)
     return ut + st;
 }
 
+/* Subscribers connect at most CONNECTING at a time (the rest as those
+ * open): thousands of SYNs at once overflow the accept backlog, and the
+ * retried ones can miss the handshake timeout. */
+#define CONNECTING 1000
+static int next_sub, nconnecting;
+
+static void connect_more(void)
+{
+    int err;
+    if (nconnecting) nconnecting--;
+    while (nconnecting < CONNECTING && next_sub < cfg.npub * cfg.nsub) {
+        sub *s = &subs[next_sub++];
+        s->ws = ax_ws_connect(loop, cfg.url, &sub_cbs, &ws_opts, s, &err);
+        if (!s->ws) {
+            failed++;
+            return;
+        }
+        nconnecting++;
+    }
+}
+
 static int connect_all(void)
 {
     int err;
@@ -309,14 +333,12 @@ static int connect_all(void)
         p->ring = calloc(RING, sizeof(*p->ring));
         p->ws = p->ring ? ax_ws_connect(loop, cfg.url, &pub_cbs, &ws_opts, p, &err) : NULL;
         if (!p->ws) return -1;
-        for (int j = 0; j < cfg.nsub; j++) {
-            sub *s = &subs[i * cfg.nsub + j];
-            s->p = p;
-            s->ws = ax_ws_connect(loop, cfg.url, &sub_cbs, &ws_opts, s, &err);
-            if (!s->ws) return -1;
-        }
+        for (int j = 0; j < cfg.nsub; j++)
+            subs[i * cfg.nsub + j].p = p;
     }
-    return 0;
+    nconnecting = 1; /* connect_more() counts one open */
+    connect_more();
+    return failed ? -1 : 0;
 }
 
 static void usage(void)

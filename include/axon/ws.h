@@ -177,6 +177,15 @@ AX_API int ax_ws_send_binary(ax_ws *ws, const void *data, size_t len);
 AX_API ax_slice *ax_ws_shared_new(const void *data, size_t len, bool binary);
 AX_API int ax_ws_send_shared(ax_ws *ws, ax_slice *frame);
 
+/* Cork this thread: until ax_ws_uncork(), shared frames sent with
+ * ax_ws_send_shared() are collected per connection (up to 8 each) and
+ * ax_ws_uncork() writes each connection's with one writev, as already
+ * happens for sends made inside a connection's on_message.  Inside an
+ * on_message both calls do nothing.  For a broadcast made from a timer or
+ * a posted callback. */
+AX_API void ax_ws_cork(void);
+AX_API void ax_ws_uncork(void);
+
 /* A ping with up to 125 bytes of payload.  The peer's pong is absorbed. */
 AX_API int ax_ws_ping(ax_ws *ws, const void *data, size_t len);
 

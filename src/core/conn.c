@@ -239,7 +239,8 @@ void ax__conn_free_queue(ax_conn *c)
  * and the driver holds no operation of this connection. */
 void ax__conn_release(ax_conn *c)
 {
-    if ((c->flags & F_CB_DONE) && !c->again.queued && !c->deferred.queued && !c->drv->busy(c))
+    if ((c->flags & F_CB_DONE) && !ax__deferred_queued(&c->again) &&
+        !ax__deferred_queued(&c->deferred) && !c->drv->busy(c))
         ax_free(c);
 }
 

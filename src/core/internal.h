@@ -109,12 +109,18 @@ typedef struct ax__post {
 } ax__post;
 
 /* Something to do after the I/O of this iteration: close callbacks, UDP
- * batch flushes, deferred frees.  An intrusive singly linked list. */
+ * batch flushes, deferred frees.  An intrusive singly linked list; `fn` is
+ * set while it is queued, NULL otherwise (16 bytes: every connection
+ * embeds two). */
 typedef struct ax__deferred {
     struct ax__deferred *next;
     void (*fn)(ax_loop *loop, struct ax__deferred *d);
-    bool queued;
 } ax__deferred;
+
+static inline bool ax__deferred_queued(const ax__deferred *d)
+{
+    return d->fn != NULL;
+}
 
 struct ax_loop {
     const ax__backend *backend;

@@ -127,8 +127,7 @@ void ax__io_dispatch(ax_loop *loop, ax__io *io, unsigned revents)
 
 void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *))
 {
-    if (d->queued) return;
-    d->queued = true;
+    if (ax__deferred_queued(d)) return;
     d->fn = fn;
     d->next = NULL;
     *loop->deferred_tail = d;
@@ -137,8 +136,7 @@ void ax__defer(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferre
 
 void ax__defer_later(ax_loop *loop, ax__deferred *d, void (*fn)(ax_loop *, ax__deferred *))
 {
-    if (d->queued) return;
-    d->queued = true;
+    if (ax__deferred_queued(d)) return;
     d->fn = fn;
     d->next = NULL;
     *loop->later_tail = d;
@@ -161,8 +159,9 @@ static void run_deferred(ax_loop *loop)
         ax__deferred *d = loop->deferred;
         loop->deferred = d->next;
         if (!loop->deferred) loop->deferred_tail = &loop->deferred;
-        d->queued = false;
-        d->fn(loop, d); /* may free d, may defer more */
+        void (*fn)(ax_loop *, ax__deferred *) = d->fn;
+        d->fn = NULL; /* no longer queued */
+        fn(loop, d);  /* may free d, may defer more */
     }
 }
 

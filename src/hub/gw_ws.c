@@ -17,6 +17,7 @@
  * payload bytes.  A message's envelope is framed once (ax_ws_shared_new,
  * ENC_WS) and the same frame is queued on every WebSocket subscriber. */
 #include <jansson.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <axon/alloc.h>
 #include <axon/ws.h>
 
+#include "envelope.h"
 #include "serve.h"
 
 typedef struct gw_ws gw_ws;
@@ -287,6 +289,9 @@ static void unthrottle(ax_timer *t, void *ud)
     }
 }
 
+static void publish_done(ws_client *c, json_t *id, const char *topic, uint64_t seq, uint64_t ticket,
+                         int err);
+
 static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
 {
     const char *why = NULL;
@@ -301,6 +306,13 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
     uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len,
                                       &ticket, &err);
     free(p);
+    publish_done(c, id, topic, seq, ticket, err);
+}
+
+/* The reply to a publish hub_publish_ticket() answered. */
+static void publish_done(ws_client *c, json_t *id, const char *topic, uint64_t seq, uint64_t ticket,
+                         int err)
+{
     if (!seq && err == AX_EAGAIN) throttle(c);
     if (!seq)
         reply_error(c, id,
@@ -467,6 +479,74 @@ static void request(ws_client *c, json_t *o)
     }
 }
 
+/* ---- the fast path ------------------------------------------------------------ */
+
+/* An "id" the reply can copy as it came: what jansson would write back. */
+static bool id_verbatim(const env_value *v)
+{
+    return v->kind == ENV_ABSENT || (v->kind == ENV_STRING && !v->escaped) ||
+           (v->kind == ENV_INT && !(v->i == 0 && v->p[0] == '-'));
+}
+
+/* {"topic":…,"seq":…,"type":"ok","id":…}: reply_ok()'s bytes, without a tree. */
+static void publish_ok(ws_client *c, const env_value *id, const char *topic, uint64_t seq)
+{
+    size_t tl = strlen(topic);
+    char buf[64 + 6 * HUB_MAX_TOPIC + 64], *o = buf;
+    if (env_quoted_len(topic, tl) + id->n + 64 > sizeof buf)
+        return; /* the hub takes no such topic */
+    memcpy(o, "{\"topic\":", 9);
+    o = env_quote(o + 9, topic, tl);
+    o += sprintf(o, ",\"seq\":%" PRIu64 ",\"type\":\"ok\"", seq);
+    if (id->kind != ENV_ABSENT) {
+        bool q = id->kind == ENV_STRING;
+        memcpy(o, ",\"id\":\"", 6 + q);
+        o += 6 + q;
+        memcpy(o, id->p, id->n);
+        o += id->n;
+        if (q) *o++ = '"';
+    }
+    *o++ = '}';
+    size_t n = (size_t)(o - buf);
+    if (ax_ws_send_text(c->ws, buf, n) >= 0) {
+        GW_ADD(c->g->sv->gw[GW_WS].bytes_out, n);
+        GW_ADD(c->g->sv->gw[GW_WS].msgs_out, 1);
+    }
+}
+
+/* A text publish read with the envelope scan (envelope.h), not a jansson
+ * tree: the hot path.  False leaves the request to request(), which
+ * parses it again and answers what this does not (errors, base64, other
+ * types, refused topics). */
+static bool fast_publish(ws_client *c, const void *data, size_t len)
+{
+    env_req q;
+    const env_value *tv = &q.f[ENV_F_TOPIC], *pv = &q.f[ENV_F_PAYLOAD], *id = &q.f[ENV_F_ID];
+    if (!c->authed || env_scan(data, len, &q) != 0 || !env_is(&q.f[ENV_F_TYPE], "publish") ||
+        tv->kind != ENV_STRING || tv->n > HUB_MAX_TOPIC || pv->kind != ENV_STRING ||
+        q.f[ENV_F_ENCODING].kind != ENV_ABSENT || !id_verbatim(id))
+        return false;
+    char topic[HUB_MAX_TOPIC + 1];
+    env_string(tv, topic);
+    if (c->id && !auth_may_publish(c->id, topic)) return false;
+    char *p = pv->escaped ? malloc(pv->n + 1) : NULL;
+    if (pv->escaped && !p) return false;
+    size_t n = p ? env_string(pv, p) : pv->n;
+    int err = 0;
+    uint64_t ticket = 0;
+    uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub),
+                                      p ? p : pv->p, n, &ticket, &err);
+    free(p);
+    if (seq && !ticket) {
+        publish_ok(c, id, topic, seq);
+        return true;
+    }
+    json_t *idj = id->kind == ENV_ABSENT ? NULL : json_loadb(id->p, id->n, JSON_DECODE_ANY, NULL);
+    publish_done(c, idj, topic, seq, ticket, err);
+    json_decref(idj);
+    return true;
+}
+
 /* ---- connections ------------------------------------------------------------------- */
 
 static const ax_ws_cbs ws_cbs;
@@ -583,6 +663,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
                                        : hub_strerror(err));
         return;
     }
+    if (fast_publish(c, data, len)) return;
     json_error_t je;
     json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(o)) {
@@ -686,6 +767,7 @@ static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)
         !(g->expiry = ax_timer_new(sv->loop, expire, g))) {
         *err = AX_ENOMEM;
     } else if ((*err = ax_http_route(srv, "GET", "/ws", ws_upgrade, g)) == 0) {
+        hub_set_write_hooks(sv->hub, ax_ws_cork, ax_ws_uncork); /* a writev per client */
         if (sv->auth) ax_timer_start(g->expiry, 1000, 1000);
         return g;
     }

@@ -18,7 +18,11 @@
  * outbox and posted there (ax_loop_post) when the lock is let go; that
  * loop then pushes it as if it were local.  While such messages are in
  * flight, local ones for the same subscriber are posted behind them, so a
- * subscriber sees each topic in sequence order.
+ * subscriber sees each topic in sequence order.  For a subscriber of the
+ * caller's own loop whose wire is free, the write itself is deferred to a
+ * per-thread list made after the lock is let go (drain()), so no socket
+ * write happens under the lock on the publish path (replays and
+ * hub_sub_writable() still write under it: one subscriber each).
  *
  * Bounds: at most max_topics topics exist (a publish that would make one
  * more is refused); a topic with no history, no exact subscription and
@@ -62,16 +66,16 @@ struct rnode { /* a message on its way to another loop's subscriber */
     hub_msg *m;
 };
 
+/* Messages for one other loop.  One post at a time: what the publishes
+ * made meanwhile joins the posted one, so that loop takes them all in one
+ * wake-up and each subscriber gets its share in one write. */
 struct outbox {
     outbox *next;
     ax_loop *loop;
-    rnode *head, **tail;
-};
-
-typedef struct batch {
     hub *h;
-    rnode *head;
-} batch;
+    rnode *head, **tail;
+    bool posted; /* run_batch() is on its way: it takes head..tail */
+};
 
 static __thread ax_loop *bound_loop; /* the loop of this thread (hub_bind_loop) */
 
@@ -132,9 +136,10 @@ struct hub_sub {
     hub *h;
     const hub_sub_ops *ops;
     void *ud;
-    char name[HUB_MAX_NAME + 1];
+    char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
-    hub_map filters; /* filter -> entry */
+    hub_map filters;   /* filter -> entry, once it has more than FEW_FILTERS */
+    uint32_t nfilters; /* entries in the list */
     job *jobs, **jobs_tail;
     qnode *qhead, **qtail;
     size_t qbytes, budget;
@@ -170,6 +175,7 @@ struct hub {
     pthread_mutex_t mu; /* recursive: callbacks may call back in */
     int depth;
     outbox *outboxes;
+    void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
     uint64_t seq_base; /* new topics count from here (after a crash: store.c) */
 };
 
@@ -183,6 +189,12 @@ void hub_bind_loop(ax_loop *loop)
     bound_loop = loop;
 }
 
+void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void))
+{
+    __atomic_store_n(&h->write_end, end, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->write_begin, begin, __ATOMIC_RELEASE);
+}
+
 static void lock(hub *h)
 {
     pthread_mutex_lock(&h->mu);
@@ -191,24 +203,37 @@ static void lock(hub *h)
 
 static void run_batch(ax_loop *loop, void *arg);
 static void reap_now(hub *h);
+static void drain(hub *h);
+
+/* Writes decided under the lock and made after it is let go, by the thread
+ * that decided them: each is for a subscriber of this thread's loop whose
+ * wire was free (no queue, not blocked).  In order; `requeue` marks one
+ * whose wire filled up before its turn (queued when the lock is taken
+ * again, behind the ones before it). */
+typedef struct pending {
+    hub_sub *s; /* a reference */
+    hub_msg *m; /* a reference */
+    bool requeue;
+} pending;
+
+#define OUTQ_INLINE 64 /* past this many, an allocation freed once drained */
+static _Thread_local pending outq_inline[OUTQ_INLINE];
+static _Thread_local struct {
+    pending *v;
+    size_t n, cap;
+    bool draining;
+} outq;
 
 /* Post what is waiting for other loops, in order, before letting go. */
 static void flush_outboxes(hub *h)
 {
     for (outbox *o = h->outboxes; o; o = o->next) {
-        if (!o->head) continue;
-        batch *b = ax_malloc(sizeof(*b));
-        if (b) {
-            b->h = h;
-            b->head = o->head;
+        if (!o->head || o->posted) continue;
+        if (ax_loop_post(o->loop, run_batch, o) != 0) {
+            h->st.dropped += 1; /* the loop is gone or no memory: tried again next time */
+            continue;
         }
-        if (!b || ax_loop_post(o->loop, run_batch, b) != 0) {
-            ax_free(b);
-            h->st.dropped += 1; /* the loop is gone or no memory */
-            continue;           /* (the items leak their refs: only at shutdown) */
-        }
-        o->head = NULL;
-        o->tail = &o->head;
+        o->posted = true;
     }
 }
 
@@ -216,8 +241,9 @@ static void unlock(hub *h)
 {
     if (h->depth == 1 && h->reap && !h->walking) reap_now(h);
     if (h->depth == 1) flush_outboxes(h);
-    h->depth--;
+    bool outer = --h->depth == 0;
     pthread_mutex_unlock(&h->mu);
+    if (outer && outq.n && !outq.draining) drain(h);
 }
 
 static const char *GAP_TEXT = "history does not reach back that far";
@@ -283,8 +309,16 @@ ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_m
                            void *ud)
 {
     if (slot < 0 || slot >= HUB_ENC_SLOTS) return NULL;
-    if (!m->enc[slot]) m->enc[slot] = encode(m, ud);
-    return m->enc[slot];
+    ax_slice *have = __atomic_load_n(&m->enc[slot], __ATOMIC_ACQUIRE);
+    if (have) return have;
+    /* threads deliver outside the lock: the first encoding made wins */
+    ax_slice *mine = encode(m, ud);
+    if (!mine) return NULL;
+    if (__atomic_compare_exchange_n(&m->enc[slot], &have, mine, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return mine;
+    ax_slice_unref(mine);
+    return have;
 }
 
 static int64_t now_ms(void)
@@ -574,9 +608,32 @@ static void over_budget(hub_sub *s, const hub_msg *m)
 static void sub_push_local(hub_sub *s, hub_msg *m);
 static void walk_end(hub *h);
 
+static char unnamed[1];
+
+/* A subscriber's name: its own copy, or `unnamed` for none; NULL when out
+ * of memory. */
+static char *name_dup(const char *name)
+{
+    size_t n = name ? strnlen(name, HUB_MAX_NAME) : 0;
+    char *p = n ? ax_malloc(n + 1) : unnamed;
+    if (p && n) {
+        memcpy(p, name, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void name_free(char *name)
+{
+    if (name != unnamed) ax_free(name);
+}
+
 static void sub_unref(hub_sub *s)
 {
-    if (--s->refs == 0) ax_free(s);
+    if (--s->refs == 0) {
+        name_free(s->name);
+        ax_free(s);
+    }
 }
 
 /* A push for a subscriber of another loop (or one with messages on their
@@ -590,6 +647,7 @@ static void sub_push_remote(hub_sub *s, hub_msg *m)
     rnode *r = ax_malloc(sizeof(*r));
     if (!o && r && (o = ax_calloc(1, sizeof(*o)))) {
         o->loop = s->loop;
+        o->h = h;
         o->tail = &o->head;
         o->next = h->outboxes;
         h->outboxes = o;
@@ -610,14 +668,18 @@ static void sub_push_remote(hub_sub *s, hub_msg *m)
 
 static void run_batch(ax_loop *loop, void *arg)
 {
-    batch *b = arg;
-    hub *h = b->h;
+    outbox *o = arg;
+    hub *h = o->h;
     (void)loop;
     lock(h);
+    rnode *head = o->head;
+    o->head = NULL;
+    o->tail = &o->head;
+    o->posted = false;
     h->walking++;
-    while (b->head) {
-        rnode *r = b->head;
-        b->head = r->next;
+    while (head) {
+        rnode *r = head;
+        head = r->next;
         r->s->inflight--;
         if (!r->s->dead) sub_push_local(r->s, r->m);
         hub_msg_unref(r->m);
@@ -626,7 +688,6 @@ static void run_batch(ax_loop *loop, void *arg)
     }
     walk_end(h);
     unlock(h);
-    ax_free(b);
 }
 
 /* Is m of a topic a replay of s has not finished?  Then it waits in the
@@ -660,7 +721,31 @@ static void sub_push(hub_sub *s, hub_msg *m)
     sub_push_local(s, m);
 }
 
-static void sub_push_local(hub_sub *s, hub_msg *m)
+static void sub_queue(hub_sub *s, hub_msg *m);
+
+/* The wire is free: write after the lock is let go (drain()). */
+static bool defer_write(hub_sub *s, hub_msg *m)
+{
+    if (!outq.v) {
+        outq.v = outq_inline;
+        outq.cap = OUTQ_INLINE;
+    }
+    if (outq.n == outq.cap) {
+        bool first = outq.v == outq_inline;
+        pending *v = ax_realloc(first ? NULL : outq.v, outq.cap * 2 * sizeof(*v));
+        if (!v) return false;
+        if (first) memcpy(v, outq_inline, sizeof outq_inline);
+        outq.v = v;
+        outq.cap *= 2;
+    }
+    outq.v[outq.n++] = (pending){.s = s, .m = hub_msg_ref(m)};
+    s->refs++;
+    s->h->st.delivered++;
+    return true;
+}
+
+/* Now, under the lock: for a replay, which stops when the wire is full. */
+static void sub_push_now(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
     if (!s->blocked && !s->qhead) {
@@ -668,6 +753,68 @@ static void sub_push_local(hub_sub *s, hub_msg *m)
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         return;
     }
+    sub_queue(s, m);
+}
+
+static void sub_push_local(hub_sub *s, hub_msg *m)
+{
+    if (s->dead) return;
+    if (!s->blocked && !s->qhead) {
+        if (defer_write(s, m)) return;
+        s->h->st.delivered++; /* no memory to defer it: now, under the lock */
+        if (!s->ops->write(s, m, s->ud)) s->blocked = true;
+        return;
+    }
+    sub_queue(s, m);
+}
+
+/* Make the writes deferred under the lock (unlock() calls this once the
+ * lock is let go): the socket writes of a publish hold no lock.  Only this
+ * thread touches its subscribers' wire state (blocked, the queue), so it
+ * reads it here unlocked; references, stats and queues are dealt with
+ * under the lock again after. */
+static void drain(hub *h)
+{
+    void (*begin)(void) = __atomic_load_n(&h->write_begin, __ATOMIC_ACQUIRE);
+    void (*end)(void) = __atomic_load_n(&h->write_end, __ATOMIC_ACQUIRE);
+    outq.draining = true;
+    if (begin) begin();
+    for (size_t i = 0; i < outq.n; i++) { /* writes may add more (i re-reads) */
+        hub_sub *s = outq.v[i].s;
+        if (s->dead) continue;
+        if (s->blocked || s->qhead) {
+            outq.v[i].requeue = true;
+            continue;
+        }
+        if (!s->ops->write(s, outq.v[i].m, s->ud)) s->blocked = true;
+    }
+    if (end) end();
+    lock(h);
+    h->walking++;
+    size_t n = outq.n;
+    for (size_t i = 0; i < n; i++) {
+        pending p = outq.v[i];
+        if (p.requeue && !p.s->dead) {
+            h->st.delivered--;
+            sub_queue(p.s, p.m);
+        }
+        hub_msg_unref(p.m);
+        sub_unref(p.s);
+    }
+    memmove(outq.v, outq.v + n, (outq.n - n) * sizeof(*outq.v));
+    outq.n -= n;
+    if (!outq.n && outq.v != outq_inline) { /* after a large fan-out: do not keep it */
+        ax_free(outq.v);
+        outq.v = NULL;
+        outq.cap = 0;
+    }
+    outq.draining = false;
+    walk_end(h);
+    unlock(h); /* drains again what walk_end() and the queues added */
+}
+
+static void sub_queue(hub_sub *s, hub_msg *m)
+{
     qnode *q = ax_malloc(sizeof(*q));
     if (!q) {
         s->h->st.dropped++;
@@ -856,7 +1003,11 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->budget = h->budget;
     s->loop = current_loop(h);
     s->refs = 1;
-    if (name) snprintf(s->name, sizeof s->name, "%s", name);
+    s->name = name_dup(name);
+    if (!s->name) {
+        ax_free(s);
+        return NULL;
+    }
     lock(h);
     s->id = ++h->next_id;
     h->st.subscribers++;
@@ -897,13 +1048,17 @@ void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
+    char *copy = name_dup(name), *old;
+    if (!copy) return AX_ENOMEM;
     lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
-    snprintf(s->name, sizeof s->name, "%s", name);
+    old = s->name;
+    s->name = copy;
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room) presence_join(s->h, e->room, s->name);
     unlock(s->h);
+    name_free(old);
     return 0;
 }
 
@@ -914,6 +1069,7 @@ static void entry_unlink(hub_sub *s, entry *e)
     hub *h = s->h;
     size_t fl = strlen(e->filter);
     hub_map_del(&s->filters, e->filter, fl);
+    s->nfilters--;
     if (e->sprev)
         e->sprev->snext = e->snext;
     else
@@ -935,6 +1091,32 @@ static void entry_unlink(hub_sub *s, entry *e)
     htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
     if (t) topic_consider(h, t);
     ax_free(e);
+}
+
+/* A subscriber with a few filters finds them by walking its list; the map
+ * is made past FEW_FILTERS (the idle client with one subscription needs
+ * no map entry, 48 bytes). */
+#define FEW_FILTERS 8
+
+static entry *filter_find(const hub_sub *s, const char *f, size_t fl)
+{
+    if (s->filters.n) return hub_map_get(&s->filters, f, fl);
+    for (entry *e = s->entries; e; e = e->snext)
+        if (strncmp(e->filter, f, fl) == 0 && e->filter[fl] == '\0') return e;
+    return NULL;
+}
+
+/* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
+static int filter_add(hub_sub *s, entry *e, size_t fl)
+{
+    if (!s->filters.n && s->nfilters < FEW_FILTERS) return 0;
+    for (entry *x = s->filters.n ? NULL : s->entries; x; x = x->snext)
+        if (hub_map_put(&s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
+            hub_map_clear(&s->filters);
+            hub_map_init(&s->filters);
+            return AX_ENOMEM;
+        }
+    return hub_map_put(&s->filters, e->filter, fl, e, NULL);
 }
 
 static void sub_release(hub_sub *s)
@@ -996,7 +1178,7 @@ static void push_gap(hub_sub *s, htopic *t, uint64_t first)
     g->policy = (int8_t)t->rule->policy;
     g->seq = first;
     g->time_ms = now_ms();
-    sub_push_local(s, g);
+    sub_push_now(s, g);
     hub_msg_unref(g);
 }
 
@@ -1064,7 +1246,7 @@ static bool job_step(hub_sub *s, job *j)
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
         j->after = m->seq;
-        if (may_read(s, m)) sub_push_local(s, m);
+        if (may_read(s, m)) sub_push_now(s, m);
     }
     return false;
 }
@@ -1099,8 +1281,8 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
 static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
 {
     if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
-    if (hub_map_get(&s->filters, filter, fl)) return 0;
-    return s->filters.n >= s->h->max_filters ? HUB_EFILTERS : 0;
+    if (filter_find(s, filter, fl)) return 0;
+    return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
@@ -1108,15 +1290,16 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     hub *h = s->h;
     size_t fl = strlen(filter);
     int rc = subscribe_check(s, filter, fl);
-    if (rc != 0 || hub_map_get(&s->filters, filter, fl)) return rc;
+    if (rc != 0 || filter_find(s, filter, fl)) return rc;
     node *n = node_path(h, filter, true);
     entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
-    if (!e || hub_map_put(&s->filters, filter, fl, e, NULL) != 0) {
+    if (e) memcpy(e->filter, filter, fl + 1);
+    if (!e || filter_add(s, e, fl) != 0) {
         ax_free(e);
         if (n) node_prune(n);
         return AX_ENOMEM;
     }
-    memcpy(e->filter, filter, fl + 1);
+    s->nfilters++;
     e->s = s;
     e->n = n;
     e->nnext = n->subs;
@@ -1158,7 +1341,7 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
 {
     int rc = AX_ENOENT;
     lock(s->h);
-    entry *e = hub_map_get(&s->filters, filter, strlen(filter));
+    entry *e = filter_find(s, filter, strlen(filter));
     if (e) {
         s->h->walking++;
         entry_unlink(s, e);

@@ -11,8 +11,26 @@
  * message is encoded once per protocol and the same bytes are queued on
  * every subscriber of that protocol.
  *
- * One lock guards the hub, so gateways on several loops (threads) can
- * share it; see hub_bind_loop(). */
+ * Threads and the lock.  Gateways on several loops (threads) share one
+ * hub; see hub_bind_loop().  One (recursive) mutex, taken by every hub_*
+ * call, guards:
+ *   - the topics, their history, sequence numbers, presence and index;
+ *   - the subscription tree and each subscriber's filters, replay jobs,
+ *     name, identity, reference count and in-flight count;
+ *   - the store's queue of writes (hub_store has its own lock for the
+ *     commit thread), the stats (hub_stats), the outboxes to other loops.
+ * It does not cover, and no hub call holds it while doing:
+ *   - socket writes: a publish routes under the lock and collects
+ *     (subscriber, message) pairs; the subscriber's `write` runs after the
+ *     lock is let go, on the subscriber's own loop (the publisher's thread
+ *     for its own loop's subscribers, a posted batch for the others).  A
+ *     subscriber's wire state (blocked, its queue) is touched only by that
+ *     loop's thread, which is also the only one that may free it;
+ *   - hub_msg_encoding()'s cache: filled once per slot with an atomic
+ *     compare-and-swap (two threads may both encode; one copy is kept);
+ *   - message reference counts (atomic).
+ * Which loop a subscriber belongs to is fixed when it is made (the
+ * caller's bound loop), and that is what routing reads. */
 #ifndef AXON_HUB_H
 #define AXON_HUB_H
 
@@ -150,6 +168,12 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len);
  * Threads that never call it count as the hub's own loop.  Every hub_*
  * call is then safe from any of those threads. */
 void hub_bind_loop(ax_loop *loop);
+/* Around the writes a thread makes after the lock (a publish's fan-out to
+ * its loop, or a batch from another loop): `begin` before the first,
+ * `end` after the last, so a gateway can gather them (the WebSocket
+ * gateway corks: one writev per connection for the whole batch).  Set
+ * once, before or while threads run; NULL: none. */
+void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void));
 /* Flush the store and free everything; subscribers must be freed first. */
 void hub_free(hub *h);
 ax_loop *hub_loop(const hub *h);

@@ -13,6 +13,7 @@
 
 #include <axon/alloc.h>
 
+#include "capacity.h"
 #include "serve.h"
 
 #define GW_ENTRY_(kind, ops) [kind] = &ops,
@@ -731,6 +732,7 @@ int serve_run(const serve_cfg *cfg)
     }
     ax_log(AX_LOG_INFO, "axon %s serve starting (history: %s)", AXON_VERSION,
            cfg->data_dir[0] ? cfg->data_dir : "memory only");
+    serve_capacity_setup(cfg->limits.max_connections); /* capacity.c: fd limit, sysctls */
     rc = 0;
     hub_bind_loop(sv.loop);
     pool p = {.n = cfg->threads};

@@ -23,6 +23,7 @@ backend from $AXON_BACKEND (inherited by every program started).
 """
 
 import os
+import random
 import re
 import signal
 import socket
@@ -54,12 +55,21 @@ def axon_bin():
 
 
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
-    """A port the kernel just handed out for `kind` and released again."""
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free for `kind` right now, below the ephemeral range (32768
+    and up): a test that restarts a server on the same port must not find
+    it taken by some client's outgoing connection meanwhile."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(500):
+        port = random.randrange(10000, 32000)
+        s = socket.socket(fam, kind)
+        try:
+            s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise Failure("no free port below 32000")
 
 
 def free_port_both(host="127.0.0.1"):

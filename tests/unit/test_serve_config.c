@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "hub/capacity.h"
 #include "hub/serve.h"
 #include "runner.h"
 
@@ -63,4 +64,38 @@ TEST(serve_config_limits)
     ASSERT_EQ(cfg.limits.ip_table_size, def.ip_table_size);
     ASSERT_EQ(parse("msg_rate 10/fortnight\n", 22), -1);
     ASSERT_EQ(parse("max_connections lots\n", 21), -1);
+}
+
+/* The start-up capacity check (src/hub/capacity.c): each shortfall for a
+ * million connections is named with its setting; a roomy system says
+ * nothing. */
+TEST(serve_capacity_warnings)
+{
+    char out[8][SERVE_CAPACITY_LINE];
+    serve_capacity roomy = {.fd_soft = 2000000,
+                            .fd_hard = 2000000,
+                            .nr_open = 2000000,
+                            .file_max = 4000000,
+                            .somaxconn = 65535,
+                            .conntrack_max = -1,
+                            .mem_avail_kib = 64L << 20};
+    ASSERT_EQ(serve_capacity_check(&roomy, 1000000, out, 8), 0);
+    serve_capacity small = {.fd_soft = 20000,
+                            .fd_hard = 20000,
+                            .nr_open = 65536,
+                            .file_max = 500000,
+                            .somaxconn = 128,
+                            .conntrack_max = 262144,
+                            .mem_avail_kib = 2L << 20};
+    ASSERT_EQ(serve_capacity_check(&small, 1000000, out, 8), 6);
+    ASSERT(strstr(out[0], "file-descriptor limit is 20000") && strstr(out[0], "ulimit -n"));
+    ASSERT(strstr(out[1], "fs.nr_open is 65536"));
+    ASSERT(strstr(out[2], "fs.file-max is 500000"));
+    ASSERT(strstr(out[3], "net.core.somaxconn is 128"));
+    ASSERT(strstr(out[4], "nf_conntrack_max is 262144"));
+    ASSERT(strstr(out[5], "KiB of memory is available"));
+    /* 10,000 fit that system but for the backlog */
+    ASSERT_EQ(serve_capacity_check(&small, 10000, out, 8), 1);
+    ASSERT(strstr(out[0], "somaxconn"));
+    ASSERT_EQ(serve_capacity_check(&small, 1000, out, 8), 0);
 }

@@ -659,3 +659,88 @@ TEST(ws_server_shared_frames)
         close(fds[i]);
     fx_stop(&f);
 }
+
+/* An idle connection keeps no input state: the parser and the reassembly
+ * buffer exist only while a frame or a fragmented message is partly in
+ * (then a frame split across reads and a fragmented message still arrive
+ * whole), and the heap goes back to what the idle connection held. */
+TEST(ws_server_idle_holds_no_input_state)
+{
+    tu_alloc_install();
+    fixture f;
+    fx_start(&f);
+    int fd = fx_open(&f, "/");
+    RUN_UNTIL(f.loop, f.opened == 1, 3000);
+    wt_send(fd, AX_WS_TEXT, true, "warm", 4);
+    expect_echo(&f, fd, AX_WS_TEXT, "warm", 4);
+    tu_run_for(f.loop, 20);
+    long idle = tu_alloc_live_count(), idle_bytes = tu_alloc_live_bytes();
+    unsigned char buf[64];
+    size_t n = wt_encode(buf, AX_WS_TEXT, true, 0, "split frame", 11, true);
+    tu_write_all(fd, buf, 5); /* the header and one byte */
+    tu_run_for(f.loop, 30);
+    ASSERT(tu_alloc_live_count() > idle); /* the parser waits with it */
+    tu_write_all(fd, buf + 5, n - 5);
+    expect_echo(&f, fd, AX_WS_TEXT, "split frame", 11);
+    tu_run_for(f.loop, 20);
+    ASSERT_EQ(tu_alloc_live_count(), idle);
+    wt_send(fd, AX_WS_TEXT, false, "frag", 4);
+    tu_run_for(f.loop, 30);
+    ASSERT(tu_alloc_live_bytes() > idle_bytes); /* parser and reassembly */
+    wt_send(fd, AX_WS_CONT, true, "ment", 4);
+    expect_echo(&f, fd, AX_WS_TEXT, "fragment", 8);
+    tu_run_for(f.loop, 20);
+    ASSERT_EQ(tu_alloc_live_count(), idle);
+    ASSERT_EQ(tu_alloc_live_bytes(), idle_bytes);
+    close(fd);
+    RUN_UNTIL(f.loop, f.closed == 1, 3000);
+    fx_stop(&f);
+}
+
+/* Shared frames corked for more recipients than the per-thread table holds
+ * inline (64) reach each of them once, in order. */
+static ax_ws *many[100];
+static int nmany;
+
+static void m_open(ax_ws *ws)
+{
+    many[nmany++] = ws;
+}
+
+static void m_message(ax_ws *ws, const void *data, size_t len, bool binary)
+{
+    (void)data, (void)len, (void)binary;
+    ax_slice *a = ax_ws_shared_new("one", 3, false), *b = ax_ws_shared_new("two", 3, false);
+    for (int i = 0; i < nmany; i++) {
+        if (many[i] == ws) continue;
+        ASSERT(ax_ws_send_shared(many[i], a) >= 0);
+        ASSERT(ax_ws_send_shared(many[i], b) >= 0);
+    }
+    ax_slice_unref(a);
+    ax_slice_unref(b);
+}
+
+static const ax_ws_cbs m_cbs = {.on_open = m_open, .on_message = m_message};
+
+TEST(ws_server_shared_frames_many)
+{
+    fixture f;
+    fx_start(&f);
+    ax_ws_endpoint ep = {.cbs = &m_cbs};
+    ASSERT_EQ(ax_ws_route(f.srv, "/many", &ep), 0);
+    int fds[100];
+    for (int i = 0; i < 100; i++)
+        fds[i] = fx_open(&f, "/many");
+    RUN_UNTIL(f.loop, nmany == 100, 5000);
+    wt_send(fds[0], AX_WS_TEXT, true, "go", 2);
+    for (int i = 1; i < 100; i++) {
+        wt_read(f.loop, fds[i], &rf, 3000);
+        ASSERT_EQ(rf.len, 3);
+        ASSERT(memcmp(rf.data, "one", 3) == 0);
+        wt_read(f.loop, fds[i], &rf, 3000);
+        ASSERT(memcmp(rf.data, "two", 3) == 0);
+    }
+    for (int i = 0; i < 100; i++)
+        close(fds[i]);
+    fx_stop(&f);
+}

@@ -13,6 +13,8 @@
  * shared slices and gets one writev for all of them when on_data returns,
  * so a sender whose one read held 30 messages costs each of a thousand
  * recipients one system call, not 30. */
+#include <pthread.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -33,33 +35,64 @@
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
 
+/* An idle open connection holds only this (51 bytes, then its path):
+ * the input state (parser, reassembly, the peer's close reason) lives in
+ * `rx` only while a frame or message is partly in, the options are shared
+ * by every connection made with the same ones, and shared frames corked
+ * for it during another connection's on_data wait in a per-thread table. */
 struct ax_ws {
     ax_conn *conn;
-    const ax_ws_cbs *cbs;
+    const struct shared *sh; /* callbacks and options, interned: never change */
     void *ud;
-    ax_ws_opts o;
-    enum ax_ws_role role;
-    uint8_t state;
-    bool close_sent;
-    bool pinged; /* keepalive: a ping is out */
-    bool heard;  /* keepalive: bytes came since that ping */
+    struct ws_rx *rx;   /* NULL when idle between messages */
+    struct ws_ext *ext; /* what few connections need (NULL: none) */
+    uint32_t cork;      /* 1 + its entry in the thread's cork table, 0: none */
+    uint32_t ka;        /* 1 + its place in its loop's keepalive ring, 0: none */
     uint16_t code;
-    uint8_t reason_len;
-    char reason[AX_WS_MAX_CONTROL];
+    uint8_t role : 1; /* enum ax_ws_role */
+    uint8_t state : 2;
+    bool close_sent : 1;
+    bool pinged : 1;   /* keepalive: a ping is out */
+    bool heard : 1;    /* keepalive: bytes came since that ping */
+    bool info_ext : 1; /* info_in holds a pointer to an ax_malloc'd block */
+    /* "path\0origin\0protocol\0", inside the object (a client's is
+     * replaced later: then a pointer to it, room for one always kept) */
+    char info_in[];
+};
+
+/* What a connection has only with permessage-deflate or once closing. */
+typedef struct ws_ext {
+    ax__ws_deflate *z;
+    ax_timer *timer; /* the close handshake's timeout, made by ax_ws_close() */
+} ws_ext;
+
+static ax__ws_deflate *zof(const ax_ws *ws)
+{
+    return ws->ext ? ws->ext->z : NULL;
+}
+
+static ws_ext *ext_get(ax_ws *ws)
+{
+    if (!ws->ext) ws->ext = ax_calloc(1, sizeof(*ws->ext));
+    return ws->ext;
+}
+
+/* What a connection needs while input is partly in. */
+typedef struct ws_rx {
     ax_ws_parser p;
     uint8_t *msg; /* reassembly of a fragmented or split message */
     size_t msg_len, msg_cap;
-    ax_timer *timer;
-    char *info; /* "path\0origin\0protocol\0" */
-    size_t origin_off, proto_off;
-    ax__ws_pmd pmd;
-    ax__ws_deflate *z;
-    ax_ws *cork_next; /* in the corked list while in_cork */
-    bool in_cork;
-    uint8_t npend;
-    size_t pend_bytes;
-    ax_slice *pend[PEND_MAX]; /* corked shared frames, oldest first */
-};
+    uint8_t reason_len; /* the peer's close frame: kept until on_close */
+    char reason[AX_WS_MAX_CONTROL];
+} ws_rx;
+
+/* Shared frames corked for one recipient, oldest first. */
+typedef struct cork_ent {
+    ax_ws *ws; /* NULL: freed meanwhile */
+    uint8_t n;
+    size_t bytes;
+    ax_slice *s[PEND_MAX];
+} cork_ent;
 
 typedef struct ws_batch {
     ax_ws *owner;
@@ -69,8 +102,76 @@ typedef struct ws_batch {
 
 static _Thread_local ws_batch batch;
 
-/* Recipients with corked shared frames, while some on_data runs. */
-static _Thread_local ax_ws *corked;
+/* Recipients with corked shared frames, while some on_data runs, in the
+ * order they were first corked: in cork_inline up to CORK_INLINE of them,
+ * past that in an allocation freed when the on_data ends. */
+#define CORK_INLINE 64
+static _Thread_local cork_ent cork_inline[CORK_INLINE];
+static _Thread_local struct {
+    cork_ent *v;
+    uint32_t n, cap;
+} corks;
+
+/* ---- shared options ------------------------------------------------------ */
+
+/* The callbacks and options (defaults filled in) of connections made
+ * with the same ones, held once. */
+typedef struct shared {
+    ax_ws_opts o;
+    const ax_ws_cbs *cbs;
+    size_t refs;
+    struct shared *next;
+} shared;
+
+static pthread_mutex_t opts_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared *opts_list;
+
+static bool opts_eq(const ax_ws_opts *a, const ax_ws_opts *b)
+{
+    return a->max_message == b->max_message && a->ping_interval_ms == b->ping_interval_ms &&
+           a->close_timeout_ms == b->close_timeout_ms && a->high_watermark == b->high_watermark &&
+           a->low_watermark == b->low_watermark && a->output_cap == b->output_cap &&
+           a->cap_policy == b->cap_policy && a->protocols == b->protocols &&
+           a->deflate == b->deflate &&
+           a->deflate_no_context_takeover == b->deflate_no_context_takeover &&
+           a->deflate_window_bits == b->deflate_window_bits &&
+           a->deflate_level == b->deflate_level && a->deflate_min_size == b->deflate_min_size &&
+           a->headers == b->headers && a->origin == b->origin && a->tls == b->tls;
+}
+
+/* The shared copy of `cbs` and `o` (defaults filled in), or NULL. */
+static const shared *shared_get(const ax_ws_cbs *cbs, const ax_ws_opts *o)
+{
+    pthread_mutex_lock(&opts_lock);
+    shared *n = opts_list;
+    while (n && !(n->cbs == cbs && opts_eq(&n->o, o)))
+        n = n->next;
+    if (!n && (n = ax_calloc(1, sizeof(*n)))) {
+        n->o = *o;
+        n->cbs = cbs;
+        n->next = opts_list;
+        opts_list = n;
+    }
+    if (n) n->refs++;
+    pthread_mutex_unlock(&opts_lock);
+    return n;
+}
+
+static void shared_put(const shared *sh)
+{
+    if (!sh) return;
+    pthread_mutex_lock(&opts_lock);
+    for (shared **pp = &opts_list; *pp; pp = &(*pp)->next) {
+        shared *n = *pp;
+        if (n != sh) continue;
+        if (--n->refs == 0) {
+            *pp = n->next;
+            ax_free(n);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&opts_lock);
+}
 
 /* Masking keys come from OpenSSL's generator, fetched 64 keys at a time. */
 typedef struct key_pool {
@@ -91,15 +192,130 @@ static int next_key(uint8_t key[4])
     return 0;
 }
 
+/* ---- keepalive ------------------------------------------------------------ */
+
+/* Connections of one loop with the same ping interval share one timer:
+ * every interval it pings each of them, and drops the ones that have sent
+ * nothing since the last ping.  (A timer per connection cost 64 bytes and
+ * a heap slot each; a place in the ring costs 12.)  A ring lives on its
+ * loop's thread and goes when its last connection does. */
+typedef struct keepalive {
+    ax_loop *loop;
+    uint32_t interval_ms;
+    uint32_t n, cap;
+    ax_timer *t;
+    ax_ws **v;
+    struct keepalive *next;
+} keepalive;
+
+static _Thread_local keepalive *rings;
+
+static void ws_ping(ax_ws *ws);
+
+static void ka_sweep(ax_timer *t, void *ud)
+{
+    keepalive *k = ud;
+    (void)t;
+    for (uint32_t i = 0; i < k->n; i++) /* an abort's on_close comes later, not now */
+        ws_ping(k->v[i]);
+}
+
+static keepalive *ka_find(ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = rings;
+    while (k && !(k->loop == loop && k->interval_ms == interval_ms))
+        k = k->next;
+    return k;
+}
+
+static keepalive *ka_new(ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = ax_calloc(1, sizeof(*k));
+    if (!k) return NULL;
+    if (!(k->t = ax_timer_new(loop, ka_sweep, k))) {
+        ax_free(k);
+        return NULL;
+    }
+    k->loop = loop;
+    k->interval_ms = interval_ms;
+    k->next = rings;
+    rings = k;
+    ax_timer_start(k->t, interval_ms, interval_ms);
+    return k;
+}
+
+static void ka_free(keepalive *k)
+{
+    for (keepalive **pp = &rings; *pp; pp = &(*pp)->next)
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    ax_timer_free(k->t);
+    ax_free(k->v);
+    ax_free(k);
+}
+
+static int ka_join(ax_ws *ws, ax_loop *loop, uint32_t interval_ms)
+{
+    keepalive *k = ka_find(loop, interval_ms);
+    bool made = !k;
+    if (!k && !(k = ka_new(loop, interval_ms))) return AX_ENOMEM;
+    if (k->n == k->cap) {
+        uint32_t cap = k->cap ? k->cap * 2 : 16;
+        ax_ws **v = ax_realloc(k->v, cap * sizeof(*v));
+        if (!v) {
+            if (made) ka_free(k);
+            return AX_ENOMEM;
+        }
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = ws;
+    ws->ka = k->n;
+    return 0;
+}
+
+static void ka_leave(ax_ws *ws)
+{
+    if (!ws->ka) return;
+    keepalive *k = ka_find(ax_conn_loop(ws->conn), ws->sh->o.ping_interval_ms);
+    uint32_t i = ws->ka - 1;
+    ws->ka = 0;
+    k->v[i] = k->v[--k->n]; /* the last one takes its place */
+    if (i < k->n) k->v[i]->ka = i + 1;
+    if (!k->n) {
+        ka_free(k);
+    } else if (k->cap > 64 && k->n < k->cap / 4) {
+        ax_ws **v = ax_realloc(k->v, (k->cap / 2) * sizeof(*v));
+        if (v) k->v = v, k->cap /= 2;
+    }
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
+static const char *info_of(const ax_ws *ws)
+{
+    const char *p = ws->info_in;
+    if (ws->info_ext) memcpy(&p, ws->info_in, sizeof p);
+    return p;
+}
+
+/* Replace the info with an ax_malloc'd block (taken), NULL: empty. */
 static void set_info(ax_ws *ws, char *info)
 {
-    static char empty[3];
-    ax_free(ws->info == empty ? NULL : ws->info);
-    ws->info = info ? info : empty;
-    ws->origin_off = strlen(ws->info) + 1;
-    ws->proto_off = ws->origin_off + strlen(ws->info + ws->origin_off) + 1;
+    if (ws->info_ext) ax_free((char *)info_of(ws));
+    ws->info_ext = info != NULL;
+    if (info)
+        memcpy(ws->info_in, &info, sizeof info);
+    else
+        memset(ws->info_in, 0, 3);
+}
+
+static size_t info_len(const char *info)
+{
+    size_t a = strlen(info) + 1, b = strlen(info + a) + 1;
+    return a + b + strlen(info + a + b) + 1;
 }
 
 void ax__ws_opts_defaults(ax_ws_opts *o)
@@ -129,18 +345,25 @@ void ax__ws_opts_defaults(ax_ws_opts *o)
 ax_ws *ax__ws_new(enum ax_ws_role role, const ax_ws_cbs *cbs, const ax_ws_opts *opts, void *ud,
                   char *info)
 {
-    ax_ws *ws = ax_calloc(1, sizeof(*ws));
-    if (!ws) {
+    ax_ws_opts o = {0};
+    if (opts) o = *opts;
+    ax__ws_opts_defaults(&o);
+    size_t il = info ? info_len(info) : 3;
+    if (role == AX_WS_CLIENT && il < sizeof(char *)) il = sizeof(char *); /* set_info() */
+    ax_ws *ws = ax_calloc(1, offsetof(ax_ws, info_in) + il);
+    if (ws) ws->sh = shared_get(cbs, &o);
+    if (!ws || !ws->sh) {
+        ax_free(ws);
         ax_free(info);
         return NULL;
     }
-    ws->role = role;
-    ws->cbs = cbs;
+    ws->role = (uint8_t)role;
     ws->ud = ud;
-    if (opts) ws->o = *opts;
-    ax__ws_opts_defaults(&ws->o);
     ws->state = WS_HANDSHAKE;
-    set_info(ws, info);
+    if (info) { /* kept inside the object: one allocation less */
+        memcpy(ws->info_in, info, info_len(info));
+        ax_free(info);
+    }
     return ws;
 }
 
@@ -151,30 +374,53 @@ void ax__ws_set_info(ax_ws *ws, char *info)
 
 const ax_ws_opts *ax__ws_opts(const ax_ws *ws)
 {
-    return &ws->o;
+    return &ws->sh->o;
 }
 
-static void cork_unlink(ax_ws *ws)
+static cork_ent *cork_of(const ax_ws *ws)
 {
-    for (ax_ws **pp = &corked; *pp; pp = &(*pp)->cork_next)
-        if (*pp == ws) {
-            *pp = ws->cork_next;
-            break;
-        }
-    ws->in_cork = false;
+    return ws->cork ? &corks.v[ws->cork - 1] : NULL;
+}
+
+/* Bytes corked for ws. */
+static size_t pend_bytes(const ax_ws *ws)
+{
+    return ws->cork ? corks.v[ws->cork - 1].bytes : 0;
+}
+
+/* Forget ws's corked frames (it is being freed). */
+static void cork_drop(ax_ws *ws)
+{
+    cork_ent *e = cork_of(ws);
+    for (int i = 0; i < e->n; i++)
+        ax_slice_unref(e->s[i]);
+    e->n = 0;
+    e->bytes = 0;
+    e->ws = NULL;
+    ws->cork = 0;
+}
+
+static void rx_free(ws_rx *rx)
+{
+    if (!rx) return;
+    ax_free(rx->msg);
+    ax_free(rx);
 }
 
 void ax__ws_free(ax_ws *ws)
 {
     if (!ws) return;
     if (batch.owner == ws) batch.owner = NULL;
-    if (ws->in_cork) cork_unlink(ws);
-    for (int i = 0; i < ws->npend; i++)
-        ax_slice_unref(ws->pend[i]);
-    ax_timer_free(ws->timer);
-    ax__ws_deflate_free(ws->z);
-    ax_free(ws->msg);
+    if (ws->cork) cork_drop(ws);
+    ka_leave(ws);
+    if (ws->ext) {
+        ax_timer_free(ws->ext->timer);
+        ax__ws_deflate_free(ws->ext->z);
+        ax_free(ws->ext);
+    }
+    rx_free(ws->rx);
     set_info(ws, NULL);
+    shared_put(ws->sh);
     ax_free(ws);
 }
 
@@ -186,7 +432,7 @@ void ax__ws_set_conn(ax_ws *ws, ax_conn *c)
 void ax__ws_report_close(ax_ws *ws, int code)
 {
     ws->state = WS_CLOSED;
-    if (ws->cbs->on_close) ws->cbs->on_close(ws, code, "", 0);
+    if (ws->sh->cbs->on_close) ws->sh->cbs->on_close(ws, code, "", 0);
     ax__ws_free(ws);
 }
 
@@ -194,23 +440,44 @@ static void ws_timer(ax_timer *t, void *ud);
 
 int ax__ws_open(ax_ws *ws, ax_conn *c, const ax__ws_pmd *pmd)
 {
-    ax_ws_config cfg = {.role = ws->role, .max_message = ws->o.max_message};
     ws->conn = c;
     if (pmd && pmd->on) {
-        ws->pmd = *pmd;
-        ws->z = ax__ws_deflate_new(pmd, ws->o.deflate_level);
-        if (!ws->z) return AX_ENOMEM;
-        cfg.rsv_allowed = AX_WS_RSV1;
+        if (!ext_get(ws) || !(ws->ext->z = ax__ws_deflate_new(pmd, ws->sh->o.deflate_level)))
+            return AX_ENOMEM;
     }
-    if (ws->o.ping_interval_ms) {
-        ws->timer = ax_timer_new(ax_conn_loop(c), ws_timer, ws);
-        if (!ws->timer) return AX_ENOMEM;
-        ax_timer_start(ws->timer, ws->o.ping_interval_ms, ws->o.ping_interval_ms);
-    }
-    ax_ws_parser_init(&ws->p, &cfg);
-    ax_conn_set_limits(c, ws->o.low_watermark, ws->o.high_watermark, ws->o.output_cap + CAP_SLACK);
+    int rc;
+    if (ws->sh->o.ping_interval_ms &&
+        (rc = ka_join(ws, ax_conn_loop(c), ws->sh->o.ping_interval_ms)) < 0)
+        return rc;
+    ax_conn_set_limits(c, ws->sh->o.low_watermark, ws->sh->o.high_watermark,
+                       ws->sh->o.output_cap + CAP_SLACK);
     ws->state = WS_OPEN;
     return 0;
+}
+
+/* The input state, made when bytes come: a parser at a frame boundary. */
+static ws_rx *rx_get(ax_ws *ws)
+{
+    ws_rx *rx = ax_malloc(sizeof(*rx));
+    if (!rx) return NULL;
+    ax_ws_config cfg = {.role = (enum ax_ws_role)ws->role,
+                        .max_message = ws->sh->o.max_message,
+                        .rsv_allowed = zof(ws) ? AX_WS_RSV1 : 0};
+    ax_ws_parser_init(&rx->p, &cfg);
+    rx->msg = NULL;
+    rx->msg_len = rx->msg_cap = 0;
+    rx->reason_len = 0;
+    return rx;
+}
+
+/* Between messages with nothing partly in: the input state goes. */
+static void rx_release_idle(ax_ws *ws)
+{
+    ws_rx *rx = ws->rx;
+    if (!rx || ws->state != WS_OPEN || !ax_ws_parser_idle(&rx->p) || rx->msg_len || rx->reason_len)
+        return;
+    ws->rx = NULL;
+    rx_free(rx);
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -226,32 +493,62 @@ static int batch_flush(void)
 
 static int above_high(const ax_ws *ws)
 {
-    return ax_conn_queued(ws->conn) > ws->o.high_watermark ? 1 : 0;
+    return ax_conn_queued(ws->conn) > ws->sh->o.high_watermark ? 1 : 0;
 }
 
 /* The corked shared frames of `ws`, in order: one gather write, and what
  * the socket does not take at once stays queued as references. */
 static int pend_flush(ax_ws *ws)
 {
-    int n = ws->npend;
+    cork_ent *e = cork_of(ws);
+    int n = e ? e->n : 0;
     if (!n) return 0;
-    ws->npend = 0;
-    ws->pend_bytes = 0;
-    int rc = ax_conn_write_slices(ws->conn, ws->pend, n);
+    e->n = 0;
+    e->bytes = 0;
+    int rc = ax_conn_write_slices(ws->conn, e->s, n);
     for (int i = 0; i < n; i++)
-        ax_slice_unref(ws->pend[i]);
+        ax_slice_unref(e->s[i]);
     return rc;
 }
 
 /* End of an on_data: every recipient's corked frames go out. */
 static void cork_flush(void)
 {
-    while (corked) {
-        ax_ws *ws = corked;
-        corked = ws->cork_next;
-        ws->in_cork = false;
+    for (uint32_t i = 0; i < corks.n; i++) {
+        ax_ws *ws = corks.v[i].ws;
+        if (!ws) continue;
         pend_flush(ws);
+        ws->cork = 0;
     }
+    corks.n = 0;
+    if (corks.v != cork_inline) ax_free(corks.v);
+    corks.v = NULL;
+    corks.cap = 0;
+}
+
+/* ws's entry in the cork table, made if it has none; NULL when out of memory. */
+static cork_ent *cork_add(ax_ws *ws)
+{
+    if (ws->cork) return cork_of(ws);
+    if (!corks.v) {
+        corks.v = cork_inline;
+        corks.cap = CORK_INLINE;
+    }
+    if (corks.n == corks.cap) {
+        uint32_t cap = corks.cap * 2;
+        bool first = corks.v == cork_inline;
+        cork_ent *v = ax_realloc(first ? NULL : corks.v, cap * sizeof(*v));
+        if (!v) return NULL;
+        if (first) memcpy(v, cork_inline, sizeof cork_inline);
+        corks.v = v;
+        corks.cap = cap;
+    }
+    cork_ent *e = &corks.v[corks.n++];
+    e->ws = ws;
+    e->n = 0;
+    e->bytes = 0;
+    ws->cork = corks.n;
+    return e;
 }
 
 /* Graceful close of the connection, after what the batch holds. */
@@ -268,9 +565,10 @@ static void fail(ax_ws *ws, uint16_t code);
 /* The output cap: a message that would pass it closes the connection. */
 static int cap_check(ax_ws *ws, size_t total)
 {
-    size_t q = ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + ws->pend_bytes;
-    if (q + total <= ws->o.output_cap) return 0;
-    fail(ws, ws->o.cap_policy == AX_WS_CAP_INTERNAL ? AX_WS_CLOSE_INTERNAL : AX_WS_CLOSE_POLICY);
+    size_t q = ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + pend_bytes(ws);
+    if (q + total <= ws->sh->o.output_cap) return 0;
+    fail(ws,
+         ws->sh->o.cap_policy == AX_WS_CAP_INTERNAL ? AX_WS_CLOSE_INTERNAL : AX_WS_CLOSE_POLICY);
     return AX_EOUTPUTCAP;
 }
 
@@ -299,7 +597,7 @@ static int put_frame(ax_ws *ws, unsigned op, unsigned rsv, const void *data, siz
     size_t h = ax_ws_encode_header(hdr, op, true, rsv, len, mask ? key : NULL);
     if (!h) return AX_EINVAL;
     if (!(op & 0x8) && (rc = cap_check(ws, h + len)) < 0) return rc;
-    if (ws->npend && (rc = pend_flush(ws)) < 0) return rc; /* keep the order */
+    if (pend_bytes(ws) && (rc = pend_flush(ws)) < 0) return rc; /* keep the order */
     if (batch.owner == ws && h + len <= BATCH_CAP) {
         if (batch.len + h + len > BATCH_CAP && (rc = batch_flush()) < 0) return rc;
         uint8_t *p = batch.buf + batch.len;
@@ -345,10 +643,11 @@ int ax_ws_send(ax_ws *ws, const void *data, size_t len, bool binary)
     int rc;
     if (!can_send(ws, &rc)) return rc;
     unsigned op = binary ? AX_WS_BINARY : AX_WS_TEXT;
-    if (ws->z && len >= ws->o.deflate_min_size) {
+    ax__ws_deflate *z = zof(ws);
+    if (z && len >= ws->sh->o.deflate_min_size) {
         const uint8_t *out;
         size_t n;
-        rc = ax__ws_compress(ws->z, data, len, &out, &n);
+        rc = ax__ws_compress(z, data, len, &out, &n);
         if (rc < 0) return rc;
         return put_frame(ws, op, AX_WS_RSV1, out, n);
     }
@@ -387,20 +686,32 @@ int ax_ws_send_shared(ax_ws *ws, ax_slice *frame)
     h += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     if (ws->role == AX_WS_CLIENT) return put_frame(ws, f[0] & 0x0f, 0, f + h, total - h);
     if ((rc = cap_check(ws, total)) < 0) return rc;
-    if (batch.owner && batch.owner != ws) { /* inside another's on_data: cork */
-        if (ws->npend == PEND_MAX && (rc = pend_flush(ws)) < 0) return rc;
-        ws->pend[ws->npend++] = ax_slice_ref(frame);
-        ws->pend_bytes += total;
-        if (!ws->in_cork) {
-            ws->in_cork = true;
-            ws->cork_next = corked;
-            corked = ws;
-        }
+    cork_ent *e;
+    if (batch.owner && batch.owner != ws && (e = cork_add(ws))) { /* another's on_data: cork */
+        if (e->n == PEND_MAX && (rc = pend_flush(ws)) < 0) return rc;
+        e->s[e->n++] = ax_slice_ref(frame);
+        e->bytes += total;
         return above_high(ws);
     }
     if (batch.owner == ws && (rc = batch_flush()) < 0) return rc;
     rc = ax_conn_write_slice(ws->conn, frame, 0, total);
     return rc < 0 ? rc : above_high(ws);
+}
+
+/* The owner of the thread's batch while ax_ws_cork() is in effect: no
+ * connection, so every shared frame is corked. */
+static ax_ws cork_owner;
+
+void ax_ws_cork(void)
+{
+    if (!batch.owner) batch.owner = &cork_owner;
+}
+
+void ax_ws_uncork(void)
+{
+    if (batch.owner != &cork_owner) return;
+    batch.owner = NULL;
+    cork_flush();
 }
 
 int ax_ws_ping(ax_ws *ws, const void *data, size_t len)
@@ -418,31 +729,36 @@ int ax_ws_close(ax_ws *ws, int code, const char *reason)
     int rc = send_close(ws, (unsigned)code, reason ? reason : "", reason ? strlen(reason) : 0);
     if (rc < 0) return rc;
     ws->state = WS_CLOSE_SENT;
-    if (!ws->timer) ws->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
-    if (!ws->timer) {
+    if (ext_get(ws) && !ws->ext->timer)
+        ws->ext->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
+    if (!ws->ext || !ws->ext->timer) {
         conn_close(ws); /* no way to time the handshake out: do not wait */
         return 0;
     }
-    ax_timer_start(ws->timer, ws->o.close_timeout_ms, 0);
+    ax_timer_start(ws->ext->timer, ws->sh->o.close_timeout_ms, 0);
     return 0;
 }
 
 size_t ax_ws_buffered(const ax_ws *ws)
 {
     if (!ws->conn) return 0;
-    return ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + ws->pend_bytes;
+    return ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + pend_bytes(ws);
 }
 
 /* ---- timers ------------------------------------------------------------ */
 
+/* The close handshake's timeout. */
 static void ws_timer(ax_timer *t, void *ud)
 {
     ax_ws *ws = ud;
     (void)t;
-    if (ws->state == WS_CLOSE_SENT) {
+    if (ws->state == WS_CLOSE_SENT)
         ax_conn_abort(ws->conn, AX_ETIMEDOUT); /* the peer never answered our close */
-        return;
-    }
+}
+
+/* A keepalive round: ping, or drop a peer silent since the last ping. */
+static void ws_ping(ax_ws *ws)
+{
     if (ws->state != WS_OPEN) return;
     if (ws->pinged && !ws->heard) {
         ax_conn_abort(ws->conn, AX_ETIMEDOUT);
@@ -458,23 +774,23 @@ static void ws_timer(ax_timer *t, void *ud)
 static void deliver(ax_ws *ws, const uint8_t *data, size_t len, unsigned op)
 {
     /* After our close the peer may still finish what it was sending. */
-    if ((ws->state == WS_OPEN || ws->state == WS_CLOSE_SENT) && ws->cbs->on_message)
-        ws->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
+    if ((ws->state == WS_OPEN || ws->state == WS_CLOSE_SENT) && ws->sh->cbs->on_message)
+        ws->sh->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
 }
 
-static int msg_append(ax_ws *ws, const uint8_t *data, size_t len)
+static int msg_append(ws_rx *rx, const uint8_t *data, size_t len)
 {
-    if (ws->msg_len + len > ws->msg_cap) {
-        size_t cap = ws->msg_cap ? ws->msg_cap : 4096;
-        while (cap < ws->msg_len + len)
+    if (rx->msg_len + len > rx->msg_cap) {
+        size_t cap = rx->msg_cap ? rx->msg_cap : 4096;
+        while (cap < rx->msg_len + len)
             cap *= 2;
-        uint8_t *m = ax_realloc(ws->msg, cap);
+        uint8_t *m = ax_realloc(rx->msg, cap);
         if (!m) return AX_ENOMEM;
-        ws->msg = m;
-        ws->msg_cap = cap;
+        rx->msg = m;
+        rx->msg_cap = cap;
     }
-    if (len) memcpy(ws->msg + ws->msg_len, data, len);
-    ws->msg_len += len;
+    if (len) memcpy(rx->msg + rx->msg_len, data, len);
+    rx->msg_len += len;
     return 0;
 }
 
@@ -483,7 +799,8 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 {
     const uint8_t *out;
     size_t n;
-    int code = ax__ws_inflate(ws->z, ws->msg, ws->msg_len, ws->o.max_message, &out, &n);
+    int code =
+        ax__ws_inflate(zof(ws), ws->rx->msg, ws->rx->msg_len, ws->sh->o.max_message, &out, &n);
     if (code) return code;
     if (op == AX_WS_TEXT && !ax_utf8_valid(out, n)) return AX_WS_CLOSE_INVALID_DATA;
     deliver(ws, out, n, op);
@@ -492,22 +809,24 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 
 static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 {
-    if (ev->message_end && ws->msg_len == 0 && !ev->compressed) {
+    ws_rx *rx = ws->rx;
+    if (ev->message_end && rx->msg_len == 0 && !ev->compressed) {
         deliver(ws, ev->data, ev->len, ev->opcode);
         return 0;
     }
-    if (msg_append(ws, ev->data, ev->len) < 0) return AX_WS_CLOSE_INTERNAL;
+    if (msg_append(rx, ev->data, ev->len) < 0) return AX_WS_CLOSE_INTERNAL;
     if (!ev->message_end) return 0;
     int code = 0;
     if (ev->compressed)
         code = deliver_inflated(ws, ev->opcode);
     else
-        deliver(ws, ws->msg, ws->msg_len, ev->opcode);
-    ws->msg_len = 0;
-    if (ws->msg_cap > KEEP_MSG_CAP) {
-        ax_free(ws->msg);
-        ws->msg = NULL;
-        ws->msg_cap = 0;
+        deliver(ws, rx->msg, rx->msg_len, ev->opcode);
+    if (ws->rx != rx) return code; /* cannot happen: rx lives until ax__ws_free */
+    rx->msg_len = 0;
+    if (rx->msg_cap > KEEP_MSG_CAP) {
+        ax_free(rx->msg);
+        rx->msg = NULL;
+        rx->msg_cap = 0;
     }
     return code;
 }
@@ -516,10 +835,10 @@ static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 static void on_peer_close(ax_ws *ws, const ax_ws_event *ev)
 {
     ws->code = ev->code;
-    ws->reason_len = (uint8_t)ev->len;
-    if (ev->len) memcpy(ws->reason, ev->data, ev->len);
+    ws->rx->reason_len = (uint8_t)ev->len;
+    if (ev->len) memcpy(ws->rx->reason, ev->data, ev->len);
     if (!ws->close_sent)
-        send_close(ws, ev->code == AX_WS_CLOSE_NO_STATUS ? 0 : ev->code, ws->reason, ev->len);
+        send_close(ws, ev->code == AX_WS_CLOSE_NO_STATUS ? 0 : ev->code, ws->rx->reason, ev->len);
     conn_close(ws);
 }
 
@@ -547,11 +866,15 @@ static size_t ws_on_data(ax_conn *c, const char *data, size_t len)
     size_t off = 0;
     if (ws->state == WS_CLOSED || ws->state == WS_HANDSHAKE) return len;
     ws->heard = true;
+    if (!ws->rx && !(ws->rx = rx_get(ws))) {
+        fail(ws, AX_WS_CLOSE_INTERNAL);
+        return len;
+    }
     batch_flush();
     batch.owner = ws;
     while (off < len && ws->state != WS_CLOSED) {
         ax_ws_event ev;
-        off += ax_ws_parse(&ws->p, buf + off, len - off, &ev);
+        off += ax_ws_parse(&ws->rx->p, buf + off, len - off, &ev);
         if (ev.type == AX_WS_EV_NEED_MORE) break;
         if (ev.type == AX_WS_EV_ERROR) {
             fail(ws, ev.code);
@@ -567,19 +890,20 @@ static size_t ws_on_data(ax_conn *c, const char *data, size_t len)
     if (batch.owner == ws) batch_flush();
     batch.owner = NULL;
     cork_flush();
+    rx_release_idle(ws);
     return len;
 }
 
 static void ws_on_open(ax_conn *c)
 {
     ax_ws *ws = ax_conn_data(c);
-    if (ws->state == WS_OPEN && ws->cbs->on_open) ws->cbs->on_open(ws);
+    if (ws->state == WS_OPEN && ws->sh->cbs->on_open) ws->sh->cbs->on_open(ws);
 }
 
 static void ws_on_drain(ax_conn *c)
 {
     ax_ws *ws = ax_conn_data(c);
-    if (ws->state == WS_OPEN && ws->cbs->on_drain) ws->cbs->on_drain(ws);
+    if (ws->state == WS_OPEN && ws->sh->cbs->on_drain) ws->sh->cbs->on_drain(ws);
 }
 
 static void ws_on_close(ax_conn *c, int reason)
@@ -587,9 +911,9 @@ static void ws_on_close(ax_conn *c, int reason)
     ax_ws *ws = ax_conn_data(c);
     (void)reason;
     ws->state = WS_CLOSED;
-    if (ws->cbs->on_close)
-        ws->cbs->on_close(ws, ws->code ? ws->code : AX_WS_CLOSE_ABNORMAL, ws->reason,
-                          ws->reason_len);
+    if (ws->sh->cbs->on_close)
+        ws->sh->cbs->on_close(ws, ws->code ? ws->code : AX_WS_CLOSE_ABNORMAL,
+                              ws->rx ? ws->rx->reason : "", ws->rx ? ws->rx->reason_len : 0);
     ax__ws_free(ws);
 }
 
@@ -615,20 +939,22 @@ ax_conn *ax_ws_conn(const ax_ws *ws)
 
 const char *ax_ws_path(const ax_ws *ws)
 {
-    return ws->info;
+    return info_of(ws);
 }
 
 const char *ax_ws_origin(const ax_ws *ws)
 {
-    return ws->info + ws->origin_off;
+    const char *path = info_of(ws);
+    return path + strlen(path) + 1;
 }
 
 const char *ax_ws_protocol(const ax_ws *ws)
 {
-    return ws->info + ws->proto_off;
+    const char *origin = ax_ws_origin(ws);
+    return origin + strlen(origin) + 1;
 }
 
 bool ax_ws_deflate(const ax_ws *ws)
 {
-    return ws->pmd.on;
+    return zof(ws) != NULL;
 }

@@ -208,6 +208,11 @@ static size_t take_control(ax_ws_parser *p, const uint8_t *buf, size_t len, ax_w
     return n;
 }
 
+bool ax_ws_parser_idle(const ax_ws_parser *p)
+{
+    return p->state == ST_HEADER && p->have == 0 && p->msg_opcode == 0;
+}
+
 size_t ax_ws_parse(ax_ws_parser *p, uint8_t *buf, size_t len, ax_ws_event *ev)
 {
     size_t used = 0;

@@ -144,6 +144,10 @@ static inline bool ax_ws_parser_in_message(const ax_ws_parser *p)
     return p->msg_opcode != 0;
 }
 
+/* True at a frame boundary with no data message open and no error: the
+ * parser holds nothing a fresh ax_ws_parser_init() would not. */
+bool ax_ws_parser_idle(const ax_ws_parser *p);
+
 /* Header bytes ax_ws_encode_header() writes for this payload length. */
 size_t ax_ws_header_size(uint64_t len, bool masked);
 
