@@ -158,4 +158,49 @@ def retries_on_reconnect():
     mqttutil.stop_clean(t, srv)
 
 
+@t.test
+def receive_maximum_enforced_inbound():
+    srv = Serve("-d", "none")
+    w = Client(srv.mqtt_port, "watch", version=V5)
+    _, _, props = w.connect()
+    n = getattr(props, "ReceiveMaximum", None)
+    t.ok(n is not None and 0 < n < 65535, "Receive Maximum announced in CONNACK: %r" % n)
+    w.subscribe("in/#", 2)
+    # QoS 2 beyond the window
+    r, _ = connect5(srv.mqtt_port, "flood")
+    r.send(b"".join(mqttutil.publish_pkt("in/a", b"x", qos=2, pid=i, level=5)
+                    for i in range(1, n + 1)))
+    acks = [r.packet() for _ in range(n)]
+    t.ok(all(a[0] == 5 for a in acks), "%d PUBRECs" % n)
+    r.send(mqttutil.publish_pkt("in/over", b"over", qos=2, pid=n + 1, level=5))
+    kind, _, body = r.packet()
+    t.eq((kind, body[:1]), (14, b"\x93"), "DISCONNECT 0x93 (Receive Maximum exceeded)")
+    t.ok(r.closed(), "closed")
+    # a released id frees its place; QoS 1 counts too
+    r, _ = connect5(srv.mqtt_port, "flood1")
+    r.send(b"".join(mqttutil.publish_pkt("in/b", b"y", qos=2, pid=i, level=5)
+                    for i in range(1, n + 1)))
+    for _ in range(n):
+        r.packet()
+    r.send(mqttutil.packet(6, 2, H(1)))
+    t.eq(r.packet()[:2], (7, 0), "PUBCOMP")
+    r.send(mqttutil.publish_pkt("in/q1", b"fits", qos=1, pid=5000, level=5))
+    t.eq(r.packet()[:2], (4, 0), "a QoS 1 PUBLISH fits in the freed place")
+    r.send(mqttutil.publish_pkt("in/c", b"z", qos=2, pid=5001, level=5))
+    t.eq(r.packet()[:2], (5, 0), "PUBREC: the window is full again")
+    r.send(mqttutil.publish_pkt("in/over", b"over", qos=1, pid=5002, level=5))
+    kind, _, body = r.packet()
+    t.eq((kind, body[:1]), (14, b"\x93"), "QoS 1 beyond it: DISCONNECT 0x93")
+    t.ok(r.closed(), "closed")
+    got = set()
+    while True:
+        try:
+            got.add(w.msgs.get(timeout=0.5).topic)
+        except Exception:
+            break
+    t.ok("in/over" not in got and "in/q1" in got, "what exceeded it was not published")
+    w.close()
+    mqttutil.stop_clean(t, srv)
+
+
 t.main()
