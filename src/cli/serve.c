@@ -759,7 +759,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     finish_rules(c, &gl);
     if (!serve_cfg_listens(c)) {
         fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
-                        "least one of --http, --line, --udp, --https, --line-tls\n");
+                        "least one of --http, --line, --udp, --mqtt, --irc, --https, --line-tls, "
+                        "--mqtts, --ircs\n");
         return 2;
     }
     return 0;
