@@ -61,7 +61,9 @@ static struct {
     double rate;
     bool binary;
     const char *url;
-} cfg = {1, 1000, 16, 64, 1, 5, 0, 0, false, NULL};
+    char **sub_urls; /* subscribers' servers, in turn (several nodes); else url */
+    int nsub_urls;
+} cfg = {1, 1000, 16, 64, 1, 5, 0, 0, false, NULL, NULL, 0};
 
 static pub *pubs;
 static sub *subs;
@@ -308,8 +310,10 @@ static void connect_more(void)
     int err;
     if (nconnecting) nconnecting--;
     while (nconnecting < CONNECTING && next_sub < cfg.npub * cfg.nsub) {
+        int j = next_sub % (cfg.nsub ? cfg.nsub : 1);
         sub *s = &subs[next_sub++];
-        s->ws = ax_ws_connect(loop, cfg.url, &sub_cbs, &ws_opts, s, &err);
+        const char *url = cfg.nsub_urls ? cfg.sub_urls[j % cfg.nsub_urls] : cfg.url;
+        s->ws = ax_ws_connect(loop, url, &sub_cbs, &ws_opts, s, &err);
         if (!s->ws) {
             failed++;
             return;
@@ -344,7 +348,10 @@ static int connect_all(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: hub-load [-p PUBS] [-n SUBS] [-w WINDOW] [-r RATE] [-s SIZE] "
-                    "[-W WARMUP] [-t SECS] [-P SERVER_PID] [-b] ws://HOST:PORT/ws\n");
+                    "[-W WARMUP] [-t SECS] [-P SERVER_PID] [-b] ws://HOST:PORT/ws "
+                    "[SUBSCRIBERS_URL...]\n"
+                    "  (with more URLs, the subscribers connect to those in turn: nodes "
+                    "sharing topics through Redis)\n");
     exit(2);
 }
 
@@ -375,11 +382,13 @@ static void parse_args(int argc, char **argv)
         else if (!int_opt(ch, optarg))
             usage();
     }
-    if (optind + 1 != argc || cfg.npub < 1 || cfg.nsub < 0 || (cfg.nsub == 0 && cfg.rate <= 0) ||
+    if (optind + 1 > argc || cfg.npub < 1 || cfg.nsub < 0 || (cfg.nsub == 0 && cfg.rate <= 0) ||
         cfg.window < 1 || cfg.window > RING / 2 || cfg.size < 1 || cfg.size > 60000 ||
         cfg.secs < 1 || cfg.warmup < 0)
         usage();
     cfg.url = argv[optind];
+    cfg.sub_urls = argv + optind + 1;
+    cfg.nsub_urls = argc - optind - 1;
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,7 @@
 #include "dns.h"
 #include "thread.h"
 #include "log.h"
+#include "watch.h"
 
 #define AXON_VERSION "0.1.0"
 

@@ -18,85 +18,93 @@
 
 static void help(FILE *out)
 {
-    fprintf(out, "Usage: axon serve [OPTIONS]\n\n"
-                 "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
-                 "over TCP), browsers (WebSocket at /ws, Server-Sent Events, the chat page at /\n"
-                 "and /dashboard), programs (HTTP API) and devices (UDP datagrams), with\n"
-                 "history, resume, presence and Prometheus metrics (/metrics).\n\n"
-                 "Options (each overrides the same setting in the config file):\n"
-                 "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
-                 "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
-                 "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
-                 "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
-                 "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"
-                 "      --https ADDR         HTTPS and wss:// too (needs --cert); default off\n"
-                 "      --line-tls ADDR      line chat over TLS too (needs --cert); default off\n"
-                 "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
-                 "                           (also MQTT over WebSocket at /mqtt on --http)\n"
-                 "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"
-                 "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"
-                 "      --key FILE           TLS private key, PEM; default: in --cert\n"
-                 "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
-                 "                           keeps history in memory only\n"
-                 "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
-                 "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
-                 "                           batch (default): committed, survives a crash of the\n"
-                 "                           process, a power cut may lose the last 200 ms; off:\n"
-                 "                           queued in memory\n"
-                 "      --store-queue N      messages waiting for the store before publishers are\n"
-                 "                           told to slow down (HTTP 503); default 100000\n"
-                 "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
-                 "      --history N          messages kept per topic; default 1000\n"
-                 "      --max-topics N       topics that may exist at once; default 100000\n"
-                 "      --max-subs N         subscriptions per connection; default 10000\n"
-                 "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
-                 "                           https://app.example) allowed besides the hub's own\n"
-                 "                           and loopback ones; '*': any\n"
-                 "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
-                 "      --log-format F       text (default) or json\n"
-                 "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
-                 "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
-                 "                           default off (reopened on SIGHUP)\n"
-                 "      --access-log-format F  common (default), combined or json\n"
-                 "      --header-timeout S   seconds an HTTP request head may take; default 10\n"
-                 "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
-                 "                           default 60\n"
-                 "      --close-timeout S    seconds a closing connection may stall flushing,\n"
-                 "                           then wait for the peer's FIN; default 10\n"
-                 "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
-                 "                           default 30; 0: no limit\n"
-                 "      --line-idle-timeout S  seconds a named line chat user may send\n"
-                 "                           nothing (an empty line will do); default 3600;\n"
-                 "                           0: no limit\n"
-                 "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
-                 "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
-                 "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
-                 "      --anonymous A        none, read or readwrite: what clients without\n"
-                 "                           credentials may do (docs/security.md)\n"
-                 "      --metrics-access W   loopback (default), admin or any: who may read\n"
-                 "                           /metrics and /dashboard\n"
-                 "Limits (docs/config.md; RATE: 100/s, 10/min, 1MiB/s, '500/s burst 1000', off):\n"
-                 "      --max-connections N  connections to the whole server; default 10000\n"
-                 "      --max-connections-per-ip N  from one address; default 256\n"
-                 "      --msg-rate RATE      messages per connection; default 1000/s burst 2000\n"
-                 "      --byte-rate RATE     bytes per connection; default 1MiB/s burst 2MiB\n"
-                 "      --ip-msg-rate RATE   messages (and UDP datagrams) per address; default\n"
-                 "                           10000/s burst 20000\n"
-                 "      --ip-byte-rate RATE  bytes per address; default 16MiB/s burst 32MiB\n"
-                 "      --login-fail-rate RATE  failed logins per address before its logins are\n"
-                 "                           refused unchecked; default 10/min burst 10\n"
-                 "  -q, --quiet              do not print the addresses at start\n"
-                 "  -h, --help               show this help\n\n"
-                 "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
-                 "Use 0.0.0.0 to reach the hub from other machines (with --auth-secret or\n"
-                 "--password-file, or --anonymous to say anyone may).\n\n"
-                 "Examples:\n"
-                 "  axon serve\n"
-                 "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
-                 "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
-                 "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
-                 "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
-                 "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
+    fprintf(out,
+            "Usage: axon serve [OPTIONS]\n\n"
+            "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
+            "over TCP), browsers (WebSocket at /ws, Server-Sent Events, the chat page at /\n"
+            "and /dashboard), programs (HTTP API) and devices (UDP datagrams), with\n"
+            "history, resume, presence and Prometheus metrics (/metrics).\n\n"
+            "Options (each overrides the same setting in the config file):\n"
+            "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
+            "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
+            "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
+            "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
+            "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"
+            "      --https ADDR         HTTPS and wss:// too (needs --cert); default off\n"
+            "      --line-tls ADDR      line chat over TLS too (needs --cert); default off\n"
+            "      --irc ADDR           IRC, channels are chat rooms; default 127.0.0.1:6667;\n"
+            "                           off (docs/irc.md)\n"
+            "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"
+            "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
+            "                           (also MQTT over WebSocket at /mqtt on --http)\n"
+            "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"
+            "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"
+            "      --key FILE           TLS private key, PEM; default: in --cert\n"
+            "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
+            "                           keeps history in memory only\n"
+            "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
+            "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
+            "                           batch (default): committed, survives a crash of the\n"
+            "                           process, a power cut may lose the last 200 ms; off:\n"
+            "                           queued in memory\n"
+            "      --store-queue N      messages waiting for the store before publishers are\n"
+            "                           told to slow down (HTTP 503); default 100000\n"
+            "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
+            "      --history N          messages kept per topic; default 1000\n"
+            "      --redis URL          share topics with other nodes through Redis:\n"
+            "                           redis://[user:pass@]host[:port][/db] or\n"
+            "                           unix://path (docs/cluster.md); history is then\n"
+            "                           Redis's, -d is not used for messages\n"
+            "      --max-topics N       topics that may exist at once; default 100000\n"
+            "      --max-subs N         subscriptions per connection; default 10000\n"
+            "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
+            "                           https://app.example) allowed besides the hub's own\n"
+            "                           and loopback ones; '*': any\n"
+            "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
+            "      --log-format F       text (default) or json\n"
+            "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
+            "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
+            "                           default off (reopened on SIGHUP)\n"
+            "      --access-log-format F  common (default), combined or json\n"
+            "      --header-timeout S   seconds an HTTP request head may take; default 10\n"
+            "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
+            "                           default 60\n"
+            "      --close-timeout S    seconds a closing connection may stall flushing,\n"
+            "                           then wait for the peer's FIN; default 10\n"
+            "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
+            "                           default 30; 0: no limit\n"
+            "      --line-idle-timeout S  seconds a named line chat user may send\n"
+            "                           nothing (an empty line will do); default 3600;\n"
+            "                           0: no limit\n"
+            "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
+            "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
+            "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
+            "      --anonymous A        none, read or readwrite: what clients without\n"
+            "                           credentials may do (docs/security.md)\n"
+            "      --metrics-access W   loopback (default), admin or any: who may read\n"
+            "                           /metrics and /dashboard\n"
+            "Limits (docs/config.md; RATE: 100/s, 10/min, 1MiB/s, '500/s burst 1000', off):\n"
+            "      --max-connections N  connections to the whole server; default 10000\n"
+            "      --max-connections-per-ip N  from one address; default 256\n"
+            "      --msg-rate RATE      messages per connection; default 1000/s burst 2000\n"
+            "      --byte-rate RATE     bytes per connection; default 1MiB/s burst 2MiB\n"
+            "      --ip-msg-rate RATE   messages (and UDP datagrams) per address; default\n"
+            "                           10000/s burst 20000\n"
+            "      --ip-byte-rate RATE  bytes per address; default 16MiB/s burst 32MiB\n"
+            "      --login-fail-rate RATE  failed logins per address before its logins are\n"
+            "                           refused unchecked; default 10/min burst 10\n"
+            "  -q, --quiet              do not print the addresses at start\n"
+            "  -h, --help               show this help\n\n"
+            "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
+            "Use 0.0.0.0 to reach the hub from other machines (with --auth-secret or\n"
+            "--password-file, or --anonymous to say anyone may).\n\n"
+            "Examples:\n"
+            "  axon serve\n"
+            "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
+            "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
+            "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
+            "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
+            "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
 }
 
 /* ---- settings ------------------------------------------------------------------ */
@@ -107,6 +115,8 @@ static void defaults(serve_cfg *c)
     snprintf(c->http_url, sizeof c->http_url, "tcp://127.0.0.1:8080");
     snprintf(c->line_url, sizeof c->line_url, "tcp://127.0.0.1:7000");
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
+    snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
+    c->irc_ping_timeout_s = 90;
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
     c->mqtt_inflight = 100;
     c->mqtt_queued = 1000;
@@ -208,6 +218,7 @@ static uint32_t *timeout_field(serve_cfg *c, const char *k)
     if (strcmp(k, "close_timeout") == 0) return &c->close_timeout_s;
     if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
     if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
+    if (strcmp(k, "irc_ping_timeout") == 0) return &c->irc_ping_timeout_s;
     return NULL;
 }
 
@@ -252,6 +263,12 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_https") == 0) {
         WANT(1);
         return set_addr(c->https_url, sizeof c->https_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "listen_irc") == 0) {
+        WANT(1);
+        return set_addr(c->irc_url, sizeof c->irc_url, "tcp", v, why, why_len);
+    } else if (strcmp(k, "listen_ircs") == 0) {
+        WANT(1);
+        return set_addr(c->ircs_url, sizeof c->ircs_url, "tls", v, why, why_len);
     } else if (strcmp(k, "listen_line_tls") == 0) {
         WANT(1);
         return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
@@ -286,6 +303,10 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "tls_key") == 0) {
         WANT(1);
         snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
+    } else if (strcmp(k, "redis") == 0) {
+        WANT(1);
+        if (serve_redis_url_check(v, why, why_len) != 0) return -1;
+        snprintf(c->redis, sizeof c->redis, "%s", v);
     } else if (strcmp(k, "data_dir") == 0) {
         WANT(1);
         snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
@@ -634,6 +655,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"login-fail-rate", required_argument, NULL, 'z'},
         {"mqtt", required_argument, NULL, 'J'},
         {"mqtts", required_argument, NULL, 'V'},
+        {"irc", required_argument, NULL, 1001},
+        {"ircs", required_argument, NULL, 1002},
+        {"redis", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -674,7 +698,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
                                     ['X'] = "ip_byte_rate",
                                     ['z'] = "login_fail_rate",
                                     ['J'] = "listen_mqtt",
-                                    ['V'] = "listen_mqtts"};
+                                    ['V'] = "listen_mqtts",
+                                    ['E'] = "redis"};
     /* clang-format on */
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
@@ -706,6 +731,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         }
         char why[512] = "", lkey[32];
         const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
+        if (ch == 1001 || ch == 1002) key = ch == 1001 ? "listen_irc" : "listen_ircs";
         char *val = optarg;
         if (ch == 'l') { /* --listen GATEWAY=ADDR */
             char *eq = strchr(optarg, '=');
@@ -733,7 +759,8 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     finish_rules(c, &gl);
     if (!serve_cfg_listens(c)) {
         fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
-                        "least one of --http, --line, --udp, --https, --line-tls\n");
+                        "least one of --http, --line, --udp, --mqtt, --irc, --https, --line-tls, "
+                        "--mqtts, --ircs\n");
         return 2;
     }
     return 0;

@@ -293,7 +293,9 @@ static void publish_acked(hub_ack *a, int status)
     if (status)
         reply_error(r, 500, "not stored: the store failed to commit it");
     else
-        reply_json(r, 200, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+        reply_json(r, 200,
+                   json_pack("{s:s,s:I}", "topic", w->topic, "seq",
+                             (json_int_t)(a->seq ? a->seq : w->seq))); /* the cluster's */
     ax_free(w);
 }
 
@@ -642,8 +644,12 @@ static void metrics(ax_http_req *r, void *ud)
 
 static void healthz(ax_http_req *r, void *ud)
 {
-    (void)ud;
-    ax_http_respond(r, 200, "text/plain", "ok\n", 3);
+    gw_http *g = ud;
+    char why[256];
+    bool ok = serve_healthy(g->sv, why, sizeof why - 1);
+    size_t n = strlen(why);
+    why[n++] = '\n';
+    ax_http_respond(r, ok ? 200 : 503, "text/plain", why, n);
 }
 
 /* ---- the gateway ---------------------------------------------------------------------- */

@@ -314,6 +314,14 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
     return mq_sess_new(c->g, cid, cl);
 }
 
+/* The Receive Maximum the broker announces (5.0): mqtt_inflight, as for
+ * the way out. */
+static uint16_t recv_max_in(const gw_mqtt *g)
+{
+    uint32_t n = g->sv->cfg->mqtt_inflight;
+    return (uint16_t)(n == 0 ? 1 : n > 65535 ? 65535 : n);
+}
+
 static void connack(mq_conn *c, bool present, bool assigned, uint32_t expiry, bool capped)
 {
     ax_mqtt_packet p = {.type = AX_MQTT_CONNACK};
@@ -330,6 +338,8 @@ static void connack(mq_conn *c, bool present, bool assigned, uint32_t expiry, bo
         }
         pr->topic_alias_max = ALIAS_MAX;
         ax_mqtt_props_set(pr, AX_MQTT_PROP_TOPIC_ALIAS_MAX);
+        pr->receive_max = recv_max_in(c->g);
+        ax_mqtt_props_set(pr, AX_MQTT_PROP_RECEIVE_MAX);
         pr->max_packet_size = (uint32_t)max_packet(c->g);
         ax_mqtt_props_set(pr, AX_MQTT_PROP_MAX_PACKET_SIZE);
     }
@@ -490,6 +500,17 @@ static bool over_limit(mq_conn *c, size_t bytes)
     return true;
 }
 
+/* The client's QoS 1/2 PUBLISHes the broker has not answered with PUBACK
+ * or PUBCOMP yet: QoS 2 ids not released, and PUBACKs and PUBCOMPs
+ * waiting for the store. */
+static uint32_t unacked_in(const mq_conn *c)
+{
+    uint32_t n = c->s->nrel;
+    for (const mq_wait *w = c->whead; w; w = w->next)
+        if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
+    return n;
+}
+
 static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
 {
     mq_sess *s = c->s;
@@ -510,6 +531,12 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     }
     if (p->qos == 2 && mq_rel_has(s, p->packet_id)) { /* a resend: published already */
         ack_queue(c, AX_MQTT_PUBREC, p->packet_id, 0, 0);
+        return;
+    }
+    if (v5 && p->qos && unacked_in(c) >= recv_max_in(c->g)) { /* 5.0 3.3.4 */
+        GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+        mq_close(c, AX_MQTT_RC_RECEIVE_MAX_EXCEEDED,
+                 "more unacknowledged PUBLISHes than the Receive Maximum");
         return;
     }
     if (code) {

@@ -461,7 +461,8 @@ static void publish_acked(hub_ack *a, int status)
         reply(g, &w->to, "ERR not stored: the store failed to commit '%s' %llu", w->topic,
               (unsigned long long)w->seq);
     else
-        reply(g, &w->to, "OK %s %llu", w->topic, (unsigned long long)w->seq);
+        reply(g, &w->to, "OK %s %llu", w->topic,
+              (unsigned long long)(a->seq ? a->seq : w->seq)); /* a->seq: the cluster's */
     g->cap = SIZE_MAX;
     ax_free(w);
 }

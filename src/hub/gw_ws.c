@@ -232,7 +232,9 @@ static void publish_acked(hub_ack *a, int status)
     if (status)
         reply_error(w->c, w->id, "not stored: the store failed to commit it");
     else
-        reply_ok(w->c, w->id, json_pack("{s:s,s:I}", "topic", w->topic, "seq", (json_int_t)w->seq));
+        reply_ok(w->c, w->id,
+                 json_pack("{s:s,s:I}", "topic", w->topic, "seq",
+                           (json_int_t)(a->seq ? a->seq : w->seq))); /* a->seq: the cluster's */
     wait_free(w);
 }
 

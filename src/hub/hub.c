@@ -124,6 +124,7 @@ struct htopic {
     uint64_t born;     /* hub.topic_gen when it was made */
     hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
     bool reap_queued;
+    bool bp_wait; /* resumes wait: the backplane is loading its history */
     htopic *reap_next;
 };
 
@@ -176,7 +177,9 @@ struct hub {
     int depth;
     outbox *outboxes;
     void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
-    uint64_t seq_base; /* new topics count from here (after a crash: store.c) */
+    uint64_t seq_base;           /* new topics count from here (after a crash: store.c) */
+    const hub_backplane_ops *bp; /* the cluster numbers and delivers (redis.c) */
+    void *bp_ud;
 };
 
 static ax_loop *current_loop(const hub *h)
@@ -957,6 +960,7 @@ static void node_free_all(hub_map_ent *e, void *ud)
 
 static void presence_event(hub *h, htopic *room, int kind, const char *name)
 {
+    if (h->bp) h->bp->present(h->bp_ud, room->name); /* (its names changed) */
     hub_msg *m = hub__msg_new(room->name, room->len, name, NULL, 0);
     if (!m) return;
     m->policy = (int8_t)room->rule->policy;
@@ -1087,6 +1091,7 @@ static void entry_unlink(hub_sub *s, entry *e)
         e->n->subs = e->nnext;
     if (e->nnext) e->nnext->nprev = e->nprev;
     node *n = e->n;
+    if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
     node_prune(n);
     htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
     if (t) topic_consider(h, t);
@@ -1232,6 +1237,7 @@ static bool job_step(hub_sub *s, job *j)
     while (!s->dead && !s->blocked && !s->qhead) {
         htopic *t = job_topic(s->h, j);
         if (!t) return true;
+        if (t->bp_wait && j->exact) return false; /* hub_backplane_ready() goes on */
         if (strcmp(t->name, j->pos) != 0) job_at(j, t->name, t->len);
         hub_msg *m = job_next(s, j, t);
         if (!m) { /* this topic is done: on to the names above it */
@@ -1285,6 +1291,8 @@ static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
     return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
+static void bp_need(hub *h, const char *filter, size_t fl);
+
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub *h = s->h;
@@ -1299,6 +1307,7 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
         if (n) node_prune(n);
         return AX_ENOMEM;
     }
+    if (h->bp && !n->subs) bp_need(h, filter, fl);
     s->nfilters++;
     e->s = s;
     e->n = n;
@@ -1363,9 +1372,16 @@ uint64_t hub_publish(hub *h, const char *name, const char *sender, const void *p
 uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const char *sender,
                           const void *payload, size_t len, int *err)
 {
-    uint64_t ticket;
-    return hub_publish_ticket(h, origin, name, sender, payload, len, &ticket, err);
+    hub_pub p = {.origin = origin,
+                 .topic = name,
+                 .sender = sender,
+                 .payload = payload,
+                 .len = len,
+                 .qos = 1};
+    return hub_publish_pub(h, &p, NULL, err); /* no wait: the backplane keeps no record */
 }
+
+static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err);
 
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
@@ -1512,6 +1528,8 @@ static void load_retained(const void *key, size_t klen, const void *val, size_t 
 
 uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
 {
+    uint64_t *wanted = ticket, unused; /* NULL: the caller will not wait */
+    if (!ticket) ticket = &unused;
     *ticket = 0;
     const char *name = p->topic;
     size_t tl = strlen(name), len = p->len;
@@ -1533,6 +1551,7 @@ uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
     m->qos = p->qos;
     m->retain = p->retain;
     m->expiry_s = p->expiry_s;
+    if (h->bp) return bp_publish(h, m, wanted, err); /* (retain, expiry: not carried yet) */
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1603,13 +1622,18 @@ size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void 
 
 int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))
 {
+    a->seq = 0;
+    if (h->bp) return h->bp->wait(h->bp_ud, a, ticket, cb, current_loop(h));
     if (!h->store) return AX_EINVAL; /* no ticket without a store */
     return hub_store_wait(h->store, current_loop(h), a, ticket, cb);
 }
 
 void hub_ack_cancel(hub *h, hub_ack *a)
 {
-    if (h->store) hub_store_cancel(h->store, a);
+    if (h->bp)
+        h->bp->cancel(h->bp_ud, a);
+    else if (h->store)
+        hub_store_cancel(h->store, a);
 }
 
 /* ---- queries ------------------------------------------------------------------------------ */
@@ -1725,12 +1749,33 @@ static void presence_each(hub_map_ent *e, void *ud)
     c->cb(e->key, c->ud);
 }
 
-void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
+void hub_presence_local(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
 {
     presence_ctx c = {cb, ud};
     lock(h);
     htopic *t = topic_get(h, room, strlen(room));
     if (t) hub_map_each(&t->present, presence_each, &c);
+    unlock(h);
+}
+
+typedef struct remote_ctx {
+    presence_ctx c;
+    htopic *t;
+} remote_ctx;
+
+static void presence_remote(const char *name, void *ud)
+{
+    remote_ctx *r = ud;
+    if (!r->t || !hub_map_get(&r->t->present, name, strlen(name))) r->c.cb(name, r->c.ud);
+}
+
+void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
+{
+    remote_ctx r = {{cb, ud}, NULL};
+    lock(h);
+    r.t = topic_get(h, room, strlen(room));
+    if (r.t) hub_map_each(&r.t->present, presence_each, &r.c);
+    if (h->bp) h->bp->presence(h->bp_ud, room, presence_remote, &r); /* not those here */
     unlock(h);
 }
 
@@ -1848,4 +1893,120 @@ void hub_free(hub *h)
     pthread_mutex_destroy(&h->mu);
     ax_free(h->rules);
     ax_free(h);
+}
+
+/* ---- the backplane (hub.h; redis.c) -----------------------------------------------------------
+ */
+
+void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud)
+{
+    h->bp = ops;
+    h->bp_ud = ud;
+}
+
+/* The first subscriber of `filter` on this node: the backplane starts
+ * receiving it, and a topic's resumes wait until its history is loaded. */
+static void bp_need(hub *h, const char *filter, size_t fl)
+{
+    int err;
+    htopic *t = hub_topic_valid(filter, fl) ? topic_make(h, filter, fl, true, &err) : NULL;
+    if (t) t->bp_wait = true;
+    h->bp->need(h->bp_ud, filter, true);
+}
+
+static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err)
+{
+    lock(h);
+    htopic *t = topic_get(h, m->topic, m->topic_len);
+    uint64_t last = t ? t->last_seq : h->floors[floor_of(m->topic, m->topic_len)];
+    uint32_t history = t ? t->rule->history_count : rule_for(h, m->topic)->history_count;
+    unlock(h);
+    m->time_ms = now_ms();
+    int rc = h->bp->publish(h->bp_ud, m, last, history, ticket);
+    hub_msg_unref(m);
+    if (rc) *err = rc;
+    return rc ? 0 : last + 1;
+}
+
+int hub_backplane_deliver(hub *h, hub_msg *m, int how)
+{
+    int rc = HUB_BP_OK, err = 0;
+    lock(h);
+    htopic *t = topic_make(h, m->topic, m->topic_len, true, &err);
+    if (!t) {
+        rc = HUB_BP_DROP;
+        h->st.dropped++;
+    } else if (m->seq <= t->last_seq) {
+        rc = HUB_BP_DUP;
+    } else if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_IN_ORDER) {
+        rc = HUB_BP_GAP;
+    } else {
+        h->pub_born = t->born;
+        if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_FORCE) { /* lost: say so */
+            hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
+            if (g) {
+                g->kind = HUB_GAP;
+                g->policy = (int8_t)t->rule->policy;
+                g->seq = m->seq;
+                g->time_ms = m->time_ms;
+                deliver(h, g);
+                hub_msg_unref(g);
+            }
+        }
+        m->policy = (int8_t)t->rule->policy;
+        t->last_seq = m->seq;
+        history_add(t, hub_msg_ref(m));
+        history_trim(h, t, now_ms());
+        h->st.published++;
+        if (how != HUB_BPD_HISTORY) deliver(h, m);
+    }
+    if (t) topic_consider(h, t);
+    unlock(h);
+    return rc;
+}
+
+uint64_t hub_backplane_last(hub *h, const char *topic)
+{
+    lock(h);
+    htopic *t = topic_get(h, topic, strlen(topic));
+    uint64_t last = t ? t->last_seq : 0;
+    unlock(h);
+    return last;
+}
+
+static void bp_jobs_run(ax_loop *loop, void *arg)
+{
+    hub_sub *s = arg;
+    hub *h = s->h;
+    (void)loop;
+    lock(h);
+    h->walking++;
+    if (!s->dead && s->jobs) jobs_run(s);
+    walk_end(h);
+    sub_unref(s);
+    unlock(h);
+}
+
+void hub_backplane_ready(hub *h, const char *topic)
+{
+    size_t tl = strlen(topic);
+    lock(h);
+    htopic *t = topic_get(h, topic, tl);
+    node *n = t && t->bp_wait ? node_path(h, topic, false) : NULL;
+    if (t) t->bp_wait = false;
+    h->walking++;
+    for (entry *e = n ? n->subs : NULL; e; e = e->nnext) {
+        hub_sub *s = e->s;
+        if (!e->job || s->dead) continue;
+        s->refs++;
+        if (s->loop == current_loop(h)) {
+            jobs_run(s);
+            sub_unref(s);
+        } else if (ax_loop_post(s->loop, bp_jobs_run, s) != 0) {
+            sub_unref(s);
+        }
+    }
+    walk_end(h);
+    if (t) topic_consider(h, t);
+    unlock(h);
 }

@@ -224,6 +224,7 @@ typedef struct hub_pub {
     const void *ext;
     size_t ext_len;
 } hub_pub;
+/* `ticket` NULL: the caller will not wait for an acknowledgement. */
 uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);
 /* The retained messages of the topics `filter` matches that `s` may read
  * (the same check as live delivery), in topic name order: cb(m) for each
@@ -259,6 +260,7 @@ hub_msg *hub_msg_unpack(const uint8_t *p, size_t n);
 typedef struct hub_ack {
     struct hub_ack *prev, *next;
     uint64_t ticket;
+    uint64_t seq; /* 0, or (with a backplane) the seq the cluster gave: use it */
     void (*cb)(struct hub_ack *a, int status);
     void *q;
 } hub_ack;
@@ -344,9 +346,65 @@ uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
 size_t hub_topics(hub *h, const char *after, size_t max,
                   void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
                   char *next);
-/* The presence names in a room, each once. */
+/* The presence names in a room, each once (with a backplane: those of
+ * every node it knows of, hub_presence_local(): this node's only). */
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
+void hub_presence_local(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);
 const hub_stats *hub_stats_get(hub *h);
+
+/* ---- the backplane (redis.c): several nodes share topics ------------------
+ *
+ * With a backplane the hub does not number messages itself: hub_publish()
+ * hands the message to ops->publish and returns at once (the seq it
+ * returns is a lower bound of the one the cluster gives: the topic's last
+ * known seq + 1; hub_publish_ticket() gives a ticket whose acknowledgement
+ * carries the real one in hub_ack.seq, once Redis has the message); the
+ * message is delivered here when it comes back from
+ * the cluster through hub_backplane_deliver(), in the cluster's order, on
+ * every node alike.  ops->need says which filters this node's subscribers
+ * need (called under the hub lock, from any thread, when the first
+ * subscriber of a filter comes and when the last one goes). */
+typedef struct hub_backplane_ops {
+    /* Send `m` (topic, sender, payload, time; the hub keeps its reference)
+     * to the cluster; `last`: the topic's last seq known here, `history`:
+     * its rule's history count; `ticket` (NULL: none wanted) gets what to
+     * wait for (ops->wait).  0, or AX_EAGAIN when the cluster cannot take
+     * it now (unreachable, or too many on their way). */
+    int (*publish)(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket);
+    void (*need)(void *ud, const char *filter, bool on);
+    /* hub_ack_wait() and hub_ack_cancel() for the tickets publish gave:
+     * cb runs on `loop` when Redis answered (status 0, a->seq set) or the
+     * message could not be sent (AX_EIO). */
+    int (*wait)(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
+                ax_loop *loop);
+    void (*cancel)(void *ud, hub_ack *a);
+    /* Presence: the names of `room` on this node changed (under the hub
+     * lock, any thread); and the names on the other nodes, for
+     * hub_presence() (cb once per name; under the hub lock). */
+    void (*present)(void *ud, const char *room);
+    void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
+                     void *cbud);
+} hub_backplane_ops;
+/* Set before any subscriber or publish (serve does it after hub_new). */
+void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
+
+enum { HUB_BP_OK = 0, HUB_BP_DUP = 1, HUB_BP_GAP = 2, HUB_BP_DROP = 3 };
+/* How hub_backplane_deliver() takes a message: IN_ORDER refuses one whose
+ * seq skips some (HUB_BP_GAP: backfill first); FORCE delivers it after a
+ * gap notice to the topic's live subscribers; HISTORY only puts it in the
+ * history (a topic's past, loaded when a node starts needing it: live
+ * subscribers do not get it, resumes do). */
+enum { HUB_BPD_IN_ORDER = 0, HUB_BPD_FORCE = 1, HUB_BPD_HISTORY = 2 };
+/* A message from the cluster (seq, time, sender set): into the topic's
+ * history and to its subscribers.  HUB_BP_DUP: seq is not above the
+ * topic's last (not delivered again); HUB_BP_DROP: no room for the
+ * topic. */
+int hub_backplane_deliver(hub *h, hub_msg *m, int how);
+/* The last seq this node has of `topic` (0: none). */
+uint64_t hub_backplane_last(hub *h, const char *topic);
+/* The history of `topic` is in step with the cluster: resumes of it that
+ * waited (a subscription made it needed) go on. */
+void hub_backplane_ready(hub *h, const char *topic);
 
 /* ---- store.c: SQLite history ---------------------------------------------- */
 

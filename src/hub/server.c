@@ -15,6 +15,7 @@
 #include <axon/alloc.h>
 
 #include "capacity.h"
+#include "redis.h"
 #include "serve.h"
 
 #define GW_ENTRY_(kind, ops) [kind] = &ops,
@@ -522,11 +523,29 @@ char *serve_metrics(serve *sv, size_t *len)
     }
     hub_metrics(&b, hs);
     limit_metrics(&b, sv->limits);
+    if (sv->bp) {
+        char text[4096];
+        redis_bp_metrics(sv->bp, text, sizeof text);
+        mprintf(&b, "%s", text);
+    }
     metric_family(&b, "axon_uptime_seconds", "gauge", "Seconds since start.");
     mprintf(&b, "axon_uptime_seconds %lld\n",
             (long long)((int64_t)time(NULL) - sv->started_ms / 1000));
     *len = b.len;
     return b.p;
+}
+
+int serve_redis_url_check(const char *url, char *why, size_t why_len)
+{
+    redis_url u;
+    return redis_url_parse(url, &u, why, why_len);
+}
+
+bool serve_healthy(const serve *sv, char *why, size_t why_len)
+{
+    if (sv->bp) return redis_bp_healthy(sv->bp, why, why_len);
+    snprintf(why, why_len, "ok");
+    return true;
 }
 
 /* ---- running ------------------------------------------------------------------------ */
@@ -720,7 +739,7 @@ int serve_run(const serve_cfg *cfg)
                    .max_payload = cfg->max_payload,
                    .max_topics = cfg->max_topics,
                    .max_filters = cfg->max_subs,
-                   .data_dir = cfg->data_dir[0] ? cfg->data_dir : NULL,
+                   .data_dir = cfg->data_dir[0] && !cfg->redis[0] ? cfg->data_dir : NULL,
                    .fsync_mode = cfg->fsync_mode,
                    .store_queue_max = cfg->store_queue,
                    .store_queue_bytes = cfg->store_queue_bytes};
@@ -731,8 +750,18 @@ int serve_run(const serve_cfg *cfg)
         ax_loop_free(sv.loop);
         return 1;
     }
+    if (cfg->redis[0] && !(sv.bp = redis_bp_new(sv.hub, cfg->redis, why, sizeof why))) {
+        fprintf(stderr, "axon serve: %s\n", why);
+        hub_free(sv.hub);
+        auth_free(sv.auth);
+        hub_limits_free(sv.limits);
+        ax_loop_free(sv.loop);
+        return 1;
+    }
     ax_log(AX_LOG_INFO, "axon %s serve starting (history: %s)", AXON_VERSION,
-           cfg->data_dir[0] ? cfg->data_dir : "memory only");
+           cfg->redis[0]      ? "Redis, shared with the other nodes"
+           : cfg->data_dir[0] ? cfg->data_dir
+                              : "memory only");
     serve_capacity_setup(cfg->limits.max_connections); /* capacity.c: fd limit, sysctls */
     rc = 0;
     hub_bind_loop(sv.loop);
@@ -764,6 +793,7 @@ int serve_run(const serve_cfg *cfg)
         ax_threads_stop(th);
     }
     free(p.sv);
+    redis_bp_free(sv.bp);
     hub_free(sv.hub);
     auth_free(sv.auth);
     hub_limits_free(sv.limits);

@@ -28,8 +28,10 @@ struct serve_cfg {
     char http_url[SERVE_URL_LEN]; /* "" : off */
     char line_url[SERVE_URL_LEN];
     char udp_url[SERVE_URL_LEN];
-    char https_url[SERVE_URL_LEN];    /* "" : off (the default) */
-    char line_tls_url[SERVE_URL_LEN]; /* "" : off (the default) */
+    char https_url[SERVE_URL_LEN];                        /* "" : off (the default) */
+    char line_tls_url[SERVE_URL_LEN];                     /* "" : off (the default) */
+    char irc_url[SERVE_URL_LEN], ircs_url[SERVE_URL_LEN]; /* IRC (gw_irc.c); "" : off */
+    uint32_t irc_ping_timeout_s; /* IRC: silence before a PING, then before closing; 0: 90 */
     /* MQTT (gw_mqtt.c, docs/mqtt.md): the listeners ("" : off), MQTT over
      * WebSocket at /mqtt on the HTTP listeners (while MQTT is on), QoS 1/2
      * messages sent and not yet acknowledged per client (its Receive
@@ -41,6 +43,7 @@ struct serve_cfg {
     uint32_t mqtt_inflight, mqtt_queued, mqtt_session_expiry_s;
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
+    char redis[1024];    /* "" : one node; else the backplane's URL (redis.h) */
     char log_file[1024]; /* "" : stderr */
     int fsync_mode;
     size_t store_queue, store_queue_bytes; /* the store's queue bound */
@@ -82,7 +85,8 @@ struct serve_cfg {
 struct serve {
     ax_loop *loop;
     hub *hub;
-    ax_tls_ctx *tls; /* for the TLS listeners, or NULL */
+    struct redis_bp *bp; /* the Redis backplane (shared), or NULL */
+    ax_tls_ctx *tls;     /* for the TLS listeners, or NULL */
     const serve_cfg *cfg;
     const gw_ops *const *gws; /* the registry (serve_gateways_start sets it) */
     int ngw;
@@ -144,6 +148,14 @@ void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const c
 /* May this client read /metrics and /dashboard (id: its identity or NULL,
  * loopback: its address is a loopback one)? */
 bool serve_metrics_allowed(const serve *sv, const auth_identity *id, bool loopback);
+
+/* 0 when `url` is a --redis URL the backplane takes, or -1 with a
+ * sentence in why (redis.h, redis_url_parse). */
+int serve_redis_url_check(const char *url, char *why, size_t why_len);
+
+/* Is the node healthy (/healthz)?  Without Redis, always; with it, when
+ * the link is fresh (redis_bp_healthy); `why` says.  Any thread. */
+bool serve_healthy(const serve *sv, char *why, size_t why_len);
 
 /* Prometheus text for /metrics (malloc'd, free with ax_free()), or NULL. */
 char *serve_metrics(serve *sv, size_t *len);

@@ -17,14 +17,14 @@ def script(name):
     return os.path.join(NODE_DIR, name)
 
 
-def ensure(need=("ws",)):
+def ensure(need=("ws",), where=NODE_DIR):
     if not shutil.which("node") or not shutil.which("npm"):
         print("1..0 # SKIP node or npm is not installed (scripts/deps.sh test)")
         return None
-    mods = os.path.join(NODE_DIR, "node_modules")
+    mods = os.path.join(where, "node_modules")
     if not all(os.path.isdir(os.path.join(mods, n)) for n in need):
         r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
-                           cwd=NODE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           cwd=where, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            timeout=600)
         if r.returncode != 0:
             print("1..0 # SKIP npm install failed: %s" % r.stderr.decode(errors="replace")[-300:])

@@ -91,7 +91,7 @@ def serve_hints_say_nc_host_port_without_brackets():
     if not have_ipv6():
         return
     p = axtest.Proc([axtest.axon_bin(), "serve", "-d", "none", "--http", "off", "--mqtt", "off",
-                     "--line", "[::1]:0", "--udp", "[::1]:0"])
+                     "--line", "[::1]:0", "--udp", "[::1]:0", "--irc", "off"])
     out = p.wait_output(lambda o: b"Ctrl-C" in o, what="the hints").decode()
     line = re.search(r"line chat +nc (\S+) (\d+) ", out)
     udp = re.search(r"nc -u -w1 (\S+) (\d+)", out)
@@ -176,7 +176,7 @@ def cert_without_key_says_the_key_is_missing():
 @t.test
 def serve_with_every_gateway_off_refuses():
     rc, out, err = run("serve", "-d", "none", "--http", "off", "--line", "off", "--udp", "off",
-                       "--mqtt", "off")
+                       "--mqtt", "off", "--irc", "off")
     t.eq(rc, 2, "status")
     t.ok("every gateway is off" in err and "ready" not in err, err)
 
@@ -295,7 +295,7 @@ def config_hash_word_is_explained():
     t.eq(err.strip(), shown.strip().replace("axon.conf", conf), "docs/config.md shows it")
     with open(conf, "w") as f:  # quoted, as the note says, it is the pattern
         f.write('data_dir none\nlisten_http off\nlisten_line off\nlisten_udp 127.0.0.1:0\n'
-                'listen_mqtt off\nhistory "#" 100   # every topic\n')
+                'listen_mqtt off\nlisten_irc off\nhistory "#" 100   # every topic\n')
     p = axtest.Proc([axtest.axon_bin(), "serve", "-q", "-c", conf])
     wait_stderr(p, "ready to accept connections")
     p.stop()

@@ -1,0 +1,49 @@
+/* redis.h: the Redis backplane: several `axon serve` nodes share topics
+ * (docs/cluster.md).
+ *
+ * One Redis numbers every topic's messages (a Lua script increments the
+ * topic's seq, appends to its stream with the history bound and
+ * publishes, atomically), keeps the history (the stream) and carries the
+ * messages to every node (pub/sub): each node subscribes to what its own
+ * subscribers need and delivers what comes back, so every node delivers a
+ * topic in the same order.  The client is hiredis, driven by the hub's
+ * loop through ax_watch (no blocking call, no thread). */
+#ifndef AXON_HUB_REDIS_H
+#define AXON_HUB_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
+
+typedef struct redis_bp redis_bp;
+
+/* The parts of a --redis URL: redis://[user:pass@]host[:port][/db] or
+ * unix://path[?db=N]. */
+typedef struct redis_url {
+    char host[256]; /* or the socket's path */
+    int port;       /* -1: a Unix socket */
+    char user[128], pass[256];
+    int db;
+} redis_url;
+
+/* 0, or -1 with a sentence in why. */
+int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len);
+
+/* The backplane for `h` on the hub's loop (the calling thread's): it
+ * connects in the background and sets itself as the hub's backplane.
+ * NULL when out of memory or the URL is bad (why says). */
+redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len);
+/* Disconnect and free, on the backplane's thread, after the hub's
+ * subscribers are gone and before hub_free(). */
+void redis_bp_free(redis_bp *b);
+
+/* Is the link fresh (both connections up, a heartbeat went through Redis
+ * and back in the last 3 s)?  Any thread; `why` says what is wrong. */
+bool redis_bp_healthy(redis_bp *b, char *why, size_t why_len);
+/* Prometheus text for /metrics into buf (at most len bytes, always
+ * terminated); returns its length.  Any thread. */
+size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len);
+
+#endif

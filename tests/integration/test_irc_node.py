@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""test_irc_node: the npm irc-framework client (tests/integration/node/irc)
+on the IRC gateway, with a line chat user and a Python websockets client in
+the same room.
+
+- irc-framework registers (CAP negotiation with server-time),
+  joins #lobby and gets the user list with the line and
+  WebSocket users in it;
+- messages three ways: WebSocket -> IRC and line, IRC -> line and
+  WebSocket, line -> IRC; an action from IRC is the line chat's /me and
+  the WebSocket payload "/me ..."; the WebSocket user's join arrives as
+  JOIN, with server-time on the messages;
+- irc-framework signs in with SASL PLAIN (a mosquitto_passwd user) and
+  its nick is the login's."""
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+import time
+
+import axtest
+import nodeutil
+import servutil
+
+t = axtest.Tests("axon serve: IRC with irc-framework", alarm=180)
+DIR = os.path.join(nodeutil.NODE_DIR, "irc")
+TMP = tempfile.mkdtemp(prefix="axon-ircnode-")
+
+
+class Node:
+    def __init__(self, env, port, nick, *sasl):
+        self.p = subprocess.Popen(["node", os.path.join(DIR, "irc_client.js"), str(port), nick] +
+                                  list(sasl), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for ln in self.p.stdout:
+            self.q.put(json.loads(ln))
+
+    def do(self, **cmd):
+        self.p.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.p.stdin.flush()
+
+    def want(self, pred, what, timeout=axtest.TIMEOUT):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            try:
+                ev = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise axtest.Failure("irc-framework: no %s; saw %r; stderr %r" %
+                                     (what, seen, self.p.stderr.read1(2000) if self.p.poll()
+                                      is not None else b""))
+            seen.append(ev)
+            if pred(ev):
+                return ev
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+
+def ws_session(srv, steps):
+    import websockets
+
+    async def main():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
+            await ws.send(json.dumps({"type": "nick", "name": "wendy"}))
+            await ws.send(json.dumps({"type": "subscribe", "topic": "chat/lobby",
+                                      "presence": True}))
+            return await steps(ws)
+    return asyncio.run(main())
+
+
+async def ws_wait(ws, pred, what):
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise axtest.Failure("WebSocket: no %s" % what)
+        m = json.loads(await asyncio.wait_for(ws.recv(), left))
+        if pred(m):
+            return m
+
+
+@t.test
+def three_gateways_one_room():
+    env = nodeutil.ensure(("irc-framework",), where=DIR)
+    if env is None:
+        return
+    srv = servutil.Serve("-d", "none")
+    bob = srv.line_client("bob")
+    alice = Node(env, srv.irc_port, "alice")
+    try:
+        reg = alice.want(lambda e: e["ev"] == "registered", "registration")
+        t.eq(reg["nick"], "alice", "nick")
+        t.ok("server-time" in reg["caps"], "server-time requested and acked: %r" % reg["caps"])
+        alice.do(join="#lobby")
+        alice.want(lambda e: e["ev"] == "join" and e["nick"] == "alice", "own JOIN")
+        ul = alice.want(lambda e: e["ev"] == "userlist", "the user list")
+        t.ok({"alice", "bob"} <= set(ul["users"]), "names: %r" % ul["users"])
+
+        async def steps(ws):
+            j = alice.want(lambda e: e["ev"] == "join" and e["nick"] == "wendy", "wendy's JOIN")
+            t.eq(j["channel"], "#lobby", "channel")
+            await ws.send(json.dumps({"type": "publish", "topic": "chat/lobby",
+                                      "payload": "hello from the browser"}))
+            m = alice.want(lambda e: e["ev"] == "message", "the WebSocket message")
+            t.eq((m["nick"], m["target"], m["message"]), ("wendy", "#lobby",
+                                                         "hello from the browser"), "ws -> irc")
+            t.ok(m["time"], "server-time on it")
+            servutil.want(bob, "[lobby] wendy: hello from the browser")
+            alice.do(say="#lobby", text="hello from irc-framework")
+            servutil.want(bob, "[lobby] alice: hello from irc-framework")
+            w = await ws_wait(ws, lambda m: m.get("type") == "message" and m.get("sender") == "alice", "the IRC message")
+            t.eq((w["sender"], w["payload"]), ("alice", "hello from irc-framework"), "irc -> ws")
+            alice.do(action="#lobby", text="waves")
+            servutil.want(bob, "[lobby] * alice waves")
+            w = await ws_wait(ws, lambda m: m.get("type") == "message" and m.get("sender") == "alice", "the action")
+            t.eq(w["payload"], "/me waves", "an action on the WebSocket")
+            bob.send("hi all, bob\n")
+            m = alice.want(lambda e: e["ev"] == "message", "bob's message")
+            t.eq((m["nick"], m["host"], m["message"]), ("bob", "axon", "hi all, bob"),
+                 "line -> irc")
+        ws_session(srv, steps)
+        alice.want(lambda e: e["ev"] == "part" and e["nick"] == "wendy", "wendy's PART")
+        alice.do(quit="bye")
+        alice.want(lambda e: e["ev"] == "close", "the close")
+        servutil.want(bob, "alice left lobby")
+    finally:
+        alice.stop()
+        bob.close()
+        srv.stop()
+
+
+@t.test
+def sasl_with_a_password_file():
+    env = nodeutil.ensure(("irc-framework",), where=DIR)
+    if env is None:
+        return
+    passwd = os.path.join(TMP, "passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "carol", "carol pw"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = servutil.Serve("-d", "none", "--password-file", passwd)
+    carol = Node(env, srv.irc_port, "carol", "carol", "carol pw")
+    try:
+        carol.want(lambda e: e["ev"] == "loggedin" and e["account"] == "carol", "900")
+        reg = carol.want(lambda e: e["ev"] == "registered", "registration")
+        t.eq(reg["nick"], "carol", "nick")
+        carol.do(join="#lobby")
+        carol.want(lambda e: e["ev"] == "join", "JOIN")
+        carol.do(say="#lobby", text="from carol")
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while "from carol" not in str(h := servutil.curl_json(
+                "-u", "carol:carol pw", srv.base + "/api/history/chat/lobby")):
+            t.ok(time.monotonic() < deadline, "in the history: %r" % h)
+            time.sleep(0.1)
+        t.ok("'sender': 'carol'" in str(h), "sent as carol: %r" % h)
+    finally:
+        carol.stop()
+        srv.stop()
+
+
+if __name__ == "__main__":
+    t.main()
