@@ -40,8 +40,6 @@
 #define PING_S(ic)                                                                                 \
     ((ic)->g->sv->cfg->irc_ping_timeout_s ? (ic)->g->sv->cfg->irc_ping_timeout_s : 90)
 
-enum { K_GATEWAY = 1, K_CONN = 2 };
-
 /* The capabilities (CAP LS order). */
 enum {
     CAP_SASL = 1 << 0,
@@ -74,14 +72,12 @@ typedef struct gw_irc gw_irc;
 typedef struct irc_conn irc_conn;
 
 struct gw_irc {
-    int kind;
     serve *sv;
     ax_listener *ls, *tls_ls;
     irc_conn *conns;
 };
 
 struct irc_conn {
-    int kind;
     irc_conn *prev, *next;
     gw_irc *g;
     ax_conn *c;
@@ -1413,7 +1409,7 @@ static void timer_arm(irc_conn *ic, uint64_t ms)
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     irc_conn *ic = ax_conn_data(c);
-    if (!ic || ic->kind != K_CONN) return len;
+    if (!ic) return len;
     serve *sv = ic->g->sv;
     static __thread char buf[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE + 1]; /* one line at a time */
     size_t off = 0;
@@ -1471,7 +1467,6 @@ static void on_open(ax_conn *c)
         return;
     }
     ic->lim = lim;
-    ic->kind = K_CONN;
     ic->g = g;
     ic->c = c;
     ic->next = g->conns;
@@ -1504,7 +1499,7 @@ static void on_open(ax_conn *c)
 static void on_drain(ax_conn *c)
 {
     irc_conn *ic = ax_conn_data(c);
-    if (ic && ic->kind == K_CONN && ic->sub) hub_sub_writable(ic->sub);
+    if (ic && ic->sub) hub_sub_writable(ic->sub);
 }
 
 static void on_end(ax_conn *c)
@@ -1516,7 +1511,7 @@ static void on_close(ax_conn *c, int reason)
 {
     irc_conn *ic = ax_conn_data(c);
     (void)reason;
-    if (!ic || ic->kind != K_CONN) return;
+    if (!ic) return;
     if (ic->prev)
         ic->prev->next = ic->next;
     else
@@ -1565,7 +1560,6 @@ static void *irc_start(serve *sv, const char *url, char *why, size_t why_len)
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    g->kind = K_GATEWAY;
     g->sv = sv;
     int err = 0;
     ax_conn_opts co = irc_conn_opts(sv, NULL);
