@@ -1429,39 +1429,24 @@ int hub_state_load(hub *h, const char *ns,
     return h->store ? hub_store_state_load(h->store, ns, cb, ud) : 0;
 }
 
-static uint8_t *put_be(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-    return p + n;
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 #define PACK_FIXED (8 + 8 + 4 + 1 + 1 + 2 + 1 + 4)
 
 size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap)
 {
     size_t n = PACK_FIXED + m->topic_len + m->sender_len + m->ext_len + m->payload_len;
     if (!out || n > cap) return n;
-    uint8_t *p = put_be(out, m->seq, 8);
-    p = put_be(p, (uint64_t)m->time_ms, 8);
-    p = put_be(p, m->expiry_s, 4);
+    uint8_t *p = hub_put_be(out, m->seq, 8);
+    p = hub_put_be(p, (uint64_t)m->time_ms, 8);
+    p = hub_put_be(p, m->expiry_s, 4);
     *p++ = m->qos;
     *p++ = m->retain;
-    p = put_be(p, m->topic_len, 2);
+    p = hub_put_be(p, m->topic_len, 2);
     memcpy(p, m->topic, m->topic_len);
     p += m->topic_len;
     *p++ = (uint8_t)m->sender_len;
     memcpy(p, m->sender, m->sender_len);
     p += m->sender_len;
-    p = put_be(p, m->ext_len, 4);
+    p = hub_put_be(p, m->ext_len, 4);
     if (m->ext_len) memcpy(p, m->ext, m->ext_len);
     p += m->ext_len;
     if (m->payload_len) memcpy(p, m->payload, m->payload_len);
@@ -1471,11 +1456,11 @@ size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap)
 hub_msg *hub_msg_unpack(const uint8_t *p, size_t n)
 {
     if (n < PACK_FIXED) return NULL;
-    size_t tl = (size_t)get_be(p + 22, 2), sl, el;
+    size_t tl = (size_t)hub_get_be(p + 22, 2), sl, el;
     if (n < PACK_FIXED + tl) return NULL;
     sl = p[24 + tl];
     if (n < PACK_FIXED + tl + sl) return NULL;
-    el = (size_t)get_be(p + 25 + tl + sl, 4);
+    el = (size_t)hub_get_be(p + 25 + tl + sl, 4);
     if (n < PACK_FIXED + tl + sl + el || sl > HUB_MAX_NAME) return NULL;
     char sender[HUB_MAX_NAME + 1];
     memcpy(sender, p + 25 + tl, sl);
@@ -1484,9 +1469,9 @@ hub_msg *hub_msg_unpack(const uint8_t *p, size_t n)
     hub_msg *m = hub__msg_new_ext((const char *)p + 24, tl, sender, payload,
                                   n - (size_t)(payload - p), ext, el);
     if (!m) return NULL;
-    m->seq = get_be(p, 8);
-    m->time_ms = (int64_t)get_be(p + 8, 8);
-    m->expiry_s = (uint32_t)get_be(p + 16, 4);
+    m->seq = hub_get_be(p, 8);
+    m->time_ms = (int64_t)hub_get_be(p + 8, 8);
+    m->expiry_s = (uint32_t)hub_get_be(p + 16, 4);
     m->qos = p[20];
     m->retain = p[21] != 0;
     m->binary = !ax_utf8_valid(m->payload, m->payload_len);

@@ -246,6 +246,21 @@ int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uin
 int hub_state_load(hub *h, const char *ns,
                    void (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
                    void *ud);
+/* Big-endian integers of n bytes (1..8) in state rows: write v at p and
+ * return the end; read one back. */
+static inline uint8_t *hub_put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+    return p + n;
+}
+static inline uint64_t hub_get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
 /* A message as bytes for a state row, and back (NULL when malformed). */
 size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap);
 hub_msg *hub_msg_unpack(const uint8_t *p, size_t n);

@@ -265,27 +265,12 @@ static void note(gw_mqtt *g, uint64_t ticket)
     if (ticket > g->last_ticket) g->last_ticket = ticket;
 }
 
-static uint8_t *be(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-    return p + n;
-}
-
-static uint64_t unbe(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* The key of a session's row: its client id, a NUL, then `tail`. */
 static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
 {
     size_t cl = strlen(s->cid);
     memcpy(key, s->cid, cl + 1);
-    be(key + cl + 1, tail, tlen);
+    hub_put_be(key + cl + 1, tail, tlen);
     return cl + 1 + (size_t)tlen;
 }
 
@@ -304,7 +289,7 @@ static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos,
     head[0] = state;
     head[1] = qos;
     head[2] = retain;
-    be(be(head + 3, pid, 2), sub_id, 4);
+    hub_put_be(hub_put_be(head + 3, pid, 2), sub_id, 4);
     memcpy(v, head, sizeof head);
     if (n) hub_msg_pack(m, v + sizeof head, n);
     uint64_t tk = 0;
@@ -338,17 +323,17 @@ void mq_sess_save(mq_sess *s)
         n += 10 + strlen(o->filter);
     uint8_t *v = ax_malloc(n), *p = v;
     if (!v) return;
-    p = be(p, s->expiry_s, 4);
+    p = hub_put_be(p, s->expiry_s, 4);
     *p++ = (uint8_t)ol;
     memcpy(p, owner, ol);
-    p = be(p + ol, s->next_pid, 2);
-    p = be(p, s->nsubs, 4);
+    p = hub_put_be(p + ol, s->next_pid, 2);
+    p = hub_put_be(p, s->nsubs, 4);
     for (mq_subopt *o = s->subs; o; o = o->next) {
         size_t fl = strlen(o->filter);
-        p = be(p, o->sub_id, 4);
+        p = hub_put_be(p, o->sub_id, 4);
         *p++ = o->qos;
         *p++ = (uint8_t)(o->no_local | o->rap << 1);
-        p = be(be(p, o->hoff, 2), fl, 2);
+        p = hub_put_be(hub_put_be(p, o->hoff, 2), fl, 2);
         memcpy(p, o->filter, fl);
         p += fl;
     }
@@ -1091,20 +1076,20 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
     if (vlen < 11 || klen > MQ_MAX_CLIENT_ID || vlen < 11u + p[4]) return;
     mq_sess *s = mq_sess_new(g, key, klen);
     if (!s) return;
-    s->expiry_s = (uint32_t)unbe(p, 4);
+    s->expiry_s = (uint32_t)hub_get_be(p, 4);
     size_t ol = p[4];
     if (ol && (s->owner = ax_malloc(ol + 1))) {
         memcpy(s->owner, p + 5, ol);
         s->owner[ol] = '\0';
     }
     p += 5 + ol;
-    s->next_pid = (uint16_t)unbe(p, 2);
-    uint32_t n = (uint32_t)unbe(p + 2, 4);
+    s->next_pid = (uint16_t)hub_get_be(p, 2);
+    uint32_t n = (uint32_t)hub_get_be(p + 2, 4);
     p += 6;
     for (uint32_t i = 0; i < n && end - p >= 10; i++) {
         ax_mqtt_sub sub = {0};
-        uint32_t sub_id = (uint32_t)unbe(p, 4);
-        size_t fl = (size_t)unbe(p + 8, 2);
+        uint32_t sub_id = (uint32_t)hub_get_be(p, 4);
+        size_t fl = (size_t)hub_get_be(p + 8, 2);
         if ((size_t)(end - p) < 10 + fl) break;
         sub.qos = p[4];
         sub.no_local = p[5] & 1;
@@ -1133,11 +1118,11 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
     const uint8_t *v = val;
     mq_sess *s = row_sess(ud, key, klen, 8);
     if (!s || vlen < 9) return;
-    uint64_t okey = unbe((const uint8_t *)key + klen - 8, 8);
+    uint64_t okey = hub_get_be((const uint8_t *)key + klen - 8, 8);
     uint8_t state = v[0], qos = v[1];
     bool retain = v[2];
-    uint16_t pid = (uint16_t)unbe(v + 3, 2);
-    uint32_t sub_id = (uint32_t)unbe(v + 5, 4);
+    uint16_t pid = (uint16_t)hub_get_be(v + 3, 2);
+    uint32_t sub_id = (uint32_t)hub_get_be(v + 5, 4);
     hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
     if (okey > s->oseq) s->oseq = okey;
     if (state == ROW_QUEUED && m) {
@@ -1164,7 +1149,7 @@ static void load_rel(const void *key, size_t klen, const void *val, size_t vlen,
 {
     mq_sess *s = row_sess(ud, key, klen, 2);
     (void)val, (void)vlen;
-    if (s) mq_rel_add(s, (uint16_t)unbe((const uint8_t *)key + klen - 2, 2));
+    if (s) mq_rel_add(s, (uint16_t)hub_get_be((const uint8_t *)key + klen - 2, 2));
 }
 
 void mq_sess_load(gw_mqtt *g)
