@@ -31,6 +31,10 @@ static bool env_diff_maybe_punt(const uint8_t *d, size_t n)
     for (size_t i = 0; i < n; i++) {
         uint8_t c = d[i];
         if (c == '\\' || c == 'e' || c == 'E' || c == '.') return true;
+        /* jansson's reader skips a raw NUL byte between tokens (its
+         * stream buffer takes '\0' for "empty"), so it takes texts that
+         * are not JSON; the scan refuses them and leaves them to jansson */
+        if (c == '\0') return true;
         open += c == '{' || c == '[';
         colons += c == ':';
         digits = c >= '0' && c <= '9' ? digits + 1 : 0;
