@@ -1950,6 +1950,24 @@ int hub_backplane_deliver(hub *h, hub_msg *m, int how)
     return rc;
 }
 
+void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined)
+{
+    lock(h);
+    htopic *t = topic_get(h, room, strlen(room));
+    if (t && !hub_map_get(&t->present, name, strlen(name))) { /* (here too: no change) */
+        hub_msg *m = hub__msg_new(t->name, t->len, name, NULL, 0);
+        if (m) {
+            m->policy = (int8_t)t->rule->policy;
+            m->kind = (uint8_t)(joined ? HUB_JOIN : HUB_LEAVE);
+            m->seq = t->last_seq;
+            m->time_ms = now_ms();
+            deliver(h, m);
+            hub_msg_unref(m);
+        }
+    }
+    unlock(h);
+}
+
 uint64_t hub_backplane_last(hub *h, const char *topic)
 {
     lock(h);

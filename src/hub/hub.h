@@ -415,6 +415,10 @@ enum { HUB_BPD_IN_ORDER = 0, HUB_BPD_FORCE = 1, HUB_BPD_HISTORY = 2 };
  * topic's last (not delivered again); HUB_BP_DROP: no room for the
  * topic. */
 int hub_backplane_deliver(hub *h, hub_msg *m, int how);
+/* A member of `room` on another node joined or left: the join/leave event
+ * for this node's subscribers of the room, unless the name is present
+ * here too (then nothing changed for them). */
+void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined);
 /* The last seq this node has of `topic` (0: none). */
 uint64_t hub_backplane_last(hub *h, const char *topic);
 /* The history of `topic` is in step with the cluster: resumes of it that

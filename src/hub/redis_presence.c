@@ -91,42 +91,90 @@ typedef struct pres_req {
     char room[];
 } pres_req;
 
-/* HGETALL's answer: the other nodes' names that have not expired, each
- * once, become the room's remote names. */
+/* Each name of `list` ("a\nb\n") that `other` does not have: an event
+ * (joined or left) for this node's subscribers of the room. */
+static void pres_events(redis_bp *b, const char *room, const char *list, const hub_map *other,
+                        bool joined)
+{
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n && n <= HUB_MAX_NAME && !hub_map_get(other, p, n)) {
+            char name[HUB_MAX_NAME + 1];
+            memcpy(name, p, n);
+            name[n] = '\0';
+            hub_backplane_presence(b->h, room, name, joined);
+        }
+        p += n + (e ? 1 : 0);
+    }
+}
+
+static void names_set(const char *list, hub_map *set)
+{
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n) (void)hub_map_put(set, p, n, (void *)1, NULL); /* (get: non-NULL) */
+        p += n + (e ? 1 : 0);
+    }
+}
+
+/* The other nodes' names that have not expired, each once, into nb (and
+ * seen). */
+static void pres_parse(redis_bp *b, const redisReply *r, hub_map *seen, name_buf *nb)
+{
+    int64_t now = wall_ms();
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (strcmp(f->str, b->node) == 0 || strtoll(v->str, NULL, 10) < now) continue;
+        for (char *p = strchr(v->str, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+            char *e = strchr(p + 1, '\n');
+            size_t n = e ? (size_t)(e - p - 1) : strlen(p + 1);
+            if (!n || n > HUB_MAX_NAME || hub_map_get(seen, p + 1, n)) continue;
+            if (hub_map_put(seen, p + 1, n, (void *)1, NULL) != 0) continue;
+            char name[HUB_MAX_NAME + 1];
+            memcpy(name, p + 1, n);
+            name[n] = '\0';
+            name_add(name, nb);
+        }
+    }
+}
+
+/* HGETALL's answer: the room's remote names now; what changed since the
+ * last read (not the first: that is the room as it was) becomes join and
+ * leave events here, so a member who joins, leaves or whose node dies is
+ * announced on every node that follows the room. */
 static void on_pres_read(rlink *rl, redisReply *r, void *priv)
 {
     pres_req *q = priv;
     redis_bp *b = q->b;
     bp_link *l;
-    if (bp__ok(rl, r, &l) && r->type == REDIS_REPLY_ARRAY && !b->freeing) {
-        int64_t now = wall_ms();
-        hub_map seen;
-        name_buf nb = {0};
-        hub_map_init(&seen);
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *f = r->element[i], *v = r->element[i + 1];
-            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-            if (strcmp(f->str, b->node) == 0 || strtoll(v->str, NULL, 10) < now) continue;
-            for (char *p = strchr(v->str, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
-                char *e = strchr(p + 1, '\n');
-                size_t n = e ? (size_t)(e - p - 1) : strlen(p + 1);
-                if (!n || n > HUB_MAX_NAME || hub_map_get(&seen, p + 1, n)) continue;
-                if (hub_map_put(&seen, p + 1, n, NULL, NULL) != 0) continue;
-                char name[HUB_MAX_NAME + 1];
-                memcpy(name, p + 1, n);
-                name[n] = '\0';
-                name_add(name, &nb);
-            }
-        }
-        hub_map_clear(&seen);
-        pthread_mutex_lock(&b->pres_mu);
-        ax_free(hub_map_del(&b->pres_remote, q->room, strlen(q->room)));
-        if (nb.p && !nb.oom && hub_map_get(&b->needs, q->room, strlen(q->room)) &&
-            hub_map_put(&b->pres_remote, q->room, strlen(q->room), nb.p, NULL) == 0)
-            nb.p = NULL;
-        pthread_mutex_unlock(&b->pres_mu);
-        ax_free(nb.p);
+    size_t rl_ = strlen(q->room);
+    if (!bp__ok(rl, r, &l) || r->type != REDIS_REPLY_ARRAY || b->freeing) goto out;
+    hub_map seen, before;
+    name_buf nb = {0};
+    hub_map_init(&seen);
+    hub_map_init(&before);
+    pres_parse(b, r, &seen, &nb);
+    if (!nb.p && !nb.oom && (nb.p = ax_malloc(1))) nb.p[0] = '\0'; /* known: nobody */
+    bool following = hub_map_get(&b->needs, q->room, rl_) != NULL;
+    char *now = nb.oom ? NULL : nb.p;
+    pthread_mutex_lock(&b->pres_mu);
+    char *old = hub_map_del(&b->pres_remote, q->room, rl_);
+    if (now && following && hub_map_put(&b->pres_remote, q->room, rl_, now, NULL) != 0)
+        following = false;
+    pthread_mutex_unlock(&b->pres_mu);
+    if (old && now && following) { /* (only this thread changes the lists) */
+        names_set(old, &before);
+        pres_events(b, q->room, old, &seen, false);
+        pres_events(b, q->room, now, &before, true);
     }
+    if (!now || !following) ax_free(nb.p);
+    ax_free(old);
+    hub_map_clear(&seen);
+    hub_map_clear(&before);
+out:
     ax_free(q);
 }
 
@@ -230,8 +278,7 @@ void bp__present(void *ud, const char *room)
     if (ax_loop_post(b->loop, pres_run, p) != 0) ax_free(p);
 }
 
-void bp__presence(void *ud, const char *room, void (*cb)(const char *name, void *ud),
-                        void *cbud)
+void bp__presence(void *ud, const char *room, void (*cb)(const char *name, void *ud), void *cbud)
 {
     redis_bp *b = ud;
     pthread_mutex_lock(&b->pres_mu);
@@ -264,4 +311,3 @@ void bp__pres_free(redis_bp *b)
     hub_map_clear(&b->pres_remote);
     pthread_mutex_destroy(&b->pres_mu);
 }
-
