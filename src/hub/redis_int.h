@@ -32,7 +32,7 @@ typedef struct bp_link {
 
 /* One Redis (cluster: one master): a command link and a pub/sub link. */
 struct bp_shard {
-    char url[300]; /* tcp://, tls:// or unix:// */
+    char url[300];  /* tcp://, tls:// or unix:// */
     char addr[280]; /* host:port as the cluster names it */
     bp_link cmd, sub;
     uint64_t hb_rx_ms; /* monotonic: its heartbeat came back */
@@ -98,7 +98,7 @@ struct redis_bp {
     pthread_mutex_t pres_mu; /* guards pres_remote */
     bool pres_dirty;
     uint64_t pres_refresh_ms;
-    bp_stats st; /* atomic reads from other threads */
+    bp_stats st;            /* atomic reads from other threads */
     uint64_t next_ticket;   /* atomic */
     pthread_mutex_t ack_mu; /* guards acks */
     hub_map acks;           /* ticket (decimal) -> ack_rec */
@@ -122,7 +122,8 @@ int bp__cmd(redis_bp *b, const char *topic, rlink_reply_fn cb, void *priv, int a
 int bp__sub(redis_bp *b, const char *topic, const char *chan, bool on);
 /* A topic's channel (BP_CH_*); and back: the kind, or -1 (topic, tl set). */
 void bp__chan(redis_bp *b, int kind, const char *topic, char *out, size_t cap);
-int bp__chan_parse(redis_bp *b, const char *s, size_t n, char *topic); /* topic: HUB_MAX_TOPIC + 1 */
+int bp__chan_parse(redis_bp *b, const char *s, size_t n,
+                   char *topic); /* topic: HUB_MAX_TOPIC + 1 */
 void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
 
 /* redis_pub.c */

@@ -113,7 +113,7 @@ static void ack_done(redis_bp *b, uint64_t ticket, int status, uint64_t seq)
 }
 
 int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
-                   ax_loop *loop)
+             ax_loop *loop)
 {
     redis_bp *b = ud;
     int rc = 0;
@@ -196,14 +196,15 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
     snprintf(maxlen, sizeof maxlen, "%u", history);
     snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
     snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
-    const char *argv[] = {
-        "EVALSHA",  b->sha, "2", seqkey, logkey, chan, maxlen, ms, m->sender ? m->sender : "",
-        m->payload, lastbuf, b->cluster ? "SPUBLISH" : "PUBLISH"};
+    const char *argv[] = {"EVALSHA",  b->sha,  "2",
+                          seqkey,     logkey,  chan,
+                          maxlen,     ms,      m->sender ? m->sender : "",
+                          m->payload, lastbuf, b->cluster ? "SPUBLISH" : "PUBLISH"};
     size_t lens[12];
     for (int i = 0; i < 12; i++)
         lens[i] = i == 9 ? m->payload_len : strlen(argv[i]);
-    if (b->state != BP_UP || bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 12,
-                                     argv, lens) != 0) {
+    if (b->state != BP_UP ||
+        bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 12, argv, lens) != 0) {
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
         ST_ADD(b, publish_errors, 1);
         ack_done(b, ticket, AX_EIO, 0);
@@ -253,4 +254,3 @@ int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t 
     }
     return 0;
 }
-
