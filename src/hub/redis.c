@@ -518,10 +518,28 @@ static bool utf8_ok(const char *p, size_t n)
 }
 
 /* "<seq> <ms> <sender length> <sender><payload>" */
-static hub_msg *msg_decode(const char *topic, size_t tl, const char *p, size_t n)
+/* A packed message (hub_msg_unpack) of `topic`, numbered seq. */
+static hub_msg *packed_decode(const char *topic, size_t tl, uint64_t seq, const char *p, size_t n)
+{
+    hub_msg *m = hub_msg_unpack((const uint8_t *)p, n);
+    if (m && (m->topic_len != tl || memcmp(m->topic, topic, tl) != 0)) {
+        hub_msg_unref(m);
+        return NULL;
+    }
+    if (m) m->seq = seq;
+    return m;
+}
+
+hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n)
 {
     uint64_t v[3] = {0, 0, 0};
     size_t i = 0;
+    if (n && p[0] == 'x') { /* "x<seq> <packed>" */
+        char *end;
+        unsigned long long seq = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || (size_t)(end - p) >= n || *end != ' ' || !seq) return NULL;
+        return packed_decode(topic, tl, seq, end + 1, n - (size_t)(end + 1 - p));
+    }
     for (int k = 0; k < 3; k++) {
         if (i >= n || p[i] < '0' || p[i] > '9') return NULL;
         while (i < n && p[i] >= '0' && p[i] <= '9')
@@ -537,6 +555,7 @@ static hub_msg *msg_decode(const char *topic, size_t tl, const char *p, size_t n
     if (!m) return NULL;
     m->seq = v[0];
     m->time_ms = (int64_t)v[1];
+    m->qos = 1; /* (what is not packed: acknowledged by its gateway) */
     m->binary = !utf8_ok(p + i, n - i);
     return m;
 }
@@ -557,14 +576,16 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) return NULL;
     const redisReply *id = e->element[0], *f = e->element[1];
     if (id->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_ARRAY) return NULL;
-    const redisReply *t = NULL, *s = NULL, *p = NULL;
+    const redisReply *t = NULL, *s = NULL, *p = NULL, *x = NULL;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1) continue;
         if (k->str[0] == 't') t = v;
         if (k->str[0] == 's') s = v;
         if (k->str[0] == 'p') p = v;
+        if (k->str[0] == 'x') x = v;
     }
+    if (x) return packed_decode(topic, tl, strtoull(id->str, NULL, 10), x->str, (size_t)x->len);
     if (!t || !s || !p || (size_t)s->len > HUB_MAX_NAME) return NULL;
     char sender[HUB_MAX_NAME + 1];
     memcpy(sender, s->str, (size_t)s->len);
@@ -573,6 +594,7 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (!m) return NULL;
     m->seq = strtoull(id->str, NULL, 10);
     m->time_ms = strtoll(t->str, NULL, 10);
+    m->qos = 1;
     m->binary = !utf8_ok(p->str, (size_t)p->len);
     return m;
 }
@@ -862,7 +884,7 @@ static void on_message(redis_bp *b, const char *topic, const redisReply *data, b
         }
         return;
     }
-    hub_msg *m = msg_decode(topic, tl, data->str, (size_t)data->len);
+    hub_msg *m = bp__msg_decode(topic, tl, data->str, (size_t)data->len);
     if (!m) return;
     ST_ADD(b, received, 1);
     if (n && n->syncing) {
@@ -961,6 +983,8 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
         int ck = bp__chan_parse(b, c->str, (size_t)c->len, topic);
         if (strncmp(c->str, b->hb_chan, strlen(b->hb_chan)) == 0)
             on_heartbeat(b, l, r->element[2]);
+        else if (strcmp(c->str, b->ret_chan) == 0)
+            bp__ret_heard(b, r->element[2]); /* a retained message */
         else if (ck == BP_CH_PRES)
             bp__pres_read(b, topic); /* a room's names changed */
         else if (ck == BP_CH_MSG)
@@ -1027,6 +1051,7 @@ static void went_up(redis_bp *b)
         if (n->exact) seed_counter(b, n);
         need_subscribe(b, n);
     }
+    bp__ret_start(b);
     b->pres_refresh_ms = 0; /* write this node's rooms again at the next tick */
 }
 
@@ -1201,6 +1226,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     snprintf(b->node, sizeof b->node, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
+    snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);

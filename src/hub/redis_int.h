@@ -92,6 +92,7 @@ struct redis_bp {
     char prefix[32]; /* channel prefix (one Redis): "axon:<db>:" */
     size_t plen;
     char hb_chan[64];
+    char ret_chan[40];       /* retained messages, every node hears: "axon-ret:<db>" */
     char node[24];           /* this node's id in presence hashes */
     hub_map pres_local;      /* rooms with names here -> bool dirty (the loop's) */
     hub_map pres_remote;     /* followed rooms -> the other nodes' names ("a\nb\n") */
@@ -125,6 +126,10 @@ void bp__chan(redis_bp *b, int kind, const char *topic, char *out, size_t cap);
 int bp__chan_parse(redis_bp *b, const char *s, size_t n,
                    char *topic); /* topic: HUB_MAX_TOPIC + 1 */
 void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
+/* A message as it comes from Redis: "<seq> <ms> <sender length>
+ * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack); NULL when
+ * it is neither or is not of `topic`. */
+hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n);
 
 /* redis_pub.c */
 int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket);
@@ -133,6 +138,10 @@ int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int s
 void bp__cancel(void *ud, hub_ack *a);
 void bp__acks_free(redis_bp *b);
 extern const char bp__script[];
+
+/* redis_retain.c */
+void bp__ret_start(redis_bp *b);
+void bp__ret_heard(redis_bp *b, const redisReply *data);
 
 /* redis_presence.c */
 #define BP_PRESENCE_TTL_MS 15000

@@ -8,25 +8,41 @@
 /* The publish script: number, append, publish, atomically.  `last` (the
  * node's last seq of the topic) keeps numbers rising if Redis lost the
  * counter; a stream that is ahead of the counter moves it too.  ARGV[7]:
- * PUBLISH, or SPUBLISH in a cluster (the channel shares the keys' slot). */
+ * PUBLISH, or SPUBLISH in a cluster (the channel shares the keys' slot).
+ * ARGV[8]: the whole message packed (hub_msg_pack: MQTT's QoS, retain
+ * flag, expiry, properties), or "" when it has none of those; then the
+ * stream entry has it as field x and the channel message is
+ * "x<seq> <packed>".  ARGV[9] "1": retained: KEYS[3] becomes
+ * "<seq> <packed>" (deleted when the payload is empty) and every node
+ * hears of it on the classic channel ARGV[10]. */
 const char bp__script[] =
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local last = tonumber(ARGV[6])\n"
     "if seq <= last then seq = last + 1; redis.call('SET', KEYS[1], seq) end\n"
+    "local x = ARGV[8]\n"
+    "local f = {'t', ARGV[3], 's', ARGV[4], 'p', ARGV[5]}\n"
+    "if x ~= '' then f[7] = 'x'; f[8] = x end\n"
     "local maxlen = tonumber(ARGV[2])\n"
     "if maxlen > 0 then\n"
-    "  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1',\n"
-    "                         't', ARGV[3], 's', ARGV[4], 'p', ARGV[5])\n"
+    "  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1', unpack(f))\n"
     "  if type(ok) == 'table' and ok.err then\n"
     "    local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
     "    seq = tonumber(string.match(top[1][1], '^(%d+)')) + 1\n"
     "    redis.call('SET', KEYS[1], seq)\n"
-    "    redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1',\n"
-    "               't', ARGV[3], 's', ARGV[4], 'p', ARGV[5])\n"
+    "    redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1', unpack(f))\n"
     "  end\n"
     "end\n"
-    "redis.call(ARGV[7], ARGV[1], seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' ..\n"
-    "           ARGV[4] .. ARGV[5])\n"
+    "if x ~= '' then\n"
+    "  redis.call(ARGV[7], ARGV[1], 'x' .. seq .. ' ' .. x)\n"
+    "else\n"
+    "  redis.call(ARGV[7], ARGV[1], seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' ..\n"
+    "             ARGV[4] .. ARGV[5])\n"
+    "end\n"
+    "if ARGV[9] == '1' then\n"
+    "  if #ARGV[5] == 0 then redis.call('DEL', KEYS[3])\n"
+    "  else redis.call('SET', KEYS[3], seq .. ' ' .. x) end\n"
+    "  redis.call('PUBLISH', ARGV[10], seq .. ' ' .. x)\n"
+    "end\n"
     "return seq\n";
 
 /* ---- acknowledgements --------------------------------------------------------------------- */
@@ -186,25 +202,50 @@ typedef struct pub_post {
     uint32_t history;
 } pub_post;
 
+/* Does the message need more than topic, sender, payload and time? */
+static bool needs_pack(const hub_msg *m)
+{
+    return m->qos != 1 || m->retain || m->expiry_s || m->ext_len;
+}
+
 static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, uint64_t ticket)
 {
-    char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], chan[BP_CHAN_MAX];
-    char maxlen[16], ms[24], lastbuf[24];
+    char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], retkey[HUB_MAX_TOPIC + 16];
+    char chan[BP_CHAN_MAX], maxlen[16], ms[24], lastbuf[24];
     snprintf(seqkey, sizeof seqkey, "axon:{%s}:seq", m->topic);
     snprintf(logkey, sizeof logkey, "axon:{%s}:log", m->topic);
+    snprintf(retkey, sizeof retkey, "axon:{%s}:ret", m->topic);
     bp__chan(b, BP_CH_MSG, m->topic, chan, sizeof chan);
     snprintf(maxlen, sizeof maxlen, "%u", history);
     snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
     snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
-    const char *argv[] = {"EVALSHA",  b->sha,  "2",
-                          seqkey,     logkey,  chan,
-                          maxlen,     ms,      m->sender ? m->sender : "",
-                          m->payload, lastbuf, b->cluster ? "SPUBLISH" : "PUBLISH"};
-    size_t lens[12];
-    for (int i = 0; i < 12; i++)
-        lens[i] = i == 9 ? m->payload_len : strlen(argv[i]);
-    if (b->state != BP_UP ||
-        bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 12, argv, lens) != 0) {
+    size_t xl = needs_pack(m) ? hub_msg_pack(m, NULL, 0) : 0;
+    uint8_t *x = xl ? ax_malloc(xl) : NULL;
+    if (x) hub_msg_pack(m, x, xl);
+    const char *argv[] = {"EVALSHA",
+                          b->sha,
+                          "3",
+                          seqkey,
+                          logkey,
+                          retkey,
+                          chan,
+                          maxlen,
+                          ms,
+                          m->sender ? m->sender : "",
+                          m->payload,
+                          lastbuf,
+                          b->cluster ? "SPUBLISH" : "PUBLISH",
+                          x ? (const char *)x : "",
+                          m->retain ? "1" : "",
+                          b->ret_chan};
+    size_t lens[16];
+    for (int i = 0; i < 16; i++)
+        lens[i] = i == 10 ? m->payload_len : i == 13 ? (x ? xl : 0) : strlen(argv[i]);
+    int rc = b->state != BP_UP || (xl && !x)
+                 ? AX_ENOMEM
+                 : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 16, argv, lens);
+    ax_free(x);
+    if (rc != 0) {
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
         ST_ADD(b, publish_errors, 1);
         ack_done(b, ticket, AX_EIO, 0);
