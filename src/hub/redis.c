@@ -52,6 +52,7 @@
 #define BP_BACKOFF_MAX_MS 2000
 #define BP_SYNC_BUF_MAX 10000 /* messages held while a topic's history loads */
 #define BP_REDIRECTS_MAX 5    /* MOVED/ASK followed at most this many times */
+#define BP_WILD_SAY_MS 2000   /* cluster: "I have wildcard filters", this often */
 
 uint64_t bp__mono_ms(void)
 {
@@ -808,6 +809,7 @@ static void need_on(redis_bp *b, const char *filter)
     n->next = b->list;
     if (b->list) b->list->prev = n;
     b->list = n;
+    if (!n->exact) b->wild_said_ms = 0; /* (cluster: said at the next tick) */
     if (b->state == BP_UP)
         need_subscribe(b, n);
     else
@@ -985,15 +987,20 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
             on_heartbeat(b, l, r->element[2]);
         else if (strcmp(c->str, b->ret_chan) == 0)
             bp__ret_heard(b, r->element[2]); /* a retained message */
+        else if (strcmp(c->str, b->wild_chan) == 0)
+            b->wild_until_ms = bp__mono_ms() + 3 * BP_WILD_SAY_MS; /* a node has wildcards */
         else if (ck == BP_CH_PRES)
             bp__pres_read(b, topic); /* a room's names changed */
         else if (ck == BP_CH_MSG)
             on_message(b, topic, r->element[2], false);
     } else if (strcmp(k->str, "pmessage") == 0 && r->elements >= 4) {
-        c = r->element[2];
-        if (c->type == REDIS_REPLY_STRING &&
-            bp__chan_parse(b, c->str, (size_t)c->len, topic) == BP_CH_MSG)
+        c = r->element[2]; /* (a classic channel, in a cluster too) */
+        size_t tl = c->type == REDIS_REPLY_STRING ? (size_t)c->len - b->plen : 0;
+        if ((size_t)c->len > b->plen && tl <= HUB_MAX_TOPIC &&
+            memcmp(c->str, b->prefix, b->plen) == 0) {
+            memcpy(topic, c->str + b->plen, tl + 1);
             on_message(b, topic, r->element[3], true);
+        }
     } else if (strcmp(kind, "subscribe") == 0) {
         if (bp__chan_parse(b, c->str, (size_t)c->len, topic) == BP_CH_MSG) on_subscribed(b, topic);
     } else if (strcmp(k->str, "sunsubscribe") == 0) {
@@ -1052,6 +1059,9 @@ static void went_up(redis_bp *b)
         need_subscribe(b, n);
     }
     bp__ret_start(b);
+    if (b->cluster)
+        (void)rlink_cmdv(b->shards[0].sub.rl, NULL, NULL, "SUBSCRIBE", b->wild_chan, NULL);
+    b->wild_said_ms = 0;
     b->pres_refresh_ms = 0; /* write this node's rooms again at the next tick */
 }
 
@@ -1121,6 +1131,19 @@ static void heartbeat(redis_bp *b, uint64_t now)
     }
 }
 
+/* Cluster: a node with wildcard filters says so, so that publishes reach
+ * its pattern subscriptions (classic pub/sub) too. */
+static void wild_say(redis_bp *b, uint64_t now)
+{
+    if (!b->cluster || b->state != BP_UP || now - b->wild_said_ms < BP_WILD_SAY_MS) return;
+    bool any = false;
+    for (need *n = b->list; n && !any; n = n->next)
+        any = !n->exact;
+    if (!any || !b->shards[0].cmd.up) return;
+    b->wild_said_ms = now;
+    (void)rlink_cmdv(b->shards[0].cmd.rl, NULL, NULL, "PUBLISH", b->wild_chan, b->node, NULL);
+}
+
 static void on_tick(ax_timer *t, void *ud)
 {
     redis_bp *b = ud;
@@ -1140,6 +1163,7 @@ static void on_tick(ax_timer *t, void *ud)
         heartbeat(b, now);
     }
     if (b->state == BP_DOWN && now >= b->next_try_ms) start_connect(b);
+    wild_say(b, now);
     bp__pres_tick(b, now);
 }
 
@@ -1227,6 +1251,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
     snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
+    snprintf(b->wild_chan, sizeof b->wild_chan, "axon-wild:%d", b->u.db);
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);

@@ -92,7 +92,12 @@ struct redis_bp {
     char prefix[32]; /* channel prefix (one Redis): "axon:<db>:" */
     size_t plen;
     char hb_chan[64];
-    char ret_chan[40];       /* retained messages, every node hears: "axon-ret:<db>" */
+    char ret_chan[40]; /* retained messages, every node hears: "axon-ret:<db>" */
+    /* cluster: wildcard filters need classic pub/sub (sharded has no
+     * patterns): a node with some says so on wild_chan every few seconds,
+     * and while somebody has, publishes go to the classic channel too */
+    char wild_chan[40];
+    uint64_t wild_until_ms, wild_said_ms;
     char node[24];           /* this node's id in presence hashes */
     hub_map pres_local;      /* rooms with names here -> bool dirty (the loop's) */
     hub_map pres_remote;     /* followed rooms -> the other nodes' names ("a\nb\n") */

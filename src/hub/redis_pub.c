@@ -14,7 +14,8 @@
  * stream entry has it as field x and the channel message is
  * "x<seq> <packed>".  ARGV[9] "1": retained: KEYS[3] becomes
  * "<seq> <packed>" (deleted when the payload is empty) and every node
- * hears of it on the classic channel ARGV[10]. */
+ * hears of it on the classic channel ARGV[10].  ARGV[11]: a cluster's
+ * classic channel of the topic, for wildcard subscribers, or "". */
 const char bp__script[] =
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local last = tonumber(ARGV[6])\n"
@@ -32,12 +33,11 @@ const char bp__script[] =
     "    redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1', unpack(f))\n"
     "  end\n"
     "end\n"
-    "if x ~= '' then\n"
-    "  redis.call(ARGV[7], ARGV[1], 'x' .. seq .. ' ' .. x)\n"
-    "else\n"
-    "  redis.call(ARGV[7], ARGV[1], seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' ..\n"
-    "             ARGV[4] .. ARGV[5])\n"
-    "end\n"
+    "local msg\n"
+    "if x ~= '' then msg = 'x' .. seq .. ' ' .. x\n"
+    "else msg = seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' .. ARGV[4] .. ARGV[5] end\n"
+    "redis.call(ARGV[7], ARGV[1], msg)\n"
+    "if ARGV[11] ~= '' then redis.call('PUBLISH', ARGV[11], msg) end\n"
     "if ARGV[9] == '1' then\n"
     "  if #ARGV[5] == 0 then redis.call('DEL', KEYS[3])\n"
     "  else redis.call('SET', KEYS[3], seq .. ' ' .. x) end\n"
@@ -211,11 +211,13 @@ static bool needs_pack(const hub_msg *m)
 static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, uint64_t ticket)
 {
     char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], retkey[HUB_MAX_TOPIC + 16];
-    char chan[BP_CHAN_MAX], maxlen[16], ms[24], lastbuf[24];
+    char chan[BP_CHAN_MAX], classic[BP_CHAN_MAX] = "", maxlen[16], ms[24], lastbuf[24];
     snprintf(seqkey, sizeof seqkey, "axon:{%s}:seq", m->topic);
     snprintf(logkey, sizeof logkey, "axon:{%s}:log", m->topic);
     snprintf(retkey, sizeof retkey, "axon:{%s}:ret", m->topic);
     bp__chan(b, BP_CH_MSG, m->topic, chan, sizeof chan);
+    if (b->cluster && b->wild_until_ms > bp__mono_ms())
+        snprintf(classic, sizeof classic, "%s%s", b->prefix, m->topic);
     snprintf(maxlen, sizeof maxlen, "%u", history);
     snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
     snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
@@ -237,13 +239,14 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
                           b->cluster ? "SPUBLISH" : "PUBLISH",
                           x ? (const char *)x : "",
                           m->retain ? "1" : "",
-                          b->ret_chan};
-    size_t lens[16];
-    for (int i = 0; i < 16; i++)
+                          b->ret_chan,
+                          classic};
+    size_t lens[17];
+    for (int i = 0; i < 17; i++)
         lens[i] = i == 10 ? m->payload_len : i == 13 ? (x ? xl : 0) : strlen(argv[i]);
     int rc = b->state != BP_UP || (xl && !x)
                  ? AX_ENOMEM
-                 : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 16, argv, lens);
+                 : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 17, argv, lens);
     ax_free(x);
     if (rc != 0) {
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);

@@ -7,6 +7,8 @@ Redis Cluster made by the test (issue 17, docs/cluster.md "Redis Cluster").
   every subscriber gets every topic's messages in the same order with
   consecutive seqs; each topic's channel is a shard channel of the master
   that holds its slot (PUBSUB SHARDCHANNELS there, no classic channel).
+- Wildcards (sharded pub/sub has none): a `chat/+` subscriber on one node
+  gets the messages of every shard published on the other, in order.
 - Resume from either node: `since` on the node that had not seen the topic.
 - A slot moved to another master (MIGRATE and CLUSTER SETSLOT, as
   `redis-cli --cluster reshard` does): publishes follow MOVED, the
@@ -252,6 +254,23 @@ def sharded_order_and_resume_on_either_node():
             shard = cli(port, "PUBSUB", "SHARDCHANNELS", "axon:{%s}" % topic)
             t.eq(shard, "axon:{%s}" % topic, "%s: a shard channel of its master" % topic)
             t.eq(cli(port, "PUBSUB", "CHANNELS", "axon:*"), "", "no classic channel on %d" % port)
+        # wildcards: sharded pub/sub has no patterns; a node with a wildcard
+        # filter says so and publishes then go to classic pub/sub too
+        wild = ws.run(ws_open(a, ["chat/+"]))
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while not ws.run(ws_collect(wild, 1, 0.3)):
+            if time.monotonic() > deadline:
+                raise axtest.Failure("the wildcard subscriber got nothing")
+            servutil.publish(b, topics[1], "wwarm")
+        for k in range(5):
+            for topic in topics:
+                servutil.publish(b, topic, "p%d" % k)
+        got = [g for g in ws.run(ws_collect(wild, 15 + 20, 3)) if g[2].startswith("p")]
+        per = by_topic(got)
+        for topic in topics:
+            t.eq([p for _, p in per.get(topic, [])], ["p%d" % k for k in range(5)],
+                 "chat/+ on node a: %s from node b, in order" % topic)
+        ws.run(wild.close())
         # resume: a topic node b never had, from a since, on either node
         fresh = "chat/fresh"
         for k in range(5):
