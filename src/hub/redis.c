@@ -1,15 +1,21 @@
 /* redis.c: the Redis backplane (redis.h, docs/cluster.md).
  *
- * Two connections per node, both hiredis async contexts driven by the
- * hub's loop (ax_watch for readiness, the loop's timer for the rest):
+ * Two connections per Redis (a shard: one Redis, or each master of a
+ * cluster), each an rlink (redis_link.h: an ax_conn on the hub's loop):
  * `cmd` runs the publish script, history reads (XRANGE) and the
- * heartbeat; `sub` is in pub/sub mode.
+ * heartbeat; `sub` is in pub/sub mode.  A cluster's slots come from
+ * CLUSTER SLOTS (asked on a seed link); commands go to the shard of their
+ * topic's slot and follow MOVED and ASK (bp__cmd); a subscription Redis
+ * drops (its slot moved) is made again where the slot is.
  *
  * Keys, per topic T: axon:{T}:seq (its last seq), axon:{T}:log (a stream,
- * entry id "<seq>-1", fields t (ms), s (sender), p (payload), bounded to
- * the topic's history count).  Channels: axon:<db>:T (pub/sub ignores the
- * database, the name does not).  A message on a channel is
- * "<seq> <ms> <sender length> <sender><payload>".
+ * entry id "<seq>-1", fields t (ms), s (sender), p (payload), x (packed,
+ * for MQTT's fields), bounded to the topic's history count),
+ * axon:{T}:ret (redis_retain.c), axon:{T}:presence (redis_presence.c):
+ * one hash tag, one slot.  Channels: axon:<db>:T (pub/sub ignores the
+ * database, the name does not); in a cluster the shard channel axon:{T}.
+ * A message on a channel is "<seq> <ms> <sender length> <sender><payload>"
+ * or "x<seq> <packed>".
  *
  * Subscriptions: an exact filter is a SUBSCRIBE of its channel; a
  * wildcard filter a PSUBSCRIBE of a glob in which '+' and '#' become '*'.

@@ -6,8 +6,10 @@
  * publishes, atomically), keeps the history (the stream) and carries the
  * messages to every node (pub/sub): each node subscribes to what its own
  * subscribers need and delivers what comes back, so every node delivers a
- * topic in the same order.  The client is hiredis, driven by the hub's
- * loop through ax_watch (no blocking call, no thread). */
+ * topic in the same order.  Or a Redis Cluster: the same per topic, on
+ * the master of the topic's slot, with sharded pub/sub.  The connections
+ * are the core's (TLS too), on the hub's loop; hiredis encodes commands
+ * and decodes replies (redis_link.h): no blocking call, no thread. */
 #ifndef AXON_HUB_REDIS_H
 #define AXON_HUB_REDIS_H
 
