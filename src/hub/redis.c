@@ -317,6 +317,19 @@ static void shards_free(redis_bp *b)
     b->nshards = 0;
 }
 
+/* A master the cluster named: a seed for the next connect too (the seeds
+ * given may be gone by then). */
+static void seed_learn(redis_bp *b, const char *ip, int port)
+{
+    for (size_t i = 0; i < b->nseeds; i++)
+        if (b->seeds[i].port == port && strcmp(b->seeds[i].host, ip) == 0) return;
+    if (b->nseeds == BP_SEEDS_MAX || strlen(ip) >= sizeof b->seeds[0].host) return;
+    redis_url *u = &b->seeds[b->nseeds++];
+    *u = b->u; /* (its credentials and TLS) */
+    snprintf(u->host, sizeof u->host, "%s", ip);
+    u->port = port;
+}
+
 /* CLUSTER SLOTS: [[start, end, [ip, port, id], replicas...], ...]: one
  * shard per master. */
 static int slots_load(redis_bp *b, const redisReply *r, bool add)
@@ -344,6 +357,7 @@ static int slots_load(redis_bp *b, const redisReply *r, bool add)
             sh = &b->shards[b->nshards++];
             url_of(&b->u, ip, port, url, sizeof url);
             shard_init(sh, url, addr);
+            seed_learn(b, ip, port);
         }
         for (long long s = lo; s <= hi && s >= 0 && s < BP_SLOTS; s++)
             b->slots[s] = (uint16_t)(sh - b->shards);
