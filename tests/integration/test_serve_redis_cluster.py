@@ -10,6 +10,8 @@ Redis Cluster made by the test (issue 17, docs/cluster.md "Redis Cluster").
 - Wildcards (sharded pub/sub has none): a `chat/+` subscriber on one node
   gets the messages of every shard published on the other, in order.
 - Resume from either node: `since` on the node that had not seen the topic.
+- Presence: each node lists both nodes' members; join and leave events
+  cross nodes.
 - A slot moved to another master (MIGRATE and CLUSTER SETSLOT, as
   `redis-cli --cluster reshard` does): publishes follow MOVED, the
   subscriptions follow the slot (Redis drops them: the node reads the
@@ -73,12 +75,13 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="axon-rc-")
         self.ports = [low_port() for _ in range(3)]
         self.procs = []
-        for p in self.ports:
-            self.procs.append(axtest.Proc(
+        for p in self.ports:  # (not axtest.Proc: the cluster outlives a test case)
+            self.procs.append(subprocess.Popen(
                 ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--protected-mode", "no", "--dir", self.dir,
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes-%d.conf" % p,
-                 "--cluster-node-timeout", "2000"]))
+                 "--cluster-node-timeout", "2000"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
         for p in self.ports:
             wait_for(lambda: cli(p, "PING") == "PONG", "redis-server on %d" % p)
         out = subprocess.run(["redis-cli", "--cluster", "create"] +
@@ -122,8 +125,23 @@ class Cluster:
 
     def stop(self):
         for p in self.procs:
-            p.stop()
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_cluster = []
+
+
+def cluster():
+    """One cluster for the whole script (made once: a few seconds)."""
+    if not _cluster:
+        _cluster.append(Cluster())
+    return _cluster[0]
 
 
 def healthz(srv):
@@ -197,11 +215,18 @@ def by_topic(got):
     return out
 
 
+def names(srv):
+    return sorted(servutil.curl_json(srv.base + "/api/presence/lobby")["names"])
+
+
 def two_nodes(c):
     """One node given one URL and --redis-cluster, the other all three URLs."""
     a = servutil.Serve("--redis-cluster", c.urls[0])
     b = servutil.Serve("--redis", ",".join(c.urls[1:] + c.urls[:1]), "-t", "2")
-    wait_for(lambda: healthz(a) == 200 and healthz(b) == 200, "both nodes linked")
+    try:
+        wait_for(lambda: healthz(a) == 200 and healthz(b) == 200, "both nodes linked")
+    except axtest.Failure as e:
+        raise axtest.Failure("%s; a: %s; b: %s" % (e, a.stderr()[-600:], b.stderr()[-600:]))
     return a, b
 
 
@@ -225,7 +250,7 @@ def warm(srvs, wss, ws, topics):
 
 @t.test
 def sharded_order_and_resume_on_either_node():
-    c = Cluster()
+    c = cluster()
     ws = WsClients()
     try:
         topics = topics_on_each_master(c)
@@ -265,7 +290,12 @@ def sharded_order_and_resume_on_either_node():
         for k in range(5):
             for topic in topics:
                 servutil.publish(b, topic, "p%d" % k)
-        got = [g for g in ws.run(ws_collect(wild, 15 + 20, 3)) if g[2].startswith("p")]
+        got = []
+        while len(got) < 15:  # (after the warm-up ones still on their way)
+            more = ws.run(ws_collect(wild, 1, axtest.TIMEOUT))
+            if not more:
+                break
+            got += [g for g in more if g[2].startswith("p")]
         per = by_topic(got)
         for topic in topics:
             t.eq([p for _, p in per.get(topic, [])], ["p%d" % k for k in range(5)],
@@ -283,17 +313,27 @@ def sharded_order_and_resume_on_either_node():
             servutil.publish(b if s is a else a, fresh, "live%d" % len(got))
             t.eq([p for _, _, p in ws.run(ws_collect(w, 1))], ["live3"], "then live")
             ws.run(w.close())
+        # presence through the cluster: the room's hash and its shard channel
+        alice = a.line_client("alice")
+        wait_for(lambda: names(a) == ["alice"], "alice on node a")
+        time.sleep(0.3)  # node a has read the room's entries: what comes now is news
+        bob = b.line_client("bob")
+        for s in srvs:
+            wait_for(lambda: names(s) == ["alice", "bob"], "both names on each node")
+        servutil.want(alice, "* bob joined lobby")
+        bob.close()
+        servutil.want(alice, "* bob left lobby")
+        alice.close()
         for w in wss:
             ws.run(w.close())
         stop_clean(srvs)
     finally:
         ws.close()
-        c.stop()
 
 
 @t.test
 def a_moved_slot_is_followed():
-    c = Cluster()
+    c = cluster()
     ws = WsClients()
     try:
         topic = "chat/moving"
@@ -322,7 +362,10 @@ def a_moved_slot_is_followed():
         stop_clean(srvs)
     finally:
         ws.close()
+
+
+try:
+    t.main()
+finally:
+    for c in _cluster:
         c.stop()
-
-
-t.main()
