@@ -20,6 +20,7 @@ static const struct {
     {"get", cmd_get, "fetch http:// and https:// URLs (curl-like: -i, -I, -o, -L, -d, -H)"},
     {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
     {"token", cmd_token, "print a signed token (JWT) naming a user and the topics it may use"},
+    {"term", cmd_term, "remote terminals through the hub: agent (behind NAT) and connect"},
 };
 
 static void usage(FILE *out)

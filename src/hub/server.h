@@ -57,6 +57,7 @@ struct serve_cfg {
     uint32_t max_line;
     int threads; /* loops sharing the ports (SO_REUSEPORT) */
     bool log_json, quiet;
+    uint32_t term_idle_s; /* terminals (gw_term.c): a session idle this long ends; 0: never */
     /* seconds; 0: the library's default (HTTP: 10 and 60; close: 10) */
     uint32_t http_header_timeout_s, http_idle_timeout_s, close_timeout_s;
     /* seconds; 0: none.  Name: from connecting to a valid name; idle: no
