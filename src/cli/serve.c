@@ -76,6 +76,8 @@ static void help(FILE *out)
             "      --line-idle-timeout S  seconds a named line chat user may send\n"
             "                           nothing (an empty line will do); default 3600;\n"
             "                           0: no limit\n"
+            "      --term-idle-timeout S  seconds a terminal session (/term/NAME) may see\n"
+            "                           no key and no output; default 3600; 0: no limit\n"
             "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
             "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
             "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
@@ -135,6 +137,7 @@ static void defaults(serve_cfg *c)
     c->threads = 1;
     c->line_name_timeout_s = 30;
     c->line_idle_timeout_s = 3600;
+    c->term_idle_s = 3600;
     c->anonymous = -1;
     hub_limits_conf_default(&c->limits);
 }
@@ -219,6 +222,7 @@ static uint32_t *timeout_field(serve_cfg *c, const char *k)
     if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
     if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
     if (strcmp(k, "irc_ping_timeout") == 0) return &c->irc_ping_timeout_s;
+    if (strcmp(k, "term_idle_timeout") == 0) return &c->term_idle_s;
     return NULL;
 }
 
@@ -657,6 +661,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"mqtts", required_argument, NULL, 'V'},
         {"irc", required_argument, NULL, 1001},
         {"ircs", required_argument, NULL, 1002},
+        {"term-idle-timeout", required_argument, NULL, 1003},
         {"redis", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -732,6 +737,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         char why[512] = "", lkey[32];
         const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
         if (ch == 1001 || ch == 1002) key = ch == 1001 ? "listen_irc" : "listen_ircs";
+        if (ch == 1003) key = "term_idle_timeout";
         char *val = optarg;
         if (ch == 'l') { /* --listen GATEWAY=ADDR */
             char *eq = strchr(optarg, '=');

@@ -348,11 +348,16 @@ static int term_agent(int argc, char **argv)
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "t:g:h", lo, NULL)) != -1) {
-        if (ch == 't') token = optarg;
-        else if (ch == 'g') a.grace_s = (uint32_t)strtoul(optarg, NULL, 10);
-        else if (ch == '1') a.once = true;
-        else if (ch == 'h') return usage_agent(stdout), 0;
-        else return usage_agent(stderr), 2;
+        if (ch == 't')
+            token = optarg;
+        else if (ch == 'g')
+            a.grace_s = (uint32_t)strtoul(optarg, NULL, 10);
+        else if (ch == '1')
+            a.once = true;
+        else if (ch == 'h')
+            return usage_agent(stdout), 0;
+        else
+            return usage_agent(stderr), 2;
     }
     if (optind >= argc || make_url(argv[optind], "/agent", a.l.url, sizeof a.l.url) != 0) {
         fprintf(stderr, "axon term agent: give the hub's URL: ws://HOST:PORT/term/NAME\n");
@@ -418,7 +423,7 @@ static void on_winch(int sig)
 typedef struct viewer {
     hublink l;
     char base[1024];
-    bool watch, writer, ended;
+    bool watch, writer, ended, stdin_eof;
     uint64_t last; /* the last output seq written out: resume after it */
     int code;
     ax_watch *in, *wi;
@@ -469,17 +474,19 @@ static void stdin_event(ax_watch *w, unsigned ev, void *ud)
     ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
     if (n <= 0) {
         if (n == 0 || errno != EINTR) {
+            v->stdin_eof = true; /* as ssh: the remote side decides when it ends */
             if (ax_watch_set(v->in, 0) != 0) return;
-            if (!isatty(STDIN_FILENO) && !v->watch) return; /* keep showing the output */
-            viewer_quit(v, 0);
         }
         return;
     }
     for (ssize_t i = 0; i < n; i++) { /* Enter ~ . */
         char c = buf[i];
-        if (v->esc == 1 && c == '~') v->esc = 2;
-        else if (v->esc == 2 && c == '.') return viewer_quit(v, 0);
-        else v->esc = (c == '\r' || c == '\n') ? 1 : 0;
+        if (v->esc == 1 && c == '~')
+            v->esc = 2;
+        else if (v->esc == 2 && c == '.')
+            return viewer_quit(v, 0);
+        else
+            v->esc = (c == '\r' || c == '\n') ? 1 : 0;
     }
     if (v->watch || !v->l.up) return;
     if (ax_ws_send_binary(v->l.ws, buf, (size_t)n) < 0) return;
@@ -511,9 +518,8 @@ static void viewer_text(viewer *v, json_t *o)
     } else if (strcmp(type, "exit") == 0) {
         v->ended = true;
         json_t *c = json_object_get(o, "code");
-        viewer_quit(v, json_is_integer(c) && json_integer_value(c) >= 0
-                           ? (int)json_integer_value(c)
-                           : 0);
+        viewer_quit(v, json_is_integer(c) && json_integer_value(c) >= 0 ? (int)json_integer_value(c)
+                                                                        : 0);
     } else if (strcmp(type, "agent") == 0) {
         vsay("%s", json_is_true(json_object_get(o, "online")) ? "the agent is back"
                                                               : "the agent is away");
@@ -549,6 +555,7 @@ static void viewer_open(ax_ws *ws)
     v->l.up = true;
     v->l.opened_once = true;
     v->l.backoff_ms = 0;
+    if (!v->stdin_eof && ax_watch_set(v->in, AX_WATCH_READ) != 0) return; /* keys wait for it */
 }
 
 static void viewer_connect(hublink *l);
@@ -559,6 +566,7 @@ static void viewer_close(ax_ws *ws, int code, const char *reason, size_t len)
     bool was_up = v->l.up;
     v->l.up = false;
     v->l.ws = NULL;
+    if (ax_watch_set(v->in, 0) != 0) return;
     if (v->l.quit) {
         ax_loop_stop(v->l.loop);
         return;
@@ -591,9 +599,10 @@ static void viewer_connect(hublink *l)
     struct winsize w = {0};
     ioctl(STDIN_FILENO, TIOCGWINSZ, &w);
     char q[128];
-    snprintf(q, sizeof q, "?role=%s&cols=%u&rows=%u", v->watch ? "watch" : "write",
-             w.ws_col ? w.ws_col : 80, w.ws_row ? w.ws_row : 24);
-    if (v->last) snprintf(q + strlen(q), sizeof q - strlen(q), "&since=%llu", (unsigned long long)v->last);
+    snprintf(q, sizeof q, "?cols=%u&rows=%u%s", w.ws_col ? w.ws_col : 80, w.ws_row ? w.ws_row : 24,
+             v->watch ? "&role=watch" : "");
+    if (v->last)
+        snprintf(q + strlen(q), sizeof q - strlen(q), "&since=%llu", (unsigned long long)v->last);
     snprintf(l->url, sizeof l->url, "%s%s", v->base, q);
     ax_ws_opts o = {.headers = l->headers, .ping_interval_ms = 20000, .max_message = 1u << 21};
     int err = 0;
@@ -639,10 +648,14 @@ static int term_connect(int argc, char **argv)
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "t:wh", lo, NULL)) != -1) {
-        if (ch == 't') token = optarg;
-        else if (ch == 'w') v.watch = true;
-        else if (ch == 'h') return usage_connect(stdout), 0;
-        else return usage_connect(stderr), 2;
+        if (ch == 't')
+            token = optarg;
+        else if (ch == 'w')
+            v.watch = true;
+        else if (ch == 'h')
+            return usage_connect(stdout), 0;
+        else
+            return usage_connect(stderr), 2;
     }
     if (optind != argc - 1 || make_url(argv[optind], "/ws", v.base, sizeof v.base) != 0) {
         fprintf(stderr, "axon term connect: give the hub's URL: ws://HOST:PORT/term/NAME\n");
@@ -671,9 +684,7 @@ static int term_connect(int argc, char **argv)
     signal(SIGWINCH, on_winch);
     v.in = ax_watch_new(v.l.loop, STDIN_FILENO, stdin_event, &v);
     v.wi = ax_watch_new(v.l.loop, winch_pipe[0], winch_event, &v);
-    if (!v.in || !v.wi || ax_watch_set(v.in, AX_WATCH_READ) != 0 ||
-        ax_watch_set(v.wi, AX_WATCH_READ) != 0)
-        return raw_off(), 1;
+    if (!v.in || !v.wi || ax_watch_set(v.wi, AX_WATCH_READ) != 0) return raw_off(), 1;
     srand((unsigned)getpid());
     viewer_connect(&v.l);
     ax_loop_run(v.l.loop);

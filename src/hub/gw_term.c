@@ -253,14 +253,15 @@ static bool viewer_write(hub_sub *s, hub_msg *m, void *ud)
     (void)s;
     if (m->kind == HUB_GAP) {
         char j[96];
-        int n = snprintf(j, sizeof j, "{\"type\":\"gap\",\"first\":%llu}",
-                         (unsigned long long)m->seq);
+        int n =
+            snprintf(j, sizeof j, "{\"type\":\"gap\",\"first\":%llu}", (unsigned long long)m->seq);
         send_now(c, j, (size_t)n, false);
         return true;
     }
     if (m->kind != HUB_MSG) return true;
     /* 8 bytes of seq (big-endian), then the output */
-    uint8_t stack[4096], *f = m->payload_len + 8 <= sizeof stack ? stack : ax_malloc(m->payload_len + 8);
+    uint8_t stack[4096],
+        *f = m->payload_len + 8 <= sizeof stack ? stack : ax_malloc(m->payload_len + 8);
     if (!f) return true;
     hub_put_be(f, m->seq, 8);
     memcpy(f + 8, m->payload, m->payload_len);
@@ -318,19 +319,20 @@ static void viewer_open(tconn *c, term *t)
     ax_log(AX_LOG_INFO, "term %s: %s %s from %s", t->name, c->user,
            writer ? "attached as the writer" : "is watching", c->peer);
     if (!t->live && !t->session) t->since = last_seq(g, t);
-    json_t *hello = json_pack(
-        "{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:i,s:i}", "type", "hello", "terminal", t->name, "role",
-        writer ? "writer" : "watcher", "writer", w ? w->user : "", "agent", t->agent != 0, "live",
-        t->live, "session", (json_int_t)t->session, "since", (json_int_t)t->since, "cols", t->cols,
-        "rows", t->rows);
+    json_t *hello =
+        json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:i,s:i}", "type", "hello", "terminal", t->name,
+                  "role", writer ? "writer" : "watcher", "writer", w ? w->user : "", "agent",
+                  t->agent != 0, "live", t->live, "session", (json_int_t)t->session, "since",
+                  (json_int_t)t->since, "cols", t->cols, "rows", t->rows);
     send_json_to(g, c->id, hello);
     int64_t since = c->since >= 0 ? c->since : (int64_t)t->since;
     int rc = hub_subscribe(c->sub, t->out, since, false);
     if (rc != 0) ax_log(AX_LOG_WARN, "term %s: subscribe: %s", t->name, hub_strerror(rc));
     if (writer) {
         if (t->live && t->agent) /* resize follows the writer */
-            send_json_to(g, t->agent, json_pack("{s:s,s:i,s:i}", "type", "resize", "cols",
-                                                t->cols, "rows", t->rows));
+            send_json_to(
+                g, t->agent,
+                json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         session_start(g, t);
     }
 }
@@ -374,8 +376,9 @@ static void agent_text(tconn *c, term *t, json_t *o)
     if (!type) return;
     if (strcmp(type, "hello") == 0) { /* after a (re)connect: does its child still run? */
         if (json_is_true(json_object_get(o, "live")) && t->session) {
-            if (!t->live) ax_log(AX_LOG_INFO, "term %s: session %llu resumed", t->name,
-                                 (unsigned long long)t->session);
+            if (!t->live)
+                ax_log(AX_LOG_INFO, "term %s: session %llu resumed", t->name,
+                       (unsigned long long)t->session);
             t->live = true;
         } else {
             session_end(c->g, t, -1, "agent reconnected without it");
@@ -427,8 +430,9 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
         if (cols > 0 && cols < 10000 && rows > 0 && rows < 10000) {
             t->cols = (uint16_t)cols, t->rows = (uint16_t)rows;
             if (t->agent)
-                send_json_to(g, t->agent, json_pack("{s:s,s:i,s:i}", "type", "resize", "cols",
-                                                    t->cols, "rows", t->rows));
+                send_json_to(
+                    g, t->agent,
+                    json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         }
     }
     json_decref(o);
@@ -599,7 +603,11 @@ static void term_upgrade(gw_term *g, ax_http_req *r, const char *name, bool agen
 static size_t utf8_take(const uint8_t *s, size_t n, size_t i)
 {
     uint8_t b = s[i];
-    size_t k = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    size_t k = b < 0x80             ? 1
+               : (b & 0xE0) == 0xC0 ? 2
+               : (b & 0xF0) == 0xE0 ? 3
+               : (b & 0xF8) == 0xF0 ? 4
+                                    : 0;
     if (!k || (k == 2 && b < 0xC2) || (k == 4 && b > 0xF4)) return 0;
     if (i + k > n) return SIZE_MAX; /* cut: needs more */
     for (size_t j = 1; j < k; j++)
@@ -697,8 +705,8 @@ static void term_cast(gw_term *g, ax_http_req *r, const char *name)
     since = (uint64_t)query_int(r, "since", (int64_t)since);
     snprintf(topic, sizeof topic, "term/%s/out", name);
     cast k = {0};
-    uint64_t first = 0, from = 0, upto = hub_history_window(g->sv->hub, topic, since, SIZE_MAX,
-                                                             &first, &from);
+    uint64_t first = 0, from = 0,
+             upto = hub_history_window(g->sv->hub, topic, since, SIZE_MAX, &first, &from);
     hub_msg *pos = NULL;
     char head[256];
     int hn = snprintf(head, sizeof head,
@@ -764,7 +772,8 @@ static void term_route(ax_http_req *r, void *ud)
     } else if (rl == 5 && memcmp(rest, "/cast", 5) == 0) {
         if (serve_http_method(r, "GET", "GET")) term_cast(g, r, name);
     } else {
-        serve_http_error(r, 404, "GET /term/NAME, /term/NAME/ws, /term/NAME/agent, /term/NAME/cast");
+        serve_http_error(r, 404,
+                         "GET /term/NAME, /term/NAME/ws, /term/NAME/agent, /term/NAME/cast");
     }
 }
 
