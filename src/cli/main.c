@@ -21,6 +21,7 @@ static const struct {
     {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
     {"token", cmd_token, "print a signed token (JWT) naming a user and the topics it may use"},
     {"term", cmd_term, "remote terminals through the hub: agent (behind NAT) and connect"},
+    {"rpc", cmd_rpc, "commands on devices through the hub: request/response with time-outs"},
 };
 
 static void usage(FILE *out)
