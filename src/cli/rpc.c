@@ -140,8 +140,8 @@ static void job_finish(job *j)
     char *s = json_dumps(ans, JSON_COMPACT);
     json_decref(ans);
     if (s && r->ws)
-        (void)send_obj(r->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", j->reply,
-                                        "payload", s));
+        (void)send_obj(
+            r->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", j->reply, "payload", s));
     free(s);
     r->served++;
     for (job **p = &r->jobs; *p; p = &(*p)->next)
@@ -179,8 +179,10 @@ static void job_pipe(ax_watch *w, unsigned ev, void *ud)
     }
     ax_watch_free(w);
     close(fd);
-    if (is_out) j->wo = NULL;
-    else j->we = NULL;
+    if (is_out)
+        j->wo = NULL;
+    else
+        j->we = NULL;
     job_finish(j);
 }
 
@@ -281,8 +283,8 @@ static void srv_open(ax_ws *ws)
 {
     responder *r = ax_ws_data(ws);
     r->backoff = 0;
-    (void)send_obj(ws, json_pack("{s:s,s:s,s:s}", "type", "subscribe", "topic", r->topic, "id",
-                                 "sub"));
+    (void)send_obj(ws,
+                   json_pack("{s:s,s:s,s:s}", "type", "subscribe", "topic", r->topic, "id", "sub"));
 }
 
 static void srv_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -365,8 +367,9 @@ static void call_send(caller *c)
     json_decref(req);
     c->t0_ns = now_ns();
     ax_timer_start(c->timer, c->timeout_ms, 0);
-    if (s) (void)send_obj(c->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", c->topic,
-                                          "payload", s));
+    if (s)
+        (void)send_obj(
+            c->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", c->topic, "payload", s));
     free(s);
 }
 
@@ -379,7 +382,8 @@ static void print_field(json_t *ans, const char *key, FILE *to)
         return;
     }
     snprintf(k, sizeof k, "%s_base64", key);
-    if (json_object_get(ans, k)) fprintf(to, "[%s: base64] %s\n", key, json_string_value(json_object_get(ans, k)));
+    if (json_object_get(ans, k))
+        fprintf(to, "[%s: base64] %s\n", key, json_string_value(json_object_get(ans, k)));
 }
 
 static void call_answer(caller *c, json_t *ans)
@@ -563,9 +567,8 @@ static int rpc_call(int argc, char **argv, const char *token, uint32_t timeout_m
     }
     if (c.lat_ms && c.done > 0) {
         qsort(c.lat_ms, (size_t)c.done, sizeof(double), cmp_d);
-        printf("calls %d  p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", c.done,
-               c.lat_ms[c.done / 2], c.lat_ms[(size_t)((c.done - 1) * 0.99)],
-               c.lat_ms[c.done - 1]);
+        printf("calls %d  p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", c.done, c.lat_ms[c.done / 2],
+               c.lat_ms[(size_t)((c.done - 1) * 0.99)], c.lat_ms[c.done - 1]);
     }
     free(c.lat_ms);
     json_decref(c.args);
@@ -599,14 +602,20 @@ int cmd_rpc(int argc, char **argv)
     argc--, argv++;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "t:T:i:r:n:h", lo, NULL)) != -1) {
-        if (ch == 't') token = optarg;
+        if (ch == 't')
+            token = optarg;
         else if (ch == 'T') {
             if (cli_parse_secs("rpc", "--timeout", optarg, &timeout_ms) != 0) return 2;
-        } else if (ch == 'i') input = optarg;
-        else if (ch == 'r') reply = optarg;
-        else if (ch == 'n') count = atoi(optarg);
-        else if (ch == 'h') return usage(stdout), 0;
-        else return usage(stderr), 2;
+        } else if (ch == 'i')
+            input = optarg;
+        else if (ch == 'r')
+            reply = optarg;
+        else if (ch == 'n')
+            count = atoi(optarg);
+        else if (ch == 'h')
+            return usage(stdout), 0;
+        else
+            return usage(stderr), 2;
     }
     if (token && !*token) token = NULL;
     if (serve) return rpc_serve(argc - optind, argv + optind, token, timeout_ms);

@@ -164,13 +164,16 @@ static void pty_event(ax_watch *w, unsigned ev, void *ud)
         if (!a->npend && ax_watch_set(a->pw, AX_WATCH_READ) != 0) return;
     }
     if (!(ev & AX_WATCH_READ)) return;
+    /* A pty gives at most 4 KiB a read: gather what is there into one
+     * message (fewer, larger messages for the hub and every viewer). */
     char buf[65536];
-    ssize_t n = read(a->pty, buf, sizeof buf);
-    if (n > 0) {
-        agent_send(a, buf, (size_t)n);
-    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    size_t got = 0;
+    ssize_t n = 0;
+    while (got < sizeof buf - 4096 && (n = read(a->pty, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    if (got) agent_send(a, buf, got);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         child_gone(a); /* EIO: the child and its children closed the terminal */
-    }
 }
 
 static void session_open(agent *a, int cols, int rows)

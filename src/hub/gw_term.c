@@ -247,6 +247,38 @@ static void session_end(gw_term *g, term *t, int code, const char *why)
 
 /* ---- viewers: the output topic's subscribers ---------------------------------------------- */
 
+/* The frame of an output message (8 bytes of seq, big-endian, then the
+ * bytes), made once and shared by every viewer on this thread: the hub
+ * hands one message to all its subscribers of a loop in a row, so one
+ * cached frame per thread serves the whole fan-out. */
+static __thread struct {
+    hub_msg *m;
+    ax_slice *frame;
+} last_frame;
+
+static void frame_forget(void)
+{
+    if (last_frame.m) hub_msg_unref(last_frame.m);
+    if (last_frame.frame) ax_slice_unref(last_frame.frame);
+    last_frame.m = NULL;
+    last_frame.frame = NULL;
+}
+
+static ax_slice *frame_of(hub_msg *m)
+{
+    if (last_frame.m == m) return last_frame.frame;
+    frame_forget();
+    uint8_t stack[4096],
+        *b = m->payload_len + 8 <= sizeof stack ? stack : ax_malloc(m->payload_len + 8);
+    if (!b) return NULL;
+    hub_put_be(b, m->seq, 8);
+    memcpy(b + 8, m->payload, m->payload_len);
+    last_frame.frame = ax_ws_shared_new(b, m->payload_len + 8, true);
+    if (b != stack) ax_free(b);
+    if (last_frame.frame) last_frame.m = hub_msg_ref(m);
+    return last_frame.frame;
+}
+
 static bool viewer_write(hub_sub *s, hub_msg *m, void *ud)
 {
     tconn *c = ud;
@@ -259,14 +291,9 @@ static bool viewer_write(hub_sub *s, hub_msg *m, void *ud)
         return true;
     }
     if (m->kind != HUB_MSG) return true;
-    /* 8 bytes of seq (big-endian), then the output */
-    uint8_t stack[4096],
-        *f = m->payload_len + 8 <= sizeof stack ? stack : ax_malloc(m->payload_len + 8);
+    ax_slice *f = frame_of(m);
     if (!f) return true;
-    hub_put_be(f, m->seq, 8);
-    memcpy(f + 8, m->payload, m->payload_len);
-    int rc = ax_ws_send(c->ws, f, m->payload_len + 8, true);
-    if (f != stack) ax_free(f);
+    int rc = ax_ws_send_shared(c->ws, f);
     gw_stats *st = &c->g->sv->gw[GW_TERM];
     GW_ADD(st->msgs_out, 1);
     GW_ADD(st->bytes_out, m->payload_len + 8);
@@ -835,6 +862,7 @@ static void term_free(void *vg)
 {
     gw_term *g = vg;
     ax_timer_free(g->tick);
+    frame_forget();
     pthread_mutex_lock(&reg.lock);
     if (--reg.instances == 0 && !reg.conns) {
         while (reg.terms) {
