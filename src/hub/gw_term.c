@@ -25,15 +25,24 @@
  *
  * The registry of terminals is shared by the threads, under one lock;
  * a connection is touched only by its own loop's thread. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <pthread.h>
 
 #include <axon/alloc.h>
+#include <axon/watch.h>
 #include <axon/ws.h>
 
 #include "serve.h"
@@ -59,9 +68,22 @@ struct term {
     uint64_t since;   /* the current (or last) session's output has seq > since */
     uint64_t session; /* sessions so far */
     uint16_t cols, rows;
-    int64_t last_ms; /* last keystroke or output */
+    int64_t last_ms;     /* last keystroke or output */
+    struct local *local; /* served by the hub itself (--term NAME=COMMAND), or NULL */
     term *next;
 };
+
+/* A terminal the hub serves itself: COMMAND on a pseudo-terminal of the
+ * first thread's loop, in place of an agent. */
+typedef struct local {
+    gw_term *g;
+    term *t;
+    char cmd[SERVE_TERM_CMD_MAX];
+    pid_t child;
+    int pty;
+    ax_watch *w;
+    struct local *next;
+} local;
 
 struct tconn {
     uint64_t id;
@@ -218,6 +240,52 @@ static uint64_t last_seq(gw_term *g, term *t)
     return hub_history_window(g->sv->hub, t->out, UINT64_MAX, 0, &first, &from);
 }
 
+static void local_input(local *l, const void *data, size_t len, bool binary);
+
+typedef struct local_post {
+    local *l;
+    bool binary;
+    size_t len;
+    char data[];
+} local_post;
+
+static void local_posted(ax_loop *loop, void *arg)
+{
+    local_post *p = arg;
+    (void)loop;
+    pthread_mutex_lock(&reg.lock);
+    local_input(p->l, p->data, p->len, p->binary);
+    pthread_mutex_unlock(&reg.lock);
+    ax_free(p);
+}
+
+/* To the agent of t (under reg.lock), whether remote or the hub's own. */
+static void agent_send(gw_term *g, term *t, const void *data, size_t len, bool binary)
+{
+    local *l = t->local;
+    if (!l) {
+        send_to(g, t->agent, data, len, binary, false);
+        return;
+    }
+    if (l->g->sv->loop == g->sv->loop) {
+        local_input(l, data, len, binary);
+        return;
+    }
+    local_post *p = ax_malloc(sizeof(*p) + len);
+    if (!p) return;
+    p->l = l, p->binary = binary, p->len = len;
+    memcpy(p->data, data, len);
+    if (ax_loop_post(l->g->sv->loop, local_posted, p) != 0) ax_free(p);
+}
+
+static void agent_json(gw_term *g, term *t, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s) agent_send(g, t, s, strlen(s), false);
+    free(s);
+    json_decref(j);
+}
+
 /* A writer is here and nothing runs: ask the agent for a session. */
 static void session_start(gw_term *g, term *t)
 {
@@ -229,8 +297,7 @@ static void session_start(gw_term *g, term *t)
     tconn *w = conn_find(t->writer);
     ax_log(AX_LOG_INFO, "term %s: session %llu started for %s (output after seq %llu)", t->name,
            (unsigned long long)t->session, w ? w->user : "?", (unsigned long long)t->since);
-    send_json_to(g, t->agent,
-                 json_pack("{s:s,s:i,s:i}", "type", "open", "cols", t->cols, "rows", t->rows));
+    agent_json(g, t, json_pack("{s:s,s:i,s:i}", "type", "open", "cols", t->cols, "rows", t->rows));
     tell_viewers(g, t,
                  json_pack("{s:s,s:I,s:I}", "type", "session", "session", (json_int_t)t->session,
                            "since", (json_int_t)t->since));
@@ -243,6 +310,134 @@ static void session_end(gw_term *g, term *t, int code, const char *why)
     ax_log(AX_LOG_INFO, "term %s: session %llu ended (%s, exit code %d)", t->name,
            (unsigned long long)t->session, why, code);
     tell_viewers(g, t, json_pack("{s:s,s:i,s:s}", "type", "exit", "code", code, "why", why));
+}
+
+/* ---- terminals the hub serves itself (--term NAME=COMMAND) --------------------------------- */
+
+static void local_gone(local *l)
+{
+    int status = 0, code = -1;
+    if (l->w) ax_watch_free(l->w);
+    l->w = NULL;
+    if (l->pty >= 0) close(l->pty);
+    l->pty = -1;
+    if (l->child > 0 && waitpid(l->child, &status, 0) == l->child)
+        code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    l->child = 0;
+    session_end(l->g, l->t, code, "exited");
+}
+
+static void local_event(ax_watch *w, unsigned ev, void *ud)
+{
+    local *l = ud;
+    (void)w, (void)ev;
+    char buf[65536];
+    size_t got = 0;
+    ssize_t n = 0;
+    while (got < sizeof buf - 4096 && (n = read(l->pty, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    pthread_mutex_lock(&reg.lock);
+    if (got) {
+        int err = 0;
+        hub_publish(l->g->sv->hub, l->t->out, "hub", buf, got, &err);
+        l->t->last_ms = now_ms();
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) local_gone(l);
+    pthread_mutex_unlock(&reg.lock);
+}
+
+static void local_open(local *l, int cols, int rows)
+{
+    if (l->child > 0) return;
+    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+    char *env[] = {"TERM=xterm-256color", "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    int fd;
+    pid_t pid = forkpty(&fd, NULL, NULL, &ws);
+    if (pid == -1) {
+        ax_log(AX_LOG_WARN, "term %s: forkpty: %s", l->t->name, strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        execle("/bin/sh", "sh", "-c", l->cmd, (char *)NULL, env);
+        _exit(127);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    l->pty = fd;
+    l->child = pid;
+    l->w = ax_watch_new(l->g->sv->loop, fd, local_event, l);
+    if (!l->w || ax_watch_set(l->w, AX_WATCH_READ) != 0) local_gone(l);
+}
+
+/* What the hub says to an agent, done here (under reg.lock). */
+static void local_input(local *l, const void *data, size_t len, bool binary)
+{
+    if (binary) {
+        if (l->pty >= 0 && write(l->pty, data, len) < 0) {
+        } /* a full pty drops keys, as a stuck terminal would */
+        return;
+    }
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    int cols = (int)json_integer_value(json_object_get(o, "cols"));
+    int rows = (int)json_integer_value(json_object_get(o, "rows"));
+    if (!type) {
+    } else if (strcmp(type, "open") == 0) {
+        local_open(l, cols > 0 ? cols : 80, rows > 0 ? rows : 24);
+    } else if (strcmp(type, "resize") == 0 && l->pty >= 0 && cols > 0 && rows > 0) {
+        struct winsize w = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+        ioctl(l->pty, TIOCSWINSZ, &w);
+    } else if (strcmp(type, "close") == 0 && l->child > 0) {
+        kill(-l->child, SIGHUP);
+        kill(l->child, SIGHUP);
+    }
+    json_decref(o);
+}
+
+static local *locals; /* the first thread's (reg.lock) */
+
+/* --term NAME=COMMAND, one a line in cfg->terms: registered as present. */
+static int locals_start(gw_term *g)
+{
+    for (const char *p = g->sv->cfg->terms; *p;) {
+        size_t n = strcspn(p, "\n");
+        const char *eq = memchr(p, '=', n);
+        if (eq && name_valid(p, (size_t)(eq - p))) {
+            char name[TERM_NAME_MAX + 1];
+            memcpy(name, p, (size_t)(eq - p));
+            name[eq - p] = '\0';
+            term *t = term_find(name, true);
+            local *l = t ? ax_calloc(1, sizeof(*l)) : NULL;
+            if (!l) return AX_ENOMEM;
+            l->g = g, l->t = t, l->pty = -1;
+            snprintf(l->cmd, sizeof l->cmd, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+            t->local = l;
+            t->agent = UINT64_MAX - reg.nterms; /* no connection has it */
+            t->agent_loop = g->sv->loop;
+            l->next = locals;
+            locals = l;
+            ax_log(AX_LOG_INFO, "term %s: served by the hub: %s", name, l->cmd);
+        }
+        p += n + (p[n] == '\n');
+    }
+    return 0;
+}
+
+static void locals_free(gw_term *g)
+{
+    for (local **pl = &locals; *pl;) {
+        local *l = *pl;
+        if (l->g != g) {
+            pl = &l->next;
+            continue;
+        }
+        *pl = l->next;
+        if (l->child > 0) kill(l->child, SIGHUP);
+        local_gone(l);
+        l->t->local = NULL;
+        l->t->agent = 0;
+        ax_free(l);
+    }
 }
 
 /* ---- viewers: the output topic's subscribers ---------------------------------------------- */
@@ -357,8 +552,8 @@ static void viewer_open(tconn *c, term *t)
     if (rc != 0) ax_log(AX_LOG_WARN, "term %s: subscribe: %s", t->name, hub_strerror(rc));
     if (writer) {
         if (t->live && t->agent) /* resize follows the writer */
-            send_json_to(
-                g, t->agent,
+            agent_json(
+                g, t,
                 json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         session_start(g, t);
     }
@@ -390,7 +585,9 @@ static void on_open(ax_ws *ws)
     g->open++;
     GW_ADD(g->sv->gw[GW_TERM].conns, 1);
     GW_ADD(g->sv->gw[GW_TERM].accepted, 1);
-    if (c->role == ROLE_AGENT)
+    if (c->role == ROLE_AGENT && t->local)
+        ax_ws_close(ws, AX_WS_CLOSE_POLICY, "this terminal is served by the hub itself");
+    else if (c->role == ROLE_AGENT)
         agent_open(c, t);
     else
         viewer_open(c, t);
@@ -445,7 +642,7 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
         return;
     }
     if (binary) {
-        if (t->agent && t->live) send_to(g, t->agent, data, len, true, false);
+        if (t->agent && t->live) agent_send(g, t, data, len, true);
         t->last_ms = now_ms();
         return;
     }
@@ -457,8 +654,8 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
         if (cols > 0 && cols < 10000 && rows > 0 && rows < 10000) {
             t->cols = (uint16_t)cols, t->rows = (uint16_t)rows;
             if (t->agent)
-                send_json_to(
-                    g, t->agent,
+                agent_json(
+                    g, t,
                     json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         }
     }
@@ -819,7 +1016,7 @@ static void term_tick(ax_timer *tm, void *ud)
         if (now - t->last_ms < (int64_t)idle * 1000) continue;
         ax_log(AX_LOG_INFO, "term %s: session %llu idle for %u s: closing it", t->name,
                (unsigned long long)t->session, idle);
-        send_json_to(g, t->agent, json_pack("{s:s,s:s}", "type", "close", "why", "idle"));
+        agent_json(g, t, json_pack("{s:s,s:s}", "type", "close", "why", "idle"));
         session_end(g, t, -1, "idle timeout");
     }
     pthread_mutex_unlock(&reg.lock);
@@ -864,6 +1061,7 @@ static void term_free(void *vg)
     ax_timer_free(g->tick);
     frame_forget();
     pthread_mutex_lock(&reg.lock);
+    locals_free(g);
     if (--reg.instances == 0 && !reg.conns) {
         while (reg.terms) {
             term *t = reg.terms;
@@ -888,7 +1086,13 @@ static void *term_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     ax_timer_start(g->tick, TERM_TICK_MS, TERM_TICK_MS);
     pthread_mutex_lock(&reg.lock);
     reg.instances++;
+    err = sv->index == 0 ? locals_start(g) : 0;
     pthread_mutex_unlock(&reg.lock);
+    if (err) {
+        snprintf(why, why_len, "cannot add the hub's own terminals: %s", ax_strerror(err));
+        term_free(g);
+        return NULL;
+    }
     return g;
 fail:
     snprintf(why, why_len, "cannot add terminals: %s", ax_strerror(err));

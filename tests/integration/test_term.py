@@ -14,6 +14,8 @@ agent` dials out to `axon serve`, `axon term connect` attaches.
 - a watcher whose connection drops gets exactly the bytes it missed;
 - the session's recording (/term/NAME/cast) replays with `asciinema cat`
   to the same bytes;
+- a terminal the hub serves itself (--term NAME=COMMAND) works the same,
+  and no agent can take its name;
 - the idle timeout ends a quiet session;
 - the log has the session's start and end, the writer and the watcher."""
 import fcntl
@@ -244,6 +246,21 @@ def recording_replays():
                          "-H", "Authorization: Bearer " + hub.tok["eve"],
                          hub.base + "/term/box1/cast"], capture_output=True, timeout=10)
     t.eq(no.stdout.decode(), "403", "the recording without read permission")
+
+
+@t.test
+def hub_serves_its_own():
+    hub = termutil.Hub("--term", "box1=PS1='$ ' exec /bin/sh -i")
+    hub.wait_log("term box1: served by the hub")
+    w = hub.connect("alice")
+    hub.wait_log("session 1 started")
+    w.p.stdin.write(b"echo own-$((3*3)); exit 6\n")
+    w.p.stdin.flush()
+    t.exits(w, 6, "connect when the hub's own shell exits 6")
+    t.ok(b"own-9" in w.output(), "the hub's own shell ran the command: %r" % w.output())
+    a = hub.agent()
+    termutil.wait_file(a.err_path, "served by the hub itself")  # an agent may not take it
+    hub.wait_log("session 1 ended (exited, exit code 6)")
 
 
 @t.test
