@@ -600,9 +600,8 @@ static void agent_text(tconn *c, term *t, json_t *o)
     if (!type) return;
     if (strcmp(type, "hello") == 0) { /* after a (re)connect: does its child still run? */
         if (json_is_true(json_object_get(o, "live")) && t->session) {
-            if (!t->live)
-                ax_log(AX_LOG_INFO, "term %s: session %llu resumed", t->name,
-                       (unsigned long long)t->session);
+            ax_log(AX_LOG_INFO, "term %s: session %llu resumed (the agent is back)", t->name,
+                   (unsigned long long)t->session);
             t->live = true;
         } else {
             session_end(c->g, t, -1, "agent reconnected without it");

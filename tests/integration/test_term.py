@@ -10,7 +10,8 @@ agent` dials out to `axon serve`, `axon term connect` attaches.
 - refused: no permission (403, connect exits 2), no token (401), a token on
   a server that lets anonymous clients read and write (still 401), a
   foreign Origin (403), a hub without authentication (403);
-- an agent killed and restarted comes back under the same name;
+- an agent killed and restarted comes back under the same name; an agent
+  whose network drops keeps its session and sends what it printed meanwhile;
 - a watcher whose connection drops gets exactly the bytes it missed;
 - the session's recording (/term/NAME/cast) replays with `asciinema cat`
   to the same bytes;
@@ -169,6 +170,34 @@ def agent_comes_back():
     w2.p.stdin.write(b"echo second-$((3+4))\n")
     w2.p.stdin.flush()
     w2.wait_output(lambda o: b"second-7" in o, what="the second agent's shell")
+
+
+@t.test
+def agent_network_drop_keeps_the_session():
+    hub = termutil.Hub()
+    cut = termutil.Cutter(hub.srv.http_port)
+    try:
+        hub.agent(url="ws://127.0.0.1:%d/term/%s" % (cut.port, hub.name))
+        hub.wait_log("agent box connected")
+        w = hub.connect("alice")
+        hub.wait_log("session 1 started")
+        w.p.stdin.write(b"sleep 1; seq 1 500; echo held-$((1+1))\n")
+        w.p.stdin.flush()
+        time.sleep(0.3)
+        cut.cut()  # the agent's network drops while the command runs
+        hub.wait_log("agent box gone")
+        time.sleep(1.5)
+        cut.restore()
+        log = hub.wait_log("session 1 resumed", timeout=20)
+        out = w.wait_output(lambda o: b"held-2\r\n" in o, timeout=10,
+                            what="what the shell printed while the agent was away")
+        t.ok(b"\r\n250\r\n" in out, "the output held by the agent arrived in order")
+        t.ok("session 2" not in log, "no new session: the shell survived the drop")
+        w.p.stdin.write(b"echo after-$((5+5))\n")
+        w.p.stdin.flush()
+        w.wait_output(lambda o: b"after-10" in o, what="the same shell after the drop")
+    finally:
+        cut.close()
 
 
 @t.test
