@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (the page and xterm.js do not depend on the event loop)
 """The terminal page (/term/NAME) in headless Chromium, on a terminal served
 by `axon term agent`:
 
