@@ -85,6 +85,11 @@ def writer_in_tmux():
     wait_pane(lambda p: "vi.txt" in p and p.count("~") < 5, "the shell again after vi")
     with open(os.path.join(termutil.TMP, "vi.txt")) as f:
         t.eq(f.read(), "written in vi through the hub\n", "the file vi wrote")
+    keys("sleep 60")  # Ctrl-C goes to the remote program, not to connect
+    time.sleep(0.5)
+    tmux("send-keys", "-t", "t", "C-c")
+    keys("echo after-$((40+2))")
+    wait_pane(lambda p: "\nafter-42" in p, "the prompt back after Ctrl-C (sleep interrupted)")
     keys("exit 7")
     wait_pane(lambda p: "EXIT=7" in p, "connect's exit status 7 (the remote shell's)")
     keys("stty -g > %s/stty.after" % termutil.TMP)
