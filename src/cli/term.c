@@ -292,6 +292,11 @@ static void agent_close(ax_ws *ws, int code, const char *reason, size_t len)
         ax_loop_stop(a->l.loop);
         return;
     }
+    if (!was_up && !a->l.backoff_ms)
+        fprintf(stderr,
+                "axon term agent: cannot open %s: refused (the token needs write on "
+                "term/NAME/out) or unreachable; trying again with backoff\n",
+                a->l.url);
     if (was_up && a->child > 0) ax_timer_start(a->grace, (uint64_t)a->grace_s * 1000, 0);
     link_later(&a->l);
 }
