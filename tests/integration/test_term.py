@@ -50,6 +50,14 @@ def upgrade(url, token=None, origin=None):
     return r.stdout.decode()
 
 
+SLOW = 3 * axtest.TIMEOUT  # a full-screen program under the sanitizers on a busy machine
+
+
+def last_line(pane_text):
+    lines = [x.rstrip() for x in pane_text.split("\n") if x.strip()]
+    return lines[-1] if lines else ""
+
+
 def shell_in_tmux(hub, who="alice", width=100, height=30):
     """tmux running sh; returns the stty -g of its terminal."""
     tmux("kill-server")
@@ -72,26 +80,33 @@ def writer_in_tmux():
     shell_in_tmux(hub)
     hub.wait_log("alice attached as the writer")
     keys("echo hello; tput cols")
-    wait_pane(lambda p: "\nhello\n100\n" in p.replace("\r", ""), "hello and 100 columns")
+    wait_pane(lambda p: "\nhello\n100\n" in p.replace("\r", ""), "hello and 100 columns",
+              timeout=SLOW)
     tmux("resize-window", "-t", "t", "-x", "72", "-y", "20")
     time.sleep(0.3)
     keys("tput cols; tput lines")
-    wait_pane(lambda p: "\n72\n20\n" in p, "72 columns and 20 lines after the resize")
+    wait_pane(lambda p: "\n72\n20\n" in p, "72 columns and 20 lines after the resize",
+              timeout=SLOW)
     keys("vi %s/vi.txt" % termutil.TMP)
-    wait_pane(lambda p: p.count("~") >= 5, "vi's empty buffer")
+    wait_pane(lambda p: p.count("~") >= 5, "vi's empty buffer", timeout=SLOW)
     keys("iwritten in vi through the hub", enter=False)
     tmux("send-keys", "-t", "t", "Escape")
     keys(":wq")
-    wait_pane(lambda p: "vi.txt" in p and p.count("~") < 5, "the shell again after vi")
+    wait_pane(lambda p: p.count("~") < 5 and last_line(p) == "$", "the shell's prompt after vi",
+              timeout=SLOW)
     with open(os.path.join(termutil.TMP, "vi.txt")) as f:
         t.eq(f.read(), "written in vi through the hub\n", "the file vi wrote")
     keys("sleep 60")  # Ctrl-C goes to the remote program, not to connect
-    time.sleep(0.5)
+    wait_pane(lambda p: last_line(p) == "$ sleep 60", "sleep running", timeout=SLOW)
+    time.sleep(0.3)
     tmux("send-keys", "-t", "t", "C-c")
+    wait_pane(lambda p: last_line(p) == "$", "the prompt back after Ctrl-C (sleep interrupted)",
+              timeout=SLOW)
     keys("echo after-$((40+2))")
-    wait_pane(lambda p: "\nafter-42" in p, "the prompt back after Ctrl-C (sleep interrupted)")
+    wait_pane(lambda p: "\nafter-42" in p, "the shell after Ctrl-C", timeout=SLOW)
     keys("exit 7")
-    wait_pane(lambda p: "EXIT=7" in p, "connect's exit status 7 (the remote shell's)")
+    wait_pane(lambda p: "EXIT=7" in p, "connect's exit status 7 (the remote shell's)",
+              timeout=SLOW)
     keys("stty -g > %s/stty.after" % termutil.TMP)
     time.sleep(0.5)
     with open(os.path.join(termutil.TMP, "stty.before")) as a, \
