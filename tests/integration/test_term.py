@@ -74,6 +74,13 @@ def shell_in_tmux(hub, who="alice", width=100, height=30):
 
 @t.test
 def writer_in_tmux():
+    try:
+        writer_in_tmux_steps()
+    finally:
+        tmux("kill-server")  # and the connect inside it, whatever happened
+
+
+def writer_in_tmux_steps():
     hub = termutil.Hub()
     hub.agent()
     hub.wait_log("agent box connected")
