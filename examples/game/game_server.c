@@ -171,34 +171,36 @@ static double cpu_ms(void)
 }
 
 /* Once a second: the whole process's CPU (receiving inputs included) per
- * tick and per player, and the longest tick. */
-static void report(double tick_ms)
+ * tick and per player, the ticks simulated, and the longest tick. */
+static void report(uint64_t now, double tick_ms, uint32_t ticks)
 {
-    static double cpu0, max_ms, sum_players;
-    static uint32_t ticks;
+    static double cpu0, max_ms, player_ticks;
+    static uint32_t done;
+    static uint64_t since;
     max_ms = tick_ms > max_ms ? tick_ms : max_ms;
-    sum_players += g.count;
-    if (++ticks < GAME_HZ) return;
-    double cpu = cpu_ms(), per_tick = (cpu - cpu0) / ticks, players = sum_players / ticks;
+    player_ticks += (double)g.count * ticks;
+    done += ticks;
+    if (!since) since = now;
+    if (now - since < 1000) return;
+    double cpu = cpu_ms(), per_tick = (cpu - cpu0) / done;
     if (cpu0 > 0)
         printf("stats: players %.0f, cpu %.1f%%, %.3f ms a tick, %.2f us a player, longest tick "
-               "%.3f ms\n",
-               players, 100.0 * (cpu - cpu0) / 1000.0, per_tick,
-               players > 0 ? per_tick * 1000.0 / players : 0.0, max_ms);
+               "%.3f ms, ticks %u, unsent %llu\n",
+               player_ticks / done, 100.0 * (cpu - cpu0) / (double)(now - since), per_tick,
+               player_ticks > 0 ? (cpu - cpu0) * 1000.0 / player_ticks : 0.0, max_ms, done,
+               (unsigned long long)g.lost);
     fflush(stdout);
     cpu0 = cpu;
-    ticks = 0;
-    max_ms = sum_players = 0;
+    since = now;
+    done = 0;
+    max_ms = player_ticks = 0;
 }
 
-static void tick(ax_timer *t, void *ud)
+/* One step of the world: each player takes its next input. */
+static void simulate(uint64_t now)
 {
-    struct timespec a, b;
-    uint64_t now = ax_loop_now(g.loop);
-    (void)t, (void)ud;
-    clock_gettime(CLOCK_MONOTONIC, &a);
     g.tick++;
-    for (int id = 1; id < MAX_PLAYERS; id++) { /* simulate */
+    for (int id = 1; id < MAX_PLAYERS; id++) {
         player *p = g.slot[id];
         if (!p) continue;
         if (!p->ws && now - p->heard > UDP_IDLE) {
@@ -213,11 +215,33 @@ static void tick(ax_timer *t, void *ud)
             p->applied++;
         }
     }
-    for (int id = 1; id < MAX_PLAYERS; id++) /* tell */
+}
+
+/* A fixed step: the ticks the clock says are due (a timer that fired late
+ * runs up to 4 at once; further behind, the world slows down instead),
+ * then one snapshot to everybody. */
+static void tick(ax_timer *t, void *ud)
+{
+    static uint64_t start, due_done;
+    struct timespec a, b;
+    uint64_t now = ax_loop_now(g.loop);
+    (void)t, (void)ud;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (!start) start = now;
+    uint64_t due = (now - start) * GAME_HZ / 1000 + 1;
+    uint32_t n = 0;
+    if (due - due_done > 4) due_done = due - 4;
+    while (due_done < due) {
+        simulate(now);
+        due_done++;
+        n++;
+    }
+    if (!n) return;
+    for (int id = 1; id < MAX_PLAYERS; id++)
         if (g.slot[id]) send_snapshot(g.slot[id]);
     clock_gettime(CLOCK_MONOTONIC, &b);
     if (g.stats)
-        report((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6);
+        report(now, (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6, n);
 }
 
 /* ---- UDP clients --------------------------------------------------------- */
@@ -322,7 +346,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ax_timer *t = ax_timer_new(g.loop, tick, NULL);
-    if (!t || ax_timer_start(t, 1000 / GAME_HZ, 1000 / GAME_HZ) != 0) return 1;
+    if (!t || ax_timer_start(t, 1000 / GAME_HZ, 1000 / GAME_HZ / 2) != 0) return 1;
     printf("game server on %s (%s), udp %s, arena %dx%d\n",
            ax_addr_format(ax_listener_addr(l), a, sizeof a), ax_loop_backend(g.loop),
            ax_addr_format(ax_udp_addr(g.udp), b, sizeof b), g.w, g.h);
