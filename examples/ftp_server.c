@@ -102,7 +102,7 @@ static bool resolve(session *s, const char *arg, size_t arg_len, bool must_exist
         reply(s, "553 File name not allowed");
         return false;
     }
-    snprintf(joined, sizeof joined, "%s%s", root, n > 1 ? v : "");
+    snprintf(joined, sizeof joined, "%s%s", strcmp(root, "/") ? root : "", n > 1 ? v : "/");
     char *base = strrchr(joined, '/');
     if (must_exist || n == 1) {
         if (!realpath(joined, got)) {
@@ -123,7 +123,7 @@ static bool resolve(session *s, const char *arg, size_t arg_len, bool must_exist
         snprintf(got + gl, sizeof got - gl, "/%s", base + 1);
     }
     size_t rl = strlen(root);
-    if (strncmp(got, root, rl) != 0 || (got[rl] != '\0' && got[rl] != '/')) {
+    if (rl > 1 && (strncmp(got, root, rl) != 0 || (got[rl] != '\0' && got[rl] != '/'))) {
         reply(s, "550 Permission denied: outside the root");
         return false;
     }
