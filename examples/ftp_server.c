@@ -41,16 +41,28 @@
 #define CHUNK 65536 /* bytes read from a file per write to a data connection */
 #define MAX_ERRORS 20
 
+/* What a data listener knows of its session.  A TLS data connection may
+ * finish its handshake after the session that asked for it has gone, so
+ * its listener points here and not at the session: a ticket outlives its
+ * session (back in the server's pool, `s` NULL) and is reused, never
+ * freed while the server runs. */
+typedef struct ticket {
+    struct session *s;
+    struct ticket *next; /* in the pool */
+} ticket;
+
 typedef struct server {
     char root[PATH_MAX]; /* realpath() of ROOT */
     const char *user, *pass;
     ax_tls_ctx *tls;
+    ticket *pool;
 } server;
 
 enum xfer { X_NONE, X_SEND_BUF, X_SEND_FILE, X_RECV_FILE };
 
 typedef struct session {
     server *srv;
+    ticket *ticket;
     ax_conn *ctl;
     bool user_given, logged_in, may_write, prot_private;
     int errors;
@@ -265,8 +277,13 @@ static void data_start(session *s)
 
 static void data_open(ax_conn *c)
 {
-    session *s = ax_conn_data(c);
+    session *s = ((ticket *)ax_conn_data(c))->s;
     ax_addr peer, ctl_peer;
+    ax_conn_set_data(c, NULL);
+    if (!s || ax_conn_listener(c) != s->pasv) { /* its session, or its PASV, is over */
+        ax_conn_abort(c, 0);
+        return;
+    }
     bool same = ax_conn_peer(c, &peer) == 0 && ax_conn_peer(s->ctl, &ctl_peer) == 0;
     if (same) { /* the same host as the control connection, whatever its port */
         if (peer.sa.ss_family == AF_INET)
@@ -277,10 +294,10 @@ static void data_open(ax_conn *c)
                            &((struct sockaddr_in6 *)&ctl_peer.sa)->sin6_addr, 16);
     }
     if (s->data || !same) { /* a second connection, or someone else's */
-        ax_conn_set_data(c, NULL);
         ax_conn_abort(c, 0);
         return;
     }
+    ax_conn_set_data(c, s);
     s->data = c;
     s->data_open = true;
     ax_conn_pause(c); /* nothing is read before STOR or APPE says where to */
@@ -357,7 +374,7 @@ static void cmd_passive(session *s, bool extended)
     snprintf(url, sizeof url, v6 ? "tcp://[%s]:0" : "tcp://%s:0", u.host);
     ax_conn_opts o = {.tls = s->prot_private ? s->srv->tls : NULL};
     static const ax_listen_opts lo = {.backlog = 1};
-    s->pasv = ax_listen_ex(ax_conn_loop(s->ctl), url, &data_cbs, &o, &lo, s, &err);
+    s->pasv = ax_listen_ex(ax_conn_loop(s->ctl), url, &data_cbs, &o, &lo, s->ticket, &err);
     if (!s->pasv) {
         reply(s, "425 Cannot open a data connection: %s", ax_strerror(err));
         return;
@@ -792,11 +809,17 @@ static void on_open(ax_conn *c)
 {
     server *srv = ax_conn_data(c);
     session *s = calloc(1, sizeof(*s));
-    ax_conn_set_data(c, s);
-    if (!s) {
+    ticket *t = srv->pool ? srv->pool : calloc(1, sizeof(*t));
+    ax_conn_set_data(c, s && t ? s : NULL);
+    if (!s || !t) {
+        if (t && t != srv->pool) free(t);
+        free(s);
         ax_conn_close(c);
         return;
     }
+    if (t == srv->pool) srv->pool = t->next;
+    t->s = s;
+    s->ticket = t;
     s->srv = srv;
     s->ctl = c;
     s->fd = -1;
@@ -814,6 +837,9 @@ static void on_close(ax_conn *c, int reason)
         ax_conn_abort(s->data, 0);
     }
     data_forget(s);
+    s->ticket->s = NULL; /* a data connection still in its handshake finds no session */
+    s->ticket->next = s->srv->pool;
+    s->srv->pool = s->ticket;
     free(s);
 }
 
@@ -874,5 +900,10 @@ int main(int argc, char **argv)
     ax_listener_close(l);
     ax_tls_ctx_free(srv.tls);
     ax_loop_free(loop);
+    while (srv.pool) {
+        ticket *t = srv.pool;
+        srv.pool = t->next;
+        free(t);
+    }
     return 0;
 }
