@@ -102,7 +102,7 @@ static void unique_name(server *srv, char *out, size_t len)
     clock_gettime(CLOCK_REALTIME, &ts);
     gethostname(host, sizeof host - 1);
     host[strcspn(host, "/:")] = '\0';
-    snprintf(out, len, "%lld.M%ldP%ldQ%u.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
+    snprintf(out, len, "%lld.M%06ldP%ldQ%u.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
              (long)getpid(), ++srv->delivered, host);
 }
 

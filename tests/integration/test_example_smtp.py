@@ -54,6 +54,7 @@ class Smtp(Proc):
     def messages(self, want, timeout=axtest.TIMEOUT):
         end = time.time() + timeout
         while True:
+            # in delivery order: the names start with seconds, then M and microseconds
             files = sorted(glob.glob(os.path.join(self.maildir, "new", "*")))
             if len(files) >= want or time.time() > end:
                 break
