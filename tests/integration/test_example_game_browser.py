@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (a browser page: what it checks does not depend on the event loop)
 """examples/game in Chromium: two pages (the canvas client, index.html,
 over WebSocket) and three UDP bots (game_bot) in one arena see each other
 move; a page predicts its own movement at once and shows its round-trip
