@@ -74,8 +74,7 @@ static void error_locked(bench_worker *w, const char *kind)
             return;
         }
     int i = w->nerrs < BENCH_MAX_ERR ? w->nerrs++ : BENCH_MAX_ERR - 1;
-    if (i == BENCH_MAX_ERR - 1 && w->nerrs == BENCH_MAX_ERR && w->errs[i].n)
-        kind = "other errors";
+    if (i == BENCH_MAX_ERR - 1 && w->nerrs == BENCH_MAX_ERR && w->errs[i].n) kind = "other errors";
     snprintf(w->errs[i].kind, sizeof w->errs[i].kind, "%s", kind);
     w->errs[i].n++;
 }
@@ -116,8 +115,10 @@ void bench_conn_down(bconn *c, const char *why)
 {
     bench_worker *w = c->w;
     if (why) bench_error(w, why);
-    if (c->up) __atomic_sub_fetch(&w->up_now, 1, __ATOMIC_RELAXED);
-    else if (!c->dead) w->conn_failed++;
+    if (c->up)
+        __atomic_sub_fetch(&w->up_now, 1, __ATOMIC_RELAXED);
+    else if (!c->dead)
+        w->conn_failed++;
     c->up = false;
     c->dead = true;
     c->h = NULL;
@@ -130,8 +131,8 @@ void bench_sub_ready(bench_worker *w)
 
 size_t bench_payload(char *buf, size_t cap, size_t size, int pub, uint64_t seq, uint64_t ts)
 {
-    int n = snprintf(buf, cap, "%d:%llu:%llu:", pub, (unsigned long long)seq,
-                     (unsigned long long)ts);
+    int n =
+        snprintf(buf, cap, "%d:%llu:%llu:", pub, (unsigned long long)seq, (unsigned long long)ts);
     size_t len = (size_t)n;
     while (len < size && len + 1 < cap)
         buf[len++] = 'x';
@@ -403,7 +404,9 @@ static int make_conns(bench_worker *w)
         c->fin = calloc(ring, sizeof(*c->fin));
         if (!c->ts || !c->cnt || !c->fin) return AX_ENOMEM;
         c->quota = UINT64_MAX;
-        if (cfg->count) c->quota = cfg->count / (uint64_t)total + ((uint64_t)c->index < cfg->count % (uint64_t)total);
+        if (cfg->count)
+            c->quota =
+                cfg->count / (uint64_t)total + ((uint64_t)c->index < cfg->count % (uint64_t)total);
         if (cfg->rate > 0) c->interval_us = (uint64_t)(1e6 * total / cfg->rate);
         if (c->interval_us == 0 && cfg->rate > 0) c->interval_us = 1;
     }
@@ -613,49 +616,50 @@ static void judge(bench_result *r)
 
 static void help(FILE *out)
 {
-    fprintf(out,
-            "Usage: axon bench [OPTIONS] URL\n\n"
-            "Load any server and report throughput and honest latency.\n\n"
-            "URLs:\n"
-            "  tcp://H:P unix:///PATH tls://H:P udp://H:P   echo: send -s bytes, wait for them back\n"
-            "  http://H:P/PATH https://...                  GET (or -m, -b) with keep-alive\n"
-            "  ws://H:P/PATH wss://...                      echo; with --pubsub the hub's JSON\n"
-            "                                               envelope (publish/subscribe fan-out)\n"
-            "  mqtt://H:P mqtts://H:P                       publish/subscribe fan-out, QoS -q\n"
-            "  sse://H:P sses://H:P                         the hub's /sse streams, publishers\n"
-            "                                               over POST /api/publish/TOPIC\n\n"
-            "Load:\n"
-            "  -c N          connections (default 10)\n"
-            "  -t N          threads, one loop each (default 1)\n"
-            "  -d SECS       measure this long (default 10)\n"
-            "  -n N          or send N requests (messages) in all\n"
-            "  --ramp SECS   start the connections evenly over SECS; measuring starts after\n"
-            "  -R RATE       open loop: RATE requests (messages) a second in all, latency\n"
-            "                from each one's intended send time; default: closed loop\n"
-            "  -p N          in flight per connection: HTTP pipelining, echo depth,\n"
-            "                publisher window (default 1; fan-out 16)\n"
-            "  -s BYTES      message size (echo, payloads; default 64)\n"
-            "  --timeout S   a message unanswered this long is an error (default 5)\n"
-            "HTTP:\n"
-            "  -m METHOD     (default GET, POST with -b)\n"
-            "  -b DATA       request body (@FILE reads a file)\n"
-            "  -H 'N: V'     an extra header (repeatable)\n"
-            "Fan-out (mqtt, sse, ws --pubsub):\n"
-            "  -P N          publishers, one topic each (default 1)\n"
-            "  -S N          subscribers per topic (default 10)\n"
-            "  -q 0|1|2      MQTT QoS (default 0)\n"
-            "  -5            MQTT 5.0 (default 3.1.1)\n"
-            "  --topic PFX   topic i is PFX<i> (default bench/)\n"
-            "  --pubsub      ws://: the hub's envelope instead of echo\n"
-            "TLS:\n"
-            "  -k, --insecure  accept any certificate;  --ca FILE  trust these CAs\n"
-            "Output:\n"
-            "  --json        one JSON object on stdout instead of the table\n"
-            "  --html FILE   also write a self-contained page with the charts\n"
-            "  --quiet       no progress line (it only shows on a terminal anyway)\n\n"
-            "A run is marked INVALID when the generator itself was the limit (a busy\n"
-            "thread, a late schedule).  Exit status: 0, 1 on errors or an invalid run,\n"
-            "2 on usage.\n");
+    fprintf(
+        out,
+        "Usage: axon bench [OPTIONS] URL\n\n"
+        "Load any server and report throughput and honest latency.\n\n"
+        "URLs:\n"
+        "  tcp://H:P unix:///PATH tls://H:P udp://H:P   echo: send -s bytes, wait for them back\n"
+        "  http://H:P/PATH https://...                  GET (or -m, -b) with keep-alive\n"
+        "  ws://H:P/PATH wss://...                      echo; with --pubsub the hub's JSON\n"
+        "                                               envelope (publish/subscribe fan-out)\n"
+        "  mqtt://H:P mqtts://H:P                       publish/subscribe fan-out, QoS -q\n"
+        "  sse://H:P sses://H:P                         the hub's /sse streams, publishers\n"
+        "                                               over POST /api/publish/TOPIC\n\n"
+        "Load:\n"
+        "  -c N          connections (default 10)\n"
+        "  -t N          threads, one loop each (default 1)\n"
+        "  -d SECS       measure this long (default 10)\n"
+        "  -n N          or send N requests (messages) in all\n"
+        "  --ramp SECS   start the connections evenly over SECS; measuring starts after\n"
+        "  -R RATE       open loop: RATE requests (messages) a second in all, latency\n"
+        "                from each one's intended send time; default: closed loop\n"
+        "  -p N          in flight per connection: HTTP pipelining, echo depth,\n"
+        "                publisher window (default 1; fan-out 16)\n"
+        "  -s BYTES      message size (echo, payloads; default 64)\n"
+        "  --timeout S   a message unanswered this long is an error (default 5)\n"
+        "HTTP:\n"
+        "  -m METHOD     (default GET, POST with -b)\n"
+        "  -b DATA       request body (@FILE reads a file)\n"
+        "  -H 'N: V'     an extra header (repeatable)\n"
+        "Fan-out (mqtt, sse, ws --pubsub):\n"
+        "  -P N          publishers, one topic each (default 1)\n"
+        "  -S N          subscribers per topic (default 10)\n"
+        "  -q 0|1|2      MQTT QoS (default 0)\n"
+        "  -5            MQTT 5.0 (default 3.1.1)\n"
+        "  --topic PFX   topic i is PFX<i> (default bench/)\n"
+        "  --pubsub      ws://: the hub's envelope instead of echo\n"
+        "TLS:\n"
+        "  -k, --insecure  accept any certificate;  --ca FILE  trust these CAs\n"
+        "Output:\n"
+        "  --json        one JSON object on stdout instead of the table\n"
+        "  --html FILE   also write a self-contained page with the charts\n"
+        "  --quiet       no progress line (it only shows on a terminal anyway)\n\n"
+        "A run is marked INVALID when the generator itself was the limit (a busy\n"
+        "thread, a late schedule).  Exit status: 0, 1 on errors or an invalid run,\n"
+        "2 on usage.\n");
 }
 
 static int split_url(bench_cfg *cfg)
@@ -666,12 +670,12 @@ static int split_url(bench_cfg *cfg)
         bool tls;
         int port;
     } schemes[] = {
-        {"tcp", BK_STREAM, false, 0},  {"unix", BK_STREAM, false, 0},
-        {"tls", BK_STREAM, true, 0},   {"udp", BK_UDP, false, 0},
-        {"http", BK_HTTP, false, 80},  {"https", BK_HTTP, true, 443},
-        {"ws", BK_WS, false, 80},      {"wss", BK_WS, true, 443},
+        {"tcp", BK_STREAM, false, 0},   {"unix", BK_STREAM, false, 0},
+        {"tls", BK_STREAM, true, 0},    {"udp", BK_UDP, false, 0},
+        {"http", BK_HTTP, false, 80},   {"https", BK_HTTP, true, 443},
+        {"ws", BK_WS, false, 80},       {"wss", BK_WS, true, 443},
         {"mqtt", BK_MQTT, false, 1883}, {"mqtts", BK_MQTT, true, 8883},
-        {"sse", BK_SSE, false, 80},    {"sses", BK_SSE, true, 443},
+        {"sse", BK_SSE, false, 80},     {"sses", BK_SSE, true, 443},
     };
     const char *u = cfg->url, *sep = strstr(u, "://");
     if (!sep) return -1;
@@ -701,8 +705,8 @@ static int split_url(bench_cfg *cfg)
     if (cfg->port <= 0 || cfg->port > 65535) return -1;
     snprintf(cfg->path, sizeof cfg->path, "%s", rest[hl] ? rest + hl : "/");
     if (cfg->path[0] == '?') snprintf(cfg->path, sizeof cfg->path, "/%s", rest + hl);
-    snprintf(cfg->target, sizeof cfg->target, "%s://%s:%d", cfg->tls ? "tls" : (cfg->kind == BK_UDP ? "udp" : "tcp"),
-             cfg->host, cfg->port);
+    snprintf(cfg->target, sizeof cfg->target, "%s://%s:%d",
+             cfg->tls ? "tls" : (cfg->kind == BK_UDP ? "udp" : "tcp"), cfg->host, cfg->port);
     return 0;
 }
 
@@ -755,19 +759,55 @@ static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool
 {
     double v;
     switch (ch) {
-    case 'c': if (num("-c", arg, 1, 1000000, &v)) return 2; cfg->conns = (int)v; return 0;
-    case 't': if (num("-t", arg, 1, 256, &v)) return 2; cfg->threads = (int)v; return 0;
-    case 'd': if (num("-d", arg, 0.01, 86400, &v)) return 2; cfg->duration = v; return 0;
-    case 'n': if (num("-n", arg, 1, 1e15, &v)) return 2; cfg->count = (uint64_t)v; return 0;
-    case 'R': if (num("-R", arg, 0.001, 1e9, &v)) return 2; cfg->rate = v; return 0;
-    case 'p': if (num("-p", arg, 1, BENCH_MAX_DEPTH, &v)) return 2; cfg->depth = (int)v; *depth_set = true; return 0;
-    case 's': if (num("-s", arg, 1, 64 << 20, &v)) return 2; cfg->size = (size_t)v; return 0;
-    case 'P': if (num("-P", arg, 1, 100000, &v)) return 2; cfg->pubs = (int)v; return 0;
-    case 'S': if (num("-S", arg, 0, 1000000, &v)) return 2; cfg->subs = (int)v; return 0;
-    case 'q': if (num("-q", arg, 0, 2, &v)) return 2; cfg->qos = (int)v; return 0;
-    case '5': cfg->mqtt_version = 5; return 0;
-    case 'm': cfg->method = arg; return 0;
-    case 'b': return read_body(cfg, arg) ? 2 : 0;
+    case 'c':
+        if (num("-c", arg, 1, 1000000, &v)) return 2;
+        cfg->conns = (int)v;
+        return 0;
+    case 't':
+        if (num("-t", arg, 1, 256, &v)) return 2;
+        cfg->threads = (int)v;
+        return 0;
+    case 'd':
+        if (num("-d", arg, 0.01, 86400, &v)) return 2;
+        cfg->duration = v;
+        return 0;
+    case 'n':
+        if (num("-n", arg, 1, 1e15, &v)) return 2;
+        cfg->count = (uint64_t)v;
+        return 0;
+    case 'R':
+        if (num("-R", arg, 0.001, 1e9, &v)) return 2;
+        cfg->rate = v;
+        return 0;
+    case 'p':
+        if (num("-p", arg, 1, BENCH_MAX_DEPTH, &v)) return 2;
+        cfg->depth = (int)v;
+        *depth_set = true;
+        return 0;
+    case 's':
+        if (num("-s", arg, 1, 64 << 20, &v)) return 2;
+        cfg->size = (size_t)v;
+        return 0;
+    case 'P':
+        if (num("-P", arg, 1, 100000, &v)) return 2;
+        cfg->pubs = (int)v;
+        return 0;
+    case 'S':
+        if (num("-S", arg, 0, 1000000, &v)) return 2;
+        cfg->subs = (int)v;
+        return 0;
+    case 'q':
+        if (num("-q", arg, 0, 2, &v)) return 2;
+        cfg->qos = (int)v;
+        return 0;
+    case '5':
+        cfg->mqtt_version = 5;
+        return 0;
+    case 'm':
+        cfg->method = arg;
+        return 0;
+    case 'b':
+        return read_body(cfg, arg) ? 2 : 0;
     case 'H':
         if (cfg->nheaders == BENCH_MAX_HEADERS || !strchr(arg, ':') || strpbrk(arg, "\r\n")) {
             fprintf(stderr, "axon bench: -H wants 'Name: value' (at most %d)\n", BENCH_MAX_HEADERS);
@@ -775,17 +815,41 @@ static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool
         }
         cfg->headers[cfg->nheaders++] = arg;
         return 0;
-    case 'k': cfg->insecure = true; return 0;
-    case OPT_RAMP: if (num("--ramp", arg, 0, 3600, &v)) return 2; cfg->ramp = v; return 0;
-    case OPT_TOPIC: cfg->topic = arg; return 0;
-    case OPT_PUBSUB: *pubsub = true; return 0;
-    case OPT_CA: cfg->ca = arg; return 0;
-    case OPT_JSON: cfg->json = true; return 0;
-    case OPT_HTML: cfg->html = arg; return 0;
-    case OPT_QUIET: cfg->quiet = true; return 0;
-    case OPT_TIMEOUT: if (num("--timeout", arg, 0.001, 3600, &v)) return 2; cfg->timeout_ms = (uint32_t)(v * 1000); return 0;
-    case 'h': help(stdout); return 1;
-    default: help(stderr); return 2;
+    case 'k':
+        cfg->insecure = true;
+        return 0;
+    case OPT_RAMP:
+        if (num("--ramp", arg, 0, 3600, &v)) return 2;
+        cfg->ramp = v;
+        return 0;
+    case OPT_TOPIC:
+        cfg->topic = arg;
+        return 0;
+    case OPT_PUBSUB:
+        *pubsub = true;
+        return 0;
+    case OPT_CA:
+        cfg->ca = arg;
+        return 0;
+    case OPT_JSON:
+        cfg->json = true;
+        return 0;
+    case OPT_HTML:
+        cfg->html = arg;
+        return 0;
+    case OPT_QUIET:
+        cfg->quiet = true;
+        return 0;
+    case OPT_TIMEOUT:
+        if (num("--timeout", arg, 0.001, 3600, &v)) return 2;
+        cfg->timeout_ms = (uint32_t)(v * 1000);
+        return 0;
+    case 'h':
+        help(stdout);
+        return 1;
+    default:
+        help(stderr);
+        return 2;
     }
 }
 
@@ -804,8 +868,15 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *cfg = (bench_cfg){.conns = 10, .threads = 1, .duration = 10, .size = 64, .depth = 1,
-                       .pubs = 1, .subs = 10, .mqtt_version = 4, .topic = "bench/",
+    *cfg = (bench_cfg){.conns = 10,
+                       .threads = 1,
+                       .duration = 10,
+                       .size = 64,
+                       .depth = 1,
+                       .pubs = 1,
+                       .subs = 10,
+                       .mqtt_version = 4,
+                       .topic = "bench/",
                        .timeout_ms = 5000};
     bool pubsub = false, depth_set = false;
     int ch, rc;
@@ -844,13 +915,20 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
 static const bench_ops *ops_of(enum bench_kind k)
 {
     switch (k) {
-    case BK_STREAM: return &bench_stream_ops;
-    case BK_UDP: return &bench_udp_ops;
-    case BK_HTTP: return &bench_http_ops;
-    case BK_WS: return &bench_ws_ops;
-    case BK_WS_HUB: return &bench_ws_hub_ops;
-    case BK_MQTT: return &bench_mqtt_ops;
-    case BK_SSE: return &bench_sse_ops;
+    case BK_STREAM:
+        return &bench_stream_ops;
+    case BK_UDP:
+        return &bench_udp_ops;
+    case BK_HTTP:
+        return &bench_http_ops;
+    case BK_WS:
+        return &bench_ws_ops;
+    case BK_WS_HUB:
+        return &bench_ws_hub_ops;
+    case BK_MQTT:
+        return &bench_mqtt_ops;
+    case BK_SSE:
+        return &bench_sse_ops;
     }
     return NULL;
 }
@@ -881,7 +959,8 @@ static int start_workers(const bench_cfg *cfg, const bench_ops *ops)
         w->ops = ops;
         pthread_mutex_init(&w->lock, NULL);
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
-            for (int k = 0; k < i; k++) pthread_join(G.w[k].tid, NULL);
+            for (int k = 0; k < i; k++)
+                pthread_join(G.w[k].tid, NULL);
             return -1;
         }
     }
@@ -890,7 +969,10 @@ static int start_workers(const bench_cfg *cfg, const bench_ops *ops)
 
 /* Wait for the connections and subscriptions (at most SETUP_MS), then
  * stagger the connections' starts over the ramp. */
-static void start_load(const bench_cfg *cfg, int nw)
+typedef struct window window;
+static void open_window(window *m, int nw);
+
+static void start_load(const bench_cfg *cfg, int nw, window *mw)
 {
     uint64_t until = bench_now_us() + (uint64_t)SETUP_MS * 1000 + (uint64_t)cfg->conns * 1000;
     while (!all_flag(nw, offsetof(bench_worker, ready)) && bench_now_us() < until && !G.interrupted)
@@ -911,24 +993,42 @@ static void start_load(const bench_cfg *cfg, int nw)
         }
         pthread_mutex_unlock(&w->lock);
     }
+    /* Without a ramp, or when counting, every request is measured: the
+     * window opens before the load may start. */
+    if (cfg->ramp == 0 || cfg->count) open_window(mw, nw);
     __atomic_store_n(&G.running, 1, __ATOMIC_RELEASE);
 }
 
-static void measure(const bench_cfg *cfg, int nw, bench_result *r, collector *col)
+typedef struct window {
+    uint64_t start;
+    double cpu0[256], pcpu0;
+} window;
+
+static void open_window(window *m, int nw)
 {
-    uint64_t m_start = G.t_start + (uint64_t)(cfg->ramp * 1e6);
-    while (bench_now_us() < m_start && !G.interrupted)
-        sleep_us(1000);
-    double cpu0[256], pcpu0 = process_cpu();
-    for (int i = 0; i < nw; i++) cpu0[i] = thread_cpu(&G.w[i]);
-    m_start = bench_now_us();
+    m->pcpu0 = process_cpu();
+    for (int i = 0; i < nw; i++)
+        m->cpu0[i] = thread_cpu(&G.w[i]);
+    m->start = bench_now_us();
     __atomic_store_n(&G.measuring, 1, __ATOMIC_RELEASE);
+}
+
+static void measure(const bench_cfg *cfg, int nw, bench_result *r, collector *col, window *mw)
+{
+    if (!bench_measuring()) {
+        uint64_t m_start = G.t_start + (uint64_t)(cfg->ramp * 1e6);
+        while (bench_now_us() < m_start && !G.interrupted)
+            sleep_us(1000);
+        open_window(mw, nw);
+    }
+    uint64_t m_start = mw->start;
+    double *cpu0 = mw->cpu0, pcpu0 = mw->pcpu0;
     uint64_t next = m_start + 1000000, end = m_start + (uint64_t)(cfg->duration * 1e6);
     int asked = ops_of(cfg->kind)->fanout ? cfg->pubs : cfg->conns;
     for (;;) {
         uint64_t now = bench_now_us();
-        bool done = G.interrupted || (cfg->count ? all_flag(nw, offsetof(bench_worker, finished))
-                                                 : now >= end);
+        bool done = G.interrupted ||
+                    (cfg->count ? all_flag(nw, offsetof(bench_worker, finished)) : now >= end);
         if (done) break;
         if (now >= next) {
             collect(col, (double)(next - m_start) / 1e6, nw);
@@ -966,8 +1066,9 @@ static int run(bench_cfg *cfg)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (start_workers(cfg, ops) != 0) goto out;
-    start_load(cfg, nw);
-    measure(cfg, nw, &r, &col);
+    window mw = {0};
+    start_load(cfg, nw, &mw);
+    measure(cfg, nw, &r, &col, &mw);
     __atomic_store_n(&G.stopping, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&G.quit, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < nw; i++)
@@ -977,14 +1078,15 @@ static int run(bench_cfg *cfg)
     r.tl = col.tl;
     r.ntl = col.ntl;
     judge(&r);
-    if (cfg->json) bench_print_json(&r, stdout);
-    else bench_print_text(&r, stdout);
+    if (cfg->json)
+        bench_print_json(&r, stdout);
+    else
+        bench_print_text(&r, stdout);
     if (cfg->html && bench_write_html(&r, cfg->html) != 0) {
         fprintf(stderr, "axon bench: cannot write %s: %s\n", cfg->html, strerror(errno));
         goto cleanup;
     }
-    if (!r.valid)
-        fprintf(stderr, "axon bench: THIS RUN IS INVALID: %s\n", r.why);
+    if (!r.valid) fprintf(stderr, "axon bench: THIS RUN IS INVALID: %s\n", r.why);
     rc = (r.errors || !r.valid || r.done == 0) ? 1 : 0;
 cleanup:
     for (int i = 0; i < nw; i++) {

@@ -129,10 +129,10 @@ struct bconn {
     uint64_t quota;       /* requests it may send (count mode), else UINT64_MAX */
     uint64_t sent, low;   /* next seq to send; oldest seq not complete */
     int inflight;
-    uint64_t mask;  /* ring size - 1: a power of two >= depth */
-    uint64_t *ts;   /* intended (or actual) send time of each seq in flight */
-    uint32_t *cnt;  /* fan-out: deliveries (+ ack) of each seq so far */
-    uint8_t *fin;   /* seq complete (out-of-order completion) */
+    uint64_t mask; /* ring size - 1: a power of two >= depth */
+    uint64_t *ts;  /* intended (or actual) send time of each seq in flight */
+    uint32_t *cnt; /* fan-out: deliveries (+ ack) of each seq so far */
+    uint8_t *fin;  /* seq complete (out-of-order completion) */
 };
 
 struct bench_worker {
@@ -241,9 +241,9 @@ typedef struct bench_result {
     int nerrs;
     int conns_asked, conns_reached, subs_asked, subs_ready;
     bench_hist *lat, *lag;
-    double cpu;          /* generator CPU: busiest worker thread, share of one core */
-    double cpu_total;    /* the whole process, cores */
-    double sent_rate;    /* open loop: requests sent per second */
+    double cpu;       /* generator CPU: busiest worker thread, share of one core */
+    double cpu_total; /* the whole process, cores */
+    double sent_rate; /* open loop: requests sent per second */
     bool valid;
     char why[512]; /* when not valid */
     bench_point *tl;

@@ -162,8 +162,7 @@ static void h_close(ax_conn *h, int reason)
     connect_one(c);
 }
 
-static const ax_conn_cbs h_conn_cbs = {
-    .on_open = h_open, .on_data = h_data, .on_close = h_close};
+static const ax_conn_cbs h_conn_cbs = {.on_open = h_open, .on_data = h_data, .on_close = h_close};
 
 static void connect_one(bconn *c)
 {

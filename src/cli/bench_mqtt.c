@@ -115,7 +115,9 @@ static void on_publish(mq *m, const ax_mqtt_packet *pkt)
 static void on_packet(mq *m, const ax_mqtt_packet *pkt)
 {
     switch (pkt->type) {
-    case AX_MQTT_CONNACK: on_connack(m, pkt); break;
+    case AX_MQTT_CONNACK:
+        on_connack(m, pkt);
+        break;
     case AX_MQTT_SUBACK:
         if (pkt->u.suback.n_codes < 1 || pkt->u.suback.codes[0] >= 0x80) {
             bench_error(m->w, "mqtt: SUBSCRIBE refused");
@@ -124,15 +126,24 @@ static void on_packet(mq *m, const ax_mqtt_packet *pkt)
             bench_sub_ready(m->w);
         }
         break;
-    case AX_MQTT_PUBLISH: on_publish(m, pkt); break;
+    case AX_MQTT_PUBLISH:
+        on_publish(m, pkt);
+        break;
     case AX_MQTT_PUBACK:
     case AX_MQTT_PUBCOMP:
         if (m->pub) bench_acked(m->pub, seq_of(m->pub, pkt->u.ack.packet_id));
         break;
-    case AX_MQTT_PUBREC: (void)send_ack(m, AX_MQTT_PUBREL, pkt->u.ack.packet_id); break;
-    case AX_MQTT_PUBREL: (void)send_ack(m, AX_MQTT_PUBCOMP, pkt->u.ack.packet_id); break;
-    case AX_MQTT_DISCONNECT: bench_error(m->w, "mqtt: the broker sent DISCONNECT"); break;
-    default: break;
+    case AX_MQTT_PUBREC:
+        (void)send_ack(m, AX_MQTT_PUBREL, pkt->u.ack.packet_id);
+        break;
+    case AX_MQTT_PUBREL:
+        (void)send_ack(m, AX_MQTT_PUBCOMP, pkt->u.ack.packet_id);
+        break;
+    case AX_MQTT_DISCONNECT:
+        bench_error(m->w, "mqtt: the broker sent DISCONNECT");
+        break;
+    default:
+        break;
     }
 }
 
@@ -165,8 +176,8 @@ static void mq_close(ax_conn *h, int reason)
     m->h = NULL;
     bool was = m->pub ? m->pub->up : m->ready;
     char why[96];
-    snprintf(why, sizeof why, "%s%s: %s", m->pub ? "" : "subscriber ",
-             was ? "closed" : "connect", ax_strerror(reason ? reason : AX_EOF));
+    snprintf(why, sizeof why, "%s%s: %s", m->pub ? "" : "subscriber ", was ? "closed" : "connect",
+             ax_strerror(reason ? reason : AX_EOF));
     bool quiet = was && !bench_running();
     if (m->pub) {
         bench_conn_down(m->pub, quiet ? NULL : why);

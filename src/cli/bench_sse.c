@@ -96,16 +96,18 @@ static void sub_done(void *ud, int status, bool keep)
     if (bench_running()) bench_error(s->w, "sse: the stream ended");
 }
 
-static const bench_resp_cbs sub_rcbs = {.on_head = sub_head, .on_body = sub_body, .on_done = sub_done};
+static const bench_resp_cbs sub_rcbs = {
+    .on_head = sub_head, .on_body = sub_body, .on_done = sub_done};
 
 static void sub_open(ax_conn *h)
 {
     sse_sub *s = ax_conn_data(h);
     const bench_cfg *cfg = s->w->cfg;
     char req[1400];
-    int n = snprintf(req, sizeof req,
-                     "GET /sse?topic=%s%d HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                     cfg->topic, s->pub, cfg->host, cfg->port);
+    int n =
+        snprintf(req, sizeof req,
+                 "GET /sse?topic=%s%d HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                 cfg->topic, s->pub, cfg->host, cfg->port);
     if (ax_conn_write(h, req, (size_t)n) < 0) bench_error(s->w, "sse: send failed");
 }
 
@@ -136,7 +138,8 @@ static void sub_close(ax_conn *h, int reason)
     }
 }
 
-static const ax_conn_cbs sub_cbs = {.on_open = sub_open, .on_data = sub_data, .on_close = sub_close};
+static const ax_conn_cbs sub_cbs = {
+    .on_open = sub_open, .on_data = sub_data, .on_close = sub_close};
 
 /* ---- publishers -------------------------------------------------------------- */
 
@@ -186,7 +189,8 @@ static void pub_close(ax_conn *h, int reason)
     bench_conn_down(c, c->up && !bench_running() ? NULL : why);
 }
 
-static const ax_conn_cbs pub_cbs = {.on_open = pub_open, .on_data = pub_data, .on_close = pub_close};
+static const ax_conn_cbs pub_cbs = {
+    .on_open = pub_open, .on_data = pub_data, .on_close = pub_close};
 
 static int s_setup(bench_worker *w)
 {

@@ -101,8 +101,7 @@ static void st_shutdown(bench_worker *w)
     }
 }
 
-const bench_ops bench_stream_ops = {
-    .setup = st_setup, .send = st_send, .shutdown = st_shutdown};
+const bench_ops bench_stream_ops = {.setup = st_setup, .send = st_send, .shutdown = st_shutdown};
 
 /* ---- UDP ------------------------------------------------------------------ */
 

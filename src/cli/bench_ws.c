@@ -38,8 +38,10 @@ static void e_message(ax_ws *ws, const void *data, size_t len, bool binary)
     (void)binary;
     bconn *c = ax_ws_data(ws);
     bench_bytes(c->w, len, 0);
-    if (c->inflight > 0) bench_reply(c);
-    else bench_error(c->w, "websocket: a message nobody asked for");
+    if (c->inflight > 0)
+        bench_reply(c);
+    else
+        bench_error(c->w, "websocket: a message nobody asked for");
 }
 
 static void e_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -208,8 +210,10 @@ static void hs_message(ax_ws *ws, const void *data, size_t len, bool binary)
         return;
     }
     bconn *c = bench_pub(s->w, pub);
-    if (c && pub == s->pub) bench_deliver(c, &s->next, seq, ts);
-    else bench_error(s->w, "hub: a message from another topic");
+    if (c && pub == s->pub)
+        bench_deliver(c, &s->next, seq, ts);
+    else
+        bench_error(s->w, "hub: a message from another topic");
 }
 
 static void hs_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -228,7 +232,8 @@ static void hs_close(ax_ws *ws, int code, const char *reason, size_t len)
     if (!s->ready) s->w->subs_wanted--; /* do not wait for it */
 }
 
-static const ax_ws_cbs hs_cbs = {.on_open = hs_open, .on_message = hs_message, .on_close = hs_close};
+static const ax_ws_cbs hs_cbs = {
+    .on_open = hs_open, .on_message = hs_message, .on_close = hs_close};
 
 static int h_setup(bench_worker *w)
 {
@@ -267,7 +272,8 @@ static int h_send(bconn *c, uint64_t seq, uint64_t ts)
     const bench_cfg *cfg = c->w->cfg;
     hub_wd *wd = c->w->pd;
     size_t cap = cfg->size + 1024;
-    int n = snprintf(wd->buf, cap, "{\"type\":\"publish\",\"id\":%llu,\"topic\":\"%s%d\",\"payload\":\"",
+    int n = snprintf(wd->buf, cap,
+                     "{\"type\":\"publish\",\"id\":%llu,\"topic\":\"%s%d\",\"payload\":\"",
                      (unsigned long long)seq, cfg->topic, c->index);
     size_t len = (size_t)n;
     len += bench_payload(wd->buf + len, cap - len - 4, cfg->size, c->index, seq, ts);
@@ -294,8 +300,5 @@ static void h_shutdown(bench_worker *w)
     w->pd = NULL;
 }
 
-const bench_ops bench_ws_hub_ops = {.setup = h_setup,
-                                    .send = h_send,
-                                    .shutdown = h_shutdown,
-                                    .fanout = true,
-                                    .acked = true};
+const bench_ops bench_ws_hub_ops = {
+    .setup = h_setup, .send = h_send, .shutdown = h_shutdown, .fanout = true, .acked = true};

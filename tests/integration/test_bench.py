@@ -67,9 +67,17 @@ def certs():
     return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
 
 
-def serve():
+def serve(tls=False):
+    """axon serve without its per-client limits (they would be the
+    measure); with tls, HTTPS (wss://, sses://) and MQTT over TLS too."""
+    extra = []
+    if tls:
+        cert, key = certs()
+        serve.https, serve.mqtts = axtest.free_port(), axtest.free_port()
+        extra = ["--cert", cert, "--key", key, "--https", "127.0.0.1:%d" % serve.https,
+                 "--mqtts", "127.0.0.1:%d" % serve.mqtts]
     return Serve("-d", "none", "--msg-rate", "off", "--byte-rate", "off", "--ip-msg-rate", "off",
-                 "--ip-byte-rate", "off", "--max-connections-per-ip", "off")
+                 "--ip-byte-rate", "off", "--max-connections-per-ip", "off", *extra)
 
 
 @t.test
@@ -142,7 +150,8 @@ def post_with_headers_to_the_hub_api():
 
 @t.test
 def fanout_against_axon_serve():
-    s = serve()
+    s = serve(tls=True)
+    cert, _ = certs()
     cases = [
         ("mqtt q0", ["-q", "0", "mqtt://127.0.0.1:%d" % s.mqtt_port]),
         ("mqtt q1", ["-q", "1", "mqtt://127.0.0.1:%d" % s.mqtt_port]),
@@ -150,6 +159,9 @@ def fanout_against_axon_serve():
         ("mqtt 5", ["-5", "-q", "1", "mqtt://127.0.0.1:%d" % s.mqtt_port]),
         ("ws --pubsub", ["--pubsub", "ws://127.0.0.1:%d/ws" % s.http_port]),
         ("sse", ["sse://127.0.0.1:%d" % s.http_port]),
+        ("mqtts", ["--ca", cert, "-q", "1", "mqtts://127.0.0.1:%d" % serve.mqtts]),
+        ("wss --pubsub", ["--ca", cert, "--pubsub", "wss://127.0.0.1:%d/ws" % serve.https]),
+        ("sses", ["--ca", cert, "sses://127.0.0.1:%d" % serve.https]),
     ]
     for name, args in cases:
         rep = bench("-P", "2", "-S", "5", *args)
