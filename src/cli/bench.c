@@ -206,6 +206,33 @@ void bench_pump(bconn *c)
             break;
         }
     }
+    if (w->ops->flush) w->ops->flush(c);
+}
+
+static void on_flush(ax_timer *t, void *ud)
+{
+    (void)t;
+    bench_worker *w = ud;
+    for (int i = 0; i < w->ndirty; i++) {
+        w->dirty[i]->dirty = false;
+        bench_pump(w->dirty[i]);
+    }
+    w->ndirty = 0;
+}
+
+/* More may be sent on c: at once, or (fan-out) at the end of this loop
+ * iteration, together with the rest that moved. */
+static void pump_soon(bconn *c)
+{
+    bench_worker *w = c->w;
+    if (!w->ops->fanout || !w->flush_t) {
+        bench_pump(c);
+        return;
+    }
+    if (c->dirty) return;
+    c->dirty = true;
+    w->dirty[w->ndirty++] = c;
+    if (w->ndirty == 1) (void)ax_timer_start(w->flush_t, 0, 0);
 }
 
 void bench_complete(bconn *c, uint64_t seq, bool rec)
@@ -221,7 +248,7 @@ void bench_complete(bconn *c, uint64_t seq, bool rec)
     c->inflight--;
     while (c->low < c->sent && c->fin[c->low & c->mask])
         c->low++;
-    bench_pump(c);
+    pump_soon(c);
 }
 
 void bench_reply(bconn *c)
@@ -369,6 +396,8 @@ static uint64_t pow2_at_least(uint64_t v)
 
 static void free_conns(bench_worker *w)
 {
+    free(w->dirty);
+    w->dirty = NULL;
     if (!w->conns) return;
     for (int i = 0; i < w->nconns; i++) {
         bconn *c = w->conns[i];
@@ -390,7 +419,8 @@ static int make_conns(bench_worker *w)
     int T = cfg->threads;
     w->nconns = total / T + (w->index < total % T ? 1 : 0);
     w->conns = calloc((size_t)w->nconns + 1, sizeof(*w->conns));
-    if (!w->conns) return AX_ENOMEM;
+    w->dirty = calloc((size_t)w->nconns + 1, sizeof(*w->dirty));
+    if (!w->conns || !w->dirty) return AX_ENOMEM;
     uint64_t ring = pow2_at_least((uint64_t)cfg->depth * 2);
     for (int k = 0; k < w->nconns; k++) {
         bconn *c = calloc(1, sizeof(*c));
@@ -425,7 +455,8 @@ static void *worker_main(void *arg)
     }
     w->tick = ax_timer_new(w->loop, on_tick, w);
     w->sched_fd = -1;
-    if (!w->tick || ax_timer_start(w->tick, 1, 1) != 0 || make_conns(w) != 0 ||
+    w->flush_t = ax_timer_new(w->loop, on_flush, w);
+    if (!w->tick || !w->flush_t || ax_timer_start(w->tick, 1, 1) != 0 || make_conns(w) != 0 ||
         (w->cfg->rate > 0 && sched_start(w) != 0) || w->ops->setup(w) != 0) {
         bench_error(w, "setup: out of memory");
         __atomic_store_n(&w->ready, 1, __ATOMIC_RELEASE);
@@ -438,6 +469,7 @@ static void *worker_main(void *arg)
     while (ax_loop_alive(w->loop) > 1 && bench_now_us() < until)
         ax_loop_run_once(w->loop, 10);
     ax_timer_free(w->tick);
+    ax_timer_free(w->flush_t);
     if (w->sched) ax_watch_free(w->sched);
     if (w->sched_fd != -1) close(w->sched_fd);
     ax_loop_free(w->loop);

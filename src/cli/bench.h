@@ -104,6 +104,9 @@ typedef struct bench_ops {
      * for "not now" (the core takes the request back and tries later); or
      * a negative code (the core counts an error). */
     int (*send)(bconn *c, uint64_t seq, uint64_t ts);
+    /* Optional: write what send() gathered (one write for several
+     * requests, as a real client's batch would go). */
+    void (*flush)(bconn *c);
     /* Close everything (runs on the worker's thread at the end). */
     void (*shutdown)(bench_worker *w);
     bool fanout; /* deliveries to subscribers, not replies, are the measure */
@@ -122,7 +125,7 @@ struct bconn {
     int index; /* global index over every worker */
     void *h;   /* the protocol's handle */
     void *pd;  /* the protocol's data */
-    bool up, active, dead;
+    bool up, active, dead, dirty;
     uint64_t start_us;    /* when it starts its load (ramp) */
     uint64_t next_us;     /* open loop: intended time of the next send */
     uint64_t interval_us; /* open loop: time between two sends */
@@ -149,6 +152,12 @@ struct bench_worker {
     uint64_t tick_due; /* when the schedule's timer should fire next */
     bconn **conns;
     int nconns;
+    /* fan-out: publishers whose window moved in this loop iteration; they
+     * publish again together after the iteration's I/O (flush_t, a 0 ms
+     * timer), as mqttload does, not one write per delivery */
+    bconn **dirty;
+    int ndirty;
+    ax_timer *flush_t;
     int first_conn; /* global index of conns[0] */
     void *pd;       /* the protocol's per-worker data */
     int subs_wanted, subs_ready;

@@ -18,6 +18,8 @@ typedef struct mq {
     int topic;     /* global publisher index */
     uint64_t next; /* subscriber: the seq expected next */
     bool ready;
+    uint8_t *out; /* publisher: PUBLISH packets gathered for one write */
+    size_t out_len, out_cap;
 } mq;
 
 typedef struct mq_wd {
@@ -232,6 +234,32 @@ static int mq_setup(bench_worker *w)
     return 0;
 }
 
+/* Gather the packet in m->out (mq_flush writes it). */
+static int gather(mq *m, const ax_mqtt_packet *pkt)
+{
+    size_t n = ax_mqtt_encode(NULL, 0, version(m->w), pkt);
+    if (n == 0) return AX_EINVAL;
+    if (m->out_len + n > m->out_cap) {
+        size_t cap = (m->out_len + n) * 2;
+        uint8_t *b = realloc(m->out, cap);
+        if (!b) return AX_ENOMEM;
+        m->out = b;
+        m->out_cap = cap;
+    }
+    ax_mqtt_encode(m->out + m->out_len, m->out_cap - m->out_len, version(m->w), pkt);
+    m->out_len += n;
+    bench_bytes(m->w, 0, n);
+    return 0;
+}
+
+static void mq_flush(bconn *c)
+{
+    mq *m = c->pd;
+    if (!m || !m->out_len || !m->h) return;
+    if (ax_conn_write(m->h, m->out, m->out_len) < 0) bench_error(m->w, "send: the write failed");
+    m->out_len = 0;
+}
+
 static int mq_send(bconn *c, uint64_t seq, uint64_t ts)
 {
     mq *m = c->pd;
@@ -247,7 +275,7 @@ static int mq_send(bconn *c, uint64_t seq, uint64_t ts)
     pkt.u.publish.topic = (ax_mqtt_str){topic, (size_t)tn};
     pkt.u.publish.payload = (const uint8_t *)pl;
     pkt.u.publish.payload_len = n;
-    int rc = send_pkt(m, &pkt);
+    int rc = gather(m, &pkt);
     if (pl != payload) free(pl);
     return rc;
 }
@@ -263,8 +291,10 @@ static void mq_shutdown(bench_worker *w)
         ax_conn_abort(m->h, 0);
         m->h = NULL;
     }
-    for (int i = 0; i < w->nconns; i++)
+    for (int i = 0; i < w->nconns; i++) {
         w->conns[i]->pd = NULL;
+        free(wd->pubs[i].out);
+    }
     free(wd->subs);
     free(wd->pubs);
     free(wd->buf);
@@ -273,4 +303,4 @@ static void mq_shutdown(bench_worker *w)
 }
 
 const bench_ops bench_mqtt_ops = {
-    .setup = mq_setup, .send = mq_send, .shutdown = mq_shutdown, .fanout = true};
+    .setup = mq_setup, .send = mq_send, .flush = mq_flush, .shutdown = mq_shutdown, .fanout = true};
