@@ -666,6 +666,7 @@ static void help(FILE *out)
         "  -d SECS       measure this long (default 10)\n"
         "  -n N          or send N requests (messages) in all\n"
         "  --ramp SECS   start the connections evenly over SECS; measuring starts after\n"
+        "  --warmup SECS load, unmeasured, for SECS before measuring (after the ramp)\n"
         "  -R RATE       open loop: RATE requests (messages) a second in all, latency\n"
         "                from each one's intended send time; default: closed loop\n"
         "  -p N          in flight per connection: HTTP pipelining, echo depth,\n"
@@ -785,7 +786,17 @@ static int num(const char *opt, const char *arg, double lo, double hi, double *o
     return 0;
 }
 
-enum { OPT_RAMP = 256, OPT_TOPIC, OPT_PUBSUB, OPT_CA, OPT_JSON, OPT_HTML, OPT_QUIET, OPT_TIMEOUT };
+enum {
+    OPT_WARMUP = 255,
+    OPT_RAMP = 256,
+    OPT_TOPIC,
+    OPT_PUBSUB,
+    OPT_CA,
+    OPT_JSON,
+    OPT_HTML,
+    OPT_QUIET,
+    OPT_TIMEOUT
+};
 
 static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool *depth_set)
 {
@@ -854,6 +865,10 @@ static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool
         if (num("--ramp", arg, 0, 3600, &v)) return 2;
         cfg->ramp = v;
         return 0;
+    case OPT_WARMUP:
+        if (num("--warmup", arg, 0, 3600, &v)) return 2;
+        cfg->warmup = v;
+        return 0;
     case OPT_TOPIC:
         cfg->topic = arg;
         return 0;
@@ -889,6 +904,7 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"ramp", required_argument, NULL, OPT_RAMP},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
         {"topic", required_argument, NULL, OPT_TOPIC},
         {"pubsub", no_argument, NULL, OPT_PUBSUB},
         {"insecure", no_argument, NULL, 'k'},
@@ -1027,7 +1043,7 @@ static void start_load(const bench_cfg *cfg, int nw, window *mw)
     }
     /* Without a ramp, or when counting, every request is measured: the
      * window opens before the load may start. */
-    if (cfg->ramp == 0 || cfg->count) open_window(mw, nw);
+    if ((cfg->ramp == 0 && cfg->warmup == 0) || cfg->count) open_window(mw, nw);
     __atomic_store_n(&G.running, 1, __ATOMIC_RELEASE);
 }
 
@@ -1048,7 +1064,7 @@ static void open_window(window *m, int nw)
 static void measure(const bench_cfg *cfg, int nw, bench_result *r, collector *col, window *mw)
 {
     if (!bench_measuring()) {
-        uint64_t m_start = G.t_start + (uint64_t)(cfg->ramp * 1e6);
+        uint64_t m_start = G.t_start + (uint64_t)((cfg->ramp + cfg->warmup) * 1e6);
         while (bench_now_us() < m_start && !G.interrupted)
             sleep_us(1000);
         open_window(mw, nw);

@@ -71,6 +71,7 @@ typedef struct bench_cfg {
     double duration; /* seconds, when count is 0 */
     uint64_t count;  /* requests (messages published) in all; 0: by duration */
     double ramp;     /* seconds over which the connections start */
+    double warmup;   /* seconds of load before the measurement (after the ramp) */
     size_t size;     /* message size (echo, payloads) */
     double rate;     /* per second in all; 0: closed loop */
     int depth;       /* in flight per connection: pipelining / publisher window */
