@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -447,6 +448,7 @@ static void *worker_main(void *arg)
 {
     bench_worker *w = arg;
     int err = 0;
+    w->ktid = (int)syscall(SYS_gettid);
     w->loop = ax_loop_new(NULL, &err);
     if (!w->loop) {
         bench_error(w, "setup: cannot make a loop");
@@ -490,6 +492,22 @@ static double thread_cpu(bench_worker *w)
     struct timespec ts;
     if (pthread_getcpuclockid(w->tid, &cid) != 0 || clock_gettime(cid, &ts) != 0) return 0;
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds the worker's thread spent runnable but waiting for a CPU (the
+ * second field of /proc/self/task/TID/schedstat), 0 where unknown.  A
+ * thread that ran or waited to run the whole time was the limit even when
+ * other processes took the CPU it wanted. */
+static double thread_wait(bench_worker *w)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)w->ktid);
+    FILE *f = w->ktid ? fopen(path, "r") : NULL;
+    unsigned long long run = 0, wait = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%llu %llu", &run, &wait) != 2) wait = 0;
+    fclose(f);
+    return (double)wait / 1e9;
 }
 
 static double process_cpu(void)
@@ -630,6 +648,13 @@ static void judge(bench_result *r)
                               "server, was the limit (add threads with -t, or give it its own "
                               "cores). ",
                               r->cpu * 100);
+    } else if (r->busy >= 0.90) {
+        r->valid = false;
+        n += (size_t)snprintf(r->why + n, sizeof r->why - n,
+                              "the generator's busiest thread ran %.0f%% and waited for a CPU "
+                              "%.0f%% of the time: other processes starved it, so it, not the "
+                              "server, was the limit. ",
+                              (r->busy - r->cpu_wait) * 100, r->cpu_wait * 100);
     }
     if (cfg->rate > 0 && lag99 > 5000 && n < sizeof r->why) {
         r->valid = false;
@@ -1049,14 +1074,16 @@ static void start_load(const bench_cfg *cfg, int nw, window *mw)
 
 typedef struct window {
     uint64_t start;
-    double cpu0[256], pcpu0;
+    double cpu0[256], wait0[256], pcpu0;
 } window;
 
 static void open_window(window *m, int nw)
 {
     m->pcpu0 = process_cpu();
-    for (int i = 0; i < nw; i++)
+    for (int i = 0; i < nw; i++) {
         m->cpu0[i] = thread_cpu(&G.w[i]);
+        m->wait0[i] = thread_wait(&G.w[i]);
+    }
     m->start = bench_now_us();
     __atomic_store_n(&G.measuring, 1, __ATOMIC_RELEASE);
 }
@@ -1094,7 +1121,12 @@ static void measure(const bench_cfg *cfg, int nw, bench_result *r, collector *co
     if (r->secs - t_last < 0.5 && col->ntl > 1) col->ntl--; /* a sliver, not a second */
     for (int i = 0; i < nw; i++) {
         double c = (thread_cpu(&G.w[i]) - cpu0[i]) / r->secs;
+        double wt = (thread_wait(&G.w[i]) - mw->wait0[i]) / r->secs;
         if (c > r->cpu) r->cpu = c;
+        if (c + wt > r->busy) {
+            r->busy = c + wt;
+            r->cpu_wait = wt;
+        }
     }
     r->cpu_total = (process_cpu() - pcpu0) / r->secs;
     if (cfg->progress) fprintf(stderr, "\r\033[K");

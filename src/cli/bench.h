@@ -144,6 +144,7 @@ struct bench_worker {
     const bench_cfg *cfg;
     const bench_ops *ops;
     pthread_t tid;
+    int ktid; /* the kernel's thread id (for /proc/self/task/TID/schedstat) */
     ax_loop *loop;
     ax_timer *tick;         /* 1 ms: start, time-outs, the end */
     struct ax_watch *sched; /* open loop: a timerfd every sched_us */
@@ -253,6 +254,8 @@ typedef struct bench_result {
     bench_hist *lat, *lag;
     double cpu;       /* generator CPU: busiest worker thread, share of one core */
     double cpu_total; /* the whole process, cores */
+    double busy;      /* the busiest worker thread: running + waiting for a CPU */
+    double cpu_wait;  /* of which waiting for a CPU (starved by other processes) */
     double sent_rate; /* open loop: requests sent per second */
     bool valid;
     char why[512]; /* when not valid */

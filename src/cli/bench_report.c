@@ -84,6 +84,7 @@ void bench_print_text(const bench_result *r, FILE *out)
         fprintf(out, "  %-12s %llu  %s\n", i == 0 ? "errors" : "", (unsigned long long)r->errs[i].n,
                 r->errs[i].kind);
     fprintf(out, "  generator    CPU %.0f%% of a core (busiest thread)", r->cpu * 100);
+    if (r->cpu_wait >= 0.05) fprintf(out, ", waiting for a CPU %.0f%%", r->cpu_wait * 100);
     if (cfg->rate > 0) {
         fmt_us(a, sizeof a, bench_hist_pct(r->lag, 99));
         fmt_us(b, sizeof b, r->lag->max);
@@ -151,9 +152,9 @@ void bench_print_json(const bench_result *r, FILE *out)
         fprintf(out, ":%llu", (unsigned long long)r->errs[i].n);
     }
     fprintf(out,
-            "},\"generator\":{\"cpu\":%.3f,\"cpu_process\":%.3f,\"lag_p99_us\":%llu,"
-            "\"lag_max_us\":%llu,\"valid\":%s,\"why\":",
-            r->cpu, r->cpu_total, (unsigned long long)bench_hist_pct(r->lag, 99),
+            "},\"generator\":{\"cpu\":%.3f,\"cpu_wait\":%.3f,\"cpu_process\":%.3f,"
+            "\"lag_p99_us\":%llu,\"lag_max_us\":%llu,\"valid\":%s,\"why\":",
+            r->cpu, r->cpu_wait, r->cpu_total, (unsigned long long)bench_hist_pct(r->lag, 99),
             (unsigned long long)r->lag->max, r->valid ? "true" : "false");
     json_str(out, r->why);
     fprintf(out, "},\"timeline\":[");
