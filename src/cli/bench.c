@@ -465,6 +465,8 @@ static void *worker_main(void *arg)
     }
     while (!__atomic_load_n(&G.quit, __ATOMIC_ACQUIRE))
         if (ax_loop_run_once(w->loop, 50) < 0) break;
+    for (int i = 0; i < w->nconns; i++)
+        w->unanswered += (uint64_t)w->conns[i]->inflight;
     w->ops->shutdown(w);
     /* Let the closes run their course, briefly. */
     uint64_t until = bench_now_us() + 300000;
@@ -613,6 +615,7 @@ static void gather(bench_result *r, int nw)
         r->published += w->published;
         r->lost += w->lost;
         r->reordered += w->reordered;
+        r->unanswered += w->unanswered;
         r->conns_reached += w->up_max;
         r->subs_ready += w->subs_ready;
         bench_hist_merge(r->lag, &w->lag);

@@ -174,6 +174,7 @@ struct bench_worker {
     bench_err errs[BENCH_MAX_ERR];
     int nerrs;
     int ready, finished; /* atomics */
+    uint64_t unanswered; /* in flight when the run ended (worker only) */
 };
 
 /* Microseconds on the monotonic clock (shared by every thread). */
@@ -248,6 +249,7 @@ typedef struct bench_result {
     const bench_cfg *cfg;
     double secs;
     uint64_t done, bytes_in, bytes_out, published, lost, reordered, errors;
+    uint64_t unanswered; /* requests (messages) still in flight at the end */
     bench_err errs[BENCH_MAX_ERR];
     int nerrs;
     int conns_asked, conns_reached, subs_asked, subs_ready;

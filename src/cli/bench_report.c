@@ -79,6 +79,9 @@ void bench_print_text(const bench_result *r, FILE *out)
     for (size_t i = 0; i < NPCT; i++)
         fprintf(out, " %9llu", (unsigned long long)bench_hist_pct(r->lat, pcts[i]));
     fprintf(out, " %9llu %9.0f\n", (unsigned long long)r->lat->max, bench_hist_mean(r->lat));
+    if (r->unanswered)
+        fprintf(out, "  unanswered   %llu still in flight when the run ended\n",
+                (unsigned long long)r->unanswered);
     if (r->nerrs == 0) fprintf(out, "  errors       none\n");
     for (int i = 0; i < r->nerrs; i++)
         fprintf(out, "  %-12s %llu  %s\n", i == 0 ? "errors" : "", (unsigned long long)r->errs[i].n,
@@ -145,7 +148,8 @@ void bench_print_json(const bench_result *r, FILE *out)
                 (unsigned long long)bench_hist_pct(r->lat, pcts[i]));
     fprintf(out, "\"min\":%llu,\"max\":%llu,\"mean\":%.1f}", (unsigned long long)r->lat->min,
             (unsigned long long)r->lat->max, bench_hist_mean(r->lat));
-    fprintf(out, ",\"errors\":%llu,\"errors_by_kind\":{", (unsigned long long)r->errors);
+    fprintf(out, ",\"unanswered\":%llu,\"errors\":%llu,\"errors_by_kind\":{",
+            (unsigned long long)r->unanswered, (unsigned long long)r->errors);
     for (int i = 0; i < r->nerrs; i++) {
         if (i) fputc(',', out);
         json_str(out, r->errs[i].kind);
