@@ -20,7 +20,7 @@ from servutil import Serve
 
 t = axtest.Tests("axon bench", alarm=120)
 TMP = tempfile.mkdtemp(prefix="axon-bench-")
-LOAD = ["-d", "0.5", "--timeout", "3"]
+LOAD = ["-d", "0.5", "--timeout", "10"]
 
 
 def generator_bound(out):
@@ -119,7 +119,7 @@ def echo_schemes_against_axon_echo():
     rep = bench("-c", "2", "-R", "400", "-d", "1", urls["tcp"])
     clean(rep, "tcp -R 400")
     t.eq(rep["mode"], "open", "mode")
-    t.ok(300 <= rep["per_second"] <= 500, "-R 400 gave %.0f/s" % rep["per_second"])
+    t.ok(250 <= rep["per_second"] <= 550, "-R 400 gave %.0f/s" % rep["per_second"])
 
 
 @t.test
@@ -185,7 +185,7 @@ def fanout_against_axon_serve():
     # At a constant rate: the rate is the publishers' in all.
     rep = bench("-P", "2", "-S", "3", "-R", "200", "-d", "1", "mqtt://127.0.0.1:%d" % s.mqtt_port)
     clean(rep, "mqtt -R 200")
-    t.ok(150 <= rep["fanout"]["published_per_second"] <= 250,
+    t.ok(120 <= rep["fanout"]["published_per_second"] <= 280,
          "published %.0f/s at -R 200" % rep["fanout"]["published_per_second"])
 
 
