@@ -45,7 +45,8 @@ static void on_push(rlink *l, redisReply *r)
 {
     struct got *g = rlink_data(l);
     g->pushes++;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING)
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[2]->type == REDIS_REPLY_STRING)
         snprintf(g->last, sizeof g->last, "%s", r->element[2]->str);
 }
 
