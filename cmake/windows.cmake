@@ -18,11 +18,11 @@ add_compile_options(-include ${AXON_WIN}/include/axwin.h -Wno-attributes -Wno-fo
 include_directories(BEFORE ${AXON_WIN}/include)
 add_link_options(-static)
 
-file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
+file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c src/proto/http/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
   "/(backend_epoll|backend_uring|conn_ring|dns|tls|tls_cert)\\.c$")
 file(GLOB AXON_PROTO_SRC CONFIGURE_DEPENDS src/proto/http/*.c src/proto/ws/*.c)
-list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # see src/core/win/http_static_win.c
+list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # see src/proto/http/win/static_win.c
 list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # src/core/win/http_static_win.c
 set(AXON_WIN_LIBS ws2_32 mswsock ntdll secur32 crypt32 bcrypt ZLIB::ZLIB Threads::Threads)
 
@@ -43,7 +43,7 @@ target_link_libraries(axon_shared PRIVATE ${AXON_WIN_LIBS})
 
 # axon.exe: the subcommands without Linux-only dependencies
 set(AXON_CLI_SRC src/cli/main.c src/cli/args.c src/cli/echo.c src/cli/cat.c src/cli/http.c
-  src/cli/get.c src/core/win/cli/linux_only.c)
+  src/cli/get.c src/cli/win/linux_only.c)
 add_executable(axon ${AXON_CLI_SRC})
 target_include_directories(axon PRIVATE src)
 target_link_libraries(axon PRIVATE axon_static)

@@ -216,6 +216,14 @@ void ax__conn_fail(ax_conn *c, int err);
 /* The connection is open: on_open (once). */
 void ax__conn_opened(ax_conn *c);
 
+/* The text of a system errno, for ax_strerror (static, UTF-8). */
+#ifdef _WIN32
+const char *ax__win_strerror(int errnum); /* win/posix.c: the CRT lacks the socket codes */
+#define AX__SYS_STRERROR ax__win_strerror
+#else
+#define AX__SYS_STRERROR strerror
+#endif
+
 /* clock */
 uint64_t ax__monotonic_ms(void);
 

@@ -124,21 +124,6 @@ static int afd_init(ax_loop *loop)
     return 0;
 }
 
-static void afd_destroy(ax_loop *loop)
-{
-    afd_data *d = loop->backend_data;
-    for (unsigned i = 0; i < d->len; i++)
-        if (d->states[i]) d->states[i]->io = NULL;
-    /* closing the helper handle ends every poll out on it */
-    CloseHandle(d->afd);
-    CloseHandle(d->iocp);
-    /* the states of polls that were out are the driver's until now */
-    for (unsigned i = 0; i < d->len; i++)
-        ax_free(d->states[i]);
-    ax_free(d->states);
-    ax_free(d);
-}
-
 static ULONG to_afd(unsigned ev)
 {
     ULONG m = AFD_POLL_LOCAL_CLOSE | AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL;
@@ -293,6 +278,36 @@ static unsigned completed(afd_data *d, afd_state *s)
     ULONG e = s->info.handles[0].events;
     if (e & AFD_POLL_LOCAL_CLOSE) return 0;
     return from_afd(e) & (s->io->events | AX__ERR | AX__HUP);
+}
+
+/* Every poll still out is cancelled and its completion awaited: the
+ * driver writes into a state until then. */
+static void afd_destroy(ax_loop *loop)
+{
+    afd_data *d = loop->backend_data;
+    for (unsigned i = 0; i < d->len; i++) {
+        afd_state *s = d->states[i];
+        s->io = NULL;
+        if (s->pending)
+            cancel(d, s);
+        else if (!s->queued)
+            ax_free(s);
+    }
+    for (int tries = 0; d->outstanding > 0 && tries < 50; tries++) {
+        OVERLAPPED_ENTRY ent[MAX_EVENTS];
+        ULONG n = 0;
+        if (!GetQueuedCompletionStatusEx(d->iocp, ent, MAX_EVENTS, &n, 100, FALSE)) continue;
+        for (ULONG i = 0; i < n; i++)
+            if (ent[i].lpOverlapped) completed(d, (afd_state *)ent[i].lpOverlapped);
+    }
+    for (afd_state *s = d->submit, *next; s; s = next) {
+        next = s->next_submit;
+        if (!s->pending) ax_free(s);
+    }
+    CloseHandle(d->afd);
+    CloseHandle(d->iocp);
+    ax_free(d->states);
+    ax_free(d);
 }
 
 static int afd_wait(ax_loop *loop, int timeout_ms)

@@ -113,10 +113,35 @@ static int ret(int r)
     return r == SOCKET_ERROR ? ax__win_fail() : r;
 }
 
+/* Winsock cannot say whether a socket is non-blocking: F_GETFL reads it
+ * from this bitmap, one bit per handle value (handles are multiples of 4;
+ * larger ones than it covers are taken as non-blocking, as the core's are). */
+#define NB_HANDLES (1u << 20)
+static volatile LONG nb_bits[NB_HANDLES / 32];
+
+static void nb_note(SOCKET s, bool on)
+{
+    size_t i = (size_t)s / 4;
+    if (i >= NB_HANDLES) return;
+    LONG bit = (LONG)(1u << (i % 32));
+    if (on)
+        InterlockedOr(&nb_bits[i / 32], bit);
+    else
+        InterlockedAnd(&nb_bits[i / 32], ~bit);
+}
+
+static bool nb_get(SOCKET s)
+{
+    size_t i = (size_t)s / 4;
+    return i >= NB_HANDLES || (nb_bits[i / 32] & (LONG)(1u << (i % 32))) != 0;
+}
+
 static int nonblocking(SOCKET s, bool on)
 {
     u_long v = on;
-    return ioctlsocket(s, FIONBIO, &v) == SOCKET_ERROR ? ax__win_fail() : 0;
+    if (ioctlsocket(s, FIONBIO, &v) == SOCKET_ERROR) return ax__win_fail();
+    nb_note(s, on);
+    return 0;
 }
 
 #undef socket
@@ -129,6 +154,7 @@ int ax__win_socket(int family, int type, int proto)
     SOCKET s =
         WSASocketW(family, type, proto, NULL, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET) return ax__win_fail();
+    nb_note(s, false);
     if ((flags & SOCK_NONBLOCK) && nonblocking(s, true) == -1) {
         int e = errno;
         closesocket(s);
@@ -142,7 +168,9 @@ int ax__win_socket(int family, int type, int proto)
 int ax__win_accept(int fd, struct sockaddr *sa, socklen_t *len)
 {
     SOCKET s = accept((SOCKET)fd, sa, len);
-    return s == INVALID_SOCKET ? ax__win_fail() : (int)s;
+    if (s == INVALID_SOCKET) return ax__win_fail();
+    nb_note(s, nb_get((SOCKET)fd)); /* inherited from the listener */
+    return (int)s;
 }
 
 int ax__win_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
@@ -180,15 +208,29 @@ static int clamp(size_t n)
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
+/* MSG_DONTWAIT on a socket that may be blocking: Winsock has no such
+ * flag, so ask first whether the call would wait. */
+static bool would_block(int fd, int *flags, short ev)
+{
+    if (!(*flags & MSG_DONTWAIT)) return false;
+    *flags &= ~MSG_DONTWAIT;
+    WSAPOLLFD p = {.fd = (SOCKET)fd, .events = ev};
+    if (WSAPoll(&p, 1, 0) != 0) return false; /* ready, or an error the call will report */
+    errno = EAGAIN;
+    return true;
+}
+
 #undef recv
 ssize_t ax__win_recv(int fd, void *buf, size_t n, int flags)
 {
+    if (would_block(fd, &flags, POLLRDNORM)) return -1;
     return ret(recv((SOCKET)fd, buf, clamp(n), flags));
 }
 
 #undef send
 ssize_t ax__win_send(int fd, const void *buf, size_t n, int flags)
 {
+    if (would_block(fd, &flags, POLLWRNORM)) return -1;
     return ret(send((SOCKET)fd, buf, clamp(n), flags));
 }
 
@@ -196,6 +238,7 @@ ssize_t ax__win_send(int fd, const void *buf, size_t n, int flags)
 ssize_t ax__win_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
                          socklen_t *len)
 {
+    if (would_block(fd, &flags, POLLRDNORM)) return -1;
     int r = recvfrom((SOCKET)fd, buf, clamp(n), flags, sa, len);
     /* a datagram larger than the buffer: POSIX truncates it quietly */
     if (r == SOCKET_ERROR && WSAGetLastError() == WSAEMSGSIZE) return clamp(n);
@@ -211,6 +254,7 @@ ssize_t ax__win_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr
 ssize_t ax__win_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
                        socklen_t len)
 {
+    if (would_block(fd, &flags, POLLWRNORM)) return -1;
     return ret(sendto((SOCKET)fd, buf, clamp(n), flags, sa, len));
 }
 
@@ -218,6 +262,7 @@ ssize_t ax__win_sendto(int fd, const void *buf, size_t n, int flags, const struc
 
 ssize_t ax__win_sendmsg(int fd, const struct msghdr *m, int flags)
 {
+    if (would_block(fd, &flags, POLLWRNORM)) return -1;
     WSABUF b[MAX_WSABUF];
     DWORD n = m->msg_iovlen > MAX_WSABUF ? MAX_WSABUF : (DWORD)m->msg_iovlen, sent = 0;
     for (DWORD i = 0; i < n; i++) {
@@ -231,6 +276,7 @@ ssize_t ax__win_sendmsg(int fd, const struct msghdr *m, int flags)
 
 ssize_t ax__win_recvmsg(int fd, struct msghdr *m, int flags)
 {
+    if (would_block(fd, &flags, POLLRDNORM)) return -1;
     WSABUF b[MAX_WSABUF];
     DWORD n = m->msg_iovlen > MAX_WSABUF ? MAX_WSABUF : (DWORD)m->msg_iovlen, got = 0,
           fl = (DWORD)flags;
@@ -258,6 +304,7 @@ ssize_t ax__win_recvmsg(int fd, struct msghdr *m, int flags)
 int ax__win_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, void *timeout)
 {
     (void)timeout;
+    flags &= ~MSG_DONTWAIT; /* the core's sockets are non-blocking */
     unsigned i = 0;
     for (; i < n; i++) {
         ssize_t r = ax__win_recvmsg(fd, &v[i].msg_hdr, flags);
@@ -269,6 +316,7 @@ int ax__win_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, void *tim
 
 int ax__win_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
+    flags &= ~MSG_DONTWAIT;
     unsigned i = 0;
     for (; i < n; i++) {
         ssize_t r = ax__win_sendmsg(fd, &v[i].msg_hdr, flags);
@@ -355,8 +403,9 @@ int ax__win_fcntl(int fd, int cmd, ...)
     va_end(ap);
     switch (cmd) {
     case F_GETFL:
+        return ax__win_is_socket(fd) && nb_get((SOCKET)fd) ? O_NONBLOCK : 0;
     case F_GETFD:
-        return 0; /* Winsock cannot say; nothing reads it back */
+        return FD_CLOEXEC; /* sockets: WSA_FLAG_NO_HANDLE_INHERIT */
     case F_SETFL:
         return ax__win_is_socket(fd) ? nonblocking((SOCKET)fd, (arg & O_NONBLOCK) != 0) : 0;
     default:
@@ -469,4 +518,64 @@ void *ax__win_memmem(const void *h, size_t hl, const void *n, size_t nl)
     for (; hl >= nl; p++, hl--)
         if (*p == *(const char *)n && memcmp(p, n, nl) == 0) return (void *)p;
     return NULL;
+}
+
+/* The C runtime's strerror knows the classic codes (in ASCII, so UTF-8);
+ * the socket codes it numbers from 100 it calls "Unknown error". */
+const char *ax__win_strerror(int e)
+{
+    switch (e) {
+    case EADDRINUSE:
+        return "Address already in use";
+    case EADDRNOTAVAIL:
+        return "Cannot assign requested address";
+    case EAFNOSUPPORT:
+        return "Address family not supported by protocol";
+    case EALREADY:
+        return "Operation already in progress";
+    case ECANCELED:
+        return "Operation canceled";
+    case ECONNABORTED:
+        return "Software caused connection abort";
+    case ECONNREFUSED:
+        return "Connection refused";
+    case ECONNRESET:
+        return "Connection reset by peer";
+    case EHOSTUNREACH:
+        return "No route to host";
+    case EINPROGRESS:
+        return "Operation now in progress";
+    case EISCONN:
+        return "Transport endpoint is already connected";
+    case EMSGSIZE:
+        return "Message too long";
+    case ENETDOWN:
+        return "Network is down";
+    case ENETRESET:
+        return "Network dropped connection on reset";
+    case ENETUNREACH:
+        return "Network is unreachable";
+    case ENOBUFS:
+        return "No buffer space available";
+    case ENOPROTOOPT:
+        return "Protocol not available";
+    case ENOTCONN:
+        return "Transport endpoint is not connected";
+    case ENOTSOCK:
+        return "Socket operation on non-socket";
+    case EOPNOTSUPP:
+        return "Operation not supported";
+    case EPROTO:
+        return "Protocol error";
+    case EPROTONOSUPPORT:
+        return "Protocol not supported";
+    case ETIMEDOUT:
+        return "Connection timed out";
+    case EWOULDBLOCK:
+        return "Resource temporarily unavailable";
+    case ESHUTDOWN:
+        return "Cannot send after transport endpoint shutdown";
+    default:
+        return strerror(e);
+    }
 }

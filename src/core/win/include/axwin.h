@@ -136,8 +136,8 @@ struct rlimit {
 #define MSG_MORE 0
 #define flockfile _lock_file
 #define funlockfile _unlock_file
-#define MSG_TRUNC 0x0100 /* msg_flags: set by recvmsg */
-#define MSG_DONTWAIT 0   /* every socket here is non-blocking */
+#define MSG_TRUNC 0x0100        /* msg_flags: set by recvmsg */
+#define MSG_DONTWAIT 0x40000000 /* emulated: a poll of no time first (posix.c) */
 #define SOCK_NONBLOCK 0x4000
 #define SOCK_CLOEXEC 0x8000 /* handles are not inherited unless asked */
 #define O_CLOEXEC 0

@@ -3,7 +3,7 @@
  * `axon token` (OpenSSL).  Debian has no MinGW packages of those. */
 #include <stdio.h>
 
-#include "cli/cli.h"
+#include "../cli.h"
 
 int cmd_token(int argc, char **argv);
 

@@ -6,9 +6,11 @@
  * safe against "..", drive letters, alternate data streams and reparse
  * points is its own piece of work.  Until then ax_http_static fails with
  * AX_ENOENT, and `axon http` says so. */
-#include "internal.h"
+#include <stdio.h>
 
-#include "proto/http/server_internal.h"
+#include <axon/axon.h>
+
+#include "../server_internal.h"
 
 int ax__http_dir_new(const char *prefix, const char *root, unsigned flags, void **out)
 {
