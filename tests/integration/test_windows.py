@@ -65,7 +65,7 @@ def start_echo(*urls):
 @t.test
 def unit_suite_passes_under_wine():
     env = dict(ENV, AXON_TEST_TIMEOUT="20")
-    r = subprocess.run(["wine", os.path.join(WIN, "axon_unit.exe")], env=env,
+    r = subprocess.run(["wine", os.path.join(WIN, "axon_unit.exe")], env=env, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=420)
     out = r.stdout.decode(errors="replace").replace("\r", "")
     for line in out.splitlines():
@@ -173,6 +173,10 @@ def tls_is_refused_with_its_reason():
 
 if __name__ == "__main__":
     subprocess.run(["wineserver", "-p"], env=ENV)  # one server for every wine below
+    # Wine's own services start with the first program and would hold the
+    # pipes of whichever test started them: start them here, on nothing.
+    subprocess.run(["wineboot"], env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120)
     try:
         t.main()
     finally:

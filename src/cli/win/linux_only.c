@@ -1,6 +1,9 @@
-/* linux_only.c: the subcommands that need what Windows builds lack:
+/* linux_only.c (Windows build only): the subcommands that need what the
+ * Windows build lacks,
  * `axon serve` (SQLite, jansson, c-ares, hiredis), `axon cert` and
  * `axon token` (OpenSSL).  Debian has no MinGW packages of those. */
+#include <fcntl.h>
+#include <io.h>
 #include <stdio.h>
 
 #include "../cli.h"
@@ -30,4 +33,12 @@ int cmd_token(int argc, char **argv)
 {
     (void)argc, (void)argv;
     return linux_only("token", "OpenSSL");
+}
+
+/* Standard input and output carry bytes (axon cat, axon get -o -), not
+ * text: no CRLF translation by the C runtime. */
+__attribute__((constructor)) static void binary_stdio(void)
+{
+    _setmode(0, _O_BINARY);
+    _setmode(1, _O_BINARY);
 }

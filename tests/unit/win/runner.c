@@ -118,7 +118,10 @@ static int run_one(ax_test *t)
     fflush(stdout);
     if (!CreateProcessA(self, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi)) return -1;
     int secs = t->timeout_s ? t->timeout_s : default_timeout();
+    ULONGLONG t0 = GetTickCount64();
     DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)secs * 1000u);
+    ULONGLONG took = GetTickCount64() - t0;
+    if (took >= 2000) printf("#   took %.1f s\n", (double)took / 1000.0);
     DWORD code = 1;
     if (w != WAIT_OBJECT_0) {
         TerminateProcess(pi.hProcess, 1);

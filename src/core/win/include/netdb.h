@@ -1,2 +1,2 @@
 /* netdb.h on Windows: see axwin.h. */
-#include "axwin.h"
+#include <axwin.h>

@@ -10,7 +10,7 @@
 
 #include <axon/axon.h>
 
-#include "../server_internal.h"
+#include "proto/http/server_internal.h"
 
 int ax__http_dir_new(const char *prefix, const char *root, unsigned flags, void **out)
 {

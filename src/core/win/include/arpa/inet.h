@@ -1,2 +1,2 @@
 /* arpa/inet.h on Windows: see axwin.h. */
-#include "../axwin.h"
+#include <axwin.h>

@@ -1,5 +1,5 @@
 /* linux/filter.h on Windows: see axwin.h. */
-#include "../axwin.h"
+#include <axwin.h>
 /* no classic BPF on Windows: the types, for code that tries and falls back */
 #ifndef AXON_WIN_FILTER_H
 #define AXON_WIN_FILTER_H

@@ -1,2 +1,2 @@
 /* netinet/in.h on Windows: see axwin.h. */
-#include "../axwin.h"
+#include <axwin.h>

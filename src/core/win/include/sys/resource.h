@@ -1,2 +1,2 @@
 /* sys/resource.h on Windows: see axwin.h. */
-#include "../axwin.h"
+#include <axwin.h>
