@@ -9,6 +9,7 @@
 #include "../cli.h"
 
 int cmd_token(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 static int linux_only(const char *cmd, const char *needs)
 {
@@ -27,6 +28,24 @@ int cmd_cert(int argc, char **argv)
 {
     (void)argc, (void)argv;
     return linux_only("cert", "OpenSSL");
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return linux_only("bench", "its Linux build (not ported yet)");
+}
+
+int cmd_term(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return linux_only("term", "pseudo-terminals and the hub");
+}
+
+int cmd_rpc(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    return linux_only("rpc", "the hub");
 }
 
 int cmd_token(int argc, char **argv)

@@ -141,6 +141,9 @@ struct rlimit {
 #define SOCK_NONBLOCK 0x4000
 #define SOCK_CLOEXEC 0x8000 /* handles are not inherited unless asked */
 #define O_CLOEXEC 0
+#define O_NOFOLLOW 0 /* _open does not follow symbolic links by name */
+#define O_DIRECTORY 0
+#define fsync _commit
 #define F_GETFL 3
 #define F_SETFL 4
 #define F_GETFD 1
