@@ -5,7 +5,7 @@ One Wine server for the whole script (`wineserver -p`, WINEDEBUG=-all): the
 unit suite (axon_unit.exe, the tests that do not apply on Windows skipped
 with their reason), then `axon.exe echo` on TCP, UDP and WebSocket driven by
 the Linux build's `axon cat` and by Python clients, every byte compared;
-`axon.exe get` against a Python HTTP server; tls:// refused with its
+`axon.exe get` against a Python HTTP server, by address and by name (DNS); tls:// refused with its
 reason (SChannel is not done).  Runs on the epoll pass only (the Windows
 backend is chosen by Windows, not by AXON_BACKEND); skips when there is no
 Windows build or no Wine (`make test` builds it when MinGW-w64 and Wine can
@@ -135,7 +135,7 @@ def echo_websocket_every_message_back():
 
 
 @t.test
-def get_fetches_from_a_linux_http_server():
+def get_fetches_by_address_and_by_name():
     body = os.urandom(300000)
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -151,14 +151,24 @@ def get_fetches_from_a_linux_http_server():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
+    port = srv.server_address[1]
     try:
-        r = subprocess.run(["wine", os.path.join(WIN, "axon.exe"), "get",
-                            "http://127.0.0.1:%d/x" % srv.server_address[1]], env=ENV,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        # by address, and by name (GetAddrInfoExW, then each address in turn)
+        for host in ("127.0.0.1", "localhost"):
+            r = subprocess.run(["wine", os.path.join(WIN, "axon.exe"), "get",
+                                "http://%s:%d/x" % (host, port)], env=ENV,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=60)
+            t.eq(r.returncode, 0,
+                 "axon.exe get %s exit status (%s)" % (host, r.stderr.decode(errors="replace")))
+            t.ok(r.stdout == body, "axon.exe get %s: %d bytes, differing" % (host, len(r.stdout)))
     finally:
         srv.shutdown()
-    t.eq(r.returncode, 0, "axon.exe get exit status (%s)" % r.stderr.decode(errors="replace"))
-    t.ok(r.stdout == body, "axon.exe get: %d bytes, differing" % len(r.stdout))
+    r = subprocess.run(["wine", os.path.join(WIN, "axon.exe"), "get", "http://no-such-host.invalid/"],
+                       env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    t.ok(r.returncode != 0 and b"no such host" in r.stderr,
+         "a .invalid name: %d %r" % (r.returncode, r.stderr))
 
 
 @t.test
