@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,7 +30,6 @@
 
 #define MAX_HEADERS 100
 #define OUT_CAP (16 * 1024)
-#define FILE_CHUNK (64 * 1024)
 
 enum { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING, ST_UPGRADED };
 
@@ -63,7 +61,6 @@ struct ax_http_server {
     ax_http_opts o;
     ax_http_limits lim, lim_body;
     ax_listener **ls;
-    bool *ls_tls; /* per listener: its connections are TLS */
     int nls;
     route *routes;
     int nroutes;
@@ -93,8 +90,8 @@ struct ax_http_req {
     ax_http_req *prev, *next;
     uint64_t deadline; /* loop ms; 0: none */
     uint8_t state;
-    uint8_t minor;  /* HTTP/1.x of the request */
-    bool direct_ok; /* plain socket: sendfile may write to it directly */
+    uint8_t minor;   /* HTTP/1.x of the request */
+    bool file_drain; /* a file response is queued: it ends on drain */
     unsigned flags;
     int status;
     ax_http_head *head; /* valid during the handler */
@@ -106,14 +103,7 @@ struct ax_http_req {
     ax__buf xh;    /* extra response fields */
     uint64_t sent; /* body bytes, for the access log */
     char *logreq;  /* request line for the access log */
-    /* file responses */
-    int fd;
-    ax__http_seg *segs;
-    void *segmem;
-    int nsegs, seg_i;
-    bool pre_done;
-    uint64_t seg_done;
-    ax__http_seg seg1;
+    ax_file *file; /* a file response being queued */
     void (*drain_cb)(ax_http_req *r, void *ud);
     void *drain_ud;
     void (*abort_cb)(ax_http_req *r, void *ud);
@@ -124,7 +114,6 @@ struct ax_http_req {
     const ax_conn_cbs *up_cbs; /* ST_UPGRADED: the protocol taking over */
     void *up_ud;
     uint64_t acct_in, acct_out; /* connection bytes already in the stats */
-    uint64_t direct_out;        /* written past the connection (send, sendfile) */
     void *conn_data;            /* from opts.on_conn_open */
 };
 
@@ -148,7 +137,7 @@ static void credit(ax_http_req *r)
 {
     ax_http_server *s = r->srv;
     if (!s) return;
-    uint64_t in = ax_conn_bytes_in(r->conn), out = ax_conn_bytes_out(r->conn) + r->direct_out;
+    uint64_t in = ax_conn_bytes_in(r->conn), out = ax_conn_bytes_out(r->conn);
     if (in != r->acct_in) STAT_ADD(s, bytes_in, in - r->acct_in);
     if (out != r->acct_out) STAT_ADD(s, bytes_out, out - r->acct_out);
     r->acct_in = in;
@@ -366,13 +355,8 @@ const char *ax_http_status_text(int status)
 
 static void release_file(ax_http_req *r)
 {
-    if (r->fd >= 0) close(r->fd);
-    r->fd = -1;
-    if (r->segs != &r->seg1) ax_free(r->segs);
-    ax_free(r->segmem);
-    r->segs = NULL;
-    r->segmem = NULL;
-    r->nsegs = r->seg_i = 0;
+    ax_file_unref(r->file);
+    r->file = NULL;
 }
 
 static void release_request(ax_http_req *r)
@@ -771,108 +755,51 @@ static void file_fail(ax_http_req *r, int err)
     ax_conn_abort(r->conn, err);
 }
 
-/* Send some of the current segment's file bytes.  Returns 0 on progress,
- * 1 when the queue is above its high watermark, or a negative code. */
-static int pump_some(ax_http_req *r, const ax__http_seg *g)
+/* Queue the segments behind the head, corked so the head shares packets
+ * with the file's first bytes; the connection reads the file as it sends.
+ * Above the high watermark the response ends on drain, so a pipelined
+ * client is answered one file at a time. */
+static int queue_segments(ax_http_req *r, const ax__http_seg *segs, int n)
 {
-    uint64_t off = g->off + r->seg_done, want = g->len - r->seg_done;
-    ax_http_server *s = r->srv;
-    if (r->direct_ok && s && s->batch_owner == r && s->out_len && ax_conn_queued(r->conn) == 0) {
-        /* The head goes out corked (MSG_MORE) so it shares segments with
-         * the file's first bytes instead of costing the client a packet. */
-        ssize_t n =
-            send(ax_conn_fd(r->conn), s->out, s->out_len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            r->direct_out += (uint64_t)n;
-            memmove(s->out, s->out + n, s->out_len - (size_t)n);
-            s->out_len -= (size_t)n;
-        }
-    }
+    ax_conn_cork(r->conn);
     int rc = batch_flush(r);
-    if (rc < 0) return rc;
-    if (r->direct_ok && ax_conn_queued(r->conn) == 0) {
-        /* Nothing queued: the socket is ours to write to directly. */
-        off_t o = (off_t)off;
-        ssize_t n = sendfile(ax_conn_fd(r->conn), r->fd, &o, want > (1u << 30) ? 1u << 30 : want);
-        if (n > 0) {
-            r->seg_done += (uint64_t)n;
-            r->direct_out += (uint64_t)n;
-            return 0;
-        }
-        if (n == 0) return AX_EPIPE; /* the file shrank */
-        if (errno != EAGAIN && errno != EINTR && errno != EINVAL && errno != ENOSYS) return -errno;
+    for (int i = 0; i < n && rc >= 0; i++) {
+        const ax__http_seg *g = &segs[i];
+        if (g->pre_len) rc = worst(rc, ax_conn_write(r->conn, g->pre, g->pre_len));
+        if (rc >= 0 && g->len) rc = worst(rc, ax_conn_write_file(r->conn, r->file, g->off, g->len));
     }
-    size_t chunk = want > FILE_CHUNK ? FILE_CHUNK : (size_t)want;
-    ax_slice *sl = ax_slice_new(chunk);
-    if (!sl) return AX_ENOMEM;
-    ssize_t n = pread(r->fd, ax_slice_data(sl), chunk, (off_t)off);
-    if (n <= 0) {
-        ax_slice_unref(sl);
-        return n == 0 ? AX_EPIPE : -errno;
-    }
-    rc = ax_conn_write_slice(r->conn, sl, 0, (size_t)n);
-    ax_slice_unref(sl);
-    r->seg_done += (uint64_t)n;
+    ax_conn_uncork(r->conn);
     return rc;
-}
-
-static void pump(ax_http_req *r)
-{
-    while (r->seg_i < r->nsegs) {
-        const ax__http_seg *g = &r->segs[r->seg_i];
-        if (!r->pre_done) {
-            r->pre_done = true;
-            int rc = g->pre_len ? out_write(r, g->pre, g->pre_len) : 0;
-            if (rc < 0) {
-                file_fail(r, rc);
-                return;
-            }
-        }
-        while (r->seg_done < g->len) {
-            int rc = pump_some(r, g);
-            if (rc < 0) {
-                file_fail(r, rc);
-                return;
-            }
-            if (rc == 1 && r->seg_done < g->len) {
-                /* on_drain goes on; a peer that stops reading times out */
-                if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
-                credit(r);
-                return;
-            }
-        }
-        r->seg_i++;
-        r->seg_done = 0;
-        r->pre_done = false;
-    }
-    release_file(r);
-    ax_http_end(r);
 }
 
 int ax__http_send_file(ax_http_req *r, int fd, ax__http_seg *segs, int n, void *mem)
 {
+    int rc = 0;
     if (!(r->flags & F_STARTED) || (r->flags & F_NO_BODY)) {
         close(fd);
-        if (segs != &r->seg1 && (n != 1 || mem)) ax_free(segs);
-        ax_free(mem);
-        return ax_http_end(r);
-    }
-    r->fd = fd;
-    if (n == 1 && !mem) {
-        r->seg1 = segs[0];
-        r->segs = &r->seg1;
+    } else if (!(r->file = ax_file_new(fd))) {
+        close(fd);
+        rc = AX_ENOMEM;
     } else {
-        r->segs = segs;
-        r->segmem = mem;
+        for (int i = 0; i < n; i++)
+            r->sent += segs[i].len + segs[i].pre_len;
+        rc = queue_segments(r, segs, n);
+        release_file(r);
     }
-    r->nsegs = n;
-    r->seg_i = 0;
-    r->seg_done = 0;
-    r->pre_done = false;
-    for (int i = 0; i < n; i++)
-        r->sent += r->segs[i].len + r->segs[i].pre_len;
-    pump(r);
-    return 0;
+    if (n != 1 || mem) ax_free(segs);
+    ax_free(mem);
+    if (rc < 0) {
+        file_fail(r, rc);
+        return 0;
+    }
+    if (rc == 1) {
+        /* on_drain ends it; a peer that stops reading times out */
+        r->file_drain = true;
+        if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
+        credit(r);
+        return 0;
+    }
+    return ax_http_end(r);
 }
 
 /* ---- routing and dispatch ---------------------------------------------- */
@@ -1192,11 +1119,7 @@ static void on_open(ax_conn *c)
     r->conn_data = data;
     r->srv = s;
     r->conn = c;
-    r->fd = -1;
     r->minor = 1;
-    r->direct_ok = true;
-    for (int i = 0; i < s->nls; i++)
-        if (s->ls[i] == ax_conn_listener(c) && s->ls_tls[i]) r->direct_ok = false;
     r->deadline = ax_loop_now(s->loop) + s->o.header_timeout_ms;
     r->next = s->conns;
     if (s->conns) s->conns->prev = r;
@@ -1212,9 +1135,10 @@ static void on_drain(ax_conn *c)
 {
     ax_http_req *r = ax_conn_data(c);
     if (!r || r->state != ST_BUSY) return;
-    if (r->nsegs)
-        pump(r);
-    else if (r->drain_cb)
+    if (r->file_drain) {
+        r->file_drain = false;
+        ax_http_end(r);
+    } else if (r->drain_cb)
         r->drain_cb(r, r->drain_ud);
     if (ax_conn_data(c) == r) credit(r);
 }
@@ -1321,15 +1245,11 @@ ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_lis
                                 ax_tls_ctx *tls, int *err)
 {
     ax_listener **ls = ax_realloc(s->ls, (size_t)(s->nls + 1) * sizeof(*ls));
-    if (ls) s->ls = ls;
-    bool *lt = ls ? ax_realloc(s->ls_tls, (size_t)(s->nls + 1) * sizeof(*lt)) : NULL;
-    if (!lt) {
+    if (!ls) {
         if (err) *err = AX_ENOMEM;
         return NULL;
     }
-    s->ls_tls = lt;
-    /* TLS connections encrypt in the library: never write to their fd */
-    s->ls_tls[s->nls] = tls != NULL;
+    s->ls = ls;
     ax_listen_opts lo = {0};
     if (lopts) lo = *lopts;
     /* A head, plus what one read may bring behind it while a response is
@@ -1415,7 +1335,6 @@ void ax_http_server_free(ax_http_server *s)
     ax_free(s->dirs);
     ax_free(s->routes);
     ax_free(s->ls);
-    ax_free(s->ls_tls);
     ax_timer_free(s->sweep);
     ax_free(s);
 }
