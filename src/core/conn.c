@@ -898,11 +898,12 @@ int ax__conn_file_read(const ax_conn *c, char *buf, size_t n)
     return 0;
 }
 
-/* Put a node of bytes before the first node that is not bytes. */
-static int insert_node(ax_conn *c, wnode *w)
+/* Put a node of bytes at the head, or before the first node that is not
+ * bytes. */
+static int insert_node(ax_conn *c, wnode *w, bool front)
 {
     wnode **link = &c->wq_head;
-    while (*link && (*link)->kind == AX__W_BYTES)
+    while (!front && *link && (*link)->kind == AX__W_BYTES)
         link = &(*link)->next;
     w->next = *link;
     *link = w;
@@ -915,7 +916,7 @@ static int insert_node(ax_conn *c, wnode *w)
     return 0;
 }
 
-int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n)
+int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n, bool front)
 {
     struct iovec iov = {(void *)p, n};
     wnode *w = n ? copy_node(c, &iov, 1, 0, n) : NULL;
@@ -924,7 +925,7 @@ int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n)
         ax__conn_finish(c, AX_ENOMEM, true);
         return AX_ENOMEM;
     }
-    return insert_node(c, w);
+    return insert_node(c, w, front);
 }
 
 void ax__conn_take_lazy(ax_conn *c, size_t n)
@@ -959,7 +960,7 @@ int ax__conn_file_to_bytes(ax_conn *c, size_t max)
         return rc;
     }
     ax__conn_take_lazy(c, n);
-    return insert_node(c, w);
+    return insert_node(c, w, true); /* in the place of the bytes taken */
 }
 
 ssize_t ax__conn_sendfile(ax_conn *c)

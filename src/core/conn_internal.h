@@ -224,12 +224,13 @@ int ax__conn_file_read(const ax_conn *c, char *buf, size_t n);
 int ax__conn_queue_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len);
 /* Queue a copy as a node of the given kind, behind everything. */
 int ax__conn_queue_copy(ax_conn *c, const struct iovec *iov, int n, uint8_t kind);
-/* Put bytes before the first node that is not bytes (at the head when the
- * head is one): what the TLS engine made comes before what it has not
- * encrypted yet.  0 or a negative code. */
-int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n);
+/* Put bytes before the first node that is not bytes: what the TLS engine
+ * made comes before what it has not encrypted yet; or at the head (front):
+ * what prep made of the bytes it took.  0 or a negative code (the
+ * connection is closed then). */
+int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n, bool front);
 /* Take `n` bytes of the head node that is not bytes, as done by the
- * transport's prep (their replacement has been inserted). */
+ * transport's prep (their replacement goes in front). */
 void ax__conn_take_lazy(ax_conn *c, size_t n);
 
 /* conn_sock.c: the readiness half every driver uses while connecting */

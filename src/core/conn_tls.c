@@ -30,7 +30,7 @@ static int tls_flush_out(ax_conn *c)
         return AX_ECLOSED;
     }
     struct iovec iov = {(void *)p, n};
-    int rc = c->nlazy ? ax__conn_insert_bytes(c, p, n) : ax__conn_write_raw(c, &iov, 1);
+    int rc = c->nlazy ? ax__conn_insert_bytes(c, p, n, false) : ax__conn_write_raw(c, &iov, 1);
     ax__tls_out_done(c->tls);
     if (rc == AX_ENOMEM) ax__conn_finish(c, rc, true);
     return rc;
@@ -119,7 +119,7 @@ static int tls_prep(ax_conn *c)
     }
     /* in front, never sent from here: the driver is in the middle of a flush */
     n = ax__tls_out(c->tls, &p);
-    rc = ax__conn_insert_bytes(c, p, n);
+    rc = ax__conn_insert_bytes(c, p, n, true);
     ax__tls_out_done(c->tls);
     return rc;
 }
