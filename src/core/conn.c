@@ -884,6 +884,14 @@ int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
     return c->tp->write_file(c, f, off, len);
 }
 
+bool ax__conn_file_follows(const ax_conn *c, int n)
+{
+    const wnode *w = c->wq_head;
+    while (w && n--)
+        w = w->next;
+    return w && w->kind == AX__W_FILE;
+}
+
 int ax__conn_file_read(const ax_conn *c, char *buf, size_t n)
 {
     const wnode *w = c->wq_head;

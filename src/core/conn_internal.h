@@ -210,6 +210,9 @@ int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n);
 /* The iovecs of the bytes at the queue's head (at most AX__IOV_BATCH
  * nodes, up to the first node that is not bytes); their total in *want. */
 int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want);
+/* The first n nodes (bytes) are followed by a file range: they go out
+ * with MSG_MORE, so a response head shares packets with its body. */
+bool ax__conn_file_follows(const ax_conn *c, int n);
 /* The head is a file range: sendfile() as much of it as the socket takes.
  * Bytes sent, 0 when the socket is full, or a negative code (the
  * connection is closed then: AX_EIO when the file ended early). */

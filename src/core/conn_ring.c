@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 /* How file ranges go (AXON_RING_FILE=read: always read and send, for
@@ -95,15 +96,38 @@ static int ring_send_lazy(ax_conn *c)
     return ax__conn_file_to_bytes(c, RING_FILE_PIECE);
 }
 
+/* Bytes before a file range that goes with sendfile (a response head):
+ * sent at once with MSG_MORE, so they share packets with the file's first
+ * bytes and the range need not wait for a completion.  True when all went. */
+static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, size_t want)
+{
+    if (c->tp->prep || ring_file_mode == RING_FILE_READ || !ax__conn_file_follows(c, n))
+        return false;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t r;
+    do
+        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT);
+    while (r == -1 && errno == EINTR);
+    if (r <= 0) return false; /* (an error shows in the ring send) */
+    ax__conn_consume(c, (size_t)r);
+    return (size_t)r == want;
+}
+
 /* Hand the queue's head to the ring, unless a send is already out. */
 static void ring_flush(ax_conn *c)
 {
     if (c->sbusy || (c->flags & (F_CLOSED | F_CONNECTING | F_CORKED))) return;
-    while (c->wq_head && c->wq_head->kind != AX__W_BYTES)
-        if (ring_send_lazy(c) < 0) return;
-    if (!c->wq_head) return;
     struct iovec iov[AX__IOV_BATCH];
-    int n = ax__conn_queue_iov(c, iov, NULL);
+    int n;
+    for (;;) {
+        while (c->wq_head && c->wq_head->kind != AX__W_BYTES)
+            if (ring_send_lazy(c) < 0) return;
+        if (!c->wq_head) return;
+        size_t want;
+        n = ax__conn_queue_iov(c, iov, &want);
+        if (!ring_send_before_file(c, iov, n, want)) break;
+    }
+    n = ax__conn_queue_iov(c, iov, NULL);
     if (ax__ring_send(c->loop, &c->sop, c->io.fd, iov, n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, false);
         return;

@@ -103,16 +103,6 @@ static int sock_send_lazy(ax_conn *c)
     return r < 0 ? (int)r : r > 0;
 }
 
-/* Bytes followed by a file range go out with MSG_MORE: a response head
- * shares packets with the first bytes of its body. */
-static bool file_follows(const ax_conn *c, int n)
-{
-    const ax__wnode *w = c->wq_head;
-    while (w && n--)
-        w = w->next;
-    return w && w->kind == AX__W_FILE;
-}
-
 /* Write as much of the queue as the kernel takes.  0 or a negative code. */
 static int sock_flush_queue(ax_conn *c)
 {
@@ -126,7 +116,7 @@ static int sock_flush_queue(ax_conn *c)
         size_t want;
         int n = ax__conn_queue_iov(c, iov, &want);
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        int more = file_follows(c, n) ? MSG_MORE : 0;
+        int more = ax__conn_file_follows(c, n) ? MSG_MORE : 0;
         ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | more);
         if (r == -1) {
             if (errno == EINTR) continue;
