@@ -52,7 +52,6 @@ struct outbox {
     bool posted; /* run_batch() is on its way: it takes head..tail */
 };
 
-
 struct entry { /* one filter of one subscriber */
     hub_sub *s;
     node *n;

@@ -135,7 +135,6 @@ static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
     return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
-
 static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub *h = s->h;

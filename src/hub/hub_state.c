@@ -85,7 +85,6 @@ hub_msg *hub_msg_unpack(const uint8_t *p, size_t n)
     return m;
 }
 
-
 /* The topic's retained message becomes m (an empty one clears it), in
  * the store too; *ticket: the later of the two writes. */
 static void retain_set(hub *h, htopic *t, hub_msg *m, uint64_t *ticket)

@@ -40,7 +40,7 @@ typedef struct sender {
     ax_file *file;
     int opened, closed, reason, drains, above;
     uint64_t bytes_out;
-    int sndbuf; /* > 0: SO_SNDBUF of the accepted socket */
+    int sndbuf;     /* > 0: SO_SNDBUF of the accepted socket */
     bool truncated; /* one range, longer than the file will be */
 } sender;
 
@@ -55,7 +55,8 @@ static void sender_open(ax_conn *c)
 {
     sender *s = ax_conn_data(c);
     s->opened++;
-    if (s->sndbuf > 0) setsockopt(ax_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &s->sndbuf, sizeof s->sndbuf);
+    if (s->sndbuf > 0)
+        setsockopt(ax_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &s->sndbuf, sizeof s->sndbuf);
     int rc;
     if (s->truncated) {
         rc = ax_conn_write_file(c, s->file, 0, TOTAL);
@@ -202,8 +203,8 @@ static ax_tls_ctx *tls_pair(pki *p, ax_tls_ctx **cli)
     snprintf(p->key, sizeof p->key, "%s/f.key", ax_test_tmpdir());
     if (ax_tls_make_self_signed("localhost", 1, p->cert, p->key, why, sizeof why))
         ax_test_fail(__FILE__, __LINE__, "ax_tls_make_self_signed", why);
-    ax_tls_ctx *s = ax_tls_server_new(&(ax_tls_opts){.cert_file = p->cert, .key_file = p->key},
-                                      why, sizeof why, &err);
+    ax_tls_ctx *s = ax_tls_server_new(&(ax_tls_opts){.cert_file = p->cert, .key_file = p->key}, why,
+                                      sizeof why, &err);
     if (!s) ax_test_fail(__FILE__, __LINE__, "ax_tls_server_new", why);
     *cli = ax_tls_client_new(&(ax_tls_opts){.ca_file = p->cert}, why, sizeof why, &err);
     if (!*cli) ax_test_fail(__FILE__, __LINE__, "ax_tls_client_new", why);
@@ -341,8 +342,8 @@ TEST(conn_file_arguments)
     ASSERT(l != NULL);
     reader r = {.pattern_ok = true};
     char url[64];
-    ax_conn *c = ax_connect(loop, tu_url(ax_listener_addr(l), url, sizeof url), &reader_cbs, NULL,
-                            &r, &err);
+    ax_conn *c =
+        ax_connect(loop, tu_url(ax_listener_addr(l), url, sizeof url), &reader_cbs, NULL, &r, &err);
     ASSERT(c != NULL);
     ASSERT_EQ(ax_conn_write_file(c, NULL, 0, 1), AX_EINVAL);
     ASSERT_EQ(ax_conn_write_file(c, f, UINT64_MAX, 2), AX_EINVAL);

@@ -66,13 +66,22 @@ void ax_http_server_stats(ax_http_server *s, ax_http_stats *out)
 
 /* ---- output ------------------------------------------------------------ */
 
+/* Bytes of a response that could not be queued (out of memory) leave a
+ * stream the client cannot read on: end the connection rather than leave
+ * the client waiting for what will never come. */
+static int lost(ax_http_req *r, int rc)
+{
+    if (rc == AX_ENOMEM) ax_conn_abort(r->conn, rc);
+    return rc;
+}
+
 static int batch_flush(ax_http_req *r)
 {
     ax_http_server *s = r->srv;
     if (!s || s->batch_owner != r || s->out_len == 0) return 0;
     int rc = ax_conn_write(r->conn, s->out, s->out_len);
     s->out_len = 0;
-    return rc;
+    return lost(r, rc);
 }
 
 static int out_write(ax_http_req *r, const void *p, size_t n)
@@ -92,7 +101,7 @@ static int out_write(ax_http_req *r, const void *p, size_t n)
             return rc;
         }
     }
-    return ax_conn_write(r->conn, p, n);
+    return lost(r, ax_conn_write(r->conn, p, n));
 }
 
 static char *put(char *p, const char *s, size_t n)

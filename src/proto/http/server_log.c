@@ -99,4 +99,3 @@ void ax__http_log_line(ax_http_req *r)
     fflush(f);
     funlockfile(f);
 }
-
