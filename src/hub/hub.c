@@ -850,7 +850,6 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ud = ud;
     s->qtail = &s->qhead;
     s->jobs_tail = &s->jobs;
-    hub_map_init(&s->filters);
     s->budget = h->budget;
     s->loop = hub__current_loop(h);
     s->refs = 1;
@@ -917,7 +916,7 @@ void hub__entry_unlink(hub_sub *s, entry *e)
 {
     hub *h = s->h;
     size_t fl = strlen(e->filter);
-    hub_map_del(&s->filters, e->filter, fl);
+    if (s->filters) hub_map_del(s->filters, e->filter, fl);
     s->nfilters--;
     if (e->sprev)
         e->sprev->snext = e->snext;
@@ -950,30 +949,41 @@ void hub__entry_unlink(hub_sub *s, entry *e)
 
 entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl)
 {
-    if (s->filters.n) return hub_map_get(&s->filters, f, fl);
+    if (s->filters) return hub_map_get(s->filters, f, fl);
     for (entry *e = s->entries; e; e = e->snext)
         if (strncmp(e->filter, f, fl) == 0 && e->filter[fl] == '\0') return e;
     return NULL;
 }
 
+static void filters_free(hub_sub *s)
+{
+    if (!s->filters) return;
+    hub_map_clear(s->filters);
+    ax_free(s->filters);
+    s->filters = NULL;
+}
+
 /* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
 int hub__filter_add(hub_sub *s, entry *e, size_t fl)
 {
-    if (!s->filters.n && s->nfilters < FEW_FILTERS) return 0;
-    for (entry *x = s->filters.n ? NULL : s->entries; x; x = x->snext)
-        if (hub_map_put(&s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
-            hub_map_clear(&s->filters);
-            hub_map_init(&s->filters);
-            return AX_ENOMEM;
-        }
-    return hub_map_put(&s->filters, e->filter, fl, e, NULL);
+    if (!s->filters) {
+        if (s->nfilters < FEW_FILTERS) return 0;
+        if (!(s->filters = ax_malloc(sizeof(*s->filters)))) return AX_ENOMEM;
+        hub_map_init(s->filters);
+        for (entry *x = s->entries; x; x = x->snext)
+            if (hub_map_put(s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
+                filters_free(s);
+                return AX_ENOMEM;
+            }
+    }
+    return hub_map_put(s->filters, e->filter, fl, e, NULL);
 }
 
 static void sub_release(hub_sub *s)
 {
     while (s->entries)
         hub__entry_unlink(s, s->entries);
-    hub_map_clear(&s->filters);
+    filters_free(s);
     q_clear(s);
     hub__sub_unref(s); /* messages on their way to it hold it a little longer */
 }

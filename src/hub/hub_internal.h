@@ -106,24 +106,26 @@ struct qnode {
     hub_msg *m;
 };
 
+/* Field order: pointers, then the smaller fields packed (an idle
+ * subscriber's bytes count: docs/scale.md). */
 struct hub_sub {
     hub *h;
     const hub_sub_ops *ops;
     void *ud;
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
-    hub_map filters;   /* filter -> entry, once it has more than FEW_FILTERS */
-    uint32_t nfilters; /* entries in the list */
+    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
     job *jobs, **jobs_tail;
     qnode *qhead, **qtail;
-    size_t qbytes, budget;
-    bool blocked, dead;
-    uint64_t stamp, id;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
-    uint32_t refs;            /* the owner's, and one per message in flight to it */
-    uint32_t inflight;
     hub_sub *grave_next;
+    size_t qbytes, budget;
+    uint64_t stamp, id;
+    uint32_t nfilters; /* entries in the list */
+    uint32_t refs;     /* the owner's, and one per message in flight to it */
+    uint32_t inflight;
+    bool blocked, dead;
 };
 
 struct hub {

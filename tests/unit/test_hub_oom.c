@@ -123,10 +123,11 @@ static bool exchange(long n, bool once, outcome *o)
     bool eof;
 
     /* a WebSocket subscriber */
-    int ws = wt_open_raw(sv.loop, &addr, "/ws",
-                         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
-                         &o->ws_status, head, sizeof head);
+    int ws =
+        wt_open_raw(sv.loop, &addr, "/ws",
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                    &o->ws_status, head, sizeof head);
     static wt_frame f;
     bool subscribed = false;
     if (o->ws_status == 101) {
@@ -176,16 +177,15 @@ static bool exchange(long n, bool once, outcome *o)
     fd = tu_connect(&addr, 0);
     req = "GET /sse?topic=t/a&since=0 HTTP/1.1\r\nHost: x\r\n\r\n";
     tu_write_all(fd, req, strlen(req));
-    got = read_until(sv.loop, fd, o->pub_status == 200 ? "hi" : "\r\n\r\n", buf, sizeof buf,
-                     2000, &eof);
+    got = read_until(sv.loop, fd, o->pub_status == 200 ? "hi" : "\r\n\r\n", buf, sizeof buf, 2000,
+                     &eof);
     if (!eof && strstr(buf, "event: error")) /* then the end of the response */
         read_until(sv.loop, fd, "0\r\n\r\n", buf + got, sizeof buf - got, 2000, &eof);
     o->sse_status = status_of(buf);
     if (!eof && !strstr(buf, o->pub_status == 200 ? "hi" : "\r\n\r\n") && o->sse_status < 500 &&
         !strstr(buf, "event: error"))
         fail_at(n, "the SSE client gets the history, an error or the end", got ? buf : "silence");
-    if (got && o->sse_status != 200 && o->sse_status < 500 &&
-        !strstr(buf, "event: error"))
+    if (got && o->sse_status != 200 && o->sse_status < 500 && !strstr(buf, "event: error"))
         fail_at(n, "the SSE request is 200 or a server error", buf);
     o->resumed = strstr(buf, "hi") != NULL;
     close(fd);
@@ -218,8 +218,8 @@ static void sweep(bool once)
     ASSERT(o.delivered && o.resumed); /* the clean run did it all */
     ASSERT(n > 20);                   /* failures were really injected */
     ASSERT(n < 5000);
-    printf("# %ld allocation points; delivered in %ld runs, publish refused in %ld\n", n,
-           delivered, refused);
+    printf("# %ld allocation points; delivered in %ld runs, publish refused in %ld\n", n, delivered,
+           refused);
 }
 
 TEST_TIMEOUT(hub_exchange_alloc_fail_once, 900)
