@@ -152,6 +152,22 @@ AX_API int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n) AX_MUST_C
 /* Queue several buffers at once (one writev when the queue is empty). */
 struct iovec;
 AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n) AX_MUST_CHECK;
+/* Queue `len` bytes of file `f` from offset `off`, in order with the other
+ * writes; takes its own reference.  The connection reads the file as it
+ * sends: sendfile() on a plain socket, a bounded piece at a time read and
+ * encrypted under TLS (written before a TLS connection is open, the range
+ * is read at once, as ax_conn_write copies).  File bytes count in
+ * ax_conn_queued() and against the watermarks (a large file returns 1:
+ * on_drain says when it has gone), not against the output cap, which
+ * bounds memory.  A file that ends before off + len when its turn comes
+ * aborts the connection (on_close gets AX_EIO).  Same returns as
+ * ax_conn_write. */
+AX_API int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len) AX_MUST_CHECK;
+/* Between ax_conn_cork() and ax_conn_uncork(), writes are only queued;
+ * uncork sends them together, so a small head and the body after it
+ * (a file) can share packets.  Cork for the length of one callback. */
+AX_API void ax_conn_cork(ax_conn *c);
+AX_API void ax_conn_uncork(ax_conn *c);
 
 /* Bytes queued and not yet taken by the kernel. */
 AX_API size_t ax_conn_queued(const ax_conn *c);

@@ -1,9 +1,14 @@
-/* axon/slice.h: refcounted byte buffers for zero-copy writes.
+/* axon/slice.h: refcounted byte buffers and files for zero-copy writes.
  *
  * A slice owns `len` bytes.  Queueing it on connections with
  * ax_conn_write_slice() takes a reference per connection, so a message
  * encoded once can be sent to thousands of peers without a copy.  The bytes
- * must not change while any reference is queued. */
+ * must not change while any reference is queued.
+ *
+ * A file handle owns an open file descriptor.  Queueing a range of it with
+ * ax_conn_write_file() takes a reference; the connection reads it when it
+ * sends (sendfile on plain sockets, read and encrypt under TLS), so the
+ * bytes are those the file holds then. */
 #ifndef AXON_SLICE_H
 #define AXON_SLICE_H
 
@@ -36,6 +41,19 @@ AX_API ax_slice *ax_slice_ref(ax_slice *s);
 /* Drop a reference; the last one frees the slice.  NULL is ignored.
  * Thread-safe (atomic count), so a slice may be shared between loops. */
 AX_API void ax_slice_unref(ax_slice *s);
+
+typedef struct ax_file ax_file;
+
+/* A handle on `fd` (a regular file open for reading) with one reference,
+ * owned by the caller; the last reference closes fd.  NULL when out of
+ * memory: fd is then still the caller's. */
+AX_API ax_file *ax_file_new(int fd);
+AX_API int ax_file_fd(const ax_file *f);
+/* Add a reference; returns f. */
+AX_API ax_file *ax_file_ref(ax_file *f);
+/* Drop a reference; the last one closes the fd and frees the handle.  NULL
+ * is ignored.  Thread-safe, as ax_slice_unref. */
+AX_API void ax_file_unref(ax_file *f);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
  * serve_cfg for the server (src/hub/server.c), which does the rest. */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,103 +17,6 @@
 
 #define MAX_INCLUDE_DEPTH 8
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "Usage: axon serve [OPTIONS]\n\n"
-            "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
-            "over TCP), browsers (WebSocket at /ws, Server-Sent Events, the chat page at /\n"
-            "and /dashboard), programs (HTTP API) and devices (UDP datagrams), with\n"
-            "history, resume, presence and Prometheus metrics (/metrics).\n\n"
-            "Options (each overrides the same setting in the config file):\n"
-            "  -c, --config FILE        read settings from FILE (docs/config.md)\n"
-            "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"
-            "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"
-            "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"
-            "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"
-            "      --https ADDR         HTTPS and wss:// too (needs --cert); default off\n"
-            "      --line-tls ADDR      line chat over TLS too (needs --cert); default off\n"
-            "      --irc ADDR           IRC, channels are chat rooms; default 127.0.0.1:6667;\n"
-            "                           off (docs/irc.md)\n"
-            "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"
-            "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
-            "                           (also MQTT over WebSocket at /mqtt on --http)\n"
-            "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"
-            "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"
-            "      --key FILE           TLS private key, PEM; default: in --cert\n"
-            "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
-            "                           keeps history in memory only\n"
-            "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
-            "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
-            "                           batch (default): committed, survives a crash of the\n"
-            "                           process, a power cut may lose the last 200 ms; off:\n"
-            "                           queued in memory\n"
-            "      --store-queue N      messages waiting for the store before publishers are\n"
-            "                           told to slow down (HTTP 503); default 100000\n"
-            "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"
-            "      --history N          messages kept per topic; default 1000\n"
-            "      --redis URL          share topics with other nodes through Redis:\n"
-            "                           redis://[user:pass@]host[:port][/db] or\n"
-            "                           unix://path (docs/cluster.md); history is then\n"
-            "                           Redis's, -d is not used for messages\n"
-            "      --redis-cluster URLS a Redis Cluster (sharded pub/sub): one or more of\n"
-            "                           its nodes' URLs, comma-separated\n"
-            "      --max-topics N       topics that may exist at once; default 100000\n"
-            "      --max-subs N         subscriptions per connection; default 10000\n"
-            "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
-            "                           https://app.example) allowed besides the hub's own\n"
-            "                           and loopback ones; '*': any\n"
-            "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"
-            "      --log-format F       text (default) or json\n"
-            "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"
-            "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
-            "                           default off (reopened on SIGHUP)\n"
-            "      --access-log-format F  common (default), combined or json\n"
-            "      --header-timeout S   seconds an HTTP request head may take; default 10\n"
-            "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
-            "                           default 60\n"
-            "      --close-timeout S    seconds a closing connection may stall flushing,\n"
-            "                           then wait for the peer's FIN; default 10\n"
-            "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
-            "                           default 30; 0: no limit\n"
-            "      --line-idle-timeout S  seconds a named line chat user may send\n"
-            "                           nothing (an empty line will do); default 3600;\n"
-            "                           0: no limit\n"
-            "      --term NAME=COMMAND  a terminal the hub serves itself at /term/NAME\n"
-            "                           (COMMAND through /bin/sh; repeatable)\n"
-            "      --term-idle-timeout S  seconds a terminal session (/term/NAME) may see\n"
-            "                           no key and no output; default 3600; 0: no limit\n"
-            "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
-            "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
-            "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
-            "      --anonymous A        none, read or readwrite: what clients without\n"
-            "                           credentials may do (docs/security.md)\n"
-            "      --metrics-access W   loopback (default), admin or any: who may read\n"
-            "                           /metrics and /dashboard\n"
-            "Limits (docs/config.md; RATE: 100/s, 10/min, 1MiB/s, '500/s burst 1000', off):\n"
-            "      --max-connections N  connections to the whole server; default 10000\n"
-            "      --max-connections-per-ip N  from one address; default 256\n"
-            "      --msg-rate RATE      messages per connection; default 1000/s burst 2000\n"
-            "      --byte-rate RATE     bytes per connection; default 1MiB/s burst 2MiB\n"
-            "      --ip-msg-rate RATE   messages (and UDP datagrams) per address; default\n"
-            "                           10000/s burst 20000\n"
-            "      --ip-byte-rate RATE  bytes per address; default 16MiB/s burst 32MiB\n"
-            "      --login-fail-rate RATE  failed logins per address before its logins are\n"
-            "                           refused unchecked; default 10/min burst 10\n"
-            "  -q, --quiet              do not print the addresses at start\n"
-            "  -h, --help               show this help\n\n"
-            "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
-            "Use 0.0.0.0 to reach the hub from other machines (with --auth-secret or\n"
-            "--password-file, or --anonymous to say anyone may).\n\n"
-            "Examples:\n"
-            "  axon serve\n"
-            "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
-            "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
-            "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
-            "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
-            "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n");
-}
-
 /* ---- settings ------------------------------------------------------------------ */
 
 static void defaults(serve_cfg *c)
@@ -123,6 +27,7 @@ static void defaults(serve_cfg *c)
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
     c->irc_ping_timeout_s = 90;
+    c->term_idle_s = 3600;
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
     c->mqtt_inflight = 100;
     c->mqtt_queued = 1000;
@@ -141,7 +46,6 @@ static void defaults(serve_cfg *c)
     c->threads = 1;
     c->line_name_timeout_s = 30;
     c->line_idle_timeout_s = 3600;
-    c->term_idle_s = 3600;
     c->anonymous = -1;
     hub_limits_conf_default(&c->limits);
 }
@@ -217,19 +121,6 @@ typedef struct globals {
 
 static int read_config(serve_cfg *c, globals *gl, const char *path, int depth);
 
-/* The field of a timeout setting (in seconds), or NULL. */
-static uint32_t *timeout_field(serve_cfg *c, const char *k)
-{
-    if (strcmp(k, "http_header_timeout") == 0) return &c->http_header_timeout_s;
-    if (strcmp(k, "http_idle_timeout") == 0) return &c->http_idle_timeout_s;
-    if (strcmp(k, "close_timeout") == 0) return &c->close_timeout_s;
-    if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
-    if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
-    if (strcmp(k, "irc_ping_timeout") == 0) return &c->irc_ping_timeout_s;
-    if (strcmp(k, "term_idle_timeout") == 0) return &c->term_idle_s;
-    return NULL;
-}
-
 /* A limits setting (docs/config.md, "Limits"); its value is the rest of
  * the line ("msg_rate 500/s burst 1000").  0, AX_EINVAL with why, or
  * AX_ENOENT when `argv[0]` is not one. */
@@ -246,280 +137,619 @@ static int limits_setting(serve_cfg *c, char **argv, int argc, char *why, size_t
     return rc;
 }
 
+/* ---- the settings table ------------------------------------------------------ */
+
+/* One setting: its config-file key, its flag, how its value is parsed and
+ * where it goes, and its lines of --help; the config-file parser, the
+ * flags and --help are driven from the table below (Redis's config.c
+ * standardConfig is the model).  A new setting is a row (and its line in
+ * docs/config.md): a key with a flag, a key of the file alone (no .flag),
+ * or a flag alone (.kind). */
+typedef struct setting_def setting_def;
+
+/* What a parse function gets: the setting's words (argv[0] is the key). */
+typedef struct set_ctx {
+    serve_cfg *c;
+    globals *gl;
+    char **argv;
+    int argc;
+    const char *file; /* the config file ("" for a flag): includes are relative to it */
+    int depth;
+    char *why;
+    size_t why_len;
+} set_ctx;
+
+/* Flags that are no key of the config file. */
+enum { K_KEY, K_CONFIG, K_LISTEN, K_QUIET, K_HELP, K_LIMIT, K_HEADING };
+
+struct setting_def {
+    const char *key;  /* the config-file key (NULL: a flag alone) */
+    const char *flag; /* --flag (NULL: the config file only) */
+    char short_opt;   /* -X too, or 0 */
+    uint8_t kind;     /* K_*: K_KEY but for the flags alone */
+    /* 0, or -1 with a sentence in x->why */
+    int (*parse)(const setting_def *d, set_ctx *x);
+    bool global;       /* the field is in globals, not serve_cfg */
+    size_t off, size;  /* the field */
+    uint64_t min, max; /* numbers: the range; below min: msg, or min */
+    const char *words; /* addresses: the scheme; words: "a|b|c" (stored as
+                        * their index); strings: the word meaning "" */
+    const char *msg;   /* the sentence for a value out of range (%s: the key)
+                        * or not one of the words (%s: the value) */
+    const char *help;  /* its lines of --help (in the table's order) */
+};
+
+#define FIELD(f) .off = offsetof(serve_cfg, f), .size = sizeof(((serve_cfg *)0)->f)
+#define GFIELD(f) .global = true, .off = offsetof(globals, f), .size = sizeof(((globals *)0)->f)
+
+static void *field(const setting_def *d, set_ctx *x)
+{
+    return (char *)(d->global ? (void *)x->gl : (void *)x->c) + d->off;
+}
+
+/* The setting takes `cnt` values. */
+static int want(const set_ctx *x, int cnt)
+{
+    if (x->argc == cnt + 1) return 0;
+    snprintf(x->why, x->why_len, "'%s' takes %d value%s", x->argv[0], cnt, cnt == 1 ? "" : "s");
+    return -1;
+}
+
+static int set_addr_value(const setting_def *d, set_ctx *x)
+{
+    if (want(x, 1)) return -1;
+    return set_addr(field(d, x), d->size, d->words, x->argv[1], x->why, x->why_len);
+}
+
+static int set_string(const setting_def *d, set_ctx *x)
+{
+    if (want(x, 1)) return -1;
+    const char *v = x->argv[1];
+    snprintf(field(d, x), d->size, "%s", d->words && strcmp(v, d->words) == 0 ? "" : v);
+    return 0;
+}
+
+static void store_uint(void *dst, size_t size, uint64_t n)
+{
+    if (size == sizeof(uint64_t)) {
+        uint64_t v = n;
+        memcpy(dst, &v, sizeof v);
+    } else if (size == sizeof(uint32_t)) {
+        uint32_t v = (uint32_t)n;
+        memcpy(dst, &v, sizeof v);
+    } else {
+        uint8_t v = (uint8_t)n;
+        memcpy(dst, &v, sizeof v);
+    }
+}
+
+static int set_number(const setting_def *d, set_ctx *x)
+{
+    uint64_t n;
+    if (want(x, 1) || parse_u64(x->argv[1], d->max, &n, x->why, x->why_len)) return -1;
+    if (n < d->min) {
+        if (d->msg) {
+            snprintf(x->why, x->why_len, d->msg, d->key);
+            return -1;
+        }
+        n = d->min;
+    }
+    store_uint(field(d, x), d->size, n);
+    return 0;
+}
+
+static int set_word(const setting_def *d, set_ctx *x)
+{
+    if (want(x, 1)) return -1;
+    const char *v = x->argv[1], *w = d->words;
+    size_t len = strlen(v);
+    for (int i = 0; w; i++) {
+        const char *bar = strchr(w, '|');
+        size_t wl = bar ? (size_t)(bar - w) : strlen(w);
+        if (wl == len && strncmp(w, v, len) == 0) {
+            store_uint(field(d, x), d->size, (uint64_t)i);
+            return 0;
+        }
+        w = bar ? bar + 1 : NULL;
+    }
+    snprintf(x->why, x->why_len, d->msg, v);
+    return -1;
+}
+
+static int set_redis(const setting_def *d, set_ctx *x)
+{
+    if (want(x, 1) || serve_redis_url_check(x->argv[1], x->why, x->why_len) != 0) return -1;
+    return set_string(d, x);
+}
+
+static int set_redis_cluster(const setting_def *d, set_ctx *x)
+{
+    if (set_redis(d, x)) return -1;
+    x->c->redis_cluster = true;
+    return 0;
+}
+
+/* NAME=COMMAND (gw_term.c), repeatable: one a line */
+static int set_term(const setting_def *d, set_ctx *x)
+{
+    const char *v = x->argc > 1 ? x->argv[1] : "";
+    char *dst = field(d, x);
+    size_t l = strlen(dst);
+    if (x->argc < 2 || !strchr(v, '=') || strchr(v, '=') == v) {
+        snprintf(x->why, x->why_len, "'%s' takes NAME=COMMAND", x->argv[0]);
+        return -1;
+    }
+    for (int i = 1; i < x->argc; i++)
+        l += (size_t)snprintf(dst + l, l < d->size ? d->size - l : 0, "%s%s", i > 1 ? " " : "",
+                              x->argv[i]);
+    if (l + 1 >= d->size) {
+        snprintf(x->why, x->why_len, "too many terminals (%zu bytes at most)", d->size);
+        return -1;
+    }
+    dst[l] = '\n';
+    dst[l + 1] = '\0';
+    return 0;
+}
+
+static int set_slow_consumer(const setting_def *d, set_ctx *x)
+{
+    (void)d;
+    if (x->argc == 2) return parse_policy(x->argv[1], &x->gl->policy, x->why, x->why_len);
+    if (want(x, 2)) return -1;
+    hub_rule *r = rule(x->c, x->argv[1], x->why, x->why_len);
+    return r ? parse_policy(x->argv[2], &r->policy, x->why, x->why_len) : -1;
+}
+
+static int set_history(const setting_def *d, set_ctx *x)
+{
+    (void)d;
+    if (x->argc != 3 && x->argc != 4) {
+        snprintf(x->why, x->why_len, "'history' takes a pattern, a count and maybe an age");
+        return -1;
+    }
+    hub_rule *r = rule(x->c, x->argv[1], x->why, x->why_len);
+    uint64_t cnt, age = 0;
+    if (!r || parse_u64(x->argv[2], 1000000, &cnt, x->why, x->why_len) ||
+        (x->argc == 4 && parse_u64(x->argv[3], 100u * 365 * 86400, &age, x->why, x->why_len)))
+        return -1;
+    r->history_count = (uint32_t)cnt;
+    r->history_age_s = x->argc == 4 ? (uint32_t)age : UINT32_MAX;
+    return 0;
+}
+
+static int set_origins(const setting_def *d, set_ctx *x)
+{
+    if (x->argc < 2) {
+        snprintf(x->why, x->why_len, "'%s' takes a list of origins", x->argv[0]);
+        return -1;
+    }
+    char *dst = field(d, x);
+    dst[0] = '\0';
+    for (int i = 1; i < x->argc; i++) {
+        size_t l = strlen(dst);
+        snprintf(dst + l, d->size - l, "%s%s", l ? "," : "", x->argv[i]);
+    }
+    return 0;
+}
+
+static int set_include(const setting_def *d, set_ctx *x)
+{
+    (void)d;
+    if (want(x, 1)) return -1;
+    const char *v = x->argv[1];
+    char inc[1024];
+    const char *slash = strrchr(x->file, '/');
+    if (v[0] != '/' && slash) /* relative to the including file */
+        snprintf(inc, sizeof inc, "%.*s/%s", (int)(slash - x->file), x->file, v);
+    else
+        snprintf(inc, sizeof inc, "%s", v);
+    if (x->depth >= MAX_INCLUDE_DEPTH) {
+        snprintf(x->why, x->why_len, "includes nested deeper than %d", MAX_INCLUDE_DEPTH);
+        return -1;
+    }
+    if (access(inc, R_OK) != 0) {
+        snprintf(x->why, x->why_len, "cannot read included file %.300s: %s", inc, strerror(errno));
+        return -1;
+    }
+    if (read_config(x->c, x->gl, inc, x->depth + 1) != 0) {
+        x->why[0] = '\0'; /* the included file said what was wrong */
+        return -1;
+    }
+    return 0;
+}
+
+/* clang-format off: one row a setting, in the order of --help */
+static const setting_def settings_table[] = {
+    {.flag = "config",
+     .short_opt = 'c',
+     .kind = K_CONFIG,
+     .help = "  -c, --config FILE        read settings from FILE (docs/config.md)\n"},
+    {.key = "listen_http",
+     .flag = "http",
+     .parse = set_addr_value,
+     FIELD(http_url),
+     .words = "tcp",
+     .help = "      --http ADDR          HTTP API, SSE, metrics; default 127.0.0.1:8080; off\n"},
+    {.key = "listen_line",
+     .flag = "line",
+     .parse = set_addr_value,
+     FIELD(line_url),
+     .words = "tcp",
+     .help = "      --line ADDR          line chat for nc/telnet; default 127.0.0.1:7000; off\n"},
+    {.key = "listen_udp",
+     .flag = "udp",
+     .parse = set_addr_value,
+     FIELD(udp_url),
+     .words = "udp",
+     .help = "      --udp ADDR           UDP datagrams; default 127.0.0.1:7001; off\n"},
+    {.flag = "listen",
+     .short_opt = 'l',
+     .kind = K_LISTEN,
+     .help = "  -l, --listen GW=ADDR     the same as --http/--line/--udp: http=0.0.0.0:80\n"},
+    {.key = "listen_https",
+     .flag = "https",
+     .parse = set_addr_value,
+     FIELD(https_url),
+     .words = "tls",
+     .help = "      --https ADDR         HTTPS and wss:// too (needs --cert); default off\n"},
+    {.key = "listen_line_tls",
+     .flag = "line-tls",
+     .parse = set_addr_value,
+     FIELD(line_tls_url),
+     .words = "tls",
+     .help = "      --line-tls ADDR      line chat over TLS too (needs --cert); default off\n"},
+    {.key = "listen_irc",
+     .flag = "irc",
+     .parse = set_addr_value,
+     FIELD(irc_url),
+     .words = "tcp",
+     .help = "      --irc ADDR           IRC, channels are chat rooms; default 127.0.0.1:6667;\n"
+             "                           off (docs/irc.md)\n"},
+    {.key = "listen_ircs",
+     .flag = "ircs",
+     .parse = set_addr_value,
+     FIELD(ircs_url),
+     .words = "tls",
+     .help = "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"},
+    {.key = "listen_mqtt",
+     .flag = "mqtt",
+     .parse = set_addr_value,
+     FIELD(mqtt_url),
+     .words = "tcp",
+     .help = "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
+             "                           (also MQTT over WebSocket at /mqtt on --http)\n"},
+    {.key = "listen_mqtts",
+     .flag = "mqtts",
+     .parse = set_addr_value,
+     FIELD(mqtts_url),
+     .words = "tls",
+     .help = "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"},
+    {.key = "mqtt_websocket",
+     .parse = set_word,
+     FIELD(mqtt_ws_off),
+     .words = "on|off",
+     .msg = "mqtt_websocket is on or off, not '%s'"},
+    {.key = "mqtt_inflight",
+     .parse = set_number,
+     FIELD(mqtt_inflight),
+     .min = 1,
+     .max = 65535,
+     .msg = "mqtt_inflight is 1 to 65535"},
+    {.key = "mqtt_queued", .parse = set_number, FIELD(mqtt_queued), .max = 10000000},
+    {.key = "mqtt_session_expiry",
+     .parse = set_number,
+     FIELD(mqtt_session_expiry_s),
+     .max = 0xFFFFFFFFu},
+    {.key = "tls_cert",
+     .flag = "cert",
+     .parse = set_string,
+     FIELD(tls_cert),
+     .help = "      --cert FILE          TLS certificate, PEM (make one: axon cert)\n"},
+    {.key = "tls_key",
+     .flag = "key",
+     .parse = set_string,
+     FIELD(tls_key),
+     .help = "      --key FILE           TLS private key, PEM; default: in --cert\n"},
+    {.key = "data_dir",
+     .flag = "data",
+     .short_opt = 'd',
+     .parse = set_string,
+     FIELD(data_dir),
+     .words = "none",
+     .help = "  -d, --data DIR           history store (SQLite); default ./axon-data; 'none'\n"
+             "                           keeps history in memory only\n"},
+    {.key = "fsync",
+     .flag = "fsync",
+     .parse = set_word,
+     FIELD(fsync_mode),
+     .words = "batch|always|off",
+     .msg = "fsync is always, batch or off, not '%s'",
+     .help = "      --fsync MODE         when a publish is acknowledged (HTTP 200, WebSocket\n"
+             "                           ok, UDP OK): always: on disk (fsync'd group commit);\n"
+             "                           batch (default): committed, survives a crash of the\n"
+             "                           process, a power cut may lose the last 200 ms; off:\n"
+             "                           queued in memory\n"},
+    {.key = "store_queue",
+     .flag = "store-queue",
+     .parse = set_number,
+     FIELD(store_queue),
+     .min = 1,
+     .max = 10000000,
+     .help = "      --store-queue N      messages waiting for the store before publishers are\n"
+             "                           told to slow down (HTTP 503); default 100000\n"},
+    {.key = "store_queue_bytes",
+     .flag = "store-queue-bytes",
+     .parse = set_number,
+     FIELD(store_queue_bytes),
+     .min = 65536,
+     .max = (uint64_t)16 << 30,
+     .msg = "store_queue_bytes must be at least 65536",
+     .help = "      --store-queue-bytes N  the same in bytes; default 67108864 (64 MiB)\n"},
+    {.key = "history_count",
+     .flag = "history",
+     .parse = set_number,
+     GFIELD(history_count),
+     .max = 1000000,
+     .help = "      --history N          messages kept per topic; default 1000\n"},
+    {.key = "history_age", .parse = set_number, GFIELD(history_age), .max = 100u * 365 * 86400},
+    {.key = "slow_consumer", .parse = set_slow_consumer},
+    {.key = "history", .parse = set_history},
+    {.key = "redis",
+     .flag = "redis",
+     .parse = set_redis,
+     FIELD(redis),
+     .help = "      --redis URL          share topics with other nodes through Redis:\n"
+             "                           redis://[user:pass@]host[:port][/db] or\n"
+             "                           unix://path (docs/cluster.md); history is then\n"
+             "                           Redis's, -d is not used for messages\n"},
+    {.key = "redis_cluster",
+     .flag = "redis-cluster",
+     .parse = set_redis_cluster,
+     FIELD(redis),
+     .help = "      --redis-cluster URLS a Redis Cluster (sharded pub/sub): one or more of\n"
+             "                           its nodes' URLs, comma-separated\n"},
+    {.key = "subscriber_budget", .parse = set_number, FIELD(sub_budget), .max = 1u << 30},
+    {.key = "max_payload",
+     .parse = set_number,
+     FIELD(max_payload),
+     .min = 1,
+     .max = 64u << 20,
+     .msg = "max_payload must be at least 1 byte"},
+    {.key = "max_topics",
+     .flag = "max-topics",
+     .parse = set_number,
+     FIELD(max_topics),
+     .min = 1,
+     .max = 100000000,
+     .msg = "%s must be at least 1",
+     .help = "      --max-topics N       topics that may exist at once; default 100000\n"},
+    {.key = "max_subscriptions",
+     .flag = "max-subs",
+     .parse = set_number,
+     FIELD(max_subs),
+     .min = 1,
+     .max = 100000000,
+     .msg = "%s must be at least 1",
+     .help = "      --max-subs N         subscriptions per connection; default 10000\n"},
+    {.key = "max_line", .parse = set_number, FIELD(max_line), .min = 16, .max = 65536},
+    {.key = "udp_lease", .parse = set_number, FIELD(udp_lease_s), .min = 1, .max = 86400},
+    {.key = "udp_cookie", .parse = set_number, FIELD(udp_cookie_s), .min = 1, .max = 3600},
+    {.key = "allow_origins",
+     .flag = "allow-origin",
+     .parse = set_origins,
+     FIELD(allow_origins),
+     .help = "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
+             "                           https://app.example) allowed besides the hub's own\n"
+             "                           and loopback ones; '*': any\n"},
+    {.key = "threads",
+     .flag = "threads",
+     .short_opt = 't',
+     .parse = set_number,
+     FIELD(threads),
+     .min = 1,
+     .max = 64,
+     .msg = "threads is 1 to 64",
+     .help = "  -t, --threads N          N event loops (threads) sharing the ports; default 1\n"},
+    {.key = "log_format",
+     .flag = "log-format",
+     .parse = set_word,
+     FIELD(log_json),
+     .words = "text|json",
+     .msg = "log_format is text or json, not '%s'",
+     .help = "      --log-format F       text (default) or json\n"},
+    {.key = "log_file",
+     .flag = "log-file",
+     .parse = set_string,
+     FIELD(log_file),
+     .help = "      --log-file PATH      log there instead of stderr (reopened on SIGHUP)\n"},
+    {.key = "access_log",
+     .flag = "access-log",
+     .parse = set_string,
+     FIELD(access_log),
+     .words = "off",
+     .help = "      --access-log PATH    one line per HTTP response there ('-': stdout);\n"
+             "                           default off (reopened on SIGHUP)\n"},
+    {.key = "access_log_format",
+     .flag = "access-log-format",
+     .parse = set_word,
+     FIELD(access_log_format),
+     .words = "common|combined|json",
+     .msg = "access_log_format is common, combined or json, not '%s'",
+     .help = "      --access-log-format F  common (default), combined or json\n"},
+    {.key = "http_header_timeout",
+     .flag = "header-timeout",
+     .parse = set_number,
+     FIELD(http_header_timeout_s),
+     .min = 1,
+     .max = 86400,
+     .msg = "%s is 1 to 86400 seconds",
+     .help = "      --header-timeout S   seconds an HTTP request head may take; default 10\n"},
+    {.key = "http_idle_timeout",
+     .flag = "idle-timeout",
+     .parse = set_number,
+     FIELD(http_idle_timeout_s),
+     .min = 1,
+     .max = 86400,
+     .msg = "%s is 1 to 86400 seconds",
+     .help = "      --idle-timeout S     seconds an idle HTTP keep-alive connection stays;\n"
+             "                           default 60\n"},
+    {.key = "close_timeout",
+     .flag = "close-timeout",
+     .parse = set_number,
+     FIELD(close_timeout_s),
+     .min = 1,
+     .max = 86400,
+     .msg = "%s is 1 to 86400 seconds",
+     .help = "      --close-timeout S    seconds a closing connection may stall flushing,\n"
+             "                           then wait for the peer's FIN; default 10\n"},
+    {.key = "line_name_timeout",
+     .flag = "line-name-timeout",
+     .parse = set_number,
+     FIELD(line_name_timeout_s),
+     .max = 86400,
+     .help = "      --line-name-timeout S  seconds a line chat user has to give a name;\n"
+             "                           default 30; 0: no limit\n"},
+    {.key = "line_idle_timeout",
+     .flag = "line-idle-timeout",
+     .parse = set_number,
+     FIELD(line_idle_timeout_s),
+     .max = 86400,
+     .help = "      --line-idle-timeout S  seconds a named line chat user may send\n"
+             "                           nothing (an empty line will do); default 3600;\n"
+             "                           0: no limit\n"},
+    {.key = "term",
+     .flag = "term",
+     .parse = set_term,
+     FIELD(terms),
+     .help = "      --term NAME=COMMAND  a terminal the hub serves itself at /term/NAME\n"
+             "                           (COMMAND through /bin/sh; repeatable)\n"},
+    {.key = "term_idle_timeout",
+     .flag = "term-idle-timeout",
+     .parse = set_number,
+     FIELD(term_idle_s),
+     .max = 86400,
+     .help = "      --term-idle-timeout S  seconds a terminal session (/term/NAME) may see\n"
+             "                           no key and no output; default 3600; 0: no limit\n"},
+    {.key = "irc_ping_timeout",
+     .parse = set_number,
+     FIELD(irc_ping_timeout_s),
+     .min = 1,
+     .max = 86400,
+     .msg = "%s is 1 to 86400 seconds"},
+    {.key = "auth_secret",
+     .flag = "auth-secret",
+     .parse = set_string,
+     FIELD(auth_secret),
+     .help = "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"},
+    {.key = "password_file",
+     .flag = "password-file",
+     .parse = set_string,
+     FIELD(password_file),
+     .help = "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"},
+    {.key = "acl_file",
+     .flag = "acl-file",
+     .parse = set_string,
+     FIELD(acl_file),
+     .help = "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"},
+    {.key = "anonymous",
+     .flag = "anonymous",
+     .parse = set_word,
+     FIELD(anonymous),
+     .words = "none|read|readwrite",
+     .msg = "'%s' is not none, read or readwrite",
+     .help = "      --anonymous A        none, read or readwrite: what clients without\n"
+             "                           credentials may do (docs/security.md)\n"},
+    {.key = "metrics_access",
+     .flag = "metrics-access",
+     .parse = set_word,
+     FIELD(metrics_access),
+     .words = "loopback|admin|any",
+     .msg = "'%s' is not loopback, admin or any",
+     .help = "      --metrics-access W   loopback (default), admin or any: who may read\n"
+             "                           /metrics and /dashboard\n"},
+    {.key = "include", .parse = set_include},
+    {.kind = K_HEADING,
+     .help = "Limits (docs/config.md; RATE: 100/s, 10/min, 1MiB/s, '500/s burst 1000', off):\n"},
+    {.flag = "max-connections",
+     .kind = K_LIMIT,
+     .help = "      --max-connections N  connections to the whole server; default 10000\n"},
+    {.flag = "max-connections-per-ip",
+     .kind = K_LIMIT,
+     .help = "      --max-connections-per-ip N  from one address; default 256\n"},
+    {.flag = "msg-rate",
+     .kind = K_LIMIT,
+     .help = "      --msg-rate RATE      messages per connection; default 1000/s burst 2000\n"},
+    {.flag = "byte-rate",
+     .kind = K_LIMIT,
+     .help = "      --byte-rate RATE     bytes per connection; default 1MiB/s burst 2MiB\n"},
+    {.flag = "ip-msg-rate",
+     .kind = K_LIMIT,
+     .help = "      --ip-msg-rate RATE   messages (and UDP datagrams) per address; default\n"
+             "                           10000/s burst 20000\n"},
+    {.flag = "ip-byte-rate",
+     .kind = K_LIMIT,
+     .help = "      --ip-byte-rate RATE  bytes per address; default 16MiB/s burst 32MiB\n"},
+    {.flag = "login-fail-rate",
+     .kind = K_LIMIT,
+     .help = "      --login-fail-rate RATE  failed logins per address before its logins are\n"
+             "                           refused unchecked; default 10/min burst 10\n"},
+    {.flag = "quiet",
+     .short_opt = 'q',
+     .kind = K_QUIET,
+     .help = "  -q, --quiet              do not print the addresses at start\n"},
+    {.flag = "help",
+     .short_opt = 'h',
+     .kind = K_HELP,
+     .help = "  -h, --help               show this help\n"},
+};
+/* clang-format on */
+#define NSETTINGS ((int)(sizeof settings_table / sizeof settings_table[0]))
+
+static void help(FILE *out)
+{
+    fputs("Usage: axon serve [OPTIONS]\n\n"
+          "The real-time hub: chat rooms and live topics shared by terminals (line chat\n"
+          "over TCP), browsers (WebSocket at /ws, Server-Sent Events, the chat page at /\n"
+          "and /dashboard), programs (HTTP API) and devices (UDP datagrams), with\n"
+          "history, resume, presence and Prometheus metrics (/metrics).\n\n"
+          "Options (each overrides the same setting in the config file):\n",
+          out);
+    for (int i = 0; i < NSETTINGS; i++)
+        if (settings_table[i].help) fputs(settings_table[i].help, out);
+    fputs("\n"
+          "Addresses are host:port, [v6]:port or URLs (tcp://, udp://, unix:///path).\n"
+          "Use 0.0.0.0 to reach the hub from other machines (with --auth-secret or\n"
+          "--password-file, or --anonymous to say anyone may).\n\n"
+          "Examples:\n"
+          "  axon serve\n"
+          "  axon serve --http 0.0.0.0:80 --line off -d /var/lib/axon\n"
+          "  axon serve -c /etc/axon/axon.conf --log-format json\n\n"
+          "Then:  nc 127.0.0.1 7000      (line chat: your name, then talk)\n"
+          "       curl -d hi http://127.0.0.1:8080/api/publish/chat/lobby\n"
+          "       curl -N 'http://127.0.0.1:8080/sse?topic=chat/lobby'\n",
+          out);
+}
+
+static const setting_def *find_key(const char *k)
+{
+    for (int i = 0; i < NSETTINGS; i++)
+        if (settings_table[i].key && strcmp(settings_table[i].key, k) == 0)
+            return &settings_table[i];
+    return NULL;
+}
+
 /* One `key value...` setting; 0, or -1 with a sentence in why. */
 static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char *file, int depth,
                    char *why, size_t why_len)
 {
-    const char *k = argv[0], *v = argc > 1 ? argv[1] : "";
-    uint64_t n;
-#define WANT(cnt)                                                                                  \
-    do {                                                                                           \
-        if (argc != (cnt) + 1) {                                                                   \
-            snprintf(why, why_len, "'%s' takes %d value%s", k, (cnt), (cnt) == 1 ? "" : "s");      \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-    if (strcmp(k, "listen_http") == 0) {
-        WANT(1);
-        return set_addr(c->http_url, sizeof c->http_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_line") == 0) {
-        WANT(1);
-        return set_addr(c->line_url, sizeof c->line_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_udp") == 0) {
-        WANT(1);
-        return set_addr(c->udp_url, sizeof c->udp_url, "udp", v, why, why_len);
-    } else if (strcmp(k, "listen_https") == 0) {
-        WANT(1);
-        return set_addr(c->https_url, sizeof c->https_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "listen_irc") == 0) {
-        WANT(1);
-        return set_addr(c->irc_url, sizeof c->irc_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_ircs") == 0) {
-        WANT(1);
-        return set_addr(c->ircs_url, sizeof c->ircs_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "listen_line_tls") == 0) {
-        WANT(1);
-        return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "listen_mqtt") == 0) {
-        WANT(1);
-        return set_addr(c->mqtt_url, sizeof c->mqtt_url, "tcp", v, why, why_len);
-    } else if (strcmp(k, "listen_mqtts") == 0) {
-        WANT(1);
-        return set_addr(c->mqtts_url, sizeof c->mqtts_url, "tls", v, why, why_len);
-    } else if (strcmp(k, "mqtt_websocket") == 0) {
-        WANT(1);
-        if (strcmp(v, "on") && strcmp(v, "off")) {
-            snprintf(why, why_len, "mqtt_websocket is on or off, not '%s'", v);
-            return -1;
-        }
-        c->mqtt_ws_off = strcmp(v, "off") == 0;
-    } else if (strcmp(k, "mqtt_inflight") == 0 || strcmp(k, "mqtt_queued") == 0 ||
-               strcmp(k, "mqtt_session_expiry") == 0) {
-        WANT(1);
-        uint64_t max = k[5] == 'i' ? 65535 : k[5] == 'q' ? 10000000 : 0xFFFFFFFFu;
-        if (parse_u64(v, max, &n, why, why_len)) return -1;
-        if (n == 0 && k[5] == 'i') {
-            snprintf(why, why_len, "mqtt_inflight is 1 to 65535");
-            return -1;
-        }
-        *(k[5] == 'i'   ? &c->mqtt_inflight
-          : k[5] == 'q' ? &c->mqtt_queued
-                        : &c->mqtt_session_expiry_s) = (uint32_t)n;
-    } else if (strcmp(k, "tls_cert") == 0) {
-        WANT(1);
-        snprintf(c->tls_cert, sizeof c->tls_cert, "%s", v);
-    } else if (strcmp(k, "tls_key") == 0) {
-        WANT(1);
-        snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
-    } else if (strcmp(k, "redis") == 0 || strcmp(k, "redis_cluster") == 0) {
-        WANT(1);
-        if (serve_redis_url_check(v, why, why_len) != 0) return -1;
-        snprintf(c->redis, sizeof c->redis, "%s", v);
-        c->redis_cluster = k[5] == '_';
-    } else if (strcmp(k, "data_dir") == 0) {
-        WANT(1);
-        snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
-    } else if (strcmp(k, "fsync") == 0) {
-        WANT(1);
-        if (strcmp(v, "always") == 0)
-            c->fsync_mode = HUB_FSYNC_ALWAYS;
-        else if (strcmp(v, "batch") == 0)
-            c->fsync_mode = HUB_FSYNC_BATCH;
-        else if (strcmp(v, "off") == 0)
-            c->fsync_mode = HUB_FSYNC_OFF;
-        else {
-            snprintf(why, why_len, "fsync is always, batch or off, not '%s'", v);
-            return -1;
-        }
-    } else if (strcmp(k, "store_queue") == 0) {
-        WANT(1);
-        if (parse_u64(v, 10000000, &n, why, why_len)) return -1;
-        c->store_queue = (size_t)(n ? n : 1);
-    } else if (strcmp(k, "store_queue_bytes") == 0) {
-        WANT(1);
-        if (parse_u64(v, (uint64_t)16 << 30, &n, why, why_len)) return -1;
-        if (n < 65536) {
-            snprintf(why, why_len, "store_queue_bytes must be at least 65536");
-            return -1;
-        }
-        c->store_queue_bytes = (size_t)n;
-    } else if (strcmp(k, "history_count") == 0) {
-        WANT(1);
-        return parse_u64(v, 1000000, &gl->history_count, why, why_len);
-    } else if (strcmp(k, "history_age") == 0) {
-        WANT(1);
-        return parse_u64(v, 100u * 365 * 86400, &gl->history_age, why, why_len);
-    } else if (strcmp(k, "slow_consumer") == 0 && argc == 2) {
-        return parse_policy(v, &gl->policy, why, why_len);
-    } else if (strcmp(k, "slow_consumer") == 0) {
-        WANT(2);
-        hub_rule *r = rule(c, argv[1], why, why_len);
-        return r ? parse_policy(argv[2], &r->policy, why, why_len) : -1;
-    } else if (strcmp(k, "history") == 0) {
-        if (argc != 3 && argc != 4) {
-            snprintf(why, why_len, "'history' takes a pattern, a count and maybe an age");
-            return -1;
-        }
-        hub_rule *r = rule(c, argv[1], why, why_len);
-        uint64_t cnt, age = 0;
-        if (!r || parse_u64(argv[2], 1000000, &cnt, why, why_len) ||
-            (argc == 4 && parse_u64(argv[3], 100u * 365 * 86400, &age, why, why_len)))
-            return -1;
-        r->history_count = (uint32_t)cnt;
-        r->history_age_s = argc == 4 ? (uint32_t)age : UINT32_MAX;
-    } else if (strcmp(k, "subscriber_budget") == 0) {
-        WANT(1);
-        if (parse_u64(v, 1u << 30, &n, why, why_len)) return -1;
-        c->sub_budget = n;
-    } else if (strcmp(k, "max_payload") == 0) {
-        WANT(1);
-        if (parse_u64(v, 64u << 20, &n, why, why_len)) return -1;
-        if (n == 0) {
-            snprintf(why, why_len, "max_payload must be at least 1 byte");
-            return -1;
-        }
-        c->max_payload = n;
-    } else if (strcmp(k, "max_topics") == 0 || strcmp(k, "max_subscriptions") == 0) {
-        WANT(1);
-        if (parse_u64(v, 100000000, &n, why, why_len)) return -1;
-        if (n == 0) {
-            snprintf(why, why_len, "%s must be at least 1", k);
-            return -1;
-        }
-        *(k[4] == 't' ? &c->max_topics : &c->max_subs) = n;
-    } else if (strcmp(k, "max_line") == 0) {
-        WANT(1);
-        if (parse_u64(v, 65536, &n, why, why_len)) return -1;
-        c->max_line = (uint32_t)(n < 16 ? 16 : n);
-    } else if (strcmp(k, "udp_lease") == 0) {
-        WANT(1);
-        if (parse_u64(v, 86400, &n, why, why_len)) return -1;
-        c->udp_lease_s = (uint32_t)(n ? n : 1);
-    } else if (strcmp(k, "udp_cookie") == 0) {
-        WANT(1);
-        if (parse_u64(v, 3600, &n, why, why_len)) return -1;
-        c->udp_cookie_s = (uint32_t)(n ? n : 1);
-    } else if (strcmp(k, "allow_origins") == 0) {
-        if (argc < 2) {
-            snprintf(why, why_len, "'%s' takes a list of origins", k);
-            return -1;
-        }
-        c->allow_origins[0] = '\0';
-        for (int i = 1; i < argc; i++) {
-            size_t l = strlen(c->allow_origins);
-            snprintf(c->allow_origins + l, sizeof c->allow_origins - l, "%s%s", l ? "," : "",
-                     argv[i]);
-        }
-    } else if (strcmp(k, "term") == 0) { /* NAME=COMMAND (gw_term.c), repeatable */
-        size_t l = strlen(c->terms);
-        if (argc < 2 || !strchr(v, '=') || strchr(v, '=') == v) {
-            snprintf(why, why_len, "'%s' takes NAME=COMMAND", k);
-            return -1;
-        }
-        for (int i = 1; i < argc; i++)
-            l += (size_t)snprintf(c->terms + l, l < sizeof c->terms ? sizeof c->terms - l : 0,
-                                  "%s%s", i > 1 ? " " : "", argv[i]);
-        if (l + 1 >= sizeof c->terms) {
-            snprintf(why, why_len, "too many terminals (%zu bytes at most)", sizeof c->terms);
-            return -1;
-        }
-        c->terms[l] = '\n';
-        c->terms[l + 1] = '\0';
-    } else if (strcmp(k, "threads") == 0) {
-        WANT(1);
-        if (parse_u64(v, 64, &n, why, why_len)) return -1;
-        if (n == 0) {
-            snprintf(why, why_len, "threads is 1 to 64");
-            return -1;
-        }
-        c->threads = (int)n;
-    } else if (strcmp(k, "log_format") == 0) {
-        WANT(1);
-        if (strcmp(v, "json") && strcmp(v, "text")) {
-            snprintf(why, why_len, "log_format is text or json, not '%s'", v);
-            return -1;
-        }
-        c->log_json = strcmp(v, "json") == 0;
-    } else if (strcmp(k, "log_file") == 0) {
-        WANT(1);
-        snprintf(c->log_file, sizeof c->log_file, "%s", v);
-    } else if (strcmp(k, "access_log") == 0) {
-        WANT(1);
-        snprintf(c->access_log, sizeof c->access_log, "%s", strcmp(v, "off") ? v : "");
-    } else if (strcmp(k, "access_log_format") == 0) {
-        WANT(1);
-        static const char *fmts[] = {"common", "combined", "json"};
-        int f = 0;
-        while (f < 3 && strcmp(v, fmts[f]))
-            f++;
-        if (f == 3) {
-            snprintf(why, why_len, "access_log_format is common, combined or json, not '%s'", v);
-            return -1;
-        }
-        c->access_log_format = f; /* AX_HTTP_LOG_COMMON, _COMBINED, _JSON */
-    } else if (timeout_field(c, k)) {
-        WANT(1);
-        if (parse_u64(v, 86400, &n, why, why_len)) return -1;
-        if (n == 0 && strncmp(k, "line_", 5) != 0) {
-            snprintf(why, why_len, "%s is 1 to 86400 seconds", k);
-            return -1;
-        }
-        *timeout_field(c, k) = (uint32_t)n;
-    } else if (strcmp(k, "auth_secret") == 0 || strcmp(k, "password_file") == 0 ||
-               strcmp(k, "acl_file") == 0) {
-        WANT(1);
-        char *dst = k[0] == 'a' && k[1] == 'u' ? c->auth_secret
-                    : k[0] == 'p'              ? c->password_file
-                                               : c->acl_file;
-        snprintf(dst, sizeof c->auth_secret, "%s", v);
-    } else if (strcmp(k, "anonymous") == 0) {
-        WANT(1);
-        static const char *names[] = {"none", "read", "readwrite"};
-        c->anonymous = -2;
-        for (int i = 0; i < 3; i++)
-            if (strcmp(v, names[i]) == 0) c->anonymous = i;
-        if (c->anonymous == -2) {
-            snprintf(why, why_len, "'%s' is not none, read or readwrite", v);
-            return -1;
-        }
-    } else if (strcmp(k, "metrics_access") == 0) {
-        WANT(1);
-        static const char *names[] = {"loopback", "admin", "any"};
-        c->metrics_access = -1;
-        for (int i = 0; i < 3; i++)
-            if (strcmp(v, names[i]) == 0) c->metrics_access = i;
-        if (c->metrics_access < 0) {
-            snprintf(why, why_len, "'%s' is not loopback, admin or any", v);
-            return -1;
-        }
-    } else if (strcmp(k, "include") == 0) {
-        WANT(1);
-        char inc[1024];
-        const char *slash = strrchr(file, '/');
-        if (v[0] != '/' && slash) /* relative to the including file */
-            snprintf(inc, sizeof inc, "%.*s/%s", (int)(slash - file), file, v);
-        else
-            snprintf(inc, sizeof inc, "%s", v);
-        if (depth >= MAX_INCLUDE_DEPTH) {
-            snprintf(why, why_len, "includes nested deeper than %d", MAX_INCLUDE_DEPTH);
-            return -1;
-        }
-        if (access(inc, R_OK) != 0) {
-            snprintf(why, why_len, "cannot read included file %.300s: %s", inc, strerror(errno));
-            return -1;
-        }
-        if (read_config(c, gl, inc, depth + 1) != 0) {
-            why[0] = '\0'; /* the included file said what was wrong */
-            return -1;
-        }
-    } else if (limits_setting(c, argv, argc, why, why_len) != AX_ENOENT) {
-        return why[0] ? -1 : 0;
-    } else {
-        snprintf(why, why_len, "unknown setting '%s'", k);
-        return -1;
+    const setting_def *d = find_key(argv[0]);
+    if (d) {
+        set_ctx x = {c, gl, argv, argc, file, depth, why, why_len};
+        return d->parse(d, &x);
     }
-    return 0;
-#undef WANT
+    if (limits_setting(c, argv, argc, why, why_len) != AX_ENOENT) return why[0] ? -1 : 0;
+    snprintf(why, why_len, "unknown setting '%s'", argv[0]);
+    return -1;
 }
 
 /* Split a line into words; "double quotes" keep spaces; a word that starts
@@ -633,106 +863,84 @@ int serve__config_parse(serve_cfg *c, const char *text, size_t len, const char *
 
 /* ---- flags ------------------------------------------------------------------------ */
 
+/* The getopt value of a row's flag: its letter, else past every letter. */
+static int flag_val(int i)
+{
+    return settings_table[i].short_opt ? settings_table[i].short_opt : 1000 + i;
+}
+
+/* getopt_long's tables, from the settings table. */
+static void make_options(struct option *longopts, char *shortopts)
+{
+    int n = 0;
+    for (int i = 0; i < NSETTINGS; i++) {
+        const setting_def *d = &settings_table[i];
+        if (!d->flag) continue;
+        bool arg = d->kind != K_QUIET && d->kind != K_HELP;
+        longopts[n++] =
+            (struct option){d->flag, arg ? required_argument : no_argument, NULL, flag_val(i)};
+        if (d->short_opt) {
+            *shortopts++ = d->short_opt;
+            if (arg) *shortopts++ = ':';
+        }
+    }
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+    *shortopts = '\0';
+}
+
+static const setting_def *by_val(int ch)
+{
+    for (int i = 0; i < NSETTINGS; i++)
+        if (settings_table[i].flag && flag_val(i) == ch) return &settings_table[i];
+    return NULL;
+}
+
+/* One flag over the config file; 0, or 2 after saying what is wrong. */
+static int apply_flag(serve_cfg *c, globals *gl, const setting_def *d, char *val)
+{
+    char why[512] = "", key[32];
+    if (d->kind == K_QUIET) {
+        c->quiet = true;
+        return 0;
+    }
+    if (d->kind == K_CONFIG) return 0;
+    const char *k = d->key;
+    if (d->kind == K_LIMIT) { /* the key is the flag's name with '_' */
+        snprintf(key, sizeof key, "%s", d->flag);
+        for (char *p = key; *p; p++)
+            if (*p == '-') *p = '_';
+        k = key;
+    } else if (d->kind == K_LISTEN) { /* --listen GATEWAY=ADDR */
+        char *eq = strchr(val, '=');
+        if (!eq || eq - val > 8) {
+            fprintf(stderr,
+                    "axon serve: --listen wants GATEWAY=ADDR (http, line or udp), "
+                    "got '%s'\n",
+                    val);
+            return 2;
+        }
+        snprintf(key, sizeof key, "listen_%.*s", (int)(eq - val), val);
+        k = key;
+        val = eq + 1;
+    }
+    char *av[2] = {(char *)k, val};
+    if (setting(c, gl, av, 2, "", 0, why, sizeof why) != 0) {
+        fprintf(stderr, "axon serve: --%s: %s\n", d->flag, why);
+        return 2;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, serve_cfg *c)
 {
-    /* clang-format off: the table grows at its end */
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"http", required_argument, NULL, 'H'},
-        {"line", required_argument, NULL, 'L'},
-        {"udp", required_argument, NULL, 'U'},
-        {"data", required_argument, NULL, 'd'},
-        {"fsync", required_argument, NULL, 'F'},
-        {"history", required_argument, NULL, 'N'},
-        {"log-format", required_argument, NULL, 'j'},
-        {"log-file", required_argument, NULL, 'o'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"listen", required_argument, NULL, 'l'},
-        {"threads", required_argument, NULL, 't'},
-        {"https", required_argument, NULL, 'S'},
-        {"line-tls", required_argument, NULL, 'T'},
-        {"cert", required_argument, NULL, 'C'},
-        {"key", required_argument, NULL, 'K'},
-        {"access-log", required_argument, NULL, 'A'},
-        {"access-log-format", required_argument, NULL, 'f'},
-        {"header-timeout", required_argument, NULL, 'g'},
-        {"idle-timeout", required_argument, NULL, 'i'},
-        {"close-timeout", required_argument, NULL, 'x'},
-        {"line-name-timeout", required_argument, NULL, 'n'},
-        {"line-idle-timeout", required_argument, NULL, 'm'},
-        {"max-topics", required_argument, NULL, 'M'},
-        {"max-subs", required_argument, NULL, 'B'},
-        {"store-queue", required_argument, NULL, 'Q'},
-        {"store-queue-bytes", required_argument, NULL, 'W'},
-        {"auth-secret", required_argument, NULL, 'a'},
-        {"password-file", required_argument, NULL, 'P'},
-        {"acl-file", required_argument, NULL, 'Y'},
-        {"anonymous", required_argument, NULL, 'y'},
-        {"metrics-access", required_argument, NULL, 'G'},
-        {"allow-origin", required_argument, NULL, 'O'},
-        {"max-connections", required_argument, NULL, 'e'},
-        {"max-connections-per-ip", required_argument, NULL, 'I'},
-        {"msg-rate", required_argument, NULL, 'r'},
-        {"byte-rate", required_argument, NULL, 'b'},
-        {"ip-msg-rate", required_argument, NULL, 'R'},
-        {"ip-byte-rate", required_argument, NULL, 'X'},
-        {"login-fail-rate", required_argument, NULL, 'z'},
-        {"mqtt", required_argument, NULL, 'J'},
-        {"mqtts", required_argument, NULL, 'V'},
-        {"irc", required_argument, NULL, 1001},
-        {"ircs", required_argument, NULL, 1002},
-        {"term-idle-timeout", required_argument, NULL, 1003},
-        {"term", required_argument, NULL, 1004},
-        {"redis", required_argument, NULL, 'E'},
-        {"redis-cluster", required_argument, NULL, 1017},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    static const char *keys[128] = {['H'] = "listen_http",
-                                    ['L'] = "listen_line",
-                                    ['U'] = "listen_udp",
-                                    ['d'] = "data_dir",
-                                    ['F'] = "fsync",
-                                    ['N'] = "history_count",
-                                    ['j'] = "log_format",
-                                    ['o'] = "log_file",
-                                    ['S'] = "listen_https",
-                                    ['T'] = "listen_line_tls",
-                                    ['C'] = "tls_cert",
-                                    ['K'] = "tls_key",
-                                    ['t'] = "threads",
-                                    ['A'] = "access_log",
-                                    ['f'] = "access_log_format",
-                                    ['g'] = "http_header_timeout",
-                                    ['i'] = "http_idle_timeout",
-                                    ['x'] = "close_timeout",
-                                    ['n'] = "line_name_timeout",
-                                    ['m'] = "line_idle_timeout",
-                                    ['M'] = "max_topics",
-                                    ['B'] = "max_subscriptions",
-                                    ['Q'] = "store_queue",
-                                    ['W'] = "store_queue_bytes",
-                                    ['a'] = "auth_secret",
-                                    ['P'] = "password_file",
-                                    ['Y'] = "acl_file",
-                                    ['y'] = "anonymous",
-                                    ['G'] = "metrics_access",
-                                    ['O'] = "allow_origins",
-                                    ['e'] = "max_connections",
-                                    ['I'] = "max_connections_per_ip",
-                                    ['r'] = "msg_rate",
-                                    ['b'] = "byte_rate",
-                                    ['R'] = "ip_msg_rate",
-                                    ['X'] = "ip_byte_rate",
-                                    ['z'] = "login_fail_rate",
-                                    ['J'] = "listen_mqtt",
-                                    ['V'] = "listen_mqtts",
-                                    ['E'] = "redis"};
-    /* clang-format on */
+    static struct option longopts[NSETTINGS + 1];
+    static char shortopts[2 * NSETTINGS + 1];
+    make_options(longopts, shortopts);
     globals gl = {1000, 0, HUB_DISCONNECT};
     const char *config = NULL;
     int ch;
     /* First pass: the config file; second: the flags over it. */
-    while ((ch = getopt_long(argc, argv, "c:d:l:t:qh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         if (ch == 'c') config = optarg;
         if (ch == 'h') {
             help(stdout);
@@ -751,40 +959,10 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     defaults(c);
     if (config && read_config(c, &gl, config, 0) != 0) return 2;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:d:l:t:qh", longopts, NULL)) != -1) {
-        if (ch == 'q') {
-            c->quiet = true;
-            continue;
-        }
-        char why[512] = "", lkey[32];
-        const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
-        if (ch == 1001 || ch == 1002) key = ch == 1001 ? "listen_irc" : "listen_ircs";
-        if (ch == 1003) key = "term_idle_timeout";
-        if (ch == 1004) key = "term";
-        if (ch == 1017) key = "redis_cluster";
-        char *val = optarg;
-        if (ch == 'l') { /* --listen GATEWAY=ADDR */
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq - optarg > 8) {
-                fprintf(stderr,
-                        "axon serve: --listen wants GATEWAY=ADDR (http, line or udp), "
-                        "got '%s'\n",
-                        optarg);
-                return 2;
-            }
-            snprintf(lkey, sizeof lkey, "listen_%.*s", (int)(eq - optarg), optarg);
-            key = lkey;
-            val = eq + 1;
-        }
-        if (ch == 'c' || !key) continue;
-        char *av[2] = {(char *)key, val};
-        if (setting(c, &gl, av, 2, "", 0, why, sizeof why) != 0) {
-            const char *flag = key;
-            for (const struct option *o = longopts; o->name; o++)
-                if (o->val == ch) flag = o->name;
-            fprintf(stderr, "axon serve: --%s: %s\n", flag, why);
-            return 2;
-        }
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        const setting_def *d = by_val(ch);
+        int rc = d ? apply_flag(c, &gl, d, optarg) : 0;
+        if (rc) return rc;
     }
     finish_rules(c, &gl);
     if (!serve_cfg_listens(c)) {

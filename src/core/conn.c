@@ -1,7 +1,7 @@
 /* conn.c: stream connections: the lifecycle every connection shares
- * (delivering input, the write queue, watermarks and the output cap,
- * pause and resume, half-close, lingering, timeouts and closing) and the
- * plain transport.  TLS (conn_tls.c) and the two drivers (conn_sock.c for
+ * (delivering input, the write queue of bytes and file ranges, watermarks
+ * and the output cap, pause and resume, half-close, lingering, timeouts
+ * and closing) and the plain transport.  TLS (conn_tls.c) and the two drivers (conn_sock.c for
  * epoll and poll, conn_ring.c for io_uring) sit behind the tables that
  * conn_internal.h describes. */
 #include "buf.h"
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #define IOV_BATCH AX__IOV_BATCH
@@ -25,6 +26,10 @@ typedef ax__wnode wnode;
 #define NODE_BIG 0xffu
 #define NODE_CACHE_BYTES (1u << 20)
 
+/* A file range read into memory (when sendfile cannot read the file) goes
+ * this much at a time. */
+#define FILE_COPY_CHUNK (64u * 1024)
+
 static wnode *node_new(ax_loop *loop, size_t payload)
 {
     size_t total = sizeof(wnode) + payload;
@@ -37,6 +42,9 @@ static wnode *node_new(ax_loop *loop, size_t payload)
     if (cls >= AX__NODE_CLASSES) {
         if (!(w = ax_malloc(total))) return NULL;
         w->cls = NODE_BIG;
+        w->slice = NULL;
+        w->file = NULL;
+        w->kind = AX__W_BYTES;
         return w;
     }
     size_t size = (size_t)1 << (cls + NODE_MIN_SHIFT);
@@ -47,12 +55,16 @@ static wnode *node_new(ax_loop *loop, size_t payload)
         return NULL;
     }
     w->cls = (uint8_t)cls;
+    w->slice = NULL;
+    w->file = NULL;
+    w->kind = AX__W_BYTES;
     return w;
 }
 
 static void node_free(ax_loop *loop, wnode *w)
 {
     ax_slice_unref(w->slice);
+    ax_file_unref(w->file);
     unsigned cls = w->cls;
     if (cls != NODE_BIG) {
         uint32_t size = 1u << (cls + NODE_MIN_SHIFT);
@@ -233,7 +245,8 @@ void ax__conn_free_queue(ax_conn *c)
     }
     c->wq_head = NULL;
     c->wq_tail = &c->wq_head;
-    c->queued = 0;
+    c->queued = c->queued_file = 0;
+    c->nlazy = 0;
 }
 
 /* The memory goes once on_close has run, no next-iteration work is queued
@@ -290,8 +303,23 @@ void ax__conn_deliver_kept(ax_conn *c)
     }
 }
 
-/* Next iteration: offer input kept across a pause, then let the driver
- * read on (edge mode, a read budget, a transport holding input). */
+/* A send made inside a write call (ax__conn_kicked) left work for after
+ * the flush: a drain owed to a writer told 1, a close or shutdown waiting
+ * for the queue. */
+static bool flush_owed(const ax_conn *c)
+{
+    if ((c->flags & F_ABOVE_HIGH) && c->queued <= c->low) return true;
+    return !c->wq_head && (c->flags & (F_CLOSING | F_SHUT_PENDING));
+}
+
+void ax__conn_kicked(ax_conn *c)
+{
+    if (!(c->flags & F_CLOSED) && flush_owed(c)) ax__conn_again_later(c);
+}
+
+/* Next iteration: what a send inside a write call owes, offer input kept
+ * across a pause, then let the driver read on (edge mode, a read budget, a
+ * transport holding input). */
 static void conn_again(ax_loop *loop, ax__deferred *d)
 {
     ax_conn *c = AX__CONTAINER(d, ax_conn, again);
@@ -299,6 +327,10 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
     if (c->flags & F_CLOSED) {
         ax__conn_release(c);
         return;
+    }
+    if (flush_owed(c)) {
+        ax__conn_after_flush(c);
+        if (c->flags & F_CLOSED) return;
     }
     if (c->flags & F_PAUSED) return;
     if ((c->flags & F_REDELIVER) && c->in_len) {
@@ -565,10 +597,21 @@ const ax__transport ax__transport_plain = {
     .pending = plain_pending,
     .open = plain_open,
     .release = plain_nothing,
+    .write_file = ax__conn_queue_file,
+    .prep = NULL, /* the drivers send file ranges themselves */
     .zero_copy = true,
 };
 
 /* ---- writing ------------------------------------------------------------- */
+
+static void drop_head(ax_conn *c)
+{
+    wnode *w = c->wq_head;
+    if (w->kind != AX__W_BYTES) c->nlazy--;
+    c->wq_head = w->next;
+    if (!c->wq_head) c->wq_tail = &c->wq_head;
+    node_free(c->loop, w);
+}
 
 void ax__conn_consume(ax_conn *c, size_t done)
 {
@@ -577,23 +620,28 @@ void ax__conn_consume(ax_conn *c, size_t done)
     c->last_active = c->loop->now;
     while (done) {
         wnode *w = c->wq_head;
+        bool file = w->kind == AX__W_FILE;
         if (done < w->len) {
-            w->data += done;
+            if (file) {
+                w->foff += done;
+                c->queued_file -= done;
+            } else {
+                w->data += done;
+            }
             w->len -= (uint32_t)done;
             break;
         }
         done -= w->len;
-        c->wq_head = w->next;
-        node_free(c->loop, w);
+        if (file) c->queued_file -= w->len;
+        drop_head(c);
     }
-    if (!c->wq_head) c->wq_tail = &c->wq_head;
 }
 
 int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want)
 {
     int n = 0;
     size_t total = 0;
-    for (wnode *w = c->wq_head; w && n < IOV_BATCH; w = w->next, n++) {
+    for (wnode *w = c->wq_head; w && w->kind == AX__W_BYTES && n < IOV_BATCH; w = w->next, n++) {
         iov[n].iov_base = (void *)w->data;
         iov[n].iov_len = w->len;
         total += w->len;
@@ -643,11 +691,14 @@ static int enqueue(ax_conn *c, wnode *w)
     *c->wq_tail = w;
     c->wq_tail = &w->next;
     c->queued += w->len;
-    if (c->queued > c->cap) {
+    if (w->kind == AX__W_FILE) c->queued_file += w->len;
+    if (w->kind != AX__W_BYTES) c->nlazy++;
+    if (c->queued - c->queued_file > c->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
     c->drv->queued(c, was_empty);
+    if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
     if (c->queued > c->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
@@ -659,8 +710,30 @@ static int enqueue(ax_conn *c, wnode *w)
  * send() and no allocation.  Returns bytes taken or a negative code. */
 static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
 {
-    if (c->wq_head || !(c->flags & F_CONNECTED)) return 0;
+    if (c->wq_head || (c->flags & (F_CONNECTING | F_CORKED)) || !(c->flags & F_CONNECTED)) return 0;
     return c->drv->send(c, iov, n);
+}
+
+/* A node holding a copy of the iovecs' bytes after the first `skip`. */
+static wnode *copy_node(ax_conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
+{
+    if (rest > UINT32_MAX) return NULL; /* (the cap closes far sooner) */
+    wnode *w = node_new(c->loop, rest);
+    if (!w) return NULL;
+    char *p = (char *)(w + 1);
+    w->data = p;
+    w->len = (uint32_t)rest;
+    for (int i = 0; i < n; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(p, (const char *)iov[i].iov_base + skip, l - skip);
+        p += l - skip;
+        skip = 0;
+    }
+    return w;
 }
 
 int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n)
@@ -672,25 +745,20 @@ int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n)
     ssize_t done = try_direct(c, iov, n);
     if (done < 0) return (int)done;
     if ((size_t)done == total) return 0;
-    size_t rest = total - (size_t)done;
-    if (rest > UINT32_MAX) return AX_ENOMEM; /* (the cap closes far sooner) */
-    wnode *w = node_new(c->loop, rest);
+    wnode *w = copy_node(c, iov, n, (size_t)done, total - (size_t)done);
     if (!w) return AX_ENOMEM;
-    char *p = (char *)(w + 1);
-    w->slice = NULL;
-    w->data = p;
-    w->len = (uint32_t)rest;
-    size_t skip = (size_t)done;
-    for (int i = 0; i < n; i++) {
-        size_t l = iov[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        memcpy(p, (const char *)iov[i].iov_base + skip, l - skip);
-        p += l - skip;
-        skip = 0;
-    }
+    return enqueue(c, w);
+}
+
+int ax__conn_queue_copy(ax_conn *c, const struct iovec *iov, int n, uint8_t kind)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (!total) return 0;
+    wnode *w = copy_node(c, iov, n, 0, total);
+    if (!w) return AX_ENOMEM;
+    w->kind = kind;
     return enqueue(c, w);
 }
 
@@ -780,6 +848,167 @@ int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n)
 size_t ax_conn_queued(const ax_conn *c)
 {
     return c->queued;
+}
+
+/* ---- file ranges ---------------------------------------------------------- */
+
+/* Nodes of at most this many bytes (their length is 32 bits). */
+#define FILE_NODE_MAX (1u << 30)
+
+int ax__conn_queue_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
+{
+    int rc = 0;
+    while (len) {
+        uint32_t n = len > FILE_NODE_MAX ? FILE_NODE_MAX : (uint32_t)len;
+        wnode *w = node_new(c->loop, 0);
+        if (!w) return AX_ENOMEM;
+        w->file = ax_file_ref(f);
+        w->foff = off;
+        w->len = n;
+        w->kind = AX__W_FILE;
+        int e = enqueue(c, w);
+        if (e < 0) return e;
+        if (e > rc) rc = e;
+        off += n;
+        len -= n;
+    }
+    return rc;
+}
+
+int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
+{
+    int rc = write_state(c);
+    if (rc) return rc;
+    if (!f || off + len < off) return AX_EINVAL;
+    if (!len) return 0;
+    return c->tp->write_file(c, f, off, len);
+}
+
+bool ax__conn_file_follows(const ax_conn *c, int n)
+{
+    const wnode *w = c->wq_head;
+    while (w && n--)
+        w = w->next;
+    return w && w->kind == AX__W_FILE;
+}
+
+int ax__conn_file_read(const ax_conn *c, char *buf, size_t n)
+{
+    const wnode *w = c->wq_head;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(ax_file_fd(w->file), buf + got, n - got, (off_t)(w->foff + got));
+        if (r == -1 && errno == EINTR) continue;
+        if (r == -1) return ax__err();
+        if (r == 0) return AX_EIO; /* the file is shorter than the range */
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Put a node of bytes at the head, or before the first node that is not
+ * bytes. */
+static int insert_node(ax_conn *c, wnode *w, bool front)
+{
+    wnode **link = &c->wq_head;
+    while (!front && *link && (*link)->kind == AX__W_BYTES)
+        link = &(*link)->next;
+    w->next = *link;
+    *link = w;
+    if (!w->next) c->wq_tail = &w->next;
+    c->queued += w->len;
+    if (c->queued - c->queued_file > c->cap) {
+        ax__conn_finish(c, AX_EOUTPUTCAP, true);
+        return AX_EOUTPUTCAP;
+    }
+    return 0;
+}
+
+int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n, bool front)
+{
+    struct iovec iov = {(void *)p, n};
+    wnode *w = n ? copy_node(c, &iov, 1, 0, n) : NULL;
+    if (!n) return 0;
+    if (!w) {
+        ax__conn_finish(c, AX_ENOMEM, true);
+        return AX_ENOMEM;
+    }
+    return insert_node(c, w, front);
+}
+
+void ax__conn_take_lazy(ax_conn *c, size_t n)
+{
+    wnode *w = c->wq_head;
+    c->queued -= n;
+    if (w->kind == AX__W_FILE) c->queued_file -= n;
+    if (n < w->len) {
+        w->len -= (uint32_t)n;
+        if (w->kind == AX__W_FILE)
+            w->foff += n;
+        else
+            w->data += n;
+        return;
+    }
+    drop_head(c);
+}
+
+int ax__conn_file_to_bytes(ax_conn *c, size_t max)
+{
+    size_t n = c->wq_head->len < max ? c->wq_head->len : max;
+    wnode *w = node_new(c->loop, n);
+    int rc = w ? 0 : AX_ENOMEM;
+    if (w) {
+        w->data = (char *)(w + 1);
+        w->len = (uint32_t)n;
+        rc = ax__conn_file_read(c, (char *)(w + 1), n);
+    }
+    if (rc < 0) {
+        if (w) node_free(c->loop, w);
+        ax__conn_finish(c, rc, true);
+        return rc;
+    }
+    ax__conn_take_lazy(c, n);
+    return insert_node(c, w, true); /* in the place of the bytes taken */
+}
+
+ssize_t ax__conn_sendfile(ax_conn *c)
+{
+    wnode *w = c->wq_head;
+    off_t off = (off_t)w->foff;
+    ssize_t r;
+    do
+        r = sendfile(c->io.fd, ax_file_fd(w->file), &off, w->len);
+    while (r == -1 && errno == EINTR);
+    if (r > 0) {
+        ax__conn_consume(c, (size_t)r);
+        return r;
+    }
+    if (r == 0) { /* the file ended before the range: the peer must not wait */
+        ax__conn_finish(c, AX_EIO, true);
+        return AX_EIO;
+    }
+    if (errno == EAGAIN) return 0;
+    if (errno == EINVAL || errno == ENOSYS) { /* a file sendfile cannot read: copy */
+        int rc = ax__conn_file_to_bytes(c, FILE_COPY_CHUNK);
+        return rc < 0 ? rc : 1;
+    }
+    int e = -errno;
+    ax__conn_finish(c, e, false);
+    return e;
+}
+
+void ax_conn_cork(ax_conn *c)
+{
+    if (!(c->flags & F_CLOSED)) c->flags |= F_CORKED;
+}
+
+void ax_conn_uncork(ax_conn *c)
+{
+    if (!(c->flags & F_CORKED)) return;
+    c->flags &= ~F_CORKED;
+    if (c->wq_head && (c->flags & F_CONNECTED) &&
+        !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
+        c->drv->kick(c);
 }
 
 int ax_conn_shutdown(ax_conn *c)

@@ -32,13 +32,26 @@
 
 #define AX__IOV_BATCH 64
 
-/* One queued write: inline bytes (slice NULL) or a range of a slice. */
+/* What a queued node holds.  Bytes are ready for the socket; a file range
+ * is sent by the driver (sendfile) or made into bytes first by the
+ * transport (TLS reads and encrypts it); plaintext waits for the transport
+ * to encrypt it (TLS, behind a file range, so records keep their order).
+ * The queue is bytes first, then the others: a driver sends the bytes at
+ * its head and asks the transport's prep (or sends the file itself) when
+ * the head is not bytes. */
+enum { AX__W_BYTES, AX__W_FILE, AX__W_PLAIN };
+
+/* One queued write: inline bytes (slice NULL), a range of a slice, or a
+ * range of a file (file, foff; data unused). */
 typedef struct ax__wnode {
     struct ax__wnode *next;
     ax_slice *slice;
     const char *data;
+    ax_file *file;
+    uint64_t foff;
     uint32_t len;
-    uint8_t cls; /* size class (block of 256 << cls bytes), NODE_BIG if none */
+    uint8_t cls;  /* size class (block of 256 << cls bytes), NODE_BIG if none */
+    uint8_t kind; /* AX__W_* */
 } ax__wnode;
 
 enum {
@@ -66,6 +79,8 @@ enum {
     /* ring: paused once, so flow-controlled: receive a buffer at a time,
      * as epoll reads, so little arrives between a pause and its effect */
     F_ONESHOT = 1u << 20,
+    F_CORKED = 1u << 21,       /* ax_conn_cork: queue, do not send */
+    F_NOTIFY_LATER = 1u << 22, /* TLS: close_notify once the file ranges are encrypted */
 };
 
 typedef struct ax__transport {
@@ -87,6 +102,12 @@ typedef struct ax__transport {
     bool (*open)(ax_conn *c);
     /* on_close has run: free the transport's state. */
     void (*release)(ax_conn *c);
+    /* Queue a file range (ax_conn_write_file).  0, 1 or a negative code. */
+    int (*write_file)(ax_conn *c, ax_file *f, uint64_t off, uint64_t len);
+    /* The head of the queue is a file range or plaintext: put the bytes
+     * for (some of) it in front.  NULL: the driver sends file ranges
+     * itself.  0 or a negative code (the connection is closed then). */
+    int (*prep)(ax_conn *c);
     /* Writes of slices queue references (else they go through writev). */
     bool zero_copy;
 } ax__transport;
@@ -110,6 +131,9 @@ typedef struct ax__conn_driver {
     void (*queued)(ax_conn *c, bool was_empty);
     /* The socket can take more: send from the queue. */
     void (*flush)(ax_conn *c);
+    /* Send what is queued now, if the socket takes it, running no
+     * callback (inside a write call: a file range, ax_conn_uncork). */
+    void (*kick)(ax_conn *c);
     /* Next iteration: read on, or pick up what was held over. */
     void (*again)(ax_conn *c);
     /* After a resume, again() must run: the loop will not signal what
@@ -143,8 +167,10 @@ struct ax_conn {
     const ax__transport *tp;
     const ax__conn_driver *drv;
     ax__wnode *wq_head, **wq_tail;
-    size_t queued;
-    char *in; /* input on_data did not consume */
+    size_t queued;      /* every byte queued, file ranges too */
+    size_t queued_file; /* of which in file ranges (no memory: not capped) */
+    uint32_t nlazy;     /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    char *in;           /* input on_data did not consume */
     uint32_t in_len, in_cap;
     uint32_t low, high, cap, max_input;
     uint32_t idle_ms, connect_ms, linger_ms;
@@ -179,12 +205,41 @@ void ax__conn_deliver_kept(ax_conn *c);
 bool ax__conn_append_input(ax_conn *c, const char *buf, size_t n);
 void ax__conn_peer_eof(ax_conn *c);
 void ax__conn_after_flush(ax_conn *c);
+/* A driver sent inside a write call (no callback may run there): have
+ * the next iteration do what the flush owes (on_drain, a close). */
+void ax__conn_kicked(ax_conn *c);
 /* `done` bytes of the queue reached the kernel. */
 void ax__conn_consume(ax_conn *c, size_t done);
 /* Queue bytes as they are (plaintext, or ciphertext under TLS). */
 int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n);
-/* The iovecs of the queue's first nodes (at most AX__IOV_BATCH); their total in *want. */
+/* The iovecs of the bytes at the queue's head (at most AX__IOV_BATCH
+ * nodes, up to the first node that is not bytes); their total in *want. */
 int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want);
+/* The first n nodes (bytes) are followed by a file range: they go out
+ * with MSG_MORE, so a response head shares packets with its body. */
+bool ax__conn_file_follows(const ax_conn *c, int n);
+/* The head is a file range: sendfile() as much of it as the socket takes.
+ * Bytes sent, 0 when the socket is full, or a negative code (the
+ * connection is closed then: AX_EIO when the file ended early). */
+ssize_t ax__conn_sendfile(ax_conn *c);
+/* The head is a file range: read up to `max` bytes of it into a node of
+ * bytes in front.  0 or a negative code (the connection is closed then). */
+int ax__conn_file_to_bytes(ax_conn *c, size_t max);
+/* pread exactly n bytes of the head file range into buf.  0, or AX_EIO
+ * when the file ended early, or a negative errno. */
+int ax__conn_file_read(const ax_conn *c, char *buf, size_t n);
+/* Queue a file range as a node (the common part of the transports). */
+int ax__conn_queue_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len);
+/* Queue a copy as a node of the given kind, behind everything. */
+int ax__conn_queue_copy(ax_conn *c, const struct iovec *iov, int n, uint8_t kind);
+/* Put bytes before the first node that is not bytes: what the TLS engine
+ * made comes before what it has not encrypted yet; or at the head (front):
+ * what prep made of the bytes it took.  0 or a negative code (the
+ * connection is closed then). */
+int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n, bool front);
+/* Take `n` bytes of the head node that is not bytes, as done by the
+ * transport's prep (their replacement goes in front). */
+void ax__conn_take_lazy(ax_conn *c, size_t n);
 
 /* conn_sock.c: the readiness half every driver uses while connecting */
 int ax__conn_sock_start(ax_conn *c, int fd, bool connecting);

@@ -12,6 +12,14 @@
 #include "conn_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <string.h>
+
+/* How file ranges go (AXON_RING_FILE=read: always read and send, for
+ * measuring; see bench/RESULTS.md). */
+enum { RING_FILE_SENDFILE, RING_FILE_READ };
+static int ring_file_mode = -1;
 
 /* The receive's state. */
 enum { RS_IDLE, RS_ARMED, RS_CANCEL };
@@ -75,12 +83,51 @@ static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool 
     if (!more && !(c->flags & F_CLOSED)) ax__conn_update_interest(c);
 }
 
+/* A file range at the head: the transport makes bytes of it (TLS), else
+ * sendfile() takes what the socket has room for at once, and when it is
+ * full a piece is read into memory for a ring send, whose completion says
+ * when there is room again.  0 or a negative code (closed then). */
+#define RING_FILE_PIECE (256u * 1024)
+static int ring_send_lazy(ax_conn *c)
+{
+    if (c->tp->prep) return c->tp->prep(c);
+    ssize_t r = ring_file_mode == RING_FILE_READ ? 0 : ax__conn_sendfile(c);
+    if (r != 0) return r < 0 ? (int)r : 0;
+    return ax__conn_file_to_bytes(c, RING_FILE_PIECE);
+}
+
+/* Bytes before a file range that goes with sendfile (a response head):
+ * sent at once with MSG_MORE, so they share packets with the file's first
+ * bytes and the range need not wait for a completion.  True when all went. */
+static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, size_t want)
+{
+    if (c->tp->prep || ring_file_mode == RING_FILE_READ || !ax__conn_file_follows(c, n))
+        return false;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t r;
+    do
+        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT);
+    while (r == -1 && errno == EINTR);
+    if (r <= 0) return false; /* (an error shows in the ring send) */
+    ax__conn_consume(c, (size_t)r);
+    return (size_t)r == want;
+}
+
 /* Hand the queue's head to the ring, unless a send is already out. */
 static void ring_flush(ax_conn *c)
 {
-    if (c->sbusy || !c->wq_head || (c->flags & (F_CLOSED | F_CONNECTING))) return;
+    if (c->sbusy || (c->flags & (F_CLOSED | F_CONNECTING | F_CORKED))) return;
     struct iovec iov[AX__IOV_BATCH];
-    int n = ax__conn_queue_iov(c, iov, NULL);
+    int n;
+    for (;;) {
+        while (c->wq_head && c->wq_head->kind != AX__W_BYTES)
+            if (ring_send_lazy(c) < 0) return;
+        if (!c->wq_head) return;
+        size_t want;
+        n = ax__conn_queue_iov(c, iov, &want);
+        if (!ring_send_before_file(c, iov, n, want)) break;
+    }
+    n = ax__conn_queue_iov(c, iov, NULL);
     if (ax__ring_send(c->loop, &c->sop, c->io.fd, iov, n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, false);
         return;
@@ -113,6 +160,10 @@ static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool 
 
 static int ring_start(ax_conn *c, int fd, bool connecting)
 {
+    if (ring_file_mode < 0) {
+        const char *m = getenv("AXON_RING_FILE");
+        ring_file_mode = m && !strcmp(m, "read") ? RING_FILE_READ : RING_FILE_SENDFILE;
+    }
     c->rop.cb = ring_recv_done;
     c->sop.cb = ring_send_done;
     if (connecting) return ax__conn_sock_start(c, fd, true);
@@ -141,6 +192,19 @@ static void ring_queued(ax_conn *c, bool was_empty)
 {
     (void)was_empty;
     ring_flush(c);
+    ax__conn_kicked(c); /* (a file range may have gone at once) */
+}
+
+/* After a connect: a file range may have gone at once. */
+static void ring_flush_now(ax_conn *c)
+{
+    ring_flush(c);
+    if (!(c->flags & F_CLOSED) && !c->sbusy) ax__conn_after_flush(c);
+}
+
+static void ring_queued_kick(ax_conn *c)
+{
+    ring_queued(c, false);
 }
 
 static void ring_again(ax_conn *c)
@@ -191,7 +255,8 @@ const ax__conn_driver ax__conn_ring = {
     .interest = ring_interest,
     .send = ring_send,
     .queued = ring_queued,
-    .flush = ring_flush,
+    .flush = ring_flush_now,
+    .kick = ring_queued_kick,
     .again = ring_again,
     .held = ring_held,
     .stop = ring_stop,

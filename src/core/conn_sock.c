@@ -90,15 +90,34 @@ static void sock_read(ax_conn *c)
     c->tp->input(c, buf, n);
 }
 
+/* The head is a file range: the transport makes bytes of it (TLS), or it
+ * goes with sendfile.  1 to go on, 0 when the socket is full, or a
+ * negative code (the connection is closed then). */
+static int sock_send_lazy(ax_conn *c)
+{
+    if (c->tp->prep) {
+        int rc = c->tp->prep(c);
+        return rc < 0 ? rc : 1;
+    }
+    ssize_t r = ax__conn_sendfile(c);
+    return r < 0 ? (int)r : r > 0;
+}
+
 /* Write as much of the queue as the kernel takes.  0 or a negative code. */
 static int sock_flush_queue(ax_conn *c)
 {
     while (c->wq_head) {
+        if (c->wq_head->kind != AX__W_BYTES) {
+            int rc = sock_send_lazy(c);
+            if (rc <= 0) return rc;
+            continue;
+        }
         struct iovec iov[AX__IOV_BATCH];
         size_t want;
         int n = ax__conn_queue_iov(c, iov, &want);
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        int more = ax__conn_file_follows(c, n) ? MSG_MORE : 0;
+        ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | more);
         if (r == -1) {
             if (errno == EINTR) continue;
             return errno == EAGAIN ? 0 : -errno;
@@ -138,9 +157,26 @@ static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
     return r;
 }
 
+/* Send now, inside a write call: no callback runs here. */
+static void sock_kick(ax_conn *c)
+{
+    int rc = sock_flush_queue(c);
+    if (rc < 0) {
+        ax__conn_finish(c, rc, false);
+        return;
+    }
+    ax__conn_update_interest(c);
+    ax__conn_kicked(c);
+}
+
+/* A file range into an empty queue goes at once, as bytes do (try_direct). */
 static void sock_queued(ax_conn *c, bool was_empty)
 {
-    if (was_empty) ax__conn_update_interest(c);
+    if (was_empty && c->wq_head->kind != AX__W_BYTES && (c->flags & F_CONNECTED) &&
+        !(c->flags & (F_CONNECTING | F_CORKED)))
+        sock_kick(c);
+    else if (was_empty)
+        ax__conn_update_interest(c);
 }
 
 static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
@@ -204,6 +240,7 @@ const ax__conn_driver ax__conn_sock = {
     .send = sock_send,
     .queued = sock_queued,
     .flush = sock_flush,
+    .kick = sock_kick,
     .again = sock_again,
     .held = sock_held,
     .stop = sock_stop,

@@ -2,9 +2,19 @@
  * the lifecycle and a driver moves ciphertext; this file feeds what came
  * into the engine (tls.c), delivers the plaintext it gives back, encrypts
  * what the user writes into the ordinary write queue, holds writes made
- * during the handshake and calls on_open once it is done. */
+ * during the handshake and calls on_open once it is done.
+ *
+ * File ranges are encrypted when they reach the head of the queue, a
+ * record at a time (prep), so a large file costs no memory.  Records must
+ * reach the wire in the order the engine numbered them, so while a file
+ * range waits in the queue, later writes wait as plaintext behind it,
+ * whatever the engine makes meanwhile goes before the first node not yet
+ * encrypted, and close_notify waits until everything is encrypted. */
 #include "conn_internal.h"
 #include "tls.h"
+
+#include <errno.h>
+#include <unistd.h>
 
 static void tls_progress(ax_conn *c);
 
@@ -20,7 +30,7 @@ static int tls_flush_out(ax_conn *c)
         return AX_ECLOSED;
     }
     struct iovec iov = {(void *)p, n};
-    int rc = ax__conn_write_raw(c, &iov, 1);
+    int rc = c->nlazy ? ax__conn_insert_bytes(c, p, n, false) : ax__conn_write_raw(c, &iov, 1);
     ax__tls_out_done(c->tls);
     if (rc == AX_ENOMEM) ax__conn_finish(c, rc, true);
     return rc;
@@ -35,12 +45,17 @@ static void tls_fail(ax_conn *c, int rc)
 
 static void tls_close_notify(ax_conn *c)
 {
+    if (c->nlazy) { /* after the files and the plaintext behind them */
+        c->flags |= F_NOTIFY_LATER;
+        return;
+    }
     ax__tls_close_notify(c->tls);
     tls_flush_out(c);
 }
 
 static int tls_writev(ax_conn *c, const struct iovec *iov, int n)
 {
+    if (c->nlazy) return ax__conn_queue_copy(c, iov, n, AX__W_PLAIN); /* behind a file */
     if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return ax__tls_hold(c->tls, iov, n);
     for (int i = 0; i < n; i++) {
         int rc = ax__tls_write(c->tls, iov[i].iov_base, iov[i].iov_len);
@@ -50,6 +65,63 @@ static int tls_writev(ax_conn *c, const struct iovec *iov, int n)
         }
     }
     return tls_flush_out(c);
+}
+
+/* The plaintext of one record: a file range is read this much at a time. */
+#define TLS_PIECE (16u * 1024)
+
+/* Before the handshake is done: the range is read into the held bytes. */
+static int tls_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
+{
+    if (!(c->flags & (F_CONNECTING | F_HANDSHAKE)) || c->nlazy)
+        return ax__conn_queue_file(c, f, off, len);
+    char buf[TLS_PIECE];
+    while (len) {
+        size_t n = len < sizeof buf ? (size_t)len : sizeof buf;
+        ssize_t r = pread(ax_file_fd(f), buf, n, (off_t)off);
+        if (r == -1 && errno == EINTR) continue;
+        if (r <= 0) return r == 0 ? AX_EIO : ax__err();
+        struct iovec iov = {buf, (size_t)r};
+        int rc = ax__tls_hold(c->tls, &iov, 1);
+        if (rc < 0) return rc;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
+/* The head of the queue is a file range or plaintext behind one: encrypt
+ * a record of it; the ciphertext goes in front. */
+static int tls_prep(ax_conn *c)
+{
+    ax__wnode *w = c->wq_head;
+    char buf[TLS_PIECE];
+    const char *p = w->data;
+    size_t n = w->len;
+    if (w->kind == AX__W_FILE) {
+        n = n < sizeof buf ? n : sizeof buf;
+        int rc = ax__conn_file_read(c, buf, n);
+        if (rc < 0) {
+            ax__conn_finish(c, rc, true);
+            return rc;
+        }
+        p = buf;
+    }
+    int rc = ax__tls_write(c->tls, p, n);
+    if (rc < 0) {
+        tls_fail(c, rc);
+        return rc;
+    }
+    ax__conn_take_lazy(c, n);
+    if (!c->nlazy && (c->flags & F_NOTIFY_LATER)) {
+        c->flags &= ~F_NOTIFY_LATER;
+        ax__tls_close_notify(c->tls); /* the last record */
+    }
+    /* in front, never sent from here: the driver is in the middle of a flush */
+    n = ax__tls_out(c->tls, &p);
+    rc = ax__conn_insert_bytes(c, p, n, true);
+    ax__tls_out_done(c->tls);
+    return rc;
 }
 
 /* The handshake is done: send what was written before it, then on_open. */
@@ -205,6 +277,8 @@ const ax__transport ax__transport_tls = {
     .pending = tls_pending,
     .open = tls_open,
     .release = tls_release,
+    .write_file = tls_write_file,
+    .prep = tls_prep,
     .zero_copy = false, /* encrypting copies anyway */
 };
 

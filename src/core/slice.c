@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <unistd.h>
 
 struct ax_slice {
     unsigned refs; /* atomic */
@@ -69,4 +70,38 @@ void ax_slice_unref(ax_slice *s)
     if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (s->release) s->release(s->data, s->ud);
     ax_free(s);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+struct ax_file {
+    unsigned refs; /* atomic */
+    int fd;
+};
+
+ax_file *ax_file_new(int fd)
+{
+    ax_file *f = ax_malloc(sizeof(*f));
+    if (!f) return NULL;
+    f->refs = 1;
+    f->fd = fd;
+    return f;
+}
+
+int ax_file_fd(const ax_file *f)
+{
+    return f->fd;
+}
+
+ax_file *ax_file_ref(ax_file *f)
+{
+    __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+    return f;
+}
+
+void ax_file_unref(ax_file *f)
+{
+    if (!f || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    close(f->fd);
+    ax_free(f);
 }

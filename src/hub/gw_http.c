@@ -381,6 +381,7 @@ static void api_publish(ax_http_req *r, void *ud)
         reply_error(r,
                     err == AX_EMSGSIZE   ? 413
                     : err == HUB_ETOPICS ? 507
+                    : err == AX_ENOMEM   ? 500 /* the server's failure, not the request's */
                                          : 400,
                     err == AX_EINVAL ? "not a valid topic" : hub_strerror(err));
         return;

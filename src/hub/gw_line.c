@@ -137,7 +137,12 @@ static bool line_write(hub_sub *s, hub_msg *m, void *ud)
     line_conn *lc = ud;
     if (m->kind == HUB_GAP || (m->kind == HUB_MSG && m->origin == hub_sub_id(s))) return true;
     ax_slice *sl = hub_msg_encoding(m, ENC_LINE, encode_line, NULL);
-    if (!sl) return true;
+    if (!sl) {
+        /* out of memory: a message lost without a word would leave a gap the
+         * client never hears of; ending the connection says so (it resumes) */
+        ax_conn_abort(lc->c, AX_ENOMEM);
+        return false;
+    }
     int rc = ax_conn_write_slice(lc->c, sl, 0, ax_slice_len(sl));
     gw_stats *st = &lc->g->sv->gw[GW_LINE];
     GW_ADD(st->msgs_out, 1);

@@ -64,7 +64,12 @@ static bool sse_write(hub_sub *s, hub_msg *m, void *ud)
     sse_client *c = ud;
     (void)s;
     ax_slice *sl = hub_msg_encoding(m, ENC_SSE, encode_sse, NULL);
-    if (!sl) return true;
+    if (!sl) {
+        /* out of memory: a message lost without a word would leave a gap the
+         * client never hears of; ending the connection says so (it resumes) */
+        ax_conn_abort(ax_http_req_conn(c->r), AX_ENOMEM);
+        return false;
+    }
     gw_stats *st = &c->g->sv->gw[GW_SSE];
     GW_ADD(st->msgs_out, 1);
     GW_ADD(st->bytes_out, ax_slice_len(sl));
@@ -158,8 +163,19 @@ static void sse(ax_http_req *r, void *ud)
     ax_http_start(r, 200, -1);
     ax_http_write(r, "retry: 2000\n\n", 13);
     c->in_handler = true;
-    if (hub_subscribe(c->sub, filter, since, false) != 0) ax_http_write(r, ": bad filter\n\n", 14);
+    int rc = hub_subscribe(c->sub, filter, since, false);
     c->in_handler = false;
+    if (rc != 0) { /* (out of memory, too many topics): an error event, the end */
+        char ev[200];
+        int n =
+            snprintf(ev, sizeof ev, "event: error\ndata: {\"type\":\"error\",\"error\":\"%s\"}\n\n",
+                     hub_strerror(rc));
+        ax_http_write(r, ev, (size_t)n);
+        ax_http_on_abort(r, NULL, NULL);
+        sse_abort(r, c);
+        ax_http_end(r);
+        return;
+    }
     /* The server stops reading while a response is pending; an event
      * stream never ends, so read again (after this request's on_data) to
      * see the client go away at once instead of at the next ping. */

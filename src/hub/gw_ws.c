@@ -138,7 +138,12 @@ static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
     ws_client *c = ud;
     (void)s;
     ax_slice *frame = hub_msg_encoding(m, ENC_WS, encode_ws, NULL);
-    if (!frame) return true;
+    if (!frame) {
+        /* out of memory: a message lost without a word would leave a gap the
+         * client never hears of; ending the connection says so (it resumes) */
+        ax_conn_abort(ax_ws_conn(c->ws), AX_ENOMEM);
+        return false;
+    }
     gw_stats *st = &c->g->sv->gw[GW_WS];
     GW_ADD(st->msgs_out, 1);
     GW_ADD(st->bytes_out, ax_slice_len(frame));
@@ -339,8 +344,11 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
         return;
     }
     reply_ok(c, id, json_pack("{s:s}", "topic", topic));
+    /* What the check cannot foresee (out of memory) comes after the "ok":
+     * an "error" for the same id would contradict it, so the connection
+     * ends with 1011 and the reason, and the client subscribes again. */
     if ((rc = hub_subscribe(c->sub, topic, from, present)) != 0)
-        reply_error(c, id, hub_strerror(rc));
+        (void)ax_ws_close(c->ws, 1011, hub_strerror(rc));
 }
 
 /* Direct messages: a client with a name is subscribed to its inbox

@@ -35,156 +35,11 @@
  * on from hub_sub_writable(); live messages of topics it has not finished
  * stay in their history until it gets there, so nothing is lost or sent
  * twice. */
-#include <pthread.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include <axon/alloc.h>
-
-#include "auth.h"
-#include "hub.h"
-#include "index.h"
-#include "map.h"
-#include "proto/ws/utf8.h"
-
-typedef struct node node;
-typedef struct entry entry;
-typedef struct htopic htopic;
-typedef struct qnode qnode;
-typedef struct rnode rnode;
-typedef struct outbox outbox;
-typedef struct job job;
-
-#define HUB_FLOORS 1024
-
-struct rnode { /* a message on its way to another loop's subscriber */
-    rnode *next;
-    hub_sub *s;
-    hub_msg *m;
-};
-
-/* Messages for one other loop.  One post at a time: what the publishes
- * made meanwhile joins the posted one, so that loop takes them all in one
- * wake-up and each subscriber gets its share in one write. */
-struct outbox {
-    outbox *next;
-    ax_loop *loop;
-    hub *h;
-    rnode *head, **tail;
-    bool posted; /* run_batch() is on its way: it takes head..tail */
-};
+#include "hub_internal.h"
 
 static __thread ax_loop *bound_loop; /* the loop of this thread (hub_bind_loop) */
 
-struct entry { /* one filter of one subscriber */
-    hub_sub *s;
-    node *n;
-    entry *nprev, *nnext; /* the node's subscribers */
-    entry *snext, *sprev; /* the subscriber's filters */
-    htopic *room;         /* presence joined through this filter */
-    job *job;             /* its replay, while one runs */
-    char filter[];
-};
-
-struct job {        /* a paced replay: hub_subscribe() with `since` */
-    job *next;      /* the subscriber's jobs, run in order */
-    entry *e;       /* the filter it replays */
-    hub_msg *last;  /* the last message sent of topic `pos`, or NULL */
-    uint64_t since; /* the client's: for each topic */
-    uint64_t after; /* topic `pos` is sent up to this seq */
-    uint64_t gen;   /* topics made later are live only: nothing to replay */
-    size_t plen;    /* the filter's bytes no topic it matches lacks */
-    bool exact;
-    bool began;                  /* topic `pos` is under way (its gap checked) */
-    char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
-};
-
-struct node {
-    node *parent;
-    char *key; /* this level, owned by the parent's map entry */
-    size_t klen;
-    hub_map kids;
-    entry *subs;
-};
-
-struct htopic {
-    hub_inode idx; /* in hub.index, by name */
-    char *name;
-    size_t len;
-    uint64_t last_seq;
-    hub_msg *head, *tail; /* history, oldest first */
-    size_t n;
-    uint64_t untrimmed; /* dropped from memory, not yet from the store */
-    const hub_rule *rule;
-    hub_map present;   /* name -> count of subscribers present with it */
-    uint32_t rooms;    /* entries with it as their room */
-    uint64_t born;     /* hub.topic_gen when it was made */
-    hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
-    bool reap_queued;
-    bool bp_wait; /* resumes wait: the backplane is loading its history */
-    htopic *reap_next;
-};
-
-struct qnode {
-    qnode *next;
-    hub_msg *m;
-};
-
-/* Field order: pointers, then the smaller fields packed (an idle
- * subscriber's bytes count: docs/scale.md). */
-struct hub_sub {
-    hub *h;
-    const hub_sub_ops *ops;
-    void *ud;
-    char *name; /* its own copy, or unnamed (""); changed under the lock */
-    entry *entries;
-    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
-    job *jobs, **jobs_tail;
-    qnode *qhead, **qtail;
-    ax_loop *loop;            /* the loop that owns the subscriber's connection */
-    const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
-    hub_sub *grave_next;
-    size_t qbytes, budget;
-    uint64_t stamp, id;
-    uint32_t nfilters; /* entries in the list */
-    uint32_t refs;     /* the owner's, and one per message in flight to it */
-    uint32_t inflight;
-    bool blocked, dead;
-};
-
-struct hub {
-    ax_loop *loop;
-    hub_rule *rules;
-    int nrules;
-    hub_rule fallback;
-    size_t budget, max_payload;
-    node root;
-    hub_map topics;
-    hub_inode *index; /* the topics by name */
-    size_t max_topics, max_filters;
-    uint64_t floors[HUB_FLOORS]; /* by name hash: the largest last_seq of a freed topic */
-    uint64_t topic_gen;          /* topics made so far */
-    uint64_t pub_born;           /* the born of the topic being published to */
-    htopic *reap;                /* topics to free when the outermost call ends */
-    char sweep_pos[HUB_MAX_TOPIC + 1];
-    hub_store *store;
-    hub_stats st;
-    int walking;
-    uint64_t stamp, next_id;
-    hub_sub *grave;
-    pthread_mutex_t mu; /* recursive: callbacks may call back in */
-    int depth;
-    outbox *outboxes;
-    void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
-    uint64_t seq_base;           /* new topics count from here (after a crash: store.c) */
-    const hub_backplane_ops *bp; /* the cluster numbers and delivers (redis.c) */
-    void *bp_ud;
-};
-
-static ax_loop *current_loop(const hub *h)
+ax_loop *hub__current_loop(const hub *h)
 {
     return bound_loop ? bound_loop : h->loop;
 }
@@ -200,7 +55,7 @@ void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void))
     __atomic_store_n(&h->write_begin, begin, __ATOMIC_RELEASE);
 }
 
-static void lock(hub *h)
+void hub__lock(hub *h)
 {
     pthread_mutex_lock(&h->mu);
     h->depth++;
@@ -242,7 +97,7 @@ static void flush_outboxes(hub *h)
     }
 }
 
-static void unlock(hub *h)
+void hub__unlock(hub *h)
 {
     if (h->depth == 1 && h->reap && !h->walking) reap_now(h);
     if (h->depth == 1) flush_outboxes(h);
@@ -250,8 +105,6 @@ static void unlock(hub *h)
     pthread_mutex_unlock(&h->mu);
     if (outer && outq.n && !outq.draining) drain(h);
 }
-
-static const char *GAP_TEXT = "history does not reach back that far";
 
 const char *hub_strerror(int err)
 {
@@ -326,7 +179,7 @@ ax_slice *hub_msg_encoding(hub_msg *m, int slot, ax_slice *(*encode)(const hub_m
     return have;
 }
 
-static int64_t now_ms(void)
+int64_t hub__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -383,29 +236,26 @@ bool hub_filter_match(const char *f, const char *t)
 
 /* ---- rules and topics -------------------------------------------------------- */
 
-static const hub_rule *rule_for(hub *h, const char *topic)
+const hub_rule *hub__rule_for(hub *h, const char *topic)
 {
     for (int i = 0; i < h->nrules; i++)
         if (hub_filter_match(h->rules[i].pattern, topic)) return &h->rules[i];
     return &h->fallback;
 }
 
-static htopic *topic_get(hub *h, const char *name, size_t len)
+htopic *hub__topic_get(hub *h, const char *name, size_t len)
 {
     return hub_map_get(&h->topics, name, len);
 }
 
-static htopic *topic_of(hub_inode *n)
+htopic *hub__topic_of(hub_inode *n)
 {
     return n ? (htopic *)(void *)((char *)n - offsetof(htopic, idx)) : NULL;
 }
 
-static void history_trim(hub *h, htopic *t, int64_t now);
-static node *node_path(hub *h, const char *filter, bool make);
-
 /* A freed topic's seq floor is kept by a hash of its name (FNV-1a), so
  * what freed topics leave behind is a fixed table, not their names. */
-static size_t floor_of(const char *name, size_t len)
+size_t hub__floor_of(const char *name, size_t len)
 {
     uint32_t x = 2166136261u;
     for (size_t i = 0; i < len; i++)
@@ -416,13 +266,13 @@ static size_t floor_of(const char *name, size_t len)
 static bool topic_idle(hub *h, const htopic *t)
 {
     if (t->head || t->present.n || t->rooms || t->retained) return false;
-    node *n = node_path(h, t->name, false);
+    node *n = hub__node_path(h, t->name, false);
     return !n || !n->subs;
 }
 
 /* Free `t` when the outermost hub call ends (nothing holds it then), if it
  * is still idle. */
-static void topic_consider(hub *h, htopic *t)
+void hub__topic_consider(hub *h, htopic *t)
 {
     if (t->reap_queued || !topic_idle(h, t)) return;
     t->reap_queued = true;
@@ -437,7 +287,7 @@ static void reap_now(hub *h)
         h->reap = t->reap_next;
         t->reap_queued = false;
         if (!topic_idle(h, t)) continue;
-        uint64_t *floor = &h->floors[floor_of(t->name, t->len)];
+        uint64_t *floor = &h->floors[hub__floor_of(t->name, t->len)];
         if (t->last_seq > *floor) *floor = t->last_seq;
         hub_index_remove(&h->index, &t->idx);
         hub_map_clear(&t->present);
@@ -452,25 +302,25 @@ static void reap_now(hub *h)
 static void sweep(hub *h, int n, int64_t now)
 {
     while (n-- > 0) {
-        htopic *t = topic_of(hub_index_after(h->index, h->sweep_pos, false));
+        htopic *t = hub__topic_of(hub_index_after(h->index, h->sweep_pos, false));
         if (!t) {
             if (!h->sweep_pos[0]) return;
             h->sweep_pos[0] = '\0';
             continue;
         }
         memcpy(h->sweep_pos, t->name, t->len + 1);
-        history_trim(h, t, now);
-        topic_consider(h, t);
+        hub__history_trim(h, t, now);
+        hub__topic_consider(h, t);
     }
 }
 
 /* The topic, made when new; `bounded`: not past max_topics (HUB_ETOPICS). */
-static htopic *topic_make(hub *h, const char *name, size_t len, bool bounded, int *err)
+htopic *hub__topic_make(hub *h, const char *name, size_t len, bool bounded, int *err)
 {
-    htopic *t = topic_get(h, name, len);
+    htopic *t = hub__topic_get(h, name, len);
     if (t) return t;
     if (bounded) {
-        int64_t now = now_ms();
+        int64_t now = hub__now_ms();
         sweep(h, 4, now);
         if (h->topics.n >= h->max_topics) sweep(h, 256, now);
         if (h->depth == 1 && !h->walking) reap_now(h);
@@ -488,8 +338,8 @@ static htopic *topic_make(hub *h, const char *name, size_t len, bool bounded, in
     }
     t->name = e->key;
     t->len = len;
-    t->last_seq = h->floors[floor_of(name, len)]; /* above any a freed one of this name had */
-    t->rule = rule_for(h, t->name);
+    t->last_seq = h->floors[hub__floor_of(name, len)]; /* above any a freed one of this name had */
+    t->rule = hub__rule_for(h, t->name);
     t->idx.key = t->name;
     t->born = ++h->topic_gen;
     hub_index_insert(&h->index, &t->idx);
@@ -514,7 +364,7 @@ static void topic_free(hub_map_ent *e, void *ud)
 
 /* Drop history beyond the topic's count and age; the store follows in
  * batches (a DELETE per publish would double its work). */
-static void history_trim(hub *h, htopic *t, int64_t now)
+void hub__history_trim(hub *h, htopic *t, int64_t now)
 {
     const hub_rule *r = t->rule;
     int64_t oldest = r->history_age_s ? now - (int64_t)r->history_age_s * 1000 : INT64_MIN;
@@ -534,7 +384,7 @@ static void history_trim(hub *h, htopic *t, int64_t now)
     }
 }
 
-static void history_add(htopic *t, hub_msg *m)
+void hub__history_add(htopic *t, hub_msg *m)
 {
     m->next = NULL;
     if (t->tail)
@@ -611,7 +461,6 @@ static void over_budget(hub_sub *s, const hub_msg *m)
 }
 
 static void sub_push_local(hub_sub *s, hub_msg *m);
-static void walk_end(hub *h);
 
 static char unnamed[1];
 
@@ -633,7 +482,7 @@ static void name_free(char *name)
     if (name != unnamed) ax_free(name);
 }
 
-static void sub_unref(hub_sub *s)
+void hub__sub_unref(hub_sub *s)
 {
     if (--s->refs == 0) {
         name_free(s->name);
@@ -676,7 +525,7 @@ static void run_batch(ax_loop *loop, void *arg)
     outbox *o = arg;
     hub *h = o->h;
     (void)loop;
-    lock(h);
+    hub__lock(h);
     rnode *head = o->head;
     o->head = NULL;
     o->tail = &o->head;
@@ -688,11 +537,11 @@ static void run_batch(ax_loop *loop, void *arg)
         r->s->inflight--;
         if (!r->s->dead) sub_push_local(r->s, r->m);
         hub_msg_unref(r->m);
-        sub_unref(r->s);
+        hub__sub_unref(r->s);
         ax_free(r);
     }
-    walk_end(h);
-    unlock(h);
+    hub__walk_end(h);
+    hub__unlock(h);
 }
 
 /* Is m of a topic a replay of s has not finished?  Then it waits in the
@@ -709,7 +558,7 @@ static bool held_back(const hub_sub *s, const hub_msg *m)
 
 /* May s be handed m?  Every path to a client passes here: live delivery,
  * presence events, history and resume replay. */
-static inline bool may_read(const hub_sub *s, const hub_msg *m)
+bool hub__may_read(const hub_sub *s, const hub_msg *m)
 {
     if (!s->who) /* no auth: private topics are still their named owner's */
         return m->topic[0] != 'u' || auth_private_may_read(s->name, m->topic);
@@ -718,8 +567,8 @@ static inline bool may_read(const hub_sub *s, const hub_msg *m)
 
 static void sub_push(hub_sub *s, hub_msg *m)
 {
-    if (s->dead || (s->jobs && held_back(s, m)) || !may_read(s, m)) return;
-    if (s->loop != current_loop(s->h) || s->inflight) {
+    if (s->dead || (s->jobs && held_back(s, m)) || !hub__may_read(s, m)) return;
+    if (s->loop != hub__current_loop(s->h) || s->inflight) {
         sub_push_remote(s, m);
         return;
     }
@@ -750,7 +599,7 @@ static bool defer_write(hub_sub *s, hub_msg *m)
 }
 
 /* Now, under the lock: for a replay, which stops when the wire is full. */
-static void sub_push_now(hub_sub *s, hub_msg *m)
+void hub__sub_push_now(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
     if (!s->blocked && !s->qhead) {
@@ -794,7 +643,7 @@ static void drain(hub *h)
         if (!s->ops->write(s, outq.v[i].m, s->ud)) s->blocked = true;
     }
     if (end) end();
-    lock(h);
+    hub__lock(h);
     h->walking++;
     size_t n = outq.n;
     for (size_t i = 0; i < n; i++) {
@@ -804,7 +653,7 @@ static void drain(hub *h)
             sub_queue(p.s, p.m);
         }
         hub_msg_unref(p.m);
-        sub_unref(p.s);
+        hub__sub_unref(p.s);
     }
     memmove(outq.v, outq.v + n, (outq.n - n) * sizeof(*outq.v));
     outq.n -= n;
@@ -814,8 +663,8 @@ static void drain(hub *h)
         outq.cap = 0;
     }
     outq.draining = false;
-    walk_end(h);
-    unlock(h); /* drains again what walk_end() and the queues added */
+    hub__walk_end(h);
+    hub__unlock(h); /* drains again what walk_end() and the queues added */
 }
 
 static void sub_queue(hub_sub *s, hub_msg *m)
@@ -835,11 +684,9 @@ static void sub_queue(hub_sub *s, hub_msg *m)
     if (s->qbytes > s->budget) over_budget(s, m);
 }
 
-static void jobs_run(hub_sub *s);
-
 void hub_sub_writable(hub_sub *s)
 {
-    lock(s->h);
+    hub__lock(s->h);
     s->blocked = false;
     s->h->walking++;
     while (s->qhead && !s->blocked && !s->dead) {
@@ -849,9 +696,9 @@ void hub_sub_writable(hub_sub *s)
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         hub_msg_unref(m);
     }
-    if (s->jobs) jobs_run(s);
-    walk_end(s->h);
-    unlock(s->h);
+    if (s->jobs) hub__jobs_run(s);
+    hub__walk_end(s->h);
+    hub__unlock(s->h);
 }
 
 size_t hub_sub_queued(const hub_sub *s)
@@ -865,8 +712,6 @@ void hub_sub_set_budget(hub_sub *s, size_t bytes)
 }
 
 /* ---- the subscription tree --------------------------------------------------------- */
-
-static void walk_end(hub *h);
 
 static void deliver_list(hub *h, entry *e, hub_msg *m)
 {
@@ -893,7 +738,7 @@ static void walk(hub *h, node *n, const char **lv, const size_t *ll, int i, int 
     if (exact && exact != plus && exact != hash) walk(h, exact, lv, ll, i + 1, nl, m);
 }
 
-static void deliver(hub *h, hub_msg *m)
+void hub__deliver(hub *h, hub_msg *m)
 {
     const char *lv[HUB_MAX_LEVELS];
     size_t ll[HUB_MAX_LEVELS];
@@ -909,10 +754,10 @@ static void deliver(hub *h, hub_msg *m)
     h->walking++;
     h->stamp++;
     walk(h, &h->root, lv, ll, 0, nl, m);
-    walk_end(h);
+    hub__walk_end(h);
 }
 
-static node *node_path(hub *h, const char *filter, bool make)
+node *hub__node_path(hub *h, const char *filter, bool make)
 {
     node *n = &h->root;
     const char *p = filter;
@@ -938,7 +783,7 @@ static node *node_path(hub *h, const char *filter, bool make)
     }
 }
 
-static void node_prune(node *n)
+void hub__node_prune(node *n)
 {
     while (n->parent && !n->subs && n->kids.n == 0) {
         node *up = n->parent;
@@ -968,12 +813,12 @@ static void presence_event(hub *h, htopic *room, int kind, const char *name)
     m->policy = (int8_t)room->rule->policy;
     m->kind = (uint8_t)kind;
     m->seq = room->last_seq;
-    m->time_ms = now_ms();
-    deliver(h, m);
+    m->time_ms = hub__now_ms();
+    hub__deliver(h, m);
     hub_msg_unref(m);
 }
 
-static void presence_join(hub *h, htopic *room, const char *name)
+void hub__presence_join(hub *h, htopic *room, const char *name)
 {
     size_t nl = strlen(name);
     uintptr_t c = (uintptr_t)hub_map_get(&room->present, name, nl);
@@ -1006,17 +851,17 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->qtail = &s->qhead;
     s->jobs_tail = &s->jobs;
     s->budget = h->budget;
-    s->loop = current_loop(h);
+    s->loop = hub__current_loop(h);
     s->refs = 1;
     s->name = name_dup(name);
     if (!s->name) {
         ax_free(s);
         return NULL;
     }
-    lock(h);
+    hub__lock(h);
     s->id = ++h->next_id;
     h->st.subscribers++;
-    unlock(h);
+    hub__unlock(h);
     return s;
 }
 
@@ -1037,17 +882,17 @@ const char *hub_sub_name(const hub_sub *s)
 
 bool hub_sub_replaying(const hub_sub *s)
 {
-    lock(s->h);
+    hub__lock(s->h);
     bool r = s->jobs != NULL;
-    unlock(s->h);
+    hub__unlock(s->h);
     return r;
 }
 
 void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
 {
-    lock(s->h);
+    hub__lock(s->h);
     s->who = id;
-    unlock(s->h);
+    hub__unlock(s->h);
 }
 
 int hub_sub_rename(hub_sub *s, const char *name)
@@ -1055,21 +900,19 @@ int hub_sub_rename(hub_sub *s, const char *name)
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
     char *copy = name_dup(name), *old;
     if (!copy) return AX_ENOMEM;
-    lock(s->h);
+    hub__lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
         if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
     old = s->name;
     s->name = copy;
     for (entry *e = s->entries; e; e = e->snext)
-        if (e->room) presence_join(s->h, e->room, s->name);
-    unlock(s->h);
+        if (e->room) hub__presence_join(s->h, e->room, s->name);
+    hub__unlock(s->h);
     name_free(old);
     return 0;
 }
 
-static void job_end(hub_sub *s, job *j);
-
-static void entry_unlink(hub_sub *s, entry *e)
+void hub__entry_unlink(hub_sub *s, entry *e)
 {
     hub *h = s->h;
     size_t fl = strlen(e->filter);
@@ -1080,11 +923,11 @@ static void entry_unlink(hub_sub *s, entry *e)
     else
         s->entries = e->snext;
     if (e->snext) e->snext->sprev = e->sprev;
-    if (e->job) job_end(s, e->job);
+    if (e->job) hub__job_end(s, e->job);
     if (e->room) {
         if (s->name[0]) presence_leave(h, e->room, s->name);
         e->room->rooms--;
-        topic_consider(h, e->room);
+        hub__topic_consider(h, e->room);
     }
     if (e->nprev)
         e->nprev->nnext = e->nnext;
@@ -1093,9 +936,9 @@ static void entry_unlink(hub_sub *s, entry *e)
     if (e->nnext) e->nnext->nprev = e->nprev;
     node *n = e->n;
     if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
-    node_prune(n);
-    htopic *t = topic_get(h, e->filter, fl); /* an exact subscription kept it */
-    if (t) topic_consider(h, t);
+    hub__node_prune(n);
+    htopic *t = hub__topic_get(h, e->filter, fl); /* an exact subscription kept it */
+    if (t) hub__topic_consider(h, t);
     ax_free(e);
 }
 
@@ -1104,7 +947,7 @@ static void entry_unlink(hub_sub *s, entry *e)
  * no map entry, 48 bytes). */
 #define FEW_FILTERS 8
 
-static entry *filter_find(const hub_sub *s, const char *f, size_t fl)
+entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl)
 {
     if (s->filters) return hub_map_get(s->filters, f, fl);
     for (entry *e = s->entries; e; e = e->snext)
@@ -1121,7 +964,7 @@ static void filters_free(hub_sub *s)
 }
 
 /* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
-static int filter_add(hub_sub *s, entry *e, size_t fl)
+int hub__filter_add(hub_sub *s, entry *e, size_t fl)
 {
     if (!s->filters) {
         if (s->nfilters < FEW_FILTERS) return 0;
@@ -1139,13 +982,13 @@ static int filter_add(hub_sub *s, entry *e, size_t fl)
 static void sub_release(hub_sub *s)
 {
     while (s->entries)
-        entry_unlink(s, s->entries);
+        hub__entry_unlink(s, s->entries);
     filters_free(s);
     q_clear(s);
-    sub_unref(s); /* messages on their way to it hold it a little longer */
+    hub__sub_unref(s); /* messages on their way to it hold it a little longer */
 }
 
-static void walk_end(hub *h)
+void hub__walk_end(hub *h)
 {
     if (--h->walking > 0) return;
     while (h->grave) {
@@ -1161,216 +1004,14 @@ void hub_sub_free(hub_sub *s)
 {
     if (!s) return;
     hub *h = s->h;
-    lock(h);
+    hub__lock(h);
     h->st.subscribers--;
     s->dead = true;
     s->grave_next = h->grave;
     h->grave = s;
     h->walking++;
-    walk_end(h);
-    unlock(h);
-}
-
-/* ---- paced replay ---------------------------------------------------------------------- */
-
-static void job_end(hub_sub *s, job *j)
-{
-    for (job **p = &s->jobs; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
-            if (!*p) s->jobs_tail = p;
-            break;
-        }
-    j->e->job = NULL;
-    hub_msg_unref(j->last);
-    ax_free(j);
-}
-
-static void push_gap(hub_sub *s, htopic *t, uint64_t first)
-{
-    if (s->who ? !auth_may_read(s->who, t->name) : !auth_private_may_read(s->name, t->name)) return;
-    hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
-    if (!g) return;
-    g->kind = HUB_GAP;
-    g->policy = (int8_t)t->rule->policy;
-    g->seq = first;
-    g->time_ms = now_ms();
-    sub_push_now(s, g);
-    hub_msg_unref(g);
-}
-
-/* The next message of `t` for the job (a gap notice first when history no
- * longer reaches back), or NULL when it has sent them all. */
-static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
-{
-    /* history leaves from its head only: `last` is still in it while its
-     * seq is not below the head's, and then its successor is the next */
-    if (j->last && t->head && j->last->seq >= t->head->seq) return j->last->next;
-    if (!j->began) history_trim(s->h, t, now_ms());
-    j->began = true;
-    uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
-    if (j->after + 1 < first && j->after < t->last_seq) {
-        push_gap(s, t, first);
-        j->after = first - 1; /* said once */
-    }
-    hub_msg *m = t->head;
-    while (m && m->seq <= j->after)
-        m = m->next;
-    return m;
-}
-
-/* The job's next topic: the first at or above `pos` that its filter matches. */
-static htopic *job_topic(hub *h, job *j)
-{
-    const char *f = j->e->filter;
-    if (j->exact) {
-        htopic *t = topic_get(h, f, strlen(f));
-        return t && t->born <= j->gen && strcmp(t->name, j->pos) >= 0 ? t : NULL;
-    }
-    htopic *t = topic_of(hub_index_after(h->index, j->pos, true));
-    while (t && strncmp(t->name, f, j->plen) == 0 &&
-           (t->born > j->gen || !hub_filter_match(f, t->name)))
-        t = topic_of(hub_index_after(h->index, t->name, false));
-    return t && strncmp(t->name, f, j->plen) == 0 ? t : NULL;
-}
-
-static void job_at(job *j, const char *name, size_t len)
-{
-    memcpy(j->pos, name, len + 1);
-    hub_msg_unref(j->last);
-    j->last = NULL;
-    j->after = j->since;
-    j->began = false;
-}
-
-/* Replay while the wire takes it; true when the job is done. */
-static bool job_step(hub_sub *s, job *j)
-{
-    while (!s->dead && !s->blocked && !s->qhead) {
-        htopic *t = job_topic(s->h, j);
-        if (!t) return true;
-        if (t->bp_wait && j->exact) return false; /* hub_backplane_ready() goes on */
-        if (strcmp(t->name, j->pos) != 0) job_at(j, t->name, t->len);
-        hub_msg *m = job_next(s, j, t);
-        if (!m) { /* this topic is done: on to the names above it */
-            char next[HUB_MAX_TOPIC + 2];
-            memcpy(next, t->name, t->len);
-            next[t->len] = '\x01'; /* below any longer name: no topic has bytes < 0x20 */
-            next[t->len + 1] = '\0';
-            job_at(j, next, t->len + 1);
-            continue;
-        }
-        if (s->dead || s->blocked) break; /* a gap notice filled the wire */
-        hub_msg_unref(j->last);
-        j->last = hub_msg_ref(m);
-        j->after = m->seq;
-        if (may_read(s, m)) sub_push_now(s, m);
-    }
-    return false;
-}
-
-static void jobs_run(hub_sub *s)
-{
-    while (s->jobs && job_step(s, s->jobs))
-        job_end(s, s->jobs);
-}
-
-static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
-{
-    job *j = ax_calloc(1, sizeof(*j));
-    if (!j) return AX_ENOMEM;
-    const char *f = e->filter;
-    size_t plen = strcspn(f, "+#");
-    if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
-    j->e = e;
-    j->since = j->after = (uint64_t)since;
-    j->gen = s->h->topic_gen;
-    j->exact = exact;
-    j->plen = exact ? strlen(f) : plen;
-    memcpy(j->pos, f, j->plen);
-    j->pos[j->plen] = '\0';
-    e->job = j;
-    *s->jobs_tail = j;
-    s->jobs_tail = &j->next;
-    if (s->jobs == j) jobs_run(s);
-    return 0;
-}
-
-static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
-{
-    if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
-    if (filter_find(s, filter, fl)) return 0;
-    return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
-}
-
-static void bp_need(hub *h, const char *filter, size_t fl);
-
-static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
-{
-    hub *h = s->h;
-    size_t fl = strlen(filter);
-    int rc = subscribe_check(s, filter, fl);
-    if (rc != 0 || filter_find(s, filter, fl)) return rc;
-    node *n = node_path(h, filter, true);
-    entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
-    if (e) memcpy(e->filter, filter, fl + 1);
-    if (!e || filter_add(s, e, fl) != 0) {
-        ax_free(e);
-        if (n) node_prune(n);
-        return AX_ENOMEM;
-    }
-    if (h->bp && !n->subs) bp_need(h, filter, fl);
-    s->nfilters++;
-    e->s = s;
-    e->n = n;
-    e->nnext = n->subs;
-    if (n->subs) n->subs->nprev = e;
-    n->subs = e;
-    e->snext = s->entries;
-    if (s->entries) s->entries->sprev = e;
-    s->entries = e;
-    bool exact = hub_topic_valid(filter, fl);
-    h->walking++;
-    if (since >= 0 && (rc = job_start(s, e, since, exact)) != 0) entry_unlink(s, e);
-    if (!rc && present && exact && !s->dead) { /* a name given later joins then */
-        e->room = topic_make(h, filter, fl, true, &rc);
-        if (e->room) e->room->rooms++;
-        if (e->room && s->name[0]) presence_join(h, e->room, s->name);
-        if (!e->room) entry_unlink(s, e);
-    }
-    walk_end(h);
-    return rc;
-}
-
-int hub_subscribe_check(const hub_sub *s, const char *filter)
-{
-    lock(s->h);
-    int rc = subscribe_check(s, filter, strlen(filter));
-    unlock(s->h);
-    return rc;
-}
-
-int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
-{
-    lock(s->h);
-    int rc = subscribe_locked(s, filter, since, present);
-    unlock(s->h);
-    return rc;
-}
-
-int hub_unsubscribe(hub_sub *s, const char *filter)
-{
-    int rc = AX_ENOENT;
-    lock(s->h);
-    entry *e = filter_find(s, filter, strlen(filter));
-    if (e) {
-        s->h->walking++;
-        entry_unlink(s, e);
-        walk_end(s->h);
-        rc = 0;
-    }
-    unlock(s->h);
-    return rc;
+    hub__walk_end(h);
+    hub__unlock(h);
 }
 
 /* ---- publishing ------------------------------------------------------------------------ */
@@ -1393,8 +1034,6 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *name, const
     return hub_publish_pub(h, &p, NULL, err); /* no wait: the backplane keeps no record */
 }
 
-static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err);
-
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err)
 {
@@ -1407,390 +1046,6 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     return hub_publish_pub(h, &p, ticket, err);
 }
 
-/* ---- gateway state and retained messages in the store ------------------------------------ */
-
-bool hub_durable(const hub *h)
-{
-    return h->store != NULL;
-}
-
-int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const void *val,
-                  size_t vlen, uint64_t *ticket)
-{
-    uint64_t tk = 0;
-    int rc = h->store ? hub_store_state(h->store, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key,
-                                        klen, val, vlen, &tk)
-                      : 0;
-    if (ticket) *ticket = tk;
-    return rc;
-}
-
-int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uint64_t *ticket)
-{
-    uint64_t tk = 0;
-    int rc =
-        h->store ? hub_store_state(h->store, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0, &tk) : 0;
-    if (ticket) *ticket = tk;
-    return rc;
-}
-
-int hub_state_load(hub *h, const char *ns,
-                   void (*cb)(const void *key, size_t klen, const void *val, size_t vlen, void *ud),
-                   void *ud)
-{
-    return h->store ? hub_store_state_load(h->store, ns, cb, ud) : 0;
-}
-
-#define PACK_FIXED (8 + 8 + 4 + 1 + 1 + 2 + 1 + 4)
-
-size_t hub_msg_pack(const hub_msg *m, uint8_t *out, size_t cap)
-{
-    size_t n = PACK_FIXED + m->topic_len + m->sender_len + m->ext_len + m->payload_len;
-    if (!out || n > cap) return n;
-    uint8_t *p = hub_put_be(out, m->seq, 8);
-    p = hub_put_be(p, (uint64_t)m->time_ms, 8);
-    p = hub_put_be(p, m->expiry_s, 4);
-    *p++ = m->qos;
-    *p++ = m->retain;
-    p = hub_put_be(p, m->topic_len, 2);
-    memcpy(p, m->topic, m->topic_len);
-    p += m->topic_len;
-    *p++ = (uint8_t)m->sender_len;
-    memcpy(p, m->sender, m->sender_len);
-    p += m->sender_len;
-    p = hub_put_be(p, m->ext_len, 4);
-    if (m->ext_len) memcpy(p, m->ext, m->ext_len);
-    p += m->ext_len;
-    if (m->payload_len) memcpy(p, m->payload, m->payload_len);
-    return n;
-}
-
-hub_msg *hub_msg_unpack(const uint8_t *p, size_t n)
-{
-    if (n < PACK_FIXED) return NULL;
-    size_t tl = (size_t)hub_get_be(p + 22, 2), sl, el;
-    if (n < PACK_FIXED + tl) return NULL;
-    sl = p[24 + tl];
-    if (n < PACK_FIXED + tl + sl) return NULL;
-    el = (size_t)hub_get_be(p + 25 + tl + sl, 4);
-    if (n < PACK_FIXED + tl + sl + el || sl > HUB_MAX_NAME) return NULL;
-    char sender[HUB_MAX_NAME + 1];
-    memcpy(sender, p + 25 + tl, sl);
-    sender[sl] = '\0';
-    const uint8_t *ext = p + 29 + tl + sl, *payload = ext + el;
-    hub_msg *m = hub__msg_new_ext((const char *)p + 24, tl, sender, payload,
-                                  n - (size_t)(payload - p), ext, el);
-    if (!m) return NULL;
-    m->seq = hub_get_be(p, 8);
-    m->time_ms = (int64_t)hub_get_be(p + 8, 8);
-    m->expiry_s = (uint32_t)hub_get_be(p + 16, 4);
-    m->qos = p[20];
-    m->retain = p[21] != 0;
-    m->binary = !ax_utf8_valid(m->payload, m->payload_len);
-    return m;
-}
-
-#define RETAIN_NS "retain"
-
-/* The topic's retained message becomes m (an empty one clears it), in
- * the store too; *ticket: the later of the two writes. */
-static void retain_set(hub *h, htopic *t, hub_msg *m, uint64_t *ticket)
-{
-    hub_msg_unref(t->retained);
-    t->retained = m->payload_len ? hub_msg_ref(m) : NULL;
-    if (!h->store) return;
-    uint64_t tk = 0;
-    size_t n = m->payload_len ? hub_msg_pack(m, NULL, 0) : 0;
-    uint8_t *b = n ? ax_malloc(n) : NULL;
-    if (b) hub_msg_pack(m, b, n);
-    if (b || !n) hub_state_put(h, RETAIN_NS, t->name, t->len, b, n, &tk);
-    ax_free(b);
-    if (tk > *ticket) *ticket = tk;
-}
-
-static void load_retained(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
-{
-    hub *h = ud;
-    int err;
-    hub_msg *m = hub_msg_unpack(val, vlen);
-    htopic *t =
-        m && m->topic_len == klen ? topic_make(h, m->topic, m->topic_len, false, &err) : NULL;
-    if (t) {
-        m->policy = (int8_t)t->rule->policy;
-        hub_msg_unref(t->retained);
-        t->retained = hub_msg_ref(m);
-    }
-    hub_msg_unref(m);
-}
-
-uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
-{
-    uint64_t *wanted = ticket, unused; /* NULL: the caller will not wait */
-    if (!ticket) ticket = &unused;
-    *ticket = 0;
-    const char *name = p->topic;
-    size_t tl = strlen(name), len = p->len;
-    if (!hub_topic_valid(name, tl)) {
-        *err = AX_EINVAL;
-        return 0;
-    }
-    if (len > h->max_payload) {
-        *err = AX_EMSGSIZE;
-        return 0;
-    }
-    hub_msg *m = hub__msg_new_ext(name, tl, p->sender, p->payload, len, p->ext, p->ext_len);
-    if (!m) {
-        *err = AX_ENOMEM;
-        return 0;
-    }
-    m->binary = !ax_utf8_valid(p->payload, len);
-    m->origin = p->origin ? p->origin->id : 0;
-    m->qos = p->qos;
-    m->retain = p->retain;
-    m->expiry_s = p->expiry_s;
-    if (h->bp) return bp_publish(h, m, wanted, err); /* (retained: hub_backplane_retained) */
-    lock(h);
-    htopic *t = topic_make(h, name, tl, true, err);
-    uint64_t seq = 0;
-    int rc = t ? 0 : *err; /* (topic_make() said why) */
-    if (t) {
-        if (t->last_seq < h->seq_base) t->last_seq = h->seq_base;
-        m->seq = t->last_seq + 1;
-        m->policy = (int8_t)t->rule->policy;
-        m->time_ms = now_ms();
-        /* queued for the store before the number is used: a full queue
-         * refuses the publish and the number stays free */
-        rc = h->store ? hub_store_put(h->store, m, ticket) : 0;
-    }
-    if (rc) {
-        *err = rc;
-    } else {
-        seq = t->last_seq = m->seq;
-        if (m->retain) retain_set(h, t, m, ticket);
-        history_add(t, hub_msg_ref(m));
-        history_trim(h, t, m->time_ms);
-        h->st.published++;
-        h->pub_born = t->born;
-        deliver(h, m);
-        topic_consider(h, t); /* a rule that keeps no history */
-    }
-    unlock(h);
-    hub_msg_unref(m);
-    return seq;
-}
-
-static bool expired(const hub_msg *m, int64_t now)
-{
-    return m->expiry_s && now - m->time_ms >= (int64_t)m->expiry_s * 1000;
-}
-
-size_t hub_retained(hub_sub *s, const char *filter, void (*cb)(hub_msg *m, void *ud), void *ud)
-{
-    hub *h = s->h;
-    size_t n = 0, fl = strlen(filter);
-    size_t plen = strcspn(filter, "+#");
-    if (filter[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
-    int64_t now = now_ms();
-    lock(h);
-    if (hub_topic_valid(filter, fl)) {
-        htopic *t = topic_get(h, filter, fl);
-        if (t && t->retained && !expired(t->retained, now) && may_read(s, t->retained)) {
-            cb(t->retained, ud);
-            n++;
-        }
-        unlock(h);
-        return n;
-    }
-    char pos[HUB_MAX_TOPIC + 1];
-    memcpy(pos, filter, plen);
-    pos[plen] = '\0';
-    for (htopic *t = topic_of(hub_index_after(h->index, pos, true));
-         t && strncmp(t->name, filter, plen) == 0;
-         t = topic_of(hub_index_after(h->index, t->name, false))) {
-        hub_msg *m = t->retained;
-        if (m && hub_filter_match(filter, t->name) && !expired(m, now) && may_read(s, m)) {
-            cb(m, ud);
-            n++;
-        }
-    }
-    unlock(h);
-    return n;
-}
-
-int hub_ack_wait(hub *h, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status))
-{
-    a->seq = 0;
-    if (h->bp) return h->bp->wait(h->bp_ud, a, ticket, cb, current_loop(h));
-    if (!h->store) return AX_EINVAL; /* no ticket without a store */
-    return hub_store_wait(h->store, current_loop(h), a, ticket, cb);
-}
-
-void hub_ack_cancel(hub *h, hub_ack *a)
-{
-    if (h->bp)
-        h->bp->cancel(h->bp_ud, a);
-    else if (h->store)
-        hub_store_cancel(h->store, a);
-}
-
-/* ---- queries ------------------------------------------------------------------------------ */
-
-uint64_t hub_history(hub *h, const char *name, uint64_t since, size_t max,
-                     void (*cb)(hub_msg *m, void *ud), void *ud, uint64_t *first_kept)
-{
-    lock(h);
-    htopic *t = topic_get(h, name, strlen(name));
-    if (first_kept) *first_kept = 0;
-    if (!t) {
-        unlock(h);
-        return 0;
-    }
-    history_trim(h, t, now_ms());
-    topic_consider(h, t);
-    if (first_kept) *first_kept = t->head ? t->head->seq : t->last_seq + 1;
-    size_t n = 0;
-    for (hub_msg *m = t->head; m; m = m->next)
-        n += m->seq > since;
-    for (hub_msg *m = t->head; m; m = m->next) {
-        if (m->seq <= since) continue;
-        if (n-- > max) continue; /* the newest `max` */
-        cb(m, ud);
-    }
-    uint64_t last = t->last_seq;
-    unlock(h);
-    return last;
-}
-
-uint64_t hub_history_window(hub *h, const char *name, uint64_t since, size_t max,
-                            uint64_t *first_kept, uint64_t *from)
-{
-    uint64_t last = 0;
-    *first_kept = 0;
-    *from = since;
-    lock(h);
-    htopic *t = topic_get(h, name, strlen(name));
-    if (t) {
-        history_trim(h, t, now_ms());
-        topic_consider(h, t);
-        *first_kept = t->head ? t->head->seq : t->last_seq + 1;
-        size_t n = 0;
-        for (hub_msg *m = t->head; m; m = m->next)
-            n += m->seq > since;
-        for (hub_msg *m = t->head; m && n > max; m = m->next) /* skip to the newest `max` */
-            if (m->seq > since) {
-                *from = m->seq;
-                n--;
-            }
-        last = t->last_seq;
-    }
-    unlock(h);
-    return last;
-}
-
-size_t hub_history_more(hub *h, const char *name, hub_msg **pos, uint64_t *from, uint64_t upto,
-                        size_t max, void (*cb)(hub_msg *m, void *ud), void *ud)
-{
-    size_t n = 0;
-    lock(h);
-    htopic *t = topic_get(h, name, strlen(name));
-    hub_msg *m = NULL;
-    if (t && *pos && t->head && (*pos)->seq >= t->head->seq) /* still in the history */
-        m = (*pos)->next;
-    else if (t)
-        for (m = t->head; m && m->seq <= *from; m = m->next)
-            ;
-    for (; m && m->seq <= upto && n < max; m = m->next, n++) {
-        cb(m, ud);
-        *from = m->seq;
-        hub_msg_unref(*pos);
-        *pos = hub_msg_ref(m);
-    }
-    unlock(h);
-    return n;
-}
-
-size_t hub_topics(hub *h, const char *after, size_t max,
-                  void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
-                  char *next)
-{
-    char pos[HUB_MAX_TOPIC + 1];
-    size_t given = 0, visits = max * 4 + 64; /* topics nobody used are passed over */
-    snprintf(pos, sizeof pos, "%s", after ? after : "");
-    lock(h);
-    htopic *t = topic_of(hub_index_after(h->index, pos, false));
-    for (; t && given < max && visits > 0; visits--) {
-        if (t->last_seq || t->present.n) { /* somebody has written or is there */
-            node *n = node_path(h, t->name, false);
-            size_t subs = 0;
-            for (entry *x = n ? n->subs : NULL; x; x = x->nnext)
-                subs++;
-            cb(t->name, t->last_seq, subs, ud);
-            given++;
-        }
-        memcpy(pos, t->name, t->len + 1);
-        t = topic_of(hub_index_after(h->index, t->name, false));
-    }
-    if (next) snprintf(next, HUB_MAX_TOPIC + 1, "%s", t ? pos : "");
-    unlock(h);
-    return given;
-}
-
-typedef struct presence_ctx {
-    void (*cb)(const char *name, void *ud);
-    void *ud;
-} presence_ctx;
-
-static void presence_each(hub_map_ent *e, void *ud)
-{
-    presence_ctx *c = ud;
-    c->cb(e->key, c->ud);
-}
-
-void hub_presence_local(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
-{
-    presence_ctx c = {cb, ud};
-    lock(h);
-    htopic *t = topic_get(h, room, strlen(room));
-    if (t) hub_map_each(&t->present, presence_each, &c);
-    unlock(h);
-}
-
-typedef struct remote_ctx {
-    presence_ctx c;
-    htopic *t;
-} remote_ctx;
-
-static void presence_remote(const char *name, void *ud)
-{
-    remote_ctx *r = ud;
-    if (!r->t || !hub_map_get(&r->t->present, name, strlen(name))) r->c.cb(name, r->c.ud);
-}
-
-void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud)
-{
-    remote_ctx r = {{cb, ud}, NULL};
-    lock(h);
-    r.t = topic_get(h, room, strlen(room));
-    if (r.t) hub_map_each(&r.t->present, presence_each, &r.c);
-    if (h->bp) h->bp->presence(h->bp_ud, room, presence_remote, &r); /* not those here */
-    unlock(h);
-}
-
-const hub_stats *hub_stats_get(hub *h)
-{
-    static __thread hub_stats copy; /* a snapshot, for the calling thread */
-    lock(h);
-    if (h->store) hub_store_stats(h->store, &h->st);
-    copy = h->st;
-    unlock(h);
-    return &copy;
-}
-
-ax_loop *hub_loop(const hub *h)
-{
-    return h->loop;
-}
-
 /* ---- the hub --------------------------------------------------------------------------------- */
 
 static void load_topic(const char *name, uint64_t last, bool stored, void *ud)
@@ -1799,11 +1054,11 @@ static void load_topic(const char *name, uint64_t last, bool stored, void *ud)
     int err;
     size_t len = strlen(name);
     if (!stored) { /* no history left: only its number lives on, as a freed topic's */
-        uint64_t *floor = &h->floors[floor_of(name, len)];
+        uint64_t *floor = &h->floors[hub__floor_of(name, len)];
         if (last > *floor) *floor = last;
         return;
     }
-    htopic *t = topic_make(h, name, len, false, &err);
+    htopic *t = hub__topic_make(h, name, len, false, &err);
     if (t && last > t->last_seq) t->last_seq = last;
 }
 
@@ -1811,14 +1066,14 @@ static void load_msg(hub_msg *m, void *ud)
 {
     hub *h = ud;
     int err;
-    htopic *t = topic_make(h, m->topic, m->topic_len, false, &err);
+    htopic *t = hub__topic_make(h, m->topic, m->topic_len, false, &err);
     if (!t) {
         hub_msg_unref(m);
         return;
     }
     m->binary = !ax_utf8_valid(m->payload, m->payload_len);
     m->policy = (int8_t)t->rule->policy;
-    history_add(t, m);
+    hub__history_add(t, m);
 }
 
 static void load_history(hub_map_ent *e, void *ud)
@@ -1826,7 +1081,7 @@ static void load_history(hub_map_ent *e, void *ud)
     hub *h = ud;
     htopic *t = e->value;
     hub_store_recent(h->store, t->name, t->rule->history_count, load_msg, h);
-    history_trim(h, t, now_ms());
+    hub__history_trim(h, t, hub__now_ms());
 }
 
 hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
@@ -1862,7 +1117,7 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
             goto fail;
         }
         hub_map_each(&h->topics, load_history, h);
-        if (hub_store_state_load(h->store, RETAIN_NS, load_retained, h) != 0) {
+        if (hub_store_state_load(h->store, RETAIN_NS, hub__load_retained, h) != 0) {
             snprintf(why, why_len, "cannot read the retained messages in %s", o->data_dir);
             goto fail;
         }
@@ -1890,152 +1145,4 @@ void hub_free(hub *h)
     pthread_mutex_destroy(&h->mu);
     ax_free(h->rules);
     ax_free(h);
-}
-
-/* ---- the backplane (hub.h; redis.c) -----------------------------------------------------------
- */
-
-void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud)
-{
-    h->bp = ops;
-    h->bp_ud = ud;
-}
-
-/* The first subscriber of `filter` on this node: the backplane starts
- * receiving it, and a topic's resumes wait until its history is loaded. */
-static void bp_need(hub *h, const char *filter, size_t fl)
-{
-    int err;
-    htopic *t = hub_topic_valid(filter, fl) ? topic_make(h, filter, fl, true, &err) : NULL;
-    if (t) t->bp_wait = true;
-    h->bp->need(h->bp_ud, filter, true);
-}
-
-static uint64_t bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err)
-{
-    lock(h);
-    htopic *t = topic_get(h, m->topic, m->topic_len);
-    uint64_t last = t ? t->last_seq : h->floors[floor_of(m->topic, m->topic_len)];
-    uint32_t history = t ? t->rule->history_count : rule_for(h, m->topic)->history_count;
-    unlock(h);
-    m->time_ms = now_ms();
-    int rc = h->bp->publish(h->bp_ud, m, last, history, ticket);
-    hub_msg_unref(m);
-    if (rc) *err = rc;
-    return rc ? 0 : last + 1;
-}
-
-int hub_backplane_deliver(hub *h, hub_msg *m, int how)
-{
-    int rc = HUB_BP_OK, err = 0;
-    lock(h);
-    htopic *t = topic_make(h, m->topic, m->topic_len, true, &err);
-    if (!t) {
-        rc = HUB_BP_DROP;
-        h->st.dropped++;
-    } else if (m->seq <= t->last_seq) {
-        rc = HUB_BP_DUP;
-    } else if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_IN_ORDER) {
-        rc = HUB_BP_GAP;
-    } else {
-        h->pub_born = t->born;
-        if (t->last_seq && m->seq > t->last_seq + 1 && how == HUB_BPD_FORCE) { /* lost: say so */
-            hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
-            if (g) {
-                g->kind = HUB_GAP;
-                g->policy = (int8_t)t->rule->policy;
-                g->seq = m->seq;
-                g->time_ms = m->time_ms;
-                deliver(h, g);
-                hub_msg_unref(g);
-            }
-        }
-        m->policy = (int8_t)t->rule->policy;
-        t->last_seq = m->seq;
-        history_add(t, hub_msg_ref(m));
-        history_trim(h, t, now_ms());
-        h->st.published++;
-        if (how != HUB_BPD_HISTORY) deliver(h, m);
-    }
-    if (t) topic_consider(h, t);
-    unlock(h);
-    return rc;
-}
-
-void hub_backplane_retained(hub *h, hub_msg *m)
-{
-    int err;
-    lock(h);
-    htopic *t = topic_make(h, m->topic, m->topic_len, true, &err);
-    if (t && (!t->retained || t->retained->seq < m->seq)) {
-        m->policy = (int8_t)t->rule->policy;
-        hub_msg_unref(t->retained);
-        t->retained = m->payload_len ? hub_msg_ref(m) : NULL;
-    }
-    if (t) topic_consider(h, t);
-    unlock(h);
-}
-
-void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined)
-{
-    lock(h);
-    htopic *t = topic_get(h, room, strlen(room));
-    if (t && !hub_map_get(&t->present, name, strlen(name))) { /* (here too: no change) */
-        hub_msg *m = hub__msg_new(t->name, t->len, name, NULL, 0);
-        if (m) {
-            m->policy = (int8_t)t->rule->policy;
-            m->kind = (uint8_t)(joined ? HUB_JOIN : HUB_LEAVE);
-            m->seq = t->last_seq;
-            m->time_ms = now_ms();
-            deliver(h, m);
-            hub_msg_unref(m);
-        }
-    }
-    unlock(h);
-}
-
-uint64_t hub_backplane_last(hub *h, const char *topic)
-{
-    lock(h);
-    htopic *t = topic_get(h, topic, strlen(topic));
-    uint64_t last = t ? t->last_seq : 0;
-    unlock(h);
-    return last;
-}
-
-static void bp_jobs_run(ax_loop *loop, void *arg)
-{
-    hub_sub *s = arg;
-    hub *h = s->h;
-    (void)loop;
-    lock(h);
-    h->walking++;
-    if (!s->dead && s->jobs) jobs_run(s);
-    walk_end(h);
-    sub_unref(s);
-    unlock(h);
-}
-
-void hub_backplane_ready(hub *h, const char *topic)
-{
-    size_t tl = strlen(topic);
-    lock(h);
-    htopic *t = topic_get(h, topic, tl);
-    node *n = t && t->bp_wait ? node_path(h, topic, false) : NULL;
-    if (t) t->bp_wait = false;
-    h->walking++;
-    for (entry *e = n ? n->subs : NULL; e; e = e->nnext) {
-        hub_sub *s = e->s;
-        if (!e->job || s->dead) continue;
-        s->refs++;
-        if (s->loop == current_loop(h)) {
-            jobs_run(s);
-            sub_unref(s);
-        } else if (ax_loop_post(s->loop, bp_jobs_run, s) != 0) {
-            sub_unref(s);
-        }
-    }
-    walk_end(h);
-    if (t) topic_consider(h, t);
-    unlock(h);
 }

@@ -64,7 +64,10 @@ def settings():
 
 
 def code_keys():
-    return set(re.findall(r'strcmp\(k, "([a-z_]+)"\)', read("src/cli/serve.c")))
+    """The keys of the settings table in src/cli/serve.c (its rows' .key)."""
+    src = read("src/cli/serve.c")
+    table = re.search(r"settings_table\[\] = \{(.*?)\n\};", src, re.S).group(1)
+    return set(re.findall(r'\.key = "([a-z_]+)"', table))
 
 
 def run_config(lines, tmp, name="axon.conf"):

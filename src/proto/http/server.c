@@ -1,5 +1,7 @@
 /* server.c: the HTTP/1.1 server: connections, requests, responses, router,
- * timeouts.  The parsing is http_parser.c's; this file feeds it.
+ * timeouts.  The parsing is http_parser.c's; this file feeds it.  The
+ * state it shares is in server_types.h; the access log is server_log.c's
+ * and what a handler reads of its request server_req.c's.
  *
  * One ax_http_req lives per connection and carries one request at a time:
  * IDLE -> HEAD (bytes of a head arrived) -> BODY (when there is one) ->
@@ -15,7 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,127 +29,16 @@
 #include "core/buf.h"
 #include "http_parser.h"
 #include "server_internal.h"
-
-#define MAX_HEADERS 100
-#define OUT_CAP (16 * 1024)
-#define FILE_CHUNK (64 * 1024)
-
-enum { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING, ST_UPGRADED };
-
-enum {
-    F_KEEP = 1u << 0,       /* the request allows another one after it */
-    F_CLOSE = 1u << 1,      /* close after this response */
-    F_STARTED = 1u << 2,    /* status line sent */
-    F_CHUNKED = 1u << 3,    /* body in chunked coding */
-    F_NO_BODY = 1u << 4,    /* HEAD, 204, 304: body bytes are not sent */
-    F_IN_HANDLER = 1u << 5, /* the handler is running (request storage stays) */
-    F_HEAD_REQ = 1u << 6,   /* the method is HEAD */
-    F_BODY_OPEN = 1u << 7,  /* streamed body: bytes still to come (ax_http_req_on_body) */
-    F_BODY_PAUSED = 1u << 8 /* streamed body: the application paused it */
-};
-
-typedef struct route {
-    char *method; /* NULL: any */
-    char *prefix;
-    size_t plen;
-    size_t mlen; /* strlen(method) */
-    ax_http_handler h;
-    void *ud;
-    bool stream;       /* the handler runs at the head; the body streams */
-    uint64_t max_body; /* 0: the server's */
-} route;
-
-struct ax_http_server {
-    ax_loop *loop;
-    ax_http_opts o;
-    ax_http_limits lim, lim_body;
-    ax_listener **ls;
-    bool *ls_tls; /* per listener: its connections are TLS */
-    int nls;
-    route *routes;
-    int nroutes;
-    void **dirs;
-    int ndirs;
-    ax_timer *sweep;
-    ax_http_req *conns; /* every open connection, for timeouts and free */
-    ax_http_stats st;   /* closed connections' bytes and credited live ones */
-    ax_http_req *batch_owner;
-    size_t out_len;
-    uint64_t date_ms; /* loop time of the last clock check */
-    time_t date_sec;
-    char date[AX__HTTP_DATE_LEN + 1];
-    /* "HTTP/1.1 200 OK\r\nServer: NAME\r\nDate: DATE\r\n", rebuilt when
-     * the second changes: every head after its status line starts with
-     * the part from fixed_at (200 heads with all of it) */
-    char fixed[136]; /* 15 + 10 + 64 (name) + 8 + 29 + 2 at most */
-    size_t fixed_len;
-    ax_http_head head; /* the head being parsed (one on_data at a time) */
-    ax_http_header hdrs[MAX_HEADERS];
-    char out[OUT_CAP];
-};
-
-struct ax_http_req {
-    ax_http_server *srv;
-    ax_conn *conn;
-    ax_http_req *prev, *next;
-    uint64_t deadline; /* loop ms; 0: none */
-    uint8_t state;
-    uint8_t minor;  /* HTTP/1.x of the request */
-    bool direct_ok; /* plain socket: sendfile may write to it directly */
-    unsigned flags;
-    int status;
-    ax_http_head *head; /* valid during the handler */
-    const char *path;
-    size_t path_len;
-    void *hcopy; /* head copied for requests with a body */
-    ax_http_body bd;
-    ax__buf body;
-    ax__buf xh;    /* extra response fields */
-    uint64_t sent; /* body bytes, for the access log */
-    char *logreq;  /* request line for the access log */
-    /* file responses */
-    int fd;
-    ax__http_seg *segs;
-    void *segmem;
-    int nsegs, seg_i;
-    bool pre_done;
-    uint64_t seg_done;
-    ax__http_seg seg1;
-    void (*drain_cb)(ax_http_req *r, void *ud);
-    void *drain_ud;
-    void (*abort_cb)(ax_http_req *r, void *ud);
-    void *abort_ud;
-    ax_http_body_cb body_cb; /* streamed body */
-    void *body_ud;
-    uint64_t body_seen, body_max;
-    const ax_conn_cbs *up_cbs; /* ST_UPGRADED: the protocol taking over */
-    void *up_ud;
-    uint64_t acct_in, acct_out; /* connection bytes already in the stats */
-    uint64_t direct_out;        /* written past the connection (send, sendfile) */
-    void *conn_data;            /* from opts.on_conn_open */
-};
+#include "server_types.h"
 
 /* ---- stats ------------------------------------------------------------- */
-
-/* The server's own counters have one writer, its loop, and are read by
- * any thread: relaxed stores, no locked add.  A shared opts.stats may be
- * written by the servers of several loops: an atomic add. */
-#define STAT_ADD(s, field, n)                                                                      \
-    do {                                                                                           \
-        uint64_t *f_ = &(s)->st.field;                                                             \
-        __atomic_store_n(f_, __atomic_load_n(f_, __ATOMIC_RELAXED) + (uint64_t)(n),                \
-                         __ATOMIC_RELAXED);                                                        \
-        if ((s)->o.stats)                                                                          \
-            __atomic_fetch_add(&(s)->o.stats->field, (uint64_t)(n), __ATOMIC_RELAXED);             \
-    } while (0)
-#define STAT_SUB(s, field, n) STAT_ADD(s, field, -(uint64_t)(n))
 
 /* Move the bytes the connection moved since the last call into the stats. */
 static void credit(ax_http_req *r)
 {
     ax_http_server *s = r->srv;
     if (!s) return;
-    uint64_t in = ax_conn_bytes_in(r->conn), out = ax_conn_bytes_out(r->conn) + r->direct_out;
+    uint64_t in = ax_conn_bytes_in(r->conn), out = ax_conn_bytes_out(r->conn);
     if (in != r->acct_in) STAT_ADD(s, bytes_in, in - r->acct_in);
     if (out != r->acct_out) STAT_ADD(s, bytes_out, out - r->acct_out);
     r->acct_in = in;
@@ -176,13 +66,22 @@ void ax_http_server_stats(ax_http_server *s, ax_http_stats *out)
 
 /* ---- output ------------------------------------------------------------ */
 
+/* Bytes of a response that could not be queued (out of memory) leave a
+ * stream the client cannot read on: end the connection rather than leave
+ * the client waiting for what will never come. */
+static int lost(ax_http_req *r, int rc)
+{
+    if (rc == AX_ENOMEM) ax_conn_abort(r->conn, rc);
+    return rc;
+}
+
 static int batch_flush(ax_http_req *r)
 {
     ax_http_server *s = r->srv;
     if (!s || s->batch_owner != r || s->out_len == 0) return 0;
     int rc = ax_conn_write(r->conn, s->out, s->out_len);
     s->out_len = 0;
-    return rc;
+    return lost(r, rc);
 }
 
 static int out_write(ax_http_req *r, const void *p, size_t n)
@@ -202,7 +101,7 @@ static int out_write(ax_http_req *r, const void *p, size_t n)
             return rc;
         }
     }
-    return ax_conn_write(r->conn, p, n);
+    return lost(r, ax_conn_write(r->conn, p, n));
 }
 
 static char *put(char *p, const char *s, size_t n)
@@ -366,13 +265,8 @@ const char *ax_http_status_text(int status)
 
 static void release_file(ax_http_req *r)
 {
-    if (r->fd >= 0) close(r->fd);
-    r->fd = -1;
-    if (r->segs != &r->seg1) ax_free(r->segs);
-    ax_free(r->segmem);
-    r->segs = NULL;
-    r->segmem = NULL;
-    r->nsegs = r->seg_i = 0;
+    ax_file_unref(r->file);
+    r->file = NULL;
 }
 
 static void release_request(ax_http_req *r)
@@ -426,97 +320,6 @@ static int copy_head(ax_http_req *r, const char *buf, size_t n)
 static int body_append(ax_http_req *r, const char *p, size_t n)
 {
     return ax__buf_append(&r->body, p, n);
-}
-
-/* ---- access log -------------------------------------------------------- */
-
-/* What the log line needs from the head, which is gone when the response
- * ends: "request line\0referer\0user-agent". */
-static void log_snapshot(ax_http_req *r)
-{
-    const ax_http_head *h = r->head;
-    size_t rl = 0, ul = 0;
-    const char *ref = NULL, *ua = NULL;
-    if (r->srv->o.access_log_format != AX_HTTP_LOG_COMMON) {
-        ref = ax_http_req_header(r, "Referer", &rl);
-        ua = ax_http_req_header(r, "User-Agent", &ul);
-    }
-    size_t n = h->method.len + h->target.len + 12 + rl + 1 + ul + 1;
-    r->logreq = ax_malloc(n);
-    if (!r->logreq) return;
-    int k = snprintf(r->logreq, n, "%.*s %.*s HTTP/1.%d", (int)h->method.len, h->method.ptr,
-                     (int)h->target.len, h->target.ptr, h->minor_version);
-    char *p = r->logreq + k + 1;
-    memcpy(p, ref ? ref : "", rl);
-    p[rl] = '\0';
-    memcpy(p + rl + 1, ua ? ua : "", ul);
-    p[rl + 1 + ul] = '\0';
-}
-
-/* A string in a log line: JSON escapes, or (Combined) quotes and
- * backslashes escaped as nginx does; control bytes as \xHH / \u00HH. */
-static void log_str(FILE *f, const char *v, bool json)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(f, json ? "\\u%04x" : "\\x%02X", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
-static void log_line(ax_http_req *r)
-{
-    ax_http_server *s = r->srv;
-    if (!s || !s->o.access_log) return;
-    int fmt = s->o.access_log_format;
-    char host[INET6_ADDRSTRLEN] = "-";
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getpeername(ax_conn_fd(r->conn), (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
-    }
-    time_t now = time(NULL);
-    struct tm tm;
-    char when[40];
-    gmtime_r(&now, &tm);
-    const char *req = r->logreq ? r->logreq : "-";
-    const char *ref = r->logreq ? req + strlen(req) + 1 : "";
-    const char *ua = r->logreq ? ref + strlen(ref) + 1 : "";
-    FILE *f = s->o.access_log;
-    flockfile(f); /* one whole line, when several loops share the file */
-    if (fmt == AX_HTTP_LOG_JSON) {
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        fprintf(f, "{\"time\":\"%s\",\"remote\":\"%s\",\"request\":", when, host);
-        log_str(f, req, true);
-        fprintf(f, ",\"status\":%d,\"bytes\":%llu,\"referer\":", r->status,
-                (unsigned long long)r->sent);
-        log_str(f, ref, true);
-        fputs(",\"user_agent\":", f);
-        log_str(f, ua, true);
-        fputs("}\n", f);
-    } else {
-        strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        fprintf(f, "%s - - [%s] ", host, when);
-        log_str(f, req, false);
-        fprintf(f, " %d %llu", r->status, (unsigned long long)r->sent);
-        if (fmt == AX_HTTP_LOG_COMBINED) {
-            fputc(' ', f);
-            log_str(f, *ref ? ref : "-", false);
-            fputc(' ', f);
-            log_str(f, *ua ? ua : "-", false);
-        }
-        fputc('\n', f);
-    }
-    fflush(f);
-    funlockfile(f);
 }
 
 /* ---- responses --------------------------------------------------------- */
@@ -715,7 +518,7 @@ int ax_http_end(ax_http_req *r)
     if (!(r->flags & F_STARTED) || r->state != ST_BUSY) return AX_EINVAL;
     int rc = 0;
     if ((r->flags & (F_CHUNKED | F_NO_BODY)) == F_CHUNKED) rc = out_write(r, "0\r\n\r\n", 5);
-    log_line(r);
+    ax__http_log_line(r);
     if (r->srv && r->srv->batch_owner != r) batch_flush(r);
     credit(r);
     if (!(r->flags & F_IN_HANDLER)) release_request(r);
@@ -771,108 +574,51 @@ static void file_fail(ax_http_req *r, int err)
     ax_conn_abort(r->conn, err);
 }
 
-/* Send some of the current segment's file bytes.  Returns 0 on progress,
- * 1 when the queue is above its high watermark, or a negative code. */
-static int pump_some(ax_http_req *r, const ax__http_seg *g)
+/* Queue the segments behind the head, corked so the head shares packets
+ * with the file's first bytes; the connection reads the file as it sends.
+ * Above the high watermark the response ends on drain, so a pipelined
+ * client is answered one file at a time. */
+static int queue_segments(ax_http_req *r, const ax__http_seg *segs, int n)
 {
-    uint64_t off = g->off + r->seg_done, want = g->len - r->seg_done;
-    ax_http_server *s = r->srv;
-    if (r->direct_ok && s && s->batch_owner == r && s->out_len && ax_conn_queued(r->conn) == 0) {
-        /* The head goes out corked (MSG_MORE) so it shares segments with
-         * the file's first bytes instead of costing the client a packet. */
-        ssize_t n =
-            send(ax_conn_fd(r->conn), s->out, s->out_len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            r->direct_out += (uint64_t)n;
-            memmove(s->out, s->out + n, s->out_len - (size_t)n);
-            s->out_len -= (size_t)n;
-        }
-    }
+    ax_conn_cork(r->conn);
     int rc = batch_flush(r);
-    if (rc < 0) return rc;
-    if (r->direct_ok && ax_conn_queued(r->conn) == 0) {
-        /* Nothing queued: the socket is ours to write to directly. */
-        off_t o = (off_t)off;
-        ssize_t n = sendfile(ax_conn_fd(r->conn), r->fd, &o, want > (1u << 30) ? 1u << 30 : want);
-        if (n > 0) {
-            r->seg_done += (uint64_t)n;
-            r->direct_out += (uint64_t)n;
-            return 0;
-        }
-        if (n == 0) return AX_EPIPE; /* the file shrank */
-        if (errno != EAGAIN && errno != EINTR && errno != EINVAL && errno != ENOSYS) return -errno;
+    for (int i = 0; i < n && rc >= 0; i++) {
+        const ax__http_seg *g = &segs[i];
+        if (g->pre_len) rc = worst(rc, ax_conn_write(r->conn, g->pre, g->pre_len));
+        if (rc >= 0 && g->len) rc = worst(rc, ax_conn_write_file(r->conn, r->file, g->off, g->len));
     }
-    size_t chunk = want > FILE_CHUNK ? FILE_CHUNK : (size_t)want;
-    ax_slice *sl = ax_slice_new(chunk);
-    if (!sl) return AX_ENOMEM;
-    ssize_t n = pread(r->fd, ax_slice_data(sl), chunk, (off_t)off);
-    if (n <= 0) {
-        ax_slice_unref(sl);
-        return n == 0 ? AX_EPIPE : -errno;
-    }
-    rc = ax_conn_write_slice(r->conn, sl, 0, (size_t)n);
-    ax_slice_unref(sl);
-    r->seg_done += (uint64_t)n;
+    ax_conn_uncork(r->conn);
     return rc;
-}
-
-static void pump(ax_http_req *r)
-{
-    while (r->seg_i < r->nsegs) {
-        const ax__http_seg *g = &r->segs[r->seg_i];
-        if (!r->pre_done) {
-            r->pre_done = true;
-            int rc = g->pre_len ? out_write(r, g->pre, g->pre_len) : 0;
-            if (rc < 0) {
-                file_fail(r, rc);
-                return;
-            }
-        }
-        while (r->seg_done < g->len) {
-            int rc = pump_some(r, g);
-            if (rc < 0) {
-                file_fail(r, rc);
-                return;
-            }
-            if (rc == 1 && r->seg_done < g->len) {
-                /* on_drain goes on; a peer that stops reading times out */
-                if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
-                credit(r);
-                return;
-            }
-        }
-        r->seg_i++;
-        r->seg_done = 0;
-        r->pre_done = false;
-    }
-    release_file(r);
-    ax_http_end(r);
 }
 
 int ax__http_send_file(ax_http_req *r, int fd, ax__http_seg *segs, int n, void *mem)
 {
+    int rc = 0;
     if (!(r->flags & F_STARTED) || (r->flags & F_NO_BODY)) {
         close(fd);
-        if (segs != &r->seg1 && (n != 1 || mem)) ax_free(segs);
-        ax_free(mem);
-        return ax_http_end(r);
-    }
-    r->fd = fd;
-    if (n == 1 && !mem) {
-        r->seg1 = segs[0];
-        r->segs = &r->seg1;
+    } else if (!(r->file = ax_file_new(fd))) {
+        close(fd);
+        rc = AX_ENOMEM;
     } else {
-        r->segs = segs;
-        r->segmem = mem;
+        for (int i = 0; i < n; i++)
+            r->sent += segs[i].len + segs[i].pre_len;
+        rc = queue_segments(r, segs, n);
+        release_file(r);
     }
-    r->nsegs = n;
-    r->seg_i = 0;
-    r->seg_done = 0;
-    r->pre_done = false;
-    for (int i = 0; i < n; i++)
-        r->sent += r->segs[i].len + r->segs[i].pre_len;
-    pump(r);
-    return 0;
+    if (n != 1 || mem) ax_free(segs);
+    ax_free(mem);
+    if (rc < 0) {
+        file_fail(r, rc);
+        return 0;
+    }
+    if (rc == 1) {
+        /* on_drain ends it; a peer that stops reading times out */
+        r->file_drain = true;
+        if (r->srv) r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.idle_timeout_ms;
+        credit(r);
+        return 0;
+    }
+    return ax_http_end(r);
 }
 
 /* ---- routing and dispatch ---------------------------------------------- */
@@ -930,7 +676,7 @@ static void dispatch(ax_http_req *r)
     r->status = 0;
     if (r->head->method_id == AX_HTTP_HEAD) r->flags |= F_HEAD_REQ;
     set_path(r);
-    if (s->o.access_log) log_snapshot(r);
+    if (s->o.access_log) ax__http_log_snapshot(r);
     bool wrong_method;
     const route *rt = route_find(s, r, &wrong_method);
     STAT_ADD(s, requests, 1);
@@ -1116,7 +862,7 @@ int ax_http_upgrade(ax_http_req *r, const void *head, size_t len, const ax_conn_
     int rc = out_write(r, head, len);
     if (rc < 0) return rc;
     r->status = 101;
-    log_line(r);
+    ax__http_log_line(r);
     r->up_cbs = cbs;
     r->up_ud = ud;
     r->state = ST_UPGRADED;
@@ -1192,11 +938,7 @@ static void on_open(ax_conn *c)
     r->conn_data = data;
     r->srv = s;
     r->conn = c;
-    r->fd = -1;
     r->minor = 1;
-    r->direct_ok = true;
-    for (int i = 0; i < s->nls; i++)
-        if (s->ls[i] == ax_conn_listener(c) && s->ls_tls[i]) r->direct_ok = false;
     r->deadline = ax_loop_now(s->loop) + s->o.header_timeout_ms;
     r->next = s->conns;
     if (s->conns) s->conns->prev = r;
@@ -1212,9 +954,10 @@ static void on_drain(ax_conn *c)
 {
     ax_http_req *r = ax_conn_data(c);
     if (!r || r->state != ST_BUSY) return;
-    if (r->nsegs)
-        pump(r);
-    else if (r->drain_cb)
+    if (r->file_drain) {
+        r->file_drain = false;
+        ax_http_end(r);
+    } else if (r->drain_cb)
         r->drain_cb(r, r->drain_ud);
     if (ax_conn_data(c) == r) credit(r);
 }
@@ -1321,15 +1064,11 @@ ax_listener *ax_http_listen_tls(ax_http_server *s, const char *url, const ax_lis
                                 ax_tls_ctx *tls, int *err)
 {
     ax_listener **ls = ax_realloc(s->ls, (size_t)(s->nls + 1) * sizeof(*ls));
-    if (ls) s->ls = ls;
-    bool *lt = ls ? ax_realloc(s->ls_tls, (size_t)(s->nls + 1) * sizeof(*lt)) : NULL;
-    if (!lt) {
+    if (!ls) {
         if (err) *err = AX_ENOMEM;
         return NULL;
     }
-    s->ls_tls = lt;
-    /* TLS connections encrypt in the library: never write to their fd */
-    s->ls_tls[s->nls] = tls != NULL;
+    s->ls = ls;
     ax_listen_opts lo = {0};
     if (lopts) lo = *lopts;
     /* A head, plus what one read may bring behind it while a response is
@@ -1415,109 +1154,6 @@ void ax_http_server_free(ax_http_server *s)
     ax_free(s->dirs);
     ax_free(s->routes);
     ax_free(s->ls);
-    ax_free(s->ls_tls);
     ax_timer_free(s->sweep);
     ax_free(s);
-}
-
-/* ---- request accessors ------------------------------------------------- */
-
-const char *ax_http_req_method(const ax_http_req *r, size_t *len)
-{
-    *len = r->head ? r->head->method.len : 0;
-    return r->head ? r->head->method.ptr : NULL;
-}
-
-const char *ax_http_req_target(const ax_http_req *r, size_t *len)
-{
-    *len = r->head ? r->head->target.len : 0;
-    return r->head ? r->head->target.ptr : NULL;
-}
-
-const char *ax_http_req_path(const ax_http_req *r, size_t *len)
-{
-    *len = r->head ? r->path_len : 0;
-    return r->head ? r->path : NULL;
-}
-
-const char *ax_http_req_query(const ax_http_req *r, size_t *len)
-{
-    *len = 0;
-    if (!r->head) return NULL;
-    const char *end = r->head->target.ptr + r->head->target.len;
-    const char *q = r->path + r->path_len;
-    if (q >= end) return q;
-    *len = (size_t)(end - q - 1);
-    return q + 1;
-}
-
-bool ax_http_req_is(const ax_http_req *r, const char *m)
-{
-    size_t n = strlen(m);
-    return r->head && r->head->method.len == n && memcmp(r->head->method.ptr, m, n) == 0;
-}
-
-int ax_http_req_minor(const ax_http_req *r)
-{
-    return r->minor;
-}
-
-const char *ax_http_req_header(const ax_http_req *r, const char *name, size_t *len)
-{
-    const ax_http_header *f = r->head ? ax_http_find_header(r->head, name) : NULL;
-    if (len) *len = f ? f->value.len : 0;
-    return f ? f->value.ptr : NULL;
-}
-
-size_t ax_http_req_header_count(const ax_http_req *r)
-{
-    return r->head ? r->head->num_headers : 0;
-}
-
-const char *ax_http_req_header_at(const ax_http_req *r, size_t i, const char **name,
-                                  size_t *name_len, size_t *len)
-{
-    if (!r->head || i >= r->head->num_headers) return NULL;
-    const ax_http_header *f = &r->head->headers[i];
-    *name = f->name.ptr;
-    *name_len = f->name.len;
-    *len = f->value.len;
-    return f->value.ptr;
-}
-
-const char *ax_http_req_body(const ax_http_req *r, size_t *len)
-{
-    *len = r->body.len;
-    return r->body.p ? r->body.p : "";
-}
-
-ax_conn *ax_http_req_conn(const ax_http_req *r)
-{
-    return r->conn;
-}
-
-void *ax_http_req_conn_data(const ax_http_req *r)
-{
-    return r->conn_data;
-}
-
-void ax_http_req_on_body(ax_http_req *r, ax_http_body_cb cb, void *ud)
-{
-    r->body_cb = cb;
-    r->body_ud = ud;
-}
-
-void ax_http_req_pause_body(ax_http_req *r)
-{
-    if (!(r->flags & F_BODY_OPEN) || (r->flags & F_BODY_PAUSED)) return;
-    r->flags |= F_BODY_PAUSED;
-    ax_conn_pause(r->conn);
-}
-
-void ax_http_req_resume_body(ax_http_req *r)
-{
-    if (!(r->flags & F_BODY_PAUSED)) return;
-    r->flags &= ~(unsigned)F_BODY_PAUSED;
-    r->deadline = ax_loop_now(r->srv->loop) + r->srv->o.body_timeout_ms;
-    ax_conn_resume(r->conn);
 }

@@ -26,11 +26,13 @@ typedef struct ax__http_seg {
     size_t pre_len;
 } ax__http_seg;
 
-/* After ax_http_start(): send the segments from `fd`, then end the
- * response.  Takes `fd` (closed at the end).  With n == 1 and mem == NULL
- * the segment is copied; otherwise `segs` and `mem` are ax_malloc'd blocks
- * the server frees at the end.  Returns 0 or a negative code (the
- * connection is then aborted). */
+/* After ax_http_start(): queue the segments from `fd` on the connection
+ * (which sends the file ranges itself: sendfile, or read and encrypted
+ * under TLS), then end the response (on drain, when that put the queue
+ * above its high watermark).  Takes `fd` (closed when the last range has
+ * gone).  With n == 1 and mem == NULL `segs` is the caller's; otherwise
+ * `segs` and `mem` are ax_malloc'd blocks freed here.  Returns 0 or a
+ * negative code (the connection is then aborted). */
 int ax__http_send_file(ax_http_req *r, int fd, ax__http_seg *segs, int n, void *mem);
 
 /* The static file handler; `ud` comes from ax__http_dir_new(). */

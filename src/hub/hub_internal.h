@@ -1,0 +1,193 @@
+/* hub_internal.h: the hub's state (topics, the subscription tree,
+ * subscribers, paced replays) shared by the files of the hub engine:
+ * hub.c (topics, the tree, delivery, queues and policies, presence,
+ * subscribers, publishing, the hub itself), hub_replay.c (history replay
+ * and resume), hub_query.c (history, topics and presence queries),
+ * hub_state.c (gateway state and retained messages in the store) and
+ * hub_backplane.c (the cluster's side, redis.c).  Every lock rule of hub.c
+ * holds: these functions run under the hub's lock unless they take it.
+ * Nothing here is installed. */
+#ifndef AXON_HUB_INTERNAL_H
+#define AXON_HUB_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <axon/alloc.h>
+
+#include "auth.h"
+#include "hub.h"
+#include "index.h"
+#include "map.h"
+#include "proto/ws/utf8.h"
+
+typedef struct node node;
+typedef struct entry entry;
+typedef struct htopic htopic;
+typedef struct qnode qnode;
+typedef struct rnode rnode;
+typedef struct outbox outbox;
+typedef struct job job;
+
+#define HUB_FLOORS 1024
+
+struct rnode { /* a message on its way to another loop's subscriber */
+    rnode *next;
+    hub_sub *s;
+    hub_msg *m;
+};
+
+/* Messages for one other loop.  One post at a time: what the publishes
+ * made meanwhile joins the posted one, so that loop takes them all in one
+ * wake-up and each subscriber gets its share in one write. */
+struct outbox {
+    outbox *next;
+    ax_loop *loop;
+    hub *h;
+    rnode *head, **tail;
+    bool posted; /* run_batch() is on its way: it takes head..tail */
+};
+
+struct entry { /* one filter of one subscriber */
+    hub_sub *s;
+    node *n;
+    entry *nprev, *nnext; /* the node's subscribers */
+    entry *snext, *sprev; /* the subscriber's filters */
+    htopic *room;         /* presence joined through this filter */
+    job *job;             /* its replay, while one runs */
+    char filter[];
+};
+
+struct job {        /* a paced replay: hub_subscribe() with `since` */
+    job *next;      /* the subscriber's jobs, run in order */
+    entry *e;       /* the filter it replays */
+    hub_msg *last;  /* the last message sent of topic `pos`, or NULL */
+    uint64_t since; /* the client's: for each topic */
+    uint64_t after; /* topic `pos` is sent up to this seq */
+    uint64_t gen;   /* topics made later are live only: nothing to replay */
+    size_t plen;    /* the filter's bytes no topic it matches lacks */
+    bool exact;
+    bool began;                  /* topic `pos` is under way (its gap checked) */
+    char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
+};
+
+struct node {
+    node *parent;
+    char *key; /* this level, owned by the parent's map entry */
+    size_t klen;
+    hub_map kids;
+    entry *subs;
+};
+
+struct htopic {
+    hub_inode idx; /* in hub.index, by name */
+    char *name;
+    size_t len;
+    uint64_t last_seq;
+    hub_msg *head, *tail; /* history, oldest first */
+    size_t n;
+    uint64_t untrimmed; /* dropped from memory, not yet from the store */
+    const hub_rule *rule;
+    hub_map present;   /* name -> count of subscribers present with it */
+    uint32_t rooms;    /* entries with it as their room */
+    uint64_t born;     /* hub.topic_gen when it was made */
+    hub_msg *retained; /* its retained message (hub_pub.retain), or NULL */
+    bool reap_queued;
+    bool bp_wait; /* resumes wait: the backplane is loading its history */
+    htopic *reap_next;
+};
+
+struct qnode {
+    qnode *next;
+    hub_msg *m;
+};
+
+/* Field order: pointers, then the smaller fields packed (an idle
+ * subscriber's bytes count: docs/scale.md). */
+struct hub_sub {
+    hub *h;
+    const hub_sub_ops *ops;
+    void *ud;
+    char *name; /* its own copy, or unnamed (""); changed under the lock */
+    entry *entries;
+    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
+    job *jobs, **jobs_tail;
+    qnode *qhead, **qtail;
+    ax_loop *loop;            /* the loop that owns the subscriber's connection */
+    const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
+    hub_sub *grave_next;
+    size_t qbytes, budget;
+    uint64_t stamp, id;
+    uint32_t nfilters; /* entries in the list */
+    uint32_t refs;     /* the owner's, and one per message in flight to it */
+    uint32_t inflight;
+    bool blocked, dead;
+};
+
+struct hub {
+    ax_loop *loop;
+    hub_rule *rules;
+    int nrules;
+    hub_rule fallback;
+    size_t budget, max_payload;
+    node root;
+    hub_map topics;
+    hub_inode *index; /* the topics by name */
+    size_t max_topics, max_filters;
+    uint64_t floors[HUB_FLOORS]; /* by name hash: the largest last_seq of a freed topic */
+    uint64_t topic_gen;          /* topics made so far */
+    uint64_t pub_born;           /* the born of the topic being published to */
+    htopic *reap;                /* topics to free when the outermost call ends */
+    char sweep_pos[HUB_MAX_TOPIC + 1];
+    hub_store *store;
+    hub_stats st;
+    int walking;
+    uint64_t stamp, next_id;
+    hub_sub *grave;
+    pthread_mutex_t mu; /* recursive: callbacks may call back in */
+    int depth;
+    outbox *outboxes;
+    void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
+    uint64_t seq_base;           /* new topics count from here (after a crash: store.c) */
+    const hub_backplane_ops *bp; /* the cluster numbers and delivers (redis.c) */
+    void *bp_ud;
+};
+
+#define RETAIN_NS "retain"
+#define GAP_TEXT "history does not reach back that far"
+
+/* hub.c and the others: helpers shared across the files (see where each is defined) */
+ax_loop *hub__current_loop(const hub *h);
+void hub__lock(hub *h);
+void hub__unlock(hub *h);
+int64_t hub__now_ms(void);
+const hub_rule *hub__rule_for(hub *h, const char *topic);
+htopic *hub__topic_get(hub *h, const char *name, size_t len);
+htopic *hub__topic_of(hub_inode *n);
+size_t hub__floor_of(const char *name, size_t len);
+void hub__topic_consider(hub *h, htopic *t);
+htopic *hub__topic_make(hub *h, const char *name, size_t len, bool bounded, int *err);
+void hub__history_trim(hub *h, htopic *t, int64_t now);
+void hub__history_add(htopic *t, hub_msg *m);
+void hub__sub_unref(hub_sub *s);
+bool hub__may_read(const hub_sub *s, const hub_msg *m);
+void hub__sub_push_now(hub_sub *s, hub_msg *m);
+void hub__deliver(hub *h, hub_msg *m);
+node *hub__node_path(hub *h, const char *filter, bool make);
+void hub__node_prune(node *n);
+void hub__presence_join(hub *h, htopic *room, const char *name);
+void hub__entry_unlink(hub_sub *s, entry *e);
+entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl);
+int hub__filter_add(hub_sub *s, entry *e, size_t fl);
+void hub__walk_end(hub *h);
+void hub__job_end(hub_sub *s, job *j);
+void hub__jobs_run(hub_sub *s);
+void hub__load_retained(const void *key, size_t klen, const void *val, size_t vlen, void *ud);
+void hub__bp_need(hub *h, const char *filter, size_t fl);
+uint64_t hub__bp_publish(hub *h, hub_msg *m, uint64_t *ticket, int *err);
+
+#endif

@@ -1,0 +1,204 @@
+/* hub_replay.c: paced replay (history from a sequence number on subscribe,
+ * and resume), moved out of hub.c as is; see hub.c's header for how a
+ * resume runs as a job that writes while the wire takes it. */
+#include "hub_internal.h"
+
+/* ---- paced replay ---------------------------------------------------------------------- */
+
+void hub__job_end(hub_sub *s, job *j)
+{
+    for (job **p = &s->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            if (!*p) s->jobs_tail = p;
+            break;
+        }
+    j->e->job = NULL;
+    hub_msg_unref(j->last);
+    ax_free(j);
+}
+
+static void push_gap(hub_sub *s, htopic *t, uint64_t first)
+{
+    if (s->who ? !auth_may_read(s->who, t->name) : !auth_private_may_read(s->name, t->name)) return;
+    hub_msg *g = hub__msg_new(t->name, t->len, NULL, GAP_TEXT, strlen(GAP_TEXT));
+    if (!g) return;
+    g->kind = HUB_GAP;
+    g->policy = (int8_t)t->rule->policy;
+    g->seq = first;
+    g->time_ms = hub__now_ms();
+    hub__sub_push_now(s, g);
+    hub_msg_unref(g);
+}
+
+/* The next message of `t` for the job (a gap notice first when history no
+ * longer reaches back), or NULL when it has sent them all. */
+static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
+{
+    /* history leaves from its head only: `last` is still in it while its
+     * seq is not below the head's, and then its successor is the next */
+    if (j->last && t->head && j->last->seq >= t->head->seq) return j->last->next;
+    if (!j->began) hub__history_trim(s->h, t, hub__now_ms());
+    j->began = true;
+    uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
+    if (j->after + 1 < first && j->after < t->last_seq) {
+        push_gap(s, t, first);
+        j->after = first - 1; /* said once */
+    }
+    hub_msg *m = t->head;
+    while (m && m->seq <= j->after)
+        m = m->next;
+    return m;
+}
+
+/* The job's next topic: the first at or above `pos` that its filter matches. */
+static htopic *job_topic(hub *h, job *j)
+{
+    const char *f = j->e->filter;
+    if (j->exact) {
+        htopic *t = hub__topic_get(h, f, strlen(f));
+        return t && t->born <= j->gen && strcmp(t->name, j->pos) >= 0 ? t : NULL;
+    }
+    htopic *t = hub__topic_of(hub_index_after(h->index, j->pos, true));
+    while (t && strncmp(t->name, f, j->plen) == 0 &&
+           (t->born > j->gen || !hub_filter_match(f, t->name)))
+        t = hub__topic_of(hub_index_after(h->index, t->name, false));
+    return t && strncmp(t->name, f, j->plen) == 0 ? t : NULL;
+}
+
+static void job_at(job *j, const char *name, size_t len)
+{
+    memcpy(j->pos, name, len + 1);
+    hub_msg_unref(j->last);
+    j->last = NULL;
+    j->after = j->since;
+    j->began = false;
+}
+
+/* Replay while the wire takes it; true when the job is done. */
+static bool job_step(hub_sub *s, job *j)
+{
+    while (!s->dead && !s->blocked && !s->qhead) {
+        htopic *t = job_topic(s->h, j);
+        if (!t) return true;
+        if (t->bp_wait && j->exact) return false; /* hub_backplane_ready() goes on */
+        if (strcmp(t->name, j->pos) != 0) job_at(j, t->name, t->len);
+        hub_msg *m = job_next(s, j, t);
+        if (!m) { /* this topic is done: on to the names above it */
+            char next[HUB_MAX_TOPIC + 2];
+            memcpy(next, t->name, t->len);
+            next[t->len] = '\x01'; /* below any longer name: no topic has bytes < 0x20 */
+            next[t->len + 1] = '\0';
+            job_at(j, next, t->len + 1);
+            continue;
+        }
+        if (s->dead || s->blocked) break; /* a gap notice filled the wire */
+        hub_msg_unref(j->last);
+        j->last = hub_msg_ref(m);
+        j->after = m->seq;
+        if (hub__may_read(s, m)) hub__sub_push_now(s, m);
+    }
+    return false;
+}
+
+void hub__jobs_run(hub_sub *s)
+{
+    while (s->jobs && job_step(s, s->jobs))
+        hub__job_end(s, s->jobs);
+}
+
+static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
+{
+    job *j = ax_calloc(1, sizeof(*j));
+    if (!j) return AX_ENOMEM;
+    const char *f = e->filter;
+    size_t plen = strcspn(f, "+#");
+    if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
+    j->e = e;
+    j->since = j->after = (uint64_t)since;
+    j->gen = s->h->topic_gen;
+    j->exact = exact;
+    j->plen = exact ? strlen(f) : plen;
+    memcpy(j->pos, f, j->plen);
+    j->pos[j->plen] = '\0';
+    e->job = j;
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
+    if (s->jobs == j) hub__jobs_run(s);
+    return 0;
+}
+
+static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
+{
+    if (!hub_filter_valid(filter, fl)) return AX_EINVAL;
+    if (hub__filter_find(s, filter, fl)) return 0;
+    return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
+}
+
+static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
+{
+    hub *h = s->h;
+    size_t fl = strlen(filter);
+    int rc = subscribe_check(s, filter, fl);
+    if (rc != 0 || hub__filter_find(s, filter, fl)) return rc;
+    node *n = hub__node_path(h, filter, true);
+    entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
+    if (e) memcpy(e->filter, filter, fl + 1);
+    if (!e || hub__filter_add(s, e, fl) != 0) {
+        ax_free(e);
+        if (n) hub__node_prune(n);
+        return AX_ENOMEM;
+    }
+    if (h->bp && !n->subs) hub__bp_need(h, filter, fl);
+    s->nfilters++;
+    e->s = s;
+    e->n = n;
+    e->nnext = n->subs;
+    if (n->subs) n->subs->nprev = e;
+    n->subs = e;
+    e->snext = s->entries;
+    if (s->entries) s->entries->sprev = e;
+    s->entries = e;
+    bool exact = hub_topic_valid(filter, fl);
+    h->walking++;
+    if (since >= 0 && (rc = job_start(s, e, since, exact)) != 0) hub__entry_unlink(s, e);
+    if (!rc && present && exact && !s->dead) { /* a name given later joins then */
+        e->room = hub__topic_make(h, filter, fl, true, &rc);
+        if (e->room) e->room->rooms++;
+        if (e->room && s->name[0]) hub__presence_join(h, e->room, s->name);
+        if (!e->room) hub__entry_unlink(s, e);
+    }
+    hub__walk_end(h);
+    return rc;
+}
+
+int hub_subscribe_check(const hub_sub *s, const char *filter)
+{
+    hub__lock(s->h);
+    int rc = subscribe_check(s, filter, strlen(filter));
+    hub__unlock(s->h);
+    return rc;
+}
+
+int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
+{
+    hub__lock(s->h);
+    int rc = subscribe_locked(s, filter, since, present);
+    hub__unlock(s->h);
+    return rc;
+}
+
+int hub_unsubscribe(hub_sub *s, const char *filter)
+{
+    int rc = AX_ENOENT;
+    hub__lock(s->h);
+    entry *e = hub__filter_find(s, filter, strlen(filter));
+    if (e) {
+        s->h->walking++;
+        hub__entry_unlink(s, e);
+        hub__walk_end(s->h);
+        rc = 0;
+    }
+    hub__unlock(s->h);
+    return rc;
+}
