@@ -149,8 +149,7 @@ void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
  * the others' through their loops): `line` to every connection on
  * #room (those with `need_cap`, when not 0); with `victim`, that user
  * leaves the channel (KICK). */
-void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap,
-                  const char *victim);
+void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap, const char *victim);
 /* `line` to the IRC user called `nick`. */
 void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`

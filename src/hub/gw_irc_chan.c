@@ -340,11 +340,12 @@ static bool ban_mask(const char *in, char *out, size_t cap)
 /* "+ntk key" (the key shown to members only). */
 static void modes_text(const irc_chan *c, int modes, bool show_key, char *out, size_t cap)
 {
-    size_t o = (size_t)snprintf(out, cap, "+%s%s%s%s%s%s", modes & CH_I ? "i" : "",
-                                c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
-                                modes & CH_M ? "m" : "", modes & CH_N ? "n" : "",
-                                modes & CH_T ? "t" : "");
-    if (c && c->key[0] && o < cap) o += (size_t)snprintf(out + o, cap - o, " %s", show_key ? c->key : "*");
+    size_t o =
+        (size_t)snprintf(out, cap, "+%s%s%s%s%s%s", modes & CH_I ? "i" : "",
+                         c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
+                         modes & CH_M ? "m" : "", modes & CH_N ? "n" : "", modes & CH_T ? "t" : "");
+    if (c && c->key[0] && o < cap)
+        o += (size_t)snprintf(out + o, cap - o, " %s", show_key ? c->key : "*");
     if (c && c->limit && o < cap) snprintf(out + o, cap - o, " %ld", c->limit);
 }
 
@@ -405,8 +406,7 @@ static void need_op(mode_req *r)
 }
 
 /* One mode letter, under chan_lock; `param` NULL when none was given. */
-static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *param,
-                     mode_out *o)
+static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *param, mode_out *o)
 {
     static const char simple[] = "imnt";
     static const int bits[] = {CH_I, CH_M, CH_N, CH_T};
@@ -429,8 +429,8 @@ static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *p
         if (!r->op) return need_op(r), true;
         if (!ban_mask(param, mask, sizeof mask)) return true;
         int i = 0;
-        while (i < c->nbans && !ax_irc_casecmp(c->bans[i].mask, strlen(c->bans[i].mask), mask,
-                                               strlen(mask)))
+        while (i < c->nbans &&
+               !ax_irc_casecmp(c->bans[i].mask, strlen(c->bans[i].mask), mask, strlen(mask)))
             i++;
         if (plus && i == c->nbans) {
             if (c->nbans == BANS_MAX) {
@@ -481,8 +481,8 @@ static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *p
     case 'v': {
         if (!param) return false;
         chan_member *m = member(c, param);
-        bool self_op = ch == 'o' && plus && irc_same_name(param, r->ic->nick) &&
-                       op_permission(r->ic, r->room);
+        bool self_op =
+            ch == 'o' && plus && irc_same_name(param, r->ic->nick) && op_permission(r->ic, r->room);
         if (!r->op && !self_op) return need_op(r), true;
         if (!m) {
             if (r->nabsent < MODES_MAX)
@@ -817,8 +817,7 @@ static void net_send(gw_irc *g, const net_ev *e)
     pthread_mutex_unlock(&gw_lock);
 }
 
-void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap,
-                  const char *victim)
+void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap, const char *victim)
 {
     net_ev e = {.kind = NET_CHAN, .need_cap = need_cap};
     snprintf(e.room, sizeof e.room, "%s", room);
