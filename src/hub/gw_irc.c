@@ -401,7 +401,7 @@ static void presence(irc_conn *ic, bool join, const char *nick, const char *chan
 {
     irc_who w;
     bool irc = irc_lookup(nick, &w);
-    if (!join && irc && irc_chan_kicked(room, nick)) return;
+    if (!join && irc_chan_kicked(room, nick)) return; /* it had its KICK or QUIT line */
     if (!irc) {
         snprintf(w.user, sizeof w.user, "%s", nick);
         snprintf(w.host, sizeof w.host, "axon");
@@ -456,9 +456,22 @@ static const hub_sub_ops irc_ops = {irc_write, irc_kick};
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+/* The IRC users who share a channel with `ic` see it QUIT (its leaving
+ * the rooms is then not shown as PART). */
+static void quit_announce(irc_conn *ic, const char *why)
+{
+    if (!ic->registered || ic->announced) return;
+    ic->announced = true;
+    char out[1024];
+    snprintf(out, sizeof out, ":%s!%s@%s QUIT :%s", ic->nick, ic->user, ic->host, why);
+    irc_net_shared(ic->g, ic->nick, out, 0);
+    irc_chan_quiet_all(ic->nick);
+}
+
 static void close_with(irc_conn *ic, const char *why)
 {
     if (ic->quit) return;
+    quit_announce(ic, why);
     irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", me(ic), ic->host, why);
     ic->quit = true;
     ax_conn_close(ic->c);
@@ -1149,9 +1162,9 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     } else if (strcmp(cmd, "QUIT") == 0) {
         char why[300];
         snprintf(why, sizeof why, "Quit: %s", m->nparams ? a0 : "");
+        close_with(ic, why);
         if (ic->sub) hub_sub_free(ic->sub); /* leave the rooms now */
         ic->sub = NULL;
-        close_with(ic, why);
     } else if (strcmp(cmd, "PASS") == 0) {
         if (ic->registered)
             irc_num(ic, "462", ":You may not reregister");
@@ -1590,6 +1603,7 @@ static void on_close(ax_conn *c, int reason)
     if (ic->next) ic->next->prev = ic->prev;
     GW_SUB(ic->g->sv->gw[GW_IRC].conns, 1);
     serve_limit_close(ic->g->sv, &ic->lim);
+    quit_announce(ic, "Connection closed");
     if (ic->registered) irc_chan_left_all(ic->nick);
     nick_release(ic);
     hub_sub_free(ic->sub);

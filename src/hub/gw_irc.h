@@ -67,8 +67,8 @@ struct irc_conn {
     uint64_t last_in; /* loop ms of the last line */
     bool ping_out;    /* a PING of ours waits for its PONG */
     bool registered, cap_wait, quit, discarding, renaming, invisible;
-    bool have_user;
-    int wrc; /* the last write's answer that was not 0 (1: above the watermark) */
+    bool have_user, announced; /* announced: its QUIT went out */
+    int wrc;                   /* the last write's answer that was not 0 (1: above the watermark) */
     int caps;
     char nick[HUB_MAX_NAME + 1];
     char user[HUB_MAX_NAME + 1];
@@ -134,8 +134,11 @@ int irc_chan_flags(const char *room, const char *nick, char *prefix, bool multi)
 int irc_chan_may_speak(irc_conn *ic, const char *room);
 /* May `ic` set the topic (+t)?  false: 482 was sent. */
 bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room);
-/* Was `nick` kicked from the room a moment ago (its leave is not a PART)? */
+/* Was `nick` kicked from the room a moment ago, or did it quit (its
+ * leave is not a PART)?  irc_chan_quiet_all() marks every channel of a
+ * user that quits. */
 bool irc_chan_kicked(const char *room, const char *nick);
+void irc_chan_quiet_all(const char *nick);
 int64_t irc_chan_created(const char *room, int64_t fallback);
 /* MODE, KICK, INVITE. */
 void irc_cmd_mode(irc_conn *ic, int nparams, char **args);

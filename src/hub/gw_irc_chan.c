@@ -76,10 +76,21 @@ static irc_chan *find(const char *room, bool create)
     return c;
 }
 
-/* Forget a channel that holds nothing but defaults. */
+static bool quiet_pending(const irc_chan *c)
+{
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < KICKS_MAX; i++)
+        if (c->kicked[i].nick[0] && now - c->kicked[i].at <= KICK_QUIET_S) return true;
+    return false;
+}
+
+/* Forget a channel that holds nothing but defaults (and no KICK or QUIT
+ * whose leave event may still be on its way to another thread). */
 static void maybe_free(irc_chan *c)
 {
-    if (c->nmem || c->modes != CH_DEFAULT || c->key[0] || c->limit || c->nbans || c->ninv) return;
+    if (c->nmem || c->modes != CH_DEFAULT || c->key[0] || c->limit || c->nbans || c->ninv ||
+        quiet_pending(c))
+        return;
     for (irc_chan **p = &chans; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -101,6 +112,16 @@ static void member_del(irc_chan *c, const char *nick)
     chan_member *m = member(c, nick);
     if (!m) return;
     *m = c->mem[--c->nmem];
+}
+
+/* Its leave is not a PART: it had a KICK or QUIT line. */
+static void mark_quiet(irc_chan *c, const char *nick)
+{
+    int slot = 0;
+    for (int i = 1; i < KICKS_MAX; i++)
+        if (c->kicked[i].at < c->kicked[slot].at) slot = i;
+    snprintf(c->kicked[slot].nick, sizeof c->kicked[slot].nick, "%s", nick);
+    c->kicked[slot].at = (int64_t)time(NULL);
 }
 
 static bool banned(const irc_chan *c, const char *mask)
@@ -234,6 +255,14 @@ void irc_chan_left_all(const char *nick)
         member_del(c, nick);
         maybe_free(c);
     }
+    pthread_mutex_unlock(&chan_lock);
+}
+
+void irc_chan_quiet_all(const char *nick)
+{
+    pthread_mutex_lock(&chan_lock);
+    for (irc_chan *c = chans; c; c = c->next)
+        if (member(c, nick)) mark_quiet(c, nick);
     pthread_mutex_unlock(&chan_lock);
 }
 
@@ -610,11 +639,7 @@ static void kick_one(irc_conn *ic, const char *chan, const char *room, const cha
     chan_member *m = member(c, nick);
     if (m) {
         snprintf(victim, sizeof victim, "%s", m->nick);
-        int slot = 0;
-        for (int i = 1; i < KICKS_MAX; i++)
-            if (c->kicked[i].at < c->kicked[slot].at) slot = i;
-        snprintf(c->kicked[slot].nick, sizeof c->kicked[slot].nick, "%s", m->nick);
-        c->kicked[slot].at = (int64_t)time(NULL);
+        mark_quiet(c, m->nick);
         member_del(c, nick);
     }
     pthread_mutex_unlock(&chan_lock);

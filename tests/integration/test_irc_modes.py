@@ -11,7 +11,8 @@ account-tag and extended-join, and flood control.
   them (324), MODE #chan b lists bans (367/368); an unknown letter is 472;
   KICK reaches the channel and the victim leaves (not shown as PART).
 - Without authentication, the first IRC user on an empty channel is its
-  operator, and may pass +o on.
+  operator, and may pass +o on; a user's QUIT reaches the channel as QUIT
+  (not PART).
 - IRCv3: extended-join carries the account, account-tag the sender's
   account, away-notify the AWAY of a user on a shared channel.
 - Flood control: a burst of lines is answered at once up to a point, the
@@ -227,6 +228,9 @@ def without_auth_the_first_comer_is_operator():
     a.numeric("401", "401 for INVITE of nobody")
     a.cmd("INVITE ben #den")
     a.numeric("443", "443: ben is on #den")
+    b.cmd("QUIT :bye")
+    t.eq(a.has(" QUIT "), ":ben!~ben@127.0.0.1 QUIT :Quit: bye", "QUIT to the channel")
+    t.ok(a.silent(0.3), "no PART after the QUIT")
     a.close()
     b.close()
     srv.stop()
