@@ -935,14 +935,20 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
     bool notice = cmd[0] == 'N';
     char topic[HUB_MAX_TOPIC], room[ROOM_MAX + 1], body[AX_IRC_MAX_LINE + 8], chan[CHAN_MAX + 2];
     size_t n = strlen(text);
+    /* what fits in the line the others get, ":nick!nick@axon PRIVMSG target :": the rest
+     * is cut (as classic servers do) rather than split */
+    size_t head = 2 * strlen(ic->nick) + strlen(target) + 20, fit = AX_IRC_MAX_LINE - 2 - head;
     if (n > 8 && memcmp(text, "\001ACTION ", 8) == 0) {
         size_t k = n - 8;
         if (k && text[n - 1] == '\001') k--;
+        k = ax_irc_utf8_cut(text + 8, k, fit - 9);
         n = (size_t)snprintf(body, sizeof body, "/me %.*s", (int)k, text + 8);
     } else if (text[0] == '\001') {
         return; /* CTCP VERSION, PING, ...: nobody on the hub answers them */
     } else {
-        n = (size_t)snprintf(body, sizeof body, "%s", text);
+        n = ax_irc_utf8_cut(text, n, fit);
+        memcpy(body, text, n);
+        body[n] = '\0';
     }
     bool dm = target[0] != '#';
     if (!dm) {
@@ -958,6 +964,9 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
             return;
         }
         snprintf(topic, sizeof topic, "user/%s/inbox", target);
+        irc_who w;
+        if (!notice && irc_lookup(target, &w) && w.away[0])
+            irc_num(ic, "301", "%s :%s", target, w.away);
     }
     serve *sv = ic->g->sv;
     if (!may(ic, auth_may_publish, topic)) {
@@ -1215,7 +1224,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     } else if (strcmp(cmd, "USER") == 0) {
         if (ic->registered || ic->have_user) {
             irc_num(ic, "462", ":You may not reregister");
-        } else if (m->nparams < 4) {
+        } else if (m->nparams < 4 || !args[0][0] || !args[3][0]) {
             irc_num(ic, "461", "USER :Not enough parameters");
         } else {
             char u[HUB_MAX_NAME + 1];
@@ -1304,7 +1313,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         char room[ROOM_MAX + 1], chan[CHAN_MAX + 2], topic[ROOM_MAX + 8];
         if (!m->nparams) {
             irc_num(ic, "461", "TOPIC :Not enough parameters");
-        } else if (!irc_chan_room(a0, room, sizeof room)) {
+        } else if (!irc_chan_room(a0, room, sizeof room) || !irc_chan_exists(ic, room)) {
             irc_num(ic, "403", "%s :No such channel", a0);
         } else if (m->nparams == 1) {
             snprintf(chan, sizeof chan, "#%s", room);

@@ -140,6 +140,8 @@ bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room);
 bool irc_chan_kicked(const char *room, const char *nick);
 void irc_chan_quiet_all(const char *nick);
 int64_t irc_chan_created(const char *room, int64_t fallback);
+/* Does the channel exist: IRC state, or someone of any gateway in the room? */
+bool irc_chan_exists(irc_conn *ic, const char *room);
 /* MODE, KICK, INVITE. */
 void irc_cmd_mode(irc_conn *ic, int nparams, char **args);
 void irc_cmd_kick(irc_conn *ic, int nparams, char **args);

@@ -178,6 +178,19 @@ static void count_one(const char *name, void *ud)
     ((count_ctx *)ud)->n++;
 }
 
+bool irc_chan_exists(irc_conn *ic, const char *room)
+{
+    char topic[ROOM_MAX + 8];
+    pthread_mutex_lock(&chan_lock);
+    bool found = find(room, false) != NULL;
+    pthread_mutex_unlock(&chan_lock);
+    if (found) return true;
+    topic_of(room, topic, sizeof topic);
+    count_ctx cc = {0};
+    hub_presence(ic->g->sv->hub, topic, count_one, &cc);
+    return cc.n > 0;
+}
+
 /* ---- joining, leaving, speaking --------------------------------------------------- */
 
 int irc_chan_may_join(irc_conn *ic, const char *room, const char *key)
@@ -612,7 +625,7 @@ void irc_cmd_mode(irc_conn *ic, int nparams, char **args)
         irc_num(ic, "461", "MODE :Not enough parameters");
     } else if (args[0][0] != '#') {
         user_mode(ic, nparams, args);
-    } else if (!irc_chan_room(args[0], room, sizeof room)) {
+    } else if (!irc_chan_room(args[0], room, sizeof room) || !irc_chan_exists(ic, room)) {
         irc_num(ic, "403", "%s :No such channel", args[0]);
     } else {
         snprintf(chan, sizeof chan, "#%s", room);
@@ -663,7 +676,7 @@ void irc_cmd_kick(irc_conn *ic, int nparams, char **args)
         irc_num(ic, "461", "KICK :Not enough parameters");
         return;
     }
-    if (!irc_chan_room(args[0], room, sizeof room)) {
+    if (!irc_chan_room(args[0], room, sizeof room) || !irc_chan_exists(ic, room)) {
         irc_num(ic, "403", "%s :No such channel", args[0]);
         return;
     }
