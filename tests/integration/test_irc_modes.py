@@ -266,6 +266,35 @@ def away_notify_account_tag_extended_join():
 
 
 @t.test
+def replies_irctest_asked_for():
+    """Found by irctest: 403 for KICK/TOPIC/MODE on a channel nobody is on,
+    461 for an empty real name, 301 for a DM to an away user, and a long
+    message cut to one relayed line rather than split in two."""
+    srv = servutil.Serve("-d", "none")
+    a = Irc.open(srv)
+    a.register("amy")
+    for cmd in ("KICK #void amy", "TOPIC #void", "MODE #void +o amy"):
+        a.cmd(cmd)
+        a.numeric("403", "403 for %s" % cmd)
+    e = Irc.open(srv)
+    e.cmd("NICK eve")
+    e.cmd("USER eve 0 * :")
+    e.numeric("461", "461 for an empty real name")
+    b = Irc.open(srv)
+    b.register("bea")
+    b.cmd("AWAY :out")
+    b.numeric("306")
+    a.cmd("PRIVMSG bea :" + "x" * 490)
+    t.ok(a.numeric("301")[-1].endswith(" bea :out"), "301 for a DM to an away user")
+    got = b.has("PRIVMSG bea :")
+    t.ok(len(got.encode()) <= 510, "one relayed line within 512 bytes: %d" % len(got))
+    t.ok(b.silent(0.3), "no second line")
+    for c in (a, e, b):
+        c.close()
+    srv.stop()
+
+
+@t.test
 def flood_control():
     srv = servutil.Serve("-d", "none")
     c = Irc.open(srv)
