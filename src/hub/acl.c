@@ -104,7 +104,8 @@ static const struct {
 } ACCESS[] = {{"read", AUTH_READ, false},
               {"write", AUTH_WRITE, false},
               {"readwrite", AUTH_READWRITE, false},
-              {"deny", AUTH_READWRITE, true}};
+              {"op", AUTH_READWRITE | AUTH_OP, false},
+              {"deny", AUTH_READWRITE | AUTH_OP, true}};
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \

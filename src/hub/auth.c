@@ -239,7 +239,8 @@ int auth_identity_add(auth_identity *id, const char *filter, int access, bool de
                         sizeof buf);
     if (rc == -2) return AX_EINVAL;
     if (rc == -1) return 0; /* an allowing rule for a value we do not have: dropped */
-    if (!hub_filter_valid(buf, strlen(buf)) || (access & AUTH_READWRITE) == 0) return AX_EINVAL;
+    if (!hub_filter_valid(buf, strlen(buf)) || (access & (AUTH_READWRITE | AUTH_OP)) == 0)
+        return AX_EINVAL;
     if (id->nrules >= AUTH_MAX_ENTRIES) return AX_EINVAL;
     auth_rule *nr = ax_realloc(id->rules, (size_t)(id->nrules + 1) * sizeof(*nr));
     if (!nr) return AX_ENOMEM;
@@ -250,7 +251,7 @@ int auth_identity_add(auth_identity *id, const char *filter, int access, bool de
     memcpy(f, buf, bl + 1);
     lv tmp[MAX_LV];
     nr[id->nrules++] = (auth_rule){.filter = f,
-                                   .access = (uint8_t)(access & AUTH_READWRITE),
+                                   .access = (uint8_t)(access & (AUTH_READWRITE | AUTH_OP)),
                                    .deny = deny,
                                    .nlevels = (uint8_t)split(f, tmp),
                                    .hash_all = strcmp(f, "#") == 0};
@@ -337,6 +338,12 @@ bool auth_private_may_subscribe(const char *name, const char *filter)
     const char *x = filter + 5;
     size_t xl = strcspn(x, "/"), nl = name ? strlen(name) : 0;
     return nl && xl == nl && strncmp(x, name, nl) == 0;
+}
+
+bool auth_may_op(const auth_identity *id, const char *topic)
+{
+    if (!id || !hub_topic_valid(topic, strlen(topic))) return false;
+    return id->admin ? !denied(id, topic, AUTH_READWRITE) : topic_allowed(id, topic, AUTH_OP);
 }
 
 bool auth_may_read(const auth_identity *id, const char *topic)
@@ -520,6 +527,8 @@ auth_identity *auth_token(const auth *a, const char *token, size_t len, int64_t 
         if (auth_identity_add(id, c.pub[i], AUTH_WRITE, false, NULL) != 0) goto fail;
     for (int i = 0; i < c.nsub; i++)
         if (auth_identity_add(id, c.subf[i], AUTH_READ, false, NULL) != 0) goto fail;
+    for (int i = 0; i < c.nop; i++)
+        if (auth_identity_add(id, c.op[i], AUTH_OP, false, NULL) != 0) goto fail;
     auth_claims_free(&c);
     return id;
 fail:

@@ -52,7 +52,9 @@
 #define AUTH_DEFAULT_LEEWAY 30  /* seconds of clock skew allowed on exp/nbf */
 
 /* Access bits of a rule. */
-enum { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_READWRITE = 3 };
+enum { AUTH_READ = 1, AUTH_WRITE = 2, AUTH_READWRITE = 3, AUTH_OP = 4 };
+/* AUTH_OP: an operator of the rooms a rule matches (IRC channel operator:
+ * MODE, KICK, INVITE; docs/security.md "Room operators"). */
 
 /* Anonymous access (settings: `--anonymous none|read|readwrite`). */
 enum { AUTH_ANON_NONE = 0, AUTH_ANON_READ = 1, AUTH_ANON_READWRITE = 2 };
@@ -122,6 +124,9 @@ bool auth_may_publish(const auth_identity *id, const char *topic);
 bool auth_may_subscribe(const auth_identity *id, const char *filter);
 /* Per delivery: cheap (no allocation; "#" grants take a fast path). */
 bool auth_may_read(const auth_identity *id, const char *topic);
+/* Is the identity an operator of the room `topic`: an op rule matches it
+ * and no deny rule does, or it is an admin? */
+bool auth_may_op(const auth_identity *id, const char *topic);
 /* Is `topic` a direct-message inbox `user/NAME/inbox` (NAME a valid name)?
  * Then NAME is copied to `name` (cap bytes). */
 bool auth_inbox_of(const char *topic, char *name, size_t cap);
@@ -172,8 +177,9 @@ typedef struct auth_claims {
     char sub[AUTH_MAX_NAME + 1];
     int64_t exp, nbf; /* nbf 0: none */
     bool admin;
-    int npub, nsub;
+    int npub, nsub, nop;
     char *pub[AUTH_MAX_FILTERS], *subf[AUTH_MAX_FILTERS]; /* %u replaced; owned */
+    char *op[AUTH_MAX_FILTERS];                           /* rooms it operates */
 } auth_claims;
 
 /* Check an HS256 token: size, shape, header (alg exactly HS256; none, RS*,

@@ -9,9 +9,11 @@
  *
  * Registration: CAP LS 302 / REQ / END (sasl, server-time, message-tags,
  * echo-message, batch, draft/chathistory, multi-prefix, userhost-in-names,
- * cap-notify), PASS, NICK, USER; SASL PLAIN and PASS are checked by the
- * hub's auth (serve_login / serve_token).  The wire is src/proto/irc;
- * docs/irc.md lists what is supported and what is not. */
+ * cap-notify, away-notify, account-tag, account-notify, extended-join),
+ * PASS, NICK, USER; SASL PLAIN and PASS are checked by the hub's auth
+ * (serve_login / serve_token).  Channel modes, operators, KICK and INVITE
+ * are gw_irc_chan.c's.  The wire is src/proto/irc; docs/irc.md lists what
+ * is supported and what is not. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,37 +23,9 @@
 
 #include <axon/alloc.h>
 
-#include "proto/irc/irc.h"
+#include "gw_irc.h"
 #include "proto/ws/base64.h"
-#include "serve.h"
 
-#define SERVER_NAME "irc.axon"
-#define NETWORK "axon"
-#define NICK_MAX 32
-#define ROOM_MAX 64
-#define CHAN_MAX (ROOM_MAX + 1)
-#define MAX_CHANS 32
-#define TOPIC_MAX 300
-#define AWAY_MAX 200
-#define HISTORY_MAX 100 /* CHATHISTORY messages per request */
-#define REGISTER_S 60   /* to register after connecting */
-/* irc_ping_timeout: a PING after this much silence, and the connection
- * ends when nothing answers it within as much again */
-#define PING_S(ic)                                                                                 \
-    ((ic)->g->sv->cfg->irc_ping_timeout_s ? (ic)->g->sv->cfg->irc_ping_timeout_s : 90)
-
-/* The capabilities (CAP LS order). */
-enum {
-    CAP_SASL = 1 << 0,
-    CAP_SERVER_TIME = 1 << 1,
-    CAP_MESSAGE_TAGS = 1 << 2,
-    CAP_ECHO = 1 << 3,
-    CAP_BATCH = 1 << 4,
-    CAP_CHATHISTORY = 1 << 5,
-    CAP_MULTI_PREFIX = 1 << 6,
-    CAP_USERHOST_NAMES = 1 << 7,
-    CAP_CAP_NOTIFY = 1 << 8,
-};
 static const struct {
     const char *name, *value;
     int bit;
@@ -65,44 +39,22 @@ static const struct {
     {"multi-prefix", NULL, CAP_MULTI_PREFIX},
     {"userhost-in-names", NULL, CAP_USERHOST_NAMES},
     {"cap-notify", NULL, CAP_CAP_NOTIFY},
+    {"away-notify", NULL, CAP_AWAY_NOTIFY},
+    {"account-tag", NULL, CAP_ACCOUNT_TAG},
+    {"account-notify", NULL, CAP_ACCOUNT_NOTIFY},
+    {"extended-join", NULL, CAP_EXTENDED_JOIN},
 };
 #define NCAPS (sizeof CAPS / sizeof *CAPS)
 
-typedef struct gw_irc gw_irc;
-typedef struct irc_conn irc_conn;
-
-struct gw_irc {
-    serve *sv;
-    ax_listener *ls, *tls_ls;
-    irc_conn *conns;
-};
-
-struct irc_conn {
-    irc_conn *prev, *next;
-    gw_irc *g;
-    ax_conn *c;
-    hub_sub *sub;     /* from registration on */
-    ax_timer *timer;  /* registration, then ping */
-    uint64_t last_in; /* loop ms of the last line */
-    bool ping_out;    /* a PING of ours waits for its PONG */
-    bool registered, cap_wait, quit, discarding, renaming, invisible;
-    bool have_user;
-    int wrc; /* the last write's answer that was not 0 (1: above the watermark) */
-    int caps;
-    char nick[HUB_MAX_NAME + 1];
-    char user[HUB_MAX_NAME + 1];
-    char real[64];
-    char host[48]; /* shown as the user's host */
-    char away[AWAY_MAX + 1];
-    char pass[512];  /* PASS, until registration */
-    bool sasl_plain; /* AUTHENTICATE PLAIN under way */
-    char sasl[800];  /* its base64 so far */
-    size_t sasl_len;
-    auth_identity *id;   /* who it is; NULL: no auth configured */
-    hub_limits_conn lim; /* its share of the limits */
-    int nchans;
-    char chans[MAX_CHANS][CHAN_MAX + 2];
-};
+/* Flood control, as classic servers do it: every line moves a penalty
+ * clock FLOOD_COST_MS ahead (from now, when it is behind); while the clock
+ * is more than FLOOD_WINDOW_MS ahead, lines wait unread (a burst of
+ * FLOOD_WINDOW_MS / FLOOD_COST_MS lines, then FLOOD_COST_MS apart); when
+ * more than FLOOD_RECVQ bytes wait, the connection ends with "Excess
+ * Flood".  On top of the hub's msg_rate/byte_rate limits. */
+#define FLOOD_COST_MS 500
+#define FLOOD_WINDOW_MS 10000
+#define FLOOD_RECVQ 8192
 
 /* ---- the network's shared state: nicks and topics of every thread ---------------- */
 
@@ -110,6 +62,7 @@ typedef struct nick_entry {
     struct nick_entry *next;
     const irc_conn *owner;
     char nick[HUB_MAX_NAME + 1];
+    irc_who who;
 } nick_entry;
 
 typedef struct chan_topic {
@@ -124,7 +77,7 @@ static pthread_mutex_t net_lock = PTHREAD_MUTEX_INITIALIZER;
 static nick_entry *nicks;
 static chan_topic *topics;
 
-static bool nick_ok(const char *s)
+bool irc_nick_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > NICK_MAX) return false;
@@ -149,7 +102,7 @@ static bool room_ok(const char *s)
     return true;
 }
 
-static bool same_name(const char *a, const char *b)
+bool irc_same_name(const char *a, const char *b)
 {
     return ax_irc_casecmp(a, strlen(a), b, strlen(b));
 }
@@ -162,7 +115,7 @@ typedef struct seen_ctx {
 static void seen_name(const char *name, void *ud)
 {
     seen_ctx *c = ud;
-    if (same_name(name, c->name) && !(c->skip && strcmp(name, c->skip) == 0)) c->found = true;
+    if (irc_same_name(name, c->name) && !(c->skip && strcmp(name, c->skip) == 0)) c->found = true;
 }
 
 typedef struct rooms_walk {
@@ -179,12 +132,12 @@ static void seen_room(const char *topic, uint64_t last, size_t subs, void *ud)
 
 /* Is the name someone's, on IRC or present in a room of any gateway?
  * `self` (its own connection) does not count. */
-static bool name_in_use(serve *sv, const char *name, const irc_conn *self)
+bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self)
 {
     bool found = false;
     pthread_mutex_lock(&net_lock);
     for (nick_entry *e = nicks; e && !found; e = e->next)
-        if (e->owner != self && same_name(e->nick, name)) found = true;
+        if (e->owner != self && irc_same_name(e->nick, name)) found = true;
     pthread_mutex_unlock(&net_lock);
     if (found) return true;
     seen_ctx sc = {name, self && self->registered ? self->nick : NULL, false};
@@ -198,6 +151,30 @@ static bool name_in_use(serve *sv, const char *name, const irc_conn *self)
     return sc.found;
 }
 
+static void who_fill(const irc_conn *ic, irc_who *w)
+{
+    snprintf(w->user, sizeof w->user, "%s", ic->user);
+    snprintf(w->host, sizeof w->host, "%s", ic->host);
+    snprintf(w->real, sizeof w->real, "%s", ic->real);
+    snprintf(w->away, sizeof w->away, "%s", ic->away);
+    snprintf(w->account, sizeof w->account, "%s", ic->id && !ic->id->anonymous ? ic->id->name : "");
+}
+
+bool irc_lookup(const char *nick, irc_who *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&net_lock);
+    for (nick_entry *e = nicks; e && !found; e = e->next)
+        if (irc_same_name(e->nick, nick)) {
+            *out = e->who;
+            found = true;
+        }
+    pthread_mutex_unlock(&net_lock);
+    return found;
+}
+
+/* Take the nick (or change it), and what others see of the user (again
+ * after AWAY). */
 static void nick_claim(const irc_conn *ic, const char *nick)
 {
     pthread_mutex_lock(&net_lock);
@@ -209,7 +186,10 @@ static void nick_claim(const irc_conn *ic, const char *nick)
         e->next = nicks;
         nicks = e;
     }
-    if (e) snprintf(e->nick, sizeof e->nick, "%s", nick);
+    if (e) {
+        snprintf(e->nick, sizeof e->nick, "%s", nick);
+        who_fill(ic, &e->who);
+    }
     pthread_mutex_unlock(&net_lock);
 }
 
@@ -274,8 +254,7 @@ static void send_raw(irc_conn *ic, const char *buf, size_t n)
 }
 
 /* One line: the text (without CR LF) cut to the limit, then CR LF. */
-static void sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sendf(irc_conn *ic, const char *fmt, ...)
+void irc_sendf(irc_conn *ic, const char *fmt, ...)
 {
     char buf[AX_IRC_MAX_LINE + 8];
     va_list ap;
@@ -296,16 +275,14 @@ static const char *me(const irc_conn *ic)
 }
 
 /* A numeric reply to the client: ":irc.axon NNN nick ..." */
-static void num(irc_conn *ic, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void num(irc_conn *ic, const char *code, const char *fmt, ...)
+void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
 {
     char rest[AX_IRC_MAX_LINE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(rest, sizeof rest, fmt, ap);
     va_end(ap);
-    sendf(ic, ":" SERVER_NAME " %s %s %s", code, me(ic), rest);
+    irc_sendf(ic, ":" SERVER_NAME " %s %s %s", code, me(ic), rest);
 }
 
 /* "2024-01-02T03:04:05.678Z" for server-time. */
@@ -364,6 +341,10 @@ static void deliver(irc_conn *ic, const hub_msg *m, const char *target, const ch
     }
     if (batch && (ic->caps & CAP_BATCH))
         tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%sbatch=%s", tl ? ";" : "", batch);
+    irc_who w;
+    if ((ic->caps & CAP_ACCOUNT_TAG) && tl < sizeof tags && irc_lookup(nick, &w) && w.account[0])
+        tl +=
+            (size_t)snprintf(tags + tl, sizeof tags - tl, "%saccount=%s", tl ? ";" : "", w.account);
     if (tl >= sizeof tags) tl = 0, tags[0] = '\0';
     char head[HUB_MAX_NAME * 2 + CHAN_MAX + NICK_MAX + 64];
     int hn = snprintf(head, sizeof head, ":%s!%s@axon PRIVMSG %s :", nick, nick, target);
@@ -408,11 +389,36 @@ static void deliver(irc_conn *ic, const hub_msg *m, const char *target, const ch
 
 /* ---- the hub's side ---------------------------------------------------------------- */
 
-static bool on_chan(const irc_conn *ic, const char *chan)
+bool irc_on_chan(const irc_conn *ic, const char *chan)
 {
     for (int i = 0; i < ic->nchans; i++)
         if (strcmp(ic->chans[i], chan) == 0) return true;
     return false;
+}
+
+/* Someone joined or left the room: JOIN (extended-join: with the account
+ * and real name; away-notify: then AWAY when away) or PART; a user just
+ * kicked has had its KICK line instead. */
+static void presence(irc_conn *ic, bool join, const char *nick, const char *chan, const char *room)
+{
+    irc_who w;
+    bool irc = irc_lookup(nick, &w);
+    if (!join && irc_chan_kicked(room, nick)) return; /* it had its KICK or QUIT line */
+    if (!irc) {
+        snprintf(w.user, sizeof w.user, "%s", nick);
+        snprintf(w.host, sizeof w.host, "axon");
+        snprintf(w.real, sizeof w.real, "%s", nick);
+        w.account[0] = w.away[0] = '\0';
+    }
+    if (!join)
+        irc_sendf(ic, ":%s!%s@%s PART %s", nick, w.user, w.host, chan);
+    else if (ic->caps & CAP_EXTENDED_JOIN)
+        irc_sendf(ic, ":%s!%s@%s JOIN %s %s :%s", nick, w.user, w.host, chan,
+                  w.account[0] ? w.account : "*", w.real);
+    else
+        irc_sendf(ic, ":%s!%s@%s JOIN %s", nick, w.user, w.host, chan);
+    if (join && w.away[0] && (ic->caps & CAP_AWAY_NOTIFY))
+        irc_sendf(ic, ":%s!%s@%s AWAY :%s", nick, w.user, w.host, w.away);
 }
 
 static bool irc_write(hub_sub *s, hub_msg *m, void *ud)
@@ -426,8 +432,8 @@ static bool irc_write(hub_sub *s, hub_msg *m, void *ud)
     if (room) snprintf(chan, sizeof chan, "#%s", room);
     as_nick(m->sender, m->sender_len, nick, sizeof nick);
     if (m->kind == HUB_JOIN || m->kind == HUB_LEAVE) {
-        if (!room || ic->renaming || same_name(nick, ic->nick)) return true;
-        sendf(ic, ":%s!%s@axon %s %s", nick, nick, m->kind == HUB_JOIN ? "JOIN" : "PART", chan);
+        if (!room || ic->renaming || irc_same_name(nick, ic->nick)) return true;
+        presence(ic, m->kind == HUB_JOIN, nick, chan, room);
     } else if (room) {
         deliver(ic, m, chan, NULL);
     } else if (auth_inbox_of(m->topic, to, sizeof to)) {
@@ -444,7 +450,7 @@ static void irc_kick(hub_sub *s, const char *why, void *ud)
 {
     irc_conn *ic = ud;
     (void)s;
-    sendf(ic, "ERROR :Closing link: %s", why);
+    irc_sendf(ic, "ERROR :Closing link: %s", why);
     ax_conn_abort(ic->c, AX_EOUTPUTCAP);
 }
 
@@ -452,16 +458,29 @@ static const hub_sub_ops irc_ops = {irc_write, irc_kick};
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+/* The IRC users who share a channel with `ic` see it QUIT (its leaving
+ * the rooms is then not shown as PART). */
+static void quit_announce(irc_conn *ic, const char *why)
+{
+    if (!ic->registered || ic->announced) return;
+    ic->announced = true;
+    char out[1024];
+    snprintf(out, sizeof out, ":%s!%s@%s QUIT :%s", ic->nick, ic->user, ic->host, why);
+    irc_net_shared(ic->g, ic->nick, out, 0);
+    irc_chan_quiet_all(ic->nick);
+}
+
 static void close_with(irc_conn *ic, const char *why)
 {
     if (ic->quit) return;
-    sendf(ic, "ERROR :Closing link: %s[%s] (%s)", me(ic), ic->host, why);
+    quit_announce(ic, why);
+    irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", me(ic), ic->host, why);
     ic->quit = true;
     ax_conn_close(ic->c);
 }
 
 /* "#Lobby" -> "lobby" (rooms are lower case); false when it is no channel. */
-static bool chan_room(const char *chan, char *room, size_t cap)
+bool irc_chan_room(const char *chan, char *room, size_t cap)
 {
     if (chan[0] != '#') return false;
     size_t n = strlen(chan + 1);
@@ -482,23 +501,38 @@ typedef struct names_ctx {
     irc_conn *ic;
     char line[AX_IRC_MAX_LINE];
     size_t n, head;
-    const char *chan;
+    const char *chan, *room;
 } names_ctx;
+
+/* What a member shows: user and host (an IRC user's own, else the name
+ * and "axon"). */
+static void who_of(const char *nick, irc_who *w)
+{
+    if (irc_lookup(nick, w)) return;
+    snprintf(w->user, sizeof w->user, "%s", nick);
+    snprintf(w->host, sizeof w->host, "axon");
+    snprintf(w->real, sizeof w->real, "%s", nick);
+    w->account[0] = w->away[0] = '\0';
+}
 
 static void names_flush(names_ctx *c)
 {
     if (c->n == 0) return;
-    num(c->ic, "353", "= %s :%.*s", c->chan, (int)c->n, c->line);
+    irc_num(c->ic, "353", "= %s :%.*s", c->chan, (int)c->n, c->line);
     c->n = 0;
 }
 
 static void names_add(const char *name, void *ud)
 {
     names_ctx *c = ud;
-    char nick[HUB_MAX_NAME + 1], item[HUB_MAX_NAME * 2 + 16];
+    char nick[HUB_MAX_NAME + 1], item[HUB_MAX_NAME * 3 + 64], pfx[4];
     as_nick(name, strlen(name), nick, sizeof nick);
-    int k = c->ic->caps & CAP_USERHOST_NAMES ? snprintf(item, sizeof item, "%s!%s@axon", nick, nick)
-                                             : snprintf(item, sizeof item, "%s", nick);
+    irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
+    irc_who w;
+    if (c->ic->caps & CAP_USERHOST_NAMES) who_of(nick, &w);
+    int k = c->ic->caps & CAP_USERHOST_NAMES
+                ? snprintf(item, sizeof item, "%s%s!%s@%s", pfx, nick, w.user, w.host)
+                : snprintf(item, sizeof item, "%s%s", pfx, nick);
     if (k <= 0) return;
     if (c->n + (size_t)k + 1 > 400) names_flush(c);
     if (c->n) c->line[c->n++] = ' ';
@@ -511,24 +545,28 @@ static void names(irc_conn *ic, const char *chan, const char *room)
     char topic[ROOM_MAX + 8];
     snprintf(topic, sizeof topic, "chat/%s", room);
     if (may(ic, auth_may_read, topic)) {
-        names_ctx c = {.ic = ic, .chan = chan};
+        names_ctx c = {.ic = ic, .chan = chan, .room = room};
         hub_presence(ic->g->sv->hub, topic, names_add, &c);
         names_flush(&c);
     }
-    num(ic, "366", "%s :End of /NAMES list", chan);
+    irc_num(ic, "366", "%s :End of /NAMES list", chan);
 }
 
 typedef struct who_ctx {
     irc_conn *ic;
-    const char *chan;
+    const char *chan, *room; /* room NULL: WHO nick */
 } who_ctx;
 
 static void who_add(const char *name, void *ud)
 {
     who_ctx *c = ud;
-    char nick[HUB_MAX_NAME + 1];
+    char nick[HUB_MAX_NAME + 1], pfx[4] = "";
     as_nick(name, strlen(name), nick, sizeof nick);
-    num(c->ic, "352", "%s %s axon " SERVER_NAME " %s H :0 %s", c->chan, nick, nick, nick);
+    irc_who w;
+    who_of(nick, &w);
+    if (c->room) irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
+    irc_num(c->ic, "352", "%s %s %s " SERVER_NAME " %s %c%s%s :0 %s", c->chan, w.user, w.host, nick,
+            w.away[0] ? 'G' : 'H', w.account[0] ? "r" : "", pfx, w.real);
 }
 
 /* ---- registration ------------------------------------------------------------------- */
@@ -537,13 +575,16 @@ static void timer_arm(irc_conn *ic, uint64_t ms);
 
 static void isupport(irc_conn *ic)
 {
-    num(ic, "005",
-        "AWAYLEN=%d CASEMAPPING=ascii CHANLIMIT=#:%d CHANMODES=,,, CHANNELLEN=%d CHANTYPES=# "
-        "CHATHISTORY=%d MAXTARGETS=4 MODES=0 NETWORK=" NETWORK " NICKLEN=%d PREFIX= "
-        ":are supported by this server",
-        AWAY_MAX, MAX_CHANS, CHAN_MAX, HISTORY_MAX, NICK_MAX);
-    num(ic, "005", "TOPICLEN=%d USERLEN=%d UTF8ONLY :are supported by this server", TOPIC_MAX,
-        NICK_MAX);
+    irc_num(
+        ic, "005",
+        "AWAYLEN=%d CASEMAPPING=ascii CHANLIMIT=#:%d CHANMODES=" IRC_CHANMODES
+        " CHANNELLEN=%d CHANTYPES=# CHATHISTORY=%d KICKLEN=%d MAXLIST=b:%d MAXTARGETS=4 MODES=%d "
+        "NETWORK=" NETWORK " :are supported by this server",
+        AWAY_MAX, MAX_CHANS, CHAN_MAX, HISTORY_MAX, TOPIC_MAX, BANS_MAX, MODES_MAX);
+    irc_num(ic, "005",
+            "NICKLEN=%d PREFIX=" IRC_PREFIX " TOPICLEN=%d USERLEN=%d UTF8ONLY "
+            ":are supported by this server",
+            NICK_MAX, TOPIC_MAX, NICK_MAX);
 }
 
 static void lusers(irc_conn *ic)
@@ -552,8 +593,9 @@ static void lusers(irc_conn *ic)
     uint64_t users = 0;
     for (int i = 0; i < sv->ngw; i++)
         users += __atomic_load_n(&sv->gw[i].conns, __ATOMIC_RELAXED);
-    num(ic, "251", ":There are %llu users and 0 invisible on 1 servers", (unsigned long long)users);
-    num(ic, "255", ":I have %llu clients and 0 servers", (unsigned long long)users);
+    irc_num(ic, "251", ":There are %llu users and 0 invisible on 1 servers",
+            (unsigned long long)users);
+    irc_num(ic, "255", ":I have %llu clients and 0 servers", (unsigned long long)users);
 }
 
 static void welcome(irc_conn *ic)
@@ -563,14 +605,14 @@ static void welcome(irc_conn *ic)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(made, sizeof made, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    num(ic, "001", ":Welcome to the " NETWORK " IRC network, %s!%s@%s", ic->nick, ic->user,
-        ic->host);
-    num(ic, "002", ":Your host is " SERVER_NAME ", running version axon-" AXON_VERSION);
-    num(ic, "003", ":This server was created %s", made);
-    num(ic, "004", SERVER_NAME " axon-" AXON_VERSION " i -");
+    irc_num(ic, "001", ":Welcome to the " NETWORK " IRC network, %s!%s@%s", ic->nick, ic->user,
+            ic->host);
+    irc_num(ic, "002", ":Your host is " SERVER_NAME ", running version axon-" AXON_VERSION);
+    irc_num(ic, "003", ":This server was created %s", made);
+    irc_num(ic, "004", SERVER_NAME " axon-" AXON_VERSION " i biklmnotv bklov");
     isupport(ic);
     lusers(ic);
-    num(ic, "422", ":MOTD File is missing");
+    irc_num(ic, "422", ":MOTD File is missing");
 }
 
 /* The session's direct messages: user/NICK/inbox. */
@@ -622,24 +664,24 @@ static void try_register(irc_conn *ic)
             ic->id = pass_login(ic);
             if (!ic->id) {
                 refused(ic, NULL);
-                num(ic, "464", ":Password incorrect");
+                irc_num(ic, "464", ":Password incorrect");
                 close_with(ic, "Bad password");
                 return;
             }
         } else if (!(ic->id = serve_anonymous(sv))) {
             refused(ic, "no credentials");
-            num(ic, "464", ":Password required: sign in with SASL PLAIN or PASS");
+            irc_num(ic, "464", ":Password required: sign in with SASL PLAIN or PASS");
             close_with(ic, "Password required");
             return;
         }
     }
     if (ic->id && ic->id->name[0] && strcmp(ic->nick, ic->id->name) != 0) {
         /* a signed-in user's nick is its name */
-        sendf(ic, ":%s NICK %s", ic->nick, ic->id->name);
+        irc_sendf(ic, ":%s NICK %s", ic->nick, ic->id->name);
         snprintf(ic->nick, sizeof ic->nick, "%s", ic->id->name);
     }
-    if (name_in_use(sv, ic->nick, ic)) {
-        num(ic, "433", "%s :Nickname is already in use", ic->nick);
+    if (irc_name_in_use(sv, ic->nick, ic)) {
+        irc_num(ic, "433", "%s :Nickname is already in use", ic->nick);
         if (ic->id && ic->id->name[0]) close_with(ic, "Your name is in use");
         return;
     }
@@ -664,7 +706,7 @@ static void sasl_done(irc_conn *ic)
     size_t n = 0;
     ic->sasl_plain = false;
     if (ax_ws_base64_decode(raw, sizeof raw - 1, ic->sasl, ic->sasl_len, &n) != 0) {
-        num(ic, "904", ":SASL authentication failed");
+        irc_num(ic, "904", ":SASL authentication failed");
         return;
     }
     raw[n] = '\0';
@@ -673,7 +715,7 @@ static void sasl_done(irc_conn *ic)
     const char *authc = memchr(raw, '\0', n) ? authz + strlen(authz) + 1 : NULL;
     const char *pw = authc && authc < (const char *)raw + n ? authc + strlen(authc) + 1 : NULL;
     if (!pw || pw > (const char *)raw + n || (authz[0] && strcmp(authz, authc) != 0)) {
-        num(ic, "904", ":SASL authentication failed");
+        irc_num(ic, "904", ":SASL authentication failed");
         memset(raw, 0, sizeof raw);
         return;
     }
@@ -682,48 +724,48 @@ static void sasl_done(irc_conn *ic)
     memset(raw, 0, sizeof raw);
     if (!id) {
         refused(ic, ic->g->sv->auth ? NULL : "SASL without auth configured");
-        num(ic, "904", ":SASL authentication failed");
+        irc_num(ic, "904", ":SASL authentication failed");
         return;
     }
     auth_identity_free(ic->id);
     ic->id = id;
-    num(ic, "900", "%s!%s@%s %s :You are now logged in as %s", me(ic), ic->user[0] ? ic->user : "*",
-        ic->host, id->name, id->name);
-    num(ic, "903", ":SASL authentication successful");
+    irc_num(ic, "900", "%s!%s@%s %s :You are now logged in as %s", me(ic),
+            ic->user[0] ? ic->user : "*", ic->host, id->name, id->name);
+    irc_num(ic, "903", ":SASL authentication successful");
 }
 
 static void authenticate(irc_conn *ic, const ax_irc_msg *m, const char *arg)
 {
     if (!(ic->caps & CAP_SASL) || ic->registered) {
-        num(ic, "904", ":SASL authentication failed");
+        irc_num(ic, "904", ":SASL authentication failed");
         return;
     }
     if (m->nparams < 1) {
-        num(ic, "461", "AUTHENTICATE :Not enough parameters");
+        irc_num(ic, "461", "AUTHENTICATE :Not enough parameters");
         return;
     }
     if (!ic->sasl_plain) {
         if (strcmp(arg, "*") == 0) {
-            num(ic, "906", ":SASL authentication aborted");
+            irc_num(ic, "906", ":SASL authentication aborted");
         } else if (strcasecmp(arg, "PLAIN") != 0) {
-            num(ic, "908", "PLAIN :are available SASL mechanisms");
-            num(ic, "904", ":SASL authentication failed");
+            irc_num(ic, "908", "PLAIN :are available SASL mechanisms");
+            irc_num(ic, "904", ":SASL authentication failed");
         } else {
             ic->sasl_plain = true;
             ic->sasl_len = 0;
-            sendf(ic, "AUTHENTICATE +");
+            irc_sendf(ic, "AUTHENTICATE +");
         }
         return;
     }
     if (strcmp(arg, "*") == 0) {
         ic->sasl_plain = false;
-        num(ic, "906", ":SASL authentication aborted");
+        irc_num(ic, "906", ":SASL authentication aborted");
         return;
     }
     size_t n = strcmp(arg, "+") == 0 ? 0 : strlen(arg);
     if (ic->sasl_len + n >= sizeof ic->sasl || n > 400) {
         ic->sasl_plain = false;
-        num(ic, "905", ":SASL message too long");
+        irc_num(ic, "905", ":SASL message too long");
         return;
     }
     memcpy(ic->sasl + ic->sasl_len, arg, n);
@@ -741,7 +783,7 @@ static void cap_ls(irc_conn *ic, bool v302)
         o += (size_t)snprintf(list + o, sizeof list - o, "%s%s%s%s", o ? " " : "", CAPS[i].name,
                               v302 && CAPS[i].value ? "=" : "",
                               v302 && CAPS[i].value ? CAPS[i].value : "");
-    sendf(ic, ":" SERVER_NAME " CAP %s LS :%s", me(ic), list);
+    irc_sendf(ic, ":" SERVER_NAME " CAP %s LS :%s", me(ic), list);
 }
 
 static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
@@ -760,7 +802,7 @@ static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
             if (ic->caps & CAPS[i].bit)
                 o +=
                     (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " " : "", CAPS[i].name);
-        sendf(ic, ":" SERVER_NAME " CAP %s LIST :%s", me(ic), list);
+        irc_sendf(ic, ":" SERVER_NAME " CAP %s LIST :%s", me(ic), list);
     } else if (strcasecmp(sub, "REQ") == 0 && m->nparams > 1) {
         if (!ic->registered) ic->cap_wait = true;
         int add = 0, del = 0;
@@ -779,12 +821,12 @@ static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
                 add |= bit;
         }
         if (ok) ic->caps = (ic->caps | add) & ~del;
-        sendf(ic, ":" SERVER_NAME " CAP %s %s :%s", me(ic), ok ? "ACK" : "NAK", args[1]);
+        irc_sendf(ic, ":" SERVER_NAME " CAP %s %s :%s", me(ic), ok ? "ACK" : "NAK", args[1]);
     } else if (strcasecmp(sub, "END") == 0) {
         ic->cap_wait = false;
         try_register(ic);
     } else {
-        num(ic, "410", "%s :Invalid CAP command", m->nparams ? args[0] : "*");
+        irc_num(ic, "410", "%s :Invalid CAP command", m->nparams ? args[0] : "*");
     }
 }
 
@@ -794,38 +836,59 @@ static void send_topic(irc_conn *ic, const char *chan, const char *room, bool al
 {
     chan_topic t;
     if (topic_get(room, &t) && t.text[0]) {
-        num(ic, "332", "%s :%s", chan, t.text);
-        num(ic, "333", "%s %s %lld", chan, t.who, (long long)t.set_at);
+        irc_num(ic, "332", "%s :%s", chan, t.text);
+        irc_num(ic, "333", "%s %s %lld", chan, t.who, (long long)t.set_at);
     } else if (always) {
-        num(ic, "331", "%s :No topic is set", chan);
+        irc_num(ic, "331", "%s :No topic is set", chan);
     }
 }
 
-static void join_one(irc_conn *ic, const char *chan_in)
+static void join_one(irc_conn *ic, const char *chan_in, const char *key)
 {
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
-    if (!chan_room(chan_in, room, sizeof room)) {
-        num(ic, "403", "%s :No such channel (a channel is # and 1 to %d of a-z 0-9 _ - .)", chan_in,
-            ROOM_MAX);
+    if (!irc_chan_room(chan_in, room, sizeof room)) {
+        irc_num(ic, "403", "%s :No such channel (a channel is # and 1 to %d of a-z 0-9 _ - .)",
+                chan_in, ROOM_MAX);
         return;
     }
     snprintf(chan, sizeof chan, "#%s", room);
     snprintf(topic, sizeof topic, "chat/%s", room);
-    if (on_chan(ic, chan)) return;
+    if (irc_on_chan(ic, chan)) return;
     if (ic->nchans >= MAX_CHANS) {
-        num(ic, "405", "%s :You have joined too many channels", chan);
+        irc_num(ic, "405", "%s :You have joined too many channels", chan);
         return;
     }
     if (!may(ic, auth_may_subscribe, topic)) {
-        num(ic, "474", "%s :Cannot join channel (you may not read %s)", chan, topic);
+        irc_num(ic, "474", "%s :Cannot join channel (you may not read %s)", chan, topic);
         return;
     }
+    switch (irc_chan_may_join(ic, room, key)) {
+    case 471:
+        irc_num(ic, "471", "%s :Cannot join channel (+l)", chan);
+        return;
+    case 473:
+        irc_num(ic, "473", "%s :Cannot join channel (+i)", chan);
+        return;
+    case 474:
+        irc_num(ic, "474", "%s :Cannot join channel (+b)", chan);
+        return;
+    case 475:
+        irc_num(ic, "475", "%s :Cannot join channel (+k)", chan);
+        return;
+    default:
+        break;
+    }
     if (hub_subscribe(ic->sub, topic, -1, true) != 0) {
-        num(ic, "403", "%s :Cannot join channel now", chan);
+        irc_num(ic, "403", "%s :Cannot join channel now", chan);
         return;
     }
     snprintf(ic->chans[ic->nchans++], CHAN_MAX + 2, "%s", chan);
-    sendf(ic, ":%s!%s@%s JOIN %s", ic->nick, ic->user, ic->host, chan);
+    irc_chan_joined(ic, room);
+    if (ic->caps & CAP_EXTENDED_JOIN)
+        irc_sendf(ic, ":%s!%s@%s JOIN %s %s :%s", ic->nick, ic->user, ic->host, chan,
+                  ic->id && !ic->id->anonymous ? ic->id->name : "*", ic->real);
+    else
+        irc_sendf(ic, ":%s!%s@%s JOIN %s", ic->nick, ic->user, ic->host, chan);
     send_topic(ic, chan, room, false);
     names(ic, chan, room);
 }
@@ -833,8 +896,8 @@ static void join_one(irc_conn *ic, const char *chan_in)
 static void part_one(irc_conn *ic, const char *chan_in, const char *reason)
 {
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
-    if (!chan_room(chan_in, room, sizeof room)) {
-        num(ic, "403", "%s :No such channel", chan_in);
+    if (!irc_chan_room(chan_in, room, sizeof room)) {
+        irc_num(ic, "403", "%s :No such channel", chan_in);
         return;
     }
     snprintf(chan, sizeof chan, "#%s", room);
@@ -842,15 +905,27 @@ static void part_one(irc_conn *ic, const char *chan_in, const char *reason)
     while (i < ic->nchans && strcmp(ic->chans[i], chan) != 0)
         i++;
     if (i == ic->nchans) {
-        num(ic, "442", "%s :You're not on that channel", chan);
+        irc_num(ic, "442", "%s :You're not on that channel", chan);
         return;
     }
+    irc_sendf(ic, ":%s!%s@%s PART %s%s%s", ic->nick, ic->user, ic->host, chan, reason ? " :" : "",
+              reason ? reason : "");
+    irc_drop_chan(ic, chan);
+    snprintf(topic, sizeof topic, "chat/%s", room);
+    irc_chan_left(room, ic->nick);
+}
+
+void irc_drop_chan(irc_conn *ic, const char *chan)
+{
+    char topic[ROOM_MAX + 8];
+    int i = 0;
+    while (i < ic->nchans && strcmp(ic->chans[i], chan) != 0)
+        i++;
+    if (i == ic->nchans) return;
     memmove(ic->chans[i], ic->chans[i + 1], (size_t)(ic->nchans - i - 1) * sizeof ic->chans[0]);
     ic->nchans--;
-    sendf(ic, ":%s!%s@%s PART %s%s%s", ic->nick, ic->user, ic->host, chan, reason ? " :" : "",
-          reason ? reason : "");
-    snprintf(topic, sizeof topic, "chat/%s", room);
-    hub_unsubscribe(ic->sub, topic);
+    snprintf(topic, sizeof topic, "chat/%s", chan + 1);
+    if (ic->sub) hub_unsubscribe(ic->sub, topic);
 }
 
 /* ---- messages ------------------------------------------------------------------------- */
@@ -862,50 +937,64 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
     bool notice = cmd[0] == 'N';
     char topic[HUB_MAX_TOPIC], room[ROOM_MAX + 1], body[AX_IRC_MAX_LINE + 8], chan[CHAN_MAX + 2];
     size_t n = strlen(text);
+    /* what fits in the line the others get, ":nick!nick@axon PRIVMSG target :": the rest
+     * is cut (as classic servers do) rather than split */
+    size_t head = 2 * strlen(ic->nick) + strlen(target) + 20, fit = AX_IRC_MAX_LINE - 2 - head;
     if (n > 8 && memcmp(text, "\001ACTION ", 8) == 0) {
         size_t k = n - 8;
         if (k && text[n - 1] == '\001') k--;
+        k = ax_irc_utf8_cut(text + 8, k, fit - 9);
         n = (size_t)snprintf(body, sizeof body, "/me %.*s", (int)k, text + 8);
     } else if (text[0] == '\001') {
         return; /* CTCP VERSION, PING, ...: nobody on the hub answers them */
     } else {
-        n = (size_t)snprintf(body, sizeof body, "%s", text);
+        n = ax_irc_utf8_cut(text, n, fit);
+        memcpy(body, text, n);
+        body[n] = '\0';
     }
     bool dm = target[0] != '#';
     if (!dm) {
-        if (!chan_room(target, room, sizeof room)) {
-            if (!notice) num(ic, "403", "%s :No such channel", target);
+        if (!irc_chan_room(target, room, sizeof room)) {
+            if (!notice) irc_num(ic, "403", "%s :No such channel", target);
             return;
         }
         snprintf(chan, sizeof chan, "#%s", room);
         snprintf(topic, sizeof topic, "chat/%s", room);
     } else {
-        if (!auth_name_valid(target) || !nick_ok(target)) {
-            if (!notice) num(ic, "401", "%s :No such nick/channel", target);
+        if (!auth_name_valid(target) || !irc_nick_ok(target)) {
+            if (!notice) irc_num(ic, "401", "%s :No such nick/channel", target);
             return;
         }
         snprintf(topic, sizeof topic, "user/%s/inbox", target);
+        irc_who w;
+        if (!notice && irc_lookup(target, &w) && w.away[0])
+            irc_num(ic, "301", "%s :%s", target, w.away);
     }
     serve *sv = ic->g->sv;
     if (!may(ic, auth_may_publish, topic)) {
         if (!notice)
-            num(ic, "404", "%s :Cannot send to %s (you may not publish to %s)", target,
-                dm ? "nick" : "channel", topic);
+            irc_num(ic, "404", "%s :Cannot send to %s (you may not publish to %s)", target,
+                    dm ? "nick" : "channel", topic);
+        return;
+    }
+    if (!dm && irc_chan_may_speak(ic, room)) {
+        if (!notice) irc_num(ic, "404", "%s :Cannot send to channel", chan);
         return;
     }
     if (n == 0) {
-        if (!notice) num(ic, "412", ":No text to send");
+        if (!notice) irc_num(ic, "412", ":No text to send");
         return;
     }
     int err = 0;
     uint64_t seq = hub_publish_from(sv->hub, ic->sub, topic, ic->nick, body, n, &err);
     if (!seq) {
         if (!notice)
-            num(ic, "404", "%s :Cannot send: %s", target,
-                err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
+            irc_num(ic, "404", "%s :Cannot send: %s", target,
+                    err == AX_EAGAIN ? "the server is busy, try again in a moment"
+                                     : hub_strerror(err));
         return;
     }
-    if (dm && (ic->caps & CAP_ECHO) && !same_name(target, ic->nick)) {
+    if (dm && (ic->caps & CAP_ECHO) && !irc_same_name(target, ic->nick)) {
         /* the inbox is the recipient's: echo it here */
         hub_msg fake = {.kind = HUB_MSG,
                         .seq = seq,
@@ -961,21 +1050,21 @@ static bool hist_ref(const char *ref, uint64_t *seq, int64_t *ms)
 static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
 {
     if (m->nparams < 3) {
-        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY NEED_MORE_PARAMS :Missing parameters");
+        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY NEED_MORE_PARAMS :Missing parameters");
         return;
     }
     const char *sub = args[0], *target = args[1];
     if (strcasecmp(sub, "TARGETS") == 0) {
-        sendf(ic, ":" SERVER_NAME " BATCH +t draft/chathistory-targets");
-        sendf(ic, ":" SERVER_NAME " BATCH -t");
+        irc_sendf(ic, ":" SERVER_NAME " BATCH +t draft/chathistory-targets");
+        irc_sendf(ic, ":" SERVER_NAME " BATCH -t");
         return;
     }
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
-    if (!chan_room(target, room, sizeof room)) {
-        sendf(ic,
-              ":" SERVER_NAME
-              " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
-              sub, target);
+    if (!irc_chan_room(target, room, sizeof room)) {
+        irc_sendf(ic,
+                  ":" SERVER_NAME
+                  " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
+                  sub, target);
         return;
     }
     snprintf(chan, sizeof chan, "#%s", room);
@@ -998,12 +1087,13 @@ static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
         c.after_seq = rev ? s2 : s1, c.before_seq = rev ? s1 : s2;
         c.after_ms = rev ? t2 : t1, c.before_ms = rev ? t1 : t2;
     } else {
-        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Unknown subcommand", sub);
+        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Unknown subcommand",
+                  sub);
         return;
     }
     if (!ok) {
-        sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference",
-              sub);
+        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference",
+                  sub);
         return;
     }
     bool allowed = may(ic, auth_may_read, topic);
@@ -1011,13 +1101,13 @@ static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
     static unsigned batch_no;
     char ref[16];
     snprintf(ref, sizeof ref, "h%u", __atomic_add_fetch(&batch_no, 1, __ATOMIC_RELAXED));
-    if (ic->caps & CAP_BATCH) sendf(ic, ":" SERVER_NAME " BATCH +%s chathistory %s", ref, chan);
+    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH +%s chathistory %s", ref, chan);
     for (size_t i = 0; i < c.n; i++) {
         hub_msg *hm = c.ring[(c.start + i) % c.limit];
         deliver(ic, hm, chan, ref);
         hub_msg_unref(hm);
     }
-    if (ic->caps & CAP_BATCH) sendf(ic, ":" SERVER_NAME " BATCH -%s", ref);
+    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH -%s", ref);
 }
 
 /* ---- queries ------------------------------------------------------------------------- */
@@ -1034,22 +1124,23 @@ static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
     if (!room || !room_ok(room) || !may(c->ic, auth_may_read, topic)) return;
     chan_topic t;
     bool has = topic_get(room, &t);
-    num(c->ic, "322", "#%s %zu :%s", room, subs, has ? t.text : "");
+    irc_num(c->ic, "322", "#%s %zu :%s", room, subs, has ? t.text : "");
 }
 
 static void whois(irc_conn *ic, const char *nick)
 {
-    if (!nick_ok(nick) || !name_in_use(ic->g->sv, nick, NULL)) {
-        num(ic, "401", "%s :No such nick/channel", nick);
-        num(ic, "318", "%s :End of /WHOIS list", nick);
+    if (!irc_nick_ok(nick) || !irc_name_in_use(ic->g->sv, nick, NULL)) {
+        irc_num(ic, "401", "%s :No such nick/channel", nick);
+        irc_num(ic, "318", "%s :End of /WHOIS list", nick);
         return;
     }
-    bool mine = same_name(nick, ic->nick);
-    num(ic, "311", "%s %s %s * :%s", nick, mine ? ic->user : nick, mine ? ic->host : "axon",
-        mine ? ic->real : nick);
-    num(ic, "312", "%s " SERVER_NAME " :axon hub", nick);
-    if (mine && ic->away[0]) num(ic, "301", "%s :%s", nick, ic->away);
-    num(ic, "318", "%s :End of /WHOIS list", nick);
+    irc_who w;
+    who_of(nick, &w);
+    irc_num(ic, "311", "%s %s %s * :%s", nick, w.user, w.host, w.real);
+    irc_num(ic, "312", "%s " SERVER_NAME " :axon hub", nick);
+    if (w.away[0]) irc_num(ic, "301", "%s :%s", nick, w.away);
+    if (w.account[0]) irc_num(ic, "330", "%s %s :is logged in as", nick, w.account);
+    irc_num(ic, "318", "%s :End of /WHOIS list", nick);
 }
 
 /* ---- commands ------------------------------------------------------------------------ */
@@ -1074,49 +1165,49 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         cap(ic, m, args);
     } else if (strcmp(cmd, "PING") == 0) {
         if (!m->nparams)
-            num(ic, "409", ":No origin specified");
+            irc_num(ic, "409", ":No origin specified");
         else
-            sendf(ic, ":" SERVER_NAME " PONG " SERVER_NAME " :%s", a0);
+            irc_sendf(ic, ":" SERVER_NAME " PONG " SERVER_NAME " :%s", a0);
     } else if (strcmp(cmd, "PONG") == 0) {
         ic->ping_out = false;
     } else if (strcmp(cmd, "QUIT") == 0) {
         char why[300];
         snprintf(why, sizeof why, "Quit: %s", m->nparams ? a0 : "");
+        close_with(ic, why);
         if (ic->sub) hub_sub_free(ic->sub); /* leave the rooms now */
         ic->sub = NULL;
-        close_with(ic, why);
     } else if (strcmp(cmd, "PASS") == 0) {
         if (ic->registered)
-            num(ic, "462", ":You may not reregister");
+            irc_num(ic, "462", ":You may not reregister");
         else if (!m->nparams)
-            num(ic, "461", "PASS :Not enough parameters");
+            irc_num(ic, "461", "PASS :Not enough parameters");
         else
             snprintf(ic->pass, sizeof ic->pass, "%s", a0);
     } else if (strcmp(cmd, "AUTHENTICATE") == 0) {
         authenticate(ic, m, a0);
     } else if (strcmp(cmd, "NICK") == 0) {
         if (!m->nparams || !a0[0]) {
-            num(ic, "431", ":No nickname given");
-        } else if (!nick_ok(a0)) {
-            num(ic, "432",
-                "%s :Erroneous nickname (1 to %d of A-Z a-z 0-9 _ -, not a digit or - first)", a0,
-                NICK_MAX);
+            irc_num(ic, "431", ":No nickname given");
+        } else if (!irc_nick_ok(a0)) {
+            irc_num(ic, "432",
+                    "%s :Erroneous nickname (1 to %d of A-Z a-z 0-9 _ -, not a digit or - first)",
+                    a0, NICK_MAX);
         } else if (ic->registered && ic->id && ic->id->name[0]) {
             if (strcmp(a0, ic->nick) != 0)
-                num(ic, "432", "%s :Your nick is the name you signed in with", a0);
+                irc_num(ic, "432", "%s :Your nick is the name you signed in with", a0);
         } else if (strcmp(a0, ic->nick) == 0) {
             /* nothing to do */
         } else if (!ic->registered && !(ic->g->sv->auth)) {
-            if (name_in_use(ic->g->sv, a0, ic))
-                num(ic, "433", "%s :Nickname is already in use", a0);
+            if (irc_name_in_use(ic->g->sv, a0, ic))
+                irc_num(ic, "433", "%s :Nickname is already in use", a0);
             else
                 snprintf(ic->nick, sizeof ic->nick, "%s", a0);
             try_register(ic);
         } else if (!ic->registered) {
             snprintf(ic->nick, sizeof ic->nick, "%s", a0); /* checked at registration */
             try_register(ic);
-        } else if (name_in_use(ic->g->sv, a0, ic)) {
-            num(ic, "433", "%s :Nickname is already in use", a0);
+        } else if (irc_name_in_use(ic->g->sv, a0, ic)) {
+            irc_num(ic, "433", "%s :Nickname is already in use", a0);
         } else {
             char old[HUB_MAX_NAME + 1];
             snprintf(old, sizeof old, "%s", ic->nick);
@@ -1125,17 +1216,18 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             ic->renaming = false;
             if (rc == 0) {
                 inbox(ic, old, false);
+                irc_chan_renamed(ic->nick, a0);
                 snprintf(ic->nick, sizeof ic->nick, "%s", a0);
                 nick_claim(ic, a0);
                 inbox(ic, a0, true);
-                sendf(ic, ":%s!%s@%s NICK %s", old, ic->user, ic->host, a0);
+                irc_sendf(ic, ":%s!%s@%s NICK %s", old, ic->user, ic->host, a0);
             }
         }
     } else if (strcmp(cmd, "USER") == 0) {
         if (ic->registered || ic->have_user) {
-            num(ic, "462", ":You may not reregister");
-        } else if (m->nparams < 4) {
-            num(ic, "461", "USER :Not enough parameters");
+            irc_num(ic, "462", ":You may not reregister");
+        } else if (m->nparams < 4 || !args[0][0] || !args[3][0]) {
+            irc_num(ic, "461", "USER :Not enough parameters");
         } else {
             char u[HUB_MAX_NAME + 1];
             as_nick(a0, strlen(a0), u, sizeof u);
@@ -1145,12 +1237,12 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             try_register(ic);
         }
     } else if (!ic->registered) {
-        num(ic, "451", ":You have not registered");
+        irc_num(ic, "451", ":You have not registered");
     } else if (strcmp(cmd, "PRIVMSG") == 0 || strcmp(cmd, "NOTICE") == 0) {
         if (m->nparams < 1) {
-            num(ic, "411", ":No recipient given (%s)", cmd);
+            irc_num(ic, "411", ":No recipient given (%s)", cmd);
         } else if (m->nparams < 2) {
-            num(ic, "412", ":No text to send");
+            irc_num(ic, "412", ":No text to send");
         } else {
             int targets = 0;
             for (char *save = NULL, *t = strtok_r(args[0], ",", &save); t && targets < 4;
@@ -1161,7 +1253,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         /* client-only tags (typing, reactions) are not carried to the hub */
     } else if (strcmp(cmd, "JOIN") == 0) {
         if (!m->nparams) {
-            num(ic, "461", "JOIN :Not enough parameters");
+            irc_num(ic, "461", "JOIN :Not enough parameters");
         } else if (strcmp(a0, "0") == 0) {
             while (ic->nchans) {
                 char c[CHAN_MAX + 2];
@@ -1169,13 +1261,14 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
                 part_one(ic, c, NULL);
             }
         } else {
+            char *ksave = NULL, *k = m->nparams > 1 ? strtok_r(args[1], ",", &ksave) : NULL;
             for (char *save = NULL, *t = strtok_r(args[0], ",", &save); t;
-                 t = strtok_r(NULL, ",", &save))
-                join_one(ic, t);
+                 t = strtok_r(NULL, ",", &save), k = k ? strtok_r(NULL, ",", &ksave) : NULL)
+                join_one(ic, t, k);
         }
     } else if (strcmp(cmd, "PART") == 0) {
         if (!m->nparams)
-            num(ic, "461", "PART :Not enough parameters");
+            irc_num(ic, "461", "PART :Not enough parameters");
         else
             for (char *save = NULL, *t = strtok_r(args[0], ",", &save); t;
                  t = strtok_r(NULL, ",", &save))
@@ -1183,79 +1276,47 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     } else if (strcmp(cmd, "NAMES") == 0) {
         char room[ROOM_MAX + 1], chan[CHAN_MAX + 2];
         if (!m->nparams) {
-            num(ic, "366", "* :End of /NAMES list");
+            irc_num(ic, "366", "* :End of /NAMES list");
         } else {
             for (char *save = NULL, *t = strtok_r(args[0], ",", &save); t;
                  t = strtok_r(NULL, ",", &save)) {
-                if (chan_room(t, room, sizeof room)) {
+                if (irc_chan_room(t, room, sizeof room)) {
                     snprintf(chan, sizeof chan, "#%s", room);
                     names(ic, chan, room);
                 } else {
-                    num(ic, "366", "%s :End of /NAMES list", t);
+                    irc_num(ic, "366", "%s :End of /NAMES list", t);
                 }
             }
         }
     } else if (strcmp(cmd, "WHO") == 0) {
         char room[ROOM_MAX + 1], chan[CHAN_MAX + 2], topic[ROOM_MAX + 8];
-        if (m->nparams && chan_room(a0, room, sizeof room)) {
+        if (m->nparams && irc_chan_room(a0, room, sizeof room)) {
             snprintf(chan, sizeof chan, "#%s", room);
             snprintf(topic, sizeof topic, "chat/%s", room);
-            who_ctx wc = {ic, chan};
+            who_ctx wc = {ic, chan, room};
             if (may(ic, auth_may_read, topic)) hub_presence(ic->g->sv->hub, topic, who_add, &wc);
-        } else if (m->nparams && nick_ok(a0) && name_in_use(ic->g->sv, a0, NULL)) {
-            who_ctx wc = {ic, "*"};
+        } else if (m->nparams && irc_nick_ok(a0) && irc_name_in_use(ic->g->sv, a0, NULL)) {
+            who_ctx wc = {ic, "*", NULL};
             who_add(a0, &wc);
         }
-        num(ic, "315", "%s :End of /WHO list", m->nparams ? a0 : "*");
+        irc_num(ic, "315", "%s :End of /WHO list", m->nparams ? a0 : "*");
     } else if (strcmp(cmd, "WHOIS") == 0) {
         if (!m->nparams)
-            num(ic, "431", ":No nickname given");
+            irc_num(ic, "431", ":No nickname given");
         else
             whois(ic, args[m->nparams - 1]);
     } else if (strcmp(cmd, "MODE") == 0) {
-        char room[ROOM_MAX + 1], chan[CHAN_MAX + 2];
-        if (!m->nparams) {
-            num(ic, "461", "MODE :Not enough parameters");
-        } else if (a0[0] == '#') {
-            if (!chan_room(a0, room, sizeof room)) {
-                num(ic, "403", "%s :No such channel", a0);
-            } else if (m->nparams == 1) {
-                chan_topic t;
-                snprintf(chan, sizeof chan, "#%s", room);
-                num(ic, "324", "%s +", chan);
-                num(ic, "329", "%s %lld", chan,
-                    (long long)(topic_get(room, &t) ? t.created : ic->g->sv->started_ms / 1000));
-            } else if (strcmp(args[1], "b") == 0 || strcmp(args[1], "+b") == 0) {
-                snprintf(chan, sizeof chan, "#%s", room);
-                num(ic, "368", "%s :End of channel ban list", chan);
-            } else {
-                num(ic, "482", "%s :Channel modes are not supported here", a0);
-            }
-        } else if (!same_name(a0, ic->nick)) {
-            num(ic, "502", ":Can't change mode for other users");
-        } else if (m->nparams == 1) {
-            num(ic, "221", "%s", ic->invisible ? "+i" : "+");
-        } else {
-            const char *f = args[1];
-            bool plus = true, changed = false, unknown = false;
-            for (; *f; f++) {
-                if (*f == '+' || *f == '-')
-                    plus = *f == '+';
-                else if (*f == 'i')
-                    changed |= ic->invisible != plus, ic->invisible = plus;
-                else
-                    unknown = true;
-            }
-            if (unknown) num(ic, "501", ":Unknown MODE flag");
-            if (changed)
-                sendf(ic, ":%s MODE %s :%si", ic->nick, ic->nick, ic->invisible ? "+" : "-");
-        }
+        irc_cmd_mode(ic, m->nparams, args);
+    } else if (strcmp(cmd, "KICK") == 0) {
+        irc_cmd_kick(ic, m->nparams, args);
+    } else if (strcmp(cmd, "INVITE") == 0) {
+        irc_cmd_invite(ic, m->nparams, args);
     } else if (strcmp(cmd, "TOPIC") == 0) {
         char room[ROOM_MAX + 1], chan[CHAN_MAX + 2], topic[ROOM_MAX + 8];
         if (!m->nparams) {
-            num(ic, "461", "TOPIC :Not enough parameters");
-        } else if (!chan_room(a0, room, sizeof room)) {
-            num(ic, "403", "%s :No such channel", a0);
+            irc_num(ic, "461", "TOPIC :Not enough parameters");
+        } else if (!irc_chan_room(a0, room, sizeof room) || !irc_chan_exists(ic, room)) {
+            irc_num(ic, "403", "%s :No such channel", a0);
         } else if (m->nparams == 1) {
             snprintf(chan, sizeof chan, "#%s", room);
             send_topic(ic, chan, room, true);
@@ -1263,69 +1324,73 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             snprintf(chan, sizeof chan, "#%s", room);
             snprintf(topic, sizeof topic, "chat/%s", room);
             if (!may(ic, auth_may_publish, topic)) {
-                num(ic, "482", "%s :You may not set the topic (you may not publish to %s)", chan,
-                    topic);
-            } else {
-                char text[TOPIC_MAX + 1];
+                irc_num(ic, "482", "%s :You may not set the topic (you may not publish to %s)",
+                        chan, topic);
+            } else if (irc_chan_may_topic(ic, chan, room)) {
+                char text[TOPIC_MAX + 1], out[1024];
                 snprintf(text, sizeof text, "%s", args[1]);
                 topic_set(room, text, ic->nick);
-                for (irc_conn *o = ic->g->conns; o; o = o->next)
-                    if (o->registered && on_chan(o, chan))
-                        sendf(o, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host, chan,
-                              text);
-                if (!on_chan(ic, chan))
-                    sendf(ic, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host, chan, text);
+                snprintf(out, sizeof out, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host,
+                         chan, text);
+                irc_net_chan(ic->g, room, out, 0, NULL);
+                if (!irc_on_chan(ic, chan)) irc_sendf(ic, "%s", out);
             }
         }
     } else if (strcmp(cmd, "LIST") == 0) {
         list_ctx lc = {ic};
-        num(ic, "321", "Channel :Users  Name");
+        irc_num(ic, "321", "Channel :Users  Name");
         char next[HUB_MAX_TOPIC + 1] = "chat/";
         do {
             char after[HUB_MAX_TOPIC + 1];
             snprintf(after, sizeof after, "%s", next);
             if (!hub_topics(ic->g->sv->hub, after, 500, list_room, &lc, next)) break;
         } while (next[0] && strncmp(next, "chat/", 5) == 0);
-        num(ic, "323", ":End of /LIST");
+        irc_num(ic, "323", ":End of /LIST");
     } else if (strcmp(cmd, "AWAY") == 0) {
         if (m->nparams && a0[0]) {
             snprintf(ic->away, sizeof ic->away, "%s", a0);
-            num(ic, "306", ":You have been marked as being away");
+            irc_num(ic, "306", ":You have been marked as being away");
         } else {
             ic->away[0] = '\0';
-            num(ic, "305", ":You are no longer marked as being away");
+            irc_num(ic, "305", ":You are no longer marked as being away");
         }
+        nick_claim(ic, ic->nick); /* what WHOIS, WHO and new JOINs show */
+        char out[1024];
+        snprintf(out, sizeof out, ":%s!%s@%s AWAY%s%s", ic->nick, ic->user, ic->host,
+                 ic->away[0] ? " :" : "", ic->away);
+        irc_net_shared(ic->g, ic->nick, out, CAP_AWAY_NOTIFY);
     } else if (strcmp(cmd, "ISON") == 0) {
         char out[400] = "";
         size_t o = 0;
         for (int i = 0; i < m->nparams; i++)
             for (char *save = NULL, *t = strtok_r(args[i], " ", &save); t;
                  t = strtok_r(NULL, " ", &save))
-                if (nick_ok(t) && name_in_use(ic->g->sv, t, NULL) && o + strlen(t) + 2 < sizeof out)
+                if (irc_nick_ok(t) && irc_name_in_use(ic->g->sv, t, NULL) &&
+                    o + strlen(t) + 2 < sizeof out)
                     o += (size_t)snprintf(out + o, sizeof out - o, "%s%s", o ? " " : "", t);
-        num(ic, "303", ":%s", out);
+        irc_num(ic, "303", ":%s", out);
     } else if (strcmp(cmd, "USERHOST") == 0) {
         char out[400] = "";
         size_t o = 0;
         for (int i = 0; i < m->nparams && i < 5; i++)
-            if (nick_ok(args[i]) && name_in_use(ic->g->sv, args[i], NULL)) {
-                bool mine = same_name(args[i], ic->nick);
+            if (irc_nick_ok(args[i]) && irc_name_in_use(ic->g->sv, args[i], NULL)) {
+                bool mine = irc_same_name(args[i], ic->nick);
                 o += (size_t)snprintf(out + o, sizeof out - o, "%s%s=%c%s@%s", o ? " " : "",
                                       args[i], mine && ic->away[0] ? '-' : '+',
                                       mine ? ic->user : args[i], mine ? ic->host : "axon");
             }
-        num(ic, "302", ":%s", out);
+        irc_num(ic, "302", ":%s", out);
     } else if (strcmp(cmd, "CHATHISTORY") == 0) {
         chathistory(ic, m, args);
     } else if (strcmp(cmd, "LUSERS") == 0) {
         lusers(ic);
     } else if (strcmp(cmd, "MOTD") == 0) {
-        num(ic, "422", ":MOTD File is missing");
+        irc_num(ic, "422", ":MOTD File is missing");
     } else if (strcmp(cmd, "VERSION") == 0) {
-        num(ic, "351", "axon-" AXON_VERSION " " SERVER_NAME " :axon hub");
+        irc_num(ic, "351", "axon-" AXON_VERSION " " SERVER_NAME " :axon hub");
         isupport(ic);
     } else {
-        num(ic, "421", "%s :Unknown command", cmd);
+        irc_num(ic, "421", "%s :Unknown command", cmd);
     }
 }
 
@@ -1355,7 +1420,7 @@ static void one_line(irc_conn *ic, char *line, size_t n)
     int rc = ax_irc_parse(line, n, &m);
     if (rc == AX_IRC_EEMPTY) return;
     if (rc != 0) {
-        num(ic, "421", "* :Malformed line");
+        irc_num(ic, "421", "* :Malformed line");
         return;
     }
     GW_ADD(ic->g->sv->gw[GW_IRC].msgs_in, 1);
@@ -1385,7 +1450,7 @@ static void on_timer(ax_timer *t, void *ud)
         }
         timer_arm(ic, 2 * ping - idle);
     } else if (idle >= ping) {
-        sendf(ic, "PING :" SERVER_NAME);
+        irc_sendf(ic, "PING :" SERVER_NAME);
         ic->ping_out = true;
         timer_arm(ic, 2 * ping - idle);
     } else {
@@ -1406,6 +1471,34 @@ static void timer_arm(irc_conn *ic, uint64_t ms)
 
 /* ---- connections -------------------------------------------------------------------- */
 
+static void flood_over(ax_timer *t, void *ud)
+{
+    irc_conn *ic = ud;
+    (void)t;
+    if (ic->quit) return;
+    ax_conn_pause(ic->c); /* and at once resume: what waits is handed over again */
+    ax_conn_resume(ic->c);
+}
+
+/* May the next line be read now?  Else it waits (false), or, when too
+ * much waits, the connection ends. */
+static bool flood_ok(irc_conn *ic, size_t waiting)
+{
+    uint64_t now = ax_loop_now(ic->g->sv->loop);
+    if (ic->flood_ms <= now + FLOOD_WINDOW_MS) {
+        ic->flood_ms = (ic->flood_ms > now ? ic->flood_ms : now) + FLOOD_COST_MS;
+        return true;
+    }
+    if (waiting > FLOOD_RECVQ) {
+        GW_ADD(ic->g->sv->gw[GW_IRC].errors, 1);
+        close_with(ic, "Excess Flood");
+        return false;
+    }
+    if (!ic->flood && !(ic->flood = ax_timer_new(ic->g->sv->loop, flood_over, ic))) return true;
+    ax_timer_start(ic->flood, ic->flood_ms - FLOOD_WINDOW_MS - now, 0);
+    return false;
+}
+
 static size_t on_data(ax_conn *c, const char *data, size_t len)
 {
     irc_conn *ic = ax_conn_data(c);
@@ -1418,12 +1511,14 @@ static size_t on_data(ax_conn *c, const char *data, size_t len)
         int rc = ax_irc_line(data + off, len - off, &n, &skip);
         if (rc == AX_IRC_INCOMPLETE) break;
         if (rc < 0) {
-            if (!ic->discarding) num(ic, "417", ":Input line was too long");
+            if (!ic->discarding) irc_num(ic, "417", ":Input line was too long");
             /* the rest of the line goes too, up to its end */
             const char *end = memchr(data + off + n, '\n', len - off - n);
             ic->discarding = !end && skip == len - off;
         } else if (ic->discarding) {
             ic->discarding = false;
+        } else if (!flood_ok(ic, len - off)) {
+            break;
         } else {
             memcpy(buf, data + off, n);
             buf[n] = '\0';
@@ -1519,10 +1614,13 @@ static void on_close(ax_conn *c, int reason)
     if (ic->next) ic->next->prev = ic->prev;
     GW_SUB(ic->g->sv->gw[GW_IRC].conns, 1);
     serve_limit_close(ic->g->sv, &ic->lim);
+    quit_announce(ic, "Connection closed");
+    if (ic->registered) irc_chan_left_all(ic->nick);
     nick_release(ic);
     hub_sub_free(ic->sub);
     auth_identity_free(ic->id);
     ax_timer_free(ic->timer);
+    ax_timer_free(ic->flood);
     memset(ic->pass, 0, sizeof ic->pass);
     ax_free(ic);
 }
@@ -1561,12 +1659,14 @@ static void *irc_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
+    irc_net_add(g);
     int err = 0;
     ax_conn_opts co = irc_conn_opts(sv, NULL);
     ax_listen_opts lo = serve_listen_opts(sv);
     g->ls = url ? ax_listen_ex(sv->loop, url, &irc_cbs, &co, &lo, g, &err) : NULL;
     if (url && !g->ls) {
         snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
+        irc_net_remove(g);
         ax_free(g);
         return NULL;
     }
@@ -1588,6 +1688,7 @@ static void irc_stop(void *gp)
 {
     gw_irc *g = gp;
     if (!g) return;
+    irc_net_remove(g);
     if (g->ls) ax_listener_close(g->ls);
     if (g->tls_ls) ax_listener_close(g->tls_ls);
     g->ls = g->tls_ls = NULL;
@@ -1604,6 +1705,7 @@ static void irc_abort(void *gp)
 
 static void irc_free(void *g)
 {
+    if (g) irc_net_remove(g);
     ax_free(g);
 }
 

@@ -140,7 +140,9 @@ void auth_claims_free(auth_claims *c)
         ax_free(c->pub[i]);
     for (int i = 0; i < c->nsub; i++)
         ax_free(c->subf[i]);
-    c->npub = c->nsub = 0;
+    for (int i = 0; i < c->nop; i++)
+        ax_free(c->op[i]);
+    c->npub = c->nsub = c->nop = 0;
 }
 
 #define FAIL(...)                                                                                  \
@@ -246,7 +248,8 @@ static int check_claims(json_t *j, int64_t now, int leeway, auth_claims *c, char
         if (adm && !json_is_boolean(adm)) FAIL("token claim axon.admin is not true/false");
         c->admin = json_is_true(adm);
         if (claim_filters(axon, "pub", c->sub, c->pub, &c->npub, why, why_len) != 0 ||
-            claim_filters(axon, "sub", c->sub, c->subf, &c->nsub, why, why_len) != 0)
+            claim_filters(axon, "sub", c->sub, c->subf, &c->nsub, why, why_len) != 0 ||
+            claim_filters(axon, "op", c->sub, c->op, &c->nop, why, why_len) != 0)
             return -1;
     }
     return 0;
@@ -306,6 +309,12 @@ static json_t *claims_json(const auth_claims *c, int64_t iat)
     json_object_set_new(axon, "pub", pub);
     json_object_set_new(axon, "sub", sub);
     if (c->admin) json_object_set_new(axon, "admin", json_true());
+    if (c->nop) {
+        json_t *op = json_array();
+        for (int i = 0; op && i < c->nop; i++)
+            json_array_append_new(op, json_string(c->op[i]));
+        if (op) json_object_set_new(axon, "op", op);
+    }
     json_object_set_new(j, "sub", json_string(c->sub));
     if (iat) json_object_set_new(j, "iat", json_integer(iat));
     if (c->nbf) json_object_set_new(j, "nbf", json_integer(c->nbf));

@@ -121,5 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t c = ax_irc_utf8_cut(buf, size, max);
         CHECK(c <= size && (size <= max ? c == size : c <= max));
     }
+    /* a mask matches itself ('*' and '?' match their own bytes too), and
+     * the halves of the input as mask and name never over-read */
+    CHECK(ax_irc_mask_match(buf, size, buf, size));
+    (void)ax_irc_mask_match(buf, size / 2, buf + size / 2, size - size / 2);
     return 0;
 }

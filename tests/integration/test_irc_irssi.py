@@ -94,7 +94,7 @@ def irssi_talks_with_the_line_chat():
         t.ok("Welcome to the axon IRC network" in p, "001 shown")
         t.ok("Capabilities acknowledged" in p, "CAP negotiated")
         keys("/join #lobby")
-        wait_pane(lambda p: "[ bob]" in p and "[ alice]" in p, "the names")
+        wait_pane(lambda p: "[ bob]" in p and "alice]" in p, "the names")
         servutil.want(bob, "alice joined lobby")
         keys("hello from irssi")
         servutil.want(bob, "[lobby] alice: hello from irssi")

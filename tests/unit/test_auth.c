@@ -444,6 +444,38 @@ TEST(auth_acl_rules)
     auth_acl_free(a);
 }
 
+TEST(auth_acl_room_operators)
+{
+    static const char text[] = "topic op chat/open\n" /* anonymous: never operators */
+                               "user alice\n"
+                               "topic op chat/+\n"
+                               "topic deny chat/ops\n"
+                               "user bob\n"
+                               "topic readwrite chat/#\n"
+                               "pattern op chat/%u\n";
+    char why[256];
+    auth_acl *a = auth_acl_parse(text, strlen(text), "acl", why, sizeof why);
+    ASSERT(a != NULL);
+    auth_identity *al = acl_id(a, "alice", NULL);
+    ASSERT(auth_may_op(al, "chat/lobby"));
+    ASSERT(auth_may_publish(al, "chat/lobby")); /* op is readwrite too */
+    ASSERT(auth_may_read(al, "chat/lobby"));
+    ASSERT(!auth_may_op(al, "chat/ops")); /* deny takes it away */
+    ASSERT(!auth_may_op(al, "chat/a/b"));
+    ASSERT(auth_may_op(al, "chat/alice"));
+    auth_identity_free(al);
+    auth_identity *bo = acl_id(a, "bob", NULL);
+    ASSERT(auth_may_publish(bo, "chat/lobby"));
+    ASSERT(!auth_may_op(bo, "chat/lobby")); /* readwrite is not op */
+    ASSERT(auth_may_op(bo, "chat/bob"));    /* pattern op chat/%u */
+    auth_identity_free(bo);
+    auth_identity *an = acl_id(a, NULL, NULL);
+    ASSERT(auth_may_op(an, "chat/open")); /* the rule itself; auth_anonymous() strips it */
+    auth_identity_free(an);
+    ASSERT(!auth_may_op(NULL, "chat/lobby"));
+    auth_acl_free(a);
+}
+
 static void acl_refused(const char *text, const char *want)
 {
     char why[256] = "";

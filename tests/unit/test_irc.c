@@ -315,4 +315,20 @@ TEST(irc_casemapping)
     ASSERT(ax_irc_casecmp("Alice", 5, "aLICE", 5));
     ASSERT(!ax_irc_casecmp("Alice", 5, "Alic", 4));
     ASSERT(!ax_irc_casecmp("a[", 2, "a{", 2)); /* ascii, not rfc1459 */
+    static const struct {
+        const char *mask, *s;
+        bool match;
+    } masks[] = {{"*!*@*", "bob!~bob@127.0.0.1", true},
+                 {"Bob!*@*", "bob!~b@h", true},
+                 {"*!*@10.0.*", "x!y@10.0.0.1", true},
+                 {"*!*@10.0.*", "x!y@10.1.0.1", false},
+                 {"b?b!*", "bob!u@h", true},
+                 {"b?b!*", "bb!u@h", false},
+                 {"*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa", false},
+                 {"", "", true},
+                 {"*", "", true},
+                 {"a", "", false}};
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++)
+        ASSERT(ax_irc_mask_match(masks[i].mask, strlen(masks[i].mask), masks[i].s,
+                                 strlen(masks[i].s)) == masks[i].match);
 }

@@ -296,3 +296,29 @@ bool ax_irc_casecmp(const char *a, size_t alen, const char *b, size_t blen)
     }
     return true;
 }
+
+static char fold(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+bool ax_irc_mask_match(const char *mask, size_t mlen, const char *s, size_t slen)
+{
+    size_t m = 0, i = 0, star = (size_t)-1, mark = 0;
+    while (i < slen) {
+        if (m < mlen && mask[m] == '*') {
+            star = m++; /* try the star as empty first, widen it on a mismatch */
+            mark = i;
+        } else if (m < mlen && (mask[m] == '?' || fold(mask[m]) == fold(s[i]))) {
+            m++, i++;
+        } else if (star != (size_t)-1) {
+            m = star + 1;
+            i = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (m < mlen && mask[m] == '*')
+        m++;
+    return m == mlen;
+}

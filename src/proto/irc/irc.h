@@ -119,4 +119,10 @@ size_t ax_irc_utf8_cut(const char *s, size_t n, size_t max);
 /* Compare two names as CASEMAPPING=ascii does (A-Z are a-z). */
 bool ax_irc_casecmp(const char *a, size_t alen, const char *b, size_t blen);
 
+/* Does `s` match the mask (a ban mask such as "*!*@10.0.*"): '*' any run
+ * of bytes, '?' one byte, the rest compared as ax_irc_casecmp() does?
+ * Linear in practice: one '*' is backtracked at a time (no exponential
+ * case however many stars). */
+bool ax_irc_mask_match(const char *mask, size_t mlen, const char *s, size_t slen);
+
 #endif

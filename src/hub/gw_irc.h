@@ -1,0 +1,166 @@
+/* gw_irc.h: what the files of the IRC gateway share (gw_irc.c: the
+ * connections, registration, messages and queries; gw_irc_chan.c: channel
+ * state, modes, KICK and INVITE, and the delivery of channel events to
+ * the IRC users of every thread).  Internal to src/hub. */
+#ifndef AXON_HUB_GW_IRC_H
+#define AXON_HUB_GW_IRC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/irc/irc.h"
+#include "serve.h"
+
+#define SERVER_NAME "irc.axon"
+#define NETWORK "axon"
+#define NICK_MAX 32
+#define ROOM_MAX 64
+#define CHAN_MAX (ROOM_MAX + 1)
+#define MAX_CHANS 32
+#define TOPIC_MAX 300
+#define AWAY_MAX 200
+#define KEY_MAX 32      /* a channel key (+k) */
+#define BANS_MAX 60     /* +b masks per channel */
+#define MASK_MAX 120    /* bytes in a ban mask */
+#define MODES_MAX 6     /* mode changes with a parameter per MODE command */
+#define HISTORY_MAX 100 /* CHATHISTORY messages per request */
+#define REGISTER_S 60   /* to register after connecting */
+/* irc_ping_timeout: a PING after this much silence, and the connection
+ * ends when nothing answers it within as much again */
+#define PING_S(ic)                                                                                 \
+    ((ic)->g->sv->cfg->irc_ping_timeout_s ? (ic)->g->sv->cfg->irc_ping_timeout_s : 90)
+
+/* The capabilities (CAP LS order). */
+enum {
+    CAP_SASL = 1 << 0,
+    CAP_SERVER_TIME = 1 << 1,
+    CAP_MESSAGE_TAGS = 1 << 2,
+    CAP_ECHO = 1 << 3,
+    CAP_BATCH = 1 << 4,
+    CAP_CHATHISTORY = 1 << 5,
+    CAP_MULTI_PREFIX = 1 << 6,
+    CAP_USERHOST_NAMES = 1 << 7,
+    CAP_CAP_NOTIFY = 1 << 8,
+    CAP_AWAY_NOTIFY = 1 << 9,
+    CAP_ACCOUNT_TAG = 1 << 10,
+    CAP_ACCOUNT_NOTIFY = 1 << 11,
+    CAP_EXTENDED_JOIN = 1 << 12,
+};
+
+typedef struct gw_irc gw_irc;
+typedef struct irc_conn irc_conn;
+
+/* One gateway per thread (its loop); g->conns are that thread's. */
+struct gw_irc {
+    serve *sv;
+    ax_listener *ls, *tls_ls;
+    irc_conn *conns;
+    gw_irc *net_next; /* the list of every thread's gateway (gw_irc_chan.c) */
+};
+
+struct irc_conn {
+    irc_conn *prev, *next;
+    gw_irc *g;
+    ax_conn *c;
+    hub_sub *sub;     /* from registration on */
+    ax_timer *timer;  /* registration, then ping */
+    uint64_t last_in; /* loop ms of the last line */
+    bool ping_out;    /* a PING of ours waits for its PONG */
+    bool registered, cap_wait, quit, discarding, renaming, invisible;
+    bool have_user, announced; /* announced: its QUIT went out */
+    int wrc;                   /* the last write's answer that was not 0 (1: above the watermark) */
+    int caps;
+    char nick[HUB_MAX_NAME + 1];
+    char user[HUB_MAX_NAME + 1];
+    char real[64];
+    char host[48]; /* shown as the user's host */
+    char away[AWAY_MAX + 1];
+    char pass[512];  /* PASS, until registration */
+    bool sasl_plain; /* AUTHENTICATE PLAIN under way */
+    char sasl[800];  /* its base64 so far */
+    size_t sasl_len;
+    auth_identity *id;   /* who it is; NULL: no auth configured */
+    hub_limits_conn lim; /* its share of the limits */
+    uint64_t flood_ms;   /* flood control: the penalty clock (loop ms) */
+    ax_timer *flood;     /* reading again when the penalty has run down */
+    int nchans;
+    char chans[MAX_CHANS][CHAN_MAX + 2];
+};
+
+/* ---- gw_irc.c ---------------------------------------------------------------------- */
+
+/* One line to the client (the text without CR LF, cut to the limit). */
+void irc_sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A numeric: ":irc.axon NNN nick ..." */
+void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "#Lobby" -> "lobby"; false when it is no channel. */
+bool irc_chan_room(const char *chan, char *room, size_t cap);
+bool irc_on_chan(const irc_conn *ic, const char *chan);
+bool irc_nick_ok(const char *s);
+bool irc_same_name(const char *a, const char *b);
+/* Is the name someone's, on IRC or present in a room of any gateway? */
+bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self);
+/* What the IRC user called `nick` shows (false: no such IRC user):
+ * user, host (as "nick!user@host" sources show them), account ("" when
+ * not signed in), away text ("" when here). */
+typedef struct irc_who {
+    char user[HUB_MAX_NAME + 1], host[48], account[AUTH_MAX_NAME + 1], real[64];
+    char away[AWAY_MAX + 1];
+} irc_who;
+bool irc_lookup(const char *nick, irc_who *out);
+/* Leave a channel on this connection without a PART line (KICK). */
+void irc_drop_chan(irc_conn *ic, const char *chan);
+
+/* ---- gw_irc_chan.c: channels ------------------------------------------------------- */
+
+/* Channel member flags (prefixes @ and +). */
+enum { CM_OP = 1, CM_VOICE = 2 };
+
+/* JOIN: may `ic` join #room (0, or the numeric that refuses it: 471,
+ * 473, 474, 475)?  `key` may be NULL.  Then irc_chan_joined() adds the
+ * member (operator when the hub's permissions say so, or, without
+ * authentication, when it is the first IRC user on the channel). */
+int irc_chan_may_join(irc_conn *ic, const char *room, const char *key);
+void irc_chan_joined(irc_conn *ic, const char *room);
+void irc_chan_left(const char *room, const char *nick);
+/* Every channel of `nick` (on close), and a nick change. */
+void irc_chan_left_all(const char *nick);
+void irc_chan_renamed(const char *old, const char *nick);
+/* The member's flags (0: none or not an IRC member); `prefix` (may be
+ * NULL, 3 bytes) gets "@+", "@", "+" or "" (multi: all of them). */
+int irc_chan_flags(const char *room, const char *nick, char *prefix, bool multi);
+/* May `ic` speak on the channel (+n, +m, +b)?  0 or the numeric (404). */
+int irc_chan_may_speak(irc_conn *ic, const char *room);
+/* May `ic` set the topic (+t)?  false: 482 was sent. */
+bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room);
+/* Was `nick` kicked from the room a moment ago, or did it quit (its
+ * leave is not a PART)?  irc_chan_quiet_all() marks every channel of a
+ * user that quits. */
+bool irc_chan_kicked(const char *room, const char *nick);
+void irc_chan_quiet_all(const char *nick);
+int64_t irc_chan_created(const char *room, int64_t fallback);
+/* Does the channel exist: IRC state, or someone of any gateway in the room? */
+bool irc_chan_exists(irc_conn *ic, const char *room);
+/* MODE, KICK, INVITE. */
+void irc_cmd_mode(irc_conn *ic, int nparams, char **args);
+void irc_cmd_kick(irc_conn *ic, int nparams, char **args);
+void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
+/* ISUPPORT's CHANMODES and PREFIX. */
+#define IRC_CHANMODES "b,k,l,imnt"
+#define IRC_PREFIX "(ov)@+"
+
+/* Channel events to the IRC users of every thread (this thread's now,
+ * the others' through their loops): `line` to every connection on
+ * #room (those with `need_cap`, when not 0); with `victim`, that user
+ * leaves the channel (KICK). */
+void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap, const char *victim);
+/* `line` to the IRC user called `nick`. */
+void irc_net_nick(gw_irc *g, const char *nick, const char *line);
+/* `line` to the users with `need_cap` who share a channel with `nick`
+ * (away-notify), and not to `nick` itself. */
+void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap);
+void irc_net_add(gw_irc *g);
+void irc_net_remove(gw_irc *g);
+
+#endif
