@@ -35,6 +35,8 @@ static void help(FILE *out)
             "      --irc ADDR           IRC, channels are chat rooms; default 127.0.0.1:6667;\n"
             "                           off (docs/irc.md)\n"
             "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"
+            "      --rtmp ADDR          RTMP live streams in and out; default 127.0.0.1:1935;\n"
+            "                           off (docs/streaming.md)\n"
             "      --mqtt ADDR          MQTT 3.1.1/5.0 broker; default 127.0.0.1:1883; off\n"
             "                           (also MQTT over WebSocket at /mqtt on --http)\n"
             "      --mqtts ADDR         MQTT over TLS (needs --cert); default off\n"
@@ -117,6 +119,7 @@ static void defaults(serve_cfg *c)
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
     c->irc_ping_timeout_s = 90;
+    snprintf(c->rtmp_url, sizeof c->rtmp_url, "tcp://127.0.0.1:1935");
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
     c->mqtt_inflight = 100;
     c->mqtt_queued = 1000;
@@ -269,6 +272,9 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "listen_ircs") == 0) {
         WANT(1);
         return set_addr(c->ircs_url, sizeof c->ircs_url, "tls", v, why, why_len);
+    } else if (strcmp(k, "listen_rtmp") == 0) {
+        WANT(1);
+        return set_addr(c->rtmp_url, sizeof c->rtmp_url, "tcp", v, why, why_len);
     } else if (strcmp(k, "listen_line_tls") == 0) {
         WANT(1);
         return set_addr(c->line_tls_url, sizeof c->line_tls_url, "tls", v, why, why_len);
@@ -657,6 +663,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"mqtts", required_argument, NULL, 'V'},
         {"irc", required_argument, NULL, 1001},
         {"ircs", required_argument, NULL, 1002},
+        {"rtmp", required_argument, NULL, 1003},
         {"redis", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -732,6 +739,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         char why[512] = "", lkey[32];
         const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
         if (ch == 1001 || ch == 1002) key = ch == 1001 ? "listen_irc" : "listen_ircs";
+        if (ch == 1003) key = "listen_rtmp";
         char *val = optarg;
         if (ch == 'l') { /* --listen GATEWAY=ADDR */
             char *eq = strchr(optarg, '=');
@@ -760,7 +768,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     if (!serve_cfg_listens(c)) {
         fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
                         "least one of --http, --line, --udp, --mqtt, --irc, --https, --line-tls, "
-                        "--mqtts, --ircs\n");
+                        "--mqtts, --ircs, --rtmp\n");
         return 2;
     }
     return 0;

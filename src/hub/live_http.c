@@ -1,0 +1,287 @@
+/* live_http.c: the live relay over HTTP (live.h), mounted on the HTTP
+ * gateway's server as the gateway "live":
+ *
+ *   GET /live                  the live streams, JSON
+ *   GET /live/NAME.flv         HTTP-FLV, chunked, from the last keyframe
+ *   GET /live/NAME/stats       one stream's numbers, JSON
+ *
+ * A viewer of NAME needs a read grant on the topic live/NAME when
+ * authentication is on (credentials as for the HTTP API: Authorization,
+ * or ?token=).  Every FLV viewer is sent the same tag bytes (slices) once
+ * it has its start (headers and GOP, copied). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/alloc.h>
+
+#include "live.h"
+#include "serve.h"
+
+typedef struct gw_live gw_live;
+typedef struct flv_client flv_client;
+
+struct gw_live {
+    serve *sv;
+    ax_timer *watch; /* starts reading new streams, to notice when they close */
+    flv_client *clients;
+};
+
+struct flv_client {
+    flv_client *prev, *next;
+    gw_live *g;
+    ax_http_req *r;
+    live_viewer *v;
+    bool watch;
+};
+
+static void client_forget(flv_client *c)
+{
+    gw_live *g = c->g;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    GW_SUB(g->sv->gw[GW_LIVE].conns, 1);
+    live_viewer_free(c->v);
+    ax_free(c);
+}
+
+static int f_write(void *ud, ax_slice *s)
+{
+    flv_client *c = ud;
+    GW_ADD(c->g->sv->gw[GW_LIVE].bytes_out, ax_slice_len(s));
+    GW_ADD(c->g->sv->gw[GW_LIVE].msgs_out, 1);
+    return ax_http_write_slice(c->r, s, 0, ax_slice_len(s));
+}
+
+static int f_write_copy(void *ud, const void *data, size_t len)
+{
+    flv_client *c = ud;
+    GW_ADD(c->g->sv->gw[GW_LIVE].bytes_out, len);
+    return ax_http_write(c->r, data, len);
+}
+
+static size_t f_queued(void *ud)
+{
+    return ax_conn_queued(ax_http_req_conn(((flv_client *)ud)->r));
+}
+
+/* The publisher left: end the response (the viewer goes with it). */
+static void f_ended(void *ud)
+{
+    flv_client *c = ud;
+    ax_http_req *r = c->r;
+    ax_http_on_abort(r, NULL, NULL);
+    client_forget(c);
+    ax_http_end(r);
+}
+
+static const live_viewer_ops flv_viewer = {f_write, f_write_copy, f_queued, f_ended};
+
+static void flv_abort(ax_http_req *r, void *ud)
+{
+    (void)r;
+    client_forget(ud);
+}
+
+/* May the request's client watch `name`?  Answers 401/403 itself. */
+static bool may_watch(gw_live *g, ax_http_req *r, const char *name)
+{
+    auth_identity *id = NULL;
+    if (serve_http_identity(g->sv, r, &id) != 0) {
+        serve_http_unauthorized(r);
+        return false;
+    }
+    char topic[LIVE_NAME_MAX + 8];
+    snprintf(topic, sizeof topic, "live/%s", name);
+    bool ok = !id || auth_may_read(id, topic);
+    auth_identity_free(id);
+    if (!ok) serve_http_error(r, 403, "forbidden: you may not watch this stream");
+    return ok;
+}
+
+static void flv(gw_live *g, ax_http_req *r, const char *name)
+{
+    if (!may_watch(g, r, name)) return;
+    flv_client *c = ax_calloc(1, sizeof(*c));
+    if (!c) {
+        serve_http_error(r, 503, "out of memory");
+        return;
+    }
+    c->g = g;
+    c->r = r;
+    ax_http_add_header(r, "Content-Type", "video/x-flv");
+    ax_http_add_header(r, "Cache-Control", "no-cache");
+    ax_http_add_header(r, "Access-Control-Allow-Origin", "*");
+    live_info info;
+    if (live_info_of(name, &info) != 0) {
+        ax_free(c);
+        serve_http_error(r, 404, "no such live stream");
+        return;
+    }
+    ax_http_start(r, 200, -1);
+    int err = 0;
+    c->next = g->clients;
+    if (g->clients) g->clients->prev = c;
+    g->clients = c;
+    GW_ADD(g->sv->gw[GW_LIVE].conns, 1);
+    GW_ADD(g->sv->gw[GW_LIVE].accepted, 1);
+    ax_http_on_abort(r, flv_abort, c);
+    if (!(c->v = live_watch(name, g->sv->loop, LIVE_FLV, &flv_viewer, c, &err))) {
+        ax_http_on_abort(r, NULL, NULL);
+        client_forget(c);
+        ax_http_end(r); /* it ended between the two looks */
+        return;
+    }
+    c->watch = true;
+    ax_timer_start(g->watch, 0, 0);
+}
+
+static void flv_watch(ax_timer *t, void *ud)
+{
+    gw_live *g = ud;
+    (void)t;
+    for (flv_client *c = g->clients; c; c = c->next) {
+        if (!c->watch) continue;
+        c->watch = false;
+        ax_conn_resume(ax_http_req_conn(c->r));
+    }
+}
+
+/* A stream's numbers as JSON into b. */
+static int info_json(const live_info *i, char *b, size_t cap)
+{
+    return snprintf(b, cap,
+                    "{\"name\":\"%s\",\"video\":%s,\"audio\":%s,\"video_codec\":%u,"
+                    "\"audio_codec\":%u,\"width\":%u,\"height\":%u,\"fps\":%.3f,"
+                    "\"frames\":%llu,\"bytes\":%llu,\"keyframes\":%llu,\"viewers\":%llu,"
+                    "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu}",
+                    i->name, i->video ? "true" : "false", i->audio ? "true" : "false",
+                    i->video_codec, i->audio_codec, i->width, i->height, i->fps,
+                    (unsigned long long)i->frames, (unsigned long long)i->bytes,
+                    (unsigned long long)i->keyframes, (unsigned long long)i->viewers,
+                    (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes);
+}
+
+static void stats(ax_http_req *r, const char *name)
+{
+    live_info i;
+    char b[1024];
+    if (live_info_of(name, &i) != 0) {
+        serve_http_error(r, 404, "no such live stream");
+        return;
+    }
+    int n = info_json(&i, b, sizeof b);
+    ax_http_add_header(r, "Cache-Control", "no-cache");
+    ax_http_respond(r, 200, "application/json", b, (size_t)n);
+}
+
+static void list(ax_http_req *r)
+{
+    enum { MAX = 256 };
+    live_info *all = ax_malloc(MAX * sizeof(*all));
+    char *b = all ? ax_malloc(MAX * 1024 + 64) : NULL;
+    if (!b) {
+        ax_free(all);
+        serve_http_error(r, 503, "out of memory");
+        return;
+    }
+    size_t n = live_list(all, MAX), len = (size_t)sprintf(b, "{\"streams\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) b[len++] = ',';
+        len += (size_t)info_json(&all[i], b + len, 1024);
+    }
+    len += (size_t)sprintf(b + len, "]}");
+    ax_http_add_header(r, "Cache-Control", "no-cache");
+    ax_http_respond(r, 200, "application/json", b, len);
+    ax_free(b);
+    ax_free(all);
+}
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* /live/NAME<suffix>: NAME into name, or false. */
+static bool name_of(const char *path, size_t n, const char *suffix, char *name)
+{
+    size_t k = strlen(suffix);
+    if (n < 6 + k || !ends_with(path, n, suffix) || n - 6 - k > LIVE_NAME_MAX) return false;
+    memcpy(name, path + 6, n - 6 - k);
+    name[n - 6 - k] = '\0';
+    return live_name_valid(name);
+}
+
+static void route(ax_http_req *r, void *ud)
+{
+    gw_live *g = ud;
+    size_t n;
+    const char *path = ax_http_req_path(r, &n);
+    char name[LIVE_NAME_MAX + 1];
+    if (!serve_http_method(r, "GET", "GET, HEAD")) return;
+    if (n == 5 || (n == 6 && path[5] == '/'))
+        list(r);
+    else if (name_of(path, n, ".flv", name))
+        flv(g, r, name);
+    else if (name_of(path, n, "/stats", name))
+        stats(r, name);
+    else
+        serve_http_error(r, 404, "GET /live, /live/NAME.flv or /live/NAME/stats");
+}
+
+/* ---- the interface (gateway.h) -------------------------------------------------------- */
+
+static void live_gw_free(void *gp)
+{
+    gw_live *g = gp;
+    while (g->clients) { /* before the server: its abort callbacks may come late */
+        flv_client *c = g->clients;
+        ax_http_on_abort(c->r, NULL, NULL);
+        client_forget(c);
+    }
+    live_loop_gone(g->sv->loop);
+    ax_timer_free(g->watch);
+    ax_free(g);
+}
+
+/* Shutdown: end every stream's response (the connections then close). */
+static void live_gw_stop(void *gp)
+{
+    gw_live *g = gp;
+    while (g->clients) {
+        flv_client *c = g->clients;
+        ax_http_req *r = c->r;
+        ax_http_on_abort(r, NULL, NULL);
+        client_forget(c);
+        ax_http_end(r);
+    }
+}
+
+static void live_gw_abort(void *gp)
+{
+    gw_live *g = gp;
+    for (flv_client *c = g->clients; c; c = c->next)
+        ax_conn_abort(ax_http_req_conn(c->r), AX_ECLOSED);
+}
+
+static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_len)
+{
+    gw_live *g = ax_calloc(1, sizeof(*g));
+    int err = AX_ENOMEM;
+    if (!g) goto fail;
+    g->sv = sv;
+    if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
+    if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0) goto fail;
+    return g;
+fail:
+    snprintf(why, why_len, "cannot add the live routes: %s", ax_strerror(err));
+    if (g) live_gw_free(g);
+    return NULL;
+}
+
+const gw_ops gw_live_gateway = {
+    .name = "live", .mount = live_mount, .stop = live_gw_stop, .abort = live_gw_abort, .free = live_gw_free};
