@@ -8,6 +8,7 @@
 
 #include <axon/alloc.h>
 
+#include "live_mux.h"
 #include "proto/rtmp/rtmp.h"
 
 /* One message as every format sends it, made once; shared by reference. */
@@ -50,6 +51,12 @@ typedef struct live_hdr {
     size_t len;
 } live_hdr;
 
+typedef struct live_seg {
+    uint64_t n;
+    uint32_t dur_ms;
+    ax_slice *data;
+} live_seg;
+
 struct live_stream {
     live_stream *next; /* in the registry while published */
     int refs;          /* under the lock */
@@ -62,6 +69,16 @@ struct live_stream {
     uint64_t seq;
     live_group *groups;
     live_info info;
+    /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
+    live_mux *ts;
+    bool ts_tried;
+    uint8_t *seg; /* the segment being made */
+    size_t seg_len, seg_cap;
+    uint32_t seg_start; /* its first timestamp */
+    bool seg_open;
+    live_seg segs[LIVE_HLS_SEGS]; /* oldest first */
+    int nsegs;
+    uint64_t next_seg;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -125,7 +142,9 @@ static ax_slice *flv_tag(uint8_t type, uint32_t ts, const uint8_t *data, size_t 
 /* The message as RTMP chunks on the viewers' stream. */
 static ax_slice *rtmp_msg(uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
 {
-    ax_rtmp_hdr h = {.csid = type == 8 ? 6 : type == 9 ? 7 : 5,
+    ax_rtmp_hdr h = {.csid = type == 8   ? 6
+                             : type == 9 ? 7
+                                         : 5,
                      .ts = ts,
                      .len = (uint32_t)len,
                      .type = type,
@@ -142,6 +161,7 @@ static ax_slice *rtmp_msg(uint8_t type, uint32_t ts, const uint8_t *data, size_t
 
 static ax_slice *encode(int format, uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
 {
+    if (format == LIVE_TS) return NULL;
     return format == LIVE_FLV ? flv_tag(type, ts, data, len) : rtmp_msg(type, ts, data, len);
 }
 
@@ -153,7 +173,7 @@ static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t 
     f->type = type;
     f->ts = ts;
     f->key = key;
-    for (int i = 0; i < LIVE_NFORMATS; i++) {
+    for (int i = 0; i < LIVE_TS; i++) {
         if (!(f->out[i] = encode(i, type, ts, data, len))) {
             frame_unref(f);
             return NULL;
@@ -187,6 +207,10 @@ static void stream_unref_locked(live_stream *st)
     if (--st->refs > 0) return;
     gop_clear(st);
     ax_free(st->gop);
+    live_mux_free(st->ts);
+    ax_free(st->seg);
+    for (int i = 0; i < st->nsegs; i++)
+        ax_slice_unref(st->segs[i].data);
     ax_free(st->meta.data);
     ax_free(st->vseq.data);
     ax_free(st->aseq.data);
@@ -250,7 +274,7 @@ static void deliver_one(live_viewer *v, live_frame *f)
         v->skipped++;
         return;
     }
-    if (v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
+    if (f->out[v->format] && v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
 }
 
 /* A frame (NULL: the end) to the viewers of one group, on its loop.  A
@@ -341,6 +365,67 @@ static void set_meta(live_stream *st, const uint8_t *d, size_t len)
     hdr_set(&st->meta, d, len);
 }
 
+/* The frame as MPEG-TS, by the stream's muxer, made at the first frame
+ * from the sequence headers seen by then.  On the publisher's loop. */
+static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t len)
+{
+    if (!st->ts_tried) {
+        st->ts_tried = true;
+        live_tracks t = {st->vseq.data, st->aseq.data,  st->vseq.len,
+                         st->aseq.len,  st->info.width, st->info.height};
+        st->ts = live_mux_new(LIVE_MUX_TS, &t);
+        if (!st->ts) ax_log(AX_LOG_WARN, "live: %s: no MPEG-TS or HLS (codecs)", st->name);
+    }
+    if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
+}
+
+/* Under the lock: the frame's MPEG-TS bytes into the HLS segment being
+ * made, which ends (and joins the list) at a keyframe far enough on. */
+static void segment(live_stream *st, live_frame *f)
+{
+    ax_slice *b = f->out[LIVE_TS];
+    uint32_t dur = f->ts - st->seg_start;
+    bool cut = st->info.video ? f->type == 9 && f->key && dur >= LIVE_HLS_MIN_MS
+                              : dur >= LIVE_HLS_AUDIO_MS;
+    if (st->seg_open && cut && st->seg_len) {
+        ax_slice *data = ax_slice_copy(st->seg, st->seg_len);
+        if (data) {
+            if (st->nsegs == LIVE_HLS_SEGS) {
+                ax_slice_unref(st->segs[0].data);
+                memmove(st->segs, st->segs + 1, (LIVE_HLS_SEGS - 1) * sizeof(*st->segs));
+                st->nsegs--;
+            }
+            st->segs[st->nsegs++] = (live_seg){st->next_seg++, dur, data};
+            st->info.hls_segments++;
+        }
+        st->seg_open = false;
+        st->seg_len = 0;
+    }
+    if (!st->seg_open) {
+        if (st->info.video && !(f->type == 9 && f->key)) return; /* from a keyframe only */
+        st->seg_open = true;
+        st->seg_start = f->ts;
+    }
+    if (!b) return;
+    size_t n = ax_slice_len(b);
+    if (st->seg_len + n > LIVE_GOP_BYTES) { /* too long: start again at a keyframe */
+        st->seg_open = false;
+        st->seg_len = 0;
+        return;
+    }
+    if (st->seg_len + n > st->seg_cap) {
+        size_t cap = st->seg_cap ? st->seg_cap : 256 * 1024;
+        while (cap < st->seg_len + n)
+            cap *= 2;
+        uint8_t *g = ax_realloc(st->seg, cap);
+        if (!g) return;
+        st->seg = g;
+        st->seg_cap = cap;
+    }
+    memcpy(st->seg + st->seg_len, ax_slice_data(b), n);
+    st->seg_len += n;
+}
+
 /* Under the lock: keep the frame for new viewers. */
 static void cache(live_stream *st, live_frame *f, size_t len)
 {
@@ -383,7 +468,9 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
     bool key = video ? (data[0] >> 4) == 1 : !st->info.video;
     live_frame *f = frame_new(type, ts, key, data, len);
     if (!f) return;
+    mux_ts(st, f, data, len);
     pthread_mutex_lock(&lock);
+    if (st->ts) segment(st, f);
     f->seq = ++st->seq;
     if (video) st->info.video = true;
     if (!video) st->info.audio = true;
@@ -435,12 +522,14 @@ static void send_start(live_stream *st, live_viewer *v)
         uint8_t head[13] = {'F', 'L', 'V', 1, flags ? flags : 5, 0, 0, 0, 9, 0, 0, 0, 0};
         v->ops->write_copy(v->ud, head, sizeof head);
     }
-    send_hdr(v, 18, 0, &st->meta); /* at 0: ffmpeg takes a later one for a data stream */
-    send_hdr(v, 9, ts, &st->vseq);
-    send_hdr(v, 8, ts, &st->aseq);
+    if (v->format != LIVE_TS) {        /* MPEG-TS: its PAT and PMT come with each keyframe */
+        send_hdr(v, 18, 0, &st->meta); /* at 0: ffmpeg takes a later one for a data stream */
+        send_hdr(v, 9, ts, &st->vseq);
+        send_hdr(v, 8, ts, &st->aseq);
+    }
     for (size_t i = 0; i < st->ngop; i++) {
         ax_slice *s = st->gop[i]->out[v->format];
-        v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
+        if (s) v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
     }
     v->next_seq = st->seq + 1;
     v->waiting_key = st->info.video && st->ngop == 0;
@@ -523,6 +612,42 @@ void live_loop_gone(ax_loop *loop)
         for (live_group *g = s->groups; g; g = g->next)
             if (g->loop == loop) g->dead = true;
     pthread_mutex_unlock(&lock);
+}
+
+/* ---- HLS ------------------------------------------------------------------------------ */
+
+int live_hls_playlist(const char *name, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    int n = AX_ENOENT;
+    if (st && st->nsegs) {
+        uint32_t target = 1;
+        for (int i = 0; i < st->nsegs; i++)
+            if ((st->segs[i].dur_ms + 999) / 1000 > target)
+                target = (st->segs[i].dur_ms + 999) / 1000;
+        n = snprintf(buf, cap,
+                     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%u\n"
+                     "#EXT-X-MEDIA-SEQUENCE:%llu\n",
+                     target, (unsigned long long)st->segs[0].n);
+        for (int i = 0; i < st->nsegs && n > 0 && (size_t)n < cap; i++)
+            n += snprintf(buf + n, cap - (size_t)n, "#EXTINF:%.3f,\nseg-%llu.ts\n",
+                          st->segs[i].dur_ms / 1000.0, (unsigned long long)st->segs[i].n);
+        if (n < 0 || (size_t)n >= cap) n = AX_ENOMEM;
+    }
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+ax_slice *live_hls_segment(const char *name, uint64_t n)
+{
+    ax_slice *s = NULL;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    for (int i = 0; st && i < st->nsegs && !s; i++)
+        if (st->segs[i].n == n) s = ax_slice_ref(st->segs[i].data);
+    pthread_mutex_unlock(&lock);
+    return s;
 }
 
 /* ---- information ---------------------------------------------------------------------- */

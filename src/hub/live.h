@@ -31,14 +31,19 @@
 #include <axon/axon.h>
 
 #define LIVE_NAME_MAX 64
-#define LIVE_GOP_BYTES (16u << 20)   /* frames kept since the last keyframe */
-#define LIVE_SKIP_BYTES (1u << 20)   /* a viewer's queue above this: skip to a keyframe */
+#define LIVE_GOP_BYTES (16u << 20)    /* frames kept since the last keyframe */
+#define LIVE_SKIP_BYTES (1u << 20)    /* a viewer's queue above this: skip to a keyframe */
 #define LIVE_RESUME_BYTES (64u << 10) /* ... and resume once below this */
 #define LIVE_RTMP_CHUNK 4096u         /* the chunk size sent to RTMP viewers */
 #define LIVE_RTMP_SID 1u              /* the message stream every RTMP viewer plays on */
 
-/* Output formats: which slice of a frame a viewer takes. */
-enum { LIVE_FLV = 0, LIVE_RTMP = 1, LIVE_NFORMATS };
+#define LIVE_HLS_SEGS 6        /* HLS segments kept (the playlist lists them all) */
+#define LIVE_HLS_MIN_MS 500    /* a segment ends at a keyframe at least this far on */
+#define LIVE_HLS_AUDIO_MS 2000 /* audio only: segments this long */
+
+/* Output formats: which slice of a frame a viewer takes (MPEG-TS: the
+ * bytes FFmpeg's muxer wrote for the frame, maybe none; live_mux.h). */
+enum { LIVE_FLV = 0, LIVE_RTMP = 1, LIVE_TS = 2, LIVE_NFORMATS };
 
 typedef struct live_stream live_stream;
 typedef struct live_viewer live_viewer;
@@ -83,6 +88,13 @@ uint64_t live_viewer_skipped(const live_viewer *v);
  * deliveries are posted to it. */
 void live_loop_gone(ax_loop *loop);
 
+/* HLS: the playlist of `name` into buf (at most cap bytes), segment
+ * URIs "seg-N.ts": its length, or AX_ENOENT (no such stream, or no whole
+ * segment yet). */
+int live_hls_playlist(const char *name, char *buf, size_t cap);
+/* Segment N of `name`: a new reference (the caller unrefs), or NULL. */
+ax_slice *live_hls_segment(const char *name, uint64_t n);
+
 /* What /live/NAME/stats and the list show. */
 typedef struct live_info {
     char name[LIVE_NAME_MAX + 1];
@@ -94,6 +106,7 @@ typedef struct live_info {
     uint64_t since_ms; /* loop ms when published */
     uint32_t last_ts;  /* the last frame's timestamp */
     size_t gop_frames, gop_bytes;
+    uint64_t hls_segments; /* made so far */
 } live_info;
 /* 0 with *out, or AX_ENOENT. */
 int live_info_of(const char *name, live_info *out);

@@ -3,6 +3,9 @@
  *
  *   GET /live                  the live streams, JSON
  *   GET /live/NAME.flv         HTTP-FLV, chunked, from the last keyframe
+ *   GET /live/NAME.ts          MPEG-TS, chunked, from the last keyframe
+ *   GET /live/NAME/index.m3u8  HLS: the playlist of the last segments
+ *   GET /live/NAME/seg-N.ts    HLS: a segment (MPEG-TS from a keyframe)
  *   GET /live/NAME/stats       one stream's numbers, JSON
  *
  * A viewer of NAME needs a read grant on the topic live/NAME when
@@ -102,7 +105,7 @@ static bool may_watch(gw_live *g, ax_http_req *r, const char *name)
     return ok;
 }
 
-static void flv(gw_live *g, ax_http_req *r, const char *name)
+static void viewer(gw_live *g, ax_http_req *r, const char *name, int format)
 {
     if (!may_watch(g, r, name)) return;
     flv_client *c = ax_calloc(1, sizeof(*c));
@@ -112,7 +115,7 @@ static void flv(gw_live *g, ax_http_req *r, const char *name)
     }
     c->g = g;
     c->r = r;
-    ax_http_add_header(r, "Content-Type", "video/x-flv");
+    ax_http_add_header(r, "Content-Type", format == LIVE_TS ? "video/mp2t" : "video/x-flv");
     ax_http_add_header(r, "Cache-Control", "no-cache");
     ax_http_add_header(r, "Access-Control-Allow-Origin", "*");
     live_info info;
@@ -129,7 +132,7 @@ static void flv(gw_live *g, ax_http_req *r, const char *name)
     GW_ADD(g->sv->gw[GW_LIVE].conns, 1);
     GW_ADD(g->sv->gw[GW_LIVE].accepted, 1);
     ax_http_on_abort(r, flv_abort, c);
-    if (!(c->v = live_watch(name, g->sv->loop, LIVE_FLV, &flv_viewer, c, &err))) {
+    if (!(c->v = live_watch(name, g->sv->loop, format, &flv_viewer, c, &err))) {
         ax_http_on_abort(r, NULL, NULL);
         client_forget(c);
         ax_http_end(r); /* it ended between the two looks */
@@ -200,6 +203,54 @@ static void list(ax_http_req *r)
     ax_free(all);
 }
 
+static void playlist(gw_live *g, ax_http_req *r, const char *name)
+{
+    char b[2048];
+    if (!may_watch(g, r, name)) return;
+    int n = live_hls_playlist(name, b, sizeof b);
+    if (n < 0) {
+        serve_http_error(r, 404, "no such live stream, or no segment yet");
+        return;
+    }
+    ax_http_add_header(r, "Cache-Control", "no-cache");
+    ax_http_add_header(r, "Access-Control-Allow-Origin", "*");
+    ax_http_respond(r, 200, "application/vnd.apple.mpegurl", b, (size_t)n);
+}
+
+/* /live/NAME/seg-N.ts */
+static void hls_segment(gw_live *g, ax_http_req *r, const char *name, uint64_t n)
+{
+    if (!may_watch(g, r, name)) return;
+    ax_slice *s = live_hls_segment(name, n);
+    if (!s) {
+        serve_http_error(r, 404, "no such segment");
+        return;
+    }
+    ax_http_add_header(r, "Cache-Control", "max-age=60");
+    ax_http_add_header(r, "Access-Control-Allow-Origin", "*");
+    GW_ADD(g->sv->gw[GW_LIVE].bytes_out, ax_slice_len(s));
+    ax_http_respond(r, 200, "video/mp2t", ax_slice_data(s), ax_slice_len(s));
+    ax_slice_unref(s);
+}
+
+/* "/live/NAME/seg-N.ts" into name and n. */
+static bool seg_of(const char *path, size_t len, char *name, uint64_t *n)
+{
+    const char *slash = len > 6 ? memchr(path + 6, '/', len - 6) : NULL;
+    if (!slash || (size_t)(slash - path - 6) > LIVE_NAME_MAX) return false;
+    const char *p = slash + 1, *end = path + len;
+    if (end - p < 8 || memcmp(p, "seg-", 4) != 0 || memcmp(end - 3, ".ts", 3) != 0) return false;
+    uint64_t v = 0;
+    for (const char *d = p + 4; d < end - 3; d++) {
+        if (*d < '0' || *d > '9' || v > UINT64_MAX / 10 - 10) return false;
+        v = v * 10 + (uint64_t)(*d - '0');
+    }
+    memcpy(name, path + 6, (size_t)(slash - path - 6));
+    name[slash - path - 6] = '\0';
+    *n = v;
+    return live_name_valid(name);
+}
+
 static bool ends_with(const char *s, size_t n, const char *suffix)
 {
     size_t k = strlen(suffix);
@@ -222,15 +273,22 @@ static void route(ax_http_req *r, void *ud)
     size_t n;
     const char *path = ax_http_req_path(r, &n);
     char name[LIVE_NAME_MAX + 1];
+    uint64_t seg;
     if (!serve_http_method(r, "GET", "GET, HEAD")) return;
     if (n == 5 || (n == 6 && path[5] == '/'))
         list(r);
     else if (name_of(path, n, ".flv", name))
-        flv(g, r, name);
+        viewer(g, r, name, LIVE_FLV);
+    else if (name_of(path, n, ".ts", name))
+        viewer(g, r, name, LIVE_TS);
+    else if (name_of(path, n, "/index.m3u8", name))
+        playlist(g, r, name);
+    else if (seg_of(path, n, name, &seg))
+        hls_segment(g, r, name, seg);
     else if (name_of(path, n, "/stats", name))
         stats(r, name);
     else
-        serve_http_error(r, 404, "GET /live, /live/NAME.flv or /live/NAME/stats");
+        serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8 or /stats");
 }
 
 /* ---- the interface (gateway.h) -------------------------------------------------------- */
@@ -283,5 +341,8 @@ fail:
     return NULL;
 }
 
-const gw_ops gw_live_gateway = {
-    .name = "live", .mount = live_mount, .stop = live_gw_stop, .abort = live_gw_abort, .free = live_gw_free};
+const gw_ops gw_live_gateway = {.name = "live",
+                                .mount = live_mount,
+                                .stop = live_gw_stop,
+                                .abort = live_gw_abort,
+                                .free = live_gw_free};

@@ -2,8 +2,10 @@
 """test_live: the live relay of `axon serve` (src/hub/live.c, gw_rtmp.c,
 live_http.c; docs/streaming.md) with real tools: ffmpeg publishes a test
 pattern with a tone (lavfi testsrc2 + sine, H.264 + AAC) over RTMP; ffprobe
-reads it back as HTTP-FLV (/live/NAME.flv) and over RTMP playback with the
-right codecs, size and continuous timestamps.
+reads it back as HTTP-FLV (/live/NAME.flv), over RTMP playback, as MPEG-TS
+(/live/NAME.ts) and HLS (/live/NAME/index.m3u8 and its segments; both made
+by FFmpeg's mpegts muxer in memory) with the right codecs, size and
+continuous timestamps; each HLS segment starts with a keyframe.
 
 - A viewer that joins mid-stream starts at once from the last keyframe
   (the GOP cache): its first video packet is a keyframe, and its first
@@ -91,6 +93,18 @@ def probe(path):
     return streams, pk
 
 
+def finish(srv, pub=None):
+    """SIGTERM (a publisher maybe still on): a clean exit, and under the
+    sanitizers no leak (FFmpeg's contexts freed) and no error."""
+    srv.signal(15)
+    st = srv.wait(10)
+    err = srv.stderr()
+    t.ok("Sanitizer" not in err and "runtime error" not in err, "sanitizer report: %s" % err[-2000:])
+    t.eq(st, 0, "axon serve's exit status")
+    if pub:
+        pub.stop()
+
+
 def check_media(path, what, min_s=1.0):
     streams, pk = probe(path)
     t.ok("video" in streams and "audio" in streams, "%s: streams %r" % (what, list(streams)))
@@ -135,6 +149,46 @@ def rtmp_in_http_flv_and_rtmp_out():
         while stats(srv, "cam1") and time.monotonic() < deadline:
             time.sleep(0.1)
         t.ok(stats(srv, "cam1") is None, "the stream is gone once its publisher is")
+        finish(srv)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def mpeg_ts_and_hls_by_libavformat():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "cam2", seconds=7)
+    try:
+        wait_live(srv, "cam2", keyframes=4, pub=pub)
+        ts = os.path.join(TMP, "cam2.ts")
+        ctype, data = read_http(srv.base + "/live/cam2.ts", 1.5, ts)
+        t.eq(ctype, "video/mp2t", "Content-Type of .ts")
+        t.eq(data[0], 0x47, "MPEG-TS sync byte")
+        check_media(ts, "MPEG-TS")
+        with urllib.request.urlopen(srv.base + "/live/cam2/index.m3u8", timeout=5) as r:
+            t.eq(r.headers.get("Content-Type"), "application/vnd.apple.mpegurl", "playlist type")
+            pl = r.read().decode()
+        t.ok(pl.startswith("#EXTM3U") and "#EXT-X-TARGETDURATION:" in pl, pl)
+        segs = [ln for ln in pl.splitlines() if ln and not ln.startswith("#")]
+        t.ok(len(segs) >= 2, "segments in the playlist: %r" % pl)
+        joined = os.path.join(TMP, "cam2-hls.ts")
+        with open(joined, "wb") as out:
+            for name in segs[-3:]:
+                with urllib.request.urlopen(srv.base + "/live/cam2/" + name, timeout=5) as r:
+                    seg = r.read()
+                path = os.path.join(TMP, "cam2-" + name)
+                with open(path, "wb") as f:
+                    f.write(seg)
+                _, pk = probe(path)
+                t.ok(pk and pk[0][1], "HLS %s starts with a keyframe" % name)
+                out.write(seg)
+        check_media(joined, "HLS segments in a row", min_s=1.5)
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                            "-of", "csv=p=0", srv.base + "/live/cam2/index.m3u8"],
+                           capture_output=True, timeout=20)
+        t.eq(sorted(set(p.stdout.decode().split())), ["aac", "h264"], "ffprobe reads the HLS URL")
+        finish(srv, pub)  # stopped while publishing: the stream, its muxer and segments freed
     finally:
         pub.stop()
         srv.stop()
