@@ -88,7 +88,7 @@ static void send_u32(rtmp_conn *rc, uint8_t type, uint32_t v)
 
 static void send_stream_begin(rtmp_conn *rc, uint32_t sid)
 {
-    uint8_t b[6] = {0, 0, (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
+    uint8_t b[6] = {0,           0, (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
                     (uint8_t)sid};
     send_msg(rc, 2, AX_RTMP_USER_CONTROL, 0, b, 6);
 }
@@ -162,7 +162,7 @@ static bool allowed(rtmp_conn *rc, const char *name, const char *query, bool wri
     query_get(q, "user", user, sizeof user);
     query_get(q, "pass", pass, sizeof pass);
     ax_addr peer, *from = ax_conn_peer(rc->c, &peer) == 0 ? &peer : NULL;
-    auth_identity *id = token[0] ? serve_token(sv, from, token, strlen(token))
+    auth_identity *id = token[0]  ? serve_token(sv, from, token, strlen(token))
                         : user[0] ? serve_login(sv, from, user, pass)
                                   : serve_anonymous(sv);
     memset(pass, 0, sizeof pass);
@@ -399,7 +399,8 @@ static void on_message(rtmp_conn *rc, const ax_rtmp_hdr *h, const uint8_t *d)
         break;
     case AX_RTMP_WINDOW_ACK:
         if (h->len >= 4)
-            rc->peer_window = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+            rc->peer_window =
+                (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
         break;
     case AX_RTMP_COMMAND:
         on_command(rc, d, h->len);
@@ -637,7 +638,8 @@ static void rtmp_hints(void *g, FILE *out)
 {
     char a[AX_ADDR_STRLEN], hp[AX_ADDR_STRLEN];
     if (rtmp_addr(g, a, sizeof a))
-        fprintf(out, "axon serve: live (RTMP)   ffmpeg -re -i IN -c copy -f flv rtmp://%s/live/NAME\n",
+        fprintf(out,
+                "axon serve: live (RTMP)   ffmpeg -re -i IN -c copy -f flv rtmp://%s/live/NAME\n",
                 serve_hostport(a, hp, sizeof hp));
 }
 

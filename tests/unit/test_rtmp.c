@@ -114,10 +114,8 @@ TEST(rtmp_chunk_formats_and_deltas)
     /* fmt 0 on csid 4: ts 100, len 2, type 8, sid 1; then fmt 1 (delta
      * 20, len 1), fmt 2 (delta 30), fmt 3 (the same delta again) */
     static const uint8_t in[] = {
-        0x04, 0, 0, 100, 0, 0, 2, 8, 1, 0, 0, 0, 0xAA, 0xBB,
-        0x44, 0, 0, 20,  0, 0, 1, 8, 0xCC,
-        0x84, 0, 0, 30,  0xDD,
-        0xC4, 0xEE,
+        0x04, 0, 0,  100, 0, 0, 2, 8,    1,    0, 0, 0,  0xAA, 0xBB, 0x44,
+        0,    0, 20, 0,   0, 1, 8, 0xCC, 0x84, 0, 0, 30, 0xDD, 0xC4, 0xEE,
     };
     static const uint32_t ts[] = {100, 120, 150, 180}, len[] = {2, 1, 1, 1};
     ax_rtmp_parser p;

@@ -92,7 +92,8 @@ long ax_rtmp_chunk_parse(ax_rtmp_parser *p, const uint8_t *buf, size_t len, ax_r
     if (fmt == 0) {
         n.h.len = be24(h + 3);
         n.h.type = h[6];
-        n.h.sid = (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 24;
+        n.h.sid =
+            (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 24;
     } else if (fmt == 1) {
         n.h.len = be24(h + 3);
         n.h.type = h[6];
@@ -248,8 +249,7 @@ int ax_amf0_read(const uint8_t *buf, size_t len, size_t *off, ax_amf0_val *v)
     return 0;
 }
 
-int ax_amf0_read_key(const uint8_t *buf, size_t len, size_t *off, const char **key,
-                     uint32_t *klen)
+int ax_amf0_read_key(const uint8_t *buf, size_t len, size_t *off, const char **key, uint32_t *klen)
 {
     size_t o = *off;
     if (o > len || len - o < 2) return AX_RTMP_EAMF;

@@ -37,14 +37,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AX_RTMP_HS 1536                       /* C1, C2, S1, S2 */
-#define AX_RTMP_C0C1 (1 + AX_RTMP_HS)         /* what the server waits for first */
-#define AX_RTMP_S0S1S2 (1 + 2 * AX_RTMP_HS)   /* its reply */
-#define AX_RTMP_MAX_STREAMS 16                /* chunk streams tracked at once */
-#define AX_RTMP_MAX_MSG (8u << 20)            /* bytes in one message */
-#define AX_RTMP_MAX_CHUNK 65536u              /* the largest Set Chunk Size taken */
+#define AX_RTMP_HS 1536                     /* C1, C2, S1, S2 */
+#define AX_RTMP_C0C1 (1 + AX_RTMP_HS)       /* what the server waits for first */
+#define AX_RTMP_S0S1S2 (1 + 2 * AX_RTMP_HS) /* its reply */
+#define AX_RTMP_MAX_STREAMS 16              /* chunk streams tracked at once */
+#define AX_RTMP_MAX_MSG (8u << 20)          /* bytes in one message */
+#define AX_RTMP_MAX_CHUNK 65536u            /* the largest Set Chunk Size taken */
 #define AX_RTMP_DEFAULT_CHUNK 128u
-#define AX_RTMP_MAX_HEADER (3 + 11 + 4)       /* basic + format 0 + extended timestamp */
+#define AX_RTMP_MAX_HEADER (3 + 11 + 4) /* basic + format 0 + extended timestamp */
 #define AX_AMF0_MAX_DEPTH 16
 
 /* Message types. */
@@ -153,8 +153,7 @@ typedef struct ax_amf0_val {
 int ax_amf0_read(const uint8_t *buf, size_t len, size_t *off, ax_amf0_val *v);
 /* The next member name of an object or ECMA array: 1 with the key, or 0
  * at the end marker (consumed), or AX_RTMP_EAMF. */
-int ax_amf0_read_key(const uint8_t *buf, size_t len, size_t *off, const char **key,
-                     uint32_t *klen);
+int ax_amf0_read_key(const uint8_t *buf, size_t len, size_t *off, const char **key, uint32_t *klen);
 /* Skip one whole value (containers with their members). */
 int ax_amf0_skip(const uint8_t *buf, size_t len, size_t *off);
 /* In the object or ECMA array that starts at buf[*off] (its marker), the
