@@ -258,6 +258,12 @@ static void viewer_end(live_viewer *v)
     v->ops->ended(v->ud);
 }
 
+static void skip(live_viewer *v)
+{
+    v->skipped++;
+    __atomic_add_fetch(&v->st->info.skipped, 1, __ATOMIC_RELAXED);
+}
+
 /* One frame to one viewer, or a skip when it is behind. */
 static void deliver_one(live_viewer *v, live_frame *f)
 {
@@ -265,13 +271,13 @@ static void deliver_one(live_viewer *v, live_frame *f)
     size_t q = v->ops->queued(v->ud);
     if (v->waiting_key) {
         if (!f->key || q > LIVE_RESUME_BYTES) {
-            v->skipped++;
+            skip(v);
             return;
         }
         v->waiting_key = false;
     } else if (q > LIVE_SKIP_BYTES) {
         v->waiting_key = true;
-        v->skipped++;
+        skip(v);
         return;
     }
     if (f->out[v->format] && v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
@@ -599,7 +605,6 @@ void live_viewer_free(live_viewer *v)
     live_stream *st = v->st;
     g->nviewers--;
     st->info.viewers--;
-    st->info.skipped += v->skipped;
     stream_unref_locked(st);
     pthread_mutex_unlock(&lock);
     ax_free(v);
