@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <axon/alloc.h>
+#include <axon/ws.h>
 
 #include "live_mux.h"
 #include "proto/rtmp/rtmp.h"
@@ -70,7 +71,7 @@ struct live_stream {
     live_group *groups;
     live_info info;
     /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
-    live_mux *ts;
+    live_mux *ts, *mp4;
     bool ts_tried;
     uint8_t *seg; /* the segment being made */
     size_t seg_len, seg_cap;
@@ -161,7 +162,7 @@ static ax_slice *rtmp_msg(uint8_t type, uint32_t ts, const uint8_t *data, size_t
 
 static ax_slice *encode(int format, uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
 {
-    if (format == LIVE_TS) return NULL;
+    if (format >= LIVE_TS) return NULL;
     return format == LIVE_FLV ? flv_tag(type, ts, data, len) : rtmp_msg(type, ts, data, len);
 }
 
@@ -208,6 +209,7 @@ static void stream_unref_locked(live_stream *st)
     gop_clear(st);
     ax_free(st->gop);
     live_mux_free(st->ts);
+    live_mux_free(st->mp4);
     ax_free(st->seg);
     for (int i = 0; i < st->nsegs; i++)
         ax_slice_unref(st->segs[i].data);
@@ -377,12 +379,28 @@ static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t l
 {
     if (!st->ts_tried) {
         st->ts_tried = true;
-        live_tracks t = {st->vseq.data, st->aseq.data,  st->vseq.len,
-                         st->aseq.len,  st->info.width, st->info.height};
+        live_tracks t = {.vseq = st->vseq.data,
+                         .aseq = st->aseq.data,
+                         .vseq_len = st->vseq.len,
+                         .aseq_len = st->aseq.len,
+                         .width = st->info.width,
+                         .height = st->info.height,
+                         .fps = st->info.fps};
         st->ts = live_mux_new(LIVE_MUX_TS, &t);
         if (!st->ts) ax_log(AX_LOG_WARN, "live: %s: no MPEG-TS or HLS (codecs)", st->name);
+        live_mux *mp4 = live_mux_new(LIVE_MUX_FMP4, &t);
+        if (!mp4) ax_log(AX_LOG_WARN, "live: %s: no fragmented MP4 (codecs)", st->name);
+        pthread_mutex_lock(&lock); /* new viewers read the init segment and type */
+        st->mp4 = mp4;
+        if (mp4) snprintf(st->info.mime, sizeof st->info.mime, "%s", live_mux_mime(mp4));
+        pthread_mutex_unlock(&lock);
     }
     if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
+    ax_slice *frag = NULL;
+    if (st->mp4 && live_mux_frame(st->mp4, f->type, f->ts, data, len, &frag) == 0 && frag) {
+        f->out[LIVE_FMP4] = ax_ws_shared_new(ax_slice_data(frag), ax_slice_len(frag), true);
+        ax_slice_unref(frag);
+    }
 }
 
 /* Under the lock: the frame's MPEG-TS bytes into the HLS segment being
@@ -528,14 +546,22 @@ static void send_start(live_stream *st, live_viewer *v)
         uint8_t head[13] = {'F', 'L', 'V', 1, flags ? flags : 5, 0, 0, 0, 9, 0, 0, 0, 0};
         v->ops->write_copy(v->ud, head, sizeof head);
     }
-    if (v->format != LIVE_TS) {        /* MPEG-TS: its PAT and PMT come with each keyframe */
+    if (v->format == LIVE_FMP4 && st->mp4) {
+        size_t n;
+        const uint8_t *init = live_mux_init(st->mp4, &n);
+        v->ops->write_copy(v->ud, init, n);
+    }
+    if (v->format < LIVE_TS) {         /* MPEG-TS: its PAT and PMT come with each keyframe */
         send_hdr(v, 18, 0, &st->meta); /* at 0: ffmpeg takes a later one for a data stream */
         send_hdr(v, 9, ts, &st->vseq);
         send_hdr(v, 8, ts, &st->aseq);
     }
     for (size_t i = 0; i < st->ngop; i++) {
         ax_slice *s = st->gop[i]->out[v->format];
-        if (s) v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
+        if (s && v->format == LIVE_FMP4)
+            v->ops->write(v->ud, s); /* framed already */
+        else if (s)
+            v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
     }
     v->next_seq = st->seq + 1;
     v->waiting_key = st->info.video && st->ngop == 0;

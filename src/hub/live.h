@@ -42,8 +42,10 @@
 #define LIVE_HLS_AUDIO_MS 2000 /* audio only: segments this long */
 
 /* Output formats: which slice of a frame a viewer takes (MPEG-TS: the
- * bytes FFmpeg's muxer wrote for the frame, maybe none; live_mux.h). */
-enum { LIVE_FLV = 0, LIVE_RTMP = 1, LIVE_TS = 2, LIVE_NFORMATS };
+ * bytes FFmpeg's muxer wrote for the frame, maybe none; fMP4: the
+ * frame's fragment as one binary WebSocket message, framed once, sent
+ * with ax_ws_send_shared(); live_mux.h). */
+enum { LIVE_FLV = 0, LIVE_RTMP = 1, LIVE_TS = 2, LIVE_FMP4 = 3, LIVE_NFORMATS };
 
 typedef struct live_stream live_stream;
 typedef struct live_viewer live_viewer;
@@ -73,7 +75,8 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
 void live_unpublish(live_stream *st);
 
 /* Watch `name` on `loop` in `format`: the viewer is sent the headers and
- * the cached GOP at once (copies, through write_copy; then shared slices).
+ * the cached GOP at once (copies, through write_copy; then shared slices;
+ * fMP4: the init segment through write_copy, the GOP through write).
  * NULL when no such stream is live (AX_ENOENT) or out of memory. */
 live_viewer *live_watch(const char *name, ax_loop *loop, int format, const live_viewer_ops *ops,
                         void *ud, int *err);
@@ -107,6 +110,7 @@ typedef struct live_info {
     uint32_t last_ts;  /* the last frame's timestamp */
     size_t gop_frames, gop_bytes;
     uint64_t hls_segments; /* made so far */
+    char mime[96];         /* fMP4's type and codecs, for MediaSource; "" not yet */
 } live_info;
 /* 0 with *out, or AX_ENOENT. */
 int live_info_of(const char *name, live_info *out);

@@ -6,6 +6,8 @@
  *   GET /live/NAME.ts          MPEG-TS, chunked, from the last keyframe
  *   GET /live/NAME/index.m3u8  HLS: the playlist of the last segments
  *   GET /live/NAME/seg-N.ts    HLS: a segment (MPEG-TS from a keyframe)
+ *   GET /live/NAME/ws          WebSocket: fragmented MP4 for Media Source Extensions
+ *   GET /live/NAME             the player page (web/live.html)
  *   GET /live/NAME/stats       one stream's numbers, JSON
  *
  * A viewer of NAME needs a read grant on the topic live/NAME when
@@ -18,16 +20,30 @@
 
 #include <axon/alloc.h>
 
+#include <axon/ws.h>
+
 #include "live.h"
 #include "serve.h"
+#include "web_assets.h"
 
 typedef struct gw_live gw_live;
 typedef struct flv_client flv_client;
+typedef struct ws_client ws_client;
 
 struct gw_live {
     serve *sv;
     ax_timer *watch; /* starts reading new streams, to notice when they close */
     flv_client *clients;
+    ws_client *ws;
+};
+
+/* A WebSocket fMP4 viewer (/live/NAME/ws). */
+struct ws_client {
+    ws_client *prev, *next;
+    gw_live *g;
+    ax_ws *ws;
+    live_viewer *v;
+    char name[LIVE_NAME_MAX + 1];
 };
 
 struct flv_client {
@@ -153,19 +169,35 @@ static void flv_watch(ax_timer *t, void *ud)
     }
 }
 
+/* `in` with its quotes escaped for a JSON string (MIME types only have
+ * printable ASCII). */
+static const char *json_esc(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *in && o + 2 < cap; in++) {
+        if (*in == '"' || *in == '\\') out[o++] = '\\';
+        out[o++] = *in;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* A stream's numbers as JSON into b. */
 static int info_json(const live_info *i, char *b, size_t cap)
 {
+    char mime[2 * sizeof i->mime];
     return snprintf(b, cap,
                     "{\"name\":\"%s\",\"video\":%s,\"audio\":%s,\"video_codec\":%u,"
                     "\"audio_codec\":%u,\"width\":%u,\"height\":%u,\"fps\":%.3f,"
                     "\"frames\":%llu,\"bytes\":%llu,\"keyframes\":%llu,\"viewers\":%llu,"
-                    "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu}",
+                    "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu,"
+                    "\"hls_segments\":%llu,\"mime\":\"%s\"}",
                     i->name, i->video ? "true" : "false", i->audio ? "true" : "false",
                     i->video_codec, i->audio_codec, i->width, i->height, i->fps,
                     (unsigned long long)i->frames, (unsigned long long)i->bytes,
                     (unsigned long long)i->keyframes, (unsigned long long)i->viewers,
-                    (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes);
+                    (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes,
+                    (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime));
 }
 
 static void stats(ax_http_req *r, const char *name)
@@ -251,6 +283,123 @@ static bool seg_of(const char *path, size_t len, char *name, uint64_t *n)
     return live_name_valid(name);
 }
 
+/* ---- WebSocket fMP4 ------------------------------------------------------------------ */
+
+static int w_write(void *ud, ax_slice *s)
+{
+    ws_client *c = ud;
+    GW_ADD(c->g->sv->gw[GW_LIVE].bytes_out, ax_slice_len(s));
+    GW_ADD(c->g->sv->gw[GW_LIVE].msgs_out, 1);
+    return ax_ws_send_shared(c->ws, s);
+}
+
+static int w_write_copy(void *ud, const void *data, size_t len)
+{
+    ws_client *c = ud;
+    GW_ADD(c->g->sv->gw[GW_LIVE].bytes_out, len);
+    return ax_ws_send_binary(c->ws, data, len);
+}
+
+static size_t w_queued(void *ud)
+{
+    return ax_ws_buffered(((ws_client *)ud)->ws);
+}
+
+static void w_ended(void *ud)
+{
+    (void)ax_ws_close(((ws_client *)ud)->ws, AX_WS_CLOSE_NORMAL, "stream ended");
+}
+
+static const live_viewer_ops ws_viewer = {w_write, w_write_copy, w_queued, w_ended};
+
+/* First a text message: the MIME type for MediaSource and the size; then
+ * the init segment and fragments from the last keyframe, binary. */
+static void ws_open(ax_ws *ws)
+{
+    ws_client *c = ax_ws_data(ws);
+    if (!c) return;
+    c->ws = ws;
+    live_info i;
+    char b[256];
+    if (live_info_of(c->name, &i) != 0 || !i.mime[0]) {
+        (void)ax_ws_close(ws, 4404, i.mime[0] ? "no such live stream" : "no media yet");
+        return;
+    }
+    char mime[2 * sizeof i.mime];
+    int n = snprintf(b, sizeof b, "{\"type\":\"init\",\"mime\":\"%s\",\"width\":%u,\"height\":%u}",
+                     json_esc(i.mime, mime, sizeof mime), i.width, i.height);
+    if (ax_ws_send_text(ws, b, (size_t)n) < 0) return;
+    int err = 0;
+    c->v = live_watch(c->name, c->g->sv->loop, LIVE_FMP4, &ws_viewer, c, &err);
+    if (!c->v) (void)ax_ws_close(ws, 4404, "no such live stream");
+}
+
+static void ws_forget(ws_client *c)
+{
+    gw_live *g = c->g;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->ws = c->next;
+    if (c->next) c->next->prev = c->prev;
+    GW_SUB(g->sv->gw[GW_LIVE].conns, 1);
+    live_viewer_free(c->v);
+    ax_free(c);
+}
+
+static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
+{
+    ws_client *c = ax_ws_data(ws);
+    (void)code, (void)reason, (void)len;
+    if (c) ws_forget(c);
+}
+
+static const ax_ws_cbs ws_cbs = {.on_open = ws_open, .on_close = ws_close};
+
+static void ws_view(gw_live *g, ax_http_req *r, const char *name)
+{
+    char why[256];
+    if (!serve_origin_allowed(r, g->sv->cfg, why, sizeof why)) {
+        serve_http_error(r, 403, why);
+        return;
+    }
+    if (!may_watch(g, r, name)) return;
+    live_info i;
+    if (live_info_of(name, &i) != 0) {
+        serve_http_error(r, 404, "no such live stream");
+        return;
+    }
+    ws_client *c = ax_calloc(1, sizeof(*c));
+    if (!c) {
+        serve_http_error(r, 503, "out of memory");
+        return;
+    }
+    c->g = g;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    ax_ws_opts o = {.max_message = 4096, .ping_interval_ms = 30000, .output_cap = 16u << 20};
+    if (ax_ws_upgrade(r, &ws_cbs, &o, c) != 0) {
+        ax_free(c);
+        return;
+    }
+    c->next = g->ws;
+    if (g->ws) g->ws->prev = c;
+    g->ws = c;
+    GW_ADD(g->sv->gw[GW_LIVE].conns, 1);
+    GW_ADD(g->sv->gw[GW_LIVE].accepted, 1);
+}
+
+/* /live/NAME: the player page (web/live.html). */
+static void page(ax_http_req *r)
+{
+    for (size_t i = 0; i < web_assets_count; i++) {
+        if (strcmp(web_assets[i].name, "live.html") != 0) continue;
+        ax_http_add_header(r, "Cache-Control", "no-cache");
+        ax_http_respond(r, 200, "text/html; charset=utf-8", web_assets[i].data, web_assets[i].len);
+        return;
+    }
+    serve_http_error(r, 404, "the live page is not built in");
+}
+
 static bool ends_with(const char *s, size_t n, const char *suffix)
 {
     size_t k = strlen(suffix);
@@ -285,6 +434,10 @@ static void route(ax_http_req *r, void *ud)
         playlist(g, r, name);
     else if (seg_of(path, n, name, &seg))
         hls_segment(g, r, name, seg);
+    else if (name_of(path, n, "/ws", name))
+        ws_view(g, r, name);
+    else if (name_of(path, n, "", name))
+        page(r);
     else if (name_of(path, n, "/stats", name))
         stats(r, name);
     else
@@ -301,6 +454,11 @@ static void live_gw_free(void *gp)
         ax_http_on_abort(c->r, NULL, NULL);
         client_forget(c);
     }
+    while (g->ws) { /* WebSockets left the HTTP server: theirs is a later close */
+        ws_client *c = g->ws;
+        ax_ws_set_data(c->ws, NULL);
+        ws_forget(c);
+    }
     live_loop_gone(g->sv->loop);
     ax_timer_free(g->watch);
     ax_free(g);
@@ -310,6 +468,8 @@ static void live_gw_free(void *gp)
 static void live_gw_stop(void *gp)
 {
     gw_live *g = gp;
+    for (ws_client *c = g->ws; c; c = c->next)
+        if (c->ws) (void)ax_ws_close(c->ws, AX_WS_CLOSE_GOING_AWAY, "server shutting down");
     while (g->clients) {
         flv_client *c = g->clients;
         ax_http_req *r = c->r;

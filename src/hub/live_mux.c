@@ -2,6 +2,7 @@
  * (live_mux.h says how). */
 #include "live_mux.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <libavformat/avformat.h>
@@ -12,9 +13,14 @@
 #define IO_BUF 4096
 
 struct live_mux {
+    int kind;
     AVFormatContext *oc;
-    int vidx, aidx; /* stream indexes, -1: none */
-    uint8_t *out;   /* what the muxer wrote since the last frame */
+    uint8_t *init; /* fMP4: ftyp moov */
+    size_t init_len;
+    char mime[96];
+    int64_t vdur, adur; /* a frame's duration, ms (the fragment's last sample needs one) */
+    int vidx, aidx;     /* stream indexes, -1: none */
+    uint8_t *out;       /* what the muxer wrote since the last frame */
     size_t len, cap;
     bool failed;
 };
@@ -62,6 +68,19 @@ static void aac_config(AVCodecParameters *p, const uint8_t *d, size_t n)
     av_channel_layout_default(&p->ch_layout, ch ? (int)ch : 2);
 }
 
+/* 'video/mp4; codecs="avc1.PPCCLL,mp4a.40.N"' (RFC 6381) from the configs. */
+static void make_mime(live_mux *m, const live_tracks *t)
+{
+    char v[32] = "", a[32] = "";
+    if (m->vidx >= 0 && (t->vseq[0] & 0x0f) == 7 && t->vseq_len >= 9)
+        snprintf(v, sizeof v, "avc1.%02x%02x%02x", t->vseq[6], t->vseq[7], t->vseq[8]);
+    else if (m->vidx >= 0)
+        snprintf(v, sizeof v, "hvc1.1.6.L93.B0");
+    if (m->aidx >= 0) snprintf(a, sizeof a, "mp4a.40.%d", t->aseq_len > 2 ? t->aseq[2] >> 3 : 2);
+    snprintf(m->mime, sizeof m->mime, "%s/mp4; codecs=\"%s%s%s\"", v[0] ? "video" : "audio", v,
+             v[0] && a[0] ? "," : "", a);
+}
+
 static int add_video(live_mux *m, const live_tracks *t)
 {
     int codec = t->vseq[0] & 0x0f;
@@ -93,11 +112,13 @@ static int add_audio(live_mux *m, const live_tracks *t)
 
 live_mux *live_mux_new(int kind, const live_tracks *t)
 {
-    (void)kind; /* MPEG-TS only, for now */
     live_mux *m = ax_calloc(1, sizeof(*m));
     if (!m) return NULL;
+    m->kind = kind;
     m->vidx = m->aidx = -1;
-    if (avformat_alloc_output_context2(&m->oc, NULL, "mpegts", NULL) < 0 || !m->oc) goto fail;
+    m->vdur = t->fps > 1 && t->fps < 240 ? (int64_t)(1000 / t->fps) : 33;
+    const char *fmt = kind == LIVE_MUX_FMP4 ? "mp4" : "mpegts";
+    if (avformat_alloc_output_context2(&m->oc, NULL, fmt, NULL) < 0 || !m->oc) goto fail;
     uint8_t *iobuf = av_malloc(IO_BUF);
     if (!iobuf) goto fail;
     m->oc->pb = avio_alloc_context(iobuf, IO_BUF, 1, m, NULL, sink, NULL);
@@ -108,11 +129,26 @@ live_mux *live_mux_new(int kind, const live_tracks *t)
     if (t->vseq && add_video(m, t) != 0) goto fail;
     if (t->aseq && add_audio(m, t) != 0) goto fail;
     if (m->vidx < 0 && m->aidx < 0) goto fail;
+    if (m->aidx >= 0) {
+        int rate = m->oc->streams[m->aidx]->codecpar->sample_rate;
+        m->adur = rate > 0 ? 1024 * 1000 / rate : 23;
+    }
     AVDictionary *opts = NULL;
-    av_dict_set(&opts, "mpegts_flags", "+initial_discontinuity", 0);
+    if (kind == LIVE_MUX_FMP4)
+        av_dict_set(&opts, "movflags", "+empty_moov+default_base_moof+frag_custom", 0);
+    else
+        av_dict_set(&opts, "mpegts_flags", "+initial_discontinuity", 0);
     int rc = avformat_write_header(m->oc, &opts);
     av_dict_free(&opts);
     if (rc < 0) goto fail;
+    if (kind == LIVE_MUX_FMP4) {
+        avio_flush(m->oc->pb);
+        if (!m->len || !(m->init = ax_malloc(m->len))) goto fail;
+        memcpy(m->init, m->out, m->len);
+        m->init_len = m->len;
+        m->len = 0;
+        make_mime(m, t);
+    }
     return m;
 fail:
     live_mux_free(m);
@@ -153,11 +189,13 @@ int live_mux_frame(live_mux *m, uint8_t type, uint32_t ts, const uint8_t *data, 
         pkt->dts = ts;
         pkt->pts = (int64_t)ts + cts;
         pkt->time_base = (AVRational){1, 1000};
+        pkt->duration = video ? m->vdur : m->adur;
         AVStream *st = m->oc->streams[idx];
         av_packet_rescale_ts(pkt, (AVRational){1, 1000}, st->time_base);
         if (video && (data[0] >> 4) == 1) pkt->flags |= AV_PKT_FLAG_KEY;
         if (!video) pkt->flags |= AV_PKT_FLAG_KEY;
         rc = av_write_frame(m->oc, pkt);
+        if (rc >= 0 && m->kind == LIVE_MUX_FMP4) rc = av_write_frame(m->oc, NULL); /* a fragment */
     }
     av_packet_free(&pkt);
     if (rc < 0) return AX_EIO;
@@ -165,9 +203,21 @@ int live_mux_frame(live_mux *m, uint8_t type, uint32_t ts, const uint8_t *data, 
     return 0;
 }
 
+const uint8_t *live_mux_init(const live_mux *m, size_t *len)
+{
+    *len = m->init_len;
+    return m->init;
+}
+
+const char *live_mux_mime(const live_mux *m)
+{
+    return m->mime;
+}
+
 void live_mux_free(live_mux *m)
 {
     if (!m) return;
+    ax_free(m->init);
     if (m->oc) {
         if (m->oc->pb) {
             av_freep(&m->oc->pb->buffer);

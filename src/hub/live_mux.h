@@ -19,7 +19,11 @@
 
 typedef struct live_mux live_mux;
 
-enum { LIVE_MUX_TS = 0 };
+/* MPEG-TS, or fragmented MP4 for Media Source Extensions: an init
+ * segment (ftyp moov, live_mux_init) and then one fragment (moof mdat,
+ * with its decode time) per frame, so a player may start at any keyframe
+ * fragment after the init segment. */
+enum { LIVE_MUX_TS = 0, LIVE_MUX_FMP4 = 1 };
 
 /* What the container needs to know, from the FLV sequence headers: the
  * payloads as they came (NULL: no such track), the size from onMetaData
@@ -28,6 +32,7 @@ typedef struct live_tracks {
     const uint8_t *vseq, *aseq;
     size_t vseq_len, aseq_len;
     uint32_t width, height;
+    double fps; /* 0: unknown */
 } live_tracks;
 
 /* A muxer for these tracks, or NULL (unsupported codecs, no memory). */
@@ -36,6 +41,10 @@ live_mux *live_mux_new(int kind, const live_tracks *t);
  * produced as a new slice in *out (NULL when none yet).  0 or < 0. */
 int live_mux_frame(live_mux *m, uint8_t type, uint32_t ts, const uint8_t *data, size_t len,
                    ax_slice **out);
+/* fMP4: the init segment (the muxer's; valid until live_mux_free), and
+ * the MIME type with the codecs for MediaSource.addSourceBuffer(). */
+const uint8_t *live_mux_init(const live_mux *m, size_t *len);
+const char *live_mux_mime(const live_mux *m);
 void live_mux_free(live_mux *m);
 
 #endif

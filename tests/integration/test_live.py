@@ -5,7 +5,9 @@ pattern with a tone (lavfi testsrc2 + sine, H.264 + AAC) over RTMP; ffprobe
 reads it back as HTTP-FLV (/live/NAME.flv), over RTMP playback, as MPEG-TS
 (/live/NAME.ts) and HLS (/live/NAME/index.m3u8 and its segments; both made
 by FFmpeg's mpegts muxer in memory) with the right codecs, size and
-continuous timestamps; each HLS segment starts with a keyframe.
+continuous timestamps; each HLS segment starts with a keyframe; and as
+fragmented MP4 over a WebSocket (/live/NAME/ws: the MIME type first, then
+the init segment and a fragment per frame from the last keyframe).
 
 - A viewer that joins mid-stream starts at once from the last keyframe
   (the GOP cache): its first video packet is a keyframe, and its first
@@ -15,6 +17,7 @@ continuous timestamps; each HLS segment starts with a keyframe.
   is 404 over HTTP and NetStream.Play.StreamNotFound over RTMP.
 - With authentication on, a publisher needs a token with a write grant
   on live/NAME (`?token=` on the stream key), and a viewer a read grant."""
+import asyncio
 import json
 import os
 import subprocess
@@ -158,7 +161,7 @@ def rtmp_in_http_flv_and_rtmp_out():
 @t.test
 def mpeg_ts_and_hls_by_libavformat():
     srv = servutil.Serve()
-    pub = publish(srv.rtmp_port, "cam2", seconds=7)
+    pub = publish(srv.rtmp_port, "cam2", seconds=12)
     try:
         wait_live(srv, "cam2", keyframes=4, pub=pub)
         ts = os.path.join(TMP, "cam2.ts")
@@ -187,8 +190,48 @@ def mpeg_ts_and_hls_by_libavformat():
         p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
                             "-of", "csv=p=0", srv.base + "/live/cam2/index.m3u8"],
                            capture_output=True, timeout=20)
-        t.eq(sorted(set(p.stdout.decode().split())), ["aac", "h264"], "ffprobe reads the HLS URL")
+        t.eq(sorted(set(p.stdout.decode().split())), ["aac", "h264"],
+             "ffprobe reads the HLS URL (%s)" % p.stderr.decode()[-300:])
         finish(srv, pub)  # stopped while publishing: the stream, its muxer and segments freed
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+def ws_fmp4(srv, name, messages, path):
+    """The first text message, and `messages` binary ones saved to path."""
+    import websockets
+
+    async def run():
+        url = "ws://127.0.0.1:%d/live/%s/ws" % (srv.http_port, name)
+        async with websockets.connect(url) as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            data = bytearray()
+            for _ in range(messages):
+                m = await asyncio.wait_for(ws.recv(), 5)
+                t.ok(isinstance(m, bytes), "fragments are binary messages")
+                data += m
+            with open(path, "wb") as f:
+                f.write(data)
+            return first
+
+    return asyncio.run(run())
+
+
+@t.test
+def websocket_fmp4_for_media_source():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "cam3", seconds=6)
+    try:
+        wait_live(srv, "cam3", keyframes=2, pub=pub)
+        mp4 = os.path.join(TMP, "cam3.mp4")
+        first = ws_fmp4(srv, "cam3", 90, mp4)
+        t.eq(first["type"], "init", "the first message")
+        t.ok(first["mime"].startswith('video/mp4; codecs="avc1.') and "mp4a.40.2" in first["mime"],
+             "the MIME type for MediaSource: %r" % first["mime"])
+        t.eq((first["width"], first["height"]), (320, 240), "the size in the first message")
+        check_media(mp4, "WebSocket fMP4 (init segment, then fragments from a keyframe)")
+        finish(srv, pub)
     finally:
         pub.stop()
         srv.stop()
