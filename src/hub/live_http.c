@@ -8,6 +8,7 @@
  *   GET /live/NAME/seg-N.ts    HLS: a segment (MPEG-TS from a keyframe)
  *   GET /live/NAME/ws          WebSocket: fragmented MP4 for Media Source Extensions
  *   GET /live/NAME             the player page (web/live.html)
+ *   PUT, POST /live/NAME       publish: an FLV body (chunked), as ffmpeg -f flv http://...
  *   GET /live/NAME/stats       one stream's numbers, JSON
  *
  * A viewer of NAME needs a read grant on the topic live/NAME when
@@ -388,6 +389,150 @@ static void ws_view(gw_live *g, ax_http_req *r, const char *name)
     GW_ADD(g->sv->gw[GW_LIVE].accepted, 1);
 }
 
+static bool name_of(const char *path, size_t n, const char *suffix, char *name);
+
+/* ---- HTTP ingest: PUT or POST /live/NAME with an FLV body --------------------------- */
+
+#define INGEST_MAX_TAG (8u << 20)
+
+typedef struct ingest {
+    gw_live *g;
+    live_stream *st;
+    uint8_t *buf; /* an FLV tag not whole yet */
+    size_t len, cap;
+    bool head; /* the FLV header has been read */
+    bool failed;
+} ingest;
+
+static void ingest_free(ingest *in)
+{
+    if (in->st) live_unpublish(in->st);
+    ax_free(in->buf);
+    ax_free(in);
+}
+
+/* The FLV tags in buf[0..len): pushed; returns the bytes used. */
+static size_t ingest_tags(ingest *in, const uint8_t *d, size_t len)
+{
+    size_t off = 0;
+    if (!in->head) {
+        if (len < 13) return 0;
+        if (memcmp(d, "FLV", 3) != 0) {
+            in->failed = true;
+            return len;
+        }
+        uint32_t hl = (uint32_t)d[5] << 24 | (uint32_t)d[6] << 16 | (uint32_t)d[7] << 8 | d[8];
+        if (hl < 9 || hl > 64 || len < hl + 4)
+            return hl < 9 || hl > 64 ? (in->failed = true, len) : 0;
+        off = hl + 4;
+        in->head = true;
+    }
+    while (len - off >= 11) {
+        const uint8_t *t = d + off;
+        uint32_t size = (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+        uint32_t ts = ((uint32_t)t[4] << 16 | (uint32_t)t[5] << 8 | t[6]) | (uint32_t)t[7] << 24;
+        if (size > INGEST_MAX_TAG) {
+            in->failed = true;
+            return len;
+        }
+        if (len - off < 11 + (size_t)size + 4) break;
+        live_push(in->st, t[0] & 0x1f, ts, t + 11, size);
+        GW_ADD(in->g->sv->gw[GW_LIVE].msgs_in, 1);
+        off += 11 + (size_t)size + 4;
+    }
+    return off;
+}
+
+static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
+{
+    ingest *in = ud;
+    if (len == 0) { /* the end */
+        ax_http_on_abort(r, NULL, NULL);
+        ax_log(AX_LOG_INFO, "live: a stream published over HTTP ended");
+        ingest_free(in);
+        ax_http_respond(r, 200, "application/json", "{\"ok\":true}", 11);
+        return;
+    }
+    GW_ADD(in->g->sv->gw[GW_LIVE].bytes_in, len);
+    if (in->failed) return;
+    const uint8_t *d = (const uint8_t *)data;
+    if (in->len == 0) { /* nothing kept: straight from the input */
+        size_t used = ingest_tags(in, d, len);
+        d += used, len -= used;
+    }
+    if (len && !in->failed) {
+        if (in->len + len > INGEST_MAX_TAG + 64) {
+            in->failed = true;
+        } else {
+            if (in->len + len > in->cap) {
+                size_t cap = in->cap ? in->cap : 65536;
+                while (cap < in->len + len)
+                    cap *= 2;
+                uint8_t *b = ax_realloc(in->buf, cap);
+                if (!b) {
+                    in->failed = true;
+                    return;
+                }
+                in->buf = b;
+                in->cap = cap;
+            }
+            memcpy(in->buf + in->len, d, len);
+            in->len += len;
+            size_t used = ingest_tags(in, in->buf, in->len);
+            memmove(in->buf, in->buf + used, in->len - used);
+            in->len -= used;
+        }
+    }
+    if (in->failed) { /* answer now: the server reads the rest and drops it */
+        ax_http_on_abort(r, NULL, NULL);
+        ax_http_req_on_body(r, NULL, NULL);
+        ingest_free(in);
+        serve_http_error(r, 415, "the body is not FLV (MPEG-TS ingest is not supported yet)");
+    }
+}
+
+static void ingest_abort(ax_http_req *r, void *ud)
+{
+    (void)r;
+    ingest_free(ud);
+}
+
+static void ingest_start(ax_http_req *r, void *ud)
+{
+    gw_live *g = ud;
+    size_t n;
+    const char *path = ax_http_req_path(r, &n);
+    char name[LIVE_NAME_MAX + 1], topic[LIVE_NAME_MAX + 8];
+    if (!name_of(path, n, "", name)) {
+        serve_http_error(r, 404, "PUT or POST /live/NAME with an FLV body");
+        return;
+    }
+    auth_identity *id = NULL;
+    if (serve_http_identity(g->sv, r, &id) != 0) {
+        serve_http_unauthorized(r);
+        return;
+    }
+    snprintf(topic, sizeof topic, "live/%s", name);
+    bool ok = !id || auth_may_publish(id, topic);
+    auth_identity_free(id);
+    if (!ok) {
+        serve_http_error(r, 403, "forbidden: you may not publish this stream");
+        return;
+    }
+    ingest *in = ax_calloc(1, sizeof(*in));
+    int err = AX_ENOMEM;
+    if (!in || !(in->st = live_publish(name, g->sv->loop, &err))) {
+        ax_free(in);
+        serve_http_error(r, err == AX_EADDRINUSE ? 409 : 503,
+                         err == AX_EADDRINUSE ? "this stream is being published" : "out of memory");
+        return;
+    }
+    in->g = g;
+    ax_log(AX_LOG_INFO, "live: %s published over HTTP", name);
+    ax_http_req_on_body(r, ingest_body, in);
+    ax_http_on_abort(r, ingest_abort, in);
+}
+
 /* /live/NAME: the player page (web/live.html). */
 static void page(ax_http_req *r)
 {
@@ -493,7 +638,11 @@ static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     if (!g) goto fail;
     g->sv = sv;
     if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
-    if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0) goto fail;
+    ax_http_route_opts ro = {.stream_body = true, .max_body = UINT64_MAX / 2};
+    if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0 ||
+        (err = ax_http_route_ex(srv, "PUT", "/live", ingest_start, g, &ro)) != 0 ||
+        (err = ax_http_route_ex(srv, "POST", "/live", ingest_start, g, &ro)) != 0)
+        goto fail;
     return g;
 fail:
     snprintf(why, why_len, "cannot add the live routes: %s", ax_strerror(err));

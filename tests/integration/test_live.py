@@ -8,6 +8,7 @@ by FFmpeg's mpegts muxer in memory) with the right codecs, size and
 continuous timestamps; each HLS segment starts with a keyframe; and as
 fragmented MP4 over a WebSocket (/live/NAME/ws: the MIME type first, then
 the init segment and a fragment per frame from the last keyframe).
+ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
 
 - A viewer that joins mid-stream starts at once from the last keyframe
   (the GOP cache): its first video packet is a keyframe, and its first
@@ -232,6 +233,33 @@ def websocket_fmp4_for_media_source():
         t.eq((first["width"], first["height"]), (320, 240), "the size in the first message")
         check_media(mp4, "WebSocket fMP4 (init segment, then fragments from a keyframe)")
         finish(srv, pub)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def http_ingest_of_flv():
+    srv = servutil.Serve()
+    url = "%s/live/httpcam" % srv.base
+    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                       "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "5",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+                       "-f", "flv", url])
+    try:
+        wait_live(srv, "httpcam", keyframes=2, pub=pub)
+        flv = os.path.join(TMP, "httpcam.flv")
+        read_http(srv.base + "/live/httpcam.flv", 1.5, flv)
+        check_media(flv, "HTTP-FLV of an HTTP-published stream")
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"409", "a second publisher of the same name over HTTP")
+        t.exits(pub, 0, "ffmpeg's HTTP upload")
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"415", "a body that is not FLV")
+        finish(srv)
     finally:
         pub.stop()
         srv.stop()
