@@ -49,8 +49,8 @@ san:
 
 # ThreadSanitizer: the hub under --threads 4 with clients publishing from
 # every thread (tests/integration/test_serve_threads.py), epoll backend.
-# Not part of `make test` or CI: a TSan build of everything and the whole
-# suite under it would take several times the CI budget.
+# CI runs it after `make san`; only the axon binary is built with TSan (the
+# whole suite under it would take several times the CI budget).
 tsan:
 	@scripts/deps.sh build test
 	@cmake -S . -B $(TSANDIR) -DAXON_TSAN=ON >/dev/null

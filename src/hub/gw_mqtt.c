@@ -351,6 +351,7 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
 {
     gw_mqtt *g = c->g;
     c->version = cn->level;
+    c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop); /* keep alive counts from here */
     bool v5 = c->version == AX_MQTT_V5;
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_AUTH_METHOD))
         return refuse(c, AX_MQTT_RC_BAD_AUTH_METHOD, "enhanced authentication is not supported");
@@ -701,7 +702,8 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
 static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    c->last_in_ms = ax_loop_now(c->g->sv->loop);
+    if (c->version)
+        c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (before CONNECT: the open time) */
     while (off < len && !c->closing) {
         ax_mqtt_packet pkt;
         int n = ax_mqtt_parse(buf + off, len - off, parse_version(c), max_packet(c->g), &pkt);
@@ -736,7 +738,7 @@ static mq_conn *conn_alloc(gw_mqtt *g)
 static void conn_link(mq_conn *c)
 {
     gw_mqtt *g = c->g;
-    c->opened_ms = c->last_in_ms = ax_loop_now(g->sv->loop);
+    c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop);
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
@@ -769,7 +771,7 @@ static void conn_gone(mq_conn *c)
     for (unsigned i = 0; c->alias && i <= ALIAS_MAX; i++)
         ax_free(c->alias[i]);
     ax_free(c->alias);
-    ax_free(c->ibuf);
+    ax_free(c->in);
     ax_free(c);
 }
 
@@ -847,25 +849,28 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
     mq_conn *c = ax_ws_data(ws);
     if (!c || c->closing) return;
     if (!binary) return mq_close(c, AX_MQTT_RC_MALFORMED, "MQTT over WebSocket is binary");
-    if (!c->ilen) {
+    mq_inbuf *in = c->in;
+    if (!in || !in->len) {
         size_t used = on_bytes(c, data, len);
         data = (const uint8_t *)data + used;
         len -= used;
         if (!len || c->closing) return;
     }
-    if (c->ilen + len > max_packet(c->g) + 8) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
-    if (c->ilen + len > c->icap) {
-        size_t cap = (c->ilen + len) * 2;
-        uint8_t *b = ax_realloc(c->ibuf, cap);
-        if (!b) return mq_close(c, AX_MQTT_RC_UNSPECIFIED, "out of memory");
-        c->ibuf = b;
-        c->icap = cap;
+    size_t have = in ? in->len : 0;
+    if (have + len > max_packet(c->g) + 8) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
+    if (!in || have + len > in->cap) {
+        size_t cap = (have + len) * 2;
+        in = ax_realloc(in, sizeof(*in) + cap);
+        if (!in) return mq_close(c, AX_MQTT_RC_UNSPECIFIED, "out of memory");
+        in->len = have;
+        in->cap = cap;
+        c->in = in;
     }
-    memcpy(c->ibuf + c->ilen, data, len);
-    c->ilen += len;
-    size_t used = on_bytes(c, c->ibuf, c->ilen);
-    memmove(c->ibuf, c->ibuf + used, c->ilen - used);
-    c->ilen -= used;
+    memcpy(in->data + in->len, data, len);
+    in->len += len;
+    size_t used = on_bytes(c, in->data, in->len);
+    memmove(in->data, in->data + used, in->len - used);
+    in->len -= used;
 }
 
 static void ws_drain(ax_ws *ws)
@@ -926,12 +931,14 @@ static void tick(ax_timer *t, void *ud)
     gw_mqtt *g = ud;
     (void)t;
     uint64_t now = ax_loop_now(g->sv->loop);
+    uint32_t now32 = (uint32_t)now; /* wraps: differences stay right */
     int64_t wall = (int64_t)time(NULL);
     for (mq_conn *c = g->conns; c; c = c->next) {
         if (c->closing) continue;
-        if (!c->version && now - c->opened_ms > CONNECT_TIMEOUT_MS)
+        if (!c->version && (uint32_t)(now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
             mq_close(c, 0, "no CONNECT in time");
-        else if (c->keepalive_s && now - c->last_in_ms > (uint64_t)c->keepalive_s * 1500)
+        else if (c->keepalive_s &&
+                 (uint32_t)(now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
             mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");

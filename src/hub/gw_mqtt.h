@@ -38,6 +38,7 @@ typedef struct mq_cork mq_cork;
 typedef struct mq_wait mq_wait;
 typedef struct mq_will mq_will;
 typedef struct mq_gate mq_gate;
+typedef struct mq_inbuf mq_inbuf;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
@@ -91,48 +92,55 @@ struct mq_sess {
     hub_sub *sub;
     auth_identity *id; /* owned; the hub subscriber borrows it */
     mq_subopt *subs;
-    uint32_t nsubs, ndirect;
     mq_out *out; /* ring of in-flight messages, in send order */
-    uint32_t out_cap, out_n, out_head;
     mq_item *qhead, **qtail;
+    uint16_t *rel;    /* inbound QoS 2 ids awaiting PUBREL */
+    mq_will *will;    /* a will waiting for its delay (the connection ended) */
+    char *owner;      /* restored from the store: the name it belonged to */
+    mq_gate *gates;   /* QoS 2 packets waiting for their row's commit */
+    uint64_t gone_ms; /* loop time the connection ended (0: connected) */
+    uint64_t will_at;
+    uint64_t oseq; /* the last key of its rows of messages */
+    uint32_t nsubs, ndirect;
+    uint32_t out_cap, out_n, out_head;
     uint32_t qn;
-    uint16_t next_pid;
-    uint16_t *rel; /* inbound QoS 2 ids awaiting PUBREL */
     uint32_t nrel, relcap;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
-    uint64_t gone_ms;  /* loop time the connection ended (0: connected) */
-    mq_will *will;     /* a will waiting for its delay (the connection ended) */
-    uint64_t will_at;
+    uint16_t next_pid;
     bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
     bool saved;       /* has rows in the store */
-    char *owner;      /* restored from the store: the name it belonged to */
-    uint64_t oseq;    /* the last key of its rows of messages */
-    mq_gate *gates;   /* QoS 2 packets waiting for their row's commit */
 };
 
+/* Field order: pointers, then the smaller fields packed (an idle
+ * connection's bytes count: docs/scale.md). */
 struct mq_conn {
     gw_mqtt *g;
     mq_conn *prev, *next;
     ax_conn *c; /* TCP or TLS; NULL over WebSocket */
     ax_ws *ws;
     mq_sess *s;
-    uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
-    bool closing, blocked, dirty, connacked;
-    uint16_t keepalive_s;
-    uint64_t opened_ms, last_in_ms;
-    uint16_t recv_max;   /* the client's Receive Maximum */
-    uint32_t max_packet; /* the client's Maximum Packet Size, 0: none */
-    uint16_t alias_max;
     char **alias; /* inbound topic aliases, [alias_max + 1] */
     mq_will *will;
     mq_cork *ck;
     mq_conn *dirty_next;
     mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
-    uint8_t *ibuf;          /* WebSocket: a packet's first part */
-    size_t ilen, icap;
-    auth_identity *id;   /* from CONNECT until the session takes it */
-    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
-    bool limited;
+    mq_inbuf *in;           /* WebSocket: a packet's first part */
+    auth_identity *id;      /* from CONNECT until the session takes it */
+    hub_limits_conn lim;    /* its share of the limits (serve_limit_*) */
+    /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
+     * after CONNECT; before CONNECT, of the connection's start. */
+    uint32_t last_in_ms;
+    uint32_t max_packet; /* the client's Maximum Packet Size, 0: none */
+    uint16_t recv_max;   /* the client's Receive Maximum */
+    uint16_t alias_max;
+    uint16_t keepalive_s;
+    uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
+    bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
+};
+
+struct mq_inbuf { /* a WebSocket connection's partial packet */
+    size_t len, cap;
+    uint8_t data[];
 };
 
 struct mq_cork { /* a connection's output of this loop turn */

@@ -133,24 +133,26 @@ struct qnode {
     hub_msg *m;
 };
 
+/* Field order: pointers, then the smaller fields packed (an idle
+ * subscriber's bytes count: docs/scale.md). */
 struct hub_sub {
     hub *h;
     const hub_sub_ops *ops;
     void *ud;
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
-    hub_map filters;   /* filter -> entry, once it has more than FEW_FILTERS */
-    uint32_t nfilters; /* entries in the list */
+    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
     job *jobs, **jobs_tail;
     qnode *qhead, **qtail;
-    size_t qbytes, budget;
-    bool blocked, dead;
-    uint64_t stamp, id;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
-    uint32_t refs;            /* the owner's, and one per message in flight to it */
-    uint32_t inflight;
     hub_sub *grave_next;
+    size_t qbytes, budget;
+    uint64_t stamp, id;
+    uint32_t nfilters; /* entries in the list */
+    uint32_t refs;     /* the owner's, and one per message in flight to it */
+    uint32_t inflight;
+    bool blocked, dead;
 };
 
 struct hub {
@@ -1003,7 +1005,6 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ud = ud;
     s->qtail = &s->qhead;
     s->jobs_tail = &s->jobs;
-    hub_map_init(&s->filters);
     s->budget = h->budget;
     s->loop = current_loop(h);
     s->refs = 1;
@@ -1072,7 +1073,7 @@ static void entry_unlink(hub_sub *s, entry *e)
 {
     hub *h = s->h;
     size_t fl = strlen(e->filter);
-    hub_map_del(&s->filters, e->filter, fl);
+    if (s->filters) hub_map_del(s->filters, e->filter, fl);
     s->nfilters--;
     if (e->sprev)
         e->sprev->snext = e->snext;
@@ -1105,30 +1106,41 @@ static void entry_unlink(hub_sub *s, entry *e)
 
 static entry *filter_find(const hub_sub *s, const char *f, size_t fl)
 {
-    if (s->filters.n) return hub_map_get(&s->filters, f, fl);
+    if (s->filters) return hub_map_get(s->filters, f, fl);
     for (entry *e = s->entries; e; e = e->snext)
         if (strncmp(e->filter, f, fl) == 0 && e->filter[fl] == '\0') return e;
     return NULL;
 }
 
+static void filters_free(hub_sub *s)
+{
+    if (!s->filters) return;
+    hub_map_clear(s->filters);
+    ax_free(s->filters);
+    s->filters = NULL;
+}
+
 /* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
 static int filter_add(hub_sub *s, entry *e, size_t fl)
 {
-    if (!s->filters.n && s->nfilters < FEW_FILTERS) return 0;
-    for (entry *x = s->filters.n ? NULL : s->entries; x; x = x->snext)
-        if (hub_map_put(&s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
-            hub_map_clear(&s->filters);
-            hub_map_init(&s->filters);
-            return AX_ENOMEM;
-        }
-    return hub_map_put(&s->filters, e->filter, fl, e, NULL);
+    if (!s->filters) {
+        if (s->nfilters < FEW_FILTERS) return 0;
+        if (!(s->filters = ax_malloc(sizeof(*s->filters)))) return AX_ENOMEM;
+        hub_map_init(s->filters);
+        for (entry *x = s->entries; x; x = x->snext)
+            if (hub_map_put(s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
+                filters_free(s);
+                return AX_ENOMEM;
+            }
+    }
+    return hub_map_put(s->filters, e->filter, fl, e, NULL);
 }
 
 static void sub_release(hub_sub *s)
 {
     while (s->entries)
         entry_unlink(s, s->entries);
-    hub_map_clear(&s->filters);
+    filters_free(s);
     q_clear(s);
     sub_unref(s); /* messages on their way to it hold it a little longer */
 }

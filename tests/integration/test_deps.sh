@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# axon-test: one backend (what it checks does not depend on the event loop)
 # test_deps.sh: scripts/deps.sh with fake `id`, `dpkg-query` and `apt-get`
 # first on PATH, so nothing is installed for real: as a user with a package
 # missing it prints the sudo apt-get line and fails; as root it runs

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (what it checks does not depend on the event loop)
 """docs/cat.md stays true to `axon cat`: the options table lists the
 options of `--help` (and no others), and the error lines the page shows are
 what the program prints, with exit status 1."""

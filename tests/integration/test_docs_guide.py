@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (what it checks does not depend on the event loop)
 """docs/guide.md and README.md stay true to the code: every code block
 marked `<!-- example: PATH -->` is a verbatim excerpt of PATH, every example
 program is listed, and the guide's table of contents points at its

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (what it checks does not depend on the event loop)
 """docs/config.md and docs/protocol.md stay true to `axon serve`: every key in
 config.md's settings table is accepted by `axon serve -c` with the example
 value the table gives, and every key the code accepts is in the table; the

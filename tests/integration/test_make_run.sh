@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# axon-test: one backend (what it checks does not depend on the event loop)
 # test_make_run.sh: `make run` builds quietly (one "building" line, no
 # progress lines; warnings and errors would show) and the hub's addresses
 # are the last lines on the screen, after its log lines.  The hub runs on

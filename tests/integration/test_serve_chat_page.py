@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (what it checks does not depend on the event loop)
 """The chat page of axon serve as a product, in headless Chromium with a
 netcat line-chat user (alice) beside it:
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (what it checks does not depend on the event loop)
 """The dashboard of axon serve in headless Chromium: the message-rate
 chart has a time axis and a value axis and its line fills the width of the
 time window; when the server is killed the page says it is disconnected
