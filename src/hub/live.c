@@ -686,6 +686,7 @@ ax_slice *live_hls_segment(const char *name, uint64_t n)
 static void info_of(live_stream *st, live_info *out)
 {
     *out = st->info;
+    out->skipped = __atomic_load_n(&st->info.skipped, __ATOMIC_RELAXED); /* viewers' loops add */
     out->gop_frames = st->ngop;
     out->gop_bytes = st->gop_bytes;
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (a browser page: what it checks does not depend on the event loop)
 """The live page /live/NAME in headless Chromium: ffmpeg publishes a test
 pattern with a tone (H.264 + AAC) over RTMP; the page plays it as
 fragmented MP4 over a WebSocket (/live/NAME/ws) with Media Source

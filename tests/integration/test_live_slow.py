@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: one backend (15 s of 200 viewers; the skip decision is the relay's, above the backends)
 """test_live_slow: slow viewers of the live relay (src/hub/live.c) skip
 ahead; they never slow the publisher or the other viewers, and memory
 stays bounded.
