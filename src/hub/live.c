@@ -608,11 +608,6 @@ live_viewer *live_watch(const char *name, ax_loop *loop, int format, const live_
     return v;
 }
 
-void live_viewer_drained(live_viewer *v)
-{
-    (void)v; /* it resumes at the next keyframe (deliver_one) */
-}
-
 uint64_t live_viewer_skipped(const live_viewer *v)
 {
     return v->skipped;

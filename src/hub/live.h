@@ -80,8 +80,6 @@ void live_unpublish(live_stream *st);
  * NULL when no such stream is live (AX_ENOENT) or out of memory. */
 live_viewer *live_watch(const char *name, ax_loop *loop, int format, const live_viewer_ops *ops,
                         void *ud, int *err);
-/* The viewer's queue fell: it may be sent frames again (optional). */
-void live_viewer_drained(live_viewer *v);
 /* Stop watching, on the viewer's loop (inside its ended() too). */
 void live_viewer_free(live_viewer *v);
 /* Frames this viewer skipped (slow) so far. */
