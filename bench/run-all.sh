@@ -31,3 +31,7 @@ bench/hub-load
 echo "== HTTP publish per fsync mode: always (group commit), batch, off (bench/publish-fsync)"
 bench/publish-fsync -c 32 -t 5 -r "$R"
 bench/publish-fsync -c 128 -t 5 -r "$R"
+echo "== axon bench against wrk (nginx) and mqttload (mosquitto) (bench/bench-compare)"
+bench/bench-compare -r "$R" -t "$T"
+echo "== coordinated omission: a server stalling 100 ms a second (bench/co-stall)"
+bench/co-stall -t "$T"

@@ -76,6 +76,17 @@ AX_API void ax_tls_ctx_free(ax_tls_ctx *ctx);
 AX_API int ax_tls_make_self_signed(const char *name, int days, const char *cert_path,
                                    const char *key_path, char *why, size_t why_len) AX_MUST_CHECK;
 
+/* Turn an open plain connection into a TLS one (STARTTLS in SMTP, AUTH
+ * TLS in FTP): a server context answers the peer's handshake, a client
+ * context starts one.  What was written before the call goes out in the
+ * clear; what is written after it is held until the handshake is done,
+ * then encrypted.  Input on_data has not consumed is dropped, and so is
+ * what is left when on_data returns less than it was offered in the call
+ * that upgrades: bytes sent before the handshake are not protected by it
+ * (RFC 3207 section 4.2).  No second on_open follows; a failed handshake
+ * closes with AX_ETLS.  Returns 0, AX_EINVAL (already TLS, connecting,
+ * no context), AX_ECLOSED (closing), or AX_ENOMEM. */
+AX_API int ax_conn_start_tls(ax_conn *c, ax_tls_ctx *ctx) AX_MUST_CHECK;
 /* True when c speaks TLS. */
 AX_API bool ax_conn_is_tls(const ax_conn *c);
 /* The protocol ALPN chose ("h2"), or NULL (none, not TLS, or before

@@ -14,6 +14,8 @@ int cmd_http(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_get(int argc, char **argv);
+int cmd_term(int argc, char **argv); /* term.c */
+int cmd_rpc(int argc, char **argv);  /* rpc.c */
 
 /* Seconds (0 < S <= 86400, fractions allowed) into *ms; on a bad value a
  * sentence goes to stderr ("axon CMD: OPT wants seconds ...") and -1 is

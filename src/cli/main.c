@@ -7,6 +7,7 @@
 #include "cli.h"
 
 int cmd_token(int argc, char **argv); /* token.c */
+int cmd_bench(int argc, char **argv); /* bench.c */
 
 static const struct {
     const char *name;
@@ -20,6 +21,9 @@ static const struct {
     {"get", cmd_get, "fetch http:// and https:// URLs (curl-like: -i, -I, -o, -L, -d, -H)"},
     {"cert", cmd_cert, "make a self-signed TLS certificate and key for local use"},
     {"token", cmd_token, "print a signed token (JWT) naming a user and the topics it may use"},
+    {"term", cmd_term, "remote terminals through the hub: agent (behind NAT) and connect"},
+    {"rpc", cmd_rpc, "commands on devices through the hub: request/response with time-outs"},
+    {"bench", cmd_bench, "load generator for every protocol axon speaks, with honest latency"},
 };
 
 static void usage(FILE *out)

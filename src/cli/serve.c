@@ -78,6 +78,10 @@ static void help(FILE *out)
             "      --line-idle-timeout S  seconds a named line chat user may send\n"
             "                           nothing (an empty line will do); default 3600;\n"
             "                           0: no limit\n"
+            "      --term NAME=COMMAND  a terminal the hub serves itself at /term/NAME\n"
+            "                           (COMMAND through /bin/sh; repeatable)\n"
+            "      --term-idle-timeout S  seconds a terminal session (/term/NAME) may see\n"
+            "                           no key and no output; default 3600; 0: no limit\n"
             "      --auth-secret FILE   HS256 key for signed tokens (axon token)\n"
             "      --password-file FILE  users and passwords (mosquitto_passwd format)\n"
             "      --acl-file FILE      what password users may do (mosquitto acl_file)\n"
@@ -138,6 +142,7 @@ static void defaults(serve_cfg *c)
     c->threads = 1;
     c->line_name_timeout_s = 30;
     c->line_idle_timeout_s = 3600;
+    c->term_idle_s = 3600;
     c->anonymous = -1;
     hub_limits_conf_default(&c->limits);
 }
@@ -222,6 +227,7 @@ static uint32_t *timeout_field(serve_cfg *c, const char *k)
     if (strcmp(k, "line_name_timeout") == 0) return &c->line_name_timeout_s;
     if (strcmp(k, "line_idle_timeout") == 0) return &c->line_idle_timeout_s;
     if (strcmp(k, "irc_ping_timeout") == 0) return &c->irc_ping_timeout_s;
+    if (strcmp(k, "term_idle_timeout") == 0) return &c->term_idle_s;
     return NULL;
 }
 
@@ -407,6 +413,21 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
             snprintf(c->allow_origins + l, sizeof c->allow_origins - l, "%s%s", l ? "," : "",
                      argv[i]);
         }
+    } else if (strcmp(k, "term") == 0) { /* NAME=COMMAND (gw_term.c), repeatable */
+        size_t l = strlen(c->terms);
+        if (argc < 2 || !strchr(v, '=') || strchr(v, '=') == v) {
+            snprintf(why, why_len, "'%s' takes NAME=COMMAND", k);
+            return -1;
+        }
+        for (int i = 1; i < argc; i++)
+            l += (size_t)snprintf(c->terms + l, l < sizeof c->terms ? sizeof c->terms - l : 0,
+                                  "%s%s", i > 1 ? " " : "", argv[i]);
+        if (l + 1 >= sizeof c->terms) {
+            snprintf(why, why_len, "too many terminals (%zu bytes at most)", sizeof c->terms);
+            return -1;
+        }
+        c->terms[l] = '\n';
+        c->terms[l + 1] = '\0';
     } else if (strcmp(k, "threads") == 0) {
         WANT(1);
         if (parse_u64(v, 64, &n, why, why_len)) return -1;
@@ -663,7 +684,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"mqtts", required_argument, NULL, 'V'},
         {"irc", required_argument, NULL, 1001},
         {"ircs", required_argument, NULL, 1002},
-        {"rtmp", required_argument, NULL, 1003},
+        {"term-idle-timeout", required_argument, NULL, 1003},
+        {"term", required_argument, NULL, 1004},
+        {"rtmp", required_argument, NULL, 1005},
         {"redis", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -739,7 +762,9 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         char why[512] = "", lkey[32];
         const char *key = ch >= 0 && ch < 128 ? keys[ch] : NULL;
         if (ch == 1001 || ch == 1002) key = ch == 1001 ? "listen_irc" : "listen_ircs";
-        if (ch == 1003) key = "listen_rtmp";
+        if (ch == 1003) key = "term_idle_timeout";
+        if (ch == 1004) key = "term";
+        if (ch == 1005) key = "listen_rtmp";
         char *val = optarg;
         if (ch == 'l') { /* --listen GATEWAY=ADDR */
             char *eq = strchr(optarg, '=');

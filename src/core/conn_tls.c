@@ -67,6 +67,7 @@ static void tls_opened(ax_conn *c)
     c->last_active = c->loop->now;
     ax__conn_arm_timer(c);
     if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
+    if (c->flags & F_OPENED) return; /* upgraded (ax_conn_start_tls): opened long ago */
     if (c->flags & F_SHUT_PENDING) {
         tls_close_notify(c);
         if (c->flags & F_CLOSED) return;
@@ -140,6 +141,11 @@ static void tls_progress(ax_conn *c)
  * into the engine, then whatever it allows. */
 static void tls_input(ax_conn *c, char *buf, ssize_t n)
 {
+    if ((c->flags & F_HANDSHAKE) && c->in_len) { /* cleartext left before an upgrade */
+        ax_free(c->in);
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+    }
     if (n > 0 && ax__tls_feed(c->tls, buf, (size_t)n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, true);
         return;
@@ -212,6 +218,19 @@ int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)
     c->flags |= F_HANDSHAKE;
     ax__conn_arm_timer(c);
     return 0;
+}
+
+int ax_conn_start_tls(ax_conn *c, ax_tls_ctx *ctx)
+{
+    if (!ctx || c->tls || (c->flags & F_CONNECTING)) return AX_EINVAL;
+    if (c->flags & (F_CLOSED | F_CLOSING | F_SHUT_PENDING | F_SHUT_DONE | F_LINGER))
+        return AX_ECLOSED;
+    ax_free(c->in); /* cleartext the peer sent after the command is not protected */
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    int rc = ax__conn_tls_attach(c, ctx, NULL);
+    if (rc == 0 && !ax__tls_ctx_is_server(ctx)) tls_progress(c); /* ClientHello */
+    return rc;
 }
 
 bool ax_conn_is_tls(const ax_conn *c)

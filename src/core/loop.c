@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -204,8 +205,11 @@ void ax__loop_wake(ax_loop *loop)
     (void)r;
 }
 
-static volatile sig_atomic_t pending_signal;
-static volatile sig_atomic_t pending_hup;
+/* Set by a signal handler on whatever thread the signal lands on, taken by
+ * the loop it names: atomics (lock-free, so safe in a handler), not just
+ * volatile, which orders nothing between threads. */
+static atomic_int pending_signal;
+static atomic_int pending_hup;
 static ax_loop *hup_loop;
 static void (*hup_cb)(ax_loop *loop);
 static ax_loop *signal_loop;
@@ -227,26 +231,22 @@ static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents)
     ssize_t r = read(io->fd, &v, sizeof v);
     (void)r;
     (void)revents;
-    int signo = pending_signal;
-    if (signo && loop == signal_loop && loop->signal_cb) {
-        pending_signal = 0;
-        loop->signal_cb(loop, signo);
+    if (loop == signal_loop && loop->signal_cb) {
+        int signo = atomic_exchange(&pending_signal, 0);
+        if (signo) loop->signal_cb(loop, signo);
     }
-    if (pending_hup && loop == hup_loop && hup_cb) {
-        pending_hup = 0;
-        hup_cb(loop);
-    }
+    if (loop == hup_loop && hup_cb && atomic_exchange(&pending_hup, 0)) hup_cb(loop);
     run_posts(loop);
 }
 
 /* ---- signals ------------------------------------------------------------ */
 
-static volatile sig_atomic_t signal_count;
+static atomic_int signal_count;
 
 static void on_hup(int signo)
 {
     (void)signo;
-    pending_hup = 1;
+    atomic_store(&pending_hup, 1);
     if (hup_loop) {
         uint64_t one = 1;
         ssize_t r = write(hup_loop->wake_wfd, &one, sizeof one);
@@ -268,8 +268,8 @@ int ax_loop_handle_reload(ax_loop *loop, void (*cb)(ax_loop *loop))
 
 static void on_signal(int signo)
 {
-    if (++signal_count > 1) _exit(128 + signo); /* second Ctrl-C: stop now */
-    pending_signal = signo;
+    if (atomic_fetch_add(&signal_count, 1) > 0) _exit(128 + signo); /* second Ctrl-C: stop now */
+    atomic_store(&pending_signal, signo);
     if (signal_loop) {
         uint64_t one = 1;
         ssize_t r = write(signal_loop->wake_wfd, &one, sizeof one);

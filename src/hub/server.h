@@ -20,6 +20,7 @@
 
 #define SERVE_MAX_RULES 64
 #define SERVE_URL_LEN 512
+#define SERVE_TERM_CMD_MAX 1024 /* bytes in a --term COMMAND */
 
 /* Who may read /metrics and /dashboard. */
 enum { SERVE_METRICS_LOOPBACK = 0, SERVE_METRICS_ADMIN = 1, SERVE_METRICS_ANY = 2 };
@@ -58,6 +59,8 @@ struct serve_cfg {
     uint32_t max_line;
     int threads; /* loops sharing the ports (SO_REUSEPORT) */
     bool log_json, quiet;
+    uint32_t term_idle_s; /* terminals (gw_term.c): a session idle this long ends; 0: never */
+    char terms[4096];     /* terminals the hub serves itself: NAME=COMMAND, one a line */
     /* seconds; 0: the library's default (HTTP: 10 and 60; close: 10) */
     uint32_t http_header_timeout_s, http_idle_timeout_s, close_timeout_s;
     /* seconds; 0: none.  Name: from connecting to a valid name; idle: no

@@ -480,3 +480,86 @@ TEST(tls_self_signed_files)
     char why[128];
     ASSERT_EQ(ax_tls_make_self_signed("", 1, k.cert, k.key, why, sizeof why), AX_EINVAL);
 }
+
+/* ---- ax_conn_start_tls: STARTTLS on a plain connection ------------------- */
+
+typedef struct upgrade {
+    ax_tls_ctx *ctx;
+    int opened, closed, reason, rc;
+    bool tls_after;
+    char got[256];
+    size_t got_len;
+} upgrade;
+
+static void up_open(ax_conn *c)
+{
+    upgrade *u = ax_conn_data(c);
+    u->opened++;
+    if (!ax_conn_listener(c) && ax_conn_write(c, "STARTTLS\nINJECTED\n", 18) < 0) ax_conn_close(c);
+}
+
+/* Both sides: a line in the clear says when to start TLS; after it, the
+ * server echoes and the client records. */
+static size_t up_data(ax_conn *c, const char *data, size_t len)
+{
+    upgrade *u = ax_conn_data(c);
+    bool server = ax_conn_listener(c) != NULL;
+    if (!ax_conn_is_tls(c)) {
+        bool go = server ? len >= 9 && !memcmp(data, "STARTTLS\n", 9) : len >= 3;
+        if (!go) return 0;
+        if (server && ax_conn_write(c, "GO\n", 3) < 0) return len;
+        u->rc = ax_conn_start_tls(c, u->ctx);
+        u->tls_after = ax_conn_is_tls(c);
+        ASSERT_EQ(ax_conn_start_tls(c, u->ctx), AX_EINVAL); /* once */
+        if (!server && ax_conn_write(c, "hello\n", 6) < 0) ax_conn_close(c);
+        return server ? 9 : len; /* the server leaves "INJECTED\n": dropped */
+    }
+    if (server) {
+        if (ax_conn_write(c, data, len) < 0) ax_conn_close(c);
+    } else if (u->got_len + len < sizeof u->got) {
+        memcpy(u->got + u->got_len, data, len);
+        u->got_len += len;
+        if (u->got_len >= 6) ax_conn_close(c);
+    }
+    return len;
+}
+
+static void up_close(ax_conn *c, int reason)
+{
+    upgrade *u = ax_conn_data(c);
+    u->closed++;
+    u->reason = reason;
+}
+
+static const ax_conn_cbs up_cbs = {.on_open = up_open, .on_data = up_data, .on_close = up_close};
+
+TEST(tls_start_tls_upgrades_plain_connection)
+{
+    ax_loop *loop = tu_loop();
+    pki k;
+    make_pki(&k, "localhost");
+    upgrade srv = {.ctx = server_ctx(&k, NULL)};
+    upgrade cli = {.ctx =
+                       client_ctx(&(ax_tls_opts){.ca_file = k.cert, .server_name = "localhost"})};
+    int err;
+    ax_listener *l = ax_listen(loop, "tcp://127.0.0.1:0", &up_cbs, NULL, &srv, &err);
+    ASSERT(l != NULL);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ax_addr_port(ax_listener_addr(l)));
+    ax_conn *c = ax_connect(loop, url, &up_cbs, NULL, &cli, &err);
+    ASSERT(c != NULL);
+    ASSERT_EQ(ax_conn_start_tls(c, NULL), AX_EINVAL);
+    RUN_UNTIL(loop, cli.closed && srv.closed, 10000);
+    ASSERT_EQ(srv.rc, 0);
+    ASSERT_EQ(cli.rc, 0);
+    ASSERT(srv.tls_after && cli.tls_after);
+    ASSERT_EQ(srv.opened, 1); /* no second on_open after the handshake */
+    ASSERT_EQ(cli.opened, 1);
+    ASSERT_EQ(cli.got_len, 6); /* "hello\n" echoed over TLS; "INJECTED\n" never */
+    ASSERT(!memcmp(cli.got, "hello\n", 6));
+    ASSERT_EQ(cli.reason, 0);
+    ax_listener_close(l);
+    ax_tls_ctx_free(srv.ctx);
+    ax_tls_ctx_free(cli.ctx);
+    ax_loop_free(loop);
+}

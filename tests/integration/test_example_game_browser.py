@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+# axon-test: one backend (a browser page: what it checks does not depend on the event loop)
+"""examples/game in Chromium: two pages (the canvas client, index.html,
+over WebSocket) and three UDP bots (game_bot) in one arena see each other
+move; a page predicts its own movement at once and shows its round-trip
+time; the page fits 1280 and 390 px wide (screenshots into $AXON_SCREENS)."""
+
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import axtest  # noqa: E402
+import pageutil  # noqa: E402
+from axtest import Proc, example  # noqa: E402
+
+ENV = pageutil.available()
+if ENV is None:
+    sys.exit(1)
+
+t = axtest.Tests("examples/game: two Chromium pages and three UDP bots", alarm=240)
+UP, DOWN, LEFT, RIGHT = 1, 2, 4, 8
+LINE = re.compile(rb"game server on (\S+) \((\w+)\), udp (\S+),")
+
+
+class Game(Proc):
+    def __init__(self, *opts):
+        super().__init__([example("game_server"), "--http", "tcp://127.0.0.1:0", "--udp",
+                          "udp://127.0.0.1:0"] + list(opts))
+        out = self.wait_output(lambda o: LINE.search(o) is not None, what="the listening line")
+        m = LINE.search(out)
+        self.udp = m.group(3).decode()
+        _, _, self.http_port = axtest.split_url(m.group(1).decode())
+
+
+def others(b, page):
+    return b.eval("[...game.others].map(([id, p]) => [id, p.x, p.y, p.moves])", page=page)
+
+
+@t.test
+def pages_and_bots_see_each_other_move():
+    srv = Game("--arena", "400x300")
+    url = "http://127.0.0.1:%d/" % srv.http_port
+    bots = Proc([example("game_bot"), "--count", "3", "--seconds", "60", srv.udp])
+    b = pageutil.Browser(ENV)
+    p0 = b.open(url, 1280, 800)
+    p1 = b.open(url, 390, 844)
+    ids = []
+    for p in (p0, p1):
+        b.wait("game.id > 0 && game.tick > 0 && game.self", page=p, what="page %d joined" % p)
+        ids.append(b.eval("game.id", page=p))
+    t.ok(ids[0] != ids[1], "two players: %r" % ids)
+    # everybody in view: the other page and the three bots
+    for p, other in ((p0, ids[1]), (p1, ids[0])):
+        b.wait("game.others.size >= 4", page=p, what="page %d sees 4 others" % p)
+        t.ok(other in [o[0] for o in others(b, p)], "page %d sees the other page" % p)
+    # the bots move by themselves: every page sees them move
+    b.wait("[...game.others.values()].filter((o) => o.moves >= 5).length >= 3", page=p0,
+           what="page 0 sees three bots move")
+    # page 1 moves right: page 1 predicts it at once, page 0 sees it move
+    start = b.eval("[game.self.x, game.self.y]", page=p1)
+    seen_before = b.eval("(game.others.get(%d) || {moves: 0}).moves" % ids[1], page=p0)
+    keys = (RIGHT if start[0] < 200 else LEFT) | (DOWN if start[1] < 150 else UP)  # away from walls
+    b.eval("game.setKeys(%d)" % keys, page=p1)
+    moved = b.eval("new Promise((ok) => setTimeout(() => ok([game.self.x, game.self.y, "
+                   "game.tick]), 50))", page=p1)
+    t.ok(moved[:2] != start, "predicted before the server's answer: %r -> %r" % (start, moved))
+    b.wait("(game.others.get(%d) || {moves: 0}).moves >= %d" % (ids[1], seen_before + 5),
+           page=p0, what="page 0 sees page 1 move")
+    b.eval("game.setKeys(0)", page=p1)
+    rtt = b.wait("game.rtt !== null && game.rtt", page=p1, what="an RTT")
+    t.ok(0 <= rtt < 500, "RTT on loopback: %r ms" % rtt)
+    t.ok(b.eval("document.getElementById('rtt').textContent.endsWith(' ms')", page=p1),
+         "the RTT is on the page")
+    # once page 1 stands still, page 0's view of it is page 1's own position
+    b.wait("new Promise((ok) => setTimeout(() => ok(true), 500))", page=p1)
+    me = b.eval("[game.self.x, game.self.y]", page=p1)
+    b.wait("(() => { const a = game.others.get(%d); return a && a.x === %d && a.y === %d; })()"
+           % (ids[1], me[0], me[1]), page=p0, what="page 0 sees page 1 where it is")
+    for p in (p0, p1):
+        t.eq(b.eval(pageutil.OVERFLOW_JS, page=p), [], "page %d: elements wider than the view" % p)
+    b.shot("game-1280", page=p0)
+    b.shot("game-390", page=p1)
+    t.eq(b.do("events")["errors"], [], "page errors")
+    bots.stop()
+
+
+t.main()
