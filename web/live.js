@@ -23,6 +23,38 @@
     $("urls").append(li);
   }
 
+  // ?mode=hls: HLS through hls.js (or the browser's own, Safari), else
+  // the lowest latency: fragmented MP4 over the WebSocket.
+  const hlsMode = new URLSearchParams(q).get("mode") === "hls";
+  state.mode = hlsMode ? "hls" : "ws";
+  $("mode").innerHTML = hlsMode ? 'HLS · <a href="?">low latency</a>'
+                                : 'low latency · <a href="?mode=hls">HLS</a>';
+
+  function playHls() {
+    const src = base + "/index.m3u8";
+    const native = () => {
+      if (!video.canPlayType("application/vnd.apple.mpegurl")) {
+        status("this browser cannot play HLS", "down");
+        return;
+      }
+      video.src = src; // Safari, iOS
+      status("live (HLS)", "up");
+    };
+    if (!window.MediaSource) return native();
+    const s = document.createElement("script");
+    s.src = "/static/hls.js"; // web/vendor: hls.js from npm, compiled in
+    s.onload = () => {
+      if (!window.Hls || !Hls.isSupported()) return native();
+      const hls = new Hls({ liveSyncDurationCount: 2, enableWorker: false });
+      hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) state.errors.push(d.details); });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => status("live (HLS)", "up"));
+      hls.loadSource(src);
+      hls.attachMedia(video);
+    };
+    s.onerror = native;
+    document.head.append(s);
+  }
+
   function status(text, cls) {
     $("status").textContent = text;
     $("status").className = "status " + cls;
@@ -80,7 +112,7 @@
     const b = video.buffered;
     if (!b.length) return;
     const end = b.end(b.length - 1);
-    if (end - video.currentTime > 1.5) video.currentTime = end - 0.3;
+    if (!hlsMode && end - video.currentTime > 1.5) video.currentTime = end - 0.3;
     if (video.paused && end > 0) video.play().catch(() => {});
     $("delay").textContent = Math.max(0, end - video.currentTime).toFixed(2) + " s buffered";
   }, 500);
@@ -107,5 +139,6 @@
   }
   stats();
   setInterval(stats, 1000);
-  play();
+  if (hlsMode) playHls();
+  else play();
 })();

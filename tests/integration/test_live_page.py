@@ -5,7 +5,8 @@ pattern with a tone (H.264 + AAC) over RTMP; the page plays it as
 fragmented MP4 over a WebSocket (/live/NAME/ws) with Media Source
 Extensions.  The video's time advances with the stream's width and height,
 the player stays near the live edge (little buffered ahead), the stream's
-numbers show, the page fetches nothing from elsewhere, and nothing is
+numbers show; with ?mode=hls it plays HLS through hls.js (npm, compiled
+in from web/vendor) at the same size; the page fetches nothing from elsewhere, and nothing is
 wider than a 390 px phone.  With AXON_SCREENS=DIR, screenshots of the page
 at 1280 and 390 px go to DIR."""
 import os
@@ -31,7 +32,7 @@ def chromium_plays_the_stream():
     srv = Serve()
     pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
                        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "25",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "40",
                        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
                        "-g", "30", "-c:a", "aac", "-f", "flv",
                        "rtmp://127.0.0.1:%d/live/demo" % srv.rtmp_port])
@@ -67,6 +68,21 @@ def chromium_plays_the_stream():
         time.sleep(1)
         t.eq(b.eval(pageutil.OVERFLOW_JS), [], "at 390x844, elements wider than the viewport")
         b.shot("live-phone")
+        # HLS through hls.js (from web/vendor, compiled in), in a second page
+        pg = b.open(srv.base + "/live/demo?mode=hls", 1280, 800)
+        b.wait("window.Hls && document.querySelector('#status.up')", ms=15000, page=pg,
+               what="hls.js loaded and the playlist parsed")
+        b.wait("document.querySelector('video').videoWidth > 0", ms=20000, page=pg,
+               what="HLS frames")
+        t0 = b.eval("document.querySelector('video').currentTime", page=pg)
+        time.sleep(2)
+        t1 = b.eval("document.querySelector('video').currentTime", page=pg)
+        t.ok(t1 - t0 > 1.2, "HLS: the video's time advances: %.2f -> %.2f" % (t0, t1))
+        t.eq(b.eval("[document.querySelector('video').videoWidth, "
+                    "document.querySelector('video').videoHeight]", page=pg), [640, 360],
+             "HLS: the size")
+        t.eq(b.eval("window.liveState.errors", page=pg), [], "HLS player errors")
+        b.shot("live-hls", page=pg)
         ev = b.do("events")
         t.eq(ev["errors"], [], "page errors")
         t.eq(ev["external"], [], "requests outside the server")
