@@ -37,6 +37,7 @@ run: deps
 
 test: all
 	@scripts/deps.sh test fuzz
+	@$(MAKE) --no-print-directory windows-maybe
 	@cd $(BUILD) && ctest --output-on-failure -j 2
 	@$(MAKE) --no-print-directory fuzz-smoke
 
@@ -89,3 +90,18 @@ format-check:
 
 clean:
 	@rm -rf $(BUILD) $(SANDIR) $(FUZZDIR)
+
+# Windows: a MinGW-w64 cross build in $(WINDIR)/ (libaxon.a, libaxon.dll,
+# axon.exe, the examples, axon_unit.exe); tests/integration/test_windows.py
+# runs it under Wine.  `make test` builds it when MinGW-w64 and Wine can be
+# installed, and says why not otherwise.
+WINDIR ?= build-win
+.PHONY: windows windows-maybe
+windows:
+	@scripts/deps.sh windows
+	@cmake -S . -B $(WINDIR) -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake >/dev/null
+	@cmake --build $(WINDIR) -j $(JOBS)
+
+windows-maybe:
+	@if scripts/deps.sh windows; then $(MAKE) --no-print-directory windows; else \
+	  echo "axon: skipping the Windows build and its Wine tests: MinGW-w64 and Wine could not be installed"; fi

@@ -15,7 +15,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <afunix.h>
+#else
 #include <sys/socket.h>
+#endif
 #include "error.h"
 
 #ifdef __cplusplus

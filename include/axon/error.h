@@ -14,7 +14,18 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__)
+#if defined(_WIN32)
+/* Windows: no ESHUTDOWN in the C runtime (the number is axon's) */
+#ifndef ESHUTDOWN
+#define ESHUTDOWN 150
+#endif
+#define AX_MUST_CHECK __attribute__((warn_unused_result))
+#ifdef AX_BUILDING
+#define AX_API __declspec(dllexport)
+#else
+#define AX_API
+#endif
+#elif defined(__GNUC__)
 #define AX_MUST_CHECK __attribute__((warn_unused_result))
 #define AX_API __attribute__((visibility("default")))
 #else

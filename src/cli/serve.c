@@ -57,6 +57,8 @@ static void help(FILE *out)
             "                           redis://[user:pass@]host[:port][/db] or\n"
             "                           unix://path (docs/cluster.md); history is then\n"
             "                           Redis's, -d is not used for messages\n"
+            "      --redis-cluster URLS a Redis Cluster (sharded pub/sub): one or more of\n"
+            "                           its nodes' URLs, comma-separated\n"
             "      --max-topics N       topics that may exist at once; default 100000\n"
             "      --max-subs N         subscriptions per connection; default 10000\n"
             "      --allow-origin LIST  browser origins (comma-separated, e.g.\n"
@@ -315,10 +317,11 @@ static int setting(serve_cfg *c, globals *gl, char **argv, int argc, const char 
     } else if (strcmp(k, "tls_key") == 0) {
         WANT(1);
         snprintf(c->tls_key, sizeof c->tls_key, "%s", v);
-    } else if (strcmp(k, "redis") == 0) {
+    } else if (strcmp(k, "redis") == 0 || strcmp(k, "redis_cluster") == 0) {
         WANT(1);
         if (serve_redis_url_check(v, why, why_len) != 0) return -1;
         snprintf(c->redis, sizeof c->redis, "%s", v);
+        c->redis_cluster = k[5] == '_';
     } else if (strcmp(k, "data_dir") == 0) {
         WANT(1);
         snprintf(c->data_dir, sizeof c->data_dir, "%s", strcmp(v, "none") ? v : "");
@@ -688,6 +691,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         {"term", required_argument, NULL, 1004},
         {"rtmp", required_argument, NULL, 1005},
         {"redis", required_argument, NULL, 'E'},
+        {"redis-cluster", required_argument, NULL, 1017},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     static const char *keys[128] = {['H'] = "listen_http",
@@ -765,6 +769,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
         if (ch == 1003) key = "term_idle_timeout";
         if (ch == 1004) key = "term";
         if (ch == 1005) key = "listen_rtmp";
+        if (ch == 1017) key = "redis_cluster";
         char *val = optarg;
         if (ch == 'l') { /* --listen GATEWAY=ADDR */
             char *eq = strchr(optarg, '=');

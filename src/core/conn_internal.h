@@ -126,7 +126,12 @@ typedef struct ax__conn_driver {
 extern const ax__transport ax__transport_plain;
 extern const ax__transport ax__transport_tls;
 extern const ax__conn_driver ax__conn_sock;
+#ifdef _WIN32
+/* no ring backend on Windows (no backend sets `ring`): the name only */
+#define ax__conn_ring ax__conn_sock
+#else
 extern const ax__conn_driver ax__conn_ring;
+#endif
 
 struct ax_conn {
     ax__handle h;

@@ -43,6 +43,6 @@ const char *ax_strerror(int code)
     case AX_ETOOBIG:
         return "response larger than the limit";
     }
-    if (code < 0 && code > -4000) return strerror(-code); /* glibc: static for known codes */
+    if (code < 0 && code > -4000) return AX__SYS_STRERROR(-code); /* static for known codes */
     return "unknown error";
 }

@@ -71,6 +71,14 @@ int ax__epoll_mod(ax_loop *loop, ax__io *io, unsigned events);
 void ax__epoll_del(ax_loop *loop, ax__io *io);
 int ax__epoll_poll(ax_loop *loop, int epfd, int timeout_ms);
 extern const ax__backend ax__backend_poll;
+/* The backend a loop gets when none is asked for (io_uring aside), and the
+ * one a failed io_uring falls back to. */
+#ifdef _WIN32
+extern const ax__backend ax__backend_afd; /* src/core/win/backend_afd.c */
+#define AX__BACKEND_DEFAULT ax__backend_afd
+#else
+#define AX__BACKEND_DEFAULT ax__backend_epoll
+#endif
 #ifdef AXON_HAVE_URING
 extern const ax__backend ax__backend_uring;
 #endif
@@ -208,6 +216,14 @@ void ax__conn_fail(ax_conn *c, int err);
 /* The connection is open: on_open (once). */
 void ax__conn_opened(ax_conn *c);
 
+/* The text of a system errno, for ax_strerror (static, UTF-8). */
+#ifdef _WIN32
+const char *ax__win_strerror(int errnum); /* win/posix.c: the CRT lacks the socket codes */
+#define AX__SYS_STRERROR ax__win_strerror
+#else
+#define AX__SYS_STRERROR strerror
+#endif
+
 /* clock */
 uint64_t ax__monotonic_ms(void);
 
@@ -220,6 +236,7 @@ typedef struct ax__pending {
 ax_conn *ax__conn_new_pending(ax_loop *loop, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
                               void *ud, ax__pending *p, int *err);
 int ax__conn_attach(ax_conn *c, int fd, bool tcp);
+#define AX__DNS_MAX_ADDRS 16 /* addresses of one name tried by ax_connect */
 ax_conn *ax__connect_name(ax_loop *loop, const char *url, const ax_conn_cbs *cbs,
                           const ax__conn_limits *lim, void *ud, int *err);
 

@@ -20,8 +20,8 @@ static const ax__backend *pick_backend(const char *name, bool *fallback)
 #ifdef AXON_HAVE_URING
     if (*fallback || strcmp(name, "uring") == 0) return &ax__backend_uring;
 #endif
-    if (*fallback) return &ax__backend_epoll;
-    if (strcmp(name, "epoll") == 0) return &ax__backend_epoll;
+    if (*fallback) return &AX__BACKEND_DEFAULT;
+    if (strcmp(name, AX__BACKEND_DEFAULT.name) == 0) return &AX__BACKEND_DEFAULT;
     if (strcmp(name, "poll") == 0) return &ax__backend_poll;
     if (strcmp(name, "uring") == 0) *fallback = false; /* not built in */
     return NULL;
@@ -66,8 +66,8 @@ ax_loop *ax_loop_new(const char *backend, int *err)
     if (!loop->rbuf) goto fail_loop;
     if ((rc = be->init(loop)) != 0) {
         /* no io_uring here (an old kernel, or a seccomp policy): epoll */
-        if (!fallback || be == &ax__backend_epoll) goto fail_rbuf;
-        loop->backend = be = &ax__backend_epoll;
+        if (!fallback || be == &AX__BACKEND_DEFAULT) goto fail_rbuf;
+        loop->backend = be = &AX__BACKEND_DEFAULT;
         if ((rc = be->init(loop)) != 0) goto fail_rbuf;
     }
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

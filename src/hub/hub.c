@@ -1548,7 +1548,7 @@ uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
     m->qos = p->qos;
     m->retain = p->retain;
     m->expiry_s = p->expiry_s;
-    if (h->bp) return bp_publish(h, m, wanted, err); /* (retain, expiry: not carried yet) */
+    if (h->bp) return bp_publish(h, m, wanted, err); /* (retained: hub_backplane_retained) */
     lock(h);
     htopic *t = topic_make(h, name, tl, true, err);
     uint64_t seq = 0;
@@ -1960,6 +1960,38 @@ int hub_backplane_deliver(hub *h, hub_msg *m, int how)
     if (t) topic_consider(h, t);
     unlock(h);
     return rc;
+}
+
+void hub_backplane_retained(hub *h, hub_msg *m)
+{
+    int err;
+    lock(h);
+    htopic *t = topic_make(h, m->topic, m->topic_len, true, &err);
+    if (t && (!t->retained || t->retained->seq < m->seq)) {
+        m->policy = (int8_t)t->rule->policy;
+        hub_msg_unref(t->retained);
+        t->retained = m->payload_len ? hub_msg_ref(m) : NULL;
+    }
+    if (t) topic_consider(h, t);
+    unlock(h);
+}
+
+void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined)
+{
+    lock(h);
+    htopic *t = topic_get(h, room, strlen(room));
+    if (t && !hub_map_get(&t->present, name, strlen(name))) { /* (here too: no change) */
+        hub_msg *m = hub__msg_new(t->name, t->len, name, NULL, 0);
+        if (m) {
+            m->policy = (int8_t)t->rule->policy;
+            m->kind = (uint8_t)(joined ? HUB_JOIN : HUB_LEAVE);
+            m->seq = t->last_seq;
+            m->time_ms = now_ms();
+            deliver(h, m);
+            hub_msg_unref(m);
+        }
+    }
+    unlock(h);
 }
 
 uint64_t hub_backplane_last(hub *h, const char *topic)

@@ -1,15 +1,21 @@
 /* redis.c: the Redis backplane (redis.h, docs/cluster.md).
  *
- * Two connections per node, both hiredis async contexts driven by the
- * hub's loop (ax_watch for readiness, the loop's timer for the rest):
+ * Two connections per Redis (a shard: one Redis, or each master of a
+ * cluster), each an rlink (redis_link.h: an ax_conn on the hub's loop):
  * `cmd` runs the publish script, history reads (XRANGE) and the
- * heartbeat; `sub` is in pub/sub mode.
+ * heartbeat; `sub` is in pub/sub mode.  A cluster's slots come from
+ * CLUSTER SLOTS (asked on a seed link); commands go to the shard of their
+ * topic's slot and follow MOVED and ASK (bp__cmd); a subscription Redis
+ * drops (its slot moved) is made again where the slot is.
  *
  * Keys, per topic T: axon:{T}:seq (its last seq), axon:{T}:log (a stream,
- * entry id "<seq>-1", fields t (ms), s (sender), p (payload), bounded to
- * the topic's history count).  Channels: axon:<db>:T (pub/sub ignores the
- * database, the name does not).  A message on a channel is
- * "<seq> <ms> <sender length> <sender><payload>".
+ * entry id "<seq>-1", fields t (ms), s (sender), p (payload), x (packed,
+ * for MQTT's fields), bounded to the topic's history count),
+ * axon:{T}:ret (redis_retain.c), axon:{T}:presence (redis_presence.c):
+ * one hash tag, one slot.  Channels: axon:<db>:T (pub/sub ignores the
+ * database, the name does not); in a cluster the shard channel axon:{T}.
+ * A message on a channel is "<seq> <ms> <sender length> <sender><payload>"
+ * or "x<seq> <packed>".
  *
  * Subscriptions: an exact filter is a SUBSCRIBE of its channel; a
  * wildcard filter a PSUBSCRIBE of a glob in which '+' and '#' become '*'.
@@ -32,22 +38,17 @@
  * "busy, retry"), nothing is queued; local subscribers of topics keep
  * what they have, and the node retries with backoff (200 ms doubling to
  * 2 s), then resubscribes and backfills. */
-#include <arpa/inet.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
 #include <axon/axon.h>
 
-#include "map.h"
 #include "proto/ws/utf8.h"
-#include "redis.h"
+#include "redis_int.h"
 
 #define BP_TICK_MS 100
 #define BP_HEARTBEAT_MS 1000
@@ -55,126 +56,16 @@
 #define BP_CONNECT_MS 3000 /* connecting (and authenticating) at most this long */
 #define BP_BACKOFF_MIN_MS 200
 #define BP_BACKOFF_MAX_MS 2000
-#define BP_INFLIGHT_MAX 10000 /* publishes sent and not yet answered */
 #define BP_SYNC_BUF_MAX 10000 /* messages held while a topic's history loads */
-#define BP_CHAN_MAX (HUB_MAX_TOPIC * 2 + 32)
+#define BP_REDIRECTS_MAX 5    /* MOVED/ASK followed at most this many times */
+#define BP_WILD_SAY_MS 2000   /* cluster: "I have wildcard filters", this often */
 
-enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
-
-/* The publish script: number, append, publish, atomically.  `last` (the
- * node's last seq of the topic) keeps numbers rising if Redis lost the
- * counter; a stream that is ahead of the counter moves it too. */
-static const char SCRIPT[] =
-    "local seq = redis.call('INCR', KEYS[1])\n"
-    "local last = tonumber(ARGV[6])\n"
-    "if seq <= last then seq = last + 1; redis.call('SET', KEYS[1], seq) end\n"
-    "local maxlen = tonumber(ARGV[2])\n"
-    "if maxlen > 0 then\n"
-    "  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1',\n"
-    "                         't', ARGV[3], 's', ARGV[4], 'p', ARGV[5])\n"
-    "  if type(ok) == 'table' and ok.err then\n"
-    "    local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
-    "    seq = tonumber(string.match(top[1][1], '^(%d+)')) + 1\n"
-    "    redis.call('SET', KEYS[1], seq)\n"
-    "    redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1',\n"
-    "               't', ARGV[3], 's', ARGV[4], 'p', ARGV[5])\n"
-    "  end\n"
-    "end\n"
-    "redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' ..\n"
-    "           ARGV[4] .. ARGV[5])\n"
-    "return seq\n";
-
-typedef struct bp_link {
-    redis_bp *b;
-    redisAsyncContext *ac;
-    ax_watch *w;
-    unsigned want; /* AX_WATCH_* hiredis asked for */
-    bool up;
-    bool sub;
-} bp_link;
-
-typedef struct need { /* a filter this node's subscribers need */
-    struct need *next, *prev;
-    bool exact;
-    bool syncing;  /* an exact topic whose history is being read */
-    bool overflow; /* the buffer filled while syncing: read again */
-    bool ready;    /* the hub was told (hub_backplane_ready) */
-    /* the first read of the topic's stream: its reply (range) and our
-     * marker coming back through pub/sub (then every message published
-     * after the subscription took effect is in buf) */
-    bool first, got_range, got_mark;
-    hub_msg **range;
-    size_t nrange;
-    hub_msg **buf;
-    size_t nbuf;
-    char chan[BP_CHAN_MAX]; /* channel, or glob for a wildcard */
-    char filter[];
-} need;
-
-typedef struct bp_stats {
-    uint64_t reconnects, published, publish_errors, refused, received, gaps, backfilled, lost;
-    uint64_t lag_ms, state;
-} bp_stats;
-
-struct redis_bp {
-    hub *h;
-    ax_loop *loop;
-    pthread_t thread;
-    redis_url u;
-    char url_shown[300]; /* without the password */
-    bp_link cmd, sub;
-    ax_timer *tick;
-    ax_dns_req *dns;
-    hub_map needs; /* filter -> need */
-    need *list;
-    int state;
-    bool broken, was_up, freeing;
-    bool down_logged; /* said once per outage */
-    char broken_why[512];
-    uint64_t since_ms, next_try_ms, backoff_ms;
-    uint64_t hb_sent_ms, hb_rx_ms; /* monotonic */
-    uint64_t inflight;             /* atomic */
-    char sha[41];
-    char prefix[32]; /* channel prefix: "axon:<db>:" */
-    size_t plen;
-    char hb_chan[64];
-    char node[24];           /* this node's id in presence hashes */
-    hub_map pres_local;      /* rooms with names here -> bool dirty (the loop's) */
-    hub_map pres_remote;     /* followed rooms -> the other nodes' names ("a\nb\n") */
-    pthread_mutex_t pres_mu; /* guards pres_remote */
-    bool pres_dirty;
-    uint64_t pres_refresh_ms;
-    bp_stats st; /* atomic reads from other threads */
-    /* acknowledgements: the tickets of the publishes sent, in order (their
-     * replies come in that order), and what waits for them */
-    uint64_t next_ticket; /* atomic */
-    uint64_t *ring;
-    size_t ring_head, ring_len;
-    pthread_mutex_t ack_mu; /* guards acks */
-    hub_map acks;           /* ticket (decimal) -> ack_rec */
-};
-
-typedef struct ack_rec {
-    hub_ack *a; /* NULL until hub_ack_wait() */
-    ax_loop *loop;
-    void (*cb)(hub_ack *a, int status);
-    int status;
-    uint64_t seq;
-    bool done, posted;
-} ack_rec;
-
-#define BP_RING (BP_INFLIGHT_MAX + 16)
-
-static uint64_t mono_ms(void)
+uint64_t bp__mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
-
-#define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
-#define ST_SET(b, f, v) __atomic_store_n(&(b)->st.f, (v), __ATOMIC_RELAXED)
-#define ST_GET(b, f) __atomic_load_n(&(b)->st.f, __ATOMIC_RELAXED)
 
 /* ---- the URL ---------------------------------------------------------------------- */
 
@@ -198,13 +89,9 @@ int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
         out->port = -1;
         return 0;
     }
-    if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(why, why_len,
-                 "'%s': rediss:// (TLS) is not supported yet: this hiredis has no TLS", url);
-        return -1;
-    }
-    if (strncmp(url, "redis://", 8) != 0) goto bad;
-    const char *p = url + 8, *at = strrchr(p, '@'), *slash;
+    out->tls = strncmp(url, "rediss://", 9) == 0; /* TLS: the core's, not hiredis's */
+    if (!out->tls && strncmp(url, "redis://", 8) != 0) goto bad;
+    const char *p = url + (out->tls ? 9 : 8), *at = strrchr(p, '@'), *slash;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ul = colon ? (size_t)(colon - p) : 0;
@@ -241,137 +128,407 @@ int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
     return 0;
 bad:
     snprintf(why, why_len,
-             "'%s' is not a Redis URL (redis://[user:password@]host[:port][/db] or "
-             "unix://path[?db=N])",
+             "'%s' is not a Redis URL (redis://[user:password@]host[:port][/db], "
+             "rediss://... (TLS) or unix://path[?db=N])",
              url);
     return -1;
 }
 
-/* ---- hiredis on the loop ------------------------------------------------------------ */
+/* ---- links ------------------------------------------------------------------------------- */
 
-static void ev_update(bp_link *l, unsigned want)
+bool bp__ok(rlink *rl, const redisReply *r, bp_link **lp)
 {
-    l->want = want;
-    if (l->w && ax_watch_set(l->w, want) != 0) {
-        l->b->broken = true;
-        snprintf(l->b->broken_why, sizeof l->b->broken_why, "cannot watch the socket");
-    }
+    bp_link *l = rlink_data(rl);
+    *lp = l;
+    return r && l->rl == rl && r->type != REDIS_REPLY_ERROR;
 }
-static void ev_add_read(void *p)
+
+static void link_broken(redis_bp *b, const char *why)
 {
-    bp_link *l = p;
-    ev_update(l, l->want | AX_WATCH_READ);
+    if (b->broken) return;
+    b->broken = true;
+    snprintf(b->broken_why, sizeof b->broken_why, "%s", why);
 }
-static void ev_del_read(void *p)
+
+static void on_link_push(rlink *rl, redisReply *r)
 {
-    bp_link *l = p;
-    ev_update(l, l->want & ~AX_WATCH_READ);
+    bp_link *l = rlink_data(rl);
+    if (l->rl == rl) bp__on_sub(l->b, l, r);
 }
-static void ev_add_write(void *p)
+
+static void on_link_down(rlink *rl, const char *why)
 {
-    bp_link *l = p;
-    ev_update(l, l->want | AX_WATCH_WRITE);
-}
-static void ev_del_write(void *p)
-{
-    bp_link *l = p;
-    ev_update(l, l->want & ~AX_WATCH_WRITE);
-}
-/* hiredis frees the context: after link_close(), or by itself when the
- * connect fails (no disconnect callback then) */
-static void ev_cleanup(void *p)
-{
-    bp_link *l = p;
-    ax_watch_free(l->w);
-    l->w = NULL;
-    l->want = 0;
-    if (!l->ac) return;
-    l->ac = NULL;
+    bp_link *l = rlink_data(rl);
+    if (l->rl != rl) return;
     l->up = false;
-    if (!l->b->broken) {
-        l->b->broken = true;
-        snprintf(l->b->broken_why, sizeof l->b->broken_why, "connection lost");
-    }
+    link_broken(l->b, why);
 }
 
-static void on_watch(ax_watch *w, unsigned events, void *ud)
-{
-    bp_link *l = ud;
-    redisAsyncContext *ac = l->ac;
-    (void)w;
-    if (ac && (events & AX_WATCH_READ)) redisAsyncHandleRead(ac);
-    if (ac && l->ac == ac && (events & AX_WATCH_WRITE)) redisAsyncHandleWrite(ac);
-}
+static const rlink_cbs LINK_CBS = {NULL, on_link_push, on_link_down};
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+/* Let go of the link: the commands it still waits for get NULL now. */
+static void link_close(bp_link *l)
 {
-    bp_link *l = ac->data;
-    (void)status;
-    if (!l || l->ac != ac) return; /* one we let go of */
-    l->ac = NULL;                  /* hiredis frees it after this */
+    rlink *rl = l->rl;
+    l->rl = NULL;
     l->up = false;
-    l->b->broken = true;
-    snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
-             ac->errstr && ac->err ? ac->errstr : "connection closed");
+    rlink_close(rl);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void check_up(redis_bp *b);
+
+static void on_setup(rlink *rl, redisReply *r, void *priv)
 {
-    bp_link *l = ac->data;
-    if (status == REDIS_OK || !l || l->ac != ac) return;
-    l->b->broken = true; /* (hiredis frees the context after this) */
-    snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
-             ac->errstr ? ac->errstr : "cannot connect");
+    bp_link *l;
+    (void)priv;
+    if (!bp__ok(rl, r, &l) && l->rl == rl)
+        link_broken(l->b, r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
 }
 
-static int link_open(bp_link *l, const char *ip)
+static void on_ready(rlink *rl, redisReply *r, void *priv)
 {
-    redis_bp *b = l->b;
-    redisAsyncContext *ac =
-        b->u.port < 0 ? redisAsyncConnectUnix(b->u.host) : redisAsyncConnect(ip, b->u.port);
-    if (!ac) return AX_ENOMEM;
-    if (ac->err) {
-        snprintf(b->broken_why, sizeof b->broken_why, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        return AX_ECONNREFUSED;
+    bp_link *l;
+    if (!bp__ok(rl, r, &l)) {
+        on_setup(rl, r, priv);
+        return;
     }
-    l->w = ax_watch_new(b->loop, ac->c.fd, on_watch, l);
-    if (!l->w) {
-        redisAsyncFree(ac);
-        return AX_ENOMEM;
+    if (!l->sub && r->type == REDIS_REPLY_STRING && r->len == 40) memcpy(l->b->sha, r->str, 41);
+    l->up = true;
+    check_up(l->b);
+}
+
+static void link_auth(redis_bp *b, bp_link *l)
+{
+    if (!b->u.pass[0]) return; /* AUTH [user] password */
+    if (b->u.user[0])
+        (void)rlink_cmdv(l->rl, on_setup, NULL, "AUTH", b->u.user, b->u.pass, NULL);
+    else
+        (void)rlink_cmdv(l->rl, on_setup, NULL, "AUTH", b->u.pass, NULL);
+}
+
+static void link_setup(redis_bp *b, bp_link *l)
+{
+    link_auth(b, l);
+    if (l->sub) {
+        (void)rlink_cmdv(l->rl, on_ready, NULL, "PING", NULL);
+        return;
     }
-    ac->data = l;
-    ac->ev.data = l;
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    ac->ev.cleanup = ev_cleanup;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    l->ac = ac;
+    if (b->u.db) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", b->u.db);
+        (void)rlink_cmdv(l->rl, on_setup, NULL, "SELECT", db, NULL);
+    }
+    (void)rlink_cmdv(l->rl, on_ready, NULL, "SCRIPT", "LOAD", bp__script, NULL);
+}
+
+static int link_open(redis_bp *b, bp_link *l, const char *url)
+{
+    char why[400];
+    l->b = b;
     l->up = false;
+    if (!(l->rl = rlink_open(b->loop, url, l->sub, &LINK_CBS, l, why, sizeof why))) {
+        link_broken(b, why);
+        return -1;
+    }
+    if (l->sh)
+        link_setup(b, l);
+    else
+        link_auth(b, l); /* the seed only asks for the slots */
     return 0;
 }
 
-/* Let go of the link's context (never inside a hiredis callback: from the
- * tick or at free).  Pending callbacks run with a NULL reply. */
-static void link_close(bp_link *l)
+static void url_of(const redis_url *u, const char *host, int port, char *out, size_t cap)
 {
-    redisAsyncContext *ac = l->ac;
-    l->ac = NULL;
-    l->up = false;
-    if (ac) redisAsyncFree(ac);
-    ax_watch_free(l->w); /* in case cleanup did not run */
-    l->w = NULL;
-    l->want = 0;
+    if (port < 0)
+        snprintf(out, cap, "unix://%s", host);
+    else
+        snprintf(out, cap, strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
+                 u->tls ? "tls" : "tcp", host, port);
 }
 
-static bool is_ok(const redisAsyncContext *ac, const redisReply *r, bp_link **lp)
+/* ---- shards and the cluster's slots ------------------------------------------------------ */
+
+static uint16_t crc16(const char *p, size_t n) /* CRC-16/XMODEM, as Redis Cluster */
 {
-    bp_link *l = ac->data;
-    *lp = l;
-    return r && l && l->ac == ac && r->type != REDIS_REPLY_ERROR;
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)((unsigned char)p[i] << 8);
+        for (int k = 0; k < 8; k++)
+            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned redis_key_slot(const char *key, size_t n)
+{
+    const char *o = memchr(key, '{', n);
+    const char *c = o ? memchr(o + 1, '}', n - (size_t)(o + 1 - key)) : NULL;
+    if (c && c > o + 1) { /* a hash tag: only it counts */
+        key = o + 1;
+        n = (size_t)(c - o - 1);
+    }
+    return crc16(key, n) & (BP_SLOTS - 1);
+}
+
+/* Every key and channel of a topic carries the tag {T}: one slot. */
+static unsigned topic_slot(const char *topic)
+{
+    char k[HUB_MAX_TOPIC + 16];
+    int n = snprintf(k, sizeof k, "axon:{%s}:seq", topic);
+    return redis_key_slot(k, n < (int)sizeof k ? (size_t)n : sizeof k - 1);
+}
+
+bp_shard *bp__shard(redis_bp *b, const char *topic)
+{
+    if (!b->nshards) return NULL;
+    if (!b->cluster || !topic) return &b->shards[0];
+    uint16_t i = b->slots[topic_slot(topic)];
+    return i < b->nshards ? &b->shards[i] : NULL;
+}
+
+static bp_shard *shard_by_addr(redis_bp *b, const char *addr)
+{
+    for (size_t i = 0; i < b->nshards; i++)
+        if (strcmp(b->shards[i].addr, addr) == 0) return &b->shards[i];
+    return NULL;
+}
+
+static void shard_init(bp_shard *sh, const char *url, const char *addr)
+{
+    snprintf(sh->url, sizeof sh->url, "%s", url);
+    snprintf(sh->addr, sizeof sh->addr, "%s", addr);
+    sh->cmd.sh = sh->sub.sh = sh;
+    sh->sub.sub = true;
+}
+
+static void shard_open(redis_bp *b, bp_shard *sh)
+{
+    if (link_open(b, &sh->cmd, sh->url) == 0) (void)link_open(b, &sh->sub, sh->url);
+}
+
+static void shards_free(redis_bp *b)
+{
+    for (size_t i = 0; i < b->nshards; i++) {
+        link_close(&b->shards[i].cmd);
+        link_close(&b->shards[i].sub);
+    }
+    ax_free(b->shards);
+    b->shards = NULL;
+    b->nshards = 0;
+}
+
+/* A master the cluster named: a seed for the next connect too (the seeds
+ * given may be gone by then). */
+static void seed_learn(redis_bp *b, const char *ip, int port)
+{
+    for (size_t i = 0; i < b->nseeds; i++)
+        if (b->seeds[i].port == port && strcmp(b->seeds[i].host, ip) == 0) return;
+    if (b->nseeds == BP_SEEDS_MAX || strlen(ip) >= sizeof b->seeds[0].host) return;
+    redis_url *u = &b->seeds[b->nseeds++];
+    *u = b->u; /* (its credentials and TLS) */
+    snprintf(u->host, sizeof u->host, "%s", ip);
+    u->port = port;
+}
+
+/* CLUSTER SLOTS: [[start, end, [ip, port, id], replicas...], ...]: one
+ * shard per master. */
+static int slots_load(redis_bp *b, const redisReply *r, bool add)
+{
+    if (add && !(b->shards = ax_calloc(r->elements, sizeof(*b->shards)))) return AX_ENOMEM;
+    for (size_t i = 0; i < BP_SLOTS; i++)
+        b->slots[i] = UINT16_MAX;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) return AX_EINVAL;
+        const redisReply *m = e->element[2];
+        if (e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER || m->type != REDIS_REPLY_ARRAY ||
+            m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
+            m->element[1]->type != REDIS_REPLY_INTEGER)
+            return AX_EINVAL;
+        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+        const char *ip = m->element[0]->str[0] ? m->element[0]->str : b->u.host;
+        int port = (int)m->element[1]->integer;
+        char addr[280], url[300];
+        snprintf(addr, sizeof addr, "%s:%d", ip, port);
+        bp_shard *sh = shard_by_addr(b, addr);
+        if (!sh && !add) return AX_EAGAIN; /* a master this node has no link to */
+        if (!sh) {
+            sh = &b->shards[b->nshards++];
+            url_of(&b->u, ip, port, url, sizeof url);
+            shard_init(sh, url, addr);
+            seed_learn(b, ip, port);
+        }
+        for (long long s = lo; s <= hi && s >= 0 && s < BP_SLOTS; s++)
+            b->slots[s] = (uint16_t)(sh - b->shards);
+    }
+    return 0;
+}
+
+static void on_slots(rlink *rl, redisReply *r, void *priv)
+{
+    bp_link *l;
+    bool ok = bp__ok(rl, r, &l);
+    redis_bp *b = l->b;
+    (void)priv;
+    if (l->rl != rl || b->state != BP_CONNECTING) return;
+    b->seed_close = true; /* (at the next tick) */
+    if (!ok || r->type != REDIS_REPLY_ARRAY || !r->elements) {
+        link_broken(b, !r                             ? "no answer to CLUSTER SLOTS"
+                       : r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "CLUSTER SLOTS: no slots");
+        return;
+    }
+    if (slots_load(b, r, true) != 0) {
+        link_broken(b, "CLUSTER SLOTS: an answer this node cannot read");
+        return;
+    }
+    for (size_t i = 0; i < b->nshards; i++)
+        shard_open(b, &b->shards[i]);
+}
+
+static void need_subscribe(redis_bp *b, need *n);
+
+/* A slot moved: the subscriptions Redis let go of (and those on a shard
+ * that no longer has their slot) are made again where the slot is now. */
+static void on_refresh(rlink *rl, redisReply *r, void *priv)
+{
+    bp_link *l;
+    bool ok = bp__ok(rl, r, &l);
+    redis_bp *b = l->b;
+    (void)priv;
+    b->refreshing = false;
+    if (!ok || b->state != BP_UP) return;
+    if (r->type != REDIS_REPLY_ARRAY || slots_load(b, r, false) != 0) {
+        link_broken(b, "the cluster's masters changed");
+        return;
+    }
+    for (need *n = b->list; n; n = n->next) {
+        bp_shard *sh = n->exact ? bp__shard(b, n->filter) : NULL;
+        if (!sh || (!n->dropped && sh - b->shards == n->shard)) continue;
+        n->dropped = false;
+        need_subscribe(b, n);
+    }
+}
+
+static void slots_refresh(redis_bp *b)
+{
+    if (b->refreshing || b->state != BP_UP || !b->nshards || !b->shards[0].cmd.up) return;
+    b->refreshing =
+        rlink_cmdv(b->shards[0].cmd.rl, on_refresh, NULL, "CLUSTER", "SLOTS", NULL) == 0;
+}
+
+/* A command on its way to a cluster: kept until answered, to follow
+ * MOVED (the slot has another master now: remember it, send there) and
+ * ASK (the slot is moving: ASKING, then send there, once). */
+typedef struct routed {
+    redis_bp *b;
+    rlink_reply_fn cb;
+    void *priv;
+    unsigned slot;
+    int hops;
+    size_t len;
+    char cmd[];
+} routed;
+
+static void on_routed(rlink *rl, redisReply *r, void *priv)
+{
+    routed *q = priv;
+    redis_bp *b = q->b;
+    bp_link *l = rlink_data(rl);
+    bool moved = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0;
+    bool ask = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+    if ((moved || ask) && l->rl == rl && b->state == BP_UP && q->hops < BP_REDIRECTS_MAX) {
+        const char *addr = strchr(r->str + (moved ? 6 : 4), ' ');
+        bp_shard *sh = addr ? shard_by_addr(b, addr + 1) : NULL;
+        if (sh && sh->cmd.rl && sh->cmd.up) {
+            if (moved) b->slots[q->slot] = (uint16_t)(sh - b->shards);
+            q->hops++;
+            if ((!ask || rlink_cmdv(sh->cmd.rl, NULL, NULL, "ASKING", NULL) == 0) &&
+                rlink_send(sh->cmd.rl, on_routed, q, q->cmd, q->len) == 0)
+                return;
+        } else { /* a master this node does not know: read the slots again */
+            link_broken(b, "the cluster's slots moved");
+        }
+    }
+    if (q->cb) q->cb(rl, r, q->priv);
+    ax_free(q);
+}
+
+int bp__cmd(redis_bp *b, const char *topic, rlink_reply_fn cb, void *priv, int argc,
+            const char **argv, const size_t *lens)
+{
+    bp_shard *sh = b->state == BP_UP ? bp__shard(b, topic) : NULL;
+    if (!sh || !sh->cmd.rl || !sh->cmd.up) return AX_ENOTCONN;
+    if (!b->cluster) return rlink_cmd(sh->cmd.rl, cb, priv, argc, argv, lens);
+    char *cmd = NULL;
+    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (n < 0 || !cmd) return AX_ENOMEM;
+    routed *q = ax_malloc(sizeof(*q) + (size_t)n);
+    if (!q) {
+        redisFreeCommand(cmd);
+        return AX_ENOMEM;
+    }
+    q->b = b;
+    q->cb = cb;
+    q->priv = priv;
+    q->slot = topic_slot(topic);
+    q->hops = 0;
+    q->len = (size_t)n;
+    memcpy(q->cmd, cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    int rc = rlink_send(sh->cmd.rl, on_routed, q, q->cmd, q->len);
+    if (rc) ax_free(q);
+    return rc;
+}
+
+int bp__sub(redis_bp *b, const char *topic, const char *chan, bool on)
+{
+    bp_shard *sh = b->state == BP_UP ? bp__shard(b, topic) : NULL;
+    if (!sh || !sh->sub.rl || !sh->sub.up) return AX_ENOTCONN;
+    const char *cmd = !topic       ? (on ? "PSUBSCRIBE" : "PUNSUBSCRIBE")
+                      : b->cluster ? (on ? "SSUBSCRIBE" : "SUNSUBSCRIBE")
+                                   : (on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    return rlink_cmdv(sh->sub.rl, NULL, NULL, cmd, chan, NULL);
+}
+
+void bp__chan(redis_bp *b, int kind, const char *topic, char *out, size_t cap)
+{
+    if (b->cluster)
+        snprintf(out, cap, "axon:{%s}%s", topic, kind == BP_CH_PRES ? "~p" : "");
+    else if (kind == BP_CH_PRES)
+        snprintf(out, cap, "%.*s~p:%s", (int)b->plen - 1, b->prefix, topic);
+    else
+        snprintf(out, cap, "%s%s", b->prefix, topic);
+}
+
+int bp__chan_parse(redis_bp *b, const char *s, size_t n, char *topic)
+{
+    const char *t;
+    size_t tl;
+    int kind;
+    if (b->cluster) {
+        if (n < 8 || memcmp(s, "axon:{", 6) != 0) return -1;
+        kind = n >= 10 && memcmp(s + n - 3, "}~p", 3) == 0 ? BP_CH_PRES : BP_CH_MSG;
+        if (kind == BP_CH_MSG && s[n - 1] != '}') return -1;
+        t = s + 6;
+        tl = n - 6 - (kind == BP_CH_PRES ? 3 : 1);
+    } else if (n > b->plen && memcmp(s, b->prefix, b->plen) == 0) {
+        kind = BP_CH_MSG;
+        t = s + b->plen;
+        tl = n - b->plen;
+    } else if (n > b->plen + 2 && memcmp(s, b->prefix, b->plen - 1) == 0 &&
+               memcmp(s + b->plen - 1, "~p:", 3) == 0) {
+        kind = BP_CH_PRES;
+        t = s + b->plen + 2;
+        tl = n - b->plen - 2;
+    } else {
+        return -1;
+    }
+    if (!tl || tl > HUB_MAX_TOPIC) return -1;
+    memcpy(topic, t, tl);
+    topic[tl] = '\0';
+    return kind;
 }
 
 /* ---- messages --------------------------------------------------------------------------- */
@@ -382,10 +539,28 @@ static bool utf8_ok(const char *p, size_t n)
 }
 
 /* "<seq> <ms> <sender length> <sender><payload>" */
-static hub_msg *msg_decode(const char *topic, size_t tl, const char *p, size_t n)
+/* A packed message (hub_msg_unpack) of `topic`, numbered seq. */
+static hub_msg *packed_decode(const char *topic, size_t tl, uint64_t seq, const char *p, size_t n)
+{
+    hub_msg *m = hub_msg_unpack((const uint8_t *)p, n);
+    if (m && (m->topic_len != tl || memcmp(m->topic, topic, tl) != 0)) {
+        hub_msg_unref(m);
+        return NULL;
+    }
+    if (m) m->seq = seq;
+    return m;
+}
+
+hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n)
 {
     uint64_t v[3] = {0, 0, 0};
     size_t i = 0;
+    if (n && p[0] == 'x') { /* "x<seq> <packed>" */
+        char *end;
+        unsigned long long seq = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || (size_t)(end - p) >= n || *end != ' ' || !seq) return NULL;
+        return packed_decode(topic, tl, seq, end + 1, n - (size_t)(end + 1 - p));
+    }
     for (int k = 0; k < 3; k++) {
         if (i >= n || p[i] < '0' || p[i] > '9') return NULL;
         while (i < n && p[i] >= '0' && p[i] <= '9')
@@ -401,6 +576,7 @@ static hub_msg *msg_decode(const char *topic, size_t tl, const char *p, size_t n
     if (!m) return NULL;
     m->seq = v[0];
     m->time_ms = (int64_t)v[1];
+    m->qos = 1; /* (what is not packed: acknowledged by its gateway) */
     m->binary = !utf8_ok(p + i, n - i);
     return m;
 }
@@ -421,14 +597,16 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) return NULL;
     const redisReply *id = e->element[0], *f = e->element[1];
     if (id->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_ARRAY) return NULL;
-    const redisReply *t = NULL, *s = NULL, *p = NULL;
+    const redisReply *t = NULL, *s = NULL, *p = NULL, *x = NULL;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1) continue;
         if (k->str[0] == 't') t = v;
         if (k->str[0] == 's') s = v;
         if (k->str[0] == 'p') p = v;
+        if (k->str[0] == 'x') x = v;
     }
+    if (x) return packed_decode(topic, tl, strtoull(id->str, NULL, 10), x->str, (size_t)x->len);
     if (!t || !s || !p || (size_t)s->len > HUB_MAX_NAME) return NULL;
     char sender[HUB_MAX_NAME + 1];
     memcpy(sender, s->str, (size_t)s->len);
@@ -437,15 +615,12 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (!m) return NULL;
     m->seq = strtoull(id->str, NULL, 10);
     m->time_ms = strtoll(t->str, NULL, 10);
+    m->qos = 1;
     m->binary = !utf8_ok(p->str, (size_t)p->len);
     return m;
 }
 
 static void sync_done(redis_bp *b, need *n);
-static void pres_follow(redis_bp *b, need *n, bool on);
-static void pres_forget(redis_bp *b, const char *room);
-static void pres_read(redis_bp *b, const char *room);
-static void pres_tick(redis_bp *b, uint64_t now);
 static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how);
 
 static void range_free(need *n)
@@ -488,14 +663,13 @@ static bool first_range(redis_bp *b, xreq *x, const redisReply *r, size_t tl)
     return true;
 }
 
-static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
+static void on_xrange(rlink *rl, redisReply *r, void *priv)
 {
     xreq *x = priv;
     redis_bp *b = x->b;
-    redisReply *r = reply;
     bp_link *l;
     size_t tl = strlen(x->topic);
-    bool ok = is_ok(ac, r, &l);
+    bool ok = bp__ok(rl, r, &l);
     if (first_range(b, x, ok ? r : NULL, tl)) {
         ax_free(x);
         return;
@@ -523,7 +697,6 @@ static void on_xrange(redisAsyncContext *ac, void *reply, void *priv)
 static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how)
 {
     size_t tl = strlen(topic);
-    if (!b->cmd.ac || !b->cmd.up) return AX_ENOTCONN;
     xreq *x = ax_malloc(sizeof(*x) + tl + 1);
     if (!x) return AX_ENOMEM;
     x->b = b;
@@ -538,7 +711,7 @@ static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how)
     else
         snprintf(to, sizeof to, "+");
     const char *argv[] = {"XRANGE", key, from, to};
-    if (redisAsyncCommandArgv(b->cmd.ac, on_xrange, x, 4, argv, NULL) != REDIS_OK) {
+    if (bp__cmd(b, topic, on_xrange, x, 4, argv, NULL) != 0) {
         hub_msg_unref(x->then);
         ax_free(x);
         return AX_ENOTCONN;
@@ -586,8 +759,6 @@ static void sync_done(redis_bp *b, need *n)
 
 /* ---- subscriptions ---------------------------------------------------------------------- */
 
-static void on_sub(redisAsyncContext *ac, void *reply, void *priv);
-
 /* The glob for a wildcard filter ('+' and '#' become '*'; what is a glob
  * character in the name is escaped). */
 static void glob_of(redis_bp *b, const char *f, char *out, size_t cap)
@@ -611,17 +782,18 @@ static void glob_of(redis_bp *b, const char *f, char *out, size_t cap)
 
 static void need_subscribe(redis_bp *b, need *n)
 {
-    if (!b->sub.ac || !b->sub.up) return;
-    const char *argv[] = {n->exact ? "SUBSCRIBE" : "PSUBSCRIBE", n->chan};
+    if (b->state != BP_UP) return;
     if (n->exact) {
+        bp_shard *sh = bp__shard(b, n->filter);
+        n->shard = sh ? (int)(sh - b->shards) : -1;
         n->syncing = true;
         n->overflow = false;
     }
-    if (redisAsyncCommandArgv(b->sub.ac, on_sub, b, 2, argv, NULL) != REDIS_OK) {
+    if (bp__sub(b, n->exact ? n->filter : NULL, n->chan, true) != 0) {
         n->syncing = false;
         need_ready(b, n);
     }
-    pres_follow(b, n, true);
+    bp__pres_follow(b, n, true);
 }
 
 static void need_free(redis_bp *b, need *n)
@@ -647,7 +819,7 @@ static void need_on(redis_bp *b, const char *filter)
     memcpy(n->filter, filter, fl + 1);
     n->exact = hub_topic_valid(filter, fl);
     if (n->exact)
-        snprintf(n->chan, sizeof n->chan, "%s%s", b->prefix, filter);
+        bp__chan(b, BP_CH_MSG, filter, n->chan, sizeof n->chan);
     else
         glob_of(b, filter, n->chan, sizeof n->chan);
     if (hub_map_put(&b->needs, filter, fl, n, NULL) != 0) {
@@ -657,6 +829,7 @@ static void need_on(redis_bp *b, const char *filter)
     n->next = b->list;
     if (b->list) b->list->prev = n;
     b->list = n;
+    if (!n->exact) b->wild_said_ms = 0; /* (cluster: said at the next tick) */
     if (b->state == BP_UP)
         need_subscribe(b, n);
     else
@@ -667,12 +840,11 @@ static void need_off(redis_bp *b, const char *filter)
 {
     need *n = hub_map_del(&b->needs, filter, strlen(filter));
     if (!n) return;
-    if (b->sub.ac && b->sub.up) {
-        const char *argv[] = {n->exact ? "UNSUBSCRIBE" : "PUNSUBSCRIBE", n->chan};
-        (void)redisAsyncCommandArgv(b->sub.ac, NULL, NULL, 2, argv, NULL);
-        pres_follow(b, n, false);
+    if (b->state == BP_UP) {
+        (void)bp__sub(b, n->exact ? n->filter : NULL, n->chan, false);
+        bp__pres_follow(b, n, false);
     }
-    if (n->exact) pres_forget(b, n->filter);
+    if (n->exact) bp__pres_forget(b, n->filter);
     need_free(b, n);
 }
 
@@ -713,13 +885,10 @@ static void op_need(void *ud, const char *filter, bool on)
     if (ax_loop_post(b->loop, need_run, p) != 0) ax_free(p);
 }
 
-static void on_message(redis_bp *b, const redisReply *chan, const redisReply *data, bool pattern)
+static void on_message(redis_bp *b, const char *topic, const redisReply *data, bool pattern)
 {
-    if (chan->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING) return;
-    if ((size_t)chan->len <= b->plen || memcmp(chan->str, b->prefix, b->plen) != 0) return;
-    const char *topic = chan->str + b->plen;
-    size_t tl = (size_t)chan->len - b->plen;
-    if (strcmp(chan->str, b->hb_chan) == 0) return;
+    size_t tl = strlen(topic);
+    if (data->type != REDIS_REPLY_STRING) return;
     need *n = hub_map_get(&b->needs, topic, tl);
     if (pattern) {
         if (n && !n->syncing) return; /* its own subscription brings it */
@@ -737,7 +906,7 @@ static void on_message(redis_bp *b, const redisReply *chan, const redisReply *da
         }
         return;
     }
-    hub_msg *m = msg_decode(topic, tl, data->str, (size_t)data->len);
+    hub_msg *m = bp__msg_decode(topic, tl, data->str, (size_t)data->len);
     if (!m) return;
     ST_ADD(b, received, 1);
     if (n && n->syncing) {
@@ -760,57 +929,108 @@ static void on_message(redis_bp *b, const redisReply *chan, const redisReply *da
     hub_msg_unref(m);
 }
 
-static void on_heartbeat(redis_bp *b, const redisReply *data)
+static void on_heartbeat(redis_bp *b, bp_link *l, const redisReply *data)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = bp__mono_ms();
     uint64_t sent = data->type == REDIS_REPLY_STRING ? strtoull(data->str, NULL, 10) : 0;
-    b->hb_rx_ms = now;
+    if (!l->sh) return;
+    l->sh->hb_rx_ms = now;
+    uint64_t oldest = now; /* the link is as fresh as its stalest shard */
+    for (size_t i = 0; i < b->nshards; i++)
+        if (b->shards[i].hb_rx_ms < oldest) oldest = b->shards[i].hb_rx_ms;
+    __atomic_store_n(&b->hb_rx_ms, oldest, __ATOMIC_RELAXED);
     ST_SET(b, lag_ms, sent && now >= sent ? now - sent : 0);
 }
 
-static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
+/* Subscribed: what is published from now on comes here; read what came
+ * before from the stream. */
+static void on_subscribed(redis_bp *b, const char *topic)
 {
-    redis_bp *b = priv;
-    redisReply *r = reply;
-    bp_link *l;
-    if (!is_ok(ac, r, &l) || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
-    const redisReply *kind = r->element[0];
-    if (kind->type != REDIS_REPLY_STRING) return;
-    if (strcmp(kind->str, "message") == 0) {
-        const redisReply *c = r->element[1];
-        if (c->type == REDIS_REPLY_STRING && strcmp(c->str, b->hb_chan) == 0)
-            on_heartbeat(b, r->element[2]);
-        else if (c->type == REDIS_REPLY_STRING && (size_t)c->len > b->plen + 2 &&
-                 memcmp(c->str, b->prefix, b->plen - 1) == 0 &&
-                 memcmp(c->str + b->plen - 1, "~p:", 3) == 0)
-            pres_read(b, c->str + b->plen + 2); /* a room's names changed */
-        else
-            on_message(b, r->element[1], r->element[2], false);
-    } else if (strcmp(kind->str, "pmessage") == 0 && r->elements >= 4) {
-        on_message(b, r->element[2], r->element[3], true);
-    } else if (strcmp(kind->str, "subscribe") == 0 && r->element[1]->type == REDIS_REPLY_STRING) {
-        /* subscribed: what is published from now on comes here; read what
-         * came before from the stream */
-        const redisReply *c = r->element[1];
-        if ((size_t)c->len <= b->plen || memcmp(c->str, b->prefix, b->plen) != 0) return;
-        need *n = hub_map_get(&b->needs, c->str + b->plen, (size_t)c->len - b->plen);
-        /* the first time, the topic's past (history only); after a
-         * reconnect, what was missed (live) */
-        int how = n && !n->ready ? HUB_BPD_HISTORY : HUB_BPD_FORCE;
-        if (!n || !n->syncing) return;
-        if (how == HUB_BPD_HISTORY) {
-            range_free(n);
-            n->first = true;
-            n->got_range = n->got_mark = false;
+    need *n = hub_map_get(&b->needs, topic, strlen(topic));
+    /* the first time, the topic's past (history only); after a
+     * reconnect, what was missed (live) */
+    int how = n && !n->ready ? HUB_BPD_HISTORY : HUB_BPD_FORCE;
+    if (!n || !n->syncing) return;
+    if (how == HUB_BPD_HISTORY) {
+        range_free(n);
+        n->first = true;
+        n->got_range = n->got_mark = false;
+    }
+    if (xrange_send(b, n->filter, NULL, how) != 0) {
+        n->first = false;
+        sync_done(b, n);
+    } else if (how == HUB_BPD_HISTORY) { /* after the read, through pub/sub */
+        char mark[40];
+        snprintf(mark, sizeof mark, "m %s", b->node);
+        const char *argv[] = {b->cluster ? "SPUBLISH" : "PUBLISH", n->chan, mark};
+        (void)bp__cmd(b, n->filter, NULL, NULL, 3, argv, NULL);
+    }
+}
+
+/* An error on a pub/sub link: a SSUBSCRIBE sent where its slot no longer
+ * is ("MOVED <slot> <host:port>"): subscribe there. */
+static void on_sub_error(redis_bp *b, const redisReply *r)
+{
+    if (strncmp(r->str, "MOVED ", 6) != 0) {
+        ax_log(AX_LOG_WARN, "redis %s: %s", b->url_shown, r->str);
+        return;
+    }
+    char *end;
+    unsigned long slot = strtoul(r->str + 6, &end, 10);
+    bp_shard *sh = *end == ' ' && slot < BP_SLOTS ? shard_by_addr(b, end + 1) : NULL;
+    if (!sh || !b->cluster) {
+        link_broken(b, "a subscription's slot moved to a master this node does not know");
+        return;
+    }
+    b->slots[slot] = (uint16_t)(sh - b->shards);
+    for (need *n = b->list; n; n = n->next)
+        if (n->exact && topic_slot(n->filter) == slot && n->shard != sh - b->shards)
+            need_subscribe(b, n);
+}
+
+/* What comes on a pub/sub link: messages, confirmations, errors. */
+void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
+{
+    char topic[HUB_MAX_TOPIC + 1];
+    if (r->type == REDIS_REPLY_ERROR) {
+        on_sub_error(b, r);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
+    const redisReply *k = r->element[0], *c = r->element[1];
+    if (k->type != REDIS_REPLY_STRING || c->type != REDIS_REPLY_STRING) return;
+    bool sharded = strcmp(k->str, "smessage") == 0 || strcmp(k->str, "ssubscribe") == 0;
+    const char *kind = sharded ? k->str + 1 : k->str; /* the same to this node */
+    if (strcmp(kind, "message") == 0) {
+        int ck = bp__chan_parse(b, c->str, (size_t)c->len, topic);
+        if (strncmp(c->str, b->hb_chan, strlen(b->hb_chan)) == 0)
+            on_heartbeat(b, l, r->element[2]);
+        else if (strcmp(c->str, b->ret_chan) == 0)
+            bp__ret_heard(b, r->element[2]); /* a retained message */
+        else if (strcmp(c->str, b->wild_chan) == 0)
+            b->wild_until_ms = bp__mono_ms() + 3 * BP_WILD_SAY_MS; /* a node has wildcards */
+        else if (ck == BP_CH_PRES)
+            bp__pres_read(b, topic); /* a room's names changed */
+        else if (ck == BP_CH_MSG)
+            on_message(b, topic, r->element[2], false);
+    } else if (strcmp(k->str, "pmessage") == 0 && r->elements >= 4) {
+        c = r->element[2]; /* (a classic channel, in a cluster too) */
+        size_t tl = c->type == REDIS_REPLY_STRING ? (size_t)c->len - b->plen : 0;
+        if ((size_t)c->len > b->plen && tl <= HUB_MAX_TOPIC &&
+            memcmp(c->str, b->prefix, b->plen) == 0) {
+            memcpy(topic, c->str + b->plen, tl + 1);
+            on_message(b, topic, r->element[3], true);
         }
-        if (xrange_send(b, n->filter, NULL, how) != 0) {
-            n->first = false;
-            sync_done(b, n);
-        } else if (how == HUB_BPD_HISTORY) { /* after the read, through pub/sub */
-            char mark[40];
-            snprintf(mark, sizeof mark, "m %s", b->node);
-            const char *argv[] = {"PUBLISH", n->chan, mark};
-            (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, argv, NULL);
+    } else if (strcmp(kind, "subscribe") == 0) {
+        if (bp__chan_parse(b, c->str, (size_t)c->len, topic) == BP_CH_MSG) on_subscribed(b, topic);
+    } else if (strcmp(k->str, "sunsubscribe") == 0) {
+        /* Redis let go of a channel this node still needs: its slot moved */
+        need *n = bp__chan_parse(b, c->str, (size_t)c->len, topic) == BP_CH_MSG
+                      ? hub_map_get(&b->needs, topic, strlen(topic))
+                      : NULL;
+        if (n && l->sh && n->shard == l->sh - b->shards) {
+            n->dropped = true;
+            slots_refresh(b);
         }
     }
 }
@@ -834,147 +1054,83 @@ static void seed_counter(redis_bp *b, const need *n)
                           "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) "
                           "then redis.call('SET', KEYS[1], ARGV[1]) end",
                           "1", key, last};
-    (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 5, argv, NULL);
+    (void)bp__cmd(b, n->filter, NULL, NULL, 5, argv, NULL);
 }
 
 static void went_up(redis_bp *b)
 {
+    uint64_t now = bp__mono_ms();
     set_state(b, BP_UP);
     b->backoff_ms = BP_BACKOFF_MIN_MS;
     b->down_logged = false;
-    b->hb_rx_ms = b->hb_sent_ms = mono_ms();
+    b->hb_rx_ms = b->hb_sent_ms = now;
     if (b->was_up) ST_ADD(b, reconnects, 1);
     ax_log(AX_LOG_INFO, "redis %s: %s", b->url_shown,
            b->was_up ? "reconnected; resubscribing and reading what was missed" : "connected");
     b->was_up = true;
-    const char *argv[] = {"SUBSCRIBE", b->hb_chan};
-    (void)redisAsyncCommandArgv(b->sub.ac, on_sub, b, 2, argv, NULL);
+    for (size_t i = 0; i < b->nshards; i++) { /* a heartbeat channel per shard */
+        char chan[96];
+        snprintf(chan, sizeof chan, "%s:%zu", b->hb_chan, i);
+        b->shards[i].hb_rx_ms = now;
+        (void)rlink_cmdv(b->shards[i].sub.rl, NULL, NULL, "SUBSCRIBE", chan, NULL);
+    }
     for (need *n = b->list; n; n = n->next) {
         if (n->exact) seed_counter(b, n);
         need_subscribe(b, n);
     }
+    bp__ret_start(b);
+    if (b->cluster)
+        (void)rlink_cmdv(b->shards[0].sub.rl, NULL, NULL, "SUBSCRIBE", b->wild_chan, NULL);
+    b->wild_said_ms = 0;
     b->pres_refresh_ms = 0; /* write this node's rooms again at the next tick */
 }
 
 static void check_up(redis_bp *b)
 {
-    if (b->state == BP_CONNECTING && b->cmd.up && b->sub.up) went_up(b);
-}
-
-static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
-{
-    redisReply *r = reply;
-    bp_link *l;
-    (void)priv;
-    if (!is_ok(ac, r, &l)) {
-        if (l && l->ac == ac && !l->b->broken) {
-            l->b->broken = true;
-            snprintf(l->b->broken_why, sizeof l->b->broken_why, "%s",
-                     r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
-        }
-    }
-}
-
-static void on_ready(redisAsyncContext *ac, void *reply, void *priv)
-{
-    redisReply *r = reply;
-    bp_link *l;
-    (void)priv;
-    if (!is_ok(ac, r, &l)) {
-        on_setup(ac, reply, priv);
-        return;
-    }
-    if (!l->sub && r->type == REDIS_REPLY_STRING && r->len == 40) memcpy(l->b->sha, r->str, 41);
-    l->up = true;
-    check_up(l->b);
-}
-
-static void link_setup(redis_bp *b, bp_link *l)
-{
-    if (b->u.pass[0]) { /* AUTH [user] password */
-        const char *argv[] = {"AUTH", b->u.user, b->u.pass};
-        if (b->u.user[0])
-            (void)redisAsyncCommandArgv(l->ac, on_setup, NULL, 3, argv, NULL);
-        else
-            (void)redisAsyncCommand(l->ac, on_setup, NULL, "AUTH %s", b->u.pass);
-    }
-    if (l->sub) {
-        (void)redisAsyncCommand(l->ac, on_ready, NULL, "PING");
-        return;
-    }
-    if (b->u.db) (void)redisAsyncCommand(l->ac, on_setup, NULL, "SELECT %d", b->u.db);
-    (void)redisAsyncCommand(l->ac, on_ready, NULL, "SCRIPT LOAD %s", SCRIPT);
-}
-
-static void connect_to(redis_bp *b, const char *ip)
-{
-    if (link_open(&b->cmd, ip) != 0 || link_open(&b->sub, ip) != 0) {
-        b->broken = true;
-        if (!b->broken_why[0]) snprintf(b->broken_why, sizeof b->broken_why, "cannot connect");
-        return;
-    }
-    link_setup(b, &b->cmd);
-    link_setup(b, &b->sub);
-}
-
-static void on_resolved(ax_dns_req *req, int status, const ax_addr *a, size_t n, void *ud)
-{
-    redis_bp *b = ud;
-    char ip[INET6_ADDRSTRLEN] = "";
-    (void)req;
-    b->dns = NULL;
-    if (status == 0 && n > 0) {
-        const struct sockaddr *sa = (const struct sockaddr *)&a[0].sa;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
-    }
-    if (!ip[0]) {
-        b->broken = true;
-        snprintf(b->broken_why, sizeof b->broken_why, "cannot resolve %s: %s", b->u.host,
-                 ax_strerror(status ? status : AX_ENOHOST));
-        return;
-    }
-    connect_to(b, ip);
+    if (b->state != BP_CONNECTING || !b->nshards) return;
+    for (size_t i = 0; i < b->nshards; i++)
+        if (!b->shards[i].cmd.up || !b->shards[i].sub.up) return;
+    went_up(b);
 }
 
 static void start_connect(redis_bp *b)
 {
     set_state(b, BP_CONNECTING);
-    b->since_ms = mono_ms();
+    b->since_ms = bp__mono_ms();
     b->broken = false;
     b->broken_why[0] = '\0';
-    if (b->u.port < 0) {
-        connect_to(b, NULL);
+    const redis_url *s = &b->seeds[b->seed_next++ % b->nseeds];
+    char url[300];
+    url_of(s, s->host, s->port, url, sizeof url);
+    if (b->cluster) { /* ask for the slots first */
+        b->seed_close = false;
+        if (link_open(b, &b->seed, url) == 0)
+            (void)rlink_cmdv(b->seed.rl, on_slots, NULL, "CLUSTER", "SLOTS", NULL);
         return;
     }
-    int err = 0;
-    b->dns =
-        ax_dns_resolve(b->loop, b->u.host, b->u.port, AX_SCHEME_TCP, NULL, on_resolved, b, &err);
-    if (!b->dns) {
-        b->broken = true;
-        snprintf(b->broken_why, sizeof b->broken_why, "cannot resolve %s: %s", b->u.host,
-                 ax_strerror(err));
+    if (!(b->shards = ax_calloc(1, sizeof(*b->shards)))) {
+        link_broken(b, "out of memory");
+        return;
     }
+    b->nshards = 1;
+    shard_init(&b->shards[0], url, "");
+    shard_open(b, &b->shards[0]);
 }
 
-/* Down: close both links, let resumes waiting for history go on with what
+/* Down: close every link, let resumes waiting for history go on with what
  * this node has, try again after the backoff. */
 static void go_down(redis_bp *b, const char *why)
 {
     bool was = b->state == BP_UP;
-    if (b->dns) ax_dns_cancel(b->dns);
-    b->dns = NULL;
-    link_close(&b->cmd);
-    link_close(&b->sub);
-    set_state(b, BP_DOWN);
+    set_state(b, BP_DOWN); /* (before the links' callbacks run) */
+    link_close(&b->seed);
+    shards_free(b);
     if (!b->down_logged)
         ax_log(AX_LOG_WARN, "redis %s: %s; local delivery goes on, publishes are refused; retrying",
                b->url_shown, why);
     b->down_logged = true;
     b->was_up = b->was_up || was;
-    b->next_try_ms = mono_ms() + b->backoff_ms;
+    b->next_try_ms = bp__mono_ms() + b->backoff_ms;
     b->backoff_ms = b->backoff_ms * 2 > BP_BACKOFF_MAX_MS ? BP_BACKOFF_MAX_MS : b->backoff_ms * 2;
     for (need *n = b->list; n; n = n->next) {
         if (n->syncing) need_flush(b, n);
@@ -984,150 +1140,39 @@ static void go_down(redis_bp *b, const char *why)
     }
 }
 
-/* ---- acknowledgements --------------------------------------------------------------------- */
-
-typedef struct ack_post {
-    redis_bp *b;
-    uint64_t ticket;
-} ack_post;
-
-static int ack_key(uint64_t ticket, char *key)
-{
-    return snprintf(key, 24, "%llu", (unsigned long long)ticket);
-}
-
-/* On the waiter's loop: the callback, unless it was cancelled meanwhile. */
-static void ack_run(ax_loop *loop, void *arg)
-{
-    ack_post *p = arg;
-    redis_bp *b = p->b;
-    char key[24];
-    int kl = ack_key(p->ticket, key);
-    (void)loop;
-    pthread_mutex_lock(&b->ack_mu);
-    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
-    if (r && r->a)
-        hub_map_del(&b->acks, key, (size_t)kl);
-    else
-        r = NULL;
-    pthread_mutex_unlock(&b->ack_mu);
-    ax_free(p);
-    if (!r) return;
-    r->a->seq = r->seq;
-    r->cb(r->a, r->status);
-    ax_free(r);
-}
-
-/* Under ack_mu: the record's callback is due. */
-static void ack_post_run(redis_bp *b, ack_rec *r, uint64_t ticket)
-{
-    if (!r->done || !r->a || r->posted) return;
-    ack_post *p = ax_malloc(sizeof(*p));
-    if (!p) return; /* (the waiter is not told: only when out of memory) */
-    p->b = b;
-    p->ticket = ticket;
-    r->posted = true;
-    if (ax_loop_post(r->loop, ack_run, p) != 0) ax_free(p);
-}
-
-static ack_rec *ack_get(redis_bp *b, uint64_t ticket, bool make)
-{
-    char key[24];
-    int kl = ack_key(ticket, key);
-    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
-    if (r || !make) return r;
-    if (!(r = ax_calloc(1, sizeof(*r)))) return NULL;
-    if (hub_map_put(&b->acks, key, (size_t)kl, r, NULL) != 0) {
-        ax_free(r);
-        return NULL;
-    }
-    return r;
-}
-
-static void ack_done(redis_bp *b, uint64_t ticket, int status, uint64_t seq)
-{
-    if (!ticket) return;
-    pthread_mutex_lock(&b->ack_mu);
-    ack_rec *r = ack_get(b, ticket, true);
-    if (r) {
-        r->done = true;
-        r->status = status;
-        r->seq = seq;
-        ack_post_run(b, r, ticket);
-    }
-    pthread_mutex_unlock(&b->ack_mu);
-}
-
-static int op_wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
-                   ax_loop *loop)
-{
-    redis_bp *b = ud;
-    int rc = 0;
-    pthread_mutex_lock(&b->ack_mu);
-    ack_rec *r = ack_get(b, ticket, true);
-    if (r) {
-        a->ticket = ticket;
-        r->a = a;
-        r->cb = cb;
-        r->loop = loop;
-        ack_post_run(b, r, ticket);
-    } else {
-        rc = AX_ENOMEM;
-    }
-    pthread_mutex_unlock(&b->ack_mu);
-    return rc;
-}
-
-static void op_cancel(void *ud, hub_ack *a)
-{
-    redis_bp *b = ud;
-    char key[24];
-    int kl = ack_key(a->ticket, key);
-    pthread_mutex_lock(&b->ack_mu);
-    ack_rec *r = hub_map_get(&b->acks, key, (size_t)kl);
-    if (r && r->a == a) {
-        hub_map_del(&b->acks, key, (size_t)kl);
-        ax_free(r);
-    }
-    pthread_mutex_unlock(&b->ack_mu);
-}
-
-static void on_pub_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    redis_bp *b = priv;
-    redisReply *r = reply;
-    bp_link *l;
-    uint64_t ticket = 0;
-    if (b->ring_len) {
-        ticket = b->ring[b->ring_head];
-        b->ring_head = (b->ring_head + 1) % BP_RING;
-        b->ring_len--;
-    }
-    __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-    if (is_ok(ac, r, &l)) {
-        ack_done(b, ticket, 0, r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0);
-        return;
-    }
-    ack_done(b, ticket, AX_EIO, 0);
-    ST_ADD(b, publish_errors, 1);
-    if (r && r->type == REDIS_REPLY_ERROR)
-        ax_log(AX_LOG_WARN, "redis %s: a publish failed: %s", b->url_shown, r->str);
-}
-
 static void heartbeat(redis_bp *b, uint64_t now)
 {
-    char ms[24];
+    char ms[24], chan[96];
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)now);
-    const char *argv[] = {"PUBLISH", b->hb_chan, ms};
     b->hb_sent_ms = now;
-    (void)redisAsyncCommandArgv(b->cmd.ac, on_setup, NULL, 3, argv, NULL);
+    for (size_t i = 0; i < b->nshards; i++) {
+        snprintf(chan, sizeof chan, "%s:%zu", b->hb_chan, i);
+        (void)rlink_cmdv(b->shards[i].cmd.rl, on_setup, NULL, "PUBLISH", chan, ms, NULL);
+    }
+}
+
+/* Cluster: a node with wildcard filters says so, so that publishes reach
+ * its pattern subscriptions (classic pub/sub) too. */
+static void wild_say(redis_bp *b, uint64_t now)
+{
+    if (!b->cluster || b->state != BP_UP || now - b->wild_said_ms < BP_WILD_SAY_MS) return;
+    bool any = false;
+    for (need *n = b->list; n && !any; n = n->next)
+        any = !n->exact;
+    if (!any || !b->shards[0].cmd.up) return;
+    b->wild_said_ms = now;
+    (void)rlink_cmdv(b->shards[0].cmd.rl, NULL, NULL, "PUBLISH", b->wild_chan, b->node, NULL);
 }
 
 static void on_tick(ax_timer *t, void *ud)
 {
     redis_bp *b = ud;
-    uint64_t now = mono_ms();
+    uint64_t now = bp__mono_ms();
     (void)t;
+    if (b->seed_close) {
+        b->seed_close = false;
+        link_close(&b->seed);
+    }
     if (b->state != BP_DOWN && b->broken) {
         go_down(b, b->broken_why[0] ? b->broken_why : "connection lost");
     } else if (b->state == BP_CONNECTING && now - b->since_ms > BP_CONNECT_MS) {
@@ -1138,396 +1183,106 @@ static void on_tick(ax_timer *t, void *ud)
         heartbeat(b, now);
     }
     if (b->state == BP_DOWN && now >= b->next_try_ms) start_connect(b);
-    pres_tick(b, now);
+    wild_say(b, now);
+    bp__pres_tick(b, now);
 }
 
-/* ---- presence across nodes ------------------------------------------------------------------
- *
- * Each node keeps, per room with somebody present on it, a field of the
- * hash axon:{room}:presence: field = the node's id, value = "<expiry ms
- * since the epoch>\n<name>\n<name>...".  It rewrites the field when the
- * room's names here change and every BP_PRESENCE_REFRESH_MS; an entry
- * whose expiry passed (a node that died without saying goodbye) is left
- * out by readers.  After a change it publishes the room's name on
- * axon:<db>~p:<room>; the nodes following the room (an exact subscriber
- * of it here) read the hash again then, and every refresh period. */
-
-#define BP_PRESENCE_TTL_MS 15000
-#define BP_PRESENCE_REFRESH_MS 5000
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-typedef struct name_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} name_buf;
-
-static void name_add(const char *name, void *ud)
-{
-    name_buf *nb = ud;
-    size_t n = strlen(name);
-    if (nb->len + n + 2 > nb->cap) {
-        size_t cap = (nb->cap + n + 2) * 2;
-        char *p = ax_realloc(nb->p, cap);
-        if (!p) {
-            nb->oom = true;
-            return;
-        }
-        nb->p = p;
-        nb->cap = cap;
-    }
-    memcpy(nb->p + nb->len, name, n);
-    nb->len += n;
-    nb->p[nb->len++] = '\n';
-    nb->p[nb->len] = '\0';
-}
-
-/* Write this node's entry of `room` (or delete it: nobody here). */
-static void pres_write(redis_bp *b, const char *room)
-{
-    char key[HUB_MAX_TOPIC + 24], chan[BP_CHAN_MAX], head[32];
-    int hl = snprintf(head, sizeof head, "%lld\n", (long long)(wall_ms() + BP_PRESENCE_TTL_MS));
-    name_buf nb = {ax_malloc(256), (size_t)hl, 256, false};
-    if (!nb.p) return;
-    memcpy(nb.p, head, (size_t)hl + 1);
-    hub_presence_local(b->h, room, name_add, &nb);
-    snprintf(key, sizeof key, "axon:{%s}:presence", room);
-    snprintf(chan, sizeof chan, "%.*s~p:%s", (int)b->plen - 1, b->prefix, room);
-    if (nb.oom) goto out;
-    if (nb.len == (size_t)hl) {
-        const char *argv[] = {"HDEL", key, b->node};
-        (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, argv, NULL);
-        ax_free(hub_map_del(&b->pres_local, room, strlen(room)));
-    } else {
-        const char *argv[] = {"HSET", key, b->node, nb.p};
-        size_t lens[] = {4, strlen(key), strlen(b->node), nb.len};
-        (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 4, argv, lens);
-        (void)redisAsyncCommand(b->cmd.ac, NULL, NULL, "PEXPIRE %s %d", key,
-                                BP_PRESENCE_TTL_MS * 4);
-    }
-    const char *pargv[] = {"PUBLISH", chan, room};
-    (void)redisAsyncCommandArgv(b->cmd.ac, NULL, NULL, 3, pargv, NULL);
-out:
-    ax_free(nb.p);
-}
-
-typedef struct pres_req {
-    redis_bp *b;
-    char room[];
-} pres_req;
-
-/* HGETALL's answer: the other nodes' names that have not expired, each
- * once, become the room's remote names. */
-static void on_pres_read(redisAsyncContext *ac, void *reply, void *priv)
-{
-    pres_req *q = priv;
-    redis_bp *b = q->b;
-    redisReply *r = reply;
-    bp_link *l;
-    if (is_ok(ac, r, &l) && r->type == REDIS_REPLY_ARRAY && !b->freeing) {
-        int64_t now = wall_ms();
-        hub_map seen;
-        name_buf nb = {0};
-        hub_map_init(&seen);
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *f = r->element[i], *v = r->element[i + 1];
-            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-            if (strcmp(f->str, b->node) == 0 || strtoll(v->str, NULL, 10) < now) continue;
-            for (char *p = strchr(v->str, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
-                char *e = strchr(p + 1, '\n');
-                size_t n = e ? (size_t)(e - p - 1) : strlen(p + 1);
-                if (!n || n > HUB_MAX_NAME || hub_map_get(&seen, p + 1, n)) continue;
-                if (hub_map_put(&seen, p + 1, n, NULL, NULL) != 0) continue;
-                char name[HUB_MAX_NAME + 1];
-                memcpy(name, p + 1, n);
-                name[n] = '\0';
-                name_add(name, &nb);
-            }
-        }
-        hub_map_clear(&seen);
-        pthread_mutex_lock(&b->pres_mu);
-        ax_free(hub_map_del(&b->pres_remote, q->room, strlen(q->room)));
-        if (nb.p && !nb.oom && hub_map_get(&b->needs, q->room, strlen(q->room)) &&
-            hub_map_put(&b->pres_remote, q->room, strlen(q->room), nb.p, NULL) == 0)
-            nb.p = NULL;
-        pthread_mutex_unlock(&b->pres_mu);
-        ax_free(nb.p);
-    }
-    ax_free(q);
-}
-
-static void pres_read(redis_bp *b, const char *room)
-{
-    if (b->state != BP_UP || !b->cmd.ac) return;
-    size_t rl = strlen(room);
-    pres_req *q = ax_malloc(sizeof(*q) + rl + 1);
-    if (!q) return;
-    q->b = b;
-    memcpy(q->room, room, rl + 1);
-    char key[HUB_MAX_TOPIC + 24];
-    snprintf(key, sizeof key, "axon:{%s}:presence", room);
-    const char *argv[] = {"HGETALL", key};
-    if (redisAsyncCommandArgv(b->cmd.ac, on_pres_read, q, 2, argv, NULL) != REDIS_OK) ax_free(q);
-}
-
-/* A room this node follows: its presence notices, and its names now. */
-static void pres_follow(redis_bp *b, need *n, bool on)
-{
-    if (!n->exact || !b->sub.ac || !b->sub.up) return;
-    char chan[BP_CHAN_MAX];
-    snprintf(chan, sizeof chan, "%.*s~p:%s", (int)b->plen - 1, b->prefix, n->filter);
-    const char *argv[] = {on ? "SUBSCRIBE" : "UNSUBSCRIBE", chan};
-    (void)redisAsyncCommandArgv(b->sub.ac, on ? on_sub : NULL, on ? b : NULL, 2, argv, NULL);
-    if (on) pres_read(b, n->filter);
-}
-
-static void pres_forget(redis_bp *b, const char *room)
-{
-    pthread_mutex_lock(&b->pres_mu);
-    ax_free(hub_map_del(&b->pres_remote, room, strlen(room)));
-    pthread_mutex_unlock(&b->pres_mu);
-}
-
-static void pres_write_each(hub_map_ent *e, void *ud)
-{
-    *(bool *)e->value = true; /* dirty: written at the next tick */
-    (void)ud;
-}
-
-static void pres_tick(redis_bp *b, uint64_t now)
-{
-    if (b->state != BP_UP) return;
-    bool refresh = now - b->pres_refresh_ms >= BP_PRESENCE_REFRESH_MS;
-    if (refresh) {
-        b->pres_refresh_ms = now;
-        hub_map_each(&b->pres_local, pres_write_each, NULL);
-        for (need *n = b->list; n; n = n->next)
-            if (n->exact) pres_read(b, n->filter);
-    }
-    if (!b->pres_dirty && !refresh) return;
-    b->pres_dirty = false;
-    /* write the dirty rooms (hub_map has no iterator that allows a delete) */
-    for (size_t i = 0; i < b->pres_local.nb; i++)
-        for (hub_map_ent *e = b->pres_local.b[i], *next; e; e = next) {
-            next = e->next;
-            bool *dirty = e->value;
-            if (!*dirty) continue;
-            *dirty = false;
-            char room[HUB_MAX_TOPIC + 1];
-            snprintf(room, sizeof room, "%s", e->key);
-            pres_write(b, room); /* may delete e (nobody left here) */
-        }
-}
-
-static void pres_changed(redis_bp *b, const char *room)
-{
-    size_t rl = strlen(room);
-    bool *dirty = hub_map_get(&b->pres_local, room, rl);
-    if (!dirty) {
-        if (!(dirty = ax_malloc(sizeof(*dirty)))) return;
-        if (hub_map_put(&b->pres_local, room, rl, dirty, NULL) != 0) {
-            ax_free(dirty);
-            return;
-        }
-    }
-    *dirty = true;
-    b->pres_dirty = true;
-}
-
-static void pres_run(ax_loop *loop, void *arg)
-{
-    need_post *p = arg;
-    (void)loop;
-    pres_changed(p->b, p->filter);
-    ax_free(p);
-}
-
-static void op_present(void *ud, const char *room)
-{
-    redis_bp *b = ud;
-    if (pthread_equal(pthread_self(), b->thread)) {
-        pres_changed(b, room);
-        return;
-    }
-    size_t rl = strlen(room);
-    need_post *p = ax_malloc(sizeof(*p) + rl + 1);
-    if (!p) return;
-    p->b = b;
-    memcpy(p->filter, room, rl + 1);
-    if (ax_loop_post(b->loop, pres_run, p) != 0) ax_free(p);
-}
-
-static void op_presence(void *ud, const char *room, void (*cb)(const char *name, void *ud),
-                        void *cbud)
-{
-    redis_bp *b = ud;
-    pthread_mutex_lock(&b->pres_mu);
-    const char *names = hub_map_get(&b->pres_remote, room, strlen(room));
-    for (const char *p = names; p && *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char name[HUB_MAX_NAME + 1];
-        if (n && n <= HUB_MAX_NAME) {
-            memcpy(name, p, n);
-            name[n] = '\0';
-            cb(name, cbud);
-        }
-        p += n + (e ? 1 : 0);
-    }
-    pthread_mutex_unlock(&b->pres_mu);
-}
-
-static void free_value(hub_map_ent *e, void *ud)
-{
-    (void)ud;
-    ax_free(e->value);
-}
-
-/* ---- publishing ----------------------------------------------------------------------------- */
-
-typedef struct pub_post {
-    redis_bp *b;
-    hub_msg *m;
-    uint64_t last, ticket;
-    uint32_t history;
-} pub_post;
-
-static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, uint64_t ticket)
-{
-    char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], chan[BP_CHAN_MAX];
-    char maxlen[16], ms[24], lastbuf[24];
-    snprintf(seqkey, sizeof seqkey, "axon:{%s}:seq", m->topic);
-    snprintf(logkey, sizeof logkey, "axon:{%s}:log", m->topic);
-    snprintf(chan, sizeof chan, "%s%s", b->prefix, m->topic);
-    snprintf(maxlen, sizeof maxlen, "%u", history);
-    snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
-    snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
-    const char *argv[] = {
-        "EVALSHA",  b->sha, "2", seqkey, logkey, chan, maxlen, ms, m->sender ? m->sender : "",
-        m->payload, lastbuf};
-    size_t lens[11];
-    for (int i = 0; i < 11; i++)
-        lens[i] = i == 9 ? m->payload_len : strlen(argv[i]);
-    if (b->state != BP_UP || !b->cmd.ac ||
-        redisAsyncCommandArgv(b->cmd.ac, on_pub_reply, b, 11, argv, lens) != REDIS_OK) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-        ST_ADD(b, publish_errors, 1);
-        ack_done(b, ticket, AX_EIO, 0);
-        return;
-    }
-    b->ring[(b->ring_head + b->ring_len++) % BP_RING] = ticket; /* inflight bounds it */
-    ST_ADD(b, published, 1);
-}
-
-static void pub_run(ax_loop *loop, void *arg)
-{
-    pub_post *p = arg;
-    (void)loop;
-    pub_send(p->b, p->m, p->last, p->history, p->ticket);
-    hub_msg_unref(p->m);
-    ax_free(p);
-}
-
-static int op_publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket)
-{
-    redis_bp *b = ud;
-    uint64_t tk = ticket ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED) : 0;
-    if (ST_GET(b, state) != BP_UP) {
-        ST_ADD(b, refused, 1);
-        return AX_EAGAIN;
-    }
-    if (__atomic_add_fetch(&b->inflight, 1, __ATOMIC_RELAXED) > BP_INFLIGHT_MAX) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-        ST_ADD(b, refused, 1);
-        return AX_EAGAIN;
-    }
-    if (ticket) *ticket = tk;
-    if (pthread_equal(pthread_self(), b->thread)) {
-        pub_send(b, m, last, history, tk);
-        return 0;
-    }
-    pub_post *p = ax_malloc(sizeof(*p));
-    if (!p) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-        return AX_ENOMEM;
-    }
-    *p = (pub_post){b, hub_msg_ref(m), last, tk, history};
-    if (ax_loop_post(b->loop, pub_run, p) != 0) {
-        hub_msg_unref(m);
-        ax_free(p);
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
-        return AX_ENOMEM;
-    }
-    return 0;
-}
-
-static const hub_backplane_ops OPS = {op_publish, op_need,    op_wait,
-                                      op_cancel,  op_present, op_presence};
+static const hub_backplane_ops OPS = {bp__publish, op_need,     bp__wait,
+                                      bp__cancel,  bp__present, bp__presence};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
 
-redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len)
+/* One URL or several (a cluster's nodes), separated by commas or spaces. */
+static int seeds_parse(redis_bp *b, const char *urls, char *why, size_t why_len)
+{
+    for (const char *p = urls; *p;) {
+        size_t n = strcspn(p, ", \t");
+        if (n) {
+            char one[1024];
+            if (b->nseeds == BP_SEEDS_MAX || n >= sizeof one) {
+                snprintf(why, why_len, "'%s': at most %d Redis URLs of at most %zu bytes", urls,
+                         BP_SEEDS_MAX, sizeof one - 1);
+                return -1;
+            }
+            memcpy(one, p, n);
+            one[n] = '\0';
+            if (redis_url_parse(one, &b->seeds[b->nseeds++], why, why_len) != 0) return -1;
+        }
+        p += n + (p[n] ? 1 : 0);
+    }
+    if (!b->nseeds) {
+        snprintf(why, why_len, "no Redis URL");
+        return -1;
+    }
+    b->u = b->seeds[0];
+    return 0;
+}
+
+int redis_urls_check(const char *urls, char *why, size_t why_len)
+{
+    redis_bp *b = ax_calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+    int rc = seeds_parse(b, urls, why, why_len);
+    ax_free(b);
+    return rc;
+}
+
+static redis_bp *bp_fail(redis_bp *b, const char *what, char *why, size_t why_len)
+{
+    if (what) snprintf(why, why_len, "%s", what);
+    ax_timer_free(b->tick);
+    ax_free(b->slots);
+    ax_free(b);
+    return NULL;
+}
+
+redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t why_len)
 {
     redis_bp *b = ax_calloc(1, sizeof(*b));
     if (!b) {
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    if (redis_url_parse(url, &b->u, why, why_len) != 0) {
-        ax_free(b);
-        return NULL;
-    }
+    if (seeds_parse(b, url, why, why_len) != 0) return bp_fail(b, NULL, why, why_len);
+    b->cluster = cluster || b->nseeds > 1;
+    if (b->cluster && b->u.db)
+        return bp_fail(b, "a Redis Cluster has database 0 only: no /db in its URLs", why, why_len);
+    if (b->cluster && !(b->slots = ax_malloc(BP_SLOTS * sizeof(*b->slots))))
+        return bp_fail(b, "out of memory", why, why_len);
     b->h = h;
     b->loop = hub_loop(h);
     b->thread = pthread_self();
-    b->cmd.b = b->sub.b = b;
-    b->sub.sub = true;
+    b->seed.b = b;
     b->backoff_ms = BP_BACKOFF_MIN_MS;
-    hub_map_init(&b->needs);
-    hub_map_init(&b->acks);
-    pthread_mutex_init(&b->ack_mu, NULL);
-    hub_map_init(&b->pres_local);
-    hub_map_init(&b->pres_remote);
-    pthread_mutex_init(&b->pres_mu, NULL);
-    if (!(b->ring = ax_malloc(BP_RING * sizeof(*b->ring)))) {
-        ax_free(b);
-        snprintf(why, why_len, "out of memory");
-        return NULL;
-    }
     if (b->u.port < 0)
         snprintf(b->url_shown, sizeof b->url_shown, "unix://%s", b->u.host);
     else
-        snprintf(b->url_shown, sizeof b->url_shown, "redis://%s:%d/%d", b->u.host, b->u.port,
-                 b->u.db);
+        snprintf(b->url_shown, sizeof b->url_shown, "%s://%s:%d/%d%s",
+                 b->u.tls ? "rediss" : "redis", b->u.host, b->u.port, b->u.db,
+                 b->cluster ? " (cluster)" : "");
     b->plen = (size_t)snprintf(b->prefix, sizeof b->prefix, "axon:%d:", b->u.db);
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 7, sizeof rnd);
     snprintf(b->node, sizeof b->node, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
+    snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
+    snprintf(b->wild_chan, sizeof b->wild_chan, "axon-wild:%d", b->u.db);
     b->tick = ax_timer_new(b->loop, on_tick, b);
-    if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0) {
-        ax_timer_free(b->tick);
-        ax_free(b->ring);
-        ax_free(b);
-        snprintf(why, why_len, "out of memory");
-        return NULL;
-    }
+    if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
+        return bp_fail(b, "out of memory", why, why_len);
+    hub_map_init(&b->needs);
+    hub_map_init(&b->acks);
+    pthread_mutex_init(&b->ack_mu, NULL);
+    hub_map_init(&b->pres_local);
+    hub_map_init(&b->pres_remote);
+    pthread_mutex_init(&b->pres_mu, NULL);
     hub_set_backplane(h, &OPS, b);
     return b;
-}
-
-static void ack_free(hub_map_ent *e, void *ud)
-{
-    (void)ud;
-    ax_free(e->value);
 }
 
 void redis_bp_free(redis_bp *b)
@@ -1536,21 +1291,15 @@ void redis_bp_free(redis_bp *b)
     b->freeing = true;
     hub_set_backplane(b->h, NULL, NULL);
     ax_timer_free(b->tick);
-    if (b->dns) ax_dns_cancel(b->dns);
-    link_close(&b->cmd);
-    link_close(&b->sub);
+    set_state(b, BP_DOWN);
+    link_close(&b->seed);
+    shards_free(b);
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);
-    hub_map_each(&b->acks, ack_free, NULL);
-    hub_map_clear(&b->acks);
-    pthread_mutex_destroy(&b->ack_mu);
-    hub_map_each(&b->pres_local, free_value, NULL);
-    hub_map_clear(&b->pres_local);
-    hub_map_each(&b->pres_remote, free_value, NULL);
-    hub_map_clear(&b->pres_remote);
-    pthread_mutex_destroy(&b->pres_mu);
-    ax_free(b->ring);
+    bp__acks_free(b);
+    bp__pres_free(b);
+    ax_free(b->slots);
     ax_free(b);
 }
 
@@ -1563,7 +1312,7 @@ bool redis_bp_healthy(redis_bp *b, char *why, size_t why_len)
                  st == BP_CONNECTING ? "connecting" : "unreachable");
         return false;
     }
-    uint64_t now = mono_ms();
+    uint64_t now = bp__mono_ms();
     if (now > rx && now - rx > 2 * BP_HEARTBEAT_MS + 500) {
         snprintf(why, why_len, "redis %s: stale: no heartbeat back for %llu ms", b->url_shown,
                  (unsigned long long)(now - rx));

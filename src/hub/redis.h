@@ -6,8 +6,10 @@
  * publishes, atomically), keeps the history (the stream) and carries the
  * messages to every node (pub/sub): each node subscribes to what its own
  * subscribers need and delivers what comes back, so every node delivers a
- * topic in the same order.  The client is hiredis, driven by the hub's
- * loop through ax_watch (no blocking call, no thread). */
+ * topic in the same order.  Or a Redis Cluster: the same per topic, on
+ * the master of the topic's slot, with sharded pub/sub.  The connections
+ * are the core's (TLS too), on the hub's loop; hiredis encodes commands
+ * and decodes replies (redis_link.h): no blocking call, no thread. */
 #ifndef AXON_HUB_REDIS_H
 #define AXON_HUB_REDIS_H
 
@@ -19,13 +21,15 @@
 
 typedef struct redis_bp redis_bp;
 
-/* The parts of a --redis URL: redis://[user:pass@]host[:port][/db] or
+/* The parts of a --redis URL: redis://[user:pass@]host[:port][/db],
+ * rediss://... (TLS, with the core's certificate checks) or
  * unix://path[?db=N]. */
 typedef struct redis_url {
     char host[256]; /* or the socket's path */
     int port;       /* -1: a Unix socket */
     char user[128], pass[256];
     int db;
+    bool tls; /* rediss:// */
 } redis_url;
 
 /* 0, or -1 with a sentence in why. */
@@ -33,8 +37,16 @@ int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len);
 
 /* The backplane for `h` on the hub's loop (the calling thread's): it
  * connects in the background and sets itself as the hub's backplane.
- * NULL when out of memory or the URL is bad (why says). */
-redis_bp *redis_bp_new(hub *h, const char *url, char *why, size_t why_len);
+ * `url`: one URL, or several separated by commas (the nodes of a Redis
+ * Cluster, any of which tells the others); `cluster`: a Redis Cluster
+ * even with one URL (sharded pub/sub, keys routed by slot).  NULL when
+ * out of memory or a URL is bad (why says). */
+redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t why_len);
+/* 0 when `urls` (one URL or several, comma-separated) would do for
+ * redis_bp_new(), or -1 with a sentence in why. */
+int redis_urls_check(const char *urls, char *why, size_t why_len);
+/* The Redis Cluster slot of a key (CRC16 of its hash tag, or of it all). */
+unsigned redis_key_slot(const char *key, size_t n);
 /* Disconnect and free, on the backplane's thread, after the hub's
  * subscribers are gone and before hub_free(). */
 void redis_bp_free(redis_bp *b);

@@ -537,8 +537,7 @@ char *serve_metrics(serve *sv, size_t *len)
 
 int serve_redis_url_check(const char *url, char *why, size_t why_len)
 {
-    redis_url u;
-    return redis_url_parse(url, &u, why, why_len);
+    return redis_urls_check(url, why, why_len);
 }
 
 bool serve_healthy(const serve *sv, char *why, size_t why_len)
@@ -750,7 +749,8 @@ int serve_run(const serve_cfg *cfg)
         ax_loop_free(sv.loop);
         return 1;
     }
-    if (cfg->redis[0] && !(sv.bp = redis_bp_new(sv.hub, cfg->redis, why, sizeof why))) {
+    if (cfg->redis[0] &&
+        !(sv.bp = redis_bp_new(sv.hub, cfg->redis, cfg->redis_cluster, why, sizeof why))) {
         fprintf(stderr, "axon serve: %s\n", why);
         hub_free(sv.hub);
         auth_free(sv.auth);

@@ -46,6 +46,7 @@ struct serve_cfg {
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
     char redis[1024];    /* "" : one node; else the backplane's URL (redis.h) */
+    bool redis_cluster;  /* --redis-cluster: a Redis Cluster even with one URL */
     char log_file[1024]; /* "" : stderr */
     int fsync_mode;
     size_t store_queue, store_queue_bytes; /* the store's queue bound */

@@ -495,19 +495,58 @@ def names(srv):
     return sorted(servutil.curl_json(srv.base + "/api/presence/lobby")["names"])
 
 
+class Heard:
+    """A line client's lines, kept: has it said `text` (in any order)?"""
+
+    def __init__(self, c):
+        self.c, self.lines = c, []
+
+    def want(self, text, timeout=axtest.TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not any(text in ln for ln in self.lines):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise axtest.Failure("no line with %r; got %r" % (text, self.lines))
+            try:
+                self.lines.append(self.c.line(timeout=min(left, 0.5)))
+            except axtest.Failure:
+                pass
+        return [ln for ln in self.lines if text in ln]
+
+
 @t.test
 def presence_lists_every_node():
     r = Redis()
     a, b, c = nodes(r)
     wait_linked([a, b, c])
-    alice, bob, carol = a.line_client("alice"), b.line_client("bob"), c.line_client("carol")
+    alice = a.line_client("alice")
+    wait_for(lambda: names(a) == ["alice"], "alice on node a")
+    time.sleep(0.3)  # node a has read the room's entries: what comes now is news
+    bob, carol = b.line_client("bob"), c.line_client("carol")
     for s in (a, b, c):
         wait_for(lambda: names(s) == ["alice", "bob", "carol"], "every name on each node")
+    # join and leave events cross nodes too (line chat here; every gateway
+    # gets the hub's presence events)
+    heard = Heard(alice)
+    heard.want("* bob joined lobby")
+    heard.want("* carol joined lobby")
+    # an IRC client on node b: NAMES lists the members of every node
+    irc = Heard(axtest.Lines.connect("127.0.0.1", b.irc_port))
+    irc.c.send("NICK dave\r\nUSER dave 0 * :dave\r\nJOIN #lobby\r\n")
+    irc.want(" 366 ")
+    listed = " ".join(irc.want(" 353 "))
+    t.ok(all(n in listed for n in ("alice", "bob", "carol", "dave")),
+         "IRC NAMES on node b: every node's members (%s)" % listed)
+    heard.want("* dave joined lobby")
     bob.send(b"/quit\n")
     bob.close()
-    wait_for(lambda: names(a) == ["alice", "carol"], "bob gone from node a's list")
+    wait_for(lambda: names(a) == ["alice", "carol", "dave"], "bob gone from node a's list")
+    heard.want("* bob left lobby")
+    irc.c.close()
+    heard.want("* dave left lobby")
     c.signal(signal.SIGKILL)  # a node that dies without saying goodbye
     wait_for(lambda: names(a) == ["alice"], "carol's entry to expire (15 s)", 25)
+    heard.want("* carol left lobby")
     alice.close()
     stop_clean([a, b])
 

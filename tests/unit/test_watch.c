@@ -115,8 +115,18 @@ TEST(redis_url_forms)
     ASSERT_STREQ(u.host, "/run/redis.sock");
     ASSERT_EQ(u.port, -1);
     ASSERT_EQ(u.db, 3);
+    ASSERT_EQ(redis_url_parse("rediss://:pw@cache.internal:6380", &u, why, sizeof why), 0);
+    ASSERT(u.tls);
+    ASSERT_STREQ(u.host, "cache.internal");
+    ASSERT_EQ(u.port, 6380);
+    ASSERT_EQ(redis_urls_check("redis://a:7000,redis://b:7001 redis://c", why, sizeof why), 0);
+    ASSERT_EQ(redis_urls_check("redis://a:7000,http://b", why, sizeof why), -1);
+    /* Redis Cluster's slots: CRC16 of the hash tag (Redis's own examples) */
+    ASSERT_EQ(redis_key_slot("123456789", 9), 12739u);
+    ASSERT_EQ(redis_key_slot("{user1000}.following", 20), redis_key_slot("user1000", 8));
+    ASSERT_EQ(redis_key_slot("foo{}{bar}", 10), redis_key_slot("foo{}{bar}", 10));
     const char *bad[] = {"http://h",    "redis://",     "redis://h:0", "redis://h:70000",
-                         "redis://h/x", "redis://[::1", "unix://",     "rediss://h"};
+                         "redis://h/x", "redis://[::1", "unix://",     "rediss://"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
         ASSERT_EQ(redis_url_parse(bad[i], &u, why, sizeof why), -1);

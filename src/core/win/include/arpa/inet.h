@@ -1,0 +1,2 @@
+/* arpa/inet.h on Windows: see axwin.h. */
+#include <axwin.h>

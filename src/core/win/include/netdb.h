@@ -1,0 +1,2 @@
+/* netdb.h on Windows: see axwin.h. */
+#include <axwin.h>

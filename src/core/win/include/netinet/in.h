@@ -1,0 +1,2 @@
+/* netinet/in.h on Windows: see axwin.h. */
+#include <axwin.h>

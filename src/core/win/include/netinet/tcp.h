@@ -1,0 +1,2 @@
+/* netinet/tcp.h on Windows: see axwin.h. */
+#include <axwin.h>

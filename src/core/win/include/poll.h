@@ -1,0 +1,2 @@
+/* poll.h on Windows: see axwin.h. */
+#include <axwin.h>

@@ -1,0 +1,2 @@
+/* sys/eventfd.h on Windows: see axwin.h. */
+#include <axwin.h>

@@ -1,0 +1,2 @@
+/* sys/resource.h on Windows: see axwin.h. */
+#include <axwin.h>

@@ -1,0 +1,2 @@
+/* sys/socket.h on Windows: see axwin.h. */
+#include <axwin.h>

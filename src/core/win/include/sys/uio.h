@@ -1,0 +1,2 @@
+/* sys/uio.h on Windows: see axwin.h. */
+#include <axwin.h>

@@ -1,0 +1,2 @@
+/* sys/un.h on Windows: see axwin.h. */
+#include <axwin.h>

@@ -1,0 +1,162 @@
+/* redis_int.h: what the backplane's files share (redis.c: links, the
+ * cluster's slots, subscriptions and history; redis_pub.c: publishing and
+ * acknowledgements; redis_presence.c: presence).  Everything here runs on
+ * the backplane's loop unless it says otherwise. */
+#ifndef AXON_HUB_REDIS_INT_H
+#define AXON_HUB_REDIS_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "map.h"
+#include "redis.h"
+#include "redis_link.h"
+
+#define BP_INFLIGHT_MAX 10000 /* publishes sent and not yet answered */
+#define BP_CHAN_MAX (HUB_MAX_TOPIC * 2 + 32)
+#define BP_SEEDS_MAX 8
+#define BP_SLOTS 16384
+
+enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
+enum { BP_CH_MSG = 0, BP_CH_PRES = 1 }; /* channel kinds */
+
+typedef struct bp_shard bp_shard;
+
+typedef struct bp_link {
+    redis_bp *b;
+    bp_shard *sh; /* NULL: the seed link (cluster: CLUSTER SLOTS) */
+    rlink *rl;
+    bool up; /* set up (authenticated, script loaded) */
+    bool sub;
+} bp_link;
+
+/* One Redis (cluster: one master): a command link and a pub/sub link. */
+struct bp_shard {
+    char url[300];  /* tcp://, tls:// or unix:// */
+    char addr[280]; /* host:port as the cluster names it */
+    bp_link cmd, sub;
+    uint64_t hb_rx_ms; /* monotonic: its heartbeat came back */
+};
+
+typedef struct need { /* a filter this node's subscribers need */
+    struct need *next, *prev;
+    bool exact;
+    bool syncing;  /* an exact topic whose history is being read */
+    bool overflow; /* the buffer filled while syncing: read again */
+    bool ready;    /* the hub was told (hub_backplane_ready) */
+    /* the first read of the topic's stream: its reply (range) and our
+     * marker coming back through pub/sub (then every message published
+     * after the subscription took effect is in buf) */
+    bool first, got_range, got_mark;
+    bool dropped; /* cluster: Redis let go of its channel (its slot moved) */
+    int shard;    /* the shard it is subscribed on */
+    hub_msg **range;
+    size_t nrange;
+    hub_msg **buf;
+    size_t nbuf;
+    char chan[BP_CHAN_MAX]; /* channel, or glob for a wildcard */
+    char filter[];
+} need;
+
+typedef struct bp_stats {
+    uint64_t reconnects, published, publish_errors, refused, received, gaps, backfilled, lost;
+    uint64_t lag_ms, state;
+} bp_stats;
+
+struct redis_bp {
+    hub *h;
+    ax_loop *loop;
+    pthread_t thread;
+    redis_url seeds[BP_SEEDS_MAX]; /* the URLs given (one, or a cluster's nodes) */
+    size_t nseeds, seed_next;
+    redis_url u; /* the first: credentials, db, TLS */
+    bool cluster;
+    char url_shown[300]; /* without the password */
+    bp_link seed;        /* cluster: asks a node for the slots */
+    bool seed_close;     /* done: closed at the next tick */
+    bool refreshing;     /* CLUSTER SLOTS asked again (a slot moved) */
+    bp_shard *shards;
+    size_t nshards;
+    uint16_t *slots; /* cluster: slot -> shard */
+    ax_timer *tick;
+    hub_map needs; /* filter -> need */
+    need *list;
+    int state;
+    bool broken, was_up, freeing;
+    bool down_logged; /* said once per outage */
+    char broken_why[512];
+    uint64_t since_ms, next_try_ms, backoff_ms;
+    uint64_t hb_sent_ms, hb_rx_ms; /* monotonic; hb_rx_ms: the oldest shard's */
+    uint64_t inflight;             /* atomic */
+    char sha[41];
+    char prefix[32]; /* channel prefix (one Redis): "axon:<db>:" */
+    size_t plen;
+    char hb_chan[64];
+    char ret_chan[40]; /* retained messages, every node hears: "axon-ret:<db>" */
+    /* cluster: wildcard filters need classic pub/sub (sharded has no
+     * patterns): a node with some says so on wild_chan every few seconds,
+     * and while somebody has, publishes go to the classic channel too */
+    char wild_chan[40];
+    uint64_t wild_until_ms, wild_said_ms;
+    char node[24];           /* this node's id in presence hashes */
+    hub_map pres_local;      /* rooms with names here -> bool dirty (the loop's) */
+    hub_map pres_remote;     /* followed rooms -> the other nodes' names ("a\nb\n") */
+    pthread_mutex_t pres_mu; /* guards pres_remote */
+    bool pres_dirty;
+    uint64_t pres_refresh_ms;
+    bp_stats st;            /* atomic reads from other threads */
+    uint64_t next_ticket;   /* atomic */
+    pthread_mutex_t ack_mu; /* guards acks */
+    hub_map acks;           /* ticket (decimal) -> ack_rec */
+};
+
+#define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
+#define ST_SET(b, f, v) __atomic_store_n(&(b)->st.f, (v), __ATOMIC_RELAXED)
+#define ST_GET(b, f) __atomic_load_n(&(b)->st.f, __ATOMIC_RELAXED)
+
+uint64_t bp__mono_ms(void);
+/* Was the reply an answer (not an error, not a link let go of)?  *lp: the
+ * link it came on. */
+bool bp__ok(rlink *rl, const redisReply *r, bp_link **lp);
+/* The shard that holds `topic`'s keys and channels. */
+bp_shard *bp__shard(redis_bp *b, const char *topic);
+/* A command about `topic` to its shard (cluster: MOVED and ASK followed).
+ * 0, or AX_ENOTCONN when that shard's link is not up. */
+int bp__cmd(redis_bp *b, const char *topic, rlink_reply_fn cb, void *priv, int argc,
+            const char **argv, const size_t *lens);
+/* (S)SUBSCRIBE / (S)UNSUBSCRIBE `chan` on `topic`'s shard. */
+int bp__sub(redis_bp *b, const char *topic, const char *chan, bool on);
+/* A topic's channel (BP_CH_*); and back: the kind, or -1 (topic, tl set). */
+void bp__chan(redis_bp *b, int kind, const char *topic, char *out, size_t cap);
+int bp__chan_parse(redis_bp *b, const char *s, size_t n,
+                   char *topic); /* topic: HUB_MAX_TOPIC + 1 */
+void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
+/* A message as it comes from Redis: "<seq> <ms> <sender length>
+ * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack); NULL when
+ * it is neither or is not of `topic`. */
+hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n);
+
+/* redis_pub.c */
+int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket);
+int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
+             ax_loop *loop);
+void bp__cancel(void *ud, hub_ack *a);
+void bp__acks_free(redis_bp *b);
+extern const char bp__script[];
+
+/* redis_retain.c */
+void bp__ret_start(redis_bp *b);
+void bp__ret_heard(redis_bp *b, const redisReply *data);
+
+/* redis_presence.c */
+#define BP_PRESENCE_TTL_MS 15000
+#define BP_PRESENCE_REFRESH_MS 5000
+void bp__pres_follow(redis_bp *b, need *n, bool on);
+void bp__pres_forget(redis_bp *b, const char *room);
+void bp__pres_read(redis_bp *b, const char *room);
+void bp__pres_tick(redis_bp *b, uint64_t now);
+void bp__present(void *ud, const char *room);
+void bp__presence(void *ud, const char *room, void (*cb)(const char *name, void *ud), void *cbud);
+void bp__pres_free(redis_bp *b);
+
+#endif

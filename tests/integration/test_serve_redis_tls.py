@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""test_serve_redis_tls: `--redis rediss://...`: the backplane's link to a
+real redis-server over TLS (the core's TLS under the node's own Redis
+connection: Debian 12's hiredis has none), docs/cluster.md.
+
+- Two nodes on a TLS-only redis-server whose certificate the nodes trust
+  (SSL_CERT_FILE): linked (/healthz 200), a publish on one node reaches a
+  subscriber on the other with the seq Redis gave.
+- A node that does not trust the certificate is not linked: /healthz 503,
+  publishes refused, and the log says why (the certificate)."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import axtest
+import servutil
+
+t = axtest.Tests("axon serve: the Redis backplane over TLS", alarm=60)
+
+if not shutil.which("redis-server"):
+    raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
+
+
+def wait_for(pred, what, timeout=axtest.TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise axtest.Failure("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def healthz(srv):
+    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
+    return int(out or 0)
+
+
+class TlsRedis(axtest.Proc):
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="axon-rtls-")
+        subprocess.run([axtest.axon_bin(), "cert", "--out", self.dir], check=True,
+                       capture_output=True)
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.port = axtest.free_port()
+        super().__init__(["redis-server", "--port", "0", "--tls-port", str(self.port),
+                          "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--tls-cert-file", self.cert,
+                          "--tls-key-file", os.path.join(self.dir, "key.pem"),
+                          "--tls-ca-cert-file", self.cert, "--tls-auth-clients", "no"])
+        wait_for(lambda: subprocess.run(
+            ["redis-cli", "--tls", "--cacert", self.cert, "-p", str(self.port), "PING"],
+            capture_output=True, text=True).stdout.strip() == "PONG", "redis-server over TLS")
+        self.url = "rediss://localhost:%d" % self.port
+
+
+def stop_clean(srvs):
+    for s in srvs:
+        s.signal(signal.SIGTERM)
+    for s in srvs:
+        t.exits(s, 0, "axon serve after SIGTERM")
+
+
+@t.test
+def nodes_share_topics_over_tls():
+    r = TlsRedis()
+    os.environ["SSL_CERT_FILE"] = r.cert  # the nodes trust the test's certificate
+    try:
+        a, b = servutil.Serve("--redis", r.url), servutil.Serve("--redis", r.url)
+    finally:
+        del os.environ["SSL_CERT_FILE"]
+    wait_for(lambda: healthz(a) == 200 and healthz(b) == 200, "both nodes linked over TLS")
+    sse = servutil.Sse(b, "topic=tls/t")
+    deadline = time.monotonic() + axtest.TIMEOUT
+    got = None
+    while not got and time.monotonic() < deadline:  # until b's subscription is in place
+        ack = servutil.publish(a, "tls/t", "over tls")
+        time.sleep(0.1)
+        got = [e["json"] for e in sse.events() if e.get("event") == "message"]
+    t.ok(got, "node b got node a's publish")
+    t.eq(got[0]["payload"], "over tls", "the payload")
+    t.ok(ack.get("seq", 0) >= 1, "the publish was acknowledged with Redis's seq: %r" % ack)
+    sse.stop()
+    stop_clean([a, b])
+    r.stop()
+
+
+@t.test
+def an_untrusted_certificate_is_refused():
+    r = TlsRedis()
+    os.environ["SSL_CERT_FILE"] = "/nonexistent"  # trusts nothing
+    try:
+        n = servutil.Serve("--redis", r.url)
+    finally:
+        del os.environ["SSL_CERT_FILE"]
+    time.sleep(1)
+    t.eq(healthz(n), 503, "/healthz: not linked")
+    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", "--data", "x",
+                              n.base + "/api/publish/tls/x")
+    t.eq(out, "503", "a publish is refused")
+    wait_for(lambda: "certificate" in n.stderr() or "verif" in n.stderr(),
+             "the log to say why")
+    stop_clean([n])
+    r.stop()
+
+
+t.main()
