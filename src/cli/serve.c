@@ -27,6 +27,7 @@ static void defaults(serve_cfg *c)
     snprintf(c->udp_url, sizeof c->udp_url, "udp://127.0.0.1:7001");
     snprintf(c->irc_url, sizeof c->irc_url, "tcp://127.0.0.1:6667");
     c->irc_ping_timeout_s = 90;
+    snprintf(c->rtmp_url, sizeof c->rtmp_url, "tcp://127.0.0.1:1935");
     c->term_idle_s = 3600;
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "tcp://127.0.0.1:1883");
     c->mqtt_inflight = 100;
@@ -411,6 +412,13 @@ static const setting_def settings_table[] = {
      FIELD(ircs_url),
      .words = "tls",
      .help = "      --ircs ADDR          IRC over TLS (needs --cert); default off\n"},
+    {.key = "listen_rtmp",
+     .flag = "rtmp",
+     .parse = set_addr_value,
+     FIELD(rtmp_url),
+     .words = "tcp",
+     .help = "      --rtmp ADDR          RTMP live streams in and out; default 127.0.0.1:1935;\n"
+             "                           off (docs/streaming.md)\n"},
     {.key = "listen_mqtt",
      .flag = "mqtt",
      .parse = set_addr_value,
@@ -968,7 +976,7 @@ static int parse_args(int argc, char **argv, serve_cfg *c)
     if (!serve_cfg_listens(c)) {
         fprintf(stderr, "axon serve: every gateway is off, so nobody could connect; turn on at "
                         "least one of --http, --line, --udp, --mqtt, --irc, --https, --line-tls, "
-                        "--mqtts, --ircs\n");
+                        "--mqtts, --ircs, --rtmp\n");
         return 2;
     }
     return 0;

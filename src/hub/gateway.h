@@ -105,7 +105,9 @@ typedef struct gw_ops {
     X(GW_WS, gw_ws_gateway)     /* gw_ws.c: WebSocket at /ws */                                    \
     X(GW_MQTT, gw_mqtt_gateway) /* gw_mqtt.c: MQTT 3.1.1 and 5.0, TCP, TLS, WebSocket at /mqtt */  \
     X(GW_IRC, gw_irc_gateway)   /* gw_irc.c: IRC, channels are chat rooms */                       \
-    X(GW_TERM, gw_term_gateway) /* gw_term.c: remote terminals at /term/NAME */
+    X(GW_TERM, gw_term_gateway) /* gw_term.c: remote terminals at /term/NAME */                    \
+    X(GW_RTMP, gw_rtmp_gateway) /* gw_rtmp.c: RTMP publish and play (live.h) */                    \
+    X(GW_LIVE, gw_live_gateway) /* live_http.c: /live/NAME.flv ... on the HTTP server */
 
 #define GW_KIND_(kind, ops) kind,
 enum gw_kind { SERVE_GATEWAYS(GW_KIND_) GW_COUNT };

@@ -26,12 +26,14 @@ class Serve(axtest.Proc):
             self.udp_port = axtest.free_port(socket.SOCK_DGRAM)
         self.mqtt_port = mqtt_port or axtest.free_port()  # (not the default 1883: tests run side by side)
         self.irc_port = axtest.free_port()  # (not the default 6667: tests run side by side)
+        self.rtmp_port = axtest.free_port()  # (not the default 1935 either)
         super().__init__([axtest.axon_bin(), "serve", "-q",
                           "--http", "127.0.0.1:%d" % self.http_port,
                           "--line", "127.0.0.1:%d" % self.line_port,
                           "--udp", "127.0.0.1:%d" % self.udp_port,
                           "--mqtt", "127.0.0.1:%d" % self.mqtt_port,
                           "--irc", "127.0.0.1:%d" % self.irc_port,
+                          "--rtmp", "127.0.0.1:%d" % self.rtmp_port,
                           "--data", self.data] + list(args))
         deadline = time.monotonic() + axtest.TIMEOUT * 2
         while True:  # ready once the HTTP port answers

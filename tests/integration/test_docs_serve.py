@@ -79,7 +79,7 @@ def run_config(lines, tmp, name="axon.conf"):
             "listen_line 127.0.0.1:%d" % axtest.free_port(),
             "listen_udp 127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM),
             "listen_mqtt 127.0.0.1:%d" % axtest.free_port(),
-            "data_dir none", "listen_irc off"]
+            "data_dir none", "listen_irc off", "listen_rtmp off"]
     keys = {ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")}
     base = [b for b in base if b.split()[0] not in keys]
     path = os.path.join(tmp, name)
@@ -109,7 +109,7 @@ def log_of(lines):
 
 def example_value(key, example, tmp):
     """The table's example, made safe to run here: free ports, temp paths."""
-    if key in ("listen_http", "listen_line", "listen_mqtt", "listen_irc"):
+    if key in ("listen_http", "listen_line", "listen_mqtt", "listen_irc", "listen_rtmp"):
         return "127.0.0.1:%d" % axtest.free_port()
     if key == "listen_udp":
         return "127.0.0.1:%d" % axtest.free_port(socket.SOCK_DGRAM)

@@ -19,7 +19,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL # not a sub-make of whatever runs the tests
 
 OUT=$TMP/run.out
 setsid make -C "$SRC" --no-print-directory run BUILD="$BUILD" \
-    RUN_ARGS="--http 127.0.0.1:0 --line 127.0.0.1:0 --udp 127.0.0.1:0 --mqtt 127.0.0.1:0 --irc 127.0.0.1:0 -d none" \
+    RUN_ARGS="--http 127.0.0.1:0 --line 127.0.0.1:0 --udp 127.0.0.1:0 --mqtt 127.0.0.1:0 --irc 127.0.0.1:0 --rtmp 127.0.0.1:0 -d none" \
     </dev/null >"$OUT" 2>&1 &
 pid=$!
 pids+=("$pid")

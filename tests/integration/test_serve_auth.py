@@ -98,7 +98,7 @@ def wait_history(srv, topic, n, tok=None):
 def protected_mode_refuses_a_public_listener_without_auth():
     port = axtest.free_port(host="0.0.0.0")
     base = [axtest.axon_bin(), "serve", "-q", "--line", "off", "--udp", "off", "--mqtt", "off",
-            "--irc", "off",
+            "--irc", "off", "--rtmp", "off",
             "--data",
             tempfile.mkdtemp(prefix="axon-auth-"), "--http", "0.0.0.0:%d" % port]
     p = subprocess.run(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)

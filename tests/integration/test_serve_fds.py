@@ -70,7 +70,7 @@ def clients_it_has_come_first():
     http, line = axtest.free_port(), axtest.free_port()
     srv = axtest.Proc(["prlimit", "--nofile=%d:%d" % (LIMIT, LIMIT), axtest.axon_bin(), "serve",
                        "-q", "--http", "127.0.0.1:%d" % http, "--line", "127.0.0.1:%d" % line,
-                       "--udp", "off", "--mqtt", "off", "--irc", "off", "--data", os.path.join(d, "data"), "--log-file", log])
+                       "--udp", "off", "--mqtt", "off", "--irc", "off", "--rtmp", "off", "--data", os.path.join(d, "data"), "--log-file", log])
     deadline = time.monotonic() + axtest.TIMEOUT
     while not os.path.exists(log) or not log_lines(log, "ready to accept connections"):
         t.ok(time.monotonic() < deadline and srv.running(), "axon serve starts%s" % srv.err_note())

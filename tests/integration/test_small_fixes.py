@@ -91,7 +91,7 @@ def serve_hints_say_nc_host_port_without_brackets():
     if not have_ipv6():
         return
     p = axtest.Proc([axtest.axon_bin(), "serve", "-d", "none", "--http", "off", "--mqtt", "off",
-                     "--line", "[::1]:0", "--udp", "[::1]:0", "--irc", "off"])
+                     "--line", "[::1]:0", "--udp", "[::1]:0", "--irc", "off", "--rtmp", "off"])
     out = p.wait_output(lambda o: b"Ctrl-C" in o, what="the hints").decode()
     line = re.search(r"line chat +nc (\S+) (\d+) ", out)
     udp = re.search(r"nc -u -w1 (\S+) (\d+)", out)
@@ -176,7 +176,7 @@ def cert_without_key_says_the_key_is_missing():
 @t.test
 def serve_with_every_gateway_off_refuses():
     rc, out, err = run("serve", "-d", "none", "--http", "off", "--line", "off", "--udp", "off",
-                       "--mqtt", "off", "--irc", "off")
+                       "--mqtt", "off", "--irc", "off", "--rtmp", "off")
     t.eq(rc, 2, "status")
     t.ok("every gateway is off" in err and "ready" not in err, err)
 

@@ -1,0 +1,706 @@
+/* live.c: the live relay: streams, GOP caches, viewers (live.h says how). */
+#include "live.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <axon/alloc.h>
+#include <axon/ws.h>
+
+#include "live_mux.h"
+#include "proto/rtmp/rtmp.h"
+
+/* One message as every format sends it, made once; shared by reference. */
+typedef struct live_frame {
+    int refs; /* atomic */
+    uint64_t seq;
+    uint8_t type;
+    uint32_t ts;
+    bool key; /* a place a viewer may start from */
+    ax_slice *out[LIVE_NFORMATS];
+} live_frame;
+
+typedef struct live_group live_group;
+
+struct live_viewer {
+    live_viewer *prev, *next;
+    live_group *grp;
+    live_stream *st;
+    int format;
+    const live_viewer_ops *ops;
+    void *ud;
+    uint64_t next_seq; /* frames before it were sent with the cache */
+    bool waiting_key, ended;
+    uint64_t skipped;
+};
+
+/* The viewers of one stream on one loop: touched on that loop only. */
+struct live_group {
+    live_group *next;
+    ax_loop *loop;
+    bool dead;       /* its loop is going away: post nothing more */
+    size_t nviewers; /* under the lock */
+    live_viewer *viewers;
+};
+
+/* A header the stream keeps for new viewers: its payload, re-sent with
+ * the timestamp the viewer starts at. */
+typedef struct live_hdr {
+    uint8_t *data;
+    size_t len;
+} live_hdr;
+
+typedef struct live_seg {
+    uint64_t n;
+    uint32_t dur_ms;
+    ax_slice *data;
+} live_seg;
+
+struct live_stream {
+    live_stream *next; /* in the registry while published */
+    int refs;          /* under the lock */
+    char name[LIVE_NAME_MAX + 1];
+    ax_loop *loop; /* the publisher's */
+    bool live;
+    live_hdr meta, vseq, aseq;
+    live_frame **gop;
+    size_t ngop, gop_cap, gop_bytes;
+    uint64_t seq;
+    live_group *groups;
+    live_info info;
+    /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
+    live_mux *ts, *mp4;
+    bool ts_tried;
+    uint8_t *seg; /* the segment being made */
+    size_t seg_len, seg_cap;
+    uint32_t seg_start; /* its first timestamp */
+    bool seg_open;
+    live_seg segs[LIVE_HLS_SEGS]; /* oldest first */
+    int nsegs;
+    uint64_t next_seg;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static live_stream *streams; /* published now */
+
+bool live_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > LIVE_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return name[0] != '.';
+}
+
+static live_stream *find(const char *name)
+{
+    for (live_stream *s = streams; s; s = s->next)
+        if (strcmp(s->name, name) == 0) return s;
+    return NULL;
+}
+
+/* ---- frames --------------------------------------------------------------------------- */
+
+static void frame_unref(live_frame *f)
+{
+    if (!f || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (int i = 0; i < LIVE_NFORMATS; i++)
+        ax_slice_unref(f->out[i]);
+    ax_free(f);
+}
+
+static live_frame *frame_ref(live_frame *f)
+{
+    __atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+    return f;
+}
+
+/* An FLV tag with its PreviousTagSize. */
+static ax_slice *flv_tag(uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
+{
+    ax_slice *s = ax_slice_new(11 + len + 4);
+    if (!s) return NULL;
+    uint8_t *p = ax_slice_data(s);
+    p[0] = type;
+    p[1] = (uint8_t)(len >> 16), p[2] = (uint8_t)(len >> 8), p[3] = (uint8_t)len;
+    p[4] = (uint8_t)(ts >> 16), p[5] = (uint8_t)(ts >> 8), p[6] = (uint8_t)ts;
+    p[7] = (uint8_t)(ts >> 24);
+    p[8] = p[9] = p[10] = 0;
+    if (len) memcpy(p + 11, data, len);
+    uint32_t prev = (uint32_t)(11 + len);
+    uint8_t *t = p + 11 + len;
+    t[0] = (uint8_t)(prev >> 24), t[1] = (uint8_t)(prev >> 16), t[2] = (uint8_t)(prev >> 8);
+    t[3] = (uint8_t)prev;
+    return s;
+}
+
+/* The message as RTMP chunks on the viewers' stream. */
+static ax_slice *rtmp_msg(uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
+{
+    ax_rtmp_hdr h = {.csid = type == 8   ? 6
+                             : type == 9 ? 7
+                                         : 5,
+                     .ts = ts,
+                     .len = (uint32_t)len,
+                     .type = type,
+                     .sid = LIVE_RTMP_SID};
+    size_t n = ax_rtmp_chunk_size_of(&h, LIVE_RTMP_CHUNK);
+    ax_slice *s = ax_slice_new(n);
+    if (!s) return NULL;
+    if (ax_rtmp_chunk_encode(&h, data, LIVE_RTMP_CHUNK, ax_slice_data(s), n) < 0) {
+        ax_slice_unref(s);
+        return NULL;
+    }
+    return s;
+}
+
+static ax_slice *encode(int format, uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
+{
+    if (format >= LIVE_TS) return NULL;
+    return format == LIVE_FLV ? flv_tag(type, ts, data, len) : rtmp_msg(type, ts, data, len);
+}
+
+static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t *data, size_t len)
+{
+    live_frame *f = ax_calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    f->refs = 1;
+    f->type = type;
+    f->ts = ts;
+    f->key = key;
+    for (int i = 0; i < LIVE_TS; i++) {
+        if (!(f->out[i] = encode(i, type, ts, data, len))) {
+            frame_unref(f);
+            return NULL;
+        }
+    }
+    return f;
+}
+
+/* ---- streams -------------------------------------------------------------------------- */
+
+static void hdr_set(live_hdr *h, const uint8_t *data, size_t len)
+{
+    uint8_t *d = ax_malloc(len ? len : 1);
+    if (!d) return;
+    memcpy(d, data, len);
+    ax_free(h->data);
+    h->data = d;
+    h->len = len;
+}
+
+static void gop_clear(live_stream *st)
+{
+    for (size_t i = 0; i < st->ngop; i++)
+        frame_unref(st->gop[i]);
+    st->ngop = st->gop_bytes = 0;
+}
+
+/* Under the lock. */
+static void stream_unref_locked(live_stream *st)
+{
+    if (--st->refs > 0) return;
+    gop_clear(st);
+    ax_free(st->gop);
+    live_mux_free(st->ts);
+    live_mux_free(st->mp4);
+    ax_free(st->seg);
+    for (int i = 0; i < st->nsegs; i++)
+        ax_slice_unref(st->segs[i].data);
+    ax_free(st->meta.data);
+    ax_free(st->vseq.data);
+    ax_free(st->aseq.data);
+    while (st->groups) {
+        live_group *g = st->groups;
+        st->groups = g->next;
+        ax_free(g);
+    }
+    ax_free(st);
+}
+
+static void stream_unref(live_stream *st)
+{
+    pthread_mutex_lock(&lock);
+    stream_unref_locked(st);
+    pthread_mutex_unlock(&lock);
+}
+
+live_stream *live_publish(const char *name, ax_loop *loop, int *err)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name) ? NULL : ax_calloc(1, sizeof(*st));
+    if (st) {
+        snprintf(st->name, sizeof st->name, "%s", name);
+        st->refs = 1;
+        st->loop = loop;
+        st->live = true;
+        st->next = streams;
+        streams = st;
+        snprintf(st->info.name, sizeof st->info.name, "%s", name);
+        st->info.since_ms = ax_loop_now(loop);
+    } else {
+        *err = find(name) ? AX_EADDRINUSE : AX_ENOMEM;
+    }
+    pthread_mutex_unlock(&lock);
+    return st;
+}
+
+/* ---- delivery ------------------------------------------------------------------------- */
+
+static void viewer_end(live_viewer *v)
+{
+    if (v->ended) return;
+    v->ended = true;
+    v->ops->ended(v->ud);
+}
+
+static void skip(live_viewer *v)
+{
+    v->skipped++;
+    __atomic_add_fetch(&v->st->info.skipped, 1, __ATOMIC_RELAXED);
+}
+
+/* One frame to one viewer, or a skip when it is behind. */
+static void deliver_one(live_viewer *v, live_frame *f)
+{
+    if (v->ended || f->seq < v->next_seq) return;
+    size_t q = v->ops->queued(v->ud);
+    if (v->waiting_key) {
+        if (!f->key || q > LIVE_RESUME_BYTES) {
+            skip(v);
+            return;
+        }
+        v->waiting_key = false;
+    } else if (q > LIVE_SKIP_BYTES) {
+        v->waiting_key = true;
+        skip(v);
+        return;
+    }
+    if (f->out[v->format] && v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
+}
+
+/* A frame (NULL: the end) to the viewers of one group, on its loop.  A
+ * viewer may free itself inside ended(): take the next one first. */
+static void deliver(live_group *g, live_frame *f)
+{
+    for (live_viewer *v = g->viewers, *next; v; v = next) {
+        next = v->next;
+        if (f)
+            deliver_one(v, f);
+        else
+            viewer_end(v);
+    }
+}
+
+typedef struct live_job {
+    live_stream *st;
+    live_group *g;
+    live_frame *f;
+} live_job;
+
+static void run_job(ax_loop *loop, void *arg)
+{
+    live_job *j = arg;
+    (void)loop;
+    deliver(j->g, j->f);
+    if (j->f) frame_unref(j->f);
+    stream_unref(j->st);
+    ax_free(j);
+}
+
+/* To every group: this loop's at once (after the lock), the others by a
+ * post.  Called without the lock. */
+static void fan_out(live_stream *st, live_frame *f)
+{
+    live_group *mine = NULL;
+    pthread_mutex_lock(&lock);
+    for (live_group *g = st->groups; g; g = g->next) {
+        if (g->dead || !g->nviewers) continue;
+        if (g->loop == st->loop) {
+            mine = g;
+            continue;
+        }
+        live_job *j = ax_malloc(sizeof(*j));
+        if (!j) continue;
+        *j = (live_job){st, g, f ? frame_ref(f) : NULL};
+        st->refs++;
+        if (ax_loop_post(g->loop, run_job, j) != 0) {
+            st->refs--;
+            if (f) frame_unref(f);
+            ax_free(j);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (mine) deliver(mine, f);
+}
+
+static bool is_seq_header(uint8_t type, const uint8_t *d, size_t len)
+{
+    if (len < 2) return false;
+    if (type == 9) return (d[0] & 0x0f) == 7 || (d[0] & 0x0f) == 12 ? d[1] == 0 : false;
+    if (type == 8) return (d[0] >> 4) == 10 && d[1] == 0;
+    return false;
+}
+
+/* onMetaData, without "@setDataFrame" before it: what players expect. */
+static void set_meta(live_stream *st, const uint8_t *d, size_t len)
+{
+    size_t off = 0;
+    ax_amf0_val v;
+    if (ax_amf0_read(d, len, &off, &v) != 0 || v.type != AX_AMF0_STRING) return;
+    if (v.len == 13 && memcmp(v.str, "@setDataFrame", 13) == 0) {
+        d += off, len -= off;
+        off = 0;
+        if (ax_amf0_read(d, len, &off, &v) != 0 || v.type != AX_AMF0_STRING) return;
+    }
+    if (v.len != 10 || memcmp(v.str, "onMetaData", 10) != 0) return;
+    static const char *keys[] = {"width", "height", "framerate"};
+    for (int i = 0; i < 3; i++) {
+        size_t o = off;
+        ax_amf0_val m;
+        if (ax_amf0_find(d, len, &o, keys[i], &m) != 1 || m.type != AX_AMF0_NUMBER) continue;
+        if (m.num < 0 || m.num > 100000) continue;
+        if (i == 0) st->info.width = (uint32_t)m.num;
+        if (i == 1) st->info.height = (uint32_t)m.num;
+        if (i == 2) st->info.fps = m.num;
+    }
+    hdr_set(&st->meta, d, len);
+}
+
+/* The frame as MPEG-TS, by the stream's muxer, made at the first frame
+ * from the sequence headers seen by then.  On the publisher's loop. */
+static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t len)
+{
+    if (!st->ts_tried) {
+        st->ts_tried = true;
+        live_tracks t = {.vseq = st->vseq.data,
+                         .aseq = st->aseq.data,
+                         .vseq_len = st->vseq.len,
+                         .aseq_len = st->aseq.len,
+                         .width = st->info.width,
+                         .height = st->info.height,
+                         .fps = st->info.fps};
+        st->ts = live_mux_new(LIVE_MUX_TS, &t);
+        if (!st->ts) ax_log(AX_LOG_WARN, "live: %s: no MPEG-TS or HLS (codecs)", st->name);
+        live_mux *mp4 = live_mux_new(LIVE_MUX_FMP4, &t);
+        if (!mp4) ax_log(AX_LOG_WARN, "live: %s: no fragmented MP4 (codecs)", st->name);
+        pthread_mutex_lock(&lock); /* new viewers read the init segment and type */
+        st->mp4 = mp4;
+        if (mp4) snprintf(st->info.mime, sizeof st->info.mime, "%s", live_mux_mime(mp4));
+        pthread_mutex_unlock(&lock);
+    }
+    if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
+    ax_slice *frag = NULL;
+    if (st->mp4 && live_mux_frame(st->mp4, f->type, f->ts, data, len, &frag) == 0 && frag) {
+        f->out[LIVE_FMP4] = ax_ws_shared_new(ax_slice_data(frag), ax_slice_len(frag), true);
+        ax_slice_unref(frag);
+    }
+}
+
+/* Under the lock: the frame's MPEG-TS bytes into the HLS segment being
+ * made, which ends (and joins the list) at a keyframe far enough on. */
+static void segment(live_stream *st, live_frame *f)
+{
+    ax_slice *b = f->out[LIVE_TS];
+    uint32_t dur = f->ts - st->seg_start;
+    bool cut = st->info.video ? f->type == 9 && f->key && dur >= LIVE_HLS_MIN_MS
+                              : dur >= LIVE_HLS_AUDIO_MS;
+    if (st->seg_open && cut && st->seg_len) {
+        ax_slice *data = ax_slice_copy(st->seg, st->seg_len);
+        if (data) {
+            if (st->nsegs == LIVE_HLS_SEGS) {
+                ax_slice_unref(st->segs[0].data);
+                memmove(st->segs, st->segs + 1, (LIVE_HLS_SEGS - 1) * sizeof(*st->segs));
+                st->nsegs--;
+            }
+            st->segs[st->nsegs++] = (live_seg){st->next_seg++, dur, data};
+            st->info.hls_segments++;
+        }
+        st->seg_open = false;
+        st->seg_len = 0;
+    }
+    if (!st->seg_open) {
+        if (st->info.video && !(f->type == 9 && f->key)) return; /* from a keyframe only */
+        st->seg_open = true;
+        st->seg_start = f->ts;
+    }
+    if (!b) return;
+    size_t n = ax_slice_len(b);
+    if (st->seg_len + n > LIVE_GOP_BYTES) { /* too long: start again at a keyframe */
+        st->seg_open = false;
+        st->seg_len = 0;
+        return;
+    }
+    if (st->seg_len + n > st->seg_cap) {
+        size_t cap = st->seg_cap ? st->seg_cap : 256 * 1024;
+        while (cap < st->seg_len + n)
+            cap *= 2;
+        uint8_t *g = ax_realloc(st->seg, cap);
+        if (!g) return;
+        st->seg = g;
+        st->seg_cap = cap;
+    }
+    memcpy(st->seg + st->seg_len, ax_slice_data(b), n);
+    st->seg_len += n;
+}
+
+/* Under the lock: keep the frame for new viewers. */
+static void cache(live_stream *st, live_frame *f, size_t len)
+{
+    if (f->type == 9 && f->key) gop_clear(st);
+    if (!st->info.video) return; /* audio only: a viewer starts at the next frame */
+    if (st->ngop == 0 && !f->key) return;
+    if (st->gop_bytes + len > LIVE_GOP_BYTES) {
+        gop_clear(st); /* too long a GOP: new viewers wait for the next keyframe */
+        return;
+    }
+    if (st->ngop == st->gop_cap) {
+        size_t cap = st->gop_cap ? st->gop_cap * 2 : 256;
+        live_frame **g = ax_realloc(st->gop, cap * sizeof(*g));
+        if (!g) return;
+        st->gop = g;
+        st->gop_cap = cap;
+    }
+    st->gop[st->ngop++] = frame_ref(f);
+    st->gop_bytes += len;
+}
+
+void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, size_t len)
+{
+    if (type == 18) {
+        pthread_mutex_lock(&lock);
+        set_meta(st, data, len);
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    if ((type != 8 && type != 9) || len == 0) return;
+    if (is_seq_header(type, data, len)) {
+        pthread_mutex_lock(&lock);
+        hdr_set(type == 9 ? &st->vseq : &st->aseq, data, len);
+        if (type == 9) st->info.video = true, st->info.video_codec = data[0] & 0x0f;
+        if (type == 8) st->info.audio = true, st->info.audio_codec = data[0] >> 4;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    bool video = type == 9;
+    bool key = video ? (data[0] >> 4) == 1 : !st->info.video;
+    live_frame *f = frame_new(type, ts, key, data, len);
+    if (!f) return;
+    mux_ts(st, f, data, len);
+    pthread_mutex_lock(&lock);
+    if (st->ts) segment(st, f);
+    f->seq = ++st->seq;
+    if (video) st->info.video = true;
+    if (!video) st->info.audio = true;
+    st->info.frames++;
+    st->info.bytes += len;
+    st->info.keyframes += video && key;
+    st->info.last_ts = ts;
+    cache(st, f, len);
+    pthread_mutex_unlock(&lock);
+    fan_out(st, f);
+    frame_unref(f);
+}
+
+void live_unpublish(live_stream *st)
+{
+    pthread_mutex_lock(&lock);
+    for (live_stream **p = &streams; *p; p = &(*p)->next) {
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    }
+    st->live = false;
+    gop_clear(st);
+    pthread_mutex_unlock(&lock);
+    fan_out(st, NULL);
+    stream_unref(st);
+}
+
+/* ---- viewers -------------------------------------------------------------------------- */
+
+static int send_hdr(live_viewer *v, uint8_t type, uint32_t ts, const live_hdr *h)
+{
+    if (!h->data) return 0;
+    ax_slice *s = encode(v->format, type, ts, h->data, h->len);
+    if (!s) return AX_ENOMEM;
+    int rc = v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
+    ax_slice_unref(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* Under the lock: the headers, then the cached GOP. */
+static void send_start(live_stream *st, live_viewer *v)
+{
+    uint32_t ts = st->ngop ? st->gop[0]->ts : st->info.last_ts;
+    if (v->format == LIVE_FLV) {
+        uint8_t flags = (uint8_t)((st->info.audio || st->aseq.data ? 4 : 0) |
+                                  (st->info.video || st->vseq.data ? 1 : 0));
+        uint8_t head[13] = {'F', 'L', 'V', 1, flags ? flags : 5, 0, 0, 0, 9, 0, 0, 0, 0};
+        v->ops->write_copy(v->ud, head, sizeof head);
+    }
+    if (v->format == LIVE_FMP4 && st->mp4) {
+        size_t n;
+        const uint8_t *init = live_mux_init(st->mp4, &n);
+        v->ops->write_copy(v->ud, init, n);
+    }
+    if (v->format < LIVE_TS) {         /* MPEG-TS: its PAT and PMT come with each keyframe */
+        send_hdr(v, 18, 0, &st->meta); /* at 0: ffmpeg takes a later one for a data stream */
+        send_hdr(v, 9, ts, &st->vseq);
+        send_hdr(v, 8, ts, &st->aseq);
+    }
+    for (size_t i = 0; i < st->ngop; i++) {
+        ax_slice *s = st->gop[i]->out[v->format];
+        if (s && v->format == LIVE_FMP4)
+            v->ops->write(v->ud, s); /* framed already */
+        else if (s)
+            v->ops->write_copy(v->ud, ax_slice_data(s), ax_slice_len(s));
+    }
+    v->next_seq = st->seq + 1;
+    v->waiting_key = st->info.video && st->ngop == 0;
+}
+
+live_viewer *live_watch(const char *name, ax_loop *loop, int format, const live_viewer_ops *ops,
+                        void *ud, int *err)
+{
+    live_viewer *v = ax_calloc(1, sizeof(*v));
+    if (!v) {
+        *err = AX_ENOMEM;
+        return NULL;
+    }
+    v->format = format;
+    v->ops = ops;
+    v->ud = ud;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    live_group *g = NULL;
+    for (live_group *x = st ? st->groups : NULL; x && !g; x = x->next)
+        if (x->loop == loop) g = x;
+    if (st && !g && (g = ax_calloc(1, sizeof(*g)))) {
+        g->loop = loop;
+        g->next = st->groups;
+        st->groups = g;
+    }
+    if (!st || !g) {
+        pthread_mutex_unlock(&lock);
+        ax_free(v);
+        *err = st ? AX_ENOMEM : AX_ENOENT;
+        return NULL;
+    }
+    st->refs++;
+    st->info.viewers++;
+    g->dead = false;
+    g->nviewers++;
+    v->grp = g;
+    v->st = st;
+    v->next = g->viewers;
+    if (g->viewers) g->viewers->prev = v;
+    g->viewers = v;
+    send_start(st, v);
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+uint64_t live_viewer_skipped(const live_viewer *v)
+{
+    return v->skipped;
+}
+
+void live_viewer_free(live_viewer *v)
+{
+    if (!v) return;
+    live_group *g = v->grp;
+    if (v->prev)
+        v->prev->next = v->next;
+    else
+        g->viewers = v->next;
+    if (v->next) v->next->prev = v->prev;
+    pthread_mutex_lock(&lock);
+    live_stream *st = v->st;
+    g->nviewers--;
+    st->info.viewers--;
+    stream_unref_locked(st);
+    pthread_mutex_unlock(&lock);
+    ax_free(v);
+}
+
+void live_loop_gone(ax_loop *loop)
+{
+    pthread_mutex_lock(&lock);
+    for (live_stream *s = streams; s; s = s->next)
+        for (live_group *g = s->groups; g; g = g->next)
+            if (g->loop == loop) g->dead = true;
+    pthread_mutex_unlock(&lock);
+}
+
+/* ---- HLS ------------------------------------------------------------------------------ */
+
+int live_hls_playlist(const char *name, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    int n = AX_ENOENT;
+    if (st && st->nsegs) {
+        uint32_t target = 1;
+        for (int i = 0; i < st->nsegs; i++)
+            if ((st->segs[i].dur_ms + 999) / 1000 > target)
+                target = (st->segs[i].dur_ms + 999) / 1000;
+        n = snprintf(buf, cap,
+                     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%u\n"
+                     "#EXT-X-MEDIA-SEQUENCE:%llu\n",
+                     target, (unsigned long long)st->segs[0].n);
+        for (int i = 0; i < st->nsegs && n > 0 && (size_t)n < cap; i++)
+            n += snprintf(buf + n, cap - (size_t)n, "#EXTINF:%.3f,\nseg-%llu.ts\n",
+                          st->segs[i].dur_ms / 1000.0, (unsigned long long)st->segs[i].n);
+        if (n < 0 || (size_t)n >= cap) n = AX_ENOMEM;
+    }
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+ax_slice *live_hls_segment(const char *name, uint64_t n)
+{
+    ax_slice *s = NULL;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    for (int i = 0; st && i < st->nsegs && !s; i++)
+        if (st->segs[i].n == n) s = ax_slice_ref(st->segs[i].data);
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+/* ---- information ---------------------------------------------------------------------- */
+
+static void info_of(live_stream *st, live_info *out)
+{
+    *out = st->info;
+    out->skipped = __atomic_load_n(&st->info.skipped, __ATOMIC_RELAXED); /* viewers' loops add */
+    out->gop_frames = st->ngop;
+    out->gop_bytes = st->gop_bytes;
+}
+
+int live_info_of(const char *name, live_info *out)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    if (st) info_of(st, out);
+    pthread_mutex_unlock(&lock);
+    return st ? 0 : AX_ENOENT;
+}
+
+size_t live_list(live_info *out, size_t n)
+{
+    size_t k = 0;
+    pthread_mutex_lock(&lock);
+    for (live_stream *s = streams; s && k < n; s = s->next)
+        info_of(s, &out[k++]);
+    pthread_mutex_unlock(&lock);
+    return k;
+}

@@ -1,0 +1,329 @@
+#!/usr/bin/python3
+"""test_live: the live relay of `axon serve` (src/hub/live.c, gw_rtmp.c,
+live_http.c; docs/streaming.md) with real tools: ffmpeg publishes a test
+pattern with a tone (lavfi testsrc2 + sine, H.264 + AAC) over RTMP; ffprobe
+reads it back as HTTP-FLV (/live/NAME.flv), over RTMP playback, as MPEG-TS
+(/live/NAME.ts) and HLS (/live/NAME/index.m3u8 and its segments; both made
+by FFmpeg's mpegts muxer in memory) with the right codecs, size and
+continuous timestamps; each HLS segment starts with a keyframe; and as
+fragmented MP4 over a WebSocket (/live/NAME/ws: the MIME type first, then
+the init segment and a fragment per frame from the last keyframe).
+ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
+
+- A viewer that joins mid-stream starts at once from the last keyframe
+  (the GOP cache): its first video packet is a keyframe, and its first
+  timestamp is the stream's recent past, not the stream's start.
+- /live lists the stream, /live/NAME/stats has its numbers; a name
+  already published is refused to a second publisher; an unknown name
+  is 404 over HTTP and NetStream.Play.StreamNotFound over RTMP.
+- With authentication on, a publisher needs a token with a write grant
+  on live/NAME (`?token=` on the stream key), and a viewer a read grant."""
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import axtest
+import servutil
+
+t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=110)
+TMP = tempfile.mkdtemp(prefix="axon-live-")
+
+
+def publish(port, name, seconds=6, extra=""):
+    """ffmpeg pushing testsrc2 + sine as H.264 + AAC (1 s GOP) to NAME."""
+    url = "rtmp://127.0.0.1:%d/live/%s%s" % (port, name, extra)
+    return axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                        "-f", "lavfi", "-i", "sine=frequency=440",
+                        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+                        "-g", "30", "-c:a", "aac", "-f", "flv", url])
+
+
+def stats(srv, name):
+    try:
+        with urllib.request.urlopen("%s/live/%s/stats" % (srv.base, name), timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError:
+        return None
+
+
+def wait_live(srv, name, keyframes=1, pub=None):
+    deadline = time.monotonic() + 10
+    while True:
+        s = stats(srv, name)
+        if s and s["keyframes"] >= keyframes:
+            return s
+        if pub and not pub.running():
+            raise axtest.Failure("ffmpeg stopped publishing%s" % pub.err_note())
+        if time.monotonic() > deadline:
+            raise axtest.Failure("%s is not live: %r" % (name, s))
+        time.sleep(0.1)
+
+
+def read_http(url, seconds, path, headers=None):
+    """Read a streamed response for `seconds`; saved to path."""
+    req = urllib.request.Request(url, headers=headers or {})
+    got = bytearray()
+    with urllib.request.urlopen(req, timeout=5) as r:
+        ctype = r.headers.get("Content-Type")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            b = r.read1(65536)
+            if not b:
+                break
+            got += b
+    with open(path, "wb") as f:
+        f.write(got)
+    return ctype, bytes(got)
+
+
+def probe(path):
+    """(streams, video packets as (pts seconds, keyframe)) by ffprobe."""
+    p = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams",
+                        "-show_packets", path], capture_output=True, timeout=20)
+    if p.returncode != 0:
+        raise axtest.Failure("ffprobe %s: %s" % (path, p.stderr.decode()[-500:]))
+    j = json.loads(p.stdout)
+    streams = {s["codec_type"]: s for s in j.get("streams", [])}
+    vid = [s["index"] for s in j.get("streams", []) if s["codec_type"] == "video"]
+    pk = [(float(x["pts_time"]), "K" in x.get("flags", ""))
+          for x in j.get("packets", []) if vid and x["stream_index"] == vid[0]
+          and x.get("pts_time") not in (None, "N/A")]
+    return streams, pk
+
+
+def finish(srv, pub=None):
+    """SIGTERM (a publisher maybe still on): a clean exit, and under the
+    sanitizers no leak (FFmpeg's contexts freed) and no error."""
+    srv.signal(15)
+    st = srv.wait(10)
+    err = srv.stderr()
+    t.ok("Sanitizer" not in err and "runtime error" not in err, "sanitizer report: %s" % err[-2000:])
+    t.eq(st, 0, "axon serve's exit status")
+    if pub:
+        pub.stop()
+
+
+def check_media(path, what, min_s=1.0):
+    streams, pk = probe(path)
+    t.ok("video" in streams and "audio" in streams, "%s: streams %r" % (what, list(streams)))
+    v, a = streams["video"], streams["audio"]
+    t.eq((v["codec_name"], v["width"], v["height"]), ("h264", 320, 240), "%s video" % what)
+    t.eq(a["codec_name"], "aac", "%s audio codec" % what)
+    t.ok(len(pk) >= 30 * min_s * 0.8, "%s: only %d video packets" % (what, len(pk)))
+    t.ok(pk[0][1], "%s starts with a keyframe: %r" % (what, pk[:3]))
+    dts = sorted(p[0] for p in pk)
+    gaps = [b - a for a, b in zip(dts, dts[1:])]
+    t.ok(max(gaps) < 0.1, "%s: timestamps jump by %.3f s" % (what, max(gaps)))
+    return pk
+
+
+@t.test
+def rtmp_in_http_flv_and_rtmp_out():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "cam1")
+    try:
+        wait_live(srv, "cam1", keyframes=2, pub=pub)
+        with urllib.request.urlopen(srv.base + "/live", timeout=5) as r:
+            names = [s["name"] for s in json.loads(r.read())["streams"]]
+        t.ok("cam1" in names, "/live lists it: %r" % names)
+        before = stats(srv, "cam1")
+        flv = os.path.join(TMP, "cam1.flv")
+        ctype, data = read_http(srv.base + "/live/cam1.flv", 2.0, flv)
+        t.eq(ctype, "video/x-flv", "Content-Type")
+        t.eq(data[:3], b"FLV", "an FLV header")
+        pk = check_media(flv, "HTTP-FLV")
+        # the GOP cache: it started at the last keyframe, not at the stream's start
+        t.ok(pk[0][0] * 1000 >= before["last_ts"] - 1100,
+             "starts from the last GOP: first pts %.3f s, stream at %d ms" %
+             (pk[0][0], before["last_ts"]))
+        out = os.path.join(TMP, "cam1-rtmp.flv")
+        p = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                            "-i", "rtmp://127.0.0.1:%d/live/cam1" % srv.rtmp_port,
+                            "-t", "1.5", "-c", "copy", out], capture_output=True, timeout=20)
+        t.eq(p.returncode, 0, "ffmpeg plays over RTMP: %s" % p.stderr.decode()[-300:])
+        check_media(out, "RTMP playback")
+        t.exits(pub, 0, "the publisher")
+        deadline = time.monotonic() + 5
+        while stats(srv, "cam1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        t.ok(stats(srv, "cam1") is None, "the stream is gone once its publisher is")
+        finish(srv)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def mpeg_ts_and_hls_by_libavformat():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "cam2", seconds=12)
+    try:
+        wait_live(srv, "cam2", keyframes=4, pub=pub)
+        ts = os.path.join(TMP, "cam2.ts")
+        ctype, data = read_http(srv.base + "/live/cam2.ts", 1.5, ts)
+        t.eq(ctype, "video/mp2t", "Content-Type of .ts")
+        t.eq(data[0], 0x47, "MPEG-TS sync byte")
+        check_media(ts, "MPEG-TS")
+        with urllib.request.urlopen(srv.base + "/live/cam2/index.m3u8", timeout=5) as r:
+            t.eq(r.headers.get("Content-Type"), "application/vnd.apple.mpegurl", "playlist type")
+            pl = r.read().decode()
+        t.ok(pl.startswith("#EXTM3U") and "#EXT-X-TARGETDURATION:" in pl, pl)
+        segs = [ln for ln in pl.splitlines() if ln and not ln.startswith("#")]
+        t.ok(len(segs) >= 2, "segments in the playlist: %r" % pl)
+        joined = os.path.join(TMP, "cam2-hls.ts")
+        with open(joined, "wb") as out:
+            for name in segs[-3:]:
+                with urllib.request.urlopen(srv.base + "/live/cam2/" + name, timeout=5) as r:
+                    seg = r.read()
+                path = os.path.join(TMP, "cam2-" + name)
+                with open(path, "wb") as f:
+                    f.write(seg)
+                _, pk = probe(path)
+                t.ok(pk and pk[0][1], "HLS %s starts with a keyframe" % name)
+                out.write(seg)
+        check_media(joined, "HLS segments in a row", min_s=1.5)
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                            "-of", "csv=p=0", srv.base + "/live/cam2/index.m3u8"],
+                           capture_output=True, timeout=20)
+        t.eq(sorted(set(p.stdout.decode().split())), ["aac", "h264"],
+             "ffprobe reads the HLS URL (%s)" % p.stderr.decode()[-300:])
+        finish(srv, pub)  # stopped while publishing: the stream, its muxer and segments freed
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+def ws_fmp4(srv, name, messages, path):
+    """The first text message, and `messages` binary ones saved to path."""
+    import websockets
+
+    async def run():
+        url = "ws://127.0.0.1:%d/live/%s/ws" % (srv.http_port, name)
+        async with websockets.connect(url) as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            data = bytearray()
+            for _ in range(messages):
+                m = await asyncio.wait_for(ws.recv(), 5)
+                t.ok(isinstance(m, bytes), "fragments are binary messages")
+                data += m
+            with open(path, "wb") as f:
+                f.write(data)
+            return first
+
+    return asyncio.run(run())
+
+
+@t.test
+def websocket_fmp4_for_media_source():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "cam3", seconds=6)
+    try:
+        wait_live(srv, "cam3", keyframes=2, pub=pub)
+        mp4 = os.path.join(TMP, "cam3.mp4")
+        first = ws_fmp4(srv, "cam3", 90, mp4)
+        t.eq(first["type"], "init", "the first message")
+        t.ok(first["mime"].startswith('video/mp4; codecs="avc1.') and "mp4a.40.2" in first["mime"],
+             "the MIME type for MediaSource: %r" % first["mime"])
+        t.eq((first["width"], first["height"]), (320, 240), "the size in the first message")
+        check_media(mp4, "WebSocket fMP4 (init segment, then fragments from a keyframe)")
+        finish(srv, pub)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def http_ingest_of_flv():
+    srv = servutil.Serve()
+    url = "%s/live/httpcam" % srv.base
+    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                       "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "5",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+                       "-f", "flv", url])
+    try:
+        wait_live(srv, "httpcam", keyframes=2, pub=pub)
+        flv = os.path.join(TMP, "httpcam.flv")
+        read_http(srv.base + "/live/httpcam.flv", 1.5, flv)
+        check_media(flv, "HTTP-FLV of an HTTP-published stream")
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"409", "a second publisher of the same name over HTTP")
+        t.exits(pub, 0, "ffmpeg's HTTP upload")
+        p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"415", "a body that is not FLV")
+        finish(srv)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def names_busy_and_unknown():
+    srv = servutil.Serve()
+    pub = publish(srv.rtmp_port, "one", seconds=5)
+    try:
+        wait_live(srv, "one", pub=pub)
+        second = publish(srv.rtmp_port, "one", seconds=2)
+        st = second.wait(15)
+        t.ok(st != 0, "a second publisher of the same name is refused")
+        try:
+            urllib.request.urlopen(srv.base + "/live/nobody.flv", timeout=5)
+            t.ok(False, "an unknown stream is served")
+        except urllib.error.HTTPError as e:
+            t.eq(e.code, 404, "an unknown stream over HTTP")
+        p = subprocess.run(["ffprobe", "-v", "error", "-rw_timeout", "5000000",
+                            "rtmp://127.0.0.1:%d/live/nobody" % srv.rtmp_port],
+                           capture_output=True, timeout=20)
+        t.ok(p.returncode != 0, "an unknown stream over RTMP is refused")
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+def token(secret, user, *args):
+    p = subprocess.run([axtest.axon_bin(), "token", "-s", secret, "-u", user] + list(args),
+                       capture_output=True, timeout=10, check=True)
+    return p.stdout.decode().strip()
+
+
+@t.test
+def stream_keys_checked_by_auth():
+    secret = os.path.join(TMP, "secret")
+    with open(secret, "w") as f:
+        f.write("s" * 48 + "\n")
+    os.chmod(secret, 0o600)
+    srv = servutil.Serve("--auth-secret", secret)
+    cam = token(secret, "cam", "--pub", "live/studio")
+    other = token(secret, "eve", "--pub", "live/other")
+    viewer = token(secret, "ann", "--sub", "live/#")
+    try:
+        for extra, what in (("", "no token"), ("?token=" + other, "a token for another name")):
+            p = publish(srv.rtmp_port, "studio", seconds=2, extra=extra)
+            t.ok(p.wait(15) != 0, "publishing with %s is refused" % what)
+            t.ok(stats(srv, "studio") is None, "and nothing is live after %s" % what)
+        pub = publish(srv.rtmp_port, "studio", seconds=4, extra="?token=" + cam)
+        try:
+            wait_live(srv, "studio", pub=pub)
+            try:
+                urllib.request.urlopen(srv.base + "/live/studio.flv", timeout=5)
+                t.ok(False, "an anonymous viewer is served")
+            except urllib.error.HTTPError as e:
+                t.eq(e.code, 401, "an anonymous viewer")
+            _, data = read_http(srv.base + "/live/studio.flv?token=" + viewer, 0.5,
+                                os.path.join(TMP, "studio.flv"))
+            t.eq(data[:3], b"FLV", "a viewer with a read grant gets the stream")
+        finally:
+            pub.stop()
+    finally:
+        srv.stop()
+
+
+t.main()

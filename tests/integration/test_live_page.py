@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+# axon-test: one backend (a browser page: what it checks does not depend on the event loop)
+"""The live page /live/NAME in headless Chromium: ffmpeg publishes a test
+pattern with a tone (H.264 + AAC) over RTMP; the page plays it as
+fragmented MP4 over a WebSocket (/live/NAME/ws) with Media Source
+Extensions.  The video's time advances with the stream's width and height,
+the player stays near the live edge (little buffered ahead), the stream's
+numbers show; with ?mode=hls it plays HLS through hls.js (npm, compiled
+in from web/vendor) at the same size; the page fetches nothing from elsewhere, and nothing is
+wider than a 390 px phone.  With AXON_SCREENS=DIR, screenshots of the page
+at 1280 and 390 px go to DIR."""
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import axtest  # noqa: E402
+import pageutil  # noqa: E402
+import servutil  # noqa: E402
+from servutil import Serve  # noqa: E402
+
+ENV = pageutil.available()
+if ENV is None:
+    sys.exit(1)
+
+t = axtest.Tests("axon serve: the live page plays WebSocket fMP4 in Chromium", alarm=120)
+
+
+@t.test
+def chromium_plays_the_stream():
+    srv = Serve()
+    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                       "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "40",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+                       "-g", "30", "-c:a", "aac", "-f", "flv",
+                       "rtmp://127.0.0.1:%d/live/demo" % srv.rtmp_port])
+    b = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            code, out, _ = servutil.curl(srv.base + "/live/demo/stats")
+            if code == 0 and "\"mime\":\"video" in out:
+                break
+            t.ok(time.monotonic() < deadline and pub.running(),
+                 "the stream went live%s" % pub.err_note())
+            time.sleep(0.2)
+        b = pageutil.Browser(ENV)
+        b.open(srv.base + "/live/demo", 1280, 800)
+        b.wait("document.querySelector('#status.up')", what="the page live")
+        b.wait("document.querySelector('video').videoWidth > 0", ms=15000, what="video frames")
+        t0 = b.eval("document.querySelector('video').currentTime")
+        time.sleep(2)
+        t1 = b.eval("document.querySelector('video').currentTime")
+        t.ok(t1 - t0 > 1.2, "the video's time advances: %.2f -> %.2f" % (t0, t1))
+        size = b.eval("[document.querySelector('video').videoWidth, "
+                      "document.querySelector('video').videoHeight]")
+        t.eq(size, [640, 360], "the video's width and height")
+        ahead = b.eval("(() => { const v = document.querySelector('video'), b = v.buffered; "
+                       "return b.length ? b.end(b.length - 1) - v.currentTime : -1; })()")
+        t.ok(0 <= ahead < 2.0, "near the live edge: %.2f s buffered ahead" % ahead)
+        b.wait("document.querySelector('#size').textContent === '640×360'", what="the size shown")
+        st = b.eval("window.liveState")
+        t.eq(st["errors"], [], "player errors")
+        b.shot("live-desktop")
+        b.do("viewport", w=390, h=844)
+        time.sleep(1)
+        t.eq(b.eval(pageutil.OVERFLOW_JS), [], "at 390x844, elements wider than the viewport")
+        b.shot("live-phone")
+        # HLS through hls.js (from web/vendor, compiled in), in a second page
+        pg = b.open(srv.base + "/live/demo?mode=hls", 1280, 800)
+        b.wait("window.Hls && document.querySelector('#status.up')", ms=15000, page=pg,
+               what="hls.js loaded and the playlist parsed")
+        b.wait("document.querySelector('video').videoWidth > 0", ms=20000, page=pg,
+               what="HLS frames")
+        t0 = b.eval("document.querySelector('video').currentTime", page=pg)
+        time.sleep(2)
+        t1 = b.eval("document.querySelector('video').currentTime", page=pg)
+        t.ok(t1 - t0 > 1.2, "HLS: the video's time advances: %.2f -> %.2f" % (t0, t1))
+        t.eq(b.eval("[document.querySelector('video').videoWidth, "
+                    "document.querySelector('video').videoHeight]", page=pg), [640, 360],
+             "HLS: the size")
+        t.eq(b.eval("window.liveState.errors", page=pg), [], "HLS player errors")
+        b.shot("live-hls", page=pg)
+        ev = b.do("events")
+        t.eq(ev["errors"], [], "page errors")
+        t.eq(ev["external"], [], "requests outside the server")
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+t.main()
