@@ -26,26 +26,6 @@
 #include "gw_irc.h"
 #include "proto/ws/base64.h"
 
-static const struct {
-    const char *name, *value;
-    int bit;
-} CAPS[] = {
-    {"sasl", "PLAIN", CAP_SASL},
-    {"server-time", NULL, CAP_SERVER_TIME},
-    {"message-tags", NULL, CAP_MESSAGE_TAGS},
-    {"echo-message", NULL, CAP_ECHO},
-    {"batch", NULL, CAP_BATCH},
-    {"draft/chathistory", NULL, CAP_CHATHISTORY},
-    {"multi-prefix", NULL, CAP_MULTI_PREFIX},
-    {"userhost-in-names", NULL, CAP_USERHOST_NAMES},
-    {"cap-notify", NULL, CAP_CAP_NOTIFY},
-    {"away-notify", NULL, CAP_AWAY_NOTIFY},
-    {"account-tag", NULL, CAP_ACCOUNT_TAG},
-    {"account-notify", NULL, CAP_ACCOUNT_NOTIFY},
-    {"extended-join", NULL, CAP_EXTENDED_JOIN},
-};
-#define NCAPS (sizeof CAPS / sizeof *CAPS)
-
 /* Flood control, as classic servers do it: every line moves a penalty
  * clock FLOOD_COST_MS ahead (from now, when it is behind); while the clock
  * is more than FLOOD_WINDOW_MS ahead, lines wait unread (a burst of
@@ -55,194 +35,6 @@ static const struct {
 #define FLOOD_COST_MS 500
 #define FLOOD_WINDOW_MS 10000
 #define FLOOD_RECVQ 8192
-
-/* ---- the network's shared state: nicks and topics of every thread ---------------- */
-
-typedef struct nick_entry {
-    struct nick_entry *next;
-    const irc_conn *owner;
-    char nick[HUB_MAX_NAME + 1];
-    irc_who who;
-} nick_entry;
-
-typedef struct chan_topic {
-    struct chan_topic *next;
-    char room[ROOM_MAX + 1];
-    char text[TOPIC_MAX + 1];
-    char who[HUB_MAX_NAME + 1];
-    int64_t set_at, created;
-} chan_topic;
-
-static pthread_mutex_t net_lock = PTHREAD_MUTEX_INITIALIZER;
-static nick_entry *nicks;
-static chan_topic *topics;
-
-bool irc_nick_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > NICK_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        bool digit = c >= '0' && c <= '9';
-        if (!(alpha || c == '_' || (i && (digit || c == '-')))) return false;
-    }
-    return auth_name_valid(s);
-}
-
-static bool room_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > ROOM_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
-bool irc_same_name(const char *a, const char *b)
-{
-    return ax_irc_casecmp(a, strlen(a), b, strlen(b));
-}
-
-typedef struct seen_ctx {
-    const char *name, *skip;
-    bool found;
-} seen_ctx;
-
-static void seen_name(const char *name, void *ud)
-{
-    seen_ctx *c = ud;
-    if (irc_same_name(name, c->name) && !(c->skip && strcmp(name, c->skip) == 0)) c->found = true;
-}
-
-typedef struct rooms_walk {
-    hub *h;
-    seen_ctx *seen;
-} rooms_walk;
-
-static void seen_room(const char *topic, uint64_t last, size_t subs, void *ud)
-{
-    rooms_walk *w = ud;
-    (void)last;
-    if (subs && !w->seen->found) hub_presence(w->h, topic, seen_name, w->seen);
-}
-
-/* Is the name someone's, on IRC or present in a room of any gateway?
- * `self` (its own connection) does not count. */
-bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self)
-{
-    bool found = false;
-    pthread_mutex_lock(&net_lock);
-    for (nick_entry *e = nicks; e && !found; e = e->next)
-        if (e->owner != self && irc_same_name(e->nick, name)) found = true;
-    pthread_mutex_unlock(&net_lock);
-    if (found) return true;
-    seen_ctx sc = {name, self && self->registered ? self->nick : NULL, false};
-    rooms_walk w = {sv->hub, &sc};
-    char next[HUB_MAX_TOPIC + 1] = "chat/";
-    do {
-        char after[HUB_MAX_TOPIC + 1];
-        snprintf(after, sizeof after, "%s", next);
-        if (!hub_topics(sv->hub, after, 500, seen_room, &w, next)) break;
-    } while (next[0] && strncmp(next, "chat/", 5) == 0 && !sc.found);
-    return sc.found;
-}
-
-static void who_fill(const irc_conn *ic, irc_who *w)
-{
-    snprintf(w->user, sizeof w->user, "%s", ic->user);
-    snprintf(w->host, sizeof w->host, "%s", ic->host);
-    snprintf(w->real, sizeof w->real, "%s", ic->real);
-    snprintf(w->away, sizeof w->away, "%s", ic->away);
-    snprintf(w->account, sizeof w->account, "%s", ic->id && !ic->id->anonymous ? ic->id->name : "");
-}
-
-bool irc_lookup(const char *nick, irc_who *out)
-{
-    bool found = false;
-    pthread_mutex_lock(&net_lock);
-    for (nick_entry *e = nicks; e && !found; e = e->next)
-        if (irc_same_name(e->nick, nick)) {
-            *out = e->who;
-            found = true;
-        }
-    pthread_mutex_unlock(&net_lock);
-    return found;
-}
-
-/* Take the nick (or change it), and what others see of the user (again
- * after AWAY). */
-static void nick_claim(const irc_conn *ic, const char *nick)
-{
-    pthread_mutex_lock(&net_lock);
-    nick_entry *e = nicks;
-    while (e && e->owner != ic)
-        e = e->next;
-    if (!e && (e = ax_calloc(1, sizeof *e))) {
-        e->owner = ic;
-        e->next = nicks;
-        nicks = e;
-    }
-    if (e) {
-        snprintf(e->nick, sizeof e->nick, "%s", nick);
-        who_fill(ic, &e->who);
-    }
-    pthread_mutex_unlock(&net_lock);
-}
-
-static void nick_release(const irc_conn *ic)
-{
-    pthread_mutex_lock(&net_lock);
-    for (nick_entry **p = &nicks; *p; p = &(*p)->next)
-        if ((*p)->owner == ic) {
-            nick_entry *e = *p;
-            *p = e->next;
-            ax_free(e);
-            break;
-        }
-    pthread_mutex_unlock(&net_lock);
-}
-
-/* A copy of the room's topic (false: none set). */
-static bool topic_get(const char *room, chan_topic *out)
-{
-    bool found = false;
-    pthread_mutex_lock(&net_lock);
-    for (chan_topic *t = topics; t; t = t->next)
-        if (strcmp(t->room, room) == 0) {
-            *out = *t;
-            found = true;
-            break;
-        }
-    pthread_mutex_unlock(&net_lock);
-    return found;
-}
-
-static int64_t topic_set(const char *room, const char *text, const char *who)
-{
-    int64_t created = 0;
-    pthread_mutex_lock(&net_lock);
-    chan_topic *t = topics;
-    while (t && strcmp(t->room, room) != 0)
-        t = t->next;
-    if (!t && (t = ax_calloc(1, sizeof *t))) {
-        snprintf(t->room, sizeof t->room, "%s", room);
-        t->created = (int64_t)time(NULL);
-        t->next = topics;
-        topics = t;
-    }
-    if (t) {
-        snprintf(t->text, sizeof t->text, "%s", text);
-        snprintf(t->who, sizeof t->who, "%s", who);
-        t->set_at = (int64_t)time(NULL);
-        created = t->created;
-    }
-    pthread_mutex_unlock(&net_lock);
-    return created;
-}
 
 /* ---- output ------------------------------------------------------------------------ */
 
@@ -269,7 +61,7 @@ void irc_sendf(irc_conn *ic, const char *fmt, ...)
     send_raw(ic, buf, len);
 }
 
-static const char *me(const irc_conn *ic)
+const char *irc_me(const irc_conn *ic)
 {
     return ic->nick[0] ? ic->nick : "*";
 }
@@ -282,7 +74,7 @@ void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(rest, sizeof rest, fmt, ap);
     va_end(ap);
-    irc_sendf(ic, ":" SERVER_NAME " %s %s %s", code, me(ic), rest);
+    irc_sendf(ic, ":" SERVER_NAME " %s %s %s", code, irc_me(ic), rest);
 }
 
 /* "2024-01-02T03:04:05.678Z" for server-time. */
@@ -295,7 +87,7 @@ static void iso_time(int64_t ms, char *out, size_t cap)
     snprintf(out + n, cap - n, ".%03dZ", (int)(ms % 1000));
 }
 
-static int64_t parse_iso(const char *s)
+int64_t irc_parse_iso(const char *s)
 {
     struct tm tm = {0};
     int ms = 0;
@@ -325,7 +117,7 @@ static void as_nick(const char *name, size_t n, char *out, size_t cap)
 /* A message from the hub as PRIVMSG lines on this connection: the text
  * cut at line ends and at the 512-byte limit (on UTF-8 boundaries); a
  * "/me " message is a CTCP ACTION.  `batch` tags each line (NULL: none). */
-static void deliver(irc_conn *ic, const hub_msg *m, const char *target, const char *batch)
+void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char *batch)
 {
     char nick[HUB_MAX_NAME + 1], tags[256] = "", t[40];
     as_nick(m->sender, m->sender_len, nick, sizeof nick);
@@ -337,7 +129,7 @@ static void deliver(irc_conn *ic, const hub_msg *m, const char *target, const ch
     if (ic->caps & CAP_MESSAGE_TAGS) {
         const char *room = serve_room_of(m->topic);
         tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%smsgid=%s-%llu", tl ? ";" : "",
-                               room && room_ok(room) ? room : "dm", (unsigned long long)m->seq);
+                               room && irc_room_ok(room) ? room : "dm", (unsigned long long)m->seq);
     }
     if (batch && (ic->caps & CAP_BATCH))
         tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%sbatch=%s", tl ? ";" : "", batch);
@@ -407,7 +199,7 @@ static void presence(irc_conn *ic, bool join, const char *nick, const char *chan
     if (!irc) {
         snprintf(w.user, sizeof w.user, "%s", nick);
         snprintf(w.host, sizeof w.host, "axon");
-        snprintf(w.real, sizeof w.real, "%s", nick);
+        snprintf(w.real, sizeof w.real, "%.*s", (int)sizeof w.real - 1, nick);
         w.account[0] = w.away[0] = '\0';
     }
     if (!join)
@@ -435,9 +227,9 @@ static bool irc_write(hub_sub *s, hub_msg *m, void *ud)
         if (!room || ic->renaming || irc_same_name(nick, ic->nick)) return true;
         presence(ic, m->kind == HUB_JOIN, nick, chan, room);
     } else if (room) {
-        deliver(ic, m, chan, NULL);
+        irc_deliver(ic, m, chan, NULL);
     } else if (auth_inbox_of(m->topic, to, sizeof to)) {
-        deliver(ic, m, ic->nick, NULL);
+        irc_deliver(ic, m, ic->nick, NULL);
     } else {
         return true;
     }
@@ -454,7 +246,7 @@ static void irc_kick(hub_sub *s, const char *why, void *ud)
     ax_conn_abort(ic->c, AX_EOUTPUTCAP);
 }
 
-static const hub_sub_ops irc_ops = {irc_write, irc_kick};
+const hub_sub_ops irc_sub_ops = {irc_write, irc_kick};
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -470,11 +262,11 @@ static void quit_announce(irc_conn *ic, const char *why)
     irc_chan_quiet_all(ic->nick);
 }
 
-static void close_with(irc_conn *ic, const char *why)
+void irc_close_with(irc_conn *ic, const char *why)
 {
     if (ic->quit) return;
     quit_announce(ic, why);
-    irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", me(ic), ic->host, why);
+    irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", irc_me(ic), ic->host, why);
     ic->quit = true;
     ax_conn_close(ic->c);
 }
@@ -489,10 +281,10 @@ bool irc_chan_room(const char *chan, char *room, size_t cap)
         char c = chan[1 + i];
         room[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
     }
-    return room_ok(room);
+    return irc_room_ok(room);
 }
 
-static bool may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), const char *topic)
+bool irc_may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), const char *topic)
 {
     return !ic->id || fn(ic->id, topic);
 }
@@ -506,7 +298,7 @@ typedef struct names_ctx {
 
 /* What a member shows: user and host (an IRC user's own, else the name
  * and "axon"). */
-static void who_of(const char *nick, irc_who *w)
+void irc_who_of(const char *nick, irc_who *w)
 {
     if (irc_lookup(nick, w)) return;
     snprintf(w->user, sizeof w->user, "%s", nick);
@@ -529,7 +321,7 @@ static void names_add(const char *name, void *ud)
     as_nick(name, strlen(name), nick, sizeof nick);
     irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
     irc_who w;
-    if (c->ic->caps & CAP_USERHOST_NAMES) who_of(nick, &w);
+    if (c->ic->caps & CAP_USERHOST_NAMES) irc_who_of(nick, &w);
     int k = c->ic->caps & CAP_USERHOST_NAMES
                 ? snprintf(item, sizeof item, "%s%s!%s@%s", pfx, nick, w.user, w.host)
                 : snprintf(item, sizeof item, "%s%s", pfx, nick);
@@ -544,7 +336,7 @@ static void names(irc_conn *ic, const char *chan, const char *room)
 {
     char topic[ROOM_MAX + 8];
     snprintf(topic, sizeof topic, "chat/%s", room);
-    if (may(ic, auth_may_read, topic)) {
+    if (irc_may(ic, auth_may_read, topic)) {
         names_ctx c = {.ic = ic, .chan = chan, .room = room};
         hub_presence(ic->g->sv->hub, topic, names_add, &c);
         names_flush(&c);
@@ -563,271 +355,10 @@ static void who_add(const char *name, void *ud)
     char nick[HUB_MAX_NAME + 1], pfx[4] = "";
     as_nick(name, strlen(name), nick, sizeof nick);
     irc_who w;
-    who_of(nick, &w);
+    irc_who_of(nick, &w);
     if (c->room) irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
     irc_num(c->ic, "352", "%s %s %s " SERVER_NAME " %s %c%s%s :0 %s", c->chan, w.user, w.host, nick,
             w.away[0] ? 'G' : 'H', w.account[0] ? "r" : "", pfx, w.real);
-}
-
-/* ---- registration ------------------------------------------------------------------- */
-
-static void timer_arm(irc_conn *ic, uint64_t ms);
-
-static void isupport(irc_conn *ic)
-{
-    irc_num(
-        ic, "005",
-        "AWAYLEN=%d CASEMAPPING=ascii CHANLIMIT=#:%d CHANMODES=" IRC_CHANMODES
-        " CHANNELLEN=%d CHANTYPES=# CHATHISTORY=%d KICKLEN=%d MAXLIST=b:%d MAXTARGETS=4 MODES=%d "
-        "NETWORK=" NETWORK " :are supported by this server",
-        AWAY_MAX, MAX_CHANS, CHAN_MAX, HISTORY_MAX, TOPIC_MAX, BANS_MAX, MODES_MAX);
-    irc_num(ic, "005",
-            "NICKLEN=%d PREFIX=" IRC_PREFIX " TOPICLEN=%d USERLEN=%d UTF8ONLY "
-            ":are supported by this server",
-            NICK_MAX, TOPIC_MAX, NICK_MAX);
-}
-
-static void lusers(irc_conn *ic)
-{
-    serve *sv = ic->g->sv;
-    uint64_t users = 0;
-    for (int i = 0; i < sv->ngw; i++)
-        users += __atomic_load_n(&sv->gw[i].conns, __ATOMIC_RELAXED);
-    irc_num(ic, "251", ":There are %llu users and 0 invisible on 1 servers",
-            (unsigned long long)users);
-    irc_num(ic, "255", ":I have %llu clients and 0 servers", (unsigned long long)users);
-}
-
-static void welcome(irc_conn *ic)
-{
-    char made[64];
-    time_t t = (time_t)(ic->g->sv->started_ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(made, sizeof made, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    irc_num(ic, "001", ":Welcome to the " NETWORK " IRC network, %s!%s@%s", ic->nick, ic->user,
-            ic->host);
-    irc_num(ic, "002", ":Your host is " SERVER_NAME ", running version axon-" AXON_VERSION);
-    irc_num(ic, "003", ":This server was created %s", made);
-    irc_num(ic, "004", SERVER_NAME " axon-" AXON_VERSION " i biklmnotv bklov");
-    isupport(ic);
-    lusers(ic);
-    irc_num(ic, "422", ":MOTD File is missing");
-}
-
-/* The session's direct messages: user/NICK/inbox. */
-static void inbox(irc_conn *ic, const char *name, bool on)
-{
-    char topic[AUTH_MAX_NAME + 16];
-    if (!auth_name_valid(name)) return;
-    snprintf(topic, sizeof topic, "user/%s/inbox", name);
-    if (!on)
-        hub_unsubscribe(ic->sub, topic);
-    else if (may(ic, auth_may_subscribe, topic))
-        hub_subscribe(ic->sub, topic, -1, false);
-}
-
-static void refused(irc_conn *ic, const char *why)
-{
-    ax_addr a;
-    serve_refused(ic->g->sv, "irc", ax_conn_peer(ic->c, &a) == 0 ? &a : NULL, why);
-}
-
-/* PASS: "user:password", a token, or the password of the nick. */
-static auth_identity *pass_login(irc_conn *ic)
-{
-    const serve *sv = ic->g->sv;
-    ax_addr peer, *from = ax_conn_peer(ic->c, &peer) == 0 ? &peer : NULL;
-    char *colon = strchr(ic->pass, ':');
-    auth_identity *id;
-    size_t dots = 0;
-    for (const char *p = ic->pass; *p; p++)
-        dots += *p == '.';
-    if (colon) {
-        *colon = '\0';
-        id = serve_login(sv, from, ic->pass, colon + 1);
-    } else if (dots == 2) {
-        id = serve_token(sv, from, ic->pass, strlen(ic->pass));
-    } else {
-        id = serve_login(sv, from, ic->nick, ic->pass);
-    }
-    memset(ic->pass, 0, sizeof ic->pass);
-    return id;
-}
-
-static void try_register(irc_conn *ic)
-{
-    if (ic->registered || ic->cap_wait || !ic->nick[0] || !ic->have_user || ic->quit) return;
-    serve *sv = ic->g->sv;
-    if (sv->auth && !ic->id) {
-        if (ic->pass[0]) {
-            ic->id = pass_login(ic);
-            if (!ic->id) {
-                refused(ic, NULL);
-                irc_num(ic, "464", ":Password incorrect");
-                close_with(ic, "Bad password");
-                return;
-            }
-        } else if (!(ic->id = serve_anonymous(sv))) {
-            refused(ic, "no credentials");
-            irc_num(ic, "464", ":Password required: sign in with SASL PLAIN or PASS");
-            close_with(ic, "Password required");
-            return;
-        }
-    }
-    if (ic->id && ic->id->name[0] && strcmp(ic->nick, ic->id->name) != 0) {
-        /* a signed-in user's nick is its name */
-        irc_sendf(ic, ":%s NICK %s", ic->nick, ic->id->name);
-        snprintf(ic->nick, sizeof ic->nick, "%s", ic->id->name);
-    }
-    if (irc_name_in_use(sv, ic->nick, ic)) {
-        irc_num(ic, "433", "%s :Nickname is already in use", ic->nick);
-        if (ic->id && ic->id->name[0]) close_with(ic, "Your name is in use");
-        return;
-    }
-    ic->sub = hub_sub_new(sv->hub, &irc_ops, ic, ic->nick);
-    if (!ic->sub) {
-        close_with(ic, "Out of memory");
-        return;
-    }
-    if (ic->id) hub_sub_set_identity(ic->sub, ic->id);
-    nick_claim(ic, ic->nick);
-    ic->registered = true;
-    inbox(ic, ic->nick, true);
-    welcome(ic);
-    timer_arm(ic, PING_S(ic) * 1000ull);
-}
-
-/* ---- SASL PLAIN ------------------------------------------------------------------------ */
-
-static void sasl_done(irc_conn *ic)
-{
-    uint8_t raw[600];
-    size_t n = 0;
-    ic->sasl_plain = false;
-    if (ax_ws_base64_decode(raw, sizeof raw - 1, ic->sasl, ic->sasl_len, &n) != 0) {
-        irc_num(ic, "904", ":SASL authentication failed");
-        return;
-    }
-    raw[n] = '\0';
-    /* authzid \0 authcid \0 password */
-    const char *authz = (const char *)raw;
-    const char *authc = memchr(raw, '\0', n) ? authz + strlen(authz) + 1 : NULL;
-    const char *pw = authc && authc < (const char *)raw + n ? authc + strlen(authc) + 1 : NULL;
-    if (!pw || pw > (const char *)raw + n || (authz[0] && strcmp(authz, authc) != 0)) {
-        irc_num(ic, "904", ":SASL authentication failed");
-        memset(raw, 0, sizeof raw);
-        return;
-    }
-    ax_addr peer, *from = ax_conn_peer(ic->c, &peer) == 0 ? &peer : NULL;
-    auth_identity *id = ic->g->sv->auth ? serve_login(ic->g->sv, from, authc, pw) : NULL;
-    memset(raw, 0, sizeof raw);
-    if (!id) {
-        refused(ic, ic->g->sv->auth ? NULL : "SASL without auth configured");
-        irc_num(ic, "904", ":SASL authentication failed");
-        return;
-    }
-    auth_identity_free(ic->id);
-    ic->id = id;
-    irc_num(ic, "900", "%s!%s@%s %s :You are now logged in as %s", me(ic),
-            ic->user[0] ? ic->user : "*", ic->host, id->name, id->name);
-    irc_num(ic, "903", ":SASL authentication successful");
-}
-
-static void authenticate(irc_conn *ic, const ax_irc_msg *m, const char *arg)
-{
-    if (!(ic->caps & CAP_SASL) || ic->registered) {
-        irc_num(ic, "904", ":SASL authentication failed");
-        return;
-    }
-    if (m->nparams < 1) {
-        irc_num(ic, "461", "AUTHENTICATE :Not enough parameters");
-        return;
-    }
-    if (!ic->sasl_plain) {
-        if (strcmp(arg, "*") == 0) {
-            irc_num(ic, "906", ":SASL authentication aborted");
-        } else if (strcasecmp(arg, "PLAIN") != 0) {
-            irc_num(ic, "908", "PLAIN :are available SASL mechanisms");
-            irc_num(ic, "904", ":SASL authentication failed");
-        } else {
-            ic->sasl_plain = true;
-            ic->sasl_len = 0;
-            irc_sendf(ic, "AUTHENTICATE +");
-        }
-        return;
-    }
-    if (strcmp(arg, "*") == 0) {
-        ic->sasl_plain = false;
-        irc_num(ic, "906", ":SASL authentication aborted");
-        return;
-    }
-    size_t n = strcmp(arg, "+") == 0 ? 0 : strlen(arg);
-    if (ic->sasl_len + n >= sizeof ic->sasl || n > 400) {
-        ic->sasl_plain = false;
-        irc_num(ic, "905", ":SASL message too long");
-        return;
-    }
-    memcpy(ic->sasl + ic->sasl_len, arg, n);
-    ic->sasl_len += n;
-    if (n < 400) sasl_done(ic);
-}
-
-/* ---- CAP ------------------------------------------------------------------------------ */
-
-static void cap_ls(irc_conn *ic, bool v302)
-{
-    char list[400];
-    size_t o = 0;
-    for (size_t i = 0; i < NCAPS; i++)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%s%s%s%s", o ? " " : "", CAPS[i].name,
-                              v302 && CAPS[i].value ? "=" : "",
-                              v302 && CAPS[i].value ? CAPS[i].value : "");
-    irc_sendf(ic, ":" SERVER_NAME " CAP %s LS :%s", me(ic), list);
-}
-
-static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
-{
-    const char *sub = m->nparams ? args[0] : "";
-    if (strcasecmp(sub, "LS") == 0) {
-        if (!ic->registered) ic->cap_wait = true;
-        bool v302 = m->nparams > 1 && atoi(args[1]) >= 302;
-        if (v302) ic->caps |= CAP_CAP_NOTIFY;
-        cap_ls(ic, v302);
-    } else if (strcasecmp(sub, "LIST") == 0) {
-        char list[400];
-        size_t o = 0;
-        list[0] = '\0';
-        for (size_t i = 0; i < NCAPS; i++)
-            if (ic->caps & CAPS[i].bit)
-                o +=
-                    (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " " : "", CAPS[i].name);
-        irc_sendf(ic, ":" SERVER_NAME " CAP %s LIST :%s", me(ic), list);
-    } else if (strcasecmp(sub, "REQ") == 0 && m->nparams > 1) {
-        if (!ic->registered) ic->cap_wait = true;
-        int add = 0, del = 0;
-        bool ok = true;
-        char req[AX_IRC_MAX_LINE];
-        snprintf(req, sizeof req, "%s", args[1]);
-        for (char *save = NULL, *w = strtok_r(req, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-            bool minus = w[0] == '-';
-            int bit = 0;
-            for (size_t i = 0; i < NCAPS; i++)
-                if (strcmp(w + minus, CAPS[i].name) == 0) bit = CAPS[i].bit;
-            if (!bit) ok = false;
-            if (minus)
-                del |= bit;
-            else
-                add |= bit;
-        }
-        if (ok) ic->caps = (ic->caps | add) & ~del;
-        irc_sendf(ic, ":" SERVER_NAME " CAP %s %s :%s", me(ic), ok ? "ACK" : "NAK", args[1]);
-    } else if (strcasecmp(sub, "END") == 0) {
-        ic->cap_wait = false;
-        try_register(ic);
-    } else {
-        irc_num(ic, "410", "%s :Invalid CAP command", m->nparams ? args[0] : "*");
-    }
 }
 
 /* ---- channels ------------------------------------------------------------------------- */
@@ -835,7 +366,7 @@ static void cap(irc_conn *ic, const ax_irc_msg *m, char **args)
 static void send_topic(irc_conn *ic, const char *chan, const char *room, bool always)
 {
     chan_topic t;
-    if (topic_get(room, &t) && t.text[0]) {
+    if (irc_topic_get(room, &t) && t.text[0]) {
         irc_num(ic, "332", "%s :%s", chan, t.text);
         irc_num(ic, "333", "%s %s %lld", chan, t.who, (long long)t.set_at);
     } else if (always) {
@@ -858,7 +389,7 @@ static void join_one(irc_conn *ic, const char *chan_in, const char *key)
         irc_num(ic, "405", "%s :You have joined too many channels", chan);
         return;
     }
-    if (!may(ic, auth_may_subscribe, topic)) {
+    if (!irc_may(ic, auth_may_subscribe, topic)) {
         irc_num(ic, "474", "%s :Cannot join channel (you may not read %s)", chan, topic);
         return;
     }
@@ -971,7 +502,7 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
             irc_num(ic, "301", "%s :%s", target, w.away);
     }
     serve *sv = ic->g->sv;
-    if (!may(ic, auth_may_publish, topic)) {
+    if (!irc_may(ic, auth_may_publish, topic)) {
         if (!notice)
             irc_num(ic, "404", "%s :Cannot send to %s (you may not publish to %s)", target,
                     dm ? "nick" : "channel", topic);
@@ -1004,143 +535,8 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                         .sender_len = strlen(ic->nick),
                         .payload = body,
                         .payload_len = n};
-        deliver(ic, &fake, target, NULL);
+        irc_deliver(ic, &fake, target, NULL);
     }
-}
-
-/* ---- CHATHISTORY ------------------------------------------------------------------------ */
-
-typedef struct hist_ctx {
-    hub_msg *ring[HISTORY_MAX];
-    size_t n, start, limit;
-    uint64_t after_seq, before_seq; /* 0: no bound */
-    int64_t after_ms, before_ms;    /* -1: no bound */
-} hist_ctx;
-
-static void hist_add(hub_msg *m, void *ud)
-{
-    hist_ctx *c = ud;
-    if (m->kind != HUB_MSG) return;
-    if (c->after_seq && m->seq <= c->after_seq) return;
-    if (c->before_seq && m->seq >= c->before_seq) return;
-    if (c->after_ms >= 0 && m->time_ms <= c->after_ms) return;
-    if (c->before_ms >= 0 && m->time_ms >= c->before_ms) return;
-    if (c->n == c->limit) { /* keep the newest */
-        hub_msg_unref(c->ring[c->start]);
-        c->ring[c->start] = hub_msg_ref(m);
-        c->start = (c->start + 1) % c->limit;
-        return;
-    }
-    c->ring[(c->start + c->n++) % c->limit] = hub_msg_ref(m);
-}
-
-/* "msgid=lobby-42" or "timestamp=..." into a seq or ms bound. */
-static bool hist_ref(const char *ref, uint64_t *seq, int64_t *ms)
-{
-    if (strncmp(ref, "msgid=", 6) == 0) {
-        const char *dash = strrchr(ref, '-');
-        if (!dash) return false;
-        *seq = strtoull(dash + 1, NULL, 10);
-        return *seq > 0;
-    }
-    if (strncmp(ref, "timestamp=", 10) == 0) return (*ms = parse_iso(ref + 10)) >= 0;
-    return strcmp(ref, "*") == 0;
-}
-
-static void chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
-{
-    if (m->nparams < 3) {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY NEED_MORE_PARAMS :Missing parameters");
-        return;
-    }
-    const char *sub = args[0], *target = args[1];
-    if (strcasecmp(sub, "TARGETS") == 0) {
-        irc_sendf(ic, ":" SERVER_NAME " BATCH +t draft/chathistory-targets");
-        irc_sendf(ic, ":" SERVER_NAME " BATCH -t");
-        return;
-    }
-    char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
-    if (!irc_chan_room(target, room, sizeof room)) {
-        irc_sendf(ic,
-                  ":" SERVER_NAME
-                  " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
-                  sub, target);
-        return;
-    }
-    snprintf(chan, sizeof chan, "#%s", room);
-    snprintf(topic, sizeof topic, "chat/%s", room);
-    hist_ctx c = {.after_ms = -1, .before_ms = -1};
-    long limit = atol(args[m->nparams - 1]);
-    c.limit = limit > 0 && limit <= HISTORY_MAX ? (size_t)limit : HISTORY_MAX;
-    bool ok = true;
-    if (strcasecmp(sub, "LATEST") == 0) {
-        ok = hist_ref(args[2], &c.after_seq, &c.after_ms);
-    } else if (strcasecmp(sub, "BEFORE") == 0) {
-        ok = hist_ref(args[2], &c.before_seq, &c.before_ms) && strcmp(args[2], "*");
-    } else if (strcasecmp(sub, "AFTER") == 0) {
-        ok = hist_ref(args[2], &c.after_seq, &c.after_ms) && strcmp(args[2], "*");
-    } else if (strcasecmp(sub, "BETWEEN") == 0 && m->nparams >= 5) {
-        uint64_t s1 = 0, s2 = 0;
-        int64_t t1 = -1, t2 = -1;
-        ok = hist_ref(args[2], &s1, &t1) && hist_ref(args[3], &s2, &t2);
-        bool rev = (s1 && s2 && s1 > s2) || (t1 >= 0 && t2 >= 0 && t1 > t2);
-        c.after_seq = rev ? s2 : s1, c.before_seq = rev ? s1 : s2;
-        c.after_ms = rev ? t2 : t1, c.before_ms = rev ? t1 : t2;
-    } else {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Unknown subcommand",
-                  sub);
-        return;
-    }
-    if (!ok) {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference",
-                  sub);
-        return;
-    }
-    bool allowed = may(ic, auth_may_read, topic);
-    if (allowed) hub_history(ic->g->sv->hub, topic, 0, 1000, hist_add, &c, NULL);
-    static unsigned batch_no;
-    char ref[16];
-    snprintf(ref, sizeof ref, "h%u", __atomic_add_fetch(&batch_no, 1, __ATOMIC_RELAXED));
-    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH +%s chathistory %s", ref, chan);
-    for (size_t i = 0; i < c.n; i++) {
-        hub_msg *hm = c.ring[(c.start + i) % c.limit];
-        deliver(ic, hm, chan, ref);
-        hub_msg_unref(hm);
-    }
-    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH -%s", ref);
-}
-
-/* ---- queries ------------------------------------------------------------------------- */
-
-typedef struct list_ctx {
-    irc_conn *ic;
-} list_ctx;
-
-static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
-{
-    list_ctx *c = ud;
-    (void)last;
-    const char *room = serve_room_of(topic);
-    if (!room || !room_ok(room) || !may(c->ic, auth_may_read, topic)) return;
-    chan_topic t;
-    bool has = topic_get(room, &t);
-    irc_num(c->ic, "322", "#%s %zu :%s", room, subs, has ? t.text : "");
-}
-
-static void whois(irc_conn *ic, const char *nick)
-{
-    if (!irc_nick_ok(nick) || !irc_name_in_use(ic->g->sv, nick, NULL)) {
-        irc_num(ic, "401", "%s :No such nick/channel", nick);
-        irc_num(ic, "318", "%s :End of /WHOIS list", nick);
-        return;
-    }
-    irc_who w;
-    who_of(nick, &w);
-    irc_num(ic, "311", "%s %s %s * :%s", nick, w.user, w.host, w.real);
-    irc_num(ic, "312", "%s " SERVER_NAME " :axon hub", nick);
-    if (w.away[0]) irc_num(ic, "301", "%s :%s", nick, w.away);
-    if (w.account[0]) irc_num(ic, "330", "%s %s :is logged in as", nick, w.account);
-    irc_num(ic, "318", "%s :End of /WHOIS list", nick);
 }
 
 /* ---- commands ------------------------------------------------------------------------ */
@@ -1162,7 +558,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     }
     const char *a0 = m->nparams > 0 ? args[0] : "";
     if (strcmp(cmd, "CAP") == 0) {
-        cap(ic, m, args);
+        irc_cap(ic, m, args);
     } else if (strcmp(cmd, "PING") == 0) {
         if (!m->nparams)
             irc_num(ic, "409", ":No origin specified");
@@ -1173,7 +569,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     } else if (strcmp(cmd, "QUIT") == 0) {
         char why[300];
         snprintf(why, sizeof why, "Quit: %s", m->nparams ? a0 : "");
-        close_with(ic, why);
+        irc_close_with(ic, why);
         if (ic->sub) hub_sub_free(ic->sub); /* leave the rooms now */
         ic->sub = NULL;
     } else if (strcmp(cmd, "PASS") == 0) {
@@ -1184,7 +580,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         else
             snprintf(ic->pass, sizeof ic->pass, "%s", a0);
     } else if (strcmp(cmd, "AUTHENTICATE") == 0) {
-        authenticate(ic, m, a0);
+        irc_authenticate(ic, m, a0);
     } else if (strcmp(cmd, "NICK") == 0) {
         if (!m->nparams || !a0[0]) {
             irc_num(ic, "431", ":No nickname given");
@@ -1202,10 +598,10 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
                 irc_num(ic, "433", "%s :Nickname is already in use", a0);
             else
                 snprintf(ic->nick, sizeof ic->nick, "%s", a0);
-            try_register(ic);
+            irc_try_register(ic);
         } else if (!ic->registered) {
             snprintf(ic->nick, sizeof ic->nick, "%s", a0); /* checked at registration */
-            try_register(ic);
+            irc_try_register(ic);
         } else if (irc_name_in_use(ic->g->sv, a0, ic)) {
             irc_num(ic, "433", "%s :Nickname is already in use", a0);
         } else {
@@ -1215,11 +611,11 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             int rc = hub_sub_rename(ic->sub, a0);
             ic->renaming = false;
             if (rc == 0) {
-                inbox(ic, old, false);
+                irc_inbox(ic, old, false);
                 irc_chan_renamed(ic->nick, a0);
                 snprintf(ic->nick, sizeof ic->nick, "%s", a0);
-                nick_claim(ic, a0);
-                inbox(ic, a0, true);
+                irc_nick_claim(ic, a0);
+                irc_inbox(ic, a0, true);
                 irc_sendf(ic, ":%s!%s@%s NICK %s", old, ic->user, ic->host, a0);
             }
         }
@@ -1234,7 +630,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             snprintf(ic->user, sizeof ic->user, "~%.*s", NICK_MAX - 1, u);
             snprintf(ic->real, sizeof ic->real, "%s", args[3]);
             ic->have_user = true;
-            try_register(ic);
+            irc_try_register(ic);
         }
     } else if (!ic->registered) {
         irc_num(ic, "451", ":You have not registered");
@@ -1294,7 +690,8 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             snprintf(chan, sizeof chan, "#%s", room);
             snprintf(topic, sizeof topic, "chat/%s", room);
             who_ctx wc = {ic, chan, room};
-            if (may(ic, auth_may_read, topic)) hub_presence(ic->g->sv->hub, topic, who_add, &wc);
+            if (irc_may(ic, auth_may_read, topic))
+                hub_presence(ic->g->sv->hub, topic, who_add, &wc);
         } else if (m->nparams && irc_nick_ok(a0) && irc_name_in_use(ic->g->sv, a0, NULL)) {
             who_ctx wc = {ic, "*", NULL};
             who_add(a0, &wc);
@@ -1304,7 +701,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         if (!m->nparams)
             irc_num(ic, "431", ":No nickname given");
         else
-            whois(ic, args[m->nparams - 1]);
+            irc_whois(ic, args[m->nparams - 1]);
     } else if (strcmp(cmd, "MODE") == 0) {
         irc_cmd_mode(ic, m->nparams, args);
     } else if (strcmp(cmd, "KICK") == 0) {
@@ -1323,13 +720,13 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         } else {
             snprintf(chan, sizeof chan, "#%s", room);
             snprintf(topic, sizeof topic, "chat/%s", room);
-            if (!may(ic, auth_may_publish, topic)) {
+            if (!irc_may(ic, auth_may_publish, topic)) {
                 irc_num(ic, "482", "%s :You may not set the topic (you may not publish to %s)",
                         chan, topic);
             } else if (irc_chan_may_topic(ic, chan, room)) {
                 char text[TOPIC_MAX + 1], out[1024];
                 snprintf(text, sizeof text, "%s", args[1]);
-                topic_set(room, text, ic->nick);
+                irc_topic_set(room, text, ic->nick);
                 snprintf(out, sizeof out, ":%s!%s@%s TOPIC %s :%s", ic->nick, ic->user, ic->host,
                          chan, text);
                 irc_net_chan(ic->g, room, out, 0, NULL);
@@ -1337,15 +734,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             }
         }
     } else if (strcmp(cmd, "LIST") == 0) {
-        list_ctx lc = {ic};
-        irc_num(ic, "321", "Channel :Users  Name");
-        char next[HUB_MAX_TOPIC + 1] = "chat/";
-        do {
-            char after[HUB_MAX_TOPIC + 1];
-            snprintf(after, sizeof after, "%s", next);
-            if (!hub_topics(ic->g->sv->hub, after, 500, list_room, &lc, next)) break;
-        } while (next[0] && strncmp(next, "chat/", 5) == 0);
-        irc_num(ic, "323", ":End of /LIST");
+        irc_list(ic);
     } else if (strcmp(cmd, "AWAY") == 0) {
         if (m->nparams && a0[0]) {
             snprintf(ic->away, sizeof ic->away, "%s", a0);
@@ -1354,7 +743,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             ic->away[0] = '\0';
             irc_num(ic, "305", ":You are no longer marked as being away");
         }
-        nick_claim(ic, ic->nick); /* what WHOIS, WHO and new JOINs show */
+        irc_nick_claim(ic, ic->nick); /* what WHOIS, WHO and new JOINs show */
         char out[1024];
         snprintf(out, sizeof out, ":%s!%s@%s AWAY%s%s", ic->nick, ic->user, ic->host,
                  ic->away[0] ? " :" : "", ic->away);
@@ -1381,14 +770,14 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             }
         irc_num(ic, "302", ":%s", out);
     } else if (strcmp(cmd, "CHATHISTORY") == 0) {
-        chathistory(ic, m, args);
+        irc_chathistory(ic, m, args);
     } else if (strcmp(cmd, "LUSERS") == 0) {
-        lusers(ic);
+        irc_lusers(ic);
     } else if (strcmp(cmd, "MOTD") == 0) {
         irc_num(ic, "422", ":MOTD File is missing");
     } else if (strcmp(cmd, "VERSION") == 0) {
         irc_num(ic, "351", "axon-" AXON_VERSION " " SERVER_NAME " :axon hub");
-        isupport(ic);
+        irc_isupport(ic);
     } else {
         irc_num(ic, "421", "%s :Unknown command", cmd);
     }
@@ -1399,7 +788,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
 static bool expired(irc_conn *ic)
 {
     if (!ic->id || !auth_expired(ic->id, (int64_t)time(NULL))) return false;
-    close_with(ic, "Token expired");
+    irc_close_with(ic, "Token expired");
     return true;
 }
 
@@ -1409,7 +798,7 @@ static bool over_limit(irc_conn *ic, size_t n)
     char text[128];
     hub_limit_kind k = serve_limit_msg(ic->g->sv, "irc", ic->c, &ic->lim, n + 2, &ref);
     if (k == HUB_LIMIT_OK) return false;
-    close_with(ic, serve_limit_text(k, &ref, text, sizeof text));
+    irc_close_with(ic, serve_limit_text(k, &ref, text, sizeof text));
     return true;
 }
 
@@ -1435,7 +824,7 @@ static void on_timer(ax_timer *t, void *ud)
     (void)t;
     if (ic->quit || expired(ic)) return;
     if (!ic->registered) {
-        close_with(ic, "Registration timed out");
+        irc_close_with(ic, "Registration timed out");
         return;
     }
     uint64_t now = ax_loop_now(ic->g->sv->loop), idle = now - ic->last_in,
@@ -1445,20 +834,20 @@ static void on_timer(ax_timer *t, void *ud)
             char why[64];
             snprintf(why, sizeof why, "Ping timeout: %llu seconds",
                      (unsigned long long)(idle / 1000));
-            close_with(ic, why);
+            irc_close_with(ic, why);
             return;
         }
-        timer_arm(ic, 2 * ping - idle);
+        irc_timer_arm(ic, 2 * ping - idle);
     } else if (idle >= ping) {
         irc_sendf(ic, "PING :" SERVER_NAME);
         ic->ping_out = true;
-        timer_arm(ic, 2 * ping - idle);
+        irc_timer_arm(ic, 2 * ping - idle);
     } else {
-        timer_arm(ic, ping - idle);
+        irc_timer_arm(ic, ping - idle);
     }
 }
 
-static void timer_arm(irc_conn *ic, uint64_t ms)
+void irc_timer_arm(irc_conn *ic, uint64_t ms)
 {
     if (!ic->timer && !(ic->timer = ax_timer_new(ic->g->sv->loop, on_timer, ic))) return;
     if (ic->id && ic->id->exp) {
@@ -1491,7 +880,7 @@ static bool flood_ok(irc_conn *ic, size_t waiting)
     }
     if (waiting > FLOOD_RECVQ) {
         GW_ADD(ic->g->sv->gw[GW_IRC].errors, 1);
-        close_with(ic, "Excess Flood");
+        irc_close_with(ic, "Excess Flood");
         return false;
     }
     if (!ic->flood && !(ic->flood = ax_timer_new(ic->g->sv->loop, flood_over, ic))) return true;
@@ -1588,7 +977,7 @@ static void on_open(ax_conn *c)
     GW_ADD(g->sv->gw[GW_IRC].conns, 1);
     GW_ADD(g->sv->gw[GW_IRC].accepted, 1);
     ic->last_in = ax_loop_now(g->sv->loop);
-    timer_arm(ic, REGISTER_S * 1000);
+    irc_timer_arm(ic, REGISTER_S * 1000);
 }
 
 static void on_drain(ax_conn *c)
@@ -1616,7 +1005,7 @@ static void on_close(ax_conn *c, int reason)
     serve_limit_close(ic->g->sv, &ic->lim);
     quit_announce(ic, "Connection closed");
     if (ic->registered) irc_chan_left_all(ic->nick);
-    nick_release(ic);
+    irc_nick_release(ic);
     hub_sub_free(ic->sub);
     auth_identity_free(ic->id);
     ax_timer_free(ic->timer);
@@ -1693,7 +1082,7 @@ static void irc_stop(void *gp)
     if (g->tls_ls) ax_listener_close(g->tls_ls);
     g->ls = g->tls_ls = NULL;
     for (irc_conn *ic = g->conns; ic; ic = ic->next)
-        close_with(ic, "Server shutting down");
+        irc_close_with(ic, "Server shutting down");
 }
 
 static void irc_abort(void *gp)

@@ -163,4 +163,47 @@ void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap)
 void irc_net_add(gw_irc *g);
 void irc_net_remove(gw_irc *g);
 
+/* ---- shared by gw_irc.c and its parts (gw_irc_net.c, gw_irc_reg.c,
+ * gw_irc_query.c) ------------------------------------------------------------ */
+
+typedef struct chan_topic {
+    struct chan_topic *next;
+    char room[ROOM_MAX + 1];
+    char text[TOPIC_MAX + 1];
+    char who[HUB_MAX_NAME + 1];
+    int64_t set_at, created;
+} chan_topic;
+
+bool irc_room_ok(const char *s);
+/* The nick table (gw_irc_net.c), shared by every thread. */
+void irc_nick_claim(const irc_conn *ic, const char *nick);
+void irc_nick_release(const irc_conn *ic);
+/* A channel's topic: false when it has none. */
+bool irc_topic_get(const char *room, chan_topic *out);
+/* Set (or clear, text ""): its time. */
+int64_t irc_topic_set(const char *room, const char *text, const char *who);
+
+/* gw_irc.c */
+const char *irc_me(const irc_conn *ic);
+int64_t irc_parse_iso(const char *s);
+void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char *batch);
+extern const hub_sub_ops irc_sub_ops;
+void irc_close_with(irc_conn *ic, const char *why);
+bool irc_may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), const char *topic);
+void irc_who_of(const char *nick, irc_who *w);
+void irc_timer_arm(irc_conn *ic, uint64_t ms);
+
+/* gw_irc_reg.c */
+void irc_isupport(irc_conn *ic);
+void irc_lusers(irc_conn *ic);
+void irc_inbox(irc_conn *ic, const char *name, bool on);
+void irc_try_register(irc_conn *ic);
+void irc_authenticate(irc_conn *ic, const ax_irc_msg *m, const char *arg);
+void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args);
+
+/* gw_irc_query.c */
+void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args);
+void irc_list(irc_conn *ic);
+void irc_whois(irc_conn *ic, const char *nick);
+
 #endif
