@@ -57,7 +57,6 @@
 #define BP_BACKOFF_MIN_MS 200
 #define BP_BACKOFF_MAX_MS 2000
 #define BP_SYNC_BUF_MAX 10000 /* messages held while a topic's history loads */
-#define BP_REDIRECTS_MAX 5    /* MOVED/ASK followed at most this many times */
 #define BP_WILD_SAY_MS 2000   /* cluster: "I have wildcard filters", this often */
 
 uint64_t bp__mono_ms(void)
@@ -143,7 +142,7 @@ bool bp__ok(rlink *rl, const redisReply *r, bp_link **lp)
     return r && l->rl == rl && r->type != REDIS_REPLY_ERROR;
 }
 
-static void link_broken(redis_bp *b, const char *why)
+void bp__link_broken(redis_bp *b, const char *why)
 {
     if (b->broken) return;
     b->broken = true;
@@ -161,13 +160,13 @@ static void on_link_down(rlink *rl, const char *why)
     bp_link *l = rlink_data(rl);
     if (l->rl != rl) return;
     l->up = false;
-    link_broken(l->b, why);
+    bp__link_broken(l->b, why);
 }
 
 static const rlink_cbs LINK_CBS = {NULL, on_link_push, on_link_down};
 
 /* Let go of the link: the commands it still waits for get NULL now. */
-static void link_close(bp_link *l)
+void bp__link_close(bp_link *l)
 {
     rlink *rl = l->rl;
     l->rl = NULL;
@@ -182,7 +181,7 @@ static void on_setup(rlink *rl, redisReply *r, void *priv)
     bp_link *l;
     (void)priv;
     if (!bp__ok(rl, r, &l) && l->rl == rl)
-        link_broken(l->b, r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+        bp__link_broken(l->b, r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
 }
 
 static void on_ready(rlink *rl, redisReply *r, void *priv)
@@ -221,13 +220,13 @@ static void link_setup(redis_bp *b, bp_link *l)
     (void)rlink_cmdv(l->rl, on_ready, NULL, "SCRIPT", "LOAD", bp__script, NULL);
 }
 
-static int link_open(redis_bp *b, bp_link *l, const char *url)
+int bp__link_open(redis_bp *b, bp_link *l, const char *url)
 {
     char why[400];
     l->b = b;
     l->up = false;
     if (!(l->rl = rlink_open(b->loop, url, l->sub, &LINK_CBS, l, why, sizeof why))) {
-        link_broken(b, why);
+        bp__link_broken(b, why);
         return -1;
     }
     if (l->sh)
@@ -237,298 +236,13 @@ static int link_open(redis_bp *b, bp_link *l, const char *url)
     return 0;
 }
 
-static void url_of(const redis_url *u, const char *host, int port, char *out, size_t cap)
+void bp__url_of(const redis_url *u, const char *host, int port, char *out, size_t cap)
 {
     if (port < 0)
         snprintf(out, cap, "unix://%s", host);
     else
         snprintf(out, cap, strchr(host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
                  u->tls ? "tls" : "tcp", host, port);
-}
-
-/* ---- shards and the cluster's slots ------------------------------------------------------ */
-
-static uint16_t crc16(const char *p, size_t n) /* CRC-16/XMODEM, as Redis Cluster */
-{
-    uint16_t crc = 0;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= (uint16_t)((unsigned char)p[i] << 8);
-        for (int k = 0; k < 8; k++)
-            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
-unsigned redis_key_slot(const char *key, size_t n)
-{
-    const char *o = memchr(key, '{', n);
-    const char *c = o ? memchr(o + 1, '}', n - (size_t)(o + 1 - key)) : NULL;
-    if (c && c > o + 1) { /* a hash tag: only it counts */
-        key = o + 1;
-        n = (size_t)(c - o - 1);
-    }
-    return crc16(key, n) & (BP_SLOTS - 1);
-}
-
-/* Every key and channel of a topic carries the tag {T}: one slot. */
-static unsigned topic_slot(const char *topic)
-{
-    char k[HUB_MAX_TOPIC + 16];
-    int n = snprintf(k, sizeof k, "axon:{%s}:seq", topic);
-    return redis_key_slot(k, n < (int)sizeof k ? (size_t)n : sizeof k - 1);
-}
-
-bp_shard *bp__shard(redis_bp *b, const char *topic)
-{
-    if (!b->nshards) return NULL;
-    if (!b->cluster || !topic) return &b->shards[0];
-    uint16_t i = b->slots[topic_slot(topic)];
-    return i < b->nshards ? &b->shards[i] : NULL;
-}
-
-static bp_shard *shard_by_addr(redis_bp *b, const char *addr)
-{
-    for (size_t i = 0; i < b->nshards; i++)
-        if (strcmp(b->shards[i].addr, addr) == 0) return &b->shards[i];
-    return NULL;
-}
-
-static void shard_init(bp_shard *sh, const char *url, const char *addr)
-{
-    snprintf(sh->url, sizeof sh->url, "%s", url);
-    snprintf(sh->addr, sizeof sh->addr, "%s", addr);
-    sh->cmd.sh = sh->sub.sh = sh;
-    sh->sub.sub = true;
-}
-
-static void shard_open(redis_bp *b, bp_shard *sh)
-{
-    if (link_open(b, &sh->cmd, sh->url) == 0) (void)link_open(b, &sh->sub, sh->url);
-}
-
-static void shards_free(redis_bp *b)
-{
-    for (size_t i = 0; i < b->nshards; i++) {
-        link_close(&b->shards[i].cmd);
-        link_close(&b->shards[i].sub);
-    }
-    ax_free(b->shards);
-    b->shards = NULL;
-    b->nshards = 0;
-}
-
-/* A master the cluster named: a seed for the next connect too (the seeds
- * given may be gone by then). */
-static void seed_learn(redis_bp *b, const char *ip, int port)
-{
-    for (size_t i = 0; i < b->nseeds; i++)
-        if (b->seeds[i].port == port && strcmp(b->seeds[i].host, ip) == 0) return;
-    if (b->nseeds == BP_SEEDS_MAX || strlen(ip) >= sizeof b->seeds[0].host) return;
-    redis_url *u = &b->seeds[b->nseeds++];
-    *u = b->u; /* (its credentials and TLS) */
-    snprintf(u->host, sizeof u->host, "%s", ip);
-    u->port = port;
-}
-
-/* CLUSTER SLOTS: [[start, end, [ip, port, id], replicas...], ...]: one
- * shard per master. */
-static int slots_load(redis_bp *b, const redisReply *r, bool add)
-{
-    if (add && !(b->shards = ax_calloc(r->elements, sizeof(*b->shards)))) return AX_ENOMEM;
-    for (size_t i = 0; i < BP_SLOTS; i++)
-        b->slots[i] = UINT16_MAX;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) return AX_EINVAL;
-        const redisReply *m = e->element[2];
-        if (e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER || m->type != REDIS_REPLY_ARRAY ||
-            m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
-            m->element[1]->type != REDIS_REPLY_INTEGER)
-            return AX_EINVAL;
-        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
-        const char *ip = m->element[0]->str[0] ? m->element[0]->str : b->u.host;
-        int port = (int)m->element[1]->integer;
-        char addr[280], url[300];
-        snprintf(addr, sizeof addr, "%s:%d", ip, port);
-        bp_shard *sh = shard_by_addr(b, addr);
-        if (!sh && !add) return AX_EAGAIN; /* a master this node has no link to */
-        if (!sh) {
-            sh = &b->shards[b->nshards++];
-            url_of(&b->u, ip, port, url, sizeof url);
-            shard_init(sh, url, addr);
-            seed_learn(b, ip, port);
-        }
-        for (long long s = lo; s <= hi && s >= 0 && s < BP_SLOTS; s++)
-            b->slots[s] = (uint16_t)(sh - b->shards);
-    }
-    return 0;
-}
-
-static void on_slots(rlink *rl, redisReply *r, void *priv)
-{
-    bp_link *l;
-    bool ok = bp__ok(rl, r, &l);
-    redis_bp *b = l->b;
-    (void)priv;
-    if (l->rl != rl || b->state != BP_CONNECTING) return;
-    b->seed_close = true; /* (at the next tick) */
-    if (!ok || r->type != REDIS_REPLY_ARRAY || !r->elements) {
-        link_broken(b, !r                             ? "no answer to CLUSTER SLOTS"
-                       : r->type == REDIS_REPLY_ERROR ? r->str
-                                                      : "CLUSTER SLOTS: no slots");
-        return;
-    }
-    if (slots_load(b, r, true) != 0) {
-        link_broken(b, "CLUSTER SLOTS: an answer this node cannot read");
-        return;
-    }
-    for (size_t i = 0; i < b->nshards; i++)
-        shard_open(b, &b->shards[i]);
-}
-
-static void need_subscribe(redis_bp *b, need *n);
-
-/* A slot moved: the subscriptions Redis let go of (and those on a shard
- * that no longer has their slot) are made again where the slot is now. */
-static void on_refresh(rlink *rl, redisReply *r, void *priv)
-{
-    bp_link *l;
-    bool ok = bp__ok(rl, r, &l);
-    redis_bp *b = l->b;
-    (void)priv;
-    b->refreshing = false;
-    if (!ok || b->state != BP_UP) return;
-    if (r->type != REDIS_REPLY_ARRAY || slots_load(b, r, false) != 0) {
-        link_broken(b, "the cluster's masters changed");
-        return;
-    }
-    for (need *n = b->list; n; n = n->next) {
-        bp_shard *sh = n->exact ? bp__shard(b, n->filter) : NULL;
-        if (!sh || (!n->dropped && sh - b->shards == n->shard)) continue;
-        n->dropped = false;
-        need_subscribe(b, n);
-    }
-}
-
-static void slots_refresh(redis_bp *b)
-{
-    if (b->refreshing || b->state != BP_UP || !b->nshards || !b->shards[0].cmd.up) return;
-    b->refreshing =
-        rlink_cmdv(b->shards[0].cmd.rl, on_refresh, NULL, "CLUSTER", "SLOTS", NULL) == 0;
-}
-
-/* A command on its way to a cluster: kept until answered, to follow
- * MOVED (the slot has another master now: remember it, send there) and
- * ASK (the slot is moving: ASKING, then send there, once). */
-typedef struct routed {
-    redis_bp *b;
-    rlink_reply_fn cb;
-    void *priv;
-    unsigned slot;
-    int hops;
-    size_t len;
-    char cmd[];
-} routed;
-
-static void on_routed(rlink *rl, redisReply *r, void *priv)
-{
-    routed *q = priv;
-    redis_bp *b = q->b;
-    bp_link *l = rlink_data(rl);
-    bool moved = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0;
-    bool ask = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
-    if ((moved || ask) && l->rl == rl && b->state == BP_UP && q->hops < BP_REDIRECTS_MAX) {
-        const char *addr = strchr(r->str + (moved ? 6 : 4), ' ');
-        bp_shard *sh = addr ? shard_by_addr(b, addr + 1) : NULL;
-        if (sh && sh->cmd.rl && sh->cmd.up) {
-            if (moved) b->slots[q->slot] = (uint16_t)(sh - b->shards);
-            q->hops++;
-            if ((!ask || rlink_cmdv(sh->cmd.rl, NULL, NULL, "ASKING", NULL) == 0) &&
-                rlink_send(sh->cmd.rl, on_routed, q, q->cmd, q->len) == 0)
-                return;
-        } else { /* a master this node does not know: read the slots again */
-            link_broken(b, "the cluster's slots moved");
-        }
-    }
-    if (q->cb) q->cb(rl, r, q->priv);
-    ax_free(q);
-}
-
-int bp__cmd(redis_bp *b, const char *topic, rlink_reply_fn cb, void *priv, int argc,
-            const char **argv, const size_t *lens)
-{
-    bp_shard *sh = b->state == BP_UP ? bp__shard(b, topic) : NULL;
-    if (!sh || !sh->cmd.rl || !sh->cmd.up) return AX_ENOTCONN;
-    if (!b->cluster) return rlink_cmd(sh->cmd.rl, cb, priv, argc, argv, lens);
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n < 0 || !cmd) return AX_ENOMEM;
-    routed *q = ax_malloc(sizeof(*q) + (size_t)n);
-    if (!q) {
-        redisFreeCommand(cmd);
-        return AX_ENOMEM;
-    }
-    q->b = b;
-    q->cb = cb;
-    q->priv = priv;
-    q->slot = topic_slot(topic);
-    q->hops = 0;
-    q->len = (size_t)n;
-    memcpy(q->cmd, cmd, (size_t)n);
-    redisFreeCommand(cmd);
-    int rc = rlink_send(sh->cmd.rl, on_routed, q, q->cmd, q->len);
-    if (rc) ax_free(q);
-    return rc;
-}
-
-int bp__sub(redis_bp *b, const char *topic, const char *chan, bool on)
-{
-    bp_shard *sh = b->state == BP_UP ? bp__shard(b, topic) : NULL;
-    if (!sh || !sh->sub.rl || !sh->sub.up) return AX_ENOTCONN;
-    const char *cmd = !topic       ? (on ? "PSUBSCRIBE" : "PUNSUBSCRIBE")
-                      : b->cluster ? (on ? "SSUBSCRIBE" : "SUNSUBSCRIBE")
-                                   : (on ? "SUBSCRIBE" : "UNSUBSCRIBE");
-    return rlink_cmdv(sh->sub.rl, NULL, NULL, cmd, chan, NULL);
-}
-
-void bp__chan(redis_bp *b, int kind, const char *topic, char *out, size_t cap)
-{
-    if (b->cluster)
-        snprintf(out, cap, "axon:{%s}%s", topic, kind == BP_CH_PRES ? "~p" : "");
-    else if (kind == BP_CH_PRES)
-        snprintf(out, cap, "%.*s~p:%s", (int)b->plen - 1, b->prefix, topic);
-    else
-        snprintf(out, cap, "%s%s", b->prefix, topic);
-}
-
-int bp__chan_parse(redis_bp *b, const char *s, size_t n, char *topic)
-{
-    const char *t;
-    size_t tl;
-    int kind;
-    if (b->cluster) {
-        if (n < 8 || memcmp(s, "axon:{", 6) != 0) return -1;
-        kind = n >= 10 && memcmp(s + n - 3, "}~p", 3) == 0 ? BP_CH_PRES : BP_CH_MSG;
-        if (kind == BP_CH_MSG && s[n - 1] != '}') return -1;
-        t = s + 6;
-        tl = n - 6 - (kind == BP_CH_PRES ? 3 : 1);
-    } else if (n > b->plen && memcmp(s, b->prefix, b->plen) == 0) {
-        kind = BP_CH_MSG;
-        t = s + b->plen;
-        tl = n - b->plen;
-    } else if (n > b->plen + 2 && memcmp(s, b->prefix, b->plen - 1) == 0 &&
-               memcmp(s + b->plen - 1, "~p:", 3) == 0) {
-        kind = BP_CH_PRES;
-        t = s + b->plen + 2;
-        tl = n - b->plen - 2;
-    } else {
-        return -1;
-    }
-    if (!tl || tl > HUB_MAX_TOPIC) return -1;
-    memcpy(topic, t, tl);
-    topic[tl] = '\0';
-    return kind;
 }
 
 /* ---- messages --------------------------------------------------------------------------- */
@@ -780,7 +494,7 @@ static void glob_of(redis_bp *b, const char *f, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static void need_subscribe(redis_bp *b, need *n)
+void bp__need_subscribe(redis_bp *b, need *n)
 {
     if (b->state != BP_UP) return;
     if (n->exact) {
@@ -831,7 +545,7 @@ static void need_on(redis_bp *b, const char *filter)
     b->list = n;
     if (!n->exact) b->wild_said_ms = 0; /* (cluster: said at the next tick) */
     if (b->state == BP_UP)
-        need_subscribe(b, n);
+        bp__need_subscribe(b, n);
     else
         need_ready(b, n); /* no history to wait for: resumes use what this node has */
 }
@@ -977,15 +691,15 @@ static void on_sub_error(redis_bp *b, const redisReply *r)
     }
     char *end;
     unsigned long slot = strtoul(r->str + 6, &end, 10);
-    bp_shard *sh = *end == ' ' && slot < BP_SLOTS ? shard_by_addr(b, end + 1) : NULL;
+    bp_shard *sh = *end == ' ' && slot < BP_SLOTS ? bp__shard_by_addr(b, end + 1) : NULL;
     if (!sh || !b->cluster) {
-        link_broken(b, "a subscription's slot moved to a master this node does not know");
+        bp__link_broken(b, "a subscription's slot moved to a master this node does not know");
         return;
     }
     b->slots[slot] = (uint16_t)(sh - b->shards);
     for (need *n = b->list; n; n = n->next)
-        if (n->exact && topic_slot(n->filter) == slot && n->shard != sh - b->shards)
-            need_subscribe(b, n);
+        if (n->exact && bp__topic_slot(n->filter) == slot && n->shard != sh - b->shards)
+            bp__need_subscribe(b, n);
 }
 
 /* What comes on a pub/sub link: messages, confirmations, errors. */
@@ -1030,7 +744,7 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
                       : NULL;
         if (n && l->sh && n->shard == l->sh - b->shards) {
             n->dropped = true;
-            slots_refresh(b);
+            bp__slots_refresh(b);
         }
     }
 }
@@ -1076,7 +790,7 @@ static void went_up(redis_bp *b)
     }
     for (need *n = b->list; n; n = n->next) {
         if (n->exact) seed_counter(b, n);
-        need_subscribe(b, n);
+        bp__need_subscribe(b, n);
     }
     bp__ret_start(b);
     if (b->cluster)
@@ -1101,20 +815,20 @@ static void start_connect(redis_bp *b)
     b->broken_why[0] = '\0';
     const redis_url *s = &b->seeds[b->seed_next++ % b->nseeds];
     char url[300];
-    url_of(s, s->host, s->port, url, sizeof url);
+    bp__url_of(s, s->host, s->port, url, sizeof url);
     if (b->cluster) { /* ask for the slots first */
         b->seed_close = false;
-        if (link_open(b, &b->seed, url) == 0)
-            (void)rlink_cmdv(b->seed.rl, on_slots, NULL, "CLUSTER", "SLOTS", NULL);
+        if (bp__link_open(b, &b->seed, url) == 0)
+            (void)rlink_cmdv(b->seed.rl, bp__on_slots, NULL, "CLUSTER", "SLOTS", NULL);
         return;
     }
     if (!(b->shards = ax_calloc(1, sizeof(*b->shards)))) {
-        link_broken(b, "out of memory");
+        bp__link_broken(b, "out of memory");
         return;
     }
     b->nshards = 1;
-    shard_init(&b->shards[0], url, "");
-    shard_open(b, &b->shards[0]);
+    bp__shard_init(&b->shards[0], url, "");
+    bp__shard_open(b, &b->shards[0]);
 }
 
 /* Down: close every link, let resumes waiting for history go on with what
@@ -1123,8 +837,8 @@ static void go_down(redis_bp *b, const char *why)
 {
     bool was = b->state == BP_UP;
     set_state(b, BP_DOWN); /* (before the links' callbacks run) */
-    link_close(&b->seed);
-    shards_free(b);
+    bp__link_close(&b->seed);
+    bp__shards_free(b);
     if (!b->down_logged)
         ax_log(AX_LOG_WARN, "redis %s: %s; local delivery goes on, publishes are refused; retrying",
                b->url_shown, why);
@@ -1171,7 +885,7 @@ static void on_tick(ax_timer *t, void *ud)
     (void)t;
     if (b->seed_close) {
         b->seed_close = false;
-        link_close(&b->seed);
+        bp__link_close(&b->seed);
     }
     if (b->state != BP_DOWN && b->broken) {
         go_down(b, b->broken_why[0] ? b->broken_why : "connection lost");
@@ -1292,8 +1006,8 @@ void redis_bp_free(redis_bp *b)
     hub_set_backplane(b->h, NULL, NULL);
     ax_timer_free(b->tick);
     set_state(b, BP_DOWN);
-    link_close(&b->seed);
-    shards_free(b);
+    bp__link_close(&b->seed);
+    bp__shards_free(b);
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);

@@ -136,6 +136,22 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
  * it is neither or is not of `topic`. */
 hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n);
 
+/* redis.c: the links */
+void bp__link_broken(redis_bp *b, const char *why);
+void bp__link_close(bp_link *l);
+int bp__link_open(redis_bp *b, bp_link *l, const char *url);
+void bp__url_of(const redis_url *u, const char *host, int port, char *out, size_t cap);
+void bp__need_subscribe(redis_bp *b, need *n);
+
+/* redis_slots.c */
+unsigned bp__topic_slot(const char *topic);
+bp_shard *bp__shard_by_addr(redis_bp *b, const char *addr);
+void bp__shard_init(bp_shard *sh, const char *url, const char *addr);
+void bp__shard_open(redis_bp *b, bp_shard *sh);
+void bp__shards_free(redis_bp *b);
+void bp__on_slots(rlink *rl, redisReply *r, void *priv);
+void bp__slots_refresh(redis_bp *b);
+
 /* redis_pub.c */
 int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket);
 int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
