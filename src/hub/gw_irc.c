@@ -12,7 +12,7 @@
  * cap-notify, away-notify, account-tag, account-notify, extended-join),
  * PASS, NICK, USER; SASL PLAIN and PASS are checked by the hub's auth
  * (serve_login / serve_token).  Channel modes, operators, KICK and INVITE
- * are gw_irc_chan.c's.  The wire is src/proto/irc; docs/irc.md lists what
+ * are irc_chan.c's.  The wire is src/proto/irc; docs/irc.md lists what
  * is supported and what is not. */
 #include <pthread.h>
 #include <stdarg.h>

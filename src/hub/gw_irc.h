@@ -1,5 +1,5 @@
 /* gw_irc.h: what the files of the IRC gateway share (gw_irc.c: the
- * connections, registration, messages and queries; gw_irc_chan.c: channel
+ * connections, registration, messages and queries; irc_chan.c: channel
  * state, modes, KICK and INVITE, and the delivery of channel events to
  * the IRC users of every thread).  Internal to src/hub. */
 #ifndef AXON_HUB_GW_IRC_H
@@ -55,7 +55,7 @@ struct gw_irc {
     serve *sv;
     ax_listener *ls, *tls_ls;
     irc_conn *conns;
-    gw_irc *net_next; /* the list of every thread's gateway (gw_irc_chan.c) */
+    gw_irc *net_next; /* the list of every thread's gateway (irc_chan.c) */
 };
 
 struct irc_conn {
@@ -112,7 +112,7 @@ bool irc_lookup(const char *nick, irc_who *out);
 /* Leave a channel on this connection without a PART line (KICK). */
 void irc_drop_chan(irc_conn *ic, const char *chan);
 
-/* ---- gw_irc_chan.c: channels ------------------------------------------------------- */
+/* ---- irc_chan.c: channels ------------------------------------------------------- */
 
 /* Channel member flags (prefixes @ and +). */
 enum { CM_OP = 1, CM_VOICE = 2 };
@@ -163,8 +163,8 @@ void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap)
 void irc_net_add(gw_irc *g);
 void irc_net_remove(gw_irc *g);
 
-/* ---- shared by gw_irc.c and its parts (gw_irc_net.c, gw_irc_reg.c,
- * gw_irc_query.c) ------------------------------------------------------------ */
+/* ---- shared by gw_irc.c and its parts (irc_net.c, irc_reg.c,
+ * irc_query.c) ------------------------------------------------------------ */
 
 typedef struct chan_topic {
     struct chan_topic *next;
@@ -175,7 +175,7 @@ typedef struct chan_topic {
 } chan_topic;
 
 bool irc_room_ok(const char *s);
-/* The nick table (gw_irc_net.c), shared by every thread. */
+/* The nick table (irc_net.c), shared by every thread. */
 void irc_nick_claim(const irc_conn *ic, const char *nick);
 void irc_nick_release(const irc_conn *ic);
 /* A channel's topic: false when it has none. */
@@ -193,7 +193,7 @@ bool irc_may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), cons
 void irc_who_of(const char *nick, irc_who *w);
 void irc_timer_arm(irc_conn *ic, uint64_t ms);
 
-/* gw_irc_reg.c */
+/* irc_reg.c */
 void irc_isupport(irc_conn *ic);
 void irc_lusers(irc_conn *ic);
 void irc_inbox(irc_conn *ic, const char *name, bool on);
@@ -201,7 +201,7 @@ void irc_try_register(irc_conn *ic);
 void irc_authenticate(irc_conn *ic, const ax_irc_msg *m, const char *arg);
 void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args);
 
-/* gw_irc_query.c */
+/* irc_query.c */
 void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args);
 void irc_list(irc_conn *ic);
 void irc_whois(irc_conn *ic, const char *nick);

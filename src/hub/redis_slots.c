@@ -141,8 +141,8 @@ void bp__on_slots(rlink *rl, redisReply *r, void *priv)
     b->seed_close = true; /* (at the next tick) */
     if (!ok || r->type != REDIS_REPLY_ARRAY || !r->elements) {
         bp__link_broken(b, !r                             ? "no answer to CLUSTER SLOTS"
-                       : r->type == REDIS_REPLY_ERROR ? r->str
-                                                      : "CLUSTER SLOTS: no slots");
+                           : r->type == REDIS_REPLY_ERROR ? r->str
+                                                          : "CLUSTER SLOTS: no slots");
         return;
     }
     if (slots_load(b, r, true) != 0) {
@@ -152,7 +152,6 @@ void bp__on_slots(rlink *rl, redisReply *r, void *priv)
     for (size_t i = 0; i < b->nshards; i++)
         bp__shard_open(b, &b->shards[i]);
 }
-
 
 /* A slot moved: the subscriptions Redis let go of (and those on a shard
  * that no longer has their slot) are made again where the slot is now. */
@@ -295,4 +294,3 @@ int bp__chan_parse(redis_bp *b, const char *s, size_t n, char *topic)
     topic[tl] = '\0';
     return kind;
 }
-

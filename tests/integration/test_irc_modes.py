@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """test_irc_modes: channel operators, modes, KICK and INVITE of the IRC
-gateway (src/hub/gw_irc_chan.c, docs/irc.md), the IRCv3 caps away-notify,
+gateway (src/hub/irc_chan.c, docs/irc.md), the IRCv3 caps away-notify,
 account-tag and extended-join, and flood control.
 
 - Operators follow the hub's permissions: with a password file and an ACL

@@ -1,4 +1,4 @@
-/* gw_irc_query.c: what an IRC client asks of the server rather than says:
+/* irc_query.c: what an IRC client asks of the server rather than says:
  * CHATHISTORY (from the hub's history), LIST and WHOIS.  Moved out of
  * gw_irc.c as is. */
 #include <stdio.h>

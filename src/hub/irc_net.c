@@ -1,4 +1,4 @@
-/* gw_irc_net.c: the IRC network's state that every thread shares (one
+/* irc_net.c: the IRC network's state that every thread shares (one
  * lock): the nicks in use and the channels' topics.  Moved out of
  * gw_irc.c as is. */
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* gw_irc_chan.c: the IRC gateway's channels beyond the hub's rooms: modes
+/* irc_chan.c: the IRC gateway's channels beyond the hub's rooms: modes
  * (+n +t +m +i +k +l +b, +o +v), KICK and INVITE, and the delivery of
  * channel events to the IRC users of every thread.
  *

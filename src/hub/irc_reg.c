@@ -1,4 +1,4 @@
-/* gw_irc_reg.c: an IRC connection's registration: CAP LS 302 / REQ / END,
+/* irc_reg.c: an IRC connection's registration: CAP LS 302 / REQ / END,
  * PASS, NICK and USER, SASL PLAIN (checked by the hub's auth), and the
  * welcome burst (001-005, LUSERS, MOTD).  Moved out of gw_irc.c as is. */
 #include <stdio.h>
