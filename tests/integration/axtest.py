@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
+import atexit
 
 BUILD = os.environ.get("AXON_BUILD") or (sys.argv[1] if len(sys.argv) > 1 else "build")
 BUILD = os.path.abspath(BUILD)
@@ -54,21 +55,62 @@ def axon_bin():
     return os.path.join(BUILD, "axon")
 
 
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "axtest-ports")
+_PORT_HOLD = 1800  # seconds a reservation keeps other tests off a port
+_reserved = []
+
+
+def _reserve(port):
+    """Claims `port` for this test run against every other test script
+    running beside it (ctest -j): a port that was free when one script
+    probed it must not be handed to another before the first binds it.
+    A claim is a file created with O_EXCL; one older than _PORT_HOLD was
+    left by a killed script and is taken over."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    path = os.path.join(_PORT_DIR, str(port))
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            _reserved.append(path)
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(path).st_mtime < _PORT_HOLD:
+                    return False
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    return False
+
+
+def _release_ports():
+    for path in _reserved:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+atexit.register(_release_ports)
+
+
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
     """A port free for `kind` right now, below the ephemeral range (32768
     and up): a test that restarts a server on the same port must not find
-    it taken by some client's outgoing connection meanwhile."""
+    it taken by some client's outgoing connection meanwhile.  The port is
+    also reserved for this script (see _reserve) until it ends."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
         port = random.randrange(10000, 32000)
         s = socket.socket(fam, kind)
         try:
             s.bind((host, port))
-            return port
         except OSError:
             continue
         finally:
             s.close()
+        if _reserve(port):
+            return port
     raise Failure("no free port below 32000")
 
 
@@ -436,6 +478,7 @@ class Tests:
             print("not ok - %s: the whole script took longer than %d s" %
                   (self.title, self.alarm), flush=True)
             stop_all()
+            _release_ports()
             print("%d passed, %d failed" % (self.passed, self.failed + 1), flush=True)
             os._exit(1)
 

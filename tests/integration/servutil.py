@@ -18,6 +18,20 @@ class Serve(axtest.Proc):
 
     def __init__(self, *args, data=None, ports=None, mqtt_port=None):
         self.data = data or tempfile.mkdtemp(prefix="axon-serve-")
+        tries = 1 if ports or mqtt_port else 3
+        for attempt in range(tries):
+            try:
+                self._start(args, ports, mqtt_port)
+                return
+            except axtest.Failure as e:
+                # Ports are reserved against the other test scripts, but a
+                # program that is not one of them (a browser, redis-server)
+                # may still take one first: then try fresh ports.
+                if attempt + 1 == tries or "Address already in use" not in str(e):
+                    raise
+                self.stop()
+
+    def _start(self, args, ports, mqtt_port):
         if ports:
             self.http_port, self.line_port, self.udp_port = ports
         else:
