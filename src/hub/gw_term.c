@@ -27,13 +27,10 @@
  * a connection is touched only by its own loop's thread. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +42,7 @@
 #include <axon/watch.h>
 #include <axon/ws.h>
 
+#include "core/pty.h"
 #include "serve.h"
 #include "web_assets.h"
 
@@ -82,6 +80,8 @@ typedef struct local {
     pid_t child;
     int pty;
     ax_watch *w;
+    ax_timer *flush; /* bulk output held (core/pty.h) */
+    ax__pty_out out;
     struct local *next;
 } local;
 
@@ -314,9 +314,30 @@ static void session_end(gw_term *g, term *t, int code, const char *why)
 
 /* ---- terminals the hub serves itself (--term NAME=COMMAND) --------------------------------- */
 
+/* Publish the output gathered (under reg.lock). */
+static void local_send(local *l)
+{
+    ax_timer_stop(l->flush);
+    l->out.holding = false;
+    if (!l->out.len) return;
+    int err = 0;
+    hub_publish(l->g->sv->hub, l->t->out, "hub", l->out.buf, l->out.len, &err);
+    l->out.len = 0;
+    l->t->last_ms = now_ms();
+}
+
+static void local_flush(ax_timer *tm, void *ud)
+{
+    (void)tm;
+    pthread_mutex_lock(&reg.lock);
+    local_send(ud);
+    pthread_mutex_unlock(&reg.lock);
+}
+
 static void local_gone(local *l)
 {
     int status = 0, code = -1;
+    local_send(l);
     if (l->w) ax_watch_free(l->w);
     l->w = NULL;
     if (l->pty >= 0) close(l->pty);
@@ -331,38 +352,30 @@ static void local_event(ax_watch *w, unsigned ev, void *ud)
 {
     local *l = ud;
     (void)w, (void)ev;
-    char buf[65536];
-    size_t got = 0;
-    ssize_t n = 0;
-    while (got < sizeof buf - 4096 && (n = read(l->pty, buf + got, sizeof buf - got)) > 0)
-        got += (size_t)n;
+    int rc = ax__pty_gather(l->pty, &l->out);
+    if (rc == AX__PTY_HOLD) ax_timer_start(l->flush, AX__PTY_HOLD_MS, 0);
+    if (rc != AX__PTY_SEND && rc != AX__PTY_EOF) return;
     pthread_mutex_lock(&reg.lock);
-    if (got) {
-        int err = 0;
-        hub_publish(l->g->sv->hub, l->t->out, "hub", buf, got, &err);
-        l->t->last_ms = now_ms();
-    }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) local_gone(l);
+    if (rc == AX__PTY_SEND)
+        local_send(l);
+    else
+        local_gone(l);
     pthread_mutex_unlock(&reg.lock);
 }
 
 static void local_open(local *l, int cols, int rows)
 {
     if (l->child > 0) return;
-    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
     char *env[] = {"TERM=xterm-256color", "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    char *argv[] = {"/bin/sh", "-c", l->cmd, NULL};
     int fd;
-    pid_t pid = forkpty(&fd, NULL, NULL, &ws);
+    pid_t pid = ax__pty_spawn(argv, env, (uint16_t)cols, (uint16_t)rows, &fd);
     if (pid == -1) {
         ax_log(AX_LOG_WARN, "term %s: forkpty: %s", l->t->name, strerror(errno));
         return;
     }
-    if (pid == 0) {
-        execle("/bin/sh", "sh", "-c", l->cmd, (char *)NULL, env);
-        _exit(127);
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    l->out.len = 0;
+    l->out.holding = false;
     l->pty = fd;
     l->child = pid;
     l->w = ax_watch_new(l->g->sv->loop, fd, local_event, l);
@@ -385,8 +398,7 @@ static void local_input(local *l, const void *data, size_t len, bool binary)
     } else if (strcmp(type, "open") == 0) {
         local_open(l, cols > 0 ? cols : 80, rows > 0 ? rows : 24);
     } else if (strcmp(type, "resize") == 0 && l->pty >= 0 && cols > 0 && rows > 0) {
-        struct winsize w = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
-        ioctl(l->pty, TIOCSWINSZ, &w);
+        ax__pty_resize(l->pty, (uint16_t)cols, (uint16_t)rows);
     } else if (strcmp(type, "close") == 0 && l->child > 0) {
         kill(-l->child, SIGHUP);
         kill(l->child, SIGHUP);
@@ -408,7 +420,8 @@ static int locals_start(gw_term *g)
             name[eq - p] = '\0';
             term *t = term_find(name, true);
             local *l = t ? ax_calloc(1, sizeof(*l)) : NULL;
-            if (!l) return AX_ENOMEM;
+            if (l) l->flush = ax_timer_new(g->sv->loop, local_flush, l);
+            if (!l || !l->flush) return ax_free(l), AX_ENOMEM;
             l->g = g, l->t = t, l->pty = -1;
             snprintf(l->cmd, sizeof l->cmd, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
             t->local = l;
@@ -434,6 +447,7 @@ static void locals_free(gw_term *g)
         *pl = l->next;
         if (l->child > 0) kill(l->child, SIGHUP);
         local_gone(l);
+        ax_timer_free(l->flush);
         l->t->local = NULL;
         l->t->agent = 0;
         ax_free(l);
