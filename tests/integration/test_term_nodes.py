@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""test_term_nodes: a terminal's output across hub nodes (`axon serve
+--redis`, docs/remote.md "Several nodes"): the agent and its writer on node
+A, a watcher on node B, a real redis-server between them.
+
+- the watcher on B sees what the writer on A typed, byte for byte as the
+  writer does (the output topic term/NAME/out crosses the backplane like
+  any topic);
+- a watcher on B that drops and comes back with its last seq gets exactly
+  the bytes it missed;
+- B's recording (/term/NAME/cast) has the session's output too."""
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import axtest
+import servutil
+import termutil
+
+t = axtest.Tests("axon term across nodes through Redis", alarm=180)
+
+if not shutil.which("redis-server"):
+    # deps.sh's test group installs it: never skip silently
+    raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
+
+
+def low_port():
+    """A free TCP port below 32768 (outside the kernel's ephemeral range)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise axtest.Failure("no free port below 32768")
+
+
+class Redis(axtest.Proc):
+    def __init__(self):
+        self.port = low_port()
+        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while not self.ping():
+            if time.monotonic() > deadline or not self.running():
+                raise axtest.Failure("redis-server did not start%s" % self.err_note())
+            time.sleep(0.05)
+        self.url = "redis://127.0.0.1:%d" % self.port
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def linked(hub):
+    rc, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", hub.base + "/healthz")
+    return out == "200"
+
+
+def wait_for(pred, what, timeout=axtest.TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise axtest.Failure("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def watcher(hub, url=None):
+    return axtest.Proc([axtest.axon_bin(), "term", "connect", url or hub.url, "--watch",
+                        "--token", hub.tok["bob"]], stdin=subprocess.PIPE)
+
+
+@t.test
+def watcher_on_another_node():
+    r = Redis()
+    a = termutil.Hub("--redis", r.url)
+    b = termutil.Hub("--redis", r.url)
+    wait_for(lambda: linked(a) and linked(b), "both nodes linked to Redis")
+    a.agent()
+    a.wait_log("agent box connected")
+    w = a.connect("alice")
+    a.wait_log("session 1 started")
+    cut = termutil.Cutter(b.srv.http_port)
+    try:
+        v = watcher(b, "ws://127.0.0.1:%d/term/%s" % (cut.port, b.name))
+        b.wait_log("bob is watching")
+        w.p.stdin.write(b"echo across-$((6*7)); seq 1 300; echo part-$((1+1))-done\n")
+        w.p.stdin.flush()
+        v.wait_output(lambda o: b"part-2-done\r\n" in o, what="node A's output at B's watcher")
+        cut.cut()  # B's watcher drops; the session on A goes on
+        termutil.wait_file(v.err_path, "connection lost")
+        w.p.stdin.write(b"seq 301 3000; echo part-$((1+2))-done\n")
+        w.p.stdin.flush()
+        w.wait_output(lambda o: b"part-3-done\r\n" in o, what="the second part at the writer")
+        time.sleep(0.5)
+        cut.restore()
+        v.wait_output(lambda o: b"part-3-done\r\n" in o, timeout=20,
+                      what="the missed part at B's watcher after the drop")
+        w.p.stdin.write(b"echo end-$((2+2))\n")
+        w.p.stdin.flush()
+        wo = w.wait_output(lambda o: o.endswith(b"end-4\r\n$ "), what="the end at the writer")
+        vo = v.wait_output(lambda o: o.endswith(b"end-4\r\n$ "), what="the end at B's watcher")
+        t.ok(b"across-42" in vo, "B's watcher saw the command's output")
+        t.ok(vo == wo, "B's watcher's bytes are the writer's on A, byte for byte (%d and %d)"
+             % (len(vo), len(wo)))
+    finally:
+        cut.close()
+    rc, cast, _ = servutil.curl("-H", "Authorization: Bearer " + b.tok["bob"],
+                                b.base + "/term/box1/cast")
+    t.ok("part-3-done" in cast, "B's recording has the session's output: %r" % cast[-200:])
+    v.stop()
+    w.stop()
+    for h in (a, b):
+        h.stop()
+    r.stop()
+
+
+t.main()
