@@ -39,11 +39,11 @@ typedef struct ax__pty_out {
 } ax__pty_out;
 
 enum {
-    AX__PTY_WAIT = 0,  /* nothing to send yet (nothing read, or holding) */
-    AX__PTY_SEND = 1,  /* send o->buf[0..len), then set len = 0 */
-    AX__PTY_HOLD = 2,  /* start the hold timer; send what is there when it fires */
-    AX__PTY_EOF = -1,  /* the terminal is closed (the child and its children
-                          are gone): send what is there, then stop */
+    AX__PTY_WAIT = 0, /* nothing to send yet (nothing read, or holding) */
+    AX__PTY_SEND = 1, /* send o->buf[0..len), then set len = 0 */
+    AX__PTY_HOLD = 2, /* start the hold timer; send what is there when it fires */
+    AX__PTY_EOF = -1, /* the terminal is closed (the child and its children
+                         are gone): send what is there, then stop */
 };
 
 /* Read what the master has into o (non-blocking).  One of the above. */
