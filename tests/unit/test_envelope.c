@@ -5,35 +5,19 @@
  * message writer byte for byte against json_dumps(). */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../fuzz/envelope_diff.h"
 #include "proto/ws/utf8.h"
 
 /* d placed so that its last byte is the last readable one. */
-static const uint8_t *guarded(const void *d, size_t n)
-{
-    static uint8_t *base;
-    static size_t page;
-    if (!base) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        base = mmap(NULL, 64 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(base != MAP_FAILED);
-        ASSERT(mprotect(base + 63 * page, page, PROT_NONE) == 0);
-    }
-    ASSERT(n <= 63 * page);
-    uint8_t *p = base + 63 * page - n;
-    memcpy(p, d, n);
-    return p;
-}
-
 /* The scan of s agrees with jansson, whole and cut at every length. */
 static void agrees(const char *s, size_t n)
 {
     for (size_t k = 0; k <= n; k++) {
-        int bad = env_diff_scan(guarded(s, k), k);
+        int bad = env_diff_scan(tu_guarded(s, k), k);
         if (bad) fprintf(stderr, "disagree (%d) at %zu of: %.*s\n", bad, k, (int)n, s);
         ASSERT_EQ(bad, 0);
     }
@@ -41,7 +25,7 @@ static void agrees(const char *s, size_t n)
 
 static int scan(const char *s, env_req *q)
 {
-    return env_scan(guarded(s, strlen(s)), strlen(s), q);
+    return env_scan(tu_guarded(s, strlen(s)), strlen(s), q);
 }
 
 static const char *const texts[] = {
@@ -195,7 +179,7 @@ TEST(envelope_scan_adversarial)
             s[k++] = '"';
             s[k++] = '}';
         }
-        ASSERT_EQ(env_diff_scan(guarded(s, k), k), 0);
+        ASSERT_EQ(env_diff_scan(tu_guarded(s, k), k), 0);
     }
     /* 31 levels are read, 33 are left to jansson */
     env_req q;
