@@ -68,6 +68,10 @@ struct term {
     uint16_t cols, rows;
     int64_t last_ms;     /* last keystroke or output */
     struct local *local; /* served by the hub itself (--term NAME=COMMAND), or NULL */
+    /* several nodes (--redis): on the agent's node, a writer on another
+     * node types (none here); elsewhere, the agent's node said it runs */
+    bool far_writer, far_agent;
+    char far_user[AUTH_MAX_NAME + 1];
     term *next;
 };
 
@@ -118,6 +122,10 @@ static struct {
     tconn *conns;
     uint64_t next_id;
     int instances;
+    /* several nodes: the first thread's subscriber of term/+/in and
+     * term/+/ctl, and this node's name as the sender of what it publishes */
+    hub_sub *nsub;
+    char node[40];
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t now_ms(void)
@@ -223,12 +231,37 @@ static void send_json_to(gw_term *g, uint64_t id, json_t *j)
     json_decref(j);
 }
 
-/* A notice to every viewer of t (under reg.lock). */
+static void tell_local(gw_term *g, term *t, const char *s)
+{
+    for (tconn *c = reg.conns; c; c = c->next)
+        if (c->t == t && c->role != ROLE_AGENT) send_to(g, c->id, s, strlen(s), false, false);
+}
+
+/* To the other nodes (--redis): term/NAME/KIND, [tag] + the bytes. */
+static void far_publish(gw_term *g, term *t, const char *kind, char tag, const void *data,
+                        size_t len)
+{
+    if (!g->sv->bp || !reg.nsub) return;
+    char topic[TERM_NAME_MAX + 16];
+    snprintf(topic, sizeof topic, "term/%s/%s", t->name, kind);
+    size_t n = len + (tag != 0);
+    char stack[1024], *b = n <= sizeof stack ? stack : ax_malloc(n);
+    if (!b) return;
+    if (tag) b[0] = tag;
+    memcpy(b + (tag != 0), data, len);
+    int err = 0;
+    hub_publish(g->sv->hub, topic, reg.node, b, n, &err);
+    if (err) ax_log(AX_LOG_WARN, "term %s: to the other nodes: %s", t->name, hub_strerror(err));
+    if (b != stack) ax_free(b);
+}
+
+/* A notice to every viewer of t (under reg.lock), on every node: the
+ * agent's node tells the others through term/NAME/ctl. */
 static void tell_viewers(gw_term *g, term *t, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    for (tconn *c = reg.conns; s && c; c = c->next)
-        if (c->t == t && c->role != ROLE_AGENT) send_to(g, c->id, s, strlen(s), false, false);
+    if (s) tell_local(g, t, s);
+    if (s && t->agent) far_publish(g, t, "ctl", 0, s, strlen(s));
     free(s);
     json_decref(j);
 }
@@ -289,14 +322,15 @@ static void agent_json(gw_term *g, term *t, json_t *j)
 /* A writer is here and nothing runs: ask the agent for a session. */
 static void session_start(gw_term *g, term *t)
 {
-    if (t->live || !t->agent || !t->writer) return;
+    if (t->live || !t->agent || (!t->writer && !t->far_writer)) return;
     t->live = true;
     t->session++;
     t->since = last_seq(g, t);
     t->last_ms = now_ms();
     tconn *w = conn_find(t->writer);
-    ax_log(AX_LOG_INFO, "term %s: session %llu started for %s (output after seq %llu)", t->name,
-           (unsigned long long)t->session, w ? w->user : "?", (unsigned long long)t->since);
+    ax_log(AX_LOG_INFO, "term %s: session %llu started for %s%s (output after seq %llu)", t->name,
+           (unsigned long long)t->session, w ? w->user : t->far_user, w ? "" : " on another node",
+           (unsigned long long)t->since);
     agent_json(g, t, json_pack("{s:s,s:i,s:i}", "type", "open", "cols", t->cols, "rows", t->rows));
     tell_viewers(g, t,
                  json_pack("{s:s,s:I,s:I}", "type", "session", "session", (json_int_t)t->session,
@@ -454,6 +488,152 @@ static void locals_free(gw_term *g)
     }
 }
 
+/* ---- several nodes (--redis; docs/remote.md) ---------------------------------------------
+ *
+ * The output is a topic, so it reaches viewers on every node by itself.
+ * Keys and the session's state cross through two more topics: a writer on
+ * a node without the agent publishes on term/NAME/in ('w' + its user and
+ * size: it attached; 'k' + keys; 'r' + size; 'x': it left), and the
+ * agent's node publishes what it tells its viewers on term/NAME/ctl.  The
+ * server gives term/+/in no history (server.c): keys are in no history
+ * and no Redis stream; with --redis there is no SQLite store. */
+
+/* A writer here, the agent elsewhere (under reg.lock). */
+static void far_writer(gw_term *g, term *t, char tag)
+{
+    tconn *w = conn_find(t->writer);
+    char b[AUTH_MAX_NAME + 64];
+    int n = tag == 'x' ? 0 : snprintf(b, sizeof b, "%u %u %s", t->cols, t->rows, w ? w->user : "");
+    far_publish(g, t, "in", tag, b, n > 0 && (size_t)n < sizeof b ? (size_t)n : 0);
+}
+
+typedef struct far_msg {
+    bool ctl;
+    char name[TERM_NAME_MAX + 1];
+    size_t len;
+    char data[];
+} far_msg;
+
+/* What a writer on another node sent, on the agent's node. */
+static void far_in(gw_term *g, term *t, const char *p, size_t n)
+{
+    if (!n) return;
+    char tag = p[0];
+    p++, n--;
+    if (tag == 'k') {
+        if (t->far_writer && !t->writer && t->live) agent_send(g, t, p, n, true);
+        t->last_ms = now_ms();
+        return;
+    }
+    if (tag == 'x') {
+        if (t->far_writer)
+            ax_log(AX_LOG_INFO, "term %s: writer %s left (another node)", t->name, t->far_user);
+        t->far_writer = false;
+        return;
+    }
+    char line[AUTH_MAX_NAME + 64], user[AUTH_MAX_NAME + 1] = "";
+    unsigned cols = 0, rows = 0;
+    snprintf(line, sizeof line, "%.*s", (int)n, p);
+    if (sscanf(line, "%u %u %64s", &cols, &rows, user) < 2 || !cols || !rows || cols >= 10000 ||
+        rows >= 10000 || t->writer)
+        return; /* a writer here types */
+    t->cols = (uint16_t)cols, t->rows = (uint16_t)rows;
+    if (tag == 'w' && !t->far_writer) {
+        t->far_writer = true;
+        snprintf(t->far_user, sizeof t->far_user, "%s", user[0] ? user : "?");
+        ax_log(AX_LOG_INFO, "term %s: %s attached as the writer on another node", t->name,
+               t->far_user);
+    }
+    if (!t->far_writer) return;
+    if (t->live)
+        agent_json(g, t,
+                   json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
+    session_start(g, t);
+}
+
+/* What the agent's node told its viewers, on a node without the agent. */
+static void far_ctl(gw_term *g, term *t, const char *p, size_t n)
+{
+    json_t *o = json_loadb(p, n, 0, NULL);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (type && strcmp(type, "session") == 0) {
+        t->live = t->far_agent = true;
+        t->session = (uint64_t)json_integer_value(json_object_get(o, "session"));
+        t->since = (uint64_t)json_integer_value(json_object_get(o, "since"));
+    } else if (type && strcmp(type, "exit") == 0) {
+        t->live = false;
+    } else if (type && strcmp(type, "agent") == 0) {
+        t->far_agent = json_is_true(json_object_get(o, "online"));
+    }
+    json_decref(o);
+    if (type) {
+        char *s = strndup(p, n);
+        if (s) tell_local(g, t, s);
+        free(s);
+    }
+}
+
+static void far_posted(ax_loop *loop, void *arg)
+{
+    far_msg *f = arg;
+    (void)loop;
+    pthread_mutex_lock(&reg.lock);
+    term *t = term_find(f->name, false);
+    gw_term *g = reg.nsub ? hub_sub_data(reg.nsub) : NULL;
+    if (t && g && f->ctl && !t->agent)
+        far_ctl(g, t, f->data, f->len);
+    else if (t && g && !f->ctl && t->agent)
+        far_in(g, t, f->data, f->len);
+    pthread_mutex_unlock(&reg.lock);
+    ax_free(f);
+}
+
+/* term/NAME/in or term/NAME/ctl from another node: handled on this loop
+ * after the hub's call (which may hold its lock, or come inside one of
+ * ours). */
+static bool far_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    gw_term *g = ud;
+    (void)s;
+    if (m->kind != HUB_MSG ||
+        (m->sender_len == strlen(reg.node) && memcmp(m->sender, reg.node, m->sender_len) == 0))
+        return true; /* (our own) */
+    const char *name = m->topic + 5, *slash = memchr(name, '/', m->topic_len - 5);
+    if (!slash || !name_valid(name, (size_t)(slash - name))) return true;
+    far_msg *f = ax_malloc(sizeof(*f) + m->payload_len);
+    if (!f) return true;
+    f->ctl = m->topic + m->topic_len - slash == 4 && memcmp(slash, "/ctl", 4) == 0;
+    snprintf(f->name, sizeof f->name, "%.*s", (int)(slash - name), name);
+    f->len = m->payload_len;
+    memcpy(f->data, m->payload, m->payload_len);
+    if (ax_loop_post(g->sv->loop, far_posted, f) != 0) ax_free(f);
+    return true;
+}
+
+static void far_kick(hub_sub *s, const char *why, void *ud)
+{
+    (void)s, (void)ud;
+    ax_log(AX_LOG_WARN, "term: the other nodes' keys and state: %s", why);
+}
+
+static const hub_sub_ops far_ops = {far_write, far_kick};
+
+/* The first thread, with a backplane: listen to the other nodes. */
+static int far_start(gw_term *g)
+{
+    uint8_t r[8];
+    FILE *f = fopen("/dev/urandom", "re");
+    bool ok = f && fread(r, 1, sizeof r, f) == sizeof r;
+    if (f) fclose(f);
+    if (!ok) return AX_EIO;
+    snprintf(reg.node, sizeof reg.node, "term-node-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7]);
+    if (!(reg.nsub = hub_sub_new(g->sv->hub, &far_ops, g, NULL))) return AX_ENOMEM;
+    int rc = hub_subscribe(reg.nsub, "term/+/in", -1, false);
+    if (!rc) rc = hub_subscribe(reg.nsub, "term/+/ctl", -1, false);
+    return rc;
+}
+
 /* ---- viewers: the output topic's subscribers ---------------------------------------------- */
 
 /* The frame of an output message (8 bytes of seq, big-endian, then the
@@ -558,8 +738,8 @@ static void viewer_open(tconn *c, term *t)
     json_t *hello =
         json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:i,s:i}", "type", "hello", "terminal", t->name,
                   "role", writer ? "writer" : "watcher", "writer", w ? w->user : "", "agent",
-                  t->agent != 0, "live", t->live, "session", (json_int_t)t->session, "since",
-                  (json_int_t)t->since, "cols", t->cols, "rows", t->rows);
+                  t->agent != 0 || t->far_agent, "live", t->live, "session", (json_int_t)t->session,
+                  "since", (json_int_t)t->since, "cols", t->cols, "rows", t->rows);
     send_json_to(g, c->id, hello);
     int64_t since = c->since >= 0 ? c->since : (int64_t)t->since;
     int rc = hub_subscribe(c->sub, t->out, since, false);
@@ -570,6 +750,7 @@ static void viewer_open(tconn *c, term *t)
                 g, t,
                 json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         session_start(g, t);
+        if (!t->agent) far_writer(g, t, 'w');
     }
 }
 
@@ -655,7 +836,10 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
         return;
     }
     if (binary) {
-        if (t->agent && t->live) agent_send(g, t, data, len, true);
+        if (t->agent && t->live)
+            agent_send(g, t, data, len, true);
+        else if (!t->agent) /* the agent may be on another node */
+            far_publish(g, t, "in", 'k', data, len);
         t->last_ms = now_ms();
         return;
     }
@@ -670,6 +854,8 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
                 agent_json(
                     g, t,
                     json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
+            else
+                far_writer(g, t, 'r');
         }
     }
     json_decref(o);
@@ -711,12 +897,13 @@ static void conn_forget(tconn *c)
             break;
         }
     if (c->role == ROLE_AGENT && t->agent == c->id) {
-        t->agent = 0;
         ax_log(AX_LOG_INFO, "term %s: agent %s gone", t->name, c->user);
         tell_viewers(g, t, json_pack("{s:s,s:b}", "type", "agent", "online", 0));
+        t->agent = 0;
     } else if (c->role == ROLE_WRITER && t->writer == c->id) {
         t->writer = 0;
         ax_log(AX_LOG_INFO, "term %s: writer %s left", t->name, c->user);
+        if (!t->agent) far_writer(g, t, 'x');
     } else if (c->role == ROLE_WATCHER) {
         ax_log(AX_LOG_INFO, "term %s: %s stopped watching", t->name, c->user);
     }
@@ -1075,6 +1262,10 @@ static void term_free(void *vg)
     frame_forget();
     pthread_mutex_lock(&reg.lock);
     locals_free(g);
+    if (reg.nsub && hub_sub_data(reg.nsub) == g) {
+        hub_sub_free(reg.nsub);
+        reg.nsub = NULL;
+    }
     if (--reg.instances == 0 && !reg.conns) {
         while (reg.terms) {
             term *t = reg.terms;
@@ -1100,6 +1291,7 @@ static void *term_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     pthread_mutex_lock(&reg.lock);
     reg.instances++;
     err = sv->index == 0 ? locals_start(g) : 0;
+    if (!err && sv->index == 0 && sv->bp) err = far_start(g);
     pthread_mutex_unlock(&reg.lock);
     if (err) {
         snprintf(why, why_len, "cannot add the hub's own terminals: %s", ax_strerror(err));

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
-"""test_term_nodes: a terminal's output across hub nodes (`axon serve
---redis`, docs/remote.md "Several nodes"): the agent and its writer on node
-A, a watcher on node B, a real redis-server between them.
+"""test_term_nodes: terminals across hub nodes (`axon serve --redis`,
+docs/remote.md "Several nodes"), a real redis-server between the nodes.
 
-- the watcher on B sees what the writer on A typed, byte for byte as the
-  writer does (the output topic term/NAME/out crosses the backplane like
-  any topic);
-- a watcher on B that drops and comes back with its last seq gets exactly
-  the bytes it missed;
-- B's recording (/term/NAME/cast) has the session's output too."""
+- the agent and its writer on node A, a watcher on node B: the watcher sees
+  what the writer typed, byte for byte as the writer does (the output
+  topic term/NAME/out crosses the backplane like any topic); dropped, it
+  comes back with its last seq and gets exactly the bytes it missed; B's
+  recording (/term/NAME/cast) has the session's output too;
+- the agent on node A, the writer on node B: the session starts for it,
+  its keys and its window size reach the program (term/NAME/in), it is
+  told of the exit and exits with the program's status (term/NAME/ctl),
+  a watcher on A sees it all; the keys are in no Redis key (no stream)."""
 import random
 import shutil
 import socket
@@ -120,6 +122,41 @@ def watcher_on_another_node():
     t.ok("part-3-done" in cast, "B's recording has the session's output: %r" % cast[-200:])
     v.stop()
     w.stop()
+    for h in (a, b):
+        h.stop()
+    r.stop()
+
+
+@t.test
+def writer_on_another_node():
+    r = Redis()
+    a = termutil.Hub("--redis", r.url)
+    b = termutil.Hub("--redis", r.url)
+    wait_for(lambda: linked(a) and linked(b), "both nodes linked to Redis")
+    a.agent()
+    a.wait_log("agent box connected")
+    w = b.connect("alice")
+    b.wait_log("alice attached as the writer")
+    a.wait_log("alice attached as the writer on another node")
+    a.wait_log("session 1 started for alice on another node")
+    v = watcher(a)
+    a.wait_log("bob is watching")
+    w.p.stdin.write(b"echo typed-$((6*7))-on-b; stty size; echo secret-key-$((1+1))\n")
+    w.p.stdin.flush()
+    wo = w.wait_output(lambda o: b"secret-key-2\r\n" in o, what="the shell on A, typed on B")
+    t.ok(b"typed-42-on-b" in wo, "the writer on B ran a command on A's agent")
+    t.ok(b"\r\n24 80\r\n" in wo, "the window size B gave: %r" % wo[-200:])
+    v.wait_output(lambda o: b"secret-key-2\r\n" in o, what="B's writer's session at A's watcher")
+    w.p.stdin.write(b"exit 7\n")
+    w.p.stdin.flush()
+    t.exits(w, 7, "connect on B when the program on A exits 7")
+    a.wait_log("session 1 ended (exited, exit code 7)")
+    keys = subprocess.run(["redis-cli", "-p", str(r.port), "--scan"], capture_output=True,
+                          timeout=10).stdout.decode().split()
+    t.ok(any("{term/box1/out}:log" in k for k in keys), "the output's stream: %r" % keys)
+    t.ok(not any("/in}" in k and not k.endswith(":seq") for k in keys),
+         "the keys are in no Redis key (only a counter): %r" % keys)
+    v.stop()
     for h in (a, b):
         h.stop()
     r.stop()
