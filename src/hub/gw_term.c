@@ -69,9 +69,11 @@ struct term {
     int64_t last_ms;     /* last keystroke or output */
     struct local *local; /* served by the hub itself (--term NAME=COMMAND), or NULL */
     /* several nodes (--redis): on the agent's node, a writer on another
-     * node types (none here); elsewhere, the agent's node said it runs */
+     * node types (none here), far_node's; elsewhere, the agent's node
+     * said it runs */
     bool far_writer, far_agent;
     char far_user[AUTH_MAX_NAME + 1];
+    char far_node[40];
     term *next;
 };
 
@@ -122,8 +124,8 @@ static struct {
     tconn *conns;
     uint64_t next_id;
     int instances;
-    /* several nodes: the first thread's subscriber of term/+/in and
-     * term/+/ctl, and this node's name as the sender of what it publishes */
+    /* several nodes: the first thread's subscriber of $term/+/in and
+     * $term/+/ctl, and this node's name as the sender of what it publishes */
     hub_sub *nsub;
     char node[40];
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -237,13 +239,13 @@ static void tell_local(gw_term *g, term *t, const char *s)
         if (c->t == t && c->role != ROLE_AGENT) send_to(g, c->id, s, strlen(s), false, false);
 }
 
-/* To the other nodes (--redis): term/NAME/KIND, [tag] + the bytes. */
+/* To the other nodes (--redis): $term/NAME/KIND, [tag] + the bytes. */
 static void far_publish(gw_term *g, term *t, const char *kind, char tag, const void *data,
                         size_t len)
 {
     if (!g->sv->bp || !reg.nsub) return;
     char topic[TERM_NAME_MAX + 16];
-    snprintf(topic, sizeof topic, "term/%s/%s", t->name, kind);
+    snprintf(topic, sizeof topic, "$term/%s/%s", t->name, kind);
     size_t n = len + (tag != 0);
     char stack[1024], *b = n <= sizeof stack ? stack : ax_malloc(n);
     if (!b) return;
@@ -256,7 +258,7 @@ static void far_publish(gw_term *g, term *t, const char *kind, char tag, const v
 }
 
 /* A notice to every viewer of t (under reg.lock), on every node: the
- * agent's node tells the others through term/NAME/ctl. */
+ * agent's node tells the others through $term/NAME/ctl. */
 static void tell_viewers(gw_term *g, term *t, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -492,11 +494,14 @@ static void locals_free(gw_term *g)
  *
  * The output is a topic, so it reaches viewers on every node by itself.
  * Keys and the session's state cross through two more topics: a writer on
- * a node without the agent publishes on term/NAME/in ('w' + its user and
- * size: it attached; 'k' + keys; 'r' + size; 'x': it left), and the
- * agent's node publishes what it tells its viewers on term/NAME/ctl.  The
- * server gives term/+/in no history (server.c): keys are in no history
- * and no Redis stream; with --redis there is no SQLite store. */
+ * a node without the agent publishes on $term/NAME/in ('w' + its size and
+ * user: it attached; 'k' + keys; 'r' + size; 'x': it left), and the
+ * agent's node publishes what it tells its viewers on $term/NAME/ctl.
+ * Clients cannot publish there: a '$' topic is out of reach of every
+ * wildcard grant ('#' included, so of --anonymous readwrite too) and MQTT
+ * refuses them.  The server gives $term/+/in no history (server.c): keys
+ * are in no history and no Redis stream; with --redis there is no SQLite
+ * store.  Only with authentication (terminals need it). */
 
 /* A writer here, the agent elsewhere (under reg.lock). */
 static void far_writer(gw_term *g, term *t, char tag)
@@ -510,16 +515,19 @@ static void far_writer(gw_term *g, term *t, char tag)
 typedef struct far_msg {
     bool ctl;
     char name[TERM_NAME_MAX + 1];
+    char node[40]; /* the sender */
     size_t len;
     char data[];
 } far_msg;
 
 /* What a writer on another node sent, on the agent's node. */
-static void far_in(gw_term *g, term *t, const char *p, size_t n)
+static void far_in(gw_term *g, term *t, const char *node, const char *p, size_t n)
 {
     if (!n) return;
     char tag = p[0];
     p++, n--;
+    if (tag != 'w' && (!t->far_writer || strcmp(node, t->far_node) != 0))
+        return; /* not the writer's node */
     if (tag == 'k') {
         if (t->far_writer && !t->writer && t->live) agent_send(g, t, p, n, true);
         t->last_ms = now_ms();
@@ -541,10 +549,11 @@ static void far_in(gw_term *g, term *t, const char *p, size_t n)
     if (tag == 'w' && !t->far_writer) {
         t->far_writer = true;
         snprintf(t->far_user, sizeof t->far_user, "%s", user[0] ? user : "?");
+        snprintf(t->far_node, sizeof t->far_node, "%s", node);
         ax_log(AX_LOG_INFO, "term %s: %s attached as the writer on another node", t->name,
                t->far_user);
     }
-    if (!t->far_writer) return;
+    if (!t->far_writer || strcmp(node, t->far_node) != 0) return; /* another node's writer */
     if (t->live)
         agent_json(g, t,
                    json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
@@ -583,12 +592,12 @@ static void far_posted(ax_loop *loop, void *arg)
     if (t && g && f->ctl && !t->agent)
         far_ctl(g, t, f->data, f->len);
     else if (t && g && !f->ctl && t->agent)
-        far_in(g, t, f->data, f->len);
+        far_in(g, t, f->node, f->data, f->len);
     pthread_mutex_unlock(&reg.lock);
     ax_free(f);
 }
 
-/* term/NAME/in or term/NAME/ctl from another node: handled on this loop
+/* $term/NAME/in or $term/NAME/ctl from another node: handled on this loop
  * after the hub's call (which may hold its lock, or come inside one of
  * ours). */
 static bool far_write(hub_sub *s, hub_msg *m, void *ud)
@@ -598,12 +607,13 @@ static bool far_write(hub_sub *s, hub_msg *m, void *ud)
     if (m->kind != HUB_MSG ||
         (m->sender_len == strlen(reg.node) && memcmp(m->sender, reg.node, m->sender_len) == 0))
         return true; /* (our own) */
-    const char *name = m->topic + 5, *slash = memchr(name, '/', m->topic_len - 5);
+    const char *name = m->topic + 6, *slash = memchr(name, '/', m->topic_len - 6);
     if (!slash || !name_valid(name, (size_t)(slash - name))) return true;
     far_msg *f = ax_malloc(sizeof(*f) + m->payload_len);
     if (!f) return true;
     f->ctl = m->topic + m->topic_len - slash == 4 && memcmp(slash, "/ctl", 4) == 0;
     snprintf(f->name, sizeof f->name, "%.*s", (int)(slash - name), name);
+    snprintf(f->node, sizeof f->node, "%.*s", (int)m->sender_len, m->sender);
     f->len = m->payload_len;
     memcpy(f->data, m->payload, m->payload_len);
     if (ax_loop_post(g->sv->loop, far_posted, f) != 0) ax_free(f);
@@ -629,8 +639,8 @@ static int far_start(gw_term *g)
     snprintf(reg.node, sizeof reg.node, "term-node-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
              r[2], r[3], r[4], r[5], r[6], r[7]);
     if (!(reg.nsub = hub_sub_new(g->sv->hub, &far_ops, g, NULL))) return AX_ENOMEM;
-    int rc = hub_subscribe(reg.nsub, "term/+/in", -1, false);
-    if (!rc) rc = hub_subscribe(reg.nsub, "term/+/ctl", -1, false);
+    int rc = hub_subscribe(reg.nsub, "$term/+/in", -1, false);
+    if (!rc) rc = hub_subscribe(reg.nsub, "$term/+/ctl", -1, false);
     return rc;
 }
 
@@ -1291,7 +1301,7 @@ static void *term_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     pthread_mutex_lock(&reg.lock);
     reg.instances++;
     err = sv->index == 0 ? locals_start(g) : 0;
-    if (!err && sv->index == 0 && sv->bp) err = far_start(g);
+    if (!err && sv->index == 0 && sv->bp && sv->auth) err = far_start(g);
     pthread_mutex_unlock(&reg.lock);
     if (err) {
         snprintf(why, why_len, "cannot add the hub's own terminals: %s", ax_strerror(err));

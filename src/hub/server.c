@@ -732,9 +732,9 @@ int serve_run(const serve_cfg *cfg)
         ax_loop_free(sv.loop);
         return 1;
     }
-    /* keys between nodes (gw_term.c, term/NAME/in) are kept nowhere: no
-     * history, so no Redis stream either; first, whatever term/# says */
-    hub_rule rules[SERVE_MAX_RULES + 1] = {{"term/+/in", 0, 0, HUB_DROP_OLDEST}};
+    /* keys between nodes (gw_term.c, $term/NAME/in) are kept nowhere: no
+     * history, so no Redis stream either */
+    hub_rule rules[SERVE_MAX_RULES + 1] = {{"$term/+/in", 0, 0, HUB_DROP_OLDEST}};
     memcpy(rules + 1, cfg->rules, (size_t)cfg->nrules * sizeof *rules);
     hub_opts ho = {.rules = rules, /* copied by hub_new() */
                    .nrules = cfg->nrules + 1,

@@ -8,9 +8,11 @@ docs/remote.md "Several nodes"), a real redis-server between the nodes.
   comes back with its last seq and gets exactly the bytes it missed; B's
   recording (/term/NAME/cast) has the session's output too;
 - the agent on node A, the writer on node B: the session starts for it,
-  its keys and its window size reach the program (term/NAME/in), it is
-  told of the exit and exits with the program's status (term/NAME/ctl),
-  a watcher on A sees it all; the keys are in no Redis key (no stream)."""
+  its keys and its window size reach the program ($term/NAME/in), it is
+  told of the exit and exits with the program's status ($term/NAME/ctl),
+  a watcher on A sees it all; the keys are in no Redis key (no stream);
+  an anonymous client of a hub that lets anonymous clients read and write
+  cannot publish there (403): nobody types without write on term/NAME."""
 import random
 import shutil
 import socket
@@ -130,15 +132,20 @@ def watcher_on_another_node():
 @t.test
 def writer_on_another_node():
     r = Redis()
-    a = termutil.Hub("--redis", r.url)
-    b = termutil.Hub("--redis", r.url)
+    a = termutil.Hub("--redis", r.url, "--anonymous", "readwrite")
+    b = termutil.Hub("--redis", r.url, "--anonymous", "readwrite")
     wait_for(lambda: linked(a) and linked(b), "both nodes linked to Redis")
     a.agent()
     a.wait_log("agent box connected")
+    for text in ("w80 24 eve", "kid\n"):  # what a writer's node would send, from a client
+        rc, code, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
+                                    text, b.base + "/api/publish/%24term/box1/in?sender=eve")
+        t.eq(code, "403", "an anonymous client publishing on $term/box1/in")
     w = b.connect("alice")
     b.wait_log("alice attached as the writer")
     a.wait_log("alice attached as the writer on another node")
-    a.wait_log("session 1 started for alice on another node")
+    log = a.wait_log("session 1 started for alice on another node")
+    t.ok("eve" not in log, "no session for the anonymous client: %r" % log[-300:])
     v = watcher(a)
     a.wait_log("bob is watching")
     w.p.stdin.write(b"echo typed-$((6*7))-on-b; stty size; echo secret-key-$((1+1))\n")
