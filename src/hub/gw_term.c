@@ -15,7 +15,8 @@
  * history exported.  Keystrokes are not a topic (they would land in the
  * history and the store, passwords included): they go from the writer's
  * connection to the agent's, through ax_loop_post() when the two are on
- * different loops.
+ * different loops, and through a topic that keeps nothing when they are on
+ * different nodes (--redis: "several nodes" below).
  *
  * Permissions (the hub's ACL and token claims, checked at the upgrade): a
  * terminal is never anonymous; read on term/NAME = watch, write on
