@@ -64,6 +64,7 @@ struct term {
     uint64_t agent, writer;       /* tconn ids; 0: none */
     ax_loop *agent_loop;
     bool live;        /* a session (the agent's child) runs */
+    bool agent_ready; /* the agent said hello (whether its child still runs) */
     uint64_t since;   /* the current (or last) session's output has seq > since */
     uint64_t session; /* sessions so far */
     uint16_t cols, rows;
@@ -325,7 +326,7 @@ static void agent_json(gw_term *g, term *t, json_t *j)
 /* A writer is here and nothing runs: ask the agent for a session. */
 static void session_start(gw_term *g, term *t)
 {
-    if (t->live || !t->agent || (!t->writer && !t->far_writer)) return;
+    if (t->live || !t->agent || !t->agent_ready || (!t->writer && !t->far_writer)) return;
     t->live = true;
     t->session++;
     t->since = last_seq(g, t);
@@ -463,6 +464,7 @@ static int locals_start(gw_term *g)
             snprintf(l->cmd, sizeof l->cmd, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
             t->local = l;
             t->agent = UINT64_MAX - reg.nterms; /* no connection has it */
+            t->agent_ready = true;
             t->agent_loop = g->sv->loop;
             l->next = locals;
             locals = l;
@@ -574,6 +576,7 @@ static void far_ctl(gw_term *g, term *t, const char *p, size_t n)
         t->live = false;
     } else if (type && strcmp(type, "agent") == 0) {
         t->far_agent = json_is_true(json_object_get(o, "online"));
+        if (t->far_agent && t->writer) far_writer(g, t, 'w'); /* (again: it was away) */
     }
     json_decref(o);
     if (type) {
@@ -721,6 +724,7 @@ static void agent_open(tconn *c, term *t)
     }
     t->agent = c->id;
     t->agent_loop = c->loop;
+    t->agent_ready = false; /* no session before its hello says what survived */
     ax_log(AX_LOG_INFO, "term %s: agent %s connected from %s", t->name, c->user, c->peer);
     tell_viewers(g, t, json_pack("{s:s,s:b}", "type", "agent", "online", 1));
 }
@@ -805,6 +809,7 @@ static void agent_text(tconn *c, term *t, json_t *o)
     const char *type = json_string_value(json_object_get(o, "type"));
     if (!type) return;
     if (strcmp(type, "hello") == 0) { /* after a (re)connect: does its child still run? */
+        t->agent_ready = true;
         if (json_is_true(json_object_get(o, "live")) && t->session) {
             ax_log(AX_LOG_INFO, "term %s: session %llu resumed (the agent is back)", t->name,
                    (unsigned long long)t->session);
@@ -911,6 +916,7 @@ static void conn_forget(tconn *c)
         ax_log(AX_LOG_INFO, "term %s: agent %s gone", t->name, c->user);
         tell_viewers(g, t, json_pack("{s:s,s:b}", "type", "agent", "online", 0));
         t->agent = 0;
+        t->far_writer = false; /* another node's writer says so again when it is back */
     } else if (c->role == ROLE_WRITER && t->writer == c->id) {
         t->writer = 0;
         ax_log(AX_LOG_INFO, "term %s: writer %s left", t->name, c->user);

@@ -15,6 +15,7 @@ docs/remote.md "Several nodes"), a real redis-server between the nodes.
   cannot publish there (403): nobody types without write on term/NAME."""
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -164,6 +165,43 @@ def writer_on_another_node():
     t.ok(not any("/in}" in k and not k.endswith(":seq") for k in keys),
          "the keys are in no Redis key (only a counter): %r" % keys)
     v.stop()
+    for h in (a, b):
+        h.stop()
+    r.stop()
+
+
+
+@t.test
+def writer_waits_for_the_agent_of_another_node():
+    """The writer on B attaches before any agent: when the agent dials A,
+    the session starts for it; the agent killed and started again: the
+    session ended (connect exits, as on one node), a new one starts for
+    the writer attaching again on B."""
+    r = Redis()
+    a = termutil.Hub("--redis", r.url)
+    b = termutil.Hub("--redis", r.url)
+    wait_for(lambda: linked(a) and linked(b), "both nodes linked to Redis")
+    w = b.connect("alice")
+    b.wait_log("alice attached as the writer")
+    termutil.wait_file(w.err_path, "waiting for the agent")
+    ag = a.agent()
+    a.wait_log("session 1 started for alice on another node")
+    w.p.stdin.write(b"echo first-$((2+3))\n")
+    w.p.stdin.flush()
+    w.wait_output(lambda o: b"first-5\r\n" in o, what="the first agent's shell, from B")
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    a.wait_log("agent box gone")
+    termutil.wait_file(w.err_path, "the agent is away")
+    a.agent()
+    t.exits(w, 0, "connect on B when the new agent says the old session is gone")
+    termutil.wait_file(w.err_path, "the session ended")
+    w2 = b.connect("alice")
+    a.wait_log("session 2 started for alice")
+    w2.p.stdin.write(b"echo second-$((3+4))\n")
+    w2.p.stdin.flush()
+    w2.wait_output(lambda o: b"second-7\r\n" in o, what="the second agent's shell, from B")
+    w2.stop()
     for h in (a, b):
         h.stop()
     r.stop()
