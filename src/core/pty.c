@@ -32,7 +32,7 @@ pid_t ax__pty_spawn(char *const argv[], char *const envp[], uint16_t cols, uint1
         say(argv[0]);
         say(": ");
         say(strerror(errno));
-        say("\r\n");
+        say("\n"); /* (the terminal makes it \r\n) */
         _exit(127);
     }
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1 ||
