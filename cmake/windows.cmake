@@ -18,12 +18,10 @@ add_compile_options(-include ${AXON_WIN}/include/axwin.h -Wno-attributes -Wno-fo
 include_directories(BEFORE ${AXON_WIN}/include)
 add_link_options(-static)
 
-file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c src/proto/http/win/*.c)
+file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
   "/(backend_epoll|backend_uring|conn_ring|dns|tls|tls_cert)\\.c$")
 file(GLOB AXON_PROTO_SRC CONFIGURE_DEPENDS src/proto/http/*.c src/proto/ws/*.c)
-list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # see src/proto/http/win/static_win.c
-list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # src/core/win/http_static_win.c
 set(AXON_WIN_LIBS ws2_32 mswsock ntdll secur32 crypt32 bcrypt ZLIB::ZLIB Threads::Threads)
 
 add_library(axon_obj OBJECT ${AXON_CORE_SRC} ${AXON_PROTO_SRC})

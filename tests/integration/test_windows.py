@@ -279,6 +279,47 @@ def tls_server_keys_and_what_wine_lacks():
     start_echo("tls://127.0.0.1:%d" % axtest.free_port(), "--cert", rsa_cert, "--key", rsa_key)
 
 
+@t.test
+def http_serves_files_and_refuses_escapes():
+    root = os.path.join(TMP, "site")
+    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
+    body = os.urandom(1 << 20)
+    with open(os.path.join(root, "sub", "f.bin"), "wb") as f:
+        f.write(body)
+    with open(os.path.join(TMP, "secret.txt"), "w") as f:
+        f.write("secret\n")
+    os.symlink(os.path.join(TMP, "secret.txt"), os.path.join(root, "out.txt"))
+    os.symlink(TMP, os.path.join(root, "outdir"))
+    os.symlink(os.path.join("sub", "f.bin"), os.path.join(root, "in.bin"))
+    port = axtest.free_port()
+    p = wine(os.path.join(WIN, "axon.exe"), "http", "--root", root, "--list", "--listen",
+             "tcp://127.0.0.1:%d" % port)
+    deadline = time.monotonic() + 60
+    while "serving" not in p.stderr():
+        t.ok(p.running() and time.monotonic() < deadline, "axon.exe http: %s" % p.stderr())
+        time.sleep(0.1)
+
+    def curl(path, *opts):
+        r = subprocess.run(["curl", "-s", "--path-as-is", "-o", "-", "-w", "\n%{http_code}"] +
+                           list(opts) + ["http://127.0.0.1:%d%s" % (port, path)],
+                           stdout=subprocess.PIPE, timeout=30)
+        out, _, code = r.stdout.rpartition(b"\n")
+        return int(code), out
+
+    t.eq(curl("/sub/f.bin"), (200, body), "GET /sub/f.bin")
+    t.eq(curl("/in.bin"), (200, body), "a link that stays inside")
+    t.eq(curl("/sub/f.bin", "-r", "10-19"), (206, body[10:20]), "a range")
+    code, page = curl("/sub/")
+    t.ok(code == 200 and b'href="f.bin"' in page, "the listing of /sub/: %d %r" % (code, page))
+    t.eq(curl("/sub")[0], 301, "a folder without its slash")
+    for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt",
+                 "/..%5csecret.txt", "/out.txt", "/outdir/secret.txt", "/sub/f.bin::%24DATA",
+                 "/C:/windows/win.ini"):
+        code, out = curl(path)
+        t.eq(code, 403, "GET %s (%r)" % (path, out[:60]))
+    t.eq(curl("/nothing")[0], 404, "a missing file")
+
+
 if __name__ == "__main__":
     subprocess.run(["wineserver", "-p"], env=ENV)  # one server for every wine below
     # Wine's own services start with the first program and would hold the
