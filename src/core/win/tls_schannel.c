@@ -784,7 +784,7 @@ int ax__tls_handshake(ax__tls *t)
 {
     if (t->done) return 1;
     for (;;) {
-        if ((t->have_h || t->server) && !t->in.len) return 0; /* their turn */
+        if ((t->have_h || t->server) && t->in.len < 5) return 0; /* their turn: a record */
         SecBuffer tok[2];
         SECURITY_STATUS s = hs_call(t, tok);
         if (take_token(t, &tok[0]) != 0) return AX_ENOMEM;
@@ -794,7 +794,6 @@ int ax__tls_handshake(ax__tls *t)
             return handshake_done(t);
         case SEC_I_CONTINUE_NEEDED:
         case SEC_I_INCOMPLETE_CREDENTIALS: /* a client certificate asked for: we have none */
-            if (!t->in.len) return 0;
             continue;
         case SEC_E_INCOMPLETE_MESSAGE:
             return 0;
@@ -810,7 +809,7 @@ int ax__tls_handshake(ax__tls *t)
 /* One record of `in` into `plain`: 1, 0 when incomplete, AX_EOF, AX_ETLS. */
 static int decrypt_one(ax__tls *t)
 {
-    if (!t->in.len) return 0;
+    if (t->in.len < 5) return 0; /* not even a record header (Wine reads one blindly) */
     SecBuffer b[4] = {
         {(unsigned long)t->in.len, SECBUFFER_DATA, t->in.p},
         {0, SECBUFFER_EMPTY, NULL},
@@ -839,7 +838,7 @@ static int decrypt_one(ax__tls *t)
      * GnuTLS) says SEC_E_OK with no plaintext: an alert record that
      * decrypts to nothing and is not an error is the close_notify. */
     if (s == SEC_I_CONTEXT_EXPIRED || (s == SEC_E_OK && alert && !got)) return AX_EOF;
-    if (s == SEC_I_RENEGOTIATE) { /* post-handshake messages (TLS 1.3 tickets) */
+    if (s == SEC_I_RENEGOTIATE && t->in.len) { /* post-handshake messages (TLS 1.3 tickets) */
         SecBuffer tok[2];
         s = hs_call(t, tok);
         if (take_token(t, &tok[0]) != 0) return AX_ENOMEM;
