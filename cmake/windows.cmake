@@ -21,7 +21,7 @@ add_link_options(-static)
 
 file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
-  "/(backend_epoll|backend_uring|conn_ring|dns|tls|tls_cert)\\.c$")
+  "/(backend_epoll|backend_uring|conn_ring|dns|pty|tls|tls_cert)\\.c$")
 file(GLOB AXON_PROTO_SRC CONFIGURE_DEPENDS src/proto/http/*.c src/proto/ws/*.c)
 set(AXON_WIN_LIBS ws2_32 mswsock ntdll secur32 crypt32 bcrypt ZLIB::ZLIB Threads::Threads)
 
