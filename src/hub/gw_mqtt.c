@@ -276,7 +276,7 @@ static void will_due(mq_sess *s, mq_will *w)
 }
 
 /* A second connection with the same client id: the first one goes. */
-static void take_over(mq_sess *s)
+void mq_take_over(mq_sess *s)
 {
     mq_conn *old = s->conn;
     mq_will *w = old->will;
@@ -300,7 +300,7 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
 {
     mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
     *present = false;
-    if (s && s->conn) take_over(s);
+    if (s && s->conn) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
         mq_sess_free(s, false); /* a will still waiting goes now */
         s = NULL;
@@ -386,8 +386,17 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
     if (cn->will) c->will = will_new(cn, v5);
+    /* with Redis: the session may be another node's; this goes on later */
+    if (mq_sess_claim(c, cid, cl, cn->clean, id, expiry, capped, assigned)) return;
+    mq_connect_finish(c, cid, cl, cn->clean, id, expiry, capped, assigned);
+}
+
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, bool clean, auth_identity *id,
+                       uint32_t expiry, bool capped, bool assigned)
+{
+    bool v5 = c->version == AX_MQTT_V5;
     bool present;
-    mq_sess *s = session_for(c, cid, cl, cn->clean, id, &present);
+    mq_sess *s = session_for(c, cid, cl, clean, id, &present);
     if (!s) {
         auth_identity_free(id);
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -761,6 +770,7 @@ static void conn_gone(mq_conn *c)
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
+    mq_sess_claim_cancel(c);
     if (s && s->conn == c) {
         mq_sess_detach(s);
         will_due(s, c->will);
@@ -1028,6 +1038,7 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
+    mq_sess_unload(g);
     while (g->sessions)
         mq_sess_free(g->sessions, true);
     hub_map_clear(&g->by_id);

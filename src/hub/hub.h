@@ -399,6 +399,10 @@ typedef struct hub_backplane_ops {
     void (*present)(void *ud, const char *room);
     void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
                      void *cbud);
+    /* Gateway state rows (hub_state_put, hub_state_clear: op HUB_STATE_*)
+     * kept in the cluster instead of the store (NULL: not kept). */
+    int (*state)(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
+                 size_t vlen);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);

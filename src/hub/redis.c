@@ -721,6 +721,8 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
             on_heartbeat(b, l, r->element[2]);
         else if (strcmp(c->str, b->ret_chan) == 0)
             bp__ret_heard(b, r->element[2]); /* a retained message */
+        else if (strcmp(c->str, b->sess_chan) == 0)
+            bp__sess_heard(b, r->element[2]); /* an MQTT session claimed */
         else if (strcmp(c->str, b->wild_chan) == 0)
             b->wild_until_ms = bp__mono_ms() + 3 * BP_WILD_SAY_MS; /* a node has wildcards */
         else if (ck == BP_CH_PRES)
@@ -793,6 +795,7 @@ static void went_up(redis_bp *b)
         bp__need_subscribe(b, n);
     }
     bp__ret_start(b);
+    bp__sess_start(b);
     if (b->cluster)
         (void)rlink_cmdv(b->shards[0].sub.rl, NULL, NULL, "SUBSCRIBE", b->wild_chan, NULL);
     b->wild_said_ms = 0;
@@ -899,10 +902,11 @@ static void on_tick(ax_timer *t, void *ud)
     if (b->state == BP_DOWN && now >= b->next_try_ms) start_connect(b);
     wild_say(b, now);
     bp__pres_tick(b, now);
+    bp__sess_tick(b, now);
 }
 
-static const hub_backplane_ops OPS = {bp__publish, op_need,     bp__wait,
-                                      bp__cancel,  bp__present, bp__presence};
+static const hub_backplane_ops OPS = {bp__publish, op_need,      bp__wait, bp__cancel,
+                                      bp__present, bp__presence, bp__state};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
@@ -986,6 +990,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
     snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
     snprintf(b->wild_chan, sizeof b->wild_chan, "axon-wild:%d", b->u.db);
+    snprintf(b->sess_chan, sizeof b->sess_chan, "axon-sess:%d", b->u.db);
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);
@@ -1008,6 +1013,7 @@ void redis_bp_free(redis_bp *b)
     set_state(b, BP_DOWN);
     bp__link_close(&b->seed);
     bp__shards_free(b);
+    bp__sess_free(b);
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);

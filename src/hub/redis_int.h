@@ -21,6 +21,7 @@ enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
 enum { BP_CH_MSG = 0, BP_CH_PRES = 1 }; /* channel kinds */
 
 typedef struct bp_shard bp_shard;
+typedef struct bp_claim bp_claim;
 
 typedef struct bp_link {
     redis_bp *b;
@@ -108,6 +109,10 @@ struct redis_bp {
     uint64_t next_ticket;   /* atomic */
     pthread_mutex_t ack_mu; /* guards acks */
     hub_map acks;           /* ticket (decimal) -> ack_rec */
+    char sess_chan[40];     /* MQTT sessions' claims, every node hears: "axon-sess:<db>" */
+    bp_claim *claims;       /* sessions this node claims */
+    redis_claim_fn sess_fn;
+    void *sess_ud;
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
@@ -163,6 +168,14 @@ extern const char bp__script[];
 /* redis_retain.c */
 void bp__ret_start(redis_bp *b);
 void bp__ret_heard(redis_bp *b, const redisReply *data);
+
+/* redis_sess.c */
+int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
+              size_t vlen);
+void bp__sess_heard(redis_bp *b, const redisReply *data);
+void bp__sess_start(redis_bp *b);
+void bp__sess_tick(redis_bp *b, uint64_t now);
+void bp__sess_free(redis_bp *b);
 
 /* redis_presence.c */
 #define BP_PRESENCE_TTL_MS 15000
