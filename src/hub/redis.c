@@ -77,6 +77,33 @@ static int url_db(const char *s, int *db)
     return 0;
 }
 
+/* "cert=PATH&key=PATH&cacert=PATH" (any of them, in any order) */
+static int url_opts(const char *q, redis_url *out, char *why, size_t why_len)
+{
+    while (*q) {
+        size_t n = strcspn(q, "&"), kl = strcspn(q, "=");
+        char *dst = NULL;
+        if (kl < n && kl == 4 && strncmp(q, "cert", 4) == 0) dst = out->cert;
+        if (kl < n && kl == 3 && strncmp(q, "key", 3) == 0) dst = out->key;
+        if (kl < n && kl == 6 && strncmp(q, "cacert", 6) == 0) dst = out->ca;
+        if (!dst || n - kl - 1 == 0 || n - kl - 1 >= sizeof out->cert) {
+            snprintf(why, why_len,
+                     "'%.*s': a rediss:// URL takes cert=PATH, key=PATH and cacert=PATH "
+                     "(at most %zu bytes each)",
+                     (int)n, q, sizeof out->cert - 1);
+            return -1;
+        }
+        memcpy(dst, q + kl + 1, n - kl - 1);
+        dst[n - kl - 1] = '\0';
+        q += n + (q[n] ? 1 : 0);
+    }
+    if (out->key[0] && !out->cert[0]) {
+        snprintf(why, why_len, "key= without cert=: the key of which certificate?");
+        return -1;
+    }
+    return 0;
+}
+
 int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof(*out));
@@ -90,6 +117,19 @@ int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
     }
     out->tls = strncmp(url, "rediss://", 9) == 0; /* TLS: the core's, not hiredis's */
     if (!out->tls && strncmp(url, "redis://", 8) != 0) goto bad;
+    char base[1024];
+    const char *qm = strchr(url, '?');
+    if (qm) { /* rediss:// options */
+        if (!out->tls || (size_t)(qm - url) >= sizeof base ||
+            url_opts(qm + 1, out, why, why_len) != 0) {
+            if (!out->tls)
+                snprintf(why, why_len, "'%s': cert=, key= and cacert= need rediss://", url);
+            return -1;
+        }
+        memcpy(base, url, (size_t)(qm - url));
+        base[qm - url] = '\0';
+        url = base;
+    }
     const char *p = url + (out->tls ? 9 : 8), *at = strrchr(p, '@'), *slash;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -225,7 +265,7 @@ int bp__link_open(redis_bp *b, bp_link *l, const char *url)
     char why[400];
     l->b = b;
     l->up = false;
-    if (!(l->rl = rlink_open(b->loop, url, l->sub, &LINK_CBS, l, why, sizeof why))) {
+    if (!(l->rl = rlink_open(b->loop, url, b->tls, l->sub, &LINK_CBS, l, why, sizeof why))) {
         bp__link_broken(b, why);
         return -1;
     }
@@ -952,6 +992,7 @@ int redis_urls_check(const char *urls, char *why, size_t why_len)
 static redis_bp *bp_fail(redis_bp *b, const char *what, char *why, size_t why_len)
 {
     if (what) snprintf(why, why_len, "%s", what);
+    ax_tls_ctx_free(b->tls);
     ax_timer_free(b->tick);
     ax_free(b->slots);
     ax_free(b);
@@ -991,6 +1032,16 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
     snprintf(b->wild_chan, sizeof b->wild_chan, "axon-wild:%d", b->u.db);
     snprintf(b->sess_chan, sizeof b->sess_chan, "axon-sess:%d", b->u.db);
+    if (b->u.tls && (b->u.cert[0] || b->u.ca[0])) { /* (else the core's default context) */
+        ax_tls_opts to = {.cert_file = b->u.cert[0] ? b->u.cert : NULL,
+                          .key_file = b->u.key[0] ? b->u.key : NULL,
+                          .ca_file = b->u.ca[0] ? b->u.ca : NULL};
+        char tw[400];
+        if (!(b->tls = ax_tls_client_new(&to, tw, sizeof tw, NULL))) {
+            snprintf(why, why_len, "redis: %s", tw);
+            return bp_fail(b, NULL, why, why_len);
+        }
+    }
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);
@@ -1020,6 +1071,7 @@ void redis_bp_free(redis_bp *b)
     bp__acks_free(b);
     bp__pres_free(b);
     ax_free(b->slots);
+    ax_tls_ctx_free(b->tls);
     ax_free(b);
 }
 

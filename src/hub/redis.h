@@ -22,14 +22,18 @@
 typedef struct redis_bp redis_bp;
 
 /* The parts of a --redis URL: redis://[user:pass@]host[:port][/db],
- * rediss://... (TLS, with the core's certificate checks) or
- * unix://path[?db=N]. */
+ * rediss://...[?cert=PATH&key=PATH&cacert=PATH] (TLS, with the core's
+ * certificate checks) or unix://path[?db=N]. */
 typedef struct redis_url {
     char host[256]; /* or the socket's path */
     int port;       /* -1: a Unix socket */
     char user[128], pass[256];
     int db;
     bool tls; /* rediss:// */
+    /* rediss://...?cert=PATH&key=PATH&cacert=PATH: a client certificate
+     * (for a Redis with tls-auth-clients) and the CAs to trust ("": the
+     * system's) */
+    char cert[256], key[256], ca[256];
 } redis_url;
 
 /* 0, or -1 with a sentence in why. */

@@ -70,7 +70,8 @@ struct redis_bp {
     pthread_t thread;
     redis_url seeds[BP_SEEDS_MAX]; /* the URLs given (one, or a cluster's nodes) */
     size_t nseeds, seed_next;
-    redis_url u; /* the first: credentials, db, TLS */
+    redis_url u;     /* the first: credentials, db, TLS */
+    ax_tls_ctx *tls; /* rediss:// with cert= or cacert=, else NULL (the default) */
     bool cluster;
     char url_shown[300]; /* without the password */
     bp_link seed;        /* cluster: asks a node for the slots */

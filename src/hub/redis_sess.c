@@ -39,7 +39,7 @@ struct bp_claim {
     char heard[24]; /* an R that came before the script's answer */
     char tag[24];   /* "mq:<h>" */
     size_t klen;
-    char key[];     /* the hash's name, then the client id at cid_off */
+    char key[]; /* the hash's name, then the client id at cid_off */
 };
 
 static void tag_of(const char *cid, size_t cl, char *tag, size_t cap)
@@ -106,7 +106,8 @@ int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, co
     return bp__cmd(b, tag, NULL, NULL, op == HUB_STATE_DEL ? 6 : 5, argv, lens);
 }
 
-/* ---- claiming a session ------------------------------------------------------------------------ */
+/* ---- claiming a session ------------------------------------------------------------------------
+ */
 
 static void claim_end(bp_claim *q, int status, const redis_row *rows, size_t n)
 {
