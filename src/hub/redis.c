@@ -493,11 +493,46 @@ static void need_flush(redis_bp *b, need *n)
     n->nbuf = 0;
 }
 
+/* ---- visits: topics no subscriber here follows (hub_visit) ---------------------------------- */
+
+typedef struct bp_visit {
+    struct bp_visit *next;
+    redis_bp *b;
+    void (*cb)(void *ud);
+    void *ud;
+    ax_loop *loop;
+    char topic[];
+} bp_visit;
+
+static void visit_call(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg;
+    (void)loop;
+    v->cb(v->ud);
+    ax_free(v);
+}
+
+/* The topic is here (or cannot be): cb on the visitor's loop, later. */
+static void visit_done(bp_visit *v)
+{
+    if (ax_loop_post(v->loop, visit_call, v) != 0) visit_call(v->loop, v);
+}
+
+static void visits_done(need *n)
+{
+    while (n->visits) {
+        bp_visit *v = n->visits;
+        n->visits = v->next;
+        visit_done(v);
+    }
+}
+
 static void need_ready(redis_bp *b, need *n)
 {
     if (n->ready || !n->exact) return;
     n->ready = true;
     hub_backplane_ready(b->h, n->filter);
+    visits_done(n);
 }
 
 static void sync_done(redis_bp *b, need *n)
@@ -552,6 +587,7 @@ void bp__need_subscribe(redis_bp *b, need *n)
 
 static void need_free(redis_bp *b, need *n)
 {
+    visits_done(n);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -564,12 +600,32 @@ static void need_free(redis_bp *b, need *n)
     ax_free(n);
 }
 
-static void need_on(redis_bp *b, const char *filter)
+static void ready_run(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg; /* (only its b and topic) */
+    (void)loop;
+    hub_backplane_ready(v->b->h, v->topic);
+    ax_free(v);
+}
+
+static need *need_make(redis_bp *b, const char *filter, bool hub_needs)
 {
     size_t fl = strlen(filter);
-    if (hub_map_get(&b->needs, filter, fl)) return;
-    need *n = ax_calloc(1, sizeof(*n) + fl + 1);
-    if (!n) return;
+    need *n = hub_map_get(&b->needs, filter, fl);
+    if (n) {
+        if (hub_needs && !n->hub_needs && n->ready) { /* a visited topic: ready already */
+            bp_visit *v = ax_calloc(1, sizeof(*v) + fl + 1);
+            if (v) {
+                v->b = b;
+                memcpy(v->topic, filter, fl + 1);
+                if (ax_loop_post(b->loop, ready_run, v) != 0) ax_free(v);
+            }
+        }
+        n->hub_needs = n->hub_needs || hub_needs;
+        return n;
+    }
+    if (!(n = ax_calloc(1, sizeof(*n) + fl + 1))) return NULL;
+    n->hub_needs = hub_needs;
     memcpy(n->filter, filter, fl + 1);
     n->exact = hub_topic_valid(filter, fl);
     if (n->exact)
@@ -578,7 +634,7 @@ static void need_on(redis_bp *b, const char *filter)
         glob_of(b, filter, n->chan, sizeof n->chan);
     if (hub_map_put(&b->needs, filter, fl, n, NULL) != 0) {
         ax_free(n);
-        return;
+        return NULL;
     }
     n->next = b->list;
     if (b->list) b->list->prev = n;
@@ -588,12 +644,28 @@ static void need_on(redis_bp *b, const char *filter)
         bp__need_subscribe(b, n);
     else
         need_ready(b, n); /* no history to wait for: resumes use what this node has */
+    return n;
 }
+
+static void need_on(redis_bp *b, const char *filter)
+{
+    (void)need_make(b, filter, true);
+}
+
+static void need_drop(redis_bp *b, need *n);
 
 static void need_off(redis_bp *b, const char *filter)
 {
-    need *n = hub_map_del(&b->needs, filter, strlen(filter));
+    need *n = hub_map_get(&b->needs, filter, strlen(filter));
     if (!n) return;
+    n->hub_needs = false;
+    if (n->visit_until > bp__mono_ms()) return; /* visited: followed a while longer */
+    need_drop(b, n);
+}
+
+static void need_drop(redis_bp *b, need *n)
+{
+    hub_map_del(&b->needs, n->filter, strlen(n->filter));
     if (b->state == BP_UP) {
         (void)bp__sub(b, n->exact ? n->filter : NULL, n->chan, false);
         bp__pres_follow(b, n, false);
@@ -637,6 +709,66 @@ static void op_need(void *ud, const char *filter, bool on)
     p->on = on;
     memcpy(p->filter, filter, fl + 1);
     if (ax_loop_post(b->loop, need_run, p) != 0) ax_free(p);
+}
+
+#define BP_VISIT_MS 30000 /* a visited topic is followed this long after the last visit */
+
+static void visit_on(redis_bp *b, bp_visit *v)
+{
+    need *n = hub_topic_valid(v->topic, strlen(v->topic)) ? need_make(b, v->topic, false) : NULL;
+    if (!n) {
+        visit_done(v);
+        return;
+    }
+    n->visit_until = bp__mono_ms() + BP_VISIT_MS;
+    if (n->ready) {
+        visit_done(v);
+        return;
+    }
+    v->next = n->visits;
+    n->visits = v;
+}
+
+static void visit_run(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg;
+    (void)loop;
+    visit_on(v->b, v);
+}
+
+/* hub_visit(): any thread, not under the hub lock */
+static bool op_visit(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop)
+{
+    redis_bp *b = ud;
+    size_t tl = strlen(topic);
+    if (pthread_equal(pthread_self(), b->thread)) {
+        need *n = hub_map_get(&b->needs, topic, tl);
+        if (n && n->ready) { /* followed already */
+            uint64_t until = bp__mono_ms() + BP_VISIT_MS;
+            if (!n->hub_needs && n->visit_until < until) n->visit_until = until;
+            return false;
+        }
+    }
+    bp_visit *v = ax_calloc(1, sizeof(*v) + tl + 1);
+    if (!v) return false;
+    *v = (bp_visit){NULL, b, cb, cbud, loop};
+    memcpy(v->topic, topic, tl + 1);
+    if (pthread_equal(pthread_self(), b->thread)) {
+        visit_on(b, v);
+    } else if (ax_loop_post(b->loop, visit_run, v) != 0) {
+        ax_free(v);
+        return false;
+    }
+    return true;
+}
+
+/* Visited topics nobody here subscribes to: let go after BP_VISIT_MS. */
+static void visits_tick(redis_bp *b, uint64_t now)
+{
+    for (need *n = b->list, *next; n; n = next) {
+        next = n->next;
+        if (!n->hub_needs && n->visit_until && n->visit_until <= now && !n->visits) need_drop(b, n);
+    }
 }
 
 static void on_message(redis_bp *b, const char *topic, const redisReply *data, bool pattern)
@@ -943,10 +1075,11 @@ static void on_tick(ax_timer *t, void *ud)
     wild_say(b, now);
     bp__pres_tick(b, now);
     bp__sess_tick(b, now);
+    visits_tick(b, now);
 }
 
-static const hub_backplane_ops OPS = {bp__publish, op_need,      bp__wait, bp__cancel,
-                                      bp__present, bp__presence, bp__state};
+static const hub_backplane_ops OPS = {bp__publish, op_need,      bp__wait,  bp__cancel,
+                                      bp__present, bp__presence, bp__state, op_visit};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */

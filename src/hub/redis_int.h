@@ -49,8 +49,11 @@ typedef struct need { /* a filter this node's subscribers need */
      * marker coming back through pub/sub (then every message published
      * after the subscription took effect is in buf) */
     bool first, got_range, got_mark;
-    bool dropped; /* cluster: Redis let go of its channel (its slot moved) */
-    int shard;    /* the shard it is subscribed on */
+    bool dropped;            /* cluster: Redis let go of its channel (its slot moved) */
+    int shard;               /* the shard it is subscribed on */
+    bool hub_needs;          /* a subscriber here needs it (else only visited) */
+    uint64_t visit_until;    /* monotonic ms: followed for visits until then */
+    struct bp_visit *visits; /* waiting for it to be ready */
     hub_msg **range;
     size_t nrange;
     hub_msg **buf;

@@ -17,7 +17,12 @@ redis-server (issue 17, docs/cluster.md).
   SIGCONT the nodes reconnect by themselves (/healthz 200 again,
   axon_redis_reconnects_total), and cross-node delivery goes on in order.
 - Redis killed and started again empty: nodes reconnect, numbering goes
-  on above what the nodes had (the publish script's floor)."""
+  on above what the nodes had (the publish script's floor).
+- Rooms a node does not follow (no subscriber of them there): its HTTP
+  history and presence answer for the cluster (the node visits the topic:
+  reads its stream and presence from Redis first), for a topic somebody
+  follows on another node and for one nobody follows anywhere; publishes
+  to it are numbered by Redis and land in its history."""
 import asyncio
 import http.client
 import json
@@ -548,6 +553,40 @@ def presence_lists_every_node():
     wait_for(lambda: names(a) == ["alice"], "carol's entry to expire (15 s)", 25)
     heard.want("* carol left lobby")
     alice.close()
+    stop_clean([a, b])
+
+
+def history(srv, topic):
+    rc, out, _ = servutil.curl("-w", "\n%{http_code}", srv.base + "/api/history/" + topic)
+    body, _, code = out.rpartition("\n")
+    if code != "200":
+        return int(code or 0), []
+    return 200, [(m["seq"], m["payload"]) for m in json.loads(body)["messages"]]
+
+
+@t.test
+def rooms_a_node_does_not_follow():
+    r = Redis()
+    a, b = nodes(r, 2)
+    wait_linked([a, b])
+    bob = b.line_client("bob")  # node b follows the lobby; node a follows nothing
+    wait_for(lambda: names(b) == ["bob"], "bob on node b")
+    for text in ("one", "two", "three"):
+        t.ok(servutil.publish(b, "chat/lobby", text).get("seq"), "published on node b")
+    t.eq(names(a), ["bob"], "node a (nobody there): the lobby's presence is node b's")
+    t.eq(history(a, "chat/lobby"), (200, [(1, "one"), (2, "two"), (3, "three")]),
+         "node a: the lobby's history, read from Redis")
+    servutil.publish(b, "chat/lobby", "four")
+    wait_for(lambda: history(a, "chat/lobby")[1][-1:] == [(4, "four")],
+             "node a: a message after the visit (followed a while)")
+    # a topic nobody follows on any node: published on a, read on b
+    acks = [servutil.publish(a, "news/x", text) for text in ("n1", "n2")]
+    t.eq([x.get("seq") for x in acks], [1, 2], "node a: numbered by Redis")
+    t.eq(history(b, "news/x"), (200, [(1, "n1"), (2, "n2")]),
+         "node b: the history of a topic nobody follows")
+    t.eq(history(a, "news/x"), (200, [(1, "n1"), (2, "n2")]), "node a: the same")
+    t.eq(history(a, "news/none")[0], 404, "a topic that never had a message: 404")
+    bob.close()
     stop_clean([a, b])
 
 
