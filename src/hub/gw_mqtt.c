@@ -414,17 +414,27 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
     if (cn->will) c->will = will_new(cn, v5);
+    mq_connect_args a = {
+        .expiry = expiry,
+        .server_ka = server_ka,
+        .clean = cn->clean,
+        .capped = capped,
+        .assigned = assigned,
+        .want_resp = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
+                     cn->props.request_response_info};
     /* with Redis: the session may be another node's; this goes on later */
-    if (mq_sess_claim(c, cid, cl, cn->clean, id, expiry, capped, assigned)) return;
-    mq_connect_finish(c, cid, cl, cn->clean, id, expiry, capped, assigned);
+    if (mq_sess_claim(c, cid, cl, id, &a)) return;
+    mq_connect_finish(c, cid, cl, id, &a);
 }
 
-void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, bool clean, auth_identity *id,
-                       uint32_t expiry, bool capped, bool assigned)
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a)
 {
+    gw_mqtt *g = c->g;
     bool v5 = c->version == AX_MQTT_V5;
+    uint32_t expiry = a->expiry;
     bool present;
-    mq_sess *s = session_for(c, cid, cl, clean, id, &present);
+    mq_sess *s = session_for(c, cid, cl, a->clean, id, &present);
     if (!s) {
         auth_identity_free(id);
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -440,15 +450,13 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, bool clean, auth_
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
     const char *prefix = g->sv->cfg->mqtt_response_prefix;
-    bool want_resp = v5 && *prefix &&
-                     ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
-                     cn->props.request_response_info;
+    bool want_resp = v5 && *prefix && a->want_resp;
     if (want_resp) snprintf(resp, sizeof resp, "%s/%s", prefix, cid);
     connack_info ci = {.present = present,
-                       .assigned = assigned && v5,
-                       .capped = capped && v5,
+                       .assigned = a->assigned && v5,
+                       .capped = a->capped && v5,
                        .expiry = expiry,
-                       .keepalive = server_ka,
+                       .keepalive = a->server_ka,
                        .resp = want_resp ? resp : NULL};
     connack(c, &ci);
     mq_sess_save(s);

@@ -227,14 +227,19 @@ void mq_sess_load(gw_mqtt *g);
  * it is here (never inside this call); false: go on now.
  * mq_sess_claim_cancel(): the connection went; mq_sess_unload(): the
  * gateway stops. */
-bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, bool clean, auth_identity *id,
-                   uint32_t expiry, bool capped, bool assigned);
+typedef struct mq_connect_args { /* what a CONNECT leaves for mq_connect_finish() */
+    uint32_t expiry;
+    uint16_t server_ka;
+    bool clean, capped, assigned, want_resp;
+} mq_connect_args;
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a);
 void mq_sess_claim_cancel(mq_conn *c);
 void mq_sess_unload(gw_mqtt *g);
 /* gw_mqtt.c: the rest of a CONNECT, with its session; a second
  * connection with the same client id: the first one goes. */
-void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, bool clean, auth_identity *id,
-                       uint32_t expiry, bool capped, bool assigned);
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a);
 void mq_take_over(mq_sess *s);
 const char *mq_sess_owner(const mq_sess *s);
 /* Inbound QoS 2 ids. */

@@ -1161,8 +1161,7 @@ struct mq_claim {
     gw_mqtt *g; /* NULL: the gateway stopped */
     mq_conn *c; /* NULL: the connection went */
     auth_identity *id;
-    uint32_t expiry;
-    bool clean, capped, assigned;
+    mq_connect_args a;
     char cid[];
 };
 
@@ -1238,27 +1237,27 @@ static void claimed(void *ud, int status, const redis_row *rows, size_t n)
         return;
     }
     size_t cl = strlen(q->cid);
-    if (status == 0 && !q->clean && n && !hub_map_get(&g->by_id, q->cid, cl))
+    if (status == 0 && !q->a.clean && n && !hub_map_get(&g->by_id, q->cid, cl))
         load_rows(g, q->cid, (redis_row *)rows, n);
     else if (status)
         ax_log(AX_LOG_WARN, "mqtt client %s: its session could not be read from Redis: %s", q->cid,
                ax_strerror(status));
-    mq_connect_finish(q->c, q->cid, cl, q->clean, q->id, q->expiry, q->capped, q->assigned);
+    mq_connect_finish(q->c, q->cid, cl, q->id, &q->a);
     ax_free(q);
 }
 
-bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, bool clean, auth_identity *id,
-                   uint32_t expiry, bool capped, bool assigned)
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a)
 {
     gw_mqtt *g = c->g;
     redis_bp *b = g->sv->bp;
     if (!b || !redis_bp_here(b) || hub_map_get(&g->by_id, cid, cl)) return false;
     mq_claim *q = ax_malloc(sizeof(*q) + cl + 1);
     if (!q) return false;
-    *q = (mq_claim){NULL, g, c, id, expiry, clean, capped, assigned};
+    *q = (mq_claim){NULL, g, c, id, *a};
     memcpy(q->cid, cid, cl);
     q->cid[cl] = '\0';
-    if (redis_sess_claim(b, q->cid, clean, claimed, q) != 0) {
+    if (redis_sess_claim(b, q->cid, a->clean, claimed, q) != 0) {
         ax_free(q); /* (Redis is away: this node's sessions only) */
         return false;
     }
