@@ -573,7 +573,9 @@ def rooms_a_node_does_not_follow():
     wait_for(lambda: names(b) == ["bob"], "bob on node b")
     for text in ("one", "two", "three"):
         t.ok(servutil.publish(b, "chat/lobby", text).get("seq"), "published on node b")
-    t.eq(names(a), ["bob"], "node a (nobody there): the lobby's presence is node b's")
+    # (node b writes its entry to Redis a moment after bob came)
+    wait_for(lambda: names(a) == ["bob"], "node a (nobody there): the lobby's presence")
+    t.ok(True, "node a (nobody there): the lobby's presence is node b's")
     t.eq(history(a, "chat/lobby"), (200, [(1, "one"), (2, "two"), (3, "three")]),
          "node a: the lobby's history, read from Redis")
     servutil.publish(b, "chat/lobby", "four")
@@ -586,6 +588,42 @@ def rooms_a_node_does_not_follow():
          "node b: the history of a topic nobody follows")
     t.eq(history(a, "news/x"), (200, [(1, "n1"), (2, "n2")]), "node a: the same")
     t.eq(history(a, "news/none")[0], 404, "a topic that never had a message: 404")
+    # the same through WebSocket requests, for a room node a has not visited
+    import websockets
+    ws = WsClients()
+
+    async def member():  # ann in chat/den on node b
+        w = await websockets.connect(ws_url(b))
+        await w.send(json.dumps({"type": "nick", "name": "ann"}))
+        await w.send(json.dumps({"type": "subscribe", "topic": "chat/den", "presence": True}))
+        while json.loads(await w.recv())["type"] != "ok":
+            pass
+        return w
+
+    async def ask(reqs):
+        w = await websockets.connect(ws_url(a))
+        out = {}
+        for i, r in enumerate(reqs, 1):
+            await w.send(json.dumps(dict(r, id=i)))
+        while len(out) < len(reqs):
+            r = json.loads(await asyncio.wait_for(w.recv(), axtest.TIMEOUT))
+            if "id" in r:
+                out[r["id"]] = r
+        await w.close()
+        return out
+
+    ann = ws.run(member())
+    wait_for(lambda: sorted(servutil.curl_json(b.base + "/api/presence/den")["names"]) == ["ann"],
+             "ann in the den on node b")
+    time.sleep(0.3)  # (node b writes its entry to Redis a moment after)
+    servutil.publish(b, "chat/den", "d1")
+    got = ws.run(ask([{"type": "history", "topic": "chat/den"},
+                      {"type": "presence", "topic": "chat/den"}]))
+    t.eq([(m["seq"], m["payload"]) for m in got[1]["messages"]], [(1, "d1")],
+         "node a, WebSocket: the history of a room it does not follow")
+    t.eq(got[2]["names"], ["ann"], "node a, WebSocket: its presence (node b's member)")
+    ws.run(ann.close())
+    ws.close()
     bob.close()
     stop_clean([a, b])
 
