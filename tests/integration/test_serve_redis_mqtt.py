@@ -14,17 +14,23 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
   order; a message sent and not acknowledged on one node comes again
   (DUP) on the other; a second connection with the same client id on
   another node takes the session over (the first is closed); a clean
-  session on any node ends it everywhere; MQTT 5 session expiry too."""
+  session on any node ends it everywhere; MQTT 5 session expiry too.
+- QoS 2 state crosses nodes (raw MQTT 5): a QoS 2 PUBLISH received on
+  node a (PUBREC sent, no PUBREL yet) is released on node b (PUBCOMP
+  success, not "packet id not found"); a QoS 2 message node a delivered,
+  PUBREC'd by the client, its PUBREL unanswered: node b sends the PUBREL
+  again."""
 import random
 import shutil
 import signal
 import socket
+import struct
 import time
 
 import axtest
 import mqttutil
 import servutil
-from mqttutil import V5, V311, Client, Raw, connect_pkt, v5props
+from mqttutil import V5, Client, Raw, connect_pkt, packet, publish_pkt, v5props
 
 t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=60)
 
@@ -245,6 +251,75 @@ def persistent_session_moves_between_nodes():
     p.close()
     stop_clean([a, b])
     r.stop()
+
+
+def raw5(port, cid):
+    expiry = b"\x11" + struct.pack(">I", 300)  # Session Expiry Interval
+    r = Raw(port)
+    r.send(connect_pkt(cid, level=5, clean=False, props=expiry))
+    kind, _, body = r.packet()
+    if kind != 2 or body[1] != 0:
+        raise axtest.Failure("CONNACK: %r %r" % (kind, body))
+    return r, body[0] & 1  # (session present)
+
+
+def next_of(r, want):
+    while True:
+        p = r.packet()
+        if p is None:
+            raise axtest.Failure("closed while waiting for packet type %d" % want)
+        if p[0] == want:
+            return p
+
+
+@t.test
+def qos2_state_crosses_nodes():
+    r = Redis()
+    a, b = node(r), node(r)
+    # inbound: PUBLISH QoS 2 on node a, PUBREC; PUBREL on node b
+    x, present = raw5(a.mqtt_port, "q2in")
+    x.send(publish_pkt("q2/in", b"once", qos=2, pid=7, level=5))
+    _, _, body = next_of(x, 5)  # PUBREC
+    t.eq(struct.unpack(">H", body[:2])[0], 7, "node a: PUBREC 7")
+    x.close()
+    time.sleep(0.3)
+    y, present = raw5(b.mqtt_port, "q2in")
+    t.eq(present, 1, "node b: the session of node a")
+    y.send(packet(6, 2, struct.pack(">H", 7)))  # PUBREL 7
+    _, _, body = next_of(y, 7)  # PUBCOMP
+    t.eq((struct.unpack(">H", body[:2])[0], body[2] if len(body) > 2 else 0), (7, 0),
+         "node b: PUBCOMP 7, success (the id node a received is known)")
+    y.close()
+    # outbound: node a sends QoS 2, the client PUBRECs, node a's PUBREL
+    # is left unanswered; on node b the PUBREL comes again
+    s = Client(a.mqtt_port, "q2out", version=V5, clean=False,
+               props=v5props("CONNECT", SessionExpiryInterval=300))
+    s.connect()
+    s.subscribe("q2/out", 2)
+    s.close()
+    p = Client(b.mqtt_port, "q2pub")
+    p.connect()
+    p.publish("q2/out", b"twice?", qos=2)
+    time.sleep(0.3)
+    x, present = raw5(a.mqtt_port, "q2out")
+    _, flags, body = next_of(x, 3)  # the queued PUBLISH, QoS 2
+    tl = struct.unpack(">H", body[:2])[0]
+    pid = struct.unpack(">H", body[2 + tl:4 + tl])[0]
+    t.eq((flags >> 1) & 3, 2, "node a (raw): the queued message, QoS 2")
+    x.send(packet(5, 0, struct.pack(">H", pid)))  # PUBREC
+    _, _, body = next_of(x, 6)  # PUBREL
+    t.eq(struct.unpack(">H", body[:2])[0], pid, "node a: PUBREL")
+    x.close()  # no PUBCOMP
+    time.sleep(0.3)
+    y, present = raw5(b.mqtt_port, "q2out")
+    t.eq(present, 1, "node b: the session")
+    _, _, body = next_of(y, 6)
+    t.eq(struct.unpack(">H", body[:2])[0], pid, "node b: the PUBREL again")
+    y.send(packet(7, 0, struct.pack(">H", pid)))  # PUBCOMP
+    t.ok(y.closed(0.5) is False, "node b: the connection stays")
+    y.close()
+    p.close()
+    stop_clean([a, b])
 
 
 t.main()
