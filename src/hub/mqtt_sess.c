@@ -1252,11 +1252,15 @@ bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
     gw_mqtt *g = c->g;
     redis_bp *b = g->sv->bp;
     if (!b || !redis_bp_here(b) || hub_map_get(&g->by_id, cid, cl)) return false;
-    mq_claim *q = ax_malloc(sizeof(*q) + cl + 1);
+    mq_claim *q = ax_malloc(sizeof(*q) + cl + 1 + a->auth_len);
     if (!q) return false;
     *q = (mq_claim){NULL, g, c, id, *a};
     memcpy(q->cid, cid, cl);
     q->cid[cl] = '\0';
+    if (a->auth) { /* (the caller's buffer is gone when the claim ends) */
+        memcpy(q->cid + cl + 1, a->auth, a->auth_len);
+        q->a.auth = q->cid + cl + 1;
+    }
     if (redis_sess_claim(b, q->cid, a->clean, claimed, q) != 0) {
         ax_free(q); /* (Redis is away: this node's sessions only) */
         return false;
