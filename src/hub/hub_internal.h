@@ -75,13 +75,15 @@ struct job {        /* a paced replay: hub_subscribe() with `since` */
     char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
 };
 
+/* A level of the subscription tree: one allocation with its key (this
+ * level's name) right after `link`, its place in the parent's kids. */
 struct node {
     node *parent;
-    char *key; /* this level, owned by the parent's map entry */
-    size_t klen;
-    hub_map kids;
+    hub_lmap kids;
     entry *subs;
+    hub_link link; /* last: the key follows (HUB_LINK_KEY) */
 };
+_Static_assert(sizeof(node) == offsetof(node, link) + sizeof(hub_link), "node: key after link");
 
 struct htopic {
     hub_inode idx; /* in hub.index, by name */
