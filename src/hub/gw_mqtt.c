@@ -298,7 +298,7 @@ static bool same_user(const mq_sess *s, const auth_identity *id)
 static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
                             const auth_identity *id, bool *present)
 {
-    mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
+    mq_sess *s = mq_sess_find(c->g, cid, cl);
     *present = false;
     if (s && s->conn) take_over(s);
     if (s && (clean || !same_user(s, id))) {
@@ -506,7 +506,7 @@ static bool over_limit(mq_conn *c, size_t bytes)
  * waiting for the store. */
 static uint32_t unacked_in(const mq_conn *c)
 {
-    uint32_t n = c->s->nrel;
+    uint32_t n = c->s->fl->nrel;
     for (const mq_wait *w = c->whead; w; w = w->next)
         if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
     return n;
@@ -1030,7 +1030,7 @@ static void gw_free(gw_mqtt *g)
     if (!g) return;
     while (g->sessions)
         mq_sess_free(g->sessions, true);
-    hub_map_clear(&g->by_id);
+    hub_lmap_free(&g->by_id);
     hub_map_clear(&g->groups);
     while (g->free_corks) {
         mq_cork *k = g->free_corks;
@@ -1051,7 +1051,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
-    hub_map_init(&g->by_id);
+    hub_lmap_init(&g->by_id);
     hub_map_init(&g->groups);
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};
     if (!(g->tick = ax_timer_new(sv->loop, tick, g)) ||
