@@ -926,7 +926,7 @@ void hub__entry_unlink(hub_sub *s, entry *e)
     else
         s->entries = e->snext;
     if (e->snext) e->snext->sprev = e->sprev;
-    if (e->job) hub__job_end(s, e->job);
+    if (e->replaying) hub__job_end(s, hub__job_of(s, e));
     if (e->room) {
         if (s->name[0]) presence_leave(h, e->room, s->name);
         e->room->rooms--;

@@ -52,13 +52,13 @@ struct outbox {
     bool posted; /* run_batch() is on its way: it takes head..tail */
 };
 
-struct entry { /* one filter of one subscriber */
+struct entry { /* one filter of one subscriber: offsetof(entry, filter) + its length + 1 */
     hub_sub *s;
     node *n;
     entry *nprev, *nnext; /* the node's subscribers */
     entry *snext, *sprev; /* the subscriber's filters */
     htopic *room;         /* presence joined through this filter */
-    job *job;             /* its replay, while one runs */
+    bool replaying;       /* a job of s->jobs replays it (hub__job_of) */
     char filter[];
 };
 
@@ -187,6 +187,7 @@ entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl);
 int hub__filter_add(hub_sub *s, entry *e, size_t fl);
 void hub__walk_end(hub *h);
 void hub__job_end(hub_sub *s, job *j);
+job *hub__job_of(const hub_sub *s, const entry *e);
 void hub__jobs_run(hub_sub *s);
 void hub__load_retained(const void *key, size_t klen, const void *val, size_t vlen, void *ud);
 void hub__bp_need(hub *h, const char *filter, size_t fl);

@@ -5,6 +5,14 @@
 
 /* ---- paced replay ---------------------------------------------------------------------- */
 
+job *hub__job_of(const hub_sub *s, const entry *e)
+{
+    job *j = s->jobs;
+    while (j && j->e != e)
+        j = j->next;
+    return j;
+}
+
 void hub__job_end(hub_sub *s, job *j)
 {
     for (job **p = &s->jobs; *p; p = &(*p)->next)
@@ -13,7 +21,7 @@ void hub__job_end(hub_sub *s, job *j)
             if (!*p) s->jobs_tail = p;
             break;
         }
-    j->e->job = NULL;
+    j->e->replaying = false;
     hub_msg_unref(j->last);
     ax_free(j);
 }
@@ -121,7 +129,7 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     j->plen = exact ? strlen(f) : plen;
     memcpy(j->pos, f, j->plen);
     j->pos[j->plen] = '\0';
-    e->job = j;
+    e->replaying = true;
     *s->jobs_tail = j;
     s->jobs_tail = &j->next;
     if (s->jobs == j) hub__jobs_run(s);
@@ -142,7 +150,7 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     int rc = subscribe_check(s, filter, fl);
     if (rc != 0 || hub__filter_find(s, filter, fl)) return rc;
     node *n = hub__node_path(h, filter, true);
-    entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
+    entry *e = n ? ax_calloc(1, offsetof(entry, filter) + fl + 1) : NULL;
     if (e) memcpy(e->filter, filter, fl + 1);
     if (!e || hub__filter_add(s, e, fl) != 0) {
         ax_free(e);
