@@ -99,12 +99,23 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
 
 /* ---- acknowledgements in order -------------------------------------------------------------- */
 
+/* The first acknowledgement waiting, taken off the ring; NULL: none, or
+ * (ready_only) the first is not ready. */
+static mq_wait *wait_pop(mq_conn *c, bool ready_only)
+{
+    mq_wait *w = c->wtail ? c->wtail->next : NULL;
+    if (!w || (ready_only && !w->ready)) return NULL;
+    if (w == c->wtail)
+        c->wtail = NULL;
+    else
+        c->wtail->next = w->next;
+    return w;
+}
+
 static void waits_flush(mq_conn *c)
 {
-    while (c->whead && c->whead->ready) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
-        if (!c->whead) c->wtail = NULL;
+    mq_wait *w;
+    while ((w = wait_pop(c, true))) {
         if (w->code >= 0x80 && c->version != AX_MQTT_V5)
             mq_close(c, 0, "the store failed: the client sends it again"); /* 3.1.1: no NACK */
         else
@@ -124,7 +135,7 @@ static void wait_done(hub_ack *a, int status)
 /* Acknowledge now, or once `ticket` is committed; always in order. */
 static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
 {
-    if (!ticket && !c->whead) {
+    if (!ticket && !c->wtail) {
         mq_send_ack(c, type, pid, code);
         return;
     }
@@ -139,22 +150,18 @@ static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uin
     w->code = code;
     w->ready = !ticket;
     if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) w->ready = true;
-    if (c->wtail)
-        c->wtail->next = w;
-    else
-        c->whead = w;
+    w->next = c->wtail ? c->wtail->next : w;
+    if (c->wtail) c->wtail->next = w;
     c->wtail = w;
 }
 
 static void waits_cancel(mq_conn *c)
 {
-    while (c->whead) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
+    mq_wait *w;
+    while ((w = wait_pop(c, false))) {
         if (!w->ready) hub_ack_cancel(c->g->sv->hub, &w->ack);
         ax_free(w);
     }
-    c->wtail = NULL;
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------- */
@@ -507,7 +514,7 @@ static bool over_limit(mq_conn *c, size_t bytes)
 static uint32_t unacked_in(const mq_conn *c)
 {
     uint32_t n = c->s->fl->nrel;
-    for (const mq_wait *w = c->whead; w; w = w->next)
+    for (const mq_wait *w = c->wtail ? c->wtail->next : NULL; w; w = w == c->wtail ? NULL : w->next)
         if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
     return n;
 }

@@ -135,10 +135,10 @@ struct mq_conn {
     mq_will *will;
     mq_cork *ck;
     mq_conn *dirty_next;
-    mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
-    mq_inbuf *in;           /* WebSocket: a packet's first part */
-    auth_identity *id;      /* from CONNECT until the session takes it */
-    hub_limits_conn lim;    /* its share of the limits (serve_limit_*) */
+    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
+                          * (the last one's next is the first), NULL: none */
+    mq_inbuf *in;        /* WebSocket: a packet's first part */
+    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;

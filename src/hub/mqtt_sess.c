@@ -837,7 +837,7 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
         !hub_filter_valid(f + hoff, fl - hoff))
         return AX_MQTT_RC_TOPIC_FILTER_INVALID;
-    mq_subopt *o = ax_calloc(1, sizeof(*o) + fl + 1);
+    mq_subopt *o = ax_calloc(1, offsetof(mq_subopt, filter) + fl + 1);
     if (!o) return AX_MQTT_RC_UNSPECIFIED;
     memcpy(o->filter, f, fl);
     o->hoff = (uint16_t)hoff;
