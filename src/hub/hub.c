@@ -708,7 +708,7 @@ size_t hub_sub_queued(const hub_sub *s)
 
 void hub_sub_set_budget(hub_sub *s, size_t bytes)
 {
-    s->budget = bytes;
+    s->budget = bytes > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)bytes;
 }
 
 /* ---- the subscription tree --------------------------------------------------------- */
@@ -852,8 +852,7 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ops = ops;
     s->ud = ud;
     s->qtail = &s->qhead;
-    s->jobs_tail = &s->jobs;
-    s->budget = h->budget;
+    s->budget = h->budget > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)h->budget;
     s->loop = hub__current_loop(h);
     s->refs = 1;
     s->name = name_dup(name);

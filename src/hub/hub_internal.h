@@ -34,6 +34,7 @@ typedef struct outbox outbox;
 typedef struct job job;
 
 #define HUB_FLOORS 1024
+#define HUB_BUDGET_MAX (1u << 30)
 
 struct rnode { /* a message on its way to another loop's subscriber */
     rnode *next;
@@ -117,13 +118,15 @@ struct hub_sub {
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
     hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
-    job *jobs, **jobs_tail;
+    job *jobs;        /* in order (appended at the end: a subscriber has few) */
     qnode *qhead, **qtail;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
     hub_sub *grave_next;
-    size_t qbytes, budget;
     uint64_t stamp, id;
+    /* bytes queued, and how many before the policy applies (at most
+     * HUB_BUDGET_MAX: a queue holds the budget and one message more) */
+    uint32_t qbytes, budget;
     uint32_t nfilters; /* entries in the list */
     uint32_t refs;     /* the owner's, and one per message in flight to it */
     uint32_t inflight;

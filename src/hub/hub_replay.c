@@ -18,7 +18,6 @@ void hub__job_end(hub_sub *s, job *j)
     for (job **p = &s->jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
-            if (!*p) s->jobs_tail = p;
             break;
         }
     j->e->replaying = false;
@@ -130,8 +129,10 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     memcpy(j->pos, f, j->plen);
     j->pos[j->plen] = '\0';
     e->replaying = true;
-    *s->jobs_tail = j;
-    s->jobs_tail = &j->next;
+    job **tail = &s->jobs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = j;
     if (s->jobs == j) hub__jobs_run(s);
     return 0;
 }
