@@ -933,6 +933,27 @@ static void ws_upgrade(ax_http_req *r, void *ud)
 /* Every second: CONNECT and keep alive timeouts (1.5 times the keep
  * alive, 3.1.1 3.1.2.10), expired tokens, delayed wills, expired
  * sessions. */
+/* A session's delayed will and expiry (it may end: hub_lmap_each allows it). */
+static void sess_tick(hub_link *l, void *ud)
+{
+    mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
+    uint64_t now = *(const uint64_t *)ud;
+    if (s->will && now >= s->will_at) {
+        mq_will_publish(s->g, s->will, s->id, mq_sender(s));
+        mq_will_free(s->will);
+        s->will = NULL;
+    }
+    if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
+        now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
+        mq_sess_free(s, false);
+}
+
+static void sess_end(hub_link *l, void *ud)
+{
+    (void)ud;
+    mq_sess_free(HUB_LINK_OF(l, mq_sess, link), true);
+}
+
 static void tick(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
@@ -950,17 +971,7 @@ static void tick(ax_timer *t, void *ud)
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
     }
-    for (mq_sess *s = g->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->will && now >= s->will_at) {
-            mq_will_publish(g, s->will, s->id, mq_sender(s));
-            mq_will_free(s->will);
-            s->will = NULL;
-        }
-        if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
-            now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
-            mq_sess_free(s, false);
-    }
+    hub_lmap_each(&g->by_id, sess_tick, &now);
 }
 
 /* $SYS/broker/...: retained statistics every 10 s while MQTT clients are
@@ -1035,8 +1046,7 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
-    while (g->sessions)
-        mq_sess_free(g->sessions, true);
+    hub_lmap_each(&g->by_id, sess_end, NULL);
     hub_lmap_free(&g->by_id);
     hub_map_clear(&g->groups);
     while (g->free_corks) {

@@ -104,9 +104,8 @@ struct mq_flight {
  * session's bytes count: docs/scale.md). */
 struct mq_sess {
     gw_mqtt *g;
-    mq_sess *prev, *next; /* g->sessions */
-    char *cid;            /* its client id: the key after `link` */
-    mq_conn *conn;        /* NULL while away */
+    char *cid;     /* its client id: the key after `link` */
+    mq_conn *conn; /* NULL while away */
     hub_sub *sub;
     auth_identity *id; /* owned; the hub subscriber borrows it */
     mq_subopt *subs;
@@ -184,8 +183,7 @@ struct gw_mqtt {
     bool ws_mounted;
     mq_conn *conns;
     size_t nconns;
-    hub_lmap by_id; /* client id -> mq_sess (its link) */
-    mq_sess *sessions;
+    hub_lmap by_id; /* client id -> mq_sess (its link): every session */
     size_t nsessions;
     hub_map groups; /* "NAME/FILTER" -> mq_group */
     ax_timer *tick, *flusher, *sys;

@@ -1017,9 +1017,6 @@ mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
         return NULL;
     }
     s->cid = HUB_LINK_KEY(&s->link);
-    s->next = g->sessions;
-    if (g->sessions) g->sessions->prev = s;
-    g->sessions = s;
     g->nsessions++;
     return s;
 }
@@ -1052,11 +1049,6 @@ void mq_sess_free(mq_sess *s, bool quiet)
     if (!quiet) sess_unsave(s);
     ax_free(s->owner);
     auth_identity_free(s->id);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        g->sessions = s->next;
-    if (s->next) s->next->prev = s->prev;
     g->nsessions--;
     hub_lmap_del(&g->by_id, &s->link);
     ax_free(s);
