@@ -99,12 +99,23 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
 
 /* ---- acknowledgements in order -------------------------------------------------------------- */
 
+/* The first acknowledgement waiting, taken off the ring; NULL: none, or
+ * (ready_only) the first is not ready. */
+static mq_wait *wait_pop(mq_conn *c, bool ready_only)
+{
+    mq_wait *w = c->wtail ? c->wtail->next : NULL;
+    if (!w || (ready_only && !w->ready)) return NULL;
+    if (w == c->wtail)
+        c->wtail = NULL;
+    else
+        c->wtail->next = w->next;
+    return w;
+}
+
 static void waits_flush(mq_conn *c)
 {
-    while (c->whead && c->whead->ready) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
-        if (!c->whead) c->wtail = NULL;
+    mq_wait *w;
+    while ((w = wait_pop(c, true))) {
         if (w->code >= 0x80 && c->version != AX_MQTT_V5)
             mq_close(c, 0, "the store failed: the client sends it again"); /* 3.1.1: no NACK */
         else
@@ -124,7 +135,7 @@ static void wait_done(hub_ack *a, int status)
 /* Acknowledge now, or once `ticket` is committed; always in order. */
 static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
 {
-    if (!ticket && !c->whead) {
+    if (!ticket && !c->wtail) {
         mq_send_ack(c, type, pid, code);
         return;
     }
@@ -139,22 +150,18 @@ static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uin
     w->code = code;
     w->ready = !ticket;
     if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) w->ready = true;
-    if (c->wtail)
-        c->wtail->next = w;
-    else
-        c->whead = w;
+    w->next = c->wtail ? c->wtail->next : w;
+    if (c->wtail) c->wtail->next = w;
     c->wtail = w;
 }
 
 static void waits_cancel(mq_conn *c)
 {
-    while (c->whead) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
+    mq_wait *w;
+    while ((w = wait_pop(c, false))) {
         if (!w->ready) hub_ack_cancel(c->g->sv->hub, &w->ack);
         ax_free(w);
     }
-    c->wtail = NULL;
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------- */
@@ -298,7 +305,7 @@ static bool same_user(const mq_sess *s, const auth_identity *id)
 static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
                             const auth_identity *id, bool *present)
 {
-    mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
+    mq_sess *s = mq_sess_find(c->g, cid, cl);
     *present = false;
     if (s && s->conn) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
@@ -689,8 +696,8 @@ static bool over_limit(mq_conn *c, size_t bytes)
  * waiting for the store. */
 static uint32_t unacked_in(const mq_conn *c)
 {
-    uint32_t n = c->s->nrel;
-    for (const mq_wait *w = c->whead; w; w = w->next)
+    uint32_t n = c->s->fl->nrel;
+    for (const mq_wait *w = c->wtail ? c->wtail->next : NULL; w; w = w == c->wtail ? NULL : w->next)
         if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
     return n;
 }
@@ -1110,6 +1117,27 @@ static void ws_upgrade(ax_http_req *r, void *ud)
 /* Every second: CONNECT and keep alive timeouts (1.5 times the keep
  * alive, 3.1.1 3.1.2.10), expired tokens, delayed wills, expired
  * sessions. */
+/* A session's delayed will and expiry (it may end: hub_lmap_each allows it). */
+static void sess_tick(hub_link *l, void *ud)
+{
+    mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
+    uint64_t now = *(const uint64_t *)ud;
+    if (s->will && now >= s->will_at) {
+        mq_will_publish(s->g, s->will, s->id, mq_sender(s));
+        mq_will_free(s->will);
+        s->will = NULL;
+    }
+    if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
+        now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
+        mq_sess_free(s, false);
+}
+
+static void sess_end(hub_link *l, void *ud)
+{
+    (void)ud;
+    mq_sess_free(HUB_LINK_OF(l, mq_sess, link), true);
+}
+
 static void tick(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
@@ -1129,17 +1157,7 @@ static void tick(ax_timer *t, void *ud)
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
     }
-    for (mq_sess *s = g->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->will && now >= s->will_at) {
-            mq_will_publish(g, s->will, s->id, mq_sender(s));
-            mq_will_free(s->will);
-            s->will = NULL;
-        }
-        if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
-            now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
-            mq_sess_free(s, false);
-    }
+    hub_lmap_each(&g->by_id, sess_tick, &now);
 }
 
 /* $SYS/broker/...: retained statistics every 10 s while MQTT clients are
@@ -1215,9 +1233,8 @@ static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
     mq_sess_unload(g);
-    while (g->sessions)
-        mq_sess_free(g->sessions, true);
-    hub_map_clear(&g->by_id);
+    hub_lmap_each(&g->by_id, sess_end, NULL);
+    hub_lmap_free(&g->by_id);
     hub_map_clear(&g->groups);
     while (g->free_corks) {
         mq_cork *k = g->free_corks;
@@ -1244,7 +1261,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         ax_free(g);
         return NULL;
     }
-    hub_map_init(&g->by_id);
+    hub_lmap_init(&g->by_id);
     hub_map_init(&g->groups);
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};
     if (!(g->tick = ax_timer_new(sv->loop, tick, g)) ||

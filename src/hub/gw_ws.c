@@ -45,6 +45,8 @@ struct gw_ws {
     ax_timer *expiry;     /* ends the sessions whose token has expired */
 };
 
+/* Field order: pointers, then the smaller fields packed (an idle
+ * subscriber's bytes count: docs/scale.md). */
 struct ws_client {
     gw_ws *g;
     ax_ws *ws;
@@ -52,13 +54,13 @@ struct ws_client {
     ws_client *prev, *next;
     ws_wait *waits;   /* publishes whose "ok" waits for their commit */
     ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
-    bool throttled;   /* not read for a while: the store was full */
     /* Who it is (docs/security.md): authed once credentials (or anonymous
      * access) were accepted; id NULL: no auth configured, no checks. */
-    bool authed;
     auth_identity *id;
     hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
-    bool limited;        /* over a limit: closing, nothing more is read */
+    bool authed;
+    bool throttled; /* not read for a while: the store was full */
+    bool limited;   /* over a limit: closing, nothing more is read */
 };
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */

@@ -143,7 +143,7 @@ void hub_backplane_ready(hub *h, const char *topic)
     h->walking++;
     for (entry *e = n ? n->subs : NULL; e; e = e->nnext) {
         hub_sub *s = e->s;
-        if (!e->job || s->dead) continue;
+        if (!e->replaying || s->dead) continue;
         s->refs++;
         if (s->loop == hub__current_loop(h)) {
             hub__jobs_run(s);
