@@ -15,14 +15,15 @@
  * thread.  Its state is behind one (recursive) lock; a subscriber belongs
  * to the loop of the thread that made it, and only that thread touches its
  * connection.  A message for a subscriber of another loop is queued in an
- * outbox and posted there (ax_loop_post) when the lock is let go; that
- * loop then pushes it as if it were local.  While such messages are in
- * flight, local ones for the same subscriber are posted behind them, so a
- * subscriber sees each topic in sequence order.  For a subscriber of the
- * caller's own loop whose wire is free, the write itself is deferred to a
- * per-thread list made after the lock is let go (drain()), so no socket
- * write happens under the lock on the publish path (replays and
- * hub_sub_writable() still write under it: one subscriber each).
+ * outbox and posted there (ax_loop_post) at the end of the poster's loop
+ * iteration (at once from a thread with no loop), one post for all its
+ * publishes; that loop then pushes it as if it were local.  While such
+ * messages are in flight, local ones for the same subscriber are posted
+ * behind them, so a subscriber sees each topic in sequence order.  For a
+ * subscriber of the caller's own loop whose wire is free, the write itself
+ * is deferred to a per-thread list made after the lock is let go (drain()),
+ * so no socket write happens under the lock on the publish path (replays
+ * and hub_sub_writable() still write under it: one subscriber each).
  *
  * Bounds: at most max_topics topics exist (a publish that would make one
  * more is refused); a topic with no history, no exact subscription and
