@@ -53,6 +53,11 @@ AX_API const char *ax_loop_backend(const ax_loop *loop);
  * runs is dropped without calling fn. */
 AX_API int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg), void *arg);
 
+/* From the loop's own thread: run fn(loop, arg) once the events of this
+ * iteration have been handled, before the loop waits again (what they
+ * produced for other threads can go in one post).  0, or AX_ENOMEM. */
+AX_API int ax_loop_defer(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg), void *arg);
+
 /* Stop the loop gracefully on SIGINT or SIGTERM: `cb` runs on the loop's
  * thread (NULL: ax_loop_stop).  A second signal while stopping exits the
  * process.  Only one loop per process can own the signals. */

@@ -185,6 +185,31 @@ int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
     return 0;
 }
 
+/* ax_loop_defer(): a call kept until this iteration's events are done. */
+typedef struct defer_call {
+    ax__deferred d; /* first: the list's node is the call */
+    void (*fn)(ax_loop *loop, void *arg);
+    void *arg;
+} defer_call;
+
+static void defer_run(ax_loop *loop, ax__deferred *d)
+{
+    defer_call *c = (defer_call *)d;
+    c->fn(loop, c->arg);
+    ax_free(c);
+}
+
+int ax_loop_defer(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
+{
+    defer_call *c = ax_malloc(sizeof(*c));
+    if (!c) return AX_ENOMEM;
+    c->d.fn = NULL;
+    c->fn = fn;
+    c->arg = arg;
+    ax__defer(loop, &c->d, defer_run);
+    return 0;
+}
+
 /* Take every posted item; returns them oldest first. */
 static ax__post *take_posts(ax_loop *loop)
 {

@@ -15,14 +15,15 @@
  * thread.  Its state is behind one (recursive) lock; a subscriber belongs
  * to the loop of the thread that made it, and only that thread touches its
  * connection.  A message for a subscriber of another loop is queued in an
- * outbox and posted there (ax_loop_post) when the lock is let go; that
- * loop then pushes it as if it were local.  While such messages are in
- * flight, local ones for the same subscriber are posted behind them, so a
- * subscriber sees each topic in sequence order.  For a subscriber of the
- * caller's own loop whose wire is free, the write itself is deferred to a
- * per-thread list made after the lock is let go (drain()), so no socket
- * write happens under the lock on the publish path (replays and
- * hub_sub_writable() still write under it: one subscriber each).
+ * outbox and posted there (ax_loop_post) at the end of the poster's loop
+ * iteration (at once from a thread with no loop), one post for all its
+ * publishes; that loop then pushes it as if it were local.  While such
+ * messages are in flight, local ones for the same subscriber are posted
+ * behind them, so a subscriber sees each topic in sequence order.  For a
+ * subscriber of the caller's own loop whose wire is free, the write itself
+ * is deferred to a per-thread list made after the lock is let go (drain()),
+ * so no socket write happens under the lock on the publish path (replays
+ * and hub_sub_writable() still write under it: one subscriber each).
  *
  * Bounds: at most max_topics topics exist (a publish that would make one
  * more is refused); a topic with no history, no exact subscription and
@@ -76,7 +77,8 @@ typedef struct pending {
     bool requeue;
 } pending;
 
-#define OUTQ_INLINE 64 /* past this many, an allocation freed once drained */
+#define OUTQ_INLINE 64 /* past this many, an allocation */
+#define OUTQ_KEEP 4096 /* kept for the next drain up to this many (a batch from another loop) */
 static _Thread_local pending outq_inline[OUTQ_INLINE];
 static _Thread_local struct {
     pending *v;
@@ -84,17 +86,51 @@ static _Thread_local struct {
     bool draining;
 } outq;
 
-/* Post what is waiting for other loops, in order, before letting go. */
-static void flush_outboxes(hub *h)
+/* Post what is waiting for other loops, in order. */
+static void post_outboxes(hub *h)
 {
     for (outbox *o = h->outboxes; o; o = o->next) {
-        if (!o->head || o->posted) continue;
+        if (!o->n || o->posted) continue;
         if (ax_loop_post(o->loop, run_batch, o) != 0) {
             h->st.dropped += 1; /* the loop is gone or no memory: tried again next time */
             continue;
         }
         o->posted = true;
     }
+}
+
+/* On a loop's thread the posts wait for the end of its iteration
+ * (ax_loop_defer()): what every publish of the iteration made for another
+ * loop goes in one post, so that loop wakes once for them and writes each
+ * subscriber its share at once, not a message per wake-up.  Threads with
+ * no loop bound post as they let go. */
+static _Thread_local hub *post_pending; /* its posts wait for this thread's loop */
+
+static void posts_due(ax_loop *loop, void *arg)
+{
+    hub *h = arg;
+    (void)loop;
+    if (post_pending != h) return; /* hub_free() came first */
+    hub__lock(h);
+    post_outboxes(h);
+    hub__unlock(h);
+    post_pending = NULL; /* (what could not be posted waits for the next call) */
+}
+
+static void flush_outboxes(hub *h)
+{
+    if (post_pending == h) return;
+    if (bound_loop && !post_pending) {
+        bool waiting = false;
+        for (outbox *o = h->outboxes; o && !waiting; o = o->next)
+            waiting = o->n && !o->posted;
+        if (!waiting) return;
+        if (ax_loop_defer(bound_loop, posts_due, h) == 0) {
+            post_pending = h;
+            return;
+        }
+    }
+    post_outboxes(h);
 }
 
 void hub__unlock(hub *h)
@@ -498,27 +534,30 @@ static void sub_push_remote(hub_sub *s, hub_msg *m)
     outbox *o = h->outboxes;
     while (o && o->loop != s->loop)
         o = o->next;
-    rnode *r = ax_malloc(sizeof(*r));
-    if (!o && r && (o = ax_calloc(1, sizeof(*o)))) {
+    if (!o && (o = ax_calloc(1, sizeof(*o)))) {
         o->loop = s->loop;
         o->h = h;
-        o->tail = &o->head;
         o->next = h->outboxes;
         h->outboxes = o;
     }
-    if (!o || !r) {
-        ax_free(r);
+    if (o && o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        rpair *v = ax_realloc(o->v, cap * sizeof(*v));
+        if (v) {
+            o->v = v;
+            o->cap = cap;
+        }
+    }
+    if (!o || o->n == o->cap) {
         h->st.dropped++;
         return;
     }
-    r->next = NULL;
-    r->s = s;
-    r->m = hub_msg_ref(m);
+    o->v[o->n++] = (rpair){.s = s, .m = hub_msg_ref(m)};
     s->refs++;
     s->inflight++;
-    *o->tail = r;
-    o->tail = &r->next;
 }
+
+#define OUTBOX_KEEP 4096 /* pairs: an array handed back larger than this is freed */
 
 static void run_batch(ax_loop *loop, void *arg)
 {
@@ -526,19 +565,30 @@ static void run_batch(ax_loop *loop, void *arg)
     hub *h = o->h;
     (void)loop;
     hub__lock(h);
-    rnode *head = o->head;
-    o->head = NULL;
-    o->tail = &o->head;
+    rpair *v = o->v;
+    size_t n = o->n, cap = o->cap;
+    o->v = o->spare; /* the publishes fill the other array meanwhile */
+    o->cap = o->spare_cap;
+    o->spare = NULL;
+    o->spare_cap = 0;
+    o->n = 0;
     o->posted = false;
     h->walking++;
-    while (head) {
-        rnode *r = head;
-        head = r->next;
-        r->s->inflight--;
-        if (!r->s->dead) sub_push_local(r->s, r->m);
-        hub_msg_unref(r->m);
-        hub__sub_unref(r->s);
-        ax_free(r);
+    for (size_t i = 0; i < n; i++) {
+        hub_sub *s = v[i].s;
+        s->inflight--;
+        if (!s->dead) sub_push_local(s, v[i].m);
+        hub_msg_unref(v[i].m);
+        hub__sub_unref(s);
+    }
+    if (cap <= OUTBOX_KEEP && !o->v) { /* hand it back for the next batch */
+        o->v = v;
+        o->cap = cap;
+    } else if (cap <= OUTBOX_KEEP && !o->spare) {
+        o->spare = v;
+        o->spare_cap = cap;
+    } else {
+        ax_free(v);
     }
     hub__walk_end(h);
     hub__unlock(h);
@@ -577,6 +627,22 @@ static void sub_push(hub_sub *s, hub_msg *m)
 
 static void sub_queue(hub_sub *s, hub_msg *m);
 
+/* A thread's grown array is kept between drains; freed when the thread
+ * ends (or after a fan-out past OUTQ_KEEP). */
+static pthread_key_t outq_key;
+static pthread_once_t outq_once = PTHREAD_ONCE_INIT;
+
+static void outq_key_make(void)
+{
+    pthread_key_create(&outq_key, ax_free);
+}
+
+static void outq_keep(pending *v)
+{
+    pthread_once(&outq_once, outq_key_make);
+    pthread_setspecific(outq_key, v);
+}
+
 /* The wire is free: write after the lock is let go (drain()). */
 static bool defer_write(hub_sub *s, hub_msg *m)
 {
@@ -591,6 +657,7 @@ static bool defer_write(hub_sub *s, hub_msg *m)
         if (first) memcpy(v, outq_inline, sizeof outq_inline);
         outq.v = v;
         outq.cap *= 2;
+        outq_keep(v);
     }
     outq.v[outq.n++] = (pending){.s = s, .m = hub_msg_ref(m)};
     s->refs++;
@@ -657,8 +724,9 @@ static void drain(hub *h)
     }
     memmove(outq.v, outq.v + n, (outq.n - n) * sizeof(*outq.v));
     outq.n -= n;
-    if (!outq.n && outq.v != outq_inline) { /* after a large fan-out: do not keep it */
+    if (!outq.n && outq.cap > OUTQ_KEEP) { /* after a very large fan-out: do not keep it */
         ax_free(outq.v);
+        outq_keep(NULL);
         outq.v = NULL;
         outq.cap = 0;
     }
@@ -1134,6 +1202,7 @@ fail:
 void hub_free(hub *h)
 {
     if (!h) return;
+    if (post_pending == h) post_pending = NULL;
     if (h->store) hub_store_close(h->store);
     hub_lmap_each(&h->root.kids, node_free_all, NULL);
     hub_lmap_free(&h->root.kids);
@@ -1142,6 +1211,8 @@ void hub_free(hub *h)
     while (h->outboxes) {
         outbox *o = h->outboxes;
         h->outboxes = o->next;
+        ax_free(o->v);
+        ax_free(o->spare);
         ax_free(o);
     }
     pthread_mutex_destroy(&h->mu);

@@ -29,28 +29,31 @@ typedef struct node node;
 typedef struct entry entry;
 typedef struct htopic htopic;
 typedef struct qnode qnode;
-typedef struct rnode rnode;
+typedef struct rpair rpair;
 typedef struct outbox outbox;
 typedef struct job job;
 
 #define HUB_FLOORS 1024
 #define HUB_BUDGET_MAX (1u << 30)
 
-struct rnode { /* a message on its way to another loop's subscriber */
-    rnode *next;
+struct rpair { /* a message on its way to another loop's subscriber */
     hub_sub *s;
     hub_msg *m;
 };
 
 /* Messages for one other loop.  One post at a time: what the publishes
  * made meanwhile joins the posted one, so that loop takes them all in one
- * wake-up and each subscriber gets its share in one write. */
+ * wake-up and each subscriber gets its share in one write.  The pairs are
+ * an array that loop hands back when it is done (`spare`), so a delivery
+ * to another loop allocates nothing (a node malloc'd on one thread and
+ * freed on the other cost more than the rest of the hand-over). */
 struct outbox {
     outbox *next;
     ax_loop *loop;
     hub *h;
-    rnode *head, **tail;
-    bool posted; /* run_batch() is on its way: it takes head..tail */
+    rpair *v, *spare;
+    size_t n, cap, spare_cap;
+    bool posted; /* run_batch() is on its way: it takes v[0..n) */
 };
 
 struct entry { /* one filter of one subscriber: offsetof(entry, filter) + its length + 1 */

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -139,6 +140,47 @@ TEST(loop_stop_returns_and_run_resumes)
     ASSERT_EQ(s.fired, 6);
     ax_timer_free(t);
     ax_loop_free(s.loop);
+}
+
+/* ---- deferring to the end of the iteration ------------------------------- */
+
+static int defer_log[8], defer_n;
+
+static void log_deferred(ax_loop *loop, void *arg)
+{
+    (void)loop;
+    defer_log[defer_n++] = (int)(intptr_t)arg;
+}
+
+static void defer_timer(ax_timer *t, void *ud)
+{
+    int id = (int)(intptr_t)ud;
+    defer_log[defer_n++] = id;
+    if (id == 1) ASSERT_EQ(ax_loop_defer(ax_timer_loop(t), log_deferred, (void *)(intptr_t)3), 0);
+}
+
+/* A call deferred by the first of two timers due in the same iteration
+ * runs after both, once. */
+TEST(loop_defer_runs_after_the_iterations_events)
+{
+    ax_loop *l = tu_loop();
+    defer_n = 0;
+    ax_timer *a = ax_timer_new(l, defer_timer, (void *)(intptr_t)1);
+    ax_timer *b = ax_timer_new(l, defer_timer, (void *)(intptr_t)2);
+    ASSERT(a && b);
+    ASSERT_EQ(ax_timer_start(a, 1, 0), 0);
+    ASSERT_EQ(ax_timer_start(b, 1, 0), 0);
+    usleep(20 * 1000);
+    ax_loop_run_once(l, 100);
+    ASSERT_EQ(defer_n, 3);
+    ASSERT_EQ(defer_log[0], 1);
+    ASSERT_EQ(defer_log[1], 2);
+    ASSERT_EQ(defer_log[2], 3);
+    ax_loop_run_once(l, 0);
+    ASSERT_EQ(defer_n, 3);
+    ax_timer_free(a);
+    ax_timer_free(b);
+    ax_loop_free(l);
 }
 
 /* ---- posting ----------------------------------------------------------- */
