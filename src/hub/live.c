@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <axon/alloc.h>
 #include <axon/ws.h>
 
 #include "live_mux.h"
+#include "live_rec.h"
 #include "proto/rtmp/rtmp.h"
 
 /* One message as every format sends it, made once; shared by reference. */
@@ -18,9 +20,20 @@ typedef struct live_frame {
     uint64_t seq;
     uint8_t type;
     uint32_t ts;
-    bool key; /* a place a viewer may start from */
+    bool key;       /* a place a viewer may start from */
+    uint64_t in_us; /* when it arrived (monotonic), for the latency figures */
     ax_slice *out[LIVE_NFORMATS];
 } live_frame;
+
+/* Ingest-to-delivery latency of video keyframes, one sample per viewer a
+ * keyframe is handed to: log-linear buckets (16 per power of two, about
+ * 4% wide) of microseconds, added to by the viewers' loops. */
+#define LAT_SUB 16
+#define LAT_BUCKETS (36 * LAT_SUB)
+typedef struct live_lat {
+    uint64_t n, max_us;
+    uint64_t bucket[LAT_BUCKETS];
+} live_lat;
 
 typedef struct live_group live_group;
 
@@ -70,8 +83,10 @@ struct live_stream {
     uint64_t seq;
     live_group *groups;
     live_info info;
+    live_lat lat; /* atomics */
     /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
     live_mux *ts, *mp4;
+    live_rec *rec; /* recording (--record), the publisher's loop's */
     bool ts_tried;
     uint8_t *seg; /* the segment being made */
     size_t seg_len, seg_cap;
@@ -103,6 +118,64 @@ static live_stream *find(const char *name)
     for (live_stream *s = streams; s; s = s->next)
         if (strcmp(s->name, name) == 0) return s;
     return NULL;
+}
+
+/* ---- latency ------------------------------------------------------------------------ */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static unsigned lat_bucket(uint64_t us)
+{
+    if (us < LAT_SUB) return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* us >= 2^e, e >= 4 */
+    unsigned b = (e - 3) * LAT_SUB + (unsigned)((us >> (e - 4)) & (LAT_SUB - 1));
+    return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* The smallest value of bucket b (the inverse of lat_bucket). */
+static uint64_t lat_value(unsigned b)
+{
+    if (b < LAT_SUB) return b;
+    unsigned e = b / LAT_SUB + 3;
+    return ((uint64_t)1 << e) | ((uint64_t)(b % LAT_SUB) << (e - 4));
+}
+
+static void lat_add(live_lat *l, uint64_t us)
+{
+    __atomic_add_fetch(&l->bucket[lat_bucket(us)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&l->n, 1, __ATOMIC_RELAXED);
+    uint64_t m = __atomic_load_n(&l->max_us, __ATOMIC_RELAXED);
+    while (us > m && !__atomic_compare_exchange_n(&l->max_us, &m, us, true, __ATOMIC_RELAXED,
+                                                  __ATOMIC_RELAXED)) {
+    }
+}
+
+/* The value below which a fraction q of the samples lie (bucket's lower end). */
+static uint64_t lat_quantile(const uint64_t *bucket, uint64_t n, double q)
+{
+    uint64_t want = (uint64_t)(q * (double)n), seen = 0;
+    if (want >= n) want = n - 1;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+        seen += bucket[b];
+        if (seen > want) return lat_value(b);
+    }
+    return 0;
+}
+
+static void lat_info(live_lat *l, live_info *out)
+{
+    uint64_t copy[LAT_BUCKETS], n = 0;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++)
+        n += copy[b] = __atomic_load_n(&l->bucket[b], __ATOMIC_RELAXED);
+    out->lat_n = n;
+    out->lat_max_us = __atomic_load_n(&l->max_us, __ATOMIC_RELAXED);
+    out->lat_p50_us = n ? lat_quantile(copy, n, 0.50) : 0;
+    out->lat_p99_us = n ? lat_quantile(copy, n, 0.99) : 0;
 }
 
 /* ---- frames --------------------------------------------------------------------------- */
@@ -174,6 +247,7 @@ static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t 
     f->type = type;
     f->ts = ts;
     f->key = key;
+    f->in_us = now_us();
     for (int i = 0; i < LIVE_TS; i++) {
         if (!(f->out[i] = encode(i, type, ts, data, len))) {
             frame_unref(f);
@@ -282,7 +356,11 @@ static void deliver_one(live_viewer *v, live_frame *f)
         skip(v);
         return;
     }
-    if (f->out[v->format] && v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
+    if (!f->out[v->format]) return;
+    if (v->ops->write(v->ud, f->out[v->format]) < 0)
+        v->waiting_key = true;
+    else if (f->key && f->type == 9)
+        lat_add(&v->st->lat, now_us() - f->in_us);
 }
 
 /* A frame (NULL: the end) to the viewers of one group, on its loop.  A
@@ -394,10 +472,16 @@ static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t l
         st->mp4 = mp4;
         if (mp4) snprintf(st->info.mime, sizeof st->info.mime, "%s", live_mux_mime(mp4));
         pthread_mutex_unlock(&lock);
+        if (mp4) {
+            size_t n;
+            const uint8_t *init = live_mux_init(mp4, &n);
+            st->rec = live_rec_open(st->name, init, n);
+        }
     }
     if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
     ax_slice *frag = NULL;
     if (st->mp4 && live_mux_frame(st->mp4, f->type, f->ts, data, len, &frag) == 0 && frag) {
+        live_rec_write(st->rec, frag, f->key);
         f->out[LIVE_FMP4] = ax_ws_shared_new(ax_slice_data(frag), ax_slice_len(frag), true);
         ax_slice_unref(frag);
     }
@@ -520,6 +604,8 @@ void live_unpublish(live_stream *st)
     st->live = false;
     gop_clear(st);
     pthread_mutex_unlock(&lock);
+    live_rec_close(st->rec);
+    st->rec = NULL;
     fan_out(st, NULL);
     stream_unref(st);
 }
@@ -684,6 +770,7 @@ static void info_of(live_stream *st, live_info *out)
     out->skipped = __atomic_load_n(&st->info.skipped, __ATOMIC_RELAXED); /* viewers' loops add */
     out->gop_frames = st->ngop;
     out->gop_bytes = st->gop_bytes;
+    lat_info(&st->lat, out);
 }
 
 int live_info_of(const char *name, live_info *out)

@@ -109,6 +109,11 @@ typedef struct live_info {
     size_t gop_frames, gop_bytes;
     uint64_t hls_segments; /* made so far */
     char mime[96];         /* fMP4's type and codecs, for MediaSource; "" not yet */
+    /* Video keyframes from their arrival (read from the publisher) to their
+     * hand-over to a viewer's connection (to the kernel when nothing was
+     * queued before them), one sample per keyframe and viewer: how many, the
+     * median, the 99th percentile (within 4%) and the largest, microseconds. */
+    uint64_t lat_n, lat_p50_us, lat_p99_us, lat_max_us;
 } live_info;
 /* 0 with *out, or AX_ENOENT. */
 int live_info_of(const char *name, live_info *out);

@@ -24,6 +24,7 @@
 #include <axon/ws.h>
 
 #include "live.h"
+#include "live_rec.h"
 #include "serve.h"
 #include "web_assets.h"
 
@@ -192,13 +193,16 @@ static int info_json(const live_info *i, char *b, size_t cap)
                     "\"audio_codec\":%u,\"width\":%u,\"height\":%u,\"fps\":%.3f,"
                     "\"frames\":%llu,\"bytes\":%llu,\"keyframes\":%llu,\"viewers\":%llu,"
                     "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu,"
-                    "\"hls_segments\":%llu,\"mime\":\"%s\"}",
+                    "\"hls_segments\":%llu,\"mime\":\"%s\",\"latency_us\":{\"n\":%llu,"
+                    "\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}",
                     i->name, i->video ? "true" : "false", i->audio ? "true" : "false",
                     i->video_codec, i->audio_codec, i->width, i->height, i->fps,
                     (unsigned long long)i->frames, (unsigned long long)i->bytes,
                     (unsigned long long)i->keyframes, (unsigned long long)i->viewers,
                     (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes,
-                    (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime));
+                    (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime),
+                    (unsigned long long)i->lat_n, (unsigned long long)i->lat_p50_us,
+                    (unsigned long long)i->lat_p99_us, (unsigned long long)i->lat_max_us);
 }
 
 static void stats(ax_http_req *r, const char *name)
@@ -637,6 +641,7 @@ static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     int err = AX_ENOMEM;
     if (!g) goto fail;
     g->sv = sv;
+    live_rec_dir(sv->cfg->record_dir);
     if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
     ax_http_route_opts ro = {.stream_body = true, .max_body = UINT64_MAX / 2};
     if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0 ||

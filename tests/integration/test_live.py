@@ -326,4 +326,46 @@ def stream_keys_checked_by_auth():
         srv.stop()
 
 
+@t.test
+def recording_to_fragmented_mp4():
+    """--record DIR: each publication to DIR/NAME-TIME.mp4, fragmented MP4
+    (written by a thread, not the loop), readable by ffprobe while it
+    grows and whole after the stream ends."""
+    rec = tempfile.mkdtemp(prefix="axon-rec-", dir=TMP)
+    srv = servutil.Serve("--record", os.path.join(rec, "videos"))
+    pub = publish(srv.rtmp_port, "recme", seconds=4)
+    try:
+        wait_live(srv, "recme", keyframes=2, pub=pub)
+        files = os.listdir(os.path.join(rec, "videos"))
+        t.eq(len(files), 1, "one file while it is live: %r" % files)
+        t.ok(files[0].startswith("recme-") and files[0].endswith(".mp4"), files[0])
+        path = os.path.join(rec, "videos", files[0])
+        streams, _ = probe(path)
+        t.ok("video" in streams, "readable while it grows: %r" % list(streams))
+        t.exits(pub, 0, "ffmpeg publishing")
+        deadline = time.monotonic() + 5
+        while stats(srv, "recme") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the writer thread closes it
+        pk = check_media(path, "the recording", min_s=3.0)
+        t.ok(3.5 <= len(pk) / 30.0 <= 4.5, "the recording holds the stream's 4 s: %d frames"
+             % len(pk))
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name",
+                            "-of", "csv=p=0", path], capture_output=True, timeout=20)
+        t.ok(b"mp4" in p.stdout, "an MP4 file: %r" % p.stdout)
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        t.ok(b"ftyp" in head[:16] and b"mvex" in head and b"moof" in head,
+             "fragmented: ftyp, moov with mvex, then moof fragments")
+        # a second publication of the same name is a second file
+        pub = publish(srv.rtmp_port, "recme", seconds=2)
+        t.exits(pub, 0, "ffmpeg publishing again")
+        time.sleep(1.5)  # (the file name has the second it started)
+        t.eq(len(os.listdir(os.path.join(rec, "videos"))), 2, "a file per publication")
+        finish(srv)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
 t.main()
