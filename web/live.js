@@ -107,15 +107,21 @@
     };
   }
 
-  // Stay near the live edge: jump when the buffer runs ahead; drop old media.
+  // Stay near the live edge.  Any stall (a busy machine, a slow decode)
+  // leaves the player behind for good unless it catches up: a little
+  // faster (5%, not heard) while more than LAG is buffered ahead, a jump
+  // when far behind.  HLS: hls.js keeps its own distance.
+  const LAG = 0.25;
   setInterval(() => {
     const b = video.buffered;
     if (!b.length) return;
-    const end = b.end(b.length - 1);
-    if (!hlsMode && end - video.currentTime > 1.5) video.currentTime = end - 0.3;
+    const end = b.end(b.length - 1), ahead = end - video.currentTime;
+    if (!hlsMode && ahead > 1.5) video.currentTime = end - 0.1;
+    else if (!hlsMode) video.playbackRate = ahead > LAG ? 1.05 : 1;
     if (video.paused && end > 0) video.play().catch(() => {});
-    $("delay").textContent = Math.max(0, end - video.currentTime).toFixed(2) + " s buffered";
-  }, 500);
+    state.ahead = ahead;
+    $("delay").textContent = Math.max(0, ahead).toFixed(2) + " s buffered";
+  }, 250);
 
   let last = null;
   async function stats() {
