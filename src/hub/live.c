@@ -10,6 +10,7 @@
 #include <axon/alloc.h>
 #include <axon/ws.h>
 
+#include "hub.h"
 #include "live_mux.h"
 #include "live_rec.h"
 #include "proto/rtmp/rtmp.h"
@@ -86,7 +87,8 @@ struct live_stream {
     live_lat lat; /* atomics */
     /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
     live_mux *ts, *mp4;
-    live_rec *rec; /* recording (--record), the publisher's loop's */
+    live_rec *rec;  /* recording (--record), the publisher's loop's */
+    bool announced; /* "start" said on live/NAME */
     bool ts_tried;
     uint8_t *seg; /* the segment being made */
     size_t seg_len, seg_cap;
@@ -99,6 +101,48 @@ struct live_stream {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static live_stream *streams; /* published now */
+static hub *the_hub;         /* events on live/NAME (atomic) */
+
+void live_set_hub(hub *h)
+{
+    __atomic_store_n(&the_hub, h, __ATOMIC_RELEASE);
+}
+
+/* The start or stop event on live/NAME; on the publisher's loop, without
+ * the lock. */
+static void announce(live_stream *st, bool start)
+{
+    hub *h = __atomic_load_n(&the_hub, __ATOMIC_ACQUIRE);
+    if (!h || start == st->announced) return;
+    st->announced = start;
+    live_info i;
+    char topic[LIVE_NAME_MAX + 8], b[512];
+    pthread_mutex_lock(&lock);
+    i = st->info;
+    pthread_mutex_unlock(&lock);
+    snprintf(topic, sizeof topic, "live/%s", st->name);
+    int n;
+    if (start)
+        n = snprintf(b, sizeof b,
+                     "{\"event\":\"start\",\"name\":\"%s\",\"page\":\"/live/%s\","
+                     "\"chat\":\"chat/live/%s\",\"width\":%u,\"height\":%u,\"video\":%s,"
+                     "\"audio\":%s,\"mime\":\"",
+                     st->name, st->name, st->name, i.width, i.height, i.video ? "true" : "false",
+                     i.audio ? "true" : "false");
+    else
+        n = snprintf(b, sizeof b,
+                     "{\"event\":\"stop\",\"name\":\"%s\",\"frames\":%llu,\"seconds\":%.1f}",
+                     st->name, (unsigned long long)i.frames,
+                     (double)(ax_loop_now(st->loop) - i.since_ms) / 1000.0);
+    for (const char *m = i.mime; start && *m && n > 0 && (size_t)n < sizeof b - 4; m++) {
+        if (*m == '"' || *m == '\\') b[n++] = '\\';
+        b[n++] = *m;
+    }
+    if (start && n > 0 && (size_t)n < sizeof b - 2) b[n++] = '"', b[n++] = '}';
+    int err = 0;
+    if (n > 0 && (size_t)n < sizeof b && !hub_publish(h, topic, "live", b, (size_t)n, &err))
+        ax_log(AX_LOG_DEBUG, "live: %s: no event on %s: %s", st->name, topic, ax_strerror(err));
+}
 
 bool live_name_valid(const char *name)
 {
@@ -477,6 +521,7 @@ static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t l
             const uint8_t *init = live_mux_init(mp4, &n);
             st->rec = live_rec_open(st->name, init, n);
         }
+        announce(st, true);
     }
     if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
     ax_slice *frag = NULL;
@@ -606,6 +651,7 @@ void live_unpublish(live_stream *st)
     pthread_mutex_unlock(&lock);
     live_rec_close(st->rec);
     st->rec = NULL;
+    announce(st, false);
     fan_out(st, NULL);
     stream_unref(st);
 }

@@ -61,6 +61,18 @@ typedef struct live_viewer_ops {
     void (*ended)(void *ud);
 } live_viewer_ops;
 
+/* Streams as hub topics: with a hub set (the gateways set the server's
+ * when they start), a stream says on the topic live/NAME, as sender
+ * "live", when it starts (its first frame, with what a viewer needs to
+ * know) and when it stops:
+ *   {"event":"start","name":N,"page":"/live/N","chat":"chat/live/N",
+ *    "width":W,"height":H,"video":B,"audio":B,"mime":M}
+ *   {"event":"stop","name":N,"frames":F,"seconds":S}
+ * The chat room beside a stream is the topic chat/live/NAME (the page
+ * /live/NAME shows it). */
+struct hub;
+void live_set_hub(struct hub *h);
+
 /* Is `name` a stream name (1 to LIVE_NAME_MAX of [A-Za-z0-9_.-])? */
 bool live_name_valid(const char *name);
 

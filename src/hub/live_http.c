@@ -642,6 +642,7 @@ static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     if (!g) goto fail;
     g->sv = sv;
     live_rec_dir(sv->cfg->record_dir);
+    live_set_hub(sv->hub);
     if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
     ax_http_route_opts ro = {.stream_body = true, .max_body = UINT64_MAX / 2};
     if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0 ||

@@ -49,8 +49,7 @@ static void rec_open(live_rec *r)
     snprintf(d, sizeof d, "%s", dir);
     pthread_mutex_unlock(&lock);
     if (mkdir(d, 0755) == -1 && errno != EEXIST)
-        ax_log(AX_LOG_WARN, "live: cannot make the recording directory %s: %s", d,
-               strerror(errno));
+        ax_log(AX_LOG_WARN, "live: cannot make the recording directory %s: %s", d, strerror(errno));
     r->fd = open(r->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (r->fd == -1)
         ax_log(AX_LOG_WARN, "live: cannot record to %s: %s", r->path, strerror(errno));

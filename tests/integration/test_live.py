@@ -16,6 +16,8 @@ ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
 - /live lists the stream, /live/NAME/stats has its numbers; a name
   already published is refused to a second publisher; an unknown name
   is 404 over HTTP and NetStream.Play.StreamNotFound over RTMP.
+- The stream's start and stop are events on the hub topic live/NAME;
+  with --record DIR each publication is recorded as fragmented MP4.
 - With authentication on, a publisher needs a token with a write grant
   on live/NAME (`?token=` on the stream key), and a viewer a read grant."""
 import asyncio
@@ -365,6 +367,36 @@ def recording_to_fragmented_mp4():
         finish(srv)
     finally:
         pub.stop()
+        srv.stop()
+
+
+@t.test
+def start_and_stop_on_a_hub_topic():
+    """A stream says on the hub topic live/NAME when it starts (with its
+    size, tracks, MIME type, page and chat room) and stops; any gateway's
+    subscriber sees it (here SSE, subscribed to live/+)."""
+    srv = servutil.Serve()
+    sse = servutil.Sse(srv, "topic=live/%2B")
+    time.sleep(0.3)
+    pub = publish(srv.rtmp_port, "evcam", seconds=2)
+    try:
+        ev = sse.wait_events(1)[0]["json"]
+        t.eq(ev["topic"], "live/evcam", "the stream's topic")
+        t.eq(ev["sender"], "live", "the sender")
+        p = json.loads(ev["payload"])
+        t.eq((p["event"], p["name"], p["page"], p["chat"]),
+             ("start", "evcam", "/live/evcam", "chat/live/evcam"), "the start event")
+        t.eq((p["width"], p["height"], p["video"], p["audio"]), (320, 240, True, True),
+             "what a viewer needs to know")
+        t.ok(p["mime"].startswith("video/mp4; codecs="), "the MIME type: %r" % p["mime"])
+        t.exits(pub, 0, "ffmpeg publishing")
+        p = json.loads(sse.wait_events(2)[1]["json"]["payload"])
+        t.eq((p["event"], p["name"]), ("stop", "evcam"), "the stop event")
+        t.ok(p["frames"] >= 50 and 1.0 <= p["seconds"] <= 10, "its numbers: %r" % p)
+        finish(srv)
+    finally:
+        pub.stop()
+        sse.stop()
         srv.stop()
 
 
