@@ -185,7 +185,7 @@ static const char *json_esc(const char *in, char *out, size_t cap)
 }
 
 /* A stream's numbers as JSON into b. */
-static int info_json(const live_info *i, char *b, size_t cap)
+static int info_json(const live_info *i, uint64_t now, char *b, size_t cap)
 {
     char mime[2 * sizeof i->mime];
     return snprintf(b, cap,
@@ -194,7 +194,7 @@ static int info_json(const live_info *i, char *b, size_t cap)
                     "\"frames\":%llu,\"bytes\":%llu,\"keyframes\":%llu,\"viewers\":%llu,"
                     "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu,"
                     "\"hls_segments\":%llu,\"mime\":\"%s\",\"latency_us\":{\"n\":%llu,"
-                    "\"p50\":%llu,\"p99\":%llu,\"max\":%llu}}",
+                    "\"p50\":%llu,\"p99\":%llu,\"max\":%llu},\"uptime_ms\":%llu}",
                     i->name, i->video ? "true" : "false", i->audio ? "true" : "false",
                     i->video_codec, i->audio_codec, i->width, i->height, i->fps,
                     (unsigned long long)i->frames, (unsigned long long)i->bytes,
@@ -202,10 +202,11 @@ static int info_json(const live_info *i, char *b, size_t cap)
                     (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes,
                     (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime),
                     (unsigned long long)i->lat_n, (unsigned long long)i->lat_p50_us,
-                    (unsigned long long)i->lat_p99_us, (unsigned long long)i->lat_max_us);
+                    (unsigned long long)i->lat_p99_us, (unsigned long long)i->lat_max_us,
+                    (unsigned long long)(now > i->since_ms ? now - i->since_ms : 0));
 }
 
-static void stats(ax_http_req *r, const char *name)
+static void stats(gw_live *g, ax_http_req *r, const char *name)
 {
     live_info i;
     char b[1024];
@@ -213,12 +214,12 @@ static void stats(ax_http_req *r, const char *name)
         serve_http_error(r, 404, "no such live stream");
         return;
     }
-    int n = info_json(&i, b, sizeof b);
+    int n = info_json(&i, ax_loop_now(g->sv->loop), b, sizeof b);
     ax_http_add_header(r, "Cache-Control", "no-cache");
     ax_http_respond(r, 200, "application/json", b, (size_t)n);
 }
 
-static void list(ax_http_req *r)
+static void list(gw_live *g, ax_http_req *r)
 {
     enum { MAX = 256 };
     live_info *all = ax_malloc(MAX * sizeof(*all));
@@ -231,7 +232,7 @@ static void list(ax_http_req *r)
     size_t n = live_list(all, MAX), len = (size_t)sprintf(b, "{\"streams\":[");
     for (size_t i = 0; i < n; i++) {
         if (i) b[len++] = ',';
-        len += (size_t)info_json(&all[i], b + len, 1024);
+        len += (size_t)info_json(&all[i], ax_loop_now(g->sv->loop), b + len, 1024);
     }
     len += (size_t)sprintf(b + len, "]}");
     ax_http_add_header(r, "Cache-Control", "no-cache");
@@ -574,7 +575,7 @@ static void route(ax_http_req *r, void *ud)
     uint64_t seg;
     if (!serve_http_method(r, "GET", "GET, HEAD")) return;
     if (n == 5 || (n == 6 && path[5] == '/'))
-        list(r);
+        list(g, r);
     else if (name_of(path, n, ".flv", name))
         viewer(g, r, name, LIVE_FLV);
     else if (name_of(path, n, ".ts", name))
@@ -588,7 +589,7 @@ static void route(ax_http_req *r, void *ud)
     else if (name_of(path, n, "", name))
         page(r);
     else if (name_of(path, n, "/stats", name))
-        stats(r, name);
+        stats(g, r, name);
     else
         serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8 or /stats");
 }
