@@ -25,6 +25,7 @@
 
 #include "live.h"
 #include "live_rec.h"
+#include "live_tsin.h"
 #include "serve.h"
 #include "web_assets.h"
 
@@ -403,7 +404,8 @@ static bool name_of(const char *path, size_t n, const char *suffix, char *name);
 typedef struct ingest {
     gw_live *g;
     live_stream *st;
-    uint8_t *buf; /* an FLV tag not whole yet */
+    live_tsin *ts; /* an MPEG-TS body: its demuxer (which has st then) */
+    uint8_t *buf;  /* an FLV tag not whole yet */
     size_t len, cap;
     bool head; /* the FLV header has been read */
     bool failed;
@@ -411,7 +413,10 @@ typedef struct ingest {
 
 static void ingest_free(ingest *in)
 {
-    if (in->st) live_unpublish(in->st);
+    if (in->ts)
+        live_tsin_free(in->ts); /* the stream ends after the demuxer's last frame */
+    else if (in->st)
+        live_unpublish(in->st);
     ax_free(in->buf);
     ax_free(in);
 }
@@ -461,6 +466,14 @@ static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
     GW_ADD(in->g->sv->gw[GW_LIVE].bytes_in, len);
     if (in->failed) return;
     const uint8_t *d = (const uint8_t *)data;
+    if (!in->head && !in->ts && in->len == 0 && d[0] == 0x47) { /* MPEG-TS's sync byte */
+        if (!(in->ts = live_tsin_new(in->st, in->g->sv->loop))) in->failed = true;
+    }
+    if (in->ts) {
+        if (!live_tsin_feed(in->ts, d, len)) in->failed = true;
+        GW_ADD(in->g->sv->gw[GW_LIVE].msgs_in, 1);
+        len = 0;
+    }
     if (in->len == 0) { /* nothing kept: straight from the input */
         size_t used = ingest_tags(in, d, len);
         d += used, len -= used;
@@ -492,7 +505,7 @@ static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
         ax_http_on_abort(r, NULL, NULL);
         ax_http_req_on_body(r, NULL, NULL);
         ingest_free(in);
-        serve_http_error(r, 415, "the body is not FLV (MPEG-TS ingest is not supported yet)");
+        serve_http_error(r, 415, "the body is not FLV or MPEG-TS (H.264, AAC)");
     }
 }
 

@@ -8,7 +8,8 @@ by FFmpeg's mpegts muxer in memory) with the right codecs, size and
 continuous timestamps; each HLS segment starts with a keyframe; and as
 fragmented MP4 over a WebSocket (/live/NAME/ws: the MIME type first, then
 the init segment and a fragment per frame from the last keyframe).
-ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
+ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body,
+or an MPEG-TS one, demuxed by libavformat).
 
 - A viewer that joins mid-stream starts at once from the last keyframe
   (the GOP cache): its first video packet is a keyframe, and its first
@@ -259,8 +260,8 @@ def http_ingest_of_flv():
         t.eq(p.stdout, b"409", "a second publisher of the same name over HTTP")
         t.exits(pub, 0, "ffmpeg's HTTP upload")
         p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
-                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
-        t.eq(p.stdout, b"415", "a body that is not FLV")
+                            url], input=b"\x00" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"415", "a body that is neither FLV nor MPEG-TS")
         finish(srv)
     finally:
         pub.stop()
@@ -397,6 +398,39 @@ def start_and_stop_on_a_hub_topic():
     finally:
         pub.stop()
         sse.stop()
+        srv.stop()
+
+
+@t.test
+def http_ingest_of_mpeg_ts():
+    """ffmpeg -f mpegts http://HOST/live/NAME (a chunked POST): the body is
+    demuxed by libavformat (on a thread of its own, live_tsin.c) into the
+    relay; every output has the stream: FLV, MPEG-TS, fMP4, HLS."""
+    srv = servutil.Serve()
+    url = "%s/live/tscam" % srv.base
+    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                       "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "6",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+                       "-f", "mpegts", "-method", "POST", url])
+    try:
+        s = wait_live(srv, "tscam", keyframes=2, pub=pub)
+        t.eq((s["video_codec"], s["audio_codec"]), (7, 10), "H.264 and AAC")
+        t.ok(s["mime"].startswith("video/mp4; codecs=\"avc1."), "fMP4 made: %r" % s["mime"])
+        flv = os.path.join(TMP, "tscam.flv")
+        read_http(srv.base + "/live/tscam.flv", 1.5, flv)
+        check_media(flv, "HTTP-FLV of an MPEG-TS upload")
+        ts = os.path.join(TMP, "tscam.ts")
+        read_http(srv.base + "/live/tscam.ts", 1.5, ts)
+        check_media(ts, "MPEG-TS of an MPEG-TS upload")
+        t.exits(pub, 0, "ffmpeg's MPEG-TS upload")
+        deadline = time.monotonic() + 5
+        while stats(srv, "tscam") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        t.ok(stats(srv, "tscam") is None, "the stream ends with the upload")
+        finish(srv)
+    finally:
+        pub.stop()
         srv.stop()
 
 
