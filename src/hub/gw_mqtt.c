@@ -322,19 +322,35 @@ static uint16_t recv_max_in(const gw_mqtt *g)
     return (uint16_t)(n == 0 ? 1 : n > 65535 ? 65535 : n);
 }
 
-static void connack(mq_conn *c, bool present, bool assigned, uint32_t expiry, bool capped)
+/* What CONNACK tells a 5.0 client besides the result. */
+typedef struct connack_info {
+    bool present, assigned, capped;
+    uint32_t expiry;    /* the session expiry, sent when capped */
+    uint16_t keepalive; /* Server Keep Alive; 0: the client's stands */
+    const char *resp;   /* Response Information, or NULL */
+} connack_info;
+
+static void connack(mq_conn *c, const connack_info *ci)
 {
     ax_mqtt_packet p = {.type = AX_MQTT_CONNACK};
     ax_mqtt_props *pr = &p.u.connack.props;
-    p.u.connack.session_present = present;
+    p.u.connack.session_present = ci->present;
     if (c->version == AX_MQTT_V5) {
-        if (assigned) {
+        if (ci->assigned) {
             pr->assigned_client_id = (ax_mqtt_str){c->s->cid, strlen(c->s->cid)};
             ax_mqtt_props_set(pr, AX_MQTT_PROP_ASSIGNED_CLIENT_ID);
         }
-        if (capped) {
-            pr->session_expiry = expiry;
+        if (ci->capped) {
+            pr->session_expiry = ci->expiry;
             ax_mqtt_props_set(pr, AX_MQTT_PROP_SESSION_EXPIRY);
+        }
+        if (ci->keepalive) {
+            pr->server_keep_alive = ci->keepalive;
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_SERVER_KEEP_ALIVE);
+        }
+        if (ci->resp) {
+            pr->response_info = (ax_mqtt_str){ci->resp, strlen(ci->resp)};
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_RESPONSE_INFO);
         }
         pr->topic_alias_max = ALIAS_MAX;
         ax_mqtt_props_set(pr, AX_MQTT_PROP_TOPIC_ALIAS_MAX);
@@ -374,7 +390,19 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
         return refuse(c, rc,
                       rc == AX_MQTT_RC_NOT_AUTHORIZED ? "not authorized"
                                                       : "bad user name or password");
+    /* mqtt_max_keepalive (as mosquitto's max_keepalive): a 5.0 client
+     * asking longer, or none, is told the server's; 3.1.1 has no way to
+     * tell it, so such a client is refused with "identifier rejected". */
+    uint32_t kmax = g->sv->cfg->mqtt_max_keepalive_s;
+    uint16_t server_ka = 0;
     c->keepalive_s = cn->keep_alive;
+    if (kmax < 65535 && (cn->keep_alive == 0 || cn->keep_alive > kmax)) {
+        if (!v5) {
+            auth_identity_free(id);
+            return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "keep alive above mqtt_max_keepalive");
+        }
+        c->keepalive_s = server_ka = (uint16_t)kmax;
+    }
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX))
         c->recv_max = cn->props.receive_max;
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE))
@@ -399,7 +427,21 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     auth_identity_free(s->id);
     s->id = id;
     c->alias_max = v5 ? ALIAS_MAX : 0;
-    connack(c, present, assigned && v5, expiry, capped && v5);
+    /* Request Response Information: the topic under which this client may
+     * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
+    char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
+    const char *prefix = g->sv->cfg->mqtt_response_prefix;
+    bool want_resp = v5 && *prefix &&
+                     ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
+                     cn->props.request_response_info;
+    if (want_resp) snprintf(resp, sizeof resp, "%s/%s", prefix, cid);
+    connack_info ci = {.present = present,
+                       .assigned = assigned && v5,
+                       .capped = capped && v5,
+                       .expiry = expiry,
+                       .keepalive = server_ka,
+                       .resp = want_resp ? resp : NULL};
+    connack(c, &ci);
     mq_sess_save(s);
     mq_sess_resume(s);
 }
@@ -1051,6 +1093,12 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
+    const char *rp = sv->cfg->mqtt_response_prefix;
+    if (*rp && (!hub_topic_valid(rp, strlen(rp)) || rp[0] == '$')) {
+        snprintf(why, why_len, "mqtt_response_prefix '%s' is not a topic name", rp);
+        ax_free(g);
+        return NULL;
+    }
     hub_map_init(&g->by_id);
     hub_map_init(&g->groups);
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};

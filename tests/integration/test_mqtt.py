@@ -397,4 +397,42 @@ def shared_subscriptions():
     mqttutil.stop_clean(t, srv)
 
 
+@t.test
+def server_keep_alive_and_response_information():
+    conf = os.path.join(TMP, "ka.conf")
+    with open(conf, "w") as f:
+        f.write("mqtt_max_keepalive 20\nmqtt_response_prefix rsp\n")
+    srv = Serve("-d", "none", "-c", conf)
+    a = Client(srv.mqtt_port, "asker", version=V5, keepalive=60,
+               props=v5props("CONNECT", RequestResponseInformation=1))
+    rc, _, props = a.connect()
+    t.eq(rc, 0, "5.0 client asking a longer keep alive is accepted")
+    t.eq(getattr(props, "ServerKeepAlive", None), 20, "Server Keep Alive: mqtt_max_keepalive")
+    t.eq(getattr(props, "ResponseInformation", None), "rsp/asker",
+         "Response Information: the prefix and the client id")
+    a.subscribe("rsp/asker/#", 1)
+    b = Client(srv.mqtt_port, "server", version=V5)
+    b.connect()
+    b.publish("rsp/asker/1", b"answer", qos=1)
+    t.eq(a.get().payload, b"answer", "a response reaches the asker under its prefix")
+    b.close()
+    a.close()
+    plain = Client(srv.mqtt_port, "quiet", version=V5, keepalive=10)
+    rc, _, props = plain.connect()
+    t.eq((rc, getattr(props, "ServerKeepAlive", None), getattr(props, "ResponseInformation", None)),
+         (0, None, None), "neither is sent when not needed or not asked")
+    plain.close()
+    r = Raw(srv.mqtt_port)  # 3.1.1 cannot be told: identifier rejected
+    r.send(mqttutil.connect_pkt(cid="old", keepalive=60))
+    t.eq(r.packet(), (2, 0, b"\x00\x02"), "3.1.1 keep alive above the maximum: CONNACK 2")
+    t.ok(r.closed(), "and closed")
+    r = Raw(srv.mqtt_port)  # keep alive 0 (none) is above any maximum
+    r.send(mqttutil.connect_pkt(cid="zero", level=5, keepalive=0))
+    kind, _, body = r.packet()
+    t.eq((kind, body[:2]), (2, b"\x00\x00"), "5.0 keep alive 0: accepted")
+    t.ok(b"\x13\x00\x14" in body, "with Server Keep Alive 20")
+    r.close()
+    mqttutil.stop_clean(t, srv)
+
+
 t.main()
