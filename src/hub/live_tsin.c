@@ -112,8 +112,8 @@ static bool next_nal(const uint8_t **p, const uint8_t *end, const uint8_t **nal,
     if (s + 3 > end) return false;
     s += 3;
     const uint8_t *e = s;
-    while (e + 3 <= end && !(e[0] == 0 && e[1] == 0 && (e[2] == 1 || (e[2] == 0 && e + 3 < end &&
-                                                                       e[3] == 1))))
+    while (e + 3 <= end &&
+           !(e[0] == 0 && e[1] == 0 && (e[2] == 1 || (e[2] == 0 && e + 3 < end && e[3] == 1))))
         e++;
     if (e + 3 > end) e = end;
     *nal = s;
@@ -322,8 +322,10 @@ out:
     pthread_mutex_unlock(&t->mu);
     av_packet_free(&pkt);
     avformat_close_input(&fc);
-    if (io) av_freep(&io->buffer);
-    else av_free(iobuf);
+    if (io)
+        av_freep(&io->buffer);
+    else
+        av_free(iobuf);
     avio_context_free(&io);
     post(t, 0, 0, NULL, 0); /* the thread's reference, let go on the loop */
     return NULL;
