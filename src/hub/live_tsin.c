@@ -17,6 +17,7 @@ struct live_tsin {
     int refs; /* atomic: the owner, the thread, each posted message */
     live_stream *st;
     ax_loop *loop;
+    pthread_t thr;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint8_t *buf; /* body bytes buf[off..len) not read yet */
@@ -341,14 +342,12 @@ live_tsin *live_tsin_new(live_stream *st, ax_loop *loop)
     t->base_ms = INT64_MIN;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
-    pthread_t thr;
-    if (pthread_create(&thr, NULL, demux, t) != 0) {
+    if (pthread_create(&t->thr, NULL, demux, t) != 0) {
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
         ax_free(t);
         return NULL;
     }
-    pthread_detach(thr);
     return t;
 }
 
@@ -387,5 +386,9 @@ void live_tsin_free(live_tsin *t)
     t->eof = true;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    /* The thread posts to the loop: it must be done before the loop can
+     * go (at shutdown).  It only has what is buffered left to read, and
+     * it keeps up with the body, so this waits for a few packets. */
+    pthread_join(t->thr, NULL);
     tsin_unref(t);
 }

@@ -33,7 +33,8 @@ live_tsin *live_tsin_new(live_stream *st, ax_loop *loop);
  * gave up (not MPEG-TS). */
 bool live_tsin_feed(live_tsin *t, const uint8_t *d, size_t len);
 /* The body ended (or the request is gone): the demuxer reads what is
- * left, then stops; the stream ends after its last frame. */
+ * left and stops (this waits for it: it must not post to a loop that is
+ * going away); the stream ends after its last frame, on the loop. */
 void live_tsin_free(live_tsin *t);
 
 #endif
