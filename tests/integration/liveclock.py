@@ -37,7 +37,8 @@ def ffmpeg_publish(url, base_s, seconds, size="640x360", rate=30, gop=30, audio=
     cmd += ["-t", str(seconds), "-vf", ",".join(f),
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(gop)]
     if audio:
-        cmd += ["-af", "asetpts=(RTCTIME-%d000000)/(1000000*TB)" % base_s, "-c:a", "aac"]
+        # the samples' own clock, from where the picture's starts (a smooth timeline)
+        cmd += ["-af", "asetpts=(RTCSTART-%d000000)/(1000000*TB)+N/SR/TB" % base_s, "-c:a", "aac"]
     else:
         cmd += ["-an"]
     return cmd + ["-f", "flv", url]
