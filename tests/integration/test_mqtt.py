@@ -435,4 +435,47 @@ def server_keep_alive_and_response_information():
     mqttutil.stop_clean(t, srv)
 
 
+@t.test
+def enhanced_auth_refusals():
+    """SCRAM-SHA-512 itself runs in test_mqtt_node (Node's mqtt); here what
+    a broker must answer to the wrong tries, byte for byte."""
+    def auth_props(method, data):
+        return (b"\x15" + mqttutil.mstr(method) + b"\x16" + struct.pack(">H", len(data)) + data)
+
+    def connack_code(srv, props):
+        r = Raw(srv.mqtt_port)
+        r.send(mqttutil.connect_pkt(cid="ea", level=5, props=props))
+        kind, _, body = r.packet()
+        r.close()
+        return kind, body[1]
+
+    srv = Serve("-d", "none")
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-512", b"n,,n=a,r=x")), (2, 0x8C),
+         "no password file: 0x8C bad authentication method")
+    mqttutil.stop_clean(t, srv)
+    pw = os.path.join(TMP, "ea-passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pw, "ann", "pw"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = Serve("-d", "none", "--password-file", pw)
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-1", b"n,,n=ann,r=x")), (2, 0x8C),
+         "another method: 0x8C")
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-512", b"p=tls-unique,,n=ann,r=x")), (2, 0x87),
+         "channel binding asked: 0x87 not authorized")
+    r = Raw(srv.mqtt_port)  # the server-first message comes in AUTH 0x18
+    r.send(mqttutil.connect_pkt(cid="ea", level=5,
+                                props=auth_props("SCRAM-SHA-512", b"n,,n=ann,r=abc")))
+    kind, _, body = r.packet()
+    t.eq((kind, body[0]), (15, 0x18), "AUTH continue")
+    t.ok(b"r=abc" in body and b",s=" in body and b",i=101" in body, "server-first: %r" % body)
+    r.send(mqttutil.packet(15, 0, b"\x18" + bytes([len(auth_props("SCRAM-SHA-512", b"c=biws,r=abc,p=AAAA"))])
+                           + auth_props("SCRAM-SHA-512", b"c=biws,r=abc,p=AAAA")))
+    kind, _, body = r.packet()
+    t.eq((kind, body[1]), (2, 0x86), "a wrong final message: CONNACK 0x86")
+    t.ok(r.closed(), "and closed")
+    r = Raw(srv.mqtt_port)  # AUTH without CONNECT
+    r.send(mqttutil.packet(15, 0, b"\x18\x00"))
+    t.ok(r.closed(), "AUTH before CONNECT: closed")
+    mqttutil.stop_clean(t, srv)
+
+
 t.main()
