@@ -81,9 +81,23 @@ def take(browser, since=0):
     return browser.eval("window.g2g.slice(%d)" % since)
 
 
+def consistent(samples):
+    """The samples whose barcode is the presented frame's: its time in the
+    picture agrees (within a frame) with the media time Chromium reports
+    for the frame presented (the two differ by a constant, where the fMP4
+    timeline starts).  On a busy machine the video may move on between
+    the presentation and the callback's canvas copy, and a later frame's
+    barcode would make the latency look shorter: those are left out."""
+    off = sorted(ms / 1000.0 - mt for _, ms, mt in samples)
+    if not off:
+        return []
+    mid = off[len(off) // 2]
+    return [x for x in samples if abs(x[1] / 1000.0 - x[2] - mid) <= 0.034]
+
+
 def latencies(samples, base_s):
-    """Glass-to-glass latency (ms) of each sample."""
-    return [shown - (base_s * 1000 + ms) for shown, ms, _ in samples]
+    """Glass-to-glass latency (ms) of each consistent sample."""
+    return [shown - (base_s * 1000 + ms) for shown, ms, _ in consistent(samples)]
 
 
 def pct(xs, q):
