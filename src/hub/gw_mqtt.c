@@ -99,12 +99,23 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
 
 /* ---- acknowledgements in order -------------------------------------------------------------- */
 
+/* The first acknowledgement waiting, taken off the ring; NULL: none, or
+ * (ready_only) the first is not ready. */
+static mq_wait *wait_pop(mq_conn *c, bool ready_only)
+{
+    mq_wait *w = c->wtail ? c->wtail->next : NULL;
+    if (!w || (ready_only && !w->ready)) return NULL;
+    if (w == c->wtail)
+        c->wtail = NULL;
+    else
+        c->wtail->next = w->next;
+    return w;
+}
+
 static void waits_flush(mq_conn *c)
 {
-    while (c->whead && c->whead->ready) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
-        if (!c->whead) c->wtail = NULL;
+    mq_wait *w;
+    while ((w = wait_pop(c, true))) {
         if (w->code >= 0x80 && c->version != AX_MQTT_V5)
             mq_close(c, 0, "the store failed: the client sends it again"); /* 3.1.1: no NACK */
         else
@@ -124,7 +135,7 @@ static void wait_done(hub_ack *a, int status)
 /* Acknowledge now, or once `ticket` is committed; always in order. */
 static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
 {
-    if (!ticket && !c->whead) {
+    if (!ticket && !c->wtail) {
         mq_send_ack(c, type, pid, code);
         return;
     }
@@ -139,22 +150,18 @@ static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uin
     w->code = code;
     w->ready = !ticket;
     if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) w->ready = true;
-    if (c->wtail)
-        c->wtail->next = w;
-    else
-        c->whead = w;
+    w->next = c->wtail ? c->wtail->next : w;
+    if (c->wtail) c->wtail->next = w;
     c->wtail = w;
 }
 
 static void waits_cancel(mq_conn *c)
 {
-    while (c->whead) {
-        mq_wait *w = c->whead;
-        c->whead = w->next;
+    mq_wait *w;
+    while ((w = wait_pop(c, false))) {
         if (!w->ready) hub_ack_cancel(c->g->sv->hub, &w->ack);
         ax_free(w);
     }
-    c->wtail = NULL;
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------- */
@@ -276,7 +283,7 @@ static void will_due(mq_sess *s, mq_will *w)
 }
 
 /* A second connection with the same client id: the first one goes. */
-static void take_over(mq_sess *s)
+void mq_take_over(mq_sess *s)
 {
     mq_conn *old = s->conn;
     mq_will *w = old->will;
@@ -298,9 +305,9 @@ static bool same_user(const mq_sess *s, const auth_identity *id)
 static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
                             const auth_identity *id, bool *present)
 {
-    mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
+    mq_sess *s = mq_sess_find(c->g, cid, cl);
     *present = false;
-    if (s && s->conn) take_over(s);
+    if (s && s->conn) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
         mq_sess_free(s, false); /* a will still waiting goes now */
         s = NULL;
@@ -534,8 +541,29 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
     if (cn->will) c->will = will_new(cn, v5);
+    mq_connect_args a = {
+        .expiry = expiry,
+        .server_ka = server_ka,
+        .clean = cn->clean,
+        .capped = capped,
+        .assigned = assigned,
+        .want_resp = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
+                     cn->props.request_response_info,
+        .auth = adata,
+        .auth_len = alen};
+    /* with Redis: the session may be another node's; this goes on later */
+    if (mq_sess_claim(c, cid, cl, id, &a)) return;
+    mq_connect_finish(c, cid, cl, id, &a);
+}
+
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a)
+{
+    gw_mqtt *g = c->g;
+    bool v5 = c->version == AX_MQTT_V5;
+    uint32_t expiry = a->expiry;
     bool present;
-    mq_sess *s = session_for(c, cid, cl, cn->clean, id, &present);
+    mq_sess *s = session_for(c, cid, cl, a->clean, id, &present);
     if (!s) {
         auth_identity_free(id);
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -551,18 +579,16 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
     const char *prefix = g->sv->cfg->mqtt_response_prefix;
-    bool want_resp = v5 && *prefix &&
-                     ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
-                     cn->props.request_response_info;
+    bool want_resp = v5 && *prefix && a->want_resp;
     if (want_resp) snprintf(resp, sizeof resp, "%s/%s", prefix, cid);
     connack_info ci = {.present = present,
-                       .assigned = assigned && v5,
-                       .capped = capped && v5,
+                       .assigned = a->assigned && v5,
+                       .capped = a->capped && v5,
                        .expiry = expiry,
-                       .keepalive = server_ka,
+                       .keepalive = a->server_ka,
                        .resp = want_resp ? resp : NULL,
-                       .auth = adata,
-                       .auth_len = alen};
+                       .auth = a->auth,
+                       .auth_len = a->auth_len};
     connack(c, &ci);
     mq_sess_save(s);
     mq_sess_resume(s);
@@ -670,8 +696,8 @@ static bool over_limit(mq_conn *c, size_t bytes)
  * waiting for the store. */
 static uint32_t unacked_in(const mq_conn *c)
 {
-    uint32_t n = c->s->nrel;
-    for (const mq_wait *w = c->whead; w; w = w->next)
+    uint32_t n = c->s->fl->nrel;
+    for (const mq_wait *w = c->wtail ? c->wtail->next : NULL; w; w = w == c->wtail ? NULL : w->next)
         if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
     return n;
 }
@@ -924,6 +950,7 @@ static void conn_gone(mq_conn *c)
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
+    mq_sess_claim_cancel(c);
     if (s && s->conn == c) {
         mq_sess_detach(s);
         will_due(s, c->will);
@@ -1090,6 +1117,27 @@ static void ws_upgrade(ax_http_req *r, void *ud)
 /* Every second: CONNECT and keep alive timeouts (1.5 times the keep
  * alive, 3.1.1 3.1.2.10), expired tokens, delayed wills, expired
  * sessions. */
+/* A session's delayed will and expiry (it may end: hub_lmap_each allows it). */
+static void sess_tick(hub_link *l, void *ud)
+{
+    mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
+    uint64_t now = *(const uint64_t *)ud;
+    if (s->will && now >= s->will_at) {
+        mq_will_publish(s->g, s->will, s->id, mq_sender(s));
+        mq_will_free(s->will);
+        s->will = NULL;
+    }
+    if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
+        now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
+        mq_sess_free(s, false);
+}
+
+static void sess_end(hub_link *l, void *ud)
+{
+    (void)ud;
+    mq_sess_free(HUB_LINK_OF(l, mq_sess, link), true);
+}
+
 static void tick(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
@@ -1109,17 +1157,7 @@ static void tick(ax_timer *t, void *ud)
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
     }
-    for (mq_sess *s = g->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->will && now >= s->will_at) {
-            mq_will_publish(g, s->will, s->id, mq_sender(s));
-            mq_will_free(s->will);
-            s->will = NULL;
-        }
-        if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
-            now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
-            mq_sess_free(s, false);
-    }
+    hub_lmap_each(&g->by_id, sess_tick, &now);
 }
 
 /* $SYS/broker/...: retained statistics every 10 s while MQTT clients are
@@ -1194,9 +1232,9 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
-    while (g->sessions)
-        mq_sess_free(g->sessions, true);
-    hub_map_clear(&g->by_id);
+    mq_sess_unload(g);
+    hub_lmap_each(&g->by_id, sess_end, NULL);
+    hub_lmap_free(&g->by_id);
     hub_map_clear(&g->groups);
     while (g->free_corks) {
         mq_cork *k = g->free_corks;
@@ -1223,7 +1261,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         ax_free(g);
         return NULL;
     }
-    hub_map_init(&g->by_id);
+    hub_lmap_init(&g->by_id);
     hub_map_init(&g->groups);
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};
     if (!(g->tick = ax_timer_new(sv->loop, tick, g)) ||

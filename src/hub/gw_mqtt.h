@@ -40,6 +40,7 @@ typedef struct mq_will mq_will;
 typedef struct mq_gate mq_gate;
 typedef struct mq_inbuf mq_inbuf;
 typedef struct mq_auth mq_auth; /* gw_mqtt.c: an unfinished SCRAM exchange */
+typedef struct mq_flight mq_flight;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
@@ -85,31 +86,41 @@ struct mq_will {
     uint8_t *payload, *ext;
 };
 
-struct mq_sess {
-    gw_mqtt *g;
-    mq_sess *prev, *next; /* g->sessions */
-    char *cid;            /* the key in g->by_id */
-    mq_conn *conn;        /* NULL while away */
-    hub_sub *sub;
-    auth_identity *id; /* owned; the hub subscriber borrows it */
-    mq_subopt *subs;
+/* What a session has only once QoS 1/2 messages went to it or waited for
+ * it, or QoS 2 ids came from it: made then (mq_flight_get()), kept until
+ * the session ends.  Until then the session's `fl` is a shared empty one
+ * (read-only: all counts 0, lists empty). */
+struct mq_flight {
     mq_out *out; /* ring of in-flight messages, in send order */
     mq_item *qhead, **qtail;
-    uint16_t *rel;    /* inbound QoS 2 ids awaiting PUBREL */
-    mq_will *will;    /* a will waiting for its delay (the connection ended) */
-    char *owner;      /* restored from the store: the name it belonged to */
-    mq_gate *gates;   /* QoS 2 packets waiting for their row's commit */
-    uint64_t gone_ms; /* loop time the connection ended (0: connected) */
-    uint64_t will_at;
-    uint64_t oseq; /* the last key of its rows of messages */
-    uint32_t nsubs, ndirect;
+    uint16_t *rel;  /* inbound QoS 2 ids awaiting PUBREL */
+    mq_gate *gates; /* QoS 2 packets waiting for their row's commit */
+    uint64_t oseq;  /* the last key of its rows of messages */
     uint32_t out_cap, out_n, out_head;
     uint32_t qn;
     uint32_t nrel, relcap;
+};
+
+/* Field order: pointers, then the smaller fields packed (an idle
+ * session's bytes count: docs/scale.md). */
+struct mq_sess {
+    gw_mqtt *g;
+    char *cid;     /* its client id: the key after `link` */
+    mq_conn *conn; /* NULL while away */
+    hub_sub *sub;
+    auth_identity *id; /* owned; the hub subscriber borrows it */
+    mq_subopt *subs;
+    mq_flight *fl;    /* never NULL (see mq_flight) */
+    mq_will *will;    /* a will waiting for its delay (the connection ended) */
+    char *owner;      /* restored from the store: the name it belonged to */
+    uint64_t gone_ms; /* loop time the connection ended (0: connected) */
+    uint64_t will_at;
+    uint32_t nsubs, ndirect;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
     uint16_t next_pid;
     bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
     bool saved;       /* has rows in the store */
+    hub_link link;    /* in g->by_id; last: the client id follows */
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
@@ -125,10 +136,10 @@ struct mq_conn {
     mq_cork *ck;
     mq_auth *auth; /* a CONNECT waiting for its SCRAM exchange */
     mq_conn *dirty_next;
-    mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
-    mq_inbuf *in;           /* WebSocket: a packet's first part */
-    auth_identity *id;      /* from CONNECT until the session takes it */
-    hub_limits_conn lim;    /* its share of the limits (serve_limit_*) */
+    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
+                          * (the last one's next is the first), NULL: none */
+    mq_inbuf *in;        /* WebSocket: a packet's first part */
+    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;
@@ -174,8 +185,7 @@ struct gw_mqtt {
     bool ws_mounted;
     mq_conn *conns;
     size_t nconns;
-    hub_map by_id; /* client id -> mq_sess */
-    mq_sess *sessions;
+    hub_lmap by_id; /* client id -> mq_sess (its link): every session */
     size_t nsessions;
     hub_map groups; /* "NAME/FILTER" -> mq_group */
     ax_timer *tick, *flusher, *sys;
@@ -186,11 +196,14 @@ struct gw_mqtt {
     uint64_t next_auto_id;
     uint64_t dropped; /* messages a full session queue could not take */
     bool stopping, loading;
-    uint64_t last_ticket; /* the latest store ticket of a session's rows */
+    uint64_t last_ticket;    /* the latest store ticket of a session's rows */
+    struct mq_claim *claims; /* CONNECTs waiting for their session (Redis) */
 };
 
 /* ---- mqtt_sess.c ---- */
 mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len);
+/* The session of a client id, or NULL. */
+mq_sess *mq_sess_find(gw_mqtt *g, const char *cid, size_t len);
 /* End a session: its subscriptions, queues, hub subscriber; a will still
  * waiting is published unless `quiet`. */
 void mq_sess_free(mq_sess *s, bool quiet);
@@ -223,6 +236,27 @@ void mq_will_free(mq_will *w);
  * after CONNECT, SUBSCRIBE, UNSUBSCRIBE; mq_sess_load() at start. */
 void mq_sess_save(mq_sess *s);
 void mq_sess_load(gw_mqtt *g);
+/* With Redis (docs/cluster.md "MQTT"): the session of a CONNECT may be
+ * another node's; true: it is claimed and mq_connect_finish() runs once
+ * it is here (never inside this call); false: go on now.
+ * mq_sess_claim_cancel(): the connection went; mq_sess_unload(): the
+ * gateway stops. */
+typedef struct mq_connect_args { /* what a CONNECT leaves for mq_connect_finish() */
+    uint32_t expiry;
+    uint16_t server_ka;
+    bool clean, capped, assigned, want_resp;
+    const char *auth; /* SCRAM's server-final message for the CONNACK, or NULL */
+    size_t auth_len;
+} mq_connect_args;
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a);
+void mq_sess_claim_cancel(mq_conn *c);
+void mq_sess_unload(gw_mqtt *g);
+/* gw_mqtt.c: the rest of a CONNECT, with its session; a second
+ * connection with the same client id: the first one goes. */
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a);
+void mq_take_over(mq_sess *s);
 const char *mq_sess_owner(const mq_sess *s);
 /* Inbound QoS 2 ids. */
 bool mq_rel_has(const mq_sess *s, uint16_t pid);

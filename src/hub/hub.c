@@ -708,7 +708,7 @@ size_t hub_sub_queued(const hub_sub *s)
 
 void hub_sub_set_budget(hub_sub *s, size_t bytes)
 {
-    s->budget = bytes;
+    s->budget = bytes > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)bytes;
 }
 
 /* ---- the subscription tree --------------------------------------------------------- */
@@ -723,18 +723,24 @@ static void deliver_list(hub *h, entry *e, hub_msg *m)
     }
 }
 
+static node *kid(const node *n, const char *key, size_t klen)
+{
+    hub_link *l = hub_lmap_get(&n->kids, key, klen);
+    return l ? HUB_LINK_OF(l, node, link) : NULL;
+}
+
 static void walk(hub *h, node *n, const char **lv, const size_t *ll, int i, int nl, hub_msg *m)
 {
     bool dollar = i == 0 && m->topic[0] == '$';
-    node *hash = dollar ? NULL : hub_map_get(&n->kids, "#", 1);
+    node *hash = dollar ? NULL : kid(n, "#", 1);
     if (hash) deliver_list(h, hash->subs, m);
     if (i == nl) {
         deliver_list(h, n->subs, m);
         return;
     }
-    node *plus = dollar ? NULL : hub_map_get(&n->kids, "+", 1);
+    node *plus = dollar ? NULL : kid(n, "+", 1);
     if (plus) walk(h, plus, lv, ll, i + 1, nl, m);
-    node *exact = hub_map_get(&n->kids, lv[i], ll[i]);
+    node *exact = kid(n, lv[i], ll[i]);
     if (exact && exact != plus && exact != hash) walk(h, exact, lv, ll, i + 1, nl, m);
 }
 
@@ -764,18 +770,15 @@ node *hub__node_path(hub *h, const char *filter, bool make)
     for (;;) {
         const char *slash = strchr(p, '/');
         size_t l = slash ? (size_t)(slash - p) : strlen(p);
-        node *k = hub_map_get(&n->kids, p, l);
+        node *k = kid(n, p, l);
         if (!k) {
-            hub_map_ent *e;
-            if (!make || !(k = ax_calloc(1, sizeof(*k)))) return NULL;
-            if (hub_map_put(&n->kids, p, l, k, &e) != 0) {
+            if (!make || !(k = ax_calloc(1, sizeof(*k) + l + 1))) return NULL;
+            if (hub_lmap_add(&n->kids, &k->link, p, l) != 0) {
                 ax_free(k);
                 return NULL;
             }
             k->parent = n;
-            k->key = e->key;
-            k->klen = l;
-            hub_map_init(&k->kids);
+            hub_lmap_init(&k->kids);
         }
         n = k;
         if (!slash) return n;
@@ -787,19 +790,19 @@ void hub__node_prune(node *n)
 {
     while (n->parent && !n->subs && n->kids.n == 0) {
         node *up = n->parent;
-        hub_map_clear(&n->kids);
-        hub_map_del(&up->kids, n->key, n->klen); /* frees the key */
+        hub_lmap_free(&n->kids);
+        hub_lmap_del(&up->kids, &n->link);
         ax_free(n);
         n = up;
     }
 }
 
-static void node_free_all(hub_map_ent *e, void *ud)
+static void node_free_all(hub_link *l, void *ud)
 {
-    node *n = e->value;
+    node *n = HUB_LINK_OF(l, node, link);
     (void)ud;
-    hub_map_each(&n->kids, node_free_all, NULL);
-    hub_map_clear(&n->kids);
+    hub_lmap_each(&n->kids, node_free_all, NULL);
+    hub_lmap_free(&n->kids);
     ax_free(n);
 }
 
@@ -849,8 +852,7 @@ hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
     s->ops = ops;
     s->ud = ud;
     s->qtail = &s->qhead;
-    s->jobs_tail = &s->jobs;
-    s->budget = h->budget;
+    s->budget = h->budget > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)h->budget;
     s->loop = hub__current_loop(h);
     s->refs = 1;
     s->name = name_dup(name);
@@ -923,7 +925,7 @@ void hub__entry_unlink(hub_sub *s, entry *e)
     else
         s->entries = e->snext;
     if (e->snext) e->snext->sprev = e->sprev;
-    if (e->job) hub__job_end(s, e->job);
+    if (e->replaying) hub__job_end(s, hub__job_of(s, e));
     if (e->room) {
         if (s->name[0]) presence_leave(h, e->room, s->name);
         e->room->rooms--;
@@ -1105,7 +1107,7 @@ hub *hub_new(ax_loop *loop, const hub_opts *o, char *why, size_t why_len)
         memcpy(h->rules, o->rules, (size_t)o->nrules * sizeof(*h->rules));
         h->nrules = o->nrules;
     }
-    hub_map_init(&h->root.kids);
+    hub_lmap_init(&h->root.kids);
     hub_map_init(&h->topics);
     if (o->data_dir) {
         hub_store_opts so = {o->data_dir, o->fsync_mode, o->store_queue_max, o->store_queue_bytes};
@@ -1133,8 +1135,8 @@ void hub_free(hub *h)
 {
     if (!h) return;
     if (h->store) hub_store_close(h->store);
-    hub_map_each(&h->root.kids, node_free_all, NULL);
-    hub_map_clear(&h->root.kids);
+    hub_lmap_each(&h->root.kids, node_free_all, NULL);
+    hub_lmap_free(&h->root.kids);
     hub_map_each(&h->topics, topic_free, NULL);
     hub_map_clear(&h->topics);
     while (h->outboxes) {

@@ -34,6 +34,7 @@ typedef struct outbox outbox;
 typedef struct job job;
 
 #define HUB_FLOORS 1024
+#define HUB_BUDGET_MAX (1u << 30)
 
 struct rnode { /* a message on its way to another loop's subscriber */
     rnode *next;
@@ -52,13 +53,13 @@ struct outbox {
     bool posted; /* run_batch() is on its way: it takes head..tail */
 };
 
-struct entry { /* one filter of one subscriber */
+struct entry { /* one filter of one subscriber: offsetof(entry, filter) + its length + 1 */
     hub_sub *s;
     node *n;
     entry *nprev, *nnext; /* the node's subscribers */
     entry *snext, *sprev; /* the subscriber's filters */
     htopic *room;         /* presence joined through this filter */
-    job *job;             /* its replay, while one runs */
+    bool replaying;       /* a job of s->jobs replays it (hub__job_of) */
     char filter[];
 };
 
@@ -75,13 +76,15 @@ struct job {        /* a paced replay: hub_subscribe() with `since` */
     char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
 };
 
+/* A level of the subscription tree: one allocation with its key (this
+ * level's name) right after `link`, its place in the parent's kids. */
 struct node {
     node *parent;
-    char *key; /* this level, owned by the parent's map entry */
-    size_t klen;
-    hub_map kids;
+    hub_lmap kids;
     entry *subs;
+    hub_link link; /* last: the key follows (HUB_LINK_KEY) */
 };
+_Static_assert(sizeof(node) == offsetof(node, link) + sizeof(hub_link), "node: key after link");
 
 struct htopic {
     hub_inode idx; /* in hub.index, by name */
@@ -115,13 +118,15 @@ struct hub_sub {
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
     hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
-    job *jobs, **jobs_tail;
+    job *jobs;        /* in order (appended at the end: a subscriber has few) */
     qnode *qhead, **qtail;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
     hub_sub *grave_next;
-    size_t qbytes, budget;
     uint64_t stamp, id;
+    /* bytes queued, and how many before the policy applies (at most
+     * HUB_BUDGET_MAX: a queue holds the budget and one message more) */
+    uint32_t qbytes, budget;
     uint32_t nfilters; /* entries in the list */
     uint32_t refs;     /* the owner's, and one per message in flight to it */
     uint32_t inflight;
@@ -185,6 +190,7 @@ entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl);
 int hub__filter_add(hub_sub *s, entry *e, size_t fl);
 void hub__walk_end(hub *h);
 void hub__job_end(hub_sub *s, job *j);
+job *hub__job_of(const hub_sub *s, const entry *e);
 void hub__jobs_run(hub_sub *s);
 void hub__load_retained(const void *key, size_t klen, const void *val, size_t vlen, void *ud);
 void hub__bp_need(hub *h, const char *filter, size_t fl);

@@ -5,15 +5,22 @@
 
 /* ---- paced replay ---------------------------------------------------------------------- */
 
+job *hub__job_of(const hub_sub *s, const entry *e)
+{
+    job *j = s->jobs;
+    while (j && j->e != e)
+        j = j->next;
+    return j;
+}
+
 void hub__job_end(hub_sub *s, job *j)
 {
     for (job **p = &s->jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
-            if (!*p) s->jobs_tail = p;
             break;
         }
-    j->e->job = NULL;
+    j->e->replaying = false;
     hub_msg_unref(j->last);
     ax_free(j);
 }
@@ -121,9 +128,11 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     j->plen = exact ? strlen(f) : plen;
     memcpy(j->pos, f, j->plen);
     j->pos[j->plen] = '\0';
-    e->job = j;
-    *s->jobs_tail = j;
-    s->jobs_tail = &j->next;
+    e->replaying = true;
+    job **tail = &s->jobs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = j;
     if (s->jobs == j) hub__jobs_run(s);
     return 0;
 }
@@ -142,7 +151,7 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     int rc = subscribe_check(s, filter, fl);
     if (rc != 0 || hub__filter_find(s, filter, fl)) return rc;
     node *n = hub__node_path(h, filter, true);
-    entry *e = n ? ax_calloc(1, sizeof(*e) + fl + 1) : NULL;
+    entry *e = n ? ax_calloc(1, offsetof(entry, filter) + fl + 1) : NULL;
     if (e) memcpy(e->filter, filter, fl + 1);
     if (!e || hub__filter_add(s, e, fl) != 0) {
         ax_free(e);

@@ -30,8 +30,24 @@
 #include <axon/alloc.h>
 
 #include "gw_mqtt.h"
+#include "redis.h"
 
 #define MAX_FREE_CORKS 64
+
+/* The flight state of a session that has none yet: read-only (const, so
+ * a write through it faults instead of going unnoticed). */
+static const mq_flight no_flight;
+
+/* The session's flight state, made on first use; NULL: no memory. */
+static mq_flight *flight(mq_sess *s)
+{
+    if (s->fl != &no_flight) return s->fl;
+    mq_flight *f = ax_calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    f->qtail = &f->qhead;
+    s->fl = f;
+    return f;
+}
 
 static int64_t wall_ms(void)
 {
@@ -279,8 +295,8 @@ static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
 static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
                          uint16_t pid, uint32_t sub_id, hub_msg *m)
 {
-    if (!durable(s)) return 0;
-    if (!*okey) *okey = ++s->oseq;
+    if (!durable(s) || !flight(s)) return 0;
+    if (!*okey) *okey = ++s->fl->oseq;
     uint8_t key[MQ_MAX_CLIENT_ID + 9], head[9];
     size_t kl = row_key(s, key, *okey, 8);
     size_t n = state == MQ_OUT_COMP || !m ? 0 : hub_msg_pack(m, NULL, 0);
@@ -378,7 +394,7 @@ static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state);
 
 static void gate_unlink(mq_gate *gt)
 {
-    for (mq_gate **p = &gt->s->gates; *p; p = &(*p)->next)
+    for (mq_gate **p = &gt->s->fl->gates; *p; p = &(*p)->next)
         if (*p == gt) {
             *p = gt->next;
             return;
@@ -405,7 +421,7 @@ static void gate_open(hub_ack *a, int status)
 /* Send now, or once `ticket` is committed; false: the caller sends now. */
 static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
 {
-    if (!ticket) return false;
+    if (!ticket || !flight(s)) return false;
     mq_gate *gt = ax_calloc(1, sizeof(*gt));
     if (!gt) return false;
     gt->s = s;
@@ -415,23 +431,23 @@ static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
         ax_free(gt);
         return false;
     }
-    gt->next = s->gates;
-    s->gates = gt;
+    gt->next = s->fl->gates;
+    s->fl->gates = gt;
     return true;
 }
 
 static bool gated(const mq_sess *s, uint16_t pid)
 {
-    for (const mq_gate *gt = s->gates; gt; gt = gt->next)
+    for (const mq_gate *gt = s->fl->gates; gt; gt = gt->next)
         if (gt->pid == pid) return true;
     return false;
 }
 
 static void gates_cancel(mq_sess *s)
 {
-    while (s->gates) {
-        mq_gate *gt = s->gates;
-        s->gates = gt->next;
+    while (s->fl->gates) {
+        mq_gate *gt = s->fl->gates;
+        s->fl->gates = gt->next;
         hub_ack_cancel(s->g->sv->hub, &gt->ack);
         ax_free(gt);
     }
@@ -448,12 +464,12 @@ static uint32_t window(const mq_sess *s)
 
 static bool out_full(const mq_sess *s)
 {
-    return s->out_n >= window(s);
+    return s->fl->out_n >= window(s);
 }
 
 static mq_out *out_at(const mq_sess *s, uint32_t k)
 {
-    return &s->out[(s->out_head + k) % s->out_cap];
+    return &s->fl->out[(s->fl->out_head + k) % s->fl->out_cap];
 }
 
 static int out_reserve(mq_sess *s, uint32_t cap);
@@ -461,33 +477,34 @@ static int out_reserve(mq_sess *s, uint32_t cap);
 /* The ring grows as messages are in flight (an idle session has none). */
 static mq_out *out_next(mq_sess *s)
 {
-    if (s->out_n == s->out_cap) {
-        uint32_t cap = s->out_cap ? s->out_cap * 2 : 4, w = window(s);
-        if (cap > w) cap = w > s->out_n ? w : s->out_n + 1;
+    if (s->fl->out_n == s->fl->out_cap) {
+        uint32_t cap = s->fl->out_cap ? s->fl->out_cap * 2 : 4, w = window(s);
+        if (cap > w) cap = w > s->fl->out_n ? w : s->fl->out_n + 1;
         if (out_reserve(s, cap) != 0) return NULL;
     }
-    return out_at(s, s->out_n++);
+    return out_at(s, s->fl->out_n++);
 }
 
 /* Make the ring hold at least `cap` (the window may grow on a new
  * connection); the order is kept. */
 static int out_reserve(mq_sess *s, uint32_t cap)
 {
-    if (s->out_cap >= cap) return 0;
+    if (s->fl->out_cap >= cap) return 0;
+    if (!flight(s)) return AX_ENOMEM;
     mq_out *n = ax_calloc(cap, sizeof(*n));
     if (!n) return AX_ENOMEM;
-    for (uint32_t k = 0; k < s->out_n; k++)
+    for (uint32_t k = 0; k < s->fl->out_n; k++)
         n[k] = *out_at(s, k);
-    ax_free(s->out);
-    s->out = n;
-    s->out_cap = cap;
-    s->out_head = 0;
+    ax_free(s->fl->out);
+    s->fl->out = n;
+    s->fl->out_cap = cap;
+    s->fl->out_head = 0;
     return 0;
 }
 
 static bool pid_in_use(const mq_sess *s, uint16_t pid)
 {
-    for (uint32_t k = 0; k < s->out_n; k++)
+    for (uint32_t k = 0; k < s->fl->out_n; k++)
         if (out_at(s, k)->pid == pid && out_at(s, k)->state != MQ_OUT_FREE) return true;
     return false;
 }
@@ -498,14 +515,14 @@ static uint16_t next_pid(mq_sess *s)
         if (++s->next_pid == 0) s->next_pid = 1;
         /* ids are handed out in order, so one in use is rare: only after
          * 65535 sends with an old one still unacknowledged */
-        if (s->out_n == 0 || !pid_in_use(s, s->next_pid)) return s->next_pid;
+        if (s->fl->out_n == 0 || !pid_in_use(s, s->next_pid)) return s->next_pid;
     }
 }
 
 /* Find the in-flight entry of pid in `state`. */
 static mq_out *out_find(mq_sess *s, uint16_t pid, uint8_t state)
 {
-    for (uint32_t k = 0; k < s->out_n; k++) {
+    for (uint32_t k = 0; k < s->fl->out_n; k++) {
         mq_out *o = out_at(s, k);
         if (o->pid == pid && o->state == state) return o;
     }
@@ -518,9 +535,9 @@ static void out_done(mq_sess *s, mq_out *o)
     out_forget(s, o->okey);
     hub_msg_unref(o->m);
     memset(o, 0, sizeof(*o));
-    while (s->out_n && out_at(s, 0)->state == MQ_OUT_FREE) {
-        s->out_head = (s->out_head + 1) % s->out_cap;
-        s->out_n--;
+    while (s->fl->out_n && out_at(s, 0)->state == MQ_OUT_FREE) {
+        s->fl->out_head = (s->fl->out_head + 1) % s->fl->out_cap;
+        s->fl->out_n--;
     }
 }
 
@@ -554,28 +571,28 @@ send:
 
 static void queue_push(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
-    if (s->qn >= s->g->sv->cfg->mqtt_queued) {
+    if (s->fl->qn >= s->g->sv->cfg->mqtt_queued) {
         if (s->g->dropped++ % 1000 == 0)
             ax_log(AX_LOG_WARN, "mqtt: session %s: queue full (mqtt_queued), messages dropped",
                    s->cid);
         return;
     }
-    mq_item *it = ax_malloc(sizeof(*it));
+    mq_item *it = flight(s) ? ax_malloc(sizeof(*it)) : NULL;
     if (!it) return;
     *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, 0};
     if (qos) out_save(s, &it->okey, ROW_QUEUED, qos, retain, 0, sub_id, m);
-    *s->qtail = it;
-    s->qtail = &it->next;
-    s->qn++;
+    *s->fl->qtail = it;
+    s->fl->qtail = &it->next;
+    s->fl->qn++;
 }
 
 static mq_item *queue_pop(mq_sess *s)
 {
-    mq_item *it = s->qhead;
+    mq_item *it = s->fl->qhead;
     if (!it) return NULL;
-    s->qhead = it->next;
-    if (!s->qhead) s->qtail = &s->qhead;
-    s->qn--;
+    s->fl->qhead = it->next;
+    if (!s->fl->qhead) s->fl->qtail = &s->fl->qhead;
+    s->fl->qn--;
     return it;
 }
 
@@ -596,7 +613,7 @@ static bool deliver(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t s
     /* a persistent session keeps what waits in its queue (and the store),
      * never in the hub's memory-only queue */
     bool keep = durable(s);
-    if (s->qhead || (qos && out_full(s)) || (keep && s->conn->blocked)) {
+    if (s->fl->qhead || (qos && out_full(s)) || (keep && s->conn->blocked)) {
         queue_push(s, m, qos, retain, sub_id);
         if (keep) return true;
         s->hub_blocked = true;
@@ -612,8 +629,8 @@ void mq_sess_pump(mq_sess *s)
 {
     if (!online(s)) return;
     int64_t now = wall_ms();
-    while (s->qhead && !s->conn->blocked) {
-        if (s->qhead->qos && out_full(s)) return;
+    while (s->fl->qhead && !s->conn->blocked) {
+        if (s->fl->qhead->qos && out_full(s)) return;
         mq_item *it = queue_pop(s);
         /* (what a restored session collected before its client signed in
          * again is checked against the identity it came back with) */
@@ -624,7 +641,7 @@ void mq_sess_pump(mq_sess *s)
         hub_msg_unref(it->m);
         ax_free(it);
     }
-    if (!s->qhead && !s->conn->blocked && s->hub_blocked && s->sub) {
+    if (!s->fl->qhead && !s->conn->blocked && s->hub_blocked && s->sub) {
         s->hub_blocked = false;
         hub_sub_writable(s->sub); /* may set it again */
     }
@@ -805,7 +822,7 @@ static void send_retained(hub_msg *m, void *ud)
     retained_ctx *x = ud;
     uint8_t qos = m->qos < x->o->qos ? m->qos : x->o->qos;
     if (!online(x->s)) return;
-    if (x->s->qhead || (qos && out_full(x->s))) /* behind what waits */
+    if (x->s->fl->qhead || (qos && out_full(x->s))) /* behind what waits */
         queue_push(x->s, m, qos, true, x->o->sub_id);
     else
         send_now(x->s, m, qos, true, x->o->sub_id, 0);
@@ -821,7 +838,7 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
         !hub_filter_valid(f + hoff, fl - hoff))
         return AX_MQTT_RC_TOPIC_FILTER_INVALID;
-    mq_subopt *o = ax_calloc(1, sizeof(*o) + fl + 1);
+    mq_subopt *o = ax_calloc(1, offsetof(mq_subopt, filter) + fl + 1);
     if (!o) return AX_MQTT_RC_UNSPECIFIED;
     memcpy(o->filter, f, fl);
     o->hoff = (uint16_t)hoff;
@@ -912,22 +929,23 @@ int mq_sess_pubcomp(mq_sess *s, uint16_t pid)
 
 bool mq_rel_has(const mq_sess *s, uint16_t pid)
 {
-    for (uint32_t i = 0; i < s->nrel; i++)
-        if (s->rel[i] == pid) return true;
+    for (uint32_t i = 0; i < s->fl->nrel; i++)
+        if (s->fl->rel[i] == pid) return true;
     return false;
 }
 
 int mq_rel_add(mq_sess *s, uint16_t pid)
 {
-    if (s->nrel == s->relcap) {
-        uint32_t cap = s->relcap ? s->relcap * 2 : 8;
+    if (!flight(s)) return AX_ENOMEM;
+    if (s->fl->nrel == s->fl->relcap) {
+        uint32_t cap = s->fl->relcap ? s->fl->relcap * 2 : 8;
         if (cap > 65536) return AX_ENOMEM;
-        uint16_t *r = ax_realloc(s->rel, cap * sizeof(*r));
+        uint16_t *r = ax_realloc(s->fl->rel, cap * sizeof(*r));
         if (!r) return AX_ENOMEM;
-        s->rel = r;
-        s->relcap = cap;
+        s->fl->rel = r;
+        s->fl->relcap = cap;
     }
-    s->rel[s->nrel++] = pid;
+    s->fl->rel[s->fl->nrel++] = pid;
     if (durable(s)) {
         uint8_t key[MQ_MAX_CLIENT_ID + 3];
         uint64_t tk = 0;
@@ -940,9 +958,9 @@ int mq_rel_add(mq_sess *s, uint16_t pid)
 
 bool mq_rel_del(mq_sess *s, uint16_t pid)
 {
-    for (uint32_t i = 0; i < s->nrel; i++)
-        if (s->rel[i] == pid) {
-            s->rel[i] = s->rel[--s->nrel];
+    for (uint32_t i = 0; i < s->fl->nrel; i++)
+        if (s->fl->rel[i] == pid) {
+            s->fl->rel[i] = s->fl->rel[--s->fl->nrel];
             if (s->saved && !s->g->loading) {
                 uint8_t key[MQ_MAX_CLIENT_ID + 3];
                 uint64_t tk = 0;
@@ -989,24 +1007,25 @@ void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char
 
 mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
 {
-    mq_sess *s = ax_calloc(1, sizeof(*s));
-    hub_map_ent *e;
+    mq_sess *s = ax_calloc(1, sizeof(*s) + len + 1); /* the client id follows */
     if (!s) return NULL;
     s->g = g;
-    s->qtail = &s->qhead;
+    s->fl = (mq_flight *)&no_flight;
     if (!(s->sub = hub_sub_new(g->sv->hub, &sess_ops, s, NULL)) ||
-        hub_map_put(&g->by_id, cid, len, s, &e) != 0) {
+        hub_lmap_add(&g->by_id, &s->link, cid, len) != 0) {
         hub_sub_free(s->sub);
-        ax_free(s->out);
         ax_free(s);
         return NULL;
     }
-    s->cid = e->key;
-    s->next = g->sessions;
-    if (g->sessions) g->sessions->prev = s;
-    g->sessions = s;
+    s->cid = HUB_LINK_KEY(&s->link);
     g->nsessions++;
     return s;
+}
+
+mq_sess *mq_sess_find(gw_mqtt *g, const char *cid, size_t len)
+{
+    hub_link *l = hub_lmap_get(&g->by_id, cid, len);
+    return l ? HUB_LINK_OF(l, mq_sess, link) : NULL;
 }
 
 void mq_sess_free(mq_sess *s, bool quiet)
@@ -1018,25 +1037,21 @@ void mq_sess_free(mq_sess *s, bool quiet)
     while (s->subs)
         sub_drop(s, &s->subs);
     hub_sub_free(s->sub);
-    for (uint32_t k = 0; k < s->out_n; k++)
+    for (uint32_t k = 0; k < s->fl->out_n; k++)
         hub_msg_unref(out_at(s, k)->m);
-    ax_free(s->out);
-    while (s->qhead) {
+    ax_free(s->fl->out);
+    while (s->fl->qhead) {
         mq_item *it = queue_pop(s);
         hub_msg_unref(it->m);
         ax_free(it);
     }
-    ax_free(s->rel);
+    ax_free(s->fl->rel);
+    if (s->fl != &no_flight) ax_free(s->fl);
     if (!quiet) sess_unsave(s);
     ax_free(s->owner);
     auth_identity_free(s->id);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        g->sessions = s->next;
-    if (s->next) s->next->prev = s->prev;
     g->nsessions--;
-    hub_map_del(&g->by_id, s->cid, strlen(s->cid)); /* frees the key */
+    hub_lmap_del(&g->by_id, &s->link);
     ax_free(s);
 }
 
@@ -1044,9 +1059,9 @@ void mq_sess_resume(mq_sess *s)
 {
     mq_conn *c = s->conn;
     s->gone_ms = 0;
-    for (uint32_t k = 0; k < s->out_n; k++) {
+    for (uint32_t k = 0; k < s->fl->out_n; k++) {
         mq_out *o = out_at(s, k);
-        if (s->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
+        if (s->fl->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
         if (o->state == MQ_OUT_ACK)
             emit_publish(c, o->m, o->qos, o->retain, true, o->pid, o->sub_id);
         else if (o->state == MQ_OUT_COMP)
@@ -1110,7 +1125,7 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
 static mq_sess *row_sess(gw_mqtt *g, const uint8_t *key, size_t klen, size_t tail)
 {
     if (klen < tail + 2 || key[klen - tail - 1] != 0) return NULL;
-    return hub_map_get(&g->by_id, (const char *)key, klen - tail - 1);
+    return mq_sess_find(g, (const char *)key, klen - tail - 1);
 }
 
 static void load_out(const void *key, size_t klen, const void *val, size_t vlen, void *ud)
@@ -1123,20 +1138,21 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
     bool retain = v[2];
     uint16_t pid = (uint16_t)hub_get_be(v + 3, 2);
     uint32_t sub_id = (uint32_t)hub_get_be(v + 5, 4);
+    if (!flight(s)) return;
     hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
-    if (okey > s->oseq) s->oseq = okey;
+    if (okey > s->fl->oseq) s->fl->oseq = okey;
     if (state == ROW_QUEUED && m) {
         mq_item *it = ax_malloc(sizeof(*it));
         if (it) {
             *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, okey};
-            *s->qtail = it;
-            s->qtail = &it->next;
-            s->qn++;
+            *s->fl->qtail = it;
+            s->fl->qtail = &it->next;
+            s->fl->qn++;
         }
     } else if ((state == MQ_OUT_ACK && m) || state == MQ_OUT_COMP) {
-        mq_out *o = s->out_n + 1 > s->out_cap && out_reserve(s, s->out_cap * 2 + 4) != 0
+        mq_out *o = s->fl->out_n + 1 > s->fl->out_cap && out_reserve(s, s->fl->out_cap * 2 + 4) != 0
                         ? NULL
-                        : out_at(s, s->out_n++);
+                        : out_at(s, s->fl->out_n++);
         if (o) {
             *o = (mq_out){
                 state == MQ_OUT_ACK ? hub_msg_ref(m) : NULL, pid, qos, state, retain, sub_id, okey};
@@ -1152,9 +1168,141 @@ static void load_rel(const void *key, size_t klen, const void *val, size_t vlen,
     if (s) mq_rel_add(s, (uint16_t)hub_get_be((const uint8_t *)key + klen - 2, 2));
 }
 
+/* ---- sessions in Redis (redis.h, docs/cluster.md "MQTT") ------------------------------------ */
+
+typedef struct mq_claim mq_claim;
+struct mq_claim {
+    struct mq_claim *next;
+    gw_mqtt *g; /* NULL: the gateway stopped */
+    mq_conn *c; /* NULL: the connection went */
+    auth_identity *id;
+    mq_connect_args a;
+    char cid[];
+};
+
+/* Another node took `cid`: its connection here goes, and the session (its
+ * rows stay in Redis for the claimer). */
+static void on_claim(void *ud, const char *cid, bool release)
+{
+    gw_mqtt *g = ud;
+    mq_sess *s = mq_sess_find(g, cid, strlen(cid));
+    (void)release; /* (a session held here is let go of in any case) */
+    if (!s) return;
+    if (s->conn) mq_take_over(s);
+    bool keep = s->expiry_s != 0;
+    g->loading = keep; /* nothing written: the rows are the claimer's now */
+    mq_sess_free(s, keep);
+    g->loading = false;
+}
+
+static int row_rank(const char *ns)
+{
+    return strcmp(ns, NS_SESS) == 0 ? 0 : strcmp(ns, NS_OUT) == 0 ? 1 : 2;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const redis_row *x = a, *y = b;
+    int d = row_rank(x->ns) - row_rank(y->ns);
+    if (d) return d;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return memcmp(x->key, y->key, x->klen);
+}
+
+/* The rows of a claimed session, in the order the store gives them. */
+static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
+{
+    size_t cl = strlen(cid);
+    uint8_t key[MQ_MAX_CLIENT_ID + 1 + 16];
+    qsort(rows, n, sizeof *rows, row_cmp);
+    g->loading = true;
+    for (size_t i = 0; i < n; i++) {
+        const redis_row *r = &rows[i];
+        int rank = row_rank(r->ns);
+        if (rank == 0 && !r->klen) {
+            load_sess(cid, cl, r->val, r->vlen, g);
+            continue;
+        }
+        if (!mq_sess_find(g, cid, cl) || r->klen > 16 || (rank == 2 && strcmp(r->ns, NS_REL) != 0))
+            continue;
+        memcpy(key, cid, cl + 1);
+        memcpy(key + cl + 1, r->key, r->klen);
+        if (rank == 1)
+            load_out(key, cl + 1 + r->klen, r->val, r->vlen, g);
+        else
+            load_rel(key, cl + 1 + r->klen, r->val, r->vlen, g);
+    }
+    g->loading = false;
+}
+
+static void claimed(void *ud, int status, const redis_row *rows, size_t n)
+{
+    mq_claim *q = ud;
+    gw_mqtt *g = q->g;
+    if (g)
+        for (mq_claim **p = &g->claims; *p; p = &(*p)->next)
+            if (*p == q) {
+                *p = q->next;
+                break;
+            }
+    if (!g || !q->c) {
+        auth_identity_free(q->id);
+        ax_free(q);
+        return;
+    }
+    size_t cl = strlen(q->cid);
+    if (status == 0 && !q->a.clean && n && !mq_sess_find(g, q->cid, cl))
+        load_rows(g, q->cid, (redis_row *)rows, n);
+    else if (status)
+        ax_log(AX_LOG_WARN, "mqtt client %s: its session could not be read from Redis: %s", q->cid,
+               ax_strerror(status));
+    mq_connect_finish(q->c, q->cid, cl, q->id, &q->a);
+    ax_free(q);
+}
+
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a)
+{
+    gw_mqtt *g = c->g;
+    redis_bp *b = g->sv->bp;
+    if (!b || !redis_bp_here(b) || mq_sess_find(g, cid, cl)) return false;
+    mq_claim *q = ax_malloc(sizeof(*q) + cl + 1 + a->auth_len);
+    if (!q) return false;
+    *q = (mq_claim){NULL, g, c, id, *a};
+    memcpy(q->cid, cid, cl);
+    q->cid[cl] = '\0';
+    if (a->auth) { /* (the caller's buffer is gone when the claim ends) */
+        memcpy(q->cid + cl + 1, a->auth, a->auth_len);
+        q->a.auth = q->cid + cl + 1;
+    }
+    if (redis_sess_claim(b, q->cid, a->clean, claimed, q) != 0) {
+        ax_free(q); /* (Redis is away: this node's sessions only) */
+        return false;
+    }
+    q->next = g->claims;
+    g->claims = q;
+    return true;
+}
+
+void mq_sess_claim_cancel(mq_conn *c)
+{
+    for (mq_claim *q = c->g->claims; q; q = q->next)
+        if (q->c == c) q->c = NULL;
+}
+
+void mq_sess_unload(gw_mqtt *g)
+{
+    redis_bp *b = g->sv->bp;
+    if (b && redis_bp_here(b)) redis_sess_handler(b, NULL, NULL);
+    for (mq_claim *q = g->claims; q; q = q->next)
+        q->g = NULL, q->c = NULL;
+    g->claims = NULL;
+}
+
 void mq_sess_load(gw_mqtt *g)
 {
     hub *h = g->sv->hub;
+    if (g->sv->bp && redis_bp_here(g->sv->bp)) redis_sess_handler(g->sv->bp, on_claim, g);
     if (!hub_durable(h)) return;
     g->loading = true; /* (nothing is written back while loading) */
     if (hub_state_load(h, NS_SESS, load_sess, g) != 0 ||
