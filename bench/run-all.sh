@@ -35,3 +35,5 @@ echo "== axon bench against wrk (nginx) and mqttload (mosquitto) (bench/bench-co
 bench/bench-compare -r "$R" -t "$T"
 echo "== coordinated omission: a server stalling 100 ms a second (bench/co-stall)"
 bench/co-stall -t "$T"
+echo "== live streaming: glass-to-glass latency and its drift over 10 minutes (bench/live-latency)"
+if [ "$R" = 3 ]; then bench/live-latency 2; else bench/live-latency 10; fi

@@ -149,6 +149,53 @@ function draw() {
   node(svg, "path", { class: "plot", d: d || "M0 0", "clip-path": "url(#plotclip)" });
 }
 
+// ---- live streams (/live) ---------------------------------------------------------
+
+const streamBytes = new Map(); // name -> {bytes, t}: for the bitrate
+
+function streams(list, now) {
+  const tbody = $("streams").tBodies[0];
+  tbody.textContent = "";
+  if (!list.length) {
+    const td = tbody.insertRow().insertCell();
+    td.colSpan = 6;
+    td.className = "empty";
+    td.textContent = "no live streams: ffmpeg -re -i IN -c copy -f flv rtmp://HOST:1935/live/NAME";
+    return;
+  }
+  list.sort((a, b) => a.name.localeCompare(b.name));
+  for (const s of list) {
+    const tr = tbody.insertRow();
+    const a = document.createElement("a");
+    a.href = "/live/" + encodeURIComponent(s.name);
+    a.textContent = s.name;
+    tr.insertCell().append(a);
+    const prev = streamBytes.get(s.name);
+    const kbit = prev && now > prev.t ? ((s.bytes - prev.bytes) * 8) / (now - prev.t) : null;
+    streamBytes.set(s.name, { bytes: s.bytes, t: now });
+    const L = s.latency_us || {};
+    const cells = [s.width && s.height ? s.width + "×" + s.height : s.video ? "–" : "audio",
+                   kbit === null ? "–" : kbit.toFixed(0) + " kbit/s", s.viewers,
+                   L.n ? (L.p50 / 1000).toFixed(1) + " ms" : "–",
+                   duration(Math.max(0, (s.uptime_ms || 0) / 1000))];
+    cells.forEach((c, i) => {
+      const td = tr.insertCell();
+      td.className = i === 0 || i === 4 ? "n opt" : "n"; // (not on a phone)
+      td.textContent = c;
+    });
+  }
+}
+
+async function tickStreams(now) {
+  try {
+    const r = await fetch("/live", { cache: "no-store" });
+    $("livecard").hidden = r.status === 404; // no live relay on this server
+    if (r.ok) streams((await r.json()).streams, now);
+  } catch (e) {
+    // the server is away: showStale says so
+  }
+}
+
 // ---- polling ---------------------------------------------------------------------
 
 async function get(path) {
@@ -200,7 +247,8 @@ async function tick() {
     lastOk = now;
     $("subs").textContent = m.axon_hub_subscribers;
     $("uptime").textContent = duration(m.axon_uptime_seconds);
-    const gws = ["line", "udp", "http", "sse", "websocket"];
+    const gws = ["line", "udp", "http", "sse", "websocket", "rtmp", "live"]
+      .filter((g, i) => i < 5 || ('axon_connections{gateway="' + g + '"}') in m);
     rows($("gateways").tBodies[0], gws.map((g) => [g, m['axon_connections{gateway="' + g + '"}'] || 0]));
     rows($("slow").tBodies[0], [
       ["disconnected", m['axon_hub_disconnects_total{policy="disconnect"}'] || 0],
@@ -209,6 +257,7 @@ async function tick() {
     ]);
     t.topics.sort((a, b) => a.topic.localeCompare(b.topic));
     rows($("topics").tBodies[0], t.topics.map((x) => [x.topic, x.last_seq, x.subscribers]), "no topics yet");
+    await tickStreams(now);
     $("status").textContent = "live";
     $("status").className = "status up";
   } catch (e) {

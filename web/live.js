@@ -107,15 +107,21 @@
     };
   }
 
-  // Stay near the live edge: jump when the buffer runs ahead; drop old media.
+  // Stay near the live edge.  Any stall (a busy machine, a slow decode)
+  // leaves the player behind for good unless it catches up: a little
+  // faster (5%, not heard) while more than LAG is buffered ahead, a jump
+  // when far behind.  HLS: hls.js keeps its own distance.
+  const LAG = 0.25;
   setInterval(() => {
     const b = video.buffered;
     if (!b.length) return;
-    const end = b.end(b.length - 1);
-    if (!hlsMode && end - video.currentTime > 1.5) video.currentTime = end - 0.3;
+    const end = b.end(b.length - 1), ahead = end - video.currentTime;
+    if (!hlsMode && ahead > 1.5) video.currentTime = end - 0.1;
+    else if (!hlsMode) video.playbackRate = ahead > LAG ? 1.05 : 1;
     if (video.paused && end > 0) video.play().catch(() => {});
-    $("delay").textContent = Math.max(0, end - video.currentTime).toFixed(2) + " s buffered";
-  }, 500);
+    state.ahead = ahead;
+    $("delay").textContent = Math.max(0, ahead).toFixed(2) + " s buffered";
+  }, 250);
 
   let last = null;
   async function stats() {
@@ -124,10 +130,13 @@
       if (!r.ok) throw new Error(r.status);
       const s = await r.json();
       $("size").textContent = s.width && s.height ? s.width + "×" + s.height : "–";
-      $("codecs").textContent = (s.mime.match(/codecs="([^"]*)"/) || [, "–"])[1];
+      $("codecs").textContent = (s.mime.match(/codecs="([^"]*)"/) || [, "–"])[1].replace(/,/g, ", ");
       $("fps").textContent = s.fps ? s.fps.toFixed(0) : "–";
       $("viewers").textContent = s.viewers;
       $("skipped").textContent = s.skipped;
+      const L = s.latency_us;
+      $("latency").textContent = L && L.n ? (L.p50 / 1000).toFixed(1) + " ms p50 · " +
+        (L.p99 / 1000).toFixed(1) + " ms p99" : "–";
       if (last) {
         const kbit = ((s.bytes - last.bytes) * 8) / 1000 / ((Date.now() - last.at) / 1000);
         $("rate").textContent = kbit.toFixed(0) + " kbit/s";
@@ -137,6 +146,93 @@
       $("size").textContent = "not live";
     }
   }
+
+  // The chat room beside the stream: the hub topic chat/live/NAME over
+  // the hub's WebSocket (/ws, docs/protocol.md), its recent history first;
+  // and the stream's own topic live/NAME, whose start and stop events
+  // show in the same list.
+  const room = "chat/live/" + name, events = "live/" + name;
+  const token = new URLSearchParams(q).get("token");
+  const chat = (state.chat = { seq: 0, ws: null, lines: 0, backoff: 1000 });
+  $("chatroom").textContent = room;
+  $("chatname").value = localStorage.getItem("axon-name") || "";
+  function line(cls, who, text, time) {
+    const log = $("chatlog");
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const empty = log.querySelector(".empty");
+    if (empty) empty.remove();
+    const li = document.createElement("li");
+    li.className = cls;
+    if (time) {
+      const at = document.createElement("span");
+      at.className = "at";
+      at.textContent = new Date(time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      li.append(at);
+    }
+    if (who) {
+      const w = document.createElement("span");
+      w.className = "who";
+      w.textContent = who;
+      li.append(w);
+    }
+    li.append(text);
+    log.append(li);
+    chat.lines++;
+    while (log.children.length > 300) log.firstElementChild.remove();
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  }
+  function send(o) {
+    if (chat.ws && chat.ws.readyState === WebSocket.OPEN) chat.ws.send(JSON.stringify(o));
+  }
+  function nick() {
+    const n = $("chatname").value.trim();
+    if (n && !token) send({ type: "nick", name: n });
+  }
+  function chatConnect() {
+    const ws = (chat.ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws"));
+    ws.onopen = () => {
+      chat.backoff = 1000;
+      if (token) send({ type: "auth", token });
+      nick();
+      send({ type: "subscribe", topic: room, since: chat.seq });
+      send({ type: "subscribe", topic: events });
+      $("chatsend").disabled = false;
+      if (!$("chatlog").children.length) line("empty", "", "no messages yet: say hello");
+    };
+    ws.onmessage = (ev) => {
+      const m = JSON.parse(ev.data);
+      if (m.type === "message" && m.topic === room && m.seq > chat.seq) {
+        chat.seq = m.seq;
+        line("msg", m.sender, m.payload, m.time);
+      } else if (m.type === "message" && m.topic === events) {
+        let e = {};
+        try { e = JSON.parse(m.payload); } catch (x) { return; }
+        if (e.event === "start") line("event", "", "the stream started", m.time);
+        if (e.event === "stop") line("event", "", "the stream ended", m.time);
+      } else if (m.type === "error") {
+        line("error", "", m.error);
+      }
+    };
+    ws.onclose = () => {
+      $("chatsend").disabled = true;
+      if (chat.ws !== ws) return;
+      setTimeout(chatConnect, chat.backoff);
+      chat.backoff = Math.min(chat.backoff * 2, 15000);
+    };
+  }
+  $("chatname").addEventListener("change", () => {
+    localStorage.setItem("axon-name", $("chatname").value.trim());
+    nick();
+  });
+  $("chatform").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("chattext").value.trim();
+    if (!text) return;
+    send({ type: "publish", topic: room, payload: text });
+    $("chattext").value = "";
+  });
+  chatConnect();
+
   stats();
   setInterval(stats, 1000);
   if (hlsMode) playHls();

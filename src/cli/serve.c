@@ -421,6 +421,12 @@ static const setting_def settings_table[] = {
      .words = "tcp",
      .help = "      --rtmp ADDR          RTMP live streams in and out; default 127.0.0.1:1935;\n"
              "                           off (docs/streaming.md)\n"},
+    {.key = "record_dir",
+     .flag = "record",
+     .parse = set_string,
+     FIELD(record_dir),
+     .help = "      --record DIR         record each live stream to DIR/NAME-TIME.mp4\n"
+             "                           (fragmented MP4); default off\n"},
     {.key = "listen_mqtt",
      .flag = "mqtt",
      .parse = set_addr_value,

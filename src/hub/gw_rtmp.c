@@ -23,6 +23,7 @@
 #include <axon/alloc.h>
 
 #include "live.h"
+#include "live_rec.h"
 #include "proto/rtmp/rtmp.h"
 #include "serve.h"
 
@@ -573,6 +574,8 @@ static void *rtmp_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
+    live_rec_dir(sv->cfg->record_dir);
+    live_set_hub(sv->hub);
     int err = 0;
     ax_conn_opts co = {.max_input = 2 * AX_RTMP_MAX_CHUNK + 64,
                        .output_cap = 8u << 20,

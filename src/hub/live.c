@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <axon/alloc.h>
 #include <axon/ws.h>
 
+#include "hub.h"
 #include "live_mux.h"
+#include "live_rec.h"
 #include "proto/rtmp/rtmp.h"
 
 /* One message as every format sends it, made once; shared by reference. */
@@ -18,9 +21,20 @@ typedef struct live_frame {
     uint64_t seq;
     uint8_t type;
     uint32_t ts;
-    bool key; /* a place a viewer may start from */
+    bool key;       /* a place a viewer may start from */
+    uint64_t in_us; /* when it arrived (monotonic), for the latency figures */
     ax_slice *out[LIVE_NFORMATS];
 } live_frame;
+
+/* Ingest-to-delivery latency of video keyframes, one sample per viewer a
+ * keyframe is handed to: log-linear buckets (16 per power of two, about
+ * 4% wide) of microseconds, added to by the viewers' loops. */
+#define LAT_SUB 16
+#define LAT_BUCKETS (36 * LAT_SUB)
+typedef struct live_lat {
+    uint64_t n, max_us;
+    uint64_t bucket[LAT_BUCKETS];
+} live_lat;
 
 typedef struct live_group live_group;
 
@@ -70,8 +84,11 @@ struct live_stream {
     uint64_t seq;
     live_group *groups;
     live_info info;
+    live_lat lat; /* atomics */
     /* MPEG-TS and HLS (the muxer is the publisher's loop's alone) */
     live_mux *ts, *mp4;
+    live_rec *rec;  /* recording (--record), the publisher's loop's */
+    bool announced; /* "start" said on live/NAME */
     bool ts_tried;
     uint8_t *seg; /* the segment being made */
     size_t seg_len, seg_cap;
@@ -84,6 +101,48 @@ struct live_stream {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static live_stream *streams; /* published now */
+static hub *the_hub;         /* events on live/NAME (atomic) */
+
+void live_set_hub(hub *h)
+{
+    __atomic_store_n(&the_hub, h, __ATOMIC_RELEASE);
+}
+
+/* The start or stop event on live/NAME; on the publisher's loop, without
+ * the lock. */
+static void announce(live_stream *st, bool start)
+{
+    hub *h = __atomic_load_n(&the_hub, __ATOMIC_ACQUIRE);
+    if (!h || start == st->announced) return;
+    st->announced = start;
+    live_info i;
+    char topic[LIVE_NAME_MAX + 8], b[512];
+    pthread_mutex_lock(&lock);
+    i = st->info;
+    pthread_mutex_unlock(&lock);
+    snprintf(topic, sizeof topic, "live/%s", st->name);
+    int n;
+    if (start)
+        n = snprintf(b, sizeof b,
+                     "{\"event\":\"start\",\"name\":\"%s\",\"page\":\"/live/%s\","
+                     "\"chat\":\"chat/live/%s\",\"width\":%u,\"height\":%u,\"video\":%s,"
+                     "\"audio\":%s,\"mime\":\"",
+                     st->name, st->name, st->name, i.width, i.height, i.video ? "true" : "false",
+                     i.audio ? "true" : "false");
+    else
+        n = snprintf(b, sizeof b,
+                     "{\"event\":\"stop\",\"name\":\"%s\",\"frames\":%llu,\"seconds\":%.1f}",
+                     st->name, (unsigned long long)i.frames,
+                     (double)(ax_loop_now(st->loop) - i.since_ms) / 1000.0);
+    for (const char *m = i.mime; start && *m && n > 0 && (size_t)n < sizeof b - 4; m++) {
+        if (*m == '"' || *m == '\\') b[n++] = '\\';
+        b[n++] = *m;
+    }
+    if (start && n > 0 && (size_t)n < sizeof b - 2) b[n++] = '"', b[n++] = '}';
+    int err = 0;
+    if (n > 0 && (size_t)n < sizeof b && !hub_publish(h, topic, "live", b, (size_t)n, &err))
+        ax_log(AX_LOG_DEBUG, "live: %s: no event on %s: %s", st->name, topic, ax_strerror(err));
+}
 
 bool live_name_valid(const char *name)
 {
@@ -103,6 +162,64 @@ static live_stream *find(const char *name)
     for (live_stream *s = streams; s; s = s->next)
         if (strcmp(s->name, name) == 0) return s;
     return NULL;
+}
+
+/* ---- latency ------------------------------------------------------------------------ */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static unsigned lat_bucket(uint64_t us)
+{
+    if (us < LAT_SUB) return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* us >= 2^e, e >= 4 */
+    unsigned b = (e - 3) * LAT_SUB + (unsigned)((us >> (e - 4)) & (LAT_SUB - 1));
+    return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* The smallest value of bucket b (the inverse of lat_bucket). */
+static uint64_t lat_value(unsigned b)
+{
+    if (b < LAT_SUB) return b;
+    unsigned e = b / LAT_SUB + 3;
+    return ((uint64_t)1 << e) | ((uint64_t)(b % LAT_SUB) << (e - 4));
+}
+
+static void lat_add(live_lat *l, uint64_t us)
+{
+    __atomic_add_fetch(&l->bucket[lat_bucket(us)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&l->n, 1, __ATOMIC_RELAXED);
+    uint64_t m = __atomic_load_n(&l->max_us, __ATOMIC_RELAXED);
+    while (us > m && !__atomic_compare_exchange_n(&l->max_us, &m, us, true, __ATOMIC_RELAXED,
+                                                  __ATOMIC_RELAXED)) {
+    }
+}
+
+/* The value below which a fraction q of the samples lie (bucket's lower end). */
+static uint64_t lat_quantile(const uint64_t *bucket, uint64_t n, double q)
+{
+    uint64_t want = (uint64_t)(q * (double)n), seen = 0;
+    if (want >= n) want = n - 1;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+        seen += bucket[b];
+        if (seen > want) return lat_value(b);
+    }
+    return 0;
+}
+
+static void lat_info(live_lat *l, live_info *out)
+{
+    uint64_t copy[LAT_BUCKETS], n = 0;
+    for (unsigned b = 0; b < LAT_BUCKETS; b++)
+        n += copy[b] = __atomic_load_n(&l->bucket[b], __ATOMIC_RELAXED);
+    out->lat_n = n;
+    out->lat_max_us = __atomic_load_n(&l->max_us, __ATOMIC_RELAXED);
+    out->lat_p50_us = n ? lat_quantile(copy, n, 0.50) : 0;
+    out->lat_p99_us = n ? lat_quantile(copy, n, 0.99) : 0;
 }
 
 /* ---- frames --------------------------------------------------------------------------- */
@@ -174,6 +291,7 @@ static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t 
     f->type = type;
     f->ts = ts;
     f->key = key;
+    f->in_us = now_us();
     for (int i = 0; i < LIVE_TS; i++) {
         if (!(f->out[i] = encode(i, type, ts, data, len))) {
             frame_unref(f);
@@ -282,7 +400,11 @@ static void deliver_one(live_viewer *v, live_frame *f)
         skip(v);
         return;
     }
-    if (f->out[v->format] && v->ops->write(v->ud, f->out[v->format]) < 0) v->waiting_key = true;
+    if (!f->out[v->format]) return;
+    if (v->ops->write(v->ud, f->out[v->format]) < 0)
+        v->waiting_key = true;
+    else if (f->key && f->type == 9)
+        lat_add(&v->st->lat, now_us() - f->in_us);
 }
 
 /* A frame (NULL: the end) to the viewers of one group, on its loop.  A
@@ -394,10 +516,17 @@ static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t l
         st->mp4 = mp4;
         if (mp4) snprintf(st->info.mime, sizeof st->info.mime, "%s", live_mux_mime(mp4));
         pthread_mutex_unlock(&lock);
+        if (mp4) {
+            size_t n;
+            const uint8_t *init = live_mux_init(mp4, &n);
+            st->rec = live_rec_open(st->name, init, n);
+        }
+        announce(st, true);
     }
     if (st->ts) (void)live_mux_frame(st->ts, f->type, f->ts, data, len, &f->out[LIVE_TS]);
     ax_slice *frag = NULL;
     if (st->mp4 && live_mux_frame(st->mp4, f->type, f->ts, data, len, &frag) == 0 && frag) {
+        live_rec_write(st->rec, frag, f->key);
         f->out[LIVE_FMP4] = ax_ws_shared_new(ax_slice_data(frag), ax_slice_len(frag), true);
         ax_slice_unref(frag);
     }
@@ -520,6 +649,9 @@ void live_unpublish(live_stream *st)
     st->live = false;
     gop_clear(st);
     pthread_mutex_unlock(&lock);
+    live_rec_close(st->rec);
+    st->rec = NULL;
+    announce(st, false);
     fan_out(st, NULL);
     stream_unref(st);
 }
@@ -684,6 +816,7 @@ static void info_of(live_stream *st, live_info *out)
     out->skipped = __atomic_load_n(&st->info.skipped, __ATOMIC_RELAXED); /* viewers' loops add */
     out->gop_frames = st->ngop;
     out->gop_bytes = st->gop_bytes;
+    lat_info(&st->lat, out);
 }
 
 int live_info_of(const char *name, live_info *out)

@@ -61,6 +61,18 @@ typedef struct live_viewer_ops {
     void (*ended)(void *ud);
 } live_viewer_ops;
 
+/* Streams as hub topics: with a hub set (the gateways set the server's
+ * when they start), a stream says on the topic live/NAME, as sender
+ * "live", when it starts (its first frame, with what a viewer needs to
+ * know) and when it stops:
+ *   {"event":"start","name":N,"page":"/live/N","chat":"chat/live/N",
+ *    "width":W,"height":H,"video":B,"audio":B,"mime":M}
+ *   {"event":"stop","name":N,"frames":F,"seconds":S}
+ * The chat room beside a stream is the topic chat/live/NAME (the page
+ * /live/NAME shows it). */
+struct hub;
+void live_set_hub(struct hub *h);
+
 /* Is `name` a stream name (1 to LIVE_NAME_MAX of [A-Za-z0-9_.-])? */
 bool live_name_valid(const char *name);
 
@@ -109,6 +121,11 @@ typedef struct live_info {
     size_t gop_frames, gop_bytes;
     uint64_t hls_segments; /* made so far */
     char mime[96];         /* fMP4's type and codecs, for MediaSource; "" not yet */
+    /* Video keyframes from their arrival (read from the publisher) to their
+     * hand-over to a viewer's connection (to the kernel when nothing was
+     * queued before them), one sample per keyframe and viewer: how many, the
+     * median, the 99th percentile (within 4%) and the largest, microseconds. */
+    uint64_t lat_n, lat_p50_us, lat_p99_us, lat_max_us;
 } live_info;
 /* 0 with *out, or AX_ENOENT. */
 int live_info_of(const char *name, live_info *out);

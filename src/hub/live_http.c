@@ -24,6 +24,8 @@
 #include <axon/ws.h>
 
 #include "live.h"
+#include "live_rec.h"
+#include "live_tsin.h"
 #include "serve.h"
 #include "web_assets.h"
 
@@ -184,7 +186,7 @@ static const char *json_esc(const char *in, char *out, size_t cap)
 }
 
 /* A stream's numbers as JSON into b. */
-static int info_json(const live_info *i, char *b, size_t cap)
+static int info_json(const live_info *i, uint64_t now, char *b, size_t cap)
 {
     char mime[2 * sizeof i->mime];
     return snprintf(b, cap,
@@ -192,16 +194,20 @@ static int info_json(const live_info *i, char *b, size_t cap)
                     "\"audio_codec\":%u,\"width\":%u,\"height\":%u,\"fps\":%.3f,"
                     "\"frames\":%llu,\"bytes\":%llu,\"keyframes\":%llu,\"viewers\":%llu,"
                     "\"skipped\":%llu,\"last_ts\":%u,\"gop_frames\":%zu,\"gop_bytes\":%zu,"
-                    "\"hls_segments\":%llu,\"mime\":\"%s\"}",
+                    "\"hls_segments\":%llu,\"mime\":\"%s\",\"latency_us\":{\"n\":%llu,"
+                    "\"p50\":%llu,\"p99\":%llu,\"max\":%llu},\"uptime_ms\":%llu}",
                     i->name, i->video ? "true" : "false", i->audio ? "true" : "false",
                     i->video_codec, i->audio_codec, i->width, i->height, i->fps,
                     (unsigned long long)i->frames, (unsigned long long)i->bytes,
                     (unsigned long long)i->keyframes, (unsigned long long)i->viewers,
                     (unsigned long long)i->skipped, i->last_ts, i->gop_frames, i->gop_bytes,
-                    (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime));
+                    (unsigned long long)i->hls_segments, json_esc(i->mime, mime, sizeof mime),
+                    (unsigned long long)i->lat_n, (unsigned long long)i->lat_p50_us,
+                    (unsigned long long)i->lat_p99_us, (unsigned long long)i->lat_max_us,
+                    (unsigned long long)(now > i->since_ms ? now - i->since_ms : 0));
 }
 
-static void stats(ax_http_req *r, const char *name)
+static void stats(gw_live *g, ax_http_req *r, const char *name)
 {
     live_info i;
     char b[1024];
@@ -209,12 +215,12 @@ static void stats(ax_http_req *r, const char *name)
         serve_http_error(r, 404, "no such live stream");
         return;
     }
-    int n = info_json(&i, b, sizeof b);
+    int n = info_json(&i, ax_loop_now(g->sv->loop), b, sizeof b);
     ax_http_add_header(r, "Cache-Control", "no-cache");
     ax_http_respond(r, 200, "application/json", b, (size_t)n);
 }
 
-static void list(ax_http_req *r)
+static void list(gw_live *g, ax_http_req *r)
 {
     enum { MAX = 256 };
     live_info *all = ax_malloc(MAX * sizeof(*all));
@@ -227,7 +233,7 @@ static void list(ax_http_req *r)
     size_t n = live_list(all, MAX), len = (size_t)sprintf(b, "{\"streams\":[");
     for (size_t i = 0; i < n; i++) {
         if (i) b[len++] = ',';
-        len += (size_t)info_json(&all[i], b + len, 1024);
+        len += (size_t)info_json(&all[i], ax_loop_now(g->sv->loop), b + len, 1024);
     }
     len += (size_t)sprintf(b + len, "]}");
     ax_http_add_header(r, "Cache-Control", "no-cache");
@@ -398,7 +404,8 @@ static bool name_of(const char *path, size_t n, const char *suffix, char *name);
 typedef struct ingest {
     gw_live *g;
     live_stream *st;
-    uint8_t *buf; /* an FLV tag not whole yet */
+    live_tsin *ts; /* an MPEG-TS body: its demuxer (which has st then) */
+    uint8_t *buf;  /* an FLV tag not whole yet */
     size_t len, cap;
     bool head; /* the FLV header has been read */
     bool failed;
@@ -406,7 +413,10 @@ typedef struct ingest {
 
 static void ingest_free(ingest *in)
 {
-    if (in->st) live_unpublish(in->st);
+    if (in->ts)
+        live_tsin_free(in->ts); /* the stream ends after the demuxer's last frame */
+    else if (in->st)
+        live_unpublish(in->st);
     ax_free(in->buf);
     ax_free(in);
 }
@@ -456,6 +466,14 @@ static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
     GW_ADD(in->g->sv->gw[GW_LIVE].bytes_in, len);
     if (in->failed) return;
     const uint8_t *d = (const uint8_t *)data;
+    if (!in->head && !in->ts && in->len == 0 && d[0] == 0x47) { /* MPEG-TS's sync byte */
+        if (!(in->ts = live_tsin_new(in->st, in->g->sv->loop))) in->failed = true;
+    }
+    if (in->ts) {
+        if (!live_tsin_feed(in->ts, d, len)) in->failed = true;
+        GW_ADD(in->g->sv->gw[GW_LIVE].msgs_in, 1);
+        len = 0;
+    }
     if (in->len == 0) { /* nothing kept: straight from the input */
         size_t used = ingest_tags(in, d, len);
         d += used, len -= used;
@@ -487,7 +505,7 @@ static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
         ax_http_on_abort(r, NULL, NULL);
         ax_http_req_on_body(r, NULL, NULL);
         ingest_free(in);
-        serve_http_error(r, 415, "the body is not FLV (MPEG-TS ingest is not supported yet)");
+        serve_http_error(r, 415, "the body is not FLV or MPEG-TS (H.264, AAC)");
     }
 }
 
@@ -570,7 +588,7 @@ static void route(ax_http_req *r, void *ud)
     uint64_t seg;
     if (!serve_http_method(r, "GET", "GET, HEAD")) return;
     if (n == 5 || (n == 6 && path[5] == '/'))
-        list(r);
+        list(g, r);
     else if (name_of(path, n, ".flv", name))
         viewer(g, r, name, LIVE_FLV);
     else if (name_of(path, n, ".ts", name))
@@ -584,7 +602,7 @@ static void route(ax_http_req *r, void *ud)
     else if (name_of(path, n, "", name))
         page(r);
     else if (name_of(path, n, "/stats", name))
-        stats(r, name);
+        stats(g, r, name);
     else
         serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8 or /stats");
 }
@@ -637,6 +655,8 @@ static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     int err = AX_ENOMEM;
     if (!g) goto fail;
     g->sv = sv;
+    live_rec_dir(sv->cfg->record_dir);
+    live_set_hub(sv->hub);
     if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
     ax_http_route_opts ro = {.stream_body = true, .max_body = UINT64_MAX / 2};
     if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0 ||

@@ -34,6 +34,7 @@ struct serve_cfg {
     char irc_url[SERVE_URL_LEN], ircs_url[SERVE_URL_LEN]; /* IRC (gw_irc.c); "" : off */
     uint32_t irc_ping_timeout_s;  /* IRC: silence before a PING, then before closing; 0: 90 */
     char rtmp_url[SERVE_URL_LEN]; /* RTMP into the live relay (gw_rtmp.c); "" : off */
+    char record_dir[1024];        /* live streams recorded here (live_rec.h); "" : off */
     /* MQTT (gw_mqtt.c, docs/mqtt.md): the listeners ("" : off), MQTT over
      * WebSocket at /mqtt on the HTTP listeners (while MQTT is on), QoS 1/2
      * messages sent and not yet acknowledged per client (its Receive

@@ -8,7 +8,8 @@ by FFmpeg's mpegts muxer in memory) with the right codecs, size and
 continuous timestamps; each HLS segment starts with a keyframe; and as
 fragmented MP4 over a WebSocket (/live/NAME/ws: the MIME type first, then
 the init segment and a fragment per frame from the last keyframe).
-ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
+ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body,
+or an MPEG-TS one, demuxed by libavformat).
 
 - A viewer that joins mid-stream starts at once from the last keyframe
   (the GOP cache): its first video packet is a keyframe, and its first
@@ -16,6 +17,8 @@ ffmpeg also publishes over HTTP (POST /live/NAME with a chunked FLV body).
 - /live lists the stream, /live/NAME/stats has its numbers; a name
   already published is refused to a second publisher; an unknown name
   is 404 over HTTP and NetStream.Play.StreamNotFound over RTMP.
+- The stream's start and stop are events on the hub topic live/NAME;
+  with --record DIR each publication is recorded as fragmented MP4.
 - With authentication on, a publisher needs a token with a write grant
   on live/NAME (`?token=` on the stream key), and a viewer a read grant."""
 import asyncio
@@ -257,8 +260,8 @@ def http_ingest_of_flv():
         t.eq(p.stdout, b"409", "a second publisher of the same name over HTTP")
         t.exits(pub, 0, "ffmpeg's HTTP upload")
         p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
-                            url], input=b"\x47" * 4000, capture_output=True, timeout=20)
-        t.eq(p.stdout, b"415", "a body that is not FLV")
+                            url], input=b"\x00" * 4000, capture_output=True, timeout=20)
+        t.eq(p.stdout, b"415", "a body that is neither FLV nor MPEG-TS")
         finish(srv)
     finally:
         pub.stop()
@@ -323,6 +326,111 @@ def stream_keys_checked_by_auth():
         finally:
             pub.stop()
     finally:
+        srv.stop()
+
+
+@t.test
+def recording_to_fragmented_mp4():
+    """--record DIR: each publication to DIR/NAME-TIME.mp4, fragmented MP4
+    (written by a thread, not the loop), readable by ffprobe while it
+    grows and whole after the stream ends."""
+    rec = tempfile.mkdtemp(prefix="axon-rec-", dir=TMP)
+    srv = servutil.Serve("--record", os.path.join(rec, "videos"))
+    pub = publish(srv.rtmp_port, "recme", seconds=4)
+    try:
+        wait_live(srv, "recme", keyframes=2, pub=pub)
+        files = os.listdir(os.path.join(rec, "videos"))
+        t.eq(len(files), 1, "one file while it is live: %r" % files)
+        t.ok(files[0].startswith("recme-") and files[0].endswith(".mp4"), files[0])
+        path = os.path.join(rec, "videos", files[0])
+        streams, _ = probe(path)
+        t.ok("video" in streams, "readable while it grows: %r" % list(streams))
+        t.exits(pub, 0, "ffmpeg publishing")
+        deadline = time.monotonic() + 5
+        while stats(srv, "recme") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the writer thread closes it
+        pk = check_media(path, "the recording", min_s=3.0)
+        t.ok(3.5 <= len(pk) / 30.0 <= 4.5, "the recording holds the stream's 4 s: %d frames"
+             % len(pk))
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name",
+                            "-of", "csv=p=0", path], capture_output=True, timeout=20)
+        t.ok(b"mp4" in p.stdout, "an MP4 file: %r" % p.stdout)
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        t.ok(b"ftyp" in head[:16] and b"mvex" in head and b"moof" in head,
+             "fragmented: ftyp, moov with mvex, then moof fragments")
+        # a second publication of the same name is a second file
+        pub = publish(srv.rtmp_port, "recme", seconds=2)
+        t.exits(pub, 0, "ffmpeg publishing again")
+        time.sleep(1.5)  # (the file name has the second it started)
+        t.eq(len(os.listdir(os.path.join(rec, "videos"))), 2, "a file per publication")
+        finish(srv)
+    finally:
+        pub.stop()
+        srv.stop()
+
+
+@t.test
+def start_and_stop_on_a_hub_topic():
+    """A stream says on the hub topic live/NAME when it starts (with its
+    size, tracks, MIME type, page and chat room) and stops; any gateway's
+    subscriber sees it (here SSE, subscribed to live/+)."""
+    srv = servutil.Serve()
+    sse = servutil.Sse(srv, "topic=live/%2B")
+    time.sleep(0.3)
+    pub = publish(srv.rtmp_port, "evcam", seconds=2)
+    try:
+        ev = sse.wait_events(1)[0]["json"]
+        t.eq(ev["topic"], "live/evcam", "the stream's topic")
+        t.eq(ev["sender"], "live", "the sender")
+        p = json.loads(ev["payload"])
+        t.eq((p["event"], p["name"], p["page"], p["chat"]),
+             ("start", "evcam", "/live/evcam", "chat/live/evcam"), "the start event")
+        t.eq((p["width"], p["height"], p["video"], p["audio"]), (320, 240, True, True),
+             "what a viewer needs to know")
+        t.ok(p["mime"].startswith("video/mp4; codecs="), "the MIME type: %r" % p["mime"])
+        t.exits(pub, 0, "ffmpeg publishing")
+        p = json.loads(sse.wait_events(2)[1]["json"]["payload"])
+        t.eq((p["event"], p["name"]), ("stop", "evcam"), "the stop event")
+        t.ok(p["frames"] >= 50 and 1.0 <= p["seconds"] <= 10, "its numbers: %r" % p)
+        finish(srv)
+    finally:
+        pub.stop()
+        sse.stop()
+        srv.stop()
+
+
+@t.test
+def http_ingest_of_mpeg_ts():
+    """ffmpeg -f mpegts http://HOST/live/NAME (a chunked POST): the body is
+    demuxed by libavformat (on a thread of its own, live_tsin.c) into the
+    relay; every output has the stream: FLV, MPEG-TS, fMP4, HLS."""
+    srv = servutil.Serve()
+    url = "%s/live/tscam" % srv.base
+    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                       "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "6",
+                       "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+                       "-f", "mpegts", "-method", "POST", url])
+    try:
+        s = wait_live(srv, "tscam", keyframes=2, pub=pub)
+        t.eq((s["video_codec"], s["audio_codec"]), (7, 10), "H.264 and AAC")
+        t.ok(s["mime"].startswith("video/mp4; codecs=\"avc1."), "fMP4 made: %r" % s["mime"])
+        flv = os.path.join(TMP, "tscam.flv")
+        read_http(srv.base + "/live/tscam.flv", 1.5, flv)
+        check_media(flv, "HTTP-FLV of an MPEG-TS upload")
+        ts = os.path.join(TMP, "tscam.ts")
+        read_http(srv.base + "/live/tscam.ts", 1.5, ts)
+        check_media(ts, "MPEG-TS of an MPEG-TS upload")
+        t.exits(pub, 0, "ffmpeg's MPEG-TS upload")
+        deadline = time.monotonic() + 5
+        while stats(srv, "tscam") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        t.ok(stats(srv, "tscam") is None, "the stream ends with the upload")
+        finish(srv)
+    finally:
+        pub.stop()
         srv.stop()
 
 

@@ -5,9 +5,12 @@ pattern with a tone (H.264 + AAC) over RTMP; the page plays it as
 fragmented MP4 over a WebSocket (/live/NAME/ws) with Media Source
 Extensions.  The video's time advances with the stream's width and height,
 the player stays near the live edge (little buffered ahead), the stream's
-numbers show; with ?mode=hls it plays HLS through hls.js (npm, compiled
+numbers show (the hub's keyframe latency among them); the chat room
+beside it (the hub topic chat/live/NAME) shows a message published over
+HTTP and sends the page's own; with ?mode=hls it plays HLS through hls.js (npm, compiled
 in from web/vendor) at the same size; the page fetches nothing from elsewhere, and nothing is
-wider than a 390 px phone.  With AXON_SCREENS=DIR, screenshots of the page
+wider than a 390 px phone.  The dashboard lists the stream, linked to
+its page.  With AXON_SCREENS=DIR, screenshots of the page
 at 1280 and 390 px go to DIR."""
 import os
 import sys
@@ -63,6 +66,24 @@ def chromium_plays_the_stream():
         b.wait("document.querySelector('#size').textContent === '640×360'", what="the size shown")
         st = b.eval("window.liveState")
         t.eq(st["errors"], [], "player errors")
+        b.wait("document.querySelector('#latency').textContent.includes('p50')",
+               what="the hub's latency shown")
+        # the chat room beside the stream: chat/live/demo on the hub
+        b.wait("!document.querySelector('#chatsend').disabled", what="the chat connected")
+        code, _, _ = servutil.curl("-d", "hello from curl", srv.base + "/api/publish/chat/live/demo")
+        t.eq(code, 0, "published to chat/live/demo over HTTP")
+        b.wait("document.querySelector('#chatlog').textContent.includes('hello from curl')",
+               what="a message from another gateway in the page's chat")
+        b.do("fill", sel="#chatname", text="viewer1")
+        b.do("press", sel="#chatname", key="Tab")
+        b.do("fill", sel="#chattext", text="hi from the page")
+        b.do("press", sel="#chattext", key="Enter")
+        b.wait("document.querySelector('#chatlog').textContent.includes('hi from the page')",
+               what="the page's own message back")
+        h = servutil.curl_json(srv.base + "/api/history/chat/live/demo")
+        t.eq([(m["sender"], m["payload"]) for m in h["messages"]],
+             [("http", "hello from curl"), ("viewer1", "hi from the page")],
+             "the room's history, from both")
         b.shot("live-desktop")
         b.do("viewport", w=390, h=844)
         time.sleep(1)
@@ -83,6 +104,20 @@ def chromium_plays_the_stream():
              "HLS: the size")
         t.eq(b.eval("window.liveState.errors", page=pg), [], "HLS player errors")
         b.shot("live-hls", page=pg)
+        # the dashboard lists the stream, with a link to its page
+        dash = b.open(srv.base + "/dashboard", 1280, 800)
+        b.wait("document.querySelector('#streams a[href=\"/live/demo\"]')", page=dash,
+               what="the stream on the dashboard")
+        b.wait("/kbit/.test(document.querySelector('#streams').textContent)", page=dash,
+               what="its bitrate")
+        row = b.eval("[...document.querySelector('#streams tbody tr').cells]"
+                     ".map((c) => c.textContent)", page=dash)
+        t.eq(row[:2], ["demo", "640×360"], "the dashboard's row: %r" % row)
+        b.shot("live-dashboard", page=dash)
+        b.do("viewport", page=dash, w=390, h=844)
+        time.sleep(1)
+        t.eq(b.eval(pageutil.OVERFLOW_JS, page=dash), [], "dashboard at 390x844, too wide")
+        b.shot("live-dashboard-phone", page=dash)
         ev = b.do("events")
         t.eq(ev["errors"], [], "page errors")
         t.eq(ev["external"], [], "requests outside the server")
