@@ -699,6 +699,10 @@ static int enqueue(ax_conn *c, wnode *w)
     }
     c->drv->queued(c, was_empty);
     if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
+    /* Corked, nothing went yet: the watermark is judged by ax_conn_uncork,
+     * after the send (a 64 KiB file behind its head would otherwise look
+     * above it, and the writer would wait for an on_drain it need not). */
+    if (c->flags & F_CORKED) return 0;
     if (c->queued > c->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
@@ -1002,13 +1006,20 @@ void ax_conn_cork(ax_conn *c)
     if (!(c->flags & F_CLOSED)) c->flags |= F_CORKED;
 }
 
-void ax_conn_uncork(ax_conn *c)
+int ax_conn_uncork(ax_conn *c)
 {
-    if (!(c->flags & F_CORKED)) return;
-    c->flags &= ~F_CORKED;
-    if (c->wq_head && (c->flags & F_CONNECTED) &&
-        !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
-        c->drv->kick(c);
+    if (c->flags & F_CORKED) {
+        c->flags &= ~F_CORKED;
+        if (c->wq_head && (c->flags & F_CONNECTED) &&
+            !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
+            c->drv->kick(c);
+    }
+    if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
+    if (c->queued > c->high) {
+        c->flags |= F_ABOVE_HIGH;
+        return 1;
+    }
+    return 0;
 }
 
 int ax_conn_shutdown(ax_conn *c)

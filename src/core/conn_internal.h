@@ -244,5 +244,8 @@ void ax__conn_take_lazy(ax_conn *c, size_t n);
 /* conn_sock.c: the readiness half every driver uses while connecting */
 int ax__conn_sock_start(ax_conn *c, int fd, bool connecting);
 void ax__conn_sock_interest(ax_conn *c);
+/* send() for one buffer (less work in the kernel than sendmsg), else
+ * sendmsg(); MSG_NOSIGNAL is added to `flags`. */
+ssize_t ax__conn_sendv(int fd, const struct iovec *iov, int n, int flags);
 
 #endif

@@ -103,10 +103,9 @@ static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, si
 {
     if (c->tp->prep || ring_file_mode == RING_FILE_READ || !ax__conn_file_follows(c, n))
         return false;
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do
-        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT);
+        r = ax__conn_sendv(c->io.fd, iov, n, MSG_MORE | MSG_DONTWAIT);
     while (r == -1 && errno == EINTR);
     if (r <= 0) return false; /* (an error shows in the ring send) */
     ax__conn_consume(c, (size_t)r);
