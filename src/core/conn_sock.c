@@ -84,7 +84,7 @@ static void sock_read(ax_conn *c)
     ssize_t n = recv(c->io.fd, buf, room, 0);
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
-        c->last_active = c->loop->now;
+        ax__conn_touch(c);
         /* A short read emptied the socket; a full one may not have, and
          * edge-triggered epoll will not say so again: read on next time
          * round (one read per connection per iteration keeps it fair). */
@@ -157,7 +157,7 @@ static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
         return e;
     }
     c->bytes_out += (uint64_t)r;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     return r;
 }
 
@@ -192,7 +192,7 @@ static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
         if (!(revents & (AX__OUT | AX__ERR | AX__HUP))) return;
         ax__conn_connect_done(c); /* then read what may have come with it */
         if (c->flags & (F_CLOSED | F_CONNECTING)) return;
-        if (c->drv != &ax__conn_sock) return; /* another driver took over */
+        if (ax__drv(c) != &ax__conn_sock) return; /* another driver took over */
     }
     if ((revents & (AX__OUT | AX__ERR | AX__HUP)) && c->wq_head) {
         sock_flush(c);
