@@ -165,9 +165,12 @@ AX_API int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n) AX_MUST_CH
 AX_API int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len) AX_MUST_CHECK;
 /* Between ax_conn_cork() and ax_conn_uncork(), writes are only queued;
  * uncork sends them together, so a small head and the body after it
- * (a file) can share packets.  Cork for the length of one callback. */
+ * (a file) can share packets.  Cork for the length of one callback.
+ * Writes while corked return 0 or a negative code, never 1: uncork judges
+ * the high watermark once it has sent, and returns as ax_conn_write (1:
+ * still above it, on_drain follows). */
 AX_API void ax_conn_cork(ax_conn *c);
-AX_API void ax_conn_uncork(ax_conn *c);
+AX_API int ax_conn_uncork(ax_conn *c) AX_MUST_CHECK;
 
 /* Bytes queued and not yet taken by the kernel. */
 AX_API size_t ax_conn_queued(const ax_conn *c);

@@ -123,18 +123,26 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->ud = ud;
     c->listener = listener;
     c->tp = &ax__transport_plain;
-    c->drv = loop->backend->ring ? &ax__conn_ring : &ax__conn_sock;
     c->wq_tail = &c->wq_head;
     c->low = lim->low;
     c->high = lim->high;
     c->cap = lim->cap;
     c->max_input = lim->max_input;
-    c->idle_ms = lim->idle_ms;
-    c->connect_ms = lim->connect_ms;
-    c->linger_ms = lim->linger_ms;
     c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0) |
                (lim->no_delay ? F_NODELAY : 0);
-    c->last_active = loop->now;
+    /* Limits other than the defaults, and a name to resolve, live in the
+     * side struct; an accepted connection with the defaults has none. */
+    if (fd < 0 || lim->idle_ms || lim->connect_ms != AX__CONNECT_MS ||
+        lim->linger_ms != AX__LINGER_MS) {
+        if (!ax__conn_ext_get(c)) {
+            ax_free(c);
+            *err = AX_ENOMEM;
+            return NULL;
+        }
+        c->x->idle_ms = lim->idle_ms;
+        c->x->connect_ms = lim->connect_ms;
+        c->x->linger_ms = lim->linger_ms;
+    }
     if (fd < 0) { /* a pending connect (dns.c): no socket yet */
         c->io.fd = -1;
         c->flags |= F_PARKED;
@@ -142,8 +150,9 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
         return c;
     }
     if (tcp && lim->no_delay && !connecting) ax__set_nodelay(fd, true);
-    int rc = c->drv->start(c, fd, connecting);
+    int rc = ax__drv(c)->start(c, fd, connecting);
     if (rc != 0) {
+        ax_free(c->x);
         ax_free(c);
         *err = rc;
         return NULL;
@@ -159,7 +168,7 @@ ax_conn *ax__conn_new_pending(ax_loop *loop, const ax_conn_cbs *cbs, const ax__c
                               void *ud, ax__pending *p, int *err)
 {
     ax_conn *c = ax__conn_new(loop, -1, cbs, lim, ud, NULL, true, true, err);
-    if (c) c->pending = p;
+    if (c) c->x->pending = p; /* (made with the side struct: fd < 0) */
     return c;
 }
 
@@ -168,9 +177,9 @@ ax_conn *ax__conn_new_pending(ax_loop *loop, const ax_conn_cbs *cbs, const ax__c
  * counting from ax_connect(). */
 int ax__conn_attach(ax_conn *c, int fd, bool tcp)
 {
-    c->pending = NULL;
+    c->x->pending = NULL;
     if (!tcp) c->flags &= ~F_TCP;
-    int rc = c->drv->start(c, fd, true);
+    int rc = ax__drv(c)->start(c, fd, true);
     if (rc != 0) {
         c->io.fd = -1;
         return rc;
@@ -188,16 +197,29 @@ bool ax__conn_wants_input(const ax_conn *c)
 void ax__conn_update_interest(ax_conn *c)
 {
     if ((c->flags & F_CLOSED) || c->io.fd < 0) return;
-    c->drv->interest(c);
+    ax__drv(c)->interest(c);
 }
 
 /* ---- timeouts: one lazily made timer per connection ---------------------- */
 
 static uint32_t timer_limit(const ax_conn *c)
 {
-    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return c->connect_ms;
-    if (c->flags & (F_CLOSING | F_LINGER)) return c->linger_ms;
-    return c->idle_ms;
+    const ax__conn_ext *x = c->x;
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return x ? x->connect_ms : AX__CONNECT_MS;
+    if (c->flags & (F_CLOSING | F_LINGER)) return x ? x->linger_ms : AX__LINGER_MS;
+    return x ? x->idle_ms : 0;
+}
+
+ax__conn_ext *ax__conn_ext_get(ax_conn *c)
+{
+    if (c->x) return c->x;
+    ax__conn_ext *x = ax_calloc(1, sizeof(*x));
+    if (!x) return NULL;
+    x->connect_ms = AX__CONNECT_MS;
+    x->linger_ms = AX__LINGER_MS;
+    x->last_active = c->loop->now;
+    c->x = x;
+    return x;
 }
 
 static void timer_cb(ax_timer *t, void *ud)
@@ -206,9 +228,9 @@ static void timer_cb(ax_timer *t, void *ud)
     (void)t;
     uint32_t limit = timer_limit(c);
     if (!limit || (c->flags & F_CLOSED)) return;
-    uint64_t elapsed = c->loop->now - c->last_active;
+    uint64_t elapsed = c->loop->now - c->x->last_active;
     if (elapsed < limit) {
-        ax_timer_start(c->timer, limit - elapsed, 0);
+        ax_timer_start(c->x->timer, limit - elapsed, 0);
         return;
     }
     if (c->flags & (F_CONNECTING | F_HANDSHAKE))
@@ -222,15 +244,17 @@ static void timer_cb(ax_timer *t, void *ud)
 /* Activity only stamps last_active; the timer checks it when it fires. */
 void ax__conn_arm_timer(ax_conn *c)
 {
-    if (c->pending) return; /* dns.c keeps the deadline until there is a socket */
+    ax__conn_ext *x = c->x;
+    if (x && x->pending) return; /* dns.c keeps the deadline until there is a socket */
     uint32_t limit = timer_limit(c);
     if (!limit) {
-        if (c->timer) ax_timer_stop(c->timer);
+        if (x && x->timer) ax_timer_stop(x->timer);
         return;
     }
-    if (!c->timer && !(c->timer = ax_timer_new(c->loop, timer_cb, c))) return;
-    uint64_t elapsed = c->loop->now - c->last_active;
-    ax_timer_start(c->timer, elapsed < limit ? limit - elapsed : 0, 0);
+    if (!x && !(x = ax__conn_ext_get(c))) return;
+    if (!x->timer && !(x->timer = ax_timer_new(c->loop, timer_cb, c))) return;
+    uint64_t elapsed = c->loop->now - x->last_active;
+    ax_timer_start(x->timer, elapsed < limit ? limit - elapsed : 0, 0);
 }
 
 /* ---- closing ------------------------------------------------------------- */
@@ -245,8 +269,11 @@ void ax__conn_free_queue(ax_conn *c)
     }
     c->wq_head = NULL;
     c->wq_tail = &c->wq_head;
-    c->queued = c->queued_file = 0;
-    c->nlazy = 0;
+    c->queued = 0;
+    if (c->x) {
+        c->x->queued_file = 0;
+        c->x->nlazy = 0;
+    }
 }
 
 /* The memory goes once on_close has run, no next-iteration work is queued
@@ -254,8 +281,10 @@ void ax__conn_free_queue(ax_conn *c)
 void ax__conn_release(ax_conn *c)
 {
     if ((c->flags & F_CB_DONE) && !ax__deferred_queued(&c->again) &&
-        !ax__deferred_queued(&c->deferred) && !c->drv->busy(c))
+        !ax__deferred_queued(&c->deferred) && !ax__drv(c)->busy(c)) {
+        ax_free(c->x);
         ax_free(c);
+    }
 }
 
 static void conn_deferred(ax_loop *loop, ax__deferred *d)
@@ -338,7 +367,7 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
         ax__conn_deliver_kept(c);
         if (c->flags & (F_CLOSED | F_PAUSED)) return;
     }
-    c->drv->again(c);
+    ax__drv(c)->again(c);
 }
 
 void ax__conn_again_later(ax_conn *c)
@@ -351,24 +380,26 @@ void ax__conn_finish(ax_conn *c, int reason, bool rst)
     if (c->flags & F_CLOSED) return;
     c->flags |= F_CLOSED;
     c->reason = reason;
-    if (c->pending) { /* closed while resolving: stop dns.c's work */
-        ax__pending *p = c->pending;
-        c->pending = NULL;
+    if (c->x && c->x->pending) { /* closed while resolving: stop dns.c's work */
+        ax__pending *p = c->x->pending;
+        c->x->pending = NULL;
         p->cancel(p);
     }
     if (rst && (c->flags & F_TCP) && c->io.fd >= 0) {
         struct linger lg = {1, 0};
         setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    c->drv->stop(c);
+    ax__drv(c)->stop(c);
     if (c->io.fd >= 0) close(c->io.fd); /* (the ring keeps its own reference) */
     c->io.fd = -1;
-    if (c->drv->queue_free(c)) ax__conn_free_queue(c); /* else the kernel may still read it */
+    if (ax__drv(c)->queue_free(c)) ax__conn_free_queue(c); /* else the kernel may still read it */
     ax_free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
-    ax_timer_free(c->timer);
-    c->timer = NULL;
+    if (c->x) {
+        ax_timer_free(c->x->timer);
+        c->x->timer = NULL;
+    }
     ax__defer(c->loop, &c->deferred, conn_deferred);
 }
 
@@ -394,7 +425,7 @@ static void finish_or_linger(ax_conn *c)
     }
     if (!(c->flags & F_SHUT_DONE)) shutdown(c->io.fd, SHUT_WR);
     c->flags = (c->flags & ~(F_CLOSING | F_PAUSED)) | F_LINGER | F_SHUT_DONE;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     ax__conn_update_interest(c);
     ax__conn_arm_timer(c);
 }
@@ -413,7 +444,7 @@ static void close_graceful(ax_conn *c, int reason)
         return;
     }
     c->flags |= F_CLOSING;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     ax__conn_update_interest(c);
     ax__conn_arm_timer(c);
 }
@@ -564,7 +595,7 @@ static void plain_input(ax_conn *c, char *buf, ssize_t n)
         ax__conn_deliver(c, buf, len);
     } else if (ax__conn_append_input(c, buf, len)) {
         /* what came while a driver that reads ahead was paused may be large */
-        if (c->drv->ahead)
+        if (ax__drv(c)->ahead)
             ax__conn_deliver_kept(c);
         else
             ax__conn_deliver(c, NULL, 0);
@@ -607,7 +638,7 @@ const ax__transport ax__transport_plain = {
 static void drop_head(ax_conn *c)
 {
     wnode *w = c->wq_head;
-    if (w->kind != AX__W_BYTES) c->nlazy--;
+    if (w->kind != AX__W_BYTES) c->x->nlazy--;
     c->wq_head = w->next;
     if (!c->wq_head) c->wq_tail = &c->wq_head;
     node_free(c->loop, w);
@@ -617,14 +648,14 @@ void ax__conn_consume(ax_conn *c, size_t done)
 {
     c->bytes_out += done;
     c->queued -= done;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     while (done) {
         wnode *w = c->wq_head;
         bool file = w->kind == AX__W_FILE;
         if (done < w->len) {
             if (file) {
                 w->foff += done;
-                c->queued_file -= done;
+                c->x->queued_file -= done;
             } else {
                 w->data += done;
             }
@@ -632,7 +663,7 @@ void ax__conn_consume(ax_conn *c, size_t done)
             break;
         }
         done -= w->len;
-        if (file) c->queued_file -= w->len;
+        if (file) c->x->queued_file -= w->len;
         drop_head(c);
     }
 }
@@ -686,19 +717,29 @@ static int write_state(const ax_conn *c)
 /* Queue a node; enforce the cap; report the high watermark. */
 static int enqueue(ax_conn *c, wnode *w)
 {
+    if (w->kind != AX__W_BYTES && !ax__conn_ext_get(c)) {
+        node_free(c->loop, w);
+        return AX_ENOMEM;
+    }
     bool was_empty = !c->wq_head;
     w->next = NULL;
     *c->wq_tail = w;
     c->wq_tail = &w->next;
     c->queued += w->len;
-    if (w->kind == AX__W_FILE) c->queued_file += w->len;
-    if (w->kind != AX__W_BYTES) c->nlazy++;
-    if (c->queued - c->queued_file > c->cap) {
+    if (w->kind != AX__W_BYTES) {
+        if (w->kind == AX__W_FILE) c->x->queued_file += w->len;
+        c->x->nlazy++;
+    }
+    if (c->queued - ax__conn_queued_file(c) > c->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
-    c->drv->queued(c, was_empty);
+    ax__drv(c)->queued(c, was_empty);
     if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
+    /* Corked, nothing went yet: the watermark is judged by ax_conn_uncork,
+     * after the send (a 64 KiB file behind its head would otherwise look
+     * above it, and the writer would wait for an on_drain it need not). */
+    if (c->flags & F_CORKED) return 0;
     if (c->queued > c->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
@@ -711,7 +752,7 @@ static int enqueue(ax_conn *c, wnode *w)
 static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
 {
     if (c->wq_head || (c->flags & (F_CONNECTING | F_CORKED)) || !(c->flags & F_CONNECTED)) return 0;
-    return c->drv->send(c, iov, n);
+    return ax__drv(c)->send(c, iov, n);
 }
 
 /* A node holding a copy of the iovecs' bytes after the first `skip`. */
@@ -917,7 +958,7 @@ static int insert_node(ax_conn *c, wnode *w, bool front)
     *link = w;
     if (!w->next) c->wq_tail = &w->next;
     c->queued += w->len;
-    if (c->queued - c->queued_file > c->cap) {
+    if (c->queued - ax__conn_queued_file(c) > c->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
@@ -940,7 +981,7 @@ void ax__conn_take_lazy(ax_conn *c, size_t n)
 {
     wnode *w = c->wq_head;
     c->queued -= n;
-    if (w->kind == AX__W_FILE) c->queued_file -= n;
+    if (w->kind == AX__W_FILE) c->x->queued_file -= n;
     if (n < w->len) {
         w->len -= (uint32_t)n;
         if (w->kind == AX__W_FILE)
@@ -1002,13 +1043,20 @@ void ax_conn_cork(ax_conn *c)
     if (!(c->flags & F_CLOSED)) c->flags |= F_CORKED;
 }
 
-void ax_conn_uncork(ax_conn *c)
+int ax_conn_uncork(ax_conn *c)
 {
-    if (!(c->flags & F_CORKED)) return;
-    c->flags &= ~F_CORKED;
-    if (c->wq_head && (c->flags & F_CONNECTED) &&
-        !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
-        c->drv->kick(c);
+    if (c->flags & F_CORKED) {
+        c->flags &= ~F_CORKED;
+        if (c->wq_head && (c->flags & F_CONNECTED) &&
+            !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
+            ax__drv(c)->kick(c);
+    }
+    if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
+    if (c->queued > c->high) {
+        c->flags |= F_ABOVE_HIGH;
+        return 1;
+    }
+    return 0;
 }
 
 int ax_conn_shutdown(ax_conn *c)
@@ -1035,16 +1083,16 @@ void ax__conn_connect_done(ax_conn *c)
         return;
     }
     c->flags = (c->flags & ~F_CONNECTING) | F_CONNECTED;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     if ((c->flags & (F_TCP | F_NODELAY)) == (F_TCP | F_NODELAY)) ax__set_nodelay(c->io.fd, true);
-    c->drv->connected(c);
+    ax__drv(c)->connected(c);
     ax__conn_update_interest(c);
     ax__conn_arm_timer(c);
     if (!c->tp->open(c)) return; /* on_open waits for the transport */
     ax__conn_opened(c);
     if (c->flags & F_CLOSED) return;
     if (c->wq_head)
-        c->drv->flush(c);
+        ax__drv(c)->flush(c);
     else if (c->flags & F_SHUT_PENDING)
         ax__conn_after_flush(c);
 }
@@ -1072,7 +1120,7 @@ void ax_conn_resume(ax_conn *c)
     ax__conn_update_interest(c);
     if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
     /* (the transport may hold input the socket no longer signals) */
-    if (c->in_len || c->drv->held(c) || c->tp->pending(c)) ax__conn_again_later(c);
+    if (c->in_len || ax__drv(c)->held(c) || c->tp->pending(c)) ax__conn_again_later(c);
 }
 
 bool ax_conn_paused(const ax_conn *c)
@@ -1083,8 +1131,11 @@ bool ax_conn_paused(const ax_conn *c)
 void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms)
 {
     if (c->flags & F_CLOSED) return;
-    c->idle_ms = ms;
-    c->last_active = c->loop->now;
+    if (!ms && !c->x) return; /* none, as before */
+    /* (out of memory: no timeout, as when the timer cannot be made) */
+    if (!ax__conn_ext_get(c)) return;
+    c->x->idle_ms = ms;
+    ax__conn_touch(c);
     ax__conn_arm_timer(c);
 }
 

@@ -81,7 +81,30 @@ enum {
     F_ONESHOT = 1u << 20,
     F_CORKED = 1u << 21,       /* ax_conn_cork: queue, do not send */
     F_NOTIFY_LATER = 1u << 22, /* TLS: close_notify once the file ranges are encrypted */
+    F_SBUSY = 1u << 23,        /* ring: the queue's first nodes are the kernel's */
+    /* ring: the receive's state (RS_* in conn_ring.c), two bits from here */
+    F_RSTATE_SHIFT = 24,
 };
+
+/* Limits when a connection has no side struct (ax__conn_limits_init's
+ * defaults): no idle timeout. */
+#define AX__CONNECT_MS 30000u
+#define AX__LINGER_MS 10000u
+
+/* What only some connections need, allocated when first needed and freed
+ * with the connection: TLS, a name being resolved, file ranges and TLS
+ * plaintext in the queue, timeouts (the timer, when activity was last
+ * seen, limits other than the defaults).  An idle plain connection with
+ * the default limits has none. */
+typedef struct ax__conn_ext {
+    struct ax__tls *tls;  /* TLS session (tls.c), freed after on_close */
+    ax__pending *pending; /* resolving a name: no fd yet (dns.c) */
+    ax_timer *timer;
+    uint64_t queued_file; /* bytes queued in file ranges (no memory: not capped) */
+    uint64_t last_active;
+    uint32_t nlazy; /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    uint32_t idle_ms, connect_ms, linger_ms;
+} ax__conn_ext;
 
 typedef struct ax__transport {
     const char *name;
@@ -157,6 +180,9 @@ extern const ax__conn_driver ax__conn_sock;
 extern const ax__conn_driver ax__conn_ring;
 #endif
 
+/* Every connection's state; what only some need is in `x` (above).  An
+ * idle connection costs this and what its protocol keeps: the size is
+ * held below (static_assert), as bench/idle-ws-rss measures it. */
 struct ax_conn {
     ax__handle h;
     ax__io io;
@@ -164,29 +190,52 @@ struct ax_conn {
     const ax_conn_cbs *cbs;
     void *ud;
     ax_listener *listener;
-    const ax__transport *tp;
-    const ax__conn_driver *drv;
+    const ax__transport *tp; /* (the driver: ax__drv(), from the loop's backend) */
     ax__wnode *wq_head, **wq_tail;
-    size_t queued;      /* every byte queued, file ranges too */
-    size_t queued_file; /* of which in file ranges (no memory: not capped) */
-    uint32_t nlazy;     /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
-    char *in;           /* input on_data did not consume */
-    uint32_t in_len, in_cap;
-    uint32_t low, high, cap, max_input;
-    uint32_t idle_ms, connect_ms, linger_ms;
-    uint32_t flags;
-    int reason;
-    uint64_t last_active;
-    ax_timer *timer;
+    size_t queued; /* every byte queued, file ranges too */
+    char *in;      /* input on_data did not consume */
     uint64_t bytes_in, bytes_out;
     ax__deferred deferred; /* this iteration: the close callback */
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
-    struct ax__tls *tls;   /* TLS session (tls.c), freed after on_close */
-    ax__pending *pending;  /* resolving a name: no fd yet (dns.c) */
     ax__uop rop, sop;      /* ring: the multishot receive, the send in flight */
-    uint8_t rstate;        /* ring: RS_* (conn_ring.c) */
-    bool sbusy;            /* ring: the queue's first nodes are the kernel's */
+    ax__conn_ext *x;       /* NULL until needed */
+    uint32_t in_len, in_cap;
+    uint32_t low, high, cap, max_input;
+    uint32_t flags;
+    int reason;
 };
+
+/* 224 bytes: a 240-byte malloc chunk (glibc), against 304 before the
+ * side struct.  Grow it only for what every idle connection needs. */
+#if !defined(_WIN32) && UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct ax_conn) <= 224, "struct ax_conn grew past 224 bytes");
+#endif
+
+/* The side struct, allocated (with the defaults) if absent; NULL when out
+ * of memory. */
+ax__conn_ext *ax__conn_ext_get(ax_conn *c);
+
+/* The driver: one per backend kind. */
+static inline const ax__conn_driver *ax__drv(const ax_conn *c)
+{
+    return c->loop->backend->ring ? &ax__conn_ring : &ax__conn_sock;
+}
+
+/* Activity: stamped only when a timeout may need it. */
+static inline void ax__conn_touch(ax_conn *c)
+{
+    if (c->x) c->x->last_active = c->loop->now;
+}
+
+static inline uint32_t ax__conn_nlazy(const ax_conn *c)
+{
+    return c->x ? c->x->nlazy : 0;
+}
+
+static inline uint64_t ax__conn_queued_file(const ax_conn *c)
+{
+    return c->x ? c->x->queued_file : 0;
+}
 
 /* conn.c: the lifecycle, for the transports and drivers */
 void ax__conn_finish(ax_conn *c, int reason, bool rst);
@@ -244,5 +293,8 @@ void ax__conn_take_lazy(ax_conn *c, size_t n);
 /* conn_sock.c: the readiness half every driver uses while connecting */
 int ax__conn_sock_start(ax_conn *c, int fd, bool connecting);
 void ax__conn_sock_interest(ax_conn *c);
+/* send() for one buffer (less work in the kernel than sendmsg), else
+ * sendmsg(); MSG_NOSIGNAL is added to `flags`. */
+ssize_t ax__conn_sendv(int fd, const struct iovec *iov, int n, int flags);
 
 #endif

@@ -21,8 +21,18 @@
 enum { RING_FILE_SENDFILE, RING_FILE_READ };
 static int ring_file_mode = -1;
 
-/* The receive's state. */
+/* The receive's state: two bits of the flags. */
 enum { RS_IDLE, RS_ARMED, RS_CANCEL };
+
+static unsigned rstate(const ax_conn *c)
+{
+    return (c->flags >> F_RSTATE_SHIFT) & 3u;
+}
+
+static void set_rstate(ax_conn *c, unsigned s)
+{
+    c->flags = (c->flags & ~(3u << F_RSTATE_SHIFT)) | (s << F_RSTATE_SHIFT);
+}
 
 /* The ring keeps one multishot receive going while input is wanted; an
  * unwanted one is cancelled, and a wanted one that is still ending is
@@ -34,15 +44,15 @@ static void ring_interest(ax_conn *c)
         return;
     }
     bool want = ax__conn_wants_input(c);
-    if (want && c->rstate == RS_IDLE) {
+    if (want && rstate(c) == RS_IDLE) {
         if (ax__ring_recv(c->loop, &c->rop, c->io.fd, !(c->flags & F_ONESHOT)) != 0) {
             ax__conn_finish(c, AX_ENOMEM, false);
             return;
         }
-        c->rstate = RS_ARMED;
-    } else if (!want && c->rstate == RS_ARMED) {
+        set_rstate(c, RS_ARMED);
+    } else if (!want && rstate(c) == RS_ARMED) {
         ax__ring_cancel(c->loop, &c->rop);
-        c->rstate = RS_CANCEL;
+        set_rstate(c, RS_CANCEL);
     }
 }
 
@@ -55,7 +65,7 @@ static void ring_input(ax_conn *c, char *buf, ssize_t n)
          * linger_ms after it began however the peer trickles, as on the
          * readiness backends (which do not read at all while flushing). */
         if (c->flags & F_LINGER) return; /* discarded until the peer's FIN */
-        if (!(c->flags & F_CLOSING)) c->last_active = c->loop->now;
+        if (!(c->flags & F_CLOSING)) ax__conn_touch(c);
     } else if (c->flags & F_LINGER) {
         ax__conn_finish(c, c->reason, false);
         return;
@@ -66,7 +76,7 @@ static void ring_input(ax_conn *c, char *buf, ssize_t n)
 static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
 {
     ax_conn *c = AX__CONTAINER(op, ax_conn, rop);
-    if (!more) c->rstate = RS_IDLE;
+    if (!more) set_rstate(c, RS_IDLE);
     if (c->flags & F_CLOSED) {
         if (!more) ax__conn_release(c);
         return;
@@ -103,10 +113,9 @@ static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, si
 {
     if (c->tp->prep || ring_file_mode == RING_FILE_READ || !ax__conn_file_follows(c, n))
         return false;
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do
-        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT);
+        r = ax__conn_sendv(c->io.fd, iov, n, MSG_MORE | MSG_DONTWAIT);
     while (r == -1 && errno == EINTR);
     if (r <= 0) return false; /* (an error shows in the ring send) */
     ax__conn_consume(c, (size_t)r);
@@ -116,7 +125,7 @@ static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, si
 /* Hand the queue's head to the ring, unless a send is already out. */
 static void ring_flush(ax_conn *c)
 {
-    if (c->sbusy || (c->flags & (F_CLOSED | F_CONNECTING | F_CORKED))) return;
+    if ((c->flags & F_SBUSY) || (c->flags & (F_CLOSED | F_CONNECTING | F_CORKED))) return;
     struct iovec iov[AX__IOV_BATCH];
     int n;
     for (;;) {
@@ -132,14 +141,14 @@ static void ring_flush(ax_conn *c)
         ax__conn_finish(c, AX_ENOMEM, false);
         return;
     }
-    c->sbusy = true;
+    c->flags |= F_SBUSY;
 }
 
 static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
 {
     ax_conn *c = AX__CONTAINER(op, ax_conn, sop);
     (void)loop, (void)buf, (void)more;
-    c->sbusy = false;
+    c->flags &= ~F_SBUSY;
     if (c->flags & F_CLOSED) {
         ax__conn_free_queue(c);
         ax__conn_release(c);
@@ -199,7 +208,7 @@ static void ring_queued(ax_conn *c, bool was_empty)
 static void ring_flush_now(ax_conn *c)
 {
     ring_flush(c);
-    if (!(c->flags & F_CLOSED) && !c->sbusy) ax__conn_after_flush(c);
+    if (!(c->flags & F_CLOSED) && !(c->flags & F_SBUSY)) ax__conn_after_flush(c);
 }
 
 static void ring_queued_kick(ax_conn *c)
@@ -229,22 +238,22 @@ static bool ring_held(const ax_conn *c)
 static void ring_stop(ax_conn *c)
 {
     if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
-    if (c->rstate == RS_ARMED) {
+    if (rstate(c) == RS_ARMED) {
         ax__ring_cancel(c->loop, &c->rop);
-        c->rstate = RS_CANCEL;
+        set_rstate(c, RS_CANCEL);
     }
-    if (c->sbusy) ax__ring_cancel(c->loop, &c->sop);
+    if ((c->flags & F_SBUSY)) ax__ring_cancel(c->loop, &c->sop);
     if (c->io.fd >= 0) ax__ring_forget(c->loop, c->io.fd);
 }
 
 static bool ring_busy(const ax_conn *c)
 {
-    return c->rstate != RS_IDLE || c->sbusy;
+    return rstate(c) != RS_IDLE || (c->flags & F_SBUSY);
 }
 
 static bool ring_queue_free(const ax_conn *c)
 {
-    return !c->sbusy;
+    return !(c->flags & F_SBUSY);
 }
 
 const ax__conn_driver ax__conn_ring = {

@@ -10,6 +10,13 @@
 
 static void sock_io(ax_loop *loop, ax__io *io, unsigned revents);
 
+ssize_t ax__conn_sendv(int fd, const struct iovec *iov, int n, int flags)
+{
+    if (n == 1) return send(fd, iov[0].iov_base, iov[0].iov_len, flags | MSG_NOSIGNAL);
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+}
+
 int ax__conn_sock_start(ax_conn *c, int fd, bool connecting)
 {
     unsigned ev = connecting ? AX__OUT : AX__IN;
@@ -77,7 +84,7 @@ static void sock_read(ax_conn *c)
     ssize_t n = recv(c->io.fd, buf, room, 0);
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
-        c->last_active = c->loop->now;
+        ax__conn_touch(c);
         /* A short read emptied the socket; a full one may not have, and
          * edge-triggered epoll will not say so again: read on next time
          * round (one read per connection per iteration keeps it fair). */
@@ -115,9 +122,8 @@ static int sock_flush_queue(ax_conn *c)
         struct iovec iov[AX__IOV_BATCH];
         size_t want;
         int n = ax__conn_queue_iov(c, iov, &want);
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         int more = ax__conn_file_follows(c, n) ? MSG_MORE : 0;
-        ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | more);
+        ssize_t r = ax__conn_sendv(c->io.fd, iov, n, more);
         if (r == -1) {
             if (errno == EINTR) continue;
             return errno == EAGAIN ? 0 : -errno;
@@ -140,11 +146,9 @@ static void sock_flush(ax_conn *c)
 
 static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
 {
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t r;
     do
-        r = n == 1 ? send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                   : sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        r = ax__conn_sendv(c->io.fd, iov, n, 0);
     while (r == -1 && errno == EINTR);
     if (r == -1) {
         if (errno == EAGAIN) return 0;
@@ -153,7 +157,7 @@ static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
         return e;
     }
     c->bytes_out += (uint64_t)r;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     return r;
 }
 
@@ -188,7 +192,7 @@ static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
         if (!(revents & (AX__OUT | AX__ERR | AX__HUP))) return;
         ax__conn_connect_done(c); /* then read what may have come with it */
         if (c->flags & (F_CLOSED | F_CONNECTING)) return;
-        if (c->drv != &ax__conn_sock) return; /* another driver took over */
+        if (ax__drv(c) != &ax__conn_sock) return; /* another driver took over */
     }
     if ((revents & (AX__OUT | AX__ERR | AX__HUP)) && c->wq_head) {
         sock_flush(c);

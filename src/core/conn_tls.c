@@ -11,6 +11,12 @@
  * whatever the engine makes meanwhile goes before the first node not yet
  * encrypted, and close_notify waits until everything is encrypted. */
 #include "conn_internal.h"
+
+/* The session, or NULL on a plain connection. */
+static struct ax__tls *tls_of(const ax_conn *c)
+{
+    return c->x ? c->x->tls : NULL;
+}
 #include "tls.h"
 
 #include <errno.h>
@@ -23,15 +29,16 @@ static void tls_progress(ax_conn *c);
 static int tls_flush_out(ax_conn *c)
 {
     const char *p;
-    size_t n = ax__tls_out(c->tls, &p);
+    size_t n = ax__tls_out(c->x->tls, &p);
     if (!n) return 0;
     if (c->flags & F_CLOSED) {
-        ax__tls_out_done(c->tls);
+        ax__tls_out_done(c->x->tls);
         return AX_ECLOSED;
     }
     struct iovec iov = {(void *)p, n};
-    int rc = c->nlazy ? ax__conn_insert_bytes(c, p, n, false) : ax__conn_write_raw(c, &iov, 1);
-    ax__tls_out_done(c->tls);
+    int rc =
+        ax__conn_nlazy(c) ? ax__conn_insert_bytes(c, p, n, false) : ax__conn_write_raw(c, &iov, 1);
+    ax__tls_out_done(c->x->tls);
     if (rc == AX_ENOMEM) ax__conn_finish(c, rc, true);
     return rc;
 }
@@ -45,20 +52,20 @@ static void tls_fail(ax_conn *c, int rc)
 
 static void tls_close_notify(ax_conn *c)
 {
-    if (c->nlazy) { /* after the files and the plaintext behind them */
+    if (ax__conn_nlazy(c)) { /* after the files and the plaintext behind them */
         c->flags |= F_NOTIFY_LATER;
         return;
     }
-    ax__tls_close_notify(c->tls);
+    ax__tls_close_notify(c->x->tls);
     tls_flush_out(c);
 }
 
 static int tls_writev(ax_conn *c, const struct iovec *iov, int n)
 {
-    if (c->nlazy) return ax__conn_queue_copy(c, iov, n, AX__W_PLAIN); /* behind a file */
-    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return ax__tls_hold(c->tls, iov, n);
+    if (ax__conn_nlazy(c)) return ax__conn_queue_copy(c, iov, n, AX__W_PLAIN); /* behind a file */
+    if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return ax__tls_hold(c->x->tls, iov, n);
     for (int i = 0; i < n; i++) {
-        int rc = ax__tls_write(c->tls, iov[i].iov_base, iov[i].iov_len);
+        int rc = ax__tls_write(c->x->tls, iov[i].iov_base, iov[i].iov_len);
         if (rc < 0) {
             tls_fail(c, rc);
             return rc;
@@ -73,7 +80,7 @@ static int tls_writev(ax_conn *c, const struct iovec *iov, int n)
 /* Before the handshake is done: the range is read into the held bytes. */
 static int tls_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
 {
-    if (!(c->flags & (F_CONNECTING | F_HANDSHAKE)) || c->nlazy)
+    if (!(c->flags & (F_CONNECTING | F_HANDSHAKE)) || ax__conn_nlazy(c))
         return ax__conn_queue_file(c, f, off, len);
     char buf[TLS_PIECE];
     while (len) {
@@ -82,7 +89,7 @@ static int tls_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
         if (r == -1 && errno == EINTR) continue;
         if (r <= 0) return r == 0 ? AX_EIO : ax__err();
         struct iovec iov = {buf, (size_t)r};
-        int rc = ax__tls_hold(c->tls, &iov, 1);
+        int rc = ax__tls_hold(c->x->tls, &iov, 1);
         if (rc < 0) return rc;
         off += (uint64_t)r;
         len -= (uint64_t)r;
@@ -107,20 +114,20 @@ static int tls_prep(ax_conn *c)
         }
         p = buf;
     }
-    int rc = ax__tls_write(c->tls, p, n);
+    int rc = ax__tls_write(c->x->tls, p, n);
     if (rc < 0) {
         tls_fail(c, rc);
         return rc;
     }
     ax__conn_take_lazy(c, n);
-    if (!c->nlazy && (c->flags & F_NOTIFY_LATER)) {
+    if (!ax__conn_nlazy(c) && (c->flags & F_NOTIFY_LATER)) {
         c->flags &= ~F_NOTIFY_LATER;
-        ax__tls_close_notify(c->tls); /* the last record */
+        ax__tls_close_notify(c->x->tls); /* the last record */
     }
     /* in front, never sent from here: the driver is in the middle of a flush */
-    n = ax__tls_out(c->tls, &p);
+    n = ax__tls_out(c->x->tls, &p);
     rc = ax__conn_insert_bytes(c, p, n, true);
-    ax__tls_out_done(c->tls);
+    ax__tls_out_done(c->x->tls);
     return rc;
 }
 
@@ -128,15 +135,15 @@ static int tls_prep(ax_conn *c)
 static void tls_opened(ax_conn *c)
 {
     const char *p;
-    size_t n = ax__tls_held(c->tls, &p);
-    int rc = n ? ax__tls_write(c->tls, p, n) : 0;
-    ax__tls_held_done(c->tls);
+    size_t n = ax__tls_held(c->x->tls, &p);
+    int rc = n ? ax__tls_write(c->x->tls, p, n) : 0;
+    ax__tls_held_done(c->x->tls);
     if (rc < 0) {
         tls_fail(c, rc);
         return;
     }
     c->flags &= ~F_HANDSHAKE;
-    c->last_active = c->loop->now;
+    ax__conn_touch(c);
     ax__conn_arm_timer(c);
     if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
     if (c->flags & F_OPENED) return; /* upgraded (ax_conn_start_tls): opened long ago */
@@ -175,7 +182,7 @@ static void tls_drain(ax_conn *c)
         char *buf = c->loop->rbuf;
         size_t room = AX__READ_BUF;
         if (c->in_len && !tls_input_room(c, &buf, &room)) return;
-        int n = ax__tls_read(c->tls, buf, room);
+        int n = ax__tls_read(c->x->tls, buf, room);
         if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
         if (n == 0) return;
         if (n == AX_EOF) { /* close_notify */
@@ -198,7 +205,7 @@ static void tls_drain(ax_conn *c)
 static void tls_progress(ax_conn *c)
 {
     if (c->flags & F_HANDSHAKE) {
-        int rc = ax__tls_handshake(c->tls);
+        int rc = ax__tls_handshake(c->x->tls);
         if (rc < 0) {
             tls_fail(c, rc);
             return;
@@ -218,7 +225,7 @@ static void tls_input(ax_conn *c, char *buf, ssize_t n)
         c->in = NULL;
         c->in_len = c->in_cap = 0;
     }
-    if (n > 0 && ax__tls_feed(c->tls, buf, (size_t)n) != 0) {
+    if (n > 0 && ax__tls_feed(c->x->tls, buf, (size_t)n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, true);
         return;
     }
@@ -226,11 +233,11 @@ static void tls_input(ax_conn *c, char *buf, ssize_t n)
     /* EOF counts once the plaintext before it is delivered (a paused
      * connection sees it again when resumed: readiness reads it again,
      * a driver that reads ahead holds it). */
-    if (n == 0 && c->drv->ahead && (c->flags & (F_PAUSED | F_CLOSED)) == F_PAUSED)
+    if (n == 0 && ax__drv(c)->ahead && (c->flags & (F_PAUSED | F_CLOSED)) == F_PAUSED)
         c->flags |= F_EOF_HELD;
     if (n != 0 || (c->flags & (F_CLOSED | F_PEER_EOF | F_PAUSED))) return;
     if (c->flags & F_HANDSHAKE) {
-        ax__tls_set_detail(c->tls, "TLS handshake failed: the peer closed the connection");
+        ax__tls_set_detail(c->x->tls, "TLS handshake failed: the peer closed the connection");
         ax__conn_finish(c, AX_ETLS, false);
         return;
     }
@@ -264,8 +271,8 @@ static bool tls_open(ax_conn *c)
 
 static void tls_release(ax_conn *c)
 {
-    ax__tls_free(c->tls);
-    c->tls = NULL;
+    ax__tls_free(c->x->tls);
+    c->x->tls = NULL;
 }
 
 const ax__transport ax__transport_tls = {
@@ -286,8 +293,9 @@ int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)
 {
     int err = 0;
     if (c->flags & F_CLOSED) return 0; /* failed already: on_close is on its way */
-    c->tls = ax__tls_new(ctx, ax__tls_ctx_is_server(ctx), host, &err);
-    if (!c->tls) return err;
+    if (!ax__conn_ext_get(c)) return AX_ENOMEM;
+    c->x->tls = ax__tls_new(ctx, ax__tls_ctx_is_server(ctx), host, &err);
+    if (!c->x->tls) return err;
     c->tp = &ax__transport_tls;
     c->flags |= F_HANDSHAKE;
     ax__conn_arm_timer(c);
@@ -296,7 +304,7 @@ int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)
 
 int ax_conn_start_tls(ax_conn *c, ax_tls_ctx *ctx)
 {
-    if (!ctx || c->tls || (c->flags & F_CONNECTING)) return AX_EINVAL;
+    if (!ctx || tls_of(c) || (c->flags & F_CONNECTING)) return AX_EINVAL;
     if (c->flags & (F_CLOSED | F_CLOSING | F_SHUT_PENDING | F_SHUT_DONE | F_LINGER))
         return AX_ECLOSED;
     ax_free(c->in); /* cleartext the peer sent after the command is not protected */
@@ -309,28 +317,28 @@ int ax_conn_start_tls(ax_conn *c, ax_tls_ctx *ctx)
 
 bool ax_conn_is_tls(const ax_conn *c)
 {
-    return c->tls != NULL;
+    return tls_of(c) != NULL;
 }
 
 const char *ax_conn_tls_alpn(const ax_conn *c)
 {
-    return c->tls && !(c->flags & F_HANDSHAKE) ? ax__tls_alpn(c->tls) : NULL;
+    return tls_of(c) && !(c->flags & F_HANDSHAKE) ? ax__tls_alpn(c->x->tls) : NULL;
 }
 
 const char *ax_conn_tls_version(const ax_conn *c)
 {
-    return c->tls ? ax__tls_version(c->tls) : NULL;
+    return tls_of(c) ? ax__tls_version(c->x->tls) : NULL;
 }
 
 int ax_conn_tls_peer_subject(const ax_conn *c, char *buf, size_t len)
 {
-    return c->tls ? ax__tls_peer_subject(c->tls, buf, len) : AX_EINVAL;
+    return tls_of(c) ? ax__tls_peer_subject(c->x->tls, buf, len) : AX_EINVAL;
 }
 
 const char *ax_conn_error_detail(const ax_conn *c)
 {
-    if (!c->tls) return NULL;
-    const char *d = ax__tls_detail(c->tls);
+    if (!tls_of(c)) return NULL;
+    const char *d = ax__tls_detail(c->x->tls);
     if (!d && (c->flags & (F_CLOSED | F_HANDSHAKE | F_CONNECTING)) == (F_CLOSED | F_HANDSHAKE) &&
         c->reason == AX_ETIMEDOUT)
         d = "TLS handshake timed out";

@@ -85,7 +85,8 @@ static void sender_open(ax_conn *c)
     off += PART_F2;
     rc = put_bytes(c, off, PART_T);
     ASSERT(rc >= 0);
-    ax_conn_uncork(c);
+    rc = ax_conn_uncork(c);
+    ASSERT(rc >= 0);
     ax_conn_close(c); /* after everything queued (TLS: close_notify last) */
 }
 
@@ -156,6 +157,57 @@ TEST(conn_file_order_plain)
 TEST(conn_file_order_plain_small_sndbuf)
 {
     plain_order(4096);
+}
+
+/* A corked head and a 64 KiB range (an HTTP static response): together
+ * above the default high watermark while queued, but the socket takes them
+ * at uncork, so the writes say 0, uncork says 0 and no on_drain follows
+ * (a writer told 1 waits for on_drain: the HTTP server paused the
+ * connection for every such response). */
+#define CORK_HEAD 200u
+#define CORK_FILE (64u * 1024)
+
+static void cork_open(ax_conn *c)
+{
+    sender *s = ax_conn_data(c);
+    s->opened++;
+    setsockopt(ax_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &s->sndbuf, sizeof s->sndbuf);
+    ax_conn_cork(c);
+    int rc = put_bytes(c, 0, CORK_HEAD);
+    ASSERT_EQ(rc, 0);
+    rc = ax_conn_write_file(c, s->file, CORK_HEAD, CORK_FILE);
+    ASSERT_EQ(rc, 0);
+    s->above = ax_conn_uncork(c);
+    ax_conn_close(c);
+}
+
+static const ax_conn_cbs cork_cbs = {
+    .on_open = cork_open, .on_drain = sender_drain, .on_close = sender_close};
+
+TEST(conn_file_cork_watermark)
+{
+    ax_loop *loop = tu_loop();
+    char path[512];
+    sender s;
+    sender_init(&s, make_file(CORK_HEAD + CORK_FILE, path, sizeof path));
+    s.sndbuf = 1 << 20; /* room for it all at once */
+    int err;
+    ax_listener *l = ax_listen(loop, "tcp://127.0.0.1:0", &cork_cbs, NULL, &s, &err);
+    ASSERT(l != NULL);
+    int fd = tu_connect(ax_listener_addr(l), 0);
+    static unsigned char got[CORK_HEAD + CORK_FILE + 16];
+    ssize_t n = tu_loop_read_to_eof(loop, fd, got, sizeof got, 10000);
+    ASSERT_EQ(n, (ssize_t)(CORK_HEAD + CORK_FILE));
+    ASSERT_EQ(tu_check_pattern(got, (size_t)n, 0), (size_t)n);
+    close(fd);
+    RUN_UNTIL(loop, s.closed, 5000);
+    ASSERT_EQ(s.reason, 0);
+    ASSERT_EQ(s.above, 0); /* all of it went at uncork */
+    ASSERT_EQ(s.drains, 0);
+    ax_file_unref(s.file);
+    unlink(path);
+    ax_listener_close(l);
+    ax_loop_free(loop);
 }
 
 /* A range longer than the file when its turn comes: the connection is

@@ -587,8 +587,8 @@ static int queue_segments(ax_http_req *r, const ax__http_seg *segs, int n)
         if (g->pre_len) rc = worst(rc, ax_conn_write(r->conn, g->pre, g->pre_len));
         if (rc >= 0 && g->len) rc = worst(rc, ax_conn_write_file(r->conn, r->file, g->off, g->len));
     }
-    ax_conn_uncork(r->conn);
-    return rc;
+    int u = ax_conn_uncork(r->conn);
+    return worst(rc, u);
 }
 
 int ax__http_send_file(ax_http_req *r, int fd, ax__http_seg *segs, int n, void *mem)
