@@ -49,15 +49,18 @@ san:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
 
 # ThreadSanitizer: the hub under --threads 4 with clients publishing from
-# every thread (tests/integration/test_serve_threads.py), epoll backend.
+# every thread (tests/integration/test_serve_threads.py), on the epoll and
+# io_uring backends.
 # CI runs it after `make san`; only the axon binary is built with TSan (the
 # whole suite under it would take several times the CI budget).
 tsan:
 	@scripts/deps.sh build test
 	@cmake -S . -B $(TSANDIR) -DAXON_TSAN=ON >/dev/null
 	@cmake --build $(TSANDIR) -j $(JOBS) --target axon
-	@AXON_BACKEND=epoll TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  /usr/bin/python3 tests/integration/test_serve_threads.py $(TSANDIR)
+	@for b in epoll uring; do \
+	  AXON_BACKEND=$$b TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    /usr/bin/python3 tests/integration/test_serve_threads.py $(TSANDIR) || exit 1; \
+	done
 
 fuzz:
 	@scripts/deps.sh build fuzz

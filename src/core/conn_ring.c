@@ -19,7 +19,12 @@
 /* How file ranges go (AXON_RING_FILE=read: always read and send, for
  * measuring; see bench/RESULTS.md). */
 enum { RING_FILE_SENDFILE, RING_FILE_READ };
-static int ring_file_mode = -1;
+static int ring_file_mode = -1; /* set by the first ring_start of any thread: atomics */
+
+static int file_mode(void)
+{
+    return __atomic_load_n(&ring_file_mode, __ATOMIC_RELAXED);
+}
 
 /* The receive's state: two bits of the flags. */
 enum { RS_IDLE, RS_ARMED, RS_CANCEL };
@@ -101,7 +106,7 @@ static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool 
 static int ring_send_lazy(ax_conn *c)
 {
     if (c->tp->prep) return c->tp->prep(c);
-    ssize_t r = ring_file_mode == RING_FILE_READ ? 0 : ax__conn_sendfile(c);
+    ssize_t r = file_mode() == RING_FILE_READ ? 0 : ax__conn_sendfile(c);
     if (r != 0) return r < 0 ? (int)r : 0;
     return ax__conn_file_to_bytes(c, RING_FILE_PIECE);
 }
@@ -111,8 +116,7 @@ static int ring_send_lazy(ax_conn *c)
  * bytes and the range need not wait for a completion.  True when all went. */
 static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, size_t want)
 {
-    if (c->tp->prep || ring_file_mode == RING_FILE_READ || !ax__conn_file_follows(c, n))
-        return false;
+    if (c->tp->prep || file_mode() == RING_FILE_READ || !ax__conn_file_follows(c, n)) return false;
     ssize_t r;
     do
         r = ax__conn_sendv(c->io.fd, iov, n, MSG_MORE | MSG_DONTWAIT);
@@ -169,9 +173,11 @@ static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool 
 
 static int ring_start(ax_conn *c, int fd, bool connecting)
 {
-    if (ring_file_mode < 0) {
+    if (file_mode() < 0) { /* (threads may race here: each stores the same value) */
         const char *m = getenv("AXON_RING_FILE");
-        ring_file_mode = m && !strcmp(m, "read") ? RING_FILE_READ : RING_FILE_SENDFILE;
+        __atomic_store_n(&ring_file_mode,
+                         m && !strcmp(m, "read") ? RING_FILE_READ : RING_FILE_SENDFILE,
+                         __ATOMIC_RELAXED);
     }
     c->rop.cb = ring_recv_done;
     c->sop.cb = ring_send_done;
