@@ -11,7 +11,7 @@
 #include "proto/irc/irc.h"
 #include "serve.h"
 
-#define SERVER_NAME "irc.axon"
+#define SERVER_NAME "irc.axon" /* the default of irc_server_name */
 #define NETWORK "axon"
 #define NICK_MAX 32
 #define ROOM_MAX 64
@@ -24,6 +24,7 @@
 #define MASK_MAX 120    /* bytes in a ban mask */
 #define MODES_MAX 6     /* mode changes with a parameter per MODE command */
 #define HISTORY_MAX 100 /* CHATHISTORY messages per request */
+#define WHOWAS_MAX 100  /* nicks WHOWAS remembers (the newest replace the oldest) */
 #define REGISTER_S 60   /* to register after connecting */
 /* irc_ping_timeout: a PING after this much silence, and the connection
  * ends when nothing answers it within as much again */
@@ -55,7 +56,8 @@ struct gw_irc {
     serve *sv;
     ax_listener *ls, *tls_ls;
     irc_conn *conns;
-    gw_irc *net_next; /* the list of every thread's gateway (irc_chan.c) */
+    auth_passwd *opers; /* irc_oper_file: OPER's names and hashes (NULL: none) */
+    gw_irc *net_next;   /* the list of every thread's gateway (irc_chan.c) */
 };
 
 struct irc_conn {
@@ -68,6 +70,8 @@ struct irc_conn {
     bool ping_out;    /* a PING of ours waits for its PONG */
     bool registered, cap_wait, quit, discarding, renaming, invisible;
     bool have_user, announced; /* announced: its QUIT went out */
+    bool oper;                 /* OPER succeeded: user mode +o */
+    bool wallops;              /* user mode +w: WALLOPS reach it */
     int wrc;                   /* the last write's answer that was not 0 (1: above the watermark) */
     int caps;
     char nick[HUB_MAX_NAME + 1];
@@ -89,9 +93,14 @@ struct irc_conn {
 
 /* ---- gw_irc.c ---------------------------------------------------------------------- */
 
+/* The server's name (irc_server_name, else SERVER_NAME). */
+const char *irc_server(const irc_conn *ic);
+/* A line with the server as its source: ":irc.axon " then the text. */
+void irc_srv_sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* One line to the client (the text without CR LF, cut to the limit). */
 void irc_sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A numeric: ":irc.axon NNN nick ..." */
+/* A numeric: ":irc.axon NNN nick ..." (the server's name) */
 void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "#Lobby" -> "lobby"; false when it is no channel. */
@@ -107,6 +116,7 @@ bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self);
 typedef struct irc_who {
     char user[HUB_MAX_NAME + 1], host[48], account[AUTH_MAX_NAME + 1], real[64];
     char away[AWAY_MAX + 1];
+    bool oper, invisible;
 } irc_who;
 bool irc_lookup(const char *nick, irc_who *out);
 /* Leave a channel on this connection without a PART line (KICK). */
@@ -124,9 +134,15 @@ enum { CM_OP = 1, CM_VOICE = 2 };
 int irc_chan_may_join(irc_conn *ic, const char *room, const char *key);
 void irc_chan_joined(irc_conn *ic, const char *room);
 void irc_chan_left(const char *room, const char *nick);
-/* Every channel of `nick` (on close), and a nick change. */
+/* Every channel of `nick` (on close), and a nick change (irc_chan_renaming
+ * first, before the hub's leave and join events: they are not shown as
+ * PART and JOIN, the NICK line says it). */
 void irc_chan_left_all(const char *nick);
+void irc_chan_renaming(const char *old, const char *nick);
 void irc_chan_renamed(const char *old, const char *nick);
+/* `nick` parts the room: its PART line went to the channel, the hub's
+ * leave event is not shown again. */
+void irc_chan_parting(const char *room, const char *nick);
 /* The member's flags (0: none or not an IRC member); `prefix` (may be
  * NULL, 3 bytes) gets "@+", "@", "+" or "" (multi: all of them). */
 int irc_chan_flags(const char *room, const char *nick, char *prefix, bool multi);
@@ -138,6 +154,8 @@ bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room);
  * leave is not a PART)?  irc_chan_quiet_all() marks every channel of a
  * user that quits. */
 bool irc_chan_kicked(const char *room, const char *nick);
+/* Is a JOIN of `nick` to the room the hub's side of a NICK change? */
+bool irc_chan_renamed_join(const char *room, const char *nick);
 void irc_chan_quiet_all(const char *nick);
 int64_t irc_chan_created(const char *room, int64_t fallback);
 /* Does the channel exist: IRC state, or someone of any gateway in the room? */
@@ -160,6 +178,10 @@ void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`
  * (away-notify), and not to `nick` itself. */
 void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap);
+/* `line` to the users with user mode +w (WALLOPS). */
+void irc_net_wallops(gw_irc *g, const char *line);
+/* The IRC user called `nick` is disconnected (KILL), `why` its reason. */
+void irc_net_kill(gw_irc *g, const char *nick, const char *why);
 void irc_net_add(gw_irc *g);
 void irc_net_remove(gw_irc *g);
 
@@ -178,6 +200,14 @@ bool irc_room_ok(const char *s);
 /* The nick table (irc_net.c), shared by every thread. */
 void irc_nick_claim(const irc_conn *ic, const char *nick);
 void irc_nick_release(const irc_conn *ic);
+/* WHOWAS: `ic` leaves the nick `nick` (QUIT or NICK); the command. */
+void irc_whowas_add(const irc_conn *ic, const char *nick);
+void irc_cmd_whowas(irc_conn *ic, int nparams, char **args);
+/* LUSERS: registered IRC users of every thread, of them +i and +o. */
+void irc_net_counts(int *users, int *invisible, int *opers);
+/* Connections that have not registered yet (every thread). */
+void irc_unregistered_add(int delta);
+int irc_unregistered(void);
 /* A channel's topic: false when it has none. */
 bool irc_topic_get(const char *room, chan_topic *out);
 /* Set (or clear, text ""): its time. */
@@ -205,5 +235,10 @@ void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args);
 void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args);
 void irc_list(irc_conn *ic);
 void irc_whois(irc_conn *ic, const char *nick);
+/* OPER, TIME, KILL, WALLOPS. */
+void irc_cmd_oper(irc_conn *ic, int nparams, char **args);
+void irc_cmd_time(irc_conn *ic);
+void irc_cmd_wallops(irc_conn *ic, int nparams, char **args);
+void irc_cmd_kill(irc_conn *ic, int nparams, char **args);
 
 #endif

@@ -1,5 +1,6 @@
 /* irc_net.c: the IRC network's state that every thread shares (one
- * lock): the nicks in use and the channels' topics.  Moved out of
+ * lock): the nicks in use (with what WHO, WHOIS and LUSERS show of their
+ * users) and the channels' topics.  Moved out of
  * gw_irc.c as is. */
 #include <pthread.h>
 #include <stdio.h>
@@ -105,6 +106,8 @@ static void who_fill(const irc_conn *ic, irc_who *w)
     snprintf(w->real, sizeof w->real, "%s", ic->real);
     snprintf(w->away, sizeof w->away, "%s", ic->away);
     snprintf(w->account, sizeof w->account, "%s", ic->id && !ic->id->anonymous ? ic->id->name : "");
+    w->oper = ic->oper;
+    w->invisible = ic->invisible;
 }
 
 bool irc_lookup(const char *nick, irc_who *out)
@@ -151,6 +154,30 @@ void irc_nick_release(const irc_conn *ic)
             break;
         }
     pthread_mutex_unlock(&net_lock);
+}
+
+void irc_net_counts(int *users, int *invisible, int *opers)
+{
+    *users = *invisible = *opers = 0;
+    pthread_mutex_lock(&net_lock);
+    for (const nick_entry *e = nicks; e; e = e->next) {
+        ++*users;
+        *invisible += e->who.invisible;
+        *opers += e->who.oper;
+    }
+    pthread_mutex_unlock(&net_lock);
+}
+
+static int unregistered;
+
+void irc_unregistered_add(int delta)
+{
+    __atomic_add_fetch(&unregistered, delta, __ATOMIC_RELAXED);
+}
+
+int irc_unregistered(void)
+{
+    return __atomic_load_n(&unregistered, __ATOMIC_RELAXED);
 }
 
 /* A copy of the room's topic (false: none set). */

@@ -50,21 +50,19 @@ static bool hist_ref(const char *ref, uint64_t *seq, int64_t *ms)
 void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
 {
     if (m->nparams < 3) {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY NEED_MORE_PARAMS :Missing parameters");
+        irc_srv_sendf(ic, "FAIL CHATHISTORY NEED_MORE_PARAMS :Missing parameters");
         return;
     }
     const char *sub = args[0], *target = args[1];
     if (strcasecmp(sub, "TARGETS") == 0) {
-        irc_sendf(ic, ":" SERVER_NAME " BATCH +t draft/chathistory-targets");
-        irc_sendf(ic, ":" SERVER_NAME " BATCH -t");
+        irc_srv_sendf(ic, "BATCH +t draft/chathistory-targets");
+        irc_srv_sendf(ic, "BATCH -t");
         return;
     }
     char room[ROOM_MAX + 1], topic[ROOM_MAX + 8], chan[CHAN_MAX + 2];
     if (!irc_chan_room(target, room, sizeof room)) {
-        irc_sendf(ic,
-                  ":" SERVER_NAME
-                  " FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
-                  sub, target);
+        irc_srv_sendf(ic, "FAIL CHATHISTORY INVALID_TARGET %s %s :Only channels have history here",
+                      sub, target);
         return;
     }
     snprintf(chan, sizeof chan, "#%s", room);
@@ -87,13 +85,11 @@ void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
         c.after_seq = rev ? s2 : s1, c.before_seq = rev ? s1 : s2;
         c.after_ms = rev ? t2 : t1, c.before_ms = rev ? t1 : t2;
     } else {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Unknown subcommand",
-                  sub);
+        irc_srv_sendf(ic, "FAIL CHATHISTORY INVALID_PARAMS %s :Unknown subcommand", sub);
         return;
     }
     if (!ok) {
-        irc_sendf(ic, ":" SERVER_NAME " FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference",
-                  sub);
+        irc_srv_sendf(ic, "FAIL CHATHISTORY INVALID_PARAMS %s :Bad message reference", sub);
         return;
     }
     bool allowed = irc_may(ic, auth_may_read, topic);
@@ -101,13 +97,13 @@ void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args)
     static unsigned batch_no;
     char ref[16];
     snprintf(ref, sizeof ref, "h%u", __atomic_add_fetch(&batch_no, 1, __ATOMIC_RELAXED));
-    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH +%s chathistory %s", ref, chan);
+    if (ic->caps & CAP_BATCH) irc_srv_sendf(ic, "BATCH +%s chathistory %s", ref, chan);
     for (size_t i = 0; i < c.n; i++) {
         hub_msg *hm = c.ring[(c.start + i) % c.limit];
         irc_deliver(ic, hm, chan, ref);
         hub_msg_unref(hm);
     }
-    if (ic->caps & CAP_BATCH) irc_sendf(ic, ":" SERVER_NAME " BATCH -%s", ref);
+    if (ic->caps & CAP_BATCH) irc_srv_sendf(ic, "BATCH -%s", ref);
 }
 
 /* ---- queries ------------------------------------------------------------------------- */
@@ -151,7 +147,8 @@ void irc_whois(irc_conn *ic, const char *nick)
     irc_who w;
     irc_who_of(nick, &w);
     irc_num(ic, "311", "%s %s %s * :%s", nick, w.user, w.host, w.real);
-    irc_num(ic, "312", "%s " SERVER_NAME " :axon hub", nick);
+    irc_num(ic, "312", "%s %s :axon hub", nick, irc_server(ic));
+    if (w.oper) irc_num(ic, "313", "%s :is an IRC operator", nick);
     if (w.away[0]) irc_num(ic, "301", "%s :%s", nick, w.away);
     if (w.account[0]) irc_num(ic, "330", "%s %s :is logged in as", nick, w.account);
     irc_num(ic, "318", "%s :End of /WHOIS list", nick);

@@ -96,7 +96,8 @@ def registration_burst_and_basics():
     t.ok(" ACK " in c.until(lambda ln: " CAP " in ln, "CAP ACK")[-1], "ACK")
     c.cmd("CAP END")
     burst = c.numeric("422")
-    t.eq(codes(burst), ["001", "002", "003", "004", "005", "005", "251", "255", "422"], "burst")
+    t.eq(codes(burst), ["001", "002", "003", "004", "005", "005", "251", "255", "265", "266", "422"],
+         "burst")
     isupport = " ".join(ln for ln in burst if " 005 " in ln)
     for tok in ("CHANTYPES=#", "CASEMAPPING=ascii", "NICKLEN=32", "NETWORK=axon", "PREFIX="):
         t.ok(tok in isupport, "005 has %s: %s" % (tok, isupport))
