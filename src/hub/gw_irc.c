@@ -35,6 +35,7 @@
 #define FLOOD_COST_MS 500
 #define FLOOD_WINDOW_MS 10000
 #define FLOOD_RECVQ 8192
+#define CLIENT_TAGS_MAX 4094 /* bytes of tags a client may send (the server's may be 8191) */
 
 /* ---- output ------------------------------------------------------------------------ */
 
@@ -287,6 +288,7 @@ void irc_close_with(irc_conn *ic, const char *why)
     if (ic->quit) return;
     quit_announce(ic, why);
     irc_nick_release(ic); /* the nick is free now (LUSERS does not count it) */
+    irc_unregistered_set(ic, false);
     irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", irc_me(ic), ic->host, why);
     ic->quit = true;
     ax_conn_close(ic->c);
@@ -322,6 +324,7 @@ typedef struct names_ctx {
 void irc_who_of(const char *nick, irc_who *w)
 {
     if (irc_lookup(nick, w)) return;
+    snprintf(w->nick, sizeof w->nick, "%s", nick);
     snprintf(w->user, sizeof w->user, "%s", nick);
     snprintf(w->host, sizeof w->host, "axon");
     snprintf(w->real, sizeof w->real, "%s", nick);
@@ -379,8 +382,14 @@ static void who_add(const char *name, void *ud)
     irc_who_of(nick, &w);
     if (c->room) irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
     irc_num(c->ic, "352", "%s %s %s %s %s %c%s%s%s :0 %s", c->chan, w.user, w.host,
-            irc_server(c->ic), nick, w.away[0] ? 'G' : 'H', w.oper ? "*" : "",
+            irc_server(c->ic), w.nick, w.away[0] ? 'G' : 'H', w.oper ? "*" : "",
             w.account[0] ? "r" : "", pfx, w.real);
+}
+
+void irc_who_reply(irc_conn *ic, const char *name)
+{
+    who_ctx wc = {ic, "*", NULL};
+    who_add(name, &wc);
 }
 
 /* ---- channels ------------------------------------------------------------------------- */
@@ -758,9 +767,10 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             who_ctx wc = {ic, chan, room};
             if (irc_may(ic, auth_may_read, topic))
                 hub_presence(ic->g->sv->hub, topic, who_add, &wc);
+        } else if (m->nparams && (strchr(a0, '*') || strchr(a0, '?'))) {
+            irc_who_mask(ic, a0);
         } else if (m->nparams && irc_nick_ok(a0) && irc_name_in_use(ic->g->sv, a0, NULL)) {
-            who_ctx wc = {ic, "*", NULL};
-            who_add(a0, &wc);
+            irc_who_reply(ic, a0);
         }
         irc_num(ic, "315", "%s :End of /WHO list", m->nparams ? a0 : "*");
     } else if (strcmp(cmd, "WHOIS") == 0) {
@@ -872,6 +882,13 @@ static bool over_limit(irc_conn *ic, size_t n)
 static void one_line(irc_conn *ic, char *line, size_t n)
 {
     if (ic->quit || expired(ic) || over_limit(ic, n)) return;
+    if (line[0] == '@') { /* a client's tags: at most 4094 bytes (IRCv3 message-tags) */
+        const char *sp = memchr(line, ' ', n);
+        if ((sp ? (size_t)(sp - line) : n) - 1 > CLIENT_TAGS_MAX) {
+            irc_num(ic, "417", ":Input line was too long (tags over %d bytes)", CLIENT_TAGS_MAX);
+            return;
+        }
+    }
     ax_irc_msg m;
     int rc = ax_irc_parse(line, n, &m);
     if (rc == AX_IRC_EEMPTY) return;
@@ -1043,7 +1060,7 @@ static void on_open(ax_conn *c)
     }
     GW_ADD(g->sv->gw[GW_IRC].conns, 1);
     GW_ADD(g->sv->gw[GW_IRC].accepted, 1);
-    irc_unregistered_add(1);
+    irc_unregistered_set(ic, true);
     ic->last_in = ax_loop_now(g->sv->loop);
     irc_timer_arm(ic, REGISTER_S * 1000);
 }
@@ -1073,7 +1090,7 @@ static void on_close(ax_conn *c, int reason)
     serve_limit_close(ic->g->sv, &ic->lim);
     quit_announce(ic, "Connection closed");
     if (ic->registered) irc_chan_left_all(ic->nick);
-    if (!ic->registered) irc_unregistered_add(-1);
+    irc_unregistered_set(ic, false);
     irc_nick_release(ic);
     hub_sub_free(ic->sub);
     auth_identity_free(ic->id);

@@ -71,6 +71,7 @@ struct irc_conn {
     bool registered, cap_wait, quit, discarding, renaming, invisible;
     bool have_user, announced; /* announced: its QUIT went out */
     bool oper;                 /* OPER succeeded: user mode +o */
+    bool unknown;              /* counted by irc_unregistered() */
     bool wallops;              /* user mode +w: WALLOPS reach it */
     int wrc;                   /* the last write's answer that was not 0 (1: above the watermark) */
     int caps;
@@ -114,6 +115,7 @@ bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self);
  * user, host (as "nick!user@host" sources show them), account ("" when
  * not signed in), away text ("" when here). */
 typedef struct irc_who {
+    char nick[HUB_MAX_NAME + 1]; /* as its owner spells it */
     char user[HUB_MAX_NAME + 1], host[48], account[AUTH_MAX_NAME + 1], real[64];
     char away[AWAY_MAX + 1];
     bool oper, invisible;
@@ -178,6 +180,8 @@ void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`
  * (away-notify), and not to `nick` itself. */
 void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap);
+/* Does `ic` share a channel with the IRC user `nick`? */
+bool irc_chan_shares(const irc_conn *ic, const char *nick);
 /* `line` to the users with user mode +w (WALLOPS). */
 void irc_net_wallops(gw_irc *g, const char *line);
 /* The IRC user called `nick` is disconnected (KILL), `why` its reason. */
@@ -205,8 +209,9 @@ void irc_whowas_add(const irc_conn *ic, const char *nick);
 void irc_cmd_whowas(irc_conn *ic, int nparams, char **args);
 /* LUSERS: registered IRC users of every thread, of them +i and +o. */
 void irc_net_counts(int *users, int *invisible, int *opers);
-/* Connections that have not registered yet (every thread). */
-void irc_unregistered_add(int delta);
+/* Connections that have not registered yet (every thread): `ic` counts
+ * (on) or no more (registered or closing). */
+void irc_unregistered_set(irc_conn *ic, bool on);
 int irc_unregistered(void);
 /* A channel's topic: false when it has none. */
 bool irc_topic_get(const char *room, chan_topic *out);
@@ -221,6 +226,13 @@ extern const hub_sub_ops irc_sub_ops;
 void irc_close_with(irc_conn *ic, const char *why);
 bool irc_may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), const char *topic);
 void irc_who_of(const char *nick, irc_who *w);
+/* One 352 line of WHO for `name` (an IRC user or a name in a room). */
+void irc_who_reply(irc_conn *ic, const char *name);
+/* WHO with a mask ('*', '?'): IRC users (+i ones when they share a
+ * channel with `ic`) and members of the rooms of other gateways. */
+void irc_who_mask(irc_conn *ic, const char *mask);
+/* The IRC users whose nick matches `mask`: up to `max` into `out`. */
+size_t irc_nicks_match(const char *mask, char (*out)[HUB_MAX_NAME + 1], size_t max);
 void irc_timer_arm(irc_conn *ic, uint64_t ms);
 
 /* irc_reg.c */

@@ -863,6 +863,11 @@ static bool shares(const irc_conn *ic, const char *nick)
     return found;
 }
 
+bool irc_chan_shares(const irc_conn *ic, const char *nick)
+{
+    return shares(ic, nick);
+}
+
 /* The event on this thread's connections. */
 static void net_apply(gw_irc *g, const net_ev *e)
 {

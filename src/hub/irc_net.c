@@ -99,8 +99,9 @@ bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self)
     return sc.found;
 }
 
-static void who_fill(const irc_conn *ic, irc_who *w)
+static void who_fill(const irc_conn *ic, const char *nick, irc_who *w)
 {
+    snprintf(w->nick, sizeof w->nick, "%s", nick);
     snprintf(w->user, sizeof w->user, "%s", ic->user);
     snprintf(w->host, sizeof w->host, "%s", ic->host);
     snprintf(w->real, sizeof w->real, "%s", ic->real);
@@ -138,7 +139,7 @@ void irc_nick_claim(const irc_conn *ic, const char *nick)
     }
     if (e) {
         snprintf(e->nick, sizeof e->nick, "%s", nick);
-        who_fill(ic, &e->who);
+        who_fill(ic, nick, &e->who);
     }
     pthread_mutex_unlock(&net_lock);
 }
@@ -170,14 +171,27 @@ void irc_net_counts(int *users, int *invisible, int *opers)
 
 static int unregistered;
 
-void irc_unregistered_add(int delta)
+void irc_unregistered_set(irc_conn *ic, bool on)
 {
-    __atomic_add_fetch(&unregistered, delta, __ATOMIC_RELAXED);
+    if (ic->unknown == on) return;
+    ic->unknown = on;
+    __atomic_add_fetch(&unregistered, on ? 1 : -1, __ATOMIC_RELAXED);
 }
 
 int irc_unregistered(void)
 {
     return __atomic_load_n(&unregistered, __ATOMIC_RELAXED);
+}
+
+size_t irc_nicks_match(const char *mask, char (*out)[HUB_MAX_NAME + 1], size_t max)
+{
+    size_t n = 0, ml = strlen(mask);
+    pthread_mutex_lock(&net_lock);
+    for (const nick_entry *e = nicks; e && n < max; e = e->next)
+        if (ax_irc_mask_match(mask, ml, e->nick, strlen(e->nick)))
+            memcpy(out[n++], e->nick, sizeof out[0]);
+    pthread_mutex_unlock(&net_lock);
+    return n;
 }
 
 /* A copy of the room's topic (false: none set). */

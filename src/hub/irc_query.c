@@ -153,3 +153,57 @@ void irc_whois(irc_conn *ic, const char *nick)
     if (w.account[0]) irc_num(ic, "330", "%s %s :is logged in as", nick, w.account);
     irc_num(ic, "318", "%s :End of /WHOIS list", nick);
 }
+
+/* ---- WHO with a mask ------------------------------------------------------------------ */
+
+#define WHO_MASK_MAX 200 /* replies to one WHO mask */
+
+typedef struct mask_ctx {
+    irc_conn *ic;
+    const char *mask;
+    size_t n;
+    char (*names)[HUB_MAX_NAME + 1];
+} mask_ctx;
+
+static void mask_name(const char *name, void *ud)
+{
+    mask_ctx *c = ud;
+    irc_who w;
+    if (c->n >= WHO_MASK_MAX || !ax_irc_mask_match(c->mask, strlen(c->mask), name, strlen(name)))
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        if (irc_same_name(c->names[i], name)) return;
+    if (irc_lookup(name, &w)) return; /* IRC users are listed (or hidden) already */
+    snprintf(c->names[c->n++], sizeof c->names[0], "%s", name);
+}
+
+static void mask_room(const char *topic, uint64_t last, size_t subs, void *ud)
+{
+    mask_ctx *c = ud;
+    (void)last;
+    if (subs && irc_may(c->ic, auth_may_read, topic))
+        hub_presence(c->ic->g->sv->hub, topic, mask_name, c);
+}
+
+void irc_who_mask(irc_conn *ic, const char *mask)
+{
+    static __thread char names[WHO_MASK_MAX][HUB_MAX_NAME + 1];
+    mask_ctx c = {ic, mask, 0, names};
+    size_t n = irc_nicks_match(mask, names, WHO_MASK_MAX);
+    /* a +i user shows to itself and to those who share a channel with it */
+    for (size_t i = 0; i < n; i++) {
+        irc_who w;
+        if (irc_lookup(names[i], &w) && w.invisible && !irc_same_name(names[i], ic->nick) &&
+            !irc_chan_shares(ic, names[i]))
+            continue;
+        memmove(names[c.n++], names[i], sizeof names[0]);
+    }
+    char next[HUB_MAX_TOPIC + 1] = "chat/";
+    do {
+        char after[HUB_MAX_TOPIC + 1];
+        snprintf(after, sizeof after, "%s", next);
+        if (!hub_topics(ic->g->sv->hub, after, 500, mask_room, &c, next)) break;
+    } while (next[0] && strncmp(next, "chat/", 5) == 0 && c.n < WHO_MASK_MAX);
+    for (size_t i = 0; i < c.n; i++)
+        irc_who_reply(ic, names[i]);
+}

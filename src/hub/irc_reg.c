@@ -195,7 +195,7 @@ void irc_try_register(irc_conn *ic)
     if (ic->id) hub_sub_set_identity(ic->sub, ic->id);
     irc_nick_claim(ic, ic->nick);
     ic->registered = true;
-    irc_unregistered_add(-1);
+    irc_unregistered_set(ic, false);
     irc_inbox(ic, ic->nick, true);
     welcome(ic);
     irc_timer_arm(ic, PING_S(ic) * 1000ull);

@@ -15,7 +15,11 @@ that others see (src/hub/irc_server.c, gw_irc.c, docs/irc.md).
 - NOTICE reaches IRC users as NOTICE (channel and DM) and the line chat as
   a message; a NICK change reaches a channel's users as one NICK line (no
   PART/JOIN), the line chat sees leave and join; a PART's reason reaches
-  the others."""
+  the others.
+- WHO with a mask: IRC users and names in rooms of other gateways, +i
+  users only to those who share a channel; WHO nick in the owner's case;
+  client tags over 4094 bytes are 417.
+"""
 import os
 import re
 import subprocess
@@ -304,6 +308,40 @@ def notice_nick_and_part_reach_the_others():
     # the line user leaves: a PART without reason as before
     line.close()
     t.ok(a.has(" PART ").startswith(":lina!lina@axon PART #lobby"), "the line user's PART")
+    srv.stop()
+
+
+@t.test
+def who_with_a_mask_and_the_tags_limit():
+    srv = serve()
+    line = srv.line_client("evelyn")
+    a = Irc.open(srv)
+    a.register("alice")
+    e = Irc.open(srv)
+    e.register("evan")
+    e.cmd("MODE evan +i")
+    e.has("MODE evan :+i")
+    v = Irc.open(srv)
+    v.register("Eva")
+    a.cmd("WHO ev*")
+    got = num(a.numeric("315"), "352")
+    t.eq(sorted(ln.split()[7] for ln in got), ["Eva", "evelyn"],
+         "the line user and Eva; evan is +i: %r" % got)
+    a.cmd("WHO EVA")
+    t.eq([ln.split()[7] for ln in num(a.numeric("315"), "352")], ["Eva"], "as its owner spells it")
+    a.cmd("WHO evan")
+    t.eq(len(num(a.numeric("315"), "352")), 1, "a +i user by its full nick")
+    for c in (a, e):
+        c.cmd("JOIN #shared")
+        c.numeric("366")
+    a.cmd("WHO eva?")
+    t.eq(sorted(ln.split()[7] for ln in num(a.numeric("315"), "352")), ["evan"],
+         "a shared channel shows +i users")
+    a.cmd("@+tag=" + "a" * 4096 + " PRIVMSG #shared :hi")
+    a.numeric("417", "417 for client tags over 4094 bytes")
+    a.cmd("@+tag=" + "a" * 4000 + " PRIVMSG #shared :fits")
+    t.ok(e.has("fits").endswith("PRIVMSG #shared :fits"), "tags within the limit are fine")
+    line.close()
     srv.stop()
 
 
