@@ -25,6 +25,7 @@
 
 #include "gw_irc.h"
 #include "proto/ws/base64.h"
+#include "proto/ws/utf8.h"
 
 /* Flood control, as classic servers do it: every line moves a penalty
  * clock FLOOD_COST_MS ahead (from now, when it is behind); while the clock
@@ -846,6 +847,8 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         irc_cmd_wallops(ic, m->nparams, args);
     } else if (strcmp(cmd, "TIME") == 0) {
         irc_cmd_time(ic);
+    } else if (strcmp(cmd, "INFO") == 0) {
+        irc_cmd_info(ic);
     } else if (strcmp(cmd, "CHATHISTORY") == 0) {
         irc_chathistory(ic, m, args);
     } else if (strcmp(cmd, "LUSERS") == 0) {
@@ -897,6 +900,11 @@ static void one_line(irc_conn *ic, char *line, size_t n)
         return;
     }
     GW_ADD(ic->g->sv->gw[GW_IRC].msgs_in, 1);
+    if (!ax_utf8_valid(line, n)) { /* UTF8ONLY: refused, not relayed */
+        irc_srv_sendf(ic, "FAIL %.*s INVALID_UTF8 :The line is not UTF-8 (UTF8ONLY)",
+                      (int)(m.command.len < 32 ? m.command.len : 32), m.command.ptr);
+        return;
+    }
     command(ic, &m, line);
 }
 

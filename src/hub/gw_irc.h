@@ -250,6 +250,7 @@ void irc_whois(irc_conn *ic, const char *nick);
 /* OPER, TIME, KILL, WALLOPS. */
 void irc_cmd_oper(irc_conn *ic, int nparams, char **args);
 void irc_cmd_time(irc_conn *ic);
+void irc_cmd_info(irc_conn *ic);
 void irc_cmd_wallops(irc_conn *ic, int nparams, char **args);
 void irc_cmd_kill(irc_conn *ic, int nparams, char **args);
 

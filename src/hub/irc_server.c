@@ -1,6 +1,6 @@
 /* irc_server.c: the IRC gateway's server-wide commands: WHOWAS (a bounded
  * history of the nicks users left by QUIT or NICK), OPER and what an IRC
- * operator may do (KILL, WALLOPS), and TIME.
+ * operator may do (KILL, WALLOPS), TIME and INFO.
  *
  * Who is an IRC operator follows the hub's conventions: OPER NAME PASSWORD
  * is checked against `irc_oper_file` (a mosquitto_passwd file, the format
@@ -158,4 +158,14 @@ void irc_cmd_time(irc_conn *ic)
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%A %B %d %Y -- %H:%M:%S +00:00", &tm);
     irc_num(ic, "391", "%s %lld 0 :%s", irc_server(ic), (long long)t, when);
+}
+
+/* ---- INFO ---------------------------------------------------------------------------- */
+
+void irc_cmd_info(irc_conn *ic)
+{
+    irc_num(ic, "371", ":axon-" AXON_VERSION ": a real-time hub; IRC is one of its gateways");
+    irc_num(ic, "371", ":channels are the hub's chat rooms (#lobby is chat/lobby), shared with");
+    irc_num(ic, "371", ":WebSocket, SSE, MQTT, the line chat and the HTTP API");
+    irc_num(ic, "374", ":End of INFO list");
 }

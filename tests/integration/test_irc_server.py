@@ -6,7 +6,7 @@ that others see (src/hub/irc_server.c, gw_irc.c, docs/irc.md).
 - LUSERS: 251-255 and 265/266 with truthful counts: a second user is
   counted, an unregistered connection is 253 and not a user, +i moves a
   user to "invisible", an operator is 252; the line chat's users count.
-- TIME is 391; WHOWAS remembers a quit nick and a renamed one (314/312/
+- TIME is 391, INFO 371/374; WHOWAS remembers a quit nick and a renamed one (314/312/
   369, newest first, a count), 406 for a nick never seen, 431 without one.
 - OPER with irc_oper_file (a mosquitto_passwd file): 464 for a wrong
   password, 381 and MODE +o; then WHOIS 313, WHO `*`, USERHOST `*`,
@@ -18,7 +18,8 @@ that others see (src/hub/irc_server.c, gw_irc.c, docs/irc.md).
   the others.
 - WHO with a mask: IRC users and names in rooms of other gateways, +i
   users only to those who share a channel; WHO nick in the owner's case;
-  client tags over 4094 bytes are 417.
+  client tags over 4094 bytes are 417; a line that is not UTF-8 is
+  refused with FAIL INVALID_UTF8 (UTF8ONLY).
 """
 import os
 import re
@@ -157,6 +158,8 @@ def server_name_lusers_and_time():
     tm = a.numeric("391")[-1]
     t.ok(re.match(r"^:%s 391 alice %s \d+ \S+ :\S+" % (re.escape(NAME), re.escape(NAME)), tm), tm)
     t.ok(abs(int(tm.split()[4]) - time.time()) < 5, "its time is now: %s" % tm)
+    a.cmd("INFO")
+    t.eq(set(codes(a.numeric("374"))), {"371", "374"}, "INFO")
     line.close()
     srv.stop()
 
@@ -341,6 +344,10 @@ def who_with_a_mask_and_the_tags_limit():
     a.numeric("417", "417 for client tags over 4094 bytes")
     a.cmd("@+tag=" + "a" * 4000 + " PRIVMSG #shared :fits")
     t.ok(e.has("fits").endswith("PRIVMSG #shared :fits"), "tags within the limit are fine")
+    a.send(b"PRIVMSG #shared :caf\xe9\r\n")
+    t.ok(" FAIL PRIVMSG INVALID_UTF8 " in a.has("FAIL"), "UTF8ONLY: a line that is not UTF-8")
+    a.cmd("PRIVMSG #shared :caf\u00e9")
+    t.ok(e.has("PRIVMSG").endswith(":caf\u00e9"), "not relayed; UTF-8 is")
     line.close()
     srv.stop()
 
