@@ -335,7 +335,8 @@ void irc_who_of(const char *nick, irc_who *w)
 static void names_flush(names_ctx *c)
 {
     if (c->n == 0) return;
-    irc_num(c->ic, "353", "= %s :%.*s", c->chan, (int)c->n, c->line);
+    irc_num(c->ic, "353", "%c %s :%.*s", irc_chan_secret(c->room) ? '@' : '=', c->chan, (int)c->n,
+            c->line);
     c->n = 0;
 }
 
@@ -361,7 +362,7 @@ static void names(irc_conn *ic, const char *chan, const char *room)
 {
     char topic[ROOM_MAX + 8];
     snprintf(topic, sizeof topic, "chat/%s", room);
-    if (irc_may(ic, auth_may_read, topic)) {
+    if (irc_may(ic, auth_may_read, topic) && (!irc_chan_secret(room) || irc_on_chan(ic, chan))) {
         names_ctx c = {.ic = ic, .chan = chan, .room = room};
         hub_presence(ic->g->sv->hub, topic, names_add, &c);
         names_flush(&c);

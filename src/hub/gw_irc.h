@@ -160,6 +160,8 @@ bool irc_chan_kicked(const char *room, const char *nick);
 bool irc_chan_renamed_join(const char *room, const char *nick);
 void irc_chan_quiet_all(const char *nick);
 int64_t irc_chan_created(const char *room, int64_t fallback);
+/* +s: NAMES says '@', LIST and NAMES hide it from those not on it. */
+bool irc_chan_secret(const char *room);
 /* Does the channel exist: IRC state, or someone of any gateway in the room? */
 bool irc_chan_exists(irc_conn *ic, const char *room);
 /* MODE, KICK, INVITE. */
@@ -167,7 +169,7 @@ void irc_cmd_mode(irc_conn *ic, int nparams, char **args);
 void irc_cmd_kick(irc_conn *ic, int nparams, char **args);
 void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
 /* ISUPPORT's CHANMODES and PREFIX. */
-#define IRC_CHANMODES "b,k,l,imnt"
+#define IRC_CHANMODES "b,k,l,imnst"
 #define IRC_PREFIX "(ov)@+"
 
 /* Channel events to the IRC users of every thread (this thread's now,

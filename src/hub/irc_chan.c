@@ -24,7 +24,7 @@
 
 #include "gw_irc.h"
 
-enum { CH_N = 1, CH_T = 2, CH_M = 4, CH_I = 8 };
+enum { CH_N = 1, CH_T = 2, CH_M = 4, CH_I = 8, CH_S = 16 };
 #define CH_DEFAULT (CH_N | CH_T)
 #define INVITES_MAX 16
 #define KICKS_MAX 8
@@ -404,6 +404,15 @@ bool irc_chan_kicked(const char *room, const char *nick)
     return found;
 }
 
+bool irc_chan_secret(const char *room)
+{
+    pthread_mutex_lock(&chan_lock);
+    irc_chan *c = find(room, false);
+    bool s = c && (c->modes & CH_S);
+    pthread_mutex_unlock(&chan_lock);
+    return s;
+}
+
 int64_t irc_chan_created(const char *room, int64_t fallback)
 {
     pthread_mutex_lock(&chan_lock);
@@ -434,10 +443,10 @@ static bool ban_mask(const char *in, char *out, size_t cap)
 /* "+ntk key" (the key shown to members only). */
 static void modes_text(const irc_chan *c, int modes, bool show_key, char *out, size_t cap)
 {
-    size_t o =
-        (size_t)snprintf(out, cap, "+%s%s%s%s%s%s", modes & CH_I ? "i" : "",
-                         c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
-                         modes & CH_M ? "m" : "", modes & CH_N ? "n" : "", modes & CH_T ? "t" : "");
+    size_t o = (size_t)snprintf(out, cap, "+%s%s%s%s%s%s%s", modes & CH_I ? "i" : "",
+                                c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
+                                modes & CH_M ? "m" : "", modes & CH_N ? "n" : "",
+                                modes & CH_S ? "s" : "", modes & CH_T ? "t" : "");
     if (c && c->key[0] && o < cap)
         o += (size_t)snprintf(out + o, cap - o, " %s", show_key ? c->key : "*");
     if (c && c->limit && o < cap) snprintf(out + o, cap - o, " %ld", c->limit);
@@ -502,8 +511,8 @@ static void need_op(mode_req *r)
 /* One mode letter, under chan_lock; `param` NULL when none was given. */
 static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *param, mode_out *o)
 {
-    static const char simple[] = "imnt";
-    static const int bits[] = {CH_I, CH_M, CH_N, CH_T};
+    static const char simple[] = "imnst";
+    static const int bits[] = {CH_I, CH_M, CH_N, CH_S, CH_T};
     const char *s = strchr(simple, ch);
     if (s && ch) {
         if (!r->op) return need_op(r), false;

@@ -118,6 +118,9 @@ static void list_room(const char *topic, uint64_t last, size_t subs, void *ud)
     (void)last;
     const char *room = serve_room_of(topic);
     if (!room || !irc_room_ok(room) || !irc_may(c->ic, auth_may_read, topic)) return;
+    char chan[CHAN_MAX + 2];
+    snprintf(chan, sizeof chan, "#%s", room);
+    if (irc_chan_secret(room) && !irc_on_chan(c->ic, chan)) return; /* +s */
     chan_topic t;
     bool has = irc_topic_get(room, &t);
     irc_num(c->ic, "322", "#%s %zu :%s", room, subs, has ? t.text : "");

@@ -111,7 +111,7 @@ static void welcome(irc_conn *ic)
             ic->host);
     irc_num(ic, "002", ":Your host is %s, running version axon-" AXON_VERSION, irc_server(ic));
     irc_num(ic, "003", ":This server was created %s", made);
-    irc_num(ic, "004", "%s axon-" AXON_VERSION " iow biklmnotv bklov", irc_server(ic));
+    irc_num(ic, "004", "%s axon-" AXON_VERSION " iow biklmnostv bklov", irc_server(ic));
     irc_isupport(ic);
     irc_lusers(ic);
     irc_num(ic, "422", ":MOTD File is missing");

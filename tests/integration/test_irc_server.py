@@ -20,6 +20,7 @@ that others see (src/hub/irc_server.c, gw_irc.c, docs/irc.md).
   users only to those who share a channel; WHO nick in the owner's case;
   client tags over 4094 bytes are 417; a line that is not UTF-8 is
   refused with FAIL INVALID_UTF8 (UTF8ONLY).
+- +s: 353 says `@`, LIST and NAMES leave it out for those not on it.
 """
 import os
 import re
@@ -349,6 +350,36 @@ def who_with_a_mask_and_the_tags_limit():
     a.cmd("PRIVMSG #shared :caf\u00e9")
     t.ok(e.has("PRIVMSG").endswith(":caf\u00e9"), "not relayed; UTF-8 is")
     line.close()
+    srv.stop()
+
+
+@t.test
+def a_secret_channel():
+    srv = serve()
+    a = Irc.open(srv)
+    a.register("alice")
+    b = Irc.open(srv)
+    b.register("bob")
+    a.cmd("JOIN #hidden")
+    a.numeric("366")
+    a.cmd("JOIN #open")
+    a.numeric("366")
+    a.cmd("MODE #hidden +s")
+    a.has("MODE #hidden +s")
+    a.cmd("NAMES #hidden")
+    t.ok(" 353 alice @ #hidden :@alice" in a.numeric("366")[0], "353 says @ for +s")
+    a.cmd("LIST")
+    t.ok(any(" 322 alice #hidden " in ln for ln in a.numeric("323")), "a member lists it")
+    b.cmd("LIST")
+    got = b.numeric("323")
+    t.ok(not any("#hidden" in ln for ln in got) and any("#open" in ln for ln in got),
+         "others do not: %r" % got)
+    b.cmd("NAMES #hidden")
+    t.eq(codes(b.numeric("366")), ["366"], "nor its names")
+    b.cmd("JOIN #hidden")
+    t.ok(any(" 353 bob @ #hidden " in ln for ln in b.numeric("366")), "once on it, they do")
+    a.cmd("MODE #hidden")
+    t.ok(a.numeric("324")[-1].split()[4].startswith("+ns"), "324 shows +s")
     srv.stop()
 
 
