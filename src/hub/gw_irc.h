@@ -1,7 +1,8 @@
 /* gw_irc.h: what the files of the IRC gateway share (gw_irc.c: the
  * connections, registration, messages and queries; irc_chan.c: channel
  * state, modes, KICK and INVITE, and the delivery of channel events to
- * the IRC users of every thread).  Internal to src/hub. */
+ * the IRC users of every thread; irc_server.c: WHOWAS, OPER, KILL,
+ * WALLOPS, TIME, INFO).  Internal to src/hub. */
 #ifndef AXON_HUB_GW_IRC_H
 #define AXON_HUB_GW_IRC_H
 
