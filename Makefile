@@ -66,14 +66,7 @@ fuzz:
 
 # A short libFuzzer run of every target over its committed corpus.
 fuzz-smoke: fuzz
-	@for f in tests/fuzz/fuzz_*.c; do \
-	  [ -e "$$f" ] || continue; n=$$(basename $$f .c); \
-	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  mkdir -p $(FUZZDIR)/corpus-$$n; \
-	  $(FUZZDIR)/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    $(FUZZDIR)/corpus-$$n tests/fuzz/corpus/$$n >$(FUZZDIR)/$$n.log 2>&1 || \
-	    { tail -40 $(FUZZDIR)/$$n.log; exit 1; }; \
-	done
+	@scripts/fuzz-smoke.sh $(FUZZDIR) $(FUZZ_SECONDS) $(JOBS)
 
 bench: all
 	@scripts/deps.sh bench

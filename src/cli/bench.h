@@ -237,6 +237,13 @@ void bench_resp_free(bench_resp *r);
 /* Feed bytes; returns how many were consumed, or -1 on a protocol error
  * (the connection must be closed). */
 long bench_resp_feed(bench_resp *r, const char *p, size_t n, const bench_resp_cbs *cbs, void *ud);
+/* A connection that sends requests and reads responses (the HTTP load and
+ * the SSE publishers): on_open counts it up and starts sending; on_data
+ * feeds `r` (counting the bytes) and aborts the connection on a malformed
+ * response, an error named "WHAT: a malformed response". */
+void bench_http_open(ax_conn *h);
+size_t bench_http_data(ax_conn *h, bench_resp *r, const char *data, size_t len,
+                       const bench_resp_cbs *cbs, const char *what);
 
 /* ---- the report (bench_report.c) ---------------------------------------- */
 typedef struct bench_point {

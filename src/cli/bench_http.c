@@ -111,25 +111,33 @@ static void h_done(void *ud, int status, bool keep)
 
 static const bench_resp_cbs h_cbs = {.on_done = h_done};
 
-static void h_open(ax_conn *h)
+void bench_http_open(ax_conn *h)
 {
     bconn *c = ax_conn_data(h);
     bench_conn_up(c);
     bench_pump(c);
 }
 
-static size_t h_data(ax_conn *h, const char *data, size_t len)
+size_t bench_http_data(ax_conn *h, bench_resp *r, const char *data, size_t len,
+                       const bench_resp_cbs *cbs, const char *what)
 {
     bconn *c = ax_conn_data(h);
-    http_pd *pd = c->pd;
     bench_bytes(c->w, len, 0);
-    long used = bench_resp_feed(pd->resp, data, len, &h_cbs, c);
+    long used = bench_resp_feed(r, data, len, cbs, c);
     if (used < 0) {
-        bench_error(c->w, "HTTP: a malformed response");
+        char why[64];
+        snprintf(why, sizeof why, "%s: a malformed response", what);
+        bench_error(c->w, why);
         ax_conn_abort(h, AX_EPROTO);
         return len;
     }
     return (size_t)used;
+}
+
+static size_t h_data(ax_conn *h, const char *data, size_t len)
+{
+    bconn *c = ax_conn_data(h);
+    return bench_http_data(h, ((http_pd *)c->pd)->resp, data, len, &h_cbs, "HTTP");
 }
 
 /* A connection that ends (the server said close, or it dropped us) is
@@ -162,7 +170,8 @@ static void h_close(ax_conn *h, int reason)
     connect_one(c);
 }
 
-static const ax_conn_cbs h_conn_cbs = {.on_open = h_open, .on_data = h_data, .on_close = h_close};
+static const ax_conn_cbs h_conn_cbs = {
+    .on_open = bench_http_open, .on_data = h_data, .on_close = h_close};
 
 static void connect_one(bconn *c)
 {

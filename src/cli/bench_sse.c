@@ -158,25 +158,10 @@ static void pub_done(void *ud, int status, bool keep)
 
 static const bench_resp_cbs pub_rcbs = {.on_done = pub_done};
 
-static void pub_open(ax_conn *h)
-{
-    bconn *c = ax_conn_data(h);
-    bench_conn_up(c);
-    bench_pump(c);
-}
-
 static size_t pub_data(ax_conn *h, const char *data, size_t len)
 {
     bconn *c = ax_conn_data(h);
-    sse_pub *p = c->pd;
-    bench_bytes(c->w, len, 0);
-    long used = bench_resp_feed(p->resp, data, len, &pub_rcbs, c);
-    if (used < 0) {
-        bench_error(c->w, "publish: a malformed response");
-        ax_conn_abort(h, AX_EPROTO);
-        return len;
-    }
-    return (size_t)used;
+    return bench_http_data(h, ((sse_pub *)c->pd)->resp, data, len, &pub_rcbs, "publish");
 }
 
 static void pub_close(ax_conn *h, int reason)
@@ -190,7 +175,7 @@ static void pub_close(ax_conn *h, int reason)
 }
 
 static const ax_conn_cbs pub_cbs = {
-    .on_open = pub_open, .on_data = pub_data, .on_close = pub_close};
+    .on_open = bench_http_open, .on_data = pub_data, .on_close = pub_close};
 
 static int s_setup(bench_worker *w)
 {

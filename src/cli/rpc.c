@@ -11,8 +11,11 @@
  *             error_base64)
  *
  * Both sides speak the hub's WebSocket envelope (/ws, docs/protocol.md),
- * so any client of the hub (an MQTT 5 device subscribed to TOPIC, a web
- * page) can make or answer requests of the same shape. */
+ * so any client of the hub (a web page, curl) can make or answer requests
+ * of the same shape.  The response topic and correlation data also travel
+ * as the publish's own fields, which MQTT 5 clients get and give as the
+ * PUBLISH's Response Topic and Correlation Data properties: an MQTT 5
+ * device answers natively, with its output as the payload. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -121,6 +124,7 @@ struct job {
     size_t on, en;
     json_t *corr;
     char reply[256];
+    bool corr_b64; /* corr is the base64 of binary Correlation Data */
     bool timed_out;
     job *next;
 };
@@ -139,9 +143,14 @@ static void job_finish(job *j)
     if (j->timed_out) json_object_set_new(ans, "timed_out", json_true());
     char *s = json_dumps(ans, JSON_COMPACT);
     json_decref(ans);
-    if (s && r->ws)
-        (void)send_obj(
-            r->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", j->reply, "payload", s));
+    json_t *pub =
+        s ? json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", j->reply, "payload", s) : NULL;
+    if (pub && json_is_string(j->corr)) /* (an MQTT 5 asker gets it as Correlation Data) */
+        json_object_set(pub, j->corr_b64 ? "correlation_data_base64" : "correlation_data", j->corr);
+    if (pub && r->ws)
+        (void)send_obj(r->ws, pub);
+    else
+        json_decref(pub);
     free(s);
     r->served++;
     for (job **p = &r->jobs; *p; p = &(*p)->next)
@@ -198,6 +207,7 @@ static void run_request(responder *r, json_t *req)
 {
     const char *reply = json_string_value(json_object_get(req, "response_topic"));
     json_t *corr = json_object_get(req, "correlation_data");
+    json_t *corr64 = corr ? NULL : json_object_get(req, "correlation_data_base64");
     json_t *args = json_object_get(req, "args");
     const char *input = json_string_value(json_object_get(req, "input"));
     if (!reply || strlen(reply) >= 256) return; /* nowhere to answer */
@@ -232,7 +242,8 @@ static void run_request(responder *r, json_t *req)
     j->out = po[0], j->err = pe[0];
     fcntl(j->out, F_SETFL, O_NONBLOCK);
     fcntl(j->err, F_SETFL, O_NONBLOCK);
-    j->corr = corr ? json_incref(corr) : json_null();
+    j->corr = corr ? json_incref(corr) : corr64 ? json_incref(corr64) : json_null();
+    j->corr_b64 = corr64 != NULL;
     snprintf(j->reply, sizeof j->reply, "%s", reply);
     j->wo = ax_watch_new(r->loop, j->out, job_pipe, j);
     j->we = ax_watch_new(r->loop, j->err, job_pipe, j);
@@ -266,6 +277,19 @@ static void srv_message(ax_ws *ws, const void *data, size_t len, bool binary)
         size_t n;
         payload_of(m, &p, &n);
         json_t *req = p ? json_loadb(p, n, 0, NULL) : NULL;
+        /* An MQTT 5 client asks with Response Topic and Correlation Data
+         * properties, which the envelope shows as fields of the message;
+         * its payload is the request's JSON, or else the command's input. */
+        json_t *rt = json_object_get(m, "response_topic"),
+               *cd = json_object_get(m, "correlation_data"),
+               *cb = json_object_get(m, "correlation_data_base64");
+        if (!json_is_object(req) && rt) {
+            json_decref(req);
+            req = json_pack("{s:s%}", "input", p ? p : "", p ? n : 0);
+        }
+        if (json_is_object(req) && rt) json_object_set(req, "response_topic", rt);
+        if (json_is_object(req) && cd) json_object_set(req, "correlation_data", cd);
+        if (json_is_object(req) && cb) json_object_set(req, "correlation_data_base64", cb);
         if (json_is_object(req)) run_request(r, req);
         json_decref(req);
     } else if (type && strcmp(type, "error") == 0) {
@@ -367,9 +391,13 @@ static void call_send(caller *c)
     json_decref(req);
     c->t0_ns = now_ns();
     ax_timer_start(c->timer, c->timeout_ms, 0);
+    /* The response topic and correlation data also go as fields of the
+     * publish: an MQTT 5 device subscribed to the topic gets them as the
+     * PUBLISH's properties and can answer natively. */
     if (s)
-        (void)send_obj(
-            c->ws, json_pack("{s:s,s:s,s:s}", "type", "publish", "topic", c->topic, "payload", s));
+        (void)send_obj(c->ws, json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "publish", "topic",
+                                        c->topic, "payload", s, "response_topic", c->reply,
+                                        "correlation_data", c->corr));
     free(s);
 }
 
@@ -421,6 +449,15 @@ static void call_message(ax_ws *ws, const void *data, size_t len, bool binary)
         size_t n;
         payload_of(m, &p, &n);
         json_t *ans = p ? json_loadb(p, n, 0, NULL) : NULL;
+        json_t *cd = json_object_get(m, "correlation_data");
+        if (!json_is_object(ans) && json_is_string(cd)) {
+            /* A native MQTT 5 answer: Correlation Data as a property, the
+             * payload is the output. */
+            bool b64 = json_is_string(json_object_get(m, "encoding"));
+            json_decref(ans);
+            ans = json_pack("{s:O,s:i,s:s%}", "correlation_data", cd, "status", 0,
+                            b64 ? "output_base64" : "output", p ? p : "", p ? n : 0);
+        }
         if (json_is_object(ans)) call_answer(c, ans);
         json_decref(ans);
     } else if (strcmp(type, "error") == 0) {

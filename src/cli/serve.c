@@ -33,6 +33,8 @@ static void defaults(serve_cfg *c)
     c->mqtt_inflight = 100;
     c->mqtt_queued = 1000;
     c->mqtt_session_expiry_s = 86400 * 7;
+    c->mqtt_max_keepalive_s = 65535;
+    snprintf(c->mqtt_response_prefix, sizeof c->mqtt_response_prefix, "reply");
     snprintf(c->data_dir, sizeof c->data_dir, "./axon-data");
     c->fsync_mode = HUB_FSYNC_BATCH;
     c->store_queue = HUB_STORE_QUEUE_MAX;
@@ -448,6 +450,16 @@ static const setting_def settings_table[] = {
      .parse = set_number,
      FIELD(mqtt_session_expiry_s),
      .max = 0xFFFFFFFFu},
+    {.key = "mqtt_max_keepalive",
+     .parse = set_number,
+     FIELD(mqtt_max_keepalive_s),
+     .min = 1,
+     .max = 65535,
+     .msg = "mqtt_max_keepalive is 1 to 65535"},
+    {.key = "mqtt_response_prefix",
+     .parse = set_string,
+     FIELD(mqtt_response_prefix),
+     .words = "off"},
     {.key = "tls_cert",
      .flag = "cert",
      .parse = set_string,

@@ -549,6 +549,17 @@ auth_identity *auth_login(const auth *a, const char *user, const char *password,
         snprintf(why, why_len, "bad user name or password");
         return NULL;
     }
+    return auth_user(a, user, client_id, why, why_len);
+}
+
+const auth_passwd *auth_passwds(const auth *a)
+{
+    return a ? a->passwd : NULL;
+}
+
+auth_identity *auth_user(const auth *a, const char *user, const char *client_id, char *why,
+                         size_t why_len)
+{
     auth_identity *id = auth_identity_new(user, false);
     if (!id) {
         snprintf(why, why_len, "user name not usable");

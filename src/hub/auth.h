@@ -112,6 +112,13 @@ auth_identity *auth_token(const auth *a, const char *token, size_t len, int64_t 
 /* A password login.  `client_id` (may be NULL) fills `%c` in ACL patterns.
  * NULL with the reason in `why` (unknown users and wrong passwords read
  * the same and take the same time). */
+/* The identity of a user whose password was checked some other way
+ * (SCRAM): the ACL applied as for auth_login(); NULL with why. */
+auth_identity *auth_user(const auth *a, const char *user, const char *client_id, char *why,
+                         size_t why_len);
+/* The password file, or NULL when password logins are off. */
+struct auth_passwd;
+const struct auth_passwd *auth_passwds(const auth *a);
 auth_identity *auth_login(const auth *a, const char *user, const char *password,
                           const char *client_id, char *why, size_t why_len);
 /* The identity of a client without credentials, or NULL (with `why`) when
@@ -214,6 +221,39 @@ void auth_passwd_free(auth_passwd *p);
 int auth_passwd_count(const auth_passwd *p);
 /* Does `password` match `user`'s hash?  An unknown user costs the same. */
 bool auth_passwd_check(const auth_passwd *p, const char *user, const char *password);
+/* What SCRAM-SHA-512 needs of `user`'s entry: its salt (at most 64
+ * bytes), iterations, and SaltedPassword (a $7$ hash is exactly that:
+ * PBKDF2-HMAC-SHA512 of the password).  False for an unknown user or a $6$
+ * entry, with a made-up salt (stable per name) and a key nobody has. */
+#define AUTH_SCRAM_KEY 64
+bool auth_passwd_scram(const auth_passwd *p, const char *user, uint8_t *salt, size_t *salt_len,
+                       uint32_t *iter, uint8_t key[AUTH_SCRAM_KEY]);
+
+/* ---- SCRAM-SHA-512 (scram.c) -------------------------------------------- */
+
+/* The server side of SCRAM (RFC 5802) with SHA-512, as Kafka and EMQX
+ * name it "SCRAM-SHA-512", against the password file: the client proves
+ * it knows the password without sending it, and the server proves it
+ * holds the hash.  Used by MQTT 5 enhanced authentication (gw_mqtt.c).
+ * Channel binding is not offered ("p=" is refused; "y" and "n" are
+ * taken). */
+#define AUTH_SCRAM_MECH "SCRAM-SHA-512"
+#define AUTH_SCRAM_MAX 512 /* bytes of a client or server message */
+typedef struct auth_scram auth_scram;
+/* The client-first message in; the server-first message out (*out_len
+ * bytes, at most AUTH_SCRAM_MAX).  NULL with *why when the message is not
+ * SCRAM or password logins are off.  An unknown user gets an exchange
+ * like any other and fails at its end, as a wrong password does. */
+auth_scram *auth_scram_start(const auth *a, const void *client_first, size_t n,
+                             char out[AUTH_SCRAM_MAX], size_t *out_len, const char **why);
+/* The client-final message in: the identity (the ACL applied, as
+ * auth_login()) and the server-final message out, or NULL with *why. */
+auth_identity *auth_scram_finish(auth_scram *s, const auth *a, const void *client_final, size_t n,
+                                 const char *client_id, char out[AUTH_SCRAM_MAX], size_t *out_len,
+                                 const char **why);
+/* The user name the exchange is for ("" before a valid client-first). */
+const char *auth_scram_user(const auth_scram *s);
+void auth_scram_free(auth_scram *s);
 
 /* ---- ACL files (acl.c) -------------------------------------------------- */
 

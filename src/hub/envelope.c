@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "proto/mqtt/mqtt.h"
 #include "proto/ws/utf8.h"
 #include "serve.h"
 
@@ -34,6 +35,52 @@ static json_t *payload_value(const hub_msg *m, bool *b64)
     return v;
 }
 
+/* A request's MQTT 5.0 properties kept with a message (m->ext: a
+ * PUBLISH's properties, as gw_mqtt.c and env_request_props() store them)
+ * that the JSON form shows: "response_topic" and "correlation_data" (as
+ * text when it is UTF-8 without NUL, else "correlation_data_base64").
+ * False: none of them. */
+typedef struct msg_req {
+    ax_mqtt_str rt, cd;
+    bool cd_b64;
+} msg_req;
+
+static bool msg_req_of(const hub_msg *m, msg_req *q)
+{
+    ax_mqtt_props pr;
+    if (m->kind != HUB_MSG || !m->ext_len ||
+        ax_mqtt_props_parse(m->ext, m->ext_len, AX_MQTT_PUBLISH, &pr) != 0)
+        return false;
+    q->rt = ax_mqtt_props_has(&pr, AX_MQTT_PROP_RESPONSE_TOPIC) ? pr.response_topic
+                                                                : (ax_mqtt_str){NULL, 0};
+    q->cd = ax_mqtt_props_has(&pr, AX_MQTT_PROP_CORRELATION_DATA) ? pr.correlation_data
+                                                                  : (ax_mqtt_str){NULL, 0};
+    q->cd_b64 =
+        q->cd.ptr && (memchr(q->cd.ptr, 0, q->cd.len) || !ax_utf8_valid(q->cd.ptr, q->cd.len));
+    return q->rt.ptr || q->cd.ptr;
+}
+
+static json_t *b64_value(const char *p, size_t n)
+{
+    unsigned char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out) return NULL;
+    int k = EVP_EncodeBlock(out, (const unsigned char *)p, (int)n);
+    json_t *v = json_stringn((const char *)out, (size_t)k);
+    free(out);
+    return v;
+}
+
+static void msg_req_set(json_t *o, const hub_msg *m)
+{
+    msg_req q;
+    if (!msg_req_of(m, &q)) return;
+    if (q.rt.ptr) json_object_set_new(o, "response_topic", json_stringn(q.rt.ptr, q.rt.len));
+    if (q.cd.ptr && q.cd_b64)
+        json_object_set_new(o, "correlation_data_base64", b64_value(q.cd.ptr, q.cd.len));
+    else if (q.cd.ptr)
+        json_object_set_new(o, "correlation_data", json_stringn(q.cd.ptr, q.cd.len));
+}
+
 json_t *serve_msg_obj(const hub_msg *m)
 {
     static const char *types[] = {"message", "join", "leave", "gap"};
@@ -52,8 +99,56 @@ json_t *serve_msg_obj(const hub_msg *m)
         json_object_set_new(o, "sender", json_stringn(m->sender, m->sender_len));
         json_object_set_new(o, "payload", payload_value(m, &b64));
         if (b64) json_object_set_new(o, "encoding", json_string("base64"));
+        msg_req_set(o, m);
     }
     return o;
+}
+
+int serve_req_props(json_t *o, uint8_t out[SERVE_REQ_PROPS_MAX], size_t *len, const char **why)
+{
+    json_t *rt = json_object_get(o, "response_topic"), *cd = json_object_get(o, "correlation_data"),
+           *cb = json_object_get(o, "correlation_data_base64");
+    ax_mqtt_props pr = {0};
+    unsigned char bin[SERVE_MAX_CORRELATION + 3];
+    *len = 0;
+    if (rt) {
+        const char *t = json_string_value(rt);
+        size_t n = json_string_length(rt);
+        if (!t || !n || n > HUB_MAX_TOPIC || !hub_topic_valid(t, n)) {
+            *why = "response_topic is a topic name";
+            return -1;
+        }
+        pr.response_topic = (ax_mqtt_str){t, n};
+        ax_mqtt_props_set(&pr, AX_MQTT_PROP_RESPONSE_TOPIC);
+    }
+    if (cd && cb) {
+        *why = "correlation_data or correlation_data_base64, not both";
+        return -1;
+    }
+    if (cd) {
+        if (!json_is_string(cd) || json_string_length(cd) > SERVE_MAX_CORRELATION) {
+            *why = "correlation_data is a string of at most 1024 bytes";
+            return -1;
+        }
+        pr.correlation_data = (ax_mqtt_str){json_string_value(cd), json_string_length(cd)};
+        ax_mqtt_props_set(&pr, AX_MQTT_PROP_CORRELATION_DATA);
+    } else if (cb) {
+        size_t n = json_string_length(cb);
+        const char *t = json_string_value(cb);
+        int k = t && n % 4 == 0 && n / 4 * 3 <= sizeof bin
+                    ? EVP_DecodeBlock(bin, (const unsigned char *)t, (int)n)
+                    : -1;
+        while (k > 0 && n && t[n - 1] == '=') /* EVP_DecodeBlock counts the padding */
+            n--, k--;
+        if (k < 0 || k > SERVE_MAX_CORRELATION) {
+            *why = "correlation_data_base64 is base64 of at most 1024 bytes";
+            return -1;
+        }
+        pr.correlation_data = (ax_mqtt_str){(const char *)bin, (size_t)k};
+        ax_mqtt_props_set(&pr, AX_MQTT_PROP_CORRELATION_DATA);
+    }
+    if (pr.present) *len = ax_mqtt_props_encode(out, SERVE_REQ_PROPS_MAX, AX_MQTT_PUBLISH, &pr);
+    return 0;
 }
 
 /* The same through a jansson tree: for a topic or sender that is not
@@ -104,6 +199,11 @@ char *serve_msg_json(const hub_msg *m, size_t *len)
                  (named ? env_quoted_len(m->sender, m->sender_len) : 0);
     if (m->kind == HUB_MSG)
         cap += text ? env_quoted_len(m->payload, m->payload_len) : 4 * ((m->payload_len + 2) / 3);
+    msg_req q;
+    bool req = msg_req_of(m, &q);
+    if (req)
+        cap += 64 + env_quoted_len(q.rt.ptr, q.rt.len) +
+               (q.cd_b64 ? 4 * ((q.cd.len + 2) / 3) : env_quoted_len(q.cd.ptr, q.cd.len));
     char *s = malloc(cap), *o = s;
     if (!s) return NULL;
     o = put(o, "{\"type\":\"");
@@ -126,6 +226,15 @@ char *serve_msg_json(const hub_msg *m, size_t *len)
             o += EVP_EncodeBlock((unsigned char *)o, (const unsigned char *)m->payload,
                                  (int)m->payload_len);
             o = put(o, "\",\"encoding\":\"base64\"");
+        }
+        if (req && q.rt.ptr) o = env_quote(put(o, ",\"response_topic\":"), q.rt.ptr, q.rt.len);
+        if (req && q.cd.ptr && q.cd_b64) {
+            o = put(o, ",\"correlation_data_base64\":\"");
+            o +=
+                EVP_EncodeBlock((unsigned char *)o, (const unsigned char *)q.cd.ptr, (int)q.cd.len);
+            *o++ = '"';
+        } else if (req && q.cd.ptr) {
+            o = env_quote(put(o, ",\"correlation_data\":"), q.cd.ptr, q.cd.len);
         }
     }
     *o++ = '}';
@@ -295,12 +404,20 @@ static cur scan_number(cur p, cur end, env_value *v)
 /* The slot of a top-level key the gateways read, else `other`. */
 static env_value *env_slot(env_req *r, const char *k, size_t n, env_value *other)
 {
-    static const char *const names[ENV_NFIELDS] = {
-        [ENV_F_TYPE] = "type",       [ENV_F_TOPIC] = "topic",
-        [ENV_F_PAYLOAD] = "payload", [ENV_F_ENCODING] = "encoding",
-        [ENV_F_ID] = "id",           [ENV_F_SINCE] = "since",
-        [ENV_F_LIMIT] = "limit",     [ENV_F_PRESENCE] = "presence",
-        [ENV_F_TOKEN] = "token",     [ENV_F_NAME] = "name"};
+    static const char *const names[ENV_NFIELDS] = {[ENV_F_TYPE] = "type",
+                                                   [ENV_F_TOPIC] = "topic",
+                                                   [ENV_F_PAYLOAD] = "payload",
+                                                   [ENV_F_ENCODING] = "encoding",
+                                                   [ENV_F_ID] = "id",
+                                                   [ENV_F_SINCE] = "since",
+                                                   [ENV_F_LIMIT] = "limit",
+                                                   [ENV_F_PRESENCE] = "presence",
+                                                   [ENV_F_TOKEN] = "token",
+                                                   [ENV_F_NAME] = "name",
+                                                   [ENV_F_RESPONSE_TOPIC] = "response_topic",
+                                                   [ENV_F_CORRELATION] = "correlation_data",
+                                                   [ENV_F_CORRELATION_B64] =
+                                                       "correlation_data_base64"};
     for (int f = 0; f < ENV_NFIELDS; f++)
         if (strlen(names[f]) == n && memcmp(names[f], k, n) == 0) return &r->f[f];
     return other;

@@ -69,6 +69,9 @@ enum env_field {
     ENV_F_PRESENCE,
     ENV_F_TOKEN,
     ENV_F_NAME,
+    ENV_F_RESPONSE_TOPIC, /* a request's MQTT 5.0 properties (serve_req_props) */
+    ENV_F_CORRELATION,
+    ENV_F_CORRELATION_B64,
     ENV_NFIELDS
 };
 

@@ -322,19 +322,43 @@ static uint16_t recv_max_in(const gw_mqtt *g)
     return (uint16_t)(n == 0 ? 1 : n > 65535 ? 65535 : n);
 }
 
-static void connack(mq_conn *c, bool present, bool assigned, uint32_t expiry, bool capped)
+/* What CONNACK tells a 5.0 client besides the result. */
+typedef struct connack_info {
+    bool present, assigned, capped;
+    uint32_t expiry;    /* the session expiry, sent when capped */
+    uint16_t keepalive; /* Server Keep Alive; 0: the client's stands */
+    const char *resp;   /* Response Information, or NULL */
+    const char *auth;   /* SCRAM's server-final message, or NULL */
+    size_t auth_len;
+} connack_info;
+
+static void connack(mq_conn *c, const connack_info *ci)
 {
     ax_mqtt_packet p = {.type = AX_MQTT_CONNACK};
     ax_mqtt_props *pr = &p.u.connack.props;
-    p.u.connack.session_present = present;
+    p.u.connack.session_present = ci->present;
     if (c->version == AX_MQTT_V5) {
-        if (assigned) {
+        if (ci->assigned) {
             pr->assigned_client_id = (ax_mqtt_str){c->s->cid, strlen(c->s->cid)};
             ax_mqtt_props_set(pr, AX_MQTT_PROP_ASSIGNED_CLIENT_ID);
         }
-        if (capped) {
-            pr->session_expiry = expiry;
+        if (ci->capped) {
+            pr->session_expiry = ci->expiry;
             ax_mqtt_props_set(pr, AX_MQTT_PROP_SESSION_EXPIRY);
+        }
+        if (ci->keepalive) {
+            pr->server_keep_alive = ci->keepalive;
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_SERVER_KEEP_ALIVE);
+        }
+        if (ci->resp) {
+            pr->response_info = (ax_mqtt_str){ci->resp, strlen(ci->resp)};
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_RESPONSE_INFO);
+        }
+        if (ci->auth) {
+            pr->auth_method = (ax_mqtt_str){AUTH_SCRAM_MECH, strlen(AUTH_SCRAM_MECH)};
+            pr->auth_data = (ax_mqtt_str){ci->auth, ci->auth_len};
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_AUTH_METHOD);
+            ax_mqtt_props_set(pr, AX_MQTT_PROP_AUTH_DATA);
         }
         pr->topic_alias_max = ALIAS_MAX;
         ax_mqtt_props_set(pr, AX_MQTT_PROP_TOPIC_ALIAS_MAX);
@@ -347,19 +371,131 @@ static void connack(mq_conn *c, bool present, bool assigned, uint32_t expiry, bo
     c->connacked = true;
 }
 
-static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
+/* ---- enhanced authentication (5.0, section 4.12): SCRAM-SHA-512 --------------------------- */
+
+/* A CONNECT waiting for its SCRAM exchange to end: the packet as it came
+ * (parsed again when the client has proved itself). */
+struct mq_auth {
+    auth_scram *s;
+    size_t len;
+    uint8_t raw[];
+};
+
+static void mq_auth_free(mq_auth *a)
+{
+    if (!a) return;
+    auth_scram_free(a->s);
+    ax_free(a);
+}
+
+static void send_auth(mq_conn *c, const char *data, size_t len)
+{
+    ax_mqtt_packet p = {.type = AX_MQTT_AUTH};
+    p.u.reason.code = AX_MQTT_RC_CONTINUE_AUTH;
+    ax_mqtt_props *pr = &p.u.reason.props;
+    pr->auth_method = (ax_mqtt_str){AUTH_SCRAM_MECH, strlen(AUTH_SCRAM_MECH)};
+    pr->auth_data = (ax_mqtt_str){data, len};
+    ax_mqtt_props_set(pr, AX_MQTT_PROP_AUTH_METHOD);
+    ax_mqtt_props_set(pr, AX_MQTT_PROP_AUTH_DATA);
+    mq_send(c, &p);
+}
+
+static bool is_scram(const ax_mqtt_props *pr)
+{
+    return pr->auth_method.len == strlen(AUTH_SCRAM_MECH) &&
+           memcmp(pr->auth_method.ptr, AUTH_SCRAM_MECH, pr->auth_method.len) == 0;
+}
+
+/* CONNECT with an Authentication Method: the server-first message in an
+ * AUTH packet, the CONNECT kept for later. */
+static void start_auth(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw, size_t rl)
+{
+    serve *sv = c->g->sv;
+    ax_addr peer, *from = ax_conn_peer(conn_of(c), &peer) == 0 ? &peer : NULL;
+    if (!is_scram(&cn->props))
+        return refuse(c, AX_MQTT_RC_BAD_AUTH_METHOD,
+                      "authentication method not supported (" AUTH_SCRAM_MECH " is)");
+    if (!sv->auth || !auth_passwds(sv->auth))
+        return refuse(c, AX_MQTT_RC_BAD_AUTH_METHOD, AUTH_SCRAM_MECH " needs a password file");
+    if (!serve_limit_login(sv, from))
+        return refuse(c, AX_MQTT_RC_BAD_USER_OR_PASSWORD,
+                      "too many failed logins from this address");
+    char out[AUTH_SCRAM_MAX];
+    size_t ol = 0;
+    const char *why = NULL;
+    mq_auth *a = ax_malloc(sizeof(*a) + rl);
+    if (!a) return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+    a->s = auth_scram_start(sv->auth, cn->props.auth_data.ptr, cn->props.auth_data.len, out, &ol,
+                            &why);
+    if (!a->s) {
+        ax_free(a);
+        serve_refused(sv, "mqtt", from, why);
+        return refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, why);
+    }
+    a->len = rl;
+    memcpy(a->raw, raw, rl);
+    c->auth = a;
+    send_auth(c, out, ol);
+}
+
+static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *given,
+                       const char *adata, size_t alen);
+
+/* AUTH: the client-final message; the CONNECT goes on as the user proved. */
+static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
+{
+    serve *sv = c->g->sv;
+    mq_auth *a = c->auth;
+    if (!a)
+        return mq_close(c, c->s ? AX_MQTT_RC_NOT_AUTHORIZED : AX_MQTT_RC_PROTOCOL_ERROR,
+                        c->s ? "re-authentication is not supported" : "AUTH without CONNECT");
+    if (ap->code != AX_MQTT_RC_CONTINUE_AUTH || !is_scram(&ap->props))
+        return refuse(c, AX_MQTT_RC_PROTOCOL_ERROR, "AUTH: continue with " AUTH_SCRAM_MECH);
+    ax_mqtt_packet pkt;
+    int n = ax_mqtt_parse(a->raw, a->len, AX_MQTT_V5, max_packet(c->g), &pkt);
+    if (n <= 0 || pkt.type != AX_MQTT_CONNECT)
+        return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "the CONNECT kept is unreadable");
+    char cid[MQ_MAX_CLIENT_ID + 1];
+    size_t cl = pkt.u.connect.client_id.len; /* (checked: at most MQ_MAX_CLIENT_ID) */
+    memcpy(cid, pkt.u.connect.client_id.ptr, cl);
+    cid[cl] = '\0';
+    char out[AUTH_SCRAM_MAX];
+    size_t ol = 0;
+    const char *why = NULL;
+    auth_identity *id = auth_scram_finish(a->s, sv->auth, ap->props.auth_data.ptr,
+                                          ap->props.auth_data.len, cl ? cid : NULL, out, &ol, &why);
+    if (!id) {
+        ax_addr peer, *from = ax_conn_peer(conn_of(c), &peer) == 0 ? &peer : NULL;
+        serve_limit_login_failed(sv, from);
+        serve_refused(sv, "mqtt", from, why);
+        return refuse(c, AX_MQTT_RC_BAD_USER_OR_PASSWORD, "bad user name or password");
+    }
+    c->auth = NULL; /* (pkt points into a->raw until connect_as returns) */
+    connect_as(c, &pkt.u.connect, id, out, ol);
+    mq_auth_free(a);
+}
+
+static void do_connect(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw, size_t rl)
+{
+    c->version = cn->level;
+    c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* keep alive counts from here */
+    if (cn->client_id.len > MQ_MAX_CLIENT_ID)
+        return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "client id longer than 256 bytes");
+    if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_AUTH_METHOD))
+        return start_auth(c, cn, raw, rl);
+    connect_as(c, cn, NULL, NULL, 0);
+}
+
+/* The rest of CONNECT, with the identity SCRAM proved (given) or from its
+ * user name and password. */
+static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *given,
+                       const char *adata, size_t alen)
 {
     gw_mqtt *g = c->g;
-    c->version = cn->level;
-    c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop); /* keep alive counts from here */
     bool v5 = c->version == AX_MQTT_V5;
-    if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_AUTH_METHOD))
-        return refuse(c, AX_MQTT_RC_BAD_AUTH_METHOD, "enhanced authentication is not supported");
     char cid[MQ_MAX_CLIENT_ID + 1];
     size_t cl = cn->client_id.len;
     bool assigned = cl == 0;
-    if (cl > MQ_MAX_CLIENT_ID)
-        return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "client id longer than 256 bytes");
     if (assigned && !v5 && !cn->clean)
         return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "an empty client id needs clean session");
     if (assigned)
@@ -368,13 +504,25 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     else
         memcpy(cid, cn->client_id.ptr, cl);
     cid[cl] = '\0';
-    auth_identity *id = NULL;
-    uint8_t rc = identify(c, cn, cid, &id);
+    auth_identity *id = given;
+    uint8_t rc = given ? 0 : identify(c, cn, cid, &id);
     if (rc)
         return refuse(c, rc,
                       rc == AX_MQTT_RC_NOT_AUTHORIZED ? "not authorized"
                                                       : "bad user name or password");
+    /* mqtt_max_keepalive (as mosquitto's max_keepalive): a 5.0 client
+     * asking longer, or none, is told the server's; 3.1.1 has no way to
+     * tell it, so such a client is refused with "identifier rejected". */
+    uint32_t kmax = g->sv->cfg->mqtt_max_keepalive_s;
+    uint16_t server_ka = 0;
     c->keepalive_s = cn->keep_alive;
+    if (kmax < 65535 && (cn->keep_alive == 0 || cn->keep_alive > kmax)) {
+        if (!v5) {
+            auth_identity_free(id);
+            return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "keep alive above mqtt_max_keepalive");
+        }
+        c->keepalive_s = server_ka = (uint16_t)kmax;
+    }
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX))
         c->recv_max = cn->props.receive_max;
     if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE))
@@ -399,7 +547,23 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn)
     auth_identity_free(s->id);
     s->id = id;
     c->alias_max = v5 ? ALIAS_MAX : 0;
-    connack(c, present, assigned && v5, expiry, capped && v5);
+    /* Request Response Information: the topic under which this client may
+     * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
+    char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
+    const char *prefix = g->sv->cfg->mqtt_response_prefix;
+    bool want_resp = v5 && *prefix &&
+                     ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
+                     cn->props.request_response_info;
+    if (want_resp) snprintf(resp, sizeof resp, "%s/%s", prefix, cid);
+    connack_info ci = {.present = present,
+                       .assigned = assigned && v5,
+                       .capped = capped && v5,
+                       .expiry = expiry,
+                       .keepalive = server_ka,
+                       .resp = want_resp ? resp : NULL,
+                       .auth = adata,
+                       .auth_len = alen};
+    connack(c, &ci);
     mq_sess_save(s);
     mq_sess_resume(s);
 }
@@ -651,12 +815,13 @@ static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
     mq_close(c, 0, NULL);
 }
 
-static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
+static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, size_t rl)
 {
     if (p->type == AX_MQTT_CONNECT) {
         if (c->version) return mq_close(c, AX_MQTT_RC_PROTOCOL_ERROR, "a second CONNECT");
-        return do_connect(c, &p->u.connect);
+        return do_connect(c, &p->u.connect, raw, rl);
     }
+    if (p->type == AX_MQTT_AUTH) return do_auth(c, &p->u.reason);
     if (!c->s) return; /* refused: closing */
     switch (p->type) {
     case AX_MQTT_PUBLISH:
@@ -690,8 +855,6 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p)
     }
     case AX_MQTT_DISCONNECT:
         return do_disconnect(c, &p->u.reason);
-    case AX_MQTT_AUTH:
-        return mq_close(c, AX_MQTT_RC_BAD_AUTH_METHOD, "enhanced authentication is not supported");
     default: /* CONNACK, SUBACK ...: a client does not send them */
         return mq_close(c, AX_MQTT_RC_PROTOCOL_ERROR, "a packet only a server sends");
     }
@@ -716,8 +879,8 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
                 mq_close(c, (uint8_t)-n, pkt.error);
             break;
         }
+        on_packet(c, &pkt, buf + off, (size_t)n);
         off += (size_t)n;
-        on_packet(c, &pkt);
     }
     if (c->closing) off = len;
     GW_ADD(c->g->sv->gw[GW_MQTT].bytes_in, off); /* (the rest comes again with more) */
@@ -771,6 +934,7 @@ static void conn_gone(mq_conn *c)
     for (unsigned i = 0; c->alias && i <= ALIAS_MAX; i++)
         ax_free(c->alias[i]);
     ax_free(c->alias);
+    mq_auth_free(c->auth);
     ax_free(c->in);
     ax_free(c);
 }
@@ -937,6 +1101,8 @@ static void tick(ax_timer *t, void *ud)
         if (c->closing) continue;
         if (!c->version && (uint32_t)(now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
             mq_close(c, 0, "no CONNECT in time");
+        else if (c->auth && (uint32_t)(now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
+            refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, "authentication not finished in time");
         else if (c->keepalive_s &&
                  (uint32_t)(now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
             mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
@@ -1051,6 +1217,12 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
+    const char *rp = sv->cfg->mqtt_response_prefix;
+    if (*rp && (!hub_topic_valid(rp, strlen(rp)) || rp[0] == '$')) {
+        snprintf(why, why_len, "mqtt_response_prefix '%s' is not a topic name", rp);
+        ax_free(g);
+        return NULL;
+    }
     hub_map_init(&g->by_id);
     hub_map_init(&g->groups);
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};

@@ -39,6 +39,7 @@ typedef struct mq_wait mq_wait;
 typedef struct mq_will mq_will;
 typedef struct mq_gate mq_gate;
 typedef struct mq_inbuf mq_inbuf;
+typedef struct mq_auth mq_auth; /* gw_mqtt.c: an unfinished SCRAM exchange */
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
@@ -122,6 +123,7 @@ struct mq_conn {
     char **alias; /* inbound topic aliases, [alias_max + 1] */
     mq_will *will;
     mq_cork *ck;
+    mq_auth *auth; /* a CONNECT waiting for its SCRAM exchange */
     mq_conn *dirty_next;
     mq_wait *whead, *wtail; /* acknowledgements in order, some waiting for the store */
     mq_inbuf *in;           /* WebSocket: a packet's first part */

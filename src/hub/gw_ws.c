@@ -308,10 +308,24 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
         reply_error(c, id, why);
         return;
     }
+    uint8_t ext[SERVE_REQ_PROPS_MAX];
+    size_t el = 0;
+    if (serve_req_props(o, ext, &el, &why) != 0) {
+        free(p);
+        reply_error(c, id, why);
+        return;
+    }
     int err = 0;
     uint64_t ticket = 0;
-    uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), p, len,
-                                      &ticket, &err);
+    hub_pub hp = {.origin = c->sub,
+                  .topic = topic,
+                  .sender = hub_sub_name(c->sub),
+                  .payload = p,
+                  .len = len,
+                  .qos = 1,
+                  .ext = el ? ext : NULL,
+                  .ext_len = el};
+    uint64_t seq = hub_publish_pub(c->g->sv->hub, &hp, &ticket, &err);
     free(p);
     publish_done(c, id, topic, seq, ticket, err);
 }
@@ -534,7 +548,9 @@ static bool fast_publish(ws_client *c, const void *data, size_t len)
     const env_value *tv = &q.f[ENV_F_TOPIC], *pv = &q.f[ENV_F_PAYLOAD], *id = &q.f[ENV_F_ID];
     if (!c->authed || env_scan(data, len, &q) != 0 || !env_is(&q.f[ENV_F_TYPE], "publish") ||
         tv->kind != ENV_STRING || tv->n > HUB_MAX_TOPIC || pv->kind != ENV_STRING ||
-        q.f[ENV_F_ENCODING].kind != ENV_ABSENT || !id_verbatim(id))
+        q.f[ENV_F_ENCODING].kind != ENV_ABSENT || q.f[ENV_F_RESPONSE_TOPIC].kind != ENV_ABSENT ||
+        q.f[ENV_F_CORRELATION].kind != ENV_ABSENT ||
+        q.f[ENV_F_CORRELATION_B64].kind != ENV_ABSENT || !id_verbatim(id))
         return false;
     char topic[HUB_MAX_TOPIC + 1];
     env_string(tv, topic);

@@ -16,6 +16,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <axon/axon.h>
 
@@ -38,6 +40,7 @@ struct auth_passwd {
     pw_entry *e;
     int n, cap;
     pw_entry dummy;
+    uint8_t fake[32]; /* the key of made-up SCRAM salts (auth_passwd_scram) */
 };
 
 void auth_passwd_free(auth_passwd *p)
@@ -154,6 +157,7 @@ auth_passwd *auth_passwd_parse(const char *buf, size_t len, const char *name, ch
     p->dummy.kind = p->n ? p->e[0].kind : 7;
     p->dummy.iter = p->n ? p->e[0].iter : 101;
     p->dummy.salt_len = 12;
+    if (RAND_bytes(p->fake, sizeof p->fake) != 1) FAIL("no random bytes for the password file");
     return p;
 fail:
     auth_passwd_free(p);
@@ -197,4 +201,30 @@ bool auth_passwd_check(const auth_passwd *p, const char *user, const char *passw
               CRYPTO_memcmp(d, (e ? e : &p->dummy)->hash, HASH_LEN) == 0;
     OPENSSL_cleanse(d, sizeof d);
     return ok && e != NULL;
+}
+
+bool auth_passwd_scram(const auth_passwd *p, const char *user, uint8_t *salt, size_t *salt_len,
+                       uint32_t *iter, uint8_t key[AUTH_SCRAM_KEY])
+{
+    pw_entry k = {.user = (char *)user};
+    const pw_entry *e = p && p->n ? bsearch(&k, p->e, (size_t)p->n, sizeof(*p->e), by_user) : NULL;
+    if (e && e->kind == 7) {
+        memcpy(salt, e->salt, e->salt_len);
+        *salt_len = e->salt_len;
+        *iter = e->iter;
+        memcpy(key, e->hash, AUTH_SCRAM_KEY);
+        return true;
+    }
+    /* Unknown, or a $6$ hash SCRAM cannot use: a salt made up from the
+     * name (the same each time, so it does not give the user away) and a
+     * key nobody has. */
+    uint8_t mac[EVP_MAX_MD_SIZE];
+    unsigned ml = 0;
+    HMAC(EVP_sha512(), p ? p->fake : (const uint8_t *)"", p ? (int)sizeof p->fake : 0,
+         (const uint8_t *)user, strlen(user), mac, &ml);
+    memcpy(salt, mac, 12);
+    *salt_len = 12;
+    *iter = p && p->n ? p->e[0].iter : 101;
+    RAND_bytes(key, AUTH_SCRAM_KEY);
+    return false;
 }

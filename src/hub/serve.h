@@ -58,6 +58,14 @@ char *serve_msg_json(const hub_msg *m, size_t *len);
 /* The same as a jansson object (new reference), or NULL. */
 struct json_t;
 struct json_t *serve_msg_obj(const hub_msg *m);
+/* A publish request's "response_topic" and "correlation_data" (or
+ * "correlation_data_base64") as the MQTT 5.0 properties a message keeps
+ * (hub_pub.ext), so MQTT 5 subscribers get a request they can answer:
+ * 0 with *len bytes written to out (0: none given), or -1 with *why. */
+#define SERVE_MAX_CORRELATION 1024
+#define SERVE_REQ_PROPS_MAX (HUB_MAX_TOPIC + SERVE_MAX_CORRELATION + 8)
+int serve_req_props(struct json_t *o, uint8_t out[SERVE_REQ_PROPS_MAX], size_t *len,
+                    const char **why);
 
 /* A UDP request (gw_udp.c), parsed in place in a NUL-terminated buffer of
  * n bytes; pointers go into it.  0, or -1 for anything else. */

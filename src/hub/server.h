@@ -41,10 +41,13 @@ struct serve_cfg {
      * messages sent and not yet acknowledged per client (its Receive
      * Maximum may lower it), messages kept per session while its client is
      * offline or behind, the longest session expiry a client may ask
-     * (seconds; 3.1.1 persistent sessions get it) */
+     * (seconds; 3.1.1 persistent sessions get it), the longest keep alive
+     * a client may ask (65535: any, even 0 = none), the topic prefix given
+     * as 5.0 Response Information ("" : none) */
     char mqtt_url[SERVE_URL_LEN], mqtts_url[SERVE_URL_LEN];
     bool mqtt_ws_off;
-    uint32_t mqtt_inflight, mqtt_queued, mqtt_session_expiry_s;
+    uint32_t mqtt_inflight, mqtt_queued, mqtt_session_expiry_s, mqtt_max_keepalive_s;
+    char mqtt_response_prefix[128];
     char tls_cert[1024], tls_key[1024];
     char data_dir[1024]; /* "" : memory only; made before serve_run() */
     char redis[1024];    /* "" : one node; else the backplane's URL (redis.h) */

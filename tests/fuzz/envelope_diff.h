@@ -21,8 +21,19 @@
 #include "hub/envelope.h"
 #include "hub/serve.h"
 
-static const char *const env_diff_names[ENV_NFIELDS] = {
-    "type", "topic", "payload", "encoding", "id", "since", "limit", "presence", "token", "name"};
+static const char *const env_diff_names[ENV_NFIELDS] = {"type",
+                                                        "topic",
+                                                        "payload",
+                                                        "encoding",
+                                                        "id",
+                                                        "since",
+                                                        "limit",
+                                                        "presence",
+                                                        "token",
+                                                        "name",
+                                                        "response_topic",
+                                                        "correlation_data",
+                                                        "correlation_data_base64"};
 
 /* Could the scan have a reason to leave this (valid) text to jansson? */
 static bool env_diff_maybe_punt(const uint8_t *d, size_t n)

@@ -2,7 +2,9 @@
  * writer of src/hub/envelope.c, each checked against jansson
  * (envelope_diff.h): the whole input as a request, then the input cut in
  * three (at 0xff bytes) as a message's topic, sender and payload, of the
- * kind data[0] & 3, written by serve_msg_json() and by json_dumps(). */
+ * kind data[0] & 3, written by serve_msg_json() and by json_dumps(); then
+ * again with the payload also as the message's MQTT 5.0 properties
+ * (hub_msg.ext: "response_topic", "correlation_data"). */
 #include <assert.h>
 
 #include "envelope_diff.h"
@@ -39,6 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  .payload = part[2],
                  .payload_len = len[2]};
     m.binary = !ax_utf8_valid(m.payload, m.payload_len);
+    if (env_diff_msg(&m)) abort();
+    m.kind = HUB_MSG;
+    m.ext = part[2];
+    m.ext_len = len[2];
     if (env_diff_msg(&m)) abort();
     free(copy);
     return 0;

@@ -397,4 +397,85 @@ def shared_subscriptions():
     mqttutil.stop_clean(t, srv)
 
 
+@t.test
+def server_keep_alive_and_response_information():
+    conf = os.path.join(TMP, "ka.conf")
+    with open(conf, "w") as f:
+        f.write("mqtt_max_keepalive 20\nmqtt_response_prefix rsp\n")
+    srv = Serve("-d", "none", "-c", conf)
+    a = Client(srv.mqtt_port, "asker", version=V5, keepalive=60,
+               props=v5props("CONNECT", RequestResponseInformation=1))
+    rc, _, props = a.connect()
+    t.eq(rc, 0, "5.0 client asking a longer keep alive is accepted")
+    t.eq(getattr(props, "ServerKeepAlive", None), 20, "Server Keep Alive: mqtt_max_keepalive")
+    t.eq(getattr(props, "ResponseInformation", None), "rsp/asker",
+         "Response Information: the prefix and the client id")
+    a.subscribe("rsp/asker/#", 1)
+    b = Client(srv.mqtt_port, "server", version=V5)
+    b.connect()
+    b.publish("rsp/asker/1", b"answer", qos=1)
+    t.eq(a.get().payload, b"answer", "a response reaches the asker under its prefix")
+    b.close()
+    a.close()
+    plain = Client(srv.mqtt_port, "quiet", version=V5, keepalive=10)
+    rc, _, props = plain.connect()
+    t.eq((rc, getattr(props, "ServerKeepAlive", None), getattr(props, "ResponseInformation", None)),
+         (0, None, None), "neither is sent when not needed or not asked")
+    plain.close()
+    r = Raw(srv.mqtt_port)  # 3.1.1 cannot be told: identifier rejected
+    r.send(mqttutil.connect_pkt(cid="old", keepalive=60))
+    t.eq(r.packet(), (2, 0, b"\x00\x02"), "3.1.1 keep alive above the maximum: CONNACK 2")
+    t.ok(r.closed(), "and closed")
+    r = Raw(srv.mqtt_port)  # keep alive 0 (none) is above any maximum
+    r.send(mqttutil.connect_pkt(cid="zero", level=5, keepalive=0))
+    kind, _, body = r.packet()
+    t.eq((kind, body[:2]), (2, b"\x00\x00"), "5.0 keep alive 0: accepted")
+    t.ok(b"\x13\x00\x14" in body, "with Server Keep Alive 20")
+    r.close()
+    mqttutil.stop_clean(t, srv)
+
+
+@t.test
+def enhanced_auth_refusals():
+    """SCRAM-SHA-512 itself runs in test_mqtt_node (Node's mqtt); here what
+    a broker must answer to the wrong tries, byte for byte."""
+    def auth_props(method, data):
+        return (b"\x15" + mqttutil.mstr(method) + b"\x16" + struct.pack(">H", len(data)) + data)
+
+    def connack_code(srv, props):
+        r = Raw(srv.mqtt_port)
+        r.send(mqttutil.connect_pkt(cid="ea", level=5, props=props))
+        kind, _, body = r.packet()
+        r.close()
+        return kind, body[1]
+
+    srv = Serve("-d", "none")
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-512", b"n,,n=a,r=x")), (2, 0x8C),
+         "no password file: 0x8C bad authentication method")
+    mqttutil.stop_clean(t, srv)
+    pw = os.path.join(TMP, "ea-passwd")
+    subprocess.run(["mosquitto_passwd", "-c", "-b", pw, "ann", "pw"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = Serve("-d", "none", "--password-file", pw)
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-1", b"n,,n=ann,r=x")), (2, 0x8C),
+         "another method: 0x8C")
+    t.eq(connack_code(srv, auth_props("SCRAM-SHA-512", b"p=tls-unique,,n=ann,r=x")), (2, 0x87),
+         "channel binding asked: 0x87 not authorized")
+    r = Raw(srv.mqtt_port)  # the server-first message comes in AUTH 0x18
+    r.send(mqttutil.connect_pkt(cid="ea", level=5,
+                                props=auth_props("SCRAM-SHA-512", b"n,,n=ann,r=abc")))
+    kind, _, body = r.packet()
+    t.eq((kind, body[0]), (15, 0x18), "AUTH continue")
+    t.ok(b"r=abc" in body and b",s=" in body and b",i=101" in body, "server-first: %r" % body)
+    r.send(mqttutil.packet(15, 0, b"\x18" + bytes([len(auth_props("SCRAM-SHA-512", b"c=biws,r=abc,p=AAAA"))])
+                           + auth_props("SCRAM-SHA-512", b"c=biws,r=abc,p=AAAA")))
+    kind, _, body = r.packet()
+    t.eq((kind, body[1]), (2, 0x86), "a wrong final message: CONNACK 0x86")
+    t.ok(r.closed(), "and closed")
+    r = Raw(srv.mqtt_port)  # AUTH without CONNECT
+    r.send(mqttutil.packet(15, 0, b"\x18\x00"))
+    t.ok(r.closed(), "AUTH before CONNECT: closed")
+    mqttutil.stop_clean(t, srv)
+
+
 t.main()

@@ -14,9 +14,11 @@
   topic; without, the hub refuses and the call says so."""
 import json
 import subprocess
+import threading
 import time
 
 import axtest
+import mqttutil
 import servutil
 import termutil
 
@@ -102,6 +104,55 @@ def permissions():
     r = call(hub, "dev/box1/echo", "no", token=no)
     t.eq(r.returncode, 2, "a call without write on the topic")
     t.ok("forbidden" in r.stderr.decode(), "the call says it was refused: %r" % r.stderr)
+
+
+@t.test
+def mqtt5_device_answers_natively():
+    """An MQTT 5 device (Paho) gets `axon rpc call`'s request with the
+    Response Topic and Correlation Data properties, and answers with the
+    PUBLISH properties alone: its payload is the output."""
+    srv = servutil.Serve()
+    hub = "ws://127.0.0.1:%d" % srv.http_port
+    dev = mqttutil.Client(srv.mqtt_port, "device", version=mqttutil.V5)
+    dev.connect()
+    dev.subscribe("dev/m5/uptime", 1)
+
+    def answer():
+        m = dev.get(timeout=10)
+        p = m.properties
+        props = mqttutil.v5props("PUBLISH", CorrelationData=p.CorrelationData)
+        dev.c.publish(p.ResponseTopic, b"up 3 days\n", 1, properties=props)
+        return p
+    th = threading.Thread(target=lambda: got.append(answer()))
+    got = []
+    th.start()
+    r = call(hub, "dev/m5/uptime")
+    th.join(10)
+    t.eq((r.returncode, r.stdout), (0, b"up 3 days\n"), "the device's answer: %r" % r.stderr)
+    p = got[0]
+    t.ok(p.ResponseTopic.startswith("rpc/reply/"), "Response Topic %r" % p.ResponseTopic)
+    t.ok(len(p.CorrelationData) > 8, "Correlation Data %r" % p.CorrelationData)
+    dev.close()
+
+
+@t.test
+def mqtt5_client_asks_natively():
+    """An MQTT 5 client asks `axon rpc serve` with the properties and a
+    payload of plain input; the answer comes with its Correlation Data."""
+    srv = servutil.Serve()
+    hub = "ws://127.0.0.1:%d" % srv.http_port
+    responder(hub, "dev/m5/wc", "wc", "-c")
+    asker = mqttutil.Client(srv.mqtt_port, "asker", version=mqttutil.V5)
+    asker.connect()
+    asker.subscribe("replies/asker", 1)
+    props = mqttutil.v5props("PUBLISH", ResponseTopic="replies/asker",
+                             CorrelationData=b"\x00\x01binary")
+    asker.publish("dev/m5/wc", b"12345", qos=1, props=props)
+    m = asker.get(timeout=10)
+    t.eq(m.properties.CorrelationData, b"\x00\x01binary", "Correlation Data echoed, byte for byte")
+    ans = json.loads(m.payload)
+    t.eq((ans["status"], ans["output"].strip()), (0, "5"), "the command ran on the payload")
+    asker.close()
 
 
 t.main()

@@ -10,31 +10,12 @@
  * - UTF-8 cuts and the ascii case mapping. */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proto/irc/irc.h"
-
-static char *guard_base;
-static size_t guard_room;
-
-static char *guarded(const void *src, size_t len)
-{
-    if (!guard_base) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_room = 64 * page;
-        guard_base = mmap(NULL, guard_room + page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(guard_base != MAP_FAILED);
-        ASSERT(mprotect(guard_base + guard_room, page, PROT_NONE) == 0);
-    }
-    ASSERT(len <= guard_room);
-    char *at = guard_base + guard_room - len;
-    if (len) memmove(at, src, len);
-    return at;
-}
 
 static bool eq(ax_irc_str s, const char *want)
 {
@@ -44,7 +25,7 @@ static bool eq(ax_irc_str s, const char *want)
 static int parse(const char *line, ax_irc_msg *m)
 {
     size_t n = strlen(line);
-    return ax_irc_parse(guarded(line, n), n, m);
+    return ax_irc_parse((char *)tu_guarded(line, n), n, m);
 }
 
 TEST(irc_parse_client_lines)
@@ -94,7 +75,7 @@ TEST(irc_parse_errors)
     ASSERT_EQ(parse("12 x", &m), AX_IRC_ECOMMAND);
     ASSERT_EQ(parse("1234 x", &m), AX_IRC_ECOMMAND);
     ASSERT_EQ(parse("PRIV-MSG x", &m), AX_IRC_ECOMMAND);
-    ASSERT_EQ(ax_irc_parse(guarded("NICK a\0b", 8), 8, &m), AX_IRC_EBYTE);
+    ASSERT_EQ(ax_irc_parse((char *)tu_guarded("NICK a\0b", 8), 8, &m), AX_IRC_EBYTE);
     ASSERT_EQ(parse("NICK a\rb", &m), AX_IRC_EBYTE);
     ASSERT_EQ(parse("X 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15", &m), 0);
     ASSERT_EQ(m.nparams, 15);
@@ -114,13 +95,13 @@ TEST(irc_parse_prefixes_in_bounds)
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
         for (size_t n = 0; n <= strlen(lines[i]); n++) {
             ax_irc_msg m;
-            ax_irc_parse(guarded(lines[i], n), n, &m);
+            ax_irc_parse((char *)tu_guarded(lines[i], n), n, &m);
         }
 }
 
 static int line(const char *buf, size_t n, size_t *len, size_t *skip)
 {
-    return ax_irc_line(guarded(buf, n), n, len, skip);
+    return ax_irc_line((char *)tu_guarded(buf, n), n, len, skip);
 }
 
 TEST(irc_line_terminators)

@@ -13,61 +13,14 @@
  * - topic name / filter / UTF-8 validity. */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proto/mqtt/mqtt.h"
 
 /* --- a guard page: data placed so its last byte is the last readable one --- */
-
-static uint8_t *guard_base;
-static size_t guard_room;
-
-static uint8_t *guarded(const void *src, size_t len)
-{
-    if (!guard_base) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_room = (4u << 20) / page * page;
-        guard_base = mmap(NULL, guard_room + page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(guard_base != MAP_FAILED);
-        ASSERT(mprotect(guard_base + guard_room, page, PROT_NONE) == 0);
-    }
-    ASSERT(len <= guard_room);
-    uint8_t *at = guard_base + guard_room - len;
-    if (len) memmove(at, src, len);
-    return at;
-}
-
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *p = hex; *p; p++) {
-        int v;
-        if (*p == ' ') continue;
-        if (*p >= '0' && *p <= '9')
-            v = *p - '0';
-        else if (*p >= 'a' && *p <= 'f')
-            v = *p - 'a' + 10;
-        else if (*p >= 'A' && *p <= 'F')
-            v = *p - 'A' + 10;
-        else
-            v = -1;
-        ASSERT(v >= 0);
-        if (hi < 0) {
-            hi = v;
-            continue;
-        }
-        ASSERT(n < cap);
-        out[n++] = (uint8_t)(hi << 4 | v);
-        hi = -1;
-    }
-    ASSERT(hi < 0);
-    return n;
-}
 
 static ax_mqtt_str S(const char *s)
 {
@@ -92,10 +45,10 @@ static int parse_each_way(const uint8_t *in, size_t len, unsigned version, size_
         return 1;
     }
     memcpy(copy, in, len);
-    int whole = ax_mqtt_parse(guarded(copy, len), len, version, max, pkt);
+    int whole = ax_mqtt_parse(tu_guarded(copy, len), len, version, max, pkt);
     for (size_t k = 0; k < len; k++) {
         ax_mqtt_packet part;
-        int r = ax_mqtt_parse(guarded(copy, k), k, version, max, &part);
+        int r = ax_mqtt_parse(tu_guarded(copy, k), k, version, max, &part);
         if (r == AX_MQTT_INCOMPLETE) {
             if (k >= 2 && whole > 0 && part.size) ASSERT_EQ(part.size, whole);
             continue;
@@ -103,13 +56,13 @@ static int parse_each_way(const uint8_t *in, size_t len, unsigned version, size_
         ASSERT(r < 0);
         ASSERT_EQ(r, whole);
     }
-    return ax_mqtt_parse(guarded(copy, len), len, version, max, pkt);
+    return ax_mqtt_parse(tu_guarded(copy, len), len, version, max, pkt);
 }
 
 static int parse_hex(const char *hex, unsigned version, ax_mqtt_packet *pkt)
 {
     uint8_t b[2048];
-    size_t n = unhex(hex, b, sizeof b);
+    size_t n = tu_unhex(hex, b, sizeof b);
     return parse_each_way(b, n, version, 0, pkt);
 }
 
@@ -159,7 +112,7 @@ TEST(mqtt_varint_sizes)
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint8_t want[8], got[8];
-        size_t wn = unhex(rows[i].hex, want, sizeof want);
+        size_t wn = tu_unhex(rows[i].hex, want, sizeof want);
         ASSERT_EQ(ax_mqtt_varint_size(rows[i].v), rows[i].n);
         ASSERT_EQ(ax_mqtt_varint_write(got, rows[i].v), wn);
         ASSERT(memcmp(got, want, wn) == 0);
@@ -169,7 +122,7 @@ TEST(mqtt_varint_sizes)
         uint8_t hdr[8] = {0x30};
         memcpy(hdr + 1, want, wn);
         ax_mqtt_packet pkt;
-        uint8_t *g = guarded(hdr, 1 + wn);
+        uint8_t *g = tu_guarded(hdr, 1 + wn);
         int r = ax_mqtt_parse(g, 1 + wn, AX_MQTT_V311, 0, &pkt);
         if (rows[i].v == 0) {
             ASSERT(r < 0); /* a PUBLISH needs at least its topic length */
@@ -200,7 +153,7 @@ TEST(mqtt_remaining_length_edges)
             p.u.publish.payload_len = rems[i] - fixed;
             size_t n = ax_mqtt_encode(wire, sizeof wire, v, &p);
             ASSERT_EQ(n, 1 + ax_mqtt_varint_size(rems[i]) + rems[i]);
-            uint8_t *g = guarded(wire, n);
+            uint8_t *g = tu_guarded(wire, n);
             ASSERT_EQ(ax_mqtt_parse(g, n, v, 0, &q), n);
             ASSERT_EQ(q.u.publish.payload_len, rems[i] - fixed);
             ASSERT_EQ(ax_mqtt_parse(g, n - 1, v, 0, &q), AX_MQTT_INCOMPLETE);
@@ -218,8 +171,8 @@ TEST(mqtt_remaining_length_overflow)
     /* four bytes announced continued, only four there: still malformed at
      * the fifth, incomplete before */
     uint8_t b[5] = {0x30, 0xff, 0xff, 0xff, 0xff};
-    ASSERT_EQ(ax_mqtt_parse(guarded(b, 4), 4, 4, 0, &pkt), AX_MQTT_INCOMPLETE);
-    ASSERT_EQ(ax_mqtt_parse(guarded(b, 5), 5, 4, 0, &pkt), -AX_MQTT_RC_MALFORMED);
+    ASSERT_EQ(ax_mqtt_parse(tu_guarded(b, 4), 4, 4, 0, &pkt), AX_MQTT_INCOMPLETE);
+    ASSERT_EQ(ax_mqtt_parse(tu_guarded(b, 5), 5, 4, 0, &pkt), -AX_MQTT_RC_MALFORMED);
     /* not minimal */
     ASSERT_EQ(parse_hex("30 80 00", AX_MQTT_V311, &pkt), -AX_MQTT_RC_MALFORMED);
     ASSERT_EQ(parse_hex("c0 80 80 00", AX_MQTT_V311, &pkt), -AX_MQTT_RC_MALFORMED);
@@ -227,8 +180,8 @@ TEST(mqtt_remaining_length_overflow)
     ASSERT_EQ(parse_hex("30 ff ff ff 7f", AX_MQTT_V311, &pkt), AX_MQTT_INCOMPLETE);
     ASSERT_EQ(pkt.size, AX_MQTT_MAX_PACKET);
     uint8_t c[5] = {0x30, 0xff, 0xff, 0xff, 0x7f};
-    ASSERT_EQ(ax_mqtt_parse(guarded(c, 5), 5, 4, 1 << 20, &pkt), -AX_MQTT_RC_PACKET_TOO_LARGE);
-    ASSERT_EQ(ax_mqtt_parse(guarded(c, 2), 2, 4, 1 << 20, &pkt), AX_MQTT_INCOMPLETE);
+    ASSERT_EQ(ax_mqtt_parse(tu_guarded(c, 5), 5, 4, 1 << 20, &pkt), -AX_MQTT_RC_PACKET_TOO_LARGE);
+    ASSERT_EQ(ax_mqtt_parse(tu_guarded(c, 2), 2, 4, 1 << 20, &pkt), AX_MQTT_INCOMPLETE);
     ASSERT_EQ(ax_mqtt_parse(NULL, 0, 4, 0, &pkt), AX_MQTT_INCOMPLETE);
     ASSERT_EQ(pkt.size, 0);
 }
@@ -746,14 +699,14 @@ TEST(mqtt_ping_disconnect_auth)
 TEST(mqtt_stream_of_packets)
 {
     uint8_t b[256];
-    size_t n = unhex("10 0d 00 04 4d 51 54 54 04 02 00 3c 00 01 63"
-                     "82 08 00 01 00 03 61 2f 23 01"
-                     "32 09 00 03 61 2f 62 00 01 68 69"
-                     "c0 00 e0 00",
-                     b, sizeof b);
+    size_t n = tu_unhex("10 0d 00 04 4d 51 54 54 04 02 00 3c 00 01 63"
+                        "82 08 00 01 00 03 61 2f 23 01"
+                        "32 09 00 03 61 2f 62 00 01 68 69"
+                        "c0 00 e0 00",
+                        b, sizeof b);
     static const unsigned want[] = {AX_MQTT_CONNECT, AX_MQTT_SUBSCRIBE, AX_MQTT_PUBLISH,
                                     AX_MQTT_PINGREQ, AX_MQTT_DISCONNECT};
-    const uint8_t *p = guarded(b, n);
+    const uint8_t *p = tu_guarded(b, n);
     size_t len = n, k = 0;
     unsigned version = 0;
     for (;;) {
@@ -1061,7 +1014,7 @@ TEST(mqtt_props_filter_forwards)
     ASSERT_EQ(ax_mqtt_props_filter(pr, keep, out, 12), 13); /* too small: measured */
     ASSERT_EQ(ax_mqtt_props_filter(pr, keep, out, sizeof out), 13);
     uint8_t want[16];
-    ASSERT_EQ(unhex("26 00 01 61 00 01 62 26 00 01 63 00 00", want, sizeof want), 13);
+    ASSERT_EQ(tu_unhex("26 00 01 61 00 01 62 26 00 01 63 00 00", want, sizeof want), 13);
     ASSERT(memcmp(out, want, 13) == 0);
     /* forward: a new PUBLISH with another expiry, a per-subscriber sub id,
      * the kept user properties */
@@ -1117,10 +1070,10 @@ TEST(mqtt_publish_head_fanout)
             size_t n = ax_mqtt_encode(want, sizeof want, v, &ref);
             ASSERT_EQ(n, hn + sizeof payload);
             ASSERT(memcmp(want, whole, n) == 0);
-            ASSERT_EQ(ax_mqtt_parse(guarded(whole, n), n, v, 0, &q), n);
+            ASSERT_EQ(ax_mqtt_parse(tu_guarded(whole, n), n, v, 0, &q), n);
             ASSERT_EQ(q.u.publish.packet_id, id);
             ax_mqtt_publish_set_dup(whole);
-            ASSERT_EQ(ax_mqtt_parse(guarded(whole, n), n, v, 0, &q), n);
+            ASSERT_EQ(ax_mqtt_parse(tu_guarded(whole, n), n, v, 0, &q), n);
             ASSERT(q.u.publish.dup);
         }
         /* QoS 0: no id */

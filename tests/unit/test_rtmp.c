@@ -11,31 +11,12 @@
  *   end (inputs against an unreadable page). */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proto/rtmp/rtmp.h"
-
-static uint8_t *guard_base;
-static size_t guard_room;
-
-static uint8_t *guarded(const void *src, size_t len)
-{
-    if (!guard_base) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_room = 64 * page;
-        guard_base = mmap(NULL, guard_room + page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(guard_base != MAP_FAILED);
-        ASSERT(mprotect(guard_base + guard_room, page, PROT_NONE) == 0);
-    }
-    ASSERT(len <= guard_room);
-    uint8_t *at = guard_base + guard_room - len;
-    if (len) memmove(at, src, len);
-    return at;
-}
 
 TEST(rtmp_handshake_reply)
 {
@@ -70,7 +51,7 @@ static void roundtrip(uint32_t csid, uint32_t ts, uint32_t len, uint32_t chunk, 
     while (!last) {
         ax_rtmp_chunk ch;
         size_t end = off + avail > (size_t)n ? (size_t)n : off + avail;
-        long k = ax_rtmp_chunk_parse(&p, guarded(wire + off, end - off), end - off, &ch);
+        long k = ax_rtmp_chunk_parse(&p, tu_guarded(wire + off, end - off), end - off, &ch);
         ASSERT(k >= 0);
         if (k == 0) {
             ASSERT(end < (size_t)n);
@@ -123,7 +104,8 @@ TEST(rtmp_chunk_formats_and_deltas)
     size_t off = 0;
     for (int i = 0; i < 4; i++) {
         ax_rtmp_chunk ch;
-        long k = ax_rtmp_chunk_parse(&p, guarded(in + off, sizeof in - off), sizeof in - off, &ch);
+        long k =
+            ax_rtmp_chunk_parse(&p, tu_guarded(in + off, sizeof in - off), sizeof in - off, &ch);
         ASSERT(k > 0);
         ASSERT_EQ(ch.h.ts, ts[i]);
         ASSERT_EQ(ch.h.len, len[i]);
@@ -192,7 +174,7 @@ TEST(rtmp_amf0_roundtrip)
 {
     uint8_t buf[512];
     size_t n = connect_cmd(buf, sizeof buf);
-    const uint8_t *d = guarded(buf, n);
+    const uint8_t *d = tu_guarded(buf, n);
     size_t off = 0;
     ax_amf0_val v;
     ASSERT_EQ(ax_amf0_read(d, n, &off, &v), 0);
@@ -214,7 +196,7 @@ TEST(rtmp_amf0_roundtrip)
     ASSERT_EQ(o, n);
     /* every truncation: an error, never a read past the end */
     for (size_t cut = 0; cut < n - 1; cut++) {
-        const uint8_t *t = guarded(buf, cut);
+        const uint8_t *t = tu_guarded(buf, cut);
         size_t k = 0;
         int rc = 0;
         while (rc == 0 && k < cut)
@@ -227,7 +209,7 @@ TEST(rtmp_amf0_roundtrip)
     for (size_t i = 0; i + 5 <= sizeof deep; i += 5)
         deep[i + 1] = deep[i + 2] = deep[i + 3] = 0, deep[i + 4] = 1;
     off = 0;
-    ASSERT_EQ(ax_amf0_skip(guarded(deep, sizeof deep), sizeof deep, &off), AX_RTMP_EAMF);
+    ASSERT_EQ(ax_amf0_skip(tu_guarded(deep, sizeof deep), sizeof deep, &off), AX_RTMP_EAMF);
     /* the writer notices a full buffer */
     uint8_t small[10];
     ax_amf0_w w = {small, sizeof small, 0, false};

@@ -4,38 +4,14 @@
  * inputs that end against an unreadable page. */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proto/ws/utf8.h"
 
 /* --- a guard page: data placed so its last byte is the last readable one --- */
-
-static uint8_t *guard_base;
-static size_t guard_page;
-
-static uint8_t *guard_init(void)
-{
-    if (!guard_base) {
-        guard_page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_base =
-            mmap(NULL, 2 * guard_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(guard_base != MAP_FAILED);
-        ASSERT(mprotect(guard_base + guard_page, guard_page, PROT_NONE) == 0);
-    }
-    return guard_base;
-}
-
-/* Copies src to the end of the readable page and returns where it starts. */
-static const uint8_t *guarded(const void *src, size_t len)
-{
-    uint8_t *end = guard_init() + guard_page;
-    ASSERT(len <= guard_page);
-    memcpy(end - len, src, len);
-    return end - len;
-}
 
 /* --- a reference checker written from the RFC 3629 section 4 grammar --- */
 
@@ -97,7 +73,7 @@ static long feed_steps(const uint8_t *s, size_t n, size_t step, int *complete)
     if (step == 0) step = n ? n : 1;
     while (off < n) {
         size_t k = n - off < step ? n - off : step;
-        const uint8_t *piece = guarded(s + off, k);
+        const uint8_t *piece = tu_guarded(s + off, k);
         size_t r = ax_utf8_feed(&v, piece, k);
         if (r != k) {
             ASSERT(ax_utf8_failed(&v));
@@ -134,7 +110,7 @@ static void check_all_ways(const uint8_t *s, size_t n, long want_bad, int want_c
     int rc = -1;
     CHECK_EQ(ref_first_bad(s, n, &rc), want_bad);
     CHECK_EQ(rc, want_complete);
-    CHECK_EQ(ax_utf8_valid(guarded(s, n), n), want_bad < 0 && want_complete);
+    CHECK_EQ(ax_utf8_valid(tu_guarded(s, n), n), want_bad < 0 && want_complete);
 }
 
 /* --- tables --- */
@@ -345,8 +321,8 @@ TEST(utf8_across_fragments)
     for (size_t cut = 0; cut <= n; cut++) {
         ax_utf8 v;
         ax_utf8_init(&v);
-        ASSERT_EQ(ax_utf8_feed(&v, guarded(text, cut), cut), cut);
-        ASSERT_EQ(ax_utf8_feed(&v, guarded(text + cut, n - cut), n - cut), n - cut);
+        ASSERT_EQ(ax_utf8_feed(&v, tu_guarded(text, cut), cut), cut);
+        ASSERT_EQ(ax_utf8_feed(&v, tu_guarded(text + cut, n - cut), n - cut), n - cut);
         ASSERT(ax_utf8_complete(&v));
     }
 

@@ -8,67 +8,14 @@
  * pieces, each piece copied so that it ends at an unreadable page. */
 #define _GNU_SOURCE
 #include "runner.h"
+#include "testutil.h"
 
 #include <stdarg.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "proto/ws/base64.h"
 #include "proto/ws/ws_frame.h"
-
-/* --- a guard page: data placed so its last byte is the last readable one --- */
-
-static uint8_t *guard_base;
-static size_t guard_room; /* readable bytes before the unreadable page */
-
-static uint8_t *guard_init(void)
-{
-    if (!guard_base) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_room = (256 * 1024 + page - 1) / page * page;
-        guard_base = mmap(NULL, guard_room + page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT(guard_base != MAP_FAILED);
-        ASSERT(mprotect(guard_base + guard_room, page, PROT_NONE) == 0);
-    }
-    return guard_base;
-}
-
-/* Copies src to the end of the writable area; returns where it starts. */
-static uint8_t *guarded(const void *src, size_t len)
-{
-    uint8_t *end = guard_init() + guard_room;
-    ASSERT(len <= guard_room);
-    memcpy(end - len, src, len);
-    return end - len;
-}
-
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *p = hex; *p; p++) {
-        int v;
-        if (*p == ' ') continue;
-        if (*p >= '0' && *p <= '9')
-            v = *p - '0';
-        else if (*p >= 'a' && *p <= 'f')
-            v = *p - 'a' + 10;
-        else
-            v = -1;
-        ASSERT(v >= 0);
-        if (hi < 0) {
-            hi = v;
-            continue;
-        }
-        ASSERT(n < cap);
-        out[n++] = (uint8_t)(hi << 4 | v);
-        hi = -1;
-    }
-    ASSERT(hi < 0);
-    return n;
-}
 
 /* --- transcripts: what a byte stream makes the parser report --- */
 
@@ -138,7 +85,7 @@ static void run_stream(const ax_ws_config *cfg, const uint8_t *in, size_t len, s
     if (step == 0) step = len ? len : 1;
     while (off < len && !failed) {
         size_t k = len - off < step ? len - off : step, pos = 0;
-        uint8_t *piece = guarded(in + off, k);
+        uint8_t *piece = tu_guarded(in + off, k);
         while (pos < k) {
             ax_ws_event ev;
             size_t used = ax_ws_parse(&p, piece + pos, k - pos, &ev);
@@ -351,7 +298,7 @@ TEST(ws_frame_table)
     for (size_t i = 0; i < sizeof frame_cases / sizeof frame_cases[0]; i++) {
         const frame_case *c = &frame_cases[i];
         ax_ws_config cfg = {c->role, c->rsv_allowed, c->max_frame, c->max_message};
-        size_t n = unhex(c->wire, wire, sizeof wire);
+        size_t n = tu_unhex(c->wire, wire, sizeof wire);
         for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
             run_stream(&cfg, wire, n, steps[s], &t);
             char what[160];
@@ -447,7 +394,7 @@ TEST(ws_length_boundaries)
     ax_ws_parser p;
     ax_ws_event ev;
     ax_ws_parser_init(&p, &server_cfg);
-    ASSERT_EQ(ax_ws_parse(&p, guarded(wire, n), n, &ev), n);
+    ASSERT_EQ(ax_ws_parse(&p, tu_guarded(wire, n), n, &ev), n);
     ASSERT_EQ(ev.type, AX_WS_EV_CONTROL);
     ASSERT_EQ(ev.len, 125);
     ASSERT(memcmp(ev.data, ping, 125) == 0);
@@ -463,7 +410,7 @@ TEST(ws_encoder)
     ASSERT_EQ(h, 2);
     ASSERT(memcmp(out, "\x81\x05", 2) == 0);
     size_t n = build(out, AX_WS_TEXT, true, 0, "Hello", 5, key);
-    ASSERT_EQ(n, unhex("81 85 37fa213d 7f9f4d5158", want, sizeof want));
+    ASSERT_EQ(n, tu_unhex("81 85 37fa213d 7f9f4d5158", want, sizeof want));
     ASSERT(memcmp(out, want, n) == 0);
     /* fragmented: first frame not final, then a final continuation */
     ASSERT_EQ(ax_ws_encode_header(out, AX_WS_TEXT, false, 0, 3, NULL), 2);
@@ -531,7 +478,7 @@ TEST(ws_mask_matches_naive)
         }
     /* against the guard page: the last byte is the last readable one */
     for (size_t len = 0; len <= 64; len++) {
-        uint8_t *g = guarded(src, len);
+        uint8_t *g = tu_guarded(src, len);
         memcpy(b, src, len);
         ax_ws_mask(g, len, key, 1);
         naive_mask(b, len, key, 1);
@@ -625,7 +572,7 @@ TEST(ws_close_encode)
 TEST(ws_event_fields)
 {
     uint8_t wire[64];
-    size_t n = unhex("01 02 6869 89 01 70 00 00 80 01 21", wire, sizeof wire);
+    size_t n = tu_unhex("01 02 6869 89 01 70 00 00 80 01 21", wire, sizeof wire);
     ax_ws_parser p;
     ax_ws_event ev;
     int data_events = 0, frame_ends = 0, message_ends = 0, controls = 0;
@@ -634,7 +581,7 @@ TEST(ws_event_fields)
 
     ax_ws_parser_init(&p, &client_cfg);
     for (size_t i = 0; i < n; i++) {
-        uint8_t *b = guarded(wire + i, 1);
+        uint8_t *b = tu_guarded(wire + i, 1);
         size_t used = ax_ws_parse(&p, b, 1, &ev);
         ASSERT_EQ(used, 1);
         if (ev.type == AX_WS_EV_NEED_MORE) continue;
@@ -668,11 +615,11 @@ TEST(ws_limit_before_payload)
 {
     ax_ws_config cfg = {AX_WS_SERVER, 0, 1 << 20, 0};
     uint8_t wire[16];
-    size_t n = unhex("82 ff 0000010000000000 01020304", wire, sizeof wire);
+    size_t n = tu_unhex("82 ff 0000010000000000 01020304", wire, sizeof wire);
     ax_ws_parser p;
     ax_ws_event ev;
     ax_ws_parser_init(&p, &cfg);
-    ASSERT_EQ(ax_ws_parse(&p, guarded(wire, n), n, &ev), n);
+    ASSERT_EQ(ax_ws_parse(&p, tu_guarded(wire, n), n, &ev), n);
     ASSERT_EQ(ev.type, AX_WS_EV_ERROR);
     ASSERT_EQ(ev.code, 1009);
 }
@@ -687,14 +634,14 @@ TEST(ws_empty_input)
     ax_ws_event ev;
 
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-        size_t n = unhex(prefixes[i], wire, sizeof wire);
+        size_t n = tu_unhex(prefixes[i], wire, sizeof wire);
         ax_ws_parser_init(&p, &client_cfg);
-        if (n) ax_ws_parse(&p, guarded(wire, n), n, &ev);
+        if (n) ax_ws_parse(&p, tu_guarded(wire, n), n, &ev);
         ASSERT_EQ(ax_ws_parse(&p, NULL, 0, &ev), 0);
         ASSERT_EQ(ev.type, AX_WS_EV_NEED_MORE);
     }
     /* the rest of the ping still completes it */
-    ASSERT_EQ(ax_ws_parse(&p, guarded("bc", 2), 2, &ev), 2);
+    ASSERT_EQ(ax_ws_parse(&p, tu_guarded("bc", 2), 2, &ev), 2);
     ASSERT_EQ(ev.type, AX_WS_EV_CONTROL);
     ASSERT_EQ(ev.len, 3);
     ASSERT(memcmp(ev.data, "abc", 3) == 0);
@@ -774,7 +721,7 @@ TEST(ws_base64)
         ASSERT_EQ(ax_ws_base64_encode(out, vec[i][0], len), strlen(vec[i][1]));
         ASSERT_EQ(strlen(vec[i][1]), AX_WS_BASE64_LEN(len));
         ASSERT_STREQ(out, vec[i][1]);
-        const char *g = (const char *)guarded(vec[i][1], strlen(vec[i][1]));
+        const char *g = (const char *)tu_guarded(vec[i][1], strlen(vec[i][1]));
         ASSERT_EQ(ax_ws_base64_decode(raw, sizeof raw, g, strlen(vec[i][1]), &n), 0);
         ASSERT_EQ(n, len);
         ASSERT(memcmp(raw, vec[i][0], len) == 0);
@@ -801,7 +748,7 @@ TEST(ws_base64)
                 src[i] = (uint8_t)(v + i * 101);
             size_t el = ax_ws_base64_encode(out, src, len);
             ASSERT_EQ(el, AX_WS_BASE64_LEN(len));
-            ASSERT_EQ(ax_ws_base64_decode(raw, len, (const char *)guarded(out, el), el, &n), 0);
+            ASSERT_EQ(ax_ws_base64_decode(raw, len, (const char *)tu_guarded(out, el), el, &n), 0);
             ASSERT_EQ(n, len);
             ASSERT(memcmp(raw, src, len) == 0);
         }

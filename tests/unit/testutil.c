@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -444,4 +445,47 @@ void tu_alloc_fail_once_after(long n)
 {
     atomic_store(&fail_once, true);
     atomic_store(&fail_budget, n);
+}
+
+uint8_t *tu_guarded(const void *src, size_t len)
+{
+    static uint8_t *base;
+    static size_t room;
+    if (!base) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        room = (4u << 20) / page * page;
+        base = mmap(NULL, room + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT(base != MAP_FAILED);
+        ASSERT(mprotect(base + room, page, PROT_NONE) == 0);
+    }
+    ASSERT(len <= room);
+    uint8_t *at = base + room - len;
+    if (len) memmove(at, src, len);
+    return at;
+}
+
+size_t tu_unhex(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    int hi = -1;
+    for (const char *p = hex; *p; p++) {
+        int v = -1;
+        if (*p == ' ') continue;
+        if (*p >= '0' && *p <= '9')
+            v = *p - '0';
+        else if (*p >= 'a' && *p <= 'f')
+            v = *p - 'a' + 10;
+        else if (*p >= 'A' && *p <= 'F')
+            v = *p - 'A' + 10;
+        ASSERT(v >= 0);
+        if (hi < 0) {
+            hi = v;
+            continue;
+        }
+        ASSERT(n < cap);
+        out[n++] = (uint8_t)(hi << 4 | v);
+        hi = -1;
+    }
+    ASSERT(hi < 0);
+    return n;
 }

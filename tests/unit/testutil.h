@@ -133,4 +133,12 @@ void tu_alloc_fail_once_after(long n);
 /* Allocations refused so far. */
 long tu_alloc_failures(void);
 
+/* Copies len bytes of src so that the last one is the last readable byte
+ * before an unreadable page (up to 4 MiB; src may lie in that area): a
+ * parser that reads past the end of its input faults at once. */
+uint8_t *tu_guarded(const void *src, size_t len);
+/* Hex digits ("0a FF 1c"; spaces are skipped) to bytes; fails the test on
+ * a bad digit, an odd count or more than cap bytes. */
+size_t tu_unhex(const char *hex, uint8_t *out, size_t cap);
+
 #endif

@@ -576,6 +576,28 @@ static bool get_prop_value(rd *r, unsigned kind, uint32_t *num, ax_mqtt_str *str
     }
 }
 
+/* The properties up to r->end, of a packet of `type` (0: will). */
+static bool get_prop_list(rd *r, unsigned type, ax_mqtt_props *pr)
+{
+    while (r->p < r->end) {
+        uint32_t id, num = 0;
+        ax_mqtt_str str = {NULL, 0};
+        if (!get_varint(r, &id)) return false;
+        if (!ax_mqtt_prop_allowed(type, id))
+            return bad(r, MALFORMED, "property not allowed in this packet");
+        uint64_t bit = AX_MQTT_PBIT(id);
+        bool repeats =
+            id == AX_MQTT_PROP_USER || (id == AX_MQTT_PROP_SUB_ID && type == AX_MQTT_PUBLISH);
+        if ((pr->present & bit) && !repeats) return bad(r, PROTOCOL, "property included twice");
+        pr->present |= bit;
+        if (!get_prop_value(r, ax__mqtt_prop_kind(id), &num, &str)) return false;
+        if (!store_prop(r, pr, id, num, str)) return false;
+    }
+    if ((pr->present & PB(AUTH_DATA)) && !(pr->present & PB(AUTH_METHOD)))
+        return bad(r, PROTOCOL, "Authentication Data without Authentication Method");
+    return true;
+}
+
 /* A property block (section 2.2.2) of a packet of `type` (0: will). */
 static bool get_props(rd *r, unsigned type, ax_mqtt_props *pr)
 {
@@ -584,34 +606,20 @@ static bool get_props(rd *r, unsigned type, ax_mqtt_props *pr)
     if (len > left(r)) return bad(r, MALFORMED, "property length beyond the packet");
     pr->raw.ptr = (const char *)r->p;
     pr->raw.len = len;
-    const uint8_t *end = r->p + len, *outer_end = r->end;
-    r->end = end;
-    while (r->p < end) {
-        uint32_t id, num = 0;
-        ax_mqtt_str str = {NULL, 0};
-        if (!get_varint(r, &id)) goto fail;
-        if (!ax_mqtt_prop_allowed(type, id)) {
-            bad(r, MALFORMED, "property not allowed in this packet");
-            goto fail;
-        }
-        uint64_t bit = AX_MQTT_PBIT(id);
-        bool repeats =
-            id == AX_MQTT_PROP_USER || (id == AX_MQTT_PROP_SUB_ID && type == AX_MQTT_PUBLISH);
-        if ((pr->present & bit) && !repeats) {
-            bad(r, PROTOCOL, "property included twice");
-            goto fail;
-        }
-        pr->present |= bit;
-        if (!get_prop_value(r, ax__mqtt_prop_kind(id), &num, &str)) goto fail;
-        if (!store_prop(r, pr, id, num, str)) goto fail;
-    }
+    const uint8_t *outer_end = r->end;
+    r->end = r->p + len;
+    bool ok = get_prop_list(r, type, pr);
     r->end = outer_end;
-    if ((pr->present & PB(AUTH_DATA)) && !(pr->present & PB(AUTH_METHOD)))
-        return bad(r, PROTOCOL, "Authentication Data without Authentication Method");
-    return true;
-fail:
-    r->end = outer_end;
-    return false;
+    return ok;
+}
+
+int ax_mqtt_props_parse(const void *buf, size_t len, unsigned type, ax_mqtt_props *out)
+{
+    memset(out, 0, sizeof(*out));
+    rd r = {.p = buf, .end = (const uint8_t *)buf + len, .version = AX_MQTT_V5};
+    out->raw.ptr = buf;
+    out->raw.len = len;
+    return get_prop_list(&r, type, out) ? 0 : -(int)(r.rc ? r.rc : MALFORMED);
 }
 
 static bool get_props_v5(rd *r, unsigned type, ax_mqtt_props *pr)

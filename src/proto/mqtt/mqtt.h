@@ -473,6 +473,13 @@ bool ax_mqtt_unsub_next(ax_mqtt_iter *it, ax_mqtt_str *filter);
  * AX_MQTT_PBIT(AX_MQTT_PROP_USER) forwards a PUBLISH's user properties. */
 size_t ax_mqtt_props_filter(const ax_mqtt_props *p, uint64_t keep, uint8_t *out, size_t cap);
 
+/* Reads a bare list of properties (no block length in front: what
+ * ax_mqtt_props_filter() and ax_mqtt_props_encode() write, and what a
+ * broker keeps with a message) as those of a packet of `type` (0: will).
+ * Returns 0 with *out filled (its strings point into buf), or minus the
+ * reason code of the first rule broken. */
+int ax_mqtt_props_parse(const void *buf, size_t len, unsigned type, ax_mqtt_props *out);
+
 /* --- encoding --- */
 
 /* Writes pkt (pkt->type selects the union member; pkt->flags and size are
@@ -480,6 +487,13 @@ size_t ax_mqtt_props_filter(const ax_mqtt_props *p, uint64_t keep, uint8_t *out,
  * size, having written it into out only if it fits in cap; 0 if it cannot
  * be encoded.  Properties are written for 5.0 only. */
 size_t ax_mqtt_encode(uint8_t *out, size_t cap, unsigned version, const ax_mqtt_packet *pkt);
+
+/* Writes p's properties as those of a packet of `type`, without the
+ * block's length in front (the form ax_mqtt_props_parse() reads and
+ * ax_mqtt_props.extra takes).  Returns their size, having written them
+ * only if it fits in cap (out may be NULL to measure); 0 when there are
+ * none or one cannot be encoded for `type`. */
+size_t ax_mqtt_props_encode(uint8_t *out, size_t cap, unsigned type, const ax_mqtt_props *p);
 
 /* Shorthands for the packets a broker sends most. */
 #define AX_MQTT_ACK_MAX 5 /* largest ax_mqtt_encode_ack() output */

@@ -184,6 +184,18 @@ static size_t props_len(unsigned type, const ax_mqtt_props *p, bool *bad)
     return m.n;
 }
 
+size_t ax_mqtt_props_encode(uint8_t *out, size_t cap, unsigned type, const ax_mqtt_props *p)
+{
+    bool bad = false;
+    size_t n = props_len(type, p, &bad);
+    if (bad) return 0;
+    if (out && n <= cap) {
+        wr w = {out, 0, false};
+        put_prop_list(&w, type, p);
+    }
+    return n;
+}
+
 /* A property block: its length, then the properties (5.0 only). */
 static void put_props(wr *w, unsigned version, unsigned type, const ax_mqtt_props *p)
 {
