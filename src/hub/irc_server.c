@@ -91,13 +91,18 @@ void irc_cmd_oper(irc_conn *ic, int nparams, char **args)
         irc_num(ic, "461", "OPER :Not enough parameters");
         return;
     }
-    const auth_passwd *opers = ic->g->opers;
-    bool ok = opers && auth_passwd_check(opers, args[0], args[1]);
+    serve *sv = ic->g->sv;
+    ax_addr peer, *from = ax_conn_peer(ic->c, &peer) == 0 ? &peer : NULL;
     /* an administrator of the hub (admin token) is one by its own name */
-    if (!ok && ic->id && ic->id->admin && strcmp(args[0], ic->id->name) == 0) ok = true;
+    bool ok = ic->id && ic->id->admin && strcmp(args[0], ic->id->name) == 0;
+    if (!ok && !serve_limit_login(sv, from)) { /* login_fail_rate, as for other logins */
+        irc_num(ic, "464", ":Password incorrect (too many failed logins: try again later)");
+        return;
+    }
+    if (!ok) ok = ic->g->opers && auth_passwd_check(ic->g->opers, args[0], args[1]);
     if (!ok) {
-        ax_addr a;
-        serve_refused(ic->g->sv, "irc", ax_conn_peer(ic->c, &a) == 0 ? &a : NULL, "OPER");
+        serve_limit_login_failed(sv, from);
+        serve_refused(sv, "irc", from, "OPER");
         irc_num(ic, "464", ":Password incorrect");
         return;
     }

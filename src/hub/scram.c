@@ -33,8 +33,8 @@
 
 struct auth_scram {
     char user[AUTH_MAX_NAME + 1];
-    bool known;            /* the user has a $7$ entry */
-    char gs2[8];           /* the client's gs2 header ("n,," or "y,,") */
+    bool known;  /* the user has a $7$ entry */
+    char gs2[8]; /* the client's gs2 header ("n,," or "y,,") */
     char nonce[2 * AUTH_SCRAM_MAX];
     char first_bare[AUTH_SCRAM_MAX + 1];
     char server_first[AUTH_SCRAM_MAX + 1];
@@ -139,8 +139,8 @@ auth_scram *auth_scram_start(const auth *a, const void *client_first, size_t n,
     auth_b64_encode(rnd, sizeof rnd, false, snonce, sizeof snonce);
     auth_b64_encode(salt, sl, false, salt64, sizeof salt64);
     snprintf(s->nonce, sizeof s->nonce, "%.*s%s", (int)nl, r, snonce);
-    int k = snprintf(s->server_first, sizeof s->server_first, "r=%s,s=%s,i=%u", s->nonce, salt64,
-                     iter);
+    int k =
+        snprintf(s->server_first, sizeof s->server_first, "r=%s,s=%s,i=%u", s->nonce, salt64, iter);
     if (k < 0 || (size_t)k >= AUTH_SCRAM_MAX) {
         auth_scram_free(s);
         return NULL;
@@ -182,7 +182,8 @@ auth_identity *auth_scram_finish(auth_scram *s, const auth *a, const void *clien
         return NULL;
     /* AuthMessage */
     char am[3 * AUTH_SCRAM_MAX + 4];
-    int al = snprintf(am, sizeof am, "%s,%s,%.*s", s->first_bare, s->server_first, (int)(pp - m), m);
+    int al =
+        snprintf(am, sizeof am, "%s,%s,%.*s", s->first_bare, s->server_first, (int)(pp - m), m);
     if (al < 0 || (size_t)al >= sizeof am) return NULL;
     uint8_t ckey[H_LEN], skey[H_LEN], stored[H_LEN], sig[H_LEN], got[H_LEN], ssig[H_LEN];
     unsigned hl = 0;

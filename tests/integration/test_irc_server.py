@@ -10,7 +10,8 @@ that others see (src/hub/irc_server.c, gw_irc.c, docs/irc.md).
   369, newest first, a count), 406 for a nick never seen, 431 without one.
 - OPER with irc_oper_file (a mosquitto_passwd file): 464 for a wrong
   password, 381 and MODE +o; then WHOIS 313, WHO `*`, USERHOST `*`,
-  WALLOPS to +w users only, KILL (481 for a non-operator).  A signed-in
+  WALLOPS to +w users only, KILL (481 for a non-operator); wrong OPERs
+  count toward login_fail_rate.  A signed-in
   admin (admin token) is an operator by its own name.
 - NOTICE reaches IRC users as NOTICE (channel and DM) and the line chat as
   a message; a NICK change reaches a channel's users as one NICK line (no
@@ -256,6 +257,19 @@ def oper_whois_who_wallops_kill():
     a.has("MODE alice :-o")
     a.cmd("KILL wally")
     a.numeric("481", "no more an operator")
+    srv.stop()
+
+
+@t.test
+def oper_guessing_meets_login_fail_rate():
+    srv = serve("--login-fail-rate", "2/min burst 2")
+    a = Irc.open(srv)
+    a.register("guesser")
+    for _ in range(2):
+        a.cmd("OPER operuser wrong")
+        t.ok("too many" not in a.numeric("464")[-1], "a wrong password")
+    a.cmd("OPER operuser operpassword")
+    t.ok("too many failed logins" in a.numeric("464")[-1], "then not even the right one is checked")
     srv.stop()
 
 
