@@ -902,8 +902,9 @@ static void one_line(irc_conn *ic, char *line, size_t n)
     }
     GW_ADD(ic->g->sv->gw[GW_IRC].msgs_in, 1);
     if (!ax_utf8_valid(line, n)) { /* UTF8ONLY: refused, not relayed */
+        bool named = m.command.len < 32 && ax_utf8_valid(m.command.ptr, m.command.len);
         irc_srv_sendf(ic, "FAIL %.*s INVALID_UTF8 :The line is not UTF-8 (UTF8ONLY)",
-                      (int)(m.command.len < 32 ? m.command.len : 32), m.command.ptr);
+                      named ? (int)m.command.len : 1, named ? m.command.ptr : "*");
         return;
     }
     command(ic, &m, line);
