@@ -2,7 +2,8 @@
 #
 # What builds: libaxon (static libaxon.a and libaxon.dll), the core with
 # the AFD-poll backend (src/core/win/backend_afd.c) and WSAPoll as the
-# reference backend (AXON_BACKEND=poll), HTTP/1.1, WebSocket with
+# reference backend (AXON_BACKEND=poll), HTTP/1.1 with static files
+# (static.c on src/core/win/fs_win.c), WebSocket with
 # permessage-deflate (Debian's libz-mingw-w64-dev), TLS through SChannel,
 # DNS on a worker thread, axon.exe (echo, cat, http, get), the examples
 # and axon_unit.  Not here: `axon serve`, `axon cert` and `axon token`
@@ -18,12 +19,10 @@ add_compile_options(-include ${AXON_WIN}/include/axwin.h -Wno-attributes -Wno-fo
 include_directories(BEFORE ${AXON_WIN}/include)
 add_link_options(-static)
 
-file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c src/proto/http/win/*.c)
+file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
-  "/(backend_epoll|backend_uring|conn_ring|dns|tls|tls_cert)\\.c$")
+  "/(backend_epoll|backend_uring|conn_ring|dns|pty|tls|tls_cert)\\.c$")
 file(GLOB AXON_PROTO_SRC CONFIGURE_DEPENDS src/proto/http/*.c src/proto/ws/*.c)
-list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # see src/proto/http/win/static_win.c
-list(FILTER AXON_PROTO_SRC EXCLUDE REGEX "/static\\.c$") # src/core/win/http_static_win.c
 set(AXON_WIN_LIBS ws2_32 mswsock ntdll secur32 crypt32 bcrypt ZLIB::ZLIB Threads::Threads)
 
 add_library(axon_obj OBJECT ${AXON_CORE_SRC} ${AXON_PROTO_SRC})
@@ -50,7 +49,7 @@ target_link_libraries(axon PRIVATE axon_static)
 
 file(GLOB AXON_EXAMPLES CONFIGURE_DEPENDS examples/*.c)
 # ftp_server confines paths with realpath and lstat (symbolic links): not
-# ported, like the static file handler
+# ported (the static file handler is: src/core/win/fs_win.c)
 list(FILTER AXON_EXAMPLES EXCLUDE REGEX "/ftp_server\\.c$")
 foreach(src ${AXON_EXAMPLES})
   get_filename_component(name ${src} NAME_WE)

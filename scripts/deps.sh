@@ -8,7 +8,7 @@ declare -A PKGS=(
   [test]="netcat-openbsd socat curl wrk openssl procps python3 psmisc iproute2 strace clang-format nginx python3-websockets nodejs npm chromium mosquitto mosquitto-clients python3-paho-mqtt libpaho-mqtt-dev tmux irssi weechat-headless redis-server swaks lftp asciinema ffmpeg"
   [fuzz]="clang libclang-rt-14-dev"
   [bench]="libuv1-dev libevent-dev"
-  [windows]="gcc-mingw-w64-x86-64 libz-mingw-w64-dev wine wine64"
+  [windows]="gcc-mingw-w64-x86-64 libz-mingw-w64-dev wine wine64 libgnutls30"
 )
 groups=${*:-build}
 missing=()

@@ -40,8 +40,9 @@ typedef struct ax_tls_ctx ax_tls_ctx;
 
 /* Settings; NULL or zero fields take the defaults shown. */
 typedef struct ax_tls_opts {
-    const char *cert_file; /* servers: PEM certificate (chain); required */
-    const char *key_file;  /* servers: PEM private key; NULL: in cert_file */
+    const char *cert_file; /* servers: PEM certificate (chain); required;
+                            * clients: one to present when asked (optional) */
+    const char *key_file;  /* its PEM private key; NULL: in cert_file */
     const char *ca_file;   /* clients: PEM CAs to trust; NULL: the system store */
     /* Protocols to offer (clients) or accept (servers), comma separated, in
      * order of preference: "h2,http/1.1".  NULL: no ALPN. */

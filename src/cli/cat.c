@@ -97,6 +97,11 @@ static bool is_tls(const char *url)
     return strncmp(url, "tls://", 6) == 0;
 }
 
+static bool is_wss(const char *url)
+{
+    return strncmp(url, "wss://", 6) == 0;
+}
+
 static void note(cat *app, const char *fmt, const char *a, const char *b)
 {
     if (app->verbose) {
@@ -645,7 +650,7 @@ static int scheme_ws_connect(cat *app, const char *url, peer **out)
     peer *p = peer_new(app, P_WS);
     if (!p) return -1;
     snprintf(p->label, sizeof p->label, "%s", url);
-    ax_ws_opts o = {.deflate = app->deflate};
+    ax_ws_opts o = {.deflate = app->deflate, .tls = is_wss(url) ? app->tls_client : NULL};
     p->ws = ax_ws_connect(app->loop, url, &ws_cbs, &o, p, &err);
     if (!p->ws) {
         fprintf(stderr, "axon cat: cannot connect to %s: %s\n", url, ax_strerror(err));
@@ -971,8 +976,8 @@ static int make_tls(cat *app)
     char why[512];
     int err;
     bool tls_listen = app->listen && is_tls(app->url);
-    bool tls_connect =
-        (!app->listen && is_tls(app->url)) || (app->relay_url && is_tls(app->relay_url));
+    bool tls_connect = (!app->listen && (is_tls(app->url) || is_wss(app->url))) ||
+                       (app->relay_url && (is_tls(app->relay_url) || is_wss(app->relay_url)));
     if (tls_listen) {
         if (!app->cert) {
             fprintf(stderr,

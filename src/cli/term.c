@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 #include <axon/ws.h>
 
 #include "cli.h"
+#include "core/pty.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 15000
@@ -118,6 +118,8 @@ typedef struct agent {
     uint32_t grace_s;
     uint64_t down_since;
     ax_timer *grace;
+    ax_timer *flush; /* bulk output held (core/pty.h) */
+    ax__pty_out *out;
     bool once;
 } agent;
 
@@ -133,9 +135,24 @@ static void agent_send(agent *a, const void *data, size_t len)
     a->hold = h, a->nhold += len;
 }
 
+static void out_send(agent *a)
+{
+    ax_timer_stop(a->flush);
+    a->out->holding = false;
+    if (a->out->len) agent_send(a, a->out->buf, a->out->len);
+    a->out->len = 0;
+}
+
+static void flush_fire(ax_timer *t, void *ud)
+{
+    (void)t;
+    out_send(ud);
+}
+
 static void child_gone(agent *a)
 {
     int status = 0, code = -1;
+    out_send(a);
     if (a->pw) ax_watch_free(a->pw);
     a->pw = NULL;
     if (a->pty >= 0) close(a->pty);
@@ -164,43 +181,32 @@ static void pty_event(ax_watch *w, unsigned ev, void *ud)
         if (!a->npend && ax_watch_set(a->pw, AX_WATCH_READ) != 0) return;
     }
     if (!(ev & AX_WATCH_READ)) return;
-    /* A pty gives at most 4 KiB a read: gather what is there into one
-     * message (fewer, larger messages for the hub and every viewer). */
-    char buf[65536];
-    size_t got = 0;
-    ssize_t n = 0;
-    while (got < sizeof buf - 4096 && (n = read(a->pty, buf + got, sizeof buf - got)) > 0)
-        got += (size_t)n;
-    if (got) agent_send(a, buf, got);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        child_gone(a); /* EIO: the child and its children closed the terminal */
+    switch (ax__pty_gather(a->pty, a->out)) {
+    case AX__PTY_SEND:
+        out_send(a);
+        break;
+    case AX__PTY_HOLD:
+        ax_timer_start(a->flush, AX__PTY_HOLD_MS, 0);
+        break;
+    case AX__PTY_EOF:
+        child_gone(a);
+        break;
+    }
 }
 
 static void session_open(agent *a, int cols, int rows)
 {
     if (a->child > 0) return;
-    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+    const char *sh = getenv("SHELL");
+    char *shell[] = {(char *)(sh && *sh ? sh : "/bin/sh"), "-i", NULL};
     int fd;
-    pid_t pid = forkpty(&fd, NULL, NULL, &ws);
+    pid_t pid = ax__pty_spawn(a->argv ? a->argv : shell, NULL, (uint16_t)cols, (uint16_t)rows, &fd);
     if (pid == -1) {
         fprintf(stderr, "axon term agent: forkpty: %s\n", strerror(errno));
         return;
     }
-    if (pid == 0) {
-        setenv("TERM", "xterm-256color", 1);
-        if (a->argv) {
-            execvp(a->argv[0], a->argv);
-            fprintf(stderr, "axon term agent: %s: %s\r\n", a->argv[0], strerror(errno));
-        } else {
-            const char *sh = getenv("SHELL");
-            if (!sh || !*sh) sh = "/bin/sh";
-            execl(sh, sh, "-i", (char *)NULL);
-            fprintf(stderr, "axon term agent: %s: %s\r\n", sh, strerror(errno));
-        }
-        _exit(127);
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    a->out->len = 0;
+    a->out->holding = false;
     a->pty = fd;
     a->child = pid;
     a->pw = ax_watch_new(a->l.loop, fd, pty_event, a);
@@ -258,8 +264,7 @@ static void agent_message(ax_ws *ws, const void *data, size_t len, bool binary)
     } else if (strcmp(type, "open") == 0) {
         session_open(a, cols > 0 ? cols : 80, rows > 0 ? rows : 24);
     } else if (strcmp(type, "resize") == 0 && a->pty >= 0 && cols > 0 && rows > 0) {
-        struct winsize w = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
-        ioctl(a->pty, TIOCSWINSZ, &w); /* the kernel sends SIGWINCH */
+        ax__pty_resize(a->pty, (uint16_t)cols, (uint16_t)rows); /* the child gets SIGWINCH */
     } else if (strcmp(type, "close") == 0) {
         session_close(a);
     }
@@ -382,6 +387,13 @@ static int term_agent(int argc, char **argv)
     a.l.connect = agent_connect;
     a.l.retry = ax_timer_new(a.l.loop, retry_fire, &a.l);
     a.grace = ax_timer_new(a.l.loop, grace_over, &a);
+    a.flush = ax_timer_new(a.l.loop, flush_fire, &a);
+    a.out = malloc(sizeof *a.out);
+    if (!a.grace || !a.flush || !a.out)
+        return fprintf(stderr, "axon term agent: out of memory\n"), 1;
+    a.out->len = 0;
+    a.out->holding = false;
+    setenv("TERM", "xterm-256color", 1); /* for the sessions' programs */
     if (ax_loop_handle_signals(a.l.loop, agent_signal) != 0) return 1;
     srand((unsigned)getpid());
     agent_connect(&a.l);
@@ -392,6 +404,8 @@ static int term_agent(int argc, char **argv)
     }
     ax_timer_free(a.l.retry);
     ax_timer_free(a.grace);
+    ax_timer_free(a.flush);
+    free(a.out);
     if (a.pw) ax_watch_free(a.pw);
     ax_loop_free(a.l.loop);
     free(a.hold);

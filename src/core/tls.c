@@ -303,6 +303,20 @@ ax_tls_ctx *ax_tls_client_new(const ax_tls_opts *o, char *why, size_t why_len, i
         goto fail;
     }
     SSL_CTX_set_verify(ctx->ssl, ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    if (o && o->cert_file) { /* a client certificate, for servers that ask for one */
+        const char *key = o->key_file ? o->key_file : o->cert_file;
+        if ((*err = readable("certificate", o->cert_file, why, why_len)) != 0 ||
+            (*err = readable("key", key, why, why_len)) != 0)
+            goto fail;
+        if (SSL_CTX_use_certificate_chain_file(ctx->ssl, o->cert_file) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx->ssl, key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx->ssl) != 1) {
+            whyf(why, why_len, "cannot load the client certificate '%s' and key '%s': %s",
+                 o->cert_file, key, ssl_reason());
+            *err = AX_ETLS;
+            goto fail;
+        }
+    }
     if (ctx->alpn && SSL_CTX_set_alpn_protos(ctx->ssl, ctx->alpn, ctx->alpn_len) != 0) {
         *err = AX_ENOMEM;
         goto fail;

@@ -485,6 +485,49 @@ static void hist_next_turn(ax_timer *t, void *ud)
     hist_pump(st->r, st);
 }
 
+/* With Redis, a topic nobody here follows is visited first (hub_visit:
+ * its history and presence are read from the cluster), then the reply is
+ * made (the request's head is gone by then: what it asked is kept). */
+typedef struct visit_req {
+    gw_http *g;
+    ax_http_req *r; /* NULL: the request went */
+    void (*reply)(struct visit_req *v);
+    uint64_t since;
+    size_t limit;
+    char room[HUB_MAX_TOPIC + 1], topic[HUB_MAX_TOPIC + 8];
+} visit_req;
+
+static void visit_abort(ax_http_req *r, void *ud)
+{
+    (void)r;
+    ((visit_req *)ud)->r = NULL;
+}
+
+static void visit_back(void *ud)
+{
+    visit_req *v = ud;
+    if (v->r) {
+        ax_http_on_abort(v->r, NULL, NULL);
+        v->reply(v);
+    }
+    ax_free(v);
+}
+
+/* Reply now (v on the stack) or after the visit (v copied). */
+static void visit_first(visit_req *v)
+{
+    visit_req *w = ax_malloc(sizeof(*w));
+    if (w) *w = *v;
+    if (!w || !hub_visit(v->g->sv->hub, v->topic, visit_back, w)) {
+        ax_free(w);
+        v->reply(v);
+        return;
+    }
+    ax_http_on_abort(v->r, visit_abort, w);
+}
+
+static void history_reply(visit_req *v);
+
 static void api_history(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
@@ -498,6 +541,18 @@ static void api_history(ax_http_req *r, void *ud)
     uint64_t since = query_get(r, "since", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 0;
     size_t limit = query_get(r, "limit", v, sizeof v) > 0 ? strtoull(v, NULL, 10) : 1000;
     if (limit == 0 || limit > 10000) limit = 10000;
+    visit_req vr = {g, r, history_reply, since, limit, "", ""};
+    snprintf(vr.topic, sizeof vr.topic, "%s", topic);
+    visit_first(&vr);
+}
+
+static void history_reply(visit_req *v)
+{
+    gw_http *g = v->g;
+    ax_http_req *r = v->r;
+    const char *topic = v->topic;
+    uint64_t since = v->since;
+    size_t limit = v->limit;
     uint64_t first = 0, from = 0;
     uint64_t last = hub_history_window(g->sv->hub, topic, since, limit, &first, &from);
     json_t *o = json_pack("{s:s,s:I,s:I,s:b,s:[]}", "topic", topic, "last_seq", (json_int_t)last,
@@ -517,7 +572,7 @@ static void api_history(ax_http_req *r, void *ud)
     st->hub = g->sv->hub;
     st->from = from;
     st->upto = last;
-    snprintf(st->topic, sizeof st->topic, "%s", topic);
+    snprintf(st->topic, sizeof st->topic, "%.*s", HUB_MAX_TOPIC, topic); /* (it fits) */
     hist_put(st, head, strlen(head) - 2); /* without the closing "]}" */
     free(head);
     ax_http_add_header(r, "Cache-Control", "no-store");
@@ -567,6 +622,14 @@ static void name_json(const char *name, void *ud)
     json_array_append_new(ud, json_string(name));
 }
 
+static void presence_reply(visit_req *v)
+{
+    json_t *a = json_array();
+    hub_presence(v->g->sv->hub, v->topic, name_json, a);
+    reply_json(v->r, 200,
+               json_pack("{s:s,s:s,s:o}", "room", v->room, "topic", v->topic, "names", a));
+}
+
 static void api_presence(ax_http_req *r, void *ud)
 {
     gw_http *g = ud;
@@ -579,9 +642,10 @@ static void api_presence(ax_http_req *r, void *ud)
     /* a bare room name is a chat room; a name with '/' is any topic */
     snprintf(topic, sizeof topic, "%s%s", strchr(room, '/') ? "" : "chat/", room);
     if (!may_read(g, r, topic)) return;
-    json_t *a = json_array();
-    hub_presence(g->sv->hub, topic, name_json, a);
-    reply_json(r, 200, json_pack("{s:s,s:s,s:o}", "room", room, "topic", topic, "names", a));
+    visit_req vr = {g, r, presence_reply, 0, 0, "", ""};
+    snprintf(vr.room, sizeof vr.room, "%s", room);
+    snprintf(vr.topic, sizeof vr.topic, "%s", topic);
+    visit_first(&vr);
 }
 
 /* ---- metrics ------------------------------------------------------------------------- */

@@ -276,7 +276,7 @@ static void will_due(mq_sess *s, mq_will *w)
 }
 
 /* A second connection with the same client id: the first one goes. */
-static void take_over(mq_sess *s)
+void mq_take_over(mq_sess *s)
 {
     mq_conn *old = s->conn;
     mq_will *w = old->will;
@@ -300,7 +300,7 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
 {
     mq_sess *s = hub_map_get(&c->g->by_id, cid, cl);
     *present = false;
-    if (s && s->conn) take_over(s);
+    if (s && s->conn) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
         mq_sess_free(s, false); /* a will still waiting goes now */
         s = NULL;
@@ -534,8 +534,29 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
     if (cn->will) c->will = will_new(cn, v5);
+    mq_connect_args a = {
+        .expiry = expiry,
+        .server_ka = server_ka,
+        .clean = cn->clean,
+        .capped = capped,
+        .assigned = assigned,
+        .want_resp = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
+                     cn->props.request_response_info,
+        .auth = adata,
+        .auth_len = alen};
+    /* with Redis: the session may be another node's; this goes on later */
+    if (mq_sess_claim(c, cid, cl, id, &a)) return;
+    mq_connect_finish(c, cid, cl, id, &a);
+}
+
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a)
+{
+    gw_mqtt *g = c->g;
+    bool v5 = c->version == AX_MQTT_V5;
+    uint32_t expiry = a->expiry;
     bool present;
-    mq_sess *s = session_for(c, cid, cl, cn->clean, id, &present);
+    mq_sess *s = session_for(c, cid, cl, a->clean, id, &present);
     if (!s) {
         auth_identity_free(id);
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
@@ -551,18 +572,16 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
     const char *prefix = g->sv->cfg->mqtt_response_prefix;
-    bool want_resp = v5 && *prefix &&
-                     ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_REQUEST_RESPONSE_INFO) &&
-                     cn->props.request_response_info;
+    bool want_resp = v5 && *prefix && a->want_resp;
     if (want_resp) snprintf(resp, sizeof resp, "%s/%s", prefix, cid);
     connack_info ci = {.present = present,
-                       .assigned = assigned && v5,
-                       .capped = capped && v5,
+                       .assigned = a->assigned && v5,
+                       .capped = a->capped && v5,
                        .expiry = expiry,
-                       .keepalive = server_ka,
+                       .keepalive = a->server_ka,
                        .resp = want_resp ? resp : NULL,
-                       .auth = adata,
-                       .auth_len = alen};
+                       .auth = a->auth,
+                       .auth_len = a->auth_len};
     connack(c, &ci);
     mq_sess_save(s);
     mq_sess_resume(s);
@@ -924,6 +943,7 @@ static void conn_gone(mq_conn *c)
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
+    mq_sess_claim_cancel(c);
     if (s && s->conn == c) {
         mq_sess_detach(s);
         will_due(s, c->will);
@@ -1194,6 +1214,7 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
+    mq_sess_unload(g);
     while (g->sessions)
         mq_sess_free(g->sessions, true);
     hub_map_clear(&g->by_id);

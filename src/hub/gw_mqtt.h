@@ -186,7 +186,8 @@ struct gw_mqtt {
     uint64_t next_auto_id;
     uint64_t dropped; /* messages a full session queue could not take */
     bool stopping, loading;
-    uint64_t last_ticket; /* the latest store ticket of a session's rows */
+    uint64_t last_ticket;    /* the latest store ticket of a session's rows */
+    struct mq_claim *claims; /* CONNECTs waiting for their session (Redis) */
 };
 
 /* ---- mqtt_sess.c ---- */
@@ -223,6 +224,27 @@ void mq_will_free(mq_will *w);
  * after CONNECT, SUBSCRIBE, UNSUBSCRIBE; mq_sess_load() at start. */
 void mq_sess_save(mq_sess *s);
 void mq_sess_load(gw_mqtt *g);
+/* With Redis (docs/cluster.md "MQTT"): the session of a CONNECT may be
+ * another node's; true: it is claimed and mq_connect_finish() runs once
+ * it is here (never inside this call); false: go on now.
+ * mq_sess_claim_cancel(): the connection went; mq_sess_unload(): the
+ * gateway stops. */
+typedef struct mq_connect_args { /* what a CONNECT leaves for mq_connect_finish() */
+    uint32_t expiry;
+    uint16_t server_ka;
+    bool clean, capped, assigned, want_resp;
+    const char *auth; /* SCRAM's server-final message for the CONNACK, or NULL */
+    size_t auth_len;
+} mq_connect_args;
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a);
+void mq_sess_claim_cancel(mq_conn *c);
+void mq_sess_unload(gw_mqtt *g);
+/* gw_mqtt.c: the rest of a CONNECT, with its session; a second
+ * connection with the same client id: the first one goes. */
+void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                       const mq_connect_args *a);
+void mq_take_over(mq_sess *s);
 const char *mq_sess_owner(const mq_sess *s);
 /* Inbound QoS 2 ids. */
 bool mq_rel_has(const mq_sess *s, uint16_t pid);

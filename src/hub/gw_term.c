@@ -15,7 +15,8 @@
  * history exported.  Keystrokes are not a topic (they would land in the
  * history and the store, passwords included): they go from the writer's
  * connection to the agent's, through ax_loop_post() when the two are on
- * different loops.
+ * different loops, and through a topic that keeps nothing when they are on
+ * different nodes (--redis: "several nodes" below).
  *
  * Permissions (the hub's ACL and token claims, checked at the upgrade): a
  * terminal is never anonymous; read on term/NAME = watch, write on
@@ -27,13 +28,10 @@
  * a connection is touched only by its own loop's thread. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +43,7 @@
 #include <axon/watch.h>
 #include <axon/ws.h>
 
+#include "core/pty.h"
 #include "serve.h"
 #include "web_assets.h"
 
@@ -65,11 +64,18 @@ struct term {
     uint64_t agent, writer;       /* tconn ids; 0: none */
     ax_loop *agent_loop;
     bool live;        /* a session (the agent's child) runs */
+    bool agent_ready; /* the agent said hello (whether its child still runs) */
     uint64_t since;   /* the current (or last) session's output has seq > since */
     uint64_t session; /* sessions so far */
     uint16_t cols, rows;
     int64_t last_ms;     /* last keystroke or output */
     struct local *local; /* served by the hub itself (--term NAME=COMMAND), or NULL */
+    /* several nodes (--redis): on the agent's node, a writer on another
+     * node types (none here), far_node's; elsewhere, the agent's node
+     * said it runs */
+    bool far_writer, far_agent;
+    char far_user[AUTH_MAX_NAME + 1];
+    char far_node[40];
     term *next;
 };
 
@@ -82,6 +88,8 @@ typedef struct local {
     pid_t child;
     int pty;
     ax_watch *w;
+    ax_timer *flush; /* bulk output held (core/pty.h) */
+    ax__pty_out out;
     struct local *next;
 } local;
 
@@ -118,6 +126,10 @@ static struct {
     tconn *conns;
     uint64_t next_id;
     int instances;
+    /* several nodes: the first thread's subscriber of $term/+/in and
+     * $term/+/ctl, and this node's name as the sender of what it publishes */
+    hub_sub *nsub;
+    char node[40];
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t now_ms(void)
@@ -223,12 +235,37 @@ static void send_json_to(gw_term *g, uint64_t id, json_t *j)
     json_decref(j);
 }
 
-/* A notice to every viewer of t (under reg.lock). */
+static void tell_local(gw_term *g, term *t, const char *s)
+{
+    for (tconn *c = reg.conns; c; c = c->next)
+        if (c->t == t && c->role != ROLE_AGENT) send_to(g, c->id, s, strlen(s), false, false);
+}
+
+/* To the other nodes (--redis): $term/NAME/KIND, [tag] + the bytes. */
+static void far_publish(gw_term *g, term *t, const char *kind, char tag, const void *data,
+                        size_t len)
+{
+    if (!g->sv->bp || !reg.nsub) return;
+    char topic[TERM_NAME_MAX + 16];
+    snprintf(topic, sizeof topic, "$term/%s/%s", t->name, kind);
+    size_t n = len + (tag != 0);
+    char stack[1024], *b = n <= sizeof stack ? stack : ax_malloc(n);
+    if (!b) return;
+    if (tag) b[0] = tag;
+    memcpy(b + (tag != 0), data, len);
+    int err = 0;
+    hub_publish(g->sv->hub, topic, reg.node, b, n, &err);
+    if (err) ax_log(AX_LOG_WARN, "term %s: to the other nodes: %s", t->name, hub_strerror(err));
+    if (b != stack) ax_free(b);
+}
+
+/* A notice to every viewer of t (under reg.lock), on every node: the
+ * agent's node tells the others through $term/NAME/ctl. */
 static void tell_viewers(gw_term *g, term *t, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    for (tconn *c = reg.conns; s && c; c = c->next)
-        if (c->t == t && c->role != ROLE_AGENT) send_to(g, c->id, s, strlen(s), false, false);
+    if (s) tell_local(g, t, s);
+    if (s && t->agent) far_publish(g, t, "ctl", 0, s, strlen(s));
     free(s);
     json_decref(j);
 }
@@ -289,14 +326,15 @@ static void agent_json(gw_term *g, term *t, json_t *j)
 /* A writer is here and nothing runs: ask the agent for a session. */
 static void session_start(gw_term *g, term *t)
 {
-    if (t->live || !t->agent || !t->writer) return;
+    if (t->live || !t->agent || !t->agent_ready || (!t->writer && !t->far_writer)) return;
     t->live = true;
     t->session++;
     t->since = last_seq(g, t);
     t->last_ms = now_ms();
     tconn *w = conn_find(t->writer);
-    ax_log(AX_LOG_INFO, "term %s: session %llu started for %s (output after seq %llu)", t->name,
-           (unsigned long long)t->session, w ? w->user : "?", (unsigned long long)t->since);
+    ax_log(AX_LOG_INFO, "term %s: session %llu started for %s%s (output after seq %llu)", t->name,
+           (unsigned long long)t->session, w ? w->user : t->far_user, w ? "" : " on another node",
+           (unsigned long long)t->since);
     agent_json(g, t, json_pack("{s:s,s:i,s:i}", "type", "open", "cols", t->cols, "rows", t->rows));
     tell_viewers(g, t,
                  json_pack("{s:s,s:I,s:I}", "type", "session", "session", (json_int_t)t->session,
@@ -314,9 +352,30 @@ static void session_end(gw_term *g, term *t, int code, const char *why)
 
 /* ---- terminals the hub serves itself (--term NAME=COMMAND) --------------------------------- */
 
+/* Publish the output gathered (under reg.lock). */
+static void local_send(local *l)
+{
+    ax_timer_stop(l->flush);
+    l->out.holding = false;
+    if (!l->out.len) return;
+    int err = 0;
+    hub_publish(l->g->sv->hub, l->t->out, "hub", l->out.buf, l->out.len, &err);
+    l->out.len = 0;
+    l->t->last_ms = now_ms();
+}
+
+static void local_flush(ax_timer *tm, void *ud)
+{
+    (void)tm;
+    pthread_mutex_lock(&reg.lock);
+    local_send(ud);
+    pthread_mutex_unlock(&reg.lock);
+}
+
 static void local_gone(local *l)
 {
     int status = 0, code = -1;
+    local_send(l);
     if (l->w) ax_watch_free(l->w);
     l->w = NULL;
     if (l->pty >= 0) close(l->pty);
@@ -331,38 +390,30 @@ static void local_event(ax_watch *w, unsigned ev, void *ud)
 {
     local *l = ud;
     (void)w, (void)ev;
-    char buf[65536];
-    size_t got = 0;
-    ssize_t n = 0;
-    while (got < sizeof buf - 4096 && (n = read(l->pty, buf + got, sizeof buf - got)) > 0)
-        got += (size_t)n;
+    int rc = ax__pty_gather(l->pty, &l->out);
+    if (rc == AX__PTY_HOLD) ax_timer_start(l->flush, AX__PTY_HOLD_MS, 0);
+    if (rc != AX__PTY_SEND && rc != AX__PTY_EOF) return;
     pthread_mutex_lock(&reg.lock);
-    if (got) {
-        int err = 0;
-        hub_publish(l->g->sv->hub, l->t->out, "hub", buf, got, &err);
-        l->t->last_ms = now_ms();
-    }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) local_gone(l);
+    if (rc == AX__PTY_SEND)
+        local_send(l);
+    else
+        local_gone(l);
     pthread_mutex_unlock(&reg.lock);
 }
 
 static void local_open(local *l, int cols, int rows)
 {
     if (l->child > 0) return;
-    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
     char *env[] = {"TERM=xterm-256color", "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    char *argv[] = {"/bin/sh", "-c", l->cmd, NULL};
     int fd;
-    pid_t pid = forkpty(&fd, NULL, NULL, &ws);
+    pid_t pid = ax__pty_spawn(argv, env, (uint16_t)cols, (uint16_t)rows, &fd);
     if (pid == -1) {
         ax_log(AX_LOG_WARN, "term %s: forkpty: %s", l->t->name, strerror(errno));
         return;
     }
-    if (pid == 0) {
-        execle("/bin/sh", "sh", "-c", l->cmd, (char *)NULL, env);
-        _exit(127);
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    l->out.len = 0;
+    l->out.holding = false;
     l->pty = fd;
     l->child = pid;
     l->w = ax_watch_new(l->g->sv->loop, fd, local_event, l);
@@ -385,8 +436,7 @@ static void local_input(local *l, const void *data, size_t len, bool binary)
     } else if (strcmp(type, "open") == 0) {
         local_open(l, cols > 0 ? cols : 80, rows > 0 ? rows : 24);
     } else if (strcmp(type, "resize") == 0 && l->pty >= 0 && cols > 0 && rows > 0) {
-        struct winsize w = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
-        ioctl(l->pty, TIOCSWINSZ, &w);
+        ax__pty_resize(l->pty, (uint16_t)cols, (uint16_t)rows);
     } else if (strcmp(type, "close") == 0 && l->child > 0) {
         kill(-l->child, SIGHUP);
         kill(l->child, SIGHUP);
@@ -408,11 +458,13 @@ static int locals_start(gw_term *g)
             name[eq - p] = '\0';
             term *t = term_find(name, true);
             local *l = t ? ax_calloc(1, sizeof(*l)) : NULL;
-            if (!l) return AX_ENOMEM;
+            if (l) l->flush = ax_timer_new(g->sv->loop, local_flush, l);
+            if (!l || !l->flush) return ax_free(l), AX_ENOMEM;
             l->g = g, l->t = t, l->pty = -1;
             snprintf(l->cmd, sizeof l->cmd, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
             t->local = l;
             t->agent = UINT64_MAX - reg.nterms; /* no connection has it */
+            t->agent_ready = true;
             t->agent_loop = g->sv->loop;
             l->next = locals;
             locals = l;
@@ -434,10 +486,166 @@ static void locals_free(gw_term *g)
         *pl = l->next;
         if (l->child > 0) kill(l->child, SIGHUP);
         local_gone(l);
+        ax_timer_free(l->flush);
         l->t->local = NULL;
         l->t->agent = 0;
         ax_free(l);
     }
+}
+
+/* ---- several nodes (--redis; docs/remote.md) ---------------------------------------------
+ *
+ * The output is a topic, so it reaches viewers on every node by itself.
+ * Keys and the session's state cross through two more topics: a writer on
+ * a node without the agent publishes on $term/NAME/in ('w' + its size and
+ * user: it attached; 'k' + keys; 'r' + size; 'x': it left), and the
+ * agent's node publishes what it tells its viewers on $term/NAME/ctl.
+ * Clients cannot publish there: a '$' topic is out of reach of every
+ * wildcard grant ('#' included, so of --anonymous readwrite too) and MQTT
+ * refuses them.  The server gives $term/+/in no history (server.c): keys
+ * are in no history and no Redis stream; with --redis there is no SQLite
+ * store.  Only with authentication (terminals need it). */
+
+/* A writer here, the agent elsewhere (under reg.lock). */
+static void far_writer(gw_term *g, term *t, char tag)
+{
+    tconn *w = conn_find(t->writer);
+    char b[AUTH_MAX_NAME + 64];
+    int n = tag == 'x' ? 0 : snprintf(b, sizeof b, "%u %u %s", t->cols, t->rows, w ? w->user : "");
+    far_publish(g, t, "in", tag, b, n > 0 && (size_t)n < sizeof b ? (size_t)n : 0);
+}
+
+typedef struct far_msg {
+    bool ctl;
+    char name[TERM_NAME_MAX + 1];
+    char node[40]; /* the sender */
+    size_t len;
+    char data[];
+} far_msg;
+
+/* What a writer on another node sent, on the agent's node. */
+static void far_in(gw_term *g, term *t, const char *node, const char *p, size_t n)
+{
+    if (!n) return;
+    char tag = p[0];
+    p++, n--;
+    if (tag != 'w' && (!t->far_writer || strcmp(node, t->far_node) != 0))
+        return; /* not the writer's node */
+    if (tag == 'k') {
+        if (t->far_writer && !t->writer && t->live) agent_send(g, t, p, n, true);
+        t->last_ms = now_ms();
+        return;
+    }
+    if (tag == 'x') {
+        if (t->far_writer)
+            ax_log(AX_LOG_INFO, "term %s: writer %s left (another node)", t->name, t->far_user);
+        t->far_writer = false;
+        return;
+    }
+    char line[AUTH_MAX_NAME + 64], user[AUTH_MAX_NAME + 1] = "";
+    unsigned cols = 0, rows = 0;
+    snprintf(line, sizeof line, "%.*s", (int)n, p);
+    if (sscanf(line, "%u %u %64s", &cols, &rows, user) < 2 || !cols || !rows || cols >= 10000 ||
+        rows >= 10000 || t->writer)
+        return; /* a writer here types */
+    t->cols = (uint16_t)cols, t->rows = (uint16_t)rows;
+    if (tag == 'w' && !t->far_writer) {
+        t->far_writer = true;
+        snprintf(t->far_user, sizeof t->far_user, "%s", user[0] ? user : "?");
+        snprintf(t->far_node, sizeof t->far_node, "%s", node);
+        ax_log(AX_LOG_INFO, "term %s: %s attached as the writer on another node", t->name,
+               t->far_user);
+    }
+    if (!t->far_writer || strcmp(node, t->far_node) != 0) return; /* another node's writer */
+    if (t->live)
+        agent_json(g, t,
+                   json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
+    session_start(g, t);
+}
+
+/* What the agent's node told its viewers, on a node without the agent. */
+static void far_ctl(gw_term *g, term *t, const char *p, size_t n)
+{
+    json_t *o = json_loadb(p, n, 0, NULL);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (type && strcmp(type, "session") == 0) {
+        t->live = t->far_agent = true;
+        t->session = (uint64_t)json_integer_value(json_object_get(o, "session"));
+        t->since = (uint64_t)json_integer_value(json_object_get(o, "since"));
+    } else if (type && strcmp(type, "exit") == 0) {
+        t->live = false;
+    } else if (type && strcmp(type, "agent") == 0) {
+        t->far_agent = json_is_true(json_object_get(o, "online"));
+        if (t->far_agent && t->writer) far_writer(g, t, 'w'); /* (again: it was away) */
+    }
+    json_decref(o);
+    if (type) {
+        char *s = strndup(p, n);
+        if (s) tell_local(g, t, s);
+        free(s);
+    }
+}
+
+static void far_posted(ax_loop *loop, void *arg)
+{
+    far_msg *f = arg;
+    (void)loop;
+    pthread_mutex_lock(&reg.lock);
+    term *t = term_find(f->name, false);
+    gw_term *g = reg.nsub ? hub_sub_data(reg.nsub) : NULL;
+    if (t && g && f->ctl && !t->agent)
+        far_ctl(g, t, f->data, f->len);
+    else if (t && g && !f->ctl && t->agent)
+        far_in(g, t, f->node, f->data, f->len);
+    pthread_mutex_unlock(&reg.lock);
+    ax_free(f);
+}
+
+/* $term/NAME/in or $term/NAME/ctl from another node: handled on this loop
+ * after the hub's call (which may hold its lock, or come inside one of
+ * ours). */
+static bool far_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    gw_term *g = ud;
+    (void)s;
+    if (m->kind != HUB_MSG ||
+        (m->sender_len == strlen(reg.node) && memcmp(m->sender, reg.node, m->sender_len) == 0))
+        return true; /* (our own) */
+    const char *name = m->topic + 6, *slash = memchr(name, '/', m->topic_len - 6);
+    if (!slash || !name_valid(name, (size_t)(slash - name))) return true;
+    far_msg *f = ax_malloc(sizeof(*f) + m->payload_len);
+    if (!f) return true;
+    f->ctl = m->topic + m->topic_len - slash == 4 && memcmp(slash, "/ctl", 4) == 0;
+    snprintf(f->name, sizeof f->name, "%.*s", (int)(slash - name), name);
+    snprintf(f->node, sizeof f->node, "%.*s", (int)m->sender_len, m->sender);
+    f->len = m->payload_len;
+    memcpy(f->data, m->payload, m->payload_len);
+    if (ax_loop_post(g->sv->loop, far_posted, f) != 0) ax_free(f);
+    return true;
+}
+
+static void far_kick(hub_sub *s, const char *why, void *ud)
+{
+    (void)s, (void)ud;
+    ax_log(AX_LOG_WARN, "term: the other nodes' keys and state: %s", why);
+}
+
+static const hub_sub_ops far_ops = {far_write, far_kick};
+
+/* The first thread, with a backplane: listen to the other nodes. */
+static int far_start(gw_term *g)
+{
+    uint8_t r[8];
+    FILE *f = fopen("/dev/urandom", "re");
+    bool ok = f && fread(r, 1, sizeof r, f) == sizeof r;
+    if (f) fclose(f);
+    if (!ok) return AX_EIO;
+    snprintf(reg.node, sizeof reg.node, "term-node-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7]);
+    if (!(reg.nsub = hub_sub_new(g->sv->hub, &far_ops, g, NULL))) return AX_ENOMEM;
+    int rc = hub_subscribe(reg.nsub, "$term/+/in", -1, false);
+    if (!rc) rc = hub_subscribe(reg.nsub, "$term/+/ctl", -1, false);
+    return rc;
 }
 
 /* ---- viewers: the output topic's subscribers ---------------------------------------------- */
@@ -516,6 +724,7 @@ static void agent_open(tconn *c, term *t)
     }
     t->agent = c->id;
     t->agent_loop = c->loop;
+    t->agent_ready = false; /* no session before its hello says what survived */
     ax_log(AX_LOG_INFO, "term %s: agent %s connected from %s", t->name, c->user, c->peer);
     tell_viewers(g, t, json_pack("{s:s,s:b}", "type", "agent", "online", 1));
 }
@@ -544,8 +753,8 @@ static void viewer_open(tconn *c, term *t)
     json_t *hello =
         json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:i,s:i}", "type", "hello", "terminal", t->name,
                   "role", writer ? "writer" : "watcher", "writer", w ? w->user : "", "agent",
-                  t->agent != 0, "live", t->live, "session", (json_int_t)t->session, "since",
-                  (json_int_t)t->since, "cols", t->cols, "rows", t->rows);
+                  t->agent != 0 || t->far_agent, "live", t->live, "session", (json_int_t)t->session,
+                  "since", (json_int_t)t->since, "cols", t->cols, "rows", t->rows);
     send_json_to(g, c->id, hello);
     int64_t since = c->since >= 0 ? c->since : (int64_t)t->since;
     int rc = hub_subscribe(c->sub, t->out, since, false);
@@ -556,6 +765,7 @@ static void viewer_open(tconn *c, term *t)
                 g, t,
                 json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
         session_start(g, t);
+        if (!t->agent) far_writer(g, t, 'w');
     }
 }
 
@@ -599,6 +809,7 @@ static void agent_text(tconn *c, term *t, json_t *o)
     const char *type = json_string_value(json_object_get(o, "type"));
     if (!type) return;
     if (strcmp(type, "hello") == 0) { /* after a (re)connect: does its child still run? */
+        t->agent_ready = true;
         if (json_is_true(json_object_get(o, "live")) && t->session) {
             ax_log(AX_LOG_INFO, "term %s: session %llu resumed (the agent is back)", t->name,
                    (unsigned long long)t->session);
@@ -641,7 +852,10 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
         return;
     }
     if (binary) {
-        if (t->agent && t->live) agent_send(g, t, data, len, true);
+        if (t->agent && t->live)
+            agent_send(g, t, data, len, true);
+        else if (!t->agent) /* the agent may be on another node */
+            far_publish(g, t, "in", 'k', data, len);
         t->last_ms = now_ms();
         return;
     }
@@ -656,6 +870,8 @@ static void viewer_message(tconn *c, const void *data, size_t len, bool binary)
                 agent_json(
                     g, t,
                     json_pack("{s:s,s:i,s:i}", "type", "resize", "cols", t->cols, "rows", t->rows));
+            else
+                far_writer(g, t, 'r');
         }
     }
     json_decref(o);
@@ -697,12 +913,14 @@ static void conn_forget(tconn *c)
             break;
         }
     if (c->role == ROLE_AGENT && t->agent == c->id) {
-        t->agent = 0;
         ax_log(AX_LOG_INFO, "term %s: agent %s gone", t->name, c->user);
         tell_viewers(g, t, json_pack("{s:s,s:b}", "type", "agent", "online", 0));
+        t->agent = 0;
+        t->far_writer = false; /* another node's writer says so again when it is back */
     } else if (c->role == ROLE_WRITER && t->writer == c->id) {
         t->writer = 0;
         ax_log(AX_LOG_INFO, "term %s: writer %s left", t->name, c->user);
+        if (!t->agent) far_writer(g, t, 'x');
     } else if (c->role == ROLE_WATCHER) {
         ax_log(AX_LOG_INFO, "term %s: %s stopped watching", t->name, c->user);
     }
@@ -1061,6 +1279,10 @@ static void term_free(void *vg)
     frame_forget();
     pthread_mutex_lock(&reg.lock);
     locals_free(g);
+    if (reg.nsub && hub_sub_data(reg.nsub) == g) {
+        hub_sub_free(reg.nsub);
+        reg.nsub = NULL;
+    }
     if (--reg.instances == 0 && !reg.conns) {
         while (reg.terms) {
             term *t = reg.terms;
@@ -1086,6 +1308,7 @@ static void *term_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     pthread_mutex_lock(&reg.lock);
     reg.instances++;
     err = sv->index == 0 ? locals_start(g) : 0;
+    if (!err && sv->index == 0 && sv->bp && sv->auth) err = far_start(g);
     pthread_mutex_unlock(&reg.lock);
     if (err) {
         snprintf(why, why_len, "cannot add the hub's own terminals: %s", ax_strerror(err));

@@ -34,6 +34,7 @@ typedef struct gw_ws gw_ws;
 
 typedef struct ws_client ws_client;
 typedef struct ws_wait ws_wait;
+typedef struct ws_visit ws_visit;
 
 struct gw_ws {
     serve *sv;
@@ -49,8 +50,9 @@ struct ws_client {
     ax_ws *ws;
     hub_sub *sub;
     ws_client *prev, *next;
-    ws_wait *waits; /* publishes whose "ok" waits for their commit */
-    bool throttled; /* not read for a while: the store was full */
+    ws_wait *waits;   /* publishes whose "ok" waits for their commit */
+    ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
+    bool throttled;   /* not read for a while: the store was full */
     /* Who it is (docs/security.md): authed once credentials (or anonymous
      * access) were accepted; id NULL: no auth configured, no checks. */
     bool authed;
@@ -436,9 +438,10 @@ static bool allowed(ws_client *c, json_t *id, const char *type, const char *topi
     return ok;
 }
 
+static void query(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic);
+
 static void request(ws_client *c, json_t *o)
 {
-    hub *h = c->g->sv->hub;
     const char *type = str_field(o, "type"), *topic = str_field(o, "topic");
     json_t *id = json_object_get(o, "id");
     if (!type) {
@@ -480,7 +483,59 @@ static void request(ws_client *c, json_t *o)
             reply_error(c, id, "not subscribed");
         else
             reply_ok(c, id, json_pack("{s:s}", "topic", topic));
-    } else if (strcmp(type, "history") == 0) {
+    } else if (strcmp(type, "history") == 0 || strcmp(type, "presence") == 0) {
+        query(c, o, id, type, topic);
+    } else {
+        unknown_type(c, id, type);
+    }
+}
+
+/* With Redis, a topic nobody here follows is visited first (hub_visit:
+ * its history and presence come from the cluster), then answered. */
+struct ws_visit {
+    ws_visit *next;
+    ws_client *c; /* NULL: the connection went */
+    json_t *o, *id;
+};
+
+static void query_reply(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic);
+
+static void visit_back(void *ud)
+{
+    ws_visit *v = ud;
+    if (v->c) {
+        for (ws_visit **p = &v->c->visits; *p; p = &(*p)->next)
+            if (*p == v) {
+                *p = v->next;
+                break;
+            }
+        query_reply(v->c, v->o, v->id, str_field(v->o, "type"), str_field(v->o, "topic"));
+    }
+    json_decref(v->o);
+    json_decref(v->id);
+    ax_free(v);
+}
+
+static void query(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic)
+{
+    ws_visit *v = ax_malloc(sizeof(*v));
+    if (v) *v = (ws_visit){c->visits, c, json_incref(o), json_incref(id)};
+    if (v && hub_visit(c->g->sv->hub, topic, visit_back, v)) {
+        c->visits = v;
+        return;
+    }
+    if (v) {
+        json_decref(v->o);
+        json_decref(v->id);
+        ax_free(v);
+    }
+    query_reply(c, o, id, type, topic);
+}
+
+static void query_reply(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic)
+{
+    hub *h = c->g->sv->hub;
+    if (strcmp(type, "history") == 0) {
         json_t *s = json_object_get(o, "since"), *l = json_object_get(o, "limit");
         uint64_t since = json_is_integer(s) ? (uint64_t)json_integer_value(s) : 0;
         size_t limit = json_is_integer(l) ? (size_t)json_integer_value(l) : 100;
@@ -498,8 +553,6 @@ static void request(ws_client *c, json_t *o)
         json_t *r = json_pack("{s:s,s:s,s:o}", "type", "presence", "topic", topic, "names", names);
         if (id) json_object_set(r, "id", id);
         send_json(c, r);
-    } else {
-        unknown_type(c, id, type);
     }
 }
 
@@ -726,6 +779,8 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
     serve_limit_close(c->g->sv, &c->lim);
     waits_cancel(c);
+    for (ws_visit *v = c->visits; v; v = v->next)
+        v->c = NULL; /* (freed when their visit is done) */
     hub_sub_free(c->sub);
     auth_identity_free(c->id);
     ax_free(c);

@@ -401,9 +401,24 @@ typedef struct hub_backplane_ops {
     void (*present)(void *ud, const char *room);
     void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
                      void *cbud);
+    /* Gateway state rows (hub_state_put, hub_state_clear: op HUB_STATE_*)
+     * kept in the cluster instead of the store (NULL: not kept). */
+    int (*state)(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
+                 size_t vlen);
+    /* hub_visit() (NULL: nothing to visit); cb on `loop`. */
+    bool (*visit)(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
+/* A topic no subscriber on this node follows has its history and presence
+ * in the cluster, not here: hub_visit() makes the node follow it for a
+ * while (30 s after the last visit) and calls cb(ud) on the calling
+ * thread's loop once its history and presence are read (or the cluster
+ * cannot be reached); then hub_history_window(), hub_presence() ... answer
+ * for the cluster.  true: wait for cb (it always comes, never inside this
+ * call); false: nothing to wait for (no backplane, or followed already).
+ * Not under the hub lock. */
+bool hub_visit(hub *h, const char *topic, void (*cb)(void *ud), void *ud);
 
 enum { HUB_BP_OK = 0, HUB_BP_DUP = 1, HUB_BP_GAP = 2, HUB_BP_DROP = 3 };
 /* How hub_backplane_deliver() takes a message: IN_ORDER refuses one whose

@@ -12,6 +12,12 @@ void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud)
     h->bp_ud = ud;
 }
 
+bool hub_visit(hub *h, const char *topic, void (*cb)(void *ud), void *ud)
+{
+    if (!h->bp || !h->bp->visit) return false;
+    return h->bp->visit(h->bp_ud, topic, cb, ud, hub__current_loop(h));
+}
+
 /* The first subscriber of `filter` on this node: the backplane starts
  * receiving it, and a topic's resumes wait until its history is loaded. */
 void hub__bp_need(hub *h, const char *filter, size_t fl)

@@ -6,13 +6,18 @@
 
 bool hub_durable(const hub *h)
 {
-    return h->store != NULL;
+    return h->store != NULL || (h->bp && h->bp->state);
 }
 
 int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const void *val,
                   size_t vlen, uint64_t *ticket)
 {
     uint64_t tk = 0;
+    if (!h->store && h->bp && h->bp->state) { /* (no ticket: Redis has it in order) */
+        if (ticket) *ticket = 0;
+        return h->bp->state(h->bp_ud, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key, klen, val,
+                            vlen);
+    }
     int rc = h->store ? hub_store_state(h->store, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key,
                                         klen, val, vlen, &tk)
                       : 0;
@@ -23,6 +28,10 @@ int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const vo
 int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uint64_t *ticket)
 {
     uint64_t tk = 0;
+    if (!h->store && h->bp && h->bp->state) {
+        if (ticket) *ticket = 0;
+        return h->bp->state(h->bp_ud, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0);
+    }
     int rc =
         h->store ? hub_store_state(h->store, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0, &tk) : 0;
     if (ticket) *ticket = tk;

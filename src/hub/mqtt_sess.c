@@ -30,6 +30,7 @@
 #include <axon/alloc.h>
 
 #include "gw_mqtt.h"
+#include "redis.h"
 
 #define MAX_FREE_CORKS 64
 
@@ -1152,9 +1153,142 @@ static void load_rel(const void *key, size_t klen, const void *val, size_t vlen,
     if (s) mq_rel_add(s, (uint16_t)hub_get_be((const uint8_t *)key + klen - 2, 2));
 }
 
+/* ---- sessions in Redis (redis.h, docs/cluster.md "MQTT") ------------------------------------ */
+
+typedef struct mq_claim mq_claim;
+struct mq_claim {
+    struct mq_claim *next;
+    gw_mqtt *g; /* NULL: the gateway stopped */
+    mq_conn *c; /* NULL: the connection went */
+    auth_identity *id;
+    mq_connect_args a;
+    char cid[];
+};
+
+/* Another node took `cid`: its connection here goes, and the session (its
+ * rows stay in Redis for the claimer). */
+static void on_claim(void *ud, const char *cid, bool release)
+{
+    gw_mqtt *g = ud;
+    mq_sess *s = hub_map_get(&g->by_id, cid, strlen(cid));
+    (void)release; /* (a session held here is let go of in any case) */
+    if (!s) return;
+    if (s->conn) mq_take_over(s);
+    bool keep = s->expiry_s != 0;
+    g->loading = keep; /* nothing written: the rows are the claimer's now */
+    mq_sess_free(s, keep);
+    g->loading = false;
+}
+
+static int row_rank(const char *ns)
+{
+    return strcmp(ns, NS_SESS) == 0 ? 0 : strcmp(ns, NS_OUT) == 0 ? 1 : 2;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const redis_row *x = a, *y = b;
+    int d = row_rank(x->ns) - row_rank(y->ns);
+    if (d) return d;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return memcmp(x->key, y->key, x->klen);
+}
+
+/* The rows of a claimed session, in the order the store gives them. */
+static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
+{
+    size_t cl = strlen(cid);
+    uint8_t key[MQ_MAX_CLIENT_ID + 1 + 16];
+    qsort(rows, n, sizeof *rows, row_cmp);
+    g->loading = true;
+    for (size_t i = 0; i < n; i++) {
+        const redis_row *r = &rows[i];
+        int rank = row_rank(r->ns);
+        if (rank == 0 && !r->klen) {
+            load_sess(cid, cl, r->val, r->vlen, g);
+            continue;
+        }
+        if (!hub_map_get(&g->by_id, cid, cl) || r->klen > 16 ||
+            (rank == 2 && strcmp(r->ns, NS_REL) != 0))
+            continue;
+        memcpy(key, cid, cl + 1);
+        memcpy(key + cl + 1, r->key, r->klen);
+        if (rank == 1)
+            load_out(key, cl + 1 + r->klen, r->val, r->vlen, g);
+        else
+            load_rel(key, cl + 1 + r->klen, r->val, r->vlen, g);
+    }
+    g->loading = false;
+}
+
+static void claimed(void *ud, int status, const redis_row *rows, size_t n)
+{
+    mq_claim *q = ud;
+    gw_mqtt *g = q->g;
+    if (g)
+        for (mq_claim **p = &g->claims; *p; p = &(*p)->next)
+            if (*p == q) {
+                *p = q->next;
+                break;
+            }
+    if (!g || !q->c) {
+        auth_identity_free(q->id);
+        ax_free(q);
+        return;
+    }
+    size_t cl = strlen(q->cid);
+    if (status == 0 && !q->a.clean && n && !hub_map_get(&g->by_id, q->cid, cl))
+        load_rows(g, q->cid, (redis_row *)rows, n);
+    else if (status)
+        ax_log(AX_LOG_WARN, "mqtt client %s: its session could not be read from Redis: %s", q->cid,
+               ax_strerror(status));
+    mq_connect_finish(q->c, q->cid, cl, q->id, &q->a);
+    ax_free(q);
+}
+
+bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
+                   const mq_connect_args *a)
+{
+    gw_mqtt *g = c->g;
+    redis_bp *b = g->sv->bp;
+    if (!b || !redis_bp_here(b) || hub_map_get(&g->by_id, cid, cl)) return false;
+    mq_claim *q = ax_malloc(sizeof(*q) + cl + 1 + a->auth_len);
+    if (!q) return false;
+    *q = (mq_claim){NULL, g, c, id, *a};
+    memcpy(q->cid, cid, cl);
+    q->cid[cl] = '\0';
+    if (a->auth) { /* (the caller's buffer is gone when the claim ends) */
+        memcpy(q->cid + cl + 1, a->auth, a->auth_len);
+        q->a.auth = q->cid + cl + 1;
+    }
+    if (redis_sess_claim(b, q->cid, a->clean, claimed, q) != 0) {
+        ax_free(q); /* (Redis is away: this node's sessions only) */
+        return false;
+    }
+    q->next = g->claims;
+    g->claims = q;
+    return true;
+}
+
+void mq_sess_claim_cancel(mq_conn *c)
+{
+    for (mq_claim *q = c->g->claims; q; q = q->next)
+        if (q->c == c) q->c = NULL;
+}
+
+void mq_sess_unload(gw_mqtt *g)
+{
+    redis_bp *b = g->sv->bp;
+    if (b && redis_bp_here(b)) redis_sess_handler(b, NULL, NULL);
+    for (mq_claim *q = g->claims; q; q = q->next)
+        q->g = NULL, q->c = NULL;
+    g->claims = NULL;
+}
+
 void mq_sess_load(gw_mqtt *g)
 {
     hub *h = g->sv->hub;
+    if (g->sv->bp && redis_bp_here(g->sv->bp)) redis_sess_handler(g->sv->bp, on_claim, g);
     if (!hub_durable(h)) return;
     g->loading = true; /* (nothing is written back while loading) */
     if (hub_state_load(h, NS_SESS, load_sess, g) != 0 ||

@@ -77,6 +77,33 @@ static int url_db(const char *s, int *db)
     return 0;
 }
 
+/* "cert=PATH&key=PATH&cacert=PATH" (any of them, in any order) */
+static int url_opts(const char *q, redis_url *out, char *why, size_t why_len)
+{
+    while (*q) {
+        size_t n = strcspn(q, "&"), kl = strcspn(q, "=");
+        char *dst = NULL;
+        if (kl < n && kl == 4 && strncmp(q, "cert", 4) == 0) dst = out->cert;
+        if (kl < n && kl == 3 && strncmp(q, "key", 3) == 0) dst = out->key;
+        if (kl < n && kl == 6 && strncmp(q, "cacert", 6) == 0) dst = out->ca;
+        if (!dst || n - kl - 1 == 0 || n - kl - 1 >= sizeof out->cert) {
+            snprintf(why, why_len,
+                     "'%.*s': a rediss:// URL takes cert=PATH, key=PATH and cacert=PATH "
+                     "(at most %zu bytes each)",
+                     (int)n, q, sizeof out->cert - 1);
+            return -1;
+        }
+        memcpy(dst, q + kl + 1, n - kl - 1);
+        dst[n - kl - 1] = '\0';
+        q += n + (q[n] ? 1 : 0);
+    }
+    if (out->key[0] && !out->cert[0]) {
+        snprintf(why, why_len, "key= without cert=: the key of which certificate?");
+        return -1;
+    }
+    return 0;
+}
+
 int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof(*out));
@@ -90,6 +117,19 @@ int redis_url_parse(const char *url, redis_url *out, char *why, size_t why_len)
     }
     out->tls = strncmp(url, "rediss://", 9) == 0; /* TLS: the core's, not hiredis's */
     if (!out->tls && strncmp(url, "redis://", 8) != 0) goto bad;
+    char base[1024];
+    const char *qm = strchr(url, '?');
+    if (qm) { /* rediss:// options */
+        if (!out->tls || (size_t)(qm - url) >= sizeof base ||
+            url_opts(qm + 1, out, why, why_len) != 0) {
+            if (!out->tls)
+                snprintf(why, why_len, "'%s': cert=, key= and cacert= need rediss://", url);
+            return -1;
+        }
+        memcpy(base, url, (size_t)(qm - url));
+        base[qm - url] = '\0';
+        url = base;
+    }
     const char *p = url + (out->tls ? 9 : 8), *at = strrchr(p, '@'), *slash;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -225,7 +265,7 @@ int bp__link_open(redis_bp *b, bp_link *l, const char *url)
     char why[400];
     l->b = b;
     l->up = false;
-    if (!(l->rl = rlink_open(b->loop, url, l->sub, &LINK_CBS, l, why, sizeof why))) {
+    if (!(l->rl = rlink_open(b->loop, url, b->tls, l->sub, &LINK_CBS, l, why, sizeof why))) {
         bp__link_broken(b, why);
         return -1;
     }
@@ -453,11 +493,46 @@ static void need_flush(redis_bp *b, need *n)
     n->nbuf = 0;
 }
 
+/* ---- visits: topics no subscriber here follows (hub_visit) ---------------------------------- */
+
+typedef struct bp_visit {
+    struct bp_visit *next;
+    redis_bp *b;
+    void (*cb)(void *ud);
+    void *ud;
+    ax_loop *loop;
+    char topic[];
+} bp_visit;
+
+static void visit_call(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg;
+    (void)loop;
+    v->cb(v->ud);
+    ax_free(v);
+}
+
+/* The topic is here (or cannot be): cb on the visitor's loop, later. */
+static void visit_done(bp_visit *v)
+{
+    if (ax_loop_post(v->loop, visit_call, v) != 0) visit_call(v->loop, v);
+}
+
+static void visits_done(need *n)
+{
+    while (n->visits) {
+        bp_visit *v = n->visits;
+        n->visits = v->next;
+        visit_done(v);
+    }
+}
+
 static void need_ready(redis_bp *b, need *n)
 {
     if (n->ready || !n->exact) return;
     n->ready = true;
     hub_backplane_ready(b->h, n->filter);
+    visits_done(n);
 }
 
 static void sync_done(redis_bp *b, need *n)
@@ -512,6 +587,7 @@ void bp__need_subscribe(redis_bp *b, need *n)
 
 static void need_free(redis_bp *b, need *n)
 {
+    visits_done(n);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -524,12 +600,32 @@ static void need_free(redis_bp *b, need *n)
     ax_free(n);
 }
 
-static void need_on(redis_bp *b, const char *filter)
+static void ready_run(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg; /* (only its b and topic) */
+    (void)loop;
+    hub_backplane_ready(v->b->h, v->topic);
+    ax_free(v);
+}
+
+static need *need_make(redis_bp *b, const char *filter, bool hub_needs)
 {
     size_t fl = strlen(filter);
-    if (hub_map_get(&b->needs, filter, fl)) return;
-    need *n = ax_calloc(1, sizeof(*n) + fl + 1);
-    if (!n) return;
+    need *n = hub_map_get(&b->needs, filter, fl);
+    if (n) {
+        if (hub_needs && !n->hub_needs && n->ready) { /* a visited topic: ready already */
+            bp_visit *v = ax_calloc(1, sizeof(*v) + fl + 1);
+            if (v) {
+                v->b = b;
+                memcpy(v->topic, filter, fl + 1);
+                if (ax_loop_post(b->loop, ready_run, v) != 0) ax_free(v);
+            }
+        }
+        n->hub_needs = n->hub_needs || hub_needs;
+        return n;
+    }
+    if (!(n = ax_calloc(1, sizeof(*n) + fl + 1))) return NULL;
+    n->hub_needs = hub_needs;
     memcpy(n->filter, filter, fl + 1);
     n->exact = hub_topic_valid(filter, fl);
     if (n->exact)
@@ -538,7 +634,7 @@ static void need_on(redis_bp *b, const char *filter)
         glob_of(b, filter, n->chan, sizeof n->chan);
     if (hub_map_put(&b->needs, filter, fl, n, NULL) != 0) {
         ax_free(n);
-        return;
+        return NULL;
     }
     n->next = b->list;
     if (b->list) b->list->prev = n;
@@ -548,12 +644,28 @@ static void need_on(redis_bp *b, const char *filter)
         bp__need_subscribe(b, n);
     else
         need_ready(b, n); /* no history to wait for: resumes use what this node has */
+    return n;
 }
+
+static void need_on(redis_bp *b, const char *filter)
+{
+    (void)need_make(b, filter, true);
+}
+
+static void need_drop(redis_bp *b, need *n);
 
 static void need_off(redis_bp *b, const char *filter)
 {
-    need *n = hub_map_del(&b->needs, filter, strlen(filter));
+    need *n = hub_map_get(&b->needs, filter, strlen(filter));
     if (!n) return;
+    n->hub_needs = false;
+    if (n->visit_until > bp__mono_ms()) return; /* visited: followed a while longer */
+    need_drop(b, n);
+}
+
+static void need_drop(redis_bp *b, need *n)
+{
+    hub_map_del(&b->needs, n->filter, strlen(n->filter));
     if (b->state == BP_UP) {
         (void)bp__sub(b, n->exact ? n->filter : NULL, n->chan, false);
         bp__pres_follow(b, n, false);
@@ -597,6 +709,66 @@ static void op_need(void *ud, const char *filter, bool on)
     p->on = on;
     memcpy(p->filter, filter, fl + 1);
     if (ax_loop_post(b->loop, need_run, p) != 0) ax_free(p);
+}
+
+#define BP_VISIT_MS 30000 /* a visited topic is followed this long after the last visit */
+
+static void visit_on(redis_bp *b, bp_visit *v)
+{
+    need *n = hub_topic_valid(v->topic, strlen(v->topic)) ? need_make(b, v->topic, false) : NULL;
+    if (!n) {
+        visit_done(v);
+        return;
+    }
+    n->visit_until = bp__mono_ms() + BP_VISIT_MS;
+    if (n->ready) {
+        visit_done(v);
+        return;
+    }
+    v->next = n->visits;
+    n->visits = v;
+}
+
+static void visit_run(ax_loop *loop, void *arg)
+{
+    bp_visit *v = arg;
+    (void)loop;
+    visit_on(v->b, v);
+}
+
+/* hub_visit(): any thread, not under the hub lock */
+static bool op_visit(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop)
+{
+    redis_bp *b = ud;
+    size_t tl = strlen(topic);
+    if (pthread_equal(pthread_self(), b->thread)) {
+        need *n = hub_map_get(&b->needs, topic, tl);
+        if (n && n->ready) { /* followed already */
+            uint64_t until = bp__mono_ms() + BP_VISIT_MS;
+            if (!n->hub_needs && n->visit_until < until) n->visit_until = until;
+            return false;
+        }
+    }
+    bp_visit *v = ax_calloc(1, sizeof(*v) + tl + 1);
+    if (!v) return false;
+    *v = (bp_visit){NULL, b, cb, cbud, loop};
+    memcpy(v->topic, topic, tl + 1);
+    if (pthread_equal(pthread_self(), b->thread)) {
+        visit_on(b, v);
+    } else if (ax_loop_post(b->loop, visit_run, v) != 0) {
+        ax_free(v);
+        return false;
+    }
+    return true;
+}
+
+/* Visited topics nobody here subscribes to: let go after BP_VISIT_MS. */
+static void visits_tick(redis_bp *b, uint64_t now)
+{
+    for (need *n = b->list, *next; n; n = next) {
+        next = n->next;
+        if (!n->hub_needs && n->visit_until && n->visit_until <= now && !n->visits) need_drop(b, n);
+    }
 }
 
 static void on_message(redis_bp *b, const char *topic, const redisReply *data, bool pattern)
@@ -721,6 +893,8 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
             on_heartbeat(b, l, r->element[2]);
         else if (strcmp(c->str, b->ret_chan) == 0)
             bp__ret_heard(b, r->element[2]); /* a retained message */
+        else if (strcmp(c->str, b->sess_chan) == 0)
+            bp__sess_heard(b, r->element[2]); /* an MQTT session claimed */
         else if (strcmp(c->str, b->wild_chan) == 0)
             b->wild_until_ms = bp__mono_ms() + 3 * BP_WILD_SAY_MS; /* a node has wildcards */
         else if (ck == BP_CH_PRES)
@@ -793,6 +967,7 @@ static void went_up(redis_bp *b)
         bp__need_subscribe(b, n);
     }
     bp__ret_start(b);
+    bp__sess_start(b);
     if (b->cluster)
         (void)rlink_cmdv(b->shards[0].sub.rl, NULL, NULL, "SUBSCRIBE", b->wild_chan, NULL);
     b->wild_said_ms = 0;
@@ -899,10 +1074,12 @@ static void on_tick(ax_timer *t, void *ud)
     if (b->state == BP_DOWN && now >= b->next_try_ms) start_connect(b);
     wild_say(b, now);
     bp__pres_tick(b, now);
+    bp__sess_tick(b, now);
+    visits_tick(b, now);
 }
 
-static const hub_backplane_ops OPS = {bp__publish, op_need,     bp__wait,
-                                      bp__cancel,  bp__present, bp__presence};
+static const hub_backplane_ops OPS = {bp__publish, op_need,      bp__wait,  bp__cancel,
+                                      bp__present, bp__presence, bp__state, op_visit};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
@@ -948,6 +1125,7 @@ int redis_urls_check(const char *urls, char *why, size_t why_len)
 static redis_bp *bp_fail(redis_bp *b, const char *what, char *why, size_t why_len)
 {
     if (what) snprintf(why, why_len, "%s", what);
+    ax_tls_ctx_free(b->tls);
     ax_timer_free(b->tick);
     ax_free(b->slots);
     ax_free(b);
@@ -986,6 +1164,17 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     snprintf(b->hb_chan, sizeof b->hb_chan, "axon-hb:%s", b->node);
     snprintf(b->ret_chan, sizeof b->ret_chan, "axon-ret:%d", b->u.db);
     snprintf(b->wild_chan, sizeof b->wild_chan, "axon-wild:%d", b->u.db);
+    snprintf(b->sess_chan, sizeof b->sess_chan, "axon-sess:%d", b->u.db);
+    if (b->u.tls && (b->u.cert[0] || b->u.ca[0])) { /* (else the core's default context) */
+        ax_tls_opts to = {.cert_file = b->u.cert[0] ? b->u.cert : NULL,
+                          .key_file = b->u.key[0] ? b->u.key : NULL,
+                          .ca_file = b->u.ca[0] ? b->u.ca : NULL};
+        char tw[400];
+        if (!(b->tls = ax_tls_client_new(&to, tw, sizeof tw, NULL))) {
+            snprintf(why, why_len, "redis: %s", tw);
+            return bp_fail(b, NULL, why, why_len);
+        }
+    }
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);
@@ -1008,12 +1197,14 @@ void redis_bp_free(redis_bp *b)
     set_state(b, BP_DOWN);
     bp__link_close(&b->seed);
     bp__shards_free(b);
+    bp__sess_free(b);
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);
     bp__acks_free(b);
     bp__pres_free(b);
     ax_free(b->slots);
+    ax_tls_ctx_free(b->tls);
     ax_free(b);
 }
 

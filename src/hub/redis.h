@@ -22,14 +22,18 @@
 typedef struct redis_bp redis_bp;
 
 /* The parts of a --redis URL: redis://[user:pass@]host[:port][/db],
- * rediss://... (TLS, with the core's certificate checks) or
- * unix://path[?db=N]. */
+ * rediss://...[?cert=PATH&key=PATH&cacert=PATH] (TLS, with the core's
+ * certificate checks) or unix://path[?db=N]. */
 typedef struct redis_url {
     char host[256]; /* or the socket's path */
     int port;       /* -1: a Unix socket */
     char user[128], pass[256];
     int db;
     bool tls; /* rediss:// */
+    /* rediss://...?cert=PATH&key=PATH&cacert=PATH: a client certificate
+     * (for a Redis with tls-auth-clients) and the CAs to trust ("": the
+     * system's) */
+    char cert[256], key[256], ca[256];
 } redis_url;
 
 /* 0, or -1 with a sentence in why. */
@@ -57,5 +61,32 @@ bool redis_bp_healthy(redis_bp *b, char *why, size_t why_len);
 /* Prometheus text for /metrics into buf (at most len bytes, always
  * terminated); returns its length.  Any thread. */
 size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len);
+
+/* ---- MQTT sessions (redis_sess.c) ----
+ *
+ * A persistent session lives in Redis as one hash per client id (its
+ * state rows, hub_state_put(), and the node that owns it); the node a
+ * client connects to claims it: the owner lets go of it (and of the
+ * connection, a takeover) and says so, then the claimer reads the rows. */
+typedef struct redis_row {
+    char ns[16];           /* the row's namespace */
+    const char *key, *val; /* key: what follows the client id's NUL (klen 0: none) */
+    size_t klen, vlen;
+} redis_row;
+/* Called on the backplane's loop when a client with `cid` connected to
+ * another node: let go of its connection and (`release`: this node owns
+ * it) its session, keeping the rows. */
+typedef void (*redis_claim_fn)(void *ud, const char *cid, bool release);
+/* The MQTT gateway (on the backplane's thread) hears of claims; fn NULL:
+ * no more. */
+void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud);
+/* Claim `cid` for this node: cb(ud, status, rows, n) once the owner let
+ * go (or 2 s passed): status 0 and the session's rows (none when `clean`:
+ * they are deleted), or a negative AX_E code (Redis unreachable: cb is not
+ * called then and the code is returned here).  Backplane's thread only. */
+int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
+                     void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud);
+/* Is this the backplane's thread? */
+bool redis_bp_here(const redis_bp *b);
 
 #endif

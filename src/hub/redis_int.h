@@ -21,6 +21,7 @@ enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
 enum { BP_CH_MSG = 0, BP_CH_PRES = 1 }; /* channel kinds */
 
 typedef struct bp_shard bp_shard;
+typedef struct bp_claim bp_claim;
 
 typedef struct bp_link {
     redis_bp *b;
@@ -48,8 +49,11 @@ typedef struct need { /* a filter this node's subscribers need */
      * marker coming back through pub/sub (then every message published
      * after the subscription took effect is in buf) */
     bool first, got_range, got_mark;
-    bool dropped; /* cluster: Redis let go of its channel (its slot moved) */
-    int shard;    /* the shard it is subscribed on */
+    bool dropped;            /* cluster: Redis let go of its channel (its slot moved) */
+    int shard;               /* the shard it is subscribed on */
+    bool hub_needs;          /* a subscriber here needs it (else only visited) */
+    uint64_t visit_until;    /* monotonic ms: followed for visits until then */
+    struct bp_visit *visits; /* waiting for it to be ready */
     hub_msg **range;
     size_t nrange;
     hub_msg **buf;
@@ -69,7 +73,8 @@ struct redis_bp {
     pthread_t thread;
     redis_url seeds[BP_SEEDS_MAX]; /* the URLs given (one, or a cluster's nodes) */
     size_t nseeds, seed_next;
-    redis_url u; /* the first: credentials, db, TLS */
+    redis_url u;     /* the first: credentials, db, TLS */
+    ax_tls_ctx *tls; /* rediss:// with cert= or cacert=, else NULL (the default) */
     bool cluster;
     char url_shown[300]; /* without the password */
     bp_link seed;        /* cluster: asks a node for the slots */
@@ -108,6 +113,10 @@ struct redis_bp {
     uint64_t next_ticket;   /* atomic */
     pthread_mutex_t ack_mu; /* guards acks */
     hub_map acks;           /* ticket (decimal) -> ack_rec */
+    char sess_chan[40];     /* MQTT sessions' claims, every node hears: "axon-sess:<db>" */
+    bp_claim *claims;       /* sessions this node claims */
+    redis_claim_fn sess_fn;
+    void *sess_ud;
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
@@ -163,6 +172,14 @@ extern const char bp__script[];
 /* redis_retain.c */
 void bp__ret_start(redis_bp *b);
 void bp__ret_heard(redis_bp *b, const redisReply *data);
+
+/* redis_sess.c */
+int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
+              size_t vlen);
+void bp__sess_heard(redis_bp *b, const redisReply *data);
+void bp__sess_start(redis_bp *b);
+void bp__sess_tick(redis_bp *b, uint64_t now);
+void bp__sess_free(redis_bp *b);
 
 /* redis_presence.c */
 #define BP_PRESENCE_TTL_MS 15000

@@ -143,8 +143,8 @@ static void on_close(ax_conn *c, int reason)
 
 static const ax_conn_cbs CBS = {.on_open = on_open, .on_data = on_data, .on_close = on_close};
 
-rlink *rlink_open(ax_loop *loop, const char *url, bool sub, const rlink_cbs *cbs, void *ud,
-                  char *why, size_t why_len)
+rlink *rlink_open(ax_loop *loop, const char *url, ax_tls_ctx *tls, bool sub, const rlink_cbs *cbs,
+                  void *ud, char *why, size_t why_len)
 {
     rlink *l = ax_calloc(1, sizeof(*l));
     if (!l || !(l->rd = redisReaderCreate())) {
@@ -155,7 +155,7 @@ rlink *rlink_open(ax_loop *loop, const char *url, bool sub, const rlink_cbs *cbs
     l->cbs = cbs;
     l->ud = ud;
     l->sub = sub;
-    ax_conn_opts o = {.output_cap = RL_OUTPUT_CAP, .connect_timeout_ms = RL_CONNECT_MS};
+    ax_conn_opts o = {.output_cap = RL_OUTPUT_CAP, .connect_timeout_ms = RL_CONNECT_MS, .tls = tls};
     int err = 0;
     if (!(l->c = ax_connect(loop, url, &CBS, &o, l, &err))) {
         snprintf(why, why_len, "cannot connect to %s: %s", url, ax_strerror(err));

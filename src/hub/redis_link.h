@@ -35,11 +35,12 @@ typedef struct rlink_cbs {
     void (*on_down)(rlink *l, const char *why);
 } rlink_cbs;
 
-/* Connect to `url` (tcp://host:port, tls://host:port, unix:///path);
+/* Connect to `url` (tcp://host:port, tls://host:port, unix:///path;
+ * `tls`: the TLS context for tls://, NULL: the core's default);
  * commands may be sent at once (queued until connected).  NULL with a
  * sentence in why. */
-rlink *rlink_open(ax_loop *loop, const char *url, bool sub, const rlink_cbs *cbs, void *ud,
-                  char *why, size_t why_len);
+rlink *rlink_open(ax_loop *loop, const char *url, ax_tls_ctx *tls, bool sub, const rlink_cbs *cbs,
+                  void *ud, char *why, size_t why_len);
 /* Close: every command still waiting gets its callback with NULL (during
  * this call); legal inside the link's own callbacks (freed after them). */
 void rlink_close(rlink *l);

@@ -732,8 +732,12 @@ int serve_run(const serve_cfg *cfg)
         ax_loop_free(sv.loop);
         return 1;
     }
-    hub_opts ho = {.rules = (hub_rule *)cfg->rules, /* copied by hub_new() */
-                   .nrules = cfg->nrules,
+    /* keys between nodes (gw_term.c, $term/NAME/in) are kept nowhere: no
+     * history, so no Redis stream either */
+    hub_rule rules[SERVE_MAX_RULES + 1] = {{"$term/+/in", 0, 0, HUB_DROP_OLDEST}};
+    memcpy(rules + 1, cfg->rules, (size_t)cfg->nrules * sizeof *rules);
+    hub_opts ho = {.rules = rules, /* copied by hub_new() */
+                   .nrules = cfg->nrules + 1,
                    .sub_budget = cfg->sub_budget,
                    .max_payload = cfg->max_payload,
                    .max_topics = cfg->max_topics,

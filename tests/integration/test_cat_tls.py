@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 
 import axtest
 from catutil import cat, end_input, listening_url, recv_eof, recv_until, send, tcp_listener
@@ -148,6 +149,23 @@ def relay_plain_to_tls():
     plain.close()
     t.exits(p, 0)
     srv.close()
+
+
+@t.test
+def wss_client_takes_ca_and_insecure():
+    port = axtest.free_port()
+    echo = axtest.Proc([axtest.axon_bin(), "echo", "wss://127.0.0.1:%d/" % port, "--cert", CERT,
+                        "--key", KEY])
+    deadline = time.monotonic() + axtest.TIMEOUT
+    while "listening on" not in echo.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = b"one\ntwo\n"
+    for opts in (["--ca", CERT], ["--insecure"]):
+        r = subprocess.run([axtest.axon_bin(), "cat"] + opts + ["wss://localhost:%d/" % port],
+                           input=lines, capture_output=True, timeout=axtest.TIMEOUT)
+        t.eq(r.returncode, 0, "axon cat %s wss:// exit status (%s)" % (opts[0], r.stderr))
+        t.eq(r.stdout, lines, "axon cat %s wss:// output" % opts[0])
+    echo.stop()
 
 
 t.main()

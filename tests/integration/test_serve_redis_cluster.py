@@ -15,7 +15,11 @@ Redis Cluster made by the test (issue 17, docs/cluster.md "Redis Cluster").
 - A slot moved to another master (MIGRATE and CLUSTER SETSLOT, as
   `redis-cli --cluster reshard` does): publishes follow MOVED, the
   subscriptions follow the slot (Redis drops them: the node reads the
-  slots again), delivery goes on with no gap."""
+  slots again), delivery goes on with no gap.
+- MQTT persistent sessions (hashes on every master): subscribed on one
+  node, away, messages queued there, back on the other node: session
+  present with what was queued; the same client id on the first node
+  again takes it over (the second node's connection is closed)."""
 import asyncio
 import json
 import shutil
@@ -329,6 +333,44 @@ def sharded_order_and_resume_on_either_node():
         stop_clean(srvs)
     finally:
         ws.close()
+
+
+@t.test
+def mqtt_sessions_move_between_nodes():
+    from mqttutil import Client
+    c = cluster()
+    a, b = two_nodes(c)
+    cids = ["dev-%d" % i for i in range(6)]  # (their hashes spread over the masters)
+    for cid in cids:
+        d = Client(a.mqtt_port, cid, clean=False)
+        d.connect()
+        d.subscribe("fleet/%s/cmd" % cid, 1)
+        d.close()
+    p = Client(b.mqtt_port, "pub")
+    p.connect()
+    for cid in cids:
+        p.publish("fleet/%s/cmd" % cid, cid.encode(), qos=1)
+    time.sleep(0.5)  # (queued on node a, through the cluster)
+    back = {}
+    for cid in cids:
+        d = Client(b.mqtt_port, cid, clean=False)
+        _, present, _ = d.connect()
+        back[cid] = (present, d.get().payload)
+        d.close()
+    t.eq(back, {cid: (1, cid.encode()) for cid in cids},
+         "node b: every session of node a, with what was queued")
+    d = Client(b.mqtt_port, cids[0], clean=False)
+    d.connect()
+    d2 = Client(a.mqtt_port, cids[0], clean=False)
+    _, present, _ = d2.connect()
+    t.eq(present, 1, "node a: the session taken back")
+    t.ok(d.disconnects.get(timeout=axtest.TIMEOUT) != 0, "node b: its connection closed")
+    d.c.loop_stop()
+    p.publish("fleet/%s/cmd" % cids[0], b"again", qos=1)
+    t.eq(d2.get().payload, b"again", "node a: live in the taken-over session")
+    d2.close()
+    p.close()
+    stop_clean([a, b])
 
 
 @t.test

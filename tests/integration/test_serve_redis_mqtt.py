@@ -7,17 +7,30 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
   too (read from Redis); an empty retained message on one node clears it
   on every node.
 - MQTT's own fields cross nodes: QoS, retain 0 on live delivery, MQTT 5
-  properties (user properties, content type, message expiry)."""
+  properties (user properties, content type, message expiry).
+- Persistent sessions move between nodes: subscribed on node a, away,
+  back on node b: the session is there (session present), with its
+  subscriptions and the QoS 1/2 messages queued while it was away, in
+  order; a message sent and not acknowledged on one node comes again
+  (DUP) on the other; a second connection with the same client id on
+  another node takes the session over (the first is closed); a clean
+  session on any node ends it everywhere; MQTT 5 session expiry too.
+- QoS 2 state crosses nodes (raw MQTT 5): a QoS 2 PUBLISH received on
+  node a (PUBREC sent, no PUBREL yet) is released on node b (PUBCOMP
+  success, not "packet id not found"); a QoS 2 message node a delivered,
+  PUBREC'd by the client, its PUBREL unanswered: node b sends the PUBREL
+  again."""
 import random
 import shutil
 import signal
 import socket
+import struct
 import time
 
 import axtest
 import mqttutil
 import servutil
-from mqttutil import V5, Client, v5props
+from mqttutil import V5, Client, Raw, connect_pkt, packet, publish_pkt, v5props
 
 t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=60)
 
@@ -149,6 +162,164 @@ def retained_and_mqtt_fields_cross_nodes():
         x.close()
     stop_clean([a, b, c])
     r.stop()
+
+
+def session_present(c):
+    rc, present, _ = c.connect()
+    t.eq(rc, 0, "CONNACK accepted")
+    return present
+
+
+@t.test
+def persistent_session_moves_between_nodes():
+    r = Redis()
+    a, b = node(r), node(r)
+    d = Client(a.mqtt_port, "dev1", clean=False)
+    t.eq(session_present(d), 0, "node a: a new session")
+    t.eq(d.subscribe("fleet/+/cmd", 1), [1], "node a: subscribed, QoS 1")
+    t.eq(d.subscribe("fleet/q2", 2), [2], "node a: subscribed, QoS 2")
+    d.close()
+    # away: messages for it are published on node b, node a keeps them
+    p = Client(b.mqtt_port, "pub-b2")
+    p.connect()
+    p.publish("fleet/1/cmd", b"m1", qos=1)
+    p.publish("fleet/q2", b"m2", qos=2)
+    p.publish("fleet/2/cmd", b"m3", qos=1)
+    time.sleep(0.5)  # (they travel through Redis to node a)
+    d = Client(b.mqtt_port, "dev1", clean=False)
+    t.eq(session_present(d), 1, "node b: the session of node a is present")
+    got = [d.get() for _ in range(3)]
+    # (Paho hands a QoS 2 message over at PUBREL, after the QoS 1 behind it)
+    t.eq([(m.topic, m.payload, m.qos) for m in got if m.qos == 1],
+         [("fleet/1/cmd", b"m1", 1), ("fleet/2/cmd", b"m3", 1)],
+         "node b: the QoS 1 messages queued on node a while away, in order")
+    t.eq([(m.topic, m.payload) for m in got if m.qos == 2], [("fleet/q2", b"m2")],
+         "node b: the QoS 2 message queued on node a")
+    p.publish("fleet/3/cmd", b"live", qos=1)
+    t.eq(d.get().payload, b"live", "node b: its subscriptions work there")
+    d.close()
+    # in flight: sent on node a, not acknowledged, comes again on node b
+    p.publish("fleet/4/cmd", b"m4", qos=1)
+    time.sleep(0.3)
+    raw = Raw(a.mqtt_port)
+    raw.send(connect_pkt("dev1", clean=False))
+    kind, _, body = raw.packet()
+    t.eq((kind, body[0]), (2, 1), "node a (raw): CONNACK, session present")
+    kind, flags, body = raw.packet()
+    t.ok(kind == 3 and body.endswith(b"m4") and (flags >> 1) & 3 == 1,
+         "node a (raw): the queued message, QoS 1 (not acknowledged)")
+    raw.close()
+    time.sleep(0.3)
+    d = Client(b.mqtt_port, "dev1", clean=False)
+    t.eq(session_present(d), 1, "node b: the session again")
+    m = d.get()
+    t.eq((m.topic, m.payload, m.dup), ("fleet/4/cmd", b"m4", True),
+         "node b: the message in flight on node a, again, DUP")
+    # takeover across nodes: the same client id on node a closes node b's
+    d2 = Client(a.mqtt_port, "dev1", clean=False)
+    t.eq(session_present(d2), 1, "node a: the session taken over from node b")
+    try:
+        rc = d.disconnects.get(timeout=axtest.TIMEOUT)
+    except Exception:
+        rc = None
+    t.ok(rc is not None and rc != 0, "node b: the first connection was closed (%r)" % rc)
+    d.c.loop_stop()
+    p.publish("fleet/5/cmd", b"m5", qos=1)
+    t.eq(d2.get().payload, b"m5", "node a: the taken-over session receives")
+    d2.close()
+    # a clean session on node b ends it on every node
+    c = Client(b.mqtt_port, "dev1", clean=True)
+    t.eq(session_present(c), 0, "node b: clean session: none present")
+    c.close()
+    p.publish("fleet/6/cmd", b"m6", qos=1)
+    d = Client(a.mqtt_port, "dev1", clean=False)
+    t.eq(session_present(d), 0, "node a: after the clean session, no session left")
+    t.ok(d.none(0.5), "node a: nothing queued for the ended session")
+    d.close()
+    # MQTT 5: session expiry, taken over by another node
+    props = v5props("CONNECT", SessionExpiryInterval=300)
+    e = Client(a.mqtt_port, "dev5", version=V5, clean=False, props=props)
+    e.connect()
+    e.subscribe("v5/+", 1)
+    e.close()
+    p.publish("v5/x", b"five", qos=1)
+    time.sleep(0.3)
+    e = Client(b.mqtt_port, "dev5", version=V5, clean=False, props=props)
+    t.eq(session_present(e), 1, "MQTT 5: the session (expiry 300 s) present on node b")
+    t.eq(e.get().payload, b"five", "MQTT 5: what was queued on node a")
+    e.close()
+    p.close()
+    stop_clean([a, b])
+    r.stop()
+
+
+def raw5(port, cid):
+    expiry = b"\x11" + struct.pack(">I", 300)  # Session Expiry Interval
+    r = Raw(port)
+    r.send(connect_pkt(cid, level=5, clean=False, props=expiry))
+    kind, _, body = r.packet()
+    if kind != 2 or body[1] != 0:
+        raise axtest.Failure("CONNACK: %r %r" % (kind, body))
+    return r, body[0] & 1  # (session present)
+
+
+def next_of(r, want):
+    while True:
+        p = r.packet()
+        if p is None:
+            raise axtest.Failure("closed while waiting for packet type %d" % want)
+        if p[0] == want:
+            return p
+
+
+@t.test
+def qos2_state_crosses_nodes():
+    r = Redis()
+    a, b = node(r), node(r)
+    # inbound: PUBLISH QoS 2 on node a, PUBREC; PUBREL on node b
+    x, present = raw5(a.mqtt_port, "q2in")
+    x.send(publish_pkt("q2/in", b"once", qos=2, pid=7, level=5))
+    _, _, body = next_of(x, 5)  # PUBREC
+    t.eq(struct.unpack(">H", body[:2])[0], 7, "node a: PUBREC 7")
+    x.close()
+    time.sleep(0.3)
+    y, present = raw5(b.mqtt_port, "q2in")
+    t.eq(present, 1, "node b: the session of node a")
+    y.send(packet(6, 2, struct.pack(">H", 7)))  # PUBREL 7
+    _, _, body = next_of(y, 7)  # PUBCOMP
+    t.eq((struct.unpack(">H", body[:2])[0], body[2] if len(body) > 2 else 0), (7, 0),
+         "node b: PUBCOMP 7, success (the id node a received is known)")
+    y.close()
+    # outbound: node a sends QoS 2, the client PUBRECs, node a's PUBREL
+    # is left unanswered; on node b the PUBREL comes again
+    s = Client(a.mqtt_port, "q2out", version=V5, clean=False,
+               props=v5props("CONNECT", SessionExpiryInterval=300))
+    s.connect()
+    s.subscribe("q2/out", 2)
+    s.close()
+    p = Client(b.mqtt_port, "q2pub")
+    p.connect()
+    p.publish("q2/out", b"twice?", qos=2)
+    time.sleep(0.3)
+    x, present = raw5(a.mqtt_port, "q2out")
+    _, flags, body = next_of(x, 3)  # the queued PUBLISH, QoS 2
+    tl = struct.unpack(">H", body[:2])[0]
+    pid = struct.unpack(">H", body[2 + tl:4 + tl])[0]
+    t.eq((flags >> 1) & 3, 2, "node a (raw): the queued message, QoS 2")
+    x.send(packet(5, 0, struct.pack(">H", pid)))  # PUBREC
+    _, _, body = next_of(x, 6)  # PUBREL
+    t.eq(struct.unpack(">H", body[:2])[0], pid, "node a: PUBREL")
+    x.close()  # no PUBCOMP
+    time.sleep(0.3)
+    y, present = raw5(b.mqtt_port, "q2out")
+    t.eq(present, 1, "node b: the session")
+    _, _, body = next_of(y, 6)
+    t.eq(struct.unpack(">H", body[:2])[0], pid, "node b: the PUBREL again")
+    y.send(packet(7, 0, struct.pack(">H", pid)))  # PUBCOMP
+    t.ok(y.closed(0.5) is False, "node b: the connection stays")
+    y.close()
+    p.close()
+    stop_clean([a, b])
 
 
 t.main()

@@ -7,7 +7,11 @@ connection: Debian 12's hiredis has none), docs/cluster.md.
   (SSL_CERT_FILE): linked (/healthz 200), a publish on one node reaches a
   subscriber on the other with the seq Redis gave.
 - A node that does not trust the certificate is not linked: /healthz 503,
-  publishes refused, and the log says why (the certificate)."""
+  publishes refused, and the log says why (the certificate).
+- Client certificates: a redis-server with tls-auth-clients yes; a node
+  with `rediss://...?cert=..&key=..&cacert=..` is linked and its publishes
+  go through; a node without a certificate (cacert= only) is refused;
+  cert= without rediss:// is a usage error."""
 import os
 import shutil
 import signal
@@ -38,20 +42,35 @@ def healthz(srv):
 
 
 class TlsRedis(axtest.Proc):
-    def __init__(self):
+    def __init__(self, auth_clients=False):
         self.dir = tempfile.mkdtemp(prefix="axon-rtls-")
         subprocess.run([axtest.axon_bin(), "cert", "--out", self.dir], check=True,
                        capture_output=True)
         self.cert = os.path.join(self.dir, "cert.pem")
+        ca = self.cert
+        if auth_clients:  # a client certificate (self-signed) it trusts too
+            self.client = os.path.join(self.dir, "client")
+            subprocess.run([axtest.axon_bin(), "cert", "--name", "axon-node", "--out",
+                            self.client], check=True,
+                           capture_output=True)
+            ca = os.path.join(self.dir, "ca.pem")
+            with open(ca, "w") as f:
+                for c in (self.cert, os.path.join(self.client, "cert.pem")):
+                    f.write(open(c).read())
         self.port = axtest.free_port()
         super().__init__(["redis-server", "--port", "0", "--tls-port", str(self.port),
                           "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                           "--tls-cert-file", self.cert,
                           "--tls-key-file", os.path.join(self.dir, "key.pem"),
-                          "--tls-ca-cert-file", self.cert, "--tls-auth-clients", "no"])
-        wait_for(lambda: subprocess.run(
-            ["redis-cli", "--tls", "--cacert", self.cert, "-p", str(self.port), "PING"],
-            capture_output=True, text=True).stdout.strip() == "PONG", "redis-server over TLS")
+                          "--tls-ca-cert-file", ca,
+                          "--tls-auth-clients", "yes" if auth_clients else "no"])
+        cli = ["redis-cli", "--tls", "--cacert", self.cert, "-p", str(self.port)]
+        if auth_clients:
+            cli += ["--cert", os.path.join(self.client, "cert.pem"),
+                    "--key", os.path.join(self.client, "key.pem")]
+        wait_for(lambda: subprocess.run(cli + ["PING"], capture_output=True,
+                                        text=True).stdout.strip() == "PONG",
+                 "redis-server over TLS")
         self.url = "rediss://localhost:%d" % self.port
 
 
@@ -102,6 +121,30 @@ def an_untrusted_certificate_is_refused():
     wait_for(lambda: "certificate" in n.stderr() or "verif" in n.stderr(),
              "the log to say why")
     stop_clean([n])
+    r.stop()
+
+
+@t.test
+def client_certificates():
+    r = TlsRedis(auth_clients=True)
+    cert, key = os.path.join(r.client, "cert.pem"), os.path.join(r.client, "key.pem")
+    url = "%s?cert=%s&key=%s&cacert=%s" % (r.url, cert, key, r.cert)
+    a = servutil.Serve("--redis", url)
+    wait_for(lambda: healthz(a) == 200, "the node with a client certificate linked")
+    ack = servutil.publish(a, "tls/c", "with a client certificate")
+    t.ok(ack.get("seq", 0) >= 1, "a publish acknowledged by Redis: %r" % ack)
+    n = servutil.Serve("--redis", "%s?cacert=%s" % (r.url, r.cert))
+    time.sleep(1)
+    t.eq(healthz(n), 503, "without a client certificate: not linked")
+    # (the node trusts the server; Redis ends the connection without a
+    # certificate: in the handshake, or just after it with TLS 1.3)
+    wait_for(lambda: "publishes are refused; retrying" in n.stderr(), "the log to say so")
+    stop_clean([a, n])
+    rc = subprocess.run([axtest.axon_bin(), "serve", "--redis",
+                         "redis://localhost:6379?cert=" + cert, "--http", "off"],
+                        capture_output=True, text=True, timeout=10)
+    t.ok(rc.returncode != 0 and "rediss://" in rc.stderr,
+         "cert= with redis:// is refused: %r" % rc.stderr.strip())
     r.stop()
 
 

@@ -319,6 +319,40 @@ def hub_serves_its_own():
     hub.wait_log("session 1 ended (exited, exit code 6)")
 
 
+def msgs_in(hub):
+    return int(servutil.metric(hub.srv, 'axon_messages_in_total{gateway="term"}') or 0)
+
+
+@t.test
+def bulk_output_in_few_messages():
+    """Output printed in bursts (100 bursts of 8.9 KB, 1 ms apart) leaves the
+    agent in few large messages (held up to 20 ms: each message costs the
+    hub a send per viewer), complete and in order; the tail after the bulk
+    is not held back for good."""
+    hub = termutil.Hub()
+    hub.agent()
+    hub.wait_log("agent box connected")
+    w = hub.connect("alice")
+    hub.wait_log("session 1 started")
+    w.p.stdin.write(b"echo ready-$((1+1))\n")
+    w.p.stdin.flush()
+    w.wait_output(lambda o: b"ready-2\r\n" in o, what="the shell")
+    time.sleep(0.3)
+    before = msgs_in(hub)
+    w.p.stdin.write(b"/usr/bin/python3 -c 'import sys, time; b = \"\".join(\"%d\\n\" % i for i in "
+                    b"range(1, 2001)); [(sys.stdout.write(b), sys.stdout.flush(), time.sleep(0.001)) "
+                    b"for _ in range(100)]'; echo bulk-$((2*3))-done\n")
+    w.p.stdin.flush()
+    out = w.wait_output(lambda o: b"bulk-6-done\r\n$ " in o, timeout=SLOW,
+                        what="the bursts and the prompt after them")
+    n = msgs_in(hub) - before - 1  # less the writer's line
+    body = out.split(b"ready-2\r\n", 1)[1].replace(b"\r\n", b"\n")
+    want = "".join("%d\n" % i for i in range(1, 2001)).encode() * 100
+    t.ok(want in body, "the 100 bursts arrived complete and in order")
+    print("# 100 bursts in %d messages" % n)
+    t.ok(n <= 50, "the agent sent the 890 KB in %d messages (100 bursts; at most 50)" % n)
+
+
 @t.test
 def idle_timeout():
     hub = termutil.Hub("--term-idle-timeout", "2")

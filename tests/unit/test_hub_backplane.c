@@ -68,7 +68,8 @@ static void f_presence(void *ud, const char *room, void (*cb)(const char *name, 
     }
 }
 
-static const hub_backplane_ops FAKE = {f_publish, f_need, f_wait, f_cancel, f_present, f_presence};
+static const hub_backplane_ops FAKE = {f_publish, f_need,     f_wait, f_cancel,
+                                       f_present, f_presence, NULL,   NULL};
 
 typedef struct brec {
     hub_sub *s;

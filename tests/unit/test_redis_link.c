@@ -63,7 +63,7 @@ static rlink *open_link(ax_loop *loop, ax_listener *srv, bool sub, struct got *g
 {
     char url[64], why[128];
     tu_url(ax_listener_addr(srv), url, sizeof url);
-    rlink *l = rlink_open(loop, url, sub, &CBS, g, why, sizeof why);
+    rlink *l = rlink_open(loop, url, NULL, sub, &CBS, g, why, sizeof why);
     ASSERT(l != NULL);
     return l;
 }

@@ -119,14 +119,36 @@ TEST(redis_url_forms)
     ASSERT(u.tls);
     ASSERT_STREQ(u.host, "cache.internal");
     ASSERT_EQ(u.port, 6380);
+    ASSERT_EQ(redis_url_parse("rediss://h:6380/1?cert=/c.pem&key=/k.pem&cacert=/ca.pem", &u, why,
+                              sizeof why),
+              0);
+    ASSERT(u.tls);
+    ASSERT_STREQ(u.host, "h");
+    ASSERT_EQ(u.db, 1);
+    ASSERT_STREQ(u.cert, "/c.pem");
+    ASSERT_STREQ(u.key, "/k.pem");
+    ASSERT_STREQ(u.ca, "/ca.pem");
+    ASSERT_EQ(redis_url_parse("rediss://h?cacert=/ca.pem", &u, why, sizeof why), 0);
+    ASSERT_STREQ(u.cert, "");
+    ASSERT_STREQ(u.ca, "/ca.pem");
     ASSERT_EQ(redis_urls_check("redis://a:7000,redis://b:7001 redis://c", why, sizeof why), 0);
     ASSERT_EQ(redis_urls_check("redis://a:7000,http://b", why, sizeof why), -1);
     /* Redis Cluster's slots: CRC16 of the hash tag (Redis's own examples) */
     ASSERT_EQ(redis_key_slot("123456789", 9), 12739u);
     ASSERT_EQ(redis_key_slot("{user1000}.following", 20), redis_key_slot("user1000", 8));
     ASSERT_EQ(redis_key_slot("foo{}{bar}", 10), redis_key_slot("foo{}{bar}", 10));
-    const char *bad[] = {"http://h",    "redis://",     "redis://h:0", "redis://h:70000",
-                         "redis://h/x", "redis://[::1", "unix://",     "rediss://"};
+    const char *bad[] = {"http://h",
+                         "redis://",
+                         "redis://h:0",
+                         "redis://h:70000",
+                         "redis://h/x",
+                         "redis://[::1",
+                         "unix://",
+                         "rediss://",
+                         "redis://h?cert=/c.pem",
+                         "rediss://h?bogus=1",
+                         "rediss://h?key=/k.pem",
+                         "rediss://h?cert="};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
         ASSERT_EQ(redis_url_parse(bad[i], &u, why, sizeof why), -1);

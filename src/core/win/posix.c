@@ -290,6 +290,18 @@ ssize_t ax__win_recvmsg(int fd, struct msghdr *m, int flags)
     m->msg_flags = 0;
     if (r == SOCKET_ERROR) {
         int e = WSAGetLastError();
+        /* Nothing to read, but an error may wait on the socket: Linux
+         * reports it on this receive.  Wine keeps an ICMP port unreachable
+         * there (SO_ERROR) and never fails a receive with it, and once its
+         * WSAPoll has said POLLERR, not a send either; Windows fails the
+         * receive with WSAECONNRESET itself.  Reading SO_ERROR clears it. */
+        int pending = 0;
+        socklen_t plen = sizeof pending;
+        if (e == WSAEWOULDBLOCK &&
+            ax__win_getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &plen) == 0 && pending) {
+            errno = pending == ECONNRESET ? ECONNREFUSED : pending;
+            return -1;
+        }
         if (e != WSAEMSGSIZE) {
             errno = e == WSAECONNRESET ? ECONNREFUSED : ax__win_errno(e);
             return -1;

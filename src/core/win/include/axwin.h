@@ -234,6 +234,19 @@ void *ax__win_memmem(const void *h, size_t hl, const void *n, size_t nl);
 #define memmem ax__win_memmem
 /* mkdir(path, mode): Windows folders have no mode bits */
 #define mkdir(path, mode) _mkdir(path)
+/* open: a folder opens too (its handle, FILE_FLAG_BACKUP_SEMANTICS, as a C
+ * runtime descriptor), files in binary mode; realpath follows links with
+ * GetFinalPathNameByHandleW; openat2(RESOLVE_BENEATH) is in <sys/syscall.h>
+ * (all in fs_win.c) */
+#define O_NOCTTY 0
+int ax__win_open(const char *path, int flags, ...);
+char *ax__win_realpath(const char *path, char *resolved);
+#define open ax__win_open
+#define realpath ax__win_realpath
+/* fstat: a folder's descriptor says S_IFDIR (the C runtime's does not) */
+int ax__win_fstat(int fd, struct stat *st);
+#undef fstat
+#define fstat ax__win_fstat
 /* pread; sendfile as a read into a buffer and a send */
 ssize_t ax__win_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t ax__win_sendfile(int out, int in, off_t *off, size_t n);

@@ -1,0 +1,290 @@
+/* redis_sess.c: MQTT persistent sessions through the backplane (redis.h,
+ * docs/cluster.md "MQTT").
+ *
+ * A session is one hash, axon:{mq:<h>}:<client id> (<h>: a 64-bit hash of
+ * the client id in hex, so the hash tag is short and has no braces): a
+ * field per state row the MQTT gateway writes (hub_state_put: "<ns>:<the
+ * key after the client id's NUL>" -> the row: the session and its
+ * subscriptions, each message it owes (queued while the client is away,
+ * or in flight), each QoS 2 id it received) and `owner`, the node that
+ * has it in memory.  Rows are written as they change, on the command link
+ * of the hash's shard, so they reach Redis in order.
+ *
+ * Claiming.  A client connecting to a node that does not hold its session
+ * makes the node run a script that reads the owner, makes itself the owner
+ * and publishes "T <claimer> <old owner or -> <client id>" on axon-sess:<db>
+ * (classic pub/sub: every node hears it, in a cluster too).  Every other
+ * node closes a connection of that client id (a takeover); the old owner
+ * also lets go of the session (the rows stay) and publishes "R <claimer>
+ * <itself> <client id>" on the same link as its rows, so when the claimer
+ * hears it Redis has all of them: it reads the hash (HGETALL) and goes on.
+ * An owner that does not answer in 2 s (it died) is not waited for
+ * longer.  A clean session deletes the hash instead of reading it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_int.h"
+
+#define SESS_WAIT_MS 2000
+
+struct bp_claim {
+    bp_claim *next;
+    redis_bp *b;
+    void (*cb)(void *ud, int status, const redis_row *rows, size_t n);
+    void *ud;
+    bool clean, answered, waiting;
+    uint64_t until_ms;
+    char old[24];   /* the owner we wait for */
+    char heard[24]; /* an R that came before the script's answer */
+    char tag[24];   /* "mq:<h>" */
+    size_t klen;
+    char key[]; /* the hash's name, then the client id at cid_off */
+};
+
+static void tag_of(const char *cid, size_t cl, char *tag, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < cl; i++)
+        h = (h ^ (uint8_t)cid[i]) * 1099511628211ull;
+    snprintf(tag, cap, "mq:%016llx", (unsigned long long)h);
+}
+
+/* "axon:{mq:<h>}:<cid>" into out (cap >= 32 + cl); its length. */
+static size_t key_of(const char *cid, size_t cl, char *tag, size_t tcap, char *out)
+{
+    tag_of(cid, cl, tag, tcap);
+    int n = sprintf(out, "axon:{%s}:", tag);
+    memcpy(out + n, cid, cl);
+    out[(size_t)n + cl] = '\0';
+    return (size_t)n + cl;
+}
+
+static const char *cid_of(const bp_claim *q)
+{
+    return strchr(q->key, '}') + 2;
+}
+
+/* ---- the state rows -------------------------------------------------------------------------- */
+
+static const char DEL_SCRIPT[] = "redis.call('HDEL', KEYS[1], ARGV[1]) "
+                                 "if redis.call('HGET', KEYS[1], 'owner') == ARGV[2] "
+                                 "then redis.call('DEL', KEYS[1]) end";
+static const char CLEAR_SCRIPT[] =
+    "for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do "
+    "if string.sub(f, 1, #ARGV[1]) == ARGV[1] then redis.call('HDEL', KEYS[1], f) end end";
+
+int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
+              size_t vlen)
+{
+    redis_bp *b = ud;
+    if (!redis_bp_here(b)) return 0; /* (sessions of the first thread only) */
+    const char *k = key, *nul = memchr(k, '\0', klen);
+    size_t cl = nul ? (size_t)(nul - k) : klen, rl = nul ? klen - cl - 1 : 0;
+    size_t nl = strlen(ns);
+    if (cl > 512 || nl > 15) return AX_EINVAL;
+    char hkey[600], tag[24], field[16 + 1 + 16];
+    size_t hl = key_of(k, cl, tag, sizeof tag, hkey);
+    if (rl > 16) return AX_EINVAL;
+    memcpy(field, ns, nl);
+    field[nl] = ':';
+    if (rl) memcpy(field + nl + 1, nul + 1, rl);
+    size_t fl = nl + 1 + rl;
+    if (op == HUB_STATE_PUT) {
+        const char *argv[] = {"HSET", hkey, field, val};
+        size_t lens[] = {4, hl, fl, vlen};
+        return bp__cmd(b, tag, NULL, NULL, 4, argv, lens);
+    }
+    if (op == HUB_STATE_DEL && rl) {
+        const char *argv[] = {"HDEL", hkey, field};
+        size_t lens[] = {4, hl, fl};
+        return bp__cmd(b, tag, NULL, NULL, 3, argv, lens);
+    }
+    const char *argv[] = {"EVAL", op == HUB_STATE_DEL ? DEL_SCRIPT : CLEAR_SCRIPT, "1", hkey, field,
+                          b->node};
+    size_t lens[] = {4, strlen(argv[1]), 1, hl, fl, strlen(b->node)};
+    return bp__cmd(b, tag, NULL, NULL, op == HUB_STATE_DEL ? 6 : 5, argv, lens);
+}
+
+/* ---- claiming a session ------------------------------------------------------------------------
+ */
+
+static void claim_end(bp_claim *q, int status, const redis_row *rows, size_t n)
+{
+    redis_bp *b = q->b;
+    for (bp_claim **p = &b->claims; *p; p = &(*p)->next)
+        if (*p == q) {
+            *p = q->next;
+            break;
+        }
+    q->cb(q->ud, status, rows, n);
+    ax_free(q);
+}
+
+static void on_rows(rlink *rl, redisReply *r, void *priv)
+{
+    bp_claim *q = priv;
+    bp_link *l;
+    if (!bp__ok(rl, r, &l) || r->type != REDIS_REPLY_ARRAY) {
+        claim_end(q, AX_EIO, NULL, 0);
+        return;
+    }
+    size_t n = 0, max = r->elements / 2;
+    redis_row *rows = max ? ax_calloc(max, sizeof(*rows)) : NULL;
+    if (max && !rows) {
+        claim_end(q, AX_ENOMEM, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        const char *colon = memchr(f->str, ':', (size_t)f->len);
+        size_t nl = colon ? (size_t)(colon - f->str) : 0;
+        if (!colon || nl >= sizeof rows[n].ns) continue; /* (owner) */
+        memcpy(rows[n].ns, f->str, nl);
+        rows[n].ns[nl] = '\0';
+        rows[n].key = colon + 1;
+        rows[n].klen = (size_t)f->len - nl - 1;
+        rows[n].val = v->str;
+        rows[n].vlen = (size_t)v->len;
+        n++;
+    }
+    claim_end(q, 0, rows, n);
+    ax_free(rows);
+}
+
+static void on_deleted(rlink *rl, redisReply *r, void *priv)
+{
+    bp_link *l;
+    claim_end(priv, bp__ok(rl, r, &l) ? 0 : AX_EIO, NULL, 0);
+}
+
+/* The owner let go (or was not waited for): read the rows. */
+static void claim_read(bp_claim *q)
+{
+    q->waiting = false;
+    const char *argv[] = {q->clean ? "DEL" : "HGETALL", q->key};
+    size_t lens[] = {strlen(argv[0]), q->klen};
+    if (bp__cmd(q->b, q->tag, q->clean ? on_deleted : on_rows, q, 2, argv, lens) != 0)
+        claim_end(q, AX_ENOTCONN, NULL, 0);
+}
+
+static const char CLAIM_SCRIPT[] =
+    "local o = redis.call('HGET', KEYS[1], 'owner') "
+    "redis.call('HSET', KEYS[1], 'owner', ARGV[1]) "
+    "redis.call('PUBLISH', ARGV[2], 'T ' .. ARGV[1] .. ' ' .. (o or '-') .. ' ' .. ARGV[3]) "
+    "return o";
+
+static void on_claimed(rlink *rl, redisReply *r, void *priv)
+{
+    bp_claim *q = priv;
+    bp_link *l;
+    if (!bp__ok(rl, r, &l)) {
+        claim_end(q, AX_EIO, NULL, 0);
+        return;
+    }
+    q->answered = true;
+    if (r->type != REDIS_REPLY_STRING || (size_t)r->len >= sizeof q->old ||
+        strcmp(r->str, q->b->node) == 0 || strcmp(r->str, q->heard) == 0) {
+        claim_read(q); /* nobody else had it, or it let go already */
+        return;
+    }
+    memcpy(q->old, r->str, (size_t)r->len + 1);
+    q->waiting = true;
+    q->until_ms = bp__mono_ms() + SESS_WAIT_MS;
+}
+
+int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
+                     void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud)
+{
+    size_t cl = strlen(cid);
+    if (b->state != BP_UP) return AX_ENOTCONN;
+    if (cl > 512) return AX_EINVAL;
+    bp_claim *q = ax_calloc(1, sizeof(*q) + 32 + cl + 1);
+    if (!q) return AX_ENOMEM;
+    q->b = b;
+    q->cb = cb;
+    q->ud = ud;
+    q->clean = clean;
+    q->klen = key_of(cid, cl, q->tag, sizeof q->tag, q->key);
+    const char *argv[] = {"EVAL", CLAIM_SCRIPT, "1", q->key, b->node, b->sess_chan, cid};
+    size_t lens[] = {4, strlen(CLAIM_SCRIPT), 1, q->klen, strlen(b->node), strlen(b->sess_chan),
+                     cl};
+    int rc = bp__cmd(b, q->tag, on_claimed, q, 7, argv, lens);
+    if (rc) {
+        ax_free(q);
+        return rc;
+    }
+    q->next = b->claims;
+    b->claims = q;
+    return 0;
+}
+
+void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud)
+{
+    b->sess_fn = fn;
+    b->sess_ud = ud;
+}
+
+bool redis_bp_here(const redis_bp *b)
+{
+    return pthread_equal(pthread_self(), b->thread);
+}
+
+/* "T <claimer> <old> <cid>" or "R <claimer> <from> <cid>" on sess_chan. */
+void bp__sess_heard(redis_bp *b, const redisReply *data)
+{
+    if (data->type != REDIS_REPLY_STRING || data->len < 7) return;
+    char kind = data->str[0], who[24], other[24];
+    const char *p = data->str + 2, *end = data->str + data->len;
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    if (!sp || sp - p >= (long)sizeof who) return;
+    memcpy(who, p, (size_t)(sp - p));
+    who[sp - p] = '\0';
+    p = sp + 1;
+    if (!(sp = memchr(p, ' ', (size_t)(end - p))) || sp - p >= (long)sizeof other) return;
+    memcpy(other, p, (size_t)(sp - p));
+    other[sp - p] = '\0';
+    const char *cid = sp + 1; /* (the reply's string ends with a NUL) */
+    if (kind == 'T' && strcmp(who, b->node) != 0) {
+        bool mine = strcmp(other, b->node) == 0;
+        if (b->sess_fn) b->sess_fn(b->sess_ud, cid, mine);
+        if (!mine) return;
+        char key[600], tag[24], msg[600];
+        key_of(cid, strlen(cid), tag, sizeof tag, key);
+        int n = snprintf(msg, sizeof msg, "R %s %s %s", who, b->node, cid);
+        if (n <= 0 || (size_t)n >= sizeof msg) return;
+        const char *argv[] = {"PUBLISH", b->sess_chan, msg};
+        (void)bp__cmd(b, tag, NULL, NULL, 3, argv, NULL); /* (after its rows, on their link) */
+    } else if (kind == 'R' && strcmp(who, b->node) == 0) {
+        for (bp_claim *q = b->claims; q; q = q->next) {
+            if (strcmp(cid_of(q), cid) != 0) continue;
+            if (q->waiting && strcmp(q->old, other) == 0) {
+                claim_read(q);
+                return;
+            }
+            if (!q->answered) snprintf(q->heard, sizeof q->heard, "%s", other);
+        }
+    }
+}
+
+void bp__sess_start(redis_bp *b)
+{
+    if (b->nshards)
+        (void)rlink_cmdv(b->shards[0].sub.rl, NULL, NULL, "SUBSCRIBE", b->sess_chan, NULL);
+}
+
+/* An owner that did not answer: go on without it. */
+void bp__sess_tick(redis_bp *b, uint64_t now)
+{
+    for (bp_claim *q = b->claims, *next; q; q = next) {
+        next = q->next;
+        if (q->waiting && now >= q->until_ms) claim_read(q);
+    }
+}
+
+void bp__sess_free(redis_bp *b)
+{
+    while (b->claims)
+        claim_end(b->claims, AX_ECANCELED, NULL, 0);
+}
