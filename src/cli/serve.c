@@ -662,6 +662,8 @@ static const setting_def settings_table[] = {
      .min = 1,
      .max = 86400,
      .msg = "%s is 1 to 86400 seconds"},
+    {.key = "irc_server_name", .parse = set_string, FIELD(irc_server_name)},
+    {.key = "irc_oper_file", .parse = set_string, FIELD(irc_oper_file)},
     {.key = "auth_secret",
      .flag = "auth-secret",
      .parse = set_string,

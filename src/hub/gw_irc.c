@@ -25,6 +25,7 @@
 
 #include "gw_irc.h"
 #include "proto/ws/base64.h"
+#include "proto/ws/utf8.h"
 
 /* Flood control, as classic servers do it: every line moves a penalty
  * clock FLOOD_COST_MS ahead (from now, when it is behind); while the clock
@@ -35,6 +36,7 @@
 #define FLOOD_COST_MS 500
 #define FLOOD_WINDOW_MS 10000
 #define FLOOD_RECVQ 8192
+#define CLIENT_TAGS_MAX 4094 /* bytes of tags a client may send (the server's may be 8191) */
 
 /* ---- output ------------------------------------------------------------------------ */
 
@@ -61,6 +63,22 @@ void irc_sendf(irc_conn *ic, const char *fmt, ...)
     send_raw(ic, buf, len);
 }
 
+const char *irc_server(const irc_conn *ic)
+{
+    const char *name = ic->g->sv->cfg->irc_server_name;
+    return name[0] ? name : SERVER_NAME;
+}
+
+void irc_srv_sendf(irc_conn *ic, const char *fmt, ...)
+{
+    char rest[AX_IRC_MAX_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rest, sizeof rest, fmt, ap);
+    va_end(ap);
+    irc_sendf(ic, ":%s %s", irc_server(ic), rest);
+}
+
 const char *irc_me(const irc_conn *ic)
 {
     return ic->nick[0] ? ic->nick : "*";
@@ -74,7 +92,7 @@ void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(rest, sizeof rest, fmt, ap);
     va_end(ap);
-    irc_sendf(ic, ":" SERVER_NAME " %s %s %s", code, irc_me(ic), rest);
+    irc_sendf(ic, ":%s %s %s %s", irc_server(ic), code, irc_me(ic), rest);
 }
 
 /* "2024-01-02T03:04:05.678Z" for server-time. */
@@ -114,7 +132,8 @@ static void as_nick(const char *name, size_t n, char *out, size_t cap)
     out[o] = '\0';
 }
 
-/* A message from the hub as PRIVMSG lines on this connection: the text
+/* A message from the hub as PRIVMSG lines (NOTICE when an IRC user sent
+ * it as one) on this connection: the text
  * cut at line ends and at the 512-byte limit (on UTF-8 boundaries); a
  * "/me " message is a CTCP ACTION.  `batch` tags each line (NULL: none). */
 void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char *batch)
@@ -139,7 +158,8 @@ void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char 
             (size_t)snprintf(tags + tl, sizeof tags - tl, "%saccount=%s", tl ? ";" : "", w.account);
     if (tl >= sizeof tags) tl = 0, tags[0] = '\0';
     char head[HUB_MAX_NAME * 2 + CHAN_MAX + NICK_MAX + 64];
-    int hn = snprintf(head, sizeof head, ":%s!%s@axon PRIVMSG %s :", nick, nick, target);
+    int hn = snprintf(head, sizeof head, ":%s!%s@axon %s %s :", nick, nick,
+                      m->notice ? "NOTICE" : "PRIVMSG", target);
     if (hn < 0 || (size_t)hn >= sizeof head) return;
     const char *p = m->payload;
     size_t n = m->payload_len;
@@ -195,7 +215,8 @@ static void presence(irc_conn *ic, bool join, const char *nick, const char *chan
 {
     irc_who w;
     bool irc = irc_lookup(nick, &w);
-    if (!join && irc_chan_kicked(room, nick)) return; /* it had its KICK or QUIT line */
+    if (!join && irc_chan_kicked(room, nick)) return;      /* it had its KICK, PART or QUIT line */
+    if (join && irc_chan_renamed_join(room, nick)) return; /* it had its NICK line */
     if (!irc) {
         snprintf(w.user, sizeof w.user, "%s", nick);
         snprintf(w.host, sizeof w.host, "axon");
@@ -256,6 +277,7 @@ static void quit_announce(irc_conn *ic, const char *why)
 {
     if (!ic->registered || ic->announced) return;
     ic->announced = true;
+    irc_whowas_add(ic, ic->nick);
     char out[1024];
     snprintf(out, sizeof out, ":%s!%s@%s QUIT :%s", ic->nick, ic->user, ic->host, why);
     irc_net_shared(ic->g, ic->nick, out, 0);
@@ -266,6 +288,8 @@ void irc_close_with(irc_conn *ic, const char *why)
 {
     if (ic->quit) return;
     quit_announce(ic, why);
+    irc_nick_release(ic); /* the nick is free now (LUSERS does not count it) */
+    irc_unregistered_set(ic, false);
     irc_sendf(ic, "ERROR :Closing link: %s[%s] (%s)", irc_me(ic), ic->host, why);
     ic->quit = true;
     ax_conn_close(ic->c);
@@ -301,6 +325,7 @@ typedef struct names_ctx {
 void irc_who_of(const char *nick, irc_who *w)
 {
     if (irc_lookup(nick, w)) return;
+    snprintf(w->nick, sizeof w->nick, "%s", nick);
     snprintf(w->user, sizeof w->user, "%s", nick);
     snprintf(w->host, sizeof w->host, "axon");
     snprintf(w->real, sizeof w->real, "%s", nick);
@@ -310,7 +335,8 @@ void irc_who_of(const char *nick, irc_who *w)
 static void names_flush(names_ctx *c)
 {
     if (c->n == 0) return;
-    irc_num(c->ic, "353", "= %s :%.*s", c->chan, (int)c->n, c->line);
+    irc_num(c->ic, "353", "%c %s :%.*s", irc_chan_secret(c->room) ? '@' : '=', c->chan, (int)c->n,
+            c->line);
     c->n = 0;
 }
 
@@ -336,7 +362,7 @@ static void names(irc_conn *ic, const char *chan, const char *room)
 {
     char topic[ROOM_MAX + 8];
     snprintf(topic, sizeof topic, "chat/%s", room);
-    if (irc_may(ic, auth_may_read, topic)) {
+    if (irc_may(ic, auth_may_read, topic) && (!irc_chan_secret(room) || irc_on_chan(ic, chan))) {
         names_ctx c = {.ic = ic, .chan = chan, .room = room};
         hub_presence(ic->g->sv->hub, topic, names_add, &c);
         names_flush(&c);
@@ -357,8 +383,15 @@ static void who_add(const char *name, void *ud)
     irc_who w;
     irc_who_of(nick, &w);
     if (c->room) irc_chan_flags(c->room, nick, pfx, c->ic->caps & CAP_MULTI_PREFIX);
-    irc_num(c->ic, "352", "%s %s %s " SERVER_NAME " %s %c%s%s :0 %s", c->chan, w.user, w.host, nick,
-            w.away[0] ? 'G' : 'H', w.account[0] ? "r" : "", pfx, w.real);
+    irc_num(c->ic, "352", "%s %s %s %s %s %c%s%s%s :0 %s", c->chan, w.user, w.host,
+            irc_server(c->ic), w.nick, w.away[0] ? 'G' : 'H', w.oper ? "*" : "",
+            w.account[0] ? "r" : "", pfx, w.real);
+}
+
+void irc_who_reply(irc_conn *ic, const char *name)
+{
+    who_ctx wc = {ic, "*", NULL};
+    who_add(name, &wc);
 }
 
 /* ---- channels ------------------------------------------------------------------------- */
@@ -439,8 +472,13 @@ static void part_one(irc_conn *ic, const char *chan_in, const char *reason)
         irc_num(ic, "442", "%s :You're not on that channel", chan);
         return;
     }
-    irc_sendf(ic, ":%s!%s@%s PART %s%s%s", ic->nick, ic->user, ic->host, chan, reason ? " :" : "",
-              reason ? reason : "");
+    /* the channel's IRC users (and the user) get the PART with its reason
+     * from here: the hub's leave event carries none */
+    char out[1024];
+    snprintf(out, sizeof out, ":%s!%s@%s PART %s%s%s", ic->nick, ic->user, ic->host, chan,
+             reason ? " :" : "", reason ? reason : "");
+    irc_chan_parting(room, ic->nick);
+    irc_net_chan(ic->g, room, out, 0, NULL);
     irc_drop_chan(ic, chan);
     snprintf(topic, sizeof topic, "chat/%s", room);
     irc_chan_left(room, ic->nick);
@@ -517,7 +555,14 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
         return;
     }
     int err = 0;
-    uint64_t seq = hub_publish_from(sv->hub, ic->sub, topic, ic->nick, body, n, &err);
+    hub_pub p = {.origin = ic->sub,
+                 .topic = topic,
+                 .sender = ic->nick,
+                 .payload = body,
+                 .len = n,
+                 .qos = 1,
+                 .notice = notice};
+    uint64_t seq = hub_publish_pub(sv->hub, &p, NULL, &err);
     if (!seq) {
         if (!notice)
             irc_num(ic, "404", "%s :Cannot send: %s", target,
@@ -534,12 +579,56 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                         .sender = ic->nick,
                         .sender_len = strlen(ic->nick),
                         .payload = body,
-                        .payload_len = n};
+                        .payload_len = n,
+                        .notice = notice};
         irc_deliver(ic, &fake, target, NULL);
     }
 }
 
 /* ---- commands ------------------------------------------------------------------------ */
+
+/* NICK after registration: the hub's presence sees a leave and a join
+ * (other gateways show that), the IRC users who share a channel see one
+ * NICK line. */
+static void rename_to(irc_conn *ic, const char *nick)
+{
+    char old[HUB_MAX_NAME + 1], out[1024];
+    snprintf(old, sizeof old, "%s", ic->nick);
+    irc_chan_renaming(old, nick);
+    ic->renaming = true;
+    int rc = hub_sub_rename(ic->sub, nick);
+    ic->renaming = false;
+    if (rc != 0) {
+        irc_num(ic, "432", "%s :Cannot change your nick now", nick);
+        return;
+    }
+    irc_inbox(ic, old, false);
+    irc_chan_renamed(old, nick);
+    irc_whowas_add(ic, old);
+    snprintf(ic->nick, sizeof ic->nick, "%s", nick);
+    irc_nick_claim(ic, nick);
+    irc_inbox(ic, nick, true);
+    snprintf(out, sizeof out, ":%s!%s@%s NICK %s", old, ic->user, ic->host, nick);
+    irc_sendf(ic, "%s", out);
+    irc_net_shared(ic->g, nick, out, 0);
+}
+
+/* USERHOST: nick[*]=[+-]user@host of up to 5 nicks (* an operator, - away). */
+static void userhost(irc_conn *ic, int nparams, char **args)
+{
+    char out[400] = "";
+    size_t o = 0;
+    for (int i = 0; i < nparams && i < 5; i++) {
+        if (!irc_nick_ok(args[i]) || !irc_name_in_use(ic->g->sv, args[i], NULL)) continue;
+        irc_who w;
+        irc_who_of(args[i], &w);
+        int k = snprintf(out + o, sizeof out - o, "%s%s%s=%c%s@%s", o ? " " : "", args[i],
+                         w.oper ? "*" : "", w.away[0] ? '-' : '+', w.user, w.host);
+        if (k < 0 || (size_t)k >= sizeof out - o) break;
+        o += (size_t)k;
+    }
+    irc_num(ic, "302", ":%s", out);
+}
 
 static void command(irc_conn *ic, ax_irc_msg *m, char *line)
 {
@@ -563,7 +652,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         if (!m->nparams)
             irc_num(ic, "409", ":No origin specified");
         else
-            irc_sendf(ic, ":" SERVER_NAME " PONG " SERVER_NAME " :%s", a0);
+            irc_srv_sendf(ic, "PONG %s :%s", irc_server(ic), a0);
     } else if (strcmp(cmd, "PONG") == 0) {
         ic->ping_out = false;
     } else if (strcmp(cmd, "QUIT") == 0) {
@@ -605,19 +694,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         } else if (irc_name_in_use(ic->g->sv, a0, ic)) {
             irc_num(ic, "433", "%s :Nickname is already in use", a0);
         } else {
-            char old[HUB_MAX_NAME + 1];
-            snprintf(old, sizeof old, "%s", ic->nick);
-            ic->renaming = true;
-            int rc = hub_sub_rename(ic->sub, a0);
-            ic->renaming = false;
-            if (rc == 0) {
-                irc_inbox(ic, old, false);
-                irc_chan_renamed(ic->nick, a0);
-                snprintf(ic->nick, sizeof ic->nick, "%s", a0);
-                irc_nick_claim(ic, a0);
-                irc_inbox(ic, a0, true);
-                irc_sendf(ic, ":%s!%s@%s NICK %s", old, ic->user, ic->host, a0);
-            }
+            rename_to(ic, a0);
         }
     } else if (strcmp(cmd, "USER") == 0) {
         if (ic->registered || ic->have_user) {
@@ -692,9 +769,10 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
             who_ctx wc = {ic, chan, room};
             if (irc_may(ic, auth_may_read, topic))
                 hub_presence(ic->g->sv->hub, topic, who_add, &wc);
+        } else if (m->nparams && (strchr(a0, '*') || strchr(a0, '?'))) {
+            irc_who_mask(ic, a0);
         } else if (m->nparams && irc_nick_ok(a0) && irc_name_in_use(ic->g->sv, a0, NULL)) {
-            who_ctx wc = {ic, "*", NULL};
-            who_add(a0, &wc);
+            irc_who_reply(ic, a0);
         }
         irc_num(ic, "315", "%s :End of /WHO list", m->nparams ? a0 : "*");
     } else if (strcmp(cmd, "WHOIS") == 0) {
@@ -759,16 +837,19 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
                     o += (size_t)snprintf(out + o, sizeof out - o, "%s%s", o ? " " : "", t);
         irc_num(ic, "303", ":%s", out);
     } else if (strcmp(cmd, "USERHOST") == 0) {
-        char out[400] = "";
-        size_t o = 0;
-        for (int i = 0; i < m->nparams && i < 5; i++)
-            if (irc_nick_ok(args[i]) && irc_name_in_use(ic->g->sv, args[i], NULL)) {
-                bool mine = irc_same_name(args[i], ic->nick);
-                o += (size_t)snprintf(out + o, sizeof out - o, "%s%s=%c%s@%s", o ? " " : "",
-                                      args[i], mine && ic->away[0] ? '-' : '+',
-                                      mine ? ic->user : args[i], mine ? ic->host : "axon");
-            }
-        irc_num(ic, "302", ":%s", out);
+        userhost(ic, m->nparams, args);
+    } else if (strcmp(cmd, "WHOWAS") == 0) {
+        irc_cmd_whowas(ic, m->nparams, args);
+    } else if (strcmp(cmd, "OPER") == 0) {
+        irc_cmd_oper(ic, m->nparams, args);
+    } else if (strcmp(cmd, "KILL") == 0) {
+        irc_cmd_kill(ic, m->nparams, args);
+    } else if (strcmp(cmd, "WALLOPS") == 0) {
+        irc_cmd_wallops(ic, m->nparams, args);
+    } else if (strcmp(cmd, "TIME") == 0) {
+        irc_cmd_time(ic);
+    } else if (strcmp(cmd, "INFO") == 0) {
+        irc_cmd_info(ic);
     } else if (strcmp(cmd, "CHATHISTORY") == 0) {
         irc_chathistory(ic, m, args);
     } else if (strcmp(cmd, "LUSERS") == 0) {
@@ -776,7 +857,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
     } else if (strcmp(cmd, "MOTD") == 0) {
         irc_num(ic, "422", ":MOTD File is missing");
     } else if (strcmp(cmd, "VERSION") == 0) {
-        irc_num(ic, "351", "axon-" AXON_VERSION " " SERVER_NAME " :axon hub");
+        irc_num(ic, "351", "axon-" AXON_VERSION " %s :axon hub", irc_server(ic));
         irc_isupport(ic);
     } else {
         irc_num(ic, "421", "%s :Unknown command", cmd);
@@ -805,6 +886,13 @@ static bool over_limit(irc_conn *ic, size_t n)
 static void one_line(irc_conn *ic, char *line, size_t n)
 {
     if (ic->quit || expired(ic) || over_limit(ic, n)) return;
+    if (line[0] == '@') { /* a client's tags: at most 4094 bytes (IRCv3 message-tags) */
+        const char *sp = memchr(line, ' ', n);
+        if ((sp ? (size_t)(sp - line) : n) - 1 > CLIENT_TAGS_MAX) {
+            irc_num(ic, "417", ":Input line was too long (tags over %d bytes)", CLIENT_TAGS_MAX);
+            return;
+        }
+    }
     ax_irc_msg m;
     int rc = ax_irc_parse(line, n, &m);
     if (rc == AX_IRC_EEMPTY) return;
@@ -813,6 +901,12 @@ static void one_line(irc_conn *ic, char *line, size_t n)
         return;
     }
     GW_ADD(ic->g->sv->gw[GW_IRC].msgs_in, 1);
+    if (!ax_utf8_valid(line, n)) { /* UTF8ONLY: refused, not relayed */
+        bool named = m.command.len < 32 && ax_utf8_valid(m.command.ptr, m.command.len);
+        irc_srv_sendf(ic, "FAIL %.*s INVALID_UTF8 :The line is not UTF-8 (UTF8ONLY)",
+                      named ? (int)m.command.len : 1, named ? m.command.ptr : "*");
+        return;
+    }
     command(ic, &m, line);
 }
 
@@ -839,7 +933,7 @@ static void on_timer(ax_timer *t, void *ud)
         }
         irc_timer_arm(ic, 2 * ping - idle);
     } else if (idle >= ping) {
-        irc_sendf(ic, "PING :" SERVER_NAME);
+        irc_sendf(ic, "PING :%s", irc_server(ic));
         ic->ping_out = true;
         irc_timer_arm(ic, 2 * ping - idle);
     } else {
@@ -976,6 +1070,7 @@ static void on_open(ax_conn *c)
     }
     GW_ADD(g->sv->gw[GW_IRC].conns, 1);
     GW_ADD(g->sv->gw[GW_IRC].accepted, 1);
+    irc_unregistered_set(ic, true);
     ic->last_in = ax_loop_now(g->sv->loop);
     irc_timer_arm(ic, REGISTER_S * 1000);
 }
@@ -1005,6 +1100,7 @@ static void on_close(ax_conn *c, int reason)
     serve_limit_close(ic->g->sv, &ic->lim);
     quit_announce(ic, "Connection closed");
     if (ic->registered) irc_chan_left_all(ic->nick);
+    irc_unregistered_set(ic, false);
     irc_nick_release(ic);
     hub_sub_free(ic->sub);
     auth_identity_free(ic->id);
@@ -1040,14 +1136,44 @@ static const char *irc_tls_url(const serve_cfg *c)
     return c->ircs_url;
 }
 
+/* irc_server_name: a host name (letters, digits, '-', '.'), with a dot
+ * so that no client takes it for a nick. */
+static bool server_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || !strchr(s, '.') || s[0] == '.' || s[0] == '-') return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
 static void *irc_start(serve *sv, const char *url, char *why, size_t why_len)
 {
+    const char *name = sv->cfg->irc_server_name;
+    if (name[0] && !server_name_ok(name)) {
+        snprintf(why, why_len,
+                 "irc_server_name \"%s\" is not a server name (letters, digits, '-' and '.', "
+                 "with a dot, up to 63 bytes)",
+                 name);
+        return NULL;
+    }
     gw_irc *g = ax_calloc(1, sizeof(*g));
     if (!g) {
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
     g->sv = sv;
+    if (sv->cfg->irc_oper_file[0]) {
+        char err[256];
+        g->opers = auth_passwd_load(sv->cfg->irc_oper_file, err, sizeof err);
+        if (!g->opers) {
+            snprintf(why, why_len, "irc_oper_file: %s", err);
+            ax_free(g);
+            return NULL;
+        }
+    }
     irc_net_add(g);
     int err = 0;
     ax_conn_opts co = irc_conn_opts(sv, NULL);
@@ -1056,6 +1182,7 @@ static void *irc_start(serve *sv, const char *url, char *why, size_t why_len)
     if (url && !g->ls) {
         snprintf(why, why_len, "cannot listen on %s: %s", url, ax_strerror(err));
         irc_net_remove(g);
+        auth_passwd_free(g->opers);
         ax_free(g);
         return NULL;
     }
@@ -1092,9 +1219,10 @@ static void irc_abort(void *gp)
         ax_conn_abort(ic->c, AX_ECLOSED);
 }
 
-static void irc_free(void *g)
+static void irc_free(void *gp)
 {
-    if (g) irc_net_remove(g);
+    gw_irc *g = gp;
+    if (g) irc_net_remove(g), auth_passwd_free(g->opers);
     ax_free(g);
 }
 

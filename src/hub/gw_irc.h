@@ -1,7 +1,8 @@
 /* gw_irc.h: what the files of the IRC gateway share (gw_irc.c: the
  * connections, registration, messages and queries; irc_chan.c: channel
  * state, modes, KICK and INVITE, and the delivery of channel events to
- * the IRC users of every thread).  Internal to src/hub. */
+ * the IRC users of every thread; irc_server.c: WHOWAS, OPER, KILL,
+ * WALLOPS, TIME, INFO).  Internal to src/hub. */
 #ifndef AXON_HUB_GW_IRC_H
 #define AXON_HUB_GW_IRC_H
 
@@ -11,7 +12,7 @@
 #include "proto/irc/irc.h"
 #include "serve.h"
 
-#define SERVER_NAME "irc.axon"
+#define SERVER_NAME "irc.axon" /* the default of irc_server_name */
 #define NETWORK "axon"
 #define NICK_MAX 32
 #define ROOM_MAX 64
@@ -24,6 +25,7 @@
 #define MASK_MAX 120    /* bytes in a ban mask */
 #define MODES_MAX 6     /* mode changes with a parameter per MODE command */
 #define HISTORY_MAX 100 /* CHATHISTORY messages per request */
+#define WHOWAS_MAX 100  /* nicks WHOWAS remembers (the newest replace the oldest) */
 #define REGISTER_S 60   /* to register after connecting */
 /* irc_ping_timeout: a PING after this much silence, and the connection
  * ends when nothing answers it within as much again */
@@ -55,7 +57,8 @@ struct gw_irc {
     serve *sv;
     ax_listener *ls, *tls_ls;
     irc_conn *conns;
-    gw_irc *net_next; /* the list of every thread's gateway (irc_chan.c) */
+    auth_passwd *opers; /* irc_oper_file: OPER's names and hashes (NULL: none) */
+    gw_irc *net_next;   /* the list of every thread's gateway (irc_chan.c) */
 };
 
 struct irc_conn {
@@ -68,6 +71,9 @@ struct irc_conn {
     bool ping_out;    /* a PING of ours waits for its PONG */
     bool registered, cap_wait, quit, discarding, renaming, invisible;
     bool have_user, announced; /* announced: its QUIT went out */
+    bool oper;                 /* OPER succeeded: user mode +o */
+    bool unknown;              /* counted by irc_unregistered() */
+    bool wallops;              /* user mode +w: WALLOPS reach it */
     int wrc;                   /* the last write's answer that was not 0 (1: above the watermark) */
     int caps;
     char nick[HUB_MAX_NAME + 1];
@@ -89,9 +95,14 @@ struct irc_conn {
 
 /* ---- gw_irc.c ---------------------------------------------------------------------- */
 
+/* The server's name (irc_server_name, else SERVER_NAME). */
+const char *irc_server(const irc_conn *ic);
+/* A line with the server as its source: ":irc.axon " then the text. */
+void irc_srv_sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* One line to the client (the text without CR LF, cut to the limit). */
 void irc_sendf(irc_conn *ic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A numeric: ":irc.axon NNN nick ..." */
+/* A numeric: ":irc.axon NNN nick ..." (the server's name) */
 void irc_num(irc_conn *ic, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "#Lobby" -> "lobby"; false when it is no channel. */
@@ -105,8 +116,10 @@ bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self);
  * user, host (as "nick!user@host" sources show them), account ("" when
  * not signed in), away text ("" when here). */
 typedef struct irc_who {
+    char nick[HUB_MAX_NAME + 1]; /* as its owner spells it */
     char user[HUB_MAX_NAME + 1], host[48], account[AUTH_MAX_NAME + 1], real[64];
     char away[AWAY_MAX + 1];
+    bool oper, invisible;
 } irc_who;
 bool irc_lookup(const char *nick, irc_who *out);
 /* Leave a channel on this connection without a PART line (KICK). */
@@ -124,9 +137,15 @@ enum { CM_OP = 1, CM_VOICE = 2 };
 int irc_chan_may_join(irc_conn *ic, const char *room, const char *key);
 void irc_chan_joined(irc_conn *ic, const char *room);
 void irc_chan_left(const char *room, const char *nick);
-/* Every channel of `nick` (on close), and a nick change. */
+/* Every channel of `nick` (on close), and a nick change (irc_chan_renaming
+ * first, before the hub's leave and join events: they are not shown as
+ * PART and JOIN, the NICK line says it). */
 void irc_chan_left_all(const char *nick);
+void irc_chan_renaming(const char *old, const char *nick);
 void irc_chan_renamed(const char *old, const char *nick);
+/* `nick` parts the room: its PART line went to the channel, the hub's
+ * leave event is not shown again. */
+void irc_chan_parting(const char *room, const char *nick);
 /* The member's flags (0: none or not an IRC member); `prefix` (may be
  * NULL, 3 bytes) gets "@+", "@", "+" or "" (multi: all of them). */
 int irc_chan_flags(const char *room, const char *nick, char *prefix, bool multi);
@@ -138,8 +157,12 @@ bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room);
  * leave is not a PART)?  irc_chan_quiet_all() marks every channel of a
  * user that quits. */
 bool irc_chan_kicked(const char *room, const char *nick);
+/* Is a JOIN of `nick` to the room the hub's side of a NICK change? */
+bool irc_chan_renamed_join(const char *room, const char *nick);
 void irc_chan_quiet_all(const char *nick);
 int64_t irc_chan_created(const char *room, int64_t fallback);
+/* +s: NAMES says '@', LIST and NAMES hide it from those not on it. */
+bool irc_chan_secret(const char *room);
 /* Does the channel exist: IRC state, or someone of any gateway in the room? */
 bool irc_chan_exists(irc_conn *ic, const char *room);
 /* MODE, KICK, INVITE. */
@@ -147,7 +170,7 @@ void irc_cmd_mode(irc_conn *ic, int nparams, char **args);
 void irc_cmd_kick(irc_conn *ic, int nparams, char **args);
 void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
 /* ISUPPORT's CHANMODES and PREFIX. */
-#define IRC_CHANMODES "b,k,l,imnt"
+#define IRC_CHANMODES "b,k,l,imnst"
 #define IRC_PREFIX "(ov)@+"
 
 /* Channel events to the IRC users of every thread (this thread's now,
@@ -160,6 +183,12 @@ void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`
  * (away-notify), and not to `nick` itself. */
 void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap);
+/* Does `ic` share a channel with the IRC user `nick`? */
+bool irc_chan_shares(const irc_conn *ic, const char *nick);
+/* `line` to the users with user mode +w (WALLOPS). */
+void irc_net_wallops(gw_irc *g, const char *line);
+/* The IRC user called `nick` is disconnected (KILL), `why` its reason. */
+void irc_net_kill(gw_irc *g, const char *nick, const char *why);
 void irc_net_add(gw_irc *g);
 void irc_net_remove(gw_irc *g);
 
@@ -178,6 +207,15 @@ bool irc_room_ok(const char *s);
 /* The nick table (irc_net.c), shared by every thread. */
 void irc_nick_claim(const irc_conn *ic, const char *nick);
 void irc_nick_release(const irc_conn *ic);
+/* WHOWAS: `ic` leaves the nick `nick` (QUIT or NICK); the command. */
+void irc_whowas_add(const irc_conn *ic, const char *nick);
+void irc_cmd_whowas(irc_conn *ic, int nparams, char **args);
+/* LUSERS: registered IRC users of every thread, of them +i and +o. */
+void irc_net_counts(int *users, int *invisible, int *opers);
+/* Connections that have not registered yet (every thread): `ic` counts
+ * (on) or no more (registered or closing). */
+void irc_unregistered_set(irc_conn *ic, bool on);
+int irc_unregistered(void);
 /* A channel's topic: false when it has none. */
 bool irc_topic_get(const char *room, chan_topic *out);
 /* Set (or clear, text ""): its time. */
@@ -191,6 +229,13 @@ extern const hub_sub_ops irc_sub_ops;
 void irc_close_with(irc_conn *ic, const char *why);
 bool irc_may(irc_conn *ic, bool (*fn)(const auth_identity *, const char *), const char *topic);
 void irc_who_of(const char *nick, irc_who *w);
+/* One 352 line of WHO for `name` (an IRC user or a name in a room). */
+void irc_who_reply(irc_conn *ic, const char *name);
+/* WHO with a mask ('*', '?'): IRC users (+i ones when they share a
+ * channel with `ic`) and members of the rooms of other gateways. */
+void irc_who_mask(irc_conn *ic, const char *mask);
+/* The IRC users whose nick matches `mask`: up to `max` into `out`. */
+size_t irc_nicks_match(const char *mask, char (*out)[HUB_MAX_NAME + 1], size_t max);
 void irc_timer_arm(irc_conn *ic, uint64_t ms);
 
 /* irc_reg.c */
@@ -205,5 +250,11 @@ void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args);
 void irc_chathistory(irc_conn *ic, const ax_irc_msg *m, char **args);
 void irc_list(irc_conn *ic);
 void irc_whois(irc_conn *ic, const char *nick);
+/* OPER, TIME, KILL, WALLOPS. */
+void irc_cmd_oper(irc_conn *ic, int nparams, char **args);
+void irc_cmd_time(irc_conn *ic);
+void irc_cmd_info(irc_conn *ic);
+void irc_cmd_wallops(irc_conn *ic, int nparams, char **args);
+void irc_cmd_kill(irc_conn *ic, int nparams, char **args);
 
 #endif

@@ -67,6 +67,7 @@ typedef struct hub_msg {
     char *payload;
     size_t payload_len, topic_len, sender_len;
     bool binary;                  /* not valid UTF-8 text */
+    bool notice;                  /* an IRC NOTICE (gw_irc.c; not kept in the store) */
     uint64_t origin;              /* hub_sub_id() of the publisher, 0: none */
     int8_t policy;                /* its topic's slow-consumer policy (hub.c) */
     ax_slice *enc[HUB_ENC_SLOTS]; /* encodings, made on first use */
@@ -223,6 +224,7 @@ typedef struct hub_pub {
     uint32_t expiry_s;
     const void *ext;
     size_t ext_len;
+    bool notice; /* hub_msg.notice */
 } hub_pub;
 /* `ticket` NULL: the caller will not wait for an acknowledgement. */
 uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);

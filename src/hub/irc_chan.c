@@ -24,7 +24,7 @@
 
 #include "gw_irc.h"
 
-enum { CH_N = 1, CH_T = 2, CH_M = 4, CH_I = 8 };
+enum { CH_N = 1, CH_T = 2, CH_M = 4, CH_I = 8, CH_S = 16 };
 #define CH_DEFAULT (CH_N | CH_T)
 #define INVITES_MAX 16
 #define KICKS_MAX 8
@@ -41,6 +41,12 @@ typedef struct chan_ban {
     int64_t at;
 } chan_ban;
 
+/* A nick whose leave (kicked) or join (renamed) event is not shown. */
+typedef struct chan_mark {
+    char nick[HUB_MAX_NAME + 1];
+    int64_t at;
+} chan_mark;
+
 typedef struct irc_chan {
     struct irc_chan *next;
     char room[ROOM_MAX + 1];
@@ -50,11 +56,8 @@ typedef struct irc_chan {
     int64_t created;
     int nbans, nmem, capmem, ninv;
     chan_ban bans[BANS_MAX];
-    char invited[INVITES_MAX][HUB_MAX_NAME + 1]; /* a ring: the newest replace the oldest */
-    struct {
-        char nick[HUB_MAX_NAME + 1];
-        int64_t at;
-    } kicked[KICKS_MAX];
+    char invited[INVITES_MAX][HUB_MAX_NAME + 1];     /* a ring: the newest replace the oldest */
+    chan_mark kicked[KICKS_MAX], renamed[KICKS_MAX]; /* renamed: new nicks (their JOIN is a NICK) */
     chan_member *mem;
 } irc_chan;
 
@@ -80,7 +83,9 @@ static bool quiet_pending(const irc_chan *c)
 {
     int64_t now = (int64_t)time(NULL);
     for (int i = 0; i < KICKS_MAX; i++)
-        if (c->kicked[i].nick[0] && now - c->kicked[i].at <= KICK_QUIET_S) return true;
+        if ((c->kicked[i].nick[0] && now - c->kicked[i].at <= KICK_QUIET_S) ||
+            (c->renamed[i].nick[0] && now - c->renamed[i].at <= KICK_QUIET_S))
+            return true;
     return false;
 }
 
@@ -114,14 +119,34 @@ static void member_del(irc_chan *c, const char *nick)
     *m = c->mem[--c->nmem];
 }
 
-/* Its leave is not a PART: it had a KICK or QUIT line. */
-static void mark_quiet(irc_chan *c, const char *nick)
+/* Its leave is not a PART: it had a KICK, PART or QUIT line (`ring`:
+ * c->kicked; c->renamed: its join is not a JOIN, it had a NICK line). */
+static void mark_in(chan_mark *ring, const char *nick)
 {
     int slot = 0;
     for (int i = 1; i < KICKS_MAX; i++)
-        if (c->kicked[i].at < c->kicked[slot].at) slot = i;
-    snprintf(c->kicked[slot].nick, sizeof c->kicked[slot].nick, "%s", nick);
-    c->kicked[slot].at = (int64_t)time(NULL);
+        if (ring[i].at < ring[slot].at) slot = i;
+    snprintf(ring[slot].nick, sizeof ring[slot].nick, "%s", nick);
+    ring[slot].at = (int64_t)time(NULL);
+}
+
+static void mark_quiet(irc_chan *c, const char *nick)
+{
+    mark_in(c->kicked, nick);
+}
+
+static bool marked(const chan_mark *ring, const char *nick)
+{
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < KICKS_MAX; i++)
+        if (irc_same_name(ring[i].nick, nick) && now - ring[i].at <= KICK_QUIET_S) return true;
+    return false;
+}
+
+static void unmark(chan_mark *ring, const char *nick)
+{
+    for (int i = 0; i < KICKS_MAX; i++)
+        if (irc_same_name(ring[i].nick, nick)) ring[i].nick[0] = '\0';
 }
 
 static bool banned(const irc_chan *c, const char *mask)
@@ -238,13 +263,12 @@ void irc_chan_joined(irc_conn *ic, const char *room)
             auto_op = perm && c->nmem > 1;
         }
         uninvite(c, ic->nick);
-        for (int i = 0; i < KICKS_MAX; i++)
-            if (irc_same_name(c->kicked[i].nick, ic->nick)) c->kicked[i].nick[0] = '\0';
+        unmark(c->kicked, ic->nick);
     }
     pthread_mutex_unlock(&chan_lock);
     if (auto_op) { /* tell those already there, as a services bot would */
         char line[256];
-        snprintf(line, sizeof line, ":" SERVER_NAME " MODE #%s +o %s", room, ic->nick);
+        snprintf(line, sizeof line, ":%s MODE #%s +o %s", irc_server(ic), room, ic->nick);
         irc_net_chan(ic->g, room, line, 0, NULL);
     }
 }
@@ -277,6 +301,37 @@ void irc_chan_quiet_all(const char *nick)
     for (irc_chan *c = chans; c; c = c->next)
         if (member(c, nick)) mark_quiet(c, nick);
     pthread_mutex_unlock(&chan_lock);
+}
+
+void irc_chan_renaming(const char *old, const char *nick)
+{
+    pthread_mutex_lock(&chan_lock);
+    for (irc_chan *c = chans; c; c = c->next)
+        if (member(c, old)) {
+            mark_quiet(c, old);
+            mark_in(c->renamed, nick);
+        }
+    pthread_mutex_unlock(&chan_lock);
+}
+
+void irc_chan_parting(const char *room, const char *nick)
+{
+    pthread_mutex_lock(&chan_lock);
+    irc_chan *c = find(room, false);
+    if (c) {
+        mark_quiet(c, nick);
+        unmark(c->renamed, nick); /* a JOIN after this PART is one */
+    }
+    pthread_mutex_unlock(&chan_lock);
+}
+
+bool irc_chan_renamed_join(const char *room, const char *nick)
+{
+    pthread_mutex_lock(&chan_lock);
+    irc_chan *c = find(room, false);
+    bool found = c && marked(c->renamed, nick);
+    pthread_mutex_unlock(&chan_lock);
+    return found;
 }
 
 void irc_chan_renamed(const char *old, const char *nick)
@@ -342,14 +397,20 @@ bool irc_chan_may_topic(irc_conn *ic, const char *chan, const char *room)
 
 bool irc_chan_kicked(const char *room, const char *nick)
 {
-    int64_t now = (int64_t)time(NULL);
-    bool found = false;
     pthread_mutex_lock(&chan_lock);
     irc_chan *c = find(room, false);
-    for (int i = 0; c && i < KICKS_MAX && !found; i++)
-        found = irc_same_name(c->kicked[i].nick, nick) && now - c->kicked[i].at <= KICK_QUIET_S;
+    bool found = c && marked(c->kicked, nick);
     pthread_mutex_unlock(&chan_lock);
     return found;
+}
+
+bool irc_chan_secret(const char *room)
+{
+    pthread_mutex_lock(&chan_lock);
+    irc_chan *c = find(room, false);
+    bool s = c && (c->modes & CH_S);
+    pthread_mutex_unlock(&chan_lock);
+    return s;
 }
 
 int64_t irc_chan_created(const char *room, int64_t fallback)
@@ -382,10 +443,10 @@ static bool ban_mask(const char *in, char *out, size_t cap)
 /* "+ntk key" (the key shown to members only). */
 static void modes_text(const irc_chan *c, int modes, bool show_key, char *out, size_t cap)
 {
-    size_t o =
-        (size_t)snprintf(out, cap, "+%s%s%s%s%s%s", modes & CH_I ? "i" : "",
-                         c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
-                         modes & CH_M ? "m" : "", modes & CH_N ? "n" : "", modes & CH_T ? "t" : "");
+    size_t o = (size_t)snprintf(out, cap, "+%s%s%s%s%s%s%s", modes & CH_I ? "i" : "",
+                                c && c->key[0] ? "k" : "", c && c->limit ? "l" : "",
+                                modes & CH_M ? "m" : "", modes & CH_N ? "n" : "",
+                                modes & CH_S ? "s" : "", modes & CH_T ? "t" : "");
     if (c && c->key[0] && o < cap)
         o += (size_t)snprintf(out + o, cap - o, " %s", show_key ? c->key : "*");
     if (c && c->limit && o < cap) snprintf(out + o, cap - o, " %ld", c->limit);
@@ -450,8 +511,8 @@ static void need_op(mode_req *r)
 /* One mode letter, under chan_lock; `param` NULL when none was given. */
 static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *param, mode_out *o)
 {
-    static const char simple[] = "imnt";
-    static const int bits[] = {CH_I, CH_M, CH_N, CH_T};
+    static const char simple[] = "imnst";
+    static const int bits[] = {CH_I, CH_M, CH_N, CH_S, CH_T};
     const char *s = strchr(simple, ch);
     if (s && ch) {
         if (!r->op) return need_op(r), false;
@@ -599,7 +660,8 @@ static void user_mode(irc_conn *ic, int nparams, char **args)
         return;
     }
     if (nparams == 1) {
-        irc_num(ic, "221", "%s", ic->invisible ? "+i" : "+");
+        irc_num(ic, "221", "+%s%s%s", ic->invisible ? "i" : "", ic->oper ? "o" : "",
+                ic->wallops ? "w" : "");
         return;
     }
     bool plus = true, unknown = false;
@@ -610,12 +672,19 @@ static void user_mode(irc_conn *ic, int nparams, char **args)
         } else if (*f == 'i') {
             if (ic->invisible != plus) out_add(&o, plus, 'i', NULL);
             ic->invisible = plus;
+        } else if (*f == 'w') {
+            if (ic->wallops != plus) out_add(&o, plus, 'w', NULL);
+            ic->wallops = plus;
+        } else if (*f == 'o') { /* +o is OPER's; -o gives it up */
+            if (!plus && ic->oper) out_add(&o, false, 'o', NULL);
+            if (!plus) ic->oper = false;
         } else {
             unknown = true;
         }
     }
     if (unknown) irc_num(ic, "501", ":Unknown MODE flag");
     if (o.nf) irc_sendf(ic, ":%s MODE %s :%s", ic->nick, ic->nick, o.flags);
+    irc_nick_claim(ic, ic->nick); /* what WHO, WHOIS and LUSERS show */
 }
 
 void irc_cmd_mode(irc_conn *ic, int nparams, char **args)
@@ -761,7 +830,7 @@ void irc_cmd_invite(irc_conn *ic, int nparams, char **args)
 
 /* ---- events to the IRC users of every thread ---------------------------------------- */
 
-enum { NET_CHAN = 1, NET_NICK = 2, NET_SHARED = 3 };
+enum { NET_CHAN = 1, NET_NICK = 2, NET_SHARED = 3, NET_WALLOPS = 4, NET_KILL = 5 };
 
 typedef struct net_ev {
     int kind, need_cap;
@@ -803,6 +872,11 @@ static bool shares(const irc_conn *ic, const char *nick)
     return found;
 }
 
+bool irc_chan_shares(const irc_conn *ic, const char *nick)
+{
+    return shares(ic, nick);
+}
+
 /* The event on this thread's connections. */
 static void net_apply(gw_irc *g, const net_ev *e)
 {
@@ -818,6 +892,10 @@ static void net_apply(gw_irc *g, const net_ev *e)
         } else if (e->kind == NET_SHARED && !irc_same_name(ic->nick, e->nick) &&
                    shares(ic, e->nick)) {
             irc_sendf(ic, "%s", e->line);
+        } else if (e->kind == NET_WALLOPS && ic->wallops) {
+            irc_sendf(ic, "%s", e->line);
+        } else if (e->kind == NET_KILL && irc_same_name(ic->nick, e->nick)) {
+            irc_close_with(ic, e->line);
         }
     }
 }
@@ -877,5 +955,20 @@ void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap)
     net_ev e = {.kind = NET_SHARED, .need_cap = need_cap};
     snprintf(e.nick, sizeof e.nick, "%s", nick);
     set_line(&e, line);
+    net_send(g, &e);
+}
+
+void irc_net_wallops(gw_irc *g, const char *line)
+{
+    net_ev e = {.kind = NET_WALLOPS};
+    set_line(&e, line);
+    net_send(g, &e);
+}
+
+void irc_net_kill(gw_irc *g, const char *nick, const char *why)
+{
+    net_ev e = {.kind = NET_KILL};
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
+    set_line(&e, why);
     net_send(g, &e);
 }

@@ -1,5 +1,6 @@
 /* irc_net.c: the IRC network's state that every thread shares (one
- * lock): the nicks in use and the channels' topics.  Moved out of
+ * lock): the nicks in use (with what WHO, WHOIS and LUSERS show of their
+ * users) and the channels' topics.  Moved out of
  * gw_irc.c as is. */
 #include <pthread.h>
 #include <stdio.h>
@@ -98,13 +99,16 @@ bool irc_name_in_use(serve *sv, const char *name, const irc_conn *self)
     return sc.found;
 }
 
-static void who_fill(const irc_conn *ic, irc_who *w)
+static void who_fill(const irc_conn *ic, const char *nick, irc_who *w)
 {
+    snprintf(w->nick, sizeof w->nick, "%s", nick);
     snprintf(w->user, sizeof w->user, "%s", ic->user);
     snprintf(w->host, sizeof w->host, "%s", ic->host);
     snprintf(w->real, sizeof w->real, "%s", ic->real);
     snprintf(w->away, sizeof w->away, "%s", ic->away);
     snprintf(w->account, sizeof w->account, "%s", ic->id && !ic->id->anonymous ? ic->id->name : "");
+    w->oper = ic->oper;
+    w->invisible = ic->invisible;
 }
 
 bool irc_lookup(const char *nick, irc_who *out)
@@ -135,7 +139,7 @@ void irc_nick_claim(const irc_conn *ic, const char *nick)
     }
     if (e) {
         snprintf(e->nick, sizeof e->nick, "%s", nick);
-        who_fill(ic, &e->who);
+        who_fill(ic, nick, &e->who);
     }
     pthread_mutex_unlock(&net_lock);
 }
@@ -151,6 +155,43 @@ void irc_nick_release(const irc_conn *ic)
             break;
         }
     pthread_mutex_unlock(&net_lock);
+}
+
+void irc_net_counts(int *users, int *invisible, int *opers)
+{
+    *users = *invisible = *opers = 0;
+    pthread_mutex_lock(&net_lock);
+    for (const nick_entry *e = nicks; e; e = e->next) {
+        ++*users;
+        *invisible += e->who.invisible;
+        *opers += e->who.oper;
+    }
+    pthread_mutex_unlock(&net_lock);
+}
+
+static int unregistered;
+
+void irc_unregistered_set(irc_conn *ic, bool on)
+{
+    if (ic->unknown == on) return;
+    ic->unknown = on;
+    __atomic_add_fetch(&unregistered, on ? 1 : -1, __ATOMIC_RELAXED);
+}
+
+int irc_unregistered(void)
+{
+    return __atomic_load_n(&unregistered, __ATOMIC_RELAXED);
+}
+
+size_t irc_nicks_match(const char *mask, char (*out)[HUB_MAX_NAME + 1], size_t max)
+{
+    size_t n = 0, ml = strlen(mask);
+    pthread_mutex_lock(&net_lock);
+    for (const nick_entry *e = nicks; e && n < max; e = e->next)
+        if (ax_irc_mask_match(mask, ml, e->nick, strlen(e->nick)))
+            memcpy(out[n++], e->nick, sizeof out[0]);
+    pthread_mutex_unlock(&net_lock);
+    return n;
 }
 
 /* A copy of the room's topic (false: none set). */

@@ -47,15 +47,57 @@ void irc_isupport(irc_conn *ic)
             NICK_MAX, TOPIC_MAX, NICK_MAX);
 }
 
+typedef struct chans_ctx {
+    size_t n;
+} chans_ctx;
+
+static void count_room(const char *topic, uint64_t last, size_t subs, void *ud)
+{
+    chans_ctx *c = ud;
+    const char *room = serve_room_of(topic);
+    (void)last;
+    if (subs && room && irc_room_ok(room)) c->n++;
+}
+
+/* Rooms under chat/ with someone in them: the channels that exist. */
+static size_t channels(serve *sv)
+{
+    chans_ctx c = {0};
+    char next[HUB_MAX_TOPIC + 1] = "chat/";
+    do {
+        char after[HUB_MAX_TOPIC + 1];
+        snprintf(after, sizeof after, "%s", next);
+        if (!hub_topics(sv->hub, after, 500, count_room, &c, next)) break;
+    } while (next[0] && strncmp(next, "chat/", 5) == 0);
+    return c.n;
+}
+
+/* LUSERS: the users are the registered IRC users (every thread) and the
+ * clients of the other gateways (one server: local and global are the
+ * same); unregistered IRC connections are 253. */
 void irc_lusers(irc_conn *ic)
 {
+    static long most; /* the most users seen at once */
     serve *sv = ic->g->sv;
-    uint64_t users = 0;
+    int irc, invisible, opers, unknown = irc_unregistered();
+    irc_net_counts(&irc, &invisible, &opers);
+    long users = irc;
     for (int i = 0; i < sv->ngw; i++)
-        users += __atomic_load_n(&sv->gw[i].conns, __ATOMIC_RELAXED);
-    irc_num(ic, "251", ":There are %llu users and 0 invisible on 1 servers",
-            (unsigned long long)users);
-    irc_num(ic, "255", ":I have %llu clients and 0 servers", (unsigned long long)users);
+        if (i != GW_IRC) users += (long)__atomic_load_n(&sv->gw[i].conns, __ATOMIC_RELAXED);
+    long max = __atomic_load_n(&most, __ATOMIC_RELAXED);
+    while (users > max && !__atomic_compare_exchange_n(&most, &max, users, false, __ATOMIC_RELAXED,
+                                                       __ATOMIC_RELAXED)) {
+    }
+    if (users > max) max = users;
+    size_t chans = channels(sv);
+    irc_num(ic, "251", ":There are %ld users and %d invisible on 1 servers", users - invisible,
+            invisible);
+    if (opers) irc_num(ic, "252", "%d :operator(s) online", opers);
+    if (unknown > 0) irc_num(ic, "253", "%d :unknown connection(s)", unknown);
+    if (chans) irc_num(ic, "254", "%zu :channels formed", chans);
+    irc_num(ic, "255", ":I have %ld clients and 0 servers", users);
+    irc_num(ic, "265", "%ld %ld :Current local users %ld, max %ld", users, max, users, max);
+    irc_num(ic, "266", "%ld %ld :Current global users %ld, max %ld", users, max, users, max);
 }
 
 static void welcome(irc_conn *ic)
@@ -67,9 +109,9 @@ static void welcome(irc_conn *ic)
     strftime(made, sizeof made, "%Y-%m-%d %H:%M:%S UTC", &tm);
     irc_num(ic, "001", ":Welcome to the " NETWORK " IRC network, %s!%s@%s", ic->nick, ic->user,
             ic->host);
-    irc_num(ic, "002", ":Your host is " SERVER_NAME ", running version axon-" AXON_VERSION);
+    irc_num(ic, "002", ":Your host is %s, running version axon-" AXON_VERSION, irc_server(ic));
     irc_num(ic, "003", ":This server was created %s", made);
-    irc_num(ic, "004", SERVER_NAME " axon-" AXON_VERSION " i biklmnotv bklov");
+    irc_num(ic, "004", "%s axon-" AXON_VERSION " iow biklmnostv bklov", irc_server(ic));
     irc_isupport(ic);
     irc_lusers(ic);
     irc_num(ic, "422", ":MOTD File is missing");
@@ -153,6 +195,7 @@ void irc_try_register(irc_conn *ic)
     if (ic->id) hub_sub_set_identity(ic->sub, ic->id);
     irc_nick_claim(ic, ic->nick);
     ic->registered = true;
+    irc_unregistered_set(ic, false);
     irc_inbox(ic, ic->nick, true);
     welcome(ic);
     irc_timer_arm(ic, PING_S(ic) * 1000ull);
@@ -243,7 +286,7 @@ static void cap_ls(irc_conn *ic, bool v302)
         o += (size_t)snprintf(list + o, sizeof list - o, "%s%s%s%s", o ? " " : "", CAPS[i].name,
                               v302 && CAPS[i].value ? "=" : "",
                               v302 && CAPS[i].value ? CAPS[i].value : "");
-    irc_sendf(ic, ":" SERVER_NAME " CAP %s LS :%s", irc_me(ic), list);
+    irc_srv_sendf(ic, "CAP %s LS :%s", irc_me(ic), list);
 }
 
 void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args)
@@ -262,7 +305,7 @@ void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args)
             if (ic->caps & CAPS[i].bit)
                 o +=
                     (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " " : "", CAPS[i].name);
-        irc_sendf(ic, ":" SERVER_NAME " CAP %s LIST :%s", irc_me(ic), list);
+        irc_srv_sendf(ic, "CAP %s LIST :%s", irc_me(ic), list);
     } else if (strcasecmp(sub, "REQ") == 0 && m->nparams > 1) {
         if (!ic->registered) ic->cap_wait = true;
         int add = 0, del = 0;
@@ -281,7 +324,7 @@ void irc_cap(irc_conn *ic, const ax_irc_msg *m, char **args)
                 add |= bit;
         }
         if (ok) ic->caps = (ic->caps | add) & ~del;
-        irc_sendf(ic, ":" SERVER_NAME " CAP %s %s :%s", irc_me(ic), ok ? "ACK" : "NAK", args[1]);
+        irc_srv_sendf(ic, "CAP %s %s :%s", irc_me(ic), ok ? "ACK" : "NAK", args[1]);
     } else if (strcasecmp(sub, "END") == 0) {
         ic->cap_wait = false;
         irc_try_register(ic);

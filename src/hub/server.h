@@ -33,6 +33,8 @@ struct serve_cfg {
     char line_tls_url[SERVE_URL_LEN];                     /* "" : off (the default) */
     char irc_url[SERVE_URL_LEN], ircs_url[SERVE_URL_LEN]; /* IRC (gw_irc.c); "" : off */
     uint32_t irc_ping_timeout_s;  /* IRC: silence before a PING, then before closing; 0: 90 */
+    char irc_server_name[64];     /* IRC: the server's name in replies; "": irc.axon */
+    char irc_oper_file[1024];     /* IRC: OPER names and password hashes; "": none */
     char rtmp_url[SERVE_URL_LEN]; /* RTMP into the live relay (gw_rtmp.c); "" : off */
     char record_dir[1024];        /* live streams recorded here (live_rec.h); "" : off */
     /* MQTT (gw_mqtt.c, docs/mqtt.md): the listeners ("" : off), MQTT over

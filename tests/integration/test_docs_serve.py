@@ -123,12 +123,12 @@ def example_value(key, example, tmp):
         return os.path.join(tmp, "data")
     if key == "log_file":
         return os.path.join(tmp, "axon.log")
-    if key in ("auth_secret", "password_file", "acl_file"):  # real files go with them
+    if key in ("auth_secret", "password_file", "acl_file", "irc_oper_file"):  # real files go with them
         path = os.path.join(tmp, key)
         if key == "auth_secret":
             with open(path, "w") as f:
                 f.write("k" * 48 + "\n")
-        elif key == "password_file":
+        elif key in ("password_file", "irc_oper_file"):
             subprocess.run(["mosquitto_passwd", "-c", "-b", path, "ann", "pw"],
                            capture_output=True, timeout=10, check=True)
         else:

@@ -9,7 +9,9 @@ tmux, with a line chat user in the same room.
   user says (a message, /me) shows in irssi's #lobby window;
 - /msg from the line chat opens a query window in irssi; irssi's /msg
   reaches the line user as a DM;
-- irssi with SASL PLAIN (a mosquitto_passwd user) signs in."""
+- irssi with SASL PLAIN (a mosquitto_passwd user) signs in;
+- another IRC user's NOTICE shows as a notice, its NICK as "is now known
+  as" (no part and join), its PART with the reason."""
 import os
 import shutil
 import subprocess
@@ -155,6 +157,37 @@ def irssi_signs_in_with_sasl():
         stop_irssi()
         srv.stop()
 
+
+@t.test
+def irssi_shows_notice_nick_and_part_reason():
+    """A NOTICE is a notice in irssi, a rename is "is now known as" (not a
+    part and a join), a PART shows its reason."""
+    if not shutil.which("irssi") or not shutil.which("tmux"):
+        print("# SKIP irssi or tmux missing (scripts/deps.sh test)")
+        return
+    srv = servutil.Serve("-d", "none")
+    bob = axtest.Lines.connect("127.0.0.1", srv.irc_port)
+    try:
+        irssi(srv, "alice")
+        wait_pane(lambda p: "MOTD File is missing" in p, "the end of the welcome")
+        keys("/join #lobby")
+        wait_pane(lambda p: "alice]" in p, "the names")
+        bob.send("NICK bob\r\nUSER bob 0 * :Bob\r\nJOIN #lobby\r\n")
+        servutil.want(bob, " 366 ")
+        wait_pane(lambda p: "bob" in p and "has joined #lobby" in p, "bob's join")
+        bob.send("NOTICE #lobby :heads up\r\n")
+        p = wait_pane(lambda p: "heads up" in p, "the notice")
+        t.ok("-bob:#lobby- heads up" in p, "shown as a notice:\n%s" % p)
+        bob.send("NICK robert\r\n")
+        p = wait_pane(lambda p: "bob is now known as robert" in p, "the nick change")
+        t.ok("has left" not in p and "has quit" not in p, "no part or quit:\n%s" % p)
+        bob.send("PART #lobby :see you\r\n")
+        p = wait_pane(lambda p: "robert" in p and "has left #lobby" in p, "the part")
+        t.ok("[see you]" in p, "the reason shown:\n%s" % p)
+    finally:
+        stop_irssi()
+        bob.close()
+        srv.stop()
 
 if __name__ == "__main__":
     t.main()

@@ -34,7 +34,16 @@ TMP = tempfile.mkdtemp(prefix="axon-ircm-")
 class Irc(axtest.Lines):
     @classmethod
     def open(cls, srv):
-        return cls.connect("127.0.0.1", srv.irc_port)
+        # Serve is ready when its HTTP port answers; the IRC listener opens
+        # a moment later (after a config file's oper file is loaded, say)
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while True:
+            try:
+                return cls.connect("127.0.0.1", srv.irc_port)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def cmd(self, line):
         self.send(line + "\r\n")
