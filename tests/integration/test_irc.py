@@ -27,46 +27,14 @@ import time
 import base64
 
 import axtest
+import ircutil
 import servutil
 
 t = axtest.Tests("axon serve: IRC", alarm=120)
 TMP = tempfile.mkdtemp(prefix="axon-irc-")
 
 
-class Irc(axtest.Lines):
-    @classmethod
-    def open(cls, srv):
-        # Serve is ready when its HTTP port answers; the IRC listener opens
-        # a moment later (after a config file's oper file is loaded, say)
-        deadline = time.monotonic() + axtest.TIMEOUT
-        while True:
-            try:
-                return cls.connect("127.0.0.1", srv.irc_port)
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-
-    def until(self, pred, what, timeout=axtest.TIMEOUT):
-        """Lines up to and with the first one pred() takes (returned last)."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise axtest.Failure("no %s; got %r" % (what, seen))
-            ln = self.line(left).rstrip("\r")
-            seen.append(ln)
-            if pred(ln):
-                return seen
-
-    def numeric(self, code, what=None):
-        return self.until(lambda ln: re.match(r"^(@\S+ )?:\S+ %s " % code, ln),
-                          what or "numeric %s" % code)
-
+class Irc(ircutil.Irc):
     def register(self, nick, caps=None):
         if caps is not None:
             self.cmd("CAP LS 302")

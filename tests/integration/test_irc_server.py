@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import axtest
+import ircutil
 import servutil
 
 t = axtest.Tests("axon serve: IRC server commands", alarm=150)
@@ -37,42 +38,7 @@ TMP = tempfile.mkdtemp(prefix="axon-ircs-")
 NAME = "My.Little.Server"
 
 
-class Irc(axtest.Lines):
-    @classmethod
-    def open(cls, srv):
-        # Serve is ready when its HTTP port answers; the IRC listener opens
-        # a moment later (after a config file's oper file is loaded, say)
-        deadline = time.monotonic() + axtest.TIMEOUT
-        while True:
-            try:
-                return cls.connect("127.0.0.1", srv.irc_port)
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-
-    def until(self, pred, what, timeout=axtest.TIMEOUT):
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise axtest.Failure("no %s; got %r" % (what, seen))
-            ln = self.line(left).rstrip("\r")
-            seen.append(ln)
-            if pred(ln):
-                return seen
-
-    def numeric(self, code, what=None):
-        return self.until(lambda ln: re.match(r"^(@\S+ )?:\S+ %s " % code, ln),
-                          what or "numeric %s" % code)
-
-    def has(self, text, what=None):
-        return self.until(lambda ln: text in ln, what or repr(text))[-1]
-
+class Irc(ircutil.Irc):
     def register(self, nick, caps=None, user=None):
         if caps:
             self.cmd("CAP LS 302")
