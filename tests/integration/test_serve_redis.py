@@ -27,58 +27,20 @@ import asyncio
 import http.client
 import json
 import os
-import random
-import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import axtest
+import redisutil
 import servutil
 
 t = axtest.Tests("axon serve: several nodes through Redis", alarm=240)
-
-if not shutil.which("redis-server"):
-    # deps.sh's test group installs it: never skip silently
-    raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
-
-
-def low_port():
-    """A free TCP port below 32768 (outside the kernel's ephemeral range)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise axtest.Failure("no free port below 32768")
-
-
-class Redis(axtest.Proc):
-    def __init__(self, port=None):
-        self.port = port or low_port()
-        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        deadline = time.monotonic() + axtest.TIMEOUT
-        while not self.ping():
-            if time.monotonic() > deadline or not self.running():
-                raise axtest.Failure("redis-server did not start%s" % self.err_note())
-            time.sleep(0.05)
-        self.url = "redis://127.0.0.1:%d" % self.port
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+redisutil.require()
+Redis = redisutil.Redis
+wait_for = redisutil.wait_for
+healthz = redisutil.healthz
 
 
 def nodes(redis, n=3, threads=1):
@@ -94,19 +56,6 @@ def stop_clean(srvs):
         s.signal(signal.SIGTERM)
     for s in srvs:
         t.exits(s, 0, "axon serve after SIGTERM")
-
-
-def healthz(srv):
-    rc, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
-    return int(out or 0)
-
-
-def wait_for(pred, what, timeout=axtest.TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise axtest.Failure("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def wait_linked(srvs):
@@ -630,7 +579,7 @@ def rooms_a_node_does_not_follow():
 
 @t.test
 def redis_unreachable_from_the_start():
-    port = low_port()  # nobody listens there
+    port = axtest.free_port()  # nobody listens there
     srv = servutil.Serve("--redis", "redis://127.0.0.1:%d" % port)
     time.sleep(0.5)
     t.eq(healthz(srv), 503, "/healthz")

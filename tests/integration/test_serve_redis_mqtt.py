@@ -20,15 +20,14 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
   success, not "packet id not found"); a QoS 2 message node a delivered,
   PUBREC'd by the client, its PUBREL unanswered: node b sends the PUBREL
   again."""
-import random
 import shutil
 import signal
-import socket
 import struct
 import time
 
 import axtest
 import mqttutil
+import redisutil
 import servutil
 from mqttutil import V5, Client, Raw, connect_pkt, packet, publish_pkt, v5props
 
@@ -38,48 +37,9 @@ if not shutil.which("redis-server"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
 
 
-def low_port():
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise axtest.Failure("no free port below 32768")
-
-
-def wait_for(pred, what, timeout=axtest.TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise axtest.Failure("timed out waiting for " + what)
-        time.sleep(0.05)
-
-
-def healthz(srv):
-    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
-    return int(out or 0)
-
-
-class Redis(axtest.Proc):
-    def __init__(self):
-        self.port = low_port()
-        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        wait_for(lambda: self.ping(), "redis-server")
-        self.url = "redis://127.0.0.1:%d" % self.port
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+Redis = redisutil.Redis
+wait_for = redisutil.wait_for
+healthz = redisutil.healthz
 
 
 def node(r):

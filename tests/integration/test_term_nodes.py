@@ -13,58 +13,19 @@ docs/remote.md "Several nodes"), a real redis-server between the nodes.
   a watcher on A sees it all; the keys are in no Redis key (no stream);
   an anonymous client of a hub that lets anonymous clients read and write
   cannot publish there (403): nobody types without write on term/NAME."""
-import random
-import shutil
 import signal
-import socket
 import subprocess
 import time
 
 import axtest
+import redisutil
 import servutil
 import termutil
 
 t = axtest.Tests("axon term across nodes through Redis", alarm=180)
 
-if not shutil.which("redis-server"):
-    # deps.sh's test group installs it: never skip silently
-    raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
-
-
-def low_port():
-    """A free TCP port below 32768 (outside the kernel's ephemeral range)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise axtest.Failure("no free port below 32768")
-
-
-class Redis(axtest.Proc):
-    def __init__(self):
-        self.port = low_port()
-        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        deadline = time.monotonic() + axtest.TIMEOUT
-        while not self.ping():
-            if time.monotonic() > deadline or not self.running():
-                raise axtest.Failure("redis-server did not start%s" % self.err_note())
-            time.sleep(0.05)
-        self.url = "redis://127.0.0.1:%d" % self.port
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+redisutil.require()
+Redis = redisutil.Redis
 
 
 def linked(hub):

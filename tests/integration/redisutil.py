@@ -1,0 +1,53 @@
+"""redisutil: a real redis-server for the integration tests that run
+several `axon serve` nodes through Redis (test_serve_redis*.py,
+test_term_nodes.py), on a port reserved like every test port
+(axtest.free_port), and the waits those tests share."""
+
+import shutil
+import socket
+import time
+
+import axtest
+import servutil
+
+
+def require():
+    """deps.sh's test group installs redis-server: never skip silently."""
+    if not shutil.which("redis-server"):
+        raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
+
+
+class Redis(axtest.Proc):
+    """redis-server on loopback, no persistence; `url` for --redis."""
+
+    def __init__(self, port=None):
+        self.port = port or axtest.free_port()
+        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while not self.ping():
+            if time.monotonic() > deadline or not self.running():
+                raise axtest.Failure("redis-server did not start%s" % self.err_note())
+            time.sleep(0.05)
+        self.url = "redis://127.0.0.1:%d" % self.port
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def wait_for(pred, what, timeout=axtest.TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise axtest.Failure("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def healthz(srv):
+    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
+    return int(out or 0)
