@@ -30,9 +30,12 @@ import threading
 import time
 
 import axtest
+import redisutil
 import servutil
 
 t = axtest.Tests("axon serve: nodes on a Redis Cluster", alarm=120)
+wait_for = redisutil.wait_for
+healthz = redisutil.healthz
 
 if not shutil.which("redis-server") or not shutil.which("redis-cli"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
@@ -62,14 +65,6 @@ def cli(port, *args):
     out = subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True,
                          text=True, timeout=10)
     return out.stdout.strip()
-
-
-def wait_for(pred, what, timeout=axtest.TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise axtest.Failure("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 class Cluster:
@@ -146,11 +141,6 @@ def cluster():
     if not _cluster:
         _cluster.append(Cluster())
     return _cluster[0]
-
-
-def healthz(srv):
-    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
-    return int(out or 0)
 
 
 def topics_on_each_master(c):

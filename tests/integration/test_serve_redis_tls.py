@@ -20,25 +20,15 @@ import tempfile
 import time
 
 import axtest
+import redisutil
 import servutil
 
 t = axtest.Tests("axon serve: the Redis backplane over TLS", alarm=60)
+wait_for = redisutil.wait_for
+healthz = redisutil.healthz
 
 if not shutil.which("redis-server"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
-
-
-def wait_for(pred, what, timeout=axtest.TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise axtest.Failure("timed out waiting for " + what)
-        time.sleep(0.05)
-
-
-def healthz(srv):
-    _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
-    return int(out or 0)
 
 
 class TlsRedis(axtest.Proc):

@@ -23,6 +23,7 @@ import servutil
 import termutil
 
 t = axtest.Tests("axon term across nodes through Redis", alarm=180)
+wait_for = redisutil.wait_for
 
 redisutil.require()
 Redis = redisutil.Redis
@@ -31,14 +32,6 @@ Redis = redisutil.Redis
 def linked(hub):
     rc, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", hub.base + "/healthz")
     return out == "200"
-
-
-def wait_for(pred, what, timeout=axtest.TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise axtest.Failure("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def watcher(hub, url=None):
@@ -129,7 +122,6 @@ def writer_on_another_node():
     for h in (a, b):
         h.stop()
     r.stop()
-
 
 
 @t.test
