@@ -76,8 +76,8 @@ def unit_suite_passes_under_wine():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=420)
     out = r.stdout.decode(errors="replace").replace("\r", "")
     for line in out.splitlines():
-        if line.startswith("not ok") or "# SKIP" in line:
-            print("# " + line, flush=True)
+        if line.startswith("not ok") or line.startswith("#   ") or "# SKIP" in line:
+            print("# " + line, flush=True)  # (the "#   " lines: a failed assertion's file, line, values)
     last = [ln for ln in out.splitlines() if " passed, " in ln]
     t.ok(last, "no closing line from axon_unit.exe:\n" + out[-2000:])
     print("# axon_unit.exe: " + last[-1], flush=True)
