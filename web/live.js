@@ -108,16 +108,30 @@
   }
 
   // Stay near the live edge.  Any stall (a busy machine, a slow decode)
-  // leaves the player behind for good unless it catches up: a little
-  // faster (5%, not heard) while more than LAG is buffered ahead, a jump
-  // when far behind.  HLS: hls.js keeps its own distance.
-  const LAG = 0.25;
+  // leaves the player behind unless it catches up.  With a sound track a
+  // stall costs more: Chromium's audio renderer, once it runs dry, waits
+  // for a larger buffer (0.7-0.8 s ahead here) before it plays again and
+  // keeps that margin, so after a few stalls the delay had grown by
+  // 0.3-0.5 s and took 10 s or more at 5% faster to come back (and the
+  // rate, switched at every tick around one threshold, ran the buffer dry
+  // again).  Now: a little faster (5%, not heard) above HIGH buffered
+  // ahead, normal speed again below LOW, and a jump to LOW from the end
+  // when more than FAR is buffered (a stall just ended): the seek also
+  // resets the audio renderer's margin.  HLS: hls.js keeps its own distance.
+  const LOW = 0.3, HIGH = 0.45, FAR = 0.65;
+  state.jumps = 0;
+  state.stalls = 0;
+  video.addEventListener("waiting", () => state.stalls++);
   setInterval(() => {
     const b = video.buffered;
     if (!b.length) return;
     const end = b.end(b.length - 1), ahead = end - video.currentTime;
-    if (!hlsMode && ahead > 1.5) video.currentTime = end - 0.1;
-    else if (!hlsMode) video.playbackRate = ahead > LAG ? 1.05 : 1;
+    if (!hlsMode && ahead > FAR && !video.seeking) {
+      video.currentTime = end - LOW;
+      video.playbackRate = 1;
+      state.jumps++;
+    } else if (!hlsMode && ahead > HIGH) video.playbackRate = 1.05;
+    else if (!hlsMode && ahead < LOW) video.playbackRate = 1;
     if (video.paused && end > 0) video.play().catch(() => {});
     state.ahead = ahead;
     $("delay").textContent = Math.max(0, ahead).toFixed(2) + " s buffered";
