@@ -118,7 +118,7 @@
   // ahead, normal speed again below LOW, and a jump to LOW from the end
   // when more than FAR is buffered (a stall just ended): the seek also
   // resets the audio renderer's margin.  HLS: hls.js keeps its own distance.
-  const LOW = 0.3, HIGH = 0.45, FAR = 0.65;
+  const LOW = 0.22, HIGH = 0.35, FAR = 0.6;
   state.jumps = 0;
   state.stalls = 0;
   video.addEventListener("waiting", () => state.stalls++);
