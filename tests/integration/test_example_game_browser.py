@@ -2,8 +2,10 @@
 # axon-test: one backend (a browser page: what it checks does not depend on the event loop)
 """examples/game in Chromium: two pages (the canvas client, index.html,
 over WebSocket) and three UDP bots (game_bot) in one arena see each other
-move; a page predicts its own movement at once, draws the others between
-two snapshots (interpolation) and shows its round-trip time; the page fits 1280 and 390 px wide (screenshots into $AXON_SCREENS)."""
+move (the pages see the bots and each other, the bots see a page); a page
+predicts its own movement at once, draws the others between two snapshots
+(interpolation) and shows its round-trip time; the page fits 1280 and 390
+px wide (screenshots into $AXON_SCREENS)."""
 
 import os
 import re
@@ -34,6 +36,23 @@ class Game(Proc):
         _, _, self.http_port = axtest.split_url(m.group(1).decode())
 
 
+REPORT = re.compile(r"^bot (\d+) id \d+ tick \d+ rtt \d+ at -?\d+,-?\d+ sees(.*)$", re.M)
+
+
+def bots_see(out, eid, moves):
+    """Every bot's latest report (game_bot --report, once a second) has eid seen moving
+    at least `moves` times."""
+    text = out[-8192:].decode(errors="replace")
+    latest = {}
+    for m in REPORT.finditer(text[:text.rfind("\n") + 1]):  # whole lines only
+        seen = {}
+        for item in m.group(2).split():
+            ent, n = item.split("/")
+            seen[int(ent.split("@")[0])] = int(n)
+        latest[int(m.group(1))] = seen
+    return len(latest) == 3 and all(v.get(eid, 0) >= moves for v in latest.values())
+
+
 def others(b, page):
     return b.eval("[...game.others].map(([id, p]) => [id, p.x, p.y, p.moves])", page=page)
 
@@ -42,7 +61,7 @@ def others(b, page):
 def pages_and_bots_see_each_other_move():
     srv = Game("--arena", "400x300")
     url = "http://127.0.0.1:%d/" % srv.http_port
-    bots = Proc([example("game_bot"), "--count", "3", "--seconds", "60", srv.udp])
+    bots = Proc([example("game_bot"), "--count", "3", "--seconds", "60", "--report", srv.udp])
     b = pageutil.Browser(ENV)
     p0 = b.open(url, 1280, 800)
     p1 = b.open(url, 390, 844)
@@ -81,6 +100,8 @@ def pages_and_bots_see_each_other_move():
     t.ok(moved[:2] != start, "predicted before the server's answer: %r -> %r" % (start, moved))
     b.wait("(game.others.get(%d) || {moves: 0}).moves >= %d" % (ids[1], seen_before + 5),
            page=p0, what="page 0 sees page 1 move")
+    bots.wait_output(lambda o: bots_see(o, ids[1], 5), timeout=30,
+                     what="every bot sees page 1 move")
     b.eval("game.setKeys(0)", page=p1)
     rtt = b.wait("game.rtt !== null && game.rtt", page=p1, what="an RTT")
     t.ok(0 <= rtt < 5000, "RTT on loopback: %r ms" % rtt)
