@@ -61,8 +61,13 @@ def get(url, tok=None):
         return e.code, e.read()
 
 
-def irc_login(srv, tok, nick):
+def irc_login(srv, tok, nick, caps=None):
     c = Irc.open(srv)
+    if caps:
+        c.cmd("CAP LS 302")
+        c.cmd("CAP REQ :" + caps)
+        c.until(lambda ln: " ACK " in ln, "CAP ACK")
+        c.cmd("CAP END")
     c.cmd("PASS " + tok)
     c.cmd("NICK " + nick)
     c.cmd("USER %s 0 * :%s" % (nick, nick))
@@ -77,7 +82,8 @@ BOB = ("--pub", "chat/#", "--sub", "chat/#", "--pub", "user/+/inbox")
 @t.test
 def irc_reads_only_what_the_token_grants():
     srv = serve()
-    alice = irc_login(srv, token("alice", "--pub", "chat/lobby", "--sub", "chat/lobby"), "alice")
+    alice = irc_login(srv, token("alice", "--pub", "chat/lobby", "--sub", "chat/lobby"), "alice",
+                      caps="batch draft/chathistory")
     carol = irc_login(srv, token("carol", "--sub", "chat/lobby"), "carol")
     bob = token("bob", *BOB)
     alice.cmd("JOIN #lobby")
@@ -99,6 +105,16 @@ def irc_reads_only_what_the_token_grants():
     t.ok(not any("ops-secret" in ln or "for-carol" in ln or "from alice" in ln for ln in seen),
          "alice got nothing from #ops or carol's inbox: %r" % seen[-5:])
     t.ok("PRIVMSG carol :for-carol" in carol.has("for-carol"), "carol gets her DM")
+    # history and the channel list: #lobby's, not #ops'
+    for chan, want in (("#ops", False), ("#lobby", True)):
+        alice.cmd("CHATHISTORY LATEST %s * 10" % chan)
+        got = alice.until(lambda ln: " BATCH -" in ln, "the end of %s's history" % chan)
+        t.eq(any("ops-secret" in ln for ln in got), False, "no #ops message in %s's" % chan)
+        t.eq(any("lobby-marker" in ln for ln in got), want, "%s's history" % chan)
+    alice.cmd("LIST")
+    got = alice.numeric("323", "the end of LIST")
+    t.ok(any(" #lobby " in ln for ln in got) and not any(" #ops " in ln for ln in got),
+         "LIST shows #lobby, not #ops: %r" % got)
     h = servutil.curl_json("-H", "Authorization: Bearer " + bob,
                            srv.base + "/api/history/chat/ops")
     t.ok("from alice" not in json.dumps(h), "the refused PRIVMSG was not published")
