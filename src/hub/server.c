@@ -544,7 +544,7 @@ char *serve_metrics(serve *sv, size_t *len)
     }
     hub_metrics(&b, hs);
     limit_metrics(&b, sv->limits);
-    if (sv->auth) refused_metrics(&b);
+    refused_metrics(&b);
     if (sv->bp) {
         char text[4096];
         redis_bp_metrics(sv->bp, text, sizeof text);
