@@ -405,8 +405,15 @@ static void gate_open(hub_ack *a, int status)
 {
     mq_gate *gt = (mq_gate *)a;
     mq_sess *s = gt->s;
-    (void)status; /* (a failed commit: sent anyway, as without a store) */
     gate_unlink(gt);
+    if (status && s->g->sv->bp && s->conn && !s->conn->closing) {
+        /* Redis did not take the row: not sent (the client would take the
+         * message as handed over once); the client comes back and gets it
+         * again from the session (docs/cluster.md "MQTT") */
+        mq_close(s->conn, AX_MQTT_RC_UNSPECIFIED, "the session could not be stored");
+        ax_free(gt);
+        return;
+    }
     mq_out *o = gt->type == AX_MQTT_PUBREL ? out_find(s, gt->pid, MQ_OUT_COMP)
                                            : out_find(s, gt->pid, MQ_OUT_ACK);
     if (o && s->conn && s->conn->connacked && !s->conn->closing) {

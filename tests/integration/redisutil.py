@@ -5,6 +5,7 @@ test_term_nodes.py), on a port reserved like every test port
 
 import shutil
 import socket
+import subprocess
 import time
 
 import axtest
@@ -31,6 +32,12 @@ class Redis(axtest.Proc):
             time.sleep(0.05)
         self.url = "redis://127.0.0.1:%d" % self.port
 
+    def cli(self, *args):
+        """One command through redis-cli; its output, stripped."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port)] + [str(a) for a in args],
+                             capture_output=True, timeout=axtest.TIMEOUT, check=False)
+        return out.stdout.decode(errors="replace").strip()
+
     def ping(self):
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
@@ -51,3 +58,11 @@ def wait_for(pred, what, timeout=axtest.TIMEOUT):
 def healthz(srv):
     _, out, _ = servutil.curl("-o", "/dev/null", "-w", "%{http_code}", srv.base + "/healthz")
     return int(out or 0)
+
+
+def sess_key(cid):
+    """The Redis hash of an MQTT session (redis_sess.c key_of)."""
+    h = 1469598103934665603
+    for ch in cid.encode():
+        h = ((h ^ ch) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "axon:{mq:%016x}:%s" % (h, cid)

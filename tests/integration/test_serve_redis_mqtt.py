@@ -31,7 +31,7 @@ import redisutil
 import servutil
 from mqttutil import V5, Client, Raw, connect_pkt, packet, publish_pkt, v5props
 
-t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=60)
+t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=150)
 
 if not shutil.which("redis-server"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
@@ -286,6 +286,45 @@ def qos2_state_crosses_nodes():
     y.close()
     p.close()
     stop_clean([a, b])
+
+
+@t.test
+def session_rows_redis_refuses_are_not_acknowledged():
+    # the session's hash is made a string: every row written to it fails
+    # (WRONGTYPE), as a full or read-only Redis would refuse it
+    r = Redis()
+    a = node(r)
+    r.cli("SET", redisutil.sess_key("q2fail"), "in the way")
+    x, _ = raw5(a.mqtt_port, "q2fail")
+    x.send(publish_pkt("q2/fail", b"once", qos=2, pid=9, level=5))
+    _, _, body = next_of(x, 5)  # PUBREC
+    t.eq(struct.unpack(">H", body[:2])[0], 9, "PUBREC 9")
+    t.ok(len(body) > 2 and body[2] >= 0x80,
+         "PUBREC 9 says the failure (0x80), not success: the id was not stored (%r)" % body)
+    t.ok((servutil.metric(a, "axon_redis_state_errors_total") or 0) >= 1,
+         "/metrics counts the row Redis refused")
+    # MQTT 3.1.1 has no failed PUBREC: the connection is closed instead
+    y = Raw(a.mqtt_port)
+    y.send(connect_pkt("q2fail311", clean=False))
+    t.eq(y.packet()[0], 2, "3.1.1: CONNACK")
+    r.cli("SET", redisutil.sess_key("q2fail311"), "in the way")
+    y.send(publish_pkt("q2/fail", b"once", qos=2, pid=3))
+    p = y.packet()
+    while p is not None and p[0] != 5:
+        p = y.packet()
+    t.ok(p is None, "3.1.1: closed, no PUBREC for the row Redis refused (%r)" % (p,))
+    y.close()
+    # Redis takes rows again: the next QoS 2 message is acknowledged
+    r.cli("DEL", redisutil.sess_key("q2fail"))
+    x.send(publish_pkt("q2/fail", b"twice", qos=2, pid=10, level=5))
+    _, _, body = next_of(x, 5)
+    t.eq((struct.unpack(">H", body[:2])[0], body[2] if len(body) > 2 else 0), (10, 0),
+         "PUBREC 10, success, once Redis takes the rows")
+    keys = r.cli("HKEYS", redisutil.sess_key("q2fail"))
+    t.ok("mqtt.r:" in keys, "the received id is in Redis (%r)" % keys)
+    x.close()
+    stop_clean([a])
+    r.stop()
 
 
 t.main()
