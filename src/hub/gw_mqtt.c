@@ -31,6 +31,7 @@
 #include <axon/alloc.h>
 
 #include "gw_mqtt.h"
+#include "redis.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 #define ALIAS_MAX 64 /* topic aliases a 5.0 client may set */
@@ -1158,6 +1159,8 @@ static void sess_tick(hub_link *l, void *ud)
     if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
         now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
         mq_sess_free(s, false);
+    else if (s->conn && s->g->ttl_ms == now)
+        mq_sess_ttl(s); /* connected: its hash in Redis lives on */
 }
 
 static void sess_end(hub_link *l, void *ud)
@@ -1185,6 +1188,7 @@ static void tick(ax_timer *t, void *ud)
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
     }
+    if (g->sv->bp && now - g->ttl_ms >= REDIS_SESS_REFRESH_MS) g->ttl_ms = now;
     hub_lmap_each(&g->by_id, sess_tick, &now);
 }
 

@@ -358,6 +358,20 @@ void mq_sess_save(mq_sess *s)
     note(s->g, tk);
     ax_free(v);
     s->saved = true;
+    mq_sess_ttl(s);
+}
+
+/* How long the session's hash lives in Redis from now (redis.h): its
+ * owner says so when the client comes and goes, and every few seconds
+ * while it is connected. */
+void mq_sess_ttl(mq_sess *s)
+{
+    redis_bp *b = s->g->sv->bp;
+    if (!b || !s->saved || !durable(s) || !redis_bp_here(b)) return;
+    int64_t ms = s->expiry_s == UINT32_MAX
+                     ? -1
+                     : (int64_t)s->expiry_s * 1000 + (s->conn ? REDIS_SESS_LEASE_MS : 0);
+    redis_sess_ttl(b, s->cid, ms);
 }
 
 /* The session ended: its rows go. */
@@ -1083,6 +1097,7 @@ void mq_sess_detach(mq_sess *s)
     s->conn = NULL;
     s->gone_ms = ax_loop_now(s->g->sv->loop);
     if (!s->gone_ms) s->gone_ms = 1;
+    mq_sess_ttl(s);                 /* the expiry counts from now */
     if (s->sub && s->hub_blocked) { /* what the hub holds goes to the queue now */
         s->hub_blocked = false;
         hub_sub_writable(s->sub);

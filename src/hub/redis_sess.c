@@ -19,7 +19,12 @@
  * <itself> <client id>" on the same link as its rows, so when the claimer
  * hears it Redis has all of them: it reads the hash (HGETALL) and goes on.
  * An owner that does not answer in 2 s (it died) is not waited for
- * longer.  A clean session deletes the hash instead of reading it. */
+ * longer.  A clean session deletes the hash instead of reading it.
+ *
+ * Expiry.  The hash has a TTL its owner keeps (redis_sess_ttl): the
+ * session's expiry plus a lease while the client is connected, renewed
+ * every few seconds, and the session's expiry from when the client left;
+ * a session whose node died goes from Redis by itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +253,18 @@ int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
     q->next = b->claims;
     b->claims = q;
     return 0;
+}
+
+void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms)
+{
+    size_t cl = strlen(cid);
+    if (cl > 512 || !redis_bp_here(b)) return;
+    char key[600], tag[24], v[24];
+    size_t kl = key_of(cid, cl, tag, sizeof tag, key);
+    snprintf(v, sizeof v, "%lld", (long long)ms);
+    const char *argv[] = {ms < 0 ? "PERSIST" : "PEXPIRE", key, v};
+    size_t lens[] = {strlen(argv[0]), kl, strlen(v)};
+    (void)bp__cmd(b, tag, NULL, NULL, ms < 0 ? 2 : 3, argv, lens); /* (set again soon) */
 }
 
 void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud)

@@ -327,4 +327,47 @@ def session_rows_redis_refuses_are_not_acknowledged():
     r.stop()
 
 
+@t.test
+def orphaned_sessions_expire_in_redis():
+    r = Redis()
+    a = node(r)
+    props = v5props("CONNECT", SessionExpiryInterval=2)
+    # connected: the hash lives the session's expiry plus the lease (15 s),
+    # renewed by its node; the node dies: it goes by itself
+    on = Client(a.mqtt_port, "orphan-on", version=V5, clean=False, props=props)
+    on.connect()
+    on.subscribe("orphan/+", 1)
+    key_on = redisutil.sess_key("orphan-on")
+    wait_for(lambda: r.cli("EXISTS", key_on) == "1", "the session's hash in Redis")
+    ttl = int(r.cli("PTTL", key_on))
+    t.ok(0 < ttl <= 17000, "connected: the hash has a TTL (expiry 2 s + lease): %d ms" % ttl)
+    wait_for(lambda: int(r.cli("PTTL", key_on)) > ttl, "the TTL renewed while connected", 15)
+    # away: the hash lives the session's expiry from when the client left
+    off = Client(a.mqtt_port, "orphan-off", version=V5, clean=False, props=props)
+    off.connect()
+    off.subscribe("orphan/+", 1)
+    off.close()
+    key_off = redisutil.sess_key("orphan-off")
+    wait_for(lambda: 0 < int(r.cli("PTTL", key_off)) <= 2000,
+             "the away session's hash: TTL of its expiry (2 s)")
+    a.signal(signal.SIGKILL)  # dies without letting go of anything
+    a.wait()
+    wait_for(lambda: r.cli("EXISTS", key_off) == "0", "the away session gone from Redis", 10)
+    t.ok(True, "the away session's hash went 2 s after its client left, its node dead")
+    wait_for(lambda: r.cli("EXISTS", key_on) == "0", "the orphaned session gone from Redis", 30)
+    t.ok(True, "the session of the dead node's client went (expiry + lease)")
+    # a session whose expiry is longer than the lease still lives on
+    b = node(r)
+    e = Client(b.mqtt_port, "long", version=V5, clean=False,
+               props=v5props("CONNECT", SessionExpiryInterval=300))
+    e.connect()
+    e.subscribe("long/+", 1)
+    e.close()
+    key = redisutil.sess_key("long")
+    wait_for(lambda: int(r.cli("PTTL", key)) > 200000, "the long session's TTL")
+    t.ok(int(r.cli("PTTL", key)) <= 300000, "away: at most its expiry (300 s)")
+    stop_clean([b])
+    r.stop()
+
+
 t.main()
