@@ -199,6 +199,8 @@ struct gw_mqtt {
     uint64_t last_ticket;    /* the latest store ticket of a session's rows */
     struct mq_claim *claims; /* CONNECTs waiting for their session (Redis) */
     uint64_t ttl_ms;         /* with Redis: when sessions' TTLs were last renewed */
+    const uint8_t *hand;     /* loading a claimed session: its hand-over row */
+    size_t hand_len;
 };
 
 /* ---- mqtt_sess.c ---- */
