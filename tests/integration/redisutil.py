@@ -21,10 +21,15 @@ def require():
 class Redis(axtest.Proc):
     """redis-server on loopback, no persistence; `url` for --redis."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         self.port = port or axtest.free_port()
+        self.password = None
+        for i, a in enumerate(extra):
+            if a == "--requirepass":
+                self.password = extra[i + 1]
         super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                          "--save", "", "--appendonly", "no", "--protected-mode", "no"] +
+                         list(extra))
         deadline = time.monotonic() + axtest.TIMEOUT
         while not self.ping():
             if time.monotonic() > deadline or not self.running():
@@ -34,7 +39,8 @@ class Redis(axtest.Proc):
 
     def cli(self, *args):
         """One command through redis-cli; its output, stripped."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port)] + [str(a) for a in args],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        out = subprocess.run(["redis-cli", "-p", str(self.port)] + auth + [str(a) for a in args],
                              capture_output=True, timeout=axtest.TIMEOUT, check=False)
         return out.stdout.decode(errors="replace").strip()
 
@@ -42,7 +48,8 @@ class Redis(axtest.Proc):
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                reply = s.recv(64)
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
         except OSError:
             return False
 
