@@ -32,7 +32,7 @@ import axtest
 import mqttutil
 import redisutil
 import servutil
-from mqttutil import V5, Client, Raw, connect_pkt, packet, publish_pkt, v5props
+from mqttutil import V5, Client, Raw, connect_pkt, mstr, packet, publish_pkt, v5props
 
 t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=150)
 
@@ -317,6 +317,23 @@ def session_rows_redis_refuses_are_not_acknowledged():
         p = y.packet()
     t.ok(p is None, "3.1.1: closed, no PUBREC for the row Redis refused (%r)" % (p,))
     y.close()
+    # outbound: a QoS 2 message for a persistent session whose row Redis
+    # refuses is not sent (the client would count it as handed over once)
+    z, _ = raw5(a.mqtt_port, "q2gate")
+    # SUBSCRIBE pid 1, no properties, q2/gate QoS 2
+    z.send(packet(8, 2, struct.pack(">H", 1) + b"\x00" + mstr("q2/gate") + b"\x02"))
+    t.eq(next_of(z, 9)[0], 9, "SUBACK")
+    r.cli("SET", redisutil.sess_key("q2gate"), "in the way")
+    pz = Client(a.mqtt_port, "q2gate-pub")
+    pz.connect()
+    pz.publish("q2/gate", b"not without its row", qos=2)
+    p = z.packet()
+    while p is not None and p[0] not in (3, 14):
+        p = z.packet()
+    t.ok(p is None or p[0] == 14,
+         "the QoS 2 PUBLISH whose row failed is not sent: the connection is closed (%r)" % (p,))
+    pz.close()
+    z.close()
     # Redis takes rows again: the next QoS 2 message is acknowledged
     r.cli("DEL", redisutil.sess_key("q2fail"))
     x.send(publish_pkt("q2/fail", b"twice", qos=2, pid=10, level=5))
