@@ -19,7 +19,13 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
   node a (PUBREC sent, no PUBREL yet) is released on node b (PUBCOMP
   success, not "packet id not found"); a QoS 2 message node a delivered,
   PUBREC'd by the client, its PUBREL unanswered: node b sends the PUBREL
-  again."""
+  again.
+- Session rows are acknowledged: a row Redis refuses (WRONGTYPE) is never
+  reported as stored (PUBREC 0x80; 3.1.1: closed; a QoS 2 PUBLISH not
+  sent), and counted in /metrics.
+- Sessions expire in Redis when their node dies (connected: expiry +
+  lease; away: expiry).
+- Nothing published while a session moves between nodes is missed."""
 import os
 import shutil
 import signal
