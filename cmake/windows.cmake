@@ -69,7 +69,7 @@ foreach(t testutil ws_testutil test_addr test_alloc test_buf test_dns test_http_
     test_ws_server)
   list(APPEND AXON_UNIT_SRC tests/unit/${t}.c)
 endforeach()
-add_executable(axon_unit tests/unit/win/runner.c ${AXON_UNIT_SRC})
+add_executable(axon_unit tests/unit/win/runner.c tests/unit/win/test_schannel_server.c ${AXON_UNIT_SRC})
 target_include_directories(axon_unit BEFORE PRIVATE tests/unit/win/include)
 target_include_directories(axon_unit PRIVATE src tests/unit)
 target_link_libraries(axon_unit PRIVATE axon_static)
