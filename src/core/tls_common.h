@@ -26,8 +26,7 @@ static inline ax__tls_common *ax__tls_com(ax__tls *t)
 /* Release the buffers and the detail (the engine frees the session). */
 void ax__tls_common_free(ax__tls_common *c);
 /* ax__tls_set_detail with printf formatting (at most 255 bytes). */
-void ax__tls_detailf(ax__tls *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void ax__tls_detailf(ax__tls *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* snprintf into a caller's `why` buffer when it has one. */
 void ax__tls_whyf(char *why, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

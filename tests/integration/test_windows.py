@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import largefile  # noqa: E402
 
 SRC = os.environ.get("AXON_SRC") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -334,6 +335,30 @@ def http_serves_files_and_refuses_escapes():
         code, out = curl(path)
         t.eq(code, 403, "GET %s (%r)" % (path, out[:60]))
     t.eq(curl("/nothing")[0], 404, "a missing file")
+
+
+@t.test
+def http_serves_files_past_2_gib():
+    # sparse files: past 4 GiB for ranges (64-bit offsets in pread and the
+    # sendfile stand-in, Content-Range), past 2 GiB read to the end
+    # (struct stat's 64-bit size: MinGW's own is 32 bits)
+    root = os.path.join(TMP, "large")
+    os.makedirs(root, exist_ok=True)
+    big, whole = 5 * largefile.GiB + 3, 2 * largefile.GiB + 65539
+    try:
+        marks = largefile.make(os.path.join(root, "big.bin"), big)
+        wmarks = largefile.make(os.path.join(root, "whole.bin"), whole)
+        port = axtest.free_port()
+        p = wine(os.path.join(WIN, "axon.exe"), "http", "--root", root, "--listen",
+                 "tcp://127.0.0.1:%d" % port)
+        deadline = time.monotonic() + 60
+        while "serving" not in p.stderr():
+            t.ok(p.running() and time.monotonic() < deadline, "axon.exe http: %s" % p.stderr())
+            time.sleep(0.1)
+        largefile.check_ranges(t, port, "/big.bin", big, marks)
+        largefile.check_whole(t, port, "/whole.bin", whole, wmarks)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
