@@ -589,7 +589,16 @@ static void *wm_reader_thread(void *arg)
         if (tu_check_pattern(r->buf, (size_t)n, r->got) != (size_t)n) r->bad++;
         /* Stall now and then, so the writer is sure to pass the high
          * watermark again however fast this thread is scheduled. */
-        if ((r->got >> 22) != ((r->got + (uint64_t)n) >> 22)) tu_sleep_ms(50);
+        if ((r->got >> 22) != ((r->got + (uint64_t)n) >> 22)) {
+            tu_sleep_ms(50);
+            /* the first time, until it has (a slow writer, Wine on a busy
+             * machine, may not fill the socket's buffer in 50 ms) */
+            if (r->got < (4u << 20)) {
+                atomic_store(&r->w->saw_high, 0);
+                for (int i = 0; i < 1000 && !atomic_load(&r->w->saw_high); i++)
+                    tu_sleep_ms(10);
+            }
+        }
         r->got += (uint64_t)n;
     }
     close(fd);
