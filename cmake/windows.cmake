@@ -48,9 +48,6 @@ target_include_directories(axon PRIVATE src)
 target_link_libraries(axon PRIVATE axon_static)
 
 file(GLOB AXON_EXAMPLES CONFIGURE_DEPENDS examples/*.c)
-# ftp_server confines paths with realpath and lstat (symbolic links): not
-# ported (the static file handler is: src/core/win/fs_win.c)
-list(FILTER AXON_EXAMPLES EXCLUDE REGEX "/ftp_server\\.c$")
 foreach(src ${AXON_EXAMPLES})
   get_filename_component(name ${src} NAME_WE)
   add_executable(ex_${name} ${src})

@@ -361,6 +361,72 @@ def http_serves_files_past_2_gib():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@t.test
+def ftp_server_example_with_curl_and_lftp():
+    # examples/ftp_server.exe under Wine, driven by the Linux curl and lftp:
+    # listing, RETR, STOR, a resumed RETR, an lftp mirror, and ".." refused
+    root = os.path.join(TMP, "ftp")
+    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
+    big = os.urandom(3 << 20)
+    with open(os.path.join(root, "sub", "big.bin"), "wb") as f:
+        f.write(big)
+    with open(os.path.join(root, "hello.txt"), "wb") as f:
+        f.write(b"hello, ftp\n")
+    with open(os.path.join(TMP, "secret.txt"), "w") as f:
+        f.write("secret\n")
+    port = axtest.free_port()
+    p = wine(os.path.join(WIN, "examples", "ftp_server.exe"), "--user", "joe:s3cret", root,
+             "tcp://127.0.0.1:%d" % port)
+    url = "ftp://127.0.0.1:%d" % port
+    deadline = time.monotonic() + 60
+    while True:  # (it says nothing when it is ready: a listing says it)
+        r = subprocess.run(["curl", "-s", "--max-time", "5", "-u", "joe:s3cret", url + "/"],
+                           stdout=subprocess.PIPE, timeout=30)
+        if r.returncode == 0:
+            break
+        t.ok(p.running() and time.monotonic() < deadline, "ftp_server.exe: %s" % p.stderr())
+        time.sleep(0.3)
+
+    def curl(*args):
+        r = subprocess.run(["curl", "-sS", "--max-time", "60", "-u", "joe:s3cret"] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        return r.returncode, r.stdout
+
+    st, listing = curl(url + "/")
+    t.ok(st == 0 and b"hello.txt" in listing and b"sub" in listing, "LIST: %d %r" % (st, listing))
+    st, names = curl("--list-only", url + "/sub/")
+    t.eq((st, names.split()), (0, [b"big.bin"]), "NLST of /sub/")
+    t.eq(curl(url + "/sub/big.bin"), (0, big), "RETR of 3 MiB")
+    part = os.path.join(TMP, "part.bin")
+    with open(part, "wb") as f:
+        f.write(big[:1000000])
+    t.eq(curl("-C", "-", "-o", part, url + "/sub/big.bin")[0], 0, "a resumed RETR")
+    with open(part, "rb") as f:
+        t.ok(f.read() == big, "the resumed file differs")
+    up = os.path.join(TMP, "up.bin")
+    with open(up, "wb") as f:
+        f.write(big[:100000])
+    t.eq(curl("-T", up, url + "/sub/up.bin")[0], 0, "STOR")
+    with open(os.path.join(root, "sub", "up.bin"), "rb") as f:
+        t.ok(f.read() == big[:100000], "the stored file differs")
+    st, out = curl("--path-as-is", url + "/../secret.txt")
+    t.ok(st != 0 and out == b"", "RETR /../secret.txt: %d %r" % (st, out))
+    if shutil.which("lftp"):
+        work = os.path.join(TMP, "lftp")
+        os.makedirs(work, exist_ok=True)
+        script = ("set net:max-retries 1; set net:timeout 20; set ftp:ssl-allow no; "
+                  "open -u joe,s3cret -p %d 127.0.0.1; get hello.txt -o %s/got.txt; "
+                  "mirror sub %s/mirror; quit" % (port, work, work))
+        r = subprocess.run(["lftp", "-c", script], capture_output=True, timeout=120)
+        t.eq(r.returncode, 0, "lftp: %r" % r.stderr[-300:])
+        with open(os.path.join(work, "got.txt"), "rb") as f:
+            t.eq(f.read(), b"hello, ftp\n", "lftp get")
+        with open(os.path.join(work, "mirror", "big.bin"), "rb") as f:
+            t.ok(f.read() == big, "lftp mirror: big.bin differs")
+    else:
+        print("# lftp is not installed: curl only", flush=True)
+
+
 if __name__ == "__main__":
     subprocess.run(["wineserver", "-p"], env=ENV)  # one server for every wine below
     # Wine's own services start with the first program and would hold the

@@ -203,6 +203,9 @@ char *ax__win_realpath(const char *path, char *resolved)
     if (wcsncmp(p, L"\\\\?\\", 4) == 0 && wcsncmp(p + 4, L"UNC\\", 4) != 0) p += 4;
     char *s = narrow(p);
     free(f);
+    if (s && p != f) /* C:\dir\name as C:/dir/name (not \\?\UNC\ names) */
+        for (char *c = s; *c; c++)
+            if (*c == '\\') *c = '/';
     if (!s || !resolved) return s;
     if (strlen(s) >= PATH_MAX) {
         free(s);
