@@ -60,7 +60,7 @@ endforeach()
 # of tests that do not apply, and why, is in src/core/win/unit_skip.h)
 set(AXON_UNIT_SRC)
 foreach(t testutil ws_testutil test_addr test_alloc test_buf test_dns test_http_body_timeout
-    test_http_client test_http_parser test_http_stream_empty 
+    test_http_client test_http_parser test_http_server test_http_stream_empty 
     test_loop test_loop_time test_slice test_tcp test_thread test_timer
     test_tls test_udp test_unix test_utf8 test_ws_client test_ws_frame
     test_ws_server)
