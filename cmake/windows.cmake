@@ -11,6 +11,7 @@
 # Debian) and the io_uring/epoll backends.
 set(AXON_WIN ${CMAKE_SOURCE_DIR}/src/core/win)
 find_package(Threads REQUIRED)
+set(ZLIB_USE_STATIC_LIBS ON) # libz.a: the programs and libaxon.dll need no zlib1.dll
 find_package(ZLIB REQUIRED)
 
 # Every source sees axwin.h first and finds the POSIX headers it names in
@@ -18,6 +19,12 @@ find_package(ZLIB REQUIRED)
 add_compile_options(-include ${AXON_WIN}/include/axwin.h -Wno-attributes -Wno-format -Wno-sign-compare)
 include_directories(BEFORE ${AXON_WIN}/include)
 add_link_options(-static)
+
+# Executables get no import library: CMake's MinGW rule writes one per
+# program (lib<name>.dll.a), and axon.exe's took the name of libaxon.dll's
+# (libaxon.dll.a pointed programs linked to "the DLL" at axon.exe)
+string(REPLACE "-Wl,--out-implib,<TARGET_IMPLIB>" "" CMAKE_C_LINK_EXECUTABLE
+  "${CMAKE_C_LINK_EXECUTABLE}")
 
 file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
@@ -55,6 +62,15 @@ foreach(src ${AXON_EXAMPLES})
     RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/examples)
   target_link_libraries(ex_${name} PRIVATE axon_static)
 endforeach()
+
+# http_hello_dll.exe: an example linked to libaxon.dll (not the static
+# library), so test_windows.py runs a program on the DLL too
+add_executable(ex_http_hello_dll examples/http_hello.c)
+set_target_properties(ex_http_hello_dll PROPERTIES OUTPUT_NAME http_hello_dll
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/examples)
+target_link_libraries(ex_http_hello_dll PRIVATE axon_shared)
+add_custom_command(TARGET ex_http_hello_dll POST_BUILD COMMAND ${CMAKE_COMMAND} -E
+  copy_if_different $<TARGET_FILE:axon_shared> ${CMAKE_BINARY_DIR}/examples/)
 
 # axon_unit.exe: the runner and the tests of what builds here (the list
 # of tests that do not apply, and why, is in src/core/win/unit_skip.h)

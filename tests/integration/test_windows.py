@@ -338,6 +338,22 @@ def http_serves_files_and_refuses_escapes():
 
 
 @t.test
+def a_program_on_the_dll():
+    # examples/http_hello_dll.exe is http_hello linked to libaxon.dll
+    port = axtest.free_port()
+    p = wine(os.path.join(WIN, "examples", "http_hello_dll.exe"), str(port))
+    deadline = time.monotonic() + 60
+    while True:
+        r = subprocess.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:%d/" % port],
+                           stdout=subprocess.PIPE, timeout=30)
+        if r.returncode == 0:
+            break
+        t.ok(p.running() and time.monotonic() < deadline, "http_hello_dll.exe: %s" % p.stderr())
+        time.sleep(0.3)
+    t.eq(r.stdout, b"Hello, World!", "the answer of http_hello_dll.exe")
+
+
+@t.test
 def http_serves_files_past_2_gib():
     # sparse files: past 4 GiB for ranges (64-bit offsets in pread and the
     # sendfile stand-in, Content-Range), past 2 GiB read to the end
