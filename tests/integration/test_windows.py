@@ -296,15 +296,18 @@ def tls_server_keys_and_what_wine_lacks():
     start_echo("tls://127.0.0.1:%d" % axtest.free_port(), "--cert", rsa_cert, "--key", rsa_key)
 
 
+def put(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 @t.test
 def http_serves_files_and_refuses_escapes():
     root = os.path.join(TMP, "site")
-    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
     body = os.urandom(1 << 20)
-    with open(os.path.join(root, "sub", "f.bin"), "wb") as f:
-        f.write(body)
-    with open(os.path.join(TMP, "secret.txt"), "w") as f:
-        f.write("secret\n")
+    put(os.path.join(root, "sub", "f.bin"), body)
+    put(os.path.join(TMP, "secret.txt"), b"secret\n")
     os.symlink(os.path.join(TMP, "secret.txt"), os.path.join(root, "out.txt"))
     os.symlink(TMP, os.path.join(root, "outdir"))
     os.symlink(os.path.join("sub", "f.bin"), os.path.join(root, "in.bin"))
@@ -382,14 +385,10 @@ def ftp_server_example_with_curl_and_lftp():
     # examples/ftp_server.exe under Wine, driven by the Linux curl and lftp:
     # listing, RETR, STOR, a resumed RETR, an lftp mirror, and ".." refused
     root = os.path.join(TMP, "ftp")
-    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
     big = os.urandom(3 << 20)
-    with open(os.path.join(root, "sub", "big.bin"), "wb") as f:
-        f.write(big)
-    with open(os.path.join(root, "hello.txt"), "wb") as f:
-        f.write(b"hello, ftp\n")
-    with open(os.path.join(TMP, "secret.txt"), "w") as f:
-        f.write("secret\n")
+    put(os.path.join(root, "sub", "big.bin"), big)
+    put(os.path.join(root, "hello.txt"), b"hello, ftp\n")
+    put(os.path.join(TMP, "secret.txt"), b"secret\n")
     port = axtest.free_port()
     p = wine(os.path.join(WIN, "examples", "ftp_server.exe"), "--user", "joe:s3cret", root,
              "tcp://127.0.0.1:%d" % port)
@@ -414,14 +413,12 @@ def ftp_server_example_with_curl_and_lftp():
     t.eq((st, names.split()), (0, [b"big.bin"]), "NLST of /sub/")
     t.eq(curl(url + "/sub/big.bin"), (0, big), "RETR of 3 MiB")
     part = os.path.join(TMP, "part.bin")
-    with open(part, "wb") as f:
-        f.write(big[:1000000])
+    put(part, big[:1000000])
     t.eq(curl("-C", "-", "-o", part, url + "/sub/big.bin")[0], 0, "a resumed RETR")
     with open(part, "rb") as f:
         t.ok(f.read() == big, "the resumed file differs")
     up = os.path.join(TMP, "up.bin")
-    with open(up, "wb") as f:
-        f.write(big[:100000])
+    put(up, big[:100000])
     t.eq(curl("-T", up, url + "/sub/up.bin")[0], 0, "STOR")
     with open(os.path.join(root, "sub", "up.bin"), "rb") as f:
         t.ok(f.read() == big[:100000], "the stored file differs")
