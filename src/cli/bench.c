@@ -162,6 +162,22 @@ bool bench_payload_parse(const char *p, size_t len, int *pub, uint64_t *seq, uin
     return parse_u64(&p, end, seq) && parse_u64(&p, end, ts);
 }
 
+void bench_topic_path(char *out, size_t cap, const char *tmpl, const char *prefix, int i)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (const char *t = tmpl; *t && n + 1 < cap;) {
+        if (strncmp(t, "{topic}", 7) == 0) {
+            int k = snprintf(out + n, cap - n, "%s%d", prefix, i);
+            n = k < 0 || (size_t)k >= cap - n ? cap - 1 : n + (size_t)k;
+            t += 7;
+        } else {
+            out[n++] = *t++;
+        }
+    }
+    out[n] = 0;
+}
+
 bconn *bench_pub(bench_worker *w, int i)
 {
     int t = G.cfg->threads;
@@ -724,6 +740,8 @@ static void help(FILE *out)
         "  -5            MQTT 5.0 (default 3.1.1)\n"
         "  --topic PFX   topic i is PFX<i> (default bench/)\n"
         "  --pubsub      ws://: the hub's envelope instead of echo\n"
+        "  --sse-sub P   sse://: subscribers GET P (default /sse?topic={topic})\n"
+        "  --sse-pub P   sse://: publishers POST to P (default /api/publish/{topic})\n"
         "TLS:\n"
         "  -k, --insecure  accept any certificate;  --ca FILE  trust these CAs\n"
         "Output:\n"
@@ -835,7 +853,9 @@ enum {
     OPT_JSON,
     OPT_HTML,
     OPT_QUIET,
-    OPT_TIMEOUT
+    OPT_TIMEOUT,
+    OPT_SSE_SUB,
+    OPT_SSE_PUB
 };
 
 static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool *depth_set)
@@ -912,6 +932,17 @@ static int parse_one(bench_cfg *cfg, int ch, const char *arg, bool *pubsub, bool
     case OPT_TOPIC:
         cfg->topic = arg;
         return 0;
+    case OPT_SSE_SUB:
+    case OPT_SSE_PUB:
+        if (arg[0] != '/' || strpbrk(arg, " \r\n")) {
+            fprintf(stderr, "axon bench: --sse-sub/--sse-pub want a path such as /sub/{topic}\n");
+            return 2;
+        }
+        if (ch == OPT_SSE_SUB)
+            cfg->sse_sub = arg;
+        else
+            cfg->sse_pub = arg;
+        return 0;
     case OPT_PUBSUB:
         *pubsub = true;
         return 0;
@@ -953,6 +984,8 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
         {"html", required_argument, NULL, OPT_HTML},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"sse-sub", required_argument, NULL, OPT_SSE_SUB},
+        {"sse-pub", required_argument, NULL, OPT_SSE_PUB},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -965,6 +998,8 @@ static int parse(bench_cfg *cfg, int argc, char **argv)
                        .subs = 10,
                        .mqtt_version = 4,
                        .topic = "bench/",
+                       .sse_sub = "/sse?topic={topic}",
+                       .sse_pub = "/api/publish/{topic}",
                        .timeout_ms = 5000};
     bool pubsub = false, depth_set = false;
     int ch, rc;

@@ -82,6 +82,10 @@ typedef struct bench_cfg {
     int nheaders;
     int pubs, subs, qos, mqtt_version;
     const char *topic; /* prefix; topic i is PREFIX<i> */
+    /* sse://: where subscribers GET and publishers POST, "{topic}" standing
+     * for the topic (defaults: the hub's /sse?topic={topic} and
+     * /api/publish/{topic}) */
+    const char *sse_sub, *sse_pub;
     bool insecure;
     const char *ca;
     bool json, quiet, progress;
@@ -214,6 +218,8 @@ void bench_pump(bconn *c);
  * one of ours). */
 size_t bench_payload(char *buf, size_t cap, size_t size, int pub, uint64_t seq, uint64_t ts);
 bool bench_payload_parse(const char *p, size_t len, int *pub, uint64_t *seq, uint64_t *ts);
+/* tmpl with each "{topic}" replaced by PREFIX<i> (sse:// paths). */
+void bench_topic_path(char *out, size_t cap, const char *tmpl, const char *prefix, int i);
 /* The publisher bconn of global index i on worker w (fan-out: publishers
  * of a topic live on the worker that holds its subscribers), or NULL. */
 bconn *bench_pub(bench_worker *w, int i);

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """axon bench against servers that are not axon: nginx (http:// and
 https://, with pipelining and a POST), mosquitto (mqtt:// and mqtts://
-fan-out at QoS 0, 1 and 2), Python's websockets (ws:// and wss:// echo)
+fan-out at QoS 0, 1 and 2), Python's websockets (ws:// and wss:// echo), nginx's nchan module (sse://
+fan-out with --sse-sub/--sse-pub)
 and Python's own asyncio echo servers (tcp://, tls://, unix://, udp://).  Half a second of load each; the
 comparisons with wrk and mqttload are bench/bench-compare (make bench)."""
 
@@ -165,6 +166,56 @@ def mqtt_fanout_against_mosquitto():
     # A count is exact through the broker: every subscriber got every one.
     rep = bench("-n", "400", "-P", "2", "-S", "3", "-q", "1", "mqtt://127.0.0.1:%d" % port)
     t.eq((rep["fanout"]["published"], rep["count"]), (400, 1200), "-n 400 x 3 subscribers")
+
+
+NCHAN_CONF = """
+load_module %(mod)s;
+master_process off;
+worker_processes 1;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location ~ ^/sub/(.+)$ { nchan_subscriber eventsource; nchan_channel_id $1; }
+        location ~ ^/pub/(.+)$ { nchan_publisher; nchan_channel_id $1; }
+    }
+}
+"""
+NCHAN = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+
+@t.test
+def sse_fanout_against_nchan():
+    need(NGINX, "nginx")
+    need(NCHAN, "nginx's nchan module (libnginx-mod-nchan)")
+    d = tempfile.mkdtemp(prefix="nchan-", dir=TMP)
+    port = axtest.free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NCHAN_CONF % {"dir": d, "port": port, "mod": NCHAN})
+    n = Proc([NGINX, "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf,
+              "-g", "daemon off;"])
+    wait_port(port, n, "nginx (nchan)")
+    url = "sse://127.0.0.1:%d" % port
+    paths = ["--sse-sub", "/sub/{topic}", "--sse-pub", "/pub/{topic}"]
+    rep = bench("-P", "2", "-S", "5", *paths, url)
+    clean(rep, "nchan")
+    fo = rep["fanout"]
+    t.eq((fo["lost"], fo["reordered"], fo["subscribers_ready"]), (0, 0, 10),
+         "nchan: lost, reordered, subscribers")
+    t.ok(fo["deliveries"] >= 5 * fo["published"] * 0.9, "nchan: deliveries")
+    rep = bench("-n", "300", "-P", "1", "-S", "4", *paths, url)
+    t.eq((rep["fanout"]["published"], rep["count"]), (300, 1200), "nchan: -n 300 x 4")
+    clean(bench("-P", "2", "-S", "3", "-R", "200", *paths, url), "nchan -R 200")
 
 
 WS_SERVER = r'''
