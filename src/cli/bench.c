@@ -194,7 +194,10 @@ void bench_pump(bconn *c)
     const bench_cfg *cfg = w->cfg;
     if (!c->active || !c->up || c->dead || !bench_running()) return;
     uint64_t now = bench_now_us();
-    while (c->inflight < cfg->depth && c->sent < c->quota) {
+    /* c->sent - c->low <= c->mask: a message still out (a lost datagram,
+     * a delivery that has not come, until its time-out) keeps its slot in
+     * the ring; sending past it would overwrite that slot. */
+    while (c->inflight < cfg->depth && c->sent < c->quota && c->sent - c->low <= c->mask) {
         uint64_t ts = now;
         if (cfg->rate > 0) {
             if (c->next_us > now + 5) break; /* 5 us: the rounding of the start times */

@@ -190,6 +190,34 @@ def fanout_against_axon_serve():
 
 
 @t.test
+def loss_and_reorder_are_seen():
+    """A server that drops one message in ten and swaps two others
+    (lossy_sse.py): the subscribers' checks count both, and a message that
+    never reached its subscribers is an error once --timeout passed (its
+    publisher's window does not stay stuck on it)."""
+    port = axtest.free_port()
+    p = Proc(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "lossy_sse.py"), str(port)])
+    p.wait_output(lambda o: b"listening" in o, what="lossy_sse.py's ready line")
+    r = subprocess.run([axon_bin(), "bench", "--json", "-P", "2", "-S", "2", "-p", "4", "-d", "2",
+                        "--timeout", "0.3", "--sse-sub", "/sub/{topic}", "--sse-pub",
+                        "/pub/{topic}", "sse://127.0.0.1:%d" % port], capture_output=True,
+                       timeout=30)
+    rep = json.loads(r.stdout)
+    fo = rep["fanout"]
+    print("# published %d, deliveries %d, lost %d, reordered %d, errors %r" % (
+        fo["published"], fo["deliveries"], fo["lost"], fo["reordered"], rep["errors_by_kind"]))
+    t.eq(r.returncode, 1, "exit status of a run with errors")
+    t.ok(fo["published"] >= 20, "published %d" % fo["published"])
+    t.ok(fo["lost"] > 0, "losses seen")
+    t.ok(fo["reordered"] > 0, "reordering seen")
+    t.ok(rep["errors_by_kind"].get("timeout: a message not delivered to every subscriber", 0) > 0,
+         "the dropped messages are errors: %r" % rep["errors_by_kind"])
+    # About a tenth of the messages were dropped: not all, not none.
+    t.ok(fo["deliveries"] >= fo["published"], "deliveries %d" % fo["deliveries"])
+
+
+@t.test
 def count_mode_stops_after_n():
     s = serve()
     rep = bench("-n", "300", "-P", "1", "-S", "2", "mqtt://127.0.0.1:%d" % s.mqtt_port)
