@@ -127,6 +127,7 @@ void bench_print_json(const bench_result *r, FILE *out)
     json_str(out, cfg->url);
     fprintf(out, ",\"mode\":\"%s\",\"rate\":%.3f,\"threads\":%d,\"depth\":%d,\"size\":%zu",
             mode_name(cfg), cfg->rate, cfg->threads, cfg->depth, cfg->size);
+    fprintf(out, ",\"ramp\":%.3f,\"warmup\":%.3f", cfg->ramp, cfg->warmup);
     fprintf(out, ",\"seconds\":%.3f,\"connections\":{\"asked\":%d,\"reached\":%d}", r->secs,
             r->conns_asked, r->conns_reached);
     fprintf(out, ",\"count\":%llu,\"per_second\":%.1f,\"unit\":\"%s\"", (unsigned long long)r->done,

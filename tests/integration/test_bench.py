@@ -12,6 +12,7 @@ import select
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import axtest
@@ -215,6 +216,53 @@ def loss_and_reorder_are_seen():
          "the dropped messages are errors: %r" % rep["errors_by_kind"])
     # About a tenth of the messages were dropped: not all, not none.
     t.ok(fo["deliveries"] >= fo["published"], "deliveries %d" % fo["deliveries"])
+
+
+@t.test
+def ramp_spreads_the_connections_starts():
+    """--ramp 2 with 4 connections: each starts its load half a second
+    after the one before (seen by the server: each connection's first
+    bytes), and the measurement begins after the ramp."""
+    firsts = {}
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def serve_one(c):
+        first = True
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                if first:
+                    firsts[c.fileno()] = time.monotonic()
+                    first = False
+                c.sendall(b)
+        except OSError:
+            pass  # axon bench resets its connections at the end
+        c.close()
+
+    def accept():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    rep = bench("-c", "4", "--ramp", "2", "-d", "0.5", "tcp://127.0.0.1:%d" % lsock.getsockname()[1])
+    lsock.close()
+    clean(rep, "--ramp 2")
+    t.eq(rep["ramp"], 2.0, "ramp in the report")
+    times = sorted(firsts.values())
+    t.eq(len(times), 4, "connections that sent")
+    spread = times[-1] - times[0]
+    print("# first sends %s s after the first" % ", ".join("%.2f" % (x - times[0]) for x in times))
+    t.ok(spread >= 1.0, "the starts were spread over %.2f s, not about 1.5" % spread)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    t.ok(min(gaps) >= 0.2, "each start after the one before: gaps %r" % gaps)
 
 
 @t.test
