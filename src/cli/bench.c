@@ -96,10 +96,11 @@ void bench_bytes(bench_worker *w, uint64_t in, uint64_t out)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void record(bench_worker *w, uint64_t lat)
+static void record(bench_worker *w, uint64_t lat, uint64_t lat_sent)
 {
     pthread_mutex_lock(&w->lock);
     bench_hist_add(&w->interval, lat);
+    bench_hist_add(&w->interval_sent, lat_sent);
     w->done++;
     pthread_mutex_unlock(&w->lock);
 }
@@ -206,6 +207,7 @@ void bench_pump(bconn *c)
         }
         uint64_t seq = c->sent++;
         c->ts[seq & c->mask] = ts;
+        c->sts[seq & c->mask] = now;
         c->cnt[seq & c->mask] = 0;
         c->fin[seq & c->mask] = 0;
         c->inflight++;
@@ -259,7 +261,10 @@ void bench_complete(bconn *c, uint64_t seq, bool rec)
 {
     if (seq < c->low || seq >= c->sent || c->fin[seq & c->mask]) return;
     c->fin[seq & c->mask] = 1;
-    if (rec && bench_measuring()) record(c->w, bench_now_us() - c->ts[seq & c->mask]);
+    if (rec && bench_measuring()) {
+        uint64_t now = bench_now_us();
+        record(c->w, now - c->ts[seq & c->mask], now - c->sts[seq & c->mask]);
+    }
     if (c->w->ops->fanout && bench_measuring()) {
         pthread_mutex_lock(&c->w->lock);
         c->w->published++;
@@ -293,8 +298,11 @@ void bench_deliver(bconn *p, uint64_t *next, uint64_t seq, uint64_t ts)
     bench_worker *w = p->w;
     uint64_t now = bench_now_us();
     if (bench_measuring()) {
+        /* the actual send time while the message is still in the ring */
+        uint64_t sts = seq >= p->low && seq < p->sent ? p->sts[seq & p->mask] : ts;
         pthread_mutex_lock(&w->lock);
         bench_hist_add(&w->interval, now > ts ? now - ts : 0);
+        bench_hist_add(&w->interval_sent, now > sts ? now - sts : 0);
         w->done++;
         if (seq > *next) w->lost += seq - *next;
         if (seq < *next) w->reordered++;
@@ -431,6 +439,7 @@ static void free_conns(bench_worker *w)
         bconn *c = w->conns[i];
         if (!c) continue;
         free(c->ts);
+        free(c->sts);
         free(c->cnt);
         free(c->fin);
         free(c);
@@ -458,9 +467,10 @@ static int make_conns(bench_worker *w)
         c->index = k * T + w->index;
         c->mask = ring - 1;
         c->ts = calloc(ring, sizeof(*c->ts));
+        c->sts = calloc(ring, sizeof(*c->sts));
         c->cnt = calloc(ring, sizeof(*c->cnt));
         c->fin = calloc(ring, sizeof(*c->fin));
-        if (!c->ts || !c->cnt || !c->fin) return AX_ENOMEM;
+        if (!c->ts || !c->sts || !c->cnt || !c->fin) return AX_ENOMEM;
         c->quota = UINT64_MAX;
         if (cfg->count)
             c->quota =
@@ -548,7 +558,7 @@ static double process_cpu(void)
 }
 
 typedef struct collector {
-    bench_hist *total, *sec;
+    bench_hist *total, *sec, *total_sent;
     uint64_t done, bytes, errors;
     bench_point *tl;
     int ntl, captl;
@@ -573,6 +583,8 @@ static void collect(collector *col, double t, int nw)
         pthread_mutex_lock(&w->lock);
         bench_hist_merge(col->sec, &w->interval);
         bench_hist_reset(&w->interval);
+        bench_hist_merge(col->total_sent, &w->interval_sent);
+        bench_hist_reset(&w->interval_sent);
         done += w->done;
         bytes += w->bytes_in + w->bytes_out;
         errors += err_sum(w);
@@ -1191,9 +1203,14 @@ static int run(bench_cfg *cfg)
     int nw = cfg->threads, rc = 1;
     G.cfg = cfg;
     G.w = calloc((size_t)nw, sizeof(*G.w));
-    collector col = {.total = calloc(1, sizeof(bench_hist)), .sec = calloc(1, sizeof(bench_hist))};
-    bench_result r = {.cfg = cfg, .lat = col.total, .lag = calloc(1, sizeof(bench_hist))};
-    if (!G.w || !col.total || !col.sec || !r.lag) goto out;
+    collector col = {.total = calloc(1, sizeof(bench_hist)),
+                     .sec = calloc(1, sizeof(bench_hist)),
+                     .total_sent = calloc(1, sizeof(bench_hist))};
+    bench_result r = {.cfg = cfg,
+                      .lat = col.total,
+                      .lat_sent = col.total_sent,
+                      .lag = calloc(1, sizeof(bench_hist))};
+    if (!G.w || !col.total || !col.sec || !col.total_sent || !r.lag) goto out;
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -1230,6 +1247,7 @@ out:
     free(G.w);
     free(col.total);
     free(col.sec);
+    free(col.total_sent);
     free(col.tl);
     free(r.lag);
     return rc;

@@ -139,6 +139,7 @@ struct bconn {
     int inflight;
     uint64_t mask; /* ring size - 1: a power of two >= depth */
     uint64_t *ts;  /* intended (or actual) send time of each seq in flight */
+    uint64_t *sts; /* actual send time of each seq in flight */
     uint32_t *cnt; /* fan-out: deliveries (+ ack) of each seq so far */
     uint8_t *fin;  /* seq complete (out-of-order completion) */
 };
@@ -174,6 +175,7 @@ struct bench_worker {
     /* guarded by lock: read by the main thread each second */
     pthread_mutex_t lock;
     bench_hist interval;
+    bench_hist interval_sent; /* the same latencies from the actual send time */
     uint64_t done, bytes_in, bytes_out, published, lost, reordered;
     bench_err errs[BENCH_MAX_ERR];
     int nerrs;
@@ -267,11 +269,13 @@ typedef struct bench_result {
     int nerrs;
     int conns_asked, conns_reached, subs_asked, subs_ready;
     bench_hist *lat, *lag;
-    double cpu;       /* generator CPU: busiest worker thread, share of one core */
-    double cpu_total; /* the whole process, cores */
-    double busy;      /* the busiest worker thread: running + waiting for a CPU */
-    double cpu_wait;  /* of which waiting for a CPU (starved by other processes) */
-    double sent_rate; /* open loop: requests sent per second */
+    bench_hist *lat_sent; /* from the actual send time: what a tool without
+                             the correction reports (differs at -R only) */
+    double cpu;           /* generator CPU: busiest worker thread, share of one core */
+    double cpu_total;     /* the whole process, cores */
+    double busy;          /* the busiest worker thread: running + waiting for a CPU */
+    double cpu_wait;      /* of which waiting for a CPU (starved by other processes) */
+    double sent_rate;     /* open loop: requests sent per second */
     bool valid;
     char why[512]; /* when not valid */
     bench_point *tl;
