@@ -354,10 +354,10 @@ static void on_sched(ax_watch *wa, unsigned events, void *ud)
      * coordinated omission of the self-check. */
     if (bench_measuring())
         for (uint64_t i = 0; i < n; i++) {
-            uint64_t due = w->tick_due + i * w->sched_us;
+            uint64_t due = (w->tick_due + i * w->sched_ns) / 1000u;
             bench_hist_add(&w->lag, now > due ? now - due : 0);
         }
-    w->tick_due += n * w->sched_us;
+    w->tick_due += n * w->sched_ns;
     if (!bench_running()) return;
     for (int i = 0; i < w->nconns; i++)
         if (w->conns[i]->active) bench_pump(w->conns[i]);
@@ -384,12 +384,12 @@ static void sched_arm(bench_worker *w)
         if (w->conns[i]->start_us < first) first = w->conns[i]->start_us;
     ns /= (uint64_t)w->nconns;
     if (ns < 20000) ns = 20000;
-    w->sched_us = ns / 1000u;
+    w->sched_ns = ns;
     struct itimerspec its = {
         .it_interval = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)},
         .it_value = {(time_t)(first / 1000000u), (long)(first % 1000000u) * 1000},
     };
-    w->tick_due = first;
+    w->tick_due = first * 1000u;
     if (timerfd_settime(w->sched_fd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
         bench_error(w, "setup: timerfd_settime failed");
 }

@@ -152,11 +152,13 @@ struct bench_worker {
     int ktid; /* the kernel's thread id (for /proc/self/task/TID/schedstat) */
     ax_loop *loop;
     ax_timer *tick;         /* 1 ms: start, time-outs, the end */
-    struct ax_watch *sched; /* open loop: a timerfd every sched_us */
+    struct ax_watch *sched; /* open loop: a timerfd every sched_ns */
     int sched_fd;
     bool sched_armed;
-    uint64_t sched_us;
-    uint64_t tick_due; /* when the schedule's timer should fire next */
+    uint64_t sched_ns;
+    uint64_t tick_due; /* when the schedule's timer should fire next (ns; in
+                          ns so that the period's fraction of a us does not
+                          add up into lag that is not there) */
     bconn **conns;
     int nconns;
     /* fan-out: publishers whose window moved in this loop iteration; they
