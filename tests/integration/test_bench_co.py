@@ -71,6 +71,23 @@ def open_loop_valid(*args):
     return rep
 
 
+def stall_seen(rep, what):
+    """p99 shows most of the 100 ms stall (10% of the time the server is
+    stalled: requests meant for the last 1% of the whole time waited 90-100
+    ms; 50 ms leaves room for timing).  When even three runs were starved
+    (a loaded machine), the stall must show beyond the generator's own
+    schedule lag, the only reason such a run may be invalid."""
+    o99, gen = rep["latency_us"]["p99"], rep["generator"]
+    lag = 0
+    if not gen["valid"]:
+        t.ok("schedule ran late" in gen["why"] and "used" not in gen["why"] and
+             "starved" not in gen["why"], what + ": invalid for another reason: " + gen["why"])
+        lag = gen["lag_p99_us"]
+    t.ok(o99 - lag >= 50000, "%s: open-loop p99 %.1f ms (generator lag %.1f ms) does not show "
+         "the 100 ms stall" % (what, o99 / 1000, lag / 1000))
+    t.ok(rep["latency_us"]["max"] >= 80000, what + ": max shows the stall")
+
+
 @t.test
 def constant_rate_shows_the_stall_closed_loop_hides_it():
     url = stall_server()
@@ -88,14 +105,10 @@ def constant_rate_shows_the_stall_closed_loop_hides_it():
     t.eq(closed["latency_from_send_us"]["p99"], c99, "closed loop: the two figures are one")
     t.eq(opened["errors"], 0, "errors at -R")
     t.ok(opened["per_second"] > 400, "the rate was kept: %.0f/s" % opened["per_second"])
-    # 10% of the time the server is stalled: requests meant for the last
-    # 1% of the whole time waited 90-100 ms.  50 ms leaves room for timing.
-    t.ok(o99 >= 50000, "open-loop p99 %.1f ms does not show the 100 ms stall" % (o99 / 1000))
-    t.ok(opened["latency_us"]["max"] >= 80000, "max shows the stall")
+    stall_seen(opened, "http")
     # Closed loop: the stall is hidden from the percentiles.
     t.ok(c99 * 2 < o99, "closed-loop p99 %.1f ms is not below the open-loop %.1f ms" % (
         c99 / 1000, o99 / 1000))
-    t.ok(opened["generator"]["valid"], "a valid run: %s" % opened["generator"]["why"])
 
 
 @t.test
@@ -128,10 +141,7 @@ def every_protocol_shows_the_stall_at_a_constant_rate():
         print("# %s: p99 open loop %.1f ms, closed loop %.1f ms (%.0f/s)" % (
             name, o99 / 1000, c99 / 1000, closed["per_second"]))
         t.eq(opened["errors"], 0, name + ": errors at -R")
-        t.ok(opened["generator"]["valid"], name + ": a valid run: %s" % opened["generator"]["why"])
-        t.ok(o99 >= 50000, "%s: open-loop p99 %.1f ms does not show the 100 ms stall" % (
-            name, o99 / 1000))
-        t.ok(opened["latency_us"]["max"] >= 80000, name + ": max shows the stall")
+        stall_seen(opened, name)
 
 
 @t.test
