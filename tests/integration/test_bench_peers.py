@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """axon bench against servers that are not axon: nginx (http:// and
 https://, with pipelining and a POST), mosquitto (mqtt:// and mqtts://
-fan-out at QoS 0, 1 and 2), Python's websockets (ws:// and wss:// echo), nginx's nchan module (sse://
-fan-out with --sse-sub/--sse-pub)
+fan-out at QoS 0, 1 and 2), Python's websockets (ws:// and wss:// echo), nginx's nchan module (sse:// and
+sses:// fan-out with --sse-sub/--sse-pub)
 and Python's own asyncio echo servers (tcp://, tls://, unix://, udp://).  Half a second of load each; the
 comparisons with wrk and mqttload are bench/bench-compare (make bench)."""
 
@@ -185,6 +185,9 @@ http {
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:%(port)d;
+        listen 127.0.0.1:%(tport)d ssl;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(key)s;
         location ~ ^/sub/(.+)$ { nchan_subscriber eventsource; nchan_channel_id $1; }
         location ~ ^/pub/(.+)$ { nchan_publisher; nchan_channel_id $1; }
     }
@@ -198,13 +201,16 @@ def sse_fanout_against_nchan():
     need(NGINX, "nginx")
     need(NCHAN, "nginx's nchan module (libnginx-mod-nchan)")
     d = tempfile.mkdtemp(prefix="nchan-", dir=TMP)
-    port = axtest.free_port()
+    port, tport = axtest.free_port(), axtest.free_port()
+    cert, key = certs()
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NCHAN_CONF % {"dir": d, "port": port, "mod": NCHAN})
+        f.write(NCHAN_CONF % {"dir": d, "port": port, "tport": tport, "cert": cert, "key": key,
+                              "mod": NCHAN})
     n = Proc([NGINX, "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf,
               "-g", "daemon off;"])
     wait_port(port, n, "nginx (nchan)")
+    wait_port(tport, n, "nginx (nchan, TLS)")
     url = "sse://127.0.0.1:%d" % port
     paths = ["--sse-sub", "/sub/{topic}", "--sse-pub", "/pub/{topic}"]
     rep = bench("-P", "2", "-S", "5", *paths, url)
@@ -216,6 +222,9 @@ def sse_fanout_against_nchan():
     rep = bench("-n", "300", "-P", "1", "-S", "4", *paths, url)
     t.eq((rep["fanout"]["published"], rep["count"]), (300, 1200), "nchan: -n 300 x 4")
     clean(bench("-P", "2", "-S", "3", "-R", "200", *paths, url), "nchan -R 200")
+    rep = bench("-P", "2", "-S", "3", "--ca", cert, *paths, "sses://127.0.0.1:%d" % tport)
+    clean(rep, "nchan over TLS")
+    t.eq((rep["fanout"]["lost"], rep["fanout"]["subscribers_ready"]), (0, 6), "sses: lost, subs")
 
 
 WS_SERVER = r'''
