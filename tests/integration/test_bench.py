@@ -266,6 +266,38 @@ def ramp_spreads_the_connections_starts():
 
 
 @t.test
+def a_lost_datagram_is_an_error_however_many_follow():
+    """A UDP echo server that drops each client's first datagram: with 4 in
+    flight, thousands of datagrams follow the lost one before its --timeout;
+    it is still an error when the time-out comes (its slot in the ring of
+    requests in flight is not reused meanwhile: before, it was overwritten
+    and the loss went unreported)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+
+    def echo():
+        seen = set()
+        while True:
+            try:
+                d, a = s.recvfrom(65536)
+            except OSError:
+                return
+            if a not in seen:
+                seen.add(a)
+                continue
+            s.sendto(d, a)
+
+    threading.Thread(target=echo, daemon=True).start()
+    rep = bench("-c", "2", "-p", "4", "-d", "2", "--timeout", "1",
+                "udp://127.0.0.1:%d" % s.getsockname()[1], ok=False)
+    s.close()
+    print("# %d echoed, errors %r" % (rep["count"], rep["errors_by_kind"]))
+    t.ok(rep["count"] > 100, "echoed %d" % rep["count"])
+    t.ok(rep["errors_by_kind"].get("timeout: no reply", 0) >= 2,
+         "the two lost datagrams: %r" % rep["errors_by_kind"])
+
+
+@t.test
 def count_mode_stops_after_n():
     s = serve()
     rep = bench("-n", "300", "-P", "1", "-S", "2", "mqtt://127.0.0.1:%d" % s.mqtt_port)
