@@ -914,7 +914,26 @@ static void presence_leave(hub *h, htopic *room, const char *name)
 
 hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
 {
-    hub_sub *s = ax_calloc(1, sizeof(*s));
+    return hub_sub_new_ext(h, ops, ud, name, 0);
+}
+
+/* hub_sub_ext(): right after the struct, at 8-byte alignment (pointers,
+ * 64-bit integers) */
+#define EXT_AT ((sizeof(hub_sub) + 7) / 8 * 8)
+
+void *hub_sub_ext(hub_sub *s)
+{
+    return (char *)s + EXT_AT;
+}
+
+hub_sub *hub_sub_of_ext(void *ext)
+{
+    return (hub_sub *)(void *)((char *)ext - EXT_AT);
+}
+
+hub_sub *hub_sub_new_ext(hub *h, const hub_sub_ops *ops, void *ud, const char *name, size_t extra)
+{
+    hub_sub *s = ax_calloc(1, extra ? EXT_AT + extra : sizeof(*s));
     if (!s) return NULL;
     s->h = h;
     s->ops = ops;
@@ -963,6 +982,11 @@ void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
     hub__lock(s->h);
     s->who = id;
     hub__unlock(s->h);
+}
+
+const auth_identity *hub_sub_identity(const hub_sub *s)
+{
+    return s->who; /* written by this thread only */
 }
 
 int hub_sub_rename(hub_sub *s, const char *name)
@@ -1070,17 +1094,35 @@ void hub__walk_end(hub *h)
     }
 }
 
-void hub_sub_free(hub_sub *s)
+static void sub_free_locked(hub *h, hub_sub *s)
 {
-    if (!s) return;
-    hub *h = s->h;
-    hub__lock(h);
     h->st.subscribers--;
     s->dead = true;
     s->grave_next = h->grave;
     h->grave = s;
     h->walking++;
     hub__walk_end(h);
+}
+
+void hub_sub_close(hub_sub *s)
+{
+    hub *h = s->h;
+    hub__lock(h);
+    s->refs++; /* its memory, released by the hub_sub_free() that follows */
+    sub_free_locked(h, s);
+    s->closed = true;
+    hub__unlock(h);
+}
+
+void hub_sub_free(hub_sub *s)
+{
+    if (!s) return;
+    hub *h = s->h;
+    hub__lock(h);
+    if (s->closed)
+        hub__sub_unref(s); /* after hub_sub_close(): its memory only */
+    else
+        sub_free_locked(h, s);
     hub__unlock(h);
 }
 

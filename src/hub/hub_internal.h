@@ -134,7 +134,9 @@ struct hub_sub {
     uint32_t refs;     /* the owner's, and one per message in flight to it */
     uint32_t inflight;
     bool blocked, dead;
+    bool closed; /* hub_sub_close(): the memory waits for hub_sub_free() */
 };
+_Static_assert(sizeof(hub_sub) == 136, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
 
 struct hub {
     ax_loop *loop;
