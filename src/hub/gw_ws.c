@@ -52,8 +52,8 @@ struct gw_ws {
 struct ws_client {
     ax_ws *ws;
     ws_client *prev, *next;
-    ws_wait *waits;   /* publishes whose "ok" waits for their commit */
-    ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
+    ws_wait *waits;      /* publishes whose "ok" waits for their commit */
+    ws_visit *visits;    /* history and presence requests waiting for their topic (hub_visit) */
     hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
     /* authed once credentials (or anonymous access) were accepted
      * (docs/security.md); no identity: no auth configured, no checks */
@@ -403,7 +403,8 @@ static void set_identity(ws_client *c, auth_identity *id)
 static void ws_refused(ws_client *c, const char *why)
 {
     ax_addr a;
-    serve_refused(GW(c)->sv, "websocket", ax_conn_peer(ax_ws_conn(c->ws), &a) == 0 ? &a : NULL, why);
+    serve_refused(GW(c)->sv, "websocket", ax_conn_peer(ax_ws_conn(c->ws), &a) == 0 ? &a : NULL,
+                  why);
 }
 
 static void do_auth(ws_client *c, json_t *o, json_t *id)

@@ -322,7 +322,8 @@ hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, ui
     return HUB_LIMIT_OK;
 }
 
-_Static_assert(sizeof(hub_limits_conn) == 48, "hub_limits_conn: in every connection (docs/scale.md)");
+_Static_assert(sizeof(hub_limits_conn) == 48,
+               "hub_limits_conn: in every connection (docs/scale.md)");
 
 void hub_limits_conn_close(hub_limits *L, hub_limits_conn *c, uint64_t now_ms)
 {

@@ -49,7 +49,7 @@ struct ax_ws {
     struct ws_ext *ext; /* what few connections need (NULL: none) */
     uint32_t cork;      /* 1 + its entry in the thread's cork table, 0: none */
     uint32_t ka;        /* 1 + its place in its loop's keepalive ring, 0: none */
-    uint8_t role : 1; /* enum ax_ws_role */
+    uint8_t role : 1;   /* enum ax_ws_role */
     uint8_t state : 2;
     bool close_sent : 1;
     bool pinged : 1;   /* keepalive: a ping is out */
