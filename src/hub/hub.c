@@ -989,6 +989,13 @@ const auth_identity *hub_sub_identity(const hub_sub *s)
     return s->who; /* written by this thread only */
 }
 
+/* The room an entry joined (e->present): its filter's topic, which the
+ * topic's rooms count keeps. */
+static htopic *room_of(hub *h, const entry *e)
+{
+    return hub__topic_get(h, e->filter, strlen(e->filter));
+}
+
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
@@ -996,11 +1003,11 @@ int hub_sub_rename(hub_sub *s, const char *name)
     if (!copy) return AX_ENOMEM;
     hub__lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
-        if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
+        if (e->present && s->name[0]) presence_leave(s->h, room_of(s->h, e), s->name);
     old = s->name;
     s->name = copy;
     for (entry *e = s->entries; e; e = e->snext)
-        if (e->room) hub__presence_join(s->h, e->room, s->name);
+        if (e->present) hub__presence_join(s->h, room_of(s->h, e), s->name);
     hub__unlock(s->h);
     name_free(old);
     return 0;
@@ -1018,17 +1025,15 @@ void hub__entry_unlink(hub_sub *s, entry *e)
         s->entries = e->snext;
     if (e->snext) e->snext->sprev = e->sprev;
     if (e->replaying) hub__job_end(s, hub__job_of(s, e));
-    if (e->room) {
-        if (s->name[0]) presence_leave(h, e->room, s->name);
-        e->room->rooms--;
-        hub__topic_consider(h, e->room);
+    htopic *room = e->present ? room_of(h, e) : NULL;
+    if (room) {
+        if (s->name[0]) presence_leave(h, room, s->name);
+        room->rooms--;
+        hub__topic_consider(h, room);
     }
-    if (e->nprev)
-        e->nprev->nnext = e->nnext;
-    else
-        e->n->subs = e->nnext;
-    if (e->nnext) e->nnext->nprev = e->nprev;
-    node *n = e->n;
+    *e->npp = e->nnext;
+    if (e->nnext) e->nnext->npp = e->npp;
+    node *n = hub__node_path(h, e->filter, false); /* there while it had e */
     if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
     hub__node_prune(n);
     htopic *t = hub__topic_get(h, e->filter, fl); /* an exact subscription kept it */

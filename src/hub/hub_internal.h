@@ -56,15 +56,20 @@ struct outbox {
     bool posted; /* run_batch() is on its way: it takes v[0..n) */
 };
 
-struct entry { /* one filter of one subscriber: offsetof(entry, filter) + its length + 1 */
+/* One filter of one subscriber: offsetof(entry, filter) + its length + 1
+ * (42 + 11 for "chat/lobby": glibc's 64-byte chunk).  Its node is the
+ * filter's path in the tree (hub__node_path(), looked up when it leaves),
+ * and the presence room the topic named by the filter (found by name:
+ * joins, leaves and renames are rare next to an idle subscriber's bytes). */
+struct entry {
     hub_sub *s;
-    node *n;
-    entry *nprev, *nnext; /* the node's subscribers */
+    entry **npp, *nnext;  /* the node's subscribers: what points here, the next */
     entry *snext, *sprev; /* the subscriber's filters */
-    htopic *room;         /* presence joined through this filter */
     bool replaying;       /* a job of s->jobs replays it (hub__job_of) */
+    bool present;         /* presence joined in the topic named `filter` (its rooms count) */
     char filter[];
 };
+_Static_assert(offsetof(entry, filter) == 42, "entry: a subscription's bytes (docs/scale.md)");
 
 struct job {        /* a paced replay: hub_subscribe() with `since` */
     job *next;      /* the subscriber's jobs, run in order */
