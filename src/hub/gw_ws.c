@@ -35,6 +35,7 @@ typedef struct gw_ws gw_ws;
 typedef struct ws_client ws_client;
 typedef struct ws_wait ws_wait;
 typedef struct ws_visit ws_visit;
+typedef struct ws_pend ws_pend;
 
 struct gw_ws {
     serve *sv;
@@ -52,8 +53,7 @@ struct gw_ws {
 struct ws_client {
     ax_ws *ws;
     ws_client *prev, *next;
-    ws_wait *waits;      /* publishes whose "ok" waits for their commit */
-    ws_visit *visits;    /* history and presence requests waiting for their topic (hub_visit) */
+    ws_pend *pend;       /* made with its first wait or visit (NULL: none yet) */
     hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
     /* authed once credentials (or anonymous access) were accepted
      * (docs/security.md); no identity: no auth configured, no checks */
@@ -62,8 +62,20 @@ struct ws_client {
     bool limited;   /* over a limit: closing, nothing more is read */
     bool stopped;   /* the gateway stopped: its subscriber is closed (hub_sub_close) */
 };
-/* With the subscriber (136), 232 bytes: glibc's 240-byte chunk. */
-_Static_assert(sizeof(ws_client) <= 96, "ws_client: an idle subscriber's bytes (docs/scale.md)");
+/* With the subscriber (128), 216 bytes: glibc's 224-byte chunk. */
+_Static_assert(sizeof(ws_client) <= 88, "ws_client: an idle subscriber's bytes (docs/scale.md)");
+
+/* What a client waits for, once it has waited for something. */
+struct ws_pend {
+    ws_wait *waits;   /* publishes whose "ok" waits for their commit */
+    ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
+};
+
+static ws_pend *pend_get(ws_client *c)
+{
+    if (!c->pend) c->pend = ax_calloc(1, sizeof(*c->pend));
+    return c->pend;
+}
 
 #define SUB(c) hub_sub_of_ext(c)
 #define GW(c) ((gw_ws *)hub_sub_data(SUB(c)))
@@ -230,7 +242,7 @@ static void wait_unlink(ws_wait *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        w->c->waits = w->next;
+        w->c->pend->waits = w->next;
     if (w->next) w->next->prev = w->prev;
 }
 
@@ -256,9 +268,9 @@ static void publish_acked(hub_ack *a, int status)
 /* Forget the client's waiting acknowledgements (it is closing). */
 static void waits_cancel(ws_client *c)
 {
-    while (c->waits) {
-        ws_wait *w = c->waits;
-        c->waits = w->next;
+    while (c->pend && c->pend->waits) {
+        ws_wait *w = c->pend->waits;
+        c->pend->waits = w->next;
         hub_ack_cancel(GW(c)->sv->hub, &w->ack);
         wait_free(w);
     }
@@ -269,7 +281,7 @@ static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t 
                           uint64_t ticket)
 {
     size_t tl = strlen(topic);
-    ws_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
+    ws_wait *w = pend_get(c) ? ax_calloc(1, sizeof(*w) + tl + 1) : NULL;
     if (!w || hub_ack_wait(GW(c)->sv->hub, &w->ack, ticket, publish_acked) != 0) {
         ax_free(w);
         reply_error(c, id, "out of memory waiting for the store");
@@ -279,9 +291,9 @@ static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t 
     w->id = id ? json_incref(id) : NULL;
     w->seq = seq;
     memcpy(w->topic, topic, tl + 1);
-    w->next = c->waits;
-    if (c->waits) c->waits->prev = w;
-    c->waits = w;
+    w->next = c->pend->waits;
+    if (c->pend->waits) c->pend->waits->prev = w;
+    c->pend->waits = w;
 }
 
 /* The store is full: stop reading this client for THROTTLE_MS (TCP flow
@@ -513,7 +525,7 @@ static void visit_back(void *ud)
 {
     ws_visit *v = ud;
     if (v->c) {
-        for (ws_visit **p = &v->c->visits; *p; p = &(*p)->next)
+        for (ws_visit **p = &v->c->pend->visits; *p; p = &(*p)->next)
             if (*p == v) {
                 *p = v->next;
                 break;
@@ -527,10 +539,10 @@ static void visit_back(void *ud)
 
 static void query(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic)
 {
-    ws_visit *v = ax_malloc(sizeof(*v));
-    if (v) *v = (ws_visit){c->visits, c, json_incref(o), json_incref(id)};
+    ws_visit *v = pend_get(c) ? ax_malloc(sizeof(*v)) : NULL;
+    if (v) *v = (ws_visit){c->pend->visits, c, json_incref(o), json_incref(id)};
     if (v && hub_visit(GW(c)->sv->hub, topic, visit_back, v)) {
-        c->visits = v;
+        c->pend->visits = v;
         return;
     }
     if (v) {
@@ -677,6 +689,7 @@ static void ws_upgrade(ax_http_req *r, void *ud)
 static void client_free(ws_client *c)
 {
     auth_identity *id = ID(c);
+    ax_free(c->pend);
     hub_sub_free(SUB(c)); /* (c with it) */
     auth_identity_free(id);
 }
@@ -784,7 +797,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     GW_SUB(GW(c)->sv->gw[GW_WS].conns, 1);
     serve_limit_close(GW(c)->sv, &c->lim);
     waits_cancel(c);
-    for (ws_visit *v = c->visits; v; v = v->next)
+    for (ws_visit *v = c->pend ? c->pend->visits : NULL; v; v = v->next)
         v->c = NULL; /* (freed when their visit is done) */
     client_free(c);
 }

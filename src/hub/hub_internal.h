@@ -121,7 +121,10 @@ struct qnode {
  * subscriber's bytes count: docs/scale.md). */
 struct hub_sub {
     hub *h;
-    const hub_sub_ops *ops;
+    union {
+        const hub_sub_ops *ops; /* while alive (every call of it is after a dead check) */
+        hub_sub *grave_next;    /* once dead: the hub's grave, until released */
+    };
     void *ud;
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
@@ -130,7 +133,6 @@ struct hub_sub {
     qnode *qhead, **qtail;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
-    hub_sub *grave_next;
     uint64_t stamp, id;
     /* bytes queued, and how many before the policy applies (at most
      * HUB_BUDGET_MAX: a queue holds the budget and one message more) */
@@ -141,7 +143,7 @@ struct hub_sub {
     bool blocked, dead;
     bool closed; /* hub_sub_close(): the memory waits for hub_sub_free() */
 };
-_Static_assert(sizeof(hub_sub) == 136, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
+_Static_assert(sizeof(hub_sub) == 128, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
 
 struct hub {
     ax_loop *loop;
