@@ -416,9 +416,11 @@ typedef struct hub_backplane_ops {
     void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
                      void *cbud);
     /* Gateway state rows (hub_state_put, hub_state_clear: op HUB_STATE_*)
-     * kept in the cluster instead of the store (NULL: not kept). */
+     * kept in the cluster instead of the store (NULL: not kept); `ticket`
+     * (not NULL) gets one for ops->wait: done when Redis took the row,
+     * AX_EIO when it did not. */
     int (*state)(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
-                 size_t vlen);
+                 size_t vlen, uint64_t *ticket);
     /* hub_visit() (NULL: nothing to visit); cb on `loop`. */
     bool (*visit)(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop);
 } hub_backplane_ops;
