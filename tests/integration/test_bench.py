@@ -59,17 +59,7 @@ def clean(rep, what):
          what + ": percentiles out of order: %r" % lat)
 
 
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while time.monotonic() < deadline:
-        if not proc.running():
-            raise Failure("%s exited%s" % (what, proc.err_note()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise Failure("%s did not listen on %d" % (what, port))
+wait_port = axtest.wait_port
 
 
 def certs():

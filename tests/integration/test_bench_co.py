@@ -38,16 +38,7 @@ def stall_proxy(target_port):
 
 
 def wait_port(port, proc, what):
-    deadline = time.monotonic() + axtest.TIMEOUT * 2
-    while time.monotonic() < deadline:
-        if not proc.running():
-            raise Failure("%s exited%s" % (what, proc.err_note()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise Failure("%s did not listen on %d" % (what, port))
+    axtest.wait_port(port, proc, what, axtest.TIMEOUT * 2)
 
 
 def bench(*args):

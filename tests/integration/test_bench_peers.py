@@ -9,10 +9,8 @@ comparisons with wrk and mqttload are bench/bench-compare (make bench)."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 
 import axtest
 from axtest import Failure, Proc, axon_bin
@@ -23,17 +21,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while time.monotonic() < deadline:
-        if not proc.running():
-            raise Failure("%s exited%s" % (what, proc.err_note()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise Failure("%s did not listen on %d" % (what, port))
+wait_port = axtest.wait_port
 
 
 def generator_bound(out):
