@@ -8,7 +8,8 @@ exceptions, MONITOR (src/hub/irc_tags.c, irc_chan.c, docs/irc.md).
   `time=`; a tag that is not client-only (`fizz`) is not relayed.  They
   travel as MQTT 5.0 User Properties: an MQTT 5.0 subscriber of the room
   sees them, an MQTT publisher's `+` properties reach IRC as tags,
-  CHATHISTORY replays them; a DM carries them too.
+  CHATHISTORY replays them; a DM carries them too; through a Redis
+  backplane they reach an IRC user on another node.
 - TAGMSG: to the channel's users with message-tags (the sender's echo has
   the same msgid), not to the others; to a nick; 401 for nobody.
 - STATUSMSG (`PRIVMSG @#chan`, `+#chan`) reaches the operators (and the
@@ -22,6 +23,7 @@ import re
 import axtest
 import ircutil
 import mqttutil
+import redisutil
 import servutil
 
 t = axtest.Tests("axon serve: IRC tags, TAGMSG, STATUSMSG, +e/+I, MONITOR", alarm=150)
@@ -119,6 +121,36 @@ def client_tags_travel_as_user_properties():
             c.close()
         mq.close()
         srv.stop()
+
+
+@t.test
+def client_tags_cross_redis_nodes():
+    redisutil.require()
+    r = redisutil.Redis()
+    a = servutil.Serve("-d", "none", "--redis", r.url)
+    b = servutil.Serve("-d", "none", "--redis", r.url)
+    alice = bob = None
+    try:
+        redisutil.wait_for(lambda: all(redisutil.healthz(s) == 200 for s in (a, b)),
+                           "both nodes linked to Redis")
+        alice, bob = Irc.open(a), Irc.open(b)
+        alice.register("alice", "message-tags")
+        bob.register("bob", "message-tags")
+        alice.join("#lobby")
+        bob.join("#lobby")
+        alice.has(" JOIN #lobby", "bob's JOIN (from node b) at alice")
+        alice.cmd(r"@+draft/reply=x1;+k=a\sb PRIVMSG #lobby :across nodes")
+        got = bob.has("PRIVMSG #lobby :across nodes", "the message on node b")
+        bt = tags_of(got)
+        t.eq((bt.get("+draft/reply"), bt.get("+k")), ("x1", r"a\sb"),
+             "node b's IRC user gets the client tags: %r" % got)
+    finally:
+        for c in (alice, bob):
+            if c:
+                c.close()
+        for s in (a, b):
+            s.stop()
+        r.stop()
 
 
 @t.test
