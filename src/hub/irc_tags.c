@@ -25,6 +25,22 @@
 
 /* ---- client-only tags <-> User Properties ----------------------------------------- */
 
+/* A client-only tag's key: '+', then an optional vendor "host/" and a name
+ * of letters, digits and '-' ('.' and '/' in the vendor part).  A User
+ * Property's key may hold anything: ';', '=' or ' ' in it would forge
+ * other tags (`+x;account=admin`), so those are refused here. */
+static bool client_key_ok(const char *k, size_t n)
+{
+    if (n < 2 || k[0] != '+' || k[n - 1] == '/') return false;
+    for (size_t i = 1; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '/'))
+            return false;
+    }
+    return true;
+}
+
 size_t irc_tags_to_ext(const ax_irc_msg *m, uint8_t *out, size_t cap)
 {
     ax_mqtt_user_prop up[CLIENT_TAGS_MAX];
@@ -33,7 +49,7 @@ size_t irc_tags_to_ext(const ax_irc_msg *m, uint8_t *out, size_t cap)
     uint32_t n = 0;
     ax_irc_str rest = m->tags, key, value;
     while (n < CLIENT_TAGS_MAX && ax_irc_tag_next(&rest, &key, &value)) {
-        if (key.len < 2 || key.ptr[0] != '+' || ax_irc_tags_check(key) != 0) continue;
+        if (!client_key_ok(key.ptr, key.len)) continue;
         if (nv + value.len > sizeof vals) break;
         size_t vl = ax_irc_tag_unescape(value.ptr, value.len, vals + nv);
         up[n].key = (ax_mqtt_str){key.ptr, key.len};
@@ -55,9 +71,7 @@ size_t irc_tags_from_ext(const void *ext, size_t ext_len, char *out, size_t o, s
     ax_mqtt_str key, value;
     char esc[AX_IRC_MAX_TAGS];
     while (ax_mqtt_user_next(&it, &key, &value)) {
-        if (key.len < 2 || key.ptr[0] != '+' ||
-            ax_irc_tags_check((ax_irc_str){key.ptr, key.len}) != 0)
-            continue;
+        if (!client_key_ok(key.ptr, key.len)) continue;
         size_t el = ax_irc_tag_escape(value.ptr, value.len, esc, sizeof esc);
         if (el > sizeof esc) continue;
         size_t need = (o ? 1 : 0) + key.len + (el ? 1 + el : 0);
@@ -82,11 +96,11 @@ static size_t client_tags(const ax_irc_msg *m, char *out, size_t cap)
     ax_irc_str rest = m->tags, key, value;
     out[0] = '\0';
     while (ax_irc_tag_next(&rest, &key, &value)) {
-        if (key.len < 2 || key.ptr[0] != '+' || ax_irc_tags_check(key) != 0) continue;
+        if (!client_key_ok(key.ptr, key.len)) continue;
         size_t need = (o ? 1 : 0) + key.len + (value.len ? 1 + value.len : 0);
         if (o + need + 1 > cap) break;
-        o += (size_t)snprintf(out + o, cap - o, "%s%.*s%s%.*s", o ? ";" : "", (int)key.len,
-                              key.ptr, value.len ? "=" : "", (int)value.len, value.ptr);
+        o += (size_t)snprintf(out + o, cap - o, "%s%.*s%s%.*s", o ? ";" : "", (int)key.len, key.ptr,
+                              value.len ? "=" : "", (int)value.len, value.ptr);
     }
     return o;
 }
@@ -127,7 +141,7 @@ void irc_cmd_tagmsg(irc_conn *ic, const ax_irc_msg *m, char **args)
     if (client_tags(m, ct, sizeof ct)) snprintf(tags + o, sizeof tags - o, ";%s", ct);
     const char *target = args[0], *chan_part = target;
     int flags = 0;
-    bool reached = false; /* does the event give the sender its echo? */
+    bool reached = false;                       /* does the event give the sender its echo? */
     if (target[0] == '@' || target[0] == '+') { /* STATUSMSG */
         flags = target[0] == '@' ? CM_OP : CM_OP | CM_VOICE;
         chan_part = target + 1;
@@ -286,9 +300,7 @@ void irc_cmd_monitor(irc_conn *ic, int nparams, char **args)
                 irc_num(ic, "734", "%d %s :Monitor list is full.", MONITOR_MAX, t);
                 break;
             }
-            if (!ic->monitor &&
-                !(ic->monitor = ax_calloc(MONITOR_MAX, sizeof *ic->monitor)))
-                break;
+            if (!ic->monitor && !(ic->monitor = ax_calloc(MONITOR_MAX, sizeof *ic->monitor))) break;
             snprintf(ic->monitor[ic->nmonitor++], sizeof ic->monitor[0], "%s", t);
             added[na++] = t;
         }

@@ -7,7 +7,8 @@ exceptions, MONITOR (src/hub/irc_tags.c, irc_chan.c, docs/irc.md).
   echo; a user without caps gets no tags, one with server-time only
   `time=`; a tag that is not client-only (`fizz`) is not relayed.  They
   travel as MQTT 5.0 User Properties: an MQTT 5.0 subscriber of the room
-  sees them, an MQTT publisher's `+` properties reach IRC as tags,
+  sees them, an MQTT publisher's `+` properties reach IRC as tags (a key
+  with ';' or '=' that would forge another tag is dropped),
   CHATHISTORY replays them; a DM carries them too; through a Redis
   backplane they reach an IRC user on another node.
 - TAGMSG: to the channel's users with message-tags (the sender's echo has
@@ -103,10 +104,13 @@ def client_tags_travel_as_user_properties():
         pub = mqttutil.Client(srv.mqtt_port, "tags-pub", version=mqttutil.V5)
         pub.connect()
         pub.publish("chat/lobby", b"from mqtt", qos=1, props=mqttutil.v5props(
-            "PUBLISH", UserProperty=[("+react", "\U0001F44D ok"), ("plain", "x")]))
+            "PUBLISH", UserProperty=[("+react", "\U0001F44D ok"), ("plain", "x"),
+                                     ("+f;account=admin", "v")]))
         got = bob.has("PRIVMSG #lobby :from mqtt", "the MQTT message at bob")
         t.eq(tags_of(got).get("+react"), "\U0001F44D\\sok", "an MQTT '+' property is a tag")
         t.ok("plain" not in tags_of(got), "other User Properties are not tags")
+        t.ok("account" not in tags_of(got) and "+f" not in tags_of(got),
+             "a key that would forge a tag is dropped: %r" % got)
         pub.close()
         bob.cmd("CHATHISTORY LATEST #lobby * 10")
         hist = bob.until(lambda ln: " BATCH -" in ln, "the end of the history batch")
