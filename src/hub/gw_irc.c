@@ -874,6 +874,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         snprintf(out, sizeof out, ":%s!%s@%s AWAY%s%s", ic->nick, ic->user, ic->host,
                  ic->away[0] ? " :" : "", ic->away);
         irc_net_shared(ic->g, ic->nick, out, CAP_AWAY_NOTIFY);
+        irc_net_monitor_event(ic->g, ic->nick, out, CAP_AWAY_NOTIFY | CAP_EXTENDED_MONITOR);
     } else if (strcmp(cmd, "ISON") == 0) {
         char out[400] = "";
         size_t o = 0;

@@ -48,6 +48,7 @@ enum {
     CAP_ACCOUNT_TAG = 1 << 10,
     CAP_ACCOUNT_NOTIFY = 1 << 11,
     CAP_EXTENDED_JOIN = 1 << 12,
+    CAP_EXTENDED_MONITOR = 1 << 13,
 };
 
 typedef struct gw_irc gw_irc;
@@ -226,6 +227,10 @@ void irc_net_nick_ex(gw_irc *g, const char *nick, const char *line, const irc_ne
 /* MONITOR: 730 (`online`, `who` nick!user@host) or 731 (`who` the nick) to
  * every IRC user who monitors `nick`. */
 void irc_net_monitor(gw_irc *g, const char *nick, const char *who, bool online);
+/* extended-monitor: `line` (AWAY) to the users with every bit of
+ * `need_cap` who monitor `nick` and share no channel with it (those have
+ * it from irc_net_shared()). */
+void irc_net_monitor_event(gw_irc *g, const char *nick, const char *line, int need_cap);
 /* `line` to the IRC user called `nick`. */
 void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`

@@ -856,7 +856,8 @@ enum {
     NET_WALLOPS = 4,
     NET_KILL = 5,
     NET_MON_ON = 6,
-    NET_MON_OFF = 7
+    NET_MON_OFF = 7,
+    NET_MON_EVENT = 8
 };
 
 typedef struct net_ev {
@@ -913,7 +914,7 @@ static void net_apply(gw_irc *g, const net_ev *e)
     char chan[CHAN_MAX + 2];
     snprintf(chan, sizeof chan, "#%s", e->room);
     for (irc_conn *ic = g->conns; ic; ic = ic->next) {
-        if (!ic->registered || ic->quit || (e->need_cap && !(ic->caps & e->need_cap))) continue;
+        if (!ic->registered || ic->quit || (ic->caps & e->need_cap) != e->need_cap) continue;
         if (e->skip[0] && !(ic->caps & CAP_ECHO) && irc_same_name(ic->nick, e->skip)) continue;
         if (e->kind == NET_CHAN && irc_on_chan(ic, chan)) {
             if (e->need_flags && !(irc_chan_flags(e->room, ic->nick, NULL, false) & e->need_flags))
@@ -924,6 +925,9 @@ static void net_apply(gw_irc *g, const net_ev *e)
             irc_send_tagged(ic, e->tags, e->time, e->line);
         } else if ((e->kind == NET_MON_ON || e->kind == NET_MON_OFF) && irc_monitors(ic, e->nick)) {
             irc_num(ic, e->kind == NET_MON_ON ? "730" : "731", ":%s", e->line);
+        } else if (e->kind == NET_MON_EVENT && irc_monitors(ic, e->nick) &&
+                   !irc_same_name(ic->nick, e->nick) && !shares(ic, e->nick)) {
+            irc_sendf(ic, "%s", e->line);
         } else if (e->kind == NET_SHARED && !irc_same_name(ic->nick, e->nick) &&
                    shares(ic, e->nick)) {
             irc_sendf(ic, "%s", e->line);
@@ -1013,6 +1017,14 @@ void irc_net_monitor(gw_irc *g, const char *nick, const char *who, bool online)
     net_ev e = {.kind = online ? NET_MON_ON : NET_MON_OFF};
     snprintf(e.nick, sizeof e.nick, "%s", nick);
     set_line(&e, who);
+    net_send(g, &e);
+}
+
+void irc_net_monitor_event(gw_irc *g, const char *nick, const char *line, int need_cap)
+{
+    net_ev e = {.kind = NET_MON_EVENT, .need_cap = need_cap};
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
+    set_line(&e, line);
     net_send(g, &e);
 }
 

@@ -28,6 +28,7 @@ static const struct {
     {"account-tag", NULL, CAP_ACCOUNT_TAG},
     {"account-notify", NULL, CAP_ACCOUNT_NOTIFY},
     {"extended-join", NULL, CAP_EXTENDED_JOIN},
+    {"extended-monitor", NULL, CAP_EXTENDED_MONITOR},
 };
 #define NCAPS (sizeof CAPS / sizeof *CAPS)
 

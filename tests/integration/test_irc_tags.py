@@ -18,7 +18,10 @@ exceptions, MONITOR (src/hub/irc_tags.c, irc_chan.c, docs/irc.md).
 - +e lets a banned user in, +I an uninvited one past +i; MODE #chan e / I
   list them (348/349, 346/347); a non-operator's +e is 482.
 - MONITOR: 731 for an absent nick, 730 when it registers, 731 when it
-  changes nick or quits; a line chat user counts as online; L and C."""
+  changes nick or quits; a line chat user counts as online; L and C.
+- extended-monitor: a watcher with away-notify gets the AWAY of a
+  monitored user it shares no channel with; one without away-notify does
+  not."""
 import re
 
 import axtest
@@ -300,6 +303,34 @@ def monitor_follows_nicks():
         alice.close()
         if bob:
             bob.close()
+        srv.stop()
+
+
+@t.test
+def extended_monitor_carries_away():
+    srv = servutil.Serve("-d", "none")
+    alice, carol, bob = Irc.open(srv), Irc.open(srv), Irc.open(srv)
+    try:
+        alice.register("alice", "extended-monitor away-notify")
+        carol.register("carol", "extended-monitor")
+        bob.register("bob")
+        for c in (alice, carol):
+            c.cmd("MONITOR + bob")
+            c.numeric("730", "730 for bob")
+        bob.cmd("AWAY :afk")
+        bob.numeric("306", "306")
+        got = alice.has(" AWAY ", "bob's AWAY at alice")
+        t.ok(got.startswith(":bob!~bob@") and got.endswith(" AWAY :afk"), got)
+        bob.cmd("AWAY")
+        bob.numeric("305", "305")
+        got = alice.has(" AWAY", "bob's return at alice")
+        t.ok(got.startswith(":bob!") and got.endswith(" AWAY"), got)
+        before = carol.sync("after-away")
+        t.ok(not any(" AWAY" in ln for ln in before), "carol (no away-notify) gets no AWAY: %r"
+             % before)
+    finally:
+        for c in (alice, carol, bob):
+            c.close()
         srv.stop()
 
 
