@@ -126,15 +126,67 @@ static void take_input(player *p, const game_input *in)
 
 /* ---- the tick --------------------------------------------------------------- */
 
-/* What p sees, sorted by id (the slots are). */
+/* Who is where: the arena cut into cells half a view wide and high, so
+ * what a player sees is in its own cell and the eight around it.  Built
+ * once a tick (a counting sort by cell, ids ascending within a cell), so a
+ * snapshot looks at the few players nearby, not at everybody. */
+#define CELL_W (VIEW_W / 2)
+#define CELL_H (VIEW_H / 2)
+static struct {
+    int cols, rows;
+    int *start; /* cols * rows + 1: where each cell's ids begin in `ids` */
+    int *fill;  /* cols * rows: the next free place while building */
+    uint16_t ids[MAX_PLAYERS];
+} grid;
+
+static int cell_of(const game_ent *e)
+{
+    return e->y / CELL_H * grid.cols + e->x / CELL_W;
+}
+
+static bool grid_init(void)
+{
+    grid.cols = g.w / CELL_W + 1, grid.rows = g.h / CELL_H + 1;
+    grid.start = calloc((size_t)(grid.cols * grid.rows + 1), sizeof(int));
+    grid.fill = calloc((size_t)(grid.cols * grid.rows), sizeof(int));
+    return grid.start && grid.fill;
+}
+
+static void grid_build(void)
+{
+    int cells = grid.cols * grid.rows;
+    memset(grid.start, 0, (size_t)(cells + 1) * sizeof(int));
+    for (int id = 1; id < MAX_PLAYERS; id++) /* count each cell's players */
+        if (g.slot[id]) grid.start[cell_of(&g.slot[id]->e) + 1]++;
+    for (int c = 0; c < cells; c++) { /* then where each cell begins */
+        grid.start[c + 1] += grid.start[c];
+        grid.fill[c] = grid.start[c];
+    }
+    for (int id = 1; id < MAX_PLAYERS; id++)
+        if (g.slot[id]) grid.ids[grid.fill[cell_of(&g.slot[id]->e)]++] = (uint16_t)id;
+}
+
+/* What p sees (itself too), sorted by id: the nine cells' lists merged,
+ * lowest id first, up to GAME_MAX_VISIBLE. */
 static size_t visible(const player *p, game_ent *out)
 {
+    const uint16_t *at[9], *end[9];
+    int k = 0, cx = p->e.x / CELL_W, cy = p->e.y / CELL_H;
+    for (int y = cy - 1; y <= cy + 1; y++)
+        for (int x = cx - 1; x <= cx + 1; x++)
+            if (x >= 0 && y >= 0 && x < grid.cols && y < grid.rows) {
+                at[k] = grid.ids + grid.start[y * grid.cols + x];
+                end[k++] = grid.ids + grid.start[y * grid.cols + x + 1];
+            }
     size_t n = 0;
-    for (int id = 1; id < MAX_PLAYERS && n < GAME_MAX_VISIBLE; id++) {
-        const player *q = g.slot[id];
-        if (!q) continue;
+    while (n < GAME_MAX_VISIBLE) {
+        int lowest = -1;
+        for (int i = 0; i < k; i++)
+            if (at[i] < end[i] && (lowest < 0 || *at[i] < *at[lowest])) lowest = i;
+        if (lowest < 0) break;
+        const player *q = g.slot[*at[lowest]++];
         int dx = q->e.x - p->e.x, dy = q->e.y - p->e.y;
-        if (q == p || (abs(dx) <= VIEW_W / 2 && abs(dy) <= VIEW_H / 2)) out[n++] = q->e;
+        if (abs(dx) <= VIEW_W / 2 && abs(dy) <= VIEW_H / 2) out[n++] = q->e;
     }
     return n;
 }
@@ -237,6 +289,7 @@ static void tick(ax_timer *t, void *ud)
         n++;
     }
     if (!n) return;
+    grid_build();
     for (int id = 1; id < MAX_PLAYERS; id++)
         if (g.slot[id]) send_snapshot(g.slot[id]);
     clock_gettime(CLOCK_MONOTONIC, &b);
@@ -332,7 +385,7 @@ int main(int argc, char **argv)
         }
     }
     srand((unsigned)time(NULL));
-    if (!(g.loop = ax_loop_new(NULL, &err))) return 1;
+    if (!grid_init() || !(g.loop = ax_loop_new(NULL, &err))) return 1;
     ax_http_server *hs = ax_http_server_new(g.loop, NULL, &err);
     ax_listener *l = NULL;
     if (!hs || ax_http_serve_dir(hs, "/", web, 0) != 0 || ax_ws_route(hs, "/ws", &ws_ep) != 0 ||
@@ -359,5 +412,7 @@ int main(int argc, char **argv)
     ax_udp_close(g.udp);
     ax_http_server_free(hs);
     ax_loop_free(g.loop); /* closes the browsers; their on_close frees them */
+    free(grid.start);
+    free(grid.fill);
     return 0;
 }

@@ -444,6 +444,15 @@ static void one_line(line_conn *lc, char *line, size_t n)
 
 /* ---- timeouts ------------------------------------------------------------------------------ */
 
+/* `ms`, or less: the timer also fires when the token ends (just after). */
+static uint64_t to_expiry(const line_conn *lc, uint64_t ms)
+{
+    if (!lc->id || !lc->id->exp) return ms;
+    int64_t left = lc->id->exp - (int64_t)time(NULL);
+    if (left < 0) left = 0;
+    return (uint64_t)left * 1000 + 100 < ms ? (uint64_t)left * 1000 + 100 : ms;
+}
+
 /* One timer per connection: from connecting until a valid name (a hard
  * deadline, however the bytes trickle), then from the last whole line,
  * so an empty line keeps a quiet user connected.  Output does not count:
@@ -457,7 +466,7 @@ static void line_timeout(ax_timer *t, void *ud)
     if (lc->sub) {
         uint64_t limit = (uint64_t)cfg->line_idle_timeout_s * 1000;
         if (now - lc->last_in < limit) {
-            ax_timer_start(t, limit - (now - lc->last_in), 0);
+            ax_timer_start(t, to_expiry(lc, limit - (now - lc->last_in)), 0);
             return;
         }
         say(lc, "* nothing from you for %u s; bye\n", cfg->line_idle_timeout_s);
@@ -479,11 +488,7 @@ static void line_timer_arm(line_conn *lc)
         return;
     }
     if (!lc->timer && !(lc->timer = ax_timer_new(lc->g->sv->loop, line_timeout, lc))) return;
-    uint64_t ms = (uint64_t)s * 1000;
-    int64_t left = lc->id && lc->id->exp ? lc->id->exp - (int64_t)time(NULL) : INT64_MAX;
-    if (left < 0) left = 0;
-    if (left < INT64_MAX && (uint64_t)left * 1000 + 100 < ms) ms = (uint64_t)left * 1000 + 100;
-    ax_timer_start(lc->timer, ms, 0);
+    ax_timer_start(lc->timer, to_expiry(lc, (uint64_t)s * 1000), 0);
 }
 
 /* ---- connections -------------------------------------------------------------------------- */

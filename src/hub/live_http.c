@@ -207,10 +207,13 @@ static int info_json(const live_info *i, uint64_t now, char *b, size_t cap)
                     (unsigned long long)(now > i->since_ms ? now - i->since_ms : 0));
 }
 
+static bool may_watch(gw_live *g, ax_http_req *r, const char *name);
+
 static void stats(gw_live *g, ax_http_req *r, const char *name)
 {
     live_info i;
     char b[1024];
+    if (!may_watch(g, r, name)) return;
     if (live_info_of(name, &i) != 0) {
         serve_http_error(r, 404, "no such live stream");
         return;
@@ -220,21 +223,35 @@ static void stats(gw_live *g, ax_http_req *r, const char *name)
     ax_http_respond(r, 200, "application/json", b, (size_t)n);
 }
 
+/* The streams the client may watch (every one for whoever may read
+ * /metrics: the dashboard lists them). */
 static void list(gw_live *g, ax_http_req *r)
 {
     enum { MAX = 256 };
+    auth_identity *id = NULL;
+    bool known = serve_http_identity(g->sv, r, &id) == 0;
+    bool every = !g->sv->auth || serve_metrics_allowed(g->sv, id, serve_http_loopback(r));
+    if (!known && !every) {
+        serve_http_unauthorized(r);
+        return;
+    }
     live_info *all = ax_malloc(MAX * sizeof(*all));
     char *b = all ? ax_malloc(MAX * 1024 + 64) : NULL;
     if (!b) {
         ax_free(all);
+        auth_identity_free(id);
         serve_http_error(r, 503, "out of memory");
         return;
     }
-    size_t n = live_list(all, MAX), len = (size_t)sprintf(b, "{\"streams\":[");
+    size_t n = live_list(all, MAX), len = (size_t)sprintf(b, "{\"streams\":["), shown = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i) b[len++] = ',';
+        char topic[LIVE_NAME_MAX + 8];
+        snprintf(topic, sizeof topic, "live/%s", all[i].name);
+        if (!every && !auth_may_read(id, topic)) continue;
+        if (shown++) b[len++] = ',';
         len += (size_t)info_json(&all[i], ax_loop_now(g->sv->loop), b + len, 1024);
     }
+    auth_identity_free(id);
     len += (size_t)sprintf(b + len, "]}");
     ax_http_add_header(r, "Cache-Control", "no-cache");
     ax_http_respond(r, 200, "application/json", b, len);

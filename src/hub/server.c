@@ -174,8 +174,19 @@ static bool refused_recently(const char *host, uint64_t now)
     return false;
 }
 
+/* Sign-ins refused, by gateway, since the process started (each is
+ * counted; only the first of a client's in a while is logged). */
+static const char *const refused_gws[] = {"http", "websocket", "line", "udp",
+                                          "mqtt", "irc",       "rtmp", "term"};
+#define REFUSED_GWS (sizeof refused_gws / sizeof refused_gws[0])
+static uint64_t refused_count[REFUSED_GWS + 1]; /* the last: any other */
+
 void serve_refused(const serve *sv, const char *gw, const ax_addr *peer, const char *why)
 {
+    size_t g = 0;
+    while (g < REFUSED_GWS && strcmp(refused_gws[g], gw) != 0)
+        g++;
+    __atomic_add_fetch(&refused_count[g], 1, __ATOMIC_RELAXED);
     char addr[AX_ADDR_STRLEN] = "?", host[80];
     if (peer) ax_addr_format(peer, addr, sizeof addr);
     /* the host without the port: a client reconnecting is the same client */
@@ -465,6 +476,16 @@ static void hub_metrics(mbuf *b, const hub_stats *hs)
     mprintf(b, "axon_store_commit_seconds_max %.6f\n", (double)hs->store_commit_us_max / 1e6);
 }
 
+static void refused_metrics(mbuf *b)
+{
+    metric_family(b, "axon_auth_refused_total", "counter",
+                  "Sign-ins refused (missing, wrong or expired credentials), by gateway.");
+    for (size_t g = 0; g <= REFUSED_GWS; g++)
+        mprintf(b, "axon_auth_refused_total{gateway=\"%s\"} %llu\n",
+                g < REFUSED_GWS ? refused_gws[g] : "other",
+                (unsigned long long)__atomic_load_n(&refused_count[g], __ATOMIC_RELAXED));
+}
+
 /* The limits (limit.h): refusals by kind, and the engine's table. */
 static void limit_metrics(mbuf *b, hub_limits *L)
 {
@@ -523,6 +544,7 @@ char *serve_metrics(serve *sv, size_t *len)
     }
     hub_metrics(&b, hs);
     limit_metrics(&b, sv->limits);
+    refused_metrics(&b);
     if (sv->bp) {
         char text[4096];
         redis_bp_metrics(sv->bp, text, sizeof text);

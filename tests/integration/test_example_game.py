@@ -2,7 +2,8 @@
 """examples/game: the authoritative server at 30 Hz with UDP bots
 (game_bot): three bots in one arena see each other move; with 10% of the
 datagrams dropped each way (in the bots, on purpose) their views still
-converge to where the server says everybody is; a garbage datagram or a
+converge to where the server says everybody is; in a larger arena each
+sees exactly who is near it; a garbage datagram or a
 spoofed input changes nothing."""
 
 import os
@@ -71,8 +72,8 @@ def three_bots_see_each_other_move():
     srv = Game("--arena", "400x300")  # all within everybody's view
     views = bots(srv, 3, 5, 3)
     converged(views, "no loss")
-    for v in views.values():
-        t.ok(v["rtt"] < 200, "RTT on loopback: %d ms" % v["rtt"])
+    for v in views.values():  # measured, not timed: a loaded CI machine may take long
+        t.ok(0 <= v["rtt"] < 5000, "RTT on loopback: %d ms" % v["rtt"])
 
 
 @t.test
@@ -80,6 +81,25 @@ def ten_percent_loss_still_converges():
     srv = Game("--arena", "400x300")
     views = bots(srv, 3, 7, 4, drop=10)
     converged(views, "10% loss")
+
+
+@t.test
+def each_bot_sees_exactly_who_is_near():
+    # ten bots in an arena larger than a view (800x500 units around a player): each one's
+    # last snapshot holds exactly the bots within 400x250 units of it, wherever the
+    # server's grid cells (400x250) cut between them
+    srv = Game("--arena", "1200x800")
+    views = bots(srv, 10, 5, 3)
+    pairs = {True: 0, False: 0}
+    for me, v in views.items():
+        near = {o for o, w in views.items() if o != me and abs(w["at"][0] - v["at"][0]) <= 400
+                and abs(w["at"][1] - v["at"][1]) <= 250}
+        t.eq(set(v["sees"]), near, "bot %d at %r sees who is near" % (me, v["at"]))
+        for other in near & set(v["sees"]):
+            t.eq(v["sees"][other][0], views[other]["at"], "bot %d's view of bot %d" % (me, other))
+        for other in set(views) - {me}:
+            pairs[other in near] += 1
+    t.ok(pairs[True] > 0 and pairs[False] > 0, "some near, some far: %r" % pairs)
 
 
 @t.test

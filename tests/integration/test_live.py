@@ -47,18 +47,19 @@ def publish(port, name, seconds=6, extra=""):
                         "-g", "30", "-c:a", "aac", "-f", "flv", url])
 
 
-def stats(srv, name):
+def stats(srv, name, query=""):
     try:
-        with urllib.request.urlopen("%s/live/%s/stats" % (srv.base, name), timeout=5) as r:
+        with urllib.request.urlopen("%s/live/%s/stats%s" % (srv.base, name, query),
+                                    timeout=5) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError:
         return None
 
 
-def wait_live(srv, name, keyframes=1, pub=None):
+def wait_live(srv, name, keyframes=1, pub=None, query=""):
     deadline = time.monotonic() + 10
     while True:
-        s = stats(srv, name)
+        s = stats(srv, name, query)
         if s and s["keyframes"] >= keyframes:
             return s
         if pub and not pub.running():
@@ -311,10 +312,11 @@ def stream_keys_checked_by_auth():
         for extra, what in (("", "no token"), ("?token=" + other, "a token for another name")):
             p = publish(srv.rtmp_port, "studio", seconds=2, extra=extra)
             t.ok(p.wait(15) != 0, "publishing with %s is refused" % what)
-            t.ok(stats(srv, "studio") is None, "and nothing is live after %s" % what)
+            t.ok(stats(srv, "studio", "?token=" + viewer) is None,
+                 "and nothing is live after %s" % what)
         pub = publish(srv.rtmp_port, "studio", seconds=4, extra="?token=" + cam)
         try:
-            wait_live(srv, "studio", pub=pub)
+            wait_live(srv, "studio", pub=pub, query="?token=" + viewer)
             try:
                 urllib.request.urlopen(srv.base + "/live/studio.flv", timeout=5)
                 t.ok(False, "an anonymous viewer is served")

@@ -123,6 +123,27 @@ def protected_mode_refuses_a_public_listener_without_auth():
 
 
 @t.test
+def protected_mode_covers_every_gateway():
+    """Every listener counts, not only HTTP's: each gateway alone on a
+    public address (IPv4 or IPv6 wildcard) refuses the start and names it."""
+    data = tempfile.mkdtemp(prefix="axon-auth-")
+    for flag in ("--line", "--udp", "--mqtt", "--irc", "--rtmp"):
+        for host in ("0.0.0.0", "[::]"):
+            port = axtest.free_port(socket.SOCK_DGRAM if flag == "--udp" else socket.SOCK_STREAM)
+            args = {"--http": "127.0.0.1:%d" % axtest.free_port()}
+            for other in ("--line", "--udp", "--mqtt", "--irc", "--rtmp"):
+                args[other] = "off"
+            args[flag] = "%s:%d" % (host, port)
+            cmd = [axtest.axon_bin(), "serve", "-q", "--data", data]
+            for k, v in args.items():
+                cmd += [k, v]
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            err = p.stderr.decode()
+            t.ok(p.returncode == 1 and "not a loopback address" in err and str(port) in err,
+                 "%s %s:%d refuses to start: rc %d, %r" % (flag, host, port, p.returncode, err))
+
+
+@t.test
 def loopback_without_auth_is_unchanged():
     srv = servutil.Serve()
     code, _ = http(srv, "/api/publish/chat/lobby", "--data-binary", "hi")

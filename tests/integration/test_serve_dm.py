@@ -352,6 +352,12 @@ def refused_logins_logged_once_per_client():
                 (" %s tcp://127.0.0.1:" % gw in x or " %s udp://127.0.0.1:" % gw in x)]
         t.eq(len(mine), 1, "%s: one log line for the client's refusals: %r" % (gw, log))
     t.ok(not any("wrong" in x for x in log), "no password in the log: %r" % log)
+    # but each refusal is counted
+    metrics = api(srv, "/metrics")[1]
+    for gw, n in (("line", 5), ("http", 3), ("websocket", 3), ("udp", 3)):
+        t.ok('axon_auth_refused_total{gateway="%s"} %d\n' % (gw, n) in metrics,
+             "/metrics counts %d refusals on %s: %r" % (n, gw, [
+                 x for x in metrics.splitlines() if x.startswith("axon_auth_refused")]))
     srv.stop()
 
 
