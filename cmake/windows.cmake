@@ -11,6 +11,7 @@
 # Debian) and the io_uring/epoll backends.
 set(AXON_WIN ${CMAKE_SOURCE_DIR}/src/core/win)
 find_package(Threads REQUIRED)
+set(ZLIB_USE_STATIC_LIBS ON) # libz.a: the programs and libaxon.dll need no zlib1.dll
 find_package(ZLIB REQUIRED)
 
 # Every source sees axwin.h first and finds the POSIX headers it names in
@@ -18,6 +19,12 @@ find_package(ZLIB REQUIRED)
 add_compile_options(-include ${AXON_WIN}/include/axwin.h -Wno-attributes -Wno-format -Wno-sign-compare)
 include_directories(BEFORE ${AXON_WIN}/include)
 add_link_options(-static)
+
+# Executables get no import library: CMake's MinGW rule writes one per
+# program (lib<name>.dll.a), and axon.exe's took the name of libaxon.dll's
+# (libaxon.dll.a pointed programs linked to "the DLL" at axon.exe)
+string(REPLACE "-Wl,--out-implib,<TARGET_IMPLIB>" "" CMAKE_C_LINK_EXECUTABLE
+  "${CMAKE_C_LINK_EXECUTABLE}")
 
 file(GLOB AXON_CORE_SRC CONFIGURE_DEPENDS src/core/*.c src/core/win/*.c)
 list(FILTER AXON_CORE_SRC EXCLUDE REGEX
@@ -48,9 +55,6 @@ target_include_directories(axon PRIVATE src)
 target_link_libraries(axon PRIVATE axon_static)
 
 file(GLOB AXON_EXAMPLES CONFIGURE_DEPENDS examples/*.c)
-# ftp_server confines paths with realpath and lstat (symbolic links): not
-# ported (the static file handler is: src/core/win/fs_win.c)
-list(FILTER AXON_EXAMPLES EXCLUDE REGEX "/ftp_server\\.c$")
 foreach(src ${AXON_EXAMPLES})
   get_filename_component(name ${src} NAME_WE)
   add_executable(ex_${name} ${src})
@@ -59,17 +63,26 @@ foreach(src ${AXON_EXAMPLES})
   target_link_libraries(ex_${name} PRIVATE axon_static)
 endforeach()
 
+# http_hello_dll.exe: an example linked to libaxon.dll (not the static
+# library), so test_windows.py runs a program on the DLL too
+add_executable(ex_http_hello_dll examples/http_hello.c)
+set_target_properties(ex_http_hello_dll PROPERTIES OUTPUT_NAME http_hello_dll
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/examples)
+target_link_libraries(ex_http_hello_dll PRIVATE axon_shared)
+add_custom_command(TARGET ex_http_hello_dll POST_BUILD COMMAND ${CMAKE_COMMAND} -E
+  copy_if_different $<TARGET_FILE:axon_shared> ${CMAKE_BINARY_DIR}/examples/)
+
 # axon_unit.exe: the runner and the tests of what builds here (the list
 # of tests that do not apply, and why, is in src/core/win/unit_skip.h)
 set(AXON_UNIT_SRC)
 foreach(t testutil ws_testutil test_addr test_alloc test_buf test_dns test_http_body_timeout
-    test_http_client test_http_parser test_http_stream_empty 
+    test_http_client test_http_parser test_http_server test_http_stream_empty 
     test_loop test_loop_time test_slice test_tcp test_thread test_timer
     test_tls test_udp test_unix test_utf8 test_ws_client test_ws_frame
     test_ws_server)
   list(APPEND AXON_UNIT_SRC tests/unit/${t}.c)
 endforeach()
-add_executable(axon_unit tests/unit/win/runner.c ${AXON_UNIT_SRC})
+add_executable(axon_unit tests/unit/win/runner.c tests/unit/win/test_schannel_server.c ${AXON_UNIT_SRC})
 target_include_directories(axon_unit BEFORE PRIVATE tests/unit/win/include)
 target_include_directories(axon_unit PRIVATE src tests/unit)
 target_link_libraries(axon_unit PRIVATE axon_static)

@@ -82,6 +82,10 @@ typedef struct bench_cfg {
     int nheaders;
     int pubs, subs, qos, mqtt_version;
     const char *topic; /* prefix; topic i is PREFIX<i> */
+    /* sse://: where subscribers GET and publishers POST, "{topic}" standing
+     * for the topic (defaults: the hub's /sse?topic={topic} and
+     * /api/publish/{topic}) */
+    const char *sse_sub, *sse_pub;
     bool insecure;
     const char *ca;
     bool json, quiet, progress;
@@ -135,6 +139,7 @@ struct bconn {
     int inflight;
     uint64_t mask; /* ring size - 1: a power of two >= depth */
     uint64_t *ts;  /* intended (or actual) send time of each seq in flight */
+    uint64_t *sts; /* actual send time of each seq in flight */
     uint32_t *cnt; /* fan-out: deliveries (+ ack) of each seq so far */
     uint8_t *fin;  /* seq complete (out-of-order completion) */
 };
@@ -147,11 +152,13 @@ struct bench_worker {
     int ktid; /* the kernel's thread id (for /proc/self/task/TID/schedstat) */
     ax_loop *loop;
     ax_timer *tick;         /* 1 ms: start, time-outs, the end */
-    struct ax_watch *sched; /* open loop: a timerfd every sched_us */
+    struct ax_watch *sched; /* open loop: a timerfd every sched_ns */
     int sched_fd;
     bool sched_armed;
-    uint64_t sched_us;
-    uint64_t tick_due; /* when the schedule's timer should fire next */
+    uint64_t sched_ns;
+    uint64_t tick_due; /* when the schedule's timer should fire next (ns; in
+                          ns so that the period's fraction of a us does not
+                          add up into lag that is not there) */
     bconn **conns;
     int nconns;
     /* fan-out: publishers whose window moved in this loop iteration; they
@@ -170,6 +177,7 @@ struct bench_worker {
     /* guarded by lock: read by the main thread each second */
     pthread_mutex_t lock;
     bench_hist interval;
+    bench_hist interval_sent; /* the same latencies from the actual send time */
     uint64_t done, bytes_in, bytes_out, published, lost, reordered;
     bench_err errs[BENCH_MAX_ERR];
     int nerrs;
@@ -214,6 +222,8 @@ void bench_pump(bconn *c);
  * one of ours). */
 size_t bench_payload(char *buf, size_t cap, size_t size, int pub, uint64_t seq, uint64_t ts);
 bool bench_payload_parse(const char *p, size_t len, int *pub, uint64_t *seq, uint64_t *ts);
+/* tmpl with each "{topic}" replaced by PREFIX<i> (sse:// paths). */
+void bench_topic_path(char *out, size_t cap, const char *tmpl, const char *prefix, int i);
 /* The publisher bconn of global index i on worker w (fan-out: publishers
  * of a topic live on the worker that holds its subscribers), or NULL. */
 bconn *bench_pub(bench_worker *w, int i);
@@ -261,11 +271,13 @@ typedef struct bench_result {
     int nerrs;
     int conns_asked, conns_reached, subs_asked, subs_ready;
     bench_hist *lat, *lag;
-    double cpu;       /* generator CPU: busiest worker thread, share of one core */
-    double cpu_total; /* the whole process, cores */
-    double busy;      /* the busiest worker thread: running + waiting for a CPU */
-    double cpu_wait;  /* of which waiting for a CPU (starved by other processes) */
-    double sent_rate; /* open loop: requests sent per second */
+    bench_hist *lat_sent; /* from the actual send time: what a tool without
+                             the correction reports (differs at -R only) */
+    double cpu;           /* generator CPU: busiest worker thread, share of one core */
+    double cpu_total;     /* the whole process, cores */
+    double busy;          /* the busiest worker thread: running + waiting for a CPU */
+    double cpu_wait;      /* of which waiting for a CPU (starved by other processes) */
+    double sent_rate;     /* open loop: requests sent per second */
     bool valid;
     char why[512]; /* when not valid */
     bench_point *tl;

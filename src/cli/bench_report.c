@@ -79,6 +79,16 @@ void bench_print_text(const bench_result *r, FILE *out)
     for (size_t i = 0; i < NPCT; i++)
         fprintf(out, " %9llu", (unsigned long long)bench_hist_pct(r->lat, pcts[i]));
     fprintf(out, " %9llu %9.0f\n", (unsigned long long)r->lat->max, bench_hist_mean(r->lat));
+    if (cfg->rate > 0) {
+        /* Beside it, the figure a tool without the correction would give:
+         * from the actual send, hiding the time requests queued behind a
+         * slow reply (coordinated omission). */
+        fprintf(out, "  from send   ");
+        for (size_t i = 0; i < NPCT; i++)
+            fprintf(out, " %9llu", (unsigned long long)bench_hist_pct(r->lat_sent, pcts[i]));
+        fprintf(out, " %9llu %9.0f   (uncorrected)\n", (unsigned long long)r->lat_sent->max,
+                bench_hist_mean(r->lat_sent));
+    }
     if (r->unanswered)
         fprintf(out, "  unanswered   %llu still in flight when the run ended\n",
                 (unsigned long long)r->unanswered);
@@ -127,6 +137,7 @@ void bench_print_json(const bench_result *r, FILE *out)
     json_str(out, cfg->url);
     fprintf(out, ",\"mode\":\"%s\",\"rate\":%.3f,\"threads\":%d,\"depth\":%d,\"size\":%zu",
             mode_name(cfg), cfg->rate, cfg->threads, cfg->depth, cfg->size);
+    fprintf(out, ",\"ramp\":%.3f,\"warmup\":%.3f", cfg->ramp, cfg->warmup);
     fprintf(out, ",\"seconds\":%.3f,\"connections\":{\"asked\":%d,\"reached\":%d}", r->secs,
             r->conns_asked, r->conns_reached);
     fprintf(out, ",\"count\":%llu,\"per_second\":%.1f,\"unit\":\"%s\"", (unsigned long long)r->done,
@@ -148,6 +159,14 @@ void bench_print_json(const bench_result *r, FILE *out)
                 (unsigned long long)bench_hist_pct(r->lat, pcts[i]));
     fprintf(out, "\"min\":%llu,\"max\":%llu,\"mean\":%.1f}", (unsigned long long)r->lat->min,
             (unsigned long long)r->lat->max, bench_hist_mean(r->lat));
+    /* From the actual send time (what wrk, and wrk2's --u_latency, show);
+     * the same as latency_us in a closed loop. */
+    fprintf(out, ",\"latency_from_send_us\":{");
+    for (size_t i = 0; i < NPCT; i++)
+        fprintf(out, "\"%s\":%llu,", pct_names[i],
+                (unsigned long long)bench_hist_pct(r->lat_sent, pcts[i]));
+    fprintf(out, "\"max\":%llu,\"mean\":%.1f}", (unsigned long long)r->lat_sent->max,
+            bench_hist_mean(r->lat_sent));
     fprintf(out, ",\"unanswered\":%llu,\"errors\":%llu,\"errors_by_kind\":{",
             (unsigned long long)r->unanswered, (unsigned long long)r->errors);
     for (int i = 0; i < r->nerrs; i++) {

@@ -1,8 +1,11 @@
-/* bench_sse.c: `axon bench sse://HOST:PORT`: fan-out through the hub's
- * Server-Sent Events (docs/protocol.md): -S subscribers per topic hold
- * GET /sse?topic=PREFIX<i> streams, publisher i sends POST
- * /api/publish/PREFIX<i> on a keep-alive connection (pipelined up to the
- * window) and counts the 2xx answer as the ack. */
+/* bench_sse.c: `axon bench sse://HOST:PORT`: fan-out through Server-Sent
+ * Events: -S subscribers per topic hold GET /sse?topic=PREFIX<i> streams,
+ * publisher i sends POST /api/publish/PREFIX<i> on a keep-alive
+ * connection (pipelined up to the window) and counts the 2xx answer as the
+ * ack.  Those are the hub's paths (docs/protocol.md), whose events carry
+ * the payload in a JSON envelope; --sse-sub and --sse-pub name any other
+ * server's (nchan's /sub/{topic} and /pub/{topic}), whose events' data is
+ * the payload as posted. */
 #define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +41,23 @@ typedef struct sse_wd {
 
 static void sub_line(sse_sub *s, const char *p, size_t n)
 {
-    if (n < 6 || memcmp(p, "data: ", 6) != 0) return;
+    int pub;
+    uint64_t seq, ts;
+    if (n < 5 || memcmp(p, "data:", 5) != 0) return;
+    /* Any server: the event's data is the payload as published. */
+    size_t sp = n > 5 && p[5] == ' ' ? 6 : 5;
+    if (bench_payload_parse(p + sp, n - sp, &pub, &seq, &ts)) {
+        bconn *c = pub == s->pub ? bench_pub(s->w, pub) : NULL;
+        if (c)
+            bench_deliver(c, &s->next, seq, ts);
+        else
+            bench_error(s->w, "sse: a message that is not ours");
+        return;
+    }
+    /* The hub: the payload inside its JSON envelope. */
     const char *pl = memmem(p, n, "\"payload\":\"", 11);
     if (!pl || !memmem(p, n, "\"type\":\"message\"", 16)) return;
     pl += 11;
-    int pub;
-    uint64_t seq, ts;
     if (!bench_payload_parse(pl, n - (size_t)(pl - p), &pub, &seq, &ts) || pub != s->pub) {
         bench_error(s->w, "sse: a message that is not ours");
         return;
@@ -103,11 +117,11 @@ static void sub_open(ax_conn *h)
 {
     sse_sub *s = ax_conn_data(h);
     const bench_cfg *cfg = s->w->cfg;
-    char req[1400];
-    int n =
-        snprintf(req, sizeof req,
-                 "GET /sse?topic=%s%d HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                 cfg->topic, s->pub, cfg->host, cfg->port);
+    char req[1400], path[1024];
+    bench_topic_path(path, sizeof path, cfg->sse_sub, cfg->topic, s->pub);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n", path,
+                     cfg->host, cfg->port);
     if (ax_conn_write(h, req, (size_t)n) < 0) bench_error(s->w, "sse: send failed");
 }
 
@@ -231,10 +245,12 @@ static int s_send(bconn *c, uint64_t seq, uint64_t ts)
     char *pl = cfg->size + 64 <= sizeof body ? body : malloc(cfg->size + 64);
     if (!pl) return AX_ENOMEM;
     size_t n = bench_payload(pl, cfg->size + 64, cfg->size, c->index, seq, ts);
+    char path[1024];
+    bench_topic_path(path, sizeof path, cfg->sse_pub, cfg->topic, c->index);
     int hn = snprintf(p->buf, 1500,
-                      "POST /api/publish/%s%d HTTP/1.1\r\nHost: %s:%d\r\n"
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
                       "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                      cfg->topic, c->index, cfg->host, cfg->port, n);
+                      path, cfg->host, cfg->port, n);
     memcpy(p->buf + hn, pl, n);
     if (pl != body) free(pl);
     bench_bytes(c->w, 0, (size_t)hn + n);

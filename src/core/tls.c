@@ -1,8 +1,8 @@
 /* tls.c: TLS contexts (certificates, SNI, ALPN, verification) and the
  * per-connection OpenSSL session on memory buffers that conn_tls.c drives. */
-#include "buf.h"
 #include "internal.h"
 #include "tls.h"
+#include "tls_common.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -23,37 +23,21 @@ typedef struct tls_cert {
 } tls_cert;
 
 struct ax_tls_ctx {
-    int refs;
-    bool server;
-    bool insecure;
-    SSL_CTX *ssl; /* clients: the context; servers: certs[0].ssl */
+    ax__tls_ctx_common com; /* first: refs, server, insecure, alpn (wire form), server_name */
+    SSL_CTX *ssl;           /* clients: the context; servers: certs[0].ssl */
     tls_cert certs[MAX_CERTS];
     int n_certs;
-    unsigned char *alpn; /* wire format: length-prefixed names */
-    unsigned alpn_len;
-    char *server_name;
 };
 
 struct ax__tls {
+    ax__tls_common com; /* first: out (filled by the output BIO), hold, detail */
     SSL *ssl;
     BIO *rbio; /* memory BIO: ciphertext in */
     ax_tls_ctx *ctx;
-    ax__buf out;  /* ciphertext out (filled by the output BIO) */
-    ax__buf hold; /* plaintext written before the handshake ended */
     bool server;
     bool sent_close;
     char alpn[64];
-    char *detail;
 };
-
-static void whyf(char *why, size_t len, const char *fmt, ...)
-{
-    if (!why || !len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-}
 
 /* The most specific OpenSSL reason in the thread's error queue, which is
  * then cleared so it cannot leak into another connection's report. */
@@ -71,7 +55,7 @@ static int obio_write(BIO *b, const char *data, int len)
 {
     ax__tls *t = BIO_get_data(b);
     if (len <= 0) return 0;
-    return ax__buf_append(&t->out, data, (size_t)len) == 0 ? len : -1;
+    return ax__buf_append(&t->com.out, data, (size_t)len) == 0 ? len : -1;
 }
 
 static long obio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -91,30 +75,12 @@ static void obio_init(void)
 
 /* ---- contexts ------------------------------------------------------------ */
 
-/* "h2,http/1.1" to the wire form: each name behind its length byte. */
-static int alpn_parse(ax_tls_ctx *ctx, const char *list, char *why, size_t wl)
+const size_t ax__tls_ctx_size = sizeof(struct ax_tls_ctx);
+const size_t ax__tls_alpn_head = 0; /* OpenSSL takes the wire list as it is */
+
+void ax__tls_alpn_frame(unsigned char *w, unsigned wire_len)
 {
-    size_t n = strlen(list);
-    if (n == 0) return 0;
-    unsigned char *w = ax_malloc(n + 1);
-    if (!w) return AX_ENOMEM;
-    unsigned len = 0;
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-        if (l == 0 || l > 255) {
-            ax_free(w);
-            whyf(why, wl, "bad ALPN list '%s'", list);
-            return AX_EINVAL;
-        }
-        w[len++] = (unsigned char)l;
-        memcpy(w + len, p, l);
-        len += (unsigned)l;
-        p += l + (end ? 1 : 0);
-    }
-    ctx->alpn = w;
-    ctx->alpn_len = len;
-    return 0;
+    (void)w, (void)wire_len;
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -123,7 +89,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     ax_tls_ctx *ctx = arg;
     unsigned char *o;
     (void)ssl;
-    if (SSL_select_next_proto(&o, outlen, ctx->alpn, ctx->alpn_len, in, inlen) !=
+    if (SSL_select_next_proto(&o, outlen, ctx->com.alpn, ctx->com.alpn_len, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = o;
@@ -172,7 +138,7 @@ static int readable(const char *what, const char *file, char *why, size_t wl)
 {
     if (access(file, R_OK) == 0) return 0;
     int rc = -errno;
-    whyf(why, wl, "cannot read %s '%s': %s", what, file, strerror(errno));
+    ax__tls_whyf(why, wl, "cannot read %s '%s': %s", what, file, strerror(errno));
     return rc;
 }
 
@@ -194,9 +160,9 @@ static bool pem_has(const char *file, const char *label)
 int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *key_file, char *why,
                            size_t why_len)
 {
-    if (!ctx || !ctx->server || !cert_file) return AX_EINVAL;
+    if (!ctx || !ctx->com.server || !cert_file) return AX_EINVAL;
     if (ctx->n_certs == MAX_CERTS) {
-        whyf(why, why_len, "too many certificates (at most %d)", MAX_CERTS);
+        ax__tls_whyf(why, why_len, "too many certificates (at most %d)", MAX_CERTS);
         return AX_EINVAL;
     }
     bool key_in_cert = !key_file;
@@ -206,26 +172,27 @@ int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *k
     if (rc) return rc;
     if (!pem_has(key_file, "PRIVATE KEY-----")) {
         if (key_in_cert)
-            whyf(why, why_len, "no private key: '%s' holds none, so give the key file too",
-                 cert_file);
+            ax__tls_whyf(why, why_len, "no private key: '%s' holds none, so give the key file too",
+                         cert_file);
         else
-            whyf(why, why_len, "'%s' holds no private key (a PEM \"PRIVATE KEY\" block)", key_file);
+            ax__tls_whyf(why, why_len, "'%s' holds no private key (a PEM \"PRIVATE KEY\" block)",
+                         key_file);
         return AX_EINVAL;
     }
     SSL_CTX *s = ssl_ctx_new(true);
     if (!s) return AX_ENOMEM;
     if (SSL_CTX_use_certificate_chain_file(s, cert_file) != 1) {
-        whyf(why, why_len, "cannot load certificate '%s': %s", cert_file, ssl_reason());
+        ax__tls_whyf(why, why_len, "cannot load certificate '%s': %s", cert_file, ssl_reason());
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(s) != 1) {
-        whyf(why, why_len, "cannot use key '%s': %s", key_file, ssl_reason());
+        ax__tls_whyf(why, why_len, "cannot use key '%s': %s", key_file, ssl_reason());
         goto fail;
     }
     SSL_CTX_set_tlsext_servername_callback(s, sni_select);
     SSL_CTX_set_tlsext_servername_arg(s, ctx);
-    if (ctx->alpn) SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
+    if (ctx->com.alpn) SSL_CTX_set_alpn_select_cb(s, alpn_select, ctx);
     ctx->certs[ctx->n_certs].ssl = s;
     ctx->certs[ctx->n_certs].x509 = SSL_CTX_get0_certificate(s);
     if (ctx->n_certs++ == 0) ctx->ssl = s;
@@ -235,121 +202,65 @@ fail:
     return AX_ETLS;
 }
 
-static ax_tls_ctx *ctx_alloc(bool server, const ax_tls_opts *o, char *why, size_t wl, int *err)
+/* ax_tls_client_new (tls_common.c) after the options: the CA, a client
+ * certificate, the engine's context.  0 or an AX_E* code with why. */
+int ax__tls_client_load(ax_tls_ctx *ctx, const ax_tls_opts *o, char *why, size_t why_len)
 {
-    static const ax_tls_opts none;
-    if (!o) o = &none;
-    ax_tls_ctx *ctx = ax_calloc(1, sizeof(*ctx));
-    if (!ctx) {
-        *err = AX_ENOMEM;
-        return NULL;
-    }
-    ctx->refs = 1;
-    ctx->server = server;
-    ctx->insecure = o->insecure;
-    if (o->alpn && (*err = alpn_parse(ctx, o->alpn, why, wl)) != 0) goto fail;
-    if (o->server_name) {
-        size_t n = strlen(o->server_name) + 1;
-        if (!(ctx->server_name = ax_malloc(n))) {
-            *err = AX_ENOMEM;
-            goto fail;
-        }
-        memcpy(ctx->server_name, o->server_name, n);
-    }
-    return ctx;
-fail:
-    ax_free(ctx->alpn);
-    ax_free(ctx);
-    return NULL;
-}
-
-ax_tls_ctx *ax_tls_server_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
-{
-    int dummy;
-    if (!err) err = &dummy;
-    if (why && why_len) why[0] = '\0';
-    if (!o || !o->cert_file) {
-        whyf(why, why_len, "a TLS server needs a certificate and a key");
-        *err = AX_EINVAL;
-        return NULL;
-    }
-    ax_tls_ctx *ctx = ctx_alloc(true, o, why, why_len, err);
-    if (!ctx) return NULL;
-    if ((*err = ax_tls_server_add_cert(ctx, o->cert_file, o->key_file, why, why_len)) != 0) {
-        ax_tls_ctx_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-ax_tls_ctx *ax_tls_client_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
-{
-    int dummy;
-    if (!err) err = &dummy;
-    if (why && why_len) why[0] = '\0';
-    ax_tls_ctx *ctx = ctx_alloc(false, o, why, why_len, err);
-    if (!ctx) return NULL;
+    int rc = 0;
     if (!(ctx->ssl = ssl_ctx_new(false))) {
-        *err = AX_ENOMEM;
+        rc = AX_ENOMEM;
         goto fail;
     }
     const char *ca = o ? o->ca_file : NULL;
-    if (ca && (*err = readable("CA file", ca, why, why_len)) != 0) goto fail;
+    if (ca && (rc = readable("CA file", ca, why, why_len)) != 0) goto fail;
     if (ca ? SSL_CTX_load_verify_locations(ctx->ssl, ca, NULL) != 1
            : SSL_CTX_set_default_verify_paths(ctx->ssl) != 1) {
-        whyf(why, why_len, "cannot load CA certificates%s%s: %s", ca ? " from " : "", ca ? ca : "",
-             ssl_reason());
-        *err = AX_ETLS;
+        ax__tls_whyf(why, why_len, "cannot load CA certificates%s%s: %s", ca ? " from " : "",
+                     ca ? ca : "", ssl_reason());
+        rc = AX_ETLS;
         goto fail;
     }
-    SSL_CTX_set_verify(ctx->ssl, ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(ctx->ssl, ctx->com.insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     if (o && o->cert_file) { /* a client certificate, for servers that ask for one */
         const char *key = o->key_file ? o->key_file : o->cert_file;
-        if ((*err = readable("certificate", o->cert_file, why, why_len)) != 0 ||
-            (*err = readable("key", key, why, why_len)) != 0)
+        if ((rc = readable("certificate", o->cert_file, why, why_len)) != 0 ||
+            (rc = readable("key", key, why, why_len)) != 0)
             goto fail;
         if (SSL_CTX_use_certificate_chain_file(ctx->ssl, o->cert_file) != 1 ||
             SSL_CTX_use_PrivateKey_file(ctx->ssl, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx->ssl) != 1) {
-            whyf(why, why_len, "cannot load the client certificate '%s' and key '%s': %s",
-                 o->cert_file, key, ssl_reason());
-            *err = AX_ETLS;
+            ax__tls_whyf(why, why_len, "cannot load the client certificate '%s' and key '%s': %s",
+                         o->cert_file, key, ssl_reason());
+            rc = AX_ETLS;
             goto fail;
         }
     }
-    if (ctx->alpn && SSL_CTX_set_alpn_protos(ctx->ssl, ctx->alpn, ctx->alpn_len) != 0) {
-        *err = AX_ENOMEM;
+    if (ctx->com.alpn && SSL_CTX_set_alpn_protos(ctx->ssl, ctx->com.alpn, ctx->com.alpn_len) != 0) {
+        rc = AX_ENOMEM;
         goto fail;
     }
-    return ctx;
+    return 0;
 fail:
-    ax_tls_ctx_free(ctx);
-    return NULL;
+    return rc;
 }
 
 ax_tls_ctx *ax__tls_ctx_ref(ax_tls_ctx *ctx)
 {
-    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&ctx->com.refs, 1, __ATOMIC_RELAXED);
     return ctx;
 }
 
 void ax_tls_ctx_free(ax_tls_ctx *ctx)
 {
-    if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    if (ctx->server) {
+    if (!ctx || __atomic_sub_fetch(&ctx->com.refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    if (ctx->com.server) {
         for (int i = 0; i < ctx->n_certs; i++)
             SSL_CTX_free(ctx->certs[i].ssl);
     } else {
         SSL_CTX_free(ctx->ssl);
     }
-    ax_free(ctx->alpn);
-    ax_free(ctx->server_name);
+    ax__tls_ctx_common_free(&ctx->com);
     ax_free(ctx);
-}
-
-bool ax__tls_ctx_is_server(const ax_tls_ctx *ctx)
-{
-    return ctx->server;
 }
 
 static ax_tls_ctx *default_client;
@@ -374,12 +285,12 @@ static int set_peer_name(ax__tls *t, const char *host)
 {
     struct in6_addr a6;
     struct in_addr a4;
-    if (t->ctx->server_name) host = t->ctx->server_name;
+    if (t->ctx->com.server_name) host = t->ctx->com.server_name;
     if (!host || !*host) return 0;
     if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
         return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1 ? 0 : AX_EINVAL;
     if (SSL_set_tlsext_host_name(t->ssl, host) != 1) return AX_EINVAL;
-    if (!t->ctx->insecure && SSL_set1_host(t->ssl, host) != 1) return AX_ENOMEM;
+    if (!t->ctx->com.insecure && SSL_set1_host(t->ssl, host) != 1) return AX_ENOMEM;
     return 0;
 }
 
@@ -429,25 +340,13 @@ void ax__tls_free(ax__tls *t)
     if (!t) return;
     SSL_free(t->ssl); /* frees both BIOs */
     ax_tls_ctx_free(t->ctx);
-    ax__buf_free(&t->out);
-    ax__buf_free(&t->hold);
-    ax_free(t->detail);
+    ax__tls_common_free(&t->com);
     ax_free(t);
 }
 
 int ax__tls_feed(ax__tls *t, const char *data, size_t len)
 {
     return BIO_write(t->rbio, data, (int)len) == (int)len ? 0 : AX_ENOMEM;
-}
-
-static void detailf(ax__tls *t, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ax__tls_set_detail(t, buf);
 }
 
 int ax__tls_handshake(ax__tls *t)
@@ -459,10 +358,10 @@ int ax__tls_handshake(ax__tls *t)
     long v = SSL_get_verify_result(t->ssl);
     if (!t->server && (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) && v != X509_V_OK) {
         ERR_clear_error();
-        detailf(t, "certificate verification failed: %s", X509_verify_cert_error_string(v));
+        ax__tls_detailf(t, "certificate verification failed: %s", X509_verify_cert_error_string(v));
         return AX_ECERT;
     }
-    detailf(t, "TLS handshake failed: %s", ssl_reason());
+    ax__tls_detailf(t, "TLS handshake failed: %s", ssl_reason());
     return AX_ETLS;
 }
 
@@ -473,7 +372,7 @@ int ax__tls_read(ax__tls *t, char *buf, size_t len)
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
     if (e == SSL_ERROR_ZERO_RETURN) return AX_EOF;
-    detailf(t, "TLS error: %s", ssl_reason());
+    ax__tls_detailf(t, "TLS error: %s", ssl_reason());
     return AX_ETLS;
 }
 
@@ -484,7 +383,7 @@ int ax__tls_write(ax__tls *t, const void *data, size_t len)
         int n = len > (1u << 30) ? (1 << 30) : (int)len;
         int r = SSL_write(t->ssl, p, n);
         if (r <= 0) {
-            detailf(t, "TLS error: %s", ssl_reason());
+            ax__tls_detailf(t, "TLS error: %s", ssl_reason());
             return AX_ETLS;
         }
         p += r;
@@ -499,49 +398,6 @@ void ax__tls_close_notify(ax__tls *t)
     t->sent_close = true;
     SSL_shutdown(t->ssl);
     ERR_clear_error();
-}
-
-size_t ax__tls_out(ax__tls *t, const char **data)
-{
-    *data = t->out.p;
-    return t->out.len;
-}
-
-void ax__tls_out_done(ax__tls *t)
-{
-    ax__buf_reset(&t->out, 64 * 1024); /* a burst's memory is given back */
-}
-
-int ax__tls_hold(ax__tls *t, const struct iovec *iov, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int rc = ax__buf_append(&t->hold, iov[i].iov_base, iov[i].iov_len);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-size_t ax__tls_held(ax__tls *t, const char **data)
-{
-    *data = t->hold.p;
-    return t->hold.len;
-}
-
-void ax__tls_held_done(ax__tls *t)
-{
-    ax__buf_free(&t->hold);
-}
-
-const char *ax__tls_detail(const ax__tls *t)
-{
-    return t->detail;
-}
-
-void ax__tls_set_detail(ax__tls *t, const char *text)
-{
-    if (t->detail) return; /* the first cause is the one worth reporting */
-    size_t n = strlen(text) + 1;
-    if ((t->detail = ax_malloc(n)) != NULL) memcpy(t->detail, text, n);
 }
 
 const char *ax__tls_alpn(ax__tls *t)

@@ -63,6 +63,26 @@ void irc_sendf(irc_conn *ic, const char *fmt, ...)
     send_raw(ic, buf, len);
 }
 
+void irc_send_tagged(irc_conn *ic, const char *tags, const char *time, const char *line)
+{
+    static __thread char buf[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE + 8];
+    size_t o = 0;
+    bool mt = ic->caps & CAP_MESSAGE_TAGS, st = mt || (ic->caps & CAP_SERVER_TIME);
+    bool has_time = time && time[0] && st, has_tags = tags && tags[0] && mt;
+    if (has_time || has_tags)
+        o = (size_t)snprintf(buf, AX_IRC_MAX_TAGS, "@%s%s%s%s ", has_time ? "time=" : "",
+                             has_time ? time : "", has_time && has_tags ? ";" : "",
+                             has_tags ? tags : "");
+    if (o >= AX_IRC_MAX_TAGS) o = 0; /* (cannot happen: the tags came within the limit) */
+    size_t n = strlen(line);
+    if (n > AX_IRC_MAX_LINE - 2) n = ax_irc_utf8_cut(line, n, AX_IRC_MAX_LINE - 2);
+    memcpy(buf + o, line, n);
+    o += n;
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    send_raw(ic, buf, o);
+}
+
 const char *irc_server(const irc_conn *ic)
 {
     const char *name = ic->g->sv->cfg->irc_server_name;
@@ -138,7 +158,9 @@ static void as_nick(const char *name, size_t n, char *out, size_t cap)
  * "/me " message is a CTCP ACTION.  `batch` tags each line (NULL: none). */
 void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char *batch)
 {
-    char nick[HUB_MAX_NAME + 1], tags[256] = "", t[40];
+    static __thread char tags[AX_IRC_MAX_TAGS];
+    char nick[HUB_MAX_NAME + 1], t[40];
+    tags[0] = '\0';
     as_nick(m->sender, m->sender_len, nick, sizeof nick);
     size_t tl = 0;
     if (ic->caps & CAP_SERVER_TIME) {
@@ -157,6 +179,8 @@ void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char 
         tl +=
             (size_t)snprintf(tags + tl, sizeof tags - tl, "%saccount=%s", tl ? ";" : "", w.account);
     if (tl >= sizeof tags) tl = 0, tags[0] = '\0';
+    if (ic->caps & CAP_MESSAGE_TAGS) /* client-only tags, carried as User Properties */
+        tl = irc_tags_from_ext(m->ext, m->ext_len, tags, tl, sizeof tags - 2);
     char head[HUB_MAX_NAME * 2 + CHAN_MAX + NICK_MAX + 64];
     int hn = snprintf(head, sizeof head, ":%s!%s@axon %s %s :", nick, nick,
                       m->notice ? "NOTICE" : "PRIVMSG", target);
@@ -173,7 +197,7 @@ void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char 
         p += 4, n -= 4;
     }
     size_t room = AX_IRC_MAX_LINE - 2 - (size_t)hn - (action ? 9 : 0);
-    char line[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE];
+    static __thread char line[AX_IRC_MAX_TAGS + AX_IRC_MAX_LINE];
     while (n > 0) {
         size_t end = 0;
         while (end < n && p[end] != '\n' && p[end] != '\r')
@@ -282,6 +306,7 @@ static void quit_announce(irc_conn *ic, const char *why)
     snprintf(out, sizeof out, ":%s!%s@%s QUIT :%s", ic->nick, ic->user, ic->host, why);
     irc_net_shared(ic->g, ic->nick, out, 0);
     irc_chan_quiet_all(ic->nick);
+    irc_monitor_offline(ic->g, ic->nick);
 }
 
 void irc_close_with(irc_conn *ic, const char *why)
@@ -501,7 +526,8 @@ void irc_drop_chan(irc_conn *ic, const char *chan)
 
 /* PRIVMSG/NOTICE text to a target: a channel (its room) or a nick (its
  * inbox).  CTCP ACTION is "/me "; other CTCP is not carried. */
-static void say_to(irc_conn *ic, const char *cmd, const char *target, const char *text)
+static void say_to(irc_conn *ic, const char *cmd, const char *target, const char *text,
+                   const uint8_t *ext, size_t el)
 {
     bool notice = cmd[0] == 'N';
     char topic[HUB_MAX_TOPIC], room[ROOM_MAX + 1], body[AX_IRC_MAX_LINE + 8], chan[CHAN_MAX + 2];
@@ -561,6 +587,8 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                  .payload = body,
                  .len = n,
                  .qos = 1,
+                 .ext = el ? ext : NULL,
+                 .ext_len = el,
                  .notice = notice};
     uint64_t seq = hub_publish_pub(sv->hub, &p, NULL, &err);
     if (!seq) {
@@ -580,7 +608,9 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                         .sender_len = strlen(ic->nick),
                         .payload = body,
                         .payload_len = n,
-                        .notice = notice};
+                        .notice = notice,
+                        .ext = (void *)ext,
+                        .ext_len = el};
         irc_deliver(ic, &fake, target, NULL);
     }
 }
@@ -611,6 +641,10 @@ static void rename_to(irc_conn *ic, const char *nick)
     snprintf(out, sizeof out, ":%s!%s@%s NICK %s", old, ic->user, ic->host, nick);
     irc_sendf(ic, "%s", out);
     irc_net_shared(ic->g, nick, out, 0);
+    if (!irc_same_name(old, nick)) { /* (a change of case is no news) */
+        irc_monitor_offline(ic->g, old);
+        irc_monitor_online(ic->g, ic);
+    }
 }
 
 /* USERHOST: nick[*]=[+-]user@host of up to 5 nicks (* an operator, - away). */
@@ -717,13 +751,27 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         } else if (m->nparams < 2) {
             irc_num(ic, "412", ":No text to send");
         } else {
+            static __thread uint8_t ext[AX_IRC_MAX_TAGS + 512];
+            static __thread char ctags[AX_IRC_MAX_TAGS];
+            size_t el = 0;
+            ctags[0] = '\0';
+            if ((ic->caps & CAP_MESSAGE_TAGS) && m->tags.len) {
+                el = irc_tags_to_ext(m, ext, sizeof ext);
+                irc_tags_from_ext(ext, el, ctags, 0, sizeof ctags);
+            }
             int targets = 0;
             for (char *save = NULL, *t = strtok_r(args[0], ",", &save); t && targets < 4;
-                 t = strtok_r(NULL, ",", &save), targets++)
-                say_to(ic, cmd, t, args[1]);
+                 t = strtok_r(NULL, ",", &save), targets++) {
+                if ((t[0] == '@' || t[0] == '+') && t[1] == '#')
+                    irc_statusmsg(ic, cmd, t, args[1], ctags);
+                else
+                    say_to(ic, cmd, t, args[1], ext, el);
+            }
         }
     } else if (strcmp(cmd, "TAGMSG") == 0) {
-        /* client-only tags (typing, reactions) are not carried to the hub */
+        irc_cmd_tagmsg(ic, m, args);
+    } else if (strcmp(cmd, "MONITOR") == 0) {
+        irc_cmd_monitor(ic, m->nparams, args);
     } else if (strcmp(cmd, "JOIN") == 0) {
         if (!m->nparams) {
             irc_num(ic, "461", "JOIN :Not enough parameters");
@@ -826,6 +874,7 @@ static void command(irc_conn *ic, ax_irc_msg *m, char *line)
         snprintf(out, sizeof out, ":%s!%s@%s AWAY%s%s", ic->nick, ic->user, ic->host,
                  ic->away[0] ? " :" : "", ic->away);
         irc_net_shared(ic->g, ic->nick, out, CAP_AWAY_NOTIFY);
+        irc_net_monitor_event(ic->g, ic->nick, out, CAP_AWAY_NOTIFY | CAP_EXTENDED_MONITOR);
     } else if (strcmp(cmd, "ISON") == 0) {
         char out[400] = "";
         size_t o = 0;
@@ -1106,6 +1155,7 @@ static void on_close(ax_conn *c, int reason)
     auth_identity_free(ic->id);
     ax_timer_free(ic->timer);
     ax_timer_free(ic->flood);
+    irc_monitor_free(ic);
     memset(ic->pass, 0, sizeof ic->pass);
     ax_free(ic);
 }

@@ -20,13 +20,14 @@
 #define MAX_CHANS 32
 #define TOPIC_MAX 300
 #define AWAY_MAX 200
-#define KEY_MAX 32      /* a channel key (+k) */
-#define BANS_MAX 60     /* +b masks per channel */
-#define MASK_MAX 120    /* bytes in a ban mask */
-#define MODES_MAX 6     /* mode changes with a parameter per MODE command */
-#define HISTORY_MAX 100 /* CHATHISTORY messages per request */
-#define WHOWAS_MAX 100  /* nicks WHOWAS remembers (the newest replace the oldest) */
-#define REGISTER_S 60   /* to register after connecting */
+#define KEY_MAX 32         /* a channel key (+k) */
+#define BANS_MAX 60        /* +b masks per channel */
+#define IRC_EXCEPTS_MAX 20 /* +e and +I masks per channel (each) */
+#define MASK_MAX 120       /* bytes in a ban mask */
+#define MODES_MAX 6        /* mode changes with a parameter per MODE command */
+#define HISTORY_MAX 100    /* CHATHISTORY messages per request */
+#define WHOWAS_MAX 100     /* nicks WHOWAS remembers (the newest replace the oldest) */
+#define REGISTER_S 60      /* to register after connecting */
 /* irc_ping_timeout: a PING after this much silence, and the connection
  * ends when nothing answers it within as much again */
 #define PING_S(ic)                                                                                 \
@@ -47,6 +48,7 @@ enum {
     CAP_ACCOUNT_TAG = 1 << 10,
     CAP_ACCOUNT_NOTIFY = 1 << 11,
     CAP_EXTENDED_JOIN = 1 << 12,
+    CAP_EXTENDED_MONITOR = 1 << 13,
 };
 
 typedef struct gw_irc gw_irc;
@@ -91,6 +93,8 @@ struct irc_conn {
     ax_timer *flood;     /* reading again when the penalty has run down */
     int nchans;
     char chans[MAX_CHANS][CHAN_MAX + 2];
+    char (*monitor)[HUB_MAX_NAME + 1]; /* MONITOR's nicks (MONITOR_MAX; NULL: none yet) */
+    int nmonitor;
 };
 
 /* ---- gw_irc.c ---------------------------------------------------------------------- */
@@ -124,6 +128,39 @@ typedef struct irc_who {
 bool irc_lookup(const char *nick, irc_who *out);
 /* Leave a channel on this connection without a PART line (KICK). */
 void irc_drop_chan(irc_conn *ic, const char *chan);
+
+/* ---- irc_tags.c: client-only tags, TAGMSG, STATUSMSG, MONITOR ------------------- */
+
+/* The client-only tags (`+key[=value]`) of a line as MQTT 5.0 User
+ * Properties (key with its '+', the unescaped value) for hub_msg.ext, so
+ * they cross gateways, the store and the Redis backplane: their size
+ * (0: none; nothing written when it is over `cap`). */
+size_t irc_tags_to_ext(const ax_irc_msg *m, uint8_t *out, size_t cap);
+/* The User Properties of a message whose key starts with '+' as IRC tags
+ * (escaped, each after a ';' when `o` is not 0), appended to out at `o`;
+ * returns the new length (what did not fit is left out). */
+size_t irc_tags_from_ext(const void *ext, size_t ext_len, char *out, size_t o, size_t cap);
+/* TAGMSG target: the client-only tags to the IRC users of a channel (or
+ * to a nick) who have message-tags; not to other gateways (nothing they
+ * could show) nor stored. */
+void irc_cmd_tagmsg(irc_conn *ic, const ax_irc_msg *m, char **args);
+/* PRIVMSG/NOTICE @#chan (+#chan): to the channel's operators (and voiced
+ * users); `text` as sent; `ext` its client tags. */
+void irc_statusmsg(irc_conn *ic, const char *cmd, const char *target, const char *text,
+                   const char *ctags);
+/* A fresh msgid for events that are not hub messages. */
+void irc_msgid_new(char *out, size_t cap);
+/* MONITOR + - C L S; and the notices when a nick comes and goes. */
+void irc_cmd_monitor(irc_conn *ic, int nparams, char **args);
+void irc_monitor_online(gw_irc *g, const irc_conn *ic);
+void irc_monitor_offline(gw_irc *g, const char *nick);
+void irc_monitor_free(irc_conn *ic);
+bool irc_monitors(const irc_conn *ic, const char *nick);
+/* A line with tags: `tags` ("msgid=...;+a=b") to a client with
+ * message-tags, `time` (server-time's value, may be NULL) to one with
+ * message-tags or server-time; the text after them is cut to 512 bytes. */
+void irc_send_tagged(irc_conn *ic, const char *tags, const char *time, const char *line);
+#define MONITOR_MAX 100
 
 /* ---- irc_chan.c: channels ------------------------------------------------------- */
 
@@ -170,7 +207,7 @@ void irc_cmd_mode(irc_conn *ic, int nparams, char **args);
 void irc_cmd_kick(irc_conn *ic, int nparams, char **args);
 void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
 /* ISUPPORT's CHANMODES and PREFIX. */
-#define IRC_CHANMODES "b,k,l,imnst"
+#define IRC_CHANMODES "beI,k,l,imnst"
 #define IRC_PREFIX "(ov)@+"
 
 /* Channel events to the IRC users of every thread (this thread's now,
@@ -178,6 +215,22 @@ void irc_cmd_invite(irc_conn *ic, int nparams, char **args);
  * #room (those with `need_cap`, when not 0); with `victim`, that user
  * leaves the channel (KICK). */
 void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap, const char *victim);
+/* The same with tags (irc_send_tagged()), and only to members with one of
+ * `need_flags` (CM_*; 0: all); `skip` (the sender) has it only when it has
+ * echo-message. */
+typedef struct irc_net_opts {
+    int need_cap, need_flags;
+    const char *skip, *tags, *time;
+} irc_net_opts;
+void irc_net_chan_ex(gw_irc *g, const char *room, const char *line, const irc_net_opts *o);
+void irc_net_nick_ex(gw_irc *g, const char *nick, const char *line, const irc_net_opts *o);
+/* MONITOR: 730 (`online`, `who` nick!user@host) or 731 (`who` the nick) to
+ * every IRC user who monitors `nick`. */
+void irc_net_monitor(gw_irc *g, const char *nick, const char *who, bool online);
+/* extended-monitor: `line` (AWAY) to the users with every bit of
+ * `need_cap` who monitor `nick` and share no channel with it (those have
+ * it from irc_net_shared()). */
+void irc_net_monitor_event(gw_irc *g, const char *nick, const char *line, int need_cap);
 /* `line` to the IRC user called `nick`. */
 void irc_net_nick(gw_irc *g, const char *nick, const char *line);
 /* `line` to the users with `need_cap` who share a channel with `nick`

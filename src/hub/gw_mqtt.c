@@ -22,6 +22,7 @@
  * Acknowledgements keep the fsync mode's promise: a PUBACK or PUBREC for a
  * message leaves once the store has committed it, and in the order the
  * PUBLISHes came (3.1.1 4.6). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <axon/alloc.h>
 
 #include "gw_mqtt.h"
+#include "redis.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 #define ALIAS_MAX 64 /* topic aliases a 5.0 client may set */
@@ -39,6 +41,8 @@ struct mq_wait { /* an acknowledgement in order, maybe waiting for the store */
     hub_ack ack; /* first: the callback gets it */
     mq_conn *c;
     mq_wait *next;
+    hub_ack ack2; /* a second ticket (Redis: another row, answered alone) */
+    uint8_t pending;
     bool ready;
     uint8_t type, code;
     uint16_t pid;
@@ -127,13 +131,21 @@ static void waits_flush(mq_conn *c)
 static void wait_done(hub_ack *a, int status)
 {
     mq_wait *w = (mq_wait *)a;
-    w->ready = true;
     if (status) w->code = AX_MQTT_RC_UNSPECIFIED;
+    if (w->pending && --w->pending) return; /* (the other ticket is not answered yet) */
+    w->ready = true;
     waits_flush(w->c);
 }
 
-/* Acknowledge now, or once `ticket` is committed; always in order. */
-static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
+static void wait2_done(hub_ack *a, int status)
+{
+    wait_done((hub_ack *)((char *)a - offsetof(mq_wait, ack2)), status);
+}
+
+/* Acknowledge now, or once `ticket` (and `then`, when not 0) is
+ * committed; always in order. */
+static void ack_queue2(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket,
+                       uint64_t then)
 {
     if (!ticket && !c->wtail) {
         mq_send_ack(c, type, pid, code);
@@ -149,10 +161,22 @@ static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uin
     w->pid = pid;
     w->code = code;
     w->ready = !ticket;
-    if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) w->ready = true;
+    if (ticket && then) { /* both waited for at once: either may be answered first */
+        w->pending = 2;
+        if (hub_ack_wait(c->g->sv->hub, &w->ack2, then, wait2_done) != 0) w->pending = 1;
+    }
+    if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) {
+        if (w->pending == 2) hub_ack_cancel(c->g->sv->hub, &w->ack2);
+        w->ready = true;
+    }
     w->next = c->wtail ? c->wtail->next : w;
     if (c->wtail) c->wtail->next = w;
     c->wtail = w;
+}
+
+static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
+{
+    ack_queue2(c, type, pid, code, ticket, 0);
 }
 
 static void waits_cancel(mq_conn *c)
@@ -160,6 +184,7 @@ static void waits_cancel(mq_conn *c)
     mq_wait *w;
     while ((w = wait_pop(c, false))) {
         if (!w->ready) hub_ack_cancel(c->g->sv->hub, &w->ack);
+        if (!w->ready && w->pending) hub_ack_cancel(c->g->sv->hub, &w->ack2);
         ax_free(w);
     }
 }
@@ -753,8 +778,12 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
         mq_close(c, AX_MQTT_RC_RECEIVE_MAX_EXCEEDED, "too many QoS 2 messages unreleased");
         return;
     }
-    if (c->g->last_ticket > ticket) ticket = c->g->last_ticket;
-    if (p->qos) ack_queue(c, ack, p->packet_id, 0, ticket);
+    uint64_t then = 0; /* the store commits in order; Redis's links answer each alone */
+    if (c->g->sv->bp && ticket && c->g->last_ticket && c->g->last_ticket != ticket)
+        then = c->g->last_ticket;
+    else if (c->g->last_ticket > ticket)
+        ticket = c->g->last_ticket;
+    if (p->qos) ack_queue2(c, ack, p->packet_id, 0, ticket, then);
 }
 
 /* ---- the other packets
@@ -1130,6 +1159,8 @@ static void sess_tick(hub_link *l, void *ud)
     if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
         now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
         mq_sess_free(s, false);
+    else if (s->conn && s->g->ttl_ms == now)
+        mq_sess_ttl(s); /* connected: its hash in Redis lives on */
 }
 
 static void sess_end(hub_link *l, void *ud)
@@ -1157,6 +1188,7 @@ static void tick(ax_timer *t, void *ud)
         else if (c->s && c->s->id && auth_expired(c->s->id, wall))
             mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
     }
+    if (g->sv->bp && now - g->ttl_ms >= REDIS_SESS_REFRESH_MS) g->ttl_ms = now;
     hub_lmap_each(&g->by_id, sess_tick, &now);
 }
 

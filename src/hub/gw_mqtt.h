@@ -150,6 +150,8 @@ struct mq_conn {
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
 };
+/* 168 bytes, glibc's 176-byte chunk (an idle client's bytes: docs/scale.md). */
+_Static_assert(sizeof(struct mq_conn) <= 168, "mq_conn grew: an idle MQTT client's bytes");
 
 struct mq_inbuf { /* a WebSocket connection's partial packet */
     size_t len, cap;
@@ -198,6 +200,9 @@ struct gw_mqtt {
     bool stopping, loading;
     uint64_t last_ticket;    /* the latest store ticket of a session's rows */
     struct mq_claim *claims; /* CONNECTs waiting for their session (Redis) */
+    uint64_t ttl_ms;         /* with Redis: when sessions' TTLs were last renewed */
+    const uint8_t *hand;     /* loading a claimed session: its hand-over row */
+    size_t hand_len;
 };
 
 /* ---- mqtt_sess.c ---- */
@@ -235,6 +240,8 @@ void mq_will_free(mq_will *w);
  * QoS 1/2 message it owes, the QoS 2 ids it received.  mq_sess_save()
  * after CONNECT, SUBSCRIBE, UNSUBSCRIBE; mq_sess_load() at start. */
 void mq_sess_save(mq_sess *s);
+/* With Redis: how long the session's hash lives there from now (redis.h). */
+void mq_sess_ttl(mq_sess *s);
 void mq_sess_load(gw_mqtt *g);
 /* With Redis (docs/cluster.md "MQTT"): the session of a CONNECT may be
  * another node's; true: it is claimed and mq_connect_finish() runs once

@@ -35,6 +35,7 @@ typedef struct gw_ws gw_ws;
 typedef struct ws_client ws_client;
 typedef struct ws_wait ws_wait;
 typedef struct ws_visit ws_visit;
+typedef struct ws_pend ws_pend;
 
 struct gw_ws {
     serve *sv;
@@ -45,23 +46,40 @@ struct gw_ws {
     ax_timer *expiry;     /* ends the sessions whose token has expired */
 };
 
-/* Field order: pointers, then the smaller fields packed (an idle
- * subscriber's bytes count: docs/scale.md). */
+/* A client lives in its hub subscriber's allocation (hub_sub_new_ext():
+ * SUB(c) and back; its hub_sub_data() is the gateway, its identity the
+ * subscriber's, hub_sub_identity()).  Field order: pointers, then the
+ * smaller fields packed (an idle subscriber's bytes count: docs/scale.md). */
 struct ws_client {
-    gw_ws *g;
     ax_ws *ws;
-    hub_sub *sub;
     ws_client *prev, *next;
-    ws_wait *waits;   /* publishes whose "ok" waits for their commit */
-    ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
-    /* Who it is (docs/security.md): authed once credentials (or anonymous
-     * access) were accepted; id NULL: no auth configured, no checks. */
-    auth_identity *id;
+    ws_pend *pend;       /* made with its first wait or visit (NULL: none yet) */
     hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
+    /* authed once credentials (or anonymous access) were accepted
+     * (docs/security.md); no identity: no auth configured, no checks */
     bool authed;
     bool throttled; /* not read for a while: the store was full */
     bool limited;   /* over a limit: closing, nothing more is read */
+    bool stopped;   /* the gateway stopped: its subscriber is closed (hub_sub_close) */
 };
+/* With the subscriber (128), 216 bytes: glibc's 224-byte chunk. */
+_Static_assert(sizeof(ws_client) <= 88, "ws_client: an idle subscriber's bytes (docs/scale.md)");
+
+/* What a client waits for, once it has waited for something. */
+struct ws_pend {
+    ws_wait *waits;   /* publishes whose "ok" waits for their commit */
+    ws_visit *visits; /* history and presence requests waiting for their topic (hub_visit) */
+};
+
+static ws_pend *pend_get(ws_client *c)
+{
+    if (!c->pend) c->pend = ax_calloc(1, sizeof(*c->pend));
+    return c->pend;
+}
+
+#define SUB(c) hub_sub_of_ext(c)
+#define GW(c) ((gw_ws *)hub_sub_data(SUB(c)))
+#define ID(c) ((auth_identity *)hub_sub_identity(SUB(c))) /* ours: freed by us */
 
 /* A publish answered "ok" once it is as durable as the fsync mode says. */
 struct ws_wait {
@@ -85,8 +103,8 @@ static void send_json(ws_client *c, json_t *j)
     if (!s) return;
     size_t n = strlen(s);
     if (ax_ws_send_text(c->ws, s, n) >= 0) {
-        GW_ADD(c->g->sv->gw[GW_WS].bytes_out, n);
-        GW_ADD(c->g->sv->gw[GW_WS].msgs_out, 1);
+        GW_ADD(GW(c)->sv->gw[GW_WS].bytes_out, n);
+        GW_ADD(GW(c)->sv->gw[GW_WS].msgs_out, 1);
     }
     free(s);
 }
@@ -139,8 +157,8 @@ static ax_slice *encode_ws(const hub_msg *m, void *ud)
 
 static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
 {
-    ws_client *c = ud;
-    (void)s;
+    ws_client *c = hub_sub_ext(s);
+    (void)ud;
     ax_slice *frame = hub_msg_encoding(m, ENC_WS, encode_ws, NULL);
     if (!frame) {
         /* out of memory: a message lost without a word would leave a gap the
@@ -148,7 +166,7 @@ static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
         ax_conn_abort(ax_ws_conn(c->ws), AX_ENOMEM);
         return false;
     }
-    gw_stats *st = &c->g->sv->gw[GW_WS];
+    gw_stats *st = &GW(c)->sv->gw[GW_WS];
     GW_ADD(st->msgs_out, 1);
     GW_ADD(st->bytes_out, ax_slice_len(frame));
     return ax_ws_send_shared(c->ws, frame) == 0;
@@ -156,8 +174,8 @@ static bool ws_write(hub_sub *s, hub_msg *m, void *ud)
 
 static void ws_kick(hub_sub *s, const char *why, void *ud)
 {
-    ws_client *c = ud;
-    (void)s;
+    ws_client *c = hub_sub_ext(s);
+    (void)ud;
     ax_log(AX_LOG_WARN, "websocket client disconnected: %s", why);
     /* the queue is full, so a close frame would wait behind it: drop now */
     ax_conn_abort(ax_ws_conn(c->ws), AX_EOUTPUTCAP);
@@ -224,7 +242,7 @@ static void wait_unlink(ws_wait *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        w->c->waits = w->next;
+        w->c->pend->waits = w->next;
     if (w->next) w->next->prev = w->prev;
 }
 
@@ -250,10 +268,10 @@ static void publish_acked(hub_ack *a, int status)
 /* Forget the client's waiting acknowledgements (it is closing). */
 static void waits_cancel(ws_client *c)
 {
-    while (c->waits) {
-        ws_wait *w = c->waits;
-        c->waits = w->next;
-        hub_ack_cancel(c->g->sv->hub, &w->ack);
+    while (c->pend && c->pend->waits) {
+        ws_wait *w = c->pend->waits;
+        c->pend->waits = w->next;
+        hub_ack_cancel(GW(c)->sv->hub, &w->ack);
         wait_free(w);
     }
 }
@@ -263,8 +281,8 @@ static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t 
                           uint64_t ticket)
 {
     size_t tl = strlen(topic);
-    ws_wait *w = ax_calloc(1, sizeof(*w) + tl + 1);
-    if (!w || hub_ack_wait(c->g->sv->hub, &w->ack, ticket, publish_acked) != 0) {
+    ws_wait *w = pend_get(c) ? ax_calloc(1, sizeof(*w) + tl + 1) : NULL;
+    if (!w || hub_ack_wait(GW(c)->sv->hub, &w->ack, ticket, publish_acked) != 0) {
         ax_free(w);
         reply_error(c, id, "out of memory waiting for the store");
         return;
@@ -273,9 +291,9 @@ static void publish_defer(ws_client *c, json_t *id, const char *topic, uint64_t 
     w->id = id ? json_incref(id) : NULL;
     w->seq = seq;
     memcpy(w->topic, topic, tl + 1);
-    w->next = c->waits;
-    if (c->waits) c->waits->prev = w;
-    c->waits = w;
+    w->next = c->pend->waits;
+    if (c->pend->waits) c->pend->waits->prev = w;
+    c->pend->waits = w;
 }
 
 /* The store is full: stop reading this client for THROTTLE_MS (TCP flow
@@ -285,7 +303,7 @@ static bool throttle(ws_client *c)
     if (c->throttled) return false;
     c->throttled = true;
     ax_conn_pause(ax_ws_conn(c->ws));
-    if (!ax_timer_active(c->g->unthrottle)) ax_timer_start(c->g->unthrottle, THROTTLE_MS, 0);
+    if (!ax_timer_active(GW(c)->unthrottle)) ax_timer_start(GW(c)->unthrottle, THROTTLE_MS, 0);
     return true;
 }
 
@@ -321,15 +339,15 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
     }
     int err = 0;
     uint64_t ticket = 0;
-    hub_pub hp = {.origin = c->sub,
+    hub_pub hp = {.origin = SUB(c),
                   .topic = topic,
-                  .sender = hub_sub_name(c->sub),
+                  .sender = hub_sub_name(SUB(c)),
                   .payload = p,
                   .len = len,
                   .qos = 1,
                   .ext = el ? ext : NULL,
                   .ext_len = el};
-    uint64_t seq = hub_publish_pub(c->g->sv->hub, &hp, &ticket, &err);
+    uint64_t seq = hub_publish_pub(GW(c)->sv->hub, &hp, &ticket, &err);
     free(p);
     publish_done(c, id, topic, seq, ticket, err);
 }
@@ -356,7 +374,7 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
     int64_t from = json_is_integer(since) ? (int64_t)json_integer_value(since) : -1;
     bool present = json_is_true(json_object_get(o, "presence"));
     /* the reply first, so a client sees it before the replayed history */
-    int rc = hub_subscribe_check(c->sub, topic);
+    int rc = hub_subscribe_check(SUB(c), topic);
     if (rc != 0) {
         reply_error(c, id, rc == AX_EINVAL ? "not a valid topic filter" : hub_strerror(rc));
         return;
@@ -365,7 +383,7 @@ static void do_subscribe(ws_client *c, json_t *o, json_t *id, const char *topic)
     /* What the check cannot foresee (out of memory) comes after the "ok":
      * an "error" for the same id would contradict it, so the connection
      * ends with 1011 and the reason, and the client subscribes again. */
-    if ((rc = hub_subscribe(c->sub, topic, from, present)) != 0)
+    if ((rc = hub_subscribe(SUB(c), topic, from, present)) != 0)
         (void)ax_ws_close(c->ws, 1011, hub_strerror(rc));
 }
 
@@ -376,28 +394,29 @@ static void ws_inbox(ws_client *c, const char *old, const char *name)
     char topic[AUTH_MAX_NAME + 16];
     if (old && auth_name_valid(old) && (!name || strcmp(old, name) != 0)) {
         snprintf(topic, sizeof topic, "user/%s/inbox", old);
-        hub_unsubscribe(c->sub, topic);
+        hub_unsubscribe(SUB(c), topic);
     }
     if (!name || !auth_name_valid(name)) return;
     snprintf(topic, sizeof topic, "user/%s/inbox", name);
-    if (!c->id || auth_may_subscribe(c->id, topic)) hub_subscribe(c->sub, topic, -1, false);
+    if (!ID(c) || auth_may_subscribe(ID(c), topic)) hub_subscribe(SUB(c), topic, -1, false);
 }
 
 /* Take `id` as the client's identity (its name is then its nick). */
 static void set_identity(ws_client *c, auth_identity *id)
 {
-    hub_sub_set_identity(c->sub, id); /* before the old one is freed */
-    auth_identity_free(c->id);
-    c->id = id;
+    auth_identity *old = ID(c);
+    hub_sub_set_identity(SUB(c), id); /* before the old one is freed */
+    auth_identity_free(old);
     c->authed = true;
-    if (id && id->name[0]) hub_sub_rename(c->sub, id->name);
+    if (id && id->name[0]) hub_sub_rename(SUB(c), id->name);
     if (id && id->name[0]) ws_inbox(c, NULL, id->name);
 }
 
 static void ws_refused(ws_client *c, const char *why)
 {
     ax_addr a;
-    serve_refused(c->g->sv, "websocket", ax_conn_peer(ax_ws_conn(c->ws), &a) == 0 ? &a : NULL, why);
+    serve_refused(GW(c)->sv, "websocket", ax_conn_peer(ax_ws_conn(c->ws), &a) == 0 ? &a : NULL,
+                  why);
 }
 
 static void do_auth(ws_client *c, json_t *o, json_t *id)
@@ -405,14 +424,14 @@ static void do_auth(ws_client *c, json_t *o, json_t *id)
     const char *tok = str_field(o, "token");
     ax_addr peer, *from = ax_conn_peer(ax_ws_conn(c->ws), &peer) == 0 ? &peer : NULL;
     auth_identity *who =
-        tok && c->g->sv->auth ? serve_token(c->g->sv, from, tok, strlen(tok)) : NULL;
-    if (!c->g->sv->auth) {
+        tok && GW(c)->sv->auth ? serve_token(GW(c)->sv, from, tok, strlen(tok)) : NULL;
+    if (!GW(c)->sv->auth) {
         reply_error(c, id, "authentication is not configured on this server");
     } else if (!who) {
         ws_refused(c, NULL);
         reply_error(c, id, "unauthorized");
         if (!c->authed) ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "unauthorized");
-    } else if (c->id && c->id->name[0] && strcmp(c->id->name, who->name) != 0) {
+    } else if (ID(c) && ID(c)->name[0] && strcmp(ID(c)->name, who->name) != 0) {
         auth_identity_free(who);
         reply_error(c, id, "a refreshed token must be for the same user");
     } else {
@@ -424,10 +443,10 @@ static void do_auth(ws_client *c, json_t *o, json_t *id)
 /* May the client do `type` on `topic`?  Else the error reply. */
 static bool allowed(ws_client *c, json_t *id, const char *type, const char *topic)
 {
-    const auth_identity *who = c->id;
+    const auth_identity *who = ID(c);
     if (strcmp(type, "unsubscribe") == 0 || (!who && strcmp(type, "publish") == 0)) return true;
     if (!who) { /* no auth: only the private-topic rule, by name (auth.h) */
-        const char *name = hub_sub_name(c->sub);
+        const char *name = hub_sub_name(SUB(c));
         bool mine = strcmp(type, "subscribe") == 0 ? auth_private_may_subscribe(name, topic)
                                                    : auth_private_may_read(name, topic);
         if (!mine) reply_error(c, id, "forbidden: user/NAME/... is private to NAME");
@@ -461,10 +480,10 @@ static void request(ws_client *c, json_t *o)
     } else if (strcmp(type, "nick") == 0) {
         const char *name = str_field(o, "name");
         char old[HUB_MAX_NAME + 1];
-        snprintf(old, sizeof old, "%s", hub_sub_name(c->sub) ? hub_sub_name(c->sub) : "");
-        if (c->id && c->id->name[0]) {
+        snprintf(old, sizeof old, "%s", hub_sub_name(SUB(c)) ? hub_sub_name(SUB(c)) : "");
+        if (ID(c) && ID(c)->name[0]) {
             reply_error(c, id, "your name is the one you signed in with");
-        } else if (!name || hub_sub_rename(c->sub, name) != 0) {
+        } else if (!name || hub_sub_rename(SUB(c), name) != 0) {
             reply_error(c, id, "a name is 1 to 64 bytes");
         } else {
             ws_inbox(c, old, name);
@@ -481,7 +500,7 @@ static void request(ws_client *c, json_t *o)
     } else if (strcmp(type, "subscribe") == 0) {
         do_subscribe(c, o, id, topic);
     } else if (strcmp(type, "unsubscribe") == 0) {
-        if (hub_unsubscribe(c->sub, topic) != 0)
+        if (hub_unsubscribe(SUB(c), topic) != 0)
             reply_error(c, id, "not subscribed");
         else
             reply_ok(c, id, json_pack("{s:s}", "topic", topic));
@@ -506,7 +525,7 @@ static void visit_back(void *ud)
 {
     ws_visit *v = ud;
     if (v->c) {
-        for (ws_visit **p = &v->c->visits; *p; p = &(*p)->next)
+        for (ws_visit **p = &v->c->pend->visits; *p; p = &(*p)->next)
             if (*p == v) {
                 *p = v->next;
                 break;
@@ -520,10 +539,10 @@ static void visit_back(void *ud)
 
 static void query(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic)
 {
-    ws_visit *v = ax_malloc(sizeof(*v));
-    if (v) *v = (ws_visit){c->visits, c, json_incref(o), json_incref(id)};
-    if (v && hub_visit(c->g->sv->hub, topic, visit_back, v)) {
-        c->visits = v;
+    ws_visit *v = pend_get(c) ? ax_malloc(sizeof(*v)) : NULL;
+    if (v) *v = (ws_visit){c->pend->visits, c, json_incref(o), json_incref(id)};
+    if (v && hub_visit(GW(c)->sv->hub, topic, visit_back, v)) {
+        c->pend->visits = v;
         return;
     }
     if (v) {
@@ -536,7 +555,7 @@ static void query(ws_client *c, json_t *o, json_t *id, const char *type, const c
 
 static void query_reply(ws_client *c, json_t *o, json_t *id, const char *type, const char *topic)
 {
-    hub *h = c->g->sv->hub;
+    hub *h = GW(c)->sv->hub;
     if (strcmp(type, "history") == 0) {
         json_t *s = json_object_get(o, "since"), *l = json_object_get(o, "limit");
         uint64_t since = json_is_integer(s) ? (uint64_t)json_integer_value(s) : 0;
@@ -588,8 +607,8 @@ static void publish_ok(ws_client *c, const env_value *id, const char *topic, uin
     *o++ = '}';
     size_t n = (size_t)(o - buf);
     if (ax_ws_send_text(c->ws, buf, n) >= 0) {
-        GW_ADD(c->g->sv->gw[GW_WS].bytes_out, n);
-        GW_ADD(c->g->sv->gw[GW_WS].msgs_out, 1);
+        GW_ADD(GW(c)->sv->gw[GW_WS].bytes_out, n);
+        GW_ADD(GW(c)->sv->gw[GW_WS].msgs_out, 1);
     }
 }
 
@@ -609,13 +628,13 @@ static bool fast_publish(ws_client *c, const void *data, size_t len)
         return false;
     char topic[HUB_MAX_TOPIC + 1];
     env_string(tv, topic);
-    if (c->id && !auth_may_publish(c->id, topic)) return false;
+    if (ID(c) && !auth_may_publish(ID(c), topic)) return false;
     char *p = pv->escaped ? malloc(pv->n + 1) : NULL;
     if (pv->escaped && !p) return false;
     size_t n = p ? env_string(pv, p) : pv->n;
     int err = 0;
     uint64_t ticket = 0;
-    uint64_t seq = hub_publish_ticket(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub),
+    uint64_t seq = hub_publish_ticket(GW(c)->sv->hub, SUB(c), topic, hub_sub_name(SUB(c)),
                                       p ? p : pv->p, n, &ticket, &err);
     free(p);
     if (seq && !ticket) {
@@ -649,21 +668,30 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         serve_http_unauthorized(r);
         return;
     }
-    ws_client *c = ax_calloc(1, sizeof(*c));
-    if (!c) {
+    hub_sub *sub = hub_sub_new_ext(g->sv->hub, &ws_ops, g, NULL, sizeof(ws_client));
+    if (!sub) {
         auth_identity_free(id);
         serve_http_error(r, 500, "out of memory");
         return;
     }
-    c->g = g;
-    c->id = id;
+    ws_client *c = hub_sub_ext(sub);
+    if (id) hub_sub_set_identity(sub, id);
     c->authed = !g->sv->auth || id;
     if (ax_ws_upgrade(r, &ws_cbs, &g->opts, c) < 0) {
+        hub_sub_free(sub);
         auth_identity_free(id);
-        ax_free(c);
         return;
     }
     serve_limit_take(r, &c->lim); /* the connection is counted on, now as ours */
+}
+
+/* Free a client: its subscriber, then its identity (the subscriber's). */
+static void client_free(ws_client *c)
+{
+    auth_identity *id = ID(c);
+    ax_free(c->pend);
+    hub_sub_free(SUB(c)); /* (c with it) */
+    auth_identity_free(id);
 }
 
 /* Every message counts (msg_rate, byte_rate): over a limit, an error
@@ -674,7 +702,7 @@ static bool within_limits(ws_client *c, size_t len)
     char text[128];
     if (c->limited) return false;
     hub_limit_kind k =
-        serve_limit_msg(c->g->sv, "websocket", ax_ws_conn(c->ws), &c->lim, len, &ref);
+        serve_limit_msg(GW(c)->sv, "websocket", ax_ws_conn(c->ws), &c->lim, len, &ref);
     if (k == HUB_LIMIT_OK) return true;
     c->limited = true;
     reply_error(c, NULL, serve_limit_text(k, &ref, text, sizeof text));
@@ -685,21 +713,10 @@ static bool within_limits(ws_client *c, size_t len)
 static void on_open(ax_ws *ws)
 {
     ws_client *c = ax_ws_data(ws);
-    gw_ws *g = c->g;
-    c->sub = hub_sub_new(g->sv->hub, &ws_ops, c, NULL);
-    if (!c->sub) {
-        serve_limit_close(g->sv, &c->lim);
-        auth_identity_free(c->id);
-        ax_free(c);
-        ax_ws_set_data(ws, NULL);
-        ax_ws_close(ws, AX_WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    if (c->id) {
-        hub_sub_set_identity(c->sub, c->id);
-        if (c->id->name[0]) hub_sub_rename(c->sub, c->id->name);
-        if (c->id->name[0]) ws_inbox(c, NULL, c->id->name);
-    }
+    gw_ws *g = GW(c);
+    auth_identity *id = ID(c);
+    if (id && id->name[0]) hub_sub_rename(SUB(c), id->name);
+    if (id && id->name[0]) ws_inbox(c, NULL, id->name);
     c->ws = ws;
     c->next = g->clients;
     if (g->clients) g->clients->prev = c;
@@ -714,8 +731,8 @@ static void on_open(ax_ws *ws)
 static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
 {
     ws_client *c = ax_ws_data(ws);
-    if (!c || !c->sub) return;
-    gw_stats *st = &c->g->sv->gw[GW_WS];
+    if (!c || c->stopped) return;
+    gw_stats *st = &GW(c)->sv->gw[GW_WS];
     GW_ADD(st->bytes_in, len);
     GW_ADD(st->msgs_in, 1);
     if (!within_limits(c, len)) return;
@@ -733,7 +750,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
             memcpy(topic, data, tl);
             topic[tl] = '\0';
             if (!allowed(c, NULL, "publish", topic)) return;
-            if (hub_publish_from(c->g->sv->hub, c->sub, topic, hub_sub_name(c->sub), nl + 1,
+            if (hub_publish_from(GW(c)->sv->hub, SUB(c), topic, hub_sub_name(SUB(c)), nl + 1,
                                  len - tl - 1, &err))
                 return;
         }
@@ -759,7 +776,7 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
 static void on_drain(ax_ws *ws)
 {
     ws_client *c = ax_ws_data(ws);
-    if (c && c->sub) hub_sub_writable(c->sub);
+    if (c && !c->stopped) hub_sub_writable(SUB(c));
 }
 
 static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -768,24 +785,21 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
     (void)code, (void)reason, (void)len;
     if (!c) return;
     if (!c->ws) { /* closed before on_open */
-        serve_limit_close(c->g->sv, &c->lim);
-        auth_identity_free(c->id);
-        ax_free(c);
+        serve_limit_close(GW(c)->sv, &c->lim);
+        client_free(c);
         return;
     }
     if (c->prev)
         c->prev->next = c->next;
     else
-        c->g->clients = c->next;
+        GW(c)->clients = c->next;
     if (c->next) c->next->prev = c->prev;
-    GW_SUB(c->g->sv->gw[GW_WS].conns, 1);
-    serve_limit_close(c->g->sv, &c->lim);
+    GW_SUB(GW(c)->sv->gw[GW_WS].conns, 1);
+    serve_limit_close(GW(c)->sv, &c->lim);
     waits_cancel(c);
-    for (ws_visit *v = c->visits; v; v = v->next)
+    for (ws_visit *v = c->pend ? c->pend->visits : NULL; v; v = v->next)
         v->c = NULL; /* (freed when their visit is done) */
-    hub_sub_free(c->sub);
-    auth_identity_free(c->id);
-    ax_free(c);
+    client_free(c);
 }
 
 static const ax_ws_cbs ws_cbs = {
@@ -795,8 +809,8 @@ static void gw_ws_stop(gw_ws *g, bool now)
 {
     if (g) ax_timer_stop(g->expiry);
     for (ws_client *c = g ? g->clients : NULL; c; c = c->next) {
-        hub_sub_free(c->sub); /* nothing more is delivered */
-        c->sub = NULL;
+        hub_sub_close(SUB(c)); /* nothing more is delivered; c stays until on_close */
+        c->stopped = true;
         if (now)
             ax_conn_abort(ax_ws_conn(c->ws), AX_ECLOSED);
         else
@@ -827,7 +841,7 @@ static void expire(ax_timer *t, void *ud)
     (void)t;
     int64_t now = (int64_t)time(NULL);
     for (ws_client *c = g->clients; c; c = c->next)
-        if (c->authed && c->id && auth_expired(c->id, now)) {
+        if (c->authed && ID(c) && auth_expired(ID(c), now)) {
             reply_error(c, NULL, "token expired");
             ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "token expired");
             c->authed = false;

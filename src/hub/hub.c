@@ -914,7 +914,26 @@ static void presence_leave(hub *h, htopic *room, const char *name)
 
 hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name)
 {
-    hub_sub *s = ax_calloc(1, sizeof(*s));
+    return hub_sub_new_ext(h, ops, ud, name, 0);
+}
+
+/* hub_sub_ext(): right after the struct, at 8-byte alignment (pointers,
+ * 64-bit integers) */
+#define EXT_AT ((sizeof(hub_sub) + 7) / 8 * 8)
+
+void *hub_sub_ext(hub_sub *s)
+{
+    return (char *)s + EXT_AT;
+}
+
+hub_sub *hub_sub_of_ext(void *ext)
+{
+    return (hub_sub *)(void *)((char *)ext - EXT_AT);
+}
+
+hub_sub *hub_sub_new_ext(hub *h, const hub_sub_ops *ops, void *ud, const char *name, size_t extra)
+{
+    hub_sub *s = ax_calloc(1, extra ? EXT_AT + extra : sizeof(*s));
     if (!s) return NULL;
     s->h = h;
     s->ops = ops;
@@ -965,6 +984,18 @@ void hub_sub_set_identity(hub_sub *s, const auth_identity *id)
     hub__unlock(s->h);
 }
 
+const auth_identity *hub_sub_identity(const hub_sub *s)
+{
+    return s->who; /* written by this thread only */
+}
+
+/* The room an entry joined (e->present): its filter's topic, which the
+ * topic's rooms count keeps. */
+static htopic *room_of(hub *h, const entry *e)
+{
+    return hub__topic_get(h, e->filter, strlen(e->filter));
+}
+
 int hub_sub_rename(hub_sub *s, const char *name)
 {
     if (!name || !*name || strlen(name) > HUB_MAX_NAME) return AX_EINVAL;
@@ -972,11 +1003,11 @@ int hub_sub_rename(hub_sub *s, const char *name)
     if (!copy) return AX_ENOMEM;
     hub__lock(s->h);
     for (entry *e = s->entries; e; e = e->snext)
-        if (e->room && s->name[0]) presence_leave(s->h, e->room, s->name);
+        if (e->present && s->name[0]) presence_leave(s->h, room_of(s->h, e), s->name);
     old = s->name;
     s->name = copy;
     for (entry *e = s->entries; e; e = e->snext)
-        if (e->room) hub__presence_join(s->h, e->room, s->name);
+        if (e->present) hub__presence_join(s->h, room_of(s->h, e), s->name);
     hub__unlock(s->h);
     name_free(old);
     return 0;
@@ -994,17 +1025,15 @@ void hub__entry_unlink(hub_sub *s, entry *e)
         s->entries = e->snext;
     if (e->snext) e->snext->sprev = e->sprev;
     if (e->replaying) hub__job_end(s, hub__job_of(s, e));
-    if (e->room) {
-        if (s->name[0]) presence_leave(h, e->room, s->name);
-        e->room->rooms--;
-        hub__topic_consider(h, e->room);
+    htopic *room = e->present ? room_of(h, e) : NULL;
+    if (room) {
+        if (s->name[0]) presence_leave(h, room, s->name);
+        room->rooms--;
+        hub__topic_consider(h, room);
     }
-    if (e->nprev)
-        e->nprev->nnext = e->nnext;
-    else
-        e->n->subs = e->nnext;
-    if (e->nnext) e->nnext->nprev = e->nprev;
-    node *n = e->n;
+    *e->npp = e->nnext;
+    if (e->nnext) e->nnext->npp = e->npp;
+    node *n = hub__node_path(h, e->filter, false); /* there while it had e */
     if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
     hub__node_prune(n);
     htopic *t = hub__topic_get(h, e->filter, fl); /* an exact subscription kept it */
@@ -1070,17 +1099,35 @@ void hub__walk_end(hub *h)
     }
 }
 
-void hub_sub_free(hub_sub *s)
+static void sub_free_locked(hub *h, hub_sub *s)
 {
-    if (!s) return;
-    hub *h = s->h;
-    hub__lock(h);
     h->st.subscribers--;
     s->dead = true;
     s->grave_next = h->grave;
     h->grave = s;
     h->walking++;
     hub__walk_end(h);
+}
+
+void hub_sub_close(hub_sub *s)
+{
+    hub *h = s->h;
+    hub__lock(h);
+    s->refs++; /* its memory, released by the hub_sub_free() that follows */
+    sub_free_locked(h, s);
+    s->closed = true;
+    hub__unlock(h);
+}
+
+void hub_sub_free(hub_sub *s)
+{
+    if (!s) return;
+    hub *h = s->h;
+    hub__lock(h);
+    if (s->closed)
+        hub__sub_unref(s); /* after hub_sub_close(): its memory only */
+    else
+        sub_free_locked(h, s);
     hub__unlock(h);
 }
 

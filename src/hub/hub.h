@@ -286,6 +286,18 @@ void hub_ack_cancel(hub *h, hub_ack *a);
 
 /* A subscriber; `name` (may be NULL) is its presence name. */
 hub_sub *hub_sub_new(hub *h, const hub_sub_ops *ops, void *ud, const char *name);
+/* The same with `extra` zeroed bytes for the gateway in the same
+ * allocation (an idle connection's bytes count: docs/scale.md), at
+ * hub_sub_ext() (aligned for pointers and 64-bit integers); hub_sub_of_ext() goes back.  The
+ * bytes live as long as the subscriber's memory: up to hub_sub_free(), or
+ * after hub_sub_close() up to the hub_sub_free() that follows. */
+hub_sub *hub_sub_new_ext(hub *h, const hub_sub_ops *ops, void *ud, const char *name, size_t extra);
+void *hub_sub_ext(hub_sub *s);
+hub_sub *hub_sub_of_ext(void *ext);
+/* Like hub_sub_free() (unsubscribed, nothing more delivered), but its
+ * memory (and hub_sub_ext()) stays until the hub_sub_free() that must
+ * follow; only hub_sub_free() may be called on it meanwhile. */
+void hub_sub_close(hub_sub *s);
 /* Unsubscribe everything (leave events for rooms it was present in) and
  * drop its queue.  Safe inside ops->kick and inside ops->write. */
 void hub_sub_free(hub_sub *s);
@@ -301,6 +313,8 @@ const char *hub_sub_name(const hub_sub *s);
  * borrowed: replace it here before freeing the old one. */
 struct auth_identity;
 void hub_sub_set_identity(hub_sub *s, const struct auth_identity *id);
+/* The identity last set (loop thread of the subscriber only). */
+const struct auth_identity *hub_sub_identity(const hub_sub *s);
 /* Without an identity, the subscriber's presence name stands for it in
  * one rule: `user/NAME/...` (private topics, direct messages) is handed
  * only to a subscriber called NAME (auth_private_may_read()).
@@ -402,9 +416,11 @@ typedef struct hub_backplane_ops {
     void (*presence)(void *ud, const char *room, void (*cb)(const char *name, void *ud),
                      void *cbud);
     /* Gateway state rows (hub_state_put, hub_state_clear: op HUB_STATE_*)
-     * kept in the cluster instead of the store (NULL: not kept). */
+     * kept in the cluster instead of the store (NULL: not kept); `ticket`
+     * (not NULL) gets one for ops->wait: done when Redis took the row,
+     * AX_EIO when it did not. */
     int (*state)(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
-                 size_t vlen);
+                 size_t vlen, uint64_t *ticket);
     /* hub_visit() (NULL: nothing to visit); cb on `loop`. */
     bool (*visit)(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop);
 } hub_backplane_ops;

@@ -56,15 +56,20 @@ struct outbox {
     bool posted; /* run_batch() is on its way: it takes v[0..n) */
 };
 
-struct entry { /* one filter of one subscriber: offsetof(entry, filter) + its length + 1 */
+/* One filter of one subscriber: offsetof(entry, filter) + its length + 1
+ * (42 + 11 for "chat/lobby": glibc's 64-byte chunk).  Its node is the
+ * filter's path in the tree (hub__node_path(), looked up when it leaves),
+ * and the presence room the topic named by the filter (found by name:
+ * joins, leaves and renames are rare next to an idle subscriber's bytes). */
+struct entry {
     hub_sub *s;
-    node *n;
-    entry *nprev, *nnext; /* the node's subscribers */
+    entry **npp, *nnext;  /* the node's subscribers: what points here, the next */
     entry *snext, *sprev; /* the subscriber's filters */
-    htopic *room;         /* presence joined through this filter */
     bool replaying;       /* a job of s->jobs replays it (hub__job_of) */
+    bool present;         /* presence joined in the topic named `filter` (its rooms count) */
     char filter[];
 };
+_Static_assert(offsetof(entry, filter) == 42, "entry: a subscription's bytes (docs/scale.md)");
 
 struct job {        /* a paced replay: hub_subscribe() with `since` */
     job *next;      /* the subscriber's jobs, run in order */
@@ -116,7 +121,10 @@ struct qnode {
  * subscriber's bytes count: docs/scale.md). */
 struct hub_sub {
     hub *h;
-    const hub_sub_ops *ops;
+    union {
+        const hub_sub_ops *ops; /* while alive (every call of it is after a dead check) */
+        hub_sub *grave_next;    /* once dead: the hub's grave, until released */
+    };
     void *ud;
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
@@ -125,7 +133,6 @@ struct hub_sub {
     qnode *qhead, **qtail;
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
-    hub_sub *grave_next;
     uint64_t stamp, id;
     /* bytes queued, and how many before the policy applies (at most
      * HUB_BUDGET_MAX: a queue holds the budget and one message more) */
@@ -134,7 +141,9 @@ struct hub_sub {
     uint32_t refs;     /* the owner's, and one per message in flight to it */
     uint32_t inflight;
     bool blocked, dead;
+    bool closed; /* hub_sub_close(): the memory waits for hub_sub_free() */
 };
+_Static_assert(sizeof(hub_sub) == 128, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
 
 struct hub {
     ax_loop *loop;

@@ -161,9 +161,9 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     if (h->bp && !n->subs) hub__bp_need(h, filter, fl);
     s->nfilters++;
     e->s = s;
-    e->n = n;
     e->nnext = n->subs;
-    if (n->subs) n->subs->nprev = e;
+    e->npp = &n->subs;
+    if (n->subs) n->subs->npp = &e->nnext;
     n->subs = e;
     e->snext = s->entries;
     if (s->entries) s->entries->sprev = e;
@@ -172,10 +172,11 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     h->walking++;
     if (since >= 0 && (rc = job_start(s, e, since, exact)) != 0) hub__entry_unlink(s, e);
     if (!rc && present && exact && !s->dead) { /* a name given later joins then */
-        e->room = hub__topic_make(h, filter, fl, true, &rc);
-        if (e->room) e->room->rooms++;
-        if (e->room && s->name[0]) hub__presence_join(h, e->room, s->name);
-        if (!e->room) hub__entry_unlink(s, e);
+        htopic *room = hub__topic_make(h, filter, fl, true, &rc);
+        e->present = room != NULL;
+        if (room) room->rooms++;
+        if (room && s->name[0]) hub__presence_join(h, room, s->name);
+        if (!room) hub__entry_unlink(s, e);
     }
     hub__walk_end(h);
     return rc;

@@ -13,10 +13,10 @@ int hub_state_put(hub *h, const char *ns, const void *key, size_t klen, const vo
                   size_t vlen, uint64_t *ticket)
 {
     uint64_t tk = 0;
-    if (!h->store && h->bp && h->bp->state) { /* (no ticket: Redis has it in order) */
+    if (!h->store && h->bp && h->bp->state) { /* (the ticket: Redis's answer) */
         if (ticket) *ticket = 0;
-        return h->bp->state(h->bp_ud, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key, klen, val,
-                            vlen);
+        return h->bp->state(h->bp_ud, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key, klen, val, vlen,
+                            ticket);
     }
     int rc = h->store ? hub_store_state(h->store, val ? HUB_STATE_PUT : HUB_STATE_DEL, ns, key,
                                         klen, val, vlen, &tk)
@@ -30,7 +30,7 @@ int hub_state_clear(hub *h, const char *ns, const void *prefix, size_t plen, uin
     uint64_t tk = 0;
     if (!h->store && h->bp && h->bp->state) {
         if (ticket) *ticket = 0;
-        return h->bp->state(h->bp_ud, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0);
+        return h->bp->state(h->bp_ud, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0, ticket);
     }
     int rc =
         h->store ? hub_store_state(h->store, HUB_STATE_CLEAR, ns, prefix, plen, NULL, 0, &tk) : 0;

@@ -27,6 +27,7 @@
 enum { CH_N = 1, CH_T = 2, CH_M = 4, CH_I = 8, CH_S = 16 };
 #define CH_DEFAULT (CH_N | CH_T)
 #define INVITES_MAX 16
+#define EXCEPTS_MAX IRC_EXCEPTS_MAX
 #define KICKS_MAX 8
 #define KICK_QUIET_S 10 /* a kicked user's leave is not shown as PART for this long */
 
@@ -54,8 +55,10 @@ typedef struct irc_chan {
     char key[KEY_MAX + 1];
     long limit;
     int64_t created;
-    int nbans, nmem, capmem, ninv;
+    int nbans, nmem, capmem, ninv, nexc, ninvex;
     chan_ban bans[BANS_MAX];
+    chan_ban excs[EXCEPTS_MAX];                      /* +e: ban exceptions */
+    chan_ban invex[EXCEPTS_MAX];                     /* +I: invite exceptions */
     char invited[INVITES_MAX][HUB_MAX_NAME + 1];     /* a ring: the newest replace the oldest */
     chan_mark kicked[KICKS_MAX], renamed[KICKS_MAX]; /* renamed: new nicks (their JOIN is a NICK) */
     chan_member *mem;
@@ -94,7 +97,7 @@ static bool quiet_pending(const irc_chan *c)
 static void maybe_free(irc_chan *c)
 {
     if (c->nmem || c->modes != CH_DEFAULT || c->key[0] || c->limit || c->nbans || c->ninv ||
-        quiet_pending(c))
+        c->nexc || c->ninvex || quiet_pending(c))
         return;
     for (irc_chan **p = &chans; *p; p = &(*p)->next)
         if (*p == c) {
@@ -149,12 +152,17 @@ static void unmark(chan_mark *ring, const char *nick)
         if (irc_same_name(ring[i].nick, nick)) ring[i].nick[0] = '\0';
 }
 
+static bool listed(const chan_ban *list, int n, const char *mask)
+{
+    for (int i = 0; i < n; i++)
+        if (ax_irc_mask_match(list[i].mask, strlen(list[i].mask), mask, strlen(mask))) return true;
+    return false;
+}
+
+/* +b, unless +e lets it through. */
 static bool banned(const irc_chan *c, const char *mask)
 {
-    for (int i = 0; i < c->nbans; i++)
-        if (ax_irc_mask_match(c->bans[i].mask, strlen(c->bans[i].mask), mask, strlen(mask)))
-            return true;
-    return false;
+    return listed(c->bans, c->nbans, mask) && !listed(c->excs, c->nexc, mask);
 }
 
 static bool invited(const irc_chan *c, const char *nick)
@@ -231,7 +239,7 @@ int irc_chan_may_join(irc_conn *ic, const char *room, const char *key)
     irc_chan *c = find(room, false);
     if (c) {
         bool inv = invited(c, ic->nick);
-        if ((c->modes & CH_I) && !inv)
+        if ((c->modes & CH_I) && !inv && !listed(c->invex, c->ninvex, mask))
             rc = 473;
         else if (banned(c, mask) && !inv)
             rc = 474;
@@ -464,15 +472,20 @@ static void mode_query(irc_conn *ic, const char *chan, const char *room)
     irc_num(ic, "329", "%s %lld", chan, (long long)created);
 }
 
-static void ban_list(irc_conn *ic, const char *chan, const char *room)
+/* The list of +b, +e or +I: 367/368, 348/349, 346/347. */
+static void mask_list(irc_conn *ic, const char *chan, const char *room, char which)
 {
+    const char *item = which == 'b' ? "367" : which == 'e' ? "348" : "346";
+    const char *end = which == 'b' ? "368" : which == 'e' ? "349" : "347";
+    const char *what = which == 'b' ? "ban" : which == 'e' ? "exception" : "invite";
     pthread_mutex_lock(&chan_lock);
     irc_chan *c = find(room, false);
-    for (int i = 0; c && i < c->nbans; i++)
-        irc_num(ic, "367", "%s %s %s %lld", chan, c->bans[i].mask, c->bans[i].by,
-                (long long)c->bans[i].at);
+    const chan_ban *list = !c ? NULL : which == 'b' ? c->bans : which == 'e' ? c->excs : c->invex;
+    int n = !c ? 0 : which == 'b' ? c->nbans : which == 'e' ? c->nexc : c->ninvex;
+    for (int i = 0; i < n; i++)
+        irc_num(ic, item, "%s %s %s %lld", chan, list[i].mask, list[i].by, (long long)list[i].at);
     pthread_mutex_unlock(&chan_lock);
-    irc_num(ic, "368", "%s :End of channel ban list", chan);
+    irc_num(ic, end, "%s :End of channel %s list", chan, what);
 }
 
 /* The changes a MODE command made, as the line that announces them. */
@@ -497,7 +510,8 @@ static void out_add(mode_out *o, bool plus, char ch, const char *param)
 typedef struct mode_req {
     irc_conn *ic;
     const char *chan, *room;
-    bool op, listed, refused;
+    bool op, refused;
+    char lists[4];                            /* the lists asked for ("b", "e", "I") */
     char absent[MODES_MAX][HUB_MAX_NAME + 1]; /* +o/+v targets not on the channel */
     int nabsent;
 } mode_req;
@@ -523,31 +537,35 @@ static bool mode_one(mode_req *r, irc_chan *c, bool plus, char ch, const char *p
         return false;
     }
     switch (ch) {
-    case 'b': {
+    case 'b':
+    case 'e':
+    case 'I': {
         char mask[MASK_MAX + 16];
         if (!param) {
-            r->listed = true;
+            if (!strchr(r->lists, ch)) strncat(r->lists, &ch, 1);
             return false;
         }
         if (!r->op) return need_op(r), true;
         if (!ban_mask(param, mask, sizeof mask)) return true;
+        chan_ban *list = ch == 'b' ? c->bans : ch == 'e' ? c->excs : c->invex;
+        int *n = ch == 'b' ? &c->nbans : ch == 'e' ? &c->nexc : &c->ninvex;
+        int max = ch == 'b' ? BANS_MAX : EXCEPTS_MAX;
         int i = 0;
-        while (i < c->nbans &&
-               !ax_irc_casecmp(c->bans[i].mask, strlen(c->bans[i].mask), mask, strlen(mask)))
+        while (i < *n && !ax_irc_casecmp(list[i].mask, strlen(list[i].mask), mask, strlen(mask)))
             i++;
-        if (plus && i == c->nbans) {
-            if (c->nbans == BANS_MAX) {
-                irc_num(r->ic, "478", "%s %s :Channel ban list is full", r->chan, mask);
+        if (plus && i == *n) {
+            if (*n == max) {
+                irc_num(r->ic, "478", "%s %s %c :Channel list is full", r->chan, mask, ch);
                 return true;
             }
-            chan_ban *b = &c->bans[c->nbans++];
+            chan_ban *b = &list[(*n)++];
             snprintf(b->mask, sizeof b->mask, "%s", mask);
             snprintf(b->by, sizeof b->by, "%s", r->ic->nick);
             b->at = (int64_t)time(NULL);
-            out_add(o, plus, 'b', mask);
-        } else if (!plus && i < c->nbans) {
-            out_add(o, plus, 'b', c->bans[i].mask);
-            c->bans[i] = c->bans[--c->nbans];
+            out_add(o, plus, ch, mask);
+        } else if (!plus && i < *n) {
+            out_add(o, plus, ch, list[i].mask);
+            list[i] = list[--*n];
         }
         return true;
     }
@@ -608,7 +626,7 @@ static void chan_mode(irc_conn *ic, int nparams, char **args, const char *chan, 
 {
     mode_req r = {.ic = ic, .chan = chan, .room = room};
     mode_out o = {.sign = 0};
-    const char *takes_param = "bkovl"; /* l: only with + */
+    const char *takes_param = "beIkovl"; /* l: only with + */
     int pi = 2;
     bool plus = true;
     pthread_mutex_lock(&chan_lock);
@@ -629,12 +647,13 @@ static void chan_mode(irc_conn *ic, int nparams, char **args, const char *chan, 
         bool wants = strchr(takes_param, *f) && (*f != 'l' || plus) && (*f != 'k' || plus);
         if (*f == 'k' && !plus && pi < nparams) wants = true; /* -k may name the key */
         if (wants && pi < nparams && counted < MODES_MAX) param = args[pi++], counted++;
-        if (wants && !param && *f != 'b') continue; /* a missing parameter: ignored */
+        if (wants && !param && !strchr("beI", *f)) continue; /* a missing parameter: ignored */
         mode_one(&r, c, plus, *f, param, &o);
     }
     maybe_free(c);
     pthread_mutex_unlock(&chan_lock);
-    if (r.listed) ban_list(ic, chan, room);
+    for (const char *l = r.lists; *l; l++)
+        mask_list(ic, chan, room, *l);
     for (int i = 0; i < r.nabsent; i++) {
         if (irc_name_in_use(ic->g->sv, r.absent[i], NULL))
             irc_num(ic, "441", "%s %s :They aren't on that channel", r.absent[i], chan);
@@ -830,13 +849,25 @@ void irc_cmd_invite(irc_conn *ic, int nparams, char **args)
 
 /* ---- events to the IRC users of every thread ---------------------------------------- */
 
-enum { NET_CHAN = 1, NET_NICK = 2, NET_SHARED = 3, NET_WALLOPS = 4, NET_KILL = 5 };
+enum {
+    NET_CHAN = 1,
+    NET_NICK = 2,
+    NET_SHARED = 3,
+    NET_WALLOPS = 4,
+    NET_KILL = 5,
+    NET_MON_ON = 6,
+    NET_MON_OFF = 7,
+    NET_MON_EVENT = 8
+};
 
 typedef struct net_ev {
-    int kind, need_cap;
+    int kind, need_cap, need_flags;
     char room[ROOM_MAX + 1];
     char nick[HUB_MAX_NAME + 1];
+    char skip[HUB_MAX_NAME + 1]; /* the sender: only with echo-message */
     char line[AX_IRC_MAX_LINE];
+    char time[40];              /* server-time's value ("": none) */
+    char tags[AX_IRC_MAX_TAGS]; /* for message-tags ("": none) */
 } net_ev;
 
 static pthread_mutex_t gw_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -883,11 +914,19 @@ static void net_apply(gw_irc *g, const net_ev *e)
     char chan[CHAN_MAX + 2];
     snprintf(chan, sizeof chan, "#%s", e->room);
     for (irc_conn *ic = g->conns; ic; ic = ic->next) {
-        if (!ic->registered || ic->quit || (e->need_cap && !(ic->caps & e->need_cap))) continue;
+        if (!ic->registered || ic->quit || (ic->caps & e->need_cap) != e->need_cap) continue;
+        if (e->skip[0] && !(ic->caps & CAP_ECHO) && irc_same_name(ic->nick, e->skip)) continue;
         if (e->kind == NET_CHAN && irc_on_chan(ic, chan)) {
-            irc_sendf(ic, "%s", e->line);
+            if (e->need_flags && !(irc_chan_flags(e->room, ic->nick, NULL, false) & e->need_flags))
+                continue;
+            irc_send_tagged(ic, e->tags, e->time, e->line);
             if (e->nick[0] && irc_same_name(ic->nick, e->nick)) irc_drop_chan(ic, chan);
         } else if (e->kind == NET_NICK && irc_same_name(ic->nick, e->nick)) {
+            irc_send_tagged(ic, e->tags, e->time, e->line);
+        } else if ((e->kind == NET_MON_ON || e->kind == NET_MON_OFF) && irc_monitors(ic, e->nick)) {
+            irc_num(ic, e->kind == NET_MON_ON ? "730" : "731", ":%s", e->line);
+        } else if (e->kind == NET_MON_EVENT && irc_monitors(ic, e->nick) &&
+                   !irc_same_name(ic->nick, e->nick) && !shares(ic, e->nick)) {
             irc_sendf(ic, "%s", e->line);
         } else if (e->kind == NET_SHARED && !irc_same_name(ic->nick, e->nick) &&
                    shares(ic, e->nick)) {
@@ -938,6 +977,53 @@ void irc_net_chan(gw_irc *g, const char *room, const char *line, int need_cap, c
     net_ev e = {.kind = NET_CHAN, .need_cap = need_cap};
     snprintf(e.room, sizeof e.room, "%s", room);
     snprintf(e.nick, sizeof e.nick, "%s", victim ? victim : "");
+    set_line(&e, line);
+    net_send(g, &e);
+}
+
+static void set_opts(net_ev *e, const irc_net_opts *o)
+{
+    e->need_cap = o->need_cap;
+    e->need_flags = o->need_flags;
+    snprintf(e->skip, sizeof e->skip, "%s", o->skip ? o->skip : "");
+    snprintf(e->time, sizeof e->time, "%s", o->time ? o->time : "");
+    snprintf(e->tags, sizeof e->tags, "%s", o->tags ? o->tags : "");
+}
+
+void irc_net_chan_ex(gw_irc *g, const char *room, const char *line, const irc_net_opts *o)
+{
+    static __thread net_ev e;
+    memset(&e, 0, sizeof e);
+    e.kind = NET_CHAN;
+    snprintf(e.room, sizeof e.room, "%s", room);
+    set_opts(&e, o);
+    set_line(&e, line);
+    net_send(g, &e);
+}
+
+void irc_net_nick_ex(gw_irc *g, const char *nick, const char *line, const irc_net_opts *o)
+{
+    static __thread net_ev e;
+    memset(&e, 0, sizeof e);
+    e.kind = NET_NICK;
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
+    set_opts(&e, o);
+    set_line(&e, line);
+    net_send(g, &e);
+}
+
+void irc_net_monitor(gw_irc *g, const char *nick, const char *who, bool online)
+{
+    net_ev e = {.kind = online ? NET_MON_ON : NET_MON_OFF};
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
+    set_line(&e, who);
+    net_send(g, &e);
+}
+
+void irc_net_monitor_event(gw_irc *g, const char *nick, const char *line, int need_cap)
+{
+    net_ev e = {.kind = NET_MON_EVENT, .need_cap = need_cap};
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
     set_line(&e, line);
     net_send(g, &e);
 }

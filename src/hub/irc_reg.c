@@ -28,6 +28,7 @@ static const struct {
     {"account-tag", NULL, CAP_ACCOUNT_TAG},
     {"account-notify", NULL, CAP_ACCOUNT_NOTIFY},
     {"extended-join", NULL, CAP_EXTENDED_JOIN},
+    {"extended-monitor", NULL, CAP_EXTENDED_MONITOR},
 };
 #define NCAPS (sizeof CAPS / sizeof *CAPS)
 
@@ -35,16 +36,15 @@ static const struct {
 
 void irc_isupport(irc_conn *ic)
 {
-    irc_num(
-        ic, "005",
-        "AWAYLEN=%d CASEMAPPING=ascii CHANLIMIT=#:%d CHANMODES=" IRC_CHANMODES
-        " CHANNELLEN=%d CHANTYPES=# CHATHISTORY=%d KICKLEN=%d MAXLIST=b:%d MAXTARGETS=4 MODES=%d "
-        "NETWORK=" NETWORK " :are supported by this server",
-        AWAY_MAX, MAX_CHANS, CHAN_MAX, HISTORY_MAX, TOPIC_MAX, BANS_MAX, MODES_MAX);
     irc_num(ic, "005",
-            "NICKLEN=%d PREFIX=" IRC_PREFIX " TOPICLEN=%d USERLEN=%d UTF8ONLY "
-            ":are supported by this server",
-            NICK_MAX, TOPIC_MAX, NICK_MAX);
+            "AWAYLEN=%d CASEMAPPING=ascii CHANLIMIT=#:%d CHANMODES=" IRC_CHANMODES
+            " CHANNELLEN=%d CHANTYPES=# CHATHISTORY=%d EXCEPTS=e INVEX=I KICKLEN=%d "
+            "MAXLIST=b:%d,eI:%d MAXTARGETS=4 :are supported by this server",
+            AWAY_MAX, MAX_CHANS, CHAN_MAX, HISTORY_MAX, TOPIC_MAX, BANS_MAX, IRC_EXCEPTS_MAX);
+    irc_num(ic, "005",
+            "MODES=%d MONITOR=%d NETWORK=" NETWORK " NICKLEN=%d PREFIX=" IRC_PREFIX
+            " STATUSMSG=@+ TOPICLEN=%d USERLEN=%d UTF8ONLY :are supported by this server",
+            MODES_MAX, MONITOR_MAX, NICK_MAX, TOPIC_MAX, NICK_MAX);
 }
 
 typedef struct chans_ctx {
@@ -111,7 +111,7 @@ static void welcome(irc_conn *ic)
             ic->host);
     irc_num(ic, "002", ":Your host is %s, running version axon-" AXON_VERSION, irc_server(ic));
     irc_num(ic, "003", ":This server was created %s", made);
-    irc_num(ic, "004", "%s axon-" AXON_VERSION " iow biklmnostv bklov", irc_server(ic));
+    irc_num(ic, "004", "%s axon-" AXON_VERSION " iow Ibeiklmnostv Ibeklov", irc_server(ic));
     irc_isupport(ic);
     irc_lusers(ic);
     irc_num(ic, "422", ":MOTD File is missing");
@@ -198,6 +198,7 @@ void irc_try_register(irc_conn *ic)
     irc_unregistered_set(ic, false);
     irc_inbox(ic, ic->nick, true);
     welcome(ic);
+    irc_monitor_online(ic->g, ic);
     irc_timer_arm(ic, PING_S(ic) * 1000ull);
 }
 

@@ -316,11 +316,14 @@ hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, ui
     e->conns++;
     ip_unlock(L, e);
     c->ip = e;
-    c->log_ms = now_ms;
+    c->log = now_ms << 8;
     hub_bucket_init(&c->msgs, &L->c.msg_rate, now_ms);
     hub_bucket_init(&c->bytes, &L->c.byte_rate, now_ms);
     return HUB_LIMIT_OK;
 }
+
+_Static_assert(sizeof(hub_limits_conn) == 48,
+               "hub_limits_conn: in every connection (docs/scale.md)");
 
 void hub_limits_conn_close(hub_limits *L, hub_limits_conn *c, uint64_t now_ms)
 {
@@ -363,8 +366,13 @@ hub_limit_kind hub_limits_msg(hub_limits *L, hub_limits_conn *c, size_t bytes, u
     } else if ((wait = hub_bucket_peek(&c->bytes, &L->c.byte_rate, bytes, now_ms)) != 0) {
         k = HUB_LIMIT_BYTE_RATE;
     }
-    if (k != HUB_LIMIT_OK)
-        return refuse(L, k, wait, log_once(&c->log_ms, &c->logged, k, now_ms), r);
+    if (k != HUB_LIMIT_OK) {
+        uint64_t log_ms = c->log >> 8;
+        uint8_t logged = (uint8_t)c->log;
+        bool log = log_once(&log_ms, &logged, k, now_ms);
+        c->log = log_ms << 8 | logged;
+        return refuse(L, k, wait, log, r);
+    }
     if (c->ip && L->ip_rates) {
         hub_ip *e = c->ip;
         pthread_mutex_lock(&L->stripes[e->stripe].mu);

@@ -151,9 +151,8 @@ typedef struct hub_ip hub_ip;
 /* A connection's share (embed it in the connection; loop thread only). */
 typedef struct hub_limits_conn {
     hub_bucket msgs, bytes;
-    hub_ip *ip; /* NULL when not counted (closed or refused) */
-    uint64_t log_ms;
-    uint8_t logged; /* kinds (bits) logged since log_ms */
+    hub_ip *ip;   /* NULL when not counted (closed or refused) */
+    uint64_t log; /* log_ms << 8 | the kinds (bits) logged since (48 bytes in all) */
 } hub_limits_conn;
 
 typedef struct hub_limits_stats {

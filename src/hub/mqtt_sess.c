@@ -269,6 +269,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
 #define NS_SESS "mqtt.s"
 #define NS_OUT "mqtt.o"
 #define NS_REL "mqtt.r"
+#define NS_HAND "mqtt.h" /* Redis: where a session's old owner stopped, per topic */
 enum { ROW_QUEUED = 0 }; /* else MQ_OUT_ACK, MQ_OUT_COMP */
 
 static bool durable(const mq_sess *s)
@@ -358,6 +359,20 @@ void mq_sess_save(mq_sess *s)
     note(s->g, tk);
     ax_free(v);
     s->saved = true;
+    mq_sess_ttl(s);
+}
+
+/* How long the session's hash lives in Redis from now (redis.h): its
+ * owner says so when the client comes and goes, and every few seconds
+ * while it is connected. */
+void mq_sess_ttl(mq_sess *s)
+{
+    redis_bp *b = s->g->sv->bp;
+    if (!b || !s->saved || !durable(s) || !redis_bp_here(b)) return;
+    int64_t ms = s->expiry_s == UINT32_MAX
+                     ? -1
+                     : (int64_t)s->expiry_s * 1000 + (s->conn ? REDIS_SESS_LEASE_MS : 0);
+    redis_sess_ttl(b, s->cid, ms);
 }
 
 /* The session ended: its rows go. */
@@ -405,8 +420,15 @@ static void gate_open(hub_ack *a, int status)
 {
     mq_gate *gt = (mq_gate *)a;
     mq_sess *s = gt->s;
-    (void)status; /* (a failed commit: sent anyway, as without a store) */
     gate_unlink(gt);
+    if (status && s->g->sv->bp && s->conn && !s->conn->closing) {
+        /* Redis did not take the row: not sent (the client would take the
+         * message as handed over once); the client comes back and gets it
+         * again from the session (docs/cluster.md "MQTT") */
+        mq_close(s->conn, AX_MQTT_RC_UNSPECIFIED, "the session could not be stored");
+        ax_free(gt);
+        return;
+    }
     mq_out *o = gt->type == AX_MQTT_PUBREL ? out_find(s, gt->pid, MQ_OUT_COMP)
                                            : out_find(s, gt->pid, MQ_OUT_ACK);
     if (o && s->conn && s->conn->connacked && !s->conn->closing) {
@@ -828,6 +850,21 @@ static void send_retained(hub_msg *m, void *ud)
         send_now(x->s, m, qos, true, x->o->sub_id, 0);
 }
 
+/* The hand-over point of an exact topic in the rows of a claimed session
+ * (g->hand: "<topic>\0<seq, 8 bytes>" each): the last seq its old owner
+ * had of the topic; -1: none. */
+static int64_t hand_since(const gw_mqtt *g, const char *topic)
+{
+    const uint8_t *p = g->hand, *end = p + g->hand_len;
+    while (p < end) {
+        const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+        if (!nul || end - nul < 9) return -1;
+        if (strcmp((const char *)p, topic) == 0) return (int64_t)hub_get_be(nul + 1, 8);
+        p = nul + 9;
+    }
+    return -1;
+}
+
 uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, bool *existed)
 {
     const char *f = sub->filter.ptr;
@@ -856,6 +893,8 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     uint8_t rc = 0;
     if (sub->share.len) {
         rc = group_join(s, o, sub);
+    } else if (s->g->hand && hand_since(s->g, hub_filter(o)) >= 0) {
+        s->ndirect++; /* subscribed after the load, from where the old owner stopped */
     } else {
         int e = hub_subscribe(s->sub, hub_filter(o), -1, false);
         rc = e == 0              ? 0
@@ -1076,6 +1115,7 @@ void mq_sess_detach(mq_sess *s)
     s->conn = NULL;
     s->gone_ms = ax_loop_now(s->g->sv->loop);
     if (!s->gone_ms) s->gone_ms = 1;
+    mq_sess_ttl(s);                 /* the expiry counts from now */
     if (s->sub && s->hub_blocked) { /* what the hub holds goes to the queue now */
         s->hub_blocked = false;
         hub_sub_writable(s->sub);
@@ -1180,15 +1220,42 @@ struct mq_claim {
     char cid[];
 };
 
+/* Where this node stopped delivering to the session, for the claimer: the
+ * last seq it has of each topic the session subscribes to exactly (the
+ * rows hold every message up to there; the claimer resumes after it).
+ * Written before the "let go" (R), on the same link: the claimer reads it
+ * with the rows. */
+static void hand_write(mq_sess *s)
+{
+    size_t n = 0, cl = strlen(s->cid);
+    for (const mq_subopt *o = s->subs; o; o = o->next)
+        if (!o->group && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
+            n += strlen(hub_filter(o)) + 9;
+    if (!n) return;
+    uint8_t *v = ax_malloc(n), *p = v, key[MQ_MAX_CLIENT_ID + 2];
+    if (!v) return;
+    for (const mq_subopt *o = s->subs; o; o = o->next) {
+        const char *f = hub_filter(o);
+        size_t fl = strlen(f);
+        if (o->group || !hub_topic_valid(f, fl)) continue;
+        memcpy(p, f, fl + 1);
+        p = hub_put_be(p + fl + 1, hub_backplane_last(s->g->sv->hub, f), 8);
+    }
+    memcpy(key, s->cid, cl + 1);
+    key[cl + 1] = 'h';
+    hub_state_put(s->g->sv->hub, NS_HAND, key, cl + 2, v, n, NULL);
+    ax_free(v);
+}
+
 /* Another node took `cid`: its connection here goes, and the session (its
  * rows stay in Redis for the claimer). */
 static void on_claim(void *ud, const char *cid, bool release)
 {
     gw_mqtt *g = ud;
     mq_sess *s = mq_sess_find(g, cid, strlen(cid));
-    (void)release; /* (a session held here is let go of in any case) */
     if (!s) return;
     if (s->conn) mq_take_over(s);
+    if (release && s->expiry_s) hand_write(s);
     bool keep = s->expiry_s != 0;
     g->loading = keep; /* nothing written: the rows are the claimer's now */
     mq_sess_free(s, keep);
@@ -1215,6 +1282,11 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
     size_t cl = strlen(cid);
     uint8_t key[MQ_MAX_CLIENT_ID + 1 + 16];
     qsort(rows, n, sizeof *rows, row_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rows[i].ns, NS_HAND) == 0) {
+            g->hand = (const uint8_t *)rows[i].val;
+            g->hand_len = rows[i].vlen;
+        }
     g->loading = true;
     for (size_t i = 0; i < n; i++) {
         const redis_row *r = &rows[i];
@@ -1233,6 +1305,21 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
             load_rel(key, cl + 1 + r->klen, r->val, r->vlen, g);
     }
     g->loading = false;
+    mq_sess *s = g->hand ? mq_sess_find(g, cid, cl) : NULL;
+    for (const mq_subopt *o = s ? s->subs : NULL; o; o = o->next) {
+        int64_t since = o->group ? -1 : hand_since(g, hub_filter(o));
+        /* nothing published since the old owner stopped is missed: the
+         * hub replays the topic from there (its stream in Redis), then live */
+        if (since >= 0 && hub_subscribe(s->sub, hub_filter(o), since, false) != 0)
+            (void)hub_subscribe(s->sub, hub_filter(o), -1, false);
+    }
+    if (g->hand) {
+        memcpy(key, cid, cl + 1);
+        key[cl + 1] = 'h';
+        hub_state_put(g->sv->hub, NS_HAND, key, cl + 2, NULL, 0, NULL); /* (used) */
+    }
+    g->hand = NULL;
+    g->hand_len = 0;
 }
 
 static void claimed(void *ud, int status, const redis_row *rows, size_t n)

@@ -1249,12 +1249,14 @@ size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len)
         "# HELP axon_redis_gaps_total Sequence jumps seen (then read from the stream).\n"
         "# TYPE axon_redis_gaps_total counter\naxon_redis_gaps_total %llu\n"
         "# HELP axon_redis_backfilled_total Messages read from Redis streams.\n"
-        "# TYPE axon_redis_backfilled_total counter\naxon_redis_backfilled_total %llu\n",
+        "# TYPE axon_redis_backfilled_total counter\naxon_redis_backfilled_total %llu\n"
+        "# HELP axon_redis_state_errors_total MQTT session rows Redis did not take.\n"
+        "# TYPE axon_redis_state_errors_total counter\naxon_redis_state_errors_total %llu\n",
         (unsigned long long)ST_GET(b, state), (unsigned long long)ST_GET(b, reconnects),
         (unsigned long long)ST_GET(b, lag_ms), (unsigned long long)ST_GET(b, published),
         (unsigned long long)ST_GET(b, publish_errors), (unsigned long long)ST_GET(b, refused),
         (unsigned long long)ST_GET(b, received), (unsigned long long)ST_GET(b, gaps),
-        (unsigned long long)ST_GET(b, backfilled));
+        (unsigned long long)ST_GET(b, backfilled), (unsigned long long)ST_GET(b, state_errors));
     if (n < 0) n = 0;
     return (size_t)n < len ? (size_t)n : (len ? len - 1 : 0);
 }

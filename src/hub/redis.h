@@ -86,6 +86,14 @@ void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud);
  * called then and the code is returned here).  Backplane's thread only. */
 int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
                      void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud);
+/* How long a session's hash lives in Redis: `ms` (< 0: for ever).  Its
+ * owner sets it: while the client is connected to the session's expiry
+ * plus REDIS_SESS_LEASE_MS, set again every REDIS_SESS_REFRESH_MS, so a
+ * node that dies leaves nothing behind for longer than that; once the
+ * client left, to the session's expiry.  Backplane's thread only. */
+#define REDIS_SESS_LEASE_MS 15000
+#define REDIS_SESS_REFRESH_MS 5000
+void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms);
 /* Is this the backplane's thread? */
 bool redis_bp_here(const redis_bp *b);
 

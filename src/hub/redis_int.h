@@ -65,6 +65,7 @@ typedef struct need { /* a filter this node's subscribers need */
 typedef struct bp_stats {
     uint64_t reconnects, published, publish_errors, refused, received, gaps, backfilled, lost;
     uint64_t lag_ms, state;
+    uint64_t state_errors; /* MQTT session rows Redis did not take */
 } bp_stats;
 
 struct redis_bp {
@@ -109,12 +110,14 @@ struct redis_bp {
     pthread_mutex_t pres_mu; /* guards pres_remote */
     bool pres_dirty;
     uint64_t pres_refresh_ms;
-    bp_stats st;            /* atomic reads from other threads */
-    uint64_t next_ticket;   /* atomic */
-    pthread_mutex_t ack_mu; /* guards acks */
-    hub_map acks;           /* ticket (decimal) -> ack_rec */
-    char sess_chan[40];     /* MQTT sessions' claims, every node hears: "axon-sess:<db>" */
-    bp_claim *claims;       /* sessions this node claims */
+    bp_stats st;               /* atomic reads from other threads */
+    uint64_t next_ticket;      /* atomic */
+    pthread_mutex_t ack_mu;    /* guards acks */
+    hub_map acks;              /* ticket (decimal) -> ack_rec */
+    uint64_t state_failed[64]; /* tickets of rows Redis did not take, the latest (ack_mu) */
+    unsigned state_nfailed;
+    char sess_chan[40]; /* MQTT sessions' claims, every node hears: "axon-sess:<db>" */
+    bp_claim *claims;   /* sessions this node claims */
     redis_claim_fn sess_fn;
     void *sess_ud;
 };
@@ -166,6 +169,9 @@ int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t 
 int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
              ax_loop *loop);
 void bp__cancel(void *ud, hub_ack *a);
+/* A state row's answer: its waiter is told (none waiting: a failure is
+ * kept for a wait that comes later). */
+void bp__state_done(redis_bp *b, uint64_t ticket, int status);
 void bp__acks_free(redis_bp *b);
 extern const char bp__script[];
 
@@ -175,7 +181,7 @@ void bp__ret_heard(redis_bp *b, const redisReply *data);
 
 /* redis_sess.c */
 int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
-              size_t vlen);
+              size_t vlen, uint64_t *ticket);
 void bp__sess_heard(redis_bp *b, const redisReply *data);
 void bp__sess_start(redis_bp *b);
 void bp__sess_tick(redis_bp *b, uint64_t now);

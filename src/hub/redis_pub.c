@@ -128,6 +128,21 @@ static void ack_done(redis_bp *b, uint64_t ticket, int status, uint64_t seq)
     pthread_mutex_unlock(&b->ack_mu);
 }
 
+void bp__state_done(redis_bp *b, uint64_t ticket, int status)
+{
+    if (!ticket) return;
+    pthread_mutex_lock(&b->ack_mu);
+    ack_rec *r = ack_get(b, ticket, false); /* (none: nobody waits for this row) */
+    if (r) {
+        r->done = true;
+        r->status = status;
+        ack_post_run(b, r, ticket);
+    } else if (status) {
+        b->state_failed[b->state_nfailed++ % 64] = ticket;
+    }
+    pthread_mutex_unlock(&b->ack_mu);
+}
+
 int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int status),
              ax_loop *loop)
 {
@@ -135,6 +150,11 @@ int bp__wait(void *ud, hub_ack *a, uint64_t ticket, void (*cb)(hub_ack *a, int s
     int rc = 0;
     pthread_mutex_lock(&b->ack_mu);
     ack_rec *r = ack_get(b, ticket, true);
+    for (unsigned i = 0; r && !r->done && i < 64; i++)
+        if (b->state_failed[i] == ticket) { /* a row that failed before the wait */
+            r->done = true;
+            r->status = AX_EIO;
+        }
     if (r) {
         a->ticket = ticket;
         r->a = a;

@@ -19,7 +19,12 @@
  * <itself> <client id>" on the same link as its rows, so when the claimer
  * hears it Redis has all of them: it reads the hash (HGETALL) and goes on.
  * An owner that does not answer in 2 s (it died) is not waited for
- * longer.  A clean session deletes the hash instead of reading it. */
+ * longer.  A clean session deletes the hash instead of reading it.
+ *
+ * Expiry.  The hash has a TTL its owner keeps (redis_sess_ttl): the
+ * session's expiry plus a lease while the client is connected, renewed
+ * every few seconds, and the session's expiry from when the client left;
+ * a session whose node died goes from Redis by itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +79,38 @@ static const char CLEAR_SCRIPT[] =
     "for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do "
     "if string.sub(f, 1, #ARGV[1]) == ARGV[1] then redis.call('HDEL', KEYS[1], f) end end";
 
+/* Redis's answer to a row: a failure is said (log, /metrics) and given
+ * to whoever waits for the row's ticket (a PUBREC, a QoS 2 PUBLISH). */
+static void on_state_reply(rlink *rl, redisReply *r, void *priv)
+{
+    bp_link *l;
+    bool ok = bp__ok(rl, r, &l);
+    redis_bp *b = l->b;
+    if (!ok) {
+        ST_ADD(b, state_errors, 1);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            ax_log(AX_LOG_WARN, "redis %s: an MQTT session row was not stored: %s", b->url_shown,
+                   r->str);
+    }
+    bp__state_done(b, (uint64_t)(uintptr_t)priv, ok ? 0 : AX_EIO);
+}
+
+/* Send a row's command; its ticket (when wanted) tells how it went. */
+static int state_cmd(redis_bp *b, const char *tag, int argc, const char **argv, const size_t *lens,
+                     uint64_t *ticket)
+{
+    uint64_t tk = ticket ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED) : 0;
+    int rc = bp__cmd(b, tag, on_state_reply, (void *)(uintptr_t)tk, argc, argv, lens);
+    if (rc) { /* not sent (Redis away): not stored */
+        ST_ADD(b, state_errors, 1);
+        bp__state_done(b, tk, AX_EIO);
+    }
+    if (ticket) *ticket = tk;
+    return rc;
+}
+
 int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
-              size_t vlen)
+              size_t vlen, uint64_t *ticket)
 {
     redis_bp *b = ud;
     if (!redis_bp_here(b)) return 0; /* (sessions of the first thread only) */
@@ -93,17 +128,17 @@ int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, co
     if (op == HUB_STATE_PUT) {
         const char *argv[] = {"HSET", hkey, field, val};
         size_t lens[] = {4, hl, fl, vlen};
-        return bp__cmd(b, tag, NULL, NULL, 4, argv, lens);
+        return state_cmd(b, tag, 4, argv, lens, ticket);
     }
     if (op == HUB_STATE_DEL && rl) {
         const char *argv[] = {"HDEL", hkey, field};
         size_t lens[] = {4, hl, fl};
-        return bp__cmd(b, tag, NULL, NULL, 3, argv, lens);
+        return state_cmd(b, tag, 3, argv, lens, ticket);
     }
     const char *argv[] = {"EVAL", op == HUB_STATE_DEL ? DEL_SCRIPT : CLEAR_SCRIPT, "1", hkey, field,
                           b->node};
     size_t lens[] = {4, strlen(argv[1]), 1, hl, fl, strlen(b->node)};
-    return bp__cmd(b, tag, NULL, NULL, op == HUB_STATE_DEL ? 6 : 5, argv, lens);
+    return state_cmd(b, tag, op == HUB_STATE_DEL ? 6 : 5, argv, lens, ticket);
 }
 
 /* ---- claiming a session ------------------------------------------------------------------------
@@ -218,6 +253,18 @@ int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
     q->next = b->claims;
     b->claims = q;
     return 0;
+}
+
+void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms)
+{
+    size_t cl = strlen(cid);
+    if (cl > 512 || !redis_bp_here(b)) return;
+    char key[600], tag[24], v[24];
+    size_t kl = key_of(cid, cl, tag, sizeof tag, key);
+    snprintf(v, sizeof v, "%lld", (long long)ms);
+    const char *argv[] = {ms < 0 ? "PERSIST" : "PEXPIRE", key, v};
+    size_t lens[] = {strlen(argv[0]), kl, strlen(v)};
+    (void)bp__cmd(b, tag, NULL, NULL, ms < 0 ? 2 : 3, argv, lens); /* (set again soon) */
 }
 
 void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud)

@@ -428,6 +428,20 @@ def rss_kb(pid):
     return 0
 
 
+def wait_port(port, proc, what, timeout=TIMEOUT):
+    """Wait until something accepts on 127.0.0.1:port; fail if proc ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.running():
+            raise Failure("%s exited%s" % (what, proc.err_note()))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Failure("%s did not listen on %d%s" % (what, port, proc.err_note()))
+
+
 def recv_all(sock, n, timeout=TIMEOUT):
     """Read exactly n bytes (fewer if the peer closes first)."""
     sock.settimeout(timeout)

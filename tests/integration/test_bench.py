@@ -12,6 +12,7 @@ import select
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import axtest
@@ -58,17 +59,7 @@ def clean(rep, what):
          what + ": percentiles out of order: %r" % lat)
 
 
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while time.monotonic() < deadline:
-        if not proc.running():
-            raise Failure("%s exited%s" % (what, proc.err_note()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise Failure("%s did not listen on %d" % (what, port))
+wait_port = axtest.wait_port
 
 
 def certs():
@@ -187,6 +178,113 @@ def fanout_against_axon_serve():
     clean(rep, "mqtt -R 200")
     t.ok(120 <= rep["fanout"]["published_per_second"] <= 280,
          "published %.0f/s at -R 200" % rep["fanout"]["published_per_second"])
+
+
+@t.test
+def loss_and_reorder_are_seen():
+    """A server that drops one message in ten and swaps two others
+    (lossy_sse.py): the subscribers' checks count both, and a message that
+    never reached its subscribers is an error once --timeout passed (its
+    publisher's window does not stay stuck on it)."""
+    port = axtest.free_port()
+    p = Proc(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "lossy_sse.py"), str(port)])
+    p.wait_output(lambda o: b"listening" in o, what="lossy_sse.py's ready line")
+    r = subprocess.run([axon_bin(), "bench", "--json", "-P", "2", "-S", "2", "-p", "4", "-d", "2",
+                        "--timeout", "0.3", "--sse-sub", "/sub/{topic}", "--sse-pub",
+                        "/pub/{topic}", "sse://127.0.0.1:%d" % port], capture_output=True,
+                       timeout=30)
+    rep = json.loads(r.stdout)
+    fo = rep["fanout"]
+    print("# published %d, deliveries %d, lost %d, reordered %d, errors %r" % (
+        fo["published"], fo["deliveries"], fo["lost"], fo["reordered"], rep["errors_by_kind"]))
+    t.eq(r.returncode, 1, "exit status of a run with errors")
+    t.ok(fo["published"] >= 20, "published %d" % fo["published"])
+    t.ok(fo["lost"] > 0, "losses seen")
+    t.ok(fo["reordered"] > 0, "reordering seen")
+    t.ok(rep["errors_by_kind"].get("timeout: a message not delivered to every subscriber", 0) > 0,
+         "the dropped messages are errors: %r" % rep["errors_by_kind"])
+    # About a tenth of the messages were dropped: not all, not none.
+    t.ok(fo["deliveries"] >= fo["published"], "deliveries %d" % fo["deliveries"])
+
+
+@t.test
+def ramp_spreads_the_connections_starts():
+    """--ramp 2 with 4 connections: each starts its load half a second
+    after the one before (seen by the server: each connection's first
+    bytes), and the measurement begins after the ramp."""
+    firsts = {}
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def serve_one(c):
+        first = True
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                if first:
+                    firsts[c.fileno()] = time.monotonic()
+                    first = False
+                c.sendall(b)
+        except OSError:
+            pass  # axon bench resets its connections at the end
+        c.close()
+
+    def accept():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    rep = bench("-c", "4", "--ramp", "2", "-d", "0.5", "tcp://127.0.0.1:%d" % lsock.getsockname()[1])
+    lsock.close()
+    clean(rep, "--ramp 2")
+    t.eq(rep["ramp"], 2.0, "ramp in the report")
+    times = sorted(firsts.values())
+    t.eq(len(times), 4, "connections that sent")
+    spread = times[-1] - times[0]
+    print("# first sends %s s after the first" % ", ".join("%.2f" % (x - times[0]) for x in times))
+    t.ok(spread >= 1.0, "the starts were spread over %.2f s, not about 1.5" % spread)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    t.ok(min(gaps) >= 0.2, "each start after the one before: gaps %r" % gaps)
+
+
+@t.test
+def a_lost_datagram_is_an_error_however_many_follow():
+    """A UDP echo server that drops each client's first datagram: with 4 in
+    flight, thousands of datagrams follow the lost one before its --timeout;
+    it is still an error when the time-out comes (its slot in the ring of
+    requests in flight is not reused meanwhile: before, it was overwritten
+    and the loss went unreported)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+
+    def echo():
+        seen = set()
+        while True:
+            try:
+                d, a = s.recvfrom(65536)
+            except OSError:
+                return
+            if a not in seen:
+                seen.add(a)
+                continue
+            s.sendto(d, a)
+
+    threading.Thread(target=echo, daemon=True).start()
+    rep = bench("-c", "2", "-p", "4", "-d", "2", "--timeout", "1",
+                "udp://127.0.0.1:%d" % s.getsockname()[1], ok=False)
+    s.close()
+    print("# %d echoed, errors %r" % (rep["count"], rep["errors_by_kind"]))
+    t.ok(rep["count"] > 100, "echoed %d" % rep["count"])
+    t.ok(rep["errors_by_kind"].get("timeout: no reply", 0) >= 2,
+         "the two lost datagrams: %r" % rep["errors_by_kind"])
 
 
 @t.test

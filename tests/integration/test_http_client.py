@@ -37,17 +37,7 @@ def setup_files():
         raise axtest.Failure("axon cert failed: %r" % p.stderr)
 
 
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + axtest.TIMEOUT
-    while time.monotonic() < deadline:
-        if not proc.running():
-            raise axtest.Failure("%s exited%s" % (what, proc.err_note()))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.03)
-    raise axtest.Failure("%s did not listen on %d%s" % (what, port, proc.err_note()))
+wait_port = axtest.wait_port
 
 
 def get(*args, timeout=30, stdin=None):

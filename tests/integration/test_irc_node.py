@@ -11,7 +11,11 @@ the same room.
   the WebSocket payload "/me ..."; the WebSocket user's join arrives as
   JOIN, with server-time on the messages;
 - irc-framework signs in with SASL PLAIN (a mosquitto_passwd user) and
-  its nick is the login's."""
+  its nick is the login's;
+- two irc-framework clients: a typing notification (TAGMSG +typing) and a
+  reply (`+draft/reply` on PRIVMSG) reach the other with their tags, an
+  MQTT 5.0 subscriber of the room sees the reply's tag as a User Property,
+  and MONITOR tells one when the other comes and goes."""
 import asyncio
 import json
 import os
@@ -22,6 +26,7 @@ import threading
 import time
 
 import axtest
+import mqttutil
 import nodeutil
 import servutil
 
@@ -164,6 +169,55 @@ def sasl_with_a_password_file():
         t.ok("'sender': 'carol'" in str(h), "sent as carol: %r" % h)
     finally:
         carol.stop()
+        srv.stop()
+
+
+@t.test
+def typing_reply_tags_and_monitor():
+    env = nodeutil.ensure(("irc-framework",), where=DIR)
+    if env is None:
+        return
+    srv = servutil.Serve("-d", "none")
+    mq = mqttutil.Client(srv.mqtt_port, "tags-sub", version=mqttutil.V5)
+    mq.connect()
+    mq.subscribe("chat/lobby", 1)
+    alice = Node(env, srv.irc_port, "alice")
+    bob = None
+    try:
+        reg = alice.want(lambda e: e["ev"] == "registered", "alice's registration")
+        t.ok("message-tags" in reg["caps"], "irc-framework asks for message-tags: %r" % reg["caps"])
+        alice.do(monitor="bob")
+        off = alice.want(lambda e: e["ev"] == "offline", "731 for bob")
+        t.eq(off["nicks"], ["bob"], "bob is offline")
+        alice.do(join="#lobby")
+        alice.want(lambda e: e["ev"] == "join" and e["nick"] == "alice", "alice's JOIN")
+        bob = Node(env, srv.irc_port, "bob")
+        on = alice.want(lambda e: e["ev"] == "online", "730 when bob connects")
+        t.eq(on["nicks"], ["bob"], "bob is online")
+        bob.want(lambda e: e["ev"] == "registered", "bob's registration")
+        bob.do(join="#lobby")
+        bob.want(lambda e: e["ev"] == "join" and e["nick"] == "bob", "bob's JOIN")
+        alice.want(lambda e: e["ev"] == "join" and e["nick"] == "bob", "bob's JOIN at alice")
+        alice.do(tagmsg="#lobby", tags={"+typing": "active"})
+        tm = bob.want(lambda e: e["ev"] == "tagmsg", "alice's typing notification")
+        t.eq((tm["nick"], tm["target"], tm["tags"].get("+typing")), ("alice", "#lobby", "active"),
+             "TAGMSG +typing=active from alice")
+        alice.do(say="#lobby", text="yes, that one", tags={"+draft/reply": "lobby-1"})
+        m = bob.want(lambda e: e["ev"] == "message", "alice's reply")
+        t.eq((m["message"], m["tags"].get("+draft/reply")), ("yes, that one", "lobby-1"),
+             "PRIVMSG with +draft/reply")
+        got = mq.get()
+        t.eq((got.payload, getattr(got.properties, "UserProperty", None)),
+             (b"yes, that one", [("+draft/reply", "lobby-1")]),
+             "the MQTT 5.0 subscriber: the tag as a User Property")
+        bob.do(quit="bye")
+        off = alice.want(lambda e: e["ev"] == "offline", "731 when bob quits")
+        t.eq(off["nicks"], ["bob"], "bob is offline again")
+    finally:
+        alice.stop()
+        if bob:
+            bob.stop()
+        mq.close()
         srv.stop()
 
 

@@ -9,6 +9,9 @@ gateway, with a real netcat on the line chat in the same room.
 - what weechat says (a message, /me) reaches nc; what nc says shows in
   weechat's #lobby buffer; nc's /msg opens weechat's private buffer.
 
+- weechat's /notify uses MONITOR (ISUPPORT offers it): it logs when the
+  watched nick connects and when it quits.
+
 weechat is driven through its FIFO plugin and read through its logger
 (flushed at once), so no terminal is needed."""
 import glob
@@ -18,6 +21,7 @@ import tempfile
 import time
 
 import axtest
+import ircutil
 import servutil
 
 t = axtest.Tests("axon serve: IRC with WeeChat", alarm=120)
@@ -106,6 +110,51 @@ def weechat_talks_with_nc():
     finally:
         wee.stop()
         nc.stop()
+        srv.stop()
+
+
+@t.test
+def weechat_notify_uses_monitor():
+    if not shutil.which("weechat-headless"):
+        print("# SKIP weechat-headless missing (scripts/deps.sh test)")
+        return
+    srv = servutil.Serve("-d", "none")
+    home = tempfile.mkdtemp(dir=TMP)
+    cmds = ";".join([
+        "/set logger.file.flush_delay 0",
+        "/set logger.file.mask \"$plugin.$name.weechatlog\"",
+        "/server add axon 127.0.0.1/%d -notls -nicks=wendy -username=wendy -realname=Wendy"
+        % srv.irc_port,
+        "/connect axon",
+    ])
+    wee = axtest.Proc(["weechat-headless", "--dir", home, "-r", cmds], capture=True)
+    bob = None
+    try:
+        srvlog = "irc.server.axon.weechatlog"
+        wait_log(home, srvlog, lambda s: "MOTD File is missing" in s, "the end of the welcome")
+        deadline = time.monotonic() + axtest.TIMEOUT
+        while not glob.glob(os.path.join(home, "weechat_fifo_*")):
+            if time.monotonic() > deadline:
+                raise axtest.Failure("weechat made no FIFO")
+            time.sleep(0.1)
+        fifo(home, "irc.server.axon */notify add bob axon")
+        wait_log(home, srvlog, lambda s: "notify: bob is offline" in s, "731 for bob at once")
+        bob = ircutil.Irc.open(srv)
+        bob.cmd("NICK bob")
+        bob.cmd("USER bob 0 * :Bob")
+        bob.numeric("422", "bob's welcome")
+        wait_log(home, srvlog, lambda s: "notify: bob (~bob@127.0.0.1) has connected" in s,
+                 "bob's arrival (730)")
+        bob.cmd("QUIT :bye")
+        text = wait_log(home, srvlog, lambda s: "notify: bob has quit" in s, "bob's QUIT (731)")
+        t.ok(text.index("is offline") < text.index("has connected") < text.index("has quit"),
+             "weechat's notify: offline, connected, quit")
+        fifo(home, "irc.server.axon */quit")
+        wee.wait()
+    finally:
+        if bob:
+            bob.close()
+        wee.stop()
         srv.stop()
 
 

@@ -299,6 +299,48 @@ def sse_close_is_noticed_and_shutdown_is_clean():
 
 
 @t.test
+def ws_clients_open_at_shutdown_get_going_away():
+    """Subscribed /ws clients (one with a name, present in its room, one
+    with a history request) still open at SIGTERM: each is closed with
+    1001, after the gateway ended its subscription (hub_sub_close: its
+    state lives in the subscriber's allocation until its close), and the
+    server exits 0 (build-san: no use after free, no leak)."""
+    import asyncio
+    import websockets
+
+    srv = Serve()
+
+    async def client(name):
+        ws = await websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port)
+        await ws.recv()  # welcome
+        if name:
+            await ws.send(json.dumps({"type": "nick", "name": name, "id": 0}))
+        await ws.send(json.dumps({"type": "subscribe", "topic": "chat/bye", "presence": True,
+                                  "id": 1}))
+        await ws.send(json.dumps({"type": "history", "topic": "chat/bye", "id": 2}))
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), axtest.TIMEOUT))
+            if m.get("type") == "history":
+                return ws
+
+    async def run():
+        socks = [await client("ann"), await client(None), await client("bob")]
+        srv.signal(15)
+        codes = []
+        for ws in socks:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), axtest.TIMEOUT)
+            except websockets.ConnectionClosed as e:
+                codes.append(e.rcvd.code if e.rcvd else None)
+        return codes
+
+    codes = asyncio.run(run())
+    t.eq(codes, [1001, 1001, 1001], "every open client is told the server is going away")
+    t.eq(srv.wait(10), 0, "axon serve exit status after SIGTERM%s" % srv.err_note())
+
+
+@t.test
 def nul_bytes_and_late_names():
     srv = Serve()
     publish(srv, "t/nul", "a\u0000b".encode().decode("unicode_escape"))

@@ -249,26 +249,34 @@ def sharded_order_and_resume_on_either_node():
     try:
         topics = topics_on_each_master(c)
         a, b = two_nodes(c)
-        srvs = [a, b]
-        wss = [ws.run(ws_open(s, topics)) for s in srvs]
+        # a third node (one seed URL, --redis-cluster) with an SSE subscriber
+        c3 = servutil.Serve("--redis-cluster", c.urls[2])
+        wait_for(lambda: healthz(c3) == 200, "node c linked")
+        sse = servutil.Sse(c3, "topic=" + topics[0])
+        srvs = [a, b, c3]
+        wss = [ws.run(ws_open(s, topics)) for s in (a, b)]
         warm(srvs, wss, ws, topics)
+        sse.wait_events(1)
         n = 20
         def pub(i):
             for k in range(n):
                 for topic in topics:
                     servutil.publish(srvs[i], topic, "n%d-%d" % (i, k))
-        ths = [threading.Thread(target=pub, args=(i,)) for i in range(2)]
+        ths = [threading.Thread(target=pub, args=(i,)) for i in range(3)]
         for th in ths:
             th.start()
         for th in ths:
             th.join(60)
-        seen = [by_topic(ws.run(ws_collect(w, 2 * n * len(topics)))) for w in wss]
+        seen = [by_topic(ws.run(ws_collect(w, 3 * n * len(topics)))) for w in wss]
         for topic in topics:
             got0, got1 = seen[0].get(topic, []), seen[1].get(topic, [])
-            t.eq(len(got0), 2 * n, "%s: every message on node a" % topic)
+            t.eq(len(got0), 3 * n, "%s: every message of the 3 nodes on node a" % topic)
             t.eq(got1, got0, "%s: node b in node a's order" % topic)
             seqs = [s for s, _ in got0]
-            t.eq(seqs, list(range(2, 2 + 2 * n)), "%s: consecutive seqs" % topic)
+            t.eq(seqs, list(range(2, 2 + 3 * n)), "%s: consecutive seqs" % topic)
+        evs = sse.wait_events(1 + 3 * n)
+        t.eq([(e["json"]["seq"], e["json"]["payload"]) for e in evs[1:]], seen[0][topics[0]],
+             "node c (SSE): %s in node a's order" % topics[0])
         for port, topic in zip(c.ports, topics):
             shard = cli(port, "PUBSUB", "SHARDCHANNELS", "axon:{%s}" % topic)
             t.eq(shard, "axon:{%s}" % topic, "%s: a shard channel of its master" % topic)
@@ -312,9 +320,13 @@ def sharded_order_and_resume_on_either_node():
         wait_for(lambda: names(a) == ["alice"], "alice on node a")
         time.sleep(0.3)  # node a has read the room's entries: what comes now is news
         bob = b.line_client("bob")
-        for s in srvs:
-            wait_for(lambda: names(s) == ["alice", "bob"], "both names on each node")
         servutil.want(alice, "* bob joined lobby")
+        carol = c3.line_client("carol")
+        for s in srvs:
+            wait_for(lambda: names(s) == ["alice", "bob", "carol"], "the 3 names on each node")
+        servutil.want(alice, "* carol joined lobby")
+        carol.close()
+        servutil.want(alice, "* carol left lobby")
         bob.close()
         servutil.want(alice, "* bob left lobby")
         alice.close()

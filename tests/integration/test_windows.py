@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import largefile  # noqa: E402
 
 SRC = os.environ.get("AXON_SRC") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -295,15 +296,18 @@ def tls_server_keys_and_what_wine_lacks():
     start_echo("tls://127.0.0.1:%d" % axtest.free_port(), "--cert", rsa_cert, "--key", rsa_key)
 
 
+def put(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 @t.test
 def http_serves_files_and_refuses_escapes():
     root = os.path.join(TMP, "site")
-    os.makedirs(os.path.join(root, "sub"), exist_ok=True)
     body = os.urandom(1 << 20)
-    with open(os.path.join(root, "sub", "f.bin"), "wb") as f:
-        f.write(body)
-    with open(os.path.join(TMP, "secret.txt"), "w") as f:
-        f.write("secret\n")
+    put(os.path.join(root, "sub", "f.bin"), body)
+    put(os.path.join(TMP, "secret.txt"), b"secret\n")
     os.symlink(os.path.join(TMP, "secret.txt"), os.path.join(root, "out.txt"))
     os.symlink(TMP, os.path.join(root, "outdir"))
     os.symlink(os.path.join("sub", "f.bin"), os.path.join(root, "in.bin"))
@@ -334,6 +338,106 @@ def http_serves_files_and_refuses_escapes():
         code, out = curl(path)
         t.eq(code, 403, "GET %s (%r)" % (path, out[:60]))
     t.eq(curl("/nothing")[0], 404, "a missing file")
+
+
+@t.test
+def a_program_on_the_dll():
+    # examples/http_hello_dll.exe is http_hello linked to libaxon.dll
+    port = axtest.free_port()
+    p = wine(os.path.join(WIN, "examples", "http_hello_dll.exe"), str(port))
+    deadline = time.monotonic() + 60
+    while True:
+        r = subprocess.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:%d/" % port],
+                           stdout=subprocess.PIPE, timeout=30)
+        if r.returncode == 0:
+            break
+        t.ok(p.running() and time.monotonic() < deadline, "http_hello_dll.exe: %s" % p.stderr())
+        time.sleep(0.3)
+    t.eq(r.stdout, b"Hello, World!", "the answer of http_hello_dll.exe")
+
+
+@t.test
+def http_serves_files_past_2_gib():
+    # sparse files: past 4 GiB for ranges (64-bit offsets in pread and the
+    # sendfile stand-in, Content-Range), past 2 GiB read to the end
+    # (struct stat's 64-bit size: MinGW's own is 32 bits)
+    root = os.path.join(TMP, "large")
+    os.makedirs(root, exist_ok=True)
+    big, whole = 5 * largefile.GiB + 3, 2 * largefile.GiB + 65539
+    try:
+        marks = largefile.make(os.path.join(root, "big.bin"), big)
+        wmarks = largefile.make(os.path.join(root, "whole.bin"), whole)
+        port = axtest.free_port()
+        p = wine(os.path.join(WIN, "axon.exe"), "http", "--root", root, "--listen",
+                 "tcp://127.0.0.1:%d" % port)
+        deadline = time.monotonic() + 60
+        while "serving" not in p.stderr():
+            t.ok(p.running() and time.monotonic() < deadline, "axon.exe http: %s" % p.stderr())
+            time.sleep(0.1)
+        largefile.check_ranges(t, port, "/big.bin", big, marks)
+        largefile.check_whole(t, port, "/whole.bin", whole, wmarks)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@t.test
+def ftp_server_example_with_curl_and_lftp():
+    # examples/ftp_server.exe under Wine, driven by the Linux curl and lftp:
+    # listing, RETR, STOR, a resumed RETR, an lftp mirror, and ".." refused
+    root = os.path.join(TMP, "ftp")
+    big = os.urandom(3 << 20)
+    put(os.path.join(root, "sub", "big.bin"), big)
+    put(os.path.join(root, "hello.txt"), b"hello, ftp\n")
+    put(os.path.join(TMP, "secret.txt"), b"secret\n")
+    port = axtest.free_port()
+    p = wine(os.path.join(WIN, "examples", "ftp_server.exe"), "--user", "joe:s3cret", root,
+             "tcp://127.0.0.1:%d" % port)
+    url = "ftp://127.0.0.1:%d" % port
+    deadline = time.monotonic() + 60
+    while True:  # (it says nothing when it is ready: a listing says it)
+        r = subprocess.run(["curl", "-s", "--max-time", "5", "-u", "joe:s3cret", url + "/"],
+                           stdout=subprocess.PIPE, timeout=30)
+        if r.returncode == 0:
+            break
+        t.ok(p.running() and time.monotonic() < deadline, "ftp_server.exe: %s" % p.stderr())
+        time.sleep(0.3)
+
+    def curl(*args):
+        r = subprocess.run(["curl", "-sS", "--max-time", "60", "-u", "joe:s3cret"] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        return r.returncode, r.stdout
+
+    st, listing = curl(url + "/")
+    t.ok(st == 0 and b"hello.txt" in listing and b"sub" in listing, "LIST: %d %r" % (st, listing))
+    st, names = curl("--list-only", url + "/sub/")
+    t.eq((st, names.split()), (0, [b"big.bin"]), "NLST of /sub/")
+    t.eq(curl(url + "/sub/big.bin"), (0, big), "RETR of 3 MiB")
+    part = os.path.join(TMP, "part.bin")
+    put(part, big[:1000000])
+    t.eq(curl("-C", "-", "-o", part, url + "/sub/big.bin")[0], 0, "a resumed RETR")
+    with open(part, "rb") as f:
+        t.ok(f.read() == big, "the resumed file differs")
+    up = os.path.join(TMP, "up.bin")
+    put(up, big[:100000])
+    t.eq(curl("-T", up, url + "/sub/up.bin")[0], 0, "STOR")
+    with open(os.path.join(root, "sub", "up.bin"), "rb") as f:
+        t.ok(f.read() == big[:100000], "the stored file differs")
+    st, out = curl("--path-as-is", url + "/../secret.txt")
+    t.ok(st != 0 and out == b"", "RETR /../secret.txt: %d %r" % (st, out))
+    if shutil.which("lftp"):
+        work = os.path.join(TMP, "lftp")
+        os.makedirs(work, exist_ok=True)
+        script = ("set net:max-retries 1; set net:timeout 20; set ftp:ssl-allow no; "
+                  "open -u joe,s3cret -p %d 127.0.0.1; get hello.txt -o %s/got.txt; "
+                  "mirror sub %s/mirror; quit" % (port, work, work))
+        r = subprocess.run(["lftp", "-c", script], capture_output=True, timeout=120)
+        t.eq(r.returncode, 0, "lftp: %r" % r.stderr[-300:])
+        with open(os.path.join(work, "got.txt"), "rb") as f:
+            t.eq(f.read(), b"hello, ftp\n", "lftp get")
+        with open(os.path.join(work, "mirror", "big.bin"), "rb") as f:
+            t.ok(f.read() == big, "lftp mirror: big.bin differs")
+    else:
+        print("# lftp is not installed: curl only", flush=True)
 
 
 if __name__ == "__main__":

@@ -1106,13 +1106,19 @@ TEST(http_client_stop_from_each_callback)
             s = (stopper){.f = &f, .at_trace = at};
             int before = f.done;
             ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+            /* (until it has been cancelled: a slow run, Wine under load, may
+             * not reach trace `at` in 30 ms, and the next stopper would let
+             * it finish) */
+            RUN_UNTIL(f.loop, s.traces >= at, 10000);
             tu_run_for(f.loop, 30);
             ASSERT_EQ(f.done, before); /* cancelled: no on_done */
         }
     }
     rq.flags = AX_HTTP_FOLLOW;
     s = (stopper){.f = &f, .cancel_in_body = true};
+    int pieces = f.pieces;
     ASSERT(ax_http_fetch_start(f.hc, &rq, &c, &f, &err) != NULL);
+    RUN_UNTIL(f.loop, f.pieces > pieces, 10000);
     tu_run_for(f.loop, 30);
     ASSERT_EQ(f.done, 2);
     s = (stopper){.f = &f, .fail_in_body = true};

@@ -172,6 +172,54 @@ TEST(hub_wildcards_deliver_once)
     ax_loop_free(loop);
 }
 
+/* A gateway's state in its subscriber's allocation (hub_sub_new_ext):
+ * found both ways, zeroed, and still there after hub_sub_close() (nothing
+ * delivered, unsubscribed) until hub_sub_free(); ASan checks the rest. */
+static int ext_writes;
+
+static bool ext_write(hub_sub *s, hub_msg *m, void *ud)
+{
+    (void)m, (void)ud;
+    ASSERT_EQ(*(uint64_t *)hub_sub_ext(s), 0x5eed);
+    ext_writes++;
+    return true;
+}
+
+static const hub_sub_ops ext_ops = {ext_write, rec_kick};
+
+TEST(hub_sub_ext_lives_until_free)
+{
+    ax_loop *loop = tu_loop();
+    hub *h = mk_hub(loop, NULL, 0, NULL);
+    int gw;
+    hub_sub *s = hub_sub_new_ext(h, &ext_ops, &gw, "ann", 96);
+    ASSERT(s != NULL);
+    uint64_t *ext = hub_sub_ext(s);
+    ASSERT_EQ((uintptr_t)ext % 8, 0);
+    for (size_t i = 0; i < 96 / 8; i++)
+        ASSERT_EQ(ext[i], 0);
+    ASSERT(hub_sub_of_ext(ext) == s);
+    ASSERT(hub_sub_data(s) == &gw);
+    ext[0] = 0x5eed;
+    ext[11] = 7; /* the last of the 96 bytes */
+    ASSERT_EQ(hub_subscribe(s, "room/a", -1, false), 0);
+    pub(h, "room/a", "1");
+    ASSERT_EQ(ext_writes, 1);
+    hub_sub_close(s);
+    ASSERT_EQ(hub_stats_get(h)->subscribers, 0);
+    pub(h, "room/a", "2"); /* closed: not delivered */
+    ASSERT_EQ(ext_writes, 1);
+    ASSERT_EQ(ext[0], 0x5eed); /* still ours */
+    ASSERT_EQ(ext[11], 7);
+    ASSERT(hub_sub_data(s) == &gw);
+    hub_sub_free(s); /* the memory goes now */
+    hub_sub *t = hub_sub_new_ext(h, &ext_ops, &gw, NULL, 8);
+    ASSERT(t != NULL);
+    hub_sub_free(t); /* freed without a close: as hub_sub_free always did */
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
 static void hist_cb(hub_msg *m, void *ud)
 {
     char *out = ud;

@@ -179,7 +179,7 @@ int ax__win_fstat(int fd, struct stat *st)
     st->st_ino = s.st_ino;
     st->st_mode = dir ? (_S_IFDIR | 0555) : s.st_mode;
     st->st_nlink = s.st_nlink;
-    st->st_size = (_off_t)s.st_size;
+    st->st_size = s.st_size;
     st->st_atime = s.st_atime;
     st->st_mtime = s.st_mtime;
     st->st_ctime = s.st_ctime;
@@ -203,6 +203,9 @@ char *ax__win_realpath(const char *path, char *resolved)
     if (wcsncmp(p, L"\\\\?\\", 4) == 0 && wcsncmp(p + 4, L"UNC\\", 4) != 0) p += 4;
     char *s = narrow(p);
     free(f);
+    if (s && p != f) /* C:\dir\name as C:/dir/name (not \\?\UNC\ names) */
+        for (char *c = s; *c; c++)
+            if (*c == '\\') *c = '/';
     if (!s || !resolved) return s;
     if (strlen(s) >= PATH_MAX) {
         free(s);
@@ -367,7 +370,7 @@ int ax__win_fstatat(int dirfd, const char *name, struct stat *st, int flags)
             memset(st, 0, sizeof(*st));
             bool isdir = (a.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
             st->st_mode = isdir ? (_S_IFDIR | 0555) : (_S_IFREG | 0444);
-            st->st_size = (_off_t)a.nFileSizeLow;
+            st->st_size = (int64_t)a.nFileSizeHigh << 32 | a.nFileSizeLow;
             rc = 0;
         }
     }

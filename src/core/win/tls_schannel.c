@@ -22,9 +22,9 @@
  * PKCS#1 "RSA PRIVATE KEY") is imported into an ephemeral CryptoAPI key
  * set tied to the certificate (CERT_KEY_CONTEXT_PROP_ID).  EC keys are
  * refused with a sentence (see docs/guide.md, "On Windows"). */
-#include "buf.h"
 #include "internal.h"
 #include "tls.h"
+#include "tls_common.h"
 
 #define SECURITY_WIN32
 #include <schannel.h>
@@ -37,20 +37,16 @@
 #define MAX_FILE (1u << 20) /* a PEM file bigger than this is not a certificate */
 
 struct ax_tls_ctx {
-    LONG refs;
-    bool server;
-    bool insecure;
+    ax__tls_ctx_common com; /* first: refs, server, insecure, alpn, server_name */
     bool have_cred;
     CredHandle cred;
     HCERTSTORE ca;       /* clients: the CA file's certificates; NULL: the system's */
     PCCERT_CONTEXT cert; /* servers: the certificate, its key attached */
     HCRYPTPROV key_prov; /* servers: the key set holding its private key */
-    unsigned char *alpn; /* SEC_APPLICATION_PROTOCOLS, ready for SChannel */
-    unsigned long alpn_len;
-    char *server_name;
 };
 
 struct ax__tls {
+    ax__tls_common com; /* first: out (ciphertext to send), hold, detail */
     ax_tls_ctx *ctx;
     CtxtHandle h;
     bool have_h;
@@ -60,32 +56,10 @@ struct ax__tls {
     SecPkgContext_StreamSizes sizes;
     ax__buf in;      /* ciphertext not yet used */
     ax__buf plain;   /* decrypted, not yet read */
-    ax__buf out;     /* ciphertext to send */
-    ax__buf hold;    /* plaintext written before the handshake ended */
     wchar_t *target; /* clients: the name sent as SNI */
     char *host;      /* clients: the name checked against the certificate */
     char alpn[64];
-    char *detail;
 };
-
-static void whyf(char *why, size_t len, const char *fmt, ...)
-{
-    if (!why || !len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, len, fmt, ap);
-    va_end(ap);
-}
-
-static void detailf(ax__tls *t, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ax__tls_set_detail(t, buf);
-}
 
 /* A SECURITY_STATUS in words: the common ones by name, the rest in hex. */
 static const char *sec_text(SECURITY_STATUS s, char *buf, size_t len)
@@ -124,7 +98,7 @@ static char *read_file(const char *what, const char *file, size_t *len, char *wh
     FILE *f = fopen(file, "rb");
     if (!f) {
         *err = -errno;
-        whyf(why, wl, "cannot read %s '%s': %s", what, file, strerror(errno));
+        ax__tls_whyf(why, wl, "cannot read %s '%s': %s", what, file, strerror(errno));
         return NULL;
     }
     char *p = ax_malloc(MAX_FILE + 1);
@@ -137,7 +111,7 @@ static char *read_file(const char *what, const char *file, size_t *len, char *wh
     if (n > MAX_FILE) {
         ax_free(p);
         *err = AX_EINVAL;
-        whyf(why, wl, "%s '%s' is too big for a PEM file", what, file);
+        ax__tls_whyf(why, wl, "%s '%s' is too big for a PEM file", what, file);
         return NULL;
     }
     p[n] = '\0';
@@ -206,7 +180,8 @@ static int load_certs(const char *what, const char *file, HCERTSTORE *store, PCC
                                              CERT_STORE_ADD_ALWAYS, first && n == 0 ? &c : NULL);
         ax_free(der);
         if (!ok) {
-            whyf(why, wl, "cannot load %s '%s': certificate %d does not decode", what, file, n + 1);
+            ax__tls_whyf(why, wl, "cannot load %s '%s': certificate %d does not decode", what, file,
+                         n + 1);
             err = AX_ETLS;
             break;
         }
@@ -215,7 +190,7 @@ static int load_certs(const char *what, const char *file, HCERTSTORE *store, PCC
     }
     ax_free(text);
     if (!err && n == 0) {
-        whyf(why, wl, "cannot load %s '%s': no PEM certificate in it", what, file);
+        ax__tls_whyf(why, wl, "cannot load %s '%s': no PEM certificate in it", what, file);
         err = AX_ETLS;
     }
     if (err) {
@@ -283,9 +258,10 @@ static int load_key(ax_tls_ctx *ctx, const char *file, bool key_in_cert, char *w
     ax_free(text);
     if (!der) {
         if (key_in_cert)
-            whyf(why, wl, "no private key: '%s' holds none, so give the key file too", file);
+            ax__tls_whyf(why, wl, "no private key: '%s' holds none, so give the key file too",
+                         file);
         else
-            whyf(why, wl, "'%s' holds no private key (a PEM \"PRIVATE KEY\" block)", file);
+            ax__tls_whyf(why, wl, "'%s' holds no private key (a PEM \"PRIVATE KEY\" block)", file);
         return AX_EINVAL;
     }
     const BYTE *rsa_der = der;
@@ -294,31 +270,32 @@ static int load_key(ax_tls_ctx *ctx, const char *file, bool key_in_cert, char *w
     if (strcmp(kind, "PRIVATE KEY") == 0) { /* PKCS#8: the RSA key inside */
         int alg = pkcs8_unwrap(der, dl, &rsa_der, &rsa_len);
         if (alg != 1) {
-            whyf(why, wl,
-                 alg == 2 ? "cannot use key '%s': only RSA keys work in the Windows build (this "
-                            "one is EC)"
-                          : "cannot use key '%s': only RSA keys in PKCS#8 or PKCS#1 work in the "
-                            "Windows build",
-                 file);
+            ax__tls_whyf(why, wl,
+                         alg == 2
+                             ? "cannot use key '%s': only RSA keys work in the Windows build (this "
+                               "one is EC)"
+                             : "cannot use key '%s': only RSA keys in PKCS#8 or PKCS#1 work in the "
+                               "Windows build",
+                         file);
             goto out;
         }
     } else if (strcmp(kind, "RSA PRIVATE KEY") != 0) {
-        whyf(why, wl, "cannot use key '%s': only RSA keys work in the Windows build (%s)", file,
-             kind);
+        ax__tls_whyf(why, wl, "cannot use key '%s': only RSA keys work in the Windows build (%s)",
+                     file, kind);
         goto out;
     }
     BYTE *blob = NULL;
     if (!CryptDecodeObjectEx(X509_ASN_ENCODING, PKCS_RSA_PRIVATE_KEY, rsa_der, rsa_len,
                              CRYPT_DECODE_ALLOC_FLAG, NULL, &blob, &n)) {
-        whyf(why, wl, "cannot use key '%s': the RSA key does not decode", file);
+        ax__tls_whyf(why, wl, "cannot use key '%s': the RSA key does not decode", file);
         goto out;
     }
     HCRYPTKEY key = 0;
     if (!CryptAcquireContextW(&ctx->key_prov, NULL, MS_ENH_RSA_AES_PROV_W, PROV_RSA_AES,
                               CRYPT_VERIFYCONTEXT) ||
         !CryptImportKey(ctx->key_prov, blob, n, 0, CRYPT_EXPORTABLE, &key)) {
-        whyf(why, wl, "cannot use key '%s': CryptoAPI refused it (error %lu)", file,
-             (unsigned long)GetLastError());
+        ax__tls_whyf(why, wl, "cannot use key '%s': CryptoAPI refused it (error %lu)", file,
+                     (unsigned long)GetLastError());
         LocalFree(blob);
         goto out;
     }
@@ -326,7 +303,7 @@ static int load_key(ax_tls_ctx *ctx, const char *file, bool key_in_cert, char *w
     CryptDestroyKey(key);
     CERT_KEY_CONTEXT kc = {sizeof kc, {ctx->key_prov}, AT_KEYEXCHANGE};
     if (!CertSetCertificateContextProperty(ctx->cert, CERT_KEY_CONTEXT_PROP_ID, 0, &kc)) {
-        whyf(why, wl, "cannot use key '%s': cannot attach it to the certificate", file);
+        ax__tls_whyf(why, wl, "cannot use key '%s': cannot attach it to the certificate", file);
         goto out;
     }
     err = 0;
@@ -337,72 +314,26 @@ out:
 
 /* ---- contexts ------------------------------------------------------------ */
 
-/* "h2,http/1.1" to SEC_APPLICATION_PROTOCOLS: one ALPN list, each name
- * behind its length byte. */
-static int alpn_parse(ax_tls_ctx *ctx, const char *list, char *why, size_t wl)
-{
-    size_t n = strlen(list);
-    if (n == 0) return 0;
-    const size_t head = sizeof(unsigned long) + sizeof(SEC_APPLICATION_PROTOCOL_NEGOTIATION_EXT) +
-                        sizeof(unsigned short);
-    unsigned char *w = ax_calloc(1, head + n + 1);
-    if (!w) return AX_ENOMEM;
-    unsigned char *wire = w + head;
-    unsigned len = 0;
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-        if (l == 0 || l > 255) {
-            ax_free(w);
-            whyf(why, wl, "bad ALPN list '%s'", list);
-            return AX_EINVAL;
-        }
-        wire[len++] = (unsigned char)l;
-        memcpy(wire + len, p, l);
-        len += (unsigned)l;
-        p += l + (end ? 1 : 0);
-    }
-    SEC_APPLICATION_PROTOCOLS *ap = (SEC_APPLICATION_PROTOCOLS *)w;
-    ap->ProtocolListsSize = (unsigned long)(head - sizeof(unsigned long) + len);
-    ap->ProtocolLists[0].ProtoNegoExt = SecApplicationProtocolNegotiationExt_ALPN;
-    ap->ProtocolLists[0].ProtocolListSize = (unsigned short)len;
-    ctx->alpn = w;
-    ctx->alpn_len = (unsigned long)(head + len);
-    return 0;
-}
+const size_t ax__tls_ctx_size = sizeof(struct ax_tls_ctx);
 
-static ax_tls_ctx *ctx_alloc(bool server, const ax_tls_opts *o, char *why, size_t wl, int *err)
+/* ALPN for SChannel: the wire list behind the head of a
+ * SEC_APPLICATION_PROTOCOLS, which is filled in here. */
+const size_t ax__tls_alpn_head = sizeof(unsigned long) +
+                                 sizeof(SEC_APPLICATION_PROTOCOL_NEGOTIATION_EXT) +
+                                 sizeof(unsigned short);
+
+void ax__tls_alpn_frame(unsigned char *w, unsigned wire_len)
 {
-    static const ax_tls_opts none;
-    if (!o) o = &none;
-    ax_tls_ctx *ctx = ax_calloc(1, sizeof(*ctx));
-    if (!ctx) {
-        *err = AX_ENOMEM;
-        return NULL;
-    }
-    ctx->refs = 1;
-    ctx->server = server;
-    ctx->insecure = o->insecure;
-    if (o->alpn && (*err = alpn_parse(ctx, o->alpn, why, wl)) != 0) goto fail;
-    if (o->server_name) {
-        size_t n = strlen(o->server_name) + 1;
-        if (!(ctx->server_name = ax_malloc(n))) {
-            *err = AX_ENOMEM;
-            goto fail;
-        }
-        memcpy(ctx->server_name, o->server_name, n);
-    }
-    return ctx;
-fail:
-    ax_free(ctx->alpn);
-    ax_free(ctx);
-    return NULL;
+    SEC_APPLICATION_PROTOCOLS *ap = (SEC_APPLICATION_PROTOCOLS *)w;
+    ap->ProtocolListsSize = (unsigned long)(ax__tls_alpn_head - sizeof(unsigned long) + wire_len);
+    ap->ProtocolLists[0].ProtoNegoExt = SecApplicationProtocolNegotiationExt_ALPN;
+    ap->ProtocolLists[0].ProtocolListSize = (unsigned short)wire_len;
 }
 
 static int acquire(ax_tls_ctx *ctx, char *why, size_t wl)
 {
     SCHANNEL_CRED sc = {.dwVersion = SCHANNEL_CRED_VERSION};
-    if (ctx->server) {
+    if (ctx->com.server) {
         sc.cCreds = 1;
         sc.paCred = &ctx->cert;
         sc.grbitEnabledProtocols = SP_PROT_TLS1_2_SERVER | SP_PROT_TLS1_3_SERVER;
@@ -411,13 +342,14 @@ static int acquire(ax_tls_ctx *ctx, char *why, size_t wl)
         sc.dwFlags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS;
     }
     TimeStamp exp;
-    SECURITY_STATUS s = AcquireCredentialsHandleW(
-        NULL, (SEC_WCHAR *)UNISP_NAME_W, ctx->server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND,
-        NULL, &sc, NULL, NULL, &ctx->cred, &exp);
+    SECURITY_STATUS s =
+        AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)UNISP_NAME_W,
+                                  ctx->com.server ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND,
+                                  NULL, &sc, NULL, NULL, &ctx->cred, &exp);
     if (s != SEC_E_OK) {
         char t[96];
-        whyf(why, wl, "SChannel refused the %s credentials: %s", ctx->server ? "server" : "client",
-             sec_text(s, t, sizeof t));
+        ax__tls_whyf(why, wl, "SChannel refused the %s credentials: %s",
+                     ctx->com.server ? "server" : "client", sec_text(s, t, sizeof t));
         return AX_ETLS;
     }
     ctx->have_cred = true;
@@ -427,9 +359,10 @@ static int acquire(ax_tls_ctx *ctx, char *why, size_t wl)
 int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *key_file, char *why,
                            size_t why_len)
 {
-    if (!ctx || !ctx->server || !cert_file) return AX_EINVAL;
+    if (!ctx || !ctx->com.server || !cert_file) return AX_EINVAL;
     if (ctx->cert) {
-        whyf(why, why_len, "one certificate per server in the Windows build (no SNI choice)");
+        ax__tls_whyf(why, why_len,
+                     "one certificate per server in the Windows build (no SNI choice)");
         return AX_EINVAL;
     }
     bool key_in_cert = !key_file;
@@ -449,62 +382,34 @@ int ax_tls_server_add_cert(ax_tls_ctx *ctx, const char *cert_file, const char *k
     return rc;
 }
 
-ax_tls_ctx *ax_tls_server_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
+/* ax_tls_client_new (tls_common.c) after the options: the CA, a client
+ * certificate, the engine's context.  0 or an AX_E* code with why. */
+int ax__tls_client_load(ax_tls_ctx *ctx, const ax_tls_opts *o, char *why, size_t why_len)
 {
-    int dummy;
-    if (!err) err = &dummy;
-    if (why && why_len) why[0] = '\0';
-    if (!o || !o->cert_file) {
-        whyf(why, why_len, "a TLS server needs a certificate and a key");
-        *err = AX_EINVAL;
-        return NULL;
-    }
-    ax_tls_ctx *ctx = ctx_alloc(true, o, why, why_len, err);
-    if (!ctx) return NULL;
-    if ((*err = ax_tls_server_add_cert(ctx, o->cert_file, o->key_file, why, why_len)) != 0) {
-        ax_tls_ctx_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-ax_tls_ctx *ax_tls_client_new(const ax_tls_opts *o, char *why, size_t why_len, int *err)
-{
-    int dummy;
-    if (!err) err = &dummy;
-    if (why && why_len) why[0] = '\0';
-    ax_tls_ctx *ctx = ctx_alloc(false, o, why, why_len, err);
-    if (!ctx) return NULL;
+    int rc = 0;
     const char *ca = o ? o->ca_file : NULL;
-    if (ca && (*err = load_certs("CA file", ca, &ctx->ca, NULL, why, why_len)) != 0) goto fail;
-    if ((*err = acquire(ctx, why, why_len)) != 0) goto fail;
-    return ctx;
+    if (ca && (rc = load_certs("CA file", ca, &ctx->ca, NULL, why, why_len)) != 0) goto fail;
+    if ((rc = acquire(ctx, why, why_len)) != 0) goto fail;
+    return 0;
 fail:
-    ax_tls_ctx_free(ctx);
-    return NULL;
+    return rc;
 }
 
 ax_tls_ctx *ax__tls_ctx_ref(ax_tls_ctx *ctx)
 {
-    InterlockedIncrement(&ctx->refs);
+    InterlockedIncrement(&ctx->com.refs);
     return ctx;
 }
 
 void ax_tls_ctx_free(ax_tls_ctx *ctx)
 {
-    if (!ctx || InterlockedDecrement(&ctx->refs) != 0) return;
+    if (!ctx || InterlockedDecrement(&ctx->com.refs) != 0) return;
     if (ctx->have_cred) FreeCredentialsHandle(&ctx->cred);
     if (ctx->cert) CertFreeCertificateContext(ctx->cert);
     if (ctx->key_prov) CryptReleaseContext(ctx->key_prov, 0);
     if (ctx->ca) CertCloseStore(ctx->ca, 0);
-    ax_free(ctx->alpn);
-    ax_free(ctx->server_name);
+    ax__tls_ctx_common_free(&ctx->com);
     ax_free(ctx);
-}
-
-bool ax__tls_ctx_is_server(const ax_tls_ctx *ctx)
-{
-    return ctx->server;
 }
 
 static ax_tls_ctx *default_client;
@@ -529,7 +434,7 @@ int ax_tls_make_self_signed(const char *name, int days, const char *cert_path, c
                             char *why, size_t why_len)
 {
     (void)name, (void)days, (void)cert_path, (void)key_path;
-    whyf(why, why_len, "axon cert is Linux-only (OpenSSL): make the certificate there");
+    ax__tls_whyf(why, why_len, "axon cert is Linux-only (OpenSSL): make the certificate there");
     return AX_ETLS;
 }
 
@@ -612,7 +517,7 @@ static int verify_peer(ax__tls *t)
     PCCERT_CONTEXT peer = NULL;
     if (QueryContextAttributesW(&t->h, SECPKG_ATTR_REMOTE_CERT_CONTEXT, &peer) != SEC_E_OK ||
         !peer) {
-        detailf(t, "certificate verification failed: the server sent no certificate");
+        ax__tls_detailf(t, "certificate verification failed: the server sent no certificate");
         return AX_ECERT;
     }
     HCERTSTORE extra = peer->hCertStore;
@@ -630,16 +535,16 @@ static int verify_peer(ax__tls *t)
     PCCERT_CHAIN_CONTEXT chain = NULL;
     int rc = 0;
     if (!CertGetCertificateChain(NULL, peer, NULL, extra, &cp, 0, NULL, &chain)) {
-        detailf(t, "certificate verification failed: no chain (error %lu)",
-                (unsigned long)GetLastError());
+        ax__tls_detailf(t, "certificate verification failed: no chain (error %lu)",
+                        (unsigned long)GetLastError());
         rc = AX_ECERT;
     } else {
         const char *e = chain_error(t->ctx, chain);
         if (e) {
-            detailf(t, "certificate verification failed: %s", e);
+            ax__tls_detailf(t, "certificate verification failed: %s", e);
             rc = AX_ECERT;
         } else if (t->host && !host_matches(peer, t->host)) {
-            detailf(t, "certificate verification failed: Hostname mismatch");
+            ax__tls_detailf(t, "certificate verification failed: Hostname mismatch");
             rc = AX_ECERT;
         }
         CertFreeCertificateChain(chain);
@@ -660,7 +565,7 @@ ax__tls *ax__tls_new(ax_tls_ctx *ctx, bool server, const char *host, int *err)
     }
     t->ctx = ax__tls_ctx_ref(ctx);
     t->server = server;
-    if (ctx->server_name) host = ctx->server_name;
+    if (ctx->com.server_name) host = ctx->com.server_name;
     if (!server && host && *host) {
         size_t n = strlen(host) + 1;
         int wn = MultiByteToWideChar(CP_UTF8, 0, host, -1, NULL, 0);
@@ -673,7 +578,7 @@ ax__tls *ax__tls_new(ax_tls_ctx *ctx, bool server, const char *host, int *err)
         }
         memcpy(t->host, host, n);
         MultiByteToWideChar(CP_UTF8, 0, host, -1, t->target, wn);
-        if (ctx->insecure) { /* nothing to check it against */
+        if (ctx->com.insecure) { /* nothing to check it against */
             ax_free(t->host);
             t->host = NULL;
         }
@@ -688,11 +593,9 @@ void ax__tls_free(ax__tls *t)
     ax_tls_ctx_free(t->ctx);
     ax__buf_free(&t->in);
     ax__buf_free(&t->plain);
-    ax__buf_free(&t->out);
-    ax__buf_free(&t->hold);
+    ax__tls_common_free(&t->com);
     ax_free(t->target);
     ax_free(t->host);
-    ax_free(t->detail);
     ax_free(t);
 }
 
@@ -705,7 +608,8 @@ int ax__tls_feed(ax__tls *t, const char *data, size_t len)
 static int take_token(ax__tls *t, SecBuffer *tok)
 {
     int rc = 0;
-    if (tok->pvBuffer && tok->cbBuffer) rc = ax__buf_append(&t->out, tok->pvBuffer, tok->cbBuffer);
+    if (tok->pvBuffer && tok->cbBuffer)
+        rc = ax__buf_append(&t->com.out, tok->pvBuffer, tok->cbBuffer);
     if (tok->pvBuffer) FreeContextBuffer(tok->pvBuffer);
     tok->pvBuffer = NULL;
     return rc;
@@ -721,8 +625,8 @@ static SECURITY_STATUS hs_call(ax__tls *t, SecBuffer *tok)
     };
     SecBufferDesc ind = {SECBUFFER_VERSION, 2, inb};
     bool first = !t->have_h;
-    if (first && t->ctx->alpn) { /* ALPN goes with the first call */
-        SecBuffer a = {t->ctx->alpn_len, SECBUFFER_APPLICATION_PROTOCOLS, t->ctx->alpn};
+    if (first && t->ctx->com.alpn) { /* ALPN goes with the first call */
+        SecBuffer a = {t->ctx->com.alpn_len, SECBUFFER_APPLICATION_PROTOCOLS, t->ctx->com.alpn};
         if (t->in.len) {
             inb[2] = a;
             ind.cBuffers = 3;
@@ -746,7 +650,7 @@ static SECURITY_STATUS hs_call(ax__tls *t, SecBuffer *tok)
         ULONG req = ISC_REQ_SEQUENCE_DETECT | ISC_REQ_REPLAY_DETECT | ISC_REQ_CONFIDENTIALITY |
                     ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM | ISC_REQ_EXTENDED_ERROR |
                     ISC_REQ_MANUAL_CRED_VALIDATION;
-        bool none = first && !t->in.len && !t->ctx->alpn;
+        bool none = first && !t->in.len && !t->ctx->com.alpn;
         s = InitializeSecurityContextW(&t->ctx->cred, first ? NULL : &t->h, t->target, req, 0, 0,
                                        none ? NULL : &ind, 0, first ? &t->h : NULL, &outd, &attrs,
                                        &exp);
@@ -767,10 +671,10 @@ static int handshake_done(ax__tls *t)
 {
     t->done = true;
     if (QueryContextAttributesW(&t->h, SECPKG_ATTR_STREAM_SIZES, &t->sizes) != SEC_E_OK) {
-        detailf(t, "TLS handshake failed: no stream sizes");
+        ax__tls_detailf(t, "TLS handshake failed: no stream sizes");
         return AX_ETLS;
     }
-    if (!t->server && !t->ctx->insecure) {
+    if (!t->server && !t->ctx->com.insecure) {
         int rc = verify_peer(t);
         if (rc) {
             ax__tls_close_notify(t); /* the peer learns it is over */
@@ -799,7 +703,7 @@ int ax__tls_handshake(ax__tls *t)
             return 0;
         default: {
             char text[96];
-            detailf(t, "TLS handshake failed: %s", sec_text(s, text, sizeof text));
+            ax__tls_detailf(t, "TLS handshake failed: %s", sec_text(s, text, sizeof text));
             return AX_ETLS;
         }
         }
@@ -822,7 +726,7 @@ static int decrypt_one(ax__tls *t)
     if (s == SEC_E_INCOMPLETE_MESSAGE) return 0;
     if (s != SEC_E_OK && s != SEC_I_RENEGOTIATE && s != SEC_I_CONTEXT_EXPIRED) {
         char text[96];
-        detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
+        ax__tls_detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
         return AX_ETLS;
     }
     size_t extra = 0, got = 0;
@@ -845,7 +749,7 @@ static int decrypt_one(ax__tls *t)
         if (tok[1].pvBuffer) FreeContextBuffer(tok[1].pvBuffer);
         if (s != SEC_E_OK && s != SEC_I_CONTINUE_NEEDED && s != SEC_E_INCOMPLETE_MESSAGE) {
             char text[96];
-            detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
+            ax__tls_detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
             return AX_ETLS;
         }
     }
@@ -873,8 +777,8 @@ int ax__tls_write(ax__tls *t, const void *data, size_t len)
     while (len) {
         size_t n = len < max ? len : max;
         size_t room = t->sizes.cbHeader + n + t->sizes.cbTrailer;
-        if (ax__buf_reserve(&t->out, room) != 0) return AX_ENOMEM;
-        char *rec = t->out.p + t->out.len;
+        if (ax__buf_reserve(&t->com.out, room) != 0) return AX_ENOMEM;
+        char *rec = t->com.out.p + t->com.out.len;
         memcpy(rec + t->sizes.cbHeader, p, n);
         SecBuffer b[4] = {
             {t->sizes.cbHeader, SECBUFFER_STREAM_HEADER, rec},
@@ -886,10 +790,10 @@ int ax__tls_write(ax__tls *t, const void *data, size_t len)
         SECURITY_STATUS s = EncryptMessage(&t->h, 0, &d, 0);
         if (s != SEC_E_OK) {
             char text[96];
-            detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
+            ax__tls_detailf(t, "TLS error: %s", sec_text(s, text, sizeof text));
             return AX_ETLS;
         }
-        t->out.len += b[0].cbBuffer + b[1].cbBuffer + b[2].cbBuffer;
+        t->com.out.len += b[0].cbBuffer + b[1].cbBuffer + b[2].cbBuffer;
         p += n;
         len -= n;
     }
@@ -923,53 +827,10 @@ void ax__tls_close_notify(ax__tls *t)
     take_token(t, &tok[0]);
 }
 
-size_t ax__tls_out(ax__tls *t, const char **data)
-{
-    *data = t->out.p;
-    return t->out.len;
-}
-
-void ax__tls_out_done(ax__tls *t)
-{
-    ax__buf_reset(&t->out, 64 * 1024);
-}
-
-int ax__tls_hold(ax__tls *t, const struct iovec *iov, int n)
-{
-    for (int i = 0; i < n; i++) {
-        int rc = ax__buf_append(&t->hold, iov[i].iov_base, iov[i].iov_len);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-size_t ax__tls_held(ax__tls *t, const char **data)
-{
-    *data = t->hold.p;
-    return t->hold.len;
-}
-
-void ax__tls_held_done(ax__tls *t)
-{
-    ax__buf_free(&t->hold);
-}
-
-const char *ax__tls_detail(const ax__tls *t)
-{
-    return t->detail;
-}
-
-void ax__tls_set_detail(ax__tls *t, const char *text)
-{
-    if (t->detail) return; /* the first cause is the one worth reporting */
-    size_t n = strlen(text) + 1;
-    if ((t->detail = ax_malloc(n)) != NULL) memcpy(t->detail, text, n);
-}
-
 const char *ax__tls_alpn(ax__tls *t)
 {
     SecPkgContext_ApplicationProtocol ap;
-    if (!t->done || !t->ctx->alpn ||
+    if (!t->done || !t->ctx->com.alpn ||
         QueryContextAttributesW(&t->h, SECPKG_ATTR_APPLICATION_PROTOCOL, &ap) != SEC_E_OK ||
         ap.ProtoNegoStatus != SecApplicationProtocolNegotiationStatus_Success ||
         !ap.ProtocolIdSize || ap.ProtocolIdSize >= sizeof t->alpn)

@@ -49,8 +49,7 @@ struct ax_ws {
     struct ws_ext *ext; /* what few connections need (NULL: none) */
     uint32_t cork;      /* 1 + its entry in the thread's cork table, 0: none */
     uint32_t ka;        /* 1 + its place in its loop's keepalive ring, 0: none */
-    uint16_t code;
-    uint8_t role : 1; /* enum ax_ws_role */
+    uint8_t role : 1;   /* enum ax_ws_role */
     uint8_t state : 2;
     bool close_sent : 1;
     bool pinged : 1;   /* keepalive: a ping is out */
@@ -60,11 +59,15 @@ struct ax_ws {
      * replaced later: then a pointer to it, room for one always kept) */
     char info_in[];
 };
+/* A server's at "/ws" with no origin and no protocol: 49 + 6 bytes, one
+ * 64-byte malloc chunk (an idle connection's bytes: docs/scale.md). */
+_Static_assert(offsetof(struct ax_ws, info_in) <= 50, "ax_ws grew: an idle connection's bytes");
 
 /* What a connection has only with permessage-deflate or once closing. */
 typedef struct ws_ext {
     ax__ws_deflate *z;
     ax_timer *timer; /* the close handshake's timeout, made by ax_ws_close() */
+    uint16_t code;   /* the close code on_close reports (0: none yet) */
 } ws_ext;
 
 static ax__ws_deflate *zof(const ax_ws *ws)
@@ -76,6 +79,17 @@ static ws_ext *ext_get(ax_ws *ws)
 {
     if (!ws->ext) ws->ext = ax_calloc(1, sizeof(*ws->ext));
     return ws->ext;
+}
+
+static uint16_t code_of(const ax_ws *ws)
+{
+    return ws->ext ? ws->ext->code : 0;
+}
+
+/* (out of memory: on_close reports 1006) */
+static void code_set(ax_ws *ws, uint16_t code)
+{
+    if (ext_get(ws)) ws->ext->code = code;
 }
 
 /* What a connection needs while input is partly in. */
@@ -626,7 +640,7 @@ static int send_close(ax_ws *ws, unsigned code, const char *reason, size_t rlen)
 static void fail(ax_ws *ws, uint16_t code)
 {
     if (ws->state == WS_CLOSED) return;
-    if (!ws->code) ws->code = code;
+    if (!code_of(ws)) code_set(ws, code);
     if (!ws->close_sent) send_close(ws, code, NULL, 0);
     conn_close(ws);
 }
@@ -812,7 +826,7 @@ static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 /* The peer's close frame: answer it (unless we started), then close. */
 static void on_peer_close(ax_ws *ws, const ax_ws_event *ev)
 {
-    ws->code = ev->code;
+    code_set(ws, ev->code);
     ws->rx->reason_len = (uint8_t)ev->len;
     if (ev->len) memcpy(ws->rx->reason, ev->data, ev->len);
     if (!ws->close_sent)
@@ -890,7 +904,7 @@ static void ws_on_close(ax_conn *c, int reason)
     (void)reason;
     ws->state = WS_CLOSED;
     if (ws->sh->cbs->on_close)
-        ws->sh->cbs->on_close(ws, ws->code ? ws->code : AX_WS_CLOSE_ABNORMAL,
+        ws->sh->cbs->on_close(ws, code_of(ws) ? code_of(ws) : AX_WS_CLOSE_ABNORMAL,
                               ws->rx ? ws->rx->reason : "", ws->rx ? ws->rx->reason_len : 0);
     ax__ws_free(ws);
 }

@@ -34,6 +34,9 @@
 #ifndef NOMINMAX
 #define NOMINMAX
 #endif
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64 /* off_t, lseek: 64 bits (files of 2 GiB and more) */
+#endif
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0A00 /* Windows 10: AF_UNIX, GetAddrInfoExW */
 #endif
@@ -236,13 +239,23 @@ void *ax__win_memmem(const void *h, size_t hl, const void *n, size_t nl);
 #define mkdir(path, mode) _mkdir(path)
 /* open: a folder opens too (its handle, FILE_FLAG_BACKUP_SEMANTICS, as a C
  * runtime descriptor), files in binary mode; realpath follows links with
- * GetFinalPathNameByHandleW; openat2(RESOLVE_BENEATH) is in <sys/syscall.h>
+ * GetFinalPathNameByHandleW, as C:/dir/name (forward slashes, as POSIX
+ * code expects when it checks a prefix); openat2(RESOLVE_BENEATH) is in <sys/syscall.h>
  * (all in fs_win.c) */
 #define O_NOCTTY 0
 int ax__win_open(const char *path, int flags, ...);
 char *ax__win_realpath(const char *path, char *resolved);
 #define open ax__win_open
 #define realpath ax__win_realpath
+/* struct stat is struct _stat64 (64-bit st_size and times): MinGW-w64's
+ * <sys/stat.h> renames it so under _FILE_OFFSET_BITS 64, above; its own
+ * struct stat has a 32-bit size, which would cut files at 2 GiB. */
+/* lstat: Windows' links are followed (realpath resolves them first in the
+ * code that confines paths), so none is a link here */
+#define lstat stat
+#ifndef S_ISLNK
+#define S_ISLNK(m) 0
+#endif
 /* fstat: a folder's descriptor says S_IFDIR (the C runtime's does not) */
 int ax__win_fstat(int fd, struct stat *st);
 #undef fstat
