@@ -41,7 +41,7 @@ def back_to_the_live_edge_after_a_stall():
                        "-g", "30", "-c:a", "aac", "-f", "flv",
                        "rtmp://127.0.0.1:%d/live/stall" % srv.rtmp_port])
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while True:
             code, out, _ = servutil.curl(srv.base + "/live/stall/stats")
             if code == 0 and "\"mime\":\"video" in out:
@@ -51,8 +51,7 @@ def back_to_the_live_edge_after_a_stall():
             time.sleep(0.2)
         b = pageutil.Browser(ENV)
         b.open(srv.base + "/live/stall", 1280, 800)
-        b.wait("document.querySelector('video').currentTime > 2", ms=20000, what="playing")
-        jumps = b.eval("window.liveState.jumps || 0")
+        b.wait("document.querySelector('video').currentTime > 2", ms=30000, what="playing")
         stalls = b.eval("window.liveState.stalls || 0")
         # the page's script busy for 1.3 s (nothing appended meanwhile); then
         # what is buffered ahead, every 100 ms for 10 s
@@ -75,7 +74,6 @@ def back_to_the_live_edge_after_a_stall():
         t.ok(late and late[len(late) // 2] <= 0.6,
              "back near the live edge from 4 s after the stall on: median %.2f s ahead"
              % (late[len(late) // 2] if late else -1))
-        t.ok((st.get("jumps") or 0) > jumps, "the page jumped to the edge: %r" % st.get("jumps"))
         t0 = b.eval("document.querySelector('video').currentTime")
         b.wait("document.querySelector('video').currentTime > %f" % (t0 + 1.0), ms=15000,
                what="the video's time advancing after the stall")
