@@ -71,7 +71,7 @@ def back_to_the_live_edge_after_a_stall():
               % (peak, late[len(late) // 2] if late else -1, st.get("jumps"), st.get("stalls")))
         t.ok((st.get("stalls") or 0) > stalls, "the player ran dry ('waiting'): %r"
              % st.get("stalls"))
-        t.ok(late and late[len(late) // 2] <= 0.6,
+        t.ok(late and late[len(late) // 2] <= 0.9,  # (the old page: 1.25 s; the new one 0.25-0.39 s)
              "back near the live edge from 4 s after the stall on: median %.2f s ahead"
              % (late[len(late) // 2] if late else -1))
         t0 = b.eval("document.querySelector('video').currentTime")
