@@ -17,6 +17,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_windows as tw  # noqa: E402  (skips here when there is no Windows build or Wine)
 
+# A Wine prefix of its own: ctest runs this beside test_windows.py, and each
+# script's `wineserver -k` at its end would end the other's programs (CI's
+# test_windows lost axon_unit.exe mid-run that way when they shared one).
+tw.ENV["WINEPREFIX"] = os.environ.get("AXON_WINEPREFIX_HTTP",
+                                      "/tmp/axon-wine-http-%d" % os.getuid())
 t = tw.axtest.Tests("the HTTP server tests on the Windows build under wine", alarm=560)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
