@@ -33,7 +33,7 @@ import urllib.request
 import axtest
 import servutil
 
-t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=110)
+t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-live-")
 
 
@@ -433,6 +433,73 @@ def http_ingest_of_mpeg_ts():
         finish(srv)
     finally:
         pub.stop()
+        srv.stop()
+
+
+def streams_of(path):
+    """codec_type -> codec_name of what ffprobe finds in path."""
+    streams, _ = probe(path)
+    return {k: v["codec_name"] for k, v in streams.items()}
+
+
+@t.test
+def audio_only_and_video_only_streams():
+    """A stream without sound (H.264 alone) and one without picture (AAC
+    alone): every output carries just that track (HTTP-FLV, MPEG-TS, the
+    WebSocket's fMP4 with its MIME type, HLS)."""
+    srv = servutil.Serve()
+    common = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re"]
+    vpub = axtest.Proc(common + ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "25",
+                                 "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-an",
+                                 "-f", "flv", "rtmp://127.0.0.1:%d/live/vonly" % srv.rtmp_port])
+    apub = axtest.Proc(common + ["-f", "lavfi", "-i", "sine=frequency=440", "-t", "25",
+                                 "-c:a", "aac", "-vn", "-f", "flv",
+                                 "rtmp://127.0.0.1:%d/live/aonly" % srv.rtmp_port])
+    try:
+        s = wait_live(srv, "vonly", keyframes=2, pub=vpub)
+        t.eq((s["video_codec"], s.get("audio_codec", 0)), (7, 0), "video only: H.264, no audio")
+        for ext in ("flv", "ts"):
+            path = os.path.join(TMP, "vonly." + ext)
+            read_http("%s/live/vonly.%s" % (srv.base, ext), 1.5, path)
+            t.eq(streams_of(path), {"video": "h264"}, "video only, .%s" % ext)
+        mp4 = os.path.join(TMP, "vonly.mp4")
+        first = ws_fmp4(srv, "vonly", 20, mp4)
+        t.eq(first["mime"], first["mime"].split(",")[0], "video only: one codec in the MIME type")
+        t.eq(streams_of(mp4), {"video": "h264"}, "video only, fMP4")
+        deadline = time.monotonic() + 15
+        while True:
+            s = stats(srv, "aonly")
+            if s and s["frames"] >= 100:
+                break
+            t.ok(time.monotonic() < deadline and apub.running(),
+                 "the audio-only stream went live%s: %r" % (apub.err_note(), s))
+            time.sleep(0.2)
+        t.eq((s.get("video_codec", 0), s["audio_codec"]), (0, 10), "audio only: AAC, no video")
+        for ext in ("flv", "ts"):
+            path = os.path.join(TMP, "aonly." + ext)
+            read_http("%s/live/aonly.%s" % (srv.base, ext), 1.5, path)
+            t.eq(streams_of(path), {"audio": "aac"}, "audio only, .%s" % ext)
+        mp4 = os.path.join(TMP, "aonly.mp4")
+        first = ws_fmp4(srv, "aonly", 40, mp4)
+        t.eq(first["mime"], 'audio/mp4; codecs="mp4a.40.2"', "audio only: the MIME type")
+        t.eq(streams_of(mp4), {"audio": "aac"}, "audio only, fMP4")
+        deadline = time.monotonic() + 15
+        while True:
+            with urllib.request.urlopen(srv.base + "/live/aonly/index.m3u8", timeout=5) as r:
+                segs = [x for x in r.read().decode().splitlines() if x and x[0] != "#"]
+            if segs:
+                break
+            t.ok(time.monotonic() < deadline, "an audio-only HLS segment (2 s) within 15 s")
+            time.sleep(0.3)
+        path = os.path.join(TMP, "aonly-seg.ts")
+        with urllib.request.urlopen(srv.base + "/live/aonly/" + segs[-1], timeout=5) as r:
+            with open(path, "wb") as f:
+                f.write(r.read())
+        t.eq(streams_of(path), {"audio": "aac"}, "audio only, an HLS segment")
+        finish(srv)
+    finally:
+        vpub.stop()
+        apub.stop()
         srv.stop()
 
 
