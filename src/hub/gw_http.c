@@ -370,8 +370,8 @@ static void api_publish(ax_http_req *r, void *ud)
     int err = 0;
     GW_ADD(g->sv->gw[GW_HTTP].msgs_in, 1);
     uint64_t ticket = 0;
-    uint64_t seq =
-        hub_publish_ticket(g->sv->hub, NULL, topic, sender, body ? body : "", bl, &ticket, &err);
+    uint64_t seq = hub_publish_via(g->sv->hub, HUB_VIA_HTTP, NULL, topic, sender, body ? body : "",
+                                   bl, &ticket, &err);
     if (!seq && err == AX_EAGAIN) { /* the store is behind: push back */
         ax_http_add_header(r, "Retry-After", "1");
         reply_error(r, 503, "the store is behind: slow down and retry");

@@ -2,7 +2,8 @@
  *
  * `#lobby` is the topic chat/lobby: what an IRC user says there reaches the
  * chat page, the line chat, WebSocket, SSE and MQTT clients of that room,
- * and what they say arrives as PRIVMSG from `name!name@axon`.  A nick's
+ * and what they say arrives as PRIVMSG from `name!name@GATEWAY` (hub_msg.via:
+ * ws, http, line, ...; `axon` when not known).  A nick's
  * direct messages are the topic user/NICK/inbox (the line chat's /msg).
  * Presence in a room is the hub's: NAMES and WHO list members of every
  * gateway, and their joins and leaves arrive as JOIN and PART.
@@ -174,15 +175,19 @@ void irc_deliver(irc_conn *ic, const hub_msg *m, const char *target, const char 
     }
     if (batch && (ic->caps & CAP_BATCH))
         tl += (size_t)snprintf(tags + tl, sizeof tags - tl, "%sbatch=%s", tl ? ";" : "", batch);
+    /* the source: an IRC user's own user@host; another gateway's name (name!name@ws) */
     irc_who w;
-    if ((ic->caps & CAP_ACCOUNT_TAG) && tl < sizeof tags && irc_lookup(nick, &w) && w.account[0])
+    bool known = m->via == HUB_VIA_IRC && irc_lookup(nick, &w);
+    const char *user = known ? w.user : nick, *host = known ? w.host : hub_via_name(m->via);
+    if ((ic->caps & CAP_ACCOUNT_TAG) && tl < sizeof tags && (known || irc_lookup(nick, &w)) &&
+        w.account[0])
         tl +=
             (size_t)snprintf(tags + tl, sizeof tags - tl, "%saccount=%s", tl ? ";" : "", w.account);
     if (tl >= sizeof tags) tl = 0, tags[0] = '\0';
     if (ic->caps & CAP_MESSAGE_TAGS) /* client-only tags, carried as User Properties */
         tl = irc_tags_from_ext(m->ext, m->ext_len, tags, tl, sizeof tags - 2);
-    char head[HUB_MAX_NAME * 2 + CHAN_MAX + NICK_MAX + 64];
-    int hn = snprintf(head, sizeof head, ":%s!%s@axon %s %s :", nick, nick,
+    char head[HUB_MAX_NAME * 3 + CHAN_MAX + NICK_MAX + 64];
+    int hn = snprintf(head, sizeof head, ":%s!%s@%s %s %s :", nick, user, host,
                       m->notice ? "NOTICE" : "PRIVMSG", target);
     if (hn < 0 || (size_t)hn >= sizeof head) return;
     const char *p = m->payload;
@@ -532,9 +537,10 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
     bool notice = cmd[0] == 'N';
     char topic[HUB_MAX_TOPIC], room[ROOM_MAX + 1], body[AX_IRC_MAX_LINE + 8], chan[CHAN_MAX + 2];
     size_t n = strlen(text);
-    /* what fits in the line the others get, ":nick!nick@axon PRIVMSG target :": the rest
+    /* what fits in the line the others get, ":nick!user@host PRIVMSG target :": the rest
      * is cut (as classic servers do) rather than split */
-    size_t head = 2 * strlen(ic->nick) + strlen(target) + 20, fit = AX_IRC_MAX_LINE - 2 - head;
+    size_t head = strlen(ic->nick) + strlen(ic->user) + strlen(ic->host) + strlen(target) + 16,
+           fit = AX_IRC_MAX_LINE - 2 - head;
     if (n > 8 && memcmp(text, "\001ACTION ", 8) == 0) {
         size_t k = n - 8;
         if (k && text[n - 1] == '\001') k--;
@@ -589,7 +595,8 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                  .qos = 1,
                  .ext = el ? ext : NULL,
                  .ext_len = el,
-                 .notice = notice};
+                 .notice = notice,
+                 .via = HUB_VIA_IRC};
     uint64_t seq = hub_publish_pub(sv->hub, &p, NULL, &err);
     if (!seq) {
         if (!notice)
@@ -604,6 +611,7 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
                         .seq = seq,
                         .time_ms = (int64_t)time(NULL) * 1000,
                         .topic = topic,
+                        .via = HUB_VIA_IRC,
                         .sender = ic->nick,
                         .sender_len = strlen(ic->nick),
                         .payload = body,

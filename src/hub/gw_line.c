@@ -269,7 +269,8 @@ static void direct(line_conn *lc, char *arg)
     int err = 0;
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!allowed(lc, auth_may_publish, topic)) return;
-    if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, strlen(text), &err))
+    if (!hub_publish_via(sv->hub, HUB_VIA_LINE, lc->sub, topic, hub_sub_name(lc->sub), text,
+                         strlen(text), NULL, &err))
         say(lc, "* not sent: %s\n",
             err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
     else
@@ -338,7 +339,8 @@ static void publish(line_conn *lc, const char *text, size_t n)
     serve *sv = lc->g->sv;
     GW_ADD(sv->gw[GW_LINE].msgs_in, 1);
     if (!allowed(lc, auth_may_publish, topic)) return;
-    if (!hub_publish_from(sv->hub, lc->sub, topic, hub_sub_name(lc->sub), text, n, &err))
+    if (!hub_publish_via(sv->hub, HUB_VIA_LINE, lc->sub, topic, hub_sub_name(lc->sub), text, n,
+                         NULL, &err))
         say(lc, "* not sent: %s\n",
             err == AX_EAGAIN ? "the server is busy, try again in a moment" : hub_strerror(err));
 }

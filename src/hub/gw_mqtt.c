@@ -695,7 +695,8 @@ static uint64_t publish_hub(mq_conn *c, const ax_mqtt_publish *p, const char *to
                   .qos = p->qos,
                   .retain = p->retain,
                   .ext = big ? big : ext,
-                  .ext_len = el};
+                  .ext_len = el,
+                  .via = HUB_VIA_MQTT};
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&p->props, AX_MQTT_PROP_MESSAGE_EXPIRY))
         hp.expiry_s = p->props.message_expiry;
     uint64_t seq = hub_publish_pub(c->g->sv->hub, &hp, ticket, err);
@@ -1198,8 +1199,12 @@ static void sys_publish(gw_mqtt *g, const char *topic, const char *fmt, unsigned
 {
     char buf[64];
     int n = snprintf(buf, sizeof buf, fmt, v);
-    hub_pub p = {
-        .topic = topic, .sender = "$SYS", .payload = buf, .len = (size_t)n, .retain = true};
+    hub_pub p = {.topic = topic,
+                 .sender = "$SYS",
+                 .payload = buf,
+                 .len = (size_t)n,
+                 .retain = true,
+                 .via = HUB_VIA_MQTT};
     uint64_t ticket;
     int err;
     (void)hub_publish_pub(g->sv->hub, &p, &ticket, &err);

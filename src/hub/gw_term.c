@@ -254,7 +254,7 @@ static void far_publish(gw_term *g, term *t, const char *kind, char tag, const v
     if (tag) b[0] = tag;
     memcpy(b + (tag != 0), data, len);
     int err = 0;
-    hub_publish(g->sv->hub, topic, reg.node, b, n, &err);
+    hub_publish_via(g->sv->hub, HUB_VIA_TERM, NULL, topic, reg.node, b, n, NULL, &err);
     if (err) ax_log(AX_LOG_WARN, "term %s: to the other nodes: %s", t->name, hub_strerror(err));
     if (b != stack) ax_free(b);
 }
@@ -359,7 +359,8 @@ static void local_send(local *l)
     l->out.holding = false;
     if (!l->out.len) return;
     int err = 0;
-    hub_publish(l->g->sv->hub, l->t->out, "hub", l->out.buf, l->out.len, &err);
+    hub_publish_via(l->g->sv->hub, HUB_VIA_TERM, NULL, l->t->out, "hub", l->out.buf, l->out.len,
+                    NULL, &err);
     l->out.len = 0;
     l->t->last_ms = now_ms();
 }
@@ -829,7 +830,7 @@ static void agent_message(tconn *c, const void *data, size_t len, bool binary)
     term *t = c->t;
     if (binary) {
         int err = 0;
-        hub_publish(c->g->sv->hub, t->out, c->user, data, len, &err);
+        hub_publish_via(c->g->sv->hub, HUB_VIA_TERM, NULL, t->out, c->user, data, len, NULL, &err);
         if (err) ax_log(AX_LOG_WARN, "term %s: output lost: %s", t->name, hub_strerror(err));
         t->last_ms = now_ms();
         return;

@@ -514,8 +514,8 @@ static void cmd_pub(gw_udp *g, const ax_addr *from, const char *topic, const cha
     }
     if (id && id->name[0]) sender = id->name;
     uint64_t ticket = 0;
-    uint64_t seq = hub_publish_ticket(g->sv->hub, p ? p->sub : NULL, topic, sender, payload, plen,
-                                      &ticket, &err);
+    uint64_t seq = hub_publish_via(g->sv->hub, HUB_VIA_UDP, p ? p->sub : NULL, topic, sender,
+                                   payload, plen, &ticket, &err);
     if (!seq && err == AX_EAGAIN)
         reply(g, from, "ERR busy: the store is behind, slow down and retry");
     else if (!seq)

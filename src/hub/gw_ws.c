@@ -346,7 +346,8 @@ static void do_publish(ws_client *c, json_t *o, json_t *id, const char *topic)
                   .len = len,
                   .qos = 1,
                   .ext = el ? ext : NULL,
-                  .ext_len = el};
+                  .ext_len = el,
+                  .via = HUB_VIA_WS};
     uint64_t seq = hub_publish_pub(GW(c)->sv->hub, &hp, &ticket, &err);
     free(p);
     publish_done(c, id, topic, seq, ticket, err);
@@ -634,8 +635,8 @@ static bool fast_publish(ws_client *c, const void *data, size_t len)
     size_t n = p ? env_string(pv, p) : pv->n;
     int err = 0;
     uint64_t ticket = 0;
-    uint64_t seq = hub_publish_ticket(GW(c)->sv->hub, SUB(c), topic, hub_sub_name(SUB(c)),
-                                      p ? p : pv->p, n, &ticket, &err);
+    uint64_t seq = hub_publish_via(GW(c)->sv->hub, HUB_VIA_WS, SUB(c), topic, hub_sub_name(SUB(c)),
+                                   p ? p : pv->p, n, &ticket, &err);
     free(p);
     if (seq && !ticket) {
         publish_ok(c, id, topic, seq);
@@ -750,8 +751,8 @@ static void on_message(ax_ws *ws, const void *data, size_t len, bool binary)
             memcpy(topic, data, tl);
             topic[tl] = '\0';
             if (!allowed(c, NULL, "publish", topic)) return;
-            if (hub_publish_from(GW(c)->sv->hub, SUB(c), topic, hub_sub_name(SUB(c)), nl + 1,
-                                 len - tl - 1, &err))
+            if (hub_publish_via(GW(c)->sv->hub, HUB_VIA_WS, SUB(c), topic, hub_sub_name(SUB(c)),
+                                nl + 1, len - tl - 1, NULL, &err))
                 return;
         }
         if (err == AX_EAGAIN && !throttle(c)) return; /* said once per pause */

@@ -1163,6 +1163,20 @@ uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *name, con
     return hub_publish_pub(h, &p, ticket, err);
 }
 
+uint64_t hub_publish_via(hub *h, uint8_t via, const hub_sub *origin, const char *name,
+                         const char *sender, const void *payload, size_t len, uint64_t *ticket,
+                         int *err)
+{
+    hub_pub p = {.origin = origin,
+                 .topic = name,
+                 .sender = sender,
+                 .payload = payload,
+                 .len = len,
+                 .qos = 1,
+                 .via = via};
+    return hub_publish_pub(h, &p, ticket, err);
+}
+
 /* ---- the hub --------------------------------------------------------------------------------- */
 
 static void load_topic(const char *name, uint64_t last, bool stored, void *ud)

@@ -56,10 +56,32 @@ enum hub_msg_kind {
     HUB_GAP = 3    /* resume: history no longer reaches back to what was asked */
 };
 
+/* The gateway that published a message (hub_msg.via): IRC shows it as the
+ * host of a sender from another gateway.  Messages read back from the
+ * store or a backplane have none. */
+enum hub_via {
+    HUB_VIA_NONE = 0,
+    HUB_VIA_WS,
+    HUB_VIA_HTTP, /* the HTTP API (POST /api/publish) */
+    HUB_VIA_LINE,
+    HUB_VIA_UDP,
+    HUB_VIA_MQTT,
+    HUB_VIA_IRC,
+    HUB_VIA_TERM,
+    HUB_VIA_LIVE
+};
+static inline const char *hub_via_name(uint8_t via)
+{
+    static const char *const names[] = {"axon", "ws",  "http", "line", "udp",
+                                        "mqtt", "irc", "term", "live"};
+    return via < sizeof names / sizeof names[0] ? names[via] : "axon";
+}
+
 /* A message; immutable once published.  `seq` counts per topic from 1. */
 typedef struct hub_msg {
     uint32_t refs;
     uint8_t kind;
+    uint8_t via; /* enum hub_via (in what was padding) */
     uint64_t seq;
     int64_t time_ms; /* server time, ms since the epoch */
     char *topic;
@@ -209,6 +231,11 @@ uint64_t hub_publish_from(hub *h, const hub_sub *origin, const char *topic, cons
  * or 0 when it already does (fsync off, no store). */
 uint64_t hub_publish_ticket(hub *h, const hub_sub *origin, const char *topic, const char *sender,
                             const void *payload, size_t len, uint64_t *ticket, int *err);
+/* hub_publish_ticket() from the gateway `via` (enum hub_via); `ticket` NULL:
+ * no wait, as hub_publish_from(). */
+uint64_t hub_publish_via(hub *h, uint8_t via, const hub_sub *origin, const char *topic,
+                         const char *sender, const void *payload, size_t len, uint64_t *ticket,
+                         int *err);
 
 /* A publish with everything a gateway may say about it (hub_publish_ticket()
  * is this with qos 1 and the rest zero).  `retain`: the message becomes its
@@ -225,6 +252,7 @@ typedef struct hub_pub {
     const void *ext;
     size_t ext_len;
     bool notice; /* hub_msg.notice */
+    uint8_t via; /* hub_msg.via */
 } hub_pub;
 /* `ticket` NULL: the caller will not wait for an acknowledgement. */
 uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err);

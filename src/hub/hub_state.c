@@ -151,6 +151,7 @@ uint64_t hub_publish_pub(hub *h, const hub_pub *p, uint64_t *ticket, int *err)
     m->retain = p->retain;
     m->expiry_s = p->expiry_s;
     m->notice = p->notice;
+    m->via = p->via;
     if (h->bp) return hub__bp_publish(h, m, wanted, err); /* (retained: hub_backplane_retained) */
     hub__lock(h);
     htopic *t = hub__topic_make(h, name, tl, true, err);

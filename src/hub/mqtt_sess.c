@@ -1033,7 +1033,8 @@ void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char
                  .retain = w->retain,
                  .expiry_s = w->expiry_s,
                  .ext = w->ext,
-                 .ext_len = w->ext_len};
+                 .ext_len = w->ext_len,
+                 .via = HUB_VIA_MQTT};
     uint64_t ticket;
     int err = 0;
     if (!hub_publish_pub(g->sv->hub, &p, &ticket, &err))

@@ -9,9 +9,11 @@ chat and curl on the HTTP API in the same room.
 - Names: one namespace with the line chat (a line user's name is 433);
   432 for a bad nick.
 - Rooms: JOIN #lobby answers JOIN then 353/366 with members of every
-  gateway; MODE (324/329) and WHO (352/315); a line user's message and
-  join arrive as PRIVMSG/JOIN from name!name@axon, an IRC message reaches
-  the line chat and the HTTP history; CTCP ACTION is the line chat's /me.
+  gateway; MODE (324/329) and WHO (352/315); a line user's message arrives
+  as PRIVMSG from name!name@line (the host names the gateway: http, mqtt,
+  udp, ws too) and its join as JOIN from name!name@axon, an IRC message
+  reaches the line chat and the HTTP history; CTCP ACTION is the line
+  chat's /me.
 - A long message from the HTTP API is split at 512 bytes on UTF-8
   boundaries; DMs both ways (user/NICK/inbox).
 - SASL PLAIN and PASS with a mosquitto_passwd user; a wrong password is
@@ -26,8 +28,14 @@ import tempfile
 import time
 import base64
 
+import asyncio
+import json
+
+import websockets
+
 import axtest
 import ircutil
+import mqttutil
 import servutil
 
 t = axtest.Tests("axon serve: IRC", alarm=120)
@@ -129,14 +137,14 @@ def rooms_bridge_both_ways():
     servutil.want(bob, "alice joined lobby")
     bob.send("hello from the line\n")
     got = c.until(lambda ln: "PRIVMSG" in ln, "the line message")[-1]
-    t.eq(got, ":bob!bob@axon PRIVMSG #lobby :hello from the line", "line -> IRC")
+    t.eq(got, ":bob!bob@line PRIVMSG #lobby :hello from the line", "line -> IRC (host: line)")
     c.cmd("PRIVMSG #lobby :hello from irc")
     servutil.want(bob, "[lobby] alice: hello from irc")
     c.cmd("PRIVMSG #lobby :\x01ACTION waves\x01")
     servutil.want(bob, "[lobby] * alice waves")
     bob.send("/me nods\n")
     got = c.until(lambda ln: "PRIVMSG" in ln, "the /me")[-1]
-    t.eq(got, ":bob!bob@axon PRIVMSG #lobby :\x01ACTION nods\x01", "/me -> ACTION")
+    t.eq(got, ":bob!bob@line PRIVMSG #lobby :\x01ACTION nods\x01", "/me -> ACTION")
     hist = servutil.curl_json(srv.base + "/api/history/chat/lobby")
     t.ok("hello from irc" in str(hist), "the HTTP history has it: %r" % hist)
     # a second line user comes and goes: JOIN and PART
@@ -153,8 +161,29 @@ def rooms_bridge_both_ways():
     while sum(len(p) for p in parts) < len(text):
         ln = c.until(lambda ln: "PRIVMSG" in ln, "the long message")[-1]
         t.ok(len((ln + "\r\n").encode()) <= 512, "a line of %d bytes" % len(ln.encode()))
+        t.ok(ln.startswith(":web!web@http PRIVMSG #lobby :"), "HTTP API -> IRC (host: http)")
         parts.append(ln.split(" :", 1)[1])
     t.ok(len(parts) >= 3 and "".join(parts) == text, "the pieces make the text")
+    # the host names the gateway the message came from
+    mq = mqttutil.Client(srv.mqtt_port, "mq-carol")
+    mq.connect()
+    mq.publish("chat/lobby", b"from mqtt", qos=1)
+    got = c.until(lambda ln: "from mqtt" in ln, "the MQTT message")[-1]
+    t.eq(got, ":mq-carol!mq-carol@mqtt PRIVMSG #lobby :from mqtt", "MQTT -> IRC (host: mqtt)")
+    mq.close()
+    t.ok(servutil.Udp(srv).ask("PUB chat/lobby from udp").startswith("OK chat/lobby "), "UDP publish")
+    got = c.until(lambda ln: "from udp" in ln, "the UDP message")[-1]
+    t.ok(re.match(r"^:(\S+)!\1@udp PRIVMSG #lobby :from udp$", got), "UDP -> IRC: %r" % got)
+
+    async def ws_publish():
+        async with websockets.connect("ws://127.0.0.1:%d/ws" % srv.http_port) as ws:
+            await ws.recv()  # welcome
+            await ws.send(json.dumps({"type": "publish", "topic": "chat/lobby",
+                                      "payload": "from ws", "id": 1}))
+            await asyncio.wait_for(ws.recv(), axtest.TIMEOUT)  # the acknowledgement
+    asyncio.run(ws_publish())
+    got = c.until(lambda ln: "from ws" in ln, "the WebSocket message")[-1]
+    t.ok(re.match(r"^:(\S+)!\1@ws PRIVMSG #lobby :from ws$", got), "WebSocket -> IRC: %r" % got)
     c.cmd("PART #lobby :later")
     t.ok(c.until(lambda ln: "PART" in ln, "own PART")[-1].startswith(":alice!"), "PART")
     servutil.want(bob, "alice left lobby")
@@ -171,10 +200,10 @@ def direct_messages_both_ways():
     c.cmd("PRIVMSG bob :psst")
     servutil.want(bob, "[dm] alice: psst")
     echo = c.until(lambda ln: "PRIVMSG" in ln, "the echo")[-1]
-    t.eq(echo, ":alice!alice@axon PRIVMSG bob :psst", "echo-message of a DM")
+    t.eq(echo, ":alice!~alice@127.0.0.1 PRIVMSG bob :psst", "echo-message of a DM (own user@host)")
     bob.send("/msg alice back at you\n")
     got = c.until(lambda ln: "PRIVMSG" in ln, "bob's DM")[-1]
-    t.eq(got, ":bob!bob@axon PRIVMSG alice :back at you", "line /msg -> IRC")
+    t.eq(got, ":bob!bob@line PRIVMSG alice :back at you", "line /msg -> IRC")
     bob.close()
     srv.stop()
 
@@ -302,7 +331,7 @@ def ircs_over_tls():
     bob = srv.line_client("bob")
     bob.send("to the tls user\n")
     got = c.until(lambda ln: "PRIVMSG" in ln, "bob's message over TLS")[-1]
-    t.eq(got, ":bob!bob@axon PRIVMSG #lobby :to the tls user", "over TLS")
+    t.eq(got, ":bob!bob@line PRIVMSG #lobby :to the tls user", "over TLS")
     c.cmd("PRIVMSG #lobby :and back")
     servutil.want(bob, "[lobby] tlsuser: and back")
     bob.close()

@@ -2,7 +2,7 @@
 """test_irc_browser: an IRC user (the npm irc-framework client), the chat
 page in headless Chromium and a real netcat on the line chat, in one room.
 
-- the page's hello reaches IRC (as PRIVMSG from webby!webby@axon) and nc;
+- the page's hello reaches IRC (as PRIVMSG from webby!webby@ws) and nc;
 - the IRC user's message reaches nc and shows on the page; nc's message
   reaches IRC and the page;
 - the page lists the IRC user among the room's people, and IRC's NAMES
@@ -83,7 +83,7 @@ def irc_chromium_and_nc_in_one_room():
         t.ok(b"READY" in page.output(), page.output().decode(errors="replace")[-600:])
         irc.want(lambda e: e["ev"] == "join" and e["nick"] == "webby", "the page's JOIN on IRC")
         m = irc.want(lambda e: e["ev"] == "message" and e["nick"] == "webby", "the page's hello")
-        t.eq((m["target"], m["message"], m["host"]), ("#lobby", "hello from chromium", "axon"),
+        t.eq((m["target"], m["message"], m["host"]), ("#lobby", "hello from chromium", "ws"),
              "page -> IRC")
         nc.wait_output(lambda o: b"[lobby] webby: hello from chromium\n" in o, what="page -> nc")
         irc.do(say="#lobby", text="hello from irc")

@@ -131,7 +131,7 @@ def three_gateways_one_room():
             t.eq(w["payload"], "/me waves", "an action on the WebSocket")
             bob.send("hi all, bob\n")
             m = alice.want(lambda e: e["ev"] == "message", "bob's message")
-            t.eq((m["nick"], m["host"], m["message"]), ("bob", "axon", "hi all, bob"),
+            t.eq((m["nick"], m["host"], m["message"]), ("bob", "line", "hi all, bob"),
                  "line -> irc")
         ws_session(srv, steps)
         alice.want(lambda e: e["ev"] == "part" and e["nick"] == "wendy", "wendy's PART")

@@ -273,11 +273,11 @@ def notice_nick_and_part_reach_the_others():
         c.numeric("366")
     a.has("JOIN #lobby", "bob's JOIN")
     b.cmd("NOTICE #lobby :heads up")
-    t.eq(a.has("heads up"), ":bob!bob@axon NOTICE #lobby :heads up", "a channel NOTICE")
+    t.eq(a.has("heads up"), ":bob!~bob@127.0.0.1 NOTICE #lobby :heads up", "a channel NOTICE")
     t.ok(" NOTICE #lobby :heads up" in b.has("heads up"), "its echo is a NOTICE too")
     servutil.want(line, "[lobby] bob: heads up")
     b.cmd("NOTICE alice :psst")
-    t.eq(a.has("psst"), ":bob!bob@axon NOTICE alice :psst", "a NOTICE DM")
+    t.eq(a.has("psst"), ":bob!~bob@127.0.0.1 NOTICE alice :psst", "a NOTICE DM")
     b.cmd("PRIVMSG #lobby :plain")
     t.ok(" PRIVMSG #lobby :plain" in a.has("plain"), "a PRIVMSG stays one")
     # NICK: one line for the channel, no PART/JOIN
