@@ -140,7 +140,8 @@ static void announce(live_stream *st, bool start)
     }
     if (start && n > 0 && (size_t)n < sizeof b - 2) b[n++] = '"', b[n++] = '}';
     int err = 0;
-    if (n > 0 && (size_t)n < sizeof b && !hub_publish(h, topic, "live", b, (size_t)n, &err))
+    if (n > 0 && (size_t)n < sizeof b &&
+        !hub_publish_via(h, HUB_VIA_LIVE, NULL, topic, "live", b, (size_t)n, NULL, &err))
         ax_log(AX_LOG_DEBUG, "live: %s: no event on %s: %s", st->name, topic, ax_strerror(err));
 }
 
