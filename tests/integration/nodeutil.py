@@ -5,9 +5,15 @@ node_modules is missing and returns the environment to run node with, or
 None (with the reason printed as a TAP skip) when node or npm is absent or
 the install fails."""
 
+import json
 import os
+import queue
 import shutil
 import subprocess
+import threading
+import time
+
+import axtest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "node")
@@ -32,3 +38,43 @@ def ensure(need=("ws",), where=NODE_DIR):
     env = dict(os.environ)
     env["NODE_PATH"] = mods
     return env
+
+
+class IrcClient:
+    """node/irc/irc_client.js (irc-framework): JSON commands in, events out.
+    `sasl`: an account and password for SASL PLAIN."""
+
+    def __init__(self, env, port, nick, *sasl, timeout=axtest.TIMEOUT):
+        self.timeout = timeout
+        self.p = subprocess.Popen(["node", os.path.join(NODE_DIR, "irc", "irc_client.js"),
+                                   str(port), nick] + list(sasl), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for ln in self.p.stdout:
+            self.q.put(json.loads(ln))
+
+    def do(self, **cmd):
+        self.p.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.p.stdin.flush()
+
+    def want(self, pred, what, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        seen = []
+        while True:
+            try:
+                ev = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise axtest.Failure("irc-framework: no %s; saw %r; stderr %r" %
+                                     (what, seen, self.p.stderr.read1(2000) if self.p.poll()
+                                      is not None else b""))
+            seen.append(ev)
+            if pred(ev):
+                return ev
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()

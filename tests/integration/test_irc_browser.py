@@ -9,10 +9,7 @@ page in headless Chromium and a real netcat on the line chat, in one room.
   (irc-framework's user list) has the page's and nc's users."""
 import json
 import os
-import queue
 import subprocess
-import threading
-import time
 
 import axtest
 import nodeutil
@@ -22,40 +19,8 @@ t = axtest.Tests("axon serve: IRC, Chromium on the chat page and nc in one room"
 IRC_DIR = os.path.join(nodeutil.NODE_DIR, "irc")
 
 
-class IrcFramework:
-    """tests/integration/node/irc/irc_client.js: JSON commands in, events out."""
-
-    def __init__(self, env, port, nick):
-        self.p = subprocess.Popen(["node", os.path.join(IRC_DIR, "irc_client.js"), str(port),
-                                   nick], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, env=env)
-        self.q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for ln in self.p.stdout:
-            self.q.put(json.loads(ln))
-
-    def do(self, **cmd):
-        self.p.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.p.stdin.flush()
-
-    def want(self, pred, what, timeout=3 * axtest.TIMEOUT):
-        deadline = time.monotonic() + timeout
-        seen = []
-        while True:
-            try:
-                ev = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise axtest.Failure("irc-framework: no %s; saw %r" % (what, seen))
-            seen.append(ev)
-            if pred(ev):
-                return ev
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait()
+def IrcFramework(env, port, nick):
+    return nodeutil.IrcClient(env, port, nick, timeout=3 * axtest.TIMEOUT)
 
 
 @t.test

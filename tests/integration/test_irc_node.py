@@ -19,10 +19,8 @@ the same room.
 import asyncio
 import json
 import os
-import queue
 import subprocess
 import tempfile
-import threading
 import time
 
 import axtest
@@ -35,40 +33,7 @@ DIR = os.path.join(nodeutil.NODE_DIR, "irc")
 TMP = tempfile.mkdtemp(prefix="axon-ircnode-")
 
 
-class Node:
-    def __init__(self, env, port, nick, *sasl):
-        self.p = subprocess.Popen(["node", os.path.join(DIR, "irc_client.js"), str(port), nick] +
-                                  list(sasl), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env)
-        self.q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for ln in self.p.stdout:
-            self.q.put(json.loads(ln))
-
-    def do(self, **cmd):
-        self.p.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.p.stdin.flush()
-
-    def want(self, pred, what, timeout=axtest.TIMEOUT):
-        deadline = time.monotonic() + timeout
-        seen = []
-        while True:
-            try:
-                ev = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise axtest.Failure("irc-framework: no %s; saw %r; stderr %r" %
-                                     (what, seen, self.p.stderr.read1(2000) if self.p.poll()
-                                      is not None else b""))
-            seen.append(ev)
-            if pred(ev):
-                return ev
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait()
+Node = nodeutil.IrcClient
 
 
 def ws_session(srv, steps):
