@@ -9,7 +9,12 @@ the Linux build's `axon cat` and by Python clients, every byte compared;
 TLS through SChannel: `axon.exe get https://` against the Linux `axon http`
 with the CA given by --ca (and refused with another CA or the system store),
 `axon.exe cat` over tls:// and wss:// against the Linux `axon echo`, and the
-server side's key loading (Wine has no AcceptSecurityContext).  Runs on
+server side's key loading (Wine has no AcceptSecurityContext).  The
+examples: ftp_server, http_hello (on libaxon.dll), tcp_echo_server and
+udp_echo_server driven from Linux, tcp_client, udp_client and tls_client
+against the Linux `axon echo`, chat_server and ws_broadcast with two and
+three Linux clients (tls_hello is a TLS server: not without
+AcceptSecurityContext).  Runs on
 the epoll pass only (the Windows backend is chosen by Windows, not by
 AXON_BACKEND); skips when there is no Windows build or no Wine (`make test`
 builds it when MinGW-w64 and Wine can be installed)."""
@@ -438,6 +443,173 @@ def ftp_server_example_with_curl_and_lftp():
             t.ok(f.read() == big, "lftp mirror: big.bin differs")
     else:
         print("# lftp is not installed: curl only", flush=True)
+
+
+EXAMPLES = os.path.join(WIN, "examples")
+
+
+def wine_example(name, *args):
+    return wine(os.path.join(EXAMPLES, name + ".exe"), *args)
+
+
+def connect_when_up(p, port, name):
+    """A TCP connection to the example on port once it listens (its banner goes
+    to a buffered stdout: a connection is what says it is ready)."""
+    import socket
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except OSError:
+            t.ok(p.running() and time.monotonic() < deadline, "%s.exe: %s" % (name, p.stderr()))
+            time.sleep(0.3)
+
+
+def read_until(s, want, what):
+    got = b""
+    while not got.endswith(want):
+        chunk = s.recv(65536)
+        t.ok(chunk, "%s: the connection ended after %r" % (what, got))
+        got += chunk
+    return got
+
+
+@t.test
+def example_servers_echo_every_byte_under_wine():
+    # examples/tcp_echo_server.exe and udp_echo_server.exe, driven from Linux
+    import socket
+    port = axtest.free_port()
+    p = wine_example("tcp_echo_server", "tcp://127.0.0.1:%d" % port)
+    connect_when_up(p, port, "tcp_echo_server").close()
+    data = os.urandom(2 << 20)
+    r = subprocess.run([axtest.axon_bin(), "cat", "tcp://127.0.0.1:%d" % port], input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    t.eq(r.returncode, 0, "axon cat exit status (%s)" % r.stderr.decode(errors="replace"))
+    t.eq(len(r.stdout), len(data), "bytes back from tcp_echo_server.exe")
+    t.ok(r.stdout == data, "the bytes back from tcp_echo_server.exe differ")
+
+    uport = axtest.free_port(socket.SOCK_DGRAM)
+    u = wine_example("udp_echo_server", "udp://127.0.0.1:%d" % uport)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    deadline = time.monotonic() + 60
+    while True:  # (datagrams sent before it binds are lost: resend until one comes back)
+        s.sendto(b"ready?", ("127.0.0.1", uport))
+        try:
+            if s.recvfrom(100)[0] == b"ready?":
+                break
+        except OSError:  # (a timeout, or the ICMP unreachable of a port not yet bound)
+            pass
+        t.ok(u.running() and time.monotonic() < deadline, "udp_echo_server.exe: %s" % u.stderr())
+    s.settimeout(10)
+    for n in (1, 100, 1400, 8000, 65507):
+        m = os.urandom(n)
+        s.sendto(m, ("127.0.0.1", uport))
+        back, _ = s.recvfrom(70000)
+        t.ok(back == m, "udp_echo_server.exe, %d bytes: %d bytes back, differing" % (n, len(back)))
+
+
+@t.test
+def example_clients_against_linux_servers():
+    # examples/tcp_client.exe, udp_client.exe and tls_client.exe against the
+    # Linux `axon echo`
+    import socket
+    tport, uport = axtest.free_port(), axtest.free_port(socket.SOCK_DGRAM)
+    ca, key = certs()["ca"]
+    sport = axtest.free_port()
+    start_linux(["echo", "tcp://127.0.0.1:%d" % tport, "udp://127.0.0.1:%d" % uport,
+                 "tls://127.0.0.1:%d" % sport, "--cert", ca, "--key", key])
+    data = os.urandom(1 << 20)
+    r = subprocess.run(["wine", os.path.join(EXAMPLES, "tcp_client.exe"),
+                        "tcp://127.0.0.1:%d" % tport], env=ENV, input=data,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    t.eq(r.returncode, 0, "tcp_client.exe exit status (%s)" % r.stderr.decode(errors="replace"))
+    t.eq(len(r.stdout), len(data), "bytes back through tcp_client.exe")
+    t.ok(r.stdout == data, "the bytes back through tcp_client.exe differ")
+
+    lines = [b"datagram %d %s" % (i, os.urandom(8).hex().encode()) for i in range(20)]
+    r = subprocess.run(["wine", os.path.join(EXAMPLES, "udp_client.exe"),
+                        "udp://127.0.0.1:%d" % uport, "3000"], env=ENV,
+                       input=b"".join(ln + b"\n" for ln in lines),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    t.eq(r.returncode, 0, "udp_client.exe exit status (%s)" % r.stderr.decode(errors="replace"))
+    # (loopback loses nothing; each reply on a line of its own, in any order)
+    t.eq(sorted(r.stdout.replace(b"\r", b"").split(b"\n")[:-1]), sorted(lines),
+         "the replies udp_client.exe printed")
+
+    r = subprocess.run(["wine", os.path.join(EXAMPLES, "tls_client.exe"),
+                        "tls://localhost:%d" % sport, "--ca", ca, "--send", "hello over schannel",
+                        "--timeout", "60"], env=ENV, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    err = r.stderr.decode(errors="replace")
+    t.eq((r.returncode, r.stdout.replace(b"\r", b"")), (0, b"hello over schannel\n"),
+         "tls_client.exe (%s)" % err)
+    t.ok("connected: TLS" in err, "tls_client.exe did not say what it negotiated: %r" % err)
+    # a CA that did not sign the server's certificate: refused
+    r = subprocess.run(["wine", os.path.join(EXAMPLES, "tls_client.exe"),
+                        "tls://localhost:%d" % sport, "--ca", certs()["other"][0], "--send", "x"],
+                       env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    t.ok(r.returncode == 1 and r.stdout == b"" and b"certificate verification failed" in r.stderr,
+         "tls_client.exe with another CA: %d %r" % (r.returncode, r.stderr))
+
+
+@t.test
+def example_rooms_chat_server_and_ws_broadcast():
+    # examples/chat_server.exe with two socket clients, ws_broadcast.exe with
+    # three websockets clients: each sees the others' lines/messages
+    port = axtest.free_port()
+    p = wine_example("chat_server", "tcp://127.0.0.1:%d" % port)
+    a = connect_when_up(p, port, "chat_server")
+    b = connect_when_up(p, port, "chat_server")
+    read_until(a, b"* welcome! what is your name?\n", "chat a")
+    read_until(b, b"* welcome! what is your name?\n", "chat b")
+    a.sendall(b"ann\n")
+    t.eq(read_until(a, b"online\n", "chat a"), b"* hello ann, 1 online\n", "ann's hello")
+    b.sendall(b"bob\r\n")
+    t.eq(read_until(b, b"online\n", "chat b"), b"* hello bob, 2 online\n", "bob's hello")
+    t.eq(read_until(a, b"\n", "chat a"), b"* bob joined\n", "ann hears bob join")
+    a.sendall(b"hi bob\n")
+    t.eq(read_until(b, b"\n", "chat b"), b"ann: hi bob\n", "bob hears ann")
+    long = os.urandom(3000).hex().encode()
+    b.sendall(b"hi ann " + long[:3000] + b"\n" + b"second\n")
+    t.eq(read_until(a, b"second\n", "chat a"), b"bob: hi ann " + long[:3000] + b"\nbob: second\n",
+         "ann hears bob's two lines")
+    b.close()
+    t.eq(read_until(a, b"\n", "chat a"), b"* bob left\n", "ann hears bob leave")
+    a.close()
+
+    import websockets
+    wport = axtest.free_port()
+    w = wine_example("ws_broadcast", str(wport))
+    deadline = time.monotonic() + 60
+    while "listening on" not in w.stderr():
+        t.ok(w.running() and time.monotonic() < deadline, "ws_broadcast.exe: %s" % w.stderr())
+        time.sleep(0.1)
+
+    async def room():
+        url = "ws://127.0.0.1:%d/" % wport
+        cs = [await websockets.connect(url, max_size=None) for _ in range(3)]
+        try:
+            # (a client is in the room once its handshake is done: the server
+            # adds it in on_open, before the 101 goes out)
+            msgs = [os.urandom(n) for n in (1, 1000, 70000)] + ["text ✓ from wine"]
+            for i, m in enumerate(msgs):
+                sender = cs[i % 3]
+                await sender.send(m)
+                for c in cs:
+                    if c is not sender:
+                        got = await asyncio.wait_for(c.recv(), 30)
+                        t.ok(got == m, "message %d: %r..., differing" % (i, got[:20]))
+            # nothing comes back to a sender: the next message each gets is the next one
+            await cs[0].send(b"last")
+            for c in cs[1:]:
+                t.eq(await asyncio.wait_for(c.recv(), 30), b"last", "the last message")
+        finally:
+            for c in cs:
+                await c.close()
+
+    asyncio.run(room())
 
 
 if __name__ == "__main__":

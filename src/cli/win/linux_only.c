@@ -54,10 +54,4 @@ int cmd_token(int argc, char **argv)
     return linux_only("token", "OpenSSL");
 }
 
-/* Standard input and output carry bytes (axon cat, axon get -o -), not
- * text: no CRLF translation by the C runtime. */
-__attribute__((constructor)) static void binary_stdio(void)
-{
-    _setmode(0, _O_BINARY);
-    _setmode(1, _O_BINARY);
-}
+/* (standard input and output are binary: src/core/win/posix.c) */

@@ -3,6 +3,8 @@
  * AX_E… codes mean what they mean on Linux. */
 #include "internal.h"
 
+#include <fcntl.h>
+#include <io.h>
 #include <stdarg.h>
 
 static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
@@ -19,10 +21,16 @@ void ax__win_startup(void)
     InitOnceExecuteOnce(&wsa_once, wsa_init, NULL, NULL);
 }
 
-/* Winsock is ready before main: inet_pton and friends need it too. */
+/* Winsock is ready before main: inet_pton and friends need it too.  And
+ * standard input and output carry bytes, as on POSIX (axon cat, the
+ * examples' tcp_client reading stdin with read and printing with fwrite):
+ * without this the C runtime's text mode ends stdin at the first 0x1a
+ * byte and writes every \n out as \r\n. */
 __attribute__((constructor)) static void wsa_ctor(void)
 {
     ax__win_startup();
+    _setmode(0, _O_BINARY);
+    _setmode(1, _O_BINARY);
 }
 
 int ax__win_errno(int wsa)
