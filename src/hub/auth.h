@@ -221,6 +221,8 @@ void auth_passwd_free(auth_passwd *p);
 int auth_passwd_count(const auth_passwd *p);
 /* Does `password` match `user`'s hash?  An unknown user costs the same. */
 bool auth_passwd_check(const auth_passwd *p, const char *user, const char *password);
+/* Has the file an entry for `user`? */
+bool auth_passwd_has(const auth_passwd *p, const char *user);
 /* What SCRAM-SHA-512 needs of `user`'s entry: its salt (at most 64
  * bytes), iterations, and SaltedPassword (a $7$ hash is exactly that:
  * PBKDF2-HMAC-SHA512 of the password).  False for an unknown user or a $6$

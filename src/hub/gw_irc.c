@@ -529,6 +529,22 @@ void irc_drop_chan(irc_conn *ic, const char *chan)
 
 /* ---- messages ------------------------------------------------------------------------- */
 
+/* May a direct message to `name` go to its inbox (`topic`)?  Yes when the
+ * name is online (IRC, or present in a room from any gateway), an account
+ * of the password file, or a name the hub has seen (its inbox has had a
+ * message or has a subscriber); otherwise it is a nick nobody holds, which
+ * IRC answers with 401 rather than keep the message for nobody. */
+static bool dm_known(irc_conn *ic, const char *name, const char *topic)
+{
+    serve *sv = ic->g->sv;
+    irc_who w;
+    if (irc_lookup(name, &w)) return true;
+    const struct auth_passwd *pw = sv->auth ? auth_passwds(sv->auth) : NULL;
+    if (pw && auth_passwd_has(pw, name)) return true;
+    if (hub_topic_used(sv->hub, topic)) return true;
+    return irc_name_in_use(sv, name, NULL);
+}
+
 /* PRIVMSG/NOTICE text to a target: a channel (its room) or a nick (its
  * inbox).  CTCP ACTION is "/me "; other CTCP is not carried. */
 static void say_to(irc_conn *ic, const char *cmd, const char *target, const char *text,
@@ -567,6 +583,10 @@ static void say_to(irc_conn *ic, const char *cmd, const char *target, const char
             return;
         }
         snprintf(topic, sizeof topic, "user/%s/inbox", target);
+        if (!dm_known(ic, target, topic)) {
+            if (!notice) irc_num(ic, "401", "%s :No such nick/channel", target);
+            return;
+        }
         irc_who w;
         if (!notice && irc_lookup(target, &w) && w.away[0])
             irc_num(ic, "301", "%s :%s", target, w.away);

@@ -405,6 +405,9 @@ uint64_t hub_history(hub *h, const char *topic, uint64_t since, size_t max,
 size_t hub_topics(hub *h, const char *after, size_t max,
                   void (*cb)(const char *topic, uint64_t last_seq, size_t subs, void *ud), void *ud,
                   char *next);
+/* Has `topic` had a message (its history) or a subscriber of exactly it
+ * now (no wildcard)?  Cheap: one lookup under the hub lock. */
+bool hub_topic_used(hub *h, const char *topic);
 /* The presence names in a room, each once (with a backplane: those of
  * every node it knows of, hub_presence_local(): this node's only). */
 void hub_presence(hub *h, const char *room, void (*cb)(const char *name, void *ud), void *ud);

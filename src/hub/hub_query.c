@@ -104,6 +104,16 @@ size_t hub_topics(hub *h, const char *after, size_t max,
     return given;
 }
 
+bool hub_topic_used(hub *h, const char *topic)
+{
+    hub__lock(h);
+    htopic *t = hub__topic_get(h, topic, strlen(topic));
+    node *n = hub__node_path(h, topic, false);
+    bool used = (t && (t->last_seq || t->present.n)) || (n && n->subs);
+    hub__unlock(h);
+    return used;
+}
+
 typedef struct presence_ctx {
     void (*cb)(const char *name, void *ud);
     void *ud;

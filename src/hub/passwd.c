@@ -203,6 +203,12 @@ bool auth_passwd_check(const auth_passwd *p, const char *user, const char *passw
     return ok && e != NULL;
 }
 
+bool auth_passwd_has(const auth_passwd *p, const char *user)
+{
+    pw_entry k = {.user = (char *)user};
+    return p && p->n && user && bsearch(&k, p->e, (size_t)p->n, sizeof(*p->e), by_user);
+}
+
 bool auth_passwd_scram(const auth_passwd *p, const char *user, uint8_t *salt, size_t *salt_len,
                        uint32_t *iter, uint8_t key[AUTH_SCRAM_KEY])
 {

@@ -15,7 +15,9 @@ chat and curl on the HTTP API in the same room.
   reaches the line chat and the HTTP history; CTCP ACTION is the line
   chat's /me.
 - A long message from the HTTP API is split at 512 bytes on UTF-8
-  boundaries; DMs both ways (user/NICK/inbox).
+  boundaries; DMs both ways (user/NICK/inbox); a DM to a nick nobody
+  holds is 401 (a NOTICE gets no reply), one to an offline account of the
+  password file waits in its inbox.
 - SASL PLAIN and PASS with a mosquitto_passwd user; a wrong password is
   904; without credentials the server says 464 and closes.
 - draft/chathistory after a reconnect: what was said meanwhile, in a
@@ -258,6 +260,45 @@ def sasl_plain_and_pass_with_a_password_file():
     e.cmd("USER eve 0 * :eve")
     e.numeric("464")
     t.ok(e.closed_by_peer(), "closed without credentials")
+    srv.stop()
+
+
+@t.test
+def dm_to_a_nick_nobody_holds_is_401():
+    # a nick never seen: 401, and nothing kept for it; NOTICE gets no reply
+    srv = servutil.Serve("-d", "none")
+    c = Irc.open(srv)
+    c.register("alice")
+    c.cmd("PRIVMSG nosuchnick :typo")
+    got = c.numeric("401", "401 for a nick nobody holds")[-1]
+    t.eq(got.split(" ", 1)[1], "401 alice nosuchnick :No such nick/channel",
+         "401 <nick> :No such nick")
+    c.cmd("NOTICE nosuchnick :typo")
+    c.cmd("PING :sync")
+    lines = c.until(lambda ln: "PONG" in ln, "PONG")
+    t.eq(codes(lines), [], "no reply to a NOTICE: %r" % lines)
+    c.close()
+    srv.stop()
+
+
+@t.test
+def dm_to_an_offline_account_goes_to_its_inbox():
+    pw = passwd()
+    subprocess.run(["mosquitto_passwd", "-b", pw, "dana", "dana pw"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = servutil.Serve("-d", "none", "--password-file", pw)
+    c = Irc.open(srv)
+    c.cmd("PASS :carol:carol pw")
+    c.register("carol")
+    c.cmd("PRIVMSG dana :while you were out")
+    c.cmd("PRIVMSG danaa :typo")
+    c.cmd("PING :sync")
+    lines = c.until(lambda ln: "PONG" in ln, "PONG")
+    t.eq(codes(lines), ["401"], "401 for the typo only, not for the offline account: %r" % lines)
+    h = servutil.curl_json("-u", "dana:dana pw", srv.base + "/api/history/user/dana/inbox")
+    t.ok("while you were out" in str(h) and "carol" in str(h),
+         "the DM waits in the account's inbox: %r" % h)
+    c.close()
     srv.stop()
 
 
