@@ -59,7 +59,7 @@ def others(b, page):
 
 @t.test
 def pages_and_bots_see_each_other_move():
-    srv = Game("--arena", "400x300")
+    srv = Game("--arena", "400x250")
     url = "http://127.0.0.1:%d/" % srv.http_port
     bots = Proc([example("game_bot"), "--count", "3", "--seconds", "60", "--report", srv.udp])
     b = pageutil.Browser(ENV)
