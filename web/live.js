@@ -50,7 +50,11 @@
     s.src = "/static/hls.js"; // web/vendor: hls.js from npm, compiled in
     s.onload = () => {
       if (!window.Hls || !Hls.isSupported()) return native();
-      const hls = llMode ? new Hls({ lowLatencyMode: true, enableWorker: false })
+      // LL-HLS: hls.js keeps PART-HOLD-BACK behind the newest part; when
+      // playback falls behind (a busy machine plays a little slow without a
+      // stall) it may play up to 10% faster to get back there.
+      const hls = llMode ? new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.1,
+                                     enableWorker: false })
                          : new Hls({ liveSyncDurationCount: 2, enableWorker: false });
       window.hls = hls; // tests and the latency bench read hls.latency
       hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) state.errors.push(d.details); });
