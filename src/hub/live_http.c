@@ -645,7 +645,7 @@ static void route(ax_http_req *r, void *ud)
     else if (name_of(path, n, "/stats", name))
         stats(g, r, name);
     else
-        serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8 or /stats");
+        serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8, /ll.m3u8 or /stats");
 }
 
 /* ---- the interface (gateway.h) -------------------------------------------------------- */

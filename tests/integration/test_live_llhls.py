@@ -18,7 +18,8 @@ a test pattern with a tone (H.264 + AAC, 1 s GOP) over RTMP, and
   Request), a malformed query too.
 - With the publisher frozen (SIGSTOP), held requests wait; those whose
   clients leave are freed at once (axon_connections{gateway="live"}
-  counts the held ones), the rest get 503 after 3 target durations."""
+  counts the held ones), the rest get 503 after 3 target durations.
+- With authentication on, each LL-HLS resource needs a read grant."""
 import os
 import re
 import signal
@@ -319,6 +320,52 @@ def held_requests_time_out_or_go_with_their_client():
         for s in socks:
             s.close()
         pub.signal(signal.SIGCONT) if pub.running() else None
+        pub.stop()
+        srv.stop()
+
+
+def token(secret, user, *args):
+    p = subprocess.run([axtest.axon_bin(), "token", "-s", secret, "-u", user] + list(args),
+                       capture_output=True, timeout=10, check=True)
+    return p.stdout.decode().strip()
+
+
+@t.test
+def only_readers_get_the_parts():
+    """With authentication on, every LL-HLS resource needs a read grant on
+    live/NAME, blocking requests too (checked before they are held)."""
+    secret = os.path.join(TMP, "secret")
+    with open(secret, "w") as f:
+        f.write("s" * 48 + "\n")
+    os.chmod(secret, 0o600)
+    srv = servutil.Serve("--auth-secret", secret)
+    cam = token(secret, "cam", "--pub", "live/ll4")
+    viewer = token(secret, "ann", "--sub", "live/ll4")
+    other = token(secret, "eve", "--sub", "live/other")
+    pub = axtest.Proc(["true"])
+    try:
+        pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+                           "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+                           "-f", "flv", "rtmp://127.0.0.1:%d/live/ll4?token=%s" % (srv.rtmp_port, cam)])
+        deadline = time.monotonic() + 20
+        while True:
+            code, body = get("%s/live/ll4/ll.m3u8?token=%s" % (srv.base, viewer))
+            if code == 200 and body.count(b"#EXTINF") >= 1:
+                break
+            t.ok(time.monotonic() < deadline and pub.running(), "live: %d%s" % (code, pub.err_note()))
+            time.sleep(0.2)
+        pl = Playlist(body.decode())
+        paths = ["ll.m3u8", "ll.m3u8?_HLS_msn=%d&_HLS_part=%d" % (pl.open_msn, len(pl.open_parts)),
+                 "init.mp4", pl.segments[-1][2], pl.part_uris()[-1], pl.hint]
+        for path in paths:
+            sep = "&" if "?" in path else "?"
+            t.eq(get("%s/live/ll4/%s" % (srv.base, path))[0], 401, "%s without a token" % path)
+            t.eq(get("%s/live/ll4/%s%stoken=%s" % (srv.base, path, sep, other))[0], 403,
+                 "%s with another stream's grant" % path)
+            t.eq(get("%s/live/ll4/%s%stoken=%s" % (srv.base, path, sep, viewer))[0], 200,
+                 "%s with a read grant" % path)
+    finally:
         pub.stop()
         srv.stop()
 
