@@ -248,8 +248,8 @@ bool live_llh_is(const char *rest, size_t len)
 {
     uint64_t n;
     return (len == 7 && memcmp(rest, "ll.m3u8", 7) == 0) ||
-           (len == 8 && memcmp(rest, "init.mp4", 8) == 0) || numbered(rest, len, "ll-", ".m4s", &n) ||
-           numbered(rest, len, "p-", ".m4s", &n);
+           (len == 8 && memcmp(rest, "init.mp4", 8) == 0) ||
+           numbered(rest, len, "ll-", ".m4s", &n) || numbered(rest, len, "p-", ".m4s", &n);
 }
 
 static void get_playlist(live_llh *h, ax_http_req *r, held *x)
