@@ -115,7 +115,7 @@ struct live_stream {
     ll_seg ll[LIVE_HLS_SEGS + 1];
     int nll;
     bool ll_open, popen, pindep;
-    uint32_t ll_seg_start, pstart;
+    uint32_t ll_seg_start, pstart, ll_last_ts;
     uint64_t ll_next_msn, ll_next_k;
     uint8_t *pbuf;
     size_t plen, pcap;
@@ -678,19 +678,23 @@ static bool ll_append(live_stream *st, ax_slice *frag)
 
 /* Under the lock: the frame's fMP4 fragment into the part being made.  A
  * segment ends where an MPEG-TS one would (segment()); a part at the first
- * frame LIVE_LL_PART_MS after its start, or when it grew too big. */
+ * frame LIVE_LL_PART_MS after its start, or earlier when the next frame
+ * (as far on as this one from the last) would take it past
+ * LIVE_LL_TARGET_MS (sparse video), or when it grew too big. */
 static void ll_add(live_stream *st, live_frame *f, ax_slice *frag)
 {
     bool vkey = f->type == 9 && f->key, video = st->info.video, forced = false;
     if (st->ll_open) {
         int32_t seg = (int32_t)(f->ts - st->ll_seg_start), part = (int32_t)(f->ts - st->pstart);
+        int32_t gap = (int32_t)(f->ts - st->ll_last_ts);
         forced = st->ll[st->nll - 1].nparts >= LIVE_LL_SEG_PARTS ||
                  (frag && st->plen + ax_slice_len(frag) > LIVE_GOP_BYTES);
         bool cut = video ? vkey && seg >= LIVE_HLS_MIN_MS : seg >= LIVE_HLS_AUDIO_MS;
         if (cut || forced) {
             ll_end_part(st, f->ts);
             ll_end_seg(st);
-        } else if (st->popen && part >= LIVE_LL_PART_MS) {
+        } else if (st->popen && part > 0 &&
+                   (part >= LIVE_LL_PART_MS || part + (gap > 0 ? gap : 0) > LIVE_LL_TARGET_MS)) {
             ll_end_part(st, f->ts);
         }
     }
@@ -700,6 +704,7 @@ static void ll_add(live_stream *st, live_frame *f, ax_slice *frag)
         st->ll_open = true;
         st->ll_seg_start = f->ts;
     }
+    st->ll_last_ts = f->ts;
     if (!st->popen) {
         st->popen = true;
         st->pstart = f->ts;

@@ -333,7 +333,9 @@ def token(secret, user, *args):
 @t.test
 def only_readers_get_the_parts():
     """With authentication on, every LL-HLS resource needs a read grant on
-    live/NAME, blocking requests too (checked before they are held)."""
+    live/NAME, blocking requests too (checked before they are held).  The
+    stream is sparse video alone (7 fps): its parts are cut early enough to
+    stay within PART-TARGET."""
     secret = os.path.join(TMP, "secret")
     with open(secret, "w") as f:
         f.write("s" * 48 + "\n")
@@ -345,8 +347,8 @@ def only_readers_get_the_parts():
     pub = axtest.Proc(["true"])
     try:
         pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-                           "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+                           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=7",
+                           "-t", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "7",
                            "-f", "flv", "rtmp://127.0.0.1:%d/live/ll4?token=%s" % (srv.rtmp_port, cam)])
         deadline = time.monotonic() + 20
         while True:
@@ -356,6 +358,9 @@ def only_readers_get_the_parts():
             t.ok(time.monotonic() < deadline and pub.running(), "live: %d%s" % (code, pub.err_note()))
             time.sleep(0.2)
         pl = Playlist(body.decode())
+        target = float(attrs("#X:" + pl.tags["EXT-X-PART-INF"])["PART-TARGET"])
+        durs = [p[0] for sg in pl.segments for p in sg[3]] + [p[0] for p in pl.open_parts]
+        t.ok(durs and max(durs) <= target + 1e-9, "7 fps: parts %r within %.3f" % (durs, target))
         paths = ["ll.m3u8", "ll.m3u8?_HLS_msn=%d&_HLS_part=%d" % (pl.open_msn, len(pl.open_parts)),
                  "init.mp4", pl.segments[-1][2], pl.part_uris()[-1], pl.hint]
         for path in paths:
