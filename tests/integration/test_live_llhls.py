@@ -296,20 +296,30 @@ def held_requests_time_out_or_go_with_their_client():
         t.eq(target, 5, "target duration")
         q = "/live/ll3/ll.m3u8?_HLS_msn=%d&_HLS_part=%d" % (pl.open_msn, len(pl.open_parts))
         socks = [held_request(srv, q) for _ in range(19)] + [held_request(srv, "/live/ll3/" + pl.hint)]
+        # two pipelined on one connection: one held, the other waits its turn
+        piped = socket.create_connection(("127.0.0.1", srv.http_port), timeout=60)
+        piped.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % q).encode() * 2)
         key = 'axon_connections{gateway="live"}'
         deadline = time.monotonic() + 10
-        while metric(srv, key) != 20.0:
-            t.ok(time.monotonic() < deadline, "20 requests held: %r" % metric(srv, key))
+        while metric(srv, key) != 21.0:
+            t.ok(time.monotonic() < deadline, "21 requests held (one per connection): %r"
+                 % metric(srv, key))
             time.sleep(0.1)
         for s in socks[:10]:
             s.close()
         deadline = time.monotonic() + 10
-        while metric(srv, key) != 10.0:
+        while metric(srv, key) != 11.0:
             t.ok(time.monotonic() < deadline, "10 freed as their clients left: %r"
                  % metric(srv, key))
             time.sleep(0.1)
         codes = [read_status(s) for s in socks[10:]]
         t.eq(codes, [503] * 10, "the rest: 503 after 3 target durations")
+        got = b""
+        while got.count(b"HTTP/1.1 503") < 2:  # the second after its own 3 target durations
+            b = piped.recv(4096)
+            t.ok(b, "the pipelined connection closed after %r" % got[:200])
+            got += b
+        piped.close()
         t.eq(metric(srv, key), 0.0, "none held")
         pub.signal(signal.SIGCONT)
         pl = playlist(srv, "ll3")
