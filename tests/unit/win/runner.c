@@ -61,7 +61,7 @@ void ax_test_register(ax_test *t)
 
 void ax_test_fail(const char *file, int line, const char *expr, const char *detail)
 {
-    /* (stdout: a child's stderr is not the parent's under every Wine) */
+    /* (stdout, in order with the test's own lines) */
     printf("#   %s:%d: assertion failed: %s%s%s\n", file, line, expr, detail ? " -- " : "",
            detail ? detail : "");
     fflush(stdout);
