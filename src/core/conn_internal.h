@@ -84,6 +84,7 @@ enum {
     F_SBUSY = 1u << 23,        /* ring: the queue's first nodes are the kernel's */
     /* ring: the receive's state (RS_* in conn_ring.c), two bits from here */
     F_RSTATE_SHIFT = 24,
+    F_TLS = 1u << 26, /* the transport is ax__transport_tls (else plain) */
 };
 
 /* Limits when a connection has no side struct (ax__conn_limits_init's
@@ -190,30 +191,44 @@ struct ax_conn {
     const ax_conn_cbs *cbs;
     void *ud;
     ax_listener *listener;
-    const ax__transport *tp; /* (the driver: ax__drv(), from the loop's backend) */
     ax__wnode *wq_head, **wq_tail;
     size_t queued; /* every byte queued, file ranges too */
     char *in;      /* input on_data did not consume */
     uint64_t bytes_in, bytes_out;
     ax__deferred deferred; /* this iteration: the close callback */
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
-    ax__uop rop, sop;      /* ring: the multishot receive, the send in flight */
     ax__conn_ext *x;       /* NULL until needed */
     uint32_t in_len, in_cap;
     uint32_t low, high, cap, max_input;
     uint32_t flags;
     int reason;
+    /* ring backends only (the allocation has them there: AX__CONN_SIZE):
+     * the multishot receive and the send in flight */
+    ax__uop ring[];
 };
 
-/* 224 bytes: a 240-byte malloc chunk (glibc), against 304 before the
- * side struct.  Grow it only for what every idle connection needs. */
+/* 200 bytes: a 208-byte malloc chunk (glibc), against 304 before the
+ * side struct and 240 before the transport became a flag (F_TLS) and
+ * the ring's operations a tail only ring connections have (216: 224).
+ * Grow it only for what every idle connection needs. */
 #if !defined(_WIN32) && UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct ax_conn) <= 224, "struct ax_conn grew past 224 bytes");
+_Static_assert(sizeof(struct ax_conn) <= 200, "struct ax_conn grew past 200 bytes");
 #endif
+
+/* The allocation of a connection on `loop`. */
+#define AX__CONN_SIZE(loop)                                                                        \
+    (sizeof(struct ax_conn) + ((loop)->backend->ring ? 2 * sizeof(ax__uop) : 0))
 
 /* The side struct, allocated (with the defaults) if absent; NULL when out
  * of memory. */
 ax__conn_ext *ax__conn_ext_get(ax_conn *c);
+
+/* The transport: plain or TLS (a flag, not a pointer: every idle
+ * connection's bytes count). */
+static inline const ax__transport *ax__tp(const ax_conn *c)
+{
+    return (c->flags & F_TLS) ? &ax__transport_tls : &ax__transport_plain;
+}
 
 /* The driver: one per backend kind. */
 static inline const ax__conn_driver *ax__drv(const ax_conn *c)
