@@ -645,7 +645,7 @@ static void drop_head(ax_conn *c)
 
 void ax__conn_consume(ax_conn *c, size_t done)
 {
-    c->bytes_out += done;
+    ax__conn_count(c, 1, done);
     c->queued -= done;
     ax__conn_touch(c);
     while (done) {
@@ -1173,11 +1173,11 @@ ax_listener *ax_conn_listener(const ax_conn *c)
 }
 uint64_t ax_conn_bytes_in(const ax_conn *c)
 {
-    return c->bytes_in;
+    return ((uint64_t)(c->x ? c->x->bytes_hi[0] : 0) << 32) + c->bytes_in;
 }
 uint64_t ax_conn_bytes_out(const ax_conn *c)
 {
-    return c->bytes_out;
+    return ((uint64_t)(c->x ? c->x->bytes_hi[1] : 0) << 32) + c->bytes_out;
 }
 
 static int sock_name(const ax_conn *c, ax_addr *out, bool peer)

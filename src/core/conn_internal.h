@@ -103,7 +103,8 @@ typedef struct ax__conn_ext {
     ax_timer *timer;
     uint64_t queued_file; /* bytes queued in file ranges (no memory: not capped) */
     uint64_t last_active;
-    uint32_t nlazy; /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    uint32_t nlazy;       /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    uint32_t bytes_hi[2]; /* bytes in, out: the high 32 bits (the connection has the low) */
     uint32_t idle_ms, connect_ms, linger_ms;
 } ax__conn_ext;
 
@@ -192,13 +193,15 @@ struct ax_conn {
     void *ud;
     ax_listener *listener;
     ax__wnode *wq_head, **wq_tail;
-    size_t queued; /* every byte queued, file ranges too */
-    char *in;      /* input on_data did not consume */
-    uint64_t bytes_in, bytes_out;
+    size_t queued;         /* every byte queued, file ranges too */
+    char *in;              /* input on_data did not consume */
     ax__deferred deferred; /* this iteration: the close callback */
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
     ax__conn_ext *x;       /* NULL until needed */
     uint32_t in_len, in_cap;
+    /* bytes received and sent, the low 32 bits (the rest: x->bytes_hi,
+     * from the first carry on: ax__conn_count) */
+    uint32_t bytes_in, bytes_out;
     uint32_t low, high, cap, max_input;
     uint32_t flags;
     int reason;
@@ -207,12 +210,14 @@ struct ax_conn {
     ax__uop ring[];
 };
 
-/* 200 bytes: a 208-byte malloc chunk (glibc), against 304 before the
- * side struct and 240 before the transport became a flag (F_TLS) and
- * the ring's operations a tail only ring connections have (216: 224).
- * Grow it only for what every idle connection needs. */
+/* 184 bytes: a 192-byte malloc chunk (glibc), against 304 before the
+ * side struct and 240 before: the transport is a flag (F_TLS), the
+ * ring's operations a tail only ring connections have (200: 208), the
+ * handle's kind is the list it is in, and the byte counts keep their high
+ * halves in the side struct.  Grow it only for what every idle
+ * connection needs. */
 #if !defined(_WIN32) && UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct ax_conn) <= 200, "struct ax_conn grew past 200 bytes");
+_Static_assert(sizeof(struct ax_conn) <= 184, "struct ax_conn grew past 184 bytes");
 #endif
 
 /* The allocation of a connection on `loop`. */
@@ -234,6 +239,20 @@ static inline const ax__transport *ax__tp(const ax_conn *c)
 static inline const ax__conn_driver *ax__drv(const ax_conn *c)
 {
     return c->loop->backend->ring ? &ax__conn_ring : &ax__conn_sock;
+}
+
+/* Count n bytes in (dir 0) or out (1): the low 32 bits in the
+ * connection, a carry into the side struct (rare: every 4 GiB; lost
+ * only if that allocation fails). */
+static inline void ax__conn_count(ax_conn *c, int dir, uint64_t n)
+{
+    uint32_t *lo = dir ? &c->bytes_out : &c->bytes_in;
+    uint64_t sum = (uint64_t)*lo + n;
+    *lo = (uint32_t)sum;
+    if (sum >> 32) {
+        ax__conn_ext *x = ax__conn_ext_get(c);
+        if (x) x->bytes_hi[dir] += (uint32_t)(sum >> 32);
+    }
 }
 
 /* Activity: stamped only when a timeout may need it. */

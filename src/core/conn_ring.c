@@ -70,7 +70,7 @@ static void ring_interest(ax_conn *c)
 static void ring_input(ax_conn *c, char *buf, ssize_t n)
 {
     if (n > 0) {
-        c->bytes_in += (uint64_t)n;
+        ax__conn_count(c, 0, (uint64_t)n);
         /* Input is not activity while closing: lingering gives up
          * linger_ms after it began however the peer trickles, as on the
          * readiness backends (which do not read at all while flushing). */

@@ -83,7 +83,7 @@ static void sock_read(ax_conn *c)
     char *buf = ax__tp(c)->read_buf(c, &room);
     ssize_t n = recv(c->io.fd, buf, room, 0);
     if (n > 0) {
-        c->bytes_in += (uint64_t)n;
+        ax__conn_count(c, 0, (uint64_t)n);
         ax__conn_touch(c);
         /* A short read emptied the socket; a full one may not have, and
          * edge-triggered epoll will not say so again: read on next time
@@ -156,7 +156,7 @@ static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
         ax__conn_finish(c, e, false);
         return e;
     }
-    c->bytes_out += (uint64_t)r;
+    ax__conn_count(c, 1, (uint64_t)r);
     ax__conn_touch(c);
     return r;
 }
