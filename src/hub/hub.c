@@ -56,11 +56,39 @@ void hub_set_write_hooks(hub *h, void (*begin)(void), void (*end)(void))
     __atomic_store_n(&h->write_begin, begin, __ATOMIC_RELEASE);
 }
 
+#ifdef AXON_LOCK_STATS
+/* A build with -DAXON_LOCK_STATS counts the lock's contention (bench/
+ * RESULTS.md, sharding): a try first; when another thread holds it, the
+ * time until it is ours. */
+static uint64_t lk_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void hub__lock(hub *h)
+{
+    uint64_t waited = 0;
+    if (pthread_mutex_trylock(&h->mu) != 0) {
+        uint64_t t0 = lk_ns();
+        pthread_mutex_lock(&h->mu);
+        waited = lk_ns() - t0 + 1;
+    }
+    h->lk_taken++;
+    if (waited) {
+        h->lk_contended++;
+        h->lk_wait_ns += waited;
+    }
+    h->depth++;
+}
+#else
 void hub__lock(hub *h)
 {
     pthread_mutex_lock(&h->mu);
     h->depth++;
 }
+#endif
 
 static void run_batch(ax_loop *loop, void *arg);
 static void reap_now(hub *h);
@@ -1276,6 +1304,12 @@ void hub_free(hub *h)
         ax_free(o->spare);
         ax_free(o);
     }
+#ifdef AXON_LOCK_STATS
+    fprintf(stderr, "hub lock: %llu taken, %llu contended (%.3f%%), %.3f ms waited\n",
+            (unsigned long long)h->lk_taken, (unsigned long long)h->lk_contended,
+            h->lk_taken ? 100.0 * (double)h->lk_contended / (double)h->lk_taken : 0.0,
+            (double)h->lk_wait_ns / 1e6);
+#endif
     pthread_mutex_destroy(&h->mu);
     ax_free(h->rules);
     ax_free(h);

@@ -30,7 +30,11 @@
  *     compare-and-swap (two threads may both encode; one copy is kept);
  *   - message reference counts (atomic).
  * Which loop a subscriber belongs to is fixed when it is made (the
- * caller's bound loop), and that is what routing reads. */
+ * caller's bound loop), and that is what routing reads.
+ * One lock, not one per shard of topics, by measurement: a build with
+ * -DAXON_LOCK_STATS counts the lock's contention (hub_free prints it), and
+ * with 2 threads publishing on disjoint topics 0.07-0.43% of acquisitions
+ * wait, about 0.3% of the server's CPU (bench/RESULTS.md, sixth session). */
 #ifndef AXON_HUB_H
 #define AXON_HUB_H
 

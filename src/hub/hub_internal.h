@@ -167,6 +167,9 @@ struct hub {
     hub_sub *grave;
     pthread_mutex_t mu; /* recursive: callbacks may call back in */
     int depth;
+#ifdef AXON_LOCK_STATS /* contention of mu (hub__lock), under mu; printed by hub_free */
+    uint64_t lk_taken, lk_contended, lk_wait_ns;
+#endif
     outbox *outboxes;
     void (*write_begin)(void), (*write_end)(void); /* hub_set_write_hooks() */
     uint64_t seq_base;           /* new topics count from here (after a crash: store.c) */

@@ -32,7 +32,10 @@
 #define KEEP_MSG_CAP (64 * 1024) /* larger reassembly buffers are freed after use */
 #define CAP_SLACK (4 * 1024)     /* room past output_cap for the close frame */
 #define DEFAULT_MAX (16u << 20)  /* max_message by default */
-#define PEND_MAX 8               /* corked shared frames per recipient */
+/* Corked shared frames per recipient: a publisher's read of up to 32
+ * messages reaches each subscriber in one writev (8 made two or more
+ * sends of most reads: bench/RESULTS.md, sixth session, PEND_MAX). */
+#define PEND_MAX 32
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
 
