@@ -44,7 +44,7 @@ import redisutil
 import servutil
 from mqttutil import V5, Client, Raw, connect_pkt, mstr, packet, publish_pkt, v5props
 
-t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=150)
+t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=300)
 
 if not shutil.which("redis-server"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
@@ -411,12 +411,13 @@ def hand_nodes(r):
     return [node(r, "-c", conf) for _ in range(2)]
 
 
-def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None):
+def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None, hops=1):
     """A publisher on node b sends n numbered QoS 1 messages (message i on
     topic_of(i)) without pause while the session `cid` (subscribed to filt
-    on node a) moves to node b mid-stream; `kill`: node a dies instead of
-    letting go (SIGKILL).  Checks that the session gets every number, each
-    topic in order (a QoS 1 message in flight may come again)."""
+    on node a) moves to node b mid-stream (and back, `hops` moves in all);
+    `kill`: node a dies instead of letting go (SIGKILL).  Checks that the
+    session gets every number, each topic in order (a QoS 1 message in
+    flight may come again)."""
     d = Client(a.mqtt_port, cid, clean=False)
     t.eq(session_present(d), 0, "%s on node a: a new session" % cid)
     t.eq(d.subscribe(filt, 1), [1], "%s on node a: subscribed to %s, QoS 1" % (cid, filt))
@@ -438,17 +439,20 @@ def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None):
     threading.Thread(target=drain, daemon=True).start()
     sender = threading.Thread(target=publish)
     sender.start()
-    got = [(m.topic, int(m.payload)) for m in (d.get() for _ in range(500))]
-    if kill:
-        kill()  # (Paho has acknowledged what it took: the rest is owed)
-        d.c.loop_stop()
-    else:
-        d.close()
-    while not d.msgs.empty():  # (taken and acknowledged by Paho before the close)
-        m = d.msgs.get_nowait()
-        got.append((m.topic, int(m.payload)))
-    d = Client(b.mqtt_port, cid, clean=False)  # at once, mid-stream
-    t.eq(session_present(d), 1, "%s on node b: the session, mid-stream" % cid)
+    got = []
+    for hop in range(hops):
+        got += [(m.topic, int(m.payload)) for m in (d.get() for _ in range(500 // hops))]
+        if kill:
+            kill()  # (Paho has acknowledged what it took: the rest is owed)
+            d.c.loop_stop()
+        else:
+            d.close()
+        while not d.msgs.empty():  # (taken and acknowledged by Paho before the close)
+            m = d.msgs.get_nowait()
+            got.append((m.topic, int(m.payload)))
+        to = (b, a)[hop % 2]
+        d = Client(to.mqtt_port, cid, clean=False)  # at once, mid-stream
+        t.eq(session_present(d), 1, "%s, move %d: the session, mid-stream" % (cid, hop + 1))
     sender.join()
     try:
         while len({i for _, i in got}) < n:
@@ -482,7 +486,7 @@ def nothing_published_during_a_hand_over_is_missed():
     r = Redis()
     a, b = hand_nodes(r)
     moving_stream("mover", "hand/over", lambda i: "hand/over", a, b)
-    moving_stream("mover-w", "hand/w/#", lambda i: "hand/w/%d" % (i % 5), a, b)
+    moving_stream("mover-w", "hand/w/#", lambda i: "hand/w/%d" % (i % 5), a, b, hops=3)
     stop_clean([a, b])
     r.stop()
 
