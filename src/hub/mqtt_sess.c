@@ -409,7 +409,8 @@ struct mq_seen {
     hub_map topics; /* topic -> mq_seen_ent */
     mq_sess *dirty_next;
     uint64_t clock;
-    bool dirty; /* in g->hand_dirty */
+    bool dirty;   /* in g->hand_dirty */
+    bool written; /* a row since the session came here */
 };
 
 static void seen_ent_free(hub_map_ent *e, void *ud)
@@ -465,22 +466,27 @@ static struct mq_seen *seen_of(mq_sess *s)
     return s->fl->seen = v;
 }
 
-/* The session has `topic` up to `seq` (NULL v, or wild false: nothing). */
-static void seen_put(struct mq_seen *v, const char *topic, size_t tl, uint64_t seq, bool wild)
+/* The session has `topic` up to `seq` (NULL v, or wild false: nothing).
+ * True: a topic it had not (and none forgotten for it). */
+static bool seen_put(struct mq_seen *v, const char *topic, size_t tl, uint64_t seq, bool wild)
 {
-    if (!v || !wild) return;
+    if (!v || !wild) return false;
     mq_seen_ent *e = hub_map_get(&v->topics, topic, tl);
+    bool fresh = !e && v->topics.n < MQ_SEEN_MAX;
     if (!e) {
         if (v->topics.n >= MQ_SEEN_MAX) seen_evict(v);
-        if (!(e = ax_calloc(1, sizeof(*e)))) return;
+        if (!(e = ax_calloc(1, sizeof(*e)))) return false;
         if (hub_map_put(&v->topics, topic, tl, e, NULL) != 0) {
             ax_free(e);
-            return;
+            return false;
         }
     }
     if (seq > e->seq) e->seq = seq;
     e->used = ++v->clock;
+    return fresh;
 }
+
+static void hand_write(mq_sess *s);
 
 /* A claimed session's message from its rows, under a wildcard filter: the
  * session has it (the next hand-over says so too). */
@@ -502,15 +508,20 @@ static void seen_note(mq_sess *s, const hub_msg *m, bool wild)
     if (!g->sv->bp || !durable(s) || !redis_bp_here(g->sv->bp)) return;
     struct mq_seen *v = seen_of(s);
     if (!v) return;
-    seen_put(v, m->topic, m->topic_len, m->seq, wild);
+    /* a new topic (a node that takes the session after a crash may not
+     * know it: it must be in the row) or the first message: written now;
+     * the rest at most every MQ_HAND_FLUSH_MS */
+    if (seen_put(v, m->topic, m->topic_len, m->seq, wild) || !v->written) {
+        v->written = true;
+        hand_write(s);
+        return;
+    }
     if (v->dirty) return;
     v->dirty = true;
     v->dirty_next = g->hand_dirty;
     g->hand_dirty = s;
     if (!ax_timer_active(g->hand_tm)) ax_timer_start(g->hand_tm, MQ_HAND_FLUSH_MS, 0);
 }
-
-static void hand_write(mq_sess *s);
 
 void mq_hand_flush(ax_timer *t, void *ud)
 {
