@@ -456,7 +456,7 @@ def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None, hops=1):
     sender.join()
     try:
         while len({i for _, i in got}) < n:
-            m = d.get()
+            m = d.get(20)  # (a busy machine, a sanitizer build: generous)
             got.append((m.topic, int(m.payload)))
     except axtest.Failure:  # (no message for long: some are missing, said below)
         pass
