@@ -1281,6 +1281,7 @@ static void gw_free(gw_mqtt *g)
     ax_timer_free(g->tick);
     ax_timer_free(g->flusher);
     ax_timer_free(g->sys);
+    ax_timer_free(g->hand_tm);
     ax_free(g);
 }
 
@@ -1303,7 +1304,8 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
     g->wsopts = (ax_ws_opts){.max_message = max_packet(g) + 16, .protocols = ws_protocols};
     if (!(g->tick = ax_timer_new(sv->loop, tick, g)) ||
         !(g->flusher = ax_timer_new(sv->loop, mq_flush_all, g)) ||
-        !(g->sys = ax_timer_new(sv->loop, sys_tick, g))) {
+        !(g->sys = ax_timer_new(sv->loop, sys_tick, g)) ||
+        !(g->hand_tm = ax_timer_new(sv->loop, mq_hand_flush, g))) {
         snprintf(why, why_len, "out of memory");
         gw_free(g);
         return NULL;

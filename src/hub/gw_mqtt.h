@@ -93,9 +93,10 @@ struct mq_will {
 struct mq_flight {
     mq_out *out; /* ring of in-flight messages, in send order */
     mq_item *qhead, **qtail;
-    uint16_t *rel;  /* inbound QoS 2 ids awaiting PUBREL */
-    mq_gate *gates; /* QoS 2 packets waiting for their row's commit */
-    uint64_t oseq;  /* the last key of its rows of messages */
+    uint16_t *rel;        /* inbound QoS 2 ids awaiting PUBREL */
+    mq_gate *gates;       /* QoS 2 packets waiting for their row's commit */
+    struct mq_seen *seen; /* Redis: where it is in each topic (hand_write) */
+    uint64_t oseq;        /* the last key of its rows of messages */
     uint32_t out_cap, out_n, out_head;
     uint32_t qn;
     uint32_t nrel, relcap;
@@ -191,6 +192,8 @@ struct gw_mqtt {
     size_t nsessions;
     hub_map groups; /* "NAME/FILTER" -> mq_group */
     ax_timer *tick, *flusher, *sys;
+    ax_timer *hand_tm; /* Redis: writes the dirty sessions' hand-over rows */
+    mq_sess *hand_dirty;
     mq_conn *dirty;
     mq_cork *free_corks;
     int nfree_corks;
@@ -276,6 +279,8 @@ void mq_cork_slice(mq_conn *c, ax_slice *s, size_t off, size_t len);
 void mq_cork_flush(mq_conn *c);
 void mq_cork_release(mq_conn *c);
 void mq_flush_all(ax_timer *t, void *ud);
+/* Redis: the hand-over rows of the sessions that moved on (hand_tm). */
+void mq_hand_flush(ax_timer *t, void *ud);
 
 /* ---- gw_mqtt.c ---- */
 /* Encode a packet onto the connection's output. */

@@ -374,6 +374,22 @@ int hub_sub_rename(hub_sub *s, const char *name);
  * already), AX_ENOMEM; subscribing twice to the same filter is 0 and
  * changes nothing.  Costs O(levels), not O(subscriptions). */
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present);
+/* A resume point per topic (hub_subscribe_cursors). */
+typedef struct hub_cursor {
+    const char *topic;
+    uint64_t seq; /* the last seq the client has of it */
+} hub_cursor;
+/* hub_subscribe() of a wildcard filter whose client stopped at a
+ * different seq in each topic (an MQTT session moving between nodes):
+ * each listed topic (it must match the filter) is replayed after its own
+ * seq, every other matching topic from `from_ms` on (message time), then
+ * live, per topic with no gap and no duplicate, through the one entry.
+ * With a backplane the listed topics are visited first (hub_visit): the
+ * replay waits for their history, their live messages wait in it.  The
+ * cursors are copied.  A filter subscribed already: 0, nothing changes.
+ * Returns as hub_subscribe(). */
+int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                          int64_t from_ms);
 /* What hub_subscribe() would say about the filter, without subscribing
  * (gateways that reply before the replay starts). */
 int hub_subscribe_check(const hub_sub *s, const char *filter);

@@ -71,14 +71,25 @@ struct entry {
 };
 _Static_assert(offsetof(entry, filter) == 42, "entry: a subscription's bytes (docs/scale.md)");
 
-struct job {        /* a paced replay: hub_subscribe() with `since` */
-    job *next;      /* the subscriber's jobs, run in order */
-    entry *e;       /* the filter it replays */
-    hub_msg *last;  /* the last message sent of topic `pos`, or NULL */
-    uint64_t since; /* the client's: for each topic */
-    uint64_t after; /* topic `pos` is sent up to this seq */
-    uint64_t gen;   /* topics made later are live only: nothing to replay */
-    size_t plen;    /* the filter's bytes no topic it matches lacks */
+typedef struct jcursor { /* hub_subscribe_cursors(): a topic's own resume point */
+    htopic *t;           /* pinned (its rooms count) while the job lives */
+    uint64_t seq;
+} jcursor;
+
+struct job {      /* a paced replay: hub_subscribe() with `since` */
+    job *next;    /* the subscriber's jobs, run in order */
+    jcursor *cur; /* hub_subscribe_cursors(): per topic, else NULL */
+    size_t ncur;
+    int64_t from_ms;  /* with cur: a topic not in it from this time on */
+    uint64_t id;      /* (a visit's answer finds its job by it) */
+    uint32_t waiting; /* visits of its topics not answered yet: it waits */
+    bool listed;      /* topic `pos` is in cur */
+    entry *e;         /* the filter it replays */
+    hub_msg *last;    /* the last message sent of topic `pos`, or NULL */
+    uint64_t since;   /* the client's: for each topic */
+    uint64_t after;   /* topic `pos` is sent up to this seq */
+    uint64_t gen;     /* topics made later are live only: nothing to replay */
+    size_t plen;      /* the filter's bytes no topic it matches lacks */
     bool exact;
     bool began;                  /* topic `pos` is under way (its gap checked) */
     char pos[HUB_MAX_TOPIC + 2]; /* topics named below this are done */
@@ -157,6 +168,7 @@ struct hub {
     size_t max_topics, max_filters;
     uint64_t floors[HUB_FLOORS]; /* by name hash: the largest last_seq of a freed topic */
     uint64_t topic_gen;          /* topics made so far */
+    uint64_t job_ids;            /* replay jobs made so far */
     uint64_t pub_born;           /* the born of the topic being published to */
     htopic *reap;                /* topics to free when the outermost call ends */
     char sweep_pos[HUB_MAX_TOPIC + 1];

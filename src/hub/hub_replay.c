@@ -22,6 +22,11 @@ void hub__job_end(hub_sub *s, job *j)
         }
     j->e->replaying = false;
     hub_msg_unref(j->last);
+    for (size_t i = 0; i < j->ncur; i++) { /* (pinned while it lived) */
+        j->cur[i].t->rooms--;
+        hub__topic_consider(s->h, j->cur[i].t);
+    }
+    ax_free(j->cur);
     ax_free(j);
 }
 
@@ -48,7 +53,7 @@ static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
     if (!j->began) hub__history_trim(s->h, t, hub__now_ms());
     j->began = true;
     uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
-    if (j->after + 1 < first && j->after < t->last_seq) {
+    if (j->after + 1 < first && j->after < t->last_seq && (!j->cur || j->listed)) {
         push_gap(s, t, first);
         j->after = first - 1; /* said once */
     }
@@ -80,11 +85,18 @@ static void job_at(job *j, const char *name, size_t len)
     j->last = NULL;
     j->after = j->since;
     j->began = false;
+    j->listed = false;
+    for (size_t i = 0; i < j->ncur; i++)
+        if (strcmp(j->cur[i].t->name, name) == 0) {
+            j->after = j->cur[i].seq;
+            j->listed = true;
+        }
 }
 
 /* Replay while the wire takes it; true when the job is done. */
 static bool job_step(hub_sub *s, job *j)
 {
+    if (j->waiting) return false; /* cursor_back() goes on */
     while (!s->dead && !s->blocked && !s->qhead) {
         htopic *t = job_topic(s->h, j);
         if (!t) return true;
@@ -103,6 +115,7 @@ static bool job_step(hub_sub *s, job *j)
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
         j->after = m->seq;
+        if (j->cur && !j->listed && m->time_ms < j->from_ms) continue; /* before the point */
         if (hub__may_read(s, m)) hub__sub_push_now(s, m);
     }
     return false;
@@ -114,10 +127,9 @@ void hub__jobs_run(hub_sub *s)
         hub__job_end(s, s->jobs);
 }
 
-static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
+static int job_start(hub_sub *s, entry *e, int64_t since, bool exact, job *j)
 {
-    job *j = ax_calloc(1, sizeof(*j));
-    if (!j) return AX_ENOMEM;
+    if (!j && !(j = ax_calloc(1, sizeof(*j)))) return AX_ENOMEM;
     const char *f = e->filter;
     size_t plen = strcspn(f, "+#");
     if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
@@ -128,6 +140,7 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact)
     j->plen = exact ? strlen(f) : plen;
     memcpy(j->pos, f, j->plen);
     j->pos[j->plen] = '\0';
+    if (j->cur) job_at(j, j->pos, j->plen); /* (a topic named as the prefix) */
     e->replaying = true;
     job **tail = &s->jobs;
     while (*tail)
@@ -144,7 +157,7 @@ static int subscribe_check(const hub_sub *s, const char *filter, size_t fl)
     return s->nfilters >= s->h->max_filters ? HUB_EFILTERS : 0;
 }
 
-static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present)
+static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool present, job *j)
 {
     hub *h = s->h;
     size_t fl = strlen(filter);
@@ -170,7 +183,7 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     s->entries = e;
     bool exact = hub_topic_valid(filter, fl);
     h->walking++;
-    if (since >= 0 && (rc = job_start(s, e, since, exact)) != 0) hub__entry_unlink(s, e);
+    if (since >= 0 && (rc = job_start(s, e, since, exact, j)) != 0) hub__entry_unlink(s, e);
     if (!rc && present && exact && !s->dead) { /* a name given later joins then */
         htopic *room = hub__topic_make(h, filter, fl, true, &rc);
         e->present = room != NULL;
@@ -193,9 +206,103 @@ int hub_subscribe_check(const hub_sub *s, const char *filter)
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     hub__lock(s->h);
-    int rc = subscribe_locked(s, filter, since, present);
+    int rc = subscribe_locked(s, filter, since, present, NULL);
     hub__unlock(s->h);
     return rc;
+}
+
+/* ---- a resume point per topic (hub_subscribe_cursors) ------------------------------------ */
+
+typedef struct cursor_wait {
+    hub_sub *s; /* a reference */
+    uint64_t job;
+} cursor_wait;
+
+/* A visited topic's history is here: its job goes on once all are. */
+static void cursor_back(void *ud)
+{
+    cursor_wait *w = ud;
+    hub_sub *s = w->s;
+    hub *h = s->h;
+    hub__lock(h);
+    h->walking++;
+    for (job *j = s->jobs; j; j = j->next)
+        if (j->id == w->job && j->waiting) j->waiting--;
+    if (!s->dead && s->jobs) hub__jobs_run(s);
+    hub__walk_end(h);
+    hub__sub_unref(s);
+    hub__unlock(h);
+    ax_free(w);
+}
+
+/* The job for hub_subscribe_cursors(), its topics made and pinned (made
+ * now, they are older than the job: it replays them). */
+static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t n, int64_t from_ms)
+{
+    job *j = ax_calloc(1, sizeof(*j));
+    if (!j || !(j->cur = ax_calloc(n ? n : 1, sizeof(*j->cur)))) {
+        ax_free(j);
+        return NULL;
+    }
+    j->from_ms = from_ms;
+    for (size_t i = 0; i < n; i++) {
+        size_t tl = strlen(cur[i].topic);
+        int err;
+        if (!hub_topic_valid(cur[i].topic, tl) || !hub_filter_match(filter, cur[i].topic)) continue;
+        htopic *t = hub__topic_make(h, cur[i].topic, tl, true, &err);
+        if (!t) continue; /* (then by time, as a topic not in the list) */
+        t->rooms++;
+        j->cur[j->ncur++] = (jcursor){t, cur[i].seq};
+    }
+    j->id = ++h->job_ids;
+    j->waiting = 1; /* (until every visit is asked) */
+    return j;
+}
+
+int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                          int64_t from_ms)
+{
+    hub *h = s->h;
+    cursor_wait *first = ax_malloc(sizeof(*first));
+    if (!first) return AX_ENOMEM;
+    hub__lock(h);
+    job *j =
+        hub__filter_find(s, filter, strlen(filter)) ? NULL : cursor_job(h, filter, cur, n, from_ms);
+    uint64_t id = j ? j->id : 0;
+    size_t nv = j ? j->ncur : 0;
+    char **names = nv ? ax_calloc(nv, sizeof(*names)) : NULL;
+    for (size_t i = 0; names && i < nv; i++)
+        if ((names[i] = ax_malloc(j->cur[i].t->len + 1)))
+            memcpy(names[i], j->cur[i].t->name, j->cur[i].t->len + 1);
+    int rc =
+        j ? subscribe_locked(s, filter, 0, false, j) : subscribe_locked(s, filter, -1, false, NULL);
+    if (rc == 0 && j) s->refs++; /* (the visits' answers find it by id) */
+    hub__unlock(h);
+    if (rc != 0 || !j) {
+        ax_free(first);
+        for (size_t i = 0; names && i < nv; i++)
+            ax_free(names[i]);
+        ax_free(names);
+        return rc;
+    }
+    /* each listed topic's history comes from the backplane first (hub_visit:
+     * not under the lock); a topic followed already needs no wait */
+    for (size_t i = 0; i < nv; i++) {
+        cursor_wait *w = names && names[i] ? ax_malloc(sizeof(*w)) : NULL;
+        if (!w) continue;
+        *w = (cursor_wait){s, id};
+        hub__lock(h);
+        s->refs++;
+        for (job *k = s->jobs; k; k = k->next)
+            if (k->id == id) k->waiting++;
+        hub__unlock(h);
+        if (!hub_visit(h, names[i], cursor_back, w)) cursor_back(w);
+        ax_free(names[i]);
+    }
+    ax_free(names);
+    *first = (cursor_wait){s, id}; /* the first wait: until every visit is asked */
+    cursor_back(first);
+    return 0;
 }
 
 int hub_unsubscribe(hub_sub *s, const char *filter)

@@ -389,6 +389,154 @@ static void sess_unsave(mq_sess *s)
     s->saved = false;
 }
 
+/* ---- where a session is in each topic (Redis: its hand-over row) ---------------------------- */
+
+/* A session under wildcard filters remembers, per concrete topic, the last
+ * seq it was handed (its rows hold every QoS 1/2 message up to there), for
+ * MQ_SEEN_MAX topics (the least recently delivered one is forgotten: the
+ * claimer resumes it by time).  While messages come, its hand-over row is
+ * written every MQ_HAND_FLUSH_MS, so a node that takes the session after
+ * its owner died resumes from there (docs/cluster.md "MQTT"). */
+#define MQ_SEEN_MAX 256
+#define MQ_HAND_FLUSH_MS 100
+#define MQ_HAND_SLACK_MS 1000 /* a topic not in the row: from its time minus this */
+
+typedef struct mq_seen_ent {
+    uint64_t seq, used;
+} mq_seen_ent;
+
+struct mq_seen {
+    hub_map topics; /* topic -> mq_seen_ent */
+    mq_sess *dirty_next;
+    uint64_t clock;
+    bool dirty;   /* in g->hand_dirty */
+    bool written; /* a row since the session came here */
+};
+
+static void seen_ent_free(hub_map_ent *e, void *ud)
+{
+    (void)ud;
+    ax_free(e->value);
+}
+
+static void seen_free(mq_sess *s)
+{
+    struct mq_seen *v = s->fl->seen;
+    if (!v) return;
+    if (v->dirty)
+        for (mq_sess **p = &s->g->hand_dirty; *p; p = &(*p)->fl->seen->dirty_next)
+            if (*p == s) {
+                *p = v->dirty_next;
+                break;
+            }
+    hub_map_each(&v->topics, seen_ent_free, NULL);
+    hub_map_clear(&v->topics);
+    ax_free(v);
+    s->fl->seen = NULL;
+}
+
+typedef struct seen_oldest {
+    const hub_map_ent *e;
+    uint64_t used;
+} seen_oldest;
+
+static void seen_min(hub_map_ent *e, void *ud)
+{
+    seen_oldest *o = ud;
+    const mq_seen_ent *x = e->value;
+    if (!o->e || x->used < o->used) *o = (seen_oldest){e, x->used};
+}
+
+static void seen_evict(struct mq_seen *v)
+{
+    seen_oldest o = {NULL, 0};
+    hub_map_each(&v->topics, seen_min, &o);
+    if (!o.e) return;
+    char key[HUB_MAX_TOPIC + 1];
+    size_t kl = o.e->klen < sizeof key ? o.e->klen : sizeof key - 1;
+    memcpy(key, o.e->key, kl);
+    ax_free(hub_map_del(&v->topics, key, kl));
+}
+
+static struct mq_seen *seen_of(mq_sess *s)
+{
+    if (s->fl->seen || !flight(s)) return s->fl->seen;
+    struct mq_seen *v = ax_calloc(1, sizeof(*v));
+    if (v) hub_map_init(&v->topics);
+    return s->fl->seen = v;
+}
+
+/* The session has `topic` up to `seq` (NULL v, or wild false: nothing).
+ * True: a topic it had not (and none forgotten for it). */
+static bool seen_put(struct mq_seen *v, const char *topic, size_t tl, uint64_t seq, bool wild)
+{
+    if (!v || !wild) return false;
+    mq_seen_ent *e = hub_map_get(&v->topics, topic, tl);
+    bool fresh = !e && v->topics.n < MQ_SEEN_MAX;
+    if (!e) {
+        if (v->topics.n >= MQ_SEEN_MAX) seen_evict(v);
+        if (!(e = ax_calloc(1, sizeof(*e)))) return false;
+        if (hub_map_put(&v->topics, topic, tl, e, NULL) != 0) {
+            ax_free(e);
+            return false;
+        }
+    }
+    if (seq > e->seq) e->seq = seq;
+    e->used = ++v->clock;
+    return fresh;
+}
+
+static void hand_write(mq_sess *s);
+
+/* A claimed session's message from its rows, under a wildcard filter: the
+ * session has it (the next hand-over says so too). */
+static void seen_loaded(mq_sess *s, const hub_msg *m)
+{
+    if (!s->g->sv->bp || !s->expiry_s) return;
+    for (const mq_subopt *o = s->subs; o; o = o->next)
+        if (!o->group && strpbrk(o->filter + o->hoff, "+#") &&
+            hub_filter_match(o->filter + o->hoff, m->topic)) {
+            seen_put(seen_of(s), m->topic, m->topic_len, m->seq, true);
+            return;
+        }
+}
+
+/* The session was handed m (after its row): where it is now. */
+static void seen_note(mq_sess *s, const hub_msg *m, bool wild)
+{
+    gw_mqtt *g = s->g;
+    if (!g->sv->bp || !durable(s) || !redis_bp_here(g->sv->bp)) return;
+    struct mq_seen *v = seen_of(s);
+    if (!v) return;
+    /* a new topic (a node that takes the session after a crash may not
+     * know it: it must be in the row) or the first message: written now;
+     * the rest at most every MQ_HAND_FLUSH_MS */
+    if (seen_put(v, m->topic, m->topic_len, m->seq, wild) || !v->written) {
+        v->written = true;
+        hand_write(s);
+        return;
+    }
+    if (v->dirty) return;
+    v->dirty = true;
+    v->dirty_next = g->hand_dirty;
+    g->hand_dirty = s;
+    if (!ax_timer_active(g->hand_tm)) ax_timer_start(g->hand_tm, MQ_HAND_FLUSH_MS, 0);
+}
+
+void mq_hand_flush(ax_timer *t, void *ud)
+{
+    gw_mqtt *g = ud;
+    (void)t;
+    while (g->hand_dirty) {
+        mq_sess *s = g->hand_dirty;
+        struct mq_seen *v = s->fl->seen;
+        g->hand_dirty = v->dirty_next;
+        v->dirty = false;
+        v->dirty_next = NULL;
+        if (durable(s)) hand_write(s);
+    }
+}
+
 /* ---- QoS 2 to a persistent session: after the commit ------------------------------------- */
 
 /* Exactly once across a crash: a QoS 2 PUBLISH (the client may hand it
@@ -676,12 +824,14 @@ static const char *hub_filter(const mq_subopt *o)
     return o->filter + o->hoff;
 }
 
+static void seen_note(mq_sess *s, const hub_msg *m, bool wild);
+
 static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
 {
     mq_sess *s = ud;
     if (m->kind != HUB_MSG) return true; /* presence and gap notices are not MQTT's */
     uint8_t qos = 0;
-    bool any = false, retain = false;
+    bool any = false, retain = false, wild = false;
     uint32_t sub_id = 0;
     uint64_t self = hub_sub_id(hs);
     for (mq_subopt *o = s->subs; o; o = o->next) {
@@ -689,13 +839,16 @@ static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
         if (s->ndirect > 1 && !hub_filter_match(hub_filter(o), m->topic)) continue;
         if (o->no_local && m->origin == self) continue;
         any = true;
+        wild |= strpbrk(hub_filter(o), "+#") != NULL;
         if (o->qos > qos) qos = o->qos;
         retain |= o->rap && m->retain;
         if (!sub_id) sub_id = o->sub_id;
     }
     if (!any) return true;
     if (m->qos < qos) qos = m->qos;
-    return deliver(s, m, qos, retain, sub_id);
+    bool more = deliver(s, m, qos, retain, sub_id);
+    seen_note(s, m, wild); /* (after its row) */
+    return more;
 }
 
 static void sess_kick(hub_sub *hs, const char *why, void *ud)
@@ -893,7 +1046,8 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     uint8_t rc = 0;
     if (sub->share.len) {
         rc = group_join(s, o, sub);
-    } else if (s->g->hand && hand_since(s->g, hub_filter(o)) >= 0) {
+    } else if (s->g->hand && (hand_since(s->g, hub_filter(o)) >= 0 ||
+                              !hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))) {
         s->ndirect++; /* subscribed after the load, from where the old owner stopped */
     } else {
         int e = hub_subscribe(s->sub, hub_filter(o), -1, false);
@@ -1086,6 +1240,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
         ax_free(it);
     }
     ax_free(s->fl->rel);
+    seen_free(s);
     if (s->fl != &no_flight) ax_free(s->fl);
     if (!quiet) sess_unsave(s);
     ax_free(s->owner);
@@ -1181,6 +1336,7 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
     uint32_t sub_id = (uint32_t)hub_get_be(v + 5, 4);
     if (!flight(s)) return;
     hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
+    if (m && s->g->hand) seen_loaded(s, m);
     if (okey > s->fl->oseq) s->fl->oseq = okey;
     if (state == ROW_QUEUED && m) {
         mq_item *it = ax_malloc(sizeof(*it));
@@ -1221,30 +1377,61 @@ struct mq_claim {
     char cid[];
 };
 
-/* Where this node stopped delivering to the session, for the claimer: the
- * last seq it has of each topic the session subscribes to exactly (the
- * rows hold every message up to there; the claimer resumes after it).
- * Written before the "let go" (R), on the same link: the claimer reads it
- * with the rows. */
+/* Where the session is, for a node that takes it (on a hand-over, or
+ * after this one died): the last seq this node has of each topic the
+ * session subscribes to exactly, and the last seq it was handed of each
+ * topic it had under its wildcard filters (mq_seen): its rows hold every
+ * message up to there, the claimer resumes after it.  Then the time of
+ * the row (as the topic "").  Written before the "let go" (R), on the same
+ * link as the rows: the claimer reads it with them; and while messages
+ * come (mq_hand_flush). */
+typedef struct hand_buf {
+    uint8_t *p, *end;
+} hand_buf;
+
+static void hand_put(hand_buf *w, const char *topic, size_t tl, uint64_t seq)
+{
+    if (!w->p || (size_t)(w->end - w->p) < tl + 9) return;
+    memcpy(w->p, topic, tl);
+    w->p[tl] = 0;
+    w->p = hub_put_be(w->p + tl + 1, seq, 8);
+}
+
+static void hand_seen(hub_map_ent *e, void *ud)
+{
+    hand_put(ud, e->key, e->klen, ((const mq_seen_ent *)e->value)->seq);
+}
+
+static size_t hand_seen_size(const mq_sess *s)
+{
+    size_t n = 0;
+    const struct mq_seen *v = s->fl->seen;
+    for (size_t i = 0; v && i < v->topics.nb; i++)
+        for (const hub_map_ent *e = v->topics.b[i]; e; e = e->next)
+            n += e->klen + 9;
+    return n;
+}
+
 static void hand_write(mq_sess *s)
 {
-    size_t n = 0, cl = strlen(s->cid);
+    size_t n = 9 + hand_seen_size(s), cl = strlen(s->cid);
     for (const mq_subopt *o = s->subs; o; o = o->next)
         if (!o->group && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
             n += strlen(hub_filter(o)) + 9;
-    if (!n) return;
-    uint8_t *v = ax_malloc(n), *p = v, key[MQ_MAX_CLIENT_ID + 2];
+    uint8_t *v = ax_malloc(n), key[MQ_MAX_CLIENT_ID + 2];
     if (!v) return;
+    hand_buf w = {v, v + n};
+    hand_put(&w, "", 0, (uint64_t)wall_ms());
     for (const mq_subopt *o = s->subs; o; o = o->next) {
         const char *f = hub_filter(o);
         size_t fl = strlen(f);
         if (o->group || !hub_topic_valid(f, fl)) continue;
-        memcpy(p, f, fl + 1);
-        p = hub_put_be(p + fl + 1, hub_backplane_last(s->g->sv->hub, f), 8);
+        hand_put(&w, f, fl, hub_backplane_last(s->g->sv->hub, f));
     }
+    if (s->fl->seen) hub_map_each(&s->fl->seen->topics, hand_seen, &w);
     memcpy(key, s->cid, cl + 1);
     key[cl + 1] = 'h';
-    hub_state_put(s->g->sv->hub, NS_HAND, key, cl + 2, v, n, NULL);
+    hub_state_put(s->g->sv->hub, NS_HAND, key, cl + 2, v, (size_t)(w.p - v), NULL);
     ax_free(v);
 }
 
@@ -1275,6 +1462,38 @@ static int row_cmp(const void *a, const void *b)
     if (d) return d;
     if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
     return memcmp(x->key, y->key, x->klen);
+}
+
+/* A wildcard filter of a claimed session: each topic of the hand-over row
+ * it matches from its own seq, the others from the row's time (less
+ * MQ_HAND_SLACK_MS: what was on its way to the old owner), then live. */
+static void hand_wild(gw_mqtt *g, mq_sess *s, const char *f)
+{
+    const uint8_t *p = g->hand, *end = p + g->hand_len;
+    size_t n = 0, cap = 0;
+    hub_cursor *cur = NULL;
+    int64_t from_ms = INT64_MAX; /* (a row without its time: live only) */
+    while (p < end) {
+        const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+        if (!nul || end - nul < 9) break;
+        uint64_t v = hub_get_be(nul + 1, 8);
+        if (nul == p) {
+            from_ms = (int64_t)v - MQ_HAND_SLACK_MS;
+        } else if (hub_filter_match(f, (const char *)p)) {
+            if (n == cap) {
+                hub_cursor *nc = ax_realloc(cur, (cap * 2 + 8) * sizeof(*nc));
+                if (!nc) break;
+                cur = nc;
+                cap = cap * 2 + 8;
+            }
+            cur[n++] = (hub_cursor){(const char *)p, v};
+            seen_put(seen_of(s), (const char *)p, (size_t)(nul - p), v, true); /* (passed on) */
+        }
+        p = nul + 9;
+    }
+    if (hub_subscribe_cursors(s->sub, f, cur, n, from_ms) != 0)
+        (void)hub_subscribe(s->sub, f, -1, false);
+    ax_free(cur);
 }
 
 /* The rows of a claimed session, in the order the store gives them. */
@@ -1308,6 +1527,10 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
     g->loading = false;
     mq_sess *s = g->hand ? mq_sess_find(g, cid, cl) : NULL;
     for (const mq_subopt *o = s ? s->subs : NULL; o; o = o->next) {
+        if (!o->group && !hub_topic_valid(hub_filter(o), strlen(hub_filter(o)))) {
+            hand_wild(g, s, hub_filter(o));
+            continue;
+        }
         int64_t since = o->group ? -1 : hand_since(g, hub_filter(o));
         /* nothing published since the old owner stopped is missed: the
          * hub replays the topic from there (its stream in Redis), then live */
