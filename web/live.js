@@ -82,6 +82,7 @@
         if (!window.MediaSource || !MediaSource.isTypeSupported(m.mime)) {
           status("this browser cannot play " + m.mime, "down");
           state.errors.push("unsupported " + m.mime);
+          ws.onclose = null; // no use trying again (HEVC in most Chromium builds)
           ws.close();
           return;
         }

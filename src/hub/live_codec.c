@@ -107,8 +107,8 @@ int live_hevc_config(const uint8_t *vps, size_t vps_len, const uint8_t *sps, siz
     size_t n = 0;
     out[n++] = 1;
     memcpy(out + n, ptl, 12), n += 12;
-    out[n++] = 0xf0, out[n++] = 0;     /* min_spatial_segmentation_idc 0 */
-    out[n++] = 0xfc;                   /* parallelismType unknown */
+    out[n++] = 0xf0, out[n++] = 0; /* min_spatial_segmentation_idc 0 */
+    out[n++] = 0xfc;               /* parallelismType unknown */
     out[n++] = (uint8_t)(0xfc | chroma);
     out[n++] = (uint8_t)(0xf8 | dy);
     out[n++] = (uint8_t)(0xf8 | dc);
@@ -158,9 +158,13 @@ unsigned live_opus_samples(const uint8_t *p, size_t len)
         frame = 120u << (config & 3); /* CELT: 2.5, 5, 10, 20 ms */
     unsigned count;
     switch (p[0] & 3) {
-    case 0: count = 1; break;
+    case 0:
+        count = 1;
+        break;
     case 1:
-    case 2: count = 2; break;
+    case 2:
+        count = 2;
+        break;
     default:
         if (len < 2) return 0;
         count = p[1] & 0x3f;
