@@ -8,8 +8,9 @@ upload's demuxer (libavformat) takes HEVC (stream type 0x24) and Opus
 (private data with the Opus registration descriptor) besides H.264 and
 AAC; ffprobe reads each output that can carry them back with the right
 codecs, size and continuous timestamps: MPEG-TS (/live/NAME.ts), HLS
-segments, and fragmented MP4 over the WebSocket (hvc1 with its hvcC, Opus
-with its dOps; the MIME type says "hvc1.…" and "opus").  FLV has no codec
+segments, fragmented MP4 over the WebSocket (hvc1 with its hvcC, Opus
+with its dOps; the MIME type says "hvc1.…" and "opus") and the recording
+(--record, fragmented MP4).  FLV has no codec
 id for HEVC or Opus: /live/NAME.flv answers 415 with the reason, RTMP
 playback NetStream.Play.Failed, never FLV bytes a player would misread."""
 import os
@@ -124,7 +125,9 @@ def flv_refused(srv, name):
 
 @t.test
 def hevc_and_opus_from_an_mpeg_ts_upload():
-    srv = servutil.Serve()
+    """Each output that can carry them, the recording (--record) too."""
+    rec = os.path.join(TMP, "rec")
+    srv = servutil.Serve("--record", rec)
     pub = upload(srv, "hevcopus", "hevc", "opus")
     try:
         s = wait_frames(srv, "hevcopus", pub, 150)
@@ -147,10 +150,14 @@ def hevc_and_opus_from_an_mpeg_ts_upload():
         check(seg, "two HLS segments in a row", "hevc", "opus", min_s=0.9)
         flv_refused(srv, "hevcopus")
         t.ok(pub.running(), "the upload goes on%s" % pub.err_note())
-        srv.signal(15)
+        srv.signal(15)  # while publishing: the recording is closed
         t.eq(srv.wait(10), 0, "axon serve's exit status")
         err = srv.stderr()
         t.ok("Sanitizer" not in err and "runtime error" not in err, "sanitizers: %s" % err[-2000:])
+        files = os.listdir(rec)
+        t.eq(len(files), 1, "one recording: %r" % files)
+        got = check(os.path.join(rec, files[0]), "the recording", "hevc", "opus", min_s=4)
+        t.eq(got["video"]["codec_tag_string"], "hvc1", "the recording's sample entry")
     finally:
         pub.stop()
         srv.stop()
