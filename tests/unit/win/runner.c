@@ -61,10 +61,10 @@ void ax_test_register(ax_test *t)
 
 void ax_test_fail(const char *file, int line, const char *expr, const char *detail)
 {
+    /* (stdout, in order with the test's own lines) */
+    printf("#   %s:%d: assertion failed: %s%s%s\n", file, line, expr, detail ? " -- " : "",
+           detail ? detail : "");
     fflush(stdout);
-    fprintf(stderr, "#   %s:%d: assertion failed: %s%s%s\n", file, line, expr, detail ? " -- " : "",
-            detail ? detail : "");
-    fflush(stderr);
     _exit(1);
 }
 
@@ -137,6 +137,8 @@ static int run_one(ax_test *t)
     CloseHandle(pi.hProcess);
     if (w != WAIT_OBJECT_0) return -1;
     if (code == SKIP_STATUS) return 1;
+    if (code != 0 && code != 1) /* not an assertion: a crash (0xC0000005 ...) or an exit */
+        printf("#   exited with code 0x%lx\n", (unsigned long)code);
     return code == 0 ? 0 : -1;
 }
 
