@@ -86,16 +86,16 @@ TEST(live_opus_packet_durations)
         uint8_t toc, count;
         unsigned samples;
     } t[] = {
-        {0 << 3 | 0, 0, 480},      /* SILK 10 ms, one frame */
-        {1 << 3 | 0, 0, 960},      /* SILK 20 ms */
-        {3 << 3 | 1, 0, 5760},     /* SILK 60 ms, two frames */
-        {13 << 3 | 0, 0, 960},     /* hybrid 20 ms */
-        {12 << 3 | 2, 0, 960},     /* hybrid 10 ms, two frames */
-        {16 << 3 | 0, 0, 120},     /* CELT 2.5 ms */
-        {31 << 3 | 0, 0, 960},     /* CELT 20 ms (what libopus sends by default) */
-        {31 << 3 | 3, 6, 5760},    /* CELT 20 ms, code 3 with 6 frames: 120 ms */
-        {31 << 3 | 3, 7, 0},       /* 140 ms: too long */
-        {31 << 3 | 3, 0, 0},       /* no frames */
+        {0 << 3 | 0, 0, 480},          /* SILK 10 ms, one frame */
+        {1 << 3 | 0, 0, 960},          /* SILK 20 ms */
+        {3 << 3 | 1, 0, 5760},         /* SILK 60 ms, two frames */
+        {13 << 3 | 0, 0, 960},         /* hybrid 20 ms */
+        {12 << 3 | 2, 0, 960},         /* hybrid 10 ms, two frames */
+        {16 << 3 | 0, 0, 120},         /* CELT 2.5 ms */
+        {31 << 3 | 0, 0, 960},         /* CELT 20 ms (what libopus sends by default) */
+        {31 << 3 | 3, 6, 5760},        /* CELT 20 ms, code 3 with 6 frames: 120 ms */
+        {31 << 3 | 3, 7, 0},           /* 140 ms: too long */
+        {31 << 3 | 3, 0, 0},           /* no frames */
         {31 << 3 | 3, 0x80 | 2, 1920}, /* VBR bit set, 2 frames */
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
