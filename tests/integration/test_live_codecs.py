@@ -128,7 +128,7 @@ def hevc_and_opus_from_an_mpeg_ts_upload():
     """Each output that can carry them, the recording (--record) too."""
     rec = os.path.join(TMP, "rec")
     srv = servutil.Serve("--record", rec)
-    pub = upload(srv, "hevcopus", "hevc", "opus")
+    pub = upload(srv, "hevcopus", "hevc", "opus", seconds=60)
     try:
         s = wait_frames(srv, "hevcopus", pub, 150)
         t.eq((s["video_codec"], s["audio_codec"]), (12, 13), "HEVC and Opus in the stats")
@@ -167,9 +167,9 @@ def hevc_and_opus_from_an_mpeg_ts_upload():
 def hevc_aac_h264_opus_and_opus_alone():
     """Three uploads at once: each output has its codecs, and only those."""
     srv = servutil.Serve()
-    pubs = {"hevcaac": upload(srv, "hevcaac", "hevc", "aac"),
-            "avcopus": upload(srv, "avcopus", "h264", "opus"),
-            "opusonly": upload(srv, "opusonly", None, "opus")}
+    pubs = {"hevcaac": upload(srv, "hevcaac", "hevc", "aac", seconds=90),
+            "avcopus": upload(srv, "avcopus", "h264", "opus", seconds=90),
+            "opusonly": upload(srv, "opusonly", None, "opus", seconds=90)}
     want = {"hevcaac": ("hevc", "aac", 12, 10, r'video/mp4; codecs="hvc1\.[^,]+,mp4a\.40\.2"'),
             "avcopus": ("h264", "opus", 7, 13, r'video/mp4; codecs="avc1\.[0-9a-f]{6},opus"'),
             "opusonly": (None, "opus", 0, 13, r'audio/mp4; codecs="opus"')}
@@ -184,10 +184,9 @@ def hevc_aac_h264_opus_and_opus_alone():
             mp4 = os.path.join(TMP, name + ".mp4")
             ws_fmp4(srv, name, 150, mp4)
             check(mp4, "%s, WebSocket fMP4" % name, video, audio, min_s=1.2)
-            if video:  # (audio alone: HLS segments of 2 s; the other cases show HLS)
-                seg = os.path.join(TMP, name + "-hls.ts")
-                hls(srv, name, seg)
-                check(seg, "%s, HLS" % name, video, audio, min_s=0.9)
+            seg = os.path.join(TMP, name + "-hls.ts")  # (audio alone: segments of 2 s)
+            hls(srv, name, seg)
+            check(seg, "%s, HLS" % name, video, audio, min_s=0.9)
             flv_refused(srv, name)
         for name, pub in pubs.items():
             t.ok(pub.running(), "%s's upload goes on%s" % (name, pub.err_note()))
