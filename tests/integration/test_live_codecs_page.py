@@ -82,7 +82,7 @@ def chromium_plays_h264_and_opus():
         t0, a0 = b.eval("[%s.currentTime, %s.webkitAudioDecodedByteCount]" % (v, v))
         advances(b, 0, t0, "the video's time")
         a1 = b.eval("%s.webkitAudioDecodedByteCount" % v)
-        t.ok(a1 > a0 > 0, "the Opus track is decoded: %d -> %d bytes" % (a0, a1))
+        t.ok(a1 > a0, "the Opus track is decoded: %d -> %d bytes" % (a0, a1))
         t.eq(b.eval("[%s.videoWidth, %s.videoHeight]" % (v, v)), [640, 360], "the size")
         t.eq(b.eval("window.liveState.errors"), [], "player errors")
         t.eq(b.eval("window.liveState.audio"), True, "the page knows it has sound")
