@@ -23,15 +23,20 @@
     $("urls").append(li);
   }
 
-  // ?mode=hls: HLS through hls.js (or the browser's own, Safari), else
-  // the lowest latency: fragmented MP4 over the WebSocket.
-  const hlsMode = new URLSearchParams(q).get("mode") === "hls";
-  state.mode = hlsMode ? "hls" : "ws";
-  $("mode").innerHTML = hlsMode ? 'HLS · <a href="?">low latency</a>'
-                                : 'low latency · <a href="?mode=hls">HLS</a>';
+  // ?mode=hls: HLS through hls.js (or the browser's own, Safari);
+  // ?mode=llhls: Low-Latency HLS (ll.m3u8: fMP4 parts, blocking reloads)
+  // through hls.js in its lowLatencyMode; else the lowest latency:
+  // fragmented MP4 over the WebSocket.
+  const modeArg = new URLSearchParams(q).get("mode");
+  const llMode = modeArg === "llhls";
+  const hlsMode = modeArg === "hls" || llMode;
+  state.mode = llMode ? "llhls" : hlsMode ? "hls" : "ws";
+  $("mode").innerHTML = llMode ? 'LL-HLS · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a>'
+                      : hlsMode ? 'HLS · <a href="?">low latency</a> · <a href="?mode=llhls">LL-HLS</a>'
+                                : 'low latency · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
 
   function playHls() {
-    const src = base + "/index.m3u8";
+    const src = base + (llMode ? "/ll.m3u8" : "/index.m3u8");
     const native = () => {
       if (!video.canPlayType("application/vnd.apple.mpegurl")) {
         status("this browser cannot play HLS", "down");
@@ -45,9 +50,15 @@
     s.src = "/static/hls.js"; // web/vendor: hls.js from npm, compiled in
     s.onload = () => {
       if (!window.Hls || !Hls.isSupported()) return native();
-      const hls = new Hls({ liveSyncDurationCount: 2, enableWorker: false });
+      // LL-HLS: hls.js keeps PART-HOLD-BACK behind the newest part; when
+      // playback falls behind (a busy machine plays a little slow without a
+      // stall) it may play up to 10% faster to get back there.
+      const hls = llMode ? new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.1,
+                                     enableWorker: false })
+                         : new Hls({ liveSyncDurationCount: 2, enableWorker: false });
+      window.hls = hls; // tests and the latency bench read hls.latency
       hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) state.errors.push(d.details); });
-      hls.on(Hls.Events.MANIFEST_PARSED, () => status("live (HLS)", "up"));
+      hls.on(Hls.Events.MANIFEST_PARSED, () => status(llMode ? "live (LL-HLS)" : "live (HLS)", "up"));
       hls.loadSource(src);
       hls.attachMedia(video);
     };

@@ -72,6 +72,19 @@ typedef struct live_seg {
     ax_slice *data;
 } live_seg;
 
+/* LL-HLS: a part (fMP4 fragments of whole frames) and a segment of parts. */
+typedef struct ll_part {
+    ax_slice *data;
+    uint32_t dur_ms;
+    bool indep; /* starts at a video keyframe (or audio only) */
+} ll_part;
+
+typedef struct ll_seg {
+    uint64_t msn, first_k; /* its number, its first part's */
+    uint32_t dur_ms, nparts, cap;
+    ll_part *parts;
+} ll_seg;
+
 struct live_stream {
     live_stream *next; /* in the registry while published */
     int refs;          /* under the lock */
@@ -97,9 +110,19 @@ struct live_stream {
     live_seg segs[LIVE_HLS_SEGS]; /* oldest first */
     int nsegs;
     uint64_t next_seg;
+    /* LL-HLS (under the lock): the kept segments, oldest first, the last
+     * one being made while ll_open; the part being made in pbuf */
+    ll_seg ll[LIVE_HLS_SEGS + 1];
+    int nll;
+    bool ll_open, popen, pindep;
+    uint32_t ll_seg_start, pstart, ll_last_ts;
+    uint64_t ll_next_msn, ll_next_k;
+    uint8_t *pbuf;
+    size_t plen, pcap;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t ll_changes;  /* parts made, every stream (atomic) */
 static live_stream *streams; /* published now */
 static hub *the_hub;         /* events on live/NAME (atomic) */
 
@@ -323,6 +346,13 @@ static void gop_clear(live_stream *st)
     st->ngop = st->gop_bytes = 0;
 }
 
+static void ll_seg_free(ll_seg *s)
+{
+    for (uint32_t i = 0; i < s->nparts; i++)
+        ax_slice_unref(s->parts[i].data);
+    ax_free(s->parts);
+}
+
 /* Under the lock. */
 static void stream_unref_locked(live_stream *st)
 {
@@ -334,6 +364,9 @@ static void stream_unref_locked(live_stream *st)
     ax_free(st->seg);
     for (int i = 0; i < st->nsegs; i++)
         ax_slice_unref(st->segs[i].data);
+    for (int i = 0; i < st->nll; i++)
+        ll_seg_free(&st->ll[i]);
+    ax_free(st->pbuf);
     ax_free(st->meta.data);
     ax_free(st->vseq.data);
     ax_free(st->aseq.data);
@@ -499,8 +532,9 @@ static void set_meta(live_stream *st, const uint8_t *d, size_t len)
 }
 
 /* The frame as MPEG-TS, by the stream's muxer, made at the first frame
- * from the sequence headers seen by then.  On the publisher's loop. */
-static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t len)
+ * from the sequence headers seen by then; its fMP4 fragment returned
+ * (the caller unrefs; NULL: none) for LL-HLS.  On the publisher's loop. */
+static ax_slice *mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t len)
 {
     if (!st->ts_tried) {
         st->ts_tried = true;
@@ -531,8 +565,8 @@ static void mux_ts(live_stream *st, live_frame *f, const uint8_t *data, size_t l
     if (st->mp4 && live_mux_frame(st->mp4, f->type, f->ts, data, len, &frag) == 0 && frag) {
         live_rec_write(st->rec, frag, f->key);
         f->out[LIVE_FMP4] = ax_ws_shared_new(ax_slice_data(frag), ax_slice_len(frag), true);
-        ax_slice_unref(frag);
     }
+    return frag;
 }
 
 /* Under the lock: the frame's MPEG-TS bytes into the HLS segment being
@@ -582,6 +616,226 @@ static void segment(live_stream *st, live_frame *f)
     st->seg_len += n;
 }
 
+/* ---- LL-HLS --------------------------------------------------------------------------- */
+
+/* Under the lock: the part being made, ended by a frame at ts, joins the
+ * open segment (an empty one is dropped: no frame bytes yet). */
+static void ll_end_part(live_stream *st, uint32_t ts)
+{
+    if (!st->popen) return;
+    st->popen = false;
+    ll_seg *s = &st->ll[st->nll - 1];
+    if (!st->plen) return;
+    if (s->nparts == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 16;
+        ll_part *p = ax_realloc(s->parts, cap * sizeof(*p));
+        if (!p) return;
+        s->parts = p;
+        s->cap = cap;
+    }
+    ax_slice *d = ax_slice_copy(st->pbuf, st->plen);
+    st->plen = 0;
+    if (!d) return;
+    int32_t dur = (int32_t)(ts - st->pstart); /* audio may be a little behind video */
+    s->parts[s->nparts++] = (ll_part){d, dur > 0 ? (uint32_t)dur : 0, st->pindep};
+    s->dur_ms += dur > 0 ? (uint32_t)dur : 0;
+    st->ll_next_k++;
+    __atomic_add_fetch(&ll_changes, 1, __ATOMIC_RELEASE);
+}
+
+/* Under the lock: the open segment is complete (an empty one is dropped);
+ * the oldest goes when more than LIVE_HLS_SEGS are complete. */
+static void ll_end_seg(live_stream *st)
+{
+    st->ll_open = false;
+    if (!st->ll[st->nll - 1].nparts) {
+        st->nll--;
+        st->ll_next_msn--;
+        return;
+    }
+    if (st->nll > LIVE_HLS_SEGS) {
+        ll_seg_free(&st->ll[0]);
+        memmove(st->ll, st->ll + 1, (size_t)(st->nll - 1) * sizeof(*st->ll));
+        st->nll--;
+    }
+    __atomic_add_fetch(&ll_changes, 1, __ATOMIC_RELEASE);
+}
+
+static bool ll_append(live_stream *st, ax_slice *frag)
+{
+    size_t n = ax_slice_len(frag);
+    if (st->plen + n > st->pcap) {
+        size_t cap = st->pcap ? st->pcap : 64 * 1024;
+        while (cap < st->plen + n)
+            cap *= 2;
+        uint8_t *b = ax_realloc(st->pbuf, cap);
+        if (!b) return false;
+        st->pbuf = b;
+        st->pcap = cap;
+    }
+    memcpy(st->pbuf + st->plen, ax_slice_data(frag), n);
+    st->plen += n;
+    return true;
+}
+
+/* Under the lock: the frame's fMP4 fragment into the part being made.  A
+ * segment ends where an MPEG-TS one would (segment()); a part at the first
+ * frame LIVE_LL_PART_MS after its start, or earlier when the next frame
+ * (as far on as this one from the last) would take it past
+ * LIVE_LL_TARGET_MS (sparse video), or when it grew too big. */
+static void ll_add(live_stream *st, live_frame *f, ax_slice *frag)
+{
+    bool vkey = f->type == 9 && f->key, video = st->info.video, forced = false;
+    if (st->ll_open) {
+        int32_t seg = (int32_t)(f->ts - st->ll_seg_start), part = (int32_t)(f->ts - st->pstart);
+        int32_t gap = (int32_t)(f->ts - st->ll_last_ts);
+        forced = st->ll[st->nll - 1].nparts >= LIVE_LL_SEG_PARTS ||
+                 (frag && st->plen + ax_slice_len(frag) > LIVE_GOP_BYTES);
+        bool cut = video ? vkey && seg >= LIVE_HLS_MIN_MS : seg >= LIVE_HLS_AUDIO_MS;
+        if (cut || forced) {
+            ll_end_part(st, f->ts);
+            ll_end_seg(st);
+        } else if (st->popen && part > 0 &&
+                   (part >= LIVE_LL_PART_MS || part + (gap > 0 ? gap : 0) > LIVE_LL_TARGET_MS)) {
+            ll_end_part(st, f->ts);
+        }
+    }
+    if (!st->ll_open) {
+        if (video && !vkey && !forced) return; /* from a keyframe */
+        st->ll[st->nll++] = (ll_seg){.msn = st->ll_next_msn++, .first_k = st->ll_next_k};
+        st->ll_open = true;
+        st->ll_seg_start = f->ts;
+    }
+    st->ll_last_ts = f->ts;
+    if (!st->popen) {
+        st->popen = true;
+        st->pstart = f->ts;
+        st->pindep = !video || vkey;
+        st->plen = 0;
+    }
+    if (frag && !ll_append(st, frag)) st->plen = 0;
+}
+
+/* Under the lock: whole segments kept, and EXT-X-TARGETDURATION in ms. */
+static int ll_complete(const live_stream *st)
+{
+    return st->nll - (st->ll_open ? 1 : 0);
+}
+
+static uint32_t ll_target_ms(const live_stream *st)
+{
+    uint32_t target = 1;
+    for (int i = 0; i < st->nll; i++)
+        if ((st->ll[i].dur_ms + 999) / 1000 > target) target = (st->ll[i].dur_ms + 999) / 1000;
+    return target * 1000;
+}
+
+uint64_t live_ll_changes(void)
+{
+    return __atomic_load_n(&ll_changes, __ATOMIC_ACQUIRE);
+}
+
+int live_ll_pos_of(const char *name, live_ll_pos *out)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    if (st) {
+        int done = ll_complete(st);
+        out->last_msn = done ? (int64_t)st->ll[done - 1].msn : -1;
+        out->last_parts = done ? st->ll[done - 1].nparts : 0;
+        out->open_msn = st->ll_open ? st->ll[st->nll - 1].msn : st->ll_next_msn;
+        out->open_parts = st->ll_open ? st->ll[st->nll - 1].nparts : 0;
+        out->next_part = st->ll_next_k;
+        out->oldest_part = st->nll ? st->ll[0].first_k : st->ll_next_k;
+        out->target_ms = ll_target_ms(st);
+    }
+    pthread_mutex_unlock(&lock);
+    return st ? 0 : AX_ENOENT;
+}
+
+/* Under the lock: segment i's lines (its parts when listed), appended. */
+static int ll_seg_lines(const live_stream *st, int i, bool parts, char *buf, size_t cap, int n)
+{
+    const ll_seg *s = &st->ll[i];
+    for (uint32_t j = 0; parts && j < s->nparts && n >= 0 && (size_t)n < cap; j++)
+        n += snprintf(buf + n, cap - (size_t)n, "#EXT-X-PART:DURATION=%.3f,URI=\"p-%llu.m4s\"%s\n",
+                      s->parts[j].dur_ms / 1000.0, (unsigned long long)(s->first_k + j),
+                      s->parts[j].indep ? ",INDEPENDENT=YES" : "");
+    if (i < ll_complete(st) && n >= 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, "#EXTINF:%.3f,\nll-%llu.m4s\n", s->dur_ms / 1000.0,
+                      (unsigned long long)s->msn);
+    return n;
+}
+
+int live_ll_playlist(const char *name, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    int n = AX_ENOENT;
+    if (st && ll_complete(st)) {
+        n = snprintf(buf, cap,
+                     "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%u\n"
+                     "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%.3f\n"
+                     "#EXT-X-PART-INF:PART-TARGET=%.3f\n#EXT-X-MEDIA-SEQUENCE:%llu\n"
+                     "#EXT-X-MAP:URI=\"init.mp4\"\n",
+                     ll_target_ms(st) / 1000, 3 * LIVE_LL_TARGET_MS / 1000.0,
+                     LIVE_LL_TARGET_MS / 1000.0, (unsigned long long)st->ll[0].msn);
+        int from = ll_complete(st) - LIVE_LL_LISTED_SEGS;
+        for (int i = 0; i < st->nll; i++)
+            n = ll_seg_lines(st, i, i >= from, buf, cap, n);
+        if (n >= 0 && (size_t)n < cap)
+            n += snprintf(buf + n, cap - (size_t)n,
+                          "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p-%llu.m4s\"\n",
+                          (unsigned long long)st->ll_next_k);
+        if (n < 0 || (size_t)n >= cap) n = AX_ENOMEM;
+    }
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+ax_slice *live_ll_part(const char *name, uint64_t k)
+{
+    ax_slice *d = NULL;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    for (int i = 0; st && i < st->nll && !d; i++) {
+        const ll_seg *s = &st->ll[i];
+        if (k >= s->first_k && k - s->first_k < s->nparts)
+            d = ax_slice_ref(s->parts[k - s->first_k].data);
+    }
+    pthread_mutex_unlock(&lock);
+    return d;
+}
+
+size_t live_ll_segment(const char *name, uint64_t msn, ax_slice **parts, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    for (int i = 0; st && i < ll_complete(st); i++) {
+        const ll_seg *s = &st->ll[i];
+        if (s->msn != msn || s->nparts > max) continue;
+        for (n = 0; n < s->nparts; n++)
+            parts[n] = ax_slice_ref(s->parts[n].data);
+    }
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+ax_slice *live_ll_init(const char *name)
+{
+    ax_slice *d = NULL;
+    pthread_mutex_lock(&lock);
+    live_stream *st = find(name);
+    if (st && st->mp4) {
+        size_t n;
+        const uint8_t *init = live_mux_init(st->mp4, &n);
+        d = ax_slice_copy(init, n);
+    }
+    pthread_mutex_unlock(&lock);
+    return d;
+}
+
 /* Under the lock: keep the frame for new viewers. */
 static void cache(live_stream *st, live_frame *f, size_t len)
 {
@@ -625,9 +879,10 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
     /* (the codecs are set on this loop only, above) */
     live_frame *f = frame_new(type, ts, key, data, len, live_info_flv(&st->info));
     if (!f) return;
-    mux_ts(st, f, data, len);
+    ax_slice *frag = mux_ts(st, f, data, len);
     pthread_mutex_lock(&lock);
     if (st->ts) segment(st, f);
+    if (st->mp4) ll_add(st, f, frag);
     f->seq = ++st->seq;
     if (video) st->info.video = true;
     if (!video) st->info.audio = true;
@@ -637,6 +892,7 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
     st->info.last_ts = ts;
     cache(st, f, len);
     pthread_mutex_unlock(&lock);
+    ax_slice_unref(frag);
     fan_out(st, f);
     frame_unref(f);
 }
@@ -653,6 +909,7 @@ void live_unpublish(live_stream *st)
     st->live = false;
     gop_clear(st);
     pthread_mutex_unlock(&lock);
+    __atomic_add_fetch(&ll_changes, 1, __ATOMIC_RELEASE); /* held LL-HLS requests: 404 now */
     live_rec_close(st->rec);
     st->rec = NULL;
     announce(st, false);

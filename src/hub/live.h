@@ -101,6 +101,45 @@ uint64_t live_viewer_skipped(const live_viewer *v);
  * deliveries are posted to it. */
 void live_loop_gone(ax_loop *loop);
 
+/* Low-Latency HLS (docs/streaming.md): fMP4 (CMAF) segments made of
+ * partial segments of about LIVE_LL_PART_MS, cut from the fragmented MP4
+ * the WebSocket viewers get (a fragment per frame, so a part is whole
+ * frames; no second muxer).  A segment starts at a video keyframe like the
+ * MPEG-TS ones; a part starting at a keyframe is INDEPENDENT.  Parts are
+ * numbered across the stream ("p-K.m4s"), so the preload hint names the
+ * next part whether or not it will start a new segment. */
+#define LIVE_LL_PART_MS 200   /* a part ends at the first frame this far on */
+#define LIVE_LL_TARGET_MS 250 /* PART-TARGET: parts of >= 20 fps video and AAC fit */
+#define LIVE_LL_SEG_PARTS 256 /* a segment with this many parts ends at the next part */
+#define LIVE_LL_LISTED_SEGS 2 /* complete segments whose parts the playlist lists */
+
+/* Where a stream's LL-HLS stands: the last complete segment (msn, -1
+ * none), the segment being made (open_msn) and its parts so far, the
+ * next part's number, the target duration.  0, or AX_ENOENT. */
+typedef struct live_ll_pos {
+    int64_t last_msn;
+    uint32_t last_parts; /* the last complete segment's parts */
+    uint64_t open_msn;
+    uint32_t open_parts;
+    uint64_t next_part;
+    uint64_t oldest_part; /* the first part still kept */
+    uint32_t target_ms;   /* EXT-X-TARGETDURATION, ms (whole seconds) */
+} live_ll_pos;
+int live_ll_pos_of(const char *name, live_ll_pos *out);
+/* A count that grows whenever any stream ends a part (held requests look
+ * again only then). */
+uint64_t live_ll_changes(void);
+/* The LL-HLS playlist (ll.m3u8) into buf: its length, AX_ENOENT (no
+ * whole segment yet) or AX_ENOMEM (buf too small). */
+int live_ll_playlist(const char *name, char *buf, size_t cap);
+/* Part K: a new reference, or NULL. */
+ax_slice *live_ll_part(const char *name, uint64_t k);
+/* Segment msn: up to max references to its parts, in order (the body is
+ * their concatenation); 0 when not kept or not complete. */
+size_t live_ll_segment(const char *name, uint64_t msn, ax_slice **parts, size_t max);
+/* The fMP4 init segment (EXT-X-MAP) as a new slice, or NULL. */
+ax_slice *live_ll_init(const char *name);
+
 /* HLS: the playlist of `name` into buf (at most cap bytes), segment
  * URIs "seg-N.ts": its length, or AX_ENOENT (no such stream, or no whole
  * segment yet). */

@@ -6,6 +6,8 @@
  *   GET /live/NAME.ts          MPEG-TS, chunked, from the last keyframe
  *   GET /live/NAME/index.m3u8  HLS: the playlist of the last segments
  *   GET /live/NAME/seg-N.ts    HLS: a segment (MPEG-TS from a keyframe)
+ *   GET /live/NAME/ll.m3u8     Low-Latency HLS (fMP4 parts; live_llhttp.h: also
+ *                              init.mp4, ll-N.m4s, p-K.m4s, blocking requests)
  *   GET /live/NAME/ws          WebSocket: fragmented MP4 for Media Source Extensions
  *   GET /live/NAME             the player page (web/live.html)
  *   PUT, POST /live/NAME       publish: an FLV body (chunked), as ffmpeg -f flv http://...
@@ -24,6 +26,7 @@
 #include <axon/ws.h>
 
 #include "live.h"
+#include "live_llhttp.h"
 #include "live_rec.h"
 #include "live_tsin.h"
 #include "serve.h"
@@ -38,6 +41,7 @@ struct gw_live {
     ax_timer *watch; /* starts reading new streams, to notice when they close */
     flv_client *clients;
     ws_client *ws;
+    live_llh *ll; /* LL-HLS and its held requests */
 };
 
 /* A WebSocket fMP4 viewer (/live/NAME/ws). */
@@ -421,6 +425,23 @@ static void ws_view(gw_live *g, ax_http_req *r, const char *name)
 
 static bool name_of(const char *path, size_t n, const char *suffix, char *name);
 
+/* /live/NAME/REST with REST an LL-HLS resource: NAME into name, REST's offset into *rest. */
+static bool ll_of(const char *path, size_t len, char *name, size_t *rest)
+{
+    const char *slash = len > 6 ? memchr(path + 6, '/', len - 6) : NULL;
+    if (!slash || (size_t)(slash - path - 6) > LIVE_NAME_MAX) return false;
+    *rest = (size_t)(slash + 1 - path);
+    if (!live_llh_is(path + *rest, len - *rest)) return false;
+    memcpy(name, path + 6, (size_t)(slash - path - 6));
+    name[slash - path - 6] = '\0';
+    return live_name_valid(name);
+}
+
+static void ll_get(gw_live *g, ax_http_req *r, const char *name, const char *rest, size_t len)
+{
+    if (may_watch(g, r, name)) live_llh_get(g->ll, r, name, rest, len);
+}
+
 /* ---- HTTP ingest: PUT or POST /live/NAME with an FLV body --------------------------- */
 
 #define INGEST_MAX_TAG (8u << 20)
@@ -610,6 +631,7 @@ static void route(ax_http_req *r, void *ud)
     const char *path = ax_http_req_path(r, &n);
     char name[LIVE_NAME_MAX + 1];
     uint64_t seg;
+    size_t rest;
     if (!serve_http_method(r, "GET", "GET, HEAD")) return;
     if (n == 5 || (n == 6 && path[5] == '/'))
         list(g, r);
@@ -621,6 +643,8 @@ static void route(ax_http_req *r, void *ud)
         playlist(g, r, name);
     else if (seg_of(path, n, name, &seg))
         hls_segment(g, r, name, seg);
+    else if (ll_of(path, n, name, &rest))
+        ll_get(g, r, name, path + rest, n - rest);
     else if (name_of(path, n, "/ws", name))
         ws_view(g, r, name);
     else if (name_of(path, n, "", name))
@@ -628,7 +652,7 @@ static void route(ax_http_req *r, void *ud)
     else if (name_of(path, n, "/stats", name))
         stats(g, r, name);
     else
-        serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8 or /stats");
+        serve_http_error(r, 404, "GET /live, /live/NAME.flv, .ts, /index.m3u8, /ll.m3u8 or /stats");
 }
 
 /* ---- the interface (gateway.h) -------------------------------------------------------- */
@@ -647,6 +671,7 @@ static void live_gw_free(void *gp)
         ws_forget(c);
     }
     live_loop_gone(g->sv->loop);
+    live_llh_free(g->ll);
     ax_timer_free(g->watch);
     ax_free(g);
 }
@@ -655,6 +680,7 @@ static void live_gw_free(void *gp)
 static void live_gw_stop(void *gp)
 {
     gw_live *g = gp;
+    live_llh_stop(g->ll);
     for (ws_client *c = g->ws; c; c = c->next)
         if (c->ws) (void)ax_ws_close(c->ws, AX_WS_CLOSE_GOING_AWAY, "server shutting down");
     while (g->clients) {
@@ -682,6 +708,7 @@ static void *live_mount(serve *sv, ax_http_server *srv, char *why, size_t why_le
     live_rec_dir(sv->cfg->record_dir);
     live_set_hub(sv->hub);
     if (!(g->watch = ax_timer_new(sv->loop, flv_watch, g))) goto fail;
+    if (!(g->ll = live_llh_new(sv))) goto fail;
     ax_http_route_opts ro = {.stream_body = true, .max_body = UINT64_MAX / 2};
     if ((err = ax_http_route(srv, NULL, "/live", route, g)) != 0 ||
         (err = ax_http_route_ex(srv, "PUT", "/live", ingest_start, g, &ro)) != 0 ||

@@ -8,7 +8,7 @@ upload's demuxer (libavformat) takes HEVC (stream type 0x24) and Opus
 (private data with the Opus registration descriptor) besides H.264 and
 AAC; ffprobe reads each output that can carry them back with the right
 codecs, size and continuous timestamps: MPEG-TS (/live/NAME.ts), HLS
-segments, fragmented MP4 over the WebSocket (hvc1 with its hvcC, Opus
+segments, Low-Latency HLS (ll.m3u8, fMP4 parts), fragmented MP4 over the WebSocket (hvc1 with its hvcC, Opus
 with its dOps; the MIME type says "hvc1.…" and "opus") and the recording
 (--record, fragmented MP4).  FLV has no codec
 id for HEVC or Opus: /live/NAME.flv answers 415 with the reason, RTMP
@@ -148,6 +148,11 @@ def hevc_and_opus_from_an_mpeg_ts_upload():
         hls(srv, "hevcopus", seg)
         check(seg + ".first", "an HLS segment", "hevc", "opus", min_s=0.4)
         check(seg, "two HLS segments in a row", "hevc", "opus", min_s=0.9)
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                            "stream=codec_name,codec_tag_string,width,height", "-of", "csv=p=0",
+                            srv.base + "/live/hevcopus/ll.m3u8"], capture_output=True, timeout=30)
+        t.eq(set(p.stdout.decode().split()), {"hevc,hvc1,320,240", "opus,Opus"},
+             "ffprobe reads Low-Latency HLS (fMP4 parts) %s" % p.stderr.decode()[-300:])
         flv_refused(srv, "hevcopus")
         t.ok(pub.running(), "the upload goes on%s" % pub.err_note())
         srv.signal(15)  # while publishing: the recording is closed

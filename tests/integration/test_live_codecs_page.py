@@ -6,7 +6,8 @@ fragmented MP4 over the WebSocket with Media Source Extensions
 ('video/mp4; codecs="avc1.…,opus"'): the video's time advances at the
 stream's size and the Opus track is decoded (Chromium's
 webkitAudioDecodedByteCount grows).  Over HLS (MPEG-TS segments, hls.js)
-the video plays too (hls.js leaves Opus in MPEG-TS out: no sound there).  An HEVC stream: this Chromium's MSE
+the video plays too (hls.js leaves Opus in MPEG-TS out: no sound there);
+over Low-Latency HLS (ll.m3u8, fMP4 parts) video and sound.  An HEVC stream: this Chromium's MSE
 does not take hvc1 (MediaSource.isTypeSupported is false, as on most
 Linux builds without a platform decoder); the page says it cannot play it
 instead of failing silently (test_live_codecs reads HEVC back with
@@ -92,6 +93,14 @@ def chromium_plays_h264_and_opus():
         b.wait("document.querySelector('video').videoWidth > 0", ms=20000, page=pg,
                what="HLS frames")
         advances(b, pg, b.eval("%s.currentTime" % v, page=pg), "HLS: the video's time")
+        # Low-Latency HLS (fMP4 parts) through hls.js: the video and its sound
+        pg = b.open(srv.base + "/live/avcopus?mode=llhls", 1280, 800)
+        b.wait("document.querySelector('video').videoWidth > 0", ms=20000, page=pg,
+               what="LL-HLS frames")
+        a0 = b.eval("%s.webkitAudioDecodedByteCount" % v, page=pg)
+        advances(b, pg, b.eval("%s.currentTime" % v, page=pg), "LL-HLS: the video's time")
+        a1 = b.eval("%s.webkitAudioDecodedByteCount" % v, page=pg)
+        t.ok(a1 > a0, "LL-HLS: the Opus track is decoded: %d -> %d bytes" % (a0, a1))
         # HEVC: not in this Chromium's MSE; the page says so
         hmime = wait_mime(srv, "hevc", hevc)
         t.eq(b.eval("MediaSource.isTypeSupported(%r)" % hmime), False,

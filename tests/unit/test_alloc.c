@@ -238,7 +238,7 @@ static void sweep(bool once)
                      tu_alloc_live_count(), tu_alloc_live_bytes());
             ax_test_fail(__FILE__, __LINE__, "nothing leaks", d);
         }
-        int fds = tu_count_fds();
+        int fds = tu_fds_settle(fds0);
         if (fds != fds0) {
             char d[96];
             snprintf(d, sizeof d, "allocation #%ld failing: %d descriptors, %d before", n, fds,
@@ -291,7 +291,7 @@ TEST_TIMEOUT(alloc_fail_thread_start, 60)
         tu_alloc_fail_after(-1);
         ASSERT_EQ(tu_alloc_live_count(), 0);
         ASSERT_EQ(tu_wait_threads(threads0, 1000), threads0);
-        ASSERT_EQ(tu_count_fds(), fds0);
+        ASSERT_EQ(tu_fds_settle(fds0), fds0);
         if (t && tu_alloc_failures() == fails0) break;
     }
     ASSERT(n > 3 && n < 500);

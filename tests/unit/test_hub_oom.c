@@ -210,7 +210,7 @@ static void sweep(bool once)
                      tu_alloc_live_bytes());
             fail_at(n, "nothing leaks", d);
         }
-        if (tu_count_fds() != fds0) fail_at(n, "no descriptor leaks", "descriptors left open");
+        if (tu_fds_settle(fds0) != fds0) fail_at(n, "no descriptor leaks", "descriptors left open");
         delivered += o.delivered;
         refused += o.pub_status != 200;
         if (clean) break;

@@ -513,6 +513,6 @@ TEST(loop_free_closes_open_handles)
     ax_loop_free(l);
     ASSERT_EQ(closes_seen, 2); /* client and accepted side, from inside free */
     ax_timer_free(t);          /* timers are the application's to free */
-    ASSERT_EQ(tu_count_fds(), fds0);
+    ASSERT_EQ(tu_fds_settle(fds0), fds0);
     ASSERT_EQ(tu_alloc_live_count(), 0);
 }

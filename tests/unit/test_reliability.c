@@ -128,7 +128,7 @@ TEST_TIMEOUT(reliability_connect_close_10000, 120)
     run_cycles(10000);
 
     uint64_t dt = tu_now_ms() - t0;
-    int fds1 = tu_count_fds();
+    int fds1 = tu_fds_settle(fds0);
     long live1 = tu_alloc_live_count(), bytes1 = tu_alloc_live_bytes();
     size_t heap1 = mallinfo2().uordblks;
     printf("# 10000 cycles in %llu ms (%d accepted); fds %d -> %d; live blocks %ld -> %ld, bytes "
@@ -150,7 +150,7 @@ TEST_TIMEOUT(reliability_connect_close_10000, 120)
     ASSERT_EQ(ax_loop_alive(CY.loop), 1);
     ax_loop_free(CY.loop);
     ASSERT_EQ(tu_alloc_live_count(), 0);
-    ASSERT_EQ(tu_count_fds(), fds_start);
+    ASSERT_EQ(tu_fds_settle(fds_start), fds_start);
 }
 
 /* ---- the output cap ------------------------------------------------------ */

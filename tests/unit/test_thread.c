@@ -111,7 +111,7 @@ TEST(threads_share_a_port)
     ASSERT_EQ(atomic_load(&SH.wrong_thread), 0);
     ax_threads_stop(t);
     ASSERT_EQ(tu_wait_threads(threads0, 1000), threads0);
-    ASSERT_EQ(tu_count_fds(), fds0);
+    ASSERT_EQ(tu_fds_settle(fds0), fds0);
     /* The port is free again. */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(connect(fd, (struct sockaddr *)&a.sa, a.len) == -1 && errno == ECONNREFUSED);
@@ -133,7 +133,7 @@ TEST(threads_setup_failure_stops_all)
     ASSERT_EQ(atomic_load(&SH.setups), NTHREADS);
     close(hold);
     ASSERT_EQ(tu_wait_threads(threads0, 1000), threads0);
-    ASSERT_EQ(tu_count_fds(), fds0);
+    ASSERT_EQ(tu_fds_settle(fds0), fds0);
     ASSERT_EQ(tu_alloc_live_count(), 0);
     ASSERT(ax_threads_start(0, setup_listener, NULL, &err) == NULL);
     ASSERT(err < 0);

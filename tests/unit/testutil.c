@@ -73,6 +73,22 @@ int tu_count_fds(void)
     return count_dir("/proc/self/fd") - 1;
 }
 
+int tu_fds_settle(int want)
+{
+    uint64_t end = tu_now_ms() + 2000;
+    int have;
+    for (;;) {
+        have = tu_count_fds();
+#ifdef _WIN32
+        if (have <= want) return want; /* (Wine's own descriptors come and go) */
+#else
+        if (have == want) return have;
+#endif
+        if (tu_now_ms() >= end) return have;
+        tu_sleep_ms(5);
+    }
+}
+
 int tu_count_threads(void)
 {
     return count_dir("/proc/self/task");

@@ -39,6 +39,12 @@ void tu_run_for(ax_loop *loop, int ms);
 
 /* Open file descriptors of this process (entries of /proc/self/fd). */
 int tu_count_fds(void);
+/* The count of descriptors once it is back to `want`, waiting at most 2 s
+ * (a descriptor a thread is closing can linger for a moment).  Under Wine
+ * the count includes Wine's own descriptors, which come and go as the
+ * process runs: there a count at or below `want` is back (returned as
+ * `want`); a leak stays above it. */
+int tu_fds_settle(int want);
 /* Threads of this process (entries of /proc/self/task). */
 int tu_count_threads(void);
 /* Wait (at most ms) until the process has `n` threads; a joined thread can
