@@ -113,7 +113,7 @@ void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o)
 ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__conn_limits *lim,
                       void *ud, ax_listener *listener, bool connecting, bool tcp, int *err)
 {
-    ax_conn *c = ax_calloc(1, sizeof(*c));
+    ax_conn *c = ax_calloc(1, AX__CONN_SIZE(loop));
     if (!c) {
         *err = AX_ENOMEM;
         return NULL;
@@ -122,7 +122,6 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->cbs = cbs;
     c->ud = ud;
     c->listener = listener;
-    c->tp = &ax__transport_plain;
     c->wq_tail = &c->wq_head;
     c->low = lim->low;
     c->high = lim->high;
@@ -295,7 +294,7 @@ static void conn_deferred(ax_loop *loop, ax__deferred *d)
         ax__listener_settled(c->listener, c, false, c->reason);
     else if (c->cbs->on_close)
         c->cbs->on_close(c, c->reason);
-    c->tp->release(c);
+    ax__tp(c)->release(c);
     c->flags |= F_CB_DONE;
     ax__conn_release(c);
 }
@@ -437,7 +436,7 @@ static void close_graceful(ax_conn *c, int reason)
     /* the give-up time counts from now, not from when this iteration began
      * (a callback may have spent long writing before it closed) */
     ax_loop_update_time(c->loop);
-    c->tp->shutdown(c);
+    ax__tp(c)->shutdown(c);
     if (c->flags & F_CLOSED) return;
     if (!c->wq_head || (c->flags & F_CONNECTING)) {
         finish_or_linger(c);
@@ -646,7 +645,7 @@ static void drop_head(ax_conn *c)
 
 void ax__conn_consume(ax_conn *c, size_t done)
 {
-    c->bytes_out += done;
+    ax__conn_count(c, 1, done);
     c->queued -= done;
     ax__conn_touch(c);
     while (done) {
@@ -807,7 +806,7 @@ int ax_conn_writev(ax_conn *c, const struct iovec *iov, int n)
 {
     int rc = write_state(c);
     if (rc) return rc;
-    return c->tp->writev(c, iov, n);
+    return ax__tp(c)->writev(c, iov, n);
 }
 
 int ax_conn_write(ax_conn *c, const void *data, size_t len)
@@ -823,7 +822,7 @@ int ax_conn_write_slice(ax_conn *c, ax_slice *s, size_t off, size_t len)
     if (off > ax_slice_len(s) || len > ax_slice_len(s) - off) return AX_EINVAL;
     if (!len) return 0;
     struct iovec iov = {(char *)ax_slice_data(s) + off, len};
-    if (!c->tp->zero_copy) return c->tp->writev(c, &iov, 1);
+    if (!ax__tp(c)->zero_copy) return ax__tp(c)->writev(c, &iov, 1);
     ssize_t done = try_direct(c, &iov, 1);
     if (done < 0) return (int)done;
     if ((size_t)done == len) return 0;
@@ -872,8 +871,8 @@ int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n)
             iov[i].iov_len = ax_slice_len(s[first + i]);
         }
         int e;
-        if (!c->tp->zero_copy) { /* encrypting copies anyway */
-            e = c->tp->writev(c, iov, k);
+        if (!ax__tp(c)->zero_copy) { /* encrypting copies anyway */
+            e = ax__tp(c)->writev(c, iov, k);
         } else {
             ssize_t done = try_direct(c, iov, k);
             if (done < 0) return (int)done;
@@ -922,7 +921,7 @@ int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
     if (rc) return rc;
     if (!f || off + len < off) return AX_EINVAL;
     if (!len) return 0;
-    return c->tp->write_file(c, f, off, len);
+    return ax__tp(c)->write_file(c, f, off, len);
 }
 
 bool ax__conn_file_follows(const ax_conn *c, int n)
@@ -1065,7 +1064,7 @@ int ax_conn_shutdown(ax_conn *c)
     if (rc) return rc;
     c->flags |= F_SHUT_PENDING;
     if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return 0; /* done when connected */
-    c->tp->shutdown(c);
+    ax__tp(c)->shutdown(c);
     if (c->flags & F_CLOSED) return 0;
     if (!c->wq_head) ax__conn_after_flush(c);
     return 0;
@@ -1088,7 +1087,7 @@ void ax__conn_connect_done(ax_conn *c)
     ax__drv(c)->connected(c);
     ax__conn_update_interest(c);
     ax__conn_arm_timer(c);
-    if (!c->tp->open(c)) return; /* on_open waits for the transport */
+    if (!ax__tp(c)->open(c)) return; /* on_open waits for the transport */
     ax__conn_opened(c);
     if (c->flags & F_CLOSED) return;
     if (c->wq_head)
@@ -1120,7 +1119,7 @@ void ax_conn_resume(ax_conn *c)
     ax__conn_update_interest(c);
     if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
     /* (the transport may hold input the socket no longer signals) */
-    if (c->in_len || ax__drv(c)->held(c) || c->tp->pending(c)) ax__conn_again_later(c);
+    if (c->in_len || ax__drv(c)->held(c) || ax__tp(c)->pending(c)) ax__conn_again_later(c);
 }
 
 bool ax_conn_paused(const ax_conn *c)
@@ -1174,11 +1173,11 @@ ax_listener *ax_conn_listener(const ax_conn *c)
 }
 uint64_t ax_conn_bytes_in(const ax_conn *c)
 {
-    return c->bytes_in;
+    return ((uint64_t)(c->x ? c->x->bytes_hi[0] : 0) << 32) + c->bytes_in;
 }
 uint64_t ax_conn_bytes_out(const ax_conn *c)
 {
-    return c->bytes_out;
+    return ((uint64_t)(c->x ? c->x->bytes_hi[1] : 0) << 32) + c->bytes_out;
 }
 
 static int sock_name(const ax_conn *c, ax_addr *out, bool peer)

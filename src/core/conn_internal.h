@@ -84,6 +84,7 @@ enum {
     F_SBUSY = 1u << 23,        /* ring: the queue's first nodes are the kernel's */
     /* ring: the receive's state (RS_* in conn_ring.c), two bits from here */
     F_RSTATE_SHIFT = 24,
+    F_TLS = 1u << 26, /* the transport is ax__transport_tls (else plain) */
 };
 
 /* Limits when a connection has no side struct (ax__conn_limits_init's
@@ -102,7 +103,8 @@ typedef struct ax__conn_ext {
     ax_timer *timer;
     uint64_t queued_file; /* bytes queued in file ranges (no memory: not capped) */
     uint64_t last_active;
-    uint32_t nlazy; /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    uint32_t nlazy;       /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
+    uint32_t bytes_hi[2]; /* bytes in, out: the high 32 bits (the connection has the low) */
     uint32_t idle_ms, connect_ms, linger_ms;
 } ax__conn_ext;
 
@@ -190,35 +192,67 @@ struct ax_conn {
     const ax_conn_cbs *cbs;
     void *ud;
     ax_listener *listener;
-    const ax__transport *tp; /* (the driver: ax__drv(), from the loop's backend) */
     ax__wnode *wq_head, **wq_tail;
-    size_t queued; /* every byte queued, file ranges too */
-    char *in;      /* input on_data did not consume */
-    uint64_t bytes_in, bytes_out;
+    size_t queued;         /* every byte queued, file ranges too */
+    char *in;              /* input on_data did not consume */
     ax__deferred deferred; /* this iteration: the close callback */
     ax__deferred again;    /* next iteration: read on, or re-offer kept input */
-    ax__uop rop, sop;      /* ring: the multishot receive, the send in flight */
     ax__conn_ext *x;       /* NULL until needed */
     uint32_t in_len, in_cap;
+    /* bytes received and sent, the low 32 bits (the rest: x->bytes_hi,
+     * from the first carry on: ax__conn_count) */
+    uint32_t bytes_in, bytes_out;
     uint32_t low, high, cap, max_input;
     uint32_t flags;
     int reason;
+    /* ring backends only (the allocation has them there: AX__CONN_SIZE):
+     * the multishot receive and the send in flight */
+    ax__uop ring[];
 };
 
-/* 224 bytes: a 240-byte malloc chunk (glibc), against 304 before the
- * side struct.  Grow it only for what every idle connection needs. */
+/* 184 bytes: a 192-byte malloc chunk (glibc), against 304 before the
+ * side struct and 240 before: the transport is a flag (F_TLS), the
+ * ring's operations a tail only ring connections have (200: 208), the
+ * handle's kind is the list it is in, and the byte counts keep their high
+ * halves in the side struct.  Grow it only for what every idle
+ * connection needs. */
 #if !defined(_WIN32) && UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct ax_conn) <= 224, "struct ax_conn grew past 224 bytes");
+_Static_assert(sizeof(struct ax_conn) <= 184, "struct ax_conn grew past 184 bytes");
 #endif
+
+/* The allocation of a connection on `loop`. */
+#define AX__CONN_SIZE(loop)                                                                        \
+    (sizeof(struct ax_conn) + ((loop)->backend->ring ? 2 * sizeof(ax__uop) : 0))
 
 /* The side struct, allocated (with the defaults) if absent; NULL when out
  * of memory. */
 ax__conn_ext *ax__conn_ext_get(ax_conn *c);
 
+/* The transport: plain or TLS (a flag, not a pointer: every idle
+ * connection's bytes count). */
+static inline const ax__transport *ax__tp(const ax_conn *c)
+{
+    return (c->flags & F_TLS) ? &ax__transport_tls : &ax__transport_plain;
+}
+
 /* The driver: one per backend kind. */
 static inline const ax__conn_driver *ax__drv(const ax_conn *c)
 {
     return c->loop->backend->ring ? &ax__conn_ring : &ax__conn_sock;
+}
+
+/* Count n bytes in (dir 0) or out (1): the low 32 bits in the
+ * connection, a carry into the side struct (rare: every 4 GiB; lost
+ * only if that allocation fails). */
+static inline void ax__conn_count(ax_conn *c, int dir, uint64_t n)
+{
+    uint32_t *lo = dir ? &c->bytes_out : &c->bytes_in;
+    uint64_t sum = (uint64_t)*lo + n;
+    *lo = (uint32_t)sum;
+    if (sum >> 32) {
+        ax__conn_ext *x = ax__conn_ext_get(c);
+        if (x) x->bytes_hi[dir] += (uint32_t)(sum >> 32);
+    }
 }
 
 /* Activity: stamped only when a timeout may need it. */

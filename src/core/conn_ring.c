@@ -16,6 +16,11 @@
 #include <sys/socket.h>
 #include <string.h>
 
+/* A ring connection's operations, in the tail of its allocation
+ * (AX__CONN_SIZE). */
+#define ROP(c) (&(c)->ring[0])
+#define SOP(c) (&(c)->ring[1])
+
 /* How file ranges go (AXON_RING_FILE=read: always read and send, for
  * measuring; see bench/RESULTS.md). */
 enum { RING_FILE_SENDFILE, RING_FILE_READ };
@@ -50,13 +55,13 @@ static void ring_interest(ax_conn *c)
     }
     bool want = ax__conn_wants_input(c);
     if (want && rstate(c) == RS_IDLE) {
-        if (ax__ring_recv(c->loop, &c->rop, c->io.fd, !(c->flags & F_ONESHOT)) != 0) {
+        if (ax__ring_recv(c->loop, ROP(c), c->io.fd, !(c->flags & F_ONESHOT)) != 0) {
             ax__conn_finish(c, AX_ENOMEM, false);
             return;
         }
         set_rstate(c, RS_ARMED);
     } else if (!want && rstate(c) == RS_ARMED) {
-        ax__ring_cancel(c->loop, &c->rop);
+        ax__ring_cancel(c->loop, ROP(c));
         set_rstate(c, RS_CANCEL);
     }
 }
@@ -65,7 +70,7 @@ static void ring_interest(ax_conn *c)
 static void ring_input(ax_conn *c, char *buf, ssize_t n)
 {
     if (n > 0) {
-        c->bytes_in += (uint64_t)n;
+        ax__conn_count(c, 0, (uint64_t)n);
         /* Input is not activity while closing: lingering gives up
          * linger_ms after it began however the peer trickles, as on the
          * readiness backends (which do not read at all while flushing). */
@@ -75,12 +80,12 @@ static void ring_input(ax_conn *c, char *buf, ssize_t n)
         ax__conn_finish(c, c->reason, false);
         return;
     }
-    c->tp->input(c, buf, n);
+    ax__tp(c)->input(c, buf, n);
 }
 
 static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
 {
-    ax_conn *c = AX__CONTAINER(op, ax_conn, rop);
+    ax_conn *c = AX__CONTAINER(op, ax_conn, ring);
     if (!more) set_rstate(c, RS_IDLE);
     if (c->flags & F_CLOSED) {
         if (!more) ax__conn_release(c);
@@ -105,7 +110,7 @@ static void ring_recv_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool 
 #define RING_FILE_PIECE (256u * 1024)
 static int ring_send_lazy(ax_conn *c)
 {
-    if (c->tp->prep) return c->tp->prep(c);
+    if (ax__tp(c)->prep) return ax__tp(c)->prep(c);
     ssize_t r = file_mode() == RING_FILE_READ ? 0 : ax__conn_sendfile(c);
     if (r != 0) return r < 0 ? (int)r : 0;
     return ax__conn_file_to_bytes(c, RING_FILE_PIECE);
@@ -116,7 +121,8 @@ static int ring_send_lazy(ax_conn *c)
  * bytes and the range need not wait for a completion.  True when all went. */
 static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, size_t want)
 {
-    if (c->tp->prep || file_mode() == RING_FILE_READ || !ax__conn_file_follows(c, n)) return false;
+    if (ax__tp(c)->prep || file_mode() == RING_FILE_READ || !ax__conn_file_follows(c, n))
+        return false;
     ssize_t r;
     do
         r = ax__conn_sendv(c->io.fd, iov, n, MSG_MORE | MSG_DONTWAIT);
@@ -141,7 +147,7 @@ static void ring_flush(ax_conn *c)
         if (!ring_send_before_file(c, iov, n, want)) break;
     }
     n = ax__conn_queue_iov(c, iov, NULL);
-    if (ax__ring_send(c->loop, &c->sop, c->io.fd, iov, n) != 0) {
+    if (ax__ring_send(c->loop, SOP(c), c->io.fd, iov, n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, false);
         return;
     }
@@ -150,7 +156,7 @@ static void ring_flush(ax_conn *c)
 
 static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
 {
-    ax_conn *c = AX__CONTAINER(op, ax_conn, sop);
+    ax_conn *c = AX__CONTAINER(op - 1, ax_conn, ring);
     (void)loop, (void)buf, (void)more;
     c->flags &= ~F_SBUSY;
     if (c->flags & F_CLOSED) {
@@ -179,8 +185,8 @@ static int ring_start(ax_conn *c, int fd, bool connecting)
                          m && !strcmp(m, "read") ? RING_FILE_READ : RING_FILE_SENDFILE,
                          __ATOMIC_RELAXED);
     }
-    c->rop.cb = ring_recv_done;
-    c->sop.cb = ring_send_done;
+    ROP(c)->cb = ring_recv_done;
+    SOP(c)->cb = ring_send_done;
     if (connecting) return ax__conn_sock_start(c, fd, true);
     c->io.fd = fd; /* no readiness: the ring receives */
     c->flags |= F_PARKED;
@@ -224,8 +230,8 @@ static void ring_queued_kick(ax_conn *c)
 
 static void ring_again(ax_conn *c)
 {
-    if (c->tp->pending(c)) { /* input the transport kept across a pause */
-        c->tp->input(c, NULL, -1);
+    if (ax__tp(c)->pending(c)) { /* input the transport kept across a pause */
+        ax__tp(c)->input(c, NULL, -1);
         if (c->flags & (F_CLOSED | F_PAUSED)) return;
     }
     if (c->flags & F_EOF_HELD) {
@@ -245,10 +251,10 @@ static void ring_stop(ax_conn *c)
 {
     if (!(c->flags & F_PARKED)) c->loop->backend->del(c->loop, &c->io);
     if (rstate(c) == RS_ARMED) {
-        ax__ring_cancel(c->loop, &c->rop);
+        ax__ring_cancel(c->loop, ROP(c));
         set_rstate(c, RS_CANCEL);
     }
-    if ((c->flags & F_SBUSY)) ax__ring_cancel(c->loop, &c->sop);
+    if ((c->flags & F_SBUSY)) ax__ring_cancel(c->loop, SOP(c));
     if (c->io.fd >= 0) ax__ring_forget(c->loop, c->io.fd);
 }
 

@@ -80,10 +80,10 @@ static void sock_read(ax_conn *c)
         return;
     }
     size_t room;
-    char *buf = c->tp->read_buf(c, &room);
+    char *buf = ax__tp(c)->read_buf(c, &room);
     ssize_t n = recv(c->io.fd, buf, room, 0);
     if (n > 0) {
-        c->bytes_in += (uint64_t)n;
+        ax__conn_count(c, 0, (uint64_t)n);
         ax__conn_touch(c);
         /* A short read emptied the socket; a full one may not have, and
          * edge-triggered epoll will not say so again: read on next time
@@ -94,7 +94,7 @@ static void sock_read(ax_conn *c)
         ax__conn_finish(c, -errno, false);
         return;
     }
-    c->tp->input(c, buf, n);
+    ax__tp(c)->input(c, buf, n);
 }
 
 /* The head is a file range: the transport makes bytes of it (TLS), or it
@@ -102,8 +102,8 @@ static void sock_read(ax_conn *c)
  * negative code (the connection is closed then). */
 static int sock_send_lazy(ax_conn *c)
 {
-    if (c->tp->prep) {
-        int rc = c->tp->prep(c);
+    if (ax__tp(c)->prep) {
+        int rc = ax__tp(c)->prep(c);
         return rc < 0 ? rc : 1;
     }
     ssize_t r = ax__conn_sendfile(c);
@@ -156,7 +156,7 @@ static ssize_t sock_send(ax_conn *c, const struct iovec *iov, int n)
         ax__conn_finish(c, e, false);
         return e;
     }
-    c->bytes_out += (uint64_t)r;
+    ax__conn_count(c, 1, (uint64_t)r);
     ax__conn_touch(c);
     return r;
 }
@@ -203,7 +203,7 @@ static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
 
 static void sock_again(ax_conn *c)
 {
-    if (((c->flags & F_EDGE) || c->tp->pending(c)) && !(c->flags & (F_PEER_EOF | F_CLOSING)))
+    if (((c->flags & F_EDGE) || ax__tp(c)->pending(c)) && !(c->flags & (F_PEER_EOF | F_CLOSING)))
         sock_read(c);
 }
 

@@ -296,8 +296,7 @@ int ax__conn_tls_attach(ax_conn *c, ax_tls_ctx *ctx, const char *host)
     if (!ax__conn_ext_get(c)) return AX_ENOMEM;
     c->x->tls = ax__tls_new(ctx, ax__tls_ctx_is_server(ctx), host, &err);
     if (!c->x->tls) return err;
-    c->tp = &ax__transport_tls;
-    c->flags |= F_HANDSHAKE;
+    c->flags |= F_TLS | F_HANDSHAKE;
     ax__conn_arm_timer(c);
     return 0;
 }

@@ -98,12 +98,13 @@ typedef struct ax__link {
     struct ax__link *prev, *next;
 } ax__link;
 
-enum { AX__H_CONN = 1, AX__H_LISTENER, AX__H_UDP };
+enum { AX__H_CONN = 1, AX__H_LISTENER, AX__H_UDP, AX__H_KINDS = AX__H_UDP };
 
-/* The head of every handle that owns an fd. */
+/* The head of every handle that owns an fd: its place in its loop's list
+ * of handles of its kind (the list says the kind: no field for it, 8
+ * bytes less in every connection). */
 typedef struct ax__handle {
     ax__link link;
-    int kind;
 } ax__handle;
 
 void ax__handle_add(ax_loop *loop, ax__handle *h, int kind);
@@ -168,7 +169,7 @@ struct ax_loop {
     void (*signal_cb)(ax_loop *loop, int signo);
 
     /* every open connection, listener and UDP socket, for ax_loop_free */
-    ax__link handles;
+    ax__link handles[AX__H_KINDS]; /* by kind (AX__H_* - 1) */
 };
 
 /* loop.c */

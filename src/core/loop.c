@@ -29,12 +29,19 @@ static const ax__backend *pick_backend(const char *name, bool *fallback)
 
 void ax__handle_add(ax_loop *loop, ax__handle *h, int kind)
 {
-    h->kind = kind;
-    h->link.next = loop->handles.next;
-    h->link.prev = &loop->handles;
-    loop->handles.next->prev = &h->link;
-    loop->handles.next = &h->link;
+    ax__link *head = &loop->handles[kind - 1];
+    h->link.next = head->next;
+    h->link.prev = head;
+    head->next->prev = &h->link;
+    head->next = &h->link;
     loop->alive++;
+}
+
+static bool handles_left(const ax_loop *loop)
+{
+    for (int k = 0; k < AX__H_KINDS; k++)
+        if (loop->handles[k].next != &loop->handles[k]) return true;
+    return false;
 }
 
 void ax__handle_remove(ax_loop *loop, ax__handle *h)
@@ -58,7 +65,8 @@ ax_loop *ax_loop_new(const char *backend, int *err)
     ax_loop *loop = ax_calloc(1, sizeof(*loop));
     if (!loop) goto fail;
     loop->backend = be;
-    loop->handles.next = loop->handles.prev = &loop->handles;
+    for (int k = 0; k < AX__H_KINDS; k++)
+        loop->handles[k].next = loop->handles[k].prev = &loop->handles[k];
     loop->deferred_tail = &loop->deferred;
     loop->later_tail = &loop->later;
     loop->now = ax__monotonic_ms();
@@ -395,22 +403,21 @@ void ax_loop_free(ax_loop *loop)
     /* Close every handle; their close callbacks run from the deferred list
      * and unlink them.  Close callbacks that open new handles get a few more
      * rounds, then the loop is torn down regardless. */
-    for (int round = 0; round < 8 && loop->handles.next != &loop->handles; round++) {
-        for (ax__link *l = loop->handles.next; l != &loop->handles;) {
-            ax__link *next = l->next;
-            ax__handle *h = (ax__handle *)l;
-            switch (h->kind) {
-            case AX__H_CONN:
-                ax__conn_close_handle(h);
-                break;
-            case AX__H_LISTENER:
-                ax__listener_close_handle(h);
-                break;
-            case AX__H_UDP:
-                ax__udp_close_handle(h);
-                break;
+    for (int round = 0; round < 8 && handles_left(loop); round++) {
+        /* connections before the listeners they came from */
+        for (int k = 0; k < AX__H_KINDS; k++) {
+            ax__link *head = &loop->handles[k];
+            for (ax__link *l = head->next; l != head;) {
+                ax__link *next = l->next;
+                ax__handle *h = (ax__handle *)l;
+                if (k == AX__H_CONN - 1)
+                    ax__conn_close_handle(h);
+                else if (k == AX__H_LISTENER - 1)
+                    ax__listener_close_handle(h);
+                else
+                    ax__udp_close_handle(h);
+                l = next;
             }
-            l = next;
         }
         take_later(loop);
         run_deferred(loop);

@@ -297,6 +297,49 @@ static bool log_full_once(hub_limits *L, uint64_t now_ms)
 
 /* --- connections and messages --------------------------------------------- */
 
+/* A connection's log clock: loop ms >> 10, 24 bits. */
+static uint32_t conn_log_now(uint64_t now_ms)
+{
+    return (uint32_t)(now_ms >> 10) & 0xffffffu;
+}
+
+/* The first refusal of kind `k` in the connection's log window?  (Its
+ * window is counted in steps of 1,024 ms, modulo 2^24 of them.) */
+static bool conn_log_once(hub_limits_conn *c, hub_limit_kind k, uint64_t now_ms)
+{
+    uint32_t now = conn_log_now(now_ms), start = c->log >> 8;
+    uint8_t logged = (uint8_t)c->log;
+    if ((uint64_t)((now - start) & 0xffffffu) * 1024 >= HUB_LIMITS_LOG_WINDOW_MS) {
+        start = now;
+        logged = 0;
+    }
+    uint8_t bit = (uint8_t)(1u << k);
+    bool first = !(logged & bit);
+    c->log = start << 8 | (uint8_t)(logged | bit);
+    return first;
+}
+
+/* The connection's buckets, refilled up to now_ms.  A clock a little
+ * behind the last one seen (another loop's) adds nothing. */
+static void conn_buckets(hub_limits *L, const hub_limits_conn *c, uint64_t now_ms, hub_bucket b[2])
+{
+    uint32_t d = (uint32_t)now_ms - c->last_ms;
+    if ((int32_t)d < 0 && 0u - d < (1u << 20)) d = 0;
+    uint64_t then = now_ms > d ? now_ms - d : 0;
+    b[0] = (hub_bucket){c->msgs, then};
+    b[1] = (hub_bucket){c->bytes, then};
+    if (L->c.msg_rate.n) bucket_refill(&b[0], &L->c.msg_rate, now_ms);
+    if (L->c.byte_rate.n) bucket_refill(&b[1], &L->c.byte_rate, now_ms);
+}
+
+static void conn_buckets_keep(hub_limits_conn *c, const hub_bucket b[2], uint64_t now_ms)
+{
+    c->msgs = b[0].credit;
+    c->bytes = b[1].credit;
+    uint32_t d = (uint32_t)now_ms - c->last_ms;
+    if ((int32_t)d > 0) c->last_ms = (uint32_t)now_ms;
+}
+
 hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, uint64_t now_ms,
                                     hub_limits_conn *c, hub_refusal *r)
 {
@@ -316,13 +359,17 @@ hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, ui
     e->conns++;
     ip_unlock(L, e);
     c->ip = e;
-    c->log = now_ms << 8;
-    hub_bucket_init(&c->msgs, &L->c.msg_rate, now_ms);
-    hub_bucket_init(&c->bytes, &L->c.byte_rate, now_ms);
+    c->log = conn_log_now(now_ms) << 8;
+    hub_bucket b[2];
+    hub_bucket_init(&b[0], &L->c.msg_rate, now_ms);
+    hub_bucket_init(&b[1], &L->c.byte_rate, now_ms);
+    c->msgs = b[0].credit;
+    c->bytes = b[1].credit;
+    c->last_ms = (uint32_t)now_ms;
     return HUB_LIMIT_OK;
 }
 
-_Static_assert(sizeof(hub_limits_conn) == 48,
+_Static_assert(sizeof(hub_limits_conn) == 32,
                "hub_limits_conn: in every connection (docs/scale.md)");
 
 void hub_limits_conn_close(hub_limits *L, hub_limits_conn *c, uint64_t now_ms)
@@ -360,19 +407,16 @@ hub_limit_kind hub_limits_msg(hub_limits *L, hub_limits_conn *c, size_t bytes, u
                               hub_refusal *r)
 {
     hub_limit_kind k = HUB_LIMIT_OK;
-    uint64_t wait = hub_bucket_peek(&c->msgs, &L->c.msg_rate, 1, now_ms);
+    hub_bucket b[2];
+    conn_buckets(L, c, now_ms, b);
+    conn_buckets_keep(c, b, now_ms); /* the refill */
+    uint64_t wait = hub_bucket_peek(&b[0], &L->c.msg_rate, 1, now_ms);
     if (wait) {
         k = HUB_LIMIT_MSG_RATE;
-    } else if ((wait = hub_bucket_peek(&c->bytes, &L->c.byte_rate, bytes, now_ms)) != 0) {
+    } else if ((wait = hub_bucket_peek(&b[1], &L->c.byte_rate, bytes, now_ms)) != 0) {
         k = HUB_LIMIT_BYTE_RATE;
     }
-    if (k != HUB_LIMIT_OK) {
-        uint64_t log_ms = c->log >> 8;
-        uint8_t logged = (uint8_t)c->log;
-        bool log = log_once(&log_ms, &logged, k, now_ms);
-        c->log = log_ms << 8 | logged;
-        return refuse(L, k, wait, log, r);
-    }
+    if (k != HUB_LIMIT_OK) return refuse(L, k, wait, conn_log_once(c, k, now_ms), r);
     if (c->ip && L->ip_rates) {
         hub_ip *e = c->ip;
         pthread_mutex_lock(&L->stripes[e->stripe].mu);
@@ -381,8 +425,9 @@ hub_limit_kind hub_limits_msg(hub_limits *L, hub_limits_conn *c, size_t bytes, u
         ip_unlock(L, e);
         if (k != HUB_LIMIT_OK) return k;
     }
-    hub_bucket_take(&c->msgs, &L->c.msg_rate, 1, now_ms);
-    hub_bucket_take(&c->bytes, &L->c.byte_rate, bytes, now_ms);
+    hub_bucket_take(&b[0], &L->c.msg_rate, 1, now_ms);
+    hub_bucket_take(&b[1], &L->c.byte_rate, bytes, now_ms);
+    conn_buckets_keep(c, b, now_ms);
     return HUB_LIMIT_OK;
 }
 

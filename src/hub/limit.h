@@ -148,11 +148,19 @@ typedef struct hub_refusal {
 typedef struct hub_limits hub_limits;
 typedef struct hub_ip hub_ip;
 
-/* A connection's share (embed it in the connection; loop thread only). */
+/* A connection's share (embed it in the connection; loop thread only):
+ * 32 bytes, in every connection.  Its two buckets (messages, bytes) share
+ * one clock, the low 32 bits of the loop time they were refilled: an
+ * interval is taken modulo 2^32 ms (a gap of 24 to 49 days fills them, as
+ * any gap past the refill time does; one of just over 49.7 days counts
+ * as a short one). */
 typedef struct hub_limits_conn {
-    hub_bucket msgs, bytes;
-    hub_ip *ip;   /* NULL when not counted (closed or refused) */
-    uint64_t log; /* log_ms << 8 | the kinds (bits) logged since (48 bytes in all) */
+    uint64_t msgs, bytes; /* the buckets' credits */
+    hub_ip *ip;           /* NULL when not counted (closed or refused) */
+    uint32_t last_ms;     /* the buckets' clock */
+    /* the log window's start (loop ms >> 10, its low 24 bits) << 8 | the
+     * kinds (bits) logged since */
+    uint32_t log;
 } hub_limits_conn;
 
 typedef struct hub_limits_stats {

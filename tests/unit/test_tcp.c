@@ -812,27 +812,53 @@ TEST(tcp_idle_timeout)
     ax_loop_free(loop);
 }
 
-TEST(tcp_idle_timeout_reset_by_traffic)
+/* One try: a byte every 40 ms for 800 ms against a 300 ms idle timeout,
+ * then silence.  *gap gets the longest time between two writes; false when
+ * the connection ended before the writes were done. */
+static bool traffic_once(uint64_t *gap)
 {
     ax_loop *loop = tu_loop();
     struct idle i = {.set_in_open = UINT32_MAX};
-    /* A timeout well above the traffic's period, so a busy machine that
-     * parks the test for a while between two writes does not end it. */
     ax_listener *ls = idle_listen(loop, &i, 300);
     int fd = tu_connect(ax_listener_addr(ls), 0);
     RUN_UNTIL(loop, i.conn != NULL, 3000);
     uint64_t last = 0;
-    for (int k = 0; k < 20; k++) {
-        tu_write_all(fd, "k", 1);
-        last = tu_now_ms();
+    bool alive = true;
+    *gap = 0;
+    for (int k = 0; k < 20 && alive; k++) {
+        uint64_t now = tu_now_ms();
+        if (last && now - last > *gap) *gap = now - last;
+        alive = send(fd, "k", 1, MSG_NOSIGNAL) == 1;
+        last = now;
         tu_run_for(loop, 40);
+        alive = alive && i.closed == 0; /* 800 ms alive thanks to traffic every 40 ms */
     }
-    ASSERT_EQ(i.closed, 0); /* 800 ms alive thanks to traffic every 40 ms */
-    RUN_UNTIL(loop, i.closed == 1, 3000);
-    ASSERT_EQ(i.reason, AX_EIDLE);
-    ASSERT(i.closed_at - last >= 270);
+    if (alive) {
+        RUN_UNTIL(loop, i.closed == 1, 3000);
+        ASSERT_EQ(i.reason, AX_EIDLE);
+        ASSERT(i.closed_at - last >= 270);
+    }
     close(fd);
     ax_loop_free(loop);
+    return alive;
+}
+
+/* A try in which the machine parked this thread for 250 ms or more between
+ * two writes (a loaded box running Wine or sanitizers) proves nothing and
+ * is tried again; a connection ended although every gap stayed shorter
+ * fails at once. */
+TEST(tcp_idle_timeout_reset_by_traffic)
+{
+    uint64_t gap = 0;
+    bool alive = false;
+    for (int attempt = 0; attempt < 5 && !alive; attempt++) {
+        alive = traffic_once(&gap);
+        if (!alive && gap < 250) break;
+        if (!alive)
+            printf("# try %d: this thread stalled (a %llu ms gap); again\n", attempt + 1,
+                   (unsigned long long)gap);
+    }
+    ASSERT(alive);
 }
 
 TEST(tcp_idle_timeout_set_at_run_time)
