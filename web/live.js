@@ -93,6 +93,7 @@
         if (!window.MediaSource || !MediaSource.isTypeSupported(m.mime)) {
           status("this browser cannot play " + m.mime, "down");
           state.errors.push("unsupported " + m.mime);
+          ws.onclose = null; // no use trying again (HEVC in most Chromium builds)
           ws.close();
           return;
         }
@@ -143,8 +144,12 @@
     if (!b.length) return;
     const end = b.end(b.length - 1), ahead = end - video.currentTime;
     const e = state.audio ? EDGE.audio : EDGE.video;
-    if (!hlsMode && ahead > e.far && !video.seeking) {
-      video.currentTime = end - e.to;
+    // Never before the last range's start: a jump there (the first tick
+    // may see only 0.1 s buffered: Opus from an MPEG-TS upload comes in
+    // bursts) waits for data that never comes, seeking for ever.
+    const start = b.start(b.length - 1), stuck = video.currentTime < start;
+    if (!hlsMode && ((ahead > e.far && !video.seeking) || stuck)) {
+      video.currentTime = Math.max(end - e.to, start);
       video.playbackRate = 1;
       state.jumps++;
     } else if (!hlsMode && ahead > e.high) video.playbackRate = 1.05;

@@ -321,6 +321,13 @@ static void on_play(rtmp_conn *rc, const ax_amf0_val *key)
         close_conn(rc);
         return;
     }
+    if (!live_info_flv(&info)) { /* live.h */
+        send_status(rc, "error", "NetStream.Play.Failed",
+                    "HEVC or Opus: RTMP (FLV) has no codec id for it; play /live/NAME.ts, "
+                    "/live/NAME/index.m3u8 or /live/NAME/ws");
+        close_conn(rc);
+        return;
+    }
     send_stream_begin(rc, LIVE_RTMP_SID);
     send_status(rc, "status", "NetStream.Play.Reset", "Playing and resetting.");
     send_status(rc, "status", "NetStream.Play.Start", "Started playing.");

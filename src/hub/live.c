@@ -307,7 +307,9 @@ static ax_slice *encode(int format, uint8_t type, uint32_t ts, const uint8_t *da
     return format == LIVE_FLV ? flv_tag(type, ts, data, len) : rtmp_msg(type, ts, data, len);
 }
 
-static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t *data, size_t len)
+/* flv: make the FLV and RTMP bytes too (live_info_flv). */
+static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t *data, size_t len,
+                             bool flv)
 {
     live_frame *f = ax_calloc(1, sizeof(*f));
     if (!f) return NULL;
@@ -316,7 +318,7 @@ static live_frame *frame_new(uint8_t type, uint32_t ts, bool key, const uint8_t 
     f->ts = ts;
     f->key = key;
     f->in_us = now_us();
-    for (int i = 0; i < LIVE_TS; i++) {
+    for (int i = 0; flv && i < LIVE_TS; i++) {
         if (!(f->out[i] = encode(i, type, ts, data, len))) {
             frame_unref(f);
             return NULL;
@@ -500,7 +502,7 @@ static bool is_seq_header(uint8_t type, const uint8_t *d, size_t len)
 {
     if (len < 2) return false;
     if (type == 9) return (d[0] & 0x0f) == 7 || (d[0] & 0x0f) == 12 ? d[1] == 0 : false;
-    if (type == 8) return (d[0] >> 4) == 10 && d[1] == 0;
+    if (type == 8) return ((d[0] >> 4) == 10 || (d[0] >> 4) == 13) && d[1] == 0;
     return false;
 }
 
@@ -874,7 +876,8 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
     }
     bool video = type == 9;
     bool key = video ? (data[0] >> 4) == 1 : !st->info.video;
-    live_frame *f = frame_new(type, ts, key, data, len);
+    /* (the codecs are set on this loop only, above) */
+    live_frame *f = frame_new(type, ts, key, data, len, live_info_flv(&st->info));
     if (!f) return;
     ax_slice *frag = mux_ts(st, f, data, len);
     pthread_mutex_lock(&lock);
@@ -930,6 +933,10 @@ static int send_hdr(live_viewer *v, uint8_t type, uint32_t ts, const live_hdr *h
 static void send_start(live_stream *st, live_viewer *v)
 {
     uint32_t ts = st->ngop ? st->gop[0]->ts : st->info.last_ts;
+    if (v->format < LIVE_TS && !live_info_flv(&st->info)) { /* the gateways refuse it */
+        v->next_seq = st->seq + 1;
+        return;
+    }
     if (v->format == LIVE_FLV) {
         uint8_t flags = (uint8_t)((st->info.audio || st->aseq.data ? 4 : 0) |
                                   (st->info.video || st->vseq.data ? 1 : 0));
@@ -1067,6 +1074,11 @@ ax_slice *live_hls_segment(const char *name, uint64_t n)
 }
 
 /* ---- information ---------------------------------------------------------------------- */
+
+bool live_info_flv(const live_info *i)
+{
+    return i->video_codec != 12 && i->audio_codec != 13;
+}
 
 static void info_of(live_stream *st, live_info *out)
 {

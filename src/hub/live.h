@@ -151,7 +151,7 @@ ax_slice *live_hls_segment(const char *name, uint64_t n);
 typedef struct live_info {
     char name[LIVE_NAME_MAX + 1];
     bool video, audio;
-    uint8_t video_codec, audio_codec; /* FLV codec ids (7 AVC, 12 HEVC; 10 AAC) */
+    uint8_t video_codec, audio_codec; /* FLV codec ids (7 AVC, 12 HEVC; 10 AAC, 13 Opus) */
     uint32_t width, height;           /* from onMetaData, 0 unknown */
     double fps;
     uint64_t frames, bytes, keyframes, viewers, skipped;
@@ -166,6 +166,16 @@ typedef struct live_info {
      * median, the 99th percentile (within 4%) and the largest, microseconds. */
     uint64_t lat_n, lat_p50_us, lat_p99_us, lat_max_us;
 } live_info;
+/* Can the stream go out as FLV and RTMP?  Not with HEVC or Opus: FLV
+ * (and RTMP, which carries FLV's tags) has no codec id for either; the
+ * relay's own forms of them (video codec 12 with an hvcC, sound format 13
+ * with an OpusHead, as live_tsin.c makes them; 12 is also what some
+ * encoders send over RTMP) are not sent to viewers that would take them
+ * for legacy FLV.  Those streams go out as MPEG-TS, HLS and fMP4 only:
+ * their frames have no FLV or RTMP bytes, and the gateways refuse those
+ * viewers with a reason (HTTP 415, NetStream.Play.Failed). */
+bool live_info_flv(const live_info *i);
+
 /* 0 with *out, or AX_ENOENT. */
 int live_info_of(const char *name, live_info *out);
 /* Each live stream's info, at most n; returns how many. */

@@ -147,6 +147,13 @@ static void viewer(gw_live *g, ax_http_req *r, const char *name, int format)
         serve_http_error(r, 404, "no such live stream");
         return;
     }
+    if (format == LIVE_FLV && !live_info_flv(&info)) { /* live.h */
+        ax_free(c);
+        serve_http_error(r, 415,
+                         "this stream is HEVC or Opus, which FLV has no codec id for: "
+                         "play .ts, /index.m3u8 or /ws");
+        return;
+    }
     ax_http_start(r, 200, -1);
     int err = 0;
     c->next = g->clients;
@@ -543,7 +550,7 @@ static void ingest_body(ax_http_req *r, const char *data, size_t len, void *ud)
         ax_http_on_abort(r, NULL, NULL);
         ax_http_req_on_body(r, NULL, NULL);
         ingest_free(in);
-        serve_http_error(r, 415, "the body is not FLV or MPEG-TS (H.264, AAC)");
+        serve_http_error(r, 415, "the body is not FLV or MPEG-TS (H.264, H.265, AAC, Opus)");
     }
 }
 

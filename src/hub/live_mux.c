@@ -10,6 +10,8 @@
 
 #include <axon/alloc.h>
 
+#include "live_codec.h"
+
 #define IO_BUF 4096
 
 struct live_mux {
@@ -20,6 +22,7 @@ struct live_mux {
     char mime[96];
     int64_t vdur, adur; /* a frame's duration, ms (the fragment's last sample needs one) */
     int vidx, aidx;     /* stream indexes, -1: none */
+    bool opus;          /* the audio is Opus: each packet says its duration */
     uint8_t *out;       /* what the muxer wrote since the last frame */
     size_t len, cap;
     bool failed;
@@ -68,15 +71,19 @@ static void aac_config(AVCodecParameters *p, const uint8_t *d, size_t n)
     av_channel_layout_default(&p->ch_layout, ch ? (int)ch : 2);
 }
 
-/* 'video/mp4; codecs="avc1.PPCCLL,mp4a.40.N"' (RFC 6381) from the configs. */
+/* 'video/mp4; codecs="avc1.PPCCLL,mp4a.40.N"' (RFC 6381) from the configs
+ * (HEVC: "hvc1.…", live_codec.h; Opus: "opus"). */
 static void make_mime(live_mux *m, const live_tracks *t)
 {
-    char v[32] = "", a[32] = "";
+    char v[48] = "", a[32] = "";
     if (m->vidx >= 0 && (t->vseq[0] & 0x0f) == 7 && t->vseq_len >= 9)
         snprintf(v, sizeof v, "avc1.%02x%02x%02x", t->vseq[6], t->vseq[7], t->vseq[8]);
     else if (m->vidx >= 0)
-        snprintf(v, sizeof v, "hvc1.1.6.L93.B0");
-    if (m->aidx >= 0) snprintf(a, sizeof a, "mp4a.40.%d", t->aseq_len > 2 ? t->aseq[2] >> 3 : 2);
+        live_hevc_codecs(t->vseq + 5, t->vseq_len - 5, v, sizeof v);
+    if (m->aidx >= 0 && m->opus)
+        snprintf(a, sizeof a, "opus");
+    else if (m->aidx >= 0)
+        snprintf(a, sizeof a, "mp4a.40.%d", t->aseq_len > 2 ? t->aseq[2] >> 3 : 2);
     snprintf(m->mime, sizeof m->mime, "%s/mp4; codecs=\"%s%s%s\"", v[0] ? "video" : "audio", v,
              v[0] && a[0] ? "," : "", a);
 }
@@ -92,20 +99,36 @@ static int add_video(live_mux *m, const live_tracks *t)
     st->codecpar->codec_id = codec == 7 ? AV_CODEC_ID_H264 : AV_CODEC_ID_HEVC;
     st->codecpar->width = (int)t->width;
     st->codecpar->height = (int)t->height;
+    if (codec == 12 && m->kind == LIVE_MUX_FMP4) /* the parameter sets are in hvcC alone */
+        st->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');
     m->vidx = st->index;
     return set_extradata(st->codecpar, t->vseq + 5, t->vseq_len - 5);
+}
+
+/* Opus (the relay's sound format 13, an OpusHead as its header): 48 kHz,
+ * the channels and pre-skip from the OpusHead (RFC 7845 5.1). */
+static int opus_config(AVCodecParameters *p, const uint8_t *d, size_t n)
+{
+    if (n < 19 || memcmp(d, "OpusHead", 8) != 0 || d[9] == 0) return -1;
+    p->codec_id = AV_CODEC_ID_OPUS;
+    p->sample_rate = 48000;
+    p->initial_padding = d[10] | d[11] << 8;
+    av_channel_layout_default(&p->ch_layout, d[9]);
+    return 0;
 }
 
 static int add_audio(live_mux *m, const live_tracks *t)
 {
     int codec = t->aseq[0] >> 4;
-    if (codec != 10 || t->aseq_len < 3) return -1;
+    if ((codec != 10 && codec != 13) || t->aseq_len < 3) return -1;
     AVStream *st = avformat_new_stream(m->oc, NULL);
     if (!st) return -1;
     st->time_base = (AVRational){1, 1000};
     st->codecpar->codec_type = AVMEDIA_TYPE_AUDIO;
     st->codecpar->codec_id = AV_CODEC_ID_AAC;
-    aac_config(st->codecpar, t->aseq + 2, t->aseq_len - 2);
+    m->opus = codec == 13;
+    if (m->opus && opus_config(st->codecpar, t->aseq + 2, t->aseq_len - 2) != 0) return -1;
+    if (!m->opus) aac_config(st->codecpar, t->aseq + 2, t->aseq_len - 2);
     m->aidx = st->index;
     return set_extradata(st->codecpar, t->aseq + 2, t->aseq_len - 2);
 }
@@ -190,6 +213,8 @@ int live_mux_frame(live_mux *m, uint8_t type, uint32_t ts, const uint8_t *data, 
         pkt->pts = (int64_t)ts + cts;
         pkt->time_base = (AVRational){1, 1000};
         pkt->duration = video ? m->vdur : m->adur;
+        unsigned samples = !video && m->opus ? live_opus_samples(data + 2, len - 2) : 0;
+        if (samples) pkt->duration = samples / 48; /* 48 kHz into ms */
         AVStream *st = m->oc->streams[idx];
         av_packet_rescale_ts(pkt, (AVRational){1, 1000}, st->time_base);
         if (video && (data[0] >> 4) == 1) pkt->flags |= AV_PKT_FLAG_KEY;

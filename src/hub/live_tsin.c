@@ -10,6 +10,8 @@
 
 #include <axon/alloc.h>
 
+#include "live_codec.h"
+
 #define IO_BUF 32768
 #define SPS_MAX 256
 
@@ -24,9 +26,10 @@ struct live_tsin {
     size_t off, len, cap;
     bool eof, failed;
     /* the thread's alone */
-    int64_t base_ms; /* the first timestamp, INT64_MIN: none yet */
-    uint8_t sps[SPS_MAX], pps[SPS_MAX];
-    size_t sps_len, pps_len;
+    int64_t base_ms;               /* the first timestamp, INT64_MIN: none yet */
+    enum AVCodecID vcodec, acodec; /* the first video and audio stream's, taken */
+    uint8_t vps[SPS_MAX], sps[SPS_MAX], pps[SPS_MAX];
+    size_t vps_len, sps_len, pps_len;
     bool vseq_sent, vseq_dirty, aseq_sent;
     unsigned asc;
     uint8_t *tmp;
@@ -123,11 +126,30 @@ static bool next_nal(const uint8_t **p, const uint8_t *end, const uint8_t **nal,
     return *len > 0;
 }
 
+/* The HEVC decoder configuration record from the VPS, SPS and PPS, as
+ * the sequence header of FLV's (non-standard) codec 12, the relay's own
+ * form of HEVC (live.h). */
+static void send_hvcc(live_tsin *t, uint32_t ts)
+{
+    uint8_t o[5 + 40 + 3 * SPS_MAX];
+    int n = live_hevc_config(t->vps, t->vps_len, t->sps, t->sps_len, t->pps, t->pps_len, o + 5,
+                             sizeof o - 5);
+    t->vseq_dirty = false;
+    if (n < 0) return;
+    o[0] = 0x1c, o[1] = 0, o[2] = 0, o[3] = 0, o[4] = 0;
+    post(t, 9, ts, o, 5 + (size_t)n);
+    t->vseq_sent = true;
+}
+
 /* The AVC decoder configuration record from the SPS and PPS, as FLV's
  * sequence header. */
 static void send_vseq(live_tsin *t, uint32_t ts)
 {
     uint8_t o[16 + 2 * SPS_MAX];
+    if (t->vcodec == AV_CODEC_ID_HEVC) {
+        send_hvcc(t, ts);
+        return;
+    }
     if (t->sps_len < 4) return;
     size_t n = 0;
     o[n++] = 0x17, o[n++] = 0, o[n++] = 0, o[n++] = 0, o[n++] = 0;
@@ -151,8 +173,29 @@ static void keep(uint8_t *dst, size_t *dst_len, const uint8_t *nal, size_t len, 
     *dst_len = len;
 }
 
-/* An access unit, Annex B: parameter sets kept, the rest as an AVC frame. */
-static void h264(live_tsin *t, const AVPacket *pkt, uint32_t ms, int32_t cts)
+/* A parameter set kept (true), or a NAL unit of the frame (false; an
+ * access unit delimiter is dropped as if kept).  *key: it starts a
+ * picture a decoder may start from. */
+static bool param_set(live_tsin *t, const uint8_t *nal, size_t len, bool *key)
+{
+    if (t->vcodec == AV_CODEC_ID_H264) {
+        int type = nal[0] & 0x1f;
+        if (type == 7) keep(t->sps, &t->sps_len, nal, len, &t->vseq_dirty);
+        if (type == 8) keep(t->pps, &t->pps_len, nal, len, &t->vseq_dirty);
+        *key |= type == 5;
+        return type == 7 || type == 8 || type == 9;
+    }
+    int type = (nal[0] >> 1) & 0x3f; /* HEVC (ITU-T H.265 7.4.2.2) */
+    if (type == 32) keep(t->vps, &t->vps_len, nal, len, &t->vseq_dirty);
+    if (type == 33) keep(t->sps, &t->sps_len, nal, len, &t->vseq_dirty);
+    if (type == 34) keep(t->pps, &t->pps_len, nal, len, &t->vseq_dirty);
+    *key |= type >= 16 && type <= 21; /* IRAP pictures */
+    return (type >= 32 && type <= 35) || len < 2;
+}
+
+/* An access unit, Annex B: parameter sets kept, the rest as an AVC or
+ * HEVC frame (4-byte NAL lengths). */
+static void video(live_tsin *t, const AVPacket *pkt, uint32_t ms, int32_t cts)
 {
     const uint8_t *p = pkt->data, *end = pkt->data + pkt->size, *nal;
     size_t len, n = 5;
@@ -160,18 +203,14 @@ static void h264(live_tsin *t, const AVPacket *pkt, uint32_t ms, int32_t cts)
     uint8_t *o = tmp(t, 5 + (size_t)pkt->size * 2);
     if (!o) return;
     while (next_nal(&p, end, &nal, &len)) {
-        int type = nal[0] & 0x1f;
-        if (type == 7) keep(t->sps, &t->sps_len, nal, len, &t->vseq_dirty);
-        if (type == 8) keep(t->pps, &t->pps_len, nal, len, &t->vseq_dirty);
-        if (type == 7 || type == 8 || type == 9) continue;
-        key |= type == 5;
+        if (param_set(t, nal, len, &key)) continue;
         o[n++] = (uint8_t)(len >> 24), o[n++] = (uint8_t)(len >> 16);
         o[n++] = (uint8_t)(len >> 8), o[n++] = (uint8_t)len;
         memcpy(o + n, nal, len), n += len;
     }
     if (t->vseq_dirty && t->sps_len && t->pps_len) send_vseq(t, ms);
     if (!t->vseq_sent || n == 5) return; /* nothing to decode it with, or nothing */
-    o[0] = key ? 0x17 : 0x27, o[1] = 1;
+    o[0] = (uint8_t)((key ? 0x10 : 0x20) | (t->vcodec == AV_CODEC_ID_HEVC ? 12 : 7)), o[1] = 1;
     o[2] = (uint8_t)(cts >> 16), o[3] = (uint8_t)(cts >> 8), o[4] = (uint8_t)cts;
     post(t, 9, ms, o, n);
 }
@@ -206,10 +245,62 @@ static void aac(live_tsin *t, const AVPacket *pkt, uint32_t ms)
     }
 }
 
+/* An OpusHead (RFC 7845 5.1) for a stream without one: channels, 48 kHz,
+ * the usual 312 samples of pre-skip, mapping family 0 (1 or 2 channels). */
+static size_t opus_head(const AVCodecParameters *p, uint8_t *o)
+{
+    if (p->extradata_size >= 19 && p->extradata_size <= 64 &&
+        !memcmp(p->extradata, "OpusHead", 8)) {
+        memcpy(o, p->extradata, (size_t)p->extradata_size);
+        return (size_t)p->extradata_size;
+    }
+    int ch = p->ch_layout.nb_channels;
+    if (ch < 1 || ch > 2) return 0;
+    static const uint8_t head[19] = {'O',  'p', 'u',  's',  'H', 'e', 'a', 'd', 1, 2,
+                                     0x38, 1,   0x80, 0xbb, 0,   0,   0,   0,   0};
+    memcpy(o, head, sizeof head);
+    o[9] = (uint8_t)ch;
+    return sizeof head;
+}
+
+/* The OpusHead as the sequence header of FLV's (non-standard) sound
+ * format 13, the relay's own form of Opus (live.h). */
+static void send_opus_head(live_tsin *t, const AVCodecParameters *p, uint32_t ts)
+{
+    uint8_t h[2 + 64] = {0xdf, 0};
+    size_t n = opus_head(p, h + 2);
+    if (!n) return;
+    post(t, 8, ts, h, 2 + n);
+    t->aseq_sent = true;
+}
+
+/* An Opus packet, after its OpusHead once. */
+static void opus(live_tsin *t, AVStream *s, const AVPacket *pkt, uint32_t ms)
+{
+    if (!t->aseq_sent) send_opus_head(t, s->codecpar, ms);
+    if (!t->aseq_sent) return;
+    uint8_t *o = tmp(t, 2 + (size_t)pkt->size);
+    if (!o || pkt->size < 1) return;
+    o[0] = 0xdf, o[1] = 1;
+    memcpy(o + 2, pkt->data, (size_t)pkt->size);
+    post(t, 8, ms, o, 2 + (size_t)pkt->size);
+}
+
+/* The first video stream of a codec the relay takes, and the first audio
+ * one: the others are left out (the relay carries one of each). */
+static bool taken(live_tsin *t, enum AVCodecID id)
+{
+    bool v = id == AV_CODEC_ID_H264 || id == AV_CODEC_ID_HEVC;
+    bool a = id == AV_CODEC_ID_AAC || id == AV_CODEC_ID_OPUS;
+    if (v && t->vcodec == AV_CODEC_ID_NONE) t->vcodec = id;
+    if (a && t->acodec == AV_CODEC_ID_NONE) t->acodec = id;
+    return (v && t->vcodec == id) || (a && t->acodec == id);
+}
+
 static void packet(live_tsin *t, AVStream *s, AVPacket *pkt)
 {
     enum AVCodecID id = s->codecpar->codec_id;
-    if (id != AV_CODEC_ID_H264 && id != AV_CODEC_ID_AAC) return;
+    if (!taken(t, id)) return;
     int64_t dts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
     if (dts == AV_NOPTS_VALUE) return;
     int64_t pts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : dts;
@@ -218,8 +309,10 @@ static void packet(live_tsin *t, AVStream *s, AVPacket *pkt)
     if (t->base_ms == INT64_MIN) t->base_ms = ms;
     ms -= t->base_ms;
     if (ms < 0) ms = 0;
-    if (id == AV_CODEC_ID_H264)
-        h264(t, pkt, (uint32_t)ms, (int32_t)cts);
+    if (id == AV_CODEC_ID_H264 || id == AV_CODEC_ID_HEVC)
+        video(t, pkt, (uint32_t)ms, (int32_t)cts);
+    else if (id == AV_CODEC_ID_OPUS)
+        opus(t, s, pkt, (uint32_t)ms);
     else
         aac(t, pkt, (uint32_t)ms);
 }
@@ -268,15 +361,17 @@ static void send_headers(live_tsin *t, AVFormatContext *fc)
                                 22050, 16000, 12000, 11025, 8000,  7350};
     for (unsigned i = 0; i < fc->nb_streams; i++) {
         AVCodecParameters *p = fc->streams[i]->codecpar;
-        if (p->codec_id == AV_CODEC_ID_H264 && p->extradata_size > 0 && !t->vseq_sent) {
+        if (!taken(t, p->codec_id)) continue;
+        bool video = p->codec_id == AV_CODEC_ID_H264 || p->codec_id == AV_CODEC_ID_HEVC;
+        if (video && p->extradata_size > 0 && !t->vseq_sent) {
             const uint8_t *q = p->extradata, *end = q + p->extradata_size, *nal;
             size_t len;
-            while (next_nal(&q, end, &nal, &len)) {
-                if ((nal[0] & 0x1f) == 7) keep(t->sps, &t->sps_len, nal, len, &t->vseq_dirty);
-                if ((nal[0] & 0x1f) == 8) keep(t->pps, &t->pps_len, nal, len, &t->vseq_dirty);
-            }
+            bool key = false;
+            while (next_nal(&q, end, &nal, &len))
+                (void)param_set(t, nal, len, &key);
             if (t->sps_len && t->pps_len) send_vseq(t, 0);
         }
+        if (p->codec_id == AV_CODEC_ID_OPUS && !t->aseq_sent) send_opus_head(t, p, 0);
         if (p->codec_id == AV_CODEC_ID_AAC && !t->aseq_sent) {
             unsigned sri = 0;
             while (sri < 13 && rates[sri] != p->sample_rate)

@@ -6,11 +6,13 @@
  * bytes, so the demuxer runs on a thread of its own: the loop hands over
  * the body as it arrives (live_tsin_feed, a copy into a bounded buffer),
  * the thread reads it through a custom AVIOContext, turns each packet
- * into the FLV payloads the relay takes (H.264 Annex B to AVC with its
- * decoder configuration; AAC ADTS to raw frames with their
- * AudioSpecificConfig; timestamps in ms from the first one) and posts
- * them to the publisher's loop, which pushes them (live_push).  Other
- * codecs are left out. */
+ * into the FLV payloads the relay takes (H.264 and H.265 Annex B to
+ * length-prefixed NAL units with their decoder configuration, avcC or
+ * hvcC, in FLV's codec 7 or 12; AAC ADTS to raw frames with their
+ * AudioSpecificConfig; Opus packets after their OpusHead, in sound
+ * format 13; timestamps in ms from the first one) and posts them to the
+ * publisher's loop, which pushes them (live_push).  Other codecs, and a
+ * second video or audio stream, are left out. */
 #ifndef AXON_HUB_LIVE_TSIN_H
 #define AXON_HUB_LIVE_TSIN_H
 

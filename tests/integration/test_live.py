@@ -21,7 +21,6 @@ or an MPEG-TS one, demuxed by libavformat).
   with --record DIR each publication is recorded as fragmented MP4.
 - With authentication on, a publisher needs a token with a write grant
   on live/NAME (`?token=` on the stream key), and a viewer a read grant."""
-import asyncio
 import json
 import os
 import subprocess
@@ -32,6 +31,7 @@ import urllib.request
 
 import axtest
 import servutil
+from liveutil import probe, read_http, stats, ws_fmp4
 
 t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-live-")
@@ -47,15 +47,6 @@ def publish(port, name, seconds=6, extra=""):
                         "-g", "30", "-c:a", "aac", "-f", "flv", url])
 
 
-def stats(srv, name, query=""):
-    try:
-        with urllib.request.urlopen("%s/live/%s/stats%s" % (srv.base, name, query),
-                                    timeout=5) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError:
-        return None
-
-
 def wait_live(srv, name, keyframes=1, pub=None, query=""):
     deadline = time.monotonic() + 10
     while True:
@@ -67,38 +58,6 @@ def wait_live(srv, name, keyframes=1, pub=None, query=""):
         if time.monotonic() > deadline:
             raise axtest.Failure("%s is not live: %r" % (name, s))
         time.sleep(0.1)
-
-
-def read_http(url, seconds, path, headers=None):
-    """Read a streamed response for `seconds`; saved to path."""
-    req = urllib.request.Request(url, headers=headers or {})
-    got = bytearray()
-    with urllib.request.urlopen(req, timeout=5) as r:
-        ctype = r.headers.get("Content-Type")
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            b = r.read1(65536)
-            if not b:
-                break
-            got += b
-    with open(path, "wb") as f:
-        f.write(got)
-    return ctype, bytes(got)
-
-
-def probe(path):
-    """(streams, video packets as (pts seconds, keyframe)) by ffprobe."""
-    p = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams",
-                        "-show_packets", path], capture_output=True, timeout=20)
-    if p.returncode != 0:
-        raise axtest.Failure("ffprobe %s: %s" % (path, p.stderr.decode()[-500:]))
-    j = json.loads(p.stdout)
-    streams = {s["codec_type"]: s for s in j.get("streams", [])}
-    vid = [s["index"] for s in j.get("streams", []) if s["codec_type"] == "video"]
-    pk = [(float(x["pts_time"]), "K" in x.get("flags", ""))
-          for x in j.get("packets", []) if vid and x["stream_index"] == vid[0]
-          and x.get("pts_time") not in (None, "N/A")]
-    return streams, pk
 
 
 def finish(srv, pub=None):
@@ -201,26 +160,6 @@ def mpeg_ts_and_hls_by_libavformat():
     finally:
         pub.stop()
         srv.stop()
-
-
-def ws_fmp4(srv, name, messages, path):
-    """The first text message, and `messages` binary ones saved to path."""
-    import websockets
-
-    async def run():
-        url = "ws://127.0.0.1:%d/live/%s/ws" % (srv.http_port, name)
-        async with websockets.connect(url) as ws:
-            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            data = bytearray()
-            for _ in range(messages):
-                m = await asyncio.wait_for(ws.recv(), 5)
-                t.ok(isinstance(m, bytes), "fragments are binary messages")
-                data += m
-            with open(path, "wb") as f:
-                f.write(data)
-            return first
-
-    return asyncio.run(run())
 
 
 @t.test

@@ -1,0 +1,79 @@
+"""Helpers of the live relay's tests (test_live*.py): a stream's stats,
+reading a streamed HTTP response or the WebSocket fMP4 into a file, and
+ffprobe's view of a file."""
+import asyncio
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import axtest
+
+
+def stats(srv, name, query=""):
+    """/live/NAME/stats as a dict, None when it is not live."""
+    try:
+        with urllib.request.urlopen("%s/live/%s/stats%s" % (srv.base, name, query),
+                                    timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError:
+        return None
+
+
+def read_http(url, seconds, path, headers=None):
+    """Read a streamed response for `seconds`; saved to path."""
+    req = urllib.request.Request(url, headers=headers or {})
+    got = bytearray()
+    with urllib.request.urlopen(req, timeout=5) as r:
+        ctype = r.headers.get("Content-Type")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            b = r.read1(65536)
+            if not b:
+                break
+            got += b
+    with open(path, "wb") as f:
+        f.write(got)
+    return ctype, bytes(got)
+
+
+def ffprobe(path):
+    """ffprobe's JSON of path's streams and packets."""
+    p = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams",
+                        "-show_packets", path], capture_output=True, timeout=20)
+    if p.returncode != 0:
+        raise axtest.Failure("ffprobe %s: %s" % (path, p.stderr.decode()[-500:]))
+    return json.loads(p.stdout)
+
+
+def probe(path):
+    """(streams by type, video packets as (pts seconds, keyframe)) by ffprobe."""
+    j = ffprobe(path)
+    streams = {s["codec_type"]: s for s in j.get("streams", [])}
+    vid = [s["index"] for s in j.get("streams", []) if s["codec_type"] == "video"]
+    pk = [(float(x["pts_time"]), "K" in x.get("flags", ""))
+          for x in j.get("packets", []) if vid and x["stream_index"] == vid[0]
+          and x.get("pts_time") not in (None, "N/A")]
+    return streams, pk
+
+
+def ws_fmp4(srv, name, messages, path):
+    """The first text message, and `messages` binary ones saved to path."""
+    import websockets
+
+    async def run():
+        url = "ws://127.0.0.1:%d/live/%s/ws" % (srv.http_port, name)
+        async with websockets.connect(url) as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            data = bytearray()
+            for _ in range(messages):
+                m = await asyncio.wait_for(ws.recv(), 5)
+                if not isinstance(m, bytes):
+                    raise axtest.Failure("a text message among the fragments: %r" % m[:200])
+                data += m
+            with open(path, "wb") as f:
+                f.write(data)
+            return first
+
+    return asyncio.run(run())
