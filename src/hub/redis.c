@@ -1180,6 +1180,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
         return bp_fail(b, "out of memory", why, why_len);
     hub_map_init(&b->needs);
     hub_map_init(&b->acks);
+    hub_map_init(&b->row_of);
     pthread_mutex_init(&b->ack_mu, NULL);
     hub_map_init(&b->pres_local);
     hub_map_init(&b->pres_remote);
@@ -1251,12 +1252,17 @@ size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len)
         "# HELP axon_redis_backfilled_total Messages read from Redis streams.\n"
         "# TYPE axon_redis_backfilled_total counter\naxon_redis_backfilled_total %llu\n"
         "# HELP axon_redis_state_errors_total MQTT session rows Redis did not take.\n"
-        "# TYPE axon_redis_state_errors_total counter\naxon_redis_state_errors_total %llu\n",
+        "# TYPE axon_redis_state_errors_total counter\naxon_redis_state_errors_total %llu\n"
+        "# HELP axon_redis_state_retried_total Failed MQTT session rows written again.\n"
+        "# TYPE axon_redis_state_retried_total counter\naxon_redis_state_retried_total %llu\n"
+        "# HELP axon_redis_state_lost_total Failed MQTT session rows given up.\n"
+        "# TYPE axon_redis_state_lost_total counter\naxon_redis_state_lost_total %llu\n",
         (unsigned long long)ST_GET(b, state), (unsigned long long)ST_GET(b, reconnects),
         (unsigned long long)ST_GET(b, lag_ms), (unsigned long long)ST_GET(b, published),
         (unsigned long long)ST_GET(b, publish_errors), (unsigned long long)ST_GET(b, refused),
         (unsigned long long)ST_GET(b, received), (unsigned long long)ST_GET(b, gaps),
-        (unsigned long long)ST_GET(b, backfilled), (unsigned long long)ST_GET(b, state_errors));
+        (unsigned long long)ST_GET(b, backfilled), (unsigned long long)ST_GET(b, state_errors),
+        (unsigned long long)ST_GET(b, state_retried), (unsigned long long)ST_GET(b, state_lost));
     if (n < 0) n = 0;
     return (size_t)n < len ? (size_t)n : (len ? len - 1 : 0);
 }

@@ -22,6 +22,7 @@ enum { BP_CH_MSG = 0, BP_CH_PRES = 1 }; /* channel kinds */
 
 typedef struct bp_shard bp_shard;
 typedef struct bp_claim bp_claim;
+typedef struct bp_row bp_row;
 
 typedef struct bp_link {
     redis_bp *b;
@@ -65,7 +66,8 @@ typedef struct need { /* a filter this node's subscribers need */
 typedef struct bp_stats {
     uint64_t reconnects, published, publish_errors, refused, received, gaps, backfilled, lost;
     uint64_t lag_ms, state;
-    uint64_t state_errors; /* MQTT session rows Redis did not take */
+    uint64_t state_errors;              /* MQTT session rows Redis did not take */
+    uint64_t state_retried, state_lost; /* of those: written again later; given up */
 } bp_stats;
 
 struct redis_bp {
@@ -118,6 +120,13 @@ struct redis_bp {
     unsigned state_nfailed;
     char sess_chan[40]; /* MQTT sessions' claims, every node hears: "axon-sess:<db>" */
     bp_claim *claims;   /* sessions this node claims */
+    /* session rows sent and not answered, or failed and waiting to be
+     * written again (redis_sess.c "Failed rows") */
+    bp_row *rows;
+    hub_map row_of; /* "<hash>\0<field>" -> its latest row in `rows` */
+    size_t rq_n, rq_bytes;
+    uint64_t rq_at, rq_backoff;
+    bool rq_up;
     redis_claim_fn sess_fn;
     void *sess_ud;
 };

@@ -79,34 +79,282 @@ static const char CLEAR_SCRIPT[] =
     "for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do "
     "if string.sub(f, 1, #ARGV[1]) == ARGV[1] then redis.call('HDEL', KEYS[1], f) end end";
 
+/* ---- Failed rows ---------------------------------------------------------------------------
+ *
+ * A row Redis did not take (an error reply, the link lost before the
+ * answer, or not sent: Redis away) is kept and written again: after
+ * 100 ms, then doubling to 5 s while it keeps failing, and at once when
+ * the link comes back up.  At most BP_ROWS_MAX rows / BP_ROWS_BYTES bytes
+ * wait; a row beyond that is given up (logged, axon_redis_state_lost_total).
+ *
+ * An old row written again must not undo a later command for the same
+ * field (a delete, a newer value).  Every row sent is kept until Redis
+ * answers it (`rows`), and the latest one per field is found through
+ * `row_of`; a command for a field makes the rows it follows "stale": a
+ * waiting one is dropped, one on its way is not written again if it
+ * fails.  Rows of one hash go over one link in order, so a retry sent
+ * before the newer command cannot land after it.  This is simpler than a
+ * version per field kept in Redis (a script comparing versions) and as
+ * safe, since only this node writes the rows of a session it owns: when
+ * the session moves (T), its waiting rows are sent at once, before R,
+ * and never again after that (the new owner writes them from then on).
+ *
+ * Not retried: the received QoS 2 ids (mqtt.r puts; the client was told
+ * of the failure, a row written later would make a reused id a
+ * duplicate) and the whole-hash scripts (a session's end, clearing a
+ * kind of rows; they still make older rows stale). */
+
+#define BP_ROWS_MAX 10000
+#define BP_ROWS_BYTES (16u << 20)
+#define BP_RETRY_MIN_MS 100
+#define BP_RETRY_MAX_MS 5000
+
+struct bp_row {
+    bp_row *next, *prev;
+    redis_bp *b;
+    uint64_t ticket;              /* the first try's (retries: 0) */
+    bool retry;                   /* written again when it fails */
+    bool stale;                   /* a later command for its field was sent */
+    bool queued;                  /* failed: waiting to be written again */
+    bool mapped;                  /* row_of names it */
+    bool again;                   /* failed once: counted, said */
+    bool gone;                    /* its session went to another node */
+    int argc, hi;                 /* hi: argv's hash name (EVAL: 3, else 1) */
+    size_t lens[6], size, hl, fl; /* hl, fl: its hash's name, its field */
+    const char *argv[6];
+    char tag[24];
+    char data[];
+};
+
+static void row_unlink(bp_row *w)
+{
+    redis_bp *b = w->b;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        b->rows = w->next;
+    if (w->next) w->next->prev = w->prev;
+    if (w->queued) {
+        b->rq_n--;
+        b->rq_bytes -= w->size;
+    }
+    if (w->mapped) {
+        char key[640];
+        memcpy(key, w->argv[1], w->hl);
+        key[w->hl] = '\0';
+        memcpy(key + w->hl + 1, w->argv[2], w->fl);
+        (void)hub_map_del(&b->row_of, key, w->hl + 1 + w->fl);
+    }
+    ax_free(w);
+}
+
+/* A command for `field` of hash `hk` (prefix: every field it starts; NULL:
+ * all) is being sent: the rows before it are stale. */
+static void rows_stale(redis_bp *b, const char *hk, size_t hl, const char *field, size_t fl,
+                       bool prefix)
+{
+    if (!prefix) { /* one field: its latest row (older ones are stale already) */
+        char key[640];
+        memcpy(key, hk, hl);
+        key[hl] = '\0';
+        memcpy(key + hl + 1, field, fl);
+        bp_row *w = hub_map_del(&b->row_of, key, hl + 1 + fl);
+        if (!w) return;
+        w->mapped = false;
+        w->stale = true;
+        if (w->queued) row_unlink(w);
+        return;
+    }
+    for (bp_row *w = b->rows, *next; w; w = next) {
+        next = w->next;
+        if (w->hl != hl || memcmp(w->argv[w->hi], hk, hl) != 0) continue;
+        if (field && (w->fl < fl || memcmp(w->argv[2], field, fl) != 0)) continue;
+        w->stale = true;
+        if (w->queued) row_unlink(w);
+    }
+}
+
+static void on_state_reply(rlink *rl, redisReply *r, void *priv);
+
+static int row_send(bp_row *w)
+{
+    return bp__cmd(w->b, w->tag, on_state_reply, w, w->argc, w->argv, w->lens);
+}
+
+static void row_failed(bp_row *w)
+{
+    redis_bp *b = w->b;
+    w->ticket = 0;
+    if (w->gone && !w->stale && !b->freeing) {
+        ST_ADD(b, state_lost, 1);
+        ax_log(AX_LOG_WARN, "redis %s: an MQTT session row is lost (its session moved)",
+               b->url_shown);
+    }
+    if (!w->retry || w->stale || b->freeing) {
+        row_unlink(w);
+        return;
+    }
+    if (b->rq_n >= BP_ROWS_MAX || b->rq_bytes + w->size > BP_ROWS_BYTES) {
+        ST_ADD(b, state_lost, 1);
+        ax_log(AX_LOG_WARN,
+               "redis %s: an MQTT session row is lost: %zu rows (%zu bytes) wait to be "
+               "written again already",
+               b->url_shown, b->rq_n, b->rq_bytes);
+        row_unlink(w);
+        return;
+    }
+    w->queued = w->again = true;
+    b->rq_n++;
+    b->rq_bytes += w->size;
+    if (!b->rq_at) {
+        if (!b->rq_backoff) b->rq_backoff = BP_RETRY_MIN_MS;
+        b->rq_at = bp__mono_ms() + b->rq_backoff;
+    }
+}
+
 /* Redis's answer to a row: a failure is said (log, /metrics) and given
- * to whoever waits for the row's ticket (a PUBREC, a QoS 2 PUBLISH). */
+ * to whoever waits for the row's ticket (a PUBREC, a QoS 2 PUBLISH); the
+ * row waits to be written again. */
 static void on_state_reply(rlink *rl, redisReply *r, void *priv)
 {
     bp_link *l;
     bool ok = bp__ok(rl, r, &l);
-    redis_bp *b = l->b;
-    if (!ok) {
-        ST_ADD(b, state_errors, 1);
-        if (r && r->type == REDIS_REPLY_ERROR)
+    bp_row *w = priv;
+    redis_bp *b = w->b;
+    uint64_t tk = w->ticket;
+    bool again = w->again;
+    if (ok) {
+        if (again) {
+            ST_ADD(b, state_retried, 1);
+            b->rq_backoff = BP_RETRY_MIN_MS;
+        }
+        row_unlink(w);
+    } else {
+        if (!again) ST_ADD(b, state_errors, 1);
+        if (!again && r && r->type == REDIS_REPLY_ERROR)
             ax_log(AX_LOG_WARN, "redis %s: an MQTT session row was not stored: %s", b->url_shown,
                    r->str);
+        row_failed(w);
     }
-    bp__state_done(b, (uint64_t)(uintptr_t)priv, ok ? 0 : AX_EIO);
+    bp__state_done(b, tk, ok ? 0 : AX_EIO);
 }
 
-/* Send a row's command; its ticket (when wanted) tells how it went. */
+/* Send a row's command; its ticket (when wanted) tells how it went.
+ * field/fl: the field it writes (prefix: the fields it clears). */
 static int state_cmd(redis_bp *b, const char *tag, int argc, const char **argv, const size_t *lens,
-                     uint64_t *ticket)
+                     uint64_t *ticket, size_t fi, bool prefix, bool retry)
 {
     uint64_t tk = ticket ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED) : 0;
-    int rc = bp__cmd(b, tag, on_state_reply, (void *)(uintptr_t)tk, argc, argv, lens);
+    if (ticket) *ticket = tk;
+    int hi = argv[0][0] == 'E' ? 3 : 1; /* (EVAL script 1 <hash> ...) */
+    rows_stale(b, argv[hi], lens[hi], fi < (size_t)argc ? argv[fi] : NULL,
+               fi < (size_t)argc ? lens[fi] : 0, prefix);
+    size_t size = 0;
+    for (int i = 0; i < argc; i++)
+        size += lens[i];
+    bp_row *w = ax_malloc(sizeof(*w) + size);
+    if (!w) {
+        ST_ADD(b, state_errors, 1);
+        bp__state_done(b, tk, AX_ENOMEM);
+        return AX_ENOMEM;
+    }
+    memset(w, 0, sizeof(*w));
+    w->b = b;
+    w->ticket = tk;
+    w->retry = retry;
+    w->argc = argc;
+    w->size = sizeof(*w) + size;
+    snprintf(w->tag, sizeof w->tag, "%s", tag);
+    char *p = w->data;
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], lens[i]);
+        w->argv[i] = p;
+        w->lens[i] = lens[i];
+        p += lens[i];
+    }
+    /* the rows keyed as "<hash>\0<field>": argv[1] and argv[2] (HSET, HDEL) */
+    w->hi = hi;
+    w->hl = lens[hi];
+    w->fl = hi == 1 ? lens[2] : 0;
+    w->next = b->rows;
+    if (b->rows) b->rows->prev = w;
+    b->rows = w;
+    if (hi == 1) {
+        char key[640];
+        memcpy(key, w->argv[1], w->hl);
+        key[w->hl] = '\0';
+        memcpy(key + w->hl + 1, w->argv[2], w->fl);
+        if (hub_map_put(&b->row_of, key, w->hl + 1 + w->fl, w, NULL) == 0)
+            w->mapped = true;
+        else
+            w->retry = false; /* (not found again: not written again) */
+    }
+    int rc = row_send(w);
     if (rc) { /* not sent (Redis away): not stored */
         ST_ADD(b, state_errors, 1);
+        row_failed(w);
         bp__state_done(b, tk, AX_EIO);
     }
-    if (ticket) *ticket = tk;
     return rc;
+}
+
+/* Write the waiting rows again (the tick: when their time came, or at
+ * once when the link is back). */
+static void rows_retry(redis_bp *b, uint64_t now)
+{
+    bool up = b->state == BP_UP;
+    if (up && !b->rq_up && b->rq_n) b->rq_at = now; /* the link is back */
+    b->rq_up = up;
+    if (!up || !b->rq_n || !b->rq_at || now < b->rq_at) return;
+    b->rq_at = 0;
+    b->rq_backoff = b->rq_backoff ? b->rq_backoff * 2 : BP_RETRY_MIN_MS;
+    if (b->rq_backoff > BP_RETRY_MAX_MS) b->rq_backoff = BP_RETRY_MAX_MS;
+    for (bp_row *w = b->rows; w; w = w->next) {
+        if (!w->queued) continue;
+        w->queued = false;
+        b->rq_n--;
+        b->rq_bytes -= w->size;
+        if (row_send(w) != 0) { /* (went down meanwhile) */
+            w->queued = true;
+            b->rq_n++;
+            b->rq_bytes += w->size;
+        }
+    }
+    if (b->rq_n && !b->rq_at) b->rq_at = now + b->rq_backoff;
+}
+
+/* A row's last write, for a session that went to another node. */
+static void on_last_reply(rlink *rl, redisReply *r, void *priv)
+{
+    bp_link *l;
+    redis_bp *b = priv;
+    if (bp__ok(rl, r, &l)) {
+        ST_ADD(b, state_retried, 1);
+    } else if (!b->freeing) {
+        ST_ADD(b, state_lost, 1);
+        ax_log(AX_LOG_WARN, "redis %s: an MQTT session row is lost (its session moved)",
+               b->url_shown);
+    }
+}
+
+/* The session of hash `hk` goes to another node: its rows that failed
+ * (waiting, or written again and not answered yet: that may fail too)
+ * are written once more now (mine: before R), and none after that. */
+static void rows_let_go(redis_bp *b, const char *hk, size_t hl, bool mine)
+{
+    for (bp_row *w = b->rows, *next; w; w = next) {
+        next = w->next;
+        if (w->hl != hl || memcmp(w->argv[w->hi], hk, hl) != 0) continue;
+        w->retry = false;
+        w->gone = true;
+        if (!w->again || w->stale) continue;
+        if (!mine || bp__cmd(b, w->tag, on_last_reply, b, w->argc, w->argv, w->lens) != 0)
+            ST_ADD(b, state_lost, 1);
+        if (w->queued)
+            row_unlink(w); /* (else its answer frees it) */
+        else
+            w->stale = true; /* (this write stands for it) */
+    }
 }
 
 int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
@@ -128,17 +376,19 @@ int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, co
     if (op == HUB_STATE_PUT) {
         const char *argv[] = {"HSET", hkey, field, val};
         size_t lens[] = {4, hl, fl, vlen};
-        return state_cmd(b, tag, 4, argv, lens, ticket);
+        return state_cmd(b, tag, 4, argv, lens, ticket, 2, false, strcmp(ns, "mqtt.r") != 0);
     }
     if (op == HUB_STATE_DEL && rl) {
         const char *argv[] = {"HDEL", hkey, field};
         size_t lens[] = {4, hl, fl};
-        return state_cmd(b, tag, 3, argv, lens, ticket);
+        return state_cmd(b, tag, 3, argv, lens, ticket, 2, false, true);
     }
     const char *argv[] = {"EVAL", op == HUB_STATE_DEL ? DEL_SCRIPT : CLEAR_SCRIPT, "1", hkey, field,
                           b->node};
     size_t lens[] = {4, strlen(argv[1]), 1, hl, fl, strlen(b->node)};
-    return state_cmd(b, tag, op == HUB_STATE_DEL ? 6 : 5, argv, lens, ticket);
+    /* a session's end (every row goes with the hash), or a kind of rows cleared */
+    return state_cmd(b, tag, op == HUB_STATE_DEL ? 6 : 5, argv, lens, ticket,
+                     op == HUB_STATE_DEL ? 9 : 4, true, false);
 }
 
 /* ---- claiming a session ------------------------------------------------------------------------
@@ -296,9 +546,10 @@ void bp__sess_heard(redis_bp *b, const redisReply *data)
     if (kind == 'T' && strcmp(who, b->node) != 0) {
         bool mine = strcmp(other, b->node) == 0;
         if (b->sess_fn) b->sess_fn(b->sess_ud, cid, mine);
-        if (!mine) return;
         char key[600], tag[24], msg[600];
-        key_of(cid, strlen(cid), tag, sizeof tag, key);
+        size_t kl = key_of(cid, strlen(cid), tag, sizeof tag, key);
+        rows_let_go(b, key, kl, mine); /* (mine: written before R) */
+        if (!mine) return;
         int n = snprintf(msg, sizeof msg, "R %s %s %s", who, b->node, cid);
         if (n <= 0 || (size_t)n >= sizeof msg) return;
         const char *argv[] = {"PUBLISH", b->sess_chan, msg};
@@ -328,10 +579,14 @@ void bp__sess_tick(redis_bp *b, uint64_t now)
         next = q->next;
         if (q->waiting && now >= q->until_ms) claim_read(q);
     }
+    rows_retry(b, now);
 }
 
 void bp__sess_free(redis_bp *b)
 {
     while (b->claims)
         claim_end(b->claims, AX_ECANCELED, NULL, 0);
+    while (b->rows)
+        row_unlink(b->rows);
+    hub_map_clear(&b->row_of);
 }

@@ -23,6 +23,11 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
 - Session rows are acknowledged: a row Redis refuses (WRONGTYPE) is never
   reported as stored (PUBREC 0x80; 3.1.1: closed; a QoS 2 PUBLISH not
   sent), and counted in /metrics.
+- Failed session rows are written again: while Redis refuses HSET (an
+  ACL), QoS 1 messages queued for an away session fail to be stored;
+  once Redis takes them again the node writes them (backoff), and the
+  client, back on the other node, receives every one in order; a row
+  deleted in the meantime (delivered and acknowledged) is not brought back.
 - Sessions expire in Redis when their node dies (connected: expiry +
   lease; away: expiry).
 - Nothing published while a session moves between nodes is missed, for
@@ -354,6 +359,71 @@ def session_rows_redis_refuses_are_not_acknowledged():
     t.ok("mqtt.r:" in keys, "the received id is in Redis (%r)" % keys)
     x.close()
     stop_clean([a])
+    r.stop()
+
+
+def out_rows(r, cid):
+    return [k for k in r.cli("HKEYS", redisutil.sess_key(cid)).split() if k.startswith("mqtt.o:")]
+
+
+@t.test
+def failed_rows_are_written_again():
+    r = Redis()
+    a, b = node(r), node(r)
+    subs = {}
+    for cid in ("away-move", "away-back", "away-fast"):
+        d = Client(a.mqtt_port, cid, clean=False)
+        d.connect()
+        t.eq(d.subscribe(cid + "/+", 1), [1], "%s: subscribed on node a, QoS 1" % cid)
+        d.close()
+        subs[cid] = d
+        wait_for(lambda: r.cli("HEXISTS", redisutil.sess_key(cid), "mqtt.s:") == "1",
+                 "%s: its session in Redis" % cid)
+    before = servutil.metric(a, "axon_redis_state_errors_total") or 0
+    # Redis refuses every HSET of the nodes (its default user); publishes
+    # (a script of INCR, XADD, PUBLISH) and HDEL still work
+    t.eq(r.cli("ACL", "SETUSER", "default", "-hset"), "OK", "Redis: HSET denied")
+    p = Client(b.mqtt_port, "away-pub")
+    p.connect()
+    n = 20
+    for i in range(n):
+        p.publish("away-move/%d" % (i % 3), b"m%d" % i, qos=1)
+    for i in range(5):
+        p.publish("away-back/x", b"b%d" % i, qos=1)
+        p.publish("away-fast/x", b"f%d" % i, qos=1)
+    wait_for(lambda: (servutil.metric(a, "axon_redis_state_errors_total") or 0) >= before + n + 10,
+             "node a: the queued messages' rows failed")
+    t.eq(out_rows(r, "away-move"), [], "while denied: no queued row in Redis")
+    # away-back comes back to node a meanwhile: delivered from its memory,
+    # acknowledged: its rows are deleted (HDEL) while their failed HSETs wait
+    d = Client(a.mqtt_port, "away-back", clean=False)
+    t.eq(session_present(d), 1, "away-back: session present on node a")
+    t.eq([d.get().payload for _ in range(5)], [b"b%d" % i for i in range(5)],
+         "away-back: its 5 messages, from node a's memory")
+    d.close()
+    time.sleep(1)  # (some retries fail meanwhile: the backoff grows)
+    t.eq(r.cli("ACL", "SETUSER", "default", "+hset"), "OK", "Redis: HSET allowed again")
+    # at once on node b: node a writes the waiting rows before it lets go
+    f = Client(b.mqtt_port, "away-fast", clean=False)
+    t.eq(session_present(f), 1, "away-fast: session present on node b at once")
+    t.eq([f.get().payload for _ in range(5)], [b"f%d" % i for i in range(5)],
+         "away-fast: its 5 messages (rows written again before the hand-over)")
+    f.close()
+    wait_for(lambda: len(out_rows(r, "away-move")) == n,
+             "node a wrote the failed rows again (%d in Redis)" % n, 30)
+    t.ok((servutil.metric(a, "axon_redis_state_retried_total") or 0) >= n,
+         "/metrics counts the rows written again")
+    t.eq(out_rows(r, "away-back"), [],
+         "away-back: the delivered messages' rows were not brought back by a retry")
+    # the client comes back on node b: everything queued while Redis refused
+    d = Client(b.mqtt_port, "away-move", clean=False)
+    t.eq(session_present(d), 1, "away-move: session present on node b")
+    got = [d.get() for _ in range(n)]
+    t.eq([m.payload for m in got], [b"m%d" % i for i in range(n)],
+         "away-move: every message queued on node a while Redis refused rows, in order")
+    d.close()
+    p.close()
+    stop_clean([a, b])
     r.stop()
 
 
