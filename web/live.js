@@ -91,7 +91,13 @@
         if (m.type !== "init") return;
         state.audio = /mp4a|opus/.test(m.mime);
         if (!window.MediaSource || !MediaSource.isTypeSupported(m.mime)) {
-          status("this browser cannot play " + m.mime, "down");
+          // say which codec, in words: "H.265 (HEVC)", not a MIME type
+          const names = { hvc1: "H.265 (HEVC)", hev1: "H.265 (HEVC)", avc1: "H.264",
+                          opus: "Opus", "mp4a": "AAC" };
+          const codecs = (m.mime.match(/codecs="([^"]*)"/) || [, ""])[1].split(",")
+            .map((c) => names[c.trim().split(".")[0]] || c.trim());
+          status("this browser cannot play " + codecs.join(" + ") +
+                 ": try the .ts or HLS link in VLC or ffplay", "down");
           state.errors.push("unsupported " + m.mime);
           ws.onclose = null; // no use trying again (HEVC in most Chromium builds)
           ws.close();

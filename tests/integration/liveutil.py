@@ -77,3 +77,10 @@ def ws_fmp4(srv, name, messages, path):
             return first
 
     return asyncio.run(run())
+
+
+def token(secret, user, *args):
+    """A token from `axon token` signed with the secret file's key."""
+    p = subprocess.run([axtest.axon_bin(), "token", "-s", secret, "-u", user] + list(args),
+                       capture_output=True, timeout=10, check=True)
+    return p.stdout.decode().strip()

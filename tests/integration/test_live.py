@@ -31,7 +31,7 @@ import urllib.request
 
 import axtest
 import servutil
-from liveutil import probe, read_http, stats, ws_fmp4
+from liveutil import probe, read_http, stats, token, ws_fmp4
 
 t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-live-")
@@ -229,12 +229,6 @@ def names_busy_and_unknown():
     finally:
         pub.stop()
         srv.stop()
-
-
-def token(secret, user, *args):
-    p = subprocess.run([axtest.axon_bin(), "token", "-s", secret, "-u", user] + list(args),
-                       capture_output=True, timeout=10, check=True)
-    return p.stdout.decode().strip()
 
 
 @t.test

@@ -110,6 +110,7 @@ def chromium_plays_h264_and_opus():
         t.eq(b.eval("window.liveState.errors", page=pg), ["unsupported " + hmime], "its error")
         t.ok("cannot play" in b.eval("document.querySelector('#status').textContent", page=pg),
              "the page says it cannot play HEVC (and stays so: no reconnecting)")
+        b.shot("live-hevc-unplayable", page=pg)  # (with AXON_SCREENS=DIR)
         ev = b.do("events")
         t.eq(ev["errors"], [], "page errors")
     finally:

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -32,6 +31,8 @@ import urllib.request
 
 import axtest
 import servutil
+from liveutil import probe, token
+from servutil import metric
 
 t = axtest.Tests("Low-Latency HLS (parts, blocking reloads, preload hints)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-llhls-")
@@ -110,21 +111,6 @@ def wait_segments(srv, name, n, pub, timeout=20):
         time.sleep(0.2)
 
 
-def probe(path):
-    p = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams",
-                        "-show_packets", path], capture_output=True, timeout=20)
-    if p.returncode != 0:
-        raise axtest.Failure("ffprobe %s: %s" % (path, p.stderr.decode()[-500:]))
-    import json
-    j = json.loads(p.stdout)
-    streams = {s["codec_type"]: s for s in j.get("streams", [])}
-    vid = [s["index"] for s in j.get("streams", []) if s["codec_type"] == "video"]
-    pk = [(float(x["pts_time"]), "K" in x.get("flags", ""))
-          for x in j.get("packets", []) if vid and x["stream_index"] == vid[0]
-          and x.get("pts_time") not in (None, "N/A")]
-    return streams, pk
-
-
 def check_media(data, what, min_frames):
     path = os.path.join(TMP, re.sub(r"\W+", "-", what) + ".mp4")
     with open(path, "wb") as f:
@@ -139,14 +125,6 @@ def check_media(data, what, min_frames):
     dts = sorted(p[0] for p in pk)
     gaps = [b - a for a, b in zip(dts, dts[1:])]
     t.ok(not gaps or max(gaps) < 0.1, "%s: timestamps jump by %.3f s" % (what, max(gaps or [0])))
-
-
-def metric(srv, key):
-    _, out, _ = servutil.curl(srv.base + "/metrics")
-    for line in out.splitlines():
-        if line.startswith(key + " "):
-            return float(line.split()[-1])
-    return None
 
 
 def finish(srv, pub):
@@ -333,12 +311,6 @@ def held_requests_time_out_or_go_with_their_client():
         pub.signal(signal.SIGCONT) if pub.running() else None
         pub.stop()
         srv.stop()
-
-
-def token(secret, user, *args):
-    p = subprocess.run([axtest.axon_bin(), "token", "-s", secret, "-u", user] + list(args),
-                       capture_output=True, timeout=10, check=True)
-    return p.stdout.decode().strip()
 
 
 @t.test

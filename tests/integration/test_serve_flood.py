@@ -20,9 +20,10 @@ Asserted, with `--fsync always --store-queue 20000 --store-queue-bytes
   (b) the hub answers GET /healthz within LATENCY (100 ms; 300 ms under
       ASan) throughout, probed every 50 ms on a connection of its own: the
       flood never stalls the loop, and the loop never waits for the disk.
-      The box is shared with other test runs (2 cores, load 8-13): up to
-      OUTLIERS probes may take longer, none more than STALL (a loop that
-      waited for a commit would take the commit's time: seconds);
+      The box is shared with other test runs (2 cores, load 8-20): up to
+      a tenth of the probes (at least 2) may take longer, none
+      more than STALL (a loop that waited for the disk would be slow on
+      every probe, and waiting for a queue of commits takes seconds);
   (c) the publisher was pushed back: the error reply "the store is
       behind: slow down and retry" reached it and
       axon_store_refused_total counts the refused publishes; afterwards an
@@ -50,7 +51,7 @@ HISTORY = 100
 SLACK = 24 << 20
 BOUND = 2 * QUEUE_BYTES + HISTORY * 2 * MSG + SLACK
 LATENCY = 0.300 if axtest.sanitized() else 0.100  # ASan makes the loop's work ~3x slower
-OUTLIERS, STALL = 2, 0.500  # CPU scheduling on a busy box, not the hub
+STALL = 1.0  # CPU scheduling on a busy box, not the hub
 TOPIC = "flood/one"
 
 
@@ -166,7 +167,8 @@ def websocket_flood_is_bounded_and_pushed_back():
     t.ok(grew <= BOUND, "RSS grew by %.1f MiB during the flood (%.0f MiB sent); bound %.1f MiB"
          % (grew / 2**20, f.sent / 2**20, BOUND / 2**20))
     t.ok(probe.n >= FLOOD / 0.1, "only %d health probes" % probe.n)
-    t.ok(len(probe.slow) <= OUTLIERS and all(x != "failed" and x <= STALL for x in probe.slow),
+    outliers = max(2, probe.n // 10)
+    t.ok(len(probe.slow) <= outliers and all(x != "failed" and x <= STALL for x in probe.slow),
          "/healthz slower than %d ms (or failed) %d of %d times: %s" %
          (LATENCY * 1000, len(probe.slow), probe.n, probe.slow[:10]))
     t.ok(refused and refused > 0, "axon_store_refused_total is %r" % refused)

@@ -119,7 +119,13 @@ static int run_one(ax_test *t)
     STARTUPINFOA si = {.cb = sizeof si};
     PROCESS_INFORMATION pi;
     fflush(stdout);
-    if (!CreateProcessA(self, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi)) return -1;
+    /* (a loaded Wine can fail to start a process: say so, and try again) */
+    int tries = 0;
+    while (!CreateProcessA(self, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi)) {
+        printf("#   cannot start the test's process (error %lu)\n", (unsigned long)GetLastError());
+        if (++tries == 3) return -1;
+        Sleep(1000);
+    }
     int secs = t->timeout_s ? t->timeout_s : default_timeout();
     ULONGLONG t0 = GetTickCount64();
     DWORD w = WaitForSingleObject(pi.hProcess, (DWORD)secs * 1000u);
