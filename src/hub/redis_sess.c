@@ -225,7 +225,7 @@ static void on_state_reply(rlink *rl, redisReply *r, void *priv)
     bool again = w->again;
     if (ok) {
         if (again) {
-            ST_ADD(b, state_retried, 1);
+            if (!w->gone) ST_ADD(b, state_retried, 1); /* (else on_last_reply counts it) */
             b->rq_backoff = BP_RETRY_MIN_MS;
         }
         row_unlink(w);
@@ -240,7 +240,8 @@ static void on_state_reply(rlink *rl, redisReply *r, void *priv)
 }
 
 /* Send a row's command; its ticket (when wanted) tells how it went.
- * field/fl: the field it writes (prefix: the fields it clears). */
+ * argv[fi]: the field it writes (prefix: what the fields it clears
+ * start with; fi >= argc: every field of the hash). */
 static int state_cmd(redis_bp *b, const char *tag, int argc, const char **argv, const size_t *lens,
                      uint64_t *ticket, size_t fi, bool prefix, bool retry)
 {
