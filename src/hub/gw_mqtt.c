@@ -1322,7 +1322,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         gw_free(g);
         return NULL;
     }
-    if (sv->index == 0) mq_sess_load(g);
+    mq_sess_load(g); /* (other threads: their sessions in Redis only) */
     if (mount_ws(g, why, why_len) != 0) {
         ax_listener_close(g->ls);
         gw_free(g);

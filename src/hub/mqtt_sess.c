@@ -368,7 +368,7 @@ void mq_sess_save(mq_sess *s)
 void mq_sess_ttl(mq_sess *s)
 {
     redis_bp *b = s->g->sv->bp;
-    if (!b || !s->saved || !durable(s) || !redis_bp_here(b)) return;
+    if (!b || !s->saved || !durable(s)) return;
     int64_t ms = s->expiry_s == UINT32_MAX
                      ? -1
                      : (int64_t)s->expiry_s * 1000 + (s->conn ? REDIS_SESS_LEASE_MS : 0);
@@ -505,7 +505,7 @@ static void seen_loaded(mq_sess *s, const hub_msg *m)
 static void seen_note(mq_sess *s, const hub_msg *m, bool wild)
 {
     gw_mqtt *g = s->g;
-    if (!g->sv->bp || !durable(s) || !redis_bp_here(g->sv->bp)) return;
+    if (!g->sv->bp || !durable(s)) return;
     struct mq_seen *v = seen_of(s);
     if (!v) return;
     /* a new topic (a node that takes the session after a crash may not
@@ -1576,7 +1576,7 @@ bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
 {
     gw_mqtt *g = c->g;
     redis_bp *b = g->sv->bp;
-    if (!b || !redis_bp_here(b) || mq_sess_find(g, cid, cl)) return false;
+    if (!b || mq_sess_find(g, cid, cl)) return false;
     mq_claim *q = ax_malloc(sizeof(*q) + cl + 1 + a->auth_len);
     if (!q) return false;
     *q = (mq_claim){NULL, g, c, id, *a};
@@ -1586,7 +1586,7 @@ bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
         memcpy(q->cid + cl + 1, a->auth, a->auth_len);
         q->a.auth = q->cid + cl + 1;
     }
-    if (redis_sess_claim(b, q->cid, a->clean, claimed, q) != 0) {
+    if (redis_sess_claim(b, q->cid, a->clean, claimed, q, g->sv->loop) != 0) {
         ax_free(q); /* (Redis is away: this node's sessions only) */
         return false;
     }
@@ -1604,7 +1604,7 @@ void mq_sess_claim_cancel(mq_conn *c)
 void mq_sess_unload(gw_mqtt *g)
 {
     redis_bp *b = g->sv->bp;
-    if (b && redis_bp_here(b)) redis_sess_handler(b, NULL, NULL);
+    if (b) redis_sess_handler(b, NULL, NULL, g->sv->loop);
     for (mq_claim *q = g->claims; q; q = q->next)
         q->g = NULL, q->c = NULL;
     g->claims = NULL;
@@ -1613,9 +1613,9 @@ void mq_sess_unload(gw_mqtt *g)
 void mq_sess_load(gw_mqtt *g)
 {
     hub *h = g->sv->hub;
-    if (g->sv->bp && redis_bp_here(g->sv->bp)) redis_sess_handler(g->sv->bp, on_claim, g);
-    if (!hub_durable(h)) return;
-    g->loading = true; /* (nothing is written back while loading) */
+    if (g->sv->bp) redis_sess_handler(g->sv->bp, on_claim, g, g->sv->loop);
+    if (g->sv->index > 0 || !hub_durable(h)) return; /* (the store: the first thread's) */
+    g->loading = true;                               /* (nothing is written back while loading) */
     if (hub_state_load(h, NS_SESS, load_sess, g) != 0 ||
         hub_state_load(h, NS_OUT, load_out, g) != 0 || hub_state_load(h, NS_REL, load_rel, g) != 0)
         ax_log(AX_LOG_ERROR, "mqtt: cannot read the sessions in the store");

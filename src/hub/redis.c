@@ -1185,6 +1185,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     hub_map_init(&b->pres_local);
     hub_map_init(&b->pres_remote);
     pthread_mutex_init(&b->pres_mu, NULL);
+    pthread_mutex_init(&b->sess_mu, NULL);
     hub_set_backplane(h, &OPS, b);
     return b;
 }

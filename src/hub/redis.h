@@ -73,24 +73,28 @@ typedef struct redis_row {
     const char *key, *val; /* key: what follows the client id's NUL (klen 0: none) */
     size_t klen, vlen;
 } redis_row;
-/* Called on the backplane's loop when a client with `cid` connected to
+/* Called on the handler's loop when a client with `cid` connected to
  * another node: let go of its connection and (`release`: this node owns
- * it) its session, keeping the rows. */
+ * it) its session, keeping the rows (written before the claimer is told). */
 typedef void (*redis_claim_fn)(void *ud, const char *cid, bool release);
-/* The MQTT gateway (on the backplane's thread) hears of claims; fn NULL:
- * no more. */
-void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud);
+/* The MQTT gateway of `loop`'s thread hears of claims (on that loop);
+ * fn NULL: no more.  Called on that thread. */
+void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud, ax_loop *loop);
 /* Claim `cid` for this node: cb(ud, status, rows, n) once the owner let
  * go (or 2 s passed): status 0 and the session's rows (none when `clean`:
  * they are deleted), or a negative AX_E code (Redis unreachable: cb is not
- * called then and the code is returned here).  Backplane's thread only. */
+ * called then and the code is returned here).  Any thread: cb runs on
+ * `loop`, the caller's (another thread's claim is posted to the
+ * backplane's loop, its answer back, never before this returns). */
 int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
-                     void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud);
+                     void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud,
+                     ax_loop *loop);
 /* How long a session's hash lives in Redis: `ms` (< 0: for ever).  Its
  * owner sets it: while the client is connected to the session's expiry
  * plus REDIS_SESS_LEASE_MS, set again every REDIS_SESS_REFRESH_MS, so a
  * node that dies leaves nothing behind for longer than that; once the
- * client left, to the session's expiry.  Backplane's thread only. */
+ * client left, to the session's expiry.  Any thread (in order with the
+ * thread's rows). */
 #define REDIS_SESS_LEASE_MS 15000
 #define REDIS_SESS_REFRESH_MS 5000
 void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms);

@@ -16,6 +16,7 @@
 #define BP_CHAN_MAX (HUB_MAX_TOPIC * 2 + 32)
 #define BP_SEEDS_MAX 8
 #define BP_SLOTS 16384
+#define BP_SESS_MAX 64 /* threads whose MQTT sessions live in Redis */
 
 enum { BP_DOWN = 0, BP_CONNECTING = 1, BP_UP = 2 };
 enum { BP_CH_MSG = 0, BP_CH_PRES = 1 }; /* channel kinds */
@@ -127,8 +128,19 @@ struct redis_bp {
     size_t rq_n, rq_bytes;
     uint64_t rq_at, rq_backoff;
     bool rq_up;
-    redis_claim_fn sess_fn;
-    void *sess_ud;
+    /* the MQTT gateways that hear of claims, one per thread (sess_mu) */
+    pthread_mutex_t sess_mu;
+    struct {
+        redis_claim_fn fn;
+        void *ud;
+        ax_loop *loop;
+    } sess_h[BP_SESS_MAX];
+    /* this node's claims whose T has not come back: which thread claimed */
+    struct {
+        char tag[24];
+        ax_loop *loop;
+    } own[64];
+    unsigned own_n;
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)

@@ -245,7 +245,9 @@ static void on_state_reply(rlink *rl, redisReply *r, void *priv)
 static int state_cmd(redis_bp *b, const char *tag, int argc, const char **argv, const size_t *lens,
                      uint64_t *ticket, size_t fi, bool prefix, bool retry)
 {
-    uint64_t tk = ticket ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED) : 0;
+    uint64_t tk = ticket && *ticket ? *ticket /* (given on another thread) */
+                  : ticket          ? __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED)
+                                    : 0;
     if (ticket) *ticket = tk;
     int hi = argv[0][0] == 'E' ? 3 : 1; /* (EVAL script 1 <hash> ...) */
     rows_stale(b, argv[hi], lens[hi], fi < (size_t)argc ? argv[fi] : NULL,
@@ -358,18 +360,72 @@ static void rows_let_go(redis_bp *b, const char *hk, size_t hl, bool mine)
     }
 }
 
+/* A row's key and namespace are ones Redis can take (0), else AX_EINVAL. */
+static int state_check(const char *ns, const void *key, size_t klen)
+{
+    const char *k = key, *nul = memchr(k, '\0', klen);
+    size_t cl = nul ? (size_t)(nul - k) : klen, rl = nul ? klen - cl - 1 : 0;
+    return cl > 512 || strlen(ns) > 15 || rl > 16 ? AX_EINVAL : 0;
+}
+
+/* A row of another thread's session, on its way to the backplane's loop
+ * (posted: the rows of one thread reach Redis in the order written). */
+typedef struct state_job {
+    redis_bp *b;
+    int op;
+    uint64_t ticket; /* given to the writer (0: none wanted) */
+    bool has_val;
+    char ns[16];
+    size_t klen, vlen;
+    char data[]; /* key, then val */
+} state_job;
+
+static int state_here(redis_bp *b, int op, const char *ns, const void *key, size_t klen,
+                      const void *val, size_t vlen, uint64_t *ticket);
+
+static void state_run(ax_loop *loop, void *arg)
+{
+    state_job *j = arg;
+    uint64_t tk = j->ticket;
+    (void)loop;
+    (void)state_here(j->b, j->op, j->ns, j->data, j->klen, j->has_val ? j->data + j->klen : NULL,
+                     j->vlen, tk ? &tk : NULL);
+    ax_free(j);
+}
+
 int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, const void *val,
               size_t vlen, uint64_t *ticket)
 {
     redis_bp *b = ud;
-    if (!redis_bp_here(b)) return 0; /* (sessions of the first thread only) */
+    if (ticket) *ticket = 0;
+    int rc = state_check(ns, key, klen);
+    if (rc || redis_bp_here(b))
+        return rc ? rc : state_here(b, op, ns, key, klen, val, vlen, ticket);
+    state_job *j = ax_malloc(sizeof(*j) + klen + (val ? vlen : 0));
+    if (!j) return AX_ENOMEM;
+    *j =
+        (state_job){.b = b, .op = op, .has_val = val != NULL, .klen = klen, .vlen = val ? vlen : 0};
+    snprintf(j->ns, sizeof j->ns, "%s", ns);
+    memcpy(j->data, key, klen);
+    if (val) memcpy(j->data + klen, val, vlen);
+    if (ticket) j->ticket = *ticket = __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED);
+    if (ax_loop_post(b->loop, state_run, j) != 0) {
+        ST_ADD(b, state_errors, 1);
+        bp__state_done(b, j->ticket, AX_ENOMEM);
+        ax_free(j);
+        return AX_ENOMEM;
+    }
+    return 0;
+}
+
+static int state_here(redis_bp *b, int op, const char *ns, const void *key, size_t klen,
+                      const void *val, size_t vlen, uint64_t *ticket)
+{
     const char *k = key, *nul = memchr(k, '\0', klen);
     size_t cl = nul ? (size_t)(nul - k) : klen, rl = nul ? klen - cl - 1 : 0;
     size_t nl = strlen(ns);
-    if (cl > 512 || nl > 15) return AX_EINVAL;
     char hkey[600], tag[24], field[16 + 1 + 16];
     size_t hl = key_of(k, cl, tag, sizeof tag, hkey);
-    if (rl > 16) return AX_EINVAL;
     memcpy(field, ns, nl);
     field[nl] = ':';
     if (rl) memcpy(field + nl + 1, nul + 1, rl);
@@ -480,8 +536,285 @@ static void on_claimed(rlink *rl, redisReply *r, void *priv)
     q->until_ms = bp__mono_ms() + SESS_WAIT_MS;
 }
 
-int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
-                     void (*cb)(void *ud, int status, const redis_row *rows, size_t n), void *ud)
+/* ---- another thread's sessions ----------------------------------------------------------------
+ *
+ * Every thread's MQTT gateway keeps its sessions in Redis: its rows, TTLs
+ * and claims are posted to the backplane's loop (in order: one thread's
+ * posts run in the order made), a claim's answer is posted back with a
+ * copy of the rows, and a claim another node makes is posted to each
+ * thread's gateway, whose rows are posted before its "done": the R goes
+ * once every thread let go. */
+
+typedef void (*claim_cb)(void *ud, int status, const redis_row *rows, size_t n);
+
+typedef struct claim_job { /* a claim on its way to the backplane's loop and back */
+    redis_bp *b;
+    claim_cb cb;
+    void *ud;
+    ax_loop *loop; /* the claimer's */
+    bool clean;
+    int status;
+    redis_row *rows; /* the answer: rows and their bytes, one allocation */
+    size_t n;
+    char cid[];
+} claim_job;
+
+static void sess_notify(redis_bp *b, const char *cid, ax_loop *skip);
+
+/* This node's own claim came back: a session another thread of this node
+ * has (a client that came back on another thread) goes from there, its
+ * connection closed, without writing (the claimer read the rows). */
+static void sess_claimed_here(redis_bp *b, const char *cid)
+{
+    char tag[24];
+    tag_of(cid, strlen(cid), tag, sizeof tag);
+    ax_loop *by = NULL;
+    for (unsigned i = 0; i < 64; i++)
+        if (b->own[i].loop && strcmp(b->own[i].tag, tag) == 0) {
+            by = b->own[i].loop;
+            b->own[i].loop = NULL;
+            break;
+        }
+    if (!by) return; /* (not known: nothing to risk) */
+    sess_notify(b, cid, by);
+}
+
+static int claim_here(redis_bp *b, const char *cid, bool clean, claim_cb cb, void *ud,
+                      ax_loop *loop);
+
+static void claim_answered(ax_loop *loop, void *arg)
+{
+    claim_job *j = arg;
+    (void)loop;
+    j->cb(j->ud, j->status, j->rows, j->n);
+    ax_free(j->rows);
+    ax_free(j);
+}
+
+static void claim_back(claim_job *j, int status, const redis_row *rows, size_t n)
+{
+    j->status = status;
+    size_t bytes = n * sizeof(*rows);
+    for (size_t i = 0; i < n; i++)
+        bytes += rows[i].klen + rows[i].vlen + 1;
+    char *p = n ? ax_malloc(bytes) : NULL;
+    if (n && !p) {
+        j->status = AX_ENOMEM;
+        n = 0;
+    }
+    j->rows = (redis_row *)p;
+    j->n = n;
+    p += n * sizeof(*rows);
+    for (size_t i = 0; i < n; i++) {
+        j->rows[i] = rows[i];
+        memcpy(p, rows[i].key, rows[i].klen);
+        j->rows[i].key = p;
+        p += rows[i].klen;
+        memcpy(p, rows[i].val, rows[i].vlen);
+        p[rows[i].vlen] = '\0';
+        j->rows[i].val = p;
+        p += rows[i].vlen + 1;
+    }
+    if (ax_loop_post(j->loop, claim_answered, j) != 0) {
+        ax_free(j->rows);
+        ax_free(j);
+    }
+}
+
+static void claim_relay(void *ud, int status, const redis_row *rows, size_t n)
+{
+    claim_back(ud, status, rows, n);
+}
+
+static void claim_run(ax_loop *loop, void *arg)
+{
+    claim_job *j = arg;
+    (void)loop;
+    int rc = claim_here(j->b, j->cid, j->clean, claim_relay, j, j->loop);
+    if (rc) claim_back(j, rc, NULL, 0);
+}
+
+int redis_sess_claim(redis_bp *b, const char *cid, bool clean, claim_cb cb, void *ud, ax_loop *loop)
+{
+    if (redis_bp_here(b)) return claim_here(b, cid, clean, cb, ud, loop);
+    size_t cl = strlen(cid);
+    if (__atomic_load_n(&b->state, __ATOMIC_RELAXED) != BP_UP) return AX_ENOTCONN;
+    if (cl > 512) return AX_EINVAL;
+    claim_job *j = ax_calloc(1, sizeof(*j) + cl + 1);
+    if (!j) return AX_ENOMEM;
+    *j = (claim_job){.b = b, .cb = cb, .ud = ud, .loop = loop, .clean = clean};
+    memcpy(j->cid, cid, cl + 1);
+    if (ax_loop_post(b->loop, claim_run, j) != 0) {
+        ax_free(j);
+        return AX_ENOMEM;
+    }
+    return 0;
+}
+
+typedef struct ttl_job {
+    redis_bp *b;
+    int64_t ms;
+    char cid[];
+} ttl_job;
+
+static void ttl_here(redis_bp *b, const char *cid, int64_t ms);
+
+static void ttl_run(ax_loop *loop, void *arg)
+{
+    ttl_job *j = arg;
+    (void)loop;
+    ttl_here(j->b, j->cid, j->ms);
+    ax_free(j);
+}
+
+void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms)
+{
+    size_t cl = strlen(cid);
+    if (cl > 512) return;
+    if (redis_bp_here(b)) {
+        ttl_here(b, cid, ms);
+        return;
+    }
+    ttl_job *j = ax_malloc(sizeof(*j) + cl + 1);
+    if (!j) return; /* (set again soon) */
+    j->b = b;
+    j->ms = ms;
+    memcpy(j->cid, cid, cl + 1);
+    if (ax_loop_post(b->loop, ttl_run, j) != 0) ax_free(j);
+}
+
+void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud, ax_loop *loop)
+{
+    pthread_mutex_lock(&b->sess_mu);
+    int free_slot = -1, i;
+    for (i = 0; i < BP_SESS_MAX; i++) {
+        if (b->sess_h[i].loop == loop) break;
+        if (!b->sess_h[i].loop && free_slot < 0) free_slot = i;
+    }
+    if (i == BP_SESS_MAX) i = free_slot;
+    if (i >= 0) {
+        b->sess_h[i].fn = fn;
+        b->sess_h[i].ud = ud;
+        b->sess_h[i].loop = fn ? loop : NULL;
+    } else if (fn) {
+        ax_log(AX_LOG_ERROR, "redis: more than %d threads: MQTT sessions of one stay there",
+               BP_SESS_MAX);
+    }
+    pthread_mutex_unlock(&b->sess_mu);
+}
+
+/* A claim heard ("T"): every thread's gateway lets go, then the R. */
+typedef struct heard_job {
+    redis_bp *b;
+    int pending; /* threads not done (the backplane's loop counts) */
+    bool mine;
+    bool own; /* this node's claim: no R, the rows are the claimer's */
+    char who[24];
+    char cid[];
+} heard_job;
+
+typedef struct heard_copy { /* to one thread's gateway */
+    heard_job *x;
+    int slot;
+} heard_copy;
+
+static void heard_end(heard_job *x)
+{
+    redis_bp *b = x->b;
+    char key[600], tag[24], msg[600];
+    if (x->own) {
+        ax_free(x);
+        return;
+    }
+    size_t kl = key_of(x->cid, strlen(x->cid), tag, sizeof tag, key);
+    rows_let_go(b, key, kl, x->mine); /* (mine: written before R) */
+    if (x->mine) {
+        int n = snprintf(msg, sizeof msg, "R %s %s %s", x->who, b->node, x->cid);
+        const char *argv[] = {"PUBLISH", b->sess_chan, msg};
+        if (n > 0 && (size_t)n < sizeof msg)
+            (void)bp__cmd(b, tag, NULL, NULL, 3, argv, NULL); /* (after its rows, on their link) */
+    }
+    ax_free(x);
+}
+
+static void heard_done(ax_loop *loop, void *arg)
+{
+    heard_job *x = arg;
+    (void)loop;
+    if (--x->pending == 0) heard_end(x);
+}
+
+static void heard_run(ax_loop *loop, void *arg)
+{
+    heard_copy *c = arg;
+    heard_job *x = c->x;
+    redis_bp *b = x->b;
+    pthread_mutex_lock(&b->sess_mu);
+    redis_claim_fn fn = b->sess_h[c->slot].loop == loop ? b->sess_h[c->slot].fn : NULL;
+    void *ud = b->sess_h[c->slot].ud;
+    pthread_mutex_unlock(&b->sess_mu); /* (only this thread takes its handler away) */
+    if (fn) fn(ud, x->cid, x->mine);   /* (its rows posted now: before the done) */
+    ax_free(c);
+    (void)ax_loop_post(b->loop, heard_done, x); /* (fails: the node is going) */
+}
+
+/* Every thread's gateway but `skip`'s hears of the claim; then heard_end. */
+static void heard_all(heard_job *x, ax_loop *skip);
+
+static void sess_notify(redis_bp *b, const char *cid, ax_loop *skip)
+{
+    size_t cl = strlen(cid);
+    heard_job *x = ax_calloc(1, sizeof(*x) + cl + 1);
+    if (!x) return;
+    x->b = b;
+    x->own = true;
+    memcpy(x->cid, cid, cl + 1);
+    heard_all(x, skip);
+}
+
+static void sess_claimed_elsewhere(redis_bp *b, const char *who, const char *cid, bool mine)
+{
+    size_t cl = strlen(cid);
+    heard_job *x = ax_calloc(1, sizeof(*x) + cl + 1);
+    if (!x) return;
+    x->b = b;
+    x->mine = mine;
+    snprintf(x->who, sizeof x->who, "%s", who);
+    memcpy(x->cid, cid, cl + 1);
+    heard_all(x, NULL);
+}
+
+static void heard_all(heard_job *x, ax_loop *skip)
+{
+    redis_bp *b = x->b;
+    const char *cid = x->cid;
+    bool mine = x->mine;
+    x->pending = 1;
+    redis_claim_fn here = NULL;
+    void *here_ud = NULL;
+    pthread_mutex_lock(&b->sess_mu);
+    for (int i = 0; i < BP_SESS_MAX; i++) {
+        if (!b->sess_h[i].loop || b->sess_h[i].loop == skip) continue;
+        if (b->sess_h[i].loop == b->loop) {
+            here = b->sess_h[i].fn;
+            here_ud = b->sess_h[i].ud;
+            continue;
+        }
+        heard_copy *c = ax_malloc(sizeof(*c));
+        if (!c) continue;
+        *c = (heard_copy){x, i};
+        if (ax_loop_post(b->sess_h[i].loop, heard_run, c) == 0)
+            x->pending++;
+        else
+            ax_free(c);
+    }
+    pthread_mutex_unlock(&b->sess_mu);
+    if (here) here(here_ud, cid, mine);
+    if (--x->pending == 0) heard_end(x);
+}
+
+static int claim_here(redis_bp *b, const char *cid, bool clean, claim_cb cb, void *ud,
+                      ax_loop *loop)
 {
     size_t cl = strlen(cid);
     if (b->state != BP_UP) return AX_ENOTCONN;
@@ -503,25 +836,21 @@ int redis_sess_claim(redis_bp *b, const char *cid, bool clean,
     }
     q->next = b->claims;
     b->claims = q;
+    unsigned o = b->own_n++ % 64; /* (the oldest forgotten: its T was lost) */
+    memcpy(b->own[o].tag, q->tag, sizeof q->tag);
+    b->own[o].loop = loop;
     return 0;
 }
 
-void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms)
+static void ttl_here(redis_bp *b, const char *cid, int64_t ms)
 {
     size_t cl = strlen(cid);
-    if (cl > 512 || !redis_bp_here(b)) return;
     char key[600], tag[24], v[24];
     size_t kl = key_of(cid, cl, tag, sizeof tag, key);
     snprintf(v, sizeof v, "%lld", (long long)ms);
     const char *argv[] = {ms < 0 ? "PERSIST" : "PEXPIRE", key, v};
     size_t lens[] = {strlen(argv[0]), kl, strlen(v)};
     (void)bp__cmd(b, tag, NULL, NULL, ms < 0 ? 2 : 3, argv, lens); /* (set again soon) */
-}
-
-void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud)
-{
-    b->sess_fn = fn;
-    b->sess_ud = ud;
 }
 
 bool redis_bp_here(const redis_bp *b)
@@ -545,16 +874,9 @@ void bp__sess_heard(redis_bp *b, const redisReply *data)
     other[sp - p] = '\0';
     const char *cid = sp + 1; /* (the reply's string ends with a NUL) */
     if (kind == 'T' && strcmp(who, b->node) != 0) {
-        bool mine = strcmp(other, b->node) == 0;
-        if (b->sess_fn) b->sess_fn(b->sess_ud, cid, mine);
-        char key[600], tag[24], msg[600];
-        size_t kl = key_of(cid, strlen(cid), tag, sizeof tag, key);
-        rows_let_go(b, key, kl, mine); /* (mine: written before R) */
-        if (!mine) return;
-        int n = snprintf(msg, sizeof msg, "R %s %s %s", who, b->node, cid);
-        if (n <= 0 || (size_t)n >= sizeof msg) return;
-        const char *argv[] = {"PUBLISH", b->sess_chan, msg};
-        (void)bp__cmd(b, tag, NULL, NULL, 3, argv, NULL); /* (after its rows, on their link) */
+        sess_claimed_elsewhere(b, who, cid, strcmp(other, b->node) == 0);
+    } else if (kind == 'T') {
+        sess_claimed_here(b, cid);
     } else if (kind == 'R' && strcmp(who, b->node) == 0) {
         for (bp_claim *q = b->claims; q; q = q->next) {
             if (strcmp(cid_of(q), cid) != 0) continue;
@@ -590,4 +912,5 @@ void bp__sess_free(redis_bp *b)
     while (b->rows)
         row_unlink(b->rows);
     hub_map_clear(&b->row_of);
+    pthread_mutex_destroy(&b->sess_mu);
 }
