@@ -7,7 +7,8 @@ A node with two threads serves MQTT over WebSocket on both (the kernel
 picks the thread of each connection), so 16 sessions are made there: the
 chance that none lands on the second thread is 1 in 65,536.
 
-- Made on node a (-t 2) over WebSocket, away, QoS 1 messages published
+- Made on node a (-t 2) over WebSocket: each session's hash is in Redis
+  with its TTL.  Away, QoS 1 messages published
   on node b: back on node b, every session is present with its messages,
   in order.
 - Taken back by node a (its threads claim them from Redis), away, back
@@ -67,6 +68,13 @@ def websocket_sessions_move_from_every_thread():
         t.eq((rc, present), (0, 0), "node a: new session %d over WebSocket" % i)
         t.eq(d.subscribe("wsq/%d" % i, 1), [1], "node a: session %d subscribed" % i)
         d.close()
+    # every session's hash in Redis, with the TTL its thread keeps (away:
+    # the session expiry, a week)
+    def ttls():
+        return [int(r.cli("PTTL", redisutil.sess_key("wsdev-%d" % i))) for i in range(N)]
+    redisutil.wait_for(lambda: all(x > 3600 * 1000 for x in ttls()),
+                       "every session's hash in Redis with its TTL")
+    t.ok(True, "node a: every session's hash in Redis, TTL %d..%d ms" % (min(ttls()), max(ttls())))
     p = Client(b.mqtt_port, "pub-b")
     p.connect()
     for i in range(N):
