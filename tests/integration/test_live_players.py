@@ -13,10 +13,11 @@ a tone (H.264 + AAC) over RTMP, then
   runs as root), so it runs as `nobody` through setpriv.  Against a name
   that is not live, VLC writes no video: the check can fail.
 - mpegts.js (npm, compiled in from web/vendor as /static/mpegts.js) in
-  headless Chromium plays /live/NAME.flv (HTTP-FLV through Media Source
-  Extensions) in a <video> on the hub's origin: its time advances with the
-  stream's width and height; against a name that is not live it reports
-  an error and shows no frame."""
+  headless Chromium: the live page /live/NAME?mode=flv plays /live/NAME.flv
+  (HTTP-FLV through Media Source Extensions): the video's time advances
+  with the stream's width and height, nothing is wider than a 390 px
+  phone; against a name that is not live it reports an error and shows no
+  frame.  With AXON_SCREENS=DIR, screenshots at 1280 and 390 px."""
 import os
 import subprocess
 import sys
@@ -130,30 +131,7 @@ def vlc_plays_flv_ts_and_hls():
         srv.stop()
 
 
-PLAY_JS = """((name) => {
-  window.flvState = { errors: [] };
-  const v = document.createElement('video');
-  v.id = 'flvtest'; v.muted = true; v.autoplay = true;
-  v.style = 'position:fixed;left:0;top:0;width:320px;height:240px;z-index:99;background:#000';
-  document.body.appendChild(v);
-  const s = document.createElement('script');
-  s.src = '/static/mpegts.js';
-  s.onload = () => {
-    const p = mpegts.createPlayer({ type: 'flv', isLive: true,
-                                    url: location.origin + '/live/' + name + '.flv' },
-                                  { enableWorker: false, liveBufferLatencyChasing: true });
-    window.flvPlayer = p;
-    p.on(mpegts.Events.ERROR, (type, detail) => flvState.errors.push(type + ' ' + detail));
-    p.attachMediaElement(v);
-    p.load();
-    v.play().catch((e) => flvState.errors.push('play: ' + e));
-  };
-  s.onerror = () => flvState.errors.push('no /static/mpegts.js');
-  document.head.appendChild(s);
-  return true;
-})(%r)"""
-
-VIDEO = "document.querySelector('#flvtest')"
+VIDEO = "document.querySelector('video')"
 
 
 @t.test
@@ -166,27 +144,38 @@ def mpegts_js_plays_http_flv_in_chromium():
     try:
         wait_live(srv, "demo", pub, 1)
         b = pageutil.Browser(env)
-        b.open(srv.base + "/", 1280, 800)
-        b.eval(PLAY_JS % "demo")
-        b.wait("window.mpegts && mpegts.isSupported() && mpegts.getFeatureList().mseLivePlayback",
-               ms=15000, what="mpegts.js loaded with live MSE playback")
+        b.open(srv.base + "/live/demo?mode=flv", 1280, 800)
+        b.wait("window.mpegts && window.flvPlayer", ms=15000,
+               what="mpegts.js loaded (/static/mpegts.js) and its player made")
         b.wait(VIDEO + ".videoWidth > 0", ms=20000,
-               what="HTTP-FLV frames (%r)" % b.eval("window.flvState.errors"))
+               what="HTTP-FLV frames (%r)" % b.eval("window.liveState.errors"))
+        b.wait("document.querySelector('#status.up')", what="the page live")
+        t.eq(b.eval("[window.liveState.mode, document.querySelector('#status').textContent]"),
+             ["flv", "live (HTTP-FLV)"], "the page's mode and status")
         t0 = b.eval(VIDEO + ".currentTime")
         time.sleep(2)
         t1 = b.eval(VIDEO + ".currentTime")
         t.ok(t1 - t0 > 1.2, "the video's time advances: %.2f -> %.2f" % (t0, t1))
         t.eq(b.eval("[%s.videoWidth, %s.videoHeight]" % (VIDEO, VIDEO)), [320, 240],
              "the video's width and height")
-        t.eq(b.eval("window.flvState.errors"), [], "mpegts.js errors")
+        t.eq(b.eval("window.liveState.errors"), [], "mpegts.js errors")
         print("# mpegts.js: currentTime %.2f -> %.2f in 2 s at 320x240" % (t0, t1), flush=True)
-        b.shot("live-mpegts")
+        b.shot("live-flv")
+        b.do("viewport", w=390, h=844)
+        time.sleep(1)
+        t.eq(b.eval(pageutil.OVERFLOW_JS), [], "at 390x844, elements wider than the viewport")
+        b.shot("live-flv-phone")
+        # the other modes link to this one
+        pg = b.open(srv.base + "/live/demo?mode=hls", 1280, 800)
+        t.ok(b.eval("!!document.querySelector('#mode a[href=\"?mode=flv\"]')", page=pg),
+             "the HLS page links to ?mode=flv")
         # a name that is not live: an error, no frame
-        pg = b.open(srv.base + "/", 1280, 800)
-        b.eval(PLAY_JS % "nosuch", page=pg)
-        b.wait("window.flvState.errors.length > 0", ms=15000, page=pg,
+        pg = b.open(srv.base + "/live/nosuch?mode=flv", 1280, 800)
+        b.wait("window.liveState.errors.length > 0", ms=15000, page=pg,
                what="an error for a name that is not live")
         t.eq(b.eval(VIDEO + ".videoWidth", page=pg), 0, "no frame from a name that is not live")
+        t.ok(b.eval("document.querySelector('#status.down') !== null", page=pg),
+             "the page says it is down")
         ev = b.do("events")
         t.eq(ev["external"], [], "requests outside the server")
     finally:
