@@ -5,8 +5,8 @@
 a tone (H.264 + AAC) over RTMP, then
 
 - VLC (Debian's vlc-bin + vlc-plugin-base, headless `cvlc -I dummy`) opens
-  /live/NAME.flv, /live/NAME.ts and /live/NAME/index.m3u8 for a few
-  seconds and writes what it demuxed to a file (`--sout #duplicate`): a
+  /live/NAME.flv, /live/NAME.ts, /live/NAME/index.m3u8 and RTMP playback
+  (rtmp://HOST/live/NAME, VLC's libavformat access) for a few seconds and writes what it demuxed to a file (`--sout #duplicate`): a
   remux (read back by ffprobe: H.264 320x240 + AAC, timestamps advancing
   without a jump) and a transcode to MPEG-2 + MP2 (frames there exist only
   if VLC decoded the H.264 and the AAC).  VLC refuses to run as root (CI
@@ -31,7 +31,7 @@ import pageutil  # noqa: E402
 import servutil  # noqa: E402
 from liveutil import probe, stats  # noqa: E402
 
-t = axtest.Tests("live relay: VLC and mpegts.js play HTTP-FLV, MPEG-TS and HLS", alarm=200)
+t = axtest.Tests("live relay: VLC and mpegts.js play HTTP-FLV, MPEG-TS, HLS and RTMP", alarm=200)
 TMP = tempfile.mkdtemp(prefix="axon-players-")
 os.chmod(TMP, 0o777)  # VLC runs as nobody and writes here
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -113,7 +113,7 @@ def check_vlc(url, what, seconds=5):
 
 
 @t.test
-def vlc_plays_flv_ts_and_hls():
+def vlc_plays_flv_ts_hls_and_rtmp():
     srv = servutil.Serve()
     pub = publish(srv, "cam", 90)
     try:
@@ -121,6 +121,7 @@ def vlc_plays_flv_ts_and_hls():
         check_vlc(srv.base + "/live/cam.flv", "VLC HTTP-FLV")
         check_vlc(srv.base + "/live/cam.ts", "VLC MPEG-TS")
         check_vlc(srv.base + "/live/cam/index.m3u8", "VLC HLS", seconds=8)
+        check_vlc("rtmp://127.0.0.1:%d/live/cam" % srv.rtmp_port, "VLC RTMP")
         # a name that is not live: no video, so the checks above can fail
         remux, dec, _ = vlc(srv.base + "/live/nosuch.flv", "nosuch", 3)
         t.eq(packets(remux, "video")[1] + packets(dec, "video")[1], 0,
