@@ -26,35 +26,39 @@
   // ?mode=hls: HLS through hls.js (or the browser's own, Safari);
   // ?mode=llhls: Low-Latency HLS (ll.m3u8: fMP4 parts, blocking reloads)
   // through hls.js in its lowLatencyMode; else the lowest latency:
-  // fragmented MP4 over the WebSocket.  ?mode=flv: HTTP-FLV through
-  // mpegts.js (npm, compiled in), which keeps its own distance to the edge.
+  // fragmented MP4 over the WebSocket.  ?mode=flv: HTTP-FLV (NAME.flv),
+  // ?mode=ts: MPEG-TS (NAME.ts), both through mpegts.js (npm, compiled in),
+  // which keeps its own distance to the edge.
   const modeArg = new URLSearchParams(q).get("mode");
   const llMode = modeArg === "llhls";
   const hlsMode = modeArg === "hls" || llMode;
-  const flvMode = modeArg === "flv";
-  state.mode = llMode ? "llhls" : hlsMode ? "hls" : flvMode ? "flv" : "ws";
+  const flvMode = modeArg === "flv" || modeArg === "ts"; // mpegts.js
+  state.mode = llMode ? "llhls" : hlsMode ? "hls" : flvMode ? modeArg : "ws";
+  const flvWhat = modeArg === "ts" ? "MPEG-TS" : "HTTP-FLV";
   $("mode").innerHTML = llMode ? 'LL-HLS · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a>'
                       : hlsMode ? 'HLS · <a href="?">low latency</a> · <a href="?mode=llhls">LL-HLS</a>'
                                 : 'low latency · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
-  if (flvMode) $("mode").innerHTML = 'HTTP-FLV · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
-  else $("mode").insertAdjacentHTML("beforeend", ' · <a href="?mode=flv">HTTP-FLV</a>');
+  if (flvMode) $("mode").innerHTML = flvWhat + ' · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
+  for (const [m, what] of [["flv", "HTTP-FLV"], ["ts", "MPEG-TS"]])
+    if (modeArg !== m) $("mode").insertAdjacentHTML("beforeend", ' · <a href="?mode=' + m + '">' + what + "</a>");
 
   function playFlv() {
     const s = document.createElement("script");
     s.src = "/static/mpegts.js"; // web/vendor: mpegts.js from npm, compiled in
     s.onload = () => {
       if (!window.mpegts || !mpegts.getFeatureList().mseLivePlayback) {
-        status("this browser cannot play HTTP-FLV", "down");
+        status("this browser cannot play " + flvWhat, "down");
         return;
       }
-      const p = mpegts.createPlayer({ type: "flv", isLive: true, url: base + ".flv" + q },
+      const type = modeArg === "ts" ? "mpegts" : "flv";
+      const p = mpegts.createPlayer({ type, isLive: true, url: base + "." + modeArg + q },
                                     { enableWorker: false, liveBufferLatencyChasing: true });
       window.flvPlayer = p; // tests read it
       p.on(mpegts.Events.ERROR, (type, detail) => {
         state.errors.push(type + ": " + detail);
-        status("HTTP-FLV: " + detail, "down");
+        status(flvWhat + ": " + detail, "down");
       });
-      p.on(mpegts.Events.MEDIA_INFO, () => status("live (HTTP-FLV)", "up"));
+      p.on(mpegts.Events.MEDIA_INFO, () => status("live (" + flvWhat + ")", "up"));
       p.attachMediaElement(video);
       p.load();
     };

@@ -14,7 +14,8 @@ a tone (H.264 + AAC) over RTMP, then
   that is not live, VLC writes no video: the check can fail.
 - mpegts.js (npm, compiled in from web/vendor as /static/mpegts.js) in
   headless Chromium: the live page /live/NAME?mode=flv plays /live/NAME.flv
-  (HTTP-FLV through Media Source Extensions): the video's time advances
+  (HTTP-FLV through Media Source Extensions) and ?mode=ts /live/NAME.ts
+  (MPEG-TS): the video's time advances
   with the stream's width and height, nothing is wider than a 390 px
   phone; against a name that is not live it reports an error and shows no
   frame.  With AXON_SCREENS=DIR, screenshots at 1280 and 390 px."""
@@ -135,8 +136,30 @@ def vlc_plays_flv_ts_hls_and_rtmp():
 VIDEO = "document.querySelector('video')"
 
 
+def page_plays(b, srv, mode, what):
+    """/live/demo?mode=MODE in a new page: mpegts.js plays; the page's number."""
+    pg = b.open(srv.base + "/live/demo?mode=" + mode, 1280, 800)
+    b.wait("window.mpegts && window.flvPlayer", ms=15000, page=pg,
+           what="%s: mpegts.js loaded (/static/mpegts.js) and its player made" % what)
+    b.wait(VIDEO + ".videoWidth > 0", ms=20000, page=pg,
+           what="%s frames (%r)" % (what, b.eval("window.liveState.errors", page=pg)))
+    b.wait("document.querySelector('#status.up')", page=pg, what="%s: the page live" % what)
+    t.eq(b.eval("[window.liveState.mode, document.querySelector('#status').textContent]",
+                page=pg), [mode, "live (%s)" % what], "the page's mode and status")
+    t0 = b.eval(VIDEO + ".currentTime", page=pg)
+    time.sleep(2)
+    t1 = b.eval(VIDEO + ".currentTime", page=pg)
+    t.ok(t1 - t0 > 1.2, "%s: the video's time advances: %.2f -> %.2f" % (what, t0, t1))
+    t.eq(b.eval("[%s.videoWidth, %s.videoHeight]" % (VIDEO, VIDEO), page=pg), [320, 240],
+         "%s: the video's width and height" % what)
+    t.eq(b.eval("window.liveState.errors", page=pg), [], "%s: mpegts.js errors" % what)
+    print("# mpegts.js %s: currentTime %.2f -> %.2f in 2 s at 320x240" % (what, t0, t1),
+          flush=True)
+    return pg
+
+
 @t.test
-def mpegts_js_plays_http_flv_in_chromium():
+def mpegts_js_plays_http_flv_and_ts_in_chromium():
     env = pageutil.available()
     t.ok(env is not None, "chromium and playwright-core")
     srv = servutil.Serve()
@@ -145,38 +168,29 @@ def mpegts_js_plays_http_flv_in_chromium():
     try:
         wait_live(srv, "demo", pub, 1)
         b = pageutil.Browser(env)
-        b.open(srv.base + "/live/demo?mode=flv", 1280, 800)
-        b.wait("window.mpegts && window.flvPlayer", ms=15000,
-               what="mpegts.js loaded (/static/mpegts.js) and its player made")
-        b.wait(VIDEO + ".videoWidth > 0", ms=20000,
-               what="HTTP-FLV frames (%r)" % b.eval("window.liveState.errors"))
-        b.wait("document.querySelector('#status.up')", what="the page live")
-        t.eq(b.eval("[window.liveState.mode, document.querySelector('#status').textContent]"),
-             ["flv", "live (HTTP-FLV)"], "the page's mode and status")
-        t0 = b.eval(VIDEO + ".currentTime")
-        time.sleep(2)
-        t1 = b.eval(VIDEO + ".currentTime")
-        t.ok(t1 - t0 > 1.2, "the video's time advances: %.2f -> %.2f" % (t0, t1))
-        t.eq(b.eval("[%s.videoWidth, %s.videoHeight]" % (VIDEO, VIDEO)), [320, 240],
-             "the video's width and height")
-        t.eq(b.eval("window.liveState.errors"), [], "mpegts.js errors")
-        print("# mpegts.js: currentTime %.2f -> %.2f in 2 s at 320x240" % (t0, t1), flush=True)
-        b.shot("live-flv")
-        b.do("viewport", w=390, h=844)
+        pg = page_plays(b, srv, "flv", "HTTP-FLV")
+        b.shot("live-flv", page=pg)
+        b.do("viewport", page=pg, w=390, h=844)
         time.sleep(1)
-        t.eq(b.eval(pageutil.OVERFLOW_JS), [], "at 390x844, elements wider than the viewport")
-        b.shot("live-flv-phone")
-        # the other modes link to this one
+        t.eq(b.eval(pageutil.OVERFLOW_JS, page=pg), [],
+             "at 390x844, elements wider than the viewport")
+        b.shot("live-flv-phone", page=pg)
+        pg = page_plays(b, srv, "ts", "MPEG-TS")
+        b.shot("live-ts", page=pg)
+        # the other modes link to these
         pg = b.open(srv.base + "/live/demo?mode=hls", 1280, 800)
-        t.ok(b.eval("!!document.querySelector('#mode a[href=\"?mode=flv\"]')", page=pg),
-             "the HLS page links to ?mode=flv")
+        t.eq(b.eval("[...document.querySelectorAll('#mode a')].map((a) => a.textContent)",
+                    page=pg), ["low latency", "LL-HLS", "HTTP-FLV", "MPEG-TS"],
+             "the HLS page's links to the other players")
         # a name that is not live: an error, no frame
-        pg = b.open(srv.base + "/live/nosuch?mode=flv", 1280, 800)
-        b.wait("window.liveState.errors.length > 0", ms=15000, page=pg,
-               what="an error for a name that is not live")
-        t.eq(b.eval(VIDEO + ".videoWidth", page=pg), 0, "no frame from a name that is not live")
-        t.ok(b.eval("document.querySelector('#status.down') !== null", page=pg),
-             "the page says it is down")
+        for mode in ("flv", "ts"):
+            pg = b.open(srv.base + "/live/nosuch?mode=" + mode, 1280, 800)
+            b.wait("window.liveState.errors.length > 0", ms=15000, page=pg,
+                   what="%s: an error for a name that is not live" % mode)
+            t.eq(b.eval(VIDEO + ".videoWidth", page=pg), 0,
+                 "%s: no frame from a name that is not live" % mode)
+            t.ok(b.eval("document.querySelector('#status.down') !== null", page=pg),
+                 "%s: the page says it is down" % mode)
         ev = b.do("events")
         t.eq(ev["external"], [], "requests outside the server")
     finally:
