@@ -26,14 +26,45 @@
   // ?mode=hls: HLS through hls.js (or the browser's own, Safari);
   // ?mode=llhls: Low-Latency HLS (ll.m3u8: fMP4 parts, blocking reloads)
   // through hls.js in its lowLatencyMode; else the lowest latency:
-  // fragmented MP4 over the WebSocket.
+  // fragmented MP4 over the WebSocket.  ?mode=flv: HTTP-FLV (NAME.flv),
+  // ?mode=ts: MPEG-TS (NAME.ts), both through mpegts.js (npm, compiled in),
+  // which keeps its own distance to the edge.
   const modeArg = new URLSearchParams(q).get("mode");
   const llMode = modeArg === "llhls";
   const hlsMode = modeArg === "hls" || llMode;
-  state.mode = llMode ? "llhls" : hlsMode ? "hls" : "ws";
+  const flvMode = modeArg === "flv" || modeArg === "ts"; // mpegts.js
+  state.mode = llMode ? "llhls" : hlsMode ? "hls" : flvMode ? modeArg : "ws";
+  const flvWhat = modeArg === "ts" ? "MPEG-TS" : "HTTP-FLV";
   $("mode").innerHTML = llMode ? 'LL-HLS · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a>'
                       : hlsMode ? 'HLS · <a href="?">low latency</a> · <a href="?mode=llhls">LL-HLS</a>'
                                 : 'low latency · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
+  if (flvMode) $("mode").innerHTML = flvWhat + ' · <a href="?">low latency</a> · <a href="?mode=hls">HLS</a> · <a href="?mode=llhls">LL-HLS</a>';
+  for (const [m, what] of [["flv", "HTTP-FLV"], ["ts", "MPEG-TS"]])
+    if (modeArg !== m) $("mode").insertAdjacentHTML("beforeend", ' · <a href="?mode=' + m + '">' + what + "</a>");
+
+  function playFlv() {
+    const s = document.createElement("script");
+    s.src = "/static/mpegts.js"; // web/vendor: mpegts.js from npm, compiled in
+    s.onload = () => {
+      if (!window.mpegts || !mpegts.getFeatureList().mseLivePlayback) {
+        status("this browser cannot play " + flvWhat, "down");
+        return;
+      }
+      const type = modeArg === "ts" ? "mpegts" : "flv";
+      const p = mpegts.createPlayer({ type, isLive: true, url: base + "." + modeArg + q },
+                                    { enableWorker: false, liveBufferLatencyChasing: true });
+      window.flvPlayer = p; // tests read it
+      p.on(mpegts.Events.ERROR, (type, detail) => {
+        state.errors.push(type + ": " + detail);
+        status(flvWhat + ": " + detail, "down");
+      });
+      p.on(mpegts.Events.MEDIA_INFO, () => status("live (" + flvWhat + ")", "up"));
+      p.attachMediaElement(video);
+      p.load();
+    };
+    s.onerror = () => status("mpegts.js is not built in", "down");
+    document.head.append(s);
+  }
 
   function playHls() {
     const src = base + (llMode ? "/ll.m3u8" : "/index.m3u8");
@@ -154,12 +185,13 @@
     // may see only 0.1 s buffered: Opus from an MPEG-TS upload comes in
     // bursts) waits for data that never comes, seeking for ever.
     const start = b.start(b.length - 1), stuck = video.currentTime < start;
-    if (!hlsMode && ((ahead > e.far && !video.seeking) || stuck)) {
+    const own = !hlsMode && !flvMode; // hls.js and mpegts.js chase the edge themselves
+    if (own && ((ahead > e.far && !video.seeking) || stuck)) {
       video.currentTime = Math.max(end - e.to, start);
       video.playbackRate = 1;
       state.jumps++;
-    } else if (!hlsMode && ahead > e.high) video.playbackRate = 1.05;
-    else if (!hlsMode && ahead <= e.low) video.playbackRate = 1;
+    } else if (own && ahead > e.high) video.playbackRate = 1.05;
+    else if (own && ahead <= e.low) video.playbackRate = 1;
     if (video.paused && end > 0) video.play().catch(() => {});
     state.ahead = ahead;
     $("delay").textContent = Math.max(0, ahead).toFixed(2) + " s buffered";
@@ -278,5 +310,6 @@
   stats();
   setInterval(stats, 1000);
   if (hlsMode) playHls();
+  else if (flvMode) playFlv();
   else play();
 })();
