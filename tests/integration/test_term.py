@@ -86,6 +86,9 @@ def writer_in_tmux_steps():
     hub.wait_log("agent box connected")
     shell_in_tmux(hub)
     hub.wait_log("alice attached as the writer")
+    # the remote shell's prompt first: keys typed before it are echoed on
+    # the line before it, and the output then follows "$ " (seen on CI)
+    wait_pane(lambda p: last_line(p) == "$", "the remote shell's prompt", timeout=SLOW)
     keys("echo hello; tput cols")
     wait_pane(lambda p: "\nhello\n100\n" in p.replace("\r", ""), "hello and 100 columns",
               timeout=SLOW)
