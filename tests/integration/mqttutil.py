@@ -233,3 +233,28 @@ def stop_clean(t, srv):
     t.ok(rc == 0 and "Sanitizer" not in err and "runtime error" not in err,
          "axon serve exit status %s%s" % (rc, srv.err_note()))
     srv.stop()
+
+
+def qos1_stream(pub, n, topic_of):
+    """Publishes n QoS 1 messages (payload: the number, 1..n) on topic_of(i)
+    through the Raw client pub from a thread, reading the PUBACKs on
+    another; returns (a stop event for the reader, the sender thread)."""
+    stop = threading.Event()
+
+    def drain():  # (the PUBACKs)
+        try:
+            while not stop.is_set() and pub.packet() is not None:
+                pass
+        except (OSError, axtest.Failure):  # (closed at the end)
+            pass
+
+    def publish():
+        for i in range(1, n + 1):
+            pub.send(publish_pkt(topic_of(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
+            if i % 100 == 0:
+                time.sleep(0.005)
+
+    threading.Thread(target=drain, daemon=True).start()
+    sender = threading.Thread(target=publish)
+    sender.start()
+    return stop, sender

@@ -40,14 +40,12 @@ import shutil
 import signal
 import struct
 import tempfile
-import threading
 import time
 
 import axtest
-import mqttutil
 import redisutil
 import servutil
-from mqttutil import V5, Client, Raw, connect_pkt, mstr, packet, publish_pkt, v5props
+from mqttutil import V5, Client, Raw, connect_pkt, mstr, packet, publish_pkt, qos1_stream, v5props
 
 t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=300)
 
@@ -494,21 +492,7 @@ def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None, hops=1):
     pub = Raw(b.mqtt_port)
     pub.send(connect_pkt(cid + "-pub"))
     t.eq(pub.packet()[0], 2, "the publisher's CONNACK")
-    stop = threading.Event()
-
-    def drain():  # (the PUBACKs)
-        while not stop.is_set() and pub.packet() is not None:
-            pass
-
-    def publish():
-        for i in range(1, n + 1):
-            pub.send(publish_pkt(topic_of(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
-            if i % 100 == 0:
-                time.sleep(0.005)
-
-    threading.Thread(target=drain, daemon=True).start()
-    sender = threading.Thread(target=publish)
-    sender.start()
+    stop, sender = qos1_stream(pub, n, topic_of)
     got = []
     for hop in range(hops):
         got += [(m.topic, int(m.payload)) for m in (d.get() for _ in range(500 // hops))]

@@ -25,13 +25,12 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 
 import axtest
 import redisutil
 import servutil
-from mqttutil import Client, Raw, connect_pkt, publish_pkt
+from mqttutil import Client, Raw, connect_pkt, qos1_stream
 
 t = axtest.Tests("axon serve: MQTT over WebSocket sessions across nodes, every thread", alarm=300)
 
@@ -150,24 +149,7 @@ def nothing_published_while_websocket_sessions_move_is_missed():
     pub = Raw(b.mqtt_port)
     pub.send(connect_pkt("wsmove-pub"))
     t.eq(pub.packet()[0], 2, "the publisher's CONNACK")
-    stop = threading.Event()
-
-    def drain():  # (the PUBACKs)
-        try:
-            while not stop.is_set() and pub.packet() is not None:
-                pass
-        except (OSError, axtest.Failure):  # (closed at the end)
-            pass
-
-    def publish():
-        for i in range(1, n + 1):
-            pub.send(publish_pkt(topic(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
-            if i % 100 == 0:
-                time.sleep(0.005)
-
-    threading.Thread(target=drain, daemon=True).start()
-    sender = threading.Thread(target=publish)
-    sender.start()
+    stop, sender = qos1_stream(pub, n, topic)
     got = [[] for _ in range(K)]
     for k, d in enumerate(subs):
         got[k] += [(m.topic, int(m.payload)) for m in (d.get() for _ in range(100))]
