@@ -38,7 +38,7 @@ run: deps
 test: all
 	@scripts/deps.sh test fuzz
 	@$(MAKE) --no-print-directory windows-maybe
-	@cd $(BUILD) && ctest --output-on-failure -j 2
+	@cd $(BUILD) && $(CURDIR)/scripts/ctest-twice.sh
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 san:
@@ -46,7 +46,7 @@ san:
 	@cmake -S . -B $(SANDIR) -DAXON_SANITIZE=ON -DAXON_WERROR=ON >/dev/null
 	@cmake --build $(SANDIR) -j $(JOBS)
 	@cd $(SANDIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CURDIR)/scripts/ctest-twice.sh
 
 # ThreadSanitizer: the hub under --threads 4 with clients publishing from
 # every thread (tests/integration/test_serve_threads.py), on the epoll and
