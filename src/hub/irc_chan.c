@@ -1012,36 +1012,33 @@ void irc_net_nick_ex(gw_irc *g, const char *nick, const char *line, const irc_ne
     net_send(g, &e);
 }
 
+/* An event for one nick's clients on every thread, with its line. */
+static void net_to_nick(gw_irc *g, int kind, const char *nick, const char *line, int need_cap)
+{
+    net_ev e = {.kind = kind, .need_cap = need_cap};
+    snprintf(e.nick, sizeof e.nick, "%s", nick);
+    set_line(&e, line);
+    net_send(g, &e);
+}
+
 void irc_net_monitor(gw_irc *g, const char *nick, const char *who, bool online)
 {
-    net_ev e = {.kind = online ? NET_MON_ON : NET_MON_OFF};
-    snprintf(e.nick, sizeof e.nick, "%s", nick);
-    set_line(&e, who);
-    net_send(g, &e);
+    net_to_nick(g, online ? NET_MON_ON : NET_MON_OFF, nick, who, 0);
 }
 
 void irc_net_monitor_event(gw_irc *g, const char *nick, const char *line, int need_cap)
 {
-    net_ev e = {.kind = NET_MON_EVENT, .need_cap = need_cap};
-    snprintf(e.nick, sizeof e.nick, "%s", nick);
-    set_line(&e, line);
-    net_send(g, &e);
+    net_to_nick(g, NET_MON_EVENT, nick, line, need_cap);
 }
 
 void irc_net_nick(gw_irc *g, const char *nick, const char *line)
 {
-    net_ev e = {.kind = NET_NICK};
-    snprintf(e.nick, sizeof e.nick, "%s", nick);
-    set_line(&e, line);
-    net_send(g, &e);
+    net_to_nick(g, NET_NICK, nick, line, 0);
 }
 
 void irc_net_shared(gw_irc *g, const char *nick, const char *line, int need_cap)
 {
-    net_ev e = {.kind = NET_SHARED, .need_cap = need_cap};
-    snprintf(e.nick, sizeof e.nick, "%s", nick);
-    set_line(&e, line);
-    net_send(g, &e);
+    net_to_nick(g, NET_SHARED, nick, line, need_cap);
 }
 
 void irc_net_wallops(gw_irc *g, const char *line)

@@ -1,6 +1,7 @@
-"""Helpers of the live relay's tests (test_live*.py): a stream's stats,
-reading a streamed HTTP response or the WebSocket fMP4 into a file, and
-ffprobe's view of a file."""
+"""Helpers of the live relay's tests (test_live*.py): ffmpeg publishing a
+test stream, waiting for it to go live, a stream's stats, reading a
+streamed HTTP response or the WebSocket fMP4 into a file, and ffprobe's
+view of a file."""
 import asyncio
 import json
 import subprocess
@@ -19,6 +20,34 @@ def stats(srv, name, query=""):
             return json.loads(r.read())
     except urllib.error.HTTPError:
         return None
+
+
+def publish(port, name, seconds=6, size="320x240", gop=30, zerolatency=False, extra=""):
+    """ffmpeg pushing testsrc2 + a 440 Hz sine as H.264 + AAC over RTMP to
+    /live/NAME (a keyframe every `gop` frames at 30 fps); extra is added to
+    the URL (e.g. "?token=...")."""
+    url = "rtmp://127.0.0.1:%d/live/%s%s" % (port, name, extra)
+    tune = ["-tune", "zerolatency"] if zerolatency else []
+    return axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+                        "-f", "lavfi", "-i", "testsrc2=size=%s:rate=30" % size,
+                        "-f", "lavfi", "-i", "sine=frequency=440", "-t", str(seconds),
+                        "-c:v", "libx264", "-preset", "ultrafast"] + tune +
+                       ["-g", str(gop), "-c:a", "aac", "-f", "flv", url])
+
+
+def wait_live(srv, name, keyframes=1, pub=None, query="", timeout=15):
+    """Wait until /live/NAME/stats counts `keyframes`; its stats. Fails when
+    the publisher stops first or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(srv, name, query)
+        if s and s["keyframes"] >= keyframes:
+            return s
+        if pub and not pub.running():
+            raise axtest.Failure("ffmpeg stopped publishing%s" % pub.err_note())
+        if time.monotonic() > deadline:
+            raise axtest.Failure("%s is not live: %r" % (name, s))
+        time.sleep(0.1)
 
 
 def read_http(url, seconds, path, headers=None):

@@ -31,33 +31,10 @@ import urllib.request
 
 import axtest
 import servutil
-from liveutil import probe, read_http, stats, token, ws_fmp4
+from liveutil import probe, publish, read_http, stats, token, wait_live, ws_fmp4
 
 t = axtest.Tests("live streaming relay (RTMP in; HTTP-FLV and RTMP out)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-live-")
-
-
-def publish(port, name, seconds=6, extra=""):
-    """ffmpeg pushing testsrc2 + sine as H.264 + AAC (1 s GOP) to NAME."""
-    url = "rtmp://127.0.0.1:%d/live/%s%s" % (port, name, extra)
-    return axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-                        "-f", "lavfi", "-i", "sine=frequency=440",
-                        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
-                        "-g", "30", "-c:a", "aac", "-f", "flv", url])
-
-
-def wait_live(srv, name, keyframes=1, pub=None, query=""):
-    deadline = time.monotonic() + 10
-    while True:
-        s = stats(srv, name, query)
-        if s and s["keyframes"] >= keyframes:
-            return s
-        if pub and not pub.running():
-            raise axtest.Failure("ffmpeg stopped publishing%s" % pub.err_note())
-        if time.monotonic() > deadline:
-            raise axtest.Failure("%s is not live: %r" % (name, s))
-        time.sleep(0.1)
 
 
 def finish(srv, pub=None):

@@ -31,20 +31,11 @@ import urllib.request
 
 import axtest
 import servutil
-from liveutil import probe, token
+from liveutil import probe, publish, token
 from servutil import metric
 
 t = axtest.Tests("Low-Latency HLS (parts, blocking reloads, preload hints)", alarm=170)
 TMP = tempfile.mkdtemp(prefix="axon-llhls-")
-
-
-def publish(port, name, seconds=40, gop=30):
-    return axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-                        "-f", "lavfi", "-i", "sine=frequency=440",
-                        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
-                        "-g", str(gop), "-c:a", "aac", "-f", "flv",
-                        "rtmp://127.0.0.1:%d/live/%s" % (port, name)])
 
 
 def get(url, timeout=30):

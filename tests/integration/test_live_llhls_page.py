@@ -14,6 +14,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import liveutil  # noqa: E402
 import pageutil  # noqa: E402
 import servutil  # noqa: E402
 from servutil import Serve  # noqa: E402
@@ -33,12 +34,7 @@ COUNT_PARTS = """(() => { if (window.llParts === undefined) { window.llParts = 0
 @t.test
 def hlsjs_low_latency_mode_plays_the_parts():
     srv = Serve()
-    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                       "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "60",
-                       "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                       "-g", "30", "-c:a", "aac", "-f", "flv",
-                       "rtmp://127.0.0.1:%d/live/demo" % srv.rtmp_port])
+    pub = liveutil.publish(srv.rtmp_port, "demo", 60, size="640x360", zerolatency=True)
     b = None
     try:
         deadline = time.monotonic() + 20

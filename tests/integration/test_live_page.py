@@ -19,6 +19,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import liveutil  # noqa: E402
 import pageutil  # noqa: E402
 import servutil  # noqa: E402
 from servutil import Serve  # noqa: E402
@@ -33,22 +34,10 @@ t = axtest.Tests("axon serve: the live page plays WebSocket fMP4 in Chromium", a
 @t.test
 def chromium_plays_the_stream():
     srv = Serve()
-    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                       "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "40",
-                       "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                       "-g", "30", "-c:a", "aac", "-f", "flv",
-                       "rtmp://127.0.0.1:%d/live/demo" % srv.rtmp_port])
+    pub = liveutil.publish(srv.rtmp_port, "demo", 120, size="640x360", zerolatency=True)
     b = None
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            code, out, _ = servutil.curl(srv.base + "/live/demo/stats")
-            if code == 0 and "\"mime\":\"video" in out:
-                break
-            t.ok(time.monotonic() < deadline and pub.running(),
-                 "the stream went live%s" % pub.err_note())
-            time.sleep(0.2)
+        liveutil.wait_live(srv, "demo", 1, pub, timeout=10)
         b = pageutil.Browser(ENV)
         b.open(srv.base + "/live/demo", 1280, 800)
         b.wait("document.querySelector('#status.up')", what="the page live")

@@ -30,32 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
 import pageutil  # noqa: E402
 import servutil  # noqa: E402
-from liveutil import probe, stats  # noqa: E402
+from liveutil import probe, publish, wait_live  # noqa: E402
 
 t = axtest.Tests("live relay: VLC and mpegts.js play HTTP-FLV, MPEG-TS, HLS and RTMP", alarm=200)
 TMP = tempfile.mkdtemp(prefix="axon-players-")
 os.chmod(TMP, 0o777)  # VLC runs as nobody and writes here
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def publish(srv, name, seconds):
-    return axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-                        "-f", "lavfi", "-i", "sine=frequency=440",
-                        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
-                        "-g", "30", "-c:a", "aac", "-f", "flv",
-                        "rtmp://127.0.0.1:%d/live/%s" % (srv.rtmp_port, name)])
-
-
-def wait_live(srv, name, pub, keyframes):
-    deadline = time.monotonic() + 15
-    while True:
-        s = stats(srv, name)
-        if s and s["keyframes"] >= keyframes:
-            return
-        t.ok(pub.running() and time.monotonic() < deadline,
-             "%s went live: %r%s" % (name, s, pub.err_note()))
-        time.sleep(0.2)
 
 
 def vlc(url, tag, seconds):
@@ -116,9 +96,9 @@ def check_vlc(url, what, seconds=5):
 @t.test
 def vlc_plays_flv_ts_hls_and_rtmp():
     srv = servutil.Serve()
-    pub = publish(srv, "cam", 90)
+    pub = publish(srv.rtmp_port, "cam", 90)
     try:
-        wait_live(srv, "cam", pub, 3)
+        wait_live(srv, "cam", 3, pub)
         check_vlc(srv.base + "/live/cam.flv", "VLC HTTP-FLV")
         check_vlc(srv.base + "/live/cam.ts", "VLC MPEG-TS")
         check_vlc(srv.base + "/live/cam/index.m3u8", "VLC HLS", seconds=8)
@@ -163,10 +143,10 @@ def mpegts_js_plays_http_flv_and_ts_in_chromium():
     env = pageutil.available()
     t.ok(env is not None, "chromium and playwright-core")
     srv = servutil.Serve()
-    pub = publish(srv, "demo", 60)
+    pub = publish(srv.rtmp_port, "demo", 60)
     b = None
     try:
-        wait_live(srv, "demo", pub, 1)
+        wait_live(srv, "demo", 1, pub)
         b = pageutil.Browser(env)
         pg = page_plays(b, srv, "flv", "HTTP-FLV")
         b.shot("live-flv", page=pg)

@@ -17,6 +17,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import axtest  # noqa: E402
+import liveutil  # noqa: E402
 import pageutil  # noqa: E402
 import servutil  # noqa: E402
 
@@ -34,21 +35,9 @@ AHEAD = ("(() => { const v = document.querySelector('video'), b = v.buffered; "
 @t.test
 def back_to_the_live_edge_after_a_stall():
     srv = servutil.Serve()
-    pub = axtest.Proc(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-                       "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-                       "-f", "lavfi", "-i", "sine=frequency=440", "-t", "60",
-                       "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                       "-g", "30", "-c:a", "aac", "-f", "flv",
-                       "rtmp://127.0.0.1:%d/live/stall" % srv.rtmp_port])
+    pub = liveutil.publish(srv.rtmp_port, "stall", 60, size="320x240", zerolatency=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            code, out, _ = servutil.curl(srv.base + "/live/stall/stats")
-            if code == 0 and "\"mime\":\"video" in out:
-                break
-            t.ok(time.monotonic() < deadline and pub.running(),
-                 "the stream went live%s" % pub.err_note())
-            time.sleep(0.2)
+        liveutil.wait_live(srv, "stall", 1, pub, timeout=30)
         b = pageutil.Browser(ENV)
         b.open(srv.base + "/live/stall", 1280, 800)
         b.wait("document.querySelector('video').currentTime > 2", ms=30000, what="playing")
