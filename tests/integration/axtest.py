@@ -114,6 +114,23 @@ def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
     raise Failure("no free port below 32000")
 
 
+def listening_ports():
+    """The TCP ports some socket on this machine listens on (from
+    /proc/net/tcp and tcp6: no connection made)."""
+    ports = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if cols[3] == "0A":  # TCP_LISTEN
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
 def free_port_both(host="127.0.0.1"):
     """A port free for both TCP and UDP right now."""
     for _ in range(50):
