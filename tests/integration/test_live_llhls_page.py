@@ -23,7 +23,7 @@ ENV = pageutil.available()
 if ENV is None:
     sys.exit(1)
 
-t = axtest.Tests("axon serve: hls.js plays Low-Latency HLS in Chromium", alarm=150)
+t = axtest.Tests("axon serve: hls.js plays Low-Latency HLS in Chromium", alarm=240)
 
 # Counts the parts hls.js loads (set up once window.hls exists).
 COUNT_PARTS = """(() => { if (window.llParts === undefined) { window.llParts = 0;
@@ -34,7 +34,7 @@ COUNT_PARTS = """(() => { if (window.llParts === undefined) { window.llParts = 0
 @t.test
 def hlsjs_low_latency_mode_plays_the_parts():
     srv = Serve()
-    pub = liveutil.publish(srv.rtmp_port, "demo", 60, size="640x360", zerolatency=True)
+    pub = liveutil.publish(srv.rtmp_port, "demo", 150, size="640x360", zerolatency=True)
     b = None
     try:
         deadline = time.monotonic() + 20
@@ -60,7 +60,7 @@ def hlsjs_low_latency_mode_plays_the_parts():
                    "parts: d.partList.length}; })()")
         t.eq(d["block"], True, "hls.js: canBlockReload: %r" % d)
         t.ok(d["target"] > 0 and d["holdback"] >= 3 * d["target"] - 1e-9, "part target and hold-back: %r" % d)
-        b.wait("window.llParts >= 5", ms=30000, what="parts loaded by hls.js")
+        b.wait("window.llParts >= 5", ms=60000, what="parts loaded by hls.js")
         t0 = b.eval("document.querySelector('video').currentTime")
         time.sleep(3)
         t1 = b.eval("document.querySelector('video').currentTime")

@@ -28,7 +28,7 @@ ENV = pageutil.available()
 if ENV is None:
     sys.exit(1)
 
-t = axtest.Tests("axon serve: the live page plays WebSocket fMP4 in Chromium", alarm=120)
+t = axtest.Tests("axon serve: the live page plays WebSocket fMP4 in Chromium", alarm=240)
 
 
 @t.test
@@ -80,7 +80,7 @@ def chromium_plays_the_stream():
         b.shot("live-phone")
         # HLS through hls.js (from web/vendor, compiled in), in a second page
         pg = b.open(srv.base + "/live/demo?mode=hls", 1280, 800)
-        b.wait("window.Hls && document.querySelector('#status.up')", ms=15000, page=pg,
+        b.wait("window.Hls && document.querySelector('#status.up')", ms=40000, page=pg,
                what="hls.js loaded and the playlist parsed")
         b.wait("document.querySelector('video').videoWidth > 0", ms=20000, page=pg,
                what="HLS frames")
