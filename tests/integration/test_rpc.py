@@ -88,7 +88,9 @@ def call_to_nobody_times_out():
     t.eq(r.returncode, 3, "exit status of an unanswered call")
     t.ok("no answer on dev/nobody/here within 1.0 s" in r.stderr.decode(),
          "the error says what happened: %r" % r.stderr)
-    t.ok(0.9 < took < 4, "it waited about the timeout: %.2f s" % took)
+    # (the upper bound only catches a call that ignores its timeout: starting
+    # the client on a loaded machine can take seconds of its own)
+    t.ok(0.9 < took < 10, "it waited about the timeout: %.2f s" % took)
 
 
 @t.test
