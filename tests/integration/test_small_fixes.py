@@ -295,7 +295,7 @@ def config_hash_word_is_explained():
     t.eq(err.strip(), shown.strip().replace("axon.conf", conf), "docs/config.md shows it")
     with open(conf, "w") as f:  # quoted, as the note says, it is the pattern
         f.write('data_dir none\nlisten_http off\nlisten_line off\nlisten_udp 127.0.0.1:0\n'
-                'listen_mqtt off\nlisten_irc off\nhistory "#" 100   # every topic\n')
+                'listen_mqtt off\nlisten_irc off\nlisten_rtmp off\nhistory "#" 100   # every topic\n')
     p = axtest.Proc([axtest.axon_bin(), "serve", "-q", "-c", conf])
     wait_stderr(p, "ready to accept connections")
     p.stop()
