@@ -142,6 +142,12 @@ def every_frame_in_order_and_trailing_audio():
         got = media(read_flv(v, len(want) + len(heads), 20))
         t.eq(len(got), len(want), "frames the HTTP-FLV viewer got")
         t.ok(got == want, "the viewer's frames are the published ones, in order")
+        srv.signal(15)  # with the publisher and the viewer still on: a clean exit
+        st = srv.wait(10)
+        err = srv.stderr()
+        t.ok("Sanitizer" not in err and "runtime error" not in err,
+             "sanitizer report: %s" % err[-2000:])
+        t.eq(st, 0, "axon serve's exit status")
         v.close()
     finally:
         if pub:
