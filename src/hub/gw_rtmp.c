@@ -298,7 +298,12 @@ static void v_ended(void *ud)
     close_conn(rc);
 }
 
-static const live_viewer_ops rtmp_viewer = {v_write, v_write_copy, v_queued, v_ended};
+static ax_conn *v_conn(void *ud)
+{
+    return ((rtmp_conn *)ud)->c;
+}
+
+static const live_viewer_ops rtmp_viewer = {v_write, v_write_copy, v_queued, v_ended, v_conn};
 
 static void on_play(rtmp_conn *rc, const ax_amf0_val *key)
 {

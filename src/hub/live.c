@@ -22,6 +22,7 @@ typedef struct live_frame {
     uint8_t type;
     uint32_t ts;
     bool key;       /* a place a viewer may start from */
+    bool hold;      /* audio of a stream with video: may wait for the next video frame */
     uint64_t in_us; /* when it arrived (monotonic), for the latency figures */
     ax_slice *out[LIVE_NFORMATS];
 } live_frame;
@@ -50,13 +51,21 @@ struct live_viewer {
     uint64_t skipped;
 };
 
-/* The viewers of one stream on one loop: touched on that loop only. */
+/* The viewers of one stream on one loop: touched on that loop only.
+ * Frames wait in `batch` until the end of the loop iteration (a flush is
+ * deferred, holding a stream reference) or, audio, until the next video
+ * frame or the hold timer. */
 struct live_group {
     live_group *next;
+    live_stream *st;
     ax_loop *loop;
     bool dead;       /* its loop is going away: post nothing more */
     size_t nviewers; /* under the lock */
     live_viewer *viewers;
+    live_frame *batch[LIVE_BATCH_MAX];
+    int nbatch;
+    bool flush_due; /* a flush is deferred to the end of the iteration */
+    ax_timer *hold; /* flushes held audio; made on the group's loop */
 };
 
 /* A header the stream keeps for new viewers: its payload, re-sent with
@@ -443,17 +452,93 @@ static void deliver_one(live_viewer *v, live_frame *f)
         lat_add(&v->st->lat, now_us() - f->in_us);
 }
 
-/* A frame (NULL: the end) to the viewers of one group, on its loop.  A
- * viewer may free itself inside ended(): take the next one first. */
+static void batch_drop(live_group *g)
+{
+    for (int i = 0; i < g->nbatch; i++)
+        frame_unref(g->batch[i]);
+    g->nbatch = 0;
+}
+
+/* The group's batch to each of its viewers, corked: one send each. */
+static void flush(live_group *g)
+{
+    if (g->hold) ax_timer_stop(g->hold);
+    if (!g->nbatch) return;
+    for (live_viewer *v = g->viewers; v; v = v->next) {
+        if (v->ended) continue;
+        ax_conn *c = v->ops->conn(v->ud);
+        ax_conn_cork(c);
+        for (int i = 0; i < g->nbatch; i++)
+            deliver_one(v, g->batch[i]);
+        if (ax_conn_uncork(c) < 0) v->waiting_key = true;
+    }
+    batch_drop(g);
+}
+
+static void flush_deferred(ax_loop *loop, void *arg)
+{
+    live_group *g = arg;
+    live_stream *st = g->st;
+    (void)loop;
+    g->flush_due = false;
+    flush(g);
+    stream_unref(st);
+}
+
+/* Flush at the end of this loop iteration (the frames of one read of the
+ * publisher go together). */
+static void flush_soon(live_group *g)
+{
+    if (g->flush_due) return;
+    pthread_mutex_lock(&lock);
+    g->st->refs++;
+    pthread_mutex_unlock(&lock);
+    if (ax_loop_defer(g->loop, flush_deferred, g) != 0) {
+        flush(g);
+        stream_unref(g->st);
+        return;
+    }
+    g->flush_due = true;
+}
+
+static void hold_expired(ax_timer *t, void *ud)
+{
+    (void)t;
+    flush(ud);
+}
+
+/* Held audio waits for the next video frame, at most LIVE_AUDIO_HOLD_MS. */
+static void hold(live_group *g)
+{
+    if (g->flush_due) return; /* goes with the flush already due */
+    if (!g->hold && !(g->hold = ax_timer_new(g->loop, hold_expired, g))) {
+        flush_soon(g);
+        return;
+    }
+    if (!ax_timer_active(g->hold) && ax_timer_start(g->hold, LIVE_AUDIO_HOLD_MS, 0) != 0)
+        flush_soon(g);
+}
+
+/* A frame (NULL: the end) to the viewers of one group, on its loop: into
+ * the batch.  A viewer may free itself inside ended(): take the next one
+ * first. */
 static void deliver(live_group *g, live_frame *f)
 {
-    for (live_viewer *v = g->viewers, *next; v; v = next) {
-        next = v->next;
-        if (f)
-            deliver_one(v, f);
-        else
+    if (!f) {
+        flush(g);
+        for (live_viewer *v = g->viewers, *next; v; v = next) {
+            next = v->next;
             viewer_end(v);
+        }
+        return;
     }
+    if (!g->viewers) return; /* (a post from before the last one left) */
+    if (g->nbatch == LIVE_BATCH_MAX) flush(g);
+    g->batch[g->nbatch++] = frame_ref(f);
+    if (f->hold)
+        hold(g);
+    else
+        flush_soon(g);
 }
 
 typedef struct live_job {
@@ -879,6 +964,7 @@ void live_push(live_stream *st, uint8_t type, uint32_t ts, const uint8_t *data, 
     /* (the codecs are set on this loop only, above) */
     live_frame *f = frame_new(type, ts, key, data, len, live_info_flv(&st->info));
     if (!f) return;
+    f->hold = !video && st->info.video;
     ax_slice *frag = mux_ts(st, f, data, len);
     pthread_mutex_lock(&lock);
     if (st->ts) segment(st, f);
@@ -981,6 +1067,7 @@ live_viewer *live_watch(const char *name, ax_loop *loop, int format, const live_
     for (live_group *x = st ? st->groups : NULL; x && !g; x = x->next)
         if (x->loop == loop) g = x;
     if (st && !g && (g = ax_calloc(1, sizeof(*g)))) {
+        g->st = st;
         g->loop = loop;
         g->next = st->groups;
         st->groups = g;
@@ -1021,7 +1108,11 @@ void live_viewer_free(live_viewer *v)
     if (v->next) v->next->prev = v->prev;
     pthread_mutex_lock(&lock);
     live_stream *st = v->st;
-    g->nviewers--;
+    if (--g->nviewers == 0) { /* the group's loop: no frames for it now */
+        ax_timer_free(g->hold);
+        g->hold = NULL;
+        batch_drop(g);
+    }
     st->info.viewers--;
     stream_unref_locked(st);
     pthread_mutex_unlock(&lock);

@@ -16,6 +16,12 @@
  * the next keyframe with its queue drained below LIVE_RESUME_BYTES, then
  * goes on from there (it skips a GOP instead of growing a queue).
  *
+ * Frames reach a loop's viewers in batches, a viewer's batch in one send
+ * (its connection corked): the frames of one loop iteration go together
+ * at its end, and the audio of a stream with video waits for the next
+ * video frame (at most LIVE_AUDIO_HOLD_MS), so a viewer costs a send per
+ * video frame, not one per message.  Video is never held.
+ *
  * Threads: the registry and each stream's cache are under one lock; the
  * viewers of a stream are grouped by loop, and a group is touched only on
  * its own loop (frames reach other loops with ax_loop_post).  Streams are
@@ -36,6 +42,8 @@
 #define LIVE_RESUME_BYTES (64u << 10) /* ... and resume once below this */
 #define LIVE_RTMP_CHUNK 4096u         /* the chunk size sent to RTMP viewers */
 #define LIVE_RTMP_SID 1u              /* the message stream every RTMP viewer plays on */
+#define LIVE_BATCH_MAX 32             /* frames a loop's viewers are handed in one batch */
+#define LIVE_AUDIO_HOLD_MS 40         /* audio of a stream with video waits at most this */
 
 #define LIVE_HLS_SEGS 6        /* HLS segments kept (the playlist lists them all) */
 #define LIVE_HLS_MIN_MS 500    /* a segment ends at a keyframe at least this far on */
@@ -51,14 +59,15 @@ typedef struct live_stream live_stream;
 typedef struct live_viewer live_viewer;
 
 /* A viewer's side: queue a slice (0, 1 above its watermark, < 0 gone),
- * how many bytes wait in its queue, and the end of the stream (the
- * publisher left: end the response, close the connection).  Each runs on
- * the viewer's loop. */
+ * how many bytes wait in its queue, the end of the stream (the publisher
+ * left: end the response, close the connection), and its connection.
+ * Each runs on the viewer's loop. */
 typedef struct live_viewer_ops {
     int (*write)(void *ud, ax_slice *s);
     int (*write_copy)(void *ud, const void *data, size_t len); /* headers made for it */
     size_t (*queued)(void *ud);
     void (*ended)(void *ud);
+    ax_conn *(*conn)(void *ud); /* its connection, corked while a batch is written */
 } live_viewer_ops;
 
 /* Streams as hub topics: with a hub set (the gateways set the server's

@@ -104,7 +104,12 @@ static void f_ended(void *ud)
     ax_http_end(r);
 }
 
-static const live_viewer_ops flv_viewer = {f_write, f_write_copy, f_queued, f_ended};
+static ax_conn *f_conn(void *ud)
+{
+    return ax_http_req_conn(((flv_client *)ud)->r);
+}
+
+static const live_viewer_ops flv_viewer = {f_write, f_write_copy, f_queued, f_ended, f_conn};
 
 static void flv_abort(ax_http_req *r, void *ud)
 {
@@ -345,7 +350,12 @@ static void w_ended(void *ud)
     (void)ax_ws_close(((ws_client *)ud)->ws, AX_WS_CLOSE_NORMAL, "stream ended");
 }
 
-static const live_viewer_ops ws_viewer = {w_write, w_write_copy, w_queued, w_ended};
+static ax_conn *w_conn(void *ud)
+{
+    return ax_ws_conn(((ws_client *)ud)->ws);
+}
+
+static const live_viewer_ops ws_viewer = {w_write, w_write_copy, w_queued, w_ended, w_conn};
 
 /* First a text message: the MIME type for MediaSource and the size; then
  * the init segment and fragments from the last keyframe, binary. */
