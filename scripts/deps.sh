@@ -7,7 +7,7 @@ declare -A PKGS=(
   [build]="build-essential cmake pkg-config libc-ares-dev libssl-dev libsqlite3-dev libjansson-dev zlib1g-dev liburing-dev libhiredis-dev nodejs npm libavformat-dev libavcodec-dev libavutil-dev"
   [test]="netcat-openbsd socat curl wrk openssl procps python3 psmisc iproute2 strace clang-format nginx libnginx-mod-nchan python3-websockets nodejs npm chromium mosquitto mosquitto-clients python3-paho-mqtt libpaho-mqtt-dev tmux irssi weechat-headless redis-server swaks lftp asciinema ffmpeg vlc-bin vlc-plugin-base"
   [fuzz]="clang libclang-rt-14-dev"
-  [bench]="libuv1-dev libevent-dev"
+  [bench]="libuv1-dev libevent-dev nginx libnginx-mod-rtmp"
   [windows]="gcc-mingw-w64-x86-64 libz-mingw-w64-dev wine wine64 libgnutls30"
 )
 groups=${*:-build}
