@@ -385,8 +385,11 @@ typedef struct hub_cursor {
  * seq, every other matching topic from `from_ms` on (message time), then
  * live, per topic with no gap and no duplicate, through the one entry.
  * With a backplane the listed topics are visited first (hub_visit): the
- * replay waits for their history, their live messages wait in it.  The
- * cursors are copied.  A filter subscribed already: 0, nothing changes.
+ * replay waits for their history, their live messages wait in it.  One
+ * that lists topics (ops->topics) is asked first for those published
+ * since from_ms, which this node may not have: they are visited too and
+ * replayed from from_ms (the subscription is made when it answers,
+ * after this returns).  The cursors are copied.  A filter subscribed already: 0, nothing changes.
  * Returns as hub_subscribe(). */
 int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
                           int64_t from_ms);
@@ -474,6 +477,14 @@ typedef struct hub_backplane_ops {
                  size_t vlen, uint64_t *ticket);
     /* hub_visit() (NULL: nothing to visit); cb on `loop`. */
     bool (*visit)(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop);
+    /* The topics matching wildcard `filter` published in the cluster
+     * since `from_ms` (message time), whether this node knows them or not,
+     * for hub_subscribe_cursors() (NULL: none): the backplane receives
+     * the filter's live messages first, then lists the topics; cb(cbud,
+     * names, n) on `loop`, later (names freed after it returns; n 0 when
+     * the cluster cannot be reached).  false: cb never comes. */
+    bool (*topics)(void *ud, const char *filter, int64_t from_ms,
+                   void (*cb)(void *cbud, char **names, size_t n), void *cbud, ax_loop *loop);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
@@ -508,6 +519,12 @@ void hub_backplane_retained(hub *h, hub_msg *m);
 void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined);
 /* The last seq this node has of `topic` (0: none). */
 uint64_t hub_backplane_last(hub *h, const char *topic);
+/* The oldest seq of `topic` this node holds (0: none); and messages of
+ * the topic's past older than that (ascending seqs, from the cluster's
+ * stream) put in front of its history (a topic first heard of through a
+ * wildcard: its earlier messages, for resumes).  References are taken. */
+uint64_t hub_backplane_first(hub *h, const char *topic);
+void hub_backplane_older(hub *h, const char *topic, hub_msg *const *m, size_t n);
 /* The history of `topic` is in step with the cluster: resumes of it that
  * waited (a subscription made it needed) go on. */
 void hub_backplane_ready(hub *h, const char *topic);

@@ -120,6 +120,40 @@ uint64_t hub_backplane_last(hub *h, const char *topic)
     return last;
 }
 
+uint64_t hub_backplane_first(hub *h, const char *topic)
+{
+    hub__lock(h);
+    htopic *t = hub__topic_get(h, topic, strlen(topic));
+    uint64_t first = t && t->head ? t->head->seq : 0;
+    hub__unlock(h);
+    return first;
+}
+
+void hub_backplane_older(hub *h, const char *topic, hub_msg *const *m, size_t n)
+{
+    hub__lock(h);
+    htopic *t = hub__topic_get(h, topic, strlen(topic));
+    hub_msg *first = NULL, *last = NULL;
+    for (size_t i = 0; t && t->head && i < n; i++) {
+        if (m[i]->seq >= t->head->seq || (last && m[i]->seq <= last->seq)) continue;
+        hub_msg *x = hub_msg_ref(m[i]);
+        x->policy = (int8_t)t->rule->policy;
+        x->next = NULL;
+        if (last)
+            last->next = x;
+        else
+            first = x;
+        last = x;
+        t->n++;
+    }
+    if (first) { /* (a job at this topic goes on from its last message: unchanged) */
+        last->next = t->head;
+        t->head = first;
+        hub__history_trim(h, t, hub__now_ms());
+    }
+    hub__unlock(h);
+}
+
 static void bp_jobs_run(ax_loop *loop, void *arg)
 {
     hub_sub *s = arg;

@@ -74,6 +74,7 @@ _Static_assert(offsetof(entry, filter) == 42, "entry: a subscription's bytes (do
 typedef struct jcursor { /* hub_subscribe_cursors(): a topic's own resume point */
     htopic *t;           /* pinned (its rooms count) while the job lives */
     uint64_t seq;
+    bool timed; /* found in the cluster's topic index: by time, as one not listed */
 } jcursor;
 
 struct job {      /* a paced replay: hub_subscribe() with `since` */

@@ -87,7 +87,7 @@ static void job_at(job *j, const char *name, size_t len)
     j->began = false;
     j->listed = false;
     for (size_t i = 0; i < j->ncur; i++)
-        if (strcmp(j->cur[i].t->name, name) == 0) {
+        if (!j->cur[i].timed && strcmp(j->cur[i].t->name, name) == 0) {
             j->after = j->cur[i].seq;
             j->listed = true;
         }
@@ -235,39 +235,52 @@ static void cursor_back(void *ud)
     ax_free(w);
 }
 
-/* The job for hub_subscribe_cursors(), its topics made and pinned (made
- * now, they are older than the job: it replays them). */
-static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t n, int64_t from_ms)
+/* Make and pin `topic` for job j (made now, it is older than the job: it
+ * replays it), unless it is there already. */
+static void cursor_add(hub *h, job *j, const char *filter, const char *topic, uint64_t seq,
+                       bool timed)
+{
+    size_t tl = strlen(topic);
+    int err;
+    if (!hub_topic_valid(topic, tl) || !hub_filter_match(filter, topic)) return;
+    for (size_t i = 0; timed && i < j->ncur; i++)
+        if (strcmp(j->cur[i].t->name, topic) == 0) return; /* (listed: its own seq) */
+    htopic *t = hub__topic_make(h, topic, tl, true, &err);
+    if (!t) return; /* (then by time, as a topic not in the list) */
+    t->rooms++;
+    j->cur[j->ncur++] = (jcursor){t, seq, timed};
+}
+
+/* The job for hub_subscribe_cursors(), its topics made and pinned: the
+ * listed ones, and those the cluster's topic index named (by time). */
+static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t n,
+                       char *const *more, size_t nmore, int64_t from_ms)
 {
     job *j = ax_calloc(1, sizeof(*j));
-    if (!j || !(j->cur = ax_calloc(n ? n : 1, sizeof(*j->cur)))) {
+    if (!j || !(j->cur = ax_calloc(n + nmore ? n + nmore : 1, sizeof(*j->cur)))) {
         ax_free(j);
         return NULL;
     }
     j->from_ms = from_ms;
-    for (size_t i = 0; i < n; i++) {
-        size_t tl = strlen(cur[i].topic);
-        int err;
-        if (!hub_topic_valid(cur[i].topic, tl) || !hub_filter_match(filter, cur[i].topic)) continue;
-        htopic *t = hub__topic_make(h, cur[i].topic, tl, true, &err);
-        if (!t) continue; /* (then by time, as a topic not in the list) */
-        t->rooms++;
-        j->cur[j->ncur++] = (jcursor){t, cur[i].seq};
-    }
+    for (size_t i = 0; i < n; i++)
+        cursor_add(h, j, filter, cur[i].topic, cur[i].seq, false);
+    for (size_t i = 0; i < nmore; i++)
+        cursor_add(h, j, filter, more[i], 0, true);
     j->id = ++h->job_ids;
     j->waiting = 1; /* (until every visit is asked) */
     return j;
 }
 
-int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                          int64_t from_ms)
+static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                       char *const *more, size_t nmore, int64_t from_ms)
 {
     hub *h = s->h;
     cursor_wait *first = ax_malloc(sizeof(*first));
     if (!first) return AX_ENOMEM;
     hub__lock(h);
-    job *j =
-        hub__filter_find(s, filter, strlen(filter)) ? NULL : cursor_job(h, filter, cur, n, from_ms);
+    job *j = hub__filter_find(s, filter, strlen(filter))
+                 ? NULL
+                 : cursor_job(h, filter, cur, n, more, nmore, from_ms);
     uint64_t id = j ? j->id : 0;
     size_t nv = j ? j->ncur : 0;
     char **names = nv ? ax_calloc(nv, sizeof(*names)) : NULL;
@@ -303,6 +316,76 @@ int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur,
     *first = (cursor_wait){s, id}; /* the first wait: until every visit is asked */
     cursor_back(first);
     return 0;
+}
+
+/* hub_subscribe_cursors() asking the cluster which topics match first
+ * (ops->topics): its arguments, copied, and a reference to s. */
+typedef struct cursor_ask {
+    hub_sub *s;
+    hub_cursor *cur;
+    size_t n;
+    int64_t from_ms;
+    char *filter;
+    char names[]; /* the cursors' topics, one after another */
+} cursor_ask;
+
+static void cursor_listed(void *ud, char **names, size_t nn)
+{
+    cursor_ask *a = ud;
+    hub_sub *s = a->s;
+    hub__lock(s->h);
+    bool dead = s->dead;
+    hub__unlock(s->h);
+    if (!dead && cursors_now(s, a->filter, a->cur, a->n, names, nn, a->from_ms) != 0)
+        (void)hub_subscribe(s, a->filter, -1, false);
+    hub__lock(s->h);
+    hub__sub_unref(s);
+    hub__unlock(s->h);
+    ax_free(a->cur);
+    ax_free(a);
+}
+
+int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                          int64_t from_ms)
+{
+    hub *h = s->h;
+    size_t fl = strlen(filter), bytes = fl + 1;
+    if (!h->bp || !h->bp->topics || from_ms == INT64_MAX || hub_topic_valid(filter, fl))
+        return cursors_now(s, filter, cur, n, NULL, 0, from_ms);
+    hub__lock(h);
+    int rc = subscribe_check(s, filter, fl);
+    bool had = hub__filter_find(s, filter, fl) != NULL;
+    hub__unlock(h);
+    if (rc != 0 || had) return rc;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(cur[i].topic) + 1;
+    cursor_ask *a = ax_malloc(sizeof(*a) + bytes);
+    if (!a || !(a->cur = ax_calloc(n ? n : 1, sizeof(*a->cur)))) {
+        ax_free(a);
+        return AX_ENOMEM;
+    }
+    char *p = a->names;
+    for (size_t i = 0; i < n; i++) {
+        size_t tl = strlen(cur[i].topic);
+        memcpy(p, cur[i].topic, tl + 1);
+        a->cur[i] = (hub_cursor){p, cur[i].seq};
+        p += tl + 1;
+    }
+    memcpy(p, filter, fl + 1);
+    *a = (cursor_ask){s, a->cur, n, from_ms, p};
+    hub__lock(h);
+    s->refs++;
+    hub__unlock(h);
+    /* the node receives the filter's live messages first (they wait in
+     * their topics' history), then learns every topic published since
+     * from_ms, those no node here had heard of too */
+    if (h->bp->topics(h->bp_ud, filter, from_ms, cursor_listed, a, hub__current_loop(h))) return 0;
+    hub__lock(h);
+    hub__sub_unref(s);
+    hub__unlock(h);
+    ax_free(a->cur);
+    ax_free(a);
+    return cursors_now(s, filter, cur, n, NULL, 0, from_ms);
 }
 
 int hub_unsubscribe(hub_sub *s, const char *filter)

@@ -375,7 +375,7 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
 }
 
 static void sync_done(redis_bp *b, need *n);
-static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how);
+static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how, bool whole);
 
 static void range_free(need *n)
 {
@@ -393,7 +393,13 @@ static void first_sync_try(redis_bp *b, need *n)
 {
     if (!n->first || !n->got_range || !n->got_mark) return;
     uint64_t live_from = n->nbuf ? n->buf[0]->seq : UINT64_MAX;
-    for (size_t i = 0; i < n->nrange; i++)
+    /* what a wildcard brought first: the topic's earlier past goes before it */
+    uint64_t head = hub_backplane_first(b->h, n->filter);
+    size_t i = 0;
+    while (head > 1 && i < n->nrange && n->range[i]->seq < head)
+        i++;
+    if (i) hub_backplane_older(b->h, n->filter, n->range, i);
+    for (; i < n->nrange; i++)
         if (n->range[i]->seq < live_from &&
             hub_backplane_deliver(b->h, n->range[i], HUB_BPD_HISTORY) == HUB_BP_OK)
             ST_ADD(b, backfilled, 1);
@@ -447,8 +453,8 @@ static void on_xrange(rlink *rl, redisReply *r, void *priv)
 }
 
 /* Read the topic's stream after the last seq this node has (up to then's
- * seq when a message waits for it). */
-static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how)
+ * seq when a message waits for it; `whole`: all of it). */
+static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how, bool whole)
 {
     size_t tl = strlen(topic);
     xreq *x = ax_malloc(sizeof(*x) + tl + 1);
@@ -459,7 +465,8 @@ static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how)
     memcpy(x->topic, topic, tl + 1);
     char key[HUB_MAX_TOPIC + 16], from[24], to[24];
     snprintf(key, sizeof key, "axon:{%s}:log", topic);
-    snprintf(from, sizeof from, "%llu", (unsigned long long)hub_backplane_last(b->h, topic) + 1);
+    snprintf(from, sizeof from, "%llu",
+             whole ? 1ULL : (unsigned long long)hub_backplane_last(b->h, topic) + 1);
     if (then)
         snprintf(to, sizeof to, "%llu", (unsigned long long)then->seq - 1);
     else
@@ -479,7 +486,7 @@ static void bp_deliver_now(redis_bp *b, hub_msg *m, bool force)
     int rc = hub_backplane_deliver(b->h, m, force ? HUB_BPD_FORCE : HUB_BPD_IN_ORDER);
     if (rc == HUB_BP_GAP) {
         ST_ADD(b, gaps, 1);
-        if (xrange_send(b, m->topic, m, HUB_BPD_FORCE) != 0)
+        if (xrange_send(b, m->topic, m, HUB_BPD_FORCE, false) != 0)
             hub_backplane_deliver(b->h, m, HUB_BPD_FORCE);
     }
 }
@@ -540,7 +547,7 @@ static void sync_done(redis_bp *b, need *n)
     need_flush(b, n);
     if (n->overflow && b->state == BP_UP) { /* more came than the buffer held: read again */
         n->overflow = false;
-        if (xrange_send(b, n->filter, NULL, HUB_BPD_FORCE) == 0) return;
+        if (xrange_send(b, n->filter, NULL, HUB_BPD_FORCE, false) == 0) return;
     }
     n->syncing = false;
     need_ready(b, n);
@@ -572,6 +579,7 @@ static void glob_of(redis_bp *b, const char *f, char *out, size_t cap)
 void bp__need_subscribe(redis_bp *b, need *n)
 {
     if (b->state != BP_UP) return;
+    n->psub_ok = false;
     if (n->exact) {
         bp_shard *sh = bp__shard(b, n->filter);
         n->shard = sh ? (int)(sh - b->shards) : -1;
@@ -608,7 +616,7 @@ static void ready_run(ax_loop *loop, void *arg)
     ax_free(v);
 }
 
-static need *need_make(redis_bp *b, const char *filter, bool hub_needs)
+need *bp__need_make(redis_bp *b, const char *filter, bool hub_needs)
 {
     size_t fl = strlen(filter);
     need *n = hub_map_get(&b->needs, filter, fl);
@@ -649,7 +657,7 @@ static need *need_make(redis_bp *b, const char *filter, bool hub_needs)
 
 static void need_on(redis_bp *b, const char *filter)
 {
-    (void)need_make(b, filter, true);
+    (void)bp__need_make(b, filter, true);
 }
 
 static void need_drop(redis_bp *b, need *n);
@@ -711,11 +719,10 @@ static void op_need(void *ud, const char *filter, bool on)
     if (ax_loop_post(b->loop, need_run, p) != 0) ax_free(p);
 }
 
-#define BP_VISIT_MS 30000 /* a visited topic is followed this long after the last visit */
-
 static void visit_on(redis_bp *b, bp_visit *v)
 {
-    need *n = hub_topic_valid(v->topic, strlen(v->topic)) ? need_make(b, v->topic, false) : NULL;
+    need *n =
+        hub_topic_valid(v->topic, strlen(v->topic)) ? bp__need_make(b, v->topic, false) : NULL;
     if (!n) {
         visit_done(v);
         return;
@@ -842,7 +849,9 @@ static void on_subscribed(redis_bp *b, const char *topic)
         n->first = true;
         n->got_range = n->got_mark = false;
     }
-    if (xrange_send(b, n->filter, NULL, how) != 0) {
+    /* a topic a wildcard brought has its past before what came: all of it */
+    bool whole = how == HUB_BPD_HISTORY && hub_backplane_first(b->h, n->filter) > 1;
+    if (xrange_send(b, n->filter, NULL, how, whole) != 0) {
         n->first = false;
         sync_done(b, n);
     } else if (how == HUB_BPD_HISTORY) { /* after the read, through pub/sub */
@@ -909,6 +918,8 @@ void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r)
             memcpy(topic, c->str + b->plen, tl + 1);
             on_message(b, topic, r->element[3], true);
         }
+    } else if (strcmp(k->str, "psubscribe") == 0) {
+        bp__ix_psubscribed(b, c->str); /* a wildcard's live messages come from now on */
     } else if (strcmp(kind, "subscribe") == 0) {
         if (bp__chan_parse(b, c->str, (size_t)c->len, topic) == BP_CH_MSG) on_subscribed(b, topic);
     } else if (strcmp(k->str, "sunsubscribe") == 0) {
@@ -1024,7 +1035,7 @@ static void go_down(redis_bp *b, const char *why)
     for (need *n = b->list; n; n = n->next) {
         if (n->syncing) need_flush(b, n);
         range_free(n);
-        n->syncing = n->overflow = n->first = false;
+        n->syncing = n->overflow = n->first = n->psub_ok = false;
         need_ready(b, n);
     }
 }
@@ -1075,11 +1086,12 @@ static void on_tick(ax_timer *t, void *ud)
     wild_say(b, now);
     bp__pres_tick(b, now);
     bp__sess_tick(b, now);
+    bp__ix_tick(b, now);
     visits_tick(b, now);
 }
 
-static const hub_backplane_ops OPS = {bp__publish, op_need,      bp__wait,  bp__cancel,
-                                      bp__present, bp__presence, bp__state, op_visit};
+static const hub_backplane_ops OPS = {bp__publish,  op_need,   bp__wait, bp__cancel, bp__present,
+                                      bp__presence, bp__state, op_visit, bp__topics};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */
@@ -1128,6 +1140,7 @@ static redis_bp *bp_fail(redis_bp *b, const char *what, char *why, size_t why_le
     ax_tls_ctx_free(b->tls);
     ax_timer_free(b->tick);
     ax_free(b->slots);
+    ax_free(b->ixtag);
     ax_free(b);
     return NULL;
 }
@@ -1178,6 +1191,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     b->tick = ax_timer_new(b->loop, on_tick, b);
     if (!b->tick || ax_timer_start(b->tick, 0, BP_TICK_MS) != 0)
         return bp_fail(b, "out of memory", why, why_len);
+    if (b->cluster && bp__ix_init(b) != 0) return bp_fail(b, "out of memory", why, why_len);
     hub_map_init(&b->needs);
     hub_map_init(&b->acks);
     hub_map_init(&b->row_of);
@@ -1200,12 +1214,14 @@ void redis_bp_free(redis_bp *b)
     bp__link_close(&b->seed);
     bp__shards_free(b);
     bp__sess_free(b);
+    bp__ix_free(b);
     while (b->list)
         need_free(b, b->list);
     hub_map_clear(&b->needs);
     bp__acks_free(b);
     bp__pres_free(b);
     ax_free(b->slots);
+    ax_free(b->ixtag);
     ax_tls_ctx_free(b->tls);
     ax_free(b);
 }

@@ -52,6 +52,7 @@ typedef struct need { /* a filter this node's subscribers need */
      * after the subscription took effect is in buf) */
     bool first, got_range, got_mark;
     bool dropped;            /* cluster: Redis let go of its channel (its slot moved) */
+    bool psub_ok;            /* a wildcard: Redis confirmed its PSUBSCRIBE */
     int shard;               /* the shard it is subscribed on */
     bool hub_needs;          /* a subscriber here needs it (else only visited) */
     uint64_t visit_until;    /* monotonic ms: followed for visits until then */
@@ -141,6 +142,10 @@ struct redis_bp {
         ax_loop *loop;
     } own[64];
     unsigned own_n;
+    /* the topic index (redis_index.c): cluster: per slot, the number of
+     * the hash tag "ix<n>" that falls in it; the reads under way */
+    uint32_t *ixtag;
+    struct bp_ixq *ixq;
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
@@ -207,6 +212,20 @@ void bp__sess_heard(redis_bp *b, const redisReply *data);
 void bp__sess_start(redis_bp *b);
 void bp__sess_tick(redis_bp *b, uint64_t now);
 void bp__sess_free(redis_bp *b);
+
+/* redis_index.c: the topic index (docs/cluster.md "Topic index") */
+#define BP_INDEX_MAX 100000      /* one Redis: the most recently published topics kept */
+#define BP_INDEX_SLOT_MAX 64     /* a cluster: per slot (16384 slots) */
+#define BP_INDEX_READ_MAX 100000 /* topics one read hands the hub, at most */
+int bp__ix_init(redis_bp *b);
+void bp__ix_key(redis_bp *b, const char *topic, char *out, size_t cap);
+bool bp__topics(void *ud, const char *filter, int64_t from_ms,
+                void (*cb)(void *cbud, char **names, size_t n), void *cbud, ax_loop *loop);
+void bp__ix_psubscribed(redis_bp *b, const char *glob);
+void bp__ix_tick(redis_bp *b, uint64_t now);
+void bp__ix_free(redis_bp *b);
+need *bp__need_make(redis_bp *b, const char *filter, bool hub_needs);
+#define BP_VISIT_MS 30000 /* a visited topic is followed this long after the last visit */
 
 /* redis_presence.c */
 #define BP_PRESENCE_TTL_MS 15000

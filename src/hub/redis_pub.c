@@ -15,7 +15,10 @@
  * "x<seq> <packed>".  ARGV[9] "1": retained: KEYS[3] becomes
  * "<seq> <packed>" (deleted when the payload is empty) and every node
  * hears of it on the classic channel ARGV[10].  ARGV[11]: a cluster's
- * classic channel of the topic, for wildcard subscribers, or "". */
+ * classic channel of the topic, for wildcard subscribers, or "".
+ * KEYS[4]: the topic index (bp__ix_key: a sorted set in the topic's
+ * slot) where the topic ARGV[12] gets the message's time as its score;
+ * it keeps the ARGV[13] most recently published topics (redis_index.c). */
 const char bp__script[] =
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local last = tonumber(ARGV[6])\n"
@@ -42,6 +45,10 @@ const char bp__script[] =
     "  if #ARGV[5] == 0 then redis.call('DEL', KEYS[3])\n"
     "  else redis.call('SET', KEYS[3], seq .. ' ' .. x) end\n"
     "  redis.call('PUBLISH', ARGV[10], seq .. ' ' .. x)\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[4], tonumber(ARGV[3]), ARGV[12])\n"
+    "if redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[13]) then\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)\n"
     "end\n"
     "return seq\n";
 
@@ -232,6 +239,7 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
 {
     char seqkey[HUB_MAX_TOPIC + 16], logkey[HUB_MAX_TOPIC + 16], retkey[HUB_MAX_TOPIC + 16];
     char chan[BP_CHAN_MAX], classic[BP_CHAN_MAX] = "", maxlen[16], ms[24], lastbuf[24];
+    char ixkey[40], ixmax[16];
     snprintf(seqkey, sizeof seqkey, "axon:{%s}:seq", m->topic);
     snprintf(logkey, sizeof logkey, "axon:{%s}:log", m->topic);
     snprintf(retkey, sizeof retkey, "axon:{%s}:ret", m->topic);
@@ -241,15 +249,18 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
     snprintf(maxlen, sizeof maxlen, "%u", history);
     snprintf(ms, sizeof ms, "%lld", (long long)m->time_ms);
     snprintf(lastbuf, sizeof lastbuf, "%llu", (unsigned long long)last);
+    bp__ix_key(b, m->topic, ixkey, sizeof ixkey);
+    snprintf(ixmax, sizeof ixmax, "%d", b->cluster ? BP_INDEX_SLOT_MAX : BP_INDEX_MAX);
     size_t xl = needs_pack(m) ? hub_msg_pack(m, NULL, 0) : 0;
     uint8_t *x = xl ? ax_malloc(xl) : NULL;
     if (x) hub_msg_pack(m, x, xl);
     const char *argv[] = {"EVALSHA",
                           b->sha,
-                          "3",
+                          "4",
                           seqkey,
                           logkey,
                           retkey,
+                          ixkey,
                           chan,
                           maxlen,
                           ms,
@@ -260,13 +271,15 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
                           x ? (const char *)x : "",
                           m->retain ? "1" : "",
                           b->ret_chan,
-                          classic};
-    size_t lens[17];
-    for (int i = 0; i < 17; i++)
-        lens[i] = i == 10 ? m->payload_len : i == 13 ? (x ? xl : 0) : strlen(argv[i]);
+                          classic,
+                          m->topic,
+                          ixmax};
+    size_t lens[20];
+    for (int i = 0; i < 20; i++)
+        lens[i] = i == 11 ? m->payload_len : i == 14 ? (x ? xl : 0) : strlen(argv[i]);
     int rc = b->state != BP_UP || (xl && !x)
                  ? AX_ENOMEM
-                 : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 17, argv, lens);
+                 : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 20, argv, lens);
     ax_free(x);
     if (rc != 0) {
         __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);

@@ -19,7 +19,10 @@ Redis Cluster made by the test (issue 17, docs/cluster.md "Redis Cluster").
 - MQTT persistent sessions (hashes on every master): subscribed on one
   node, away, messages queued there, back on the other node: session
   present with what was queued; the same client id on the first node
-  again takes it over (the second node's connection is closed)."""
+  again takes it over (the second node's connection is closed).
+- A wildcard session whose node died, with messages published meanwhile
+  on topics no node had (one per master): the node that takes it finds
+  them in the masters' topic indexes and delivers them all, in order."""
 import asyncio
 import json
 import shutil
@@ -33,7 +36,7 @@ import axtest
 import redisutil
 import servutil
 
-t = axtest.Tests("axon serve: nodes on a Redis Cluster", alarm=120)
+t = axtest.Tests("axon serve: nodes on a Redis Cluster", alarm=180)
 wait_for = redisutil.wait_for
 healthz = redisutil.healthz
 
@@ -373,6 +376,63 @@ def mqtt_sessions_move_between_nodes():
     d2.close()
     p.close()
     stop_clean([a, b])
+
+
+@t.test
+def a_wildcard_topic_no_node_had_heard_of_is_resumed():
+    # a session on node a under wild/+/cmd; node a dies; node b publishes
+    # to topics no node had, one on each master; the session, back on node
+    # b, gets them all (found in each master's topic index), then live
+    from mqttutil import Client
+    c = cluster()
+    a, b = two_nodes(c)
+    new = {}
+    for k in range(300):
+        topic = "wild/n%d/cmd" % k
+        new.setdefault(c.owner("axon:{%s}:seq" % topic), topic)
+    new = [new[p] for p in c.ports if p in new]
+    t.eq(len(new), 3, "a new topic on each master")
+    d = Client(a.mqtt_port, "wild-dev", clean=False)
+    d.connect()
+    t.eq(d.subscribe("wild/+/cmd", 1), [1], "node a: wild/+/cmd, QoS 1")
+    p = Client(b.mqtt_port, "wild-pub")
+    p.connect()
+    first = None
+    for _ in range(30):  # (until node b heard that node a has a wildcard filter)
+        p.publish("wild/known/cmd", b"k0", qos=1)
+        try:
+            first = d.get(1).payload
+            break
+        except axtest.Failure:
+            pass
+    t.eq(first, b"k0", "node a: a first message")
+    d.close()
+    time.sleep(0.3)
+    a.signal(signal.SIGKILL)
+    a.wait()
+    sent = [(topic, b"%s-%d" % (topic.encode(), i)) for i in range(2) for topic in new]
+    for topic, payload in sent:
+        p.publish(topic, payload, qos=1)
+    d = Client(b.mqtt_port, "wild-dev", clean=False)
+    _, present, _ = d.connect()
+    t.eq(present, 1, "node b: the session of the dead node a")
+    got = []
+    try:
+        while len(got) < len(sent):
+            m = d.get(10)
+            if m.topic in new:  # (not a k0 sent again above)
+                got.append((m.topic, m.payload))
+    except axtest.Failure:
+        pass
+    t.eq(sorted(got), sorted(sent), "node b: every message of the new topics, once")
+    for topic in new:
+        t.eq([x for x in got if x[0] == topic], [x for x in sent if x[0] == topic],
+             "node b: %s in order" % topic)
+    p.publish(new[0], b"live", qos=1)
+    t.eq(d.get().payload, b"live", "node b: then live")
+    d.close()
+    p.close()
+    stop_clean([b])
 
 
 @t.test

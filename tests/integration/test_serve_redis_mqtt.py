@@ -34,18 +34,24 @@ redis-server (issue 17, docs/cluster.md "MQTT"), with Paho.
   an exact filter and for a wildcard over several topics (each topic
   resumed from where the old owner stopped in it); nor when the session's
   node dies mid-stream (SIGKILL: the claimer resumes from the row the
-  owner wrote as it went)."""
+  owner wrote as it went).
+- A wildcard topic no node had heard of: the session's node killed while
+  the device is away, QoS 1 messages on new topics published on a third
+  node (before the device comes back, or while the new node waits for
+  the dead owner): every one comes, each topic in order, none twice,
+  then live (Redis's topic index; 3.1.1 and MQTT 5)."""
 import os
 import shutil
 import signal
 import struct
 import tempfile
+import threading
 import time
 
 import axtest
 import redisutil
 import servutil
-from mqttutil import V5, Client, Raw, connect_pkt, mstr, packet, publish_pkt, qos1_stream, v5props
+from mqttutil import V5, V311, Client, Raw, connect_pkt, mstr, packet, publish_pkt, qos1_stream, v5props
 
 t = axtest.Tests("axon serve: MQTT across nodes through Redis", alarm=300)
 
@@ -541,6 +547,9 @@ def nothing_published_during_a_hand_over_is_missed():
     a, b = hand_nodes(r)
     moving_stream("mover", "hand/over", lambda i: "hand/over", a, b)
     moving_stream("mover-w", "hand/w/#", lambda i: "hand/w/%d" % (i % 5), a, b, hops=3)
+    # every message on a topic no node had before: those published while
+    # the session moves are found in Redis's topic index
+    moving_stream("mover-n", "hand/n/+", lambda i: "hand/n/%d" % (i // 4), a, b, n=4000)
     stop_clean([a, b])
     r.stop()
 
@@ -559,6 +568,74 @@ def nothing_is_lost_when_the_owner_dies_mid_stream():
 
     moving_stream("crash-w", "crash/+/x", lambda i: "crash/%d/x" % (i % 4), a, b, kill=kill)
     stop_clean([b])
+    r.stop()
+
+
+def unheard_moves(r, cid, props, during):
+    """Session `cid` (QoS 1 on fleet/+/cmd) on node a, away; node a dies
+    (SIGKILL); QoS 1 messages go to topics no node ever had, published on
+    node c, before the device comes back to node b or (`during`) while
+    node b waits for the dead owner.  Every one comes, each topic in
+    order, none twice, then live ones."""
+    a, b, c = node(r), node(r), node(r)
+    version = V5 if props else V311
+    d = Client(a.mqtt_port, cid, version=version, clean=False, props=props)
+    t.eq(session_present(d), 0, "%s: a new session on node a" % cid)
+    t.eq(d.subscribe("fleet/+/cmd", 1), [1], "%s: fleet/+/cmd, QoS 1" % cid)
+    p = Client(c.mqtt_port, cid + "-pub")
+    p.connect()
+    p.publish("fleet/known/cmd", b"k0", qos=1)
+    t.eq(d.get().payload, b"k0", "%s: a first message on node a" % cid)
+    d.close()
+    time.sleep(0.3)
+    a.signal(signal.SIGKILL)
+    a.wait()
+    new = ["fleet/%s-%s/cmd" % (cid, k) for k in ("new1", "new2", "new3")]
+    sent = [(new[i % 3 == 2], b"n%d" % i) for i in range(9)]
+    back = None
+    if during:  # node b's claim waits 2 s for the dead owner: publish then
+        box = []
+        d2 = Client(b.mqtt_port, cid, version=version, clean=False, props=props)
+        back = threading.Thread(target=lambda: box.append(session_present(d2)))
+        back.start()
+        time.sleep(0.5)
+    for tp, pl in sent:
+        p.publish(tp, pl, qos=1)
+    if during:
+        back.join()
+        t.eq(box, [1], "%s: node b: the session present (claimed during the publishes)" % cid)
+    else:
+        time.sleep(0.3)
+        d2 = Client(b.mqtt_port, cid, version=version, clean=False, props=props)
+        t.eq(session_present(d2), 1, "%s: node b: the session present" % cid)
+    got = []
+    try:
+        while len(got) < len(sent):
+            m = d2.get(10)
+            got.append((m.topic, m.payload))
+    except axtest.Failure:
+        pass
+    for tp in new[:2]:
+        t.eq([x for x in got if x[0] == tp], [x for x in sent if x[0] == tp],
+             "%s: node b: every message of %s (no node had heard of it), in order" % (cid, tp))
+    t.ok(d2.none(0.5), "%s: nothing more (no duplicate)" % cid)
+    p.publish(new[0], b"live", qos=1)
+    p.publish(new[2], b"live3", qos=1)
+    t.eq([(m.topic, m.payload) for m in (d2.get(), d2.get())],
+         [(new[0], b"live"), (new[2], b"live3")], "%s: then live" % cid)
+    d2.close()
+    p.close()
+    stop_clean([b, c])
+
+
+@t.test
+def a_wildcard_topic_no_node_had_heard_of_is_resumed():
+    # the owner died: nothing delivered the new topics to any node; the
+    # claimer finds them in Redis's topic index (docs/cluster.md)
+    r = Redis()
+    unheard_moves(r, "unheard", None, False)
+    unheard_moves(r, "unheard5", v5props("CONNECT", SessionExpiryInterval=300), False)
+    unheard_moves(r, "unheard-during", None, True)
     r.stop()
 
 

@@ -68,8 +68,8 @@ static void f_presence(void *ud, const char *room, void (*cb)(const char *name, 
     }
 }
 
-static const hub_backplane_ops FAKE = {f_publish, f_need,     f_wait, f_cancel,
-                                       f_present, f_presence, NULL,   NULL};
+static const hub_backplane_ops FAKE = {f_publish,  f_need, f_wait, f_cancel, f_present,
+                                       f_presence, NULL,   NULL,   NULL};
 
 typedef struct brec {
     hub_sub *s;
@@ -186,6 +186,32 @@ TEST(backplane_history_is_not_live_and_resumes_wait)
     hub_backplane_ready(h, "t/c");
     ASSERT_STREQ(late.log, "gap4=;4=c4;5=c5;"); /* from 0: 1-3 are gone */
     hub_sub_free(late.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+TEST(backplane_older_past_goes_before_what_a_wildcard_brought)
+{
+    ax_loop *loop = tu_loop();
+    fake f;
+    hub *h = mk(loop, &f);
+    /* a wildcard brought 5 and 6 first; the stream has 2-4 before them */
+    ASSERT_EQ(from_cluster(h, "t/w", 5, "p5", HUB_BPD_FORCE), HUB_BP_OK);
+    ASSERT_EQ(from_cluster(h, "t/w", 6, "p6", HUB_BPD_FORCE), HUB_BP_OK);
+    ASSERT_EQ(hub_backplane_first(h, "t/w"), 5);
+    hub_msg *old[4] = {cluster_msg("t/w", 2, "p2"), cluster_msg("t/w", 3, "p3"),
+                       cluster_msg("t/w", 4, "p4"), cluster_msg("t/w", 5, "dup")};
+    hub_backplane_older(h, "t/w", old, 4);
+    for (int i = 0; i < 4; i++)
+        hub_msg_unref(old[i]);
+    ASSERT_EQ(hub_backplane_first(h, "t/w"), 4); /* the history bound (3) keeps the newest */
+    ASSERT_EQ(hub_backplane_last(h, "t/w"), 6);
+    brec r = {0};
+    r.s = hub_sub_new(h, &b_ops, &r, NULL);
+    ASSERT_EQ(hub_subscribe(r.s, "t/w", 3, false), 0);
+    hub_backplane_ready(h, "t/w");
+    ASSERT_STREQ(r.log, "4=p4;5=p5;6=p6;");
+    hub_sub_free(r.s);
     hub_free(h);
     ax_loop_free(loop);
 }
