@@ -24,7 +24,12 @@ typedef ax__wnode wnode;
  * streamed body).  Larger writes are allocated as they come. */
 #define NODE_MIN_SHIFT 8
 #define NODE_BIG 0xffu
-#define NODE_CACHE_BYTES (1u << 20)
+/* The smallest class holds the nodes of slices and of small writes: a
+ * frame per subscriber in a fan-out to thousands.  Kept to 1 MiB (4,096
+ * nodes), a loop of `axon serve --threads 2` with 1,000 subscribers freed
+ * past it and allocated again at every burst (malloc's sysmalloc at 17% of
+ * the samples; bench/RESULTS.md, 2026-12-05 ring6). */
+#define NODE_CACHE_BYTES(cls) ((cls) ? 1u << 20 : 4u << 20)
 
 /* A file range read into memory (when sendfile cannot read the file) goes
  * this much at a time. */
@@ -68,7 +73,7 @@ static void node_free(ax_loop *loop, wnode *w)
     unsigned cls = w->cls;
     if (cls != NODE_BIG) {
         uint32_t size = 1u << (cls + NODE_MIN_SHIFT);
-        if (loop->node_cache_bytes[cls] + size <= NODE_CACHE_BYTES) {
+        if (loop->node_cache_bytes[cls] + size <= NODE_CACHE_BYTES(cls)) {
             w->next = loop->node_cache[cls];
             loop->node_cache[cls] = w;
             loop->node_cache_bytes[cls] += size;
