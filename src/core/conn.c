@@ -25,7 +25,7 @@ typedef ax__wnode wnode;
 #define NODE_MIN_SHIFT 8
 #define NODE_BIG 0xffu
 /* The smallest class holds the nodes of slices and of small writes: a
- * frame per subscriber in a fan-out to thousands.  Kept to 1 MiB (4,096
+ * frame per subscriber in a fan-out to thousands.  At 1 MiB (4,096
  * nodes), a loop of `axon serve --threads 2` with 1,000 subscribers freed
  * past it and allocated again at every burst (malloc's sysmalloc at 17% of
  * the samples; bench/RESULTS.md, 2026-12-05 ring6). */
