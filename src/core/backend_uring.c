@@ -54,6 +54,10 @@ typedef struct {
     unsigned inflight; /* operations whose last completion is still to come */
     unsigned nfixed;   /* fixed-file slots: slot i holds fd i, when fixed[i] */
     uint8_t *fixed;
+    /* connections whose queues go into the ring just before the next wait
+     * (ax__ring_later), so each sends what the whole iteration wrote */
+    ax_conn **later;
+    unsigned nlater, later_cap;
     size_t arena_used;
     alignas(16) char arena[ARENA];
 } ring_data;
@@ -184,6 +188,29 @@ void ax__ring_cancel(ax_loop *loop, ax__uop *op)
     io_uring_sqe_set_data64(s, UD_IGNORE);
 }
 
+int ax__ring_later(ax_loop *loop, ax_conn *c)
+{
+    ring_data *d = loop->backend_data;
+    if (d->nlater == d->later_cap) {
+        unsigned cap = d->later_cap ? 2 * d->later_cap : 64;
+        ax_conn **v = ax_realloc(d->later, cap * sizeof(*v));
+        if (!v) return AX_ENOMEM;
+        d->later = v;
+        d->later_cap = cap;
+    }
+    d->later[d->nlater++] = c;
+    return 0;
+}
+
+/* The sends asked for since the last wait (each may close its connection,
+ * none asks for another). */
+static void run_later(ax_loop *loop, ring_data *d)
+{
+    for (unsigned i = 0; i < d->nlater; i++)
+        ax__conn_ring_later(d->later[i]);
+    d->nlater = 0;
+}
+
 /* ---- completions --------------------------------------------------------- */
 
 typedef struct {
@@ -236,6 +263,10 @@ static int reap(ax_loop *loop, ring_data *d, bool closing)
 static int ur_wait(ax_loop *loop, int timeout_ms)
 {
     ring_data *d = loop->backend_data;
+    run_later(loop, d);
+    /* (a send that failed closed its connection: the close callback runs
+     * before anything is waited for) */
+    if (loop->deferred || loop->later) timeout_ms = 0;
     if (!d->epoll_armed) arm_epoll(d);
     struct io_uring_cqe *cqe;
     int rc;
@@ -400,6 +431,7 @@ fail:
 static void ur_destroy(ax_loop *loop)
 {
     ring_data *d = loop->backend_data;
+    run_later(loop, d); /* (every connection is closed: this frees them) */
     /* Closed connections wait for their operations' last completions
      * (their cancellations are queued): collect them, freeing the
      * connections, before the ring goes away. */
@@ -413,6 +445,7 @@ static void ur_destroy(ax_loop *loop)
     pool_free(d);
     close(d->epfd);
     ax_free(d->fixed);
+    ax_free(d->later);
     ax_free(d);
 }
 
@@ -441,6 +474,11 @@ void ax__ring_cancel(ax_loop *loop, ax__uop *op)
 void ax__ring_forget(ax_loop *loop, int fd)
 {
     (void)loop, (void)fd;
+}
+int ax__ring_later(ax_loop *loop, ax_conn *c)
+{
+    (void)loop, (void)c;
+    return -ENOSYS;
 }
 
 #endif

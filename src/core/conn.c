@@ -24,7 +24,12 @@ typedef ax__wnode wnode;
  * streamed body).  Larger writes are allocated as they come. */
 #define NODE_MIN_SHIFT 8
 #define NODE_BIG 0xffu
-#define NODE_CACHE_BYTES (1u << 20)
+/* The smallest class holds the nodes of slices and of small writes: a
+ * frame per subscriber in a fan-out to thousands.  At 1 MiB (4,096
+ * nodes), a loop of `axon serve --threads 2` with 1,000 subscribers freed
+ * past it and allocated again at every burst (malloc's sysmalloc at 17% of
+ * the samples; bench/RESULTS.md, 2026-12-05 ring6). */
+#define NODE_CACHE_BYTES(cls) ((cls) ? 1u << 20 : 4u << 20)
 
 /* A file range read into memory (when sendfile cannot read the file) goes
  * this much at a time. */
@@ -68,7 +73,7 @@ static void node_free(ax_loop *loop, wnode *w)
     unsigned cls = w->cls;
     if (cls != NODE_BIG) {
         uint32_t size = 1u << (cls + NODE_MIN_SHIFT);
-        if (loop->node_cache_bytes[cls] + size <= NODE_CACHE_BYTES) {
+        if (loop->node_cache_bytes[cls] + size <= NODE_CACHE_BYTES(cls)) {
             w->next = loop->node_cache[cls];
             loop->node_cache[cls] = w;
             loop->node_cache_bytes[cls] += size;
@@ -713,22 +718,11 @@ static int write_state(const ax_conn *c)
     return 0;
 }
 
-/* Queue a node; enforce the cap; report the high watermark. */
-static int enqueue(ax_conn *c, wnode *w)
+/* `len` more bytes are in the queue: enforce the cap; report the high
+ * watermark. */
+static int queue_grew(ax_conn *c, size_t len, bool was_empty)
 {
-    if (w->kind != AX__W_BYTES && !ax__conn_ext_get(c)) {
-        node_free(c->loop, w);
-        return AX_ENOMEM;
-    }
-    bool was_empty = !c->wq_head;
-    w->next = NULL;
-    *c->wq_tail = w;
-    c->wq_tail = &w->next;
-    c->queued += w->len;
-    if (w->kind != AX__W_BYTES) {
-        if (w->kind == AX__W_FILE) c->x->queued_file += w->len;
-        c->x->nlazy++;
-    }
+    c->queued += len;
     if (c->queued - ax__conn_queued_file(c) > c->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
@@ -746,6 +740,24 @@ static int enqueue(ax_conn *c, wnode *w)
     return 0;
 }
 
+/* Queue a node; enforce the cap; report the high watermark. */
+static int enqueue(ax_conn *c, wnode *w)
+{
+    if (w->kind != AX__W_BYTES && !ax__conn_ext_get(c)) {
+        node_free(c->loop, w);
+        return AX_ENOMEM;
+    }
+    bool was_empty = !c->wq_head;
+    w->next = NULL;
+    *c->wq_tail = w;
+    c->wq_tail = &w->next;
+    if (w->kind != AX__W_BYTES) {
+        if (w->kind == AX__W_FILE) c->x->queued_file += w->len;
+        c->x->nlazy++;
+    }
+    return queue_grew(c, w->len, was_empty);
+}
+
 /* The driver first when nothing is queued: the common case costs one
  * send() and no allocation.  Returns bytes taken or a negative code. */
 static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
@@ -754,15 +766,9 @@ static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
     return ax__drv(c)->send(c, iov, n);
 }
 
-/* A node holding a copy of the iovecs' bytes after the first `skip`. */
-static wnode *copy_node(ax_conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
+/* Copy the iovecs' bytes after the first `skip` to p. */
+static void copy_iov(char *p, const struct iovec *iov, int n, size_t skip)
 {
-    if (rest > UINT32_MAX) return NULL; /* (the cap closes far sooner) */
-    wnode *w = node_new(c->loop, rest);
-    if (!w) return NULL;
-    char *p = (char *)(w + 1);
-    w->data = p;
-    w->len = (uint32_t)rest;
     for (int i = 0; i < n; i++) {
         size_t l = iov[i].iov_len;
         if (skip >= l) {
@@ -773,7 +779,36 @@ static wnode *copy_node(ax_conn *c, const struct iovec *iov, int n, size_t skip,
         p += l - skip;
         skip = 0;
     }
+}
+
+/* A node holding a copy of the iovecs' bytes after the first `skip`. */
+static wnode *copy_node(ax_conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
+{
+    if (rest > UINT32_MAX) return NULL; /* (the cap closes far sooner) */
+    wnode *w = node_new(c->loop, rest);
+    if (!w) return NULL;
+    w->data = (char *)(w + 1);
+    w->len = (uint32_t)rest;
+    copy_iov((char *)(w + 1), iov, n, skip);
     return w;
+}
+
+/* Bytes that fit in the room left in the block of the queue's last node
+ * (its own copy of bytes) go there: a run of small writes (a frame per
+ * message to a subscriber) makes one node and one iovec, not one each.
+ * A ring send may be reading that node: it reads only the bytes the node
+ * had when it was submitted.  True when they went there. */
+static bool append_tail(ax_conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
+{
+    if (!c->wq_head) return false;
+    wnode *w = AX__CONTAINER(c->wq_tail, wnode, next);
+    if (w->kind != AX__W_BYTES || w->slice || w->cls == NODE_BIG) return false;
+    const char *end = (const char *)w + ((size_t)1 << (w->cls + NODE_MIN_SHIFT));
+    char *p = (char *)(uintptr_t)(w->data + w->len);
+    if ((size_t)(end - p) < rest) return false;
+    copy_iov(p, iov, n, skip);
+    w->len += (uint32_t)rest;
+    return true;
 }
 
 int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n)
@@ -785,7 +820,9 @@ int ax__conn_write_raw(ax_conn *c, const struct iovec *iov, int n)
     ssize_t done = try_direct(c, iov, n);
     if (done < 0) return (int)done;
     if ((size_t)done == total) return 0;
-    wnode *w = copy_node(c, iov, n, (size_t)done, total - (size_t)done);
+    size_t rest = total - (size_t)done;
+    if (append_tail(c, iov, n, (size_t)done, rest)) return queue_grew(c, rest, false);
+    wnode *w = copy_node(c, iov, n, (size_t)done, rest);
     if (!w) return AX_ENOMEM;
     return enqueue(c, w);
 }

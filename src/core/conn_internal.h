@@ -85,6 +85,8 @@ enum {
     /* ring: the receive's state (RS_* in conn_ring.c), two bits from here */
     F_RSTATE_SHIFT = 24,
     F_TLS = 1u << 26, /* the transport is ax__transport_tls (else plain) */
+    /* ring: in the loop's list of queues to send before its next wait */
+    F_SLATER = 1u << 27,
 };
 
 /* Limits when a connection has no side struct (ax__conn_limits_init's

@@ -1,7 +1,8 @@
 /* conn_ring.c: the completion driver of stream connections (the io_uring
  * backend, backend_uring.c).  A connected socket keeps one multishot
  * receive in the ring while input is wanted, and the head of its write
- * queue in one send at a time; what completes is handed to the
+ * queue in one send at a time, made when the loop is about to wait (all
+ * the iteration wrote goes in it); what completes is handed to the
  * connection's transport as the readiness driver hands what it reads.
  * Until the connect completes the socket is driven by readiness.
  *
@@ -133,7 +134,7 @@ static bool ring_send_before_file(ax_conn *c, const struct iovec *iov, int n, si
 }
 
 /* Hand the queue's head to the ring, unless a send is already out. */
-static void ring_flush(ax_conn *c)
+static void ring_send_queue(ax_conn *c)
 {
     if ((c->flags & F_SBUSY) || (c->flags & (F_CLOSED | F_CONNECTING | F_CORKED))) return;
     struct iovec iov[AX__IOV_BATCH];
@@ -152,6 +153,37 @@ static void ring_flush(ax_conn *c)
         return;
     }
     c->flags |= F_SBUSY;
+}
+
+/* A queue of bytes goes to the ring just before the loop waits, not at
+ * each write: the submission is made there anyway, and by then it holds
+ * all this iteration wrote (one send, where a send at the first write
+ * would take that write alone and the rest would wait for its
+ * completion).  A queue with file ranges is sent at once (sendfile may
+ * take them inside the write call, so ax_conn_uncork can say they went),
+ * and so is any when the loop's list cannot grow. */
+static void ring_flush(ax_conn *c)
+{
+    if ((c->flags & (F_SBUSY | F_CLOSED | F_CONNECTING | F_CORKED)) || !c->wq_head) return;
+    if (!ax__conn_nlazy(c)) {
+        if (c->flags & F_SLATER) return;
+        if (ax__ring_later(c->loop, c) == 0) {
+            c->flags |= F_SLATER;
+            return;
+        }
+    }
+    ring_send_queue(c);
+}
+
+void ax__conn_ring_later(ax_conn *c)
+{
+    c->flags &= ~F_SLATER;
+    if (c->flags & F_CLOSED) { /* its memory waited for this */
+        ax__conn_release(c);
+        return;
+    }
+    ring_send_queue(c);
+    ax__conn_kicked(c); /* (a file range may have gone at once) */
 }
 
 static void ring_send_done(ax_loop *loop, ax__uop *op, int res, char *buf, bool more)
@@ -220,7 +252,7 @@ static void ring_queued(ax_conn *c, bool was_empty)
 static void ring_flush_now(ax_conn *c)
 {
     ring_flush(c);
-    if (!(c->flags & F_CLOSED) && !(c->flags & F_SBUSY)) ax__conn_after_flush(c);
+    if (!(c->flags & (F_CLOSED | F_SBUSY | F_SLATER))) ax__conn_after_flush(c);
 }
 
 static void ring_queued_kick(ax_conn *c)
@@ -260,7 +292,7 @@ static void ring_stop(ax_conn *c)
 
 static bool ring_busy(const ax_conn *c)
 {
-    return rstate(c) != RS_IDLE || (c->flags & F_SBUSY);
+    return rstate(c) != RS_IDLE || (c->flags & (F_SBUSY | F_SLATER));
 }
 
 static bool ring_queue_free(const ax_conn *c)

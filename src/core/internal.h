@@ -93,6 +93,11 @@ int ax__ring_send(ax_loop *loop, ax__uop *op, int fd, const struct iovec *iov, i
 void ax__ring_cancel(ax_loop *loop, ax__uop *op);
 /* fd, used with ax__ring_*, is about to be closed. */
 void ax__ring_forget(ax_loop *loop, int fd);
+/* Have ax__conn_ring_later(c) run before the loop's next wait (once per
+ * call).  0 or AX_ENOMEM. */
+int ax__ring_later(ax_loop *loop, ax_conn *c);
+/* conn_ring.c: the loop is about to wait: send c's queue. */
+void ax__conn_ring_later(ax_conn *c);
 
 typedef struct ax__link {
     struct ax__link *prev, *next;
