@@ -629,6 +629,47 @@ TEST(ws_server_keepalive_ping)
     fx_stop(&f);
 }
 
+/* ax_ws_each(): a server's connections with a ping interval, open or
+ * closing, found in the loop's keepalive ring (axon serve's /ws gateway
+ * keeps no list of its own); a close inside the walk is allowed. */
+static void each_count(ax_ws *ws, void *ud)
+{
+    int *n = ud;
+    if (++*n == 1) ASSERT_EQ(ax_ws_close(ws, 4002, "walked"), 0);
+}
+
+TEST(ws_server_each_walks_the_keepalive_ring)
+{
+    fixture f;
+    fx_start(&f);
+    static ax_ws_opts long_o = {.ping_interval_ms = 60000};
+    static ax_ws_endpoint each_ep;
+    each_ep = (ax_ws_endpoint){.cbs = &t_cbs, .opts = &long_o};
+    ASSERT_EQ(ax_ws_route(f.srv, "/each", &each_ep), 0);
+    int fd[4];
+    for (int i = 0; i < 3; i++)
+        fd[i] = fx_open(&f, "/each");
+    fd[3] = fx_open(&f, "/"); /* no ping interval: not in a ring */
+    RUN_UNTIL(f.loop, f.opened == 4, 3000);
+    int n = 0;
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 3);
+    static const ax_ws_cbs other = {0};
+    n = 0;
+    ax_ws_each(f.loop, &other, each_count, &n);
+    ASSERT_EQ(n, 0);
+    n = 1; /* (no more closes) */
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 4); /* the one closing is still there */
+    for (int i = 0; i < 4; i++)
+        close(fd[i]);
+    RUN_UNTIL(f.loop, f.closed == 4, 3000);
+    n = 1;
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 1);
+    fx_stop(&f);
+}
+
 TEST(ws_server_shared_frames)
 {
     fixture f;

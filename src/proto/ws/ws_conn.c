@@ -309,6 +309,16 @@ static void ka_leave(ax_ws *ws)
     }
 }
 
+void ax_ws_each(ax_loop *loop, const ax_ws_cbs *cbs, void (*fn)(ax_ws *ws, void *ud), void *ud)
+{
+    for (keepalive *k = rings; k; k = k->next) {
+        if (k->loop != loop) continue;
+        /* from the end: one leaving puts the last (seen already) in its place */
+        for (uint32_t i = k->n; i-- > 0;)
+            if (i < k->n && k->v[i]->sh->cbs == cbs) fn(k->v[i], ud);
+    }
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 static const char *info_of(const ax_ws *ws)
