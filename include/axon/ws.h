@@ -199,6 +199,14 @@ AX_API int ax_ws_close(ax_ws *ws, int code, const char *reason);
 /* Bytes queued for the kernel and not yet sent. */
 AX_API size_t ax_ws_buffered(const ax_ws *ws);
 
+/* Call fn(ws, ud) for each WebSocket of `loop`, open or closing, with callbacks `cbs`
+ * and a ping interval (ax_ws_opts.ping_interval_ms: those are in the
+ * loop's keepalive ring, which this walks; no list of its own is needed).
+ * On the loop's thread.  fn may close or abort the one it is given (its
+ * on_close comes later, as always); it must not free connections. */
+AX_API void ax_ws_each(ax_loop *loop, const ax_ws_cbs *cbs, void (*fn)(ax_ws *ws, void *ud),
+                       void *ud);
+
 /* ---- accessors --------------------------------------------------------- */
 
 AX_API void ax_ws_set_data(ax_ws *ws, void *ud);

@@ -41,7 +41,9 @@ struct gw_ws {
     serve *sv;
     ax_ws_opts opts;
     ax_ws_endpoint ep;
-    ws_client *clients;   /* upgraded connections leave the HTTP server: ours to close */
+    /* upgraded connections leave the HTTP server: ours to close, found in
+     * the loop's keepalive ring (each_client(): the gateway always pings) */
+    size_t nclients;      /* opened, not closed yet */
     ax_timer *unthrottle; /* reads again from clients paused for a full store */
     ax_timer *expiry;     /* ends the sessions whose token has expired */
 };
@@ -52,7 +54,6 @@ struct gw_ws {
  * smaller fields packed (an idle subscriber's bytes count: docs/scale.md). */
 struct ws_client {
     ax_ws *ws;
-    ws_client *prev, *next;
     ws_pend *pend;       /* made with its first wait or visit (NULL: none yet) */
     hub_limits_conn lim; /* its share of the limits, from the HTTP connection */
     /* authed once credentials (or anonymous access) were accepted
@@ -62,8 +63,33 @@ struct ws_client {
     bool limited;   /* over a limit: closing, nothing more is read */
     bool stopped;   /* the gateway stopped: its subscriber is closed (hub_sub_close) */
 };
-/* With the subscriber (128), 200 bytes: glibc's 208-byte chunk. */
-_Static_assert(sizeof(ws_client) <= 72, "ws_client: an idle subscriber's bytes (docs/scale.md)");
+/* With the subscriber (96), 152 bytes: glibc's 160-byte chunk. */
+_Static_assert(sizeof(ws_client) <= 56, "ws_client: an idle subscriber's bytes (docs/scale.md)");
+
+static const ax_ws_cbs ws_cbs;
+
+/* A walk over the clients: what it does, and with what. */
+typedef struct each_arg {
+    gw_ws *g;
+    void (*fn)(ws_client *c, const struct each_arg *a);
+    int64_t now; /* expire: the time */
+    bool abort;  /* stop: abort, not close */
+} each_arg;
+
+static void each_one(ax_ws *ws, void *ud)
+{
+    const each_arg *a = ud;
+    ws_client *c = ax_ws_data(ws);
+    if (c && c->ws && hub_sub_data(hub_sub_of_ext(c)) == a->g) a->fn(c, a);
+}
+
+/* a->fn(c, a) for each open (or closing) client: the loop's keepalive
+ * ring has them all (the gateway's ping interval is never 0), so a client
+ * needs no place in a list of the gateway's.  fn may close or abort c. */
+static void each_client(each_arg *a)
+{
+    ax_ws_each(a->g->sv->loop, &ws_cbs, each_one, a);
+}
 
 /* What a client waits for, once it has waited for something. */
 struct ws_pend {
@@ -307,15 +333,18 @@ static bool throttle(ws_client *c)
     return true;
 }
 
+static void unthrottle_one(ws_client *c, const each_arg *a)
+{
+    (void)a;
+    if (!c->throttled) return;
+    c->throttled = false;
+    ax_conn_resume(ax_ws_conn(c->ws));
+}
+
 static void unthrottle(ax_timer *t, void *ud)
 {
-    gw_ws *g = ud;
     (void)t;
-    for (ws_client *c = g->clients; c; c = c->next) {
-        if (!c->throttled) continue;
-        c->throttled = false;
-        ax_conn_resume(ax_ws_conn(c->ws));
-    }
+    each_client(&(each_arg){.g = ud, .fn = unthrottle_one});
 }
 
 static void publish_done(ws_client *c, json_t *id, const char *topic, uint64_t seq, uint64_t ticket,
@@ -719,9 +748,7 @@ static void on_open(ax_ws *ws)
     if (id && id->name[0]) hub_sub_rename(SUB(c), id->name);
     if (id && id->name[0]) ws_inbox(c, NULL, id->name);
     c->ws = ws;
-    c->next = g->clients;
-    if (g->clients) g->clients->prev = c;
-    g->clients = c;
+    g->nclients++;
     ax_ws_set_data(ws, c);
     GW_ADD(g->sv->gw[GW_WS].conns, 1);
     GW_ADD(g->sv->gw[GW_WS].accepted, 1);
@@ -790,11 +817,7 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
         client_free(c);
         return;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        GW(c)->clients = c->next;
-    if (c->next) c->next->prev = c->prev;
+    GW(c)->nclients--;
     GW_SUB(GW(c)->sv->gw[GW_WS].conns, 1);
     serve_limit_close(GW(c)->sv, &c->lim);
     waits_cancel(c);
@@ -806,25 +829,26 @@ static void on_close(ax_ws *ws, int code, const char *reason, size_t len)
 static const ax_ws_cbs ws_cbs = {
     .on_open = on_open, .on_message = on_message, .on_drain = on_drain, .on_close = on_close};
 
+static void stop_one(ws_client *c, const each_arg *a)
+{
+    if (!c->stopped) hub_sub_close(SUB(c)); /* nothing more is delivered; c stays until on_close */
+    c->stopped = true;
+    if (a->abort)
+        ax_conn_abort(ax_ws_conn(c->ws), AX_ECLOSED);
+    else
+        ax_ws_close(c->ws, AX_WS_CLOSE_GOING_AWAY, "the server is shutting down");
+}
+
 static void gw_ws_stop(gw_ws *g, bool now)
 {
-    if (g) ax_timer_stop(g->expiry);
-    for (ws_client *c = g ? g->clients : NULL; c; c = c->next) {
-        hub_sub_close(SUB(c)); /* nothing more is delivered; c stays until on_close */
-        c->stopped = true;
-        if (now)
-            ax_conn_abort(ax_ws_conn(c->ws), AX_ECLOSED);
-        else
-            ax_ws_close(c->ws, AX_WS_CLOSE_GOING_AWAY, "the server is shutting down");
-    }
+    if (!g) return;
+    ax_timer_stop(g->expiry);
+    each_client(&(each_arg){.g = g, .fn = stop_one, .abort = now});
 }
 
 static size_t gw_ws_count(const gw_ws *g)
 {
-    size_t n = 0;
-    for (ws_client *c = g ? g->clients : NULL; c; c = c->next)
-        n++;
-    return n;
+    return g ? g->nclients : 0;
 }
 
 static void gw_ws_free(gw_ws *g)
@@ -836,17 +860,19 @@ static void gw_ws_free(gw_ws *g)
 
 /* Every second: end the sessions whose token has expired (a client keeps
  * its session by sending {"type":"auth"} with a new token before). */
+static void expire_one(ws_client *c, const each_arg *a)
+{
+    if (c->authed && ID(c) && auth_expired(ID(c), a->now)) {
+        reply_error(c, NULL, "token expired");
+        ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "token expired");
+        c->authed = false;
+    }
+}
+
 static void expire(ax_timer *t, void *ud)
 {
-    gw_ws *g = ud;
     (void)t;
-    int64_t now = (int64_t)time(NULL);
-    for (ws_client *c = g->clients; c; c = c->next)
-        if (c->authed && ID(c) && auth_expired(ID(c), now)) {
-            reply_error(c, NULL, "token expired");
-            ax_ws_close(c->ws, AX_WS_CLOSE_POLICY, "token expired");
-            c->authed = false;
-        }
+    each_client(&(each_arg){.g = ud, .fn = expire_one, .now = (int64_t)time(NULL)});
 }
 
 static gw_ws *gw_ws_start(serve *sv, ax_http_server *srv, int *err)

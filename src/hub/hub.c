@@ -466,30 +466,43 @@ static size_t msg_cost(const hub_msg *m)
     return m->payload_len + m->topic_len + m->sender_len + 64;
 }
 
+sub_more *hub__sub_more(hub_sub *s)
+{
+    if (s->more) return s->more;
+    sub_more *x = ax_calloc(1, sizeof(*x));
+    if (!x) return NULL;
+    x->qtail = &x->qhead;
+    x->budget = s->h->budget > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)s->h->budget;
+    __atomic_store_n(&s->more, x, __ATOMIC_RELEASE); /* (hub_sub_queued()) */
+    return x;
+}
+
 static void q_drop_head(hub_sub *s)
 {
-    qnode *q = s->qhead;
-    s->qhead = q->next;
-    if (!s->qhead) s->qtail = &s->qhead;
-    s->qbytes -= msg_cost(q->m);
+    sub_more *x = s->more;
+    qnode *q = x->qhead;
+    x->qhead = q->next;
+    if (!x->qhead) x->qtail = &x->qhead;
+    __atomic_store_n(&x->qbytes, x->qbytes - (uint32_t)msg_cost(q->m), __ATOMIC_RELAXED);
     hub_msg_unref(q->m);
     ax_free(q);
 }
 
 static void q_clear(hub_sub *s)
 {
-    while (s->qhead)
+    while (hub__qhead(s))
         q_drop_head(s);
 }
 
 /* Keep only the newest queued message of m's topic (m is last). */
 static void q_keep_latest(hub_sub *s, const hub_msg *m)
 {
-    for (qnode **p = &s->qhead; *p && (*p)->m != m;) {
+    sub_more *x = s->more;
+    for (qnode **p = &x->qhead; *p && (*p)->m != m;) {
         qnode *q = *p;
         if (q->m->topic_len == m->topic_len && memcmp(q->m->topic, m->topic, m->topic_len) == 0) {
             *p = q->next;
-            s->qbytes -= msg_cost(q->m);
+            __atomic_store_n(&x->qbytes, x->qbytes - (uint32_t)msg_cost(q->m), __ATOMIC_RELAXED);
             hub_msg_unref(q->m);
             ax_free(q);
             s->h->st.dropped++;
@@ -498,9 +511,9 @@ static void q_keep_latest(hub_sub *s, const hub_msg *m)
         }
         p = &q->next;
     }
-    if (!s->qhead) s->qtail = &s->qhead;
-    for (qnode *q = s->qhead; q; q = q->next)
-        if (!q->next) s->qtail = &q->next;
+    if (!x->qhead) x->qtail = &x->qhead;
+    for (qnode *q = x->qhead; q; q = q->next)
+        if (!q->next) x->qtail = &q->next;
 }
 
 static void over_budget(hub_sub *s, const hub_msg *m)
@@ -514,7 +527,8 @@ static void over_budget(hub_sub *s, const hub_msg *m)
         s->ops->kick(s, "too slow: output budget exceeded", s->ud);
         return;
     }
-    while (s->qbytes > s->budget && s->qhead && s->qhead->next) {
+    sub_more *x = s->more;
+    while (x->qbytes > x->budget && x->qhead && x->qhead->next) {
         q_drop_head(s);
         h->st.dropped++;
         if (policy == HUB_DROP_OLDEST)
@@ -550,6 +564,7 @@ void hub__sub_unref(hub_sub *s)
 {
     if (--s->refs == 0) {
         name_free(s->name);
+        ax_free(s->more);
         ax_free(s);
     }
 }
@@ -627,7 +642,7 @@ static void run_batch(ax_loop *loop, void *arg)
 static bool held_back(const hub_sub *s, const hub_msg *m)
 {
     if (m->kind != HUB_MSG) return false;
-    for (const job *j = s->jobs; j; j = j->next)
+    for (const job *j = hub__jobs(s); j; j = j->next)
         if (s->h->pub_born <= j->gen && strcmp(m->topic, j->pos) >= 0 &&
             hub_filter_match(j->e->filter, m->topic))
             return true;
@@ -645,7 +660,7 @@ bool hub__may_read(const hub_sub *s, const hub_msg *m)
 
 static void sub_push(hub_sub *s, hub_msg *m)
 {
-    if (s->dead || (s->jobs && held_back(s, m)) || !hub__may_read(s, m)) return;
+    if (s->dead || (s->more && held_back(s, m)) || !hub__may_read(s, m)) return;
     if (s->loop != hub__current_loop(s->h) || s->inflight) {
         sub_push_remote(s, m);
         return;
@@ -697,7 +712,7 @@ static bool defer_write(hub_sub *s, hub_msg *m)
 void hub__sub_push_now(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
-    if (!s->blocked && !s->qhead) {
+    if (!s->blocked && !hub__qhead(s)) {
         s->h->st.delivered++;
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         return;
@@ -708,7 +723,7 @@ void hub__sub_push_now(hub_sub *s, hub_msg *m)
 static void sub_push_local(hub_sub *s, hub_msg *m)
 {
     if (s->dead) return;
-    if (!s->blocked && !s->qhead) {
+    if (!s->blocked && !hub__qhead(s)) {
         if (defer_write(s, m)) return;
         s->h->st.delivered++; /* no memory to defer it: now, under the lock */
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
@@ -731,7 +746,7 @@ static void drain(hub *h)
     for (size_t i = 0; i < outq.n; i++) { /* writes may add more (i re-reads) */
         hub_sub *s = outq.v[i].s;
         if (s->dead) continue;
-        if (s->blocked || s->qhead) {
+        if (s->blocked || hub__qhead(s)) {
             outq.v[i].requeue = true;
             continue;
         }
@@ -765,19 +780,20 @@ static void drain(hub *h)
 
 static void sub_queue(hub_sub *s, hub_msg *m)
 {
-    qnode *q = ax_malloc(sizeof(*q));
+    sub_more *x = hub__sub_more(s);
+    qnode *q = x ? ax_malloc(sizeof(*q)) : NULL;
     if (!q) {
         s->h->st.dropped++;
         return;
     }
     q->next = NULL;
     q->m = hub_msg_ref(m);
-    *s->qtail = q;
-    s->qtail = &q->next;
-    s->qbytes += msg_cost(m);
+    *x->qtail = q;
+    x->qtail = &q->next;
+    __atomic_store_n(&x->qbytes, x->qbytes + (uint32_t)msg_cost(m), __ATOMIC_RELAXED);
     /* keep-latest holds one message per topic whenever the wire is behind */
     if (m->policy == HUB_KEEP_LATEST) q_keep_latest(s, m);
-    if (s->qbytes > s->budget) over_budget(s, m);
+    if (x->qbytes > x->budget) over_budget(s, m);
 }
 
 void hub_sub_writable(hub_sub *s)
@@ -785,26 +801,28 @@ void hub_sub_writable(hub_sub *s)
     hub__lock(s->h);
     s->blocked = false;
     s->h->walking++;
-    while (s->qhead && !s->blocked && !s->dead) {
-        hub_msg *m = hub_msg_ref(s->qhead->m);
+    while (hub__qhead(s) && !s->blocked && !s->dead) {
+        hub_msg *m = hub_msg_ref(s->more->qhead->m);
         q_drop_head(s);
         s->h->st.delivered++;
         if (!s->ops->write(s, m, s->ud)) s->blocked = true;
         hub_msg_unref(m);
     }
-    if (s->jobs) hub__jobs_run(s);
+    if (hub__jobs(s)) hub__jobs_run(s);
     hub__walk_end(s->h);
     hub__unlock(s->h);
 }
 
 size_t hub_sub_queued(const hub_sub *s)
 {
-    return __atomic_load_n(&s->qbytes, __ATOMIC_RELAXED);
+    const sub_more *x = __atomic_load_n(&s->more, __ATOMIC_ACQUIRE);
+    return x ? __atomic_load_n(&x->qbytes, __ATOMIC_RELAXED) : 0;
 }
 
 void hub_sub_set_budget(hub_sub *s, size_t bytes)
 {
-    s->budget = bytes > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)bytes;
+    sub_more *x = hub__sub_more(s); /* (out of memory: nothing can queue either) */
+    if (x) x->budget = bytes > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)bytes;
 }
 
 /* ---- the subscription tree --------------------------------------------------------- */
@@ -966,8 +984,6 @@ hub_sub *hub_sub_new_ext(hub *h, const hub_sub_ops *ops, void *ud, const char *n
     s->h = h;
     s->ops = ops;
     s->ud = ud;
-    s->qtail = &s->qhead;
-    s->budget = h->budget > HUB_BUDGET_MAX ? HUB_BUDGET_MAX : (uint32_t)h->budget;
     s->loop = hub__current_loop(h);
     s->refs = 1;
     s->name = name_dup(name);
@@ -1000,7 +1016,7 @@ const char *hub_sub_name(const hub_sub *s)
 bool hub_sub_replaying(const hub_sub *s)
 {
     hub__lock(s->h);
-    bool r = s->jobs != NULL;
+    bool r = hub__jobs(s) != NULL;
     hub__unlock(s->h);
     return r;
 }
@@ -1045,7 +1061,7 @@ void hub__entry_unlink(hub_sub *s, entry *e)
 {
     hub *h = s->h;
     size_t fl = strlen(e->filter);
-    if (s->filters) hub_map_del(s->filters, e->filter, fl);
+    if (s->more && s->more->filters) hub_map_del(s->more->filters, e->filter, fl);
     s->nfilters--;
     if (e->sprev)
         e->sprev->snext = e->snext;
@@ -1076,7 +1092,7 @@ void hub__entry_unlink(hub_sub *s, entry *e)
 
 entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl)
 {
-    if (s->filters) return hub_map_get(s->filters, f, fl);
+    if (s->more && s->more->filters) return hub_map_get(s->more->filters, f, fl);
     for (entry *e = s->entries; e; e = e->snext)
         if (strncmp(e->filter, f, fl) == 0 && e->filter[fl] == '\0') return e;
     return NULL;
@@ -1084,26 +1100,28 @@ entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl)
 
 static void filters_free(hub_sub *s)
 {
-    if (!s->filters) return;
-    hub_map_clear(s->filters);
-    ax_free(s->filters);
-    s->filters = NULL;
+    if (!s->more || !s->more->filters) return;
+    hub_map_clear(s->more->filters);
+    ax_free(s->more->filters);
+    s->more->filters = NULL;
 }
 
 /* Note a new entry (not in the list yet); 0 or AX_ENOMEM. */
 int hub__filter_add(hub_sub *s, entry *e, size_t fl)
 {
-    if (!s->filters) {
+    sub_more *m = s->more;
+    if (!m || !m->filters) {
         if (s->nfilters < FEW_FILTERS) return 0;
-        if (!(s->filters = ax_malloc(sizeof(*s->filters)))) return AX_ENOMEM;
-        hub_map_init(s->filters);
+        if (!(m = hub__sub_more(s)) || !(m->filters = ax_malloc(sizeof(*m->filters))))
+            return AX_ENOMEM;
+        hub_map_init(m->filters);
         for (entry *x = s->entries; x; x = x->snext)
-            if (hub_map_put(s->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
+            if (hub_map_put(m->filters, x->filter, strlen(x->filter), x, NULL) != 0) {
                 filters_free(s);
                 return AX_ENOMEM;
             }
     }
-    return hub_map_put(s->filters, e->filter, fl, e, NULL);
+    return hub_map_put(m->filters, e->filter, fl, e, NULL);
 }
 
 static void sub_release(hub_sub *s)

@@ -161,7 +161,7 @@ static void bp_jobs_run(ax_loop *loop, void *arg)
     (void)loop;
     hub__lock(h);
     h->walking++;
-    if (!s->dead && s->jobs) hub__jobs_run(s);
+    if (!s->dead && hub__jobs(s)) hub__jobs_run(s);
     hub__walk_end(h);
     hub__sub_unref(s);
     hub__unlock(h);

@@ -131,6 +131,19 @@ struct qnode {
 
 /* Field order: pointers, then the smaller fields packed (an idle
  * subscriber's bytes count: docs/scale.md). */
+/* What few subscribers need: a queue (the wire is behind), replay jobs,
+ * a map of many filters.  Made with the first of them (hub__sub_more())
+ * and kept until the subscriber's memory goes; NULL in an idle one. */
+typedef struct sub_more {
+    qnode *qhead, **qtail;
+    job *jobs;        /* in order (appended at the end: a subscriber has few) */
+    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
+    uint32_t qbytes;  /* bytes queued (read unlocked: hub_sub_queued()) */
+    /* how many before the policy applies (at most HUB_BUDGET_MAX: a queue
+     * holds the budget and one message more); the hub's until set */
+    uint32_t budget;
+} sub_more;
+
 struct hub_sub {
     hub *h;
     union {
@@ -140,22 +153,32 @@ struct hub_sub {
     void *ud;
     char *name; /* its own copy, or unnamed (""); changed under the lock */
     entry *entries;
-    hub_map *filters; /* filter -> entry, once it has more than FEW_FILTERS */
-    job *jobs;        /* in order (appended at the end: a subscriber has few) */
-    qnode *qhead, **qtail;
+    sub_more *more;           /* NULL until a queue, a job or a filter map */
     ax_loop *loop;            /* the loop that owns the subscriber's connection */
     const auth_identity *who; /* what it may read; NULL: everything (borrowed) */
     uint64_t stamp, id;
-    /* bytes queued, and how many before the policy applies (at most
-     * HUB_BUDGET_MAX: a queue holds the budget and one message more) */
-    uint32_t qbytes, budget;
     uint32_t nfilters; /* entries in the list */
     uint32_t refs;     /* the owner's, and one per message in flight to it */
     uint32_t inflight;
     bool blocked, dead;
     bool closed; /* hub_sub_close(): the memory waits for hub_sub_free() */
 };
-_Static_assert(sizeof(hub_sub) == 128, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
+/* 96 bytes (128 before its queue, jobs and filter map went to `more`):
+ * with the /ws client after it one 160-byte chunk. */
+_Static_assert(sizeof(hub_sub) == 96, "hub_sub: an idle subscriber's bytes (docs/scale.md)");
+
+static inline qnode *hub__qhead(const hub_sub *s)
+{
+    return s->more ? s->more->qhead : NULL;
+}
+
+static inline job *hub__jobs(const hub_sub *s)
+{
+    return s->more ? s->more->jobs : NULL;
+}
+
+/* s->more, made if absent; NULL when out of memory. */
+sub_more *hub__sub_more(hub_sub *s);
 
 struct hub {
     ax_loop *loop;

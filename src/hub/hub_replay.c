@@ -7,7 +7,7 @@
 
 job *hub__job_of(const hub_sub *s, const entry *e)
 {
-    job *j = s->jobs;
+    job *j = hub__jobs(s);
     while (j && j->e != e)
         j = j->next;
     return j;
@@ -15,7 +15,7 @@ job *hub__job_of(const hub_sub *s, const entry *e)
 
 void hub__job_end(hub_sub *s, job *j)
 {
-    for (job **p = &s->jobs; *p; p = &(*p)->next)
+    for (job **p = &s->more->jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
             break;
@@ -97,7 +97,7 @@ static void job_at(job *j, const char *name, size_t len)
 static bool job_step(hub_sub *s, job *j)
 {
     if (j->waiting) return false; /* cursor_back() goes on */
-    while (!s->dead && !s->blocked && !s->qhead) {
+    while (!s->dead && !s->blocked && !hub__qhead(s)) {
         htopic *t = job_topic(s->h, j);
         if (!t) return true;
         if (t->bp_wait && j->exact) return false; /* hub_backplane_ready() goes on */
@@ -123,13 +123,14 @@ static bool job_step(hub_sub *s, job *j)
 
 void hub__jobs_run(hub_sub *s)
 {
-    while (s->jobs && job_step(s, s->jobs))
-        hub__job_end(s, s->jobs);
+    while (hub__jobs(s) && job_step(s, s->more->jobs))
+        hub__job_end(s, s->more->jobs);
 }
 
 static int job_start(hub_sub *s, entry *e, int64_t since, bool exact, job *j)
 {
-    if (!j && !(j = ax_calloc(1, sizeof(*j)))) return AX_ENOMEM;
+    /* (a job given was made after its subscriber's `more`) */
+    if (!hub__sub_more(s) || (!j && !(j = ax_calloc(1, sizeof(*j))))) return AX_ENOMEM;
     const char *f = e->filter;
     size_t plen = strcspn(f, "+#");
     if (f[plen] == '#' && plen > 0) plen--; /* "a/#" matches "a" too */
@@ -142,11 +143,11 @@ static int job_start(hub_sub *s, entry *e, int64_t since, bool exact, job *j)
     j->pos[j->plen] = '\0';
     if (j->cur) job_at(j, j->pos, j->plen); /* (a topic named as the prefix) */
     e->replaying = true;
-    job **tail = &s->jobs;
+    job **tail = &s->more->jobs;
     while (*tail)
         tail = &(*tail)->next;
     *tail = j;
-    if (s->jobs == j) hub__jobs_run(s);
+    if (s->more->jobs == j) hub__jobs_run(s);
     return 0;
 }
 
@@ -226,9 +227,9 @@ static void cursor_back(void *ud)
     hub *h = s->h;
     hub__lock(h);
     h->walking++;
-    for (job *j = s->jobs; j; j = j->next)
+    for (job *j = hub__jobs(s); j; j = j->next)
         if (j->id == w->job && j->waiting) j->waiting--;
-    if (!s->dead && s->jobs) hub__jobs_run(s);
+    if (!s->dead && hub__jobs(s)) hub__jobs_run(s);
     hub__walk_end(h);
     hub__sub_unref(s);
     hub__unlock(h);
@@ -278,6 +279,11 @@ static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, si
     cursor_wait *first = ax_malloc(sizeof(*first));
     if (!first) return AX_ENOMEM;
     hub__lock(h);
+    if (!hub__sub_more(s)) { /* (before the job: job_start() needs it) */
+        hub__unlock(h);
+        ax_free(first);
+        return AX_ENOMEM;
+    }
     job *j = hub__filter_find(s, filter, strlen(filter))
                  ? NULL
                  : cursor_job(h, filter, cur, n, more, nmore, from_ms);
@@ -306,7 +312,7 @@ static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, si
         *w = (cursor_wait){s, id};
         hub__lock(h);
         s->refs++;
-        for (job *k = s->jobs; k; k = k->next)
+        for (job *k = hub__jobs(s); k; k = k->next)
             if (k->id == id) k->waiting++;
         hub__unlock(h);
         if (!hub_visit(h, names[i], cursor_back, w)) cursor_back(w);

@@ -828,7 +828,8 @@ static void seen_note(mq_sess *s, const hub_msg *m, bool wild);
 
 static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
 {
-    mq_sess *s = ud;
+    mq_sess *s = hub_sub_ext(hs); /* (ud: the gateway) */
+    (void)ud;
     if (m->kind != HUB_MSG) return true; /* presence and gap notices are not MQTT's */
     uint8_t qos = 0;
     bool any = false, retain = false, wild = false;
@@ -853,12 +854,12 @@ static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
 
 static void sess_kick(hub_sub *hs, const char *why, void *ud)
 {
-    mq_sess *s = ud;
-    (void)hs;
+    mq_sess *s = hub_sub_ext(hs);
+    (void)ud;
     ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", s->cid, why);
-    s->sub = NULL;    /* dead: freed with the session */
-    hub_sub_free(hs); /* (safe inside kick) */
-    s->expiry_s = 0;  /* the session cannot go on without its subscriber */
+    s->sub = NULL;     /* dead: its memory (the session's) goes with the session */
+    hub_sub_close(hs); /* (safe inside kick) */
+    s->expiry_s = 0;   /* the session cannot go on without its subscriber */
     if (s->conn) mq_close(s->conn, AX_MQTT_RC_QUOTA_EXCEEDED, why);
 }
 
@@ -1201,14 +1202,16 @@ void mq_will_publish(gw_mqtt *g, mq_will *w, const auth_identity *id, const char
 
 mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
 {
-    mq_sess *s = ax_calloc(1, sizeof(*s) + len + 1); /* the client id follows */
-    if (!s) return NULL;
+    /* in its hub subscriber's allocation (hub_sub_new_ext(): one chunk
+     * less for an idle client); the client id follows */
+    hub_sub *hs = hub_sub_new_ext(g->sv->hub, &sess_ops, g, NULL, sizeof(mq_sess) + len + 1);
+    if (!hs) return NULL;
+    mq_sess *s = hub_sub_ext(hs);
     s->g = g;
     s->fl = (mq_flight *)&no_flight;
-    if (!(s->sub = hub_sub_new(g->sv->hub, &sess_ops, s, NULL)) ||
-        hub_lmap_add(&g->by_id, &s->link, cid, len) != 0) {
-        hub_sub_free(s->sub);
-        ax_free(s);
+    s->sub = hs;
+    if (hub_lmap_add(&g->by_id, &s->link, cid, len) != 0) {
+        hub_sub_free(hs);
         return NULL;
     }
     s->cid = HUB_LINK_KEY(&s->link);
@@ -1230,7 +1233,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
     gates_cancel(s);
     while (s->subs)
         sub_drop(s, &s->subs);
-    hub_sub_free(s->sub);
+    if (s->sub) hub_sub_close(s->sub); /* (its memory, s's, goes last) */
     for (uint32_t k = 0; k < s->fl->out_n; k++)
         hub_msg_unref(out_at(s, k)->m);
     ax_free(s->fl->out);
@@ -1247,7 +1250,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
     auth_identity_free(s->id);
     g->nsessions--;
     hub_lmap_del(&g->by_id, &s->link);
-    ax_free(s);
+    hub_sub_free(hub_sub_of_ext(s));
 }
 
 void mq_sess_resume(mq_sess *s)

@@ -12,6 +12,7 @@
 #include <axon/ws.h>
 
 #include "proto/ws/ws_frame.h"
+#include "proto/ws/ws_internal.h"
 #include "runner.h"
 #include "testutil.h"
 #include "ws_testutil.h"
@@ -626,6 +627,86 @@ TEST(ws_server_keepalive_ping)
     RUN_UNTIL(f.loop, f.closed == 1, 3000);
     ASSERT_EQ(f.last_code, 1006);
     close(fd);
+    fx_stop(&f);
+}
+
+/* ax_ws_each(): a server's connections with a ping interval, open or
+ * closing, found in the loop's keepalive ring (axon serve's /ws gateway
+ * keeps no list of its own); a close inside the walk is allowed. */
+static void each_count(ax_ws *ws, void *ud)
+{
+    int *n = ud;
+    if (++*n == 1) ASSERT_EQ(ax_ws_close(ws, 4002, "walked"), 0);
+}
+
+TEST(ws_server_each_walks_the_keepalive_ring)
+{
+    fixture f;
+    fx_start(&f);
+    static ax_ws_opts long_o = {.ping_interval_ms = 60000};
+    static ax_ws_endpoint each_ep;
+    each_ep = (ax_ws_endpoint){.cbs = &t_cbs, .opts = &long_o};
+    ASSERT_EQ(ax_ws_route(f.srv, "/each", &each_ep), 0);
+    int fd[4];
+    for (int i = 0; i < 3; i++)
+        fd[i] = fx_open(&f, "/each");
+    fd[3] = fx_open(&f, "/"); /* no ping interval: not in a ring */
+    RUN_UNTIL(f.loop, f.opened == 4, 3000);
+    int n = 0;
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 3);
+    static const ax_ws_cbs other = {0};
+    n = 0;
+    ax_ws_each(f.loop, &other, each_count, &n);
+    ASSERT_EQ(n, 0);
+    n = 1; /* (no more closes) */
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 4); /* the one closing is still there */
+    for (int i = 0; i < 4; i++)
+        close(fd[i]);
+    RUN_UNTIL(f.loop, f.closed == 4, 3000);
+    n = 1;
+    ax_ws_each(f.loop, &t_cbs, each_count, &n);
+    ASSERT_EQ(n, 1);
+    fx_stop(&f);
+}
+
+/* A connection names its shared options by a byte (an idle connection's
+ * bytes): past the table's 255 sets at once, the options live in the
+ * connection's ext, and they still apply. */
+TEST(ws_server_options_past_the_table)
+{
+    fixture f;
+    fx_start(&f);
+    enum { N = 300 };
+    static ax_ws *held[N];
+    static ax_ws_opts o[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (ax_ws_opts){.max_message = 5000 + (size_t)i};
+        held[i] = ax__ws_new(AX_WS_SERVER, &t_cbs, &o[i], NULL, NULL);
+        ASSERT(held[i] != NULL);
+    }
+    static ax_ws_opts out_o = {.max_message = 64};
+    static ax_ws_endpoint out_ep;
+    out_ep = (ax_ws_endpoint){.cbs = &t_cbs, .opts = &out_o};
+    ASSERT_EQ(ax_ws_route(f.srv, "/out", &out_ep), 0);
+    static unsigned char b[100];
+    int fd = fx_open(&f, "/out");
+    wt_send(fd, AX_WS_TEXT, true, "hi", 2);
+    expect_echo(&f, fd, AX_WS_TEXT, "hi", 2);
+    ASSERT(strcmp(f.path, "/out") == 0);
+    wt_send(fd, AX_WS_BINARY, true, b, 65); /* past its own limit */
+    wt_expect_close(f.loop, fd, 1009);
+    close(fd);
+    RUN_UNTIL(f.loop, f.closed == 1, 3000);
+    ASSERT_EQ(f.last_code, 1009);
+    for (int i = 0; i < N; i++)
+        ax__ws_free(held[i]);
+    fd = fx_open(&f, "/out"); /* a place again */
+    wt_send(fd, AX_WS_TEXT, true, "ho", 2);
+    expect_echo(&f, fd, AX_WS_TEXT, "ho", 2);
+    close(fd);
+    RUN_UNTIL(f.loop, f.closed == 2, 3000);
     fx_stop(&f);
 }
 

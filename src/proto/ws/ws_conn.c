@@ -39,60 +39,88 @@
 
 enum { WS_HANDSHAKE, WS_OPEN, WS_CLOSE_SENT, WS_CLOSED };
 
-/* An idle open connection holds only this (51 bytes, then its path):
+/* An idle open connection holds only this (34 bytes, then its path):
  * the input state (parser, reassembly, the peer's close reason) lives in
- * `rx` only while a frame or message is partly in, the options are shared
- * by every connection made with the same ones, and shared frames corked
- * for it during another connection's on_data wait in a per-thread table. */
+ * `side.rx` only while a frame or message is partly in, the options are
+ * shared by every connection made with the same ones (an index in a
+ * table), and shared frames corked for it during another connection's
+ * on_data wait in a per-thread table. */
 struct ax_ws {
     ax_conn *conn;
-    const struct shared *sh; /* callbacks and options, interned: never change */
     void *ud;
-    struct ws_rx *rx;   /* NULL when idle between messages */
-    struct ws_ext *ext; /* what few connections need (NULL: none) */
-    uint32_t cork;      /* 1 + its entry in the thread's cork table, 0: none */
-    uint32_t ka;        /* 1 + its place in its loop's keepalive ring, 0: none */
-    uint8_t role : 1;   /* enum ax_ws_role */
+    union {                 /* NULL: neither */
+        struct ws_rx *rx;   /* no ext: the input state, NULL when idle between messages */
+        struct ws_ext *ext; /* has_ext: what few connections need (the input state in it) */
+    } side;
+    uint32_t cork; /* 1 + its entry in the thread's cork table, 0: none */
+    uint32_t ka;   /* 1 + its place in its loop's keepalive ring, 0: none */
+    /* callbacks and options, interned: sh_slots[shi], or SH_OUT: side.ext->sh */
+    uint8_t shi;
+    uint8_t role : 1; /* enum ax_ws_role */
     uint8_t state : 2;
     bool close_sent : 1;
     bool pinged : 1;   /* keepalive: a ping is out */
     bool heard : 1;    /* keepalive: bytes came since that ping */
     bool info_ext : 1; /* info_in holds a pointer to an ax_malloc'd block */
+    bool has_ext : 1;  /* side is ext */
     /* "path\0origin\0protocol\0", inside the object (a client's is
      * replaced later: then a pointer to it, room for one always kept) */
     char info_in[];
 };
-/* A server's at "/ws" with no origin and no protocol: 49 + 6 bytes, one
- * 64-byte malloc chunk (an idle connection's bytes: docs/scale.md). */
-_Static_assert(offsetof(struct ax_ws, info_in) <= 50, "ax_ws grew: an idle connection's bytes");
+/* A server's at "/ws" with no origin and no protocol: 34 + 6 bytes, one
+ * 48-byte malloc chunk (an idle connection's bytes: docs/scale.md). */
+_Static_assert(offsetof(struct ax_ws, info_in) <= 34, "ax_ws grew: an idle connection's bytes");
 
-/* What a connection has only with permessage-deflate or once closing. */
+/* What a connection has only with permessage-deflate, once closing, or
+ * when the options' table was full. */
 typedef struct ws_ext {
     ax__ws_deflate *z;
-    ax_timer *timer; /* the close handshake's timeout, made by ax_ws_close() */
-    uint16_t code;   /* the close code on_close reports (0: none yet) */
+    ax_timer *timer;         /* the close handshake's timeout, made by ax_ws_close() */
+    struct ws_rx *rx;        /* the input state (as side.rx without an ext) */
+    const struct shared *sh; /* when shi is SH_OUT */
+    uint16_t code;           /* the close code on_close reports (0: none yet) */
 } ws_ext;
+
+static struct ws_rx *rx_of(const ax_ws *ws)
+{
+    return ws->has_ext ? ws->side.ext->rx : ws->side.rx;
+}
+
+static void rx_set(ax_ws *ws, struct ws_rx *rx)
+{
+    if (ws->has_ext)
+        ws->side.ext->rx = rx;
+    else
+        ws->side.rx = rx;
+}
 
 static ax__ws_deflate *zof(const ax_ws *ws)
 {
-    return ws->ext ? ws->ext->z : NULL;
+    return ws->has_ext ? ws->side.ext->z : NULL;
 }
 
+/* The ext, made if absent (the input state moves into it); NULL when out
+ * of memory. */
 static ws_ext *ext_get(ax_ws *ws)
 {
-    if (!ws->ext) ws->ext = ax_calloc(1, sizeof(*ws->ext));
-    return ws->ext;
+    if (ws->has_ext) return ws->side.ext;
+    ws_ext *x = ax_calloc(1, sizeof(*x));
+    if (!x) return NULL;
+    x->rx = ws->side.rx;
+    ws->side.ext = x;
+    ws->has_ext = true;
+    return x;
 }
 
 static uint16_t code_of(const ax_ws *ws)
 {
-    return ws->ext ? ws->ext->code : 0;
+    return ws->has_ext ? ws->side.ext->code : 0;
 }
 
 /* (out of memory: on_close reports 1006) */
 static void code_set(ax_ws *ws, uint16_t code)
 {
-    if (ext_get(ws)) ws->ext->code = code;
+    if (ext_get(ws)) ws->side.ext->code = code;
 }
 
 /* What a connection needs while input is partly in. */
@@ -138,10 +166,23 @@ typedef struct shared {
     const ax_ws_cbs *cbs;
     size_t refs;
     struct shared *next;
+    int slot; /* its place in sh_slots, -1: none (full) */
 } shared;
 
 static pthread_mutex_t opts_lock = PTHREAD_MUTEX_INITIALIZER;
 static shared *opts_list;
+
+/* A connection names its shared options by a byte: their place here
+ * (written under opts_lock; a place is reused only once its last
+ * connection is gone).  Past SH_OUT sets at once the pointer is in the
+ * connection's ext. */
+#define SH_OUT 255
+static const shared *sh_slots[SH_OUT];
+
+static const shared *sh_of(const ax_ws *ws)
+{
+    return ws->shi != SH_OUT ? sh_slots[ws->shi] : ws->side.ext->sh;
+}
 
 static bool opts_eq(const ax_ws_opts *a, const ax_ws_opts *b)
 {
@@ -167,6 +208,10 @@ static const shared *shared_get(const ax_ws_cbs *cbs, const ax_ws_opts *o)
         n->o = *o;
         n->cbs = cbs;
         n->next = opts_list;
+        n->slot = -1;
+        for (int i = 0; i < SH_OUT && n->slot < 0; i++)
+            if (!sh_slots[i]) n->slot = i;
+        if (n->slot >= 0) sh_slots[n->slot] = n;
         opts_list = n;
     }
     if (n) n->refs++;
@@ -183,6 +228,7 @@ static void shared_put(const shared *sh)
         if (n != sh) continue;
         if (--n->refs == 0) {
             *pp = n->next;
+            if (n->slot >= 0) sh_slots[n->slot] = NULL;
             ax_free(n);
         }
         break;
@@ -296,7 +342,7 @@ static int ka_join(ax_ws *ws, ax_loop *loop, uint32_t interval_ms)
 static void ka_leave(ax_ws *ws)
 {
     if (!ws->ka) return;
-    keepalive *k = ka_find(ax_conn_loop(ws->conn), ws->sh->o.ping_interval_ms);
+    keepalive *k = ka_find(ax_conn_loop(ws->conn), sh_of(ws)->o.ping_interval_ms);
     uint32_t i = ws->ka - 1;
     ws->ka = 0;
     k->v[i] = k->v[--k->n]; /* the last one takes its place */
@@ -306,6 +352,16 @@ static void ka_leave(ax_ws *ws)
     } else if (k->cap > 64 && k->n < k->cap / 4) {
         ax_ws **v = ax_realloc(k->v, (k->cap / 2) * sizeof(*v));
         if (v) k->v = v, k->cap /= 2;
+    }
+}
+
+void ax_ws_each(ax_loop *loop, const ax_ws_cbs *cbs, void (*fn)(ax_ws *ws, void *ud), void *ud)
+{
+    for (keepalive *k = rings; k; k = k->next) {
+        if (k->loop != loop) continue;
+        /* from the end: one leaving puts the last (seen already) in its place */
+        for (uint32_t i = k->n; i-- > 0;)
+            if (i < k->n && sh_of(k->v[i])->cbs == cbs) fn(k->v[i], ud);
     }
 }
 
@@ -368,8 +424,11 @@ ax_ws *ax__ws_new(enum ax_ws_role role, const ax_ws_cbs *cbs, const ax_ws_opts *
     size_t il = info ? info_len(info) : 3;
     if (role == AX_WS_CLIENT && il < sizeof(char *)) il = sizeof(char *); /* set_info() */
     ax_ws *ws = ax_calloc(1, offsetof(ax_ws, info_in) + il);
-    if (ws) ws->sh = shared_get(cbs, &o);
-    if (!ws || !ws->sh) {
+    const shared *sh = ws ? shared_get(cbs, &o) : NULL;
+    if (sh) ws->shi = sh->slot >= 0 ? (uint8_t)sh->slot : SH_OUT;
+    if (sh && ws->shi == SH_OUT && ext_get(ws)) ws->side.ext->sh = sh;
+    if (!ws || !sh || (ws->shi == SH_OUT && !ws->has_ext)) {
+        shared_put(sh);
         ax_free(ws);
         ax_free(info);
         return NULL;
@@ -391,7 +450,7 @@ void ax__ws_set_info(ax_ws *ws, char *info)
 
 const ax_ws_opts *ax__ws_opts(const ax_ws *ws)
 {
-    return &ws->sh->o;
+    return &sh_of(ws)->o;
 }
 
 static cork_ent *cork_of(const ax_ws *ws)
@@ -430,14 +489,15 @@ void ax__ws_free(ax_ws *ws)
     if (batch.owner == ws) batch.owner = NULL;
     if (ws->cork) cork_drop(ws);
     ka_leave(ws);
-    if (ws->ext) {
-        ax_timer_free(ws->ext->timer);
-        ax__ws_deflate_free(ws->ext->z);
-        ax_free(ws->ext);
+    const shared *sh = sh_of(ws);
+    rx_free(rx_of(ws));
+    if (ws->has_ext) {
+        ax_timer_free(ws->side.ext->timer);
+        ax__ws_deflate_free(ws->side.ext->z);
+        ax_free(ws->side.ext);
     }
-    rx_free(ws->rx);
     set_info(ws, NULL);
-    shared_put(ws->sh);
+    shared_put(sh);
     ax_free(ws);
 }
 
@@ -449,7 +509,7 @@ void ax__ws_set_conn(ax_ws *ws, ax_conn *c)
 void ax__ws_report_close(ax_ws *ws, int code)
 {
     ws->state = WS_CLOSED;
-    if (ws->sh->cbs->on_close) ws->sh->cbs->on_close(ws, code, "", 0);
+    if (sh_of(ws)->cbs->on_close) sh_of(ws)->cbs->on_close(ws, code, "", 0);
     ax__ws_free(ws);
 }
 
@@ -459,15 +519,16 @@ int ax__ws_open(ax_ws *ws, ax_conn *c, const ax__ws_pmd *pmd)
 {
     ws->conn = c;
     if (pmd && pmd->on) {
-        if (!ext_get(ws) || !(ws->ext->z = ax__ws_deflate_new(pmd, ws->sh->o.deflate_level)))
+        if (!ext_get(ws) ||
+            !(ws->side.ext->z = ax__ws_deflate_new(pmd, sh_of(ws)->o.deflate_level)))
             return AX_ENOMEM;
     }
     int rc;
-    if (ws->sh->o.ping_interval_ms &&
-        (rc = ka_join(ws, ax_conn_loop(c), ws->sh->o.ping_interval_ms)) < 0)
+    if (sh_of(ws)->o.ping_interval_ms &&
+        (rc = ka_join(ws, ax_conn_loop(c), sh_of(ws)->o.ping_interval_ms)) < 0)
         return rc;
-    ax_conn_set_limits(c, ws->sh->o.low_watermark, ws->sh->o.high_watermark,
-                       ws->sh->o.output_cap + CAP_SLACK);
+    ax_conn_set_limits(c, sh_of(ws)->o.low_watermark, sh_of(ws)->o.high_watermark,
+                       sh_of(ws)->o.output_cap + CAP_SLACK);
     ws->state = WS_OPEN;
     return 0;
 }
@@ -478,7 +539,7 @@ static ws_rx *rx_get(ax_ws *ws)
     ws_rx *rx = ax_malloc(sizeof(*rx));
     if (!rx) return NULL;
     ax_ws_config cfg = {.role = (enum ax_ws_role)ws->role,
-                        .max_message = ws->sh->o.max_message,
+                        .max_message = sh_of(ws)->o.max_message,
                         .rsv_allowed = zof(ws) ? AX_WS_RSV1 : 0};
     ax_ws_parser_init(&rx->p, &cfg);
     rx->msg = (ax__buf){0};
@@ -489,10 +550,10 @@ static ws_rx *rx_get(ax_ws *ws)
 /* Between messages with nothing partly in: the input state goes. */
 static void rx_release_idle(ax_ws *ws)
 {
-    ws_rx *rx = ws->rx;
+    ws_rx *rx = rx_of(ws);
     if (!rx || ws->state != WS_OPEN || !ax_ws_parser_idle(&rx->p) || rx->msg.len || rx->reason_len)
         return;
-    ws->rx = NULL;
+    rx_set(ws, NULL);
     rx_free(rx);
 }
 
@@ -509,7 +570,7 @@ static int batch_flush(void)
 
 static int above_high(const ax_ws *ws)
 {
-    return ax_conn_queued(ws->conn) > ws->sh->o.high_watermark ? 1 : 0;
+    return ax_conn_queued(ws->conn) > sh_of(ws)->o.high_watermark ? 1 : 0;
 }
 
 /* The corked shared frames of `ws`, in order: one gather write, and what
@@ -582,9 +643,9 @@ static void fail(ax_ws *ws, uint16_t code);
 static int cap_check(ax_ws *ws, size_t total)
 {
     size_t q = ax_conn_queued(ws->conn) + (batch.owner == ws ? batch.len : 0) + pend_bytes(ws);
-    if (q + total <= ws->sh->o.output_cap) return 0;
+    if (q + total <= sh_of(ws)->o.output_cap) return 0;
     fail(ws,
-         ws->sh->o.cap_policy == AX_WS_CAP_INTERNAL ? AX_WS_CLOSE_INTERNAL : AX_WS_CLOSE_POLICY);
+         sh_of(ws)->o.cap_policy == AX_WS_CAP_INTERNAL ? AX_WS_CLOSE_INTERNAL : AX_WS_CLOSE_POLICY);
     return AX_EOUTPUTCAP;
 }
 
@@ -660,7 +721,7 @@ int ax_ws_send(ax_ws *ws, const void *data, size_t len, bool binary)
     if (!can_send(ws, &rc)) return rc;
     unsigned op = binary ? AX_WS_BINARY : AX_WS_TEXT;
     ax__ws_deflate *z = zof(ws);
-    if (z && len >= ws->sh->o.deflate_min_size) {
+    if (z && len >= sh_of(ws)->o.deflate_min_size) {
         const uint8_t *out;
         size_t n;
         rc = ax__ws_compress(z, data, len, &out, &n);
@@ -745,13 +806,13 @@ int ax_ws_close(ax_ws *ws, int code, const char *reason)
     int rc = send_close(ws, (unsigned)code, reason ? reason : "", reason ? strlen(reason) : 0);
     if (rc < 0) return rc;
     ws->state = WS_CLOSE_SENT;
-    if (ext_get(ws) && !ws->ext->timer)
-        ws->ext->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
-    if (!ws->ext || !ws->ext->timer) {
+    ws_ext *x = ext_get(ws);
+    if (x && !x->timer) x->timer = ax_timer_new(ax_conn_loop(ws->conn), ws_timer, ws);
+    if (!x || !x->timer) {
         conn_close(ws); /* no way to time the handshake out: do not wait */
         return 0;
     }
-    ax_timer_start(ws->ext->timer, ws->sh->o.close_timeout_ms, 0);
+    ax_timer_start(x->timer, sh_of(ws)->o.close_timeout_ms, 0);
     return 0;
 }
 
@@ -790,8 +851,8 @@ static void ws_ping(ax_ws *ws)
 static void deliver(ax_ws *ws, const uint8_t *data, size_t len, unsigned op)
 {
     /* After our close the peer may still finish what it was sending. */
-    if ((ws->state == WS_OPEN || ws->state == WS_CLOSE_SENT) && ws->sh->cbs->on_message)
-        ws->sh->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
+    if ((ws->state == WS_OPEN || ws->state == WS_CLOSE_SENT) && sh_of(ws)->cbs->on_message)
+        sh_of(ws)->cbs->on_message(ws, data, len, op == AX_WS_BINARY);
 }
 
 /* A compressed message is complete in msg[]: inflate, check, deliver. */
@@ -799,8 +860,8 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 {
     const uint8_t *out;
     size_t n;
-    int code = ax__ws_inflate(zof(ws), (const uint8_t *)ws->rx->msg.p, ws->rx->msg.len,
-                              ws->sh->o.max_message, &out, &n);
+    int code = ax__ws_inflate(zof(ws), (const uint8_t *)rx_of(ws)->msg.p, rx_of(ws)->msg.len,
+                              sh_of(ws)->o.max_message, &out, &n);
     if (code) return code;
     if (op == AX_WS_TEXT && !ax_utf8_valid(out, n)) return AX_WS_CLOSE_INVALID_DATA;
     deliver(ws, out, n, op);
@@ -809,7 +870,7 @@ static int deliver_inflated(ax_ws *ws, unsigned op)
 
 static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 {
-    ws_rx *rx = ws->rx;
+    ws_rx *rx = rx_of(ws);
     if (ev->message_end && rx->msg.len == 0 && !ev->compressed) {
         deliver(ws, ev->data, ev->len, ev->opcode);
         return 0;
@@ -821,7 +882,7 @@ static int on_piece(ax_ws *ws, const ax_ws_event *ev)
         code = deliver_inflated(ws, ev->opcode);
     else
         deliver(ws, (const uint8_t *)rx->msg.p, rx->msg.len, ev->opcode);
-    if (ws->rx != rx) return code; /* cannot happen: rx lives until ax__ws_free */
+    if (rx_of(ws) != rx) return code; /* cannot happen: rx lives until ax__ws_free */
     ax__buf_reset(&rx->msg, KEEP_MSG_CAP);
     return code;
 }
@@ -830,10 +891,11 @@ static int on_piece(ax_ws *ws, const ax_ws_event *ev)
 static void on_peer_close(ax_ws *ws, const ax_ws_event *ev)
 {
     code_set(ws, ev->code);
-    ws->rx->reason_len = (uint8_t)ev->len;
-    if (ev->len) memcpy(ws->rx->reason, ev->data, ev->len);
+    rx_of(ws)->reason_len = (uint8_t)ev->len;
+    if (ev->len) memcpy(rx_of(ws)->reason, ev->data, ev->len);
     if (!ws->close_sent)
-        send_close(ws, ev->code == AX_WS_CLOSE_NO_STATUS ? 0 : ev->code, ws->rx->reason, ev->len);
+        send_close(ws, ev->code == AX_WS_CLOSE_NO_STATUS ? 0 : ev->code, rx_of(ws)->reason,
+                   ev->len);
     conn_close(ws);
 }
 
@@ -861,15 +923,19 @@ static size_t ws_on_data(ax_conn *c, const char *data, size_t len)
     size_t off = 0;
     if (ws->state == WS_CLOSED || ws->state == WS_HANDSHAKE) return len;
     ws->heard = true;
-    if (!ws->rx && !(ws->rx = rx_get(ws))) {
-        fail(ws, AX_WS_CLOSE_INTERNAL);
-        return len;
+    if (!rx_of(ws)) {
+        ws_rx *rx = rx_get(ws);
+        if (!rx) {
+            fail(ws, AX_WS_CLOSE_INTERNAL);
+            return len;
+        }
+        rx_set(ws, rx);
     }
     batch_flush();
     batch.owner = ws;
     while (off < len && ws->state != WS_CLOSED) {
         ax_ws_event ev;
-        off += ax_ws_parse(&ws->rx->p, buf + off, len - off, &ev);
+        off += ax_ws_parse(&rx_of(ws)->p, buf + off, len - off, &ev);
         if (ev.type == AX_WS_EV_NEED_MORE) break;
         if (ev.type == AX_WS_EV_ERROR) {
             fail(ws, ev.code);
@@ -892,13 +958,13 @@ static size_t ws_on_data(ax_conn *c, const char *data, size_t len)
 static void ws_on_open(ax_conn *c)
 {
     ax_ws *ws = ax_conn_data(c);
-    if (ws->state == WS_OPEN && ws->sh->cbs->on_open) ws->sh->cbs->on_open(ws);
+    if (ws->state == WS_OPEN && sh_of(ws)->cbs->on_open) sh_of(ws)->cbs->on_open(ws);
 }
 
 static void ws_on_drain(ax_conn *c)
 {
     ax_ws *ws = ax_conn_data(c);
-    if (ws->state == WS_OPEN && ws->sh->cbs->on_drain) ws->sh->cbs->on_drain(ws);
+    if (ws->state == WS_OPEN && sh_of(ws)->cbs->on_drain) sh_of(ws)->cbs->on_drain(ws);
 }
 
 static void ws_on_close(ax_conn *c, int reason)
@@ -906,9 +972,10 @@ static void ws_on_close(ax_conn *c, int reason)
     ax_ws *ws = ax_conn_data(c);
     (void)reason;
     ws->state = WS_CLOSED;
-    if (ws->sh->cbs->on_close)
-        ws->sh->cbs->on_close(ws, code_of(ws) ? code_of(ws) : AX_WS_CLOSE_ABNORMAL,
-                              ws->rx ? ws->rx->reason : "", ws->rx ? ws->rx->reason_len : 0);
+    if (sh_of(ws)->cbs->on_close)
+        sh_of(ws)->cbs->on_close(ws, code_of(ws) ? code_of(ws) : AX_WS_CLOSE_ABNORMAL,
+                                 rx_of(ws) ? rx_of(ws)->reason : "",
+                                 rx_of(ws) ? rx_of(ws)->reason_len : 0);
     ax__ws_free(ws);
 }
 
