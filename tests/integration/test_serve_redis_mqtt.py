@@ -572,7 +572,8 @@ def nothing_is_lost_when_the_owner_dies_mid_stream():
 
 
 def unheard_moves(r, cid, props, during):
-    """Session `cid` (QoS 1 on fleet/+/cmd) on node a, away; node a dies
+    """Session `cid` (QoS 1 on fleet-CID/+/cmd: each run its own topics, as
+    the claimer replays from 1 s before its resume point) on node a, away; node a dies
     (SIGKILL); QoS 1 messages go to topics no node ever had, published on
     node c, before the device comes back to node b or (`during`) while
     node b waits for the dead owner.  Every one comes, each topic in
@@ -581,16 +582,16 @@ def unheard_moves(r, cid, props, during):
     version = V5 if props else V311
     d = Client(a.mqtt_port, cid, version=version, clean=False, props=props)
     t.eq(session_present(d), 0, "%s: a new session on node a" % cid)
-    t.eq(d.subscribe("fleet/+/cmd", 1), [1], "%s: fleet/+/cmd, QoS 1" % cid)
+    t.eq(d.subscribe("fleet-%s/+/cmd" % cid, 1), [1], "%s: its wildcard, QoS 1" % cid)
     p = Client(c.mqtt_port, cid + "-pub")
     p.connect()
-    p.publish("fleet/known/cmd", b"k0", qos=1)
+    p.publish("fleet-%s/known/cmd" % cid, b"k0", qos=1)
     t.eq(d.get().payload, b"k0", "%s: a first message on node a" % cid)
     d.close()
     time.sleep(0.3)
     a.signal(signal.SIGKILL)
     a.wait()
-    new = ["fleet/%s-%s/cmd" % (cid, k) for k in ("new1", "new2", "new3")]
+    new = ["fleet-%s/%s/cmd" % (cid, k) for k in ("new1", "new2", "new3")]
     sent = [(new[i % 3 == 2], b"n%d" % i) for i in range(9)]
     back = None
     if during:  # node b's claim waits 2 s for the dead owner: publish then
