@@ -360,9 +360,15 @@ static void greet(line_conn *lc, const char *name)
     }
     if (lc->id) hub_sub_set_identity(lc->sub, lc->id);
     line_timer_arm(lc); /* from the name deadline to the idle timeout */
+    /* Corked: "you are in lobby" must not reach the client before it is.
+     * A client speaks as soon as it reads the hello, and another loop's
+     * client may too: written at once, a message sent in that moment
+     * went past this subscriber (test_serve hello_means_in_the_room). */
+    ax_conn_cork(lc->c);
     say(lc, "* hello %s, you are in lobby (type /help for commands)\n", name);
     inbox(lc, name, true);
     if (join(lc, "lobby") == 0) who(lc);
+    if (ax_conn_uncork(lc->c) < 0) return; /* failed: on_close follows */
 }
 
 /* Log a refused sign-in with the client's address (once per client). */
