@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """Coordinated omission: a server that stalls 100 ms once a second
 (stall_server.py).  At a constant rate, axon bench -R counts each request
 from the time it was meant to be sent, so the requests that queued behind

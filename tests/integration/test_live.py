@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_live: the live relay of `axon serve` (src/hub/live.c, gw_rtmp.c,
 live_http.c; docs/streaming.md) with real tools: ffmpeg publishes a test
 pattern with a tone (lavfi testsrc2 + sine, H.264 + AAC) over RTMP; ffprobe

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_live_batch: the live relay hands frames to a loop's viewers in
 batches (src/hub/live.c: the frames of one loop iteration in one send per
 viewer; the audio of a stream with video waits for the next video frame,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_live_codecs: H.265 (HEVC) video and Opus audio through the live
 relay (src/hub/live_tsin.c, live_mux.c, live_codec.c; docs/streaming.md).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_live_llhls: Low-Latency HLS from the live relay (src/hub/live.c
 parts, live_llhttp.c; docs/streaming.md) with real tools: ffmpeg publishes
 a test pattern with a tone (H.264 + AAC, 1 s GOP) over RTMP, and

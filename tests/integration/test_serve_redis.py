@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_serve_redis: three `axon serve` nodes share topics through a real
 redis-server (issue 17, docs/cluster.md).
 

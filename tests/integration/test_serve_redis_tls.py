@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# axon-test: two backends (io_uring and epoll: what it checks sits above the loop, and poll drives readiness as epoll does)
 """test_serve_redis_tls: `--redis rediss://...`: the backplane's link to a
 real redis-server over TLS (the core's TLS under the node's own Redis
 connection: Debian 12's hiredis has none), docs/cluster.md.
