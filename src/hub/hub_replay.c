@@ -339,14 +339,15 @@ static void cursor_listed(void *ud, char **names, size_t nn)
 {
     cursor_ask *a = ud;
     hub_sub *s = a->s;
-    hub__lock(s->h);
+    hub *h = s->h; /* (the unref below may free s) */
+    hub__lock(h);
     bool dead = s->dead;
-    hub__unlock(s->h);
+    hub__unlock(h);
     if (!dead && cursors_now(s, a->filter, a->cur, a->n, names, nn, a->from_ms) != 0)
         (void)hub_subscribe(s, a->filter, -1, false);
-    hub__lock(s->h);
+    hub__lock(h);
     hub__sub_unref(s);
-    hub__unlock(s->h);
+    hub__unlock(h);
     ax_free(a->cur);
     ax_free(a);
 }
