@@ -61,8 +61,22 @@ static void teardown(serve *sv)
     ax_loop_free(sv->loop);
 }
 
-/* Read into buf until `needle` is in it, EOF (returns what came, *eof set)
- * or `ms` pass (*eof clear), the loop running meanwhile. */
+/* Whether buf holds a whole HTTP response: its head and then the
+ * Content-Length bytes, or the chunked body's last chunk.  A keep-alive
+ * connection stays open after one, so the reader must not wait for EOF. */
+static bool response_done(const char *buf)
+{
+    const char *body = strstr(buf, "\r\n\r\n");
+    if (!body) return false;
+    body += 4;
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    if (cl && cl < body) return strlen(body) >= strtoul(cl + 17, NULL, 10);
+    return strstr(body, "\r\n0\r\n\r\n") != NULL || strncmp(body, "0\r\n\r\n", 5) == 0;
+}
+
+/* Read into buf until `needle` is in it, a whole response is, EOF (returns
+ * what came, *eof set) or `ms` pass (*eof clear), the loop running
+ * meanwhile. */
 static size_t read_until(ax_loop *loop, int fd, const char *needle, char *buf, size_t cap, int ms,
                          bool *eof)
 {
@@ -70,7 +84,7 @@ static size_t read_until(ax_loop *loop, int fd, const char *needle, char *buf, s
     uint64_t end = tu_now_ms() + (uint64_t)ms;
     *eof = false;
     buf[0] = '\0';
-    while (tu_now_ms() < end && !strstr(buf, needle)) {
+    while (tu_now_ms() < end && !strstr(buf, needle) && !response_done(buf)) {
         ax_loop_run_once(loop, 5);
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, 0) != 1) continue;
@@ -152,7 +166,7 @@ static bool exchange(long n, bool once, outcome *o)
                       "Connection: close\r\n\r\nhi";
     tu_write_all(fd, req, strlen(req));
     size_t got = read_until(sv.loop, fd, "\n\n\n\n\n", buf, sizeof buf, 3000, &eof);
-    if (!eof) fail_at(n, "the publish is answered", got ? buf : "(nothing)");
+    if (!eof && !response_done(buf)) fail_at(n, "the publish is answered", got ? buf : "(nothing)");
     o->pub_status = status_of(buf);
     if (got && o->pub_status != 200 && o->pub_status < 500)
         fail_at(n, "the publish is 200 or a server error", buf);
@@ -179,11 +193,11 @@ static bool exchange(long n, bool once, outcome *o)
     tu_write_all(fd, req, strlen(req));
     got = read_until(sv.loop, fd, o->pub_status == 200 ? "hi" : "\r\n\r\n", buf, sizeof buf, 2000,
                      &eof);
-    if (!eof && strstr(buf, "event: error")) /* then the end of the response */
+    if (!eof && strstr(buf, "event: error") && !response_done(buf)) /* then its end */
         read_until(sv.loop, fd, "0\r\n\r\n", buf + got, sizeof buf - got, 2000, &eof);
     o->sse_status = status_of(buf);
-    if (!eof && !strstr(buf, o->pub_status == 200 ? "hi" : "\r\n\r\n") && o->sse_status < 500 &&
-        !strstr(buf, "event: error"))
+    if (!eof && !response_done(buf) && !strstr(buf, o->pub_status == 200 ? "hi" : "\r\n\r\n") &&
+        o->sse_status < 500 && !strstr(buf, "event: error"))
         fail_at(n, "the SSE client gets the history, an error or the end", got ? buf : "silence");
     if (got && o->sse_status != 200 && o->sse_status < 500 && !strstr(buf, "event: error"))
         fail_at(n, "the SSE request is 200 or a server error", buf);

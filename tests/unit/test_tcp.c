@@ -516,6 +516,7 @@ struct wm {
     int drains;
     int drain_above_low;
     atomic_int saw_high;
+    atomic_int blocked; /* returned 1 and not drained since */
     int closed, reason;
 };
 
@@ -534,6 +535,7 @@ static void wm_fill(ax_conn *c, struct wm *w)
         if (rc == 1) {
             w->returned_high++;
             atomic_store(&w->saw_high, 1);
+            atomic_store(&w->blocked, 1);
             return;
         }
     }
@@ -556,6 +558,7 @@ static void wm_open(ax_conn *c)
 static void wm_drain(ax_conn *c)
 {
     struct wm *w = ax_conn_data(c);
+    atomic_store(&w->blocked, 0);
     w->drains++;
     if (ax_conn_queued(c) > w->low) w->drain_above_low++;
     wm_fill(c, w);
@@ -592,12 +595,11 @@ static void *wm_reader_thread(void *arg)
         if ((r->got >> 22) != ((r->got + (uint64_t)n) >> 22)) {
             tu_sleep_ms(50);
             /* the first time, until it has (a slow writer, Wine on a busy
-             * machine, may not fill the socket's buffer in 50 ms) */
-            if (r->got < (4u << 20)) {
-                atomic_store(&r->w->saw_high, 0);
-                for (int i = 0; i < 1000 && !atomic_load(&r->w->saw_high); i++)
+             * machine, may not fill the socket's buffer in 50 ms); it waits
+             * for a drain then, so this is a state, not an event */
+            if (r->got < (4u << 20))
+                for (int i = 0; i < 1000 && !atomic_load(&r->w->blocked); i++)
                     tu_sleep_ms(10);
-            }
         }
         r->got += (uint64_t)n;
     }
