@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -92,6 +93,15 @@ def _release_ports():
 
 
 atexit.register(_release_ports)
+
+# Every temporary file and directory of this script and of the programs it
+# starts (TMPDIR) goes under one directory, removed when the script ends:
+# the suite used to leave thousands of data dirs and output files in /tmp.
+# (The port claims above stay in the shared /tmp, where other scripts look.)
+_SCRATCH = tempfile.mkdtemp(prefix="axtest-run-")
+tempfile.tempdir = _SCRATCH
+os.environ["TMPDIR"] = _SCRATCH
+atexit.register(shutil.rmtree, _SCRATCH, True)
 
 
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
