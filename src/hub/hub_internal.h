@@ -215,6 +215,7 @@ struct hub {
 
 #define RETAIN_NS "retain"
 #define GAP_TEXT "history does not reach back that far"
+#define HUB_RESUME_TOPICS_MAX 1000 /* topics a cluster resume reads (docs/cluster.md) */
 
 /* hub.c and the others: helpers shared across the files (see where each is defined) */
 ax_loop *hub__current_loop(const hub *h);

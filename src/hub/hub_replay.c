@@ -53,7 +53,8 @@ static hub_msg *job_next(hub_sub *s, job *j, htopic *t)
     if (!j->began) hub__history_trim(s->h, t, hub__now_ms());
     j->began = true;
     uint64_t first = t->head ? t->head->seq : t->last_seq + 1;
-    if (j->after + 1 < first && j->after < t->last_seq && (!j->cur || j->listed)) {
+    if (j->after + 1 < first && j->after < t->last_seq &&
+        (!j->cur || j->listed || j->from_ms < 0)) {
         push_gap(s, t, first);
         j->after = first - 1; /* said once */
     }
@@ -204,8 +205,15 @@ int hub_subscribe_check(const hub_sub *s, const char *filter)
     return rc;
 }
 
+static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                       int64_t from_ms, int64_t since);
+
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
 {
+    /* a wildcard resumed in a cluster: the topics only other nodes had
+     * too (listed by the topic index, read from the cluster first) */
+    if (since >= 0 && s->h->bp && s->h->bp->topics && !hub_topic_valid(filter, strlen(filter)))
+        return cursors_ask(s, filter, NULL, 0, -1, since);
     hub__lock(s->h);
     int rc = subscribe_locked(s, filter, since, present, NULL);
     hub__unlock(s->h);
@@ -253,9 +261,10 @@ static void cursor_add(hub *h, job *j, const char *filter, const char *topic, ui
 }
 
 /* The job for hub_subscribe_cursors(), its topics made and pinned: the
- * listed ones, and those the cluster's topic index named (by time). */
+ * listed ones, and those the cluster's topic index named: by time, or
+ * (from_ms < 0: a hub_subscribe() with `since`) after `since` each. */
 static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t n,
-                       char *const *more, size_t nmore, int64_t from_ms)
+                       char *const *more, size_t nmore, int64_t from_ms, int64_t since)
 {
     job *j = ax_calloc(1, sizeof(*j));
     if (!j || !(j->cur = ax_calloc(n + nmore ? n + nmore : 1, sizeof(*j->cur)))) {
@@ -266,16 +275,33 @@ static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t
     for (size_t i = 0; i < n; i++)
         cursor_add(h, j, filter, cur[i].topic, cur[i].seq, false);
     for (size_t i = 0; i < nmore; i++)
-        cursor_add(h, j, filter, more[i], 0, true);
+        cursor_add(h, j, filter, more[i], from_ms < 0 ? (uint64_t)since : 0, from_ms >= 0);
     j->id = ++h->job_ids;
     j->waiting = 1; /* (until every visit is asked) */
     return j;
 }
 
+/* The topics the index named past HUB_RESUME_TOPICS_MAX are not read: one
+ * gap notice, its topic the filter and its seq 0, says so first. */
+static void gap_filter(hub_sub *s, const char *filter)
+{
+    hub_msg *g = hub__msg_new(filter, strlen(filter), NULL, GAP_TEXT, strlen(GAP_TEXT));
+    if (!g) return;
+    g->kind = HUB_GAP;
+    g->time_ms = hub__now_ms();
+    hub__sub_push_now(s, g);
+    hub_msg_unref(g);
+}
+
 static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                       char *const *more, size_t nmore, int64_t from_ms)
+                       char *const *more, size_t nmore, int64_t from_ms, int64_t since)
 {
     hub *h = s->h;
+    bool capped = from_ms < 0 && nmore > HUB_RESUME_TOPICS_MAX; /* (MQTT has no gap notice) */
+    if (capped) { /* the most recently published (one Redis: the index's order) */
+        more += nmore - HUB_RESUME_TOPICS_MAX;
+        nmore = HUB_RESUME_TOPICS_MAX;
+    }
     cursor_wait *first = ax_malloc(sizeof(*first));
     if (!first) return AX_ENOMEM;
     hub__lock(h);
@@ -286,15 +312,16 @@ static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, si
     }
     job *j = hub__filter_find(s, filter, strlen(filter))
                  ? NULL
-                 : cursor_job(h, filter, cur, n, more, nmore, from_ms);
+                 : cursor_job(h, filter, cur, n, more, nmore, from_ms, since);
     uint64_t id = j ? j->id : 0;
     size_t nv = j ? j->ncur : 0;
     char **names = nv ? ax_calloc(nv, sizeof(*names)) : NULL;
     for (size_t i = 0; names && i < nv; i++)
         if ((names[i] = ax_malloc(j->cur[i].t->len + 1)))
             memcpy(names[i], j->cur[i].t->name, j->cur[i].t->len + 1);
-    int rc =
-        j ? subscribe_locked(s, filter, 0, false, j) : subscribe_locked(s, filter, -1, false, NULL);
+    if (j && capped && !s->dead) gap_filter(s, filter);
+    int rc = j ? subscribe_locked(s, filter, since < 0 ? 0 : since, false, j)
+               : subscribe_locked(s, filter, -1, false, NULL);
     if (rc == 0 && j) s->refs++; /* (the visits' answers find it by id) */
     hub__unlock(h);
     if (rc != 0 || !j) {
@@ -330,7 +357,7 @@ typedef struct cursor_ask {
     hub_sub *s;
     hub_cursor *cur;
     size_t n;
-    int64_t from_ms;
+    int64_t from_ms, since;
     char *filter;
     char names[]; /* the cursors' topics, one after another */
 } cursor_ask;
@@ -343,7 +370,7 @@ static void cursor_listed(void *ud, char **names, size_t nn)
     hub__lock(h);
     bool dead = s->dead;
     hub__unlock(h);
-    if (!dead && cursors_now(s, a->filter, a->cur, a->n, names, nn, a->from_ms) != 0)
+    if (!dead && cursors_now(s, a->filter, a->cur, a->n, names, nn, a->from_ms, a->since) != 0)
         (void)hub_subscribe(s, a->filter, -1, false);
     hub__lock(h);
     hub__sub_unref(s);
@@ -352,13 +379,12 @@ static void cursor_listed(void *ud, char **names, size_t nn)
     ax_free(a);
 }
 
-int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                          int64_t from_ms)
+/* from_ms < 0: hub_subscribe() with `since` of a wildcard filter. */
+static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                       int64_t from_ms, int64_t since)
 {
     hub *h = s->h;
     size_t fl = strlen(filter), bytes = fl + 1;
-    if (!h->bp || !h->bp->topics || from_ms == INT64_MAX || hub_topic_valid(filter, fl))
-        return cursors_now(s, filter, cur, n, NULL, 0, from_ms);
     hub__lock(h);
     int rc = subscribe_check(s, filter, fl);
     bool had = hub__filter_find(s, filter, fl) != NULL;
@@ -379,7 +405,7 @@ int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur,
         p += tl + 1;
     }
     memcpy(p, filter, fl + 1);
-    *a = (cursor_ask){s, a->cur, n, from_ms, p};
+    *a = (cursor_ask){s, a->cur, n, from_ms, since, p};
     hub__lock(h);
     s->refs++;
     hub__unlock(h);
@@ -392,7 +418,16 @@ int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur,
     hub__unlock(h);
     ax_free(a->cur);
     ax_free(a);
-    return cursors_now(s, filter, cur, n, NULL, 0, from_ms);
+    return cursors_now(s, filter, cur, n, NULL, 0, from_ms, since);
+}
+
+int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
+                          int64_t from_ms)
+{
+    hub *h = s->h;
+    if (!h->bp || !h->bp->topics || from_ms == INT64_MAX || hub_topic_valid(filter, strlen(filter)))
+        return cursors_now(s, filter, cur, n, NULL, 0, from_ms < 0 ? 0 : from_ms, -1);
+    return cursors_ask(s, filter, cur, n, from_ms < 0 ? 0 : from_ms, -1);
 }
 
 int hub_unsubscribe(hub_sub *s, const char *filter)

@@ -1200,6 +1200,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     hub_map_init(&b->pres_remote);
     pthread_mutex_init(&b->pres_mu, NULL);
     pthread_mutex_init(&b->sess_mu, NULL);
+    pthread_mutex_init(&b->ix_mu, NULL);
     hub_set_backplane(h, &OPS, b);
     return b;
 }

@@ -10,6 +10,10 @@ redis-server (issue 17, docs/cluster.md).
 - Resume on another node: a WebSocket client reads part of a topic on one
   node, goes away while messages keep coming, and resumes with `since` on
   a node that had never had the topic: no gap, no duplicate, then live.
+- Wildcard resume: a WebSocket and an SSE client subscribe to a wildcard
+  with `since` on a node that never had its topics (published on another
+  node): each topic after `since`, in order, once; at most 1,000 topics
+  (the most recent), a gap notice on the filter for the others.
 - Wildcards: a `+` subscription gets its topics from every node and
   nothing of topics the `+` does not match (Redis's glob '*' crosses '/').
 - Redis stopped (SIGSTOP) for 5 s under load: /healthz on every node goes
@@ -302,6 +306,85 @@ def resume_on_another_node():
         ws.run(again.close())
     finally:
         ws.close()
+
+
+@t.test
+def wildcard_resume_of_topics_the_node_never_had():
+    """Published on node a to topics node b never had; a WebSocket and an SSE
+    client on node b subscribe to a wildcard with `since`: node b learns the
+    topics from the cluster's topic index and replays each after `since`."""
+    r = Redis()
+    a, b = nodes(r, 2)
+    wait_linked([a, b])
+    want = []
+    for k in range(3):
+        topic = "feed/t%d" % k
+        for i in range(1, 5):
+            t.eq(servutil.publish(a, topic, "%s-%d" % (topic, i)).get("seq"), i,
+                 "published on node a")
+            if i > 1:
+                want.append((topic, i, "%s-%d" % (topic, i)))
+    servutil.publish(a, "feedx/t0", "not matched")
+    servutil.publish(a, "feed/t0/deeper", "not matched")
+
+    def check(got, who):
+        t.ok(not [m for m in got if m["type"] == "gap"], who + ": no gap notice")
+        keys = [(m["topic"], m["seq"], m["payload"]) for m in got]
+        t.eq(sorted(keys), sorted(want), who + ": exactly the messages after since 1")
+        for k in range(3):
+            seqs = [m["seq"] for m in got if m["topic"] == "feed/t%d" % k]
+            t.eq(seqs, [2, 3, 4], who + ": feed/t%d in order, once each" % k)
+
+    ws = WsClients()
+    try:
+        w = ws.run(ws_subscribe(ws_url(b), "feed/+", since=1))
+        got = ws.run(ws_collect(w, lambda g: len(g) >= len(want), 30))
+        got += ws.run(ws_collect(w, lambda g: False, 0.5))  # (nothing more)
+        check(got, "WebSocket")
+        sse = servutil.Sse(b, "topic=feed/%2B&since=1")
+        sse.wait_events(len(want), timeout=30)
+        time.sleep(0.5)
+        check([dict(e["json"], type=e["event"]) for e in sse.events()
+               if e.get("event") in ("message", "gap")], "SSE")
+        servutil.publish(a, "feed/t9", "live")
+        more = ws.run(ws_collect(w, lambda g: g, 10))
+        t.eq([(m["topic"], m["payload"]) for m in more], [("feed/t9", "live")], "then live")
+        ws.run(w.close())
+        sse.stop()
+    finally:
+        ws.close()
+    stop_clean([a, b])
+
+
+@t.test
+def a_wildcard_resume_reads_at_most_1000_topics():
+    """1,005 topics published on node a; a resume of their wildcard on node b
+    reads the 1,000 most recently published, with one gap notice on the filter
+    for the others first (never a silent loss)."""
+    r = Redis()
+    a, b = nodes(r, 2)
+    wait_linked([a, b])
+    topics = ["many/t%04d" % k for k in range(1005)]
+    c = http.client.HTTPConnection("127.0.0.1", a.http_port, timeout=10)
+    for tp in topics:
+        c.request("POST", "/api/publish/" + tp, body=tp.encode())
+        c.getresponse().read()
+    c.close()
+    ws = WsClients()
+    try:
+        w = ws.run(ws_subscribe(ws_url(b), "many/+", since=0))
+        got = ws.run(ws_collect(w, lambda g: len(g) >= 1001, 40), timeout=60)
+        got += ws.run(ws_collect(w, lambda g: False, 0.5))
+        gaps = [(m["topic"], m["seq"]) for m in got if m["type"] == "gap"]
+        t.eq(gaps, [("many/+", 0)], "one gap notice, on the filter")
+        t.eq(got[0]["type"], "gap", "the gap notice first")
+        keys = [(m["topic"], m["seq"], m["payload"]) for m in got if m["type"] == "message"]
+        t.eq(keys, [(tp, 1, tp) for tp in topics[5:]],
+             "the 1,000 most recently published topics, each once, in name order")
+        ws.run(w.close())
+    finally:
+        ws.close()
+    stop_clean([a, b])
 
 
 @t.test
