@@ -41,6 +41,7 @@ typedef struct mq_gate mq_gate;
 typedef struct mq_inbuf mq_inbuf;
 typedef struct mq_auth mq_auth; /* gw_mqtt.c: an unfinished SCRAM exchange */
 typedef struct mq_flight mq_flight;
+typedef struct mq_cx mq_cx;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
@@ -124,22 +125,32 @@ struct mq_sess {
     hub_link link;    /* in g->by_id; last: the client id follows */
 };
 
+/* What few connections need: a will, a SCRAM exchange under way, inbound
+ * topic aliases, acknowledgements waiting for the store, MQTT over
+ * WebSocket.  Made with the first of them (mq_cx_get()), freed with the
+ * connection; NULL in an idle TCP client (docs/scale.md). */
+struct mq_cx {
+    mq_conn *prev, *next; /* over WebSocket: in g->ws_conns (TCP ones: ax_loop_each_conn) */
+    char **alias;         /* inbound topic aliases, [alias_max + 1] */
+    mq_will *will;
+    mq_auth *auth;  /* a CONNECT waiting for its SCRAM exchange */
+    mq_inbuf *in;   /* WebSocket: a packet's first part */
+    mq_wait *wtail; /* acknowledgements in order, some waiting for the store: a ring
+                     * (the last one's next is the first), NULL: none */
+};
+
 /* Field order: pointers, then the smaller fields packed (an idle
- * connection's bytes count: docs/scale.md). */
+ * connection's bytes count: docs/scale.md).  No place in a list of the
+ * gateway's: a TCP or TLS connection is found in its loop's
+ * (ax_loop_each_conn), one over WebSocket in g->ws_conns (its cx). */
 struct mq_conn {
     gw_mqtt *g;
-    mq_conn *prev, *next;
     ax_conn *c; /* TCP or TLS; NULL over WebSocket */
     ax_ws *ws;
     mq_sess *s;
-    char **alias; /* inbound topic aliases, [alias_max + 1] */
-    mq_will *will;
+    mq_cx *x; /* NULL until needed (mq_cx_get) */
     mq_cork *ck;
-    mq_auth *auth; /* a CONNECT waiting for its SCRAM exchange */
     mq_conn *dirty_next;
-    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
-                          * (the last one's next is the first), NULL: none */
-    mq_inbuf *in;        /* WebSocket: a packet's first part */
     hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
@@ -151,8 +162,10 @@ struct mq_conn {
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
 };
-/* 152 bytes, glibc's 160-byte chunk (an idle client's bytes: docs/scale.md). */
-_Static_assert(sizeof(struct mq_conn) <= 152, "mq_conn grew: an idle MQTT client's bytes");
+/* 104 bytes, glibc's 112-byte chunk (152 and 160 before its rare fields
+ * went to mq_cx and its place in the gateway's list went): an idle
+ * client's bytes, docs/scale.md. */
+_Static_assert(sizeof(struct mq_conn) <= 104, "mq_conn grew: an idle MQTT client's bytes");
 
 struct mq_inbuf { /* a WebSocket connection's partial packet */
     size_t len, cap;
@@ -186,7 +199,7 @@ struct gw_mqtt {
     serve *sv;
     ax_listener *ls, *tls_ls;
     bool ws_mounted;
-    mq_conn *conns;
+    mq_conn *ws_conns; /* over WebSocket (their cx); TCP and TLS: the loop's */
     size_t nconns;
     hub_lmap by_id; /* client id -> mq_sess (its link): every session */
     size_t nsessions;
@@ -286,6 +299,8 @@ void mq_hand_flush(ax_timer *t, void *ud);
 /* Encode a packet onto the connection's output. */
 void mq_send(mq_conn *c, const ax_mqtt_packet *p);
 void mq_send_ack(mq_conn *c, unsigned type, uint16_t pid, uint8_t code);
+/* c->x, made if absent; NULL when out of memory. */
+mq_cx *mq_cx_get(mq_conn *c);
 /* Close: 5.0 gets a DISCONNECT with `code` first (0: none sent). */
 void mq_close(mq_conn *c, uint8_t code, const char *why);
 /* The sender name of a session's messages. */
