@@ -55,7 +55,7 @@ static size_t max_packet(const gw_mqtt *g)
 
 const char *mq_sender(const mq_sess *s)
 {
-    return s->id && s->id->name[0] ? s->id->name : s->cid;
+    return s->id && s->id->name[0] ? s->id->name : mq_cid(s);
 }
 
 static unsigned enc_version(const mq_conn *c)
@@ -84,7 +84,7 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
 {
     if (c->closing) return;
     c->closing = true;
-    if (why) ax_log(AX_LOG_DEBUG, "mqtt client %s: %s", c->s ? c->s->cid : "-", why);
+    if (why) ax_log(AX_LOG_DEBUG, "mqtt client %s: %s", c->s ? mq_cid(c->s) : "-", why);
     if (code && c->version == AX_MQTT_V5 && c->connacked) {
         ax_mqtt_packet p = {.type = AX_MQTT_DISCONNECT};
         p.u.reason.code = code;
@@ -295,18 +295,18 @@ static mq_will *will_new(const ax_mqtt_connect *cn, bool v5)
 static void will_due(mq_sess *s, mq_will *w)
 {
     if (!w) return;
-    if (s->g->stopping) {
+    if (mq_sess_g(s)->stopping) {
         mq_will_free(w);
         return;
     }
     if (!w->delay_s || !s->expiry_s) {
-        mq_will_publish(s->g, w, s->id, mq_sender(s));
+        mq_will_publish(mq_sess_g(s), w, s->id, mq_sender(s));
         mq_will_free(w);
         return;
     }
     mq_will_free(s->will);
     s->will = w;
-    s->will_at = ax_loop_now(s->g->sv->loop) + (uint64_t)w->delay_s * 1000;
+    w->at = ax_loop_now(mq_sess_g(s)->sv->loop) + (uint64_t)w->delay_s * 1000;
 }
 
 /* A second connection with the same client id: the first one goes. */
@@ -373,7 +373,7 @@ static void connack(mq_conn *c, const connack_info *ci)
     p.u.connack.session_present = ci->present;
     if (c->version == AX_MQTT_V5) {
         if (ci->assigned) {
-            pr->assigned_client_id = (ax_mqtt_str){c->s->cid, strlen(c->s->cid)};
+            pr->assigned_client_id = (ax_mqtt_str){mq_cid(c->s), strlen(mq_cid(c->s))};
             ax_mqtt_props_set(pr, AX_MQTT_PROP_ASSIGNED_CLIENT_ID);
         }
         if (ci->capped) {
@@ -599,7 +599,7 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id
     s->conn = c;
     c->s = s;
     s->expiry_s = expiry;
-    if (s->sub) hub_sub_set_identity(s->sub, id); /* before the old one is freed */
+    if (mq_sess_sub(s)) hub_sub_set_identity(mq_sess_sub(s), id); /* before the old one is freed */
     auth_identity_free(s->id);
     s->id = id;
     c->alias_max = v5 ? ALIAS_MAX : 0;
@@ -692,7 +692,7 @@ static uint64_t publish_hub(mq_conn *c, const ax_mqtt_publish *p, const char *to
         else if (el > sizeof ext)
             el = 0;
     }
-    hub_pub hp = {.origin = s->sub,
+    hub_pub hp = {.origin = mq_sess_sub(s),
                   .topic = topic,
                   .sender = mq_sender(s),
                   .payload = p->payload,
@@ -1202,15 +1202,15 @@ static void sess_tick(hub_link *l, void *ud)
 {
     mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
     uint64_t now = *(const uint64_t *)ud;
-    if (s->will && now >= s->will_at) {
-        mq_will_publish(s->g, s->will, s->id, mq_sender(s));
+    if (s->will && now >= s->will->at) {
+        mq_will_publish(mq_sess_g(s), s->will, s->id, mq_sender(s));
         mq_will_free(s->will);
         s->will = NULL;
     }
     if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
         now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
         mq_sess_free(s, false);
-    else if (s->conn && s->g->ttl_ms == now)
+    else if (s->conn && mq_sess_g(s)->ttl_ms == now)
         mq_sess_ttl(s); /* connected: its hash in Redis lives on */
 }
 

@@ -79,6 +79,7 @@ typedef struct mq_out {
 
 /* A will message, kept as the CONNECT gave it. */
 struct mq_will {
+    uint64_t at; /* waiting in its session (s->will): loop time it is due */
     uint8_t qos;
     bool retain;
     uint32_t delay_s, expiry_s;
@@ -104,26 +105,46 @@ struct mq_flight {
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
- * session's bytes count: docs/scale.md). */
+ * session's bytes count: docs/scale.md).  In its hub subscriber's
+ * allocation (hub_sub_new_ext): its gateway is that subscriber's data, the
+ * subscriber is found back from it (mq_sess_sub), and the client id is
+ * the key after `link` (mq_cid). */
 struct mq_sess {
-    gw_mqtt *g;
-    char *cid;     /* its client id: the key after `link` */
-    mq_conn *conn; /* NULL while away */
-    hub_sub *sub;
+    mq_conn *conn;     /* NULL while away */
     auth_identity *id; /* owned; the hub subscriber borrows it */
     mq_subopt *subs;
     mq_flight *fl;    /* never NULL (see mq_flight) */
-    mq_will *will;    /* a will waiting for its delay (the connection ended) */
+    mq_will *will;    /* a will waiting for its delay (the connection ended): until w->at */
     char *owner;      /* restored from the store: the name it belonged to */
     uint64_t gone_ms; /* loop time the connection ended (0: connected) */
-    uint64_t will_at;
     uint32_t nsubs, ndirect;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
     uint16_t next_pid;
-    bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
-    bool saved;       /* has rows in the store */
-    hub_link link;    /* in g->by_id; last: the client id follows */
+    bool hub_blocked : 1; /* write() said false: hub_sub_writable() when there is room */
+    bool saved : 1;       /* has rows in the store */
+    bool kicked : 1;      /* its hub subscriber was closed (sess_kick): none left */
+    hub_link link;        /* in g->by_id; last: the client id follows */
 };
+/* 88 bytes (120 before its gateway, client id pointer, subscriber and
+ * will time were found instead of kept): with its hub subscriber and a
+ * 13-byte client id one 208-byte chunk, 240 before (docs/scale.md). */
+_Static_assert(sizeof(struct mq_sess) <= 88, "mq_sess grew: an idle MQTT client's bytes");
+
+static inline gw_mqtt *mq_sess_g(const mq_sess *s)
+{
+    return hub_sub_data(hub_sub_of_ext((void *)(uintptr_t)s));
+}
+
+/* The session's hub subscriber; NULL once kicked. */
+static inline hub_sub *mq_sess_sub(const mq_sess *s)
+{
+    return s->kicked ? NULL : hub_sub_of_ext((void *)(uintptr_t)s);
+}
+
+static inline const char *mq_cid(const mq_sess *s)
+{
+    return (const char *)(&s->link + 1);
+}
 
 /* What few connections need: a will, a SCRAM exchange under way, inbound
  * topic aliases, acknowledgements waiting for the store, MQTT over
