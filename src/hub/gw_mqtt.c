@@ -557,10 +557,16 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
         }
         c->keepalive_s = server_ka = (uint16_t)kmax;
     }
-    if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX))
-        c->recv_max = cn->props.receive_max;
-    if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE))
-        c->max_packet = cn->props.max_packet_size;
+    bool rm = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX);
+    bool mp = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE);
+    if (rm || mp) {
+        if (!mq_cx_get(c)) {
+            auth_identity_free(id);
+            return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+        }
+        if (rm) c->x->recv_max = cn->props.receive_max;
+        if (mp) c->x->max_packet = cn->props.max_packet_size;
+    }
     uint32_t expiry =
         v5 ? (ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_SESSION_EXPIRY) ? cn->props.session_expiry
                                                                          : 0)
@@ -602,7 +608,6 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id
     if (mq_sess_sub(s)) hub_sub_set_identity(mq_sess_sub(s), id); /* before the old one is freed */
     auth_identity_free(s->id);
     s->id = id;
-    c->alias_max = v5 ? ALIAS_MAX : 0;
     /* Request Response Information: the topic under which this client may
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
@@ -637,7 +642,7 @@ static bool topic_of(mq_conn *c, const ax_mqtt_publish *p, ax_mqtt_str *t)
     if (c->version != AX_MQTT_V5 || !ax_mqtt_props_has(&p->props, AX_MQTT_PROP_TOPIC_ALIAS))
         return true;
     uint16_t a = p->props.topic_alias;
-    if (!a || a > c->alias_max) {
+    if (!a || a > (c->s ? ALIAS_MAX : 0)) { /* (5.0: with a session, ALIAS_MAX: its CONNACK's) */
         mq_close(c, AX_MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
         return false;
     }
@@ -1345,6 +1350,7 @@ static void gw_free(gw_mqtt *g)
     ax_timer_free(g->flusher);
     ax_timer_free(g->sys);
     ax_timer_free(g->hand_tm);
+    ax_free(g->dirtyv);
     ax_free(g);
 }
 

@@ -120,10 +120,10 @@ struct mq_sess {
     uint32_t nsubs, ndirect;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
     uint16_t next_pid;
-    bool hub_blocked : 1; /* write() said false: hub_sub_writable() when there is room */
-    bool saved : 1;       /* has rows in the store */
-    bool kicked : 1;      /* its hub subscriber was closed (sess_kick): none left */
-    hub_link link;        /* in g->by_id; last: the client id follows */
+    bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
+    bool saved : 1;   /* has rows in the store */
+    bool kicked : 1;  /* its hub subscriber was closed (sess_kick): none left */
+    hub_link link;    /* in g->by_id; last: the client id follows */
 };
 /* 88 bytes (120 before its gateway, client id pointer, subscriber and
  * will time were found instead of kept): with its hub subscriber and a
@@ -154,11 +154,17 @@ struct mq_cx {
     mq_conn *prev, *next; /* over WebSocket: in g->ws_conns (TCP ones: ax_loop_each_conn) */
     char **alias;         /* inbound topic aliases, [alias_max + 1] */
     mq_will *will;
-    mq_auth *auth;  /* a CONNECT waiting for its SCRAM exchange */
-    mq_inbuf *in;   /* WebSocket: a packet's first part */
-    mq_wait *wtail; /* acknowledgements in order, some waiting for the store: a ring
-                     * (the last one's next is the first), NULL: none */
+    mq_auth *auth;       /* a CONNECT waiting for its SCRAM exchange */
+    mq_inbuf *in;        /* WebSocket: a packet's first part */
+    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
+                          * (the last one's next is the first), NULL: none */
+    uint32_t max_packet; /* 5.0: the client's Maximum Packet Size, 0: none */
+    uint16_t recv_max;   /* 5.0: the client's Receive Maximum, 0: none */
 };
+
+/* The client's Maximum Packet Size and Receive Maximum (0: none given). */
+static inline uint32_t mq_max_packet(const mq_conn *c);
+static inline uint16_t mq_recv_max(const mq_conn *c);
 
 /* Field order: pointers, then the smaller fields packed (an idle
  * connection's bytes count: docs/scale.md).  No place in a list of the
@@ -171,22 +177,29 @@ struct mq_conn {
     mq_sess *s;
     mq_cx *x; /* NULL until needed (mq_cx_get) */
     mq_cork *ck;
-    mq_conn *dirty_next;
     hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;
-    uint32_t max_packet; /* the client's Maximum Packet Size, 0: none */
-    uint16_t recv_max;   /* the client's Receive Maximum */
-    uint16_t alias_max;
     uint16_t keepalive_s;
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
 };
-/* 104 bytes, glibc's 112-byte chunk (152 and 160 before its rare fields
- * went to mq_cx and its place in the gateway's list went): an idle
- * client's bytes, docs/scale.md. */
-_Static_assert(sizeof(struct mq_conn) <= 104, "mq_conn grew: an idle MQTT client's bytes");
+
+static inline uint32_t mq_max_packet(const mq_conn *c)
+{
+    return c->x ? c->x->max_packet : 0;
+}
+
+static inline uint16_t mq_recv_max(const mq_conn *c)
+{
+    return c->x ? c->x->recv_max : 0;
+}
+/* 88 bytes, glibc's 96-byte chunk (152 and 160 before its rare fields
+ * went to mq_cx, its place in the gateway's list and in its dirty list
+ * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
+ * an idle client's bytes, docs/scale.md. */
+_Static_assert(sizeof(struct mq_conn) <= 88, "mq_conn grew: an idle MQTT client's bytes");
 
 struct mq_inbuf { /* a WebSocket connection's partial packet */
     size_t len, cap;
@@ -228,7 +241,8 @@ struct gw_mqtt {
     ax_timer *tick, *flusher, *sys;
     ax_timer *hand_tm; /* Redis: writes the dirty sessions' hand-over rows */
     mq_sess *hand_dirty;
-    mq_conn *dirty;
+    mq_conn **dirtyv; /* connections with output this loop turn (c->dirty) */
+    uint32_t ndirty, dirty_cap;
     mq_cork *free_corks;
     int nfree_corks;
     ax_ws_opts wsopts;

@@ -86,13 +86,22 @@ static void cork_put(gw_mqtt *g, mq_cork *k)
     g->nfree_corks++;
 }
 
-static void mark_dirty(mq_conn *c)
+/* In g->dirtyv until the turn's flush; false when out of memory. */
+static bool mark_dirty(mq_conn *c)
 {
-    if (c->dirty) return;
+    gw_mqtt *g = c->g;
+    if (c->dirty) return true;
+    if (g->ndirty == g->dirty_cap) {
+        uint32_t cap = g->dirty_cap ? g->dirty_cap * 2 : 64;
+        mq_conn **v = ax_realloc(g->dirtyv, cap * sizeof(*v));
+        if (!v) return false;
+        g->dirtyv = v;
+        g->dirty_cap = cap;
+    }
+    g->dirtyv[g->ndirty++] = c;
     c->dirty = true;
-    c->dirty_next = c->g->dirty;
-    c->g->dirty = c;
-    if (!ax_timer_active(c->g->flusher)) ax_timer_start(c->g->flusher, 0, 0);
+    if (!ax_timer_active(g->flusher)) ax_timer_start(g->flusher, 0, 0);
+    return true;
 }
 
 /* Write what the cork holds: one writev (TCP, TLS) or one binary message
@@ -127,9 +136,10 @@ void mq_cork_release(mq_conn *c)
     if (c->ck) cork_put(c->g, c->ck);
     c->ck = NULL;
     if (!c->dirty) return;
-    for (mq_conn **p = &c->g->dirty; *p; p = &(*p)->dirty_next)
-        if (*p == c) {
-            *p = c->dirty_next;
+    gw_mqtt *g = c->g;
+    for (uint32_t i = g->ndirty; i-- > 0;) /* (from the end: the last written first) */
+        if (g->dirtyv[i] == c) {
+            g->dirtyv[i] = g->dirtyv[--g->ndirty];
             break;
         }
     c->dirty = false;
@@ -139,9 +149,8 @@ void mq_flush_all(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
     (void)t;
-    while (g->dirty) {
-        mq_conn *c = g->dirty;
-        g->dirty = c->dirty_next;
+    while (g->ndirty) {
+        mq_conn *c = g->dirtyv[--g->ndirty];
         c->dirty = false;
         mq_cork_flush(c);
     }
@@ -151,8 +160,8 @@ void mq_flush_all(ax_timer *t, void *ud)
 static mq_cork *cork_for(mq_conn *c, size_t n)
 {
     if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
+    if (!mark_dirty(c)) return NULL;
     if (!c->ck && !(c->ck = cork_get(c->g))) return NULL;
-    mark_dirty(c);
     return c->ck;
 }
 
@@ -237,7 +246,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
     GW_ADD(st->msgs_out, 1);
     bool expiry = v == AX_MQTT_V5 && m->expiry_s;
     if (!qos && !retain && !sub_id && !expiry) {
-        if (c->max_packet && total > c->max_packet) return; /* 5.0: the client's limit */
+        if (mq_max_packet(c) && total > mq_max_packet(c)) return; /* 5.0: the client's limit */
         mq_cork_slice(c, q0, 0, total);
         return;
     }
@@ -257,7 +266,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
         ax_mqtt_props_set(&p.props, AX_MQTT_PROP_MESSAGE_EXPIRY);
     }
     size_t hl = ax_mqtt_encode_publish_head(NULL, 0, v, &p, NULL);
-    if (!hl || (c->max_packet && hl + plen > c->max_packet)) return;
+    if (!hl || (mq_max_packet(c) && hl + plen > mq_max_packet(c))) return;
     uint8_t *h = mq_cork_room(c, hl);
     if (!h) return;
     ax_mqtt_encode_publish_head(h, hl, v, &p, NULL);
@@ -628,7 +637,8 @@ static void gates_cancel(mq_sess *s)
 static uint32_t window(const mq_sess *s)
 {
     uint32_t w = mq_sess_g(s)->sv->cfg->mqtt_inflight;
-    if (s->conn && s->conn->recv_max && s->conn->recv_max < w) w = s->conn->recv_max;
+    uint32_t rm = s->conn ? mq_recv_max(s->conn) : 0;
+    if (rm && rm < w) w = rm;
     return w ? w : 1;
 }
 
@@ -716,7 +726,7 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
                      uint64_t okey)
 {
     uint16_t pid = 0;
-    size_t max = s->conn->max_packet;
+    size_t max = mq_max_packet(s->conn);
     if (max && m->topic_len + m->payload_len + m->ext_len + 32 > max) {
         out_forget(s, okey); /* 5.0 3.1.2.11.4: over the client's limit, dropped as if sent */
         return;
