@@ -152,7 +152,7 @@ static inline const char *mq_cid(const mq_sess *s)
  * connection; NULL in an idle TCP client (docs/scale.md). */
 struct mq_cx {
     mq_conn *prev, *next; /* over WebSocket: in g->ws_conns (TCP ones: ax_loop_each_conn) */
-    char **alias;         /* inbound topic aliases, [alias_max + 1] */
+    char **alias;         /* inbound topic aliases, [ALIAS_MAX + 1] (gw_mqtt.c) */
     mq_will *will;
     mq_auth *auth;       /* a CONNECT waiting for its SCRAM exchange */
     mq_inbuf *in;        /* WebSocket: a packet's first part */
@@ -161,10 +161,6 @@ struct mq_cx {
     uint32_t max_packet; /* 5.0: the client's Maximum Packet Size, 0: none */
     uint16_t recv_max;   /* 5.0: the client's Receive Maximum, 0: none */
 };
-
-/* The client's Maximum Packet Size and Receive Maximum (0: none given). */
-static inline uint32_t mq_max_packet(const mq_conn *c);
-static inline uint16_t mq_recv_max(const mq_conn *c);
 
 /* Field order: pointers, then the smaller fields packed (an idle
  * connection's bytes count: docs/scale.md).  No place in a list of the
@@ -185,7 +181,13 @@ struct mq_conn {
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
 };
+/* 88 bytes, glibc's 96-byte chunk (152 and 160 before its rare fields
+ * went to mq_cx, its place in the gateway's list and in its dirty list
+ * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
+ * an idle client's bytes, docs/scale.md. */
+_Static_assert(sizeof(struct mq_conn) <= 88, "mq_conn grew: an idle MQTT client's bytes");
 
+/* The client's Maximum Packet Size and Receive Maximum (5.0; 0: none given). */
 static inline uint32_t mq_max_packet(const mq_conn *c)
 {
     return c->x ? c->x->max_packet : 0;
@@ -195,11 +197,6 @@ static inline uint16_t mq_recv_max(const mq_conn *c)
 {
     return c->x ? c->x->recv_max : 0;
 }
-/* 88 bytes, glibc's 96-byte chunk (152 and 160 before its rare fields
- * went to mq_cx, its place in the gateway's list and in its dirty list
- * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
- * an idle client's bytes, docs/scale.md. */
-_Static_assert(sizeof(struct mq_conn) <= 88, "mq_conn grew: an idle MQTT client's bytes");
 
 struct mq_inbuf { /* a WebSocket connection's partial packet */
     size_t len, cap;
