@@ -200,6 +200,12 @@ AX_API void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms);
 /* Change the watermarks and the output cap (0 keeps the current value). */
 AX_API void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap);
 
+/* Call fn for every connection of `loop` with the callback table `cbs`
+ * whose on_open has run and on_close has not (a server finds its
+ * connections without a list of its own).  fn may close or abort the
+ * connection it is given, not another. */
+AX_API void ax_loop_each_conn(ax_loop *loop, const ax_conn_cbs *cbs,
+                              void (*fn)(ax_conn *c, void *ud), void *ud);
 AX_API void ax_conn_set_data(ax_conn *c, void *ud);
 AX_API void *ax_conn_data(const ax_conn *c);
 /* Replace the callback table (a protocol upgrade hands the connection to

@@ -1183,6 +1183,18 @@ void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap)
     if (c->low > c->high) c->low = c->high;
 }
 
+void ax_loop_each_conn(ax_loop *loop, const ax_conn_cbs *cbs, void (*fn)(ax_conn *c, void *ud),
+                       void *ud)
+{
+    ax__link *head = &loop->handles[AX__H_CONN - 1];
+    for (ax__link *l = head->next; l != head;) {
+        ax__link *next = l->next; /* (fn may close this one: it leaves the list) */
+        ax_conn *c = AX__CONTAINER(l, ax_conn, h);
+        if (c->cbs == cbs && (c->flags & F_OPENED)) fn(c, ud);
+        l = next;
+    }
+}
+
 void ax_conn_set_data(ax_conn *c, void *ud)
 {
     c->ud = ud;

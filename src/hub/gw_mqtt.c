@@ -55,7 +55,7 @@ static size_t max_packet(const gw_mqtt *g)
 
 const char *mq_sender(const mq_sess *s)
 {
-    return s->id && s->id->name[0] ? s->id->name : s->cid;
+    return s->id && s->id->name[0] ? s->id->name : mq_cid(s);
 }
 
 static unsigned enc_version(const mq_conn *c)
@@ -84,7 +84,7 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
 {
     if (c->closing) return;
     c->closing = true;
-    if (why) ax_log(AX_LOG_DEBUG, "mqtt client %s: %s", c->s ? c->s->cid : "-", why);
+    if (why) ax_log(AX_LOG_DEBUG, "mqtt client %s: %s", c->s ? mq_cid(c->s) : "-", why);
     if (code && c->version == AX_MQTT_V5 && c->connacked) {
         ax_mqtt_packet p = {.type = AX_MQTT_DISCONNECT};
         p.u.reason.code = code;
@@ -107,12 +107,13 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
  * (ready_only) the first is not ready. */
 static mq_wait *wait_pop(mq_conn *c, bool ready_only)
 {
-    mq_wait *w = c->wtail ? c->wtail->next : NULL;
+    mq_cx *x = c->x;
+    mq_wait *w = x && x->wtail ? x->wtail->next : NULL;
     if (!w || (ready_only && !w->ready)) return NULL;
-    if (w == c->wtail)
-        c->wtail = NULL;
+    if (w == x->wtail)
+        x->wtail = NULL;
     else
-        c->wtail->next = w->next;
+        x->wtail->next = w->next;
     return w;
 }
 
@@ -147,11 +148,12 @@ static void wait2_done(hub_ack *a, int status)
 static void ack_queue2(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket,
                        uint64_t then)
 {
-    if (!ticket && !c->wtail) {
+    if (!ticket && !(c->x && c->x->wtail)) {
         mq_send_ack(c, type, pid, code);
         return;
     }
-    mq_wait *w = ax_calloc(1, sizeof(*w));
+    mq_cx *x = mq_cx_get(c);
+    mq_wait *w = x ? ax_calloc(1, sizeof(*w)) : NULL;
     if (!w) {
         mq_close(c, AX_MQTT_RC_UNSPECIFIED, "out of memory");
         return;
@@ -169,9 +171,9 @@ static void ack_queue2(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, ui
         if (w->pending == 2) hub_ack_cancel(c->g->sv->hub, &w->ack2);
         w->ready = true;
     }
-    w->next = c->wtail ? c->wtail->next : w;
-    if (c->wtail) c->wtail->next = w;
-    c->wtail = w;
+    w->next = x->wtail ? x->wtail->next : w;
+    if (x->wtail) x->wtail->next = w;
+    x->wtail = w;
 }
 
 static void ack_queue(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, uint64_t ticket)
@@ -293,26 +295,26 @@ static mq_will *will_new(const ax_mqtt_connect *cn, bool v5)
 static void will_due(mq_sess *s, mq_will *w)
 {
     if (!w) return;
-    if (s->g->stopping) {
+    if (mq_sess_g(s)->stopping) {
         mq_will_free(w);
         return;
     }
     if (!w->delay_s || !s->expiry_s) {
-        mq_will_publish(s->g, w, s->id, mq_sender(s));
+        mq_will_publish(mq_sess_g(s), w, s->id, mq_sender(s));
         mq_will_free(w);
         return;
     }
     mq_will_free(s->will);
     s->will = w;
-    s->will_at = ax_loop_now(s->g->sv->loop) + (uint64_t)w->delay_s * 1000;
+    w->at = ax_loop_now(mq_sess_g(s)->sv->loop) + (uint64_t)w->delay_s * 1000;
 }
 
 /* A second connection with the same client id: the first one goes. */
 void mq_take_over(mq_sess *s)
 {
     mq_conn *old = s->conn;
-    mq_will *w = old->will;
-    old->will = NULL;
+    mq_will *w = old->x ? old->x->will : NULL;
+    if (old->x) old->x->will = NULL;
     mq_close(old, AX_MQTT_RC_SESSION_TAKEN_OVER, "another connection took the session over");
     old->s = NULL;
     mq_sess_detach(s);
@@ -371,7 +373,7 @@ static void connack(mq_conn *c, const connack_info *ci)
     p.u.connack.session_present = ci->present;
     if (c->version == AX_MQTT_V5) {
         if (ci->assigned) {
-            pr->assigned_client_id = (ax_mqtt_str){c->s->cid, strlen(c->s->cid)};
+            pr->assigned_client_id = (ax_mqtt_str){mq_cid(c->s), strlen(mq_cid(c->s))};
             ax_mqtt_props_set(pr, AX_MQTT_PROP_ASSIGNED_CLIENT_ID);
         }
         if (ci->capped) {
@@ -455,7 +457,7 @@ static void start_auth(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw
     char out[AUTH_SCRAM_MAX];
     size_t ol = 0;
     const char *why = NULL;
-    mq_auth *a = ax_malloc(sizeof(*a) + rl);
+    mq_auth *a = mq_cx_get(c) ? ax_malloc(sizeof(*a) + rl) : NULL;
     if (!a) return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
     a->s = auth_scram_start(sv->auth, cn->props.auth_data.ptr, cn->props.auth_data.len, out, &ol,
                             &why);
@@ -466,7 +468,7 @@ static void start_auth(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw
     }
     a->len = rl;
     memcpy(a->raw, raw, rl);
-    c->auth = a;
+    c->x->auth = a; /* (its cx made above) */
     send_auth(c, out, ol);
 }
 
@@ -477,7 +479,7 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
 static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
 {
     serve *sv = c->g->sv;
-    mq_auth *a = c->auth;
+    mq_auth *a = c->x ? c->x->auth : NULL;
     if (!a)
         return mq_close(c, c->s ? AX_MQTT_RC_NOT_AUTHORIZED : AX_MQTT_RC_PROTOCOL_ERROR,
                         c->s ? "re-authentication is not supported" : "AUTH without CONNECT");
@@ -502,7 +504,7 @@ static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
         serve_refused(sv, "mqtt", from, why);
         return refuse(c, AX_MQTT_RC_BAD_USER_OR_PASSWORD, "bad user name or password");
     }
-    c->auth = NULL; /* (pkt points into a->raw until connect_as returns) */
+    c->x->auth = NULL; /* (pkt points into a->raw until connect_as returns) */
     connect_as(c, &pkt.u.connect, id, out, ol);
     mq_auth_free(a);
 }
@@ -555,17 +557,24 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
         }
         c->keepalive_s = server_ka = (uint16_t)kmax;
     }
-    if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX))
-        c->recv_max = cn->props.receive_max;
-    if (v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE))
-        c->max_packet = cn->props.max_packet_size;
+    bool rm = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_RECEIVE_MAX);
+    bool mp = v5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_MAX_PACKET_SIZE);
+    if (rm || mp) {
+        if (!mq_cx_get(c)) {
+            auth_identity_free(id);
+            return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
+        }
+        if (rm) c->x->recv_max = cn->props.receive_max;
+        if (mp) c->x->max_packet = cn->props.max_packet_size;
+    }
     uint32_t expiry =
         v5 ? (ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_SESSION_EXPIRY) ? cn->props.session_expiry
                                                                          : 0)
            : (cn->clean ? 0 : UINT32_MAX);
     bool capped = expiry > g->sv->cfg->mqtt_session_expiry_s;
     if (capped) expiry = g->sv->cfg->mqtt_session_expiry_s;
-    if (cn->will) c->will = will_new(cn, v5);
+    mq_cx *x = cn->will ? mq_cx_get(c) : NULL;
+    if (x) x->will = will_new(cn, v5);
     mq_connect_args a = {
         .expiry = expiry,
         .server_ka = server_ka,
@@ -596,10 +605,9 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id
     s->conn = c;
     c->s = s;
     s->expiry_s = expiry;
-    if (s->sub) hub_sub_set_identity(s->sub, id); /* before the old one is freed */
+    if (mq_sess_sub(s)) hub_sub_set_identity(mq_sess_sub(s), id); /* before the old one is freed */
     auth_identity_free(s->id);
     s->id = id;
-    c->alias_max = v5 ? ALIAS_MAX : 0;
     /* Request Response Information: the topic under which this client may
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
@@ -634,11 +642,13 @@ static bool topic_of(mq_conn *c, const ax_mqtt_publish *p, ax_mqtt_str *t)
     if (c->version != AX_MQTT_V5 || !ax_mqtt_props_has(&p->props, AX_MQTT_PROP_TOPIC_ALIAS))
         return true;
     uint16_t a = p->props.topic_alias;
-    if (!a || a > c->alias_max) {
+    if (!a || a > (c->s ? ALIAS_MAX : 0)) { /* (5.0: with a session, ALIAS_MAX: its CONNACK's) */
         mq_close(c, AX_MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
         return false;
     }
-    if (!c->alias && !(c->alias = ax_calloc(ALIAS_MAX + 1u, sizeof(char *)))) {
+    mq_cx *x = mq_cx_get(c);
+    if (x && !x->alias) x->alias = ax_calloc(ALIAS_MAX + 1u, sizeof(char *));
+    if (!x || !x->alias) {
         mq_close(c, AX_MQTT_RC_UNSPECIFIED, "out of memory");
         return false;
     }
@@ -647,15 +657,15 @@ static bool topic_of(mq_conn *c, const ax_mqtt_publish *p, ax_mqtt_str *t)
         if (!n) return true; /* still published; the alias is not set */
         memcpy(n, t->ptr, t->len);
         n[t->len] = '\0';
-        ax_free(c->alias[a]);
-        c->alias[a] = n;
+        ax_free(x->alias[a]);
+        x->alias[a] = n;
         return true;
     }
-    if (!c->alias[a]) {
+    if (!x->alias[a]) {
         mq_close(c, AX_MQTT_RC_PROTOCOL_ERROR, "a topic alias used before it was set");
         return false;
     }
-    *t = (ax_mqtt_str){c->alias[a], strlen(c->alias[a])};
+    *t = (ax_mqtt_str){x->alias[a], strlen(x->alias[a])};
     return true;
 }
 
@@ -687,7 +697,7 @@ static uint64_t publish_hub(mq_conn *c, const ax_mqtt_publish *p, const char *to
         else if (el > sizeof ext)
             el = 0;
     }
-    hub_pub hp = {.origin = s->sub,
+    hub_pub hp = {.origin = mq_sess_sub(s),
                   .topic = topic,
                   .sender = mq_sender(s),
                   .payload = p->payload,
@@ -723,7 +733,8 @@ static bool over_limit(mq_conn *c, size_t bytes)
 static uint32_t unacked_in(const mq_conn *c)
 {
     uint32_t n = c->s->fl->nrel;
-    for (const mq_wait *w = c->wtail ? c->wtail->next : NULL; w; w = w == c->wtail ? NULL : w->next)
+    const mq_wait *tail = c->x ? c->x->wtail : NULL;
+    for (const mq_wait *w = tail ? tail->next : NULL; w; w = w == tail ? NULL : w->next)
         if (w->type == AX_MQTT_PUBACK || w->type == AX_MQTT_PUBCOMP) n++;
     return n;
 }
@@ -865,8 +876,10 @@ static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
         mq_sess_save(s);
     }
     if (!(c->version == AX_MQTT_V5 && d->code == AX_MQTT_RC_DISCONNECT_WITH_WILL)) {
-        mq_will_free(c->will); /* a normal disconnection: no will */
-        c->will = NULL;
+        if (c->x) { /* a normal disconnection: no will */
+            mq_will_free(c->x->will);
+            c->x->will = NULL;
+        }
     }
     mq_close(c, 0, NULL);
 }
@@ -954,13 +967,22 @@ static mq_conn *conn_alloc(gw_mqtt *g)
     return c;
 }
 
+mq_cx *mq_cx_get(mq_conn *c)
+{
+    if (!c->x) c->x = ax_calloc(1, sizeof(*c->x));
+    return c->x;
+}
+
+/* Counted; over WebSocket also listed (its cx is made with it: ws_upgrade). */
 static void conn_link(mq_conn *c)
 {
     gw_mqtt *g = c->g;
     c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop);
-    c->next = g->conns;
-    if (g->conns) g->conns->prev = c;
-    g->conns = c;
+    if (c->ws) {
+        c->x->next = g->ws_conns;
+        if (g->ws_conns) g->ws_conns->x->prev = c;
+        g->ws_conns = c;
+    }
     g->nconns++;
     GW_ADD(g->sv->gw[GW_MQTT].conns, 1);
     GW_ADD(g->sv->gw[GW_MQTT].accepted, 1);
@@ -969,11 +991,14 @@ static void conn_link(mq_conn *c)
 static void conn_gone(mq_conn *c)
 {
     gw_mqtt *g = c->g;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    mq_cx *x = c->x;
+    if (c->ws) {
+        if (x->prev)
+            x->prev->x->next = x->next;
+        else
+            g->ws_conns = x->next;
+        if (x->next) x->next->x->prev = x->prev;
+    }
     g->nconns--;
     GW_SUB(g->sv->gw[GW_MQTT].conns, 1);
     serve_limit_close(g->sv, &c->lim);
@@ -983,16 +1008,19 @@ static void conn_gone(mq_conn *c)
     mq_sess_claim_cancel(c);
     if (s && s->conn == c) {
         mq_sess_detach(s);
-        will_due(s, c->will);
-        c->will = NULL;
+        will_due(s, x ? x->will : NULL);
+        if (x) x->will = NULL;
         if (!s->expiry_s) mq_sess_free(s, g->stopping);
     }
-    mq_will_free(c->will);
-    for (unsigned i = 0; c->alias && i <= ALIAS_MAX; i++)
-        ax_free(c->alias[i]);
-    ax_free(c->alias);
-    mq_auth_free(c->auth);
-    ax_free(c->in);
+    if (x) {
+        mq_will_free(x->will);
+        for (unsigned i = 0; x->alias && i <= ALIAS_MAX; i++)
+            ax_free(x->alias[i]);
+        ax_free(x->alias);
+        mq_auth_free(x->auth);
+        ax_free(x->in);
+        ax_free(x);
+    }
     ax_free(c);
 }
 
@@ -1045,6 +1073,7 @@ static void tcp_close(ax_conn *conn, int reason)
 {
     mq_conn *c = ax_conn_data(conn);
     (void)reason;
+    ax_conn_set_data(conn, NULL); /* (the loop's walk, ax_loop_each_conn, passes it by) */
     if (c) conn_gone(c);
 }
 
@@ -1053,6 +1082,29 @@ static const ax_conn_cbs tcp_cbs = {.on_open = tcp_open,
                                     .on_drain = tcp_drain,
                                     .on_end = tcp_end,
                                     .on_close = tcp_close};
+
+typedef struct each_ctx {
+    gw_mqtt *g;
+    void (*fn)(mq_conn *c, void *ud);
+    void *ud;
+} each_ctx;
+
+static void each_tcp(ax_conn *conn, void *ud)
+{
+    const each_ctx *e = ud;
+    mq_conn *c = ax_conn_data(conn);
+    if (c && c->g == e->g) e->fn(c, e->ud); /* (NULL: refused or gone) */
+}
+
+static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud)
+{
+    each_ctx e = {g, fn, ud};
+    ax_loop_each_conn(g->sv->loop, &tcp_cbs, each_tcp, &e);
+    for (mq_conn *c = g->ws_conns, *next; c; c = next) {
+        next = c->x->next; /* (fn may close c, not free it: on_close comes later) */
+        fn(c, ud);
+    }
+}
 
 /* ---- MQTT over WebSocket
  * ------------------------------------------------------------------------- */
@@ -1070,7 +1122,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
     mq_conn *c = ax_ws_data(ws);
     if (!c || c->closing) return;
     if (!binary) return mq_close(c, AX_MQTT_RC_MALFORMED, "MQTT over WebSocket is binary");
-    mq_inbuf *in = c->in;
+    mq_inbuf *in = c->x->in;
     if (!in || !in->len) {
         size_t used = on_bytes(c, data, len);
         data = (const uint8_t *)data + used;
@@ -1085,7 +1137,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
         if (!in) return mq_close(c, AX_MQTT_RC_UNSPECIFIED, "out of memory");
         in->len = have;
         in->cap = cap;
-        c->in = in;
+        c->x->in = in;
     }
     memcpy(in->data + in->len, data, len);
     in->len += len;
@@ -1108,6 +1160,7 @@ static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
     (void)code, (void)reason, (void)len;
     if (c && !c->ws) { /* closed before on_open */
         serve_limit_close(c->g->sv, &c->lim);
+        ax_free(c->x);
         ax_free(c);
     } else if (c) {
         conn_gone(c);
@@ -1130,11 +1183,13 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         return;
     }
     mq_conn *c = conn_alloc(g);
-    if (!c) {
+    if (!c || !mq_cx_get(c)) { /* (its cx: its place in g->ws_conns) */
+        ax_free(c);
         serve_http_error(r, 500, "out of memory");
         return;
     }
     if (ax_ws_upgrade(r, &ws_cbs, &g->wsopts, c) < 0) { /* (it answered the request) */
+        ax_free(c->x);
         ax_free(c);
         return;
     }
@@ -1152,15 +1207,15 @@ static void sess_tick(hub_link *l, void *ud)
 {
     mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
     uint64_t now = *(const uint64_t *)ud;
-    if (s->will && now >= s->will_at) {
-        mq_will_publish(s->g, s->will, s->id, mq_sender(s));
+    if (s->will && now >= s->will->at) {
+        mq_will_publish(mq_sess_g(s), s->will, s->id, mq_sender(s));
         mq_will_free(s->will);
         s->will = NULL;
     }
     if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
         now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
         mq_sess_free(s, false);
-    else if (s->conn && s->g->ttl_ms == now)
+    else if (s->conn && mq_sess_g(s)->ttl_ms == now)
         mq_sess_ttl(s); /* connected: its hash in Redis lives on */
 }
 
@@ -1170,25 +1225,38 @@ static void sess_end(hub_link *l, void *ud)
     mq_sess_free(HUB_LINK_OF(l, mq_sess, link), true);
 }
 
+/* Every connection of the gateway's loop: TCP and TLS ones are the
+ * loop's (their callback table says whose), WebSocket ones in g->ws_conns.
+ * fn may close the one it is given. */
+static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud);
+
+typedef struct tick_now {
+    uint32_t now32; /* loop time's low 32 bits: differences stay right */
+    int64_t wall;
+} tick_now;
+
+static void conn_tick(mq_conn *c, void *ud)
+{
+    const tick_now *n = ud;
+    if (c->closing) return;
+    if (!c->version && (uint32_t)(n->now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
+        mq_close(c, 0, "no CONNECT in time");
+    else if (c->x && c->x->auth && (uint32_t)(n->now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
+        refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, "authentication not finished in time");
+    else if (c->keepalive_s &&
+             (uint32_t)(n->now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
+        mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+    else if (c->s && c->s->id && auth_expired(c->s->id, n->wall))
+        mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
+}
+
 static void tick(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
     (void)t;
     uint64_t now = ax_loop_now(g->sv->loop);
-    uint32_t now32 = (uint32_t)now; /* wraps: differences stay right */
-    int64_t wall = (int64_t)time(NULL);
-    for (mq_conn *c = g->conns; c; c = c->next) {
-        if (c->closing) continue;
-        if (!c->version && (uint32_t)(now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
-            mq_close(c, 0, "no CONNECT in time");
-        else if (c->auth && (uint32_t)(now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
-            refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, "authentication not finished in time");
-        else if (c->keepalive_s &&
-                 (uint32_t)(now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
-            mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
-        else if (c->s && c->s->id && auth_expired(c->s->id, wall))
-            mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
-    }
+    tick_now n = {(uint32_t)now, (int64_t)time(NULL)};
+    conns_each(g, conn_tick, &n);
     if (g->sv->bp && now - g->ttl_ms >= REDIS_SESS_REFRESH_MS) g->ttl_ms = now;
     hub_lmap_each(&g->by_id, sess_tick, &now);
 }
@@ -1282,6 +1350,7 @@ static void gw_free(gw_mqtt *g)
     ax_timer_free(g->flusher);
     ax_timer_free(g->sys);
     ax_timer_free(g->hand_tm);
+    ax_free(g->dirtyv);
     ax_free(g);
 }
 
@@ -1344,6 +1413,12 @@ static int mqtt_listen_tls(void *gp, const char *url, char *why, size_t why_len)
     return g->tls_ls ? 0 : err;
 }
 
+static void conn_stop(mq_conn *c, void *ud)
+{
+    (void)ud;
+    mq_close(c, AX_MQTT_RC_SERVER_SHUTTING_DOWN, "the server is shutting down");
+}
+
 static void mqtt_stop(void *gp)
 {
     gw_mqtt *g = gp;
@@ -1352,15 +1427,18 @@ static void mqtt_stop(void *gp)
     if (g->tls_ls) ax_listener_close(g->tls_ls);
     g->ls = g->tls_ls = NULL;
     ax_timer_stop(g->sys);
-    for (mq_conn *c = g->conns; c; c = c->next)
-        mq_close(c, AX_MQTT_RC_SERVER_SHUTTING_DOWN, "the server is shutting down");
+    conns_each(g, conn_stop, NULL);
+}
+
+static void conn_abort(mq_conn *c, void *ud)
+{
+    (void)ud;
+    ax_conn_abort(c->c ? c->c : ax_ws_conn(c->ws), AX_ECLOSED);
 }
 
 static void mqtt_abort(void *gp)
 {
-    gw_mqtt *g = gp;
-    for (mq_conn *c = g->conns; c; c = c->next)
-        ax_conn_abort(c->c ? c->c : ax_ws_conn(c->ws), AX_ECLOSED);
+    conns_each(gp, conn_abort, NULL);
 }
 
 static void mqtt_free(void *gp)

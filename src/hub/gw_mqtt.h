@@ -41,6 +41,7 @@ typedef struct mq_gate mq_gate;
 typedef struct mq_inbuf mq_inbuf;
 typedef struct mq_auth mq_auth; /* gw_mqtt.c: an unfinished SCRAM exchange */
 typedef struct mq_flight mq_flight;
+typedef struct mq_cx mq_cx;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + hoff (after "$share/NAME/" for a shared one). */
@@ -78,6 +79,7 @@ typedef struct mq_out {
 
 /* A will message, kept as the CONNECT gave it. */
 struct mq_will {
+    uint64_t at; /* waiting in its session (s->will): loop time it is due */
     uint8_t qos;
     bool retain;
     uint32_t delay_s, expiry_s;
@@ -103,56 +105,98 @@ struct mq_flight {
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
- * session's bytes count: docs/scale.md). */
+ * session's bytes count: docs/scale.md).  In its hub subscriber's
+ * allocation (hub_sub_new_ext): its gateway is that subscriber's data, the
+ * subscriber is found back from it (mq_sess_sub), and the client id is
+ * the key after `link` (mq_cid). */
 struct mq_sess {
-    gw_mqtt *g;
-    char *cid;     /* its client id: the key after `link` */
-    mq_conn *conn; /* NULL while away */
-    hub_sub *sub;
+    mq_conn *conn;     /* NULL while away */
     auth_identity *id; /* owned; the hub subscriber borrows it */
     mq_subopt *subs;
     mq_flight *fl;    /* never NULL (see mq_flight) */
-    mq_will *will;    /* a will waiting for its delay (the connection ended) */
+    mq_will *will;    /* a will waiting for its delay (the connection ended): until w->at */
     char *owner;      /* restored from the store: the name it belonged to */
     uint64_t gone_ms; /* loop time the connection ended (0: connected) */
-    uint64_t will_at;
     uint32_t nsubs, ndirect;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
     uint16_t next_pid;
     bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
-    bool saved;       /* has rows in the store */
+    bool saved : 1;   /* has rows in the store */
+    bool kicked : 1;  /* its hub subscriber was closed (sess_kick): none left */
     hub_link link;    /* in g->by_id; last: the client id follows */
+};
+/* 88 bytes (120 before its gateway, client id pointer, subscriber and
+ * will time were found instead of kept): with its hub subscriber and a
+ * 13-byte client id one 208-byte chunk, 240 before (docs/scale.md). */
+_Static_assert(sizeof(struct mq_sess) <= 88, "mq_sess grew: an idle MQTT client's bytes");
+
+static inline gw_mqtt *mq_sess_g(const mq_sess *s)
+{
+    return hub_sub_data(hub_sub_of_ext((void *)(uintptr_t)s));
+}
+
+/* The session's hub subscriber; NULL once kicked. */
+static inline hub_sub *mq_sess_sub(const mq_sess *s)
+{
+    return s->kicked ? NULL : hub_sub_of_ext((void *)(uintptr_t)s);
+}
+
+static inline const char *mq_cid(const mq_sess *s)
+{
+    return (const char *)(&s->link + 1);
+}
+
+/* What few connections need: a will, a SCRAM exchange under way, inbound
+ * topic aliases, acknowledgements waiting for the store, MQTT over
+ * WebSocket.  Made with the first of them (mq_cx_get()), freed with the
+ * connection; NULL in an idle TCP client (docs/scale.md). */
+struct mq_cx {
+    mq_conn *prev, *next; /* over WebSocket: in g->ws_conns (TCP ones: ax_loop_each_conn) */
+    char **alias;         /* inbound topic aliases, [ALIAS_MAX + 1] (gw_mqtt.c) */
+    mq_will *will;
+    mq_auth *auth;       /* a CONNECT waiting for its SCRAM exchange */
+    mq_inbuf *in;        /* WebSocket: a packet's first part */
+    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
+                          * (the last one's next is the first), NULL: none */
+    uint32_t max_packet; /* 5.0: the client's Maximum Packet Size, 0: none */
+    uint16_t recv_max;   /* 5.0: the client's Receive Maximum, 0: none */
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
- * connection's bytes count: docs/scale.md). */
+ * connection's bytes count: docs/scale.md).  No place in a list of the
+ * gateway's: a TCP or TLS connection is found in its loop's
+ * (ax_loop_each_conn), one over WebSocket in g->ws_conns (its cx). */
 struct mq_conn {
     gw_mqtt *g;
-    mq_conn *prev, *next;
     ax_conn *c; /* TCP or TLS; NULL over WebSocket */
     ax_ws *ws;
     mq_sess *s;
-    char **alias; /* inbound topic aliases, [alias_max + 1] */
-    mq_will *will;
+    mq_cx *x; /* NULL until needed (mq_cx_get) */
     mq_cork *ck;
-    mq_auth *auth; /* a CONNECT waiting for its SCRAM exchange */
-    mq_conn *dirty_next;
-    mq_wait *wtail;      /* acknowledgements in order, some waiting for the store: a ring
-                          * (the last one's next is the first), NULL: none */
-    mq_inbuf *in;        /* WebSocket: a packet's first part */
     hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;
-    uint32_t max_packet; /* the client's Maximum Packet Size, 0: none */
-    uint16_t recv_max;   /* the client's Receive Maximum */
-    uint16_t alias_max;
     uint16_t keepalive_s;
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
 };
-/* 152 bytes, glibc's 160-byte chunk (an idle client's bytes: docs/scale.md). */
-_Static_assert(sizeof(struct mq_conn) <= 152, "mq_conn grew: an idle MQTT client's bytes");
+/* 88 bytes, glibc's 96-byte chunk (152 and 160 before its rare fields
+ * went to mq_cx, its place in the gateway's list and in its dirty list
+ * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
+ * an idle client's bytes, docs/scale.md. */
+_Static_assert(sizeof(struct mq_conn) <= 88, "mq_conn grew: an idle MQTT client's bytes");
+
+/* The client's Maximum Packet Size and Receive Maximum (5.0; 0: none given). */
+static inline uint32_t mq_max_packet(const mq_conn *c)
+{
+    return c->x ? c->x->max_packet : 0;
+}
+
+static inline uint16_t mq_recv_max(const mq_conn *c)
+{
+    return c->x ? c->x->recv_max : 0;
+}
 
 struct mq_inbuf { /* a WebSocket connection's partial packet */
     size_t len, cap;
@@ -186,7 +230,7 @@ struct gw_mqtt {
     serve *sv;
     ax_listener *ls, *tls_ls;
     bool ws_mounted;
-    mq_conn *conns;
+    mq_conn *ws_conns; /* over WebSocket (their cx); TCP and TLS: the loop's */
     size_t nconns;
     hub_lmap by_id; /* client id -> mq_sess (its link): every session */
     size_t nsessions;
@@ -194,7 +238,8 @@ struct gw_mqtt {
     ax_timer *tick, *flusher, *sys;
     ax_timer *hand_tm; /* Redis: writes the dirty sessions' hand-over rows */
     mq_sess *hand_dirty;
-    mq_conn *dirty;
+    mq_conn **dirtyv; /* connections with output this loop turn (c->dirty) */
+    uint32_t ndirty, dirty_cap;
     mq_cork *free_corks;
     int nfree_corks;
     ax_ws_opts wsopts;
@@ -286,6 +331,8 @@ void mq_hand_flush(ax_timer *t, void *ud);
 /* Encode a packet onto the connection's output. */
 void mq_send(mq_conn *c, const ax_mqtt_packet *p);
 void mq_send_ack(mq_conn *c, unsigned type, uint16_t pid, uint8_t code);
+/* c->x, made if absent; NULL when out of memory. */
+mq_cx *mq_cx_get(mq_conn *c);
 /* Close: 5.0 gets a DISCONNECT with `code` first (0: none sent). */
 void mq_close(mq_conn *c, uint8_t code, const char *why);
 /* The sender name of a session's messages. */

@@ -86,13 +86,22 @@ static void cork_put(gw_mqtt *g, mq_cork *k)
     g->nfree_corks++;
 }
 
-static void mark_dirty(mq_conn *c)
+/* In g->dirtyv until the turn's flush; false when out of memory. */
+static bool mark_dirty(mq_conn *c)
 {
-    if (c->dirty) return;
+    gw_mqtt *g = c->g;
+    if (c->dirty) return true;
+    if (g->ndirty == g->dirty_cap) {
+        uint32_t cap = g->dirty_cap ? g->dirty_cap * 2 : 64;
+        mq_conn **v = ax_realloc(g->dirtyv, cap * sizeof(*v));
+        if (!v) return false;
+        g->dirtyv = v;
+        g->dirty_cap = cap;
+    }
+    g->dirtyv[g->ndirty++] = c;
     c->dirty = true;
-    c->dirty_next = c->g->dirty;
-    c->g->dirty = c;
-    if (!ax_timer_active(c->g->flusher)) ax_timer_start(c->g->flusher, 0, 0);
+    if (!ax_timer_active(g->flusher)) ax_timer_start(g->flusher, 0, 0);
+    return true;
 }
 
 /* Write what the cork holds: one writev (TCP, TLS) or one binary message
@@ -127,9 +136,10 @@ void mq_cork_release(mq_conn *c)
     if (c->ck) cork_put(c->g, c->ck);
     c->ck = NULL;
     if (!c->dirty) return;
-    for (mq_conn **p = &c->g->dirty; *p; p = &(*p)->dirty_next)
-        if (*p == c) {
-            *p = c->dirty_next;
+    gw_mqtt *g = c->g;
+    for (uint32_t i = g->ndirty; i-- > 0;) /* (from the end: the last written first) */
+        if (g->dirtyv[i] == c) {
+            g->dirtyv[i] = g->dirtyv[--g->ndirty];
             break;
         }
     c->dirty = false;
@@ -139,9 +149,8 @@ void mq_flush_all(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
     (void)t;
-    while (g->dirty) {
-        mq_conn *c = g->dirty;
-        g->dirty = c->dirty_next;
+    while (g->ndirty) {
+        mq_conn *c = g->dirtyv[--g->ndirty];
         c->dirty = false;
         mq_cork_flush(c);
     }
@@ -151,8 +160,8 @@ void mq_flush_all(ax_timer *t, void *ud)
 static mq_cork *cork_for(mq_conn *c, size_t n)
 {
     if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
+    if (!mark_dirty(c)) return NULL;
     if (!c->ck && !(c->ck = cork_get(c->g))) return NULL;
-    mark_dirty(c);
     return c->ck;
 }
 
@@ -237,7 +246,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
     GW_ADD(st->msgs_out, 1);
     bool expiry = v == AX_MQTT_V5 && m->expiry_s;
     if (!qos && !retain && !sub_id && !expiry) {
-        if (c->max_packet && total > c->max_packet) return; /* 5.0: the client's limit */
+        if (mq_max_packet(c) && total > mq_max_packet(c)) return; /* 5.0: the client's limit */
         mq_cork_slice(c, q0, 0, total);
         return;
     }
@@ -257,7 +266,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
         ax_mqtt_props_set(&p.props, AX_MQTT_PROP_MESSAGE_EXPIRY);
     }
     size_t hl = ax_mqtt_encode_publish_head(NULL, 0, v, &p, NULL);
-    if (!hl || (c->max_packet && hl + plen > c->max_packet)) return;
+    if (!hl || (mq_max_packet(c) && hl + plen > mq_max_packet(c))) return;
     uint8_t *h = mq_cork_room(c, hl);
     if (!h) return;
     ax_mqtt_encode_publish_head(h, hl, v, &p, NULL);
@@ -274,7 +283,7 @@ enum { ROW_QUEUED = 0 }; /* else MQ_OUT_ACK, MQ_OUT_COMP */
 
 static bool durable(const mq_sess *s)
 {
-    return s->expiry_s && !s->g->loading && hub_durable(s->g->sv->hub);
+    return s->expiry_s && !mq_sess_g(s)->loading && hub_durable(mq_sess_g(s)->sv->hub);
 }
 
 static void note(gw_mqtt *g, uint64_t ticket)
@@ -285,8 +294,8 @@ static void note(gw_mqtt *g, uint64_t ticket)
 /* The key of a session's row: its client id, a NUL, then `tail`. */
 static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
 {
-    size_t cl = strlen(s->cid);
-    memcpy(key, s->cid, cl + 1);
+    size_t cl = strlen(mq_cid(s));
+    memcpy(key, mq_cid(s), cl + 1);
     hub_put_be(key + cl + 1, tail, tlen);
     return cl + 1 + (size_t)tlen;
 }
@@ -310,8 +319,8 @@ static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos,
     memcpy(v, head, sizeof head);
     if (n) hub_msg_pack(m, v + sizeof head, n);
     uint64_t tk = 0;
-    hub_state_put(s->g->sv->hub, NS_OUT, key, kl, v, sizeof head + n, &tk);
-    note(s->g, tk);
+    hub_state_put(mq_sess_g(s)->sv->hub, NS_OUT, key, kl, v, sizeof head + n, &tk);
+    note(mq_sess_g(s), tk);
     ax_free(v);
     s->saved = true;
     return tk;
@@ -319,11 +328,11 @@ static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos,
 
 static void out_forget(mq_sess *s, uint64_t okey)
 {
-    if (!okey || !s->saved || s->g->loading) return;
+    if (!okey || !s->saved || mq_sess_g(s)->loading) return;
     uint8_t key[MQ_MAX_CLIENT_ID + 9];
     uint64_t tk = 0;
-    hub_state_put(s->g->sv->hub, NS_OUT, key, row_key(s, key, okey, 8), NULL, 0, &tk);
-    note(s->g, tk);
+    hub_state_put(mq_sess_g(s)->sv->hub, NS_OUT, key, row_key(s, key, okey, 8), NULL, 0, &tk);
+    note(mq_sess_g(s), tk);
 }
 
 const char *mq_sess_owner(const mq_sess *s)
@@ -355,8 +364,8 @@ void mq_sess_save(mq_sess *s)
         p += fl;
     }
     uint64_t tk = 0;
-    hub_state_put(s->g->sv->hub, NS_SESS, s->cid, strlen(s->cid), v, n, &tk);
-    note(s->g, tk);
+    hub_state_put(mq_sess_g(s)->sv->hub, NS_SESS, mq_cid(s), strlen(mq_cid(s)), v, n, &tk);
+    note(mq_sess_g(s), tk);
     ax_free(v);
     s->saved = true;
     mq_sess_ttl(s);
@@ -367,22 +376,22 @@ void mq_sess_save(mq_sess *s)
  * while it is connected. */
 void mq_sess_ttl(mq_sess *s)
 {
-    redis_bp *b = s->g->sv->bp;
+    redis_bp *b = mq_sess_g(s)->sv->bp;
     if (!b || !s->saved || !durable(s)) return;
     int64_t ms = s->expiry_s == UINT32_MAX
                      ? -1
                      : (int64_t)s->expiry_s * 1000 + (s->conn ? REDIS_SESS_LEASE_MS : 0);
-    redis_sess_ttl(b, s->cid, ms);
+    redis_sess_ttl(b, mq_cid(s), ms);
 }
 
 /* The session ended: its rows go. */
 static void sess_unsave(mq_sess *s)
 {
     if (!s->saved) return;
-    hub *h = s->g->sv->hub;
+    hub *h = mq_sess_g(s)->sv->hub;
     uint8_t key[MQ_MAX_CLIENT_ID + 1];
-    size_t kl = strlen(s->cid);
-    memcpy(key, s->cid, kl + 1);
+    size_t kl = strlen(mq_cid(s));
+    memcpy(key, mq_cid(s), kl + 1);
     hub_state_put(h, NS_SESS, key, kl, NULL, 0, NULL);
     hub_state_clear(h, NS_OUT, key, kl + 1, NULL);
     hub_state_clear(h, NS_REL, key, kl + 1, NULL);
@@ -424,7 +433,7 @@ static void seen_free(mq_sess *s)
     struct mq_seen *v = s->fl->seen;
     if (!v) return;
     if (v->dirty)
-        for (mq_sess **p = &s->g->hand_dirty; *p; p = &(*p)->fl->seen->dirty_next)
+        for (mq_sess **p = &mq_sess_g(s)->hand_dirty; *p; p = &(*p)->fl->seen->dirty_next)
             if (*p == s) {
                 *p = v->dirty_next;
                 break;
@@ -492,7 +501,7 @@ static void hand_write(mq_sess *s);
  * session has it (the next hand-over says so too). */
 static void seen_loaded(mq_sess *s, const hub_msg *m)
 {
-    if (!s->g->sv->bp || !s->expiry_s) return;
+    if (!mq_sess_g(s)->sv->bp || !s->expiry_s) return;
     for (const mq_subopt *o = s->subs; o; o = o->next)
         if (!o->group && strpbrk(o->filter + o->hoff, "+#") &&
             hub_filter_match(o->filter + o->hoff, m->topic)) {
@@ -504,7 +513,7 @@ static void seen_loaded(mq_sess *s, const hub_msg *m)
 /* The session was handed m (after its row): where it is now. */
 static void seen_note(mq_sess *s, const hub_msg *m, bool wild)
 {
-    gw_mqtt *g = s->g;
+    gw_mqtt *g = mq_sess_g(s);
     if (!g->sv->bp || !durable(s)) return;
     struct mq_seen *v = seen_of(s);
     if (!v) return;
@@ -569,7 +578,7 @@ static void gate_open(hub_ack *a, int status)
     mq_gate *gt = (mq_gate *)a;
     mq_sess *s = gt->s;
     gate_unlink(gt);
-    if (status && s->g->sv->bp && s->conn && !s->conn->closing) {
+    if (status && mq_sess_g(s)->sv->bp && s->conn && !s->conn->closing) {
         /* Redis did not take the row: not sent (the client would take the
          * message as handed over once); the client comes back and gets it
          * again from the session (docs/cluster.md "MQTT") */
@@ -597,7 +606,7 @@ static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
     gt->s = s;
     gt->pid = pid;
     gt->type = type;
-    if (hub_ack_wait(s->g->sv->hub, &gt->ack, ticket, gate_open) != 0) {
+    if (hub_ack_wait(mq_sess_g(s)->sv->hub, &gt->ack, ticket, gate_open) != 0) {
         ax_free(gt);
         return false;
     }
@@ -618,7 +627,7 @@ static void gates_cancel(mq_sess *s)
     while (s->fl->gates) {
         mq_gate *gt = s->fl->gates;
         s->fl->gates = gt->next;
-        hub_ack_cancel(s->g->sv->hub, &gt->ack);
+        hub_ack_cancel(mq_sess_g(s)->sv->hub, &gt->ack);
         ax_free(gt);
     }
 }
@@ -627,8 +636,9 @@ static void gates_cancel(mq_sess *s)
 
 static uint32_t window(const mq_sess *s)
 {
-    uint32_t w = s->g->sv->cfg->mqtt_inflight;
-    if (s->conn && s->conn->recv_max && s->conn->recv_max < w) w = s->conn->recv_max;
+    uint32_t w = mq_sess_g(s)->sv->cfg->mqtt_inflight;
+    uint32_t rm = s->conn ? mq_recv_max(s->conn) : 0;
+    if (rm && rm < w) w = rm;
     return w ? w : 1;
 }
 
@@ -716,7 +726,7 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
                      uint64_t okey)
 {
     uint16_t pid = 0;
-    size_t max = s->conn->max_packet;
+    size_t max = mq_max_packet(s->conn);
     if (max && m->topic_len + m->payload_len + m->ext_len + 32 > max) {
         out_forget(s, okey); /* 5.0 3.1.2.11.4: over the client's limit, dropped as if sent */
         return;
@@ -741,10 +751,10 @@ send:
 
 static void queue_push(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
-    if (s->fl->qn >= s->g->sv->cfg->mqtt_queued) {
-        if (s->g->dropped++ % 1000 == 0)
+    if (s->fl->qn >= mq_sess_g(s)->sv->cfg->mqtt_queued) {
+        if (mq_sess_g(s)->dropped++ % 1000 == 0)
             ax_log(AX_LOG_WARN, "mqtt: session %s: queue full (mqtt_queued), messages dropped",
-                   s->cid);
+                   mq_cid(s));
         return;
     }
     mq_item *it = flight(s) ? ax_malloc(sizeof(*it)) : NULL;
@@ -811,9 +821,9 @@ void mq_sess_pump(mq_sess *s)
         hub_msg_unref(it->m);
         ax_free(it);
     }
-    if (!s->fl->qhead && !s->conn->blocked && s->hub_blocked && s->sub) {
+    if (!s->fl->qhead && !s->conn->blocked && s->hub_blocked && mq_sess_sub(s)) {
         s->hub_blocked = false;
-        hub_sub_writable(s->sub); /* may set it again */
+        hub_sub_writable(mq_sess_sub(s)); /* may set it again */
     }
 }
 
@@ -856,8 +866,8 @@ static void sess_kick(hub_sub *hs, const char *why, void *ud)
 {
     mq_sess *s = hub_sub_ext(hs);
     (void)ud;
-    ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", s->cid, why);
-    s->sub = NULL;     /* dead: its memory (the session's) goes with the session */
+    ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", mq_cid(s), why);
+    s->kicked = true;  /* dead: its memory (the session's) goes with the session */
     hub_sub_close(hs); /* (safe inside kick) */
     s->expiry_s = 0;   /* the session cannot go on without its subscriber */
     if (s->conn) mq_close(s->conn, AX_MQTT_RC_QUOTA_EXCEEDED, why);
@@ -913,7 +923,7 @@ static void group_free(mq_group *gr)
 
 static uint8_t group_join(mq_sess *s, mq_subopt *o, const ax_mqtt_sub *sub)
 {
-    gw_mqtt *g = s->g;
+    gw_mqtt *g = mq_sess_g(s);
     char key[HUB_MAX_TOPIC * 2 + 2];
     int kl =
         snprintf(key, sizeof key, "%.*s/%s", (int)sub->share.len, sub->share.ptr, hub_filter(o));
@@ -981,7 +991,7 @@ static void sub_drop(mq_sess *s, mq_subopt **link)
     if (o->group)
         group_leave(o);
     else {
-        if (s->sub) hub_unsubscribe(s->sub, hub_filter(o));
+        if (mq_sess_sub(s)) hub_unsubscribe(mq_sess_sub(s), hub_filter(o));
         s->ndirect--;
     }
     s->nsubs--;
@@ -1025,7 +1035,7 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     size_t fl = sub->filter.len;
     size_t hoff = sub->share.len ? (size_t)(sub->topic.ptr - f) : 0;
     *existed = false;
-    if (!s->sub) return AX_MQTT_RC_UNSPECIFIED;
+    if (!mq_sess_sub(s)) return AX_MQTT_RC_UNSPECIFIED;
     if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
         !hub_filter_valid(f + hoff, fl - hoff))
         return AX_MQTT_RC_TOPIC_FILTER_INVALID;
@@ -1047,11 +1057,11 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     uint8_t rc = 0;
     if (sub->share.len) {
         rc = group_join(s, o, sub);
-    } else if (s->g->hand && (hand_since(s->g, hub_filter(o)) >= 0 ||
-                              !hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))) {
+    } else if (mq_sess_g(s)->hand && (hand_since(mq_sess_g(s), hub_filter(o)) >= 0 ||
+                                      !hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))) {
         s->ndirect++; /* subscribed after the load, from where the old owner stopped */
     } else {
-        int e = hub_subscribe(s->sub, hub_filter(o), -1, false);
+        int e = hub_subscribe(mq_sess_sub(s), hub_filter(o), -1, false);
         rc = e == 0              ? 0
              : e == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED
                                  : AX_MQTT_RC_TOPIC_FILTER_INVALID;
@@ -1070,9 +1080,9 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
 void mq_sess_retained(mq_sess *s, const char *filter, size_t len, uint8_t rh, bool existed)
 {
     mq_subopt *o = sub_find(s, filter, len, NULL);
-    if (!o || o->group || !s->sub || rh == 2 || (rh == 1 && existed)) return;
+    if (!o || o->group || !mq_sess_sub(s) || rh == 2 || (rh == 1 && existed)) return;
     retained_ctx x = {s, o};
-    hub_retained(s->sub, hub_filter(o), send_retained, &x);
+    hub_retained(mq_sess_sub(s), hub_filter(o), send_retained, &x);
 }
 
 uint8_t mq_sess_unsubscribe(mq_sess *s, const char *filter, size_t len)
@@ -1143,8 +1153,8 @@ int mq_rel_add(mq_sess *s, uint16_t pid)
     if (durable(s)) {
         uint8_t key[MQ_MAX_CLIENT_ID + 3];
         uint64_t tk = 0;
-        hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), "", 0, &tk);
-        note(s->g, tk);
+        hub_state_put(mq_sess_g(s)->sv->hub, NS_REL, key, row_key(s, key, pid, 2), "", 0, &tk);
+        note(mq_sess_g(s), tk);
         s->saved = true;
     }
     return 0;
@@ -1155,11 +1165,12 @@ bool mq_rel_del(mq_sess *s, uint16_t pid)
     for (uint32_t i = 0; i < s->fl->nrel; i++)
         if (s->fl->rel[i] == pid) {
             s->fl->rel[i] = s->fl->rel[--s->fl->nrel];
-            if (s->saved && !s->g->loading) {
+            if (s->saved && !mq_sess_g(s)->loading) {
                 uint8_t key[MQ_MAX_CLIENT_ID + 3];
                 uint64_t tk = 0;
-                hub_state_put(s->g->sv->hub, NS_REL, key, row_key(s, key, pid, 2), NULL, 0, &tk);
-                note(s->g, tk);
+                hub_state_put(mq_sess_g(s)->sv->hub, NS_REL, key, row_key(s, key, pid, 2), NULL, 0,
+                              &tk);
+                note(mq_sess_g(s), tk);
             }
             return true;
         }
@@ -1207,14 +1218,11 @@ mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
     hub_sub *hs = hub_sub_new_ext(g->sv->hub, &sess_ops, g, NULL, sizeof(mq_sess) + len + 1);
     if (!hs) return NULL;
     mq_sess *s = hub_sub_ext(hs);
-    s->g = g;
     s->fl = (mq_flight *)&no_flight;
-    s->sub = hs;
     if (hub_lmap_add(&g->by_id, &s->link, cid, len) != 0) {
         hub_sub_free(hs);
         return NULL;
     }
-    s->cid = HUB_LINK_KEY(&s->link);
     g->nsessions++;
     return s;
 }
@@ -1227,13 +1235,13 @@ mq_sess *mq_sess_find(gw_mqtt *g, const char *cid, size_t len)
 
 void mq_sess_free(mq_sess *s, bool quiet)
 {
-    gw_mqtt *g = s->g;
+    gw_mqtt *g = mq_sess_g(s);
     if (s->will && !quiet) mq_will_publish(g, s->will, s->id, mq_sender(s));
     mq_will_free(s->will);
     gates_cancel(s);
     while (s->subs)
         sub_drop(s, &s->subs);
-    if (s->sub) hub_sub_close(s->sub); /* (its memory, s's, goes last) */
+    if (mq_sess_sub(s)) hub_sub_close(mq_sess_sub(s)); /* (its memory, s's, goes last) */
     for (uint32_t k = 0; k < s->fl->out_n; k++)
         hub_msg_unref(out_at(s, k)->m);
     ax_free(s->fl->out);
@@ -1272,12 +1280,12 @@ void mq_sess_resume(mq_sess *s)
 void mq_sess_detach(mq_sess *s)
 {
     s->conn = NULL;
-    s->gone_ms = ax_loop_now(s->g->sv->loop);
+    s->gone_ms = ax_loop_now(mq_sess_g(s)->sv->loop);
     if (!s->gone_ms) s->gone_ms = 1;
-    mq_sess_ttl(s);                 /* the expiry counts from now */
-    if (s->sub && s->hub_blocked) { /* what the hub holds goes to the queue now */
+    mq_sess_ttl(s);                         /* the expiry counts from now */
+    if (mq_sess_sub(s) && s->hub_blocked) { /* what the hub holds goes to the queue now */
         s->hub_blocked = false;
-        hub_sub_writable(s->sub);
+        hub_sub_writable(mq_sess_sub(s));
     }
 }
 
@@ -1339,7 +1347,7 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
     uint32_t sub_id = (uint32_t)hub_get_be(v + 5, 4);
     if (!flight(s)) return;
     hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
-    if (m && s->g->hand) seen_loaded(s, m);
+    if (m && mq_sess_g(s)->hand) seen_loaded(s, m);
     if (okey > s->fl->oseq) s->fl->oseq = okey;
     if (state == ROW_QUEUED && m) {
         mq_item *it = ax_malloc(sizeof(*it));
@@ -1417,7 +1425,7 @@ static size_t hand_seen_size(const mq_sess *s)
 
 static void hand_write(mq_sess *s)
 {
-    size_t n = 9 + hand_seen_size(s), cl = strlen(s->cid);
+    size_t n = 9 + hand_seen_size(s), cl = strlen(mq_cid(s));
     for (const mq_subopt *o = s->subs; o; o = o->next)
         if (!o->group && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
             n += strlen(hub_filter(o)) + 9;
@@ -1429,12 +1437,12 @@ static void hand_write(mq_sess *s)
         const char *f = hub_filter(o);
         size_t fl = strlen(f);
         if (o->group || !hub_topic_valid(f, fl)) continue;
-        hand_put(&w, f, fl, hub_backplane_last(s->g->sv->hub, f));
+        hand_put(&w, f, fl, hub_backplane_last(mq_sess_g(s)->sv->hub, f));
     }
     if (s->fl->seen) hub_map_each(&s->fl->seen->topics, hand_seen, &w);
-    memcpy(key, s->cid, cl + 1);
+    memcpy(key, mq_cid(s), cl + 1);
     key[cl + 1] = 'h';
-    hub_state_put(s->g->sv->hub, NS_HAND, key, cl + 2, v, (size_t)(w.p - v), NULL);
+    hub_state_put(mq_sess_g(s)->sv->hub, NS_HAND, key, cl + 2, v, (size_t)(w.p - v), NULL);
     ax_free(v);
 }
 
@@ -1494,8 +1502,8 @@ static void hand_wild(gw_mqtt *g, mq_sess *s, const char *f)
         }
         p = nul + 9;
     }
-    if (hub_subscribe_cursors(s->sub, f, cur, n, from_ms) != 0)
-        (void)hub_subscribe(s->sub, f, -1, false);
+    if (hub_subscribe_cursors(mq_sess_sub(s), f, cur, n, from_ms) != 0)
+        (void)hub_subscribe(mq_sess_sub(s), f, -1, false);
     ax_free(cur);
 }
 
@@ -1537,8 +1545,8 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
         int64_t since = o->group ? -1 : hand_since(g, hub_filter(o));
         /* nothing published since the old owner stopped is missed: the
          * hub replays the topic from there (its stream in Redis), then live */
-        if (since >= 0 && hub_subscribe(s->sub, hub_filter(o), since, false) != 0)
-            (void)hub_subscribe(s->sub, hub_filter(o), -1, false);
+        if (since >= 0 && hub_subscribe(mq_sess_sub(s), hub_filter(o), since, false) != 0)
+            (void)hub_subscribe(mq_sess_sub(s), hub_filter(o), -1, false);
     }
     if (g->hand) {
         memcpy(key, cid, cl + 1);
