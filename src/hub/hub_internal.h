@@ -142,6 +142,9 @@ typedef struct sub_more {
     /* how many before the policy applies (at most HUB_BUDGET_MAX: a queue
      * holds the budget and one message more); the hub's until set */
     uint32_t budget;
+    /* wildcard resumes waiting for the cluster's topic index (hub_replay.c):
+     * an unsubscribe of one's filter, or the close, cancels it */
+    struct cursor_ask *asks;
 } sub_more;
 
 struct hub_sub {

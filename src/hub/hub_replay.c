@@ -293,8 +293,47 @@ static void gap_filter(hub_sub *s, const char *filter)
     hub_msg_unref(g);
 }
 
-static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                       char *const *more, size_t nmore, int64_t from_ms, int64_t since)
+/* hub_subscribe_cursors() asking the cluster which topics match first
+ * (ops->topics): its arguments, copied, and a reference to s.  It waits on
+ * s->more->asks (under the lock) until the answer is done with it: an
+ * unsubscribe of its filter meanwhile cancels it, so does the close. */
+typedef struct cursor_ask {
+    struct cursor_ask *next;
+    hub_sub *s;
+    hub_cursor *cur;
+    size_t n;
+    int64_t from_ms, since;
+    bool cancelled;
+    char *filter;
+    char names[]; /* the cursors' topics, one after another */
+} cursor_ask;
+
+/* The resume of `filter` waiting for the index, if any (under the lock). */
+static cursor_ask *ask_find(const hub_sub *s, const char *filter)
+{
+    for (cursor_ask *a = s->more ? s->more->asks : NULL; a; a = a->next)
+        if (!a->cancelled && strcmp(a->filter, filter) == 0) return a;
+    return NULL;
+}
+
+/* a's wait is over (under the lock; s->more was made before it waited). */
+static void ask_off(hub_sub *s, const cursor_ask *a)
+{
+    cursor_ask **pp = &s->more->asks;
+    while (*pp != a)
+        pp = &(*pp)->next;
+    *pp = a->next;
+}
+
+/* a (no more than a NULL one) subscribes nothing: cancelled, or s closed. */
+static bool ask_gone(const hub_sub *s, const cursor_ask *a)
+{
+    return a && (a->cancelled || s->dead);
+}
+
+/* a: the wait this is the answer of (NULL: none). */
+static int cursors_now(hub_sub *s, const cursor_ask *a, const char *filter, const hub_cursor *cur,
+                       size_t n, char *const *more, size_t nmore, int64_t from_ms, int64_t since)
 {
     hub *h = s->h;
     bool capped = from_ms < 0 && nmore > HUB_RESUME_TOPICS_MAX; /* (MQTT has no gap notice) */
@@ -305,6 +344,11 @@ static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, si
     cursor_wait *first = ax_malloc(sizeof(*first));
     if (!first) return AX_ENOMEM;
     hub__lock(h);
+    if (ask_gone(s, a)) {
+        hub__unlock(h);
+        ax_free(first);
+        return 0;
+    }
     if (!hub__sub_more(s)) { /* (before the job: job_start() needs it) */
         hub__unlock(h);
         ax_free(first);
@@ -351,28 +395,16 @@ static int cursors_now(hub_sub *s, const char *filter, const hub_cursor *cur, si
     return 0;
 }
 
-/* hub_subscribe_cursors() asking the cluster which topics match first
- * (ops->topics): its arguments, copied, and a reference to s. */
-typedef struct cursor_ask {
-    hub_sub *s;
-    hub_cursor *cur;
-    size_t n;
-    int64_t from_ms, since;
-    char *filter;
-    char names[]; /* the cursors' topics, one after another */
-} cursor_ask;
-
 static void cursor_listed(void *ud, char **names, size_t nn)
 {
     cursor_ask *a = ud;
     hub_sub *s = a->s;
     hub *h = s->h; /* (the unref below may free s) */
+    int rc = cursors_now(s, a, a->filter, a->cur, a->n, names, nn, a->from_ms, a->since);
     hub__lock(h);
-    bool dead = s->dead;
-    hub__unlock(h);
-    if (!dead && cursors_now(s, a->filter, a->cur, a->n, names, nn, a->from_ms, a->since) != 0)
-        (void)hub_subscribe(s, a->filter, -1, false);
-    hub__lock(h);
+    if (rc != 0 && !ask_gone(s, a)) /* (live, at least) */
+        (void)subscribe_locked(s, a->filter, -1, false, NULL);
+    ask_off(s, a);
     hub__sub_unref(s);
     hub__unlock(h);
     ax_free(a->cur);
@@ -387,7 +419,7 @@ static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, si
     size_t fl = strlen(filter), bytes = fl + 1;
     hub__lock(h);
     int rc = subscribe_check(s, filter, fl);
-    bool had = hub__filter_find(s, filter, fl) != NULL;
+    bool had = hub__filter_find(s, filter, fl) || ask_find(s, filter);
     hub__unlock(h);
     if (rc != 0 || had) return rc;
     for (size_t i = 0; i < n; i++)
@@ -405,8 +437,16 @@ static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, si
         p += tl + 1;
     }
     memcpy(p, filter, fl + 1);
-    *a = (cursor_ask){s, a->cur, n, from_ms, since, p};
+    *a = (cursor_ask){NULL, s, a->cur, n, from_ms, since, false, p};
     hub__lock(h);
+    if (!hub__sub_more(s)) {
+        hub__unlock(h);
+        ax_free(a->cur);
+        ax_free(a);
+        return AX_ENOMEM;
+    }
+    a->next = s->more->asks;
+    s->more->asks = a;
     s->refs++;
     hub__unlock(h);
     /* the node receives the filter's live messages first (they wait in
@@ -414,11 +454,12 @@ static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, si
      * from_ms, those no node here had heard of too */
     if (h->bp->topics(h->bp_ud, filter, from_ms, cursor_listed, a, hub__current_loop(h))) return 0;
     hub__lock(h);
+    ask_off(s, a);
     hub__sub_unref(s);
     hub__unlock(h);
     ax_free(a->cur);
     ax_free(a);
-    return cursors_now(s, filter, cur, n, NULL, 0, from_ms, since);
+    return cursors_now(s, NULL, filter, cur, n, NULL, 0, from_ms, since);
 }
 
 int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
@@ -426,7 +467,7 @@ int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur,
 {
     hub *h = s->h;
     if (!h->bp || !h->bp->topics || from_ms == INT64_MAX || hub_topic_valid(filter, strlen(filter)))
-        return cursors_now(s, filter, cur, n, NULL, 0, from_ms < 0 ? 0 : from_ms, -1);
+        return cursors_now(s, NULL, filter, cur, n, NULL, 0, from_ms < 0 ? 0 : from_ms, -1);
     return cursors_ask(s, filter, cur, n, from_ms < 0 ? 0 : from_ms, -1);
 }
 
@@ -441,6 +482,8 @@ int hub_unsubscribe(hub_sub *s, const char *filter)
         hub__walk_end(s->h);
         rc = 0;
     }
+    for (cursor_ask *a; (a = ask_find(s, filter)); rc = 0)
+        a->cancelled = true; /* (its answer subscribes nothing) */
     hub__unlock(s->h);
     return rc;
 }

@@ -13,7 +13,9 @@ redis-server (issue 17, docs/cluster.md).
 - Wildcard resume: a WebSocket and an SSE client subscribe to a wildcard
   with `since` on a node that never had its topics (published on another
   node): each topic after `since`, in order, once; at most 1,000 topics
-  (the most recent), a gap notice on the filter for the others.
+  (the most recent), a gap notice on the filter for the others.  An
+  unsubscribe of the filter before the index answered cancels the resume
+  (nothing of it comes afterwards); a client closed meanwhile leaves nothing.
 - Wildcards: a `+` subscription gets its topics from every node and
   nothing of topics the `+` does not match (Redis's glob '*' crosses '/').
 - Redis stopped (SIGSTOP) for 5 s under load: /healthz on every node goes
@@ -381,6 +383,63 @@ def a_wildcard_resume_reads_at_most_1000_topics():
         keys = [(m["topic"], m["seq"], m["payload"]) for m in got if m["type"] == "message"]
         t.eq(keys, [(tp, 1, tp) for tp in topics[5:]],
              "the 1,000 most recently published topics, each once, in name order")
+        ws.run(w.close())
+    finally:
+        ws.close()
+    stop_clean([a, b])
+
+
+@t.test
+def an_unsubscribe_before_the_index_answers_cancels_the_resume():
+    """A wildcard resume with `since` on node b waits for the cluster's topic
+    index (Redis stopped meanwhile: it cannot answer); an unsubscribe of the
+    filter sent before that cancels it: nothing of the filter comes to the
+    client afterwards and node b delivers nothing.  A client that closes while
+    its resume waits leaves nothing behind (ASan: no leak at exit)."""
+    r = Redis()
+    a, b = nodes(r, 2)
+    wait_linked([a, b])
+    servutil.publish(a, "gone/t0", "before")
+
+    async def sub_unsub(url):
+        import websockets
+        w = await websockets.connect(url)
+        await w.send(json.dumps({"type": "subscribe", "topic": "gone/+", "since": 0, "id": 1}))
+        await w.send(json.dumps({"type": "unsubscribe", "topic": "gone/+", "id": 2}))
+        replies = {}
+        while len(replies) < 2:
+            m = json.loads(await asyncio.wait_for(w.recv(), axtest.TIMEOUT))
+            if m.get("id") in (1, 2):
+                replies[m["id"]] = m["type"]
+        return w, replies
+
+    ws = WsClients()
+    try:
+        r.signal(signal.SIGSTOP)
+        try:
+            w, replies = ws.run(sub_unsub(ws_url(b)))
+            closer = ws.run(ws_subscribe(ws_url(b), "gone/#", since=0))
+            ws.run(closer.close())
+        finally:
+            r.signal(signal.SIGCONT)
+        t.eq(replies, {1: "ok", 2: "ok"}, "subscribed, then unsubscribed while the index is read")
+        wait_linked([a, b])
+        wait_for(lambda: servutil.metric(b, "axon_hub_subscribers") == 1,
+                 "the closed client gone from node b")
+        delivered = servutil.metric(b, "axon_hub_delivered_total")
+        servutil.publish(a, "gone/t0", "after")
+        servutil.publish(a, "gone/t1", "after")
+        got = ws.run(ws_collect(w, lambda g: False, 1.5))
+        t.eq(got, [], "nothing of the filter after its unsubscribe (nor replayed)")
+        t.eq(servutil.metric(b, "axon_hub_delivered_total"), delivered,
+             "node b delivered nothing: no subscription was left")
+        # the same filter resumed again on that connection: once each
+        ws.run(w.send(json.dumps({"type": "subscribe", "topic": "gone/+", "since": 0})))
+        got = ws.run(ws_collect(w, lambda g: len(g) >= 3, 30))
+        got += ws.run(ws_collect(w, lambda g: False, 0.5))
+        t.eq(sorted((m["topic"], m["seq"], m["payload"]) for m in got),
+             [("gone/t0", 1, "before"), ("gone/t0", 2, "after"), ("gone/t1", 1, "after")],
+             "a resume made again afterwards: each message once")
         ws.run(w.close())
     finally:
         ws.close()
