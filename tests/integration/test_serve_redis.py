@@ -130,6 +130,12 @@ class WsClients:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.th.join(5)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 async def ws_subscribe(url, topic, since=None):
     import websockets
@@ -177,8 +183,7 @@ def same_order_on_every_node_and_gateway():
     r = Redis()
     srvs = nodes(r, threads=2)
     wait_linked(srvs)
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         subs = [ws.run(ws_subscribe(ws_url(s), "chat/lobby")) for s in srvs]
         sses = [servutil.Sse(s, "topic=chat/lobby") for s in srvs]
         lines = [LineReader(s, "reader%d" % i) for i, s in enumerate(srvs)]
@@ -244,8 +249,6 @@ def same_order_on_every_node_and_gateway():
         for w in subs:
             ws.run(w.close())
         stop_clean(srvs)
-    finally:
-        ws.close()
 
 
 @t.test
@@ -255,8 +258,7 @@ def acknowledgements_carry_the_cluster_seq():
     wait_linked(srvs)
     seqs = [servutil.publish(srvs[k % 3], "acks/x", "a%d" % k)["seq"] for k in range(9)]
     t.eq(seqs, list(range(1, 10)), "the seqs HTTP publishes on three nodes were given")
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         async def ws_pub():
             import websockets
             async with websockets.connect(ws_url(srvs[1])) as w:
@@ -267,8 +269,6 @@ def acknowledgements_carry_the_cluster_seq():
                     if m["type"] in ("ok", "error"):
                         return m
         t.eq(ws.run(ws_pub()).get("seq"), 10, "the seq a WebSocket publish was given")
-    finally:
-        ws.close()
     u = servutil.Udp(srvs[2])
     t.eq(u.ask("PUB acks/x from-udp"), "OK acks/x 11", "a UDP publish")
 
@@ -278,8 +278,7 @@ def resume_on_another_node():
     r = Redis()
     a, b, c = nodes(r, threads=2)
     wait_linked([a, b, c])
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         first = ws.run(ws_subscribe(ws_url(a), "news/live", since=0))
         wait_for(lambda: (servutil.publish(b, "news/live", "probe") and False) or
                  ws.run(ws_collect(first, lambda g: g, 0.3)), "node a to get news/live")
@@ -306,8 +305,6 @@ def resume_on_another_node():
         more = ws.run(ws_collect(again, lambda g: g, 10))
         t.eq([(m["seq"], m["payload"]) for m in more], [(seqs[-1] + 1, "after")], "live after")
         ws.run(again.close())
-    finally:
-        ws.close()
 
 
 @t.test
@@ -337,8 +334,7 @@ def wildcard_resume_of_topics_the_node_never_had():
             seqs = [m["seq"] for m in got if m["topic"] == "feed/t%d" % k]
             t.eq(seqs, [2, 3, 4], who + ": feed/t%d in order, once each" % k)
 
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         w = ws.run(ws_subscribe(ws_url(b), "feed/+", since=1))
         got = ws.run(ws_collect(w, lambda g: len(g) >= len(want), 30))
         got += ws.run(ws_collect(w, lambda g: False, 0.5))  # (nothing more)
@@ -353,8 +349,6 @@ def wildcard_resume_of_topics_the_node_never_had():
         t.eq([(m["topic"], m["payload"]) for m in more], [("feed/t9", "live")], "then live")
         ws.run(w.close())
         sse.stop()
-    finally:
-        ws.close()
     stop_clean([a, b])
 
 
@@ -372,8 +366,7 @@ def a_wildcard_resume_reads_at_most_1000_topics():
         c.request("POST", "/api/publish/" + tp, body=tp.encode())
         c.getresponse().read()
     c.close()
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         w = ws.run(ws_subscribe(ws_url(b), "many/+", since=0))
         got = ws.run(ws_collect(w, lambda g: len(g) >= 1001, 40), timeout=60)
         got += ws.run(ws_collect(w, lambda g: False, 0.5))
@@ -384,8 +377,6 @@ def a_wildcard_resume_reads_at_most_1000_topics():
         t.eq(keys, [(tp, 1, tp) for tp in topics[5:]],
              "the 1,000 most recently published topics, each once, in name order")
         ws.run(w.close())
-    finally:
-        ws.close()
     stop_clean([a, b])
 
 
@@ -413,8 +404,7 @@ def an_unsubscribe_before_the_index_answers_cancels_the_resume():
                 replies[m["id"]] = m["type"]
         return w, replies
 
-    ws = WsClients()
-    try:
+    with WsClients() as ws:
         r.signal(signal.SIGSTOP)
         try:
             w, replies = ws.run(sub_unsub(ws_url(b)))
@@ -441,8 +431,6 @@ def an_unsubscribe_before_the_index_answers_cancels_the_resume():
              [("gone/t0", 1, "before"), ("gone/t0", 2, "after"), ("gone/t1", 1, "after")],
              "a resume made again afterwards: each message once")
         ws.run(w.close())
-    finally:
-        ws.close()
     stop_clean([a, b])
 
 
