@@ -98,7 +98,10 @@ atexit.register(_release_ports)
 # starts (TMPDIR) goes under one directory, removed when the script ends:
 # the suite used to leave thousands of data dirs and output files in /tmp.
 # (The port claims above stay in the shared /tmp, where other scripts look.)
+# (Open to all for traversal, as /tmp is: mosquitto and VLC run as users of
+# their own and read the certificates and write the files put here.)
 _SCRATCH = tempfile.mkdtemp(prefix="axtest-run-")
+os.chmod(_SCRATCH, 0o755)
 tempfile.tempdir = _SCRATCH
 os.environ["TMPDIR"] = _SCRATCH
 atexit.register(shutil.rmtree, _SCRATCH, True)
