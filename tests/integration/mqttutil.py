@@ -244,8 +244,8 @@ def qos1_stream(pub, n, topic_of, window=1000):
     whose Redis lags too far behind refuses a publish and closes a 3.1.1
     publisher (it sends again later), so a sender that runs ahead of its
     PUBACKs loses what it wrote after that under load.  A closed
-    connection is not hidden: sender.closed_at is the first message
-    not acknowledged then (None: all were)."""
+    connection is not hidden: sender.closed_at is (the first message not
+    acknowledged, why) (None: all were)."""
     stop = threading.Event()
     room = threading.Semaphore(window)
     gone = threading.Event()
@@ -271,12 +271,12 @@ def qos1_stream(pub, n, topic_of, window=1000):
         for i in range(1, n + 1):
             while not room.acquire(timeout=0.5):
                 if gone.is_set():
-                    sender.closed_at = acked[0] + 1
+                    sender.closed_at = (acked[0] + 1, "the node closed the connection")
                     return
             try:
                 pub.send(publish_pkt(topic_of(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
-            except OSError:
-                sender.closed_at = acked[0] + 1
+            except OSError as e:
+                sender.closed_at = (acked[0] + 1, str(e))
                 return
             if i % 100 == 0:
                 time.sleep(0.005)
@@ -284,7 +284,8 @@ def qos1_stream(pub, n, topic_of, window=1000):
         while acked[0] < n and time.monotonic() < deadline and not gone.is_set():
             time.sleep(0.02)
         if acked[0] < n:
-            sender.closed_at = acked[0] + 1
+            sender.closed_at = (acked[0] + 1, "the node closed the connection" if gone.is_set()
+                                else "no PUBACK for 30 s")
 
     threading.Thread(target=drain, daemon=True).start()
     sender = threading.Thread(target=publish)
