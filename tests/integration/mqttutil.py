@@ -235,26 +235,60 @@ def stop_clean(t, srv):
     srv.stop()
 
 
-def qos1_stream(pub, n, topic_of):
+def qos1_stream(pub, n, topic_of, window=1000):
     """Publishes n QoS 1 messages (payload: the number, 1..n) on topic_of(i)
     through the Raw client pub from a thread, reading the PUBACKs on
-    another; returns (a stop event for the reader, the sender thread)."""
+    another; returns (a stop event for the reader, the sender thread).
+
+    At most `window` wait for their PUBACK, as a client's flow: a node
+    whose Redis lags too far behind refuses a publish and closes a 3.1.1
+    publisher (it sends again later), so a sender that runs ahead of its
+    PUBACKs loses what it wrote after that under load.  A closed
+    connection is not hidden: sender.closed_at is (the first message not
+    acknowledged, why) (None: all were)."""
     stop = threading.Event()
+    room = threading.Semaphore(window)
+    gone = threading.Event()
+    acked = [0]
 
     def drain():  # (the PUBACKs)
         try:
-            while not stop.is_set() and pub.packet() is not None:
-                pass
+            while not stop.is_set():
+                try:
+                    p = pub.packet()
+                except socket.timeout:  # (nothing owed for a while)
+                    continue
+                if p is None:
+                    break
+                if p[0] == 4:
+                    acked[0] += 1
+                    room.release()
         except (OSError, axtest.Failure):  # (closed at the end)
             pass
+        gone.set()
 
     def publish():
         for i in range(1, n + 1):
-            pub.send(publish_pkt(topic_of(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
+            while not room.acquire(timeout=0.5):
+                if gone.is_set():
+                    sender.closed_at = (acked[0] + 1, "the node closed the connection")
+                    return
+            try:
+                pub.send(publish_pkt(topic_of(i), b"%d" % i, qos=1, pid=i % 65535 or 1))
+            except OSError as e:
+                sender.closed_at = (acked[0] + 1, str(e))
+                return
             if i % 100 == 0:
                 time.sleep(0.005)
+        deadline = time.monotonic() + 30  # (the last PUBACKs, on a busy machine)
+        while acked[0] < n and time.monotonic() < deadline and not gone.is_set():
+            time.sleep(0.02)
+        if acked[0] < n:
+            sender.closed_at = (acked[0] + 1, "the node closed the connection" if gone.is_set()
+                                else "no PUBACK for 30 s")
 
     threading.Thread(target=drain, daemon=True).start()
     sender = threading.Thread(target=publish)
+    sender.closed_at = None
     sender.start()
     return stop, sender

@@ -515,6 +515,7 @@ def moving_stream(cid, filt, topic_of, a, b, n=20000, kill=None, hops=1):
         d = Client(to.mqtt_port, cid, clean=False)  # at once, mid-stream
         t.eq(session_present(d), 1, "%s, move %d: the session, mid-stream" % (cid, hop + 1))
     sender.join()
+    t.eq(sender.closed_at, None, "%s: the publisher's messages all acknowledged" % cid)
     try:
         while len({i for _, i in got}) < n:
             m = d.get(20)  # (a busy machine, a sanitizer build: generous)

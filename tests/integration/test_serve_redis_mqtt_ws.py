@@ -162,6 +162,7 @@ def nothing_published_while_websocket_sessions_move_is_missed():
         subs[k] = Client(b.http_port, "wsmove-%d" % k, clean=False, transport="websockets")
         t.eq(subs[k].connect()[:2], (0, 1), "node b: wsmove-%d present, mid-stream" % k)
     sender.join()
+    t.eq(sender.closed_at, None, "the publisher's messages all acknowledged")
     for k, d in enumerate(subs):
         want = {i for i in range(1, n + 1) if i % K == k}
         try:
