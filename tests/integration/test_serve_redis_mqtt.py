@@ -580,12 +580,13 @@ def nothing_is_lost_when_the_owner_dies_mid_stream():
 
 def until_end(d, pub, cid):
     """What session d gets up to a marker published now on fleet/end/cmd."""
-    pub.publish("fleet/end/cmd", b"end-" + cid.encode(), qos=1)
+    end = b"end-" + cid.encode()
+    pub.publish("fleet/end/cmd", end, qos=1)
     got = []
     while True:
         m = d.get(20)
         got.append((m.topic, m.payload))
-        if m.topic == "fleet/end/cmd":
+        if m.payload == end:
             return got
 
 
@@ -613,6 +614,7 @@ def a_moved_session_gets_nothing_it_had_or_was_not_subscribed_to():
     t.eq(session_present(d), 1, "node b: the session, moved")
     t.eq(until_end(d, pub, "1"), [("fleet/end/cmd", b"end-1")],
          "node b: nothing published before the subscription, nothing again")
+    t.ok(d.none(1), "node b: nothing after it either")
     # a topic the session was handed, then forgotten (300 topics after it)
     pub.publish("fleet/x/cmd", b"x1", qos=1)
     t.eq(d.get().payload, b"x1", "node b: a message of fleet/x/cmd")
@@ -626,6 +628,7 @@ def a_moved_session_gets_nothing_it_had_or_was_not_subscribed_to():
     t.eq(session_present(d), 1, "node a: the session, moved back")
     t.eq(until_end(d, pub, "2"), [("fleet/end/cmd", b"end-2")],
          "node a: nothing the old owner had delivered comes again (forgotten topics)")
+    t.ok(d.none(1), "node a: nothing after it either")
     d.close()
     pub.close()
     stop_clean([a, b])
