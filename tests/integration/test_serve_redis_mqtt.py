@@ -578,16 +578,21 @@ def nothing_is_lost_when_the_owner_dies_mid_stream():
     r.stop()
 
 
-def until_end(d, pub, cid):
-    """What session d gets up to a marker published now on fleet/end/cmd."""
-    end = b"end-" + cid.encode()
+def move_quiet(d, to, pub, where, what):
+    """Session d moves to node `to`: it is present there, and gets nothing
+    before a marker published then on fleet/end/cmd, nor after it."""
+    d.close()
+    d = Client(to.mqtt_port, "surplus", clean=False)
+    t.eq(session_present(d), 1, "node %s: the session, moved" % where)
+    end = b"end-" + where.encode()
     pub.publish("fleet/end/cmd", end, qos=1)
     got = []
-    while True:
+    while not got or got[-1][1] != end:
         m = d.get(20)
         got.append((m.topic, m.payload))
-        if m.payload == end:
-            return got
+    t.eq(got, [("fleet/end/cmd", end)], "node %s: %s" % (where, what))
+    t.ok(d.none(1), "node %s: nothing after it either" % where)
+    return d
 
 
 @t.test
@@ -609,12 +614,7 @@ def a_moved_session_gets_nothing_it_had_or_was_not_subscribed_to():
     pub.publish("fleet/q/cmd", b"q", qos=1)
     t.eq((lambda m: (m.topic, m.payload))(d.get()), ("fleet/q/cmd", b"q"),
          "node a: a message after the subscription")
-    d.close()
-    d = Client(b.mqtt_port, "surplus", clean=False)
-    t.eq(session_present(d), 1, "node b: the session, moved")
-    t.eq(until_end(d, pub, "1"), [("fleet/end/cmd", b"end-1")],
-         "node b: nothing published before the subscription, nothing again")
-    t.ok(d.none(1), "node b: nothing after it either")
+    d = move_quiet(d, b, pub, "b", "nothing published before the subscription, nothing again")
     # a topic the session was handed, then forgotten (300 topics after it)
     pub.publish("fleet/x/cmd", b"x1", qos=1)
     t.eq(d.get().payload, b"x1", "node b: a message of fleet/x/cmd")
@@ -623,12 +623,8 @@ def a_moved_session_gets_nothing_it_had_or_was_not_subscribed_to():
         pub.publish(tp, b"m", qos=1)
     got = [d.get().topic for _ in many]
     t.eq(sorted(got), sorted(many), "node b: one message of each of 300 more topics")
-    d.close()
-    d = Client(a.mqtt_port, "surplus", clean=False)
-    t.eq(session_present(d), 1, "node a: the session, moved back")
-    t.eq(until_end(d, pub, "2"), [("fleet/end/cmd", b"end-2")],
-         "node a: nothing the old owner had delivered comes again (forgotten topics)")
-    t.ok(d.none(1), "node a: nothing after it either")
+    d = move_quiet(d, a, pub, "a", "nothing the old owner had delivered comes again "
+                   "(forgotten topics)")
     d.close()
     pub.close()
     stop_clean([a, b])
