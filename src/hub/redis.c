@@ -9,13 +9,15 @@
  * drops (its slot moved) is made again where the slot is.
  *
  * Keys, per topic T: axon:{T}:seq (its last seq), axon:{T}:log (a stream,
- * entry id "<seq>-1", fields t (ms), s (sender), p (payload), x (packed,
- * for MQTT's fields), bounded to the topic's history count),
+ * entry id "<seq>-1", fields t (ms), s (sender), p (payload), r (Redis's
+ * stamp: redis_pub.c), x (packed, for MQTT's fields), bounded to the
+ * topic's history count),
  * axon:{T}:ret (redis_retain.c), axon:{T}:presence (redis_presence.c):
  * one hash tag, one slot.  Channels: axon:<db>:T (pub/sub ignores the
  * database, the name does not); in a cluster the shard channel axon:{T}.
- * A message on a channel is "<seq> <ms> <sender length> <sender><payload>"
- * or "x<seq> <packed>".
+ * A message on a channel is "r<stamp> <seq> <ms> <sender length>
+ * <sender><payload>" or "r<stamp> x<seq> <packed>" (an older node's: no
+ * "r<stamp> ").
  *
  * Subscriptions: an exact filter is a SUBSCRIBE of its channel; a
  * wildcard filter a PSUBSCRIBE of a glob in which '+' and '#' become '*'.

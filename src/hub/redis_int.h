@@ -183,8 +183,9 @@ int bp__chan_parse(redis_bp *b, const char *s, size_t n,
                    char *topic); /* topic: HUB_MAX_TOPIC + 1 */
 void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
 /* A message as it comes from Redis: "<seq> <ms> <sender length>
- * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack); NULL when
- * it is neither or is not of `topic`. */
+ * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack), either after
+ * "r<stamp> " (hub_msg.stamp); NULL when it is neither or is not of
+ * `topic`. */
 hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n);
 
 /* redis.c: the links */
