@@ -88,6 +88,9 @@ typedef struct hub_msg {
     uint8_t via; /* enum hub_via (in what was padding) */
     uint64_t seq;
     int64_t time_ms; /* server time, ms since the epoch */
+    /* with a Redis backplane: Redis's stamp of the publish (µs, rising
+     * strictly per Redis: redis_pub.c), 0 when unknown */
+    uint64_t stamp;
     char *topic;
     char *sender;
     char *payload;
@@ -379,20 +382,28 @@ typedef struct hub_cursor {
     const char *topic;
     uint64_t seq; /* the last seq the client has of it */
 } hub_cursor;
+/* Where the topics not listed resume (hub_subscribe_cursors): after
+ * `stamp` (hub_msg.stamp: hub_backplane_mark() of the node the client
+ * left) when it is not 0, a message without a stamp (from a node of an
+ * older version) from `from_ms` (message time) on; else from `from_ms`. */
+typedef struct hub_point {
+    int64_t from_ms;
+    uint64_t stamp;
+} hub_point;
 /* hub_subscribe() of a wildcard filter whose client stopped at a
  * different seq in each topic (an MQTT session moving between nodes):
  * each listed topic (it must match the filter) is replayed after its own
- * seq, every other matching topic from `from_ms` on (message time), then
+ * seq, every other matching topic from `from` on (hub_point), then
  * live, per topic with no gap and no duplicate, through the one entry.
  * With a backplane the listed topics are visited first (hub_visit): the
  * replay waits for their history, their live messages wait in it.  One
  * that lists topics (ops->topics) is asked first for those published
- * since from_ms, which this node may not have: they are visited too and
- * replayed from from_ms (the subscription is made when it answers,
+ * since `from`, which this node may not have: they are visited too and
+ * replayed from there (the subscription is made when it answers,
  * after this returns).  The cursors are copied.  A filter subscribed already: 0, nothing changes.
  * Returns as hub_subscribe(). */
 int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                          int64_t from_ms);
+                          const hub_point *from);
 /* What hub_subscribe() would say about the filter, without subscribing
  * (gateways that reply before the replay starts). */
 int hub_subscribe_check(const hub_sub *s, const char *filter);
@@ -478,13 +489,15 @@ typedef struct hub_backplane_ops {
     /* hub_visit() (NULL: nothing to visit); cb on `loop`. */
     bool (*visit)(void *ud, const char *topic, void (*cb)(void *ud), void *cbud, ax_loop *loop);
     /* The topics matching wildcard `filter` published in the cluster
-     * since `from_ms` (message time), whether this node knows them or not,
+     * since `from` (hub_point), whether this node knows them or not,
      * for hub_subscribe_cursors() (NULL: none): the backplane receives
      * the filter's live messages first, then lists the topics; cb(cbud,
      * names, n) on `loop`, later (names freed after it returns; n 0 when
      * the cluster cannot be reached).  false: cb never comes. */
-    bool (*topics)(void *ud, const char *filter, int64_t from_ms,
+    bool (*topics)(void *ud, const char *filter, const hub_point *from,
                    void (*cb)(void *cbud, char **names, size_t n), void *cbud, ax_loop *loop);
+    /* hub_backplane_mark() (NULL: none); any thread. */
+    uint64_t (*mark)(void *ud);
 } hub_backplane_ops;
 /* Set before any subscriber or publish (serve does it after hub_new). */
 void hub_set_backplane(hub *h, const hub_backplane_ops *ops, void *ud);
@@ -519,6 +532,10 @@ void hub_backplane_retained(hub *h, hub_msg *m);
 void hub_backplane_presence(hub *h, const char *room, const char *name, bool joined);
 /* The last seq this node has of `topic` (0: none). */
 uint64_t hub_backplane_last(hub *h, const char *topic);
+/* Where this node is in the cluster's order (ops->mark): every message
+ * whose stamp is at or below it has been delivered here; 0: no such
+ * point (no backplane, or none that orders publishes). */
+uint64_t hub_backplane_mark(hub *h);
 /* The oldest seq of `topic` this node holds (0: none); and messages of
  * the topic's past older than that (ascending seqs, from the cluster's
  * stream) put in front of its history (a topic first heard of through a

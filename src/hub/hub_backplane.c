@@ -120,6 +120,11 @@ uint64_t hub_backplane_last(hub *h, const char *topic)
     return last;
 }
 
+uint64_t hub_backplane_mark(hub *h)
+{
+    return h->bp && h->bp->mark ? h->bp->mark(h->bp_ud) : 0;
+}
+
 uint64_t hub_backplane_first(hub *h, const char *topic)
 {
     hub__lock(h);

@@ -82,6 +82,7 @@ struct job {      /* a paced replay: hub_subscribe() with `since` */
     jcursor *cur; /* hub_subscribe_cursors(): per topic, else NULL */
     size_t ncur;
     int64_t from_ms;  /* with cur: a topic not in it from this time on */
+    uint64_t stamp;   /* or after this stamp (hub_point) */
     uint64_t id;      /* (a visit's answer finds its job by it) */
     uint32_t waiting; /* visits of its topics not answered yet: it waits */
     bool listed;      /* topic `pos` is in cur */

@@ -94,6 +94,14 @@ static void job_at(job *j, const char *name, size_t len)
         }
 }
 
+/* A message of a topic not in the job's cursors, before its resume point
+ * (hub_point): the client had it, or subscribed after it. */
+static bool before_point(const job *j, const hub_msg *m)
+{
+    if (j->stamp && m->stamp) return m->stamp <= j->stamp;
+    return m->time_ms < j->from_ms;
+}
+
 /* Replay while the wire takes it; true when the job is done. */
 static bool job_step(hub_sub *s, job *j)
 {
@@ -116,7 +124,7 @@ static bool job_step(hub_sub *s, job *j)
         hub_msg_unref(j->last);
         j->last = hub_msg_ref(m);
         j->after = m->seq;
-        if (j->cur && !j->listed && m->time_ms < j->from_ms) continue; /* before the point */
+        if (j->cur && !j->listed && before_point(j, m)) continue;
         if (hub__may_read(s, m)) hub__sub_push_now(s, m);
     }
     return false;
@@ -206,14 +214,14 @@ int hub_subscribe_check(const hub_sub *s, const char *filter)
 }
 
 static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                       int64_t from_ms, int64_t since);
+                       hub_point from, int64_t since);
 
 int hub_subscribe(hub_sub *s, const char *filter, int64_t since, bool present)
 {
     /* a wildcard resumed in a cluster: the topics only other nodes had
      * too (listed by the topic index, read from the cluster first) */
     if (since >= 0 && s->h->bp && s->h->bp->topics && !hub_topic_valid(filter, strlen(filter)))
-        return cursors_ask(s, filter, NULL, 0, -1, since);
+        return cursors_ask(s, filter, NULL, 0, (hub_point){-1, 0}, since);
     hub__lock(s->h);
     int rc = subscribe_locked(s, filter, since, present, NULL);
     hub__unlock(s->h);
@@ -261,17 +269,20 @@ static void cursor_add(hub *h, job *j, const char *filter, const char *topic, ui
 }
 
 /* The job for hub_subscribe_cursors(), its topics made and pinned: the
- * listed ones, and those the cluster's topic index named: by time, or
- * (from_ms < 0: a hub_subscribe() with `since`) after `since` each. */
+ * listed ones, and those the cluster's topic index named: from the
+ * point, or (from_ms < 0: a hub_subscribe() with `since`) after `since`
+ * each. */
 static job *cursor_job(hub *h, const char *filter, const hub_cursor *cur, size_t n,
-                       char *const *more, size_t nmore, int64_t from_ms, int64_t since)
+                       char *const *more, size_t nmore, hub_point from, int64_t since)
 {
+    int64_t from_ms = from.from_ms;
     job *j = ax_calloc(1, sizeof(*j));
     if (!j || !(j->cur = ax_calloc(n + nmore ? n + nmore : 1, sizeof(*j->cur)))) {
         ax_free(j);
         return NULL;
     }
     j->from_ms = from_ms;
+    j->stamp = from_ms < 0 ? 0 : from.stamp;
     for (size_t i = 0; i < n; i++)
         cursor_add(h, j, filter, cur[i].topic, cur[i].seq, false);
     for (size_t i = 0; i < nmore; i++)
@@ -302,7 +313,8 @@ typedef struct cursor_ask {
     hub_sub *s;
     hub_cursor *cur;
     size_t n;
-    int64_t from_ms, since;
+    hub_point from;
+    int64_t since;
     bool cancelled;
     char *filter;
     char names[]; /* the cursors' topics, one after another */
@@ -333,10 +345,10 @@ static bool ask_gone(const hub_sub *s, const cursor_ask *a)
 
 /* a: the wait this is the answer of (NULL: none). */
 static int cursors_now(hub_sub *s, const cursor_ask *a, const char *filter, const hub_cursor *cur,
-                       size_t n, char *const *more, size_t nmore, int64_t from_ms, int64_t since)
+                       size_t n, char *const *more, size_t nmore, hub_point from, int64_t since)
 {
     hub *h = s->h;
-    bool capped = from_ms < 0 && nmore > HUB_RESUME_TOPICS_MAX; /* (MQTT has no gap notice) */
+    bool capped = from.from_ms < 0 && nmore > HUB_RESUME_TOPICS_MAX; /* (MQTT has no gap notice) */
     if (capped) { /* the most recently published (one Redis: the index's order) */
         more += nmore - HUB_RESUME_TOPICS_MAX;
         nmore = HUB_RESUME_TOPICS_MAX;
@@ -356,7 +368,7 @@ static int cursors_now(hub_sub *s, const cursor_ask *a, const char *filter, cons
     }
     job *j = hub__filter_find(s, filter, strlen(filter))
                  ? NULL
-                 : cursor_job(h, filter, cur, n, more, nmore, from_ms, since);
+                 : cursor_job(h, filter, cur, n, more, nmore, from, since);
     uint64_t id = j ? j->id : 0;
     size_t nv = j ? j->ncur : 0;
     char **names = nv ? ax_calloc(nv, sizeof(*names)) : NULL;
@@ -400,7 +412,7 @@ static void cursor_listed(void *ud, char **names, size_t nn)
     cursor_ask *a = ud;
     hub_sub *s = a->s;
     hub *h = s->h; /* (the unref below may free s) */
-    int rc = cursors_now(s, a, a->filter, a->cur, a->n, names, nn, a->from_ms, a->since);
+    int rc = cursors_now(s, a, a->filter, a->cur, a->n, names, nn, a->from, a->since);
     hub__lock(h);
     if (rc != 0 && !ask_gone(s, a)) /* (live, at least) */
         (void)subscribe_locked(s, a->filter, -1, false, NULL);
@@ -411,9 +423,9 @@ static void cursor_listed(void *ud, char **names, size_t nn)
     ax_free(a);
 }
 
-/* from_ms < 0: hub_subscribe() with `since` of a wildcard filter. */
+/* from.from_ms < 0: hub_subscribe() with `since` of a wildcard filter. */
 static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                       int64_t from_ms, int64_t since)
+                       hub_point from, int64_t since)
 {
     hub *h = s->h;
     size_t fl = strlen(filter), bytes = fl + 1;
@@ -437,7 +449,7 @@ static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, si
         p += tl + 1;
     }
     memcpy(p, filter, fl + 1);
-    *a = (cursor_ask){NULL, s, a->cur, n, from_ms, since, false, p};
+    *a = (cursor_ask){NULL, s, a->cur, n, from, since, false, p};
     hub__lock(h);
     if (!hub__sub_more(s)) {
         hub__unlock(h);
@@ -451,24 +463,26 @@ static int cursors_ask(hub_sub *s, const char *filter, const hub_cursor *cur, si
     hub__unlock(h);
     /* the node receives the filter's live messages first (they wait in
      * their topics' history), then learns every topic published since
-     * from_ms, those no node here had heard of too */
-    if (h->bp->topics(h->bp_ud, filter, from_ms, cursor_listed, a, hub__current_loop(h))) return 0;
+     * `from`, those no node here had heard of too */
+    if (h->bp->topics(h->bp_ud, filter, &a->from, cursor_listed, a, hub__current_loop(h))) return 0;
     hub__lock(h);
     ask_off(s, a);
     hub__sub_unref(s);
     hub__unlock(h);
     ax_free(a->cur);
     ax_free(a);
-    return cursors_now(s, NULL, filter, cur, n, NULL, 0, from_ms, since);
+    return cursors_now(s, NULL, filter, cur, n, NULL, 0, from, since);
 }
 
 int hub_subscribe_cursors(hub_sub *s, const char *filter, const hub_cursor *cur, size_t n,
-                          int64_t from_ms)
+                          const hub_point *from)
 {
     hub *h = s->h;
-    if (!h->bp || !h->bp->topics || from_ms == INT64_MAX || hub_topic_valid(filter, strlen(filter)))
-        return cursors_now(s, NULL, filter, cur, n, NULL, 0, from_ms < 0 ? 0 : from_ms, -1);
-    return cursors_ask(s, filter, cur, n, from_ms < 0 ? 0 : from_ms, -1);
+    hub_point p = {from->from_ms < 0 ? 0 : from->from_ms, from->stamp};
+    if (!h->bp || !h->bp->topics || (from->from_ms == INT64_MAX && !from->stamp) ||
+        hub_topic_valid(filter, strlen(filter)))
+        return cursors_now(s, NULL, filter, cur, n, NULL, 0, p, -1);
+    return cursors_ask(s, filter, cur, n, p, -1);
 }
 
 int hub_unsubscribe(hub_sub *s, const char *filter)

@@ -408,7 +408,8 @@ static void sess_unsave(mq_sess *s)
  * its owner died resumes from there (docs/cluster.md "MQTT"). */
 #define MQ_SEEN_MAX 256
 #define MQ_HAND_FLUSH_MS 100
-#define MQ_HAND_SLACK_MS 1000 /* a topic not in the row: from its time minus this */
+#define MQ_HAND_SLACK_MS 1000 /* a row without a mark (an older node): from its time less this */
+#define MQ_HAND_MARK "\x01"   /* the row's entry of the node's mark (no topic's name) */
 
 typedef struct mq_seen_ent {
     uint64_t seq, used;
@@ -1393,7 +1394,10 @@ struct mq_claim {
  * session subscribes to exactly, and the last seq it was handed of each
  * topic it had under its wildcard filters (mq_seen): its rows hold every
  * message up to there, the claimer resumes after it.  Then the time of
- * the row (as the topic "").  Written before the "let go" (R), on the same
+ * the row (as the topic "") and the node's mark (hub_backplane_mark(), as
+ * the topic MQ_HAND_MARK: every message up to there has come to the
+ * session, the claimer replays the topics not in the row after it; one
+ * Redis only).  Written before the "let go" (R), on the same
  * link as the rows: the claimer reads it with them; and while messages
  * come (mq_hand_flush). */
 typedef struct hand_buf {
@@ -1425,7 +1429,7 @@ static size_t hand_seen_size(const mq_sess *s)
 
 static void hand_write(mq_sess *s)
 {
-    size_t n = 9 + hand_seen_size(s), cl = strlen(mq_cid(s));
+    size_t n = 9 + 10 + hand_seen_size(s), cl = strlen(mq_cid(s));
     for (const mq_subopt *o = s->subs; o; o = o->next)
         if (!o->group && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
             n += strlen(hub_filter(o)) + 9;
@@ -1433,6 +1437,8 @@ static void hand_write(mq_sess *s)
     if (!v) return;
     hand_buf w = {v, v + n};
     hand_put(&w, "", 0, (uint64_t)wall_ms());
+    uint64_t mark = hub_backplane_mark(mq_sess_g(s)->sv->hub);
+    if (mark) hand_put(&w, MQ_HAND_MARK, 1, mark);
     for (const mq_subopt *o = s->subs; o; o = o->next) {
         const char *f = hub_filter(o);
         size_t fl = strlen(f);
@@ -1476,20 +1482,23 @@ static int row_cmp(const void *a, const void *b)
 }
 
 /* A wildcard filter of a claimed session: each topic of the hand-over row
- * it matches from its own seq, the others from the row's time (less
- * MQ_HAND_SLACK_MS: what was on its way to the old owner), then live. */
+ * it matches from its own seq, the others after the old owner's mark (a
+ * row of an older node: from the row's time less MQ_HAND_SLACK_MS, what
+ * may have been on its way to the old owner), then live. */
 static void hand_wild(gw_mqtt *g, mq_sess *s, const char *f)
 {
     const uint8_t *p = g->hand, *end = p + g->hand_len;
     size_t n = 0, cap = 0;
     hub_cursor *cur = NULL;
-    int64_t from_ms = INT64_MAX; /* (a row without its time: live only) */
+    hub_point from = {INT64_MAX, 0}; /* (a row without its time: live only) */
     while (p < end) {
         const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
         if (!nul || end - nul < 9) break;
         uint64_t v = hub_get_be(nul + 1, 8);
         if (nul == p) {
-            from_ms = (int64_t)v - MQ_HAND_SLACK_MS;
+            from.from_ms = (int64_t)v - MQ_HAND_SLACK_MS;
+        } else if (strcmp((const char *)p, MQ_HAND_MARK) == 0) {
+            from.stamp = v;
         } else if (hub_filter_match(f, (const char *)p)) {
             if (n == cap) {
                 hub_cursor *nc = ax_realloc(cur, (cap * 2 + 8) * sizeof(*nc));
@@ -1502,7 +1511,7 @@ static void hand_wild(gw_mqtt *g, mq_sess *s, const char *f)
         }
         p = nul + 9;
     }
-    if (hub_subscribe_cursors(mq_sess_sub(s), f, cur, n, from_ms) != 0)
+    if (hub_subscribe_cursors(mq_sess_sub(s), f, cur, n, &from) != 0)
         (void)hub_subscribe(mq_sess_sub(s), f, -1, false);
     ax_free(cur);
 }

@@ -9,13 +9,15 @@
  * drops (its slot moved) is made again where the slot is.
  *
  * Keys, per topic T: axon:{T}:seq (its last seq), axon:{T}:log (a stream,
- * entry id "<seq>-1", fields t (ms), s (sender), p (payload), x (packed,
- * for MQTT's fields), bounded to the topic's history count),
+ * entry id "<seq>-1", fields t (ms), s (sender), p (payload), r (Redis's
+ * stamp: redis_pub.c), x (packed, for MQTT's fields), bounded to the
+ * topic's history count),
  * axon:{T}:ret (redis_retain.c), axon:{T}:presence (redis_presence.c):
  * one hash tag, one slot.  Channels: axon:<db>:T (pub/sub ignores the
  * database, the name does not); in a cluster the shard channel axon:{T}.
- * A message on a channel is "<seq> <ms> <sender length> <sender><payload>"
- * or "x<seq> <packed>".
+ * A message on a channel is "r<stamp> <seq> <ms> <sender length>
+ * <sender><payload>" or "r<stamp> x<seq> <packed>" (an older node's: no
+ * "r<stamp> ").
  *
  * Subscriptions: an exact filter is a SUBSCRIBE of its channel; a
  * wildcard filter a PSUBSCRIBE of a glob in which '+' and '#' become '*'.
@@ -309,6 +311,14 @@ hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n)
 {
     uint64_t v[3] = {0, 0, 0};
     size_t i = 0;
+    if (n && p[0] == 'r') { /* "r<stamp> " before the message: Redis's stamp */
+        char *end;
+        unsigned long long stamp = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || (size_t)(end - p) >= n || *end != ' ') return NULL;
+        hub_msg *m = bp__msg_decode(topic, tl, end + 1, n - (size_t)(end + 1 - p));
+        if (m) m->stamp = stamp;
+        return m;
+    }
     if (n && p[0] == 'x') { /* "x<seq> <packed>" */
         char *end;
         unsigned long long seq = strtoull(p + 1, &end, 10);
@@ -337,6 +347,41 @@ hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n)
 
 static void bp_deliver_now(redis_bp *b, hub_msg *m, bool force);
 
+/* ---- the mark (redis_int.h): how far this node has delivered ------------------------------ */
+
+/* One Redis: what came through the pub/sub link is delivered up to the
+ * highest stamp come, unless some of it is held back (a topic's history
+ * being read, a gap being filled): then the mark waits (it only rises). */
+static void mark_set(redis_bp *b)
+{
+    if (!b->cluster && !b->holds && b->seen > __atomic_load_n(&b->mark, __ATOMIC_RELAXED))
+        __atomic_store_n(&b->mark, b->seen, __ATOMIC_RELEASE);
+}
+
+static void mark_up(redis_bp *b, uint64_t stamp)
+{
+    if (stamp > b->seen) b->seen = stamp;
+    mark_set(b);
+}
+
+static void hold(redis_bp *b, need *n, bool on)
+{
+    if (n && n->held == on) return;
+    if (n) n->held = on;
+    if (on) {
+        b->holds++;
+    } else if (b->holds) {
+        b->holds--;
+        mark_set(b);
+    }
+}
+
+static uint64_t op_mark(void *ud)
+{
+    redis_bp *b = ud;
+    return __atomic_load_n(&b->mark, __ATOMIC_ACQUIRE);
+}
+
 /* ---- history reads (XRANGE) ------------------------------------------------------------- */
 
 typedef struct xreq {
@@ -351,7 +396,7 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) return NULL;
     const redisReply *id = e->element[0], *f = e->element[1];
     if (id->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_ARRAY) return NULL;
-    const redisReply *t = NULL, *s = NULL, *p = NULL, *x = NULL;
+    const redisReply *t = NULL, *s = NULL, *p = NULL, *x = NULL, *st = NULL;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1) continue;
@@ -359,8 +404,14 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
         if (k->str[0] == 's') s = v;
         if (k->str[0] == 'p') p = v;
         if (k->str[0] == 'x') x = v;
+        if (k->str[0] == 'r') st = v; /* (none: written by an older node) */
     }
-    if (x) return packed_decode(topic, tl, strtoull(id->str, NULL, 10), x->str, (size_t)x->len);
+    uint64_t stamp = st ? strtoull(st->str, NULL, 10) : 0;
+    if (x) {
+        hub_msg *m = packed_decode(topic, tl, strtoull(id->str, NULL, 10), x->str, (size_t)x->len);
+        if (m) m->stamp = stamp;
+        return m;
+    }
     if (!t || !s || !p || (size_t)s->len > HUB_MAX_NAME) return NULL;
     char sender[HUB_MAX_NAME + 1];
     memcpy(sender, s->str, (size_t)s->len);
@@ -369,6 +420,7 @@ static hub_msg *entry_decode(const char *topic, size_t tl, const redisReply *e)
     if (!m) return NULL;
     m->seq = strtoull(id->str, NULL, 10);
     m->time_ms = strtoll(t->str, NULL, 10);
+    m->stamp = stamp;
     m->qos = 1;
     m->binary = !utf8_ok(p->str, (size_t)p->len);
     return m;
@@ -445,6 +497,7 @@ static void on_xrange(rlink *rl, redisReply *r, void *priv)
     if (x->then) {
         bp_deliver_now(b, x->then, true);
         hub_msg_unref(x->then);
+        hold(b, NULL, false); /* (the gap filled) */
     } else if (!b->freeing) {
         need *n = hub_map_get(&b->needs, x->topic, tl);
         if (n && n->syncing) sync_done(b, n);
@@ -477,6 +530,7 @@ static int xrange_send(redis_bp *b, const char *topic, hub_msg *then, int how, b
         ax_free(x);
         return AX_ENOTCONN;
     }
+    if (then) hold(b, NULL, true); /* (then waits for the range) */
     return 0;
 }
 
@@ -550,6 +604,7 @@ static void sync_done(redis_bp *b, need *n)
         if (xrange_send(b, n->filter, NULL, HUB_BPD_FORCE, false) == 0) return;
     }
     n->syncing = false;
+    hold(b, n, false);
     need_ready(b, n);
 }
 
@@ -588,6 +643,7 @@ void bp__need_subscribe(redis_bp *b, need *n)
     }
     if (bp__sub(b, n->exact ? n->filter : NULL, n->chan, true) != 0) {
         n->syncing = false;
+        hold(b, n, false);
         need_ready(b, n);
     }
     bp__pres_follow(b, n, true);
@@ -596,6 +652,7 @@ void bp__need_subscribe(redis_bp *b, need *n)
 static void need_free(redis_bp *b, need *n)
 {
     visits_done(n);
+    hold(b, n, false);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -802,7 +859,9 @@ static void on_message(redis_bp *b, const char *topic, const redisReply *data, b
     hub_msg *m = bp__msg_decode(topic, tl, data->str, (size_t)data->len);
     if (!m) return;
     ST_ADD(b, received, 1);
+    uint64_t stamp = m->stamp;
     if (n && n->syncing) {
+        hold(b, n, true); /* (until the history is in: sync_done) */
         if (n->nbuf >= BP_SYNC_BUF_MAX) {
             n->overflow = true; /* it is in the stream: read again after */
         } else {
@@ -820,13 +879,16 @@ static void on_message(redis_bp *b, const char *topic, const redisReply *data, b
         bp_deliver_now(b, m, false);
     }
     hub_msg_unref(m);
+    mark_up(b, stamp);
 }
 
 static void on_heartbeat(redis_bp *b, bp_link *l, const redisReply *data)
 {
     uint64_t now = bp__mono_ms();
-    uint64_t sent = data->type == REDIS_REPLY_STRING ? strtoull(data->str, NULL, 10) : 0;
+    char *end = NULL;
+    uint64_t sent = data->type == REDIS_REPLY_STRING ? strtoull(data->str, &end, 10) : 0;
     if (!l->sh) return;
+    if (end && *end == ' ') mark_up(b, strtoull(end + 1, NULL, 10)); /* "<ms> <stamp>" */
     l->sh->hb_rx_ms = now;
     uint64_t oldest = now; /* the link is as fresh as its stalest shard */
     for (size_t i = 0; i < b->nshards; i++)
@@ -1036,9 +1098,20 @@ static void go_down(redis_bp *b, const char *why)
         if (n->syncing) need_flush(b, n);
         range_free(n);
         n->syncing = n->overflow = n->first = n->psub_ok = false;
+        hold(b, n, false);
         need_ready(b, n);
     }
 }
+
+/* One Redis: the heartbeat carries a stamp below any later publish's and
+ * at or above every earlier one's (redis_pub.c), so the mark moves on
+ * while no message comes: "<ms> <stamp>". */
+static const char HB_SCRIPT[] =
+    "local now = redis.call('TIME')\n"
+    "local u = tonumber(now[1]) * 1000000 + tonumber(now[2])\n"
+    "local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "if top[2] and tonumber(top[2]) >= u then u = tonumber(top[2]) + 1 end\n"
+    "return redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. string.format('%.0f', u - 1))\n";
 
 static void heartbeat(redis_bp *b, uint64_t now)
 {
@@ -1047,7 +1120,11 @@ static void heartbeat(redis_bp *b, uint64_t now)
     b->hb_sent_ms = now;
     for (size_t i = 0; i < b->nshards; i++) {
         snprintf(chan, sizeof chan, "%s:%zu", b->hb_chan, i);
-        (void)rlink_cmdv(b->shards[i].cmd.rl, on_setup, NULL, "PUBLISH", chan, ms, NULL);
+        if (b->cluster)
+            (void)rlink_cmdv(b->shards[i].cmd.rl, on_setup, NULL, "PUBLISH", chan, ms, NULL);
+        else
+            (void)rlink_cmdv(b->shards[i].cmd.rl, on_setup, NULL, "EVAL", HB_SCRIPT, "1", "axon:ix",
+                             chan, ms, NULL);
     }
 }
 
@@ -1091,7 +1168,7 @@ static void on_tick(ax_timer *t, void *ud)
 }
 
 static const hub_backplane_ops OPS = {bp__publish,  op_need,   bp__wait, bp__cancel, bp__present,
-                                      bp__presence, bp__state, op_visit, bp__topics};
+                                      bp__presence, bp__state, op_visit, bp__topics, op_mark};
 
 /* ---- the backplane ----------------------------------------------------------------------------
  */

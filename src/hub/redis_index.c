@@ -4,7 +4,8 @@
  * moved) finds the topics no node here had heard of.
  *
  * The publish script (redis_pub.c) adds the topic to a sorted set, its
- * score the message's time (ms), in the same slot as the topic's keys so
+ * score the message's stamp (Redis's time in µs, rising strictly per
+ * set), in the same slot as the topic's keys so
  * the script stays atomic: one Redis has one set, "axon:ix"; a cluster one
  * per slot, "axon:{ix<n>}:ix", <n> the first number whose tag "ix<n>"
  * falls in that slot (bp__ix_init).  Each set keeps its most recently
@@ -15,7 +16,10 @@
  * confirmed that subscription reads the sets: a topic published before
  * the subscription took effect is in the index by then (the script added
  * it with the message), one published after comes live: nothing falls
- * between.  One Redis: ZRANGEBYSCORE of the set; a cluster: the same of
+ * between.  From a stamp (hub_point: an MQTT session that moved), the
+ * topics published after it ("(stamp"); else from a time in ms, which
+ * every stamp is above (a row of an older node: more topics than needed,
+ * their messages are picked by time).  One Redis: ZRANGEBYSCORE of the set; a cluster: the same of
  * each slot's set, on the master this node knows holds the slot. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +37,7 @@ typedef struct bp_ixq {
     void (*cb)(void *cbud, char **names, size_t n);
     void *cbud;
     ax_loop *loop;
-    int64_t from_ms;
+    hub_point from;
     uint64_t since_ms; /* monotonic: asked */
     bool reading;      /* sent to Redis: `left` answers to come */
     bool done;         /* answered (freed when no answer is due) */
@@ -232,7 +236,10 @@ static int ix_send_shard(redis_bp *b, bp_ixq *q, size_t shard, const char *from)
 static void ix_send(redis_bp *b, bp_ixq *q)
 {
     char from[24];
-    snprintf(from, sizeof from, "%lld", (long long)(q->from_ms < 0 ? 0 : q->from_ms));
+    if (q->from.stamp)
+        snprintf(from, sizeof from, "(%llu", (unsigned long long)q->from.stamp);
+    else
+        snprintf(from, sizeof from, "%lld", (long long)(q->from.from_ms < 0 ? 0 : q->from.from_ms));
     q->reading = true;
     int rc = 0;
     if (!b->cluster) {
@@ -283,7 +290,7 @@ static void ix_run(ax_loop *loop, void *arg)
     ix_start(q->b, q);
 }
 
-bool bp__topics(void *ud, const char *filter, int64_t from_ms,
+bool bp__topics(void *ud, const char *filter, const hub_point *from,
                 void (*cb)(void *cbud, char **names, size_t n), void *cbud, ax_loop *loop)
 {
     redis_bp *b = ud;
@@ -294,7 +301,7 @@ bool bp__topics(void *ud, const char *filter, int64_t from_ms,
     q->cb = cb;
     q->cbud = cbud;
     q->loop = loop;
-    q->from_ms = from_ms;
+    q->from = *from;
     q->since_ms = bp__mono_ms();
     memcpy(q->filter, filter, fl + 1);
     if (redis_bp_here(b)) {

@@ -53,6 +53,7 @@ typedef struct need { /* a filter this node's subscribers need */
     bool first, got_range, got_mark;
     bool dropped;            /* cluster: Redis let go of its channel (its slot moved) */
     bool psub_ok;            /* a wildcard: Redis confirmed its PSUBSCRIBE */
+    bool held;               /* live messages of it wait (buf, or overflow): b->holds */
     int shard;               /* the shard it is subscribed on */
     bool hub_needs;          /* a subscriber here needs it (else only visited) */
     uint64_t visit_until;    /* monotonic ms: followed for visits until then */
@@ -98,6 +99,14 @@ struct redis_bp {
     uint64_t since_ms, next_try_ms, backoff_ms;
     uint64_t hb_sent_ms, hb_rx_ms; /* monotonic; hb_rx_ms: the oldest shard's */
     uint64_t inflight;             /* atomic */
+    /* one Redis: the highest stamp (redis_pub.c) of what came through the
+     * pub/sub link, a message or a heartbeat: everything Redis ran before
+     * it has come (a link delivers in Redis's order); 0 in a cluster
+     * (classic messages cross the cluster's bus in no order with a
+     * master's own).  Atomic: hub_backplane_mark() */
+    uint64_t mark;
+    uint64_t seen;  /* the highest stamp come; the mark once nothing is held */
+    uint32_t holds; /* needs whose live messages wait, backfills under way */
     char sha[41];
     char prefix[32]; /* channel prefix (one Redis): "axon:<db>:" */
     size_t plen;
@@ -174,8 +183,9 @@ int bp__chan_parse(redis_bp *b, const char *s, size_t n,
                    char *topic); /* topic: HUB_MAX_TOPIC + 1 */
 void bp__on_sub(redis_bp *b, bp_link *l, const redisReply *r);
 /* A message as it comes from Redis: "<seq> <ms> <sender length>
- * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack); NULL when
- * it is neither or is not of `topic`. */
+ * <sender><payload>", or "x<seq> <packed>" (hub_msg_unpack), either after
+ * "r<stamp> " (hub_msg.stamp); NULL when it is neither or is not of
+ * `topic`. */
 hub_msg *bp__msg_decode(const char *topic, size_t tl, const char *p, size_t n);
 
 /* redis.c: the links */
@@ -223,7 +233,7 @@ void bp__sess_free(redis_bp *b);
 #define BP_INDEX_READ_MAX 100000 /* topics one read hands the hub, at most */
 int bp__ix_init(redis_bp *b);
 void bp__ix_key(redis_bp *b, const char *topic, char *out, size_t cap);
-bool bp__topics(void *ud, const char *filter, int64_t from_ms,
+bool bp__topics(void *ud, const char *filter, const hub_point *from,
                 void (*cb)(void *cbud, char **names, size_t n), void *cbud, ax_loop *loop);
 void bp__ix_psubscribed(redis_bp *b, const char *glob);
 void bp__ix_tick(redis_bp *b, uint64_t now);

@@ -17,15 +17,27 @@
  * hears of it on the classic channel ARGV[10].  ARGV[11]: a cluster's
  * classic channel of the topic, for wildcard subscribers, or "".
  * KEYS[4]: the topic index (bp__ix_key: a sorted set in the topic's
- * slot) where the topic ARGV[12] gets the message's time as its score;
- * it keeps the ARGV[13] most recently published topics (redis_index.c). */
+ * slot) where the topic ARGV[12] gets the message's stamp as its score;
+ * it keeps the ARGV[13] most recently published topics (redis_index.c).
+ *
+ * The stamp: Redis's own clock (TIME, in µs), raised above the index's
+ * highest score, so it rises strictly with every publish to the set (one
+ * Redis: every publish; a cluster: every publish to the slot).  It goes
+ * on the stream entry (field r) and before the channel message
+ * ("r<stamp> "): the resume point of an MQTT session that moves between
+ * nodes (docs/cluster.md "Nothing published during the hand-over"). */
 const char bp__script[] =
+    "local now = redis.call('TIME')\n"
+    "local u = tonumber(now[1]) * 1000000 + tonumber(now[2])\n"
+    "local top = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')\n"
+    "if top[2] and tonumber(top[2]) >= u then u = tonumber(top[2]) + 1 end\n"
+    "local r = string.format('%.0f', u)\n"
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local last = tonumber(ARGV[6])\n"
     "if seq <= last then seq = last + 1; redis.call('SET', KEYS[1], seq) end\n"
     "local x = ARGV[8]\n"
-    "local f = {'t', ARGV[3], 's', ARGV[4], 'p', ARGV[5]}\n"
-    "if x ~= '' then f[7] = 'x'; f[8] = x end\n"
+    "local f = {'t', ARGV[3], 's', ARGV[4], 'p', ARGV[5], 'r', r}\n"
+    "if x ~= '' then f[9] = 'x'; f[10] = x end\n"
     "local maxlen = tonumber(ARGV[2])\n"
     "if maxlen > 0 then\n"
     "  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-1', unpack(f))\n"
@@ -37,8 +49,9 @@ const char bp__script[] =
     "  end\n"
     "end\n"
     "local msg\n"
-    "if x ~= '' then msg = 'x' .. seq .. ' ' .. x\n"
-    "else msg = seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' .. ARGV[4] .. ARGV[5] end\n"
+    "if x ~= '' then msg = 'r' .. r .. ' x' .. seq .. ' ' .. x\n"
+    "else msg = 'r' .. r .. ' ' .. seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[4] .. ' ' .. ARGV[4] .. "
+    "ARGV[5] end\n"
     "redis.call(ARGV[7], ARGV[1], msg)\n"
     "if ARGV[11] ~= '' then redis.call('PUBLISH', ARGV[11], msg) end\n"
     "if ARGV[9] == '1' then\n"
@@ -46,7 +59,7 @@ const char bp__script[] =
     "  else redis.call('SET', KEYS[3], seq .. ' ' .. x) end\n"
     "  redis.call('PUBLISH', ARGV[10], seq .. ' ' .. x)\n"
     "end\n"
-    "redis.call('ZADD', KEYS[4], tonumber(ARGV[3]), ARGV[12])\n"
+    "redis.call('ZADD', KEYS[4], r, ARGV[12])\n"
     "if redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[13]) then\n"
     "  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)\n"
     "end\n"

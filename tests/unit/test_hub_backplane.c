@@ -69,7 +69,7 @@ static void f_presence(void *ud, const char *room, void (*cb)(const char *name, 
 }
 
 static const hub_backplane_ops FAKE = {f_publish,  f_need, f_wait, f_cancel, f_present,
-                                       f_presence, NULL,   NULL,   NULL};
+                                       f_presence, NULL,   NULL,   NULL,     NULL};
 
 typedef struct brec {
     hub_sub *s;
@@ -211,6 +211,48 @@ TEST(backplane_older_past_goes_before_what_a_wildcard_brought)
     ASSERT_EQ(hub_subscribe(r.s, "t/w", 3, false), 0);
     hub_backplane_ready(h, "t/w");
     ASSERT_STREQ(r.log, "4=p4;5=p5;6=p6;");
+    hub_sub_free(r.s);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
+static void stamped(hub *h, const char *topic, uint64_t seq, const char *text, uint64_t stamp,
+                    int64_t time_ms)
+{
+    hub_msg *m = cluster_msg(topic, seq, text);
+    m->stamp = stamp;
+    m->time_ms = time_ms;
+    ASSERT_EQ(hub_backplane_deliver(h, m, HUB_BPD_FORCE), HUB_BP_OK);
+    hub_msg_unref(m);
+}
+
+TEST(backplane_cursors_resume_unlisted_topics_after_the_stamp)
+{
+    /* an MQTT session that moved (hub_subscribe_cursors): t/x is in its
+     * hand-over row (from its seq), t/y and t/z are not: after the old
+     * owner's mark (stamp 20), a message without a stamp (an older
+     * node's) by its time */
+    ax_loop *loop = tu_loop();
+    fake f;
+    hub *h = mk(loop, &f);
+    stamped(h, "t/x", 1, "x1", 5, 9);
+    stamped(h, "t/x", 2, "x2", 6, 9);
+    stamped(h, "t/y", 1, "y1", 20, 9); /* the old owner had it */
+    stamped(h, "t/y", 2, "y2", 30, 9);
+    stamped(h, "t/y", 3, "y3", 0, 9); /* no stamp, at or after from_ms */
+    stamped(h, "t/z", 1, "z1", 0, 1); /* no stamp, before from_ms */
+    hub_cursor cur[] = {{"t/x", 1}};
+    brec r = {0}, old = {0};
+    r.s = hub_sub_new(h, &b_ops, &r, NULL);
+    hub_point at = {5, 20};
+    ASSERT_EQ(hub_subscribe_cursors(r.s, "t/+", cur, 1, &at), 0);
+    ASSERT_STREQ(r.log, "2=x2;2=y2;3=y3;");
+    /* without a mark (a row of an older node): by time alone */
+    old.s = hub_sub_new(h, &b_ops, &old, NULL);
+    hub_point by_time = {5, 0};
+    ASSERT_EQ(hub_subscribe_cursors(old.s, "t/+", cur, 1, &by_time), 0);
+    ASSERT_STREQ(old.log, "2=x2;1=y1;2=y2;3=y3;");
+    hub_sub_free(old.s);
     hub_sub_free(r.s);
     hub_free(h);
     ax_loop_free(loop);
