@@ -929,8 +929,30 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, s
     }
 }
 
+/* Redis is behind (more publishes on their way than its high mark,
+ * docs/cluster.md "Slow Redis"): a PUBLISH waits, with everything after it,
+ * unread, and the connection is paused (its socket fills up and TCP slows
+ * the client down, as mosquitto and EMQX do) until unhold().  Nothing is
+ * refused, nothing queued here.  true: stop parsing.  Over WebSocket the
+ * frames already read go on (false); the next ones wait in the socket. */
+static bool hold(mq_conn *c)
+{
+    redis_bp *b = c->g->sv->bp;
+    if (!b || !c->s) return false;
+    if (c->x && c->x->held) return c->c != NULL;
+    if (!redis_bp_hold(b)) return false;
+    if (!mq_cx_get(c)) { /* (then published: refused over the hard maximum) */
+        redis_bp_unhold(b, 1);
+        return false;
+    }
+    c->x->held = true;
+    c->g->nheld++;
+    ax_conn_pause(c->c ? c->c : ax_ws_conn(c->ws));
+    return c->c != NULL;
+}
+
 /* Parse and handle the packets in buf; returns the bytes used (the rest
- * is a packet's first part). */
+ * is a packet's first part, or waits for unhold()). */
 static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
@@ -948,6 +970,7 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
                 mq_close(c, (uint8_t)-n, pkt.error);
             break;
         }
+        if (pkt.type == AX_MQTT_PUBLISH && hold(c)) break;
         on_packet(c, &pkt, buf + off, (size_t)n);
         off += (size_t)n;
     }
@@ -992,6 +1015,10 @@ static void conn_gone(mq_conn *c)
 {
     gw_mqtt *g = c->g;
     mq_cx *x = c->x;
+    if (x && x->held) {
+        g->nheld--;
+        redis_bp_unhold(g->sv->bp, 1);
+    }
     if (c->ws) {
         if (x->prev)
             x->prev->x->next = x->next;
@@ -1104,6 +1131,27 @@ static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud)
         next = c->x->next; /* (fn may close c, not free it: on_close comes later) */
         fn(c, ud);
     }
+}
+
+static void unhold_one(mq_conn *c, void *ud)
+{
+    if (!c->x || !c->x->held || c->closing) return; /* (closing: conn_gone counts it) */
+    c->x->held = false;
+    c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (its PINGREQs were not read) */
+    ax_conn_resume(c->c ? c->c : ax_ws_conn(c->ws));       /* (what it kept comes again) */
+    ++*(uint64_t *)ud;
+}
+
+/* Redis caught up (its handler, redis_hold_handler(); or the tick, when
+ * the wake could not be posted): the held connections are read again. */
+static void unhold(void *ud)
+{
+    gw_mqtt *g = ud;
+    uint64_t n = 0;
+    if (!g->nheld) return;
+    conns_each(g, unhold_one, &n);
+    g->nheld -= n;
+    redis_bp_unhold(g->sv->bp, n);
 }
 
 /* ---- MQTT over WebSocket
@@ -1243,7 +1291,7 @@ static void conn_tick(mq_conn *c, void *ud)
         mq_close(c, 0, "no CONNECT in time");
     else if (c->x && c->x->auth && (uint32_t)(n->now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
         refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, "authentication not finished in time");
-    else if (c->keepalive_s &&
+    else if (c->keepalive_s && !(c->x && c->x->held) && /* (we do not read its PINGREQs) */
              (uint32_t)(n->now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
         mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
     else if (c->s && c->s->id && auth_expired(c->s->id, n->wall))
@@ -1257,6 +1305,7 @@ static void tick(ax_timer *t, void *ud)
     uint64_t now = ax_loop_now(g->sv->loop);
     tick_now n = {(uint32_t)now, (int64_t)time(NULL)};
     conns_each(g, conn_tick, &n);
+    if (g->nheld && redis_bp_calm(g->sv->bp)) unhold(g);
     if (g->sv->bp && now - g->ttl_ms >= REDIS_SESS_REFRESH_MS) g->ttl_ms = now;
     hub_lmap_each(&g->by_id, sess_tick, &now);
 }
@@ -1337,6 +1386,7 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
+    if (g->sv->bp) redis_hold_handler(g->sv->bp, NULL, NULL, g->sv->loop);
     mq_sess_unload(g);
     hub_lmap_each(&g->by_id, sess_end, NULL);
     hub_lmap_free(&g->by_id);
@@ -1392,6 +1442,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     mq_sess_load(g); /* (other threads: their sessions in Redis only) */
+    if (sv->bp) redis_hold_handler(sv->bp, unhold, g, sv->loop);
     if (mount_ws(g, why, why_len) != 0) {
         ax_listener_close(g->ls);
         gw_free(g);
