@@ -930,11 +930,12 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, s
 }
 
 /* Redis is behind (more publishes on their way than its high mark,
- * docs/cluster.md "Slow Redis"): a PUBLISH waits, with everything after it,
- * unread, and the connection is paused (its socket fills up and TCP slows
- * the client down, as mosquitto and EMQX do) until unhold().  Nothing is
- * refused, nothing queued here.  true: stop parsing.  Over WebSocket the
- * frames already read go on (false); the next ones wait in the socket. */
+ * docs/cluster.md "When Redis or a node fails"): a PUBLISH waits, with
+ * everything after it, unread, and the connection is paused (its socket
+ * fills up and TCP slows the client down, as mosquitto and EMQX do) until
+ * unhold().  Nothing is refused, nothing queued here.  true: stop
+ * parsing.  Over WebSocket the frames already read go on (false); the
+ * next ones wait in the socket. */
 static bool hold(mq_conn *c)
 {
     redis_bp *b = c->g->sv->bp;
