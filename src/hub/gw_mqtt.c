@@ -36,6 +36,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define ALIAS_MAX 64 /* topic aliases a 5.0 client may set */
 #define SYS_INTERVAL_MS 10000
+#define WS_HELD_READ (64 * 1024) /* a read of the loop's (its buffer): frames after a pause */
 
 struct mq_wait { /* an acknowledgement in order, maybe waiting for the store */
     hub_ack ack; /* first: the callback gets it */
@@ -933,14 +934,14 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, s
  * docs/cluster.md "When Redis or a node fails"): a PUBLISH waits, with
  * everything after it, unread, and the connection is paused (its socket
  * fills up and TCP slows the client down, as mosquitto and EMQX do) until
- * unhold().  Nothing is refused, nothing queued here.  true: stop
- * parsing.  Over WebSocket the frames already read go on (false); the
- * next ones wait in the socket. */
+ * unhold().  Nothing is refused, nothing queued here but what was read
+ * (over WebSocket the frames of that read wait in cx->in: ws_message()).
+ * true: stop parsing. */
 static bool hold(mq_conn *c)
 {
     redis_bp *b = c->g->sv->bp;
     if (!b || !c->s) return false;
-    if (c->x && c->x->held) return c->c != NULL;
+    if (c->x && c->x->held) return true;
     if (!redis_bp_hold(b)) return false;
     if (!mq_cx_get(c)) { /* (then published: refused over the hard maximum) */
         redis_bp_unhold(b, 1);
@@ -949,7 +950,7 @@ static bool hold(mq_conn *c)
     c->x->held = true;
     c->g->nheld++;
     ax_conn_pause(c->c ? c->c : ax_ws_conn(c->ws));
-    return c->c != NULL;
+    return true;
 }
 
 /* Parse and handle the packets in buf; returns the bytes used (the rest
@@ -1134,6 +1135,8 @@ static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud)
     }
 }
 
+static void ws_input(mq_conn *c);
+
 static void unhold_one(mq_conn *c, void *ud)
 {
     if (!c->x || !c->x->held || c->closing) return; /* (closing: conn_gone counts it) */
@@ -1141,6 +1144,7 @@ static void unhold_one(mq_conn *c, void *ud)
     c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (its PINGREQs were not read) */
     ax_conn_resume(c->c ? c->c : ax_ws_conn(c->ws));       /* (what it kept comes again) */
     ++*(uint64_t *)ud;
+    if (c->ws && c->x->in && c->x->in->len) ws_input(c); /* (what waited: ws_message) */
 }
 
 /* Redis caught up (its handler, redis_hold_handler(); or the tick, when
@@ -1165,7 +1169,19 @@ static void ws_open(ax_ws *ws)
     conn_link(c);
 }
 
-/* A packet may span messages, and a message hold several packets. */
+/* The packets of cx->in; a packet's first part (or what waits for
+ * unhold()) is kept. */
+static void ws_input(mq_conn *c)
+{
+    mq_inbuf *in = c->x->in;
+    size_t used = on_bytes(c, in->data, in->len);
+    memmove(in->data, in->data + used, in->len - used);
+    in->len -= used;
+}
+
+/* A packet may span messages, and a message hold several packets.  A
+ * connection held back (hold()) keeps the messages of the read that
+ * came with its pause: more than a packet, up to a read past it. */
 static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
 {
     mq_conn *c = ax_ws_data(ws);
@@ -1178,8 +1194,9 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
         len -= used;
         if (!len || c->closing) return;
     }
-    size_t have = in ? in->len : 0;
-    if (have + len > max_packet(c->g) + 8) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
+    size_t have = in ? in->len : 0, room = max_packet(c->g) + 8;
+    if (c->x->held) room = 2 * room + WS_HELD_READ;
+    if (have + len > room) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
     if (!in || have + len > in->cap) {
         size_t cap = (have + len) * 2;
         in = ax_realloc(in, sizeof(*in) + cap);
@@ -1190,9 +1207,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
     }
     memcpy(in->data + in->len, data, len);
     in->len += len;
-    size_t used = on_bytes(c, in->data, in->len);
-    memmove(in->data, in->data + used, in->len - used);
-    in->len -= used;
+    ws_input(c);
 }
 
 static void ws_drain(ax_ws *ws)
