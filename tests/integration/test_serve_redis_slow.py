@@ -13,11 +13,13 @@ sent): the publisher stays connected and gets every PUBACK; a subscriber
 (on a second node) gets every message once, in order; nothing is refused
 (axon_redis_refused_total 0) and the pauses are counted
 (axon_redis_paused_total); the node's memory stays flat (the socket's
-buffer is the bound); after SIGCONT nobody is left paused."""
+buffer is the bound); after SIGCONT nobody is left paused.  The same
+with the publisher over WebSocket (/mqtt)."""
 import os
 import shutil
 import signal
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -129,15 +131,62 @@ class Heartbeats:
             pass
 
 
-@t.test
-def a_fast_publisher_is_paused_not_closed():
+class WsRaw(Raw):
+    """MQTT bytes over a WebSocket (/mqtt): big binary frames out (masked
+    with a zero key), the frames in unwrapped for Raw.packet()."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=axtest.TIMEOUT)
+        self.s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+        self.raw = b""
+        while b"\r\n\r\n" not in self.raw:
+            self.raw += self.s.recv(4096)
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise axtest.Failure("no WebSocket upgrade: %r" % head[:80])
+        self.buf = b""
+        self.sock = self.s
+        self.s = self  # (Raw.packet reads self.s.recv: the frames' payloads)
+
+    def settimeout(self, timeout):
+        self.sock.settimeout(timeout)
+
+    def recv(self, n):
+        while True:
+            k = self.raw[1] & 127 if len(self.raw) >= 2 else -1
+            off = {126: 4, 127: 10}.get(k, 2)
+            if k == 126 and len(self.raw) >= 4:
+                k = struct.unpack(">H", self.raw[2:4])[0]
+            elif k == 127 and len(self.raw) >= 10:
+                k = struct.unpack(">Q", self.raw[2:10])[0]
+            if k >= 0 and len(self.raw) >= off + k:
+                data, self.raw = self.raw[off:off + k], self.raw[off + k:]
+                return data or self.recv(n)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return b""
+            self.raw += chunk
+
+    def send(self, data):
+        n = len(data)
+        size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+        self.sock.sendall(b"\x82" + size + b"\0\0\0\0" + data)
+
+    def close(self):
+        self.sock.close()
+
+
+def with_nodes(publisher):
+    """paused_not_closed() with publisher(node) on a node of a new Redis."""
     os.environ.update(axtest.flat_memory_env())  # (the node's RSS is bounded below)
     r = redisutil.Redis()
     n = node(r)  # the publisher's
     hb = Heartbeats(r)
     m = node(r)  # the subscriber's (its node's work of delivering is not n's)
     try:
-        paused_not_closed(r, n, m, hb)
+        paused_not_closed(r, n, m, hb, publisher(n))
     except axtest.Failure:  # (what the nodes say of it)
         print("\n".join("# " + ln for x in (n, m) for ln in x.stderr().splitlines()[-4:]))
         raise
@@ -170,9 +219,8 @@ def subscribed(n, m):
     return sub
 
 
-def paused_not_closed(r, n, m, hb):
+def paused_not_closed(r, n, m, hb, pub):
     sub = subscribed(n, m)
-    pub = Raw(n.mqtt_port)
     pub.send(connect_pkt("slow-pub"))
     t.eq(pub.packet()[0], 2, "the publisher's CONNACK")
     rss0 = axtest.rss_kb(n.pid)
@@ -226,9 +274,23 @@ def paused_not_closed(r, n, m, hb):
     t.ok(metric(n, "axon_redis_paused_total") >= 1, "the pauses counted")
     t.eq(metric(n, "axon_redis_paused"), 0, "nobody paused once Redis caught up")
     grew = peak[0] - rss0
+    print("# %d paused, the node's RSS +%d KiB at most (from %d KiB)" %
+          (metric(n, "axon_redis_paused_total"), grew, rss0))
     t.ok(grew < 48 * 1024, "memory bounded (the socket buffer holds the rest): +%d KiB" % grew)
     sub.close()
     pub.close()
+
+
+@t.test
+def a_fast_publisher_is_paused_not_closed():
+    with_nodes(lambda n: Raw(n.mqtt_port))
+
+
+@t.test
+def over_websocket_too():
+    # the frames of the read that came with the pause wait in the
+    # connection (not published past the hard maximum: refused, closed)
+    with_nodes(lambda n: WsRaw(n.http_port))
 
 
 t.main()
