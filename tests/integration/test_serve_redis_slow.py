@@ -29,7 +29,7 @@ import redisutil
 import servutil
 from mqttutil import Client, Raw, connect_pkt, publish_pkt
 
-t = axtest.Tests("axon serve: a fast MQTT publisher while Redis is slow", alarm=120)
+t = axtest.Tests("axon serve: a fast MQTT publisher while Redis is slow", alarm=240)
 
 if not shutil.which("redis-server"):
     raise SystemExit("not ok - redis-server is missing: run scripts/deps.sh test")
@@ -178,18 +178,33 @@ class WsRaw(Raw):
         self.sock.close()
 
 
+STALE = "the link is stale"
+
+
 def with_nodes(publisher):
-    """paused_not_closed() with publisher(node) on a node of a new Redis."""
+    """paused_not_closed() with publisher(node) on a node of a new Redis.
+
+    A machine so busy that Redis and the node take 3 s to answer their
+    backlog makes the node call its link stale (Redis unreachable: its
+    publishers refused, 3.1.1 closed, as documented): not a slow Redis,
+    the case here; then once more, on fresh nodes."""
     os.environ.update(axtest.flat_memory_env())  # (the node's RSS is bounded below)
-    r = redisutil.Redis()
-    n = node(r)  # the publisher's
-    hb = Heartbeats(r)
-    m = node(r)  # the subscriber's (its node's work of delivering is not n's)
-    try:
-        paused_not_closed(r, n, m, hb, publisher(n))
-    except axtest.Failure:  # (what the nodes say of it)
-        print("\n".join("# " + ln for x in (n, m) for ln in x.stderr().splitlines()[-4:]))
-        raise
+    for attempt in (1, 2, 3):
+        r = redisutil.Redis()
+        n = node(r)  # the publisher's
+        hb = Heartbeats(r)
+        m = node(r)  # the subscriber's (its node's work of delivering is not n's)
+        try:
+            paused_not_closed(r, n, m, hb, publisher(n))
+            break
+        except axtest.Failure:  # (what the nodes say of it)
+            print("\n".join("# " + ln for x in (n, m) for ln in x.stderr().splitlines()[-4:]))
+            if attempt == 3 or STALE not in n.stderr():
+                raise
+            print("# the link went stale (a busy machine): again")
+            for x in (n, m, r):
+                x.stop()
+            hb.s.close()
     hb.s.close()
     for x in (n, m):
         x.signal(signal.SIGTERM)
@@ -232,18 +247,15 @@ def paused_not_closed(r, n, m, hb, pub):
     f.go.set()  # (the rest: mid-stream)
     try:
         # until the publishes on their way pass the high mark (the old
-        # code: past the hard maximum, the publisher closed), then a
-        # moment; short: the node says its link is stale after 3 s without
-        # a heartbeat back, and Redis and the node have a backlog to answer
+        # code: past the hard maximum, the publisher closed); short: the
+        # node says its link is stale after 3 s without a heartbeat back,
+        # and Redis and the node have a backlog to answer
         deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and not f.closed and metric(n, "axon_redis_paused") < 1:
+        paused_now = 0
+        while time.monotonic() < deadline and not f.closed and paused_now < 1:
             peak[0] = max(peak[0], axtest.rss_kb(n.pid))
             time.sleep(0.05)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.3 and not f.closed:
-            peak[0] = max(peak[0], axtest.rss_kb(n.pid))
-            time.sleep(0.05)
-        paused_now = metric(n, "axon_redis_paused")
+            paused_now = metric(n, "axon_redis_paused")
     finally:
         r.signal(signal.SIGCONT)
     t.eq(f.closed, None, "the publisher is not closed while Redis is stopped")
