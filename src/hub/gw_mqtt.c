@@ -36,6 +36,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define ALIAS_MAX 64 /* topic aliases a 5.0 client may set */
 #define SYS_INTERVAL_MS 10000
+#define WS_HELD_READ (64 * 1024) /* a read of the loop's (its buffer): frames after a pause */
 
 struct mq_wait { /* an acknowledgement in order, maybe waiting for the store */
     hub_ack ack; /* first: the callback gets it */
@@ -929,8 +930,31 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, s
     }
 }
 
+/* Redis is behind (more publishes on their way than its high mark,
+ * docs/cluster.md "When Redis or a node fails"): a PUBLISH waits, with
+ * everything after it, unread, and the connection is paused (its socket
+ * fills up and TCP slows the client down, as mosquitto and EMQX do) until
+ * unhold().  Nothing is refused, nothing queued here but what was read
+ * (over WebSocket the frames of that read wait in cx->in: ws_message()).
+ * true: stop parsing. */
+static bool hold(mq_conn *c)
+{
+    redis_bp *b = c->g->sv->bp;
+    if (!b || !c->s) return false;
+    if (c->x && c->x->held) return true;
+    if (!redis_bp_hold(b)) return false;
+    if (!mq_cx_get(c)) { /* (then published: refused over the hard maximum) */
+        redis_bp_unhold(b, 1);
+        return false;
+    }
+    c->x->held = true;
+    c->g->nheld++;
+    ax_conn_pause(c->c ? c->c : ax_ws_conn(c->ws));
+    return true;
+}
+
 /* Parse and handle the packets in buf; returns the bytes used (the rest
- * is a packet's first part). */
+ * is a packet's first part, or waits for unhold()). */
 static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
@@ -948,6 +972,7 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
                 mq_close(c, (uint8_t)-n, pkt.error);
             break;
         }
+        if (pkt.type == AX_MQTT_PUBLISH && hold(c)) break;
         on_packet(c, &pkt, buf + off, (size_t)n);
         off += (size_t)n;
     }
@@ -992,6 +1017,10 @@ static void conn_gone(mq_conn *c)
 {
     gw_mqtt *g = c->g;
     mq_cx *x = c->x;
+    if (x && x->held) {
+        g->nheld--;
+        redis_bp_unhold(g->sv->bp, 1);
+    }
     if (c->ws) {
         if (x->prev)
             x->prev->x->next = x->next;
@@ -1106,6 +1135,30 @@ static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud)
     }
 }
 
+static void ws_input(mq_conn *c);
+
+static void unhold_one(mq_conn *c, void *ud)
+{
+    if (!c->x || !c->x->held || c->closing) return; /* (closing: conn_gone counts it) */
+    c->x->held = false;
+    c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (its PINGREQs were not read) */
+    ax_conn_resume(c->c ? c->c : ax_ws_conn(c->ws));       /* (what it kept comes again) */
+    ++*(uint64_t *)ud;
+    if (c->ws && c->x->in && c->x->in->len) ws_input(c); /* (what waited: ws_message) */
+}
+
+/* Redis caught up (its handler, redis_hold_handler(); or the tick, when
+ * the wake could not be posted): the held connections are read again. */
+static void unhold(void *ud)
+{
+    gw_mqtt *g = ud;
+    uint64_t n = 0;
+    if (!g->nheld) return;
+    conns_each(g, unhold_one, &n);
+    g->nheld -= n;
+    redis_bp_unhold(g->sv->bp, n);
+}
+
 /* ---- MQTT over WebSocket
  * ------------------------------------------------------------------------- */
 
@@ -1116,7 +1169,19 @@ static void ws_open(ax_ws *ws)
     conn_link(c);
 }
 
-/* A packet may span messages, and a message hold several packets. */
+/* The packets of cx->in; a packet's first part (or what waits for
+ * unhold()) is kept. */
+static void ws_input(mq_conn *c)
+{
+    mq_inbuf *in = c->x->in;
+    size_t used = on_bytes(c, in->data, in->len);
+    memmove(in->data, in->data + used, in->len - used);
+    in->len -= used;
+}
+
+/* A packet may span messages, and a message hold several packets.  A
+ * connection held back (hold()) keeps the messages of the read that
+ * came with its pause: more than a packet, up to a read past it. */
 static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
 {
     mq_conn *c = ax_ws_data(ws);
@@ -1129,8 +1194,9 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
         len -= used;
         if (!len || c->closing) return;
     }
-    size_t have = in ? in->len : 0;
-    if (have + len > max_packet(c->g) + 8) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
+    size_t have = in ? in->len : 0, room = max_packet(c->g) + 8;
+    if (c->x->held) room = 2 * room + WS_HELD_READ;
+    if (have + len > room) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
     if (!in || have + len > in->cap) {
         size_t cap = (have + len) * 2;
         in = ax_realloc(in, sizeof(*in) + cap);
@@ -1141,9 +1207,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
     }
     memcpy(in->data + in->len, data, len);
     in->len += len;
-    size_t used = on_bytes(c, in->data, in->len);
-    memmove(in->data, in->data + used, in->len - used);
-    in->len -= used;
+    ws_input(c);
 }
 
 static void ws_drain(ax_ws *ws)
@@ -1243,7 +1307,7 @@ static void conn_tick(mq_conn *c, void *ud)
         mq_close(c, 0, "no CONNECT in time");
     else if (c->x && c->x->auth && (uint32_t)(n->now32 - c->last_in_ms) > CONNECT_TIMEOUT_MS)
         refuse(c, AX_MQTT_RC_NOT_AUTHORIZED, "authentication not finished in time");
-    else if (c->keepalive_s &&
+    else if (c->keepalive_s && !(c->x && c->x->held) && /* (we do not read its PINGREQs) */
              (uint32_t)(n->now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
         mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
     else if (c->s && c->s->id && auth_expired(c->s->id, n->wall))
@@ -1257,6 +1321,7 @@ static void tick(ax_timer *t, void *ud)
     uint64_t now = ax_loop_now(g->sv->loop);
     tick_now n = {(uint32_t)now, (int64_t)time(NULL)};
     conns_each(g, conn_tick, &n);
+    if (g->nheld && redis_bp_calm(g->sv->bp)) unhold(g);
     if (g->sv->bp && now - g->ttl_ms >= REDIS_SESS_REFRESH_MS) g->ttl_ms = now;
     hub_lmap_each(&g->by_id, sess_tick, &now);
 }
@@ -1337,6 +1402,7 @@ static int mount_ws(gw_mqtt *g, char *why, size_t why_len)
 static void gw_free(gw_mqtt *g)
 {
     if (!g) return;
+    if (g->sv->bp) redis_hold_handler(g->sv->bp, NULL, NULL, g->sv->loop);
     mq_sess_unload(g);
     hub_lmap_each(&g->by_id, sess_end, NULL);
     hub_lmap_free(&g->by_id);
@@ -1392,6 +1458,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     mq_sess_load(g); /* (other threads: their sessions in Redis only) */
+    if (sv->bp) redis_hold_handler(sv->bp, unhold, g, sv->loop);
     if (mount_ws(g, why, why_len) != 0) {
         ax_listener_close(g->ls);
         gw_free(g);

@@ -160,6 +160,7 @@ struct mq_cx {
                           * (the last one's next is the first), NULL: none */
     uint32_t max_packet; /* 5.0: the client's Maximum Packet Size, 0: none */
     uint16_t recv_max;   /* 5.0: the client's Receive Maximum, 0: none */
+    bool held;           /* not read: Redis is behind (gw_mqtt.c hold()) */
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
@@ -251,6 +252,7 @@ struct gw_mqtt {
     uint64_t ttl_ms;         /* with Redis: when sessions' TTLs were last renewed */
     const uint8_t *hand;     /* loading a claimed session: its hand-over row */
     size_t hand_len;
+    uint64_t nheld; /* connections held back (their cx->held) */
 };
 
 /* ---- mqtt_sess.c ---- */

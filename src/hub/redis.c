@@ -1277,6 +1277,7 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     hub_map_init(&b->pres_remote);
     pthread_mutex_init(&b->pres_mu, NULL);
     pthread_mutex_init(&b->sess_mu, NULL);
+    pthread_mutex_init(&b->hold_mu, NULL);
     pthread_mutex_init(&b->ix_mu, NULL);
     hub_set_backplane(h, &OPS, b);
     return b;
@@ -1351,13 +1352,18 @@ size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len)
         "# HELP axon_redis_state_retried_total Failed MQTT session rows written again.\n"
         "# TYPE axon_redis_state_retried_total counter\naxon_redis_state_retried_total %llu\n"
         "# HELP axon_redis_state_lost_total Failed MQTT session rows given up.\n"
-        "# TYPE axon_redis_state_lost_total counter\naxon_redis_state_lost_total %llu\n",
+        "# TYPE axon_redis_state_lost_total counter\naxon_redis_state_lost_total %llu\n"
+        "# HELP axon_redis_paused Publishers not read now: too many publishes on their way.\n"
+        "# TYPE axon_redis_paused gauge\naxon_redis_paused %llu\n"
+        "# HELP axon_redis_paused_total Times a publisher was paused for Redis.\n"
+        "# TYPE axon_redis_paused_total counter\naxon_redis_paused_total %llu\n",
         (unsigned long long)ST_GET(b, state), (unsigned long long)ST_GET(b, reconnects),
         (unsigned long long)ST_GET(b, lag_ms), (unsigned long long)ST_GET(b, published),
         (unsigned long long)ST_GET(b, publish_errors), (unsigned long long)ST_GET(b, refused),
         (unsigned long long)ST_GET(b, received), (unsigned long long)ST_GET(b, gaps),
         (unsigned long long)ST_GET(b, backfilled), (unsigned long long)ST_GET(b, state_errors),
-        (unsigned long long)ST_GET(b, state_retried), (unsigned long long)ST_GET(b, state_lost));
+        (unsigned long long)ST_GET(b, state_retried), (unsigned long long)ST_GET(b, state_lost),
+        (unsigned long long)ST_GET(b, paused), (unsigned long long)ST_GET(b, paused_total));
     if (n < 0) n = 0;
     return (size_t)n < len ? (size_t)n : (len ? len - 1 : 0);
 }

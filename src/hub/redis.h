@@ -62,6 +62,24 @@ bool redis_bp_healthy(redis_bp *b, char *why, size_t why_len);
  * terminated); returns its length.  Any thread. */
 size_t redis_bp_metrics(redis_bp *b, char *buf, size_t len);
 
+/* ---- publishers held back (redis_pub.c) ----
+ *
+ * At most BP_INFLIGHT_MAX publishes are on their way to Redis; past that
+ * ops->publish refuses them (AX_EAGAIN).  A gateway that can slow a
+ * publisher down instead (MQTT: it stops reading the connection, and TCP
+ * flow control slows the client) asks redis_bp_hold() before a publish:
+ * true when more than BP_HOLD_HIGH are on their way (counted as paused,
+ * axon_redis_paused): it pauses the publisher and resumes it when its
+ * handler runs (on its loop, once fewer than BP_HOLD_LOW are: at least
+ * once after any pause), or when redis_bp_calm() says so (its timer: a
+ * wake that could not be posted); then redis_bp_unhold(b, n) for the n
+ * publishers resumed or closed.  redis_hold_handler() with fn NULL: no
+ * more, from the same thread, before the gateway is freed.  Any thread. */
+bool redis_bp_hold(redis_bp *b);
+void redis_bp_unhold(redis_bp *b, uint64_t n);
+bool redis_bp_calm(redis_bp *b);
+void redis_hold_handler(redis_bp *b, void (*fn)(void *ud), void *ud, ax_loop *loop);
+
 /* ---- MQTT sessions (redis_sess.c) ----
  *
  * A persistent session lives in Redis as one hash per client id (its

@@ -13,6 +13,11 @@
 #include "redis_link.h"
 
 #define BP_INFLIGHT_MAX 10000 /* publishes sent and not yet answered */
+/* Above the high mark publishers are paused (redis_bp_hold), resumed below
+ * the low one: short of BP_INFLIGHT_MAX by more than the publishes a
+ * thread's gateways start between two looks at the count. */
+#define BP_HOLD_HIGH (BP_INFLIGHT_MAX * 3 / 4)
+#define BP_HOLD_LOW (BP_INFLIGHT_MAX / 2)
 #define BP_CHAN_MAX (HUB_MAX_TOPIC * 2 + 32)
 #define BP_SEEDS_MAX 8
 #define BP_SLOTS 16384
@@ -71,6 +76,7 @@ typedef struct bp_stats {
     uint64_t lag_ms, state;
     uint64_t state_errors;              /* MQTT session rows Redis did not take */
     uint64_t state_retried, state_lost; /* of those: written again later; given up */
+    uint64_t paused, paused_total;      /* publishers paused now; pauses (redis_bp_hold) */
 } bp_stats;
 
 struct redis_bp {
@@ -159,6 +165,16 @@ struct redis_bp {
      * loop freed first drops them, redis_bp_free() ends them */
     pthread_mutex_t ix_mu;
     struct bp_ixq *ixposted;
+    /* publishers paused for the publishes on their way (redis_bp_hold):
+     * hold_want (atomic) says some are, the gateways that resume them, one
+     * per thread (hold_mu) */
+    bool hold_want;
+    pthread_mutex_t hold_mu;
+    struct {
+        void (*fn)(void *ud);
+        void *ud;
+        ax_loop *loop;
+    } hold_h[BP_SESS_MAX];
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)

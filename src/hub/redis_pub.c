@@ -202,6 +202,91 @@ void bp__cancel(void *ud, hub_ack *a)
     pthread_mutex_unlock(&b->ack_mu);
 }
 
+/* ---- publishers held back ---------------------------------------------------------------- */
+
+/* A gateway asks before a publish: above BP_HOLD_HIGH on their way it
+ * stops reading the publisher; the first answer that brings the count
+ * below BP_HOLD_LOW wakes the gateways (hold_wake).  hold_want is set
+ * before the count is read again, the count lowered before hold_want is
+ * read (both sequentially consistent): a pause and the last answer that
+ * would end it cannot miss each other. */
+bool redis_bp_hold(redis_bp *b)
+{
+    if (__atomic_load_n(&b->inflight, __ATOMIC_RELAXED) < BP_HOLD_HIGH) return false;
+    __atomic_store_n(&b->hold_want, true, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&b->inflight, __ATOMIC_SEQ_CST) < BP_HOLD_LOW) return false;
+    ST_ADD(b, paused, 1);
+    ST_ADD(b, paused_total, 1);
+    return true;
+}
+
+void redis_bp_unhold(redis_bp *b, uint64_t n)
+{
+    if (n) __atomic_sub_fetch(&b->st.paused, n, __ATOMIC_RELAXED);
+}
+
+bool redis_bp_calm(redis_bp *b)
+{
+    return __atomic_load_n(&b->inflight, __ATOMIC_RELAXED) < BP_HOLD_LOW;
+}
+
+void redis_hold_handler(redis_bp *b, void (*fn)(void *ud), void *ud, ax_loop *loop)
+{
+    pthread_mutex_lock(&b->hold_mu);
+    int i, free_slot = -1;
+    for (i = 0; i < BP_SESS_MAX && b->hold_h[i].loop != loop; i++)
+        if (!b->hold_h[i].loop && free_slot < 0) free_slot = i;
+    if (i == BP_SESS_MAX) i = free_slot;
+    if (i >= 0) { /* (none free: that thread's gateway resumes on its tick) */
+        b->hold_h[i].fn = fn;
+        b->hold_h[i].ud = ud;
+        b->hold_h[i].loop = fn ? loop : NULL;
+    }
+    pthread_mutex_unlock(&b->hold_mu);
+}
+
+typedef struct hold_post {
+    redis_bp *b;
+    int slot;
+} hold_post;
+
+/* On a gateway's loop: its handler, unless it went meanwhile (only that
+ * thread takes it away). */
+static void hold_run(ax_loop *loop, void *arg)
+{
+    hold_post *p = arg;
+    redis_bp *b = p->b;
+    pthread_mutex_lock(&b->hold_mu);
+    void (*fn)(void *ud) = b->hold_h[p->slot].loop == loop ? b->hold_h[p->slot].fn : NULL;
+    void *ud = b->hold_h[p->slot].ud;
+    pthread_mutex_unlock(&b->hold_mu);
+    ax_free(p);
+    if (fn) fn(ud);
+}
+
+/* Posted, even to this loop: the handler resumes connections, never
+ * inside an answer's callback. */
+static void hold_wake(redis_bp *b)
+{
+    pthread_mutex_lock(&b->hold_mu);
+    for (int i = 0; i < BP_SESS_MAX; i++) {
+        if (!b->hold_h[i].loop) continue;
+        hold_post *p = ax_malloc(sizeof(*p));
+        if (p) *p = (hold_post){b, i};
+        if (p && ax_loop_post(b->hold_h[i].loop, hold_run, p) != 0) ax_free(p);
+    }
+    pthread_mutex_unlock(&b->hold_mu); /* (a post that failed: the gateway's tick resumes) */
+}
+
+/* One publish is no longer on its way. */
+static void inflight_done(redis_bp *b)
+{
+    if (__atomic_sub_fetch(&b->inflight, 1, __ATOMIC_SEQ_CST) < BP_HOLD_LOW &&
+        __atomic_load_n(&b->hold_want, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&b->hold_want, false, __ATOMIC_SEQ_CST))
+        hold_wake(b);
+}
+
 /* The script's answer: the seq the cluster gave (the ticket rides in priv). */
 static void on_pub_reply(rlink *rl, redisReply *r, void *priv)
 {
@@ -209,7 +294,7 @@ static void on_pub_reply(rlink *rl, redisReply *r, void *priv)
     bool ok = bp__ok(rl, r, &l);
     redis_bp *b = l->b;
     uint64_t ticket = (uint64_t)(uintptr_t)priv;
-    __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
+    inflight_done(b);
     if (ok) {
         ack_done(b, ticket, 0, r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0);
         return;
@@ -231,6 +316,7 @@ void bp__acks_free(redis_bp *b)
     hub_map_each(&b->acks, ack_free, NULL);
     hub_map_clear(&b->acks);
     pthread_mutex_destroy(&b->ack_mu);
+    pthread_mutex_destroy(&b->hold_mu);
 }
 
 /* ---- publishing ----------------------------------------------------------------------------- */
@@ -295,7 +381,7 @@ static void pub_send(redis_bp *b, hub_msg *m, uint64_t last, uint32_t history, u
                  : bp__cmd(b, m->topic, on_pub_reply, (void *)(uintptr_t)ticket, 20, argv, lens);
     ax_free(x);
     if (rc != 0) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
+        inflight_done(b);
         ST_ADD(b, publish_errors, 1);
         ack_done(b, ticket, AX_EIO, 0);
         return;
@@ -321,7 +407,7 @@ int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t 
         return AX_EAGAIN;
     }
     if (__atomic_add_fetch(&b->inflight, 1, __ATOMIC_RELAXED) > BP_INFLIGHT_MAX) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
+        inflight_done(b);
         ST_ADD(b, refused, 1);
         return AX_EAGAIN;
     }
@@ -332,14 +418,14 @@ int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t 
     }
     pub_post *p = ax_malloc(sizeof(*p));
     if (!p) {
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
+        inflight_done(b);
         return AX_ENOMEM;
     }
     *p = (pub_post){b, hub_msg_ref(m), last, tk, history};
     if (ax_loop_post(b->loop, pub_run, p) != 0) {
         hub_msg_unref(m);
         ax_free(p);
-        __atomic_sub_fetch(&b->inflight, 1, __ATOMIC_RELAXED);
+        inflight_done(b);
         return AX_ENOMEM;
     }
     return 0;
