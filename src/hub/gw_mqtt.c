@@ -56,7 +56,7 @@ static size_t max_packet(const gw_mqtt *g)
 
 const char *mq_sender(const mq_sess *s)
 {
-    return s->id && s->id->name[0] ? s->id->name : mq_cid(s);
+    return mq_sess_id(s) && mq_sess_id(s)->name[0] ? mq_sess_id(s)->name : mq_cid(s);
 }
 
 static unsigned enc_version(const mq_conn *c)
@@ -96,10 +96,10 @@ void mq_close(mq_conn *c, uint8_t code, const char *why)
         mq_send(c, &p);
     }
     mq_cork_flush(c);
-    if (c->c)
-        ax_conn_close(c->c);
-    else if (c->ws)
-        ax_ws_close(c->ws, AX_WS_CLOSE_NORMAL, "");
+    if (mq_tcp(c))
+        ax_conn_close(mq_tcp(c));
+    else if (mq_ws(c))
+        ax_ws_close(mq_ws(c), AX_WS_CLOSE_NORMAL, "");
 }
 
 /* ---- acknowledgements in order -------------------------------------------------------------- */
@@ -220,7 +220,7 @@ static bool looks_like_token(const char *p, size_t n)
  * configured), or the reason code to refuse with. */
 static ax_conn *conn_of(const mq_conn *c)
 {
-    return c->c ? c->c : ax_ws_conn(c->ws);
+    return mq_tcp(c) ? mq_tcp(c) : ax_ws_conn(mq_ws(c));
 }
 
 static uint8_t identify(mq_conn *c, const ax_mqtt_connect *cn, const char *cid, auth_identity **id)
@@ -301,12 +301,18 @@ static void will_due(mq_sess *s, mq_will *w)
         return;
     }
     if (!w->delay_s || !s->expiry_s) {
-        mq_will_publish(mq_sess_g(s), w, s->id, mq_sender(s));
+        mq_will_publish(mq_sess_g(s), w, mq_sess_id(s), mq_sender(s));
         mq_will_free(w);
         return;
     }
-    mq_will_free(s->will);
-    s->will = w;
+    mq_flight *f = mq_flight_get(s);
+    if (!f) { /* no memory to keep it waiting: now, as without a delay */
+        mq_will_publish(mq_sess_g(s), w, mq_sess_id(s), mq_sender(s));
+        mq_will_free(w);
+        return;
+    }
+    mq_will_free(f->will);
+    f->will = w;
     w->at = ax_loop_now(mq_sess_g(s)->sv->loop) + (uint64_t)w->delay_s * 1000;
 }
 
@@ -325,7 +331,7 @@ void mq_take_over(mq_sess *s)
 /* A session resumes only for the user it belonged to. */
 static bool same_user(const mq_sess *s, const auth_identity *id)
 {
-    if (s->id && id && s->id->anonymous != id->anonymous) return false;
+    if (mq_sess_id(s) && id && mq_sess_id(s)->anonymous != id->anonymous) return false;
     return strcmp(mq_sess_owner(s), id ? id->name : "") == 0;
 }
 
@@ -341,8 +347,8 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
         s = NULL;
     }
     if (s) {
-        mq_will_free(s->will); /* back before the will's delay: no will */
-        s->will = NULL;
+        mq_will_free(s->fl->will);           /* back before the will's delay: no will */
+        if (s->fl->will) s->fl->will = NULL; /* (a shared empty fl has none) */
         *present = true;
         return s;
     }
@@ -606,9 +612,9 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id
     s->conn = c;
     c->s = s;
     s->expiry_s = expiry;
-    if (mq_sess_sub(s)) hub_sub_set_identity(mq_sess_sub(s), id); /* before the old one is freed */
-    auth_identity_free(s->id);
-    s->id = id;
+    auth_identity *old = mq_sess_id(s);
+    hub_sub_set_identity(hub_sub_of_ext(s), id); /* before the old one is freed (kicked too: */
+    auth_identity_free(old);                     /* the session keeps it there) */
     /* Request Response Information: the topic under which this client may
      * take responses (docs/mqtt.md: `pattern readwrite reply/%c/#`). */
     char resp[sizeof g->sv->cfg->mqtt_response_prefix + MQ_MAX_CLIENT_ID + 1];
@@ -721,7 +727,7 @@ static bool over_limit(mq_conn *c, size_t bytes)
 {
     hub_refusal ref = {0};
     char text[128];
-    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), &c->lim, bytes, &ref);
+    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), c->lim, bytes, &ref);
     if (k == HUB_LIMIT_OK) return false;
     GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
     mq_close(c, AX_MQTT_RC_MESSAGE_RATE_TOO_HIGH, serve_limit_text(k, &ref, text, sizeof text));
@@ -755,7 +761,7 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     } else {
         memcpy(topic, t.ptr, t.len);
         topic[t.len] = '\0';
-        if (topic[0] == '$' || (s->id && !auth_may_publish(s->id, topic)))
+        if (topic[0] == '$' || (mq_sess_id(s) && !auth_may_publish(mq_sess_id(s), topic)))
             code = AX_MQTT_RC_NOT_AUTHORIZED; /* $-topics are the broker's */
     }
     if (p->qos == 2 && mq_rel_has(s, p->packet_id)) { /* a resend: published already */
@@ -949,7 +955,7 @@ static bool hold(mq_conn *c)
     }
     c->x->held = true;
     c->g->nheld++;
-    ax_conn_pause(c->c ? c->c : ax_ws_conn(c->ws));
+    ax_conn_pause(conn_of(c));
     return true;
 }
 
@@ -1003,7 +1009,7 @@ static void conn_link(mq_conn *c)
 {
     gw_mqtt *g = c->g;
     c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop);
-    if (c->ws) {
+    if (mq_ws(c)) {
         c->x->next = g->ws_conns;
         if (g->ws_conns) g->ws_conns->x->prev = c;
         g->ws_conns = c;
@@ -1021,7 +1027,7 @@ static void conn_gone(mq_conn *c)
         g->nheld--;
         redis_bp_unhold(g->sv->bp, 1);
     }
-    if (c->ws) {
+    if (mq_ws(c)) {
         if (x->prev)
             x->prev->x->next = x->next;
         else
@@ -1030,7 +1036,8 @@ static void conn_gone(mq_conn *c)
     }
     g->nconns--;
     GW_SUB(g->sv->gw[GW_MQTT].conns, 1);
-    serve_limit_close(g->sv, &c->lim);
+    if (c->lim) serve_limit_close(g->sv, c->lim);
+    ax_free(c->lim);
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
@@ -1067,14 +1074,15 @@ static void tcp_open(ax_conn *conn)
         ax_conn_close(conn);
         return;
     }
-    if (!(c = conn_alloc(g))) {
+    if (!(c = conn_alloc(g)) || (lim.ip && !(c->lim = ax_malloc(sizeof(lim))))) {
         serve_limit_close(g->sv, &lim);
+        ax_free(c);
         ax_conn_set_data(conn, NULL);
         ax_conn_abort(conn, AX_ENOMEM);
         return;
     }
-    c->lim = lim;
-    c->c = conn;
+    if (c->lim) *c->lim = lim; /* (none on: nothing counted, nothing kept) */
+    c->io.c = conn;
     conn_link(c);
     ax_conn_set_data(conn, c);
 }
@@ -1142,9 +1150,9 @@ static void unhold_one(mq_conn *c, void *ud)
     if (!c->x || !c->x->held || c->closing) return; /* (closing: conn_gone counts it) */
     c->x->held = false;
     c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (its PINGREQs were not read) */
-    ax_conn_resume(c->c ? c->c : ax_ws_conn(c->ws));       /* (what it kept comes again) */
+    ax_conn_resume(conn_of(c));                            /* (what it kept comes again) */
     ++*(uint64_t *)ud;
-    if (c->ws && c->x->in && c->x->in->len) ws_input(c); /* (what waited: ws_message) */
+    if (mq_ws(c) && c->x->in && c->x->in->len) ws_input(c); /* (what waited: ws_message) */
 }
 
 /* Redis caught up (its handler, redis_hold_handler(); or the tick, when
@@ -1165,7 +1173,8 @@ static void unhold(void *ud)
 static void ws_open(ax_ws *ws)
 {
     mq_conn *c = ax_ws_data(ws);
-    c->ws = ws;
+    c->io.ws = ws;
+    c->on_ws = true;
     conn_link(c);
 }
 
@@ -1213,7 +1222,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
 static void ws_drain(ax_ws *ws)
 {
     mq_conn *c = ax_ws_data(ws);
-    if (!c || !c->ws) return;
+    if (!c || !mq_ws(c)) return;
     c->blocked = false;
     if (c->s && c->s->conn == c) mq_sess_pump(c->s);
 }
@@ -1222,8 +1231,9 @@ static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
 {
     mq_conn *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
-    if (c && !c->ws) { /* closed before on_open */
-        serve_limit_close(c->g->sv, &c->lim);
+    if (c && !mq_ws(c)) { /* closed before on_open */
+        if (c->lim) serve_limit_close(c->g->sv, c->lim);
+        ax_free(c->lim);
         ax_free(c->x);
         ax_free(c);
     } else if (c) {
@@ -1257,7 +1267,12 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         ax_free(c);
         return;
     }
-    serve_limit_take(r, &c->lim); /* the connection is counted on, now as ours */
+    hub_limits_conn lim;
+    serve_limit_take(r, &lim); /* the connection is counted on, now as ours */
+    if (lim.ip && !(c->lim = ax_malloc(sizeof(lim))))
+        serve_limit_close(g->sv, &lim); /* (out of memory: not counted) */
+    else if (lim.ip)
+        *c->lim = lim;
 }
 
 /* ---- timers -------------------------------------------------------------------------------------
@@ -1271,13 +1286,14 @@ static void sess_tick(hub_link *l, void *ud)
 {
     mq_sess *s = HUB_LINK_OF(l, mq_sess, link);
     uint64_t now = *(const uint64_t *)ud;
-    if (s->will && now >= s->will->at) {
-        mq_will_publish(mq_sess_g(s), s->will, s->id, mq_sender(s));
-        mq_will_free(s->will);
-        s->will = NULL;
+    mq_will *w = s->fl->will;
+    if (w && now >= w->at) {
+        s->fl->will = NULL;
+        mq_will_publish(mq_sess_g(s), w, mq_sess_id(s), mq_sender(s));
+        mq_will_free(w);
     }
-    if (!s->conn && s->gone_ms && s->expiry_s != UINT32_MAX &&
-        now - s->gone_ms >= (uint64_t)s->expiry_s * 1000)
+    if (!s->conn && s->gone_s && s->expiry_s != UINT32_MAX &&
+        now >= ((uint64_t)s->gone_s + s->expiry_s) * 1000)
         mq_sess_free(s, false);
     else if (s->conn && mq_sess_g(s)->ttl_ms == now)
         mq_sess_ttl(s); /* connected: its hash in Redis lives on */
@@ -1310,7 +1326,7 @@ static void conn_tick(mq_conn *c, void *ud)
     else if (c->keepalive_s && !(c->x && c->x->held) && /* (we do not read its PINGREQs) */
              (uint32_t)(n->now32 - c->last_in_ms) > (uint32_t)c->keepalive_s * 1500)
         mq_close(c, AX_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
-    else if (c->s && c->s->id && auth_expired(c->s->id, n->wall))
+    else if (c->s && mq_sess_id(c->s) && auth_expired(mq_sess_id(c->s), n->wall))
         mq_close(c, AX_MQTT_RC_NOT_AUTHORIZED, "token expired");
 }
 
@@ -1500,7 +1516,7 @@ static void mqtt_stop(void *gp)
 static void conn_abort(mq_conn *c, void *ud)
 {
     (void)ud;
-    ax_conn_abort(c->c ? c->c : ax_ws_conn(c->ws), AX_ECLOSED);
+    ax_conn_abort(mq_tcp(c) ? mq_tcp(c) : ax_ws_conn(mq_ws(c)), AX_ECLOSED);
 }
 
 static void mqtt_abort(void *gp)

@@ -44,16 +44,45 @@ typedef struct mq_flight mq_flight;
 typedef struct mq_cx mq_cx;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
- * filter at filter + hoff (after "$share/NAME/" for a shared one). */
+ * filter at filter + mq_sub_hoff() (after "$share/NAME/" for a shared
+ * one).  A shared one, or one with a Subscription Identifier, has an
+ * mq_subx in the same allocation just before it (`x` set); a plain one
+ * does not: 10 bytes before its filter, a 32-byte chunk for "idle/1234"
+ * (48 with the mq_subx's fields in every one: an idle client's bytes,
+ * docs/scale.md). */
 struct mq_subopt {
     mq_subopt *next;
-    mq_group *group; /* shared: its group; NULL: the session's own hub subscriber */
-    uint32_t sub_id; /* 5.0 Subscription Identifier, 0: none */
     uint8_t qos;
-    bool no_local, rap; /* 5.0 no local, retain as published */
-    uint16_t hoff;
+    bool no_local : 1, rap : 1; /* 5.0 no local, retain as published */
+    bool x : 1;                 /* an mq_subx before it */
     char filter[];
 };
+
+typedef struct mq_subx {
+    mq_group *group; /* shared: its group; NULL: the session's own hub subscriber */
+    uint32_t sub_id; /* 5.0 Subscription Identifier, 0: none */
+    uint16_t hoff;
+} mq_subx;
+
+static inline mq_subx *mq_subx_of(const mq_subopt *o)
+{
+    return o->x ? (mq_subx *)(void *)((char *)(uintptr_t)o - sizeof(mq_subx)) : NULL;
+}
+
+static inline mq_group *mq_sub_group(const mq_subopt *o)
+{
+    return o->x ? mq_subx_of(o)->group : NULL;
+}
+
+static inline uint32_t mq_sub_id(const mq_subopt *o)
+{
+    return o->x ? mq_subx_of(o)->sub_id : 0;
+}
+
+static inline uint16_t mq_sub_hoff(const mq_subopt *o)
+{
+    return o->x ? mq_subx_of(o)->hoff : 0;
+}
 
 /* A message waiting for a packet id (the window is full, or the client is
  * away). */
@@ -89,15 +118,18 @@ struct mq_will {
 };
 
 /* What a session has only once QoS 1/2 messages went to it or waited for
- * it, or QoS 2 ids came from it: made then (mq_flight_get()), kept until
+ * it, QoS 2 ids came from it, its will waits for its delay or it came back
+ * from the store with an owner: made then (mq_flight_get()), kept until
  * the session ends.  Until then the session's `fl` is a shared empty one
- * (read-only: all counts 0, lists empty). */
+ * (read-only: all counts 0, lists empty, no will, no owner). */
 struct mq_flight {
     mq_out *out; /* ring of in-flight messages, in send order */
     mq_item *qhead, **qtail;
     uint16_t *rel;        /* inbound QoS 2 ids awaiting PUBREL */
     mq_gate *gates;       /* QoS 2 packets waiting for their row's commit */
     struct mq_seen *seen; /* Redis: where it is in each topic (hand_write) */
+    mq_will *will;        /* a will waiting for its delay (the connection ended): until will->at */
+    char *owner;          /* restored from the store: the name it belonged to */
     uint64_t oseq;        /* the last key of its rows of messages */
     uint32_t out_cap, out_n, out_head;
     uint32_t qn;
@@ -110,14 +142,13 @@ struct mq_flight {
  * subscriber is found back from it (mq_sess_sub), and the client id is
  * the key after `link` (mq_cid). */
 struct mq_sess {
-    mq_conn *conn;     /* NULL while away */
-    auth_identity *id; /* owned; the hub subscriber borrows it */
+    mq_conn *conn; /* NULL while away */
     mq_subopt *subs;
-    mq_flight *fl;    /* never NULL (see mq_flight) */
-    mq_will *will;    /* a will waiting for its delay (the connection ended): until w->at */
-    char *owner;      /* restored from the store: the name it belonged to */
-    uint64_t gone_ms; /* loop time the connection ended (0: connected) */
-    uint32_t nsubs, ndirect;
+    mq_flight *fl; /* never NULL (see mq_flight); its will and owner too */
+    /* loop time the connection ended, in seconds rounded up (0: connected):
+     * mq_gone_stamp() */
+    uint32_t gone_s;
+    uint32_t ndirect;
     uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
     uint16_t next_pid;
     bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
@@ -125,10 +156,14 @@ struct mq_sess {
     bool kicked : 1;  /* its hub subscriber was closed (sess_kick): none left */
     hub_link link;    /* in g->by_id; last: the client id follows */
 };
-/* 88 bytes (120 before its gateway, client id pointer, subscriber and
- * will time were found instead of kept): with its hub subscriber and a
- * 13-byte client id one 208-byte chunk, 240 before (docs/scale.md). */
-_Static_assert(sizeof(struct mq_sess) <= 88, "mq_sess grew: an idle MQTT client's bytes");
+/* 56 bytes (88 before its delayed will and restored owner went to its
+ * mq_flight, its identity became its hub subscriber's (mq_sess_id), its
+ * count of subscriptions a walk and its end time seconds; 120 before its
+ * gateway, client id pointer, subscriber and will time were found instead
+ * of kept): with its hub subscriber and a client id of up to 15 bytes one
+ * 176-byte chunk, 208 (a 13-byte id) before, 240 before that
+ * (docs/scale.md). */
+_Static_assert(sizeof(struct mq_sess) <= 56, "mq_sess grew: an idle MQTT client's bytes");
 
 static inline gw_mqtt *mq_sess_g(const mq_sess *s)
 {
@@ -139,6 +174,20 @@ static inline gw_mqtt *mq_sess_g(const mq_sess *s)
 static inline hub_sub *mq_sess_sub(const mq_sess *s)
 {
     return s->kicked ? NULL : hub_sub_of_ext((void *)(uintptr_t)s);
+}
+
+/* The session's identity (owned; NULL: no auth): kept as its hub
+ * subscriber's, which reads with it (hub_sub_set_identity). */
+static inline auth_identity *mq_sess_id(const mq_sess *s)
+{
+    return (auth_identity *)(uintptr_t)hub_sub_identity(hub_sub_of_ext((void *)(uintptr_t)s));
+}
+
+/* The session's gone_s for loop time `now_ms`: rounded up (an expiry is
+ * never early), never 0. */
+static inline uint32_t mq_gone_stamp(uint64_t now_ms)
+{
+    return (uint32_t)(now_ms / 1000) + 1;
 }
 
 static inline const char *mq_cid(const mq_sess *s)
@@ -169,24 +218,41 @@ struct mq_cx {
  * (ax_loop_each_conn), one over WebSocket in g->ws_conns (its cx). */
 struct mq_conn {
     gw_mqtt *g;
-    ax_conn *c; /* TCP or TLS; NULL over WebSocket */
-    ax_ws *ws;
+    union {         /* which one: `on_ws` (mq_tcp, mq_ws) */
+        ax_conn *c; /* TCP or TLS */
+        ax_ws *ws;  /* from its on_open on */
+    } io;
     mq_sess *s;
     mq_cx *x; /* NULL until needed (mq_cx_get) */
     mq_cork *ck;
-    hub_limits_conn lim; /* its share of the limits (serve_limit_*) */
+    hub_limits_conn *lim; /* its share of the limits (serve_limit_*); NULL: none on */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;
     uint16_t keepalive_s;
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
+    bool on_ws : 1; /* io.ws (set at its on_open) */
 };
-/* 88 bytes, glibc's 96-byte chunk (152 and 160 before its rare fields
+/* 56 bytes, glibc's 64-byte chunk (88 before its share of the limits
+ * became an allocation of its own, made only when a connection limit or
+ * a message rate is on, and its TCP and WebSocket pointers one; 152 before its rare fields
  * went to mq_cx, its place in the gateway's list and in its dirty list
  * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
  * an idle client's bytes, docs/scale.md. */
-_Static_assert(sizeof(struct mq_conn) <= 88, "mq_conn grew: an idle MQTT client's bytes");
+_Static_assert(sizeof(struct mq_conn) <= 56, "mq_conn grew: an idle MQTT client's bytes");
+
+/* Its TCP or TLS connection; NULL over WebSocket. */
+static inline ax_conn *mq_tcp(const mq_conn *c)
+{
+    return c->on_ws ? NULL : c->io.c;
+}
+
+/* Its WebSocket; NULL over TCP, and before the WebSocket's on_open. */
+static inline ax_ws *mq_ws(const mq_conn *c)
+{
+    return c->on_ws ? c->io.ws : NULL;
+}
 
 /* The client's Maximum Packet Size and Receive Maximum (5.0; 0: none given). */
 static inline uint32_t mq_max_packet(const mq_conn *c)
@@ -257,6 +323,8 @@ struct gw_mqtt {
 
 /* ---- mqtt_sess.c ---- */
 mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len);
+/* The session's flight state (mq_flight), made on first use; NULL: no memory. */
+mq_flight *mq_flight_get(mq_sess *s);
 /* The session of a client id, or NULL. */
 mq_sess *mq_sess_find(gw_mqtt *g, const char *cid, size_t len);
 /* End a session: its subscriptions, queues, hub subscriber; a will still

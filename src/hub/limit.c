@@ -340,6 +340,13 @@ static void conn_buckets_keep(hub_limits_conn *c, const hub_bucket b[2], uint64_
     if ((int32_t)d > 0) c->last_ms = (uint32_t)now_ms;
 }
 
+bool hub_limits_per_conn(const hub_limits *L)
+{
+    const hub_limits_conf *c = &L->c;
+    return c->max_connections || c->max_connections_per_ip || c->msg_rate.n || c->byte_rate.n ||
+           L->ip_rates;
+}
+
 hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, uint64_t now_ms,
                                     hub_limits_conn *c, hub_refusal *r)
 {

@@ -176,6 +176,12 @@ typedef struct hub_limits_stats {
 int hub_limits_new(const hub_limits_conf *c, hub_limits **out);
 void hub_limits_free(hub_limits *L);
 
+/* Whether a connection's limits count anything: a connection limit
+ * (max_connections, per address) or a message rate (per connection or per
+ * address) is on.  With none, a gateway need not open a hub_limits_conn
+ * (nothing to count: an idle connection keeps no share). */
+bool hub_limits_per_conn(const hub_limits *L);
+
 /* A connection from `sa` (AF_INET, AF_INET6 or AF_UNIX) is accepted:
  * count it.  HUB_LIMIT_OK (c is set up; call hub_limits_conn_close() when
  * it ends), or HUB_LIMIT_CONNS / HUB_LIMIT_IP_CONNS (nothing counted). */

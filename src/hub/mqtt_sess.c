@@ -38,8 +38,7 @@
  * a write through it faults instead of going unnoticed). */
 static const mq_flight no_flight;
 
-/* The session's flight state, made on first use; NULL: no memory. */
-static mq_flight *flight(mq_sess *s)
+mq_flight *mq_flight_get(mq_sess *s)
 {
     if (s->fl != &no_flight) return s->fl;
     mq_flight *f = ax_calloc(1, sizeof(*f));
@@ -112,16 +111,16 @@ void mq_cork_flush(mq_conn *c)
     if (!k) return;
     c->ck = NULL;
     int rc = 0;
-    if (k->n && c->c) {
-        rc = ax_conn_writev(c->c, k->iov, k->n);
-    } else if (k->n && c->ws) {
+    if (k->n && mq_tcp(c)) {
+        rc = ax_conn_writev(mq_tcp(c), k->iov, k->n);
+    } else if (k->n && mq_ws(c)) {
         uint8_t *buf = ax_malloc(k->bytes);
         size_t off = 0;
         for (int i = 0; buf && i < k->n; i++) {
             memcpy(buf + off, k->iov[i].iov_base, k->iov[i].iov_len);
             off += k->iov[i].iov_len;
         }
-        rc = buf ? ax_ws_send_binary(c->ws, buf, off) : AX_ENOMEM;
+        rc = buf ? ax_ws_send_binary(mq_ws(c), buf, off) : AX_ENOMEM;
         ax_free(buf);
     }
     if (k->bytes) GW_ADD(c->g->sv->gw[GW_MQTT].bytes_out, k->bytes);
@@ -305,7 +304,7 @@ static size_t row_key(const mq_sess *s, uint8_t *key, uint64_t tail, int tlen)
 static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos, bool retain,
                          uint16_t pid, uint32_t sub_id, hub_msg *m)
 {
-    if (!durable(s) || !flight(s)) return 0;
+    if (!durable(s) || !mq_flight_get(s)) return 0;
     if (!*okey) *okey = ++s->fl->oseq;
     uint8_t key[MQ_MAX_CLIENT_ID + 9], head[9];
     size_t kl = row_key(s, key, *okey, 8);
@@ -337,7 +336,7 @@ static void out_forget(mq_sess *s, uint64_t okey)
 
 const char *mq_sess_owner(const mq_sess *s)
 {
-    return s->id ? s->id->name : s->owner ? s->owner : "";
+    return mq_sess_id(s) ? mq_sess_id(s)->name : s->fl->owner ? s->fl->owner : "";
 }
 
 void mq_sess_save(mq_sess *s)
@@ -345,7 +344,8 @@ void mq_sess_save(mq_sess *s)
     if (!durable(s)) return;
     const char *owner = mq_sess_owner(s);
     size_t ol = strlen(owner), n = 4 + 1 + ol + 2 + 4;
-    for (mq_subopt *o = s->subs; o; o = o->next)
+    uint32_t nsubs = 0;
+    for (mq_subopt *o = s->subs; o; o = o->next, nsubs++)
         n += 10 + strlen(o->filter);
     uint8_t *v = ax_malloc(n), *p = v;
     if (!v) return;
@@ -353,13 +353,13 @@ void mq_sess_save(mq_sess *s)
     *p++ = (uint8_t)ol;
     memcpy(p, owner, ol);
     p = hub_put_be(p + ol, s->next_pid, 2);
-    p = hub_put_be(p, s->nsubs, 4);
+    p = hub_put_be(p, nsubs, 4);
     for (mq_subopt *o = s->subs; o; o = o->next) {
         size_t fl = strlen(o->filter);
-        p = hub_put_be(p, o->sub_id, 4);
+        p = hub_put_be(p, mq_sub_id(o), 4);
         *p++ = o->qos;
         *p++ = (uint8_t)(o->no_local | o->rap << 1);
-        p = hub_put_be(hub_put_be(p, o->hoff, 2), fl, 2);
+        p = hub_put_be(hub_put_be(p, mq_sub_hoff(o), 2), fl, 2);
         memcpy(p, o->filter, fl);
         p += fl;
     }
@@ -470,7 +470,7 @@ static void seen_evict(struct mq_seen *v)
 
 static struct mq_seen *seen_of(mq_sess *s)
 {
-    if (s->fl->seen || !flight(s)) return s->fl->seen;
+    if (s->fl->seen || !mq_flight_get(s)) return s->fl->seen;
     struct mq_seen *v = ax_calloc(1, sizeof(*v));
     if (v) hub_map_init(&v->topics);
     return s->fl->seen = v;
@@ -504,8 +504,8 @@ static void seen_loaded(mq_sess *s, const hub_msg *m)
 {
     if (!mq_sess_g(s)->sv->bp || !s->expiry_s) return;
     for (const mq_subopt *o = s->subs; o; o = o->next)
-        if (!o->group && strpbrk(o->filter + o->hoff, "+#") &&
-            hub_filter_match(o->filter + o->hoff, m->topic)) {
+        if (!mq_sub_group(o) && strpbrk(o->filter, "+#") && /* (not shared: the hub's filter) */
+            hub_filter_match(o->filter, m->topic)) {
             seen_put(seen_of(s), m->topic, m->topic_len, m->seq, true);
             return;
         }
@@ -601,7 +601,7 @@ static void gate_open(hub_ack *a, int status)
 /* Send now, or once `ticket` is committed; false: the caller sends now. */
 static bool gate(mq_sess *s, uint64_t ticket, uint8_t type, uint16_t pid)
 {
-    if (!ticket || !flight(s)) return false;
+    if (!ticket || !mq_flight_get(s)) return false;
     mq_gate *gt = ax_calloc(1, sizeof(*gt));
     if (!gt) return false;
     gt->s = s;
@@ -671,7 +671,7 @@ static mq_out *out_next(mq_sess *s)
 static int out_reserve(mq_sess *s, uint32_t cap)
 {
     if (s->fl->out_cap >= cap) return 0;
-    if (!flight(s)) return AX_ENOMEM;
+    if (!mq_flight_get(s)) return AX_ENOMEM;
     mq_out *n = ax_calloc(cap, sizeof(*n));
     if (!n) return AX_ENOMEM;
     for (uint32_t k = 0; k < s->fl->out_n; k++)
@@ -758,7 +758,7 @@ static void queue_push(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_
                    mq_cid(s));
         return;
     }
-    mq_item *it = flight(s) ? ax_malloc(sizeof(*it)) : NULL;
+    mq_item *it = mq_flight_get(s) ? ax_malloc(sizeof(*it)) : NULL;
     if (!it) return;
     *it = (mq_item){NULL, hub_msg_ref(m), qos, retain, sub_id, 0};
     if (qos) out_save(s, &it->okey, ROW_QUEUED, qos, retain, 0, sub_id, m);
@@ -815,7 +815,8 @@ void mq_sess_pump(mq_sess *s)
         mq_item *it = queue_pop(s);
         /* (what a restored session collected before its client signed in
          * again is checked against the identity it came back with) */
-        if (!msg_expired(it->m, now) && (!s->id || auth_may_read(s->id, it->m->topic)))
+        if (!msg_expired(it->m, now) &&
+            (!mq_sess_id(s) || auth_may_read(mq_sess_id(s), it->m->topic)))
             send_now(s, it->m, it->qos, it->retain, it->sub_id, it->okey);
         else
             out_forget(s, it->okey);
@@ -832,7 +833,7 @@ void mq_sess_pump(mq_sess *s)
 
 static const char *hub_filter(const mq_subopt *o)
 {
-    return o->filter + o->hoff;
+    return o->filter + mq_sub_hoff(o);
 }
 
 static void seen_note(mq_sess *s, const hub_msg *m, bool wild);
@@ -847,14 +848,14 @@ static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
     uint32_t sub_id = 0;
     uint64_t self = hub_sub_id(hs);
     for (mq_subopt *o = s->subs; o; o = o->next) {
-        if (o->group) continue;
+        if (mq_sub_group(o)) continue;
         if (s->ndirect > 1 && !hub_filter_match(hub_filter(o), m->topic)) continue;
         if (o->no_local && m->origin == self) continue;
         any = true;
         wild |= strpbrk(hub_filter(o), "+#") != NULL;
         if (o->qos > qos) qos = o->qos;
         retain |= o->rap && m->retain;
-        if (!sub_id) sub_id = o->sub_id;
+        if (!sub_id) sub_id = mq_sub_id(o);
     }
     if (!any) return true;
     if (m->qos < qos) qos = m->qos;
@@ -900,7 +901,7 @@ static bool group_write(hub_sub *hs, hub_msg *m, void *ud)
     struct mq_member *mb = group_pick(gr);
     if (!mb) return true; /* nobody can take it: dropped, as for a topic nobody wants */
     uint8_t qos = m->qos < mb->o->qos ? m->qos : mb->o->qos;
-    deliver(mb->s, m, qos, false, mb->o->sub_id); /* its queue is bounded */
+    deliver(mb->s, m, qos, false, mq_sub_id(mb->o)); /* its queue is bounded */
     return true;
 }
 
@@ -956,24 +957,41 @@ static uint8_t group_join(mq_sess *s, mq_subopt *o, const ax_mqtt_sub *sub)
         gr->cap = cap;
     }
     gr->m[gr->n++] = (struct mq_member){s, o};
-    o->group = gr;
+    mq_subx_of(o)->group = gr; /* (a shared one has its mq_subx) */
     return 0;
 }
 
 static void group_leave(mq_subopt *o)
 {
-    mq_group *gr = o->group;
+    mq_group *gr = mq_sub_group(o);
     for (uint32_t i = 0; i < gr->n; i++)
         if (gr->m[i].o == o) {
             gr->m[i] = gr->m[--gr->n];
             break;
         }
     if (gr->next >= gr->n) gr->next = 0;
-    o->group = NULL;
+    mq_subx_of(o)->group = NULL;
     if (!gr->n) group_free(gr);
 }
 
 /* ---- subscriptions ------------------------------------------------------------------------ */
+
+/* A subscription of fl bytes of filter, zeroed; with an mq_subx before it
+ * when `x` (shared, or a Subscription Identifier). */
+static mq_subopt *sub_alloc(size_t fl, bool x)
+{
+    size_t before = x ? sizeof(mq_subx) : 0;
+    char *p = ax_calloc(1, before + offsetof(mq_subopt, filter) + fl + 1);
+    if (!p) return NULL;
+    mq_subopt *o = (mq_subopt *)(void *)(p + before);
+    o->x = x;
+    return o;
+}
+
+static void sub_free(mq_subopt *o)
+{
+    if (o) ax_free(o->x ? (void *)mq_subx_of(o) : (void *)o);
+}
 
 static mq_subopt *sub_find(mq_sess *s, const char *f, size_t len, mq_subopt ***link)
 {
@@ -989,14 +1007,13 @@ static void sub_drop(mq_sess *s, mq_subopt **link)
 {
     mq_subopt *o = *link;
     *link = o->next;
-    if (o->group)
+    if (mq_sub_group(o))
         group_leave(o);
     else {
         if (mq_sess_sub(s)) hub_unsubscribe(mq_sess_sub(s), hub_filter(o));
         s->ndirect--;
     }
-    s->nsubs--;
-    ax_free(o);
+    sub_free(o);
 }
 
 typedef struct retained_ctx {
@@ -1010,9 +1027,9 @@ static void send_retained(hub_msg *m, void *ud)
     uint8_t qos = m->qos < x->o->qos ? m->qos : x->o->qos;
     if (!online(x->s)) return;
     if (x->s->fl->qhead || (qos && out_full(x->s))) /* behind what waits */
-        queue_push(x->s, m, qos, true, x->o->sub_id);
+        queue_push(x->s, m, qos, true, mq_sub_id(x->o));
     else
-        send_now(x->s, m, qos, true, x->o->sub_id, 0);
+        send_now(x->s, m, qos, true, mq_sub_id(x->o), 0);
 }
 
 /* The hand-over point of an exact topic in the rows of a claimed session
@@ -1040,18 +1057,20 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
         !hub_filter_valid(f + hoff, fl - hoff))
         return AX_MQTT_RC_TOPIC_FILTER_INVALID;
-    mq_subopt *o = ax_calloc(1, offsetof(mq_subopt, filter) + fl + 1);
+    mq_subopt *o = sub_alloc(fl, sub->share.len || sub_id);
     if (!o) return AX_MQTT_RC_UNSPECIFIED;
     memcpy(o->filter, f, fl);
-    o->hoff = (uint16_t)hoff;
-    if (s->id && !auth_may_subscribe(s->id, hub_filter(o))) {
-        ax_free(o);
+    if (o->x) {
+        mq_subx_of(o)->hoff = (uint16_t)hoff;
+        mq_subx_of(o)->sub_id = sub_id;
+    }
+    if (mq_sess_id(s) && !auth_may_subscribe(mq_sess_id(s), hub_filter(o))) {
+        sub_free(o);
         return AX_MQTT_RC_NOT_AUTHORIZED;
     }
     o->qos = sub->qos;
     o->no_local = sub->no_local;
     o->rap = sub->retain_as_published;
-    o->sub_id = sub_id;
     mq_subopt **link;
     *existed = sub_find(s, f, fl, &link) != NULL;
     if (*existed) sub_drop(s, link); /* replaced, options and all */
@@ -1069,19 +1088,18 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
         if (!rc) s->ndirect++;
     }
     if (rc) {
-        ax_free(o);
+        sub_free(o);
         return rc;
     }
     o->next = s->subs;
     s->subs = o;
-    s->nsubs++;
     return o->qos;
 }
 
 void mq_sess_retained(mq_sess *s, const char *filter, size_t len, uint8_t rh, bool existed)
 {
     mq_subopt *o = sub_find(s, filter, len, NULL);
-    if (!o || o->group || !mq_sess_sub(s) || rh == 2 || (rh == 1 && existed)) return;
+    if (!o || mq_sub_group(o) || !mq_sess_sub(s) || rh == 2 || (rh == 1 && existed)) return;
     retained_ctx x = {s, o};
     hub_retained(mq_sess_sub(s), hub_filter(o), send_retained, &x);
 }
@@ -1141,7 +1159,7 @@ bool mq_rel_has(const mq_sess *s, uint16_t pid)
 
 int mq_rel_add(mq_sess *s, uint16_t pid)
 {
-    if (!flight(s)) return AX_ENOMEM;
+    if (!mq_flight_get(s)) return AX_ENOMEM;
     if (s->fl->nrel == s->fl->relcap) {
         uint32_t cap = s->fl->relcap ? s->fl->relcap * 2 : 8;
         if (cap > 65536) return AX_ENOMEM;
@@ -1237,8 +1255,8 @@ mq_sess *mq_sess_find(gw_mqtt *g, const char *cid, size_t len)
 void mq_sess_free(mq_sess *s, bool quiet)
 {
     gw_mqtt *g = mq_sess_g(s);
-    if (s->will && !quiet) mq_will_publish(g, s->will, s->id, mq_sender(s));
-    mq_will_free(s->will);
+    if (s->fl->will && !quiet) mq_will_publish(g, s->fl->will, mq_sess_id(s), mq_sender(s));
+    mq_will_free(s->fl->will);
     gates_cancel(s);
     while (s->subs)
         sub_drop(s, &s->subs);
@@ -1253,10 +1271,12 @@ void mq_sess_free(mq_sess *s, bool quiet)
     }
     ax_free(s->fl->rel);
     seen_free(s);
-    if (s->fl != &no_flight) ax_free(s->fl);
     if (!quiet) sess_unsave(s);
-    ax_free(s->owner);
-    auth_identity_free(s->id);
+    if (s->fl != &no_flight) {
+        ax_free(s->fl->owner);
+        ax_free(s->fl);
+    }
+    auth_identity_free(mq_sess_id(s)); /* (its subscriber's memory is ours until the free) */
     g->nsessions--;
     hub_lmap_del(&g->by_id, &s->link);
     hub_sub_free(hub_sub_of_ext(s));
@@ -1265,7 +1285,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
 void mq_sess_resume(mq_sess *s)
 {
     mq_conn *c = s->conn;
-    s->gone_ms = 0;
+    s->gone_s = 0;
     for (uint32_t k = 0; k < s->fl->out_n; k++) {
         mq_out *o = out_at(s, k);
         if (s->fl->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
@@ -1281,8 +1301,7 @@ void mq_sess_resume(mq_sess *s)
 void mq_sess_detach(mq_sess *s)
 {
     s->conn = NULL;
-    s->gone_ms = ax_loop_now(mq_sess_g(s)->sv->loop);
-    if (!s->gone_ms) s->gone_ms = 1;
+    s->gone_s = mq_gone_stamp(ax_loop_now(mq_sess_g(s)->sv->loop));
     mq_sess_ttl(s);                         /* the expiry counts from now */
     if (mq_sess_sub(s) && s->hub_blocked) { /* what the hub holds goes to the queue now */
         s->hub_blocked = false;
@@ -1301,9 +1320,13 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
     if (!s) return;
     s->expiry_s = (uint32_t)hub_get_be(p, 4);
     size_t ol = p[4];
-    if (ol && (s->owner = ax_malloc(ol + 1))) {
-        memcpy(s->owner, p + 5, ol);
-        s->owner[ol] = '\0';
+    if (ol && (!mq_flight_get(s) || !(s->fl->owner = ax_malloc(ol + 1)))) {
+        mq_sess_free(s, true); /* (out of memory: it would lose its owner) */
+        return;
+    }
+    if (ol) {
+        memcpy(s->fl->owner, p + 5, ol);
+        s->fl->owner[ol] = '\0';
     }
     p += 5 + ol;
     s->next_pid = (uint16_t)hub_get_be(p, 2);
@@ -1324,8 +1347,7 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
         }
         p += 10 + fl;
     }
-    s->gone_ms = ax_loop_now(g->sv->loop);
-    if (!s->gone_ms) s->gone_ms = 1;
+    s->gone_s = mq_gone_stamp(ax_loop_now(g->sv->loop));
     s->saved = true;
 }
 
@@ -1346,7 +1368,7 @@ static void load_out(const void *key, size_t klen, const void *val, size_t vlen,
     bool retain = v[2];
     uint16_t pid = (uint16_t)hub_get_be(v + 3, 2);
     uint32_t sub_id = (uint32_t)hub_get_be(v + 5, 4);
-    if (!flight(s)) return;
+    if (!mq_flight_get(s)) return;
     hub_msg *m = vlen > 9 ? hub_msg_unpack(v + 9, vlen - 9) : NULL;
     if (m && mq_sess_g(s)->hand) seen_loaded(s, m);
     if (okey > s->fl->oseq) s->fl->oseq = okey;
@@ -1431,7 +1453,7 @@ static void hand_write(mq_sess *s)
 {
     size_t n = 9 + 10 + hand_seen_size(s), cl = strlen(mq_cid(s));
     for (const mq_subopt *o = s->subs; o; o = o->next)
-        if (!o->group && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
+        if (!mq_sub_group(o) && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
             n += strlen(hub_filter(o)) + 9;
     uint8_t *v = ax_malloc(n), key[MQ_MAX_CLIENT_ID + 2];
     if (!v) return;
@@ -1442,7 +1464,7 @@ static void hand_write(mq_sess *s)
     for (const mq_subopt *o = s->subs; o; o = o->next) {
         const char *f = hub_filter(o);
         size_t fl = strlen(f);
-        if (o->group || !hub_topic_valid(f, fl)) continue;
+        if (mq_sub_group(o) || !hub_topic_valid(f, fl)) continue;
         hand_put(&w, f, fl, hub_backplane_last(mq_sess_g(s)->sv->hub, f));
     }
     if (s->fl->seen) hub_map_each(&s->fl->seen->topics, hand_seen, &w);
@@ -1547,11 +1569,11 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
     g->loading = false;
     mq_sess *s = g->hand ? mq_sess_find(g, cid, cl) : NULL;
     for (const mq_subopt *o = s ? s->subs : NULL; o; o = o->next) {
-        if (!o->group && !hub_topic_valid(hub_filter(o), strlen(hub_filter(o)))) {
+        if (!mq_sub_group(o) && !hub_topic_valid(hub_filter(o), strlen(hub_filter(o)))) {
             hand_wild(g, s, hub_filter(o));
             continue;
         }
-        int64_t since = o->group ? -1 : hand_since(g, hub_filter(o));
+        int64_t since = mq_sub_group(o) ? -1 : hand_since(g, hub_filter(o));
         /* nothing published since the old owner stopped is missed: the
          * hub replays the topic from there (its stream in Redis), then live */
         if (since >= 0 && hub_subscribe(mq_sess_sub(s), hub_filter(o), since, false) != 0)

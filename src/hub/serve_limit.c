@@ -96,7 +96,7 @@ hub_limit_kind serve_limit_open(serve *sv, const char *gw, ax_conn *c, hub_limit
 {
     ax_addr a;
     memset(lim, 0, sizeof(*lim));
-    if (!sv->limits) return HUB_LIMIT_OK;
+    if (!sv->limits || !hub_limits_per_conn(sv->limits)) return HUB_LIMIT_OK; /* nothing to count */
     if (ax_conn_peer(c, &a) != 0) {
         memset(&a, 0, sizeof a);
         a.sa.ss_family = AF_UNIX; /* unknown: counted as the local address */
@@ -159,7 +159,7 @@ static void http_refuse(ax_conn *c, hub_limit_kind k, const hub_refusal *r)
 void *serve_limit_http_open(ax_conn *c, void *ud, bool *refuse)
 {
     serve *sv = ud;
-    if (!sv->limits) return NULL;
+    if (!sv->limits || !hub_limits_per_conn(sv->limits)) return NULL;
     http_share *s = ax_calloc(1, sizeof(*s));
     hub_refusal r = {0};
     hub_limit_kind k = s ? serve_limit_open(sv, "http", c, &s->lim, &r) : HUB_LIMIT_CONNS;

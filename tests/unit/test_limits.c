@@ -116,6 +116,32 @@ TEST(limits_bucket_retry_after)
 
 /* --- connections -------------------------------------------------------- */
 
+/* A connection needs its share (hub_limits_conn) only while a connection
+ * limit or a message rate is on: the failed-login rate alone counts none. */
+TEST(limits_per_conn_only_with_a_connection_limit_or_rate)
+{
+    hub_limits_conf c;
+    hub_limits_conf_default(&c);
+    hub_limits *L = make(&c);
+    ASSERT(hub_limits_per_conn(L));
+    hub_limits_free(L);
+    c.max_connections = c.max_connections_per_ip = 0;
+    c.msg_rate.n = c.byte_rate.n = c.ip_msg_rate.n = c.ip_byte_rate.n = 0;
+    L = make(&c);
+    ASSERT(!hub_limits_per_conn(L)); /* login_fail_rate is on */
+    hub_limits_free(L);
+    hub_limits_conf off = c;
+    off.ip_byte_rate = rate("100/s");
+    L = make(&off);
+    ASSERT(hub_limits_per_conn(L));
+    hub_limits_free(L);
+    off = c;
+    off.max_connections_per_ip = 4;
+    L = make(&off);
+    ASSERT(hub_limits_per_conn(L));
+    hub_limits_free(L);
+}
+
 TEST(limits_ip_connections_other_address_still_allowed)
 {
     hub_limits_conf c;
