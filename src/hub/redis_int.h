@@ -146,10 +146,6 @@ struct redis_bp {
      * the hash tag "ix<n>" that falls in it; the reads under way */
     uint32_t *ixtag;
     struct bp_ixq *ixq;
-    /* reads and answers posted to a loop and not run yet (ix_mu): a
-     * loop freed first drops them, redis_bp_free() ends them */
-    pthread_mutex_t ix_mu;
-    struct bp_ixq *ixposted;
 };
 
 #define ST_ADD(b, f, n) __atomic_add_fetch(&(b)->st.f, (n), __ATOMIC_RELAXED)
