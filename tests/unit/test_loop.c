@@ -393,13 +393,27 @@ static struct owned *owned_new(ax_loop *l, atomic_int *ran, atomic_int *dropped)
     return o;
 }
 
+/* n posts that own their arg; how many were queued */
+static int post_owned(ax_loop *l, int n, atomic_int *ran, atomic_int *dropped)
+{
+    int queued = 0;
+    for (int i = 0; i < n; i++)
+        queued += ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, ran, dropped)) == 0;
+    return queued;
+}
+
+static void run_until_ran(ax_loop *l, atomic_int *ran, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(ran) < want; i++)
+        ax_loop_run_once(l, 10);
+}
+
 TEST(loop_post_or_drops_what_a_freed_loop_never_ran)
 {
     tu_alloc_install();
     ax_loop *l = tu_loop();
     atomic_int ran = 0, dropped = 0;
-    for (int i = 0; i < 100; i++)
-        ASSERT_EQ(ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, &ran, &dropped)), 0);
+    ASSERT_EQ(post_owned(l, 100, &ran, &dropped), 100);
     ASSERT_EQ(atomic_load(&dropped), 0); /* not before the free */
     ax_loop_free(l);
     ASSERT_EQ(atomic_load(&ran), 0);
@@ -412,10 +426,8 @@ TEST(loop_post_or_that_runs_never_drops)
     tu_alloc_install();
     ax_loop *l = tu_loop();
     atomic_int ran = 0, dropped = 0;
-    for (int i = 0; i < 10; i++)
-        ASSERT_EQ(ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, &ran, &dropped)), 0);
-    for (int i = 0; i < 200 && atomic_load(&ran) < 10; i++)
-        ax_loop_run_once(l, 10);
+    ASSERT_EQ(post_owned(l, 10, &ran, &dropped), 10);
+    run_until_ran(l, &ran, 10);
     ASSERT_EQ(atomic_load(&ran), 10);
     ax_loop_free(l);
     ASSERT_EQ(atomic_load(&ran), 10);
@@ -452,13 +464,11 @@ TEST(loop_drop_posts_ends_the_queue_and_keeps_the_loop)
     tu_alloc_install();
     ax_loop *l = tu_loop();
     atomic_int ran = 0, dropped = 0;
-    for (int i = 0; i < 5; i++)
-        ASSERT_EQ(ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, &ran, &dropped)), 0);
+    ASSERT_EQ(post_owned(l, 5, &ran, &dropped), 5);
     ax_loop_drop_posts(l);
     ASSERT_EQ(atomic_load(&dropped), 5);
-    ASSERT_EQ(ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, &ran, &dropped)), 0);
-    for (int i = 0; i < 200 && atomic_load(&ran) < 1; i++)
-        ax_loop_run_once(l, 10);
+    ASSERT_EQ(post_owned(l, 1, &ran, &dropped), 1);
+    run_until_ran(l, &ran, 1);
     ASSERT_EQ(atomic_load(&ran), 1);
     ax_loop_free(l);
     ASSERT_EQ(atomic_load(&dropped), 5);

@@ -121,7 +121,8 @@ static DWORD WINAPI worker(void *arg)
         if (!dup) r->addrs[r->n++] = a;
     }
     if (res) FreeAddrInfoExW(res);
-    if (ax_loop_post_or(r->loop, answered, answered_drop, r) != 0) req_unref(r); /* the loop is gone */
+    if (ax_loop_post_or(r->loop, answered, answered_drop, r) != 0)
+        req_unref(r); /* the loop is gone */
     return 0;
 }
 
