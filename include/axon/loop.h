@@ -49,9 +49,36 @@ AX_API void ax_loop_update_time(ax_loop *loop);
 AX_API const char *ax_loop_backend(const ax_loop *loop);
 
 /* The one thread-safe call: run fn(loop, arg) on the loop's thread soon.
- * Returns 0, or AX_ENOMEM.  Work posted to a loop that is freed before it
- * runs is dropped without calling fn. */
+ * Returns 0, or AX_ENOMEM, or AX_ESHUTDOWN (ax_loop_free() has already
+ * taken the queue); on an error nothing was queued and `arg` is still the
+ * caller's.  Posts from one thread run in the order they were made.
+ *
+ * A post that never runs is ended instead: when the loop is freed (or
+ * ax_loop_drop_posts() is called) with it still queued, drop(arg) is
+ * called exactly once, on the thread freeing the loop, after the loop's
+ * handles are closed, and fn is never called; a post that runs never
+ * calls drop.  So an `arg` that owns memory or a reference needs a drop
+ * that releases it.  drop may be NULL (nothing to release); it must not
+ * post to a loop that may be gone.
+ *
+ * The loop must outlive the call: a thread may post to a loop only while
+ * it knows ax_loop_free() has not begun (it owns the loop, or the loop's
+ * owner joins it before the free, as ax_threads_stop() does).  A post
+ * made from inside ax_loop_free() on the freeing thread (a close callback,
+ * a drop) is queued and dropped, or fails with AX_ESHUTDOWN once the queue
+ * has been taken; a post from another thread racing ax_loop_free() is a
+ * use after free. */
+AX_API int ax_loop_post_or(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg),
+                           void (*drop)(void *arg), void *arg);
+
+/* ax_loop_post_or() without a drop, for an `arg` that owns nothing (a
+ * pointer to something that outlives the loop). */
 AX_API int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *loop, void *arg), void *arg);
+
+/* From the loop's thread, when shutting down with other threads joined:
+ * end every post queued now by its drop, as ax_loop_free() would, while
+ * what the drops release is still there.  Later posts queue as usual. */
+AX_API void ax_loop_drop_posts(ax_loop *loop);
 
 /* From the loop's own thread: run fn(loop, arg) once the events of this
  * iteration have been handled, before the loop waits again (what they

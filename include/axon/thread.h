@@ -24,7 +24,9 @@ AX_API ax_threads *ax_threads_start(int n, ax_thread_setup setup, void *ud, int 
 /* The loop of thread `index`. */
 AX_API ax_loop *ax_threads_loop(ax_threads *t, int index);
 AX_API int ax_threads_count(const ax_threads *t);
-/* Ask every loop to stop, wait for the threads, free their loops. */
+/* Ask every loop to stop, wait for the threads, free their loops (every
+ * thread is joined before the first loop goes, so they may post to each
+ * other's loops until they return; queued posts are dropped). */
 AX_API void ax_threads_stop(ax_threads *t);
 
 #ifdef __cplusplus

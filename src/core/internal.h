@@ -119,6 +119,7 @@ void ax__handle_remove(ax_loop *loop, ax__handle *h);
 typedef struct ax__post {
     struct ax__post *next;
     void (*fn)(ax_loop *loop, void *arg);
+    void (*drop)(void *arg); /* instead of fn when the loop is freed first */
     void *arg;
 } ax__post;
 

@@ -176,21 +176,35 @@ static void run_deferred(ax_loop *loop)
 
 /* ---- posts from other threads -------------------------------------------- */
 
-int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
+/* What ax_loop_free() leaves in loop->posts once it has taken the queue:
+ * a post that comes after finds it and fails rather than being lost. */
+#define POSTS_CLOSED ((ax__post *)(uintptr_t)1)
+
+int ax_loop_post_or(ax_loop *loop, void (*fn)(ax_loop *, void *), void (*drop)(void *), void *arg)
 {
     ax__post *p = ax_malloc(sizeof(*p));
     if (!p) return AX_ENOMEM;
     p->fn = fn;
+    p->drop = drop;
     p->arg = arg;
     ax__post *old = __atomic_load_n(&loop->posts, __ATOMIC_RELAXED);
-    do
+    do {
+        if (old == POSTS_CLOSED) {
+            ax_free(p);
+            return AX_ESHUTDOWN;
+        }
         p->next = old;
-    while (!__atomic_compare_exchange_n(&loop->posts, &old, p, true, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED));
+    } while (!__atomic_compare_exchange_n(&loop->posts, &old, p, true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
     /* Only the push onto an empty stack wakes the loop: the loop takes the
      * whole stack at once, so later pushes ride along or find it empty. */
     if (!old) ax__loop_wake(loop);
     return 0;
+}
+
+int ax_loop_post(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
+{
+    return ax_loop_post_or(loop, fn, NULL, arg);
 }
 
 /* ax_loop_defer(): a call kept until this iteration's events are done. */
@@ -218,10 +232,11 @@ int ax_loop_defer(ax_loop *loop, void (*fn)(ax_loop *, void *), void *arg)
     return 0;
 }
 
-/* Take every posted item; returns them oldest first. */
-static ax__post *take_posts(ax_loop *loop)
+/* Take every posted item, leaving `rest` (NULL, or POSTS_CLOSED);
+ * returns them oldest first. */
+static ax__post *take_posts(ax_loop *loop, ax__post *rest)
 {
-    ax__post *p = __atomic_exchange_n(&loop->posts, NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+    ax__post *p = __atomic_exchange_n(&loop->posts, rest, __ATOMIC_ACQUIRE), *fifo = NULL;
     while (p) {
         ax__post *next = p->next;
         p->next = fifo;
@@ -249,13 +264,29 @@ static ax_loop *signal_loop;
 
 static void run_posts(ax_loop *loop)
 {
-    ax__post *p = take_posts(loop);
+    ax__post *p = take_posts(loop, NULL);
     while (p) {
         ax__post *next = p->next;
         p->fn(loop, p->arg);
         ax_free(p);
         p = next;
     }
+}
+
+/* End posts that will not run: each one's drop, oldest first. */
+static void drop_posts(ax__post *p)
+{
+    while (p) {
+        ax__post *next = p->next;
+        if (p->drop) p->drop(p->arg);
+        ax_free(p);
+        p = next;
+    }
+}
+
+void ax_loop_drop_posts(ax_loop *loop)
+{
+    drop_posts(take_posts(loop, NULL));
 }
 
 static void wake_cb(ax_loop *loop, ax__io *io, unsigned revents)
@@ -428,14 +459,12 @@ void ax_loop_free(ax_loop *loop)
     take_later(loop);
     run_deferred(loop);
     if (signal_loop == loop) signal_loop = NULL;
+    /* closed before the wake fd goes: a later post fails, never writes */
+    drop_posts(take_posts(loop, POSTS_CLOSED));
+    take_later(loop); /* (what the drops deferred) */
+    run_deferred(loop);
     ax__io_stop(loop, &loop->wake);
     close(loop->wake_wfd);
-    ax__post *p = take_posts(loop);
-    while (p) {
-        ax__post *next = p->next;
-        ax_free(p);
-        p = next;
-    }
     loop->backend->destroy(loop); /* (may free the last connections) */
     ax__conn_cache_free(loop);
     ax__udp_batch_free(loop);

@@ -42,6 +42,9 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Every thread is joined before any loop is freed: until then one may
+ * still post to another's loop (ax_loop_post_or: the loop must outlive
+ * the call). */
 static void stop_workers(ax_threads *t)
 {
     for (int i = 0; i < t->n; i++) {
@@ -50,9 +53,11 @@ static void stop_workers(ax_threads *t)
         /* No allocation on this path: stopping must work when memory is out. */
         __atomic_store_n(&w->quit, true, __ATOMIC_RELEASE);
         if (w->loop && w->setup_rc == 0) ax__loop_wake(w->loop);
-        pthread_join(w->tid, NULL);
-        ax_loop_free(w->loop);
     }
+    for (int i = 0; i < t->n; i++)
+        if (t->w[i].started) pthread_join(t->w[i].tid, NULL);
+    for (int i = 0; i < t->n; i++)
+        if (t->w[i].started) ax_loop_free(t->w[i].loop);
 }
 
 ax_threads *ax_threads_start(int n, ax_thread_setup setup, void *ud, int *err)

@@ -224,7 +224,7 @@ static void send_to(gw_term *g, uint64_t id, const void *data, size_t len, bool 
     p->id = id, p->binary = binary, p->close = close, p->len = len;
     memcpy(p->data, data, len);
     p->data[len] = '\0';
-    if (ax_loop_post(c->loop, deliver_posted, p) != 0) ax_free(p);
+    if (ax_loop_post_or(c->loop, deliver_posted, ax_free, p) != 0) ax_free(p);
 }
 
 static void send_json_to(gw_term *g, uint64_t id, json_t *j)
@@ -312,7 +312,7 @@ static void agent_send(gw_term *g, term *t, const void *data, size_t len, bool b
     if (!p) return;
     p->l = l, p->binary = binary, p->len = len;
     memcpy(p->data, data, len);
-    if (ax_loop_post(l->g->sv->loop, local_posted, p) != 0) ax_free(p);
+    if (ax_loop_post_or(l->g->sv->loop, local_posted, ax_free, p) != 0) ax_free(p);
 }
 
 static void agent_json(gw_term *g, term *t, json_t *j)
@@ -621,7 +621,7 @@ static bool far_write(hub_sub *s, hub_msg *m, void *ud)
     snprintf(f->node, sizeof f->node, "%.*s", (int)m->sender_len, m->sender);
     f->len = m->payload_len;
     memcpy(f->data, m->payload, m->payload_len);
-    if (ax_loop_post(g->sv->loop, far_posted, f) != 0) ax_free(f);
+    if (ax_loop_post_or(g->sv->loop, far_posted, ax_free, f) != 0) ax_free(f);
     return true;
 }
 

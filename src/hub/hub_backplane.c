@@ -159,6 +159,15 @@ void hub_backplane_older(hub *h, const char *topic, hub_msg *const *m, size_t n)
     hub__unlock(h);
 }
 
+static void bp_jobs_drop(void *arg)
+{
+    hub_sub *s = arg;
+    hub *h = s->h;
+    hub__lock(h);
+    hub__sub_unref(s);
+    hub__unlock(h);
+}
+
 static void bp_jobs_run(ax_loop *loop, void *arg)
 {
     hub_sub *s = arg;
@@ -187,7 +196,7 @@ void hub_backplane_ready(hub *h, const char *topic)
         if (s->loop == hub__current_loop(h)) {
             hub__jobs_run(s);
             hub__sub_unref(s);
-        } else if (ax_loop_post(s->loop, bp_jobs_run, s) != 0) {
+        } else if (ax_loop_post_or(s->loop, bp_jobs_run, bp_jobs_drop, s) != 0) {
             hub__sub_unref(s);
         }
     }

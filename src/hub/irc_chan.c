@@ -967,7 +967,7 @@ static void net_send(gw_irc *g, const net_ev *e)
         net_ev *copy = ax_malloc(sizeof *copy);
         if (!copy) continue;
         *copy = *e;
-        if (ax_loop_post(o->sv->loop, net_posted, copy) != 0) ax_free(copy);
+        if (ax_loop_post_or(o->sv->loop, net_posted, ax_free, copy) != 0) ax_free(copy);
     }
     pthread_mutex_unlock(&gw_lock);
 }

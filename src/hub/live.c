@@ -557,6 +557,14 @@ static void run_job(ax_loop *loop, void *arg)
     ax_free(j);
 }
 
+static void drop_job(void *arg)
+{
+    live_job *j = arg;
+    if (j->f) frame_unref(j->f);
+    stream_unref(j->st);
+    ax_free(j);
+}
+
 /* To every group: this loop's at once (after the lock), the others by a
  * post.  Called without the lock. */
 static void fan_out(live_stream *st, live_frame *f)
@@ -573,7 +581,7 @@ static void fan_out(live_stream *st, live_frame *f)
         if (!j) continue;
         *j = (live_job){st, g, f ? frame_ref(f) : NULL};
         st->refs++;
-        if (ax_loop_post(g->loop, run_job, j) != 0) {
+        if (ax_loop_post_or(g->loop, run_job, drop_job, j) != 0) {
             st->refs--;
             if (f) frame_unref(f);
             ax_free(j);

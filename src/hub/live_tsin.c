@@ -66,6 +66,13 @@ static void run_msg(ax_loop *loop, void *arg)
     ax_free(m);
 }
 
+static void drop_msg(void *arg)
+{
+    tsin_msg *m = arg;
+    tsin_unref(m->t);
+    ax_free(m);
+}
+
 /* From the thread: a payload to the loop, with a reference; or (n 0) the
  * end, handing over the thread's own reference. */
 static void post(live_tsin *t, uint8_t type, uint32_t ts, const uint8_t *d, size_t n)
@@ -75,7 +82,7 @@ static void post(live_tsin *t, uint8_t type, uint32_t ts, const uint8_t *d, size
     *m = (tsin_msg){t, type, ts, n};
     if (n) memcpy(m->data, d, n);
     if (n) __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED); /* the end takes the thread's */
-    if (ax_loop_post(t->loop, run_msg, m) != 0) {
+    if (ax_loop_post_or(t->loop, run_msg, drop_msg, m) != 0) {
         if (n) __atomic_sub_fetch(&t->refs, 1, __ATOMIC_RELAXED); /* the thread holds one still */
         ax_free(m);
     }

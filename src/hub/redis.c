@@ -573,10 +573,19 @@ static void visit_call(ax_loop *loop, void *arg)
     ax_free(v);
 }
 
+/* A visit posted to a loop freed first: its caller hears of it all the same. */
+static void visit_drop(void *arg)
+{
+    visit_call(NULL, arg);
+}
+
 /* The topic is here (or cannot be): cb on the visitor's loop, later. */
 static void visit_done(bp_visit *v)
 {
-    if (ax_loop_post(v->loop, visit_call, v) != 0) visit_call(v->loop, v);
+    /* (freeing: the threads are joined and the hub is still there, but no
+     * loop runs again to call it) */
+    if (v->b->freeing || ax_loop_post_or(v->loop, visit_call, visit_drop, v) != 0)
+        visit_call(v->loop, v);
 }
 
 static void visits_done(need *n)
@@ -683,7 +692,7 @@ need *bp__need_make(redis_bp *b, const char *filter, bool hub_needs)
             if (v) {
                 v->b = b;
                 memcpy(v->topic, filter, fl + 1);
-                if (ax_loop_post(b->loop, ready_run, v) != 0) ax_free(v);
+                if (ax_loop_post_or(b->loop, ready_run, ax_free, v) != 0) ax_free(v);
             }
         }
         n->hub_needs = n->hub_needs || hub_needs;
@@ -773,7 +782,7 @@ static void op_need(void *ud, const char *filter, bool on)
     p->b = b;
     p->on = on;
     memcpy(p->filter, filter, fl + 1);
-    if (ax_loop_post(b->loop, need_run, p) != 0) ax_free(p);
+    if (ax_loop_post_or(b->loop, need_run, ax_free, p) != 0) ax_free(p);
 }
 
 static void visit_on(redis_bp *b, bp_visit *v)
@@ -819,7 +828,7 @@ static bool op_visit(void *ud, const char *topic, void (*cb)(void *ud), void *cb
     memcpy(v->topic, topic, tl + 1);
     if (pthread_equal(pthread_self(), b->thread)) {
         visit_on(b, v);
-    } else if (ax_loop_post(b->loop, visit_run, v) != 0) {
+    } else if (ax_loop_post_or(b->loop, visit_run, visit_drop, v) != 0) {
         ax_free(v);
         return false;
     }
@@ -1278,7 +1287,6 @@ redis_bp *redis_bp_new(hub *h, const char *url, bool cluster, char *why, size_t 
     pthread_mutex_init(&b->pres_mu, NULL);
     pthread_mutex_init(&b->sess_mu, NULL);
     pthread_mutex_init(&b->hold_mu, NULL);
-    pthread_mutex_init(&b->ix_mu, NULL);
     hub_set_backplane(h, &OPS, b);
     return b;
 }

@@ -31,8 +31,6 @@
 
 typedef struct bp_ixq {
     struct bp_ixq *next;
-    struct bp_ixq *pnext, *pprev; /* b->ixposted (posted: in it) */
-    bool posted;
     redis_bp *b;
     void (*cb)(void *cbud, char **names, size_t n);
     void *cbud;
@@ -77,44 +75,6 @@ void bp__ix_key(redis_bp *b, const char *topic, char *out, size_t cap)
         snprintf(out, cap, "axon:ix");
 }
 
-/* ---- posts to a loop ------------------------------------------------------------------------ */
-
-/* A read (ix_run) or an answer (ix_call) about to be posted goes on the
- * list; whoever takes it off (the post that runs, or redis_bp_free() for
- * one a freed loop dropped) ends it.  Any thread. */
-static void ix_post_on(redis_bp *b, bp_ixq *q)
-{
-    pthread_mutex_lock(&b->ix_mu);
-    q->posted = true;
-    q->pprev = NULL;
-    q->pnext = b->ixposted;
-    if (b->ixposted) b->ixposted->pprev = q;
-    b->ixposted = q;
-    pthread_mutex_unlock(&b->ix_mu);
-}
-
-static void ix_post_off(redis_bp *b, bp_ixq *q)
-{
-    pthread_mutex_lock(&b->ix_mu);
-    if (q->posted) {
-        if (q->pprev)
-            q->pprev->pnext = q->pnext;
-        else
-            b->ixposted = q->pnext;
-        if (q->pnext) q->pnext->pprev = q->pprev;
-        q->posted = false;
-    }
-    pthread_mutex_unlock(&b->ix_mu);
-}
-
-static int ix_post(redis_bp *b, bp_ixq *q, void (*fn)(ax_loop *loop, void *arg), ax_loop *loop)
-{
-    ix_post_on(b, q);
-    int rc = ax_loop_post(loop, fn, q);
-    if (rc != 0) ix_post_off(b, q);
-    return rc;
-}
-
 /* ---- answering ----------------------------------------------------------------------------- */
 
 static void names_free(char **names, size_t n)
@@ -128,8 +88,17 @@ static void ix_call(ax_loop *loop, void *arg)
 {
     bp_ixq *q = arg;
     (void)loop;
-    ix_post_off(q->b, q);
     q->cb(q->cbud, q->names, q->n);
+    names_free(q->names, q->n);
+    ax_free(q);
+}
+
+/* A read (ix_run) or an answer (ix_call) posted to a loop freed before it
+ * ran: answered empty (the filter resumes from what the node has). */
+static void ix_drop(void *arg)
+{
+    bp_ixq *q = arg;
+    q->cb(q->cbud, NULL, 0);
     names_free(q->names, q->n);
     ax_free(q);
 }
@@ -163,8 +132,7 @@ static void ix_answer(redis_bp *b, bp_ixq *q, bool ok)
         a->names = NULL;
         a->n = 0;
     }
-    a->posted = false;
-    if (b->freeing || ix_post(b, a, ix_call, a->loop) != 0) ix_call(a->loop, a);
+    if (b->freeing || ax_loop_post_or(a->loop, ix_call, ix_drop, a) != 0) ix_call(a->loop, a);
 }
 
 static void ix_add(bp_ixq *q, const char *name, size_t len)
@@ -286,7 +254,6 @@ static void ix_run(ax_loop *loop, void *arg)
 {
     bp_ixq *q = arg;
     (void)loop;
-    ix_post_off(q->b, q);
     ix_start(q->b, q);
 }
 
@@ -306,7 +273,7 @@ bool bp__topics(void *ud, const char *filter, const hub_point *from,
     memcpy(q->filter, filter, fl + 1);
     if (redis_bp_here(b)) {
         ix_start(b, q);
-    } else if (ix_post(b, q, ix_run, b->loop) != 0) {
+    } else if (ax_loop_post_or(b->loop, ix_run, ix_drop, q) != 0) {
         ax_free(q);
         return false;
     }
@@ -334,14 +301,4 @@ void bp__ix_free(redis_bp *b)
         names_free(q->names, q->n);
         ax_free(q);
     }
-    /* what a loop freed before it ran dropped (the other threads are
-     * gone by now): a read not started, an answer not given */
-    while (b->ixposted) {
-        bp_ixq *q = b->ixposted;
-        ix_post_off(b, q);
-        q->cb(q->cbud, NULL, 0);
-        names_free(q->names, q->n);
-        ax_free(q);
-    }
-    pthread_mutex_destroy(&b->ix_mu);
 }

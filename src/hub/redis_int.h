@@ -161,10 +161,6 @@ struct redis_bp {
      * the hash tag "ix<n>" that falls in it; the reads under way */
     uint32_t *ixtag;
     struct bp_ixq *ixq;
-    /* reads and answers posted to a loop and not run yet (ix_mu): a
-     * loop freed first drops them, redis_bp_free() ends them */
-    pthread_mutex_t ix_mu;
-    struct bp_ixq *ixposted;
     /* publishers paused for the publishes on their way (redis_bp_hold):
      * hold_want (atomic) says some are, the gateways that resume them, one
      * per thread (hold_mu) */

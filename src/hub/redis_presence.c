@@ -275,7 +275,7 @@ void bp__present(void *ud, const char *room)
     if (!p) return;
     p->b = b;
     memcpy(p->room, room, rl + 1);
-    if (ax_loop_post(b->loop, pres_run, p) != 0) ax_free(p);
+    if (ax_loop_post_or(b->loop, pres_run, ax_free, p) != 0) ax_free(p);
 }
 
 void bp__presence(void *ud, const char *room, void (*cb)(const char *name, void *ud), void *cbud)

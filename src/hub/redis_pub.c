@@ -117,7 +117,7 @@ static void ack_post_run(redis_bp *b, ack_rec *r, uint64_t ticket)
     p->b = b;
     p->ticket = ticket;
     r->posted = true;
-    if (ax_loop_post(r->loop, ack_run, p) != 0) ax_free(p);
+    if (ax_loop_post_or(r->loop, ack_run, ax_free, p) != 0) ax_free(p);
 }
 
 static ack_rec *ack_get(redis_bp *b, uint64_t ticket, bool make)
@@ -398,6 +398,13 @@ static void pub_run(ax_loop *loop, void *arg)
     ax_free(p);
 }
 
+static void pub_drop(void *arg)
+{
+    pub_post *p = arg;
+    hub_msg_unref(p->m);
+    ax_free(p);
+}
+
 int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t *ticket)
 {
     redis_bp *b = ud;
@@ -422,7 +429,7 @@ int bp__publish(void *ud, hub_msg *m, uint64_t last, uint32_t history, uint64_t 
         return AX_ENOMEM;
     }
     *p = (pub_post){b, hub_msg_ref(m), last, tk, history};
-    if (ax_loop_post(b->loop, pub_run, p) != 0) {
+    if (ax_loop_post_or(b->loop, pub_run, pub_drop, p) != 0) {
         hub_msg_unref(m);
         ax_free(p);
         inflight_done(b);

@@ -409,7 +409,7 @@ int bp__state(void *ud, int op, const char *ns, const void *key, size_t klen, co
     memcpy(j->data, key, klen);
     if (val) memcpy(j->data + klen, val, vlen);
     if (ticket) j->ticket = *ticket = __atomic_add_fetch(&b->next_ticket, 1, __ATOMIC_RELAXED);
-    if (ax_loop_post(b->loop, state_run, j) != 0) {
+    if (ax_loop_post_or(b->loop, state_run, ax_free, j) != 0) {
         ST_ADD(b, state_errors, 1);
         bp__state_done(b, j->ticket, AX_ENOMEM);
         ax_free(j);
@@ -591,6 +591,15 @@ static void claim_answered(ax_loop *loop, void *arg)
     ax_free(j);
 }
 
+/* A claim on its way to a loop freed first: the claimer is told. */
+static void claim_drop(void *arg)
+{
+    claim_job *j = arg;
+    j->cb(j->ud, AX_ESHUTDOWN, NULL, 0);
+    ax_free(j->rows);
+    ax_free(j);
+}
+
 static void claim_back(claim_job *j, int status, const redis_row *rows, size_t n)
 {
     j->status = status;
@@ -615,7 +624,7 @@ static void claim_back(claim_job *j, int status, const redis_row *rows, size_t n
         j->rows[i].val = p;
         p += rows[i].vlen + 1;
     }
-    if (ax_loop_post(j->loop, claim_answered, j) != 0) {
+    if (ax_loop_post_or(j->loop, claim_answered, claim_drop, j) != 0) {
         ax_free(j->rows);
         ax_free(j);
     }
@@ -644,7 +653,7 @@ int redis_sess_claim(redis_bp *b, const char *cid, bool clean, claim_cb cb, void
     if (!j) return AX_ENOMEM;
     *j = (claim_job){.b = b, .cb = cb, .ud = ud, .loop = loop, .clean = clean};
     memcpy(j->cid, cid, cl + 1);
-    if (ax_loop_post(b->loop, claim_run, j) != 0) {
+    if (ax_loop_post_or(b->loop, claim_run, claim_drop, j) != 0) {
         ax_free(j);
         return AX_ENOMEM;
     }
@@ -680,7 +689,7 @@ void redis_sess_ttl(redis_bp *b, const char *cid, int64_t ms)
     j->b = b;
     j->ms = ms;
     memcpy(j->cid, cid, cl + 1);
-    if (ax_loop_post(b->loop, ttl_run, j) != 0) ax_free(j);
+    if (ax_loop_post_or(b->loop, ttl_run, ax_free, j) != 0) ax_free(j);
 }
 
 void redis_sess_handler(redis_bp *b, redis_claim_fn fn, void *ud, ax_loop *loop)
@@ -744,6 +753,21 @@ static void heard_done(ax_loop *loop, void *arg)
     if (--x->pending == 0) heard_end(x);
 }
 
+/* The node is going: the job ends with its last copy, nothing sent. */
+static void heard_drop(void *arg)
+{
+    heard_job *x = arg;
+    if (--x->pending == 0) ax_free(x);
+}
+
+static void heard_copy_drop(void *arg)
+{
+    heard_copy *c = arg;
+    heard_job *x = c->x;
+    ax_free(c);
+    (void)ax_loop_post_or(x->b->loop, heard_done, heard_drop, x); /* (outlives the others) */
+}
+
 static void heard_run(ax_loop *loop, void *arg)
 {
     heard_copy *c = arg;
@@ -755,7 +779,7 @@ static void heard_run(ax_loop *loop, void *arg)
     pthread_mutex_unlock(&b->sess_mu); /* (only this thread takes its handler away) */
     if (fn) fn(ud, x->cid, x->mine);   /* (its rows posted now: before the done) */
     ax_free(c);
-    (void)ax_loop_post(b->loop, heard_done, x); /* (fails: the node is going) */
+    (void)ax_loop_post_or(b->loop, heard_done, heard_drop, x); /* (fails: the node is going) */
 }
 
 /* Every thread's gateway but `skip`'s hears of the claim; then heard_end. */
@@ -803,7 +827,7 @@ static void heard_all(heard_job *x, ax_loop *skip)
         heard_copy *c = ax_malloc(sizeof(*c));
         if (!c) continue;
         *c = (heard_copy){x, i};
-        if (ax_loop_post(b->sess_h[i].loop, heard_run, c) == 0)
+        if (ax_loop_post_or(b->sess_h[i].loop, heard_run, heard_copy_drop, c) == 0)
             x->pending++;
         else
             ax_free(c);

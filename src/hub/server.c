@@ -819,6 +819,7 @@ int serve_run(const serve_cfg *cfg)
         ax_threads_stop(th);
     }
     free(p.sv);
+    ax_loop_drop_posts(sv.loop); /* (their drops need the hub and Redis) */
     redis_bp_free(sv.bp);
     hub_free(sv.hub);
     auth_free(sv.auth);

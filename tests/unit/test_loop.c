@@ -363,6 +363,182 @@ TEST(loop_post_dropped_when_loop_freed)
     ASSERT_EQ(tu_alloc_live_count(), 0);
 }
 
+/* ---- posts that cannot run are ended (ax_loop_post_or) ------------------ */
+
+/* What a post owns: one allocation, and the counts of how it ended. */
+struct owned {
+    ax_loop *loop;
+    atomic_int *ran, *dropped;
+    int repost_rc; /* a drop posting again to the loop being freed */
+};
+
+static void owned_run(ax_loop *loop, void *arg)
+{
+    struct owned *o = arg;
+    atomic_fetch_add(o->ran, 1);
+    ax_free(o);
+}
+
+static void owned_drop(void *arg)
+{
+    struct owned *o = arg;
+    atomic_fetch_add(o->dropped, 1);
+    ax_free(o);
+}
+
+static struct owned *owned_new(ax_loop *l, atomic_int *ran, atomic_int *dropped)
+{
+    struct owned *o = ax_malloc(sizeof(*o));
+    if (o) *o = (struct owned){l, ran, dropped, 0};
+    return o;
+}
+
+/* n posts that own their arg; how many were queued */
+static int post_owned(ax_loop *l, int n, atomic_int *ran, atomic_int *dropped)
+{
+    int queued = 0;
+    for (int i = 0; i < n; i++)
+        queued += ax_loop_post_or(l, owned_run, owned_drop, owned_new(l, ran, dropped)) == 0;
+    return queued;
+}
+
+static void run_until_ran(ax_loop *l, atomic_int *ran, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(ran) < want; i++)
+        ax_loop_run_once(l, 10);
+}
+
+TEST(loop_post_or_drops_what_a_freed_loop_never_ran)
+{
+    tu_alloc_install();
+    ax_loop *l = tu_loop();
+    atomic_int ran = 0, dropped = 0;
+    ASSERT_EQ(post_owned(l, 100, &ran, &dropped), 100);
+    ASSERT_EQ(atomic_load(&dropped), 0); /* not before the free */
+    ax_loop_free(l);
+    ASSERT_EQ(atomic_load(&ran), 0);
+    ASSERT_EQ(atomic_load(&dropped), 100); /* each once */
+    ASSERT_EQ(tu_alloc_live_count(), 0);   /* nothing the posts owned is left */
+}
+
+TEST(loop_post_or_that_runs_never_drops)
+{
+    tu_alloc_install();
+    ax_loop *l = tu_loop();
+    atomic_int ran = 0, dropped = 0;
+    ASSERT_EQ(post_owned(l, 10, &ran, &dropped), 10);
+    run_until_ran(l, &ran, 10);
+    ASSERT_EQ(atomic_load(&ran), 10);
+    ax_loop_free(l);
+    ASSERT_EQ(atomic_load(&ran), 10);
+    ASSERT_EQ(atomic_load(&dropped), 0);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+}
+
+static void repost_drop(void *arg)
+{
+    struct owned *o = arg;
+    atomic_fetch_add(o->dropped, 1);
+    o->repost_rc = ax_loop_post_or(o->loop, owned_run, owned_drop, o);
+}
+
+TEST(loop_post_after_free_took_the_queue_fails)
+{
+    tu_alloc_install();
+    ax_loop *l = tu_loop();
+    atomic_int ran = 0, dropped = 0;
+    struct owned *o = owned_new(l, &ran, &dropped);
+    ASSERT_EQ(ax_loop_post_or(l, owned_run, repost_drop, o), 0);
+    ax_loop_free(l);
+    /* the drop's own post came after the queue was taken: refused, the
+     * arg still the caller's, neither fn nor drop called for it */
+    ASSERT_EQ(o->repost_rc, AX_ESHUTDOWN);
+    ASSERT_EQ(atomic_load(&dropped), 1);
+    ASSERT_EQ(atomic_load(&ran), 0);
+    ax_free(o);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+}
+
+TEST(loop_drop_posts_ends_the_queue_and_keeps_the_loop)
+{
+    tu_alloc_install();
+    ax_loop *l = tu_loop();
+    atomic_int ran = 0, dropped = 0;
+    ASSERT_EQ(post_owned(l, 5, &ran, &dropped), 5);
+    ax_loop_drop_posts(l);
+    ASSERT_EQ(atomic_load(&dropped), 5);
+    ASSERT_EQ(post_owned(l, 1, &ran, &dropped), 1);
+    run_until_ran(l, &ran, 1);
+    ASSERT_EQ(atomic_load(&ran), 1);
+    ax_loop_free(l);
+    ASSERT_EQ(atomic_load(&dropped), 5);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+}
+
+/* Threads post while the loop runs; the loop stops running part way and
+ * is freed once they are joined: each post ran or was dropped, once. */
+#define RD_THREADS 4
+#define RD_POSTS 5000
+
+struct rd {
+    ax_loop *loop;
+    pthread_t loop_thread;
+    atomic_int ran, dropped, failed, wrong_thread;
+    atomic_int ends[RD_THREADS * RD_POSTS];
+};
+
+static struct rd rd;
+
+static void rd_run(ax_loop *loop, void *arg)
+{
+    atomic_int *end = arg;
+    if (!pthread_equal(pthread_self(), rd.loop_thread)) atomic_fetch_add(&rd.wrong_thread, 1);
+    atomic_fetch_add(end, 1);
+    atomic_fetch_add(&rd.ran, 1);
+}
+
+static void rd_drop(void *arg)
+{
+    atomic_int *end = arg;
+    atomic_fetch_add(end, 1);
+    atomic_fetch_add(&rd.dropped, 1);
+}
+
+static void *rd_poster(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int i = 0; i < RD_POSTS; i++)
+        if (ax_loop_post_or(rd.loop, rd_run, rd_drop, &rd.ends[id * RD_POSTS + i]) != 0)
+            atomic_fetch_add(&rd.failed, 1);
+    return NULL;
+}
+
+TEST(loop_post_or_from_many_threads_runs_or_drops_each_once)
+{
+    rd.loop = tu_loop();
+    rd.loop_thread = pthread_self();
+    pthread_t th[RD_THREADS];
+    for (int i = 0; i < RD_THREADS; i++)
+        ASSERT_EQ(pthread_create(&th[i], NULL, rd_poster, (void *)(intptr_t)i), 0);
+    /* run until about a quarter ran, then leave the rest queued */
+    uint64_t t0 = tu_now_ms();
+    while (atomic_load(&rd.ran) < RD_THREADS * RD_POSTS / 4 && tu_now_ms() - t0 < 30000)
+        ax_loop_run_once(rd.loop, 10);
+    for (int i = 0; i < RD_THREADS; i++)
+        pthread_join(th[i], NULL);
+    static atomic_int last; /* one surely left queued */
+    ASSERT_EQ(ax_loop_post_or(rd.loop, rd_run, rd_drop, &last), 0);
+    ax_loop_free(rd.loop);
+    ASSERT_EQ(atomic_load(&rd.failed), 0);
+    ASSERT_EQ(atomic_load(&rd.wrong_thread), 0);
+    ASSERT(atomic_load(&rd.ran) >= RD_THREADS * RD_POSTS / 4);
+    ASSERT(atomic_load(&rd.dropped) >= 1);
+    ASSERT_EQ(atomic_load(&rd.ran) + atomic_load(&rd.dropped), RD_THREADS * RD_POSTS + 1);
+    for (int i = 0; i < RD_THREADS * RD_POSTS; i++)
+        ASSERT_EQ(atomic_load(&rd.ends[i]), 1);
+    ASSERT_EQ(atomic_load(&last), 1);
+}
+
 /* ---- signals ----------------------------------------------------------- */
 
 struct sigctx {

@@ -252,3 +252,46 @@ TEST(threads_stop_with_pending_posts)
     ASSERT(atomic_load(&ran) <= 10000);
     ASSERT_EQ(tu_alloc_live_count(), 0);
 }
+
+/* Tokens going round the ring without end, each hop posted by one loop's
+ * thread to the next loop, while ax_threads_stop() runs: no thread posts
+ * to a loop already freed (every thread is joined first), and each token,
+ * queued somewhere, is dropped exactly once. */
+#define RING_TOKENS 32
+
+static atomic_int ring_hops, ring_drops[RING_TOKENS], ring_failures;
+
+static void ring_drop(void *arg)
+{
+    atomic_fetch_add(&ring_drops[(int)(intptr_t)arg], 1);
+}
+
+static void ring_hop(ax_loop *loop, void *arg)
+{
+    int i = thread_index_of(loop);
+    atomic_fetch_add(&ring_hops, 1);
+    ax_loop *next = SH.loops[(i + 1) % NTHREADS];
+    if (i < 0 || ax_loop_post_or(next, ring_hop, ring_drop, arg) != 0)
+        atomic_fetch_add(&ring_failures, 1);
+}
+
+TEST(threads_stop_while_they_post_to_each_other)
+{
+    tu_alloc_install();
+    int err = 0;
+    ax_threads *t = ax_threads_start(NTHREADS, setup_plain, NULL, &err);
+    ASSERT(t != NULL);
+    for (int k = 0; k < RING_TOKENS; k++)
+        ASSERT_EQ(ax_loop_post_or(ax_threads_loop(t, k % NTHREADS), ring_hop, ring_drop,
+                                  (void *)(intptr_t)k),
+                  0);
+    uint64_t t0 = tu_now_ms();
+    while (atomic_load(&ring_hops) < 20 * RING_TOKENS && tu_now_ms() - t0 < 30000)
+        tu_sleep_ms(1);
+    ASSERT(atomic_load(&ring_hops) >= 20 * RING_TOKENS); /* going round */
+    ax_threads_stop(t);
+    ASSERT_EQ(atomic_load(&ring_failures), 0);
+    for (int k = 0; k < RING_TOKENS; k++)
+        ASSERT_EQ(atomic_load(&ring_drops[k]), 1);
+    ASSERT_EQ(tu_alloc_live_count(), 0);
+}

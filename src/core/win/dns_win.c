@@ -84,7 +84,12 @@ static void deliver(ax_loop *loop, ax__deferred *d)
     req_unref(r);
 }
 
-/* from the worker, through ax_loop_post */
+static void answered_drop(void *arg)
+{
+    req_unref(arg);
+}
+
+/* from the worker, through ax_loop_post_or */
 static void answered(ax_loop *loop, void *arg)
 {
     ax_dns_req *r = arg;
@@ -116,7 +121,8 @@ static DWORD WINAPI worker(void *arg)
         if (!dup) r->addrs[r->n++] = a;
     }
     if (res) FreeAddrInfoExW(res);
-    if (ax_loop_post(r->loop, answered, r) != 0) req_unref(r); /* the loop is gone */
+    if (ax_loop_post_or(r->loop, answered, answered_drop, r) != 0)
+        req_unref(r); /* the loop is gone */
     return 0;
 }
 
