@@ -727,7 +727,7 @@ static bool over_limit(mq_conn *c, size_t bytes)
 {
     hub_refusal ref = {0};
     char text[128];
-    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), c->lim, bytes, &ref);
+    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), mq_lim(c), bytes, &ref);
     if (k == HUB_LIMIT_OK) return false;
     GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
     mq_close(c, AX_MQTT_RC_MESSAGE_RATE_TOO_HIGH, serve_limit_text(k, &ref, text, sizeof text));
@@ -990,9 +990,10 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 /* ---- connections ------------------------------------------------------------------------------
  */
 
-static mq_conn *conn_alloc(gw_mqtt *g)
+/* With room for its share of the limits after it (mq_lim) when `lim`. */
+static mq_conn *conn_alloc(gw_mqtt *g, bool lim)
 {
-    mq_conn *c = ax_calloc(1, sizeof(*c));
+    mq_conn *c = ax_calloc(1, sizeof(*c) + (lim ? sizeof(hub_limits_conn) : 0));
     if (!c) return NULL;
     c->g = g;
     return c;
@@ -1036,8 +1037,7 @@ static void conn_gone(mq_conn *c)
     }
     g->nconns--;
     GW_SUB(g->sv->gw[GW_MQTT].conns, 1);
-    if (c->lim) serve_limit_close(g->sv, c->lim);
-    ax_free(c->lim);
+    if (mq_lim(c)) serve_limit_close(g->sv, mq_lim(c));
     mq_cork_release(c);
     waits_cancel(c);
     mq_sess *s = c->s;
@@ -1074,14 +1074,17 @@ static void tcp_open(ax_conn *conn)
         ax_conn_close(conn);
         return;
     }
-    if (!(c = conn_alloc(g)) || (lim.ip && !(c->lim = ax_malloc(sizeof(lim))))) {
+    if (!(c = conn_alloc(g, lim.ip))) {
         serve_limit_close(g->sv, &lim);
         ax_free(c);
         ax_conn_set_data(conn, NULL);
         ax_conn_abort(conn, AX_ENOMEM);
         return;
     }
-    if (c->lim) *c->lim = lim; /* (none on: nothing counted, nothing kept) */
+    if (lim.ip) { /* (none on: nothing counted, nothing kept) */
+        c->has_lim = true;
+        *mq_lim(c) = lim;
+    }
     c->io.c = conn;
     conn_link(c);
     ax_conn_set_data(conn, c);
@@ -1232,8 +1235,7 @@ static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
     mq_conn *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
     if (c && !mq_ws(c)) { /* closed before on_open */
-        if (c->lim) serve_limit_close(c->g->sv, c->lim);
-        ax_free(c->lim);
+        if (mq_lim(c)) serve_limit_close(c->g->sv, mq_lim(c));
         ax_free(c->x);
         ax_free(c);
     } else if (c) {
@@ -1256,7 +1258,8 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         serve_http_error(r, 403, why);
         return;
     }
-    mq_conn *c = conn_alloc(g);
+    const hub_limits *L = g->sv->limits;
+    mq_conn *c = conn_alloc(g, L && hub_limits_per_conn(L)); /* (room for its share) */
     if (!c || !mq_cx_get(c)) { /* (its cx: its place in g->ws_conns) */
         ax_free(c);
         serve_http_error(r, 500, "out of memory");
@@ -1268,11 +1271,13 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         return;
     }
     hub_limits_conn lim;
-    serve_limit_take(r, &lim); /* the connection is counted on, now as ours */
-    if (lim.ip && !(c->lim = ax_malloc(sizeof(lim))))
-        serve_limit_close(g->sv, &lim); /* (out of memory: not counted) */
-    else if (lim.ip)
-        *c->lim = lim;
+    serve_limit_take(r, &lim);                      /* the connection is counted on, now as ours */
+    if (lim.ip && !(L && hub_limits_per_conn(L))) { /* (not expected: no room) */
+        serve_limit_close(g->sv, &lim);
+    } else if (lim.ip) {
+        c->has_lim = true;
+        *mq_lim(c) = lim;
+    }
 }
 
 /* ---- timers -------------------------------------------------------------------------------------

@@ -210,6 +210,8 @@ struct mq_cx {
     uint32_t max_packet; /* 5.0: the client's Maximum Packet Size, 0: none */
     uint16_t recv_max;   /* 5.0: the client's Receive Maximum, 0: none */
     bool held;           /* not read: Redis is behind (gw_mqtt.c hold()) */
+    mq_cork *ck;         /* its output of this loop turn (a TCP client's cx, made for it, goes
+                          * with the turn's flush when it holds nothing else: mq_flush_all) */
 };
 
 /* Field order: pointers, then the smaller fields packed (an idle
@@ -223,24 +225,38 @@ struct mq_conn {
         ax_ws *ws;  /* from its on_open on */
     } io;
     mq_sess *s;
-    mq_cx *x; /* NULL until needed (mq_cx_get) */
-    mq_cork *ck;
-    hub_limits_conn *lim; /* its share of the limits (serve_limit_*); NULL: none on */
+    mq_cx *x; /* NULL until needed (mq_cx_get); its cork there */
     /* Loop time (its low 32 bits: intervals < 24 days) of the last packet
      * after CONNECT; before CONNECT, of the connection's start. */
     uint32_t last_in_ms;
     uint16_t keepalive_s;
     uint8_t version; /* 0 until CONNECT, then 3, 4 or 5 */
     bool closing : 1, blocked : 1, dirty : 1, connacked : 1, limited : 1;
-    bool on_ws : 1; /* io.ws (set at its on_open) */
+    bool on_ws : 1;   /* io.ws (set at its on_open) */
+    bool has_lim : 1; /* its share of the limits follows it (mq_lim) */
 };
-/* 56 bytes, glibc's 64-byte chunk (88 before its share of the limits
- * became an allocation of its own, made only when a connection limit or
- * a message rate is on, and its TCP and WebSocket pointers one; 152 before its rare fields
- * went to mq_cx, its place in the gateway's list and in its dirty list
- * went (g->dirtyv), and its 5.0 topic alias maximum became its version's):
- * an idle client's bytes, docs/scale.md. */
-_Static_assert(sizeof(struct mq_conn) <= 56, "mq_conn grew: an idle MQTT client's bytes");
+/* 40 bytes, glibc's 48-byte chunk (56 before its cork went to its cx and
+ * its share of the limits, when one is on, into its own allocation; 88
+ * before that share became an allocation of its own, made only when a
+ * connection limit or a message rate is on, and its TCP and WebSocket
+ * pointers one; 152 before its rare fields went to mq_cx, its place in
+ * the gateway's list and in its dirty list went (g->dirtyv), and its 5.0
+ * topic alias maximum became its version's): an idle client's bytes,
+ * docs/scale.md. */
+_Static_assert(sizeof(struct mq_conn) <= 40, "mq_conn grew: an idle MQTT client's bytes");
+
+/* Its share of the limits (serve_limit_*), in the same allocation just
+ * after it; NULL: none on (or not counted). */
+static inline hub_limits_conn *mq_lim(const mq_conn *c)
+{
+    return c->has_lim ? (hub_limits_conn *)(void *)((char *)(uintptr_t)c + sizeof(mq_conn)) : NULL;
+}
+
+/* Its cork (the output of this loop turn); NULL: none. */
+static inline mq_cork *mq_ck(const mq_conn *c)
+{
+    return c->x ? c->x->ck : NULL;
+}
 
 /* Its TCP or TLS connection; NULL over WebSocket. */
 static inline ax_conn *mq_tcp(const mq_conn *c)

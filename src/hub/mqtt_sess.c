@@ -107,9 +107,9 @@ static bool mark_dirty(mq_conn *c)
  * (WebSocket). */
 void mq_cork_flush(mq_conn *c)
 {
-    mq_cork *k = c->ck;
+    mq_cork *k = mq_ck(c);
     if (!k) return;
-    c->ck = NULL;
+    c->x->ck = NULL;
     int rc = 0;
     if (k->n && mq_tcp(c)) {
         rc = ax_conn_writev(mq_tcp(c), k->iov, k->n);
@@ -132,8 +132,11 @@ void mq_cork_flush(mq_conn *c)
 /* Drop the cork unsent (the connection is gone) and leave the dirty list. */
 void mq_cork_release(mq_conn *c)
 {
-    if (c->ck) cork_put(c->g, c->ck);
-    c->ck = NULL;
+    mq_cork *k = mq_ck(c);
+    if (k) {
+        cork_put(c->g, k);
+        c->x->ck = NULL;
+    }
     if (!c->dirty) return;
     gw_mqtt *g = c->g;
     for (uint32_t i = g->ndirty; i-- > 0;) /* (from the end: the last written first) */
@@ -144,6 +147,18 @@ void mq_cork_release(mq_conn *c)
     c->dirty = false;
 }
 
+/* A TCP client's cx that holds nothing but a cork (gone now): not kept
+ * (an idle client has none). */
+static void cx_drop_empty(mq_conn *c)
+{
+    mq_cx *x = c->x;
+    if (!x || !mq_tcp(c) || x->ck || x->prev || x->next || x->alias || x->will || x->auth ||
+        x->in || x->wtail || x->max_packet || x->recv_max || x->held)
+        return;
+    ax_free(x);
+    c->x = NULL;
+}
+
 void mq_flush_all(ax_timer *t, void *ud)
 {
     gw_mqtt *g = ud;
@@ -152,16 +167,18 @@ void mq_flush_all(ax_timer *t, void *ud)
         mq_conn *c = g->dirtyv[--g->ndirty];
         c->dirty = false;
         mq_cork_flush(c);
+        cx_drop_empty(c);
     }
 }
 
 /* A cork with room for n scratch bytes and one more iovec. */
 static mq_cork *cork_for(mq_conn *c, size_t n)
 {
-    if (c->ck && (c->ck->n == MQ_CORK_IOV || c->ck->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
-    if (!mark_dirty(c)) return NULL;
-    if (!c->ck && !(c->ck = cork_get(c->g))) return NULL;
-    return c->ck;
+    mq_cork *k = mq_ck(c);
+    if (k && (k->n == MQ_CORK_IOV || k->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
+    if (!mark_dirty(c) || !mq_cx_get(c)) return NULL;
+    if (!c->x->ck && !(c->x->ck = cork_get(c->g))) return NULL;
+    return c->x->ck;
 }
 
 uint8_t *mq_cork_room(mq_conn *c, size_t n)
@@ -171,7 +188,8 @@ uint8_t *mq_cork_room(mq_conn *c, size_t n)
         if (!s) return NULL;
         mq_cork_slice(c, s, 0, n);
         ax_slice_unref(s);
-        return c->ck && c->ck->n && c->ck->ref[c->ck->n - 1] == s ? ax_slice_data(s) : NULL;
+        mq_cork *k = mq_ck(c);
+        return k && k->n && k->ref[k->n - 1] == s ? ax_slice_data(s) : NULL;
     }
     mq_cork *k = cork_for(c, n);
     if (!k) return NULL;
