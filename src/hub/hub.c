@@ -877,6 +877,12 @@ void hub__deliver(hub *h, hub_msg *m)
     hub__walk_end(h);
 }
 
+/* Where a node with a key of klen bytes has its entry slot. */
+static size_t slot_at(size_t klen)
+{
+    return (sizeof(node) + klen + 1 + 7) & ~(size_t)7;
+}
+
 node *hub__node_path(hub *h, const char *filter, bool make)
 {
     node *n = &h->root;
@@ -886,12 +892,13 @@ node *hub__node_path(hub *h, const char *filter, bool make)
         size_t l = slash ? (size_t)(slash - p) : strlen(p);
         node *k = kid(n, p, l);
         if (!k) {
-            if (!make || !(k = ax_calloc(1, sizeof(*k) + l + 1))) return NULL;
+            size_t path = (size_t)(p - filter) + l; /* the slot's filter */
+            if (!make || !(k = ax_calloc(1, slot_at(l) + offsetof(entry, filter) + path + 1)))
+                return NULL;
             if (hub_lmap_add(&n->kids, &k->link, p, l) != 0) {
                 ax_free(k);
                 return NULL;
             }
-            k->parent = n;
             hub_lmap_init(&k->kids);
         }
         n = k;
@@ -900,15 +907,44 @@ node *hub__node_path(hub *h, const char *filter, bool make)
     }
 }
 
-void hub__node_prune(node *n)
+/* Frees the nodes of filter's path that have no subscriber and no kid,
+ * from the deepest up.  The path is taken first: the filter may be in the
+ * slot of a node freed here. */
+void hub__node_prune(hub *h, const char *filter)
 {
-    while (n->parent && !n->subs && n->kids.n == 0) {
-        node *up = n->parent;
-        hub_lmap_free(&n->kids);
-        hub_lmap_del(&up->kids, &n->link);
-        ax_free(n);
-        n = up;
+    node *path[HUB_MAX_LEVELS + 1];
+    int depth = 0;
+    path[0] = &h->root;
+    for (const char *p = filter;;) {
+        const char *slash = strchr(p, '/');
+        size_t l = slash ? (size_t)(slash - p) : strlen(p);
+        node *k = depth < HUB_MAX_LEVELS ? kid(path[depth], p, l) : NULL;
+        if (!k) break;
+        path[++depth] = k;
+        if (!slash) break;
+        p = slash + 1;
     }
+    for (; depth > 0; depth--) {
+        node *n = path[depth];
+        if (n->subs || n->kids.n != 0) break;
+        hub_lmap_free(&n->kids);
+        hub_lmap_del(&path[depth - 1]->kids, &n->link);
+        ax_free(n);
+    }
+}
+
+entry *hub__node_slot(const node *n)
+{
+    return (entry *)((char *)n + slot_at(n->link.klen));
+}
+
+/* e leaves n (its filter's node): back to the slot, or freed. */
+void hub__entry_free(node *n, entry *e)
+{
+    if (n && e == hub__node_slot(n))
+        e->s = NULL;
+    else
+        ax_free(e);
 }
 
 static void node_free_all(hub_link *l, void *ud)
@@ -1079,10 +1115,12 @@ void hub__entry_unlink(hub_sub *s, entry *e)
     if (e->nnext) e->nnext->npp = e->npp;
     node *n = hub__node_path(h, e->filter, false); /* there while it had e */
     if (h->bp && !n->subs) h->bp->need(h->bp_ud, e->filter, false);
-    hub__node_prune(n);
     htopic *t = hub__topic_get(h, e->filter, fl); /* an exact subscription kept it */
     if (t) hub__topic_consider(h, t);
-    ax_free(e);
+    bool slot = e == hub__node_slot(n);
+    if (slot) e->s = NULL; /* (the prune may free it with n) */
+    hub__node_prune(h, e->filter);
+    if (!slot) ax_free(e);
 }
 
 /* A subscriber with a few filters finds them by walking its list; the map

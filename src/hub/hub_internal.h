@@ -98,14 +98,20 @@ struct job {      /* a paced replay: hub_subscribe() with `since` */
 };
 
 /* A level of the subscription tree: one allocation with its key (this
- * level's name) right after `link`, its place in the parent's kids. */
+ * level's name) right after `link`, its place in the parent's kids, and
+ * after the key room for one entry of the filter that is this node's path
+ * (hub__node_slot(): free while its `s` is NULL).  A topic's first
+ * subscriber uses it, so that one subscription costs one chunk, not two
+ * (112 bytes for idle/1234, not 64 + 64: docs/scale.md); the others are
+ * allocations of their own.  The slot is in `subs` like any entry.  No
+ * parent pointer: hub__node_prune() walks down from the root. */
 struct node {
-    node *parent;
     hub_lmap kids;
     entry *subs;
     hub_link link; /* last: the key follows (HUB_LINK_KEY) */
 };
 _Static_assert(sizeof(node) == offsetof(node, link) + sizeof(hub_link), "node: key after link");
+_Static_assert(sizeof(node) == 40, "node: an idle topic's bytes (docs/scale.md)");
 
 struct htopic {
     hub_inode idx; /* in hub.index, by name */
@@ -239,7 +245,9 @@ bool hub__may_read(const hub_sub *s, const hub_msg *m);
 void hub__sub_push_now(hub_sub *s, hub_msg *m);
 void hub__deliver(hub *h, hub_msg *m);
 node *hub__node_path(hub *h, const char *filter, bool make);
-void hub__node_prune(node *n);
+void hub__node_prune(hub *h, const char *filter);
+entry *hub__node_slot(const node *n);
+void hub__entry_free(node *n, entry *e);
 void hub__presence_join(hub *h, htopic *room, const char *name);
 void hub__entry_unlink(hub_sub *s, entry *e);
 entry *hub__filter_find(const hub_sub *s, const char *f, size_t fl);

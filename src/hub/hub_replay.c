@@ -174,11 +174,18 @@ static int subscribe_locked(hub_sub *s, const char *filter, int64_t since, bool 
     int rc = subscribe_check(s, filter, fl);
     if (rc != 0 || hub__filter_find(s, filter, fl)) return rc;
     node *n = hub__node_path(h, filter, true);
-    entry *e = n ? ax_calloc(1, offsetof(entry, filter) + fl + 1) : NULL;
-    if (e) memcpy(e->filter, filter, fl + 1);
+    entry *e = n ? hub__node_slot(n) : NULL;
+    if (e && e->s) /* the slot is taken: an entry of its own */
+        e = ax_calloc(1, offsetof(entry, filter) + fl + 1);
+    else if (e)
+        memset(e, 0, offsetof(entry, filter));
+    if (e) {
+        memcpy(e->filter, filter, fl + 1);
+        e->s = s; /* (takes the slot) */
+    }
     if (!e || hub__filter_add(s, e, fl) != 0) {
-        ax_free(e);
-        if (n) hub__node_prune(n);
+        if (e) hub__entry_free(n, e);
+        if (n) hub__node_prune(h, filter);
         return AX_ENOMEM;
     }
     if (h->bp && !n->subs) hub__bp_need(h, filter, fl);

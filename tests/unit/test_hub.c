@@ -172,6 +172,47 @@ TEST(hub_wildcards_deliver_once)
     ax_loop_free(loop);
 }
 
+/* A topic's first subscription is in its tree node's slot (docs/scale.md):
+ * the others, the slot's reuse once it leaves, and a node kept by its kid. */
+TEST(hub_first_subscription_in_the_node)
+{
+    ax_loop *loop = tu_loop();
+    hub *h = mk_hub(loop, NULL, 0, NULL);
+    rec a, b, c, d, e;
+    sub(h, &a, NULL);
+    sub(h, &b, NULL);
+    sub(h, &c, NULL);
+    sub(h, &d, NULL);
+    sub(h, &e, NULL);
+    ASSERT_EQ(hub_subscribe(a.s, "room/1", -1, false), 0); /* the slot */
+    ASSERT_EQ(hub_subscribe(b.s, "room/1", -1, false), 0); /* its own */
+    ASSERT_EQ(hub_subscribe(c.s, "room/1/x", -1, false), 0);
+    pub(h, "room/1", "p");
+    ASSERT_EQ(hub_unsubscribe(a.s, "room/1"), 0);          /* the slot is free, the node stays */
+    ASSERT_EQ(hub_subscribe(d.s, "room/1", -1, false), 0); /* takes it again */
+    pub(h, "room/1", "q");
+    ASSERT_EQ(hub_unsubscribe(b.s, "room/1"), 0);
+    pub(h, "room/1", "r");
+    ASSERT_EQ(hub_unsubscribe(d.s, "room/1"), 0); /* its kid keeps the node */
+    pub(h, "room/1/x", "s");
+    hub_sub_free(c.s); /* the tree is empty */
+    ASSERT_EQ(hub_subscribe(e.s, "room/1", -1, false), 0);
+    ASSERT_EQ(hub_subscribe(a.s, "room/1", -1, false), 0);
+    pub(h, "room/1", "t");
+    LOG_IS(a, "room/1#1=p;room/1#4=t;");
+    LOG_IS(b, "room/1#1=p;room/1#2=q;");
+    LOG_IS(c, "room/1/x#1=s;");
+    LOG_IS(d, "room/1#2=q;room/1#3=r;");
+    LOG_IS(e, "room/1#4=t;");
+    hub_sub_free(a.s);
+    hub_sub_free(b.s);
+    hub_sub_free(d.s);
+    hub_sub_free(e.s);
+    ASSERT_EQ(hub_stats_get(h)->subscribers, 0);
+    hub_free(h);
+    ax_loop_free(loop);
+}
+
 /* A gateway's state in its subscriber's allocation (hub_sub_new_ext):
  * found both ways, zeroed, and still there after hub_sub_close() (nothing
  * delivered, unsubscribed) until hub_sub_free(); ASan checks the rest. */
