@@ -76,6 +76,13 @@ static void sub(hub *h, rec *r, const char *name)
     ASSERT(r->s != NULL);
 }
 
+/* sub() for each of n recorders, unnamed */
+static void subs(hub *h, rec *const *rs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sub(h, rs[i], NULL);
+}
+
 static void pub(hub *h, const char *topic, const char *text)
 {
     int err = 0;
@@ -136,11 +143,7 @@ TEST(hub_wildcards_deliver_once)
     ax_loop *loop = tu_loop();
     hub *h = mk_hub(loop, NULL, 0, NULL);
     rec a, b, c, d, e;
-    sub(h, &a, NULL);
-    sub(h, &b, NULL);
-    sub(h, &c, NULL);
-    sub(h, &d, NULL);
-    sub(h, &e, NULL);
+    subs(h, (rec *[]){&a, &b, &c, &d, &e}, 5);
     ASSERT_EQ(hub_subscribe(a.s, "sensors/+/temp", -1, false), 0);
     ASSERT_EQ(hub_subscribe(b.s, "sensors/#", -1, false), 0);
     ASSERT_EQ(hub_subscribe(b.s, "sensors/kitchen/temp", -1, false), 0); /* overlaps */
@@ -179,11 +182,7 @@ TEST(hub_first_subscription_in_the_node)
     ax_loop *loop = tu_loop();
     hub *h = mk_hub(loop, NULL, 0, NULL);
     rec a, b, c, d, e;
-    sub(h, &a, NULL);
-    sub(h, &b, NULL);
-    sub(h, &c, NULL);
-    sub(h, &d, NULL);
-    sub(h, &e, NULL);
+    subs(h, (rec *[]){&a, &b, &c, &d, &e}, 5);
     ASSERT_EQ(hub_subscribe(a.s, "room/1", -1, false), 0); /* the slot */
     ASSERT_EQ(hub_subscribe(b.s, "room/1", -1, false), 0); /* its own */
     ASSERT_EQ(hub_subscribe(c.s, "room/1/x", -1, false), 0);
