@@ -273,7 +273,7 @@ static void hold_wake(redis_bp *b)
         if (!b->hold_h[i].loop) continue;
         hold_post *p = ax_malloc(sizeof(*p));
         if (p) *p = (hold_post){b, i};
-        if (p && ax_loop_post(b->hold_h[i].loop, hold_run, p) != 0) ax_free(p);
+        if (p && ax_loop_post_or(b->hold_h[i].loop, hold_run, ax_free, p) != 0) ax_free(p);
     }
     pthread_mutex_unlock(&b->hold_mu); /* (a post that failed: the gateway's tick resumes) */
 }
