@@ -1115,12 +1115,11 @@ static void go_down(redis_bp *b, const char *why)
 /* One Redis: the heartbeat carries a stamp below any later publish's and
  * at or above every earlier one's (redis_pub.c), so the mark moves on
  * while no message comes: "<ms> <stamp>". */
+/* clang-format off */
 static const char HB_SCRIPT[] =
-    "local now = redis.call('TIME')\n"
-    "local u = tonumber(now[1]) * 1000000 + tonumber(now[2])\n"
-    "local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
-    "if top[2] and tonumber(top[2]) >= u then u = tonumber(top[2]) + 1 end\n"
+    BP_STAMP_LUA("KEYS[1]")
     "return redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. string.format('%.0f', u - 1))\n";
+/* clang-format on */
 
 static void heartbeat(redis_bp *b, uint64_t now)
 {

@@ -227,6 +227,15 @@ void bp__state_done(redis_bp *b, uint64_t ticket, int status);
 void bp__acks_free(redis_bp *b);
 extern const char bp__script[];
 
+/* Lua: `u`, Redis's clock in µs raised above the highest score of the
+ * topic index IX (a KEYS[] expression), so stamps rise strictly: the
+ * publish script's stamp, and the heartbeat's (redis_pub.c, redis.c). */
+#define BP_STAMP_LUA(ix)                                                                           \
+    "local now = redis.call('TIME')\n"                                                             \
+    "local u = tonumber(now[1]) * 1000000 + tonumber(now[2])\n"                                    \
+    "local top = redis.call('ZREVRANGE', " ix ", 0, 0, 'WITHSCORES')\n"                            \
+    "if top[2] and tonumber(top[2]) >= u then u = tonumber(top[2]) + 1 end\n"
+
 /* redis_retain.c */
 void bp__ret_start(redis_bp *b);
 void bp__ret_heard(redis_bp *b, const redisReply *data);

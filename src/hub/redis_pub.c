@@ -26,11 +26,9 @@
  * on the stream entry (field r) and before the channel message
  * ("r<stamp> "): the resume point of an MQTT session that moves between
  * nodes (docs/cluster.md "Nothing published during the hand-over"). */
+/* clang-format off */
 const char bp__script[] =
-    "local now = redis.call('TIME')\n"
-    "local u = tonumber(now[1]) * 1000000 + tonumber(now[2])\n"
-    "local top = redis.call('ZREVRANGE', KEYS[4], 0, 0, 'WITHSCORES')\n"
-    "if top[2] and tonumber(top[2]) >= u then u = tonumber(top[2]) + 1 end\n"
+    BP_STAMP_LUA("KEYS[4]")
     "local r = string.format('%.0f', u)\n"
     "local seq = redis.call('INCR', KEYS[1])\n"
     "local last = tonumber(ARGV[6])\n"
@@ -64,6 +62,7 @@ const char bp__script[] =
     "  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)\n"
     "end\n"
     "return seq\n";
+/* clang-format on */
 
 /* ---- acknowledgements --------------------------------------------------------------------- */
 
