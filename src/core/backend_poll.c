@@ -60,6 +60,7 @@ static int grow(poll_data *d)
 static int pl_add(ax_loop *loop, ax__io *io, unsigned events)
 {
     poll_data *d = loop->backend_data;
+    if (d->len >= AX__IO_SLOTS) return AX_EMFILE;
     if (d->len == d->cap && grow(d) != 0) return AX_ENOMEM;
     d->pfds[d->len] = (struct pollfd){.fd = io->fd, .events = to_poll(events)};
     d->ios[d->len] = io;

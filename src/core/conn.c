@@ -98,6 +98,27 @@ void ax__conn_cache_free(ax_loop *loop)
 static void close_graceful(ax_conn *c, int reason);
 static void conn_again(ax_loop *loop, ax__deferred *d);
 
+/* The connection's limits become *l: a set the loop keeps (added if new
+ * and there is room), else a copy in the side struct.  0 or AX_ENOMEM
+ * (the limits are unchanged then). */
+static int set_lims(ax_conn *c, const ax__conn_lims *l)
+{
+    ax_loop *loop = c->loop;
+    unsigned i = 0;
+    while (i < loop->nlims && memcmp(&loop->lims[i], l, sizeof *l) != 0)
+        i++;
+    if (i == loop->nlims && i < AX__LIMS) {
+        loop->lims[i] = *l;
+        loop->nlims++;
+    } else if (i == loop->nlims) {
+        if (!ax__conn_ext_get(c)) return AX_ENOMEM;
+        c->x->lims = *l;
+        i = AX__LIMS_X;
+    }
+    c->flags = (c->flags & ~(0xfu << F_LIMS_SHIFT)) | (uint32_t)i << F_LIMS_SHIFT;
+    return 0;
+}
+
 void ax__conn_limits_init(ax__conn_limits *l, const ax_conn_opts *o)
 {
     static const ax_conn_opts none;
@@ -127,13 +148,14 @@ ax_conn *ax__conn_new(ax_loop *loop, int fd, const ax_conn_cbs *cbs, const ax__c
     c->cbs = cbs;
     c->ud = ud;
     c->listener = listener;
-    c->wq_tail = &c->wq_head;
-    c->low = lim->low;
-    c->high = lim->high;
-    c->cap = lim->cap;
-    c->max_input = lim->max_input;
     c->flags = (connecting ? F_CONNECTING : F_CONNECTED) | (tcp ? F_TCP : 0) |
                (lim->no_delay ? F_NODELAY : 0);
+    const ax__conn_lims l = {lim->low, lim->high, lim->cap, lim->max_input};
+    if (set_lims(c, &l) != 0) {
+        ax_free(c);
+        *err = AX_ENOMEM;
+        return NULL;
+    }
     /* Limits other than the defaults, and a name to resolve, live in the
      * side struct; an accepted connection with the defaults has none. */
     if (fd < 0 || lim->idle_ms || lim->connect_ms != AX__CONNECT_MS ||
@@ -265,15 +287,13 @@ void ax__conn_arm_timer(ax_conn *c)
 
 void ax__conn_free_queue(ax_conn *c)
 {
-    wnode *n = c->wq_head;
+    wnode *n = ax__wq_head(c);
     while (n) {
-        wnode *next = n->next;
+        wnode *next = ax__wq_next(c, n);
         node_free(c->loop, n);
         n = next;
     }
-    c->wq_head = NULL;
-    c->wq_tail = &c->wq_head;
-    c->queued = 0;
+    c->wq = NULL;
     if (c->x) {
         c->x->queued_file = 0;
         c->x->nlazy = 0;
@@ -284,8 +304,7 @@ void ax__conn_free_queue(ax_conn *c)
  * and the driver holds no operation of this connection. */
 void ax__conn_release(ax_conn *c)
 {
-    if ((c->flags & F_CB_DONE) && !ax__deferred_queued(&c->again) &&
-        !ax__deferred_queued(&c->deferred) && !ax__drv(c)->busy(c)) {
+    if ((c->flags & F_CB_DONE) && !ax__deferred_queued(&c->deferred) && !ax__drv(c)->busy(c)) {
         ax_free(c->x);
         ax_free(c);
     }
@@ -314,9 +333,9 @@ static void conn_deferred(ax_loop *loop, ax__deferred *d)
 void ax__conn_deliver_kept(ax_conn *c)
 {
     size_t off = 0, piece = KEPT_PIECE;
-    while (off < c->in_len && !(c->flags & F_PAUSED)) {
-        size_t left = c->in_len - off, n = left < piece ? left : piece;
-        size_t used = c->cbs->on_data ? c->cbs->on_data(c, c->in + off, n) : n;
+    while (off < ax__in_len(c) && !(c->flags & F_PAUSED)) {
+        size_t left = c->in->len - off, n = left < piece ? left : piece;
+        size_t used = c->cbs->on_data ? c->cbs->on_data(c, c->in->data + off, n) : n;
         if (c->flags & F_CLOSED) return;
         if (used > n) used = n;
         off += used;
@@ -324,14 +343,12 @@ void ax__conn_deliver_kept(ax_conn *c)
         piece = used ? KEPT_PIECE : piece * 2;
     }
     if (off) {
-        memmove(c->in, c->in + off, c->in_len - off);
-        c->in_len -= (uint32_t)off;
+        memmove(c->in->data, c->in->data + off, c->in->len - off);
+        c->in->len -= (uint32_t)off;
     }
-    if (!c->in_len) {
-        ax_free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
-    } else if (!(c->flags & F_PAUSED) && c->in_len > c->max_input) {
+    if (!ax__in_len(c)) {
+        ax__conn_drop_input(c);
+    } else if (!(c->flags & F_PAUSED) && c->in->len > ax__lims(c)->max_input) {
         ax__conn_finish(c, AX_EMSGSIZE, true);
     }
 }
@@ -341,8 +358,8 @@ void ax__conn_deliver_kept(ax_conn *c)
  * for the queue. */
 static bool flush_owed(const ax_conn *c)
 {
-    if ((c->flags & F_ABOVE_HIGH) && c->queued <= c->low) return true;
-    return !c->wq_head && (c->flags & (F_CLOSING | F_SHUT_PENDING));
+    if ((c->flags & F_ABOVE_HIGH) && ax__wq_bytes(c) <= ax__lims(c)->low) return true;
+    return !c->wq && (c->flags & (F_CLOSING | F_SHUT_PENDING));
 }
 
 void ax__conn_kicked(ax_conn *c)
@@ -355,7 +372,7 @@ void ax__conn_kicked(ax_conn *c)
  * transport holding input). */
 static void conn_again(ax_loop *loop, ax__deferred *d)
 {
-    ax_conn *c = AX__CONTAINER(d, ax_conn, again);
+    ax_conn *c = AX__CONTAINER(d, ax_conn, deferred);
     (void)loop;
     if (c->flags & F_CLOSED) {
         ax__conn_release(c);
@@ -366,7 +383,7 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
         if (c->flags & F_CLOSED) return;
     }
     if (c->flags & F_PAUSED) return;
-    if ((c->flags & F_REDELIVER) && c->in_len) {
+    if ((c->flags & F_REDELIVER) && ax__in_len(c)) {
         c->flags &= ~F_REDELIVER;
         ax__conn_deliver_kept(c);
         if (c->flags & (F_CLOSED | F_PAUSED)) return;
@@ -376,7 +393,7 @@ static void conn_again(ax_loop *loop, ax__deferred *d)
 
 void ax__conn_again_later(ax_conn *c)
 {
-    ax__defer_later(c->loop, &c->again, conn_again);
+    ax__defer_later(c->loop, &c->deferred, conn_again); /* (not after a close: queued) */
 }
 
 void ax__conn_finish(ax_conn *c, int reason, bool rst)
@@ -397,14 +414,17 @@ void ax__conn_finish(ax_conn *c, int reason, bool rst)
     if (c->io.fd >= 0) close(c->io.fd); /* (the ring keeps its own reference) */
     c->io.fd = -1;
     if (ax__drv(c)->queue_free(c)) ax__conn_free_queue(c); /* else the kernel may still read it */
-    ax_free(c->in);
-    c->in = NULL;
-    c->in_len = c->in_cap = 0;
+    ax__conn_drop_input(c);
     if (c->x) {
         ax_timer_free(c->x->timer);
         c->x->timer = NULL;
     }
-    ax__defer(c->loop, &c->deferred, conn_deferred);
+    /* One node for both: queued for conn_again (next iteration), it runs
+     * the close callback instead, once the wait in between has returned. */
+    if (ax__deferred_queued(&c->deferred))
+        c->deferred.fn = conn_deferred;
+    else
+        ax__defer(c->loop, &c->deferred, conn_deferred);
 }
 
 void ax__conn_fail(ax_conn *c, int err)
@@ -443,7 +463,7 @@ static void close_graceful(ax_conn *c, int reason)
     ax_loop_update_time(c->loop);
     ax__tp(c)->shutdown(c);
     if (c->flags & F_CLOSED) return;
-    if (!c->wq_head || (c->flags & F_CONNECTING)) {
+    if (!c->wq || (c->flags & F_CONNECTING)) {
         finish_or_linger(c);
         return;
     }
@@ -468,28 +488,38 @@ void ax_conn_abort(ax_conn *c, int reason)
 /* Make room for `need` bytes of kept input: small partial messages (a
  * trickled HTTP head) cost their size rounded up, not a read buffer;
  * growing doubles, so a large message is copied O(log n) times. */
-static bool in_reserve(ax_conn *c, size_t need)
+bool ax__conn_in_reserve(ax_conn *c, size_t need)
 {
-    if (need <= c->in_cap) return true;
-    size_t cap = ax__buf_grow_cap(c->in_cap, need, 256);
-    if (cap > UINT32_MAX) cap = need;
-    char *in = ax_realloc(c->in, cap);
+    const size_t hdr = sizeof(ax__kept);
+    size_t cap = c->in ? c->in->cap : 0;
+    if (need <= cap) return true;
+    /* the allocation, header included, grows by doubling from 256 */
+    size_t size = ax__buf_grow_cap(cap ? cap + hdr : 0, need + hdr, 256);
+    if (size - hdr > UINT32_MAX) size = need + hdr;
+    ax__kept *in = ax_realloc(c->in, size);
     if (!in) return false;
+    if (!c->in) in->len = 0;
+    in->cap = (uint32_t)(size - hdr);
     c->in = in;
-    c->in_cap = (uint32_t)cap;
     return true;
+}
+
+void ax__conn_drop_input(ax_conn *c)
+{
+    ax_free(c->in);
+    c->in = NULL;
 }
 
 /* Add n received bytes behind the kept input.  False when out of memory
  * (the connection is closed then). */
 bool ax__conn_append_input(ax_conn *c, const char *buf, size_t n)
 {
-    if (!in_reserve(c, (size_t)c->in_len + n)) {
+    if (!ax__conn_in_reserve(c, (size_t)ax__in_len(c) + n)) {
         ax__conn_finish(c, AX_ENOMEM, true);
         return false;
     }
-    memcpy(c->in + c->in_len, buf, n);
-    c->in_len += (uint32_t)n;
+    memcpy(c->in->data + c->in->len, buf, n);
+    c->in->len += (uint32_t)n;
     return true;
 }
 
@@ -500,32 +530,30 @@ void ax__conn_deliver(ax_conn *c, char *data, size_t len)
     char *buf = data;
     size_t total = len;
     if (!data) {
-        buf = c->in;
-        total = c->in_len;
+        buf = c->in->data;
+        total = c->in->len;
     }
     size_t used = c->cbs->on_data ? c->cbs->on_data(c, buf, total) : total;
     if (c->flags & F_CLOSED) return;
     if (used >= total) {
-        ax_free(c->in); /* idle connections keep no buffer */
-        c->in = NULL;
-        c->in_len = c->in_cap = 0;
+        ax__conn_drop_input(c); /* idle connections keep no buffer */
         return;
     }
     size_t rest = total - used;
-    if (rest > c->max_input) {
+    if (rest > ax__lims(c)->max_input) {
         ax__conn_finish(c, AX_EMSGSIZE, true);
         return;
     }
-    if (buf == c->in) {
-        memmove(c->in, c->in + used, rest);
+    if (!data) {
+        memmove(c->in->data, c->in->data + used, rest);
     } else {
-        if (!in_reserve(c, rest)) {
+        if (!ax__conn_in_reserve(c, rest)) {
             ax__conn_finish(c, AX_ENOMEM, true);
             return;
         }
-        memcpy(c->in, buf + used, rest);
+        memcpy(c->in->data, buf + used, rest);
     }
-    c->in_len = (uint32_t)rest;
+    c->in->len = (uint32_t)rest;
 }
 
 void ax__conn_peer_eof(ax_conn *c)
@@ -547,9 +575,9 @@ void ax__conn_peer_eof(ax_conn *c)
  * into the shared buffer (and append only what came). */
 static char *plain_read_buf(ax_conn *c, size_t *room)
 {
-    if (c->in_len && c->in_cap - c->in_len >= AX__READ_BUF / 16) {
-        *room = c->in_cap - c->in_len;
-        return c->in + c->in_len;
+    if (ax__in_len(c) && c->in->cap - c->in->len >= AX__READ_BUF / 16) {
+        *room = c->in->cap - c->in->len;
+        return c->in->data + c->in->len;
     }
     *room = AX__READ_BUF;
     return c->loop->rbuf;
@@ -563,7 +591,7 @@ static char *plain_read_buf(ax_conn *c, size_t *room)
 #define KEPT_SLACK (16u * 1024 * 1024)
 static void keep_input(ax_conn *c, const char *buf, size_t n)
 {
-    if ((size_t)c->in_len + n > (size_t)c->max_input + KEPT_SLACK) {
+    if ((size_t)ax__in_len(c) + n > (size_t)ax__lims(c)->max_input + KEPT_SLACK) {
         ax__conn_finish(c, AX_EMSGSIZE, true);
         return;
     }
@@ -592,10 +620,10 @@ static void plain_input(ax_conn *c, char *buf, ssize_t n)
         return;
     }
     if (c->flags & (F_CLOSING | F_PEER_EOF)) return;
-    if (buf == c->in + c->in_len && c->in) { /* read behind the kept input */
-        c->in_len += (uint32_t)len;
+    if (c->in && buf == c->in->data + c->in->len) { /* read behind the kept input */
+        c->in->len += (uint32_t)len;
         ax__conn_deliver(c, NULL, 0);
-    } else if (!c->in_len) {
+    } else if (!ax__in_len(c)) {
         ax__conn_deliver(c, buf, len);
     } else if (ax__conn_append_input(c, buf, len)) {
         /* what came while a driver that reads ahead was paused may be large */
@@ -641,20 +669,22 @@ const ax__transport ax__transport_plain = {
 
 static void drop_head(ax_conn *c)
 {
-    wnode *w = c->wq_head;
+    wnode *w = c->wq->next;
     if (w->kind != AX__W_BYTES) c->x->nlazy--;
-    c->wq_head = w->next;
-    if (!c->wq_head) c->wq_tail = &c->wq_head;
+    if (w == c->wq)
+        c->wq = NULL;
+    else
+        c->wq->next = w->next;
     node_free(c->loop, w);
 }
 
 void ax__conn_consume(ax_conn *c, size_t done)
 {
     ax__conn_count(c, 1, done);
-    c->queued -= done;
+    c->wq->queued -= done;
     ax__conn_touch(c);
     while (done) {
-        wnode *w = c->wq_head;
+        wnode *w = c->wq->next;
         bool file = w->kind == AX__W_FILE;
         if (done < w->len) {
             if (file) {
@@ -676,7 +706,8 @@ int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want)
 {
     int n = 0;
     size_t total = 0;
-    for (wnode *w = c->wq_head; w && w->kind == AX__W_BYTES && n < IOV_BATCH; w = w->next, n++) {
+    for (wnode *w = ax__wq_head(c); w && w->kind == AX__W_BYTES && n < IOV_BATCH;
+         w = ax__wq_next(c, w), n++) {
         iov[n].iov_base = (void *)w->data;
         iov[n].iov_len = w->len;
         total += w->len;
@@ -688,7 +719,7 @@ int ax__conn_queue_iov(const ax_conn *c, struct iovec *iov, size_t *want)
 /* After the queue shrank: shutdown, finish a graceful close, or drain. */
 void ax__conn_after_flush(ax_conn *c)
 {
-    if (c->wq_head) {
+    if (c->wq) {
         ax__conn_update_interest(c);
     } else {
         if (c->flags & F_CLOSING) {
@@ -705,7 +736,7 @@ void ax__conn_after_flush(ax_conn *c)
         }
         ax__conn_update_interest(c);
     }
-    if ((c->flags & F_ABOVE_HIGH) && c->queued <= c->low) {
+    if ((c->flags & F_ABOVE_HIGH) && ax__wq_bytes(c) <= ax__lims(c)->low) {
         c->flags &= ~F_ABOVE_HIGH;
         if (c->cbs->on_drain) c->cbs->on_drain(c);
     }
@@ -722,8 +753,8 @@ static int write_state(const ax_conn *c)
  * watermark. */
 static int queue_grew(ax_conn *c, size_t len, bool was_empty)
 {
-    c->queued += len;
-    if (c->queued - ax__conn_queued_file(c) > c->cap) {
+    c->wq->queued += len; /* (the queue has a node: this one) */
+    if (c->wq->queued - ax__conn_queued_file(c) > ax__lims(c)->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
@@ -733,11 +764,32 @@ static int queue_grew(ax_conn *c, size_t len, bool was_empty)
      * after the send (a 64 KiB file behind its head would otherwise look
      * above it, and the writer would wait for an on_drain it need not). */
     if (c->flags & F_CORKED) return 0;
-    if (c->queued > c->high) {
+    if (ax__wq_bytes(c) > ax__lims(c)->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
     }
     return 0;
+}
+
+/* Put w in the queue after p (p NULL: first); it is last when p is. */
+static void link_node(ax_conn *c, wnode *w, wnode *p)
+{
+    wnode *last = c->wq;
+    if (!last) {
+        w->next = w;
+        w->queued = 0;
+        c->wq = w;
+    } else if (!p) {
+        w->next = last->next;
+        last->next = w;
+    } else {
+        w->next = p->next;
+        p->next = w;
+        if (p == last) {
+            w->queued = last->queued;
+            c->wq = w;
+        }
+    }
 }
 
 /* Queue a node; enforce the cap; report the high watermark. */
@@ -747,10 +799,8 @@ static int enqueue(ax_conn *c, wnode *w)
         node_free(c->loop, w);
         return AX_ENOMEM;
     }
-    bool was_empty = !c->wq_head;
-    w->next = NULL;
-    *c->wq_tail = w;
-    c->wq_tail = &w->next;
+    bool was_empty = !c->wq;
+    link_node(c, w, c->wq);
     if (w->kind != AX__W_BYTES) {
         if (w->kind == AX__W_FILE) c->x->queued_file += w->len;
         c->x->nlazy++;
@@ -762,7 +812,7 @@ static int enqueue(ax_conn *c, wnode *w)
  * send() and no allocation.  Returns bytes taken or a negative code. */
 static ssize_t try_direct(ax_conn *c, const struct iovec *iov, int n)
 {
-    if (c->wq_head || (c->flags & (F_CONNECTING | F_CORKED)) || !(c->flags & F_CONNECTED)) return 0;
+    if (c->wq || (c->flags & (F_CONNECTING | F_CORKED)) || !(c->flags & F_CONNECTED)) return 0;
     return ax__drv(c)->send(c, iov, n);
 }
 
@@ -800,8 +850,8 @@ static wnode *copy_node(ax_conn *c, const struct iovec *iov, int n, size_t skip,
  * had when it was submitted.  True when they went there. */
 static bool append_tail(ax_conn *c, const struct iovec *iov, int n, size_t skip, size_t rest)
 {
-    if (!c->wq_head) return false;
-    wnode *w = AX__CONTAINER(c->wq_tail, wnode, next);
+    wnode *w = c->wq;
+    if (!w) return false;
     if (w->kind != AX__W_BYTES || w->slice || w->cls == NODE_BIG) return false;
     const char *end = (const char *)w + ((size_t)1 << (w->cls + NODE_MIN_SHIFT));
     char *p = (char *)(uintptr_t)(w->data + w->len);
@@ -924,7 +974,7 @@ int ax_conn_write_slices(ax_conn *c, ax_slice *const *s, int n)
 
 size_t ax_conn_queued(const ax_conn *c)
 {
-    return c->queued;
+    return ax__wq_bytes(c);
 }
 
 /* ---- file ranges ---------------------------------------------------------- */
@@ -963,15 +1013,15 @@ int ax_conn_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
 
 bool ax__conn_file_follows(const ax_conn *c, int n)
 {
-    const wnode *w = c->wq_head;
+    const wnode *w = ax__wq_head(c);
     while (w && n--)
-        w = w->next;
+        w = ax__wq_next(c, w);
     return w && w->kind == AX__W_FILE;
 }
 
 int ax__conn_file_read(const ax_conn *c, char *buf, size_t n)
 {
-    const wnode *w = c->wq_head;
+    const wnode *w = ax__wq_head(c);
     size_t got = 0;
     while (got < n) {
         ssize_t r = pread(ax_file_fd(w->file), buf + got, n - got, (off_t)(w->foff + got));
@@ -987,14 +1037,12 @@ int ax__conn_file_read(const ax_conn *c, char *buf, size_t n)
  * bytes. */
 static int insert_node(ax_conn *c, wnode *w, bool front)
 {
-    wnode **link = &c->wq_head;
-    while (!front && *link && (*link)->kind == AX__W_BYTES)
-        link = &(*link)->next;
-    w->next = *link;
-    *link = w;
-    if (!w->next) c->wq_tail = &w->next;
-    c->queued += w->len;
-    if (c->queued - ax__conn_queued_file(c) > c->cap) {
+    wnode *p = NULL;
+    for (wnode *n = ax__wq_head(c); !front && n && n->kind == AX__W_BYTES; n = ax__wq_next(c, n))
+        p = n;
+    link_node(c, w, p);
+    c->wq->queued += w->len;
+    if (c->wq->queued - ax__conn_queued_file(c) > ax__lims(c)->cap) {
         ax__conn_finish(c, AX_EOUTPUTCAP, true);
         return AX_EOUTPUTCAP;
     }
@@ -1015,8 +1063,8 @@ int ax__conn_insert_bytes(ax_conn *c, const char *p, size_t n, bool front)
 
 void ax__conn_take_lazy(ax_conn *c, size_t n)
 {
-    wnode *w = c->wq_head;
-    c->queued -= n;
+    wnode *w = c->wq->next;
+    c->wq->queued -= n;
     if (w->kind == AX__W_FILE) c->x->queued_file -= n;
     if (n < w->len) {
         w->len -= (uint32_t)n;
@@ -1031,7 +1079,7 @@ void ax__conn_take_lazy(ax_conn *c, size_t n)
 
 int ax__conn_file_to_bytes(ax_conn *c, size_t max)
 {
-    size_t n = c->wq_head->len < max ? c->wq_head->len : max;
+    size_t n = c->wq->next->len < max ? c->wq->next->len : max;
     wnode *w = node_new(c->loop, n);
     int rc = w ? 0 : AX_ENOMEM;
     if (w) {
@@ -1050,7 +1098,7 @@ int ax__conn_file_to_bytes(ax_conn *c, size_t max)
 
 ssize_t ax__conn_sendfile(ax_conn *c)
 {
-    wnode *w = c->wq_head;
+    wnode *w = c->wq->next;
     off_t off = (off_t)w->foff;
     ssize_t r;
     do
@@ -1083,12 +1131,11 @@ int ax_conn_uncork(ax_conn *c)
 {
     if (c->flags & F_CORKED) {
         c->flags &= ~F_CORKED;
-        if (c->wq_head && (c->flags & F_CONNECTED) &&
-            !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
+        if (c->wq && (c->flags & F_CONNECTED) && !(c->flags & (F_CLOSED | F_CONNECTING | F_LINGER)))
             ax__drv(c)->kick(c);
     }
     if (c->flags & F_CLOSED) return c->reason < 0 ? c->reason : AX_ECLOSED;
-    if (c->queued > c->high) {
+    if (ax__wq_bytes(c) > ax__lims(c)->high) {
         c->flags |= F_ABOVE_HIGH;
         return 1;
     }
@@ -1103,7 +1150,7 @@ int ax_conn_shutdown(ax_conn *c)
     if (c->flags & (F_CONNECTING | F_HANDSHAKE)) return 0; /* done when connected */
     ax__tp(c)->shutdown(c);
     if (c->flags & F_CLOSED) return 0;
-    if (!c->wq_head) ax__conn_after_flush(c);
+    if (!c->wq) ax__conn_after_flush(c);
     return 0;
 }
 
@@ -1127,7 +1174,7 @@ void ax__conn_connect_done(ax_conn *c)
     if (!ax__tp(c)->open(c)) return; /* on_open waits for the transport */
     ax__conn_opened(c);
     if (c->flags & F_CLOSED) return;
-    if (c->wq_head)
+    if (c->wq)
         ax__drv(c)->flush(c);
     else if (c->flags & F_SHUT_PENDING)
         ax__conn_after_flush(c);
@@ -1154,9 +1201,9 @@ void ax_conn_resume(ax_conn *c)
     if ((c->flags & (F_CLOSED | F_LINGER)) || !(c->flags & F_PAUSED)) return;
     c->flags &= ~F_PAUSED;
     ax__conn_update_interest(c);
-    if (c->in_len) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
+    if (ax__in_len(c)) c->flags |= F_REDELIVER; /* kept input may hold whole messages */
     /* (the transport may hold input the socket no longer signals) */
-    if (c->in_len || ax__drv(c)->held(c) || ax__tp(c)->pending(c)) ax__conn_again_later(c);
+    if (ax__in_len(c) || ax__drv(c)->held(c) || ax__tp(c)->pending(c)) ax__conn_again_later(c);
 }
 
 bool ax_conn_paused(const ax_conn *c)
@@ -1177,10 +1224,12 @@ void ax_conn_set_idle_timeout(ax_conn *c, uint32_t ms)
 
 void ax_conn_set_limits(ax_conn *c, size_t low, size_t high, size_t cap)
 {
-    if (high) c->high = (uint32_t)(high > UINT32_MAX ? UINT32_MAX : high);
-    if (low) c->low = (uint32_t)(low > UINT32_MAX ? UINT32_MAX : low);
-    if (cap) c->cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
-    if (c->low > c->high) c->low = c->high;
+    ax__conn_lims l = *ax__lims(c);
+    if (high) l.high = (uint32_t)(high > UINT32_MAX ? UINT32_MAX : high);
+    if (low) l.low = (uint32_t)(low > UINT32_MAX ? UINT32_MAX : low);
+    if (cap) l.cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    if (l.low > l.high) l.low = l.high;
+    (void)set_lims(c, &l); /* (out of memory: the limits stay as they were) */
 }
 
 void ax_loop_each_conn(ax_loop *loop, const ax_conn_cbs *cbs, void (*fn)(ax_conn *c, void *ud),

@@ -44,7 +44,10 @@ enum { AX__W_BYTES, AX__W_FILE, AX__W_PLAIN };
 /* One queued write: inline bytes (slice NULL), a range of a slice, or a
  * range of a file (file, foff; data unused). */
 typedef struct ax__wnode {
-    struct ax__wnode *next;
+    struct ax__wnode *next; /* the last node's is the first (a ring) */
+    /* in the last node only: every byte queued, file ranges too (the
+     * connection holds only a pointer to the last node) */
+    size_t queued;
     ax_slice *slice;
     const char *data;
     ax_file *file;
@@ -87,7 +90,11 @@ enum {
     F_TLS = 1u << 26, /* the transport is ax__transport_tls (else plain) */
     /* ring: in the loop's list of queues to send before its next wait */
     F_SLATER = 1u << 27,
+    /* the limits: four bits from here, an index in loop->lims or
+     * AX__LIMS_X (in the side struct) */
+    F_LIMS_SHIFT = 28,
 };
+#define AX__LIMS_X 15u
 
 /* Limits when a connection has no side struct (ax__conn_limits_init's
  * defaults): no idle timeout. */
@@ -108,6 +115,7 @@ typedef struct ax__conn_ext {
     uint32_t nlazy;       /* nodes that are not bytes yet (AX__W_FILE, AX__W_PLAIN) */
     uint32_t bytes_hi[2]; /* bytes in, out: the high 32 bits (the connection has the low) */
     uint32_t idle_ms, connect_ms, linger_ms;
+    ax__conn_lims lims; /* when the loop keeps as many sets as it can */
 } ax__conn_ext;
 
 typedef struct ax__transport {
@@ -184,6 +192,13 @@ extern const ax__conn_driver ax__conn_sock;
 extern const ax__conn_driver ax__conn_ring;
 #endif
 
+/* Input on_data left, its length and room in front: one allocation, made
+ * only while a partial message waits (an idle connection has none). */
+typedef struct ax__kept {
+    uint32_t len, cap;
+    char data[];
+} ax__kept;
+
 /* Every connection's state; what only some need is in `x` (above).  An
  * idle connection costs this and what its protocol keeps: the size is
  * held below (static_assert), as bench/idle-ws-rss measures it. */
@@ -194,32 +209,34 @@ struct ax_conn {
     const ax_conn_cbs *cbs;
     void *ud;
     ax_listener *listener;
-    ax__wnode *wq_head, **wq_tail;
-    size_t queued;         /* every byte queued, file ranges too */
-    char *in;              /* input on_data did not consume */
-    ax__deferred deferred; /* this iteration: the close callback */
-    ax__deferred again;    /* next iteration: read on, or re-offer kept input */
-    ax__conn_ext *x;       /* NULL until needed */
-    uint32_t in_len, in_cap;
+    ax__wnode *wq; /* the queue's last node (its next: the first), NULL if empty */
+    ax__kept *in;  /* input on_data did not consume, NULL if none */
+    /* this iteration: the close callback; next iteration: read on, or
+     * re-offer kept input (conn_again; a close re-points a queued node) */
+    ax__deferred deferred;
+    ax__conn_ext *x; /* NULL until needed */
     /* bytes received and sent, the low 32 bits (the rest: x->bytes_hi,
      * from the first carry on: ax__conn_count) */
     uint32_t bytes_in, bytes_out;
-    uint32_t low, high, cap, max_input;
-    uint32_t flags;
+    uint32_t flags; /* F_*, and the limits (F_LIMS_SHIFT) */
     int reason;
     /* ring backends only (the allocation has them there: AX__CONN_SIZE):
      * the multishot receive and the send in flight */
     ax__uop ring[];
 };
 
-/* 184 bytes: a 192-byte malloc chunk (glibc), against 304 before the
- * side struct and 240 before: the transport is a flag (F_TLS), the
- * ring's operations a tail only ring connections have (200: 208), the
- * handle's kind is the list it is in, and the byte counts keep their high
- * halves in the side struct.  Grow it only for what every idle
- * connection needs. */
+/* 120 bytes: a 128-byte malloc chunk (glibc), against 184 (192) before,
+ * 304 before the side struct and 240 before that: the transport is a flag
+ * (F_TLS), the ring's operations a tail only ring connections have (136:
+ * 144), the handle's kind is the list it is in, the byte counts keep
+ * their high halves in the side struct, the limits are an index in a set
+ * the loop keeps (four bits of the flags), one deferred node serves the
+ * close callback and conn_again, kept input has its length and room in
+ * its own allocation, the write queue is a ring named by its last node
+ * (which holds the byte count), and ax__io packs its interest and slot.
+ * Grow it only for what every idle connection needs. */
 #if !defined(_WIN32) && UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct ax_conn) <= 184, "struct ax_conn grew past 184 bytes");
+_Static_assert(sizeof(struct ax_conn) <= 120, "struct ax_conn grew past 120 bytes");
 #endif
 
 /* The allocation of a connection on `loop`. */
@@ -229,6 +246,13 @@ _Static_assert(sizeof(struct ax_conn) <= 184, "struct ax_conn grew past 184 byte
 /* The side struct, allocated (with the defaults) if absent; NULL when out
  * of memory. */
 ax__conn_ext *ax__conn_ext_get(ax_conn *c);
+
+/* The watermarks, output cap and input bound. */
+static inline const ax__conn_lims *ax__lims(const ax_conn *c)
+{
+    unsigned i = c->flags >> F_LIMS_SHIFT;
+    return i == AX__LIMS_X ? &c->x->lims : &c->loop->lims[i];
+}
 
 /* The transport: plain or TLS (a flag, not a pointer: every idle
  * connection's bytes count). */
@@ -263,6 +287,30 @@ static inline void ax__conn_touch(ax_conn *c)
     if (c->x) c->x->last_active = c->loop->now;
 }
 
+/* The first node of the write queue, NULL when it is empty. */
+static inline ax__wnode *ax__wq_head(const ax_conn *c)
+{
+    return c->wq ? c->wq->next : NULL;
+}
+
+/* The node after w in the queue, NULL after the last. */
+static inline ax__wnode *ax__wq_next(const ax_conn *c, const ax__wnode *w)
+{
+    return w == c->wq ? NULL : w->next;
+}
+
+/* Every byte queued, file ranges too. */
+static inline size_t ax__wq_bytes(const ax_conn *c)
+{
+    return c->wq ? c->wq->queued : 0;
+}
+
+/* Bytes of kept input. */
+static inline uint32_t ax__in_len(const ax_conn *c)
+{
+    return c->in ? c->in->len : 0;
+}
+
 static inline uint32_t ax__conn_nlazy(const ax_conn *c)
 {
     return c->x ? c->x->nlazy : 0;
@@ -288,6 +336,10 @@ void ax__conn_deliver(ax_conn *c, char *data, size_t len);
 /* Offer kept input in pieces the size of a read (see conn.c). */
 void ax__conn_deliver_kept(ax_conn *c);
 bool ax__conn_append_input(ax_conn *c, const char *buf, size_t n);
+/* Room for `need` bytes of kept input (false: out of memory). */
+bool ax__conn_in_reserve(ax_conn *c, size_t need);
+/* Free the kept input. */
+void ax__conn_drop_input(ax_conn *c);
 void ax__conn_peer_eof(ax_conn *c);
 void ax__conn_after_flush(ax_conn *c);
 /* A driver sent inside a write call (no callback may run there): have

@@ -140,9 +140,9 @@ static void ring_send_queue(ax_conn *c)
     struct iovec iov[AX__IOV_BATCH];
     int n;
     for (;;) {
-        while (c->wq_head && c->wq_head->kind != AX__W_BYTES)
+        while (ax__wq_head(c) && ax__wq_head(c)->kind != AX__W_BYTES)
             if (ring_send_lazy(c) < 0) return;
-        if (!c->wq_head) return;
+        if (!ax__wq_head(c)) return;
         size_t want;
         n = ax__conn_queue_iov(c, iov, &want);
         if (!ring_send_before_file(c, iov, n, want)) break;
@@ -164,7 +164,7 @@ static void ring_send_queue(ax_conn *c)
  * and so is any when the loop's list cannot grow. */
 static void ring_flush(ax_conn *c)
 {
-    if ((c->flags & (F_SBUSY | F_CLOSED | F_CONNECTING | F_CORKED)) || !c->wq_head) return;
+    if ((c->flags & (F_SBUSY | F_CLOSED | F_CONNECTING | F_CORKED)) || !ax__wq_head(c)) return;
     if (!ax__conn_nlazy(c)) {
         if (c->flags & F_SLATER) return;
         if (ax__ring_later(c->loop, c) == 0) {

@@ -39,7 +39,7 @@ void ax__conn_sock_interest(ax_conn *c)
         ev = AX__OUT;
     } else {
         if (ax__conn_wants_input(c)) ev |= AX__IN;
-        if (c->wq_head) ev |= AX__OUT;
+        if (ax__wq_head(c)) ev |= AX__OUT;
     }
     /* With no interest at all, epoll and poll would still report hang-ups
      * forever (level-triggered): take the fd out of the backend instead. */
@@ -113,8 +113,8 @@ static int sock_send_lazy(ax_conn *c)
 /* Write as much of the queue as the kernel takes.  0 or a negative code. */
 static int sock_flush_queue(ax_conn *c)
 {
-    while (c->wq_head) {
-        if (c->wq_head->kind != AX__W_BYTES) {
+    while (ax__wq_head(c)) {
+        if (ax__wq_head(c)->kind != AX__W_BYTES) {
             int rc = sock_send_lazy(c);
             if (rc <= 0) return rc;
             continue;
@@ -176,7 +176,7 @@ static void sock_kick(ax_conn *c)
 /* A file range into an empty queue goes at once, as bytes do (try_direct). */
 static void sock_queued(ax_conn *c, bool was_empty)
 {
-    if (was_empty && c->wq_head->kind != AX__W_BYTES && (c->flags & F_CONNECTED) &&
+    if (was_empty && ax__wq_head(c)->kind != AX__W_BYTES && (c->flags & F_CONNECTED) &&
         !(c->flags & (F_CONNECTING | F_CORKED)))
         sock_kick(c);
     else if (was_empty)
@@ -194,7 +194,7 @@ static void sock_io(ax_loop *loop, ax__io *io, unsigned revents)
         if (c->flags & (F_CLOSED | F_CONNECTING)) return;
         if (ax__drv(c) != &ax__conn_sock) return; /* another driver took over */
     }
-    if ((revents & (AX__OUT | AX__ERR | AX__HUP)) && c->wq_head) {
+    if ((revents & (AX__OUT | AX__ERR | AX__HUP)) && ax__wq_head(c)) {
         sock_flush(c);
         if (c->flags & F_CLOSED) return;
     }

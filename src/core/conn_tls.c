@@ -101,7 +101,7 @@ static int tls_write_file(ax_conn *c, ax_file *f, uint64_t off, uint64_t len)
  * a record of it; the ciphertext goes in front. */
 static int tls_prep(ax_conn *c)
 {
-    ax__wnode *w = c->wq_head;
+    ax__wnode *w = ax__wq_head(c);
     char buf[TLS_PIECE];
     const char *p = w->data;
     size_t n = w->len;
@@ -150,7 +150,7 @@ static void tls_opened(ax_conn *c)
     if (c->flags & F_SHUT_PENDING) {
         tls_close_notify(c);
         if (c->flags & F_CLOSED) return;
-        if (!c->wq_head) ax__conn_after_flush(c);
+        if (!ax__wq_head(c)) ax__conn_after_flush(c);
         if (c->flags & F_CLOSED) return;
     }
     ax__conn_opened(c);
@@ -159,18 +159,12 @@ static void tls_opened(ax_conn *c)
 /* Room behind input on_data kept, for the next plaintext. */
 static bool tls_input_room(ax_conn *c, char **buf, size_t *room)
 {
-    size_t want = (size_t)c->in_len + AX__READ_BUF / 4;
-    if (want > c->in_cap) {
-        char *in = ax_realloc(c->in, want);
-        if (!in) {
-            ax__conn_finish(c, AX_ENOMEM, true);
-            return false;
-        }
-        c->in = in;
-        c->in_cap = (uint32_t)want;
+    if (!ax__conn_in_reserve(c, (size_t)ax__in_len(c) + AX__READ_BUF / 4)) {
+        ax__conn_finish(c, AX_ENOMEM, true);
+        return false;
     }
-    *buf = c->in + c->in_len;
-    *room = c->in_cap - c->in_len;
+    *buf = c->in->data + c->in->len;
+    *room = c->in->cap - c->in->len;
     return true;
 }
 
@@ -181,7 +175,7 @@ static void tls_drain(ax_conn *c)
     while (!(c->flags & stop)) {
         char *buf = c->loop->rbuf;
         size_t room = AX__READ_BUF;
-        if (c->in_len && !tls_input_room(c, &buf, &room)) return;
+        if (ax__in_len(c) && !tls_input_room(c, &buf, &room)) return;
         int n = ax__tls_read(c->x->tls, buf, room);
         if (tls_flush_out(c) < 0 || (c->flags & F_CLOSED)) return;
         if (n == 0) return;
@@ -193,8 +187,8 @@ static void tls_drain(ax_conn *c)
             tls_fail(c, n);
             return;
         }
-        if (c->in_len) {
-            c->in_len += (uint32_t)n;
+        if (ax__in_len(c)) {
+            c->in->len += (uint32_t)n;
             ax__conn_deliver(c, NULL, 0);
         } else {
             ax__conn_deliver(c, buf, (size_t)n);
@@ -220,11 +214,8 @@ static void tls_progress(ax_conn *c)
  * into the engine, then whatever it allows. */
 static void tls_input(ax_conn *c, char *buf, ssize_t n)
 {
-    if ((c->flags & F_HANDSHAKE) && c->in_len) { /* cleartext left before an upgrade */
-        ax_free(c->in);
-        c->in = NULL;
-        c->in_len = c->in_cap = 0;
-    }
+    if ((c->flags & F_HANDSHAKE) && ax__in_len(c)) /* cleartext left before an upgrade */
+        ax__conn_drop_input(c);
     if (n > 0 && ax__tls_feed(c->x->tls, buf, (size_t)n) != 0) {
         ax__conn_finish(c, AX_ENOMEM, true);
         return;
@@ -306,9 +297,7 @@ int ax_conn_start_tls(ax_conn *c, ax_tls_ctx *ctx)
     if (!ctx || tls_of(c) || (c->flags & F_CONNECTING)) return AX_EINVAL;
     if (c->flags & (F_CLOSED | F_CLOSING | F_SHUT_PENDING | F_SHUT_DONE | F_LINGER))
         return AX_ECLOSED;
-    ax_free(c->in); /* cleartext the peer sent after the command is not protected */
-    c->in = NULL;
-    c->in_len = c->in_cap = 0;
+    ax__conn_drop_input(c); /* cleartext the peer sent after the command is not protected */
     int rc = ax__conn_tls_attach(c, ctx, NULL);
     if (rc == 0 && !ax__tls_ctx_is_server(ctx)) tls_progress(c); /* ClientHello */
     return rc;

@@ -31,10 +31,13 @@ typedef void (*ax__io_cb)(ax_loop *loop, ax__io *io, unsigned revents);
  * stale readiness event from the same batch is recognised and dropped. */
 struct ax__io {
     int fd;
-    unsigned events; /* current interest */
-    int slot;        /* poll backend: index in its arrays */
+    /* current interest (AX__*: 6 bits) and the poll backend's index in its
+     * arrays (-1: none), in 4 bytes: 8 bytes less in every handle */
+    unsigned events : 8;
+    int slot : 24;
     ax__io_cb cb;
 };
+#define AX__IO_SLOTS (1 << 23) /* what `slot` holds: the poll backend's bound */
 
 /* An operation in the io_uring backend's ring, named by its address.  cb
  * runs for each completion: res is the byte count or -errno, buf the
@@ -126,7 +129,7 @@ typedef struct ax__post {
 /* Something to do after the I/O of this iteration: close callbacks, UDP
  * batch flushes, deferred frees.  An intrusive singly linked list; `fn` is
  * set while it is queued, NULL otherwise (16 bytes: every connection
- * embeds two). */
+ * embeds one). */
 typedef struct ax__deferred {
     struct ax__deferred *next;
     void (*fn)(ax_loop *loop, struct ax__deferred *d);
@@ -136,6 +139,14 @@ static inline bool ax__deferred_queued(const ax__deferred *d)
 {
     return d->fn != NULL;
 }
+
+/* A connection's watermarks, output cap and input bound.  Few distinct
+ * sets exist (one per kind of server or client), so a loop keeps each
+ * once and a connection names its own in four bits of its flags. */
+typedef struct ax__conn_lims {
+    uint32_t low, high, cap, max_input;
+} ax__conn_lims;
+#define AX__LIMS 15 /* sets a loop keeps; a connection with another has its own in x */
 
 struct ax_loop {
     const ax__backend *backend;
@@ -168,6 +179,9 @@ struct ax_loop {
     /* write-queue nodes kept for reuse, per size class (conn.c) */
     void *node_cache[AX__NODE_CLASSES];
     uint32_t node_cache_bytes[AX__NODE_CLASSES];
+    /* the connections' limits (conn.c) */
+    ax__conn_lims lims[AX__LIMS];
+    unsigned nlims;
     /* UDP receive batch, allocated on first use */
     void *udp_batch;
 

@@ -173,6 +173,7 @@ static int grow(afd_data *d)
 static int afd_add(ax_loop *loop, ax__io *io, unsigned events)
 {
     afd_data *d = loop->backend_data;
+    if (d->len >= AX__IO_SLOTS) return AX_EMFILE;
     if (d->len == d->cap && grow(d) != 0) return AX_ENOMEM;
     afd_state *s = ax_calloc(1, sizeof(*s));
     if (!s) return AX_ENOMEM;
