@@ -300,7 +300,7 @@ static void will_due(mq_sess *s, mq_will *w)
         mq_will_free(w);
         return;
     }
-    if (!w->delay_s || !s->expiry_s) {
+    if (!w->delay_s || !mq_expiry(s)) {
         mq_will_publish(mq_sess_g(s), w, mq_sess_id(s), mq_sender(s));
         mq_will_free(w);
         return;
@@ -319,7 +319,7 @@ static void will_due(mq_sess *s, mq_will *w)
 /* A second connection with the same client id: the first one goes. */
 void mq_take_over(mq_sess *s)
 {
-    mq_conn *old = s->conn;
+    mq_conn *old = mq_sess_conn(s);
     mq_will *w = old->x ? old->x->will : NULL;
     if (old->x) old->x->will = NULL;
     mq_close(old, AX_MQTT_RC_SESSION_TAKEN_OVER, "another connection took the session over");
@@ -341,7 +341,7 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
 {
     mq_sess *s = mq_sess_find(c->g, cid, cl);
     *present = false;
-    if (s && s->conn) mq_take_over(s);
+    if (s && mq_sess_conn(s)) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
         mq_sess_free(s, false); /* a will still waiting goes now */
         s = NULL;
@@ -609,9 +609,9 @@ void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id
         auth_identity_free(id);
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "out of memory");
     }
-    s->conn = c;
+    mq_sess_set_conn(s, c);
     c->s = s;
-    s->expiry_s = expiry;
+    mq_set_expiry(s, expiry);
     auth_identity *old = mq_sess_id(s);
     hub_sub_set_identity(hub_sub_of_ext(s), id); /* before the old one is freed (kicked too: */
     auth_identity_free(old);                     /* the session keeps it there) */
@@ -879,7 +879,7 @@ static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
     mq_sess *s = c->s;
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&d->props, AX_MQTT_PROP_SESSION_EXPIRY)) {
         uint32_t e = d->props.session_expiry, cap = c->g->sv->cfg->mqtt_session_expiry_s;
-        s->expiry_s = e > cap ? cap : e;
+        mq_set_expiry(s, e > cap ? cap : e);
         mq_sess_save(s);
     }
     if (!(c->version == AX_MQTT_V5 && d->code == AX_MQTT_RC_DISCONNECT_WITH_WILL)) {
@@ -1042,11 +1042,11 @@ static void conn_gone(mq_conn *c)
     waits_cancel(c);
     mq_sess *s = c->s;
     mq_sess_claim_cancel(c);
-    if (s && s->conn == c) {
+    if (s && mq_sess_conn(s) == c) {
         mq_sess_detach(s);
         will_due(s, x ? x->will : NULL);
         if (x) x->will = NULL;
-        if (!s->expiry_s) mq_sess_free(s, g->stopping);
+        if (!mq_expiry(s)) mq_sess_free(s, g->stopping);
     }
     if (x) {
         mq_will_free(x->will);
@@ -1101,7 +1101,7 @@ static void tcp_drain(ax_conn *conn)
     mq_conn *c = ax_conn_data(conn);
     if (!c) return;
     c->blocked = false;
-    if (c->s && c->s->conn == c) mq_sess_pump(c->s);
+    if (c->s && mq_sess_conn(c->s) == c) mq_sess_pump(c->s);
 }
 
 static void tcp_end(ax_conn *conn)
@@ -1227,7 +1227,7 @@ static void ws_drain(ax_ws *ws)
     mq_conn *c = ax_ws_data(ws);
     if (!c || !mq_ws(c)) return;
     c->blocked = false;
-    if (c->s && c->s->conn == c) mq_sess_pump(c->s);
+    if (c->s && mq_sess_conn(c->s) == c) mq_sess_pump(c->s);
 }
 
 static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
@@ -1297,10 +1297,10 @@ static void sess_tick(hub_link *l, void *ud)
         mq_will_publish(mq_sess_g(s), w, mq_sess_id(s), mq_sender(s));
         mq_will_free(w);
     }
-    if (!s->conn && s->gone_s && s->expiry_s != UINT32_MAX &&
-        now >= ((uint64_t)s->gone_s + s->expiry_s) * 1000)
+    uint32_t gone = mq_sess_gone(s), expiry = mq_expiry(s);
+    if (gone && expiry != UINT32_MAX && now >= ((uint64_t)gone + expiry) * 1000)
         mq_sess_free(s, false);
-    else if (s->conn && mq_sess_g(s)->ttl_ms == now)
+    else if (mq_sess_conn(s) && mq_sess_g(s)->ttl_ms == now)
         mq_sess_ttl(s); /* connected: its hash in Redis lives on */
 }
 

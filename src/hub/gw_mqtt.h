@@ -16,6 +16,7 @@
 #ifndef AXON_HUB_GW_MQTT_H
 #define AXON_HUB_GW_MQTT_H
 
+#include <string.h>
 #include <sys/uio.h>
 
 #include <axon/ws.h>
@@ -45,16 +46,19 @@ typedef struct mq_cx mq_cx;
 
 /* One subscription of a session; `filter` as the client gave it, the hub's
  * filter at filter + mq_sub_hoff() (after "$share/NAME/" for a shared
- * one).  A shared one, or one with a Subscription Identifier, has an
- * mq_subx in the same allocation just before it (`x` set); a plain one
- * does not: 10 bytes before its filter, a 32-byte chunk for "idle/1234"
- * (48 with the mq_subx's fields in every one: an idle client's bytes,
- * docs/scale.md). */
+ * one).  One of its own allocation has its link in the session's list
+ * (mq_sub_next) just before it, and a shared one, or one with a
+ * Subscription Identifier, an mq_subx before that (`x` set): a plain one
+ * is 10 bytes before its filter, a 32-byte chunk for "idle/1234" (48 with
+ * the mq_subx's fields in every one).  A plain one whose filter fits the
+ * room after its session's client id is there instead (`inl`, the
+ * session's mq_stail): 2 bytes and the filter, no link (it is the list's
+ * last), no chunk of its own (an idle client's bytes, docs/scale.md). */
 struct mq_subopt {
-    mq_subopt *next;
     uint8_t qos;
     bool no_local : 1, rap : 1; /* 5.0 no local, retain as published */
-    bool x : 1;                 /* an mq_subx before it */
+    bool x : 1;                 /* an mq_subx before its link */
+    bool inl : 1;               /* its session's inline one (mq_stail) */
     char filter[];
 };
 
@@ -64,9 +68,23 @@ typedef struct mq_subx {
     uint16_t hoff;
 } mq_subx;
 
+/* Where its link in the session's list is; NULL for the inline one (the
+ * last). */
+static inline mq_subopt **mq_sub_nextp(const mq_subopt *o)
+{
+    /* (in integers: the inline one is at the start of its room, and the
+     * compiler cannot tell that this is never it) */
+    return o->inl ? NULL : (mq_subopt **)((uintptr_t)o - sizeof(mq_subopt *));
+}
+
+static inline mq_subopt *mq_sub_next(const mq_subopt *o)
+{
+    return o->inl ? NULL : *mq_sub_nextp(o);
+}
+
 static inline mq_subx *mq_subx_of(const mq_subopt *o)
 {
-    return o->x ? (mq_subx *)(void *)((char *)(uintptr_t)o - sizeof(mq_subx)) : NULL;
+    return o->x ? (mq_subx *)((uintptr_t)mq_sub_nextp(o) - sizeof(mq_subx)) : NULL;
 }
 
 static inline mq_group *mq_sub_group(const mq_subopt *o)
@@ -134,36 +152,96 @@ struct mq_flight {
     uint32_t out_cap, out_n, out_head;
     uint32_t qn;
     uint32_t nrel, relcap;
+    uint16_t next_pid; /* the last packet id handed out */
 };
 
-/* Field order: pointers, then the smaller fields packed (an idle
- * session's bytes count: docs/scale.md).  In its hub subscriber's
- * allocation (hub_sub_new_ext): its gateway is that subscriber's data, the
- * subscriber is found back from it (mq_sess_sub), and the client id is
- * the key after `link` (mq_cid). */
+/* In its hub subscriber's allocation (hub_sub_new_ext): its gateway is
+ * that subscriber's data, the subscriber is found back from it
+ * (mq_sess_sub), the client id is the key after `link` (mq_cid) and its
+ * few other fields follow that (mq_stail, mq_st). */
 struct mq_sess {
-    mq_conn *conn; /* NULL while away */
+    /* Its connection (mq_sess_conn), or while away (low bit set) the loop
+     * time the connection ended, in seconds rounded up (mq_sess_gone;
+     * mq_gone_stamp): one is only meaningful without the other. */
+    union {
+        mq_conn *conn;
+        uintptr_t gone;
+    } cg;
     mq_subopt *subs;
     mq_flight *fl; /* never NULL (see mq_flight); its will and owner too */
-    /* loop time the connection ended, in seconds rounded up (0: connected):
-     * mq_gone_stamp() */
-    uint32_t gone_s;
-    uint32_t ndirect;
-    uint32_t expiry_s; /* after the connection ends; UINT32_MAX: never */
-    uint16_t next_pid;
-    bool hub_blocked; /* write() said false: hub_sub_writable() when there is room */
-    bool saved : 1;   /* has rows in the store */
-    bool kicked : 1;  /* its hub subscriber was closed (sess_kick): none left */
-    hub_link link;    /* in g->by_id; last: the client id follows */
+    hub_link link; /* in g->by_id; last: the client id follows */
 };
-/* 56 bytes (88 before its delayed will and restored owner went to its
- * mq_flight, its identity became its hub subscriber's (mq_sess_id), its
- * count of subscriptions a walk and its end time seconds; 120 before its
- * gateway, client id pointer, subscriber and will time were found instead
- * of kept): with its hub subscriber and a client id of up to 15 bytes one
- * 176-byte chunk, 208 (a 13-byte id) before, 240 before that
- * (docs/scale.md). */
-_Static_assert(sizeof(struct mq_sess) <= 56, "mq_sess grew: an idle MQTT client's bytes");
+/* 40 bytes (56 before its next packet id went to its mq_flight, its count
+ * of direct subscriptions became a walk, its end time shared the
+ * connection's word and its expiry and flags went after its client id;
+ * 88 before its delayed will and restored owner went to its mq_flight,
+ * its identity became its hub subscriber's (mq_sess_id), its count of
+ * subscriptions a walk and its end time seconds; 120 before its gateway,
+ * client id pointer, subscriber and will time were found instead of
+ * kept).  The allocation keeps the size it had at 56 (56 + the id + 1,
+ * 8-aligned: a 176-byte chunk with the subscriber for an id of up to 15
+ * bytes): the 16 bytes less, less mq_stail's 5, and the alignment's 0-7
+ * are the room of an inline subscription (mq_stail): a plain one with a
+ * filter of up to 8 to 15 bytes (by the id's length; "idle/1234" with an
+ * id of up to 14 bytes) has no chunk of its own (docs/scale.md). */
+_Static_assert(sizeof(struct mq_sess) <= 40, "mq_sess grew: an idle MQTT client's bytes");
+
+/* What follows a session's client id (and its NUL), unaligned: its expiry,
+ * its flags, then the room of its inline subscription (to the end of its
+ * allocation: mq_sess_new). */
+typedef struct mq_stail {
+    uint8_t expiry_s[4];  /* after the connection ends; UINT32_MAX: never (mq_expiry) */
+    bool hub_blocked : 1; /* write() said false: hub_sub_writable() when there is room */
+    bool saved : 1;       /* has rows in the store */
+    bool kicked : 1;      /* its hub subscriber was closed (sess_kick): none left */
+    bool inl : 1;         /* `sub` holds a subscription (an mq_subopt) */
+    uint8_t sub[];
+} mq_stail;
+
+static inline const char *mq_cid(const mq_sess *s)
+{
+    return (const char *)(&s->link + 1);
+}
+
+static inline mq_stail *mq_st(const mq_sess *s)
+{
+    return (mq_stail *)(void *)((char *)(uintptr_t)mq_cid(s) + s->link.klen + 1);
+}
+
+static inline uint32_t mq_expiry(const mq_sess *s)
+{
+    uint32_t e;
+    memcpy(&e, mq_st(s)->expiry_s, sizeof e);
+    return e;
+}
+
+static inline void mq_set_expiry(mq_sess *s, uint32_t e)
+{
+    memcpy(mq_st(s)->expiry_s, &e, sizeof e);
+}
+
+/* Its connection; NULL while away. */
+static inline mq_conn *mq_sess_conn(const mq_sess *s)
+{
+    return s->cg.gone & 1 ? NULL : s->cg.conn;
+}
+
+/* When its connection ended (mq_gone_stamp); 0: connected, or never. */
+static inline uint32_t mq_sess_gone(const mq_sess *s)
+{
+    return s->cg.gone & 1 ? (uint32_t)(s->cg.gone >> 1) : 0;
+}
+
+static inline void mq_sess_set_conn(mq_sess *s, mq_conn *c)
+{
+    s->cg.conn = c;
+}
+
+/* Away since `gone_s` (a loop time in seconds: 31 bits are 68 years). */
+static inline void mq_sess_set_gone(mq_sess *s, uint32_t gone_s)
+{
+    s->cg.gone = (uintptr_t)gone_s << 1 | 1;
+}
 
 static inline gw_mqtt *mq_sess_g(const mq_sess *s)
 {
@@ -173,7 +251,7 @@ static inline gw_mqtt *mq_sess_g(const mq_sess *s)
 /* The session's hub subscriber; NULL once kicked. */
 static inline hub_sub *mq_sess_sub(const mq_sess *s)
 {
-    return s->kicked ? NULL : hub_sub_of_ext((void *)(uintptr_t)s);
+    return mq_st(s)->kicked ? NULL : hub_sub_of_ext((void *)(uintptr_t)s);
 }
 
 /* The session's identity (owned; NULL: no auth): kept as its hub
@@ -188,11 +266,6 @@ static inline auth_identity *mq_sess_id(const mq_sess *s)
 static inline uint32_t mq_gone_stamp(uint64_t now_ms)
 {
     return (uint32_t)(now_ms / 1000) + 1;
-}
-
-static inline const char *mq_cid(const mq_sess *s)
-{
-    return (const char *)(&s->link + 1);
 }
 
 /* What few connections need: a will, a SCRAM exchange under way, inbound

@@ -38,6 +38,18 @@
  * a write through it faults instead of going unnoticed). */
 static const mq_flight no_flight;
 
+/* A session's bytes after its hub subscriber (hub_sub_new_ext) for a client
+ * id of klen bytes: what they were with a 56-byte mq_sess, 8-aligned (no
+ * malloc chunk ends between), so that the 16 that left the struct, and
+ * the alignment's, are the room of its inline subscription after its
+ * mq_stail; never less than its fields need. */
+static size_t sess_ext(size_t klen)
+{
+    size_t need = sizeof(mq_sess) + klen + 1 + offsetof(mq_stail, sub);
+    size_t had = (56 + klen + 1 + 7) / 8 * 8;
+    return had > need ? had : need;
+}
+
 mq_flight *mq_flight_get(mq_sess *s)
 {
     if (s->fl != &no_flight) return s->fl;
@@ -300,7 +312,7 @@ enum { ROW_QUEUED = 0 }; /* else MQ_OUT_ACK, MQ_OUT_COMP */
 
 static bool durable(const mq_sess *s)
 {
-    return s->expiry_s && !mq_sess_g(s)->loading && hub_durable(mq_sess_g(s)->sv->hub);
+    return mq_expiry(s) && !mq_sess_g(s)->loading && hub_durable(mq_sess_g(s)->sv->hub);
 }
 
 static void note(gw_mqtt *g, uint64_t ticket)
@@ -339,13 +351,13 @@ static uint64_t out_save(mq_sess *s, uint64_t *okey, uint8_t state, uint8_t qos,
     hub_state_put(mq_sess_g(s)->sv->hub, NS_OUT, key, kl, v, sizeof head + n, &tk);
     note(mq_sess_g(s), tk);
     ax_free(v);
-    s->saved = true;
+    mq_st(s)->saved = true;
     return tk;
 }
 
 static void out_forget(mq_sess *s, uint64_t okey)
 {
-    if (!okey || !s->saved || mq_sess_g(s)->loading) return;
+    if (!okey || !mq_st(s)->saved || mq_sess_g(s)->loading) return;
     uint8_t key[MQ_MAX_CLIENT_ID + 9];
     uint64_t tk = 0;
     hub_state_put(mq_sess_g(s)->sv->hub, NS_OUT, key, row_key(s, key, okey, 8), NULL, 0, &tk);
@@ -363,16 +375,16 @@ void mq_sess_save(mq_sess *s)
     const char *owner = mq_sess_owner(s);
     size_t ol = strlen(owner), n = 4 + 1 + ol + 2 + 4;
     uint32_t nsubs = 0;
-    for (mq_subopt *o = s->subs; o; o = o->next, nsubs++)
+    for (mq_subopt *o = s->subs; o; o = mq_sub_next(o), nsubs++)
         n += 10 + strlen(o->filter);
     uint8_t *v = ax_malloc(n), *p = v;
     if (!v) return;
-    p = hub_put_be(p, s->expiry_s, 4);
+    p = hub_put_be(p, mq_expiry(s), 4);
     *p++ = (uint8_t)ol;
     memcpy(p, owner, ol);
-    p = hub_put_be(p + ol, s->next_pid, 2);
+    p = hub_put_be(p + ol, s->fl->next_pid, 2);
     p = hub_put_be(p, nsubs, 4);
-    for (mq_subopt *o = s->subs; o; o = o->next) {
+    for (mq_subopt *o = s->subs; o; o = mq_sub_next(o)) {
         size_t fl = strlen(o->filter);
         p = hub_put_be(p, mq_sub_id(o), 4);
         *p++ = o->qos;
@@ -385,7 +397,7 @@ void mq_sess_save(mq_sess *s)
     hub_state_put(mq_sess_g(s)->sv->hub, NS_SESS, mq_cid(s), strlen(mq_cid(s)), v, n, &tk);
     note(mq_sess_g(s), tk);
     ax_free(v);
-    s->saved = true;
+    mq_st(s)->saved = true;
     mq_sess_ttl(s);
 }
 
@@ -395,17 +407,17 @@ void mq_sess_save(mq_sess *s)
 void mq_sess_ttl(mq_sess *s)
 {
     redis_bp *b = mq_sess_g(s)->sv->bp;
-    if (!b || !s->saved || !durable(s)) return;
-    int64_t ms = s->expiry_s == UINT32_MAX
+    if (!b || !mq_st(s)->saved || !durable(s)) return;
+    int64_t ms = mq_expiry(s) == UINT32_MAX
                      ? -1
-                     : (int64_t)s->expiry_s * 1000 + (s->conn ? REDIS_SESS_LEASE_MS : 0);
+                     : (int64_t)mq_expiry(s) * 1000 + (mq_sess_conn(s) ? REDIS_SESS_LEASE_MS : 0);
     redis_sess_ttl(b, mq_cid(s), ms);
 }
 
 /* The session ended: its rows go. */
 static void sess_unsave(mq_sess *s)
 {
-    if (!s->saved) return;
+    if (!mq_st(s)->saved) return;
     hub *h = mq_sess_g(s)->sv->hub;
     uint8_t key[MQ_MAX_CLIENT_ID + 1];
     size_t kl = strlen(mq_cid(s));
@@ -413,7 +425,7 @@ static void sess_unsave(mq_sess *s)
     hub_state_put(h, NS_SESS, key, kl, NULL, 0, NULL);
     hub_state_clear(h, NS_OUT, key, kl + 1, NULL);
     hub_state_clear(h, NS_REL, key, kl + 1, NULL);
-    s->saved = false;
+    mq_st(s)->saved = false;
 }
 
 /* ---- where a session is in each topic (Redis: its hand-over row) ---------------------------- */
@@ -520,8 +532,8 @@ static void hand_write(mq_sess *s);
  * session has it (the next hand-over says so too). */
 static void seen_loaded(mq_sess *s, const hub_msg *m)
 {
-    if (!mq_sess_g(s)->sv->bp || !s->expiry_s) return;
-    for (const mq_subopt *o = s->subs; o; o = o->next)
+    if (!mq_sess_g(s)->sv->bp || !mq_expiry(s)) return;
+    for (const mq_subopt *o = s->subs; o; o = mq_sub_next(o))
         if (!mq_sub_group(o) && strpbrk(o->filter, "+#") && /* (not shared: the hub's filter) */
             hub_filter_match(o->filter, m->topic)) {
             seen_put(seen_of(s), m->topic, m->topic_len, m->seq, true);
@@ -596,22 +608,23 @@ static void gate_open(hub_ack *a, int status)
 {
     mq_gate *gt = (mq_gate *)a;
     mq_sess *s = gt->s;
+    mq_conn *c = mq_sess_conn(s);
     gate_unlink(gt);
-    if (status && mq_sess_g(s)->sv->bp && s->conn && !s->conn->closing) {
+    if (status && mq_sess_g(s)->sv->bp && c && !c->closing) {
         /* Redis did not take the row: not sent (the client would take the
          * message as handed over once); the client comes back and gets it
          * again from the session (docs/cluster.md "MQTT") */
-        mq_close(s->conn, AX_MQTT_RC_UNSPECIFIED, "the session could not be stored");
+        mq_close(c, AX_MQTT_RC_UNSPECIFIED, "the session could not be stored");
         ax_free(gt);
         return;
     }
     mq_out *o = gt->type == AX_MQTT_PUBREL ? out_find(s, gt->pid, MQ_OUT_COMP)
                                            : out_find(s, gt->pid, MQ_OUT_ACK);
-    if (o && s->conn && s->conn->connacked && !s->conn->closing) {
+    if (o && c && c->connacked && !c->closing) {
         if (gt->type == AX_MQTT_PUBREL)
-            mq_send_ack(s->conn, AX_MQTT_PUBREL, gt->pid, 0);
+            mq_send_ack(c, AX_MQTT_PUBREL, gt->pid, 0);
         else
-            emit_publish(s->conn, o->m, o->qos, o->retain, false, o->pid, o->sub_id);
+            emit_publish(c, o->m, o->qos, o->retain, false, o->pid, o->sub_id);
     }
     ax_free(gt);
 }
@@ -656,7 +669,7 @@ static void gates_cancel(mq_sess *s)
 static uint32_t window(const mq_sess *s)
 {
     uint32_t w = mq_sess_g(s)->sv->cfg->mqtt_inflight;
-    uint32_t rm = s->conn ? mq_recv_max(s->conn) : 0;
+    uint32_t rm = mq_sess_conn(s) ? mq_recv_max(mq_sess_conn(s)) : 0;
     if (rm && rm < w) w = rm;
     return w ? w : 1;
 }
@@ -708,13 +721,14 @@ static bool pid_in_use(const mq_sess *s, uint16_t pid)
     return false;
 }
 
+/* (s->fl is its own: out_next() made it) */
 static uint16_t next_pid(mq_sess *s)
 {
     for (;;) {
-        if (++s->next_pid == 0) s->next_pid = 1;
+        if (++s->fl->next_pid == 0) s->fl->next_pid = 1;
         /* ids are handed out in order, so one in use is rare: only after
          * 65535 sends with an old one still unacknowledged */
-        if (s->fl->out_n == 0 || !pid_in_use(s, s->next_pid)) return s->next_pid;
+        if (s->fl->out_n == 0 || !pid_in_use(s, s->fl->next_pid)) return s->fl->next_pid;
     }
 }
 
@@ -745,7 +759,7 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
                      uint64_t okey)
 {
     uint16_t pid = 0;
-    size_t max = mq_max_packet(s->conn);
+    size_t max = mq_max_packet(mq_sess_conn(s));
     if (max && m->topic_len + m->payload_len + m->ext_len + 32 > max) {
         out_forget(s, okey); /* 5.0 3.1.2.11.4: over the client's limit, dropped as if sent */
         return;
@@ -763,7 +777,7 @@ static void send_now(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t 
         if (qos == 2 && gate(s, tk, AX_MQTT_PUBLISH, pid)) return;
     }
 send:
-    emit_publish(s->conn, m, qos, retain, false, pid, sub_id);
+    emit_publish(mq_sess_conn(s), m, qos, retain, false, pid, sub_id);
 }
 
 /* ---- the session's queue ------------------------------------------------------------------ */
@@ -797,7 +811,8 @@ static mq_item *queue_pop(mq_sess *s)
 
 static bool online(const mq_sess *s)
 {
-    return s->conn && s->conn->connacked && !s->conn->closing;
+    const mq_conn *c = mq_sess_conn(s);
+    return c && c->connacked && !c->closing;
 }
 
 /* Deliver one message to the session: now, or into its queue.  False when
@@ -812,15 +827,15 @@ static bool deliver(mq_sess *s, hub_msg *m, uint8_t qos, bool retain, uint32_t s
     /* a persistent session keeps what waits in its queue (and the store),
      * never in the hub's memory-only queue */
     bool keep = durable(s);
-    if (s->fl->qhead || (qos && out_full(s)) || (keep && s->conn->blocked)) {
+    if (s->fl->qhead || (qos && out_full(s)) || (keep && mq_sess_conn(s)->blocked)) {
         queue_push(s, m, qos, retain, sub_id);
         if (keep) return true;
-        s->hub_blocked = true;
+        mq_st(s)->hub_blocked = true;
         return false;
     }
     send_now(s, m, qos, retain, sub_id, 0);
-    if (!s->conn->blocked || keep) return true;
-    s->hub_blocked = true;
+    if (!mq_sess_conn(s)->blocked || keep) return true;
+    mq_st(s)->hub_blocked = true;
     return false;
 }
 
@@ -828,7 +843,7 @@ void mq_sess_pump(mq_sess *s)
 {
     if (!online(s)) return;
     int64_t now = wall_ms();
-    while (s->fl->qhead && !s->conn->blocked) {
+    while (s->fl->qhead && !mq_sess_conn(s)->blocked) {
         if (s->fl->qhead->qos && out_full(s)) return;
         mq_item *it = queue_pop(s);
         /* (what a restored session collected before its client signed in
@@ -841,8 +856,8 @@ void mq_sess_pump(mq_sess *s)
         hub_msg_unref(it->m);
         ax_free(it);
     }
-    if (!s->fl->qhead && !s->conn->blocked && s->hub_blocked && mq_sess_sub(s)) {
-        s->hub_blocked = false;
+    if (!s->fl->qhead && !mq_sess_conn(s)->blocked && mq_st(s)->hub_blocked && mq_sess_sub(s)) {
+        mq_st(s)->hub_blocked = false;
         hub_sub_writable(mq_sess_sub(s)); /* may set it again */
     }
 }
@@ -856,6 +871,16 @@ static const char *hub_filter(const mq_subopt *o)
 
 static void seen_note(mq_sess *s, const hub_msg *m, bool wild);
 
+/* The session's subscriptions through its own hub subscriber (not
+ * shared), counted up to 2. */
+static int direct_subs(const mq_sess *s)
+{
+    int n = 0;
+    for (const mq_subopt *o = s->subs; o && n < 2; o = mq_sub_next(o))
+        n += !mq_sub_group(o);
+    return n;
+}
+
 static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
 {
     mq_sess *s = hub_sub_ext(hs); /* (ud: the gateway) */
@@ -865,9 +890,10 @@ static bool sess_write(hub_sub *hs, hub_msg *m, void *ud)
     bool any = false, retain = false, wild = false;
     uint32_t sub_id = 0;
     uint64_t self = hub_sub_id(hs);
-    for (mq_subopt *o = s->subs; o; o = o->next) {
+    bool several = direct_subs(s) > 1; /* one: every message is its */
+    for (mq_subopt *o = s->subs; o; o = mq_sub_next(o)) {
         if (mq_sub_group(o)) continue;
-        if (s->ndirect > 1 && !hub_filter_match(hub_filter(o), m->topic)) continue;
+        if (several && !hub_filter_match(hub_filter(o), m->topic)) continue;
         if (o->no_local && m->origin == self) continue;
         any = true;
         wild |= strpbrk(hub_filter(o), "+#") != NULL;
@@ -887,10 +913,10 @@ static void sess_kick(hub_sub *hs, const char *why, void *ud)
     mq_sess *s = hub_sub_ext(hs);
     (void)ud;
     ax_log(AX_LOG_WARN, "mqtt client %s disconnected: %s", mq_cid(s), why);
-    s->kicked = true;  /* dead: its memory (the session's) goes with the session */
-    hub_sub_close(hs); /* (safe inside kick) */
-    s->expiry_s = 0;   /* the session cannot go on without its subscriber */
-    if (s->conn) mq_close(s->conn, AX_MQTT_RC_QUOTA_EXCEEDED, why);
+    mq_st(s)->kicked = true; /* dead: its memory (the session's) goes with the session */
+    hub_sub_close(hs);       /* (safe inside kick) */
+    mq_set_expiry(s, 0);     /* the session cannot go on without its subscriber */
+    if (mq_sess_conn(s)) mq_close(mq_sess_conn(s), AX_MQTT_RC_QUOTA_EXCEEDED, why);
 }
 
 static const hub_sub_ops sess_ops = {sess_write, sess_kick};
@@ -903,8 +929,8 @@ static struct mq_member *group_pick(mq_group *gr)
     for (int pass = 0; pass < 2; pass++)
         for (uint32_t i = 0; i < gr->n; i++) {
             struct mq_member *mb = &gr->m[(gr->next + i) % gr->n];
-            if (pass == 0 && (!online(mb->s) || mb->s->conn->blocked)) continue;
-            if (pass == 1 && !mb->s->expiry_s && !online(mb->s)) continue;
+            if (pass == 0 && (!online(mb->s) || mq_sess_conn(mb->s)->blocked)) continue;
+            if (pass == 1 && !mq_expiry(mb->s) && !online(mb->s)) continue;
             gr->next = (gr->next + i + 1) % gr->n;
             return mb;
         }
@@ -994,26 +1020,63 @@ static void group_leave(mq_subopt *o)
 
 /* ---- subscriptions ------------------------------------------------------------------------ */
 
-/* A subscription of fl bytes of filter, zeroed; with an mq_subx before it
- * when `x` (shared, or a Subscription Identifier). */
-static mq_subopt *sub_alloc(size_t fl, bool x)
+/* The room for an inline subscription after the session's fields (to the
+ * end of its allocation: mq_sess_new). */
+static size_t inl_room(const mq_sess *s)
 {
-    size_t before = x ? sizeof(mq_subx) : 0;
-    char *p = ax_calloc(1, before + offsetof(mq_subopt, filter) + fl + 1);
+    size_t used = sizeof(mq_sess) + s->link.klen + 1 + offsetof(mq_stail, sub);
+    return sess_ext(s->link.klen) - used;
+}
+
+/* A subscription of fl bytes of filter, zeroed: in the session's inline
+ * room when `x` is not needed (shared, or a Subscription Identifier) and
+ * it is free and fits, else an allocation of its own with its link (and
+ * its mq_subx when `x`) before it. */
+static mq_subopt *sub_alloc(mq_sess *s, size_t fl, bool x)
+{
+    mq_stail *st = mq_st(s);
+    if (!x && !st->inl && sizeof(mq_subopt) + fl + 1 <= inl_room(s)) {
+        mq_subopt *o = (mq_subopt *)(void *)st->sub;
+        memset(o, 0, sizeof(mq_subopt) + fl + 1);
+        o->inl = true;
+        st->inl = true;
+        return o;
+    }
+    size_t before = (x ? sizeof(mq_subx) : 0) + sizeof(mq_subopt *);
+    char *p = ax_calloc(1, before + sizeof(mq_subopt) + fl + 1);
     if (!p) return NULL;
     mq_subopt *o = (mq_subopt *)(void *)(p + before);
     o->x = x;
     return o;
 }
 
-static void sub_free(mq_subopt *o)
+static void sub_free(mq_sess *s, mq_subopt *o)
 {
-    if (o) ax_free(o->x ? (void *)mq_subx_of(o) : (void *)o);
+    if (!o) return;
+    if (o->inl)
+        mq_st(s)->inl = false;
+    else
+        ax_free(o->x ? (void *)mq_subx_of(o) : (void *)mq_sub_nextp(o));
+}
+
+/* Into the session's list: the inline one last (it has no link), the
+ * others first. */
+static void sub_link(mq_sess *s, mq_subopt *o)
+{
+    if (o->inl) {
+        mq_subopt **p = &s->subs;
+        while (*p)
+            p = mq_sub_nextp(*p); /* (none is inline: o was free) */
+        *p = o;
+    } else {
+        *mq_sub_nextp(o) = s->subs;
+        s->subs = o;
+    }
 }
 
 static mq_subopt *sub_find(mq_sess *s, const char *f, size_t len, mq_subopt ***link)
 {
-    for (mq_subopt **p = &s->subs; *p; p = &(*p)->next)
+    for (mq_subopt **p = &s->subs; p && *p; p = mq_sub_nextp(*p))
         if (strlen((*p)->filter) == len && memcmp((*p)->filter, f, len) == 0) {
             if (link) *link = p;
             return *p;
@@ -1024,14 +1087,12 @@ static mq_subopt *sub_find(mq_sess *s, const char *f, size_t len, mq_subopt ***l
 static void sub_drop(mq_sess *s, mq_subopt **link)
 {
     mq_subopt *o = *link;
-    *link = o->next;
+    *link = mq_sub_next(o);
     if (mq_sub_group(o))
         group_leave(o);
-    else {
-        if (mq_sess_sub(s)) hub_unsubscribe(mq_sess_sub(s), hub_filter(o));
-        s->ndirect--;
-    }
-    sub_free(o);
+    else if (mq_sess_sub(s))
+        hub_unsubscribe(mq_sess_sub(s), hub_filter(o));
+    sub_free(s, o);
 }
 
 typedef struct retained_ctx {
@@ -1075,42 +1136,40 @@ uint8_t mq_sess_subscribe(mq_sess *s, const ax_mqtt_sub *sub, uint32_t sub_id, b
     if (fl > HUB_MAX_TOPIC + 64 || fl - hoff > HUB_MAX_TOPIC ||
         !hub_filter_valid(f + hoff, fl - hoff))
         return AX_MQTT_RC_TOPIC_FILTER_INVALID;
-    mq_subopt *o = sub_alloc(fl, sub->share.len || sub_id);
+    char hf[HUB_MAX_TOPIC + 1]; /* the hub's filter */
+    memcpy(hf, f + hoff, fl - hoff);
+    hf[fl - hoff] = '\0';
+    if (mq_sess_id(s) && !auth_may_subscribe(mq_sess_id(s), hf)) return AX_MQTT_RC_NOT_AUTHORIZED;
+    mq_subopt **link;
+    *existed = sub_find(s, f, fl, &link) != NULL;
+    if (*existed) sub_drop(s, link); /* replaced, options and all (its room too, if inline) */
+    mq_subopt *o = sub_alloc(s, fl, sub->share.len || sub_id);
     if (!o) return AX_MQTT_RC_UNSPECIFIED;
     memcpy(o->filter, f, fl);
     if (o->x) {
         mq_subx_of(o)->hoff = (uint16_t)hoff;
         mq_subx_of(o)->sub_id = sub_id;
     }
-    if (mq_sess_id(s) && !auth_may_subscribe(mq_sess_id(s), hub_filter(o))) {
-        sub_free(o);
-        return AX_MQTT_RC_NOT_AUTHORIZED;
-    }
     o->qos = sub->qos;
     o->no_local = sub->no_local;
     o->rap = sub->retain_as_published;
-    mq_subopt **link;
-    *existed = sub_find(s, f, fl, &link) != NULL;
-    if (*existed) sub_drop(s, link); /* replaced, options and all */
     uint8_t rc = 0;
     if (sub->share.len) {
         rc = group_join(s, o, sub);
     } else if (mq_sess_g(s)->hand && (hand_since(mq_sess_g(s), hub_filter(o)) >= 0 ||
                                       !hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))) {
-        s->ndirect++; /* subscribed after the load, from where the old owner stopped */
+        /* subscribed after the load, from where the old owner stopped */
     } else {
         int e = hub_subscribe(mq_sess_sub(s), hub_filter(o), -1, false);
         rc = e == 0              ? 0
              : e == HUB_EFILTERS ? AX_MQTT_RC_QUOTA_EXCEEDED
                                  : AX_MQTT_RC_TOPIC_FILTER_INVALID;
-        if (!rc) s->ndirect++;
     }
     if (rc) {
-        sub_free(o);
+        sub_free(s, o);
         return rc;
     }
-    o->next = s->subs;
-    s->subs = o;
+    sub_link(s, o);
     return o->qos;
 }
 
@@ -1192,7 +1251,7 @@ int mq_rel_add(mq_sess *s, uint16_t pid)
         uint64_t tk = 0;
         hub_state_put(mq_sess_g(s)->sv->hub, NS_REL, key, row_key(s, key, pid, 2), "", 0, &tk);
         note(mq_sess_g(s), tk);
-        s->saved = true;
+        mq_st(s)->saved = true;
     }
     return 0;
 }
@@ -1202,7 +1261,7 @@ bool mq_rel_del(mq_sess *s, uint16_t pid)
     for (uint32_t i = 0; i < s->fl->nrel; i++)
         if (s->fl->rel[i] == pid) {
             s->fl->rel[i] = s->fl->rel[--s->fl->nrel];
-            if (s->saved && !mq_sess_g(s)->loading) {
+            if (mq_st(s)->saved && !mq_sess_g(s)->loading) {
                 uint8_t key[MQ_MAX_CLIENT_ID + 3];
                 uint64_t tk = 0;
                 hub_state_put(mq_sess_g(s)->sv->hub, NS_REL, key, row_key(s, key, pid, 2), NULL, 0,
@@ -1252,10 +1311,11 @@ mq_sess *mq_sess_new(gw_mqtt *g, const char *cid, size_t len)
 {
     /* in its hub subscriber's allocation (hub_sub_new_ext(): one chunk
      * less for an idle client); the client id follows */
-    hub_sub *hs = hub_sub_new_ext(g->sv->hub, &sess_ops, g, NULL, sizeof(mq_sess) + len + 1);
+    hub_sub *hs = hub_sub_new_ext(g->sv->hub, &sess_ops, g, NULL, sess_ext(len));
     if (!hs) return NULL;
     mq_sess *s = hub_sub_ext(hs);
     s->fl = (mq_flight *)&no_flight;
+    s->link.klen = (uint32_t)len; /* (mq_st(); hub_lmap_add sets it too) */
     if (hub_lmap_add(&g->by_id, &s->link, cid, len) != 0) {
         hub_sub_free(hs);
         return NULL;
@@ -1302,8 +1362,7 @@ void mq_sess_free(mq_sess *s, bool quiet)
 
 void mq_sess_resume(mq_sess *s)
 {
-    mq_conn *c = s->conn;
-    s->gone_s = 0;
+    mq_conn *c = mq_sess_conn(s);
     for (uint32_t k = 0; k < s->fl->out_n; k++) {
         mq_out *o = out_at(s, k);
         if (s->fl->gates && gated(s, o->pid)) continue; /* it leaves when its row is in */
@@ -1312,17 +1371,16 @@ void mq_sess_resume(mq_sess *s)
         else if (o->state == MQ_OUT_COMP)
             mq_send_ack(c, AX_MQTT_PUBREL, o->pid, 0);
     }
-    s->hub_blocked = true; /* the hub may hold messages from before */
+    mq_st(s)->hub_blocked = true; /* the hub may hold messages from before */
     mq_sess_pump(s);
 }
 
 void mq_sess_detach(mq_sess *s)
 {
-    s->conn = NULL;
-    s->gone_s = mq_gone_stamp(ax_loop_now(mq_sess_g(s)->sv->loop));
-    mq_sess_ttl(s);                         /* the expiry counts from now */
-    if (mq_sess_sub(s) && s->hub_blocked) { /* what the hub holds goes to the queue now */
-        s->hub_blocked = false;
+    mq_sess_set_gone(s, mq_gone_stamp(ax_loop_now(mq_sess_g(s)->sv->loop)));
+    mq_sess_ttl(s);                                /* the expiry counts from now */
+    if (mq_sess_sub(s) && mq_st(s)->hub_blocked) { /* what the hub holds goes to the queue now */
+        mq_st(s)->hub_blocked = false;
         hub_sub_writable(mq_sess_sub(s));
     }
 }
@@ -1336,7 +1394,7 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
     if (vlen < 11 || klen > MQ_MAX_CLIENT_ID || vlen < 11u + p[4]) return;
     mq_sess *s = mq_sess_new(g, key, klen);
     if (!s) return;
-    s->expiry_s = (uint32_t)hub_get_be(p, 4);
+    mq_set_expiry(s, (uint32_t)hub_get_be(p, 4));
     size_t ol = p[4];
     if (ol && (!mq_flight_get(s) || !(s->fl->owner = ax_malloc(ol + 1)))) {
         mq_sess_free(s, true); /* (out of memory: it would lose its owner) */
@@ -1347,7 +1405,8 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
         s->fl->owner[ol] = '\0';
     }
     p += 5 + ol;
-    s->next_pid = (uint16_t)hub_get_be(p, 2);
+    uint16_t pid = (uint16_t)hub_get_be(p, 2);
+    if (pid && mq_flight_get(s)) s->fl->next_pid = pid; /* (else ids start again at 1) */
     uint32_t n = (uint32_t)hub_get_be(p + 2, 4);
     p += 6;
     for (uint32_t i = 0; i < n && end - p >= 10; i++) {
@@ -1365,8 +1424,8 @@ static void load_sess(const void *key, size_t klen, const void *val, size_t vlen
         }
         p += 10 + fl;
     }
-    s->gone_s = mq_gone_stamp(ax_loop_now(g->sv->loop));
-    s->saved = true;
+    mq_sess_set_gone(s, mq_gone_stamp(ax_loop_now(g->sv->loop)));
+    mq_st(s)->saved = true;
 }
 
 /* A row's session: the client id before the NUL of the key. */
@@ -1470,7 +1529,7 @@ static size_t hand_seen_size(const mq_sess *s)
 static void hand_write(mq_sess *s)
 {
     size_t n = 9 + 10 + hand_seen_size(s), cl = strlen(mq_cid(s));
-    for (const mq_subopt *o = s->subs; o; o = o->next)
+    for (const mq_subopt *o = s->subs; o; o = mq_sub_next(o))
         if (!mq_sub_group(o) && hub_topic_valid(hub_filter(o), strlen(hub_filter(o))))
             n += strlen(hub_filter(o)) + 9;
     uint8_t *v = ax_malloc(n), key[MQ_MAX_CLIENT_ID + 2];
@@ -1479,7 +1538,7 @@ static void hand_write(mq_sess *s)
     hand_put(&w, "", 0, (uint64_t)wall_ms());
     uint64_t mark = hub_backplane_mark(mq_sess_g(s)->sv->hub);
     if (mark) hand_put(&w, MQ_HAND_MARK, 1, mark);
-    for (const mq_subopt *o = s->subs; o; o = o->next) {
+    for (const mq_subopt *o = s->subs; o; o = mq_sub_next(o)) {
         const char *f = hub_filter(o);
         size_t fl = strlen(f);
         if (mq_sub_group(o) || !hub_topic_valid(f, fl)) continue;
@@ -1499,9 +1558,9 @@ static void on_claim(void *ud, const char *cid, bool release)
     gw_mqtt *g = ud;
     mq_sess *s = mq_sess_find(g, cid, strlen(cid));
     if (!s) return;
-    if (s->conn) mq_take_over(s);
-    if (release && s->expiry_s) hand_write(s);
-    bool keep = s->expiry_s != 0;
+    if (mq_sess_conn(s)) mq_take_over(s);
+    if (release && mq_expiry(s)) hand_write(s);
+    bool keep = mq_expiry(s) != 0;
     g->loading = keep; /* nothing written: the rows are the claimer's now */
     mq_sess_free(s, keep);
     g->loading = false;
@@ -1586,7 +1645,7 @@ static void load_rows(gw_mqtt *g, const char *cid, redis_row *rows, size_t n)
     }
     g->loading = false;
     mq_sess *s = g->hand ? mq_sess_find(g, cid, cl) : NULL;
-    for (const mq_subopt *o = s ? s->subs : NULL; o; o = o->next) {
+    for (const mq_subopt *o = s ? s->subs : NULL; o; o = mq_sub_next(o)) {
         if (!mq_sub_group(o) && !hub_topic_valid(hub_filter(o), strlen(hub_filter(o)))) {
             hand_wild(g, s, hub_filter(o));
             continue;

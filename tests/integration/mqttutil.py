@@ -63,6 +63,8 @@ class Client:
             self._cond.notify_all()
 
     def _on_unsubscribe(self, c, ud, mid, props=None, codes=None):
+        if codes is not None:  # 5.0: one or a list of paho's ReasonCodes: their values
+            codes = [getattr(x, "value", x) for x in (codes if isinstance(codes, list) else [codes])]
         with self._cond:
             self.acks[mid] = codes
             self._cond.notify_all()

@@ -257,6 +257,60 @@ def v5_options_no_local_sub_id_alias_props():
 
 
 @t.test
+def subscriptions_in_and_out_of_the_sessions_room():
+    """A plain subscription with a short filter is kept in its session's
+    own allocation (mq_stail, one per session), the others each in one of
+    their own: the room taken, freed by UNSUBSCRIBE and by a replacing
+    SUBSCRIBE (with or without an identifier), and taken again."""
+    srv = Serve("-d", "none")
+    c = Client(srv.mqtt_port, "room", version=V5)
+    c.connect()
+    o = Client(srv.mqtt_port, "room-pub", version=V5)
+    o.connect()
+
+    def got(*topics):
+        """Each of `topics` published once: what arrives, (topic, QoS,
+        subscription identifiers), then nothing more."""
+        for tp in topics:
+            o.publish(tp, tp.encode(), qos=1)
+        r = []
+        for _ in topics:
+            m = c.get()
+            r.append((m.topic, m.qos, getattr(m.properties, "SubscriptionIdentifier", None)))
+        t.ok(c.none(0.2), "nothing more")
+        return sorted(r)
+
+    t.eq(c.subscribe("a-rather-long/filter/#", 1), [1], "a long filter (its own chunk)")
+    t.eq(c.subscribe("a/1", 0), [0], "a short one (the room)")
+    t.eq(c.subscribe("b/2", 1), [1], "another (the room is taken)")
+    t.eq(got("a/1", "b/2", "a-rather-long/filter/x"),
+         [("a-rather-long/filter/x", 1, None), ("a/1", 0, None), ("b/2", 1, None)], "all three")
+    t.eq(c.unsubscribe("a/1"), [0], "UNSUBSCRIBE the one in the room")
+    t.eq(got("b/2", "a-rather-long/filter/y"), [("a-rather-long/filter/y", 1, None), ("b/2", 1, None)],
+         "the others still")
+    o.publish("a/1", b"gone", qos=1)
+    t.ok(c.none(), "a/1 no more")
+    t.eq(c.subscribe("c/3", 0), [0], "the room again")
+    t.eq(c.subscribe("c/3", 1), [1], "replaced with QoS 1, in the room")
+    t.eq(got("c/3"), [("c/3", 1, None)], "its new options")
+    t.eq(c.subscribe("c/3", 1, props=v5props("SUBSCRIBE", SubscriptionIdentifier=9)), [1],
+         "replaced with an identifier (out of the room)")
+    t.eq(c.subscribe("d/4", 1), [1], "the room for another")
+    t.eq(got("c/3", "d/4"), [("c/3", 1, [9]), ("d/4", 1, None)], "identifier kept, d/4 in")
+    t.eq(c.subscribe("c/3", 0), [0], "replaced without an identifier (the room is d/4's)")
+    t.eq(got("c/3", "d/4"), [("c/3", 0, None), ("d/4", 1, None)], "both")
+    for f in ("d/4", "b/2", "c/3", "a-rather-long/filter/#"):
+        t.eq(c.unsubscribe(f), [0], "UNSUBSCRIBE %s" % f)
+    for tp in ("b/2", "c/3", "d/4", "a-rather-long/filter/z"):
+        o.publish(tp, b"none", qos=1)
+    t.ok(c.none(), "none left")
+    t.eq(c.unsubscribe("d/4"), [0x11], "no subscription existed")
+    o.close()
+    c.close()
+    mqttutil.stop_clean(t, srv)
+
+
+@t.test
 def maximum_packet_size():
     srv = Serve("-d", "none")
     c = Client(srv.mqtt_port, "small", version=V5,
