@@ -13,10 +13,8 @@ TEST(conn_byte_counts_carry_past_4_gib)
 {
     ax_loop *loop = tu_loop();
     tu_server s;
-    tu_echo_listen(&s, loop, "tcp://127.0.0.1:0", NULL);
-    int fd = tu_connect(&s.addr, 0);
-    RUN_UNTIL(loop, s.last != NULL, 10000);
-    ax_conn *c = s.last;
+    int fd;
+    ax_conn *c = tu_echo_accept(&s, loop, &fd);
     ASSERT(c->x == NULL); /* accepted with the defaults: no side struct */
     /* as if 4 GiB - 3 bytes had gone each way already */
     c->bytes_in = UINT32_MAX - 2;

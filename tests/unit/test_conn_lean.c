@@ -77,10 +77,8 @@ TEST(conn_close_while_next_iteration_work_is_queued)
 {
     ax_loop *loop = tu_loop();
     tu_server s;
-    tu_echo_listen(&s, loop, "tcp://127.0.0.1:0", NULL);
-    int fd = tu_connect(&s.addr, 0);
-    RUN_UNTIL(loop, s.last != NULL, 10000);
-    ax_conn *c = s.last;
+    int fd;
+    ax_conn *c = tu_echo_accept(&s, loop, &fd);
     static ax_conn_cbs cbs;
     cbs = *c->cbs;
     cbs.on_close = lean_on_close;

@@ -1339,11 +1339,9 @@ TEST(tcp_user_data)
 {
     ax_loop *loop = tu_loop();
     tu_server s;
-    tu_echo_listen(&s, loop, "tcp://127.0.0.1:0", NULL);
-    int fd = tu_connect(&s.addr, 0);
-    RUN_UNTIL(loop, s.last != NULL, 3000);
+    int fd;
     int x;
-    ax_conn *c = s.last;
+    ax_conn *c = tu_echo_accept(&s, loop, &fd);
     ax_conn_set_data(c, &x);
     ASSERT(ax_conn_data(c) == &x);
     ax_conn_set_data(c, &s);

@@ -365,6 +365,14 @@ void tu_echo_listen(tu_server *s, ax_loop *loop, const char *url, const ax_conn_
     ax_addr_format(&s->addr, s->url, sizeof s->url);
 }
 
+ax_conn *tu_echo_accept(tu_server *s, ax_loop *loop, int *fd)
+{
+    tu_echo_listen(s, loop, "tcp://127.0.0.1:0", NULL);
+    *fd = tu_connect(&s->addr, 0);
+    RUN_UNTIL(loop, s->last != NULL, 10000);
+    return s->last;
+}
+
 /* ---- counting allocator ------------------------------------------------ */
 
 /* Each block carries its size in a header as large as max_align_t, so the

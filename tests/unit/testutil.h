@@ -122,6 +122,10 @@ typedef struct tu_server {
 
 /* Listen on `url` (port 0 is fine) and fill s; fails the test on error. */
 void tu_echo_listen(tu_server *s, ax_loop *loop, const char *url, const ax_conn_opts *o);
+/* An echo server on tcp://127.0.0.1:0 and one client of it: the client's
+ * socket in *fd, the accepted connection returned (fails the test if it
+ * is not accepted within 10 s). */
+ax_conn *tu_echo_accept(tu_server *s, ax_loop *loop, int *fd);
 
 /* The counting allocator.  tu_alloc_install() must run before any other
  * axon call of the test.  Live counts cover only memory axon allocated
