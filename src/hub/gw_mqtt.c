@@ -166,10 +166,10 @@ static void ack_queue2(mq_conn *c, unsigned type, uint16_t pid, uint8_t code, ui
     w->ready = !ticket;
     if (ticket && then) { /* both waited for at once: either may be answered first */
         w->pending = 2;
-        if (hub_ack_wait(c->g->sv->hub, &w->ack2, then, wait2_done) != 0) w->pending = 1;
+        if (hub_ack_wait(mq_gw(c)->sv->hub, &w->ack2, then, wait2_done) != 0) w->pending = 1;
     }
-    if (ticket && hub_ack_wait(c->g->sv->hub, &w->ack, ticket, wait_done) != 0) {
-        if (w->pending == 2) hub_ack_cancel(c->g->sv->hub, &w->ack2);
+    if (ticket && hub_ack_wait(mq_gw(c)->sv->hub, &w->ack, ticket, wait_done) != 0) {
+        if (w->pending == 2) hub_ack_cancel(mq_gw(c)->sv->hub, &w->ack2);
         w->ready = true;
     }
     w->next = x->wtail ? x->wtail->next : w;
@@ -186,8 +186,8 @@ static void waits_cancel(mq_conn *c)
 {
     mq_wait *w;
     while ((w = wait_pop(c, false))) {
-        if (!w->ready) hub_ack_cancel(c->g->sv->hub, &w->ack);
-        if (!w->ready && w->pending) hub_ack_cancel(c->g->sv->hub, &w->ack2);
+        if (!w->ready) hub_ack_cancel(mq_gw(c)->sv->hub, &w->ack);
+        if (!w->ready && w->pending) hub_ack_cancel(mq_gw(c)->sv->hub, &w->ack2);
         ax_free(w);
     }
 }
@@ -204,7 +204,7 @@ static void refuse(mq_conn *c, uint8_t code, const char *why)
         ax_mqtt_props_set(&p.u.connack.props, AX_MQTT_PROP_REASON_STRING);
     }
     mq_send(c, &p);
-    GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+    GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
     ax_log(AX_LOG_INFO, "mqtt: connection refused: %s", why);
     mq_close(c, 0, NULL);
 }
@@ -225,7 +225,7 @@ static ax_conn *conn_of(const mq_conn *c)
 
 static uint8_t identify(mq_conn *c, const ax_mqtt_connect *cn, const char *cid, auth_identity **id)
 {
-    serve *sv = c->g->sv;
+    serve *sv = mq_gw(c)->sv;
     ax_addr peer, *from = ax_conn_peer(conn_of(c), &peer) == 0 ? &peer : NULL;
     *id = NULL;
     if (!sv->auth) return 0;
@@ -339,7 +339,7 @@ static bool same_user(const mq_sess *s, const auth_identity *id)
 static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
                             const auth_identity *id, bool *present)
 {
-    mq_sess *s = mq_sess_find(c->g, cid, cl);
+    mq_sess *s = mq_sess_find(mq_gw(c), cid, cl);
     *present = false;
     if (s && mq_sess_conn(s)) mq_take_over(s);
     if (s && (clean || !same_user(s, id))) {
@@ -352,7 +352,7 @@ static mq_sess *session_for(mq_conn *c, const char *cid, size_t cl, bool clean,
         *present = true;
         return s;
     }
-    return mq_sess_new(c->g, cid, cl);
+    return mq_sess_new(mq_gw(c), cid, cl);
 }
 
 /* The Receive Maximum the broker announces (5.0): mqtt_inflight, as for
@@ -403,9 +403,9 @@ static void connack(mq_conn *c, const connack_info *ci)
         }
         pr->topic_alias_max = ALIAS_MAX;
         ax_mqtt_props_set(pr, AX_MQTT_PROP_TOPIC_ALIAS_MAX);
-        pr->receive_max = recv_max_in(c->g);
+        pr->receive_max = recv_max_in(mq_gw(c));
         ax_mqtt_props_set(pr, AX_MQTT_PROP_RECEIVE_MAX);
-        pr->max_packet_size = (uint32_t)max_packet(c->g);
+        pr->max_packet_size = (uint32_t)max_packet(mq_gw(c));
         ax_mqtt_props_set(pr, AX_MQTT_PROP_MAX_PACKET_SIZE);
     }
     mq_send(c, &p);
@@ -451,7 +451,7 @@ static bool is_scram(const ax_mqtt_props *pr)
  * AUTH packet, the CONNECT kept for later. */
 static void start_auth(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw, size_t rl)
 {
-    serve *sv = c->g->sv;
+    serve *sv = mq_gw(c)->sv;
     ax_addr peer, *from = ax_conn_peer(conn_of(c), &peer) == 0 ? &peer : NULL;
     if (!is_scram(&cn->props))
         return refuse(c, AX_MQTT_RC_BAD_AUTH_METHOD,
@@ -485,7 +485,7 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
 /* AUTH: the client-final message; the CONNECT goes on as the user proved. */
 static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
 {
-    serve *sv = c->g->sv;
+    serve *sv = mq_gw(c)->sv;
     mq_auth *a = c->x ? c->x->auth : NULL;
     if (!a)
         return mq_close(c, c->s ? AX_MQTT_RC_NOT_AUTHORIZED : AX_MQTT_RC_PROTOCOL_ERROR,
@@ -493,7 +493,7 @@ static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
     if (ap->code != AX_MQTT_RC_CONTINUE_AUTH || !is_scram(&ap->props))
         return refuse(c, AX_MQTT_RC_PROTOCOL_ERROR, "AUTH: continue with " AUTH_SCRAM_MECH);
     ax_mqtt_packet pkt;
-    int n = ax_mqtt_parse(a->raw, a->len, AX_MQTT_V5, max_packet(c->g), &pkt);
+    int n = ax_mqtt_parse(a->raw, a->len, AX_MQTT_V5, max_packet(mq_gw(c)), &pkt);
     if (n <= 0 || pkt.type != AX_MQTT_CONNECT)
         return refuse(c, AX_MQTT_RC_SERVER_UNAVAILABLE, "the CONNECT kept is unreadable");
     char cid[MQ_MAX_CLIENT_ID + 1];
@@ -519,7 +519,7 @@ static void do_auth(mq_conn *c, const ax_mqtt_reason_pkt *ap)
 static void do_connect(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw, size_t rl)
 {
     c->version = cn->level;
-    c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* keep alive counts from here */
+    c->last_in_ms = (uint32_t)ax_loop_now(mq_gw(c)->sv->loop); /* keep alive counts from here */
     if (cn->client_id.len > MQ_MAX_CLIENT_ID)
         return refuse(c, AX_MQTT_RC_CLIENT_ID_INVALID, "client id longer than 256 bytes");
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&cn->props, AX_MQTT_PROP_AUTH_METHOD))
@@ -532,7 +532,7 @@ static void do_connect(mq_conn *c, const ax_mqtt_connect *cn, const uint8_t *raw
 static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *given,
                        const char *adata, size_t alen)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     bool v5 = c->version == AX_MQTT_V5;
     char cid[MQ_MAX_CLIENT_ID + 1];
     size_t cl = cn->client_id.len;
@@ -600,7 +600,7 @@ static void connect_as(mq_conn *c, const ax_mqtt_connect *cn, auth_identity *giv
 void mq_connect_finish(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
                        const mq_connect_args *a)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     bool v5 = c->version == AX_MQTT_V5;
     uint32_t expiry = a->expiry;
     bool present;
@@ -716,7 +716,7 @@ static uint64_t publish_hub(mq_conn *c, const ax_mqtt_publish *p, const char *to
                   .via = HUB_VIA_MQTT};
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&p->props, AX_MQTT_PROP_MESSAGE_EXPIRY))
         hp.expiry_s = p->props.message_expiry;
-    uint64_t seq = hub_publish_pub(c->g->sv->hub, &hp, ticket, err);
+    uint64_t seq = hub_publish_pub(mq_gw(c)->sv->hub, &hp, ticket, err);
     ax_free(big);
     return seq;
 }
@@ -727,9 +727,9 @@ static bool over_limit(mq_conn *c, size_t bytes)
 {
     hub_refusal ref = {0};
     char text[128];
-    hub_limit_kind k = serve_limit_msg(c->g->sv, "mqtt", conn_of(c), mq_lim(c), bytes, &ref);
+    hub_limit_kind k = serve_limit_msg(mq_gw(c)->sv, "mqtt", conn_of(c), mq_lim(c), bytes, &ref);
     if (k == HUB_LIMIT_OK) return false;
-    GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+    GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
     mq_close(c, AX_MQTT_RC_MESSAGE_RATE_TOO_HIGH, serve_limit_text(k, &ref, text, sizeof text));
     return true;
 }
@@ -751,7 +751,7 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     mq_sess *s = c->s;
     bool v5 = c->version == AX_MQTT_V5;
     unsigned ack = p->qos == 2 ? AX_MQTT_PUBREC : AX_MQTT_PUBACK;
-    GW_ADD(c->g->sv->gw[GW_MQTT].msgs_in, 1);
+    GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].msgs_in, 1);
     ax_mqtt_str t;
     if (!topic_of(c, p, &t)) return;
     char topic[HUB_MAX_TOPIC + 1];
@@ -768,14 +768,14 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
         ack_queue(c, AX_MQTT_PUBREC, p->packet_id, 0, 0);
         return;
     }
-    if (v5 && p->qos && unacked_in(c) >= recv_max_in(c->g)) { /* 5.0 3.3.4 */
-        GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+    if (v5 && p->qos && unacked_in(c) >= recv_max_in(mq_gw(c))) { /* 5.0 3.3.4 */
+        GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
         mq_close(c, AX_MQTT_RC_RECEIVE_MAX_EXCEEDED,
                  "more unacknowledged PUBLISHes than the Receive Maximum");
         return;
     }
     if (code) {
-        GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+        GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
         if (!v5 && code != AX_MQTT_RC_NOT_AUTHORIZED)
             mq_close(c, 0, "a topic the hub cannot take");
         else if (p->qos) /* 3.1.1: acknowledged and dropped (3.3.5) */
@@ -784,9 +784,9 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
     }
     uint64_t ticket = 0;
     int err = 0;
-    c->g->last_ticket = 0; /* what persistent sessions store of it is waited for too */
+    mq_gw(c)->last_ticket = 0; /* what persistent sessions store of it is waited for too */
     if (!publish_hub(c, p, topic, &ticket, &err)) {
-        GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+        GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
         if (!v5 && p->qos) /* no way to say it: the client sends it again later */
             mq_close(c, 0, hub_strerror(err));
         else if (p->qos)
@@ -798,10 +798,10 @@ static void do_publish(mq_conn *c, const ax_mqtt_publish *p)
         return;
     }
     uint64_t then = 0; /* the store commits in order; Redis's links answer each alone */
-    if (c->g->sv->bp && ticket && c->g->last_ticket && c->g->last_ticket != ticket)
-        then = c->g->last_ticket;
-    else if (c->g->last_ticket > ticket)
-        ticket = c->g->last_ticket;
+    if (mq_gw(c)->sv->bp && ticket && mq_gw(c)->last_ticket && mq_gw(c)->last_ticket != ticket)
+        then = mq_gw(c)->last_ticket;
+    else if (mq_gw(c)->last_ticket > ticket)
+        ticket = mq_gw(c)->last_ticket;
     if (p->qos) ack_queue2(c, ack, p->packet_id, 0, ticket, then);
 }
 
@@ -878,7 +878,7 @@ static void do_disconnect(mq_conn *c, const ax_mqtt_reason_pkt *d)
 {
     mq_sess *s = c->s;
     if (c->version == AX_MQTT_V5 && ax_mqtt_props_has(&d->props, AX_MQTT_PROP_SESSION_EXPIRY)) {
-        uint32_t e = d->props.session_expiry, cap = c->g->sv->cfg->mqtt_session_expiry_s;
+        uint32_t e = d->props.session_expiry, cap = mq_gw(c)->sv->cfg->mqtt_session_expiry_s;
         mq_set_expiry(s, e > cap ? cap : e);
         mq_sess_save(s);
     }
@@ -945,7 +945,7 @@ static void on_packet(mq_conn *c, const ax_mqtt_packet *p, const uint8_t *raw, s
  * true: stop parsing. */
 static bool hold(mq_conn *c)
 {
-    redis_bp *b = c->g->sv->bp;
+    redis_bp *b = mq_gw(c)->sv->bp;
     if (!b || !c->s) return false;
     if (c->x && c->x->held) return true;
     if (!redis_bp_hold(b)) return false;
@@ -954,7 +954,7 @@ static bool hold(mq_conn *c)
         return false;
     }
     c->x->held = true;
-    c->g->nheld++;
+    mq_gw(c)->nheld++;
     ax_conn_pause(conn_of(c));
     return true;
 }
@@ -965,13 +965,14 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
     if (c->version)
-        c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (before CONNECT: the open time) */
+        c->last_in_ms =
+            (uint32_t)ax_loop_now(mq_gw(c)->sv->loop); /* (before CONNECT: the open time) */
     while (off < len && !c->closing) {
         ax_mqtt_packet pkt;
-        int n = ax_mqtt_parse(buf + off, len - off, parse_version(c), max_packet(c->g), &pkt);
+        int n = ax_mqtt_parse(buf + off, len - off, parse_version(c), max_packet(mq_gw(c)), &pkt);
         if (n == AX_MQTT_INCOMPLETE) break;
         if (n < 0) {
-            GW_ADD(c->g->sv->gw[GW_MQTT].errors, 1);
+            GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].errors, 1);
             if (!c->version && -n == AX_MQTT_RC_UNSUPPORTED_VERSION)
                 refuse(c, AX_MQTT_RC_UNSUPPORTED_VERSION, "unsupported protocol version");
             else
@@ -983,19 +984,20 @@ static size_t on_bytes(mq_conn *c, const uint8_t *buf, size_t len)
         off += (size_t)n;
     }
     if (c->closing) off = len;
-    GW_ADD(c->g->sv->gw[GW_MQTT].bytes_in, off); /* (the rest comes again with more) */
+    GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].bytes_in, off); /* (the rest comes again with more) */
     return off;
 }
 
 /* ---- connections ------------------------------------------------------------------------------
  */
 
+__thread gw_mqtt *mq_thread_gw;
+
 /* With room for its share of the limits after it (mq_lim) when `lim`. */
-static mq_conn *conn_alloc(gw_mqtt *g, bool lim)
+static mq_conn *conn_alloc(bool lim)
 {
     mq_conn *c = ax_calloc(1, sizeof(*c) + (lim ? sizeof(hub_limits_conn) : 0));
     if (!c) return NULL;
-    c->g = g;
     return c;
 }
 
@@ -1008,7 +1010,7 @@ mq_cx *mq_cx_get(mq_conn *c)
 /* Counted; over WebSocket also listed (its cx is made with it: ws_upgrade). */
 static void conn_link(mq_conn *c)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     c->last_in_ms = (uint32_t)ax_loop_now(g->sv->loop);
     if (mq_ws(c)) {
         c->x->next = g->ws_conns;
@@ -1022,7 +1024,7 @@ static void conn_link(mq_conn *c)
 
 static void conn_gone(mq_conn *c)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     mq_cx *x = c->x;
     if (x && x->held) {
         g->nheld--;
@@ -1074,7 +1076,7 @@ static void tcp_open(ax_conn *conn)
         ax_conn_close(conn);
         return;
     }
-    if (!(c = conn_alloc(g, lim.ip))) {
+    if (!(c = conn_alloc(lim.ip))) {
         serve_limit_close(g->sv, &lim);
         ax_free(c);
         ax_conn_set_data(conn, NULL);
@@ -1124,7 +1126,6 @@ static const ax_conn_cbs tcp_cbs = {.on_open = tcp_open,
                                     .on_close = tcp_close};
 
 typedef struct each_ctx {
-    gw_mqtt *g;
     void (*fn)(mq_conn *c, void *ud);
     void *ud;
 } each_ctx;
@@ -1133,12 +1134,12 @@ static void each_tcp(ax_conn *conn, void *ud)
 {
     const each_ctx *e = ud;
     mq_conn *c = ax_conn_data(conn);
-    if (c && c->g == e->g) e->fn(c, e->ud); /* (NULL: refused or gone) */
+    if (c) e->fn(c, e->ud); /* (NULL: refused or gone) */
 }
 
 static void conns_each(gw_mqtt *g, void (*fn)(mq_conn *c, void *ud), void *ud)
 {
-    each_ctx e = {g, fn, ud};
+    each_ctx e = {fn, ud};
     ax_loop_each_conn(g->sv->loop, &tcp_cbs, each_tcp, &e);
     for (mq_conn *c = g->ws_conns, *next; c; c = next) {
         next = c->x->next; /* (fn may close c, not free it: on_close comes later) */
@@ -1152,8 +1153,8 @@ static void unhold_one(mq_conn *c, void *ud)
 {
     if (!c->x || !c->x->held || c->closing) return; /* (closing: conn_gone counts it) */
     c->x->held = false;
-    c->last_in_ms = (uint32_t)ax_loop_now(c->g->sv->loop); /* (its PINGREQs were not read) */
-    ax_conn_resume(conn_of(c));                            /* (what it kept comes again) */
+    c->last_in_ms = (uint32_t)ax_loop_now(mq_gw(c)->sv->loop); /* (its PINGREQs were not read) */
+    ax_conn_resume(conn_of(c));                                /* (what it kept comes again) */
     ++*(uint64_t *)ud;
     if (mq_ws(c) && c->x->in && c->x->in->len) ws_input(c); /* (what waited: ws_message) */
 }
@@ -1206,7 +1207,7 @@ static void ws_message(ax_ws *ws, const void *data, size_t len, bool binary)
         len -= used;
         if (!len || c->closing) return;
     }
-    size_t have = in ? in->len : 0, room = max_packet(c->g) + 8;
+    size_t have = in ? in->len : 0, room = max_packet(mq_gw(c)) + 8;
     if (c->x->held) room = 2 * room + WS_HELD_READ;
     if (have + len > room) return mq_close(c, AX_MQTT_RC_PACKET_TOO_LARGE, NULL);
     if (!in || have + len > in->cap) {
@@ -1235,7 +1236,7 @@ static void ws_close(ax_ws *ws, int code, const char *reason, size_t len)
     mq_conn *c = ax_ws_data(ws);
     (void)code, (void)reason, (void)len;
     if (c && !mq_ws(c)) { /* closed before on_open */
-        if (mq_lim(c)) serve_limit_close(c->g->sv, mq_lim(c));
+        if (mq_lim(c)) serve_limit_close(mq_gw(c)->sv, mq_lim(c));
         ax_free(c->x);
         ax_free(c);
     } else if (c) {
@@ -1259,8 +1260,8 @@ static void ws_upgrade(ax_http_req *r, void *ud)
         return;
     }
     const hub_limits *L = g->sv->limits;
-    mq_conn *c = conn_alloc(g, L && hub_limits_per_conn(L)); /* (room for its share) */
-    if (!c || !mq_cx_get(c)) { /* (its cx: its place in g->ws_conns) */
+    mq_conn *c = conn_alloc(L && hub_limits_per_conn(L)); /* (room for its share) */
+    if (!c || !mq_cx_get(c)) {                            /* (its cx: its place in g->ws_conns) */
         ax_free(c);
         serve_http_error(r, 500, "out of memory");
         return;
@@ -1438,6 +1439,7 @@ static void gw_free(gw_mqtt *g)
     ax_timer_free(g->sys);
     ax_timer_free(g->hand_tm);
     ax_free(g->dirtyv);
+    if (mq_thread_gw == g) mq_thread_gw = NULL;
     ax_free(g);
 }
 
@@ -1449,6 +1451,7 @@ static void *mqtt_start(serve *sv, const char *url, char *why, size_t why_len)
         return NULL;
     }
     g->sv = sv;
+    mq_thread_gw = g;
     const char *rp = sv->cfg->mqtt_response_prefix;
     if (*rp && (!hub_topic_valid(rp, strlen(rp)) || rp[0] == '$')) {
         snprintf(why, why_len, "mqtt_response_prefix '%s' is not a topic name", rp);

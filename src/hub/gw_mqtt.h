@@ -292,7 +292,6 @@ struct mq_cx {
  * gateway's: a TCP or TLS connection is found in its loop's
  * (ax_loop_each_conn), one over WebSocket in g->ws_conns (its cx). */
 struct mq_conn {
-    gw_mqtt *g;
     union {         /* which one: `on_ws` (mq_tcp, mq_ws) */
         ax_conn *c; /* TCP or TLS */
         ax_ws *ws;  /* from its on_open on */
@@ -308,7 +307,10 @@ struct mq_conn {
     bool on_ws : 1;   /* io.ws (set at its on_open) */
     bool has_lim : 1; /* its share of the limits follows it (mq_lim) */
 };
-/* 40 bytes, glibc's 48-byte chunk (56 before its cork went to its cx and
+/* 32 bytes, glibc's 48-byte chunk; 56 with its share of the limits
+ * (mq_lim), the 64-byte chunk (40, and 72 with its share, an 80-byte
+ * chunk, before its gateway was found from its thread (mq_gw) and the
+ * share's credits became 32 bits; 56 before its cork went to its cx and
  * its share of the limits, when one is on, into its own allocation; 88
  * before that share became an allocation of its own, made only when a
  * connection limit or a message rate is on, and its TCP and WebSocket
@@ -316,7 +318,21 @@ struct mq_conn {
  * the gateway's list and in its dirty list went (g->dirtyv), and its 5.0
  * topic alias maximum became its version's): an idle client's bytes,
  * docs/scale.md. */
-_Static_assert(sizeof(struct mq_conn) <= 40, "mq_conn grew: an idle MQTT client's bytes");
+_Static_assert(sizeof(struct mq_conn) <= 32, "mq_conn grew: an idle MQTT client's bytes");
+_Static_assert(sizeof(struct mq_conn) + sizeof(hub_limits_conn) <= 56,
+               "mq_conn and its share of the limits: glibc's 64-byte chunk");
+
+/* This thread's gateway (mqtt_start): one per loop, and a connection is
+ * used on its loop's thread only. */
+extern __thread gw_mqtt *mq_thread_gw;
+
+/* Its gateway (its loop's; 8 bytes less in every connection than a
+ * pointer to it). */
+static inline gw_mqtt *mq_gw(const mq_conn *c)
+{
+    (void)c;
+    return mq_thread_gw;
+}
 
 /* Its share of the limits (serve_limit_*), in the same allocation just
  * after it; NULL: none on (or not counted). */

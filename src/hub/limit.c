@@ -105,6 +105,9 @@ struct hub_limits {
     uint32_t nstripes, per_stripe; /* powers of two */
     uint64_t idle_ms;              /* untouched this long: the slot is idle */
     bool ip_rates;                 /* an address rate is set */
+    /* msg_rate's and byte_rate's credits in a hub_limits_conn are shifted
+     * right by this to fit 32 bits (0 for any cap below 2^32) */
+    uint8_t conn_shift[2];
     stripe *stripes;
     hub_ip *slots;
     _Atomic uint64_t conns, ips, evicted, overflowed, full_log_ms;
@@ -319,6 +322,29 @@ static bool conn_log_once(hub_limits_conn *c, hub_limit_kind k, uint64_t now_ms)
     return first;
 }
 
+/* The fewest bits a cap (<= HUB_RATE_MAX_CAP) is shifted right by to fit
+ * 32 bits (hub_limits_conn's credits). */
+static uint8_t conn_shift(const hub_rate *r)
+{
+    uint8_t s = 0;
+    while (r->n && (bucket_cap(r) >> s) > UINT32_MAX)
+        s++;
+    return s;
+}
+
+/* A connection's credits as kept (32 bits, rounded down) and back; a full
+ * bucket comes back exactly full. */
+static uint32_t credit_pack(const hub_limits *L, int i, uint64_t credit)
+{
+    return (uint32_t)(credit >> L->conn_shift[i]);
+}
+
+static uint64_t credit_unpack(const hub_limits *L, int i, uint32_t kept)
+{
+    uint64_t cap = bucket_cap(i ? &L->c.byte_rate : &L->c.msg_rate);
+    return kept == cap >> L->conn_shift[i] ? cap : (uint64_t)kept << L->conn_shift[i];
+}
+
 /* The connection's buckets, refilled up to now_ms.  A clock a little
  * behind the last one seen (another loop's) adds nothing. */
 static void conn_buckets(hub_limits *L, const hub_limits_conn *c, uint64_t now_ms, hub_bucket b[2])
@@ -326,16 +352,17 @@ static void conn_buckets(hub_limits *L, const hub_limits_conn *c, uint64_t now_m
     uint32_t d = (uint32_t)now_ms - c->last_ms;
     if ((int32_t)d < 0 && 0u - d < (1u << 20)) d = 0;
     uint64_t then = now_ms > d ? now_ms - d : 0;
-    b[0] = (hub_bucket){c->msgs, then};
-    b[1] = (hub_bucket){c->bytes, then};
+    b[0] = (hub_bucket){credit_unpack(L, 0, c->msgs), then};
+    b[1] = (hub_bucket){credit_unpack(L, 1, c->bytes), then};
     if (L->c.msg_rate.n) bucket_refill(&b[0], &L->c.msg_rate, now_ms);
     if (L->c.byte_rate.n) bucket_refill(&b[1], &L->c.byte_rate, now_ms);
 }
 
-static void conn_buckets_keep(hub_limits_conn *c, const hub_bucket b[2], uint64_t now_ms)
+static void conn_buckets_keep(const hub_limits *L, hub_limits_conn *c, const hub_bucket b[2],
+                              uint64_t now_ms)
 {
-    c->msgs = b[0].credit;
-    c->bytes = b[1].credit;
+    c->msgs = credit_pack(L, 0, b[0].credit);
+    c->bytes = credit_pack(L, 1, b[1].credit);
     uint32_t d = (uint32_t)now_ms - c->last_ms;
     if ((int32_t)d > 0) c->last_ms = (uint32_t)now_ms;
 }
@@ -370,14 +397,16 @@ hub_limit_kind hub_limits_conn_open(hub_limits *L, const struct sockaddr *sa, ui
     hub_bucket b[2];
     hub_bucket_init(&b[0], &L->c.msg_rate, now_ms);
     hub_bucket_init(&b[1], &L->c.byte_rate, now_ms);
-    c->msgs = b[0].credit;
-    c->bytes = b[1].credit;
+    c->msgs = credit_pack(L, 0, b[0].credit);
+    c->bytes = credit_pack(L, 1, b[1].credit);
     c->last_ms = (uint32_t)now_ms;
     return HUB_LIMIT_OK;
 }
 
-_Static_assert(sizeof(hub_limits_conn) == 32,
+_Static_assert(sizeof(hub_limits_conn) == 24,
                "hub_limits_conn: in every connection (docs/scale.md)");
+/* The most a cap is shifted (conn_shift): 2^62 >> 30 is still 2^32. */
+_Static_assert((HUB_RATE_MAX_CAP >> 31) <= UINT32_MAX, "a connection's credits fit 32 bits");
 
 void hub_limits_conn_close(hub_limits *L, hub_limits_conn *c, uint64_t now_ms)
 {
@@ -416,7 +445,7 @@ hub_limit_kind hub_limits_msg(hub_limits *L, hub_limits_conn *c, size_t bytes, u
     hub_limit_kind k = HUB_LIMIT_OK;
     hub_bucket b[2];
     conn_buckets(L, c, now_ms, b);
-    conn_buckets_keep(c, b, now_ms); /* the refill */
+    conn_buckets_keep(L, c, b, now_ms); /* the refill */
     uint64_t wait = hub_bucket_peek(&b[0], &L->c.msg_rate, 1, now_ms);
     if (wait) {
         k = HUB_LIMIT_MSG_RATE;
@@ -434,7 +463,7 @@ hub_limit_kind hub_limits_msg(hub_limits *L, hub_limits_conn *c, size_t bytes, u
     }
     hub_bucket_take(&b[0], &L->c.msg_rate, 1, now_ms);
     hub_bucket_take(&b[1], &L->c.byte_rate, bytes, now_ms);
-    conn_buckets_keep(c, b, now_ms);
+    conn_buckets_keep(L, c, b, now_ms);
     return HUB_LIMIT_OK;
 }
 
@@ -536,6 +565,8 @@ static void limits_layout(hub_limits *L)
                       bucket_refill_ms(&c->login_fail_rate));
     if (L->idle_ms < HUB_LIMITS_LOG_WINDOW_MS) L->idle_ms = HUB_LIMITS_LOG_WINDOW_MS;
     L->ip_rates = c->ip_msg_rate.n || c->ip_byte_rate.n;
+    L->conn_shift[0] = conn_shift(&c->msg_rate);
+    L->conn_shift[1] = conn_shift(&c->byte_rate);
 }
 
 static int random_key(uint64_t key[2])

@@ -149,13 +149,20 @@ typedef struct hub_limits hub_limits;
 typedef struct hub_ip hub_ip;
 
 /* A connection's share (embed it in the connection; loop thread only):
- * 32 bytes, in every connection.  Its two buckets (messages, bytes) share
- * one clock, the low 32 bits of the loop time they were refilled: an
- * interval is taken modulo 2^32 ms (a gap of 24 to 49 days fills them, as
- * any gap past the refill time does; one of just over 49.7 days counts
- * as a short one). */
+ * 24 bytes, in every connection (32 before its credits were 32 bits: an
+ * idle MQTT client with limits on is then 56 bytes with it, glibc's
+ * 64-byte chunk).  Its two buckets (messages, bytes) share one clock, the
+ * low 32 bits of the loop time they were refilled: an interval is taken
+ * modulo 2^32 ms (a gap of 24 to 49 days fills them, as any gap past the
+ * refill time does; one of just over 49.7 days counts as a short one).
+ * Their credits are kept in 32 bits: exactly when the bucket holds less
+ * than 2^32 (the default byte_rate's cap is 2MiB × 1000 < 2^31); a bigger
+ * one (a cap up to HUB_RATE_MAX_CAP, 2^62) is kept shifted right by as
+ * few bits as fit (at most 31), rounded down (never more than was there),
+ * except that a bucket within that last step of full reads as exactly full
+ * (a message above the burst still passes on a full bucket). */
 typedef struct hub_limits_conn {
-    uint64_t msgs, bytes; /* the buckets' credits */
+    uint32_t msgs, bytes; /* the buckets' credits (>> the rate's shift) */
     hub_ip *ip;           /* NULL when not counted (closed or refused) */
     uint32_t last_ms;     /* the buckets' clock */
     /* the log window's start (loop ms >> 10, its low 24 bits) << 8 | the

@@ -100,7 +100,7 @@ static void cork_put(gw_mqtt *g, mq_cork *k)
 /* In g->dirtyv until the turn's flush; false when out of memory. */
 static bool mark_dirty(mq_conn *c)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     if (c->dirty) return true;
     if (g->ndirty == g->dirty_cap) {
         uint32_t cap = g->dirty_cap ? g->dirty_cap * 2 : 64;
@@ -135,8 +135,8 @@ void mq_cork_flush(mq_conn *c)
         rc = buf ? ax_ws_send_binary(mq_ws(c), buf, off) : AX_ENOMEM;
         ax_free(buf);
     }
-    if (k->bytes) GW_ADD(c->g->sv->gw[GW_MQTT].bytes_out, k->bytes);
-    cork_put(c->g, k);
+    if (k->bytes) GW_ADD(mq_gw(c)->sv->gw[GW_MQTT].bytes_out, k->bytes);
+    cork_put(mq_gw(c), k);
     if (rc == 1) c->blocked = true;
     if (rc < 0) c->closing = true;
 }
@@ -146,11 +146,11 @@ void mq_cork_release(mq_conn *c)
 {
     mq_cork *k = mq_ck(c);
     if (k) {
-        cork_put(c->g, k);
+        cork_put(mq_gw(c), k);
         c->x->ck = NULL;
     }
     if (!c->dirty) return;
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     for (uint32_t i = g->ndirty; i-- > 0;) /* (from the end: the last written first) */
         if (g->dirtyv[i] == c) {
             g->dirtyv[i] = g->dirtyv[--g->ndirty];
@@ -189,7 +189,7 @@ static mq_cork *cork_for(mq_conn *c, size_t n)
     mq_cork *k = mq_ck(c);
     if (k && (k->n == MQ_CORK_IOV || k->used + n > MQ_CORK_SCRATCH)) mq_cork_flush(c);
     if (!mark_dirty(c) || !mq_cx_get(c)) return NULL;
-    if (!c->x->ck && !(c->x->ck = cork_get(c->g))) return NULL;
+    if (!c->x->ck && !(c->x->ck = cork_get(mq_gw(c)))) return NULL;
     return c->x->ck;
 }
 
@@ -271,7 +271,7 @@ static void emit_publish(mq_conn *c, hub_msg *m, uint8_t qos, bool retain, bool 
                                     (void *)(uintptr_t)v);
     if (!q0) return;
     size_t total = ax_slice_len(q0), plen = m->payload_len;
-    gw_stats *st = &c->g->sv->gw[GW_MQTT];
+    gw_stats *st = &mq_gw(c)->sv->gw[GW_MQTT];
     GW_ADD(st->msgs_out, 1);
     bool expiry = v == AX_MQTT_V5 && m->expiry_s;
     if (!qos && !retain && !sub_id && !expiry) {
@@ -1693,7 +1693,7 @@ static void claimed(void *ud, int status, const redis_row *rows, size_t n)
 bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
                    const mq_connect_args *a)
 {
-    gw_mqtt *g = c->g;
+    gw_mqtt *g = mq_gw(c);
     redis_bp *b = g->sv->bp;
     if (!b || mq_sess_find(g, cid, cl)) return false;
     mq_claim *q = ax_malloc(sizeof(*q) + cl + 1 + a->auth_len);
@@ -1716,7 +1716,7 @@ bool mq_sess_claim(mq_conn *c, const char *cid, size_t cl, auth_identity *id,
 
 void mq_sess_claim_cancel(mq_conn *c)
 {
-    for (mq_claim *q = c->g->claims; q; q = q->next)
+    for (mq_claim *q = mq_gw(c)->claims; q; q = q->next)
         if (q->c == c) q->c = NULL;
 }
 

@@ -252,6 +252,48 @@ TEST(limits_flooder_refused_others_keep_their_rate)
     hub_limits_free(L);
 }
 
+/* A connection keeps its credits in 32 bits (hub_limits_conn): the
+ * largest rates hub_limits_new() takes still work, a full bucket exactly. */
+TEST(limits_conn_credits_32_bits)
+{
+    hub_limits_conf c;
+    hub_limits_conf_default(&c);
+    /* caps of 2^62 credits, the most: 2^40 tokens a ms, and one token in
+     * 2^62 ms */
+    c.msg_rate = (hub_rate){HUB_RATE_MAX_N, 1, HUB_RATE_MAX_CAP};
+    c.byte_rate = (hub_rate){1, HUB_RATE_MAX_CAP, 1};
+    c.ip_msg_rate.n = c.ip_byte_rate.n = 0; /* (the connection's own, alone) */
+    hub_limits *L = make(&c);
+    peer p;
+    hub_limits_conn a, b;
+    hub_refusal r;
+    ASSERT_EQ(hub_limits_conn_open(L, ip(&p, "10.3.0.1"), 5, &a, &r), HUB_LIMIT_OK);
+    /* Full: a message above the byte burst passes, then none for 2^62 ms. */
+    ASSERT_EQ(hub_limits_msg(L, &a, 1000, 5, &r), HUB_LIMIT_OK);
+    ASSERT_EQ(hub_limits_msg(L, &a, 1, 6, &r), HUB_LIMIT_BYTE_RATE);
+    ASSERT_EQ(r.retry_ms, HUB_RATE_MAX_CAP - 1);
+    hub_limits_conn_close(L, &a, 6);
+    hub_limits_free(L);
+
+    /* A cap of 1000 × 2^32 (shifted 10 bits): exact at full, never more
+     * than was there below it. */
+    c.msg_rate = rate("1000/s");
+    c.byte_rate = rate("1GiB/s burst 4GiB");
+    L = make(&c);
+    ASSERT_EQ(hub_limits_conn_open(L, ip(&p, "10.3.0.2"), 0, &b, &r), HUB_LIMIT_OK);
+    ASSERT_EQ(hub_limits_msg(L, &b, (size_t)1 << 32, 0, &r), HUB_LIMIT_OK);
+    ASSERT_EQ(hub_limits_msg(L, &b, 1, 0, &r), HUB_LIMIT_BYTE_RATE);
+    ASSERT_EQ(r.retry_ms, 1);
+    /* 1,000 ms bring 1 GiB back. */
+    ASSERT_EQ(hub_limits_msg(L, &b, (size_t)1 << 30, 1000, &r), HUB_LIMIT_OK);
+    ASSERT_EQ(hub_limits_msg(L, &b, 1, 1000, &r), HUB_LIMIT_BYTE_RATE);
+    /* 4,000 ms more fill it again: exactly full. */
+    ASSERT_EQ(hub_limits_msg(L, &b, (size_t)1 << 32, 5000, &r), HUB_LIMIT_OK);
+    ASSERT_EQ(hub_limits_msg(L, &b, 1, 5000, &r), HUB_LIMIT_BYTE_RATE);
+    hub_limits_conn_close(L, &b, 5000);
+    hub_limits_free(L);
+}
+
 TEST(limits_address_rate_shared)
 {
     hub_limits_conf c;
